@@ -1,0 +1,204 @@
+//! Per-layer and total figures of a built [`Network`]: parameters (trainable, frozen), buffers,
+//! MACs, FLOPs, bytes of parameters and of each layer's output for a dtype, and the peak
+//! activation memory of an inference pass in which every tensor is freed after its last use.
+//! Generic over layer types: everything layer-specific comes through the `Layer` trait.
+
+use serde::Serialize;
+
+use crate::error::{Diagnostic, Error};
+use crate::graph::Network;
+use crate::layers::{Params, Shape};
+
+/// Element type for memory figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+    Int8,
+}
+
+impl Dtype {
+    pub fn bytes(self) -> u64 {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::Bf16 => 2,
+            Dtype::Int8 => 1,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Dtype> {
+        match s {
+            "f32" | "float32" => Some(Dtype::F32),
+            "f16" | "float16" | "half" => Some(Dtype::F16),
+            "bf16" | "bfloat16" => Some(Dtype::Bf16),
+            "int8" | "i8" => Some(Dtype::Int8),
+            _ => None,
+        }
+    }
+}
+
+/// Figures of one layer.
+#[derive(Debug, Clone)]
+pub struct LayerStats {
+    pub name: String,
+    pub op: &'static str,
+    pub label: String,
+    /// Producer names (`name` or `name:slot`).
+    pub inputs: Vec<String>,
+    pub outputs: Vec<Shape>,
+    pub params: Params,
+    pub macs: u64,
+    pub flops: u64,
+    /// Bytes of new memory its outputs take (0 for views such as flatten or dropout).
+    pub activation_bytes: u64,
+    /// Block instance path, if inside a block (e.g. `conv4.17`).
+    pub instance: Option<String>,
+}
+
+/// Sums over the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub params: u64,
+    pub trainable: u64,
+    pub buffers: u64,
+    pub macs: u64,
+    pub flops: u64,
+    pub param_bytes: u64,
+    pub buffer_bytes: u64,
+    pub activation_bytes: u64,
+    pub peak_activation_bytes: u64,
+}
+
+/// The analysis of one model at one input size and batch.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub model: String,
+    pub inputs: Vec<Shape>,
+    pub layers: Vec<LayerStats>,
+    pub outputs: Vec<(String, Shape)>,
+    pub totals: Totals,
+    pub dtype: Dtype,
+}
+
+fn overflow(what: &str) -> Error {
+    Error::from(Diagnostic::new(format!("the model's total {what} overflows 64 bits")))
+}
+
+/// Analyses a network.
+pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
+    let n = net.nodes.len();
+    let size = dtype.bytes();
+    let mut layers = Vec::with_capacity(n);
+    let mut t = Totals::default();
+    let mut own_bytes = vec![0u64; n];
+    for (k, node) in net.nodes.iter().enumerate() {
+        let params = node.layer.params();
+        let cost = node
+            .layer
+            .cost(&node.in_shapes, &node.out_shapes)
+            .map_err(|d| Error::from(d.layer(&node.name)))?;
+        let mut bytes = 0u64;
+        if !node.layer.is_view() {
+            for s in &node.out_shapes {
+                bytes = s
+                    .numel()
+                    .ok()
+                    .and_then(|e| e.checked_mul(size))
+                    .and_then(|b| b.checked_add(bytes))
+                    .ok_or_else(|| overflow("activation memory"))?;
+            }
+        }
+        own_bytes[k] = bytes;
+        let add = |a: u64, b: u64, what: &str| a.checked_add(b).ok_or_else(|| overflow(what));
+        t.params = add(t.params, params.total(), "parameters")?;
+        t.trainable = add(t.trainable, params.trainable, "parameters")?;
+        t.buffers = add(t.buffers, params.buffers, "buffers")?;
+        t.macs = add(t.macs, cost.macs, "MACs")?;
+        t.flops = add(t.flops, cost.flops, "FLOPs")?;
+        t.activation_bytes = add(t.activation_bytes, bytes, "activation memory")?;
+        layers.push(LayerStats {
+            name: node.name.clone(),
+            op: node.layer.op(),
+            label: node.layer.label(),
+            inputs: node
+                .inputs
+                .iter()
+                .map(|&(src, slot)| {
+                    let p = &net.nodes[src].name;
+                    if slot == 0 {
+                        p.clone()
+                    } else {
+                        format!("{p}:{slot}")
+                    }
+                })
+                .collect(),
+            outputs: node.out_shapes.clone(),
+            params,
+            macs: cost.macs,
+            flops: cost.flops,
+            activation_bytes: bytes,
+            instance: node.instance.map(|i| net.instances[i].path.clone()),
+        });
+    }
+    t.param_bytes = t.params.checked_mul(size).ok_or_else(|| overflow("parameter memory"))?;
+    t.buffer_bytes = t.buffers.checked_mul(size).ok_or_else(|| overflow("buffer memory"))?;
+    t.peak_activation_bytes = peak_activation(net, &own_bytes);
+    let inputs = net
+        .nodes
+        .iter()
+        .filter(|x| x.layer.op() == "input")
+        .map(|x| x.out_shapes[0].clone())
+        .collect();
+    let outputs = net
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), net.nodes[o.node].out_shapes[o.slot].clone()))
+        .collect();
+    Ok(Analysis { model: net.name.clone(), inputs, layers, outputs, totals: t, dtype })
+}
+
+/// Peak bytes of live activations when layers run in order, each output allocated before its
+/// inputs are released, and a tensor (with every view of it) freed after its last consumer.
+/// Model outputs stay live to the end.
+pub fn peak_activation(net: &Network, own_bytes: &[u64]) -> u64 {
+    let n = net.nodes.len();
+    // Views share the storage of their first input.
+    let mut storage: Vec<usize> = (0..n).collect();
+    for (k, node) in net.nodes.iter().enumerate() {
+        if node.layer.is_view() {
+            if let Some(&(src, _)) = node.inputs.first() {
+                storage[k] = storage[src];
+            }
+        }
+    }
+    let mut last_use: Vec<usize> = (0..n).collect();
+    for (k, node) in net.nodes.iter().enumerate() {
+        for &(src, _) in &node.inputs {
+            let s = storage[src];
+            last_use[s] = last_use[s].max(k);
+        }
+        // A view keeps its storage alive as long as the view itself is alive.
+        let s = storage[k];
+        last_use[s] = last_use[s].max(k);
+    }
+    for o in &net.outputs {
+        last_use[storage[o.node]] = usize::MAX;
+    }
+    let mut frees: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for s in 0..n {
+        if storage[s] == s && last_use[s] != usize::MAX {
+            frees[last_use[s]].push(s);
+        }
+    }
+    let (mut live, mut peak) = (0u64, 0u64);
+    for k in 0..n {
+        live = live.saturating_add(own_bytes[k]);
+        peak = peak.max(live);
+        for &s in &frees[k] {
+            live -= own_bytes[s];
+        }
+    }
+    peak
+}

@@ -1,0 +1,154 @@
+//! The library's error type. Every user-facing failure is a [`Diagnostic`]: what is wrong,
+//! where (file:line:column and/or the layer path and its block instance), and what to write
+//! instead. The library never prints; the CLI renders a diagnostic once, at the top.
+
+use std::fmt;
+
+use crate::yaml::YamlPath;
+
+/// Where something came from in the source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLoc {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for SourceLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A located, actionable error message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Diagnostic {
+    /// One line: what is wrong.
+    pub message: String,
+    /// Where in the file (filled in by the graph builder from `at`).
+    pub loc: Option<SourceLoc>,
+    /// The YAML path of the offending value, before it is turned into `loc`.
+    pub at: Option<YamlPath>,
+    /// Expanded layer path, e.g. `conv4.17.c2`.
+    pub layer: Option<String>,
+    /// The block instance the layer belongs to, e.g. `conv4.17 = bottleneck(mid: 256)`.
+    pub instance: Option<String>,
+    /// Further facts (the shapes that disagree, …).
+    pub notes: Vec<String>,
+    /// What to write instead.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>) -> Self {
+        Diagnostic { message: message.into(), ..Default::default() }
+    }
+    pub fn at(mut self, path: &YamlPath) -> Self {
+        if self.at.is_none() {
+            self.at = Some(path.clone());
+        }
+        self
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+    pub fn layer(mut self, layer: &str) -> Self {
+        if self.layer.is_none() {
+            self.layer = Some(layer.to_string());
+        }
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(loc) = &self.loc {
+            write!(f, "\n  --> {loc}")?;
+        } else if let Some(at) = &self.at {
+            write!(f, "\n  --> at {at}")?;
+        }
+        if let Some(layer) = &self.layer {
+            write!(f, "\n   = in layer `{layer}`")?;
+        }
+        if let Some(inst) = &self.instance {
+            write!(f, "\n   = in block instance {inst}")?;
+        }
+        for n in &self.notes {
+            write!(f, "\n   = {n}")?;
+        }
+        if let Some(h) = &self.help {
+            write!(f, "\n   help: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The library's error: a diagnostic for bad input (the only kind there is: the library does
+/// no IO).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub Box<Diagnostic>);
+
+impl Error {
+    pub fn diagnostic(&self) -> &Diagnostic {
+        &self.0
+    }
+}
+
+impl From<Diagnostic> for Error {
+    fn from(d: Diagnostic) -> Self {
+        Error(Box::new(d))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for building a [`Diagnostic`] inside layer code.
+pub fn diag(message: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(message)
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate to `word`, if it is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(word, c);
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let limit = (word.chars().count() / 3).max(1) + 1;
+    best.filter(|(d, _)| *d <= limit).map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn suggestions() {
+        assert_eq!(edit_distance("kernal", "kernel"), 1);
+        assert_eq!(did_you_mean("kernal", ["kernel", "stride"]), Some("kernel"));
+        assert_eq!(did_you_mean("xyz", ["kernel", "stride"]), None);
+    }
+}

@@ -1,0 +1,801 @@
+//! From a parsed [`ModelSpec`] to a [`Network`]: blocks expanded (parameters bound, `repeat`
+//! chained, `first:` overrides, `when:` switches), fused `bn`/`act` turned into real layers,
+//! names resolved (`$in`, `name:k` slots, dotted paths), cycles rejected, layers ordered
+//! topologically (ties broken by file order), each layer built from its attributes and input
+//! shapes. Every error is located: file:line:column, the layer path and its block instance.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::fmt;
+use std::rc::Rc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::error::{did_you_mean, Diagnostic, Error};
+use crate::expr::{substitute, Env};
+use crate::layers::{self, Arity, Attrs, Layer, OpType, Shape};
+use crate::spec::{BlockSpec, Defaults, ModelSpec, NodeKind, NodeSpec};
+use crate::yaml::{Document, YNode, YValue, YamlPath};
+
+/// Most layers a model may expand to.
+pub const MAX_LAYERS: usize = 2_000_000;
+/// Largest `repeat:`.
+pub const MAX_REPEAT: i64 = 1_000_000;
+/// Deepest nesting of blocks inside blocks.
+pub const MAX_BLOCK_DEPTH: usize = 32;
+/// Largest tensor, in elements, a model may declare or produce (2^40).
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// What the command line adds to a model.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Batch size prepended to every input.
+    pub batch: u64,
+    /// Replaces the (single) input's per-sample shape, e.g. `[3, 320, 320]`.
+    pub input: Option<Vec<u64>>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions { batch: 1, input: None }
+    }
+}
+
+/// A block instance: `conv4.17 = bottleneck(mid: 256)`.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub path: String,
+    pub block: String,
+    pub args: Vec<(String, String)>,
+    pub parent: Option<usize>,
+    /// Where the `use:` node is written.
+    pub at: YamlPath,
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let args: Vec<String> = self.args.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        write!(f, "`{}` = {}({})", self.path, self.block, args.join(", "))
+    }
+}
+
+/// One layer of the built network.
+#[derive(Debug)]
+pub struct NetNode {
+    /// The layer path, e.g. `conv4.17.c2`, `conv4.17.c2.bn`.
+    pub name: String,
+    pub layer: Box<dyn Layer>,
+    /// (producer node index in [`Network::nodes`], output slot).
+    pub inputs: Vec<(usize, usize)>,
+    pub in_shapes: Vec<Shape>,
+    pub out_shapes: Vec<Shape>,
+    /// The innermost block instance it belongs to (index into [`Network::instances`]).
+    pub instance: Option<usize>,
+}
+
+/// A model output.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub node: usize,
+    pub slot: usize,
+}
+
+/// A built network: layers in topological order (ties in file order), with shapes.
+#[derive(Debug)]
+pub struct Network {
+    pub name: String,
+    pub nodes: Vec<NetNode>,
+    pub outputs: Vec<Output>,
+    pub instances: Vec<Instance>,
+    /// The same structure as a petgraph graph: node weights are indices into `nodes`, edge
+    /// weights `(output slot, input position)`.
+    pub graph: DiGraph<usize, (usize, usize)>,
+}
+
+impl Network {
+    /// Parses, expands and builds a model from YAML text (`file` names it in messages).
+    pub fn from_yaml(file: &str, text: &str, opts: &BuildOptions) -> Result<Network, Error> {
+        let doc = Document::parse(file, text)?;
+        build_network(&doc, opts)
+    }
+}
+
+/// Expands and builds the network described by `doc`.
+pub fn build_network(doc: &Document, opts: &BuildOptions) -> Result<Network, Error> {
+    let spec = ModelSpec::from_document(doc).map_err(|d| Error::from(doc.locate_diagnostic(d)))?;
+    let mut ex = Expander::new(&spec, doc);
+    let result = ex.run(opts).and_then(|outs| ex.finish(outs, opts));
+    result.map_err(|d| Error::from(ex.decorate(d)))
+}
+
+#[derive(Debug, Clone)]
+enum Ref {
+    /// A name as written, resolved in `scope`.
+    Name { scope: String, text: String, at: YamlPath },
+    /// A raw node and output slot.
+    Direct(usize, usize),
+}
+
+#[derive(Debug)]
+struct Raw {
+    path: String,
+    op: &'static OpType,
+    attrs: Vec<(String, YNode)>,
+    env: Rc<Env>,
+    inputs: Vec<Ref>,
+    node_path: YamlPath,
+    instance: Option<usize>,
+}
+
+struct Expander<'a> {
+    spec: &'a ModelSpec,
+    doc: &'a Document,
+    raws: Vec<Raw>,
+    table: HashMap<String, (Ref, YamlPath)>,
+    instances: Vec<Instance>,
+    stack: Vec<String>,
+    /// Layer being built when an error arises (for decoration).
+    current: Option<(String, Option<usize>)>,
+}
+
+/// `own` attributes completed by the defaults for `op` (innermost defaults first), without the
+/// fused-layer keys `bn` and `act`.
+fn default_attrs(defaults: &[&Defaults], op: &str, own: &[(String, YNode)]) -> Vec<(String, YNode)> {
+    let mut attrs = own.to_vec();
+    for d in defaults.iter().rev() {
+        if let Some((_, kv)) = d.iter().find(|(name, _)| *name == op) {
+            for (k, v) in kv {
+                if k != "bn" && k != "act" && !attrs.iter().any(|(a, _)| a == k) {
+                    attrs.push((k.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    attrs
+}
+
+fn join(scope: &str, name: &str) -> String {
+    if scope.is_empty() {
+        name.to_string()
+    } else {
+        format!("{scope}.{name}")
+    }
+}
+
+impl<'a> Expander<'a> {
+    fn new(spec: &'a ModelSpec, doc: &'a Document) -> Self {
+        Expander { spec, doc, raws: Vec::new(), table: HashMap::new(), instances: Vec::new(), stack: Vec::new(), current: None }
+    }
+
+    fn decorate(&self, mut d: Diagnostic) -> Diagnostic {
+        if let Some((layer, inst)) = &self.current {
+            d = d.layer(layer);
+            if d.instance.is_none() {
+                d.instance = inst.map(|i| {
+                    let ins = &self.instances[i];
+                    match self.doc.locate(&ins.at) {
+                        Some(l) => format!("{ins}, used at {l}"),
+                        None => ins.to_string(),
+                    }
+                });
+            }
+        }
+        self.doc.locate_diagnostic(d)
+    }
+
+    fn define(&mut self, key: String, target: Ref, at: &YamlPath) -> Result<(), Diagnostic> {
+        if let Some((_, first)) = self.table.get(&key) {
+            let first_loc = self.doc.locate(first).map(|l| l.to_string()).unwrap_or_else(|| first.to_string());
+            return Err(Diagnostic::new(format!("the name `{key}` is defined twice"))
+                .at(at)
+                .note(format!("first defined at {first_loc}"))
+                .help("give each layer a unique `id`"));
+        }
+        self.table.insert(key, (target, at.clone()));
+        Ok(())
+    }
+
+    fn run(&mut self, opts: &BuildOptions) -> Result<Vec<Ref>, Diagnostic> {
+        let spec = self.spec;
+        // Model inputs.
+        if opts.input.is_some() && spec.inputs.len() != 1 {
+            return Err(Diagnostic::new(format!(
+                "--input replaces the model's one input, but it has {}",
+                spec.inputs.len()
+            )));
+        }
+        for (name, shape) in &spec.inputs {
+            let mut dims = vec![YNode::synthetic(YValue::Int(opts.batch as i64), shape.path.clone())];
+            match &opts.input {
+                Some(o) => dims.extend(o.iter().map(|&d| YNode::synthetic(YValue::Int(d as i64), shape.path.clone()))),
+                None => match &shape.value {
+                    YValue::Seq(items) => dims.extend(items.iter().cloned()),
+                    _ => unreachable!("checked by spec"),
+                },
+            }
+            let attrs = vec![("shape".to_string(), YNode::synthetic(YValue::Seq(dims), shape.path.clone()))];
+            let idx = self.push_raw(name.clone(), layers::lookup("input").expect("registered"), attrs, Rc::new(Env::new(None)), vec![], shape.path.clone(), None)?;
+            self.define(name.clone(), Ref::Direct(idx, 0), &shape.path)?;
+        }
+        let mut env = Env::new(None);
+        for (k, v) in &spec.params {
+            env.set(k, v.clone());
+        }
+        let env = Rc::new(env);
+        let first = Ref::Direct(0, 0);
+        let defaults = vec![&spec.defaults];
+        let last = self.expand_list(&spec.nodes, "", &env, &defaults, first, None)?;
+        Ok(match &spec.outputs {
+            None => vec![last],
+            Some(outs) => outs
+                .iter()
+                .map(|o| match o.as_str() {
+                    Some(s) => Ok(Ref::Name { scope: String::new(), text: s.to_string(), at: o.path.clone() }),
+                    None => Err(Diagnostic::new(format!("an output must be a layer name, found {o}")).at(&o.path)),
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_raw(
+        &mut self,
+        path: String,
+        op: &'static OpType,
+        attrs: Vec<(String, YNode)>,
+        env: Rc<Env>,
+        inputs: Vec<Ref>,
+        node_path: YamlPath,
+        instance: Option<usize>,
+    ) -> Result<usize, Diagnostic> {
+        if self.raws.len() >= MAX_LAYERS {
+            return Err(Diagnostic::new(format!("the model expands to more than {MAX_LAYERS} layers"))
+                .at(&node_path)
+                .help("check the `repeat:` counts"));
+        }
+        self.raws.push(Raw { path, op, attrs, env, inputs, node_path, instance });
+        Ok(self.raws.len() - 1)
+    }
+
+    fn parse_inputs(&self, n: &NodeSpec, scope: &str, env: &Env) -> Result<Option<Vec<Ref>>, Diagnostic> {
+        let Some(node) = &n.input else { return Ok(None) };
+        let node = substitute(node, env, &["in", "in0", "in1", "in2", "in3", "in4", "in5", "in6", "in7"])?;
+        let one = |x: &YNode| -> Result<Ref, Diagnostic> {
+            match x.as_str() {
+                Some(s) if !s.is_empty() => Ok(Ref::Name { scope: scope.to_string(), text: s.to_string(), at: x.path.clone() }),
+                _ => Err(Diagnostic::new(format!("`in` must name layers, found {x}"))
+                    .at(&x.path)
+                    .help("write `in: name` or `in: [a, b]`")),
+            }
+        };
+        let refs = match &node.value {
+            YValue::Seq(items) => items.iter().map(one).collect::<Result<Vec<_>, _>>()?,
+            _ => vec![one(&node)?],
+        };
+        if refs.is_empty() {
+            return Err(Diagnostic::new("`in` is an empty list").at(&node.path));
+        }
+        Ok(Some(refs))
+    }
+
+    fn eval_bool(node: &YNode, env: &Env, key: &str) -> Result<bool, Diagnostic> {
+        let v = substitute(node, env, &[])?;
+        crate::layers::attrs_bool(&v, key)
+    }
+
+    fn expand_list(
+        &mut self,
+        nodes: &[NodeSpec],
+        scope: &str,
+        env: &Rc<Env>,
+        defaults: &[&Defaults],
+        first_input: Ref,
+        instance: Option<usize>,
+    ) -> Result<Ref, Diagnostic> {
+        let mut prev = first_input;
+        for (i, n) in nodes.iter().enumerate() {
+            let name = n.id.clone().unwrap_or_else(|| i.to_string());
+            let full = join(scope, &name);
+            let inputs = self.parse_inputs(n, scope, env)?.unwrap_or_else(|| vec![prev.clone()]);
+            if let Some(w) = &n.when {
+                if !Self::eval_bool(w, env, "when")? {
+                    // Switched off: the name stands for the node's (first) input.
+                    self.define(full.clone(), inputs[0].clone(), &n.path)?;
+                    prev = Ref::Name { scope: scope.to_string(), text: name, at: n.path.clone() };
+                    continue;
+                }
+            }
+            let repeat = match &n.repeat {
+                None => 1,
+                Some(r) => {
+                    let v = substitute(r, env, &[])?;
+                    let k = crate::layers::attrs_int(&v, "repeat")?;
+                    if !(1..=MAX_REPEAT).contains(&k) {
+                        return Err(Diagnostic::new(format!("`repeat: {k}` must be between 1 and {MAX_REPEAT}")).at(&v.path));
+                    }
+                    k as usize
+                }
+            };
+            match &n.kind {
+                NodeKind::Op(t) => {
+                    if repeat > 1 && !matches!(t.arity, Arity::Exactly(1)) {
+                        return Err(Diagnostic::new(format!("`repeat` chains a one-input layer; {} takes several", t.name))
+                            .at(&n.path));
+                    }
+                    let mut input = inputs;
+                    let mut out = None;
+                    for r in 0..repeat {
+                        let path = if repeat > 1 { join(&full, &r.to_string()) } else { full.clone() };
+                        let o = self.emit_op(n, t, &path, env, defaults, input, instance)?;
+                        if repeat > 1 {
+                            self.define(path.clone(), o.clone(), &n.path)?;
+                        }
+                        input = vec![o.clone()];
+                        out = Some(o);
+                    }
+                    self.define(full.clone(), out.expect("repeat ≥ 1"), &n.path)?;
+                }
+                NodeKind::Use(bname) => {
+                    let block = self.spec.blocks.iter().find(|b| &b.name == bname).ok_or_else(|| {
+                        let mut d = Diagnostic::new(format!("unknown block `{bname}`")).at(&n.path);
+                        d = match did_you_mean(bname, self.spec.blocks.iter().map(|b| b.name.as_str())) {
+                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            None => d.help("define it under `blocks:`"),
+                        };
+                        d
+                    })?;
+                    if self.stack.contains(bname) {
+                        return Err(Diagnostic::new(format!(
+                            "block `{bname}` uses itself ({} → {bname})",
+                            self.stack.join(" → ")
+                        ))
+                        .at(&n.path)
+                        .help("blocks cannot be recursive; use `repeat:` for depth"));
+                    }
+                    if self.stack.len() >= MAX_BLOCK_DEPTH {
+                        return Err(Diagnostic::new(format!("blocks nested deeper than {MAX_BLOCK_DEPTH}")).at(&n.path));
+                    }
+                    let mut input = inputs;
+                    let mut out = None;
+                    for r in 0..repeat {
+                        let path = if repeat > 1 { join(&full, &r.to_string()) } else { full.clone() };
+                        let o = self.instantiate(n, block, &path, r, env, defaults, input, instance)?;
+                        if repeat > 1 {
+                            self.define(path.clone(), o.clone(), &n.path)?;
+                        }
+                        input = vec![o.clone()];
+                        out = Some(o);
+                    }
+                    self.define(full.clone(), out.expect("repeat ≥ 1"), &n.path)?;
+                }
+            }
+            prev = Ref::Name { scope: scope.to_string(), text: name, at: n.path.clone() };
+        }
+        Ok(prev)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn instantiate(
+        &mut self,
+        n: &NodeSpec,
+        block: &BlockSpec,
+        path: &str,
+        index: usize,
+        env: &Rc<Env>,
+        defaults: &[&Defaults],
+        inputs: Vec<Ref>,
+        parent: Option<usize>,
+    ) -> Result<Ref, Diagnostic> {
+        // Bind parameters: `first:` (instance 0) over `with:` over the block's defaults.
+        let mut benv = Env::new(Some(self.model_env()));
+        let mut args = Vec::new();
+        let given: Vec<&(String, YNode)> =
+            n.with.iter().chain(if index == 0 { n.first.iter() } else { [].iter() }).collect();
+        for (k, v) in &given {
+            if !block.params.iter().any(|(p, _)| p == k) {
+                let mut d = Diagnostic::new(format!("block `{}` has no parameter `{k}`", block.name)).at(&v.path);
+                d = match did_you_mean(k, block.params.iter().map(|(p, _)| p.as_str())) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!(
+                        "its parameters: {}",
+                        block.params.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                };
+                return Err(d);
+            }
+        }
+        for (p, default) in &block.params {
+            // The last given value wins (`first:` after `with:`).
+            let v = match given.iter().rev().find(|(k, _)| k == p) {
+                Some((_, v)) => substitute(v, env, &[])?,
+                None => match default {
+                    Some(d) => d.clone(),
+                    None => {
+                        return Err(Diagnostic::new(format!("block `{}` needs parameter `{p}`", block.name))
+                            .at(&n.path)
+                            .help(format!("add it: `with: {{{p}: …}}`")))
+                    }
+                },
+            };
+            args.push((p.clone(), v.to_string()));
+            benv.set(p, v);
+        }
+        benv.set("index", YNode::synthetic(YValue::Int(index as i64), n.path.clone()));
+        let inst = self.instances.len();
+        self.instances.push(Instance {
+            path: path.to_string(),
+            block: block.name.clone(),
+            args,
+            parent,
+            at: n.path.clone(),
+        });
+        for (k, r) in inputs.iter().enumerate() {
+            if k == 0 {
+                self.define(join(path, "$in"), r.clone(), &n.path)?;
+            }
+            self.define(join(path, &format!("$in{k}")), r.clone(), &n.path)?;
+        }
+        self.stack.push(block.name.clone());
+        let mut layered: Vec<&Defaults> = defaults.to_vec();
+        layered.push(&block.defaults);
+        let benv = Rc::new(benv);
+        let last = self.expand_list(&block.nodes, path, &benv, &layered, inputs[0].clone(), Some(inst))?;
+        self.stack.pop();
+        Ok(match &block.output {
+            None => last,
+            Some(o) => match o.as_str() {
+                Some(s) => Ref::Name { scope: path.to_string(), text: s.to_string(), at: o.path.clone() },
+                None => return Err(Diagnostic::new("a block's `output` must name one of its layers").at(&o.path)),
+            },
+        })
+    }
+
+    fn model_env(&self) -> Rc<Env> {
+        let mut env = Env::new(None);
+        for (k, v) in &self.spec.params {
+            env.set(k, v.clone());
+        }
+        Rc::new(env)
+    }
+
+    /// Emits one op node and its fused `bn` / `act` layers; returns the last one.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_op(
+        &mut self,
+        n: &NodeSpec,
+        t: &'static OpType,
+        path: &str,
+        env: &Rc<Env>,
+        defaults: &[&Defaults],
+        inputs: Vec<Ref>,
+        instance: Option<usize>,
+    ) -> Result<Ref, Diagnostic> {
+        // Attributes: the node's own, then defaults (innermost first) for keys it does not set.
+        let attrs = default_attrs(defaults, t.name, &n.attrs);
+        let mut bn = n.bn.clone();
+        let mut act = n.act.clone();
+        for d in defaults.iter().rev() {
+            if let Some((_, kv)) = d.iter().find(|(op, _)| *op == t.name) {
+                for (k, v) in kv {
+                    if k == "bn" && bn.is_none() {
+                        bn = Some(v.clone());
+                    }
+                    if k == "act" && act.is_none() {
+                        act = Some(v.clone());
+                    }
+                }
+            }
+        }
+        let idx = self.push_raw(path.to_string(), t, attrs, env.clone(), inputs, n.path.clone(), instance)?;
+        let mut last = Ref::Direct(idx, 0);
+        if let Some(b) = bn {
+            if !t.fuses_bn {
+                return Err(Diagnostic::new(format!("`bn:` cannot be fused after {}", t.name)).at(&b.path));
+            }
+            if Self::eval_bool(&b, env, "bn")? {
+                let bt = layers::lookup(if t.name == "linear" { "batchnorm1d" } else { "batchnorm2d" }).expect("registered");
+                let p = join(path, "bn");
+                let battrs = default_attrs(defaults, bt.name, &[]);
+                let i = self.push_raw(p.clone(), bt, battrs, env.clone(), vec![last], b.path.clone(), instance)?;
+                last = Ref::Direct(i, 0);
+                self.define(p, last.clone(), &b.path)?;
+            }
+        }
+        if let Some(a) = act {
+            let a = substitute(&a, env, &[])?;
+            let (name_node, params): (YNode, Vec<(String, YNode)>) = match &a.value {
+                YValue::Null | YValue::Bool(false) => return Ok(last),
+                YValue::Str(s) if s == "none" => return Ok(last),
+                YValue::Str(_) => (a.clone(), vec![]),
+                YValue::Map(m) => {
+                    let op = a.get("op").cloned().ok_or_else(|| {
+                        Diagnostic::new("an `act:` mapping needs `op:`").at(&a.path).help("e.g. `act: {op: leaky_relu, slope: 0.1}`")
+                    })?;
+                    (op, m.iter().filter(|(k, _)| k != "op").cloned().collect())
+                }
+                _ => {
+                    return Err(Diagnostic::new(format!("`act` must name an activation, found {a}"))
+                        .at(&a.path)
+                        .help("e.g. `act: relu`, `act: {op: leaky_relu, slope: 0.1}` or `act: none`"))
+                }
+            };
+            let at = crate::spec::op_type(&name_node)?;
+            if !matches!(at.arity, Arity::Exactly(1)) || at.name == "input" {
+                return Err(Diagnostic::new(format!("`act: {}` is not a one-input layer", at.name)).at(&name_node.path));
+            }
+            for (k, v) in &params {
+                if !at.keys.contains(&k.as_str()) {
+                    return Err(Diagnostic::new(format!("unknown key `{k}` for {}", at.name))
+                        .at(&v.path)
+                        .help(format!("{} takes: {}", at.name, at.keys.join(", "))));
+                }
+            }
+            let p = join(path, at.name);
+            let params = default_attrs(defaults, at.name, &params);
+            let i = self.push_raw(p.clone(), at, params, env.clone(), vec![last], a.path.clone(), instance)?;
+            last = Ref::Direct(i, 0);
+            self.define(p, last.clone(), &a.path)?;
+        }
+        Ok(last)
+    }
+
+    /// Resolves a reference to (raw node, slot).
+    fn resolve(&self, r: &Ref) -> Result<(usize, usize), Diagnostic> {
+        let mut cur = r.clone();
+        let mut slot_override: Option<(usize, YamlPath, String)> = None;
+        for _ in 0..=self.table.len() + 1 {
+            match cur {
+                Ref::Direct(i, s) => {
+                    return Ok(match slot_override {
+                        Some((k, _, _)) if s == 0 => (i, k),
+                        _ => (i, s),
+                    });
+                }
+                Ref::Name { ref scope, ref text, ref at } => {
+                    let (base, slot) = match text.rsplit_once(':') {
+                        Some((b, k)) => {
+                            let k: usize = k.parse().map_err(|_| {
+                                Diagnostic::new(format!("`{text}`: the part after `:` must be an output number"))
+                                    .at(at)
+                                    .help("e.g. `split:1` for the second piece of a split")
+                            })?;
+                            (b.trim_start_matches('$'), Some(k))
+                        }
+                        None => (text.trim_start_matches('$'), None),
+                    };
+                    let is_param_ref = text.starts_with('$');
+                    let key_scoped = join(scope, if is_param_ref { text.as_str() } else { base });
+                    let key = if is_param_ref {
+                        join(scope, &format!("${base}"))
+                    } else {
+                        key_scoped
+                    };
+                    let found = self.table.get(&key).or_else(|| if is_param_ref { None } else { self.table.get(base) });
+                    let Some((target, _)) = found else {
+                        return Err(self.unknown_ref(scope, text, base, at, is_param_ref));
+                    };
+                    if let Some(k) = slot {
+                        slot_override = Some((k, at.clone(), text.clone()));
+                    }
+                    cur = target.clone();
+                }
+            }
+        }
+        Err(Diagnostic::new("a reference loops through layers switched off by `when`")
+            .at(match r {
+                Ref::Name { at, .. } => at,
+                Ref::Direct(..) => &self.raws[0].node_path,
+            }))
+    }
+
+    fn unknown_ref(&self, scope: &str, text: &str, base: &str, at: &YamlPath, param: bool) -> Diagnostic {
+        if param {
+            let mut d = Diagnostic::new(format!("`{text}` is not defined here")).at(at);
+            d = if scope.is_empty() {
+                d.help("`$in` refers to a block's input; at the top level, name the layer or the model input")
+            } else {
+                d.help("`$in` (or `$in0`, `$in1`, …) is the block's input")
+            };
+            return d;
+        }
+        let prefix = if scope.is_empty() { String::new() } else { format!("{scope}.") };
+        let local: Vec<&str> = self
+            .table
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix.as_str()))
+            .filter(|k| !k.contains('.') && !k.starts_with('$'))
+            .collect();
+        let mut d = Diagnostic::new(format!("unknown layer `{base}`")).at(at);
+        d = match did_you_mean(base, local.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help("refer to a layer by its `id` (or `$in` for a block's input)"),
+        };
+        d
+    }
+
+    fn finish(&mut self, outs: Vec<Ref>, _opts: &BuildOptions) -> Result<Network, Diagnostic> {
+        // Resolve every input reference.
+        let n = self.raws.len();
+        let mut edges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let refs = self.raws[i].inputs.clone();
+            let mut ins = Vec::with_capacity(refs.len());
+            for r in &refs {
+                self.current = Some((self.raws[i].path.clone(), self.raws[i].instance));
+                ins.push(self.resolve(r)?);
+            }
+            edges.push(ins);
+        }
+        self.current = None;
+        // Topological order, ties by creation (= file) order.
+        let mut graph: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(n, n);
+        for i in 0..n {
+            graph.add_node(i);
+        }
+        let mut indeg = vec![0usize; n];
+        let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, ins) in edges.iter().enumerate() {
+            for (pos, &(src, slot)) in ins.iter().enumerate() {
+                graph.add_edge(NodeIndex::new(src), NodeIndex::new(i), (slot, pos));
+                indeg[i] += 1;
+                succ[src].push(i);
+            }
+        }
+        let mut heap: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse(i)) = heap.pop() {
+            order.push(i);
+            for &s in &succ[i] {
+                indeg[s] -= 1;
+                if indeg[s] == 0 {
+                    heap.push(Reverse(s));
+                }
+            }
+        }
+        if order.len() < n {
+            return Err(self.cycle_error(&graph));
+        }
+        let mut pos = vec![0usize; n];
+        for (k, &i) in order.iter().enumerate() {
+            pos[i] = k;
+        }
+        // Build the layers in order.
+        let mut nodes: Vec<NetNode> = Vec::with_capacity(n);
+        for &i in &order {
+            let raw = &self.raws[i];
+            self.current = Some((raw.path.clone(), raw.instance));
+            let inputs: Vec<(usize, usize)> = edges[i].iter().map(|&(src, slot)| (pos[src], slot)).collect();
+            let mut in_shapes = Vec::with_capacity(inputs.len());
+            let mut in_ops = Vec::with_capacity(inputs.len());
+            for (k, &(src, slot)) in inputs.iter().enumerate() {
+                let p: &NetNode = &nodes[src];
+                let s = p.out_shapes.get(slot).ok_or_else(|| {
+                    let at = match &raw.inputs[k] {
+                        Ref::Name { at, .. } => at.clone(),
+                        Ref::Direct(..) => raw.node_path.clone(),
+                    };
+                    Diagnostic::new(format!(
+                        "`{}` has {} output(s); output {slot} does not exist",
+                        p.name,
+                        p.out_shapes.len()
+                    ))
+                    .at(&at)
+                })?;
+                in_shapes.push(s.clone());
+                in_ops.push(p.layer.op());
+            }
+            let ok = match raw.op.arity {
+                Arity::Exactly(k) => in_shapes.len() == k,
+                Arity::AtLeast(k) => in_shapes.len() >= k,
+            };
+            if !ok {
+                let want = match raw.op.arity {
+                    Arity::Exactly(k) => format!("exactly {k}"),
+                    Arity::AtLeast(k) => format!("at least {k}"),
+                };
+                return Err(Diagnostic::new(format!(
+                    "{} takes {want} input(s), got {}",
+                    raw.op.name,
+                    in_shapes.len()
+                ))
+                .at(&raw.node_path)
+                .help(if matches!(raw.op.arity, Arity::AtLeast(2)) {
+                    "list them: `in: [a, b]`"
+                } else {
+                    "give one input: `in: name` (or none, to take the previous layer)"
+                }));
+            }
+            let mut env = Env::new(Some(raw.env.clone()));
+            if let Some(x) = in_shapes.first() {
+                let at = raw.node_path.clone();
+                let int = |v: u64| YNode::synthetic(YValue::Int(v as i64), at.clone());
+                if let Some(c) = x.channels() {
+                    env.set("in_ch", int(c));
+                }
+                if x.rank() == 4 {
+                    env.set("in_h", int(x.0[2]));
+                    env.set("in_w", int(x.0[3]));
+                }
+            }
+            let mut attrs = Attrs::new(raw.op.name, raw.node_path.clone(), raw.attrs.clone(), Rc::new(env), &in_shapes, &in_ops);
+            let layer = (raw.op.build)(&mut attrs).map_err(|d| d.at(&raw.node_path))?;
+            if let Some((k, v)) = attrs.unused().first() {
+                return Err(Diagnostic::new(format!("`{k}` has no effect on {}", raw.op.name)).at(&v.path));
+            }
+            let out_shapes = layer.output_shapes(&in_shapes).map_err(|d| {
+                let mut d = d.at(&raw.node_path);
+                for (k, s) in in_shapes.iter().enumerate() {
+                    if in_shapes.len() > 1 {
+                        d = d.note(format!("input {k} comes from `{}`", nodes[inputs[k].0].name));
+                    } else {
+                        d = d.note(format!("its input is {s}, from `{}`", nodes[inputs[k].0].name));
+                    }
+                }
+                d
+            })?;
+            for s in &out_shapes {
+                if s.0.contains(&0) {
+                    return Err(Diagnostic::new(format!("{} produces an empty tensor {s}", raw.op.name)).at(&raw.node_path));
+                }
+                if s.numel()? > MAX_ELEMENTS {
+                    return Err(Diagnostic::new(format!(
+                        "{} produces {s}, more than 2^40 elements",
+                        raw.op.name
+                    ))
+                    .at(&raw.node_path)
+                    .help("check the input size and the batch"));
+                }
+            }
+            nodes.push(NetNode {
+                name: raw.path.clone(),
+                layer,
+                inputs,
+                in_shapes,
+                out_shapes,
+                instance: raw.instance,
+            });
+        }
+        self.current = None;
+        let mut outputs = Vec::new();
+        for r in &outs {
+            let (i, slot) = self.resolve(r)?;
+            let name = match r {
+                Ref::Name { text, .. } => text.clone(),
+                Ref::Direct(..) => nodes[pos[i]].name.clone(),
+            };
+            if slot >= nodes[pos[i]].out_shapes.len() {
+                return Err(Diagnostic::new(format!("output `{name}` does not exist")));
+            }
+            outputs.push(Output { name, node: pos[i], slot });
+        }
+        let mut g: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(n, n);
+        for k in 0..n {
+            g.add_node(k);
+        }
+        for (k, node) in nodes.iter().enumerate() {
+            for (p, &(src, slot)) in node.inputs.iter().enumerate() {
+                g.add_edge(NodeIndex::new(src), NodeIndex::new(k), (slot, p));
+            }
+        }
+        let instances = std::mem::take(&mut self.instances);
+        Ok(Network { name: self.spec.name.clone(), nodes, outputs, instances, graph: g })
+    }
+
+    fn cycle_error(&self, graph: &DiGraph<usize, (usize, usize)>) -> Diagnostic {
+        let sccs = petgraph::algo::tarjan_scc(graph);
+        let cyc = sccs
+            .into_iter()
+            .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+            .min_by_key(|c| c.iter().map(|i| i.index()).min())
+            .unwrap_or_default();
+        let mut members: Vec<usize> = cyc.iter().map(|i| i.index()).collect();
+        members.sort();
+        let names: Vec<&str> = members.iter().map(|&i| self.raws[i].path.as_str()).collect();
+        let first = members.first().copied().unwrap_or(0);
+        Diagnostic::new(format!("the layers {} form a cycle", names.join(" → ")))
+            .at(&self.raws[first].node_path)
+            .layer(&self.raws[first].path)
+            .help("a network is a directed acyclic graph: check the `in:` references")
+    }
+}

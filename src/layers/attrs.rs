@@ -1,0 +1,310 @@
+//! Typed, located access to a layer's attributes. Each getter substitutes `$` expressions (with
+//! `in_ch` and friends bound), checks the type and range, records the key as used, and returns
+//! an error pointing at the value. Unknown keys are reported by the graph builder afterwards.
+
+use std::rc::Rc;
+
+use super::Shape;
+use crate::error::Diagnostic;
+use crate::expr::{substitute, Env};
+use crate::yaml::{YNode, YValue, YamlPath};
+
+/// Padding on the four sides of a 2-D input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pad4 {
+    pub top: u64,
+    pub left: u64,
+    pub bottom: u64,
+    pub right: u64,
+}
+
+impl Pad4 {
+    pub fn symmetric(h: u64, w: u64) -> Pad4 {
+        Pad4 { top: h, left: w, bottom: h, right: w }
+    }
+    pub fn is_symmetric(&self) -> bool {
+        self.top == self.bottom && self.left == self.right
+    }
+    pub fn label(&self) -> String {
+        if self.is_symmetric() {
+            super::pair_label([self.top, self.left])
+        } else {
+            format!("[{},{},{},{}]", self.top, self.left, self.bottom, self.right)
+        }
+    }
+}
+
+/// A padding as written: explicit, or PyTorch's "same" (resolved once the kernel is known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaddingSpec {
+    Explicit(Pad4),
+    Same,
+}
+
+/// The attributes of one layer being built.
+pub struct Attrs<'a> {
+    pub op: &'static str,
+    /// Path of the node's mapping in the document (for "missing key" errors).
+    pub node_path: YamlPath,
+    values: Vec<(String, YNode)>,
+    env: Rc<Env>,
+    used: Vec<String>,
+    /// Shapes of the layer's inputs, in order.
+    pub inputs: &'a [Shape],
+    /// Op names of the layers producing each input.
+    pub input_ops: &'a [&'static str],
+}
+
+impl<'a> Attrs<'a> {
+    pub fn new(
+        op: &'static str,
+        node_path: YamlPath,
+        values: Vec<(String, YNode)>,
+        env: Rc<Env>,
+        inputs: &'a [Shape],
+        input_ops: &'a [&'static str],
+    ) -> Self {
+        Attrs { op, node_path, values, env, used: Vec::new(), inputs, input_ops }
+    }
+
+    /// Keys given but never asked for.
+    pub fn unused(&self) -> Vec<&(String, YNode)> {
+        self.values.iter().filter(|(k, _)| !self.used.contains(k)).collect()
+    }
+
+    /// The substituted value of `key`, if given.
+    pub fn raw(&mut self, key: &str) -> Result<Option<YNode>, Diagnostic> {
+        self.used.push(key.to_string());
+        match self.values.iter().find(|(k, _)| k == key) {
+            Some((_, v)) => Ok(Some(substitute(v, &self.env, &[])?)),
+            None => Ok(None),
+        }
+    }
+
+    /// An error located at `key`'s value (or at the node when the key is absent).
+    pub fn error(&self, key: &str, msg: impl Into<String>) -> Diagnostic {
+        let path = self
+            .values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.path.clone())
+            .unwrap_or_else(|| self.node_path.clone());
+        Diagnostic::new(msg).at(&path)
+    }
+
+    fn missing(&self, key: &str, example: &str) -> Diagnostic {
+        Diagnostic::new(format!("{} needs `{key}`", self.op))
+            .at(&self.node_path)
+            .help(format!("add `{key}: {example}`"))
+    }
+
+    /// An integer (any sign).
+    pub fn int(&mut self, key: &str) -> Result<Option<i64>, Diagnostic> {
+        match self.raw(key)? {
+            None => Ok(None),
+            Some(v) => int_of(&v, key).map(Some),
+        }
+    }
+
+    /// A positive integer.
+    pub fn positive(&mut self, key: &str) -> Result<Option<u64>, Diagnostic> {
+        match self.raw(key)? {
+            None => Ok(None),
+            Some(v) => positive_of(&v, key).map(Some),
+        }
+    }
+
+    /// A required positive integer.
+    pub fn req_positive(&mut self, key: &str, example: &str) -> Result<u64, Diagnostic> {
+        self.positive(key)?.ok_or_else(|| self.missing(key, example))
+    }
+
+    /// A non-negative integer.
+    pub fn non_negative(&mut self, key: &str) -> Result<Option<u64>, Diagnostic> {
+        match self.raw(key)? {
+            None => Ok(None),
+            Some(v) => {
+                let i = int_of(&v, key)?;
+                u64::try_from(i)
+                    .map(Some)
+                    .map_err(|_| Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&v.path))
+            }
+        }
+    }
+
+    /// `n` or `[h, w]`, each positive.
+    pub fn pair(&mut self, key: &str) -> Result<Option<[u64; 2]>, Diagnostic> {
+        let Some(v) = self.raw(key)? else { return Ok(None) };
+        match &v.value {
+            YValue::Seq(items) if items.len() == 2 => Ok(Some([positive_of(&items[0], key)?, positive_of(&items[1], key)?])),
+            YValue::Seq(items) => Err(Diagnostic::new(format!(
+                "`{key}` takes one number or [height, width]; got a list of {}",
+                items.len()
+            ))
+            .at(&v.path)),
+            _ => {
+                let n = positive_of(&v, key)?;
+                Ok(Some([n, n]))
+            }
+        }
+    }
+
+    /// A required `n` or `[h, w]`.
+    pub fn req_pair(&mut self, key: &str, example: &str) -> Result<[u64; 2], Diagnostic> {
+        self.pair(key)?.ok_or_else(|| self.missing(key, example))
+    }
+
+    /// `n` or `[h, w]`, each 0 or more.
+    pub fn pair0(&mut self, key: &str) -> Result<Option<[u64; 2]>, Diagnostic> {
+        let Some(v) = self.raw(key)? else { return Ok(None) };
+        let nn = |x: &YNode| -> Result<u64, Diagnostic> {
+            let i = int_of(x, key)?;
+            u64::try_from(i).map_err(|_| Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&x.path))
+        };
+        match &v.value {
+            YValue::Seq(items) if items.len() == 2 => Ok(Some([nn(&items[0])?, nn(&items[1])?])),
+            YValue::Seq(items) => Err(Diagnostic::new(format!(
+                "`{key}` takes one number or [height, width]; got a list of {}",
+                items.len()
+            ))
+            .at(&v.path)),
+            _ => {
+                let n = nn(&v)?;
+                Ok(Some([n, n]))
+            }
+        }
+    }
+
+    /// Padding: `n`, `[h, w]`, `[top, left, bottom, right]`, `same` or `valid`.
+    pub fn padding(&mut self, key: &str, allow_same: bool) -> Result<PaddingSpec, Diagnostic> {
+        let Some(v) = self.raw(key)? else { return Ok(PaddingSpec::Explicit(Pad4::default())) };
+        let nn = |x: &YNode| -> Result<u64, Diagnostic> {
+            let i = int_of(x, key)?;
+            u64::try_from(i).map_err(|_| Diagnostic::new(format!("padding must be 0 or more, got {i}")).at(&x.path))
+        };
+        match &v.value {
+            YValue::Str(s) if s == "valid" => Ok(PaddingSpec::Explicit(Pad4::default())),
+            YValue::Str(s) if s == "same" && allow_same => Ok(PaddingSpec::Same),
+            YValue::Seq(items) if items.len() == 2 => {
+                Ok(PaddingSpec::Explicit(Pad4::symmetric(nn(&items[0])?, nn(&items[1])?)))
+            }
+            YValue::Seq(items) if items.len() == 4 => Ok(PaddingSpec::Explicit(Pad4 {
+                top: nn(&items[0])?,
+                left: nn(&items[1])?,
+                bottom: nn(&items[2])?,
+                right: nn(&items[3])?,
+            })),
+            YValue::Int(_) => {
+                let n = nn(&v)?;
+                Ok(PaddingSpec::Explicit(Pad4::symmetric(n, n)))
+            }
+            _ => Err(Diagnostic::new(format!("`{key}: {v}` is not a padding"))
+                .at(&v.path)
+                .help(if allow_same {
+                    "write a number, [h, w], [top, left, bottom, right], `same` or `valid`"
+                } else {
+                    "write a number, [h, w] or [top, left, bottom, right]"
+                })),
+        }
+    }
+
+    /// A boolean (`true`/`false` only).
+    pub fn bool(&mut self, key: &str, default: bool) -> Result<bool, Diagnostic> {
+        match self.raw(key)? {
+            None => Ok(default),
+            Some(v) => bool_of(&v, key),
+        }
+    }
+
+    /// A real number (rates, slopes, epsilons).
+    pub fn float(&mut self, key: &str, default: f64) -> Result<f64, Diagnostic> {
+        match self.raw(key)? {
+            None => Ok(default),
+            Some(v) => match v.value {
+                YValue::Float(x) if x.is_finite() => Ok(x),
+                YValue::Int(i) => Ok(i as f64),
+                _ => Err(Diagnostic::new(format!("`{key}` takes a number, found {} ({v})", v.kind())).at(&v.path)),
+            },
+        }
+    }
+
+    /// One of a fixed set of words.
+    pub fn choice(&mut self, key: &str, options: &[&'static str], default: &'static str) -> Result<&'static str, Diagnostic> {
+        match self.raw(key)? {
+            None => Ok(default),
+            Some(v) => {
+                let s = v.as_str().unwrap_or("");
+                options.iter().copied().find(|o| *o == s).ok_or_else(|| {
+                    let mut d = Diagnostic::new(format!("`{key}: {v}` is not one of {}", options.join(", "))).at(&v.path);
+                    if let Some(m) = crate::error::did_you_mean(s, options.iter().copied()) {
+                        d = d.help(format!("did you mean `{m}`?"));
+                    }
+                    d
+                })
+            }
+        }
+    }
+
+    /// A list of positive integers.
+    pub fn int_list(&mut self, key: &str) -> Result<Option<Vec<u64>>, Diagnostic> {
+        let Some(v) = self.raw(key)? else { return Ok(None) };
+        match &v.value {
+            YValue::Seq(items) => items.iter().map(|x| positive_of(x, key)).collect::<Result<_, _>>().map(Some),
+            _ => Err(Diagnostic::new(format!("`{key}` takes a list of sizes, e.g. [64, 64]")).at(&v.path)),
+        }
+    }
+
+    /// A dimension index (negative counts from the end), resolved against `rank`.
+    pub fn dim(&mut self, key: &str, default: i64, rank: usize) -> Result<usize, Diagnostic> {
+        let d = self.int(key)?.unwrap_or(default);
+        let r = rank as i64;
+        let idx = if d < 0 { d + r } else { d };
+        if idx < 0 || idx >= r {
+            return Err(self.error(key, format!("`{key}: {d}` is out of range for a rank-{rank} tensor")));
+        }
+        Ok(idx as usize)
+    }
+
+    /// The first input (every op that uses this has arity ≥ 1, checked before building).
+    pub fn input(&self) -> &Shape {
+        &self.inputs[0]
+    }
+}
+
+pub fn int_of(v: &YNode, key: &str) -> Result<i64, Diagnostic> {
+    match &v.value {
+        YValue::Int(i) => Ok(*i),
+        YValue::Float(x) => Err(Diagnostic::new(format!("`{key}` must be an integer, found {x}"))
+            .at(&v.path)
+            .help("sizes are whole numbers")),
+        YValue::Str(s) if s.trim().parse::<f64>().is_ok() => {
+            Err(Diagnostic::new(format!("`{key}` must be an integer, found the string \"{s}\""))
+                .at(&v.path)
+                .help(format!("write {s} without quotes")))
+        }
+        YValue::Bool(b) => Err(Diagnostic::new(format!("`{key}` must be an integer, found {b}")).at(&v.path)),
+        _ => Err(Diagnostic::new(format!("`{key}` must be an integer, found {} ({v})", v.kind())).at(&v.path)),
+    }
+}
+
+pub fn positive_of(v: &YNode, key: &str) -> Result<u64, Diagnostic> {
+    let i = int_of(v, key)?;
+    if i <= 0 {
+        return Err(Diagnostic::new(format!("`{key}` must be at least 1, got {i}")).at(&v.path));
+    }
+    Ok(i as u64)
+}
+
+pub fn bool_of(v: &YNode, key: &str) -> Result<bool, Diagnostic> {
+    match &v.value {
+        YValue::Bool(b) => Ok(*b),
+        YValue::Str(s) if matches!(s.as_str(), "yes" | "no" | "on" | "off" | "y" | "n" | "True" | "False" | "TRUE" | "FALSE") => {
+            Err(Diagnostic::new(format!("`{key}: {s}` is not a boolean in this format"))
+                .at(&v.path)
+                .help("write true or false"))
+        }
+        _ => Err(Diagnostic::new(format!("`{key}` must be true or false, found {} ({v})", v.kind()))
+            .at(&v.path)
+            .help("write true or false")),
+    }
+}

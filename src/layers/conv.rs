@@ -1,0 +1,255 @@
+//! Convolution and transposed convolution, with PyTorch's options: stride, padding (symmetric,
+//! asymmetric, `same`, `valid`), dilation, groups (depthwise included), bias, output_padding.
+
+use super::attrs::{Pad4, PaddingSpec};
+use super::{add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape};
+use crate::error::Diagnostic;
+use crate::geometry::{conv_out, conv_transpose_out};
+
+pub const CONV2D: OpType = OpType {
+    name: "conv2d",
+    aliases: &["conv"],
+    keys: &["out", "kernel", "stride", "padding", "dilation", "groups", "bias", "padding_mode", "trainable"],
+    arity: Arity::Exactly(1),
+    fuses_bn: true,
+    build: build_conv,
+    summary: "2-D convolution (torch.nn.Conv2d)",
+};
+
+pub const CONV_TRANSPOSE2D: OpType = OpType {
+    name: "conv_transpose2d",
+    aliases: &["deconv", "conv_transpose"],
+    keys: &["out", "kernel", "stride", "padding", "output_padding", "dilation", "groups", "bias", "trainable"],
+    arity: Arity::Exactly(1),
+    fuses_bn: true,
+    build: build_deconv,
+    summary: "2-D transposed convolution (torch.nn.ConvTranspose2d)",
+};
+
+#[derive(Debug)]
+pub struct Conv2d {
+    transposed: bool,
+    in_ch: u64,
+    out_ch: u64,
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    pad: Pad4,
+    dilation: [u64; 2],
+    output_padding: [u64; 2],
+    groups: u64,
+    bias: bool,
+    trainable: bool,
+    params: u64,
+}
+
+fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
+    let op = a.op;
+    need_4d(op, a.input())?;
+    let in_ch = a.input().0[1];
+    let out_ch = a.req_positive("out", "64")?;
+    let kernel = a.req_pair("kernel", "3")?;
+    let stride = a.pair("stride")?.unwrap_or([1, 1]);
+    let dilation = a.pair("dilation")?.unwrap_or([1, 1]);
+    let groups = a.positive("groups")?.unwrap_or(1);
+    let bias = a.bool("bias", true)?;
+    let trainable = a.bool("trainable", true)?;
+    let output_padding = if transposed { a.pair0("output_padding")?.unwrap_or([0, 0]) } else { [0, 0] };
+    if !transposed {
+        a.choice("padding_mode", &["zeros", "reflect", "replicate", "circular"], "zeros")?;
+    }
+    let pad = match a.padding("padding", !transposed)? {
+        PaddingSpec::Explicit(p) => p,
+        PaddingSpec::Same => {
+            if stride != [1, 1] {
+                return Err(a
+                    .error("padding", "`padding: same` needs stride 1 (as in PyTorch)")
+                    .help("write the padding explicitly, e.g. [top, left, bottom, right] for TensorFlow-style same padding"));
+            }
+            // PyTorch: total = dilation·(kernel-1); the smaller half goes first.
+            let th = dilation[0] * (kernel[0] - 1);
+            let tw = dilation[1] * (kernel[1] - 1);
+            Pad4 { top: th / 2, left: tw / 2, bottom: th - th / 2, right: tw - tw / 2 }
+        }
+    };
+    if in_ch % groups != 0 || out_ch % groups != 0 {
+        let mut d = a.error(
+            "groups",
+            format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
+        );
+        d = d.help(if groups == out_ch || groups > in_ch {
+            format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
+        } else {
+            "choose a number of groups that divides both channel counts".to_string()
+        });
+        return Err(d);
+    }
+    if transposed {
+        for ax in 0..2 {
+            if output_padding[ax] >= stride[ax].max(dilation[ax]) {
+                return Err(a.error(
+                    "output_padding",
+                    format!(
+                        "output_padding {} must be smaller than the stride or the dilation ({} / {})",
+                        output_padding[ax], stride[ax], dilation[ax]
+                    ),
+                ));
+            }
+        }
+    }
+    let kk = mul(&[kernel[0], kernel[1]])?;
+    let weights = mul(&[in_ch / groups, out_ch, kk])?;
+    let params = add(&[weights, if bias { out_ch } else { 0 }])?;
+    Ok(Conv2d { transposed, in_ch, out_ch, kernel, stride, pad, dilation, output_padding, groups, bias, trainable, params })
+}
+
+fn build_conv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    Ok(Box::new(common(a, false)?))
+}
+
+fn build_deconv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    Ok(Box::new(common(a, true)?))
+}
+
+impl Layer for Conv2d {
+    fn op(&self) -> &'static str {
+        if self.transposed {
+            "conv_transpose2d"
+        } else {
+            "conv2d"
+        }
+    }
+    fn label(&self) -> String {
+        let name = if self.transposed { "deconv" } else { "conv" };
+        let mut s = format!("{name} {}×{}", self.kernel[0], self.kernel[1]);
+        if self.stride != [1, 1] {
+            s += &format!("/{}", pair_label(self.stride));
+        }
+        if self.pad != Pad4::default() {
+            s += &format!(" p{}", self.pad.label());
+        }
+        if self.dilation != [1, 1] {
+            s += &format!(" d{}", pair_label(self.dilation));
+        }
+        if self.groups == self.in_ch && self.groups == self.out_ch && self.groups > 1 {
+            s += " dw";
+        } else if self.groups > 1 {
+            s += &format!(" g{}", self.groups);
+        }
+        s + &format!(", {}", self.out_ch)
+    }
+    fn category(&self) -> Category {
+        Category::Convolution
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let s = &inputs[0].0;
+        let mut hw = [0u64; 2];
+        let pads = [(self.pad.top, self.pad.bottom), (self.pad.left, self.pad.right)];
+        for ax in 0..2 {
+            let r = if self.transposed {
+                conv_transpose_out(s[2 + ax], self.kernel[ax], self.stride[ax], pads[ax].0 + pads[ax].1, self.dilation[ax], self.output_padding[ax])
+            } else {
+                conv_out(s[2 + ax], self.kernel[ax], self.stride[ax], pads[ax].0, pads[ax].1, self.dilation[ax])
+            };
+            hw[ax] = r.map_err(|m| {
+                Diagnostic::new(format!("{} on a {}×{} input: {m}", self.op(), s[2], s[3]))
+                    .help("use a smaller kernel or more padding, or check the input size (--input)")
+            })?;
+        }
+        Ok(vec![Shape(vec![s[0], self.out_ch, hw[0], hw[1]])])
+    }
+    fn params(&self) -> Params {
+        if self.trainable {
+            Params { trainable: self.params, ..Default::default() }
+        } else {
+            Params { frozen: self.params, ..Default::default() }
+        }
+    }
+    fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        let kk = self.kernel[0] * self.kernel[1];
+        // Regular: every output element accumulates (C_in/g)·kh·kw products. Transposed (as
+        // PyTorch's FlopCounterMode): every input element is scattered through a kernel into
+        // C_out/g channels.
+        let macs = if self.transposed {
+            let x = &inputs[0].0;
+            mul(&[x[0], x[2], x[3], self.in_ch, self.out_ch / self.groups, kk])?
+        } else {
+            mul(&[outputs[0].numel()?, self.in_ch / self.groups, kk])?
+        };
+        let bias = if self.bias { per_element(&outputs[0], 1)? } else { 0 };
+        Ok(Cost { macs, flops: add(&[mul(&[2, macs])?, bias])? })
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        let pad_begin = [self.pad.top, self.pad.left];
+        if self.transposed {
+            Geometry::Transposed { kernel: self.kernel, stride: self.stride, pad_begin, dilation: self.dilation }
+        } else {
+            Geometry::Window { kernel: self.kernel, stride: self.stride, pad_begin, dilation: self.dilation }
+        }
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some(if self.transposed { "ConvTranspose2d" } else { "Conv2d" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::build;
+
+    #[test]
+    fn resnet_stem_by_hand() {
+        // 7×7, 3→64, stride 2, padding 3, no bias, 224² → 112²: 3·64·49 = 9408 parameters,
+        // 64·112·112 outputs × 3·49 = 118,013,952 MACs.
+        let (l, out) = build("conv2d", "{out: 64, kernel: 7, stride: 2, padding: 3, bias: false}", &[&[1, 3, 224, 224]]).unwrap();
+        assert_eq!(out[0].0, vec![1, 64, 112, 112]);
+        assert_eq!(l.params().total(), 9408);
+        let c = l.cost(&[Shape(vec![1, 3, 224, 224])], &out).unwrap();
+        assert_eq!(c.macs, 118_013_952);
+        assert_eq!(c.flops, 2 * 118_013_952);
+        assert_eq!(l.label(), "conv 7×7/2 p3, 64");
+    }
+
+    #[test]
+    fn options() {
+        // depthwise 3×3 on 32 channels with bias: 32·9 + 32.
+        let (l, out) = build("conv2d", "{out: 32, kernel: 3, padding: 1, groups: 32}", &[&[2, 32, 10, 10]]).unwrap();
+        assert_eq!(l.params().total(), 32 * 9 + 32);
+        assert_eq!(out[0].0, vec![2, 32, 10, 10]);
+        // "same" with an even kernel pads 0 before and 1 after (PyTorch), dilation 2 doubles it.
+        let (_, out) = build("conv2d", "{out: 4, kernel: 4, padding: same, dilation: 2}", &[&[1, 1, 9, 7]]).unwrap();
+        assert_eq!(out[0].0, vec![1, 4, 9, 7]);
+        // Asymmetric padding [top, left, bottom, right].
+        let (_, out) = build("conv2d", "{out: 1, kernel: 3, stride: 2, padding: [0, 0, 1, 1]}", &[&[1, 1, 8, 8]]).unwrap();
+        assert_eq!(out[0].0, vec![1, 1, 4, 4]);
+        // Rectangular kernel and stride.
+        let (_, out) = build("conv2d", "{out: 1, kernel: [1, 7], padding: [0, 3], stride: [2, 1]}", &[&[1, 1, 17, 17]]).unwrap();
+        assert_eq!(out[0].0, vec![1, 1, 9, 17]);
+    }
+
+    #[test]
+    fn errors() {
+        let e = build("conv2d", "{out: 64, kernel: 3, groups: 3}", &[&[1, 32, 8, 8]]).unwrap_err();
+        assert!(e.message.contains("groups = 3 must divide"), "{e}");
+        let e = build("conv2d", "{out: 64, kernel: 7}", &[&[1, 3, 4, 4]]).unwrap_err();
+        assert!(e.message.contains("spans 7 pixels"), "{e}");
+        let e = build("conv2d", "{out: 64, kernel: 3, stride: 2, padding: same}", &[&[1, 3, 8, 8]]).unwrap_err();
+        assert!(e.message.contains("stride 1"), "{e}");
+        let e = build("conv2d", "{kernel: 3}", &[&[1, 3, 8, 8]]).unwrap_err();
+        assert!(e.message.contains("needs `out`"), "{e}");
+        let e = build("conv2d", "{out: 4, kernel: 3}", &[&[1, 3]]).unwrap_err();
+        assert!(e.message.contains("N×C×H×W"), "{e}");
+    }
+
+    #[test]
+    fn transposed() {
+        // ConvTranspose2d(64, 32, 2, stride 2): 64·32·4 + 32 params; 7² → 14²;
+        // MACs (FlopCounterMode) = N·H_in·W_in·C_in·(C_out/g)·kh·kw = 49·64·32·4.
+        let (l, out) = build("deconv", "{out: 32, kernel: 2, stride: 2}", &[&[1, 64, 7, 7]]).unwrap();
+        assert_eq!(out[0].0, vec![1, 32, 14, 14]);
+        assert_eq!(l.params().total(), 64 * 32 * 4 + 32);
+        assert_eq!(l.cost(&[Shape(vec![1, 64, 7, 7])], &out).unwrap().macs, 49 * 64 * 32 * 4);
+        let (_, out) = build("deconv", "{out: 8, kernel: 3, stride: 2, padding: 1, output_padding: 1}", &[&[1, 4, 7, 7]]).unwrap();
+        assert_eq!(out[0].0, vec![1, 8, 14, 14]);
+        assert!(build("deconv", "{out: 8, kernel: 3, stride: 2, output_padding: 2}", &[&[1, 4, 7, 7]]).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Fully-connected layer (torch.nn.Linear): applies to the last dimension.
+
+use super::{add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape};
+use crate::error::Diagnostic;
+
+pub const LINEAR: OpType = OpType {
+    name: "linear",
+    aliases: &["fc", "dense"],
+    keys: &["out", "bias", "trainable"],
+    arity: Arity::Exactly(1),
+    fuses_bn: true,
+    build,
+    summary: "fully-connected layer on the last dimension (torch.nn.Linear)",
+};
+
+#[derive(Debug)]
+struct Linear {
+    in_features: u64,
+    out_features: u64,
+    bias: bool,
+    trainable: bool,
+    params: u64,
+}
+
+fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let x = a.input().clone();
+    if x.rank() == 4 {
+        return Err(Diagnostic::new(format!(
+            "linear applies to the last dimension, and this input is {x}: it would mix only the {} columns",
+            x.0[3]
+        ))
+        .help("flatten first: add `{op: flatten}` before it (after a global pooling, for a CNN head)"));
+    }
+    if x.rank() < 2 {
+        return Err(Diagnostic::new(format!("linear needs an N×F input, got {x}")));
+    }
+    let in_features = x.0[x.rank() - 1];
+    let out_features = a.req_positive("out", "1000")?;
+    let bias = a.bool("bias", true)?;
+    let trainable = a.bool("trainable", true)?;
+    let params = add(&[mul(&[in_features, out_features])?, if bias { out_features } else { 0 }])?;
+    Ok(Box::new(Linear { in_features, out_features, bias, trainable, params }))
+}
+
+impl Layer for Linear {
+    fn op(&self) -> &'static str {
+        "linear"
+    }
+    fn label(&self) -> String {
+        format!("linear {}→{}", self.in_features, self.out_features)
+    }
+    fn category(&self) -> Category {
+        Category::Convolution
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let mut s = inputs[0].0.clone();
+        let last = s.len() - 1;
+        s[last] = self.out_features;
+        Ok(vec![Shape(s)])
+    }
+    fn params(&self) -> Params {
+        if self.trainable {
+            Params { trainable: self.params, ..Default::default() }
+        } else {
+            Params { frozen: self.params, ..Default::default() }
+        }
+    }
+    fn cost(&self, _inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        let macs = mul(&[outputs[0].numel()?, self.in_features])?;
+        let bias = if self.bias { per_element(&outputs[0], 1)? } else { 0 };
+        Ok(Cost { macs, flops: add(&[mul(&[2, macs])?, bias])? })
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Global
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some("Linear")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::Shape;
+    use crate::testutil::build;
+
+    #[test]
+    fn alexnet_fc6_by_hand() {
+        // 9216 → 4096 with bias: 9216·4096 + 4096 = 37,752,832 params; 37,748,736 MACs.
+        let (l, out) = build("linear", "{out: 4096}", &[&[1, 9216]]).unwrap();
+        assert_eq!(l.params().total(), 37_752_832);
+        let c = l.cost(&[Shape(vec![1, 9216])], &out).unwrap();
+        assert_eq!(c.macs, 37_748_736);
+        assert_eq!(c.flops, 2 * 37_748_736 + 4096);
+        // Batch and sequence dimensions multiply the MACs, not the parameters.
+        let (l, out) = build("linear", "{out: 8, bias: false}", &[&[4, 5, 16]]).unwrap();
+        assert_eq!(out[0].0, vec![4, 5, 8]);
+        assert_eq!(l.cost(&[Shape(vec![4, 5, 16])], &out).unwrap().macs, 4 * 5 * 8 * 16);
+    }
+
+    #[test]
+    fn four_d_input_needs_flatten() {
+        let e = build("linear", "{out: 10}", &[&[1, 512, 1, 1]]).unwrap_err();
+        assert!(e.help.unwrap().contains("flatten"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Merges of several tensors: elementwise add and multiply (NumPy/PyTorch broadcasting, e.g. a
+//! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
+
+use super::{mul, Arity, Attrs, Category, Cost, Layer, OpType, Shape};
+use crate::error::Diagnostic;
+
+pub const ADD: OpType = OpType {
+    name: "add",
+    aliases: &["sum"],
+    keys: &[],
+    arity: Arity::AtLeast(2),
+    fuses_bn: false,
+    build: build_add,
+    summary: "elementwise sum of two or more tensors, with broadcasting",
+};
+
+pub const MULTIPLY: OpType = OpType {
+    name: "multiply",
+    aliases: &["mul"],
+    keys: &[],
+    arity: Arity::AtLeast(2),
+    fuses_bn: false,
+    build: build_mul,
+    summary: "elementwise product (e.g. a squeeze-excitation gate), with broadcasting",
+};
+
+pub const CONCAT: OpType = OpType {
+    name: "concat",
+    aliases: &["cat"],
+    keys: &["dim"],
+    arity: Arity::AtLeast(1),
+    fuses_bn: false,
+    build: build_concat,
+    summary: "concatenation along `dim` (default 1, channels)",
+};
+
+#[derive(Debug)]
+struct Elementwise {
+    product: bool,
+    n: usize,
+}
+
+fn build_add(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    Ok(Box::new(Elementwise { product: false, n: a.inputs.len() }))
+}
+fn build_mul(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    Ok(Box::new(Elementwise { product: true, n: a.inputs.len() }))
+}
+
+/// NumPy broadcasting of two shapes, or an error naming the axis that disagrees.
+fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, (usize, u64, u64)> {
+    let r = a.rank().max(b.rank());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { 1 };
+        let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { 1 };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err((i, da, db));
+        };
+    }
+    Ok(Shape(out))
+}
+
+impl Layer for Elementwise {
+    fn op(&self) -> &'static str {
+        if self.product {
+            "multiply"
+        } else {
+            "add"
+        }
+    }
+    fn label(&self) -> String {
+        format!("{} ×{}", self.op(), self.n)
+    }
+    fn category(&self) -> Category {
+        Category::Merge
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let mut acc = inputs[0].clone();
+        for (k, s) in inputs.iter().enumerate().skip(1) {
+            acc = broadcast(&acc, s).map_err(|(axis, da, db)| {
+                let what = if axis == 1 { "channels" } else { "sizes" };
+                let mut d = Diagnostic::new(format!(
+                    "{} inputs disagree in {what}: input 0 is {} but input {k} is {s}",
+                    self.op(),
+                    inputs[0]
+                ))
+                .note(format!("dimension {axis}: {da} vs {db}, and neither is 1"));
+                d = d.help(if axis == 1 {
+                    format!(
+                        "project the shortcut with a 1×1 convolution to {da} channels (`{{op: conv, out: {da}, kernel: 1}}`, with the block's stride)"
+                    )
+                } else {
+                    "make the spatial sizes agree: the same strides on both paths, or a strided 1×1 projection".to_string()
+                });
+                d
+            })?;
+        }
+        Ok(vec![acc])
+    }
+    fn cost(&self, _inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        Ok(Cost { macs: 0, flops: mul(&[outputs[0].numel()?, self.n as u64 - 1])? })
+    }
+}
+
+#[derive(Debug)]
+struct Concat {
+    dim: usize,
+    n: usize,
+}
+
+fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let dim = a.dim("dim", 1, a.input().rank())?;
+    if dim == 0 {
+        return Err(a.error("dim", "concatenating along the batch dimension is not a layer").help("use `dim: 1` (channels)"));
+    }
+    Ok(Box::new(Concat { dim, n: a.inputs.len() }))
+}
+
+impl Layer for Concat {
+    fn op(&self) -> &'static str {
+        "concat"
+    }
+    fn label(&self) -> String {
+        format!("concat ×{}", self.n)
+    }
+    fn category(&self) -> Category {
+        Category::Merge
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let first = &inputs[0];
+        let mut out = first.clone();
+        out.0[self.dim] = 0;
+        for (k, s) in inputs.iter().enumerate() {
+            let same_rest = s.rank() == first.rank()
+                && (0..s.rank()).all(|i| i == self.dim || s.0[i] == first.0[i]);
+            if !same_rest {
+                let mut d = Diagnostic::new(format!(
+                    "concat inputs disagree outside dimension {}: input 0 is {first} but input {k} is {s}",
+                    self.dim
+                ));
+                if s.rank() == 4 && first.rank() == 4 && self.dim == 1 {
+                    d = d.help("the spatial sizes must match: check the strides and paddings of both paths (a centre `crop` fits U-Net skips)");
+                }
+                return Err(d);
+            }
+            out.0[self.dim] = out.0[self.dim]
+                .checked_add(s.0[self.dim])
+                .ok_or_else(|| Diagnostic::new("concatenated size overflows"))?;
+        }
+        Ok(vec![out])
+    }
+    fn is_view(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::build;
+
+    #[test]
+    fn broadcasting_and_errors() {
+        let (_, o) = build("multiply", "{}", &[&[2, 64, 7, 7], &[2, 64, 1, 1]]).unwrap();
+        assert_eq!(o[0].0, vec![2, 64, 7, 7]);
+        let e = build("add", "{}", &[&[1, 256, 56, 56], &[1, 512, 56, 56]]).unwrap_err();
+        assert!(e.message.contains("channels"), "{e}");
+        assert!(e.help.unwrap().contains("1×1"));
+        let (_, o) = build("concat", "{}", &[&[1, 64, 28, 28], &[1, 128, 28, 28], &[1, 32, 28, 28]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 224, 28, 28]);
+        assert!(build("concat", "{}", &[&[1, 64, 28, 28], &[1, 64, 26, 26]]).is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! Layer types. The [`Layer`] trait carries everything that differs between types (shape rule,
+//! parameters and buffers, MACs and FLOPs, receptive-field geometry, label, category); the
+//! [`REGISTRY`] lists every type with its accepted keys and arity. Adding a type is one file (or
+//! one entry in a family file) plus one registry line; every generic pass (analysis, reports)
+//! works through the trait alone.
+
+mod activation;
+mod attrs;
+mod conv;
+mod linear;
+mod merge;
+mod norm;
+mod pool;
+mod reshape;
+mod resample;
+
+pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
+
+use std::fmt;
+
+use crate::error::Diagnostic;
+
+/// A tensor shape, batch first (`[N, C, H, W]`, `[N, F]`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Shape(pub Vec<u64>);
+
+impl Shape {
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    /// Number of elements, or an error on overflow.
+    pub fn numel(&self) -> Result<u64, Diagnostic> {
+        self.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| {
+            Diagnostic::new(format!("the tensor {self} has more elements than fit in 64 bits"))
+        })
+    }
+    /// Channels of an `N×C×…` tensor.
+    pub fn channels(&self) -> Option<u64> {
+        self.0.get(1).copied()
+    }
+    /// The shape without its batch dimension, as `64×56×56`.
+    pub fn per_sample(&self) -> String {
+        join(&self.0[1.min(self.0.len())..])
+    }
+}
+
+fn join(d: &[u64]) -> String {
+    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("×")
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", join(&self.0))
+    }
+}
+
+/// Parameter and buffer counts of one layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Params {
+    /// Learnable parameters that receive gradients.
+    pub trainable: u64,
+    /// Parameters that exist but are frozen (`requires_grad = False`, e.g. a fixed Sobel filter).
+    pub frozen: u64,
+    /// Non-learnable state (BN running mean/var).
+    pub buffers: u64,
+}
+
+impl Params {
+    pub fn total(&self) -> u64 {
+        self.trainable + self.frozen
+    }
+}
+
+/// Arithmetic cost of one layer for one forward pass over the whole batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Multiply-accumulates of convolutions, transposed convolutions and linear layers (bias
+    /// excluded); zero for every other op.
+    pub macs: u64,
+    /// All floating-point operations: 2 per MAC, bias adds, and the op's documented per-element
+    /// cost (docs/COUNTING.md).
+    pub flops: u64,
+}
+
+/// What a layer does to the receptive field, per spatial axis `[h, w]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Geometry {
+    /// Each output unit sees the same position of the input (activations, norms, merges…).
+    Pointwise,
+    /// A sliding window (convolution, pooling, padding).
+    Window { kernel: [u64; 2], stride: [u64; 2], pad_begin: [u64; 2], dilation: [u64; 2] },
+    /// A transposed convolution: stride divides the jump.
+    Transposed { kernel: [u64; 2], stride: [u64; 2], pad_begin: [u64; 2], dilation: [u64; 2] },
+    /// Upsampling by an exact ratio `num/den` per axis (output/input size).
+    Resize { num: [u64; 2], den: [u64; 2], align_corners: bool, bilinear: bool },
+    /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
+    Global,
+}
+
+/// A layer's family, for colours and legends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    Input,
+    Convolution,
+    Activation,
+    Pooling,
+    Normalization,
+    Merge,
+    Reshape,
+    Regularization,
+    Resample,
+}
+
+/// One layer, built from its attributes and the shapes of its inputs.
+pub trait Layer: fmt::Debug + Send + Sync {
+    /// The canonical op name (`conv2d`).
+    fn op(&self) -> &'static str;
+    /// A short description with the key settings (`conv 3×3/2 p1, 64`).
+    fn label(&self) -> String;
+    /// The layer's family.
+    fn category(&self) -> Category;
+    /// Output shapes from input shapes. Never panics; an impossible shape is an error.
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic>;
+    /// Parameters and buffers (fixed at build time from the input channels).
+    fn params(&self) -> Params {
+        Params::default()
+    }
+    /// MACs and FLOPs for these input and output shapes.
+    fn cost(&self, _inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        Ok(Cost::default())
+    }
+    /// Receptive-field geometry.
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Pointwise
+    }
+    /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
+    fn is_view(&self) -> bool {
+        false
+    }
+    /// The PyTorch module this layer corresponds to (`Conv2d`), if there is one.
+    fn torch_type(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// How many inputs an op takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+/// A registered layer type.
+pub struct OpType {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    /// Keys accepted besides the generic ones (`id`, `in`, `when`, `repeat`, `act`, `bn`).
+    pub keys: &'static [&'static str],
+    pub arity: Arity,
+    /// Whether `bn: true` may be fused after it.
+    pub fuses_bn: bool,
+    pub build: fn(&mut Attrs) -> Result<Box<dyn Layer>, Diagnostic>,
+    /// One line for `docs/FORMAT.md` and error messages.
+    pub summary: &'static str,
+}
+
+impl fmt::Debug for OpType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpType({})", self.name)
+    }
+}
+
+/// Every layer type archscope knows. One line per type.
+pub static REGISTRY: &[OpType] = &[
+    reshape::INPUT,
+    conv::CONV2D,
+    conv::CONV_TRANSPOSE2D,
+    linear::LINEAR,
+    reshape::FLATTEN,
+    pool::MAXPOOL2D,
+    pool::AVGPOOL2D,
+    pool::ADAPTIVE_AVGPOOL2D,
+    pool::ADAPTIVE_MAXPOOL2D,
+    pool::GLOBAL_AVGPOOL,
+    pool::GLOBAL_MAXPOOL,
+    resample::MAX_UNPOOL2D,
+    resample::UPSAMPLE,
+    norm::BATCHNORM2D,
+    norm::BATCHNORM1D,
+    norm::LAYERNORM,
+    norm::GROUPNORM,
+    norm::INSTANCENORM2D,
+    norm::LOCAL_RESPONSE_NORM,
+    activation::RELU,
+    activation::RELU6,
+    activation::LEAKY_RELU,
+    activation::PRELU,
+    activation::ELU,
+    activation::SELU,
+    activation::CELU,
+    activation::GELU,
+    activation::SIGMOID,
+    activation::HARDSIGMOID,
+    activation::TANH,
+    activation::HARDTANH,
+    activation::SILU,
+    activation::HARDSWISH,
+    activation::MISH,
+    activation::SOFTPLUS,
+    activation::SOFTSIGN,
+    activation::SOFTMAX,
+    activation::LOG_SOFTMAX,
+    reshape::DROPOUT,
+    reshape::DROPOUT2D,
+    merge::ADD,
+    merge::MULTIPLY,
+    merge::CONCAT,
+    reshape::CHANNEL_SHUFFLE,
+    reshape::SPLIT,
+    reshape::SLICE,
+    reshape::IDENTITY,
+    reshape::ZERO_PAD2D,
+];
+
+/// Finds a layer type by name or alias.
+pub fn lookup(name: &str) -> Option<&'static OpType> {
+    REGISTRY.iter().find(|t| t.name == name || t.aliases.contains(&name))
+}
+
+/// All names and aliases, for "did you mean".
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().flat_map(|t| std::iter::once(t.name).chain(t.aliases.iter().copied()))
+}
+
+/// Elementwise cost: `per_element` FLOPs for each element of `shape`.
+pub(crate) fn per_element(shape: &Shape, per_element: u64) -> Result<u64, Diagnostic> {
+    shape
+        .numel()?
+        .checked_mul(per_element)
+        .ok_or_else(|| Diagnostic::new(format!("FLOPs of a {shape} tensor overflow 64 bits")))
+}
+
+/// Checked product for parameter and cost arithmetic.
+pub(crate) fn mul(factors: &[u64]) -> Result<u64, Diagnostic> {
+    factors
+        .iter()
+        .try_fold(1u64, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| Diagnostic::new("a count overflows 64 bits; the sizes are too large"))
+}
+
+/// Checked sum.
+pub(crate) fn add(terms: &[u64]) -> Result<u64, Diagnostic> {
+    terms
+        .iter()
+        .try_fold(0u64, |a, &b| a.checked_add(b))
+        .ok_or_else(|| Diagnostic::new("a count overflows 64 bits; the sizes are too large"))
+}
+
+/// `[a, b]` as `a×b`, or `a` when both are equal.
+pub(crate) fn pair_label(p: [u64; 2]) -> String {
+    if p[0] == p[1] {
+        format!("{}", p[0])
+    } else {
+        format!("{}×{}", p[0], p[1])
+    }
+}
+
+/// Requires an `N×C×H×W` input, with a message naming the op.
+pub(crate) fn need_4d(op: &str, s: &Shape) -> Result<(), Diagnostic> {
+    if s.rank() == 4 {
+        Ok(())
+    } else {
+        Err(Diagnostic::new(format!("{op} needs an N×C×H×W input, got {s} (rank {})", s.rank()))
+            .help(if s.rank() == 2 {
+                "this input is flat; put the layer before `flatten`, or use `linear`"
+            } else {
+                "check the layer before it"
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn registry_names_are_unique() {
+        let mut seen = HashSet::new();
+        for n in all_names() {
+            assert!(seen.insert(n), "duplicate op name {n}");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Normalisation: batch norm (1-D and 2-D), layer norm, group norm, instance norm and local
+//! response norm, with PyTorch's affine / running-statistics options and defaults.
+
+use super::{mul, per_element, Arity, Attrs, Category, Cost, Layer, OpType, Params, Shape};
+use crate::error::Diagnostic;
+
+const BN_KEYS: &[&str] = &["eps", "momentum", "affine", "track_running_stats"];
+
+pub const BATCHNORM2D: OpType = OpType {
+    name: "batchnorm2d",
+    aliases: &["bn", "batchnorm"],
+    keys: BN_KEYS,
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_bn2d,
+    summary: "batch normalisation over N×C×H×W (torch.nn.BatchNorm2d)",
+};
+
+pub const BATCHNORM1D: OpType = OpType {
+    name: "batchnorm1d",
+    aliases: &["bn1d"],
+    keys: BN_KEYS,
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_bn1d,
+    summary: "batch normalisation over N×C or N×C×L (torch.nn.BatchNorm1d)",
+};
+
+pub const LAYERNORM: OpType = OpType {
+    name: "layernorm",
+    aliases: &["layer_norm", "ln"],
+    keys: &["dims", "eps", "affine", "bias"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_ln,
+    summary: "layer normalisation over the last `dims` dimensions (torch.nn.LayerNorm)",
+};
+
+pub const GROUPNORM: OpType = OpType {
+    name: "groupnorm",
+    aliases: &["group_norm", "gn"],
+    keys: &["groups", "eps", "affine"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_gn,
+    summary: "group normalisation (torch.nn.GroupNorm)",
+};
+
+pub const INSTANCENORM2D: OpType = OpType {
+    name: "instancenorm2d",
+    aliases: &["instance_norm", "in2d"],
+    keys: &["eps", "momentum", "affine", "track_running_stats"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_in,
+    summary: "instance normalisation (torch.nn.InstanceNorm2d; affine and running stats off by default)",
+};
+
+pub const LOCAL_RESPONSE_NORM: OpType = OpType {
+    name: "local_response_norm",
+    aliases: &["lrn"],
+    keys: &["size", "alpha", "beta", "k"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_lrn,
+    summary: "local response normalisation across channels (torch.nn.LocalResponseNorm)",
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Batch2d,
+    Batch1d,
+    Layer { dims: usize },
+    Group { groups: u64 },
+    Instance,
+    Lrn { size: u64 },
+}
+
+#[derive(Debug)]
+struct Norm {
+    kind: Kind,
+    /// Size of the affine parameters (channels, or the normalised shape for layer norm).
+    features: u64,
+    weight: bool,
+    bias: bool,
+    running: bool,
+}
+
+fn channels(a: &Attrs, min_rank: usize, max_rank: usize, what: &str) -> Result<u64, Diagnostic> {
+    let x = a.input();
+    if x.rank() < min_rank || x.rank() > max_rank {
+        return Err(Diagnostic::new(format!("{} needs {what}, got {x}", a.op)).help(if min_rank == 4 {
+            "for a flat N×C input use `batchnorm1d`"
+        } else {
+            "for an image N×C×H×W use `batchnorm2d`"
+        }));
+    }
+    Ok(x.0[1])
+}
+
+fn build_bn(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = if two_d { channels(a, 4, 4, "an N×C×H×W input")? } else { channels(a, 2, 3, "an N×C or N×C×L input")? };
+    a.float("eps", 1e-5)?;
+    a.float("momentum", 0.1)?;
+    let affine = a.bool("affine", true)?;
+    let running = a.bool("track_running_stats", true)?;
+    let kind = if two_d { Kind::Batch2d } else { Kind::Batch1d };
+    Ok(Box::new(Norm { kind, features: c, weight: affine, bias: affine, running }))
+}
+fn build_bn2d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_bn(a, true)
+}
+fn build_bn1d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_bn(a, false)
+}
+
+fn build_ln(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let x = a.input().clone();
+    let dims = a.positive("dims")?.unwrap_or(1) as usize;
+    if dims >= x.rank() {
+        return Err(a.error(
+            "dims",
+            format!("layernorm over the last {dims} dimensions of a rank-{} input would include the batch", x.rank()),
+        ).help(format!("use at most {}", x.rank() - 1)));
+    }
+    a.float("eps", 1e-5)?;
+    let affine = a.bool("affine", true)?;
+    let bias = a.bool("bias", true)?;
+    let features = mul(&x.0[x.rank() - dims..])?;
+    Ok(Box::new(Norm { kind: Kind::Layer { dims }, features, weight: affine, bias: affine && bias, running: false }))
+}
+
+fn build_gn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = channels(a, 2, 5, "an N×C×… input")?;
+    let groups = a.req_positive("groups", "32")?;
+    if c % groups != 0 {
+        return Err(a
+            .error("groups", format!("groups = {groups} must divide the {c} channels"))
+            .help("choose a divisor of the channel count (32 is the usual choice for multiples of 32)"));
+    }
+    a.float("eps", 1e-5)?;
+    let affine = a.bool("affine", true)?;
+    Ok(Box::new(Norm { kind: Kind::Group { groups }, features: c, weight: affine, bias: affine, running: false }))
+}
+
+fn build_in(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = channels(a, 4, 4, "an N×C×H×W input")?;
+    a.float("eps", 1e-5)?;
+    a.float("momentum", 0.1)?;
+    let affine = a.bool("affine", false)?;
+    let running = a.bool("track_running_stats", false)?;
+    Ok(Box::new(Norm { kind: Kind::Instance, features: c, weight: affine, bias: affine, running }))
+}
+
+fn build_lrn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = channels(a, 3, 5, "an N×C×… input")?;
+    let size = a.req_positive("size", "5")?;
+    a.float("alpha", 1e-4)?;
+    a.float("beta", 0.75)?;
+    a.float("k", 1.0)?;
+    Ok(Box::new(Norm { kind: Kind::Lrn { size }, features: c, weight: false, bias: false, running: false }))
+}
+
+impl Layer for Norm {
+    fn op(&self) -> &'static str {
+        match self.kind {
+            Kind::Batch2d => "batchnorm2d",
+            Kind::Batch1d => "batchnorm1d",
+            Kind::Layer { .. } => "layernorm",
+            Kind::Group { .. } => "groupnorm",
+            Kind::Instance => "instancenorm2d",
+            Kind::Lrn { .. } => "local_response_norm",
+        }
+    }
+    fn label(&self) -> String {
+        match self.kind {
+            Kind::Batch2d | Kind::Batch1d => format!("batchnorm {}", self.features),
+            Kind::Layer { dims } => format!("layernorm last {dims}"),
+            Kind::Group { groups } => format!("groupnorm {groups} groups"),
+            Kind::Instance => "instancenorm".into(),
+            Kind::Lrn { size } => format!("lrn size {size}"),
+        }
+    }
+    fn category(&self) -> Category {
+        Category::Normalization
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        Ok(vec![inputs[0].clone()])
+    }
+    fn params(&self) -> Params {
+        let trainable = self.features * (u64::from(self.weight) + u64::from(self.bias));
+        let buffers = if self.running { 2 * self.features } else { 0 };
+        Params { trainable, frozen: 0, buffers }
+    }
+    fn cost(&self, inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        let x = &inputs[0];
+        // Inference batch norm folds into one scale and shift (2 per element). Norms that compute
+        // statistics on the fly: mean (1), variance (3: subtract, square, add), normalise (2:
+        // subtract, multiply by the reciprocal std) = 6 per element, plus 2 for an affine. LRN:
+        // a sum of `size` squares (2·size), then scale, power and divide (3).
+        let per = match self.kind {
+            Kind::Batch2d | Kind::Batch1d => 2,
+            Kind::Lrn { size } => 2 * size + 3,
+            _ => 6 + 2 * u64::from(self.weight),
+        };
+        Ok(Cost { macs: 0, flops: per_element(x, per)? })
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some(match self.kind {
+            Kind::Batch2d => "BatchNorm2d",
+            Kind::Batch1d => "BatchNorm1d",
+            Kind::Layer { .. } => "LayerNorm",
+            Kind::Group { .. } => "GroupNorm",
+            Kind::Instance => "InstanceNorm2d",
+            Kind::Lrn { .. } => "LocalResponseNorm",
+        })
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::build;
+
+    #[test]
+    fn parameters_and_buffers() {
+        let (l, _) = build("bn", "{}", &[&[1, 64, 8, 8]]).unwrap();
+        assert_eq!((l.params().trainable, l.params().buffers), (128, 128));
+        let (l, _) = build("bn", "{affine: false, track_running_stats: false}", &[&[1, 64, 8, 8]]).unwrap();
+        assert_eq!((l.params().trainable, l.params().buffers), (0, 0));
+        let (l, _) = build("batchnorm1d", "{}", &[&[1, 100]]).unwrap();
+        assert_eq!(l.params().trainable, 200);
+        // InstanceNorm2d defaults: no affine, no running stats.
+        let (l, _) = build("instancenorm2d", "{}", &[&[1, 64, 8, 8]]).unwrap();
+        assert_eq!(l.params(), Default::default());
+        let (l, _) = build("layernorm", "{dims: 3}", &[&[1, 4, 5, 6]]).unwrap();
+        assert_eq!(l.params().trainable, 2 * 120);
+        let (l, _) = build("layernorm", "{bias: false}", &[&[1, 7, 16]]).unwrap();
+        assert_eq!(l.params().trainable, 16);
+        let (l, _) = build("groupnorm", "{groups: 8}", &[&[1, 64, 8, 8]]).unwrap();
+        assert_eq!(l.params().trainable, 128);
+        assert!(build("groupnorm", "{groups: 7}", &[&[1, 64, 8, 8]]).is_err());
+        assert!(build("bn", "{}", &[&[1, 64]]).unwrap_err().help.unwrap().contains("batchnorm1d"));
+    }
+}

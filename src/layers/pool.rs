@@ -1,0 +1,266 @@
+//! Pooling: max and average (padding, dilation, ceil_mode, count_include_pad, divisor_override),
+//! adaptive max/average to a fixed output size, and global pooling.
+
+use super::{mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Shape};
+use crate::error::Diagnostic;
+use crate::geometry::{adaptive_window_sum, pool_out};
+
+pub const MAXPOOL2D: OpType = OpType {
+    name: "maxpool2d",
+    aliases: &["maxpool", "max_pool2d"],
+    keys: &["kernel", "stride", "padding", "dilation", "ceil"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_max,
+    summary: "max pooling (torch.nn.MaxPool2d)",
+};
+
+pub const AVGPOOL2D: OpType = OpType {
+    name: "avgpool2d",
+    aliases: &["avgpool", "avg_pool2d"],
+    keys: &["kernel", "stride", "padding", "ceil", "count_include_pad", "divisor_override"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_avg,
+    summary: "average pooling (torch.nn.AvgPool2d)",
+};
+
+pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
+    name: "adaptive_avgpool2d",
+    aliases: &["adaptive_avgpool"],
+    keys: &["size"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_adaptive_avg,
+    summary: "adaptive average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)",
+};
+
+pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
+    name: "adaptive_maxpool2d",
+    aliases: &["adaptive_maxpool"],
+    keys: &["size"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_adaptive_max,
+    summary: "adaptive max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d)",
+};
+
+pub const GLOBAL_AVGPOOL: OpType = OpType {
+    name: "global_avgpool",
+    aliases: &["gap"],
+    keys: &[],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_global_avg,
+    summary: "global average pooling to N×C×1×1 (AdaptiveAvgPool2d(1))",
+};
+
+pub const GLOBAL_MAXPOOL: OpType = OpType {
+    name: "global_maxpool",
+    aliases: &[],
+    keys: &[],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_global_max,
+    summary: "global max pooling to N×C×1×1 (AdaptiveMaxPool2d(1))",
+};
+
+#[derive(Debug)]
+struct Pool {
+    max: bool,
+    kernel: [u64; 2],
+    stride: [u64; 2],
+    pad: [u64; 2],
+    dilation: [u64; 2],
+    ceil: bool,
+    count_include_pad: bool,
+    divisor_override: Option<u64>,
+}
+
+fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
+    need_4d(a.op, a.input())?;
+    let kernel = a.req_pair("kernel", "2")?;
+    let stride = a.pair("stride")?.unwrap_or(kernel);
+    let pad = a.pair0("padding")?.unwrap_or([0, 0]);
+    let dilation = if max { a.pair("dilation")?.unwrap_or([1, 1]) } else { [1, 1] };
+    let ceil = a.bool("ceil", false)?;
+    let (count_include_pad, divisor_override) =
+        if max { (true, None) } else { (a.bool("count_include_pad", true)?, a.positive("divisor_override")?) };
+    Ok(Box::new(Pool { max, kernel, stride, pad, dilation, ceil, count_include_pad, divisor_override }))
+}
+
+fn build_max(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_pool(a, true)
+}
+
+fn build_avg(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_pool(a, false)
+}
+
+impl Layer for Pool {
+    fn op(&self) -> &'static str {
+        if self.max {
+            "maxpool2d"
+        } else {
+            "avgpool2d"
+        }
+    }
+    fn label(&self) -> String {
+        let mut s = format!("{} {}×{}", if self.max { "maxpool" } else { "avgpool" }, self.kernel[0], self.kernel[1]);
+        if self.stride != [1, 1] {
+            s += &format!("/{}", pair_label(self.stride));
+        }
+        if self.pad != [0, 0] {
+            s += &format!(" p{}", pair_label(self.pad));
+        }
+        if self.dilation != [1, 1] {
+            s += &format!(" d{}", pair_label(self.dilation));
+        }
+        if self.ceil {
+            s += " ceil";
+        }
+        if !self.count_include_pad {
+            s += " excl-pad";
+        }
+        if let Some(d) = self.divisor_override {
+            s += &format!(" ÷{d}");
+        }
+        s
+    }
+    fn category(&self) -> Category {
+        Category::Pooling
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let s = &inputs[0].0;
+        let mut hw = [0; 2];
+        for ax in 0..2 {
+            hw[ax] = pool_out(s[2 + ax], self.kernel[ax], self.stride[ax], self.pad[ax], self.dilation[ax], self.ceil)
+                .map_err(|m| {
+                    Diagnostic::new(format!("{} on a {}×{} input: {m}", self.op(), s[2], s[3]))
+                        .help("use a smaller window or padding, or check the input size (--input)")
+                })?;
+        }
+        Ok(vec![Shape(vec![s[0], s[1], hw[0], hw[1]])])
+    }
+    fn cost(&self, _inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        // Max: kh·kw-1 comparisons per output; average: kh·kw-1 adds and one division.
+        let window = self.kernel[0] * self.kernel[1];
+        let per = if self.max { window - 1 } else { window };
+        Ok(Cost { macs: 0, flops: mul(&[outputs[0].numel()?, per])? })
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Window { kernel: self.kernel, stride: self.stride, pad_begin: self.pad, dilation: self.dilation }
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
+    }
+}
+
+#[derive(Debug)]
+struct Adaptive {
+    max: bool,
+    /// None: global pooling (output 1×1).
+    size: Option<[u64; 2]>,
+}
+
+fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Layer>, Diagnostic> {
+    need_4d(a.op, a.input())?;
+    let size = if global { None } else { Some(a.req_pair("size", "[7, 7]")?) };
+    Ok(Box::new(Adaptive { max, size }))
+}
+
+fn build_adaptive_avg(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_adaptive(a, false, false)
+}
+fn build_adaptive_max(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_adaptive(a, true, false)
+}
+fn build_global_avg(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_adaptive(a, false, true)
+}
+fn build_global_max(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_adaptive(a, true, true)
+}
+
+impl Layer for Adaptive {
+    fn op(&self) -> &'static str {
+        match (self.max, self.size.is_some()) {
+            (false, true) => "adaptive_avgpool2d",
+            (true, true) => "adaptive_maxpool2d",
+            (false, false) => "global_avgpool",
+            (true, false) => "global_maxpool",
+        }
+    }
+    fn label(&self) -> String {
+        let kind = if self.max { "max" } else { "avg" };
+        match self.size {
+            Some(s) => format!("adaptive {kind}pool → {}×{}", s[0], s[1]),
+            None => format!("global {kind}pool"),
+        }
+    }
+    fn category(&self) -> Category {
+        Category::Pooling
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let s = &inputs[0].0;
+        let [h, w] = self.size.unwrap_or([1, 1]);
+        Ok(vec![Shape(vec![s[0], s[1], h, w])])
+    }
+    fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        // Exact: the sum over output positions of each window's area (windows may overlap).
+        let (x, y) = (&inputs[0].0, &outputs[0].0);
+        let rows = adaptive_window_sum(y[2], x[2]);
+        let cols = adaptive_window_sum(y[3], x[3]);
+        let reads = mul(&[x[0], x[1], rows, cols])?;
+        let outs = outputs[0].numel()?;
+        // Average: area-1 adds + 1 division = area per output; max: area-1 comparisons.
+        Ok(Cost { macs: 0, flops: if self.max { reads - outs } else { reads } })
+    }
+    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        let x = &inputs[0].0;
+        match self.size {
+            // An adaptive pool whose windows tile the input evenly is an ordinary window.
+            Some([h, w]) if x[2] % h == 0 && x[3] % w == 0 => {
+                let k = [x[2] / h, x[3] / w];
+                if k == [1, 1] {
+                    Geometry::Pointwise
+                } else {
+                    Geometry::Window { kernel: k, stride: k, pad_begin: [0, 0], dilation: [1, 1] }
+                }
+            }
+            _ => Geometry::Global,
+        }
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some(if self.max { "AdaptiveMaxPool2d" } else { "AdaptiveAvgPool2d" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::Shape;
+    use crate::testutil::build;
+
+    #[test]
+    fn pooling_sizes() {
+        let (_, o) = build("maxpool", "{kernel: 3, stride: 2, ceil: true}", &[&[1, 64, 112, 112]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 64, 56, 56]);
+        let (_, o) = build("maxpool", "{kernel: 3, stride: 2}", &[&[1, 64, 112, 112]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 64, 55, 55]);
+        let (_, o) = build("avgpool", "{kernel: 2}", &[&[1, 6, 28, 28]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 6, 14, 14]);
+        assert!(build("maxpool", "{kernel: 2, padding: 2}", &[&[1, 6, 28, 28]]).is_err());
+    }
+
+    #[test]
+    fn adaptive_flops_are_exact() {
+        // 7 → 3: windows [0,3), [2,5), [4,7): 3 + 3 + 3 rows… = floor/ceil bounds.
+        let (l, o) = build("adaptive_avgpool2d", "{size: 3}", &[&[1, 1, 7, 7]]).unwrap();
+        let rows: u64 = (0..3u64).map(|i| (((i + 1) * 7).div_ceil(3)) - (i * 7) / 3).sum();
+        let c = l.cost(&[Shape(vec![1, 1, 7, 7])], &o).unwrap();
+        assert_eq!(c.flops, rows * rows);
+        let (l, o) = build("gap", "{}", &[&[2, 8, 7, 7]]).unwrap();
+        assert_eq!(o[0].0, vec![2, 8, 1, 1]);
+        assert_eq!(l.cost(&[Shape(vec![2, 8, 7, 7])], &o).unwrap().flops, 2 * 8 * 49);
+    }
+}

@@ -1,0 +1,407 @@
+//! Layers that move data without arithmetic: the model input, flatten, dropout (identity at
+//! inference, still listed), identity, channel shuffle, channel split and slice, zero padding.
+
+use super::attrs::{Pad4, PaddingSpec};
+use super::{Arity, Attrs, Category, Geometry, Layer, OpType, Shape};
+use crate::error::Diagnostic;
+
+pub const INPUT: OpType = OpType {
+    name: "input",
+    aliases: &[],
+    keys: &["shape"],
+    arity: Arity::Exactly(0),
+    fuses_bn: false,
+    build: build_input,
+    summary: "a model input (declared under `inputs:`)",
+};
+
+pub const FLATTEN: OpType = OpType {
+    name: "flatten",
+    aliases: &[],
+    keys: &["start_dim", "end_dim"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_flatten,
+    summary: "merge dimensions start_dim..=end_dim (default 1..=-1) (torch.nn.Flatten)",
+};
+
+pub const DROPOUT: OpType = OpType {
+    name: "dropout",
+    aliases: &[],
+    keys: &["p"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: |a| build_dropout(a, false),
+    summary: "dropout (identity at inference) (torch.nn.Dropout)",
+};
+
+pub const DROPOUT2D: OpType = OpType {
+    name: "dropout2d",
+    aliases: &["spatial_dropout"],
+    keys: &["p"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: |a| build_dropout(a, true),
+    summary: "channel dropout (identity at inference) (torch.nn.Dropout2d)",
+};
+
+pub const IDENTITY: OpType = OpType {
+    name: "identity",
+    aliases: &[],
+    keys: &[],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: |_| Ok(Box::new(Passthrough { op: "identity", torch: "Identity", label: "identity".into() })),
+    summary: "passes its input through (torch.nn.Identity)",
+};
+
+pub const CHANNEL_SHUFFLE: OpType = OpType {
+    name: "channel_shuffle",
+    aliases: &["shuffle"],
+    keys: &["groups"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_shuffle,
+    summary: "ShuffleNet channel shuffle (torch.nn.ChannelShuffle)",
+};
+
+pub const SPLIT: OpType = OpType {
+    name: "split",
+    aliases: &["chunk"],
+    keys: &["sizes", "parts", "dim"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_split,
+    summary: "split along `dim` into `parts` equal pieces or given `sizes`; refer to piece k as `name:k`",
+};
+
+pub const SLICE: OpType = OpType {
+    name: "slice",
+    aliases: &["narrow"],
+    keys: &["dim", "start", "end"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_slice,
+    summary: "the range start..end (exclusive) of `dim` (default 1, channels)",
+};
+
+pub const ZERO_PAD2D: OpType = OpType {
+    name: "zero_pad2d",
+    aliases: &["pad", "zeropad"],
+    keys: &["padding"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_pad,
+    summary: "zero padding: n, [h, w] or [top, left, bottom, right] (torch.nn.ZeroPad2d)",
+};
+
+#[derive(Debug)]
+struct InputLayer {
+    shape: Shape,
+}
+
+fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let dims = a.int_list("shape")?.ok_or_else(|| Diagnostic::new("an input needs a shape").at(&a.node_path))?;
+    Ok(Box::new(InputLayer { shape: Shape(dims) }))
+}
+
+impl Layer for InputLayer {
+    fn op(&self) -> &'static str {
+        "input"
+    }
+    fn label(&self) -> String {
+        format!("input {}", self.shape.per_sample())
+    }
+    fn category(&self) -> Category {
+        Category::Input
+    }
+    fn output_shapes(&self, _inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        self.shape.numel()?;
+        Ok(vec![self.shape.clone()])
+    }
+}
+
+/// Layers whose output is their input, unchanged (a view: no new memory).
+#[derive(Debug)]
+struct Passthrough {
+    op: &'static str,
+    torch: &'static str,
+    label: String,
+}
+
+impl Layer for Passthrough {
+    fn op(&self) -> &'static str {
+        self.op
+    }
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn category(&self) -> Category {
+        if self.op == "identity" {
+            Category::Reshape
+        } else {
+            Category::Regularization
+        }
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        Ok(vec![inputs[0].clone()])
+    }
+    fn is_view(&self) -> bool {
+        true
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some(self.torch)
+    }
+}
+
+fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
+    let p = a.float("p", 0.5)?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(a.error("p", format!("dropout probability must be in [0, 1), got {p}")));
+    }
+    if two_d {
+        super::need_4d("dropout2d", a.input())?;
+    }
+    let (op, torch) = if two_d { ("dropout2d", "Dropout2d") } else { ("dropout", "Dropout") };
+    Ok(Box::new(Passthrough { op, torch, label: format!("{op} {p}") }))
+}
+
+#[derive(Debug)]
+struct Flatten {
+    start: usize,
+    end: usize,
+}
+
+fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let rank = a.input().rank();
+    let start = a.dim("start_dim", 1, rank)?;
+    let end = a.dim("end_dim", -1, rank)?;
+    if end < start {
+        return Err(a.error("end_dim", format!("end_dim ({end}) comes before start_dim ({start})")));
+    }
+    Ok(Box::new(Flatten { start, end }))
+}
+
+impl Layer for Flatten {
+    fn op(&self) -> &'static str {
+        "flatten"
+    }
+    fn label(&self) -> String {
+        "flatten".into()
+    }
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let s = &inputs[0].0;
+        let merged = Shape(s[self.start..=self.end].to_vec()).numel()?;
+        let mut out = s[..self.start].to_vec();
+        out.push(merged);
+        out.extend_from_slice(&s[self.end + 1..]);
+        Ok(vec![Shape(out)])
+    }
+    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        // Flattening spatial axes ends spatial structure.
+        if inputs[0].rank() == 4 && self.end >= 2 {
+            Geometry::Global
+        } else {
+            Geometry::Pointwise
+        }
+    }
+    fn is_view(&self) -> bool {
+        true
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some("Flatten")
+    }
+}
+
+#[derive(Debug)]
+struct Shuffle {
+    groups: u64,
+}
+
+fn build_shuffle(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = a.input().channels().unwrap_or(0);
+    let groups = a.req_positive("groups", "2")?;
+    if a.input().rank() < 2 || c % groups != 0 {
+        return Err(a.error("groups", format!("groups = {groups} must divide the {c} channels")));
+    }
+    Ok(Box::new(Shuffle { groups }))
+}
+
+impl Layer for Shuffle {
+    fn op(&self) -> &'static str {
+        "channel_shuffle"
+    }
+    fn label(&self) -> String {
+        format!("shuffle {} groups", self.groups)
+    }
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        Ok(vec![inputs[0].clone()])
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some("ChannelShuffle")
+    }
+}
+
+#[derive(Debug)]
+struct Split {
+    dim: usize,
+    sizes: Vec<u64>,
+}
+
+fn build_split(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let x = a.input().clone();
+    let dim = a.dim("dim", 1, x.rank())?;
+    let total = x.0[dim];
+    let sizes = match (a.int_list("sizes")?, a.positive("parts")?) {
+        (Some(s), None) => s,
+        (None, Some(p)) => {
+            if total % p != 0 {
+                return Err(a.error("parts", format!("{total} does not split into {p} equal parts"))
+                    .help("give explicit `sizes: [...]`"));
+            }
+            vec![total / p; p as usize]
+        }
+        _ => {
+            return Err(Diagnostic::new("split needs exactly one of `sizes` and `parts`")
+                .at(&a.node_path)
+                .help("e.g. `parts: 2` for ShuffleNet's channel split"))
+        }
+    };
+    if sizes.iter().sum::<u64>() != total {
+        return Err(a.error("sizes", format!("sizes {sizes:?} add up to {}, but dimension {dim} has {total}", sizes.iter().sum::<u64>())));
+    }
+    Ok(Box::new(Split { dim, sizes }))
+}
+
+impl Layer for Split {
+    fn op(&self) -> &'static str {
+        "split"
+    }
+    fn label(&self) -> String {
+        format!("split {:?}", self.sizes)
+    }
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        Ok(self
+            .sizes
+            .iter()
+            .map(|&n| {
+                let mut s = inputs[0].clone();
+                s.0[self.dim] = n;
+                s
+            })
+            .collect())
+    }
+    fn is_view(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+struct Slice {
+    dim: usize,
+    start: u64,
+    end: u64,
+}
+
+fn build_slice(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let x = a.input().clone();
+    let dim = a.dim("dim", 1, x.rank())?;
+    let len = x.0[dim];
+    let start = a.non_negative("start")?.unwrap_or(0);
+    let end = a.non_negative("end")?.unwrap_or(len);
+    if start >= end || end > len {
+        return Err(a.error("end", format!("slice {start}..{end} is empty or outside 0..{len}")));
+    }
+    Ok(Box::new(Slice { dim, start, end }))
+}
+
+impl Layer for Slice {
+    fn op(&self) -> &'static str {
+        "slice"
+    }
+    fn label(&self) -> String {
+        format!("slice {}..{}", self.start, self.end)
+    }
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let mut s = inputs[0].clone();
+        s.0[self.dim] = self.end - self.start;
+        Ok(vec![s])
+    }
+    fn is_view(&self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug)]
+struct ZeroPad {
+    pad: Pad4,
+}
+
+fn build_pad(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    super::need_4d("zero_pad2d", a.input())?;
+    let PaddingSpec::Explicit(pad) = a.padding("padding", false)? else {
+        return Err(a.error("padding", "zero_pad2d needs explicit padding"));
+    };
+    Ok(Box::new(ZeroPad { pad }))
+}
+
+impl Layer for ZeroPad {
+    fn op(&self) -> &'static str {
+        "zero_pad2d"
+    }
+    fn label(&self) -> String {
+        format!("pad {}", self.pad.label())
+    }
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let s = &inputs[0].0;
+        let h = s[2].checked_add(self.pad.top + self.pad.bottom);
+        let w = s[3].checked_add(self.pad.left + self.pad.right);
+        match (h, w) {
+            (Some(h), Some(w)) => Ok(vec![Shape(vec![s[0], s[1], h, w])]),
+            _ => Err(Diagnostic::new("padded size overflows")),
+        }
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Window { kernel: [1, 1], stride: [1, 1], pad_begin: [self.pad.top, self.pad.left], dilation: [1, 1] }
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some("ZeroPad2d")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::build;
+
+    #[test]
+    fn shapes() {
+        let (_, o) = build("flatten", "{}", &[&[2, 16, 5, 5]]).unwrap();
+        assert_eq!(o[0].0, vec![2, 400]);
+        let (_, o) = build("split", "{parts: 2}", &[&[1, 116, 28, 28]]).unwrap();
+        assert_eq!((o[0].0[1], o[1].0[1]), (58, 58));
+        let (_, o) = build("split", "{sizes: [16, 48]}", &[&[1, 64, 8, 8]]).unwrap();
+        assert_eq!((o[0].0[1], o[1].0[1]), (16, 48));
+        assert!(build("split", "{sizes: [16, 40]}", &[&[1, 64, 8, 8]]).is_err());
+        let (_, o) = build("slice", "{start: 8, end: 24}", &[&[1, 64, 8, 8]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 16, 8, 8]);
+        let (_, o) = build("pad", "{padding: [0, 0, 1, 1]}", &[&[1, 3, 8, 8]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 3, 9, 9]);
+        assert!(build("dropout", "{p: 1.5}", &[&[1, 3]]).is_err());
+        assert!(build("channel_shuffle", "{groups: 3}", &[&[1, 64, 8, 8]]).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! archscope: inspect neural-network architectures. A YAML description
+//! ([`spec`]) is expanded into a layer graph ([`graph`]) whose layers ([`layers`]) know their
+//! shape rules and costs; [`analysis`] computes per-layer and total parameters, MACs, FLOPs and
+//! memory; [`report`] renders tables and JSON. The library does no IO and never panics on user
+//! input: every problem is a located [`Error`].
+
+pub mod analysis;
+pub mod error;
+pub mod expr;
+pub mod geometry;
+pub mod graph;
+pub mod layers;
+pub mod report;
+pub mod spec;
+pub mod yaml;
+pub mod zoo;
+
+#[cfg(test)]
+mod testutil;
+
+pub use analysis::{analyze, Analysis, Dtype, LayerStats, Totals};
+pub use error::{Diagnostic, Error, Result};
+pub use graph::{build_network, BuildOptions, Network};
+pub use layers::{Layer, Shape};

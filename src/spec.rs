@@ -1,0 +1,282 @@
+//! The architecture format's top level, read from a [`Document`]: name, inputs, model
+//! parameters, per-op defaults, blocks and nodes. Checks what can be checked without expanding
+//! anything (known keys with did-you-mean, known ops, identifiers, required parameters
+//! declared); no semantics beyond that. See docs/FORMAT.md.
+
+use crate::error::{did_you_mean, Diagnostic};
+use crate::expr::is_ident;
+use crate::layers::{self, OpType};
+use crate::yaml::{Document, YNode, YValue, YamlPath};
+
+/// Keys every op node may carry.
+pub const GENERIC_OP_KEYS: &[&str] = &["id", "op", "in", "when", "repeat", "bn", "act"];
+/// Keys a block-use node may carry.
+pub const USE_KEYS: &[&str] = &["id", "use", "in", "when", "repeat", "with", "first"];
+const TOP_KEYS: &[&str] = &["format", "name", "description", "source", "inputs", "params", "defaults", "blocks", "nodes", "outputs"];
+const BLOCK_KEYS: &[&str] = &["params", "defaults", "nodes", "output", "description"];
+/// The format version this build reads.
+pub const FORMAT: &str = "archscope/1";
+
+/// `defaults:` — per canonical op name, attributes applied unless the node sets them.
+pub type Defaults = Vec<(&'static str, Vec<(String, YNode)>)>;
+
+#[derive(Debug)]
+pub struct ModelSpec {
+    pub name: String,
+    pub inputs: Vec<(String, YNode)>,
+    pub params: Vec<(String, YNode)>,
+    pub defaults: Defaults,
+    pub blocks: Vec<BlockSpec>,
+    pub nodes: Vec<NodeSpec>,
+    pub outputs: Option<Vec<YNode>>,
+}
+
+#[derive(Debug)]
+pub struct BlockSpec {
+    pub name: String,
+    /// Parameter name and default (`None`: required).
+    pub params: Vec<(String, Option<YNode>)>,
+    pub defaults: Defaults,
+    pub nodes: Vec<NodeSpec>,
+    pub output: Option<YNode>,
+    pub path: YamlPath,
+}
+
+#[derive(Debug)]
+pub enum NodeKind {
+    Op(&'static OpType),
+    Use(String),
+}
+
+#[derive(Debug)]
+pub struct NodeSpec {
+    pub id: Option<String>,
+    pub kind: NodeKind,
+    pub input: Option<YNode>,
+    pub when: Option<YNode>,
+    pub repeat: Option<YNode>,
+    pub with: Vec<(String, YNode)>,
+    pub first: Vec<(String, YNode)>,
+    pub bn: Option<YNode>,
+    pub act: Option<YNode>,
+    /// Op-specific attributes, unevaluated.
+    pub attrs: Vec<(String, YNode)>,
+    pub path: YamlPath,
+}
+
+fn err(node: &YNode, msg: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(msg).at(&node.path)
+}
+
+fn map<'a>(node: &'a YNode, what: &str) -> Result<&'a [(String, YNode)], Diagnostic> {
+    match &node.value {
+        YValue::Map(m) => Ok(m),
+        _ => Err(err(node, format!("{what} must be a mapping, found {} ({node})", node.kind()))),
+    }
+}
+
+fn seq<'a>(node: &'a YNode, what: &str) -> Result<&'a [YNode], Diagnostic> {
+    match &node.value {
+        YValue::Seq(s) => Ok(s),
+        _ => Err(err(node, format!("{what} must be a list, found {} ({node})", node.kind()))),
+    }
+}
+
+fn check_keys(m: &[(String, YNode)], allowed: &[&str], what: &str) -> Result<(), Diagnostic> {
+    for (k, v) in m {
+        if !allowed.contains(&k.as_str()) {
+            let mut d = Diagnostic::new(format!("unknown key `{k}` in {what}")).at(&v.path);
+            d = match did_you_mean(k, allowed.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("allowed keys: {}", allowed.join(", "))),
+            };
+            return Err(d);
+        }
+    }
+    Ok(())
+}
+
+fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
+    match node.as_str() {
+        Some(s) if is_ident(s) => Ok(s.to_string()),
+        Some(s) => Err(err(node, format!("`{s}` is not a valid {what}"))
+            .help("names start with a letter and use letters, digits and _ (no dots: dots separate block levels)")),
+        None => Err(err(node, format!("{what} must be a name, found {} ({node})", node.kind()))),
+    }
+}
+
+/// Finds an op by name, with a did-you-mean.
+pub fn op_type(node: &YNode) -> Result<&'static OpType, Diagnostic> {
+    let name = node.as_str().ok_or_else(|| err(node, format!("`op` must be a name, found {node}")))?;
+    layers::lookup(name).ok_or_else(|| {
+        let mut d = err(node, format!("unknown op `{name}`"));
+        d = match did_you_mean(name, layers::all_names()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d.help("`archscope ops` lists every op; docs/FORMAT.md describes them"),
+        };
+        d
+    })
+}
+
+fn defaults(node: Option<&YNode>) -> Result<Defaults, Diagnostic> {
+    let mut out: Defaults = Vec::new();
+    let Some(node) = node else { return Ok(out) };
+    for (k, v) in map(node, "`defaults`")? {
+        let key_node = YNode::synthetic(YValue::Str(k.clone()), v.path.clone());
+        let t = op_type(&key_node)?;
+        let attrs = map(v, &format!("`defaults.{k}`"))?;
+        let allowed: Vec<&str> = t.keys.iter().copied().chain(["act", "bn"]).collect();
+        check_keys(attrs, &allowed, &format!("defaults for {}", t.name))?;
+        if out.iter().any(|(n, _)| *n == t.name) {
+            return Err(err(v, format!("defaults for `{}` are given twice", t.name)));
+        }
+        out.push((t.name, attrs.to_vec()));
+    }
+    Ok(out)
+}
+
+fn nodes(node: &YNode) -> Result<Vec<NodeSpec>, Diagnostic> {
+    let items = seq(node, "`nodes`")?;
+    if items.is_empty() {
+        return Err(err(node, "`nodes` is empty").help("list at least one layer"));
+    }
+    items.iter().map(node_spec).collect()
+}
+
+fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
+    let m = map(n, "a node")?;
+    let get = |k: &str| m.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+    let id = get("id").map(|v| ident(&v, "layer id")).transpose()?;
+    let kind = match (get("op"), get("use")) {
+        (Some(op), None) => {
+            let t = op_type(&op)?;
+            if t.name == "input" {
+                return Err(err(&op, "inputs are declared under `inputs:`, not as nodes"));
+            }
+            let allowed: Vec<&str> = GENERIC_OP_KEYS.iter().chain(t.keys.iter()).copied().collect();
+            check_keys(m, &allowed, &format!("a `{}` node", t.name))?;
+            if let (Some(bn), false) = (get("bn"), t.fuses_bn) {
+                return Err(err(&bn, format!("`bn:` cannot be fused after {}", t.name))
+                    .help("add a separate `{op: batchnorm2d}` node, or fuse it on the conv/linear before"));
+            }
+            NodeKind::Op(t)
+        }
+        (None, Some(u)) => {
+            check_keys(m, USE_KEYS, "a block-use node")?;
+            NodeKind::Use(ident(&u, "block name")?)
+        }
+        (Some(op), Some(_)) => {
+            return Err(err(&op, "a node has either `op:` (a layer) or `use:` (a block), not both"))
+        }
+        (None, None) => {
+            return Err(err(n, "a node needs `op:` (a layer type) or `use:` (a block)")
+                .help("e.g. `{id: conv1, op: conv, out: 64, kernel: 3}`"))
+        }
+    };
+    let pairs = |k: &str| -> Result<Vec<(String, YNode)>, Diagnostic> {
+        match get(k) {
+            None => Ok(Vec::new()),
+            Some(v) => Ok(map(&v, &format!("`{k}`"))?.to_vec()),
+        }
+    };
+    let generic = ["id", "op", "use", "in", "when", "repeat", "with", "first", "bn", "act"];
+    Ok(NodeSpec {
+        id,
+        kind,
+        input: get("in"),
+        when: get("when"),
+        repeat: get("repeat"),
+        with: pairs("with")?,
+        first: pairs("first")?,
+        bn: get("bn"),
+        act: get("act"),
+        attrs: m.iter().filter(|(k, _)| !generic.contains(&k.as_str())).cloned().collect(),
+        path: n.path.clone(),
+    })
+}
+
+impl ModelSpec {
+    /// Reads the top level of a parsed document.
+    pub fn from_document(doc: &Document) -> Result<ModelSpec, Diagnostic> {
+        let root = &doc.root;
+        let m = map(root, "the file")?;
+        check_keys(m, TOP_KEYS, "the model")?;
+        let get = |k: &str| root.get(k);
+        if let Some(f) = get("format") {
+            match f.as_str() {
+                Some(FORMAT) => {}
+                _ => {
+                    return Err(err(f, format!("unsupported format `{f}`"))
+                        .help(format!("this archscope reads `format: \"{FORMAT}\"` (quoted)")))
+                }
+            }
+        }
+        let name = match get("name") {
+            Some(n) => n.as_str().map(str::to_string).ok_or_else(|| err(n, "`name` must be a string"))?,
+            None => String::from("model"),
+        };
+        let inputs_node = get("inputs").ok_or_else(|| {
+            Diagnostic::new("the model declares no `inputs:`")
+                .at(&root.path)
+                .help("add e.g. `inputs: {image: [3, 224, 224]}` (channels, height, width; the batch comes from --batch)")
+        })?;
+        let mut inputs = Vec::new();
+        for (k, v) in map(inputs_node, "`inputs`")? {
+            let key_node = YNode::synthetic(YValue::Str(k.clone()), v.path.clone());
+            ident(&key_node, "input name")?;
+            seq(v, &format!("input `{k}`"))?;
+            inputs.push((k.clone(), v.clone()));
+        }
+        if inputs.is_empty() {
+            return Err(err(inputs_node, "`inputs` is empty").help("add e.g. `image: [3, 224, 224]`"));
+        }
+        let params = match get("params") {
+            Some(p) => map(p, "`params`")?.to_vec(),
+            None => Vec::new(),
+        };
+        let mut blocks = Vec::new();
+        if let Some(b) = get("blocks") {
+            for (bname, bnode) in map(b, "`blocks`")? {
+                let key_node = YNode::synthetic(YValue::Str(bname.clone()), bnode.path.clone());
+                ident(&key_node, "block name")?;
+                let bm = map(bnode, &format!("block `{bname}`"))?;
+                check_keys(bm, BLOCK_KEYS, &format!("block `{bname}`"))?;
+                let mut params = Vec::new();
+                if let Some(p) = bnode.get("params") {
+                    for (pk, pv) in map(p, "`params`")? {
+                        let required = pv.as_str() == Some("required");
+                        params.push((pk.clone(), if required { None } else { Some(pv.clone()) }));
+                    }
+                }
+                let body = bnode.get("nodes").ok_or_else(|| err(bnode, format!("block `{bname}` has no `nodes:`")))?;
+                blocks.push(BlockSpec {
+                    name: bname.clone(),
+                    params,
+                    defaults: defaults(bnode.get("defaults"))?,
+                    nodes: nodes(body)?,
+                    output: bnode.get("output").cloned(),
+                    path: bnode.path.clone(),
+                });
+            }
+        }
+        let body = get("nodes").ok_or_else(|| {
+            Diagnostic::new("the model has no `nodes:`").at(&root.path).help("list its layers under `nodes:`")
+        })?;
+        let outputs = match get("outputs") {
+            None => None,
+            Some(o) => match &o.value {
+                YValue::Str(_) => Some(vec![o.clone()]),
+                _ => Some(seq(o, "`outputs`")?.to_vec()),
+            },
+        };
+        Ok(ModelSpec {
+            name,
+            inputs,
+            params,
+            defaults: defaults(get("defaults"))?,
+            blocks,
+            nodes: nodes(body)?,
+            outputs,
+        })
+    }
+}
