@@ -53,8 +53,9 @@ pub struct LayerStats {
     pub flops: u64,
     /// Bytes of new memory its outputs take (0 for views such as flatten or dropout).
     pub activation_bytes: u64,
-    /// Block instance path, if inside a block (e.g. `conv4.17`).
-    pub instance: Option<String>,
+    /// The block instances it sits in, outermost first: (instance path, block name), e.g.
+    /// `("conv4.17", "bottleneck")`.
+    pub blocks: Vec<(String, String)>,
 }
 
 /// Sums over the model.
@@ -139,7 +140,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
             macs: cost.macs,
             flops: cost.flops,
             activation_bytes: bytes,
-            instance: node.instance.map(|i| net.instances[i].path.clone()),
+            blocks: instance_chain(net, node.instance),
         });
     }
     t.param_bytes = t.params.checked_mul(size).ok_or_else(|| overflow("parameter memory"))?;
@@ -157,6 +158,17 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         .map(|o| (o.name.clone(), net.nodes[o.node].out_shapes[o.slot].clone()))
         .collect();
     Ok(Analysis { model: net.name.clone(), inputs, layers, outputs, totals: t, dtype })
+}
+
+fn instance_chain(net: &Network, mut inst: Option<usize>) -> Vec<(String, String)> {
+    let mut chain = Vec::new();
+    while let Some(i) = inst {
+        let ins = &net.instances[i];
+        chain.push((ins.path.clone(), ins.block.clone()));
+        inst = ins.parent;
+    }
+    chain.reverse();
+    chain
 }
 
 /// Peak bytes of live activations when layers run in order, each output allocated before its

@@ -155,6 +155,33 @@ fn default_attrs(defaults: &[&Defaults], op: &str, own: &[(String, YNode)]) -> V
     attrs
 }
 
+/// Layer names in a list: the `id`, or for an unnamed node its op (or block) name, suffixed
+/// with its position when that name is taken or repeated (`flatten`, `relu_3`, `relu_5`).
+fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
+    let base = |n: &NodeSpec| match &n.kind {
+        NodeKind::Op(t) => t.name.to_string(),
+        NodeKind::Use(b) => b.clone(),
+    };
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match &n.id {
+            Some(id) => id.clone(),
+            None => {
+                let b = base(n);
+                let clash = nodes.iter().enumerate().any(|(j, m)| {
+                    j != i && (m.id.as_deref() == Some(b.as_str()) || (m.id.is_none() && base(m) == b))
+                });
+                if clash {
+                    format!("{b}_{i}")
+                } else {
+                    b
+                }
+            }
+        })
+        .collect()
+}
+
 fn join(scope: &str, name: &str) -> String {
     if scope.is_empty() {
         name.to_string()
@@ -294,8 +321,8 @@ impl<'a> Expander<'a> {
         instance: Option<usize>,
     ) -> Result<Ref, Diagnostic> {
         let mut prev = first_input;
-        for (i, n) in nodes.iter().enumerate() {
-            let name = n.id.clone().unwrap_or_else(|| i.to_string());
+        let names = default_names(nodes);
+        for (n, name) in nodes.iter().zip(names) {
             let full = join(scope, &name);
             let inputs = self.parse_inputs(n, scope, env)?.unwrap_or_else(|| vec![prev.clone()]);
             if let Some(w) = &n.when {

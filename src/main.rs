@@ -1,1 +1,7 @@
-fn main(){}
+//! The `archscope` binary: a thin shell over the library (see `cli.rs`).
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

@@ -1,3 +1,293 @@
 //! Rendering an [`Analysis`]: tables (comfy-table), Markdown, CSV and JSON, with human units
 //! (K/M/G, KiB/MiB) next to exact integers, and `--depth` folding of block instances into one
-//! row. Only this module formats for people; it never prints.
+//! row. Only this module formats for people; it returns strings and never prints.
+
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use serde_json::{json, Value};
+
+use crate::analysis::{Analysis, LayerStats};
+use crate::layers::Shape;
+
+/// Output format of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+}
+
+/// `1234567` → `1.23 M` (powers of 1000; exact below 1000).
+pub fn human_count(n: u64) -> String {
+    const UNITS: [(&str, f64); 4] = [("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)];
+    for (u, s) in UNITS {
+        if n as f64 >= s {
+            return format!("{:.2} {u}", n as f64 / s);
+        }
+    }
+    n.to_string()
+}
+
+/// `3145728` → `3.00 MiB` (powers of 1024).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, f64); 4] = [("TiB", 1099511627776.0), ("GiB", 1073741824.0), ("MiB", 1048576.0), ("KiB", 1024.0)];
+    for (u, s) in UNITS {
+        if n as f64 >= s {
+            return format!("{:.2} {u}", n as f64 / s);
+        }
+    }
+    format!("{n} B")
+}
+
+/// A row of the table: one layer, or several folded into one.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub op: String,
+    pub output: String,
+    pub params: u64,
+    pub macs: u64,
+    pub flops: u64,
+    pub activation_bytes: u64,
+    /// How many layers it stands for.
+    pub layers: usize,
+}
+
+fn prefix(name: &str, depth: usize) -> &str {
+    let mut end = name.len();
+    for (count, (i, _)) in name.match_indices('.').enumerate() {
+        if count + 1 == depth {
+            end = i;
+            break;
+        }
+    }
+    &name[..end]
+}
+
+fn output_text(outputs: &[Shape]) -> String {
+    outputs.iter().map(|s| s.per_sample()).collect::<Vec<_>>().join(", ")
+}
+
+/// Table rows, with layers whose path shares its first `depth` components folded together
+/// (`None`: every layer its own row). A folded block instance is labelled with its block, a run
+/// of repeated instances with `block ×N`.
+pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
+    let mut out: Vec<Row> = Vec::new();
+    let mut members: Vec<Vec<&LayerStats>> = Vec::new();
+    let mut current: Option<String> = None;
+    for l in &a.layers {
+        let key = depth.map(|d| prefix(&l.name, d.max(1)).to_string());
+        if key.is_some() && key == current && !out.is_empty() {
+            let r = out.last_mut().expect("not empty");
+            r.params += l.params.total();
+            r.macs += l.macs;
+            r.flops += l.flops;
+            r.activation_bytes += l.activation_bytes;
+            r.output = output_text(&l.outputs);
+            r.layers += 1;
+            members.last_mut().expect("not empty").push(l);
+        } else {
+            out.push(Row {
+                name: key.clone().unwrap_or_else(|| l.name.clone()),
+                op: l.label.clone(),
+                output: output_text(&l.outputs),
+                params: l.params.total(),
+                macs: l.macs,
+                flops: l.flops,
+                activation_bytes: l.activation_bytes,
+                layers: 1,
+            });
+            members.push(vec![l]);
+            current = key;
+        }
+    }
+    for (r, m) in out.iter_mut().zip(&members) {
+        if r.layers > 1 {
+            r.op = folded_label(&r.name, m);
+        }
+    }
+    out
+}
+
+fn folded_label(group: &str, layers: &[&LayerStats]) -> String {
+    // The group is a block instance…
+    if let Some((_, block)) = layers[0].blocks.iter().find(|(p, _)| p == group) {
+        return format!("{block} ({} layers)", layers.len());
+    }
+    // …or a run of repeated instances `group.0`, `group.1`, …
+    let inner = format!("{group}.");
+    let mut instances: Vec<&(String, String)> = layers
+        .iter()
+        .filter_map(|l| l.blocks.iter().find(|(p, _)| p.strip_prefix(&inner).is_some_and(|k| !k.contains('.'))))
+        .collect();
+    instances.dedup();
+    if let Some((_, block)) = instances.first() {
+        return format!("{block} ×{} ({} layers)", instances.len(), layers.len());
+    }
+    // A layer with its fused batch norm / activation, or an arbitrary run.
+    let rest: Vec<&str> = layers[1..].iter().map(|l| l.op).collect();
+    if rest.len() <= 3 {
+        format!("{} + {}", layers[0].label, rest.join(" + "))
+    } else {
+        format!("{} + {} more", layers[0].label, rest.len())
+    }
+}
+
+fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
+    let t = &a.totals;
+    let dt = format!("{:?}", a.dtype).to_lowercase();
+    vec![
+        ("Parameters".into(), human_count(t.params), t.params.to_string()),
+        ("  trainable".into(), human_count(t.trainable), t.trainable.to_string()),
+        ("  non-trainable".into(), human_count(t.params - t.trainable), (t.params - t.trainable).to_string()),
+        ("Buffers".into(), human_count(t.buffers), t.buffers.to_string()),
+        ("MACs".into(), human_count(t.macs), t.macs.to_string()),
+        ("FLOPs".into(), human_count(t.flops), t.flops.to_string()),
+        (format!("Parameter memory ({dt})"), human_bytes(t.param_bytes), t.param_bytes.to_string()),
+        (format!("Buffer memory ({dt})"), human_bytes(t.buffer_bytes), t.buffer_bytes.to_string()),
+        (format!("Activations, all layers ({dt})"), human_bytes(t.activation_bytes), t.activation_bytes.to_string()),
+        (format!("Peak activation memory ({dt})"), human_bytes(t.peak_activation_bytes), t.peak_activation_bytes.to_string()),
+    ]
+}
+
+fn header(a: &Analysis) -> String {
+    let inputs: Vec<String> = a.inputs.iter().map(|s| s.to_string()).collect();
+    let outputs: Vec<String> = a.outputs.iter().map(|(n, s)| format!("{n} {s}")).collect();
+    format!(
+        "{}: input {} → output {} ({} layers)",
+        a.model,
+        inputs.join(", "),
+        outputs.join(", "),
+        a.layers.len()
+    )
+}
+
+fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
+    let mut t = Table::new();
+    t.load_preset(if markdown { presets::ASCII_MARKDOWN } else { presets::UTF8_FULL_CONDENSED });
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(vec!["Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory"]);
+    for r in rows(a, depth) {
+        t.add_row(vec![
+            Cell::new(&r.name),
+            Cell::new(&r.op),
+            Cell::new(&r.output),
+            Cell::new(if r.params == 0 { "-".into() } else { r.params.to_string() }).set_alignment(CellAlignment::Right),
+            Cell::new(if r.macs == 0 { "-".into() } else { human_count(r.macs) }).set_alignment(CellAlignment::Right),
+            Cell::new(if r.flops == 0 { "-".into() } else { human_count(r.flops) }).set_alignment(CellAlignment::Right),
+            Cell::new(if r.activation_bytes == 0 { "-".into() } else { human_bytes(r.activation_bytes) })
+                .set_alignment(CellAlignment::Right),
+        ]);
+    }
+    t
+}
+
+fn totals_table(a: &Analysis, markdown: bool) -> Table {
+    let mut t = Table::new();
+    t.load_preset(if markdown { presets::ASCII_MARKDOWN } else { presets::UTF8_FULL_CONDENSED });
+    t.set_header(vec!["Total", "", "exact"]);
+    for (k, h, e) in totals_lines(a) {
+        t.add_row(vec![Cell::new(k), Cell::new(h).set_alignment(CellAlignment::Right), Cell::new(e).set_alignment(CellAlignment::Right)]);
+    }
+    t
+}
+
+/// Renders the summary of one analysis.
+pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
+    match format {
+        Format::Table => format!("{}\n{}\n{}\n", header(a), layer_table(a, depth, false), totals_table(a, false)),
+        Format::Markdown => format!(
+            "**{}**\n\n{}\n\n{}\n",
+            header(a),
+            layer_table(a, depth, true),
+            totals_table(a, true)
+        ),
+        Format::Csv => csv(a, depth),
+        Format::Json => serde_json::to_string_pretty(&json(a)).expect("serialisable") + "\n",
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv(a: &Analysis, depth: Option<usize>) -> String {
+    let mut out = String::from("layer,op,output,params,macs,flops,activation_bytes\n");
+    for r in rows(a, depth) {
+        out += &format!(
+            "{},{},{},{},{},{},{}\n",
+            csv_field(&r.name),
+            csv_field(&r.op),
+            csv_field(&r.output),
+            r.params,
+            r.macs,
+            r.flops,
+            r.activation_bytes
+        );
+    }
+    out
+}
+
+/// The JSON document of a summary (stable keys: more may be added, none renamed).
+pub fn json(a: &Analysis) -> Value {
+    let layers: Vec<Value> = a
+        .layers
+        .iter()
+        .map(|l| {
+            let mut v = json!({
+                "name": l.name,
+                "op": l.op,
+                "label": l.label,
+                "inputs": l.inputs,
+                "output": l.outputs[0].0,
+                "params": l.params.total(),
+                "trainable": l.params.trainable,
+                "buffers": l.params.buffers,
+                "macs": l.macs,
+                "flops": l.flops,
+                "activation_bytes": l.activation_bytes,
+            });
+            if l.outputs.len() > 1 {
+                v["outputs"] = json!(l.outputs.iter().map(|s| s.0.clone()).collect::<Vec<_>>());
+            }
+            if let Some((path, block)) = l.blocks.last() {
+                v["block"] = json!({"instance": path, "block": block});
+            }
+            v
+        })
+        .collect();
+    json!({
+        "model": a.model,
+        "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
+        "inputs": a.inputs.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+        "dtype": a.dtype,
+        "layers": layers,
+        "outputs": a.outputs.iter().map(|(n, s)| json!({"name": n, "shape": s.0})).collect::<Vec<_>>(),
+        "totals": a.totals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_count(25_557_032), "25.56 M");
+        assert_eq!(human_count(4_089_184_256), "4.09 G");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.00 MiB");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix("layer1.0.conv1.bn", 1), "layer1");
+        assert_eq!(prefix("layer1.0.conv1.bn", 2), "layer1.0");
+        assert_eq!(prefix("fc", 2), "fc");
+    }
+}
