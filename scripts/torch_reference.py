@@ -11,7 +11,8 @@ Every figure comes from running the real PyTorch model (CPU only, batch 1, eval 
   convolutions and matmuls only, bias not counted); ``macs`` = that // 2
 * ``flops_by_op``: FlopCounterMode's global per-op counts (``aten.convolution``, ``aten.addmm``...)
 * ``torchvision_meta``: torchvision's published ``num_params`` and ``_ops`` ("GFLOPS", really
-  GMACs) for the model's DEFAULT weights. These describe the *published* configuration, which
+  GMACs) for the model's first (``*_V1``) weights entry, as in the
+  existing file. These describe the *published* configuration, which
   may differ from the one measured here (inception_v3 publishes with its aux classifier,
   fcn/deeplab publish with their aux head and at 520x520), so they are informational only.
 * ``layers``: one row per leaf-module *call*, in execution order (forward hooks on every module
@@ -133,7 +134,7 @@ def model_output(y) -> torch.Tensor:
 
 def torchvision_meta(name: str) -> dict:
     try:
-        w = torchvision.models.get_model_weights(name).DEFAULT
+        w = next(iter(torchvision.models.get_model_weights(name)))  # the first (V1) weights
     except Exception as e:  # noqa: BLE001 - recorded, not fatal
         return {"error": str(e)}
     meta = w.meta

@@ -169,11 +169,17 @@ impl Document {
             d
         })?;
         let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            let mut d = Diagnostic::new(format!("invalid YAML: {}", strip_location(&e.to_string())));
+            let msg = strip_location(&e.to_string());
+            let mut d = match msg.split_once("duplicate entry with key ") {
+                Some((_, key)) => Diagnostic::new(format!("duplicate key {key} in one mapping"))
+                    .help("keep one of them (archscope never lets the last one silently win)"),
+                None => Diagnostic::new(format!("invalid YAML: {msg}"))
+                    .help("check indentation, colons and brackets on that line"),
+            };
             if let Some(l) = e.location() {
                 d.loc = Some(loc(l.line(), l.column()));
             }
-            d.help("check indentation (spaces, not tabs), colons and brackets on that line")
+            d
         })?;
         let root = convert(&value, YamlPath::default(), 0)?;
         let doc = Document { file: file.to_string(), text: text.to_string(), root };
@@ -269,6 +275,15 @@ fn convert(v: &serde_yaml::Value, path: YamlPath, depth: usize) -> Result<YNode,
 fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
     for (ln, line) in text.lines().enumerate() {
         let ln = ln + 1;
+        let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+        if let Some(col) = indent.find('\t') {
+            return Err((
+                ln,
+                col + 1,
+                "a tab in the indentation: YAML indents with spaces only".into(),
+                "replace the tab with spaces".into(),
+            ));
+        }
         if line.starts_with("---") && ln > 1 || line.starts_with("...") {
             return Err((
                 ln,
