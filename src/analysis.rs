@@ -84,7 +84,9 @@ pub struct Analysis {
 }
 
 fn overflow(what: &str) -> Error {
-    Error::from(Diagnostic::new(format!("the model's total {what} overflows 64 bits")))
+    Error::from(Diagnostic::new(format!(
+        "the model's total {what} overflows 64 bits"
+    )))
 }
 
 /// Analyses a network.
@@ -143,8 +145,14 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
             blocks: instance_chain(net, node.instance),
         });
     }
-    t.param_bytes = t.params.checked_mul(size).ok_or_else(|| overflow("parameter memory"))?;
-    t.buffer_bytes = t.buffers.checked_mul(size).ok_or_else(|| overflow("buffer memory"))?;
+    t.param_bytes = t
+        .params
+        .checked_mul(size)
+        .ok_or_else(|| overflow("parameter memory"))?;
+    t.buffer_bytes = t
+        .buffers
+        .checked_mul(size)
+        .ok_or_else(|| overflow("buffer memory"))?;
     t.peak_activation_bytes = peak_activation(net, &own_bytes);
     let inputs = net
         .nodes
@@ -157,7 +165,14 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         .iter()
         .map(|o| (o.name.clone(), net.nodes[o.node].out_shapes[o.slot].clone()))
         .collect();
-    Ok(Analysis { model: net.name.clone(), inputs, layers, outputs, totals: t, dtype })
+    Ok(Analysis {
+        model: net.name.clone(),
+        inputs,
+        layers,
+        outputs,
+        totals: t,
+        dtype,
+    })
 }
 
 fn instance_chain(net: &Network, mut inst: Option<usize>) -> Vec<(String, String)> {

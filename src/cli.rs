@@ -11,7 +11,11 @@ use archscope::report::{self, Format};
 use archscope::{analyze, zoo, BuildOptions, Dtype, Network};
 
 #[derive(Parser)]
-#[command(name = "archscope", version, about = "Inspect neural-network architectures: shapes, parameters, MACs/FLOPs and memory, exactly as PyTorch counts them")]
+#[command(
+    name = "archscope",
+    version,
+    about = "Inspect neural-network architectures: shapes, parameters, MACs/FLOPs and memory, exactly as PyTorch counts them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -111,7 +115,12 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Summary { model, format, depth, dtype } => {
+        Command::Summary {
+            model,
+            format,
+            depth,
+            dtype,
+        } => {
             let net = load(&model)?;
             let a = analyze(&net, dtype.into())?;
             print!("{}", report::summary(&a, format.into(), depth));
@@ -129,7 +138,9 @@ fn parse_input(s: &str) -> Result<Vec<u64>> {
         .iter()
         .map(|p| p.parse::<u64>().ok().filter(|&d| d > 0))
         .collect::<Option<Vec<u64>>>()
-        .ok_or_else(|| anyhow!("--input {s}: expected positive integers like 3x224x224, 224x224 or 224"))?;
+        .ok_or_else(|| {
+            anyhow!("--input {s}: expected positive integers like 3x224x224, 224x224 or 224")
+        })?;
     match dims.len() {
         1..=3 => Ok(dims),
         _ => bail!("--input {s}: give CxHxW, HxW or a single size"),
@@ -142,7 +153,10 @@ fn load(args: &ModelArgs) -> Result<Network> {
         bail!("--batch must be at least 1");
     }
     let (file, text) = read_model(&args.model)?;
-    let mut opts = BuildOptions { batch: args.batch, input: None };
+    let mut opts = BuildOptions {
+        batch: args.batch,
+        input: None,
+    };
     if let Some(s) = &args.input {
         let dims = parse_input(s)?;
         let declared = Network::from_yaml(&file, &text, &BuildOptions::default())?;
@@ -168,7 +182,8 @@ fn read_model(model: &str) -> Result<(String, String)> {
     let path = Path::new(model);
     if path.exists() {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {model}"))?;
-        let text = String::from_utf8(bytes).map_err(|_| anyhow!("{model} is not UTF-8 text (is it a YAML file?)"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("{model} is not UTF-8 text (is it a YAML file?)"))?;
         return Ok((model.to_string(), text));
     }
     if let Some(text) = zoo::source(model) {
@@ -226,8 +241,16 @@ fn ops_listing() -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     t.set_header(vec!["Op", "Aliases", "Keys", "What"]);
-    for op in archscope::layers::REGISTRY.iter().filter(|o| o.name != "input") {
-        t.add_row(vec![op.name, &op.aliases.join(", "), &op.keys.join(", "), op.summary]);
+    for op in archscope::layers::REGISTRY
+        .iter()
+        .filter(|o| o.name != "input")
+    {
+        t.add_row(vec![
+            op.name,
+            &op.aliases.join(", "),
+            &op.keys.join(", "),
+            op.summary,
+        ]);
     }
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
 }

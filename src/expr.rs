@@ -19,13 +19,18 @@ pub struct Env {
 
 impl Env {
     pub fn new(parent: Option<Rc<Env>>) -> Env {
-        Env { vars: HashMap::new(), parent }
+        Env {
+            vars: HashMap::new(),
+            parent,
+        }
     }
     pub fn set(&mut self, name: &str, value: YNode) {
         self.vars.insert(name.to_string(), value);
     }
     pub fn get(&self, name: &str) -> Option<&YNode> {
-        self.vars.get(name).or_else(|| self.parent.as_ref().and_then(|p| p.get(name)))
+        self.vars
+            .get(name)
+            .or_else(|| self.parent.as_ref().and_then(|p| p.get(name)))
     }
     fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.vars.keys().cloned().collect();
@@ -55,14 +60,21 @@ pub fn is_expr(s: &str) -> bool {
 pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagnostic> {
     match &node.value {
         YValue::Str(s) if is_expr(s) => {
-            if keep.iter().any(|k| s == &format!("${k}") || s.starts_with(&format!("${k}."))) {
+            if keep
+                .iter()
+                .any(|k| s == &format!("${k}") || s.starts_with(&format!("${k}.")))
+            {
                 return Ok(node.clone());
             }
             if let Some(name) = s.strip_prefix('$').filter(|n| !n.starts_with('(')) {
                 if !is_ident(name) {
-                    return Err(Diagnostic::new(format!("`{s}` is not a parameter reference"))
-                        .at(&node.path)
-                        .help("write `$name` for a parameter or `$(expression)` for arithmetic"));
+                    return Err(
+                        Diagnostic::new(format!("`{s}` is not a parameter reference"))
+                            .at(&node.path)
+                            .help(
+                                "write `$name` for a parameter or `$(expression)` for arithmetic",
+                            ),
+                    );
                 }
                 return match env.get(name) {
                     Some(v) => {
@@ -92,7 +104,12 @@ pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagn
             })
         }
         YValue::Seq(items) => Ok(YNode {
-            value: YValue::Seq(items.iter().map(|x| substitute(x, env, keep)).collect::<Result<_, _>>()?),
+            value: YValue::Seq(
+                items
+                    .iter()
+                    .map(|x| substitute(x, env, keep))
+                    .collect::<Result<_, _>>()?,
+            ),
             path: node.path.clone(),
         }),
         _ => Ok(node.clone()),
@@ -135,8 +152,10 @@ enum Tok {
 }
 
 fn lex(src: &str) -> Result<Vec<Tok>, Diagnostic> {
-    const OPS: [&str; 19] =
-        ["//", "==", "!=", "<=", ">=", "&&", "||", "+", "-", "*", "/", "%", "(", ")", ",", "<", ">", "!", "?"];
+    const OPS: [&str; 19] = [
+        "//", "==", "!=", "<=", ">=", "&&", "||", "+", "-", "*", "/", "%", "(", ")", ",", "<", ">",
+        "!", "?",
+    ];
     let b = src.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -150,8 +169,10 @@ fn lex(src: &str) -> Result<Vec<Tok>, Diagnostic> {
                 i += 1;
             }
             if i < b.len() && (b[i] == b'.' || b[i].is_ascii_alphabetic()) {
-                return Err(Diagnostic::new(format!("`{}` is not an integer", &src[st..=i]))
-                    .help("expressions use integers only"));
+                return Err(
+                    Diagnostic::new(format!("`{}` is not an integer", &src[st..=i]))
+                        .help("expressions use integers only"),
+                );
             }
             let n: i64 = src[st..i]
                 .parse()
@@ -188,10 +209,18 @@ struct Parser<'a> {
 /// Evaluates the text of an expression (without the surrounding `$( )`).
 pub fn eval(src: &str, env: &Env) -> Result<EVal, Diagnostic> {
     let toks = lex(src)?;
-    let mut p = Parser { toks, pos: 0, env, src };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        env,
+        src,
+    };
     let v = p.or()?;
     if p.pos != p.toks.len() {
-        return Err(Diagnostic::new(format!("unexpected `{}` in expression `{src}`", p.show(p.pos))));
+        return Err(Diagnostic::new(format!(
+            "unexpected `{}` in expression `{src}`",
+            p.show(p.pos)
+        )));
     }
     Ok(v)
 }
@@ -220,7 +249,10 @@ impl Parser<'_> {
     fn int(&self, v: EVal) -> Result<i64, Diagnostic> {
         match v {
             EVal::Int(i) => Ok(i),
-            EVal::Bool(_) => Err(Diagnostic::new(format!("a boolean used as a number in `{}`", self.src))),
+            EVal::Bool(_) => Err(Diagnostic::new(format!(
+                "a boolean used as a number in `{}`",
+                self.src
+            ))),
         }
     }
     fn boolean(&self, v: EVal) -> Result<bool, Diagnostic> {
@@ -281,7 +313,11 @@ impl Parser<'_> {
             };
             let r = self.mul()?;
             let (a, b) = (self.int(l)?, self.int(r)?);
-            let v = if plus { a.checked_add(b) } else { a.checked_sub(b) };
+            let v = if plus {
+                a.checked_add(b)
+            } else {
+                a.checked_sub(b)
+            };
             l = EVal::Int(v.ok_or_else(|| overflow(self.src))?);
         }
     }
@@ -302,11 +338,20 @@ impl Parser<'_> {
             let r = self.unary()?;
             let (a, b) = (self.int(l)?, self.int(r)?);
             if op != "*" && b == 0 {
-                return Err(Diagnostic::new(format!("division by zero in `{}`", self.src)));
+                return Err(Diagnostic::new(format!(
+                    "division by zero in `{}`",
+                    self.src
+                )));
             }
             let v = match op {
                 "*" => a.checked_mul(b),
-                "//" => a.checked_div_euclid(b).map(|q| if b < 0 && a.rem_euclid(b) != 0 { q - 1 } else { q }),
+                "//" => a.checked_div_euclid(b).map(|q| {
+                    if b < 0 && a.rem_euclid(b) != 0 {
+                        q - 1
+                    } else {
+                        q
+                    }
+                }),
                 "%" => a.checked_rem_euclid(b),
                 _ => {
                     if a % b != 0 {
@@ -326,7 +371,9 @@ impl Parser<'_> {
         if self.eat("-") {
             let v = self.unary()?;
             let i = self.int(v)?;
-            return Ok(EVal::Int(i.checked_neg().ok_or_else(|| overflow(self.src))?));
+            return Ok(EVal::Int(
+                i.checked_neg().ok_or_else(|| overflow(self.src))?,
+            ));
         }
         if self.eat("!") {
             let v = self.unary()?;
@@ -362,17 +409,32 @@ impl Parser<'_> {
                                 break;
                             }
                             if !self.eat(",") {
-                                return Err(Diagnostic::new(format!("expected `,` or `)` in `{}`", self.src)));
+                                return Err(Diagnostic::new(format!(
+                                    "expected `,` or `)` in `{}`",
+                                    self.src
+                                )));
                             }
                         }
                     }
                     return self.call(&name, &args);
                 }
                 match self.env.get(&name) {
-                    Some(YNode { value: YValue::Int(i), .. }) => Ok(EVal::Int(*i)),
-                    Some(YNode { value: YValue::Bool(b), .. }) => Ok(EVal::Bool(*b)),
-                    Some(YNode { value: YValue::Str(s), .. }) if is_expr(s) => {
-                        let inner = s.strip_prefix("$(").and_then(|r| r.strip_suffix(')')).unwrap_or(&s[1..]);
+                    Some(YNode {
+                        value: YValue::Int(i),
+                        ..
+                    }) => Ok(EVal::Int(*i)),
+                    Some(YNode {
+                        value: YValue::Bool(b),
+                        ..
+                    }) => Ok(EVal::Bool(*b)),
+                    Some(YNode {
+                        value: YValue::Str(s),
+                        ..
+                    }) if is_expr(s) => {
+                        let inner = s
+                            .strip_prefix("$(")
+                            .and_then(|r| r.strip_suffix(')'))
+                            .unwrap_or(&s[1..]);
                         eval(inner, self.env)
                     }
                     Some(other) => Err(Diagnostic::new(format!(
@@ -394,33 +456,60 @@ impl Parser<'_> {
             if args.len() == n {
                 Ok(())
             } else {
-                Err(Diagnostic::new(format!("`{name}` takes {n} arguments, got {}", args.len())))
+                Err(Diagnostic::new(format!(
+                    "`{name}` takes {n} arguments, got {}",
+                    args.len()
+                )))
             }
         };
         match name {
             "min" | "max" => {
                 if args.is_empty() {
-                    return Err(Diagnostic::new(format!("`{name}` needs at least one argument")));
+                    return Err(Diagnostic::new(format!(
+                        "`{name}` needs at least one argument"
+                    )));
                 }
-                let ints: Vec<i64> = args.iter().map(|a| self.int(*a)).collect::<Result<_, _>>()?;
-                let v = if name == "min" { ints.iter().min() } else { ints.iter().max() };
+                let ints: Vec<i64> = args
+                    .iter()
+                    .map(|a| self.int(*a))
+                    .collect::<Result<_, _>>()?;
+                let v = if name == "min" {
+                    ints.iter().min()
+                } else {
+                    ints.iter().max()
+                };
                 Ok(EVal::Int(*v.unwrap_or(&0)))
             }
             "abs" => {
                 arity(1)?;
-                Ok(EVal::Int(self.int(args[0])?.checked_abs().ok_or_else(|| overflow(self.src))?))
+                Ok(EVal::Int(
+                    self.int(args[0])?
+                        .checked_abs()
+                        .ok_or_else(|| overflow(self.src))?,
+                ))
             }
             "if" => {
                 arity(3)?;
-                Ok(if self.boolean(args[0])? { args[1] } else { args[2] })
+                Ok(if self.boolean(args[0])? {
+                    args[1]
+                } else {
+                    args[2]
+                })
             }
             "ceil_div" => {
                 arity(2)?;
                 let (a, b) = (self.int(args[0])?, self.int(args[1])?);
                 if b <= 0 {
-                    return Err(Diagnostic::new(format!("ceil_div by {b} in `{}`", self.src)));
+                    return Err(Diagnostic::new(format!(
+                        "ceil_div by {b} in `{}`",
+                        self.src
+                    )));
                 }
-                Ok(EVal::Int(a.checked_add(b - 1).ok_or_else(|| overflow(self.src))?.div_euclid(b)))
+                Ok(EVal::Int(
+                    a.checked_add(b - 1)
+                        .ok_or_else(|| overflow(self.src))?
+                        .div_euclid(b),
+                ))
             }
             "make_divisible" => {
                 // torchvision's _make_divisible(v, d): round to the nearest multiple of d, at
@@ -428,7 +517,9 @@ impl Parser<'_> {
                 arity(2)?;
                 let (v, d) = (self.int(args[0])?, self.int(args[1])?);
                 if d <= 0 || v < 0 {
-                    return Err(Diagnostic::new(format!("make_divisible({v}, {d}) needs v ≥ 0 and d > 0")));
+                    return Err(Diagnostic::new(format!(
+                        "make_divisible({v}, {d}) needs v ≥ 0 and d > 0"
+                    )));
                 }
                 let half = d / 2;
                 let mut n = (v.checked_add(half).ok_or_else(|| overflow(self.src))? / d * d).max(d);
@@ -466,20 +557,39 @@ mod tests {
         assert_eq!(eval("max(mid, 100, 3)", &e).unwrap(), EVal::Int(100));
         assert_eq!(eval("if(mid > 32, 1, 2)", &e).unwrap(), EVal::Int(1));
         assert_eq!(eval("ceil_div(7, 2)", &e).unwrap(), EVal::Int(4));
-        assert_eq!(eval("mid == 64 && !(in_ch < 3)", &e).unwrap(), EVal::Bool(true));
+        assert_eq!(
+            eval("mid == 64 && !(in_ch < 3)", &e).unwrap(),
+            EVal::Bool(true)
+        );
         // torchvision MobileNetV2: _make_divisible(32 * 0.75, 8) = 24, (int(1280*1.4), 8) = 1792
         assert_eq!(eval("make_divisible(24, 8)", &e).unwrap(), EVal::Int(24));
-        assert_eq!(eval("make_divisible(1792, 8)", &e).unwrap(), EVal::Int(1792));
+        assert_eq!(
+            eval("make_divisible(1792, 8)", &e).unwrap(),
+            EVal::Int(1792)
+        );
         assert_eq!(eval("make_divisible(3, 8)", &e).unwrap(), EVal::Int(8));
     }
 
     #[test]
     fn errors() {
         let e = env(&[("mid", 64)]);
-        assert!(eval("mid / 3", &e).unwrap_err().message.contains("non-integer"));
-        assert!(eval("mid // 0", &e).unwrap_err().message.contains("division by zero"));
-        assert!(eval("9223372036854775807 + 1", &e).unwrap_err().message.contains("overflow"));
-        assert!(eval("mdi * 2", &e).unwrap_err().help.unwrap().contains("mid"));
+        assert!(eval("mid / 3", &e)
+            .unwrap_err()
+            .message
+            .contains("non-integer"));
+        assert!(eval("mid // 0", &e)
+            .unwrap_err()
+            .message
+            .contains("division by zero"));
+        assert!(eval("9223372036854775807 + 1", &e)
+            .unwrap_err()
+            .message
+            .contains("overflow"));
+        assert!(eval("mdi * 2", &e)
+            .unwrap_err()
+            .help
+            .unwrap()
+            .contains("mid"));
         assert!(eval("mid ? 1 : 2", &e).is_err());
         assert!(eval("1.5 * mid", &e).is_err());
         assert!(eval("(mid", &e).is_err());

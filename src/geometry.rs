@@ -34,13 +34,23 @@ pub fn effective_kernel(kernel: u64, dilation: u64) -> Result<u64, String> {
     if kernel == 0 || dilation == 0 {
         return Err("kernel and dilation must be at least 1".into());
     }
-    (kernel - 1).checked_mul(dilation).and_then(|v| v.checked_add(1)).ok_or_else(|| "kernel span overflows".into())
+    (kernel - 1)
+        .checked_mul(dilation)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(|| "kernel span overflows".into())
 }
 
 /// Output length of max/avg pooling along one axis, PyTorch's `pooling_output_shape`: with
 /// `ceil_mode` the division rounds up, but the last window must start inside the input or the
 /// left padding.
-pub fn pool_out(input: u64, kernel: u64, stride: u64, pad: u64, dilation: u64, ceil: bool) -> Result<u64, String> {
+pub fn pool_out(
+    input: u64,
+    kernel: u64,
+    stride: u64,
+    pad: u64,
+    dilation: u64,
+    ceil: bool,
+) -> Result<u64, String> {
     let eff = effective_kernel(kernel, dilation)?;
     if stride == 0 {
         return Err("stride must be at least 1".into());
@@ -81,7 +91,9 @@ pub fn conv_transpose_out(
         .and_then(|v| v.checked_add(output_padding))
         .ok_or("output size overflows")?;
     if grown <= pad_total {
-        return Err(format!("padding {pad_total} removes the whole output ({grown} before padding)"));
+        return Err(format!(
+            "padding {pad_total} removes the whole output ({grown} before padding)"
+        ));
     }
     Ok(grown - pad_total)
 }
@@ -96,11 +108,12 @@ pub fn adaptive_window(i: u64, out: u64, input: u64) -> (u64, u64) {
 
 /// Sum over output positions of the adaptive window lengths along one axis.
 pub fn adaptive_window_sum(out: u64, input: u64) -> u64 {
-    (0..out).map(|i| {
-        let (s, e) = adaptive_window(i, out, input);
-        e - s
-    })
-    .sum()
+    (0..out)
+        .map(|i| {
+            let (s, e) = adaptive_window(i, out, input);
+            e - s
+        })
+        .sum()
 }
 
 #[cfg(test)]

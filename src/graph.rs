@@ -4,8 +4,8 @@
 //! topologically (ties broken by file order), each layer built from its attributes and input
 //! shapes. Every error is located: file:line:column, the layer path and its block instance.
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::rc::Rc;
 
@@ -37,7 +37,10 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { batch: 1, input: None }
+        BuildOptions {
+            batch: 1,
+            input: None,
+        }
     }
 }
 
@@ -112,7 +115,11 @@ pub fn build_network(doc: &Document, opts: &BuildOptions) -> Result<Network, Err
 #[derive(Debug, Clone)]
 enum Ref {
     /// A name as written, resolved in `scope`.
-    Name { scope: String, text: String, at: YamlPath },
+    Name {
+        scope: String,
+        text: String,
+        at: YamlPath,
+    },
     /// A raw node and output slot.
     Direct(usize, usize),
 }
@@ -141,7 +148,11 @@ struct Expander<'a> {
 
 /// `own` attributes completed by the defaults for `op` (innermost defaults first), without the
 /// fused-layer keys `bn` and `act`.
-fn default_attrs(defaults: &[&Defaults], op: &str, own: &[(String, YNode)]) -> Vec<(String, YNode)> {
+fn default_attrs(
+    defaults: &[&Defaults],
+    op: &str,
+    own: &[(String, YNode)],
+) -> Vec<(String, YNode)> {
     let mut attrs = own.to_vec();
     for d in defaults.iter().rev() {
         if let Some((_, kv)) = d.iter().find(|(name, _)| *name == op) {
@@ -170,7 +181,8 @@ fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
             None => {
                 let b = base(n);
                 let clash = nodes.iter().enumerate().any(|(j, m)| {
-                    j != i && (m.id.as_deref() == Some(b.as_str()) || (m.id.is_none() && base(m) == b))
+                    j != i
+                        && (m.id.as_deref() == Some(b.as_str()) || (m.id.is_none() && base(m) == b))
                 });
                 if clash {
                     format!("{b}_{i}")
@@ -192,7 +204,15 @@ fn join(scope: &str, name: &str) -> String {
 
 impl<'a> Expander<'a> {
     fn new(spec: &'a ModelSpec, doc: &'a Document) -> Self {
-        Expander { spec, doc, raws: Vec::new(), table: HashMap::new(), instances: Vec::new(), stack: Vec::new(), current: None }
+        Expander {
+            spec,
+            doc,
+            raws: Vec::new(),
+            table: HashMap::new(),
+            instances: Vec::new(),
+            stack: Vec::new(),
+            current: None,
+        }
     }
 
     fn decorate(&self, mut d: Diagnostic) -> Diagnostic {
@@ -213,11 +233,17 @@ impl<'a> Expander<'a> {
 
     fn define(&mut self, key: String, target: Ref, at: &YamlPath) -> Result<(), Diagnostic> {
         if let Some((_, first)) = self.table.get(&key) {
-            let first_loc = self.doc.locate(first).map(|l| l.to_string()).unwrap_or_else(|| first.to_string());
-            return Err(Diagnostic::new(format!("the name `{key}` is defined twice"))
-                .at(at)
-                .note(format!("first defined at {first_loc}"))
-                .help("give each layer a unique `id`"));
+            let first_loc = self
+                .doc
+                .locate(first)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| first.to_string());
+            return Err(
+                Diagnostic::new(format!("the name `{key}` is defined twice"))
+                    .at(at)
+                    .note(format!("first defined at {first_loc}"))
+                    .help("give each layer a unique `id`"),
+            );
         }
         self.table.insert(key, (target, at.clone()));
         Ok(())
@@ -233,16 +259,33 @@ impl<'a> Expander<'a> {
             )));
         }
         for (name, shape) in &spec.inputs {
-            let mut dims = vec![YNode::synthetic(YValue::Int(opts.batch as i64), shape.path.clone())];
+            let mut dims = vec![YNode::synthetic(
+                YValue::Int(opts.batch as i64),
+                shape.path.clone(),
+            )];
             match &opts.input {
-                Some(o) => dims.extend(o.iter().map(|&d| YNode::synthetic(YValue::Int(d as i64), shape.path.clone()))),
+                Some(o) => dims.extend(
+                    o.iter()
+                        .map(|&d| YNode::synthetic(YValue::Int(d as i64), shape.path.clone())),
+                ),
                 None => match &shape.value {
                     YValue::Seq(items) => dims.extend(items.iter().cloned()),
                     _ => unreachable!("checked by spec"),
                 },
             }
-            let attrs = vec![("shape".to_string(), YNode::synthetic(YValue::Seq(dims), shape.path.clone()))];
-            let idx = self.push_raw(name.clone(), layers::lookup("input").expect("registered"), attrs, Rc::new(Env::new(None)), vec![], shape.path.clone(), None)?;
+            let attrs = vec![(
+                "shape".to_string(),
+                YNode::synthetic(YValue::Seq(dims), shape.path.clone()),
+            )];
+            let idx = self.push_raw(
+                name.clone(),
+                layers::lookup("input").expect("registered"),
+                attrs,
+                Rc::new(Env::new(None)),
+                vec![],
+                shape.path.clone(),
+                None,
+            )?;
             self.define(name.clone(), Ref::Direct(idx, 0), &shape.path)?;
         }
         let mut env = Env::new(None);
@@ -258,8 +301,15 @@ impl<'a> Expander<'a> {
             Some(outs) => outs
                 .iter()
                 .map(|o| match o.as_str() {
-                    Some(s) => Ok(Ref::Name { scope: String::new(), text: s.to_string(), at: o.path.clone() }),
-                    None => Err(Diagnostic::new(format!("an output must be a layer name, found {o}")).at(&o.path)),
+                    Some(s) => Ok(Ref::Name {
+                        scope: String::new(),
+                        text: s.to_string(),
+                        at: o.path.clone(),
+                    }),
+                    None => Err(Diagnostic::new(format!(
+                        "an output must be a layer name, found {o}"
+                    ))
+                    .at(&o.path)),
                 })
                 .collect::<Result<_, _>>()?,
         })
@@ -277,20 +327,45 @@ impl<'a> Expander<'a> {
         instance: Option<usize>,
     ) -> Result<usize, Diagnostic> {
         if self.raws.len() >= MAX_LAYERS {
-            return Err(Diagnostic::new(format!("the model expands to more than {MAX_LAYERS} layers"))
-                .at(&node_path)
-                .help("check the `repeat:` counts"));
+            return Err(Diagnostic::new(format!(
+                "the model expands to more than {MAX_LAYERS} layers"
+            ))
+            .at(&node_path)
+            .help("check the `repeat:` counts"));
         }
-        self.raws.push(Raw { path, op, attrs, env, inputs, node_path, instance });
+        self.raws.push(Raw {
+            path,
+            op,
+            attrs,
+            env,
+            inputs,
+            node_path,
+            instance,
+        });
         Ok(self.raws.len() - 1)
     }
 
-    fn parse_inputs(&self, n: &NodeSpec, scope: &str, env: &Env) -> Result<Option<Vec<Ref>>, Diagnostic> {
-        let Some(node) = &n.input else { return Ok(None) };
-        let node = substitute(node, env, &["in", "in0", "in1", "in2", "in3", "in4", "in5", "in6", "in7"])?;
+    fn parse_inputs(
+        &self,
+        n: &NodeSpec,
+        scope: &str,
+        env: &Env,
+    ) -> Result<Option<Vec<Ref>>, Diagnostic> {
+        let Some(node) = &n.input else {
+            return Ok(None);
+        };
+        let node = substitute(
+            node,
+            env,
+            &["in", "in0", "in1", "in2", "in3", "in4", "in5", "in6", "in7"],
+        )?;
         let one = |x: &YNode| -> Result<Ref, Diagnostic> {
             match x.as_str() {
-                Some(s) if !s.is_empty() => Ok(Ref::Name { scope: scope.to_string(), text: s.to_string(), at: x.path.clone() }),
+                Some(s) if !s.is_empty() => Ok(Ref::Name {
+                    scope: scope.to_string(),
+                    text: s.to_string(),
+                    at: x.path.clone(),
+                }),
                 _ => Err(Diagnostic::new(format!("`in` must name layers, found {x}"))
                     .at(&x.path)
                     .help("write `in: name` or `in: [a, b]`")),
@@ -324,12 +399,18 @@ impl<'a> Expander<'a> {
         let names = default_names(nodes);
         for (n, name) in nodes.iter().zip(names) {
             let full = join(scope, &name);
-            let inputs = self.parse_inputs(n, scope, env)?.unwrap_or_else(|| vec![prev.clone()]);
+            let inputs = self
+                .parse_inputs(n, scope, env)?
+                .unwrap_or_else(|| vec![prev.clone()]);
             if let Some(w) = &n.when {
                 if !Self::eval_bool(w, env, "when")? {
                     // Switched off: the name stands for the node's (first) input.
                     self.define(full.clone(), inputs[0].clone(), &n.path)?;
-                    prev = Ref::Name { scope: scope.to_string(), text: name, at: n.path.clone() };
+                    prev = Ref::Name {
+                        scope: scope.to_string(),
+                        text: name,
+                        at: n.path.clone(),
+                    };
                     continue;
                 }
             }
@@ -339,7 +420,10 @@ impl<'a> Expander<'a> {
                     let v = substitute(r, env, &[])?;
                     let k = crate::layers::attrs_int(&v, "repeat")?;
                     if !(1..=MAX_REPEAT).contains(&k) {
-                        return Err(Diagnostic::new(format!("`repeat: {k}` must be between 1 and {MAX_REPEAT}")).at(&v.path));
+                        return Err(Diagnostic::new(format!(
+                            "`repeat: {k}` must be between 1 and {MAX_REPEAT}"
+                        ))
+                        .at(&v.path));
                     }
                     k as usize
                 }
@@ -347,13 +431,20 @@ impl<'a> Expander<'a> {
             match &n.kind {
                 NodeKind::Op(t) => {
                     if repeat > 1 && !matches!(t.arity, Arity::Exactly(1)) {
-                        return Err(Diagnostic::new(format!("`repeat` chains a one-input layer; {} takes several", t.name))
-                            .at(&n.path));
+                        return Err(Diagnostic::new(format!(
+                            "`repeat` chains a one-input layer; {} takes several",
+                            t.name
+                        ))
+                        .at(&n.path));
                     }
                     let mut input = inputs;
                     let mut out = None;
                     for r in 0..repeat {
-                        let path = if repeat > 1 { join(&full, &r.to_string()) } else { full.clone() };
+                        let path = if repeat > 1 {
+                            join(&full, &r.to_string())
+                        } else {
+                            full.clone()
+                        };
                         let o = self.emit_op(n, t, &path, env, defaults, input, instance)?;
                         if repeat > 1 {
                             self.define(path.clone(), o.clone(), &n.path)?;
@@ -364,14 +455,23 @@ impl<'a> Expander<'a> {
                     self.define(full.clone(), out.expect("repeat ≥ 1"), &n.path)?;
                 }
                 NodeKind::Use(bname) => {
-                    let block = self.spec.blocks.iter().find(|b| &b.name == bname).ok_or_else(|| {
-                        let mut d = Diagnostic::new(format!("unknown block `{bname}`")).at(&n.path);
-                        d = match did_you_mean(bname, self.spec.blocks.iter().map(|b| b.name.as_str())) {
-                            Some(s) => d.help(format!("did you mean `{s}`?")),
-                            None => d.help("define it under `blocks:`"),
-                        };
-                        d
-                    })?;
+                    let block = self
+                        .spec
+                        .blocks
+                        .iter()
+                        .find(|b| &b.name == bname)
+                        .ok_or_else(|| {
+                            let mut d =
+                                Diagnostic::new(format!("unknown block `{bname}`")).at(&n.path);
+                            d = match did_you_mean(
+                                bname,
+                                self.spec.blocks.iter().map(|b| b.name.as_str()),
+                            ) {
+                                Some(s) => d.help(format!("did you mean `{s}`?")),
+                                None => d.help("define it under `blocks:`"),
+                            };
+                            d
+                        })?;
                     if self.stack.contains(bname) {
                         return Err(Diagnostic::new(format!(
                             "block `{bname}` uses itself ({} → {bname})",
@@ -381,13 +481,21 @@ impl<'a> Expander<'a> {
                         .help("blocks cannot be recursive; use `repeat:` for depth"));
                     }
                     if self.stack.len() >= MAX_BLOCK_DEPTH {
-                        return Err(Diagnostic::new(format!("blocks nested deeper than {MAX_BLOCK_DEPTH}")).at(&n.path));
+                        return Err(Diagnostic::new(format!(
+                            "blocks nested deeper than {MAX_BLOCK_DEPTH}"
+                        ))
+                        .at(&n.path));
                     }
                     let mut input = inputs;
                     let mut out = None;
                     for r in 0..repeat {
-                        let path = if repeat > 1 { join(&full, &r.to_string()) } else { full.clone() };
-                        let o = self.instantiate(n, block, &path, r, env, defaults, input, instance)?;
+                        let path = if repeat > 1 {
+                            join(&full, &r.to_string())
+                        } else {
+                            full.clone()
+                        };
+                        let o =
+                            self.instantiate(n, block, &path, r, env, defaults, input, instance)?;
                         if repeat > 1 {
                             self.define(path.clone(), o.clone(), &n.path)?;
                         }
@@ -397,7 +505,11 @@ impl<'a> Expander<'a> {
                     self.define(full.clone(), out.expect("repeat ≥ 1"), &n.path)?;
                 }
             }
-            prev = Ref::Name { scope: scope.to_string(), text: name, at: n.path.clone() };
+            prev = Ref::Name {
+                scope: scope.to_string(),
+                text: name,
+                at: n.path.clone(),
+            };
         }
         Ok(prev)
     }
@@ -417,16 +529,30 @@ impl<'a> Expander<'a> {
         // Bind parameters: `first:` (instance 0) over `with:` over the block's defaults.
         let mut benv = Env::new(Some(self.model_env()));
         let mut args = Vec::new();
-        let given: Vec<&(String, YNode)> =
-            n.with.iter().chain(if index == 0 { n.first.iter() } else { [].iter() }).collect();
+        let given: Vec<&(String, YNode)> = n
+            .with
+            .iter()
+            .chain(if index == 0 {
+                n.first.iter()
+            } else {
+                [].iter()
+            })
+            .collect();
         for (k, v) in &given {
             if !block.params.iter().any(|(p, _)| p == k) {
-                let mut d = Diagnostic::new(format!("block `{}` has no parameter `{k}`", block.name)).at(&v.path);
+                let mut d =
+                    Diagnostic::new(format!("block `{}` has no parameter `{k}`", block.name))
+                        .at(&v.path);
                 d = match did_you_mean(k, block.params.iter().map(|(p, _)| p.as_str())) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
                     None => d.help(format!(
                         "its parameters: {}",
-                        block.params.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+                        block
+                            .params
+                            .iter()
+                            .map(|(p, _)| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 };
                 return Err(d);
@@ -439,16 +565,22 @@ impl<'a> Expander<'a> {
                 None => match default {
                     Some(d) => d.clone(),
                     None => {
-                        return Err(Diagnostic::new(format!("block `{}` needs parameter `{p}`", block.name))
-                            .at(&n.path)
-                            .help(format!("add it: `with: {{{p}: …}}`")))
+                        return Err(Diagnostic::new(format!(
+                            "block `{}` needs parameter `{p}`",
+                            block.name
+                        ))
+                        .at(&n.path)
+                        .help(format!("add it: `with: {{{p}: …}}`")))
                     }
                 },
             };
             args.push((p.clone(), v.to_string()));
             benv.set(p, v);
         }
-        benv.set("index", YNode::synthetic(YValue::Int(index as i64), n.path.clone()));
+        benv.set(
+            "index",
+            YNode::synthetic(YValue::Int(index as i64), n.path.clone()),
+        );
         let inst = self.instances.len();
         self.instances.push(Instance {
             path: path.to_string(),
@@ -467,13 +599,29 @@ impl<'a> Expander<'a> {
         let mut layered: Vec<&Defaults> = defaults.to_vec();
         layered.push(&block.defaults);
         let benv = Rc::new(benv);
-        let last = self.expand_list(&block.nodes, path, &benv, &layered, inputs[0].clone(), Some(inst))?;
+        let last = self.expand_list(
+            &block.nodes,
+            path,
+            &benv,
+            &layered,
+            inputs[0].clone(),
+            Some(inst),
+        )?;
         self.stack.pop();
         Ok(match &block.output {
             None => last,
             Some(o) => match o.as_str() {
-                Some(s) => Ref::Name { scope: path.to_string(), text: s.to_string(), at: o.path.clone() },
-                None => return Err(Diagnostic::new("a block's `output` must name one of its layers").at(&o.path)),
+                Some(s) => Ref::Name {
+                    scope: path.to_string(),
+                    text: s.to_string(),
+                    at: o.path.clone(),
+                },
+                None => {
+                    return Err(
+                        Diagnostic::new("a block's `output` must name one of its layers")
+                            .at(&o.path),
+                    )
+                }
             },
         })
     }
@@ -514,17 +662,40 @@ impl<'a> Expander<'a> {
                 }
             }
         }
-        let idx = self.push_raw(path.to_string(), t, attrs, env.clone(), inputs, n.path.clone(), instance)?;
+        let idx = self.push_raw(
+            path.to_string(),
+            t,
+            attrs,
+            env.clone(),
+            inputs,
+            n.path.clone(),
+            instance,
+        )?;
         let mut last = Ref::Direct(idx, 0);
         if let Some(b) = bn {
             if !t.fuses_bn {
-                return Err(Diagnostic::new(format!("`bn:` cannot be fused after {}", t.name)).at(&b.path));
+                return Err(
+                    Diagnostic::new(format!("`bn:` cannot be fused after {}", t.name)).at(&b.path),
+                );
             }
             if Self::eval_bool(&b, env, "bn")? {
-                let bt = layers::lookup(if t.name == "linear" { "batchnorm1d" } else { "batchnorm2d" }).expect("registered");
+                let bt = layers::lookup(if t.name == "linear" {
+                    "batchnorm1d"
+                } else {
+                    "batchnorm2d"
+                })
+                .expect("registered");
                 let p = join(path, "bn");
                 let battrs = default_attrs(defaults, bt.name, &[]);
-                let i = self.push_raw(p.clone(), bt, battrs, env.clone(), vec![last], b.path.clone(), instance)?;
+                let i = self.push_raw(
+                    p.clone(),
+                    bt,
+                    battrs,
+                    env.clone(),
+                    vec![last],
+                    b.path.clone(),
+                    instance,
+                )?;
                 last = Ref::Direct(i, 0);
                 self.define(p, last.clone(), &b.path)?;
             }
@@ -537,30 +708,48 @@ impl<'a> Expander<'a> {
                 YValue::Str(_) => (a.clone(), vec![]),
                 YValue::Map(m) => {
                     let op = a.get("op").cloned().ok_or_else(|| {
-                        Diagnostic::new("an `act:` mapping needs `op:`").at(&a.path).help("e.g. `act: {op: leaky_relu, slope: 0.1}`")
+                        Diagnostic::new("an `act:` mapping needs `op:`")
+                            .at(&a.path)
+                            .help("e.g. `act: {op: leaky_relu, slope: 0.1}`")
                     })?;
                     (op, m.iter().filter(|(k, _)| k != "op").cloned().collect())
                 }
                 _ => {
-                    return Err(Diagnostic::new(format!("`act` must name an activation, found {a}"))
-                        .at(&a.path)
-                        .help("e.g. `act: relu`, `act: {op: leaky_relu, slope: 0.1}` or `act: none`"))
+                    return Err(Diagnostic::new(format!(
+                        "`act` must name an activation, found {a}"
+                    ))
+                    .at(&a.path)
+                    .help("e.g. `act: relu`, `act: {op: leaky_relu, slope: 0.1}` or `act: none`"))
                 }
             };
             let at = crate::spec::op_type(&name_node)?;
             if !matches!(at.arity, Arity::Exactly(1)) || at.name == "input" {
-                return Err(Diagnostic::new(format!("`act: {}` is not a one-input layer", at.name)).at(&name_node.path));
+                return Err(Diagnostic::new(format!(
+                    "`act: {}` is not a one-input layer",
+                    at.name
+                ))
+                .at(&name_node.path));
             }
             for (k, v) in &params {
                 if !at.keys.contains(&k.as_str()) {
-                    return Err(Diagnostic::new(format!("unknown key `{k}` for {}", at.name))
-                        .at(&v.path)
-                        .help(format!("{} takes: {}", at.name, at.keys.join(", "))));
+                    return Err(
+                        Diagnostic::new(format!("unknown key `{k}` for {}", at.name))
+                            .at(&v.path)
+                            .help(format!("{} takes: {}", at.name, at.keys.join(", "))),
+                    );
                 }
             }
             let p = join(path, at.name);
             let params = default_attrs(defaults, at.name, &params);
-            let i = self.push_raw(p.clone(), at, params, env.clone(), vec![last], a.path.clone(), instance)?;
+            let i = self.push_raw(
+                p.clone(),
+                at,
+                params,
+                env.clone(),
+                vec![last],
+                a.path.clone(),
+                instance,
+            )?;
             last = Ref::Direct(i, 0);
             self.define(p, last.clone(), &a.path)?;
         }
@@ -579,13 +768,19 @@ impl<'a> Expander<'a> {
                         _ => (i, s),
                     });
                 }
-                Ref::Name { ref scope, ref text, ref at } => {
+                Ref::Name {
+                    ref scope,
+                    ref text,
+                    ref at,
+                } => {
                     let (base, slot) = match text.rsplit_once(':') {
                         Some((b, k)) => {
                             let k: usize = k.parse().map_err(|_| {
-                                Diagnostic::new(format!("`{text}`: the part after `:` must be an output number"))
-                                    .at(at)
-                                    .help("e.g. `split:1` for the second piece of a split")
+                                Diagnostic::new(format!(
+                                    "`{text}`: the part after `:` must be an output number"
+                                ))
+                                .at(at)
+                                .help("e.g. `split:1` for the second piece of a split")
                             })?;
                             (b.trim_start_matches('$'), Some(k))
                         }
@@ -598,7 +793,13 @@ impl<'a> Expander<'a> {
                     } else {
                         key_scoped
                     };
-                    let found = self.table.get(&key).or_else(|| if is_param_ref { None } else { self.table.get(base) });
+                    let found = self.table.get(&key).or_else(|| {
+                        if is_param_ref {
+                            None
+                        } else {
+                            self.table.get(base)
+                        }
+                    });
                     let Some((target, _)) = found else {
                         return Err(self.unknown_ref(scope, text, base, at, is_param_ref));
                     };
@@ -609,14 +810,24 @@ impl<'a> Expander<'a> {
                 }
             }
         }
-        Err(Diagnostic::new("a reference loops through layers switched off by `when`")
-            .at(match r {
-                Ref::Name { at, .. } => at,
-                Ref::Direct(..) => &self.raws[0].node_path,
-            }))
+        Err(
+            Diagnostic::new("a reference loops through layers switched off by `when`").at(
+                match r {
+                    Ref::Name { at, .. } => at,
+                    Ref::Direct(..) => &self.raws[0].node_path,
+                },
+            ),
+        )
     }
 
-    fn unknown_ref(&self, scope: &str, text: &str, base: &str, at: &YamlPath, param: bool) -> Diagnostic {
+    fn unknown_ref(
+        &self,
+        scope: &str,
+        text: &str,
+        base: &str,
+        at: &YamlPath,
+        param: bool,
+    ) -> Diagnostic {
         if param {
             let mut d = Diagnostic::new(format!("`{text}` is not defined here")).at(at);
             d = if scope.is_empty() {
@@ -626,7 +837,11 @@ impl<'a> Expander<'a> {
             };
             return d;
         }
-        let prefix = if scope.is_empty() { String::new() } else { format!("{scope}.") };
+        let prefix = if scope.is_empty() {
+            String::new()
+        } else {
+            format!("{scope}.")
+        };
         let local: Vec<&str> = self
             .table
             .keys()
@@ -669,7 +884,8 @@ impl<'a> Expander<'a> {
                 succ[src].push(i);
             }
         }
-        let mut heap: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
+        let mut heap: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(Reverse(i)) = heap.pop() {
             order.push(i);
@@ -692,7 +908,10 @@ impl<'a> Expander<'a> {
         for &i in &order {
             let raw = &self.raws[i];
             self.current = Some((raw.path.clone(), raw.instance));
-            let inputs: Vec<(usize, usize)> = edges[i].iter().map(|&(src, slot)| (pos[src], slot)).collect();
+            let inputs: Vec<(usize, usize)> = edges[i]
+                .iter()
+                .map(|&(src, slot)| (pos[src], slot))
+                .collect();
             let mut in_shapes = Vec::with_capacity(inputs.len());
             let mut in_ops = Vec::with_capacity(inputs.len());
             for (k, &(src, slot)) in inputs.iter().enumerate() {
@@ -745,25 +964,44 @@ impl<'a> Expander<'a> {
                     env.set("in_w", int(x.0[3]));
                 }
             }
-            let mut attrs = Attrs::new(raw.op.name, raw.node_path.clone(), raw.attrs.clone(), Rc::new(env), &in_shapes, &in_ops);
+            let mut attrs = Attrs::new(
+                raw.op.name,
+                raw.node_path.clone(),
+                raw.attrs.clone(),
+                Rc::new(env),
+                &in_shapes,
+                &in_ops,
+            );
             let layer = (raw.op.build)(&mut attrs).map_err(|d| d.at(&raw.node_path))?;
             if let Some((k, v)) = attrs.unused().first() {
-                return Err(Diagnostic::new(format!("`{k}` has no effect on {}", raw.op.name)).at(&v.path));
+                return Err(
+                    Diagnostic::new(format!("`{k}` has no effect on {}", raw.op.name)).at(&v.path),
+                );
             }
             let out_shapes = layer.output_shapes(&in_shapes).map_err(|d| {
                 let mut d = d.at(&raw.node_path);
                 for (k, s) in in_shapes.iter().enumerate() {
                     if in_shapes.len() > 1 {
-                        d = d.note(format!("input {k} comes from `{}`", nodes[inputs[k].0].name));
+                        d = d.note(format!(
+                            "input {k} comes from `{}`",
+                            nodes[inputs[k].0].name
+                        ));
                     } else {
-                        d = d.note(format!("its input is {s}, from `{}`", nodes[inputs[k].0].name));
+                        d = d.note(format!(
+                            "its input is {s}, from `{}`",
+                            nodes[inputs[k].0].name
+                        ));
                     }
                 }
                 d
             })?;
             for s in &out_shapes {
                 if s.0.contains(&0) {
-                    return Err(Diagnostic::new(format!("{} produces an empty tensor {s}", raw.op.name)).at(&raw.node_path));
+                    return Err(Diagnostic::new(format!(
+                        "{} produces an empty tensor {s}",
+                        raw.op.name
+                    ))
+                    .at(&raw.node_path));
                 }
                 if s.numel()? > MAX_ELEMENTS {
                     return Err(Diagnostic::new(format!(
@@ -794,7 +1032,11 @@ impl<'a> Expander<'a> {
             if slot >= nodes[pos[i]].out_shapes.len() {
                 return Err(Diagnostic::new(format!("output `{name}` does not exist")));
             }
-            outputs.push(Output { name, node: pos[i], slot });
+            outputs.push(Output {
+                name,
+                node: pos[i],
+                slot,
+            });
         }
         let mut g: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(n, n);
         for k in 0..n {
@@ -806,7 +1048,13 @@ impl<'a> Expander<'a> {
             }
         }
         let instances = std::mem::take(&mut self.instances);
-        Ok(Network { name: self.spec.name.clone(), nodes, outputs, instances, graph: g })
+        Ok(Network {
+            name: self.spec.name.clone(),
+            nodes,
+            outputs,
+            instances,
+            graph: g,
+        })
     }
 
     fn cycle_error(&self, graph: &DiGraph<usize, (usize, usize)>) -> Diagnostic {
@@ -818,7 +1066,10 @@ impl<'a> Expander<'a> {
             .unwrap_or_default();
         let mut members: Vec<usize> = cyc.iter().map(|i| i.index()).collect();
         members.sort();
-        let names: Vec<&str> = members.iter().map(|&i| self.raws[i].path.as_str()).collect();
+        let names: Vec<&str> = members
+            .iter()
+            .map(|&i| self.raws[i].path.as_str())
+            .collect();
         let first = members.first().copied().unwrap_or(0);
         Diagnostic::new(format!("the layers {} form a cycle", names.join(" → ")))
             .at(&self.raws[first].node_path)

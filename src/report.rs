@@ -30,7 +30,12 @@ pub fn human_count(n: u64) -> String {
 
 /// `3145728` → `3.00 MiB` (powers of 1024).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [(&str, f64); 4] = [("TiB", 1099511627776.0), ("GiB", 1073741824.0), ("MiB", 1048576.0), ("KiB", 1024.0)];
+    const UNITS: [(&str, f64); 4] = [
+        ("TiB", 1099511627776.0),
+        ("GiB", 1073741824.0),
+        ("MiB", 1048576.0),
+        ("KiB", 1024.0),
+    ];
     for (u, s) in UNITS {
         if n as f64 >= s {
             return format!("{:.2} {u}", n as f64 / s);
@@ -65,7 +70,11 @@ fn prefix(name: &str, depth: usize) -> &str {
 }
 
 fn output_text(outputs: &[Shape]) -> String {
-    outputs.iter().map(|s| s.per_sample()).collect::<Vec<_>>().join(", ")
+    outputs
+        .iter()
+        .map(|s| s.per_sample())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Table rows, with layers whose path shares its first `depth` components folded together
@@ -118,7 +127,11 @@ fn folded_label(group: &str, layers: &[&LayerStats]) -> String {
     let inner = format!("{group}.");
     let mut instances: Vec<&(String, String)> = layers
         .iter()
-        .filter_map(|l| l.blocks.iter().find(|(p, _)| p.strip_prefix(&inner).is_some_and(|k| !k.contains('.'))))
+        .filter_map(|l| {
+            l.blocks
+                .iter()
+                .find(|(p, _)| p.strip_prefix(&inner).is_some_and(|k| !k.contains('.')))
+        })
         .collect();
     instances.dedup();
     if let Some((_, block)) = instances.first() {
@@ -137,16 +150,48 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
     let t = &a.totals;
     let dt = format!("{:?}", a.dtype).to_lowercase();
     vec![
-        ("Parameters".into(), human_count(t.params), t.params.to_string()),
-        ("  trainable".into(), human_count(t.trainable), t.trainable.to_string()),
-        ("  non-trainable".into(), human_count(t.params - t.trainable), (t.params - t.trainable).to_string()),
-        ("Buffers".into(), human_count(t.buffers), t.buffers.to_string()),
+        (
+            "Parameters".into(),
+            human_count(t.params),
+            t.params.to_string(),
+        ),
+        (
+            "  trainable".into(),
+            human_count(t.trainable),
+            t.trainable.to_string(),
+        ),
+        (
+            "  non-trainable".into(),
+            human_count(t.params - t.trainable),
+            (t.params - t.trainable).to_string(),
+        ),
+        (
+            "Buffers".into(),
+            human_count(t.buffers),
+            t.buffers.to_string(),
+        ),
         ("MACs".into(), human_count(t.macs), t.macs.to_string()),
         ("FLOPs".into(), human_count(t.flops), t.flops.to_string()),
-        (format!("Parameter memory ({dt})"), human_bytes(t.param_bytes), t.param_bytes.to_string()),
-        (format!("Buffer memory ({dt})"), human_bytes(t.buffer_bytes), t.buffer_bytes.to_string()),
-        (format!("Activations, all layers ({dt})"), human_bytes(t.activation_bytes), t.activation_bytes.to_string()),
-        (format!("Peak activation memory ({dt})"), human_bytes(t.peak_activation_bytes), t.peak_activation_bytes.to_string()),
+        (
+            format!("Parameter memory ({dt})"),
+            human_bytes(t.param_bytes),
+            t.param_bytes.to_string(),
+        ),
+        (
+            format!("Buffer memory ({dt})"),
+            human_bytes(t.buffer_bytes),
+            t.buffer_bytes.to_string(),
+        ),
+        (
+            format!("Activations, all layers ({dt})"),
+            human_bytes(t.activation_bytes),
+            t.activation_bytes.to_string(),
+        ),
+        (
+            format!("Peak activation memory ({dt})"),
+            human_bytes(t.peak_activation_bytes),
+            t.peak_activation_bytes.to_string(),
+        ),
     ]
 }
 
@@ -164,19 +209,44 @@ fn header(a: &Analysis) -> String {
 
 fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
     let mut t = Table::new();
-    t.load_preset(if markdown { presets::ASCII_MARKDOWN } else { presets::UTF8_FULL_CONDENSED });
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
     t.set_content_arrangement(ContentArrangement::Disabled);
-    t.set_header(vec!["Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory"]);
+    t.set_header(vec![
+        "Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory",
+    ]);
     for r in rows(a, depth) {
         t.add_row(vec![
             Cell::new(&r.name),
             Cell::new(&r.op),
             Cell::new(&r.output),
-            Cell::new(if r.params == 0 { "-".into() } else { r.params.to_string() }).set_alignment(CellAlignment::Right),
-            Cell::new(if r.macs == 0 { "-".into() } else { human_count(r.macs) }).set_alignment(CellAlignment::Right),
-            Cell::new(if r.flops == 0 { "-".into() } else { human_count(r.flops) }).set_alignment(CellAlignment::Right),
-            Cell::new(if r.activation_bytes == 0 { "-".into() } else { human_bytes(r.activation_bytes) })
-                .set_alignment(CellAlignment::Right),
+            Cell::new(if r.params == 0 {
+                "-".into()
+            } else {
+                r.params.to_string()
+            })
+            .set_alignment(CellAlignment::Right),
+            Cell::new(if r.macs == 0 {
+                "-".into()
+            } else {
+                human_count(r.macs)
+            })
+            .set_alignment(CellAlignment::Right),
+            Cell::new(if r.flops == 0 {
+                "-".into()
+            } else {
+                human_count(r.flops)
+            })
+            .set_alignment(CellAlignment::Right),
+            Cell::new(if r.activation_bytes == 0 {
+                "-".into()
+            } else {
+                human_bytes(r.activation_bytes)
+            })
+            .set_alignment(CellAlignment::Right),
         ]);
     }
     t
@@ -184,10 +254,18 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
 
 fn totals_table(a: &Analysis, markdown: bool) -> Table {
     let mut t = Table::new();
-    t.load_preset(if markdown { presets::ASCII_MARKDOWN } else { presets::UTF8_FULL_CONDENSED });
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
     t.set_header(vec!["Total", "", "exact"]);
     for (k, h, e) in totals_lines(a) {
-        t.add_row(vec![Cell::new(k), Cell::new(h).set_alignment(CellAlignment::Right), Cell::new(e).set_alignment(CellAlignment::Right)]);
+        t.add_row(vec![
+            Cell::new(k),
+            Cell::new(h).set_alignment(CellAlignment::Right),
+            Cell::new(e).set_alignment(CellAlignment::Right),
+        ]);
     }
     t
 }
@@ -195,7 +273,12 @@ fn totals_table(a: &Analysis, markdown: bool) -> Table {
 /// Renders the summary of one analysis.
 pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
     match format {
-        Format::Table => format!("{}\n{}\n{}\n", header(a), layer_table(a, depth, false), totals_table(a, false)),
+        Format::Table => format!(
+            "{}\n{}\n{}\n",
+            header(a),
+            layer_table(a, depth, false),
+            totals_table(a, false)
+        ),
         Format::Markdown => format!(
             "**{}**\n\n{}\n\n{}\n",
             header(a),

@@ -12,7 +12,18 @@ use crate::yaml::{Document, YNode, YValue, YamlPath};
 pub const GENERIC_OP_KEYS: &[&str] = &["id", "op", "in", "when", "repeat", "bn", "act"];
 /// Keys a block-use node may carry.
 pub const USE_KEYS: &[&str] = &["id", "use", "in", "when", "repeat", "with", "first"];
-const TOP_KEYS: &[&str] = &["format", "name", "description", "source", "inputs", "params", "defaults", "blocks", "nodes", "outputs"];
+const TOP_KEYS: &[&str] = &[
+    "format",
+    "name",
+    "description",
+    "source",
+    "inputs",
+    "params",
+    "defaults",
+    "blocks",
+    "nodes",
+    "outputs",
+];
 const BLOCK_KEYS: &[&str] = &["params", "defaults", "nodes", "output", "description"];
 /// The format version this build reads.
 pub const FORMAT: &str = "archscope/1";
@@ -71,14 +82,20 @@ fn err(node: &YNode, msg: impl Into<String>) -> Diagnostic {
 fn map<'a>(node: &'a YNode, what: &str) -> Result<&'a [(String, YNode)], Diagnostic> {
     match &node.value {
         YValue::Map(m) => Ok(m),
-        _ => Err(err(node, format!("{what} must be a mapping, found {} ({node})", node.kind()))),
+        _ => Err(err(
+            node,
+            format!("{what} must be a mapping, found {} ({node})", node.kind()),
+        )),
     }
 }
 
 fn seq<'a>(node: &'a YNode, what: &str) -> Result<&'a [YNode], Diagnostic> {
     match &node.value {
         YValue::Seq(s) => Ok(s),
-        _ => Err(err(node, format!("{what} must be a list, found {} ({node})", node.kind()))),
+        _ => Err(err(
+            node,
+            format!("{what} must be a list, found {} ({node})", node.kind()),
+        )),
     }
 }
 
@@ -107,7 +124,9 @@ fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
 
 /// Finds an op by name, with a did-you-mean.
 pub fn op_type(node: &YNode) -> Result<&'static OpType, Diagnostic> {
-    let name = node.as_str().ok_or_else(|| err(node, format!("`op` must be a name, found {node}")))?;
+    let name = node
+        .as_str()
+        .ok_or_else(|| err(node, format!("`op` must be a name, found {node}")))?;
     layers::lookup(name).ok_or_else(|| {
         let mut d = err(node, format!("unknown op `{name}`"));
         d = match did_you_mean(name, layers::all_names()) {
@@ -151,9 +170,16 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
         (Some(op), None) => {
             let t = op_type(&op)?;
             if t.name == "input" {
-                return Err(err(&op, "inputs are declared under `inputs:`, not as nodes"));
+                return Err(err(
+                    &op,
+                    "inputs are declared under `inputs:`, not as nodes",
+                ));
             }
-            let allowed: Vec<&str> = GENERIC_OP_KEYS.iter().chain(t.keys.iter()).copied().collect();
+            let allowed: Vec<&str> = GENERIC_OP_KEYS
+                .iter()
+                .chain(t.keys.iter())
+                .copied()
+                .collect();
             check_keys(m, &allowed, &format!("a `{}` node", t.name))?;
             if let (Some(bn), false) = (get("bn"), t.fuses_bn) {
                 return Err(err(&bn, format!("`bn:` cannot be fused after {}", t.name))
@@ -166,11 +192,16 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
             NodeKind::Use(ident(&u, "block name")?)
         }
         (Some(op), Some(_)) => {
-            return Err(err(&op, "a node has either `op:` (a layer) or `use:` (a block), not both"))
+            return Err(err(
+                &op,
+                "a node has either `op:` (a layer) or `use:` (a block), not both",
+            ))
         }
         (None, None) => {
-            return Err(err(n, "a node needs `op:` (a layer type) or `use:` (a block)")
-                .help("e.g. `{id: conv1, op: conv, out: 64, kernel: 3}`"))
+            return Err(
+                err(n, "a node needs `op:` (a layer type) or `use:` (a block)")
+                    .help("e.g. `{id: conv1, op: conv, out: 64, kernel: 3}`"),
+            )
         }
     };
     let pairs = |k: &str| -> Result<Vec<(String, YNode)>, Diagnostic> {
@@ -179,7 +210,9 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
             Some(v) => Ok(map(&v, &format!("`{k}`"))?.to_vec()),
         }
     };
-    let generic = ["id", "op", "use", "in", "when", "repeat", "with", "first", "bn", "act"];
+    let generic = [
+        "id", "op", "use", "in", "when", "repeat", "with", "first", "bn", "act",
+    ];
     Ok(NodeSpec {
         id,
         kind,
@@ -190,7 +223,11 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
         first: pairs("first")?,
         bn: get("bn"),
         act: get("act"),
-        attrs: m.iter().filter(|(k, _)| !generic.contains(&k.as_str())).cloned().collect(),
+        attrs: m
+            .iter()
+            .filter(|(k, _)| !generic.contains(&k.as_str()))
+            .cloned()
+            .collect(),
         path: n.path.clone(),
     })
 }
@@ -206,13 +243,17 @@ impl ModelSpec {
             match f.as_str() {
                 Some(FORMAT) => {}
                 _ => {
-                    return Err(err(f, format!("unsupported format `{f}`"))
-                        .help(format!("this archscope reads `format: \"{FORMAT}\"` (quoted)")))
+                    return Err(err(f, format!("unsupported format `{f}`")).help(format!(
+                        "this archscope reads `format: \"{FORMAT}\"` (quoted)"
+                    )))
                 }
             }
         }
         let name = match get("name") {
-            Some(n) => n.as_str().map(str::to_string).ok_or_else(|| err(n, "`name` must be a string"))?,
+            Some(n) => n
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| err(n, "`name` must be a string"))?,
             None => String::from("model"),
         };
         let inputs_node = get("inputs").ok_or_else(|| {
@@ -228,7 +269,9 @@ impl ModelSpec {
             inputs.push((k.clone(), v.clone()));
         }
         if inputs.is_empty() {
-            return Err(err(inputs_node, "`inputs` is empty").help("add e.g. `image: [3, 224, 224]`"));
+            return Err(
+                err(inputs_node, "`inputs` is empty").help("add e.g. `image: [3, 224, 224]`")
+            );
         }
         let params = match get("params") {
             Some(p) => map(p, "`params`")?.to_vec(),
@@ -248,7 +291,9 @@ impl ModelSpec {
                         params.push((pk.clone(), if required { None } else { Some(pv.clone()) }));
                     }
                 }
-                let body = bnode.get("nodes").ok_or_else(|| err(bnode, format!("block `{bname}` has no `nodes:`")))?;
+                let body = bnode
+                    .get("nodes")
+                    .ok_or_else(|| err(bnode, format!("block `{bname}` has no `nodes:`")))?;
                 blocks.push(BlockSpec {
                     name: bname.clone(),
                     params,
@@ -260,7 +305,9 @@ impl ModelSpec {
             }
         }
         let body = get("nodes").ok_or_else(|| {
-            Diagnostic::new("the model has no `nodes:`").at(&root.path).help("list its layers under `nodes:`")
+            Diagnostic::new("the model has no `nodes:`")
+                .at(&root.path)
+                .help("list its layers under `nodes:`")
         })?;
         let outputs = match get("outputs") {
             None => None,

@@ -9,7 +9,11 @@ use crate::yaml::{Document, YValue};
 
 /// Builds layer `op` with attributes `attrs` (a YAML mapping) on inputs of the given shapes,
 /// rejecting unused keys as the graph builder does, and returns it with its output shapes.
-pub fn build(op: &str, attrs: &str, inputs: &[&[u64]]) -> Result<(Box<dyn Layer>, Vec<Shape>), Diagnostic> {
+pub fn build(
+    op: &str,
+    attrs: &str,
+    inputs: &[&[u64]],
+) -> Result<(Box<dyn Layer>, Vec<Shape>), Diagnostic> {
     let t = lookup(op).expect("known op");
     let doc = Document::parse("test.yaml", attrs)?;
     let values = match doc.root.value {
@@ -18,7 +22,14 @@ pub fn build(op: &str, attrs: &str, inputs: &[&[u64]]) -> Result<(Box<dyn Layer>
     };
     let shapes: Vec<Shape> = inputs.iter().map(|s| Shape(s.to_vec())).collect();
     let ops: Vec<&'static str> = vec!["input"; shapes.len()];
-    let mut a = Attrs::new(t.name, doc.root.path.clone(), values, Rc::new(Env::new(None)), &shapes, &ops);
+    let mut a = Attrs::new(
+        t.name,
+        doc.root.path.clone(),
+        values,
+        Rc::new(Env::new(None)),
+        &shapes,
+        &ops,
+    );
     let layer = (t.build)(&mut a)?;
     if let Some((k, _)) = a.unused().first() {
         return Err(Diagnostic::new(format!("unused key {k}")));

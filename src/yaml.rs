@@ -147,7 +147,11 @@ pub const MAX_NESTING: usize = 64;
 impl Document {
     /// Parses `text` (named `file` in messages).
     pub fn parse(file: &str, text: &str) -> Result<Document, Diagnostic> {
-        let loc = |line: usize, column: usize| SourceLoc { file: file.to_string(), line, column };
+        let loc = |line: usize, column: usize| SourceLoc {
+            file: file.to_string(),
+            line,
+            column,
+        };
         if text.len() > MAX_SOURCE_BYTES {
             return Err(Diagnostic::new(format!(
                 "the file is {} bytes; archscope reads architecture files of at most {} bytes",
@@ -182,19 +186,31 @@ impl Document {
             d
         })?;
         let root = convert(&value, YamlPath::default(), 0)?;
-        let doc = Document { file: file.to_string(), text: text.to_string(), root };
+        let doc = Document {
+            file: file.to_string(),
+            text: text.to_string(),
+            root,
+        };
         Ok(doc)
     }
 
     /// File, line and column of the value at `path`, if it can be found in the text.
     pub fn locate(&self, path: &YamlPath) -> Option<SourceLoc> {
         if path.0.is_empty() {
-            return Some(SourceLoc { file: self.file.clone(), line: 1, column: 1 });
+            return Some(SourceLoc {
+                file: self.file.clone(),
+                line: 1,
+                column: 1,
+            });
         }
         let de = serde_yaml::Deserializer::from_str(&self.text);
         let err = Seek(&path.0).deserialize(de).err()?;
         let l = err.location()?;
-        Some(SourceLoc { file: self.file.clone(), line: l.line(), column: l.column() })
+        Some(SourceLoc {
+            file: self.file.clone(),
+            line: l.line(),
+            column: l.column(),
+        })
     }
 
     /// Fills in the diagnostic's file:line:column from its YAML path.
@@ -261,9 +277,12 @@ fn convert(v: &serde_yaml::Value, path: YamlPath, depth: usize) -> Result<YNode,
             YValue::Map(out)
         }
         V::Tagged(t) => {
-            return Err(Diagnostic::new(format!("YAML tags such as `{}` are not part of the format", t.tag))
-                .at(&path)
-                .help("remove the tag"))
+            return Err(Diagnostic::new(format!(
+                "YAML tags such as `{}` are not part of the format",
+                t.tag
+            ))
+            .at(&path)
+            .help("remove the tag"))
         }
     };
     Ok(YNode { value, path })
@@ -303,7 +322,9 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
                 continue;
             }
             match c {
-                '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') || col == 0 => quote = Some(c),
+                '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') || col == 0 => {
+                    quote = Some(c)
+                }
                 '#' if prev == ' ' || col == 0 => break,
                 '&' | '*' | '!' if matches!(prev, ' ' | '[' | '{' | ',') || col == 0 => {
                     let next = line[line.char_indices().nth(col).map(|(i, _)| i).unwrap_or(0)..]
@@ -320,11 +341,14 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
                             ln,
                             col + 1,
                             format!("{what} are not part of the format"),
-                            "write the value out, or make a block with parameters and `use:` it".into(),
+                            "write the value out, or make a block with parameters and `use:` it"
+                                .into(),
                         ));
                     }
                 }
-                '<' if line[line.char_indices().nth(col).map(|(i, _)| i).unwrap_or(0)..].starts_with("<<:") => {
+                '<' if line[line.char_indices().nth(col).map(|(i, _)| i).unwrap_or(0)..]
+                    .starts_with("<<:") =>
+                {
                     return Err((
                         ln,
                         col + 1,
@@ -421,19 +445,28 @@ mod tests {
 
     #[test]
     fn locates_values() {
-        let text = "name: x\nnodes:\n  - {id: a, op: conv, out: 64}\n  - id: b\n    kernel: [3, 3]\n";
+        let text =
+            "name: x\nnodes:\n  - {id: a, op: conv, out: 64}\n  - id: b\n    kernel: [3, 3]\n";
         let doc = Document::parse("m.yaml", text).unwrap();
         let p = YamlPath::default().key("nodes").index(0).key("out");
         let l = doc.locate(&p).unwrap();
         assert_eq!((l.line, l.column), (3, 28));
-        let p = YamlPath::default().key("nodes").index(1).key("kernel").index(1);
+        let p = YamlPath::default()
+            .key("nodes")
+            .index(1)
+            .key("kernel")
+            .index(1);
         let l = doc.locate(&p).unwrap();
         assert_eq!((l.line, l.column), (5, 17));
     }
 
     #[test]
     fn rejects_aliases_and_merge_keys() {
-        for bad in ["a: &x 1\nb: *x\n", "a: {k: 1}\nb:\n  <<: {k: 2}\n", "a: !!int 3\n"] {
+        for bad in [
+            "a: &x 1\nb: *x\n",
+            "a: {k: 1}\nb:\n  <<: {k: 2}\n",
+            "a: !!int 3\n",
+        ] {
             let e = Document::parse("m.yaml", bad).unwrap_err();
             assert!(e.loc.is_some(), "{bad}");
         }

@@ -8,7 +8,10 @@ use archscope::{analyze, BuildOptions, Dtype, Network};
 #[test]
 fn bad_inputs_give_located_messages() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 30);
     for path in files {
@@ -23,10 +26,17 @@ fn bad_inputs_give_located_messages() {
         };
         let d = err.diagnostic();
         // Every message says where: a file position or a layer path.
-        assert!(d.loc.is_some() || d.layer.is_some(), "{name}: no location in\n{err}");
+        assert!(
+            d.loc.is_some() || d.layer.is_some(),
+            "{name}: no location in\n{err}"
+        );
         if let Some(loc) = &d.loc {
             assert_eq!(loc.file, file, "{name}");
-            assert!(loc.line >= 1 && loc.line <= text.lines().count().max(1), "{name}: line {} out of range", loc.line);
+            assert!(
+                loc.line >= 1 && loc.line <= text.lines().count().max(1),
+                "{name}: line {} out of range",
+                loc.line
+            );
         }
         insta::assert_snapshot!(name, err.to_string());
     }

@@ -8,7 +8,8 @@ use archscope::{analyze, Analysis, BuildOptions, Dtype, Network};
 fn run(file: &str) -> Analysis {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap();
-    let net = Network::from_yaml(file, &text, &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let net =
+        Network::from_yaml(file, &text, &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     analyze(&net, Dtype::F32).unwrap()
 }
 
@@ -17,7 +18,10 @@ fn shape(a: &Analysis, i: usize) -> Vec<u64> {
 }
 
 fn layer<'a>(a: &'a Analysis, name: &str) -> &'a archscope::LayerStats {
-    a.layers.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("no layer {name}"))
+    a.layers
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name}"))
 }
 
 #[test]
@@ -26,10 +30,19 @@ fn densenet_growth_and_transition() {
     // Dense layer on c channels: bn 2c + conv1x1 c·128 + bn 256 + conv3x3 128·32·9 (36864).
     let dense = |c: u64| 2 * c + c * 128 + 256 + 36864;
     // Transition on 160 channels: bn 320 + conv1x1 160·80.
-    assert_eq!(a.totals.params, dense(64) + dense(96) + dense(128) + 320 + 160 * 80);
+    assert_eq!(
+        a.totals.params,
+        dense(64) + dense(96) + dense(128) + 320 + 160 * 80
+    );
     // Running mean/var of every batch norm: 2·(64+128) + 2·(96+128) + 2·(128+128) + 2·160.
-    assert_eq!(a.totals.buffers, 2 * (64 + 128) + 2 * (96 + 128) + 2 * (128 + 128) + 2 * 160);
-    assert_eq!(layer(&a, "denseblock1.2.out").outputs[0].0, vec![1, 160, 56, 56]);
+    assert_eq!(
+        a.totals.buffers,
+        2 * (64 + 128) + 2 * (96 + 128) + 2 * (128 + 128) + 2 * 160
+    );
+    assert_eq!(
+        layer(&a, "denseblock1.2.out").outputs[0].0,
+        vec![1, 160, 56, 56]
+    );
     assert_eq!(shape(&a, 0), vec![1, 80, 28, 28]);
 }
 
@@ -37,9 +50,15 @@ fn densenet_growth_and_transition() {
 fn mobilenet_depthwise() {
     let a = run("examples/mobilenet_units.yaml");
     // unit1: dw 32·9 + bn 64 + pw 32·64 + bn 128; unit2: dw 64·9 + bn 128 + pw 64·128 + bn 256.
-    assert_eq!(a.totals.params, (288 + 64 + 2048 + 128) + (576 + 128 + 8192 + 256));
+    assert_eq!(
+        a.totals.params,
+        (288 + 64 + 2048 + 128) + (576 + 128 + 8192 + 256)
+    );
     // MACs: 112²·32·9 + 112²·64·32 + 56²·64·9 + 56²·128·64.
-    assert_eq!(a.totals.macs, 12544 * 32 * 9 + 12544 * 64 * 32 + 3136 * 64 * 9 + 3136 * 128 * 64);
+    assert_eq!(
+        a.totals.macs,
+        12544 * 32 * 9 + 12544 * 64 * 32 + 3136 * 64 * 9 + 3136 * 128 * 64
+    );
     assert_eq!(shape(&a, 0), vec![1, 128, 56, 56]);
     assert!(layer(&a, "unit1.dw").label.contains("dw"));
 }
@@ -50,7 +69,10 @@ fn shufflenet_split_and_shuffle() {
     // pw1 58·58 + bn 116, dw 58·9 + bn 116, pw2 58·58 + bn 116.
     assert_eq!(a.totals.params, 3364 + 116 + 522 + 116 + 3364 + 116);
     assert_eq!(layer(&a, "split").outputs.len(), 2);
-    assert_eq!(layer(&a, "cat").inputs, vec!["split".to_string(), "pw2.relu".to_string()]);
+    assert_eq!(
+        layer(&a, "cat").inputs,
+        vec!["split".to_string(), "pw2.relu".to_string()]
+    );
     assert_eq!(layer(&a, "pw1").inputs, vec!["split:1".to_string()]);
     assert_eq!(shape(&a, 0), vec![1, 116, 28, 28]);
 }
@@ -67,9 +89,19 @@ fn squeeze_excitation_broadcast() {
 fn unet_skips_and_transposed_convs() {
     let a = run("examples/unet_small.yaml");
     let conv = |i: u64, o: u64, k: u64| i * o * k * k + o;
-    let params = conv(1, 16, 3) + conv(16, 16, 3) + conv(16, 32, 3) + conv(32, 32, 3) + conv(32, 64, 3)
-        + conv(64, 64, 3) + conv(64, 32, 2) + conv(64, 32, 3) + conv(32, 32, 3) + conv(32, 16, 2)
-        + conv(32, 16, 3) + conv(16, 16, 3) + conv(16, 2, 1);
+    let params = conv(1, 16, 3)
+        + conv(16, 16, 3)
+        + conv(16, 32, 3)
+        + conv(32, 32, 3)
+        + conv(32, 64, 3)
+        + conv(64, 64, 3)
+        + conv(64, 32, 2)
+        + conv(64, 32, 3)
+        + conv(32, 32, 3)
+        + conv(32, 16, 2)
+        + conv(32, 16, 3)
+        + conv(16, 16, 3)
+        + conv(16, 2, 1);
     assert_eq!(a.totals.params, params);
     assert_eq!(layer(&a, "cat2").outputs[0].0, vec![1, 64, 32, 32]);
     assert_eq!(layer(&a, "cat1").outputs[0].0, vec![1, 32, 64, 64]);
@@ -83,7 +115,10 @@ fn yolo_two_heads_with_model_params() {
     let a = run("examples/yolo_heads.yaml");
     // 3 anchors × (5 + 80 classes) = 255 channels per head.
     let bnconv = |i: u64, o: u64| i * o * 9 + 2 * o;
-    assert_eq!(a.totals.params, bnconv(3, 16) + bnconv(16, 32) + bnconv(32, 64) + (64 * 255 + 255) + (96 * 255 + 255));
+    assert_eq!(
+        a.totals.params,
+        bnconv(3, 16) + bnconv(16, 32) + bnconv(32, 64) + (64 * 255 + 255) + (96 * 255 + 255)
+    );
     assert_eq!(shape(&a, 0), vec![1, 255, 8, 8]);
     assert_eq!(shape(&a, 1), vec![1, 255, 16, 16]);
     assert_eq!(layer(&a, "c1.leaky_relu").op, "leaky_relu");
@@ -120,8 +155,14 @@ nodes:
     let names: Vec<&str> = a.layers.iter().map(|l| l.name.as_str()).collect();
     assert!(names.contains(&"stage.0.proj"));
     assert!(!names.contains(&"stage.1.proj"));
-    assert_eq!(layer(&a, "stage.1.sum").inputs, vec!["stage.1.b".to_string(), "stage.0.sum".to_string()]);
+    assert_eq!(
+        layer(&a, "stage.1.sum").inputs,
+        vec!["stage.1.b".to_string(), "stage.0.sum".to_string()]
+    );
     // 8·16·9 + 16·16·9 + 8·16 (projection) + 2·(16·16·9).
-    assert_eq!(a.totals.params, 8 * 16 * 9 + 16 * 16 * 9 + 8 * 16 + 2 * 16 * 16 * 9);
+    assert_eq!(
+        a.totals.params,
+        8 * 16 * 9 + 16 * 16 * 9 + 8 * 16 + 2 * 16 * 16 * 9
+    );
     assert_eq!(shape(&a, 0), vec![1, 16, 8, 8]);
 }

@@ -22,23 +22,127 @@ macro_rules! activation {
 // exp, log, tanh or sqrt counts 1.
 activation!(RELU, "relu", &[], &[], "ReLU", 1, "max(0, x)");
 activation!(RELU6, "relu6", &[], &[], "ReLU6", 2, "min(max(0, x), 6)");
-activation!(LEAKY_RELU, "leaky_relu", &["leakyrelu"], &["slope"], "LeakyReLU", 2, "x if x > 0 else slope·x (slope 0.01)");
-activation!(PRELU, "prelu", &[], &["per_channel"], "PReLU", 2, "leaky ReLU with a learned slope (one, or one per channel)");
-activation!(ELU, "elu", &[], &["alpha"], "ELU", 4, "x if x > 0 else alpha·(exp(x) - 1)");
+activation!(
+    LEAKY_RELU,
+    "leaky_relu",
+    &["leakyrelu"],
+    &["slope"],
+    "LeakyReLU",
+    2,
+    "x if x > 0 else slope·x (slope 0.01)"
+);
+activation!(
+    PRELU,
+    "prelu",
+    &[],
+    &["per_channel"],
+    "PReLU",
+    2,
+    "leaky ReLU with a learned slope (one, or one per channel)"
+);
+activation!(
+    ELU,
+    "elu",
+    &[],
+    &["alpha"],
+    "ELU",
+    4,
+    "x if x > 0 else alpha·(exp(x) - 1)"
+);
 activation!(SELU, "selu", &[], &[], "SELU", 5, "scale·elu(x, 1.6733)");
-activation!(CELU, "celu", &[], &["alpha"], "CELU", 5, "max(0, x) + min(0, alpha·(exp(x/alpha) - 1))");
-activation!(GELU, "gelu", &[], &["approximate"], "GELU", 8, "x·Φ(x) (approximate: none | tanh)");
-activation!(SIGMOID, "sigmoid", &[], &[], "Sigmoid", 4, "1 / (1 + exp(-x))");
-activation!(HARDSIGMOID, "hardsigmoid", &["hard_sigmoid"], &[], "Hardsigmoid", 4, "relu6(x + 3) / 6");
+activation!(
+    CELU,
+    "celu",
+    &[],
+    &["alpha"],
+    "CELU",
+    5,
+    "max(0, x) + min(0, alpha·(exp(x/alpha) - 1))"
+);
+activation!(
+    GELU,
+    "gelu",
+    &[],
+    &["approximate"],
+    "GELU",
+    8,
+    "x·Φ(x) (approximate: none | tanh)"
+);
+activation!(
+    SIGMOID,
+    "sigmoid",
+    &[],
+    &[],
+    "Sigmoid",
+    4,
+    "1 / (1 + exp(-x))"
+);
+activation!(
+    HARDSIGMOID,
+    "hardsigmoid",
+    &["hard_sigmoid"],
+    &[],
+    "Hardsigmoid",
+    4,
+    "relu6(x + 3) / 6"
+);
 activation!(TANH, "tanh", &[], &[], "Tanh", 1, "tanh(x)");
-activation!(HARDTANH, "hardtanh", &[], &["min", "max"], "Hardtanh", 2, "clamp(x, min, max) (-1, 1)");
+activation!(
+    HARDTANH,
+    "hardtanh",
+    &[],
+    &["min", "max"],
+    "Hardtanh",
+    2,
+    "clamp(x, min, max) (-1, 1)"
+);
 activation!(SILU, "silu", &["swish"], &[], "SiLU", 5, "x·sigmoid(x)");
-activation!(HARDSWISH, "hardswish", &["hard_swish"], &[], "Hardswish", 5, "x·relu6(x + 3) / 6");
+activation!(
+    HARDSWISH,
+    "hardswish",
+    &["hard_swish"],
+    &[],
+    "Hardswish",
+    5,
+    "x·relu6(x + 3) / 6"
+);
 activation!(MISH, "mish", &[], &[], "Mish", 6, "x·tanh(softplus(x))");
-activation!(SOFTPLUS, "softplus", &[], &["beta", "threshold"], "Softplus", 4, "log(1 + exp(beta·x)) / beta");
-activation!(SOFTSIGN, "softsign", &[], &[], "Softsign", 3, "x / (1 + |x|)");
-activation!(SOFTMAX, "softmax", &[], &["dim"], "Softmax", 4, "exp(x - max) / sum over `dim` (default 1)");
-activation!(LOG_SOFTMAX, "log_softmax", &["logsoftmax"], &["dim"], "LogSoftmax", 5, "log of softmax over `dim` (default 1)");
+activation!(
+    SOFTPLUS,
+    "softplus",
+    &[],
+    &["beta", "threshold"],
+    "Softplus",
+    4,
+    "log(1 + exp(beta·x)) / beta"
+);
+activation!(
+    SOFTSIGN,
+    "softsign",
+    &[],
+    &[],
+    "Softsign",
+    3,
+    "x / (1 + |x|)"
+);
+activation!(
+    SOFTMAX,
+    "softmax",
+    &[],
+    &["dim"],
+    "Softmax",
+    4,
+    "exp(x - max) / sum over `dim` (default 1)"
+);
+activation!(
+    LOG_SOFTMAX,
+    "log_softmax",
+    &["logsoftmax"],
+    &["dim"],
+    "LogSoftmax",
+    5,
+    "log of softmax over `dim` (default 1)"
+);
 
 #[derive(Debug)]
 struct Activation {
@@ -51,7 +155,12 @@ struct Activation {
     detail: String,
 }
 
-fn build(a: &mut Attrs, name: &'static str, torch: &'static str, flops: u64) -> Result<Box<dyn Layer>, Diagnostic> {
+fn build(
+    a: &mut Attrs,
+    name: &'static str,
+    torch: &'static str,
+    flops: u64,
+) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
     let mut params = 0;
     let mut dim = None;
@@ -63,7 +172,11 @@ fn build(a: &mut Attrs, name: &'static str, torch: &'static str, flops: u64) -> 
         }
         "prelu" => {
             params = if a.bool("per_channel", false)? {
-                x.channels().ok_or_else(|| Diagnostic::new(format!("per-channel PReLU needs a channel dimension, got {x}")))?
+                x.channels().ok_or_else(|| {
+                    Diagnostic::new(format!(
+                        "per-channel PReLU needs a channel dimension, got {x}"
+                    ))
+                })?
             } else {
                 1
             };
@@ -81,7 +194,10 @@ fn build(a: &mut Attrs, name: &'static str, torch: &'static str, flops: u64) -> 
             let lo = a.float("min", -1.0)?;
             let hi = a.float("max", 1.0)?;
             if lo >= hi {
-                return Err(a.error("max", format!("hardtanh needs min < max, got {lo} and {hi}")));
+                return Err(a.error(
+                    "max",
+                    format!("hardtanh needs min < max, got {lo} and {hi}"),
+                ));
             }
         }
         "softplus" => {
@@ -91,13 +207,22 @@ fn build(a: &mut Attrs, name: &'static str, torch: &'static str, flops: u64) -> 
         "softmax" | "log_softmax" => {
             let d = a.dim("dim", 1, x.rank())?;
             if d == 0 {
-                return Err(a.error("dim", "softmax over the batch dimension mixes samples").help("use `dim: 1` (classes)"));
+                return Err(a
+                    .error("dim", "softmax over the batch dimension mixes samples")
+                    .help("use `dim: 1` (classes)"));
             }
             dim = Some(d);
         }
         _ => {}
     }
-    Ok(Box::new(Activation { name, torch, flops, params, dim, detail }))
+    Ok(Box::new(Activation {
+        name,
+        torch,
+        flops,
+        params,
+        dim,
+        detail,
+    }))
 }
 
 impl Layer for Activation {
@@ -114,10 +239,16 @@ impl Layer for Activation {
         Ok(vec![inputs[0].clone()])
     }
     fn params(&self) -> Params {
-        Params { trainable: self.params, ..Default::default() }
+        Params {
+            trainable: self.params,
+            ..Default::default()
+        }
     }
     fn cost(&self, inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
-        Ok(Cost { macs: 0, flops: per_element(&inputs[0], self.flops)? })
+        Ok(Cost {
+            macs: 0,
+            flops: per_element(&inputs[0], self.flops)?,
+        })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         // A softmax over a spatial axis makes every output depend on the whole axis.
@@ -147,6 +278,10 @@ mod tests {
         assert!(build("softmax", "{dim: 0}", &[&[2, 10]]).is_err());
         assert!(build("softmax", "{dim: 5}", &[&[2, 10]]).is_err());
         assert!(build("hardtanh", "{min: 1, max: 0}", &[&[2, 10]]).is_err());
-        assert!(build("gelu", "{approximate: tanhh}", &[&[2, 10]]).unwrap_err().help.unwrap().contains("tanh"));
+        assert!(build("gelu", "{approximate: tanhh}", &[&[2, 10]])
+            .unwrap_err()
+            .help
+            .unwrap()
+            .contains("tanh"));
     }
 }

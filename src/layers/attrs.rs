@@ -20,7 +20,12 @@ pub struct Pad4 {
 
 impl Pad4 {
     pub fn symmetric(h: u64, w: u64) -> Pad4 {
-        Pad4 { top: h, left: w, bottom: h, right: w }
+        Pad4 {
+            top: h,
+            left: w,
+            bottom: h,
+            right: w,
+        }
     }
     pub fn is_symmetric(&self) -> bool {
         self.top == self.bottom && self.left == self.right
@@ -29,7 +34,10 @@ impl Pad4 {
         if self.is_symmetric() {
             super::pair_label([self.top, self.left])
         } else {
-            format!("[{},{},{},{}]", self.top, self.left, self.bottom, self.right)
+            format!(
+                "[{},{},{},{}]",
+                self.top, self.left, self.bottom, self.right
+            )
         }
     }
 }
@@ -64,12 +72,23 @@ impl<'a> Attrs<'a> {
         inputs: &'a [Shape],
         input_ops: &'a [&'static str],
     ) -> Self {
-        Attrs { op, node_path, values, env, used: Vec::new(), inputs, input_ops }
+        Attrs {
+            op,
+            node_path,
+            values,
+            env,
+            used: Vec::new(),
+            inputs,
+            input_ops,
+        }
     }
 
     /// Keys given but never asked for.
     pub fn unused(&self) -> Vec<&(String, YNode)> {
-        self.values.iter().filter(|(k, _)| !self.used.contains(k)).collect()
+        self.values
+            .iter()
+            .filter(|(k, _)| !self.used.contains(k))
+            .collect()
     }
 
     /// The substituted value of `key`, if given.
@@ -116,7 +135,8 @@ impl<'a> Attrs<'a> {
 
     /// A required positive integer.
     pub fn req_positive(&mut self, key: &str, example: &str) -> Result<u64, Diagnostic> {
-        self.positive(key)?.ok_or_else(|| self.missing(key, example))
+        self.positive(key)?
+            .ok_or_else(|| self.missing(key, example))
     }
 
     /// A non-negative integer.
@@ -125,18 +145,23 @@ impl<'a> Attrs<'a> {
             None => Ok(None),
             Some(v) => {
                 let i = int_of(&v, key)?;
-                u64::try_from(i)
-                    .map(Some)
-                    .map_err(|_| Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&v.path))
+                u64::try_from(i).map(Some).map_err(|_| {
+                    Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&v.path)
+                })
             }
         }
     }
 
     /// `n` or `[h, w]`, each positive.
     pub fn pair(&mut self, key: &str) -> Result<Option<[u64; 2]>, Diagnostic> {
-        let Some(v) = self.raw(key)? else { return Ok(None) };
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
         match &v.value {
-            YValue::Seq(items) if items.len() == 2 => Ok(Some([positive_of(&items[0], key)?, positive_of(&items[1], key)?])),
+            YValue::Seq(items) if items.len() == 2 => Ok(Some([
+                positive_of(&items[0], key)?,
+                positive_of(&items[1], key)?,
+            ])),
             YValue::Seq(items) => Err(Diagnostic::new(format!(
                 "`{key}` takes one number or [height, width]; got a list of {}",
                 items.len()
@@ -156,10 +181,14 @@ impl<'a> Attrs<'a> {
 
     /// `n` or `[h, w]`, each 0 or more.
     pub fn pair0(&mut self, key: &str) -> Result<Option<[u64; 2]>, Diagnostic> {
-        let Some(v) = self.raw(key)? else { return Ok(None) };
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
         let nn = |x: &YNode| -> Result<u64, Diagnostic> {
             let i = int_of(x, key)?;
-            u64::try_from(i).map_err(|_| Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&x.path))
+            u64::try_from(i).map_err(|_| {
+                Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&x.path)
+            })
         };
         match &v.value {
             YValue::Seq(items) if items.len() == 2 => Ok(Some([nn(&items[0])?, nn(&items[1])?])),
@@ -177,17 +206,22 @@ impl<'a> Attrs<'a> {
 
     /// Padding: `n`, `[h, w]`, `[top, left, bottom, right]`, `same` or `valid`.
     pub fn padding(&mut self, key: &str, allow_same: bool) -> Result<PaddingSpec, Diagnostic> {
-        let Some(v) = self.raw(key)? else { return Ok(PaddingSpec::Explicit(Pad4::default())) };
+        let Some(v) = self.raw(key)? else {
+            return Ok(PaddingSpec::Explicit(Pad4::default()));
+        };
         let nn = |x: &YNode| -> Result<u64, Diagnostic> {
             let i = int_of(x, key)?;
-            u64::try_from(i).map_err(|_| Diagnostic::new(format!("padding must be 0 or more, got {i}")).at(&x.path))
+            u64::try_from(i).map_err(|_| {
+                Diagnostic::new(format!("padding must be 0 or more, got {i}")).at(&x.path)
+            })
         };
         match &v.value {
             YValue::Str(s) if s == "valid" => Ok(PaddingSpec::Explicit(Pad4::default())),
             YValue::Str(s) if s == "same" && allow_same => Ok(PaddingSpec::Same),
-            YValue::Seq(items) if items.len() == 2 => {
-                Ok(PaddingSpec::Explicit(Pad4::symmetric(nn(&items[0])?, nn(&items[1])?)))
-            }
+            YValue::Seq(items) if items.len() == 2 => Ok(PaddingSpec::Explicit(Pad4::symmetric(
+                nn(&items[0])?,
+                nn(&items[1])?,
+            ))),
             YValue::Seq(items) if items.len() == 4 => Ok(PaddingSpec::Explicit(Pad4 {
                 top: nn(&items[0])?,
                 left: nn(&items[1])?,
@@ -223,19 +257,32 @@ impl<'a> Attrs<'a> {
             Some(v) => match v.value {
                 YValue::Float(x) if x.is_finite() => Ok(x),
                 YValue::Int(i) => Ok(i as f64),
-                _ => Err(Diagnostic::new(format!("`{key}` takes a number, found {} ({v})", v.kind())).at(&v.path)),
+                _ => Err(Diagnostic::new(format!(
+                    "`{key}` takes a number, found {} ({v})",
+                    v.kind()
+                ))
+                .at(&v.path)),
             },
         }
     }
 
     /// One of a fixed set of words.
-    pub fn choice(&mut self, key: &str, options: &[&'static str], default: &'static str) -> Result<&'static str, Diagnostic> {
+    pub fn choice(
+        &mut self,
+        key: &str,
+        options: &[&'static str],
+        default: &'static str,
+    ) -> Result<&'static str, Diagnostic> {
         match self.raw(key)? {
             None => Ok(default),
             Some(v) => {
                 let s = v.as_str().unwrap_or("");
                 options.iter().copied().find(|o| *o == s).ok_or_else(|| {
-                    let mut d = Diagnostic::new(format!("`{key}: {v}` is not one of {}", options.join(", "))).at(&v.path);
+                    let mut d = Diagnostic::new(format!(
+                        "`{key}: {v}` is not one of {}",
+                        options.join(", ")
+                    ))
+                    .at(&v.path);
                     if let Some(m) = crate::error::did_you_mean(s, options.iter().copied()) {
                         d = d.help(format!("did you mean `{m}`?"));
                     }
@@ -247,10 +294,19 @@ impl<'a> Attrs<'a> {
 
     /// A list of positive integers.
     pub fn int_list(&mut self, key: &str) -> Result<Option<Vec<u64>>, Diagnostic> {
-        let Some(v) = self.raw(key)? else { return Ok(None) };
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
         match &v.value {
-            YValue::Seq(items) => items.iter().map(|x| positive_of(x, key)).collect::<Result<_, _>>().map(Some),
-            _ => Err(Diagnostic::new(format!("`{key}` takes a list of sizes, e.g. [64, 64]")).at(&v.path)),
+            YValue::Seq(items) => items
+                .iter()
+                .map(|x| positive_of(x, key))
+                .collect::<Result<_, _>>()
+                .map(Some),
+            _ => Err(
+                Diagnostic::new(format!("`{key}` takes a list of sizes, e.g. [64, 64]"))
+                    .at(&v.path),
+            ),
         }
     }
 
@@ -260,7 +316,10 @@ impl<'a> Attrs<'a> {
         let r = rank as i64;
         let idx = if d < 0 { d + r } else { d };
         if idx < 0 || idx >= r {
-            return Err(self.error(key, format!("`{key}: {d}` is out of range for a rank-{rank} tensor")));
+            return Err(self.error(
+                key,
+                format!("`{key}: {d}` is out of range for a rank-{rank} tensor"),
+            ));
         }
         Ok(idx as usize)
     }
@@ -274,16 +333,24 @@ impl<'a> Attrs<'a> {
 pub fn int_of(v: &YNode, key: &str) -> Result<i64, Diagnostic> {
     match &v.value {
         YValue::Int(i) => Ok(*i),
-        YValue::Float(x) => Err(Diagnostic::new(format!("`{key}` must be an integer, found {x}"))
-            .at(&v.path)
-            .help("sizes are whole numbers")),
-        YValue::Str(s) if s.trim().parse::<f64>().is_ok() => {
-            Err(Diagnostic::new(format!("`{key}` must be an integer, found the string \"{s}\""))
+        YValue::Float(x) => Err(
+            Diagnostic::new(format!("`{key}` must be an integer, found {x}"))
                 .at(&v.path)
-                .help(format!("write {s} without quotes")))
+                .help("sizes are whole numbers"),
+        ),
+        YValue::Str(s) if s.trim().parse::<f64>().is_ok() => Err(Diagnostic::new(format!(
+            "`{key}` must be an integer, found the string \"{s}\""
+        ))
+        .at(&v.path)
+        .help(format!("write {s} without quotes"))),
+        YValue::Bool(b) => {
+            Err(Diagnostic::new(format!("`{key}` must be an integer, found {b}")).at(&v.path))
         }
-        YValue::Bool(b) => Err(Diagnostic::new(format!("`{key}` must be an integer, found {b}")).at(&v.path)),
-        _ => Err(Diagnostic::new(format!("`{key}` must be an integer, found {} ({v})", v.kind())).at(&v.path)),
+        _ => Err(Diagnostic::new(format!(
+            "`{key}` must be an integer, found {} ({v})",
+            v.kind()
+        ))
+        .at(&v.path)),
     }
 }
 
@@ -298,13 +365,23 @@ pub fn positive_of(v: &YNode, key: &str) -> Result<u64, Diagnostic> {
 pub fn bool_of(v: &YNode, key: &str) -> Result<bool, Diagnostic> {
     match &v.value {
         YValue::Bool(b) => Ok(*b),
-        YValue::Str(s) if matches!(s.as_str(), "yes" | "no" | "on" | "off" | "y" | "n" | "True" | "False" | "TRUE" | "FALSE") => {
-            Err(Diagnostic::new(format!("`{key}: {s}` is not a boolean in this format"))
-                .at(&v.path)
-                .help("write true or false"))
+        YValue::Str(s)
+            if matches!(
+                s.as_str(),
+                "yes" | "no" | "on" | "off" | "y" | "n" | "True" | "False" | "TRUE" | "FALSE"
+            ) =>
+        {
+            Err(
+                Diagnostic::new(format!("`{key}: {s}` is not a boolean in this format"))
+                    .at(&v.path)
+                    .help("write true or false"),
+            )
         }
-        _ => Err(Diagnostic::new(format!("`{key}` must be true or false, found {} ({v})", v.kind()))
-            .at(&v.path)
-            .help("write true or false")),
+        _ => Err(Diagnostic::new(format!(
+            "`{key}` must be true or false, found {} ({v})",
+            v.kind()
+        ))
+        .at(&v.path)
+        .help("write true or false")),
     }
 }

@@ -2,14 +2,27 @@
 //! asymmetric, `same`, `valid`), dilation, groups (depthwise included), bias, output_padding.
 
 use super::attrs::{Pad4, PaddingSpec};
-use super::{add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape};
+use super::{
+    add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer,
+    OpType, Params, Shape,
+};
 use crate::error::Diagnostic;
 use crate::geometry::{conv_out, conv_transpose_out};
 
 pub const CONV2D: OpType = OpType {
     name: "conv2d",
     aliases: &["conv"],
-    keys: &["out", "kernel", "stride", "padding", "dilation", "groups", "bias", "padding_mode", "trainable"],
+    keys: &[
+        "out",
+        "kernel",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "bias",
+        "padding_mode",
+        "trainable",
+    ],
     arity: Arity::Exactly(1),
     fuses_bn: true,
     build: build_conv,
@@ -19,7 +32,17 @@ pub const CONV2D: OpType = OpType {
 pub const CONV_TRANSPOSE2D: OpType = OpType {
     name: "conv_transpose2d",
     aliases: &["deconv", "conv_transpose"],
-    keys: &["out", "kernel", "stride", "padding", "output_padding", "dilation", "groups", "bias", "trainable"],
+    keys: &[
+        "out",
+        "kernel",
+        "stride",
+        "padding",
+        "output_padding",
+        "dilation",
+        "groups",
+        "bias",
+        "trainable",
+    ],
     arity: Arity::Exactly(1),
     fuses_bn: true,
     build: build_deconv,
@@ -53,9 +76,17 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     let groups = a.positive("groups")?.unwrap_or(1);
     let bias = a.bool("bias", true)?;
     let trainable = a.bool("trainable", true)?;
-    let output_padding = if transposed { a.pair0("output_padding")?.unwrap_or([0, 0]) } else { [0, 0] };
+    let output_padding = if transposed {
+        a.pair0("output_padding")?.unwrap_or([0, 0])
+    } else {
+        [0, 0]
+    };
     if !transposed {
-        a.choice("padding_mode", &["zeros", "reflect", "replicate", "circular"], "zeros")?;
+        a.choice(
+            "padding_mode",
+            &["zeros", "reflect", "replicate", "circular"],
+            "zeros",
+        )?;
     }
     let pad = match a.padding("padding", !transposed)? {
         PaddingSpec::Explicit(p) => p,
@@ -68,10 +99,15 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
             // PyTorch: total = dilation·(kernel-1); the smaller half goes first.
             let th = dilation[0] * (kernel[0] - 1);
             let tw = dilation[1] * (kernel[1] - 1);
-            Pad4 { top: th / 2, left: tw / 2, bottom: th - th / 2, right: tw - tw / 2 }
+            Pad4 {
+                top: th / 2,
+                left: tw / 2,
+                bottom: th - th / 2,
+                right: tw - tw / 2,
+            }
         }
     };
-    if in_ch % groups != 0 || out_ch % groups != 0 {
+    if !in_ch.is_multiple_of(groups) || out_ch % groups != 0 {
         let mut d = a.error(
             "groups",
             format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
@@ -99,7 +135,20 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     let kk = mul(&[kernel[0], kernel[1]])?;
     let weights = mul(&[in_ch / groups, out_ch, kk])?;
     let params = add(&[weights, if bias { out_ch } else { 0 }])?;
-    Ok(Conv2d { transposed, in_ch, out_ch, kernel, stride, pad, dilation, output_padding, groups, bias, trainable, params })
+    Ok(Conv2d {
+        transposed,
+        in_ch,
+        out_ch,
+        kernel,
+        stride,
+        pad,
+        dilation,
+        output_padding,
+        groups,
+        bias,
+        trainable,
+        params,
+    })
 }
 
 fn build_conv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -143,12 +192,29 @@ impl Layer for Conv2d {
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         let s = &inputs[0].0;
         let mut hw = [0u64; 2];
-        let pads = [(self.pad.top, self.pad.bottom), (self.pad.left, self.pad.right)];
+        let pads = [
+            (self.pad.top, self.pad.bottom),
+            (self.pad.left, self.pad.right),
+        ];
         for ax in 0..2 {
             let r = if self.transposed {
-                conv_transpose_out(s[2 + ax], self.kernel[ax], self.stride[ax], pads[ax].0 + pads[ax].1, self.dilation[ax], self.output_padding[ax])
+                conv_transpose_out(
+                    s[2 + ax],
+                    self.kernel[ax],
+                    self.stride[ax],
+                    pads[ax].0 + pads[ax].1,
+                    self.dilation[ax],
+                    self.output_padding[ax],
+                )
             } else {
-                conv_out(s[2 + ax], self.kernel[ax], self.stride[ax], pads[ax].0, pads[ax].1, self.dilation[ax])
+                conv_out(
+                    s[2 + ax],
+                    self.kernel[ax],
+                    self.stride[ax],
+                    pads[ax].0,
+                    pads[ax].1,
+                    self.dilation[ax],
+                )
             };
             hw[ax] = r.map_err(|m| {
                 Diagnostic::new(format!("{} on a {}×{} input: {m}", self.op(), s[2], s[3]))
@@ -159,9 +225,15 @@ impl Layer for Conv2d {
     }
     fn params(&self) -> Params {
         if self.trainable {
-            Params { trainable: self.params, ..Default::default() }
+            Params {
+                trainable: self.params,
+                ..Default::default()
+            }
         } else {
-            Params { frozen: self.params, ..Default::default() }
+            Params {
+                frozen: self.params,
+                ..Default::default()
+            }
         }
     }
     fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
@@ -175,19 +247,40 @@ impl Layer for Conv2d {
         } else {
             mul(&[outputs[0].numel()?, self.in_ch / self.groups, kk])?
         };
-        let bias = if self.bias { per_element(&outputs[0], 1)? } else { 0 };
-        Ok(Cost { macs, flops: add(&[mul(&[2, macs])?, bias])? })
+        let bias = if self.bias {
+            per_element(&outputs[0], 1)?
+        } else {
+            0
+        };
+        Ok(Cost {
+            macs,
+            flops: add(&[mul(&[2, macs])?, bias])?,
+        })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         let pad_begin = [self.pad.top, self.pad.left];
         if self.transposed {
-            Geometry::Transposed { kernel: self.kernel, stride: self.stride, pad_begin, dilation: self.dilation }
+            Geometry::Transposed {
+                kernel: self.kernel,
+                stride: self.stride,
+                pad_begin,
+                dilation: self.dilation,
+            }
         } else {
-            Geometry::Window { kernel: self.kernel, stride: self.stride, pad_begin, dilation: self.dilation }
+            Geometry::Window {
+                kernel: self.kernel,
+                stride: self.stride,
+                pad_begin,
+                dilation: self.dilation,
+            }
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.transposed { "ConvTranspose2d" } else { "Conv2d" })
+        Some(if self.transposed {
+            "ConvTranspose2d"
+        } else {
+            "Conv2d"
+        })
     }
 }
 
@@ -200,7 +293,12 @@ mod tests {
     fn resnet_stem_by_hand() {
         // 7×7, 3→64, stride 2, padding 3, no bias, 224² → 112²: 3·64·49 = 9408 parameters,
         // 64·112·112 outputs × 3·49 = 118,013,952 MACs.
-        let (l, out) = build("conv2d", "{out: 64, kernel: 7, stride: 2, padding: 3, bias: false}", &[&[1, 3, 224, 224]]).unwrap();
+        let (l, out) = build(
+            "conv2d",
+            "{out: 64, kernel: 7, stride: 2, padding: 3, bias: false}",
+            &[&[1, 3, 224, 224]],
+        )
+        .unwrap();
         assert_eq!(out[0].0, vec![1, 64, 112, 112]);
         assert_eq!(l.params().total(), 9408);
         let c = l.cost(&[Shape(vec![1, 3, 224, 224])], &out).unwrap();
@@ -212,27 +310,57 @@ mod tests {
     #[test]
     fn options() {
         // depthwise 3×3 on 32 channels with bias: 32·9 + 32.
-        let (l, out) = build("conv2d", "{out: 32, kernel: 3, padding: 1, groups: 32}", &[&[2, 32, 10, 10]]).unwrap();
+        let (l, out) = build(
+            "conv2d",
+            "{out: 32, kernel: 3, padding: 1, groups: 32}",
+            &[&[2, 32, 10, 10]],
+        )
+        .unwrap();
         assert_eq!(l.params().total(), 32 * 9 + 32);
         assert_eq!(out[0].0, vec![2, 32, 10, 10]);
         // "same" with an even kernel pads 0 before and 1 after (PyTorch), dilation 2 doubles it.
-        let (_, out) = build("conv2d", "{out: 4, kernel: 4, padding: same, dilation: 2}", &[&[1, 1, 9, 7]]).unwrap();
+        let (_, out) = build(
+            "conv2d",
+            "{out: 4, kernel: 4, padding: same, dilation: 2}",
+            &[&[1, 1, 9, 7]],
+        )
+        .unwrap();
         assert_eq!(out[0].0, vec![1, 4, 9, 7]);
         // Asymmetric padding [top, left, bottom, right].
-        let (_, out) = build("conv2d", "{out: 1, kernel: 3, stride: 2, padding: [0, 0, 1, 1]}", &[&[1, 1, 8, 8]]).unwrap();
+        let (_, out) = build(
+            "conv2d",
+            "{out: 1, kernel: 3, stride: 2, padding: [0, 0, 1, 1]}",
+            &[&[1, 1, 8, 8]],
+        )
+        .unwrap();
         assert_eq!(out[0].0, vec![1, 1, 4, 4]);
         // Rectangular kernel and stride.
-        let (_, out) = build("conv2d", "{out: 1, kernel: [1, 7], padding: [0, 3], stride: [2, 1]}", &[&[1, 1, 17, 17]]).unwrap();
+        let (_, out) = build(
+            "conv2d",
+            "{out: 1, kernel: [1, 7], padding: [0, 3], stride: [2, 1]}",
+            &[&[1, 1, 17, 17]],
+        )
+        .unwrap();
         assert_eq!(out[0].0, vec![1, 1, 9, 17]);
     }
 
     #[test]
     fn errors() {
-        let e = build("conv2d", "{out: 64, kernel: 3, groups: 3}", &[&[1, 32, 8, 8]]).unwrap_err();
+        let e = build(
+            "conv2d",
+            "{out: 64, kernel: 3, groups: 3}",
+            &[&[1, 32, 8, 8]],
+        )
+        .unwrap_err();
         assert!(e.message.contains("groups = 3 must divide"), "{e}");
         let e = build("conv2d", "{out: 64, kernel: 7}", &[&[1, 3, 4, 4]]).unwrap_err();
         assert!(e.message.contains("spans 7 pixels"), "{e}");
-        let e = build("conv2d", "{out: 64, kernel: 3, stride: 2, padding: same}", &[&[1, 3, 8, 8]]).unwrap_err();
+        let e = build(
+            "conv2d",
+            "{out: 64, kernel: 3, stride: 2, padding: same}",
+            &[&[1, 3, 8, 8]],
+        )
+        .unwrap_err();
         assert!(e.message.contains("stride 1"), "{e}");
         let e = build("conv2d", "{kernel: 3}", &[&[1, 3, 8, 8]]).unwrap_err();
         assert!(e.message.contains("needs `out`"), "{e}");
@@ -244,12 +372,30 @@ mod tests {
     fn transposed() {
         // ConvTranspose2d(64, 32, 2, stride 2): 64·32·4 + 32 params; 7² → 14²;
         // MACs (FlopCounterMode) = N·H_in·W_in·C_in·(C_out/g)·kh·kw = 49·64·32·4.
-        let (l, out) = build("deconv", "{out: 32, kernel: 2, stride: 2}", &[&[1, 64, 7, 7]]).unwrap();
+        let (l, out) = build(
+            "deconv",
+            "{out: 32, kernel: 2, stride: 2}",
+            &[&[1, 64, 7, 7]],
+        )
+        .unwrap();
         assert_eq!(out[0].0, vec![1, 32, 14, 14]);
         assert_eq!(l.params().total(), 64 * 32 * 4 + 32);
-        assert_eq!(l.cost(&[Shape(vec![1, 64, 7, 7])], &out).unwrap().macs, 49 * 64 * 32 * 4);
-        let (_, out) = build("deconv", "{out: 8, kernel: 3, stride: 2, padding: 1, output_padding: 1}", &[&[1, 4, 7, 7]]).unwrap();
+        assert_eq!(
+            l.cost(&[Shape(vec![1, 64, 7, 7])], &out).unwrap().macs,
+            49 * 64 * 32 * 4
+        );
+        let (_, out) = build(
+            "deconv",
+            "{out: 8, kernel: 3, stride: 2, padding: 1, output_padding: 1}",
+            &[&[1, 4, 7, 7]],
+        )
+        .unwrap();
         assert_eq!(out[0].0, vec![1, 8, 14, 14]);
-        assert!(build("deconv", "{out: 8, kernel: 3, stride: 2, output_padding: 2}", &[&[1, 4, 7, 7]]).is_err());
+        assert!(build(
+            "deconv",
+            "{out: 8, kernel: 3, stride: 2, output_padding: 2}",
+            &[&[1, 4, 7, 7]]
+        )
+        .is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Fully-connected layer (torch.nn.Linear): applies to the last dimension.
 
-use super::{add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape};
+use super::{
+    add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape,
+};
 use crate::error::Diagnostic;
 
 pub const LINEAR: OpType = OpType {
@@ -32,14 +34,25 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .help("flatten first: add `{op: flatten}` before it (after a global pooling, for a CNN head)"));
     }
     if x.rank() < 2 {
-        return Err(Diagnostic::new(format!("linear needs an N×F input, got {x}")));
+        return Err(Diagnostic::new(format!(
+            "linear needs an N×F input, got {x}"
+        )));
     }
     let in_features = x.0[x.rank() - 1];
     let out_features = a.req_positive("out", "1000")?;
     let bias = a.bool("bias", true)?;
     let trainable = a.bool("trainable", true)?;
-    let params = add(&[mul(&[in_features, out_features])?, if bias { out_features } else { 0 }])?;
-    Ok(Box::new(Linear { in_features, out_features, bias, trainable, params }))
+    let params = add(&[
+        mul(&[in_features, out_features])?,
+        if bias { out_features } else { 0 },
+    ])?;
+    Ok(Box::new(Linear {
+        in_features,
+        out_features,
+        bias,
+        trainable,
+        params,
+    }))
 }
 
 impl Layer for Linear {
@@ -60,15 +73,28 @@ impl Layer for Linear {
     }
     fn params(&self) -> Params {
         if self.trainable {
-            Params { trainable: self.params, ..Default::default() }
+            Params {
+                trainable: self.params,
+                ..Default::default()
+            }
         } else {
-            Params { frozen: self.params, ..Default::default() }
+            Params {
+                frozen: self.params,
+                ..Default::default()
+            }
         }
     }
     fn cost(&self, _inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
         let macs = mul(&[outputs[0].numel()?, self.in_features])?;
-        let bias = if self.bias { per_element(&outputs[0], 1)? } else { 0 };
-        Ok(Cost { macs, flops: add(&[mul(&[2, macs])?, bias])? })
+        let bias = if self.bias {
+            per_element(&outputs[0], 1)?
+        } else {
+            0
+        };
+        Ok(Cost {
+            macs,
+            flops: add(&[mul(&[2, macs])?, bias])?,
+        })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Global
@@ -94,7 +120,10 @@ mod tests {
         // Batch and sequence dimensions multiply the MACs, not the parameters.
         let (l, out) = build("linear", "{out: 8, bias: false}", &[&[4, 5, 16]]).unwrap();
         assert_eq!(out[0].0, vec![4, 5, 8]);
-        assert_eq!(l.cost(&[Shape(vec![4, 5, 16])], &out).unwrap().macs, 4 * 5 * 8 * 16);
+        assert_eq!(
+            l.cost(&[Shape(vec![4, 5, 16])], &out).unwrap().macs,
+            4 * 5 * 8 * 16
+        );
     }
 
     #[test]

@@ -41,20 +41,34 @@ struct Elementwise {
 }
 
 fn build_add(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    Ok(Box::new(Elementwise { product: false, n: a.inputs.len() }))
+    Ok(Box::new(Elementwise {
+        product: false,
+        n: a.inputs.len(),
+    }))
 }
 fn build_mul(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    Ok(Box::new(Elementwise { product: true, n: a.inputs.len() }))
+    Ok(Box::new(Elementwise {
+        product: true,
+        n: a.inputs.len(),
+    }))
 }
 
 /// NumPy broadcasting of two shapes, or an error naming the axis that disagrees.
 fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, (usize, u64, u64)> {
     let r = a.rank().max(b.rank());
     let mut out = vec![0; r];
-    for i in 0..r {
-        let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { 1 };
-        let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { 1 };
-        out[i] = if da == db || db == 1 {
+    for (i, o) in out.iter_mut().enumerate() {
+        let da = if i + a.rank() >= r {
+            a.0[i + a.rank() - r]
+        } else {
+            1
+        };
+        let db = if i + b.rank() >= r {
+            b.0[i + b.rank() - r]
+        } else {
+            1
+        };
+        *o = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
@@ -103,7 +117,10 @@ impl Layer for Elementwise {
         Ok(vec![acc])
     }
     fn cost(&self, _inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
-        Ok(Cost { macs: 0, flops: mul(&[outputs[0].numel()?, self.n as u64 - 1])? })
+        Ok(Cost {
+            macs: 0,
+            flops: mul(&[outputs[0].numel()?, self.n as u64 - 1])?,
+        })
     }
 }
 
@@ -116,9 +133,17 @@ struct Concat {
 fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let dim = a.dim("dim", 1, a.input().rank())?;
     if dim == 0 {
-        return Err(a.error("dim", "concatenating along the batch dimension is not a layer").help("use `dim: 1` (channels)"));
+        return Err(a
+            .error(
+                "dim",
+                "concatenating along the batch dimension is not a layer",
+            )
+            .help("use `dim: 1` (channels)"));
     }
-    Ok(Box::new(Concat { dim, n: a.inputs.len() }))
+    Ok(Box::new(Concat {
+        dim,
+        n: a.inputs.len(),
+    }))
 }
 
 impl Layer for Concat {
@@ -170,7 +195,12 @@ mod tests {
         let e = build("add", "{}", &[&[1, 256, 56, 56], &[1, 512, 56, 56]]).unwrap_err();
         assert!(e.message.contains("channels"), "{e}");
         assert!(e.help.unwrap().contains("1×1"));
-        let (_, o) = build("concat", "{}", &[&[1, 64, 28, 28], &[1, 128, 28, 28], &[1, 32, 28, 28]]).unwrap();
+        let (_, o) = build(
+            "concat",
+            "{}",
+            &[&[1, 64, 28, 28], &[1, 128, 28, 28], &[1, 32, 28, 28]],
+        )
+        .unwrap();
         assert_eq!(o[0].0, vec![1, 224, 28, 28]);
         assert!(build("concat", "{}", &[&[1, 64, 28, 28], &[1, 64, 26, 26]]).is_err());
     }

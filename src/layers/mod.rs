@@ -11,8 +11,8 @@ mod linear;
 mod merge;
 mod norm;
 mod pool;
-mod reshape;
 mod resample;
+mod reshape;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 
@@ -30,9 +30,14 @@ impl Shape {
     }
     /// Number of elements, or an error on overflow.
     pub fn numel(&self) -> Result<u64, Diagnostic> {
-        self.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-            Diagnostic::new(format!("the tensor {self} has more elements than fit in 64 bits"))
-        })
+        self.0
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                Diagnostic::new(format!(
+                    "the tensor {self} has more elements than fit in 64 bits"
+                ))
+            })
     }
     /// Channels of an `N×C×…` tensor.
     pub fn channels(&self) -> Option<u64> {
@@ -45,7 +50,10 @@ impl Shape {
 }
 
 fn join(d: &[u64]) -> String {
-    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("×")
+    d.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 impl fmt::Display for Shape {
@@ -88,11 +96,26 @@ pub enum Geometry {
     /// Each output unit sees the same position of the input (activations, norms, merges…).
     Pointwise,
     /// A sliding window (convolution, pooling, padding).
-    Window { kernel: [u64; 2], stride: [u64; 2], pad_begin: [u64; 2], dilation: [u64; 2] },
+    Window {
+        kernel: [u64; 2],
+        stride: [u64; 2],
+        pad_begin: [u64; 2],
+        dilation: [u64; 2],
+    },
     /// A transposed convolution: stride divides the jump.
-    Transposed { kernel: [u64; 2], stride: [u64; 2], pad_begin: [u64; 2], dilation: [u64; 2] },
+    Transposed {
+        kernel: [u64; 2],
+        stride: [u64; 2],
+        pad_begin: [u64; 2],
+        dilation: [u64; 2],
+    },
     /// Upsampling by an exact ratio `num/den` per axis (output/input size).
-    Resize { num: [u64; 2], den: [u64; 2], align_corners: bool, bilinear: bool },
+    Resize {
+        num: [u64; 2],
+        den: [u64; 2],
+        align_corners: bool,
+        bilinear: bool,
+    },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
     Global,
 }
@@ -224,12 +247,16 @@ pub static REGISTRY: &[OpType] = &[
 
 /// Finds a layer type by name or alias.
 pub fn lookup(name: &str) -> Option<&'static OpType> {
-    REGISTRY.iter().find(|t| t.name == name || t.aliases.contains(&name))
+    REGISTRY
+        .iter()
+        .find(|t| t.name == name || t.aliases.contains(&name))
 }
 
 /// All names and aliases, for "did you mean".
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    REGISTRY.iter().flat_map(|t| std::iter::once(t.name).chain(t.aliases.iter().copied()))
+    REGISTRY
+        .iter()
+        .flat_map(|t| std::iter::once(t.name).chain(t.aliases.iter().copied()))
 }
 
 /// Elementwise cost: `per_element` FLOPs for each element of `shape`.
@@ -270,12 +297,15 @@ pub(crate) fn need_4d(op: &str, s: &Shape) -> Result<(), Diagnostic> {
     if s.rank() == 4 {
         Ok(())
     } else {
-        Err(Diagnostic::new(format!("{op} needs an N×C×H×W input, got {s} (rank {})", s.rank()))
-            .help(if s.rank() == 2 {
-                "this input is flat; put the layer before `flatten`, or use `linear`"
-            } else {
-                "check the layer before it"
-            }))
+        Err(Diagnostic::new(format!(
+            "{op} needs an N×C×H×W input, got {s} (rank {})",
+            s.rank()
+        ))
+        .help(if s.rank() == 2 {
+            "this input is flat; put the layer before `flatten`, or use `linear`"
+        } else {
+            "check the layer before it"
+        }))
     }
 }
 

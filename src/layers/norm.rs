@@ -53,7 +53,8 @@ pub const INSTANCENORM2D: OpType = OpType {
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_in,
-    summary: "instance normalisation (torch.nn.InstanceNorm2d; affine and running stats off by default)",
+    summary:
+        "instance normalisation (torch.nn.InstanceNorm2d; affine and running stats off by default)",
 };
 
 pub const LOCAL_RESPONSE_NORM: OpType = OpType {
@@ -89,23 +90,35 @@ struct Norm {
 fn channels(a: &Attrs, min_rank: usize, max_rank: usize, what: &str) -> Result<u64, Diagnostic> {
     let x = a.input();
     if x.rank() < min_rank || x.rank() > max_rank {
-        return Err(Diagnostic::new(format!("{} needs {what}, got {x}", a.op)).help(if min_rank == 4 {
-            "for a flat N×C input use `batchnorm1d`"
-        } else {
-            "for an image N×C×H×W use `batchnorm2d`"
-        }));
+        return Err(
+            Diagnostic::new(format!("{} needs {what}, got {x}", a.op)).help(if min_rank == 4 {
+                "for a flat N×C input use `batchnorm1d`"
+            } else {
+                "for an image N×C×H×W use `batchnorm2d`"
+            }),
+        );
     }
     Ok(x.0[1])
 }
 
 fn build_bn(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
-    let c = if two_d { channels(a, 4, 4, "an N×C×H×W input")? } else { channels(a, 2, 3, "an N×C or N×C×L input")? };
+    let c = if two_d {
+        channels(a, 4, 4, "an N×C×H×W input")?
+    } else {
+        channels(a, 2, 3, "an N×C or N×C×L input")?
+    };
     a.float("eps", 1e-5)?;
     a.float("momentum", 0.1)?;
     let affine = a.bool("affine", true)?;
     let running = a.bool("track_running_stats", true)?;
     let kind = if two_d { Kind::Batch2d } else { Kind::Batch1d };
-    Ok(Box::new(Norm { kind, features: c, weight: affine, bias: affine, running }))
+    Ok(Box::new(Norm {
+        kind,
+        features: c,
+        weight: affine,
+        bias: affine,
+        running,
+    }))
 }
 fn build_bn2d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     build_bn(a, true)
@@ -127,7 +140,13 @@ fn build_ln(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let affine = a.bool("affine", true)?;
     let bias = a.bool("bias", true)?;
     let features = mul(&x.0[x.rank() - dims..])?;
-    Ok(Box::new(Norm { kind: Kind::Layer { dims }, features, weight: affine, bias: affine && bias, running: false }))
+    Ok(Box::new(Norm {
+        kind: Kind::Layer { dims },
+        features,
+        weight: affine,
+        bias: affine && bias,
+        running: false,
+    }))
 }
 
 fn build_gn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -140,7 +159,13 @@ fn build_gn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }
     a.float("eps", 1e-5)?;
     let affine = a.bool("affine", true)?;
-    Ok(Box::new(Norm { kind: Kind::Group { groups }, features: c, weight: affine, bias: affine, running: false }))
+    Ok(Box::new(Norm {
+        kind: Kind::Group { groups },
+        features: c,
+        weight: affine,
+        bias: affine,
+        running: false,
+    }))
 }
 
 fn build_in(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -149,7 +174,13 @@ fn build_in(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     a.float("momentum", 0.1)?;
     let affine = a.bool("affine", false)?;
     let running = a.bool("track_running_stats", false)?;
-    Ok(Box::new(Norm { kind: Kind::Instance, features: c, weight: affine, bias: affine, running }))
+    Ok(Box::new(Norm {
+        kind: Kind::Instance,
+        features: c,
+        weight: affine,
+        bias: affine,
+        running,
+    }))
 }
 
 fn build_lrn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -158,7 +189,13 @@ fn build_lrn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     a.float("alpha", 1e-4)?;
     a.float("beta", 0.75)?;
     a.float("k", 1.0)?;
-    Ok(Box::new(Norm { kind: Kind::Lrn { size }, features: c, weight: false, bias: false, running: false }))
+    Ok(Box::new(Norm {
+        kind: Kind::Lrn { size },
+        features: c,
+        weight: false,
+        bias: false,
+        running: false,
+    }))
 }
 
 impl Layer for Norm {
@@ -190,7 +227,11 @@ impl Layer for Norm {
     fn params(&self) -> Params {
         let trainable = self.features * (u64::from(self.weight) + u64::from(self.bias));
         let buffers = if self.running { 2 * self.features } else { 0 };
-        Params { trainable, frozen: 0, buffers }
+        Params {
+            trainable,
+            frozen: 0,
+            buffers,
+        }
     }
     fn cost(&self, inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
         let x = &inputs[0];
@@ -203,7 +244,10 @@ impl Layer for Norm {
             Kind::Lrn { size } => 2 * size + 3,
             _ => 6 + 2 * u64::from(self.weight),
         };
-        Ok(Cost { macs: 0, flops: per_element(x, per)? })
+        Ok(Cost {
+            macs: 0,
+            flops: per_element(x, per)?,
+        })
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(match self.kind {
@@ -217,7 +261,6 @@ impl Layer for Norm {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use crate::testutil::build;
@@ -226,7 +269,12 @@ mod tests {
     fn parameters_and_buffers() {
         let (l, _) = build("bn", "{}", &[&[1, 64, 8, 8]]).unwrap();
         assert_eq!((l.params().trainable, l.params().buffers), (128, 128));
-        let (l, _) = build("bn", "{affine: false, track_running_stats: false}", &[&[1, 64, 8, 8]]).unwrap();
+        let (l, _) = build(
+            "bn",
+            "{affine: false, track_running_stats: false}",
+            &[&[1, 64, 8, 8]],
+        )
+        .unwrap();
         assert_eq!((l.params().trainable, l.params().buffers), (0, 0));
         let (l, _) = build("batchnorm1d", "{}", &[&[1, 100]]).unwrap();
         assert_eq!(l.params().trainable, 200);
@@ -240,6 +288,10 @@ mod tests {
         let (l, _) = build("groupnorm", "{groups: 8}", &[&[1, 64, 8, 8]]).unwrap();
         assert_eq!(l.params().trainable, 128);
         assert!(build("groupnorm", "{groups: 7}", &[&[1, 64, 8, 8]]).is_err());
-        assert!(build("bn", "{}", &[&[1, 64]]).unwrap_err().help.unwrap().contains("batchnorm1d"));
+        assert!(build("bn", "{}", &[&[1, 64]])
+            .unwrap_err()
+            .help
+            .unwrap()
+            .contains("batchnorm1d"));
     }
 }

@@ -1,7 +1,9 @@
 //! Pooling: max and average (padding, dilation, ceil_mode, count_include_pad, divisor_override),
 //! adaptive max/average to a fixed output size, and global pooling.
 
-use super::{mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Shape};
+use super::{
+    mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Shape,
+};
 use crate::error::Diagnostic;
 use crate::geometry::{adaptive_window_sum, pool_out};
 
@@ -18,7 +20,14 @@ pub const MAXPOOL2D: OpType = OpType {
 pub const AVGPOOL2D: OpType = OpType {
     name: "avgpool2d",
     aliases: &["avgpool", "avg_pool2d"],
-    keys: &["kernel", "stride", "padding", "ceil", "count_include_pad", "divisor_override"],
+    keys: &[
+        "kernel",
+        "stride",
+        "padding",
+        "ceil",
+        "count_include_pad",
+        "divisor_override",
+    ],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_avg,
@@ -82,11 +91,30 @@ fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
     let kernel = a.req_pair("kernel", "2")?;
     let stride = a.pair("stride")?.unwrap_or(kernel);
     let pad = a.pair0("padding")?.unwrap_or([0, 0]);
-    let dilation = if max { a.pair("dilation")?.unwrap_or([1, 1]) } else { [1, 1] };
+    let dilation = if max {
+        a.pair("dilation")?.unwrap_or([1, 1])
+    } else {
+        [1, 1]
+    };
     let ceil = a.bool("ceil", false)?;
-    let (count_include_pad, divisor_override) =
-        if max { (true, None) } else { (a.bool("count_include_pad", true)?, a.positive("divisor_override")?) };
-    Ok(Box::new(Pool { max, kernel, stride, pad, dilation, ceil, count_include_pad, divisor_override }))
+    let (count_include_pad, divisor_override) = if max {
+        (true, None)
+    } else {
+        (
+            a.bool("count_include_pad", true)?,
+            a.positive("divisor_override")?,
+        )
+    };
+    Ok(Box::new(Pool {
+        max,
+        kernel,
+        stride,
+        pad,
+        dilation,
+        ceil,
+        count_include_pad,
+        divisor_override,
+    }))
 }
 
 fn build_max(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -106,7 +134,12 @@ impl Layer for Pool {
         }
     }
     fn label(&self) -> String {
-        let mut s = format!("{} {}×{}", if self.max { "maxpool" } else { "avgpool" }, self.kernel[0], self.kernel[1]);
+        let mut s = format!(
+            "{} {}×{}",
+            if self.max { "maxpool" } else { "avgpool" },
+            self.kernel[0],
+            self.kernel[1]
+        );
         if self.stride != [1, 1] {
             s += &format!("/{}", pair_label(self.stride));
         }
@@ -134,11 +167,18 @@ impl Layer for Pool {
         let s = &inputs[0].0;
         let mut hw = [0; 2];
         for ax in 0..2 {
-            hw[ax] = pool_out(s[2 + ax], self.kernel[ax], self.stride[ax], self.pad[ax], self.dilation[ax], self.ceil)
-                .map_err(|m| {
-                    Diagnostic::new(format!("{} on a {}×{} input: {m}", self.op(), s[2], s[3]))
-                        .help("use a smaller window or padding, or check the input size (--input)")
-                })?;
+            hw[ax] = pool_out(
+                s[2 + ax],
+                self.kernel[ax],
+                self.stride[ax],
+                self.pad[ax],
+                self.dilation[ax],
+                self.ceil,
+            )
+            .map_err(|m| {
+                Diagnostic::new(format!("{} on a {}×{} input: {m}", self.op(), s[2], s[3]))
+                    .help("use a smaller window or padding, or check the input size (--input)")
+            })?;
         }
         Ok(vec![Shape(vec![s[0], s[1], hw[0], hw[1]])])
     }
@@ -146,10 +186,18 @@ impl Layer for Pool {
         // Max: kh·kw-1 comparisons per output; average: kh·kw-1 adds and one division.
         let window = self.kernel[0] * self.kernel[1];
         let per = if self.max { window - 1 } else { window };
-        Ok(Cost { macs: 0, flops: mul(&[outputs[0].numel()?, per])? })
+        Ok(Cost {
+            macs: 0,
+            flops: mul(&[outputs[0].numel()?, per])?,
+        })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
-        Geometry::Window { kernel: self.kernel, stride: self.stride, pad_begin: self.pad, dilation: self.dilation }
+        Geometry::Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad_begin: self.pad,
+            dilation: self.dilation,
+        }
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
@@ -165,7 +213,11 @@ struct Adaptive {
 
 fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Layer>, Diagnostic> {
     need_4d(a.op, a.input())?;
-    let size = if global { None } else { Some(a.req_pair("size", "[7, 7]")?) };
+    let size = if global {
+        None
+    } else {
+        Some(a.req_pair("size", "[7, 7]")?)
+    };
     Ok(Box::new(Adaptive { max, size }))
 }
 
@@ -214,25 +266,37 @@ impl Layer for Adaptive {
         let reads = mul(&[x[0], x[1], rows, cols])?;
         let outs = outputs[0].numel()?;
         // Average: area-1 adds + 1 division = area per output; max: area-1 comparisons.
-        Ok(Cost { macs: 0, flops: if self.max { reads - outs } else { reads } })
+        Ok(Cost {
+            macs: 0,
+            flops: if self.max { reads - outs } else { reads },
+        })
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         let x = &inputs[0].0;
         match self.size {
             // An adaptive pool whose windows tile the input evenly is an ordinary window.
-            Some([h, w]) if x[2] % h == 0 && x[3] % w == 0 => {
+            Some([h, w]) if x[2].is_multiple_of(h) && x[3].is_multiple_of(w) => {
                 let k = [x[2] / h, x[3] / w];
                 if k == [1, 1] {
                     Geometry::Pointwise
                 } else {
-                    Geometry::Window { kernel: k, stride: k, pad_begin: [0, 0], dilation: [1, 1] }
+                    Geometry::Window {
+                        kernel: k,
+                        stride: k,
+                        pad_begin: [0, 0],
+                        dilation: [1, 1],
+                    }
                 }
             }
             _ => Geometry::Global,
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.max { "AdaptiveMaxPool2d" } else { "AdaptiveAvgPool2d" })
+        Some(if self.max {
+            "AdaptiveMaxPool2d"
+        } else {
+            "AdaptiveAvgPool2d"
+        })
     }
 }
 
@@ -243,7 +307,12 @@ mod tests {
 
     #[test]
     fn pooling_sizes() {
-        let (_, o) = build("maxpool", "{kernel: 3, stride: 2, ceil: true}", &[&[1, 64, 112, 112]]).unwrap();
+        let (_, o) = build(
+            "maxpool",
+            "{kernel: 3, stride: 2, ceil: true}",
+            &[&[1, 64, 112, 112]],
+        )
+        .unwrap();
         assert_eq!(o[0].0, vec![1, 64, 56, 56]);
         let (_, o) = build("maxpool", "{kernel: 3, stride: 2}", &[&[1, 64, 112, 112]]).unwrap();
         assert_eq!(o[0].0, vec![1, 64, 55, 55]);
@@ -256,11 +325,16 @@ mod tests {
     fn adaptive_flops_are_exact() {
         // 7 → 3: windows [0,3), [2,5), [4,7): 3 + 3 + 3 rows… = floor/ceil bounds.
         let (l, o) = build("adaptive_avgpool2d", "{size: 3}", &[&[1, 1, 7, 7]]).unwrap();
-        let rows: u64 = (0..3u64).map(|i| (((i + 1) * 7).div_ceil(3)) - (i * 7) / 3).sum();
+        let rows: u64 = (0..3u64)
+            .map(|i| (((i + 1) * 7).div_ceil(3)) - (i * 7) / 3)
+            .sum();
         let c = l.cost(&[Shape(vec![1, 1, 7, 7])], &o).unwrap();
         assert_eq!(c.flops, rows * rows);
         let (l, o) = build("gap", "{}", &[&[2, 8, 7, 7]]).unwrap();
         assert_eq!(o[0].0, vec![2, 8, 1, 1]);
-        assert_eq!(l.cost(&[Shape(vec![2, 8, 7, 7])], &o).unwrap().flops, 2 * 8 * 49);
+        assert_eq!(
+            l.cost(&[Shape(vec![2, 8, 7, 7])], &o).unwrap().flops,
+            2 * 8 * 49
+        );
     }
 }

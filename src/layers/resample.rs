@@ -1,7 +1,10 @@
 //! Resampling up: interpolation (nearest, bilinear, bicubic; by scale or to a size) and
 //! max-unpooling with the indices of its paired max-pool.
 
-use super::{mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Shape};
+use super::{
+    mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType,
+    Shape,
+};
 use crate::error::Diagnostic;
 
 pub const UPSAMPLE: OpType = OpType {
@@ -34,23 +37,37 @@ struct Upsample {
 
 fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     need_4d("upsample", a.input())?;
-    let mode = a.choice("mode", &["nearest", "nearest_exact", "bilinear", "bicubic"], "nearest")?;
+    let mode = a.choice(
+        "mode",
+        &["nearest", "nearest_exact", "bilinear", "bicubic"],
+        "nearest",
+    )?;
     let scale = a.pair("scale")?;
     let size = a.pair("size")?;
     if scale.is_some() == size.is_some() {
-        return Err(Diagnostic::new("upsample needs exactly one of `scale` and `size`")
-            .at(&a.node_path)
-            .help("e.g. `scale: 2`, or `size: [28, 28]`"));
+        return Err(
+            Diagnostic::new("upsample needs exactly one of `scale` and `size`")
+                .at(&a.node_path)
+                .help("e.g. `scale: 2`, or `size: [28, 28]`"),
+        );
     }
     let interpolating = matches!(mode, "bilinear" | "bicubic");
     let align_corners = match a.raw("align_corners")? {
         Some(v) if !interpolating => {
-            return Err(Diagnostic::new(format!("align_corners only applies to bilinear and bicubic, not {mode}")).at(&v.path))
+            return Err(Diagnostic::new(format!(
+                "align_corners only applies to bilinear and bicubic, not {mode}"
+            ))
+            .at(&v.path))
         }
         Some(_) => a.bool("align_corners", false)?,
         None => false,
     };
-    Ok(Box::new(Upsample { mode, scale, size, align_corners }))
+    Ok(Box::new(Upsample {
+        mode,
+        scale,
+        size,
+        align_corners,
+    }))
 }
 
 impl Layer for Upsample {
@@ -83,7 +100,10 @@ impl Layer for Upsample {
             "bicubic" => 31,
             _ => 0,
         };
-        Ok(Cost { macs: 0, flops: per_element(&outputs[0], per)? })
+        Ok(Cost {
+            macs: 0,
+            flops: per_element(&outputs[0], per)?,
+        })
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         let s = &inputs[0].0;
@@ -133,7 +153,12 @@ fn build_unpool(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let stride = a.pair("stride")?.unwrap_or(kernel);
     let pad = a.pair0("padding")?.unwrap_or([0, 0]);
     let size = a.pair("size")?;
-    Ok(Box::new(Unpool { kernel, stride, pad, size }))
+    Ok(Box::new(Unpool {
+        kernel,
+        stride,
+        pad,
+        size,
+    }))
 }
 
 impl Layer for Unpool {
@@ -141,7 +166,12 @@ impl Layer for Unpool {
         "max_unpool2d"
     }
     fn label(&self) -> String {
-        format!("unpool {}×{}/{}", self.kernel[0], self.kernel[1], pair_label(self.stride))
+        format!(
+            "unpool {}×{}/{}",
+            self.kernel[0],
+            self.kernel[1],
+            pair_label(self.stride)
+        )
     }
     fn category(&self) -> Category {
         Category::Resample
@@ -155,9 +185,15 @@ impl Layer for Unpool {
                 .checked_mul(self.stride[ax])
                 .and_then(|v| v.checked_add(self.kernel[ax]))
                 .ok_or_else(|| Diagnostic::new("unpooled size overflows"))?;
-            let default = grown.checked_sub(2 * self.pad[ax]).filter(|v| *v > 0).ok_or_else(|| {
-                Diagnostic::new(format!("padding {} removes the whole unpooled output", self.pad[ax]))
-            })?;
+            let default = grown
+                .checked_sub(2 * self.pad[ax])
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    Diagnostic::new(format!(
+                        "padding {} removes the whole unpooled output",
+                        self.pad[ax]
+                    ))
+                })?;
             hw[ax] = match self.size {
                 None => default,
                 Some(sz) if sz[ax] >= default && sz[ax] < default + self.stride[ax] => sz[ax],
@@ -175,7 +211,12 @@ impl Layer for Unpool {
         Ok(vec![Shape(vec![s[0], s[1], hw[0], hw[1]])])
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
-        Geometry::Transposed { kernel: self.kernel, stride: self.stride, pad_begin: self.pad, dilation: [1, 1] }
+        Geometry::Transposed {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad_begin: self.pad,
+            dilation: [1, 1],
+        }
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("MaxUnpool2d")
@@ -190,9 +231,19 @@ mod tests {
     fn upsample_shapes() {
         let (_, o) = build("upsample", "{scale: 2}", &[&[1, 8, 7, 7]]).unwrap();
         assert_eq!(o[0].0, vec![1, 8, 14, 14]);
-        let (_, o) = build("upsample", "{size: [10, 12], mode: bilinear, align_corners: true}", &[&[1, 8, 7, 7]]).unwrap();
+        let (_, o) = build(
+            "upsample",
+            "{size: [10, 12], mode: bilinear, align_corners: true}",
+            &[&[1, 8, 7, 7]],
+        )
+        .unwrap();
         assert_eq!(o[0].0, vec![1, 8, 10, 12]);
-        assert!(build("upsample", "{scale: 2, align_corners: true}", &[&[1, 8, 7, 7]]).is_err());
+        assert!(build(
+            "upsample",
+            "{scale: 2, align_corners: true}",
+            &[&[1, 8, 7, 7]]
+        )
+        .is_err());
         assert!(build("upsample", "{}", &[&[1, 8, 7, 7]]).is_err());
     }
 }

@@ -51,7 +51,13 @@ pub const IDENTITY: OpType = OpType {
     keys: &[],
     arity: Arity::Exactly(1),
     fuses_bn: false,
-    build: |_| Ok(Box::new(Passthrough { op: "identity", torch: "Identity", label: "identity".into() })),
+    build: |_| {
+        Ok(Box::new(Passthrough {
+            op: "identity",
+            torch: "Identity",
+            label: "identity".into(),
+        }))
+    },
     summary: "passes its input through (torch.nn.Identity)",
 };
 
@@ -72,7 +78,8 @@ pub const SPLIT: OpType = OpType {
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_split,
-    summary: "split along `dim` into `parts` equal pieces or given `sizes`; refer to piece k as `name:k`",
+    summary:
+        "split along `dim` into `parts` equal pieces or given `sizes`; refer to piece k as `name:k`",
 };
 
 pub const SLICE: OpType = OpType {
@@ -101,7 +108,9 @@ struct InputLayer {
 }
 
 fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    let dims = a.int_list("shape")?.ok_or_else(|| Diagnostic::new("an input needs a shape").at(&a.node_path))?;
+    let dims = a
+        .int_list("shape")?
+        .ok_or_else(|| Diagnostic::new("an input needs a shape").at(&a.node_path))?;
     Ok(Box::new(InputLayer { shape: Shape(dims) }))
 }
 
@@ -157,13 +166,24 @@ impl Layer for Passthrough {
 fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
     let p = a.float("p", 0.5)?;
     if !(0.0..1.0).contains(&p) {
-        return Err(a.error("p", format!("dropout probability must be in [0, 1), got {p}")));
+        return Err(a.error(
+            "p",
+            format!("dropout probability must be in [0, 1), got {p}"),
+        ));
     }
     if two_d {
         super::need_4d("dropout2d", a.input())?;
     }
-    let (op, torch) = if two_d { ("dropout2d", "Dropout2d") } else { ("dropout", "Dropout") };
-    Ok(Box::new(Passthrough { op, torch, label: format!("{op} {p}") }))
+    let (op, torch) = if two_d {
+        ("dropout2d", "Dropout2d")
+    } else {
+        ("dropout", "Dropout")
+    };
+    Ok(Box::new(Passthrough {
+        op,
+        torch,
+        label: format!("{op} {p}"),
+    }))
 }
 
 #[derive(Debug)]
@@ -177,7 +197,10 @@ fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let start = a.dim("start_dim", 1, rank)?;
     let end = a.dim("end_dim", -1, rank)?;
     if end < start {
-        return Err(a.error("end_dim", format!("end_dim ({end}) comes before start_dim ({start})")));
+        return Err(a.error(
+            "end_dim",
+            format!("end_dim ({end}) comes before start_dim ({start})"),
+        ));
     }
     Ok(Box::new(Flatten { start, end }))
 }
@@ -224,8 +247,11 @@ struct Shuffle {
 fn build_shuffle(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let c = a.input().channels().unwrap_or(0);
     let groups = a.req_positive("groups", "2")?;
-    if a.input().rank() < 2 || c % groups != 0 {
-        return Err(a.error("groups", format!("groups = {groups} must divide the {c} channels")));
+    if a.input().rank() < 2 || !c.is_multiple_of(groups) {
+        return Err(a.error(
+            "groups",
+            format!("groups = {groups} must divide the {c} channels"),
+        ));
     }
     Ok(Box::new(Shuffle { groups }))
 }
@@ -261,20 +287,32 @@ fn build_split(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let sizes = match (a.int_list("sizes")?, a.positive("parts")?) {
         (Some(s), None) => s,
         (None, Some(p)) => {
-            if total % p != 0 {
-                return Err(a.error("parts", format!("{total} does not split into {p} equal parts"))
+            if !total.is_multiple_of(p) {
+                return Err(a
+                    .error(
+                        "parts",
+                        format!("{total} does not split into {p} equal parts"),
+                    )
                     .help("give explicit `sizes: [...]`"));
             }
             vec![total / p; p as usize]
         }
         _ => {
-            return Err(Diagnostic::new("split needs exactly one of `sizes` and `parts`")
-                .at(&a.node_path)
-                .help("e.g. `parts: 2` for ShuffleNet's channel split"))
+            return Err(
+                Diagnostic::new("split needs exactly one of `sizes` and `parts`")
+                    .at(&a.node_path)
+                    .help("e.g. `parts: 2` for ShuffleNet's channel split"),
+            )
         }
     };
     if sizes.iter().sum::<u64>() != total {
-        return Err(a.error("sizes", format!("sizes {sizes:?} add up to {}, but dimension {dim} has {total}", sizes.iter().sum::<u64>())));
+        return Err(a.error(
+            "sizes",
+            format!(
+                "sizes {sizes:?} add up to {}, but dimension {dim} has {total}",
+                sizes.iter().sum::<u64>()
+            ),
+        ));
     }
     Ok(Box::new(Split { dim, sizes }))
 }
@@ -319,7 +357,10 @@ fn build_slice(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let start = a.non_negative("start")?.unwrap_or(0);
     let end = a.non_negative("end")?.unwrap_or(len);
     if start >= end || end > len {
-        return Err(a.error("end", format!("slice {start}..{end} is empty or outside 0..{len}")));
+        return Err(a.error(
+            "end",
+            format!("slice {start}..{end} is empty or outside 0..{len}"),
+        ));
     }
     Ok(Box::new(Slice { dim, start, end }))
 }
@@ -377,7 +418,12 @@ impl Layer for ZeroPad {
         }
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
-        Geometry::Window { kernel: [1, 1], stride: [1, 1], pad_begin: [self.pad.top, self.pad.left], dilation: [1, 1] }
+        Geometry::Window {
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad_begin: [self.pad.top, self.pad.left],
+            dilation: [1, 1],
+        }
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ZeroPad2d")
