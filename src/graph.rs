@@ -848,6 +848,9 @@ impl<'a> Expander<'a> {
             .filter_map(|k| k.strip_prefix(prefix.as_str()))
             .filter(|k| !k.contains('.') && !k.starts_with('$'))
             .collect();
+        // Sorted: the table is a hash map, and the suggestion must not depend on its order.
+        let mut local = local;
+        local.sort_unstable();
         let mut d = Diagnostic::new(format!("unknown layer `{base}`")).at(at);
         d = match did_you_mean(base, local.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
