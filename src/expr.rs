@@ -3,7 +3,6 @@
 //! `max`, `abs`, `if`, `ceil_div`, `make_divisible`). All arithmetic is checked: overflow,
 //! division by zero and an inexact `/` are errors, never wrapped or rounded values.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::Diagnostic;
@@ -13,27 +12,33 @@ use crate::yaml::{YNode, YValue};
 /// builder binds per layer (`in_ch`, `in_h`, `in_w`, `index`).
 #[derive(Debug, Default)]
 pub struct Env {
-    vars: HashMap<String, YNode>,
+    /// A handful of names per scope: a list beats a hash map here.
+    vars: Vec<(String, YNode)>,
     parent: Option<Rc<Env>>,
 }
 
 impl Env {
     pub fn new(parent: Option<Rc<Env>>) -> Env {
         Env {
-            vars: HashMap::new(),
+            vars: Vec::new(),
             parent,
         }
     }
     pub fn set(&mut self, name: &str, value: YNode) {
-        self.vars.insert(name.to_string(), value);
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.vars.push((name.to_string(), value)),
+        }
     }
     pub fn get(&self, name: &str) -> Option<&YNode> {
         self.vars
-            .get(name)
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
             .or_else(|| self.parent.as_ref().and_then(|p| p.get(name)))
     }
     fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.vars.keys().cloned().collect();
+        let mut v: Vec<String> = self.vars.iter().map(|(k, _)| k.clone()).collect();
         if let Some(p) = &self.parent {
             v.extend(p.names());
         }

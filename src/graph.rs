@@ -144,6 +144,8 @@ struct Expander<'a> {
     stack: Vec<String>,
     /// Layer being built when an error arises (for decoration).
     current: Option<(String, Option<usize>)>,
+    /// The model's `params:`, the outermost scope of every expression.
+    model_env: Rc<Env>,
 }
 
 /// `own` attributes completed by the defaults for `op` (innermost defaults first), without the
@@ -204,6 +206,10 @@ fn join(scope: &str, name: &str) -> String {
 
 impl<'a> Expander<'a> {
     fn new(spec: &'a ModelSpec, doc: &'a Document) -> Self {
+        let mut env = Env::new(None);
+        for (k, v) in &spec.params {
+            env.set(k, v.clone());
+        }
         Expander {
             spec,
             doc,
@@ -212,6 +218,7 @@ impl<'a> Expander<'a> {
             instances: Vec::new(),
             stack: Vec::new(),
             current: None,
+            model_env: Rc::new(env),
         }
     }
 
@@ -288,11 +295,7 @@ impl<'a> Expander<'a> {
             )?;
             self.define(name.clone(), Ref::Direct(idx, 0), &shape.path)?;
         }
-        let mut env = Env::new(None);
-        for (k, v) in &spec.params {
-            env.set(k, v.clone());
-        }
-        let env = Rc::new(env);
+        let env = self.model_env.clone();
         let first = Ref::Direct(0, 0);
         let defaults = vec![&spec.defaults];
         let last = self.expand_list(&spec.nodes, "", &env, &defaults, first, None)?;
@@ -527,7 +530,7 @@ impl<'a> Expander<'a> {
         parent: Option<usize>,
     ) -> Result<Ref, Diagnostic> {
         // Bind parameters: `first:` (instance 0) over `with:` over the block's defaults.
-        let mut benv = Env::new(Some(self.model_env()));
+        let mut benv = Env::new(Some(self.model_env.clone()));
         let mut args = Vec::new();
         let given: Vec<&(String, YNode)> = n
             .with
@@ -624,14 +627,6 @@ impl<'a> Expander<'a> {
                 }
             },
         })
-    }
-
-    fn model_env(&self) -> Rc<Env> {
-        let mut env = Env::new(None);
-        for (k, v) in &self.spec.params {
-            env.set(k, v.clone());
-        }
-        Rc::new(env)
     }
 
     /// Emits one op node and its fused `bn` / `act` layers; returns the last one.
@@ -874,15 +869,10 @@ impl<'a> Expander<'a> {
         }
         self.current = None;
         // Topological order, ties by creation (= file) order.
-        let mut graph: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(n, n);
-        for i in 0..n {
-            graph.add_node(i);
-        }
         let mut indeg = vec![0usize; n];
         let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, ins) in edges.iter().enumerate() {
-            for (pos, &(src, slot)) in ins.iter().enumerate() {
-                graph.add_edge(NodeIndex::new(src), NodeIndex::new(i), (slot, pos));
+            for &(src, _) in ins {
                 indeg[i] += 1;
                 succ[src].push(i);
             }
@@ -900,7 +890,7 @@ impl<'a> Expander<'a> {
             }
         }
         if order.len() < n {
-            return Err(self.cycle_error(&graph));
+            return Err(self.cycle_error(&edges));
         }
         let mut pos = vec![0usize; n];
         for (k, &i) in order.iter().enumerate() {
@@ -1060,7 +1050,17 @@ impl<'a> Expander<'a> {
         })
     }
 
-    fn cycle_error(&self, graph: &DiGraph<usize, (usize, usize)>) -> Diagnostic {
+    fn cycle_error(&self, edges: &[Vec<(usize, usize)>]) -> Diagnostic {
+        let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(edges.len(), edges.len());
+        for i in 0..edges.len() {
+            graph.add_node(i);
+        }
+        for (i, ins) in edges.iter().enumerate() {
+            for &(src, _) in ins {
+                graph.add_edge(NodeIndex::new(src), NodeIndex::new(i), ());
+            }
+        }
+        let graph = &graph;
         let sccs = petgraph::algo::tarjan_scc(graph);
         let cyc = sccs
             .into_iter()

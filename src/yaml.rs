@@ -18,19 +18,21 @@ pub enum Step {
 }
 
 /// A path from the document root to a value, e.g. `blocks.bottleneck.nodes[2].stride`.
+/// Shared (cloning is a reference-count increment): every value of an expanded model keeps one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct YamlPath(pub Vec<Step>);
+pub struct YamlPath(pub std::sync::Arc<[Step]>);
 
 impl YamlPath {
+    fn child(&self, step: Step) -> YamlPath {
+        let mut p = self.0.to_vec();
+        p.push(step);
+        YamlPath(p.into())
+    }
     pub fn key(&self, k: &str) -> YamlPath {
-        let mut p = self.0.clone();
-        p.push(Step::Key(k.to_string()));
-        YamlPath(p)
+        self.child(Step::Key(k.to_string()))
     }
     pub fn index(&self, i: usize) -> YamlPath {
-        let mut p = self.0.clone();
-        p.push(Step::Index(i));
-        YamlPath(p)
+        self.child(Step::Index(i))
     }
 }
 

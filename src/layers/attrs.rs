@@ -56,7 +56,8 @@ pub struct Attrs<'a> {
     pub node_path: YamlPath,
     values: Vec<(String, YNode)>,
     env: Rc<Env>,
-    used: Vec<String>,
+    /// Indices into `values` of the keys asked for.
+    used: Vec<usize>,
     /// Shapes of the layer's inputs, in order.
     pub inputs: &'a [Shape],
     /// Op names of the layers producing each input.
@@ -87,15 +88,19 @@ impl<'a> Attrs<'a> {
     pub fn unused(&self) -> Vec<&(String, YNode)> {
         self.values
             .iter()
-            .filter(|(k, _)| !self.used.contains(k))
+            .enumerate()
+            .filter(|(i, _)| !self.used.contains(i))
+            .map(|(_, kv)| kv)
             .collect()
     }
 
     /// The substituted value of `key`, if given.
     pub fn raw(&mut self, key: &str) -> Result<Option<YNode>, Diagnostic> {
-        self.used.push(key.to_string());
-        match self.values.iter().find(|(k, _)| k == key) {
-            Some((_, v)) => Ok(Some(substitute(v, &self.env, &[])?)),
+        match self.values.iter().position(|(k, _)| k == key) {
+            Some(i) => {
+                self.used.push(i);
+                Ok(Some(substitute(&self.values[i].1, &self.env, &[])?))
+            }
             None => Ok(None),
         }
     }
