@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::error::{Diagnostic, Error};
 use crate::graph::Network;
 use crate::layers::{Params, Shape};
+use crate::receptive::{self, Field};
 
 /// Element type for memory figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -56,6 +57,8 @@ pub struct LayerStats {
     /// The block instances it sits in, outermost first: (instance path, block name), e.g.
     /// `("conv4.17", "bottleneck")`.
     pub blocks: Vec<(String, String)>,
+    /// Receptive field of its (first) output; `None` when global or not spatial.
+    pub rf: Option<Field>,
 }
 
 /// Sums over the model.
@@ -96,6 +99,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
     let mut layers = Vec::with_capacity(n);
     let mut t = Totals::default();
     let mut own_bytes = vec![0u64; n];
+    let mut fields = receptive::fields(net)?.into_iter();
     for (k, node) in net.nodes.iter().enumerate() {
         let params = node.layer.params();
         let cost = node
@@ -143,6 +147,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
             flops: cost.flops,
             activation_bytes: bytes,
             blocks: instance_chain(net, node.instance),
+            rf: fields.next().flatten(),
         });
     }
     t.param_bytes = t

@@ -21,7 +21,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutFormat {
     Table,
     Markdown,
@@ -86,6 +86,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DtypeArg,
     },
+    /// Receptive field of every layer (size, jump, start, effective padding), and what the input
+    /// size means for it.
+    Rf {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
     /// List the embedded model zoo with parameters and MACs.
     Zoo {
         #[arg(long, value_enum, default_value = "table")]
@@ -124,6 +132,14 @@ fn run(cli: Cli) -> Result<i32> {
             let net = load(&model)?;
             let a = analyze(&net, dtype.into())?;
             print!("{}", report::summary(&a, format.into(), depth));
+        }
+        Command::Rf { model, format } => {
+            let net = load(&model)?;
+            let a = analyze(&net, Dtype::F32)?;
+            if format == OutFormat::Csv {
+                bail!("rf has no CSV form; use --format table, markdown or json");
+            }
+            print!("{}", report::rf_report(&a, format.into()));
         }
         Command::Zoo { format } => print!("{}", zoo_listing(format)?),
         Command::Ops => print!("{}", ops_listing()),

@@ -14,6 +14,7 @@ pub mod expr;
 pub mod geometry;
 pub mod graph;
 pub mod layers;
+pub mod receptive;
 pub mod report;
 pub mod spec;
 pub mod yaml;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::analysis::{Analysis, LayerStats};
 use crate::layers::Shape;
+use crate::receptive::{fmt_q, q_f64, Field, Q};
 
 /// Output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,8 @@ pub struct Row {
     pub macs: u64,
     pub flops: u64,
     pub activation_bytes: u64,
+    /// Receptive-field size of the row's (last) output.
+    pub rf: String,
     /// How many layers it stands for.
     pub layers: usize,
 }
@@ -93,6 +96,7 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
             r.flops += l.flops;
             r.activation_bytes += l.activation_bytes;
             r.output = output_text(&l.outputs);
+            r.rf = rf_size(&l.rf);
             r.layers += 1;
             members.last_mut().expect("not empty").push(l);
         } else {
@@ -104,6 +108,7 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
                 macs: l.macs,
                 flops: l.flops,
                 activation_bytes: l.activation_bytes,
+                rf: rf_size(&l.rf),
                 layers: 1,
             });
             members.push(vec![l]);
@@ -116,6 +121,62 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
         }
     }
     out
+}
+
+/// `427`, `427×431` when the axes differ, `global` without a field; `*` marks a merge whose
+/// paths are not aligned.
+pub fn rf_size(f: &Option<Field>) -> String {
+    match f {
+        None => "global".into(),
+        Some(f) => {
+            let [h, w] = &f.axes;
+            let mut s = if h.size == w.size {
+                fmt_q(&h.size)
+            } else {
+                format!("{}×{}", fmt_q(&h.size), fmt_q(&w.size))
+            };
+            if !f.aligned {
+                s.push('*');
+            }
+            s
+        }
+    }
+}
+
+/// A per-axis pair of rationals as text: `32` or `32, 16`.
+pub fn pair_q(h: &Q, w: &Q) -> String {
+    if h == w {
+        fmt_q(h)
+    } else {
+        format!("{}, {}", fmt_q(h), fmt_q(w))
+    }
+}
+
+/// The JSON form of a field (decimals for fractions), or null.
+pub fn rf_json(f: &Option<Field>) -> Value {
+    match f {
+        None => Value::Null,
+        Some(f) => {
+            let pair = |g: &dyn Fn(&crate::receptive::Axis) -> Q| {
+                json!([q_f64(&g(&f.axes[0])), q_f64(&g(&f.axes[1]))])
+            };
+            let mut v = json!({
+                "size": pair(&|a| a.size),
+                "jump": pair(&|a| a.jump),
+                "start": pair(&|a| a.start),
+                "min_size": pair(&|a| a.min_size),
+                "effective_padding": pair(&|a| a.effective_padding()),
+                "aligned": f.aligned,
+            });
+            if let Some(m) = &f.misalignment {
+                v["misalignment"] = json!(m);
+            }
+            if f.global_context {
+                v["global_context"] = json!(true);
+            }
+            v
+        }
+    }
 }
 
 fn folded_label(group: &str, layers: &[&LayerStats]) -> String {
@@ -247,6 +308,7 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
                 human_bytes(r.activation_bytes)
             })
             .set_alignment(CellAlignment::Right),
+            Cell::new(&r.rf).set_alignment(CellAlignment::Right),
         ]);
     }
     t
@@ -299,17 +361,18 @@ fn csv_field(s: &str) -> String {
 }
 
 fn csv(a: &Analysis, depth: Option<usize>) -> String {
-    let mut out = String::from("layer,op,output,params,macs,flops,activation_bytes\n");
+    let mut out = String::from("layer,op,output,params,macs,flops,activation_bytes,rf\n");
     for r in rows(a, depth) {
         out += &format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             csv_field(&r.name),
             csv_field(&r.op),
             csv_field(&r.output),
             r.params,
             r.macs,
             r.flops,
-            r.activation_bytes
+            r.activation_bytes,
+            csv_field(&r.rf)
         );
     }
     out
@@ -333,6 +396,7 @@ pub fn json(a: &Analysis) -> Value {
                 "macs": l.macs,
                 "flops": l.flops,
                 "activation_bytes": l.activation_bytes,
+                "rf": rf_json(&l.rf),
             });
             if l.outputs.len() > 1 {
                 v["outputs"] = json!(l.outputs.iter().map(|s| s.0.clone()).collect::<Vec<_>>());
@@ -373,4 +437,151 @@ mod tests {
         assert_eq!(prefix("layer1.0.conv1.bn", 2), "layer1.0");
         assert_eq!(prefix("fc", 2), "fc");
     }
+}
+
+/// What the input size means for the fields: where they first cover the input, and which
+/// layers come after that point (they cannot see more of it).
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    /// Input height and width.
+    pub input: [u64; 2],
+    /// The last layer with a spatial field (the trunk's output) and its index.
+    pub last: Option<usize>,
+    /// The first layer whose field covers the whole input on both axes.
+    pub covers_from: Option<usize>,
+    /// Spatial layers after `covers_from`.
+    pub unproductive: Vec<usize>,
+}
+
+/// Coverage of the first input by the fields of `a`.
+pub fn coverage(a: &Analysis) -> Coverage {
+    let input = match a.inputs.first() {
+        Some(s) if s.rank() == 4 => [s.0[2], s.0[3]],
+        _ => [0, 0],
+    };
+    let covers = |f: &Field| {
+        f.axes[0].size >= Q::from(input[0] as i64) && f.axes[1].size >= Q::from(input[1] as i64)
+    };
+    let last = a.layers.iter().rposition(|l| l.rf.is_some());
+    let covers_from = a
+        .layers
+        .iter()
+        .position(|l| l.rf.as_ref().is_some_and(covers));
+    let unproductive = match covers_from {
+        Some(c) => (c + 1..a.layers.len())
+            .filter(|&i| a.layers[i].rf.is_some())
+            .collect(),
+        None => Vec::new(),
+    };
+    Coverage {
+        input,
+        last,
+        covers_from,
+        unproductive,
+    }
+}
+
+/// The `archscope rf` report.
+pub fn rf_report(a: &Analysis, format: Format) -> String {
+    let cov = coverage(a);
+    if format == Format::Json {
+        let layers: Vec<Value> = a
+            .layers
+            .iter()
+            .map(|l| json!({"name": l.name, "op": l.op, "output": l.outputs[0].0, "rf": rf_json(&l.rf)}))
+            .collect();
+        let name = |i: Option<usize>| i.map(|i| json!(a.layers[i].name)).unwrap_or(Value::Null);
+        let v = json!({
+            "model": a.model,
+            "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
+            "layers": layers,
+            "final": cov.last.map(|i| json!({"name": a.layers[i].name, "rf": rf_json(&a.layers[i].rf)})).unwrap_or(Value::Null),
+            "covers_input_from": name(cov.covers_from),
+            "unproductive": cov.unproductive.iter().map(|&i| a.layers[i].name.clone()).collect::<Vec<_>>(),
+        });
+        return serde_json::to_string_pretty(&v).expect("serialisable") + "\n";
+    }
+    let markdown = format == Format::Markdown;
+    let mut t = Table::new();
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(vec![
+        "Layer",
+        "Op",
+        "Output",
+        "Size",
+        "Jump",
+        "Start",
+        "Eff. padding",
+        "Min size",
+        "Note",
+    ]);
+    for (i, l) in a.layers.iter().enumerate() {
+        let mut cells = vec![l.name.clone(), l.label.clone(), output_text(&l.outputs)];
+        match &l.rf {
+            None => cells.extend(["global".into(), "".into(), "".into(), "".into(), "".into()]),
+            Some(f) => {
+                let [h, w] = &f.axes;
+                cells.push(pair_q(&h.size, &w.size));
+                cells.push(pair_q(&h.jump, &w.jump));
+                cells.push(pair_q(&h.start, &w.start));
+                cells.push(pair_q(&h.effective_padding(), &w.effective_padding()));
+                cells.push(pair_q(&h.min_size, &w.min_size));
+            }
+        }
+        let mut note = Vec::new();
+        if let Some(f) = &l.rf {
+            if let Some(m) = &f.misalignment {
+                note.push(format!("not aligned: {m}"));
+            }
+            if f.global_context {
+                note.push("+ global context".to_string());
+            }
+        }
+        if Some(i) == cov.covers_from {
+            note.push("covers the input".into());
+        } else if cov.unproductive.contains(&i) {
+            note.push("sees no more".into());
+        }
+        cells.push(note.join("; "));
+        t.add_row(cells);
+    }
+    let mut out = format!("{}\n{t}\n", header(a));
+    let [ih, iw] = cov.input;
+    if let Some(i) = cov.last {
+        let l = &a.layers[i];
+        let f = l.rf.as_ref().expect("has a field");
+        let [h, w] = &f.axes;
+        out += &format!(
+            "Final field (`{}`): size {}, jump {}, start {} — {} the {ih}×{iw} input.\n",
+            l.name,
+            pair_q(&h.size, &w.size),
+            pair_q(&h.jump, &w.jump),
+            pair_q(&h.start, &w.start),
+            if h.size >= Q::from(ih as i64) && w.size >= Q::from(iw as i64) {
+                format!("{:.1}× the height of", q_f64(&h.size) / ih as f64)
+            } else {
+                format!(
+                    "{:.0}% of the height of",
+                    100.0 * q_f64(&h.size) / ih as f64
+                )
+            }
+        );
+    }
+    match cov.covers_from {
+        Some(c) => {
+            out += &format!(
+                "From `{}` on, every unit sees the whole {ih}×{iw} input: the {} later spatial layers cannot see more of it at this resolution.\n",
+                a.layers[c].name,
+                cov.unproductive.len()
+            );
+        }
+        None if ih > 0 => out += &format!("No layer's field covers the whole {ih}×{iw} input.\n"),
+        None => {}
+    }
+    out
 }

@@ -109,12 +109,12 @@ fn table_markdown_csv_and_depth() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "layer,op,output,params,macs,flops,activation_bytes"
+        "layer,op,output,params,macs,flops,activation_bytes,rf"
     );
     // LeNet-5's c1: 6·(1·25) + 6 = 156 parameters, 28²·6·25 = 117600 MACs.
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("c1,") && l.contains(",156,117600,")),
+            .any(|l| l.starts_with("c1,") && l.contains(",156,117600,") && l.ends_with(",5")),
         "{csv}"
     );
 }

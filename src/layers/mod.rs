@@ -109,12 +109,13 @@ pub enum Geometry {
         pad_begin: [u64; 2],
         dilation: [u64; 2],
     },
-    /// Upsampling by an exact ratio `num/den` per axis (output/input size).
+    /// Resampling from `den` to `num` units per axis (output/input size). `taps`: input units
+    /// read per output unit and axis (1 nearest, 2 bilinear, 4 bicubic).
     Resize {
         num: [u64; 2],
         den: [u64; 2],
+        taps: u64,
         align_corners: bool,
-        bilinear: bool,
     },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
     Global,

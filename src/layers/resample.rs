@@ -115,8 +115,12 @@ impl Layer for Upsample {
         Geometry::Resize {
             num: out,
             den: [s[2], s[3]],
+            taps: match self.mode {
+                "bilinear" => 2,
+                "bicubic" => 4,
+                _ => 1,
+            },
             align_corners: self.align_corners,
-            bilinear: matches!(self.mode, "bilinear" | "bicubic"),
         }
     }
     fn torch_type(&self) -> Option<&'static str> {

@@ -1,0 +1,269 @@
+//! Receptive fields against PyTorch: the reference file measured them from gradients (see
+//! ../shared/reference/README.md: positive weights, max→average pooling, the field = the input
+//! pixels with a non-zero gradient of one unit). Every stage of every model with stage figures
+//! must agree exactly, as must the final field; the CLI bar figures are checked through the
+//! binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use archscope::receptive::q_f64;
+use archscope::{analyze, zoo, BuildOptions, Dtype};
+use serde_json::Value;
+
+fn reference() -> Value {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/data/torchvision.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Our layer at the output of each of the reference's trunk stages (its `rf_after_stage`).
+fn stage_layers(model: &str) -> Vec<String> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    match model {
+        "lenet5" => s(&["c1", "c1.tanh", "s2", "c3", "c3.tanh", "s4"]),
+        "alexnet" => s(&[
+            "conv1",
+            "conv1.relu",
+            "pool1",
+            "conv2",
+            "conv2.relu",
+            "pool2",
+            "conv3",
+            "conv3.relu",
+            "conv4",
+            "conv4.relu",
+            "conv5",
+            "conv5.relu",
+            "pool5",
+        ]),
+        "vgg16" => {
+            let mut v = Vec::new();
+            for (stage, convs) in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] {
+                for c in 0..convs {
+                    v.push(format!("stage{stage}.conv.{c}"));
+                    v.push(format!("stage{stage}.conv.{c}.relu"));
+                }
+                v.push(format!("stage{stage}.pool"));
+            }
+            v
+        }
+        "googlenet" => {
+            let mut v = s(&[
+                "conv1.relu",
+                "pool1",
+                "conv2.relu",
+                "conv3.relu",
+                "pool2",
+                "inception3a.out",
+                "inception3b.out",
+                "pool3",
+            ]);
+            v.extend(
+                ["4a", "4b", "4c", "4d", "4e"]
+                    .iter()
+                    .map(|b| format!("inception{b}.out")),
+            );
+            v.push("pool4".into());
+            v.extend(s(&["inception5a.out", "inception5b.out"]));
+            v
+        }
+        "resnet18" | "resnet50" => {
+            let last: [usize; 4] = if model == "resnet18" {
+                [1, 1, 1, 1]
+            } else {
+                [2, 3, 5, 2]
+            };
+            let mut v = s(&["conv1", "conv1.bn", "conv1.relu", "maxpool"]);
+            v.extend((0..4).map(|i| format!("layer{}.{}.sum.relu", i + 1, last[i])));
+            v
+        }
+        other => panic!("no stage mapping for {other}"),
+    }
+}
+
+fn assert_field(model: &str, layer: &str, a: &archscope::Analysis, expect: &Value) {
+    let l = a
+        .layers
+        .iter()
+        .find(|l| l.name == layer)
+        .unwrap_or_else(|| panic!("{model}: no layer {layer}"));
+    let f =
+        l.rf.as_ref()
+            .unwrap_or_else(|| panic!("{model}: {layer} has no field"));
+    for (key, get) in [
+        (
+            "size",
+            (|x: &archscope::receptive::Axis| x.size)
+                as fn(&archscope::receptive::Axis) -> archscope::receptive::Q,
+        ),
+        ("jump", |x| x.jump),
+        ("start", |x| x.start),
+    ] {
+        let got = [q_f64(&get(&f.axes[0])), q_f64(&get(&f.axes[1]))];
+        let want = [
+            expect[key][0].as_f64().unwrap(),
+            expect[key][1].as_f64().unwrap(),
+        ];
+        assert_eq!(got, want, "{model}: {key} after {layer}");
+    }
+    assert!(f.aligned, "{model}: {layer}");
+}
+
+#[test]
+fn fields_match_pytorch_gradients() {
+    let r = reference();
+    let mut checked = 0;
+    for (model, m) in r["models"].as_object().unwrap() {
+        let Some(rf) = m.get("rf") else { continue };
+        let net = zoo::build(model, &BuildOptions::default())
+            .unwrap()
+            .unwrap();
+        let a = analyze(&net, Dtype::F32).unwrap();
+        match m.get("rf_after_stage") {
+            Some(stages) => {
+                let names = stage_layers(model);
+                let stages = stages.as_array().unwrap();
+                assert_eq!(names.len(), stages.len(), "{model}");
+                for (name, st) in names.iter().zip(stages) {
+                    assert_field(model, name, &a, st);
+                    checked += 1;
+                }
+                assert_field(model, names.last().unwrap(), &a, rf);
+            }
+            // vgg16_bn: only the final field; batch norm does not change it.
+            None => assert_field(model, "stage5.pool", &a, rf),
+        }
+    }
+    assert!(checked >= 80, "only {checked} stages checked");
+}
+
+fn rf_json(model: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(["rf", model, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn cli_bar_figures() {
+    // The issue's bar: resnet50 427/32/0 after its last stage, googlenet 379/32/22 after its
+    // last inception block, alexnet 195/32/31 after its feature extractor.
+    for (model, size, jump, start) in [
+        ("resnet50", 427.0, 32.0, 0.0),
+        ("googlenet", 379.0, 32.0, 22.0),
+        ("alexnet", 195.0, 32.0, 31.0),
+    ] {
+        let v = rf_json(model);
+        let f = &v["final"]["rf"];
+        assert_eq!(f["size"], serde_json::json!([size, size]), "{model}");
+        assert_eq!(f["jump"], serde_json::json!([jump, jump]), "{model}");
+        assert_eq!(f["start"], serde_json::json!([start, start]), "{model}");
+    }
+    // At 224², ResNet-50's field covers the input inside layer3; everything after sees no more.
+    let v = rf_json("resnet50");
+    assert!(v["covers_input_from"]
+        .as_str()
+        .unwrap()
+        .starts_with("layer3."));
+    assert!(v["unproductive"].as_array().unwrap().len() > 10);
+    // The summary JSON carries the field too.
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(["summary", "alexnet", "--format", "json"])
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let conv1 = &s["layers"][1];
+    assert_eq!(conv1["rf"]["size"], serde_json::json!([11.0, 11.0]));
+    assert_eq!(
+        s["layers"].as_array().unwrap().last().unwrap()["rf"],
+        Value::Null
+    );
+}
+
+fn fields(yaml: &str) -> archscope::Analysis {
+    let net = archscope::Network::from_yaml("t.yaml", yaml, &BuildOptions::default()).unwrap();
+    analyze(&net, Dtype::F32).unwrap()
+}
+
+fn axis(a: &archscope::Analysis, layer: &str) -> (f64, f64, f64, f64, bool) {
+    let f = a
+        .layers
+        .iter()
+        .find(|l| l.name == layer)
+        .unwrap()
+        .rf
+        .clone()
+        .unwrap();
+    let h = &f.axes[0];
+    (
+        q_f64(&h.size),
+        q_f64(&h.jump),
+        q_f64(&h.start),
+        q_f64(&h.min_size),
+        f.aligned,
+    )
+}
+
+#[test]
+fn decoder_fields_are_fractional_and_skips_aligned() {
+    let a = fields(
+        r#"
+inputs: {x: [1, 16, 16]}
+nodes:
+  - {id: up, op: deconv, out: 4, kernel: 4, stride: 2, padding: 1}
+  - {id: near, op: upsample, in: x, scale: 2}
+  - {id: cat, op: concat, in: [up, near]}
+  - {id: conv, op: conv, out: 4, kernel: 3, padding: 1}
+"#,
+    );
+    // Transposed 4/2/1: each output reads 2 neighbouring inputs (size 2), units are half a pixel
+    // apart (jump 1/2), lattice start (1 − 3/2)/2 = −1/4.
+    assert_eq!(axis(&a, "up"), (2.0, 0.5, -0.25, 2.0, true));
+    // Nearest ×2: one input per unit, same lattice (half-pixel: (1/2 − 1)/2 = −1/4).
+    assert_eq!(axis(&a, "near"), (1.0, 0.5, -0.25, 1.0, true));
+    // The skip concat is aligned; size = the larger path, min = the smaller.
+    assert_eq!(axis(&a, "cat"), (2.0, 0.5, -0.25, 1.0, true));
+    // A 3×3 after it: +2 units of jump 1/2.
+    assert_eq!(axis(&a, "conv"), (3.0, 0.5, -0.25, 2.0, true));
+}
+
+#[test]
+fn misaligned_paths_are_reported() {
+    let yaml = r#"
+inputs: {x: [1, 16, 16]}
+nodes:
+  - {id: a, op: conv, in: x, out: 2, kernel: 3, padding: 1}
+  - {id: b, op: conv, in: x, out: 2, kernel: 2, padding: [0, 0, 1, 1]}
+  - {id: cat, op: concat, in: [a, b]}
+"#;
+    let a = fields(yaml);
+    // a: centred on its pixel (start 0); b: a 2×2 window padded after, centred half a pixel on.
+    assert_eq!(axis(&a, "a"), (3.0, 1.0, 0.0, 3.0, true));
+    assert_eq!(axis(&a, "b"), (2.0, 1.0, 0.5, 2.0, true));
+    let (size, _, _, min, aligned) = axis(&a, "cat");
+    assert_eq!((size, min, aligned), (3.0, 2.0, false));
+    let cat = a.layers.iter().find(|l| l.name == "cat").unwrap();
+    assert!(cat
+        .rf
+        .as_ref()
+        .unwrap()
+        .misalignment
+        .as_ref()
+        .unwrap()
+        .contains("start 1/2"));
+    // The CLI says so.
+    let dir = std::env::temp_dir().join("archscope-rf-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("misaligned.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(["rf", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("not aligned"));
+}
