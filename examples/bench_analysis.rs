@@ -11,7 +11,8 @@ use archscope::{analyze, BuildOptions, Dtype, Network};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn chain(n: usize) -> String {
-    let mut s = String::from("format: \"archscope/1\"\nname: chain\ninputs: {x: [8, 16, 16]}\nnodes:\n");
+    let mut s =
+        String::from("format: \"archscope/1\"\nname: chain\ninputs: {x: [8, 16, 16]}\nnodes:\n");
     for i in 0..n {
         if i % 2 == 0 {
             s += "  - {op: conv, out: 8, kernel: 3, padding: 1}\n";
@@ -23,7 +24,8 @@ fn chain(n: usize) -> String {
 }
 
 fn wide_concat(n: usize) -> String {
-    let mut s = String::from("format: \"archscope/1\"\nname: concat\ninputs: {x: [8, 16, 16]}\nnodes:\n");
+    let mut s =
+        String::from("format: \"archscope/1\"\nname: concat\ninputs: {x: [8, 16, 16]}\nnodes:\n");
     let mut names = Vec::new();
     for i in 0..n {
         s += &format!("  - {{id: b{i}, op: conv, in: x, out: 1, kernel: 1}}\n");
