@@ -10,14 +10,62 @@ pub const MODELS: &[(&str, &str)] = &[
     ("lenet5", include_str!("../models/lenet5.yaml")),
     ("mlp3", include_str!("../models/mlp3.yaml")),
     ("alexnet", include_str!("../models/alexnet.yaml")),
+    ("vgg11", include_str!("../models/vgg11.yaml")),
+    ("vgg11_bn", include_str!("../models/vgg11_bn.yaml")),
+    ("vgg13", include_str!("../models/vgg13.yaml")),
+    ("vgg13_bn", include_str!("../models/vgg13_bn.yaml")),
     ("vgg16", include_str!("../models/vgg16.yaml")),
     ("vgg16_bn", include_str!("../models/vgg16_bn.yaml")),
+    ("vgg19", include_str!("../models/vgg19.yaml")),
+    ("vgg19_bn", include_str!("../models/vgg19_bn.yaml")),
     ("googlenet", include_str!("../models/googlenet.yaml")),
+    ("inception_v3", include_str!("../models/inception_v3.yaml")),
     ("resnet18", include_str!("../models/resnet18.yaml")),
     ("resnet34", include_str!("../models/resnet34.yaml")),
     ("resnet50", include_str!("../models/resnet50.yaml")),
     ("resnet101", include_str!("../models/resnet101.yaml")),
     ("resnet152", include_str!("../models/resnet152.yaml")),
+    (
+        "resnext50_32x4d",
+        include_str!("../models/resnext50_32x4d.yaml"),
+    ),
+    (
+        "wide_resnet50_2",
+        include_str!("../models/wide_resnet50_2.yaml"),
+    ),
+    ("densenet121", include_str!("../models/densenet121.yaml")),
+    ("densenet169", include_str!("../models/densenet169.yaml")),
+    ("densenet201", include_str!("../models/densenet201.yaml")),
+    (
+        "squeezenet1_0",
+        include_str!("../models/squeezenet1_0.yaml"),
+    ),
+    (
+        "squeezenet1_1",
+        include_str!("../models/squeezenet1_1.yaml"),
+    ),
+    ("mobilenet_v2", include_str!("../models/mobilenet_v2.yaml")),
+    (
+        "mobilenet_v3_small",
+        include_str!("../models/mobilenet_v3_small.yaml"),
+    ),
+    (
+        "mobilenet_v3_large",
+        include_str!("../models/mobilenet_v3_large.yaml"),
+    ),
+    (
+        "shufflenet_v2_x1_0",
+        include_str!("../models/shufflenet_v2_x1_0.yaml"),
+    ),
+    (
+        "efficientnet_b0",
+        include_str!("../models/efficientnet_b0.yaml"),
+    ),
+    ("fcn_resnet50", include_str!("../models/fcn_resnet50.yaml")),
+    (
+        "deeplabv3_resnet50",
+        include_str!("../models/deeplabv3_resnet50.yaml"),
+    ),
 ];
 
 /// The YAML text of a zoo model.
