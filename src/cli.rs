@@ -175,13 +175,9 @@ fn load(args: &ModelArgs) -> Result<Network> {
     };
     if let Some(s) = &args.input {
         let dims = parse_input(s)?;
-        let declared = Network::from_yaml(&file, &text, &BuildOptions::default())?;
-        let first = declared
-            .nodes
-            .iter()
-            .find(|n| n.layer.op() == "input")
-            .map(|n| n.out_shapes[0].0[1..].to_vec())
-            .unwrap_or_default();
+        let doc = archscope::yaml::Document::parse(&file, &text).map_err(archscope::Error::from)?;
+        let declared = archscope::graph::declared_inputs(&doc)?;
+        let first = declared.first().map(|(_, d)| d.clone()).unwrap_or_default();
         opts.input = Some(match dims.len() {
             3 => dims,
             // HxW or S: keep the declared channels.

@@ -104,6 +104,25 @@ impl Network {
     }
 }
 
+/// The per-sample shapes of the model's inputs as the file declares them, without building
+/// the model (the CLI uses it to complete `--input HxW` with the declared channels).
+pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error> {
+    let spec = ModelSpec::from_document(doc).map_err(|d| Error::from(doc.locate_diagnostic(d)))?;
+    let mut out = Vec::new();
+    for (name, shape) in &spec.inputs {
+        let dims = match &shape.value {
+            YValue::Seq(items) => items
+                .iter()
+                .map(|d| crate::layers::attrs_int(d, name).map(|v| v.max(0) as u64))
+                .collect::<Result<Vec<u64>, _>>()
+                .map_err(|d| Error::from(doc.locate_diagnostic(d)))?,
+            _ => Vec::new(),
+        };
+        out.push((name.clone(), dims));
+    }
+    Ok(out)
+}
+
 /// Expands and builds the network described by `doc`.
 pub fn build_network(doc: &Document, opts: &BuildOptions) -> Result<Network, Error> {
     let spec = ModelSpec::from_document(doc).map_err(|d| Error::from(doc.locate_diagnostic(d)))?;

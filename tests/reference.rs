@@ -36,12 +36,7 @@ const INCEPTION_POOL: &str =
 /// Reference rows of a module type that archscope has no op for yet, left out of the per-layer
 /// comparison; only allowed for rows with no parameters whose output is their input's shape.
 /// (model, PyTorch module type, why)
-const NO_OP_YET: &[(&str, &str, &str)] = &[(
-    "efficientnet_b0",
-    "StochasticDepth",
-    "torchvision.ops.StochasticDepth on each residual branch (identity at inference); \
-     archscope has no stochastic_depth op",
-)];
+const NO_OP_YET: &[(&str, &str, &str)] = &[];
 
 fn data(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

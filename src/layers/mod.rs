@@ -236,6 +236,7 @@ pub static REGISTRY: &[OpType] = &[
     activation::LOG_SOFTMAX,
     reshape::DROPOUT,
     reshape::DROPOUT2D,
+    reshape::STOCHASTIC_DEPTH,
     merge::ADD,
     merge::MULTIPLY,
     merge::CONCAT,

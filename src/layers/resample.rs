@@ -11,10 +11,10 @@ pub const UPSAMPLE: OpType = OpType {
     name: "upsample",
     aliases: &["interpolate", "resize"],
     keys: &["mode", "scale", "size", "align_corners"],
-    arity: Arity::Exactly(1),
+    arity: Arity::AtLeast(1),
     fuses_bn: false,
     build: build_upsample,
-    summary: "interpolation by an integer `scale` or to a `size` (torch.nn.Upsample)",
+    summary: "interpolation by an integer `scale`, to a `size`, or to the size of a second input `in: [x, like]` (torch.nn.Upsample)",
 };
 
 pub const MAX_UNPOOL2D: OpType = OpType {
@@ -43,13 +43,30 @@ fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         "nearest",
     )?;
     let scale = a.pair("scale")?;
-    let size = a.pair("size")?;
+    let mut size = a.pair("size")?;
+    match a.inputs.len() {
+        1 => {}
+        2 => {
+            let like = &a.inputs[1];
+            if like.rank() != 4 || scale.is_some() || size.is_some() {
+                return Err(Diagnostic::new(format!(
+                    "with two inputs, upsample takes the size of the second ({like}); it then needs neither `scale` nor `size`"
+                ))
+                .at(&a.node_path));
+            }
+            size = Some([like.0[2], like.0[3]]);
+        }
+        n => {
+            return Err(Diagnostic::new(format!(
+                "upsample takes one input, or two (`in: [x, like]`), not {n}"
+            ))
+            .at(&a.node_path))
+        }
+    }
     if scale.is_some() == size.is_some() {
-        return Err(
-            Diagnostic::new("upsample needs exactly one of `scale` and `size`")
-                .at(&a.node_path)
-                .help("e.g. `scale: 2`, or `size: [28, 28]`"),
-        );
+        return Err(Diagnostic::new("upsample needs exactly one of `scale` and `size`")
+            .at(&a.node_path)
+            .help("e.g. `scale: 2`, `size: [28, 28]`, or `in: [x, like]` for the size of layer `like`"));
     }
     let interpolating = matches!(mode, "bilinear" | "bicubic");
     let align_corners = match a.raw("align_corners")? {

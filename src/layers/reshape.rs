@@ -45,6 +45,16 @@ pub const DROPOUT2D: OpType = OpType {
     summary: "channel dropout (identity at inference) (torch.nn.Dropout2d)",
 };
 
+pub const STOCHASTIC_DEPTH: OpType = OpType {
+    name: "stochastic_depth",
+    aliases: &["drop_path"],
+    keys: &["p", "mode"],
+    arity: Arity::Exactly(1),
+    fuses_bn: false,
+    build: build_stochastic_depth,
+    summary: "drops a residual branch per sample (row) or batch; identity at inference (torchvision StochasticDepth)",
+};
+
 pub const IDENTITY: OpType = OpType {
     name: "identity",
     aliases: &[],
@@ -183,6 +193,19 @@ fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnosti
         op,
         torch,
         label: format!("{op} {p}"),
+    }))
+}
+
+fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let p = a.float("p", 0.0)?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(a.error("p", format!("drop probability must be in [0, 1), got {p}")));
+    }
+    let mode = a.choice("mode", &["row", "batch"], "row")?;
+    Ok(Box::new(Passthrough {
+        op: "stochastic_depth",
+        torch: "StochasticDepth",
+        label: format!("stochastic depth {p} {mode}"),
     }))
 }
 
