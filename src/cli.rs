@@ -94,6 +94,42 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
     },
+    /// Run the graph in the embedded executor and compare every layer's shapes, parameters,
+    /// buffers and MACs with the static analysis. Exit 1 on any disagreement.
+    Check {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Seed of the random weights and input.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
+    /// Run the model: output statistics, top-5 classes, a per-layer profile and latency.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Weights from a .safetensors file (tensor names: layer path + .weight, .bias, …).
+        #[arg(long)]
+        weights: Option<String>,
+        /// Input image (PNG/JPEG), resized and normalised to the model's input.
+        #[arg(long, conflicts_with = "npy")]
+        image: Option<String>,
+        /// Input tensor from a .npy file (float32/float64, the model's input shape).
+        #[arg(long)]
+        npy: Option<String>,
+        /// Forward passes to time (the latency is their median).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Seed of the random weights and input.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write an image-shaped output (N×1×H×W or N×3×H×W) as a PNG.
+        #[arg(long)]
+        save_output: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
     /// List the embedded model zoo with parameters and MACs.
     Zoo {
         #[arg(long, value_enum, default_value = "table")]
@@ -140,6 +176,32 @@ fn run(cli: Cli) -> Result<i32> {
                 bail!("rf has no CSV form; use --format table, markdown or json");
             }
             print!("{}", report::rf_report(&a, format.into()));
+        }
+        Command::Check {
+            model,
+            seed,
+            format,
+        } => return check(&model, seed, format),
+        Command::Run {
+            model,
+            weights,
+            image,
+            npy,
+            repeat,
+            seed,
+            save_output,
+            format,
+        } => {
+            return run_model(
+                &model,
+                weights,
+                image,
+                npy,
+                repeat,
+                seed,
+                save_output,
+                format,
+            )
         }
         Command::Zoo { format } => print!("{}", zoo_listing(format)?),
         Command::Ops => print!("{}", ops_listing()),
@@ -265,4 +327,227 @@ fn ops_listing() -> String {
         ]);
     }
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
+}
+
+fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
+    let net = load(model)?;
+    let a = analyze(&net, Dtype::F32)?;
+    let weights = archscope::exec::init_weights(&net, seed)?;
+    let report = archscope::check::check(&net, &a, &weights, seed)?;
+    let failures = report.failures();
+    if format == OutFormat::Json {
+        let rows: Vec<serde_json::Value> = report
+            .rows
+            .iter()
+            .map(|r| {
+                let fig = |f: &archscope::check::Figure| serde_json::json!({"analysed": f.analysed, "measured": f.measured, "ok": f.ok()});
+                serde_json::json!({"name": r.name, "ok": r.ok(), "shape": fig(&r.shape), "params": fig(&r.params),
+                    "buffers": fig(&r.buffers), "macs": fig(&r.macs)})
+            })
+            .collect();
+        let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures, "seconds": report.seconds});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(vec![
+            "Layer",
+            "Output (tensor)",
+            "Params (allocated)",
+            "Buffers",
+            "MACs (counted)",
+            "",
+        ]);
+        for r in &report.rows {
+            let cell = |f: &archscope::check::Figure| {
+                if f.ok() {
+                    f.measured.clone()
+                } else {
+                    format!("{} ≠ {} analysed", f.measured, f.analysed)
+                }
+            };
+            t.add_row(vec![
+                r.name.clone(),
+                cell(&r.shape),
+                cell(&r.params),
+                cell(&r.buffers),
+                cell(&r.macs),
+                if r.ok() { "✓".into() } else { "✗".into() },
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "{}: {} layers, {} disagree (forward pass {:.2} s)",
+            a.model,
+            report.rows.len(),
+            failures,
+            report.seconds
+        );
+    }
+    for r in report.rows.iter().filter(|r| !r.ok()) {
+        for (what, f) in r.mismatches() {
+            eprintln!(
+                "mismatch: layer `{}`: {what} analysed {} but measured {}",
+                r.name, f.analysed, f.measured
+            );
+        }
+    }
+    Ok(if failures == 0 { 0 } else { 1 })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_model(
+    model: &ModelArgs,
+    weights: Option<String>,
+    image: Option<String>,
+    npy: Option<String>,
+    repeat: usize,
+    seed: u64,
+    save_output: Option<String>,
+    format: OutFormat,
+) -> Result<i32> {
+    use archscope::exec;
+    if repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let net = load(model)?;
+    let a = analyze(&net, Dtype::F32)?;
+    let w = match &weights {
+        Some(file) => {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+            exec::load_safetensors(&net, &bytes, file)?
+        }
+        None => exec::init_weights(&net, seed)?,
+    };
+    let mut inputs = exec::random_input(&net, seed)?;
+    if inputs.len() != 1 && (image.is_some() || npy.is_some()) {
+        bail!(
+            "--image and --npy feed a model with one input; this one has {}",
+            inputs.len()
+        );
+    }
+    if let Some(file) = &image {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        inputs[0] = exec::io::read_image(&bytes, file, &inputs[0].shape)?;
+    }
+    if let Some(file) = &npy {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        let t = exec::io::read_npy(&bytes, file)?;
+        let want = &inputs[0].shape;
+        if &t.shape != want && t.shape != want[1..] {
+            bail!(
+                "{file} holds a {:?} array but the model's input is {:?}",
+                t.shape,
+                want
+            );
+        }
+        inputs[0] = exec::Tensor::new(
+            want.clone(),
+            t.data
+                .repeat(want[0] / t.shape.first().copied().unwrap_or(1).max(1)),
+        );
+    }
+    let bar = (repeat > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| indicatif::ProgressBar::new(repeat as u64));
+    let mut times = Vec::with_capacity(repeat);
+    let mut layer_secs = vec![f64::INFINITY; net.nodes.len()];
+    let mut result = None;
+    for _ in 0..repeat {
+        let start = std::time::Instant::now();
+        let r = exec::run(&net, &w, &inputs, None)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        for (k, l) in r.layers.iter().enumerate() {
+            layer_secs[k] = layer_secs[k].min(l.seconds);
+        }
+        result = Some(r);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let r = result.expect("repeat ≥ 1");
+    let mut sorted = times.clone();
+    sorted.sort_by(|x, y| x.total_cmp(y));
+    let median = sorted[sorted.len() / 2];
+    let min = sorted[0];
+    let out = &r.outputs[0];
+    let (lo, hi, sum) = out
+        .data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY, 0f64), |(l, h, s), &v| {
+            (l.min(v), h.max(v), s + v as f64)
+        });
+    let mean = sum / out.numel().max(1) as f64;
+    let top5: Vec<(usize, f32)> = if out.shape.len() == 2 {
+        let row = &out.data[..out.shape[1]];
+        let mut idx: Vec<usize> = (0..row.len()).collect();
+        idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+        idx.into_iter().take(5).map(|i| (i, row[i])).collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(file) = &save_output {
+        let png = exec::io::write_png(out)?;
+        std::fs::write(file, png).with_context(|| format!("cannot write {file}"))?;
+    }
+    let total: f64 = layer_secs.iter().sum();
+    if format == OutFormat::Json {
+        let layers: Vec<serde_json::Value> = a
+            .layers
+            .iter()
+            .zip(&layer_secs)
+            .map(|(l, &s)| {
+                serde_json::json!({"name": l.name, "op": l.op, "ms": s * 1e3,
+                "gflops": if s > 0.0 { l.flops as f64 / s / 1e9 } else { 0.0 }})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "model": a.model,
+            "input": inputs[0].shape,
+            "latency_ms": {"median": median, "min": min, "runs": repeat},
+            "output": {"shape": out.shape, "min": lo, "max": hi, "mean": mean,
+                       "top5": top5.iter().map(|(i, v)| serde_json::json!({"class": i, "score": v})).collect::<Vec<_>>()},
+            "layers": layers,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
+    for (l, &s) in a.layers.iter().zip(&layer_secs) {
+        if l.op == "input" {
+            continue;
+        }
+        t.add_row(vec![
+            l.name.clone(),
+            l.label.clone(),
+            format!("{:.3} ms", s * 1e3),
+            if l.flops > 0 && s > 0.0 {
+                format!("{:.1}", l.flops as f64 / s / 1e9)
+            } else {
+                "-".into()
+            },
+            format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "output {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}",
+        out.shape
+    );
+    if !top5.is_empty() {
+        let s: Vec<String> = top5.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
+        println!("top-5 classes: {}", s.join(", "));
+    }
+    println!(
+        "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s",
+        a.totals.flops as f64 / (median / 1e3) / 1e9
+    );
+    if let Some(file) = &save_output {
+        println!("wrote {file}");
+    }
+    Ok(0)
 }

@@ -148,6 +148,8 @@ pub fn did_you_mean<'a>(
     best.filter(|(d, _)| *d <= limit).map(|(_, c)| c)
 }
 
+impl std::error::Error for Diagnostic {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

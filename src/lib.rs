@@ -9,7 +9,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod analysis;
+pub mod check;
 pub mod error;
+pub mod exec;
 pub mod expr;
 pub mod geometry;
 pub mod graph;

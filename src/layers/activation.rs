@@ -3,6 +3,8 @@
 
 use super::{per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape};
 use crate::error::Diagnostic;
+use crate::exec::kernels::map;
+use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 
 macro_rules! activation {
     ($stat:ident, $name:literal, $aliases:expr, $keys:expr, $torch:literal, $flops:expr, $summary:literal) => {
@@ -153,6 +155,8 @@ struct Activation {
     /// For softmax: the reduced dimension.
     dim: Option<usize>,
     detail: String,
+    /// The op's two parameters: slope / alpha / min / beta, and max / threshold.
+    p: [f32; 2],
 }
 
 fn build(
@@ -165,10 +169,12 @@ fn build(
     let mut params = 0;
     let mut dim = None;
     let mut detail = String::new();
+    let mut p = [0.0f32; 2];
     match name {
         "leaky_relu" => {
             let s = a.float("slope", 0.01)?;
             detail = format!(" {s}");
+            p[0] = s as f32;
         }
         "prelu" => {
             params = if a.bool("per_channel", false)? {
@@ -182,17 +188,19 @@ fn build(
             };
         }
         "elu" | "celu" => {
-            a.float("alpha", 1.0)?;
+            p[0] = a.float("alpha", 1.0)? as f32;
         }
         "gelu" => {
             let ap = a.choice("approximate", &["none", "tanh"], "none")?;
             if ap == "tanh" {
                 detail = " (tanh)".into();
+                p[0] = 1.0;
             }
         }
         "hardtanh" => {
             let lo = a.float("min", -1.0)?;
             let hi = a.float("max", 1.0)?;
+            p = [lo as f32, hi as f32];
             if lo >= hi {
                 return Err(a.error(
                     "max",
@@ -201,8 +209,10 @@ fn build(
             }
         }
         "softplus" => {
-            a.float("beta", 1.0)?;
-            a.float("threshold", 20.0)?;
+            p = [
+                a.float("beta", 1.0)? as f32,
+                a.float("threshold", 20.0)? as f32,
+            ];
         }
         "softmax" | "log_softmax" => {
             let d = a.dim("dim", 1, x.rank())?;
@@ -222,6 +232,7 @@ fn build(
         params,
         dim,
         detail,
+        p,
     }))
 }
 
@@ -259,6 +270,105 @@ impl Layer for Activation {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(self.torch)
+    }
+    fn weights(&self) -> Vec<WeightSpec> {
+        if self.name == "prelu" {
+            // PyTorch initialises PReLU slopes to 0.25.
+            let n = self.params as usize;
+            vec![WeightSpec {
+                name: "weight",
+                shape: vec![n],
+                kind: WeightKind::Trainable,
+                init: Init::Fixed(vec![0.25; n]),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let [p0, p1] = self.p;
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        let relu6 = |v: f32| v.clamp(0.0, 6.0);
+        let softplus = |v: f32, beta: f32, threshold: f32| {
+            if v * beta > threshold {
+                v
+            } else {
+                (v * beta).exp().ln_1p() / beta
+            }
+        };
+        let out = match self.name {
+            "relu" => map(x, |v| v.max(0.0)),
+            "relu6" => map(x, relu6),
+            "leaky_relu" => map(x, |v| if v > 0.0 { v } else { p0 * v }),
+            "elu" => map(x, |v| if v > 0.0 { v } else { p0 * v.exp_m1() }),
+            "selu" => {
+                const ALPHA: f32 = 1.673_263_2;
+                const SCALE: f32 = 1.050_701;
+                map(x, |v| SCALE * if v > 0.0 { v } else { ALPHA * v.exp_m1() })
+            }
+            "celu" => map(x, |v| v.max(0.0) + (p0 * (v / p0).exp_m1()).min(0.0)),
+            "gelu" if p0 == 1.0 => map(x, |v| {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                0.5 * v * (1.0 + (c * (v + 0.044_715 * v * v * v)).tanh())
+            }),
+            "gelu" => map(x, |v| {
+                0.5 * v * (1.0 + libm::erff(v / std::f32::consts::SQRT_2))
+            }),
+            "sigmoid" => map(x, sigmoid),
+            "hardsigmoid" => map(x, |v| relu6(v + 3.0) / 6.0),
+            "tanh" => map(x, f32::tanh),
+            "hardtanh" => map(x, |v| v.clamp(p0, p1)),
+            "silu" => map(x, |v| v * sigmoid(v)),
+            "hardswish" => map(x, |v| v * relu6(v + 3.0) / 6.0),
+            "mish" => map(x, |v| v * softplus(v, 1.0, 20.0).tanh()),
+            "softplus" => map(x, |v| softplus(v, p0, p1)),
+            "softsign" => map(x, |v| v / (1.0 + v.abs())),
+            "prelu" => {
+                let w = &weights[0].data;
+                let mut out = x.clone();
+                let c = if w.len() > 1 { x.shape[1] } else { 1 };
+                let plane: usize = x.shape.get(2..).map_or(1, |s| s.iter().product());
+                for (i, v) in out.data.iter_mut().enumerate() {
+                    let slope = w[(i / plane) % c];
+                    if *v < 0.0 {
+                        *v *= slope;
+                    }
+                }
+                out
+            }
+            "softmax" | "log_softmax" => {
+                let d = self.dim.expect("set for softmax");
+                let len = x.shape[d];
+                let inner: usize = x.shape[d + 1..].iter().product();
+                let mut out = x.clone();
+                let log = self.name == "log_softmax";
+                for block in out.data.chunks_mut(len * inner) {
+                    for i in 0..inner {
+                        let max = (0..len)
+                            .map(|j| block[j * inner + i])
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        let sum: f32 = (0..len).map(|j| (block[j * inner + i] - max).exp()).sum();
+                        for j in 0..len {
+                            let v = &mut block[j * inner + i];
+                            *v = if log {
+                                *v - max - sum.ln()
+                            } else {
+                                (*v - max).exp() / sum
+                            };
+                        }
+                    }
+                }
+                out
+            }
+            other => return Err(Diagnostic::new(format!("no kernel for activation {other}"))),
+        };
+        Ok(vec![out])
     }
 }
 

@@ -7,7 +7,10 @@ use super::{
     OpType, Params, Shape,
 };
 use crate::error::Diagnostic;
+use crate::exec::kernels::{col2im, im2col, matmul, Window2d};
+use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 use crate::geometry::{conv_out, conv_transpose_out};
+use rayon::prelude::*;
 
 pub const CONV2D: OpType = OpType {
     name: "conv2d",
@@ -281,6 +284,161 @@ impl Layer for Conv2d {
         } else {
             "Conv2d"
         })
+    }
+    fn weights(&self) -> Vec<WeightSpec> {
+        let [kh, kw] = [self.kernel[0] as usize, self.kernel[1] as usize];
+        let (cin, cout, g) = (
+            self.in_ch as usize,
+            self.out_ch as usize,
+            self.groups as usize,
+        );
+        let kind = if self.trainable {
+            WeightKind::Trainable
+        } else {
+            WeightKind::Frozen
+        };
+        let (shape, fan_in) = if self.transposed {
+            // Each output receives about (C_in/g)·kh·kw/(sh·sw) contributions.
+            let s = (self.stride[0] * self.stride[1]) as usize;
+            (vec![cin, cout / g, kh, kw], (cin / g * kh * kw / s).max(1))
+        } else {
+            (vec![cout, cin / g, kh, kw], cin / g * kh * kw)
+        };
+        let mut w = vec![WeightSpec {
+            name: "weight",
+            shape,
+            kind,
+            init: Init::Kaiming { fan_in },
+        }];
+        if self.bias {
+            w.push(WeightSpec {
+                name: "bias",
+                shape: vec![cout],
+                kind,
+                init: Init::Zeros,
+            });
+        }
+        w
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let mut out = Tensor::zeros(&dims);
+        let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+        let (cout, oh, ow) = (dims[1], dims[2], dims[3]);
+        let g = self.groups as usize;
+        let (cg, og) = (cin / g, cout / g);
+        let [kh, kw] = [self.kernel[0] as usize, self.kernel[1] as usize];
+        let wt = &weights[0].data;
+        let k = cg * kh * kw;
+        if self.transposed {
+            // cols (og·kh·kw × H·W) = W_gᵀ · X_g, then scattered into the output.
+            let win = Window2d {
+                kernel: [kh, kw],
+                stride: [self.stride[0] as usize, self.stride[1] as usize],
+                pad: [self.pad.top as usize, self.pad.left as usize],
+                dilation: [self.dilation[0] as usize, self.dilation[1] as usize],
+                input: [oh, ow],
+                output: [h, w],
+            };
+            let rows = og * kh * kw;
+            let mut cols = vec![0.0f32; rows * h * w];
+            for b in 0..n {
+                for gi in 0..g {
+                    let xg =
+                        &x.data[(b * cin + gi * cg) * h * w..(b * cin + (gi + 1) * cg) * h * w];
+                    let wg = &wt[gi * cg * rows..(gi + 1) * cg * rows];
+                    ctx.macs +=
+                        matmul(rows, h * w, cg, wg, 1, rows, xg, h * w, 1, &mut cols, false);
+                    let dst = &mut out.data
+                        [(b * cout + gi * og) * oh * ow..(b * cout + (gi + 1) * og) * oh * ow];
+                    col2im(&cols, og, &win, dst);
+                }
+            }
+        } else {
+            let win = Window2d {
+                kernel: [kh, kw],
+                stride: [self.stride[0] as usize, self.stride[1] as usize],
+                pad: [self.pad.top as usize, self.pad.left as usize],
+                dilation: [self.dilation[0] as usize, self.dilation[1] as usize],
+                input: [h, w],
+                output: [oh, ow],
+            };
+            let plane = oh * ow;
+            if g == cin && og == 1 {
+                // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny).
+                out.data
+                    .par_chunks_mut(plane)
+                    .enumerate()
+                    .for_each(|(bc, dst)| {
+                        let c = bc % cin;
+                        let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                        let f = &wt[c * kh * kw..(c + 1) * kh * kw];
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let mut acc = 0.0f32;
+                                for ky in 0..kh {
+                                    let Some(iy) = win.tap(0, oy, ky) else {
+                                        continue;
+                                    };
+                                    for kx in 0..kw {
+                                        if let Some(ix) = win.tap(1, ox, kx) {
+                                            acc += f[ky * kw + kx] * src[iy * w + ix];
+                                        }
+                                    }
+                                }
+                                dst[oy * ow + ox] = acc;
+                            }
+                        }
+                    });
+                // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
+                ctx.macs += (n * cin * plane * kh * kw) as u64;
+            } else {
+                let pointwise = kh == 1
+                    && kw == 1
+                    && win.stride == [1, 1]
+                    && win.pad == [0, 0]
+                    && plane == h * w;
+                let mut cols = if pointwise {
+                    Vec::new()
+                } else {
+                    vec![0.0f32; k * plane]
+                };
+                for b in 0..n {
+                    for gi in 0..g {
+                        let xg =
+                            &x.data[(b * cin + gi * cg) * h * w..(b * cin + (gi + 1) * cg) * h * w];
+                        let rhs: &[f32] = if pointwise {
+                            xg
+                        } else {
+                            im2col(xg, cg, &win, &mut cols);
+                            &cols
+                        };
+                        let wg = &wt[gi * og * k..(gi + 1) * og * k];
+                        let dst = &mut out.data
+                            [(b * cout + gi * og) * plane..(b * cout + (gi + 1) * og) * plane];
+                        ctx.macs += matmul(og, plane, k, wg, k, 1, rhs, plane, 1, dst, false);
+                    }
+                }
+            }
+        }
+        if self.bias {
+            let bias = &weights[1].data;
+            let plane = oh * ow;
+            out.data
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(bc, dst)| {
+                    let v = bias[bc % cout];
+                    dst.iter_mut().for_each(|d| *d += v);
+                });
+        }
+        Ok(vec![out])
     }
 }
 

@@ -4,6 +4,8 @@ use super::{
     add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape,
 };
 use crate::error::Diagnostic;
+use crate::exec::kernels::matmul;
+use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 
 pub const LINEAR: OpType = OpType {
     name: "linear",
@@ -101,6 +103,64 @@ impl Layer for Linear {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("Linear")
+    }
+    fn weights(&self) -> Vec<WeightSpec> {
+        let (i, o) = (self.in_features as usize, self.out_features as usize);
+        let kind = if self.trainable {
+            WeightKind::Trainable
+        } else {
+            WeightKind::Frozen
+        };
+        let mut w = vec![WeightSpec {
+            name: "weight",
+            shape: vec![o, i],
+            kind,
+            init: Init::Kaiming { fan_in: i },
+        }];
+        if self.bias {
+            w.push(WeightSpec {
+                name: "bias",
+                shape: vec![o],
+                kind,
+                init: Init::Zeros,
+            });
+        }
+        w
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let (i, o) = (self.in_features as usize, self.out_features as usize);
+        let rows = x.numel() / i;
+        let mut shape = x.shape.clone();
+        *shape.last_mut().expect("rank ≥ 2") = o;
+        let mut out = Tensor::zeros(&shape);
+        // y (rows × out) = x (rows × in) · Wᵀ, W stored out × in.
+        ctx.macs += matmul(
+            rows,
+            o,
+            i,
+            &x.data,
+            i,
+            1,
+            &weights[0].data,
+            1,
+            i,
+            &mut out.data,
+            false,
+        );
+        if self.bias {
+            for row in out.data.chunks_mut(o) {
+                row.iter_mut()
+                    .zip(&weights[1].data)
+                    .for_each(|(y, b)| *y += b);
+            }
+        }
+        Ok(vec![out])
     }
 }
 

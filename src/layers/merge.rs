@@ -3,6 +3,8 @@
 
 use super::{mul, Arity, Attrs, Category, Cost, Layer, OpType, Shape};
 use crate::error::Diagnostic;
+use crate::exec::kernels;
+use crate::exec::{Ctx, Tensor};
 
 pub const ADD: OpType = OpType {
     name: "add",
@@ -122,6 +124,19 @@ impl Layer for Elementwise {
             flops: mul(&[outputs[0].numel()?, self.n as u64 - 1])?,
         })
     }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        Ok(vec![if self.product {
+            kernels::broadcast(inputs, &dims, |a, b| a * b)
+        } else {
+            kernels::broadcast(inputs, &dims, |a, b| a + b)
+        }])
+    }
 }
 
 #[derive(Debug)]
@@ -181,6 +196,23 @@ impl Layer for Concat {
     }
     fn is_view(&self) -> bool {
         false
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let outer: usize = dims[..self.dim].iter().product();
+        let mut data = Vec::with_capacity(dims.iter().product());
+        for o in 0..outer {
+            for t in inputs {
+                let chunk: usize = t.shape[self.dim..].iter().product();
+                data.extend_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+            }
+        }
+        Ok(vec![Tensor::new(dims, data)])
     }
 }
 

@@ -19,6 +19,7 @@ pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 use std::fmt;
 
 use crate::error::Diagnostic;
+use crate::exec::{Ctx, Tensor, WeightSpec};
 
 /// A tensor shape, batch first (`[N, C, H, W]`, `[N, F]`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -165,6 +166,34 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn torch_type(&self) -> Option<&'static str> {
         None
     }
+    /// The weight tensors it owns, with PyTorch's names and layouts (for the executor).
+    fn weights(&self) -> Vec<WeightSpec> {
+        Vec::new()
+    }
+    /// Runs the layer on real tensors (`weights` as listed by [`Layer::weights`]); kernels
+    /// add the multiply-accumulates they perform to `ctx.macs`.
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic>;
+}
+
+/// The shape rule applied to tensors: the output dimensions for these inputs.
+pub(crate) fn out_dims(
+    layer: &(impl Layer + ?Sized),
+    inputs: &[&Tensor],
+) -> Result<Vec<Vec<usize>>, Diagnostic> {
+    let shapes: Vec<Shape> = inputs
+        .iter()
+        .map(|t| Shape(t.shape.iter().map(|&d| d as u64).collect()))
+        .collect();
+    Ok(layer
+        .output_shapes(&shapes)?
+        .into_iter()
+        .map(|s| s.0.into_iter().map(|d| d as usize).collect())
+        .collect())
 }
 
 /// How many inputs an op takes.

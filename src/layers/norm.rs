@@ -3,6 +3,8 @@
 
 use super::{mul, per_element, Arity, Attrs, Category, Cost, Layer, OpType, Params, Shape};
 use crate::error::Diagnostic;
+use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
+use rayon::prelude::*;
 
 const BN_KEYS: &[&str] = &["eps", "momentum", "affine", "track_running_stats"];
 
@@ -85,6 +87,11 @@ struct Norm {
     weight: bool,
     bias: bool,
     running: bool,
+    /// Layer norm: the normalised trailing shape.
+    normalized: Vec<usize>,
+    eps: f32,
+    /// Local response norm: alpha, beta, k.
+    lrn: [f32; 3],
 }
 
 fn channels(a: &Attrs, min_rank: usize, max_rank: usize, what: &str) -> Result<u64, Diagnostic> {
@@ -107,17 +114,20 @@ fn build_bn(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
     } else {
         channels(a, 2, 3, "an N×C or N×C×L input")?
     };
-    a.float("eps", 1e-5)?;
+    let eps = a.float("eps", 1e-5)? as f32;
     a.float("momentum", 0.1)?;
     let affine = a.bool("affine", true)?;
     let running = a.bool("track_running_stats", true)?;
     let kind = if two_d { Kind::Batch2d } else { Kind::Batch1d };
     Ok(Box::new(Norm {
+        normalized: Vec::new(),
         kind,
         features: c,
         weight: affine,
         bias: affine,
         running,
+        eps,
+        lrn: [0.0; 3],
     }))
 }
 fn build_bn2d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -136,16 +146,19 @@ fn build_ln(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             format!("layernorm over the last {dims} dimensions of a rank-{} input would include the batch", x.rank()),
         ).help(format!("use at most {}", x.rank() - 1)));
     }
-    a.float("eps", 1e-5)?;
+    let eps = a.float("eps", 1e-5)? as f32;
     let affine = a.bool("affine", true)?;
     let bias = a.bool("bias", true)?;
     let features = mul(&x.0[x.rank() - dims..])?;
     Ok(Box::new(Norm {
+        normalized: x.0[x.rank() - dims..].iter().map(|&d| d as usize).collect(),
         kind: Kind::Layer { dims },
         features,
         weight: affine,
         bias: affine && bias,
         running: false,
+        eps,
+        lrn: [0.0; 3],
     }))
 }
 
@@ -157,44 +170,56 @@ fn build_gn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             .error("groups", format!("groups = {groups} must divide the {c} channels"))
             .help("choose a divisor of the channel count (32 is the usual choice for multiples of 32)"));
     }
-    a.float("eps", 1e-5)?;
+    let eps = a.float("eps", 1e-5)? as f32;
     let affine = a.bool("affine", true)?;
     Ok(Box::new(Norm {
+        normalized: Vec::new(),
         kind: Kind::Group { groups },
         features: c,
         weight: affine,
         bias: affine,
         running: false,
+        eps,
+        lrn: [0.0; 3],
     }))
 }
 
 fn build_in(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let c = channels(a, 4, 4, "an N×C×H×W input")?;
-    a.float("eps", 1e-5)?;
+    let eps = a.float("eps", 1e-5)? as f32;
     a.float("momentum", 0.1)?;
     let affine = a.bool("affine", false)?;
     let running = a.bool("track_running_stats", false)?;
     Ok(Box::new(Norm {
+        normalized: Vec::new(),
         kind: Kind::Instance,
         features: c,
         weight: affine,
         bias: affine,
         running,
+        eps,
+        lrn: [0.0; 3],
     }))
 }
 
 fn build_lrn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let c = channels(a, 3, 5, "an N×C×… input")?;
     let size = a.req_positive("size", "5")?;
-    a.float("alpha", 1e-4)?;
-    a.float("beta", 0.75)?;
-    a.float("k", 1.0)?;
+    let lrn = [
+        a.float("alpha", 1e-4)? as f32,
+        a.float("beta", 0.75)? as f32,
+        a.float("k", 1.0)? as f32,
+    ];
+    let eps = 0.0;
     Ok(Box::new(Norm {
+        normalized: Vec::new(),
         kind: Kind::Lrn { size },
         features: c,
         weight: false,
         bias: false,
         running: false,
+        eps,
+        lrn,
     }))
 }
 
@@ -258,6 +283,175 @@ impl Layer for Norm {
             Kind::Instance => "InstanceNorm2d",
             Kind::Lrn { .. } => "LocalResponseNorm",
         })
+    }
+    fn weights(&self) -> Vec<WeightSpec> {
+        let shape = match self.kind {
+            Kind::Layer { .. } => self.normalized.clone(),
+            _ => vec![self.features as usize],
+        };
+        let mut w = Vec::new();
+        if self.weight {
+            w.push(WeightSpec {
+                name: "weight",
+                shape: shape.clone(),
+                kind: WeightKind::Trainable,
+                init: Init::Ones,
+            });
+        }
+        if self.bias {
+            w.push(WeightSpec {
+                name: "bias",
+                shape: shape.clone(),
+                kind: WeightKind::Trainable,
+                init: Init::Zeros,
+            });
+        }
+        if self.running {
+            w.push(WeightSpec {
+                name: "running_mean",
+                shape: shape.clone(),
+                kind: WeightKind::Buffer,
+                init: Init::Zeros,
+            });
+            w.push(WeightSpec {
+                name: "running_var",
+                shape,
+                kind: WeightKind::Buffer,
+                init: Init::Ones,
+            });
+        }
+        w
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let mut out = x.clone();
+        let mut wi = weights.iter();
+        let gamma = if self.weight {
+            wi.next().map(|t| &t.data[..])
+        } else {
+            None
+        };
+        let beta = if self.bias {
+            wi.next().map(|t| &t.data[..])
+        } else {
+            None
+        };
+        let stats = if self.running {
+            Some((
+                &wi.next().expect("listed").data,
+                &wi.next().expect("listed").data,
+            ))
+        } else {
+            None
+        };
+        let n = x.shape[0];
+        let eps = self.eps;
+        match self.kind {
+            Kind::Lrn { size } => {
+                // PyTorch: x / (k + alpha/size · Σ x² over a channel window)^beta, the window
+                // padded with size/2 channels before and (size−1)/2 after.
+                let c = x.shape[1];
+                let plane: usize = x.shape[2..].iter().product();
+                let [alpha, beta_, k] = self.lrn;
+                let (before, after) = (size as usize / 2, (size as usize - 1) / 2);
+                for b in 0..n {
+                    for ch in 0..c {
+                        let lo = ch.saturating_sub(before);
+                        let hi = (ch + after).min(c - 1);
+                        for p in 0..plane {
+                            let sq: f32 = (lo..=hi)
+                                .map(|j| x.data[(b * c + j) * plane + p].powi(2))
+                                .sum();
+                            let i = (b * c + ch) * plane + p;
+                            out.data[i] = x.data[i] / (k + alpha * sq / size as f32).powf(beta_);
+                        }
+                    }
+                }
+            }
+            Kind::Layer { dims } => {
+                let group: usize = x.shape[x.shape.len() - dims..].iter().product();
+                out.data.par_chunks_mut(group).for_each(|row| {
+                    normalize(row, eps);
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = *v * gamma.map_or(1.0, |g| g[j]) + beta.map_or(0.0, |b| b[j]);
+                    }
+                });
+            }
+            _ => {
+                // Batch, group and instance norm: statistics per (group of) channel(s).
+                let c = x.shape[1];
+                let plane: usize = x.shape[2..].iter().product();
+                let groups = match self.kind {
+                    Kind::Group { groups } => groups as usize,
+                    _ => c,
+                };
+                let per = c / groups;
+                if let Some((mean, var)) = stats {
+                    // Inference with running statistics.
+                    out.data
+                        .par_chunks_mut(plane)
+                        .enumerate()
+                        .for_each(|(bc, row)| {
+                            let ch = bc % c;
+                            let inv = 1.0 / (var[ch] + eps).sqrt();
+                            for v in row.iter_mut() {
+                                *v = (*v - mean[ch]) * inv;
+                            }
+                        });
+                } else if matches!(self.kind, Kind::Batch2d | Kind::Batch1d) {
+                    // Batch statistics over N and the spatial positions, per channel.
+                    for ch in 0..c {
+                        let vals: Vec<f32> = (0..n)
+                            .flat_map(|b| {
+                                x.data[(b * c + ch) * plane..(b * c + ch + 1) * plane]
+                                    .iter()
+                                    .copied()
+                            })
+                            .collect();
+                        let mut tmp = vals.clone();
+                        normalize(&mut tmp, eps);
+                        let mut it = tmp.into_iter();
+                        for b in 0..n {
+                            for v in &mut out.data[(b * c + ch) * plane..(b * c + ch + 1) * plane] {
+                                *v = it.next().expect("same length");
+                            }
+                        }
+                    }
+                } else {
+                    out.data
+                        .par_chunks_mut(per * plane)
+                        .for_each(|g| normalize(g, eps));
+                }
+                if gamma.is_some() || beta.is_some() {
+                    out.data
+                        .par_chunks_mut(plane)
+                        .enumerate()
+                        .for_each(|(bc, row)| {
+                            let ch = bc % c;
+                            let (g, b) =
+                                (gamma.map_or(1.0, |g| g[ch]), beta.map_or(0.0, |b| b[ch]));
+                            row.iter_mut().for_each(|v| *v = *v * g + b);
+                        });
+                }
+            }
+        }
+        Ok(vec![out])
+    }
+}
+
+/// Normalises `v` in place to zero mean and unit variance (biased, as PyTorch), in f64.
+fn normalize(v: &mut [f32], eps: f32) {
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+    let inv = 1.0 / (var + eps as f64).sqrt();
+    for x in v.iter_mut() {
+        *x = ((*x as f64 - mean) * inv) as f32;
     }
 }
 

@@ -5,7 +5,10 @@ use super::{
     mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Shape,
 };
 use crate::error::Diagnostic;
+use crate::exec::{Ctx, Tensor};
+use crate::geometry::adaptive_window;
 use crate::geometry::{adaptive_window_sum, pool_out};
+use rayon::prelude::*;
 
 pub const MAXPOOL2D: OpType = OpType {
     name: "maxpool2d",
@@ -202,6 +205,99 @@ impl Layer for Pool {
     fn torch_type(&self) -> Option<&'static str> {
         Some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
     }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let (h, w, oh, ow) = (x.shape[2], x.shape[3], dims[2], dims[3]);
+        let [kh, kw] = [self.kernel[0] as isize, self.kernel[1] as isize];
+        let [sh, sw] = [self.stride[0] as isize, self.stride[1] as isize];
+        let [ph, pw] = [self.pad[0] as isize, self.pad[1] as isize];
+        let [dh, dw] = [self.dilation[0] as isize, self.dilation[1] as isize];
+        let (hi, wi) = (h as isize, w as isize);
+        let mut out = Tensor::zeros(&dims);
+        let plane = oh * ow;
+        if self.max {
+            // PyTorch: padding is −∞; the index is the flat position in the input plane.
+            let mut idx = vec![0u32; out.numel()];
+            out.data
+                .par_chunks_mut(plane)
+                .zip(idx.par_chunks_mut(plane))
+                .enumerate()
+                .for_each(|(bc, (dst, ids))| {
+                    let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                    for oy in 0..oh as isize {
+                        for ox in 0..ow as isize {
+                            let (mut best, mut at) = (f32::NEG_INFINITY, 0usize);
+                            for ky in 0..kh {
+                                let iy = oy * sh - ph + ky * dh;
+                                if iy < 0 || iy >= hi {
+                                    continue;
+                                }
+                                for kx in 0..kw {
+                                    let ix = ox * sw - pw + kx * dw;
+                                    if ix < 0 || ix >= wi {
+                                        continue;
+                                    }
+                                    let p = (iy * wi + ix) as usize;
+                                    let v = src[p];
+                                    if v > best || v.is_nan() {
+                                        best = v;
+                                        at = p;
+                                    }
+                                }
+                            }
+                            let o = (oy * ow as isize + ox) as usize;
+                            dst[o] = best;
+                            ids[o] = at as u32;
+                        }
+                    }
+                });
+            ctx.aux_out = Some(idx);
+        } else {
+            // PyTorch's avg_pool2d, including its divisor rules.
+            let (cip, div) = (self.count_include_pad, self.divisor_override);
+            out.data
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(bc, dst)| {
+                    let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                    for oy in 0..oh as isize {
+                        for ox in 0..ow as isize {
+                            let (mut hs, mut ws) = (oy * sh - ph, ox * sw - pw);
+                            let (mut he, mut we) = ((hs + kh).min(hi + ph), (ws + kw).min(wi + pw));
+                            let pool = (he - hs) * (we - ws);
+                            hs = hs.max(0);
+                            ws = ws.max(0);
+                            he = he.min(hi);
+                            we = we.min(wi);
+                            let o = (oy * ow as isize + ox) as usize;
+                            if hs >= he || ws >= we {
+                                dst[o] = 0.0;
+                                continue;
+                            }
+                            let mut sum = 0.0f32;
+                            for iy in hs..he {
+                                for ix in ws..we {
+                                    sum += src[(iy * wi + ix) as usize];
+                                }
+                            }
+                            let d = match div {
+                                Some(d) => d as f32,
+                                None if cip => pool as f32,
+                                None => ((he - hs) * (we - ws)) as f32,
+                            };
+                            dst[o] = sum / d;
+                        }
+                    }
+                });
+        }
+        Ok(vec![out])
+    }
 }
 
 #[derive(Debug)]
@@ -297,6 +393,43 @@ impl Layer for Adaptive {
         } else {
             "AdaptiveAvgPool2d"
         })
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let (h, w, oh, ow) = (x.shape[2], x.shape[3], dims[2], dims[3]);
+        let mut out = Tensor::zeros(&dims);
+        let max = self.max;
+        out.data
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(bc, dst)| {
+                let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                for oy in 0..oh {
+                    let (ys, ye) = adaptive_window(oy as u64, oh as u64, h as u64);
+                    for ox in 0..ow {
+                        let (xs, xe) = adaptive_window(ox as u64, ow as u64, w as u64);
+                        let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
+                        for iy in ys as usize..ye as usize {
+                            for ix in xs as usize..xe as usize {
+                                let v = src[iy * w + ix];
+                                acc = if max { acc.max(v) } else { acc + v };
+                            }
+                        }
+                        dst[oy * ow + ox] = if max {
+                            acc
+                        } else {
+                            acc / ((ye - ys) * (xe - xs)) as f32
+                        };
+                    }
+                }
+            });
+        Ok(vec![out])
     }
 }
 

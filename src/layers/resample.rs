@@ -6,6 +6,8 @@ use super::{
     Shape,
 };
 use crate::error::Diagnostic;
+use crate::exec::{Ctx, Tensor};
+use rayon::prelude::*;
 
 pub const UPSAMPLE: OpType = OpType {
     name: "upsample",
@@ -143,6 +145,94 @@ impl Layer for Upsample {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Upsample")
     }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let (h, w, oh, ow) = (x.shape[2], x.shape[3], dims[2], dims[3]);
+        // PyTorch uses 1/scale_factor when a scale is given, in/out otherwise.
+        let ratio = |axis: usize, i: usize, o: usize| match self.scale {
+            Some(s) => 1.0 / s[axis] as f64,
+            None => i as f64 / o as f64,
+        };
+        let taps = |axis: usize, i: usize, o: usize| -> Vec<Vec<(usize, f32)>> {
+            let r = ratio(axis, i, o);
+            (0..o)
+                .map(|j| match self.mode {
+                    "nearest" => vec![(((j as f64 * r).floor() as usize).min(i - 1), 1.0)],
+                    "nearest_exact" => vec![((((j as f64 + 0.5) * r).floor()) as usize).min(i - 1)]
+                        .into_iter()
+                        .map(|k| (k, 1.0))
+                        .collect(),
+                    "bilinear" => {
+                        let src = if self.align_corners {
+                            if o > 1 {
+                                j as f64 * (i - 1) as f64 / (o - 1) as f64
+                            } else {
+                                0.0
+                            }
+                        } else {
+                            ((j as f64 + 0.5) * r - 0.5).max(0.0)
+                        };
+                        let i0 = (src.floor() as usize).min(i - 1);
+                        let i1 = (i0 + 1).min(i - 1);
+                        let l1 = (src - i0 as f64) as f32;
+                        vec![(i0, 1.0 - l1), (i1, l1)]
+                    }
+                    _ => {
+                        // Bicubic: cubic convolution with A = −0.75, clamped indices (PyTorch).
+                        let src = if self.align_corners {
+                            if o > 1 {
+                                j as f64 * (i - 1) as f64 / (o - 1) as f64
+                            } else {
+                                0.0
+                            }
+                        } else {
+                            (j as f64 + 0.5) * r - 0.5
+                        };
+                        let f = src.floor();
+                        let t = (src - f) as f32;
+                        let a = -0.75f32;
+                        let near = |d: f32| ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0;
+                        let far = |d: f32| ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a;
+                        let wts = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+                        (0..4)
+                            .map(|k| {
+                                (
+                                    (f as isize - 1 + k as isize).clamp(0, i as isize - 1) as usize,
+                                    wts[k],
+                                )
+                            })
+                            .collect()
+                    }
+                })
+                .collect()
+        };
+        let (ty, tx) = (taps(0, h, oh), taps(1, w, ow));
+        let mut out = Tensor::zeros(&dims);
+        out.data
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(bc, dst)| {
+                let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                for (oy, ry) in ty.iter().enumerate() {
+                    for (ox, rx) in tx.iter().enumerate() {
+                        let mut acc = 0.0f32;
+                        for &(iy, wy) in ry {
+                            for &(ix, wx) in rx {
+                                acc += wy * wx * src[iy * w + ix];
+                            }
+                        }
+                        dst[oy * ow + ox] = acc;
+                    }
+                }
+            });
+        Ok(vec![out])
+    }
 }
 
 #[derive(Debug)]
@@ -241,6 +331,37 @@ impl Layer for Unpool {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("MaxUnpool2d")
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let idx = ctx.aux_in.get(1).copied().flatten().ok_or_else(|| {
+            Diagnostic::new(
+                "max_unpool2d needs the indices of its paired max-pool, which did not record any",
+            )
+        })?;
+        let plane = dims[2] * dims[3];
+        let inplane = x.shape[2] * x.shape[3];
+        let mut out = Tensor::zeros(&dims);
+        for bc in 0..x.shape[0] * x.shape[1] {
+            for p in 0..inplane {
+                let at = idx[bc * inplane + p] as usize;
+                if at >= plane {
+                    return Err(Diagnostic::new(format!(
+                        "a max-pool index ({at}) falls outside the unpooled {}×{} plane",
+                        dims[2], dims[3]
+                    ))
+                    .help("give `size:` the size of the tensor that entered the paired max-pool"));
+                }
+                out.data[bc * plane + at] = x.data[bc * inplane + p];
+            }
+        }
+        Ok(vec![out])
     }
 }
 

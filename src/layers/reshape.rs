@@ -4,6 +4,7 @@
 use super::attrs::{Pad4, PaddingSpec};
 use super::{Arity, Attrs, Category, Geometry, Layer, OpType, Shape};
 use crate::error::Diagnostic;
+use crate::exec::{Ctx, Tensor};
 
 pub const INPUT: OpType = OpType {
     name: "input",
@@ -138,6 +139,16 @@ impl Layer for InputLayer {
         self.shape.numel()?;
         Ok(vec![self.shape.clone()])
     }
+    fn forward(
+        &self,
+        _inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        Err(Diagnostic::new(
+            "a model input is fed by the executor, not run",
+        ))
+    }
 }
 
 /// Layers whose output is their input, unchanged (a view: no new memory).
@@ -170,6 +181,14 @@ impl Layer for Passthrough {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(self.torch)
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        Ok(vec![inputs[0].clone()])
     }
 }
 
@@ -260,6 +279,15 @@ impl Layer for Flatten {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Flatten")
     }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        Ok(vec![Tensor::new(dims, inputs[0].data.clone())])
+    }
 }
 
 #[derive(Debug)]
@@ -294,6 +322,30 @@ impl Layer for Shuffle {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ChannelShuffle")
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        // Channel c = g·(C/G) + i moves to i·G + g (PyTorch's channel_shuffle).
+        let x = inputs[0];
+        let (n, c) = (x.shape[0], x.shape[1]);
+        let plane: usize = x.shape[2..].iter().product();
+        let g = self.groups as usize;
+        let per = c / g;
+        let mut out = x.clone();
+        for b in 0..n {
+            for gi in 0..g {
+                for i in 0..per {
+                    let (src, dst) = (gi * per + i, i * g + gi);
+                    out.data[(b * c + dst) * plane..(b * c + dst + 1) * plane]
+                        .copy_from_slice(&x.data[(b * c + src) * plane..(b * c + src + 1) * plane]);
+                }
+            }
+        }
+        Ok(vec![out])
     }
 }
 
@@ -364,6 +416,33 @@ impl Layer for Split {
     fn is_view(&self) -> bool {
         true
     }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let outer: usize = x.shape[..self.dim].iter().product();
+        let inner: usize = x.shape[self.dim + 1..].iter().product();
+        let len = x.shape[self.dim];
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &size in &self.sizes {
+            let size = size as usize;
+            let mut shape = x.shape.clone();
+            shape[self.dim] = size;
+            let mut data = Vec::with_capacity(outer * size * inner);
+            for o in 0..outer {
+                data.extend_from_slice(
+                    &x.data[(o * len + start) * inner..(o * len + start + size) * inner],
+                );
+            }
+            out.push(Tensor::new(shape, data));
+            start += size;
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug)]
@@ -405,6 +484,24 @@ impl Layer for Slice {
     }
     fn is_view(&self) -> bool {
         true
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let outer: usize = x.shape[..self.dim].iter().product();
+        let inner: usize = x.shape[self.dim + 1..].iter().product();
+        let (len, s, e) = (x.shape[self.dim], self.start as usize, self.end as usize);
+        let mut shape = x.shape.clone();
+        shape[self.dim] = e - s;
+        let mut data = Vec::with_capacity(outer * (e - s) * inner);
+        for o in 0..outer {
+            data.extend_from_slice(&x.data[(o * len + s) * inner..(o * len + e) * inner]);
+        }
+        Ok(vec![Tensor::new(shape, data)])
     }
 }
 
@@ -450,6 +547,26 @@ impl Layer for ZeroPad {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ZeroPad2d")
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let dims = super::out_dims(self, inputs)?.remove(0);
+        let (h, w, ow) = (x.shape[2], x.shape[3], dims[3]);
+        let (top, left) = (self.pad.top as usize, self.pad.left as usize);
+        let mut out = Tensor::zeros(&dims);
+        let oplane = dims[2] * ow;
+        for (bc, dst) in out.data.chunks_mut(oplane).enumerate() {
+            for y in 0..h {
+                let src = &x.data[(bc * h + y) * w..(bc * h + y + 1) * w];
+                dst[(y + top) * ow + left..(y + top) * ow + left + w].copy_from_slice(src);
+            }
+        }
+        Ok(vec![out])
     }
 }
 

@@ -1,0 +1,397 @@
+//! The embedded executor: runs a built [`Network`] on real f32 tensors with real kernels, to
+//! prove the analyser's figures by an independent route (`archscope check`) and to run and
+//! profile a design (`archscope run`). Weights come from a seeded initialisation or a
+//! `.safetensors` file (PyTorch's names and layouts: `layer.path.weight`, `.bias`,
+//! `.running_mean`, `.running_var`). Every tensor is freed after its last use. Kernels live
+//! with their layers (`Layer::forward`); the shared building blocks (GEMM, im2col, windows,
+//! broadcasting) are in [`kernels`].
+
+pub mod io;
+pub mod kernels;
+
+use std::time::Instant;
+
+use crate::error::Diagnostic;
+use crate::graph::Network;
+
+/// Largest tensor the executor allocates, in elements (16 GiB of f32).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 32;
+
+/// A dense f32 tensor, row-major, batch first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
+    }
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Tensor { shape, data }
+    }
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// How a weight tensor is initialised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// He (Kaiming) normal for ReLU networks: N(0, 2/fan_in), which keeps activations finite
+    /// and non-vanishing through deep stacks (checked on resnet152).
+    Kaiming {
+        fan_in: usize,
+    },
+    Zeros,
+    Ones,
+    /// Fixed values (e.g. a Sobel filter).
+    Fixed(Vec<f32>),
+}
+
+/// Whether a tensor is a learnable parameter (counted in `params`) or a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightKind {
+    Trainable,
+    Frozen,
+    Buffer,
+}
+
+/// One weight tensor a layer owns, named as in PyTorch's `state_dict` (`weight`, `bias`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightSpec {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub kind: WeightKind,
+    pub init: Init,
+}
+
+/// What a kernel may read and report besides tensors.
+pub struct Ctx<'a> {
+    /// Multiply-accumulates the kernel performed (tallied as it runs).
+    pub macs: u64,
+    /// Auxiliary outputs of the producers of each input (max-pool indices for max-unpool).
+    pub aux_in: &'a [Option<&'a [u32]>],
+    /// The kernel's auxiliary output (a max-pool's argmax indices).
+    pub aux_out: Option<Vec<u32>>,
+}
+
+/// The weights of every layer of a network, in the order of its nodes.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    pub per_node: Vec<Vec<Tensor>>,
+}
+
+impl Weights {
+    /// Parameters and buffers as allocated: (trainable + frozen, trainable, buffers).
+    pub fn count(&self, net: &Network, node: usize) -> (u64, u64, u64) {
+        let specs = net.nodes[node].layer.weights();
+        let (mut p, mut t, mut b) = (0, 0, 0);
+        for (spec, tensor) in specs.iter().zip(&self.per_node[node]) {
+            let n = tensor.numel() as u64;
+            match spec.kind {
+                WeightKind::Trainable => {
+                    p += n;
+                    t += n;
+                }
+                WeightKind::Frozen => p += n,
+                WeightKind::Buffer => b += n,
+            }
+        }
+        (p, t, b)
+    }
+}
+
+/// SplitMix64: a tiny, well-known deterministic generator (seeded per tensor by its name).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1).
+    fn unit(&mut self) -> f64 {
+        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+fn seed_for(seed: u64, name: &str) -> u64 {
+    // FNV-1a of the tensor's name, mixed with the seed: independent of layer order.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn check_size(shape: &[usize], what: &str) -> Result<usize, Diagnostic> {
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    match n {
+        Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(n),
+        _ => Err(Diagnostic::new(format!(
+            "{what} would have {shape:?} elements, more than the executor's limit of 2^32"
+        ))
+        .help("run with a smaller --input or --batch")),
+    }
+}
+
+/// Deterministic random weights from `seed`.
+pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
+    let mut per_node = Vec::with_capacity(net.nodes.len());
+    for node in &net.nodes {
+        let mut tensors = Vec::new();
+        for spec in node.layer.weights() {
+            let name = format!("{}.{}", node.name, spec.name);
+            let n = check_size(&spec.shape, &name)?;
+            let data = match &spec.init {
+                Init::Zeros => vec![0.0; n],
+                Init::Ones => vec![1.0; n],
+                Init::Fixed(v) => v.clone(),
+                Init::Kaiming { fan_in } => {
+                    let std = (2.0 / (*fan_in).max(1) as f64).sqrt();
+                    let mut rng = SplitMix(seed_for(seed, &name));
+                    (0..n).map(|_| (rng.normal() * std) as f32).collect()
+                }
+            };
+            tensors.push(Tensor::new(spec.shape.clone(), data));
+        }
+        per_node.push(tensors);
+    }
+    Ok(Weights { per_node })
+}
+
+/// Weights from a `.safetensors` file: every tensor a layer owns must be present under
+/// `layer.path.name` with the layer's shape, in f32 (f16/bf16/f64 are converted).
+pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weights, Diagnostic> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| Diagnostic::new(format!("{file} is not a readable safetensors file: {e}")))?;
+    let mut per_node = Vec::with_capacity(net.nodes.len());
+    for node in &net.nodes {
+        let mut tensors = Vec::new();
+        for spec in node.layer.weights() {
+            let name = format!("{}.{}", node.name, spec.name);
+            if let Init::Fixed(v) = &spec.init {
+                if spec.kind == WeightKind::Frozen && st.tensor(&name).is_err() {
+                    tensors.push(Tensor::new(spec.shape.clone(), v.clone()));
+                    continue;
+                }
+            }
+            let view = st.tensor(&name).map_err(|_| {
+                let mut names: Vec<&str> = st.names().into_iter().map(|s| s.as_str()).collect();
+                names.sort_unstable();
+                let mut d = Diagnostic::new(format!(
+                    "{file} has no tensor `{name}` (shape {:?})",
+                    spec.shape
+                ))
+                .layer(&node.name);
+                if let Some(s) = crate::error::did_you_mean(&name, names.iter().copied()) {
+                    d = d.help(format!(
+                        "did you mean `{s}`? tensors are named by layer path + .{}",
+                        spec.name
+                    ));
+                } else {
+                    d = d.help(format!(
+                        "tensors are named by layer path + `.{}` (see `archscope summary`)",
+                        spec.name
+                    ));
+                }
+                d
+            })?;
+            if view.shape() != spec.shape.as_slice() {
+                return Err(Diagnostic::new(format!(
+                    "tensor `{name}` in {file} has shape {:?}, but the layer needs {:?}",
+                    view.shape(),
+                    spec.shape
+                ))
+                .layer(&node.name));
+            }
+            let raw = view.data();
+            use safetensors::Dtype as D;
+            let data: Vec<f32> = match view.dtype() {
+                D::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                D::F64 => raw
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                    .collect(),
+                D::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect(),
+                D::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+                other => {
+                    return Err(Diagnostic::new(format!(
+                        "tensor `{name}` in {file} is {other:?}; archscope reads f32, f64, f16 and bf16"
+                    )))
+                }
+            };
+            tensors.push(Tensor::new(spec.shape.clone(), data));
+        }
+        per_node.push(tensors);
+    }
+    Ok(Weights { per_node })
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: normalise.
+            let mut e = 127 - 15 + 1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Called with each layer's index and outputs as they are produced.
+pub type LayerHook<'a> = dyn FnMut(usize, &[Tensor]) + 'a;
+
+/// What one layer did when it ran.
+#[derive(Debug, Clone)]
+pub struct LayerRun {
+    /// Shapes of the tensors it produced.
+    pub shapes: Vec<Vec<usize>>,
+    /// Multiply-accumulates its kernel performed.
+    pub macs: u64,
+    /// Wall time of its kernel, in seconds.
+    pub seconds: f64,
+}
+
+/// The result of a forward pass.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The model outputs, in `Network::outputs` order.
+    pub outputs: Vec<Tensor>,
+    pub layers: Vec<LayerRun>,
+}
+
+/// Runs the network on `inputs` (one per model input, in declaration order). `keep` is called
+/// with every layer's outputs as they are produced (e.g. to measure receptive fields); tensors
+/// are freed after their last consumer.
+pub fn run(
+    net: &Network,
+    weights: &Weights,
+    inputs: &[Tensor],
+    mut keep: Option<&mut LayerHook>,
+) -> Result<RunResult, Diagnostic> {
+    let n = net.nodes.len();
+    let mut last_use: Vec<usize> = (0..n).collect();
+    for (k, node) in net.nodes.iter().enumerate() {
+        for &(src, _) in &node.inputs {
+            last_use[src] = last_use[src].max(k);
+        }
+    }
+    for o in &net.outputs {
+        last_use[o.node] = usize::MAX;
+    }
+    let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
+    let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
+    let mut layers = Vec::with_capacity(n);
+    let mut next_input = 0;
+    for (k, node) in net.nodes.iter().enumerate() {
+        for s in &node.out_shapes {
+            let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
+            check_size(&dims, &node.name)?;
+        }
+        let start = Instant::now();
+        let (outs, macs, aux_out) = if node.inputs.is_empty() {
+            let x = inputs.get(next_input).ok_or_else(|| {
+                Diagnostic::new(format!(
+                    "the model has more inputs than the {} given",
+                    inputs.len()
+                ))
+            })?;
+            next_input += 1;
+            let want: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
+            if x.shape != want {
+                return Err(Diagnostic::new(format!(
+                    "input `{}` is {:?} but the model was built for {:?}",
+                    node.name, x.shape, want
+                )));
+            }
+            (vec![x.clone()], 0, None)
+        } else {
+            let ins: Vec<&Tensor> = node
+                .inputs
+                .iter()
+                .map(|&(src, slot)| &values[src].as_ref().expect("produced before use")[slot])
+                .collect();
+            let aux_in: Vec<Option<&[u32]>> = node
+                .inputs
+                .iter()
+                .map(|&(src, _)| aux[src].as_deref())
+                .collect();
+            let mut ctx = Ctx {
+                macs: 0,
+                aux_in: &aux_in,
+                aux_out: None,
+            };
+            let outs = node
+                .layer
+                .forward(&ins, &weights.per_node[k], &mut ctx)
+                .map_err(|d| d.layer(&node.name))?;
+            (outs, ctx.macs, ctx.aux_out)
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some(f) = keep.as_mut() {
+            f(k, &outs);
+        }
+        layers.push(LayerRun {
+            shapes: outs.iter().map(|t| t.shape.clone()).collect(),
+            macs,
+            seconds,
+        });
+        values[k] = Some(outs);
+        aux[k] = aux_out;
+        for &(src, _) in &node.inputs {
+            if last_use[src] == k {
+                values[src] = None;
+                aux[src] = None;
+            }
+        }
+        if last_use[k] == k {
+            values[k] = None;
+        }
+    }
+    let outputs = net
+        .outputs
+        .iter()
+        .map(|o| values[o.node].as_ref().expect("outputs are kept")[o.slot].clone())
+        .collect();
+    Ok(RunResult { outputs, layers })
+}
+
+/// A deterministic random input of the model's first input shape (values in [-1, 1)).
+pub fn random_input(net: &Network, seed: u64) -> Result<Vec<Tensor>, Diagnostic> {
+    let mut out = Vec::new();
+    for node in net.nodes.iter().filter(|n| n.inputs.is_empty()) {
+        let shape: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
+        let len = check_size(&shape, &node.name)?;
+        let mut rng = SplitMix(seed_for(seed, &node.name));
+        let data = (0..len).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+        out.push(Tensor::new(shape, data));
+    }
+    Ok(out)
+}
