@@ -1,0 +1,250 @@
+//! Every executor kernel against a naive, obviously-correct reference (plain loops written
+//! from PyTorch's definitions), on random shapes, strides, paddings, dilations, groups and
+//! ceil modes (proptest). One-layer models are built through the public YAML front end.
+
+use archscope::exec::{self, Tensor};
+use archscope::{BuildOptions, Network};
+use proptest::prelude::*;
+
+/// Builds `inputs: {x: shape}` → one layer `layer` (a YAML flow mapping) and runs it with
+/// seeded weights on a seeded input. Returns (input, weights of the layer, output).
+fn one_layer(shape: &[usize], layer: &str) -> Option<(Tensor, Vec<Tensor>, Tensor)> {
+    let dims: Vec<String> = shape[1..].iter().map(|d| d.to_string()).collect();
+    let yaml = format!(
+        "inputs: {{x: [{}]}}\nnodes:\n  - {layer}\n",
+        dims.join(", ")
+    );
+    let net = Network::from_yaml(
+        "k.yaml",
+        &yaml,
+        &BuildOptions {
+            batch: shape[0] as u64,
+            input: None,
+        },
+    )
+    .ok()?;
+    let w = exec::init_weights(&net, 7).unwrap();
+    let x = exec::random_input(&net, 3).unwrap();
+    let r = exec::run(&net, &w, &x, None).unwrap();
+    Some((x[0].clone(), w.per_node[1].clone(), r.outputs[0].clone()))
+}
+
+fn close(a: &[f32], b: &[f32]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        prop_assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "element {}: {} vs {}",
+            i,
+            x,
+            y
+        );
+    }
+    Ok(())
+}
+
+fn at(t: &Tensor, n: usize, c: usize, y: usize, x: usize) -> f32 {
+    let s = &t.shape;
+    t.data[((n * s[1] + c) * s[2] + y) * s[3] + x]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv2d(n in 1usize..3, cg in 1usize..4, og in 1usize..4, g in 1usize..4, h in 1usize..12, w in 1usize..12,
+              kh in 1usize..5, kw in 1usize..5, s in 1usize..4, pt in 0usize..3, pl in 0usize..3, pb in 0usize..3,
+              pr in 0usize..3, d in 1usize..3, bias in any::<bool>()) {
+        let (cin, cout) = (cg * g, og * g);
+        let layer = format!("{{op: conv, out: {cout}, kernel: [{kh}, {kw}], stride: {s}, padding: [{pt}, {pl}, {pb}, {pr}], dilation: {d}, groups: {g}, bias: {bias}}}");
+        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) };
+        let (oh, ow) = (y.shape[2], y.shape[3]);
+        let mut want = vec![0.0f32; n * cout * oh * ow];
+        for b in 0..n { for o in 0..cout { for oy in 0..oh { for ox in 0..ow {
+            let gi = o / og;
+            let mut acc = if bias { wts[1].data[o] } else { 0.0 };
+            for ci in 0..cg { for ky in 0..kh { for kx in 0..kw {
+                let iy = (oy * s + ky * d) as isize - pt as isize;
+                let ix = (ox * s + kx * d) as isize - pl as isize;
+                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                    acc += wts[0].data[((o * cg + ci) * kh + ky) * kw + kx] * at(&x, b, gi * cg + ci, iy as usize, ix as usize);
+                }
+            }}}
+            want[((b * cout + o) * oh + oy) * ow + ox] = acc;
+        }}}}
+        close(&y.data, &want)?;
+    }
+
+    #[test]
+    fn conv_transpose2d(n in 1usize..3, cg in 1usize..4, og in 1usize..4, g in 1usize..3, h in 1usize..8, w in 1usize..8,
+                        k in 1usize..5, s in 1usize..4, p in 0usize..3, d in 1usize..3, op in 0usize..3) {
+        let (cin, cout) = (cg * g, og * g);
+        let layer = format!("{{op: deconv, out: {cout}, kernel: {k}, stride: {s}, padding: {p}, dilation: {d}, output_padding: {op}, groups: {g}}}");
+        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) };
+        let (oh, ow) = (y.shape[2], y.shape[3]);
+        let mut want = vec![0.0f32; n * cout * oh * ow];
+        for b in 0..n { for ci in 0..cin { for iy in 0..h { for ix in 0..w {
+            let gi = ci / cg;
+            for oo in 0..og { for ky in 0..k { for kx in 0..k {
+                let oy = (iy * s + ky * d) as isize - p as isize;
+                let ox = (ix * s + kx * d) as isize - p as isize;
+                if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
+                    let o = gi * og + oo;
+                    want[((b * cout + o) * oh + oy as usize) * ow + ox as usize] +=
+                        wts[0].data[((ci * og + oo) * k + ky) * k + kx] * at(&x, b, ci, iy, ix);
+                }
+            }}}
+        }}}}
+        for b in 0..n { for o in 0..cout { for i in 0..oh * ow { want[(b * cout + o) * oh * ow + i] += wts[1].data[o]; } } }
+        close(&y.data, &want)?;
+    }
+
+    #[test]
+    fn pooling(max in any::<bool>(), h in 1usize..12, w in 1usize..12, k in 1usize..5, s in 1usize..4, p in 0usize..3,
+               d in 1usize..3, ceil in any::<bool>(), cip in any::<bool>()) {
+        let layer = if max {
+            format!("{{op: maxpool, kernel: {k}, stride: {s}, padding: {p}, dilation: {d}, ceil: {ceil}}}")
+        } else {
+            format!("{{op: avgpool, kernel: {k}, stride: {s}, padding: {p}, ceil: {ceil}, count_include_pad: {cip}}}")
+        };
+        let Some((x, _, y)) = one_layer(&[2, 3, h, w], &layer) else { return Ok(()) };
+        let d = if max { d } else { 1 };
+        let (oh, ow) = (y.shape[2], y.shape[3]);
+        let mut want = Vec::new();
+        for b in 0..2 { for c in 0..3 { for oy in 0..oh { for ox in 0..ow {
+            let (mut best, mut sum, mut valid, mut inside_padded) = (f32::NEG_INFINITY, 0.0f32, 0, 0);
+            for ky in 0..k { for kx in 0..k {
+                let iy = (oy * s + ky * d) as isize - p as isize;
+                let ix = (ox * s + kx * d) as isize - p as isize;
+                // Positions inside the padded input count for count_include_pad.
+                if iy < (h + p) as isize && ix < (w + p) as isize { inside_padded += 1; }
+                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                    let v = at(&x, b, c, iy as usize, ix as usize);
+                    best = best.max(v);
+                    sum += v;
+                    valid += 1;
+                }
+            }}
+            want.push(if max { best } else if valid == 0 { 0.0 } else { sum / if cip { inside_padded } else { valid } as f32 });
+        }}}}
+        close(&y.data, &want)?;
+    }
+
+    #[test]
+    fn adaptive_pooling(max in any::<bool>(), h in 1usize..12, w in 1usize..12, oh in 1usize..6, ow in 1usize..6) {
+        let op = if max { "adaptive_maxpool2d" } else { "adaptive_avgpool2d" };
+        let Some((x, _, y)) = one_layer(&[1, 2, h, w], &format!("{{op: {op}, size: [{oh}, {ow}]}}")) else { return Ok(()) };
+        let mut want = Vec::new();
+        for c in 0..2 { for i in 0..oh { for j in 0..ow {
+            let (ys, ye) = (i * h / oh, ((i + 1) * h).div_ceil(oh));
+            let (xs, xe) = (j * w / ow, ((j + 1) * w).div_ceil(ow));
+            let vals: Vec<f32> = (ys..ye).flat_map(|a| (xs..xe).map(move |b| (a, b))).map(|(a, b)| at(&x, 0, c, a, b)).collect();
+            want.push(if max { vals.iter().copied().fold(f32::NEG_INFINITY, f32::max) } else { vals.iter().sum::<f32>() / vals.len() as f32 });
+        }}}
+        close(&y.data, &want)?;
+    }
+
+    #[test]
+    fn bilinear_upsampling(h in 1usize..8, w in 1usize..8, oh in 1usize..16, ow in 1usize..16, align in any::<bool>()) {
+        let Some((x, _, y)) = one_layer(&[1, 1, h, w], &format!("{{op: upsample, size: [{oh}, {ow}], mode: bilinear, align_corners: {align}}}")) else { return Ok(()) };
+        let src = |o: usize, out: usize, inp: usize| -> f64 {
+            if align { if out > 1 { o as f64 * (inp - 1) as f64 / (out - 1) as f64 } else { 0.0 } }
+            else { ((o as f64 + 0.5) * inp as f64 / out as f64 - 0.5).max(0.0) }
+        };
+        let mut want = Vec::new();
+        for i in 0..oh { for j in 0..ow {
+            let (sy, sx) = (src(i, oh, h), src(j, ow, w));
+            let (y0, x0) = ((sy.floor() as usize).min(h - 1), (sx.floor() as usize).min(w - 1));
+            let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+            let (ly, lx) = ((sy - y0 as f64) as f32, (sx - x0 as f64) as f32);
+            want.push((1.0 - ly) * ((1.0 - lx) * at(&x, 0, 0, y0, x0) + lx * at(&x, 0, 0, y0, x1))
+                + ly * ((1.0 - lx) * at(&x, 0, 0, y1, x0) + lx * at(&x, 0, 0, y1, x1)));
+        }}
+        close(&y.data, &want)?;
+    }
+
+    #[test]
+    fn linear_and_broadcast(n in 1usize..4, i in 1usize..20, o in 1usize..20) {
+        let Some((x, wts, y)) = one_layer(&[n, i], &format!("{{op: linear, out: {o}}}")) else { return Ok(()) };
+        let mut want = Vec::new();
+        for b in 0..n { for j in 0..o {
+            want.push(wts[1].data[j] + (0..i).map(|k| x.data[b * i + k] * wts[0].data[j * i + k]).sum::<f32>());
+        }}
+        close(&y.data, &want)?;
+    }
+}
+
+#[test]
+fn unpool_restores_max_positions() {
+    // max-pool 2×2 then unpool: each window's maximum goes back where it was, zeros elsewhere.
+    let yaml = "inputs: {x: [1, 4, 4]}\nnodes:\n  - {id: pool, op: maxpool, kernel: 2}\n  - {id: up, op: max_unpool2d, in: [pool, pool], kernel: 2}\n";
+    let net = Network::from_yaml("u.yaml", yaml, &BuildOptions::default()).unwrap();
+    let w = exec::init_weights(&net, 0).unwrap();
+    let x = Tensor::new(
+        vec![1, 1, 4, 4],
+        (0..16).map(|i| ((i * 7) % 16) as f32).collect(),
+    );
+    let r = exec::run(&net, &w, &[x.clone()], None).unwrap();
+    let y = &r.outputs[0];
+    for wy in 0..2 {
+        for wx in 0..2 {
+            let cells: Vec<(usize, f32)> = (0..4)
+                .map(|t| {
+                    let (yy, xx) = (wy * 2 + t / 2, wx * 2 + t % 2);
+                    (yy * 4 + xx, x.data[yy * 4 + xx])
+                })
+                .collect();
+            let (best, v) =
+                cells
+                    .iter()
+                    .copied()
+                    .fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            for (p, _) in cells {
+                assert_eq!(y.data[p], if p == best { v } else { 0.0 });
+            }
+        }
+    }
+}
+
+#[test]
+fn normalisation_and_activations() {
+    // Batch norm with its initial running statistics (mean 0, var 1) is x / sqrt(1 + eps).
+    let (x, _, y) = one_layer(&[2, 3, 4, 4], "{op: bn}").unwrap();
+    for (a, b) in x.data.iter().zip(&y.data) {
+        assert!((b - a / (1.0f32 + 1e-5).sqrt()).abs() < 1e-6);
+    }
+    // Group norm: each (sample, group) has mean 0 and variance 1 after it.
+    let (_, _, y) = one_layer(&[2, 4, 3, 3], "{op: groupnorm, groups: 2}").unwrap();
+    for chunk in y.data.chunks(2 * 9) {
+        let m: f32 = chunk.iter().sum::<f32>() / 18.0;
+        let v: f32 = chunk.iter().map(|x| (x - m).powi(2)).sum::<f32>() / 18.0;
+        assert!(m.abs() < 1e-5 && (v - 1.0).abs() < 1e-3, "{m} {v}");
+    }
+    // Softmax over classes sums to 1.
+    let (_, _, y) = one_layer(&[3, 10], "{op: softmax}").unwrap();
+    for row in y.data.chunks(10) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // Activations at known points.
+    for (op, input, want) in [
+        ("relu6", 7.0f32, 6.0f32),
+        ("leaky_relu", -2.0, -0.02),
+        ("hardswish", 1.0, 1.0 * 4.0 / 6.0),
+        ("sigmoid", 0.0, 0.5),
+        ("gelu", 1.0, 0.841_344_7),
+        ("silu", 1.0, 0.731_058_6),
+        ("softsign", 1.0, 0.5),
+        ("elu", -1.0, (-1.0f32).exp_m1()),
+        ("mish", 1.0, 0.865_098_4),
+    ] {
+        let yaml = format!("inputs: {{x: [1]}}\nnodes:\n  - {{op: {op}}}\n");
+        let net = Network::from_yaml("a.yaml", &yaml, &BuildOptions::default()).unwrap();
+        let w = exec::init_weights(&net, 0).unwrap();
+        let r = exec::run(&net, &w, &[Tensor::new(vec![1, 1], vec![input])], None).unwrap();
+        assert!(
+            (r.outputs[0].data[0] - want).abs() < 1e-5,
+            "{op}({input}) = {} not {want}",
+            r.outputs[0].data[0]
+        );
+    }
+}
