@@ -311,6 +311,9 @@ fn item_stmt(
                 Stmt::Attribute(attr("fontcolor", quoted(DIM))),
                 Stmt::Attribute(attr("fontsize", plain("10"))),
                 Stmt::Attribute(attr("labeljust", plain("l"))),
+                // At the bottom: edges fan into a block from above, and usually leave it from
+                // one merge.
+                Stmt::Attribute(attr("labelloc", plain("b"))),
             ];
             for child in &items[i] {
                 stmts.push(item_stmt(child, net, a, units, items, opts));

@@ -367,3 +367,73 @@ fn png_and_svg_files_by_extension() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn gallery_sources_draw() {
+    // docs/gallery/inception.yaml is inception3a of the zoo's GoogLeNet on its 192×28×28 input:
+    // the same 155,872 parameters (derived in `clusters_edges_and_figures`).
+    let text = String::from_utf8(stdout(&[
+        "dot",
+        "docs/gallery/inception.yaml",
+        "--show",
+        "shape,params,macs",
+    ]))
+    .unwrap();
+    parse(&text);
+    assert!(
+        text.contains("inception3a · input 192×28×28 · 155.87 K params"),
+        "{text}"
+    );
+    assert!(text.contains("out 256×28×28"));
+}
+
+/// Blocks inside blocks: a stage holding a run of two residual units and a pool.
+const NESTED: &str = r#"
+format: "archscope/1"
+name: nested
+inputs:
+  x: [8, 16, 16]
+blocks:
+  unit:
+    params: {out: 8}
+    nodes:
+      - {id: conv, op: conv, out: $out, kernel: 3, padding: 1, bn: true, act: relu}
+      - {id: sum, op: add, in: [conv, $in]}
+  stage:
+    params: {out: required}
+    nodes:
+      - {id: units, use: unit, repeat: 2, with: {out: $out}}
+      - {id: pool, op: maxpool, kernel: 2}
+nodes:
+  - {id: stage1, use: stage, with: {out: 8}}
+  - {id: head, op: conv, out: 4, kernel: 1}
+"#;
+
+#[test]
+fn nested_blocks_at_each_collapse_level() {
+    let net = archscope::Network::from_yaml("nested.yaml", NESTED, &Default::default()).unwrap();
+    let a = analyze(&net, Dtype::F32).unwrap();
+    let draw = |c| dot::to_dot(&net, &a, &opts(c));
+    // Every layer: the stage's cluster holds the two units' clusters.
+    let none = draw(Collapse::None);
+    insta::assert_snapshot!("nested_none", none);
+    assert_eq!(none.matches("subgraph \"cluster_").count(), 3);
+    assert_eq!(
+        none.matches("style=dashed").count(),
+        2,
+        "one identity per unit"
+    );
+    // Runs: `stage1.units` (2 units, 2 × (conv, bn, relu, add) = 8 layers) folds inside the
+    // stage's cluster.
+    let runs = draw(Collapse::Repeats);
+    insta::assert_snapshot!("nested_repeats", runs);
+    assert!(runs.contains("unit ×2 (8 layers)"));
+    assert_eq!(runs.matches("subgraph \"cluster_").count(), 1);
+    // Blocks: the stage is one node of 9 layers, with no cluster.
+    let blocks = draw(Collapse::Blocks);
+    assert!(blocks.contains("stage (9 layers)"));
+    assert_eq!(blocks.matches("subgraph \"cluster_").count(), 0);
+    for text in [&none, &runs, &blocks] {
+        parse(text);
+    }
+}
