@@ -739,7 +739,8 @@ fn quoted(s: &str) -> Id {
     ))
 }
 
-/// An HTML-like label (`<…>`).
+/// An HTML-like label (`<…>`). graphviz-rust's parser ends such a label at the first `>>`, so
+/// every label here is one whole element (a table, or a font around one), with text escaped.
 fn html(s: &str) -> Id {
     Id::Html(format!("<{s}>"))
 }
@@ -761,4 +762,27 @@ fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_dot_and_html() {
+        // A model named `a "b" \c` stays one quoted DOT string that parses back.
+        let id = quoted(r#"a "b" \c"#);
+        assert_eq!(id, Id::Escaped(r#""a \"b\" \\c""#.to_string()));
+        let g = Graph::DiGraph {
+            id,
+            strict: false,
+            stmts: vec![Stmt::Node(Node::new(
+                node_id("x"),
+                vec![attr("label", html(&format!("<b>{}</b>", esc("<1 & 2>"))))],
+            ))],
+        };
+        let text = print(&g);
+        assert!(text.contains("label=<<b>&lt;1 &amp; 2&gt;</b>>"), "{text}");
+        assert!(graphviz_rust::parse(&text).is_ok(), "{text}");
+    }
 }
