@@ -1,11 +1,13 @@
 //! The command line: the only module that touches clap, files, stdout/stderr and exit codes.
 //! Exit codes: 0 success, 1 a check or budget failed, 2 bad input or usage.
 
-use std::path::Path;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use archscope::dot::{self, Collapse, DotOptions, RankDir, Show};
 use archscope::error::did_you_mean;
 use archscope::report::{self, Format};
 use archscope::{analyze, zoo, BuildOptions, Dtype, Network};
@@ -57,6 +59,48 @@ impl From<DtypeArg> for Dtype {
             DtypeArg::Int8 => Dtype::Int8,
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DotFormat {
+    /// Graphviz DOT text.
+    Dot,
+    /// SVG, rendered by Graphviz's `dot`.
+    Svg,
+    /// PNG, rendered by Graphviz's `dot`.
+    Png,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CollapseArg {
+    /// Every layer a node, block instances as clusters.
+    None,
+    /// One node per top-level block instance.
+    Blocks,
+    /// One node per run of repeated block instances (`layer3` for `layer3.0` … `layer3.5`).
+    Repeats,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RankDirArg {
+    /// Top to bottom.
+    #[value(name = "TB", alias = "tb")]
+    Tb,
+    /// Left to right.
+    #[value(name = "LR", alias = "lr")]
+    Lr,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ShowArg {
+    Shape,
+    Params,
+    Macs,
+    Flops,
+    Rf,
+    Memory,
+    /// No figures.
+    None,
 }
 
 #[derive(clap::Args)]
@@ -129,6 +173,30 @@ enum Command {
         save_output: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
+    },
+    /// Draw the layer graph as Graphviz DOT, or render it to SVG/PNG with Graphviz's `dot`.
+    Dot {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Output format [default: from the extension of -o (.svg, .png), else dot].
+        #[arg(long, value_enum)]
+        format: Option<DotFormat>,
+        /// Fold block instances into single nodes.
+        #[arg(long, value_enum, default_value = "none")]
+        collapse: CollapseArg,
+        /// Layout direction.
+        #[arg(long, value_enum, default_value = "TB")]
+        rankdir: RankDirArg,
+        /// Figures shown in each node, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "params,macs")]
+        show: Vec<ShowArg>,
+        /// Draw fused batch norms and activations (`conv1.bn`, `conv1.relu`) as nodes of their
+        /// own instead of inside their layer's node.
+        #[arg(long)]
+        no_fuse: bool,
     },
     /// List the embedded model zoo with parameters and MACs.
     Zoo {
@@ -203,10 +271,120 @@ fn run(cli: Cli) -> Result<i32> {
                 format,
             )
         }
+        Command::Dot {
+            model,
+            output,
+            format,
+            collapse,
+            rankdir,
+            show,
+            no_fuse,
+        } => {
+            let net = load(&model)?;
+            let a = analyze(&net, Dtype::F32)?;
+            let opts = DotOptions {
+                collapse: match collapse {
+                    CollapseArg::None => Collapse::None,
+                    CollapseArg::Blocks => Collapse::Blocks,
+                    CollapseArg::Repeats => Collapse::Repeats,
+                },
+                rankdir: match rankdir {
+                    RankDirArg::Tb => RankDir::TopBottom,
+                    RankDirArg::Lr => RankDir::LeftRight,
+                },
+                show: show_figures(&show),
+                fuse: !no_fuse,
+            };
+            let format = format.unwrap_or_else(|| format_from_extension(output.as_deref()));
+            let graph = dot::graph(&net, &a, &opts);
+            let bytes = match format {
+                DotFormat::Dot => (dot::print(&graph) + "\n").into_bytes(),
+                DotFormat::Svg | DotFormat::Png => {
+                    if format == DotFormat::Png
+                        && output.is_none()
+                        && std::io::stdout().is_terminal()
+                    {
+                        bail!("a PNG would go to the terminal\n   help: write it to a file with -o FILE.png, or pipe it");
+                    }
+                    render(graph, format)?
+                }
+            };
+            match &output {
+                Some(path) => std::fs::write(path, &bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&bytes)
+                        .and_then(|_| out.flush())
+                        .context("cannot write to stdout")?;
+                }
+            }
+        }
         Command::Zoo { format } => print!("{}", zoo_listing(format)?),
         Command::Ops => print!("{}", ops_listing()),
     }
     Ok(0)
+}
+
+fn show_figures(show: &[ShowArg]) -> Show {
+    let mut s = Show::none();
+    for f in show {
+        match f {
+            ShowArg::Shape => s.shape = true,
+            ShowArg::Params => s.params = true,
+            ShowArg::Macs => s.macs = true,
+            ShowArg::Flops => s.flops = true,
+            ShowArg::Rf => s.rf = true,
+            ShowArg::Memory => s.memory = true,
+            ShowArg::None => {}
+        }
+    }
+    s
+}
+
+fn format_from_extension(output: Option<&Path>) -> DotFormat {
+    match output
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => DotFormat::Svg,
+        Some("png") => DotFormat::Png,
+        _ => DotFormat::Dot,
+    }
+}
+
+/// Renders a graph with Graphviz's `dot` program, through graphviz-rust's `exec`.
+fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Result<Vec<u8>> {
+    use graphviz_rust::cmd::{CommandArg, Format as GvFormat};
+    let name = if format == DotFormat::Png {
+        "png"
+    } else {
+        "svg"
+    };
+    if let Err(e) = std::process::Command::new("dot").arg("-V").output() {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            bail!(
+                "--format {name} needs Graphviz's `dot` program, which is not installed (not found on PATH)\n   \
+                 help: install Graphviz — Debian/Ubuntu: `apt-get install graphviz` (package `graphviz`); \
+                 macOS: `brew install graphviz` (Homebrew formula `graphviz`) — or write DOT with \
+                 --format dot and render it elsewhere"
+            );
+        }
+        bail!("cannot run Graphviz's `dot`: {e}");
+    }
+    let gv = if format == DotFormat::Png {
+        GvFormat::Png
+    } else {
+        GvFormat::Svg
+    };
+    graphviz_rust::exec(graph, &mut dot::printer(), vec![CommandArg::Format(gv)]).map_err(|e| {
+        anyhow!(
+            "Graphviz's `dot` failed to render the {name}: {}",
+            e.to_string().trim()
+        )
+    })
 }
 
 /// Parses `CxHxW`, `HxW` or `S`.

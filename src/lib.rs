@@ -1,8 +1,8 @@
 //! archscope: inspect neural-network architectures. A YAML description
 //! ([`spec`]) is expanded into a layer graph ([`graph`]) whose layers ([`layers`]) know their
 //! shape rules and costs; [`analysis`] computes per-layer and total parameters, MACs, FLOPs and
-//! memory; [`report`] renders tables and JSON. The library does no IO and never panics on user
-//! input: every problem is a located [`Error`].
+//! memory; [`report`] renders tables and JSON; [`dot`] draws the graph as Graphviz DOT. The
+//! library does no IO and never panics on user input: every problem is a located [`Error`].
 
 // A `Diagnostic` carries its location, layer, instance, notes and help: large, but only on the
 // cold error path, where boxing every `Result` would buy nothing measurable.
@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod check;
+pub mod dot;
 pub mod error;
 pub mod exec;
 pub mod expr;

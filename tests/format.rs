@@ -166,3 +166,19 @@ nodes:
     );
     assert_eq!(shape(&a, 0), vec![1, 16, 8, 8]);
 }
+
+#[test]
+fn densenet121_matches_pytorch() {
+    // The full DenseNet-121 (the diagram benchmark's DenseNet-size graph) against torchvision's
+    // densenet121 as measured in tests/data/torchvision_zoo.json.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/data/torchvision_zoo.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = &v["models"]["densenet121"];
+    let a = run("examples/densenet121.yaml");
+    assert_eq!(a.totals.params, r["params"].as_u64().unwrap());
+    assert_eq!(a.totals.trainable, r["trainable"].as_u64().unwrap());
+    assert_eq!(a.totals.buffers, r["buffers"].as_u64().unwrap());
+    assert_eq!(a.totals.macs, r["macs"].as_u64().unwrap());
+    assert_eq!(serde_json::json!(shape(&a, 0)), r["output"]);
+}

@@ -184,7 +184,7 @@ fn unpool_restores_max_positions() {
         vec![1, 1, 4, 4],
         (0..16).map(|i| ((i * 7) % 16) as f32).collect(),
     );
-    let r = exec::run(&net, &w, &[x.clone()], None).unwrap();
+    let r = exec::run(&net, &w, std::slice::from_ref(&x), None).unwrap();
     let y = &r.outputs[0];
     for wy in 0..2 {
         for wx in 0..2 {
