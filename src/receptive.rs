@@ -247,6 +247,10 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
         let a = &f.axes[ax];
         f.axes[ax] = match g {
             Geometry::Pointwise => continue,
+            Geometry::Crop { offset } => Axis {
+                start: add(a.start, mul(q(offset[ax])?, a.jump)?)?,
+                ..a.clone()
+            },
             Geometry::Global => return Ok(None),
             Geometry::Window {
                 kernel,

@@ -66,6 +66,11 @@ pub const MODELS: &[(&str, &str)] = &[
         "deeplabv3_resnet50",
         include_str!("../models/deeplabv3_resnet50.yaml"),
     ),
+    ("resnet50_v2", include_str!("../models/resnet50_v2.yaml")),
+    ("mobilenet_v1", include_str!("../models/mobilenet_v1.yaml")),
+    ("unet", include_str!("../models/unet.yaml")),
+    ("yolov1", include_str!("../models/yolov1.yaml")),
+    ("sobel", include_str!("../models/sobel.yaml")),
 ];
 
 /// The YAML text of a zoo model.

@@ -271,6 +271,28 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// A list of real numbers (fixed weight values).
+    pub fn float_list(&mut self, key: &str) -> Result<Option<Vec<f64>>, Diagnostic> {
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
+        match &v.value {
+            YValue::Seq(items) => {
+                items
+                    .iter()
+                    .map(|x| match x.value {
+                        YValue::Float(f) if f.is_finite() => Ok(f),
+                        YValue::Int(i) => Ok(i as f64),
+                        _ => Err(Diagnostic::new(format!("`{key}` takes numbers, found {x}"))
+                            .at(&x.path)),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Some)
+            }
+            _ => Err(Diagnostic::new(format!("`{key}` takes a list of numbers")).at(&v.path)),
+        }
+    }
+
     /// One of a fixed set of words.
     pub fn choice(
         &mut self,

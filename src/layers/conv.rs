@@ -25,6 +25,8 @@ pub const CONV2D: OpType = OpType {
         "bias",
         "padding_mode",
         "trainable",
+        "weight_values",
+        "bias_values",
     ],
     arity: Arity::Exactly(1),
     fuses_bn: true,
@@ -66,6 +68,8 @@ pub struct Conv2d {
     bias: bool,
     trainable: bool,
     params: u64,
+    /// Fixed initial values (`weight_values`, `bias_values`), PyTorch layout, row-major.
+    fixed: [Option<Vec<f32>>; 2],
 }
 
 fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
@@ -138,6 +142,24 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     let kk = mul(&[kernel[0], kernel[1]])?;
     let weights = mul(&[in_ch / groups, out_ch, kk])?;
     let params = add(&[weights, if bias { out_ch } else { 0 }])?;
+    let mut fixed = [None, None];
+    for (slot, key, want) in [
+        (0, "weight_values", weights),
+        (1, "bias_values", if bias { out_ch } else { 0 }),
+    ] {
+        if let Some(v) = a.float_list(key)? {
+            if v.len() as u64 != want {
+                return Err(a.error(
+                    key,
+                    format!(
+                        "`{key}` has {} values; this layer has {want} (PyTorch layout, row-major)",
+                        v.len()
+                    ),
+                ));
+            }
+            fixed[slot] = Some(v.into_iter().map(|x| x as f32).collect());
+        }
+    }
     Ok(Conv2d {
         transposed,
         in_ch,
@@ -151,6 +173,7 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
         bias,
         trainable,
         params,
+        fixed,
     })
 }
 
@@ -304,18 +327,19 @@ impl Layer for Conv2d {
         } else {
             (vec![cout, cin / g, kh, kw], cin / g * kh * kw)
         };
+        let fixed = |i: usize, default: Init| self.fixed[i].clone().map_or(default, Init::Fixed);
         let mut w = vec![WeightSpec {
             name: "weight",
             shape,
             kind,
-            init: Init::Kaiming { fan_in },
+            init: fixed(0, Init::Kaiming { fan_in }),
         }];
         if self.bias {
             w.push(WeightSpec {
                 name: "bias",
                 shape: vec![cout],
                 kind,
-                init: Init::Zeros,
+                init: fixed(1, Init::Zeros),
             });
         }
         w

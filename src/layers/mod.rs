@@ -11,6 +11,7 @@ mod linear;
 mod merge;
 mod norm;
 mod pool;
+mod reduce;
 mod resample;
 mod reshape;
 
@@ -118,6 +119,8 @@ pub enum Geometry {
         taps: u64,
         align_corners: bool,
     },
+    /// A crop: output unit 0 is input unit `offset` (per axis).
+    Crop { offset: [u64; 2] },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
     Global,
 }
@@ -274,6 +277,8 @@ pub static REGISTRY: &[OpType] = &[
     reshape::SLICE,
     reshape::IDENTITY,
     reshape::ZERO_PAD2D,
+    reshape::CROP,
+    reduce::MAGNITUDE,
 ];
 
 /// Finds a layer type by name or alias.

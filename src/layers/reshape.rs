@@ -6,6 +6,16 @@ use super::{Arity, Attrs, Category, Geometry, Layer, OpType, Shape};
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor};
 
+pub const CROP: OpType = OpType {
+    name: "crop",
+    aliases: &["center_crop"],
+    keys: &["size"],
+    arity: Arity::AtLeast(1),
+    fuses_bn: false,
+    build: build_crop,
+    summary: "centre crop to `size`, or to the size of a second input `in: [x, like]` (U-Net skips; torchvision center_crop)",
+};
+
 pub const INPUT: OpType = OpType {
     name: "input",
     aliases: &[],
@@ -226,6 +236,64 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         torch: "StochasticDepth",
         label: format!("stochastic depth {p} {mode}"),
     }))
+}
+
+#[derive(Debug)]
+struct Crop {
+    size: [u64; 2],
+    offset: [u64; 2],
+}
+
+/// torchvision's `center_crop` offset: round((in − out) / 2), halves to even (Python `round`).
+fn centre_offset(input: u64, out: u64) -> u64 {
+    let d = input - out;
+    if d % 2 == 0 {
+        d / 2
+    } else {
+        let k = d / 2;
+        if k % 2 == 0 {
+            k
+        } else {
+            k + 1
+        }
+    }
+}
+
+fn build_crop(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    super::need_4d("crop", a.input())?;
+    let x = a.input().clone();
+    let size = match (a.inputs.len(), a.pair("size")?) {
+        (1, Some(s)) => s,
+        (2, None) => {
+            let like = &a.inputs[1];
+            super::need_4d("crop (its second input)", like)?;
+            [like.0[2], like.0[3]]
+        }
+        (n, _) if n > 2 => {
+            return Err(
+                Diagnostic::new("crop takes one input, or two (`in: [x, like]`)").at(&a.node_path),
+            )
+        }
+        _ => {
+            return Err(Diagnostic::new(
+                "crop needs `size: [h, w]` or a second input `in: [x, like]`, not both",
+            )
+            .at(&a.node_path)
+            .help("U-Net: `{op: crop, in: [enc4, up4]}` crops enc4 to up4's size"))
+        }
+    };
+    if size[0] > x.0[2] || size[1] > x.0[3] {
+        return Err(Diagnostic::new(format!(
+            "cannot crop {}×{} out of a {}×{} input",
+            size[0], size[1], x.0[2], x.0[3]
+        ))
+        .at(&a.node_path));
+    }
+    let offset = [
+        centre_offset(x.0[2], size[0]),
+        centre_offset(x.0[3], size[1]),
+    ];
+    Ok(Box::new(Crop { size, offset }))
 }
 
 #[derive(Debug)]
@@ -570,6 +638,50 @@ impl Layer for ZeroPad {
     }
 }
 
+impl Layer for Crop {
+    fn op(&self) -> &'static str {
+        "crop"
+    }
+    fn label(&self) -> String {
+        format!("crop → {}×{}", self.size[0], self.size[1])
+    }
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let s = &inputs[0].0;
+        Ok(vec![Shape(vec![s[0], s[1], self.size[0], self.size[1]])])
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Crop {
+            offset: self.offset,
+        }
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        _ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let x = inputs[0];
+        let (h, w) = (x.shape[2], x.shape[3]);
+        let [oh, ow] = [self.size[0] as usize, self.size[1] as usize];
+        let [top, left] = [self.offset[0] as usize, self.offset[1] as usize];
+        let mut data = Vec::with_capacity(x.shape[0] * x.shape[1] * oh * ow);
+        for bc in 0..x.shape[0] * x.shape[1] {
+            for y in top..top + oh {
+                data.extend_from_slice(
+                    &x.data[(bc * h + y) * w + left..(bc * h + y) * w + left + ow],
+                );
+            }
+        }
+        Ok(vec![Tensor::new(
+            vec![x.shape[0], x.shape[1], oh, ow],
+            data,
+        )])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testutil::build;
@@ -588,6 +700,12 @@ mod tests {
         let (_, o) = build("pad", "{padding: [0, 0, 1, 1]}", &[&[1, 3, 8, 8]]).unwrap();
         assert_eq!(o[0].0, vec![1, 3, 9, 9]);
         assert!(build("dropout", "{p: 1.5}", &[&[1, 3]]).is_err());
+        // U-Net: 64² cropped to 56² starts at 4; 7 → 4 rounds 1.5 to the even 2.
+        let (_, o) = build("crop", "{size: 56}", &[&[1, 512, 64, 64]]).unwrap();
+        assert_eq!(o[0].0, vec![1, 512, 56, 56]);
+        assert_eq!(super::centre_offset(64, 56), 4);
+        assert_eq!(super::centre_offset(7, 4), 2);
+        assert_eq!(super::centre_offset(6, 3), 2);
         assert!(build("channel_shuffle", "{groups: 3}", &[&[1, 64, 8, 8]]).is_err());
     }
 }
