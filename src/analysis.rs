@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::convention::Convention;
 use crate::error::{Diagnostic, Error};
 use crate::graph::Network;
 use crate::layers::{Params, Shape};
@@ -84,6 +85,8 @@ pub struct Analysis {
     pub outputs: Vec<(String, Shape)>,
     pub totals: Totals,
     pub dtype: Dtype,
+    /// Whose MACs `macs` holds (see [`crate::convention::recount`]); torchvision's by default.
+    pub convention: Convention,
 }
 
 fn overflow(what: &str) -> Error {
@@ -177,6 +180,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         outputs,
         totals: t,
         dtype,
+        convention: Convention::Torchvision,
     })
 }
 

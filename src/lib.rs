@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod analysis;
+pub mod convention;
 pub mod error;
 pub mod expr;
 pub mod geometry;
@@ -24,6 +25,7 @@ pub mod zoo;
 mod testutil;
 
 pub use analysis::{analyze, Analysis, Dtype, LayerStats, Totals};
+pub use convention::Convention;
 pub use error::{Diagnostic, Error, Result};
 pub use graph::{build_network, BuildOptions, Network};
 pub use layers::{Layer, Shape};

@@ -2,7 +2,9 @@
 //! inference, still listed), identity, channel shuffle, channel split and slice, zero padding.
 
 use super::attrs::{Pad4, PaddingSpec};
-use super::{Arity, Attrs, Category, Geometry, Layer, OpType, Shape};
+use super::{
+    mul, per_element, Arity, Attrs, Category, Geometry, Layer, OpType, Saved, Shape, Training,
+};
 use crate::error::Diagnostic;
 
 pub const INPUT: OpType = OpType {
@@ -161,6 +163,42 @@ impl Layer for Passthrough {
     fn torch_type(&self) -> Option<&'static str> {
         Some(self.torch)
     }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        _input_grad: bool,
+        dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let x = &inputs[0];
+        Ok(match self.op {
+            // Training dropout makes a new tensor and keeps a bool mask (1 byte per element):
+            // draw + scale-multiply forward, multiply by the scaled mask backward.
+            "dropout" => Training {
+                forward_flops: per_element(&outputs[0], 2)?,
+                backward_flops: per_element(&outputs[0], 2)?,
+                saved: Saved {
+                    extra_bytes: x.numel()?,
+                    ..Default::default()
+                },
+                view: false,
+            },
+            // Dropout2d multiplies by an N×C×1×1 noise tensor, which the product keeps.
+            "dropout2d" => Training {
+                forward_flops: per_element(&outputs[0], 1)?,
+                backward_flops: per_element(&outputs[0], 1)?,
+                saved: Saved {
+                    extra_bytes: mul(&[x.0[0], x.0[1], dtype_bytes])?,
+                    ..Default::default()
+                },
+                view: false,
+            },
+            _ => Training {
+                view: true,
+                ..Default::default()
+            },
+        })
+    }
 }
 
 fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -237,6 +275,18 @@ impl Layer for Flatten {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Flatten")
     }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        Ok(Training {
+            view: true,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -271,6 +321,16 @@ impl Layer for Shuffle {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ChannelShuffle")
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // A copy; its gradient is the inverse copy. Nothing saved, no FLOPs.
+        Ok(Training::default())
     }
 }
 
@@ -324,6 +384,18 @@ impl Layer for Split {
     fn label(&self) -> String {
         format!("split {:?}", self.sizes)
     }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        Ok(Training {
+            view: true,
+            ..Default::default()
+        })
+    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -371,6 +443,18 @@ impl Layer for Slice {
     }
     fn label(&self) -> String {
         format!("slice {}..{}", self.start, self.end)
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        Ok(Training {
+            view: true,
+            ..Default::default()
+        })
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -427,6 +511,16 @@ impl Layer for ZeroPad {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ZeroPad2d")
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // A copy; its gradient is the inverse copy. Nothing saved, no FLOPs.
+        Ok(Training::default())
     }
 }
 
