@@ -9,6 +9,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod analysis;
+pub mod audit;
+pub mod compare;
 pub mod convention;
 pub mod error;
 pub mod expr;
@@ -18,6 +20,7 @@ pub mod layers;
 pub mod receptive;
 pub mod report;
 pub mod spec;
+pub mod train;
 pub mod yaml;
 pub mod zoo;
 

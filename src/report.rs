@@ -6,6 +6,7 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use serde_json::{json, Value};
 
 use crate::analysis::{Analysis, LayerStats};
+use crate::convention::Convention;
 use crate::layers::Shape;
 use crate::receptive::{fmt_q, q_f64, Field, Q};
 
@@ -231,7 +232,7 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             human_count(t.buffers),
             t.buffers.to_string(),
         ),
-        ("MACs".into(), human_count(t.macs), t.macs.to_string()),
+        (macs_label(a), human_count(t.macs), t.macs.to_string()),
         ("FLOPs".into(), human_count(t.flops), t.flops.to_string()),
         (
             format!("Parameter memory ({dt})"),
@@ -254,6 +255,15 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             t.peak_activation_bytes.to_string(),
         ),
     ]
+}
+
+/// `MACs`, or `MACs (fvcore)` under another tool's convention.
+fn macs_label(a: &Analysis) -> String {
+    if a.convention == Convention::Torchvision {
+        "MACs".into()
+    } else {
+        format!("MACs ({})", a.convention.name())
+    }
 }
 
 fn header(a: &Analysis) -> String {
@@ -352,6 +362,109 @@ pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
     }
 }
 
+/// A sweep: one row of totals per analysis (the same model at several input sizes and
+/// batches), so that cost and memory can be read against the setting. JSON: an array of
+/// `{model, input, dtype, convention, totals}`.
+pub fn sweep(analyses: &[Analysis], format: Format) -> String {
+    if format == Format::Json {
+        let v: Vec<Value> = analyses
+            .iter()
+            .map(|a| {
+                json!({
+                    "model": a.model,
+                    "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
+                    "dtype": a.dtype,
+                    "convention": a.convention,
+                    "totals": a.totals,
+                })
+            })
+            .collect();
+        return serde_json::to_string_pretty(&v).expect("serialisable") + "\n";
+    }
+    let setting = |a: &Analysis| {
+        let s = a.inputs.first().cloned().unwrap_or(Shape(vec![]));
+        (s.per_sample(), s.0.first().copied().unwrap_or(1))
+    };
+    if format == Format::Csv {
+        let mut out = String::from("model,input,batch,params,macs,flops,param_bytes,activation_bytes,peak_activation_bytes\n");
+        for a in analyses {
+            let (input, batch) = setting(a);
+            let t = &a.totals;
+            out += &format!(
+                "{},{},{batch},{},{},{},{},{},{}\n",
+                csv_field(&a.model),
+                input.replace('×', "x"),
+                t.params,
+                t.macs,
+                t.flops,
+                t.param_bytes,
+                t.activation_bytes,
+                t.peak_activation_bytes
+            );
+        }
+        return out;
+    }
+    let markdown = format == Format::Markdown;
+    let mut t = Table::new();
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    let Some(first) = analyses.first() else {
+        return String::new();
+    };
+    let dt = format!("{:?}", first.dtype).to_lowercase();
+    t.set_header(vec![
+        "Input".to_string(),
+        "Batch".into(),
+        "Params".into(),
+        macs_label(first),
+        "FLOPs".into(),
+        format!("Param mem ({dt})"),
+        format!("Activations ({dt})"),
+        format!("Peak act. mem ({dt})"),
+        "MACs ×".into(),
+        "Peak ×".into(),
+    ]);
+    let base = &first.totals;
+    let x = |a: u64, b: u64| {
+        if b == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", a as f64 / b as f64)
+        }
+    };
+    for a in analyses {
+        let (input, batch) = setting(a);
+        let r = &a.totals;
+        let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+        t.add_row(vec![
+            Cell::new(input),
+            right(batch.to_string()),
+            right(human_count(r.params)),
+            right(human_count(r.macs)),
+            right(human_count(r.flops)),
+            right(human_bytes(r.param_bytes)),
+            right(human_bytes(r.activation_bytes)),
+            right(human_bytes(r.peak_activation_bytes)),
+            right(x(r.macs, base.macs)),
+            right(x(r.peak_activation_bytes, base.peak_activation_bytes)),
+        ]);
+    }
+    let title = format!(
+        "{}: {} settings (ratios to the first)",
+        first.model,
+        analyses.len()
+    );
+    if markdown {
+        format!("**{title}**\n\n{t}\n")
+    } else {
+        format!("{title}\n{t}\n")
+    }
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -412,6 +525,7 @@ pub fn json(a: &Analysis) -> Value {
         "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
         "inputs": a.inputs.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
         "dtype": a.dtype,
+        "convention": a.convention,
         "layers": layers,
         "outputs": a.outputs.iter().map(|(n, s)| json!({"name": n, "shape": s.0})).collect::<Vec<_>>(),
         "totals": a.totals,
