@@ -33,6 +33,8 @@ pub struct Entry {
     pub rf: Option<[Q; 2]>,
     /// Whether a merge on the way was not aligned (the field is then approximate).
     pub rf_aligned: bool,
+    /// Which setting of a sweep this is: the k-th entry of a model is its k-th setting.
+    pub setting: usize,
 }
 
 impl Entry {
@@ -40,7 +42,12 @@ impl Entry {
     /// convention (conv, transposed conv, linear), whatever convention `a` holds.
     pub fn new(a: &Analysis) -> Entry {
         let cov = report::coverage(a);
-        let field = cov.last.and_then(|i| a.layers[i].rf.as_ref());
+        // A model whose only spatial tensor is its input (an MLP on an image) has no trunk
+        // field: every unit sees the whole input.
+        let field = cov
+            .last
+            .filter(|&i| !a.layers[i].inputs.is_empty())
+            .and_then(|i| a.layers[i].rf.as_ref());
         Entry {
             name: a.model.clone(),
             input: a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
@@ -52,6 +59,7 @@ impl Entry {
             depth: a.layers.iter().filter(|l| l.weighted).count(),
             rf: field.map(|f| [f.axes[0].size, f.axes[1].size]),
             rf_aligned: field.is_none_or(|f| f.aligned),
+            setting: 0,
         }
     }
 
@@ -117,7 +125,13 @@ pub struct Comparison {
 impl Comparison {
     /// Builds a comparison of analyses; `baseline` must name one of the models.
     pub fn new(analyses: &[Analysis], baseline: Option<&str>) -> Result<Comparison, Error> {
-        let entries: Vec<Entry> = analyses.iter().map(Entry::new).collect();
+        let mut entries: Vec<Entry> = analyses.iter().map(Entry::new).collect();
+        for i in 0..entries.len() {
+            entries[i].setting = entries[..i]
+                .iter()
+                .filter(|e| e.name == entries[i].name)
+                .count();
+        }
         if let Some(b) = baseline {
             if !entries.iter().any(|e| e.name == b) {
                 let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -158,14 +172,15 @@ impl Comparison {
         }
     }
 
-    /// Ratios of entry `i` to the baseline at the same setting, if there is one.
+    /// Ratios of entry `i` to the baseline's entry for the same setting (the same position in
+    /// the sweep; each model at its own input size when none is given), if there is one.
     pub fn ratios(&self, i: usize) -> Option<Ratios> {
         let name = self.baseline.as_ref()?;
         let e = &self.entries[i];
         let b = self
             .entries
             .iter()
-            .find(|b| &b.name == name && b.input == e.input)?;
+            .find(|b| &b.name == name && b.setting == e.setting)?;
         Some(Ratios {
             params: ratio(e.params, b.params),
             macs: ratio(e.macs, b.macs),
@@ -448,11 +463,9 @@ pub fn chart_svg(c: &Comparison) -> Result<String, Error> {
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
-                    "{macs_label} vs parameters — bubble area ∝ peak activation memory ({:?})",
-                    c.dtype
-                )
-                .to_lowercase()
-                .replacen("macs", "MACs", 1),
+                    "{macs_label} vs parameters — bubble area ∝ peak activation memory ({})",
+                    format!("{:?}", c.dtype).to_lowercase()
+                ),
                 ("sans-serif", 20),
             )
             .margin(24)
@@ -539,6 +552,19 @@ mod tests {
         // Final fields (tests/rf.rs has them from PyTorch gradients): AlexNet 195, ResNet-50 427.
         assert_eq!(c.entries[0].rf, Some([Q::from(195), Q::from(195)]));
         assert_eq!(c.entries[1].rf, Some([Q::from(427), Q::from(427)]));
+    }
+
+    #[test]
+    fn models_at_their_own_inputs() {
+        // LeNet-5 (32²) against the MLP (28²): ratios are taken at the same sweep position even
+        // though the inputs differ. 203,530 / 61,706 parameters. The MLP flattens its input at
+        // once: no trunk field.
+        let a = [analysis("lenet5"), analysis("mlp3")];
+        let c = Comparison::new(&a, Some("lenet5")).unwrap();
+        let r = c.ratios(1).unwrap();
+        assert!((r.params.unwrap() - 203_530.0 / 61_706.0).abs() < 1e-12);
+        assert_eq!(c.entries[1].rf, None);
+        assert_eq!(c.entries[0].rf, Some([Q::from(16), Q::from(16)]));
     }
 
     #[test]
