@@ -21,7 +21,14 @@ pub enum Format {
 
 /// `1234567` → `1.23 M` (powers of 1000; exact below 1000).
 pub fn human_count(n: u64) -> String {
-    const UNITS: [(&str, f64); 4] = [("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)];
+    const UNITS: [(&str, f64); 6] = [
+        ("E", 1e18),
+        ("P", 1e15),
+        ("T", 1e12),
+        ("G", 1e9),
+        ("M", 1e6),
+        ("K", 1e3),
+    ];
     for (u, s) in UNITS {
         if n as f64 >= s {
             return format!("{:.2} {u}", n as f64 / s);
@@ -541,6 +548,7 @@ mod tests {
         assert_eq!(human_count(999), "999");
         assert_eq!(human_count(25_557_032), "25.56 M");
         assert_eq!(human_count(4_089_184_256), "4.09 G");
+        assert_eq!(human_count(2_835_645_759_728_851_680), "2.84 E");
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(3 * 1024 * 1024), "3.00 MiB");
     }
