@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::analysis::Analysis;
 use crate::error::Error;
 use crate::graph::{NetNode, Network};
-use crate::layers::{Category, Shape, WeightInfo, WeightKind, Window};
+use crate::layers::{Category, Shape, WeightInfo, WeightedKind, Window};
 use crate::receptive::{fmt_q, q_f64, Q};
 use crate::report::{coverage, human_bytes, human_count};
 
@@ -251,7 +251,7 @@ impl<'a> Findings<'a> {
 
     fn bias_before_norm(&mut self, k: usize) {
         let node = &self.net.nodes[k];
-        let Some(w) = node.layer.weights() else {
+        let Some(w) = node.layer.weight_info() else {
             return;
         };
         let cons = &self.consumers[k];
@@ -428,7 +428,7 @@ impl<'a> Findings<'a> {
 
     fn channels(&mut self, k: usize) {
         let node = &self.net.nodes[k];
-        let Some(w) = node.layer.weights() else {
+        let Some(w) = node.layer.weight_info() else {
             return;
         };
         let from_input = node
@@ -468,7 +468,7 @@ impl<'a> Findings<'a> {
             if std::mem::replace(&mut seen[c], true) {
                 continue;
             }
-            if self.net.nodes[c].layer.weights().is_some() {
+            if self.net.nodes[c].layer.weight_info().is_some() {
                 return true;
             }
             stack.extend(&self.consumers[c]);
@@ -478,12 +478,12 @@ impl<'a> Findings<'a> {
 
     fn large_kernel(&mut self, k: usize) {
         let node = &self.net.nodes[k];
-        let Some(w) = node.layer.weights() else {
+        let Some(w) = node.layer.weight_info() else {
             return;
         };
         let kk = w.kernel[0];
         let p = w.pad.top;
-        if w.kind != WeightKind::Conv
+        if w.kind != WeightedKind::Conv
             || w.kernel[1] != kk
             || kk < 5
             || kk % 2 == 0
@@ -549,10 +549,10 @@ impl<'a> Findings<'a> {
 
     fn bottleneck(&mut self, k: usize) {
         let node = &self.net.nodes[k];
-        let Some(w) = node.layer.weights() else {
+        let Some(w) = node.layer.weight_info() else {
             return;
         };
-        if w.kind != WeightKind::Conv
+        if w.kind != WeightedKind::Conv
             || w.kernel != [3, 3]
             || w.groups != 1
             || w.in_ch < 256
@@ -615,7 +615,7 @@ impl<'a> Findings<'a> {
                 return false;
             }
             let s = &self.net.nodes[src];
-            match s.layer.weights() {
+            match s.layer.weight_info() {
                 Some(w) => return w.kernel == [1, 1] && w.out_ch < w.in_ch,
                 None if s.inputs.len() == 1 => cur = src,
                 None => return false,
@@ -630,8 +630,8 @@ impl<'a> Findings<'a> {
             .nodes
             .iter()
             .enumerate()
-            .filter_map(|(k, n)| n.layer.weights().map(|w| (k, w)))
-            .filter(|(_, w)| w.kind == WeightKind::Linear)
+            .filter_map(|(k, n)| n.layer.weight_info().map(|w| (k, w)))
+            .filter(|(_, w)| w.kind == WeightedKind::Linear)
             .collect();
         let fc_params: u64 = fcs
             .iter()

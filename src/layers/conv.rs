@@ -4,7 +4,7 @@
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
     add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer,
-    OpType, Params, Saved, Shape, Training, WeightInfo, WeightKind, Window,
+    OpType, Params, Saved, Shape, Training, WeightInfo, WeightedKind, Window,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -283,12 +283,12 @@ impl Layer for Conv2d {
             "Conv2d"
         })
     }
-    fn weights(&self) -> Option<WeightInfo> {
+    fn weight_info(&self) -> Option<WeightInfo> {
         Some(WeightInfo {
             kind: if self.transposed {
-                WeightKind::Transposed
+                WeightedKind::Transposed
             } else {
-                WeightKind::Conv
+                WeightedKind::Conv
             },
             in_ch: self.in_ch,
             out_ch: self.out_ch,

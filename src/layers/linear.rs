@@ -2,7 +2,7 @@
 
 use super::{
     add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Saved,
-    Shape, Training, WeightInfo, WeightKind,
+    Shape, Training, WeightInfo, WeightedKind,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -105,9 +105,9 @@ impl Layer for Linear {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Linear")
     }
-    fn weights(&self) -> Option<WeightInfo> {
+    fn weight_info(&self) -> Option<WeightInfo> {
         Some(WeightInfo {
-            kind: WeightKind::Linear,
+            kind: WeightedKind::Linear,
             in_ch: self.in_features,
             out_ch: self.out_features,
             kernel: [1, 1],

@@ -140,7 +140,7 @@ pub enum Category {
 
 /// What kind of weighted layer a [`WeightInfo`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightKind {
+pub enum WeightedKind {
     Conv,
     Transposed,
     Linear,
@@ -150,7 +150,7 @@ pub enum WeightKind {
 /// audits. A linear layer has a 1×1 kernel, stride 1, no padding and one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightInfo {
-    pub kind: WeightKind,
+    pub kind: WeightedKind,
     pub in_ch: u64,
     pub out_ch: u64,
     pub kernel: [u64; 2],
@@ -242,7 +242,7 @@ pub trait Layer: fmt::Debug + Send + Sync {
         None
     }
     /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
-    fn weights(&self) -> Option<WeightInfo> {
+    fn weight_info(&self) -> Option<WeightInfo> {
         None
     }
     /// The sliding window of a convolution or pooling layer (not of a transposed convolution).
