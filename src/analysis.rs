@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::convention::Convention;
 use crate::error::{Diagnostic, Error};
 use crate::graph::Network;
 use crate::layers::{Params, Shape};
@@ -52,6 +53,9 @@ pub struct LayerStats {
     pub params: Params,
     pub macs: u64,
     pub flops: u64,
+    /// Whether it is a weighted layer: one with MACs under the torchvision convention
+    /// (convolution, transposed convolution, linear). Kept when `macs` is recounted.
+    pub weighted: bool,
     /// Bytes of new memory its outputs take (0 for views such as flatten or dropout).
     pub activation_bytes: u64,
     /// The block instances it sits in, outermost first: (instance path, block name), e.g.
@@ -84,6 +88,8 @@ pub struct Analysis {
     pub outputs: Vec<(String, Shape)>,
     pub totals: Totals,
     pub dtype: Dtype,
+    /// Whose MACs `macs` holds (see [`crate::convention::recount`]); torchvision's by default.
+    pub convention: Convention,
 }
 
 fn overflow(what: &str) -> Error {
@@ -145,6 +151,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
             params,
             macs: cost.macs,
             flops: cost.flops,
+            weighted: cost.macs > 0,
             activation_bytes: bytes,
             blocks: instance_chain(net, node.instance),
             rf: fields.next().flatten(),
@@ -177,6 +184,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         outputs,
         totals: t,
         dtype,
+        convention: Convention::Torchvision,
     })
 }
 

@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use archscope::audit::{self, parse_quantity, Budgets, Quantity};
+use archscope::compare::{self, Comparison, SortKey};
+use archscope::convention::{recount, Convention};
 use archscope::dot::{self, Collapse, DotOptions, RankDir, Show};
 use archscope::error::did_you_mean;
 use archscope::report::{self, Format};
-use archscope::{analyze, zoo, BuildOptions, Dtype, Network};
+use archscope::train::{self, Optimizer};
+use archscope::{analyze, zoo, Analysis, BuildOptions, Dtype, Network};
 
 #[derive(Parser)]
 #[command(
@@ -103,21 +107,173 @@ enum ShowArg {
     None,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ConventionArg {
+    Torchvision,
+    Fvcore,
+    Ptflops,
+    Thop,
+    Torchinfo,
+}
+
+impl From<ConventionArg> for Convention {
+    fn from(c: ConventionArg) -> Convention {
+        match c {
+            ConventionArg::Torchvision => Convention::Torchvision,
+            ConventionArg::Fvcore => Convention::Fvcore,
+            ConventionArg::Ptflops => Convention::Ptflops,
+            ConventionArg::Thop => Convention::Thop,
+            ConventionArg::Torchinfo => Convention::Torchinfo,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SortArg {
+    Macs,
+    Params,
+    Flops,
+    Memory,
+    Depth,
+    Rf,
+    Name,
+}
+
+impl From<SortArg> for SortKey {
+    fn from(s: SortArg) -> SortKey {
+        match s {
+            SortArg::Macs => SortKey::Macs,
+            SortArg::Params => SortKey::Params,
+            SortArg::Flops => SortKey::Flops,
+            SortArg::Memory => SortKey::Memory,
+            SortArg::Depth => SortKey::Depth,
+            SortArg::Rf => SortKey::Rf,
+            SortArg::Name => SortKey::Name,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TextFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TrainFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Momentum,
+    Nesterov,
+    Adagrad,
+    Rmsprop,
+    Adam,
+    Adamw,
+}
+
+impl From<OptimizerArg> for Optimizer {
+    fn from(o: OptimizerArg) -> Optimizer {
+        match o {
+            OptimizerArg::Sgd => Optimizer::Sgd,
+            OptimizerArg::Momentum => Optimizer::Momentum,
+            OptimizerArg::Nesterov => Optimizer::Nesterov,
+            OptimizerArg::Adagrad => Optimizer::Adagrad,
+            OptimizerArg::Rmsprop => Optimizer::Rmsprop,
+            OptimizerArg::Adam => Optimizer::Adam,
+            OptimizerArg::Adamw => Optimizer::Adamw,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TrainDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
 #[derive(clap::Args)]
 struct ModelArgs {
     /// A YAML architecture file, or the name of an embedded zoo model (see `archscope zoo`).
     model: String,
-    /// Input size per sample: CxHxW, HxW (keeps the model's channels) or S (square).
+    #[command(flatten)]
+    setting: SettingArgs,
+}
+
+#[derive(clap::Args)]
+struct SettingArgs {
+    /// Input size per sample: CxHxW, HxW (keeps the model's channels) or S (square). A
+    /// comma-separated list (224,320,448) sweeps several sizes where the command allows it.
     #[arg(long)]
     input: Option<String>,
-    /// Batch size.
-    #[arg(long, default_value_t = 1)]
+    /// Batch size; a comma-separated list (1,8,32) sweeps several where the command allows it.
+    #[arg(long, default_value = "1")]
+    batch: String,
+}
+
+/// One input size (None: the model's own) and batch.
+#[derive(Clone)]
+struct Setting {
+    input: Option<Vec<u64>>,
     batch: u64,
+}
+
+impl SettingArgs {
+    /// Every combination of the listed input sizes and batches, sizes outermost.
+    fn settings(&self) -> Result<Vec<Setting>> {
+        let inputs: Vec<Option<Vec<u64>>> = match &self.input {
+            None => vec![None],
+            Some(s) => s
+                .split(',')
+                .map(|p| parse_input(p.trim()).map(Some))
+                .collect::<Result<_>>()?,
+        };
+        let batches = self
+            .batch
+            .split(',')
+            .map(|b| {
+                b.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&b| b > 0)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "--batch {}: expected positive integers like 32 or 1,8,32",
+                            self.batch
+                        )
+                    })
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        Ok(inputs
+            .iter()
+            .flat_map(|i| {
+                batches.iter().map(move |&batch| Setting {
+                    input: i.clone(),
+                    batch,
+                })
+            })
+            .collect())
+    }
+
+    /// The single setting of a command that does not sweep.
+    fn single(&self, command: &str) -> Result<Setting> {
+        let mut s = self.settings()?;
+        if s.len() != 1 {
+            bail!("`{command}` takes one --input and one --batch (sweeps work with summary and compare)");
+        }
+        Ok(s.remove(0))
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Per-layer output shapes, parameters, MACs, FLOPs and memory, with totals.
+    /// Per-layer output shapes, parameters, MACs, FLOPs and memory, with totals; with several
+    /// --input or --batch values, one row of totals per setting.
     Summary {
         #[command(flatten)]
         model: ModelArgs,
@@ -129,6 +285,86 @@ enum Command {
         /// Element type for memory figures.
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DtypeArg,
+        /// Count MACs as this tool does (torchvision: conv/linear MACs, the default).
+        #[arg(long, value_enum, default_value = "torchvision")]
+        convention: ConventionArg,
+    },
+    /// Compare models side by side: parameters, MACs, FLOPs, memory, depth, receptive field,
+    /// ratios to a baseline; optionally an SVG chart.
+    Compare {
+        /// Models: YAML files or zoo names.
+        #[arg(required = true)]
+        models: Vec<String>,
+        #[command(flatten)]
+        setting: SettingArgs,
+        /// Order of the rows (ascending; names alphabetically).
+        #[arg(long, value_enum)]
+        sort: Option<SortArg>,
+        /// A model (as given, or by its name) to express the others as ratios of.
+        #[arg(long)]
+        baseline: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+        /// Also draw MACs against parameters (bubble area = peak activation memory) into
+        /// this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        #[arg(long, value_enum, default_value = "torchvision")]
+        convention: ConventionArg,
+    },
+    /// Check budgets (exit 1 when one is exceeded) and report design findings.
+    Audit {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Most parameters allowed (K/M/G = ×1000), e.g. 25M.
+        #[arg(long, value_name = "N")]
+        max_params: Option<String>,
+        /// Most MACs allowed, e.g. 4G (under --convention).
+        #[arg(long, value_name = "N")]
+        max_macs: Option<String>,
+        /// Most FLOPs allowed, e.g. 8G.
+        #[arg(long, value_name = "N")]
+        max_flops: Option<String>,
+        /// Most peak activation memory allowed (KiB/MiB/GiB = ×1024), e.g. 2GiB.
+        #[arg(long, value_name = "BYTES")]
+        max_peak_memory: Option<String>,
+        /// Least final receptive field (pixels, both axes).
+        #[arg(long, value_name = "N")]
+        min_rf: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextFormat,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        #[arg(long, value_enum, default_value = "torchvision")]
+        convention: ConventionArg,
+    },
+    /// Training cost and memory: iterations, training FLOPs, wall time, and weights +
+    /// gradients + optimizer state + saved activations.
+    Train {
+        /// A YAML architecture file, or a zoo model name.
+        model: String,
+        /// Samples in the training set.
+        #[arg(long)]
+        dataset_size: u64,
+        /// Samples per iteration.
+        #[arg(long)]
+        batch: u64,
+        #[arg(long)]
+        epochs: u64,
+        /// Input size per sample (CxHxW, HxW or S).
+        #[arg(long)]
+        input: Option<String>,
+        #[arg(long, value_enum, default_value = "sgd")]
+        optimizer: OptimizerArg,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: TrainDtype,
+        /// Sustained throughput in TFLOP/s, for the wall time.
+        #[arg(long, value_name = "TFLOPS")]
+        throughput: Option<f64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TrainFormat,
     },
     /// Receptive field of every layer (size, jump, start, effective padding), and what the input
     /// size means for it.
@@ -225,6 +461,25 @@ pub fn main() -> i32 {
     }
 }
 
+/// Builds and analyses `model` at `setting`, with MACs under `convention`.
+fn analysis(
+    model: &str,
+    setting: &Setting,
+    dtype: Dtype,
+    convention: Convention,
+) -> Result<(Network, Analysis)> {
+    let net = load(model, setting)?;
+    let mut a = analyze(&net, dtype)?;
+    recount(&net, &mut a, convention)?;
+    Ok((net, a))
+}
+
+fn count(flag: &str, v: &Option<String>, kind: Quantity) -> Result<Option<u64>> {
+    v.as_ref()
+        .map(|s| parse_quantity(s, kind).map_err(|e| anyhow!("{flag} {e}")))
+        .transpose()
+}
+
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Summary {
@@ -232,13 +487,126 @@ fn run(cli: Cli) -> Result<i32> {
             format,
             depth,
             dtype,
+            convention,
         } => {
-            let net = load(&model)?;
-            let a = analyze(&net, dtype.into())?;
-            print!("{}", report::summary(&a, format.into(), depth));
+            let settings = model.setting.settings()?;
+            let mut all = Vec::new();
+            for s in &settings {
+                all.push(analysis(&model.model, s, dtype.into(), convention.into())?.1);
+            }
+            if all.len() == 1 {
+                print!("{}", report::summary(&all[0], format.into(), depth));
+            } else {
+                print!("{}", report::sweep(&all, format.into()));
+            }
+        }
+        Command::Compare {
+            models,
+            setting,
+            sort,
+            baseline,
+            format,
+            chart,
+            dtype,
+            convention,
+        } => {
+            let settings = setting.settings()?;
+            let mut all = Vec::new();
+            let mut names = Vec::new();
+            for m in &models {
+                for s in &settings {
+                    let (_, a) = analysis(m, s, dtype.into(), convention.into())?;
+                    names.push((m.clone(), a.model.clone()));
+                    all.push(a);
+                }
+            }
+            // The baseline may be given as written on the command line or by model name.
+            let base = baseline
+                .as_ref()
+                .map(|b| {
+                    names
+                        .iter()
+                        .find(|(arg, name)| arg == b || name == b)
+                        .map(|(_, name)| name.clone())
+                        .ok_or_else(|| anyhow!("--baseline {b} is not one of the compared models"))
+                })
+                .transpose()?;
+            let mut c = Comparison::new(&all, base.as_deref())?;
+            if let Some(k) = sort {
+                c.sort(k.into());
+            }
+            print!("{}", compare::render(&c, format.into()));
+            if let Some(path) = chart {
+                let svg = compare::chart_svg(&c)?;
+                std::fs::write(&path, svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("chart written to {}", path.display());
+            }
+        }
+        Command::Audit {
+            model,
+            max_params,
+            max_macs,
+            max_flops,
+            max_peak_memory,
+            min_rf,
+            format,
+            dtype,
+            convention,
+        } => {
+            let budgets = Budgets {
+                max_params: count("--max-params", &max_params, Quantity::Count)?,
+                max_macs: count("--max-macs", &max_macs, Quantity::Count)?,
+                max_flops: count("--max-flops", &max_flops, Quantity::Count)?,
+                max_peak_memory: count("--max-peak-memory", &max_peak_memory, Quantity::Bytes)?,
+                min_rf: count("--min-rf", &min_rf, Quantity::Count)?,
+            };
+            let setting = model.setting.single("audit")?;
+            let (net, a) = analysis(&model.model, &setting, dtype.into(), convention.into())?;
+            let result = audit::audit(&net, &a, &budgets)?;
+            print!("{}", audit::render(&result, format == TextFormat::Json));
+            return Ok(if result.passed() { 0 } else { 1 });
+        }
+        Command::Train {
+            model,
+            dataset_size,
+            batch,
+            epochs,
+            input,
+            optimizer,
+            dtype,
+            throughput,
+            format,
+        } => {
+            if batch == 0 || dataset_size == 0 || epochs == 0 {
+                bail!("--dataset-size, --batch and --epochs must be at least 1");
+            }
+            if throughput.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+                bail!("--throughput must be a positive number of TFLOP/s");
+            }
+            let setting = Setting {
+                input: input.as_deref().map(parse_input).transpose()?,
+                batch,
+            };
+            let net = load(&model, &setting)?;
+            let cfg = train::Config {
+                dataset_size,
+                batch,
+                epochs,
+                optimizer: optimizer.into(),
+                dtype: match dtype {
+                    TrainDtype::F32 => Dtype::F32,
+                    TrainDtype::F16 => Dtype::F16,
+                    TrainDtype::Bf16 => Dtype::Bf16,
+                },
+                throughput_tflops: throughput,
+            };
+            let p = train::plan(&net, &cfg)?;
+            print!("{}", train::render(&p, format == TrainFormat::Json));
         }
         Command::Rf { model, format } => {
-            let net = load(&model)?;
+            let setting = model.setting.single("rf")?;
+            let net = load(&model.model, &setting)?;
             let a = analyze(&net, Dtype::F32)?;
             if format == OutFormat::Csv {
                 bail!("rf has no CSV form; use --format table, markdown or json");
@@ -280,7 +648,7 @@ fn run(cli: Cli) -> Result<i32> {
             show,
             no_fuse,
         } => {
-            let net = load(&model)?;
+            let net = load_one(&model, "dot")?;
             let a = analyze(&net, Dtype::F32)?;
             let opts = DotOptions {
                 collapse: match collapse {
@@ -389,13 +757,13 @@ fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Res
 
 /// Parses `CxHxW`, `HxW` or `S`.
 fn parse_input(s: &str) -> Result<Vec<u64>> {
-    let parts: Vec<&str> = s.split(['x', 'X', '×', ',']).map(str::trim).collect();
+    let parts: Vec<&str> = s.split(['x', 'X', '×']).map(str::trim).collect();
     let dims = parts
         .iter()
         .map(|p| p.parse::<u64>().ok().filter(|&d| d > 0))
         .collect::<Option<Vec<u64>>>()
         .ok_or_else(|| {
-            anyhow!("--input {s}: expected positive integers like 3x224x224, 224x224 or 224")
+            anyhow!("--input {s}: expected positive integers like 3x224x224, 224x224 or 224 (a comma separates sweep values)")
         })?;
     match dims.len() {
         1..=3 => Ok(dims),
@@ -403,28 +771,39 @@ fn parse_input(s: &str) -> Result<Vec<u64>> {
     }
 }
 
-/// Loads a model from a file or the zoo, applying --input and --batch.
-fn load(args: &ModelArgs) -> Result<Network> {
-    if args.batch == 0 {
+/// Loads a model for a command that takes one --input and one --batch.
+fn load_one(model: &ModelArgs, command: &str) -> Result<Network> {
+    let setting = model.setting.single(command)?;
+    load(&model.model, &setting)
+}
+
+/// Loads a model from a file or the zoo at a setting.
+fn load(model: &str, setting: &Setting) -> Result<Network> {
+    if setting.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (file, text) = read_model(&args.model)?;
+    let (file, text) = read_model(model)?;
     let mut opts = BuildOptions {
-        batch: args.batch,
+        batch: setting.batch,
         input: None,
     };
-    if let Some(s) = &args.input {
-        let dims = parse_input(s)?;
+    if let Some(dims) = &setting.input {
+        // The declared shape, read without building (a model may be valid only at --input).
         let doc = archscope::yaml::Document::parse(&file, &text).map_err(archscope::Error::from)?;
         let declared = archscope::graph::declared_inputs(&doc)?;
         let first = declared.first().map(|(_, d)| d.clone()).unwrap_or_default();
+        let shown = dims
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
         opts.input = Some(match dims.len() {
-            3 => dims,
+            3 => dims.clone(),
             // HxW or S: keep the declared channels.
             2 if first.len() == 3 => vec![first[0], dims[0], dims[1]],
             1 if first.len() == 3 => vec![first[0], dims[0], dims[0]],
-            1 if first.len() == 1 => dims,
-            _ => bail!("--input {s} does not fit the model's input {:?}", first),
+            1 if first.len() == 1 => dims.clone(),
+            _ => bail!("--input {shown} does not fit the model's input {:?}", first),
         });
     }
     Ok(Network::from_yaml(&file, &text, &opts)?)
@@ -508,7 +887,7 @@ fn ops_listing() -> String {
 }
 
 fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
-    let net = load(model)?;
+    let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
     let weights = archscope::exec::init_weights(&net, seed)?;
     let report = archscope::check::check(&net, &a, &weights, seed)?;
@@ -588,7 +967,7 @@ fn run_model(
     if repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let net = load(model)?;
+    let net = load_one(model, "run")?;
     let a = analyze(&net, Dtype::F32)?;
     let w = match &weights {
         Some(file) => {

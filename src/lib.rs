@@ -9,7 +9,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod analysis;
+pub mod audit;
 pub mod check;
+pub mod compare;
+pub mod convention;
 pub mod dot;
 pub mod error;
 pub mod exec;
@@ -20,6 +23,7 @@ pub mod layers;
 pub mod receptive;
 pub mod report;
 pub mod spec;
+pub mod train;
 pub mod yaml;
 pub mod zoo;
 
@@ -27,6 +31,7 @@ pub mod zoo;
 mod testutil;
 
 pub use analysis::{analyze, Analysis, Dtype, LayerStats, Totals};
+pub use convention::Convention;
 pub use error::{Diagnostic, Error, Result};
 pub use graph::{build_network, BuildOptions, Network};
 pub use layers::{Layer, Shape};

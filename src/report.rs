@@ -6,6 +6,7 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use serde_json::{json, Value};
 
 use crate::analysis::{Analysis, LayerStats};
+use crate::convention::Convention;
 use crate::layers::Shape;
 use crate::receptive::{fmt_q, q_f64, Field, Q};
 
@@ -20,7 +21,14 @@ pub enum Format {
 
 /// `1234567` → `1.23 M` (powers of 1000; exact below 1000).
 pub fn human_count(n: u64) -> String {
-    const UNITS: [(&str, f64); 4] = [("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)];
+    const UNITS: [(&str, f64); 6] = [
+        ("E", 1e18),
+        ("P", 1e15),
+        ("T", 1e12),
+        ("G", 1e9),
+        ("M", 1e6),
+        ("K", 1e3),
+    ];
     for (u, s) in UNITS {
         if n as f64 >= s {
             return format!("{:.2} {u}", n as f64 / s);
@@ -231,7 +239,7 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             human_count(t.buffers),
             t.buffers.to_string(),
         ),
-        ("MACs".into(), human_count(t.macs), t.macs.to_string()),
+        (macs_label(a), human_count(t.macs), t.macs.to_string()),
         ("FLOPs".into(), human_count(t.flops), t.flops.to_string()),
         (
             format!("Parameter memory ({dt})"),
@@ -254,6 +262,15 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             t.peak_activation_bytes.to_string(),
         ),
     ]
+}
+
+/// `MACs`, or `MACs (fvcore)` under another tool's convention.
+fn macs_label(a: &Analysis) -> String {
+    if a.convention == Convention::Torchvision {
+        "MACs".into()
+    } else {
+        format!("MACs ({})", a.convention.name())
+    }
 }
 
 fn header(a: &Analysis) -> String {
@@ -352,6 +369,109 @@ pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
     }
 }
 
+/// A sweep: one row of totals per analysis (the same model at several input sizes and
+/// batches), so that cost and memory can be read against the setting. JSON: an array of
+/// `{model, input, dtype, convention, totals}`.
+pub fn sweep(analyses: &[Analysis], format: Format) -> String {
+    if format == Format::Json {
+        let v: Vec<Value> = analyses
+            .iter()
+            .map(|a| {
+                json!({
+                    "model": a.model,
+                    "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
+                    "dtype": a.dtype,
+                    "convention": a.convention,
+                    "totals": a.totals,
+                })
+            })
+            .collect();
+        return serde_json::to_string_pretty(&v).expect("serialisable") + "\n";
+    }
+    let setting = |a: &Analysis| {
+        let s = a.inputs.first().cloned().unwrap_or(Shape(vec![]));
+        (s.per_sample(), s.0.first().copied().unwrap_or(1))
+    };
+    if format == Format::Csv {
+        let mut out = String::from("model,input,batch,params,macs,flops,param_bytes,activation_bytes,peak_activation_bytes\n");
+        for a in analyses {
+            let (input, batch) = setting(a);
+            let t = &a.totals;
+            out += &format!(
+                "{},{},{batch},{},{},{},{},{},{}\n",
+                csv_field(&a.model),
+                input.replace('×', "x"),
+                t.params,
+                t.macs,
+                t.flops,
+                t.param_bytes,
+                t.activation_bytes,
+                t.peak_activation_bytes
+            );
+        }
+        return out;
+    }
+    let markdown = format == Format::Markdown;
+    let mut t = Table::new();
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    let Some(first) = analyses.first() else {
+        return String::new();
+    };
+    let dt = format!("{:?}", first.dtype).to_lowercase();
+    t.set_header(vec![
+        "Input".to_string(),
+        "Batch".into(),
+        "Params".into(),
+        macs_label(first),
+        "FLOPs".into(),
+        format!("Param mem ({dt})"),
+        format!("Activations ({dt})"),
+        format!("Peak act. mem ({dt})"),
+        "MACs ×".into(),
+        "Peak ×".into(),
+    ]);
+    let base = &first.totals;
+    let x = |a: u64, b: u64| {
+        if b == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.2}", a as f64 / b as f64)
+        }
+    };
+    for a in analyses {
+        let (input, batch) = setting(a);
+        let r = &a.totals;
+        let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+        t.add_row(vec![
+            Cell::new(input),
+            right(batch.to_string()),
+            right(human_count(r.params)),
+            right(human_count(r.macs)),
+            right(human_count(r.flops)),
+            right(human_bytes(r.param_bytes)),
+            right(human_bytes(r.activation_bytes)),
+            right(human_bytes(r.peak_activation_bytes)),
+            right(x(r.macs, base.macs)),
+            right(x(r.peak_activation_bytes, base.peak_activation_bytes)),
+        ]);
+    }
+    let title = format!(
+        "{}: {} settings (ratios to the first)",
+        first.model,
+        analyses.len()
+    );
+    if markdown {
+        format!("**{title}**\n\n{t}\n")
+    } else {
+        format!("{title}\n{t}\n")
+    }
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -412,6 +532,7 @@ pub fn json(a: &Analysis) -> Value {
         "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
         "inputs": a.inputs.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
         "dtype": a.dtype,
+        "convention": a.convention,
         "layers": layers,
         "outputs": a.outputs.iter().map(|(n, s)| json!({"name": n, "shape": s.0})).collect::<Vec<_>>(),
         "totals": a.totals,
@@ -427,6 +548,7 @@ mod tests {
         assert_eq!(human_count(999), "999");
         assert_eq!(human_count(25_557_032), "25.56 M");
         assert_eq!(human_count(4_089_184_256), "4.09 G");
+        assert_eq!(human_count(2_835_645_759_728_851_680), "2.84 E");
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(3 * 1024 * 1024), "3.00 MiB");
     }

@@ -1,11 +1,18 @@
 //! Activation functions. One struct serves them all; what differs (options, PyTorch module,
 //! per-element FLOPs) is in the table of registrations below. PReLU is the one with parameters.
 
-use super::{per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape};
+use super::{
+    mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Saved, Shape,
+    Training,
+};
+use crate::convention::Convention;
 use crate::error::Diagnostic;
 use crate::exec::kernels::map;
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 
+/// Keys every activation accepts besides its own: `functional: true` says the PyTorch model
+/// calls the function (`F.relu(x)`) rather than a module (`nn.ReLU`). Shapes and costs are the
+/// same; profilers that hook modules see it differently (docs/COUNTING.md).
 macro_rules! activation {
     ($stat:ident, $name:literal, $aliases:expr, $keys:expr, $torch:literal, $flops:expr, $summary:literal) => {
         pub const $stat: OpType = OpType {
@@ -22,13 +29,21 @@ macro_rules! activation {
 
 // Per-element FLOPs, as documented in docs/COUNTING.md: a comparison, add, multiply, divide,
 // exp, log, tanh or sqrt counts 1.
-activation!(RELU, "relu", &[], &[], "ReLU", 1, "max(0, x)");
-activation!(RELU6, "relu6", &[], &[], "ReLU6", 2, "min(max(0, x), 6)");
+activation!(RELU, "relu", &[], &["functional"], "ReLU", 1, "max(0, x)");
+activation!(
+    RELU6,
+    "relu6",
+    &[],
+    &["functional"],
+    "ReLU6",
+    2,
+    "min(max(0, x), 6)"
+);
 activation!(
     LEAKY_RELU,
     "leaky_relu",
     &["leakyrelu"],
-    &["slope"],
+    &["slope", "functional"],
     "LeakyReLU",
     2,
     "x if x > 0 else slope·x (slope 0.01)"
@@ -37,7 +52,7 @@ activation!(
     PRELU,
     "prelu",
     &[],
-    &["per_channel"],
+    &["per_channel", "functional"],
     "PReLU",
     2,
     "leaky ReLU with a learned slope (one, or one per channel)"
@@ -46,17 +61,25 @@ activation!(
     ELU,
     "elu",
     &[],
-    &["alpha"],
+    &["alpha", "functional"],
     "ELU",
     4,
     "x if x > 0 else alpha·(exp(x) - 1)"
 );
-activation!(SELU, "selu", &[], &[], "SELU", 5, "scale·elu(x, 1.6733)");
+activation!(
+    SELU,
+    "selu",
+    &[],
+    &["functional"],
+    "SELU",
+    5,
+    "scale·elu(x, 1.6733)"
+);
 activation!(
     CELU,
     "celu",
     &[],
-    &["alpha"],
+    &["alpha", "functional"],
     "CELU",
     5,
     "max(0, x) + min(0, alpha·(exp(x/alpha) - 1))"
@@ -65,7 +88,7 @@ activation!(
     GELU,
     "gelu",
     &[],
-    &["approximate"],
+    &["approximate", "functional"],
     "GELU",
     8,
     "x·Φ(x) (approximate: none | tanh)"
@@ -74,7 +97,7 @@ activation!(
     SIGMOID,
     "sigmoid",
     &[],
-    &[],
+    &["functional"],
     "Sigmoid",
     4,
     "1 / (1 + exp(-x))"
@@ -83,37 +106,53 @@ activation!(
     HARDSIGMOID,
     "hardsigmoid",
     &["hard_sigmoid"],
-    &[],
+    &["functional"],
     "Hardsigmoid",
     4,
     "relu6(x + 3) / 6"
 );
-activation!(TANH, "tanh", &[], &[], "Tanh", 1, "tanh(x)");
+activation!(TANH, "tanh", &[], &["functional"], "Tanh", 1, "tanh(x)");
 activation!(
     HARDTANH,
     "hardtanh",
     &[],
-    &["min", "max"],
+    &["min", "max", "functional"],
     "Hardtanh",
     2,
     "clamp(x, min, max) (-1, 1)"
 );
-activation!(SILU, "silu", &["swish"], &[], "SiLU", 5, "x·sigmoid(x)");
+activation!(
+    SILU,
+    "silu",
+    &["swish"],
+    &["functional"],
+    "SiLU",
+    5,
+    "x·sigmoid(x)"
+);
 activation!(
     HARDSWISH,
     "hardswish",
     &["hard_swish"],
-    &[],
+    &["functional"],
     "Hardswish",
     5,
     "x·relu6(x + 3) / 6"
 );
-activation!(MISH, "mish", &[], &[], "Mish", 6, "x·tanh(softplus(x))");
+activation!(
+    MISH,
+    "mish",
+    &[],
+    &["functional"],
+    "Mish",
+    6,
+    "x·tanh(softplus(x))"
+);
 activation!(
     SOFTPLUS,
     "softplus",
     &[],
-    &["beta", "threshold"],
+    &["beta", "threshold", "functional"],
     "Softplus",
     4,
     "log(1 + exp(beta·x)) / beta"
@@ -122,7 +161,7 @@ activation!(
     SOFTSIGN,
     "softsign",
     &[],
-    &[],
+    &["functional"],
     "Softsign",
     3,
     "x / (1 + |x|)"
@@ -131,7 +170,7 @@ activation!(
     SOFTMAX,
     "softmax",
     &[],
-    &["dim"],
+    &["dim", "functional"],
     "Softmax",
     4,
     "exp(x - max) / sum over `dim` (default 1)"
@@ -140,7 +179,7 @@ activation!(
     LOG_SOFTMAX,
     "log_softmax",
     &["logsoftmax"],
-    &["dim"],
+    &["dim", "functional"],
     "LogSoftmax",
     5,
     "log of softmax over `dim` (default 1)"
@@ -157,6 +196,8 @@ struct Activation {
     detail: String,
     /// The op's two parameters: slope / alpha / min / beta, and max / threshold.
     p: [f32; 2],
+    /// Called as a function in the PyTorch model (`F.relu`), not as a module.
+    functional: bool,
 }
 
 fn build(
@@ -170,6 +211,7 @@ fn build(
     let mut dim = None;
     let mut detail = String::new();
     let mut p = [0.0f32; 2];
+    let functional = a.bool("functional", false)?;
     match name {
         "leaky_relu" => {
             let s = a.float("slope", 0.01)?;
@@ -233,6 +275,7 @@ fn build(
         dim,
         detail,
         p,
+        functional,
     }))
 }
 
@@ -269,7 +312,82 @@ impl Layer for Activation {
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(self.torch)
+        (!self.functional).then_some(self.torch)
+    }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        _outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let x = &inputs[0];
+        match c {
+            // ptflops counts numel once per module hook (ReLU, PReLU, ELU, LeakyReLU, ReLU6,
+            // GELU) and once per call of a function it patches (F.relu, F.prelu, F.elu,
+            // F.relu6, F.gelu, F.silu, F.softmax) — a module whose forward calls a patched
+            // function (nn.ReLU → F.relu) is counted twice; nn.ReLU6 calls F.hardtanh and
+            // nn.LeakyReLU F.leaky_relu, which are not patched.
+            Convention::Ptflops => {
+                let hooked = matches!(
+                    self.name,
+                    "relu" | "prelu" | "elu" | "leaky_relu" | "relu6" | "gelu"
+                );
+                let patched_call = if self.functional {
+                    matches!(
+                        self.name,
+                        "relu" | "prelu" | "elu" | "relu6" | "gelu" | "silu" | "softmax"
+                    )
+                } else {
+                    matches!(
+                        self.name,
+                        "relu" | "prelu" | "elu" | "gelu" | "silu" | "softmax"
+                    )
+                };
+                let times = u64::from(hooked && !self.functional) + u64::from(patched_call);
+                per_element(x, times)
+            }
+            // thop (modules only): PReLU numel in eval mode; Softmax rows · (3·features − 1).
+            Convention::Thop if !self.functional => match self.name {
+                "prelu" => x.numel(),
+                "softmax" => {
+                    let f = x.0[self.dim.unwrap_or(1)];
+                    mul(&[x.numel()? / f, 3 * f - 1])
+                }
+                _ => Ok(0),
+            },
+            // torchinfo: parameters × batch (PReLU's slopes).
+            Convention::Torchinfo if !self.functional => mul(&[self.params, x.0[0]]),
+            _ => Ok(0),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let forward = self.cost(inputs, outputs)?.flops;
+        // Autograd saves the output of ReLU, sigmoid, tanh and (log-)softmax (their
+        // derivative is a function of it) and the input of every other activation.
+        let output = matches!(
+            self.name,
+            "relu" | "sigmoid" | "tanh" | "softmax" | "log_softmax"
+        );
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: if input_grad || self.params > 0 {
+                forward
+            } else {
+                0
+            },
+            saved: Saved {
+                inputs: if output { vec![] } else { vec![0] },
+                output,
+                extra_bytes: 0,
+            },
+            view: false,
+        })
     }
     fn weights(&self) -> Vec<WeightSpec> {
         if self.name == "prelu" {
@@ -376,6 +494,35 @@ impl Layer for Activation {
 mod tests {
     use crate::layers::Shape;
     use crate::testutil::build;
+
+    /// Measured on 2×8×10×10 (ptflops at batch 1: 800 elements, so doubled here).
+    #[test]
+    fn conventions_measured() {
+        use crate::convention::Convention::*;
+        let x = Shape(vec![2, 8, 10, 10]);
+        let cases: &[(&str, &str, [u64; 4])] = &[
+            ("relu", "{}", [0, 2 * 1600, 0, 0]),
+            ("relu", "{functional: true}", [0, 2 * 800, 0, 0]),
+            ("relu6", "{}", [0, 2 * 800, 0, 0]),
+            ("leaky_relu", "{}", [0, 2 * 800, 0, 0]),
+            ("prelu", "{}", [0, 2 * 1600, 1600, 2]),
+            ("elu", "{}", [0, 2 * 1600, 0, 0]),
+            ("gelu", "{}", [0, 2 * 1600, 0, 0]),
+            ("silu", "{}", [0, 2 * 800, 0, 0]),
+            ("sigmoid", "{}", [0, 0, 0, 0]),
+            ("hardswish", "{}", [0, 0, 0, 0]),
+            ("selu", "{}", [0, 0, 0, 0]),
+            ("softmax", "{}", [0, 2 * 800, 4600, 0]),
+        ];
+        for (op, attrs, want) in cases {
+            let (l, y) = build(op, attrs, &[&x.0]).unwrap();
+            let got: Vec<u64> = [Fvcore, Ptflops, Thop, Torchinfo]
+                .iter()
+                .map(|&c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap())
+                .collect();
+            assert_eq!(got, want.to_vec(), "{op} {attrs}");
+        }
+    }
 
     #[test]
     fn prelu_and_costs() {

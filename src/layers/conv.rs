@@ -4,8 +4,9 @@
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
     add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer,
-    OpType, Params, Shape,
+    OpType, Params, Saved, Shape, Training, WeightInfo, WeightedKind, Window,
 };
+use crate::convention::Convention;
 use crate::error::Diagnostic;
 use crate::exec::kernels::{col2im, im2col, matmul, Window2d};
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
@@ -464,6 +465,84 @@ impl Layer for Conv2d {
         }
         Ok(vec![out])
     }
+    fn weight_info(&self) -> Option<WeightInfo> {
+        Some(WeightInfo {
+            kind: if self.transposed {
+                WeightedKind::Transposed
+            } else {
+                WeightedKind::Conv
+            },
+            in_ch: self.in_ch,
+            out_ch: self.out_ch,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+            groups: self.groups,
+            bias: self.bias,
+            trainable: self.trainable,
+        })
+    }
+    fn window(&self) -> Option<Window> {
+        (!self.transposed).then_some(Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+            ceil: false,
+        })
+    }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let macs = self.cost(inputs, outputs)?.macs;
+        let y = &outputs[0];
+        let bias = if self.bias { y.numel()? } else { 0 };
+        let kk = self.kernel[0] * self.kernel[1];
+        match c {
+            // fvcore: batch · prod(weight shape) · prod(output spatial), or of the input spatial
+            // size when transposed — the MACs either way.
+            Convention::Torchvision | Convention::Fvcore => Ok(macs),
+            // ptflops: the same product (input positions when transposed) plus one per output
+            // element for a bias.
+            Convention::Ptflops => add(&[macs, bias]),
+            // thop: numel(output) · C_in/groups · kh·kw, transposed or not.
+            Convention::Thop => mul(&[y.numel()?, self.in_ch / self.groups, kk]),
+            // torchinfo: every weight and bias element times N·H_out·W_out.
+            Convention::Torchinfo => mul(&[self.params, y.0[0], y.0[2], y.0[3]]),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let c = self.cost(inputs, outputs)?;
+        // Gradient of the input: a transposed convolution of the output gradient, as many MACs
+        // as the forward; gradient of the weight: a correlation of input and output gradient,
+        // as many again; the bias gradient sums the output gradient.
+        let grad_input = if input_grad { 2 * c.macs } else { 0 };
+        let (grad_weight, grad_bias) = if self.trainable {
+            (2 * c.macs, if self.bias { outputs[0].numel()? } else { 0 })
+        } else {
+            (0, 0)
+        };
+        Ok(Training {
+            forward_flops: c.flops,
+            backward_flops: add(&[grad_input, grad_weight, grad_bias])?,
+            // The weight gradient needs the input (the weight itself is a parameter).
+            saved: Saved {
+                inputs: if self.trainable { vec![0] } else { vec![] },
+                ..Default::default()
+            },
+            view: false,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -548,6 +627,47 @@ mod tests {
         assert!(e.message.contains("needs `out`"), "{e}");
         let e = build("conv2d", "{out: 4, kernel: 3}", &[&[1, 3]]).unwrap_err();
         assert!(e.message.contains("N×C×H×W"), "{e}");
+    }
+
+    #[test]
+    fn conventions_by_hand() {
+        // ConvTranspose2d(8, 4, 3, stride 2) with bias on 2×8×10×10 → 2×4×21×21. Figures
+        // measured with each tool: fvcore 57600, ptflops (batch 1) 30564, thop 254016,
+        // torchinfo 257544.
+        let x = Shape(vec![2, 8, 10, 10]);
+        let (l, y) = build("deconv", "{out: 4, kernel: 3, stride: 2}", &[&x.0]).unwrap();
+        let cost = |c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap();
+        assert_eq!(cost(Convention::Fvcore), 2 * 100 * 8 * 4 * 9);
+        assert_eq!(cost(Convention::Ptflops), 2 * 30564);
+        assert_eq!(cost(Convention::Thop), 254016);
+        assert_eq!(cost(Convention::Torchinfo), 257544);
+        // Conv2d(8, 4, 3, groups 2) on 2×8×10×10: 2·4·64·4·9 = 18432 MACs; ptflops adds the
+        // bias (batch 1: 9216 + 256 = 9472), torchinfo too (18432 + 4·64·2 = 18944).
+        let (l, y) = build("conv", "{out: 4, kernel: 3, groups: 2}", &[&x.0]).unwrap();
+        let cost = |c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap();
+        assert_eq!(cost(Convention::Torchvision), 18432);
+        assert_eq!(cost(Convention::Ptflops), 2 * 9472);
+        assert_eq!(cost(Convention::Thop), 18432);
+        assert_eq!(cost(Convention::Torchinfo), 18944);
+    }
+
+    #[test]
+    fn training_by_hand() {
+        // 3→64 7×7/2 stem without bias on 1×3×224×224: forward 2·M FLOPs; with the input not
+        // needing a gradient, backward is the weight gradient alone (2·M).
+        let m = 118_013_952u64;
+        let x = Shape(vec![1, 3, 224, 224]);
+        let (l, y) = build(
+            "conv",
+            "{out: 64, kernel: 7, stride: 2, padding: 3, bias: false}",
+            &[&x.0],
+        )
+        .unwrap();
+        let t = l.training(std::slice::from_ref(&x), &y, false, 4).unwrap();
+        assert_eq!((t.forward_flops, t.backward_flops), (2 * m, 2 * m));
+        assert_eq!(t.saved.inputs, vec![0]);
+        let t = l.training(std::slice::from_ref(&x), &y, true, 4).unwrap();
+        assert_eq!(t.backward_flops, 4 * m);
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Fully-connected layer (torch.nn.Linear): applies to the last dimension.
 
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape,
+    add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Saved,
+    Shape, Training, WeightInfo, WeightedKind,
 };
+use crate::convention::Convention;
 use crate::error::Diagnostic;
 use crate::exec::kernels::matmul;
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
+use crate::layers::Pad4;
 
 pub const LINEAR: OpType = OpType {
     name: "linear",
@@ -162,6 +165,62 @@ impl Layer for Linear {
         }
         Ok(vec![out])
     }
+    fn weight_info(&self) -> Option<WeightInfo> {
+        Some(WeightInfo {
+            kind: WeightedKind::Linear,
+            in_ch: self.in_features,
+            out_ch: self.out_features,
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: Pad4::default(),
+            dilation: [1, 1],
+            groups: 1,
+            bias: self.bias,
+            trainable: self.trainable,
+        })
+    }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let y = &outputs[0];
+        let macs = self.cost(inputs, outputs)?.macs;
+        match c {
+            // fvcore (aten::linear) and thop: in_features · numel(output).
+            Convention::Torchvision | Convention::Fvcore | Convention::Thop => Ok(macs),
+            // ptflops: (in·out + out for a bias) · the product of the leading dimensions.
+            Convention::Ptflops => add(&[macs, if self.bias { y.numel()? } else { 0 }]),
+            // torchinfo: parameters × output_size[0] (the batch only, whatever the rank).
+            Convention::Torchinfo => mul(&[self.params, y.0[0]]),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // As a convolution: grad input and grad weight each cost the forward MACs.
+        let c = self.cost(inputs, outputs)?;
+        let grad_input = if input_grad { 2 * c.macs } else { 0 };
+        let (grad_weight, grad_bias) = if self.trainable {
+            (2 * c.macs, if self.bias { outputs[0].numel()? } else { 0 })
+        } else {
+            (0, 0)
+        };
+        Ok(Training {
+            forward_flops: c.flops,
+            backward_flops: add(&[grad_input, grad_weight, grad_bias])?,
+            saved: Saved {
+                inputs: if self.trainable { vec![0] } else { vec![] },
+                ..Default::default()
+            },
+            view: false,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +243,20 @@ mod tests {
             l.cost(&[Shape(vec![4, 5, 16])], &out).unwrap().macs,
             4 * 5 * 8 * 16
         );
+    }
+
+    #[test]
+    fn conventions_on_a_sequence() {
+        // Linear(100, 7) on 2×8×100 (measured: fvcore 11200, ptflops at batch 1 5656, thop
+        // 11200, torchinfo 1414 = 2 · 707 parameters).
+        use crate::convention::Convention;
+        let x = Shape(vec![2, 8, 100]);
+        let (l, y) = build("linear", "{out: 7}", &[&x.0]).unwrap();
+        let cost = |c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap();
+        assert_eq!(cost(Convention::Fvcore), 11200);
+        assert_eq!(cost(Convention::Thop), 11200);
+        assert_eq!(cost(Convention::Ptflops), 2 * 5656);
+        assert_eq!(cost(Convention::Torchinfo), 1414);
     }
 
     #[test]

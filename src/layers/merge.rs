@@ -1,7 +1,7 @@
 //! Merges of several tensors: elementwise add and multiply (NumPy/PyTorch broadcasting, e.g. a
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
-use super::{mul, Arity, Attrs, Category, Cost, Layer, OpType, Shape};
+use super::{add, mul, Arity, Attrs, Category, Cost, Layer, OpType, Saved, Shape, Training};
 use crate::error::Diagnostic;
 use crate::exec::kernels;
 use crate::exec::{Ctx, Tensor};
@@ -137,6 +137,37 @@ impl Layer for Elementwise {
             kernels::broadcast(inputs, &dims, |a, b| a + b)
         }])
     }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // Add passes the gradient through unchanged (no FLOPs, nothing saved); multiply saves
+        // every input (each one's gradient is the gradient times the others) and multiplies
+        // once per input. A broadcast input's gradient is summed over the broadcast axes:
+        // one add per output element.
+        let y = outputs[0].numel()?;
+        let broadcast = inputs.iter().filter(|s| **s != outputs[0]).count() as u64;
+        let mut backward = mul(&[y, broadcast])?;
+        if self.product {
+            backward = add(&[backward, mul(&[y, self.n as u64])?])?;
+        }
+        Ok(Training {
+            forward_flops: self.cost(inputs, outputs)?.flops,
+            backward_flops: backward,
+            saved: Saved {
+                inputs: if self.product {
+                    (0..inputs.len()).collect()
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            },
+            view: false,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -213,6 +244,16 @@ impl Layer for Concat {
             }
         }
         Ok(vec![Tensor::new(dims, data)])
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // The gradient of each input is a slice (a view) of the output gradient.
+        Ok(Training::default())
     }
 }
 

@@ -1,5 +1,7 @@
 //! Layer types. The [`Layer`] trait carries everything that differs between types (shape rule,
-//! parameters and buffers, MACs and FLOPs, receptive-field geometry, label, category); the
+//! parameters and buffers, MACs and FLOPs, receptive-field geometry, label, category, the
+//! structural facts design audits read, the cost each profiler's [`Convention`] charges, and
+//! what training adds: backward FLOPs and the tensors saved for backward); the
 //! [`REGISTRY`] lists every type with its accepted keys and arity. Adding a type is one file (or
 //! one entry in a family file) plus one registry line; every generic pass (analysis, reports)
 //! works through the trait alone.
@@ -19,6 +21,7 @@ pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 
 use std::fmt;
 
+use crate::convention::Convention;
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor, WeightSpec};
 
@@ -139,6 +142,79 @@ pub enum Category {
     Resample,
 }
 
+/// What kind of weighted layer a [`WeightInfo`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightedKind {
+    Conv,
+    Transposed,
+    Linear,
+}
+
+/// The structure of a weighted layer (convolution, transposed convolution, linear), for design
+/// audits. A linear layer has a 1×1 kernel, stride 1, no padding and one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightInfo {
+    pub kind: WeightedKind,
+    pub in_ch: u64,
+    pub out_ch: u64,
+    pub kernel: [u64; 2],
+    pub stride: [u64; 2],
+    pub pad: Pad4,
+    pub dilation: [u64; 2],
+    pub groups: u64,
+    pub bias: bool,
+    pub trainable: bool,
+}
+
+/// A sliding window (convolution or pooling) as PyTorch sizes its output:
+/// `out = ⌊(pad_begin + in + pad_end − dilation·(kernel−1) − 1) / stride⌋ + 1`, or `⌈…⌉` with
+/// `ceil` (then a window may not start in the end padding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: [u64; 2],
+    pub stride: [u64; 2],
+    pub pad: Pad4,
+    pub dilation: [u64; 2],
+    pub ceil: bool,
+}
+
+/// What a normalisation layer does with statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormInfo {
+    /// It subtracts a per-channel mean (batch norm, instance norm): a per-channel bias on its
+    /// input cancels out.
+    pub removes_channel_mean: bool,
+    /// It normalises with running statistics at inference (batch norm with
+    /// `track_running_stats`), collected during training.
+    pub running_stats: bool,
+}
+
+/// Tensors a layer keeps for its backward pass (PyTorch autograd's saved tensors), besides
+/// parameters, which are counted as weights.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// Indices of the inputs it saves.
+    pub inputs: Vec<usize>,
+    /// Whether it saves its (first) output.
+    pub output: bool,
+    /// Bytes of extra tensors it creates only for backward (max-pool indices, dropout masks,
+    /// batch-norm statistics).
+    pub extra_bytes: u64,
+}
+
+/// One layer's share of a training step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Training {
+    /// FLOPs of its training-mode forward pass.
+    pub forward_flops: u64,
+    /// FLOPs of its backward pass.
+    pub backward_flops: u64,
+    pub saved: Saved,
+    /// Whether its output shares its input's storage in training mode (flatten does; dropout,
+    /// a view at inference, does not).
+    pub view: bool,
+}
+
 /// One layer, built from its attributes and the shapes of its inputs.
 pub trait Layer: fmt::Debug + Send + Sync {
     /// The canonical op name (`conv2d`).
@@ -181,6 +257,55 @@ pub trait Layer: fmt::Debug + Send + Sync {
         weights: &[Tensor],
         ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic>;
+    /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
+    fn weight_info(&self) -> Option<WeightInfo> {
+        None
+    }
+    /// The sliding window of a convolution or pooling layer (not of a transposed convolution).
+    fn window(&self) -> Option<Window> {
+        None
+    }
+    /// What a normalisation layer does with statistics.
+    fn norm(&self) -> Option<NormInfo> {
+        None
+    }
+    /// The cost that profiler `c` charges this layer (docs/COUNTING.md, "Conventions"): for
+    /// [`Convention::Torchvision`], the MACs; tools that do not count an op charge 0, the default
+    /// for every other convention.
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        match c {
+            Convention::Torchvision => Ok(self.cost(inputs, outputs)?.macs),
+            _ => Ok(0),
+        }
+    }
+    /// Training: forward and backward FLOPs and the tensors saved for backward
+    /// (docs/TRAINING.md). `input_grad`: whether a gradient must flow to the inputs (false when
+    /// they come straight from the model input); `dtype_bytes`: the element size of
+    /// activations. The default is an element-wise op: backward costs what forward costs, and
+    /// the input is saved.
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let forward = self.cost(inputs, outputs)?.flops;
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: if input_grad { forward } else { 0 },
+            saved: Saved {
+                inputs: if inputs.is_empty() { vec![] } else { vec![0] },
+                ..Default::default()
+            },
+            view: self.is_view(),
+        })
+    }
 }
 
 /// The shape rule applied to tensors: the output dimensions for these inputs.

@@ -2,8 +2,10 @@
 //! adaptive max/average to a fixed output size, and global pooling.
 
 use super::{
-    mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Shape,
+    mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Pad4, Saved,
+    Shape, Training, Window,
 };
+use crate::convention::{thop_adaptive_avg, Convention};
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor};
 use crate::geometry::adaptive_window;
@@ -298,6 +300,58 @@ impl Layer for Pool {
         }
         Ok(vec![out])
     }
+    fn window(&self) -> Option<Window> {
+        Some(Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: Pad4::symmetric(self.pad[0], self.pad[1]),
+            dilation: self.dilation,
+            ceil: self.ceil,
+        })
+    }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        match c {
+            // ptflops: numel(input) in the module hook, and again in its patched
+            // F.max_pool2d / F.avg_pool2d, which the module's forward calls.
+            Convention::Ptflops => mul(&[2, inputs[0].numel()?]),
+            // thop: numel(output) for average pooling, nothing for max pooling.
+            Convention::Thop if !self.max => outputs[0].numel(),
+            // fvcore has no rule for aten::max_pool2d / avg_pool2d.
+            _ => Ok(0),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let y = outputs[0].numel()?;
+        let forward = self.cost(inputs, outputs)?.flops;
+        // Max pooling saves its input and the argmax of every window (int64), and routes each
+        // output gradient to one input (1 add per output); average pooling saves its input and
+        // spreads each output gradient over its window (as many FLOPs as forward).
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: match (input_grad, self.max) {
+                (false, _) => 0,
+                (true, true) => y,
+                (true, false) => forward,
+            },
+            saved: Saved {
+                inputs: vec![0],
+                output: false,
+                extra_bytes: if self.max { mul(&[y, 8])? } else { 0 },
+            },
+            view: false,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -431,6 +485,59 @@ impl Layer for Adaptive {
             });
         Ok(vec![out])
     }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let (x, y) = (&inputs[0], &outputs[0]);
+        match (c, self.max) {
+            // fvcore: numel(input) for aten::adaptive_avg_pool2d; no rule for the max form.
+            (Convention::Fvcore, false) => x.numel(),
+            // ptflops: numel(input), twice (module hook + patched functional), max or average.
+            (Convention::Ptflops, _) => mul(&[2, x.numel()?]),
+            // thop: (prod(in/out) + 1) · numel(output) in float64, truncated; 0 for max.
+            (Convention::Thop, false) => Ok(thop_adaptive_avg(
+                [x.0[2], x.0[3]],
+                [y.0[2], y.0[3]],
+                y.numel()?,
+            )),
+            _ => Ok(0),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let y = &outputs[0];
+        let forward = self.cost(inputs, outputs)?.flops;
+        // PyTorch computes an adaptive average pooling to 1×1 as a mean over H and W, whose
+        // backward needs only the sizes: nothing saved. Other adaptive average pools save
+        // their input; max pools their input and int64 indices.
+        let one = y.0[2] == 1 && y.0[3] == 1;
+        let saved = match (self.max, one) {
+            (false, true) => Saved::default(),
+            (false, false) => Saved {
+                inputs: vec![0],
+                ..Default::default()
+            },
+            (true, _) => Saved {
+                inputs: vec![0],
+                output: false,
+                extra_bytes: mul(&[y.numel()?, 8])?,
+            },
+        };
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: if input_grad { forward } else { 0 },
+            saved,
+            view: false,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -452,6 +559,28 @@ mod tests {
         let (_, o) = build("avgpool", "{kernel: 2}", &[&[1, 6, 28, 28]]).unwrap();
         assert_eq!(o[0].0, vec![1, 6, 14, 14]);
         assert!(build("maxpool", "{kernel: 2, padding: 2}", &[&[1, 6, 28, 28]]).is_err());
+    }
+
+    #[test]
+    fn conventions_measured() {
+        // On 2×8×10×10 (measured; ptflops at batch 1, doubled here): maxpool 3/2 and avgpool
+        // 3/2 → 2×8×4×4; adaptive max and average pools to 3×3.
+        use crate::convention::Convention::*;
+        let x = Shape(vec![2, 8, 10, 10]);
+        let cases: &[(&str, &str, [u64; 4])] = &[
+            ("maxpool", "{kernel: 3, stride: 2}", [0, 2 * 1600, 0, 0]),
+            ("avgpool", "{kernel: 3, stride: 2}", [0, 2 * 1600, 256, 0]),
+            ("adaptive_maxpool2d", "{size: 3}", [0, 2 * 1600, 0, 0]),
+            ("adaptive_avgpool2d", "{size: 3}", [1600, 2 * 1600, 1744, 0]),
+        ];
+        for (op, attrs, want) in cases {
+            let (l, y) = build(op, attrs, &[&x.0]).unwrap();
+            let got: Vec<u64> = [Fvcore, Ptflops, Thop, Torchinfo]
+                .iter()
+                .map(|&c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap())
+                .collect();
+            assert_eq!(got, want.to_vec(), "{op} {attrs}");
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use super::{
     mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType,
-    Shape,
+    Shape, Training,
 };
+use crate::convention::Convention;
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor};
 use rayon::prelude::*;
@@ -233,6 +234,48 @@ impl Layer for Upsample {
             });
         Ok(vec![out])
     }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        _inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let y = &outputs[0];
+        let per = match (c, self.mode) {
+            // fvcore: aten::upsample_nearest2d 1 per output, upsample_bilinear2d 4; no rule
+            // for bicubic or nearest-exact.
+            (Convention::Fvcore, "nearest") => 1,
+            (Convention::Fvcore, "bilinear") => 4,
+            // ptflops: numel(output) in the module hook, again in the patched F.interpolate.
+            (Convention::Ptflops, _) => 2,
+            // thop: nearest 1, bilinear 11, bicubic 259 per output; "nearest-exact" unknown.
+            (Convention::Thop, "nearest") => 1,
+            (Convention::Thop, "bilinear") => 11,
+            (Convention::Thop, "bicubic") => 259,
+            _ => 0,
+        };
+        per_element(y, per)
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // Backward needs only the sizes; each output gradient is added into its source(s):
+        // as many FLOPs as forward, and at least one add per output element.
+        let forward = self.cost(inputs, outputs)?.flops;
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: if input_grad {
+                forward.max(outputs[0].numel()?)
+            } else {
+                0
+            },
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -363,11 +406,45 @@ impl Layer for Unpool {
         }
         Ok(vec![out])
     }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // Backward gathers the gradient at the pooling indices (kept by the paired max-pool).
+        Ok(Training {
+            backward_flops: if input_grad { outputs[0].numel()? } else { 0 },
+            ..Default::default()
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::testutil::build;
+
+    #[test]
+    fn upsample_conventions_measured() {
+        // ×2 on 2×8×10×10 → 6400 outputs (measured; ptflops at batch 1, doubled here).
+        use crate::convention::Convention::*;
+        use crate::layers::Shape;
+        let x = Shape(vec![2, 8, 10, 10]);
+        for (mode, want) in [
+            ("nearest", [6400, 2 * 6400, 6400, 0]),
+            ("bilinear", [25600, 2 * 6400, 70400, 0]),
+            ("bicubic", [0, 2 * 6400, 1657600, 0]),
+        ] {
+            let (l, y) =
+                build("upsample", &format!("{{scale: 2, mode: {mode}}}"), &[&x.0]).unwrap();
+            let got: Vec<u64> = [Fvcore, Ptflops, Thop, Torchinfo]
+                .iter()
+                .map(|&c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap())
+                .collect();
+            assert_eq!(got, want.to_vec(), "{mode}");
+        }
+    }
 
     #[test]
     fn upsample_shapes() {

@@ -2,7 +2,9 @@
 //! inference, still listed), identity, channel shuffle, channel split and slice, zero padding.
 
 use super::attrs::{Pad4, PaddingSpec};
-use super::{Arity, Attrs, Category, Geometry, Layer, OpType, Shape};
+use super::{
+    mul, per_element, Arity, Attrs, Category, Geometry, Layer, OpType, Saved, Shape, Training,
+};
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor};
 
@@ -200,6 +202,42 @@ impl Layer for Passthrough {
     ) -> Result<Vec<Tensor>, Diagnostic> {
         Ok(vec![inputs[0].clone()])
     }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        _input_grad: bool,
+        dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let x = &inputs[0];
+        Ok(match self.op {
+            // Training dropout makes a new tensor and keeps a bool mask (1 byte per element):
+            // draw + scale-multiply forward, multiply by the scaled mask backward.
+            "dropout" => Training {
+                forward_flops: per_element(&outputs[0], 2)?,
+                backward_flops: per_element(&outputs[0], 2)?,
+                saved: Saved {
+                    extra_bytes: x.numel()?,
+                    ..Default::default()
+                },
+                view: false,
+            },
+            // Dropout2d multiplies by an N×C×1×1 noise tensor, which the product keeps.
+            "dropout2d" => Training {
+                forward_flops: per_element(&outputs[0], 1)?,
+                backward_flops: per_element(&outputs[0], 1)?,
+                saved: Saved {
+                    extra_bytes: mul(&[x.0[0], x.0[1], dtype_bytes])?,
+                    ..Default::default()
+                },
+                view: false,
+            },
+            _ => Training {
+                view: true,
+                ..Default::default()
+            },
+        })
+    }
 }
 
 fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -247,11 +285,11 @@ struct Crop {
 /// torchvision's `center_crop` offset: round((in − out) / 2), halves to even (Python `round`).
 fn centre_offset(input: u64, out: u64) -> u64 {
     let d = input - out;
-    if d % 2 == 0 {
+    if d.is_multiple_of(2) {
         d / 2
     } else {
         let k = d / 2;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             k
         } else {
             k + 1
@@ -356,6 +394,18 @@ impl Layer for Flatten {
         let dims = super::out_dims(self, inputs)?.remove(0);
         Ok(vec![Tensor::new(dims, inputs[0].data.clone())])
     }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        Ok(Training {
+            view: true,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -415,6 +465,16 @@ impl Layer for Shuffle {
         }
         Ok(vec![out])
     }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // A copy; its gradient is the inverse copy. Nothing saved, no FLOPs.
+        Ok(Training::default())
+    }
 }
 
 #[derive(Debug)]
@@ -466,6 +526,18 @@ impl Layer for Split {
     }
     fn label(&self) -> String {
         format!("split {:?}", self.sizes)
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        Ok(Training {
+            view: true,
+            ..Default::default()
+        })
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -541,6 +613,18 @@ impl Layer for Slice {
     }
     fn label(&self) -> String {
         format!("slice {}..{}", self.start, self.end)
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        Ok(Training {
+            view: true,
+            ..Default::default()
+        })
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -679,6 +763,16 @@ impl Layer for Crop {
             vec![x.shape[0], x.shape[1], oh, ow],
             data,
         )])
+    }
+    fn training(
+        &self,
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        // A copy; its gradient is the inverse copy. Nothing saved, no FLOPs.
+        Ok(Training::default())
     }
 }
 

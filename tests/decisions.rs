@@ -1,0 +1,403 @@
+//! Issue 7, "Decisions": compare, sweeps, audit, train and conventions as a user runs them.
+//! Every figure is derived by hand next to its assertion (or comes from the PyTorch reference
+//! files), never from archscope itself.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use archscope::audit::{audit, parse_quantity, Budgets, Quantity};
+use archscope::{analyze, BuildOptions, Dtype, Network};
+use serde_json::Value;
+
+fn archscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = archscope(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const PLANTED: &str = "tests/data/audit/planted.yaml";
+
+#[test]
+fn train_resnet50_imagenet_bar() {
+    let v = json(&[
+        "train",
+        "resnet50",
+        "--dataset-size",
+        "1281167",
+        "--batch",
+        "256",
+        "--epochs",
+        "90",
+        "--format",
+        "json",
+    ]);
+    // ⌈1281167 / 256⌉ = 5005 (5004 full batches + 143 images); 90 epochs.
+    assert_eq!(v["iterations_per_epoch"], 5005);
+    assert_eq!(v["iterations_per_epoch_drop_last"], 5004);
+    assert_eq!(v["total_iterations"], 5005 * 90);
+    let m = &v["memory"];
+    for k in [
+        "weights",
+        "gradients",
+        "optimizer_state",
+        "activations",
+        "total",
+    ] {
+        assert!(m[k].as_u64().is_some(), "memory.{k}");
+    }
+    // SGD (the default) keeps no state; gradients are one f32 per parameter.
+    assert_eq!(m["optimizer_state"], 0);
+    assert_eq!(m["gradients"], 25_557_032u64 * 4);
+    // The table form names the same figure.
+    let out = archscope(&[
+        "train",
+        "resnet50",
+        "--dataset-size",
+        "1281167",
+        "--batch",
+        "256",
+        "--epochs",
+        "90",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("5005 (drop_last: 5004)"), "{text}");
+}
+
+#[test]
+fn train_adam_memory_and_wall_time() {
+    let v = json(&[
+        "train",
+        "resnet50",
+        "--dataset-size",
+        "1000",
+        "--batch",
+        "32",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adam",
+        "--throughput",
+        "100",
+        "--format",
+        "json",
+    ]);
+    let m = &v["memory"];
+    // Adam: two moments per trainable parameter, 4 bytes each.
+    assert_eq!(m["optimizer_state"], 2 * 25_557_032u64 * 4);
+    // Parameters and the 53,120 batch-norm buffers.
+    assert_eq!(m["weights"], (25_557_032u64 + 53_120) * 4);
+    // Saved activations at batch 32: scripts/training_memory.py measured 2,749,657,348 bytes of
+    // tensors saved by autograd (torch 2.15, CPU), which include the batch norms' running
+    // statistics (212,480 bytes, counted here as weights) and the loss's int64 targets and
+    // scalar weight (260 bytes): 2,749,444,608 remain.
+    assert_eq!(m["activations"], 2_749_657_348u64 - 212_480 - 260);
+    let total: u64 = [
+        "weights",
+        "gradients",
+        "optimizer_state",
+        "activations",
+        "workspace",
+    ]
+    .iter()
+    .map(|k| m[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(m["total"], total);
+    // 1000 samples, 32 per batch: 32 iterations (31 with drop_last); FLOPs for 1000 samples.
+    assert_eq!(v["iterations_per_epoch"], 32);
+    assert_eq!(v["total_iterations_drop_last"], 31);
+    let per_iter = v["flops_per_iteration"]["forward"].as_u64().unwrap()
+        + v["flops_per_iteration"]["backward"].as_u64().unwrap();
+    assert_eq!(v["training_flops"].as_u64().unwrap(), per_iter / 32 * 1000);
+    let secs = v["wall_time_s"].as_f64().unwrap();
+    assert!((secs - v["training_flops"].as_f64().unwrap() / 100e12).abs() < 1e-9);
+}
+
+#[test]
+fn compare_bar_with_chart() {
+    let dir = std::env::temp_dir().join(format!("archscope-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chart = dir.join("c.svg");
+    let out = archscope(&[
+        "compare",
+        "alexnet",
+        "vgg16",
+        "googlenet",
+        "resnet50",
+        "--baseline",
+        "alexnet",
+        "--chart",
+        chart.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in ["alexnet", "vgg16", "googlenet", "resnet50"] {
+        assert!(text.contains(name), "{text}");
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("googlenet · "));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let v = json(&[
+        "compare",
+        "alexnet",
+        "vgg16",
+        "resnet50",
+        "--baseline",
+        "alexnet",
+        "--sort",
+        "params",
+        "--format",
+        "json",
+    ]);
+    let models = v["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    // torchvision: resnet50 25,557,032 < alexnet 61,100,840 < vgg16 138,357,544 parameters.
+    assert_eq!(names, ["resnet50", "alexnet", "vgg16"]);
+    let r = &models[0];
+    assert_eq!(r["params"], 25_557_032);
+    assert_eq!(r["macs"], 4_089_184_256u64);
+    // Depth: 53 convolutions + 1 linear; final field 427 (tests/rf.rs, PyTorch gradients).
+    assert_eq!(r["depth"], 54);
+    assert_eq!(r["rf"], serde_json::json!([427.0, 427.0]));
+    let ratio = r["ratios"]["params"].as_f64().unwrap();
+    assert!((ratio - 25_557_032.0 / 61_100_840.0).abs() < 1e-12);
+    assert_eq!(models[1]["ratios"]["macs"], 1.0);
+    // A baseline that is not compared is a usage error.
+    assert_eq!(
+        archscope(&["compare", "alexnet", "--baseline", "vgg16"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn compare_and_summary_sweeps() {
+    let v = json(&[
+        "summary", "resnet18", "--input", "224,320", "--batch", "1,8", "--format", "json",
+    ]);
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    // torchvision resnet18: 1,814,073,344 MACs at 224²; 7,403,315,200 at batch 2 and 320²
+    // (tests/data/conventions.json), so 3,701,657,600 per 320² image.
+    let macs: Vec<u64> = runs
+        .iter()
+        .map(|r| r["totals"]["macs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        macs,
+        [
+            1_814_073_344,
+            8 * 1_814_073_344,
+            3_701_657_600,
+            8 * 3_701_657_600
+        ]
+    );
+    assert_eq!(runs[3]["input"], serde_json::json!([8, 3, 320, 320]));
+    let v = json(&[
+        "compare",
+        "resnet18",
+        "alexnet",
+        "--batch",
+        "1,2",
+        "--baseline",
+        "resnet18",
+        "--format",
+        "json",
+    ]);
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 4);
+    // Ratios are taken against the baseline at the same batch.
+    assert_eq!(models[1]["batch"], 2);
+    assert_eq!(models[1]["ratios"]["macs"], 1.0);
+    // The table sweep names each setting.
+    let text =
+        String::from_utf8(archscope(&["summary", "lenet5", "--batch", "1,4"]).stdout).unwrap();
+    assert!(text.contains("2 settings"), "{text}");
+    // A sweep where the command takes one setting is a usage error.
+    assert_eq!(
+        archscope(&["rf", "resnet18", "--input", "224,320"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn conventions_on_the_command_line() {
+    // tests/data/conventions.json: resnet50 at 224², batch 1.
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/data/conventions.json")).unwrap(),
+    )
+    .unwrap();
+    let want = &r["models"]["resnet50"][0];
+    for tool in ["torchvision", "fvcore", "ptflops", "thop", "torchinfo"] {
+        let v = json(&[
+            "summary",
+            "resnet50",
+            "--convention",
+            tool,
+            "--format",
+            "json",
+        ]);
+        assert_eq!(v["totals"]["macs"], want[tool], "{tool}");
+        assert_eq!(v["convention"], tool);
+    }
+    let v = json(&[
+        "compare",
+        "resnet50",
+        "--convention",
+        "thop",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v["models"][0]["macs"], want["thop"]);
+    // Depth does not depend on the convention.
+    assert_eq!(v["models"][0]["depth"], 54);
+}
+
+fn planted() -> (Network, archscope::Analysis) {
+    let text = std::fs::read_to_string(root().join(PLANTED)).unwrap();
+    let net = Network::from_yaml(PLANTED, &text, &BuildOptions::default()).unwrap();
+    let a = analyze(&net, Dtype::F32).unwrap();
+    (net, a)
+}
+
+#[test]
+fn audit_finds_every_planted_problem() {
+    let (net, a) = planted();
+    let r = audit(&net, &a, &Budgets::default()).unwrap();
+    let get = |kind: &str, layer: &str| {
+        r.findings
+            .iter()
+            .find(|f| f.kind == kind && f.layer == layer)
+            .unwrap_or_else(|| panic!("no {kind} at {layer}: {:#?}", r.findings))
+    };
+    // c1: Conv2d(32, 64, 3) with bias before BatchNorm2d(64): 64 bias parameters wasted.
+    assert_eq!(get("bias-before-norm", "c1").saving_params, Some(64));
+    assert!(!r
+        .findings
+        .iter()
+        .any(|f| f.kind == "bias-before-norm" && f.layer != "c1"));
+    // stem: 3×3/2, no padding, on 64: ⌊61/2⌋ + 1 = 31 windows cover rows 0..62; row and
+    // column 63 are never read: 64² − 63² = 127 pixels, 3.1%.
+    let f = get("border-drop", "stem");
+    assert!(
+        f.message.contains("last 1 rows and 1 columns") && f.message.contains("3.1%"),
+        "{}",
+        f.message
+    );
+    // An input of 63 or 65 would fit: (63 − 3) and (65 − 3) are even.
+    assert!(f.fix.contains("63 or 65"), "{}", f.fix);
+    get("dropout-before-batchnorm", "drop");
+    // c2: 7×7, 64→64: 49·64·64 = 200,704 weights; three 3×3 64→64: 3·9·64·64 = 110,592;
+    // saving 90,112 weights, × 31·31 positions = 86,597,632 MACs.
+    let f = get("large-kernel", "c2");
+    assert_eq!(f.saving_params, Some(90_112));
+    assert_eq!(f.saving_macs, Some(90_112 * 31 * 31));
+    // c4: 3×3 256→256 = 589,824 weights; bottleneck r = 64: 256·64 + 9·64² + 64·256 = 69,632;
+    // saving 520,192 weights and 961 · 520,192 MACs (all at 31×31, stride 1).
+    let f = get("bottleneck", "c4");
+    assert_eq!(f.saving_params, Some(520_192));
+    assert_eq!(f.saving_macs, Some(961 * 520_192));
+    // c5 outputs 12 channels; fc reads 12·31·31 = 11,532 features (not multiples of 8).
+    get("channels-not-multiple-of-8", "c5");
+    get("channels-not-multiple-of-8", "fc");
+    // fc: 11,532·1000 + 1000 = 11,533,000 of the 12,362,932 parameters (stem 864 + BN 64,
+    // c1 18,496 + 128, bn2 128, c2 200,704, c3 16,640, c4 589,824, c5 3,084, fc 11,533,000).
+    // Global average pooling makes it 12·1000 + 1000 = 13,000: saving 11,520,000 parameters
+    // and (11,532 − 12)·1000 MACs.
+    assert_eq!(a.totals.params, 12_362_932);
+    let f = get("fc-heavy", "fc");
+    assert_eq!(f.saving_params, Some(11_520_000));
+    assert_eq!(f.saving_macs, Some(11_520_000));
+}
+
+#[test]
+fn audit_budgets_gate_ci() {
+    // 12,362,932 parameters: over 10M fails with exit 1, under 20M passes.
+    let out = archscope(&["audit", PLANTED, "--max-params", "10M"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("FAIL max_params") && text.contains("[bias-before-norm] c1"),
+        "{text}"
+    );
+    let out = archscope(&[
+        "audit",
+        PLANTED,
+        "--max-params",
+        "20M",
+        "--max-peak-memory",
+        "2GiB",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // resnet50 at 224²: 4,089,184,256 MACs > 4G; final field 427 ≥ 400.
+    let v = archscope(&[
+        "audit",
+        "resnet50",
+        "--max-macs",
+        "4G",
+        "--min-rf",
+        "400",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["budgets"][0]["name"], "max_macs");
+    assert_eq!(v["budgets"][0]["passed"], false);
+    assert_eq!(v["budgets"][1]["actual"], 427.0);
+    assert_eq!(v["budgets"][1]["passed"], true);
+    // Bad budget values are usage errors.
+    for bad in [
+        ["--max-params", "25X"],
+        ["--max-peak-memory", "lots"],
+        ["--max-macs", "1.2.3G"],
+    ] {
+        let out = archscope(&["audit", "resnet50", bad[0], bad[1]]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
+#[test]
+fn quantities() {
+    assert_eq!(parse_quantity("25M", Quantity::Count), Ok(25_000_000));
+    assert_eq!(parse_quantity("4G", Quantity::Count), Ok(4_000_000_000));
+    assert_eq!(parse_quantity("2.5G", Quantity::Count), Ok(2_500_000_000));
+    assert_eq!(parse_quantity("1500", Quantity::Count), Ok(1500));
+    assert_eq!(parse_quantity("2GiB", Quantity::Bytes), Ok(2 << 30));
+    assert_eq!(parse_quantity("512MiB", Quantity::Bytes), Ok(512 << 20));
+    assert_eq!(parse_quantity("1.5KiB", Quantity::Bytes), Ok(1536));
+    assert_eq!(parse_quantity("2GB", Quantity::Bytes), Ok(2_000_000_000));
+    assert!(parse_quantity("2GiB", Quantity::Count).is_err());
+    assert!(parse_quantity("M", Quantity::Count).is_err());
+    assert!(parse_quantity("-1", Quantity::Count).is_err());
+    assert!(parse_quantity("99999999999T", Quantity::Count).is_err());
+}
