@@ -404,7 +404,8 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Write an image-shaped output (N×1×H×W or N×3×H×W) as a PNG.
+        /// Write an image-shaped output (N×1×H×W or N×3×H×W) as a PNG, or any output as a
+        /// .npy array when the file name ends in .npy.
         #[arg(long)]
         save_output: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
@@ -1046,8 +1047,8 @@ fn run_model(
         Vec::new()
     };
     if let Some(file) = &save_output {
-        let png = exec::io::write_png(out)?;
-        std::fs::write(file, png).with_context(|| format!("cannot write {file}"))?;
+        let bytes = if file.ends_with(".npy") { exec::io::write_npy(out) } else { exec::io::write_png(out)? };
+        std::fs::write(file, bytes).with_context(|| format!("cannot write {file}"))?;
     }
     let total: f64 = layer_secs.iter().sum();
     if format == OutFormat::Json {

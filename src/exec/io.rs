@@ -86,6 +86,24 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
     Ok(Tensor::new(shape, data))
 }
 
+/// Encodes a tensor as a `.npy` array of little-endian float32 (C order).
+pub fn write_npy(t: &Tensor) -> Vec<u8> {
+    let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in &t.data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 /// Decodes an image and turns it into a `batch×C×H×W` input: resized (bilinear) to H×W,
 /// scaled to [0, 1]; 3 channels are normalised with ImageNet's mean and std (torchvision's
 /// weights expect it), 1 channel is the luma.
@@ -195,6 +213,7 @@ mod tests {
         }
         let t = read_npy(&bytes, "x.npy").unwrap();
         assert_eq!(t.shape, vec![2, 3]);
+        assert_eq!(write_npy(&t), bytes);
         assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert!(read_npy(b"nope", "x.npy").is_err());
     }
