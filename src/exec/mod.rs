@@ -287,20 +287,85 @@ pub struct RunResult {
     pub layers: Vec<LayerRun>,
 }
 
-/// Runs the network on `inputs` (one per model input, in declaration order). `keep` is called
-/// with every layer's outputs as they are produced (e.g. to measure receptive fields); tensors
-/// are freed after their last consumer.
+/// An inference plan: batch norms folded into the convolution before them (when that
+/// convolution feeds nothing else), and element-wise layers computed in place on tensors
+/// that die there. `archscope run` uses it; `check` runs every layer as written.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Replacement weights for a layer (a convolution with a batch norm folded in).
+    pub weights: Vec<Option<Vec<Tensor>>>,
+    /// Layers whose output is their input's, already computed (the folded batch norms).
+    pub passthrough: Vec<bool>,
+    /// Whether element-wise layers may overwrite an input that dies there.
+    pub in_place: bool,
+}
+
+/// Plans inference for `net` with `weights`.
+pub fn plan(net: &Network, weights: &Weights) -> Plan {
+    let n = net.nodes.len();
+    let mut consumers = vec![0usize; n];
+    for node in &net.nodes {
+        for &(src, _) in &node.inputs {
+            consumers[src] += 1;
+        }
+    }
+    let mut is_output = vec![false; n];
+    for o in &net.outputs {
+        is_output[o.node] = true;
+    }
+    let mut p = Plan {
+        weights: vec![None; n],
+        passthrough: vec![false; n],
+        in_place: true,
+    };
+    for (k, node) in net.nodes.iter().enumerate() {
+        let [(src, 0)] = node.inputs[..] else {
+            continue;
+        };
+        if consumers[src] != 1 || is_output[src] || p.weights[src].is_some() {
+            continue;
+        }
+        let Some((scale, shift)) = node.layer.channel_affine(&weights.per_node[k]) else {
+            continue;
+        };
+        if let Some(w) = net.nodes[src]
+            .layer
+            .fold_affine(&weights.per_node[src], &scale, &shift)
+        {
+            p.weights[src] = Some(w);
+            p.passthrough[k] = true;
+        }
+    }
+    p
+}
+
+/// Runs the network on `inputs` (one per model input, in declaration order), every layer as
+/// written. `keep` is called with every layer's outputs as they are produced; tensors are freed
+/// after their last consumer.
 pub fn run(
     net: &Network,
     weights: &Weights,
+    inputs: &[Tensor],
+    keep: Option<&mut LayerHook>,
+) -> Result<RunResult, Diagnostic> {
+    run_planned(net, weights, &Plan::default(), inputs, keep)
+}
+
+/// Runs the network following `plan` (see [`plan`]).
+pub fn run_planned(
+    net: &Network,
+    weights: &Weights,
+    plan: &Plan,
     inputs: &[Tensor],
     mut keep: Option<&mut LayerHook>,
 ) -> Result<RunResult, Diagnostic> {
     let n = net.nodes.len();
     let mut last_use: Vec<usize> = (0..n).collect();
+    let mut consumers = vec![0usize; n];
     for (k, node) in net.nodes.iter().enumerate() {
         for &(src, _) in &node.inputs {
             last_use[src] = last_use[src].max(k);
+            consumers[src] += 1;
         }
     }
     for o in &net.outputs {
@@ -316,7 +381,46 @@ pub fn run(
             check_size(&dims, &node.name)?;
         }
         let start = Instant::now();
-        let (outs, macs, aux_out) = if node.inputs.is_empty() {
+        // A single-output input read only here, dying here: it may be taken and reused.
+        let owned_input = match node.inputs[..] {
+            [(src, 0)] if plan.in_place && consumers[src] == 1 && last_use[src] == k => {
+                values[src].as_ref().filter(|v| v.len() == 1).map(|_| src)
+            }
+            _ => None,
+        };
+        let node_weights = plan
+            .weights
+            .get(k)
+            .and_then(|w| w.as_deref())
+            .unwrap_or(&weights.per_node[k]);
+        let mut done: Option<(Vec<Tensor>, u64, Option<Vec<u32>>)> = None;
+        if plan.passthrough.get(k) == Some(&true) {
+            let src = node.inputs[0].0;
+            let v = values[src].take().expect("produced before use");
+            done = Some((v, 0, None));
+        } else if let Some(src) = owned_input {
+            let mut v = values[src].take().expect("produced before use");
+            if node.layer.forward_inplace(&mut v[0], node_weights) {
+                done = Some((v, 0, None));
+            } else if let Some((a, b)) = node.layer.channel_affine(node_weights) {
+                let t = &mut v[0];
+                let (c, plane) = (t.shape[1], t.shape[2..].iter().product::<usize>().max(1));
+                use rayon::prelude::*;
+                t.data
+                    .par_chunks_mut(plane)
+                    .enumerate()
+                    .for_each(|(bc, row)| {
+                        let (s, h) = (a[bc % c], b[bc % c]);
+                        row.iter_mut().for_each(|x| *x = *x * s + h);
+                    });
+                done = Some((v, 0, None));
+            } else {
+                values[src] = Some(v);
+            }
+        }
+        let (outs, macs, aux_out) = if let Some(d) = done {
+            d
+        } else if node.inputs.is_empty() {
             let x = inputs.get(next_input).ok_or_else(|| {
                 Diagnostic::new(format!(
                     "the model has more inputs than the {} given",
@@ -350,7 +454,7 @@ pub fn run(
             };
             let outs = node
                 .layer
-                .forward(&ins, &weights.per_node[k], &mut ctx)
+                .forward(&ins, node_weights, &mut ctx)
                 .map_err(|d| d.layer(&node.name))?;
             (outs, ctx.macs, ctx.aux_out)
         };

@@ -488,6 +488,23 @@ impl Layer for Activation {
         };
         Ok(vec![out])
     }
+    fn forward_inplace(&self, x: &mut Tensor, _weights: &[Tensor]) -> bool {
+        let f: fn(f32) -> f32 = match self.name {
+            "relu" => |v| v.max(0.0),
+            "relu6" => |v| v.clamp(0.0, 6.0),
+            "sigmoid" => |v| 1.0 / (1.0 + (-v).exp()),
+            "tanh" => f32::tanh,
+            "silu" => |v| v / (1.0 + (-v).exp()),
+            "hardswish" => |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+            "hardsigmoid" => |v| (v + 3.0).clamp(0.0, 6.0) / 6.0,
+            _ => return false,
+        };
+        use rayon::prelude::*;
+        x.data
+            .par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+        true
+    }
 }
 
 #[cfg(test)]

@@ -452,8 +452,8 @@ impl Layer for Conv2d {
                 }
             }
         }
-        if self.bias {
-            let bias = &weights[1].data;
+        // A bias may also come from a folded batch norm (weights[1] without `bias: true`).
+        if let Some(bias) = weights.get(1).map(|t| &t.data) {
             let plane = oh * ow;
             out.data
                 .par_chunks_mut(plane)
@@ -542,6 +542,23 @@ impl Layer for Conv2d {
             },
             view: false,
         })
+    }
+    fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
+        // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias. The
+        // transposed layout (in, out/g, kh, kw) puts the output channel on axis 1.
+        let cout = self.out_ch as usize;
+        if scale.len() != cout || self.transposed {
+            return None;
+        }
+        let mut w = weights[0].clone();
+        let per = w.numel() / cout;
+        for (o, chunk) in w.data.chunks_mut(per).enumerate() {
+            chunk.iter_mut().for_each(|v| *v *= scale[o]);
+        }
+        let b: Vec<f32> = (0..cout)
+            .map(|o| weights.get(1).map_or(0.0, |t| t.data[o]) * scale[o] + shift[o])
+            .collect();
+        Some(vec![w, Tensor::new(vec![cout], b)])
     }
 }
 

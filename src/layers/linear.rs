@@ -156,11 +156,9 @@ impl Layer for Linear {
             &mut out.data,
             false,
         );
-        if self.bias {
+        if let Some(bias) = weights.get(1) {
             for row in out.data.chunks_mut(o) {
-                row.iter_mut()
-                    .zip(&weights[1].data)
-                    .for_each(|(y, b)| *y += b);
+                row.iter_mut().zip(&bias.data).for_each(|(y, b)| *y += b);
             }
         }
         Ok(vec![out])

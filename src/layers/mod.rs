@@ -257,6 +257,27 @@ pub trait Layer: fmt::Debug + Send + Sync {
         weights: &[Tensor],
         ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic>;
+    /// At inference, the per-channel affine `y = x·scale[c] + shift[c]` this layer computes, if
+    /// it is one (batch norm with running statistics): the executor folds it into the layer
+    /// before.
+    fn channel_affine(&self, _weights: &[Tensor]) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
+    /// This layer's weights with a per-output-channel affine folded in (convolution), if it
+    /// can; the result may carry a bias even when the layer has none.
+    fn fold_affine(
+        &self,
+        _weights: &[Tensor],
+        _scale: &[f32],
+        _shift: &[f32],
+    ) -> Option<Vec<Tensor>> {
+        None
+    }
+    /// Computes the layer in place on its single input, when that tensor is not needed
+    /// elsewhere (element-wise layers); false when it cannot.
+    fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
+        false
+    }
     /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
     fn weight_info(&self) -> Option<WeightInfo> {
         None

@@ -542,6 +542,32 @@ impl Layer for Norm {
         }
         Ok(vec![out])
     }
+    fn channel_affine(&self, weights: &[Tensor]) -> Option<(Vec<f32>, Vec<f32>)> {
+        // Inference batch norm with running statistics: y = x·a + b per channel.
+        if !matches!(self.kind, Kind::Batch2d | Kind::Batch1d) || !self.running {
+            return None;
+        }
+        let mut it = weights.iter();
+        let gamma = if self.weight {
+            Some(&it.next()?.data)
+        } else {
+            None
+        };
+        let beta = if self.bias {
+            Some(&it.next()?.data)
+        } else {
+            None
+        };
+        let (mean, var) = (&it.next()?.data, &it.next()?.data);
+        let c = mean.len();
+        let a: Vec<f32> = (0..c)
+            .map(|i| gamma.map_or(1.0, |g| g[i]) / (var[i] + self.eps).sqrt())
+            .collect();
+        let b: Vec<f32> = (0..c)
+            .map(|i| beta.map_or(0.0, |b| b[i]) - mean[i] * a[i])
+            .collect();
+        Some((a, b))
+    }
 }
 
 /// Normalises `v` in place to zero mean and unit variance (biased, as PyTorch), in f64.

@@ -238,6 +238,9 @@ impl Layer for Passthrough {
             },
         })
     }
+    fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
+        true
+    }
 }
 
 fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
