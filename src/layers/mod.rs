@@ -316,6 +316,13 @@ pub trait Layer: fmt::Debug + Send + Sync {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
+        if self.is_view() {
+            // A view: no arithmetic, nothing saved, its gradient a view of the output's.
+            return Ok(Training {
+                view: true,
+                ..Default::default()
+            });
+        }
         let forward = self.cost(inputs, outputs)?.flops;
         Ok(Training {
             forward_flops: forward,

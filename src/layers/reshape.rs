@@ -397,18 +397,6 @@ impl Layer for Flatten {
         let dims = super::out_dims(self, inputs)?.remove(0);
         Ok(vec![Tensor::new(dims, inputs[0].data.clone())])
     }
-    fn training(
-        &self,
-        _inputs: &[Shape],
-        _outputs: &[Shape],
-        _input_grad: bool,
-        _dtype_bytes: u64,
-    ) -> Result<Training, Diagnostic> {
-        Ok(Training {
-            view: true,
-            ..Default::default()
-        })
-    }
 }
 
 #[derive(Debug)]
@@ -530,18 +518,6 @@ impl Layer for Split {
     fn label(&self) -> String {
         format!("split {:?}", self.sizes)
     }
-    fn training(
-        &self,
-        _inputs: &[Shape],
-        _outputs: &[Shape],
-        _input_grad: bool,
-        _dtype_bytes: u64,
-    ) -> Result<Training, Diagnostic> {
-        Ok(Training {
-            view: true,
-            ..Default::default()
-        })
-    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -616,18 +592,6 @@ impl Layer for Slice {
     }
     fn label(&self) -> String {
         format!("slice {}..{}", self.start, self.end)
-    }
-    fn training(
-        &self,
-        _inputs: &[Shape],
-        _outputs: &[Shape],
-        _input_grad: bool,
-        _dtype_bytes: u64,
-    ) -> Result<Training, Diagnostic> {
-        Ok(Training {
-            view: true,
-            ..Default::default()
-        })
     }
     fn category(&self) -> Category {
         Category::Reshape
