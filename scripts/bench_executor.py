@@ -18,18 +18,22 @@ models below), f32, CPU, 2 threads each:
 Every measurement runs in its own child process under ``/usr/bin/time -f %M``: its peak RSS
 ("Maximum resident set size" of ``/usr/bin/time -v``).
 The onnxruntime child imports only numpy and onnxruntime (not torch), so its RSS is the
-runtime's; the torch child's RSS includes ``import torch`` (~0.3 GB before any model); archscope's is
-its whole process, which also builds the seeded random weights.
+runtime's; the torch child's RSS includes ``import torch`` (~0.8 GB for the CUDA wheel, before
+any model); archscope's is its whole process, which also builds the seeded random weights.
 
 The machine is shared, so each model is measured ``--rounds`` times (default 2), rounds
 interleaved (all models and runtimes once, then again), each with the 1-minute load average
-at its start. A Markdown table is printed; ``--json`` also writes the raw figures.
+at its start. A Markdown table of every round is printed, then the best figures over the
+rounds (contention only adds time); ``--json`` also writes the raw figures.
 
-Run from the repository root (needs torch, torchvision, onnx, onnxscript, onnxruntime, numpy;
-``cargo build --release`` first):
+Run from the repository root (needs torch, torchvision, onnx, onnxruntime, numpy; about 3-5
+minutes on 2 cores; ``cargo build --release`` first):
 
-    /tmp/torchenv/bin/python scripts/bench_executor.py                    # resnet50 vgg16 mobilenet_v2
+    /tmp/torchenv/bin/python scripts/bench_executor.py         # resnet50 vgg16 mobilenet_v2
     /tmp/torchenv/bin/python scripts/bench_executor.py resnet18 -n 50 --rounds 3 --json b.json
+
+``ARCHSCOPE=/path/to/archscope`` times another binary than ``target/release/archscope`` (e.g. a
+copy, so that a rebuild during the run cannot change what is timed).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only
 warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
 
 ROOT = Path(__file__).resolve().parent.parent
-ARCHSCOPE = ROOT / "target" / "release" / "archscope"
+ARCHSCOPE = Path(os.environ.get("ARCHSCOPE", ROOT / "target" / "release" / "archscope"))
 THREADS = 2
 WARMUP = 3
 
@@ -253,6 +257,21 @@ def main() -> int:
                   f"{a['median'] / o['median']:.2f}x | {fmt_ms(t)} | {mib(a['rss_kib'])} | "
                   f"{mib(o['rss_kib'])} | {mib(t['rss_kib'])} | "
                   f"{a['load1']:.1f} |")
+
+    if args.rounds > 1:
+        # On a shared machine contention only ever adds time: the lowest figures over the
+        # rounds are the closest to each runtime's own speed.
+        print(f"\nbest over the {args.rounds} rounds: lowest median / lowest min (ms); ratio of "
+              "the lowest medians\n")
+        print("| model | archscope | onnxruntime | archscope / ort | torch |")
+        print("|---|---:|---:|---:|---:|")
+        for m in args.models:
+            best = {k: {"median": min(r[k]["median"] for r in results[m]),
+                        "min": min(r[k]["min"] for r in results[m])}
+                    for k in ("archscope", "onnxruntime", "torch")}
+            a, o, t = best["archscope"], best["onnxruntime"], best["torch"]
+            print(f"| {m} | {fmt_ms(a)} | {fmt_ms(o)} | {a['median'] / o['median']:.2f}x | "
+                  f"{fmt_ms(t)} |")
 
     if args.json:
         first = results[args.models[0]][0]

@@ -7,15 +7,16 @@ For each model (default: resnet18 and googlenet) this script
    (googlenet: ``aux_logits=False, init_weights=True, transform_input=False``);
 2. gives every BatchNorm realistic state: its affine weight/bias are drawn away from the
    default 1/0 (so a swapped or ignored gamma/beta would show), and its running statistics
-   come from a few forward passes in train mode on random batches (so they are not 0/1);
-   then switches to eval mode;
+   are the cumulative average over 4 train-mode passes on random image-like batches of 8 (so
+   they are not 0/1); then switches to eval mode;
 3. maps torchvision's parameterised leaf modules to archscope's layers *generically*: forward
    hooks list torchvision's Conv2d/Linear/BatchNorm2d modules in execution order,
    ``archscope summary MODEL --format json`` lists archscope's layers with ``params > 0`` in
    execution order; the two lists are zipped and every pair must agree in type and parameter
    count (and output shape);
 4. writes ``<archscope layer>.weight/.bias/.running_mean/.running_var`` to a .safetensors file,
-   a seeded image-like 1x3xHxW input (the model's default size) (ImageNet-normalised) to a .npy file, runs
+   a seeded, ImageNet-normalised, image-like 1x3xHxW input (the model's default H x W) to a
+   .npy file, runs
    ``archscope run MODEL --weights F --npy x.npy --save-output out.npy`` and compares with
    PyTorch's logits (f32, and also an f64 PyTorch run as the reference for both).
 
@@ -32,7 +33,9 @@ Run from the repository root (needs torch, torchvision, numpy, safetensors):
     /tmp/torchenv/bin/python scripts/torch_crosscheck.py resnet50 --keep /tmp/xc
     /tmp/torchenv/bin/python scripts/torch_crosscheck.py --json out.json
 
-Exit status 1 when a model misses the bar.
+``ARCHSCOPE=/path/to/archscope`` runs another binary than ``target/release/archscope`` (e.g. a
+copy, so that a rebuild during the run cannot change it). Exit status 1 when a model misses
+the bar or cannot be mapped.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from safetensors.numpy import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-ARCHSCOPE = ROOT / "target" / "release" / "archscope"
+ARCHSCOPE = Path(os.environ.get("ARCHSCOPE", ROOT / "target" / "release" / "archscope"))
 BAR = 1e-4
 
 BUILDER_KWARGS = {

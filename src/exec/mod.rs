@@ -240,6 +240,40 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
         }
         per_node.push(tensors);
     }
+    // Every tensor of the file must have been read: a misspelt name is an error, not ignored.
+    // PyTorch's `num_batches_tracked` counters are the one kind of tensor with no use here.
+    let used: std::collections::HashSet<String> = net
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.layer
+                .weights()
+                .into_iter()
+                .map(move |s| format!("{}.{}", n.name, s.name))
+        })
+        .collect();
+    let mut unused: Vec<&String> = st
+        .names()
+        .into_iter()
+        .filter(|n| !used.contains(*n) && !n.ends_with(".num_batches_tracked"))
+        .collect();
+    unused.sort();
+    if let Some(first) = unused.first() {
+        let mut wanted: Vec<&str> = used.iter().map(|s| s.as_str()).collect();
+        wanted.sort_unstable();
+        let mut d = Diagnostic::new(format!(
+            "{file} has {} tensor(s) that no layer uses, e.g. `{first}`",
+            unused.len()
+        ));
+        if let Some(s) = crate::error::did_you_mean(first, wanted.iter().copied()) {
+            d = d.help(format!(
+                "did you mean `{s}`? tensors are named by layer path + .weight, .bias, …"
+            ));
+        } else {
+            d = d.help("tensors are named by layer path (see `archscope summary`) + .weight, .bias, .running_mean, .running_var");
+        }
+        return Err(d);
+    }
     Ok(Weights { per_node })
 }
 

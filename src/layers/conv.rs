@@ -404,20 +404,52 @@ impl Layer for Conv2d {
                         let c = bc % cin;
                         let src = &x.data[bc * h * w..(bc + 1) * h * w];
                         let f = &wt[c * kh * kw..(c + 1) * kh * kw];
+                        // Tap by tap over whole output rows: for each (ky, kx) the valid output
+                        // columns form one range, and with stride 1 the inputs they read are
+                        // contiguous, so the inner loop vectorises.
+                        let (sx, dx, px) = (win.stride[1], win.dilation[1], win.pad[1] as isize);
+                        let cols: Vec<(usize, usize)> = (0..kw)
+                            .map(|kx| {
+                                let off = (kx * dx) as isize - px;
+                                // ox valid when 0 ≤ ox·sx + off < w.
+                                let lo = if off >= 0 {
+                                    0
+                                } else {
+                                    ((-off) as usize).div_ceil(sx)
+                                };
+                                let hi = if (w as isize) - off <= 0 {
+                                    0
+                                } else {
+                                    (((w as isize - off) as usize).div_ceil(sx)).min(ow)
+                                };
+                                (lo, hi.max(lo))
+                            })
+                            .collect();
                         for oy in 0..oh {
-                            for ox in 0..ow {
-                                let mut acc = 0.0f32;
-                                for ky in 0..kh {
-                                    let Some(iy) = win.tap(0, oy, ky) else {
-                                        continue;
-                                    };
-                                    for kx in 0..kw {
-                                        if let Some(ix) = win.tap(1, ox, kx) {
-                                            acc += f[ky * kw + kx] * src[iy * w + ix];
+                            let row = &mut dst[oy * ow..(oy + 1) * ow];
+                            row.fill(0.0);
+                            for ky in 0..kh {
+                                let Some(iy) = win.tap(0, oy, ky) else {
+                                    continue;
+                                };
+                                let line = &src[iy * w..(iy + 1) * w];
+                                for (kx, &(lo, hi)) in cols.iter().enumerate() {
+                                    let wv = f[ky * kw + kx];
+                                    let off = (kx * dx) as isize - px;
+                                    if sx == 1 {
+                                        let start = (lo as isize + off) as usize;
+                                        let inp = &line[start..start + (hi - lo)];
+                                        for (o, &v) in row[lo..hi].iter_mut().zip(inp) {
+                                            *o += wv * v;
+                                        }
+                                    } else {
+                                        for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo)
+                                        {
+                                            *o += wv
+                                                * line[(ox as isize * sx as isize + off) as usize];
                                         }
                                     }
                                 }
-                                dst[oy * ow + ox] = acc;
                             }
                         }
                     });
