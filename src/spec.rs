@@ -85,7 +85,8 @@ fn map<'a>(node: &'a YNode, what: &str) -> Result<&'a [(String, YNode)], Diagnos
         _ => Err(err(
             node,
             format!("{what} must be a mapping, found {} ({node})", node.kind()),
-        )),
+        )
+        .help("write `key: value` pairs, one per line or as `{key: value, …}`")),
     }
 }
 
@@ -95,7 +96,8 @@ fn seq<'a>(node: &'a YNode, what: &str) -> Result<&'a [YNode], Diagnostic> {
         _ => Err(err(
             node,
             format!("{what} must be a list, found {} ({node})", node.kind()),
-        )),
+        )
+        .help("write a list: `[a, b]`, or one `- item` per line")),
     }
 }
 
@@ -117,7 +119,7 @@ fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
     match node.as_str() {
         Some(s) if is_ident(s) => Ok(s.to_string()),
         Some(s) => Err(err(node, format!("`{s}` is not a valid {what}"))
-            .help("names start with a letter and use letters, digits and _ (no dots: dots separate block levels)")),
+            .help("names start with an ASCII letter or _ and go on with ASCII letters, digits and _ (no dots: dots separate block levels)")),
         None => Err(err(node, format!("{what} must be a name, found {} ({node})", node.kind()))),
     }
 }
