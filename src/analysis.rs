@@ -92,10 +92,12 @@ pub struct Analysis {
     pub convention: Convention,
 }
 
-fn overflow(what: &str) -> Error {
-    Error::from(Diagnostic::new(format!(
-        "the model's total {what} overflows 64 bits"
-    )))
+fn overflow(what: &str, layer: &str) -> Error {
+    Error::from(
+        Diagnostic::new(format!("the model's total {what} overflows 64 bits"))
+            .layer(layer)
+            .help("the sizes are far too large: check the input size, the batch and the widths"),
+    )
 }
 
 /// Analyses a network.
@@ -120,11 +122,12 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
                     .ok()
                     .and_then(|e| e.checked_mul(size))
                     .and_then(|b| b.checked_add(bytes))
-                    .ok_or_else(|| overflow("activation memory"))?;
+                    .ok_or_else(|| overflow("activation memory", &node.name))?;
             }
         }
         own_bytes[k] = bytes;
-        let add = |a: u64, b: u64, what: &str| a.checked_add(b).ok_or_else(|| overflow(what));
+        let add =
+            |a: u64, b: u64, what: &str| a.checked_add(b).ok_or_else(|| overflow(what, &node.name));
         t.params = add(t.params, params.total(), "parameters")?;
         t.trainable = add(t.trainable, params.trainable, "parameters")?;
         t.buffers = add(t.buffers, params.buffers, "buffers")?;
@@ -157,14 +160,15 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
             rf: fields.next().flatten(),
         });
     }
+    let last = net.nodes.last().map(|n| n.name.as_str()).unwrap_or("");
     t.param_bytes = t
         .params
         .checked_mul(size)
-        .ok_or_else(|| overflow("parameter memory"))?;
+        .ok_or_else(|| overflow("parameter memory", last))?;
     t.buffer_bytes = t
         .buffers
         .checked_mul(size)
-        .ok_or_else(|| overflow("buffer memory"))?;
+        .ok_or_else(|| overflow("buffer memory", last))?;
     t.peak_activation_bytes = peak_activation(net, &own_bytes);
     let inputs = net
         .nodes

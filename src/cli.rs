@@ -1,5 +1,7 @@
 //! The command line: the only module that touches clap, files, stdout/stderr and exit codes.
-//! Exit codes: 0 success, 1 a check or budget failed, 2 bad input or usage.
+//! Exit codes: 0 success, 1 a check or budget failed, 2 bad input or usage. What goes to
+//! stdout depends only on the input and the flags (byte for byte, whatever the thread count);
+//! timings and progress go to stderr.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -455,10 +457,35 @@ pub fn main() -> i32 {
     };
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`archscope summary x | head`): nothing left to say.
+        Err(e) if e.downcast_ref::<ClosedStdout>().is_some() => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
             2
         }
+    }
+}
+
+/// Stdout was closed by its reader.
+#[derive(Debug)]
+struct ClosedStdout;
+
+impl std::fmt::Display for ClosedStdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for ClosedStdout {}
+
+/// Writes to stdout; a closed pipe ends the program quietly instead of panicking as
+/// `print!` would.
+fn out(bytes: impl AsRef<[u8]>) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(bytes.as_ref()).and_then(|_| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedStdout.into()),
+        Err(e) => Err(anyhow!("cannot write to stdout: {e}")),
     }
 }
 
@@ -496,9 +523,9 @@ fn run(cli: Cli) -> Result<i32> {
                 all.push(analysis(&model.model, s, dtype.into(), convention.into())?.1);
             }
             if all.len() == 1 {
-                print!("{}", report::summary(&all[0], format.into(), depth));
+                out(report::summary(&all[0], format.into(), depth))?;
             } else {
-                print!("{}", report::sweep(&all, format.into()));
+                out(report::sweep(&all, format.into()))?;
             }
         }
         Command::Compare {
@@ -536,7 +563,7 @@ fn run(cli: Cli) -> Result<i32> {
             if let Some(k) = sort {
                 c.sort(k.into());
             }
-            print!("{}", compare::render(&c, format.into()));
+            out(compare::render(&c, format.into()))?;
             if let Some(path) = chart {
                 let svg = compare::chart_svg(&c)?;
                 std::fs::write(&path, svg)
@@ -565,7 +592,7 @@ fn run(cli: Cli) -> Result<i32> {
             let setting = model.setting.single("audit")?;
             let (net, a) = analysis(&model.model, &setting, dtype.into(), convention.into())?;
             let result = audit::audit(&net, &a, &budgets)?;
-            print!("{}", audit::render(&result, format == TextFormat::Json));
+            out(audit::render(&result, format == TextFormat::Json))?;
             return Ok(if result.passed() { 0 } else { 1 });
         }
         Command::Train {
@@ -603,7 +630,7 @@ fn run(cli: Cli) -> Result<i32> {
                 throughput_tflops: throughput,
             };
             let p = train::plan(&net, &cfg)?;
-            print!("{}", train::render(&p, format == TrainFormat::Json));
+            out(train::render(&p, format == TrainFormat::Json))?;
         }
         Command::Rf { model, format } => {
             let setting = model.setting.single("rf")?;
@@ -612,7 +639,7 @@ fn run(cli: Cli) -> Result<i32> {
             if format == OutFormat::Csv {
                 bail!("rf has no CSV form; use --format table, markdown or json");
             }
-            print!("{}", report::rf_report(&a, format.into()));
+            out(report::rf_report(&a, format.into()))?;
         }
         Command::Check {
             model,
@@ -681,16 +708,11 @@ fn run(cli: Cli) -> Result<i32> {
             match &output {
                 Some(path) => std::fs::write(path, &bytes)
                     .with_context(|| format!("cannot write {}", path.display()))?,
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&bytes)
-                        .and_then(|_| out.flush())
-                        .context("cannot write to stdout")?;
-                }
+                None => out(&bytes)?,
             }
         }
-        Command::Zoo { format } => print!("{}", zoo_listing(format)?),
-        Command::Ops => print!("{}", ops_listing()),
+        Command::Zoo { format } => out(zoo_listing(format)?)?,
+        Command::Ops => out(ops_listing())?,
     }
     Ok(0)
 }
@@ -786,7 +808,7 @@ fn load(model: &str, setting: &Setting) -> Result<Network> {
     let (file, text) = read_model(model)?;
     let mut opts = BuildOptions {
         batch: setting.batch,
-        input: None,
+        ..Default::default()
     };
     if let Some(dims) = &setting.input {
         // The declared shape, read without building (a model may be valid only at --input).
@@ -813,9 +835,34 @@ fn load(model: &str, setting: &Setting) -> Result<Network> {
 fn read_model(model: &str) -> Result<(String, String)> {
     let path = Path::new(model);
     if path.exists() {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {model}"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow!("{model} is not UTF-8 text (is it a YAML file?)"))?;
+        // Read at most one byte more than the parser accepts: a huge (or endless) file costs
+        // no more memory than the limit, and the parser reports its size with a location.
+        let limit = archscope::yaml::MAX_SOURCE_BYTES as u64;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, limit + 1), &mut bytes)
+            })
+            .with_context(|| format!("cannot read {model}"))?;
+        if bytes.len() as u64 > limit {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            bail!(
+                "the file is {} bytes; archscope reads architecture files of at most {limit} bytes ({} MiB)\n  --> {model}:1:1\n   \
+                 help: describe repeated structure with a block and `repeat: N` instead of writing it out",
+                if size > limit { size.to_string() } else { format!("more than {limit}") },
+                limit >> 20
+            );
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let before = std::str::from_utf8(valid).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            anyhow!(
+                "the file is not UTF-8 text: is it a binary file?\n  --> {model}:{line}:{column}\n   \
+                 help: an architecture is a YAML text file, in UTF-8"
+            )
+        })?;
         return Ok((model.to_string(), text));
     }
     if let Some(text) = zoo::source(model) {
@@ -903,8 +950,8 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
                     "buffers": fig(&r.buffers), "macs": fig(&r.macs)})
             })
             .collect();
-        let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures, "seconds": report.seconds});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures});
+        out(serde_json::to_string_pretty(&v)? + "\n")?;
     } else {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -933,15 +980,15 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
                 if r.ok() { "✓".into() } else { "✗".into() },
             ]);
         }
-        println!("{t}");
-        println!(
-            "{}: {} layers, {} disagree (forward pass {:.2} s)",
+        out(format!(
+            "{t}\n{}: {} layers, {} disagree\n",
             a.model,
             report.rows.len(),
-            failures,
-            report.seconds
-        );
+            failures
+        ))?;
     }
+    // The one figure that changes from run to run: on stderr, so stdout is reproducible.
+    eprintln!("forward pass: {:.2} s", report.seconds);
     for r in report.rows.iter().filter(|r| !r.ok()) {
         for (what, f) in r.mismatches() {
             eprintln!(
@@ -1031,16 +1078,16 @@ fn run_model(
     sorted.sort_by(|x, y| x.total_cmp(y));
     let median = sorted[sorted.len() / 2];
     let min = sorted[0];
-    let out = &r.outputs[0];
-    let (lo, hi, sum) = out
+    let output = &r.outputs[0];
+    let (lo, hi, sum) = output
         .data
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY, 0f64), |(l, h, s), &v| {
             (l.min(v), h.max(v), s + v as f64)
         });
-    let mean = sum / out.numel().max(1) as f64;
-    let top5: Vec<(usize, f32)> = if out.shape.len() == 2 {
-        let row = &out.data[..out.shape[1]];
+    let mean = sum / output.numel().max(1) as f64;
+    let top5: Vec<(usize, f32)> = if output.shape.len() == 2 {
+        let row = &output.data[..output.shape[1]];
         let mut idx: Vec<usize> = (0..row.len()).collect();
         idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
         idx.into_iter().take(5).map(|i| (i, row[i])).collect()
@@ -1049,9 +1096,9 @@ fn run_model(
     };
     if let Some(file) = &save_output {
         let bytes = if file.ends_with(".npy") {
-            exec::io::write_npy(out)
+            exec::io::write_npy(output)
         } else {
-            exec::io::write_png(out)?
+            exec::io::write_png(output)?
         };
         std::fs::write(file, bytes).with_context(|| format!("cannot write {file}"))?;
     }
@@ -1070,11 +1117,11 @@ fn run_model(
             "model": a.model,
             "input": inputs[0].shape,
             "latency_ms": {"median": median, "min": min, "runs": repeat},
-            "output": {"shape": out.shape, "min": lo, "max": hi, "mean": mean,
+            "output": {"shape": output.shape, "min": lo, "max": hi, "mean": mean,
                        "top5": top5.iter().map(|(i, v)| serde_json::json!({"class": i, "score": v})).collect::<Vec<_>>()},
             "layers": layers,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out(serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
     let mut t = comfy_table::Table::new();
@@ -1096,21 +1143,21 @@ fn run_model(
             format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
         ]);
     }
-    println!("{t}");
-    println!(
-        "output {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}",
-        out.shape
+    let mut text = format!(
+        "{t}\noutput {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}\n",
+        output.shape
     );
     if !top5.is_empty() {
         let s: Vec<String> = top5.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
-        println!("top-5 classes: {}", s.join(", "));
+        text += &format!("top-5 classes: {}\n", s.join(", "));
     }
-    println!(
+    text += &format!(
         "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s",
         a.totals.flops as f64 / (median / 1e3) / 1e9
     );
     if let Some(file) = &save_output {
-        println!("wrote {file}");
+        text += &format!("wrote {file}\n");
     }
+    out(text)?;
     Ok(0)
 }

@@ -3,6 +3,7 @@
 //! `max`, `abs`, `if`, `ceil_div`, `make_divisible`). All arithmetic is checked: overflow,
 //! division by zero and an inexact `/` are errors, never wrapped or rounded values.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::Diagnostic;
@@ -12,29 +13,58 @@ use crate::yaml::{YNode, YValue};
 /// builder binds per layer (`in_ch`, `in_h`, `in_w`, `index`).
 #[derive(Debug, Default)]
 pub struct Env {
-    /// A handful of names per scope: a list beats a hash map here.
+    /// A handful of names per scope: a list beats a hash map here …
     vars: Vec<(String, YNode)>,
+    /// … until a scope grows past [`INDEX_FROM`] names (a model with thousands of
+    /// `params`), when lookups go through this index so that binding stays linear.
+    index: Option<HashMap<String, usize>>,
     parent: Option<Rc<Env>>,
 }
+
+/// Names in one scope beyond which [`Env`] indexes them.
+const INDEX_FROM: usize = 32;
 
 impl Env {
     pub fn new(parent: Option<Rc<Env>>) -> Env {
         Env {
             vars: Vec::new(),
+            index: None,
             parent,
         }
     }
+    fn position(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(name).copied(),
+            None => self.vars.iter().position(|(k, _)| k == name),
+        }
+    }
     pub fn set(&mut self, name: &str, value: YNode) {
-        match self.vars.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.vars.push((name.to_string(), value)),
+        match self.position(name) {
+            Some(i) => self.vars[i].1 = value,
+            None => {
+                self.vars.push((name.to_string(), value));
+                let last = self.vars.len() - 1;
+                match &mut self.index {
+                    Some(ix) => {
+                        ix.insert(name.to_string(), last);
+                    }
+                    None if self.vars.len() > INDEX_FROM => {
+                        self.index = Some(
+                            self.vars
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.clone(), i))
+                                .collect(),
+                        );
+                    }
+                    None => {}
+                }
+            }
         }
     }
     pub fn get(&self, name: &str) -> Option<&YNode> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        self.position(name)
+            .map(|i| &self.vars[i].1)
             .or_else(|| self.parent.as_ref().and_then(|p| p.get(name)))
     }
     fn names(&self) -> Vec<String> {
@@ -63,6 +93,50 @@ pub fn is_expr(s: &str) -> bool {
 /// Replaces `$name` / `$(expr)` strings in `node` (recursively in lists) by their values.
 /// References such as `$in` are left to the graph builder (`keep` names them).
 pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagnostic> {
+    substitute_at(node, env, keep, &[])
+}
+
+/// Deepest chain of parameters defined by other parameters (`a: $b`, `b: $(c * 2)`, …); a
+/// longer one is almost surely a parameter defined in terms of itself.
+pub const MAX_PARAM_CHAIN: usize = 32;
+/// Deepest nesting of parentheses, function calls and unary operators in one expression.
+pub const MAX_EXPR_NESTING: usize = 64;
+
+/// `chain` extended by `name`, or the error if `name` is already on it (a parameter defined
+/// in terms of itself) or the chain is too long.
+fn follow_param(chain: &[String], name: &str) -> Result<Vec<String>, Diagnostic> {
+    if chain.iter().any(|c| c == name) || chain.len() >= MAX_PARAM_CHAIN {
+        let mut path: Vec<&str> = chain.iter().map(String::as_str).collect();
+        path.push(name);
+        let start = path.iter().position(|c| *c == name).unwrap_or(0);
+        return Err(if start + 1 < path.len() {
+            Diagnostic::new(format!(
+                "parameter `{name}` is defined in terms of itself: {}",
+                path[start..].join(" → ")
+            ))
+            .help(format!(
+                "give `{name}` a value that does not depend on itself, e.g. a number"
+            ))
+        } else {
+            Diagnostic::new(format!(
+                "parameter `{name}` is defined through more than {MAX_PARAM_CHAIN} other parameters"
+            ))
+            .help(format!(
+                "define it more directly: at most {MAX_PARAM_CHAIN} parameters may stand for one another"
+            ))
+        });
+    }
+    let mut next = chain.to_vec();
+    next.push(name.to_string());
+    Ok(next)
+}
+
+fn substitute_at(
+    node: &YNode,
+    env: &Env,
+    keep: &[&str],
+    chain: &[String],
+) -> Result<YNode, Diagnostic> {
     match &node.value {
         YValue::Str(s) if is_expr(s) => {
             if keep
@@ -84,7 +158,14 @@ pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagn
                 return match env.get(name) {
                     Some(v) => {
                         // The value keeps the location of the reference, where the user looks.
-                        let mut v = substitute(v, env, keep)?;
+                        let mut v = match &v.value {
+                            YValue::Str(_) | YValue::Seq(_) => {
+                                let chain =
+                                    follow_param(chain, name).map_err(|d| d.at(&node.path))?;
+                                substitute_at(v, env, keep, &chain)?
+                            }
+                            _ => v.clone(),
+                        };
                         relocate(&mut v, node);
                         Ok(v)
                     }
@@ -99,7 +180,7 @@ pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagn
                         .at(&node.path)
                         .help("write `$(expression)`, e.g. `$(mid * 4)`")
                 })?;
-            let v = eval(inner, env).map_err(|d| d.at(&node.path))?;
+            let v = eval_at(inner, env, chain).map_err(|d| d.at(&node.path))?;
             Ok(YNode {
                 value: match v {
                     EVal::Int(i) => YValue::Int(i),
@@ -112,7 +193,7 @@ pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagn
             value: YValue::Seq(
                 items
                     .iter()
-                    .map(|x| substitute(x, env, keep))
+                    .map(|x| substitute_at(x, env, keep, chain))
                     .collect::<Result<_, _>>()?,
             ),
             path: node.path.clone(),
@@ -209,16 +290,26 @@ struct Parser<'a> {
     pos: usize,
     env: &'a Env,
     src: &'a str,
+    /// Parameters followed to get here.
+    chain: &'a [String],
+    /// Current nesting of parentheses, calls and unary operators.
+    nesting: usize,
 }
 
 /// Evaluates the text of an expression (without the surrounding `$( )`).
 pub fn eval(src: &str, env: &Env) -> Result<EVal, Diagnostic> {
+    eval_at(src, env, &[])
+}
+
+fn eval_at(src: &str, env: &Env, chain: &[String]) -> Result<EVal, Diagnostic> {
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
         pos: 0,
         env,
         src,
+        chain,
+        nesting: 0,
     };
     let v = p.or()?;
     if p.pos != p.toks.len() {
@@ -232,6 +323,7 @@ pub fn eval(src: &str, env: &Env) -> Result<EVal, Diagnostic> {
 
 fn overflow(src: &str) -> Diagnostic {
     Diagnostic::new(format!("arithmetic overflow in `{src}`"))
+        .help("every value must fit in a signed 64-bit integer: check the parameters it uses")
 }
 
 impl Parser<'_> {
@@ -343,10 +435,11 @@ impl Parser<'_> {
             let r = self.unary()?;
             let (a, b) = (self.int(l)?, self.int(r)?);
             if op != "*" && b == 0 {
-                return Err(Diagnostic::new(format!(
-                    "division by zero in `{}`",
-                    self.src
-                )));
+                return Err(
+                    Diagnostic::new(format!("division by zero in `{}`", self.src)).help(
+                        "check the parameter it divides by (a block argument, or its default)",
+                    ),
+                );
             }
             let v = match op {
                 "*" => a.checked_mul(b),
@@ -373,6 +466,18 @@ impl Parser<'_> {
         }
     }
     fn unary(&mut self) -> Result<EVal, Diagnostic> {
+        if self.nesting >= MAX_EXPR_NESTING {
+            return Err(Diagnostic::new(format!(
+                "the expression nests parentheses, calls or signs more than {MAX_EXPR_NESTING} deep"
+            ))
+            .help("simplify it, or split it across parameters"));
+        }
+        self.nesting += 1;
+        let v = self.unary_inner();
+        self.nesting -= 1;
+        v
+    }
+    fn unary_inner(&mut self) -> Result<EVal, Diagnostic> {
         if self.eat("-") {
             let v = self.unary()?;
             let i = self.int(v)?;
@@ -440,7 +545,8 @@ impl Parser<'_> {
                             .strip_prefix("$(")
                             .and_then(|r| r.strip_suffix(')'))
                             .unwrap_or(&s[1..]);
-                        eval(inner, self.env)
+                        let chain = follow_param(self.chain, &name)?;
+                        eval_at(inner, self.env, &chain)
                     }
                     Some(other) => Err(Diagnostic::new(format!(
                         "parameter `{name}` is {} ({other}); arithmetic needs an integer",
@@ -598,5 +704,68 @@ mod tests {
         assert!(eval("mid ? 1 : 2", &e).is_err());
         assert!(eval("1.5 * mid", &e).is_err());
         assert!(eval("(mid", &e).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use crate::yaml::YamlPath;
+
+    fn s(v: &str) -> YNode {
+        YNode::synthetic(YValue::Str(v.to_string()), YamlPath::default())
+    }
+
+    /// Once a stack overflow: nesting is bounded, with an error rather than a crash.
+    #[test]
+    fn deep_expressions_are_errors() {
+        let e = Env::new(None);
+        let ok = format!("{}1{}", "(".repeat(50), ")".repeat(50));
+        assert_eq!(eval(&ok, &e).unwrap(), EVal::Int(1));
+        for deep in [
+            format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("{}1", "-".repeat(100_000)),
+            format!("{}true", "!".repeat(100_000)),
+            format!("{}1{}", "max(".repeat(100_000), ")".repeat(100_000)),
+        ] {
+            let err = eval(&deep, &e).unwrap_err();
+            assert!(err.message.contains("more than 64 deep"), "{err}");
+        }
+    }
+
+    /// Once a stack overflow: parameters defined in terms of themselves.
+    #[test]
+    fn parameter_loops_are_errors() {
+        let mut e = Env::new(None);
+        e.set("a", s("$b"));
+        e.set("b", s("$(a + 1)"));
+        e.set("c", s("$c"));
+        let err = substitute(&s("$a"), &e, &[]).unwrap_err();
+        assert!(err.message.contains("a → b → a"), "{err}");
+        let err = substitute(&s("$c"), &e, &[]).unwrap_err();
+        assert!(err.message.contains("c → c"), "{err}");
+        let err = eval("b * 2", &e).unwrap_err();
+        assert!(err.message.contains("b → a → b"), "{err}");
+        // A chain that ends is fine.
+        e.set("x", s("$y"));
+        e.set("y", s("$(z * 2)"));
+        e.set("z", YNode::synthetic(YValue::Int(4), YamlPath::default()));
+        assert_eq!(substitute(&s("$x"), &e, &[]).unwrap().value, YValue::Int(8));
+    }
+
+    /// Many names in one scope: indexed, and the last binding of a name wins.
+    #[test]
+    fn large_scopes() {
+        let mut e = Env::new(None);
+        for i in 0..10_000 {
+            e.set(
+                &format!("p{i}"),
+                YNode::synthetic(YValue::Int(i), YamlPath::default()),
+            );
+        }
+        e.set("p7", YNode::synthetic(YValue::Int(-7), YamlPath::default()));
+        assert_eq!(eval("p9999 + p7", &e).unwrap(), EVal::Int(9992));
+        let child = Env::new(Some(Rc::new(e)));
+        assert_eq!(eval("p5", &child).unwrap(), EVal::Int(5));
     }
 }

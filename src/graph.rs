@@ -4,6 +4,7 @@
 //! topologically (ties broken by file order), each layer built from its attributes and input
 //! shapes. Every error is located: file:line:column, the layer path and its block instance.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
@@ -17,10 +18,18 @@ use crate::layers::{self, Arity, Attrs, Layer, OpType, Shape};
 use crate::spec::{BlockSpec, Defaults, ModelSpec, NodeKind, NodeSpec};
 use crate::yaml::{Document, YNode, YValue, YamlPath};
 
-/// Most layers a model may expand to.
-pub const MAX_LAYERS: usize = 2_000_000;
+/// Most layers a model may expand to, counting block instances and nodes switched off by
+/// `when:` (each costs about as much to expand as a layer; 100k layers build and analyse in
+/// about 0.3 s; the largest zoo model has about 1,000).
+pub const MAX_LAYERS: usize = 200_000;
+/// Most connections the expanded model may have: the inputs of every layer, and the
+/// parameters and inputs bound to every block instance. It bounds the work of a model with
+/// few layers but very many inputs or block parameters, repeated.
+pub const MAX_LINKS: usize = 1_000_000;
 /// Largest `repeat:`.
-pub const MAX_REPEAT: i64 = 1_000_000;
+pub const MAX_REPEAT: i64 = 100_000;
+/// Most nodes switched off by `when:` that one reference may pass through.
+pub const MAX_WHEN_CHAIN: usize = 64;
 /// Deepest nesting of blocks inside blocks.
 pub const MAX_BLOCK_DEPTH: usize = 32;
 /// Largest tensor, in elements, a model may declare or produce (2^40).
@@ -33,6 +42,9 @@ pub struct BuildOptions {
     pub batch: u64,
     /// Replaces the (single) input's per-sample shape, e.g. `[3, 320, 320]`.
     pub input: Option<Vec<u64>>,
+    /// Most layers the model may expand to ([`MAX_LAYERS`] by default; lower it to bound
+    /// the work done on untrusted input, as the fuzz targets do).
+    pub max_layers: usize,
 }
 
 impl Default for BuildOptions {
@@ -40,6 +52,7 @@ impl Default for BuildOptions {
         BuildOptions {
             batch: 1,
             input: None,
+            max_layers: MAX_LAYERS,
         }
     }
 }
@@ -126,10 +139,13 @@ pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error>
 /// Expands and builds the network described by `doc`.
 pub fn build_network(doc: &Document, opts: &BuildOptions) -> Result<Network, Error> {
     let spec = ModelSpec::from_document(doc).map_err(|d| Error::from(doc.locate_diagnostic(d)))?;
-    let mut ex = Expander::new(&spec, doc);
+    let mut ex = Expander::new(&spec, doc, opts.max_layers);
     let result = ex.run(opts).and_then(|outs| ex.finish(outs, opts));
     result.map_err(|d| Error::from(ex.decorate(d)))
 }
+
+/// What a name resolves to: (raw node, its slot, the output slot named last on the way).
+type Resolved = (usize, usize, Option<usize>);
 
 #[derive(Debug, Clone)]
 enum Ref {
@@ -165,6 +181,16 @@ struct Expander<'a> {
     current: Option<(String, Option<usize>)>,
     /// The model's `params:`, the outermost scope of every expression.
     model_env: Rc<Env>,
+    /// [`BuildOptions::max_layers`].
+    max_layers: usize,
+    /// Layers, block instances and switched-off nodes expanded so far.
+    expanded: usize,
+    /// Connections made so far (see [`MAX_LINKS`]).
+    links: usize,
+    /// Blocks by name.
+    block_index: HashMap<&'a str, &'a BlockSpec>,
+    /// What each table key resolves to, once known (see [`Expander::follow`]).
+    resolved: RefCell<HashMap<String, Resolved>>,
 }
 
 /// `own` attributes completed by the defaults for `op` (innermost defaults first), without the
@@ -194,6 +220,28 @@ fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
         NodeKind::Op(t) => t.name.to_string(),
         NodeKind::Use(b) => b.clone(),
     };
+    // How often each name is taken by an `id` or claimed by an unnamed node: one pass, so a
+    // list of many unnamed nodes stays linear (a short list, the usual case, is scanned).
+    let short = nodes.len() <= 16;
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut unnamed: HashMap<String, usize> = HashMap::new();
+    if !short {
+        for n in nodes {
+            match &n.id {
+                Some(id) => *ids.entry(id.as_str()).or_default() += 1,
+                None => *unnamed.entry(base(n)).or_default() += 1,
+            }
+        }
+    }
+    let clashes = |i: usize, b: &str| -> bool {
+        if short {
+            nodes.iter().enumerate().any(|(j, m)| {
+                j != i && (m.id.as_deref() == Some(b) || (m.id.is_none() && base(m) == b))
+            })
+        } else {
+            ids.contains_key(b) || unnamed.get(b).copied() > Some(1)
+        }
+    };
     nodes
         .iter()
         .enumerate()
@@ -201,11 +249,7 @@ fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
             Some(id) => id.clone(),
             None => {
                 let b = base(n);
-                let clash = nodes.iter().enumerate().any(|(j, m)| {
-                    j != i
-                        && (m.id.as_deref() == Some(b.as_str()) || (m.id.is_none() && base(m) == b))
-                });
-                if clash {
+                if clashes(i, &b) {
                     format!("{b}_{i}")
                 } else {
                     b
@@ -224,7 +268,7 @@ fn join(scope: &str, name: &str) -> String {
 }
 
 impl<'a> Expander<'a> {
-    fn new(spec: &'a ModelSpec, doc: &'a Document) -> Self {
+    fn new(spec: &'a ModelSpec, doc: &'a Document, max_layers: usize) -> Self {
         let mut env = Env::new(None);
         for (k, v) in &spec.params {
             env.set(k, v.clone());
@@ -238,6 +282,11 @@ impl<'a> Expander<'a> {
             stack: Vec::new(),
             current: None,
             model_env: Rc::new(env),
+            max_layers,
+            expanded: 0,
+            links: 0,
+            block_index: spec.blocks.iter().map(|b| (b.name.as_str(), b)).collect(),
+            resolved: RefCell::new(HashMap::new()),
         }
     }
 
@@ -286,14 +335,16 @@ impl<'a> Expander<'a> {
         }
         for (name, shape) in &spec.inputs {
             let mut dims = vec![YNode::synthetic(
-                YValue::Int(opts.batch as i64),
+                // Sizes beyond i64 are far beyond the 2^40-element limit: saturate, and let
+                // that limit say so.
+                YValue::Int(i64::try_from(opts.batch).unwrap_or(i64::MAX)),
                 shape.path.clone(),
             )];
             match &opts.input {
-                Some(o) => dims.extend(
-                    o.iter()
-                        .map(|&d| YNode::synthetic(YValue::Int(d as i64), shape.path.clone())),
-                ),
+                Some(o) => dims.extend(o.iter().map(|&d| {
+                    let d = i64::try_from(d).unwrap_or(i64::MAX);
+                    YNode::synthetic(YValue::Int(d), shape.path.clone())
+                })),
                 None => match &shape.value {
                     YValue::Seq(items) => dims.extend(items.iter().cloned()),
                     _ => unreachable!("checked by spec"),
@@ -337,6 +388,34 @@ impl<'a> Expander<'a> {
         })
     }
 
+    /// Counts one more expanded node (a layer, a block instance, or a node switched off by
+    /// `when:`).
+    fn count_node(&mut self, at: &YamlPath) -> Result<(), Diagnostic> {
+        self.expanded += 1;
+        if self.expanded > self.max_layers {
+            return Err(Diagnostic::new(format!(
+                "the model expands to more than {} layers (counting block instances and layers switched off by `when:`)",
+                self.max_layers
+            ))
+            .at(at)
+            .help("check the `repeat:` counts (and the blocks they repeat)"));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more connections (see [`MAX_LINKS`]).
+    fn count_links(&mut self, n: usize, at: &YamlPath) -> Result<(), Diagnostic> {
+        self.links = self.links.saturating_add(n);
+        if self.links > MAX_LINKS {
+            return Err(Diagnostic::new(format!(
+                "the model expands to more than {MAX_LINKS} connections (layer inputs, and block parameters and inputs per instance)"
+            ))
+            .at(at)
+            .help("check the `repeat:` counts, and layers or blocks with very many inputs or parameters"));
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn push_raw(
         &mut self,
@@ -348,13 +427,8 @@ impl<'a> Expander<'a> {
         node_path: YamlPath,
         instance: Option<usize>,
     ) -> Result<usize, Diagnostic> {
-        if self.raws.len() >= MAX_LAYERS {
-            return Err(Diagnostic::new(format!(
-                "the model expands to more than {MAX_LAYERS} layers"
-            ))
-            .at(&node_path)
-            .help("check the `repeat:` counts"));
-        }
+        self.count_node(&node_path)?;
+        self.count_links(inputs.len(), &node_path)?;
         self.raws.push(Raw {
             path,
             op,
@@ -398,7 +472,11 @@ impl<'a> Expander<'a> {
             _ => vec![one(&node)?],
         };
         if refs.is_empty() {
-            return Err(Diagnostic::new("`in` is an empty list").at(&node.path));
+            return Err(Diagnostic::new("`in` is an empty list")
+                .at(&node.path)
+                .help(
+                    "name the input(s), `in: [a, b]`, or leave `in` out to take the previous layer",
+                ));
         }
         Ok(Some(refs))
     }
@@ -426,6 +504,7 @@ impl<'a> Expander<'a> {
                 .unwrap_or_else(|| vec![prev.clone()]);
             if let Some(w) = &n.when {
                 if !Self::eval_bool(w, env, "when")? {
+                    self.count_node(&n.path)?;
                     // Switched off: the name stands for the node's (first) input.
                     self.define(full.clone(), inputs[0].clone(), &n.path)?;
                     prev = Ref::Name {
@@ -445,7 +524,12 @@ impl<'a> Expander<'a> {
                         return Err(Diagnostic::new(format!(
                             "`repeat: {k}` must be between 1 and {MAX_REPEAT}"
                         ))
-                        .at(&v.path));
+                        .at(&v.path)
+                        .help(if k < 1 {
+                            "to leave the node out, write `when: false`; `repeat: 1` is one copy".to_string()
+                        } else {
+                            format!("a model expands to at most {MAX_LAYERS} layers in all; repeat a block of layers for depth")
+                        }));
                     }
                     k as usize
                 }
@@ -478,10 +562,9 @@ impl<'a> Expander<'a> {
                 }
                 NodeKind::Use(bname) => {
                     let block = self
-                        .spec
-                        .blocks
-                        .iter()
-                        .find(|b| &b.name == bname)
+                        .block_index
+                        .get(bname.as_str())
+                        .copied()
                         .ok_or_else(|| {
                             let mut d =
                                 Diagnostic::new(format!("unknown block `{bname}`")).at(&n.path);
@@ -504,9 +587,13 @@ impl<'a> Expander<'a> {
                     }
                     if self.stack.len() >= MAX_BLOCK_DEPTH {
                         return Err(Diagnostic::new(format!(
-                            "blocks nested deeper than {MAX_BLOCK_DEPTH}"
+                            "blocks nested deeper than {MAX_BLOCK_DEPTH} levels ({} → …)",
+                            self.stack[..3].join(" → ")
                         ))
-                        .at(&n.path));
+                        .at(&n.path)
+                        .help(
+                            "use blocks inside blocks a few levels deep, and `repeat:` for depth",
+                        ));
                     }
                     let mut input = inputs;
                     let mut out = None;
@@ -548,6 +635,8 @@ impl<'a> Expander<'a> {
         inputs: Vec<Ref>,
         parent: Option<usize>,
     ) -> Result<Ref, Diagnostic> {
+        self.count_node(&n.path)?;
+        self.count_links(block.params.len() + inputs.len(), &n.path)?;
         // Bind parameters: `first:` (instance 0) over `with:` over the block's defaults.
         let mut benv = Env::new(Some(self.model_env.clone()));
         let mut args = Vec::new();
@@ -560,8 +649,16 @@ impl<'a> Expander<'a> {
                 [].iter()
             })
             .collect();
+        // The last given value wins (`first:` after `with:`). Indexed: a block may declare
+        // many parameters, and this runs once per instance.
+        let chosen: HashMap<&str, &YNode> = given.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let declared: HashMap<&str, ()> = if given.is_empty() {
+            HashMap::new()
+        } else {
+            block.params.iter().map(|(p, _)| (p.as_str(), ())).collect()
+        };
         for (k, v) in &given {
-            if !block.params.iter().any(|(p, _)| p == k) {
+            if !declared.contains_key(k.as_str()) {
                 let mut d =
                     Diagnostic::new(format!("block `{}` has no parameter `{k}`", block.name))
                         .at(&v.path);
@@ -581,9 +678,8 @@ impl<'a> Expander<'a> {
             }
         }
         for (p, default) in &block.params {
-            // The last given value wins (`first:` after `with:`).
-            let v = match given.iter().rev().find(|(k, _)| k == p) {
-                Some((_, v)) => substitute(v, env, &[])?,
+            let v = match chosen.get(p.as_str()) {
+                Some(v) => substitute(v, env, &[])?,
                 None => match default {
                     Some(d) => d.clone(),
                     None => {
@@ -611,11 +707,14 @@ impl<'a> Expander<'a> {
             parent,
             at: n.path.clone(),
         });
+        // `$in0` is looked up as `$in` (see `key_of`): one entry per instance, not two.
         for (k, r) in inputs.iter().enumerate() {
-            if k == 0 {
-                self.define(join(path, "$in"), r.clone(), &n.path)?;
-            }
-            self.define(join(path, &format!("$in{k}")), r.clone(), &n.path)?;
+            let key = if k == 0 {
+                join(path, "$in")
+            } else {
+                join(path, &format!("$in{k}"))
+            };
+            self.define(key, r.clone(), &n.path)?;
         }
         self.stack.push(block.name.clone());
         let mut layered: Vec<&Defaults> = defaults.to_vec();
@@ -770,68 +869,93 @@ impl<'a> Expander<'a> {
         Ok(last)
     }
 
-    /// Resolves a reference to (raw node, slot).
+    /// The table key a written name refers to, and the output slot it names (`split:1`).
+    /// `$in0` is the same entry as `$in`.
+    fn key_of(
+        &self,
+        scope: &str,
+        text: &str,
+        at: &YamlPath,
+    ) -> Result<(String, Option<usize>), Diagnostic> {
+        let (base, slot) = match text.rsplit_once(':') {
+            Some((b, k)) => {
+                let k: usize = k.parse().map_err(|_| {
+                    Diagnostic::new(format!(
+                        "`{text}`: the part after `:` must be an output number"
+                    ))
+                    .at(at)
+                    .help("e.g. `split:1` for the second piece of a split")
+                })?;
+                (b.trim_start_matches('$'), Some(k))
+            }
+            None => (text.trim_start_matches('$'), None),
+        };
+        let is_param_ref = text.starts_with('$');
+        let key = if is_param_ref {
+            join(
+                scope,
+                &format!("${}", if base == "in0" { "in" } else { base }),
+            )
+        } else {
+            join(scope, base)
+        };
+        if self.table.contains_key(&key) {
+            return Ok((key, slot));
+        }
+        if !is_param_ref && self.table.contains_key(base) {
+            return Ok((base.to_string(), slot));
+        }
+        Err(self.unknown_ref(scope, text, base, at, is_param_ref))
+    }
+
+    /// Resolves a reference to (raw node, slot). A name may stand for another name (a node
+    /// switched off by `when:`, a block instance's output, `$in`), so resolution follows a
+    /// chain; every key's answer is remembered, so each chain is walked once however many
+    /// references share it.
     fn resolve(&self, r: &Ref) -> Result<(usize, usize), Diagnostic> {
-        let mut cur = r.clone();
-        let mut slot_override: Option<(usize, YamlPath, String)> = None;
-        for _ in 0..=self.table.len() + 1 {
-            match cur {
-                Ref::Direct(i, s) => {
-                    return Ok(match slot_override {
-                        Some((k, _, _)) if s == 0 => (i, k),
-                        _ => (i, s),
-                    });
-                }
-                Ref::Name {
-                    ref scope,
-                    ref text,
-                    ref at,
-                } => {
-                    let (base, slot) = match text.rsplit_once(':') {
-                        Some((b, k)) => {
-                            let k: usize = k.parse().map_err(|_| {
-                                Diagnostic::new(format!(
-                                    "`{text}`: the part after `:` must be an output number"
-                                ))
-                                .at(at)
-                                .help("e.g. `split:1` for the second piece of a split")
-                            })?;
-                            (b.trim_start_matches('$'), Some(k))
-                        }
-                        None => (text.trim_start_matches('$'), None),
-                    };
-                    let is_param_ref = text.starts_with('$');
-                    let key_scoped = join(scope, if is_param_ref { text.as_str() } else { base });
-                    let key = if is_param_ref {
-                        join(scope, &format!("${base}"))
-                    } else {
-                        key_scoped
-                    };
-                    let found = self.table.get(&key).or_else(|| {
-                        if is_param_ref {
-                            None
-                        } else {
-                            self.table.get(base)
-                        }
-                    });
-                    let Some((target, _)) = found else {
-                        return Err(self.unknown_ref(scope, text, base, at, is_param_ref));
-                    };
-                    if let Some(k) = slot {
-                        slot_override = Some((k, at.clone(), text.clone()));
-                    }
-                    cur = target.clone();
+        let (scope, text, at) = match r {
+            Ref::Direct(i, s) => return Ok((*i, *s)),
+            Ref::Name { scope, text, at } => (scope, text, at),
+        };
+        let (key, slot) = self.key_of(scope, text, at)?;
+        let (i, s, last) = self.follow(key, at)?;
+        // The slot named last along the chain (nearest the layer) wins.
+        Ok(match last.or(slot) {
+            Some(k) if s == 0 => (i, k),
+            _ => (i, s),
+        })
+    }
+
+    /// Follows table entries from `key` to a layer: (raw node, its slot, the slot named last
+    /// along the way).
+    fn follow(&self, key: String, at: &YamlPath) -> Result<Resolved, Diagnostic> {
+        let mut trail: Vec<(String, Option<usize>)> = Vec::new();
+        let mut cur = key;
+        let mut found = loop {
+            if let Some(&done) = self.resolved.borrow().get(&cur) {
+                break done;
+            }
+            if trail.len() > self.table.len() {
+                return Err(Diagnostic::new(
+                    "a reference loops through layers switched off by `when`",
+                )
+                .at(at)
+                .help("a switched-off layer stands for its input: check that the chain of `in:` references ends at a layer"));
+            }
+            match &self.table[&cur].0 {
+                Ref::Direct(i, s) => break (*i, *s, None),
+                Ref::Name { scope, text, at } => {
+                    let (next, slot) = self.key_of(scope, text, at)?;
+                    trail.push((std::mem::replace(&mut cur, next), slot));
                 }
             }
+        };
+        self.resolved.borrow_mut().insert(cur, found);
+        for (k, slot) in trail.into_iter().rev() {
+            found.2 = found.2.or(slot);
+            self.resolved.borrow_mut().insert(k, found);
         }
-        Err(
-            Diagnostic::new("a reference loops through layers switched off by `when`").at(
-                match r {
-                    Ref::Name { at, .. } => at,
-                    Ref::Direct(..) => &self.raws[0].node_path,
-                },
-            ),
-        )
+        Ok(found)
     }
 
     fn unknown_ref(
@@ -939,6 +1063,11 @@ impl<'a> Expander<'a> {
                         p.out_shapes.len()
                     ))
                     .at(&at)
+                    .help(format!(
+                        "outputs are numbered from 0: `{0}:0` to `{0}:{1}`",
+                        p.name,
+                        p.out_shapes.len().saturating_sub(1)
+                    ))
                 })?;
                 in_shapes.push(s.clone());
                 in_ops.push(p.layer.op());
@@ -1042,7 +1171,16 @@ impl<'a> Expander<'a> {
                 Ref::Direct(..) => nodes[pos[i]].name.clone(),
             };
             if slot >= nodes[pos[i]].out_shapes.len() {
-                return Err(Diagnostic::new(format!("output `{name}` does not exist")));
+                let mut d = Diagnostic::new(format!(
+                    "output `{name}` does not exist: `{}` has {} output(s)",
+                    nodes[pos[i]].name,
+                    nodes[pos[i]].out_shapes.len()
+                ))
+                .help("outputs are numbered from 0");
+                if let Ref::Name { at, .. } = r {
+                    d = d.at(at);
+                }
+                return Err(d);
             }
             outputs.push(Output {
                 name,
@@ -1093,7 +1231,12 @@ impl<'a> Expander<'a> {
             .map(|&i| self.raws[i].path.as_str())
             .collect();
         let first = members.first().copied().unwrap_or(0);
-        Diagnostic::new(format!("the layers {} form a cycle", names.join(" → ")))
+        let msg = if names.len() == 1 {
+            format!("layer `{}` takes its own output as input", names[0])
+        } else {
+            format!("the layers {} form a cycle", names.join(" → "))
+        };
+        Diagnostic::new(msg)
             .at(&self.raws[first].node_path)
             .layer(&self.raws[first].path)
             .help("a network is a directed acyclic graph: check the `in:` references")

@@ -3,6 +3,8 @@
 //! anything (known keys with did-you-mean, known ops, identifiers, required parameters
 //! declared); no semantics beyond that. See docs/FORMAT.md.
 
+use std::collections::HashMap;
+
 use crate::error::{did_you_mean, Diagnostic};
 use crate::expr::is_ident;
 use crate::layers::{self, OpType};
@@ -85,7 +87,8 @@ fn map<'a>(node: &'a YNode, what: &str) -> Result<&'a [(String, YNode)], Diagnos
         _ => Err(err(
             node,
             format!("{what} must be a mapping, found {} ({node})", node.kind()),
-        )),
+        )
+        .help("write `key: value` pairs, one per line or as `{key: value, …}`")),
     }
 }
 
@@ -95,7 +98,8 @@ fn seq<'a>(node: &'a YNode, what: &str) -> Result<&'a [YNode], Diagnostic> {
         _ => Err(err(
             node,
             format!("{what} must be a list, found {} ({node})", node.kind()),
-        )),
+        )
+        .help("write a list: `[a, b]`, or one `- item` per line")),
     }
 }
 
@@ -117,7 +121,7 @@ fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
     match node.as_str() {
         Some(s) if is_ident(s) => Ok(s.to_string()),
         Some(s) => Err(err(node, format!("`{s}` is not a valid {what}"))
-            .help("names start with a letter and use letters, digits and _ (no dots: dots separate block levels)")),
+            .help("names start with an ASCII letter or _ and go on with ASCII letters, digits and _ (no dots: dots separate block levels)")),
         None => Err(err(node, format!("{what} must be a name, found {} ({node})", node.kind()))),
     }
 }
@@ -232,6 +236,29 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
     })
 }
 
+/// Names referred to by expressions (`$name`, identifiers inside `$(…)`) anywhere in `node`,
+/// each with where it first appears.
+fn referenced_names(node: &YNode, out: &mut HashMap<String, YamlPath>) {
+    match &node.value {
+        YValue::Str(s) if s.starts_with('$') => {
+            let mut cur = String::new();
+            for c in s[1..].chars().chain([' ']) {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    cur.push(c);
+                } else if !cur.is_empty() {
+                    if is_ident(&cur) && !out.contains_key(&cur) {
+                        out.insert(cur.clone(), node.path.clone());
+                    }
+                    cur.clear();
+                }
+            }
+        }
+        YValue::Seq(items) => items.iter().for_each(|x| referenced_names(x, out)),
+        YValue::Map(m) => m.iter().for_each(|(_, x)| referenced_names(x, out)),
+        _ => {}
+    }
+}
+
 impl ModelSpec {
     /// Reads the top level of a parsed document.
     pub fn from_document(doc: &Document) -> Result<ModelSpec, Diagnostic> {
@@ -294,6 +321,41 @@ impl ModelSpec {
                 let body = bnode
                     .get("nodes")
                     .ok_or_else(|| err(bnode, format!("block `{bname}` has no `nodes:`")))?;
+                // A declared parameter nothing refers to is a mistake (`first: {stride: 2}`
+                // that changes nothing, or a typo on one side).
+                let mut used = HashMap::new();
+                referenced_names(bnode, &mut used);
+                if let Some(p) = bnode.get("params") {
+                    let declared = map(p, "`params`")?;
+                    for (pk, pv) in declared {
+                        if !used.contains_key(pk.as_str()) {
+                            // Most often a typo on the using side: say that, where it is.
+                            let undeclared = used
+                                .keys()
+                                .filter(|u| !declared.iter().any(|(d, _)| d == *u))
+                                .map(String::as_str);
+                            let mut near: Vec<&str> = undeclared.collect();
+                            near.sort_unstable();
+                            if let Some(u) = near
+                                .into_iter()
+                                .find(|u| did_you_mean(u, [pk.as_str()]).is_some())
+                            {
+                                return Err(Diagnostic::new(format!(
+                                    "block `{bname}` uses `{u}`, which is not one of its parameters"
+                                ))
+                                .at(&used[u])
+                                .help(format!("did you mean `{pk}`?")));
+                            }
+                            return Err(err(
+                                pv,
+                                format!("block `{bname}` declares parameter `{pk}` but never uses it"),
+                            )
+                            .help(format!(
+                                "refer to it in the block (`${pk}`, or `$({pk} * 2)` in an expression), or remove it"
+                            )));
+                        }
+                    }
+                }
                 blocks.push(BlockSpec {
                     name: bname.clone(),
                     params,

@@ -389,9 +389,15 @@ mod tests {
     use crate::{zoo, BuildOptions};
 
     fn resnet50(batch: u64) -> Network {
-        zoo::build("resnet50", &BuildOptions { batch, input: None })
-            .unwrap()
-            .unwrap()
+        zoo::build(
+            "resnet50",
+            &BuildOptions {
+                batch,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap()
     }
 
     fn cfg(batch: u64, optimizer: Optimizer) -> Config {

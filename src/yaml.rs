@@ -4,7 +4,10 @@
 //! into file:line:column on demand by re-reading the text with a seeking deserializer whose
 //! deliberate error carries the parser's position. Nothing here knows about layers.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -18,15 +21,24 @@ pub enum Step {
 }
 
 /// A path from the document root to a value, e.g. `blocks.bottleneck.nodes[2].stride`.
-/// Shared (cloning is a reference-count increment): every value of an expanded model keeps one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct YamlPath(pub std::sync::Arc<[Step]>);
+/// A shared linked list from the value back to the root: a child costs one small allocation
+/// whatever its depth, and cloning is a reference-count increment (every value of an
+/// expanded model keeps one).
+#[derive(Debug, Clone, Default)]
+pub struct YamlPath(Option<Arc<PathLink>>);
+
+#[derive(Debug)]
+struct PathLink {
+    parent: YamlPath,
+    step: Step,
+}
 
 impl YamlPath {
     fn child(&self, step: Step) -> YamlPath {
-        let mut p = self.0.to_vec();
-        p.push(step);
-        YamlPath(p.into())
+        YamlPath(Some(Arc::new(PathLink {
+            parent: self.clone(),
+            step,
+        })))
     }
     pub fn key(&self, k: &str) -> YamlPath {
         self.child(Step::Key(k.to_string()))
@@ -34,14 +46,47 @@ impl YamlPath {
     pub fn index(&self, i: usize) -> YamlPath {
         self.child(Step::Index(i))
     }
+    /// The steps from the root, in order.
+    pub fn steps(&self) -> Vec<&Step> {
+        let mut out = Vec::new();
+        let mut cur = self;
+        while let Some(link) = &cur.0 {
+            out.push(&link.step);
+            cur = &link.parent;
+        }
+        out.reverse();
+        out
+    }
+    /// Whether this is the document itself.
+    pub fn is_root(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl PartialEq for YamlPath {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || (a.step == b.step && a.parent == b.parent),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for YamlPath {}
+
+impl std::hash::Hash for YamlPath {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.steps().hash(h)
+    }
 }
 
 impl fmt::Display for YamlPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.is_root() {
             return write!(f, "(document)");
         }
-        for (i, s) in self.0.iter().enumerate() {
+        for (i, s) in self.steps().into_iter().enumerate() {
             match s {
                 Step::Key(k) if i == 0 => write!(f, "{k}")?,
                 Step::Key(k) => write!(f, ".{k}")?,
@@ -141,7 +186,8 @@ pub struct Document {
     pub root: YNode,
 }
 
-/// Largest source accepted, in bytes (a hand-written architecture is a few KiB).
+/// Largest source accepted, in bytes (a hand-written architecture is a few KiB; the largest
+/// in the zoo is 6 KiB).
 pub const MAX_SOURCE_BYTES: usize = 4 << 20;
 /// Deepest nesting of lists and mappings accepted.
 pub const MAX_NESTING: usize = 64;
@@ -155,12 +201,15 @@ impl Document {
             column,
         };
         if text.len() > MAX_SOURCE_BYTES {
-            return Err(Diagnostic::new(format!(
-                "the file is {} bytes; archscope reads architecture files of at most {} bytes",
+            let mut d = Diagnostic::new(format!(
+                "the file is {} bytes; archscope reads architecture files of at most {} bytes ({} MiB)",
                 text.len(),
-                MAX_SOURCE_BYTES
+                MAX_SOURCE_BYTES,
+                MAX_SOURCE_BYTES >> 20
             ))
-            .help("describe repeated structure with a block and `repeat: N` instead of writing it out"));
+            .help("describe repeated structure with a block and `repeat: N` instead of writing it out");
+            d.loc = Some(loc(1, 1));
+            return Err(d);
         }
         if text.trim().is_empty() {
             let mut d = Diagnostic::new("the file is empty").help(
@@ -174,45 +223,56 @@ impl Document {
             d.loc = Some(loc(line, col));
             d
         })?;
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            let msg = strip_location(&e.to_string());
-            let mut d = match msg.split_once("duplicate entry with key ") {
-                Some((_, key)) => Diagnostic::new(format!("duplicate key {key} in one mapping"))
-                    .help("keep one of them (archscope never lets the last one silently win)"),
-                None => Diagnostic::new(format!("invalid YAML: {msg}"))
-                    .help("check indentation, colons and brackets on that line"),
-            };
-            if let Some(l) = e.location() {
-                d.loc = Some(loc(l.line(), l.column()));
-            }
-            d
-        })?;
-        let root = convert(&value, YamlPath::default(), 0)?;
-        let doc = Document {
+        let ctx = Build {
+            nodes: Cell::new(0),
+            // Every value takes at least one byte of text (`-` and its implicit null two
+            // values for one byte): more values than that can only come from aliases.
+            budget: 2 * text.len() + 2,
+            failure: RefCell::new(None),
+        };
+        let seed = NodeSeed {
+            ctx: &ctx,
+            path: YamlPath::default(),
+            depth: 0,
+        };
+        let root = seed
+            .deserialize(serde_yaml::Deserializer::from_str(text))
+            .map_err(|e| {
+                let mut d = match ctx.failure.take() {
+                    Some(d) => d,
+                    None => syntax_error(file, &e.to_string()),
+                };
+                if let Some(l) = e.location() {
+                    d.loc = Some(loc(l.line(), l.column()));
+                    // The path locates the first of two duplicate keys; the error, the second.
+                    if let Some(first) = d.at.take() {
+                        if let Some(f) = locate_key_in(file, text, &first) {
+                            d = d.note(format!("first given at {f}"));
+                        }
+                    }
+                } else if d.at.is_none() {
+                    d.loc = Some(loc(1, 1));
+                }
+                d
+            })?;
+        if root.value == YValue::Null {
+            let mut d = Diagnostic::new(
+                "the file holds no YAML value: only comments and blank lines",
+            )
+            .help("an architecture file needs at least `inputs:` and `nodes:`; see docs/FORMAT.md");
+            d.loc = Some(loc(1, 1));
+            return Err(d);
+        }
+        Ok(Document {
             file: file.to_string(),
             text: text.to_string(),
             root,
-        };
-        Ok(doc)
+        })
     }
 
     /// File, line and column of the value at `path`, if it can be found in the text.
     pub fn locate(&self, path: &YamlPath) -> Option<SourceLoc> {
-        if path.0.is_empty() {
-            return Some(SourceLoc {
-                file: self.file.clone(),
-                line: 1,
-                column: 1,
-            });
-        }
-        let de = serde_yaml::Deserializer::from_str(&self.text);
-        let err = Seek(&path.0).deserialize(de).err()?;
-        let l = err.location()?;
-        Some(SourceLoc {
-            file: self.file.clone(),
-            line: l.line(),
-            column: l.column(),
-        })
+        locate_in(&self.file, &self.text, path)
     }
 
     /// Fills in the diagnostic's file:line:column from its YAML path.
@@ -226,131 +286,453 @@ impl Document {
     }
 }
 
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+fn locate_in(file: &str, text: &str, path: &YamlPath) -> Option<SourceLoc> {
+    seek(file, text, path, false)
+}
+
+/// Where the key that ends `path` is written (not its value).
+fn locate_key_in(file: &str, text: &str, path: &YamlPath) -> Option<SourceLoc> {
+    seek(file, text, path, true)
+}
+
+fn seek(file: &str, text: &str, path: &YamlPath, key: bool) -> Option<SourceLoc> {
+    if path.is_root() {
+        return Some(SourceLoc {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+        });
+    }
+    let steps = path.steps();
+    let de = serde_yaml::Deserializer::from_str(text);
+    let err = Seek(&steps, key).deserialize(de).err()?;
+    let l = err.location()?;
+    Some(SourceLoc {
+        file: file.to_string(),
+        line: l.line(),
+        column: l.column(),
+    })
+}
+
+/// A YAML syntax error from libyaml's message, `PROBLEM at line L column C[, CONTEXT at line
+/// L2 column C2]`: the problem's position becomes the diagnostic's location (from the error
+/// itself), the context's a note.
+fn syntax_error(file: &str, msg: &str) -> Diagnostic {
+    let (problem, context) = match msg.split_once(", ") {
+        Some((p, c)) if !c.is_empty() => (p, Some(c)),
+        _ => (msg, None),
+    };
+    let (problem, _) = split_position(problem);
+    let mut d = Diagnostic::new(format!("invalid YAML: {problem}"));
+    if let Some(c) = context {
+        d = match split_position(c) {
+            (what, Some((line, column))) => d.note(format!("{what}: {file}:{line}:{column}")),
+            (what, None) => d.note(what.to_string()),
+        };
+    }
+    d.help("check the indentation, colons, quotes and brackets there")
+}
+
+/// `what at line L column C` → (`what`, (L, C)).
+fn split_position(s: &str) -> (&str, Option<(usize, usize)>) {
+    if let Some((what, pos)) = s.rsplit_once(" at line ") {
+        if let Some((l, c)) = pos.split_once(" column ") {
+            if let (Ok(l), Ok(c)) = (l.trim().parse(), c.trim().parse()) {
+                return (what, Some((l, c)));
+            }
+        }
+    }
+    (s, None)
+}
+
+/// The state shared by the seeds that build a [`YNode`] tree straight from serde_yaml's
+/// events: values built so far against the budget, and the diagnostic of a failure (the
+/// error handed to serde_yaml only carries its position back).
+struct Build {
+    nodes: Cell<usize>,
+    budget: usize,
+    failure: RefCell<Option<Diagnostic>>,
+}
+
+impl Build {
+    fn fail<E: de::Error>(&self, d: Diagnostic) -> E {
+        let msg = d.message.clone();
+        *self.failure.borrow_mut() = Some(d);
+        E::custom(msg)
+    }
+    fn count<E: de::Error>(&self) -> Result<(), E> {
+        let n = self.nodes.get() + 1;
+        self.nodes.set(n);
+        if n > self.budget {
+            return Err(self.fail(
+                Diagnostic::new(
+                    "the document expands to more values than its text holds: YAML aliases are not part of the format",
+                )
+                .help("write the values out, or make a block with parameters and `use:` it"),
+            ));
+        }
+        Ok(())
     }
 }
 
-fn convert(v: &serde_yaml::Value, path: YamlPath, depth: usize) -> Result<YNode, Diagnostic> {
-    use serde_yaml::Value as V;
-    if depth > MAX_NESTING {
-        return Err(Diagnostic::new(format!("nesting deeper than {MAX_NESTING} levels")).at(&path));
+/// Builds the value at `path`, `depth` collections deep.
+struct NodeSeed<'c> {
+    ctx: &'c Build,
+    path: YamlPath,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
+    type Value = YNode;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<YNode, D::Error> {
+        d.deserialize_any(self)
     }
-    let value = match v {
-        V::Null => YValue::Null,
-        V::Bool(b) => YValue::Bool(*b),
-        V::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                YValue::Int(i)
-            } else if n.is_u64() {
-                return Err(Diagnostic::new(format!("the number {n} is too large"))
-                    .at(&path)
-                    .help("sizes must fit in a signed 64-bit integer"));
-            } else {
-                YValue::Float(n.as_f64().unwrap_or(f64::NAN))
+}
+
+impl NodeSeed<'_> {
+    fn leaf<E: de::Error>(self, value: YValue) -> Result<YNode, E> {
+        self.ctx.count()?;
+        Ok(YNode {
+            value,
+            path: self.path,
+        })
+    }
+    fn too_large<E: de::Error>(&self, n: &dyn fmt::Display) -> E {
+        self.ctx.fail(
+            Diagnostic::new(format!("the number {n} is too large"))
+                .help("numbers must fit in a signed 64-bit integer (at most 9223372036854775807)"),
+        )
+    }
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
+        self.ctx.count()?;
+        if self.depth >= MAX_NESTING {
+            return Err(self.ctx.fail(
+                Diagnostic::new(format!(
+                    "lists and mappings nested deeper than {MAX_NESTING} levels"
+                ))
+                .help(
+                    "an architecture needs a few levels; describe depth with blocks and `repeat:`",
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for NodeSeed<'_> {
+    type Value = YNode;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<YNode, E> {
+        self.leaf(YValue::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<YNode, E> {
+        self.leaf(YValue::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<YNode, E> {
+        match i64::try_from(v) {
+            Ok(i) => self.leaf(YValue::Int(i)),
+            Err(_) => Err(self.too_large(&v)),
+        }
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<YNode, E> {
+        match i64::try_from(v) {
+            Ok(i) => self.leaf(YValue::Int(i)),
+            Err(_) => Err(self.too_large(&v)),
+        }
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<YNode, E> {
+        match i64::try_from(v) {
+            Ok(i) => self.leaf(YValue::Int(i)),
+            Err(_) => Err(self.too_large(&v)),
+        }
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<YNode, E> {
+        self.leaf(YValue::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<YNode, E> {
+        self.leaf(YValue::Str(v.to_string()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<YNode, E> {
+        self.leaf(YValue::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<YNode, E> {
+        self.leaf(YValue::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<YNode, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<YNode, A::Error> {
+        self.enter()?;
+        let mut items = Vec::new();
+        loop {
+            let seed = NodeSeed {
+                ctx: self.ctx,
+                path: self.path.index(items.len()),
+                depth: self.depth + 1,
+            };
+            match a.next_element_seed(seed)? {
+                Some(x) => items.push(x),
+                None => break,
             }
         }
-        V::String(s) => YValue::Str(s.clone()),
-        V::Sequence(items) => YValue::Seq(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, x)| convert(x, path.index(i), depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        V::Mapping(m) => {
-            let mut out = Vec::with_capacity(m.len());
-            for (k, x) in m {
-                let key = match k {
-                    V::String(s) => s.clone(),
-                    other => {
-                        return Err(Diagnostic::new(format!(
-                            "mapping keys must be plain names, found {}",
-                            serde_yaml::to_string(other).unwrap_or_default().trim()
-                        ))
-                        .at(&path))
-                    }
-                };
-                let child = convert(x, path.key(&key), depth + 1)?;
-                out.push((key, child));
-            }
-            YValue::Map(out)
+        Ok(YNode {
+            value: YValue::Seq(items),
+            path: self.path,
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<YNode, A::Error> {
+        self.enter()?;
+        let mut out: Vec<(String, YNode)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(key) = a.next_key_seed(KeySeed {
+            ctx: self.ctx,
+            map: &self.path,
+            seen: &seen,
+        })? {
+            let value = a.next_value_seed(NodeSeed {
+                ctx: self.ctx,
+                path: self.path.key(&key),
+                depth: self.depth + 1,
+            })?;
+            seen.insert(key.clone());
+            out.push((key, value));
         }
-        V::Tagged(t) => {
-            return Err(Diagnostic::new(format!(
-                "YAML tags such as `{}` are not part of the format",
-                t.tag
+        Ok(YNode {
+            value: YValue::Map(out),
+            path: self.path,
+        })
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, a: A) -> Result<YNode, A::Error> {
+        let (tag, _rest): (String, _) = a.variant()?;
+        Err(self.ctx.fail(
+            Diagnostic::new(format!(
+                "YAML tags such as `!{tag}` are not part of the format"
             ))
-            .at(&path)
-            .help("remove the tag"))
+            .help("remove the tag and write the plain value"),
+        ))
+    }
+}
+
+/// Reads a mapping key: a plain name, not seen before in the same mapping.
+struct KeySeed<'c, 'm> {
+    ctx: &'c Build,
+    map: &'m YamlPath,
+    seen: &'m HashSet<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl KeySeed<'_, '_> {
+    fn not_a_name<E: de::Error>(&self, found: &str) -> E {
+        self.ctx.fail(
+            Diagnostic::new(format!("mapping keys must be plain names, found {found}"))
+                .help("use a name such as `kernel` as the key"),
+        )
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_, '_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<String, E> {
+        self.ctx.count()?;
+        if k == "<<" {
+            return Err(self.ctx.fail(
+                Diagnostic::new("YAML merge keys (`<<:`) are not part of the format")
+                    .help("use `defaults:` for shared settings, or a block"),
+            ));
         }
-    };
-    Ok(YNode { value, path })
+        if self.seen.contains(k) {
+            let mut d = Diagnostic::new(format!("duplicate key `{k}` in one mapping"))
+                .help("keep one of them (archscope never lets the last one silently win)");
+            // Taken back by `Document::parse` to say where the first one is.
+            d.at = Some(self.map.key(k));
+            return Err(self.ctx.fail(d));
+        }
+        Ok(k.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Err(self.not_a_name(&v.to_string()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Err(self.not_a_name(&v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Err(self.not_a_name(&v.to_string()))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<String, E> {
+        Err(self.not_a_name(&v.to_string()))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<String, E> {
+        Err(self.not_a_name(&v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Err(self.not_a_name(&v.to_string()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Err(self.not_a_name("null"))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<String, E> {
+        Err(self.not_a_name("null"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(self.not_a_name("a list"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(self.not_a_name("a mapping"))
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(self.not_a_name("a tagged value"))
+    }
 }
 
 /// Rejects anchors, aliases, merge keys, tags and multiple documents, which the format forbids
-/// (they hide structure and invite alias bombs). A light scan over each line outside quotes and
-/// comments. Returns (line, column, message, help).
+/// (they hide structure and invite alias bombs), control characters, and flow collections
+/// (`[…]`, `{…}`) nested deeper than [`MAX_NESTING`] — libyaml's time grows with the square of
+/// that depth (100,000 levels took 38 s), so it is bounded before the parser sees the text.
+///
+/// A light scanner, not a parser: it follows quoted scalars (across lines, as YAML does),
+/// comments and block scalars (`|`, `>`), and knows where a node starts (where an anchor, an
+/// alias, a tag or a quote can begin). Where it could misread a quote, it errs towards
+/// counting more nesting, never less: every `[`/`{` outside comments counts, and only a
+/// `]`/`}` outside quotes closes. The parse that follows is the real check, and the value
+/// budget of [`Document::parse`] stops an alias that got past this scan from multiplying.
+/// Returns (line, column, message, help).
 fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
+    let mut flow_depth = 0usize;
+    // Indentation of the line that opened a block scalar, while inside one.
+    let mut block_scalar: Option<usize> = None;
+    // Inside a quoted scalar (which may continue on the next line), and after a backslash.
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
     for (ln, line) in text.lines().enumerate() {
         let ln = ln + 1;
-        let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
-        if let Some(col) = indent.find('\t') {
+        let indent = line.chars().take_while(|c| *c == ' ').count();
+        if let Some(opener) = block_scalar {
+            if line.trim().is_empty() || indent > opener {
+                continue;
+            }
+            block_scalar = None;
+        }
+        if let Some((col, c)) = line
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\r' | '\u{85}'))
+        {
             return Err((
                 ln,
                 col + 1,
-                "a tab in the indentation: YAML indents with spaces only".into(),
-                "replace the tab with spaces".into(),
+                format!(
+                    "a control character (U+{:04X}) in the text: is this a binary file?",
+                    u32::from(c)
+                ),
+                "an architecture is a YAML text file; remove the character".into(),
             ));
         }
-        if line.starts_with("---") && ln > 1 || line.starts_with("...") {
-            return Err((
-                ln,
-                1,
-                "more than one YAML document in the file".into(),
-                "keep one architecture per file".into(),
-            ));
+        if quote.is_none() {
+            let tab = line
+                .chars()
+                .take_while(|c| c.is_whitespace())
+                .position(|c| c == '\t');
+            if let Some(col) = tab {
+                return Err((
+                    ln,
+                    col + 1,
+                    "a tab in the indentation: YAML indents with spaces only".into(),
+                    "replace the tab with spaces".into(),
+                ));
+            }
+            if line.starts_with("---") && ln > 1 || line.starts_with("...") {
+                return Err((
+                    ln,
+                    1,
+                    "more than one YAML document in the file".into(),
+                    "keep one architecture per file".into(),
+                ));
+            }
         }
-        let mut quote: Option<char> = None;
-        let mut prev = ' ';
-        for (col, c) in line.chars().enumerate() {
+        // Where a node may start: a quote, an anchor, an alias or a tag begins a node only
+        // here (after indentation, `- `, `? `, `: `, or `[`, `{`, `,` in a flow collection).
+        let mut at_start = true;
+        let mut prev_space = true;
+        let mut chars = line.char_indices().enumerate().peekable();
+        while let Some((col, (i, c))) = chars.next() {
+            let next = chars.peek().map(|(_, (_, n))| *n);
+            let spaced = next.is_none_or(|n| n == ' ' || n == '\t');
             if let Some(q) = quote {
-                if c == q {
-                    quote = None;
+                if matches!(c, '[' | '{') {
+                    // Counted even when quoted: see above.
+                    flow_depth += 1;
                 }
-                prev = c;
+                if escaped {
+                    escaped = false;
+                } else if q == '"' && c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    if q == '\'' && next == Some('\'') {
+                        // `''` is a quote inside a single-quoted scalar.
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                if flow_depth > MAX_NESTING {
+                    return Err(too_deep(ln, col));
+                }
+                prev_space = false;
                 continue;
             }
             match c {
-                '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') || col == 0 => {
-                    quote = Some(c)
+                ' ' | '\t' => {
+                    prev_space = true;
+                    continue;
                 }
-                '#' if prev == ' ' || col == 0 => break,
-                '&' | '*' | '!' if matches!(prev, ' ' | '[' | '{' | ',') || col == 0 => {
-                    let next = line[line.char_indices().nth(col).map(|(i, _)| i).unwrap_or(0)..]
-                        .chars()
-                        .nth(1)
-                        .unwrap_or(' ');
-                    if next.is_alphanumeric() || next == '_' || (c == '!' && next == '!') {
-                        let what = match c {
-                            '&' => "YAML anchors (`&name`)",
-                            '*' => "YAML aliases (`*name`)",
-                            _ => "YAML tags (`!tag`)",
+                '#' if prev_space => break,
+                '[' | '{' => {
+                    flow_depth += 1;
+                    if flow_depth > MAX_NESTING {
+                        return Err(too_deep(ln, col));
+                    }
+                    at_start = true;
+                }
+                ']' | '}' => {
+                    flow_depth = flow_depth.saturating_sub(1);
+                    at_start = false;
+                }
+                ',' => at_start = flow_depth > 0,
+                ':' => at_start = spaced || flow_depth > 0,
+                '-' | '?' if at_start && spaced => {}
+                '"' | '\'' if at_start => {
+                    quote = Some(c);
+                    at_start = false;
+                }
+                '&' | '*' | '!' if at_start => {
+                    let follows = line[i + c.len_utf8()..].chars().next().unwrap_or(' ');
+                    if follows.is_alphanumeric() || follows == '_' || (c == '!' && follows == '!') {
+                        let (what, help) = match c {
+                            '&' => ("YAML anchors (`&name`)", "write the value out, or make a block with parameters and `use:` it"),
+                            '*' => ("YAML aliases (`*name`)", "write the value out, or make a block with parameters and `use:` it"),
+                            _ => ("YAML tags (`!tag`)", "remove the tag and write the plain value"),
                         };
                         return Err((
                             ln,
                             col + 1,
                             format!("{what} are not part of the format"),
-                            "write the value out, or make a block with parameters and `use:` it"
-                                .into(),
+                            help.into(),
                         ));
                     }
+                    at_start = false;
                 }
-                '<' if line[line.char_indices().nth(col).map(|(i, _)| i).unwrap_or(0)..]
-                    .starts_with("<<:") =>
-                {
+                '<' if line[i..].starts_with("<<:") => {
                     return Err((
                         ln,
                         col + 1,
@@ -358,26 +740,80 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
                         "use `defaults:` for shared settings, or a block".into(),
                     ));
                 }
-                _ => {}
+                _ => at_start = false,
             }
-            prev = c;
+            prev_space = false;
+        }
+        if quote.is_none() && opens_block_scalar(line) {
+            block_scalar = Some(indent);
         }
     }
     Ok(())
 }
 
+fn too_deep(ln: usize, col: usize) -> (usize, usize, String, String) {
+    (
+        ln,
+        col + 1,
+        format!("lists and mappings nested deeper than {MAX_NESTING} levels"),
+        "an architecture needs a few levels; describe depth with blocks and `repeat:`".into(),
+    )
+}
+
+/// Whether a line ends (before any comment) with a block scalar indicator: `key: |`, `- >-`.
+fn opens_block_scalar(line: &str) -> bool {
+    let code = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    let code = code.trim_end();
+    let Some((before, last)) = code.rsplit_once(' ') else {
+        return false;
+    };
+    let indicator = last.starts_with(['|', '>'])
+        && last[1..]
+            .chars()
+            .all(|c| matches!(c, '-' | '+') || c.is_ascii_digit());
+    indicator && (before.trim_end().ends_with(':') || before.trim_end().ends_with('-'))
+}
+
 /// A deserializer seed that walks to `path` and fails there: serde_yaml attaches the position of
 /// the value being read to the error, which is exactly the location sought.
-struct Seek<'a>(&'a [Step]);
+/// With `.1` set, a path ending in a key stops at the key itself rather than at its value.
+struct Seek<'a>(&'a [&'a Step], bool);
 
 impl<'de> DeserializeSeed<'de> for Seek<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(SeekVisitor(self.0))
+        d.deserialize_any(SeekVisitor(self.0, self.1))
     }
 }
 
-struct SeekVisitor<'a>(&'a [Step]);
+struct SeekVisitor<'a>(&'a [&'a Step], bool);
+
+/// Reads a mapping key, failing (so that the error carries its position) if it is `.0`.
+struct KeyStop<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for KeyStop<'_> {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyStop<'_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<String, E> {
+        if k == self.0 {
+            Err(E::custom("found"))
+        } else {
+            Ok(k.to_string())
+        }
+    }
+}
 
 impl SeekVisitor<'_> {
     fn here<E: de::Error>(&self) -> Result<(), E> {
@@ -416,9 +852,9 @@ impl<'de> Visitor<'de> for SeekVisitor<'_> {
         self.here()?;
         let mut i = 0;
         loop {
-            let target = matches!(&self.0[0], Step::Index(j) if *j == i);
+            let target = matches!(self.0[0], Step::Index(j) if *j == i);
             let more = if target {
-                a.next_element_seed(Seek(&self.0[1..]))?.is_some()
+                a.next_element_seed(Seek(&self.0[1..], self.1))?.is_some()
             } else {
                 a.next_element::<IgnoredAny>()?.is_some()
             };
@@ -430,9 +866,15 @@ impl<'de> Visitor<'de> for SeekVisitor<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
         self.here()?;
+        if let (true, [Step::Key(last)]) = (self.1, self.0) {
+            while a.next_key_seed(KeyStop(last))?.is_some() {
+                a.next_value::<IgnoredAny>()?;
+            }
+            return Ok(());
+        }
         while let Some(k) = a.next_key::<String>()? {
-            if matches!(&self.0[0], Step::Key(kk) if *kk == k) {
-                a.next_value_seed(Seek(&self.0[1..]))?;
+            if matches!(self.0[0], Step::Key(kk) if *kk == k) {
+                a.next_value_seed(Seek(&self.0[1..], self.1))?;
             } else {
                 a.next_value::<IgnoredAny>()?;
             }
@@ -477,9 +919,109 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_point_at_the_second() {
+        let text = "a: 1\nnodes:\n  - id: x\n    out: 8\n    out: 16\n";
+        let e = Document::parse("m.yaml", text).unwrap_err();
+        let l = e.loc.as_ref().unwrap();
+        assert_eq!((l.line, l.column), (5, 5), "{e}");
+        assert_eq!(e.notes, vec!["first given at m.yaml:4:5".to_string()]);
+        let e = Document::parse("m.yaml", "{k: 1, j: 2, k: 3}").unwrap_err();
+        let l = e.loc.as_ref().unwrap();
+        assert_eq!((l.line, l.column), (1, 14), "{e}");
+    }
+
+    #[test]
+    fn scanner_follows_quotes_and_block_scalars() {
+        for ok in [
+            // Indicators inside quotes (escaped quotes, doubled single quotes, several lines).
+            "a: \"x\\\" &y *z\"\nb: 'it''s &x'\n",
+            "a: [\"x\n  &y [[\", 1]\n",
+            // Plain scalars: `*` and quotes that do not start a node.
+            "a: $(x * 2)\nb: x *y\nc: he said \"hi\n",
+            // Block scalar content is text.
+            "description: |\n  &x *y [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n  !tag\nb: 1\n",
+        ] {
+            Document::parse("m.yaml", ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for bad in [
+            // An anchor after a quoted scalar that spans two lines.
+            "a: [\"x\n\", &y [1], *y]\n",
+            "- &a x\n",
+            "a: {b: &c 1}\n",
+            "a: !tag x\n",
+        ] {
+            let e = Document::parse("m.yaml", bad).unwrap_err();
+            assert!(e.message.contains("not part of the format"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_parsing() {
+        // Quoted brackets still count towards the bound (never hidden from it).
+        let deep = format!("a: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        let start = std::time::Instant::now();
+        let e = Document::parse("m.yaml", &deep).unwrap_err();
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+        assert!(e.message.contains("nested deeper than 64"), "{e}");
+        assert_eq!(e.loc.as_ref().map(|l| (l.line, l.column)), Some((1, 68)));
+        let quoted = format!("a: [\"{}\", 1]\n", "[".repeat(100));
+        assert!(Document::parse("m.yaml", &quoted).is_err());
+        // Block nesting is bounded by the tree builder, at the value that is too deep.
+        let mut block = String::from("a:\n");
+        for i in 0..100 {
+            block.push_str(&" ".repeat(2 * i + 2));
+            block.push_str("-\n");
+        }
+        let e = Document::parse("m.yaml", &block).unwrap_err();
+        assert!(e.message.contains("nested deeper than 64"), "{e}");
+        assert_eq!(e.loc.as_ref().map(|l| l.line), Some(65));
+    }
+
+    #[test]
+    fn values_too_large_or_not_text() {
+        let e = Document::parse("m.yaml", "a: 18446744073709551616\n").unwrap_err();
+        assert!(e.message.contains("too large"), "{e}");
+        let e = Document::parse("m.yaml", "a: 9223372036854775808\n").unwrap_err();
+        assert!(e.message.contains("too large"), "{e}");
+        assert_eq!(
+            Document::parse("m.yaml", "a: -9223372036854775808\n")
+                .unwrap()
+                .root
+                .get("a")
+                .unwrap()
+                .value,
+            YValue::Int(i64::MIN)
+        );
+        let e = Document::parse("m.yaml", "a: 1\nb: \u{0}\n").unwrap_err();
+        assert_eq!(e.loc.as_ref().map(|l| (l.line, l.column)), Some((2, 4)));
+        let e = Document::parse("m.yaml", "# only a comment\n").unwrap_err();
+        assert!(e.message.contains("no YAML value"), "{e}");
+        let e = Document::parse("m.yaml", "3: x\n").unwrap_err();
+        assert!(e.message.contains("plain names"), "{e}");
+    }
+
+    #[test]
+    fn paths_are_shared_and_compare_by_steps() {
+        let root = YamlPath::default();
+        let a = root.key("nodes").index(3).key("out");
+        let b = root.key("nodes").index(3).key("out");
+        assert_eq!(a, b);
+        assert_ne!(a, root.key("nodes").index(2).key("out"));
+        assert_eq!(a.to_string(), "nodes[3].out");
+        assert_eq!(root.to_string(), "(document)");
+    }
+
+    #[test]
     fn syntax_errors_are_located() {
         let e = Document::parse("m.yaml", "a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.loc.is_some());
         assert!(e.message.starts_with("invalid YAML"));
+        // The context libyaml names (where the unclosed quote began) becomes a note.
+        let e = Document::parse("m.yaml", "a: 1\nb: \"open\nc: 2\n").unwrap_err();
+        assert_eq!(
+            e.notes,
+            vec!["while scanning a quoted scalar: m.yaml:2:4".to_string()],
+            "{e}"
+        );
     }
 }

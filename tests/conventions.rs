@@ -31,6 +31,7 @@ fn presets_equal_the_tools() {
             let opts = BuildOptions {
                 batch: input[0],
                 input: Some(input[1..].to_vec()),
+                ..Default::default()
             };
             let net = zoo::build(name, &opts).unwrap().unwrap();
             let base = analyze(&net, Dtype::F32).unwrap();

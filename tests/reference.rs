@@ -97,6 +97,7 @@ fn check_model(name: &str, m: &Value) -> Result<(), String> {
     let opts = BuildOptions {
         batch: input[0],
         input: Some(input[1..].to_vec()),
+        ..Default::default()
     };
     let net = zoo::build(name, &opts)
         .ok_or_else(|| {

@@ -64,8 +64,14 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
     let n = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad("shape overflows"))?;
+        .filter(|&n| n <= super::MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            bad(&format!(
+                "the shape {shape:?} has more than 2^32 elements, the executor's limit"
+            ))
+        })?;
     let data_bytes = &bytes[start + hlen..];
+    // n ≤ 2^32 and width ≤ 8: the product fits.
     if data_bytes.len() != n * width {
         return Err(bad(&format!(
             "{} data bytes for shape {shape:?}",
@@ -220,5 +226,36 @@ mod tests {
         assert_eq!(write_npy(&t), bytes);
         assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert!(read_npy(b"nope", "x.npy").is_err());
+    }
+
+    fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    /// Found by the `npy` fuzz target: a shape whose element count fits in `usize` but whose
+    /// byte count does not made `n * width` overflow (a panic under overflow checks).
+    #[test]
+    fn npy_huge_shape_is_an_error() {
+        let header =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 3057304865202095901), }";
+        let e = read_npy(&npy_with_header(header, &[0xff; 64]), "x.npy").unwrap_err();
+        assert!(e.message.contains("2^32 elements"), "{e}");
+        let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 2), }";
+        assert!(read_npy(&npy_with_header(header, &[]), "x.npy").is_err());
+    }
+
+    #[test]
+    fn npy_truncated_headers() {
+        for bytes in [
+            &b"\x93NUMPY\x01\x00"[..],
+            &b"\x93NUMPY\x02\x00\xff\xff"[..],
+            &b"\x93NUMPY\x01\x00\xff\xff{'descr'"[..],
+        ] {
+            assert!(read_npy(bytes, "x.npy").is_err());
+        }
     }
 }

@@ -14,7 +14,9 @@ use std::time::Instant;
 use crate::error::Diagnostic;
 use crate::graph::Network;
 
-/// Largest tensor the executor allocates, in elements (16 GiB of f32).
+/// Largest tensor the executor allocates, in elements: 2^32, 16 GiB of f32. Every input,
+/// weight and layer output is checked before it is allocated (the static analysis alone
+/// accepts tensors up to 2^40 elements, [`crate::graph::MAX_ELEMENTS`]).
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 32;
 
 /// A dense f32 tensor, row-major, batch first.
@@ -139,14 +141,22 @@ fn seed_for(seed: u64, name: &str) -> u64 {
     h
 }
 
-fn check_size(shape: &[usize], what: &str) -> Result<usize, Diagnostic> {
+/// The number of elements of a tensor the executor is about to allocate, or the error if it
+/// is over [`MAX_TENSOR_ELEMENTS`]. `what` names the tensor, `layer` its layer.
+fn check_size(shape: &[usize], what: &str, layer: &str) -> Result<usize, Diagnostic> {
     let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     match n {
         Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(n),
-        _ => Err(Diagnostic::new(format!(
-            "{what} would have {shape:?} elements, more than the executor's limit of 2^32"
-        ))
-        .help("run with a smaller --input or --batch")),
+        _ => {
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            let count = n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+            Err(Diagnostic::new(format!(
+                "{what} would be a {} tensor of {count} elements, more than the executor allocates (2^32 = {MAX_TENSOR_ELEMENTS}, 16 GiB of f32)",
+                dims.join("×")
+            ))
+            .layer(layer)
+            .help("run with a smaller --input or --batch (the static commands, such as summary, have no such limit)"))
+        }
     }
 }
 
@@ -157,7 +167,7 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
         let mut tensors = Vec::new();
         for spec in node.layer.weights() {
             let name = format!("{}.{}", node.name, spec.name);
-            let n = check_size(&spec.shape, &name)?;
+            let n = check_size(&spec.shape, &format!("the weight `{name}`"), &node.name)?;
             let data = match &spec.init {
                 Init::Zeros => vec![0.0; n],
                 Init::Ones => vec![1.0; n],
@@ -412,7 +422,7 @@ pub fn run_planned(
     for (k, node) in net.nodes.iter().enumerate() {
         for s in &node.out_shapes {
             let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
-            check_size(&dims, &node.name)?;
+            check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
         }
         let start = Instant::now();
         // A single-output input read only here, dying here: it may be taken and reused.
@@ -526,7 +536,7 @@ pub fn random_input(net: &Network, seed: u64) -> Result<Vec<Tensor>, Diagnostic>
     let mut out = Vec::new();
     for node in net.nodes.iter().filter(|n| n.inputs.is_empty()) {
         let shape: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
-        let len = check_size(&shape, &node.name)?;
+        let len = check_size(&shape, &format!("the input `{}`", node.name), &node.name)?;
         let mut rng = SplitMix(seed_for(seed, &node.name));
         let data = (0..len).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
         out.push(Tensor::new(shape, data));

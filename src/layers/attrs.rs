@@ -151,7 +151,9 @@ impl<'a> Attrs<'a> {
             Some(v) => {
                 let i = int_of(&v, key)?;
                 u64::try_from(i).map(Some).map_err(|_| {
-                    Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&v.path)
+                    Diagnostic::new(format!("`{key}` must be 0 or more, got {i}"))
+                        .at(&v.path)
+                        .help("write 0 or a positive whole number")
                 })
             }
         }
@@ -171,7 +173,8 @@ impl<'a> Attrs<'a> {
                 "`{key}` takes one number or [height, width]; got a list of {}",
                 items.len()
             ))
-            .at(&v.path)),
+            .at(&v.path)
+            .help(format!("write `{key}: 3` or `{key}: [3, 3]`"))),
             _ => {
                 let n = positive_of(&v, key)?;
                 Ok(Some([n, n]))
@@ -192,7 +195,9 @@ impl<'a> Attrs<'a> {
         let nn = |x: &YNode| -> Result<u64, Diagnostic> {
             let i = int_of(x, key)?;
             u64::try_from(i).map_err(|_| {
-                Diagnostic::new(format!("`{key}` must be 0 or more, got {i}")).at(&x.path)
+                Diagnostic::new(format!("`{key}` must be 0 or more, got {i}"))
+                    .at(&x.path)
+                    .help("write 0 or a positive whole number")
             })
         };
         match &v.value {
@@ -201,7 +206,8 @@ impl<'a> Attrs<'a> {
                 "`{key}` takes one number or [height, width]; got a list of {}",
                 items.len()
             ))
-            .at(&v.path)),
+            .at(&v.path)
+            .help(format!("write `{key}: 3` or `{key}: [3, 3]`"))),
             _ => {
                 let n = nn(&v)?;
                 Ok(Some([n, n]))
@@ -360,31 +366,57 @@ impl<'a> Attrs<'a> {
 pub fn int_of(v: &YNode, key: &str) -> Result<i64, Diagnostic> {
     match &v.value {
         YValue::Int(i) => Ok(*i),
-        YValue::Float(x) => Err(
-            Diagnostic::new(format!("`{key}` must be an integer, found {x}"))
+        // `{x:?}` keeps the point: `3.0`, not `3`, which would read as the integer asked for.
+        YValue::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.2e18 => Err(
+            Diagnostic::new(format!("`{key}` must be an integer, found the float {x:?}"))
                 .at(&v.path)
-                .help("sizes are whole numbers"),
+                .help(format!(
+                    "write {} (no decimal point or exponent)",
+                    *x as i64
+                )),
         ),
+        YValue::Float(x) => Err(Diagnostic::new(format!(
+            "`{key}` must be an integer, found the float {x:?}"
+        ))
+        .at(&v.path)
+        .help("sizes are whole numbers")),
         YValue::Str(s) if s.trim().parse::<f64>().is_ok() => Err(Diagnostic::new(format!(
             "`{key}` must be an integer, found the string \"{s}\""
         ))
         .at(&v.path)
         .help(format!("write {s} without quotes"))),
-        YValue::Bool(b) => {
-            Err(Diagnostic::new(format!("`{key}` must be an integer, found {b}")).at(&v.path))
-        }
+        YValue::Bool(b) => Err(
+            Diagnostic::new(format!("`{key}` must be an integer, found {b}"))
+                .at(&v.path)
+                .help("write a whole number"),
+        ),
+        YValue::Seq(items) if items.len() == 1 => Err(Diagnostic::new(format!(
+            "`{key}` must be an integer, found a list ({v})"
+        ))
+        .at(&v.path)
+        .help(format!(
+            "write the number without brackets: `{key}: {}`",
+            items[0]
+        ))),
         _ => Err(Diagnostic::new(format!(
             "`{key}` must be an integer, found {} ({v})",
             v.kind()
         ))
-        .at(&v.path)),
+        .at(&v.path)
+        .help("write a whole number")),
     }
 }
 
 pub fn positive_of(v: &YNode, key: &str) -> Result<u64, Diagnostic> {
     let i = int_of(v, key)?;
     if i <= 0 {
-        return Err(Diagnostic::new(format!("`{key}` must be at least 1, got {i}")).at(&v.path));
+        return Err(
+            Diagnostic::new(format!("`{key}` must be at least 1, got {i}"))
+                .at(&v.path)
+                .help(format!(
+                    "`{key}` is a size or a count: write a positive whole number"
+                )),
+        );
     }
     Ok(i as u64)
 }

@@ -372,7 +372,7 @@ impl Layer for Conv2d {
                 output: [h, w],
             };
             let rows = og * kh * kw;
-            let mut cols = vec![0.0f32; rows * h * w];
+            let mut cols = vec![0.0f32; scratch(&[rows, h, w])?];
             for b in 0..n {
                 for gi in 0..g {
                     let xg =
@@ -464,7 +464,7 @@ impl Layer for Conv2d {
                 let mut cols = if pointwise {
                     Vec::new()
                 } else {
-                    vec![0.0f32; k * plane]
+                    vec![0.0f32; scratch(&[k, plane])?]
                 };
                 for b in 0..n {
                     for gi in 0..g {
@@ -592,6 +592,27 @@ impl Layer for Conv2d {
             .collect();
         Some(vec![w, Tensor::new(vec![cout], b)])
     }
+}
+
+/// Elements of the im2col / col2im buffer of one image and group (kernel taps × positions),
+/// which can exceed the output by the kernel's area: checked against the executor's limit
+/// before it is allocated.
+fn scratch(factors: &[usize]) -> Result<usize, Diagnostic> {
+    factors
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .filter(|&n| n <= crate::exec::MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            Diagnostic::new(format!(
+                "the convolution's im2col buffer ({}) would have more than 2^32 elements, more than the executor allocates",
+                factors
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("×")
+            ))
+            .help("run with a smaller --input, or a smaller kernel")
+        })
 }
 
 #[cfg(test)]

@@ -106,7 +106,11 @@ impl Layer for Elementwise {
                     inputs[0]
                 ))
                 .note(format!("dimension {axis}: {da} vs {db}, and neither is 1"));
-                d = d.help(if axis == 1 {
+                d = d.help(if axis == 1 && self.op() == "multiply" {
+                    format!(
+                        "a gate has the channels of what it scales ({da}) or 1: make the layer feeding input {k} produce {da} channels"
+                    )
+                } else if axis == 1 {
                     format!(
                         "project the shortcut with a 1×1 convolution to {da} channels (`{{op: conv, out: {da}, kernel: 1}}`, with the block's stride)"
                     )

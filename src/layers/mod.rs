@@ -42,6 +42,7 @@ impl Shape {
                 Diagnostic::new(format!(
                     "the tensor {self} has more elements than fit in 64 bits"
                 ))
+                .help("the largest tensor archscope accepts has 2^40 elements: check the sizes, the input and the batch")
             })
     }
     /// Channels of an `N×C×…` tensor.
@@ -461,7 +462,12 @@ pub(crate) fn mul(factors: &[u64]) -> Result<u64, Diagnostic> {
     factors
         .iter()
         .try_fold(1u64, |a, &b| a.checked_mul(b))
-        .ok_or_else(|| Diagnostic::new("a count overflows 64 bits; the sizes are too large"))
+        .ok_or_else(overflow)
+}
+
+fn overflow() -> Diagnostic {
+    Diagnostic::new("a count (parameters, MACs or bytes) overflows 64 bits")
+        .help("the sizes are far too large: check the channel counts, kernel sizes and input size")
 }
 
 /// Checked sum.
@@ -469,7 +475,7 @@ pub(crate) fn add(terms: &[u64]) -> Result<u64, Diagnostic> {
     terms
         .iter()
         .try_fold(0u64, |a, &b| a.checked_add(b))
-        .ok_or_else(|| Diagnostic::new("a count overflows 64 bits; the sizes are too large"))
+        .ok_or_else(overflow)
 }
 
 /// `[a, b]` as `a×b`, or `a` when both are equal.

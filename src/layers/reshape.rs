@@ -131,8 +131,20 @@ struct InputLayer {
 }
 
 fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    // The builder hands the declared shape over as `shape` (batch first); say it in the
+    // user's terms.
     let dims = a
-        .int_list("shape")?
+        .int_list("shape")
+        .map_err(|mut d| {
+            d.message = d.message.replace("`shape`", "every size of an input shape");
+            if d.help.as_ref().is_none_or(|h| h.contains("`shape`")) {
+                d.help = Some(
+                    "an input's shape lists positive sizes per sample, e.g. `image: [3, 224, 224]`"
+                        .into(),
+                );
+            }
+            d
+        })?
         .ok_or_else(|| Diagnostic::new("an input needs a shape").at(&a.node_path))?;
     Ok(Box::new(InputLayer { shape: Shape(dims) }))
 }
