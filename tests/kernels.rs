@@ -51,7 +51,7 @@ fn at(t: &Tensor, n: usize, c: usize, y: usize, x: usize) -> f32 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn conv2d(n in 1usize..3, cg in 1usize..4, og in 1usize..4, g in 1usize..4, h in 1usize..12, w in 1usize..12,

@@ -434,6 +434,9 @@ impl Layer for Conv2d {
                                 };
                                 let line = &src[iy * w..(iy + 1) * w];
                                 for (kx, &(lo, hi)) in cols.iter().enumerate() {
+                                    if hi <= lo {
+                                        continue; // this tap reads only padding
+                                    }
                                     let wv = f[ky * kw + kx];
                                     let off = (kx * dx) as isize - px;
                                     if sx == 1 {
