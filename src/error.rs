@@ -132,19 +132,32 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Longest word [`did_you_mean`] looks for a near miss of.
+const MAX_SUGGESTED_LEN: usize = 64;
+
 /// The closest candidate to `word`, if it is close enough to be a plausible typo.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let len = word.chars().count();
+    // A name this long is no typo, and comparing it would cost its length squared.
+    if len > MAX_SUGGESTED_LEN {
+        return None;
+    }
+    let limit = (len / 3).max(1) + 1;
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
+        // The distance is at least the difference in length: skip hopeless (and long)
+        // candidates without comparing them.
+        if c.len() > 4 * MAX_SUGGESTED_LEN || c.chars().count().abs_diff(len) > limit {
+            continue;
+        }
         let d = edit_distance(word, c);
         if best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
-    let limit = (word.chars().count() / 3).max(1) + 1;
     best.filter(|(d, _)| *d <= limit).map(|(_, c)| c)
 }
 
@@ -158,5 +171,12 @@ mod tests {
         assert_eq!(edit_distance("kernal", "kernel"), 1);
         assert_eq!(did_you_mean("kernal", ["kernel", "stride"]), Some("kernel"));
         assert_eq!(did_you_mean("xyz", ["kernel", "stride"]), None);
+        // Long words and long candidates cost nothing: no quadratic comparison.
+        let long = "a".repeat(1_000_000);
+        assert_eq!(did_you_mean(&long, [long.as_str()]), None);
+        assert_eq!(
+            did_you_mean("kernel", [long.as_str(), "kernal"]),
+            Some("kernal")
+        );
     }
 }

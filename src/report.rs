@@ -80,12 +80,15 @@ fn prefix(name: &str, depth: usize) -> &str {
     &name[..end]
 }
 
+/// The output shapes of a layer, per sample; a layer with very many outputs (a `split` into
+/// thousands of parts) shows the first few and the count, so that a table cell stays small.
 fn output_text(outputs: &[Shape]) -> String {
-    outputs
-        .iter()
-        .map(|s| s.per_sample())
-        .collect::<Vec<_>>()
-        .join(", ")
+    const SHOWN: usize = 8;
+    let mut parts: Vec<String> = outputs.iter().take(SHOWN).map(|s| s.per_sample()).collect();
+    if outputs.len() > SHOWN {
+        parts.push(format!("… ({} outputs)", outputs.len()));
+    }
+    parts.join(", ")
 }
 
 /// Table rows, with layers whose path shares its first `depth` components folded together

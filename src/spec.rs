@@ -117,10 +117,33 @@ fn check_keys(m: &[(String, YNode)], allowed: &[&str], what: &str) -> Result<(),
     Ok(())
 }
 
+/// Longest layer id, block name or input name (a layer path joins a few of them; reports put
+/// them in table cells).
+pub const MAX_NAME_LEN: usize = 128;
+/// Longest model `name`.
+pub const MAX_MODEL_NAME_LEN: usize = 256;
+
+/// `s`, or its first characters and `…` if it is long (for quoting user text in a message).
+fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
     match node.as_str() {
+        Some(s) if s.len() > MAX_NAME_LEN => Err(err(
+            node,
+            format!(
+                "the {what} `{}` is {} characters long; names are at most {MAX_NAME_LEN}",
+                excerpt(s),
+                s.chars().count()
+            ),
+        )
+        .help("shorten it")),
         Some(s) if is_ident(s) => Ok(s.to_string()),
-        Some(s) => Err(err(node, format!("`{s}` is not a valid {what}"))
+        Some(s) => Err(err(node, format!("`{}` is not a valid {what}", excerpt(s)))
             .help("names start with an ASCII letter or _ and go on with ASCII letters, digits and _ (no dots: dots separate block levels)")),
         None => Err(err(node, format!("{what} must be a name, found {} ({node})", node.kind()))),
     }
@@ -277,10 +300,22 @@ impl ModelSpec {
             }
         }
         let name = match get("name") {
-            Some(n) => n
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| err(n, "`name` must be a string"))?,
+            Some(n) => {
+                let s = n.as_str().ok_or_else(|| {
+                    err(n, "`name` must be a string").help("e.g. `name: resnet50`")
+                })?;
+                if s.chars().count() > MAX_MODEL_NAME_LEN {
+                    return Err(err(
+                        n,
+                        format!(
+                            "the model name is {} characters long; it is at most {MAX_MODEL_NAME_LEN}",
+                            s.chars().count()
+                        ),
+                    )
+                    .help("put longer text under `description:`"));
+                }
+                s.to_string()
+            }
             None => String::from("model"),
         };
         let inputs_node = get("inputs").ok_or_else(|| {

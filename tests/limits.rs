@@ -226,6 +226,54 @@ fn links_and_nesting_limits() {
 }
 
 #[test]
+fn name_rank_and_output_limits() {
+    use archscope::layers::{MAX_INPUT_RANK, MAX_OUTPUTS};
+    use archscope::spec::MAX_NAME_LEN;
+    let id = "a".repeat(MAX_NAME_LEN);
+    build(&format!(
+        "inputs: {{x: [4]}}\nnodes:\n  - {{id: {id}, op: relu}}\n"
+    ))
+    .unwrap();
+    let e = build(&format!(
+        "inputs: {{x: [4]}}\nnodes:\n  - {{id: {id}b, op: relu}}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("names are at most {MAX_NAME_LEN}")),
+        "{e}"
+    );
+    let dims = |n: usize| vec!["2"; n].join(", ");
+    build(&format!(
+        "inputs: {{x: [{}]}}\nnodes:\n  - {{op: relu}}\n",
+        dims(MAX_INPUT_RANK)
+    ))
+    .unwrap();
+    let e = build(&format!(
+        "inputs: {{x: [{}]}}\nnodes:\n  - {{op: relu}}\n",
+        dims(MAX_INPUT_RANK + 1)
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("at most {MAX_INPUT_RANK}")),
+        "{e}"
+    );
+    let split = |n: usize| format!("inputs: {{x: [{n}]}}\nnodes:\n  - {{op: split, parts: {n}}}\n");
+    assert_eq!(
+        build(&split(MAX_OUTPUTS)).unwrap().nodes[1]
+            .out_shapes
+            .len(),
+        MAX_OUTPUTS
+    );
+    let e = build(&split(MAX_OUTPUTS + 1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("at most {MAX_OUTPUTS} outputs")),
+        "{e}"
+    );
+}
+
+#[test]
 fn element_limits() {
     // Exactly 2^40 elements is accepted by the static analysis …
     assert_eq!(MAX_ELEMENTS, 1 << 40);
@@ -270,6 +318,17 @@ fn element_limits() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the weight `fc.weight`"), "{err}");
+    // PReLU's slopes were built as a list before their size was checked: 2^40 channels
+    // made `check` abort on a 4 TiB allocation.
+    std::fs::write(
+        &big,
+        "inputs: {x: [1099511627776]}\nnodes:\n  - {id: p, op: prelu, per_channel: true}\n",
+    )
+    .unwrap();
+    let out = archscope_limited(&["check", p], 1 << 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the weight `p.weight`"), "{err}");
     // An im2col buffer over the limit although input, weights and output fit: a 255×255
     // kernel over a two-channel 512×512 image (one channel would take the direct depthwise
     // kernel, which needs no buffer).

@@ -52,6 +52,9 @@ pub enum Init {
     },
     Zeros,
     Ones,
+    /// Every element the same value (PReLU's 0.25). Not a list: the tensor is allocated only
+    /// after its size is checked.
+    Constant(f32),
     /// Fixed values (e.g. a Sobel filter).
     Fixed(Vec<f32>),
 }
@@ -171,6 +174,7 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
             let data = match &spec.init {
                 Init::Zeros => vec![0.0; n],
                 Init::Ones => vec![1.0; n],
+                Init::Constant(c) => vec![*c; n],
                 Init::Fixed(v) => v.clone(),
                 Init::Kaiming { fan_in } => {
                     let std = (2.0 / (*fan_in).max(1) as f64).sqrt();

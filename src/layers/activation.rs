@@ -397,7 +397,7 @@ impl Layer for Activation {
                 name: "weight",
                 shape: vec![n],
                 kind: WeightKind::Trainable,
-                init: Init::Fixed(vec![0.25; n]),
+                init: Init::Constant(0.25),
             }]
         } else {
             Vec::new()

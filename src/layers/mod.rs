@@ -18,6 +18,7 @@ mod resample;
 mod reshape;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
+pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS};
 
 use std::fmt;
 

@@ -146,6 +146,14 @@ fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             d
         })?
         .ok_or_else(|| Diagnostic::new("an input needs a shape").at(&a.node_path))?;
+    if dims.len() > MAX_INPUT_RANK + 1 {
+        return Err(Diagnostic::new(format!(
+            "an input of {} dimensions per sample; archscope takes at most {MAX_INPUT_RANK}",
+            dims.len() - 1
+        ))
+        .at(&a.node_path)
+        .help("e.g. `image: [3, 224, 224]` (channels, height, width) or `tokens: [768]`"));
+    }
     Ok(Box::new(InputLayer { shape: Shape(dims) }))
 }
 
@@ -486,12 +494,38 @@ struct Split {
     sizes: Vec<u64>,
 }
 
+/// Most dimensions of a model input, per sample (the batch comes on top). No layer adds
+/// dimensions, so this bounds every tensor's rank.
+pub const MAX_INPUT_RANK: usize = 8;
+
+/// Most outputs one layer (a `split`) may have.
+pub const MAX_OUTPUTS: usize = 1024;
+
 fn build_split(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
     let dim = a.dim("dim", 1, x.rank())?;
     let total = x.0[dim];
     let sizes = match (a.int_list("sizes")?, a.positive("parts")?) {
+        (Some(s), None) if s.len() > MAX_OUTPUTS => {
+            return Err(a
+                .error(
+                    "sizes",
+                    format!(
+                        "a split into {} pieces; a layer has at most {MAX_OUTPUTS} outputs",
+                        s.len()
+                    ),
+                )
+                .help("split into fewer pieces"))
+        }
         (Some(s), None) => s,
+        (None, Some(p)) if p > MAX_OUTPUTS as u64 => {
+            return Err(a
+                .error(
+                    "parts",
+                    format!("a split into {p} parts; a layer has at most {MAX_OUTPUTS} outputs"),
+                )
+                .help("split into fewer parts"))
+        }
         (None, Some(p)) => {
             if !total.is_multiple_of(p) {
                 return Err(a
@@ -511,14 +545,15 @@ fn build_split(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
         }
     };
-    if sizes.iter().sum::<u64>() != total {
-        return Err(a.error(
-            "sizes",
-            format!(
-                "sizes {sizes:?} add up to {}, but dimension {dim} has {total}",
-                sizes.iter().sum::<u64>()
-            ),
-        ));
+    let sum = sizes.iter().try_fold(0u64, |acc, &x| acc.checked_add(x));
+    if sum != Some(total) {
+        let sum = sum.map_or_else(|| "more than 2^64".to_string(), |s| s.to_string());
+        return Err(a
+            .error(
+                "sizes",
+                format!("sizes {sizes:?} add up to {sum}, but dimension {dim} has {total}"),
+            )
+            .help(format!("make the sizes add up to {total}")));
     }
     Ok(Box::new(Split { dim, sizes }))
 }
