@@ -297,7 +297,7 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
     });
     t.set_content_arrangement(ContentArrangement::Disabled);
     t.set_header(vec![
-        "Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory",
+        "Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory", "RF",
     ]);
     for r in rows(a, depth) {
         t.add_row(vec![
