@@ -4,7 +4,7 @@
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
     add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer,
-    OpType, Params, Saved, Shape, Training, WeightInfo, WeightedKind, Window,
+    OpType, Params, Shape, Training, WeightInfo, WeightedKind, Window,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -557,26 +557,13 @@ impl Layer for Conv2d {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        let c = self.cost(inputs, outputs)?;
-        // Gradient of the input: a transposed convolution of the output gradient, as many MACs
-        // as the forward; gradient of the weight: a correlation of input and output gradient,
-        // as many again; the bias gradient sums the output gradient.
-        let grad_input = if input_grad { 2 * c.macs } else { 0 };
-        let (grad_weight, grad_bias) = if self.trainable {
-            (2 * c.macs, if self.bias { outputs[0].numel()? } else { 0 })
-        } else {
-            (0, 0)
-        };
-        Ok(Training {
-            forward_flops: c.flops,
-            backward_flops: add(&[grad_input, grad_weight, grad_bias])?,
-            // The weight gradient needs the input (the weight itself is a parameter).
-            saved: Saved {
-                inputs: if self.trainable { vec![0] } else { vec![] },
-                ..Default::default()
-            },
-            view: false,
-        })
+        super::weighted_training(
+            self.cost(inputs, outputs)?,
+            outputs,
+            input_grad,
+            self.trainable,
+            self.bias,
+        )
     }
     fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
         // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias. The

@@ -1,8 +1,8 @@
 //! Fully-connected layer (torch.nn.Linear): applies to the last dimension.
 
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Saved,
-    Shape, Training, WeightInfo, WeightedKind,
+    add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape,
+    Training, WeightInfo, WeightedKind,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -201,23 +201,13 @@ impl Layer for Linear {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        // As a convolution: grad input and grad weight each cost the forward MACs.
-        let c = self.cost(inputs, outputs)?;
-        let grad_input = if input_grad { 2 * c.macs } else { 0 };
-        let (grad_weight, grad_bias) = if self.trainable {
-            (2 * c.macs, if self.bias { outputs[0].numel()? } else { 0 })
-        } else {
-            (0, 0)
-        };
-        Ok(Training {
-            forward_flops: c.flops,
-            backward_flops: add(&[grad_input, grad_weight, grad_bias])?,
-            saved: Saved {
-                inputs: if self.trainable { vec![0] } else { vec![] },
-                ..Default::default()
-            },
-            view: false,
-        })
+        super::weighted_training(
+            self.cost(inputs, outputs)?,
+            outputs,
+            input_grad,
+            self.trainable,
+            self.bias,
+        )
     }
 }
 

@@ -354,6 +354,34 @@ pub(crate) fn out_dims(
         .collect())
 }
 
+/// The training rule of a weighted layer (convolution, linear): the input gradient (a
+/// transposed product of the output gradient) and the weight gradient (a correlation of input
+/// and output gradient) each cost the forward MACs, twice in FLOPs; the bias gradient sums the
+/// output gradient; the weight gradient needs the input saved.
+pub(crate) fn weighted_training(
+    c: Cost,
+    outputs: &[Shape],
+    input_grad: bool,
+    trainable: bool,
+    bias: bool,
+) -> Result<Training, Diagnostic> {
+    let grad_input = if input_grad { 2 * c.macs } else { 0 };
+    let (grad_weight, grad_bias) = if trainable {
+        (2 * c.macs, if bias { outputs[0].numel()? } else { 0 })
+    } else {
+        (0, 0)
+    };
+    Ok(Training {
+        forward_flops: c.flops,
+        backward_flops: add(&[grad_input, grad_weight, grad_bias])?,
+        saved: Saved {
+            inputs: if trainable { vec![0] } else { vec![] },
+            ..Default::default()
+        },
+        view: false,
+    })
+}
+
 /// How many inputs an op takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arity {
