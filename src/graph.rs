@@ -1242,3 +1242,57 @@ impl<'a> Expander<'a> {
             .help("a network is a directed acyclic graph: check the `in:` references")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> Network {
+        Network::from_yaml("m.yaml", text, &BuildOptions::default()).unwrap()
+    }
+
+    fn input_of<'n>(n: &'n Network, layer: &str) -> (&'n str, usize) {
+        let node = n.nodes.iter().find(|x| x.name == layer).unwrap();
+        let (src, slot) = node.inputs[0];
+        (n.nodes[src].name.as_str(), slot)
+    }
+
+    /// References through switched-off layers keep the output slot named along the way, and
+    /// every reference sharing a chain gets the same answer (it is resolved once).
+    #[test]
+    fn references_through_switched_off_layers() {
+        let n = net("inputs: {x: [4, 8, 8]}\nnodes:\n  - {id: s, op: split, parts: 2}\n  - {id: a, op: relu, in: \"s:1\", when: false}\n  - {id: b, op: relu, in: a, when: false}\n  - {id: c, op: relu, in: b}\n  - {id: d, op: relu, in: a}\n  - {id: e, op: relu, in: \"s:0\"}\n  - {id: f, op: concat, in: [c, d, e]}\n");
+        assert_eq!(input_of(&n, "c"), ("s", 1));
+        assert_eq!(input_of(&n, "d"), ("s", 1));
+        assert_eq!(input_of(&n, "e"), ("s", 0));
+        // A long chain is walked once: 20,000 switched-off layers, each referred to.
+        let k = 20_000;
+        let mut text = String::from("inputs: {x: [4]}\nnodes:\n  - {id: r, op: relu}\n");
+        for i in 0..k {
+            let prev = if i == 0 {
+                "r".to_string()
+            } else {
+                format!("w{}", i - 1)
+            };
+            text.push_str(&format!(
+                "  - {{id: w{i}, op: relu, when: false, in: {prev}}}\n"
+            ));
+        }
+        for i in 0..k {
+            text.push_str(&format!("  - {{op: relu, in: w{i}}}\n"));
+        }
+        let start = std::time::Instant::now();
+        let n = net(&text);
+        assert_eq!(n.nodes.len(), 2 + k);
+        assert!(n.nodes[2..].iter().all(|x| x.inputs == vec![(1, 0)]));
+        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+    }
+
+    /// `$in0` is `$in`.
+    #[test]
+    fn in0_is_in() {
+        let n = net("inputs: {x: [4]}\nblocks:\n  b:\n    nodes:\n      - {id: p, op: relu, in: $in0}\n      - {id: q, op: add, in: [$in, p]}\nnodes:\n  - {id: u, use: b}\n");
+        assert_eq!(input_of(&n, "u.p"), ("x", 0));
+        assert_eq!(input_of(&n, "u.q"), ("x", 0));
+    }
+}

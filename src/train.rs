@@ -120,7 +120,10 @@ pub struct Plan {
 }
 
 fn overflow() -> Error {
-    Error::from(Diagnostic::new("a training figure overflows 64 bits"))
+    Error::from(
+        Diagnostic::new("a training figure overflows 64 bits")
+            .help("check --dataset-size, --epochs and --batch: their product is far too large"),
+    )
 }
 
 fn cadd(a: u64, b: u64) -> Result<u64, Error> {

@@ -623,20 +623,32 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
             }
             block_scalar = None;
         }
+        // `lines` has taken off the `\r` of a `\r\n`. Any other line break libyaml knows (a
+        // lone `\r`, NEL, LS, PS) would make its line numbers disagree with everyone
+        // else's, so it is refused like the control characters.
         if let Some((col, c)) = line
             .chars()
             .enumerate()
-            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\r' | '\u{85}'))
+            .find(|(_, c)| (c.is_control() && *c != '\t') || matches!(c, '\u{2028}' | '\u{2029}'))
         {
-            return Err((
-                ln,
-                col + 1,
-                format!(
-                    "a control character (U+{:04X}) in the text: is this a binary file?",
-                    u32::from(c)
-                ),
-                "an architecture is a YAML text file; remove the character".into(),
-            ));
+            let (msg, help) = if matches!(c, '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+                (
+                    format!(
+                        "a line break other than \\n or \\r\\n (U+{:04X})",
+                        u32::from(c)
+                    ),
+                    "save the file with Unix (\\n) or Windows (\\r\\n) line endings",
+                )
+            } else {
+                (
+                    format!(
+                        "a control character (U+{:04X}) in the text: is this a binary file?",
+                        u32::from(c)
+                    ),
+                    "an architecture is a YAML text file; remove the character",
+                )
+            };
+            return Err((ln, col + 1, msg, help.into()));
         }
         if quote.is_none() {
             let tab = line
@@ -998,6 +1010,28 @@ mod tests {
         assert!(e.message.contains("no YAML value"), "{e}");
         let e = Document::parse("m.yaml", "3: x\n").unwrap_err();
         assert!(e.message.contains("plain names"), "{e}");
+    }
+
+    /// Found by the `yaml_pipeline` fuzz target: libyaml counts a lone `\r` as a line break,
+    /// so its line numbers pointed past the end of the text as everyone else counts lines.
+    #[test]
+    fn line_breaks_other_than_lf_and_crlf_are_refused() {
+        let crlf = "a: 1\r\nb: [1,\r\n  2, }\r\n";
+        let e = Document::parse("m.yaml", crlf).unwrap_err();
+        assert_eq!(e.loc.as_ref().map(|l| l.line), Some(3), "{e}");
+        let doc = Document::parse("m.yaml", "a: 1\r\nb: 2\r\n").unwrap();
+        let l = doc.locate(&YamlPath::default().key("b")).unwrap();
+        assert_eq!((l.line, l.column), (2, 4));
+        for bad in [
+            "a: 1\rb: 2\n",
+            "a: {b\r\r\r: 1}\n",
+            "a: 1\u{85}b: 2\n",
+            "a: 1\u{2028}\n",
+        ] {
+            let e = Document::parse("m.yaml", bad).unwrap_err();
+            assert!(e.message.contains("line break other than"), "{bad:?}: {e}");
+            assert_eq!(e.loc.as_ref().map(|l| l.line), Some(1), "{bad:?}");
+        }
     }
 
     #[test]
