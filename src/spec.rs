@@ -1,7 +1,7 @@
 //! The architecture format's top level, read from a [`Document`]: name, inputs, model
 //! parameters, per-op defaults, blocks and nodes. Checks what can be checked without expanding
-//! anything (known keys with did-you-mean, known ops, identifiers, required parameters
-//! declared); no semantics beyond that. See docs/FORMAT.md.
+//! anything (known keys with did-you-mean, known ops, identifiers and their lengths, block
+//! parameters declared and used); no semantics beyond that. See docs/FORMAT.md.
 
 use std::collections::HashMap;
 

@@ -3,6 +3,12 @@
 //! format forbids (anchors, aliases, merge keys, tags, several documents), and turns a path back
 //! into file:line:column on demand by re-reading the text with a seeking deserializer whose
 //! deliberate error carries the parser's position. Nothing here knows about layers.
+//!
+//! Untrusted text is bounded before and while it is parsed: its size, its characters and line
+//! breaks, and its flow nesting are checked by a scan that runs before libyaml sees it; the
+//! tree is built straight from serde_yaml's events, checking nesting, duplicate keys (reported
+//! where the second one is), integers beyond 64 bits and a value budget that an alias would
+//! exceed. See docs/FORMAT.md, "Limits".
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
