@@ -99,35 +99,306 @@ impl Window2d {
     }
 }
 
-/// im2col of one image `x` (C×H×W): rows (c, ky, kx), columns (oy, ox); padding reads 0.
-pub fn im2col(x: &[f32], channels: usize, w: &Window2d, cols: &mut [f32]) {
+/// The output columns `[lo, hi)` of one kernel tap along an axis whose input position is inside
+/// the image, for `o·stride + off` with `off = tap·dilation − pad`.
+#[inline]
+fn valid_range(off: isize, stride: usize, input: usize, output: usize) -> (usize, usize) {
+    let lo = if off >= 0 {
+        0
+    } else {
+        ((-off) as usize).div_ceil(stride)
+    };
+    let hi = if input as isize - off <= 0 {
+        0
+    } else {
+        ((input as isize - off) as usize)
+            .div_ceil(stride)
+            .min(output)
+    };
+    (lo.min(output), hi.max(lo).min(output))
+}
+
+/// im2col of channels `c0..c1` of one image `x` (C×H×W) for output positions `n0..n1` (flat
+/// `oy·W_out + ox`): rows (c, ky, kx), `n1 − n0` columns, into `cols`; padding reads 0. Whole
+/// output rows are copied as slices when the stride is 1.
+#[allow(clippy::too_many_arguments)]
+pub fn im2col_block(
+    x: &[f32],
+    c0: usize,
+    c1: usize,
+    w: &Window2d,
+    n0: usize,
+    n1: usize,
+    cols: &mut [f32],
+) {
     let [kh, kw] = w.kernel;
-    let [oh, ow] = w.output;
+    let [_, ow] = w.output;
     let [ih, iw] = w.input;
-    let plane = oh * ow;
-    cols[..channels * kh * kw * plane]
-        .par_chunks_mut(kh * kw * plane)
-        .enumerate()
-        .for_each(|(c, rows)| {
-            let src = &x[c * ih * iw..(c + 1) * ih * iw];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let row = &mut rows[(ky * kw + kx) * plane..(ky * kw + kx + 1) * plane];
-                    for oy in 0..oh {
-                        let dst = &mut row[oy * ow..(oy + 1) * ow];
-                        match w.tap(0, oy, ky) {
-                            None => dst.fill(0.0),
-                            Some(iy) => {
-                                let line = &src[iy * iw..(iy + 1) * iw];
-                                for (ox, d) in dst.iter_mut().enumerate() {
-                                    *d = w.tap(1, ox, kx).map_or(0.0, |ix| line[ix]);
+    let (sx, dx, px) = (w.stride[1], w.dilation[1], w.pad[1] as isize);
+    let nb = n1 - n0;
+    let mut row_index = 0;
+    for c in c0..c1 {
+        let src = &x[c * ih * iw..(c + 1) * ih * iw];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut cols[row_index * nb..(row_index + 1) * nb];
+                row_index += 1;
+                let off = (kx * dx) as isize - px;
+                let (lo, hi) = valid_range(off, sx, iw, ow);
+                let mut p = n0;
+                while p < n1 {
+                    let (oy, ox0) = (p / ow, p % ow);
+                    let ox1 = ow.min(ox0 + (n1 - p));
+                    let seg = &mut row[p - n0..p - n0 + (ox1 - ox0)];
+                    match w.tap(0, oy, ky) {
+                        None => seg.fill(0.0),
+                        Some(iy) => {
+                            let line = &src[iy * iw..(iy + 1) * iw];
+                            let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+                            seg[..a - ox0].fill(0.0);
+                            seg[b - ox0..].fill(0.0);
+                            if a < b {
+                                let dst = &mut seg[a - ox0..b - ox0];
+                                if sx == 1 {
+                                    let s = (a as isize + off) as usize;
+                                    dst.copy_from_slice(&line[s..s + (b - a)]);
+                                } else {
+                                    for (ox, d) in (a..b).zip(dst) {
+                                        *d = line[(ox as isize * sx as isize + off) as usize];
+                                    }
                                 }
                             }
                         }
                     }
+                    p += ox1 - ox0;
                 }
             }
+        }
+    }
+}
+
+/// im2col of one image `x` (C×H×W): rows (c, ky, kx), columns (oy, ox); padding reads 0.
+pub fn im2col(x: &[f32], channels: usize, w: &Window2d, cols: &mut [f32]) {
+    let taps = w.kernel[0] * w.kernel[1];
+    let plane = w.output[0] * w.output[1];
+    cols[..channels * taps * plane]
+        .par_chunks_mut(taps * plane)
+        .enumerate()
+        .for_each(|(c, rows)| im2col_block(x, c, c + 1, w, 0, plane, rows));
+}
+
+/// Adds `bias[row]` to, then applies `epi` to, rows `m0..m1`, columns `n0..n1` of the row-major
+/// `m × n` matrix at `out`.
+///
+/// # Safety
+/// `out` must point to `m1 · n` writable elements, and no other thread may access that tile.
+unsafe fn finish_tile(
+    out: *mut f32,
+    n: usize,
+    (m0, m1, n0, n1): (usize, usize, usize, usize),
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+) {
+    if bias.is_none() && epi.is_none() {
+        return;
+    }
+    for r in m0..m1 {
+        // SAFETY: inside the tile, per the contract.
+        let seg = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), n1 - n0) };
+        if let Some(b) = bias {
+            let v = b[r];
+            seg.iter_mut().for_each(|x| *x += v);
+        }
+        if let Some(e) = epi {
+            e.apply(seg);
+        }
+    }
+}
+
+/// Bytes of im2col columns one tile aims for (about half a core's L2), so that a tile's
+/// columns are still in cache when the GEMM packs them.
+const TILE_BYTES: usize = 256 << 10;
+
+/// Output positions per thread from which a convolution is tiled by columns (see
+/// [`conv_gemm_tiled`]).
+const COL_TILE_MIN: usize = 256;
+
+/// A non-transposed convolution of one image and group, computed by output tiles: for each tile
+/// of output positions, im2col of just those positions, one single-threaded GEMM (the `gemm`
+/// crate) into the output, then the bias and the fused epilogue `epi` while the tile is in
+/// cache. Tiles run on rayon's threads when `parallel` and the product is large. `x` holds the
+/// group's `channels` input planes, `w` its `m × k` filters (k = channels·kh·kw), `out` its
+/// `m` output planes. A 1×1, stride-1, unpadded window reads `x` directly (no im2col). Returns
+/// the multiply-accumulates performed.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_gemm(
+    x: &[f32],
+    channels: usize,
+    win: &Window2d,
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+    out: &mut [f32],
+    parallel: bool,
+) -> u64 {
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    conv_gemm_tiled(x, channels, win, w, m, bias, epi, out, threads, TILE_BYTES)
+}
+
+/// [`conv_gemm`] with the thread count and tile budget explicit (tests force small tiles).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_gemm_tiled(
+    x: &[f32],
+    channels: usize,
+    win: &Window2d,
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+    out: &mut [f32],
+    threads: usize,
+    tile_bytes: usize,
+) -> u64 {
+    let k = channels * win.kernel[0] * win.kernel[1];
+    let n = win.output[0] * win.output[1];
+    if m == 0 || n == 0 {
+        return 0;
+    }
+    let out = &mut out[..m * n];
+    if k == 0 {
+        out.fill(0.0);
+        // SAFETY: the whole of `out`, on this thread.
+        unsafe { finish_tile(out.as_mut_ptr(), n, (0, m, 0, n), bias, epi) };
+        return 0;
+    }
+    let direct = win.kernel == [1, 1]
+        && win.stride == [1, 1]
+        && win.pad == [0, 0]
+        && win.input == win.output;
+    let macs = (m * n * k) as u64;
+    let threads = if m * n * k < PARALLEL_MACS {
+        1
+    } else {
+        threads.max(1)
+    };
+    // Large images: column tiles of about `tile_bytes` of im2col columns (or of output) each,
+    // a multiple of the thread count of them, each im2col'd on its own. Small images (the
+    // deep layers): one im2col, and row (output channel) tiles, one per thread — column tiles
+    // there would be narrower than the GEMM's micro-kernel is wide.
+    let col_mode = threads == 1 || n >= COL_TILE_MIN * threads;
+    let (mut nb, mut col_tiles) = (n, 1);
+    if col_mode {
+        let per_col = 4 * k.max(m);
+        col_tiles = n.div_ceil((tile_bytes / per_col).max(64));
+        col_tiles = col_tiles.div_ceil(threads) * threads;
+        nb = n.div_ceil(col_tiles).div_ceil(16) * 16;
+        col_tiles = n.div_ceil(nb);
+    }
+    let out_addr = out.as_mut_ptr() as usize;
+    // Every tile writes only its own rows m0..m1 × columns n0..n1 of `out` (m × n, row-major):
+    // tiles are disjoint, and `out` outlives the parallel loops below.
+    let write_tile =
+        |(m0, m1, n0, n1): (usize, usize, usize, usize), rhs: &[f32], rhs_rs: usize| {
+            let base = out_addr as *mut f32;
+            assert!(m1 <= m && n1 <= n, "tile out of bounds");
+            // SAFETY: the tile lies inside `out` (asserted) and belongs to this call alone.
+            unsafe {
+                gemm_into(
+                    m1 - m0,
+                    n1 - n0,
+                    k,
+                    &w[m0 * k..m1 * k],
+                    rhs,
+                    rhs_rs,
+                    base.add(m0 * n + n0),
+                    n,
+                );
+                finish_tile(base, n, (m0, m1, n0, n1), bias, epi);
+            }
+        };
+    if col_mode {
+        let tile = |t: usize, scratch: &mut Vec<f32>| {
+            let (n0, n1) = (t * nb, ((t + 1) * nb).min(n));
+            if direct {
+                write_tile((0, m, n0, n1), &x[n0..], n);
+            } else {
+                scratch.resize(k * (n1 - n0), 0.0);
+                im2col_block(x, 0, channels, win, n0, n1, scratch);
+                write_tile((0, m, n0, n1), scratch, n1 - n0);
+            }
+        };
+        if threads > 1 && col_tiles > 1 {
+            (0..col_tiles)
+                .into_par_iter()
+                .for_each_init(Vec::new, |s, t| tile(t, s));
+        } else {
+            let mut scratch = Vec::new();
+            (0..col_tiles).for_each(|t| tile(t, &mut scratch));
+        }
+    } else {
+        let mut cols = Vec::new();
+        let rhs = if direct {
+            x
+        } else {
+            cols.resize(k * n, 0.0);
+            im2col(x, channels, win, &mut cols);
+            &cols[..]
+        };
+        let mb = m.div_ceil(threads);
+        (0..m.div_ceil(mb)).into_par_iter().for_each(|t| {
+            write_tile((t * mb, ((t + 1) * mb).min(m), 0, n), rhs, n);
         });
+    }
+    macs
+}
+
+/// `dst (m×n, rows dst_rs apart) = lhs (m×k, row-major) · rhs (k×n, rows rhs_rs apart)` on the
+/// calling thread.
+///
+/// # Safety
+/// `dst` must point to an `m × n` block (rows `dst_rs` apart) that no other thread accesses.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    rhs_rs: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+) {
+    assert!(m * k <= lhs.len(), "lhs out of bounds");
+    assert!((k - 1) * rhs_rs + n <= rhs.len(), "rhs out of bounds");
+    // SAFETY: the asserts keep the operand reads inside their slices; `dst` per the contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// The inverse scatter of [`im2col`]: adds each column entry into the image it came from
@@ -156,6 +427,96 @@ pub fn col2im(cols: &[f32], channels: usize, w: &Window2d, out: &mut [f32]) {
                 }
             }
         });
+}
+
+/// An element-wise function with no weights (an activation), as a value a kernel can apply to
+/// the tile it has just written (a fused epilogue) or the executor to a whole tensor. The one
+/// place the executor's activation formulas live.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pointwise {
+    Relu,
+    Relu6,
+    LeakyRelu(f32),
+    Elu(f32),
+    Selu,
+    Celu(f32),
+    /// GELU, tanh approximation.
+    GeluTanh,
+    /// GELU, exact (erf).
+    Gelu,
+    Sigmoid,
+    Hardsigmoid,
+    Tanh,
+    Hardtanh(f32, f32),
+    Silu,
+    Hardswish,
+    Mish,
+    /// Softplus with beta and threshold.
+    Softplus(f32, f32),
+    Softsign,
+}
+
+#[inline(always)]
+fn each(xs: &mut [f32], f: impl Fn(f32) -> f32) {
+    xs.iter_mut().for_each(|x| *x = f(*x));
+}
+
+#[inline(always)]
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+#[inline(always)]
+fn softplus(v: f32, beta: f32, threshold: f32) -> f32 {
+    if v * beta > threshold {
+        v
+    } else {
+        (v * beta).exp().ln_1p() / beta
+    }
+}
+
+impl Pointwise {
+    /// Applies the function to every element of `xs`, on the calling thread.
+    pub fn apply(self, xs: &mut [f32]) {
+        use Pointwise::*;
+        match self {
+            Relu => each(xs, |v| v.max(0.0)),
+            Relu6 => each(xs, |v| v.clamp(0.0, 6.0)),
+            LeakyRelu(a) => each(xs, |v| if v > 0.0 { v } else { a * v }),
+            Elu(a) => each(xs, |v| if v > 0.0 { v } else { a * v.exp_m1() }),
+            Selu => {
+                const ALPHA: f32 = 1.673_263_2;
+                const SCALE: f32 = 1.050_701;
+                each(xs, |v| SCALE * if v > 0.0 { v } else { ALPHA * v.exp_m1() })
+            }
+            Celu(a) => each(xs, |v| v.max(0.0) + (a * (v / a).exp_m1()).min(0.0)),
+            GeluTanh => each(xs, |v| {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                0.5 * v * (1.0 + (c * (v + 0.044_715 * v * v * v)).tanh())
+            }),
+            Gelu => each(xs, |v| {
+                0.5 * v * (1.0 + libm::erff(v / std::f32::consts::SQRT_2))
+            }),
+            Sigmoid => each(xs, sigmoid),
+            Hardsigmoid => each(xs, |v| (v + 3.0).clamp(0.0, 6.0) / 6.0),
+            Tanh => each(xs, f32::tanh),
+            Hardtanh(lo, hi) => each(xs, |v| v.clamp(lo, hi)),
+            Silu => each(xs, |v| v * sigmoid(v)),
+            Hardswish => each(xs, |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
+            Mish => each(xs, |v| v * softplus(v, 1.0, 20.0).tanh()),
+            Softplus(beta, threshold) => each(xs, |v| softplus(v, beta, threshold)),
+            Softsign => each(xs, |v| v / (1.0 + v.abs())),
+        }
+    }
+
+    /// Applies the function to a whole tensor's data, in parallel when it is large.
+    pub fn apply_all(self, xs: &mut [f32]) {
+        if xs.len() >= 1 << 15 {
+            xs.par_chunks_mut(1 << 13).for_each(|c| self.apply(c));
+        } else {
+            self.apply(xs);
+        }
+    }
 }
 
 /// Applies `f` to every element, in parallel for large tensors.

@@ -84,6 +84,11 @@ pub struct Ctx<'a> {
     pub aux_in: &'a [Option<&'a [u32]>],
     /// The kernel's auxiliary output (a max-pool's argmax indices).
     pub aux_out: Option<Vec<u32>>,
+    /// Whether a consumer reads `aux_out` (when false, a max pool may skip its indices).
+    pub want_aux: bool,
+    /// An element-wise function to apply to the (single) output: a kernel that applies it
+    /// itself, tile by tile, takes it (`take()`); the executor applies what is left.
+    pub epilogue: Option<kernels::Pointwise>,
 }
 
 /// The weights of every layer of a network, in the order of its nodes.
@@ -336,15 +341,22 @@ pub struct RunResult {
 }
 
 /// An inference plan: batch norms folded into the convolution before them (when that
-/// convolution feeds nothing else), and element-wise layers computed in place on tensors
-/// that die there. `archscope run` uses it; `check` runs every layer as written.
+/// convolution feeds nothing else), activations fused into the kernel before them (applied tile
+/// by tile as it writes its output), merges and element-wise layers computed in place on tensors
+/// that die there, and max-pool indices skipped when nothing reads them. `archscope run` uses
+/// it; `check` runs every layer as written.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Replacement weights for a layer (a convolution with a batch norm folded in).
     pub weights: Vec<Option<Vec<Tensor>>>,
-    /// Layers whose output is their input's, already computed (the folded batch norms).
+    /// Layers whose output is their input's, already computed (folded batch norms, fused
+    /// activations).
     pub passthrough: Vec<bool>,
-    /// Whether element-wise layers may overwrite an input that dies there.
+    /// The activation fused into a layer's kernel.
+    pub fused: Vec<Option<kernels::Pointwise>>,
+    /// Layers whose auxiliary output (max-pool indices) no consumer reads.
+    pub aux_unused: Vec<bool>,
+    /// Whether element-wise layers and merges may overwrite an input that dies there.
     pub in_place: bool,
 }
 
@@ -364,13 +376,37 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
     let mut p = Plan {
         weights: vec![None; n],
         passthrough: vec![false; n],
+        fused: vec![None; n],
+        aux_unused: vec![true; n],
         in_place: true,
     };
     for (k, node) in net.nodes.iter().enumerate() {
+        if node.layer.reads_aux() {
+            for &(src, _) in &node.inputs {
+                p.aux_unused[src] = false;
+            }
+        }
         let [(src, 0)] = node.inputs[..] else {
             continue;
         };
-        if consumers[src] != 1 || is_output[src] || p.weights[src].is_some() {
+        // Only a single-output producer read by this layer alone, and not a model output,
+        // may have this layer folded or fused into it.
+        if consumers[src] != 1 || is_output[src] || net.nodes[src].out_shapes.len() != 1 {
+            continue;
+        }
+        // The layer that really computes `src` (past folded or fused layers).
+        let mut root = src;
+        while p.passthrough[root] {
+            root = net.nodes[root].inputs[0].0;
+        }
+        if p.fused[root].is_none() && !net.nodes[root].inputs.is_empty() {
+            if let Some(f) = node.layer.pointwise() {
+                p.fused[root] = Some(f);
+                p.passthrough[k] = true;
+                continue;
+            }
+        }
+        if root != src || p.weights[src].is_some() {
             continue;
         }
         let Some((scale, shift)) = node.layer.channel_affine(&weights.per_node[k]) else {
@@ -441,6 +477,8 @@ pub fn run_planned(
             .get(k)
             .and_then(|w| w.as_deref())
             .unwrap_or(&weights.per_node[k]);
+        let epilogue = plan.fused.get(k).copied().flatten();
+        let want_aux = plan.aux_unused.get(k) != Some(&true);
         let mut done: Option<(Vec<Tensor>, u64, Option<Vec<u32>>)> = None;
         if plan.passthrough.get(k) == Some(&true) {
             let src = node.inputs[0].0;
@@ -464,6 +502,36 @@ pub fn run_planned(
                 done = Some((v, 0, None));
             } else {
                 values[src] = Some(v);
+            }
+            if let (Some(d), Some(f)) = (&mut done, epilogue) {
+                f.apply_all(&mut d.0[0].data);
+            }
+        } else if plan.in_place && node.inputs.len() > 1 {
+            // A merge may accumulate into an input of the output's shape that dies here.
+            let want: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
+            let dying = node.inputs.iter().position(|&(src, slot)| {
+                slot == 0
+                    && consumers[src] == 1
+                    && last_use[src] == k
+                    && values[src]
+                        .as_ref()
+                        .is_some_and(|v| v.len() == 1 && v[0].shape == want)
+            });
+            if let Some(i) = dying {
+                let src = node.inputs[i].0;
+                let mut v = values[src].take().expect("produced before use");
+                let rest: Vec<&Tensor> = node
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, &(s, slot))| &values[s].as_ref().expect("produced before use")[slot])
+                    .collect();
+                if node.layer.accumulate(&mut v[0], i, &rest, epilogue) {
+                    done = Some((v, 0, None));
+                } else {
+                    values[src] = Some(v);
+                }
             }
         }
         let (outs, macs, aux_out) = if let Some(d) = done {
@@ -499,11 +567,16 @@ pub fn run_planned(
                 macs: 0,
                 aux_in: &aux_in,
                 aux_out: None,
+                want_aux,
+                epilogue,
             };
-            let outs = node
+            let mut outs = node
                 .layer
                 .forward(&ins, node_weights, &mut ctx)
                 .map_err(|d| d.layer(&node.name))?;
+            if let Some(f) = ctx.epilogue {
+                f.apply_all(&mut outs[0].data);
+            }
             (outs, ctx.macs, ctx.aux_out)
         };
         let seconds = start.elapsed().as_secs_f64();

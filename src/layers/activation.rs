@@ -7,7 +7,7 @@ use super::{
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::map;
+use crate::exec::kernels::Pointwise;
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 
 /// Keys every activation accepts besides its own: `functional: true` says the PyTorch model
@@ -410,43 +410,12 @@ impl Layer for Activation {
         _ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
         let x = inputs[0];
-        let [p0, p1] = self.p;
-        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
-        let relu6 = |v: f32| v.clamp(0.0, 6.0);
-        let softplus = |v: f32, beta: f32, threshold: f32| {
-            if v * beta > threshold {
-                v
-            } else {
-                (v * beta).exp().ln_1p() / beta
-            }
-        };
+        if let Some(f) = self.pointwise() {
+            let mut out = x.clone();
+            f.apply_all(&mut out.data);
+            return Ok(vec![out]);
+        }
         let out = match self.name {
-            "relu" => map(x, |v| v.max(0.0)),
-            "relu6" => map(x, relu6),
-            "leaky_relu" => map(x, |v| if v > 0.0 { v } else { p0 * v }),
-            "elu" => map(x, |v| if v > 0.0 { v } else { p0 * v.exp_m1() }),
-            "selu" => {
-                const ALPHA: f32 = 1.673_263_2;
-                const SCALE: f32 = 1.050_701;
-                map(x, |v| SCALE * if v > 0.0 { v } else { ALPHA * v.exp_m1() })
-            }
-            "celu" => map(x, |v| v.max(0.0) + (p0 * (v / p0).exp_m1()).min(0.0)),
-            "gelu" if p0 == 1.0 => map(x, |v| {
-                let c = (2.0 / std::f32::consts::PI).sqrt();
-                0.5 * v * (1.0 + (c * (v + 0.044_715 * v * v * v)).tanh())
-            }),
-            "gelu" => map(x, |v| {
-                0.5 * v * (1.0 + libm::erff(v / std::f32::consts::SQRT_2))
-            }),
-            "sigmoid" => map(x, sigmoid),
-            "hardsigmoid" => map(x, |v| relu6(v + 3.0) / 6.0),
-            "tanh" => map(x, f32::tanh),
-            "hardtanh" => map(x, |v| v.clamp(p0, p1)),
-            "silu" => map(x, |v| v * sigmoid(v)),
-            "hardswish" => map(x, |v| v * relu6(v + 3.0) / 6.0),
-            "mish" => map(x, |v| v * softplus(v, 1.0, 20.0).tanh()),
-            "softplus" => map(x, |v| softplus(v, p0, p1)),
-            "softsign" => map(x, |v| v / (1.0 + v.abs())),
             "prelu" => {
                 let w = &weights[0].data;
                 let mut out = x.clone();
@@ -489,21 +458,37 @@ impl Layer for Activation {
         Ok(vec![out])
     }
     fn forward_inplace(&self, x: &mut Tensor, _weights: &[Tensor]) -> bool {
-        let f: fn(f32) -> f32 = match self.name {
-            "relu" => |v| v.max(0.0),
-            "relu6" => |v| v.clamp(0.0, 6.0),
-            "sigmoid" => |v| 1.0 / (1.0 + (-v).exp()),
-            "tanh" => f32::tanh,
-            "silu" => |v| v / (1.0 + (-v).exp()),
-            "hardswish" => |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
-            "hardsigmoid" => |v| (v + 3.0).clamp(0.0, 6.0) / 6.0,
-            _ => return false,
-        };
-        use rayon::prelude::*;
-        x.data
-            .par_chunks_mut(1 << 14)
-            .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
-        true
+        match self.pointwise() {
+            Some(f) => {
+                f.apply_all(&mut x.data);
+                true
+            }
+            None => false,
+        }
+    }
+    fn pointwise(&self) -> Option<Pointwise> {
+        use Pointwise::*;
+        let [p0, p1] = self.p;
+        Some(match self.name {
+            "relu" => Relu,
+            "relu6" => Relu6,
+            "leaky_relu" => LeakyRelu(p0),
+            "elu" => Elu(p0),
+            "selu" => Selu,
+            "celu" => Celu(p0),
+            "gelu" if p0 == 1.0 => GeluTanh,
+            "gelu" => Gelu,
+            "sigmoid" => Sigmoid,
+            "hardsigmoid" => Hardsigmoid,
+            "tanh" => Tanh,
+            "hardtanh" => Hardtanh(p0, p1),
+            "silu" => Silu,
+            "hardswish" => Hardswish,
+            "mish" => Mish,
+            "softplus" => Softplus(p0, p1),
+            "softsign" => Softsign,
+            _ => return None,
+        })
     }
 }
 

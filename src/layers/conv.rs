@@ -8,7 +8,7 @@ use super::{
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::{col2im, im2col, matmul, Window2d};
+use crate::exec::kernels::{col2im, conv_gemm, matmul, Window2d};
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 use crate::geometry::{conv_out, conv_transpose_out};
 use rayon::prelude::*;
@@ -396,7 +396,10 @@ impl Layer for Conv2d {
             };
             let plane = oh * ow;
             if g == cin && og == 1 {
-                // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny).
+                // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny),
+                // finished (bias, fused activation) plane by plane.
+                let bias = weights.get(1).map(|t| &t.data[..]);
+                let epi = ctx.epilogue.take();
                 out.data
                     .par_chunks_mut(plane)
                     .enumerate()
@@ -455,39 +458,42 @@ impl Layer for Conv2d {
                                 }
                             }
                         }
+                        if let Some(b) = bias {
+                            let v = b[c];
+                            dst.iter_mut().for_each(|d| *d += v);
+                        }
+                        if let Some(f) = epi {
+                            f.apply(dst);
+                        }
                     });
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;
+                return Ok(vec![out]);
             } else {
-                let pointwise = kh == 1
-                    && kw == 1
-                    && win.stride == [1, 1]
-                    && win.pad == [0, 0]
-                    && plane == h * w;
-                let mut cols = if pointwise {
-                    Vec::new()
-                } else {
-                    vec![0.0f32; scratch(&[k, plane])?]
-                };
-                for b in 0..n {
-                    for gi in 0..g {
+                // The bias (which may come from a folded batch norm, without `bias: true`)
+                // and a fused activation are applied tile by tile as the output is written.
+                let bias = weights.get(1).map(|t| &t.data[..]);
+                let epi = ctx.epilogue.take();
+                // Enough images × groups to share out: one thread each, else threads within.
+                let inner = n * g < rayon::current_num_threads();
+                scratch(&[k, plane])?;
+                ctx.macs += out
+                    .data
+                    .par_chunks_mut(og * plane)
+                    .enumerate()
+                    .map(|(bg, dst)| {
+                        let (b, gi) = (bg / g, bg % g);
                         let xg =
                             &x.data[(b * cin + gi * cg) * h * w..(b * cin + (gi + 1) * cg) * h * w];
-                        let rhs: &[f32] = if pointwise {
-                            xg
-                        } else {
-                            im2col(xg, cg, &win, &mut cols);
-                            &cols
-                        };
                         let wg = &wt[gi * og * k..(gi + 1) * og * k];
-                        let dst = &mut out.data
-                            [(b * cout + gi * og) * plane..(b * cout + (gi + 1) * og) * plane];
-                        ctx.macs += matmul(og, plane, k, wg, k, 1, rhs, plane, 1, dst, false);
-                    }
-                }
+                        let bg = bias.map(|v| &v[gi * og..(gi + 1) * og]);
+                        conv_gemm(xg, cg, &win, wg, og, bg, epi, dst, inner)
+                    })
+                    .sum::<u64>();
+                return Ok(vec![out]);
             }
         }
-        // A bias may also come from a folded batch norm (weights[1] without `bias: true`).
+        // Transposed: the bias after the scatter.
         if let Some(bias) = weights.get(1).map(|t| &t.data) {
             let plane = oh * ow;
             out.data

@@ -141,6 +141,66 @@ impl Layer for Elementwise {
             kernels::broadcast(inputs, &dims, |a, b| a + b)
         }])
     }
+    fn accumulate(
+        &self,
+        acc: &mut Tensor,
+        index: usize,
+        rest: &[&Tensor],
+        epi: Option<kernels::Pointwise>,
+    ) -> bool {
+        use rayon::prelude::*;
+        // Folding the others into input `index` keeps broadcast()'s order ((x0 ∘ x1) ∘ x2 …)
+        // when it is the first input, or when there are two (∘ commutes exactly).
+        if index != 0 && rest.len() != 1 {
+            return false;
+        }
+        let shape = &acc.shape;
+        // Each other input has the accumulator's shape, or is per channel (N×C×1×…×1).
+        let per_channel = |t: &Tensor| {
+            shape.len() > 2
+                && t.shape.len() == shape.len()
+                && t.shape[..2] == shape[..2]
+                && t.shape[2..].iter().all(|&d| d == 1)
+        };
+        if !rest.iter().all(|t| t.shape == *shape || per_channel(t)) {
+            return false;
+        }
+        let plane: usize = shape
+            .get(2..)
+            .map_or(1, |s| s.iter().product::<usize>())
+            .max(1);
+        let chunk = plane * (1usize << 14).div_ceil(plane);
+        let product = self.product;
+        acc.data
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let e0 = i * chunk;
+                for t in rest {
+                    if t.shape == *shape {
+                        let src = &t.data[e0..e0 + dst.len()];
+                        if product {
+                            dst.iter_mut().zip(src).for_each(|(a, b)| *a *= b);
+                        } else {
+                            dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+                        }
+                    } else {
+                        for (j, p) in dst.chunks_mut(plane).enumerate() {
+                            let v = t.data[e0 / plane + j];
+                            if product {
+                                p.iter_mut().for_each(|a| *a *= v);
+                            } else {
+                                p.iter_mut().for_each(|a| *a += v);
+                            }
+                        }
+                    }
+                }
+                if let Some(f) = epi {
+                    f.apply(dst);
+                }
+            });
+        true
+    }
     fn training(
         &self,
         inputs: &[Shape],

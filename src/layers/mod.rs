@@ -280,6 +280,28 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
         false
     }
+    /// The element-wise function this layer computes, when it is one with no weights (an
+    /// activation): the executor fuses it into the kernel of the layer before.
+    fn pointwise(&self) -> Option<crate::exec::kernels::Pointwise> {
+        None
+    }
+    /// Computes a merge in place into `acc` (one of its inputs, which dies here; `index` is its
+    /// position among the inputs, `rest` the others in order), then applies `epi`; false when it
+    /// cannot (nothing is changed then).
+    fn accumulate(
+        &self,
+        _acc: &mut Tensor,
+        _index: usize,
+        _rest: &[&Tensor],
+        _epi: Option<crate::exec::kernels::Pointwise>,
+    ) -> bool {
+        false
+    }
+    /// Whether the kernel reads its producers' auxiliary outputs (max-unpool reads max-pool
+    /// indices): a producer skips computing them when no consumer does.
+    fn reads_aux(&self) -> bool {
+        false
+    }
     /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
     fn weight_info(&self) -> Option<WeightInfo> {
         None

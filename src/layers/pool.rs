@@ -225,41 +225,37 @@ impl Layer for Pool {
         let plane = oh * ow;
         if self.max {
             // PyTorch: padding is −∞; the index is the flat position in the input plane.
-            let mut idx = vec![0u32; out.numel()];
-            out.data
-                .par_chunks_mut(plane)
-                .zip(idx.par_chunks_mut(plane))
-                .enumerate()
-                .for_each(|(bc, (dst, ids))| {
-                    let src = &x.data[bc * h * w..(bc + 1) * h * w];
-                    for oy in 0..oh as isize {
-                        for ox in 0..ow as isize {
-                            let (mut best, mut at) = (f32::NEG_INFINITY, 0usize);
-                            for ky in 0..kh {
-                                let iy = oy * sh - ph + ky * dh;
-                                if iy < 0 || iy >= hi {
-                                    continue;
-                                }
-                                for kx in 0..kw {
-                                    let ix = ox * sw - pw + kx * dw;
-                                    if ix < 0 || ix >= wi {
-                                        continue;
-                                    }
-                                    let p = (iy * wi + ix) as usize;
-                                    let v = src[p];
-                                    if v > best || v.is_nan() {
-                                        best = v;
-                                        at = p;
-                                    }
-                                }
-                            }
-                            let o = (oy * ow as isize + ox) as usize;
-                            dst[o] = best;
-                            ids[o] = at as u32;
-                        }
-                    }
-                });
-            ctx.aux_out = Some(idx);
+            let geo = MaxGeometry {
+                input: [h, w],
+                output: [oh, ow],
+                kernel: [kh as usize, kw as usize],
+                stride: [sh as usize, sw as usize],
+                pad: [ph as usize, pw as usize],
+                dilation: [dh as usize, dw as usize],
+            };
+            if ctx.want_aux {
+                let mut idx = vec![0u32; out.numel()];
+                out.data
+                    .par_chunks_mut(plane)
+                    .zip(idx.par_chunks_mut(plane))
+                    .enumerate()
+                    .for_each(|(bc, (dst, ids))| {
+                        max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo)
+                    });
+                ctx.aux_out = Some(idx);
+            } else {
+                out.data
+                    .par_chunks_mut(plane)
+                    .enumerate()
+                    .for_each(|(bc, dst)| {
+                        max_plane::<false>(
+                            &x.data[bc * h * w..(bc + 1) * h * w],
+                            dst,
+                            &mut [],
+                            &geo,
+                        )
+                    });
+            }
         } else {
             // PyTorch's avg_pool2d, including its divisor rules.
             let (cip, div) = (self.count_include_pad, self.divisor_override);
@@ -537,6 +533,84 @@ impl Layer for Adaptive {
             saved,
             view: false,
         })
+    }
+}
+
+/// The geometry of a 2-D max pool over one plane.
+struct MaxGeometry {
+    input: [usize; 2],
+    output: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// Max pooling of one plane, tap by tap over whole output rows (no per-tap bounds test), with
+/// PyTorch's rules: taps in (ky, kx) order, a larger value or a NaN replaces the best, and the
+/// index starts at the first tap inside the image. `ids` is written when `INDICES`.
+fn max_plane<const INDICES: bool>(src: &[f32], dst: &mut [f32], ids: &mut [u32], g: &MaxGeometry) {
+    let ([ih, iw], [oh, ow]) = (g.input, g.output);
+    let (sx, dx, px) = (g.stride[1], g.dilation[1], g.pad[1] as isize);
+    // Per kx: the output columns whose tap falls inside the row, and the offset it reads at.
+    let cols: Vec<(usize, usize, isize)> = (0..g.kernel[1])
+        .map(|kx| {
+            let off = (kx * dx) as isize - px;
+            let lo = if off >= 0 {
+                0
+            } else {
+                ((-off) as usize).div_ceil(sx)
+            };
+            let hi = if iw as isize - off <= 0 {
+                0
+            } else {
+                ((iw as isize - off) as usize).div_ceil(sx)
+            };
+            (lo.min(ow), hi.clamp(lo.min(ow), ow), off)
+        })
+        .collect();
+    for oy in 0..oh {
+        let row = &mut dst[oy * ow..(oy + 1) * ow];
+        row.fill(f32::NEG_INFINITY);
+        let y0 = (oy * g.stride[0]) as isize - g.pad[0] as isize;
+        let taps_y = (0..g.kernel[0]).filter_map(|ky| {
+            let iy = y0 + (ky * g.dilation[0]) as isize;
+            (iy >= 0 && (iy as usize) < ih).then_some(iy as usize)
+        });
+        if INDICES {
+            // The first tap inside the image (PyTorch steps the start by the dilation).
+            let first_y = taps_y.clone().next().unwrap_or(0);
+            let id_row = &mut ids[oy * ow..(oy + 1) * ow];
+            for (ox, id) in id_row.iter_mut().enumerate() {
+                let mut x0 = (ox * sx) as isize - px;
+                while x0 < 0 {
+                    x0 += dx as isize;
+                }
+                *id = (first_y * iw) as u32 + x0 as u32;
+            }
+        }
+        for iy in taps_y {
+            let line = &src[iy * iw..(iy + 1) * iw];
+            for &(lo, hi, off) in &cols {
+                if INDICES {
+                    for ox in lo..hi {
+                        let ix = (ox as isize * sx as isize + off) as usize;
+                        let v = line[ix];
+                        if v > row[ox] || v.is_nan() {
+                            row[ox] = v;
+                            ids[oy * ow + ox] = (iy * iw + ix) as u32;
+                        }
+                    }
+                } else if hi > lo {
+                    // Branch-free (a select per tap): random data would mispredict a branch.
+                    let start = (lo as isize * sx as isize + off) as usize;
+                    let taps = line[start..].iter().step_by(sx);
+                    for (b, &v) in row[lo..hi].iter_mut().zip(taps) {
+                        *b = if v > *b || v.is_nan() { v } else { *b };
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -375,6 +375,9 @@ impl Layer for Unpool {
     fn torch_type(&self) -> Option<&'static str> {
         Some("MaxUnpool2d")
     }
+    fn reads_aux(&self) -> bool {
+        true
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
