@@ -26,6 +26,14 @@ fn one_layer(shape: &[usize], layer: &str) -> Option<(Tensor, Vec<Tensor>, Tenso
     let w = exec::init_weights(&net, 7).unwrap();
     let x = exec::random_input(&net, 3).unwrap();
     let r = exec::run(&net, &w, &x, None).unwrap();
+    // The inference plan (in place, max pool without indices…) gives the same bits.
+    let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
+    for (a, b) in r.outputs[0].data.iter().zip(&planned.outputs[0].data) {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "{layer}: {a} as written, {b} planned"
+        );
+    }
     Some((x[0].clone(), w.per_node[1].clone(), r.outputs[0].clone()))
 }
 
@@ -57,24 +65,7 @@ proptest! {
     fn conv2d(n in 1usize..3, cg in 1usize..4, og in 1usize..4, g in 1usize..4, h in 1usize..12, w in 1usize..12,
               kh in 1usize..5, kw in 1usize..5, s in 1usize..4, pt in 0usize..3, pl in 0usize..3, pb in 0usize..3,
               pr in 0usize..3, d in 1usize..3, bias in any::<bool>()) {
-        let (cin, cout) = (cg * g, og * g);
-        let layer = format!("{{op: conv, out: {cout}, kernel: [{kh}, {kw}], stride: {s}, padding: [{pt}, {pl}, {pb}, {pr}], dilation: {d}, groups: {g}, bias: {bias}}}");
-        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) };
-        let (oh, ow) = (y.shape[2], y.shape[3]);
-        let mut want = vec![0.0f32; n * cout * oh * ow];
-        for b in 0..n { for o in 0..cout { for oy in 0..oh { for ox in 0..ow {
-            let gi = o / og;
-            let mut acc = if bias { wts[1].data[o] } else { 0.0 };
-            for ci in 0..cg { for ky in 0..kh { for kx in 0..kw {
-                let iy = (oy * s + ky * d) as isize - pt as isize;
-                let ix = (ox * s + kx * d) as isize - pl as isize;
-                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                    acc += wts[0].data[((o * cg + ci) * kh + ky) * kw + kx] * at(&x, b, gi * cg + ci, iy as usize, ix as usize);
-                }
-            }}}
-            want[((b * cout + o) * oh + oy) * ow + ox] = acc;
-        }}}}
-        close(&y.data, &want)?;
+        check_conv(n, cg, og, g, h, w, [kh, kw], s, [pt, pl, pb, pr], d, bias)?;
     }
 
     #[test]
@@ -82,7 +73,7 @@ proptest! {
                         k in 1usize..5, s in 1usize..4, p in 0usize..3, d in 1usize..3, op in 0usize..3) {
         let (cin, cout) = (cg * g, og * g);
         let layer = format!("{{op: deconv, out: {cout}, kernel: {k}, stride: {s}, padding: {p}, dilation: {d}, output_padding: {op}, groups: {g}}}");
-        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) };
+        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) }; eprintln!("compared {layer} {:?}", y.shape);
         let (oh, ow) = (y.shape[2], y.shape[3]);
         let mut want = vec![0.0f32; n * cout * oh * ow];
         for b in 0..n { for ci in 0..cin { for iy in 0..h { for ix in 0..w {
@@ -248,5 +239,66 @@ fn normalisation_and_activations() {
             "{op}({input}) = {} not {want}",
             r.outputs[0].data[0]
         );
+    }
+}
+
+/// A convolution layer against the naive loops (`pad` = top, left, bottom, right).
+#[allow(clippy::too_many_arguments)]
+fn check_conv(
+    n: usize,
+    cg: usize,
+    og: usize,
+    g: usize,
+    h: usize,
+    w: usize,
+    [kh, kw]: [usize; 2],
+    s: usize,
+    [pt, pl, pb, pr]: [usize; 4],
+    d: usize,
+    bias: bool,
+) -> Result<(), TestCaseError> {
+    let (cin, cout) = (cg * g, og * g);
+    let layer = format!("{{op: conv, out: {cout}, kernel: [{kh}, {kw}], stride: {s}, padding: [{pt}, {pl}, {pb}, {pr}], dilation: {d}, groups: {g}, bias: {bias}}}");
+    let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else {
+        return Ok(());
+    };
+    let (oh, ow) = (y.shape[2], y.shape[3]);
+    let mut want = vec![0.0f32; n * cout * oh * ow];
+    for b in 0..n {
+        for o in 0..cout {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let gi = o / og;
+                    let mut acc = if bias { wts[1].data[o] } else { 0.0 };
+                    for ci in 0..cg {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s + ky * d) as isize - pt as isize;
+                                let ix = (ox * s + kx * d) as isize - pl as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    acc += wts[0].data[((o * cg + ci) * kh + ky) * kw + kx]
+                                        * at(&x, b, gi * cg + ci, iy as usize, ix as usize);
+                                }
+                            }
+                        }
+                    }
+                    want[((b * cout + o) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    close(&y.data, &want)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Sizes large enough for the tiled paths: several column tiles per thread (large images),
+    /// row tiles over one im2col (small images, many channels), 1×1 convolutions reading the
+    /// input directly.
+    #[test]
+    fn conv2d_tiled(cg in 1usize..24, og in 1usize..40, g in 1usize..3, h in 6usize..48, w in 6usize..48,
+                    k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, bias in any::<bool>()) {
+        check_conv(1, cg, og, g, h, w, [k, k], s, [p, p, p, p], d, bias)?;
     }
 }

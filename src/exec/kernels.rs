@@ -159,13 +159,14 @@ pub fn im2col_block(
                             seg[b - ox0..].fill(0.0);
                             if a < b {
                                 let dst = &mut seg[a - ox0..b - ox0];
-                                if sx == 1 {
-                                    let s = (a as isize + off) as usize;
-                                    dst.copy_from_slice(&line[s..s + (b - a)]);
-                                } else {
-                                    for (ox, d) in (a..b).zip(dst) {
-                                        *d = line[(ox as isize * sx as isize + off) as usize];
-                                    }
+                                let s = (a as isize * sx as isize + off) as usize;
+                                match sx {
+                                    1 => dst.copy_from_slice(&line[s..s + (b - a)]),
+                                    2 => gather::<2>(dst, &line[s..]),
+                                    _ => dst
+                                        .iter_mut()
+                                        .zip(line[s..].iter().step_by(sx))
+                                        .for_each(|(d, &v)| *d = v),
                                 }
                             }
                         }
@@ -175,6 +176,18 @@ pub fn im2col_block(
             }
         }
     }
+}
+
+/// `dst[j] = src[j·S]`, written so that the compiler vectorises the interleaved loads.
+#[inline(always)]
+fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    let Some((last, body)) = dst.split_last_mut() else {
+        return;
+    };
+    for (d, group) in body.iter_mut().zip(src.chunks_exact(S)) {
+        *d = group[0];
+    }
+    *last = src[body.len() * S];
 }
 
 /// im2col of one image `x` (C×H×W): rows (c, ky, kx), columns (oy, ox); padding reads 0.

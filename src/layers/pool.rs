@@ -536,6 +536,27 @@ impl Layer for Adaptive {
     }
 }
 
+/// `row[j] = max(row[j], line[j·S])`, NaN-propagating, branch-free (a select per tap: random
+/// data would mispredict a branch); a constant stride lets the compiler vectorise the
+/// interleaved loads.
+#[inline(always)]
+fn max_taps<const S: usize>(row: &mut [f32], line: &[f32]) {
+    let sel = |b: &mut f32, v: f32| *b = if v > *b || v.is_nan() { v } else { *b };
+    // Whole groups of S inputs, then the last tap (its group may run past the line's end).
+    let (last, body) = row.split_last_mut().expect("called with hi > lo");
+    for (b, group) in body.iter_mut().zip(line.chunks_exact(S)) {
+        sel(b, group[0]);
+    }
+    sel(last, line[body.len() * S]);
+}
+
+/// [`max_taps`] for any stride.
+fn max_taps_strided(row: &mut [f32], line: &[f32], stride: usize) {
+    for (b, &v) in row.iter_mut().zip(line.iter().step_by(stride)) {
+        *b = if v > *b || v.is_nan() { v } else { *b };
+    }
+}
+
 /// The geometry of a 2-D max pool over one plane.
 struct MaxGeometry {
     input: [usize; 2],
@@ -602,11 +623,12 @@ fn max_plane<const INDICES: bool>(src: &[f32], dst: &mut [f32], ids: &mut [u32],
                         }
                     }
                 } else if hi > lo {
-                    // Branch-free (a select per tap): random data would mispredict a branch.
                     let start = (lo as isize * sx as isize + off) as usize;
-                    let taps = line[start..].iter().step_by(sx);
-                    for (b, &v) in row[lo..hi].iter_mut().zip(taps) {
-                        *b = if v > *b || v.is_nan() { v } else { *b };
+                    let (row, line) = (&mut row[lo..hi], &line[start..]);
+                    match sx {
+                        1 => max_taps::<1>(row, line),
+                        2 => max_taps::<2>(row, line),
+                        _ => max_taps_strided(row, line, sx),
                     }
                 }
             }
