@@ -73,7 +73,7 @@ proptest! {
                         k in 1usize..5, s in 1usize..4, p in 0usize..3, d in 1usize..3, op in 0usize..3) {
         let (cin, cout) = (cg * g, og * g);
         let layer = format!("{{op: deconv, out: {cout}, kernel: {k}, stride: {s}, padding: {p}, dilation: {d}, output_padding: {op}, groups: {g}}}");
-        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) }; eprintln!("compared {layer} {:?}", y.shape);
+        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) };
         let (oh, ow) = (y.shape[2], y.shape[3]);
         let mut want = vec![0.0f32; n * cout * oh * ow];
         for b in 0..n { for ci in 0..cin { for iy in 0..h { for ix in 0..w {
