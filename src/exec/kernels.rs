@@ -348,26 +348,45 @@ pub fn conv_gemm_tiled(
         if threads > 1 && col_tiles > 1 {
             (0..col_tiles)
                 .into_par_iter()
-                .for_each_init(Vec::new, |s, t| tile(t, s));
+                .for_each(|t| with_scratch(|s| tile(t, s)));
         } else {
-            let mut scratch = Vec::new();
-            (0..col_tiles).for_each(|t| tile(t, &mut scratch));
+            with_scratch(|s| (0..col_tiles).for_each(|t| tile(t, s)));
         }
     } else {
-        let mut cols = Vec::new();
-        let rhs = if direct {
-            x
+        let mb = m.div_ceil(threads);
+        let run = |rhs: &[f32]| {
+            (0..m.div_ceil(mb)).into_par_iter().for_each(|t| {
+                write_tile((t * mb, ((t + 1) * mb).min(m), 0, n), rhs, n);
+            })
+        };
+        if direct {
+            run(x);
         } else {
+            // Taken out of this thread's scratch so that the tiles' threads can read it.
+            let mut cols = with_scratch(std::mem::take);
             cols.resize(k * n, 0.0);
             im2col(x, channels, win, &mut cols);
-            &cols[..]
-        };
-        let mb = m.div_ceil(threads);
-        (0..m.div_ceil(mb)).into_par_iter().for_each(|t| {
-            write_tile((t * mb, ((t + 1) * mb).min(m), 0, n), rhs, n);
-        });
+            run(&cols);
+            if cols.capacity() <= KEPT_SCRATCH {
+                with_scratch(|s| *s = cols);
+            }
+        }
     }
     macs
+}
+
+/// The largest im2col buffer (elements) a thread keeps for the next call.
+const KEPT_SCRATCH: usize = 16 << 20;
+
+thread_local! {
+    /// Each thread's im2col buffer, kept between calls (a fresh one per tile would be
+    /// allocated, page-faulted and freed a few hundred times per forward pass).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// `dst (m×n, rows dst_rs apart) = lhs (m×k, row-major) · rhs (k×n, rows rhs_rs apart)` on the
