@@ -1103,14 +1103,29 @@ fn run_model(
         std::fs::write(file, bytes).with_context(|| format!("cannot write {file}"))?;
     }
     let total: f64 = layer_secs.iter().sum();
+    // Layers the plan folded or fused into the kernel of an earlier one: that layer's time
+    // includes theirs.
+    let merged_into: Vec<Option<&str>> = (0..net.nodes.len())
+        .map(|k| {
+            plan.passthrough[k].then(|| {
+                let mut root = k;
+                while plan.passthrough[root] {
+                    root = net.nodes[root].inputs[0].0;
+                }
+                net.nodes[root].name.as_str()
+            })
+        })
+        .collect();
     if format == OutFormat::Json {
         let layers: Vec<serde_json::Value> = a
             .layers
             .iter()
             .zip(&layer_secs)
-            .map(|(l, &s)| {
+            .zip(&merged_into)
+            .map(|((l, &s), into)| {
                 serde_json::json!({"name": l.name, "op": l.op, "ms": s * 1e3,
-                "gflops": if s > 0.0 { l.flops as f64 / s / 1e9 } else { 0.0 }})
+                "gflops": if s > 0.0 && into.is_none() { l.flops as f64 / s / 1e9 } else { 0.0 },
+                "computed_in": into})
             })
             .collect();
         let v = serde_json::json!({
@@ -1127,8 +1142,18 @@ fn run_model(
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
-    for (l, &s) in a.layers.iter().zip(&layer_secs) {
+    for ((l, &s), into) in a.layers.iter().zip(&layer_secs).zip(&merged_into) {
         if l.op == "input" {
+            continue;
+        }
+        if let Some(root) = into {
+            t.add_row(vec![
+                l.name.clone(),
+                l.label.clone(),
+                format!("in {root}"),
+                "-".into(),
+                "-".into(),
+            ]);
             continue;
         }
         t.add_row(vec![

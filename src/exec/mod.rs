@@ -89,6 +89,49 @@ pub struct Ctx<'a> {
     /// An element-wise function to apply to the (single) output: a kernel that applies it
     /// itself, tile by tile, takes it (`take()`); the executor applies what is left.
     pub epilogue: Option<kernels::Pointwise>,
+    /// Buffers of tensors that died, for [`Ctx::output`].
+    pub recycled: Option<&'a mut Recycler>,
+}
+
+impl Ctx<'_> {
+    /// A tensor of shape `dims` that the kernel will overwrite completely: the buffer of a dead
+    /// tensor of the same size when there is one (its contents are then stale values), else
+    /// zeros. Saves allocating (and page-faulting) a fresh buffer for most outputs.
+    pub fn output(&mut self, dims: &[usize]) -> Tensor {
+        let len = dims.iter().product();
+        match self.recycled.as_mut().and_then(|r| r.take(len)) {
+            Some(data) => Tensor::new(dims.to_vec(), data),
+            None => Tensor::zeros(dims),
+        }
+    }
+}
+
+/// The buffers of tensors that died during a run, reused by later outputs of the same size.
+#[derive(Debug, Default)]
+pub struct Recycler {
+    free: Vec<Vec<f32>>,
+}
+
+impl Recycler {
+    /// Buffers kept at most (the oldest go first).
+    const KEEP: usize = 16;
+
+    /// A free buffer of exactly `len` elements, if any.
+    pub fn take(&mut self, len: usize) -> Option<Vec<f32>> {
+        let i = self.free.iter().rposition(|b| b.len() == len)?;
+        Some(self.free.swap_remove(i))
+    }
+
+    /// Keeps `buf` for reuse.
+    pub fn give(&mut self, buf: Vec<f32>) {
+        if buf.is_empty() {
+            return;
+        }
+        if self.free.len() == Self::KEEP {
+            self.free.remove(0);
+        }
+        self.free.push(buf);
+    }
 }
 
 /// The weights of every layer of a network, in the order of its nodes.
@@ -356,7 +399,8 @@ pub struct Plan {
     pub fused: Vec<Option<kernels::Pointwise>>,
     /// Layers whose auxiliary output (max-pool indices) no consumer reads.
     pub aux_unused: Vec<bool>,
-    /// Whether element-wise layers and merges may overwrite an input that dies there.
+    /// Whether element-wise layers and merges may overwrite an input that dies there, and
+    /// kernels write their outputs into the buffers of dead tensors.
     pub in_place: bool,
 }
 
@@ -459,6 +503,7 @@ pub fn run_planned(
     let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
     let mut layers = Vec::with_capacity(n);
     let mut next_input = 0;
+    let mut recycled = Recycler::default();
     for (k, node) in net.nodes.iter().enumerate() {
         for s in &node.out_shapes {
             let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
@@ -569,6 +614,7 @@ pub fn run_planned(
                 aux_out: None,
                 want_aux,
                 epilogue,
+                recycled: plan.in_place.then_some(&mut recycled),
             };
             let mut outs = node
                 .layer
@@ -592,12 +638,16 @@ pub fn run_planned(
         aux[k] = aux_out;
         for &(src, _) in &node.inputs {
             if last_use[src] == k {
-                values[src] = None;
+                for t in values[src].take().into_iter().flatten() {
+                    recycled.give(t.data);
+                }
                 aux[src] = None;
             }
         }
         if last_use[k] == k {
-            values[k] = None;
+            for t in values[k].take().into_iter().flatten() {
+                recycled.give(t.data);
+            }
         }
     }
     let outputs = net

@@ -353,7 +353,12 @@ impl Layer for Conv2d {
     ) -> Result<Vec<Tensor>, Diagnostic> {
         let x = inputs[0];
         let dims = super::out_dims(self, inputs)?.remove(0);
-        let mut out = Tensor::zeros(&dims);
+        // Transposed: the scatter adds into zeros; otherwise every element is written.
+        let mut out = if self.transposed {
+            Tensor::zeros(&dims)
+        } else {
+            ctx.output(&dims)
+        };
         let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
         let (cout, oh, ow) = (dims[1], dims[2], dims[3]);
         let g = self.groups as usize;

@@ -141,7 +141,7 @@ impl Layer for Linear {
         let rows = x.numel() / i;
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("rank ≥ 2") = o;
-        let mut out = Tensor::zeros(&shape);
+        let mut out = ctx.output(&shape);
         // y (rows × out) = x (rows × in) · Wᵀ, W stored out × in.
         ctx.macs += matmul(
             rows,

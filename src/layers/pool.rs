@@ -221,7 +221,7 @@ impl Layer for Pool {
         let [ph, pw] = [self.pad[0] as isize, self.pad[1] as isize];
         let [dh, dw] = [self.dilation[0] as isize, self.dilation[1] as isize];
         let (hi, wi) = (h as isize, w as isize);
-        let mut out = Tensor::zeros(&dims);
+        let mut out = ctx.output(&dims);
         let plane = oh * ow;
         if self.max {
             // PyTorch: padding is −∞; the index is the flat position in the input plane.
