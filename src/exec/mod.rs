@@ -110,6 +110,8 @@ impl Ctx<'_> {
 #[derive(Debug, Default)]
 pub struct Recycler {
     free: Vec<Vec<f32>>,
+    /// Whether buffers are kept at all.
+    on: bool,
 }
 
 impl Recycler {
@@ -124,7 +126,7 @@ impl Recycler {
 
     /// Keeps `buf` for reuse.
     pub fn give(&mut self, buf: Vec<f32>) {
-        if buf.is_empty() {
+        if buf.is_empty() || !self.on {
             return;
         }
         if self.free.len() == Self::KEEP {
@@ -503,7 +505,10 @@ pub fn run_planned(
     let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
     let mut layers = Vec::with_capacity(n);
     let mut next_input = 0;
-    let mut recycled = Recycler::default();
+    let mut recycled = Recycler {
+        on: plan.in_place,
+        ..Default::default()
+    };
     for (k, node) in net.nodes.iter().enumerate() {
         for s in &node.out_shapes {
             let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
