@@ -447,18 +447,15 @@ impl Layer for Conv2d {
                                     }
                                     let wv = f[ky * kw + kx];
                                     let off = (kx * dx) as isize - px;
-                                    if sx == 1 {
-                                        let start = (lo as isize + off) as usize;
-                                        let inp = &line[start..start + (hi - lo)];
-                                        for (o, &v) in row[lo..hi].iter_mut().zip(inp) {
-                                            *o += wv * v;
-                                        }
-                                    } else {
-                                        for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo)
-                                        {
-                                            *o += wv
-                                                * line[(ox as isize * sx as isize + off) as usize];
-                                        }
+                                    let start = (lo as isize * sx as isize + off) as usize;
+                                    let (row, line) = (&mut row[lo..hi], &line[start..]);
+                                    match sx {
+                                        1 => axpy_strided::<1>(row, line, wv),
+                                        2 => axpy_strided::<2>(row, line, wv),
+                                        _ => row
+                                            .iter_mut()
+                                            .zip(line.iter().step_by(sx))
+                                            .for_each(|(o, &v)| *o += wv * v),
                                     }
                                 }
                             }
@@ -593,6 +590,18 @@ impl Layer for Conv2d {
             .collect();
         Some(vec![w, Tensor::new(vec![cout], b)])
     }
+}
+
+/// `row[j] += w · line[j·S]`, written so that the compiler vectorises the (interleaved) loads.
+#[inline(always)]
+fn axpy_strided<const S: usize>(row: &mut [f32], line: &[f32], w: f32) {
+    let Some((last, body)) = row.split_last_mut() else {
+        return;
+    };
+    for (o, group) in body.iter_mut().zip(line.chunks_exact(S)) {
+        *o += w * group[0];
+    }
+    *last += w * line[body.len() * S];
 }
 
 /// Elements of the im2col / col2im buffer of one image and group (kernel taps × positions),
