@@ -1,6 +1,8 @@
 //! Shared kernel building blocks: GEMM (the `gemm` crate, AVX-512 where the CPU has it, rayon
-//! threads for large products), im2col / col2im, the input positions a sliding window reads,
-//! and NumPy broadcasting. Layers compose these in their `forward`.
+//! threads for large products), the tiled convolution (im2col per output tile, GEMM, bias and
+//! fused activation while the tile is in cache), im2col / col2im, the input positions a sliding
+//! window reads, the element-wise functions (`Pointwise`: the activation formulas) and NumPy
+//! broadcasting. Layers compose these in their `forward`.
 
 use rayon::prelude::*;
 
@@ -549,16 +551,6 @@ impl Pointwise {
             self.apply(xs);
         }
     }
-}
-
-/// Applies `f` to every element, in parallel for large tensors.
-pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Tensor {
-    let data = if x.data.len() >= 1 << 15 {
-        x.data.par_iter().map(|&v| f(v)).collect()
-    } else {
-        x.data.iter().map(|&v| f(v)).collect()
-    };
-    Tensor::new(x.shape.clone(), data)
 }
 
 /// Elementwise `f` over inputs broadcast to `out_shape` (NumPy rules).
