@@ -1,23 +1,54 @@
 //! `archscope check`: runs the executor and compares, layer by layer, what the tensors and
 //! kernels show with what the static analysis says — output shapes (from the tensors
 //! produced), parameters and buffers (from the tensors allocated), MACs (tallied by the kernels
-//! as they run, not by the analyser's formulas). Any disagreement names the layer and figure.
+//! as they run, not by the analyser's formulas), and receptive fields (measured by running the
+//! linearised one-channel copy of the graph on indicator images, [`exec::reach`], against the
+//! analysed `size`, `jump` and `start`). Any disagreement names the layer and figure.
+//!
+//! Receptive fields are compared for every output row (at the middle column) and every output
+//! column (at the middle row) of a layer whose analysed field is aligned, has no global
+//! context, has no transposed convolution or resampling on its way (their unit centres follow
+//! the lattice only on average), has integer bounds (integer `jump` and `size`, and
+//! `start − (size − 1)/2` an integer) and was measured (the model's first input is `N×C×H×W`
+//! and no global or data-dependent layer lies on the way); other layers show "—" on both
+//! sides. Unit `i`'s analysed bounds are the lattice's `start + i·jump ± (size − 1)/2`. Where
+//! they lie inside the input they must be met exactly; a bound beyond the input's edge is
+//! clipped to it and is then only an upper bound, because a border unit may read less than its
+//! lattice field — padding, or input rows that no layer reads (squeezenet1_1's 3×3/2 stem
+//! without padding never reads row 223 of 224), or a window lying wholly in padding (an empty
+//! field). The figure shows the central unit's field, clipped, or the first unit that
+//! disagrees.
 
 use crate::analysis::Analysis;
 use crate::error::Diagnostic;
+use crate::exec::reach::{self, Reach};
 use crate::exec::{self, Weights};
 use crate::graph::Network;
+use crate::receptive::{Axis, Field, Q};
+use num_traits::{CheckedDiv, CheckedSub};
 
-/// One figure of one layer: what the analysis says and what the run measured.
+/// One figure of one layer: what the analysis says, what the run measured, and whether they
+/// agree (equal, except for a receptive field clipped at the input's edge: see the module
+/// documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Figure {
     pub analysed: String,
     pub measured: String,
+    pub agree: bool,
 }
 
 impl Figure {
+    /// A figure that agrees when both sides are equal.
+    pub fn exact(analysed: String, measured: String) -> Figure {
+        let agree = analysed == measured;
+        Figure {
+            analysed,
+            measured,
+            agree,
+        }
+    }
     pub fn ok(&self) -> bool {
-        self.analysed == self.measured
+        self.agree
     }
 }
 
@@ -29,11 +60,13 @@ pub struct CheckRow {
     pub params: Figure,
     pub buffers: Figure,
     pub macs: Figure,
+    /// The receptive field (input rows and columns of one unit), "—" where not compared.
+    pub rf: Figure,
 }
 
 impl CheckRow {
     pub fn ok(&self) -> bool {
-        self.shape.ok() && self.params.ok() && self.buffers.ok() && self.macs.ok()
+        self.shape.ok() && self.params.ok() && self.buffers.ok() && self.macs.ok() && self.rf.ok()
     }
     /// The figures that disagree, by name.
     pub fn mismatches(&self) -> Vec<(&'static str, &Figure)> {
@@ -42,6 +75,7 @@ impl CheckRow {
             ("params", &self.params),
             ("buffers", &self.buffers),
             ("MACs", &self.macs),
+            ("receptive field", &self.rf),
         ]
         .into_iter()
         .filter(|(_, f)| !f.ok())
@@ -55,13 +89,27 @@ pub struct CheckReport {
     pub rows: Vec<CheckRow>,
     /// Seconds the forward pass took.
     pub seconds: f64,
+    /// Seconds the receptive-field runs took.
+    pub rf_seconds: f64,
+    /// Why no receptive field was measured, if none was.
+    pub rf_skipped: Option<String>,
 }
 
 impl CheckReport {
     pub fn failures(&self) -> usize {
         self.rows.iter().filter(|r| !r.ok()).count()
     }
+    /// Layers whose receptive field was compared (not "—").
+    pub fn rf_compared(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.rf.analysed != NOT_COMPARED)
+            .count()
+    }
 }
+
+/// The figure of a layer whose receptive field is not compared.
+pub const NOT_COMPARED: &str = "—";
 
 fn shapes(s: &[Vec<u64>]) -> String {
     s.iter()
@@ -86,6 +134,9 @@ pub fn check(
     let start = std::time::Instant::now();
     let run = exec::run(net, weights, &input, None)?;
     let seconds = start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    let measured = reach::measure(net)?;
+    let rf_seconds = start.elapsed().as_secs_f64();
     let mut rows = Vec::with_capacity(net.nodes.len());
     for (k, (node, stats)) in net.nodes.iter().zip(&a.layers).enumerate() {
         let measured_shapes: Vec<Vec<u64>> = run.layers[k]
@@ -97,23 +148,129 @@ pub fn check(
         let (p, _, b) = weights.count(net, k);
         rows.push(CheckRow {
             name: node.name.clone(),
-            shape: Figure {
-                analysed: shapes(&analysed_shapes),
-                measured: shapes(&measured_shapes),
-            },
-            params: Figure {
-                analysed: stats.params.total().to_string(),
-                measured: p.to_string(),
-            },
-            buffers: Figure {
-                analysed: stats.params.buffers.to_string(),
-                measured: b.to_string(),
-            },
-            macs: Figure {
-                analysed: stats.macs.to_string(),
-                measured: run.layers[k].macs.to_string(),
-            },
+            shape: Figure::exact(shapes(&analysed_shapes), shapes(&measured_shapes)),
+            params: Figure::exact(stats.params.total().to_string(), p.to_string()),
+            buffers: Figure::exact(stats.params.buffers.to_string(), b.to_string()),
+            macs: Figure::exact(stats.macs.to_string(), run.layers[k].macs.to_string()),
+            rf: rf_figure(
+                stats.rf.as_ref(),
+                measured.layers[k].as_ref(),
+                measured.input,
+            ),
         });
     }
-    Ok(CheckReport { rows, seconds })
+    Ok(CheckReport {
+        rows,
+        seconds,
+        rf_seconds,
+        rf_skipped: measured.skipped,
+    })
+}
+
+/// A unit's first and last input pixel along one axis (`None`: no pixel).
+type Bounds = Option<(u32, u32)>;
+
+/// The analysed lattice bounds of each of `units` units along one axis,
+/// `start + i·jump ± (size − 1)/2`, unclipped; `None` when they are not integers.
+pub fn lattice_bounds(a: &Axis, units: usize) -> Option<Vec<(i128, i128)>> {
+    let half = a.size.checked_sub(&Q::from(1))?.checked_div(&Q::from(2))?;
+    let lo0 = a.start.checked_sub(&half)?;
+    if !a.jump.is_integer() || !a.size.is_integer() || !lo0.is_integer() || a.size < Q::from(1) {
+        return None;
+    }
+    let (lo0, jump, size) = (
+        i128::from(*lo0.numer()),
+        i128::from(*a.jump.numer()),
+        i128::from(*a.size.numer()),
+    );
+    Some(
+        (0..units as i128)
+            .map(|i| (lo0 + i * jump, lo0 + i * jump + size - 1))
+            .collect(),
+    )
+}
+
+/// Lattice bounds clipped to an axis of `len` pixels (`None` when wholly outside).
+fn clip((lo, hi): (i128, i128), len: usize) -> Bounds {
+    let last = len as i128 - 1;
+    (hi >= 0 && lo <= last).then(|| (lo.max(0) as u32, hi.min(last) as u32))
+}
+
+/// Whether a unit's measured bounds agree with its lattice bounds on an axis of `len` pixels:
+/// a lattice bound inside the input is met exactly; one beyond the edge only bounds (the
+/// measurement lies in the input anyway); a unit may be empty only if its lattice crosses an
+/// edge (its window may lie wholly in padding).
+pub fn unit_agrees(lattice: (i128, i128), measured: Bounds, len: usize) -> bool {
+    let (lo, hi) = lattice;
+    let last = len as i128 - 1;
+    let interior = lo >= 0 && hi <= last;
+    match measured {
+        None => !interior,
+        Some((m0, m1)) => {
+            clip(lattice, len).is_some()
+                && (lo < 0 || i128::from(m0) == lo)
+                && (hi > last || i128::from(m1) == hi)
+        }
+    }
+}
+
+fn span(b: &Bounds) -> String {
+    match b {
+        Some((lo, hi)) => format!("{lo}–{hi}"),
+        None => "none".into(),
+    }
+}
+
+/// The receptive-field figure of one layer: its analysed field against its measured reach
+/// (`input`: the indicated input's height and width).
+pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]) -> Figure {
+    let dash = || Figure::exact(NOT_COMPARED.into(), NOT_COMPARED.into());
+    let (Some(f), Some(r)) = (field, reach) else {
+        return dash();
+    };
+    if !f.aligned || f.global_context || f.resampled {
+        return dash();
+    }
+    let (oh, ow) = (r.rows.len(), r.cols.len());
+    let (Some(rows), Some(cols)) = (
+        lattice_bounds(&f.axes[0], oh),
+        lattice_bounds(&f.axes[1], ow),
+    ) else {
+        return dash();
+    };
+    let bad_row = (0..oh).find(|&i| !unit_agrees(rows[i], r.rows[i], input[0]));
+    let bad_col = (0..ow).find(|&j| !unit_agrees(cols[j], r.cols[j], input[1]));
+    match (bad_row, bad_col) {
+        (Some(i), _) => Figure {
+            analysed: format!(
+                "unit ({i}, {}): rows {}",
+                ow / 2,
+                span(&clip(rows[i], input[0]))
+            ),
+            measured: format!("unit ({i}, {}): rows {}", ow / 2, span(&r.rows[i])),
+            agree: false,
+        },
+        (None, Some(j)) => Figure {
+            analysed: format!(
+                "unit ({}, {j}): cols {}",
+                oh / 2,
+                span(&clip(cols[j], input[1]))
+            ),
+            measured: format!("unit ({}, {j}): cols {}", oh / 2, span(&r.cols[j])),
+            agree: false,
+        },
+        (None, None) => Figure {
+            analysed: format!(
+                "rows {}, cols {}",
+                span(&clip(rows[oh / 2], input[0])),
+                span(&clip(cols[ow / 2], input[1]))
+            ),
+            measured: format!(
+                "rows {}, cols {}",
+                span(&r.rows[oh / 2]),
+                span(&r.cols[ow / 2])
+            ),
+            agree: true,
+        },
+    }
 }

@@ -377,7 +377,7 @@ enum Command {
         format: OutFormat,
     },
     /// Run the graph in the embedded executor and compare every layer's shapes, parameters,
-    /// buffers and MACs with the static analysis. Exit 1 on any disagreement.
+    /// buffers, MACs and receptive field with the static analysis. Exit 1 on any disagreement.
     Check {
         #[command(flatten)]
         model: ModelArgs,
@@ -947,7 +947,7 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
             .map(|r| {
                 let fig = |f: &archscope::check::Figure| serde_json::json!({"analysed": f.analysed, "measured": f.measured, "ok": f.ok()});
                 serde_json::json!({"name": r.name, "ok": r.ok(), "shape": fig(&r.shape), "params": fig(&r.params),
-                    "buffers": fig(&r.buffers), "macs": fig(&r.macs)})
+                    "buffers": fig(&r.buffers), "macs": fig(&r.macs), "rf": fig(&r.rf)})
             })
             .collect();
         let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures});
@@ -961,6 +961,7 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
             "Params (allocated)",
             "Buffers",
             "MACs (counted)",
+            "Receptive field (measured)",
             "",
         ]);
         for r in &report.rows {
@@ -977,6 +978,7 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
                 cell(&r.params),
                 cell(&r.buffers),
                 cell(&r.macs),
+                cell(&r.rf),
                 if r.ok() { "✓".into() } else { "✗".into() },
             ]);
         }
@@ -989,6 +991,15 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
     }
     // The one figure that changes from run to run: on stderr, so stdout is reproducible.
     eprintln!("forward pass: {:.2} s", report.seconds);
+    match &report.rf_skipped {
+        Some(why) => eprintln!("receptive fields not measured: {why}"),
+        None => eprintln!(
+            "receptive fields: {:.2} s, compared on {} of {} layers",
+            report.rf_seconds,
+            report.rf_compared(),
+            report.rows.len()
+        ),
+    }
     for r in report.rows.iter().filter(|r| !r.ok()) {
         for (what, f) in r.mismatches() {
             eprintln!(

@@ -46,6 +46,11 @@ pub struct Field {
     /// True when a path with a global field (e.g. a squeeze-excitation gate) was merged in:
     /// the unit also depends on the whole input through it.
     pub global_context: bool,
+    /// True when a transposed convolution or a resampling with a stride or ratio other than 1
+    /// lies on a path: unit centres then follow the `jump`/`start` lattice only on average
+    /// (docs/RECEPTIVE_FIELD.md), so one unit's bounds are approximate even where the jump is an
+    /// integer.
+    pub resampled: bool,
 }
 
 fn overflow() -> Diagnostic {
@@ -185,6 +190,7 @@ fn merge(inputs: &[Option<&Field>]) -> Option<Field> {
         spatial.len() < inputs.len() || spatial.iter().any(|(_, f)| f.global_context);
     for (i, f) in &spatial[1..] {
         out.aligned &= f.aligned;
+        out.resampled |= f.resampled;
         if out.misalignment.is_none() {
             out.misalignment.clone_from(&f.misalignment);
         }
@@ -224,6 +230,7 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 aligned: true,
                 misalignment: None,
                 global_context: false,
+                resampled: false,
             })
         } else {
             let ins: Vec<Option<&Field>> = node
@@ -243,6 +250,11 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
 }
 
 fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
+    match g {
+        Geometry::Transposed { stride, .. } if *stride != [1, 1] => f.resampled = true,
+        Geometry::Resize { num, den, .. } if num != den => f.resampled = true,
+        _ => {}
+    }
     for ax in 0..2 {
         let a = &f.axes[ax];
         f.axes[ax] = match g {

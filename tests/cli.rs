@@ -183,3 +183,43 @@ fn bad_input_exits_2_with_location() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+#[test]
+fn check_measures_receptive_fields() {
+    // lenet5 on 32×32: c1, an unpadded 5×5 convolution (28×28), unit i reads rows i..i+4; s2
+    // averages 2×2 (14×14), unit i reads c1 2i, 2i+1, so rows 2i..2i+5; c3, 5×5 (10×10), reads
+    // s2 i..i+4, so rows 2i..2i+13; s4, 2×2 (5×5), reads c3 2i, 2i+1, so rows 4i..4i+15. Central
+    // units: c1 (14, 14) rows 14–18, s2 (7, 7) 14–19, c3 (5, 5) 10–23, s4 (2, 2) 8–23. Flattened
+    // layers have no field to compare.
+    let v = json(&["check", "lenet5", "--format", "json"]);
+    let rf = |name: &str| {
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()["rf"]
+            .clone()
+    };
+    for (name, rows) in [
+        ("c1", "14–18"),
+        ("s2", "14–19"),
+        ("c3", "10–23"),
+        ("s4", "8–23"),
+    ] {
+        let want = format!("rows {rows}, cols {rows}");
+        assert_eq!(
+            rf(name),
+            serde_json::json!({"analysed": want, "measured": want, "ok": true}),
+            "{name}"
+        );
+    }
+    assert_eq!(rf("c5")["measured"], "—");
+    let out = archscope(&["check", "lenet5"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("Receptive field (measured)"), "{table}");
+    assert!(table.contains("rows 8–23, cols 8–23"), "{table}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("compared on 7 of 13 layers"), "{err}");
+}

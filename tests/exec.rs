@@ -1,7 +1,7 @@
 //! The executor end to end: every zoo model runs and agrees with the static analysis
-//! (`check`); a deliberately broken analysis is caught, naming the layer and the figure; the
-//! inference plan (batch norms folded, in-place activations) gives the same outputs; Sobel
-//! finds a known edge through the CLI.
+//! (`check`, receptive fields included); a deliberately broken analysis is caught, naming the
+//! layer and the figure; the inference plan (batch norms folded, in-place activations) gives
+//! the same outputs; Sobel finds a known edge through the CLI.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,6 +22,10 @@ fn every_zoo_model_passes_check() {
             .map(|r| format!("{}: {:?}", r.name, r.mismatches()))
             .collect();
         assert!(bad.is_empty(), "{name}: {bad:?}");
+        // Every zoo model takes an image, so receptive fields are measured and compared
+        // (tests/rf_check.rs checks which layers and the figures).
+        assert_eq!(report.rf_skipped, None, "{name}");
+        assert!(report.rf_compared() > 0, "{name}");
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod io;
 pub mod kernels;
+pub mod reach;
 
 use std::time::Instant;
 

@@ -2,8 +2,8 @@
 //! per-element FLOPs) is in the table of registrations below. PReLU is the one with parameters.
 
 use super::{
-    mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Saved, Shape,
-    Training,
+    mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType, Params,
+    Saved, Shape, Training,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -285,6 +285,13 @@ impl Layer for Activation {
     }
     fn label(&self) -> String {
         format!("{}{}", self.name, self.detail)
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Element-wise, or a softmax over channels; a softmax over space is global.
+        match self.dim {
+            Some(d) if d >= 2 => Collapsed::Stop,
+            _ => Collapsed::Identity,
+        }
     }
     fn category(&self) -> Category {
         Category::Activation

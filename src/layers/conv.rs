@@ -3,8 +3,8 @@
 
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
-    add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer,
-    OpType, Params, Shape, Training, WeightInfo, WeightedKind, Window,
+    add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Geometry,
+    Layer, OpType, Params, Shape, Training, WeightInfo, WeightedKind, Window,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -301,6 +301,20 @@ impl Layer for Conv2d {
                 dilation: self.dilation,
             }
         }
+    }
+    fn collapsed(&self) -> Collapsed {
+        // One input and one output channel, one group (depthwise and grouped convolutions
+        // included), no bias; window, stride, padding, dilation and output padding kept.
+        Collapsed::Layer(Box::new(Conv2d {
+            in_ch: 1,
+            out_ch: 1,
+            groups: 1,
+            bias: false,
+            trainable: true,
+            params: self.kernel[0] * self.kernel[1],
+            fixed: [None, None],
+            ..*self
+        }))
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(if self.transposed {
@@ -748,6 +762,45 @@ mod tests {
         assert_eq!(t.saved.inputs, vec![0]);
         let t = l.training(std::slice::from_ref(&x), &y, true, 4).unwrap();
         assert_eq!(t.backward_flops, 4 * m);
+    }
+
+    #[test]
+    fn collapsed_copy_has_one_channel() {
+        // A depthwise 3×3/2 convolution with dilation 2, asymmetric padding and a bias, on
+        // 32 channels, collapses to a 1→1 convolution with the same window: a 1×1×3×3 weight,
+        // no bias, and the same output size on one channel (9 + 0 + 1 − 5 = 5, /2 → 3 rows).
+        let (l, out) = build(
+            "conv2d",
+            "{out: 32, kernel: 3, stride: 2, dilation: 2, groups: 32, padding: [0, 1, 1, 0]}",
+            &[&[2, 32, 9, 9]],
+        )
+        .unwrap();
+        assert_eq!(out[0].0, vec![2, 32, 3, 3]);
+        let Collapsed::Layer(c) = l.collapsed() else {
+            panic!("a convolution collapses to a convolution");
+        };
+        let w = c.weights();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].shape, vec![1, 1, 3, 3]);
+        assert_eq!(
+            c.output_shapes(&[Shape(vec![5, 1, 9, 9])]).unwrap()[0].0,
+            vec![5, 1, 3, 3]
+        );
+        // Transposed, 4→8 channels in 2 groups: a 1→1 transposed convolution.
+        let (l, out) = build(
+            "deconv",
+            "{out: 8, kernel: 3, stride: 2, padding: 1, output_padding: 1, groups: 2}",
+            &[&[1, 4, 7, 7]],
+        )
+        .unwrap();
+        let Collapsed::Layer(c) = l.collapsed() else {
+            panic!("a transposed convolution collapses to one");
+        };
+        assert_eq!(c.weights()[0].shape, vec![1, 1, 3, 3]);
+        assert_eq!(
+            c.output_shapes(&[Shape(vec![3, 1, 7, 7])]).unwrap()[0].0,
+            vec![3, 1, out[0].0[2], out[0].0[3]]
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Merges of several tensors: elementwise add and multiply (NumPy/PyTorch broadcasting, e.g. a
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
-use super::{add, mul, Arity, Attrs, Category, Cost, Layer, OpType, Saved, Shape, Training};
+use super::{
+    add, mul, Arity, Attrs, Category, Collapsed, Cost, Layer, OpType, Saved, Shape, Training,
+};
 use crate::error::Diagnostic;
 use crate::exec::kernels;
 use crate::exec::{Ctx, Tensor};
@@ -91,6 +93,10 @@ impl Layer for Elementwise {
     }
     fn label(&self) -> String {
         format!("{} ×{}", self.op(), self.n)
+    }
+    fn collapsed(&self) -> Collapsed {
+        // A sum, or a product, whose linearisation sums its inputs' contributions.
+        Collapsed::Sum
     }
     fn category(&self) -> Category {
         Category::Merge
@@ -234,7 +240,7 @@ impl Layer for Elementwise {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Concat {
     dim: usize,
     n: usize,
@@ -262,6 +268,14 @@ impl Layer for Concat {
     }
     fn label(&self) -> String {
         format!("concat ×{}", self.n)
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Along channels the one-channel copies add up; along a spatial axis, the same
+        // concatenation.
+        match self.dim {
+            1 => Collapsed::Sum,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
     }
     fn category(&self) -> Category {
         Category::Merge

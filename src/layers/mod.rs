@@ -1,7 +1,8 @@
 //! Layer types. The [`Layer`] trait carries everything that differs between types (shape rule,
 //! parameters and buffers, MACs and FLOPs, receptive-field geometry, label, category, the
-//! structural facts design audits read, the cost each profiler's [`Convention`] charges, and
-//! what training adds: backward FLOPs and the tensors saved for backward); the
+//! structural facts design audits read, the cost each profiler's [`Convention`] charges, what
+//! training adds: backward FLOPs and the tensors saved for backward, and the linearised
+//! one-channel copy [`Collapsed`] that measures receptive fields); the
 //! [`REGISTRY`] lists every type with its accepted keys and arity. Adding a type is one file (or
 //! one entry in a family file) plus one registry line; every generic pass (analysis, reports)
 //! works through the trait alone.
@@ -130,6 +131,27 @@ pub enum Geometry {
     Global,
 }
 
+/// A layer's linearised one-channel copy, for measuring receptive fields with the executor
+/// ([`crate::exec::reach`]): weights set to 1, channels collapsed to one, so that the support
+/// of a unit's value is the set of input pixels that influence it.
+#[derive(Debug)]
+pub enum Collapsed {
+    /// Passes input 0 through, to every output (activations, norms, dropout, channel
+    /// shuffle, channel split and slice, reductions over channels).
+    Identity,
+    /// The element-wise sum of its one-channel inputs, with broadcasting (add, multiply — the
+    /// product's linearisation — and concatenation along channels). Inputs whose path is not
+    /// measured are left out.
+    Sum,
+    /// This layer on one channel: the same window, stride, padding and dilation (a
+    /// convolution with one input and one output channel, no groups and no bias; pooling;
+    /// resampling; padding; cropping). Its weights are set to 1.
+    Layer(Box<dyn Layer>),
+    /// Not measured: a global or data-dependent layer (linear, flatten, global pooling, a
+    /// softmax over space, max-unpooling). Nothing downstream of it is measured either.
+    Stop,
+}
+
 /// A layer's family, for colours and legends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Category {
@@ -238,6 +260,11 @@ pub trait Layer: fmt::Debug + Send + Sync {
     /// Receptive-field geometry.
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Pointwise
+    }
+    /// The linearised one-channel copy of this layer that measures receptive fields
+    /// (`archscope check`); by default not measured.
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Stop
     }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {

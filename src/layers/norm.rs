@@ -2,8 +2,8 @@
 //! response norm, with PyTorch's affine / running-statistics options and defaults.
 
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Layer, NormInfo, OpType, Params, Saved,
-    Shape, Training,
+    add, mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Layer, NormInfo, OpType,
+    Params, Saved, Shape, Training,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -246,6 +246,11 @@ impl Layer for Norm {
             Kind::Instance => "instancenorm".into(),
             Kind::Lrn { size } => format!("lrn size {size}"),
         }
+    }
+    fn collapsed(&self) -> Collapsed {
+        // A per-position affine map once its statistics are taken as constants (as the
+        // analysis and the Google library count fields; LRN mixes channels only).
+        Collapsed::Identity
     }
     fn category(&self) -> Category {
         Category::Normalization

@@ -2,8 +2,8 @@
 //! adaptive max/average to a fixed output size, and global pooling.
 
 use super::{
-    mul, need_4d, pair_label, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Pad4, Saved,
-    Shape, Training, Window,
+    mul, need_4d, pair_label, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType,
+    Pad4, Saved, Shape, Training, Window,
 };
 use crate::convention::{thop_adaptive_avg, Convention};
 use crate::error::Diagnostic;
@@ -79,7 +79,7 @@ pub const GLOBAL_MAXPOOL: OpType = OpType {
     summary: "global max pooling to N×C×1×1 (AdaptiveMaxPool2d(1))",
 };
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pool {
     max: bool,
     kernel: [u64; 2],
@@ -203,6 +203,11 @@ impl Layer for Pool {
             pad_begin: self.pad,
             dilation: self.dilation,
         }
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Per channel already: the same pooling on one channel. Max and average pooling have
+        // the same support on non-negative inputs.
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
@@ -350,7 +355,7 @@ impl Layer for Pool {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Adaptive {
     max: bool,
     /// None: global pooling (output 1×1).
@@ -435,6 +440,14 @@ impl Layer for Adaptive {
                 }
             }
             _ => Geometry::Global,
+        }
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Adaptive windows to a fixed size are measured as they are; global pooling sees
+        // everything.
+        match self.size {
+            Some(_) => Collapsed::Layer(Box::new(self.clone())),
+            None => Collapsed::Stop,
         }
     }
     fn torch_type(&self) -> Option<&'static str> {

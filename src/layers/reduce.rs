@@ -1,7 +1,7 @@
 //! Reductions over channels: `magnitude`, the Euclidean norm across channels
 //! (sqrt(Σ_c x_c²), e.g. the gradient magnitude sqrt(Gx² + Gy²) after a Sobel filter).
 
-use super::{add, per_element, Arity, Attrs, Category, Cost, Layer, OpType, Shape};
+use super::{add, per_element, Arity, Attrs, Category, Collapsed, Cost, Layer, OpType, Shape};
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor};
 
@@ -34,6 +34,10 @@ impl Layer for Magnitude {
     }
     fn label(&self) -> String {
         "magnitude over channels".into()
+    }
+    fn collapsed(&self) -> Collapsed {
+        // A reduction over channels, which the one-channel copy does not have.
+        Collapsed::Identity
     }
     fn category(&self) -> Category {
         Category::Merge

@@ -2,8 +2,8 @@
 //! max-unpooling with the indices of its paired max-pool.
 
 use super::{
-    mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType,
-    Shape, Training,
+    mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Geometry,
+    Layer, OpType, Shape, Training,
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
@@ -30,7 +30,7 @@ pub const MAX_UNPOOL2D: OpType = OpType {
     summary: "max-unpooling: `in: [x, pool]` where `pool` is the max-pool whose indices it uses (torch.nn.MaxUnpool2d)",
 };
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Upsample {
     mode: &'static str,
     scale: Option<[u64; 2]>,
@@ -100,6 +100,11 @@ impl Layer for Upsample {
             (_, Some(s)) => format!("upsample → {}×{} {}", s[0], s[1], self.mode),
             _ => "upsample".into(),
         }
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Per channel already: the same interpolation on one channel (a second input only
+        // lends its size).
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Resample
@@ -326,6 +331,10 @@ impl Layer for Unpool {
             self.kernel[1],
             pair_label(self.stride)
         )
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Where each value lands depends on the paired max-pool's data: not measured.
+        Collapsed::Stop
     }
     fn category(&self) -> Category {
         Category::Resample

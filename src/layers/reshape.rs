@@ -3,7 +3,8 @@
 
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
-    mul, per_element, Arity, Attrs, Category, Geometry, Layer, OpType, Saved, Shape, Training,
+    mul, per_element, Arity, Attrs, Category, Collapsed, Geometry, Layer, OpType, Saved, Shape,
+    Training,
 };
 use crate::error::Diagnostic;
 use crate::exec::{Ctx, Tensor};
@@ -198,6 +199,9 @@ impl Layer for Passthrough {
     fn label(&self) -> String {
         self.label.clone()
     }
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Identity
+    }
     fn category(&self) -> Category {
         if self.op == "identity" {
             Category::Reshape
@@ -299,7 +303,7 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Crop {
     size: [u64; 2],
     offset: [u64; 2],
@@ -383,6 +387,14 @@ impl Layer for Flatten {
     fn label(&self) -> String {
         "flatten".into()
     }
+    fn collapsed(&self) -> Collapsed {
+        // Flattening one dimension changes nothing; merging dimensions ends the layout.
+        if self.start == self.end {
+            Collapsed::Identity
+        } else {
+            Collapsed::Stop
+        }
+    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -443,6 +455,9 @@ impl Layer for Shuffle {
     fn label(&self) -> String {
         format!("shuffle {} groups", self.groups)
     }
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Identity
+    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -488,7 +503,7 @@ impl Layer for Shuffle {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Split {
     dim: usize,
     sizes: Vec<u64>,
@@ -565,6 +580,15 @@ impl Layer for Split {
     fn label(&self) -> String {
         format!("split {:?}", self.sizes)
     }
+    fn collapsed(&self) -> Collapsed {
+        // Along channels every piece sees what the input sees; along a spatial axis, the same
+        // split; along the batch, not measured.
+        match self.dim {
+            0 => Collapsed::Stop,
+            1 => Collapsed::Identity,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
+    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -611,7 +635,7 @@ impl Layer for Split {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Slice {
     dim: usize,
     start: u64,
@@ -639,6 +663,14 @@ impl Layer for Slice {
     }
     fn label(&self) -> String {
         format!("slice {}..{}", self.start, self.end)
+    }
+    fn collapsed(&self) -> Collapsed {
+        // As `split`: channels pass through, a spatial range is the same slice.
+        match self.dim {
+            0 => Collapsed::Stop,
+            1 => Collapsed::Identity,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -671,7 +703,7 @@ impl Layer for Slice {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ZeroPad {
     pad: Pad4,
 }
@@ -690,6 +722,9 @@ impl Layer for ZeroPad {
     }
     fn label(&self) -> String {
         format!("pad {}", self.pad.label())
+    }
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -742,6 +777,10 @@ impl Layer for Crop {
     }
     fn label(&self) -> String {
         format!("crop → {}×{}", self.size[0], self.size[1])
+    }
+    fn collapsed(&self) -> Collapsed {
+        // The same crop (a second input only lends its size).
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Reshape

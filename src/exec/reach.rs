@@ -1,0 +1,320 @@
+//! Receptive fields measured by running the executor's kernels, independently of the analysis
+//! (`receptive.rs`, `Layer::geometry`): every layer is replaced by its linearised one-channel
+//! copy (`Layer::collapsed`: weights of 1, channels collapsed to one, norms and activations
+//! passed through, merges summed), and that copy runs on batches of indicator images — for the
+//! height, image `b` is all zeros but row `b` (every column); for the width, column `b`. After
+//! every layer each value is binarised (non-zero → 1), so nothing overflows or vanishes through
+//! deep stacks: with non-negative weights only the support matters, and the support of a unit
+//! is the set of input pixels that influence it. Output row `i` of a layer is then reached by
+//! the input rows `{b : out[b, 0, i, ow/2] ≠ 0}` (at its middle column), output column `j` by
+//! the input columns `{b : out[b, 0, oh/2, j] ≠ 0}` (at its middle row); the first and last of
+//! them are the measured bounds. Only the model's first input is indicated, and only when it is
+//! `N×C×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
+//! depends on one, is not measured. The batch is split into chunks that keep every tensor
+//! under 2^24 elements, so memory stays bounded whatever the input size.
+
+use rayon::prelude::*;
+
+use super::{kernels, Ctx, Tensor};
+use crate::error::Diagnostic;
+use crate::graph::Network;
+use crate::layers::Collapsed;
+
+/// Most elements a measurement may indicate in all: `H·W·(H + W)` (the input pixels of both
+/// batches), about a 1290×1290 input. Larger inputs are not measured (the run's cost grows as
+/// the cube of the side).
+pub const MAX_REACH_ELEMENTS: u64 = 1 << 32;
+
+/// Elements of one chunk's largest tensor (64 MiB of f32).
+const CHUNK_ELEMENTS: usize = 1 << 24;
+
+/// The measured field of one layer: per output row (at the middle output column) the first and
+/// last input row that reaches it, and per output column (at the middle output row) the first
+/// and last input column; `None` where no input pixel reaches the unit (its window lies wholly
+/// in padding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    pub rows: Vec<Option<(u32, u32)>>,
+    pub cols: Vec<Option<(u32, u32)>>,
+}
+
+/// The measurement of a whole network.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Per layer, in the network's order: its field, or `None` where it was not measured.
+    pub layers: Vec<Option<Reach>>,
+    /// Height and width of the indicated input.
+    pub input: [usize; 2],
+    /// Why nothing was measured (`layers` is then all `None`).
+    pub skipped: Option<String>,
+}
+
+/// Measures the receptive field of every layer of `net` (see the module documentation).
+pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
+    let n = net.nodes.len();
+    let skip = |input: [usize; 2], why: String| Measured {
+        layers: vec![None; n],
+        input,
+        skipped: Some(why),
+    };
+    let Some(first) = net.nodes.iter().position(|node| node.inputs.is_empty()) else {
+        return Ok(skip([0, 0], "the model has no input".into()));
+    };
+    let shape = &net.nodes[first].out_shapes[0].0;
+    if shape.len() != 4 {
+        return Ok(skip(
+            [0, 0],
+            format!("the first input `{}` is not N×C×H×W", net.nodes[first].name),
+        ));
+    }
+    let (h, w) = (shape[2], shape[3]);
+    let input = [h as usize, w as usize];
+    let indicated = h
+        .checked_mul(w)
+        .and_then(|p| p.checked_mul(h.checked_add(w)?));
+    if indicated.is_none_or(|e| e > MAX_REACH_ELEMENTS) {
+        return Ok(skip(
+            input,
+            format!(
+                "a {h}×{w} input is too large to indicate pixel by pixel (H·W·(H+W) over 2^32)"
+            ),
+        ));
+    }
+    let collapsed: Vec<Collapsed> = net
+        .nodes
+        .iter()
+        .map(|node| node.layer.collapsed())
+        .collect();
+    // Every weight of a collapsed layer is 1.
+    let weights: Vec<Vec<Tensor>> = collapsed
+        .iter()
+        .map(|c| match c {
+            Collapsed::Layer(l) => l
+                .weights()
+                .into_iter()
+                .map(|s| {
+                    let len = s.shape.iter().product();
+                    Tensor::new(s.shape, vec![1.0; len])
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut last_use: Vec<usize> = (0..n).collect();
+    let mut consumers = vec![0usize; n];
+    for (k, node) in net.nodes.iter().enumerate() {
+        for &(src, _) in &node.inputs {
+            last_use[src] = last_use[src].max(k);
+            consumers[src] += 1;
+        }
+    }
+    // Images per chunk: the largest plane of any layer times the chunk stays under the limit.
+    let plane = net
+        .nodes
+        .iter()
+        .flat_map(|node| &node.out_shapes)
+        .filter(|s| s.rank() == 4)
+        .map(|s| (s.0[2].saturating_mul(s.0[3])).min(usize::MAX as u64) as usize)
+        .max()
+        .unwrap_or(1)
+        .max(input[0] * input[1])
+        .max(1);
+    let chunk = (CHUNK_ELEMENTS / plane).max(1);
+    let graph = Graph {
+        net,
+        collapsed: &collapsed,
+        weights: &weights,
+        first,
+        last_use: &last_use,
+        consumers: &consumers,
+    };
+    // Per layer and axis: (first, last) input index reaching each output unit.
+    let mut bounds: Vec<[Vec<(u32, u32)>; 2]> = vec![[Vec::new(), Vec::new()]; n];
+    let mut reached = vec![false; n];
+    for axis in 0..2 {
+        let len = input[axis];
+        for c0 in (0..len).step_by(chunk) {
+            let b = chunk.min(len - c0);
+            let mut x = Tensor::zeros(&[b, 1, input[0], input[1]]);
+            let pixels = input[0] * input[1];
+            for (i, img) in x.data.chunks_mut(pixels).enumerate() {
+                let lit = c0 + i;
+                if axis == 0 {
+                    img[lit * input[1]..(lit + 1) * input[1]].fill(1.0);
+                } else {
+                    img.iter_mut()
+                        .skip(lit)
+                        .step_by(input[1])
+                        .for_each(|v| *v = 1.0);
+                }
+            }
+            graph.run(x, |k, t| {
+                let name = &net.nodes[k].name;
+                let want = &net.nodes[k].out_shapes[0].0;
+                if t.shape.len() != 4 || want.len() != 4 {
+                    return Ok(());
+                }
+                let (oh, ow) = (t.shape[2], t.shape[3]);
+                if t.shape[..2] != [b, 1] || [oh as u64, ow as u64] != [want[2], want[3]] {
+                    return Err(Diagnostic::new(format!(
+                        "the one-channel copy of this layer produced a {:?} tensor for a {}-image batch, but the layer produces {}",
+                        t.shape, b, net.nodes[k].out_shapes[0]
+                    ))
+                    .layer(name));
+                }
+                reached[k] = true;
+                let units = if axis == 0 { oh } else { ow };
+                let acc = &mut bounds[k][axis];
+                if acc.is_empty() {
+                    acc.resize(units, (u32::MAX, 0));
+                }
+                let p = oh * ow;
+                for (u, slot) in acc.iter_mut().enumerate() {
+                    // Unit u along the axis, at the middle of the other axis.
+                    let at = if axis == 0 { u * ow + ow / 2 } else { (oh / 2) * ow + u };
+                    for bi in 0..b {
+                        if t.data[bi * p + at] != 0.0 {
+                            let lit = (c0 + bi) as u32;
+                            slot.0 = slot.0.min(lit);
+                            slot.1 = slot.1.max(lit);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+    let layers = bounds
+        .into_iter()
+        .zip(reached)
+        .map(|([rows, cols], r)| {
+            let span = |v: Vec<(u32, u32)>| {
+                v.into_iter()
+                    .map(|(lo, hi)| (lo <= hi).then_some((lo, hi)))
+                    .collect()
+            };
+            r.then(|| Reach {
+                rows: span(rows),
+                cols: span(cols),
+            })
+        })
+        .collect();
+    Ok(Measured {
+        layers,
+        input,
+        skipped: None,
+    })
+}
+
+/// The collapsed network, ready to run on a batch of indicator images.
+struct Graph<'a> {
+    net: &'a Network,
+    collapsed: &'a [Collapsed],
+    weights: &'a [Vec<Tensor>],
+    first: usize,
+    last_use: &'a [usize],
+    consumers: &'a [usize],
+}
+
+impl Graph<'_> {
+    /// Runs the collapsed layers on `x` (fed to the first input), calling `seen` with each
+    /// reached layer's first output, binarised; tensors are freed after their last use.
+    fn run(
+        &self,
+        x: Tensor,
+        mut seen: impl FnMut(usize, &Tensor) -> Result<(), Diagnostic>,
+    ) -> Result<(), Diagnostic> {
+        let n = self.net.nodes.len();
+        let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
+        let mut x = Some(x);
+        for (k, node) in self.net.nodes.iter().enumerate() {
+            let outs: Option<Vec<Tensor>> = if node.inputs.is_empty() {
+                if k == self.first {
+                    x.take().map(|t| vec![t])
+                } else {
+                    None
+                }
+            } else {
+                match &self.collapsed[k] {
+                    Collapsed::Stop => None,
+                    Collapsed::Identity => {
+                        let (src, slot) = node.inputs[0];
+                        let take = self.consumers[src] == 1
+                            && self.last_use[src] == k
+                            && values[src].as_ref().is_some_and(|v| v.len() == 1);
+                        let t = if take {
+                            values[src].take().and_then(|mut v| v.pop())
+                        } else {
+                            values[src].as_ref().map(|v| v[slot].clone())
+                        };
+                        t.map(|t| vec![t; node.out_shapes.len().max(1)])
+                    }
+                    Collapsed::Sum => {
+                        let ins: Vec<&Tensor> = node
+                            .inputs
+                            .iter()
+                            .filter_map(|&(src, slot)| values[src].as_ref().map(|v| &v[slot]))
+                            .collect();
+                        let want = &node.out_shapes[0].0;
+                        match ins.first() {
+                            Some(t) if want.len() == 4 && t.shape.len() == 4 => {
+                                let dims = [t.shape[0], 1, want[2] as usize, want[3] as usize];
+                                let mut s = kernels::broadcast(&ins, &dims, |a, b| a + b);
+                                binarise(&mut s);
+                                Some(vec![s])
+                            }
+                            _ => None,
+                        }
+                    }
+                    Collapsed::Layer(layer) => {
+                        let ins: Option<Vec<&Tensor>> = node
+                            .inputs
+                            .iter()
+                            .map(|&(src, slot)| values[src].as_ref().map(|v| &v[slot]))
+                            .collect();
+                        match ins {
+                            Some(ins) => {
+                                let aux_in = vec![None; ins.len()];
+                                let mut ctx = Ctx {
+                                    macs: 0,
+                                    aux_in: &aux_in,
+                                    aux_out: None,
+                                    want_aux: false,
+                                    epilogue: None,
+                                };
+                                let mut outs = layer
+                                    .forward(&ins, &self.weights[k], &mut ctx)
+                                    .map_err(|d| d.layer(&node.name))?;
+                                outs.iter_mut().for_each(binarise);
+                                Some(outs)
+                            }
+                            None => None,
+                        }
+                    }
+                }
+            };
+            if let Some(t) = outs.as_ref().and_then(|v| v.first()) {
+                seen(k, t)?;
+            }
+            values[k] = outs;
+            for &(src, _) in &node.inputs {
+                if self.last_use[src] == k {
+                    values[src] = None;
+                }
+            }
+            if self.last_use[k] == k {
+                values[k] = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Non-zero → 1, zero → 0. With weights of 1 every value is ≥ 0, except after bicubic
+/// interpolation (negative taps), so a non-zero finite value marks the support; −∞ is a max
+/// pool's window lying wholly in padding, which reaches nothing.
+fn binarise(t: &mut Tensor) {
+    t.data.par_iter_mut().for_each(|v| {
+        *v = if *v != 0.0 && v.is_finite() { 1.0 } else { 0.0 };
+    });
+}
