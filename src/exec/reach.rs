@@ -281,6 +281,7 @@ impl Graph<'_> {
                                     aux_out: None,
                                     want_aux: false,
                                     epilogue: None,
+                                    recycled: None,
                                 };
                                 let mut outs = layer
                                     .forward(&ins, &self.weights[k], &mut ctx)
