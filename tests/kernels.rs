@@ -302,3 +302,61 @@ proptest! {
         check_conv(1, cg, og, g, h, w, [k, k], s, [p, p, p, p], d, bias)?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// `padding_mode` reflect / replicate / circular against the naive loops, which map each
+    /// tap outside the image back inside by PyTorch's definitions.
+    #[test]
+    fn conv2d_padding_modes(mode in 0usize..3, h in 2usize..9, w in 2usize..9, k in 1usize..4, s in 1usize..3,
+                            pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3, d in 1usize..3) {
+        let name = ["reflect", "replicate", "circular"][mode];
+        let (cin, cout) = (2, 3);
+        let layer = format!("{{op: conv, out: {cout}, kernel: {k}, stride: {s}, dilation: {d}, padding: [{pt}, {pl}, {pb}, {pr}], padding_mode: {name}}}");
+        // Invalid sizes (reflect: padding ≥ size; circular: padding > size) fail to build.
+        let Some((x, wts, y)) = one_layer(&[1, cin, h, w], &layer) else { return Ok(()) };
+        let map = |i: isize, len: usize| -> usize {
+            let last = len as isize - 1;
+            match name {
+                "reflect" => if i < 0 { (-i) as usize } else if i > last { (2 * last - i) as usize } else { i as usize },
+                "replicate" => i.clamp(0, last) as usize,
+                _ => (((i % len as isize) + len as isize) % len as isize) as usize,
+            }
+        };
+        let (oh, ow) = (y.shape[2], y.shape[3]);
+        let mut want = vec![0.0f32; cout * oh * ow];
+        for o in 0..cout { for oy in 0..oh { for ox in 0..ow {
+            let mut acc = wts[1].data[o];
+            for ci in 0..cin { for ky in 0..k { for kx in 0..k {
+                let iy = map((oy * s + ky * d) as isize - pt as isize, h);
+                let ix = map((ox * s + kx * d) as isize - pl as isize, w);
+                acc += wts[0].data[((o * cin + ci) * k + ky) * k + kx] * at(&x, 0, ci, iy, ix);
+            }}}
+            want[(o * oh + oy) * ow + ox] = acc;
+        }}}
+        close(&y.data, &want)?;
+    }
+}
+
+#[test]
+fn padding_modes_by_hand() {
+    // A 3×3 image 1…9 and a 3×3 filter that picks its top-left tap: output (0, 0) with padding
+    // 1 reads pixel (−1, −1) — reflected to (1, 1) = 5, replicated to (0, 0) = 1, wrapped to
+    // (2, 2) = 9; with zeros it is 0.
+    for (mode, want) in [
+        ("zeros", 0.0),
+        ("reflect", 5.0),
+        ("replicate", 1.0),
+        ("circular", 9.0),
+    ] {
+        let yaml = format!(
+            "inputs: {{x: [1, 3, 3]}}\nnodes:\n  - {{op: conv, out: 1, kernel: 3, padding: 1, bias: false, padding_mode: {mode}, weight_values: [1, 0, 0, 0, 0, 0, 0, 0, 0]}}\n"
+        );
+        let net = Network::from_yaml("k.yaml", &yaml, &BuildOptions::default()).unwrap();
+        let w = exec::init_weights(&net, 1).unwrap();
+        let x = Tensor::new(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
+        let y = exec::run(&net, &w, &[x], None).unwrap();
+        assert_eq!(y.outputs[0].data[0], want, "{mode}");
+    }
+}

@@ -71,6 +71,8 @@ pub struct Conv2d {
     params: u64,
     /// Fixed initial values (`weight_values`, `bias_values`), PyTorch layout, row-major.
     fixed: [Option<Vec<f32>>; 2],
+    /// PyTorch's `padding_mode`: zeros, reflect, replicate or circular.
+    padding_mode: &'static str,
 }
 
 fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
@@ -89,13 +91,15 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     } else {
         [0, 0]
     };
-    if !transposed {
+    let padding_mode = if transposed {
+        "zeros"
+    } else {
         a.choice(
             "padding_mode",
             &["zeros", "reflect", "replicate", "circular"],
             "zeros",
-        )?;
-    }
+        )?
+    };
     let pad = match a.padding("padding", !transposed)? {
         PaddingSpec::Explicit(p) => p,
         PaddingSpec::Same => {
@@ -115,6 +119,34 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
             }
         }
     };
+    // PyTorch's limits: a reflection cannot reach past the opposite edge (padding < size), a
+    // wrap-around not more than once (padding ≤ size).
+    let [h, w] = [a.input().0[2], a.input().0[3]];
+    for (before, after, size, axis) in [
+        (pad.top, pad.bottom, h, "height"),
+        (pad.left, pad.right, w, "width"),
+    ] {
+        let most = before.max(after);
+        let bad = match padding_mode {
+            "reflect" => most >= size,
+            "circular" => most > size,
+            _ => false,
+        };
+        if bad {
+            return Err(a
+                .error(
+                    "padding",
+                    format!(
+                        "`padding_mode: {padding_mode}` pads the {axis} by {most}, but the input's {axis} is only {size}"
+                    ),
+                )
+                .help(if padding_mode == "reflect" {
+                    "reflect padding must be smaller than the input size (as in PyTorch); use a smaller padding or `padding_mode: replicate`"
+                } else {
+                    "circular padding can wrap around at most once (as in PyTorch); use a smaller padding"
+                }));
+        }
+    }
     if !in_ch.is_multiple_of(groups) || out_ch % groups != 0 {
         let mut d = a.error(
             "groups",
@@ -175,6 +207,7 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
         trainable,
         params,
         fixed,
+        padding_mode,
     })
 }
 
@@ -202,6 +235,9 @@ impl Layer for Conv2d {
         }
         if self.pad != Pad4::default() {
             s += &format!(" p{}", self.pad.label());
+            if self.padding_mode != "zeros" {
+                s += &format!(" {}", self.padding_mode);
+            }
         }
         if self.dilation != [1, 1] {
             s += &format!(" d{}", pair_label(self.dilation));
@@ -313,6 +349,9 @@ impl Layer for Conv2d {
             trainable: true,
             params: self.kernel[0] * self.kernel[1],
             fixed: [None, None],
+            // The fields are those of zero padding (docs/RECEPTIVE_FIELD.md): mirrored, clamped
+            // or wrapped border pixels are not counted.
+            padding_mode: "zeros",
             ..*self
         }))
     }
@@ -365,8 +404,16 @@ impl Layer for Conv2d {
         weights: &[Tensor],
         ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
-        let x = inputs[0];
         let dims = super::out_dims(self, inputs)?.remove(0);
+        // Reflect / replicate / circular padding: the padded input is built explicitly, then
+        // convolved without padding.
+        let padded;
+        let (x, pad) = if self.padding_mode == "zeros" {
+            (inputs[0], [self.pad.top as usize, self.pad.left as usize])
+        } else {
+            padded = pad_input(inputs[0], self.pad, self.padding_mode);
+            (&padded, [0, 0])
+        };
         // Transposed: the scatter adds into zeros; otherwise every element is written.
         let mut out = if self.transposed {
             Tensor::zeros(&dims)
@@ -408,7 +455,7 @@ impl Layer for Conv2d {
             let win = Window2d {
                 kernel: [kh, kw],
                 stride: [self.stride[0] as usize, self.stride[1] as usize],
-                pad: [self.pad.top as usize, self.pad.left as usize],
+                pad,
                 dilation: [self.dilation[0] as usize, self.dilation[1] as usize],
                 input: [h, w],
                 output: [oh, ow],
@@ -604,6 +651,42 @@ impl Layer for Conv2d {
             .collect();
         Some(vec![w, Tensor::new(vec![cout], b)])
     }
+}
+
+/// The input padded as PyTorch's `padding_mode` does before a convolution: `reflect` mirrors
+/// about the edge pixel (`-1 → 1`), `replicate` repeats it, `circular` wraps around. The sizes
+/// were checked when the layer was built (reflect: padding < size; circular: ≤ size).
+fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Tensor {
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let [pt, pb, pl, pr] = [pad.top, pad.bottom, pad.left, pad.right].map(|p| p as usize);
+    let (ph, pw) = (h + pt + pb, w + pl + pr);
+    let source = |p: usize, before: usize, len: usize| -> usize {
+        let i = p as isize - before as isize;
+        let last = len as isize - 1;
+        (match mode {
+            "reflect" if i < 0 => -i,
+            "reflect" if i > last => 2 * last - i,
+            "replicate" => i.clamp(0, last),
+            "circular" => i.rem_euclid(len as isize),
+            _ => i,
+        }) as usize
+    };
+    let rows: Vec<usize> = (0..ph).map(|y| source(y, pt, h)).collect();
+    let cols: Vec<usize> = (0..pw).map(|x| source(x, pl, w)).collect();
+    let mut out = Tensor::zeros(&[n, c, ph, pw]);
+    out.data
+        .par_chunks_mut(ph * pw)
+        .enumerate()
+        .for_each(|(bc, dst)| {
+            let src = &x.data[bc * h * w..(bc + 1) * h * w];
+            for (y, &sy) in rows.iter().enumerate() {
+                let line = &src[sy * w..(sy + 1) * w];
+                for (d, &sx) in dst[y * pw..(y + 1) * pw].iter_mut().zip(&cols) {
+                    *d = line[sx];
+                }
+            }
+        });
+    out
 }
 
 /// `row[j] += w · line[j·S]`, written so that the compiler vectorises the (interleaved) loads.
