@@ -262,3 +262,19 @@ fn the_zoo_is_compared_where_it_can_be() {
     assert!(!check::unit_agrees(lattice[54], Some((213, 222)), 224));
     rf_figures(&n);
 }
+
+#[test]
+fn a_spatial_slice_is_a_crop() {
+    // conv 3×3 p1 on 16×16: unit u reads rows u−1..u+1. Rows 4..12 sliced: slice unit i is conv
+    // unit i + 4, rows i+3..i+5; then columns 2..10: column j reads j+1..j+3. Analysed (a crop
+    // with offset 4, 2) and measured agree on every unit.
+    let n = net("inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: c, op: conv, out: 2, kernel: 3, padding: 1}\n  - {id: s, op: slice, dim: 2, start: 4, end: 12}\n  - {id: t, op: slice, dim: 3, start: 2, end: 10}\n");
+    let r = reach_of(&n, "t").unwrap();
+    let rows: Vec<(u32, u32)> = (0..8).map(|i| (i + 3, i + 5)).collect();
+    let cols: Vec<(u32, u32)> = (0..8).map(|j| (j + 1, j + 3)).collect();
+    assert_eq!(r.rows, spans(&rows));
+    assert_eq!(r.cols, spans(&cols));
+    let figures = rf_figures(&n);
+    let (_, t) = figures.iter().find(|(name, _)| name == "t").unwrap();
+    assert!(t.ok() && t.analysed != NOT_COMPARED, "{t:?}");
+}

@@ -664,6 +664,18 @@ impl Layer for Slice {
     fn label(&self) -> String {
         format!("slice {}..{}", self.start, self.end)
     }
+    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        // A range of rows or columns of an image is a crop: output unit 0 is input unit `start`.
+        match (inputs[0].rank(), self.dim) {
+            (4, 2) => Geometry::Crop {
+                offset: [self.start, 0],
+            },
+            (4, 3) => Geometry::Crop {
+                offset: [0, self.start],
+            },
+            _ => Geometry::Pointwise,
+        }
+    }
     fn collapsed(&self) -> Collapsed {
         // As `split`: channels pass through, a spatial range is the same slice.
         match self.dim {
