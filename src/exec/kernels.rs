@@ -79,6 +79,83 @@ pub fn matmul(
     (m * n * k) as u64
 }
 
+/// Runs `f` compiled for AVX-512 (x86-64-v4) when the CPU has it. The binary targets baseline
+/// x86-64 (SSE2), so loops the compiler vectorises would otherwise use 128-bit registers;
+/// called through this, `f` is inlined into a function compiled with the wider instruction set
+/// (the `gemm` crate dispatches its own kernels the same way, at run time).
+#[inline(always)]
+pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+            unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: the CPU has every feature `v4` is compiled for (checked above).
+            return unsafe { v4(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: as above, for AVX2 and FMA.
+            return unsafe { v3(f) };
+        }
+    }
+    f()
+}
+
+/// `y = W · x` for a row-major `W` (`y.len()` rows of `x.len()`), rows shared out over rayon's
+/// threads in blocks; each dot product keeps 16 partial sums (vectorised). Returns the
+/// multiply-accumulates performed.
+pub fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) -> u64 {
+    let k = x.len();
+    assert!(w.len() >= y.len() * k, "W out of bounds");
+    let dot = |row: &[f32]| -> f32 {
+        let mut acc = [0.0f32; 16];
+        let (body, tail) = (row.chunks_exact(16), row.len() / 16 * 16);
+        for (r, v) in body.zip(x.chunks_exact(16)) {
+            let (r, v): (&[f32; 16], &[f32; 16]) = (
+                r.try_into().expect("chunks of 16"),
+                v.try_into().expect("chunks of 16"),
+            );
+            for l in 0..16 {
+                acc[l] += r[l] * v[l];
+            }
+        }
+        let mut s: f32 = acc.iter().sum();
+        for (r, v) in row[tail..].iter().zip(&x[tail..]) {
+            s += r * v;
+        }
+        s
+    };
+    if y.len() * k >= PARALLEL_MACS {
+        y.par_chunks_mut(16).enumerate().for_each(|(b, ys)| {
+            vectorised(|| {
+                for (j, v) in ys.iter_mut().enumerate() {
+                    let r = b * 16 + j;
+                    *v = dot(&w[r * k..(r + 1) * k]);
+                }
+            })
+        });
+    } else {
+        vectorised(|| {
+            for (r, v) in y.iter_mut().enumerate() {
+                *v = dot(&w[r * k..(r + 1) * k]);
+            }
+        })
+    }
+    (y.len() * k) as u64
+}
+
 /// Geometry of a 2-D sliding window.
 #[derive(Debug, Clone, Copy)]
 pub struct Window2d {
@@ -125,6 +202,19 @@ fn valid_range(off: isize, stride: usize, input: usize, output: usize) -> (usize
 /// output rows are copied as slices when the stride is 1.
 #[allow(clippy::too_many_arguments)]
 pub fn im2col_block(
+    x: &[f32],
+    c0: usize,
+    c1: usize,
+    w: &Window2d,
+    n0: usize,
+    n1: usize,
+    cols: &mut [f32],
+) {
+    vectorised(|| im2col_block_here(x, c0, c1, w, n0, n1, cols))
+}
+
+#[inline(always)]
+fn im2col_block_here(
     x: &[f32],
     c0: usize,
     c1: usize,
@@ -217,17 +307,19 @@ unsafe fn finish_tile(
     if bias.is_none() && epi.is_none() {
         return;
     }
-    for r in m0..m1 {
-        // SAFETY: inside the tile, per the contract.
-        let seg = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), n1 - n0) };
-        if let Some(b) = bias {
-            let v = b[r];
-            seg.iter_mut().for_each(|x| *x += v);
+    vectorised(|| {
+        for r in m0..m1 {
+            // SAFETY: inside the tile, per the contract.
+            let seg = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), n1 - n0) };
+            if let Some(b) = bias {
+                let v = b[r];
+                seg.iter_mut().for_each(|x| *x += v);
+            }
+            if let Some(e) = epi {
+                e.apply_here(seg);
+            }
         }
-        if let Some(e) = epi {
-            e.apply(seg);
-        }
-    }
+    })
 }
 
 /// Bytes of im2col columns one tile aims for (about half a core's L2), so that a tile's
@@ -512,6 +604,11 @@ fn softplus(v: f32, beta: f32, threshold: f32) -> f32 {
 impl Pointwise {
     /// Applies the function to every element of `xs`, on the calling thread.
     pub fn apply(self, xs: &mut [f32]) {
+        vectorised(|| self.apply_here(xs))
+    }
+
+    #[inline(always)]
+    fn apply_here(self, xs: &mut [f32]) {
         use Pointwise::*;
         match self {
             Relu => each(xs, |v| v.max(0.0)),

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::{col2im, conv_gemm, matmul, Window2d};
+use crate::exec::kernels::{col2im, conv_gemm, matmul, vectorised, Window2d};
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 use crate::geometry::{conv_out, conv_transpose_out};
 use rayon::prelude::*;
@@ -470,64 +470,67 @@ impl Layer for Conv2d {
                     .par_chunks_mut(plane)
                     .enumerate()
                     .for_each(|(bc, dst)| {
-                        let c = bc % cin;
-                        let src = &x.data[bc * h * w..(bc + 1) * h * w];
-                        let f = &wt[c * kh * kw..(c + 1) * kh * kw];
-                        // Tap by tap over whole output rows: for each (ky, kx) the valid output
-                        // columns form one range, and with stride 1 the inputs they read are
-                        // contiguous, so the inner loop vectorises.
-                        let (sx, dx, px) = (win.stride[1], win.dilation[1], win.pad[1] as isize);
-                        let cols: Vec<(usize, usize)> = (0..kw)
-                            .map(|kx| {
-                                let off = (kx * dx) as isize - px;
-                                // ox valid when 0 ≤ ox·sx + off < w.
-                                let lo = if off >= 0 {
-                                    0
-                                } else {
-                                    ((-off) as usize).div_ceil(sx)
-                                };
-                                let hi = if (w as isize) - off <= 0 {
-                                    0
-                                } else {
-                                    (((w as isize - off) as usize).div_ceil(sx)).min(ow)
-                                };
-                                (lo, hi.max(lo))
-                            })
-                            .collect();
-                        for oy in 0..oh {
-                            let row = &mut dst[oy * ow..(oy + 1) * ow];
-                            row.fill(0.0);
-                            for ky in 0..kh {
-                                let Some(iy) = win.tap(0, oy, ky) else {
-                                    continue;
-                                };
-                                let line = &src[iy * w..(iy + 1) * w];
-                                for (kx, &(lo, hi)) in cols.iter().enumerate() {
-                                    if hi <= lo {
-                                        continue; // this tap reads only padding
-                                    }
-                                    let wv = f[ky * kw + kx];
+                        vectorised(|| {
+                            let c = bc % cin;
+                            let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                            let f = &wt[c * kh * kw..(c + 1) * kh * kw];
+                            // Tap by tap over whole output rows: for each (ky, kx) the valid output
+                            // columns form one range, and with stride 1 the inputs they read are
+                            // contiguous, so the inner loop vectorises.
+                            let (sx, dx, px) =
+                                (win.stride[1], win.dilation[1], win.pad[1] as isize);
+                            let cols: Vec<(usize, usize)> = (0..kw)
+                                .map(|kx| {
                                     let off = (kx * dx) as isize - px;
-                                    let start = (lo as isize * sx as isize + off) as usize;
-                                    let (row, line) = (&mut row[lo..hi], &line[start..]);
-                                    match sx {
-                                        1 => axpy_strided::<1>(row, line, wv),
-                                        2 => axpy_strided::<2>(row, line, wv),
-                                        _ => row
-                                            .iter_mut()
-                                            .zip(line.iter().step_by(sx))
-                                            .for_each(|(o, &v)| *o += wv * v),
+                                    // ox valid when 0 ≤ ox·sx + off < w.
+                                    let lo = if off >= 0 {
+                                        0
+                                    } else {
+                                        ((-off) as usize).div_ceil(sx)
+                                    };
+                                    let hi = if (w as isize) - off <= 0 {
+                                        0
+                                    } else {
+                                        (((w as isize - off) as usize).div_ceil(sx)).min(ow)
+                                    };
+                                    (lo, hi.max(lo))
+                                })
+                                .collect();
+                            for oy in 0..oh {
+                                let row = &mut dst[oy * ow..(oy + 1) * ow];
+                                row.fill(0.0);
+                                for ky in 0..kh {
+                                    let Some(iy) = win.tap(0, oy, ky) else {
+                                        continue;
+                                    };
+                                    let line = &src[iy * w..(iy + 1) * w];
+                                    for (kx, &(lo, hi)) in cols.iter().enumerate() {
+                                        if hi <= lo {
+                                            continue; // this tap reads only padding
+                                        }
+                                        let wv = f[ky * kw + kx];
+                                        let off = (kx * dx) as isize - px;
+                                        let start = (lo as isize * sx as isize + off) as usize;
+                                        let (row, line) = (&mut row[lo..hi], &line[start..]);
+                                        match sx {
+                                            1 => axpy_strided::<1>(row, line, wv),
+                                            2 => axpy_strided::<2>(row, line, wv),
+                                            _ => row
+                                                .iter_mut()
+                                                .zip(line.iter().step_by(sx))
+                                                .for_each(|(o, &v)| *o += wv * v),
+                                        }
                                     }
                                 }
                             }
-                        }
-                        if let Some(b) = bias {
-                            let v = b[c];
-                            dst.iter_mut().for_each(|d| *d += v);
-                        }
-                        if let Some(f) = epi {
-                            f.apply(dst);
-                        }
+                            if let Some(b) = bias {
+                                let v = b[c];
+                                dst.iter_mut().for_each(|d| *d += v);
+                            }
+                            if let Some(f) = epi {
+                                f.apply(dst);
+                            }
+                        })
                     });
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::matmul;
+use crate::exec::kernels::{matmul, matvec};
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 use crate::layers::Pad4;
 
@@ -142,20 +142,26 @@ impl Layer for Linear {
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("rank ≥ 2") = o;
         let mut out = ctx.output(&shape);
-        // y (rows × out) = x (rows × in) · Wᵀ, W stored out × in.
-        ctx.macs += matmul(
-            rows,
-            o,
-            i,
-            &x.data,
-            i,
-            1,
-            &weights[0].data,
-            1,
-            i,
-            &mut out.data,
-            false,
-        );
+        if rows == 1 {
+            // One row (batch 1): a matrix-vector product, bound by reading W once; each
+            // thread streams its own block of W's rows.
+            ctx.macs += matvec(&weights[0].data, &x.data[..i], &mut out.data);
+        } else {
+            // y (rows × out) = x (rows × in) · Wᵀ, W stored out × in.
+            ctx.macs += matmul(
+                rows,
+                o,
+                i,
+                &x.data,
+                i,
+                1,
+                &weights[0].data,
+                1,
+                i,
+                &mut out.data,
+                false,
+            );
+        }
         if let Some(bias) = weights.get(1) {
             for row in out.data.chunks_mut(o) {
                 row.iter_mut().zip(&bias.data).for_each(|(y, b)| *y += b);

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::convention::{thop_adaptive_avg, Convention};
 use crate::error::Diagnostic;
+use crate::exec::kernels::vectorised;
 use crate::exec::{Ctx, Tensor};
 use crate::geometry::adaptive_window;
 use crate::geometry::{adaptive_window_sum, pool_out};
@@ -245,7 +246,9 @@ impl Layer for Pool {
                     .zip(idx.par_chunks_mut(plane))
                     .enumerate()
                     .for_each(|(bc, (dst, ids))| {
-                        max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo)
+                        vectorised(|| {
+                            max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo)
+                        })
                     });
                 ctx.aux_out = Some(idx);
             } else {
@@ -253,12 +256,14 @@ impl Layer for Pool {
                     .par_chunks_mut(plane)
                     .enumerate()
                     .for_each(|(bc, dst)| {
-                        max_plane::<false>(
-                            &x.data[bc * h * w..(bc + 1) * h * w],
-                            dst,
-                            &mut [],
-                            &geo,
-                        )
+                        vectorised(|| {
+                            max_plane::<false>(
+                                &x.data[bc * h * w..(bc + 1) * h * w],
+                                dst,
+                                &mut [],
+                                &geo,
+                            )
+                        })
                     });
             }
         } else {
@@ -583,6 +588,7 @@ struct MaxGeometry {
 /// Max pooling of one plane, tap by tap over whole output rows (no per-tap bounds test), with
 /// PyTorch's rules: taps in (ky, kx) order, a larger value or a NaN replaces the best, and the
 /// index starts at the first tap inside the image. `ids` is written when `INDICES`.
+#[inline(always)]
 fn max_plane<const INDICES: bool>(src: &[f32], dst: &mut [f32], ids: &mut [u32], g: &MaxGeometry) {
     let ([ih, iw], [oh, ow]) = (g.input, g.output);
     let (sx, dx, px) = (g.stride[1], g.dilation[1], g.pad[1] as isize);
