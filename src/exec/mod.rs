@@ -467,6 +467,13 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
             p.passthrough[k] = true;
         }
     }
+    // Weights prepared for faster kernels (Winograd filters), after folding.
+    for (k, node) in net.nodes.iter().enumerate() {
+        let w = p.weights[k].as_deref().unwrap_or(&weights.per_node[k]);
+        if let Some(prepared) = node.layer.prepare(w) {
+            p.weights[k] = Some(prepared);
+        }
+    }
     p
 }
 

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::{col2im, conv_gemm, matmul, vectorised, Window2d};
+use crate::exec::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
 use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 use crate::geometry::{conv_out, conv_transpose_out};
 use rayon::prelude::*;
@@ -209,6 +209,22 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
         fixed,
         padding_mode,
     })
+}
+
+impl Conv2d {
+    /// Whether the inference plan runs this convolution by Winograd F(2×2, 3×3).
+    fn winograd(&self) -> bool {
+        !self.transposed
+            && self.kernel == [3, 3]
+            && self.stride == [1, 1]
+            && self.dilation == [1, 1]
+            && self.groups == 1
+            && self.padding_mode == "zeros"
+            // Measured on VGG-16 and ResNet-50 (docs/PERFORMANCE.md): with fewer channels
+            // (larger images) the transforms cost more than the multiplications saved.
+            && self.in_ch >= 256
+            && self.out_ch >= 256
+    }
 }
 
 fn build_conv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -461,6 +477,26 @@ impl Layer for Conv2d {
                 output: [oh, ow],
             };
             let plane = oh * ow;
+            if let (Some(u), true) = (weights.get(2), self.winograd()) {
+                // Prepared by the inference plan (`Layer::prepare`): Winograd F(2×2, 3×3).
+                let bias = weights.get(1).map(|t| &t.data[..]);
+                let epi = ctx.epilogue.take();
+                for (b, dst) in out.data.chunks_mut(cout * plane).enumerate() {
+                    ctx.macs += conv_winograd(
+                        &x.data[b * cin * h * w..(b + 1) * cin * h * w],
+                        cin,
+                        [h, w],
+                        pad,
+                        &u.data,
+                        cout,
+                        [oh, ow],
+                        bias,
+                        epi,
+                        dst,
+                    );
+                }
+                return Ok(vec![out]);
+            }
             if g == cin && og == 1 {
                 // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny),
                 // finished (bias, fused activation) plane by plane.
@@ -636,6 +672,25 @@ impl Layer for Conv2d {
             self.trainable,
             self.bias,
         )
+    }
+    fn prepare(&self, weights: &[Tensor]) -> Option<Vec<Tensor>> {
+        // Winograd F(2×2, 3×3) for 3×3, stride-1, undilated, ungrouped, zero-padded
+        // convolutions with enough channels to amortise the transforms: [weight, bias (zeros
+        // when none), transformed filters].
+        if !self.winograd() {
+            return None;
+        }
+        let (m, c) = (self.out_ch as usize, self.in_ch as usize);
+        let bias = weights
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| Tensor::zeros(&[m]));
+        let u = crate::exec::kernels::winograd_filters(&weights[0].data, m, c);
+        Some(vec![
+            weights[0].clone(),
+            bias,
+            Tensor::new(vec![16, m, c], u),
+        ])
     }
     fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
         // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias. The

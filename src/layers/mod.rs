@@ -302,6 +302,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
     ) -> Option<Vec<Tensor>> {
         None
     }
+    /// Inference-time preparation of the weights (after any folding), for a faster kernel:
+    /// the weights to run with instead, if any. A convolution eligible for Winograd appends its
+    /// transformed filters.
+    fn prepare(&self, _weights: &[Tensor]) -> Option<Vec<Tensor>> {
+        None
+    }
     /// Computes the layer in place on its single input, when that tensor is not needed
     /// elsewhere (element-wise layers); false when it cannot.
     fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
