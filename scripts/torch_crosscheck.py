@@ -257,14 +257,18 @@ def negative_controls(name, model, x, pairs, x_npy, ref32, got, work) -> dict:
         swapped[f"{a}.weight"], swapped[f"{a}.bias"] = base[f"{a}.bias"], base[f"{a}.weight"]
     flipped = dict(base)
     flipped[f"{first_conv}.weight"] = base[f"{first_conv}.weight"][:, :, ::-1, ::-1].copy()
-    for label, tensors in (("bn gamma/beta swapped", swapped),
-                           (f"{first_conv} kernel flipped", flipped)):
+    controls = [(f"{first_conv} kernel flipped", flipped)]
+    if bn_names:  # models without batch norm (vgg16, alexnet) have no γ/β to swap
+        controls.insert(0, ("bn gamma/beta swapped", swapped))
+    for label, tensors in controls:
         w = work / f"{name}_control.safetensors"
         save_file(tensors, str(w))
         o = run_archscope(name, w, x_npy, work / f"{name}_control_out.npy")
         out[label] = compare(ref32, o)["max_rel_err"]
 
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not bns:
+        return out
     saved = [m.eps for m in bns]
     changed = 1e-5 if saved[0] > 5e-4 else 1e-3
     for m in bns:
