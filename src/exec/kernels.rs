@@ -995,6 +995,38 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        /// The tiled convolution with odd thread counts and tiny tiles (many column tiles, row
+        /// tiles, the direct 1×1 path) against im2col of the whole image and one product.
+        #[test]
+        fn tiles_match_one_product(c in 1usize..12, m in 1usize..20, h in 1usize..40, w in 1usize..40,
+                                   k in 1usize..4, s in 1usize..3, p in 0usize..2, threads in 1usize..5,
+                                   tile_bytes in 64usize..8192, seed in 0u64..1000) {
+            let gen = |len: usize, sd: u64| (0..len).map(|i| ((((i as u64).wrapping_mul(2654435761) ^ sd) % 2001) as f32 / 1000.0) - 1.0).collect::<Vec<_>>();
+            prop_assume!(h + 2 * p >= k && w + 2 * p >= k);
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let win = Window2d { kernel: [k, k], stride: [s, s], pad: [p, p], dilation: [1, 1], input: [h, w], output: [oh, ow] };
+            let x = gen(c * h * w, seed);
+            let wt = gen(m * c * k * k, seed + 1);
+            let bias = gen(m, seed + 2);
+            let mut cols = vec![0.0; c * k * k * oh * ow];
+            im2col(&x, c, &win, &mut cols);
+            let mut want = vec![0.0; m * oh * ow];
+            matmul(m, oh * ow, c * k * k, &wt, c * k * k, 1, &cols, oh * ow, 1, &mut want, false);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v = (*v + bias[i / (oh * ow)]).max(0.0);
+            }
+            let mut got = vec![f32::NAN; m * oh * ow];
+            let macs = conv_gemm_tiled(&x, c, &win, &wt, m, Some(&bias), Some(Pointwise::Relu), &mut got, threads, tile_bytes);
+            prop_assert_eq!(macs, (m * oh * ow * c * k * k) as u64);
+            for (a, b) in want.iter().zip(&got) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{} vs {}", a, b);
+            }
+        }
+    }
+
     #[test]
     fn broadcasting() {
         let a = Tensor::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]);
