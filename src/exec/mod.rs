@@ -410,12 +410,7 @@ pub struct Plan {
 /// Plans inference for `net` with `weights`.
 pub fn plan(net: &Network, weights: &Weights) -> Plan {
     let n = net.nodes.len();
-    let mut consumers = vec![0usize; n];
-    for node in &net.nodes {
-        for &(src, _) in &node.inputs {
-            consumers[src] += 1;
-        }
-    }
+    let (_, consumers) = uses(net);
     let mut is_output = vec![false; n];
     for o in &net.outputs {
         is_output[o.node] = true;
@@ -477,6 +472,21 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
     p
 }
 
+/// For every node: the last node that reads it (itself when none does) and how many inputs
+/// of other nodes it feeds.
+pub(crate) fn uses(net: &Network) -> (Vec<usize>, Vec<usize>) {
+    let n = net.nodes.len();
+    let mut last_use: Vec<usize> = (0..n).collect();
+    let mut consumers = vec![0usize; n];
+    for (k, node) in net.nodes.iter().enumerate() {
+        for &(src, _) in &node.inputs {
+            last_use[src] = last_use[src].max(k);
+            consumers[src] += 1;
+        }
+    }
+    (last_use, consumers)
+}
+
 /// Runs the network on `inputs` (one per model input, in declaration order), every layer as
 /// written. `keep` is called with every layer's outputs as they are produced; tensors are freed
 /// after their last consumer.
@@ -498,14 +508,7 @@ pub fn run_planned(
     mut keep: Option<&mut LayerHook>,
 ) -> Result<RunResult, Diagnostic> {
     let n = net.nodes.len();
-    let mut last_use: Vec<usize> = (0..n).collect();
-    let mut consumers = vec![0usize; n];
-    for (k, node) in net.nodes.iter().enumerate() {
-        for &(src, _) in &node.inputs {
-            last_use[src] = last_use[src].max(k);
-            consumers[src] += 1;
-        }
-    }
+    let (mut last_use, consumers) = uses(net);
     for o in &net.outputs {
         last_use[o.node] = usize::MAX;
     }

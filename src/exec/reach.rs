@@ -100,14 +100,7 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
             _ => Vec::new(),
         })
         .collect();
-    let mut last_use: Vec<usize> = (0..n).collect();
-    let mut consumers = vec![0usize; n];
-    for (k, node) in net.nodes.iter().enumerate() {
-        for &(src, _) in &node.inputs {
-            last_use[src] = last_use[src].max(k);
-            consumers[src] += 1;
-        }
-    }
+    let (last_use, consumers) = super::uses(net);
     // Images per chunk: the largest plane of any layer times the chunk stays under the limit.
     let plane = net
         .nodes
