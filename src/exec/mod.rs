@@ -214,30 +214,41 @@ fn check_size(shape: &[usize], what: &str, layer: &str) -> Result<usize, Diagnos
     }
 }
 
-/// Deterministic random weights from `seed`.
+/// Deterministic random weights from `seed`: each tensor's values come from its own generator,
+/// seeded by its name, so layers are filled in parallel and the result does not depend on
+/// order or thread count. The first error in layer order is reported.
 pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
-    let mut per_node = Vec::with_capacity(net.nodes.len());
-    for node in &net.nodes {
-        let mut tensors = Vec::new();
-        for spec in node.layer.weights() {
-            let name = format!("{}.{}", node.name, spec.name);
-            let n = check_size(&spec.shape, &format!("the weight `{name}`"), &node.name)?;
-            let data = match &spec.init {
-                Init::Zeros => vec![0.0; n],
-                Init::Ones => vec![1.0; n],
-                Init::Constant(c) => vec![*c; n],
-                Init::Fixed(v) => v.clone(),
-                Init::Kaiming { fan_in } => {
-                    let std = (2.0 / (*fan_in).max(1) as f64).sqrt();
-                    let mut rng = SplitMix(seed_for(seed, &name));
-                    (0..n).map(|_| (rng.normal() * std) as f32).collect()
-                }
-            };
-            tensors.push(Tensor::new(spec.shape.clone(), data));
-        }
-        per_node.push(tensors);
+    use rayon::prelude::*;
+    let per_node: Vec<Result<Vec<Tensor>, Diagnostic>> = net
+        .nodes
+        .par_iter()
+        .map(|node| init_layer(node, seed))
+        .collect();
+    Ok(Weights {
+        per_node: per_node.into_iter().collect::<Result<_, _>>()?,
+    })
+}
+
+/// The seeded weights of one layer.
+fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Diagnostic> {
+    let mut tensors = Vec::new();
+    for spec in node.layer.weights() {
+        let name = format!("{}.{}", node.name, spec.name);
+        let n = check_size(&spec.shape, &format!("the weight `{name}`"), &node.name)?;
+        let data = match &spec.init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Constant(c) => vec![*c; n],
+            Init::Fixed(v) => v.clone(),
+            Init::Kaiming { fan_in } => {
+                let std = (2.0 / (*fan_in).max(1) as f64).sqrt();
+                let mut rng = SplitMix(seed_for(seed, &name));
+                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+            }
+        };
+        tensors.push(Tensor::new(spec.shape.clone(), data));
     }
-    Ok(Weights { per_node })
+    Ok(tensors)
 }
 
 /// Weights from a `.safetensors` file: every tensor a layer owns must be present under
