@@ -502,63 +502,14 @@ impl Layer for Conv2d {
                 // finished (bias, fused activation) plane by plane.
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
-                out.data
-                    .par_chunks_mut(plane)
-                    .enumerate()
-                    .for_each(|(bc, dst)| {
+                out.data.par_chunks_mut(plane).enumerate().for_each_init(
+                    Vec::new,
+                    |padded, (bc, dst)| {
                         vectorised(|| {
                             let c = bc % cin;
                             let src = &x.data[bc * h * w..(bc + 1) * h * w];
                             let f = &wt[c * kh * kw..(c + 1) * kh * kw];
-                            // Tap by tap over whole output rows: for each (ky, kx) the valid output
-                            // columns form one range, and with stride 1 the inputs they read are
-                            // contiguous, so the inner loop vectorises.
-                            let (sx, dx, px) =
-                                (win.stride[1], win.dilation[1], win.pad[1] as isize);
-                            let cols: Vec<(usize, usize)> = (0..kw)
-                                .map(|kx| {
-                                    let off = (kx * dx) as isize - px;
-                                    // ox valid when 0 ≤ ox·sx + off < w.
-                                    let lo = if off >= 0 {
-                                        0
-                                    } else {
-                                        ((-off) as usize).div_ceil(sx)
-                                    };
-                                    let hi = if (w as isize) - off <= 0 {
-                                        0
-                                    } else {
-                                        (((w as isize - off) as usize).div_ceil(sx)).min(ow)
-                                    };
-                                    (lo, hi.max(lo))
-                                })
-                                .collect();
-                            for oy in 0..oh {
-                                let row = &mut dst[oy * ow..(oy + 1) * ow];
-                                row.fill(0.0);
-                                for ky in 0..kh {
-                                    let Some(iy) = win.tap(0, oy, ky) else {
-                                        continue;
-                                    };
-                                    let line = &src[iy * w..(iy + 1) * w];
-                                    for (kx, &(lo, hi)) in cols.iter().enumerate() {
-                                        if hi <= lo {
-                                            continue; // this tap reads only padding
-                                        }
-                                        let wv = f[ky * kw + kx];
-                                        let off = (kx * dx) as isize - px;
-                                        let start = (lo as isize * sx as isize + off) as usize;
-                                        let (row, line) = (&mut row[lo..hi], &line[start..]);
-                                        match sx {
-                                            1 => axpy_strided::<1>(row, line, wv),
-                                            2 => axpy_strided::<2>(row, line, wv),
-                                            _ => row
-                                                .iter_mut()
-                                                .zip(line.iter().step_by(sx))
-                                                .for_each(|(o, &v)| *o += wv * v),
-                                        }
-                                    }
-                                }
-                            }
+                            depthwise_plane(src, f, &win, padded, dst);
                             if let Some(b) = bias {
                                 let v = b[c];
                                 dst.iter_mut().for_each(|d| *d += v);
@@ -567,7 +518,8 @@ impl Layer for Conv2d {
                                 f.apply(dst);
                             }
                         })
-                    });
+                    },
+                );
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;
                 return Ok(vec![out]);
@@ -745,6 +697,96 @@ fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Tensor {
             }
         });
     out
+}
+
+/// One plane of a depthwise convolution: `dst` (the output plane) from `src` (the input plane)
+/// and the plane's `kh × kw` filter `f`.
+///
+/// Stride 1: the input is copied once into a zero-padded plane `padded` whose rows are
+/// `W_p = W_out + (kw − 1)·dx` wide; output (oy, ox) is then `Σ f[ky][kx] ·
+/// padded[(oy + ky·dy)·W_p + ox + kx·dx]`, so for each tap one multiply-add runs over the whole
+/// flattened plane at a constant shift (long vector loops even for 7×7 planes; the extra
+/// `W_p − W_out` columns of each row are computed and dropped). Other strides: tap by tap over
+/// whole output rows, the valid columns of each tap as one range.
+#[inline(always)]
+fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>, dst: &mut [f32]) {
+    let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
+    let ([dy, dx], [pt, pl]) = (win.dilation, win.pad);
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    if win.stride == [1, 1] {
+        let (hp, wp) = (oh + (kh - 1) * dy, ow + (kw - 1) * dx);
+        padded.clear();
+        padded.resize(hp * wp + oh * wp, 0.0);
+        let (pad_plane, acc) = padded.split_at_mut(hp * wp);
+        for r in 0..hp {
+            let iy = r as isize - pt as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            // padded[r][c] = src[iy][c − pl] for the columns inside the image.
+            let line = &src[iy as usize * w..(iy as usize + 1) * w];
+            let lo = pl.min(wp);
+            let hi = (pl + w).min(wp);
+            if hi > lo {
+                pad_plane[r * wp + lo..r * wp + hi].copy_from_slice(&line[..hi - lo]);
+            }
+        }
+        // Flattened outputs 0..len, where (oy, ox) is at oy·W_p + ox.
+        let len = (oh - 1) * wp + ow;
+        let acc = &mut acc[..len];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let (wv, shift) = (f[ky * kw + kx], ky * dy * wp + kx * dx);
+                for (o, &v) in acc.iter_mut().zip(&pad_plane[shift..shift + len]) {
+                    *o += wv * v;
+                }
+            }
+        }
+        for oy in 0..oh {
+            dst[oy * ow..(oy + 1) * ow].copy_from_slice(&acc[oy * wp..oy * wp + ow]);
+        }
+        return;
+    }
+    let (sx, px) = (win.stride[1], pl as isize);
+    for oy in 0..oh {
+        let row = &mut dst[oy * ow..(oy + 1) * ow];
+        row.fill(0.0);
+        for ky in 0..kh {
+            let Some(iy) = win.tap(0, oy, ky) else {
+                continue;
+            };
+            let line = &src[iy * w..(iy + 1) * w];
+            for kx in 0..kw {
+                let off = (kx * dx) as isize - px;
+                // ox valid when 0 ≤ ox·sx + off < w.
+                let lo = if off >= 0 {
+                    0
+                } else {
+                    ((-off) as usize).div_ceil(sx)
+                };
+                let hi = if (w as isize) - off <= 0 {
+                    0
+                } else {
+                    ((w as isize - off) as usize).div_ceil(sx).min(ow)
+                };
+                if hi <= lo {
+                    continue; // this tap reads only padding
+                }
+                let wv = f[ky * kw + kx];
+                let start = (lo as isize * sx as isize + off) as usize;
+                let (row, line) = (&mut row[lo..hi], &line[start..]);
+                match sx {
+                    2 => axpy_strided::<2>(row, line, wv),
+                    _ => row
+                        .iter_mut()
+                        .zip(line.iter().step_by(sx))
+                        .for_each(|(o, &v)| *o += wv * v),
+                }
+            }
+        }
+    }
 }
 
 /// `row[j] += w · line[j·S]`, written so that the compiler vectorises the (interleaved) loads.
