@@ -376,7 +376,7 @@ fn f16_to_f32(h: u16) -> f32 {
 }
 
 /// Called with each layer's index and outputs as they are produced.
-pub type LayerHook<'a> = dyn FnMut(usize, &[Tensor]) + 'a;
+pub type LayerHook<'a> = dyn FnMut(usize, &[Tensor]) + Send + 'a;
 
 /// What one layer did when it ran.
 #[derive(Debug, Clone)]
@@ -511,7 +511,21 @@ pub fn run(
 }
 
 /// Runs the network following `plan` (see [`plan`]).
+///
+/// The pass runs on one of rayon's worker threads, so that the kernels' parallel loops start
+/// from a worker of the pool: called from outside it, each loop would block the caller and wake
+/// it again when done, some 150 times per ResNet-50 pass.
 pub fn run_planned(
+    net: &Network,
+    weights: &Weights,
+    plan: &Plan,
+    inputs: &[Tensor],
+    keep: Option<&mut LayerHook>,
+) -> Result<RunResult, Diagnostic> {
+    rayon::scope(|_| run_on_worker(net, weights, plan, inputs, keep))
+}
+
+fn run_on_worker(
     net: &Network,
     weights: &Weights,
     plan: &Plan,
