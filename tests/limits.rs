@@ -341,6 +341,27 @@ fn element_limits() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("im2col buffer"), "{err}");
+    // Replicate padding, which PyTorch does not bound, with a stride as large: a 3×3 output
+    // (4 + 2·100000 − 3)/100000 + 1, but a padded input of 200004² = 4·10^10 elements.
+    std::fs::write(
+        &big,
+        "inputs: {x: [1, 4, 4]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, stride: 100000, padding: 100000, padding_mode: replicate}\n",
+    )
+    .unwrap();
+    let out = archscope_limited(&["check", p], 1 << 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("padded input (1×1×200004×200004)"), "{err}");
+    // A depthwise convolution whose padding and dilation are both huge: a 4×4 output, but the
+    // flattened padded plane of the stride-1 kernel would be 2000004² elements; the row
+    // kernel runs it instead, within the memory limit.
+    std::fs::write(
+        &big,
+        "inputs: {x: [2, 4, 4]}\nnodes:\n  - {id: c, op: conv, out: 2, groups: 2, kernel: 3, padding: 1000000, dilation: 1000000}\n",
+    )
+    .unwrap();
+    let out = archscope_limited(&["run", p], 1 << 20);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -427,7 +427,7 @@ impl Layer for Conv2d {
         let (x, pad) = if self.padding_mode == "zeros" {
             (inputs[0], [self.pad.top as usize, self.pad.left as usize])
         } else {
-            padded = pad_input(inputs[0], self.pad, self.padding_mode);
+            padded = pad_input(inputs[0], self.pad, self.padding_mode)?;
             (&padded, [0, 0])
         };
         // Transposed: the scatter adds into zeros; otherwise every element is written.
@@ -666,10 +666,13 @@ impl Layer for Conv2d {
 /// The input padded as PyTorch's `padding_mode` does before a convolution: `reflect` mirrors
 /// about the edge pixel (`-1 → 1`), `replicate` repeats it, `circular` wraps around. The sizes
 /// were checked when the layer was built (reflect: padding < size; circular: ≤ size).
-fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Tensor {
+fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Result<Tensor, Diagnostic> {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let [pt, pb, pl, pr] = [pad.top, pad.bottom, pad.left, pad.right].map(|p| p as usize);
+    // Replicate padding has no size limit in PyTorch: with a large stride the output stays
+    // small while the padded input would not.
     let (ph, pw) = (h + pt + pb, w + pl + pr);
+    buffer_size("padded input", &[n, c, ph, pw])?;
     let source = |p: usize, before: usize, len: usize| -> usize {
         let i = p as isize - before as isize;
         let last = len as isize - 1;
@@ -696,7 +699,7 @@ fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Tensor {
                 }
             }
         });
-    out
+    Ok(out)
 }
 
 /// One plane of a depthwise convolution: `dst` (the output plane) from `src` (the input plane)
@@ -715,8 +718,11 @@ fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>
     if oh == 0 || ow == 0 {
         return;
     }
-    if win.stride == [1, 1] {
-        let (hp, wp) = (oh + (kh - 1) * dy, ow + (kw - 1) * dx);
+    let (hp, wp) = (oh + (kh - 1) * dy, ow + (kw - 1) * dx);
+    // The padded plane is at most a few times the planes themselves, unless the padding and
+    // dilation are huge (then whole rows of it would be zeros): the row kernel below does it.
+    let bounded = hp.saturating_mul(wp) <= 4 * (h * w).max(oh * ow) + 4096;
+    if win.stride == [1, 1] && bounded {
         padded.clear();
         padded.resize(hp * wp + oh * wp, 0.0);
         let (pad_plane, acc) = padded.split_at_mut(hp * wp);
@@ -805,20 +811,26 @@ fn axpy_strided<const S: usize>(row: &mut [f32], line: &[f32], w: f32) {
 /// which can exceed the output by the kernel's area: checked against the executor's limit
 /// before it is allocated.
 fn scratch(factors: &[usize]) -> Result<usize, Diagnostic> {
+    buffer_size("im2col buffer", factors)
+}
+
+/// Elements of a buffer the convolution allocates (`what`), checked against the executor's
+/// limit first.
+fn buffer_size(what: &str, factors: &[usize]) -> Result<usize, Diagnostic> {
     factors
         .iter()
         .try_fold(1usize, |a, &b| a.checked_mul(b))
         .filter(|&n| n <= crate::exec::MAX_TENSOR_ELEMENTS)
         .ok_or_else(|| {
             Diagnostic::new(format!(
-                "the convolution's im2col buffer ({}) would have more than 2^32 elements, more than the executor allocates",
+                "the convolution's {what} ({}) would have more than 2^32 elements, more than the executor allocates",
                 factors
                     .iter()
                     .map(|f| f.to_string())
                     .collect::<Vec<_>>()
                     .join("×")
             ))
-            .help("run with a smaller --input, or a smaller kernel")
+            .help("run with a smaller --input, or a smaller kernel or padding")
         })
 }
 
