@@ -477,7 +477,14 @@ impl Layer for Conv2d {
                 output: [oh, ow],
             };
             let plane = oh * ow;
-            if let (Some(u), true) = (weights.get(2), self.winograd()) {
+            // A block of Winograd holds at least one tile row of 16·(C_in + C_out) values per
+            // tile: past a sane size (absurdly wide images) the direct kernel, whose buffers
+            // are checked, runs instead.
+            let block_floats = 16usize
+                .saturating_mul(cin + cout)
+                .saturating_mul(ow.div_ceil(2));
+            let winograd = self.winograd() && block_floats <= 1 << 26;
+            if let (Some(u), true) = (weights.get(2), winograd) {
                 // Prepared by the inference plan (`Layer::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
