@@ -99,6 +99,17 @@ impl CheckReport {
     pub fn failures(&self) -> usize {
         self.rows.iter().filter(|r| !r.ok()).count()
     }
+    /// The layers that disagree, each with the names of the figures that do.
+    pub fn disagreements(&self) -> Vec<(&str, Vec<&'static str>)> {
+        self.rows
+            .iter()
+            .filter(|r| !r.ok())
+            .map(|r| {
+                let what = r.mismatches().into_iter().map(|(w, _)| w).collect();
+                (r.name.as_str(), what)
+            })
+            .collect()
+    }
     /// Layers whose receptive field was compared (not "—").
     pub fn rf_compared(&self) -> usize {
         self.rows

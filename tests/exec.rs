@@ -64,19 +64,8 @@ fn a_broken_analysis_is_caught() {
     a.layers[j].params.buffers = 0;
     let report = check::check(&net, &a, &w, 0).unwrap();
     assert_eq!(report.failures(), 2);
-    let bad: Vec<(&str, Vec<&str>)> = report
-        .rows
-        .iter()
-        .filter(|r| !r.ok())
-        .map(|r| {
-            (
-                r.name.as_str(),
-                r.mismatches().iter().map(|(what, _)| *what).collect(),
-            )
-        })
-        .collect();
     assert_eq!(
-        bad,
+        report.disagreements(),
         vec![
             ("layer2.0.conv1", vec!["MACs"]),
             ("layer3.1.conv2.bn", vec!["buffers"])

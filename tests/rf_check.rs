@@ -193,19 +193,8 @@ fn a_broken_field_is_caught() {
     let f = a.layers[j].rf.as_mut().unwrap();
     f.axes[1].start += archscope::receptive::Q::from(1);
     let r = check::check(&n, &a, &w, 0).unwrap();
-    let bad: Vec<(&str, Vec<&str>)> = r
-        .rows
-        .iter()
-        .filter(|r| !r.ok())
-        .map(|r| {
-            (
-                r.name.as_str(),
-                r.mismatches().iter().map(|(what, _)| *what).collect(),
-            )
-        })
-        .collect();
     assert_eq!(
-        bad,
+        r.disagreements(),
         vec![
             ("layer1.1.conv2", vec!["receptive field"]),
             ("layer2.0.conv1", vec!["receptive field"])
