@@ -895,12 +895,7 @@ fn zoo_listing(format: OutFormat) -> Result<String> {
             serde_json::to_string_pretty(&v)? + "\n"
         }
         _ => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(if matches!(format, OutFormat::Markdown) {
-                comfy_table::presets::ASCII_MARKDOWN
-            } else {
-                comfy_table::presets::UTF8_FULL_CONDENSED
-            });
+            let mut t = archscope::report::new_table(matches!(format, OutFormat::Markdown));
             t.set_header(vec!["Model", "Input", "Params", "MACs", "Layers"]);
             for (n, a) in &rows {
                 t.add_row(vec![
@@ -917,8 +912,7 @@ fn zoo_listing(format: OutFormat) -> Result<String> {
 }
 
 fn ops_listing() -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    let mut t = archscope::report::new_table(false);
     t.set_header(vec!["Op", "Aliases", "Keys", "What"]);
     for op in archscope::layers::REGISTRY
         .iter()
@@ -953,8 +947,7 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
         let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures});
         out(serde_json::to_string_pretty(&v)? + "\n")?;
     } else {
-        let mut t = comfy_table::Table::new();
-        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        let mut t = archscope::report::new_table(false);
         t.set_header(vec![
             "Layer",
             "Output (tensor)",
@@ -1150,8 +1143,7 @@ fn run_model(
         out(serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    let mut t = archscope::report::new_table(false);
     t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
     for ((l, &s), into) in a.layers.iter().zip(&layer_secs).zip(&merged_into) {
         if l.op == "input" {

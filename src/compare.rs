@@ -5,7 +5,7 @@
 //! Markdown / CSV / JSON renderings, and an SVG chart (MACs against parameters, bubble area
 //! proportional to peak activation memory) drawn with plotters into a string. No IO.
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment};
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
@@ -235,13 +235,7 @@ pub fn render(c: &Comparison, format: Format) -> String {
 }
 
 fn table(c: &Comparison, markdown: bool) -> String {
-    let mut t = Table::new();
-    t.load_preset(if markdown {
-        presets::ASCII_MARKDOWN
-    } else {
-        presets::UTF8_FULL_CONDENSED
-    });
-    t.set_content_arrangement(ContentArrangement::Disabled);
+    let mut t = crate::report::new_table(markdown);
     let dt = format!("{:?}", c.dtype).to_lowercase();
     let macs = if c.convention == Convention::Torchvision {
         "MACs".to_string()

@@ -10,6 +10,19 @@ use crate::convention::Convention;
 use crate::layers::Shape;
 use crate::receptive::{fmt_q, q_f64, Field, Q};
 
+/// An empty table in the project's style: Markdown (`--format markdown`) or condensed UTF-8
+/// boxes, cells never wrapped (comfy-table's wrapping is quadratic in a cell's width).
+pub fn new_table(markdown: bool) -> Table {
+    let mut t = Table::new();
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    t
+}
+
 /// Output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -289,13 +302,7 @@ fn header(a: &Analysis) -> String {
 }
 
 fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
-    let mut t = Table::new();
-    t.load_preset(if markdown {
-        presets::ASCII_MARKDOWN
-    } else {
-        presets::UTF8_FULL_CONDENSED
-    });
-    t.set_content_arrangement(ContentArrangement::Disabled);
+    let mut t = new_table(markdown);
     t.set_header(vec![
         "Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory", "RF",
     ]);
@@ -335,12 +342,7 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
 }
 
 fn totals_table(a: &Analysis, markdown: bool) -> Table {
-    let mut t = Table::new();
-    t.load_preset(if markdown {
-        presets::ASCII_MARKDOWN
-    } else {
-        presets::UTF8_FULL_CONDENSED
-    });
+    let mut t = new_table(markdown);
     t.set_header(vec!["Total", "", "exact"]);
     for (k, h, e) in totals_lines(a) {
         t.add_row(vec![
@@ -415,13 +417,7 @@ pub fn sweep(analyses: &[Analysis], format: Format) -> String {
         return out;
     }
     let markdown = format == Format::Markdown;
-    let mut t = Table::new();
-    t.load_preset(if markdown {
-        presets::ASCII_MARKDOWN
-    } else {
-        presets::UTF8_FULL_CONDENSED
-    });
-    t.set_content_arrangement(ContentArrangement::Disabled);
+    let mut t = new_table(markdown);
     let Some(first) = analyses.first() else {
         return String::new();
     };
@@ -627,13 +623,7 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
         return serde_json::to_string_pretty(&v).expect("serialisable") + "\n";
     }
     let markdown = format == Format::Markdown;
-    let mut t = Table::new();
-    t.load_preset(if markdown {
-        presets::ASCII_MARKDOWN
-    } else {
-        presets::UTF8_FULL_CONDENSED
-    });
-    t.set_content_arrangement(ContentArrangement::Disabled);
+    let mut t = new_table(markdown);
     t.set_header(vec![
         "Layer",
         "Op",

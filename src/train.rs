@@ -291,15 +291,14 @@ fn duration(s: f64) -> String {
 /// Renders a plan as a table (`json: false`) or JSON.
 pub fn render(p: &Plan, json: bool) -> String {
     use crate::report::{human_bytes, human_count};
-    use comfy_table::{presets, Cell, CellAlignment, Table};
+    use comfy_table::{Cell, CellAlignment};
     if json {
         return serde_json::to_string_pretty(&json_value(p)).expect("serialisable") + "\n";
     }
     let c = &p.config;
     let m = &p.memory;
     let dt = format!("{:?}", c.dtype).to_lowercase();
-    let mut t = Table::new();
-    t.load_preset(presets::UTF8_FULL_CONDENSED);
+    let mut t = crate::report::new_table(false);
     t.set_header(vec!["Training", "", "exact"]);
     let mut row = |k: &str, h: String, e: String| {
         t.add_row(vec![
