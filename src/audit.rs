@@ -143,6 +143,28 @@ impl Audit {
     }
 }
 
+/// "N weights instead of M (−d, p%), X fewer MACs" for a replacement design (new < old
+/// weights).
+fn savings_text((old_params, new_params): (u64, u64), (old_macs, new_macs): (u64, u64)) -> String {
+    format!(
+        "{new_params} weights instead of {old_params} (−{}, {}), {} fewer MACs",
+        old_params - new_params,
+        pct(old_params - new_params, old_params),
+        human_count(old_macs.saturating_sub(new_macs))
+    )
+}
+
+/// `f` with the weights and MACs a replacement design saves.
+fn with_savings(
+    mut f: Finding,
+    (old_params, new_params): (u64, u64),
+    (old_macs, new_macs): (u64, u64),
+) -> Finding {
+    f.saving_params = Some(old_params - new_params);
+    f.saving_macs = Some(old_macs.saturating_sub(new_macs));
+    f
+}
+
 fn finding(kind: &'static str, layer: &str, message: String, why: &str, fix: String) -> Finding {
     Finding {
         kind,
@@ -527,7 +549,7 @@ impl<'a> Findings<'a> {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join("→");
-        let mut f = finding(
+        let f = finding(
             "large-kernel",
             &node.name,
             format!(
@@ -536,15 +558,15 @@ impl<'a> Findings<'a> {
             ),
             "a stack of 3×3 convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)",
             format!(
-                "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {new_params} weights instead of {old_params} (−{}, {}), {} fewer MACs",
-                old_params - new_params,
-                pct(old_params - new_params, old_params),
-                human_count(old_macs.saturating_sub(new_macs))
+                "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {}",
+                savings_text((old_params, new_params), (old_macs, new_macs))
             ),
         );
-        f.saving_params = Some(old_params - new_params);
-        f.saving_macs = Some(old_macs.saturating_sub(new_macs));
-        self.out.push(f);
+        self.out.push(with_savings(
+            f,
+            (old_params, new_params),
+            (old_macs, new_macs),
+        ));
     }
 
     fn bottleneck(&mut self, k: usize) {
@@ -574,7 +596,7 @@ impl<'a> Findings<'a> {
         if new_params >= old_params {
             return;
         }
-        let mut f = finding(
+        let f = finding(
             "bottleneck",
             &node.name,
             format!(
@@ -587,19 +609,17 @@ impl<'a> Findings<'a> {
             ),
             "most of a wide 3×3 convolution's cost mixes channels; a 1×1 reduction, the 3×3 on fewer channels and a 1×1 expansion (ResNet's bottleneck) keep the field and the output shape for a fraction of the cost",
             format!(
-                "1×1 {}→{r}, 3×3 {r}→{r}, 1×1 {r}→{}: {} weights instead of {} (−{}, {}), {} fewer MACs",
+                "1×1 {}→{r}, 3×3 {r}→{r}, 1×1 {r}→{}: {}",
                 w.in_ch,
                 w.out_ch,
-                new_params,
-                old_params,
-                old_params - new_params,
-                pct(old_params - new_params, old_params),
-                human_count(old_macs.saturating_sub(new_macs))
+                savings_text((old_params, new_params), (old_macs, new_macs))
             ),
         );
-        f.saving_params = Some(old_params - new_params);
-        f.saving_macs = Some(old_macs.saturating_sub(new_macs));
-        self.out.push(f);
+        self.out.push(with_savings(
+            f,
+            (old_params, new_params),
+            (old_macs, new_macs),
+        ));
     }
 
     /// Whether `k`'s input comes (through single-input layers without weights) from a 1×1
