@@ -592,7 +592,15 @@ impl<'a> Findings<'a> {
         let old_macs = out_px * old_params;
         // The 1×1 reduction runs at the input resolution, the 3×3 (with the stride) and the
         // expansion at the output resolution.
-        let new_macs = in_px * w.in_ch * r + out_px * (9 * r * r + r * w.out_ch);
+        // With a large stride the reduction at the input resolution can cost more than u64
+        // holds: no finding then (such a design is not one to suggest a bottleneck for).
+        let Some(new_macs) = in_px
+            .checked_mul(w.in_ch)
+            .and_then(|v| v.checked_mul(r))
+            .and_then(|v| v.checked_add(out_px.checked_mul(9 * r * r + r * w.out_ch)?))
+        else {
+            return;
+        };
         if new_params >= old_params {
             return;
         }
