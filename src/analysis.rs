@@ -207,6 +207,25 @@ fn instance_chain(net: &Network, mut inst: Option<usize>) -> Vec<(String, String
 /// inputs are released, and a tensor (with every view of it) freed after its last consumer.
 /// Model outputs stay live to the end.
 pub fn peak_activation(net: &Network, own_bytes: &[u64]) -> u64 {
+    timeline(net, own_bytes).live.into_iter().max().unwrap_or(0)
+}
+
+/// The inference memory timeline behind [`peak_activation`]: what is alive while each layer
+/// runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeline {
+    /// Bytes alive while layer `k` runs: its own outputs just allocated, its inputs not yet
+    /// released.
+    pub live: Vec<u64>,
+    /// For each layer, the last layer during which its output's storage is alive (its last
+    /// consumer, or that of a view of it); `None` for a model output (alive to the end) and for
+    /// a view (it owns no storage).
+    pub freed_after: Vec<Option<usize>>,
+}
+
+/// The memory timeline of an inference pass (see [`peak_activation`] for the rules);
+/// `own_bytes[k]` is the memory layer `k`'s outputs take (0 for a view).
+pub fn timeline(net: &Network, own_bytes: &[u64]) -> Timeline {
     let n = net.nodes.len();
     // Views share the storage of their first input.
     let mut storage: Vec<usize> = (0..n).collect();
@@ -236,13 +255,17 @@ pub fn peak_activation(net: &Network, own_bytes: &[u64]) -> u64 {
             frees[last_use[s]].push(s);
         }
     }
-    let (mut live, mut peak) = (0u64, 0u64);
+    let mut live = Vec::with_capacity(n);
+    let mut now = 0u64;
     for k in 0..n {
-        live = live.saturating_add(own_bytes[k]);
-        peak = peak.max(live);
+        now = now.saturating_add(own_bytes[k]);
+        live.push(now);
         for &s in &frees[k] {
-            live -= own_bytes[s];
+            now -= own_bytes[s];
         }
     }
-    peak
+    let freed_after = (0..n)
+        .map(|s| (storage[s] == s && last_use[s] != usize::MAX).then_some(last_use[s]))
+        .collect();
+    Timeline { live, freed_after }
 }

@@ -437,6 +437,33 @@ enum Command {
         #[arg(long)]
         no_fuse: bool,
     },
+    /// Write one self-contained HTML page (no network needed to view it): totals, the layer
+    /// table (sortable, foldable, searchable), the diagram (when Graphviz's `dot` is
+    /// installed), charts, the memory timeline and the audit; for several models, the
+    /// comparison first.
+    Report {
+        /// Models: YAML files or zoo names.
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// The HTML file to write.
+        #[arg(short, long, value_name = "FILE.html")]
+        output: PathBuf,
+        #[command(flatten)]
+        setting: SettingArgs,
+        /// Depth the layer table opens folded at (1: top level) [default: every layer].
+        #[arg(long)]
+        depth: Option<usize>,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        #[arg(long, value_enum, default_value = "torchvision")]
+        convention: ConventionArg,
+        /// Also show the memory of a training step with this optimizer (at --batch, --dtype).
+        #[arg(long, value_enum)]
+        optimizer: Option<OptimizerArg>,
+        /// For several models: the model the others are expressed as ratios of.
+        #[arg(long)]
+        baseline: Option<String>,
+    },
     /// List the embedded model zoo with parameters and MACs.
     Zoo {
         #[arg(long, value_enum, default_value = "table")]
@@ -710,6 +737,29 @@ fn run(cli: Cli) -> Result<i32> {
                     .with_context(|| format!("cannot write {}", path.display()))?,
                 None => out(&bytes)?,
             }
+        }
+        Command::Report {
+            models,
+            output,
+            setting,
+            depth,
+            dtype,
+            convention,
+            optimizer,
+            baseline,
+        } => {
+            let html = report_page(
+                &models,
+                &setting.single("report")?,
+                depth,
+                dtype.into(),
+                convention.into(),
+                optimizer.map(Into::into),
+                baseline.as_deref(),
+            )?;
+            std::fs::write(&output, html)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("report written to {}", output.display());
         }
         Command::Zoo { format } => out(zoo_listing(format)?)?,
         Command::Ops => out(ops_listing())?,
@@ -1189,3 +1239,85 @@ fn run_model(
     out(text)?;
     Ok(0)
 }
+
+/// The HTML report of one model, or of a comparison of several.
+fn report_page(
+    models: &[String],
+    setting: &Setting,
+    depth: Option<usize>,
+    dtype: Dtype,
+    convention: Convention,
+    optimizer: Option<Optimizer>,
+    baseline: Option<&str>,
+) -> Result<String> {
+    use archscope::html::{self, Diagram, ModelPage};
+    if optimizer.is_some() && dtype == Dtype::Int8 {
+        bail!("--optimizer: training memory is planned for f32, f16 or bf16, not int8\n   help: drop --dtype int8, or --optimizer");
+    }
+    let mut built = Vec::new();
+    for m in models {
+        let (net, a) = analysis(m, setting, dtype, convention)?;
+        let audit = audit::audit(&net, &a, &Budgets::default())?;
+        let training = optimizer
+            .map(|o| {
+                train::plan(
+                    &net,
+                    &train::Config {
+                        dataset_size: setting.batch,
+                        batch: setting.batch,
+                        epochs: 1,
+                        optimizer: o,
+                        dtype,
+                        throughput_tflops: None,
+                    },
+                )
+            })
+            .transpose()?;
+        let diagram = if a.layers.len() > MAX_DIAGRAM_LAYERS {
+            Diagram::Missing(format!(
+                "the model has {} layers, and the report draws diagrams of at most {MAX_DIAGRAM_LAYERS} (`archscope dot --collapse repeats` draws a folded one)",
+                a.layers.len()
+            ))
+        } else {
+            match render(dot::graph(&net, &a, &DotOptions::default()), DotFormat::Svg) {
+                Ok(svg) => Diagram::Svg(String::from_utf8_lossy(&svg).into_owned()),
+                Err(e) if e.to_string().contains("not installed") => Diagram::Missing(
+                    "Graphviz's `dot` program is not installed (apt-get install graphviz, brew install graphviz)".into(),
+                ),
+                Err(e) => return Err(e),
+            }
+        };
+        built.push((net, a, audit, training, diagram));
+    }
+    let pages: Vec<ModelPage> = built
+        .iter()
+        .map(|(net, a, audit, training, diagram)| ModelPage {
+            net,
+            analysis: a,
+            audit,
+            training: training.as_ref(),
+            diagram,
+            depth,
+        })
+        .collect();
+    if pages.len() == 1 {
+        return Ok(html::model_report(&pages[0])?);
+    }
+    let analyses: Vec<Analysis> = built.iter().map(|b| b.1.clone()).collect();
+    let base = baseline
+        .map(|b| {
+            models
+                .iter()
+                .zip(&analyses)
+                .find(|(arg, a)| arg.as_str() == b || a.model == b)
+                .map(|(_, a)| a.model.clone())
+                .ok_or_else(|| anyhow!("--baseline {b} is not one of the reported models"))
+        })
+        .transpose()?;
+    let c = Comparison::new(&analyses, base.as_deref())?;
+    Ok(html::comparison_report(&c, &pages)?)
+}
+
+/// The most layers `report` draws a diagram of (Graphviz takes seconds beyond a few thousand
+/// nodes, and the page grows with every one).
+const MAX_DIAGRAM_LAYERS: usize = 2_000;

@@ -106,33 +106,14 @@ impl Default for DotOptions {
     }
 }
 
-/// Header colour and legend name of a category.
+/// Header colour and legend name of a category (the palette lives on [`Category`], shared
+/// with the HTML report).
 fn style(c: Category) -> (&'static str, &'static str) {
-    match c {
-        Category::Input => ("#c9ced6", "input / output"),
-        Category::Convolution => ("#9cc9eb", "convolution / linear"),
-        Category::Activation => ("#ffd39b", "activation"),
-        Category::Pooling => ("#b5e0a3", "pooling"),
-        Category::Normalization => ("#d3c7ef", "normalisation"),
-        Category::Merge => ("#f7a8a8", "merge"),
-        Category::Reshape => ("#f6f0a6", "reshape"),
-        Category::Regularization => ("#bfe8e2", "regularisation"),
-        Category::Resample => ("#f2c2e4", "resample"),
-    }
+    (c.colour(), c.legend())
 }
 
 /// Legend order.
-const CATEGORIES: [Category; 9] = [
-    Category::Input,
-    Category::Convolution,
-    Category::Activation,
-    Category::Pooling,
-    Category::Normalization,
-    Category::Merge,
-    Category::Reshape,
-    Category::Regularization,
-    Category::Resample,
-];
+const CATEGORIES: [Category; 9] = Category::ALL;
 
 /// Header colour of a folded block or run of repeats.
 const BLOCK_COLOUR: &str = "#e4e4e4";

@@ -1,7 +1,8 @@
 //! archscope: inspect neural-network architectures. A YAML description
 //! ([`spec`]) is expanded into a layer graph ([`graph`]) whose layers ([`layers`]) know their
 //! shape rules and costs; [`analysis`] computes per-layer and total parameters, MACs, FLOPs and
-//! memory; [`report`] renders tables and JSON; [`dot`] draws the graph as Graphviz DOT. The
+//! memory; [`report`] renders tables and JSON; [`dot`] draws the graph as Graphviz DOT; [`html`]
+//! renders the self-contained HTML report page. The
 //! library does no IO and never panics on user input: every problem is a located [`Error`].
 
 // A `Diagnostic` carries its location, layer, instance, notes and help: large, but only on the
@@ -19,6 +20,7 @@ pub mod exec;
 pub mod expr;
 pub mod geometry;
 pub mod graph;
+pub mod html;
 pub mod layers;
 pub mod receptive;
 pub mod report;

@@ -166,6 +166,52 @@ pub enum Category {
     Resample,
 }
 
+impl Category {
+    /// Every category, in legend order.
+    pub const ALL: [Category; 9] = [
+        Category::Input,
+        Category::Convolution,
+        Category::Activation,
+        Category::Pooling,
+        Category::Normalization,
+        Category::Merge,
+        Category::Reshape,
+        Category::Regularization,
+        Category::Resample,
+    ];
+
+    /// The category's colour (`#rrggbb`), the one palette of the diagrams (node headers) and
+    /// the HTML report's charts and table.
+    pub fn colour(self) -> &'static str {
+        match self {
+            Category::Input => "#c9ced6",
+            Category::Convolution => "#9cc9eb",
+            Category::Activation => "#ffd39b",
+            Category::Pooling => "#b5e0a3",
+            Category::Normalization => "#d3c7ef",
+            Category::Merge => "#f7a8a8",
+            Category::Reshape => "#f6f0a6",
+            Category::Regularization => "#bfe8e2",
+            Category::Resample => "#f2c2e4",
+        }
+    }
+
+    /// The category's name in legends.
+    pub fn legend(self) -> &'static str {
+        match self {
+            Category::Input => "input / output",
+            Category::Convolution => "convolution / linear",
+            Category::Activation => "activation",
+            Category::Pooling => "pooling",
+            Category::Normalization => "normalisation",
+            Category::Merge => "merge",
+            Category::Reshape => "reshape",
+            Category::Regularization => "regularisation",
+            Category::Resample => "resample",
+        }
+    }
+}
+
 /// What kind of weighted layer a [`WeightInfo`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightedKind {
