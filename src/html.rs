@@ -408,7 +408,7 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
     );
     s += "</div>\n";
     s += &format!(
-        "<nav class=\"toc\"><a href=\"#{p}-layers\">Layers</a> <a href=\"#{p}-diagram\">Diagram</a> <a href=\"#{p}-charts\">Charts</a> <a href=\"#{p}-memory\">Memory timeline</a>{} <a href=\"#{p}-audit\">Audit ({})</a></nav>\n",
+        "<nav class=\"toc\"><a href=\"#{p}-charts\">Charts</a> <a href=\"#{p}-memory\">Memory timeline</a> <a href=\"#{p}-layers\">Layers</a> <a href=\"#{p}-diagram\">Diagram</a>{} <a href=\"#{p}-audit\">Audit ({})</a></nav>\n",
         if m.training.is_some() { format!(" <a href=\"#{p}-train\">Training memory</a>") } else { String::new() },
         m.audit.findings.len()
     );
@@ -417,28 +417,6 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
     let own: Vec<u64> = a.layers.iter().map(|l| l.activation_bytes).collect();
     let tl = timeline(m.net, &own);
     let rows = tree(a);
-    s += &layer_table(m, p, &rows, &tl.live, &tl.freed_after);
-
-    // The diagram.
-    s += &format!("<h3 id=\"{p}-diagram\">Diagram</h3>\n");
-    match m.diagram {
-        Diagram::Svg(svg) => {
-            s += &format!(
-                "<div class=\"controls\"><button type=\"button\" data-act=\"zoom-out\">− zoom</button><button type=\"button\" data-act=\"zoom-fit\">fit width</button><button type=\"button\" data-act=\"zoom-in\">+ zoom</button>\
-                 <button type=\"button\" data-act=\"fold-blocks\">collapse all blocks</button><button type=\"button\" data-act=\"unfold-blocks\">expand all blocks</button>\
-                 <span class=\"hint\">Hover a node for its figures, click it for its table row; click a block's frame to collapse or expand it.</span></div>\n\
-                 <div class=\"diagram\" id=\"{p}-dia\">{}</div>\n",
-                diagram_svg(svg)
-            );
-        }
-        Diagram::Missing(why) => {
-            s += &format!(
-                "<p class=\"note\" id=\"{p}-nodia\">No diagram: {}. The table above has every layer.</p>\n",
-                escape(why)
-            );
-        }
-    }
-
     // Charts.
     s += &format!("<h3 id=\"{p}-charts\">Charts</h3>\n<div class=\"charts\">\n");
     let cats: Vec<Category> = m.net.nodes.iter().map(|n| n.layer.category()).collect();
@@ -488,6 +466,32 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
         escape(&a.layers[peak_k].name),
     );
     s += &format!("<div class=\"alive\" id=\"{p}-alive\" aria-live=\"polite\"></div>\n");
+
+    s += "<div class=\"pair\">\n<div class=\"half\">\n";
+    s += &layer_table(m, p, &rows, &tl.live, &tl.freed_after);
+
+    s += "</div>\n<div class=\"half\">\n";
+    // The diagram.
+    s += &format!("<h3 id=\"{p}-diagram\">Diagram</h3>\n");
+    match m.diagram {
+        Diagram::Svg(svg) => {
+            s += &format!(
+                "<div class=\"controls\"><button type=\"button\" data-act=\"zoom-out\">− zoom</button><button type=\"button\" data-act=\"zoom-fit\">fit width</button><button type=\"button\" data-act=\"zoom-in\">+ zoom</button>\
+                 <button type=\"button\" data-act=\"fold-blocks\">collapse all blocks</button><button type=\"button\" data-act=\"unfold-blocks\">expand all blocks</button>\
+                 <span class=\"hint\">Hover a node for its figures, click it for its table row; click a block's frame to collapse or expand it.</span></div>\n\
+                 <div class=\"diagram\" id=\"{p}-dia\">{}</div>\n",
+                diagram_svg(svg)
+            );
+        }
+        Diagram::Missing(why) => {
+            s += &format!(
+                "<p class=\"note\" id=\"{p}-nodia\">No diagram: {}. The layer table has every layer.</p>\n",
+                escape(why)
+            );
+        }
+    }
+
+    s += "</div>\n</div>\n";
 
     // Training memory.
     if let Some(tp) = m.training {

@@ -344,7 +344,7 @@
   }
   function click(el) { el.dispatchEvent(new MouseEvent("click", { bubbles: true, cancelable: true })); }
   function runSelftest() {
-    var out = { errors: errors, sections: [], compare: [] };
+    var out = { errors: errors, sections: [], compare: [], title: $("h1").textContent, scripts: $$("script").length };
     $$("table.cmp tbody tr").forEach(function (tr) {
       out.compare.push({ model: tr.dataset.model, link: $("a", tr).getAttribute("href"),
         values: Array.prototype.map.call(tr.cells, function (c) { return c.dataset.v === undefined ? c.textContent : c.dataset.v; }) });
