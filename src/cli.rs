@@ -1273,10 +1273,11 @@ fn report_page(
                 )
             })
             .transpose()?;
-        let diagram = if a.layers.len() > MAX_DIAGRAM_LAYERS {
+        let diagram = if a.layers.len() > html::MAX_DIAGRAM_LAYERS {
             Diagram::Missing(format!(
-                "the model has {} layers, and the report draws diagrams of at most {MAX_DIAGRAM_LAYERS} (`archscope dot --collapse repeats` draws a folded one)",
-                a.layers.len()
+                "the model has {} layers, and the report draws diagrams of at most {} (`archscope dot --collapse repeats` draws a folded one)",
+                a.layers.len(),
+                html::MAX_DIAGRAM_LAYERS
             ))
         } else {
             match render(dot::graph(&net, &a, &DotOptions::default()), DotFormat::Svg) {
@@ -1317,7 +1318,3 @@ fn report_page(
     let c = Comparison::new(&analyses, base.as_deref())?;
     Ok(html::comparison_report(&c, &pages)?)
 }
-
-/// The most layers `report` draws a diagram of (Graphviz takes seconds beyond a few thousand
-/// nodes, and the page grows with every one).
-const MAX_DIAGRAM_LAYERS: usize = 2_000;

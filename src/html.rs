@@ -30,8 +30,13 @@ use crate::report::{self, human_bytes, human_count};
 use crate::train::Plan;
 
 /// The most layers a report page holds (summed over the models of a comparison): the page
-/// grows by about 1 KB per layer, and a browser struggles with tables of many thousand rows.
-pub const MAX_REPORT_LAYERS: usize = 20_000;
+/// grows by about 1.3 KB per layer (13 MB at the limit), and a browser slows down on tables of
+/// many thousand rows.
+pub const MAX_REPORT_LAYERS: usize = 10_000;
+
+/// The most layers of a model whose diagram a report shows (Graphviz takes seconds beyond a
+/// few thousand nodes, and a diagram that large is unreadable); past it the section says so.
+pub const MAX_DIAGRAM_LAYERS: usize = 2_000;
 
 /// The diagram of a model section: Graphviz's SVG, or why there is none.
 #[derive(Debug, Clone)]
@@ -78,7 +83,7 @@ pub fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -122,7 +127,10 @@ pub fn model_report(m: &ModelPage) -> Result<String, Error> {
         escape(&m.analysis.model),
         model_section(m, "m0", 2)?
     );
-    Ok(page(&format!("{} — archscope report", m.analysis.model), &body))
+    Ok(page(
+        &format!("{} — archscope report", m.analysis.model),
+        &body,
+    ))
 }
 
 /// The report page of a comparison: the table with ratios and the bubble chart, then one
@@ -267,14 +275,19 @@ fn tree(a: &Analysis) -> Vec<TreeRow> {
         .unwrap_or(1);
     // (start, end, depth, row) of every group of more than one layer, shallowest first.
     let mut groups: Vec<(usize, usize, usize, report::Row)> = Vec::new();
+    // Index of each range in `groups` (lookups only: the order comes from `groups`).
+    let mut seen: std::collections::HashMap<(usize, usize), usize> = Default::default();
     for d in 1..deepest {
         let mut start = 0;
         for r in report::rows(a, Some(d)) {
             let end = start + r.layers;
             if r.layers > 1 {
-                match groups.iter_mut().find(|g| g.0 == start && g.1 == end) {
-                    Some(g) => g.2 = d,
-                    None => groups.push((start, end, d, r)),
+                match seen.get(&(start, end)) {
+                    Some(&g) => groups[g].2 = d,
+                    None => {
+                        seen.insert((start, end), groups.len());
+                        groups.push((start, end, d, r));
+                    }
                 }
             }
             start = end;
@@ -338,7 +351,12 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
         .map(|(n, s)| format!("{} {s}", escape(n)))
         .collect::<Vec<_>>()
         .join(", ");
-    let batch = a.inputs.first().and_then(|s| s.0.first()).copied().unwrap_or(1);
+    let batch = a
+        .inputs
+        .first()
+        .and_then(|s| s.0.first())
+        .copied()
+        .unwrap_or(1);
     let cov = report::coverage(a);
     let final_rf = cov
         .last
@@ -428,7 +446,14 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
         &format!("{macs_title}, in network order; bar colour = layer category (legend below)."),
     );
     s += &figure(
-        &bar_chart(a, "Parameters per layer", "parameters", &params, &cats, false)?,
+        &bar_chart(
+            a,
+            "Parameters per layer",
+            "parameters",
+            &params,
+            &cats,
+            false,
+        )?,
         "Parameters (trainable and frozen) per layer, in network order.",
     );
     s += &figure(
@@ -517,7 +542,10 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
 
 /// The CSS class of a category's swatch (`c0` … in [`Category::ALL`] order; [`palette_css`]).
 fn swatch_class(c: Category) -> String {
-    format!("c{}", Category::ALL.iter().position(|&x| x == c).unwrap_or(0))
+    format!(
+        "c{}",
+        Category::ALL.iter().position(|&x| x == c).unwrap_or(0)
+    )
 }
 
 /// The swatch classes: the diagrams' palette, from [`Category::colour`].
@@ -536,7 +564,13 @@ fn row_of_layer(rows: &[TreeRow], k: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn layer_table(m: &ModelPage, p: &str, rows: &[TreeRow], live: &[u64], freed: &[Option<usize>]) -> String {
+fn layer_table(
+    m: &ModelPage,
+    p: &str,
+    rows: &[TreeRow],
+    live: &[u64],
+    freed: &[Option<usize>],
+) -> String {
     let a = m.analysis;
     let deepest = rows.iter().filter_map(|r| r.dmax).max().unwrap_or(0);
     let open = m.depth.map(|d| d.max(1)).filter(|&d| d <= deepest);
@@ -737,7 +771,11 @@ fn with_hits(svg: String, hits: &[(usize, i32, i32, i32, i32)]) -> String {
 /// so that a reader sees which block a bar belongs to.
 fn bands<DB: DrawingBackend>(
     a: &Analysis,
-    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
     top: f64,
 ) -> Result<(), Error>
 where
@@ -811,10 +849,16 @@ fn bar_chart(
             .map_err(chart_error)?;
         bands(a, &mut chart, top)?;
         chart
-            .draw_series(values.iter().enumerate().filter(|(_, &v)| v > 0).map(|(k, &v)| {
-                let c = rgb(cats[k].colour());
-                Rectangle::new([(k as f64, 0.0), (k as f64 + 1.0, v as f64)], c.filled())
-            }))
+            .draw_series(
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v > 0)
+                    .map(|(k, &v)| {
+                        let c = rgb(cats[k].colour());
+                        Rectangle::new([(k as f64, 0.0), (k as f64 + 1.0, v as f64)], c.filled())
+                    }),
+            )
             .map_err(chart_error)?;
         for k in 0..values.len() {
             let (x0, y0) = chart.backend_coord(&(k as f64, top));
@@ -832,8 +876,7 @@ fn rf_chart(a: &Analysis, input: [u64; 2]) -> Result<String, Error> {
         .iter()
         .enumerate()
         .filter_map(|(k, l)| {
-            l.rf
-                .as_ref()
+            l.rf.as_ref()
                 .map(|f| (k, q_f64(&f.axes[0].size), q_f64(&f.axes[0].jump)))
         })
         .collect();
@@ -844,10 +887,14 @@ fn rf_chart(a: &Analysis, input: [u64; 2]) -> Result<String, Error> {
         .fold(input[0] as f64, f64::max)
         .max(1.0)
         * 2.0;
-    let lo = pts.iter().map(|p| p.2.min(p.1)).fold(1.0, f64::min).max(1e-3) / 2.0;
+    let lo = pts
+        .iter()
+        .map(|p| p.2.min(p.1))
+        .fold(1.0, f64::min)
+        .max(1e-3)
+        / 2.0;
     let differ = a.layers.iter().any(|l| {
-        l.rf
-            .as_ref()
+        l.rf.as_ref()
             .is_some_and(|f| f.axes[0].size != f.axes[1].size || f.axes[0].jump != f.axes[1].jump)
     });
     let mut svg = String::new();
@@ -908,7 +955,10 @@ fn rf_chart(a: &Analysis, input: [u64; 2]) -> Result<String, Error> {
             .map_err(chart_error)?;
         let xs = |p: &(usize, f64, f64)| p.0 as f64 + 0.5;
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (xs(p), p.1)), ink.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (xs(p), p.1)),
+                ink.stroke_width(2),
+            ))
             .map_err(chart_error)?
             .label("size (px)")
             .legend(move |(x, y)| {
@@ -1021,7 +1071,10 @@ where
         steps.push((k as f64 + 1.0, v as f64));
     }
     chart
-        .draw_series(AreaSeries::new(steps.iter().copied(), 0.0, ink.mix(0.25)).border_style(ink.stroke_width(2)))
+        .draw_series(
+            AreaSeries::new(steps.iter().copied(), 0.0, ink.mix(0.25))
+                .border_style(ink.stroke_width(2)),
+        )
         .map_err(chart_error)?;
     let px = peak_k as f64 + 0.5;
     chart
@@ -1106,7 +1159,7 @@ fn training_chart(tp: &Plan) -> Result<String, Error> {
             .draw()
             .map_err(chart_error)?;
         let ink = RGBColor(70, 110, 160);
-        for (j, (name, v)) in parts.iter().enumerate() {
+        for (j, (_, v)) in parts.iter().enumerate() {
             let y = (parts.len() - 1 - j) as f64;
             chart
                 .draw_series(std::iter::once(Rectangle::new(
@@ -1124,7 +1177,6 @@ fn training_chart(tp: &Plan) -> Result<String, Error> {
                         ),
                 ))
                 .map_err(chart_error)?;
-            let _ = name;
         }
         root.present().map_err(chart_error)?;
     }
@@ -1149,7 +1201,9 @@ fn audit_list(audit: &Audit, p: &str, rows: &[TreeRow], a: &Analysis) -> String 
                 if c.passed { "ok" } else { "fail" },
                 if c.passed { "ok" } else { "FAIL" },
                 c.name,
-                c.actual.map(|v| v.to_string()).unwrap_or_else(|| "global".into()),
+                c.actual
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "global".into()),
                 c.limit
             );
         }

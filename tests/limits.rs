@@ -454,3 +454,47 @@ fn weights_and_arrays_are_checked() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn report_layer_limit() {
+    use archscope::html::{MAX_DIAGRAM_LAYERS, MAX_REPORT_LAYERS};
+    let dir = scratch("report");
+    // A chain of relus: the input and MAX_REPORT_LAYERS of them is one layer too many …
+    let over = dir.join("over.yaml");
+    std::fs::write(
+        &over,
+        format!("inputs: {{x: [4]}}\nnodes:\n  - {{op: relu, repeat: {MAX_REPORT_LAYERS}}}\n"),
+    )
+    .unwrap();
+    let page = dir.join("over.html");
+    let err = assert_rejected(
+        &[
+            "report",
+            over.to_str().unwrap(),
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        &format!("a report page holds at most {MAX_REPORT_LAYERS}"),
+    );
+    assert!(
+        err.contains(&format!("would hold {} layers", MAX_REPORT_LAYERS + 1)),
+        "{err}"
+    );
+    assert!(!page.exists(), "nothing written");
+    // … one fewer relu is a page (no diagram: over the diagram limit).
+    let at = dir.join("at.yaml");
+    std::fs::write(
+        &at,
+        format!(
+            "inputs: {{x: [4]}}\nnodes:\n  - {{op: relu, repeat: {}}}\n",
+            MAX_REPORT_LAYERS - 1
+        ),
+    )
+    .unwrap();
+    let out = archscope(&["report", at.to_str().unwrap(), "-o", page.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text.contains(&format!(
+        "the report draws diagrams of at most {MAX_DIAGRAM_LAYERS}"
+    )));
+}

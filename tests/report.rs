@@ -64,7 +64,14 @@ fn same_input_same_bytes() {
     let a = std::fs::read(report(&dir, "a.html", &["resnet50", "--depth", "1"])).unwrap();
     let b = std::fs::read(report(&dir, "b.html", &["resnet50", "--depth", "1"])).unwrap();
     assert!(a == b, "two reports of resnet50 differ");
-    let args = ["alexnet", "googlenet", "--optimizer", "adam", "--batch", "8"];
+    let args = [
+        "alexnet",
+        "googlenet",
+        "--optimizer",
+        "adam",
+        "--batch",
+        "8",
+    ];
     let a = std::fs::read(report(&dir, "c.html", &args)).unwrap();
     let b = std::fs::read(report(&dir, "d.html", &args)).unwrap();
     assert!(a == b, "two comparison reports differ");
@@ -84,7 +91,9 @@ fn resnet152_page_is_well_under_two_megabytes() {
     // 1.07 MB with the diagram (Graphviz installed), about 0.7 MB without.
     assert!(len < 1_500_000, "resnet152's page is {len} bytes");
     if !has_dot() {
-        eprintln!("NOTE: Graphviz's `dot` is not installed: the size was measured without the diagram");
+        eprintln!(
+            "NOTE: Graphviz's `dot` is not installed: the size was measured without the diagram"
+        );
     }
 }
 
@@ -102,8 +111,14 @@ fn names_from_files_are_escaped() {
     std::fs::write(&model, HOSTILE).unwrap();
     let page = report(&dir, "h.html", &[model.to_str().unwrap()]);
     let text = std::fs::read_to_string(page).unwrap();
-    assert!(!text.contains("<script>alert"), "the name reached the page unescaped");
-    assert!(!text.contains("<b>bold"), "the name reached the page unescaped");
+    assert!(
+        !text.contains("<script>alert"),
+        "the name reached the page unescaped"
+    );
+    assert!(
+        !text.contains("<b>bold"),
+        "the name reached the page unescaped"
+    );
     assert!(text.contains("&lt;/title&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &quot;q&quot; &amp; &lt;b&gt;bold&lt;/b&gt;"));
     // The page's own script is the only one.
     assert_eq!(text.matches("<script").count(), 1);
@@ -116,15 +131,36 @@ fn names_from_files_are_escaped() {
 
 #[test]
 fn bad_report_settings_are_errors() {
-    let out = archscope(&["report", "alexnet", "--dtype", "int8", "--optimizer", "adam", "-o", "/dev/null"]);
+    let out = archscope(&[
+        "report",
+        "alexnet",
+        "--dtype",
+        "int8",
+        "--optimizer",
+        "adam",
+        "-o",
+        "/dev/null",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("training memory is planned for f32, f16 or bf16"));
-    let out = archscope(&["report", "alexnet", "vgg11", "--baseline", "vgg16", "-o", "/dev/null"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("training memory is planned for f32, f16 or bf16"));
+    let out = archscope(&[
+        "report",
+        "alexnet",
+        "vgg11",
+        "--baseline",
+        "vgg16",
+        "-o",
+        "/dev/null",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--baseline vgg16 is not one of the reported models"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--baseline vgg16 is not one of the reported models"));
     let out = archscope(&["report", "alexnet", "--input", "224,320", "-o", "/dev/null"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`report` takes one --input and one --batch"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`report` takes one --input and one --batch")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,7 +259,10 @@ fn selftest(bin: &Path, dir: &Path, tag: &str, page: &Path) -> Value {
         .lines()
         .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
         .collect();
-    assert!(console.is_empty(), "console messages on {tag}: {console:#?}");
+    assert!(
+        console.is_empty(),
+        "console messages on {tag}: {console:#?}"
+    );
     let start = dom
         .find("<pre id=\"selftest\"")
         .unwrap_or_else(|| panic!("no self-test element in the DOM of {tag}:\n{}", &err));
@@ -253,7 +292,10 @@ fn screenshot(bin: &Path, dir: &Path, tag: &str, page: &Path, height: u32) -> Pa
         &format!("file://{}", page.display()),
     );
     let bytes = std::fs::read(&png).expect("a screenshot");
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 20_000, "{png:?}");
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 20_000,
+        "{png:?}"
+    );
     png
 }
 
@@ -289,25 +331,50 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
     // Every layer's row, as shown, against the JSON.
     let layers = j["layers"].as_array().unwrap();
     let rows = s["layers"].as_array().unwrap();
-    assert_eq!(rows.len(), layers.len(), "{model}: rows with every layer open");
+    assert_eq!(
+        rows.len(),
+        layers.len(),
+        "{model}: rows with every layer open"
+    );
     for (r, l) in rows.iter().zip(layers) {
         let name = l["name"].as_str().unwrap();
         assert_eq!(r["name"], l["name"]);
         assert_eq!(r["op"], l["label"], "{name}");
         let u = |k: &str| l[k].as_u64().unwrap();
-        let shown = if u("params") == 0 { "-".to_string() } else { u("params").to_string() };
+        let shown = if u("params") == 0 {
+            "-".to_string()
+        } else {
+            u("params").to_string()
+        };
         assert_eq!(r["params"], shown, "{name}");
         assert_eq!(r["macs"].as_u64(), Some(u("macs")), "{name}");
-        assert_eq!(r["macs_text"], human_or_dash(u("macs"), human_count), "{name}");
+        assert_eq!(
+            r["macs_text"],
+            human_or_dash(u("macs"), human_count),
+            "{name}"
+        );
         assert_eq!(r["flops"].as_u64(), Some(u("flops")), "{name}");
-        assert_eq!(r["flops_text"], human_or_dash(u("flops"), human_count), "{name}");
+        assert_eq!(
+            r["flops_text"],
+            human_or_dash(u("flops"), human_count),
+            "{name}"
+        );
         assert_eq!(r["mem"].as_u64(), Some(u("activation_bytes")), "{name}");
-        assert_eq!(r["mem_text"], human_or_dash(u("activation_bytes"), human_bytes), "{name}");
+        assert_eq!(
+            r["mem_text"],
+            human_or_dash(u("activation_bytes"), human_bytes),
+            "{name}"
+        );
     }
 
     // Folded at depth 1: the rows of `summary --depth 1`.
-    let csv = String::from_utf8(ok(&["summary", model, "--depth", "1", "--format", "csv"])).unwrap();
-    let folded: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.rsplitn(6, ',').collect()).collect();
+    let csv =
+        String::from_utf8(ok(&["summary", model, "--depth", "1", "--format", "csv"])).unwrap();
+    let folded: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplitn(6, ',').collect())
+        .collect();
     let fold1 = s["fold1"].as_array().unwrap();
     assert_eq!(fold1.len(), folded.len(), "{model}: rows at depth 1");
     for (r, f) in fold1.iter().zip(&folded) {
@@ -327,7 +394,9 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
     for (key, desc) in [("sort_desc", true), ("sort_asc", false)] {
         let v = s[key].as_array().unwrap();
         let macs: Vec<u64> = v.iter().map(|x| x[1].as_u64().unwrap()).collect();
-        let sorted = macs.windows(2).all(|w| if desc { w[0] >= w[1] } else { w[0] <= w[1] });
+        let sorted = macs
+            .windows(2)
+            .all(|w| if desc { w[0] >= w[1] } else { w[0] <= w[1] });
         assert!(sorted, "{model}: {key} {macs:?}");
         let mut got: Vec<&str> = v.iter().map(|x| x[0].as_str().unwrap()).collect();
         let mut want = names1.clone();
@@ -347,20 +416,48 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
     // Opening a group shows its children under it; closing hides them again.
     let t = &s["toggle"];
     let before = t["before"].as_u64().unwrap() as usize;
-    let children: Vec<&str> = t["children"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-    let opened: Vec<&str> = t["opened"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let children: Vec<&str> = t["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    let opened: Vec<&str> = t["opened"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     assert!(!children.is_empty());
     // The fold's rows: the opened group gives way to its children, in its place.
-    assert_eq!(opened.len(), before - 1 + children.len(), "{model}: opened {}", t["name"]);
-    let at = names1.iter().position(|n| *n == t["name"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        opened.len(),
+        before - 1 + children.len(),
+        "{model}: opened {}",
+        t["name"]
+    );
+    let at = names1
+        .iter()
+        .position(|n| *n == t["name"].as_str().unwrap())
+        .unwrap();
     assert_eq!(&opened[at..at + children.len()], &children[..]);
     assert_eq!(opened[..at], names1[..at]);
     assert_eq!(t["closed"].as_u64(), Some(before as u64));
 
     // Search: the layers whose name holds the query, and nothing without it.
     let q = s["search"]["query"].as_str().unwrap();
-    let found: Vec<&str> = s["search"]["names"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-    assert!(found.iter().all(|n| n.to_lowercase().contains(&q.to_lowercase())), "{model}: search {q}");
+    let found: Vec<&str> = s["search"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        found
+            .iter()
+            .all(|n| n.to_lowercase().contains(&q.to_lowercase())),
+        "{model}: search {q}"
+    );
     for l in layers {
         let n = l["name"].as_str().unwrap();
         if n.to_lowercase().contains(&q.to_lowercase()) {
@@ -378,8 +475,13 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
         if !s["cluster"].is_null() {
             let path = s["cluster"]["path"].as_str().unwrap();
             let hidden = s["cluster"]["hidden"].as_array().unwrap();
-            assert!(!hidden.is_empty(), "{model}: collapsing {path} hides its nodes");
-            assert!(hidden.iter().all(|n| n.as_str().unwrap().starts_with(&format!("{path}."))));
+            assert!(
+                !hidden.is_empty(),
+                "{model}: collapsing {path} hides its nodes"
+            );
+            assert!(hidden
+                .iter()
+                .all(|n| n.as_str().unwrap().starts_with(&format!("{path}."))));
             assert_eq!(s["cluster"]["hidden_after"], 0);
         }
     } else {
@@ -390,7 +492,10 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
     let peak = j["totals"]["peak_activation_bytes"].as_u64().unwrap();
     assert_eq!(s["peak"]["live"].as_u64(), Some(peak), "{model}");
     assert_eq!(s["peak"]["alive_sum"].as_u64(), Some(peak), "{model}");
-    assert!(s["peak"]["panel"].as_str().unwrap().starts_with("Alive while"));
+    assert!(s["peak"]["panel"]
+        .as_str()
+        .unwrap()
+        .starts_with("Alive while"));
 
     // Each audit finding links to its own layer's row.
     let a = json(&["audit", model, "--format", "json"]);
@@ -409,13 +514,18 @@ fn browser_model_page() {
     };
     let diagram = has_dot();
     if !diagram {
-        eprintln!("NOTE: Graphviz's `dot` is not installed: the page is checked without its diagram");
+        eprintln!(
+            "NOTE: Graphviz's `dot` is not installed: the page is checked without its diagram"
+        );
     }
     let dir = scratch("browser-model");
     let page = report(&dir, "resnet50.html", &["resnet50", "--depth", "1"]);
     let v = selftest(&bin, &dir, "resnet50", &page);
     let s = &v["sections"][0];
-    assert_eq!(s["initial"], 10, "opened at --depth 1: the ten rows of the README's table");
+    assert_eq!(
+        s["initial"], 10,
+        "opened at --depth 1: the ten rows of the README's table"
+    );
     check_section(s, "resnet50", diagram);
     screenshot(&bin, &dir, "resnet50", &page, 2400);
 }
@@ -439,7 +549,11 @@ fn browser_comparison_page() {
     assert_eq!(rows.len(), models.len());
     for (i, (r, m)) in rows.iter().zip(c["models"].as_array().unwrap()).enumerate() {
         assert_eq!(r["model"], m["name"]);
-        assert_eq!(r["link"], format!("#m{i}"), "each model links to its section");
+        assert_eq!(
+            r["link"],
+            format!("#m{i}"),
+            "each model links to its section"
+        );
         assert_eq!(v["sections"][i]["id"], format!("m{i}"));
         assert_eq!(v["sections"][i]["model"], m["name"]);
         let cell = |k: usize| r["values"][k].as_str().unwrap().to_string();
@@ -457,7 +571,10 @@ fn browser_comparison_page() {
     for (i, m) in models.iter().enumerate() {
         let j = json(&["summary", m, "--format", "json"]);
         for key in ["params", "macs", "flops", "peak_activation_bytes"] {
-            assert_eq!(v["sections"][i]["totals"][key], j["totals"][key], "{m}: {key}");
+            assert_eq!(
+                v["sections"][i]["totals"][key], j["totals"][key],
+                "{m}: {key}"
+            );
         }
     }
     screenshot(&bin, &dir, "compare", &page, 2000);
@@ -473,7 +590,10 @@ fn browser_hostile_names_stay_text() {
     std::fs::write(&model, HOSTILE).unwrap();
     let page = report(&dir, "h.html", &[model.to_str().unwrap(), "alexnet"]);
     let v = selftest(&bin, &dir, "hostile", &page);
-    assert_eq!(v["title"], format!("archscope report: {HOSTILE_NAME} · alexnet"));
+    assert_eq!(
+        v["title"],
+        format!("archscope report: {HOSTILE_NAME} · alexnet")
+    );
     assert_eq!(v["sections"][0]["model"], HOSTILE_NAME);
     assert_eq!(v["compare"][0]["model"], HOSTILE_NAME);
     // The page's own script is the only one in the DOM after it ran.
