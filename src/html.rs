@@ -125,7 +125,7 @@ pub fn model_report(m: &ModelPage) -> Result<String, Error> {
     let body = format!(
         "<header class=\"top\"><h1>archscope report: {}</h1></header>\n<main>\n{}</main>\n",
         escape(&m.analysis.model),
-        model_section(m, "m0", 2)?
+        model_section(m, "m0", 2, false)?
     );
     Ok(page(
         &format!("{} — archscope report", m.analysis.model),
@@ -151,13 +151,13 @@ pub fn comparison_report(c: &Comparison, models: &[ModelPage]) -> Result<String,
     body += "<section class=\"compare\" id=\"compare\">\n<h2>Comparison</h2>\n";
     body += &comparison_table(c);
     body += &format!(
-        "<figure class=\"chart wide\">{}<figcaption>Each model a bubble: MACs against parameters \
+        "<figure class=\"chart bubble\">{}<figcaption>Each model a bubble: MACs against parameters \
          (log axes), bubble area proportional to peak activation memory; the label gives the \
          model and that memory.</figcaption></figure>\n</section>\n",
         compare::chart_svg(c)?
     );
     for (i, m) in models.iter().enumerate() {
-        body += &model_section(m, &format!("m{i}"), 2)?;
+        body += &model_section(m, &format!("m{i}"), 2, true)?;
     }
     body += "</main>\n";
     Ok(page(
@@ -335,7 +335,7 @@ fn tree(a: &Analysis) -> Vec<TreeRow> {
     out
 }
 
-fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
+fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String, Error> {
     let a = m.analysis;
     let t = &a.totals;
     let dt = format!("{:?}", a.dtype).to_lowercase();
@@ -364,9 +364,14 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
         .map(|i| report::rf_size(&a.layers[i].rf))
         .unwrap_or_else(|| "global".into());
     let mut s = format!(
-        "<section class=\"model\" id=\"{p}\" data-p=\"{p}\" data-model=\"{}\">\n<h{h}>{}</h{h}>\n",
+        "<section class=\"model\" id=\"{p}\" data-p=\"{p}\" data-model=\"{}\">\n<h{h}>{}{}</h{h}>\n",
         escape(&a.model),
-        escape(&a.model)
+        escape(&a.model),
+        if back {
+            " <a class=\"back\" href=\"#compare\">↑ comparison</a>"
+        } else {
+            ""
+        }
     );
     s += &format!(
         "<p class=\"settings\">input <b>{input}</b> (batch {batch}) → output {outputs} · {} layers · memory in <b>{dt}</b> · {} convention{}</p>\n",
@@ -492,6 +497,23 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
     );
     s += &format!("<div class=\"alive\" id=\"{p}-alive\" aria-live=\"polite\"></div>\n");
 
+    // Training memory.
+    if let Some(tp) = m.training {
+        s += &format!("<h3 id=\"{p}-train\">Training memory of one step</h3>\n");
+        s += &figure_class(
+            "chart narrow",
+            &training_chart(tp)?,
+            &format!(
+                "Memory of one training step at batch {} with {} in {}: weights, gradients, optimizer state, the activations autograd saves for backward, and the gradient workspace (docs/TRAINING.md). Forward FLOPs per iteration {}, backward {}.",
+                tp.config.batch,
+                tp.config.optimizer.name(),
+                format!("{:?}", tp.config.dtype).to_lowercase(),
+                human_count(tp.forward_flops),
+                human_count(tp.backward_flops)
+            ),
+        );
+    }
+
     s += "<div class=\"pair\">\n<div class=\"half\">\n";
     s += &layer_table(m, p, &rows, &tl.live, &tl.freed_after);
 
@@ -517,22 +539,6 @@ fn model_section(m: &ModelPage, p: &str, h: usize) -> Result<String, Error> {
     }
 
     s += "</div>\n</div>\n";
-
-    // Training memory.
-    if let Some(tp) = m.training {
-        s += &format!("<h3 id=\"{p}-train\">Training memory of one step</h3>\n");
-        s += &figure(
-            &training_chart(tp)?,
-            &format!(
-                "Memory of one training step at batch {} with {} in {}: weights, gradients, optimizer state, the activations autograd saves for backward, and the gradient workspace (docs/TRAINING.md). Forward FLOPs per iteration {}, backward {}.",
-                tp.config.batch,
-                tp.config.optimizer.name(),
-                format!("{:?}", tp.config.dtype).to_lowercase(),
-                human_count(tp.forward_flops),
-                human_count(tp.backward_flops)
-            ),
-        );
-    }
 
     // Audit.
     s += &audit_list(m.audit, p, &rows, a);
@@ -688,8 +694,12 @@ fn diagram_svg(svg: &str) -> String {
 }
 
 fn figure(svg: &str, caption: &str) -> String {
+    figure_class("chart", svg, caption)
+}
+
+fn figure_class(class: &str, svg: &str, caption: &str) -> String {
     format!(
-        "<figure class=\"chart\">{svg}<figcaption>{}</figcaption></figure>\n",
+        "<figure class=\"{class}\">{svg}<figcaption>{}</figcaption></figure>\n",
         escape(caption)
     )
 }
@@ -786,7 +796,15 @@ where
     let n = a.layers.len() as f64;
     for r in report::rows(a, Some(1)) {
         let end = start + r.layers;
-        if r.layers > 1 {
+        // A block instance or a run of repeated ones (not a layer with its fused norm and
+        // activation).
+        let block = a.layers[start].blocks.first().is_some_and(|(path, _)| {
+            path == &r.name
+                || path
+                    .strip_prefix(r.name.as_str())
+                    .is_some_and(|x| x.starts_with('.'))
+        });
+        if r.layers > 1 && block {
             shade = !shade;
             if shade {
                 chart
