@@ -184,11 +184,18 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
+/// Writes a line past the test harness's output capture (straight to the stderr handle, in
+/// one write, not through `eprintln!`), so that a skipped check is seen.
+fn loud(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\n{line}\n").as_bytes());
+}
+
 fn skip_loudly(test: &str) {
-    eprintln!(
-        "\n!!!!! BROWSER TEST `{test}` DID NOT RUN: no Chromium found (install Debian's `chromium`, \
-         or set ARCHSCOPE_CHROMIUM to a Chromium binary). The report page was NOT checked in a browser. !!!!!\n"
-    );
+    loud(&format!(
+        "!!!!! BROWSER TEST `{test}` DID NOT RUN: no Chromium found (install Debian's `chromium`, \
+         or set ARCHSCOPE_CHROMIUM to a Chromium binary). The report page was NOT checked in a browser. !!!!!"
+    ));
 }
 
 /// Runs headless Chromium with `args` on `url`; returns (stdout, stderr). Output goes through
