@@ -529,12 +529,21 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     Ok(Weights { per_node })
 }
 
-/// Most bytes a `.safetensors` file of `net`'s weights can hold: a header of at most
-/// [`io::MAX_SAFETENSORS_HEADER`] bytes after its 8-byte length, every weight and buffer in
-/// f64 (the widest dtype read), and 8 bytes per layer for PyTorch's `num_batches_tracked`
-/// counters. The CLI reads no more than this plus one byte.
+/// Most bytes a `.safetensors` file of `net`'s weights can hold: its 8-byte header length, a
+/// JSON header of 1 MiB plus 1 KiB per layer and per tensor (never more than
+/// [`io::MAX_SAFETENSORS_HEADER`]), every weight and buffer in f64 (the widest dtype read),
+/// and 8 bytes per layer for PyTorch's `num_batches_tracked` counters. The CLI reads no more
+/// than this plus one byte.
 pub fn safetensors_byte_limit(net: &Network) -> u64 {
-    let mut n = 8 + io::MAX_SAFETENSORS_HEADER;
+    let tensors: u64 = net
+        .nodes
+        .iter()
+        .map(|n| 1 + n.layer.weights().len() as u64)
+        .sum();
+    let header = (1u64 << 20)
+        .saturating_add(tensors.saturating_mul(1024))
+        .min(io::MAX_SAFETENSORS_HEADER);
+    let mut n = 8 + header;
     for node in &net.nodes {
         n = n.saturating_add(8);
         for spec in node.layer.weights() {
