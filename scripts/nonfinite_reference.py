@@ -129,6 +129,12 @@ def main():
              nn.Upsample(scale_factor=2, mode="nearest"), specials, seed=17)
         case("{op: upsample, scale: 2, mode: bilinear}", norm_shape,
              nn.Upsample(scale_factor=2, mode="bilinear"), specials, seed=18)
+        case("{op: upsample, scale: 2, mode: nearest_exact}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="nearest-exact"), specials, seed=23)
+        case("{op: upsample, scale: 2, mode: bicubic}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="bicubic"), specials, seed=24)
+        case("{op: upsample, scale: 2, mode: bilinear, align_corners: true}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), specials, seed=25)
     bn1d_shape = (2, 5)
     case("{op: batchnorm1d}", bn1d_shape, nn.BatchNorm1d(5).eval(), "all", seed=19)
     # Merges of the input with itself, as `in: [x, x]` writes them.

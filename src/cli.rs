@@ -1034,9 +1034,7 @@ fn memory_budget_arg(text: &str) -> Result<u64> {
     use archscope::exec::MAX_MEMORY_BUDGET;
     let b = parse_quantity(text, Quantity::Bytes).map_err(|e| anyhow!("--memory-budget {e}"))?;
     if !(1 << 20..=MAX_MEMORY_BUDGET).contains(&b) {
-        bail!(
-            "--memory-budget {text} is {b} bytes; give 1MiB to 1TiB ({MAX_MEMORY_BUDGET} bytes)"
-        );
+        bail!("--memory-budget {text} is {b} bytes; give 1MiB to 1TiB ({MAX_MEMORY_BUDGET} bytes)");
     }
     Ok(b)
 }
@@ -1046,7 +1044,9 @@ fn memory_budget_arg(text: &str) -> Result<u64> {
 fn read_capped(file: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     std::fs::File::open(file)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, limit + 1), &mut bytes))
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, limit + 1), &mut bytes)
+        })
         .with_context(|| format!("cannot read {file}"))?;
     if bytes.len() as u64 > limit {
         bail!(

@@ -232,7 +232,8 @@ fn npy_bytes(shape: &[usize], values: &[f64], descr: &str) -> Vec<u8> {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -258,7 +259,13 @@ fn read_saved_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
     assert!(header.contains("'descr': '<f4'"), "{header}");
-    let inner = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let inner = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
     let shape: Vec<usize> = inner
         .split(',')
         .map(str::trim)
@@ -304,12 +311,27 @@ fn npy_input_with_or_without_batch() {
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
     // resnet18 at 32×32: a batch-less array and the same array with its batch of 1 give the
     // same output, bit for bit.
-    let values: Vec<f64> = (0..3 * 32 * 32).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
+    let values: Vec<f64> = (0..3 * 32 * 32)
+        .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
+        .collect();
     std::fs::write(p("x3.npy"), npy_bytes(&[3, 32, 32], &values, "<f4")).unwrap();
     std::fs::write(p("x4.npy"), npy_bytes(&[1, 3, 32, 32], &values, "<f4")).unwrap();
     std::fs::write(p("x4d.npy"), npy_bytes(&[1, 3, 32, 32], &values, "<f8")).unwrap();
-    for (input, saved) in [("x3.npy", "y3.npy"), ("x4.npy", "y4.npy"), ("x4d.npy", "y4d.npy")] {
-        ok_stdout(&["run", "resnet18", "--input", "32", "--npy", &p(input), "--save-output", &p(saved)]);
+    for (input, saved) in [
+        ("x3.npy", "y3.npy"),
+        ("x4.npy", "y4.npy"),
+        ("x4d.npy", "y4d.npy"),
+    ] {
+        ok_stdout(&[
+            "run",
+            "resnet18",
+            "--input",
+            "32",
+            "--npy",
+            &p(input),
+            "--save-output",
+            &p(saved),
+        ]);
     }
     let (s3, y3) = read_saved_npy(&dir.join("y3.npy"));
     let (s4, y4) = read_saved_npy(&dir.join("y4.npy"));
@@ -326,7 +348,16 @@ fn npy_input_with_or_without_batch() {
     let flat: Vec<f64> = (0..12).map(|i| i as f64 - 5.5).collect();
     std::fs::write(p("flat.npy"), npy_bytes(&[12], &flat, "<f4")).unwrap();
     for batch in ["1", "3"] {
-        ok_stdout(&["run", &model, "--batch", batch, "--npy", &p("flat.npy"), "--save-output", &p("r.npy")]);
+        ok_stdout(&[
+            "run",
+            &model,
+            "--batch",
+            batch,
+            "--npy",
+            &p("flat.npy"),
+            "--save-output",
+            &p("r.npy"),
+        ]);
         let (shape, y) = read_saved_npy(&dir.join("r.npy"));
         let b: usize = batch.parse().unwrap();
         assert_eq!(shape, vec![b, 12]);
@@ -345,7 +376,16 @@ fn npy_input_with_or_without_batch() {
     .unwrap();
     let img: Vec<f64> = (0..16).map(|i| i as f64).collect();
     std::fs::write(p("img.npy"), npy_bytes(&[1, 4, 4], &img, "<f4")).unwrap();
-    ok_stdout(&["run", &model, "--batch", "2", "--npy", &p("img.npy"), "--save-output", &p("pool_out.npy")]);
+    ok_stdout(&[
+        "run",
+        &model,
+        "--batch",
+        "2",
+        "--npy",
+        &p("img.npy"),
+        "--save-output",
+        &p("pool_out.npy"),
+    ]);
     let (shape, y) = read_saved_npy(&dir.join("pool_out.npy"));
     assert_eq!(shape, vec![2, 1, 2, 2]);
     // Blocks {0,1,4,5} → 5, {2,3,6,7} → 7, {8,9,12,13} → 13, {10,11,14,15} → 15.
@@ -355,10 +395,15 @@ fn npy_input_with_or_without_batch() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("holds an array of shape 12, but the model's input `x` is 1×1×4×4 (1×4×4 per sample)"),
+        err.contains(
+            "holds an array of shape 12, but the model's input `x` is 1×1×4×4 (1×4×4 per sample)"
+        ),
         "{err}"
     );
-    assert!(err.contains("help: save an array of shape 1×1×4×4 or 1×4×4"), "{err}");
+    assert!(
+        err.contains("help: save an array of shape 1×1×4×4 or 1×4×4"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -375,16 +420,30 @@ fn run_names_each_of_several_outputs() {
     )
     .unwrap();
     let saved = dir.join("o.npy");
-    let text = ok_stdout(&["run", model.to_str().unwrap(), "--save-output", saved.to_str().unwrap()]);
+    let text = ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--save-output",
+        saved.to_str().unwrap(),
+    ]);
     assert!(text.contains("output 1 of 2 `b` 1×4: "), "{text}");
     assert!(text.contains("output 2 of 2 `a` 1×4: "), "{text}");
     assert!(text.contains("top-5 classes of `b`: "), "{text}");
-    assert!(text.contains(&format!("wrote {} (output 1 `b`)\n", saved.display())), "{text}");
+    assert!(
+        text.contains(&format!("wrote {} (output 1 `b`)\n", saved.display())),
+        "{text}"
+    );
     // The saved output is b's: sigmoid values lie in (0, 1), and the relu's would include 0.
     let (shape, y) = read_saved_npy(&saved);
     assert_eq!(shape, vec![1, 4]);
     assert!(y.iter().all(|&v| v > 0.0 && v < 1.0), "{y:?}");
-    let v: Value = serde_json::from_str(&ok_stdout(&["run", model.to_str().unwrap(), "--format", "json"])).unwrap();
+    let v: Value = serde_json::from_str(&ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(v["output"]["name"], "b");
     assert_eq!(v["other_outputs"][0]["name"], "a");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -403,7 +462,12 @@ fn run_statistics_count_nan_and_inf() {
         npy_bytes(&[5], &[1.0, f64::NAN, -2.0, f64::INFINITY, 3.0], "<f4"),
     )
     .unwrap();
-    let text = ok_stdout(&["run", model.to_str().unwrap(), "--npy", npy.to_str().unwrap()]);
+    let text = ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
     // relu → [1, NaN, 0, inf, 3]: finite 1, 0, 3 → min 0, max 3, mean 4/3.
     assert!(
         text.contains("output 1×5: min 0.0000, max 3.0000, mean 1.3333 (over the 3 finite values); 1 NaN, 1 +inf\n"),
@@ -425,7 +489,15 @@ fn run_statistics_count_nan_and_inf() {
     assert_eq!(v["output"]["max"], 3.0);
     // Nothing finite at all.
     std::fs::write(&npy, npy_bytes(&[5], &[f64::NAN; 5], "<f4")).unwrap();
-    let text = ok_stdout(&["run", model.to_str().unwrap(), "--npy", npy.to_str().unwrap()]);
-    assert!(text.contains("output 1×5: no finite values; 5 NaN\n"), "{text}");
+    let text = ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("output 1×5: no finite values; 5 NaN\n"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

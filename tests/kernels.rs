@@ -371,14 +371,18 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
     }
 }
 
-/// PyTorch's NaN/Inf semantics in every kernel (activations, pools, norms, softmax, merges,
-/// resampling): each layer of `tests/data/nonfinite_reference.json` (written by
+/// PyTorch's NaN/Inf semantics in every kernel: every activation (softmax and log-softmax
+/// along dims 1 and -1), every pool but max-unpool, every norm, the merges (add, multiply,
+/// concat), the channel magnitude and every upsampling mode. Each layer of `tests/data/nonfinite_reference.json` (written by
 /// `scripts/nonfinite_reference.py` from PyTorch's own modules) runs on PyTorch's input, as
 /// written and through the inference plan; NaN must come out exactly where PyTorch gives NaN,
 /// infinities where it gives the same infinity, and finite values agree within rounding.
 #[test]
 fn nonfinite_values_follow_pytorch() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nonfinite_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/nonfinite_reference.json"
+    );
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let cases = doc["cases"].as_array().unwrap();
@@ -451,5 +455,10 @@ fn nonfinite_values_follow_pytorch() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -478,7 +478,10 @@ fn binary_inputs_are_read_with_a_cap() {
     // The weights' cap: the header allowance (1 MiB + 1 KiB per layer and tensor) and lenet5's
     // 61,706 parameters in f64 and 8 bytes per layer.
     let err = stderr(&archscope(&["run", "lenet5", "--weights", "/dev/zero"]));
-    assert!(err.contains("a .safetensors file of this model's weights can hold"), "{err}");
+    assert!(
+        err.contains("a .safetensors file of this model's weights can hold"),
+        "{err}"
+    );
     // An endless pipe.
     let out = Command::new("sh")
         .arg("-c")
@@ -488,7 +491,11 @@ fn binary_inputs_are_read_with_a_cap() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("/dev/stdin is larger than 73740 bytes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/stdin is larger than 73740 bytes"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `run --repeat` is 1 to 1000; sweeps list at most 64 settings (sizes × batches), counted
@@ -499,7 +506,10 @@ fn binary_inputs_are_read_with_a_cap() {
 #[test]
 fn repeat_and_sweep_caps() {
     for (v, needle) in [
-        ("18446744073709551615", "18446744073709551615 is not in 1..=1000"),
+        (
+            "18446744073709551615",
+            "18446744073709551615 is not in 1..=1000",
+        ),
         ("100000000", "100000000 is not in 1..=1000"),
         ("1001", "1001 is not in 1..=1000"),
         ("0", "0 is not in 1..=1000"),
@@ -517,7 +527,14 @@ fn repeat_and_sweep_caps() {
     );
     let sizes: Vec<String> = (32..1032).map(|s| s.to_string()).collect();
     assert_rejected(
-        &["compare", "lenet5", "--input", &sizes.join(","), "--batch", &many[..1000].join(",")],
+        &[
+            "compare",
+            "lenet5",
+            "--input",
+            &sizes.join(","),
+            "--batch",
+            &many[..1000].join(","),
+        ],
         "1000 × 1000 = 1000000 settings; a sweep has at most 64",
     );
     // 8 × 8 = 64 is the most.
@@ -559,21 +576,43 @@ fn memory_budget() {
             err.contains("running the model needs 32.00 GiB at once at layer `x`"),
             "{cmd}\n{err}"
         );
-        assert!(err.contains("more than the executor's memory budget of 3.00 GiB"), "{err}");
+        assert!(
+            err.contains("more than the executor's memory budget of 3.00 GiB"),
+            "{err}"
+        );
         assert!(err.contains("= in layer `x`"), "{err}");
     }
     // A budget that lets the input through names the next layer over it: with 40 GiB, at `a`
     // the input (twice) and a's output are alive, plus a scratch allowance of a's input: 64 GiB.
-    let err = assert_rejected(&["run", p, "--memory-budget", "40GiB"], "needs 64.00 GiB at once at layer `a`");
+    let err = assert_rejected(
+        &["run", p, "--memory-budget", "40GiB"],
+        "needs 64.00 GiB at once at layer `a`",
+    );
     assert!(err.contains("budget of 40.00 GiB"), "{err}");
     // Weights alone: a 40000×40000 linear layer is 6.4 GB of f32.
     let q = dir.join("fc.yaml");
-    std::fs::write(&q, "inputs: {x: [40000]}\nnodes:\n  - {id: fc, op: linear, out: 40000}\n").unwrap();
-    let err = assert_rejected(&["run", q.to_str().unwrap()], "at layer `fc` (weights read so far");
+    std::fs::write(
+        &q,
+        "inputs: {x: [40000]}\nnodes:\n  - {id: fc, op: linear, out: 40000}\n",
+    )
+    .unwrap();
+    let err = assert_rejected(
+        &["run", q.to_str().unwrap()],
+        "at layer `fc` (weights read so far",
+    );
     assert!(err.contains("weights 5.96 GiB"), "{err}");
-    assert_rejected(&["run", "lenet5", "--memory-budget", "2TiB"], "give 1MiB to 1TiB");
-    assert_rejected(&["run", "lenet5", "--memory-budget", "1KiB"], "give 1MiB to 1TiB");
-    assert_rejected(&["run", "lenet5", "--memory-budget", "lots"], "--memory-budget");
+    assert_rejected(
+        &["run", "lenet5", "--memory-budget", "2TiB"],
+        "give 1MiB to 1TiB",
+    );
+    assert_rejected(
+        &["run", "lenet5", "--memory-budget", "1KiB"],
+        "give 1MiB to 1TiB",
+    );
+    assert_rejected(
+        &["run", "lenet5", "--memory-budget", "lots"],
+        "--memory-budget",
+    );
     // lenet5 in 1 MiB: its 61,706 parameters are 241 KiB; its activations fit too.
     let out = archscope(&["run", "lenet5", "--memory-budget", "1MiB"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -608,7 +647,11 @@ fn safetensors(header: &[u8], data: &[u8]) -> Vec<u8> {
 fn safetensors_errors_in_words() {
     let dir = scratch("safetensors");
     let model = dir.join("fc.yaml");
-    std::fs::write(&model, "inputs: {x: [2]}\nnodes:\n  - {id: fc, op: linear, out: 1}\n").unwrap();
+    std::fs::write(
+        &model,
+        "inputs: {x: [2]}\nnodes:\n  - {id: fc, op: linear, out: 1}\n",
+    )
+    .unwrap();
     let model = model.to_str().unwrap();
     let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let good_header = r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
@@ -688,9 +731,20 @@ fn safetensors_errors_in_words() {
     for (bytes, needle) in cases {
         std::fs::write(&file, &bytes).unwrap();
         let err = assert_rejected(&["run", model, "--weights", w], needle);
-        assert!(err.contains(&format!("{w} is not a valid safetensors file: ")), "{err}");
-        assert!(err.contains("help: write it with safetensors' save_file"), "{err}");
-        for name in ["HeaderTooSmall", "TensorInvalidInfo", "MetadataIncompleteBuffer", "InvalidHeader"] {
+        assert!(
+            err.contains(&format!("{w} is not a valid safetensors file: ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("help: write it with safetensors' save_file"),
+            "{err}"
+        );
+        for name in [
+            "HeaderTooSmall",
+            "TensorInvalidInfo",
+            "MetadataIncompleteBuffer",
+            "InvalidHeader",
+        ] {
             assert!(!err.contains(name), "{err}");
         }
     }
@@ -703,7 +757,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -757,7 +815,10 @@ fn image_errors_in_words() {
         assert!(err.contains(f), "{err}");
         assert!(err.contains("help: "), "{err}");
         // No decoder structure dumps.
-        assert!(!err.contains(" { ") && !err.contains("Memory limit exceeded"), "{err}");
+        assert!(
+            !err.contains(" { ") && !err.contains("Memory limit exceeded"),
+            "{err}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -28,7 +28,9 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
             .help("write it with numpy.save (float32 or float64, C order)")
     };
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("it does not start with the .npy signature `\\x93NUMPY` (byte 0)"));
+        return Err(bad(
+            "it does not start with the .npy signature `\\x93NUMPY` (byte 0)",
+        ));
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
@@ -37,7 +39,11 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
             12,
         ),
         2 | 3 => return Err(bad("the file ends inside the header length (byte 8)")),
-        v => return Err(bad(&format!("format version {v} at byte 6 (1, 2 and 3 exist)"))),
+        v => {
+            return Err(bad(&format!(
+                "format version {v} at byte 6 (1, 2 and 3 exist)"
+            )))
+        }
     };
     if hlen > MAX_NPY_HEADER {
         return Err(bad(&format!(
@@ -50,7 +56,12 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
             bytes.len()
         ))
     })?)
-    .map_err(|e| bad(&format!("the header is not text (byte {})", start + e.valid_up_to())))?;
+    .map_err(|e| {
+        bad(&format!(
+            "the header is not text (byte {})",
+            start + e.valid_up_to()
+        ))
+    })?;
     let field = |key: &str| -> Option<&str> {
         let i = header.find(&format!("'{key}'"))?;
         let rest = &header[i + key.len() + 2..];
@@ -272,8 +283,7 @@ fn decode_image(bytes: &[u8], file: &str) -> Result<image::DynamicImage, Diagnos
     let (w, h) = image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(what)?;
-    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS
-    {
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
         return Err(Diagnostic::new(format!(
             "the image {file} is {w}×{h} pixels; archscope reads images of at most {MAX_IMAGE_SIDE} pixels a side and {MAX_IMAGE_PIXELS} pixels (64 Mpx) in all"
         ))
@@ -368,7 +378,10 @@ impl<'de> serde::Deserialize<'de> for Entries {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object of tensors")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Entries, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Entries, A::Error> {
                 let mut v = Vec::new();
                 while let Some(e) = m.next_entry::<String, serde_json::Value>()? {
                     v.push(e);
@@ -454,16 +467,16 @@ pub fn check_safetensors(bytes: &[u8], file: &str) -> Result<(), Diagnostic> {
                 .is_some_and(|m| m.values().all(serde_json::Value::is_string));
             if !ok {
                 return Err(bad(
-                    "its `__metadata__` is not an object of strings".to_string(),
+                    "its `__metadata__` is not an object of strings".to_string()
                 ));
             }
             continue;
         }
         let shown = one_line(name);
         let tensor = |why: &str| bad(format!("tensor `{shown}`: {why}"));
-        let obj = v
-            .as_object()
-            .ok_or_else(|| tensor("its entry is not an object with dtype, shape and data_offsets"))?;
+        let obj = v.as_object().ok_or_else(|| {
+            tensor("its entry is not an object with dtype, shape and data_offsets")
+        })?;
         if let Some(k) = obj
             .keys()
             .find(|k| !matches!(k.as_str(), "dtype" | "shape" | "data_offsets"))

@@ -77,7 +77,11 @@ impl MemoryNeed {
 /// plus the layer's outputs and a scratch allowance equal to its largest input (a padded copy
 /// or im2col workspace). Every tensor is first checked against [`MAX_TENSOR_ELEMENTS`]. The
 /// error names the first layer where the total goes over the budget.
-pub fn check_memory(net: &Network, budget: u64, extra_weights: u64) -> Result<MemoryNeed, Diagnostic> {
+pub fn check_memory(
+    net: &Network,
+    budget: u64,
+    extra_weights: u64,
+) -> Result<MemoryNeed, Diagnostic> {
     // Per-tensor limits first, in layer order: the error names the tensor.
     for node in &net.nodes {
         for spec in node.layer.weights() {
@@ -150,7 +154,12 @@ pub fn check_memory(net: &Network, budget: u64, extra_weights: u64) -> Result<Me
         live = live.saturating_add(out_bytes[k]);
         let here = live.saturating_add(scratch);
         if weights.saturating_add(here) > budget {
-            return Err(over(k, weights, here, "its inputs, outputs and every tensor still to be read"));
+            return Err(over(
+                k,
+                weights,
+                here,
+                "its inputs, outputs and every tensor still to be read",
+            ));
         }
         if here > need.activations {
             need.activations = here;
