@@ -135,6 +135,8 @@ fn saved_values(path: &std::path::Path) -> Vec<f32> {
 fn without_timings(stdout: &[u8]) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
     v.as_object_mut().unwrap().remove("latency_ms");
+    // The runs write to files of their own.
+    v["saved"].as_object_mut().unwrap().remove("file");
     for l in v["layers"].as_array_mut().unwrap() {
         let l = l.as_object_mut().unwrap();
         l.remove("ms");
@@ -153,7 +155,7 @@ fn run_values_per_thread_count() {
     let dir =
         std::env::temp_dir().join(format!("archscope-determinism-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for m in ["googlenet", "examples/densenet121.yaml", "resnet18"] {
+    for m in ["googlenet", "examples/densenet121.yaml"] {
         let mut per_threads = Vec::new();
         for threads in ["1", "2"] {
             let mut seen: Vec<(serde_json::Value, Vec<u8>)> = Vec::new();
@@ -166,9 +168,11 @@ fn run_values_per_thread_count() {
                 );
                 seen.push((without_timings(&stdout), std::fs::read(&path).unwrap()));
             }
-            assert_eq!(
-                seen[0].0, seen[1].0,
-                "{m}: run stdout differs at {threads} thread(s)"
+            assert!(
+                seen[0].0 == seen[1].0,
+                "{m}: run stdout differs at {threads} thread(s):\n{}\n{}",
+                seen[0].0["output"],
+                seen[1].0["output"]
             );
             assert!(
                 seen[0].1 == seen[1].1,
@@ -176,6 +180,12 @@ fn run_values_per_thread_count() {
             );
             per_threads.push(saved_values(&dir.join(format!("out{threads}0.npy"))));
         }
+        // The reason README narrows its promise for `run`: these two models' outputs do
+        // differ between 1 and 2 threads (if a change made them equal, README can say more).
+        assert!(
+            per_threads[0] != per_threads[1],
+            "{m}: now the same at 1 and 2 threads"
+        );
         let scale = per_threads[0].iter().fold(1f32, |a, v| a.max(v.abs()));
         for (a, b) in per_threads[0].iter().zip(&per_threads[1]) {
             assert!(

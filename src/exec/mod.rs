@@ -82,7 +82,8 @@ pub fn check_memory(
     budget: u64,
     extra_weights: u64,
 ) -> Result<MemoryNeed, Diagnostic> {
-    // Per-tensor limits first, in layer order: the error names the tensor.
+    // Per-tensor limits first, weights (allocated first) then outputs, in layer order: the
+    // error names the tensor.
     for node in &net.nodes {
         for spec in node.layer.weights() {
             check_size(
@@ -91,6 +92,8 @@ pub fn check_memory(
                 &node.name,
             )?;
         }
+    }
+    for node in &net.nodes {
         for s in &node.out_shapes {
             let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
             check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
