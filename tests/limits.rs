@@ -558,6 +558,42 @@ fn repeat_and_sweep_caps() {
 #[test]
 fn memory_budget() {
     assert_eq!(archscope::exec::MEMORY_BUDGET, 3 << 30);
+    // By hand, x: [4] → fc (linear, out 2) → r (relu) at batch 1, in f32 bytes: weights
+    // 2·4 + 2 = 10 values, 40 bytes. The caller's input copy (16) is alive throughout. At x:
+    // + x's output 16 → 32. At fc: + its output 8 → 40, + scratch of its largest input 16 →
+    // 56 (the peak); x dies there → 24. At r: + 8 → 32, + scratch 8 → 40. Total 40 + 56 = 96.
+    let net = build(
+        "inputs: {x: [4]}
+nodes:
+  - {id: fc, op: linear, out: 2}
+  - {id: r, op: relu}
+",
+    )
+    .unwrap();
+    let need = archscope::exec::check_memory(&net, 96, 0).unwrap();
+    assert_eq!(
+        (need.weights, need.activations, need.peak_layer),
+        (40, 56, 1)
+    );
+    assert_eq!(need.total(), 96);
+    let e = archscope::exec::check_memory(&net, 95, 0).unwrap_err();
+    assert!(
+        e.message.contains("needs 96 B at once at layer `fc`"),
+        "{e}"
+    );
+    // Weights alone over the budget: named at the layer whose weights cross it.
+    let e = archscope::exec::check_memory(&net, 39, 0).unwrap_err();
+    assert!(
+        e.message
+            .contains("needs 40 B at once at layer `fc` (weights read so far"),
+        "{e}"
+    );
+    // Extra weights (the plan's copies) count with them: 96 + 1 is over 96.
+    let e = archscope::exec::check_memory(&net, 96, 1).unwrap_err();
+    assert!(
+        e.message.contains("needs 97 B at once at layer `fc`"),
+        "{e}"
+    );
     let dir = scratch("budget");
     let p = dir.join("four.yaml");
     // x is 65535² = 4,294,836,225 elements (16 GiB of f32), under the per-tensor limit; a, b, c

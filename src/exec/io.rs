@@ -597,6 +597,37 @@ mod tests {
     }
 
     #[test]
+    fn fit_input_with_or_without_batch() {
+        // A batch-less 2×3 array fed to a batch of 4: copied to every sample.
+        let t = Tensor::new(vec![2, 3], (0..6).map(|v| v as f32).collect());
+        let fitted = fit_input(t.clone(), &[4, 2, 3], "x.npy", "x").unwrap();
+        assert_eq!(fitted.shape, vec![4, 2, 3]);
+        assert_eq!(fitted.data.len(), 24);
+        assert_eq!(&fitted.data[18..], &t.data[..]);
+        // With its batch: unchanged.
+        let b = Tensor::new(vec![1, 2, 3], t.data.clone());
+        assert_eq!(fit_input(b.clone(), &[1, 2, 3], "x.npy", "x").unwrap(), b);
+        // A scalar model input per sample: shape [] fits [3].
+        let s = Tensor::new(vec![], vec![7.0]);
+        assert_eq!(fit_input(s, &[3], "x.npy", "x").unwrap().data, vec![7.0; 3]);
+        // Transposed: neither shape.
+        let e = fit_input(Tensor::new(vec![3, 2], t.data), &[4, 2, 3], "x.npy", "x").unwrap_err();
+        assert_eq!(
+            e.message,
+            "x.npy holds an array of shape 3×2, but the model's input `x` is 4×2×3 (2×3 per sample)"
+        );
+    }
+
+    #[test]
+    fn stats_count_nonfinite_apart() {
+        let s = crate::exec::Stats::of(&[1.0, f32::NAN, f32::NEG_INFINITY, 2.0, f32::INFINITY]);
+        assert_eq!((s.finite, s.nan, s.pos_inf, s.neg_inf), (2, 1, 1, 1));
+        assert_eq!((s.min, s.max, s.mean), (Some(1.0), Some(2.0), Some(1.5)));
+        let none = crate::exec::Stats::of(&[f32::NAN]);
+        assert_eq!((none.min, none.max, none.mean), (None, None, None));
+    }
+
+    #[test]
     fn npy_truncated_headers() {
         for bytes in [
             &b"\x93NUMPY\x01\x00"[..],
