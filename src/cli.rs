@@ -1278,10 +1278,19 @@ fn run_model(
         a.totals.flops as f64 / (median / 1e3) / 1e9
     );
     if let Some(file) = &save_output {
+        // What was written, when it is not all there is: the first of several outputs, the
+        // first sample of a batch drawn as a picture.
+        let mut what = Vec::new();
         if several {
-            text += &format!("wrote {file} (output 1 `{}`)\n", net.outputs[0].name);
-        } else {
+            what.push(format!("output 1 `{}`", net.outputs[0].name));
+        }
+        if !file.ends_with(".npy") && output.shape[0] > 1 {
+            what.push(format!("sample 1 of {}", output.shape[0]));
+        }
+        if what.is_empty() {
             text += &format!("wrote {file}\n");
+        } else {
+            text += &format!("wrote {file} ({})\n", what.join(", "));
         }
     }
     out(text)?;

@@ -501,3 +501,34 @@ fn run_statistics_count_nan_and_inf() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A PNG holds one picture: with a batch, `run` says that it drew sample 1; an output that is
+/// not image-shaped is an error pointing to `.npy`.
+#[test]
+fn save_output_png_says_what_it_drew() {
+    let dir = scratch_dir("png");
+    let png = dir.join("e.png");
+    let text = ok_stdout(&[
+        "run",
+        "sobel",
+        "--batch",
+        "2",
+        "--input",
+        "1x32x32",
+        "--save-output",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains(&format!("wrote {} (sample 1 of 2)\n", png.display())),
+        "{text}"
+    );
+    let out = archscope(&["run", "mlp3", "--save-output", png.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the output is 1×10, not image-shaped (N×C×H×W), so it cannot be a PNG"),
+        "{err}"
+    );
+    assert!(err.contains("help: save it as a .npy array"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

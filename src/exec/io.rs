@@ -131,7 +131,7 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
 /// `2×3×4` (`scalar` for no dimensions).
 pub fn dims_text(shape: &[usize]) -> String {
     if shape.is_empty() {
-        return "scalar".into();
+        return "()".into();
     }
     shape
         .iter()
@@ -195,8 +195,10 @@ pub fn read_image(bytes: &[u8], file: &str, shape: &[usize]) -> Result<Tensor, D
         [n, c, h, w] => [*n, *c, *h, *w],
         _ => {
             return Err(Diagnostic::new(format!(
-                "an image input needs an N×C×H×W model input, not {shape:?}"
-            )))
+                "{file}: an image feeds an N×C×H×W model input, and this model's is {}",
+                dims_text(shape)
+            ))
+            .help("feed this model a .npy array with --npy"))
         }
     };
     let img = decode_image(bytes, file)?;
@@ -219,8 +221,9 @@ pub fn read_image(bytes: &[u8], file: &str, shape: &[usize]) -> Result<Tensor, D
         }
         _ => {
             return Err(Diagnostic::new(format!(
-                "an image gives 1 or 3 channels; the model's input has {c}"
-            )))
+                "{file}: an image gives 1 or 3 channels; the model's input has {c}"
+            ))
+            .help("feed this model a .npy array with --npy"))
         }
     }
     let data = one.repeat(n);
@@ -317,15 +320,17 @@ pub fn write_png(t: &Tensor) -> Result<Vec<u8>, Diagnostic> {
         [n, c, h, w] if n >= 1 => [n, c, h, w],
         _ => {
             return Err(Diagnostic::new(format!(
-                "the output {:?} is not image-shaped (N×C×H×W)",
-                t.shape
-            )))
+                "the output is {}, not image-shaped (N×C×H×W), so it cannot be a PNG",
+                dims_text(&t.shape)
+            ))
+            .help("save it as a .npy array (a file name ending in .npy)"))
         }
     };
     if c != 1 && c != 3 {
         return Err(Diagnostic::new(format!(
             "the output has {c} channels; a picture needs 1 or 3"
-        )));
+        ))
+        .help("save it as a .npy array (a file name ending in .npy)"));
     }
     let plane = &t.data[..c * h * w];
     // Scaled from the finite values' range; +inf is white, -inf and NaN black.
