@@ -74,8 +74,9 @@ impl MemoryNeed {
 /// allocated, against `budget` bytes. Counted: every weight and buffer as f32 (plus
 /// `extra_weights`, e.g. the inference plan's folded or Winograd copies); the model's inputs;
 /// at each layer in execution order, every tensor still to be read (and every model output)
-/// plus the layer's outputs and a scratch allowance equal to its largest input (a padded copy
-/// or im2col workspace). Every tensor is first checked against [`MAX_TENSOR_ELEMENTS`]. The
+/// plus the layer's outputs and a scratch allowance: its largest input, or its kernel's
+/// working buffers when larger (`Layer::workspace`: a convolution's padded input and im2col
+/// buffer). Every tensor is first checked against [`MAX_TENSOR_ELEMENTS`]. The
 /// error names the first layer where the total goes over the budget.
 pub fn check_memory(
     net: &Network,
@@ -148,12 +149,17 @@ pub fn check_memory(
         peak_layer: 0,
     };
     for (k, node) in net.nodes.iter().enumerate() {
-        let scratch = node
+        let largest_input = node
             .in_shapes
             .iter()
             .map(|s| f32_bytes(&s.0))
             .max()
             .unwrap_or(0);
+        let workspace = node
+            .layer
+            .workspace(&node.in_shapes, &node.out_shapes)
+            .saturating_mul(4);
+        let scratch = largest_input.max(workspace);
         live = live.saturating_add(out_bytes[k]);
         let here = live.saturating_add(scratch);
         if weights.saturating_add(here) > budget {
