@@ -413,7 +413,8 @@ enum Command {
         /// Input image (PNG/JPEG), resized and normalised to the model's input.
         #[arg(long, conflicts_with = "npy")]
         image: Option<String>,
-        /// Input tensor from a .npy file (float32/float64, the model's input shape).
+        /// Input tensor from a .npy file (float32/float64, C order): the model's input shape
+        /// with or without its batch dimension (then copied to every sample).
         #[arg(long)]
         npy: Option<String>,
         /// Forward passes to time, 1 to 1000 (the latency is their median).
