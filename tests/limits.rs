@@ -337,7 +337,18 @@ fn element_limits() {
         "inputs: {x: [2, 512, 512]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 255}\n",
     )
     .unwrap();
+    // Its 2·255² taps × 258² positions, 8.6·10^9 elements, are first over the memory budget
+    // (32.25 GiB at `c`, its scratch 32.25 GiB); with the budget raised, over the per-tensor
+    // limit, before anything that size is allocated.
     let out = archscope_limited(&["check", p], 1 << 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs 32.25 GiB at once at layer `c`"),
+        "{err}"
+    );
+    assert!(err.contains("scratch 32.25 GiB"), "{err}");
+    let out = archscope_limited(&["run", p, "--memory-budget", "1TiB"], 1 << 20);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("im2col buffer"), "{err}");
@@ -348,7 +359,13 @@ fn element_limits() {
         "inputs: {x: [1, 4, 4]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, stride: 100000, padding: 100000, padding_mode: replicate}\n",
     )
     .unwrap();
+    // Declared as the convolution's workspace, it is over the memory budget first (4·10^10
+    // elements, 149.02 GiB); with the budget raised, over the per-tensor limit.
     let out = archscope_limited(&["check", p], 1 << 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("scratch 149.02 GiB"), "{err}");
+    let out = archscope_limited(&["run", p, "--memory-budget", "1TiB"], 1 << 20);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("padded input (1×1×200004×200004)"), "{err}");

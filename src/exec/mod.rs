@@ -100,14 +100,16 @@ pub fn check_memory(
             check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
         }
     }
-    let over = |k: usize, weights: u64, live: u64, what: &str| {
+    let over = |k: usize, weights: u64, live: u64, scratch: u64, what: &str| {
         let node = &net.nodes[k];
+        let total = weights.saturating_add(live).saturating_add(scratch);
         Diagnostic::new(format!(
-            "running the model needs {} at once at layer `{}` ({what}: weights {}, activations and scratch {}), more than the executor's memory budget of {}",
-            bytes_text(weights.saturating_add(live)),
+            "running the model needs {} at once at layer `{}` ({what}: weights {}, tensors alive {}, scratch {}), more than the executor's memory budget of {}",
+            bytes_text(total),
             node.name,
             bytes_text(weights),
             bytes_text(live),
+            bytes_text(scratch),
             bytes_text(budget)
         ))
         .layer(&node.name)
@@ -120,7 +122,7 @@ pub fn check_memory(
             weights = weights.saturating_add(f32_bytes(&dims));
         }
         if weights > budget {
-            return Err(over(k, weights, 0, "weights read so far"));
+            return Err(over(k, weights, 0, 0, "weights read so far"));
         }
     }
     let (mut last_use, _) = uses(net);
@@ -166,8 +168,9 @@ pub fn check_memory(
             return Err(over(
                 k,
                 weights,
-                here,
-                "its inputs, outputs and every tensor still to be read",
+                live,
+                scratch,
+                "its inputs and outputs, every tensor still to be read, and its kernel's working buffers",
             ));
         }
         if here > need.activations {
