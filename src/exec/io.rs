@@ -534,18 +534,18 @@ pub fn check_safetensors(bytes: &[u8], file: &str) -> Result<(), Diagnostic> {
             return Err(bad(format!(
                 "tensor `{}` starts at byte {} of the file (data offset {b}), but the data before it ends at byte {} ({})",
                 one_line(name),
-                data_start + b,
-                data_start + at,
+                data_start.saturating_add(b),
+                data_start.saturating_add(at),
                 if b > at { "a gap" } else { "an overlap" }
             )));
         }
         at = e;
     }
-    if data_start + at != len {
+    let data_end = data_start.saturating_add(at);
+    if data_end != len {
         return Err(bad(format!(
-            "the tensors' data ends at byte {}, but the file is {len} bytes ({})",
-            data_start + at,
-            if data_start + at > len {
+            "the tensors' data ends at byte {data_end}, but the file is {len} bytes ({})",
+            if data_end > len {
                 "truncated"
             } else {
                 "trailing bytes after the last tensor"
@@ -630,6 +630,39 @@ mod tests {
         assert_eq!((s.min, s.max, s.mean), (Some(1.0), Some(2.0), Some(1.5)));
         let none = crate::exec::Stats::of(&[f32::NAN]);
         assert_eq!((none.min, none.max, none.mean), (None, None, None));
+    }
+
+    proptest::proptest! {
+        /// Any bytes, and any single-byte change or cut of a valid file: an error or success,
+        /// never a panic (overflowing offsets included).
+        #[test]
+        fn safetensors_check_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                                          at in 0usize..200, v in proptest::prelude::any::<u8>(), cut in 0usize..200) {
+            let _ = check_safetensors(&bytes, "x.safetensors");
+            let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"k":"v"}}"#;
+            let mut good = (header.len() as u64).to_le_bytes().to_vec();
+            good.extend_from_slice(header);
+            good.extend_from_slice(&[0; 8]);
+            assert!(check_safetensors(&good, "x.safetensors").is_ok());
+            let i = at % good.len();
+            good[i] = v;
+            let _ = check_safetensors(&good, "x.safetensors");
+            good.truncate(cut.min(good.len()));
+            let _ = check_safetensors(&good, "x.safetensors");
+        }
+    }
+
+    #[test]
+    fn safetensors_huge_offsets_are_an_error() {
+        let header = br#"{"a":{"dtype":"U8","shape":[18446744073709551615],"data_offsets":[0,18446744073709551615]}}"#;
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(header);
+        let e = check_safetensors(&b, "x.safetensors").unwrap_err();
+        assert!(
+            e.message
+                .contains("the tensors' data ends at byte 18446744073709551615"),
+            "{e}"
+        );
     }
 
     #[test]
