@@ -218,6 +218,12 @@ struct SettingArgs {
     batch: String,
 }
 
+/// Most settings (input sizes × batches) one sweep may list; each builds the model anew.
+const MAX_SETTINGS: usize = 64;
+
+/// Most forward passes `run --repeat` makes.
+const MAX_REPEAT_RUNS: u64 = 1000;
+
 /// One input size (None: the model's own) and batch.
 #[derive(Clone)]
 struct Setting {
@@ -228,6 +234,16 @@ struct Setting {
 impl SettingArgs {
     /// Every combination of the listed input sizes and batches, sizes outermost.
     fn settings(&self) -> Result<Vec<Setting>> {
+        // Counted before anything is parsed or built: 20,000 values cost no memory.
+        let sizes = self.input.as_deref().map_or(1, |s| s.split(',').count());
+        let batches = self.batch.split(',').count();
+        if sizes.saturating_mul(batches) > MAX_SETTINGS {
+            bail!(
+                "--input and --batch give {sizes} × {batches} = {} settings; a sweep has at most {MAX_SETTINGS}\n   \
+                 help: sweep fewer sizes or batches at once (several commands can cover more)",
+                sizes.saturating_mul(batches)
+            );
+        }
         let inputs: Vec<Option<Vec<u64>>> = match &self.input {
             None => vec![None],
             Some(s) => s
@@ -397,12 +413,17 @@ enum Command {
         /// Input image (PNG/JPEG), resized and normalised to the model's input.
         #[arg(long, conflicts_with = "npy")]
         image: Option<String>,
-        /// Input tensor from a .npy file (float32/float64, the model's input shape).
+        /// Input tensor from a .npy file (float32/float64, C order): the model's input shape
+        /// with or without its batch dimension (then copied to every sample).
         #[arg(long)]
         npy: Option<String>,
-        /// Forward passes to time (the latency is their median).
-        #[arg(long, default_value_t = 1)]
-        repeat: usize,
+        /// Forward passes to time, 1 to 1000 (the latency is their median).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_REPEAT_RUNS))]
+        repeat: u64,
+        /// Most memory the executor may hold at once (weights, activations, scratch), e.g.
+        /// 8GiB; at most 1TiB.
+        #[arg(long, default_value = "3GiB")]
+        memory_budget: String,
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -679,20 +700,23 @@ fn run(cli: Cli) -> Result<i32> {
             image,
             npy,
             repeat,
+            memory_budget,
             seed,
             save_output,
             format,
         } => {
+            let budget = memory_budget_arg(&memory_budget)?;
             return run_model(
                 &model,
                 weights,
                 image,
                 npy,
                 repeat,
+                budget,
                 seed,
                 save_output,
                 format,
-            )
+            );
         }
         Command::Dot {
             model,
@@ -981,6 +1005,8 @@ fn ops_listing() -> String {
 fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
     let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
+    // `check` runs every layer as written (no reuse of buffers): the need, before allocating.
+    archscope::exec::check_memory(&net, archscope::exec::MEMORY_BUDGET, 0)?;
     let weights = archscope::exec::init_weights(&net, seed)?;
     let report = archscope::check::check(&net, &a, &weights, seed)?;
     let failures = report.failures();
@@ -1054,26 +1080,58 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
     Ok(if failures == 0 { 0 } else { 1 })
 }
 
+/// Parses `--memory-budget`: bytes, at least 1 MiB, at most `exec::MAX_MEMORY_BUDGET`.
+fn memory_budget_arg(text: &str) -> Result<u64> {
+    use archscope::exec::MAX_MEMORY_BUDGET;
+    let b = parse_quantity(text, Quantity::Bytes).map_err(|e| anyhow!("--memory-budget {e}"))?;
+    if !(1 << 20..=MAX_MEMORY_BUDGET).contains(&b) {
+        bail!("--memory-budget {text} is {b} bytes; give 1MiB to 1TiB ({MAX_MEMORY_BUDGET} bytes)");
+    }
+    Ok(b)
+}
+
+/// Reads at most `limit` bytes of `file` (one more to tell that it is larger), so that a huge
+/// file, a device such as /dev/zero or an endless pipe costs no more than the limit.
+fn read_capped(file: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, limit + 1), &mut bytes)
+        })
+        .with_context(|| format!("cannot read {file}"))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{file} is larger than {limit} bytes, the most {what}\n   help: check the file name (is it the file you meant?)"
+        );
+    }
+    Ok(bytes)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_model(
     model: &ModelArgs,
     weights: Option<String>,
     image: Option<String>,
     npy: Option<String>,
-    repeat: usize,
+    repeat: u64,
+    budget: u64,
     seed: u64,
     save_output: Option<String>,
     format: OutFormat,
 ) -> Result<i32> {
     use archscope::exec;
-    if repeat == 0 {
-        bail!("--repeat must be at least 1");
-    }
     let net = load_one(model, "run")?;
     let a = analyze(&net, Dtype::F32)?;
+    // What the pass needs, from the network alone, before anything is allocated.
+    exec::check_memory(&net, budget, 0)?;
     let w = match &weights {
         Some(file) => {
-            let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+            let limit = exec::safetensors_byte_limit(&net);
+            let bytes = read_capped(
+                file,
+                limit,
+                "a .safetensors file of this model's weights can hold (every tensor in f64, and its header)",
+            )?;
             exec::load_safetensors(&net, &bytes, file)?
         }
         None => exec::init_weights(&net, seed)?,
@@ -1085,33 +1143,40 @@ fn run_model(
             inputs.len()
         );
     }
+    let input_name = net
+        .nodes
+        .iter()
+        .find(|n| n.inputs.is_empty())
+        .map_or("", |n| n.name.as_str())
+        .to_string();
     if let Some(file) = &image {
-        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        let bytes = read_capped(
+            file,
+            exec::io::MAX_IMAGE_BYTES,
+            "an image file may have (64 MiB)",
+        )?;
         inputs[0] = exec::io::read_image(&bytes, file, &inputs[0].shape)?;
     }
     if let Some(file) = &npy {
-        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        let want = inputs[0].shape.clone();
+        let bytes = read_capped(
+            file,
+            exec::io::npy_byte_limit(&want),
+            "a .npy array for this model's input can hold (its header, and every element in float64)",
+        )?;
         let t = exec::io::read_npy(&bytes, file)?;
-        let want = &inputs[0].shape;
-        if &t.shape != want && t.shape != want[1..] {
-            bail!(
-                "{file} holds a {:?} array but the model's input is {:?}",
-                t.shape,
-                want
-            );
-        }
-        inputs[0] = exec::Tensor::new(
-            want.clone(),
-            t.data
-                .repeat(want[0] / t.shape.first().copied().unwrap_or(1).max(1)),
-        );
+        inputs[0] = exec::io::fit_input(t, &want, file, &input_name)?;
     }
+    let mut plan = exec::plan(&net, &w);
+    // The plan's copies of the weights counted too; dead buffers are kept for reuse only
+    // within what the budget leaves.
+    let need = exec::check_memory(&net, budget, plan.weight_bytes())?;
+    plan.recycle_bytes = budget - need.total();
     let bar = (repeat > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .then(|| indicatif::ProgressBar::new(repeat as u64));
-    let mut times = Vec::with_capacity(repeat);
+        .then(|| indicatif::ProgressBar::new(repeat));
+    let mut times = Vec::with_capacity(repeat as usize);
     let mut layer_secs = vec![f64::INFINITY; net.nodes.len()];
     let mut result = None;
-    let plan = exec::plan(&net, &w);
     for _ in 0..repeat {
         let start = std::time::Instant::now();
         let r = exec::run_planned(&net, &w, &plan, &inputs, None)?;
@@ -1132,14 +1197,9 @@ fn run_model(
     sorted.sort_by(|x, y| x.total_cmp(y));
     let median = sorted[sorted.len() / 2];
     let min = sorted[0];
+    // Every output is described; the first is the one shown in detail (top-5) and saved.
     let output = &r.outputs[0];
-    let (lo, hi, sum) = output
-        .data
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY, 0f64), |(l, h, s), &v| {
-            (l.min(v), h.max(v), s + v as f64)
-        });
-    let mean = sum / output.numel().max(1) as f64;
+    let stats: Vec<exec::Stats> = r.outputs.iter().map(|t| exec::Stats::of(&t.data)).collect();
     let top5: Vec<(usize, f32)> = if output.shape.len() == 2 {
         let row = &output.data[..output.shape[1]];
         let mut idx: Vec<usize> = (0..row.len()).collect();
@@ -1148,6 +1208,7 @@ fn run_model(
     } else {
         Vec::new()
     };
+    let several = net.outputs.len() > 1;
     if let Some(file) = &save_output {
         let bytes = if file.ends_with(".npy") {
             exec::io::write_npy(output)
@@ -1182,14 +1243,34 @@ fn run_model(
                 "computed_in": into})
             })
             .collect();
-        let v = serde_json::json!({
+        let describe = |t: &exec::Tensor, s: &exec::Stats, name: &str| {
+            serde_json::json!({"name": name, "shape": t.shape, "min": s.min, "max": s.max, "mean": s.mean,
+                "finite": s.finite, "nan": s.nan, "pos_inf": s.pos_inf, "neg_inf": s.neg_inf})
+        };
+        let mut first = describe(output, &stats[0], &net.outputs[0].name);
+        first["top5"] = serde_json::json!(top5
+            .iter()
+            .map(|(i, v)| serde_json::json!({"class": i, "score": v}))
+            .collect::<Vec<_>>());
+        let others: Vec<serde_json::Value> = r.outputs[1..]
+            .iter()
+            .zip(&stats[1..])
+            .zip(&net.outputs[1..])
+            .map(|((t, s), o)| describe(t, s, &o.name))
+            .collect();
+        let mut v = serde_json::json!({
             "model": a.model,
             "input": inputs[0].shape,
             "latency_ms": {"median": median, "min": min, "runs": repeat},
-            "output": {"shape": output.shape, "min": lo, "max": hi, "mean": mean,
-                       "top5": top5.iter().map(|(i, v)| serde_json::json!({"class": i, "score": v})).collect::<Vec<_>>()},
+            "output": first,
             "layers": layers,
         });
+        if several {
+            v["other_outputs"] = serde_json::json!(others);
+        }
+        if let Some(file) = &save_output {
+            v["saved"] = serde_json::json!({"file": file, "output": net.outputs[0].name});
+        }
         out(serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
@@ -1221,20 +1302,47 @@ fn run_model(
             format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
         ]);
     }
-    let mut text = format!(
-        "{t}\noutput {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}\n",
-        output.shape
-    );
+    let mut text = format!("{t}\n");
+    for (k, (o, s)) in net.outputs.iter().zip(&stats).enumerate() {
+        let label = if several {
+            format!("output {} of {} `{}`", k + 1, net.outputs.len(), o.name)
+        } else {
+            "output".to_string()
+        };
+        text += &format!(
+            "{label} {}: {}\n",
+            exec::io::dims_text(&r.outputs[k].shape),
+            stats_text(s)
+        );
+    }
     if !top5.is_empty() {
         let s: Vec<String> = top5.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
-        text += &format!("top-5 classes: {}\n", s.join(", "));
+        let of = if several {
+            format!(" of `{}`", net.outputs[0].name)
+        } else {
+            String::new()
+        };
+        text += &format!("top-5 classes{of}: {}\n", s.join(", "));
     }
     text += &format!(
-        "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s",
+        "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s\n",
         a.totals.flops as f64 / (median / 1e3) / 1e9
     );
     if let Some(file) = &save_output {
-        text += &format!("wrote {file}\n");
+        // What was written, when it is not all there is: the first of several outputs, the
+        // first sample of a batch drawn as a picture.
+        let mut what = Vec::new();
+        if several {
+            what.push(format!("output 1 `{}`", net.outputs[0].name));
+        }
+        if !file.ends_with(".npy") && output.shape[0] > 1 {
+            what.push(format!("sample 1 of {}", output.shape[0]));
+        }
+        if what.is_empty() {
+            text += &format!("wrote {file}\n");
+        } else {
+            text += &format!("wrote {file} ({})\n", what.join(", "));
+        }
     }
     out(text)?;
     Ok(0)
@@ -1317,4 +1425,25 @@ fn report_page(
         .transpose()?;
     let c = Comparison::new(&analyses, base.as_deref())?;
     Ok(html::comparison_report(&c, &pages)?)
+}
+
+/// `min …, max …, mean …`, with NaN and infinities counted apart (the figures are over the
+/// finite values).
+fn stats_text(s: &archscope::exec::Stats) -> String {
+    let mut text = match (s.min, s.max, s.mean) {
+        (Some(lo), Some(hi), Some(mean)) => format!("min {lo:.4}, max {hi:.4}, mean {mean:.4}"),
+        _ => "no finite values".to_string(),
+    };
+    let odd: Vec<String> = [(s.nan, "NaN"), (s.pos_inf, "+inf"), (s.neg_inf, "-inf")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if !odd.is_empty() {
+        if s.finite > 0 {
+            text = format!("{text} (over the {} finite values)", s.finite);
+        }
+        text += &format!("; {}", odd.join(", "));
+    }
+    text
 }

@@ -333,18 +333,29 @@ impl<'a> Expander<'a> {
                 spec.inputs.len()
             )));
         }
+        // A batch or an --input size beyond the element limit can never build: said here,
+        // with the value as given (never echoed saturated to i64).
+        let sizes = std::iter::once(("the batch", opts.batch))
+            .chain(opts.input.iter().flatten().map(|&d| ("an --input size", d)));
+        for (what, d) in sizes {
+            if d > MAX_ELEMENTS {
+                return Err(Diagnostic::new(format!(
+                    "{what} is {d}, more than a tensor may hold (2^40 = {MAX_ELEMENTS} elements)"
+                ))
+                .help("give a smaller --batch or --input"));
+            }
+        }
         for (name, shape) in &spec.inputs {
+            // ≤ 2^40 (checked above): fits in i64.
             let mut dims = vec![YNode::synthetic(
-                // Sizes beyond i64 are far beyond the 2^40-element limit: saturate, and let
-                // that limit say so.
-                YValue::Int(i64::try_from(opts.batch).unwrap_or(i64::MAX)),
+                YValue::Int(opts.batch as i64),
                 shape.path.clone(),
             )];
             match &opts.input {
-                Some(o) => dims.extend(o.iter().map(|&d| {
-                    let d = i64::try_from(d).unwrap_or(i64::MAX);
-                    YNode::synthetic(YValue::Int(d), shape.path.clone())
-                })),
+                Some(o) => dims.extend(
+                    o.iter()
+                        .map(|&d| YNode::synthetic(YValue::Int(d as i64), shape.path.clone())),
+                ),
                 None => match &shape.value {
                     YValue::Seq(items) => dims.extend(items.iter().cloned()),
                     _ => unreachable!("checked by spec"),

@@ -410,7 +410,15 @@ impl ModelSpec {
             None => None,
             Some(o) => match &o.value {
                 YValue::Str(_) => Some(vec![o.clone()]),
-                _ => Some(seq(o, "`outputs`")?.to_vec()),
+                _ => {
+                    let list = seq(o, "`outputs`")?;
+                    if list.is_empty() {
+                        return Err(Diagnostic::new("`outputs` is an empty list: a model needs at least one output")
+                            .at(&o.path)
+                            .help("name the layers whose results the model returns, e.g. `outputs: [fc]`, or drop `outputs:` to return the last layer"));
+                    }
+                    Some(list.to_vec())
+                }
             },
         };
         Ok(ModelSpec {

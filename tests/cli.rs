@@ -223,3 +223,312 @@ fn check_measures_receptive_fields() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("compared on 7 of 13 layers"), "{err}");
 }
+
+/// A `.npy` file as NumPy writes it (version 1.0, header padded to 64 bytes): `descr` '<f4' or
+/// '<f8', C order, `shape`; the values little-endian.
+fn npy_bytes(shape: &[usize], values: &[f64], descr: &str) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for &v in values {
+        if descr == "<f8" {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        } else {
+            bytes.extend_from_slice(&(v as f32).to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// Reads back a float32 `.npy` written by `--save-output`, checking that its header's shape
+/// and the data that follows agree exactly (a complete, valid file).
+fn read_saved_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let inner = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let data = &bytes[10 + hlen..];
+    assert_eq!(
+        data.len(),
+        4 * shape.iter().product::<usize>(),
+        "the header's shape {shape:?} and the data disagree"
+    );
+    let values = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (shape, values)
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("archscope-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ok_stdout(args: &[&str]) -> String {
+    let out = archscope(args);
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `run --npy` takes the model's input shape with or without its batch dimension, at every
+/// rank and in float32 or float64 (issue 14: a batch-less 3×32×32 array made resnet18 panic,
+/// a flat array made a relu-only model panic, and a batch-less array to a model without
+/// convolutions gave all zeros and a `.npy` whose header claimed more data than it held).
+#[test]
+fn npy_input_with_or_without_batch() {
+    let dir = scratch_dir("npy");
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    // resnet18 at 32×32: a batch-less array and the same array with its batch of 1 give the
+    // same output, bit for bit.
+    let values: Vec<f64> = (0..3 * 32 * 32)
+        .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
+        .collect();
+    std::fs::write(p("x3.npy"), npy_bytes(&[3, 32, 32], &values, "<f4")).unwrap();
+    std::fs::write(p("x4.npy"), npy_bytes(&[1, 3, 32, 32], &values, "<f4")).unwrap();
+    std::fs::write(p("x4d.npy"), npy_bytes(&[1, 3, 32, 32], &values, "<f8")).unwrap();
+    for (input, saved) in [
+        ("x3.npy", "y3.npy"),
+        ("x4.npy", "y4.npy"),
+        ("x4d.npy", "y4d.npy"),
+    ] {
+        ok_stdout(&[
+            "run",
+            "resnet18",
+            "--input",
+            "32",
+            "--npy",
+            &p(input),
+            "--save-output",
+            &p(saved),
+        ]);
+    }
+    let (s3, y3) = read_saved_npy(&dir.join("y3.npy"));
+    let (s4, y4) = read_saved_npy(&dir.join("y4.npy"));
+    let (_, y4d) = read_saved_npy(&dir.join("y4d.npy"));
+    assert_eq!(s3, vec![1, 1000]);
+    assert_eq!(s4, vec![1, 1000]);
+    assert_eq!(y3, y4);
+    // The values are exact in f32, so the float64 file gives the same input.
+    assert_eq!(y4, y4d);
+    // A relu-only model of a flat input: a flat 12-value array, at batch 1 and batch 3 (the
+    // array copied to every sample); by hand, max(0, v) of each value.
+    let model = p("relu.yaml");
+    std::fs::write(&model, "inputs: {x: [12]}\nnodes:\n  - {id: r, op: relu}\n").unwrap();
+    let flat: Vec<f64> = (0..12).map(|i| i as f64 - 5.5).collect();
+    std::fs::write(p("flat.npy"), npy_bytes(&[12], &flat, "<f4")).unwrap();
+    for batch in ["1", "3"] {
+        ok_stdout(&[
+            "run",
+            &model,
+            "--batch",
+            batch,
+            "--npy",
+            &p("flat.npy"),
+            "--save-output",
+            &p("r.npy"),
+        ]);
+        let (shape, y) = read_saved_npy(&dir.join("r.npy"));
+        let b: usize = batch.parse().unwrap();
+        assert_eq!(shape, vec![b, 12]);
+        let want: Vec<f32> = (0..b)
+            .flat_map(|_| flat.iter().map(|&v| v.max(0.0) as f32))
+            .collect();
+        assert_eq!(y, want);
+    }
+    // A model without convolutions (max pool 2×2, then relu) fed a batch-less 1×4×4 array at
+    // batch 2: each sample's output is the max of each 2×2 block, by hand.
+    let model = p("pool.yaml");
+    std::fs::write(
+        &model,
+        "inputs: {x: [1, 4, 4]}\nnodes:\n  - {id: p, op: maxpool, kernel: 2}\n  - {id: r, op: relu}\n",
+    )
+    .unwrap();
+    let img: Vec<f64> = (0..16).map(|i| i as f64).collect();
+    std::fs::write(p("img.npy"), npy_bytes(&[1, 4, 4], &img, "<f4")).unwrap();
+    ok_stdout(&[
+        "run",
+        &model,
+        "--batch",
+        "2",
+        "--npy",
+        &p("img.npy"),
+        "--save-output",
+        &p("pool_out.npy"),
+    ]);
+    let (shape, y) = read_saved_npy(&dir.join("pool_out.npy"));
+    assert_eq!(shape, vec![2, 1, 2, 2]);
+    // Blocks {0,1,4,5} → 5, {2,3,6,7} → 7, {8,9,12,13} → 13, {10,11,14,15} → 15.
+    assert_eq!(y, vec![5.0, 7.0, 13.0, 15.0, 5.0, 7.0, 13.0, 15.0]);
+    // An array that fits neither shape: a located error naming both.
+    let out = archscope(&["run", &model, "--npy", &p("flat.npy")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "holds an array of shape 12, but the model's input `x` is 1×1×4×4 (1×4×4 per sample)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: save an array of shape 1×1×4×4 or 1×4×4"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With several model outputs, `run` describes each and says which one the top-5 and
+/// `--save-output` use (the first), rather than dropping the others silently.
+#[test]
+fn run_names_each_of_several_outputs() {
+    let dir = scratch_dir("outputs");
+    let model = dir.join("two.yaml");
+    std::fs::write(
+        &model,
+        "inputs: {x: [4]}\nnodes:\n  - {id: a, op: relu}\n  - {id: b, op: sigmoid, in: x}\noutputs: [b, a]\n",
+    )
+    .unwrap();
+    let saved = dir.join("o.npy");
+    let text = ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--save-output",
+        saved.to_str().unwrap(),
+    ]);
+    assert!(text.contains("output 1 of 2 `b` 1×4: "), "{text}");
+    assert!(text.contains("output 2 of 2 `a` 1×4: "), "{text}");
+    assert!(text.contains("top-5 classes of `b`: "), "{text}");
+    assert!(
+        text.contains(&format!("wrote {} (output 1 `b`)\n", saved.display())),
+        "{text}"
+    );
+    // The saved output is b's: sigmoid values lie in (0, 1), and the relu's would include 0.
+    let (shape, y) = read_saved_npy(&saved);
+    assert_eq!(shape, vec![1, 4]);
+    assert!(y.iter().all(|&v| v > 0.0 && v < 1.0), "{y:?}");
+    let v: Value = serde_json::from_str(&ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(v["output"]["name"], "b");
+    assert_eq!(v["other_outputs"][0]["name"], "a");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Output statistics count NaN and infinities apart and give min, max and mean over the finite
+/// values (issue 14: `min inf, max -inf, mean NaN`); relu keeps NaN as PyTorch does.
+#[test]
+fn run_statistics_count_nan_and_inf() {
+    let dir = scratch_dir("nan");
+    let model = dir.join("relu.yaml");
+    std::fs::write(&model, "inputs: {x: [5]}\nnodes:\n  - {id: r, op: relu}\n").unwrap();
+    let npy = dir.join("x.npy");
+    std::fs::write(
+        &npy,
+        npy_bytes(&[5], &[1.0, f64::NAN, -2.0, f64::INFINITY, 3.0], "<f4"),
+    )
+    .unwrap();
+    let text = ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
+    // relu → [1, NaN, 0, inf, 3]: finite 1, 0, 3 → min 0, max 3, mean 4/3.
+    assert!(
+        text.contains("output 1×5: min 0.0000, max 3.0000, mean 1.3333 (over the 3 finite values); 1 NaN, 1 +inf\n"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(v["output"]["nan"], 1);
+    assert_eq!(v["output"]["pos_inf"], 1);
+    assert_eq!(v["output"]["neg_inf"], 0);
+    assert_eq!(v["output"]["finite"], 3);
+    assert_eq!(v["output"]["max"], 3.0);
+    // Nothing finite at all.
+    std::fs::write(&npy, npy_bytes(&[5], &[f64::NAN; 5], "<f4")).unwrap();
+    let text = ok_stdout(&[
+        "run",
+        model.to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("output 1×5: no finite values; 5 NaN\n"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A PNG holds one picture: with a batch, `run` says that it drew sample 1; an output that is
+/// not image-shaped is an error pointing to `.npy`.
+#[test]
+fn save_output_png_says_what_it_drew() {
+    let dir = scratch_dir("png");
+    let png = dir.join("e.png");
+    let text = ok_stdout(&[
+        "run",
+        "sobel",
+        "--batch",
+        "2",
+        "--input",
+        "1x32x32",
+        "--save-output",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains(&format!("wrote {} (sample 1 of 2)\n", png.display())),
+        "{text}"
+    );
+    let out = archscope(&["run", "mlp3", "--save-output", png.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the output is 1×10, not image-shaped (N×C×H×W), so it cannot be a PNG"),
+        "{err}"
+    );
+    assert!(err.contains("help: save it as a .npy array"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -337,7 +337,18 @@ fn element_limits() {
         "inputs: {x: [2, 512, 512]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 255}\n",
     )
     .unwrap();
+    // Its 2·255² taps × 258² positions, 8.6·10^9 elements, are first over the memory budget
+    // (32.25 GiB at `c`, its scratch 32.25 GiB); with the budget raised, over the per-tensor
+    // limit, before anything that size is allocated.
     let out = archscope_limited(&["check", p], 1 << 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs 32.25 GiB at once at layer `c`"),
+        "{err}"
+    );
+    assert!(err.contains("scratch 32.25 GiB"), "{err}");
+    let out = archscope_limited(&["run", p, "--memory-budget", "1TiB"], 1 << 20);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("im2col buffer"), "{err}");
@@ -348,7 +359,13 @@ fn element_limits() {
         "inputs: {x: [1, 4, 4]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, stride: 100000, padding: 100000, padding_mode: replicate}\n",
     )
     .unwrap();
+    // Declared as the convolution's workspace, it is over the memory budget first (4·10^10
+    // elements, 149.02 GiB); with the budget raised, over the per-tensor limit.
     let out = archscope_limited(&["check", p], 1 << 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("scratch 149.02 GiB"), "{err}");
+    let out = archscope_limited(&["run", p, "--memory-budget", "1TiB"], 1 << 20);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("padded input (1×1×200004×200004)"), "{err}");
@@ -450,7 +467,7 @@ fn weights_and_arrays_are_checked() {
     std::fs::write(&st, u64::MAX.to_le_bytes()).unwrap();
     assert_rejected(
         &["run", "lenet5", "--weights", st.to_str().unwrap()],
-        "not a readable safetensors file",
+        "is not a valid safetensors file: the header length at byte 0 says 18446744073709551615 bytes",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -497,4 +514,408 @@ fn report_layer_limit() {
     assert!(text.contains(&format!(
         "the report draws diagrams of at most {MAX_DIAGRAM_LAYERS}"
     )));
+}
+
+/// Binary inputs are read with a size cap derived from what the model needs (a `.npy`: its
+/// header and every input element in float64; a `.safetensors`: its header and every weight in
+/// f64; an image: 64 MiB), so that /dev/zero or an endless pipe costs no more than the cap
+/// (issue 14: each was read until memory ran out). Under 1 GiB of address space.
+#[cfg(unix)]
+#[test]
+fn binary_inputs_are_read_with_a_cap() {
+    // lenet5's input is 1×1×32×32: 12 + 65,536 + 8·1024 = 73,740 bytes at most.
+    assert_eq!(archscope::exec::io::npy_byte_limit(&[1, 1, 32, 32]), 73_740);
+    for (flag, needle) in [
+        ("--npy", "/dev/zero is larger than 73740 bytes, the most a .npy array for this model's input can hold"),
+        ("--weights", "/dev/zero is larger than"),
+        ("--image", "/dev/zero is larger than 67108864 bytes, the most an image file may have (64 MiB)"),
+    ] {
+        let out = archscope_limited(&["run", "lenet5", flag, "/dev/zero"], 1 << 20);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flag}\n{err}");
+        assert!(err.contains(needle), "{flag}\n{err}");
+        assert!(err.contains("help: "), "{err}");
+    }
+    // The weights' cap: the header allowance (1 MiB + 1 KiB per layer and tensor) and lenet5's
+    // 61,706 parameters in f64 and 8 bytes per layer.
+    let err = stderr(&archscope(&["run", "lenet5", "--weights", "/dev/zero"]));
+    assert!(
+        err.contains("a .safetensors file of this model's weights can hold"),
+        "{err}"
+    );
+    // An endless pipe.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576; yes | \"$0\" run lenet5 --npy /dev/stdin")
+        .arg(env!("CARGO_BIN_EXE_archscope"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/stdin is larger than 73740 bytes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `run --repeat` is 1 to 1000; sweeps list at most 64 settings (sizes × batches), counted
+/// before anything is parsed or built; a batch or size beyond 2^40 is said as given, never
+/// saturated (issue 14: `--repeat 18446744073709551615` panicked, `--repeat 100000000` ran for
+/// ever, 20,000 batches grew to gigabytes, `--batch 18446744073709551615` was echoed as
+/// 9223372036854775807).
+#[test]
+fn repeat_and_sweep_caps() {
+    for (v, needle) in [
+        (
+            "18446744073709551615",
+            "18446744073709551615 is not in 1..=1000",
+        ),
+        ("100000000", "100000000 is not in 1..=1000"),
+        ("1001", "1001 is not in 1..=1000"),
+        ("0", "0 is not in 1..=1000"),
+        ("18446744073709551616", "--repeat"),
+    ] {
+        assert_rejected(&["run", "lenet5", "--repeat", v], needle);
+    }
+    let out = archscope(&["run", "mlp3", "--repeat", "1000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("over 1000 run(s)"));
+    let many: Vec<String> = (1..=20_000).map(|b| b.to_string()).collect();
+    assert_rejected(
+        &["summary", "lenet5", "--batch", &many.join(",")],
+        "--input and --batch give 1 × 20000 = 20000 settings; a sweep has at most 64",
+    );
+    let sizes: Vec<String> = (32..1032).map(|s| s.to_string()).collect();
+    assert_rejected(
+        &[
+            "compare",
+            "lenet5",
+            "--input",
+            &sizes.join(","),
+            "--batch",
+            &many[..1000].join(","),
+        ],
+        "1000 × 1000 = 1000000 settings; a sweep has at most 64",
+    );
+    // 8 × 8 = 64 is the most.
+    let out = archscope(&["summary", "mlp3", "--batch", "1,2,3,4,5,6,7,8"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_rejected(
+        &["summary", "lenet5", "--batch", "18446744073709551615"],
+        "the batch is 18446744073709551615, more than a tensor may hold (2^40",
+    );
+    let err = assert_rejected(
+        &["summary", "lenet5", "--input", "1099511627777"],
+        "an --input size is 1099511627777",
+    );
+    assert!(!err.contains("9223372036854775807"), "{err}");
+}
+
+/// The executor's total memory is computed from the network before anything is allocated,
+/// against a budget (3 GiB; `run --memory-budget`, 1 MiB to 1 TiB): a model of four tensors
+/// each just under the 2^32-element limit is an error naming the layer, never an allocation
+/// abort (issue 14: SIGABRT).
+#[test]
+fn memory_budget() {
+    assert_eq!(archscope::exec::MEMORY_BUDGET, 3 << 30);
+    // By hand, x: [4] → fc (linear, out 2) → r (relu) at batch 1, in f32 bytes: weights
+    // 2·4 + 2 = 10 values, 40 bytes. The caller's input copy (16) is alive throughout. At x:
+    // + x's output 16 → 32. At fc: + its output 8 → 40, + scratch of its largest input 16 →
+    // 56 (the peak); x dies there → 24. At r: + 8 → 32, + scratch 8 → 40. Total 40 + 56 = 96.
+    let net = build(
+        "inputs: {x: [4]}
+nodes:
+  - {id: fc, op: linear, out: 2}
+  - {id: r, op: relu}
+",
+    )
+    .unwrap();
+    let need = archscope::exec::check_memory(&net, 96, 0).unwrap();
+    assert_eq!(
+        (need.weights, need.activations, need.peak_layer),
+        (40, 56, 1)
+    );
+    assert_eq!(need.total(), 96);
+    let e = archscope::exec::check_memory(&net, 95, 0).unwrap_err();
+    assert!(
+        e.message.contains("needs 96 B at once at layer `fc`"),
+        "{e}"
+    );
+    // Weights alone over the budget: named at the layer whose weights cross it.
+    let e = archscope::exec::check_memory(&net, 39, 0).unwrap_err();
+    assert!(
+        e.message
+            .contains("needs 40 B at once at layer `fc` (weights read so far"),
+        "{e}"
+    );
+    // Extra weights (the plan's copies) count with them: 96 + 1 is over 96.
+    let e = archscope::exec::check_memory(&net, 96, 1).unwrap_err();
+    assert!(
+        e.message.contains("needs 97 B at once at layer `fc`"),
+        "{e}"
+    );
+    let dir = scratch("budget");
+    let p = dir.join("four.yaml");
+    // x is 65535² = 4,294,836,225 elements (16 GiB of f32), under the per-tensor limit; a, b, c
+    // and d are as large. At x itself: the caller's copy of the input and x's output, 32 GiB.
+    std::fs::write(
+        &p,
+        "inputs: {x: [65535, 65535]}\nnodes:\n  - {id: a, op: relu}\n  - {id: b, op: sigmoid, in: x}\n  - {id: c, op: tanh, in: x}\n  - {id: d, op: add, in: [a, b, c]}\n",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    for cmd in ["run", "check"] {
+        let out = archscope_limited(&[cmd, p], 1 << 20);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd}\n{err}");
+        assert!(
+            err.contains("running the model needs 32.00 GiB at once at layer `x`"),
+            "{cmd}\n{err}"
+        );
+        assert!(
+            err.contains("more than the executor's memory budget of 3.00 GiB"),
+            "{err}"
+        );
+        assert!(err.contains("= in layer `x`"), "{err}");
+    }
+    // A budget that lets the input through names the next layer over it: with 40 GiB, at `a`
+    // the input (twice) and a's output are alive, plus a scratch allowance of a's input: 64 GiB.
+    let err = assert_rejected(
+        &["run", p, "--memory-budget", "40GiB"],
+        "needs 64.00 GiB at once at layer `a`",
+    );
+    assert!(err.contains("budget of 40.00 GiB"), "{err}");
+    // Weights alone: a 40000×40000 linear layer is 6.4 GB of f32.
+    let q = dir.join("fc.yaml");
+    std::fs::write(
+        &q,
+        "inputs: {x: [40000]}\nnodes:\n  - {id: fc, op: linear, out: 40000}\n",
+    )
+    .unwrap();
+    let err = assert_rejected(
+        &["run", q.to_str().unwrap()],
+        "at layer `fc` (weights read so far",
+    );
+    assert!(err.contains("weights 5.96 GiB"), "{err}");
+    assert_rejected(
+        &["run", "lenet5", "--memory-budget", "2TiB"],
+        "give 1MiB to 1TiB",
+    );
+    assert_rejected(
+        &["run", "lenet5", "--memory-budget", "1KiB"],
+        "give 1MiB to 1TiB",
+    );
+    assert_rejected(
+        &["run", "lenet5", "--memory-budget", "lots"],
+        "--memory-budget",
+    );
+    // lenet5 in 1 MiB: its 61,706 parameters are 241 KiB; its activations fit too.
+    let out = archscope(&["run", "lenet5", "--memory-budget", "1MiB"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `outputs: []` is refused where the file is read (issue 14: `summary` and `check` accepted
+/// it and `run` panicked).
+#[test]
+fn empty_outputs_are_refused() {
+    for cmd in ["summary", "check", "run"] {
+        let err = assert_rejected(
+            &[cmd, "tests/data/bad/outputs_empty.yaml"],
+            "`outputs` is an empty list: a model needs at least one output",
+        );
+        assert!(err.contains("outputs_empty.yaml:5:"), "{err}");
+    }
+}
+
+/// A safetensors file: the 8-byte little-endian header length, the header, the data.
+fn safetensors(header: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header);
+    b.extend_from_slice(data);
+    b
+}
+
+/// Every fault of a safetensors file is said in words with the byte offset or the tensor name
+/// and what to do (issue 14: the reader's enum names `HeaderTooSmall`, `TensorInvalidInfo`,
+/// `MetadataIncompleteBuffer` …; and a tensor named twice was accepted, the last winning).
+#[test]
+fn safetensors_errors_in_words() {
+    let dir = scratch("safetensors");
+    let model = dir.join("fc.yaml");
+    std::fs::write(
+        &model,
+        "inputs: {x: [2]}\nnodes:\n  - {id: fc, op: linear, out: 1}\n",
+    )
+    .unwrap();
+    let model = model.to_str().unwrap();
+    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let good_header = r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
+    let data = f32s(&[1.0, 2.0, 0.5]);
+    // Byte offsets below: `good_header` is 124 bytes, so the data starts at byte 8 + 124 = 132
+    // and its 12 bytes end at 144; the gap case's header is one byte longer ("12,16" for
+    // "8,12"): fc.bias's data offset 12 is byte 133 + 12 = 145, fc.weight's end 133 + 8 = 141.
+    assert_eq!(good_header.len(), 124);
+    let file = dir.join("w.safetensors");
+    let w = file.to_str().unwrap();
+    // The well-formed file runs: fc(x) = 1·3 + 2·4 + 0.5 = 11.5, by hand.
+    std::fs::write(&file, safetensors(good_header.as_bytes(), &data)).unwrap();
+    let npy = dir.join("x.npy");
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&f32s(&[3.0, 4.0]));
+    std::fs::write(&npy, bytes).unwrap();
+    let out = archscope(&["run", model, "--weights", w, "--npy", npy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("min 11.5000, max 11.5000"));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![1, 2, 3], "it is 3 bytes; the file starts with an 8-byte header length"),
+        (
+            [&1000u64.to_le_bytes()[..], b"{}{}"].concat(),
+            "the header length at byte 0 says 1000 bytes, but only 4 follow (the file is truncated)",
+        ),
+        (
+            u64::MAX.to_le_bytes().to_vec(),
+            "the header length at byte 0 says 18446744073709551615 bytes, more than the 100000000 a header may have",
+        ),
+        (safetensors(b"{\"a\xff\":1}", &[]), "is not UTF-8 text at byte 11"),
+        (safetensors(b"{\"fc.weight\": ", &[]), "does not parse at byte"),
+        (
+            safetensors(
+                r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[8,16]}}"#.as_bytes(),
+                &f32s(&[1.0, 2.0, 3.0, 4.0]),
+            ),
+            "its header names the tensor `fc.weight` twice",
+        ),
+        (
+            safetensors(
+                r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,4]}}"#.as_bytes(),
+                &f32s(&[1.0]),
+            ),
+            "tensor `fc.weight`: F32 of shape [1, 2] is 8 bytes, but its data_offsets [0, 4] span 4 bytes",
+        ),
+        (
+            safetensors(
+                r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#.as_bytes(),
+                &f32s(&[1.0, 2.0, 0.0, 0.5]),
+            ),
+            "tensor `fc.bias` starts at byte 145 of the file (data offset 12), but the data before it ends at byte 141 (a gap)",
+        ),
+        (
+            safetensors(good_header.as_bytes(), &[data.clone(), vec![0; 4]].concat()),
+            "the tensors' data ends at byte 144, but the file is 148 bytes (trailing bytes after the last tensor)",
+        ),
+        (
+            safetensors(good_header.as_bytes(), &data[..8]),
+            "the tensors' data ends at byte 144, but the file is 140 bytes (truncated)",
+        ),
+        (
+            safetensors(
+                r#"{"fc.weight":{"dtype":"Q4","shape":[1,2],"data_offsets":[0,8]}}"#.as_bytes(),
+                &data[..8],
+            ),
+            "tensor `fc.weight`: the dtype `Q4` is not one of safetensors'",
+        ),
+        (
+            safetensors(r#"{"fc.weight":{"dtype":"F32","shape":[1,2]}}"#.as_bytes(), &[]),
+            "tensor `fc.weight`: `data_offsets` is not a pair [begin, end] of byte offsets",
+        ),
+        (safetensors(b"[1, 2]", &[]), "does not parse at byte"),
+    ];
+    for (bytes, needle) in cases {
+        std::fs::write(&file, &bytes).unwrap();
+        let err = assert_rejected(&["run", model, "--weights", w], needle);
+        assert!(
+            err.contains(&format!("{w} is not a valid safetensors file: ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("help: write it with safetensors' save_file"),
+            "{err}"
+        );
+        for name in [
+            "HeaderTooSmall",
+            "TensorInvalidInfo",
+            "MetadataIncompleteBuffer",
+            "InvalidHeader",
+        ] {
+            assert!(!err.contains(name), "{err}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CRC-32 (IEEE) of PNG chunks, bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A PNG signature and IHDR chunk (8-bit RGB) announcing `w`×`h` pixels, with correct CRCs,
+/// and no image data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.extend_from_slice(&13u32.to_be_bytes());
+    b.extend_from_slice(&ihdr);
+    b.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // An empty IDAT (the decoder reads up to the first) and IEND.
+    for chunk in [&b"IDAT"[..], &b"IEND"[..]] {
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(chunk);
+        b.extend_from_slice(&crc32(chunk).to_be_bytes());
+    }
+    b
+}
+
+/// Image errors in words, with sizes (issue 14: a decoder's Debug structure, or `Memory limit
+/// exceeded` with no sizes). An image over 16384 pixels a side or 2^26 pixels is refused from
+/// its header, before any pixel is decoded.
+#[test]
+fn image_errors_in_words() {
+    let dir = scratch("image");
+    let file = dir.join("x.png");
+    let f = file.to_str().unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"just text".to_vec(), "its first bytes are neither a PNG nor a JPEG signature"),
+        (
+            png_header(100_000, 100_000),
+            "is 100000×100000 pixels; archscope reads images of at most 16384 pixels a side and 67108864 pixels (64 Mpx) in all",
+        ),
+        (png_header(16384, 16384), "is 16384×16384 pixels"),
+        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "it is Gif; archscope reads PNG and JPEG"),
+        (png_header(8, 8), "cannot read the image"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00".to_vec(), "cannot read the image"),
+    ];
+    for (bytes, needle) in cases {
+        std::fs::write(&file, &bytes).unwrap();
+        let out = archscope_limited(&["run", "lenet5", "--image", f], 1 << 20);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{needle}\n{err}");
+        assert!(err.contains(f), "{err}");
+        assert!(err.contains("help: "), "{err}");
+        // No decoder structure dumps.
+        assert!(
+            !err.contains(" { ") && !err.contains("Memory limit exceeded"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -840,7 +840,9 @@ impl Pointwise {
     fn apply_here(self, xs: &mut [f32]) {
         use Pointwise::*;
         match self {
-            Relu => each(xs, |v| v.max(0.0)),
+            // PyTorch's relu: negatives to 0, NaN and -0.0 kept (f32::max would turn NaN
+            // into 0). One compare and a select, vectorised.
+            Relu => each(xs, |v| if v < 0.0 { 0.0 } else { v }),
             Relu6 => each(xs, |v| v.clamp(0.0, 6.0)),
             LeakyRelu(a) => each(xs, |v| if v > 0.0 { v } else { a * v }),
             Elu(a) => each(xs, |v| if v > 0.0 { v } else { a * v.exp_m1() }),
@@ -849,7 +851,11 @@ impl Pointwise {
                 const SCALE: f32 = 1.050_701;
                 each(xs, |v| SCALE * if v > 0.0 { v } else { ALPHA * v.exp_m1() })
             }
-            Celu(a) => each(xs, |v| v.max(0.0) + (a * (v / a).exp_m1()).min(0.0)),
+            // max(0, x) + min(0, α(exp(x/α) − 1)), NaN kept (f32::max/min would drop it).
+            Celu(a) => each(xs, |v| {
+                let neg = a * (v / a).exp_m1();
+                (if v < 0.0 { 0.0 } else { v }) + if neg > 0.0 { 0.0 } else { neg }
+            }),
             GeluTanh => each(xs, |v| {
                 let c = (2.0 / std::f32::consts::PI).sqrt();
                 0.5 * v * (1.0 + (c * (v + 0.044_715 * v * v * v)).tanh())

@@ -20,6 +20,176 @@ use crate::graph::Network;
 /// accepts tensors up to 2^40 elements, [`crate::graph::MAX_ELEMENTS`]).
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 32;
 
+/// Most bytes the executor holds at once by default (3 GiB): weights (and the inference plan's
+/// copies of them), the activations alive at each layer, a scratch allowance per layer, and
+/// the buffers kept for reuse. [`check_memory`] computes the need from the network before
+/// anything is allocated; `archscope run --memory-budget` changes it, up to
+/// [`MAX_MEMORY_BUDGET`].
+pub const MEMORY_BUDGET: u64 = 3 << 30;
+
+/// The largest budget that may be asked for (1 TiB).
+pub const MAX_MEMORY_BUDGET: u64 = 1 << 40;
+
+/// `n` bytes in binary units (`1.50 GiB`).
+fn bytes_text(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// The bytes of f32 of a shape, saturating (a size over the limits is reported elsewhere).
+fn f32_bytes(dims: &[u64]) -> u64 {
+    dims.iter()
+        .try_fold(4u64, |a, &d| a.checked_mul(d))
+        .unwrap_or(u64::MAX)
+}
+
+/// What running a network needs at most, in bytes, as computed by [`check_memory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// Weights and buffers (plus the extra bytes given, such as a plan's copies).
+    pub weights: u64,
+    /// The most bytes of activations (with the scratch allowance) alive at one layer.
+    pub activations: u64,
+    /// The layer where that peak is reached.
+    pub peak_layer: usize,
+}
+
+impl MemoryNeed {
+    pub fn total(&self) -> u64 {
+        self.weights.saturating_add(self.activations)
+    }
+}
+
+/// The memory a pass over `net` needs, computed from the network alone before anything is
+/// allocated, against `budget` bytes. Counted: every weight and buffer as f32 (plus
+/// `extra_weights`, e.g. the inference plan's folded or Winograd copies); the model's inputs;
+/// at each layer in execution order, every tensor still to be read (and every model output)
+/// plus the layer's outputs and a scratch allowance: its largest input, or its kernel's
+/// working buffers when larger (`Layer::workspace`: a convolution's padded input and im2col
+/// buffer). Every tensor is first checked against [`MAX_TENSOR_ELEMENTS`]. The
+/// error names the first layer where the total goes over the budget.
+pub fn check_memory(
+    net: &Network,
+    budget: u64,
+    extra_weights: u64,
+) -> Result<MemoryNeed, Diagnostic> {
+    // Per-tensor limits first, weights (allocated first) then outputs, in layer order: the
+    // error names the tensor.
+    for node in &net.nodes {
+        for spec in node.layer.weights() {
+            check_size(
+                &spec.shape,
+                &format!("the weight `{}.{}`", node.name, spec.name),
+                &node.name,
+            )?;
+        }
+    }
+    for node in &net.nodes {
+        for s in &node.out_shapes {
+            let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
+            check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
+        }
+    }
+    let over = |k: usize, weights: u64, live: u64, scratch: u64, what: &str| {
+        let node = &net.nodes[k];
+        let total = weights.saturating_add(live).saturating_add(scratch);
+        Diagnostic::new(format!(
+            "running the model needs {} at once at layer `{}` ({what}: weights {}, tensors alive {}, scratch {}), more than the executor's memory budget of {}",
+            bytes_text(total),
+            node.name,
+            bytes_text(weights),
+            bytes_text(live),
+            bytes_text(scratch),
+            bytes_text(budget)
+        ))
+        .layer(&node.name)
+        .help("run with a smaller --input or --batch, or raise the budget with --memory-budget (the static commands, such as summary, need no such memory)")
+    };
+    let mut weights = extra_weights;
+    for (k, node) in net.nodes.iter().enumerate() {
+        for spec in node.layer.weights() {
+            let dims: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
+            weights = weights.saturating_add(f32_bytes(&dims));
+        }
+        if weights > budget {
+            return Err(over(k, weights, 0, 0, "weights read so far"));
+        }
+    }
+    let (mut last_use, _) = uses(net);
+    for o in &net.outputs {
+        last_use[o.node] = usize::MAX;
+    }
+    let out_bytes: Vec<u64> = net
+        .nodes
+        .iter()
+        .map(|n| {
+            n.out_shapes
+                .iter()
+                .fold(0u64, |a, s| a.saturating_add(f32_bytes(&s.0)))
+        })
+        .collect();
+    // The caller's copies of the model inputs, alive throughout.
+    let mut live = net
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.inputs.is_empty())
+        .fold(0u64, |a, (k, _)| a.saturating_add(out_bytes[k]));
+    let mut need = MemoryNeed {
+        weights,
+        activations: 0,
+        peak_layer: 0,
+    };
+    for (k, node) in net.nodes.iter().enumerate() {
+        let largest_input = node
+            .in_shapes
+            .iter()
+            .map(|s| f32_bytes(&s.0))
+            .max()
+            .unwrap_or(0);
+        let workspace = node
+            .layer
+            .workspace(&node.in_shapes, &node.out_shapes)
+            .saturating_mul(4);
+        let scratch = largest_input.max(workspace);
+        live = live.saturating_add(out_bytes[k]);
+        let here = live.saturating_add(scratch);
+        if weights.saturating_add(here) > budget {
+            return Err(over(
+                k,
+                weights,
+                live,
+                scratch,
+                "its inputs and outputs, every tensor still to be read, and its kernel's working buffers",
+            ));
+        }
+        if here > need.activations {
+            need.activations = here;
+            need.peak_layer = k;
+        }
+        for &(src, _) in &node.inputs {
+            if last_use[src] == k {
+                live -= out_bytes[src];
+                last_use[src] = usize::MAX - 1; // freed once
+            }
+        }
+        if last_use[k] == k {
+            live -= out_bytes[k];
+        }
+    }
+    Ok(need)
+}
+
 /// A dense f32 tensor, row-major, batch first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
@@ -113,6 +283,9 @@ pub struct Recycler {
     free: Vec<Vec<f32>>,
     /// Whether buffers are kept at all.
     on: bool,
+    /// Bytes of the buffers kept, and the most that may be kept.
+    held: u64,
+    cap: u64,
 }
 
 impl Recycler {
@@ -122,17 +295,21 @@ impl Recycler {
     /// A free buffer of exactly `len` elements, if any.
     pub fn take(&mut self, len: usize) -> Option<Vec<f32>> {
         let i = self.free.iter().rposition(|b| b.len() == len)?;
+        self.held -= 4 * len as u64;
         Some(self.free.swap_remove(i))
     }
 
-    /// Keeps `buf` for reuse.
+    /// Keeps `buf` for reuse, within the byte cap (the oldest buffers go first).
     pub fn give(&mut self, buf: Vec<f32>) {
-        if buf.is_empty() || !self.on {
+        let bytes = 4 * buf.len() as u64;
+        if buf.is_empty() || !self.on || bytes > self.cap {
             return;
         }
-        if self.free.len() == Self::KEEP {
-            self.free.remove(0);
+        while self.free.len() == Self::KEEP || self.held + bytes > self.cap {
+            let old = self.free.remove(0);
+            self.held -= 4 * old.len() as u64;
         }
+        self.held += bytes;
         self.free.push(buf);
     }
 }
@@ -254,8 +431,28 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
 /// Weights from a `.safetensors` file: every tensor a layer owns must be present under
 /// `layer.path.name` with the layer's shape, in f32 (f16/bf16/f64 are converted).
 pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weights, Diagnostic> {
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| Diagnostic::new(format!("{file} is not a readable safetensors file: {e}")))?;
+    // Every fault of the layout is reported in words first; the reader's own error remains
+    // only for what that check does not cover, translated too.
+    io::check_safetensors(bytes, file)?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
+        use safetensors::SafeTensorError as E;
+        let why = match e {
+            E::TensorInvalidInfo | E::InvalidTensorView(..) => {
+                "a tensor's dtype and shape do not match its data_offsets".to_string()
+            }
+            E::InvalidOffset(name) => format!("the data offsets of tensor `{name}` are not contiguous"),
+            E::MetadataIncompleteBuffer => {
+                "the tensors' data does not end exactly at the end of the file".to_string()
+            }
+            E::ValidationOverflow => "a tensor's size overflows 64 bits".to_string(),
+            E::HeaderTooSmall | E::HeaderTooLarge | E::InvalidHeaderLength => {
+                "the 8-byte header length at byte 0 does not fit the file".to_string()
+            }
+            _ => "its JSON header (from byte 8) is not a safetensors header".to_string(),
+        };
+        Diagnostic::new(format!("{file} is not a valid safetensors file: {why}"))
+            .help("write it with safetensors' save_file (Python: safetensors.torch.save_file(model.state_dict(), path))")
+    })?;
     let mut per_node = Vec::with_capacity(net.nodes.len());
     for node in &net.nodes {
         let mut tensors = Vec::new();
@@ -353,6 +550,35 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     Ok(Weights { per_node })
 }
 
+/// Most bytes a `.safetensors` file of `net`'s weights can hold: its 8-byte header length, a
+/// JSON header of 1 MiB plus 1 KiB per layer and per tensor (never more than
+/// [`io::MAX_SAFETENSORS_HEADER`]), every weight and buffer in f64 (the widest dtype read),
+/// and 8 bytes per layer for PyTorch's `num_batches_tracked` counters. The CLI reads no more
+/// than this plus one byte.
+pub fn safetensors_byte_limit(net: &Network) -> u64 {
+    let tensors: u64 = net
+        .nodes
+        .iter()
+        .map(|n| 1 + n.layer.weights().len() as u64)
+        .sum();
+    let header = (1u64 << 20)
+        .saturating_add(tensors.saturating_mul(1024))
+        .min(io::MAX_SAFETENSORS_HEADER);
+    let mut n = 8 + header;
+    for node in &net.nodes {
+        n = n.saturating_add(8);
+        for spec in node.layer.weights() {
+            let elems = spec
+                .shape
+                .iter()
+                .try_fold(8u64, |a, &d| a.checked_mul(d as u64))
+                .unwrap_or(u64::MAX);
+            n = n.saturating_add(elems);
+        }
+    }
+    n
+}
+
 fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h >> 15) << 31;
     let exp = u32::from((h >> 10) & 0x1f);
@@ -416,6 +642,21 @@ pub struct Plan {
     /// Whether element-wise layers and merges may overwrite an input that dies there, and
     /// kernels write their outputs into the buffers of dead tensors.
     pub in_place: bool,
+    /// Most bytes of dead tensors' buffers kept for reuse (what the memory budget leaves over
+    /// the need [`check_memory`] computed).
+    pub recycle_bytes: u64,
+}
+
+impl Plan {
+    /// Bytes of the replacement weights the plan holds (folded and Winograd copies).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|t| 4 * t.numel() as u64)
+            .sum()
+    }
 }
 
 /// Plans inference for `net` with `weights`.
@@ -432,6 +673,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         fused: vec![None; n],
         aux_unused: vec![true; n],
         in_place: true,
+        recycle_bytes: u64::MAX,
     };
     for (k, node) in net.nodes.iter().enumerate() {
         if node.layer.reads_aux() {
@@ -543,6 +785,7 @@ fn run_on_worker(
     let mut next_input = 0;
     let mut recycled = Recycler {
         on: plan.in_place,
+        cap: plan.recycle_bytes,
         ..Default::default()
     };
     for (k, node) in net.nodes.iter().enumerate() {
@@ -697,6 +940,55 @@ fn run_on_worker(
         .map(|o| values[o.node].as_ref().expect("outputs are kept")[o.slot].clone())
         .collect();
     Ok(RunResult { outputs, layers })
+}
+
+/// Summary statistics of a tensor in PyTorch's terms: NaN and ±infinity counted apart, the
+/// minimum, maximum and mean over the finite values (None when there are none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub finite: u64,
+    pub nan: u64,
+    pub pos_inf: u64,
+    pub neg_inf: u64,
+    pub min: Option<f32>,
+    pub max: Option<f32>,
+    /// Summed in f64 in element order (the same at any thread count).
+    pub mean: Option<f64>,
+}
+
+impl Stats {
+    pub fn of(data: &[f32]) -> Stats {
+        let mut s = Stats {
+            finite: 0,
+            nan: 0,
+            pos_inf: 0,
+            neg_inf: 0,
+            min: None,
+            max: None,
+            mean: None,
+        };
+        let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
+        for &v in data {
+            if v.is_nan() {
+                s.nan += 1;
+            } else if v == f32::INFINITY {
+                s.pos_inf += 1;
+            } else if v == f32::NEG_INFINITY {
+                s.neg_inf += 1;
+            } else {
+                s.finite += 1;
+                lo = lo.min(v);
+                hi = hi.max(v);
+                sum += f64::from(v);
+            }
+        }
+        if s.finite > 0 {
+            s.min = Some(lo);
+            s.max = Some(hi);
+            s.mean = Some(sum / s.finite as f64);
+        }
+        s
+    }
 }
 
 /// A deterministic random input of the model's first input shape (values in [-1, 1)).

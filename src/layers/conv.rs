@@ -236,6 +236,42 @@ fn build_deconv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Layer for Conv2d {
+    /// The padded input of a reflect/replicate/circular convolution, plus one im2col buffer
+    /// of an image and group (taps × output positions), or a transposed convolution's col2im
+    /// buffer (output taps × input positions): the sizes `forward` checks before allocating.
+    fn workspace(&self, inputs: &[Shape], outputs: &[Shape]) -> u64 {
+        let (Some(x), Some(y)) = (inputs.first(), outputs.first()) else {
+            return 0;
+        };
+        let mul = |f: &[u64]| {
+            f.iter()
+                .try_fold(1u64, |a, &b| a.checked_mul(b))
+                .unwrap_or(u64::MAX)
+        };
+        let [kh, kw] = self.kernel;
+        let g = self.groups.max(1);
+        match (&x.0[..], &y.0[..]) {
+            ([n, c, h, w], [_, o, oh, ow]) => {
+                let padded = if self.padding_mode == "zeros" || self.transposed {
+                    0
+                } else {
+                    mul(&[
+                        *n,
+                        *c,
+                        h + self.pad.top + self.pad.bottom,
+                        w + self.pad.left + self.pad.right,
+                    ])
+                };
+                let cols = if self.transposed {
+                    mul(&[o / g, kh, kw, *h, *w])
+                } else {
+                    mul(&[c / g, kh, kw, *oh, *ow])
+                };
+                padded.saturating_add(cols)
+            }
+            _ => 0,
+        }
+    }
     fn op(&self) -> &'static str {
         if self.transposed {
             "conv_transpose2d"

@@ -381,6 +381,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn reads_aux(&self) -> bool {
         false
     }
+    /// Elements of the working buffers the kernel allocates besides its outputs, at most (a
+    /// convolution's padded input and im2col buffer), for the executor's memory budget
+    /// ([`crate::exec::check_memory`], which allows every layer at least its largest input).
+    fn workspace(&self, _inputs: &[Shape], _outputs: &[Shape]) -> u64 {
+        0
+    }
     /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
     fn weight_info(&self) -> Option<WeightInfo> {
         None

@@ -486,7 +486,17 @@ impl Layer for Adaptive {
                         for iy in ys as usize..ye as usize {
                             for ix in xs as usize..xe as usize {
                                 let v = src[iy * w + ix];
-                                acc = if max { acc.max(v) } else { acc + v };
+                                // NaN-propagating, as PyTorch's max pools: a NaN in the
+                                // window wins (f32::max would drop it).
+                                acc = if max {
+                                    if v > acc || v.is_nan() {
+                                        v
+                                    } else {
+                                        acc
+                                    }
+                                } else {
+                                    acc + v
+                                };
                             }
                         }
                         dst[oy * ow + ox] = if max {

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""PyTorch's results on inputs holding NaN, +inf and -inf, for every weightless or
+default-initialised layer type archscope runs: activations, pools, norms, softmax, merges,
+resampling, reductions. Writes ``tests/data/nonfinite_reference.json``, read by
+``tests/kernels.rs`` (``nonfinite_values_follow_pytorch``), which runs the same layers through
+archscope's executor on the same inputs and compares element by element: NaN where PyTorch
+gives NaN, the same infinities, finite values within rounding.
+
+Each case: the archscope op as YAML flow text (``op``), the model's input shape with its batch
+(``shape``), the input values and PyTorch's output (shape and values), NaN and the infinities
+written as the strings "nan", "inf", "-inf" (JSON has no such numbers). Norm layers use
+PyTorch's default parameters and buffers (weight 1, bias 0, running mean 0, running variance 1)
+in eval mode, which are archscope's defaults too.
+
+    /tmp/torchenv/bin/python scripts/nonfinite_reference.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "nonfinite_reference.json")
+
+
+def encode(v: float):
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def make_input(shape, seed, specials):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g) * 2.0
+    flat = x.view(-1)
+    # Special values at fixed positions: a NaN, +inf and -inf (and a few more NaNs for larger
+    # tensors), never overlapping.
+    n = flat.numel()
+    picks = [(1, float("nan")), (n // 2, float("inf")), (n - 2, float("-inf"))]
+    if specials == "nan":
+        picks = [(1, float("nan")), (n // 2 + 1, float("nan"))]
+    elif specials == "inf":
+        picks = [(n // 3, float("inf")), (n - 2, float("-inf"))]
+    for i, v in picks:
+        flat[i] = v
+    return x
+
+
+CASES = []
+
+
+def case(op: str, shape, module, specials="all", seed=0, second=None):
+    x = make_input(shape, seed, specials)
+    with torch.no_grad():
+        if second is None:
+            y = module(x)
+        else:
+            y = module(x, second(x))
+    entry = {
+        "op": op,
+        "shape": list(shape),
+        "input": [encode(v) for v in x.reshape(-1).tolist()],
+        "output_shape": list(y.shape),
+        "output": [encode(v) for v in y.reshape(-1).tolist()],
+    }
+    CASES.append(entry)
+
+
+def main():
+    torch.manual_seed(0)
+    act_shape = (2, 3, 4, 4)
+    acts = [
+        ("relu", nn.ReLU()),
+        ("relu6", nn.ReLU6()),
+        ("leaky_relu", nn.LeakyReLU()),
+        ("prelu", nn.PReLU()),
+        ("elu", nn.ELU()),
+        ("selu", nn.SELU()),
+        ("celu", nn.CELU()),
+        ("gelu", nn.GELU()),
+        ("{op: gelu, approximate: tanh}", nn.GELU(approximate="tanh")),
+        ("sigmoid", nn.Sigmoid()),
+        ("hardsigmoid", nn.Hardsigmoid()),
+        ("tanh", nn.Tanh()),
+        ("hardtanh", nn.Hardtanh()),
+        ("silu", nn.SiLU()),
+        ("hardswish", nn.Hardswish()),
+        ("mish", nn.Mish()),
+        ("softplus", nn.Softplus()),
+        ("softsign", nn.Softsign()),
+    ]
+    for op, m in acts:
+        text = op if op.startswith("{") else "{op: %s}" % op
+        case(text, act_shape, m.eval())
+    for dim in [1, -1]:
+        for specials in ["nan", "inf"]:
+            case("{op: softmax, dim: %d}" % dim, act_shape, nn.Softmax(dim=dim), specials, seed=1)
+            case("{op: log_softmax, dim: %d}" % dim, act_shape, nn.LogSoftmax(dim=dim), specials, seed=2)
+    pool_shape = (2, 3, 6, 6)
+    for specials in ["nan", "inf", "all"]:
+        case("{op: maxpool2d, kernel: 2}", pool_shape, nn.MaxPool2d(2), specials, seed=3)
+        case("{op: maxpool2d, kernel: 3, stride: 2, padding: 1}", pool_shape,
+             nn.MaxPool2d(3, stride=2, padding=1), specials, seed=4)
+        case("{op: avgpool2d, kernel: 2}", pool_shape, nn.AvgPool2d(2), specials, seed=5)
+        case("{op: adaptive_maxpool2d, size: 4}", pool_shape, nn.AdaptiveMaxPool2d(4), specials, seed=6)
+        case("{op: adaptive_avgpool2d, size: 4}", pool_shape, nn.AdaptiveAvgPool2d(4), specials, seed=7)
+        case("{op: global_maxpool}", pool_shape, nn.AdaptiveMaxPool2d(1), specials, seed=8)
+        case("{op: global_avgpool}", pool_shape, nn.AdaptiveAvgPool2d(1), specials, seed=9)
+    norm_shape = (2, 4, 3, 3)
+    for specials in ["nan", "inf"]:
+        case("{op: batchnorm2d}", norm_shape, nn.BatchNorm2d(4).eval(), specials, seed=10)
+        case("{op: layernorm, dims: 3}", norm_shape, nn.LayerNorm([4, 3, 3]).eval(), specials, seed=11)
+        case("{op: layernorm}", norm_shape, nn.LayerNorm(3).eval(), specials, seed=12)
+        case("{op: groupnorm, groups: 2}", norm_shape, nn.GroupNorm(2, 4).eval(), specials, seed=13)
+        case("{op: instancenorm2d}", norm_shape, nn.InstanceNorm2d(4).eval(), specials, seed=14)
+        case("{op: local_response_norm, size: 3}", norm_shape, nn.LocalResponseNorm(3).eval(), specials, seed=15)
+        case("{op: magnitude}", norm_shape,
+             lambda x: torch.linalg.vector_norm(x, dim=1, keepdim=True), specials, seed=16)
+        case("{op: upsample, scale: 2, mode: nearest}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="nearest"), specials, seed=17)
+        case("{op: upsample, scale: 2, mode: bilinear}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="bilinear"), specials, seed=18)
+        case("{op: upsample, scale: 2, mode: nearest_exact}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="nearest-exact"), specials, seed=23)
+        case("{op: upsample, scale: 2, mode: bicubic}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="bicubic"), specials, seed=24)
+        case("{op: upsample, scale: 2, mode: bilinear, align_corners: true}", norm_shape,
+             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), specials, seed=25)
+    bn1d_shape = (2, 5)
+    case("{op: batchnorm1d}", bn1d_shape, nn.BatchNorm1d(5).eval(), "all", seed=19)
+    # Merges of the input with itself, as `in: [x, x]` writes them.
+    case("{op: add, in: [x, x]}", act_shape, lambda a, b: a + b, "all", seed=20, second=lambda x: x)
+    case("{op: multiply, in: [x, x]}", act_shape, lambda a, b: a * b, "all", seed=21, second=lambda x: x)
+    case("{op: concat, in: [x, x]}", act_shape, lambda a, b: torch.cat([a, b], 1), "all", seed=22,
+         second=lambda x: x)
+    with open(OUT, "w") as f:
+        json.dump({"torch": torch.__version__, "cases": CASES}, f, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {len(CASES)} cases to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
