@@ -424,14 +424,21 @@ impl<'a> Findings<'a> {
         let Some(f) = &self.a.layers[k].rf else {
             return;
         };
-        if f.aligned || node.inputs.len() < 2 {
+        // Only inputs whose values meet here (not one that lends only its size).
+        let merged: Vec<usize> = node
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| node.layer.reads_values(i))
+            .map(|(_, &(s, _))| s)
+            .collect();
+        if f.aligned || merged.len() < 2 {
             return;
         }
         // Report where the misalignment arises, not every layer downstream of it.
-        let inherited = node
-            .inputs
+        let inherited = merged
             .iter()
-            .any(|&(s, _)| self.a.layers[s].rf.as_ref().is_some_and(|g| !g.aligned));
+            .any(|&s| self.a.layers[s].rf.as_ref().is_some_and(|g| !g.aligned));
         if inherited {
             return;
         }

@@ -5,7 +5,8 @@
 //! float. Merges (add, concat, multiply) follow the Google `receptive_field` library: paths that
 //! disagree in jump or centre make the layer "not aligned" (a warning carried in the result);
 //! otherwise the size is the largest over paths. Generic: every layer contributes through
-//! `Layer::geometry`. Derivations are in docs/RECEPTIVE_FIELD.md.
+//! `Layer::geometry`. Only inputs whose values meet count: an input that only lends its size
+//! (`Layer::reads_values`) is left out. Derivations are in docs/RECEPTIVE_FIELD.md.
 
 use num_rational::Ratio;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};
@@ -233,10 +234,14 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 resampled: false,
             })
         } else {
+            // Only inputs whose values meet here: one that lends only its size (the `like` of
+            // a crop or upsample) neither widens the field nor judges its alignment.
             let ins: Vec<Option<&Field>> = node
                 .inputs
                 .iter()
-                .map(|&(src, _)| out[src].as_ref())
+                .enumerate()
+                .filter(|&(i, _)| node.layer.reads_values(i))
+                .map(|(_, &(src, _))| out[src].as_ref())
                 .collect();
             match (merge(&ins), spatial_out) {
                 (Some(f), true) => apply(f, &node.layer.geometry(&node.in_shapes))
