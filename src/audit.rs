@@ -556,18 +556,55 @@ impl<'a> Findings<'a> {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join("→");
+        // Depthwise and grouped convolutions keep their groups in the stack: each 3×3 of a
+        // depthwise stack is depthwise (9 weights per channel).
+        let depthwise = w.groups > 1 && w.groups == w.in_ch && w.in_ch == w.out_ch;
+        let (what, fix) = if depthwise {
+            (
+                format!(
+                    "`{}` is a depthwise {kk}×{kk} convolution on {} channels ({} weights)",
+                    node.name, w.in_ch, old_params
+                ),
+                format!(
+                    "{n} stacked depthwise 3×3 convolutions on {} channels (an activation between them): {}",
+                    w.in_ch,
+                    savings_text((old_params, new_params), (old_macs, new_macs))
+                ),
+            )
+        } else if w.groups > 1 {
+            (
+                format!(
+                    "`{}` is a {kk}×{kk} convolution {}→{} in {} groups ({} weights)",
+                    node.name, w.in_ch, w.out_ch, w.groups, old_params
+                ),
+                format!(
+                    "{n} stacked 3×3 convolutions {chain}, each in {} groups (a ReLU between them): {}",
+                    w.groups,
+                    savings_text((old_params, new_params), (old_macs, new_macs))
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "`{}` is a {kk}×{kk} convolution {}→{} ({} weights)",
+                    node.name, w.in_ch, w.out_ch, old_params
+                ),
+                format!(
+                    "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {}",
+                    savings_text((old_params, new_params), (old_macs, new_macs))
+                ),
+            )
+        };
         let f = finding(
             "large-kernel",
             &node.name,
-            format!(
-                "`{}` is a {kk}×{kk} convolution {}→{} ({} weights)",
-                node.name, w.in_ch, w.out_ch, old_params
-            ),
-            "a stack of 3×3 convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)",
-            format!(
-                "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {}",
-                savings_text((old_params, new_params), (old_macs, new_macs))
-            ),
+            what,
+            if depthwise {
+                "a stack of depthwise 3×3 convolutions sees the same field with fewer weights and MACs (18 instead of 25 per channel and pixel for 5×5); the depthwise layer is a small part of its block's cost, and the stack adds a pass over the activations, so the saving is small"
+            } else {
+                "a stack of 3×3 convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)"
+            },
+            fix,
         );
         self.out.push(with_savings(
             f,
@@ -660,11 +697,18 @@ impl<'a> Findings<'a> {
 
     fn fc_heavy(&mut self) {
         let total = self.a.totals.params;
+        // A model without a spatial trunk (an MLP) is fully connected by design.
+        if coverage(self.a).last.is_none() {
+            return;
+        }
+        // The head: fully-connected layers on feature vectors (N×F). Linear layers applied per
+        // token or position (a transformer's, on N×L×C) are not a head on a flattened map.
         let fcs: Vec<(usize, WeightInfo)> = self
             .net
             .nodes
             .iter()
             .enumerate()
+            .filter(|(_, n)| n.in_shapes.first().is_some_and(|s| s.rank() == 2))
             .filter_map(|(k, n)| n.layer.weight_info().map(|w| (k, w)))
             .filter(|(_, w)| w.kind == WeightedKind::Linear)
             .collect();
@@ -688,7 +732,8 @@ impl<'a> Findings<'a> {
             };
             let shape = &self.net.nodes[s].out_shapes[slot];
             if shape.rank() == 4 {
-                break Some(shape.clone());
+                // A feature map of the trunk, not the model's input.
+                break (!self.net.nodes[s].inputs.is_empty()).then(|| shape.clone());
             }
             if !self.net.nodes[s].layer.is_view() {
                 break None;
@@ -714,6 +759,10 @@ impl<'a> Findings<'a> {
             let new = c * w.out_ch + bias;
             let saving = own.saturating_sub(new);
             let macs = self.a.layers[k].outputs[0].0[0] * (c * hw - c) * w.out_ch;
+            if saving == 0 {
+                self.out.push(f);
+                return;
+            }
             f.fix = format!(
                 "global average pooling of the {c}×{}×{} map before `{name}` makes its input {c} features instead of {}: {} parameters instead of {} (−{}, {} of the model), {} fewer MACs",
                 m.0[2], m.0[3], c * hw, new, own, saving, pct(saving, total), human_count(macs)
@@ -727,7 +776,15 @@ impl<'a> Findings<'a> {
     fn field(&mut self) {
         let cov = coverage(self.a);
         let [ih, iw] = cov.input;
-        if let Some(i) = cov.last {
+        // After the last spatial layer the model may go on with a sequence of tokens (N×C×L,
+        // a patch embedding followed by attention or token mixing): its context is not the
+        // trunk's field, so a small patch field is no finding.
+        let tokens_follow = cov.last.is_some_and(|i| {
+            self.a.layers[i + 1..]
+                .iter()
+                .any(|l| l.outputs.first().is_some_and(|s| s.rank() == 3))
+        });
+        if let Some(i) = cov.last.filter(|_| !tokens_follow) {
             let f = self.a.layers[i].rf.as_ref().expect("has a field");
             let (h, w) = (&f.axes[0].size, &f.axes[1].size);
             if ih > 0
@@ -886,11 +943,16 @@ pub fn render(audit: &Audit, json: bool) -> String {
     } else {
         out += &format!("\nFindings ({}):\n", audit.findings.len());
         let mut explained: Vec<&str> = Vec::new();
+        let mut whys: Vec<&str> = Vec::new();
         for f in &audit.findings {
-            let why = if explained.contains(&f.kind) {
+            if !explained.contains(&f.kind) {
+                explained.push(f.kind);
+            }
+            // A kind may explain itself differently (a depthwise large kernel).
+            let why = if whys.contains(&f.why.as_str()) {
                 format!("as for `{}` above", f.kind)
             } else {
-                explained.push(f.kind);
+                whys.push(&f.why);
                 f.why.clone()
             };
             out += &format!(

@@ -43,11 +43,8 @@ impl Entry {
     pub fn new(a: &Analysis) -> Entry {
         let cov = report::coverage(a);
         // A model whose only spatial tensor is its input (an MLP on an image) has no trunk
-        // field: every unit sees the whole input.
-        let field = cov
-            .last
-            .filter(|&i| !a.layers[i].inputs.is_empty())
-            .and_then(|i| a.layers[i].rf.as_ref());
+        // field (`coverage` leaves inputs out): every unit sees the whole input.
+        let field = cov.last.and_then(|i| a.layers[i].rf.as_ref());
         Entry {
             name: a.model.clone(),
             input: a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),

@@ -566,7 +566,8 @@ mod tests {
 pub struct Coverage {
     /// Input height and width.
     pub input: [u64; 2],
-    /// The last layer with a spatial field (the trunk's output) and its index.
+    /// The last layer (not a model input) with a spatial field: the trunk's output; `None`
+    /// when the model has no spatial layer (an MLP).
     pub last: Option<usize>,
     /// The first layer whose field covers the whole input on both axes.
     pub covers_from: Option<usize>,
@@ -583,11 +584,17 @@ pub fn coverage(a: &Analysis) -> Coverage {
     let covers = |f: &Field| {
         f.axes[0].size >= Q::from(input[0] as i64) && f.axes[1].size >= Q::from(input[1] as i64)
     };
-    let last = a.layers.iter().rposition(|l| l.rf.is_some());
+    // Model inputs are not layers of the trunk: a model whose only spatial tensor is its input
+    // (an MLP on an image) has no trunk field.
+    let trunk = |l: &LayerStats| !l.inputs.is_empty();
+    let last = a
+        .layers
+        .iter()
+        .rposition(|l| trunk(l) && l.rf.is_some());
     let covers_from = a
         .layers
         .iter()
-        .position(|l| l.rf.as_ref().is_some_and(covers));
+        .position(|l| trunk(l) && l.rf.as_ref().is_some_and(covers));
     let unproductive = match covers_from {
         Some(c) => (c + 1..a.layers.len())
             .filter(|&i| a.layers[i].rf.is_some())
