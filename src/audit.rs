@@ -997,7 +997,8 @@ pub fn json_value(audit: &Audit) -> Value {
         "budgets": audit.checks.iter().map(|c| json!({
             "name": c.name,
             "limit": c.limit,
-            "actual": c.actual,
+            // Integers where integral (every figure but a fractional field).
+            "actual": c.actual.map(|v| if v.fract() == 0.0 && v.abs() < 9.0e15 { json!(v as i64) } else { json!(v) }),
             "passed": c.passed,
         })).collect::<Vec<_>>(),
         "findings": audit.findings.iter().map(|f| json!({

@@ -67,14 +67,84 @@ impl From<DtypeArg> for Dtype {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// What `dot` writes: DOT text, or a format Graphviz's `dot` program renders.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 enum DotFormat {
-    /// Graphviz DOT text.
+    /// Graphviz DOT text (.dot, .gv).
+    #[value(alias = "gv")]
     Dot,
-    /// SVG, rendered by Graphviz's `dot`.
+    /// SVG (.svg).
     Svg,
-    /// PNG, rendered by Graphviz's `dot`.
+    /// Gzipped SVG (.svgz).
+    Svgz,
+    /// PNG (.png).
     Png,
+    /// PDF (.pdf).
+    Pdf,
+    /// JPEG (.jpg, .jpeg, .jpe).
+    #[value(alias = "jpeg")]
+    Jpg,
+    /// GIF (.gif).
+    Gif,
+    /// WebP (.webp), where Graphviz was built with it.
+    Webp,
+    /// PostScript (.ps).
+    Ps,
+    /// Encapsulated PostScript (.eps).
+    Eps,
+    /// Graphviz's JSON with layout (.json).
+    Json,
+    /// Graphviz's DOT with layout attributes (.xdot).
+    Xdot,
+    /// Graphviz's plain-text layout (.plain).
+    Plain,
+}
+
+impl DotFormat {
+    /// The format a file name's extension asks for; `None` for one Graphviz does not write.
+    fn from_extension(ext: &str) -> Option<DotFormat> {
+        Some(match ext.to_ascii_lowercase().as_str() {
+            "dot" | "gv" => DotFormat::Dot,
+            "svg" => DotFormat::Svg,
+            "svgz" => DotFormat::Svgz,
+            "png" => DotFormat::Png,
+            "pdf" => DotFormat::Pdf,
+            "jpg" | "jpeg" | "jpe" => DotFormat::Jpg,
+            "gif" => DotFormat::Gif,
+            "webp" => DotFormat::Webp,
+            "ps" => DotFormat::Ps,
+            "eps" => DotFormat::Eps,
+            "json" => DotFormat::Json,
+            "xdot" => DotFormat::Xdot,
+            "plain" => DotFormat::Plain,
+            _ => return None,
+        })
+    }
+    /// Graphviz's name for it (`-T…`).
+    fn name(self) -> &'static str {
+        match self {
+            DotFormat::Dot => "dot",
+            DotFormat::Svg => "svg",
+            DotFormat::Svgz => "svgz",
+            DotFormat::Png => "png",
+            DotFormat::Pdf => "pdf",
+            DotFormat::Jpg => "jpg",
+            DotFormat::Gif => "gif",
+            DotFormat::Webp => "webp",
+            DotFormat::Ps => "ps",
+            DotFormat::Eps => "eps",
+            DotFormat::Json => "json",
+            DotFormat::Xdot => "xdot",
+            DotFormat::Plain => "plain",
+        }
+    }
+    /// Whether it is binary (not for a terminal).
+    fn binary(self) -> bool {
+        matches!(
+            self,
+            DotFormat::Svgz | DotFormat::Png | DotFormat::Pdf | DotFormat::Jpg | DotFormat::Gif | DotFormat::Webp
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +223,14 @@ impl From<SortArg> for SortKey {
             SortArg::Name => SortKey::Name,
         }
     }
+}
+
+/// The formats of a report that is a table with lines of text around it (`check`, `run`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ViewFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -281,9 +359,11 @@ enum Command {
         model: ModelArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
-        /// Fold layers into one row per path prefix of this many components (1: top level).
-        #[arg(long)]
-        depth: Option<usize>,
+        /// Fold layers into one row per path prefix of this many components (1: top level;
+        /// at least 1). Table, Markdown and CSV show the folded rows; JSON keeps every layer
+        /// under `layers` and adds the folded ones under `rows`.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        depth: Option<u64>,
         /// Element type for memory figures.
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DtypeArg,
@@ -385,7 +465,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, value_enum, default_value = "table")]
-        format: OutFormat,
+        format: ViewFormat,
     },
     /// Run the model: output statistics, top-5 classes, a per-layer profile and latency.
     Run {
@@ -411,16 +491,18 @@ enum Command {
         #[arg(long)]
         save_output: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
-        format: OutFormat,
+        format: ViewFormat,
     },
-    /// Draw the layer graph as Graphviz DOT, or render it to SVG/PNG with Graphviz's `dot`.
+    /// Draw the layer graph as Graphviz DOT, or render it (SVG, PNG, PDF, JPEG, …) with
+    /// Graphviz's `dot`.
     Dot {
         #[command(flatten)]
         model: ModelArgs,
         /// Write to this file instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Output format [default: from the extension of -o (.svg, .png), else dot].
+        /// Output format [default: from the extension of -o (.svg, .png, .pdf, .jpg, …; an
+        /// unknown extension is an error), else dot].
         #[arg(long, value_enum)]
         format: Option<DotFormat>,
         /// Fold block instances into single nodes.
@@ -508,7 +590,25 @@ fn count(flag: &str, v: &Option<String>, kind: Quantity) -> Result<Option<u64>> 
         .transpose()
 }
 
+/// The width boxed tables fit in: `COLUMNS` when it holds a positive number, else the
+/// terminal's width when stdout is one, else none (full width, as when piped to a file).
+fn table_width() -> Option<u16> {
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&w| w > 0)
+    {
+        return Some(w);
+    }
+    if std::io::stdout().is_terminal() {
+        comfy_table::Table::new().width()
+    } else {
+        None
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
+    report::set_table_width(table_width());
     match cli.command {
         Command::Summary {
             model,
@@ -523,6 +623,7 @@ fn run(cli: Cli) -> Result<i32> {
                 all.push(analysis(&model.model, s, dtype.into(), convention.into())?.1);
             }
             if all.len() == 1 {
+                let depth = depth.map(|d| usize::try_from(d).unwrap_or(usize::MAX));
                 out(report::summary(&all[0], format.into(), depth))?;
             } else {
                 out(report::sweep(&all, format.into()))?;
@@ -636,9 +737,6 @@ fn run(cli: Cli) -> Result<i32> {
             let setting = model.setting.single("rf")?;
             let net = load(&model.model, &setting)?;
             let a = analyze(&net, Dtype::F32)?;
-            if format == OutFormat::Csv {
-                bail!("rf has no CSV form; use --format table, markdown or json");
-            }
             out(report::rf_report(&a, format.into()))?;
         }
         Command::Check {
@@ -691,16 +789,20 @@ fn run(cli: Cli) -> Result<i32> {
                 show: show_figures(&show),
                 fuse: !no_fuse,
             };
-            let format = format.unwrap_or_else(|| format_from_extension(output.as_deref()));
+            let format = match format {
+                Some(f) => f,
+                None => format_from_extension(output.as_deref())?,
+            };
             let graph = dot::graph(&net, &a, &opts);
             let bytes = match format {
                 DotFormat::Dot => (dot::print(&graph) + "\n").into_bytes(),
-                DotFormat::Svg | DotFormat::Png => {
-                    if format == DotFormat::Png
-                        && output.is_none()
-                        && std::io::stdout().is_terminal()
-                    {
-                        bail!("a PNG would go to the terminal\n   help: write it to a file with -o FILE.png, or pipe it");
+                _ => {
+                    if format.binary() && output.is_none() && std::io::stdout().is_terminal() {
+                        bail!(
+                            "a {} would go to the terminal\n   help: write it to a file with -o FILE.{}, or pipe it",
+                            format.name().to_uppercase(),
+                            format.name()
+                        );
                     }
                     render(graph, format)?
                 }
@@ -733,27 +835,28 @@ fn show_figures(show: &[ShowArg]) -> Show {
     s
 }
 
-fn format_from_extension(output: Option<&Path>) -> DotFormat {
-    match output
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("svg") => DotFormat::Svg,
-        Some("png") => DotFormat::Png,
-        _ => DotFormat::Dot,
-    }
+/// The format `-o FILE` asks for by its extension: DOT without one (or without -o); an
+/// extension Graphviz does not write is an error, not DOT text in a file named `.pdf`.
+fn format_from_extension(output: Option<&Path>) -> Result<DotFormat> {
+    let Some(path) = output else {
+        return Ok(DotFormat::Dot);
+    };
+    let Some(ext) = path.extension() else {
+        return Ok(DotFormat::Dot);
+    };
+    let ext = ext.to_string_lossy();
+    DotFormat::from_extension(&ext).ok_or_else(|| {
+        anyhow!(
+            "cannot tell what to write to {} from its extension `.{ext}`\n   help: use .dot or .gv (DOT text), .svg, .svgz, .png, .pdf, .jpg, .gif, .webp, .ps, .eps, .json, .xdot or .plain (rendered by Graphviz), or name the format with --format",
+            path.display()
+        )
+    })
 }
 
 /// Renders a graph with Graphviz's `dot` program, through graphviz-rust's `exec`.
 fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Result<Vec<u8>> {
     use graphviz_rust::cmd::{CommandArg, Format as GvFormat};
-    let name = if format == DotFormat::Png {
-        "png"
-    } else {
-        "svg"
-    };
+    let name = format.name();
     if let Err(e) = std::process::Command::new("dot").arg("-V").output() {
         if e.kind() == std::io::ErrorKind::NotFound {
             bail!(
@@ -765,10 +868,20 @@ fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Res
         }
         bail!("cannot run Graphviz's `dot`: {e}");
     }
-    let gv = if format == DotFormat::Png {
-        GvFormat::Png
-    } else {
-        GvFormat::Svg
+    let gv = match format {
+        DotFormat::Dot => GvFormat::Dot,
+        DotFormat::Svg => GvFormat::Svg,
+        DotFormat::Svgz => GvFormat::Svgz,
+        DotFormat::Png => GvFormat::Png,
+        DotFormat::Pdf => GvFormat::Pdf,
+        DotFormat::Jpg => GvFormat::Jpg,
+        DotFormat::Gif => GvFormat::Gif,
+        DotFormat::Webp => GvFormat::Webp,
+        DotFormat::Ps => GvFormat::Ps,
+        DotFormat::Eps => GvFormat::Eps,
+        DotFormat::Json => GvFormat::Json,
+        DotFormat::Xdot => GvFormat::Xdot,
+        DotFormat::Plain => GvFormat::Plain,
     };
     graphviz_rust::exec(graph, &mut dot::printer(), vec![CommandArg::Format(gv)]).map_err(|e| {
         anyhow!(
@@ -928,26 +1041,17 @@ fn ops_listing() -> String {
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
 }
 
-fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
+fn check(model: &ModelArgs, seed: u64, format: ViewFormat) -> Result<i32> {
     let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
     let weights = archscope::exec::init_weights(&net, seed)?;
     let report = archscope::check::check(&net, &a, &weights, seed)?;
     let failures = report.failures();
-    if format == OutFormat::Json {
-        let rows: Vec<serde_json::Value> = report
-            .rows
-            .iter()
-            .map(|r| {
-                let fig = |f: &archscope::check::Figure| serde_json::json!({"analysed": f.analysed, "measured": f.measured, "ok": f.ok()});
-                serde_json::json!({"name": r.name, "ok": r.ok(), "shape": fig(&r.shape), "params": fig(&r.params),
-                    "buffers": fig(&r.buffers), "macs": fig(&r.macs), "rf": fig(&r.rf)})
-            })
-            .collect();
-        let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures});
+    if format == ViewFormat::Json {
+        let v = archscope::check::json_value(&report, &a.model);
         out(serde_json::to_string_pretty(&v)? + "\n")?;
     } else {
-        let mut t = archscope::report::new_table(false);
+        let mut t = archscope::report::new_table(format == ViewFormat::Markdown);
         t.set_header(vec![
             "Layer",
             "Output (tensor)",
@@ -1013,7 +1117,7 @@ fn run_model(
     repeat: usize,
     seed: u64,
     save_output: Option<String>,
-    format: OutFormat,
+    format: ViewFormat,
 ) -> Result<i32> {
     use archscope::exec;
     if repeat == 0 {
@@ -1090,13 +1194,24 @@ fn run_model(
             (l.min(v), h.max(v), s + v as f64)
         });
     let mean = sum / output.numel().max(1) as f64;
-    let top5: Vec<(usize, f32)> = if output.shape.len() == 2 {
-        let row = &output.data[..output.shape[1]];
-        let mut idx: Vec<usize> = (0..row.len()).collect();
-        idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
-        idx.into_iter().take(5).map(|i| (i, row[i])).collect()
+    // The five highest scores of each sample of an N×classes output.
+    let top5: Vec<Vec<(usize, f32)>> = if output.shape.len() == 2 && output.shape[1] > 0 {
+        output
+            .data
+            .chunks(output.shape[1])
+            .map(|row| {
+                let mut idx: Vec<usize> = (0..row.len()).collect();
+                idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+                idx.into_iter().take(5).map(|i| (i, row[i])).collect()
+            })
+            .collect()
     } else {
         Vec::new()
+    };
+    let scores = |t: &[(usize, f32)]| -> Vec<serde_json::Value> {
+        t.iter()
+            .map(|(i, v)| serde_json::json!({"class": i, "score": v}))
+            .collect()
     };
     if let Some(file) = &save_output {
         let bytes = if file.ends_with(".npy") {
@@ -1120,7 +1235,7 @@ fn run_model(
             })
         })
         .collect();
-    if format == OutFormat::Json {
+    if format == ViewFormat::Json {
         let layers: Vec<serde_json::Value> = a
             .layers
             .iter()
@@ -1137,13 +1252,14 @@ fn run_model(
             "input": inputs[0].shape,
             "latency_ms": {"median": median, "min": min, "runs": repeat},
             "output": {"shape": output.shape, "min": lo, "max": hi, "mean": mean,
-                       "top5": top5.iter().map(|(i, v)| serde_json::json!({"class": i, "score": v})).collect::<Vec<_>>()},
+                       "top5": top5.first().map(|t| scores(t)).unwrap_or_default(),
+                       "top5_per_sample": top5.iter().map(|t| scores(t)).collect::<Vec<_>>()},
             "layers": layers,
         });
         out(serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
-    let mut t = archscope::report::new_table(false);
+    let mut t = archscope::report::new_table(format == ViewFormat::Markdown);
     t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
     for ((l, &s), into) in a.layers.iter().zip(&layer_secs).zip(&merged_into) {
         if l.op == "input" {
@@ -1175,12 +1291,16 @@ fn run_model(
         "{t}\noutput {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}\n",
         output.shape
     );
-    if !top5.is_empty() {
-        let s: Vec<String> = top5.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
-        text += &format!("top-5 classes: {}\n", s.join(", "));
+    for (n, t) in top5.iter().enumerate() {
+        let s: Vec<String> = t.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
+        if top5.len() == 1 {
+            text += &format!("top-5 classes: {}\n", s.join(", "));
+        } else {
+            text += &format!("top-5 classes of sample {n}: {}\n", s.join(", "));
+        }
     }
     text += &format!(
-        "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s",
+        "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s\n",
         a.totals.flops as f64 / (median / 1e3) / 1e9
     );
     if let Some(file) = &save_output {

@@ -83,9 +83,19 @@ pub fn fmt_q(v: &Q) -> String {
     }
 }
 
-/// A rational as a JSON number (an exact decimal where one exists).
+/// A rational as a float (an exact decimal where one exists).
 pub fn q_f64(v: &Q) -> f64 {
     *v.numer() as f64 / *v.denom() as f64
+}
+
+/// A rational as a JSON number: an integer when it is one (`427`), else the nearest float
+/// (`-3.5`). Every JSON document writes fields this way.
+pub fn q_json(v: &Q) -> serde_json::Value {
+    if v.is_integer() {
+        serde_json::Value::from(*v.numer())
+    } else {
+        serde_json::Value::from(q_f64(v))
+    }
 }
 
 fn unit() -> Axis {

@@ -9,6 +9,7 @@ fn archscope(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_archscope"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("COLUMNS")
         .output()
         .unwrap()
 }
@@ -109,12 +110,12 @@ fn table_markdown_csv_and_depth() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "layer,op,output,params,macs,flops,activation_bytes,rf"
+        "layer,op,output,params,macs,flops,activation_bytes,rf_height,rf_width,rf_aligned"
     );
-    // LeNet-5's c1: 6·(1·25) + 6 = 156 parameters, 28²·6·25 = 117600 MACs.
+    // LeNet-5's c1: 6·(1·25) + 6 = 156 parameters, 28²·6·25 = 117600 MACs, a 5×5 field.
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("c1,") && l.contains(",156,117600,") && l.ends_with(",5")),
+            .any(|l| l.starts_with("c1,") && l.contains(",156,117600,") && l.ends_with(",5,5,true")),
         "{csv}"
     );
 }
