@@ -4,7 +4,7 @@
 //! Findings read layers only through the [`Layer`](crate::layers::Layer) trait (`weights`,
 //! `window`, `norm`, `category`, `is_view`) and the analysis (shapes, fields); nothing here
 //! matches on op names. Budget values parse with [`parse_quantity`] (K/M/G ×1000,
-//! KiB/MiB/GiB ×1024).
+//! KiB/MiB/GiB ×1024, scientific notation; whole numbers only).
 
 use serde_json::{json, Value};
 
@@ -24,13 +24,33 @@ pub enum Quantity {
     Bytes,
 }
 
-/// Parses `25M`, `4G`, `2.5G`, `2GiB`, `4096` (exactly; a fractional result is rounded down).
+/// Parses `25M`, `4G`, `2.5G`, `2GiB`, `4096`, `2.5e7` (scientific notation, optionally with a
+/// unit: `1.5e3K`), exactly: a value that is not a whole number (`1.5`, `1e-3`, `1.0005K`) is
+/// refused, never rounded.
 pub fn parse_quantity(text: &str, kind: Quantity) -> Result<u64, String> {
     let s = text.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(s.len());
-    let (num, unit) = (s[..split].replace('_', ""), s[split..].trim());
+    // The number: digits, `.`, `_`, then an optional exponent `e`/`E` with an optional sign.
+    let b = s.as_bytes();
+    let mut split = b
+        .iter()
+        .position(|&c| !(c.is_ascii_digit() || c == b'.' || c == b'_'))
+        .unwrap_or(b.len());
+    let mut exp: i64 = 0;
+    if split < b.len() && (b[split] == b'e' || b[split] == b'E') {
+        let mut j = split + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let digits = b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            exp = s[split + 1..j + digits]
+                .parse()
+                .map_err(|_| format!("`{text}`: the exponent is too large"))?;
+            split = j + digits;
+        }
+    }
+    let num_end = s[..split].find(['e', 'E']).unwrap_or(split);
+    let (num, unit) = (s[..num_end].replace('_', ""), s[split..].trim());
     let mult: u64 = match (kind, unit) {
         (_, "") => 1,
         (_, "K" | "k") => 1_000,
@@ -50,40 +70,57 @@ pub fn parse_quantity(text: &str, kind: Quantity) -> Result<u64, String> {
             return Err(format!(
                 "`{text}`: unknown unit `{unit}`; use {}",
                 match kind {
-                    Quantity::Count => "K, M, G or T (×1000), e.g. 25M",
+                    Quantity::Count => "K, M, G or T (×1000), e.g. 25M, or scientific notation, e.g. 2.5e7",
                     Quantity::Bytes => "KiB, MiB, GiB (×1024) or KB, MB, GB (×1000), e.g. 2GiB",
                 }
             ))
         }
     };
-    let bad = || format!("`{text}` is not a number with an optional unit (e.g. 25M, 2.5G, 2GiB)");
+    let bad = || {
+        format!("`{text}` is not a number with an optional unit (e.g. 25M, 2.5G, 2.5e7, 2GiB)")
+    };
     let (int, frac) = match num.split_once('.') {
         Some((i, f)) => (i.to_string(), f.to_string()),
         None => (num.clone(), String::new()),
     };
-    if int.is_empty() && frac.is_empty() || !frac.chars().all(|c| c.is_ascii_digit()) {
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
         return Err(bad());
     }
-    if frac.len() > 12 {
-        return Err(bad());
+    let too_large = || format!("`{text}` is too large");
+    // value = digits · 10^(exp − decimals) · mult, exactly.
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let mut scale = exp - frac.len() as i64;
+    if digits.len() > 38 {
+        return Err(too_large());
     }
-    let int: u128 = if int.is_empty() {
+    let mut v: u128 = if digits.is_empty() {
         0
     } else {
-        int.parse().map_err(|_| bad())?
+        digits.parse().map_err(|_| bad())?
     };
-    let scale = 10u128.pow(frac.len() as u32);
-    let frac: u128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().map_err(|_| bad())?
-    };
-    let v = (int * scale + frac)
-        .checked_mul(mult as u128)
-        .map(|v| v / scale)
-        .filter(|&v| v <= u64::MAX as u128)
-        .ok_or_else(|| format!("`{text}` is too large"))?;
-    Ok(v as u64)
+    v = v.checked_mul(mult as u128).ok_or_else(too_large)?;
+    while scale < 0 && v != 0 {
+        if v % 10 != 0 {
+            return Err(format!(
+                "`{text}` is not a whole number; {} counts whole units",
+                match kind {
+                    Quantity::Count => "a budget",
+                    Quantity::Bytes => "a memory budget",
+                }
+            ));
+        }
+        v /= 10;
+        scale += 1;
+    }
+    while scale > 0 && v != 0 {
+        v = v.checked_mul(10).ok_or_else(too_large)?;
+        scale -= 1;
+    }
+    u64::try_from(v).map_err(|_| too_large())
 }
 
 /// Budgets to check; `None` skips one.

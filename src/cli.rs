@@ -1007,7 +1007,21 @@ fn zoo_listing(format: OutFormat) -> Result<String> {
                 .collect();
             serde_json::to_string_pretty(&v)? + "\n"
         }
-        _ => {
+        OutFormat::Csv => {
+            let mut text = String::from("name,input,params,macs,flops,layers\n");
+            for (n, a) in &rows {
+                text += &format!(
+                    "{n},{},{},{},{},{}\n",
+                    a.inputs[0].per_sample().replace('×', "x"),
+                    a.totals.params,
+                    a.totals.macs,
+                    a.totals.flops,
+                    a.layers.len()
+                );
+            }
+            text
+        }
+        OutFormat::Table | OutFormat::Markdown => {
             let mut t = archscope::report::new_table(matches!(format, OutFormat::Markdown));
             t.set_header(vec!["Model", "Input", "Params", "MACs", "Layers"]);
             for (n, a) in &rows {
@@ -1080,7 +1094,8 @@ fn check(model: &ModelArgs, seed: u64, format: ViewFormat) -> Result<i32> {
             ]);
         }
         out(format!(
-            "{t}\n{}: {} layers, {} disagree\n",
+            "{t}\n{}{}: {} layers, {} disagree\n",
+            if format == ViewFormat::Markdown { "\n" } else { "" },
             a.model,
             report.rows.len(),
             failures
@@ -1287,8 +1302,10 @@ fn run_model(
             format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
         ]);
     }
+    // Markdown: a blank line ends the table.
+    let gap = if format == ViewFormat::Markdown { "\n" } else { "" };
     let mut text = format!(
-        "{t}\noutput {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}\n",
+        "{t}\n{gap}output {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}\n",
         output.shape
     );
     for (n, t) in top5.iter().enumerate() {

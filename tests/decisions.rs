@@ -400,6 +400,29 @@ fn quantities() {
     assert!(parse_quantity("M", Quantity::Count).is_err());
     assert!(parse_quantity("-1", Quantity::Count).is_err());
     assert!(parse_quantity("99999999999T", Quantity::Count).is_err());
+    // Scientific notation, exactly: 2.5·10⁷, 1.5·10³·1000, 2·10⁷; 0.5·10¹ = 5.
+    assert_eq!(parse_quantity("2.5e7", Quantity::Count), Ok(25_000_000));
+    assert_eq!(parse_quantity("1.5e3K", Quantity::Count), Ok(1_500_000));
+    assert_eq!(parse_quantity("2E+7", Quantity::Count), Ok(20_000_000));
+    assert_eq!(parse_quantity("0.5e1", Quantity::Count), Ok(5));
+    assert_eq!(parse_quantity("1e3MiB", Quantity::Bytes), Ok(1000 << 20));
+    // Not whole numbers: refused, never rounded (1.0005K = 1000.5; 1e-3; 1.5).
+    for bad in ["1.0005K", "1e-3", "1.5", "2.5e0"] {
+        let e = parse_quantity(bad, Quantity::Count).unwrap_err();
+        assert!(e.contains("is not a whole number"), "{bad}: {e}");
+    }
+    assert!(parse_quantity("1e30", Quantity::Count)
+        .unwrap_err()
+        .contains("too large"));
+    // Through the command line: 25,557,032 parameters ≤ 2.6e7, > 2.5e7.
+    assert_eq!(
+        archscope(&["audit", "resnet50", "--max-params", "2.6e7"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        archscope(&["audit", "resnet50", "--max-params", "2.5e7"]).status.code(),
+        Some(1)
+    );
 }
 
 fn audit_json(args: &[&str]) -> Value {
