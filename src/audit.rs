@@ -70,15 +70,15 @@ pub fn parse_quantity(text: &str, kind: Quantity) -> Result<u64, String> {
             return Err(format!(
                 "`{text}`: unknown unit `{unit}`; use {}",
                 match kind {
-                    Quantity::Count => "K, M, G or T (×1000), e.g. 25M, or scientific notation, e.g. 2.5e7",
+                    Quantity::Count =>
+                        "K, M, G or T (×1000), e.g. 25M, or scientific notation, e.g. 2.5e7",
                     Quantity::Bytes => "KiB, MiB, GiB (×1024) or KB, MB, GB (×1000), e.g. 2GiB",
                 }
             ))
         }
     };
-    let bad = || {
-        format!("`{text}` is not a number with an optional unit (e.g. 25M, 2.5G, 2.5e7, 2GiB)")
-    };
+    let bad =
+        || format!("`{text}` is not a number with an optional unit (e.g. 25M, 2.5G, 2.5e7, 2GiB)");
     let (int, frac) = match num.split_once('.') {
         Some((i, f)) => (i.to_string(), f.to_string()),
         None => (num.clone(), String::new()),

@@ -144,7 +144,8 @@ impl CheckReport {
 /// values (numbers for counts, arrays of dimensions for shapes — one array per output — and
 /// text for the receptive field) and whether they agree.
 pub fn json_value(report: &CheckReport, model: &str) -> Value {
-    let fig = |f: &Figure| json!({"analysed": f.json(false), "measured": f.json(true), "ok": f.ok()});
+    let fig =
+        |f: &Figure| json!({"analysed": f.json(false), "measured": f.json(true), "ok": f.ok()});
     let rows: Vec<Value> = report
         .rows
         .iter()

@@ -142,7 +142,12 @@ impl DotFormat {
     fn binary(self) -> bool {
         matches!(
             self,
-            DotFormat::Svgz | DotFormat::Png | DotFormat::Pdf | DotFormat::Jpg | DotFormat::Gif | DotFormat::Webp
+            DotFormat::Svgz
+                | DotFormat::Png
+                | DotFormat::Pdf
+                | DotFormat::Jpg
+                | DotFormat::Gif
+                | DotFormat::Webp
         )
     }
 }
@@ -1095,7 +1100,11 @@ fn check(model: &ModelArgs, seed: u64, format: ViewFormat) -> Result<i32> {
         }
         out(format!(
             "{t}\n{}{}: {} layers, {} disagree\n",
-            if format == ViewFormat::Markdown { "\n" } else { "" },
+            if format == ViewFormat::Markdown {
+                "\n"
+            } else {
+                ""
+            },
             a.model,
             report.rows.len(),
             failures
@@ -1303,7 +1312,11 @@ fn run_model(
         ]);
     }
     // Markdown: a blank line ends the table.
-    let gap = if format == ViewFormat::Markdown { "\n" } else { "" };
+    let gap = if format == ViewFormat::Markdown {
+        "\n"
+    } else {
+        ""
+    };
     let mut text = format!(
         "{t}\n{gap}output {:?}: min {lo:.4}, max {hi:.4}, mean {mean:.4}\n",
         output.shape

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use comfy_table::{presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width};
+use comfy_table::{
+    presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
+};
 use serde_json::{json, Value};
 
 use crate::analysis::{Analysis, LayerStats};
@@ -142,7 +144,11 @@ fn fit(t: &mut Table, want: &[(usize, usize, bool)], shown: &[usize], width: u16
         return;
     }
     let mut widths: Vec<usize> = want.iter().map(|w| w.1).collect();
-    let fixed: usize = shown.iter().filter(|&&c| want[c].2).map(|&c| want[c].1).sum();
+    let fixed: usize = shown
+        .iter()
+        .filter(|&&c| want[c].2)
+        .map(|&c| want[c].1)
+        .sum();
     let mut left = room.saturating_sub(fixed);
     let mut text: Vec<usize> = shown.iter().copied().filter(|&c| !want[c].2).collect();
     text.sort_by_key(|&c| want[c].0);
@@ -823,10 +829,7 @@ pub fn coverage(a: &Analysis) -> Coverage {
     // Model inputs are not layers of the trunk: a model whose only spatial tensor is its input
     // (an MLP on an image) has no trunk field.
     let trunk = |l: &LayerStats| !l.inputs.is_empty();
-    let last = a
-        .layers
-        .iter()
-        .rposition(|l| trunk(l) && l.rf.is_some());
+    let last = a.layers.iter().rposition(|l| trunk(l) && l.rf.is_some());
     let covers_from = a
         .layers
         .iter()

@@ -114,8 +114,9 @@ fn table_markdown_csv_and_depth() {
     );
     // LeNet-5's c1: 6·(1·25) + 6 = 156 parameters, 28²·6·25 = 117600 MACs, a 5×5 field.
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("c1,") && l.contains(",156,117600,") && l.ends_with(",5,5,true")),
+        csv.lines().any(|l| l.starts_with("c1,")
+            && l.contains(",156,117600,")
+            && l.ends_with(",5,5,true")),
         "{csv}"
     );
 }
@@ -270,7 +271,18 @@ fn every_listed_format_is_written() {
         ("run", vec!["lenet5"]),
         ("zoo", vec![]),
         ("audit", vec!["lenet5"]),
-        ("train", vec!["lenet5", "--dataset-size", "100", "--batch", "10", "--epochs", "1"]),
+        (
+            "train",
+            vec![
+                "lenet5",
+                "--dataset-size",
+                "100",
+                "--batch",
+                "10",
+                "--epochs",
+                "1",
+            ],
+        ),
     ] {
         let formats = listed_formats(command);
         assert!(!formats.is_empty(), "{command}");
@@ -279,7 +291,12 @@ fn every_listed_format_is_written() {
             a.extend(args.iter().copied());
             a.extend(["--format", f]);
             let out = archscope(&a);
-            assert_eq!(out.status.code(), Some(0), "{a:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{a:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8(out.stdout).unwrap();
             assert!(text.ends_with('\n'), "{a:?} has no final newline");
             let boxed = text.contains('┆');
@@ -366,8 +383,9 @@ fn s2_start() -> f64 {
 #[test]
 fn csv_columns_hold_one_kind_of_value() {
     // compare: the receptive field in rf_height/rf_width (numbers) and rf_aligned, never `451*`.
-    let csv = String::from_utf8(archscope(&["compare", "resnet50", "mlp3", "--format", "csv"]).stdout)
-        .unwrap();
+    let csv =
+        String::from_utf8(archscope(&["compare", "resnet50", "mlp3", "--format", "csv"]).stdout)
+            .unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -396,18 +414,24 @@ fn csv_columns_hold_one_kind_of_value() {
     // summary CSV too, and its last row is the totals: LeNet-5's 61,706 parameters and
     // 416,520 MACs (tests/data/torchvision.json), with an empty layer name and op `total`.
     let csv = String::from_utf8(archscope(&["summary", f, "--format", "csv"]).stdout).unwrap();
-    assert!(csv.lines().any(|l| l.starts_with("cat,") && l.ends_with(",3,3,false")), "{csv}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("cat,") && l.ends_with(",3,3,false")),
+        "{csv}"
+    );
     let r = reference("lenet5");
-    let csv = String::from_utf8(archscope(&["summary", "lenet5", "--format", "csv"]).stdout).unwrap();
+    let csv =
+        String::from_utf8(archscope(&["summary", "lenet5", "--format", "csv"]).stdout).unwrap();
     let total = csv.lines().last().unwrap();
     assert!(
         total.starts_with(&format!(",total,10,{},{},", r["params"], r["macs"])),
         "{total}"
     );
     // With --depth the totals row is the same.
-    let folded =
-        String::from_utf8(archscope(&["summary", "lenet5", "--format", "csv", "--depth", "1"]).stdout)
-            .unwrap();
+    let folded = String::from_utf8(
+        archscope(&["summary", "lenet5", "--format", "csv", "--depth", "1"]).stdout,
+    )
+    .unwrap();
     assert_eq!(folded.lines().last().unwrap(), total);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -416,8 +440,10 @@ fn csv_columns_hold_one_kind_of_value() {
 fn depth_is_one_rule_across_formats() {
     // resnet50 --depth 1: stem conv1 (+bn, relu), maxpool, layer1..layer4 (one row per repeat
     // run), avgpool, flatten, fc, and the input: the same rows in CSV and JSON.
-    let csv = String::from_utf8(archscope(&["summary", "resnet50", "--depth", "1", "--format", "csv"]).stdout)
-        .unwrap();
+    let csv = String::from_utf8(
+        archscope(&["summary", "resnet50", "--depth", "1", "--format", "csv"]).stdout,
+    )
+    .unwrap();
     let csv_rows: Vec<&str> = csv
         .lines()
         .skip(1)
@@ -434,18 +460,157 @@ fn depth_is_one_rule_across_formats() {
     assert_eq!(csv_rows, json_rows);
     assert_eq!(
         json_rows,
-        ["image", "conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
+        [
+            "image", "conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool",
+            "flatten", "fc"
+        ]
     );
     // layer3: 6 bottlenecks; the folded rows' parameters sum to the model's 25,557,032.
-    let sum: u64 = v["rows"].as_array().unwrap().iter().map(|r| r["params"].as_u64().unwrap()).sum();
+    let sum: u64 = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["params"].as_u64().unwrap())
+        .sum();
     assert_eq!(sum, reference("resnet50")["params"].as_u64().unwrap());
     // Every layer is still listed.
     assert!(v["layers"].as_array().unwrap().len() > json_rows.len());
     // Without --depth there are no folded rows.
-    assert!(json(&["summary", "resnet50", "--format", "json"]).get("rows").is_none());
+    assert!(json(&["summary", "resnet50", "--format", "json"])
+        .get("rows")
+        .is_none());
     // --depth 0 is refused before anything runs.
     let out = archscope(&["summary", "resnet50", "--depth", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--depth"));
+}
+
+/// The width of the widest table line (box-drawing lines) in `text`, in characters.
+fn table_width(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with(['┌', '│', '╞', '├', '└']))
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
+fn with_columns(columns: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("COLUMNS", columns)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn tables_fit_80_and_120_columns() {
+    let commands: [&[&str]; 7] = [
+        &["ops"],
+        &["rf", "resnet50"],
+        &[
+            "compare",
+            "resnet50",
+            "alexnet",
+            "vgg16",
+            "--baseline",
+            "alexnet",
+        ],
+        &["summary", "resnet50"],
+        &["summary", "resnet50", "--input", "224,320"],
+        &["zoo"],
+        &["check", "lenet5"],
+    ];
+    for args in commands {
+        let full = String::from_utf8(archscope(args).stdout).unwrap();
+        for width in [80usize, 120] {
+            let text = with_columns(&width.to_string(), args);
+            let w = table_width(&text);
+            assert!(w <= width, "{args:?} at {width}: {w} wide\n{text}");
+            // Figures are never cut: every number of the full table is still there.
+            if full.lines().count() < 400 {
+                for l in full.lines().filter(|l| l.starts_with('│')) {
+                    for cell in l.split(['│', '┆']).map(str::trim) {
+                        // A number, a shape or a ratio, with an optional unit (`25.56 M`).
+                        let mut parts = cell.split(' ');
+                        let figure = parts.next().is_some_and(|n| {
+                            n.starts_with(|c: char| c.is_ascii_digit())
+                                && n.chars().all(|c| c.is_ascii_digit() || ".×*/,".contains(c))
+                        }) && parts
+                            .all(|u| u.len() <= 3 && u.chars().all(|c| c.is_ascii_alphabetic()));
+                        if figure {
+                            assert!(text.contains(cell), "{args:?} at {width}: `{cell}` lost");
+                        }
+                    }
+                }
+            }
+        }
+        // Without COLUMNS and not on a terminal, full width (deterministic, as before).
+        assert_eq!(with_columns("", args), full);
+    }
+    // Long text is cut with `…`: ops' descriptions at 80 columns.
+    assert!(with_columns("80", &["ops"]).contains('…'));
+    // The compare with a baseline is 15 figure columns: at 80 it is shown as several tables,
+    // each led by the model column.
+    let text = with_columns(
+        "80",
+        &["compare", "resnet50", "alexnet", "--baseline", "alexnet"],
+    );
+    assert!(text.matches("│ Model").count() >= 2, "{text}");
+}
+
+#[test]
+fn run_names_each_sample_and_ends_its_lines() {
+    let out = archscope(&["run", "lenet5", "--batch", "3"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for n in 0..3 {
+        assert!(
+            text.contains(&format!("top-5 classes of sample {n}: ")),
+            "{text}"
+        );
+    }
+    assert!(text.ends_with('\n'));
+    // The latency line is a line of its own: the message after it starts a new line.
+    let dir = std::env::temp_dir().join(format!("archscope-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let npy = dir.join("out.npy");
+    let out = archscope(&["run", "lenet5", "--save-output", npy.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("wrote ")), "{text}");
+    let v = json(&["run", "lenet5", "--batch", "2", "--format", "json"]);
+    assert_eq!(v["output"]["top5_per_sample"].as_array().unwrap().len(), 2);
+    assert_eq!(v["output"]["top5"], v["output"]["top5_per_sample"][0]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_macs_column_names_its_convention() {
+    let text = String::from_utf8(archscope(&["summary", "lenet5", "--convention", "thop"]).stdout)
+        .unwrap();
+    let header = text.lines().nth(2).unwrap();
+    assert!(header.contains("MACs (thop)"), "{header}");
+    let text = String::from_utf8(archscope(&["summary", "lenet5"]).stdout).unwrap();
+    assert!(!text.contains("MACs ("), "{text}");
+}
+
+#[test]
+fn readme_says_how_to_install() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    // Near the top: within the first 40 lines.
+    let head: Vec<&str> = readme.lines().take(40).collect();
+    assert!(
+        head.iter().any(|l| l.contains("cargo install --path .")),
+        "{}",
+        head.join("\n")
+    );
 }

@@ -416,11 +416,15 @@ fn quantities() {
         .contains("too large"));
     // Through the command line: 25,557,032 parameters ≤ 2.6e7, > 2.5e7.
     assert_eq!(
-        archscope(&["audit", "resnet50", "--max-params", "2.6e7"]).status.code(),
+        archscope(&["audit", "resnet50", "--max-params", "2.6e7"])
+            .status
+            .code(),
         Some(0)
     );
     assert_eq!(
-        archscope(&["audit", "resnet50", "--max-params", "2.5e7"]).status.code(),
+        archscope(&["audit", "resnet50", "--max-params", "2.5e7"])
+            .status
+            .code(),
         Some(1)
     );
 }
@@ -492,7 +496,10 @@ nodes:
     assert_eq!(fc.len(), 1, "{v:#}");
     assert_eq!(fc[0]["layer"], "head");
     assert!(
-        fc[0]["message"].as_str().unwrap().starts_with("fully-connected layers hold 99.6% "),
+        fc[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("fully-connected layers hold 99.6% "),
         "{}",
         fc[0]["message"]
     );
@@ -546,6 +553,9 @@ fn audit_large_kernel_knows_depthwise() {
     assert_eq!(f["saving"]["params"], 1680);
     assert_eq!(f["saving"]["macs"], 1_317_120);
     for f in &lk {
-        assert!(f["message"].as_str().unwrap().contains("depthwise"), "{f:#}");
+        assert!(
+            f["message"].as_str().unwrap().contains("depthwise"),
+            "{f:#}"
+        );
     }
 }

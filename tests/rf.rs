@@ -269,7 +269,9 @@ nodes:
 }
 
 fn zoo_analysis(model: &str) -> archscope::Analysis {
-    let net = zoo::build(model, &BuildOptions::default()).unwrap().unwrap();
+    let net = zoo::build(model, &BuildOptions::default())
+        .unwrap()
+        .unwrap();
     analyze(&net, Dtype::F32).unwrap()
 }
 
@@ -334,7 +336,10 @@ fn unet_crop_shifts_the_skip_onto_the_up_convolution() {
         assert_eq!(c.axes[0].jump, u.axes[0].jump, "{up}");
         assert!(field_of(&a, &format!("{up}.cat")).aligned, "{up}");
     }
-    assert!(a.layers.iter().all(|l| l.rf.as_ref().is_none_or(|f| f.aligned)));
+    assert!(a
+        .layers
+        .iter()
+        .all(|l| l.rf.as_ref().is_none_or(|f| f.aligned)));
     // Nothing downstream, in rf, compare or audit, says otherwise.
     assert!(!cli(&["rf", "unet"]).contains("not aligned"));
     assert!(!cli(&["audit", "unet"]).contains("misaligned-merge"));
