@@ -104,7 +104,7 @@ pub fn parse_quantity(text: &str, kind: Quantity) -> Result<u64, String> {
     };
     v = v.checked_mul(mult as u128).ok_or_else(too_large)?;
     while scale < 0 && v != 0 {
-        if v % 10 != 0 {
+        if !v.is_multiple_of(10) {
             return Err(format!(
                 "`{text}` is not a whole number; {} counts whole units",
                 match kind {
