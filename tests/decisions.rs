@@ -178,7 +178,7 @@ fn compare_bar_with_chart() {
     assert_eq!(r["macs"], 4_089_184_256u64);
     // Depth: 53 convolutions + 1 linear; final field 427 (tests/rf.rs, PyTorch gradients).
     assert_eq!(r["depth"], 54);
-    assert_eq!(r["rf"], serde_json::json!([427.0, 427.0]));
+    assert_eq!(r["rf"], serde_json::json!([427, 427]));
     let ratio = r["ratios"]["params"].as_f64().unwrap();
     assert!((ratio - 25_557_032.0 / 61_100_840.0).abs() < 1e-12);
     assert_eq!(models[1]["ratios"]["macs"], 1.0);
