@@ -4,7 +4,7 @@
 //! Findings read layers only through the [`Layer`](crate::layers::Layer) trait (`weights`,
 //! `window`, `norm`, `category`, `is_view`) and the analysis (shapes, fields); nothing here
 //! matches on op names. Budget values parse with [`parse_quantity`] (K/M/G ×1000,
-//! KiB/MiB/GiB ×1024).
+//! KiB/MiB/GiB ×1024, scientific notation; whole numbers only).
 
 use serde_json::{json, Value};
 
@@ -24,13 +24,33 @@ pub enum Quantity {
     Bytes,
 }
 
-/// Parses `25M`, `4G`, `2.5G`, `2GiB`, `4096` (exactly; a fractional result is rounded down).
+/// Parses `25M`, `4G`, `2.5G`, `2GiB`, `4096`, `2.5e7` (scientific notation, optionally with a
+/// unit: `1.5e3K`), exactly: a value that is not a whole number (`1.5`, `1e-3`, `1.0005K`) is
+/// refused, never rounded.
 pub fn parse_quantity(text: &str, kind: Quantity) -> Result<u64, String> {
     let s = text.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(s.len());
-    let (num, unit) = (s[..split].replace('_', ""), s[split..].trim());
+    // The number: digits, `.`, `_`, then an optional exponent `e`/`E` with an optional sign.
+    let b = s.as_bytes();
+    let mut split = b
+        .iter()
+        .position(|&c| !(c.is_ascii_digit() || c == b'.' || c == b'_'))
+        .unwrap_or(b.len());
+    let mut exp: i64 = 0;
+    if split < b.len() && (b[split] == b'e' || b[split] == b'E') {
+        let mut j = split + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let digits = b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            exp = s[split + 1..j + digits]
+                .parse()
+                .map_err(|_| format!("`{text}`: the exponent is too large"))?;
+            split = j + digits;
+        }
+    }
+    let num_end = s[..split].find(['e', 'E']).unwrap_or(split);
+    let (num, unit) = (s[..num_end].replace('_', ""), s[split..].trim());
     let mult: u64 = match (kind, unit) {
         (_, "") => 1,
         (_, "K" | "k") => 1_000,
@@ -50,40 +70,57 @@ pub fn parse_quantity(text: &str, kind: Quantity) -> Result<u64, String> {
             return Err(format!(
                 "`{text}`: unknown unit `{unit}`; use {}",
                 match kind {
-                    Quantity::Count => "K, M, G or T (×1000), e.g. 25M",
+                    Quantity::Count =>
+                        "K, M, G or T (×1000), e.g. 25M, or scientific notation, e.g. 2.5e7",
                     Quantity::Bytes => "KiB, MiB, GiB (×1024) or KB, MB, GB (×1000), e.g. 2GiB",
                 }
             ))
         }
     };
-    let bad = || format!("`{text}` is not a number with an optional unit (e.g. 25M, 2.5G, 2GiB)");
+    let bad =
+        || format!("`{text}` is not a number with an optional unit (e.g. 25M, 2.5G, 2.5e7, 2GiB)");
     let (int, frac) = match num.split_once('.') {
         Some((i, f)) => (i.to_string(), f.to_string()),
         None => (num.clone(), String::new()),
     };
-    if int.is_empty() && frac.is_empty() || !frac.chars().all(|c| c.is_ascii_digit()) {
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
         return Err(bad());
     }
-    if frac.len() > 12 {
-        return Err(bad());
+    let too_large = || format!("`{text}` is too large");
+    // value = digits · 10^(exp − decimals) · mult, exactly.
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let mut scale = exp - frac.len() as i64;
+    if digits.len() > 38 {
+        return Err(too_large());
     }
-    let int: u128 = if int.is_empty() {
+    let mut v: u128 = if digits.is_empty() {
         0
     } else {
-        int.parse().map_err(|_| bad())?
+        digits.parse().map_err(|_| bad())?
     };
-    let scale = 10u128.pow(frac.len() as u32);
-    let frac: u128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().map_err(|_| bad())?
-    };
-    let v = (int * scale + frac)
-        .checked_mul(mult as u128)
-        .map(|v| v / scale)
-        .filter(|&v| v <= u64::MAX as u128)
-        .ok_or_else(|| format!("`{text}` is too large"))?;
-    Ok(v as u64)
+    v = v.checked_mul(mult as u128).ok_or_else(too_large)?;
+    while scale < 0 && v != 0 {
+        if !v.is_multiple_of(10) {
+            return Err(format!(
+                "`{text}` is not a whole number; {} counts whole units",
+                match kind {
+                    Quantity::Count => "a budget",
+                    Quantity::Bytes => "a memory budget",
+                }
+            ));
+        }
+        v /= 10;
+        scale += 1;
+    }
+    while scale > 0 && v != 0 {
+        v = v.checked_mul(10).ok_or_else(too_large)?;
+        scale -= 1;
+    }
+    u64::try_from(v).map_err(|_| too_large())
 }
 
 /// Budgets to check; `None` skips one.
@@ -424,14 +461,21 @@ impl<'a> Findings<'a> {
         let Some(f) = &self.a.layers[k].rf else {
             return;
         };
-        if f.aligned || node.inputs.len() < 2 {
+        // Only inputs whose values meet here (not one that lends only its size).
+        let merged: Vec<usize> = node
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| node.layer.reads_values(i))
+            .map(|(_, &(s, _))| s)
+            .collect();
+        if f.aligned || merged.len() < 2 {
             return;
         }
         // Report where the misalignment arises, not every layer downstream of it.
-        let inherited = node
-            .inputs
+        let inherited = merged
             .iter()
-            .any(|&(s, _)| self.a.layers[s].rf.as_ref().is_some_and(|g| !g.aligned));
+            .any(|&s| self.a.layers[s].rf.as_ref().is_some_and(|g| !g.aligned));
         if inherited {
             return;
         }
@@ -549,18 +593,55 @@ impl<'a> Findings<'a> {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join("→");
+        // Depthwise and grouped convolutions keep their groups in the stack: each 3×3 of a
+        // depthwise stack is depthwise (9 weights per channel).
+        let depthwise = w.groups > 1 && w.groups == w.in_ch && w.in_ch == w.out_ch;
+        let (what, fix) = if depthwise {
+            (
+                format!(
+                    "`{}` is a depthwise {kk}×{kk} convolution on {} channels ({} weights)",
+                    node.name, w.in_ch, old_params
+                ),
+                format!(
+                    "{n} stacked depthwise 3×3 convolutions on {} channels (an activation between them): {}",
+                    w.in_ch,
+                    savings_text((old_params, new_params), (old_macs, new_macs))
+                ),
+            )
+        } else if w.groups > 1 {
+            (
+                format!(
+                    "`{}` is a {kk}×{kk} convolution {}→{} in {} groups ({} weights)",
+                    node.name, w.in_ch, w.out_ch, w.groups, old_params
+                ),
+                format!(
+                    "{n} stacked 3×3 convolutions {chain}, each in {} groups (a ReLU between them): {}",
+                    w.groups,
+                    savings_text((old_params, new_params), (old_macs, new_macs))
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "`{}` is a {kk}×{kk} convolution {}→{} ({} weights)",
+                    node.name, w.in_ch, w.out_ch, old_params
+                ),
+                format!(
+                    "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {}",
+                    savings_text((old_params, new_params), (old_macs, new_macs))
+                ),
+            )
+        };
         let f = finding(
             "large-kernel",
             &node.name,
-            format!(
-                "`{}` is a {kk}×{kk} convolution {}→{} ({} weights)",
-                node.name, w.in_ch, w.out_ch, old_params
-            ),
-            "a stack of 3×3 convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)",
-            format!(
-                "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {}",
-                savings_text((old_params, new_params), (old_macs, new_macs))
-            ),
+            what,
+            if depthwise {
+                "a stack of depthwise 3×3 convolutions sees the same field with fewer weights and MACs (18 instead of 25 per channel and pixel for 5×5); the depthwise layer is a small part of its block's cost, and the stack adds a pass over the activations, so the saving is small"
+            } else {
+                "a stack of 3×3 convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)"
+            },
+            fix,
         );
         self.out.push(with_savings(
             f,
@@ -653,11 +734,18 @@ impl<'a> Findings<'a> {
 
     fn fc_heavy(&mut self) {
         let total = self.a.totals.params;
+        // A model without a spatial trunk (an MLP) is fully connected by design.
+        if coverage(self.a).last.is_none() {
+            return;
+        }
+        // The head: fully-connected layers on feature vectors (N×F). Linear layers applied per
+        // token or position (a transformer's, on N×L×C) are not a head on a flattened map.
         let fcs: Vec<(usize, WeightInfo)> = self
             .net
             .nodes
             .iter()
             .enumerate()
+            .filter(|(_, n)| n.in_shapes.first().is_some_and(|s| s.rank() == 2))
             .filter_map(|(k, n)| n.layer.weight_info().map(|w| (k, w)))
             .filter(|(_, w)| w.kind == WeightedKind::Linear)
             .collect();
@@ -681,7 +769,8 @@ impl<'a> Findings<'a> {
             };
             let shape = &self.net.nodes[s].out_shapes[slot];
             if shape.rank() == 4 {
-                break Some(shape.clone());
+                // A feature map of the trunk, not the model's input.
+                break (!self.net.nodes[s].inputs.is_empty()).then(|| shape.clone());
             }
             if !self.net.nodes[s].layer.is_view() {
                 break None;
@@ -707,6 +796,10 @@ impl<'a> Findings<'a> {
             let new = c * w.out_ch + bias;
             let saving = own.saturating_sub(new);
             let macs = self.a.layers[k].outputs[0].0[0] * (c * hw - c) * w.out_ch;
+            if saving == 0 {
+                self.out.push(f);
+                return;
+            }
             f.fix = format!(
                 "global average pooling of the {c}×{}×{} map before `{name}` makes its input {c} features instead of {}: {} parameters instead of {} (−{}, {} of the model), {} fewer MACs",
                 m.0[2], m.0[3], c * hw, new, own, saving, pct(saving, total), human_count(macs)
@@ -720,7 +813,15 @@ impl<'a> Findings<'a> {
     fn field(&mut self) {
         let cov = coverage(self.a);
         let [ih, iw] = cov.input;
-        if let Some(i) = cov.last {
+        // After the last spatial layer the model may go on with a sequence of tokens (N×C×L,
+        // a patch embedding followed by attention or token mixing): its context is not the
+        // trunk's field, so a small patch field is no finding.
+        let tokens_follow = cov.last.is_some_and(|i| {
+            self.a.layers[i + 1..]
+                .iter()
+                .any(|l| l.outputs.first().is_some_and(|s| s.rank() == 3))
+        });
+        if let Some(i) = cov.last.filter(|_| !tokens_follow) {
             let f = self.a.layers[i].rf.as_ref().expect("has a field");
             let (h, w) = (&f.axes[0].size, &f.axes[1].size);
             if ih > 0
@@ -879,11 +980,16 @@ pub fn render(audit: &Audit, json: bool) -> String {
     } else {
         out += &format!("\nFindings ({}):\n", audit.findings.len());
         let mut explained: Vec<&str> = Vec::new();
+        let mut whys: Vec<&str> = Vec::new();
         for f in &audit.findings {
-            let why = if explained.contains(&f.kind) {
+            if !explained.contains(&f.kind) {
+                explained.push(f.kind);
+            }
+            // A kind may explain itself differently (a depthwise large kernel).
+            let why = if whys.contains(&f.why.as_str()) {
                 format!("as for `{}` above", f.kind)
             } else {
-                explained.push(f.kind);
+                whys.push(&f.why);
                 f.why.clone()
             };
             out += &format!(
@@ -928,7 +1034,8 @@ pub fn json_value(audit: &Audit) -> Value {
         "budgets": audit.checks.iter().map(|c| json!({
             "name": c.name,
             "limit": c.limit,
-            "actual": c.actual,
+            // Integers where integral (every figure but a fractional field).
+            "actual": c.actual.map(|v| if v.fract() == 0.0 && v.abs() < 9.0e15 { json!(v as i64) } else { json!(v) }),
             "passed": c.passed,
         })).collect::<Vec<_>>(),
         "findings": audit.findings.iter().map(|f| json!({

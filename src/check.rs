@@ -26,6 +26,7 @@ use crate::exec::{self, Weights};
 use crate::graph::Network;
 use crate::receptive::{Axis, Field, Q};
 use num_traits::{CheckedDiv, CheckedSub};
+use serde_json::{json, Value};
 
 /// One figure of one layer: what the analysis says, what the run measured, and whether they
 /// agree (equal, except for a receptive field clipped at the input's edge: see the module
@@ -35,6 +36,9 @@ pub struct Figure {
     pub analysed: String,
     pub measured: String,
     pub agree: bool,
+    /// Both sides as JSON values (numbers for counts, arrays for shapes), where they are not
+    /// text.
+    pub values: Option<(Value, Value)>,
 }
 
 impl Figure {
@@ -45,6 +49,23 @@ impl Figure {
             analysed,
             measured,
             agree,
+            values: None,
+        }
+    }
+    /// A count (parameters, buffers, MACs).
+    pub fn count(analysed: u64, measured: u64) -> Figure {
+        Figure {
+            values: Some((analysed.into(), measured.into())),
+            ..Figure::exact(analysed.to_string(), measured.to_string())
+        }
+    }
+    /// The JSON form of one side: its value, or its text.
+    fn json(&self, measured: bool) -> Value {
+        match (&self.values, measured) {
+            (Some((a, _)), false) => a.clone(),
+            (Some((_, m)), true) => m.clone(),
+            (None, false) => Value::from(self.analysed.as_str()),
+            (None, true) => Value::from(self.measured.as_str()),
         }
     }
     pub fn ok(&self) -> bool {
@@ -119,6 +140,23 @@ impl CheckReport {
     }
 }
 
+/// The JSON document of a check of `model`: per layer, each figure's analysed and measured
+/// values (numbers for counts, arrays of dimensions for shapes — one array per output — and
+/// text for the receptive field) and whether they agree.
+pub fn json_value(report: &CheckReport, model: &str) -> Value {
+    let fig =
+        |f: &Figure| json!({"analysed": f.json(false), "measured": f.json(true), "ok": f.ok()});
+    let rows: Vec<Value> = report
+        .rows
+        .iter()
+        .map(|r| {
+            json!({"name": r.name, "ok": r.ok(), "shape": fig(&r.shape), "params": fig(&r.params),
+                "buffers": fig(&r.buffers), "macs": fig(&r.macs), "rf": fig(&r.rf)})
+        })
+        .collect();
+    json!({"model": model, "layers": rows, "failures": report.failures()})
+}
+
 /// The figure of a layer whose receptive field is not compared.
 pub const NOT_COMPARED: &str = "—";
 
@@ -159,10 +197,13 @@ pub fn check(
         let (p, _, b) = weights.count(net, k);
         rows.push(CheckRow {
             name: node.name.clone(),
-            shape: Figure::exact(shapes(&analysed_shapes), shapes(&measured_shapes)),
-            params: Figure::exact(stats.params.total().to_string(), p.to_string()),
-            buffers: Figure::exact(stats.params.buffers.to_string(), b.to_string()),
-            macs: Figure::exact(stats.macs.to_string(), run.layers[k].macs.to_string()),
+            shape: Figure {
+                values: Some((json!(analysed_shapes), json!(measured_shapes))),
+                ..Figure::exact(shapes(&analysed_shapes), shapes(&measured_shapes))
+            },
+            params: Figure::count(stats.params.total(), p),
+            buffers: Figure::count(stats.params.buffers, b),
+            macs: Figure::count(stats.macs, run.layers[k].macs),
             rf: rf_figure(
                 stats.rf.as_ref(),
                 measured.layers[k].as_ref(),
@@ -260,6 +301,7 @@ pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]
             ),
             measured: format!("unit ({i}, {}): rows {}", ow / 2, span(&r.rows[i])),
             agree: false,
+            values: None,
         },
         (None, Some(j)) => Figure {
             analysed: format!(
@@ -269,6 +311,7 @@ pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]
             ),
             measured: format!("unit ({}, {j}): cols {}", oh / 2, span(&r.cols[j])),
             agree: false,
+            values: None,
         },
         (None, None) => Figure {
             analysed: format!(
@@ -282,6 +325,7 @@ pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]
                 span(&r.cols[ow / 2])
             ),
             agree: true,
+            values: None,
         },
     }
 }

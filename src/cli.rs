@@ -67,14 +67,89 @@ impl From<DtypeArg> for Dtype {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// What `dot` writes: DOT text, or a format Graphviz's `dot` program renders.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 enum DotFormat {
-    /// Graphviz DOT text.
+    /// Graphviz DOT text (.dot, .gv).
+    #[value(alias = "gv")]
     Dot,
-    /// SVG, rendered by Graphviz's `dot`.
+    /// SVG (.svg).
     Svg,
-    /// PNG, rendered by Graphviz's `dot`.
+    /// Gzipped SVG (.svgz).
+    Svgz,
+    /// PNG (.png).
     Png,
+    /// PDF (.pdf).
+    Pdf,
+    /// JPEG (.jpg, .jpeg, .jpe).
+    #[value(alias = "jpeg")]
+    Jpg,
+    /// GIF (.gif).
+    Gif,
+    /// WebP (.webp), where Graphviz was built with it.
+    Webp,
+    /// PostScript (.ps).
+    Ps,
+    /// Encapsulated PostScript (.eps).
+    Eps,
+    /// Graphviz's JSON with layout (.json).
+    Json,
+    /// Graphviz's DOT with layout attributes (.xdot).
+    Xdot,
+    /// Graphviz's plain-text layout (.plain).
+    Plain,
+}
+
+impl DotFormat {
+    /// The format a file name's extension asks for; `None` for one Graphviz does not write.
+    fn from_extension(ext: &str) -> Option<DotFormat> {
+        Some(match ext.to_ascii_lowercase().as_str() {
+            "dot" | "gv" => DotFormat::Dot,
+            "svg" => DotFormat::Svg,
+            "svgz" => DotFormat::Svgz,
+            "png" => DotFormat::Png,
+            "pdf" => DotFormat::Pdf,
+            "jpg" | "jpeg" | "jpe" => DotFormat::Jpg,
+            "gif" => DotFormat::Gif,
+            "webp" => DotFormat::Webp,
+            "ps" => DotFormat::Ps,
+            "eps" => DotFormat::Eps,
+            "json" => DotFormat::Json,
+            "xdot" => DotFormat::Xdot,
+            "plain" => DotFormat::Plain,
+            _ => return None,
+        })
+    }
+    /// Graphviz's name for it (`-T…`).
+    fn name(self) -> &'static str {
+        match self {
+            DotFormat::Dot => "dot",
+            DotFormat::Svg => "svg",
+            DotFormat::Svgz => "svgz",
+            DotFormat::Png => "png",
+            DotFormat::Pdf => "pdf",
+            DotFormat::Jpg => "jpg",
+            DotFormat::Gif => "gif",
+            DotFormat::Webp => "webp",
+            DotFormat::Ps => "ps",
+            DotFormat::Eps => "eps",
+            DotFormat::Json => "json",
+            DotFormat::Xdot => "xdot",
+            DotFormat::Plain => "plain",
+        }
+    }
+    /// Whether it is binary (not for a terminal).
+    fn binary(self) -> bool {
+        matches!(
+            self,
+            DotFormat::Svgz
+                | DotFormat::Png
+                | DotFormat::Pdf
+                | DotFormat::Jpg
+                | DotFormat::Gif
+                | DotFormat::Webp
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +228,14 @@ impl From<SortArg> for SortKey {
             SortArg::Name => SortKey::Name,
         }
     }
+}
+
+/// The formats of a report that is a table with lines of text around it (`check`, `run`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ViewFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -297,9 +380,11 @@ enum Command {
         model: ModelArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
-        /// Fold layers into one row per path prefix of this many components (1: top level).
-        #[arg(long)]
-        depth: Option<usize>,
+        /// Fold layers into one row per path prefix of this many components (1: top level;
+        /// at least 1). Table, Markdown and CSV show the folded rows; JSON keeps every layer
+        /// under `layers` and adds the folded ones under `rows`.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        depth: Option<u64>,
         /// Element type for memory figures.
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DtypeArg,
@@ -401,7 +486,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, value_enum, default_value = "table")]
-        format: OutFormat,
+        format: ViewFormat,
     },
     /// Run the model: output statistics, top-5 classes, a per-layer profile and latency.
     Run {
@@ -432,16 +517,18 @@ enum Command {
         #[arg(long)]
         save_output: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
-        format: OutFormat,
+        format: ViewFormat,
     },
-    /// Draw the layer graph as Graphviz DOT, or render it to SVG/PNG with Graphviz's `dot`.
+    /// Draw the layer graph as Graphviz DOT, or render it (SVG, PNG, PDF, JPEG, …) with
+    /// Graphviz's `dot`.
     Dot {
         #[command(flatten)]
         model: ModelArgs,
         /// Write to this file instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Output format [default: from the extension of -o (.svg, .png), else dot].
+        /// Output format [default: from the extension of -o (.svg, .png, .pdf, .jpg, …; an
+        /// unknown extension is an error), else dot].
         #[arg(long, value_enum)]
         format: Option<DotFormat>,
         /// Fold block instances into single nodes.
@@ -556,7 +643,25 @@ fn count(flag: &str, v: &Option<String>, kind: Quantity) -> Result<Option<u64>> 
         .transpose()
 }
 
+/// The width boxed tables fit in: `COLUMNS` when it holds a positive number, else the
+/// terminal's width when stdout is one, else none (full width, as when piped to a file).
+fn table_width() -> Option<u16> {
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&w| w > 0)
+    {
+        return Some(w);
+    }
+    if std::io::stdout().is_terminal() {
+        comfy_table::Table::new().width()
+    } else {
+        None
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
+    report::set_table_width(table_width());
     match cli.command {
         Command::Summary {
             model,
@@ -571,6 +676,7 @@ fn run(cli: Cli) -> Result<i32> {
                 all.push(analysis(&model.model, s, dtype.into(), convention.into())?.1);
             }
             if all.len() == 1 {
+                let depth = depth.map(|d| usize::try_from(d).unwrap_or(usize::MAX));
                 out(report::summary(&all[0], format.into(), depth))?;
             } else {
                 out(report::sweep(&all, format.into()))?;
@@ -684,9 +790,6 @@ fn run(cli: Cli) -> Result<i32> {
             let setting = model.setting.single("rf")?;
             let net = load(&model.model, &setting)?;
             let a = analyze(&net, Dtype::F32)?;
-            if format == OutFormat::Csv {
-                bail!("rf has no CSV form; use --format table, markdown or json");
-            }
             out(report::rf_report(&a, format.into()))?;
         }
         Command::Check {
@@ -742,16 +845,20 @@ fn run(cli: Cli) -> Result<i32> {
                 show: show_figures(&show),
                 fuse: !no_fuse,
             };
-            let format = format.unwrap_or_else(|| format_from_extension(output.as_deref()));
+            let format = match format {
+                Some(f) => f,
+                None => format_from_extension(output.as_deref())?,
+            };
             let graph = dot::graph(&net, &a, &opts);
             let bytes = match format {
                 DotFormat::Dot => (dot::print(&graph) + "\n").into_bytes(),
-                DotFormat::Svg | DotFormat::Png => {
-                    if format == DotFormat::Png
-                        && output.is_none()
-                        && std::io::stdout().is_terminal()
-                    {
-                        bail!("a PNG would go to the terminal\n   help: write it to a file with -o FILE.png, or pipe it");
+                _ => {
+                    if format.binary() && output.is_none() && std::io::stdout().is_terminal() {
+                        bail!(
+                            "a {} would go to the terminal\n   help: write it to a file with -o FILE.{}, or pipe it",
+                            format.name().to_uppercase(),
+                            format.name()
+                        );
                     }
                     render(graph, format)?
                 }
@@ -807,27 +914,28 @@ fn show_figures(show: &[ShowArg]) -> Show {
     s
 }
 
-fn format_from_extension(output: Option<&Path>) -> DotFormat {
-    match output
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("svg") => DotFormat::Svg,
-        Some("png") => DotFormat::Png,
-        _ => DotFormat::Dot,
-    }
+/// The format `-o FILE` asks for by its extension: DOT without one (or without -o); an
+/// extension Graphviz does not write is an error, not DOT text in a file named `.pdf`.
+fn format_from_extension(output: Option<&Path>) -> Result<DotFormat> {
+    let Some(path) = output else {
+        return Ok(DotFormat::Dot);
+    };
+    let Some(ext) = path.extension() else {
+        return Ok(DotFormat::Dot);
+    };
+    let ext = ext.to_string_lossy();
+    DotFormat::from_extension(&ext).ok_or_else(|| {
+        anyhow!(
+            "cannot tell what to write to {} from its extension `.{ext}`\n   help: use .dot or .gv (DOT text), .svg, .svgz, .png, .pdf, .jpg, .gif, .webp, .ps, .eps, .json, .xdot or .plain (rendered by Graphviz), or name the format with --format",
+            path.display()
+        )
+    })
 }
 
 /// Renders a graph with Graphviz's `dot` program, through graphviz-rust's `exec`.
 fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Result<Vec<u8>> {
     use graphviz_rust::cmd::{CommandArg, Format as GvFormat};
-    let name = if format == DotFormat::Png {
-        "png"
-    } else {
-        "svg"
-    };
+    let name = format.name();
     if let Err(e) = std::process::Command::new("dot").arg("-V").output() {
         if e.kind() == std::io::ErrorKind::NotFound {
             bail!(
@@ -839,10 +947,20 @@ fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Res
         }
         bail!("cannot run Graphviz's `dot`: {e}");
     }
-    let gv = if format == DotFormat::Png {
-        GvFormat::Png
-    } else {
-        GvFormat::Svg
+    let gv = match format {
+        DotFormat::Dot => GvFormat::Dot,
+        DotFormat::Svg => GvFormat::Svg,
+        DotFormat::Svgz => GvFormat::Svgz,
+        DotFormat::Png => GvFormat::Png,
+        DotFormat::Pdf => GvFormat::Pdf,
+        DotFormat::Jpg => GvFormat::Jpg,
+        DotFormat::Gif => GvFormat::Gif,
+        DotFormat::Webp => GvFormat::Webp,
+        DotFormat::Ps => GvFormat::Ps,
+        DotFormat::Eps => GvFormat::Eps,
+        DotFormat::Json => GvFormat::Json,
+        DotFormat::Xdot => GvFormat::Xdot,
+        DotFormat::Plain => GvFormat::Plain,
     };
     graphviz_rust::exec(graph, &mut dot::printer(), vec![CommandArg::Format(gv)]).map_err(|e| {
         anyhow!(
@@ -968,7 +1086,21 @@ fn zoo_listing(format: OutFormat) -> Result<String> {
                 .collect();
             serde_json::to_string_pretty(&v)? + "\n"
         }
-        _ => {
+        OutFormat::Csv => {
+            let mut text = String::from("name,input,params,macs,flops,layers\n");
+            for (n, a) in &rows {
+                text += &format!(
+                    "{n},{},{},{},{},{}\n",
+                    a.inputs[0].per_sample().replace('×', "x"),
+                    a.totals.params,
+                    a.totals.macs,
+                    a.totals.flops,
+                    a.layers.len()
+                );
+            }
+            text
+        }
+        OutFormat::Table | OutFormat::Markdown => {
             let mut t = archscope::report::new_table(matches!(format, OutFormat::Markdown));
             t.set_header(vec!["Model", "Input", "Params", "MACs", "Layers"]);
             for (n, a) in &rows {
@@ -1002,7 +1134,7 @@ fn ops_listing() -> String {
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
 }
 
-fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
+fn check(model: &ModelArgs, seed: u64, format: ViewFormat) -> Result<i32> {
     let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
     // `check` runs every layer as written (no reuse of buffers): the need, before allocating.
@@ -1010,20 +1142,11 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
     let weights = archscope::exec::init_weights(&net, seed)?;
     let report = archscope::check::check(&net, &a, &weights, seed)?;
     let failures = report.failures();
-    if format == OutFormat::Json {
-        let rows: Vec<serde_json::Value> = report
-            .rows
-            .iter()
-            .map(|r| {
-                let fig = |f: &archscope::check::Figure| serde_json::json!({"analysed": f.analysed, "measured": f.measured, "ok": f.ok()});
-                serde_json::json!({"name": r.name, "ok": r.ok(), "shape": fig(&r.shape), "params": fig(&r.params),
-                    "buffers": fig(&r.buffers), "macs": fig(&r.macs), "rf": fig(&r.rf)})
-            })
-            .collect();
-        let v = serde_json::json!({"model": a.model, "layers": rows, "failures": failures});
+    if format == ViewFormat::Json {
+        let v = archscope::check::json_value(&report, &a.model);
         out(serde_json::to_string_pretty(&v)? + "\n")?;
     } else {
-        let mut t = archscope::report::new_table(false);
+        let mut t = archscope::report::new_table(format == ViewFormat::Markdown);
         t.set_header(vec![
             "Layer",
             "Output (tensor)",
@@ -1052,7 +1175,12 @@ fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
             ]);
         }
         out(format!(
-            "{t}\n{}: {} layers, {} disagree\n",
+            "{t}\n{}{}: {} layers, {} disagree\n",
+            if format == ViewFormat::Markdown {
+                "\n"
+            } else {
+                ""
+            },
             a.model,
             report.rows.len(),
             failures
@@ -1117,7 +1245,7 @@ fn run_model(
     budget: u64,
     seed: u64,
     save_output: Option<String>,
-    format: OutFormat,
+    format: ViewFormat,
 ) -> Result<i32> {
     use archscope::exec;
     let net = load_one(model, "run")?;
@@ -1200,13 +1328,24 @@ fn run_model(
     // Every output is described; the first is the one shown in detail (top-5) and saved.
     let output = &r.outputs[0];
     let stats: Vec<exec::Stats> = r.outputs.iter().map(|t| exec::Stats::of(&t.data)).collect();
-    let top5: Vec<(usize, f32)> = if output.shape.len() == 2 {
-        let row = &output.data[..output.shape[1]];
-        let mut idx: Vec<usize> = (0..row.len()).collect();
-        idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
-        idx.into_iter().take(5).map(|i| (i, row[i])).collect()
+    // The five highest scores of each sample of an N×classes output.
+    let top5: Vec<Vec<(usize, f32)>> = if output.shape.len() == 2 && output.shape[1] > 0 {
+        output
+            .data
+            .chunks(output.shape[1])
+            .map(|row| {
+                let mut idx: Vec<usize> = (0..row.len()).collect();
+                idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+                idx.into_iter().take(5).map(|i| (i, row[i])).collect()
+            })
+            .collect()
     } else {
         Vec::new()
+    };
+    let scores = |t: &[(usize, f32)]| -> Vec<serde_json::Value> {
+        t.iter()
+            .map(|(i, v)| serde_json::json!({"class": i, "score": v}))
+            .collect()
     };
     let several = net.outputs.len() > 1;
     if let Some(file) = &save_output {
@@ -1231,7 +1370,7 @@ fn run_model(
             })
         })
         .collect();
-    if format == OutFormat::Json {
+    if format == ViewFormat::Json {
         let layers: Vec<serde_json::Value> = a
             .layers
             .iter()
@@ -1248,10 +1387,9 @@ fn run_model(
                 "finite": s.finite, "nan": s.nan, "pos_inf": s.pos_inf, "neg_inf": s.neg_inf})
         };
         let mut first = describe(output, &stats[0], &net.outputs[0].name);
-        first["top5"] = serde_json::json!(top5
-            .iter()
-            .map(|(i, v)| serde_json::json!({"class": i, "score": v}))
-            .collect::<Vec<_>>());
+        first["top5"] = serde_json::json!(top5.first().map(|t| scores(t)).unwrap_or_default());
+        first["top5_per_sample"] =
+            serde_json::json!(top5.iter().map(|t| scores(t)).collect::<Vec<_>>());
         let others: Vec<serde_json::Value> = r.outputs[1..]
             .iter()
             .zip(&stats[1..])
@@ -1274,7 +1412,7 @@ fn run_model(
         out(serde_json::to_string_pretty(&v)? + "\n")?;
         return Ok(0);
     }
-    let mut t = archscope::report::new_table(false);
+    let mut t = archscope::report::new_table(format == ViewFormat::Markdown);
     t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
     for ((l, &s), into) in a.layers.iter().zip(&layer_secs).zip(&merged_into) {
         if l.op == "input" {
@@ -1302,7 +1440,13 @@ fn run_model(
             format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
         ]);
     }
-    let mut text = format!("{t}\n");
+    // Markdown: a blank line ends the table.
+    let gap = if format == ViewFormat::Markdown {
+        "\n"
+    } else {
+        ""
+    };
+    let mut text = format!("{t}\n{gap}");
     for (k, (o, s)) in net.outputs.iter().zip(&stats).enumerate() {
         let label = if several {
             format!("output {} of {} `{}`", k + 1, net.outputs.len(), o.name)
@@ -1315,14 +1459,18 @@ fn run_model(
             stats_text(s)
         );
     }
-    if !top5.is_empty() {
-        let s: Vec<String> = top5.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
-        let of = if several {
-            format!(" of `{}`", net.outputs[0].name)
+    let of = if several {
+        format!(" of `{}`", net.outputs[0].name)
+    } else {
+        String::new()
+    };
+    for (n, t) in top5.iter().enumerate() {
+        let s: Vec<String> = t.iter().map(|(i, v)| format!("{i} ({v:.4})")).collect();
+        if top5.len() == 1 {
+            text += &format!("top-5 classes{of}: {}\n", s.join(", "));
         } else {
-            String::new()
-        };
-        text += &format!("top-5 classes{of}: {}\n", s.join(", "));
+            text += &format!("top-5 classes{of} of sample {n}: {}\n", s.join(", "));
+        }
     }
     text += &format!(
         "latency: median {median:.2} ms, min {min:.2} ms over {repeat} run(s); {:.1} GFLOP/s\n",

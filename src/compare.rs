@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::analysis::{Analysis, Dtype};
 use crate::convention::Convention;
 use crate::error::{Diagnostic, Error};
-use crate::receptive::{q_f64, Q};
+use crate::receptive::{q_f64, q_json, Q};
 use crate::report::{self, human_bytes, human_count, Format};
 
 /// One compared model at one setting.
@@ -43,11 +43,8 @@ impl Entry {
     pub fn new(a: &Analysis) -> Entry {
         let cov = report::coverage(a);
         // A model whose only spatial tensor is its input (an MLP on an image) has no trunk
-        // field: every unit sees the whole input.
-        let field = cov
-            .last
-            .filter(|&i| !a.layers[i].inputs.is_empty())
-            .and_then(|i| a.layers[i].rf.as_ref());
+        // field (`coverage` leaves inputs out): every unit sees the whole input.
+        let field = cov.last.and_then(|i| a.layers[i].rf.as_ref());
         Entry {
             name: a.model.clone(),
             input: a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
@@ -304,7 +301,7 @@ fn table(c: &Comparison, markdown: bool) -> String {
 
 fn csv(c: &Comparison) -> String {
     let mut out = String::from(
-        "model,input,batch,params,macs,flops,param_bytes,peak_activation_bytes,depth,rf,macs_per_param",
+        "model,input,batch,params,macs,flops,param_bytes,peak_activation_bytes,depth,rf_height,rf_width,rf_aligned,macs_per_param",
     );
     if c.baseline.is_some() {
         out += ",params_ratio,macs_ratio,flops_ratio,peak_memory_ratio";
@@ -327,7 +324,7 @@ fn csv(c: &Comparison) -> String {
             e.param_bytes,
             e.peak_activation_bytes,
             e.depth,
-            rf_text(e),
+            report::rf_csv(e.rf.as_ref(), e.rf_aligned),
             f(e.macs_per_param())
         );
         if c.baseline.is_some() {
@@ -362,7 +359,7 @@ pub fn json_value(c: &Comparison) -> Value {
                 "param_bytes": e.param_bytes,
                 "peak_activation_bytes": e.peak_activation_bytes,
                 "depth": e.depth,
-                "rf": e.rf.as_ref().map(|[h, w]| json!([q_f64(h), q_f64(w)])).unwrap_or(Value::Null),
+                "rf": e.rf.as_ref().map(|[h, w]| json!([q_json(h), q_json(w)])).unwrap_or(Value::Null),
                 "rf_aligned": e.rf_aligned,
                 "macs_per_param": e.macs_per_param(),
             });

@@ -5,7 +5,8 @@
 //! float. Merges (add, concat, multiply) follow the Google `receptive_field` library: paths that
 //! disagree in jump or centre make the layer "not aligned" (a warning carried in the result);
 //! otherwise the size is the largest over paths. Generic: every layer contributes through
-//! `Layer::geometry`. Derivations are in docs/RECEPTIVE_FIELD.md.
+//! `Layer::geometry`. Only inputs whose values meet count: an input that only lends its size
+//! (`Layer::reads_values`) is left out. Derivations are in docs/RECEPTIVE_FIELD.md.
 
 use num_rational::Ratio;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};
@@ -82,9 +83,19 @@ pub fn fmt_q(v: &Q) -> String {
     }
 }
 
-/// A rational as a JSON number (an exact decimal where one exists).
+/// A rational as a float (an exact decimal where one exists).
 pub fn q_f64(v: &Q) -> f64 {
     *v.numer() as f64 / *v.denom() as f64
+}
+
+/// A rational as a JSON number: an integer when it is one (`427`), else the nearest float
+/// (`-3.5`). Every JSON document writes fields this way.
+pub fn q_json(v: &Q) -> serde_json::Value {
+    if v.is_integer() {
+        serde_json::Value::from(*v.numer())
+    } else {
+        serde_json::Value::from(q_f64(v))
+    }
 }
 
 fn unit() -> Axis {
@@ -233,10 +244,14 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 resampled: false,
             })
         } else {
+            // Only inputs whose values meet here: one that lends only its size (the `like` of
+            // a crop or upsample) neither widens the field nor judges its alignment.
             let ins: Vec<Option<&Field>> = node
                 .inputs
                 .iter()
-                .map(|&(src, _)| out[src].as_ref())
+                .enumerate()
+                .filter(|&(i, _)| node.layer.reads_values(i))
+                .map(|(_, &(src, _))| out[src].as_ref())
                 .collect();
             match (merge(&ins), spatial_out) {
                 (Some(f), true) => apply(f, &node.layer.geometry(&node.in_shapes))

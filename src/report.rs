@@ -2,17 +2,180 @@
 //! (K/M/G, KiB/MiB) next to exact integers, and `--depth` folding of block instances into one
 //! row. Only this module formats for people; it returns strings and never prints.
 
-use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use comfy_table::{
+    presets, Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width,
+};
 use serde_json::{json, Value};
 
 use crate::analysis::{Analysis, LayerStats};
 use crate::convention::Convention;
 use crate::layers::Shape;
-use crate::receptive::{fmt_q, q_f64, Field, Q};
+use crate::receptive::{fmt_q, q_f64, q_json, Field, Q};
+
+/// The width boxed tables must fit in (0: no limit). Set once by the command line
+/// ([`set_table_width`]) from `COLUMNS` or the terminal; a library caller gets full width.
+static TABLE_WIDTH: AtomicU16 = AtomicU16::new(0);
+
+/// Makes every boxed table from now on fit in `width` columns (`None`: full width, the
+/// default). Markdown tables are never narrowed.
+pub fn set_table_width(width: Option<u16>) {
+    TABLE_WIDTH.store(width.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// A table in the project's style; it prints (`Display`) at full width, or — when a table
+/// width is set and it is not Markdown — fitted to that width: figures are never cut, long
+/// text is cut to one line ending in `…`, and a table whose figures alone are too wide is
+/// shown as several tables of consecutive columns, each led by the first column.
+#[derive(Debug, Clone)]
+pub struct TextTable {
+    table: Table,
+    fit: Option<u16>,
+}
+
+impl std::ops::Deref for TextTable {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for TextTable {
+    fn deref_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+}
+
+impl std::fmt::Display for TextTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.fit {
+            None => write!(f, "{}", self.table),
+            Some(width) => {
+                let want = measure(&self.table);
+                let parts = groups(&want, width);
+                for (i, shown) in parts.iter().enumerate() {
+                    let mut t = self.table.clone();
+                    fit(&mut t, &want, shown, width);
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{t}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Per column of `t`: its full content width, the least width it may have, and whether it
+/// holds figures (every cell starts like a number, a shape or a ratio, or is `-`, `global`,
+/// `—`): a figure column keeps its widest cell and only its header may wrap, at spaces; a text
+/// column (names, labels, notes) may shrink to 8 characters (or its widest cell when shorter).
+fn measure(t: &Table) -> Vec<(usize, usize, bool)> {
+    let mut t = t.clone();
+    let len = |x: &str| x.chars().count();
+    (0..t.column_count())
+        .map(|c| {
+            let head = t
+                .header()
+                .and_then(|h| h.cell_iter().nth(c))
+                .map(|x| x.content())
+                .unwrap_or_default();
+            let cells: Vec<String> = t
+                .column_cells_iter(c)
+                .flatten()
+                .map(|x| x.content())
+                .collect();
+            let body = cells.iter().map(|x| len(x)).max().unwrap_or(0);
+            let word = head.split_whitespace().map(len).max().unwrap_or(0);
+            let figure = cells.iter().all(|x| {
+                matches!(x.as_str(), "" | "-" | "—" | "global" | "✓" | "✗")
+                    || x.starts_with(|ch: char| ch.is_ascii_digit() || "-+×.*".contains(ch))
+            });
+            let full = body.max(len(head.as_str()));
+            let least = if figure { body.max(word) } else { full.min(8) };
+            (full, least, figure)
+        })
+        .collect()
+}
+
+/// Content width left for `k` columns in a table `width` characters wide (each column adds 2
+/// of padding and 1 border; the table one more border).
+fn room(width: u16, k: usize) -> usize {
+    usize::from(width).saturating_sub(3 * k + 1)
+}
+
+/// The columns of each table that `t` is shown as to fit in `width`: all of them when their
+/// least widths fit; else consecutive groups, each led by the first (name) column.
+fn groups(want: &[(usize, usize, bool)], width: u16) -> Vec<Vec<usize>> {
+    let n = want.len();
+    if n == 0 || want.iter().map(|w| w.1).sum::<usize>() <= room(width, n) {
+        return vec![(0..n).collect()];
+    }
+    let mut out = vec![vec![0]];
+    for c in 1..n {
+        let g = out.last_mut().expect("not empty");
+        let used: usize = g.iter().map(|&i| want[i].1).sum();
+        if g.len() > 1 && used + want[c].1 > room(width, g.len() + 1) {
+            out.push(vec![0, c]);
+        } else {
+            g.push(c);
+        }
+    }
+    out
+}
+
+/// Column widths that fit the columns `shown` of `t` (the others hidden) in `width`
+/// characters: figure columns at their widest cell, text columns sharing what is left (the
+/// narrowest first, each at most a fair share, at least its least width) and cut to one line.
+/// Columns that fit are left alone.
+fn fit(t: &mut Table, want: &[(usize, usize, bool)], shown: &[usize], width: u16) {
+    let n = want.len();
+    for c in 0..n {
+        if !shown.contains(&c) {
+            if let Some(col) = t.column_mut(c) {
+                col.set_constraint(ColumnConstraint::Hidden);
+            }
+        }
+    }
+    let room = room(width, shown.len());
+    if shown.iter().map(|&c| want[c].0).sum::<usize>() <= room {
+        return;
+    }
+    let mut widths: Vec<usize> = want.iter().map(|w| w.1).collect();
+    let fixed: usize = shown
+        .iter()
+        .filter(|&&c| want[c].2)
+        .map(|&c| want[c].1)
+        .sum();
+    let mut left = room.saturating_sub(fixed);
+    let mut text: Vec<usize> = shown.iter().copied().filter(|&c| !want[c].2).collect();
+    text.sort_by_key(|&c| want[c].0);
+    let mut k = text.len();
+    for c in text {
+        let share = left / k.max(1);
+        widths[c] = want[c].0.min(share).max(want[c].1);
+        left = left.saturating_sub(widths[c]);
+        k -= 1;
+    }
+    for &c in shown {
+        if let Some(col) = t.column_mut(c) {
+            col.set_constraint(ColumnConstraint::Absolute(Width::Fixed(
+                u16::try_from(widths[c] + 2).unwrap_or(u16::MAX),
+            )));
+        }
+    }
+    t.set_truncation_indicator("…");
+    for r in t.row_iter_mut() {
+        r.max_height(1);
+    }
+}
 
 /// An empty table in the project's style: Markdown (`--format markdown`) or condensed UTF-8
-/// boxes, cells never wrapped (comfy-table's wrapping is quadratic in a cell's width).
-pub fn new_table(markdown: bool) -> Table {
+/// boxes; cells are never wrapped at full width (comfy-table's wrapping is quadratic in a
+/// cell's width), and cut to one line when fitted to a width ([`set_table_width`]).
+pub fn new_table(markdown: bool) -> TextTable {
     let mut t = Table::new();
     t.load_preset(if markdown {
         presets::ASCII_MARKDOWN
@@ -20,7 +183,11 @@ pub fn new_table(markdown: bool) -> Table {
         presets::UTF8_FULL_CONDENSED
     });
     t.set_content_arrangement(ContentArrangement::Disabled);
-    t
+    let w = TABLE_WIDTH.load(Ordering::Relaxed);
+    TextTable {
+        table: t,
+        fit: (w > 0 && !markdown).then_some(w),
+    }
 }
 
 /// Output format of a report.
@@ -80,6 +247,8 @@ pub struct Row {
     pub rf: String,
     /// How many layers it stands for.
     pub layers: usize,
+    /// The name of its last layer (whose output and field the row shows).
+    pub last: String,
 }
 
 fn prefix(name: &str, depth: usize) -> &str {
@@ -122,6 +291,7 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
             r.output = output_text(&l.outputs);
             r.rf = rf_size(&l.rf);
             r.layers += 1;
+            r.last.clone_from(&l.name);
             members.last_mut().expect("not empty").push(l);
         } else {
             out.push(Row {
@@ -134,6 +304,7 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
                 activation_bytes: l.activation_bytes,
                 rf: rf_size(&l.rf),
                 layers: 1,
+                last: l.name.clone(),
             });
             members.push(vec![l]);
             current = key;
@@ -176,13 +347,13 @@ pub fn pair_q(h: &Q, w: &Q) -> String {
     }
 }
 
-/// The JSON form of a field (decimals for fractions), or null.
+/// The JSON form of a field (integers where integral, decimals for fractions), or null.
 pub fn rf_json(f: &Option<Field>) -> Value {
     match f {
         None => Value::Null,
         Some(f) => {
             let pair = |g: &dyn Fn(&crate::receptive::Axis) -> Q| {
-                json!([q_f64(&g(&f.axes[0])), q_f64(&g(&f.axes[1]))])
+                json!([q_json(&g(&f.axes[0])), q_json(&g(&f.axes[1]))])
             };
             let mut v = json!({
                 "size": pair(&|a| a.size),
@@ -301,10 +472,17 @@ fn header(a: &Analysis) -> String {
     )
 }
 
-fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
+fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> TextTable {
     let mut t = new_table(markdown);
     t.set_header(vec![
-        "Layer", "Op", "Output", "Params", "MACs", "FLOPs", "Memory", "RF",
+        "Layer".to_string(),
+        "Op".into(),
+        "Output".into(),
+        "Params".into(),
+        macs_label(a),
+        "FLOPs".into(),
+        "Memory".into(),
+        "RF".into(),
     ]);
     for r in rows(a, depth) {
         t.add_row(vec![
@@ -341,7 +519,7 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
     t
 }
 
-fn totals_table(a: &Analysis, markdown: bool) -> Table {
+fn totals_table(a: &Analysis, markdown: bool) -> TextTable {
     let mut t = new_table(markdown);
     t.set_header(vec!["Total", "", "exact"]);
     for (k, h, e) in totals_lines(a) {
@@ -370,7 +548,30 @@ pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
             totals_table(a, true)
         ),
         Format::Csv => csv(a, depth),
-        Format::Json => serde_json::to_string_pretty(&json(a)).expect("serialisable") + "\n",
+        Format::Json => {
+            let mut v = json(a);
+            // `--depth` folds the per-layer listing in every format; JSON keeps every layer
+            // under `layers` and adds the folded rows.
+            if depth.is_some() {
+                v["rows"] = rows(a, depth)
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "name": r.name,
+                            "label": r.op,
+                            "layers": r.layers,
+                            "output": r.output,
+                            "params": r.params,
+                            "macs": r.macs,
+                            "flops": r.flops,
+                            "activation_bytes": r.activation_bytes,
+                            "rf": rf_json(&a.layers.iter().find(|l| l.name == r.last).and_then(|l| l.rf.clone())),
+                        })
+                    })
+                    .collect();
+            }
+            serde_json::to_string_pretty(&v).expect("serialisable") + "\n"
+        }
     }
 }
 
@@ -479,8 +680,39 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A rational as a CSV number: `427`, or a decimal (`-3.5`) for a fraction.
+fn q_csv(v: &Q) -> String {
+    if v.is_integer() {
+        v.numer().to_string()
+    } else {
+        q_f64(v).to_string()
+    }
+}
+
+/// The three receptive-field columns of a CSV row, `rf_height,rf_width,rf_aligned`: numbers
+/// and `true`/`false`, all three empty for a global field.
+pub fn rf_csv(size: Option<&[Q; 2]>, aligned: bool) -> String {
+    match size {
+        None => ",,".into(),
+        Some([h, w]) => format!("{},{},{aligned}", q_csv(h), q_csv(w)),
+    }
+}
+
+fn field_csv(f: &Option<Field>) -> String {
+    match f {
+        None => rf_csv(None, true),
+        Some(f) => rf_csv(Some(&[f.axes[0].size, f.axes[1].size]), f.aligned),
+    }
+}
+
+/// The summary as CSV: one row per layer (or per folded group with `--depth`), then a totals
+/// row with an empty `layer`, op `total` and the model's outputs.
 fn csv(a: &Analysis, depth: Option<usize>) -> String {
-    let mut out = String::from("layer,op,output,params,macs,flops,activation_bytes,rf\n");
+    let mut out = String::from(
+        "layer,op,output,params,macs,flops,activation_bytes,rf_height,rf_width,rf_aligned\n",
+    );
+    let by_name: std::collections::HashMap<&str, &LayerStats> =
+        a.layers.iter().map(|l| (l.name.as_str(), l)).collect();
     for r in rows(a, depth) {
         out += &format!(
             "{},{},{},{},{},{},{},{}\n",
@@ -491,9 +723,19 @@ fn csv(a: &Analysis, depth: Option<usize>) -> String {
             r.macs,
             r.flops,
             r.activation_bytes,
-            csv_field(&r.rf)
+            field_csv(&by_name.get(r.last.as_str()).and_then(|l| l.rf.clone()))
         );
     }
+    let t = &a.totals;
+    let outputs: Vec<String> = a.outputs.iter().map(|(_, s)| s.per_sample()).collect();
+    out += &format!(
+        ",total,{},{},{},{},{},,,\n",
+        csv_field(&outputs.join(", ")),
+        t.params,
+        t.macs,
+        t.flops,
+        t.activation_bytes
+    );
     out
 }
 
@@ -566,7 +808,8 @@ mod tests {
 pub struct Coverage {
     /// Input height and width.
     pub input: [u64; 2],
-    /// The last layer with a spatial field (the trunk's output) and its index.
+    /// The last layer (not a model input) with a spatial field: the trunk's output; `None`
+    /// when the model has no spatial layer (an MLP).
     pub last: Option<usize>,
     /// The first layer whose field covers the whole input on both axes.
     pub covers_from: Option<usize>,
@@ -583,11 +826,14 @@ pub fn coverage(a: &Analysis) -> Coverage {
     let covers = |f: &Field| {
         f.axes[0].size >= Q::from(input[0] as i64) && f.axes[1].size >= Q::from(input[1] as i64)
     };
-    let last = a.layers.iter().rposition(|l| l.rf.is_some());
+    // Model inputs are not layers of the trunk: a model whose only spatial tensor is its input
+    // (an MLP on an image) has no trunk field.
+    let trunk = |l: &LayerStats| !l.inputs.is_empty();
+    let last = a.layers.iter().rposition(|l| trunk(l) && l.rf.is_some());
     let covers_from = a
         .layers
         .iter()
-        .position(|l| l.rf.as_ref().is_some_and(covers));
+        .position(|l| trunk(l) && l.rf.as_ref().is_some_and(covers));
     let unproductive = match covers_from {
         Some(c) => (c + 1..a.layers.len())
             .filter(|&i| a.layers[i].rf.is_some())
@@ -600,6 +846,58 @@ pub fn coverage(a: &Analysis) -> Coverage {
         covers_from,
         unproductive,
     }
+}
+
+/// The note of `archscope rf` on layer `i`: misalignment, global context, coverage.
+fn rf_note(l: &LayerStats, i: usize, cov: &Coverage) -> String {
+    let mut note = Vec::new();
+    if let Some(f) = &l.rf {
+        if let Some(m) = &f.misalignment {
+            note.push(format!("not aligned: {m}"));
+        }
+        if f.global_context {
+            note.push("+ global context".to_string());
+        }
+    }
+    if Some(i) == cov.covers_from {
+        note.push("covers the input".into());
+    } else if cov.unproductive.contains(&i) {
+        note.push("sees no more".into());
+    }
+    note.join("; ")
+}
+
+/// `archscope rf --format csv`: one row per layer, each figure per axis in its own column
+/// (numbers; empty for a global field).
+fn rf_csv_report(a: &Analysis, cov: &Coverage) -> String {
+    let mut out = String::from("layer,op,output,size_height,size_width,jump_height,jump_width,start_height,start_width,effective_padding_height,effective_padding_width,min_size_height,min_size_width,aligned,global_context,note\n");
+    for (i, l) in a.layers.iter().enumerate() {
+        out += &format!(
+            "{},{},{},",
+            csv_field(&l.name),
+            csv_field(&l.label),
+            csv_field(&output_text(&l.outputs))
+        );
+        match &l.rf {
+            None => out += ",,,,,,,,,,,,",
+            Some(f) => {
+                let [h, w] = &f.axes;
+                for (x, y) in [
+                    (h.size, w.size),
+                    (h.jump, w.jump),
+                    (h.start, w.start),
+                    (h.effective_padding(), w.effective_padding()),
+                    (h.min_size, w.min_size),
+                ] {
+                    out += &format!("{},{},", q_csv(&x), q_csv(&y));
+                }
+                out += &format!("{},{},", f.aligned, f.global_context);
+            }
+        }
+        out += &csv_field(&rf_note(l, i, cov));
+        out.push('\n');
+    }
+    out
 }
 
 /// The `archscope rf` report.
@@ -621,6 +919,9 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
             "unproductive": cov.unproductive.iter().map(|&i| a.layers[i].name.clone()).collect::<Vec<_>>(),
         });
         return serde_json::to_string_pretty(&v).expect("serialisable") + "\n";
+    }
+    if format == Format::Csv {
+        return rf_csv_report(a, &cov);
     }
     let markdown = format == Format::Markdown;
     let mut t = new_table(markdown);
@@ -648,21 +949,7 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
                 cells.push(pair_q(&h.min_size, &w.min_size));
             }
         }
-        let mut note = Vec::new();
-        if let Some(f) = &l.rf {
-            if let Some(m) = &f.misalignment {
-                note.push(format!("not aligned: {m}"));
-            }
-            if f.global_context {
-                note.push("+ global context".to_string());
-            }
-        }
-        if Some(i) == cov.covers_from {
-            note.push("covers the input".into());
-        } else if cov.unproductive.contains(&i) {
-            note.push("sees no more".into());
-        }
-        cells.push(note.join("; "));
+        cells.push(rf_note(l, i, &cov));
         t.add_row(cells);
     }
     let mut out = format!("{}\n{t}\n", header(a));

@@ -9,6 +9,7 @@ fn archscope(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_archscope"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("COLUMNS")
         .output()
         .unwrap()
 }
@@ -109,12 +110,13 @@ fn table_markdown_csv_and_depth() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "layer,op,output,params,macs,flops,activation_bytes,rf"
+        "layer,op,output,params,macs,flops,activation_bytes,rf_height,rf_width,rf_aligned"
     );
-    // LeNet-5's c1: 6·(1·25) + 6 = 156 parameters, 28²·6·25 = 117600 MACs.
+    // LeNet-5's c1: 6·(1·25) + 6 = 156 parameters, 28²·6·25 = 117600 MACs, a 5×5 field.
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("c1,") && l.contains(",156,117600,") && l.ends_with(",5")),
+        csv.lines().any(|l| l.starts_with("c1,")
+            && l.contains(",156,117600,")
+            && l.ends_with(",5,5,true")),
         "{csv}"
     );
 }
@@ -531,4 +533,393 @@ fn save_output_png_says_what_it_drew() {
     );
     assert!(err.contains("help: save it as a .npy array"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The fields of one CSV line (RFC 4180 quoting).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// The values `--format` lists in `archscope COMMAND --help`.
+fn listed_formats(command: &str) -> Vec<String> {
+    let help = String::from_utf8(archscope(&[command, "--help"]).stdout).unwrap();
+    let line = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("--format"))
+        .find(|l| l.contains("[possible values:"))
+        .unwrap_or_else(|| panic!("{command}: no format list in\n{help}"));
+    let list = line.split("[possible values:").nth(1).unwrap();
+    list.trim_end_matches(']')
+        .trim_end_matches("]")
+        .split(',')
+        .map(|v| v.trim().trim_end_matches(']').to_string())
+        .collect()
+}
+
+#[test]
+fn every_listed_format_is_written() {
+    for (command, args) in [
+        ("summary", vec!["lenet5"]),
+        ("compare", vec!["lenet5", "mlp3"]),
+        ("rf", vec!["lenet5"]),
+        ("check", vec!["lenet5"]),
+        ("run", vec!["lenet5"]),
+        ("zoo", vec![]),
+        ("audit", vec!["lenet5"]),
+        (
+            "train",
+            vec![
+                "lenet5",
+                "--dataset-size",
+                "100",
+                "--batch",
+                "10",
+                "--epochs",
+                "1",
+            ],
+        ),
+    ] {
+        let formats = listed_formats(command);
+        assert!(!formats.is_empty(), "{command}");
+        for f in &formats {
+            let mut a = vec![command];
+            a.extend(args.iter().copied());
+            a.extend(["--format", f]);
+            let out = archscope(&a);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{a:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert!(text.ends_with('\n'), "{a:?} has no final newline");
+            let boxed = text.contains('┆');
+            match f.as_str() {
+                "json" => {
+                    serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{a:?}: {e}"));
+                }
+                "csv" => {
+                    assert!(!boxed && !text.contains('|'), "{a:?}:\n{text}");
+                    let cols = text.lines().next().unwrap().split(',').count();
+                    assert!(cols > 2, "{a:?}");
+                    // Every row has the header's number of fields.
+                    for l in text.lines() {
+                        assert_eq!(csv_fields(l).len(), cols, "{a:?}: {l}");
+                    }
+                }
+                "markdown" => assert!(!boxed && text.contains("| "), "{a:?}:\n{text}"),
+                "table" | "text" => {}
+                other => panic!("{command}: unexpected format {other}"),
+            }
+        }
+    }
+    // A format a command does not write is refused by the parser before anything runs.
+    for command in ["check", "run"] {
+        let out = archscope(&[command, "lenet5", "--format", "csv"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid value 'csv'"), "{err}");
+    }
+}
+
+#[test]
+fn json_numbers_are_numbers() {
+    // check: counts are numbers, shapes arrays. LeNet-5's c1: 156 parameters, 117,600 MACs,
+    // output 1×6×28×28.
+    let v = json(&["check", "lenet5", "--format", "json"]);
+    let c1 = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "c1")
+        .unwrap();
+    assert_eq!(c1["params"]["analysed"], 156);
+    assert_eq!(c1["params"]["measured"], 156);
+    assert_eq!(c1["macs"]["measured"], 117_600);
+    assert_eq!(c1["buffers"]["analysed"], 0);
+    assert_eq!(c1["shape"]["analysed"], serde_json::json!([[1, 6, 28, 28]]));
+    assert!(c1["params"]["analysed"].is_u64());
+    // Receptive fields are integers where integral, in compare, summary and rf alike: ResNet-50's
+    // final field is 427 (tests/rf.rs has it from PyTorch gradients).
+    let c = json(&["compare", "resnet50", "--format", "json"]);
+    assert!(c["models"][0]["rf"][0].is_u64(), "{}", c["models"][0]["rf"]);
+    assert_eq!(c["models"][0]["rf"], serde_json::json!([427, 427]));
+    let s = json(&["summary", "resnet50", "--format", "json"]);
+    let last = s["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|l| !l["rf"].is_null())
+        .unwrap();
+    assert!(last["rf"]["size"][0].is_u64(), "{}", last["rf"]);
+    // A fraction stays a decimal: the 2×2/2 pool of LeNet-5 starts at (2 − 1)/2 = 0.5 past c1's
+    // start 2: s2's start is 2.5.
+    let s2 = s2_start();
+    assert_eq!(s2, 2.5);
+    // audit's figures: an integral field is an integer.
+    let a = json(&["audit", "resnet50", "--min-rf", "400", "--format", "json"]);
+    assert!(a["budgets"][0]["actual"].is_u64(), "{}", a["budgets"][0]);
+}
+
+fn s2_start() -> f64 {
+    let v = json(&["rf", "lenet5", "--format", "json"]);
+    let s2 = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "s2")
+        .unwrap();
+    s2["rf"]["start"][0].as_f64().unwrap()
+}
+
+#[test]
+fn csv_columns_hold_one_kind_of_value() {
+    // compare: the receptive field in rf_height/rf_width (numbers) and rf_aligned, never `451*`.
+    let csv =
+        String::from_utf8(archscope(&["compare", "resnet50", "mlp3", "--format", "csv"]).stdout)
+            .unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][col("rf_height")], "427");
+    assert_eq!(rows[0][col("rf_width")], "427");
+    assert_eq!(rows[0][col("rf_aligned")], "true");
+    // mlp3 has no spatial trunk: the field is global, all three empty.
+    assert_eq!(
+        (rows[1][col("rf_height")], rows[1][col("rf_aligned")]),
+        ("", "")
+    );
+    // A misaligned merge: `false` in its own column, the size a plain number.
+    let dir = std::env::temp_dir().join(format!("archscope-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("misaligned.yaml");
+    std::fs::write(
+        &file,
+        "inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: a, op: conv, in: x, out: 2, kernel: 3, padding: 1}\n  - {id: b, op: conv, in: x, out: 2, kernel: 2, padding: [0, 0, 1, 1]}\n  - {id: cat, op: concat, in: [a, b]}\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let csv = String::from_utf8(archscope(&["compare", f, "--format", "csv"]).stdout).unwrap();
+    // cat: the larger path's 3×3 field, not aligned (start 0 against 1/2).
+    assert!(csv.lines().nth(1).unwrap().contains(",3,3,false,"), "{csv}");
+    // summary CSV too, and its last row is the totals: LeNet-5's 61,706 parameters and
+    // 416,520 MACs (tests/data/torchvision.json), with an empty layer name and op `total`.
+    let csv = String::from_utf8(archscope(&["summary", f, "--format", "csv"]).stdout).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("cat,") && l.ends_with(",3,3,false")),
+        "{csv}"
+    );
+    let r = reference("lenet5");
+    let csv =
+        String::from_utf8(archscope(&["summary", "lenet5", "--format", "csv"]).stdout).unwrap();
+    let total = csv.lines().last().unwrap();
+    assert!(
+        total.starts_with(&format!(",total,10,{},{},", r["params"], r["macs"])),
+        "{total}"
+    );
+    // With --depth the totals row is the same.
+    let folded = String::from_utf8(
+        archscope(&["summary", "lenet5", "--format", "csv", "--depth", "1"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(folded.lines().last().unwrap(), total);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn depth_is_one_rule_across_formats() {
+    // resnet50 --depth 1: stem conv1 (+bn, relu), maxpool, layer1..layer4 (one row per repeat
+    // run), avgpool, flatten, fc, and the input: the same rows in CSV and JSON.
+    let csv = String::from_utf8(
+        archscope(&["summary", "resnet50", "--depth", "1", "--format", "csv"]).stdout,
+    )
+    .unwrap();
+    let csv_rows: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(",total,"))
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let v = json(&["summary", "resnet50", "--depth", "1", "--format", "json"]);
+    let json_rows: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(csv_rows, json_rows);
+    assert_eq!(
+        json_rows,
+        [
+            "image", "conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool",
+            "flatten", "fc"
+        ]
+    );
+    // layer3: 6 bottlenecks; the folded rows' parameters sum to the model's 25,557,032.
+    let sum: u64 = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["params"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, reference("resnet50")["params"].as_u64().unwrap());
+    // Every layer is still listed.
+    assert!(v["layers"].as_array().unwrap().len() > json_rows.len());
+    // Without --depth there are no folded rows.
+    assert!(json(&["summary", "resnet50", "--format", "json"])
+        .get("rows")
+        .is_none());
+    // --depth 0 is refused before anything runs.
+    let out = archscope(&["summary", "resnet50", "--depth", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--depth"));
+}
+
+/// The width of the widest table line (box-drawing lines) in `text`, in characters.
+fn table_width(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with(['┌', '│', '╞', '├', '└']))
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
+fn with_columns(columns: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("COLUMNS", columns)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn tables_fit_80_and_120_columns() {
+    let commands: [&[&str]; 7] = [
+        &["ops"],
+        &["rf", "resnet50"],
+        &[
+            "compare",
+            "resnet50",
+            "alexnet",
+            "vgg16",
+            "--baseline",
+            "alexnet",
+        ],
+        &["summary", "resnet50"],
+        &["summary", "resnet50", "--input", "224,320"],
+        &["zoo"],
+        &["check", "lenet5"],
+    ];
+    for args in commands {
+        let full = String::from_utf8(archscope(args).stdout).unwrap();
+        for width in [80usize, 120] {
+            let text = with_columns(&width.to_string(), args);
+            let w = table_width(&text);
+            assert!(w <= width, "{args:?} at {width}: {w} wide\n{text}");
+            // Figures are never cut: every number of the full table is still there.
+            if full.lines().count() < 400 {
+                for l in full.lines().filter(|l| l.starts_with('│')) {
+                    for cell in l.split(['│', '┆']).map(str::trim) {
+                        // A number, a shape or a ratio, with an optional unit (`25.56 M`).
+                        let mut parts = cell.split(' ');
+                        let figure = parts.next().is_some_and(|n| {
+                            n.starts_with(|c: char| c.is_ascii_digit())
+                                && n.chars().all(|c| c.is_ascii_digit() || ".×*/,".contains(c))
+                        }) && parts
+                            .all(|u| u.len() <= 3 && u.chars().all(|c| c.is_ascii_alphabetic()));
+                        if figure {
+                            assert!(text.contains(cell), "{args:?} at {width}: `{cell}` lost");
+                        }
+                    }
+                }
+            }
+        }
+        // Without COLUMNS and not on a terminal, full width (deterministic, as before).
+        assert_eq!(with_columns("", args), full);
+    }
+    // Long text is cut with `…`: ops' descriptions at 80 columns.
+    assert!(with_columns("80", &["ops"]).contains('…'));
+    // The compare with a baseline is 15 figure columns: at 80 it is shown as several tables,
+    // each led by the model column.
+    let text = with_columns(
+        "80",
+        &["compare", "resnet50", "alexnet", "--baseline", "alexnet"],
+    );
+    assert!(text.matches("│ Model").count() >= 2, "{text}");
+}
+
+#[test]
+fn run_names_each_sample_and_ends_its_lines() {
+    let out = archscope(&["run", "lenet5", "--batch", "3"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for n in 0..3 {
+        assert!(
+            text.contains(&format!("top-5 classes of sample {n}: ")),
+            "{text}"
+        );
+    }
+    assert!(text.ends_with('\n'));
+    // The latency line is a line of its own: the message after it starts a new line.
+    let dir = std::env::temp_dir().join(format!("archscope-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let npy = dir.join("out.npy");
+    let out = archscope(&["run", "lenet5", "--save-output", npy.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("wrote ")), "{text}");
+    let v = json(&["run", "lenet5", "--batch", "2", "--format", "json"]);
+    assert_eq!(v["output"]["top5_per_sample"].as_array().unwrap().len(), 2);
+    assert_eq!(v["output"]["top5"], v["output"]["top5_per_sample"][0]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_macs_column_names_its_convention() {
+    let text = String::from_utf8(archscope(&["summary", "lenet5", "--convention", "thop"]).stdout)
+        .unwrap();
+    let header = text.lines().nth(2).unwrap();
+    assert!(header.contains("MACs (thop)"), "{header}");
+    let text = String::from_utf8(archscope(&["summary", "lenet5"]).stdout).unwrap();
+    assert!(!text.contains("MACs ("), "{text}");
+}
+
+#[test]
+fn readme_says_how_to_install() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    // Near the top: within the first 40 lines.
+    let head: Vec<&str> = readme.lines().take(40).collect();
+    assert!(
+        head.iter().any(|l| l.contains("cargo install --path .")),
+        "{}",
+        head.join("\n")
+    );
 }

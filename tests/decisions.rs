@@ -178,7 +178,7 @@ fn compare_bar_with_chart() {
     assert_eq!(r["macs"], 4_089_184_256u64);
     // Depth: 53 convolutions + 1 linear; final field 427 (tests/rf.rs, PyTorch gradients).
     assert_eq!(r["depth"], 54);
-    assert_eq!(r["rf"], serde_json::json!([427.0, 427.0]));
+    assert_eq!(r["rf"], serde_json::json!([427, 427]));
     let ratio = r["ratios"]["params"].as_f64().unwrap();
     assert!((ratio - 25_557_032.0 / 61_100_840.0).abs() < 1e-12);
     assert_eq!(models[1]["ratios"]["macs"], 1.0);
@@ -400,4 +400,162 @@ fn quantities() {
     assert!(parse_quantity("M", Quantity::Count).is_err());
     assert!(parse_quantity("-1", Quantity::Count).is_err());
     assert!(parse_quantity("99999999999T", Quantity::Count).is_err());
+    // Scientific notation, exactly: 2.5·10⁷, 1.5·10³·1000, 2·10⁷; 0.5·10¹ = 5.
+    assert_eq!(parse_quantity("2.5e7", Quantity::Count), Ok(25_000_000));
+    assert_eq!(parse_quantity("1.5e3K", Quantity::Count), Ok(1_500_000));
+    assert_eq!(parse_quantity("2E+7", Quantity::Count), Ok(20_000_000));
+    assert_eq!(parse_quantity("0.5e1", Quantity::Count), Ok(5));
+    assert_eq!(parse_quantity("1e3MiB", Quantity::Bytes), Ok(1000 << 20));
+    // Not whole numbers: refused, never rounded (1.0005K = 1000.5; 1e-3; 1.5).
+    for bad in ["1.0005K", "1e-3", "1.5", "2.5e0"] {
+        let e = parse_quantity(bad, Quantity::Count).unwrap_err();
+        assert!(e.contains("is not a whole number"), "{bad}: {e}");
+    }
+    assert!(parse_quantity("1e30", Quantity::Count)
+        .unwrap_err()
+        .contains("too large"));
+    // Through the command line: 25,557,032 parameters ≤ 2.6e7, > 2.5e7.
+    assert_eq!(
+        archscope(&["audit", "resnet50", "--max-params", "2.6e7"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        archscope(&["audit", "resnet50", "--max-params", "2.5e7"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+fn audit_json(args: &[&str]) -> Value {
+    let out = archscope(args);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn findings<'a>(v: &'a Value, kind: &str) -> Vec<&'a Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn audit_knows_models_without_a_spatial_trunk() {
+    // mlp3 flattens its 28×28 input at once: no layer has a spatial field, so there is no
+    // "last spatial layer" to find small, and its fully-connected layers are the model, not a
+    // head on a feature map.
+    let v = audit_json(&["audit", "mlp3", "--min-rf", "100", "--format", "json"]);
+    assert!(findings(&v, "small-receptive-field").is_empty(), "{v:#}");
+    assert!(findings(&v, "fc-heavy").is_empty(), "{v:#}");
+    // The field is global: the budget passes with no figure.
+    assert_eq!(v["budgets"][0]["actual"], Value::Null);
+    assert_eq!(v["budgets"][0]["passed"], true);
+    let rf = String::from_utf8(archscope(&["rf", "mlp3"]).stdout).unwrap();
+    assert!(!rf.contains("Final field"), "{rf}");
+}
+
+#[test]
+fn audit_knows_patch_embeddings() {
+    // A patch embedding (16×16/16 convolution) followed by token mixing on N×768×196: the
+    // linear layers that mix tokens are not a head on a flattened map, and the patch field is
+    // not the model's context.
+    let dir = std::env::temp_dir().join(format!("archscope-i15b-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("patches.yaml");
+    std::fs::write(
+        &file,
+        r#"
+name: patches
+inputs: {image: [3, 224, 224]}
+nodes:
+  - {id: patch, op: conv, out: 768, kernel: 16, stride: 16}
+  - {id: tokens, op: flatten, start_dim: 2}
+  - {id: mix1, op: linear, out: 196}
+  - {id: mix2, op: linear, out: 196}
+  - {id: pool, op: flatten}
+  - {id: head, op: linear, out: 1000}
+"#,
+    )
+    .unwrap();
+    let v = audit_json(&["audit", file.to_str().unwrap(), "--format", "json"]);
+    assert!(findings(&v, "small-receptive-field").is_empty(), "{v:#}");
+    // The head reads 768·196 = 150,528 features: 150,528·1000 + 1000 = 150,529,000 of the
+    // 151,196,816 parameters (patch 3·16·16·768 + 768 = 590,592; mix1 and mix2
+    // 2·(196² + 196) = 77,224): 99.6%. It is the layer named, never the patch embedding or a
+    // token-mixing layer, and no pooling of the patch map is proposed.
+    let fc = findings(&v, "fc-heavy");
+    assert_eq!(fc.len(), 1, "{v:#}");
+    assert_eq!(fc[0]["layer"], "head");
+    assert!(
+        fc[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("fully-connected layers hold 99.6% "),
+        "{}",
+        fc[0]["message"]
+    );
+    assert!(!fc[0]["fix"].as_str().unwrap().contains("768×14×14"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn audit_large_kernel_knows_depthwise() {
+    // MobileNetV3-Large bneck5: a depthwise 5×5 on 120 channels at 28×28 (224/8), stride 1,
+    // padding 2: 25·120 = 3000 weights. Two depthwise 3×3 (padding 1 each, 28×28 kept):
+    // 2·9·120 = 2160 weights; MACs 25·120·784 = 2,352,000 against 2·9·120·784 = 1,693,440,
+    // saving 658,560.
+    let v = audit_json(&["audit", "mobilenet_v3_large", "--format", "json"]);
+    let lk = findings(&v, "large-kernel");
+    let f = lk
+        .iter()
+        .find(|f| f["layer"] == "bneck5.depthwise")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(
+        f["message"],
+        "`bneck5.depthwise` is a depthwise 5×5 convolution on 120 channels (3000 weights)"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 stacked depthwise 3×3 convolutions on 120 channels"),
+        "{}",
+        f["fix"]
+    );
+    assert_eq!(f["saving"]["params"], 840);
+    assert_eq!(f["saving"]["macs"], 658_560);
+    // No finding calls a depthwise layer a dense convolution.
+    for f in &lk {
+        assert!(!f["fix"].as_str().unwrap().contains("→"), "{f:#}");
+    }
+    // EfficientNet-B0 stage 3's second block: depthwise 5×5 on 40·6 = 240 channels at 28×28:
+    // 6000 weights against 2·9·240 = 4320; MACs 25·240·784 = 4,704,000 against
+    // 18·240·784 = 3,386,880, saving 1,317,120.
+    let v = audit_json(&["audit", "efficientnet_b0", "--format", "json"]);
+    let lk = findings(&v, "large-kernel");
+    let f = lk
+        .iter()
+        .find(|f| f["layer"] == "stage3.rest.depthwise")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(
+        f["message"],
+        "`stage3.rest.depthwise` is a depthwise 5×5 convolution on 240 channels (6000 weights)"
+    );
+    assert_eq!(f["saving"]["params"], 1680);
+    assert_eq!(f["saving"]["macs"], 1_317_120);
+    for f in &lk {
+        assert!(
+            f["message"].as_str().unwrap().contains("depthwise"),
+            "{f:#}"
+        );
+    }
 }

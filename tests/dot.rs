@@ -79,7 +79,8 @@ fn depth1_rows(model: &str) -> usize {
         "summary", model, "--depth", "1", "--format", "csv",
     ]))
     .unwrap();
-    csv.lines().count() - 1
+    // The header and the totals row are not layer rows.
+    csv.lines().count() - 2
 }
 
 /// Layers that are a fused `bn`/`act` of another: docs/FORMAT.md names them `id.bn`, `id.relu`…,
@@ -450,4 +451,52 @@ fn nested_blocks_at_each_collapse_level() {
     for text in [&none, &runs, &blocks] {
         parse(text);
     }
+}
+
+#[test]
+fn every_graphviz_format_by_extension_or_a_clear_refusal() {
+    let dir = std::env::temp_dir().join(format!("archscope-dot-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An extension Graphviz does not write is refused (exit 2), and no file is written: never
+    // DOT text under a picture's name.
+    let odd = dir.join("lenet5.docx");
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(["dot", "lenet5", "-o"])
+        .arg(&odd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("from its extension `.docx`") && err.contains(".pdf"),
+        "{err}"
+    );
+    assert!(!odd.exists());
+    // .gv is DOT text, like .dot.
+    let gv = dir.join("lenet5.gv");
+    stdout(&["dot", "lenet5", "-o", gv.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&gv)
+        .unwrap()
+        .starts_with("digraph \"lenet5\" {"));
+    if have_dot("every_graphviz_format_by_extension_or_a_clear_refusal") {
+        // Each file starts with its format's signature.
+        for (ext, magic) in [
+            ("pdf", &b"%PDF-"[..]),
+            ("jpg", &b"\xff\xd8\xff"[..]),
+            ("jpeg", &b"\xff\xd8\xff"[..]),
+            ("gif", &b"GIF8"[..]),
+            ("ps", &b"%!PS"[..]),
+            ("eps", &b"%!PS"[..]),
+            ("svgz", &b"\x1f\x8b"[..]),
+            ("json", &b"{"[..]),
+        ] {
+            let f = dir.join(format!("lenet5.{ext}"));
+            stdout(&["dot", "lenet5", "-o", f.to_str().unwrap()]);
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(bytes.starts_with(magic), "{ext}: {:?}", &bytes[..8]);
+        }
+        // --format names it without a file.
+        assert!(stdout(&["dot", "lenet5", "--format", "pdf"]).starts_with(b"%PDF-"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

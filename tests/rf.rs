@@ -267,3 +267,106 @@ nodes:
         .unwrap()
         .contains("not aligned"));
 }
+
+fn zoo_analysis(model: &str) -> archscope::Analysis {
+    let net = zoo::build(model, &BuildOptions::default())
+        .unwrap()
+        .unwrap();
+    analyze(&net, Dtype::F32).unwrap()
+}
+
+fn field_of<'a>(a: &'a archscope::Analysis, layer: &str) -> &'a archscope::receptive::Field {
+    a.layers
+        .iter()
+        .find(|l| l.name == layer)
+        .unwrap_or_else(|| panic!("no layer {layer}"))
+        .rf
+        .as_ref()
+        .unwrap()
+}
+
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn unet_crop_shifts_the_skip_onto_the_up_convolution() {
+    use archscope::receptive::Q;
+    let a = zoo_analysis("unet");
+    // By hand, on the 572² input with unpadded 3×3 convolutions and 2×2/2 pools
+    // (start += ((k−1)/2 − p)·J, J ×= s, size += (k−1)·J):
+    // enc1 5/1/2 → pool1 6/2/5/2 → enc2 14/2/13/2 → pool2 16/4/15/2 → enc3 32/4/31/2 →
+    // pool3 36/8/35/2 → enc4 (size 68, jump 8, start 67/2), 64×64.
+    let enc4 = field_of(&a, "enc4.conv2.relu");
+    assert_eq!(
+        (enc4.axes[0].size, enc4.axes[0].jump, enc4.axes[0].start),
+        (Q::from(68), Q::from(8), Q::new(67, 2))
+    );
+    // pool4 76/16/75/2 → bottom (140, 16, 139/2), 28×28; the 2×2/2 up-convolution moves the
+    // start by (0 − 1/2)/2·16 = −4 and halves the jump: (140, 8, 131/2), 56×56.
+    let up = field_of(&a, "up4.upconv");
+    assert_eq!(
+        (up.axes[0].size, up.axes[0].jump, up.axes[0].start),
+        (Q::from(140), Q::from(8), Q::new(131, 2))
+    );
+    // The centre crop 64 → 56 starts at row (64 − 56)/2 = 4: start 67/2 + 4·8 = 131/2, the
+    // up-convolution's. The crop's second input only lends its size: the crop keeps enc4's
+    // size 68, and the concatenation is aligned (size 140, min 68).
+    let crop = field_of(&a, "up4.crop");
+    assert_eq!(
+        (crop.axes[0].size, crop.axes[0].start, crop.aligned),
+        (Q::from(68), Q::new(131, 2), true)
+    );
+    let cat = field_of(&a, "up4.cat");
+    assert_eq!(
+        (cat.axes[0].size, cat.axes[0].min_size, cat.aligned),
+        (Q::from(140), Q::from(68), true)
+    );
+    // Every later merge too: each crop's start equals its up-convolution's.
+    for up in ["up4", "up3", "up2", "up1"] {
+        let c = field_of(&a, &format!("{up}.crop"));
+        let u = field_of(&a, &format!("{up}.upconv"));
+        assert_eq!(c.axes[0].start, u.axes[0].start, "{up}");
+        assert_eq!(c.axes[0].jump, u.axes[0].jump, "{up}");
+        assert!(field_of(&a, &format!("{up}.cat")).aligned, "{up}");
+    }
+    assert!(a
+        .layers
+        .iter()
+        .all(|l| l.rf.as_ref().is_none_or(|f| f.aligned)));
+    // Nothing downstream, in rf, compare or audit, says otherwise.
+    assert!(!cli(&["rf", "unet"]).contains("not aligned"));
+    assert!(!cli(&["audit", "unet"]).contains("misaligned-merge"));
+    let c = cli(&["compare", "unet", "--format", "json"]);
+    let v: Value = serde_json::from_str(&c).unwrap();
+    assert_eq!(v["models"][0]["rf_aligned"], true);
+}
+
+#[test]
+fn fcn_upsample_takes_only_its_size_from_the_image() {
+    use archscope::receptive::Q;
+    let a = zoo_analysis("fcn_resnet50");
+    let cls = field_of(&a, "classifier").axes[0].clone();
+    let up = field_of(&a, "upsample");
+    // Bilinear 28 → 224 on the classifier's field (jump 8): ρ = 28/224 = 1/8, so
+    // J = 8·1/8 = 1, S = S_cls + (1/8 − 1)/2·8 = S_cls − 7/2, size = size_cls + (2 − 1)·8.
+    assert_eq!(cls.jump, Q::from(8));
+    assert_eq!(up.axes[0].jump, Q::from(1));
+    assert_eq!(up.axes[0].start, cls.start - Q::new(7, 2));
+    assert_eq!(up.axes[0].size, cls.size + Q::from(8));
+    // The image lends only its size: no misalignment against it.
+    assert!(up.aligned && up.misalignment.is_none());
+    assert!(!cli(&["rf", "fcn_resnet50"]).contains("not aligned"));
+    assert!(!cli(&["audit", "fcn_resnet50"]).contains("misaligned-merge"));
+    let row = cli(&["compare", "fcn_resnet50", "--format", "json"]);
+    let v: Value = serde_json::from_str(&row).unwrap();
+    assert_eq!(v["models"][0]["rf_aligned"], true);
+    let summary = cli(&["summary", "fcn_resnet50"]);
+    assert!(!summary.contains('*'), "{summary}");
+}

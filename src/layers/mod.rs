@@ -307,6 +307,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Pointwise
     }
+    /// Whether the output's values depend on the values of input `index`; false for an input
+    /// that only lends its size (the `like` of `in: [x, like]` on crop and upsample). Receptive
+    /// fields and their alignment follow only the inputs whose values meet here.
+    fn reads_values(&self, _index: usize) -> bool {
+        true
+    }
     /// The linearised one-channel copy of this layer that measures receptive fields
     /// (`archscope check`); by default not measured.
     fn collapsed(&self) -> Collapsed {

@@ -96,6 +96,29 @@ fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
     need_4d(a.op, a.input())?;
     let kernel = a.req_pair("kernel", "2")?;
     let stride = a.pair("stride")?.unwrap_or(kernel);
+    // `same` and `valid` are a convolution's padding values; PyTorch's pools take numbers.
+    if let Some(v) = a.raw("padding")? {
+        if let crate::yaml::YValue::Str(s) = &v.value {
+            let k = kernel;
+            return Err(Diagnostic::new(format!(
+                "`padding: {s}` is a convolution's option; {} takes padding as a number or [h, w]",
+                a.op
+            ))
+            .at(&v.path)
+            .help(if k[0] % 2 == 1 && k[1] % 2 == 1 {
+                format!(
+                    "for the same output size at stride 1, write `padding: {}` ((kernel − 1)/2); `valid` is `padding: 0`",
+                    if k[0] == k[1] {
+                        format!("{}", (k[0] - 1) / 2)
+                    } else {
+                        format!("[{}, {}]", (k[0] - 1) / 2, (k[1] - 1) / 2)
+                    }
+                )
+            } else {
+                "write `padding: 0` (valid) or the rows and columns to pad; an even window cannot pad both sides equally: put a `zero_pad2d` with [top, left, bottom, right] before it".to_string()
+            }));
+        }
+    }
     let pad = a.pair0("padding")?.unwrap_or([0, 0]);
     let dilation = if max {
         a.pair("dilation")?.unwrap_or([1, 1])

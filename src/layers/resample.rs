@@ -106,6 +106,10 @@ impl Layer for Upsample {
         // lends its size).
         Collapsed::Layer(Box::new(self.clone()))
     }
+    fn reads_values(&self, index: usize) -> bool {
+        // A second input only lends its size.
+        index == 0
+    }
     fn category(&self) -> Category {
         Category::Resample
     }

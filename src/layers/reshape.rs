@@ -801,6 +801,10 @@ impl Layer for Crop {
         let s = &inputs[0].0;
         Ok(vec![Shape(vec![s[0], s[1], self.size[0], self.size[1]])])
     }
+    fn reads_values(&self, index: usize) -> bool {
+        // A second input only lends its size.
+        index == 0
+    }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Crop {
             offset: self.offset,
