@@ -166,3 +166,200 @@ fn sobel_finds_a_known_edge() {
     assert_eq!(edges.pixels().map(|p| p.0[0]).max(), Some(255));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---- torchvision's own weights (scripts/torchvision_weights.py) ----
+
+fn data(file: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// FNV-1a, 32 bits (scripts/torchvision_weights.py `fnv1a32`).
+fn fnv1a32(name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The script's `formula`: the same float32 values, bit for bit (integer arithmetic, then
+/// exact scalings by powers of two and one correctly rounded square root).
+fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let h = u64::from(fnv1a32(name));
+    (0..n as u64)
+        .map(|i| {
+            let x = (i.wrapping_mul(2_654_435_761) & 0xffff_ffff) ^ h;
+            let u = x as f64 * 2.0 / 4_294_967_296.0 - 1.0;
+            let v = if name.ends_with("running_var") {
+                1.0 + 0.5 * u
+            } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                0.1 * u
+            } else if shape.len() >= 2 {
+                u * (3.0 / (n / shape[0]) as f64).sqrt()
+            } else {
+                1.0 + 0.1 * u
+            };
+            v as f32
+        })
+        .collect()
+}
+
+/// A safetensors file holding `tensors` (name, shape, dtype as torch names it), float ones
+/// filled by `formula`, integer ones (`num_batches_tracked`) zero.
+fn safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, dtype)| match dtype.as_str() {
+            "float32" => {
+                let b = formula(name, shape)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                (name.clone(), shape.clone(), Dtype::F32, b)
+            }
+            "int64" => {
+                let n: usize = shape.iter().product();
+                (name.clone(), shape.clone(), Dtype::I64, vec![0u8; 8 * n])
+            }
+            other => panic!("{name}: dtype {other} in the reference"),
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, &None).unwrap()
+}
+
+/// (name, shape, dtype) of every tensor of a torchvision model's state dict.
+fn state_dict(m: &serde_json::Value) -> Vec<(String, Vec<usize>, String)> {
+    m.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let shape = t[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            (
+                t[0].as_str().unwrap().to_string(),
+                shape,
+                t[2].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
+    // tests/data/torchvision_weights.json: the names, shapes and dtypes of each torchvision
+    // model's `state_dict()` (scripts/torchvision_weights.py reference). A file with exactly
+    // those tensors loads through `run --weights`' reader: none missing (an error), none left
+    // over (an error too), and every layer gets tensors of its shapes.
+    let doc = data("torchvision_weights.json");
+    let models = doc["models"].as_object().unwrap();
+    let mut torchvision_in_zoo = 0;
+    for (name, _) in zoo::MODELS {
+        let Some(m) = models.get(*name) else {
+            continue;
+        };
+        torchvision_in_zoo += 1;
+        let tensors = state_dict(m);
+        let file = safetensors_file(&tensors);
+        let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
+        let w = exec::load_safetensors(&net, &file, "x.safetensors")
+            .unwrap_or_else(|d| panic!("{name}: {d}"));
+        // Every float tensor of the state dict is a weight of some layer.
+        let floats = tensors.iter().filter(|t| t.2 == "float32").count();
+        let loaded: usize = w.per_node.iter().map(|v| v.len()).sum();
+        assert_eq!(loaded, floats, "{name}");
+    }
+    // Every model the reference measured is in the zoo (torch_reference.py's list).
+    assert_eq!(torchvision_in_zoo, models.len());
+    assert_eq!(models.len(), 30);
+}
+
+#[test]
+fn torchvision_weights_land_where_pytorch_puts_them() {
+    // tests/data/torchvision_weights_values.json: PyTorch's logits of torchvision's own model
+    // with every state-dict tensor set by `formula` (by name) on a formula input. The same
+    // tensors, under the same names, loaded by name into the zoo model and run by the
+    // inference plan (what `run` uses), give the same logits: a tensor in the wrong layer, or
+    // a running mean taken for a variance, would not.
+    let doc = data("torchvision_weights_values.json");
+    let names = data("torchvision_weights.json");
+    let shape: Vec<usize> = doc["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
+    let models = doc["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2);
+    for (name, want) in models {
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let opts = BuildOptions {
+            input: Some(shape[1..].iter().map(|&d| d as u64).collect()),
+            ..BuildOptions::default()
+        };
+        let net = zoo::build(name, &opts).unwrap().unwrap();
+        let file = safetensors_file(&state_dict(&names["models"][name]));
+        let w = exec::load_safetensors(&net, &file, "x.safetensors").unwrap();
+        let r = exec::run_planned(&net, &w, &exec::plan(&net, &w), &[x.clone()], None).unwrap();
+        let got = &r.outputs[0].data;
+        assert_eq!(got.len(), want.len(), "{name}");
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4 * scale, "{name}: max |Δ| {worst} of {scale}");
+    }
+}
+
+#[test]
+fn a_missing_tensor_names_the_nearest_one_of_its_kind_and_shape() {
+    // resnet18's torchvision state dict with `layer1.0.bn1.*` written as `layer1.0.bn_1.*`:
+    // the zoo layer `layer1.0.conv1.bn` reads `layer1.0.bn1.weight` (its `weights_names:`
+    // entry), misses it, and points at `layer1.0.bn_1.weight` — one character off in one
+    // component — not at a tensor of another shape or kind.
+    let doc = data("torchvision_weights.json");
+    let tensors: Vec<_> = state_dict(&doc["models"]["resnet18"])
+        .into_iter()
+        .map(|(n, s, d)| (n.replace("layer1.0.bn1.", "layer1.0.bn_1."), s, d))
+        .collect();
+    let file = safetensors_file(&tensors);
+    let net = zoo::build("resnet18", &BuildOptions::default())
+        .unwrap()
+        .unwrap();
+    let err = exec::load_safetensors(&net, &file, "r18.safetensors").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("r18.safetensors has no tensor `layer1.0.bn1.weight` (shape [64])"),
+        "{text}"
+    );
+    assert_eq!(err.layer.as_deref(), Some("layer1.0.conv1.bn"));
+    assert!(
+        err.help
+            .as_deref()
+            .unwrap()
+            .contains("nearest tensor of that shape is `layer1.0.bn_1.weight`"),
+        "{:?}",
+        err.help
+    );
+}

@@ -257,37 +257,19 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Diagnostic::new(format!("{file} is not a readable safetensors file: {e}")))?;
     let mut per_node = Vec::with_capacity(net.nodes.len());
-    for node in &net.nodes {
+    for (k, node) in net.nodes.iter().enumerate() {
         let mut tensors = Vec::new();
         for spec in node.layer.weights() {
-            let name = format!("{}.{}", node.name, spec.name);
+            let name = format!("{}.{}", net.tensor_prefix[k], spec.name);
             if let Init::Fixed(v) = &spec.init {
                 if spec.kind == WeightKind::Frozen && st.tensor(&name).is_err() {
                     tensors.push(Tensor::new(spec.shape.clone(), v.clone()));
                     continue;
                 }
             }
-            let view = st.tensor(&name).map_err(|_| {
-                let mut names: Vec<&str> = st.names().into_iter().map(|s| s.as_str()).collect();
-                names.sort_unstable();
-                let mut d = Diagnostic::new(format!(
-                    "{file} has no tensor `{name}` (shape {:?})",
-                    spec.shape
-                ))
-                .layer(&node.name);
-                if let Some(s) = crate::error::did_you_mean(&name, names.iter().copied()) {
-                    d = d.help(format!(
-                        "did you mean `{s}`? tensors are named by layer path + .{}",
-                        spec.name
-                    ));
-                } else {
-                    d = d.help(format!(
-                        "tensors are named by layer path + `.{}` (see `archscope summary`)",
-                        spec.name
-                    ));
-                }
-                d
-            })?;
+            let view = st
+                .tensor(&name)
+                .map_err(|_| missing_tensor(&st, &name, &spec, net, k, file))?;
             if view.shape() != spec.shape.as_slice() {
                 return Err(Diagnostic::new(format!(
                     "tensor `{name}` in {file} has shape {:?}, but the layer needs {:?}",
@@ -321,11 +303,12 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     let used: std::collections::HashSet<String> = net
         .nodes
         .iter()
-        .flat_map(|n| {
+        .zip(&net.tensor_prefix)
+        .flat_map(|(n, prefix)| {
             n.layer
                 .weights()
                 .into_iter()
-                .map(move |s| format!("{}.{}", n.name, s.name))
+                .map(move |s| format!("{prefix}.{}", s.name))
         })
         .collect();
     let mut unused: Vec<&String> = st
@@ -335,22 +318,83 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
         .collect();
     unused.sort();
     if let Some(first) = unused.first() {
-        let mut wanted: Vec<&str> = used.iter().map(|s| s.as_str()).collect();
-        wanted.sort_unstable();
-        let mut d = Diagnostic::new(format!(
+        // Every tensor the model reads was found: the rest belong to layers it does not have.
+        return Err(Diagnostic::new(format!(
             "{file} has {} tensor(s) that no layer uses, e.g. `{first}`",
             unused.len()
-        ));
-        if let Some(s) = crate::error::did_you_mean(first, wanted.iter().copied()) {
-            d = d.help(format!(
-                "did you mean `{s}`? tensors are named by layer path + .weight, .bias, …"
-            ));
-        } else {
-            d = d.help("tensors are named by layer path (see `archscope summary`) + .weight, .bias, .running_mean, .running_var");
-        }
-        return Err(d);
+        ))
+        .help(format!(
+            "this model reads {} tensors, all found; the others belong to layers it does not have (a torchvision checkpoint's auxiliary classifiers: write the file with scripts/torchvision_weights.py export, which drops them)",
+            used.len()
+        )));
     }
     Ok(Weights { per_node })
+}
+
+/// The error for a tensor `name` that the file lacks, with the file's tensor most like it: of
+/// the same kind (last component: `weight`, `bias`, …) and shape, the least edit distance over
+/// dotted components (a component replaced costs its own character distance over its length,
+/// so `conv1.bn.weight` is nearest `bn1.weight`, not `conv1.weight` of another shape).
+fn missing_tensor(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    spec: &WeightSpec,
+    net: &Network,
+    k: usize,
+    file: &str,
+) -> Diagnostic {
+    let node = &net.nodes[k];
+    let mapped = if net.tensor_prefix[k] != node.name {
+        " (the model's `weights_names:` maps the layer to it)"
+    } else {
+        ""
+    };
+    let d = Diagnostic::new(format!(
+        "{file} has no tensor `{name}` (shape {:?}){mapped}",
+        spec.shape
+    ))
+    .layer(&node.name);
+    let want: Vec<&str> = name.split('.').collect();
+    let mut best: Option<(f64, &str)> = None;
+    for (cand, view) in st.iter() {
+        if view.shape() != spec.shape.as_slice() || cand.len() > 1024 {
+            continue;
+        }
+        let parts: Vec<&str> = cand.split('.').collect();
+        if parts.last() != want.last() {
+            continue;
+        }
+        let dist = component_distance(&want, &parts);
+        if best.is_none_or(|(b, c)| dist < b || (dist == b && cand < c)) {
+            best = Some((dist, cand));
+        }
+    }
+    match best {
+        Some((_, s)) => d.help(format!(
+            "the file's nearest tensor of that shape is `{s}`; tensors are read as the layer's name (or its `weights_names:` entry) + `.{}`",
+            spec.name
+        )),
+        None => d.help(format!(
+            "the file has no `.{}` tensor of shape {:?}: is it written for another model? (see `archscope summary` for the layers; scripts/torchvision_weights.py writes torchvision's weights)",
+            spec.name, spec.shape
+        )),
+    }
+}
+
+/// Edit distance between two dotted names, component by component: inserting or deleting a
+/// component costs 1, replacing one costs its character edit distance over the longer length.
+fn component_distance(a: &[&str], b: &[&str]) -> f64 {
+    let mut prev: Vec<f64> = (0..=b.len()).map(|j| j as f64).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![(i + 1) as f64; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let longer = ca.chars().count().max(cb.chars().count()).max(1);
+            let sub = crate::error::edit_distance(ca, cb) as f64 / longer as f64;
+            cur[j + 1] = (prev[j] + sub).min(prev[j + 1] + 1.0).min(cur[j] + 1.0);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn f16_to_f32(h: u16) -> f32 {
