@@ -384,6 +384,10 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Measure receptive fields on N input rows and N columns, evenly spaced (first and
+        /// last included), instead of all; 0 skips the measurement.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        rf_sample: Option<u32>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
     },
@@ -644,8 +648,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Check {
             model,
             seed,
+            rf_sample,
             format,
-        } => return check(&model, seed, format),
+        } => return check(&model, seed, rf_sample, format),
         Command::Run {
             model,
             weights,
@@ -928,11 +933,17 @@ fn ops_listing() -> String {
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
 }
 
-fn check(model: &ModelArgs, seed: u64, format: OutFormat) -> Result<i32> {
+fn check(
+    model: &ModelArgs,
+    seed: u64,
+    rf_sample: Option<u32>,
+    format: OutFormat,
+) -> Result<i32> {
     let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
+    let sample = rf_sample.map(|n| n as usize);
     let weights = archscope::exec::init_weights(&net, seed)?;
-    let report = archscope::check::check(&net, &a, &weights, seed)?;
+    let report = archscope::check::check_sampled(&net, &a, &weights, seed, sample)?;
     let failures = report.failures();
     if format == OutFormat::Json {
         let rows: Vec<serde_json::Value> = report

@@ -454,3 +454,91 @@ fn weights_and_arrays_are_checked() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn receptive_field_work_limit() {
+    // `check` measures receptive fields by running every layer on indicator images (one per
+    // input row and per column): the work is images × the pixels of the input and of every
+    // layer's output, bounded in all by 2^32 elements, checked before anything is allocated.
+    assert_eq!(archscope::exec::reach::MAX_REACH_WORK, 1 << 32);
+    let dir = scratch("reach");
+    // 1,200 3×3 convolutions (padding 1) on 128×128: 128 + 128 = 256 images × 1,201 planes of
+    // 16,384 pixels = 256 × 19,677,184 = 5,037,359,104 elements, over 2^32 = 4,294,967,296.
+    let deep = dir.join("deep.yaml");
+    std::fs::write(
+        &deep,
+        "inputs: {x: [1, 128, 128]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, padding: 1, repeat: 1200}\n",
+    )
+    .unwrap();
+    let p = deep.to_str().unwrap();
+    let err = assert_rejected(
+        &["check", p],
+        "would produce 5037359104 elements (256 indicator images × 19677184 pixels",
+    );
+    assert!(err.contains("`exec::reach::MAX_REACH_WORK`"), "{err}");
+    // The largest sample that fits: 2^32 / 19,677,184 / 2 = 109 rows and 109 columns.
+    assert!(err.contains("`--rf-sample 109`"), "{err}");
+    // A sample of 4 rows and 4 columns measures, and agrees with the analysis.
+    let out = archscope(&["check", p, "--rf-sample", "4"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}\n{text}", stderr(&out));
+    assert!(text.contains("1201 layers, 0 disagree"), "{text}");
+    assert!(
+        stderr(&out).contains("compared on 1201 of 1201 layers"),
+        "{}",
+        stderr(&out)
+    );
+    // 0 skips the measurement, and says so; 1 is no sample.
+    let out = archscope(&["check", p, "--rf-sample", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("receptive fields not measured: --rf-sample 0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_rejected(&["check", p, "--rf-sample", "1"], "at least 2 rows");
+    // 100,000 of them (the file is 80 bytes) would be 256 × 1,638,416,384 elements: even a
+    // sample of 2 rows and 2 columns is over the bound, and the message says so at once.
+    std::fs::write(
+        &deep,
+        "inputs: {x: [1, 128, 128]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, padding: 1, repeat: 100000}\n",
+    )
+    .unwrap();
+    let err = assert_rejected(&["check", p], "would produce 419434594304 elements");
+    assert!(err.contains("`--rf-sample 0` skips the measurement (even a sample of 2"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn weights_names_limits_and_mistakes() {
+    // At most 1,024 rules (each layer with weights is matched against every rule).
+    assert_eq!(archscope::spec::MAX_WEIGHTS_NAMES, 1024);
+    let head = "inputs: {x: [3, 8, 8]}\nnodes:\n  - {id: c, op: conv, out: 4, kernel: 3}\n";
+    let rules = |n: usize| -> String {
+        let mut t = format!("{head}weights_names:\n  c: conv\n");
+        for i in 1..n {
+            t.push_str(&format!("  d{i}: e{i}\n"));
+        }
+        t
+    };
+    // 1,024 rules are read (the 1,023 that match no layer are then reported) …
+    let e = build(&rules(1024)).unwrap_err().to_string();
+    assert!(e.contains("the `weights_names:` rule for `d1` matches no layer that has weights"), "{e}");
+    // … 1,025 are not.
+    let e = build(&rules(1025)).unwrap_err().to_string();
+    assert!(e.contains("`weights_names` has 1025 rules; at most 1024"), "{e}");
+    // A pattern with more `*` than its name, a component that is no name, two layers on one
+    // name: each located, with the fix.
+    let e = build(&format!("{head}weights_names:\n  \"*\": conv\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`*` has 1 `*` but its tensor name `conv` has 0"), "{e}");
+    assert!(e.contains("m.yaml:5:8"), "{e}");
+    let e = build(&format!("{head}weights_names:\n  c: conv-1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`conv-1` is not a valid tensor-name prefix: component `conv-1`"), "{e}");
+    let two = "inputs: {x: [3, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 4, kernel: 3}\n  - {id: b, op: conv, out: 4, kernel: 3}\nweights_names:\n  a: b\n";
+    let e = build(two).unwrap_err().to_string();
+    assert!(e.contains("layers `a` and `b` would both read their tensors as `b.…`"), "{e}");
+}

@@ -46,8 +46,9 @@ impl Tensor {
 /// How a weight tensor is initialised.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Init {
-    /// He (Kaiming) normal for ReLU networks: N(0, 2/fan_in), which keeps activations finite
-    /// and non-vanishing through deep stacks (checked on resnet152).
+    /// He (Kaiming) uniform for ReLU networks: U(−√(6/fan_in), √(6/fan_in)), variance
+    /// 2/fan_in, which keeps activations finite and non-vanishing through deep stacks (checked
+    /// on resnet152).
     Kaiming {
         fan_in: usize,
     },
@@ -113,6 +114,8 @@ pub struct Recycler {
     free: Vec<Vec<f32>>,
     /// Whether buffers are kept at all.
     on: bool,
+    /// Most elements kept in all (0: no bound beyond [`Recycler::KEEP`] buffers).
+    budget: usize,
 }
 
 impl Recycler {
@@ -134,6 +137,11 @@ impl Recycler {
             self.free.remove(0);
         }
         self.free.push(buf);
+        if self.budget > 0 {
+            while self.free.iter().map(Vec::len).sum::<usize>() > self.budget {
+                self.free.remove(0);
+            }
+        }
     }
 }
 
@@ -164,24 +172,32 @@ impl Weights {
 }
 
 /// SplitMix64: a tiny, well-known deterministic generator (seeded per tensor by its name).
+/// Its state after `k` steps is `seed + k·γ`, so element `i` of a tensor is computed on its own
+/// ([`SplitMix::at`]): tensors are filled in parallel chunks with the same values at any thread
+/// count.
 struct SplitMix(u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    /// Uniform in (0, 1).
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(Self::GAMMA);
+        Self::mix(self.0)
     }
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    /// The `i`-th output (0-based) of the generator seeded with `seed`.
+    fn at(seed: u64, i: u64) -> u64 {
+        Self::mix(seed.wrapping_add(Self::GAMMA.wrapping_mul(i.wrapping_add(1))))
+    }
+    /// Uniform in (0, 1).
+    fn to_unit(x: u64) -> f64 {
+        ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn unit(&mut self) -> f64 {
+        Self::to_unit(self.next())
     }
 }
 
@@ -241,9 +257,20 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
             Init::Constant(c) => vec![*c; n],
             Init::Fixed(v) => v.clone(),
             Init::Kaiming { fan_in } => {
-                let std = (2.0 / (*fan_in).max(1) as f64).sqrt();
-                let mut rng = SplitMix(seed_for(seed, &name));
-                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+                // Uniform in (−a, a) with a = √(6/fan_in): variance a²/3 = 2/fan_in.
+                use rayon::prelude::*;
+                let a = (6.0 / (*fan_in).max(1) as f64).sqrt();
+                let s = seed_for(seed, &name);
+                let mut data = vec![0f32; n];
+                const CHUNK: usize = 1 << 16;
+                data.par_chunks_mut(CHUNK).enumerate().for_each(|(c, part)| {
+                    let i0 = (c * CHUNK) as u64;
+                    for (j, v) in part.iter_mut().enumerate() {
+                        let u = SplitMix::to_unit(SplitMix::at(s, i0 + j as u64));
+                        *v = ((2.0 * u - 1.0) * a) as f32;
+                    }
+                });
+                data
             }
         };
         tensors.push(Tensor::new(spec.shape.clone(), data));
