@@ -337,7 +337,9 @@ fn element_limits() {
         "inputs: {x: [2, 512, 512]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 255}\n",
     )
     .unwrap();
-    let out = archscope_limited(&["check", p], 1 << 20);
+    // (`--rf-sample 0`: the receptive-field measurement, whose work bound would stop it
+    // first, is not what this case is about.)
+    let out = archscope_limited(&["check", p, "--rf-sample", "0"], 1 << 20);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("im2col buffer"), "{err}");
@@ -462,29 +464,31 @@ fn receptive_field_work_limit() {
     // layer's output, bounded in all by 2^32 elements, checked before anything is allocated.
     assert_eq!(archscope::exec::reach::MAX_REACH_WORK, 1 << 32);
     let dir = scratch("reach");
-    // 1,200 3×3 convolutions (padding 1) on 128×128: 128 + 128 = 256 images × 1,201 planes of
-    // 16,384 pixels = 256 × 19,677,184 = 5,037,359,104 elements, over 2^32 = 4,294,967,296.
+    // The work of one image: the pixels of the input and of each layer's output, and the FLOPs
+    // of each layer's one-channel copy. 500 3×3 convolutions (padding 1) on 64×64: each
+    // 4,096 pixels + 2·9·4,096 FLOPs = 77,824, so 4,096 + 500 · 77,824 = 38,916,096 per image;
+    // 64 + 64 = 128 images: 4,981,260,288, over 2^32 = 4,294,967,296.
     let deep = dir.join("deep.yaml");
     std::fs::write(
         &deep,
-        "inputs: {x: [1, 128, 128]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, padding: 1, repeat: 1200}\n",
+        "inputs: {x: [1, 64, 64]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, padding: 1, repeat: 500}\n",
     )
     .unwrap();
     let p = deep.to_str().unwrap();
     let err = assert_rejected(
         &["check", p],
-        "would produce 5037359104 elements (256 indicator images × 19677184 pixels",
+        "would take 4981260288 operations (128 indicator images × 38916096 each",
     );
     assert!(err.contains("`exec::reach::MAX_REACH_WORK`"), "{err}");
-    // The largest sample that fits: 2^32 / 19,677,184 / 2 = 109 rows and 109 columns.
-    assert!(err.contains("`--rf-sample 109`"), "{err}");
+    // The largest sample that fits: 2^32 / 38,916,096 / 2 = 55 rows and 55 columns.
+    assert!(err.contains("`--rf-sample 55`"), "{err}");
     // A sample of 4 rows and 4 columns measures, and agrees with the analysis.
     let out = archscope(&["check", p, "--rf-sample", "4"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}\n{text}", stderr(&out));
-    assert!(text.contains("1201 layers, 0 disagree"), "{text}");
+    assert!(text.contains("501 layers, 0 disagree"), "{text}");
     assert!(
-        stderr(&out).contains("compared on 1201 of 1201 layers"),
+        stderr(&out).contains("compared on 501 of 501 layers"),
         "{}",
         stderr(&out)
     );
@@ -497,15 +501,25 @@ fn receptive_field_work_limit() {
         stderr(&out)
     );
     assert_rejected(&["check", p, "--rf-sample", "1"], "at least 2 rows");
-    // 100,000 of them (the file is 80 bytes) would be 256 × 1,638,416,384 elements: even a
-    // sample of 2 rows and 2 columns is over the bound, and the message says so at once.
+    // 100,000 of them on 128×128 (a file of a hundred bytes): 16,384 + 100,000 · (16,384 +
+    // 294,912) = 31,129,616,384 per image, 256 images. Even a sample of 2 rows and 2 columns is
+    // over the bound, and the message says so before anything runs.
     std::fs::write(
         &deep,
         "inputs: {x: [1, 128, 128]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, padding: 1, repeat: 100000}\n",
     )
     .unwrap();
-    let err = assert_rejected(&["check", p], "would produce 419434594304 elements");
+    let err = assert_rejected(&["check", p], "would take 7969181794304 operations");
     assert!(err.contains("`--rf-sample 0` skips the measurement (even a sample of 2"), "{err}");
+    // A window's taps count: one 255×255 convolution on 512×512 (258×258 out) is 262,144 +
+    // 66,564 · (1 + 2·65,025) = 8,656,976,908 per image: over the bound with all 1,024 images,
+    // although its pixels alone would not be.
+    std::fs::write(
+        &deep,
+        "inputs: {x: [1, 512, 512]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 255}\n",
+    )
+    .unwrap();
+    assert_rejected(&["check", p], "(1024 indicator images × 8656976908 each");
     std::fs::remove_dir_all(&dir).ok();
 }
 

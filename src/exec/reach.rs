@@ -24,10 +24,10 @@ use crate::error::Diagnostic;
 use crate::graph::Network;
 use crate::layers::Collapsed;
 
-/// Most elements a measurement may produce in all: indicator images (lit rows + lit columns)
-/// times the pixels of the input and of every layer's output. The zoo's largest (unet at
-/// 572×572, all rows and columns) is about 2^31; a measurement over the bound is an error
-/// suggesting a sample (`check --rf-sample N`).
+/// Most work a measurement may take in all: indicator images (lit rows + lit columns) times
+/// the work of one ([`image_work`]: the pixels of the input and of every layer's output and
+/// the FLOPs of the one-channel copies). A measurement over the bound is an error suggesting
+/// a sample (`check --rf-sample N`).
 pub const MAX_REACH_WORK: u64 = 1 << 32;
 
 /// Elements of one chunk's largest tensor (64 MiB of f32).
@@ -78,9 +78,9 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
 }
 
 /// The error when measuring `net`'s receptive fields on `sample` rows and columns (`None`:
-/// all) would produce more than [`MAX_REACH_WORK`] elements: indicator images times the pixels
-/// of the input and of every layer's output. Nothing is measured on a model whose first input
-/// is not `N×C×H×W`, and `Some(0)` measures nothing: both are within the bound.
+/// all) would take more than [`MAX_REACH_WORK`]: indicator images times [`image_work`].
+/// Nothing is measured on a model whose first input is not `N×C×H×W`, and `Some(0)` measures
+/// nothing: both are within the bound.
 pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic> {
     if sample == Some(1) {
         return Err(Diagnostic::new(
@@ -97,27 +97,54 @@ pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic
     }
     let lit = |len: u64| sample.map_or(len, |s| (s as u64).min(len));
     let images = lit(shape[2]).saturating_add(lit(shape[3]));
-    let pixels: u64 = net
-        .nodes
-        .iter()
-        .filter_map(|node| node.out_shapes.first())
-        .filter(|s| s.rank() == 4)
-        .map(|s| s.0[2].saturating_mul(s.0[3]))
-        .fold(0u64, u64::saturating_add);
-    let work = images.saturating_mul(pixels);
+    let per_image = image_work(net);
+    let work = images.saturating_mul(per_image);
     if work <= MAX_REACH_WORK {
         return Ok(());
     }
-    let fit = MAX_REACH_WORK / pixels.max(1) / 2;
+    let fit = MAX_REACH_WORK / per_image.max(1) / 2;
     let help = if fit >= 2 {
         format!("measure a sample: `--rf-sample {fit}` lights {fit} rows and {fit} columns, evenly spaced, and fits; `--rf-sample 0` skips the measurement")
     } else {
         "`--rf-sample 0` skips the measurement (even a sample of 2 rows and 2 columns is over the bound)".to_string()
     };
     Err(Diagnostic::new(format!(
-        "measuring the receptive fields would produce {work} elements ({images} indicator images × {pixels} pixels of the input and the layers' outputs), over the bound of 2^32 (`exec::reach::MAX_REACH_WORK`)"
+        "measuring the receptive fields would take {work} operations ({images} indicator images × {per_image} each: the pixels of the input and of every layer's output, and the FLOPs of the layers' one-channel copies), over the bound of 2^32 (`exec::reach::MAX_REACH_WORK`)"
     ))
     .help(help))
+}
+
+/// The work of one indicator image: the pixels of the input and of every layer's output, and
+/// the FLOPs of each layer's one-channel copy ([`Collapsed::Layer`]) on one image (a window's
+/// taps included: a 255×255 kernel costs 65,025 per output pixel, not 1).
+fn image_work(net: &Network) -> u64 {
+    let one = |s: &crate::layers::Shape| {
+        let mut d = s.0.clone();
+        if d.len() == 4 {
+            d[0] = 1;
+            d[1] = 1;
+        }
+        crate::layers::Shape(d)
+    };
+    net.nodes
+        .iter()
+        .map(|node| {
+            let Some(out) = node.out_shapes.first().filter(|s| s.rank() == 4) else {
+                return 0;
+            };
+            let pixels = out.0[2].saturating_mul(out.0[3]);
+            let flops = match node.layer.collapsed() {
+                Collapsed::Layer(l) => {
+                    let ins: Vec<_> = node.in_shapes.iter().map(one).collect();
+                    l.output_shapes(&ins)
+                        .and_then(|outs| l.cost(&ins, &outs))
+                        .map_or(u64::MAX, |c| c.flops)
+                }
+                _ => 0,
+            };
+            pixels.saturating_add(flops)
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Measures the receptive field of every layer of `net`, lighting `sample` rows and `sample`
