@@ -5,7 +5,7 @@ archscope's zoo models name their layers their own way (`conv1.bn`); each torchv
 YAML file maps those names to torchvision's state-dict names (`weights_names:`, docs/FORMAT.md),
 so `archscope run MODEL --weights FILE.safetensors` reads a file written with torchvision's
 names, exactly as `model.state_dict()` gives them. This script writes such files and the
-reference data that tests/weights.rs checks the mapping against.
+reference data that tests/exec.rs checks the mapping against.
 
     # A torchvision checkpoint (e.g. resnet18-f37072fd.pth, downloaded by torchvision into
     # ~/.cache/torch/hub/checkpoints) as safetensors:
@@ -29,13 +29,13 @@ kept (archscope ignores those counters).
 `reference` writes two files into tests/data/:
 
 * ``torchvision_weights.json``: for every torchvision model of the zoo, the names, shapes and
-  dtypes of its state dict (``weights=None``, the zoo's builder arguments). tests/weights.rs
+  dtypes of its state dict (``weights=None``, the zoo's builder arguments). tests/exec.rs
   builds a safetensors file with exactly these names and shapes and loads it into the zoo model
   through the code path of ``run --weights``: no tensor may be missing or unused.
 * ``torchvision_weights_values.json``: the logits of torchvision's resnet18 and
   mobilenet_v3_small on a 1x3x64x64 input, with every weight and the input set by `formula`
   below (integer arithmetic, then one correctly rounded division and square root: Rust computes
-  the same float32 values bit for bit). tests/weights.rs writes the same values under the same
+  the same float32 values bit for bit). tests/exec.rs writes the same values under the same
   names, loads them by name, runs the model and compares: a tensor loaded into the wrong layer,
   or transposed, changes the logits.
 """
@@ -81,7 +81,7 @@ def fnv1a32(name: str) -> int:
 def formula(name: str, shape: tuple[int, ...]) -> np.ndarray:
     """The value of every element of tensor `name`: u_i = 2·((i·2654435761 mod 2^32) XOR
     fnv1a32(name)) / 2^32 − 1 in [−1, 1), computed in float64, then scaled by the tensor's kind
-    and rounded once to float32. tests/weights.rs repeats it."""
+    and rounded once to float32. tests/exec.rs repeats it."""
     n = int(np.prod(shape)) if shape else 1
     i = np.arange(n, dtype=np.uint64)
     x = ((i * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) ^ np.uint64(fnv1a32(name))
@@ -166,7 +166,7 @@ def main() -> int:
     e.add_argument("model", choices=list(MODELS))
     e.add_argument("--checkpoint", help="a torchvision .pth state dict (default: weights=None)")
     e.add_argument("-o", "--out", required=True)
-    r = sub.add_parser("reference", help="write the reference data of tests/weights.rs")
+    r = sub.add_parser("reference", help="write the reference data of tests/exec.rs")
     r.add_argument("--outdir", default="tests/data")
     args = ap.parse_args()
     torch.set_num_threads(2)

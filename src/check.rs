@@ -299,10 +299,8 @@ pub fn rf_figure_lit(
         return dash();
     };
     let sampled = |axis: usize| (lit[axis].len() < input[axis]).then_some(&lit[axis][..]);
-    let bad_row =
-        (0..oh).find(|&i| !unit_agrees_lit(rows[i], r.rows[i], input[0], sampled(0)));
-    let bad_col =
-        (0..ow).find(|&j| !unit_agrees_lit(cols[j], r.cols[j], input[1], sampled(1)));
+    let bad_row = (0..oh).find(|&i| !unit_agrees_lit(rows[i], r.rows[i], input[0], sampled(0)));
+    let bad_col = (0..ow).find(|&j| !unit_agrees_lit(cols[j], r.cols[j], input[1], sampled(1)));
     match (bad_row, bad_col) {
         (Some(i), _) => Figure {
             analysed: format!(

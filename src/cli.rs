@@ -933,12 +933,7 @@ fn ops_listing() -> String {
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
 }
 
-fn check(
-    model: &ModelArgs,
-    seed: u64,
-    rf_sample: Option<u32>,
-    format: OutFormat,
-) -> Result<i32> {
+fn check(model: &ModelArgs, seed: u64, rf_sample: Option<u32>, format: OutFormat) -> Result<i32> {
     let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
     let sample = rf_sample.map(|n| n as usize);

@@ -1236,7 +1236,9 @@ impl<'a> Expander<'a> {
                         nodes[other].name, node.name
                     ))
                     .layer(&node.name)
-                    .help("give each layer with weights its own tensor name under `weights_names:`");
+                    .help(
+                        "give each layer with weights its own tensor name under `weights_names:`",
+                    );
                     if let Some(r) = rule {
                         d = d.at(&rules.rules[r].path);
                     }

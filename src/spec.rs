@@ -154,8 +154,15 @@ fn weights_names(node: Option<&YNode>) -> Result<WeightsNames, Diagnostic> {
         let key_node = YNode::synthetic(YValue::Str(k.clone()), v.path.clone());
         let pattern = name_pattern(&key_node, k, "layer-path pattern")?;
         let text = v.as_str().ok_or_else(|| {
-            err(v, format!("the tensor name for `{}` must be a string, found {} ({v})", excerpt(k), v.kind()))
-                .help("e.g. `conv1.bn: bn1`")
+            err(
+                v,
+                format!(
+                    "the tensor name for `{}` must be a string, found {} ({v})",
+                    excerpt(k),
+                    v.kind()
+                ),
+            )
+            .help("e.g. `conv1.bn: bn1`")
         })?;
         let target = name_pattern(v, text, "tensor-name prefix")?;
         let stars = |p: &[String]| p.iter().filter(|c| *c == "*").count();

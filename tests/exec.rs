@@ -33,10 +33,21 @@ fn zoo_passes_check(models: &[&str]) {
 /// side and none runs long); `the_check_groups_cover_the_zoo` proves they cover every model.
 const CHECK_GROUPS: &[&[&str]] = &[
     &["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
-    &["resnext50_32x4d", "wide_resnet50_2", "resnet50_v2", "alexnet"],
+    &[
+        "resnext50_32x4d",
+        "wide_resnet50_2",
+        "resnet50_v2",
+        "alexnet",
+    ],
     &["vgg11", "vgg11_bn", "vgg13", "vgg13_bn"],
     &["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
-    &["densenet121", "densenet169", "densenet201", "googlenet", "inception_v3"],
+    &[
+        "densenet121",
+        "densenet169",
+        "densenet201",
+        "googlenet",
+        "inception_v3",
+    ],
     &[
         "mobilenet_v1",
         "mobilenet_v2",
@@ -57,7 +68,10 @@ const CHECK_GROUPS: &[&[&str]] = &[
 
 #[test]
 fn the_check_groups_cover_the_zoo() {
-    let mut grouped: Vec<&str> = CHECK_GROUPS.iter().flat_map(|g| g.iter().copied()).collect();
+    let mut grouped: Vec<&str> = CHECK_GROUPS
+        .iter()
+        .flat_map(|g| g.iter().copied())
+        .collect();
     grouped.sort_unstable();
     let mut zoo: Vec<&str> = zoo::MODELS.iter().map(|(name, _)| *name).collect();
     zoo.sort_unstable();

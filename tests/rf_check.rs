@@ -277,16 +277,34 @@ fn a_sample_of_rows_and_columns_is_compared_at_the_lit_ones() {
     // A unit whose lattice is rows 10–20, with rows 0, 8, 16, 24 lit: the first and last lit
     // row inside is 16, and row 8 (outside) must not reach it.
     let lit: &[u32] = &[0, 8, 16, 24];
-    assert!(check::unit_agrees_lit((10, 20), Some((16, 16)), 100, Some(lit)));
-    assert!(!check::unit_agrees_lit((10, 20), Some((8, 16)), 100, Some(lit)));
+    assert!(check::unit_agrees_lit(
+        (10, 20),
+        Some((16, 16)),
+        100,
+        Some(lit)
+    ));
+    assert!(!check::unit_agrees_lit(
+        (10, 20),
+        Some((8, 16)),
+        100,
+        Some(lit)
+    ));
     assert!(!check::unit_agrees_lit((10, 20), None, 100, Some(lit)));
     // Rows 10–14 hold no lit row: the unit is reached by none.
     assert!(check::unit_agrees_lit((10, 14), None, 100, Some(lit)));
-    assert!(!check::unit_agrees_lit((10, 14), Some((16, 16)), 100, Some(lit)));
+    assert!(!check::unit_agrees_lit(
+        (10, 14),
+        Some((16, 16)),
+        100,
+        Some(lit)
+    ));
     // A 3×3 convolution (padding 1) on 16×16, rows 0, 5, 10, 15 lit: unit u reads u−1..u+1,
-    // so unit 5 is reached by row 5 alone and unit 3 by none. An analysis that claimed a 5×5
-    // field (u−2..u+2) expects row 5 to reach unit 3: caught, at unit 3.
-    let n = net("inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: c, op: conv, out: 2, kernel: 3, padding: 1}\n");
+    // so unit 5 is reached by row 5 alone and units 2 and 3 by none. An analysis that claimed
+    // a 5×5 field (u−2..u+2) expects row 0 to reach unit 2 (rows 0–4, inside the input):
+    // caught, at unit 2.
+    let n = net(
+        "inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: c, op: conv, out: 2, kernel: 3, padding: 1}\n",
+    );
     let m = reach::measure_sampled(&n, Some(4)).unwrap();
     assert_eq!(m.lit, [vec![0, 5, 10, 15], vec![0, 5, 10, 15]]);
     let r = m.layers[1].as_ref().unwrap();
@@ -298,12 +316,12 @@ fn a_sample_of_rows_and_columns_is_compared_at_the_lit_ones() {
     let w = exec::init_weights(&n, 0).unwrap();
     let good = check::check_sampled(&n, &a, &w, 0, Some(4)).unwrap();
     assert_eq!(good.failures(), 0);
-    assert_eq!(good.rf_compared(), 1);
+    assert_eq!(good.rf_compared(), 2); // the input `x` and `c`
     a.layers[1].rf.as_mut().unwrap().axes[0].size += archscope::receptive::Q::from(2);
     let bad = check::check_sampled(&n, &a, &w, 0, Some(4)).unwrap();
     assert_eq!(bad.disagreements(), vec![("c", vec!["receptive field"])]);
-    assert_eq!(bad.rows[1].rf.measured, "unit (3, 8): rows none");
-    assert_eq!(bad.rows[1].rf.analysed, "unit (3, 8): rows 1–5");
+    assert_eq!(bad.rows[1].rf.measured, "unit (2, 8): rows none");
+    assert_eq!(bad.rows[1].rf.analysed, "unit (2, 8): rows 0–4");
 }
 
 #[test]
@@ -315,7 +333,10 @@ fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
         let n = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
         let a = analyze(&n, Dtype::F32).unwrap();
         let m = reach::measure_sampled(&n, Some(sample)).unwrap();
-        assert!(m.lit[0].len() == sample && m.lit[1].len() == sample, "{name}");
+        assert!(
+            m.lit[0].len() == sample && m.lit[1].len() == sample,
+            "{name}"
+        );
         let mut compared = 0;
         for (k, layer) in a.layers.iter().enumerate() {
             let f = check::rf_figure_lit(layer.rf.as_ref(), m.layers[k].as_ref(), m.input, &m.lit);

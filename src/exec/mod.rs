@@ -263,13 +263,15 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
                 let s = seed_for(seed, &name);
                 let mut data = vec![0f32; n];
                 const CHUNK: usize = 1 << 16;
-                data.par_chunks_mut(CHUNK).enumerate().for_each(|(c, part)| {
-                    let i0 = (c * CHUNK) as u64;
-                    for (j, v) in part.iter_mut().enumerate() {
-                        let u = SplitMix::to_unit(SplitMix::at(s, i0 + j as u64));
-                        *v = ((2.0 * u - 1.0) * a) as f32;
-                    }
-                });
+                data.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(c, part)| {
+                        let i0 = (c * CHUNK) as u64;
+                        for (j, v) in part.iter_mut().enumerate() {
+                            let u = SplitMix::to_unit(SplitMix::at(s, i0 + j as u64));
+                            *v = ((2.0 * u - 1.0) * a) as f32;
+                        }
+                    });
                 data
             }
         };
