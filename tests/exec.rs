@@ -352,7 +352,7 @@ fn zero_safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
         offset += bytes;
     }
     let mut text = serde_json::Value::Object(header).to_string();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut file = vec![0u8; 8 + text.len() + offset];
@@ -443,7 +443,14 @@ fn torchvision_weights_land_where_pytorch_puts_them() {
         let net = zoo::build(name, &opts).unwrap().unwrap();
         let file = safetensors_file(&state_dict(&names["models"][name]));
         let w = exec::load_safetensors(&net, &file, "x.safetensors").unwrap();
-        let r = exec::run_planned(&net, &w, &exec::plan(&net, &w), &[x.clone()], None).unwrap();
+        let r = exec::run_planned(
+            &net,
+            &w,
+            &exec::plan(&net, &w),
+            std::slice::from_ref(&x),
+            None,
+        )
+        .unwrap();
         let got = &r.outputs[0].data;
         assert_eq!(got.len(), want.len(), "{name}");
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
