@@ -172,20 +172,36 @@ fn shapes(s: &[Vec<u64>]) -> String {
         .join(", ")
 }
 
-/// Runs `net` with `weights` on a seeded random input and compares every layer with `a`.
+/// Runs `net` with `weights` on a seeded random input and compares every layer with `a`,
+/// receptive fields measured on every input row and column.
 pub fn check(
     net: &Network,
     a: &Analysis,
     weights: &Weights,
     seed: u64,
 ) -> Result<CheckReport, Diagnostic> {
+    check_sampled(net, a, weights, seed, None)
+}
+
+/// [`check`], with receptive fields measured on `rf_sample` input rows and as many columns,
+/// evenly spread ([`reach::spread`]; `None`: all; `Some(0)`: none). A unit's bounds are then
+/// the first and last *lit* row (column) inside its analysed field.
+pub fn check_sampled(
+    net: &Network,
+    a: &Analysis,
+    weights: &Weights,
+    seed: u64,
+    rf_sample: Option<usize>,
+) -> Result<CheckReport, Diagnostic> {
+    // The input's size is checked first, then the measurement's work bound, before the
+    // forward pass runs.
     let input = exec::random_input(net, seed)?;
+    let start = std::time::Instant::now();
+    let measured = reach::measure_sampled(net, rf_sample)?;
+    let rf_seconds = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let run = exec::run(net, weights, &input, None)?;
     let seconds = start.elapsed().as_secs_f64();
-    let start = std::time::Instant::now();
-    let measured = reach::measure(net)?;
-    let rf_seconds = start.elapsed().as_secs_f64();
     let mut rows = Vec::with_capacity(net.nodes.len());
     for (k, (node, stats)) in net.nodes.iter().zip(&a.layers).enumerate() {
         let measured_shapes: Vec<Vec<u64>> = run.layers[k]
@@ -204,10 +220,11 @@ pub fn check(
             params: Figure::count(stats.params.total(), p),
             buffers: Figure::count(stats.params.buffers, b),
             macs: Figure::count(stats.macs, run.layers[k].macs),
-            rf: rf_figure(
+            rf: rf_figure_lit(
                 stats.rf.as_ref(),
                 measured.layers[k].as_ref(),
                 measured.input,
+                &measured.lit,
             ),
         });
     }
@@ -253,16 +270,34 @@ fn clip((lo, hi): (i128, i128), len: usize) -> Bounds {
 /// measurement lies in the input anyway); a unit may be empty only if its lattice crosses an
 /// edge (its window may lie wholly in padding).
 pub fn unit_agrees(lattice: (i128, i128), measured: Bounds, len: usize) -> bool {
+    unit_agrees_lit(lattice, measured, len, None)
+}
+
+/// [`unit_agrees`] when only the input indices `lit` (increasing) were lit (`None`: all): the
+/// bounds to meet are the first and last lit index inside the clipped lattice, and a unit may
+/// also be empty when no lit index lies inside it.
+pub fn unit_agrees_lit(
+    lattice: (i128, i128),
+    measured: Bounds,
+    len: usize,
+    lit: Option<&[u32]>,
+) -> bool {
     let (lo, hi) = lattice;
     let last = len as i128 - 1;
     let interior = lo >= 0 && hi <= last;
-    match measured {
-        None => !interior,
-        Some((m0, m1)) => {
-            clip(lattice, len).is_some()
-                && (lo < 0 || i128::from(m0) == lo)
-                && (hi > last || i128::from(m1) == hi)
+    // The first and last lit index inside the clipped lattice.
+    let expect = clip(lattice, len).and_then(|(a, b)| match lit {
+        None => Some((a, b)),
+        Some(l) => {
+            let i = l.partition_point(|&x| x < a);
+            let j = l.partition_point(|&x| x <= b);
+            (i < j).then(|| (l[i], l[j - 1]))
         }
+    });
+    match (measured, expect) {
+        (None, e) => !interior || e.is_none(),
+        (Some(_), None) => false,
+        (Some((m0, m1)), Some((e0, e1))) => (lo < 0 || m0 == e0) && (hi > last || m1 == e1),
     }
 }
 
@@ -274,8 +309,22 @@ fn span(b: &Bounds) -> String {
 }
 
 /// The receptive-field figure of one layer: its analysed field against its measured reach
-/// (`input`: the indicated input's height and width).
+/// (`input`: the indicated input's height and width), every row and column lit.
 pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]) -> Figure {
+    let all = [
+        (0..input[0] as u32).collect(),
+        (0..input[1] as u32).collect(),
+    ];
+    rf_figure_lit(field, reach, input, &all)
+}
+
+/// [`rf_figure`] when only the rows `lit[0]` and the columns `lit[1]` were lit.
+pub fn rf_figure_lit(
+    field: Option<&Field>,
+    reach: Option<&Reach>,
+    input: [usize; 2],
+    lit: &[Vec<u32>; 2],
+) -> Figure {
     let dash = || Figure::exact(NOT_COMPARED.into(), NOT_COMPARED.into());
     let (Some(f), Some(r)) = (field, reach) else {
         return dash();
@@ -290,8 +339,9 @@ pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]
     ) else {
         return dash();
     };
-    let bad_row = (0..oh).find(|&i| !unit_agrees(rows[i], r.rows[i], input[0]));
-    let bad_col = (0..ow).find(|&j| !unit_agrees(cols[j], r.cols[j], input[1]));
+    let sampled = |axis: usize| (lit[axis].len() < input[axis]).then_some(&lit[axis][..]);
+    let bad_row = (0..oh).find(|&i| !unit_agrees_lit(rows[i], r.rows[i], input[0], sampled(0)));
+    let bad_col = (0..ow).find(|&j| !unit_agrees_lit(cols[j], r.cols[j], input[1], sampled(1)));
     match (bad_row, bad_col) {
         (Some(i), _) => Figure {
             analysed: format!(

@@ -485,6 +485,10 @@ enum Command {
         /// Seed of the random weights and input.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Measure receptive fields on N input rows and N columns, evenly spaced (first and
+        /// last included), instead of all; 0 skips the measurement.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        rf_sample: Option<u32>,
         #[arg(long, value_enum, default_value = "table")]
         format: ViewFormat,
     },
@@ -795,8 +799,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Check {
             model,
             seed,
+            rf_sample,
             format,
-        } => return check(&model, seed, format),
+        } => return check(&model, seed, rf_sample, format),
         Command::Run {
             model,
             weights,
@@ -1134,13 +1139,14 @@ fn ops_listing() -> String {
     format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
 }
 
-fn check(model: &ModelArgs, seed: u64, format: ViewFormat) -> Result<i32> {
+fn check(model: &ModelArgs, seed: u64, rf_sample: Option<u32>, format: ViewFormat) -> Result<i32> {
     let net = load_one(model, "check")?;
     let a = analyze(&net, Dtype::F32)?;
     // `check` runs every layer as written (no reuse of buffers): the need, before allocating.
     archscope::exec::check_memory(&net, archscope::exec::MEMORY_BUDGET, 0)?;
+    let sample = rf_sample.map(|n| n as usize);
     let weights = archscope::exec::init_weights(&net, seed)?;
-    let report = archscope::check::check(&net, &a, &weights, seed)?;
+    let report = archscope::check::check_sampled(&net, &a, &weights, seed, sample)?;
     let failures = report.failures();
     if format == ViewFormat::Json {
         let v = archscope::check::json_value(&report, &a.model);

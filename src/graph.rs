@@ -104,6 +104,10 @@ pub struct Network {
     pub nodes: Vec<NetNode>,
     pub outputs: Vec<Output>,
     pub instances: Vec<Instance>,
+    /// Per node, the prefix of its tensors' names in a weights file (`prefix.weight`, …): its
+    /// path, or what the model's `weights_names:` maps the path to (torchvision's state-dict
+    /// names for the zoo's torchvision models).
+    pub tensor_prefix: Vec<String>,
     /// The same structure as a petgraph graph: node weights are indices into `nodes`, edge
     /// weights `(output slot, input position)`.
     pub graph: DiGraph<usize, (usize, usize)>,
@@ -1209,13 +1213,61 @@ impl<'a> Expander<'a> {
             }
         }
         let instances = std::mem::take(&mut self.instances);
+        let tensor_prefix = self.tensor_prefixes(&nodes)?;
         Ok(Network {
             name: self.spec.name.clone(),
             nodes,
             outputs,
             instances,
+            tensor_prefix,
             graph: g,
         })
+    }
+
+    /// Each node's tensor-name prefix under the model's `weights_names:` rules. A rule that
+    /// names no layer with weights, and two layers whose tensors would share a name, are errors.
+    fn tensor_prefixes(&self, nodes: &[NetNode]) -> Result<Vec<String>, Diagnostic> {
+        let rules = &self.spec.weights_names;
+        let mut used = vec![false; rules.rules.len()];
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(nodes.len());
+        for (k, node) in nodes.iter().enumerate() {
+            if rules.rules.is_empty() {
+                out.push(node.name.clone());
+                continue;
+            }
+            let (prefix, rule) = rules.resolve(&node.name);
+            if !node.layer.weights().is_empty() {
+                if let Some(r) = rule {
+                    used[r] = true;
+                }
+                if let Some(&other) = owner.get(&prefix) {
+                    let mut d = Diagnostic::new(format!(
+                        "layers `{}` and `{}` would both read their tensors as `{prefix}.…`",
+                        nodes[other].name, node.name
+                    ))
+                    .layer(&node.name)
+                    .help(
+                        "give each layer with weights its own tensor name under `weights_names:`",
+                    );
+                    if let Some(r) = rule {
+                        d = d.at(&rules.rules[r].path);
+                    }
+                    return Err(d);
+                }
+                owner.insert(prefix.clone(), k);
+            }
+            out.push(prefix);
+        }
+        if let Some(r) = used.iter().position(|u| !u) {
+            return Err(Diagnostic::new(format!(
+                "the `weights_names:` rule for `{}` matches no layer that has weights",
+                rules.rules[r].pattern.join(".")
+            ))
+            .at(&rules.rules[r].path)
+            .help("a pattern matches a whole layer path (`*` is one component): check it against `archscope summary --depth 99`, or remove the rule"));
+        }
+        Ok(out)
     }
 
     fn cycle_error(&self, edges: &[Vec<(usize, usize)>]) -> Diagnostic {

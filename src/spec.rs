@@ -25,6 +25,7 @@ const TOP_KEYS: &[&str] = &[
     "blocks",
     "nodes",
     "outputs",
+    "weights_names",
 ];
 const BLOCK_KEYS: &[&str] = &["params", "defaults", "nodes", "output", "description"];
 /// The format version this build reads.
@@ -42,6 +43,149 @@ pub struct ModelSpec {
     pub blocks: Vec<BlockSpec>,
     pub nodes: Vec<NodeSpec>,
     pub outputs: Option<Vec<YNode>>,
+    /// `weights_names:` — how layer paths map to the tensor names of a `.safetensors` file.
+    pub weights_names: WeightsNames,
+}
+
+/// Most rules under `weights_names:` (each layer with weights is matched against every rule).
+pub const MAX_WEIGHTS_NAMES: usize = 1024;
+
+/// One `weights_names:` rule: a layer-path pattern and the tensor-name prefix it stands for,
+/// as dotted components; `*` matches any one component of a layer path, and the `*`s of the
+/// target receive the matched components in order.
+#[derive(Debug, Clone)]
+pub struct NameRule {
+    pub pattern: Vec<String>,
+    pub target: Vec<String>,
+    pub path: YamlPath,
+}
+
+/// The `weights_names:` rules in file order (the first whose pattern matches a layer's whole
+/// path applies; a layer no rule matches keeps its path).
+#[derive(Debug, Clone, Default)]
+pub struct WeightsNames {
+    pub rules: Vec<NameRule>,
+}
+
+impl WeightsNames {
+    /// The tensor-name prefix of the layer at `path`, and the index of the rule that gave it
+    /// (`None`: no rule matches, the prefix is the path).
+    pub fn resolve(&self, path: &str) -> (String, Option<usize>) {
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.pattern.len() != parts.len() {
+                continue;
+            }
+            let mut caught = Vec::new();
+            let hit = r.pattern.iter().zip(&parts).all(|(p, x)| {
+                if p == "*" {
+                    caught.push(*x);
+                    true
+                } else {
+                    p == x
+                }
+            });
+            if hit {
+                let mut caught = caught.into_iter();
+                let out: Vec<&str> = r
+                    .target
+                    .iter()
+                    .map(|t| {
+                        if t == "*" {
+                            caught.next().unwrap_or("*")
+                        } else {
+                            t.as_str()
+                        }
+                    })
+                    .collect();
+                return (out.join("."), Some(i));
+            }
+        }
+        (path.to_string(), None)
+    }
+}
+
+/// The dotted components of a `weights_names:` pattern or target: names of ASCII letters,
+/// digits and `_`, or `*`.
+fn name_pattern(node: &YNode, text: &str, what: &str) -> Result<Vec<String>, Diagnostic> {
+    let ok = |c: &str| {
+        c == "*" || (!c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+    };
+    if text.len() > 4 * MAX_NAME_LEN {
+        return Err(err(
+            node,
+            format!(
+                "the {what} `{}` is {} characters long; at most {}",
+                excerpt(text),
+                text.chars().count(),
+                4 * MAX_NAME_LEN
+            ),
+        )
+        .help("shorten it"));
+    }
+    let parts: Vec<String> = text.split('.').map(str::to_string).collect();
+    if let Some(bad) = parts.iter().find(|c| !ok(c)) {
+        return Err(err(
+            node,
+            format!("`{}` is not a valid {what}: component `{}`", excerpt(text), excerpt(bad)),
+        )
+        .help("write dotted names such as `layer1.*.conv1.bn` (a component is letters, digits and _, or `*` for any one component; quote a name holding `*`)"));
+    }
+    Ok(parts)
+}
+
+fn weights_names(node: Option<&YNode>) -> Result<WeightsNames, Diagnostic> {
+    let Some(node) = node else {
+        return Ok(WeightsNames::default());
+    };
+    let m = map(node, "`weights_names`")?;
+    if m.len() > MAX_WEIGHTS_NAMES {
+        return Err(err(
+            node,
+            format!(
+                "`weights_names` has {} rules; at most {MAX_WEIGHTS_NAMES}",
+                m.len()
+            ),
+        )
+        .help("use `*` for a component that varies (`\"layer1.*.conv1.bn\": \"layer1.*.bn1\"`)"));
+    }
+    let mut rules = Vec::new();
+    for (k, v) in m {
+        let key_node = YNode::synthetic(YValue::Str(k.clone()), v.path.clone());
+        let pattern = name_pattern(&key_node, k, "layer-path pattern")?;
+        let text = v.as_str().ok_or_else(|| {
+            err(
+                v,
+                format!(
+                    "the tensor name for `{}` must be a string, found {} ({v})",
+                    excerpt(k),
+                    v.kind()
+                ),
+            )
+            .help("e.g. `conv1.bn: bn1`")
+        })?;
+        let target = name_pattern(v, text, "tensor-name prefix")?;
+        let stars = |p: &[String]| p.iter().filter(|c| *c == "*").count();
+        if stars(&pattern) != stars(&target) {
+            return Err(err(
+                v,
+                format!(
+                    "`{}` has {} `*` but its tensor name `{}` has {}",
+                    excerpt(k),
+                    stars(&pattern),
+                    excerpt(text),
+                    stars(&target)
+                ),
+            )
+            .help("each `*` of the pattern is written, in order, where the tensor name has a `*`: give both sides as many"));
+        }
+        rules.push(NameRule {
+            pattern,
+            target,
+            path: v.path.clone(),
+        });
+    }
+    Ok(WeightsNames { rules })
 }
 
 #[derive(Debug)]
@@ -429,6 +573,7 @@ impl ModelSpec {
             blocks,
             nodes: nodes(body)?,
             outputs,
+            weights_names: weights_names(get("weights_names"))?,
         })
     }
 }

@@ -8,9 +8,9 @@ use std::process::Command;
 
 use archscope::{analyze, check, exec, zoo, BuildOptions, Dtype};
 
-#[test]
-fn every_zoo_model_passes_check() {
-    for (name, _) in zoo::MODELS {
+/// `check` on each model: every figure of every layer agrees, receptive fields included.
+fn zoo_passes_check(models: &[&str]) {
+    for name in models {
         let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
         let a = analyze(&net, Dtype::F32).unwrap();
         let w = exec::init_weights(&net, 0).unwrap();
@@ -27,6 +27,100 @@ fn every_zoo_model_passes_check() {
         assert_eq!(report.rf_skipped, None, "{name}");
         assert!(report.rf_compared() > 0, "{name}");
     }
+}
+
+/// The zoo in groups of a few seconds each (one test per group, so that tests run side by
+/// side and none runs long); `the_check_groups_cover_the_zoo` proves they cover every model.
+const CHECK_GROUPS: &[&[&str]] = &[
+    &["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+    &[
+        "resnext50_32x4d",
+        "wide_resnet50_2",
+        "resnet50_v2",
+        "alexnet",
+    ],
+    &["vgg11", "vgg11_bn", "vgg13", "vgg13_bn"],
+    &["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
+    &[
+        "densenet121",
+        "densenet169",
+        "densenet201",
+        "googlenet",
+        "inception_v3",
+    ],
+    &[
+        "mobilenet_v1",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "shufflenet_v2_x1_0",
+        "squeezenet1_0",
+        "squeezenet1_1",
+        "lenet5",
+        "mlp3",
+        "sobel",
+    ],
+    &["fcn_resnet50", "deeplabv3_resnet50"],
+    &["unet"],
+    &["yolov1"],
+];
+
+#[test]
+fn the_check_groups_cover_the_zoo() {
+    let mut grouped: Vec<&str> = CHECK_GROUPS
+        .iter()
+        .flat_map(|g| g.iter().copied())
+        .collect();
+    grouped.sort_unstable();
+    let mut zoo: Vec<&str> = zoo::MODELS.iter().map(|(name, _)| *name).collect();
+    zoo.sort_unstable();
+    assert_eq!(grouped, zoo);
+}
+
+#[test]
+fn zoo_passes_check_resnets() {
+    zoo_passes_check(CHECK_GROUPS[0]);
+}
+
+#[test]
+fn zoo_passes_check_resnet_variants_and_alexnet() {
+    zoo_passes_check(CHECK_GROUPS[1]);
+}
+
+#[test]
+fn zoo_passes_check_vgg11_13() {
+    zoo_passes_check(CHECK_GROUPS[2]);
+}
+
+#[test]
+fn zoo_passes_check_vgg16_19() {
+    zoo_passes_check(CHECK_GROUPS[3]);
+}
+
+#[test]
+fn zoo_passes_check_densenets_and_inceptions() {
+    zoo_passes_check(CHECK_GROUPS[4]);
+}
+
+#[test]
+fn zoo_passes_check_mobile_and_small() {
+    zoo_passes_check(CHECK_GROUPS[5]);
+}
+
+#[test]
+fn zoo_passes_check_segmentation() {
+    zoo_passes_check(CHECK_GROUPS[6]);
+}
+
+#[test]
+fn zoo_passes_check_unet() {
+    zoo_passes_check(CHECK_GROUPS[7]);
+}
+
+#[test]
+fn zoo_passes_check_yolov1() {
+    zoo_passes_check(CHECK_GROUPS[8]);
 }
 
 #[test]
@@ -165,4 +259,238 @@ fn sobel_finds_a_known_edge() {
     // pixels, where both derivatives respond, are brightest (255).
     assert_eq!(edges.pixels().map(|p| p.0[0]).max(), Some(255));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---- torchvision's own weights (scripts/torchvision_weights.py) ----
+
+fn data(file: &str) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// FNV-1a, 32 bits (scripts/torchvision_weights.py `fnv1a32`).
+fn fnv1a32(name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The script's `formula`: the same float32 values, bit for bit (integer arithmetic, then
+/// exact scalings by powers of two and one correctly rounded square root).
+fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let h = u64::from(fnv1a32(name));
+    (0..n as u64)
+        .map(|i| {
+            let x = (i.wrapping_mul(2_654_435_761) & 0xffff_ffff) ^ h;
+            let u = x as f64 * 2.0 / 4_294_967_296.0 - 1.0;
+            let v = if name.ends_with("running_var") {
+                1.0 + 0.5 * u
+            } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                0.1 * u
+            } else if shape.len() >= 2 {
+                u * (3.0 / (n / shape[0]) as f64).sqrt()
+            } else {
+                1.0 + 0.1 * u
+            };
+            v as f32
+        })
+        .collect()
+}
+
+/// A safetensors file holding `tensors` (name, shape, dtype as torch names it), float ones
+/// filled by `formula`, integer ones (`num_batches_tracked`) zero.
+fn safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, dtype)| match dtype.as_str() {
+            "float32" => {
+                let b = formula(name, shape)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                (name.clone(), shape.clone(), Dtype::F32, b)
+            }
+            "int64" => {
+                let n: usize = shape.iter().product();
+                (name.clone(), shape.clone(), Dtype::I64, vec![0u8; 8 * n])
+            }
+            other => panic!("{name}: dtype {other} in the reference"),
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, &None).unwrap()
+}
+
+/// A safetensors file holding `tensors` (name, shape, dtype as torch names it), every value
+/// zero: the header written by hand (the format's documented layout: an 8-byte little-endian
+/// length, the JSON header, the data), the data allocated zeroed, so that the 30 models' 1.3
+/// billion values cost no more than the reader's conversion.
+fn zero_safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape, dtype) in tensors {
+        let (code, size) = match dtype.as_str() {
+            "float32" => ("F32", 4),
+            "int64" => ("I64", 8),
+            other => panic!("{name}: dtype {other} in the reference"),
+        };
+        let bytes = size * shape.iter().product::<usize>();
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": code, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut file = vec![0u8; 8 + text.len() + offset];
+    file[..8].copy_from_slice(&(text.len() as u64).to_le_bytes());
+    file[8..8 + text.len()].copy_from_slice(text.as_bytes());
+    file
+}
+
+/// (name, shape, dtype) of every tensor of a torchvision model's state dict.
+fn state_dict(m: &serde_json::Value) -> Vec<(String, Vec<usize>, String)> {
+    m.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let shape = t[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            (
+                t[0].as_str().unwrap().to_string(),
+                shape,
+                t[2].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
+    // tests/data/torchvision_weights.json: the names, shapes and dtypes of each torchvision
+    // model's `state_dict()` (scripts/torchvision_weights.py reference). A file with exactly
+    // those tensors loads through `run --weights`' reader: none missing (an error), none left
+    // over (an error too), and every layer gets tensors of its shapes.
+    let doc = data("torchvision_weights.json");
+    let models = doc["models"].as_object().unwrap();
+    let mut torchvision_in_zoo = 0;
+    for (name, _) in zoo::MODELS {
+        let Some(m) = models.get(*name) else {
+            continue;
+        };
+        torchvision_in_zoo += 1;
+        let tensors = state_dict(m);
+        let file = zero_safetensors_file(&tensors);
+        let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
+        let w = exec::load_safetensors(&net, &file, "x.safetensors")
+            .unwrap_or_else(|d| panic!("{name}: {d}"));
+        // Every float tensor of the state dict is a weight of some layer.
+        let floats = tensors.iter().filter(|t| t.2 == "float32").count();
+        let loaded: usize = w.per_node.iter().map(|v| v.len()).sum();
+        assert_eq!(loaded, floats, "{name}");
+    }
+    // Every model the reference measured is in the zoo (torch_reference.py's list).
+    assert_eq!(torchvision_in_zoo, models.len());
+    assert_eq!(models.len(), 30);
+}
+
+#[test]
+fn torchvision_weights_land_where_pytorch_puts_them() {
+    // tests/data/torchvision_weights_values.json: PyTorch's logits of torchvision's own model
+    // with every state-dict tensor set by `formula` (by name) on a formula input. The same
+    // tensors, under the same names, loaded by name into the zoo model and run by the
+    // inference plan (what `run` uses), give the same logits: a tensor in the wrong layer, or
+    // a running mean taken for a variance, would not.
+    let doc = data("torchvision_weights_values.json");
+    let names = data("torchvision_weights.json");
+    let shape: Vec<usize> = doc["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
+    let models = doc["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2);
+    for (name, want) in models {
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let opts = BuildOptions {
+            input: Some(shape[1..].iter().map(|&d| d as u64).collect()),
+            ..BuildOptions::default()
+        };
+        let net = zoo::build(name, &opts).unwrap().unwrap();
+        let file = safetensors_file(&state_dict(&names["models"][name]));
+        let w = exec::load_safetensors(&net, &file, "x.safetensors").unwrap();
+        let r = exec::run_planned(
+            &net,
+            &w,
+            &exec::plan(&net, &w),
+            std::slice::from_ref(&x),
+            None,
+        )
+        .unwrap();
+        let got = &r.outputs[0].data;
+        assert_eq!(got.len(), want.len(), "{name}");
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4 * scale, "{name}: max |Δ| {worst} of {scale}");
+    }
+}
+
+#[test]
+fn a_missing_tensor_names_the_nearest_one_of_its_kind_and_shape() {
+    // resnet18's torchvision state dict with `layer1.0.bn1.*` written as `layer1.0.bn_1.*`:
+    // the zoo layer `layer1.0.conv1.bn` reads `layer1.0.bn1.weight` (its `weights_names:`
+    // entry), misses it, and points at `layer1.0.bn_1.weight` — one character off in one
+    // component — not at a tensor of another shape or kind.
+    let doc = data("torchvision_weights.json");
+    let tensors: Vec<_> = state_dict(&doc["models"]["resnet18"])
+        .into_iter()
+        .map(|(n, s, d)| (n.replace("layer1.0.bn1.", "layer1.0.bn_1."), s, d))
+        .collect();
+    let file = safetensors_file(&tensors);
+    let net = zoo::build("resnet18", &BuildOptions::default())
+        .unwrap()
+        .unwrap();
+    let err = exec::load_safetensors(&net, &file, "r18.safetensors").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("r18.safetensors has no tensor `layer1.0.bn1.weight` (shape [64])"),
+        "{text}"
+    );
+    assert_eq!(err.layer.as_deref(), Some("layer1.0.conv1.bn"));
+    assert!(
+        err.help
+            .as_deref()
+            .unwrap()
+            .contains("nearest tensor of that shape is `layer1.0.bn_1.weight`"),
+        "{:?}",
+        err.help
+    );
 }

@@ -922,3 +922,125 @@ fn image_errors_in_words() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn receptive_field_work_limit() {
+    // `check` measures receptive fields by running every layer on indicator images (one per
+    // input row and per column): the work is images × the pixels of the input and of every
+    // layer's output, bounded in all by 2^32 elements, checked before anything is allocated.
+    assert_eq!(archscope::exec::reach::MAX_REACH_WORK, 1 << 36);
+    let dir = scratch("reach");
+    // The work of one image: the pixels of the input and of each layer's output, and the FLOPs
+    // of each layer's one-channel copy. 810 9×9 convolutions (padding 4) on 64×64: each
+    // 4,096 pixels + 2·81·4,096 FLOPs = 667,648, so 4,096 + 810 · 667,648 = 540,798,976 per
+    // image; 64 + 64 = 128 images: 69,222,268,928, over 2^36 = 68,719,476,736.
+    let deep = dir.join("deep.yaml");
+    std::fs::write(
+        &deep,
+        "inputs: {x: [1, 64, 64]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 9, padding: 4, repeat: 810}\n",
+    )
+    .unwrap();
+    let p = deep.to_str().unwrap();
+    let err = assert_rejected(
+        &["check", p],
+        "would take 69222268928 operations (128 indicator images × 540798976 each",
+    );
+    assert!(
+        err.contains("over the bound of 2^36 (`exec::reach::MAX_REACH_WORK`)"),
+        "{err}"
+    );
+    // The largest sample that fits: 2^36 / 540,798,976 / 2 = 63 rows and 63 columns.
+    assert!(err.contains("`--rf-sample 63`"), "{err}");
+    // A sample of 2 rows and 2 columns (the first and the last) measures, and agrees with the
+    // analysis.
+    let out = archscope(&["check", p, "--rf-sample", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}\n{text}", stderr(&out));
+    assert!(text.contains("811 layers, 0 disagree"), "{text}");
+    assert!(
+        stderr(&out).contains("compared on 811 of 811 layers"),
+        "{}",
+        stderr(&out)
+    );
+    // 0 skips the measurement, and says so; 1 is no sample.
+    let out = archscope(&["check", p, "--rf-sample", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("receptive fields not measured: --rf-sample 0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_rejected(&["check", p, "--rf-sample", "1"], "at least 2 rows");
+    // 100,000 3×3 ones on 128×128 (a file of a hundred bytes): 16,384 + 100,000 · (16,384 +
+    // 2·9·16,384) = 31,129,616,384 per image, 256 images. Even a sample of 2 rows and 2 columns is
+    // over the bound, and the message says so before anything runs.
+    std::fs::write(
+        &deep,
+        "inputs: {x: [1, 128, 128]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 3, padding: 1, repeat: 100000}\n",
+    )
+    .unwrap();
+    let err = assert_rejected(&["check", p], "would take 7969181794304 operations");
+    assert!(
+        err.contains("`--rf-sample 0` skips the measurement (even a sample of 2"),
+        "{err}"
+    );
+    // A window's taps count: one 255×255 convolution on 512×512 (258×258 out) is 262,144 +
+    // 66,564 · (1 + 2·65,025) = 8,656,976,908 per image: over the bound with all 1,024 images,
+    // although its pixels alone would not be.
+    std::fs::write(
+        &deep,
+        "inputs: {x: [1, 512, 512]}\nnodes:\n  - {id: c, op: conv, out: 1, kernel: 255}\n",
+    )
+    .unwrap();
+    assert_rejected(&["check", p], "(1024 indicator images × 8656976908 each");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn weights_names_limits_and_mistakes() {
+    // At most 1,024 rules (each layer with weights is matched against every rule).
+    assert_eq!(archscope::spec::MAX_WEIGHTS_NAMES, 1024);
+    let head = "inputs: {x: [3, 8, 8]}\nnodes:\n  - {id: c, op: conv, out: 4, kernel: 3}\n";
+    let rules = |n: usize| -> String {
+        let mut t = format!("{head}weights_names:\n  c: conv\n");
+        for i in 1..n {
+            t.push_str(&format!("  d{i}: e{i}\n"));
+        }
+        t
+    };
+    // 1,024 rules are read (the 1,023 that match no layer are then reported) …
+    let e = build(&rules(1024)).unwrap_err().to_string();
+    assert!(
+        e.contains("the `weights_names:` rule for `d1` matches no layer that has weights"),
+        "{e}"
+    );
+    // … 1,025 are not.
+    let e = build(&rules(1025)).unwrap_err().to_string();
+    assert!(
+        e.contains("`weights_names` has 1025 rules; at most 1024"),
+        "{e}"
+    );
+    // A pattern with more `*` than its name, a component that is no name, two layers on one
+    // name: each located, with the fix.
+    let e = build(&format!("{head}weights_names:\n  \"*\": conv\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`*` has 1 `*` but its tensor name `conv` has 0"),
+        "{e}"
+    );
+    assert!(e.contains("m.yaml:5:8"), "{e}");
+    let e = build(&format!("{head}weights_names:\n  c: conv-1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`conv-1` is not a valid tensor-name prefix: component `conv-1`"),
+        "{e}"
+    );
+    let two = "inputs: {x: [3, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 4, kernel: 3}\n  - {id: b, op: conv, out: 4, kernel: 3}\nweights_names:\n  a: b\n";
+    let e = build(two).unwrap_err().to_string();
+    assert!(
+        e.contains("layers `a` and `b` would both read their tensors as `b.…`"),
+        "{e}"
+    );
+}

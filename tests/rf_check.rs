@@ -267,3 +267,82 @@ fn a_spatial_slice_is_a_crop() {
     let (_, t) = figures.iter().find(|(name, _)| name == "t").unwrap();
     assert!(t.ok() && t.analysed != NOT_COMPARED, "{t:?}");
 }
+
+#[test]
+fn a_sample_of_rows_and_columns_is_compared_at_the_lit_ones() {
+    // `--rf-sample N` lights N rows (and N columns) spread evenly, first and last included:
+    // round(i·(len − 1)/(N − 1)); 224 rows, 4 of them: 0, 74.3 → 74, 148.7 → 149, 223.
+    assert_eq!(reach::spread(224, 4), vec![0, 74, 149, 223]);
+    assert_eq!(reach::spread(5, 9), vec![0, 1, 2, 3, 4]);
+    // A unit whose lattice is rows 10–20, with rows 0, 8, 16, 24 lit: the first and last lit
+    // row inside is 16, and row 8 (outside) must not reach it.
+    let lit: &[u32] = &[0, 8, 16, 24];
+    assert!(check::unit_agrees_lit(
+        (10, 20),
+        Some((16, 16)),
+        100,
+        Some(lit)
+    ));
+    assert!(!check::unit_agrees_lit(
+        (10, 20),
+        Some((8, 16)),
+        100,
+        Some(lit)
+    ));
+    assert!(!check::unit_agrees_lit((10, 20), None, 100, Some(lit)));
+    // Rows 10–14 hold no lit row: the unit is reached by none.
+    assert!(check::unit_agrees_lit((10, 14), None, 100, Some(lit)));
+    assert!(!check::unit_agrees_lit(
+        (10, 14),
+        Some((16, 16)),
+        100,
+        Some(lit)
+    ));
+    // A 3×3 convolution (padding 1) on 16×16, rows 0, 5, 10, 15 lit: unit u reads u−1..u+1,
+    // so unit 5 is reached by row 5 alone and units 2 and 3 by none. An analysis that claimed
+    // a 5×5 field (u−2..u+2) expects row 0 to reach unit 2 (rows 0–4, inside the input):
+    // caught, at unit 2.
+    let n = net(
+        "inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: c, op: conv, out: 2, kernel: 3, padding: 1}\n",
+    );
+    let m = reach::measure_sampled(&n, Some(4)).unwrap();
+    assert_eq!(m.lit, [vec![0, 5, 10, 15], vec![0, 5, 10, 15]]);
+    let r = m.layers[1].as_ref().unwrap();
+    assert_eq!(r.rows[5], Some((5, 5)));
+    assert_eq!(r.rows[3], None);
+    assert_eq!(r.rows[4], Some((5, 5)));
+    assert_eq!(r.rows[0], Some((0, 0)));
+    let mut a = analyze(&n, Dtype::F32).unwrap();
+    let w = exec::init_weights(&n, 0).unwrap();
+    let good = check::check_sampled(&n, &a, &w, 0, Some(4)).unwrap();
+    assert_eq!(good.failures(), 0);
+    assert_eq!(good.rf_compared(), 2); // the input `x` and `c`
+    a.layers[1].rf.as_mut().unwrap().axes[0].size += archscope::receptive::Q::from(2);
+    let bad = check::check_sampled(&n, &a, &w, 0, Some(4)).unwrap();
+    assert_eq!(bad.disagreements(), vec![("c", vec!["receptive field"])]);
+    assert_eq!(bad.rows[1].rf.measured, "unit (2, 8): rows none");
+    assert_eq!(bad.rows[1].rf.analysed, "unit (2, 8): rows 0–4");
+}
+
+#[test]
+fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
+    // The sampled comparison on the zoo's dilated backbones (a lit row inside a dilated
+    // field's lattice could in principle fall between its taps) and its largest inputs.
+    // Only the fields: `check_sampled` compares them the same way (`rf_figure_lit`).
+    for (name, sample) in [("deeplabv3_resnet50", 29), ("unet", 16), ("yolov1", 16)] {
+        let n = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
+        let a = analyze(&n, Dtype::F32).unwrap();
+        let m = reach::measure_sampled(&n, Some(sample)).unwrap();
+        assert!(
+            m.lit[0].len() == sample && m.lit[1].len() == sample,
+            "{name}"
+        );
+        let mut compared = 0;
+        for (k, layer) in a.layers.iter().enumerate() {
+            let f = check::rf_figure_lit(layer.rf.as_ref(), m.layers[k].as_ref(), m.input, &m.lit);
+            assert!(f.ok(), "{name}: {}: {f:?}", layer.name);
+            compared += usize::from(f.analysed != NOT_COMPARED);
+        }
+        assert!(compared > 0, "{name}");
+    }
+}

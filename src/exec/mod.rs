@@ -216,8 +216,9 @@ impl Tensor {
 /// How a weight tensor is initialised.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Init {
-    /// He (Kaiming) normal for ReLU networks: N(0, 2/fan_in), which keeps activations finite
-    /// and non-vanishing through deep stacks (checked on resnet152).
+    /// He (Kaiming) uniform for ReLU networks: U(−√(6/fan_in), √(6/fan_in)), variance
+    /// 2/fan_in, which keeps activations finite and non-vanishing through deep stacks (checked
+    /// on resnet152).
     Kaiming {
         fan_in: usize,
     },
@@ -341,24 +342,32 @@ impl Weights {
 }
 
 /// SplitMix64: a tiny, well-known deterministic generator (seeded per tensor by its name).
+/// Its state after `k` steps is `seed + k·γ`, so element `i` of a tensor is computed on its own
+/// ([`SplitMix::at`]): tensors are filled in parallel chunks with the same values at any thread
+/// count.
 struct SplitMix(u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    /// Uniform in (0, 1).
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(Self::GAMMA);
+        Self::mix(self.0)
     }
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    /// The `i`-th output (0-based) of the generator seeded with `seed`.
+    fn at(seed: u64, i: u64) -> u64 {
+        Self::mix(seed.wrapping_add(Self::GAMMA.wrapping_mul(i.wrapping_add(1))))
+    }
+    /// Uniform in (0, 1).
+    fn to_unit(x: u64) -> f64 {
+        ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn unit(&mut self) -> f64 {
+        Self::to_unit(self.next())
     }
 }
 
@@ -418,9 +427,22 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
             Init::Constant(c) => vec![*c; n],
             Init::Fixed(v) => v.clone(),
             Init::Kaiming { fan_in } => {
-                let std = (2.0 / (*fan_in).max(1) as f64).sqrt();
-                let mut rng = SplitMix(seed_for(seed, &name));
-                (0..n).map(|_| (rng.normal() * std) as f32).collect()
+                // Uniform in (−a, a) with a = √(6/fan_in): variance a²/3 = 2/fan_in.
+                use rayon::prelude::*;
+                let a = (6.0 / (*fan_in).max(1) as f64).sqrt();
+                let s = seed_for(seed, &name);
+                let mut data = vec![0f32; n];
+                const CHUNK: usize = 1 << 16;
+                data.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(c, part)| {
+                        let i0 = (c * CHUNK) as u64;
+                        for (j, v) in part.iter_mut().enumerate() {
+                            let u = SplitMix::to_unit(SplitMix::at(s, i0 + j as u64));
+                            *v = ((2.0 * u - 1.0) * a) as f32;
+                        }
+                    });
+                data
             }
         };
         tensors.push(Tensor::new(spec.shape.clone(), data));
@@ -454,37 +476,19 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
             .help("write it with safetensors' save_file (Python: safetensors.torch.save_file(model.state_dict(), path))")
     })?;
     let mut per_node = Vec::with_capacity(net.nodes.len());
-    for node in &net.nodes {
+    for (k, node) in net.nodes.iter().enumerate() {
         let mut tensors = Vec::new();
         for spec in node.layer.weights() {
-            let name = format!("{}.{}", node.name, spec.name);
+            let name = format!("{}.{}", net.tensor_prefix[k], spec.name);
             if let Init::Fixed(v) = &spec.init {
                 if spec.kind == WeightKind::Frozen && st.tensor(&name).is_err() {
                     tensors.push(Tensor::new(spec.shape.clone(), v.clone()));
                     continue;
                 }
             }
-            let view = st.tensor(&name).map_err(|_| {
-                let mut names: Vec<&str> = st.names().into_iter().map(|s| s.as_str()).collect();
-                names.sort_unstable();
-                let mut d = Diagnostic::new(format!(
-                    "{file} has no tensor `{name}` (shape {:?})",
-                    spec.shape
-                ))
-                .layer(&node.name);
-                if let Some(s) = crate::error::did_you_mean(&name, names.iter().copied()) {
-                    d = d.help(format!(
-                        "did you mean `{s}`? tensors are named by layer path + .{}",
-                        spec.name
-                    ));
-                } else {
-                    d = d.help(format!(
-                        "tensors are named by layer path + `.{}` (see `archscope summary`)",
-                        spec.name
-                    ));
-                }
-                d
-            })?;
+            let view = st
+                .tensor(&name)
+                .map_err(|_| missing_tensor(&st, &name, &spec, net, k, file))?;
             if view.shape() != spec.shape.as_slice() {
                 return Err(Diagnostic::new(format!(
                     "tensor `{name}` in {file} has shape {:?}, but the layer needs {:?}",
@@ -518,11 +522,12 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     let used: std::collections::HashSet<String> = net
         .nodes
         .iter()
-        .flat_map(|n| {
+        .zip(&net.tensor_prefix)
+        .flat_map(|(n, prefix)| {
             n.layer
                 .weights()
                 .into_iter()
-                .map(move |s| format!("{}.{}", n.name, s.name))
+                .map(move |s| format!("{prefix}.{}", s.name))
         })
         .collect();
     let mut unused: Vec<&String> = st
@@ -532,20 +537,15 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
         .collect();
     unused.sort();
     if let Some(first) = unused.first() {
-        let mut wanted: Vec<&str> = used.iter().map(|s| s.as_str()).collect();
-        wanted.sort_unstable();
-        let mut d = Diagnostic::new(format!(
+        // Every tensor the model reads was found: the rest belong to layers it does not have.
+        return Err(Diagnostic::new(format!(
             "{file} has {} tensor(s) that no layer uses, e.g. `{first}`",
             unused.len()
-        ));
-        if let Some(s) = crate::error::did_you_mean(first, wanted.iter().copied()) {
-            d = d.help(format!(
-                "did you mean `{s}`? tensors are named by layer path + .weight, .bias, …"
-            ));
-        } else {
-            d = d.help("tensors are named by layer path (see `archscope summary`) + .weight, .bias, .running_mean, .running_var");
-        }
-        return Err(d);
+        ))
+        .help(format!(
+            "this model reads {} tensors, all found; the others belong to layers it does not have (a torchvision checkpoint's auxiliary classifiers: write the file with scripts/torchvision_weights.py export, which drops them)",
+            used.len()
+        )));
     }
     Ok(Weights { per_node })
 }
@@ -577,6 +577,72 @@ pub fn safetensors_byte_limit(net: &Network) -> u64 {
         }
     }
     n
+}
+
+/// The error for a tensor `name` that the file lacks, with the file's tensor most like it: of
+/// the same kind (last component: `weight`, `bias`, …) and shape, the least edit distance over
+/// dotted components (a component replaced costs its own character distance over its length,
+/// so `conv1.bn.weight` is nearest `bn1.weight`, not `conv1.weight` of another shape).
+fn missing_tensor(
+    st: &safetensors::SafeTensors,
+    name: &str,
+    spec: &WeightSpec,
+    net: &Network,
+    k: usize,
+    file: &str,
+) -> Diagnostic {
+    let node = &net.nodes[k];
+    let mapped = if net.tensor_prefix[k] != node.name {
+        " (the model's `weights_names:` maps the layer to it)"
+    } else {
+        ""
+    };
+    let d = Diagnostic::new(format!(
+        "{file} has no tensor `{name}` (shape {:?}){mapped}",
+        spec.shape
+    ))
+    .layer(&node.name);
+    let want: Vec<&str> = name.split('.').collect();
+    let mut best: Option<(f64, &str)> = None;
+    for (cand, view) in st.iter() {
+        if view.shape() != spec.shape.as_slice() || cand.len() > 1024 {
+            continue;
+        }
+        let parts: Vec<&str> = cand.split('.').collect();
+        if parts.last() != want.last() {
+            continue;
+        }
+        let dist = component_distance(&want, &parts);
+        if best.is_none_or(|(b, c)| dist < b || (dist == b && cand < c)) {
+            best = Some((dist, cand));
+        }
+    }
+    match best {
+        Some((_, s)) => d.help(format!(
+            "the file's nearest tensor of that shape is `{s}`; tensors are read as the layer's name (or its `weights_names:` entry) + `.{}`",
+            spec.name
+        )),
+        None => d.help(format!(
+            "the file has no `.{}` tensor of shape {:?}: is it written for another model? (see `archscope summary` for the layers; scripts/torchvision_weights.py writes torchvision's weights)",
+            spec.name, spec.shape
+        )),
+    }
+}
+
+/// Edit distance between two dotted names, component by component: inserting or deleting a
+/// component costs 1, replacing one costs its character edit distance over the longer length.
+fn component_distance(a: &[&str], b: &[&str]) -> f64 {
+    let mut prev: Vec<f64> = (0..=b.len()).map(|j| j as f64).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![(i + 1) as f64; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let longer = ca.chars().count().max(cb.chars().count()).max(1);
+            let sub = crate::error::edit_distance(ca, cb) as f64 / longer as f64;
+            cur[j + 1] = (prev[j] + sub).min(prev[j + 1] + 1.0).min(cur[j] + 1.0);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn f16_to_f32(h: u16) -> f32 {

@@ -11,7 +11,11 @@
 //! them are the measured bounds. Only the model's first input is indicated, and only when it is
 //! `N×C×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
 //! depends on one, is not measured. The batch is split into chunks that keep every tensor
-//! under 2^24 elements, so memory stays bounded whatever the input size.
+//! under 2^24 elements, so memory stays bounded whatever the input size, and outputs reuse the
+//! buffers of dead tensors. The total work is bounded too ([`MAX_REACH_WORK`]): a measurement
+//! that would exceed it is an error that says so, and a sample of rows and columns
+//! ([`measure_sampled`], `check --rf-sample N`) lights only those, evenly spaced, first and
+//! last included.
 
 use rayon::prelude::*;
 
@@ -20,10 +24,12 @@ use crate::error::Diagnostic;
 use crate::graph::Network;
 use crate::layers::Collapsed;
 
-/// Most elements a measurement may indicate in all: `H·W·(H + W)` (the input pixels of both
-/// batches), about a 1290×1290 input. Larger inputs are not measured (the run's cost grows as
-/// the cube of the side).
-pub const MAX_REACH_ELEMENTS: u64 = 1 << 32;
+/// Most work a measurement may take in all: indicator images (lit rows + lit columns) times
+/// the work of one ([`image_work`]: the pixels of the input and of every layer's output and
+/// the FLOPs of the one-channel copies). A measurement over the bound is an error suggesting
+/// a sample (`check --rf-sample N`). Every zoo model is within it with every row and column
+/// lit (`tests/exec.rs`).
+pub const MAX_REACH_WORK: u64 = 1 << 36;
 
 /// Elements of one chunk's largest tensor (64 MiB of f32).
 const CHUNK_ELEMENTS: usize = 1 << 24;
@@ -47,15 +53,111 @@ pub struct Measured {
     pub input: [usize; 2],
     /// Why nothing was measured (`layers` is then all `None`).
     pub skipped: Option<String>,
+    /// The input rows and the input columns that were lit (all of them, or a sample), in
+    /// increasing order: a unit's bounds are the first and last of these that reach it.
+    pub lit: [Vec<u32>; 2],
 }
 
-/// Measures the receptive field of every layer of `net` (see the module documentation).
+/// `n` indices evenly spread over `0..len`, first and last included (all of them when
+/// `n ≥ len`).
+pub fn spread(len: usize, n: usize) -> Vec<u32> {
+    if n >= len || len <= 1 {
+        return (0..len as u32).collect();
+    }
+    let n = n.max(2);
+    let mut v: Vec<u32> = (0..n)
+        .map(|i| ((i as u128 * (len as u128 - 1) + (n as u128 - 1) / 2) / (n as u128 - 1)) as u32)
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Measures the receptive field of every layer of `net`, lighting every input row and column
+/// (see the module documentation).
 pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
+    measure_sampled(net, None)
+}
+
+/// The error when measuring `net`'s receptive fields on `sample` rows and columns (`None`:
+/// all) would take more than [`MAX_REACH_WORK`]: indicator images times [`image_work`].
+/// Nothing is measured on a model whose first input is not `N×C×H×W`, and `Some(0)` measures
+/// nothing: both are within the bound.
+pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic> {
+    if sample == Some(1) {
+        return Err(Diagnostic::new(
+            "`--rf-sample 1`: a sample lights at least 2 rows and 2 columns (the first and the last)",
+        )
+        .help("give 2 or more, or 0 to skip the receptive-field measurement"));
+    }
+    let Some(first) = net.nodes.iter().position(|node| node.inputs.is_empty()) else {
+        return Ok(());
+    };
+    let shape = &net.nodes[first].out_shapes[0].0;
+    if shape.len() != 4 || sample == Some(0) {
+        return Ok(());
+    }
+    let lit = |len: u64| sample.map_or(len, |s| (s as u64).min(len));
+    let images = lit(shape[2]).saturating_add(lit(shape[3]));
+    let per_image = image_work(net);
+    let work = images.saturating_mul(per_image);
+    if work <= MAX_REACH_WORK {
+        return Ok(());
+    }
+    let fit = MAX_REACH_WORK / per_image.max(1) / 2;
+    let help = if fit >= 2 {
+        format!("measure a sample: `--rf-sample {fit}` lights {fit} rows and {fit} columns, evenly spaced, and fits; `--rf-sample 0` skips the measurement")
+    } else {
+        "`--rf-sample 0` skips the measurement (even a sample of 2 rows and 2 columns is over the bound)".to_string()
+    };
+    Err(Diagnostic::new(format!(
+        "measuring the receptive fields would take {work} operations ({images} indicator images × {per_image} each: the pixels of the input and of every layer's output, and the FLOPs of the layers' one-channel copies), over the bound of 2^36 (`exec::reach::MAX_REACH_WORK`)"
+    ))
+    .help(help))
+}
+
+/// The work of one indicator image: the pixels of the input and of every layer's output, and
+/// the FLOPs of each layer's one-channel copy ([`Collapsed::Layer`]) on one image (a window's
+/// taps included: a 255×255 kernel costs 65,025 per output pixel, not 1).
+fn image_work(net: &Network) -> u64 {
+    let one = |s: &crate::layers::Shape| {
+        let mut d = s.0.clone();
+        if d.len() == 4 {
+            d[0] = 1;
+            d[1] = 1;
+        }
+        crate::layers::Shape(d)
+    };
+    net.nodes
+        .iter()
+        .map(|node| {
+            let Some(out) = node.out_shapes.first().filter(|s| s.rank() == 4) else {
+                return 0;
+            };
+            let pixels = out.0[2].saturating_mul(out.0[3]);
+            let flops = match node.layer.collapsed() {
+                Collapsed::Layer(l) => {
+                    let ins: Vec<_> = node.in_shapes.iter().map(one).collect();
+                    l.output_shapes(&ins)
+                        .and_then(|outs| l.cost(&ins, &outs))
+                        .map_or(u64::MAX, |c| c.flops)
+                }
+                _ => 0,
+            };
+            pixels.saturating_add(flops)
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Measures the receptive field of every layer of `net`, lighting `sample` rows and `sample`
+/// columns evenly spread over the input ([`spread`]) or, with `None`, all of them. `Some(0)`
+/// measures nothing (the result says why).
+pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured, Diagnostic> {
     let n = net.nodes.len();
     let skip = |input: [usize; 2], why: String| Measured {
         layers: vec![None; n],
         input,
         skipped: Some(why),
+        lit: [Vec::new(), Vec::new()],
     };
     let Some(first) = net.nodes.iter().position(|node| node.inputs.is_empty()) else {
         return Ok(skip([0, 0], "the model has no input".into()));
@@ -69,17 +171,14 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
     }
     let (h, w) = (shape[2], shape[3]);
     let input = [h as usize, w as usize];
-    let indicated = h
-        .checked_mul(w)
-        .and_then(|p| p.checked_mul(h.checked_add(w)?));
-    if indicated.is_none_or(|e| e > MAX_REACH_ELEMENTS) {
-        return Ok(skip(
-            input,
-            format!(
-                "a {h}×{w} input is too large to indicate pixel by pixel (H·W·(H+W) over 2^32)"
-            ),
-        ));
+    if sample == Some(0) {
+        return Ok(skip(input, "--rf-sample 0".into()));
     }
+    let lit = [
+        spread(input[0], sample.unwrap_or(input[0])),
+        spread(input[1], sample.unwrap_or(input[1])),
+    ];
+    check_work(net, sample)?;
     let collapsed: Vec<Collapsed> = net
         .nodes
         .iter()
@@ -124,14 +223,21 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
     // Per layer and axis: (first, last) input index reaching each output unit.
     let mut bounds: Vec<[Vec<(u32, u32)>; 2]> = vec![[Vec::new(), Vec::new()]; n];
     let mut reached = vec![false; n];
+    // Dead tensors' buffers, reused by later outputs: at most four chunks' worth.
+    let mut recycler = super::Recycler {
+        on: true,
+        cap: 4 * 4 * CHUNK_ELEMENTS as u64,
+        ..Default::default()
+    };
     for axis in 0..2 {
-        let len = input[axis];
+        let len = lit[axis].len();
         for c0 in (0..len).step_by(chunk) {
             let b = chunk.min(len - c0);
+            let batch = &lit[axis][c0..c0 + b];
             let mut x = Tensor::zeros(&[b, 1, input[0], input[1]]);
             let pixels = input[0] * input[1];
-            for (i, img) in x.data.chunks_mut(pixels).enumerate() {
-                let lit = c0 + i;
+            for (img, &lit) in x.data.chunks_mut(pixels).zip(batch) {
+                let lit = lit as usize;
                 if axis == 0 {
                     img[lit * input[1]..(lit + 1) * input[1]].fill(1.0);
                 } else {
@@ -141,7 +247,7 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
                         .for_each(|v| *v = 1.0);
                 }
             }
-            graph.run(x, |k, t| {
+            graph.run(x, &mut recycler, |k, t| {
                 let name = &net.nodes[k].name;
                 let want = &net.nodes[k].out_shapes[0].0;
                 if t.shape.len() != 4 || want.len() != 4 {
@@ -165,9 +271,8 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
                 for (u, slot) in acc.iter_mut().enumerate() {
                     // Unit u along the axis, at the middle of the other axis.
                     let at = if axis == 0 { u * ow + ow / 2 } else { (oh / 2) * ow + u };
-                    for bi in 0..b {
+                    for (bi, &lit) in batch.iter().enumerate() {
                         if t.data[bi * p + at] != 0.0 {
-                            let lit = (c0 + bi) as u32;
                             slot.0 = slot.0.min(lit);
                             slot.1 = slot.1.max(lit);
                         }
@@ -196,6 +301,7 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
         layers,
         input,
         skipped: None,
+        lit,
     })
 }
 
@@ -215,6 +321,7 @@ impl Graph<'_> {
     fn run(
         &self,
         x: Tensor,
+        recycler: &mut super::Recycler,
         mut seen: impl FnMut(usize, &Tensor) -> Result<(), Diagnostic>,
     ) -> Result<(), Diagnostic> {
         let n = self.net.nodes.len();
@@ -274,7 +381,7 @@ impl Graph<'_> {
                                     aux_out: None,
                                     want_aux: false,
                                     epilogue: None,
-                                    recycled: None,
+                                    recycled: Some(&mut *recycler),
                                 };
                                 let mut outs = layer
                                     .forward(&ins, &self.weights[k], &mut ctx)
@@ -293,11 +400,15 @@ impl Graph<'_> {
             values[k] = outs;
             for &(src, _) in &node.inputs {
                 if self.last_use[src] == k {
-                    values[src] = None;
+                    for t in values[src].take().into_iter().flatten() {
+                        recycler.give(t.data);
+                    }
                 }
             }
             if self.last_use[k] == k {
-                values[k] = None;
+                for t in values[k].take().into_iter().flatten() {
+                    recycler.give(t.data);
+                }
             }
         }
         Ok(())
