@@ -16,7 +16,7 @@ use rayon::prelude::*;
 pub const MAXPOOL2D: OpType = OpType {
     name: "maxpool2d",
     aliases: &["maxpool", "max_pool2d"],
-    keys: &["kernel", "stride", "padding", "dilation", "ceil"],
+    keys: &["kernel", "stride", "padding", "dilation", "ceil", "functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_max,
@@ -33,6 +33,7 @@ pub const AVGPOOL2D: OpType = OpType {
         "ceil",
         "count_include_pad",
         "divisor_override",
+        "functional",
     ],
     arity: Arity::Exactly(1),
     fuses_bn: false,
@@ -43,7 +44,7 @@ pub const AVGPOOL2D: OpType = OpType {
 pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
     name: "adaptive_avgpool2d",
     aliases: &["adaptive_avgpool"],
-    keys: &["size"],
+    keys: &["size", "functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_adaptive_avg,
@@ -53,7 +54,7 @@ pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
 pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
     name: "adaptive_maxpool2d",
     aliases: &["adaptive_maxpool"],
-    keys: &["size"],
+    keys: &["size", "functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_adaptive_max,
@@ -63,7 +64,7 @@ pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
 pub const GLOBAL_AVGPOOL: OpType = OpType {
     name: "global_avgpool",
     aliases: &["gap"],
-    keys: &[],
+    keys: &["functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_global_avg,
@@ -73,7 +74,7 @@ pub const GLOBAL_AVGPOOL: OpType = OpType {
 pub const GLOBAL_MAXPOOL: OpType = OpType {
     name: "global_maxpool",
     aliases: &[],
-    keys: &[],
+    keys: &["functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_global_max,
@@ -90,6 +91,9 @@ struct Pool {
     ceil: bool,
     count_include_pad: bool,
     divisor_override: Option<u64>,
+    /// The PyTorch model calls `F.max_pool2d` / `F.avg_pool2d` rather than a module: same
+    /// shapes and costs, seen differently by module-hooking profilers (docs/COUNTING.md).
+    functional: bool,
 }
 
 fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -111,6 +115,7 @@ fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
             a.positive("divisor_override")?,
         )
     };
+    let functional = a.bool("functional", false)?;
     Ok(Box::new(Pool {
         max,
         kernel,
@@ -120,6 +125,7 @@ fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
         ceil,
         count_include_pad,
         divisor_override,
+        functional,
     }))
 }
 
@@ -211,7 +217,7 @@ impl Layer for Pool {
         Collapsed::Layer(Box::new(self.clone()))
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
+        (!self.functional).then_some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
     }
     fn forward(
         &self,
@@ -323,10 +329,11 @@ impl Layer for Pool {
     ) -> Result<u64, Diagnostic> {
         match c {
             // ptflops: numel(input) in the module hook, and again in its patched
-            // F.max_pool2d / F.avg_pool2d, which the module's forward calls.
-            Convention::Ptflops => mul(&[2, inputs[0].numel()?]),
-            // thop: numel(output) for average pooling, nothing for max pooling.
-            Convention::Thop if !self.max => outputs[0].numel(),
+            // F.max_pool2d / F.avg_pool2d, which the module's forward calls; a functional call
+            // only the latter.
+            Convention::Ptflops => mul(&[2 - u64::from(self.functional), inputs[0].numel()?]),
+            // thop (modules only): numel(output) for average pooling, nothing for max pooling.
+            Convention::Thop if !self.max && !self.functional => outputs[0].numel(),
             // fvcore has no rule for aten::max_pool2d / avg_pool2d.
             _ => Ok(0),
         }
@@ -356,6 +363,8 @@ impl Layer for Pool {
                 extra_bytes: if self.max { mul(&[y, 8])? } else { 0 },
             },
             view: false,
+            grad_views: vec![],
+            cublas: false,
         })
     }
 }
@@ -365,6 +374,9 @@ struct Adaptive {
     max: bool,
     /// None: global pooling (output 1×1).
     size: Option<[u64; 2]>,
+    /// The PyTorch model calls `F.adaptive_avg_pool2d` (or `F.adaptive_max_pool2d`) rather
+    /// than a module (docs/COUNTING.md).
+    functional: bool,
 }
 
 fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -374,7 +386,12 @@ fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Laye
     } else {
         Some(a.req_pair("size", "[7, 7]")?)
     };
-    Ok(Box::new(Adaptive { max, size }))
+    let functional = a.bool("functional", false)?;
+    Ok(Box::new(Adaptive {
+        max,
+        size,
+        functional,
+    }))
 }
 
 fn build_adaptive_avg(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -456,7 +473,7 @@ impl Layer for Adaptive {
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.max {
+        (!self.functional).then_some(if self.max {
             "AdaptiveMaxPool2d"
         } else {
             "AdaptiveAvgPool2d"
@@ -509,10 +526,12 @@ impl Layer for Adaptive {
         match (c, self.max) {
             // fvcore: numel(input) for aten::adaptive_avg_pool2d; no rule for the max form.
             (Convention::Fvcore, false) => x.numel(),
-            // ptflops: numel(input), twice (module hook + patched functional), max or average.
-            (Convention::Ptflops, _) => mul(&[2, x.numel()?]),
-            // thop: (prod(in/out) + 1) · numel(output) in float64, truncated; 0 for max.
-            (Convention::Thop, false) => Ok(thop_adaptive_avg(
+            // ptflops: numel(input), twice (module hook + patched functional), max or average;
+            // once for a functional call.
+            (Convention::Ptflops, _) => mul(&[2 - u64::from(self.functional), x.numel()?]),
+            // thop (modules only): (prod(in/out) + 1) · numel(output) in float64, truncated;
+            // 0 for max.
+            (Convention::Thop, false) if !self.functional => Ok(thop_adaptive_avg(
                 [x.0[2], x.0[3]],
                 [y.0[2], y.0[3]],
                 y.numel()?,
@@ -550,6 +569,8 @@ impl Layer for Adaptive {
             backward_flops: if input_grad { forward } else { 0 },
             saved,
             view: false,
+            grad_views: vec![],
+            cublas: false,
         })
     }
 }
