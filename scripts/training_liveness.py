@@ -20,6 +20,11 @@ not the CUDA figure; the CUDA peaks are in tests/data/train_memory_cuda.json. A 
 keeps it quick; the structure of the step does not depend on the batch.
 
     /tmp/torchenv/bin/python scripts/training_liveness.py resnet18 --batch 8 --optimizer adam
+
+Without a model, it runs the configurations of CONFIGS (the five models of
+tests/data/train_memory_cuda.json, at small batches) and writes
+tests/data/train_liveness_cpu.json, which tests/train_memory.rs compares with archscope's
+simulation (a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -45,29 +50,56 @@ OPTIMIZERS = {
 }
 
 
+# (model, batch, optimizer, H = W): models and optimizers of the CUDA reference, small batches.
+CONFIGS = [
+    ("resnet18", 8, "adam", 224),
+    ("alexnet", 8, "sgd", 224),
+    ("densenet121", 4, "sgd", 224),
+    ("vgg16", 4, "adam", 224),
+]
+
+
 def block(n: int) -> int:
     return 0 if n == 0 else (n + 511) // 512 * 512
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--out", default="tests/data/train_liveness_cpu.json")
     args = ap.parse_args()
+    if args.model:
+        print(json.dumps(measure(args.model, args.batch, args.optimizer, args.size, args.steps), indent=1))
+        return
+    runs = []
+    for model, batch, opt, size in CONFIGS:
+        r = measure(model, batch, opt, size, args.steps)
+        print(json.dumps(r), flush=True)
+        runs.append(r)
+    doc = {
+        "produced_with": {"torch": torch.__version__, "torchvision": torchvision.__version__},
+        "method": __doc__.split("\n\n")[1].replace("\n", " "),
+        "configs": runs,
+    }
+    with open(args.out, "w") as f:
+        f.write(json.dumps(doc, indent=1) + "\n")
 
+
+def measure(model_name: str, batch: int, optimizer: str, size: int, steps: int) -> dict:
     torch.manual_seed(0)
     kwargs = (
         {"aux_logits": False, "init_weights": False}
-        if args.model in ("googlenet", "inception_v3")
+        if model_name in ("googlenet", "inception_v3")
         else {}
     )
-    model = torchvision.models.get_model(args.model, weights=None, **kwargs).train()
-    opt = OPTIMIZERS[args.optimizer](list(model.parameters()))
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, 1000, (args.batch,))
+    model = torchvision.models.get_model(model_name, weights=None, **kwargs).train()
+    opt = OPTIMIZERS[optimizer](list(model.parameters()))
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch,))
     before = sum(block(t.numel() * t.element_size()) for t in model.parameters())
     before += sum(block(t.numel() * t.element_size()) for t in model.buffers())
     before += block(x.numel() * 4) + block(y.numel() * 8)
@@ -85,7 +117,7 @@ def main() -> None:
         record_shapes=True,
         with_stack=True,
     ) as prof:
-        for i in range(args.steps):
+        for i in range(steps):
             opt.zero_grad(set_to_none=True)
             with record_function(f"phase:forward:{i}"):
                 out = model(x)
@@ -132,24 +164,18 @@ def main() -> None:
     phase = next(
         ((name, step) for s, e, name, step in ranges if s <= peak[1] <= e), (None, None)
     )
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "batch": args.batch,
-                "input": [args.batch, 3, args.size, args.size],
-                "optimizer": args.optimizer,
-                "steps": args.steps,
-                "torch": torch.__version__,
-                "before_bytes": before,
-                "peak_bytes": before + peak[0],
-                "peak_phase": phase[0],
-                "peak_step": phase[1],
-                "at_peak_by_category": peak[2],
-            },
-            indent=1,
-        )
-    )
+    return {
+        "model": model_name,
+        "batch": batch,
+        "input": [batch, 3, size, size],
+        "optimizer": optimizer,
+        "steps": steps,
+        "before_bytes": before,
+        "peak_bytes": before + peak[0],
+        "peak_phase": phase[0],
+        "peak_step": phase[1],
+        "at_peak_by_category": peak[2],
+    }
 
 
 if __name__ == "__main__":

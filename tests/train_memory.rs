@@ -78,3 +78,59 @@ fn peak_within_ten_percent_of_every_cuda_measurement() {
     let median = e[e.len() / 2];
     assert!(median.abs() <= 0.05, "median error {:+.1} %", median * 100.0);
 }
+
+/// The liveness simulation against PyTorch's own memory profiler on the CPU
+/// (`tests/data/train_liveness_cpu.json`, `scripts/training_liveness.py`): the CPU runs no
+/// cuBLAS, so the estimate less its cuBLAS workspaces must be within ±1 % of each measured peak,
+/// in the same phase of the step.
+#[test]
+fn liveness_matches_the_cpu_memory_timeline() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_liveness_cpu.json");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let configs = r["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 4);
+    for c in configs {
+        let name = c["model"].as_str().unwrap();
+        let input: Vec<u64> = c["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let net = zoo::build(
+            name,
+            &BuildOptions {
+                batch: input[0],
+                input: Some(input[1..].to_vec()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let p = plan(
+            &net,
+            &Config {
+                dataset_size: 1000,
+                batch: input[0],
+                epochs: 1,
+                optimizer: Optimizer::parse(c["optimizer"].as_str().unwrap()).unwrap(),
+                dtype: Dtype::F32,
+                throughput_tflops: None,
+            },
+        )
+        .unwrap();
+        let peak = &p.memory.peak;
+        let est = peak.bytes - peak.live.cublas_workspaces;
+        let measured = c["peak_bytes"].as_u64().unwrap();
+        let err = est as f64 / measured as f64 - 1.0;
+        eprintln!(
+            "{name} batch {}: CPU timeline {measured}, estimate {est} ({:+.2} %), {}",
+            input[0],
+            err * 100.0,
+            peak.phase.name()
+        );
+        assert!(err.abs() <= 0.01, "{name}: {est} vs {measured}");
+        assert_eq!(peak.phase.name(), c["peak_phase"].as_str().unwrap(), "{name}");
+    }
+}

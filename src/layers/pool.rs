@@ -377,6 +377,9 @@ struct Adaptive {
     /// The PyTorch model calls `F.adaptive_avg_pool2d` (or `F.adaptive_max_pool2d`) rather
     /// than a module (docs/COUNTING.md).
     functional: bool,
+    /// `functional: mean` (global average pooling only): the model computes `x.mean([2, 3])`
+    /// (torchvision's ShuffleNetV2), which no profiler charges.
+    mean: bool,
 }
 
 fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -386,11 +389,37 @@ fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Laye
     } else {
         Some(a.req_pair("size", "[7, 7]")?)
     };
-    let functional = a.bool("functional", false)?;
+    // `functional`: false (a module), true (`F.adaptive_*_pool2d`), or, for global average
+    // pooling, `mean` (`x.mean([2, 3])`).
+    let (functional, mean) = match a.raw("functional")? {
+        None => (false, false),
+        Some(v) => match (v.as_str(), global && !max) {
+            (Some("mean"), true) => (true, true),
+            (Some(_), _) => {
+                return Err(Diagnostic::new(format!(
+                    "`functional: {v}` is not true or false{}",
+                    if global && !max {
+                        " or `mean`"
+                    } else {
+                        ""
+                    }
+                ))
+                .at(&v.path)
+                .help(if global && !max {
+                    "write `functional: true` for F.adaptive_avg_pool2d, `functional: mean` for \
+                     x.mean([2, 3])"
+                } else {
+                    "write `functional: true` when the model calls the function, not a module"
+                }))
+            }
+            (None, _) => (crate::layers::attrs_bool(&v, "functional")?, false),
+        },
+    };
     Ok(Box::new(Adaptive {
         max,
         size,
         functional,
+        mean,
     }))
 }
 
@@ -524,6 +553,8 @@ impl Layer for Adaptive {
     ) -> Result<u64, Diagnostic> {
         let (x, y) = (&inputs[0], &outputs[0]);
         match (c, self.max) {
+            // A mean (`x.mean([2, 3])`): no tool has a rule for aten::mean or patches it.
+            _ if self.mean => Ok(0),
             // fvcore: numel(input) for aten::adaptive_avg_pool2d; no rule for the max form.
             (Convention::Fvcore, false) => x.numel(),
             // ptflops: numel(input), twice (module hook + patched functional), max or average;
