@@ -969,4 +969,62 @@ mod tests {
         let r = one.backward_flops as f64 / one.forward_flops as f64;
         assert!((1.8..2.1).contains(&r), "{r}");
     }
+
+    #[test]
+    fn peak_of_a_tiny_mlp_by_hand() {
+        // x: 2×8 → fc1 (4, bias) → relu → fc2 (2, bias), batch 2, f32, SGD. Every tensor is
+        // below 512 bytes, so each takes one 512-byte block.
+        let yaml = "format: \"archscope/1\"\nname: tiny\ninputs:\n  x: [8]\nnodes:\n  \
+                    - {id: fc1, op: linear, out: 4}\n  - {id: act, op: relu}\n  \
+                    - {id: fc2, op: linear, out: 2}\n";
+        let net = Network::from_yaml(
+            "tiny.yaml",
+            yaml,
+            &BuildOptions {
+                batch: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let p = plan(&net, &cfg(2, Optimizer::Sgd)).unwrap();
+        let peak = &p.memory.peak;
+        // Weights: 4 tensors (fc1 weight, bias; fc2 weight, bias) = 2048; input x and labels
+        // 1024; two cuBLAS workspaces (forward and backward threads).
+        // End of forward: fc2's output (the logits, kept) + relu's output (saved) + the loss's
+        // log-probabilities and scalar = 2048 (fc1's output went after the relu read it).
+        // Backward starts with the gradients of the log-probabilities and of the logits: +1024
+        // = 6144 + workspaces. Each later moment is at most as high: fc2's backward frees the
+        // log-probabilities and the first gradient before adding a relu-output gradient and
+        // two parameter gradients (6144 again, not more).
+        assert_eq!(peak.bytes, 6144 + 2 * CUBLAS_WORKSPACE);
+        assert_eq!(peak.phase, Phase::Backward);
+        assert_eq!(peak.layer.as_deref(), Some("loss"));
+        assert_eq!(peak.live.weights, 2048);
+        assert_eq!(peak.live.input, 1024);
+        assert_eq!(peak.live.activations, 2048);
+        assert_eq!(peak.live.activation_gradients, 1024);
+        assert_eq!(peak.live.gradients, 0);
+        // With Adam: + two moments of each of the four tensors (4096) all step long; the step
+        // adds the four gradients (2048) and a square-root temporary of each (2048) to
+        // weights, state, input and the logits:
+        // 2048 + 4096 + 1024 + 512 + 2048 + 2048 = 11776 > 6144 + 4096.
+        let p = plan(&net, &cfg(2, Optimizer::Adam)).unwrap();
+        assert_eq!(p.memory.peak.bytes, 11776 + 2 * CUBLAS_WORKSPACE);
+        assert_eq!(p.memory.peak.phase, Phase::OptimizerStep);
+        assert_eq!(p.memory.optimizer_temporaries, 2048);
+    }
+
+    #[test]
+    fn training_flops_beyond_64_bits_are_exact() {
+        // 600 epochs of ImageNet at batch 256: 18,904,305,064,859,011,200 FLOPs (> 2^64),
+        // = 24,592,559,056 per image (the 90-epoch figures of docs/TRAINING.md / 256) × 1,281,167
+        // × 600.
+        let mut c = cfg(256, Optimizer::Sgd);
+        c.epochs = 600;
+        let p = plan(&resnet50(256), &c).unwrap();
+        assert_eq!(p.training_flops, 18_904_305_064_859_011_200);
+        assert_eq!(p.total_iterations, 5005 * 600);
+        let text = render(&p, true);
+        assert!(text.contains("\"training_flops\": 18904305064859011200,"), "{text}");
+    }
 }
