@@ -27,9 +27,12 @@ show.
 
 Segmentation models (fcn_resnet50, deeplabv3_resnet50) return a dict; every tool accepts it.
 
-Run from the repository root (about an hour on 2 busy cores):
+Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
+and be merged):
 
     /tmp/torchenv/bin/python scripts/convention_reference.py
+    /tmp/torchenv/bin/python scripts/convention_reference.py --out /tmp/a.json vgg11 vgg13
+    /tmp/torchenv/bin/python scripts/convention_reference.py --merge /tmp/a.json /tmp/b.json
     /tmp/torchenv/bin/python scripts/convention_reference.py --out other.json alexnet
 """
 
@@ -172,7 +175,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", help="zoo names (default: all)")
     p.add_argument("--out", default="tests/data/conventions.json")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="combine files written by earlier runs (e.g. model subsets run in parallel) into --out",
+    )
     args = p.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     names = args.models or list(MODELS)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     result = {
@@ -202,6 +214,26 @@ def main() -> None:
         # Written after every model, so that a long run can be watched (and is not all lost).
         out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
+
+
+def merge(files: list[str], out: str) -> None:
+    """Combines per-subset outputs (same tool versions) into one file, models in MODELS order."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    versions = {json.dumps(d["produced_with"], sort_keys=True) for d in docs}
+    if len(versions) != 1:
+        raise SystemExit(f"the files were produced with different versions: {versions}")
+    models: dict = {}
+    for d in docs:
+        for name, runs in d["models"].items():
+            if name in models:
+                raise SystemExit(f"{name} is in more than one file")
+            models[name] = runs
+    result = {
+        "produced_with": docs[0]["produced_with"],
+        "models": {n: models[n] for n in MODELS if n in models},
+    }
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}: {len(result['models'])} models", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@
 //! caching allocator's 512-byte rounding. The model, its derivation and its measured error are
 //! in docs/TRAINING.md.
 
-
 use crate::analysis::Dtype;
 use crate::error::{Diagnostic, Error};
 use crate::graph::Network;
@@ -134,7 +133,9 @@ impl Live {
             self.cublas_workspaces,
         ]
         .into_iter()
-        .try_fold(self.weights, |a, b| a.checked_add(b).ok_or_else(memory_overflow))
+        .try_fold(self.weights, |a, b| {
+            a.checked_add(b).ok_or_else(memory_overflow)
+        })
     }
 }
 
@@ -247,7 +248,7 @@ pub const CUBLAS_WORKSPACE: u64 = 32 << 20;
 pub const BLOCK: u64 = 512;
 
 fn block(bytes: u64) -> Result<u64, Error> {
-    Ok(cmul(bytes.div_ceil(BLOCK), BLOCK)?)
+    cmul(bytes.div_ceil(BLOCK), BLOCK)
 }
 
 /// Plans training of `net` (built at batch `cfg.batch`).
@@ -358,9 +359,7 @@ pub fn plan(net: &Network, cfg: &Config) -> Result<Plan, Error> {
         backward_flops: backward,
         training_flops: flops,
         training_flops_drop_last: flops_drop,
-        wall_time_s: cfg
-            .throughput_tflops
-            .map(|t| flops as f64 / (t * 1e12)),
+        wall_time_s: cfg.throughput_tflops.map(|t| flops as f64 / (t * 1e12)),
         memory: Memory {
             weights,
             gradients,
@@ -417,7 +416,8 @@ fn simulate(
         rules[k].as_ref().is_some_and(|t| t.cublas) || node.layer.op() == "linear"
     });
     let backward_blas = rules.iter().flatten().any(|t| t.cublas);
-    live.cublas_workspaces = CUBLAS_WORKSPACE * (u64::from(forward_blas) + u64::from(backward_blas));
+    live.cublas_workspaces =
+        CUBLAS_WORKSPACE * (u64::from(forward_blas) + u64::from(backward_blas));
     // Storages: one per output slot; a view shares its input's.
     let mut slot_storage: Vec<Vec<usize>> = Vec::with_capacity(n);
     let mut bytes_of: Vec<u64> = Vec::new();
@@ -472,8 +472,8 @@ fn simulate(
         pinned[slot_storage[o.node][o.slot]] = true;
     }
     let mut free_at: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for st in 0..m {
-        if let Some(k) = kept_until[st] {
+    for (st, kept) in kept_until.iter().enumerate() {
+        if let Some(k) = *kept {
             free_at[k].push(st);
         }
     }
@@ -568,7 +568,11 @@ fn simulate(
             live.activation_gradients -= grads[g].0;
         }
     };
-    for (o, s) in net.outputs.iter().map(|o| (o, &net.nodes[o.node].out_shapes[o.slot])) {
+    for (o, s) in net
+        .outputs
+        .iter()
+        .map(|o| (o, &net.nodes[o.node].out_shapes[o.slot]))
+    {
         let st = slot_storage[o.node][o.slot];
         if !requires_grad[o.node] {
             continue;
@@ -611,7 +615,11 @@ fn simulate(
                     grads[outs[0]].1 += 1;
                     outs[0]
                 } else {
-                    new_grad(&mut grads, &mut live, block(cmul(numel(&node.in_shapes[i])?, size)?)?)?
+                    new_grad(
+                        &mut grads,
+                        &mut live,
+                        block(cmul(numel(&node.in_shapes[i])?, size)?)?,
+                    )?
                 };
                 contributions.push((slot_storage[p][slot], g));
             }
@@ -623,7 +631,11 @@ fn simulate(
                 None => grad_of[st] = Some(g),
                 Some(old) if grads[old].1 == 1 || grads[g].1 == 1 => {
                     // Summed in place into whichever is not shared.
-                    let (keep, drop) = if grads[old].1 == 1 { (old, g) } else { (g, old) };
+                    let (keep, drop) = if grads[old].1 == 1 {
+                        (old, g)
+                    } else {
+                        (g, old)
+                    };
                     grad_of[st] = Some(keep);
                     release(&mut grads, &mut live, drop);
                 }
@@ -1025,6 +1037,9 @@ mod tests {
         assert_eq!(p.training_flops, 18_904_305_064_859_011_200);
         assert_eq!(p.total_iterations, 5005 * 600);
         let text = render(&p, true);
-        assert!(text.contains("\"training_flops\": 18904305064859011200,"), "{text}");
+        assert!(
+            text.contains("\"training_flops\": 18904305064859011200,"),
+            "{text}"
+        );
     }
 }

@@ -54,7 +54,14 @@ fn errors() -> Vec<(String, u64, String, u64, u64, f64)> {
         let measured = c["peak_bytes"].as_u64().unwrap();
         let est = p.memory.peak.bytes;
         let err = est as f64 / measured as f64 - 1.0;
-        out.push((name.to_string(), input[0], opt.to_string(), measured, est, err));
+        out.push((
+            name.to_string(),
+            input[0],
+            opt.to_string(),
+            measured,
+            est,
+            err,
+        ));
     }
     out
 }
@@ -64,7 +71,10 @@ fn peak_within_ten_percent_of_every_cuda_measurement() {
     let errs = errors();
     assert_eq!(errs.len(), 5, "the reference holds five configurations");
     for (model, batch, opt, measured, est, err) in &errs {
-        eprintln!("{model} batch {batch} {opt}: measured {measured}, estimate {est}, {:+.1} %", err * 100.0);
+        eprintln!(
+            "{model} batch {batch} {opt}: measured {measured}, estimate {est}, {:+.1} %",
+            err * 100.0
+        );
     }
     for (model, batch, opt, measured, est, err) in &errs {
         assert!(
@@ -76,7 +86,11 @@ fn peak_within_ten_percent_of_every_cuda_measurement() {
     let mut e: Vec<f64> = errs.iter().map(|x| x.5).collect();
     e.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = e[e.len() / 2];
-    assert!(median.abs() <= 0.05, "median error {:+.1} %", median * 100.0);
+    assert!(
+        median.abs() <= 0.05,
+        "median error {:+.1} %",
+        median * 100.0
+    );
 }
 
 /// The liveness simulation against PyTorch's own memory profiler on the CPU
@@ -85,8 +99,7 @@ fn peak_within_ten_percent_of_every_cuda_measurement() {
 /// in the same phase of the step.
 #[test]
 fn liveness_matches_the_cpu_memory_timeline() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_liveness_cpu.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_liveness_cpu.json");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let configs = r["configs"].as_array().unwrap();
     assert_eq!(configs.len(), 4);
@@ -131,6 +144,10 @@ fn liveness_matches_the_cpu_memory_timeline() {
             peak.phase.name()
         );
         assert!(err.abs() <= 0.01, "{name}: {est} vs {measured}");
-        assert_eq!(peak.phase.name(), c["peak_phase"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            peak.phase.name(),
+            c["peak_phase"].as_str().unwrap(),
+            "{name}"
+        );
     }
 }

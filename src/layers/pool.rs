@@ -16,7 +16,14 @@ use rayon::prelude::*;
 pub const MAXPOOL2D: OpType = OpType {
     name: "maxpool2d",
     aliases: &["maxpool", "max_pool2d"],
-    keys: &["kernel", "stride", "padding", "dilation", "ceil", "functional"],
+    keys: &[
+        "kernel",
+        "stride",
+        "padding",
+        "dilation",
+        "ceil",
+        "functional",
+    ],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_max,
@@ -391,18 +398,14 @@ fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Laye
     };
     // `functional`: false (a module), true (`F.adaptive_*_pool2d`), or, for global average
     // pooling, `mean` (`x.mean([2, 3])`).
-    let (functional, mean) = match a.raw("functional")? {
-        None => (false, false),
-        Some(v) => match (v.as_str(), global && !max) {
-            (Some("mean"), true) => (true, true),
-            (Some(_), _) => {
-                return Err(Diagnostic::new(format!(
+    let (functional, mean) =
+        match a.raw("functional")? {
+            None => (false, false),
+            Some(v) => match (v.as_str(), global && !max) {
+                (Some("mean"), true) => (true, true),
+                (Some(_), _) => return Err(Diagnostic::new(format!(
                     "`functional: {v}` is not true or false{}",
-                    if global && !max {
-                        " or `mean`"
-                    } else {
-                        ""
-                    }
+                    if global && !max { " or `mean`" } else { "" }
                 ))
                 .at(&v.path)
                 .help(if global && !max {
@@ -410,11 +413,10 @@ fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Laye
                      x.mean([2, 3])"
                 } else {
                     "write `functional: true` when the model calls the function, not a module"
-                }))
-            }
-            (None, _) => (crate::layers::attrs_bool(&v, "functional")?, false),
-        },
-    };
+                })),
+                (None, _) => (crate::layers::attrs_bool(&v, "functional")?, false),
+            },
+        };
     Ok(Box::new(Adaptive {
         max,
         size,
