@@ -151,3 +151,21 @@ fn liveness_matches_the_cpu_memory_timeline() {
         );
     }
 }
+
+/// The committed copy is the shared reference, byte for byte, where both exist.
+#[test]
+fn the_cuda_reference_is_the_shared_one() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/reference/train_memory_cuda.json");
+    if let Ok(s) = std::fs::read(&shared) {
+        assert_eq!(
+            s,
+            std::fs::read(root.join("tests/data/train_memory_cuda.json")).unwrap(),
+            "tests/data/train_memory_cuda.json is stale: copy ../shared/reference/train_memory_cuda.json over it"
+        );
+    }
+    assert!(reference()["method"]
+        .as_str()
+        .unwrap()
+        .contains("max_memory_allocated()"));
+}

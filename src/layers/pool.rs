@@ -711,8 +711,41 @@ fn max_plane<const INDICES: bool>(src: &[f32], dst: &mut [f32], ids: &mut [u32],
 
 #[cfg(test)]
 mod tests {
+    use crate::convention::Convention;
     use crate::layers::Shape;
     use crate::testutil::build;
+
+    #[test]
+    fn functional_calls_under_the_profilers() {
+        // Global average pooling of 1×1280×7×7 (MobileNetV2's head), 62,720 inputs.
+        let x = [Shape(vec![1, 1280, 7, 7])];
+        let y = [Shape(vec![1, 1280, 1, 1])];
+        let cost = |attrs: &str, c: Convention| {
+            let (l, _) = build("global_avgpool", attrs, &[&[1, 1280, 7, 7]]).unwrap();
+            l.convention_cost(c, &x, &y).unwrap()
+        };
+        // nn.AdaptiveAvgPool2d: ptflops hooks the module and its patched F.adaptive_avg_pool2d
+        // (2 × 62,720); thop (49 + 1) × 1280 = 64,000.
+        assert_eq!(cost("{}", Convention::Ptflops), 125_440);
+        assert_eq!(cost("{}", Convention::Thop), 64_000);
+        // F.adaptive_avg_pool2d: only the patched function (62,720); thop sees no module.
+        assert_eq!(cost("{functional: true}", Convention::Ptflops), 62_720);
+        assert_eq!(cost("{functional: true}", Convention::Thop), 0);
+        assert_eq!(cost("{functional: true}", Convention::Fvcore), 62_720);
+        // x.mean([2, 3]): nobody charges it.
+        for c in Convention::ALL {
+            assert_eq!(cost("{functional: mean}", c), 0, "{}", c.name());
+        }
+        // `mean` is for global average pooling only; other values are refused.
+        let e = build("global_maxpool", "{functional: mean}", &[&[1, 8, 7, 7]]).unwrap_err();
+        assert!(e.message.contains("is not true or false"), "{e}");
+        let e = build("global_avgpool", "{functional: maybe}", &[&[1, 8, 7, 7]]).unwrap_err();
+        assert!(e.message.contains("or `mean`"), "{e}");
+        assert!(e.help.unwrap().contains("x.mean([2, 3])"));
+        // A functional pool has no PyTorch module type.
+        let (l, _) = build("maxpool", "{kernel: 3, functional: true}", &[&[1, 8, 9, 9]]).unwrap();
+        assert_eq!(l.torch_type(), None);
+    }
 
     #[test]
     fn pooling_sizes() {
