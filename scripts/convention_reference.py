@@ -19,13 +19,20 @@ Tools and the figure recorded (the one each tool prints as its headline number):
 * ``torchinfo``: ``torchinfo.summary(model, input_size=(N, C, H, W)).total_mult_adds``
   ("Total mult-adds").
 
-Settings: every model at batch 1, 224x224 (the tools' usual call), plus a few models at batch 2
-and 320x320, where the per-op rules that depend on the batch or on non-integer adaptive-pool
-windows show.
+Models: every zoo model that torchvision has (the 30 of tests/data/torchvision_zoo.json).
+Settings: every model at batch 1 at two sizes -- 224x224 (inception_v3: 299x299, the tools'
+usual call) and 320x320 (inception_v3: 342x342) -- plus four models at batch 2 at the second
+size, where the per-op rules that depend on the batch or on non-integer adaptive-pool windows
+show.
 
-Run from the repository root (about 2-4 minutes on 2 cores):
+Segmentation models (fcn_resnet50, deeplabv3_resnet50) return a dict; every tool accepts it.
+
+Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
+and be merged):
 
     /tmp/torchenv/bin/python scripts/convention_reference.py
+    /tmp/torchenv/bin/python scripts/convention_reference.py --out /tmp/a.json vgg11 vgg13
+    /tmp/torchenv/bin/python scripts/convention_reference.py --merge /tmp/a.json /tmp/b.json
     /tmp/torchenv/bin/python scripts/convention_reference.py --out other.json alexnet
 """
 
@@ -53,29 +60,61 @@ import torchinfo  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 from importlib.metadata import version  # noqa: E402
 
-# zoo name -> torchvision builder keyword arguments (besides weights=None)
-MODELS = {
-    "alexnet": {},
-    "vgg16": {},
-    "vgg16_bn": {},
-    "googlenet": {"aux_logits": False, "init_weights": False},
-    "resnet18": {},
-    "resnet34": {},
-    "resnet50": {},
-    "resnet101": {},
-    "resnet152": {},
+# zoo name -> (torchvision builder keyword arguments besides weights=None, the two input sizes)
+# Every zoo model that torchvision has (the set of tests/data/torchvision_zoo.json). Each is
+# measured at batch 1 at its usual size and at a second, larger one (where adaptive pooling
+# windows stop being integers: VGG's and AlexNet's 7x7 pool of a 10x10 map).
+S224 = ((224, 224), (320, 320))
+MODELS: dict[str, tuple[dict, tuple[tuple[int, int], tuple[int, int]]]] = {
+    "vgg11": ({}, S224),
+    "vgg11_bn": ({}, S224),
+    "vgg13": ({}, S224),
+    "vgg13_bn": ({}, S224),
+    "vgg16": ({}, S224),
+    "vgg16_bn": ({}, S224),
+    "vgg19": ({}, S224),
+    "vgg19_bn": ({}, S224),
+    "resnet18": ({}, S224),
+    "resnet34": ({}, S224),
+    "resnet50": ({}, S224),
+    "resnet101": ({}, S224),
+    "resnet152": ({}, S224),
+    "resnext50_32x4d": ({}, S224),
+    "wide_resnet50_2": ({}, S224),
+    "inception_v3": ({"aux_logits": False, "init_weights": False}, ((299, 299), (342, 342))),
+    "densenet121": ({}, S224),
+    "densenet169": ({}, S224),
+    "densenet201": ({}, S224),
+    "mobilenet_v2": ({}, S224),
+    "mobilenet_v3_small": ({}, S224),
+    "mobilenet_v3_large": ({}, S224),
+    "squeezenet1_0": ({}, S224),
+    "squeezenet1_1": ({}, S224),
+    "shufflenet_v2_x1_0": ({}, S224),
+    "efficientnet_b0": ({}, S224),
+    "fcn_resnet50": ({"aux_loss": False, "weights_backbone": None}, S224),
+    "deeplabv3_resnet50": ({"aux_loss": False, "weights_backbone": None}, S224),
+    "alexnet": ({}, S224),
+    "googlenet": ({"aux_logits": False, "init_weights": False}, S224),
 }
 
-# (batch, H, W) settings; the first is measured for every model.
-SETTINGS = [(1, 224, 224), (2, 320, 320)]
-# Models also measured at the later settings (they cover every op kind of the zoo: adaptive
-# pooling with fractional windows, ceil-mode pooling, bias-free convolutions, batch norm).
+# Models also measured at batch 2 at their second size (the per-op rules that depend on the
+# batch show there; ptflops is not measured: it always runs batch 1).
 EXTRA = {"alexnet", "vgg16_bn", "googlenet", "resnet18"}
+
+
+def settings(name: str) -> list[tuple[int, int, int]]:
+    """(batch, H, W) settings of one model."""
+    (a, b) = MODELS[name][1]
+    out = [(1, *a), (1, *b)]
+    if name in EXTRA:
+        out.append((2, *b))
+    return out
 
 
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    m = torchvision.models.get_model(name, weights=None, **MODELS[name])
+    m = torchvision.models.get_model(name, weights=None, **MODELS[name][0])
     return m.eval()
 
 
@@ -136,7 +175,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", help="zoo names (default: all)")
     p.add_argument("--out", default="tests/data/conventions.json")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="combine files written by earlier runs (e.g. model subsets run in parallel) into --out",
+    )
     args = p.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     names = args.models or list(MODELS)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     result = {
@@ -151,17 +199,41 @@ def main() -> None:
         },
         "models": {},
     }
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        p.error(f"unknown models: {unknown}; known: {list(MODELS)}")
+    out = Path(args.out)
     for name in names:
         runs = []
-        for i, (b, h, w) in enumerate(SETTINGS):
-            if i > 0 and name not in EXTRA:
-                continue
+        for b, h, w in settings(name):
             r = measure(name, b, h, w)
             print(name, r, file=sys.stderr, flush=True)
             runs.append(r)
         result["models"][name] = runs
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        result["models"] = {n: result["models"][n] for n in MODELS if n in result["models"]}
+        # Written after every model, so that a long run can be watched (and is not all lost).
+        out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
+
+
+def merge(files: list[str], out: str) -> None:
+    """Combines per-subset outputs (same tool versions) into one file, models in MODELS order."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    versions = {json.dumps(d["produced_with"], sort_keys=True) for d in docs}
+    if len(versions) != 1:
+        raise SystemExit(f"the files were produced with different versions: {versions}")
+    models: dict = {}
+    for d in docs:
+        for name, runs in d["models"].items():
+            if name in models:
+                raise SystemExit(f"{name} is in more than one file")
+            models[name] = runs
+    result = {
+        "produced_with": docs[0]["produced_with"],
+        "models": {n: models[n] for n in MODELS if n in models},
+    }
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}: {len(result['models'])} models", file=sys.stderr)
 
 
 if __name__ == "__main__":

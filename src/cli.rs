@@ -443,8 +443,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "torchvision")]
         convention: ConventionArg,
     },
-    /// Training cost and memory: iterations, training FLOPs, wall time, and weights +
-    /// gradients + optimizer state + saved activations.
+    /// Training cost and memory: iterations, training FLOPs, wall time, weights, gradients,
+    /// optimizer state, saved activations, and the peak memory of a step (when it happens).
     Train {
         /// A YAML architecture file, or a zoo model name.
         model: String,

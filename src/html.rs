@@ -504,7 +504,7 @@ fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String,
             "chart narrow",
             &training_chart(tp)?,
             &format!(
-                "Memory of one training step at batch {} with {} in {}: weights, gradients, optimizer state, the activations autograd saves for backward, and the gradient workspace (docs/TRAINING.md). Forward FLOPs per iteration {}, backward {}.",
+                "Memory of one training step at batch {} with {} in {}: weights, gradients, optimizer state, the activations autograd saves for backward, the optimizer's temporaries and the input batch, with the peak of the step, which is less than their sum (docs/TRAINING.md). Forward FLOPs per iteration {}, backward {}.",
                 tp.config.batch,
                 tp.config.optimizer.name(),
                 format!("{:?}", tp.config.dtype).to_lowercase(),
@@ -1136,13 +1136,18 @@ where
 
 fn training_chart(tp: &Plan) -> Result<String, Error> {
     let m = &tp.memory;
-    let parts: [(&str, u64); 5] = [
+    let parts: [(&str, u64); 6] = [
         ("weights", m.weights),
         ("gradients", m.gradients),
         ("optimizer state", m.optimizer_state),
         ("saved activations", m.activations),
-        ("workspace", m.workspace),
+        ("optimizer temporaries", m.optimizer_temporaries),
+        ("input batch", m.input),
     ];
+    let at = match &m.peak.layer {
+        Some(l) => format!("{} of `{l}`", m.peak.phase.name()),
+        None => m.peak.phase.name().to_string(),
+    };
     let max = parts.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
     let mut svg = String::new();
     {
@@ -1150,7 +1155,10 @@ fn training_chart(tp: &Plan) -> Result<String, Error> {
         root.fill(&WHITE).map_err(chart_error)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("Training step memory: {} in total", human_bytes(m.total)),
+                format!(
+                    "Training step memory: peak {} during the {at}",
+                    human_bytes(m.peak.bytes)
+                ),
                 ("sans-serif", 15),
             )
             .margin(10)
@@ -1189,7 +1197,7 @@ fn training_chart(tp: &Plan) -> Result<String, Error> {
                 .draw_series(std::iter::once(
                     EmptyElement::at((*v as f64, y + 0.5))
                         + Text::new(
-                            format!("{} ({})", human_bytes(*v), pct(*v, m.total)),
+                            format!("{} ({})", human_bytes(*v), pct(*v, m.peak.bytes)),
                             (6, -6),
                             ("sans-serif", 12).into_font().color(&BLACK),
                         ),

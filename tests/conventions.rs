@@ -1,25 +1,83 @@
 //! Every `--convention` preset must reproduce its tool's headline figure exactly, on every zoo
-//! model and setting that `tests/data/conventions.json` holds. The figures come from running
-//! fvcore, ptflops, thop, torchinfo and PyTorch's FlopCounterMode on the real torchvision
-//! models (`scripts/convention_reference.py`), never from archscope.
+//! model that torchvision has (the 30 models of `tests/data/torchvision_zoo.json`), each at two
+//! input sizes at batch 1 (224² and 320²; Inception-v3 299² and 342²), plus four models at
+//! batch 2. The figures come from running fvcore, ptflops, thop, torchinfo and PyTorch's
+//! FlopCounterMode on the real torchvision models (`scripts/convention_reference.py`), never
+//! from archscope.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use archscope::convention::{recount, Convention};
 use archscope::{analyze, zoo, BuildOptions, Dtype};
 use serde_json::Value;
 
-fn reference() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/conventions.json");
+fn load(file: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The tool versions the figures hold for (docs/COUNTING.md names them).
+#[test]
+fn reference_versions() {
+    let r = load("conventions.json");
+    let v = &r["produced_with"];
+    assert_eq!(v["torch"], "2.15.0+cu132");
+    assert_eq!(v["torchvision"], "0.29.2+cu132");
+    assert_eq!(v["fvcore"], "0.1.5.post20221221");
+    assert_eq!(v["ptflops"], "0.7.5");
+    assert_eq!(v["thop"], "0.1.1-2209072238");
+    assert_eq!(v["torchinfo"], "1.8.0");
+}
+
+#[test]
+fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
+    let r = load("conventions.json");
+    let zoo_models: BTreeSet<String> = load("torchvision_zoo.json")["models"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let models: BTreeSet<String> = r["models"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(models, zoo_models);
+    assert_eq!(models.len(), 30);
+    for (name, runs) in r["models"].as_object().unwrap() {
+        let batch1: BTreeSet<Vec<u64>> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|run| run["input"][0] == 1)
+            .map(|run| {
+                let i = run["input"].as_array().unwrap();
+                vec![i[2].as_u64().unwrap(), i[3].as_u64().unwrap()]
+            })
+            .collect();
+        assert_eq!(batch1.len(), 2, "{name}: two sizes at batch 1");
+        for run in runs.as_array().unwrap() {
+            for c in Convention::ALL {
+                // ptflops always runs batch 1; every other tool is measured at every setting.
+                let needed = c != Convention::Ptflops || run["input"][0] == 1;
+                assert_eq!(
+                    run.get(c.name()).is_some(),
+                    needed,
+                    "{name} {}: {}",
+                    run["input"],
+                    c.name()
+                );
+            }
+        }
+    }
 }
 
 #[test]
 fn presets_equal_the_tools() {
-    let r = reference();
+    let r = load("conventions.json");
     let models = r["models"].as_object().unwrap();
-    assert!(models.len() >= 6, "too few models in conventions.json");
     let mut checked = 0;
+    let mut wrong = Vec::new();
     for (name, runs) in models {
         for run in runs.as_array().unwrap() {
             let input: Vec<u64> = run["input"]
@@ -41,22 +99,24 @@ fn presets_equal_the_tools() {
                 };
                 let mut a = base.clone();
                 recount(&net, &mut a, c).unwrap();
-                assert_eq!(
-                    a.totals.macs,
-                    want.as_u64().unwrap(),
-                    "{name} {input:?}: {} (archscope {} vs tool {})",
-                    c.name(),
-                    a.totals.macs,
-                    want
-                );
+                let want = want.as_u64().unwrap();
+                if a.totals.macs != want {
+                    wrong.push(format!(
+                        "{name} {input:?} {}: archscope {} vs tool {want} ({:+})",
+                        c.name(),
+                        a.totals.macs,
+                        a.totals.macs as i128 - want as i128
+                    ));
+                }
                 // The per-layer figures add up to the total.
                 assert_eq!(a.layers.iter().map(|l| l.macs).sum::<u64>(), a.totals.macs);
                 checked += 1;
             }
         }
     }
-    // 9 models × 5 tools at 224², plus 4 models × 4 tools at batch 2, 320².
-    assert!(checked >= 9 * 5 + 4 * 4, "only {checked} figures checked");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // 30 models × 2 sizes × 5 tools at batch 1, plus 4 models × 4 tools (no ptflops) at batch 2.
+    assert_eq!(checked, 30 * 2 * 5 + 4 * 4, "figures checked");
 }
 
 #[test]

@@ -80,6 +80,71 @@ fn train_resnet50_imagenet_bar() {
 }
 
 #[test]
+fn train_600_epochs_of_imagenet_exceeds_64_bits_and_is_exact() {
+    // The long ResNet-50 recipes (600 epochs of ImageNet-1k at batch 256) need more than 2^64
+    // training FLOPs: the figure must be the exact integer, not an overflow error.
+    let out = archscope(&[
+        "train",
+        "resnet50",
+        "--dataset-size",
+        "1281167",
+        "--batch",
+        "256",
+        "--epochs",
+        "600",
+        "--throughput",
+        "100",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    // Per iteration at batch 256 (docs/TRAINING.md): forward 2,120,733,550,592 + backward
+    // 4,174,961,567,744 = 6,295,695,118,336 FLOPs = 256 × 24,592,559,056 per image.
+    let fwd = v["flops_per_iteration"]["forward"].as_u64().unwrap();
+    let bwd = v["flops_per_iteration"]["backward"].as_u64().unwrap();
+    assert_eq!((fwd, bwd), (2_120_733_550_592, 4_174_961_567_744));
+    // Every image of every epoch: 24,592,559,056 × 1,281,167 × 600
+    //   = 24,592,559,056 × 768,700,200 = 18,904,305,064,859,011,200 > 2^64 = 18,446,744,073,709,551,616.
+    let exact: u128 = 24_592_559_056 * 1_281_167 * 600;
+    assert_eq!(exact, 18_904_305_064_859_011_200);
+    assert!(exact > u64::MAX as u128);
+    assert!(
+        text.contains("\"training_flops\": 18904305064859011200,"),
+        "{text}"
+    );
+    // drop_last: ⌊1,281,167 / 256⌋ = 5004 full batches of 6,295,695,118,336 FLOPs, × 600
+    //   = 18,902,195,023,292,006,400.
+    assert!(
+        text.contains("\"training_flops_drop_last\": 18902195023292006400,"),
+        "{text}"
+    );
+    assert_eq!(v["total_iterations"], 5005 * 600);
+    // Wall time at 100 TFLOP/s: 18,904,305,064,859,011,200 / 10^14 = 189,043.05 s.
+    let secs = v["wall_time_s"].as_f64().unwrap();
+    assert!((secs - 189_043.050_648_590_1).abs() < 1e-6, "{secs}");
+    // The table names the figure: 18.90 E.
+    let out = archscope(&[
+        "train",
+        "resnet50",
+        "--dataset-size",
+        "1281167",
+        "--batch",
+        "256",
+        "--epochs",
+        "600",
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("18.90 E"), "{table}");
+    assert!(table.contains("18904305064859011200"), "{table}");
+}
+
+#[test]
 fn train_adam_memory_and_wall_time() {
     let v = json(&[
         "train",
@@ -107,17 +172,20 @@ fn train_adam_memory_and_wall_time() {
     // statistics (212,480 bytes, counted here as weights) and the loss's int64 targets and
     // scalar weight (260 bytes): 2,749,444,608 remain.
     assert_eq!(m["activations"], 2_749_657_348u64 - 212_480 - 260);
-    let total: u64 = [
-        "weights",
-        "gradients",
-        "optimizer_state",
-        "activations",
-        "workspace",
-    ]
-    .iter()
-    .map(|k| m[k].as_u64().unwrap())
-    .sum();
-    assert_eq!(m["total"], total);
+    // The total is the peak of the simulated step: the sum of what is alive at that moment.
+    let live = &m["peak"]["live"];
+    let at_peak: u64 = live
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(m["peak"]["bytes"], at_peak);
+    assert_eq!(m["total"], at_peak);
+    // Weights (rounded to 512-byte blocks: at least the exact bytes) and Adam's state are alive
+    // all step long.
+    assert!(live["weights"].as_u64().unwrap() >= m["weights"].as_u64().unwrap());
+    assert!(live["optimizer_state"].as_u64().unwrap() >= 2 * 25_557_032 * 4);
     // 1000 samples, 32 per batch: 32 iterations (31 with drop_last); FLOPs for 1000 samples.
     assert_eq!(v["iterations_per_epoch"], 32);
     assert_eq!(v["total_iterations_drop_last"], 31);

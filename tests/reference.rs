@@ -19,8 +19,9 @@ const NOT_IN_ZOO: &[(&str, &str)] = &[];
 
 /// Our layers that PyTorch runs as a *function* (no module, so no reference row) in a model
 /// where modules of the same type exist elsewhere, so that the type filter below would count
-/// them: left out of the per-layer comparison (the totals still include them).
-/// (model, our layer path, why)
+/// them if the model file did not say so: each must be marked `functional: true` there (it then
+/// has no PyTorch module type and is left out of the per-layer comparison; the totals still
+/// include it). (model, our layer path, why)
 const FUNCTIONAL: &[(&str, &str, &str)] = &[
     ("densenet121", "relu5", DENSENET_RELU),
     ("densenet169", "relu5", DENSENET_RELU),
@@ -144,8 +145,9 @@ fn check_model(name: &str, m: &Value) -> Result<(), String> {
         .collect();
 
     // Leaf modules: compare our layers whose PyTorch module type the reference lists
-    // (functional ops such as torch.flatten or F.relu have no module and no row), less the
-    // functional ones named in FUNCTIONAL.
+    // (functional ops such as torch.flatten or F.relu have no module and no row; the model
+    // files mark the functional calls of ops that also exist as modules, such as those in
+    // FUNCTIONAL, `functional: true`).
     let types: BTreeSet<&str> = ref_layers
         .iter()
         .map(|l| l["type"].as_str().unwrap())
@@ -163,8 +165,9 @@ fn check_model(name: &str, m: &Value) -> Result<(), String> {
         );
         let ty = node.unwrap().layer.torch_type();
         check!(
-            ty.is_some_and(|t| types.contains(t)),
-            "{name}: FUNCTIONAL lists `{f}` ({ty:?}), which the comparison would not count anyway"
+            ty.is_none(),
+            "{name}: `{f}` is a functional call in torchvision but the model file gives it the \
+             module type {ty:?}: mark it `functional: true`"
         );
     }
     let ours: Vec<_> = net
@@ -172,7 +175,6 @@ fn check_model(name: &str, m: &Value) -> Result<(), String> {
         .iter()
         .zip(&a.layers)
         .filter(|(n, _)| n.layer.torch_type().is_some_and(|t| types.contains(t)))
-        .filter(|(n, _)| !functional.contains(&n.name.as_str()))
         .collect();
     for (k, ((node, stats), rl)) in ours.iter().zip(&ref_layers).enumerate() {
         let what = format!("{name}: layer {k}, {} vs torch {}", stats.name, rl["name"]);

@@ -394,6 +394,8 @@ impl Layer for Activation {
                 extra_bytes: 0,
             },
             view: false,
+            grad_views: vec![],
+            cublas: false,
         })
     }
     fn weights(&self) -> Vec<WeightSpec> {

@@ -207,13 +207,17 @@ impl Layer for Linear {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        super::weighted_training(
-            self.cost(inputs, outputs)?,
-            outputs,
-            input_grad,
-            self.trainable,
-            self.bias,
-        )
+        // addmm / matmul: cuBLAS on a GPU.
+        Ok(Training {
+            cublas: true,
+            ..super::weighted_training(
+                self.cost(inputs, outputs)?,
+                outputs,
+                input_grad,
+                self.trainable,
+                self.bias,
+            )?
+        })
     }
 }
 

@@ -238,6 +238,16 @@ impl Layer for Elementwise {
                 ..Default::default()
             },
             view: false,
+            // Add hands the output gradient to every same-shaped input as it is; a broadcast
+            // input gets a new, reduced tensor; multiply allocates each input's gradient.
+            grad_views: if self.product {
+                vec![]
+            } else {
+                (0..inputs.len())
+                    .filter(|&i| inputs[i] == outputs[0])
+                    .collect()
+            },
+            cublas: false,
         })
     }
 }
@@ -327,13 +337,16 @@ impl Layer for Concat {
     }
     fn training(
         &self,
-        _inputs: &[Shape],
+        inputs: &[Shape],
         _outputs: &[Shape],
         _input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
         // The gradient of each input is a slice (a view) of the output gradient.
-        Ok(Training::default())
+        Ok(Training {
+            grad_views: (0..inputs.len()).collect(),
+            ..Default::default()
+        })
     }
 }
 

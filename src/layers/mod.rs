@@ -283,6 +283,14 @@ pub struct Training {
     /// Whether its output shares its input's storage in training mode (flatten does; dropout,
     /// a view at inference, does not).
     pub view: bool,
+    /// Indices of the inputs whose gradient is the output gradient itself or a view of it, so
+    /// that backward allocates nothing for them: both inputs of an add (the gradient passes
+    /// through), every input of a concat (a slice of the output gradient). The input of a view
+    /// (`view: true`) always is.
+    pub grad_views: Vec<usize>,
+    /// Whether it runs a matrix product through cuBLAS on a GPU (linear layers). PyTorch then
+    /// keeps a cuBLAS workspace for each thread that runs one: docs/TRAINING.md.
+    pub cublas: bool,
 }
 
 /// One layer, built from its attributes and the shapes of its inputs.
@@ -447,6 +455,8 @@ pub trait Layer: fmt::Debug + Send + Sync {
                 ..Default::default()
             },
             view: self.is_view(),
+            grad_views: vec![],
+            cublas: false,
         })
     }
 }
@@ -492,6 +502,8 @@ pub(crate) fn weighted_training(
             ..Default::default()
         },
         view: false,
+        grad_views: vec![],
+        cublas: false,
     })
 }
 

@@ -377,6 +377,8 @@ impl Layer for Norm {
                 extra_bytes: extra,
             },
             view: false,
+            grad_views: vec![],
+            cublas: false,
         })
     }
     fn torch_type(&self) -> Option<&'static str> {

@@ -16,7 +16,14 @@ use rayon::prelude::*;
 pub const MAXPOOL2D: OpType = OpType {
     name: "maxpool2d",
     aliases: &["maxpool", "max_pool2d"],
-    keys: &["kernel", "stride", "padding", "dilation", "ceil"],
+    keys: &[
+        "kernel",
+        "stride",
+        "padding",
+        "dilation",
+        "ceil",
+        "functional",
+    ],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_max,
@@ -33,6 +40,7 @@ pub const AVGPOOL2D: OpType = OpType {
         "ceil",
         "count_include_pad",
         "divisor_override",
+        "functional",
     ],
     arity: Arity::Exactly(1),
     fuses_bn: false,
@@ -43,7 +51,7 @@ pub const AVGPOOL2D: OpType = OpType {
 pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
     name: "adaptive_avgpool2d",
     aliases: &["adaptive_avgpool"],
-    keys: &["size"],
+    keys: &["size", "functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_adaptive_avg,
@@ -53,7 +61,7 @@ pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
 pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
     name: "adaptive_maxpool2d",
     aliases: &["adaptive_maxpool"],
-    keys: &["size"],
+    keys: &["size", "functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_adaptive_max,
@@ -63,7 +71,7 @@ pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
 pub const GLOBAL_AVGPOOL: OpType = OpType {
     name: "global_avgpool",
     aliases: &["gap"],
-    keys: &[],
+    keys: &["functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_global_avg,
@@ -73,7 +81,7 @@ pub const GLOBAL_AVGPOOL: OpType = OpType {
 pub const GLOBAL_MAXPOOL: OpType = OpType {
     name: "global_maxpool",
     aliases: &[],
-    keys: &[],
+    keys: &["functional"],
     arity: Arity::Exactly(1),
     fuses_bn: false,
     build: build_global_max,
@@ -90,6 +98,9 @@ struct Pool {
     ceil: bool,
     count_include_pad: bool,
     divisor_override: Option<u64>,
+    /// The PyTorch model calls `F.max_pool2d` / `F.avg_pool2d` rather than a module: same
+    /// shapes and costs, seen differently by module-hooking profilers (docs/COUNTING.md).
+    functional: bool,
 }
 
 fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -134,6 +145,7 @@ fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
             a.positive("divisor_override")?,
         )
     };
+    let functional = a.bool("functional", false)?;
     Ok(Box::new(Pool {
         max,
         kernel,
@@ -143,6 +155,7 @@ fn build_pool(a: &mut Attrs, max: bool) -> Result<Box<dyn Layer>, Diagnostic> {
         ceil,
         count_include_pad,
         divisor_override,
+        functional,
     }))
 }
 
@@ -234,7 +247,7 @@ impl Layer for Pool {
         Collapsed::Layer(Box::new(self.clone()))
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
+        (!self.functional).then_some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
     }
     fn forward(
         &self,
@@ -346,10 +359,11 @@ impl Layer for Pool {
     ) -> Result<u64, Diagnostic> {
         match c {
             // ptflops: numel(input) in the module hook, and again in its patched
-            // F.max_pool2d / F.avg_pool2d, which the module's forward calls.
-            Convention::Ptflops => mul(&[2, inputs[0].numel()?]),
-            // thop: numel(output) for average pooling, nothing for max pooling.
-            Convention::Thop if !self.max => outputs[0].numel(),
+            // F.max_pool2d / F.avg_pool2d, which the module's forward calls; a functional call
+            // only the latter.
+            Convention::Ptflops => mul(&[2 - u64::from(self.functional), inputs[0].numel()?]),
+            // thop (modules only): numel(output) for average pooling, nothing for max pooling.
+            Convention::Thop if !self.max && !self.functional => outputs[0].numel(),
             // fvcore has no rule for aten::max_pool2d / avg_pool2d.
             _ => Ok(0),
         }
@@ -379,6 +393,8 @@ impl Layer for Pool {
                 extra_bytes: if self.max { mul(&[y, 8])? } else { 0 },
             },
             view: false,
+            grad_views: vec![],
+            cublas: false,
         })
     }
 }
@@ -388,6 +404,12 @@ struct Adaptive {
     max: bool,
     /// None: global pooling (output 1×1).
     size: Option<[u64; 2]>,
+    /// The PyTorch model calls `F.adaptive_avg_pool2d` (or `F.adaptive_max_pool2d`) rather
+    /// than a module (docs/COUNTING.md).
+    functional: bool,
+    /// `functional: mean` (global average pooling only): the model computes `x.mean([2, 3])`
+    /// (torchvision's ShuffleNetV2), which no profiler charges.
+    mean: bool,
 }
 
 fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -397,7 +419,33 @@ fn build_adaptive(a: &mut Attrs, max: bool, global: bool) -> Result<Box<dyn Laye
     } else {
         Some(a.req_pair("size", "[7, 7]")?)
     };
-    Ok(Box::new(Adaptive { max, size }))
+    // `functional`: false (a module), true (`F.adaptive_*_pool2d`), or, for global average
+    // pooling, `mean` (`x.mean([2, 3])`).
+    let (functional, mean) =
+        match a.raw("functional")? {
+            None => (false, false),
+            Some(v) => match (v.as_str(), global && !max) {
+                (Some("mean"), true) => (true, true),
+                (Some(_), _) => return Err(Diagnostic::new(format!(
+                    "`functional: {v}` is not true or false{}",
+                    if global && !max { " or `mean`" } else { "" }
+                ))
+                .at(&v.path)
+                .help(if global && !max {
+                    "write `functional: true` for F.adaptive_avg_pool2d, `functional: mean` for \
+                     x.mean([2, 3])"
+                } else {
+                    "write `functional: true` when the model calls the function, not a module"
+                })),
+                (None, _) => (crate::layers::attrs_bool(&v, "functional")?, false),
+            },
+        };
+    Ok(Box::new(Adaptive {
+        max,
+        size,
+        functional,
+        mean,
+    }))
 }
 
 fn build_adaptive_avg(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -479,7 +527,7 @@ impl Layer for Adaptive {
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.max {
+        (!self.functional).then_some(if self.max {
             "AdaptiveMaxPool2d"
         } else {
             "AdaptiveAvgPool2d"
@@ -540,12 +588,16 @@ impl Layer for Adaptive {
     ) -> Result<u64, Diagnostic> {
         let (x, y) = (&inputs[0], &outputs[0]);
         match (c, self.max) {
+            // A mean (`x.mean([2, 3])`): no tool has a rule for aten::mean or patches it.
+            _ if self.mean => Ok(0),
             // fvcore: numel(input) for aten::adaptive_avg_pool2d; no rule for the max form.
             (Convention::Fvcore, false) => x.numel(),
-            // ptflops: numel(input), twice (module hook + patched functional), max or average.
-            (Convention::Ptflops, _) => mul(&[2, x.numel()?]),
-            // thop: (prod(in/out) + 1) · numel(output) in float64, truncated; 0 for max.
-            (Convention::Thop, false) => Ok(thop_adaptive_avg(
+            // ptflops: numel(input), twice (module hook + patched functional), max or average;
+            // once for a functional call.
+            (Convention::Ptflops, _) => mul(&[2 - u64::from(self.functional), x.numel()?]),
+            // thop (modules only): (prod(in/out) + 1) · numel(output) in float64, truncated;
+            // 0 for max.
+            (Convention::Thop, false) if !self.functional => Ok(thop_adaptive_avg(
                 [x.0[2], x.0[3]],
                 [y.0[2], y.0[3]],
                 y.numel()?,
@@ -583,6 +635,8 @@ impl Layer for Adaptive {
             backward_flops: if input_grad { forward } else { 0 },
             saved,
             view: false,
+            grad_views: vec![],
+            cublas: false,
         })
     }
 }
@@ -690,8 +744,41 @@ fn max_plane<const INDICES: bool>(src: &[f32], dst: &mut [f32], ids: &mut [u32],
 
 #[cfg(test)]
 mod tests {
+    use crate::convention::Convention;
     use crate::layers::Shape;
     use crate::testutil::build;
+
+    #[test]
+    fn functional_calls_under_the_profilers() {
+        // Global average pooling of 1×1280×7×7 (MobileNetV2's head), 62,720 inputs.
+        let x = [Shape(vec![1, 1280, 7, 7])];
+        let y = [Shape(vec![1, 1280, 1, 1])];
+        let cost = |attrs: &str, c: Convention| {
+            let (l, _) = build("global_avgpool", attrs, &[&[1, 1280, 7, 7]]).unwrap();
+            l.convention_cost(c, &x, &y).unwrap()
+        };
+        // nn.AdaptiveAvgPool2d: ptflops hooks the module and its patched F.adaptive_avg_pool2d
+        // (2 × 62,720); thop (49 + 1) × 1280 = 64,000.
+        assert_eq!(cost("{}", Convention::Ptflops), 125_440);
+        assert_eq!(cost("{}", Convention::Thop), 64_000);
+        // F.adaptive_avg_pool2d: only the patched function (62,720); thop sees no module.
+        assert_eq!(cost("{functional: true}", Convention::Ptflops), 62_720);
+        assert_eq!(cost("{functional: true}", Convention::Thop), 0);
+        assert_eq!(cost("{functional: true}", Convention::Fvcore), 62_720);
+        // x.mean([2, 3]): nobody charges it.
+        for c in Convention::ALL {
+            assert_eq!(cost("{functional: mean}", c), 0, "{}", c.name());
+        }
+        // `mean` is for global average pooling only; other values are refused.
+        let e = build("global_maxpool", "{functional: mean}", &[&[1, 8, 7, 7]]).unwrap_err();
+        assert!(e.message.contains("is not true or false"), "{e}");
+        let e = build("global_avgpool", "{functional: maybe}", &[&[1, 8, 7, 7]]).unwrap_err();
+        assert!(e.message.contains("or `mean`"), "{e}");
+        assert!(e.help.unwrap().contains("x.mean([2, 3])"));
+        // A functional pool has no PyTorch module type.
+        let (l, _) = build("maxpool", "{kernel: 3, functional: true}", &[&[1, 8, 9, 9]]).unwrap();
+        assert_eq!(l.torch_type(), None);
+    }
 
     #[test]
     fn pooling_sizes() {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 pub const UPSAMPLE: OpType = OpType {
     name: "upsample",
     aliases: &["interpolate", "resize"],
-    keys: &["mode", "scale", "size", "align_corners"],
+    keys: &["mode", "scale", "size", "align_corners", "functional"],
     arity: Arity::AtLeast(1),
     fuses_bn: false,
     build: build_upsample,
@@ -36,6 +36,9 @@ struct Upsample {
     scale: Option<[u64; 2]>,
     size: Option<[u64; 2]>,
     align_corners: bool,
+    /// The PyTorch model calls `F.interpolate` rather than an `nn.Upsample` module: same
+    /// shapes and costs, seen differently by module-hooking profilers (docs/COUNTING.md).
+    functional: bool,
 }
 
 fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -82,11 +85,13 @@ fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         Some(_) => a.bool("align_corners", false)?,
         None => false,
     };
+    let functional = a.bool("functional", false)?;
     Ok(Box::new(Upsample {
         mode,
         scale,
         size,
         align_corners,
+        functional,
     }))
 }
 
@@ -153,7 +158,7 @@ impl Layer for Upsample {
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some("Upsample")
+        (!self.functional).then_some("Upsample")
     }
     fn forward(
         &self,
@@ -255,9 +260,12 @@ impl Layer for Upsample {
             // for bicubic or nearest-exact.
             (Convention::Fvcore, "nearest") => 1,
             (Convention::Fvcore, "bilinear") => 4,
-            // ptflops: numel(output) in the module hook, again in the patched F.interpolate.
-            (Convention::Ptflops, _) => 2,
-            // thop: nearest 1, bilinear 11, bicubic 259 per output; "nearest-exact" unknown.
+            // ptflops: numel(output) in the module hook, again in the patched F.interpolate
+            // (once for a functional call).
+            (Convention::Ptflops, _) => 2 - u64::from(self.functional),
+            // thop (modules only): nearest 1, bilinear 11, bicubic 259 per output;
+            // "nearest-exact" unknown.
+            (Convention::Thop, _) if self.functional => 0,
             (Convention::Thop, "nearest") => 1,
             (Convention::Thop, "bilinear") => 11,
             (Convention::Thop, "bicubic") => 259,

@@ -245,6 +245,8 @@ impl Layer for Passthrough {
                     ..Default::default()
                 },
                 view: false,
+                grad_views: vec![],
+                cublas: false,
             },
             // Dropout2d multiplies by an N×C×1×1 noise tensor, which the product keeps.
             "dropout2d" => Training {
@@ -255,6 +257,8 @@ impl Layer for Passthrough {
                     ..Default::default()
                 },
                 view: false,
+                grad_views: vec![],
+                cublas: false,
             },
             _ => Training {
                 view: true,

@@ -1,0 +1,171 @@
+//! `train`'s peak memory against PyTorch's own: `torch.cuda.max_memory_allocated()` over three
+//! training steps measured on an NVIDIA H200 (`tests/data/train_memory_cuda.json`, a copy of
+//! ../shared/reference/train_memory_cuda.json, whose `method` says how). The estimate must be
+//! within ±10 % of every measured peak, and the median error within ±5 % (docs/TRAINING.md
+//! shows each error).
+
+use std::path::PathBuf;
+
+use archscope::train::{plan, Config, Optimizer};
+use archscope::{zoo, BuildOptions, Dtype};
+use serde_json::Value;
+
+fn reference() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_memory_cuda.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// (model, batch, optimizer, measured peak, estimated peak, relative error).
+fn errors() -> Vec<(String, u64, String, u64, u64, f64)> {
+    let r = reference();
+    assert_eq!(r["produced_with"]["dtype"], "float32");
+    let mut out = Vec::new();
+    for c in r["configs"].as_array().unwrap() {
+        let name = c["model"].as_str().unwrap();
+        let input: Vec<u64> = c["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let net = zoo::build(
+            name,
+            &BuildOptions {
+                batch: input[0],
+                input: Some(input[1..].to_vec()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let opt = c["optimizer"].as_str().unwrap();
+        let p = plan(
+            &net,
+            &Config {
+                dataset_size: 1000,
+                batch: input[0],
+                epochs: 1,
+                optimizer: Optimizer::parse(opt).unwrap(),
+                dtype: Dtype::F32,
+                throughput_tflops: None,
+            },
+        )
+        .unwrap();
+        let measured = c["peak_bytes"].as_u64().unwrap();
+        let est = p.memory.peak.bytes;
+        let err = est as f64 / measured as f64 - 1.0;
+        out.push((
+            name.to_string(),
+            input[0],
+            opt.to_string(),
+            measured,
+            est,
+            err,
+        ));
+    }
+    out
+}
+
+#[test]
+fn peak_within_ten_percent_of_every_cuda_measurement() {
+    let errs = errors();
+    assert_eq!(errs.len(), 5, "the reference holds five configurations");
+    for (model, batch, opt, measured, est, err) in &errs {
+        eprintln!(
+            "{model} batch {batch} {opt}: measured {measured}, estimate {est}, {:+.1} %",
+            err * 100.0
+        );
+    }
+    for (model, batch, opt, measured, est, err) in &errs {
+        assert!(
+            err.abs() <= 0.10,
+            "{model} batch {batch} {opt}: estimate {est} vs measured {measured} ({:+.1} %)",
+            err * 100.0
+        );
+    }
+    let mut e: Vec<f64> = errs.iter().map(|x| x.5).collect();
+    e.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = e[e.len() / 2];
+    assert!(
+        median.abs() <= 0.05,
+        "median error {:+.1} %",
+        median * 100.0
+    );
+}
+
+/// The liveness simulation against PyTorch's own memory profiler on the CPU
+/// (`tests/data/train_liveness_cpu.json`, `scripts/training_liveness.py`): the CPU runs no
+/// cuBLAS, so the estimate less its cuBLAS workspaces must be within ±1 % of each measured peak,
+/// in the same phase of the step.
+#[test]
+fn liveness_matches_the_cpu_memory_timeline() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_liveness_cpu.json");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let configs = r["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 4);
+    for c in configs {
+        let name = c["model"].as_str().unwrap();
+        let input: Vec<u64> = c["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let net = zoo::build(
+            name,
+            &BuildOptions {
+                batch: input[0],
+                input: Some(input[1..].to_vec()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let p = plan(
+            &net,
+            &Config {
+                dataset_size: 1000,
+                batch: input[0],
+                epochs: 1,
+                optimizer: Optimizer::parse(c["optimizer"].as_str().unwrap()).unwrap(),
+                dtype: Dtype::F32,
+                throughput_tflops: None,
+            },
+        )
+        .unwrap();
+        let peak = &p.memory.peak;
+        let est = peak.bytes - peak.live.cublas_workspaces;
+        let measured = c["peak_bytes"].as_u64().unwrap();
+        let err = est as f64 / measured as f64 - 1.0;
+        eprintln!(
+            "{name} batch {}: CPU timeline {measured}, estimate {est} ({:+.2} %), {}",
+            input[0],
+            err * 100.0,
+            peak.phase.name()
+        );
+        assert!(err.abs() <= 0.01, "{name}: {est} vs {measured}");
+        assert_eq!(
+            peak.phase.name(),
+            c["peak_phase"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// The committed copy is the shared reference, byte for byte, where both exist.
+#[test]
+fn the_cuda_reference_is_the_shared_one() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/reference/train_memory_cuda.json");
+    if let Ok(s) = std::fs::read(&shared) {
+        assert_eq!(
+            s,
+            std::fs::read(root.join("tests/data/train_memory_cuda.json")).unwrap(),
+            "tests/data/train_memory_cuda.json is stale: copy ../shared/reference/train_memory_cuda.json over it"
+        );
+    }
+    assert!(reference()["method"]
+        .as_str()
+        .unwrap()
+        .contains("max_memory_allocated()"));
+}
