@@ -264,6 +264,22 @@ impl Layer for Conv2d {
                 };
                 let cols = if self.transposed {
                     mul(&[o / g, kh, kw, *h, *w])
+                } else if g == *c && *o == g {
+                    // Depthwise: the direct kernel, no im2col. At stride 1 it copies a plane
+                    // into a zero-padded one of `(oh + (kh−1)·dy) × (ow + (kw−1)·dx)` plus an
+                    // accumulator of `oh` such rows, unless that would be over four times the
+                    // planes (`depthwise_plane` then runs row by row, with no buffer).
+                    let [dy, dx] = self.dilation;
+                    let hp = oh.saturating_add((kh - 1).saturating_mul(dy));
+                    let wp = ow.saturating_add((kw - 1).saturating_mul(dx));
+                    let plane = hp.saturating_mul(wp);
+                    let bounded =
+                        plane <= (h * w).max(oh * ow).saturating_mul(4).saturating_add(4096);
+                    if self.stride == [1, 1] && bounded {
+                        plane.saturating_add(oh.saturating_mul(wp))
+                    } else {
+                        0
+                    }
                 } else {
                     mul(&[c / g, kh, kw, *oh, *ow])
                 };
