@@ -144,6 +144,14 @@ impl YNode {
             _ => None,
         }
     }
+    /// Values in this node, itself included (lists and mappings counted with their contents).
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            YValue::Seq(v) => v.iter().map(YNode::size).sum(),
+            YValue::Map(m) => m.iter().map(|(_, x)| x.size()).sum(),
+            _ => 0,
+        }
+    }
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             YValue::Str(s) => Some(s),
@@ -159,7 +167,7 @@ impl fmt::Display for YNode {
             YValue::Bool(b) => write!(f, "{b}"),
             YValue::Int(i) => write!(f, "{i}"),
             YValue::Float(x) => write!(f, "{x}"),
-            YValue::Str(s) => write!(f, "{s}"),
+            YValue::Str(s) => f.write_str(&crate::error::excerpt(s)),
             YValue::Seq(v) => {
                 write!(f, "[")?;
                 for (i, x) in v.iter().enumerate() {
@@ -458,6 +466,9 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
         self.leaf(YValue::Float(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<YNode, E> {
+        if let Some(d) = unprintable(v) {
+            return Err(self.ctx.fail(d));
+        }
         self.leaf(YValue::Str(v.to_string()))
     }
     fn visit_unit<E: de::Error>(self) -> Result<YNode, E> {
@@ -521,6 +532,37 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
     }
 }
 
+/// The one rule for text that reaches an output: a string or key holding a control character
+/// other than newline and tab (C0, DEL, C1 — written as a YAML escape such as `"\e[2J"`,
+/// `"\x1b]0;…\a"` or `"\0"`, since raw ones are refused before parsing) or a character that
+/// reorders text on screen (the bidirectional overrides and isolates, U+202A–U+202E,
+/// U+2066–U+2069) is refused where it is written. So no name, op name or value the file
+/// gives can clear or retitle a terminal, disguise itself, or break a CSV, Markdown, JSON,
+/// DOT or SVG output. Newlines and tabs may appear in free text (`description:`); names are
+/// identifiers, and the model name is refused them in `spec`.
+fn unprintable(s: &str) -> Option<Diagnostic> {
+    let c = s.chars().find(|&c| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    })?;
+    let what = match c {
+        '\0' => " (NUL)",
+        '\u{1b}' => " (escape, which starts terminal control sequences)",
+        '\u{7}' => " (bell)",
+        '\r' => " (carriage return)",
+        c if c.is_control() => "",
+        _ => " (a bidirectional text control, which reorders what is shown)",
+    };
+    Some(
+        Diagnostic::new(format!(
+            "the string \"{}\" holds the control character U+{:04X}{what}",
+            crate::error::excerpt(&s.escape_debug().to_string()),
+            u32::from(c)
+        ))
+        .help("remove it: names and values are printed to terminals and written into CSV, Markdown, JSON, DOT and SVG"),
+    )
+}
+
 /// Reads a mapping key: a plain name, not seen before in the same mapping.
 struct KeySeed<'c, 'm> {
     ctx: &'c Build,
@@ -551,6 +593,9 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
     }
     fn visit_str<E: de::Error>(self, k: &str) -> Result<String, E> {
         self.ctx.count()?;
+        if let Some(d) = unprintable(k) {
+            return Err(self.ctx.fail(d));
+        }
         if k == "<<" {
             return Err(self.ctx.fail(
                 Diagnostic::new("YAML merge keys (`<<:`) are not part of the format")
