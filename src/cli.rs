@@ -712,7 +712,7 @@ fn run(cli: Cli) -> Result<i32> {
                     {
                         bail!("a PNG would go to the terminal\n   help: write it to a file with -o FILE.png, or pipe it");
                     }
-                    render(graph, format)?
+                    render(graph, format, net.nodes.len())?
                 }
             };
             match &output {
@@ -756,15 +756,21 @@ fn format_from_extension(output: Option<&Path>) -> DotFormat {
     }
 }
 
-/// Renders a graph with Graphviz's `dot` program, through graphviz-rust's `exec`.
-fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Result<Vec<u8>> {
-    use graphviz_rust::cmd::{CommandArg, Format as GvFormat};
+/// Renders a graph with Graphviz's `dot` program (the DOT text printed by graphviz-rust, fed
+/// on stdin). A failure says how `dot` ended (its exit status or signal) and what it wrote on
+/// stderr; with nothing there, what usually causes that (a graph too large to lay out).
+fn render(
+    graph: graphviz_rust::dot_structures::Graph,
+    format: DotFormat,
+    layers: usize,
+) -> Result<Vec<u8>> {
+    use std::process::{Command, Stdio};
     let name = if format == DotFormat::Png {
         "png"
     } else {
         "svg"
     };
-    if let Err(e) = std::process::Command::new("dot").arg("-V").output() {
+    if let Err(e) = Command::new("dot").arg("-V").output() {
         if e.kind() == std::io::ErrorKind::NotFound {
             bail!(
                 "--format {name} needs Graphviz's `dot` program, which is not installed (not found on PATH)\n   \
@@ -775,17 +781,50 @@ fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Res
         }
         bail!("cannot run Graphviz's `dot`: {e}");
     }
-    let gv = if format == DotFormat::Png {
-        GvFormat::Png
-    } else {
-        GvFormat::Svg
+    let text = dot::print(&graph);
+    let mut child = Command::new("dot")
+        .arg(format!("-T{name}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("cannot run Graphviz's `dot`: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    // Written from another thread: `dot` may fill its stdout before reading all its input.
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .map_err(|e| anyhow!("cannot run Graphviz's `dot`: {e}"))?;
+    // A `dot` that died early closes its stdin: its status says why, not the broken pipe.
+    let _ = writer.join();
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    let how = match output.status.code() {
+        Some(c) => format!("exited with status {c}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            match output.status.signal() {
+                Some(9) => "was killed (signal 9, SIGKILL: often the system running out of memory)".to_string(),
+                Some(sig) => format!("was killed by signal {sig}"),
+                None => "ended abnormally".to_string(),
+            }
+        }
     };
-    graphviz_rust::exec(graph, &mut dot::printer(), vec![CommandArg::Format(gv)]).map_err(|e| {
-        anyhow!(
-            "Graphviz's `dot` failed to render the {name}: {}",
-            e.to_string().trim()
-        )
-    })
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        bail!(
+            "Graphviz's `dot` {how} while rendering the {name}, with no message on stderr\n   \
+             = the graph has {layers} layers\n   \
+             help: large graphs can exhaust Graphviz's time or memory: draw fewer nodes with \
+             --collapse blocks or --collapse repeats, or write DOT with --format dot"
+        );
+    }
+    bail!(
+        "Graphviz's `dot` {how} while rendering the {name}: {}",
+        archscope::error::excerpt_lines(stderr)
+    )
 }
 
 /// Parses `CxHxW`, `HxW` or `S`.

@@ -136,6 +136,30 @@ pub fn excerpt(s: &str) -> String {
     }
 }
 
+/// A program's message as quoted in ours: at most 20 lines, each cut like a diagnostic's.
+pub fn excerpt_lines(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(20)
+        .map(|l| {
+            let mut end = l.len().min(MAX_MESSAGE_LINE);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            if end < l.len() {
+                format!("{}…({} bytes)", &l[..end], l.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if lines.len() > 20 {
+        out.push(format!("…({} more lines)", lines.len() - 20));
+    }
+    out.join("\n")
+}
+
 /// One line of a rendered diagnostic, cut to [`MAX_MESSAGE_LINE`] bytes.
 fn line(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     if s.len() <= MAX_MESSAGE_LINE {

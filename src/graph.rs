@@ -262,6 +262,24 @@ fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
         .collect()
 }
 
+/// What to write when a layer gets the wrong number of inputs.
+fn arity_help(arity: Arity) -> String {
+    let list = |k: usize| {
+        let names: Vec<String> = (0..k.min(4))
+            .map(|i| ((b'a' + i as u8) as char).to_string())
+            .collect();
+        format!("[{}{}]", names.join(", "), if k > 4 { ", …" } else { "" })
+    };
+    match arity {
+        Arity::Exactly(0) => "it takes no input: leave `in` out".to_string(),
+        Arity::Exactly(1) => {
+            "give one input: `in: name` (or leave `in` out, to take the previous layer)".to_string()
+        }
+        Arity::Exactly(k) => format!("list exactly {k} inputs: `in: {}`", list(k)),
+        Arity::AtLeast(k) => format!("list {k} or more inputs: `in: {}`", list(k.max(2))),
+    }
+}
+
 fn join(scope: &str, name: &str) -> String {
     if scope.is_empty() {
         name.to_string()
@@ -1090,11 +1108,7 @@ impl<'a> Expander<'a> {
                     in_shapes.len()
                 ))
                 .at(&raw.node_path)
-                .help(if matches!(raw.op.arity, Arity::AtLeast(2)) {
-                    "list them: `in: [a, b]`"
-                } else {
-                    "give one input: `in: name` (or none, to take the previous layer)"
-                }));
+                .help(arity_help(raw.op.arity)));
             }
             let mut env = Env::new(Some(raw.env.clone()));
             if let Some(x) = in_shapes.first() {

@@ -546,18 +546,22 @@ fn unprintable(s: &str) -> Option<Diagnostic> {
             || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
     })?;
     let what = match c {
-        '\0' => " (NUL)",
-        '\u{1b}' => " (escape, which starts terminal control sequences)",
-        '\u{7}' => " (bell)",
-        '\r' => " (carriage return)",
-        c if c.is_control() => "",
-        _ => " (a bidirectional text control, which reorders what is shown)",
+        '\0' => "the control character U+0000 (NUL)",
+        '\u{1b}' => "the control character U+001B (escape, which starts terminal control sequences)",
+        '\u{7}' => "the control character U+0007 (bell)",
+        '\r' => "the control character U+000D (carriage return)",
+        c if c.is_control() => "the control character",
+        _ => "a bidirectional text control (it reorders what is shown):",
+    };
+    let code = if what.ends_with(')') {
+        String::new()
+    } else {
+        format!(" U+{:04X}", u32::from(c))
     };
     Some(
         Diagnostic::new(format!(
-            "the string \"{}\" holds the control character U+{:04X}{what}",
+            "the string \"{}\" holds {what}{code}",
             crate::error::excerpt(&s.escape_debug().to_string()),
-            u32::from(c)
         ))
         .help("remove it: names and values are printed to terminals and written into CSV, Markdown, JSON, DOT and SVG"),
     )
@@ -665,6 +669,9 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
     // Inside a quoted scalar (which may continue on the next line), and after a backslash.
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    // A `---` opens the document only before any content (after comments, blank lines).
+    let mut seen_content = false;
+    let mut seen_start = false;
     for (ln, line) in text.lines().enumerate() {
         let ln = ln + 1;
         let indent = line.chars().take_while(|c| *c == ' ').count();
@@ -714,13 +721,42 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
                     "replace the tab with spaces".into(),
                 ));
             }
-            if line.starts_with("---") && ln > 1 || line.starts_with("...") {
+            if line.starts_with('%') {
                 return Err((
                     ln,
                     1,
-                    "more than one YAML document in the file".into(),
-                    "keep one architecture per file".into(),
+                    "a YAML directive (`%YAML`, `%TAG`): directives are not part of the format"
+                        .into(),
+                    "remove the line (and a `---` right after it): archscope reads plain YAML without directives".into(),
                 ));
+            }
+            let start = line.starts_with("---");
+            if start && (seen_content || seen_start) || line.starts_with("...") {
+                // A marker with nothing after it only opens (or closes) an empty document.
+                let rest_empty = text.lines().skip(ln).all(|l| {
+                    let t = l.trim();
+                    t.is_empty() || t.starts_with('#')
+                }) && line[3..].trim().is_empty();
+                let (msg, help) = match (start, rest_empty) {
+                    (true, true) => (
+                        "a `---` line after the architecture starts a second, empty YAML document",
+                        "remove the line: a file holds one architecture and needs no document markers",
+                    ),
+                    (false, true) => (
+                        "a `...` line (YAML's end-of-document marker) is not part of the format",
+                        "remove the line",
+                    ),
+                    _ => (
+                        "more than one YAML document in the file",
+                        "keep one architecture per file",
+                    ),
+                };
+                return Err((ln, 1, msg.into(), help.into()));
+            }
+            if start {
+                seen_start = true;
+            } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+                seen_content = true;
             }
         }
         // Where a node may start: a quote, an anchor, an alias or a tag begins a node only
