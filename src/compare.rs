@@ -262,7 +262,7 @@ fn table(c: &Comparison, markdown: bool) -> String {
     for (i, e) in c.entries.iter().enumerate() {
         let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
         let mut row = vec![
-            Cell::new(&e.name),
+            crate::report::text_cell(&e.name, markdown),
             Cell::new(
                 e.input[1.min(e.input.len())..]
                     .iter()
@@ -314,7 +314,7 @@ fn csv(c: &Comparison) -> String {
     for (i, e) in c.entries.iter().enumerate() {
         out += &format!(
             "{},{},{},{},{},{},{},{},{},{},{}",
-            e.name,
+            crate::report::csv_field(&e.name),
             e.input[1.min(e.input.len())..]
                 .iter()
                 .map(|d| d.to_string())
@@ -327,7 +327,7 @@ fn csv(c: &Comparison) -> String {
             e.param_bytes,
             e.peak_activation_bytes,
             e.depth,
-            rf_text(e),
+            crate::report::csv_field(&rf_text(e)),
             f(e.macs_per_param())
         );
         if c.baseline.is_some() {

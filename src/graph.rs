@@ -1108,6 +1108,7 @@ impl<'a> Expander<'a> {
                     in_shapes.len()
                 ))
                 .at(&raw.node_path)
+                .note(format!("{}: {}", raw.op.name, raw.op.summary))
                 .help(arity_help(raw.op.arity)));
             }
             let mut env = Env::new(Some(raw.env.clone()));

@@ -308,7 +308,7 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> Table {
     ]);
     for r in rows(a, depth) {
         t.add_row(vec![
-            Cell::new(&r.name),
+            text_cell(&r.name, markdown),
             Cell::new(&r.op),
             Cell::new(&r.output),
             Cell::new(if r.params == 0 {
@@ -365,7 +365,7 @@ pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
         ),
         Format::Markdown => format!(
             "**{}**\n\n{}\n\n{}\n",
-            header(a),
+            markdown_text(&header(a)),
             layer_table(a, depth, true),
             totals_table(a, true)
         ),
@@ -465,18 +465,39 @@ pub fn sweep(analyses: &[Analysis], format: Format) -> String {
         analyses.len()
     );
     if markdown {
-        format!("**{title}**\n\n{t}\n")
+        format!("**{}**\n\n{t}\n", markdown_text(&title))
     } else {
         format!("{title}\n{t}\n")
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+/// A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, a quote or a
+/// line break. Every CSV output writes its text fields through it.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
+}
+
+/// Text for Markdown output (a table cell or a title): `|` would end the cell and `\` escape
+/// what follows, so both are escaped. Every Markdown output writes its text through it.
+pub fn markdown_text(s: &str) -> String {
+    if s.contains(['|', '\\']) {
+        s.replace('\\', "\\\\").replace('|', "\\|")
+    } else {
+        s.to_string()
+    }
+}
+
+/// A table cell of text: escaped for Markdown when the table is Markdown.
+pub fn text_cell(s: &str, markdown: bool) -> Cell {
+    Cell::new(if markdown {
+        markdown_text(s)
+    } else {
+        s.to_string()
+    })
 }
 
 fn csv(a: &Analysis, depth: Option<usize>) -> String {
