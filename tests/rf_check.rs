@@ -267,3 +267,64 @@ fn a_spatial_slice_is_a_crop() {
     let (_, t) = figures.iter().find(|(name, _)| name == "t").unwrap();
     assert!(t.ok() && t.analysed != NOT_COMPARED, "{t:?}");
 }
+
+/// A concatenation along the width (issue 14: once analysed as if along channels, so `check`
+/// failed a valid model). Hand derivation, 8×8 input, `a` a 3×3 convolution padded by 1 (unit
+/// u reads columns u−1..u+1: size 3, jump 1, start 0):
+/// - `cat = concat [a, a]` along the width, 16 columns: column j < 8 is a's unit j (centre j),
+///   column j ≥ 8 is a's unit j − 8 (centre j − 8). Input 0's lattice would put column 8 at
+///   centre 8, not 0: no single lattice, so the field is "not aligned" (size 3, the largest)
+///   and `check` compares nothing there instead of failing. The measured reach shows why:
+///   column 8 reads columns 0–1, as column 0 does.
+/// - `left = a[..., 0:4]`, `right = a[..., 4:8]` (slices: right's unit 0 is a's unit 4, start
+///   4) and `whole = concat [left, right]`: right continues left's lattice (4 = 0 + 4·1), so
+///   `whole` is a's field again (size 3, jump 1, start 0, aligned) and `check` compares it on
+///   every column; `c2`, a 3×3 convolution after it, has size 5 and reads columns j−2..j+2.
+/// - `swapped = concat [right, left]`: left's unit 0 (centre 0) sits at output column 4,
+///   where right's lattice puts centre 4 + 4 = 8: not aligned.
+#[test]
+fn concatenation_along_the_width() {
+    let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: cat, op: concat, in: [a, a], dim: 3}\n  - {id: left, op: slice, in: a, dim: 3, start: 0, end: 4}\n  - {id: right, op: slice, in: a, dim: 3, start: 4, end: 8}\n  - {id: whole, op: concat, in: [left, right], dim: 3}\n  - {id: swapped, op: concat, in: [right, left], dim: 3}\n  - {id: c2, op: conv, in: whole, out: 1, kernel: 3, padding: 1}\n");
+    let a = analyze(&n, Dtype::F32).unwrap();
+    let field = |name: &str| {
+        a.layers
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap()
+            .rf
+            .clone()
+            .unwrap()
+    };
+    let cat = field("cat");
+    assert!(!cat.aligned);
+    let why = cat.misalignment.unwrap();
+    assert!(
+        why.contains("concatenated along the width") && why.contains("puts output unit 8 at 8"),
+        "{why}"
+    );
+    assert_eq!(*cat.axes[1].size.numer(), 3);
+    // Height is untouched: both parts have a's rows.
+    assert_eq!(cat.axes[0], field("a").axes[0]);
+    let whole = field("whole");
+    assert!(whole.aligned, "{:?}", whole.misalignment);
+    assert_eq!(whole.axes, field("a").axes);
+    assert!(!field("swapped").aligned);
+    let c2 = field("c2");
+    assert_eq!(
+        (*c2.axes[1].size.numer(), *c2.axes[1].jump.numer(), *c2.axes[1].start.numer()),
+        (5, 1, 0)
+    );
+    // Measured: cat's column 8 reads what column 0 reads.
+    let r = reach_of(&n, "cat").unwrap();
+    assert_eq!(r.cols[0], Some((0, 1)));
+    assert_eq!(r.cols[8], Some((0, 1)));
+    assert_eq!(r.cols[15], Some((6, 7)));
+    // `check` agrees everywhere: compared on `whole` and `c2`, not on the concatenations
+    // without a lattice.
+    let figs = rf_figures(&n);
+    let fig = |name: &str| figs.iter().find(|(l, _)| l == name).unwrap().1.clone();
+    assert_eq!(fig("cat").analysed, NOT_COMPARED);
+    assert_eq!(fig("swapped").analysed, NOT_COMPARED);
+    assert_eq!(fig("whole").analysed, "rows 3–5, cols 3–5");
+    assert_eq!(fig("c2").analysed, "rows 2–6, cols 2–6");
+}

@@ -2,6 +2,7 @@
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
 use super::{
+    Geometry,
     add, mul, Arity, Attrs, Category, Collapsed, Cost, Layer, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
@@ -270,6 +271,13 @@ impl Layer for Concat {
     }
     fn label(&self) -> String {
         format!("concat ×{}", self.n)
+    }
+    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        match (inputs[0].rank(), self.dim) {
+            (4, 2) => Geometry::Concat { axis: 0 },
+            (4, 3) => Geometry::Concat { axis: 1 },
+            _ => Geometry::Pointwise,
+        }
     }
     fn collapsed(&self) -> Collapsed {
         // Along channels the one-channel copies add up; along a spatial axis, the same

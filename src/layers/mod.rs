@@ -129,6 +129,10 @@ pub enum Geometry {
     Crop { offset: [u64; 2] },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
     Global,
+    /// The inputs laid end to end along spatial axis `axis` (0 height, 1 width; a concatenation
+    /// along `H` or `W`): output unit `j` of that axis is unit `j − offset` of the input that
+    /// holds it, so the inputs' lattices must continue one another (docs/RECEPTIVE_FIELD.md).
+    Concat { axis: usize },
 }
 
 /// A layer's linearised one-channel copy, for measuring receptive fields with the executor
