@@ -805,7 +805,8 @@ fn render(
         None => {
             use std::os::unix::process::ExitStatusExt;
             match output.status.signal() {
-                Some(9) => "was killed (signal 9, SIGKILL: often the system running out of memory)".to_string(),
+                Some(9) => "was killed (signal 9, SIGKILL: often the system running out of memory)"
+                    .to_string(),
                 Some(sig) => format!("was killed by signal {sig}"),
                 None => "ended abnormally".to_string(),
             }

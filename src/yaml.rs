@@ -547,7 +547,9 @@ fn unprintable(s: &str) -> Option<Diagnostic> {
     })?;
     let what = match c {
         '\0' => "the control character U+0000 (NUL)",
-        '\u{1b}' => "the control character U+001B (escape, which starts terminal control sequences)",
+        '\u{1b}' => {
+            "the control character U+001B (escape, which starts terminal control sequences)"
+        }
         '\u{7}' => "the control character U+0007 (bell)",
         '\r' => "the control character U+000D (carriage return)",
         c if c.is_control() => "the control character",
@@ -1101,6 +1103,52 @@ mod tests {
 
     /// Found by the `yaml_pipeline` fuzz target: libyaml counts a lone `\r` as a line break,
     /// so its line numbers pointed past the end of the text as everyone else counts lines.
+    /// The one rule for printable text (issue 14): every control character but newline and
+    /// tab — C0, DEL and C1, each written as a YAML escape — and every bidirectional control
+    /// is refused in a value or a key, located at the string; newline and tab pass.
+    #[test]
+    fn control_characters_in_strings_are_refused() {
+        let refused = (0u32..0x20)
+            .chain(0x7f..0xa0)
+            .chain(0x202a..=0x202e)
+            .chain(0x2066..=0x2069)
+            .filter(|&c| c != 0x0a && c != 0x09);
+        let mut n = 0;
+        for c in refused {
+            for text in [
+                format!("name: \"a\\U{c:08x}b\"\nx: 1\n"),
+                format!("\"k\\U{c:08x}\": 1\n"),
+            ] {
+                let e = Document::parse("m.yaml", &text).unwrap_err();
+                assert!(e.message.contains(&format!("U+{c:04X}")), "{c:x}: {e}");
+                assert_eq!(e.loc.as_ref().unwrap().line, 1, "{c:x}: {e}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 2 * (32 - 2 + 33 + 5 + 4));
+        let d = Document::parse("m.yaml", "description: \"two\\nlines\\tand a tab\"\n").unwrap();
+        assert_eq!(
+            d.root.get("description").unwrap().as_str(),
+            Some("two\nlines\tand a tab")
+        );
+    }
+
+    /// A `---` before any content opens the one document (after comments too); a directive,
+    /// a trailing `---` or a `...` are named for what they are.
+    #[test]
+    fn document_markers_and_directives() {
+        assert!(Document::parse("m.yaml", "# a comment\n\n---\nx: 1\n").is_ok());
+        assert!(Document::parse("m.yaml", "---\nx: 1\n").is_ok());
+        let e = Document::parse("m.yaml", "%YAML 1.2\n---\nx: 1\n").unwrap_err();
+        assert!(e.message.contains("directive"), "{e}");
+        let e = Document::parse("m.yaml", "x: 1\n---\n# end\n").unwrap_err();
+        assert!(e.message.contains("second, empty YAML document"), "{e}");
+        let e = Document::parse("m.yaml", "x: 1\n---\ny: 2\n").unwrap_err();
+        assert!(e.message.contains("more than one YAML document"), "{e}");
+        let e = Document::parse("m.yaml", "x: 1\n...\n").unwrap_err();
+        assert!(e.message.contains("end-of-document marker"), "{e}");
+    }
+
     #[test]
     fn line_breaks_other_than_lf_and_crlf_are_refused() {
         let crlf = "a: 1\r\nb: [1,\r\n  2, }\r\n";

@@ -237,7 +237,11 @@ fn dot_failures_say_how_dot_ended() {
     let run = |script: &str| {
         std::fs::write(&fake, script).unwrap();
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
             .args(["dot", "lenet5", "--format", "svg"])
             .env("PATH", path)
@@ -256,7 +260,9 @@ fn dot_failures_say_how_dot_ended() {
     );
     let failed = run("#!/bin/sh\n[ \"$1\" = -V ] && exit 0\ncat >/dev/null\necho 'Error: trouble in layout' >&2\nexit 3\n");
     assert!(
-        failed.contains("`dot` exited with status 3 while rendering the svg: Error: trouble in layout"),
+        failed.contains(
+            "`dot` exited with status 3 while rendering the svg: Error: trouble in layout"
+        ),
         "{failed}"
     );
 }

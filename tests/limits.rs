@@ -482,13 +482,14 @@ fn expression_work_is_bounded() {
     let model = |repeat: usize| {
         format!("inputs: {{image: [3, 8, 8]}}\nparams: {{big: {big}}}\nnodes:\n  - {{id: c, op: conv, out: $big, kernel: 1, repeat: {repeat}}}\n")
     };
-    assert!(100 * 400_006 < MAX_EXPR_WORK && 200 * 400_006 > MAX_EXPR_WORK);
+    const { assert!(100 * 400_006 < MAX_EXPR_WORK && 200 * 400_006 > MAX_EXPR_WORK) };
     let net = build(&model(100)).unwrap();
     assert_eq!(net.nodes.last().unwrap().out_shapes[0].0, vec![1, 8, 8, 8]);
     let e = build(&model(200)).unwrap_err();
     let d = e.diagnostic();
     assert!(
-        d.message.contains(&format!("more than {MAX_EXPR_WORK} steps to evaluate")),
+        d.message
+            .contains(&format!("more than {MAX_EXPR_WORK} steps to evaluate")),
         "{e}"
     );
     assert!(d.loc.is_some() && d.layer.is_some(), "{e}");
@@ -533,15 +534,27 @@ fn csv_and_markdown_escape_names() {
     };
     // The name is `a,"b"|c\d`: quoted, quotes doubled.
     let csv = stdout(&["compare", p, "--format", "csv"]);
-    assert_eq!(csv.lines().nth(1).unwrap().split_once(",3x8x8").unwrap().0, "\"a,\"\"b\"\"|c\\d\"");
+    assert_eq!(
+        csv.lines().nth(1).unwrap().split_once(",3x8x8").unwrap().0,
+        "\"a,\"\"b\"\"|c\\d\""
+    );
     let csv = stdout(&["summary", p, "--batch", "1,2", "--format", "csv"]);
-    assert!(csv.lines().nth(1).unwrap().starts_with("\"a,\"\"b\"\"|c\\d\",3x8x8,1,"), "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("\"a,\"\"b\"\"|c\\d\",3x8x8,1,"),
+        "{csv}"
+    );
     // Markdown: `|` → `\|`, `\` → `\\`; every table row keeps its column count.
     let md = stdout(&["compare", p, "--format", "markdown"]);
     assert!(md.contains("| a,\"b\"\\|c\\\\d "), "{md}");
     let cols = |l: &str| l.replace("\\|", "").matches('|').count();
     let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
-    assert!(rows.len() >= 3 && rows.iter().all(|l| cols(l) == cols(rows[0])), "{md}");
+    assert!(
+        rows.len() >= 3 && rows.iter().all(|l| cols(l) == cols(rows[0])),
+        "{md}"
+    );
     let md = stdout(&["summary", p, "--format", "markdown"]);
     assert!(md.starts_with("**a,\"b\"\\|c\\\\d: input"), "{md}");
 }
@@ -552,7 +565,10 @@ fn csv_and_markdown_escape_names() {
 #[test]
 fn long_values_are_cut_in_messages() {
     let op = "x".repeat(3_000_000);
-    let e = build(&format!("inputs: {{image: [3, 8, 8]}}\nnodes:\n  - {{op: {op}}}\n")).unwrap_err();
+    let e = build(&format!(
+        "inputs: {{image: [3, 8, 8]}}\nnodes:\n  - {{op: {op}}}\n"
+    ))
+    .unwrap_err();
     let msg = e.to_string();
     assert!(msg.len() < 2_000, "{} bytes", msg.len());
     assert!(
@@ -562,7 +578,11 @@ fn long_values_are_cut_in_messages() {
     // Through the binary too.
     let dir = scratch("longop");
     let path = dir.join("m.yaml");
-    std::fs::write(&path, format!("inputs: {{image: [3, 8, 8]}}\nnodes:\n  - {{op: {op}}}\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("inputs: {{image: [3, 8, 8]}}\nnodes:\n  - {{op: {op}}}\n"),
+    )
+    .unwrap();
     let err = assert_rejected(&["summary", path.to_str().unwrap()], "…(3000000 bytes)");
     assert!(err.len() < 2_000, "{} bytes", err.len());
 }

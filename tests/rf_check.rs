@@ -311,7 +311,11 @@ fn concatenation_along_the_width() {
     assert!(!field("swapped").aligned);
     let c2 = field("c2");
     assert_eq!(
-        (*c2.axes[1].size.numer(), *c2.axes[1].jump.numer(), *c2.axes[1].start.numer()),
+        (
+            *c2.axes[1].size.numer(),
+            *c2.axes[1].jump.numer(),
+            *c2.axes[1].start.numer()
+        ),
         (5, 1, 0)
     );
     // Measured: cat's column 8 reads what column 0 reads.

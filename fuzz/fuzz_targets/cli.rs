@@ -34,7 +34,11 @@ fn setup() {
             include_bytes!("../seeds/safetensors/tiny_f32.safetensors"),
         )
         .unwrap();
-        std::fs::write(dir.join("in.npy"), include_bytes!("../seeds/npy/f4_1x3x8x8.npy")).unwrap();
+        std::fs::write(
+            dir.join("in.npy"),
+            include_bytes!("../seeds/npy/f4_1x3x8x8.npy"),
+        )
+        .unwrap();
         std::fs::write(dir.join("bad.npy"), b"\x93NUMPY garbage").unwrap();
         std::env::set_current_dir(&dir).unwrap();
     });
@@ -68,54 +72,192 @@ impl Bytes<'_> {
 }
 
 const COMMANDS: &[(&str, &[&str])] = &[
-    ("summary", &["--input", "--batch", "--format", "--depth", "--dtype", "--convention"]),
+    (
+        "summary",
+        &[
+            "--input",
+            "--batch",
+            "--format",
+            "--depth",
+            "--dtype",
+            "--convention",
+        ],
+    ),
     (
         "compare",
-        &["--input", "--batch", "--sort", "--baseline", "--format", "--chart", "--dtype", "--convention"],
+        &[
+            "--input",
+            "--batch",
+            "--sort",
+            "--baseline",
+            "--format",
+            "--chart",
+            "--dtype",
+            "--convention",
+        ],
     ),
     (
         "audit",
         &[
-            "--input", "--batch", "--max-params", "--max-macs", "--max-flops", "--max-peak-memory",
-            "--min-rf", "--format", "--dtype", "--convention",
+            "--input",
+            "--batch",
+            "--max-params",
+            "--max-macs",
+            "--max-flops",
+            "--max-peak-memory",
+            "--min-rf",
+            "--format",
+            "--dtype",
+            "--convention",
         ],
     ),
     (
         "train",
-        &["--dataset-size", "--batch", "--epochs", "--input", "--optimizer", "--dtype", "--throughput", "--format"],
+        &[
+            "--dataset-size",
+            "--batch",
+            "--epochs",
+            "--input",
+            "--optimizer",
+            "--dtype",
+            "--throughput",
+            "--format",
+        ],
     ),
     ("rf", &["--input", "--batch", "--format"]),
     ("check", &["--input", "--batch", "--seed", "--format"]),
     (
         "run",
         &[
-            "--input", "--batch", "--weights", "--image", "--npy", "--repeat", "--seed",
-            "--save-output", "--format",
+            "--input",
+            "--batch",
+            "--weights",
+            "--image",
+            "--npy",
+            "--repeat",
+            "--seed",
+            "--save-output",
+            "--format",
         ],
     ),
     (
         "dot",
-        &["--input", "--batch", "-o", "--format", "--collapse", "--rankdir", "--show", "--no-fuse"],
+        &[
+            "--input",
+            "--batch",
+            "-o",
+            "--format",
+            "--collapse",
+            "--rankdir",
+            "--show",
+            "--no-fuse",
+        ],
     ),
     ("zoo", &["--format"]),
     ("ops", &[]),
 ];
 
-const FILE_FLAGS: &[&str] = &["--weights", "--image", "--npy", "--save-output", "-o", "--chart"];
-const FILES: &[&str] = &[
-    "w.safetensors", "in.npy", "bad.npy", "tiny.yaml", "missing", "out.svg", "out.png", "out.npy",
-    "out.dot", "out", "",
+const FILE_FLAGS: &[&str] = &[
+    "--weights",
+    "--image",
+    "--npy",
+    "--save-output",
+    "-o",
+    "--chart",
 ];
-const SMALL_MODELS: &[&str] = &["tiny.yaml", "lenet5", "mlp3", "sobel", "missing.yaml", "nosuchmodel"];
+const FILES: &[&str] = &[
+    "w.safetensors",
+    "in.npy",
+    "bad.npy",
+    "tiny.yaml",
+    "missing",
+    "out.svg",
+    "out.png",
+    "out.npy",
+    "out.dot",
+    "out",
+    "",
+];
+const SMALL_MODELS: &[&str] = &[
+    "tiny.yaml",
+    "lenet5",
+    "mlp3",
+    "sobel",
+    "missing.yaml",
+    "nosuchmodel",
+];
 const STATIC_MODELS: &[&str] = &["resnet18", "mobilenet_v2", "googlenet", "unet", "yolov1"];
 const VALUES: &[&str] = &[
-    "0", "1", "2", "3", "-1", "7", "64", "224", "1000", "100000", "4294967296", "9223372036854775807",
-    "9223372036854775808", "18446744073709551615", "18446744073709551616", "1,8,32", "1,,2", ",",
-    "3x224x224", "1x32x32", "32x32", "3x0x5", "3x4294967296x2", "224,320", "0x0", "x", "3x", "25M",
-    "4G", "2GiB", "1.5M", "1e3", "0.5", "NaN", "inf", "-0", "table", "markdown", "csv", "json",
-    "text", "dot", "svg", "png", "blocks", "repeats", "none", "TB", "LR", "params,macs,flops,rf,memory,shape",
-    "f32", "f16", "bf16", "int8", "torchvision", "fvcore", "ptflops", "thop", "torchinfo", "adam",
-    "adamw", "sgd", "params", "macs", "name", "lenet5", "tiny.yaml", " ", "é", "\u{1b}[2J",
+    "0",
+    "1",
+    "2",
+    "3",
+    "-1",
+    "7",
+    "64",
+    "224",
+    "1000",
+    "100000",
+    "4294967296",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1,8,32",
+    "1,,2",
+    ",",
+    "3x224x224",
+    "1x32x32",
+    "32x32",
+    "3x0x5",
+    "3x4294967296x2",
+    "224,320",
+    "0x0",
+    "x",
+    "3x",
+    "25M",
+    "4G",
+    "2GiB",
+    "1.5M",
+    "1e3",
+    "0.5",
+    "NaN",
+    "inf",
+    "-0",
+    "table",
+    "markdown",
+    "csv",
+    "json",
+    "text",
+    "dot",
+    "svg",
+    "png",
+    "blocks",
+    "repeats",
+    "none",
+    "TB",
+    "LR",
+    "params,macs,flops,rf,memory,shape",
+    "f32",
+    "f16",
+    "bf16",
+    "int8",
+    "torchvision",
+    "fvcore",
+    "ptflops",
+    "thop",
+    "torchinfo",
+    "adam",
+    "adamw",
+    "sgd",
+    "params",
+    "macs",
+    "name",
+    "lenet5",
+    "tiny.yaml",
+    " ",
+    "é",
+    "\u{1b}[2J",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -128,11 +270,22 @@ fuzz_target!(|data: &[u8]| {
         "zoo" | "ops" => {}
         "compare" => {
             for _ in 0..=b.below(3) {
-                args.push(b.pick(if b.below(2) == 0 { SMALL_MODELS } else { STATIC_MODELS }).into());
+                args.push(
+                    b.pick(if b.below(2) == 0 {
+                        SMALL_MODELS
+                    } else {
+                        STATIC_MODELS
+                    })
+                    .into(),
+                );
             }
         }
         _ => {
-            let models = if runs || b.below(2) == 0 { SMALL_MODELS } else { STATIC_MODELS };
+            let models = if runs || b.below(2) == 0 {
+                SMALL_MODELS
+            } else {
+                STATIC_MODELS
+            };
             args.push(b.pick(models).into());
         }
     }

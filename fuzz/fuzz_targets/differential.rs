@@ -38,8 +38,21 @@ impl Bytes<'_> {
 }
 
 const WORDS: &[&str] = &[
-    "same", "valid", "zeros", "reflect", "replicate", "circular", "nearest", "bilinear",
-    "bicubic", "none", "tanh", "row", "batch", "relu", "channel",
+    "same",
+    "valid",
+    "zeros",
+    "reflect",
+    "replicate",
+    "circular",
+    "nearest",
+    "bilinear",
+    "bicubic",
+    "none",
+    "tanh",
+    "row",
+    "batch",
+    "relu",
+    "channel",
 ];
 const FLOATS: &[&str] = &["0.0", "0.1", "0.5", "1.0", "2.0", "1.0e-5"];
 
@@ -66,7 +79,15 @@ fn value(b: &mut Bytes) -> String {
     }
 }
 
-const ACTS: &[&str] = &["relu", "relu6", "sigmoid", "hardswish", "leaky_relu", "gelu", "tanh"];
+const ACTS: &[&str] = &[
+    "relu",
+    "relu6",
+    "sigmoid",
+    "hardswish",
+    "leaky_relu",
+    "gelu",
+    "tanh",
+];
 
 /// The YAML text of the network the bytes describe.
 fn network(b: &mut Bytes) -> String {
@@ -141,9 +162,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let big = a.layers.iter().any(|l| {
-        l.outputs
-            .iter()
-            .any(|s| s.0.iter().try_fold(1u64, |p, &d| p.checked_mul(d)).map_or(true, |n| n > MAX_ELEMENTS))
+        l.outputs.iter().any(|s| {
+            s.0.iter()
+                .try_fold(1u64, |p, &d| p.checked_mul(d))
+                .map_or(true, |n| n > MAX_ELEMENTS)
+        })
     });
     if big || a.totals.macs > MAX_MACS {
         return;

@@ -2,8 +2,8 @@
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
 use super::{
-    Geometry,
-    add, mul, Arity, Attrs, Category, Collapsed, Cost, Layer, OpType, Saved, Shape, Training,
+    add, mul, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType, Saved, Shape,
+    Training,
 };
 use crate::error::Diagnostic;
 use crate::exec::kernels;
