@@ -51,6 +51,11 @@ pub struct Field {
     /// (docs/RECEPTIVE_FIELD.md), so one unit's bounds are approximate even where the jump is an
     /// integer.
     pub resampled: bool,
+    /// True when a crop (`slice`, `crop`, a spatial `split`) lies on a path: a later layer's
+    /// padding then sits inside the input's extent, at the cut, so a unit near it sees less
+    /// of the input than its lattice field (which stays the theoretical field) — the lattice
+    /// bounds it rather than giving it exactly.
+    pub cropped: bool,
 }
 
 fn overflow() -> Diagnostic {
@@ -194,6 +199,7 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
     for (i, f) in &spatial[1..] {
         out.aligned &= f.aligned;
         out.resampled |= f.resampled;
+        out.cropped |= f.cropped;
         if out.misalignment.is_none() {
             out.misalignment.clone_from(&f.misalignment);
         }
@@ -251,12 +257,34 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 misalignment: None,
                 global_context: false,
                 resampled: false,
+                cropped: false,
             })
         } else {
+            // A later output of a spatial split is a piece further along its axis: its unit 0
+            // is the input unit after the pieces before it.
+            let mut shifted: Vec<Option<Field>> = vec![None; node.inputs.len()];
+            for (k, &(src, slot)) in node.inputs.iter().enumerate() {
+                let from = &net.nodes[src];
+                let (Some(f), true) = (&out[src], slot > 0) else {
+                    continue;
+                };
+                if let Geometry::Split { axis } = from.layer.geometry(&from.in_shapes) {
+                    let before: u64 = from.out_shapes[..slot]
+                        .iter()
+                        .map(|s| s.0.get(2 + axis).copied().unwrap_or(0))
+                        .sum();
+                    let mut f = f.clone();
+                    let a = &mut f.axes[axis];
+                    a.start =
+                        add(a.start, mul(q(before)?, a.jump)?).map_err(|d| d.layer(&node.name))?;
+                    shifted[k] = Some(f);
+                }
+            }
             let ins: Vec<Option<&Field>> = node
                 .inputs
                 .iter()
-                .map(|&(src, _)| out[src].as_ref())
+                .zip(&shifted)
+                .map(|(&(src, _), s)| s.as_ref().or(out[src].as_ref()))
                 .collect();
             let g = node.layer.geometry(&node.in_shapes);
             // A concatenation along a spatial axis: each input's offset on it.
@@ -291,13 +319,15 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
     match g {
         Geometry::Transposed { stride, .. } if *stride != [1, 1] => f.resampled = true,
         Geometry::Resize { num, den, .. } if num != den => f.resampled = true,
+        Geometry::Crop { .. } | Geometry::Split { .. } => f.cropped = true,
         _ => {}
     }
     for ax in 0..2 {
         let a = &f.axes[ax];
         f.axes[ax] = match g {
             // The inputs' lattices were matched by `merge`.
-            Geometry::Pointwise | Geometry::Concat { .. } => continue,
+            // A split's own field is its first output's (see `fields`).
+            Geometry::Pointwise | Geometry::Concat { .. } | Geometry::Split { .. } => continue,
             Geometry::Crop { offset } => Axis {
                 start: add(a.start, mul(q(offset[ax])?, a.jump)?)?,
                 ..a.clone()

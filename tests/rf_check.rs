@@ -332,3 +332,43 @@ fn concatenation_along_the_width() {
     assert_eq!(fig("whole").analysed, "rows 3–5, cols 3–5");
     assert_eq!(fig("c2").analysed, "rows 2–6, cols 2–6");
 }
+
+/// A later piece of a spatial split, and padding at a cut (neighbours of the concatenation
+/// case: once analysed as the first piece, and compared as if the cut were the input's edge).
+/// Hand derivation, 8×8 input, `a` a 3×3 convolution padded by 1 (size 3, start 0):
+/// - `s = split a into 2 along the width`: `s:1`'s unit 0 is a's unit 4 (start 4).
+/// - `c = conv 3×3 padded by 1 on s:1`: lattice size 5, jump 1, start 4 (unit j reads input
+///   columns j+2..j+6). Its unit 0's left tap is padding at the cut, so it really reads a's
+///   units 4–5, input columns 3–6: within the lattice's 2–6, as `check` now requires after a
+///   crop (before, it analysed start 0 and failed the valid model).
+#[test]
+fn split_pieces_and_padding_at_a_cut() {
+    let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: s, op: split, parts: 2, dim: 3}\n  - {id: c, op: conv, in: \"s:1\", out: 1, kernel: 3, padding: 1}\n");
+    let a = analyze(&n, Dtype::F32).unwrap();
+    let c = a
+        .layers
+        .iter()
+        .find(|l| l.name == "c")
+        .unwrap()
+        .rf
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (
+            *c.axes[1].size.numer(),
+            *c.axes[1].jump.numer(),
+            *c.axes[1].start.numer()
+        ),
+        (5, 1, 4)
+    );
+    assert!(c.cropped && c.aligned);
+    let r = reach_of(&n, "c").unwrap();
+    assert_eq!(r.cols[0], Some((3, 6)));
+    assert_eq!(r.cols[3], Some((5, 7)));
+    let figs = rf_figures(&n);
+    let fig = figs.iter().find(|(l, _)| l == "c").unwrap().1.clone();
+    assert!(fig.agree, "{fig:?}");
+    // A measured reach beyond the lattice is still caught after a crop.
+    assert!(!check::unit_within((2, 6), Some((1, 6)), 8));
+    assert!(check::unit_within((2, 6), Some((3, 6)), 8));
+}
