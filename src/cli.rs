@@ -923,7 +923,10 @@ fn read_model(model: &str) -> Result<(String, String)> {
         Some(s) => format!("did you mean the zoo model `{s}`?"),
         None => "`archscope zoo` lists the embedded models".to_string(),
     };
-    bail!("no file or zoo model named `{model}`\n   help: {hint}")
+    bail!(
+        "no file or zoo model named `{}`\n   help: {hint}",
+        archscope::error::excerpt(model)
+    )
 }
 
 fn zoo_listing(format: OutFormat) -> Result<String> {
