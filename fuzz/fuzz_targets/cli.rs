@@ -270,14 +270,12 @@ fuzz_target!(|data: &[u8]| {
         "zoo" | "ops" => {}
         "compare" => {
             for _ in 0..=b.below(3) {
-                args.push(
-                    b.pick(if b.below(2) == 0 {
-                        SMALL_MODELS
-                    } else {
-                        STATIC_MODELS
-                    })
-                    .into(),
-                );
+                let models = if b.below(2) == 0 {
+                    SMALL_MODELS
+                } else {
+                    STATIC_MODELS
+                };
+                args.push(b.pick(models).into());
             }
         }
         _ => {
