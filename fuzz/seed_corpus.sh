@@ -3,7 +3,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-mkdir -p "$here/corpus/yaml_pipeline" "$here/corpus/safetensors" "$here/corpus/npy"
+mkdir -p "$here/corpus/yaml_pipeline" "$here/corpus/safetensors" "$here/corpus/npy" "$here/corpus/differential" "$here/corpus/cli"
 for f in "$root"/models/*.yaml "$root"/examples/*.yaml "$root"/tests/data/bad/*.yaml "$here"/seeds/tiny.yaml; do
     cp "$f" "$here/corpus/yaml_pipeline/$(basename "$(dirname "$f")")_$(basename "$f")"
 done

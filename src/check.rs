@@ -301,6 +301,16 @@ pub fn unit_agrees_lit(
     }
 }
 
+/// Whether a unit's measured bounds lie within its lattice bounds (clipped to the input): what
+/// holds after a crop, where padding at the cut hides part of the lattice field.
+pub fn unit_within(lattice: (i128, i128), measured: Bounds, len: usize) -> bool {
+    match (measured, clip(lattice, len)) {
+        (None, _) => true,
+        (Some((m0, m1)), Some((lo, hi))) => lo <= m0 && m1 <= hi,
+        (Some(_), None) => false,
+    }
+}
+
 fn span(b: &Bounds) -> String {
     match b {
         Some((lo, hi)) => format!("{lo}–{hi}"),
@@ -340,8 +350,17 @@ pub fn rf_figure_lit(
         return dash();
     };
     let sampled = |axis: usize| (lit[axis].len() < input[axis]).then_some(&lit[axis][..]);
-    let bad_row = (0..oh).find(|&i| !unit_agrees_lit(rows[i], r.rows[i], input[0], sampled(0)));
-    let bad_col = (0..ow).find(|&j| !unit_agrees_lit(cols[j], r.cols[j], input[1], sampled(1)));
+    // After a crop, padding can sit at the cut, inside the input: the lattice only bounds
+    // (which a sample's bounds meet too).
+    let agrees = |l, m, len, axis| {
+        if f.cropped {
+            unit_within(l, m, len)
+        } else {
+            unit_agrees_lit(l, m, len, sampled(axis))
+        }
+    };
+    let bad_row = (0..oh).find(|&i| !agrees(rows[i], r.rows[i], input[0], 0));
+    let bad_col = (0..ow).find(|&j| !agrees(cols[j], r.cols[j], input[1], 1));
     match (bad_row, bad_col) {
         (Some(i), _) => Figure {
             analysed: format!(

@@ -587,7 +587,17 @@ enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    main_from(std::env::args_os())
+}
+
+/// Runs the CLI on `args` (the program name first) and returns the exit code; the fuzz
+/// target over command lines calls it (docs/FUZZING.md).
+pub fn main_from<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -865,7 +875,7 @@ fn run(cli: Cli) -> Result<i32> {
                             format.name()
                         );
                     }
-                    render(graph, format)?
+                    render(graph, format, net.nodes.len())?
                 }
             };
             match &output {
@@ -937,11 +947,17 @@ fn format_from_extension(output: Option<&Path>) -> Result<DotFormat> {
     })
 }
 
-/// Renders a graph with Graphviz's `dot` program, through graphviz-rust's `exec`.
-fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Result<Vec<u8>> {
-    use graphviz_rust::cmd::{CommandArg, Format as GvFormat};
+/// Renders a graph with Graphviz's `dot` program (the DOT text printed by graphviz-rust, fed
+/// on stdin). A failure says how `dot` ended (its exit status or signal) and what it wrote on
+/// stderr; with nothing there, what usually causes that (a graph too large to lay out).
+fn render(
+    graph: graphviz_rust::dot_structures::Graph,
+    format: DotFormat,
+    layers: usize,
+) -> Result<Vec<u8>> {
+    use std::process::{Command, Stdio};
     let name = format.name();
-    if let Err(e) = std::process::Command::new("dot").arg("-V").output() {
+    if let Err(e) = Command::new("dot").arg("-V").output() {
         if e.kind() == std::io::ErrorKind::NotFound {
             bail!(
                 "--format {name} needs Graphviz's `dot` program, which is not installed (not found on PATH)\n   \
@@ -952,27 +968,51 @@ fn render(graph: graphviz_rust::dot_structures::Graph, format: DotFormat) -> Res
         }
         bail!("cannot run Graphviz's `dot`: {e}");
     }
-    let gv = match format {
-        DotFormat::Dot => GvFormat::Dot,
-        DotFormat::Svg => GvFormat::Svg,
-        DotFormat::Svgz => GvFormat::Svgz,
-        DotFormat::Png => GvFormat::Png,
-        DotFormat::Pdf => GvFormat::Pdf,
-        DotFormat::Jpg => GvFormat::Jpg,
-        DotFormat::Gif => GvFormat::Gif,
-        DotFormat::Webp => GvFormat::Webp,
-        DotFormat::Ps => GvFormat::Ps,
-        DotFormat::Eps => GvFormat::Eps,
-        DotFormat::Json => GvFormat::Json,
-        DotFormat::Xdot => GvFormat::Xdot,
-        DotFormat::Plain => GvFormat::Plain,
+    let text = dot::print(&graph);
+    let mut child = Command::new("dot")
+        .arg(format!("-T{name}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("cannot run Graphviz's `dot`: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    // Written from another thread: `dot` may fill its stdout before reading all its input.
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .map_err(|e| anyhow!("cannot run Graphviz's `dot`: {e}"))?;
+    // A `dot` that died early closes its stdin: its status says why, not the broken pipe.
+    let _ = writer.join();
+    if output.status.success() {
+        return Ok(output.stdout);
+    }
+    let how = match output.status.code() {
+        Some(c) => format!("exited with status {c}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            match output.status.signal() {
+                Some(9) => "was killed (signal 9, SIGKILL: often the system running out of memory)"
+                    .to_string(),
+                Some(sig) => format!("was killed by signal {sig}"),
+                None => "ended abnormally".to_string(),
+            }
+        }
     };
-    graphviz_rust::exec(graph, &mut dot::printer(), vec![CommandArg::Format(gv)]).map_err(|e| {
-        anyhow!(
-            "Graphviz's `dot` failed to render the {name}: {}",
-            e.to_string().trim()
-        )
-    })
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        bail!(
+            "Graphviz's `dot` {how} while rendering the {name}, with no message on stderr\n   \
+             = the graph has {layers} layers\n   \
+             help: large graphs can exhaust Graphviz's time or memory: draw fewer nodes with \
+             --collapse blocks or --collapse repeats, or write DOT with --format dot"
+        );
+    }
+    bail!(
+        "Graphviz's `dot` {how} while rendering the {name}: {}",
+        archscope::error::excerpt_lines(stderr)
+    )
 }
 
 /// Parses `CxHxW`, `HxW` or `S`.
@@ -1070,7 +1110,10 @@ fn read_model(model: &str) -> Result<(String, String)> {
         Some(s) => format!("did you mean the zoo model `{s}`?"),
         None => "`archscope zoo` lists the embedded models".to_string(),
     };
-    bail!("no file or zoo model named `{model}`\n   help: {hint}")
+    bail!(
+        "no file or zoo model named `{}`\n   help: {hint}",
+        archscope::error::excerpt(model)
+    )
 }
 
 fn zoo_listing(format: OutFormat) -> Result<String> {
@@ -1542,7 +1585,7 @@ fn report_page(
                 html::MAX_DIAGRAM_LAYERS
             ))
         } else {
-            match render(dot::graph(&net, &a, &DotOptions::default()), DotFormat::Svg) {
+            match render(dot::graph(&net, &a, &DotOptions::default()), DotFormat::Svg, net.nodes.len()) {
                 Ok(svg) => Diagram::Svg(String::from_utf8_lossy(&svg).into_owned()),
                 Err(e) if e.to_string().contains("not installed") => Diagram::Missing(
                     "Graphviz's `dot` program is not installed (apt-get install graphviz, brew install graphviz)".into(),

@@ -259,7 +259,7 @@ fn table(c: &Comparison, markdown: bool) -> String {
     for (i, e) in c.entries.iter().enumerate() {
         let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
         let mut row = vec![
-            Cell::new(&e.name),
+            crate::report::text_cell(&e.name, markdown),
             Cell::new(
                 e.input[1.min(e.input.len())..]
                     .iter()
@@ -311,7 +311,7 @@ fn csv(c: &Comparison) -> String {
     for (i, e) in c.entries.iter().enumerate() {
         out += &format!(
             "{},{},{},{},{},{},{},{},{},{},{}",
-            e.name,
+            crate::report::csv_field(&e.name),
             e.input[1.min(e.input.len())..]
                 .iter()
                 .map(|d| d.to_string())

@@ -70,23 +70,27 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.message)?;
+        line(f, &self.message)?;
         if let Some(loc) = &self.loc {
             write!(f, "\n  --> {loc}")?;
         } else if let Some(at) = &self.at {
-            write!(f, "\n  --> at {at}")?;
+            f.write_str("\n  --> at ")?;
+            line(f, &at.to_string())?;
         }
         if let Some(layer) = &self.layer {
             write!(f, "\n   = in layer `{layer}`")?;
         }
         if let Some(inst) = &self.instance {
-            write!(f, "\n   = in block instance {inst}")?;
+            f.write_str("\n   = in block instance ")?;
+            line(f, inst)?;
         }
         for n in &self.notes {
-            write!(f, "\n   = {n}")?;
+            f.write_str("\n   = ")?;
+            line(f, n)?;
         }
         if let Some(h) = &self.help {
-            write!(f, "\n   help: {h}")?;
+            f.write_str("\n   help: ")?;
+            line(f, h)?;
         }
         Ok(())
     }
@@ -115,6 +119,57 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Shorthand for building a [`Diagnostic`] inside layer code.
 pub fn diag(message: impl Into<String>) -> Diagnostic {
     Diagnostic::new(message)
+}
+
+/// Longest piece of user text quoted whole in a message, in characters.
+pub const MAX_QUOTED_CHARS: usize = 80;
+/// Longest line of a rendered [`Diagnostic`], in bytes; longer ones are cut (a safety net
+/// behind [`excerpt`], for text quoted without it).
+pub const MAX_MESSAGE_LINE: usize = 1024;
+
+/// `s` as quoted in a message: whole up to [`MAX_QUOTED_CHARS`] characters, else its start and
+/// `…(N bytes)`, so that a 3 MB name is never echoed whole.
+pub fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((i, _)) => format!("{}…({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
+/// A program's message as quoted in ours: at most 20 lines, each cut like a diagnostic's.
+pub fn excerpt_lines(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(20)
+        .map(|l| {
+            let mut end = l.len().min(MAX_MESSAGE_LINE);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            if end < l.len() {
+                format!("{}…({} bytes)", &l[..end], l.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if lines.len() > 20 {
+        out.push(format!("…({} more lines)", lines.len() - 20));
+    }
+    out.join("\n")
+}
+
+/// One line of a rendered diagnostic, cut to [`MAX_MESSAGE_LINE`] bytes.
+fn line(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    if s.len() <= MAX_MESSAGE_LINE {
+        return f.write_str(s);
+    }
+    let mut end = MAX_MESSAGE_LINE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    write!(f, "{}…({} bytes)", &s[..end], s.len())
 }
 
 /// Levenshtein distance, for "did you mean" hints.

@@ -3,6 +3,7 @@
 //! `max`, `abs`, `if`, `ceil_div`, `make_divisible`). All arithmetic is checked: overflow,
 //! division by zero and an inexact `/` are errors, never wrapped or rounded values.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -19,6 +20,12 @@ pub struct Env {
     /// `params`), when lookups go through this index so that binding stays linear.
     index: Option<HashMap<String, usize>>,
     parent: Option<Rc<Env>>,
+    /// Values of parameters (given as expressions) already evaluated with this scope as the
+    /// scope of use: each is evaluated once per scope, so a parameter used three times by the
+    /// next, thirty deep, costs thirty evaluations rather than 3^30.
+    memo: RefCell<HashMap<String, EVal>>,
+    /// Tokens evaluated so far under this scope, kept at the root scope (see [`MAX_EXPR_WORK`]).
+    work: Cell<u64>,
 }
 
 /// Names in one scope beyond which [`Env`] indexes them.
@@ -30,7 +37,30 @@ impl Env {
             vars: Vec::new(),
             index: None,
             parent,
+            memo: RefCell::new(HashMap::new()),
+            work: Cell::new(0),
         }
+    }
+    /// The outermost scope, which keeps the work count.
+    fn root(&self) -> &Env {
+        let mut e = self;
+        while let Some(p) = &e.parent {
+            e = p;
+        }
+        e
+    }
+    /// Charges `tokens` to the work budget.
+    fn charge(&self, tokens: usize) -> Result<(), Diagnostic> {
+        let root = self.root();
+        let w = root.work.get().saturating_add(tokens as u64 + 1);
+        root.work.set(w);
+        if w > MAX_EXPR_WORK {
+            return Err(Diagnostic::new(format!(
+                "the model's expressions take more than {MAX_EXPR_WORK} steps to evaluate in total (bytes of expression text read, over every layer and every parameter followed)"
+            ))
+            .help("compute large or much-used parameters once, as plain numbers, or simplify the expressions"));
+        }
+        Ok(())
     }
     fn position(&self, name: &str) -> Option<usize> {
         match &self.index {
@@ -39,6 +69,7 @@ impl Env {
         }
     }
     pub fn set(&mut self, name: &str, value: YNode) {
+        self.memo.get_mut().clear();
         match self.position(name) {
             Some(i) => self.vars[i].1 = value,
             None => {
@@ -85,6 +116,35 @@ pub enum EVal {
     Bool(bool),
 }
 
+/// Names archscope binds itself, with what each means: a model or block parameter may not take
+/// one (the builtin would hide it, or it would hide the builtin; either way a value written in
+/// the file would be silently ignored).
+pub const BUILTIN_NAMES: &[(&str, &str)] = &[
+    ("in", "a block's input (`$in`)"),
+    ("in0", "a block's first input (`$in0`)"),
+    ("in1", "a block's second input (`$in1`)"),
+    ("in2", "a block's third input (`$in2`)"),
+    ("in3", "a block input (`$in3`)"),
+    ("in4", "a block input (`$in4`)"),
+    ("in5", "a block input (`$in5`)"),
+    ("in6", "a block input (`$in6`)"),
+    ("in7", "a block input (`$in7`)"),
+    ("in_ch", "the channels entering each layer"),
+    ("in_h", "the height entering each layer"),
+    ("in_w", "the width entering each layer"),
+    ("index", "the repeat index of the block instance"),
+    ("true", "the boolean true in expressions"),
+    ("false", "the boolean false in expressions"),
+];
+
+/// What the builtin `name` means, if it is one.
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, what)| *what)
+}
+
 /// Whether a string is an expression (`$name` or `$(…)`).
 pub fn is_expr(s: &str) -> bool {
     s.starts_with('$')
@@ -101,6 +161,12 @@ pub fn substitute(node: &YNode, env: &Env, keep: &[&str]) -> Result<YNode, Diagn
 pub const MAX_PARAM_CHAIN: usize = 32;
 /// Deepest nesting of parentheses, function calls and unary operators in one expression.
 pub const MAX_EXPR_NESTING: usize = 64;
+/// Most values (counting nested ones) in a list after substitution: lists of parameters made
+/// of lists of parameters would otherwise grow exponentially with the depth.
+pub const MAX_LIST_VALUES: usize = 4096;
+/// Most bytes of expression text evaluated in all of a model's expressions together (every layer, every
+/// parameter followed): about a second of work. A zoo model needs a few thousand.
+pub const MAX_EXPR_WORK: u64 = 50_000_000;
 
 /// `chain` extended by `name`, or the error if `name` is already on it (a parameter defined
 /// in terms of itself) or the chain is too long.
@@ -189,15 +255,24 @@ fn substitute_at(
                 path: node.path.clone(),
             })
         }
-        YValue::Seq(items) => Ok(YNode {
-            value: YValue::Seq(
-                items
-                    .iter()
-                    .map(|x| substitute_at(x, env, keep, chain))
-                    .collect::<Result<_, _>>()?,
-            ),
-            path: node.path.clone(),
-        }),
+        YValue::Seq(items) => {
+            let items: Vec<YNode> = items
+                .iter()
+                .map(|x| substitute_at(x, env, keep, chain))
+                .collect::<Result<_, _>>()?;
+            let size: usize = items.iter().map(YNode::size).sum();
+            if size > MAX_LIST_VALUES {
+                return Err(Diagnostic::new(format!(
+                    "a list holds more than {MAX_LIST_VALUES} values once its parameters are substituted"
+                ))
+                .at(&node.path)
+                .help("a list parameter made of other list parameters grows with every level: write the list out"));
+            }
+            Ok(YNode {
+                value: YValue::Seq(items),
+                path: node.path.clone(),
+            })
+        }
         _ => Ok(node.clone()),
     }
 }
@@ -302,6 +377,7 @@ pub fn eval(src: &str, env: &Env) -> Result<EVal, Diagnostic> {
 }
 
 fn eval_at(src: &str, env: &Env, chain: &[String]) -> Result<EVal, Diagnostic> {
+    env.charge(src.len())?;
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
@@ -545,8 +621,13 @@ impl Parser<'_> {
                             .strip_prefix("$(")
                             .and_then(|r| r.strip_suffix(')'))
                             .unwrap_or(&s[1..]);
+                        if let Some(v) = self.env.memo.borrow().get(&name) {
+                            return Ok(*v);
+                        }
                         let chain = follow_param(self.chain, &name)?;
-                        eval_at(inner, self.env, &chain)
+                        let v = eval_at(inner, self.env, &chain)?;
+                        self.env.memo.borrow_mut().insert(name, v);
+                        Ok(v)
                     }
                     Some(other) => Err(Diagnostic::new(format!(
                         "parameter `{name}` is {} ({other}); arithmetic needs an integer",

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
@@ -219,33 +219,30 @@ fn default_attrs(
 
 /// Layer names in a list: the `id`, or for an unnamed node its op (or block) name, suffixed
 /// with its position when that name is taken or repeated (`flatten`, `relu_3`, `relu_5`).
+/// An automatic name never takes a name another node has: when `relu_3` is an explicit `id`
+/// too, the unnamed node becomes the first free of `relu_3_1`, `relu_3_2`, …
 fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
     let base = |n: &NodeSpec| match &n.kind {
         NodeKind::Op(t) => t.name.to_string(),
         NodeKind::Use(b) => b.clone(),
     };
     // How often each name is taken by an `id` or claimed by an unnamed node: one pass, so a
-    // list of many unnamed nodes stays linear (a short list, the usual case, is scanned).
-    let short = nodes.len() <= 16;
-    let mut ids: HashMap<&str, usize> = HashMap::new();
+    // list of many unnamed nodes stays linear.
+    let mut ids: HashSet<&str> = HashSet::new();
     let mut unnamed: HashMap<String, usize> = HashMap::new();
-    if !short {
-        for n in nodes {
-            match &n.id {
-                Some(id) => *ids.entry(id.as_str()).or_default() += 1,
-                None => *unnamed.entry(base(n)).or_default() += 1,
+    for n in nodes {
+        match &n.id {
+            Some(id) => {
+                ids.insert(id.as_str());
             }
+            None => *unnamed.entry(base(n)).or_default() += 1,
         }
     }
-    let clashes = |i: usize, b: &str| -> bool {
-        if short {
-            nodes.iter().enumerate().any(|(j, m)| {
-                j != i && (m.id.as_deref() == Some(b) || (m.id.is_none() && base(m) == b))
-            })
-        } else {
-            ids.contains_key(b) || unnamed.get(b).copied() > Some(1)
-        }
-    };
+    let keeps_base = |b: &str| !ids.contains(b) && unnamed.get(b).copied() == Some(1);
+    // Every name given so far or certain to be given: explicit ids and the bases unnamed nodes
+    // keep.
+    let mut taken: HashSet<String> = ids.iter().map(|s| s.to_string()).collect();
+    taken.extend(unnamed.keys().filter(|b| keeps_base(b)).cloned());
     nodes
         .iter()
         .enumerate()
@@ -253,14 +250,38 @@ fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
             Some(id) => id.clone(),
             None => {
                 let b = base(n);
-                if clashes(i, &b) {
-                    format!("{b}_{i}")
-                } else {
-                    b
+                if keeps_base(&b) {
+                    return b;
                 }
+                let mut name = format!("{b}_{i}");
+                let mut k = 1usize;
+                while taken.contains(&name) {
+                    name = format!("{b}_{i}_{k}");
+                    k += 1;
+                }
+                taken.insert(name.clone());
+                name
             }
         })
         .collect()
+}
+
+/// What to write when a layer gets the wrong number of inputs.
+fn arity_help(arity: Arity) -> String {
+    let list = |k: usize| {
+        let names: Vec<String> = (0..k.min(4))
+            .map(|i| ((b'a' + i as u8) as char).to_string())
+            .collect();
+        format!("[{}{}]", names.join(", "), if k > 4 { ", …" } else { "" })
+    };
+    match arity {
+        Arity::Exactly(0) => "it takes no input: leave `in` out".to_string(),
+        Arity::Exactly(1) => {
+            "give one input: `in: name` (or leave `in` out, to take the previous layer)".to_string()
+        }
+        Arity::Exactly(k) => format!("list exactly {k} inputs: `in: {}`", list(k)),
+        Arity::AtLeast(k) => format!("list {k} or more inputs: `in: {}`", list(k.max(2))),
+    }
 }
 
 fn join(scope: &str, name: &str) -> String {
@@ -1102,11 +1123,8 @@ impl<'a> Expander<'a> {
                     in_shapes.len()
                 ))
                 .at(&raw.node_path)
-                .help(if matches!(raw.op.arity, Arity::AtLeast(2)) {
-                    "list them: `in: [a, b]`"
-                } else {
-                    "give one input: `in: name` (or none, to take the previous layer)"
-                }));
+                .note(format!("{}: {}", raw.op.name, raw.op.summary))
+                .help(arity_help(raw.op.arity)));
             }
             let mut env = Env::new(Some(raw.env.clone()));
             if let Some(x) = in_shapes.first() {

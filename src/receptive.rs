@@ -52,6 +52,11 @@ pub struct Field {
     /// (docs/RECEPTIVE_FIELD.md), so one unit's bounds are approximate even where the jump is an
     /// integer.
     pub resampled: bool,
+    /// True when a crop (`slice`, `crop`, a spatial `split`) lies on a path: a later layer's
+    /// padding then sits inside the input's extent, at the cut, so a unit near it sees less
+    /// of the input than its lattice field (which stays the theoretical field) — the lattice
+    /// bounds it rather than giving it exactly.
+    pub cropped: bool,
 }
 
 fn overflow() -> Diagnostic {
@@ -188,37 +193,58 @@ fn resize(
     })
 }
 
-/// Merges the fields of a layer's inputs (`None`: global or non-spatial).
-fn merge(inputs: &[Option<&Field>]) -> Option<Field> {
+/// Merges the fields of a layer's inputs (`None`: global or non-spatial). `along`: a
+/// concatenation along that spatial axis, with each input's offset on it (in output units):
+/// there input `i`'s unit `j` is output unit `offset[i] + j`, so its centre must lie at
+/// input 0's lattice position `start + (offset[i] − offset[0])·jump` for one lattice to hold.
+fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Field> {
     let spatial: Vec<(usize, &Field)> = inputs
         .iter()
         .enumerate()
         .filter_map(|(i, f)| f.map(|f| (i, f)))
         .collect();
-    let (_, first) = *spatial.first()?;
+    let (i0, first) = *spatial.first()?;
     let mut out = first.clone();
     out.global_context |=
         spatial.len() < inputs.len() || spatial.iter().any(|(_, f)| f.global_context);
     for (i, f) in &spatial[1..] {
         out.aligned &= f.aligned;
         out.resampled |= f.resampled;
+        out.cropped |= f.cropped;
         if out.misalignment.is_none() {
             out.misalignment.clone_from(&f.misalignment);
         }
         for ax in 0..2 {
             let (a, b) = (&first.axes[ax], &f.axes[ax]);
-            if (a.jump != b.jump || a.start != b.start) && out.misalignment.is_none() {
-                out.aligned = false;
-                out.misalignment = Some(format!(
-                    "input {i}: jump {}, start {} vs input 0: jump {}, start {} ({})",
-                    fmt_q(&b.jump),
-                    fmt_q(&b.start),
-                    fmt_q(&a.jump),
-                    fmt_q(&a.start),
-                    if ax == 0 { "height" } else { "width" }
-                ));
+            let side = if ax == 0 { "height" } else { "width" };
+            // Where input i's unit 0 must be centred to continue input 0's lattice.
+            let expected = match along {
+                Some((axis, offsets)) if axis == ax => (Q::from(offsets[*i] - offsets[i0]))
+                    .checked_mul(&a.jump)
+                    .and_then(|d| a.start.checked_add(&d)),
+                _ => Some(a.start),
+            };
+            let agrees = a.jump == b.jump && expected == Some(b.start);
+            if !agrees && out.misalignment.is_none() {
+                out.misalignment = Some(match along {
+                    Some((axis, offsets)) if axis == ax => format!(
+                        "concatenated along the {side}: input {i} (jump {}, start {}) does not continue input {i0}'s lattice (jump {}), which puts output unit {} at {}: no single lattice",
+                        fmt_q(&b.jump),
+                        fmt_q(&b.start),
+                        fmt_q(&a.jump),
+                        offsets[*i],
+                        expected.map_or_else(|| "beyond 64 bits".into(), |e| fmt_q(&e)),
+                    ),
+                    _ => format!(
+                        "input {i}: jump {}, start {} vs input {i0}: jump {}, start {} ({side})",
+                        fmt_q(&b.jump),
+                        fmt_q(&b.start),
+                        fmt_q(&a.jump),
+                        fmt_q(&a.start),
+                    ),
+                });
             }
-            if a.jump != b.jump || a.start != b.start {
+            if !agrees {
                 out.aligned = false;
             }
             let o = &mut out.axes[ax];
@@ -242,20 +268,60 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 misalignment: None,
                 global_context: false,
                 resampled: false,
+                cropped: false,
             })
         } else {
+            // A later output of a spatial split is a piece further along its axis: its unit 0
+            // is the input unit after the pieces before it.
+            let mut shifted: Vec<Option<Field>> = vec![None; node.inputs.len()];
+            for (k, &(src, slot)) in node.inputs.iter().enumerate() {
+                let from = &net.nodes[src];
+                let (Some(f), true) = (&out[src], slot > 0) else {
+                    continue;
+                };
+                if let Geometry::Split { axis } = from.layer.geometry(&from.in_shapes) {
+                    let before: u64 = from.out_shapes[..slot]
+                        .iter()
+                        .map(|s| s.0.get(2 + axis).copied().unwrap_or(0))
+                        .sum();
+                    let mut f = f.clone();
+                    let a = &mut f.axes[axis];
+                    a.start =
+                        add(a.start, mul(q(before)?, a.jump)?).map_err(|d| d.layer(&node.name))?;
+                    shifted[k] = Some(f);
+                }
+            }
             // Only inputs whose values meet here: one that lends only its size (the `like` of
             // a crop or upsample) neither widens the field nor judges its alignment.
             let ins: Vec<Option<&Field>> = node
                 .inputs
                 .iter()
+                .zip(&shifted)
                 .enumerate()
                 .filter(|&(i, _)| node.layer.reads_values(i))
-                .map(|(_, &(src, _))| out[src].as_ref())
+                .map(|(_, (&(src, _), s))| s.as_ref().or(out[src].as_ref()))
                 .collect();
-            match (merge(&ins), spatial_out) {
-                (Some(f), true) => apply(f, &node.layer.geometry(&node.in_shapes))
-                    .map_err(|d| d.layer(&node.name))?,
+            let g = node.layer.geometry(&node.in_shapes);
+            // A concatenation along a spatial axis: each input's offset on it.
+            let offsets: Option<(usize, Vec<i64>)> = match g {
+                Geometry::Concat { axis } => {
+                    let mut at = 0i64;
+                    let mut offs = Vec::with_capacity(node.in_shapes.len());
+                    for s in &node.in_shapes {
+                        offs.push(at);
+                        let len = s.0.get(2 + axis).copied().unwrap_or(0);
+                        at = i64::try_from(len)
+                            .ok()
+                            .and_then(|l| at.checked_add(l))
+                            .ok_or_else(|| overflow().layer(&node.name))?;
+                    }
+                    Some((axis, offs))
+                }
+                _ => None,
+            };
+            let along = offsets.as_ref().map(|(a, o)| (*a, o.as_slice()));
+            match (merge(&ins, along), spatial_out) {
+                (Some(f), true) => apply(f, &g).map_err(|d| d.layer(&node.name))?,
                 _ => None,
             }
         };
@@ -268,12 +334,15 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
     match g {
         Geometry::Transposed { stride, .. } if *stride != [1, 1] => f.resampled = true,
         Geometry::Resize { num, den, .. } if num != den => f.resampled = true,
+        Geometry::Crop { .. } | Geometry::Split { .. } => f.cropped = true,
         _ => {}
     }
     for ax in 0..2 {
         let a = &f.axes[ax];
         f.axes[ax] = match g {
-            Geometry::Pointwise => continue,
+            // The inputs' lattices were matched by `merge`.
+            // A split's own field is its first output's (see `fields`).
+            Geometry::Pointwise | Geometry::Concat { .. } | Geometry::Split { .. } => continue,
             Geometry::Crop { offset } => Axis {
                 start: add(a.start, mul(q(offset[ax])?, a.jump)?)?,
                 ..a.clone()

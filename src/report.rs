@@ -486,7 +486,7 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> TextTable 
     ]);
     for r in rows(a, depth) {
         t.add_row(vec![
-            Cell::new(&r.name),
+            text_cell(&r.name, markdown),
             Cell::new(&r.op),
             Cell::new(&r.output),
             Cell::new(if r.params == 0 {
@@ -543,7 +543,7 @@ pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
         ),
         Format::Markdown => format!(
             "**{}**\n\n{}\n\n{}\n",
-            header(a),
+            markdown_text(&header(a)),
             layer_table(a, depth, true),
             totals_table(a, true)
         ),
@@ -666,14 +666,16 @@ pub fn sweep(analyses: &[Analysis], format: Format) -> String {
         analyses.len()
     );
     if markdown {
-        format!("**{title}**\n\n{t}\n")
+        format!("**{}**\n\n{t}\n", markdown_text(&title))
     } else {
         format!("{title}\n{t}\n")
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+/// A CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma, a quote or a
+/// line break. Every CSV output writes its text fields through it.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -703,6 +705,25 @@ fn field_csv(f: &Option<Field>) -> String {
         None => rf_csv(None, true),
         Some(f) => rf_csv(Some(&[f.axes[0].size, f.axes[1].size]), f.aligned),
     }
+}
+
+/// Text for Markdown output (a table cell or a title): `|` would end the cell and `\` escape
+/// what follows, so both are escaped. Every Markdown output writes its text through it.
+pub fn markdown_text(s: &str) -> String {
+    if s.contains(['|', '\\']) {
+        s.replace('\\', "\\\\").replace('|', "\\|")
+    } else {
+        s.to_string()
+    }
+}
+
+/// A table cell of text: escaped for Markdown when the table is Markdown.
+pub fn text_cell(s: &str, markdown: bool) -> Cell {
+    Cell::new(if markdown {
+        markdown_text(s)
+    } else {
+        s.to_string()
+    })
 }
 
 /// The summary as CSV: one row per layer (or per folded group with `--depth`), then a totals

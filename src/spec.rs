@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use crate::error::{did_you_mean, Diagnostic};
-use crate::expr::is_ident;
+use crate::error::{did_you_mean, excerpt, Diagnostic};
+use crate::expr::{builtin, is_ident};
 use crate::layers::{self, OpType};
 use crate::yaml::{Document, YNode, YValue, YamlPath};
 
@@ -250,7 +250,8 @@ fn seq<'a>(node: &'a YNode, what: &str) -> Result<&'a [YNode], Diagnostic> {
 fn check_keys(m: &[(String, YNode)], allowed: &[&str], what: &str) -> Result<(), Diagnostic> {
     for (k, v) in m {
         if !allowed.contains(&k.as_str()) {
-            let mut d = Diagnostic::new(format!("unknown key `{k}` in {what}")).at(&v.path);
+            let mut d =
+                Diagnostic::new(format!("unknown key `{}` in {what}", excerpt(k))).at(&v.path);
             d = match did_you_mean(k, allowed.iter().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!("allowed keys: {}", allowed.join(", "))),
@@ -266,14 +267,6 @@ fn check_keys(m: &[(String, YNode)], allowed: &[&str], what: &str) -> Result<(),
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest model `name`.
 pub const MAX_MODEL_NAME_LEN: usize = 256;
-
-/// `s`, or its first characters and `…` if it is long (for quoting user text in a message).
-fn excerpt(s: &str) -> String {
-    match s.char_indices().nth(40) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
 
 fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
     match node.as_str() {
@@ -293,13 +286,31 @@ fn ident(node: &YNode, what: &str) -> Result<String, Diagnostic> {
     }
 }
 
+/// Checks a model or block parameter's name: an identifier (else `$name` could never refer to
+/// it) and none of the names archscope binds itself (`in_ch`, `index`, `in`, …), which would
+/// silently win over it or lose to it.
+fn param_name(name: &str, value: &YNode, whose: &str) -> Result<(), Diagnostic> {
+    let key_node = YNode::synthetic(YValue::Str(name.to_string()), value.path.clone());
+    ident(&key_node, &format!("{whose} parameter name"))?;
+    if let Some(what) = builtin(name) {
+        return Err(err(
+            value,
+            format!("{whose} parameter `{name}` has the name of a builtin: `{name}` is {what}"),
+        )
+        .help(format!(
+            "rename the parameter (e.g. `{name}_` or a more telling name) and its uses; `${name}` always means the builtin"
+        )));
+    }
+    Ok(())
+}
+
 /// Finds an op by name, with a did-you-mean.
 pub fn op_type(node: &YNode) -> Result<&'static OpType, Diagnostic> {
     let name = node
         .as_str()
         .ok_or_else(|| err(node, format!("`op` must be a name, found {node}")))?;
     layers::lookup(name).ok_or_else(|| {
-        let mut d = err(node, format!("unknown op `{name}`"));
+        let mut d = err(node, format!("unknown op `{}`", excerpt(name)));
         d = match did_you_mean(name, layers::all_names()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None => d.help("`archscope ops` lists every op; docs/FORMAT.md describes them"),
@@ -448,6 +459,16 @@ impl ModelSpec {
                 let s = n.as_str().ok_or_else(|| {
                     err(n, "`name` must be a string").help("e.g. `name: resnet50`")
                 })?;
+                if let Some(c) = s.chars().find(|c| c.is_control()) {
+                    return Err(err(
+                        n,
+                        format!(
+                            "the model name holds a line break or tab (U+{:04X})",
+                            u32::from(c)
+                        ),
+                    )
+                    .help("the name is one line in every report; put longer text under `description:`"));
+                }
                 if s.chars().count() > MAX_MODEL_NAME_LEN {
                     return Err(err(
                         n,
@@ -483,6 +504,9 @@ impl ModelSpec {
             Some(p) => map(p, "`params`")?.to_vec(),
             None => Vec::new(),
         };
+        for (k, v) in &params {
+            param_name(k, v, "model")?;
+        }
         let mut blocks = Vec::new();
         if let Some(b) = get("blocks") {
             for (bname, bnode) in map(b, "`blocks`")? {
@@ -493,6 +517,7 @@ impl ModelSpec {
                 let mut params = Vec::new();
                 if let Some(p) = bnode.get("params") {
                     for (pk, pv) in map(p, "`params`")? {
+                        param_name(pk, pv, &format!("block `{bname}`"))?;
                         let required = pv.as_str() == Some("required");
                         params.push((pk.clone(), if required { None } else { Some(pv.clone()) }));
                     }

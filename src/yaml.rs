@@ -144,6 +144,14 @@ impl YNode {
             _ => None,
         }
     }
+    /// Values in this node, itself included (lists and mappings counted with their contents).
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            YValue::Seq(v) => v.iter().map(YNode::size).sum(),
+            YValue::Map(m) => m.iter().map(|(_, x)| x.size()).sum(),
+            _ => 0,
+        }
+    }
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
             YValue::Str(s) => Some(s),
@@ -159,7 +167,7 @@ impl fmt::Display for YNode {
             YValue::Bool(b) => write!(f, "{b}"),
             YValue::Int(i) => write!(f, "{i}"),
             YValue::Float(x) => write!(f, "{x}"),
-            YValue::Str(s) => write!(f, "{s}"),
+            YValue::Str(s) => f.write_str(&crate::error::excerpt(s)),
             YValue::Seq(v) => {
                 write!(f, "[")?;
                 for (i, x) in v.iter().enumerate() {
@@ -458,6 +466,9 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
         self.leaf(YValue::Float(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<YNode, E> {
+        if let Some(d) = unprintable(v) {
+            return Err(self.ctx.fail(d));
+        }
         self.leaf(YValue::Str(v.to_string()))
     }
     fn visit_unit<E: de::Error>(self) -> Result<YNode, E> {
@@ -521,6 +532,43 @@ impl<'de> Visitor<'de> for NodeSeed<'_> {
     }
 }
 
+/// The one rule for text that reaches an output: a string or key holding a control character
+/// other than newline and tab (C0, DEL, C1 — written as a YAML escape such as `"\e[2J"`,
+/// `"\x1b]0;…\a"` or `"\0"`, since raw ones are refused before parsing) or a character that
+/// reorders text on screen (the bidirectional overrides and isolates, U+202A–U+202E,
+/// U+2066–U+2069) is refused where it is written. So no name, op name or value the file
+/// gives can clear or retitle a terminal, disguise itself, or break a CSV, Markdown, JSON,
+/// DOT or SVG output. Newlines and tabs may appear in free text (`description:`); names are
+/// identifiers, and the model name is refused them in `spec`.
+fn unprintable(s: &str) -> Option<Diagnostic> {
+    let c = s.chars().find(|&c| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    })?;
+    let what = match c {
+        '\0' => "the control character U+0000 (NUL)",
+        '\u{1b}' => {
+            "the control character U+001B (escape, which starts terminal control sequences)"
+        }
+        '\u{7}' => "the control character U+0007 (bell)",
+        '\r' => "the control character U+000D (carriage return)",
+        c if c.is_control() => "the control character",
+        _ => "a bidirectional text control (it reorders what is shown):",
+    };
+    let code = if what.ends_with(')') {
+        String::new()
+    } else {
+        format!(" U+{:04X}", u32::from(c))
+    };
+    Some(
+        Diagnostic::new(format!(
+            "the string \"{}\" holds {what}{code}",
+            crate::error::excerpt(&s.escape_debug().to_string()),
+        ))
+        .help("remove it: names and values are printed to terminals and written into CSV, Markdown, JSON, DOT and SVG"),
+    )
+}
+
 /// Reads a mapping key: a plain name, not seen before in the same mapping.
 struct KeySeed<'c, 'm> {
     ctx: &'c Build,
@@ -551,6 +599,9 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
     }
     fn visit_str<E: de::Error>(self, k: &str) -> Result<String, E> {
         self.ctx.count()?;
+        if let Some(d) = unprintable(k) {
+            return Err(self.ctx.fail(d));
+        }
         if k == "<<" {
             return Err(self.ctx.fail(
                 Diagnostic::new("YAML merge keys (`<<:`) are not part of the format")
@@ -620,6 +671,9 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
     // Inside a quoted scalar (which may continue on the next line), and after a backslash.
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    // A `---` opens the document only before any content (after comments, blank lines).
+    let mut seen_content = false;
+    let mut seen_start = false;
     for (ln, line) in text.lines().enumerate() {
         let ln = ln + 1;
         let indent = line.chars().take_while(|c| *c == ' ').count();
@@ -669,13 +723,42 @@ fn lexical_checks(text: &str) -> Result<(), (usize, usize, String, String)> {
                     "replace the tab with spaces".into(),
                 ));
             }
-            if line.starts_with("---") && ln > 1 || line.starts_with("...") {
+            if line.starts_with('%') {
                 return Err((
                     ln,
                     1,
-                    "more than one YAML document in the file".into(),
-                    "keep one architecture per file".into(),
+                    "a YAML directive (`%YAML`, `%TAG`): directives are not part of the format"
+                        .into(),
+                    "remove the line (and a `---` right after it): archscope reads plain YAML without directives".into(),
                 ));
+            }
+            let start = line.starts_with("---");
+            if start && (seen_content || seen_start) || line.starts_with("...") {
+                // A marker with nothing after it only opens (or closes) an empty document.
+                let rest_empty = text.lines().skip(ln).all(|l| {
+                    let t = l.trim();
+                    t.is_empty() || t.starts_with('#')
+                }) && line[3..].trim().is_empty();
+                let (msg, help) = match (start, rest_empty) {
+                    (true, true) => (
+                        "a `---` line after the architecture starts a second, empty YAML document",
+                        "remove the line: a file holds one architecture and needs no document markers",
+                    ),
+                    (false, true) => (
+                        "a `...` line (YAML's end-of-document marker) is not part of the format",
+                        "remove the line",
+                    ),
+                    _ => (
+                        "more than one YAML document in the file",
+                        "keep one architecture per file",
+                    ),
+                };
+                return Err((ln, 1, msg.into(), help.into()));
+            }
+            if start {
+                seen_start = true;
+            } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+                seen_content = true;
             }
         }
         // Where a node may start: a quote, an anchor, an alias or a tag begins a node only
@@ -1020,6 +1103,52 @@ mod tests {
 
     /// Found by the `yaml_pipeline` fuzz target: libyaml counts a lone `\r` as a line break,
     /// so its line numbers pointed past the end of the text as everyone else counts lines.
+    /// The one rule for printable text (issue 14): every control character but newline and
+    /// tab — C0, DEL and C1, each written as a YAML escape — and every bidirectional control
+    /// is refused in a value or a key, located at the string; newline and tab pass.
+    #[test]
+    fn control_characters_in_strings_are_refused() {
+        let refused = (0u32..0x20)
+            .chain(0x7f..0xa0)
+            .chain(0x202a..=0x202e)
+            .chain(0x2066..=0x2069)
+            .filter(|&c| c != 0x0a && c != 0x09);
+        let mut n = 0;
+        for c in refused {
+            for text in [
+                format!("name: \"a\\U{c:08x}b\"\nx: 1\n"),
+                format!("\"k\\U{c:08x}\": 1\n"),
+            ] {
+                let e = Document::parse("m.yaml", &text).unwrap_err();
+                assert!(e.message.contains(&format!("U+{c:04X}")), "{c:x}: {e}");
+                assert_eq!(e.loc.as_ref().unwrap().line, 1, "{c:x}: {e}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 2 * (32 - 2 + 33 + 5 + 4));
+        let d = Document::parse("m.yaml", "description: \"two\\nlines\\tand a tab\"\n").unwrap();
+        assert_eq!(
+            d.root.get("description").unwrap().as_str(),
+            Some("two\nlines\tand a tab")
+        );
+    }
+
+    /// A `---` before any content opens the one document (after comments too); a directive,
+    /// a trailing `---` or a `...` are named for what they are.
+    #[test]
+    fn document_markers_and_directives() {
+        assert!(Document::parse("m.yaml", "# a comment\n\n---\nx: 1\n").is_ok());
+        assert!(Document::parse("m.yaml", "---\nx: 1\n").is_ok());
+        let e = Document::parse("m.yaml", "%YAML 1.2\n---\nx: 1\n").unwrap_err();
+        assert!(e.message.contains("directive"), "{e}");
+        let e = Document::parse("m.yaml", "x: 1\n---\n# end\n").unwrap_err();
+        assert!(e.message.contains("second, empty YAML document"), "{e}");
+        let e = Document::parse("m.yaml", "x: 1\n---\ny: 2\n").unwrap_err();
+        assert!(e.message.contains("more than one YAML document"), "{e}");
+        let e = Document::parse("m.yaml", "x: 1\n...\n").unwrap_err();
+        assert!(e.message.contains("end-of-document marker"), "{e}");
+    }
+
     #[test]
     fn line_breaks_other_than_lf_and_crlf_are_refused() {
         let crlf = "a: 1\r\nb: [1,\r\n  2, }\r\n";

@@ -923,3 +923,46 @@ fn readme_says_how_to_install() {
         head.join("\n")
     );
 }
+
+/// When Graphviz's `dot` fails without a word on stderr (a 199k-layer graph killed for memory,
+/// issue 14), the message says how it ended and what to do, not "failed to render the svg:"
+/// and nothing. A stand-in `dot` on PATH dies by SIGKILL, or exits 1 with a message.
+#[cfg(unix)]
+#[test]
+fn dot_failures_say_how_dot_ended() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("archscope-fakedot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("dot");
+    let run = |script: &str| {
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
+            .args(["dot", "lenet5", "--format", "svg"])
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let killed = run("#!/bin/sh\n[ \"$1\" = -V ] && exit 0\ncat >/dev/null\nkill -9 $$\n");
+    assert!(
+        killed.contains("`dot` was killed (signal 9, SIGKILL")
+            && killed.contains("with no message on stderr")
+            && killed.contains("the graph has 13 layers")
+            && killed.contains("--collapse blocks"),
+        "{killed}"
+    );
+    let failed = run("#!/bin/sh\n[ \"$1\" = -V ] && exit 0\ncat >/dev/null\necho 'Error: trouble in layout' >&2\nexit 3\n");
+    assert!(
+        failed.contains(
+            "`dot` exited with status 3 while rendering the svg: Error: trouble in layout"
+        ),
+        "{failed}"
+    );
+}

@@ -1032,3 +1032,135 @@ fn weights_names_limits_and_mistakes() {
         "{e}"
     );
 }
+
+/// Expression work (issue 14): a parameter used three times by the next, thirty deep, once
+/// cost 3^30 evaluations (a 1.3 KB file that never finished). Each parameter is now evaluated
+/// once per scope; what is left is bounded by `expr::MAX_EXPR_WORK` in total.
+#[test]
+fn expression_work_is_bounded() {
+    use archscope::expr::MAX_EXPR_WORK;
+    // p(i) = p(i−1) + p(i−1) − p(i−1) = p(i−1), so p30 = p0 = 8 (hand derivation): the layer
+    // has 8 output channels.
+    let params: Vec<String> = (1..=30)
+        .map(|i| format!("p{i}: \"$(p{0} + p{0} - p{0})\"", i - 1))
+        .collect();
+    let text = format!(
+        "inputs: {{image: [3, 8, 8]}}\nblocks:\n  b:\n    params: {{p0: 8, {}}}\n    nodes:\n      - {{op: conv, out: $p30, kernel: 1}}\n{}nodes:\n  - {{use: b}}\n",
+        params.join(", "),
+        ""
+    );
+    // Every parameter must be used in its block: the chain uses each one but p30, which the
+    // layer uses.
+    let net = build(&text).unwrap();
+    assert_eq!(net.nodes.last().unwrap().out_shapes[0].0, vec![1, 8, 8, 8]);
+    // The budget: a 400 KB expression read once per layer. 100 layers read 40 MB, under the
+    // budget; 200 layers 80 MB, over it, and the error names the limit and the layer.
+    let big = format!("\"$(8{})\"", " + 0".repeat(100_000));
+    assert_eq!(big.len(), 400_006);
+    let model = |repeat: usize| {
+        format!("inputs: {{image: [3, 8, 8]}}\nparams: {{big: {big}}}\nnodes:\n  - {{id: c, op: conv, out: $big, kernel: 1, repeat: {repeat}}}\n")
+    };
+    const { assert!(100 * 400_006 < MAX_EXPR_WORK && 200 * 400_006 > MAX_EXPR_WORK) };
+    let net = build(&model(100)).unwrap();
+    assert_eq!(net.nodes.last().unwrap().out_shapes[0].0, vec![1, 8, 8, 8]);
+    let e = build(&model(200)).unwrap_err();
+    let d = e.diagnostic();
+    assert!(
+        d.message
+            .contains(&format!("more than {MAX_EXPR_WORK} steps to evaluate")),
+        "{e}"
+    );
+    assert!(d.loc.is_some() && d.layer.is_some(), "{e}");
+    // Lists of lists of parameters grow exponentially too: bounded by `MAX_LIST_VALUES`
+    // (tests/data/bad/list_param_growth.yaml, 3^30 values asked for).
+}
+
+/// Automatic names never take a name given explicitly (issue 14: a valid file was refused
+/// with "the name `relu_2` is defined twice"). Unnamed nodes 1 and 2 are both `relu`, so each
+/// takes its position (`relu_1`, `relu_2`); `relu_2` is an explicit id, so node 2 takes the
+/// first free of `relu_2_1`, `relu_2_2`, … (docs/FORMAT.md, "Nodes").
+#[test]
+fn automatic_names_skip_explicit_ids() {
+    let net = build("inputs: {image: [3, 8, 8]}\nnodes:\n  - {id: c, op: conv, out: 4, kernel: 1}\n  - {op: relu}\n  - {op: relu}\n  - {id: relu_2, op: relu, in: c}\n  - {id: relu_2_1x, op: add, in: [relu_2, relu_2_1]}\n").unwrap();
+    let names: Vec<&str> = net.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["image", "c", "relu_1", "relu_2_1", "relu_2", "relu_2_1x"]
+    );
+    // And when `relu_2_1` is taken too, the next.
+    let net = build("inputs: {image: [3, 8, 8]}\nnodes:\n  - {id: relu_2_1, op: conv, out: 4, kernel: 1}\n  - {op: relu}\n  - {op: relu}\n  - {id: relu_2, op: relu, in: relu_2_1}\n").unwrap();
+    let names: Vec<&str> = net.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["image", "relu_2_1", "relu_1", "relu_2_2", "relu_2"]);
+}
+
+/// CSV and Markdown outputs survive any model name (issue 14): RFC 4180 quoting in every CSV
+/// (`summary` sweeps, `compare`), `|` and `\` escaped in every Markdown table and title.
+#[test]
+fn csv_and_markdown_escape_names() {
+    let dir = scratch("escape");
+    let path = dir.join("m.yaml");
+    std::fs::write(
+        &path,
+        "name: 'a,\"b\"|c\\d'\ninputs: {image: [3, 8, 8]}\nnodes:\n  - {op: conv, out: 4, kernel: 1}\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let stdout = |args: &[&str]| {
+        let o = archscope(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // The name is `a,"b"|c\d`: quoted, quotes doubled.
+    let csv = stdout(&["compare", p, "--format", "csv"]);
+    assert_eq!(
+        csv.lines().nth(1).unwrap().split_once(",3x8x8").unwrap().0,
+        "\"a,\"\"b\"\"|c\\d\""
+    );
+    let csv = stdout(&["summary", p, "--batch", "1,2", "--format", "csv"]);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("\"a,\"\"b\"\"|c\\d\",3x8x8,1,"),
+        "{csv}"
+    );
+    // Markdown: `|` → `\|`, `\` → `\\`; every table row keeps its column count.
+    let md = stdout(&["compare", p, "--format", "markdown"]);
+    assert!(md.contains("| a,\"b\"\\|c\\\\d "), "{md}");
+    let cols = |l: &str| l.replace("\\|", "").matches('|').count();
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+    assert!(
+        rows.len() >= 3 && rows.iter().all(|l| cols(l) == cols(rows[0])),
+        "{md}"
+    );
+    let md = stdout(&["summary", p, "--format", "markdown"]);
+    assert!(md.starts_with("**a,\"b\"\\|c\\\\d: input"), "{md}");
+}
+
+/// A name or value is never echoed whole into a message (issue 14: a 3 MB op name was):
+/// quoted text is cut to `error::MAX_QUOTED_CHARS` characters with its size, and every line
+/// of a message to `error::MAX_MESSAGE_LINE` bytes.
+#[test]
+fn long_values_are_cut_in_messages() {
+    let op = "x".repeat(3_000_000);
+    let e = build(&format!(
+        "inputs: {{image: [3, 8, 8]}}\nnodes:\n  - {{op: {op}}}\n"
+    ))
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.len() < 2_000, "{} bytes", msg.len());
+    assert!(
+        msg.contains(&format!("unknown op `{}…(3000000 bytes)`", "x".repeat(80))),
+        "{msg}"
+    );
+    // Through the binary too.
+    let dir = scratch("longop");
+    let path = dir.join("m.yaml");
+    std::fs::write(
+        &path,
+        format!("inputs: {{image: [3, 8, 8]}}\nnodes:\n  - {{op: {op}}}\n"),
+    )
+    .unwrap();
+    let err = assert_rejected(&["summary", path.to_str().unwrap()], "…(3000000 bytes)");
+    assert!(err.len() < 2_000, "{} bytes", err.len());
+}

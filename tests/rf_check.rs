@@ -346,3 +346,108 @@ fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
         assert!(compared > 0, "{name}");
     }
 }
+
+/// A concatenation along the width (issue 14: once analysed as if along channels, so `check`
+/// failed a valid model). Hand derivation, 8×8 input, `a` a 3×3 convolution padded by 1 (unit
+/// u reads columns u−1..u+1: size 3, jump 1, start 0):
+/// - `cat = concat [a, a]` along the width, 16 columns: column j < 8 is a's unit j (centre j),
+///   column j ≥ 8 is a's unit j − 8 (centre j − 8). Input 0's lattice would put column 8 at
+///   centre 8, not 0: no single lattice, so the field is "not aligned" (size 3, the largest)
+///   and `check` compares nothing there instead of failing. The measured reach shows why:
+///   column 8 reads columns 0–1, as column 0 does.
+/// - `left = a[..., 0:4]`, `right = a[..., 4:8]` (slices: right's unit 0 is a's unit 4, start
+///   4) and `whole = concat [left, right]`: right continues left's lattice (4 = 0 + 4·1), so
+///   `whole` is a's field again (size 3, jump 1, start 0, aligned) and `check` compares it on
+///   every column; `c2`, a 3×3 convolution after it, has size 5 and reads columns j−2..j+2.
+/// - `swapped = concat [right, left]`: left's unit 0 (centre 0) sits at output column 4,
+///   where right's lattice puts centre 4 + 4 = 8: not aligned.
+#[test]
+fn concatenation_along_the_width() {
+    let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: cat, op: concat, in: [a, a], dim: 3}\n  - {id: left, op: slice, in: a, dim: 3, start: 0, end: 4}\n  - {id: right, op: slice, in: a, dim: 3, start: 4, end: 8}\n  - {id: whole, op: concat, in: [left, right], dim: 3}\n  - {id: swapped, op: concat, in: [right, left], dim: 3}\n  - {id: c2, op: conv, in: whole, out: 1, kernel: 3, padding: 1}\n");
+    let a = analyze(&n, Dtype::F32).unwrap();
+    let field = |name: &str| {
+        a.layers
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap()
+            .rf
+            .clone()
+            .unwrap()
+    };
+    let cat = field("cat");
+    assert!(!cat.aligned);
+    let why = cat.misalignment.unwrap();
+    assert!(
+        why.contains("concatenated along the width") && why.contains("puts output unit 8 at 8"),
+        "{why}"
+    );
+    assert_eq!(*cat.axes[1].size.numer(), 3);
+    // Height is untouched: both parts have a's rows.
+    assert_eq!(cat.axes[0], field("a").axes[0]);
+    let whole = field("whole");
+    assert!(whole.aligned, "{:?}", whole.misalignment);
+    assert_eq!(whole.axes, field("a").axes);
+    assert!(!field("swapped").aligned);
+    let c2 = field("c2");
+    assert_eq!(
+        (
+            *c2.axes[1].size.numer(),
+            *c2.axes[1].jump.numer(),
+            *c2.axes[1].start.numer()
+        ),
+        (5, 1, 0)
+    );
+    // Measured: cat's column 8 reads what column 0 reads.
+    let r = reach_of(&n, "cat").unwrap();
+    assert_eq!(r.cols[0], Some((0, 1)));
+    assert_eq!(r.cols[8], Some((0, 1)));
+    assert_eq!(r.cols[15], Some((6, 7)));
+    // `check` agrees everywhere: compared on `whole` and `c2`, not on the concatenations
+    // without a lattice.
+    let figs = rf_figures(&n);
+    let fig = |name: &str| figs.iter().find(|(l, _)| l == name).unwrap().1.clone();
+    assert_eq!(fig("cat").analysed, NOT_COMPARED);
+    assert_eq!(fig("swapped").analysed, NOT_COMPARED);
+    assert_eq!(fig("whole").analysed, "rows 3–5, cols 3–5");
+    assert_eq!(fig("c2").analysed, "rows 2–6, cols 2–6");
+}
+
+/// A later piece of a spatial split, and padding at a cut (neighbours of the concatenation
+/// case: once analysed as the first piece, and compared as if the cut were the input's edge).
+/// Hand derivation, 8×8 input, `a` a 3×3 convolution padded by 1 (size 3, start 0):
+/// - `s = split a into 2 along the width`: `s:1`'s unit 0 is a's unit 4 (start 4).
+/// - `c = conv 3×3 padded by 1 on s:1`: lattice size 5, jump 1, start 4 (unit j reads input
+///   columns j+2..j+6). Its unit 0's left tap is padding at the cut, so it really reads a's
+///   units 4–5, input columns 3–6: within the lattice's 2–6, as `check` now requires after a
+///   crop (before, it analysed start 0 and failed the valid model).
+#[test]
+fn split_pieces_and_padding_at_a_cut() {
+    let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: s, op: split, parts: 2, dim: 3}\n  - {id: c, op: conv, in: \"s:1\", out: 1, kernel: 3, padding: 1}\n");
+    let a = analyze(&n, Dtype::F32).unwrap();
+    let c = a
+        .layers
+        .iter()
+        .find(|l| l.name == "c")
+        .unwrap()
+        .rf
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (
+            *c.axes[1].size.numer(),
+            *c.axes[1].jump.numer(),
+            *c.axes[1].start.numer()
+        ),
+        (5, 1, 4)
+    );
+    assert!(c.cropped && c.aligned);
+    let r = reach_of(&n, "c").unwrap();
+    assert_eq!(r.cols[0], Some((3, 6)));
+    assert_eq!(r.cols[3], Some((5, 7)));
+    let figs = rf_figures(&n);
+    let fig = figs.iter().find(|(l, _)| l == "c").unwrap().1.clone();
+    assert!(fig.agree, "{fig:?}");
+    // A measured reach beyond the lattice is still caught after a crop.
+    assert!(!check::unit_within((2, 6), Some((1, 6)), 8));
+    assert!(check::unit_within((2, 6), Some((3, 6)), 8));
+}

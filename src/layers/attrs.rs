@@ -380,11 +380,23 @@ pub fn int_of(v: &YNode, key: &str) -> Result<i64, Diagnostic> {
         ))
         .at(&v.path)
         .help("sizes are whole numbers")),
-        YValue::Str(s) if s.trim().parse::<f64>().is_ok() => Err(Diagnostic::new(format!(
-            "`{key}` must be an integer, found the string \"{s}\""
-        ))
-        .at(&v.path)
-        .help(format!("write {s} without quotes"))),
+        YValue::Str(s) if s.trim().parse::<f64>().is_ok() => {
+            let d = Diagnostic::new(format!(
+                "`{key}` must be an integer, found the string \"{s}\""
+            ))
+            .at(&v.path);
+            // YAML reads `010`, `+8` or `1e3` as text whether quoted or not: say what to
+            // write, not just "without quotes".
+            Err(match s.trim().parse::<i64>() {
+                Ok(n) if n.to_string() == s.as_str() => {
+                    d.help(format!("write {s} without quotes"))
+                }
+                Ok(n) => d
+                    .note("YAML reads a number with leading zeros, a `+` sign or spaces as text, quoted or not")
+                    .help(format!("write {n}")),
+                Err(_) => d.help("write a whole number, e.g. 64, without quotes, a decimal point or an exponent"),
+            })
+        }
         YValue::Bool(b) => Err(
             Diagnostic::new(format!("`{key}` must be an integer, found {b}"))
                 .at(&v.path)

@@ -2,7 +2,8 @@
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
 use super::{
-    add, mul, Arity, Attrs, Category, Collapsed, Cost, Layer, OpType, Saved, Shape, Training,
+    add, mul, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType, Saved, Shape,
+    Training,
 };
 use crate::error::Diagnostic;
 use crate::exec::kernels;
@@ -280,6 +281,13 @@ impl Layer for Concat {
     }
     fn label(&self) -> String {
         format!("concat ×{}", self.n)
+    }
+    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        match (inputs[0].rank(), self.dim) {
+            (4, 2) => Geometry::Concat { axis: 0 },
+            (4, 3) => Geometry::Concat { axis: 1 },
+            _ => Geometry::Pointwise,
+        }
     }
     fn collapsed(&self) -> Collapsed {
         // Along channels the one-channel copies add up; along a spatial axis, the same

@@ -129,6 +129,15 @@ pub enum Geometry {
     Crop { offset: [u64; 2] },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
     Global,
+    /// The inputs laid end to end along spatial axis `axis` (0 height, 1 width; a concatenation
+    /// along `H` or `W`): output unit `j` of that axis is unit `j − offset` of the input that
+    /// holds it, so the inputs' lattices must continue one another (docs/RECEPTIVE_FIELD.md).
+    Concat { axis: usize },
+    /// Outputs that are consecutive pieces of the input along spatial axis `axis` (a `split`
+    /// along `H` or `W`): output `k`'s unit 0 is the input unit after the pieces before it.
+    /// The layer's own field is its first output's; consumers of a later output see it
+    /// shifted.
+    Split { axis: usize },
 }
 
 /// A layer's linearised one-channel copy, for measuring receptive fields with the executor

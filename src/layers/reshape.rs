@@ -584,6 +584,13 @@ impl Layer for Split {
     fn label(&self) -> String {
         format!("split {:?}", self.sizes)
     }
+    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        match (inputs[0].rank(), self.dim) {
+            (4, 2) => Geometry::Split { axis: 0 },
+            (4, 3) => Geometry::Split { axis: 1 },
+            _ => Geometry::Pointwise,
+        }
+    }
     fn collapsed(&self) -> Collapsed {
         // Along channels every piece sees what the input sees; along a spatial axis, the same
         // split; along the batch, not measured.
