@@ -377,23 +377,42 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
     // Folded at depth 1: the rows of `summary --depth 1`.
     let csv =
         String::from_utf8(ok(&["summary", model, "--depth", "1", "--format", "csv"])).unwrap();
+    // The last row is the totals (empty name, op `total`), which the table does not fold.
     let folded: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
-        .map(|l| l.rsplitn(6, ',').collect())
+        .filter(|l| !l.starts_with(",total,"))
+        .map(|l| l.rsplitn(8, ',').collect())
         .collect();
     let fold1 = s["fold1"].as_array().unwrap();
     assert_eq!(fold1.len(), folded.len(), "{model}: rows at depth 1");
     for (r, f) in fold1.iter().zip(&folded) {
-        // rsplitn: rf, activation_bytes, flops, macs, params, then the rest (name, op, output).
-        let name = f[5].split(',').next().unwrap();
+        // rsplitn: rf_aligned, rf_width, rf_height, activation_bytes, flops, macs, params,
+        // then the rest (name, op, output).
+        let name = f[7].split(',').next().unwrap();
         assert_eq!(r["name"], name);
-        let shown = if f[4] == "0" { "-" } else { f[4] };
+        let shown = if f[6] == "0" { "-" } else { f[6] };
         assert_eq!(r["params"], shown, "{name}");
-        assert_eq!(r["macs"].as_u64(), f[3].parse::<u64>().ok(), "{name}");
-        assert_eq!(r["flops"].as_u64(), f[2].parse::<u64>().ok(), "{name}");
-        assert_eq!(r["mem"].as_u64(), f[1].parse::<u64>().ok(), "{name}");
-        assert_eq!(r["rf"], f[0], "{name}");
+        assert_eq!(r["macs"].as_u64(), f[5].parse::<u64>().ok(), "{name}");
+        assert_eq!(r["flops"].as_u64(), f[4].parse::<u64>().ok(), "{name}");
+        assert_eq!(r["mem"].as_u64(), f[3].parse::<u64>().ok(), "{name}");
+        // The page's field: `global`, `H` (square) or `H×W`, with `*` when not aligned.
+        let rf = match (f[2], f[1], f[0]) {
+            ("", _, _) => "global".to_string(),
+            (h, w, aligned) => {
+                let t = if h == w {
+                    h.to_string()
+                } else {
+                    format!("{h}×{w}")
+                };
+                if aligned == "true" {
+                    t
+                } else {
+                    t + "*"
+                }
+            }
+        };
+        assert_eq!(r["rf"], rf.as_str(), "{name}");
     }
     let names1: Vec<&str> = fold1.iter().map(|r| r["name"].as_str().unwrap()).collect();
 

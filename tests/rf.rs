@@ -152,9 +152,9 @@ fn cli_bar_figures() {
     // The bar: resnet50 427/32/0 after its last stage, googlenet 379/32/22 after its
     // last inception block, alexnet 195/32/31 after its feature extractor.
     for (model, size, jump, start) in [
-        ("resnet50", 427.0, 32.0, 0.0),
-        ("googlenet", 379.0, 32.0, 22.0),
-        ("alexnet", 195.0, 32.0, 31.0),
+        ("resnet50", 427, 32, 0),
+        ("googlenet", 379, 32, 22),
+        ("alexnet", 195, 32, 31),
     ] {
         let v = rf_json(model);
         let f = &v["final"]["rf"];
@@ -176,7 +176,7 @@ fn cli_bar_figures() {
         .unwrap();
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     let conv1 = &s["layers"][1];
-    assert_eq!(conv1["rf"]["size"], serde_json::json!([11.0, 11.0]));
+    assert_eq!(conv1["rf"]["size"], serde_json::json!([11, 11]));
     assert_eq!(
         s["layers"].as_array().unwrap().last().unwrap()["rf"],
         Value::Null
