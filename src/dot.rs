@@ -730,19 +730,9 @@ fn node_id(s: &str) -> NodeId {
     NodeId(quoted(s), None)
 }
 
-/// Escapes text for an HTML-like label.
+/// Escapes text for an HTML-like label (the one HTML escaper, [`report::html_text`]).
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::report::html_text(s)
 }
 
 #[cfg(test)]

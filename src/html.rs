@@ -62,20 +62,10 @@ pub struct ModelPage<'a> {
 }
 
 /// Escapes text for HTML element content and attribute values (`&`, `<`, `>`, `"`, `'`): the
-/// one escaping helper of the page.
+/// one escaping helper of the page (shared with the diagrams' HTML-like labels:
+/// [`report::html_text`]).
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    report::html_text(s)
 }
 
 /// `25557032` → `25,557,032`.

@@ -707,6 +707,23 @@ fn field_csv(f: &Option<Field>) -> String {
     }
 }
 
+/// Text for HTML content, attribute values and Graphviz's HTML-like labels: `&`, `<`, `>`,
+/// `"` and `'` as entities. The report page and the diagrams escape through it.
+pub fn html_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Text for Markdown output (a table cell or a title): `|` would end the cell and `\` escape
 /// what follows, so both are escaped. Every Markdown output writes its text through it.
 pub fn markdown_text(s: &str) -> String {
