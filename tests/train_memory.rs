@@ -15,6 +15,39 @@ fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `train`'s plan for one measured configuration (`model`, `input` with its batch, `optimizer`).
+fn plan_of(c: &Value) -> archscope::train::Plan {
+    let name = c["model"].as_str().unwrap();
+    let input: Vec<u64> = c["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let net = zoo::build(
+        name,
+        &BuildOptions {
+            batch: input[0],
+            input: Some(input[1..].to_vec()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .unwrap();
+    plan(
+        &net,
+        &Config {
+            dataset_size: 1000,
+            batch: input[0],
+            epochs: 1,
+            optimizer: Optimizer::parse(c["optimizer"].as_str().unwrap()).unwrap(),
+            dtype: Dtype::F32,
+            throughput_tflops: None,
+        },
+    )
+    .unwrap()
+}
+
 /// (model, batch, optimizer, measured peak, estimated peak, relative error).
 fn errors() -> Vec<(String, u64, String, u64, u64, f64)> {
     let r = reference();
@@ -22,46 +55,13 @@ fn errors() -> Vec<(String, u64, String, u64, u64, f64)> {
     let mut out = Vec::new();
     for c in r["configs"].as_array().unwrap() {
         let name = c["model"].as_str().unwrap();
-        let input: Vec<u64> = c["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        let net = zoo::build(
-            name,
-            &BuildOptions {
-                batch: input[0],
-                input: Some(input[1..].to_vec()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let batch = c["batch"].as_u64().unwrap();
         let opt = c["optimizer"].as_str().unwrap();
-        let p = plan(
-            &net,
-            &Config {
-                dataset_size: 1000,
-                batch: input[0],
-                epochs: 1,
-                optimizer: Optimizer::parse(opt).unwrap(),
-                dtype: Dtype::F32,
-                throughput_tflops: None,
-            },
-        )
-        .unwrap();
+        let p = plan_of(c);
         let measured = c["peak_bytes"].as_u64().unwrap();
         let est = p.memory.peak.bytes;
         let err = est as f64 / measured as f64 - 1.0;
-        out.push((
-            name.to_string(),
-            input[0],
-            opt.to_string(),
-            measured,
-            est,
-            err,
-        ));
+        out.push((name.to_string(), batch, opt.to_string(), measured, est, err));
     }
     out
 }
@@ -105,41 +105,14 @@ fn liveness_matches_the_cpu_memory_timeline() {
     assert_eq!(configs.len(), 4);
     for c in configs {
         let name = c["model"].as_str().unwrap();
-        let input: Vec<u64> = c["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        let net = zoo::build(
-            name,
-            &BuildOptions {
-                batch: input[0],
-                input: Some(input[1..].to_vec()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .unwrap();
-        let p = plan(
-            &net,
-            &Config {
-                dataset_size: 1000,
-                batch: input[0],
-                epochs: 1,
-                optimizer: Optimizer::parse(c["optimizer"].as_str().unwrap()).unwrap(),
-                dtype: Dtype::F32,
-                throughput_tflops: None,
-            },
-        )
-        .unwrap();
+        let p = plan_of(c);
         let peak = &p.memory.peak;
         let est = peak.bytes - peak.live.cublas_workspaces;
         let measured = c["peak_bytes"].as_u64().unwrap();
         let err = est as f64 / measured as f64 - 1.0;
         eprintln!(
             "{name} batch {}: CPU timeline {measured}, estimate {est} ({:+.2} %), {}",
-            input[0],
+            p.config.batch,
             err * 100.0,
             peak.phase.name()
         );
