@@ -383,7 +383,7 @@ enum Command {
         /// Fold layers into one row per path prefix of this many components (1: top level;
         /// at least 1). Table, Markdown and CSV show the folded rows; JSON keeps every layer
         /// under `layers` and adds the folded ones under `rows`.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_parser = parse_depth)]
         depth: Option<u64>,
         /// Element type for memory figures.
         #[arg(long, value_enum, default_value = "f32")]
@@ -563,8 +563,8 @@ enum Command {
         #[command(flatten)]
         setting: SettingArgs,
         /// Depth the layer table opens folded at (1: top level) [default: every layer].
-        #[arg(long)]
-        depth: Option<usize>,
+        #[arg(long, value_parser = parse_depth)]
+        depth: Option<u64>,
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DtypeArg,
         #[arg(long, value_enum, default_value = "torchvision")]
@@ -897,7 +897,7 @@ fn run(cli: Cli) -> Result<i32> {
             let html = report_page(
                 &models,
                 &setting.single("report")?,
-                depth,
+                depth.map(|d| usize::try_from(d).unwrap_or(usize::MAX)),
                 dtype.into(),
                 convention.into(),
                 optimizer.map(Into::into),
@@ -1543,6 +1543,15 @@ fn run_model(
     }
     out(text)?;
     Ok(0)
+}
+
+/// `--depth N`: a whole number, at least 1 (one rule for `summary` and `report`).
+fn parse_depth(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("the depth is at least 1 (1 folds the layers into the top-level blocks; leave --depth out for every layer)".into()),
+        Ok(d) => Ok(d),
+        Err(_) => Err(format!("`{s}` is not a depth: write a whole number, 1 or more")),
+    }
 }
 
 /// The HTML report of one model, or of a comparison of several.

@@ -788,11 +788,24 @@ fn depth_is_one_rule_across_formats() {
     assert!(json(&["summary", "resnet50", "--format", "json"])
         .get("rows")
         .is_none());
-    // --depth 0 is refused before anything runs.
-    let out = archscope(&["summary", "resnet50", "--depth", "0"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--depth"));
+    // --depth 0 is refused before anything runs, by one rule for summary and report.
+    for cmd in [
+        &["summary", "resnet50", "--depth", "0"][..],
+        &[
+            "report",
+            "resnet50",
+            "--depth",
+            "0",
+            "-o",
+            "/tmp/archscope-depth0.html",
+        ],
+    ] {
+        let out = archscope(cmd);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the depth is at least 1"), "{cmd:?}: {err}");
+    }
 }
 
 /// The width of the widest table line (box-drawing lines) in `text`, in characters.
