@@ -683,13 +683,13 @@ mod tests {
 
     #[test]
     fn npy_truncated_headers() {
-        // Eight bytes: shorter than the signature, version and header length together.
-        // Version 2's header length is 4 bytes, cut after 2. Version 1's says 65,535 bytes
-        // from byte 10, of which 7 are there.
+        // Eight bytes: shorter than the signature, version and header length together (read
+        // as no signature). Version 2's header length is 4 bytes, cut after 2. Version 1's says
+        // 65,535 bytes from byte 10, of which 8 are there.
         for (bytes, why) in [
             (
                 &b"\x93NUMPY\x01\x00"[..],
-                "it does not start with the .npy signature",
+                "it does not start with the .npy signature `\\x93NUMPY` (byte 0)",
             ),
             (
                 &b"\x93NUMPY\x02\x00\xff\xff"[..],
@@ -697,7 +697,7 @@ mod tests {
             ),
             (
                 &b"\x93NUMPY\x01\x00\xff\xff{'descr'"[..],
-                "the header is 65535 bytes from byte 10, but the file ends at byte 17",
+                "the header is 65535 bytes from byte 10, but the file ends at byte 18",
             ),
         ] {
             let e = read_npy(bytes, "x.npy").unwrap_err();
