@@ -3,8 +3,8 @@
 mod common;
 
 use common::{
-    archscope, arg, assert_rejected, bad_corpus, build_error, command, data_json, json, npy_bytes,
-    ok_text, output, read_saved_npy, refused, root, scratch, succeeded,
+    archscope, arg, assert_rejected, bad_corpus, build_error, command, data_json, json, json_layer,
+    npy_bytes, ok_text, output, read_saved_npy, refused, root, scratch, succeeded,
 };
 use serde_json::Value;
 
@@ -179,15 +179,7 @@ fn check_measures_receptive_fields() {
     // units: c1 (14, 14) rows 14–18, s2 (7, 7) 14–19, c3 (5, 5) 10–23, s4 (2, 2) 8–23. Flattened
     // layers have no field to compare.
     let v = json(&["check", "lenet5", "--format", "json"]);
-    let rf = |name: &str| {
-        v["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == name)
-            .unwrap()["rf"]
-            .clone()
-    };
+    let rf = |name: &str| json_layer(&v, name)["rf"].clone();
     for (name, rows) in [
         ("c1", "14–18"),
         ("s2", "14–19"),
@@ -532,12 +524,7 @@ fn json_numbers_are_numbers() {
     // check: counts are numbers, shapes arrays. LeNet-5's c1: 156 parameters, 117,600 MACs,
     // output 1×6×28×28.
     let v = json(&["check", "lenet5", "--format", "json"]);
-    let c1 = v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "c1")
-        .unwrap();
+    let c1 = json_layer(&v, "c1");
     assert_eq!(c1["params"]["analysed"], 156);
     assert_eq!(c1["params"]["measured"], 156);
     assert_eq!(c1["macs"]["measured"], 117_600);
@@ -569,13 +556,7 @@ fn json_numbers_are_numbers() {
 
 fn s2_start() -> f64 {
     let v = json(&["rf", "lenet5", "--format", "json"]);
-    let s2 = v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "s2")
-        .unwrap();
-    s2["rf"]["start"][0].as_f64().unwrap()
+    json_layer(&v, "s2")["rf"]["start"][0].as_f64().unwrap()
 }
 
 #[test]

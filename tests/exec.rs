@@ -7,8 +7,8 @@ mod common;
 
 use archscope::{check, exec};
 use common::{
-    analysis, arg, checked, data_json, f32_bytes, ok, options_for, scratch, u64s, usizes,
-    zoo_names, zoo_net, zoo_net_with,
+    analysis, arg, checked, data_json, f32_bytes, layer_index, ok, options_for, scratch, u64s,
+    usizes, zoo_names, zoo_net, zoo_net_with,
 };
 
 /// `check` on each model: every figure of every layer agrees, receptive fields included.
@@ -133,17 +133,9 @@ fn a_broken_analysis_is_caught() {
     let net = zoo_net("resnet18");
     let mut a = analysis(&net);
     let w = exec::init_weights(&net, 0).unwrap();
-    let i = a
-        .layers
-        .iter()
-        .position(|l| l.name == "layer2.0.conv1")
-        .unwrap();
+    let i = layer_index(&a, "layer2.0.conv1");
     a.layers[i].macs += 1;
-    let j = a
-        .layers
-        .iter()
-        .position(|l| l.name == "layer3.1.conv2.bn")
-        .unwrap();
+    let j = layer_index(&a, "layer3.1.conv2.bn");
     a.layers[j].params.buffers = 0;
     let report = check::check(&net, &a, &w, 0).unwrap();
     assert_eq!(report.failures(), 2);

@@ -6,9 +6,9 @@
 
 mod common;
 
-use archscope::receptive::{q_f64, Field};
+use archscope::receptive::q_f64;
 use archscope::Analysis;
-use common::{arg, data_json, json, layer, ok_text, scratch, yaml_analysis, zoo_analysis};
+use common::{arg, data_json, field_of, json, ok_text, scratch, yaml_analysis, zoo_analysis};
 use serde_json::Value;
 
 /// Our layer at the output of each of the reference's trunk stages (its `rf_after_stage`).
@@ -222,14 +222,6 @@ nodes:
     let text = ok_text(&["rf", arg(&file)]);
     assert!(text.contains("not aligned"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The receptive field of `layer`.
-fn field_of<'a>(a: &'a Analysis, name: &str) -> &'a Field {
-    layer(a, name)
-        .rf
-        .as_ref()
-        .unwrap_or_else(|| panic!("{name} has no field"))
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod common;
 use archscope::check::{self, NOT_COMPARED};
 use archscope::exec::reach::{self, Reach};
 use archscope::{exec, Network};
-use common::{analysis, checked, net, zoo_net};
+use common::{analysis, checked, field_of, layer_index, net, zoo_net};
 
 /// The measured field of layer `name`.
 fn reach_of(n: &Network, name: &str) -> Option<Reach> {
@@ -177,14 +177,12 @@ fn a_broken_field_is_caught() {
     let n = zoo_net("resnet18");
     let mut a = analysis(&n);
     let w = exec::init_weights(&n, 0).unwrap();
-    let at =
-        |a: &archscope::Analysis, name: &str| a.layers.iter().position(|l| l.name == name).unwrap();
     // Two more rows of field on layer2.0.conv1 and a start shifted by one column on
     // layer1.1.conv2.
-    let i = at(&a, "layer2.0.conv1");
+    let i = layer_index(&a, "layer2.0.conv1");
     let f = a.layers[i].rf.as_mut().unwrap();
     f.axes[0].size += archscope::receptive::Q::from(2);
-    let j = at(&a, "layer1.1.conv2");
+    let j = layer_index(&a, "layer1.1.conv2");
     let f = a.layers[j].rf.as_mut().unwrap();
     f.axes[1].start += archscope::receptive::Q::from(1);
     let r = check::check(&n, &a, &w, 0).unwrap();
@@ -356,15 +354,7 @@ fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
 fn concatenation_along_the_width() {
     let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: cat, op: concat, in: [a, a], dim: 3}\n  - {id: left, op: slice, in: a, dim: 3, start: 0, end: 4}\n  - {id: right, op: slice, in: a, dim: 3, start: 4, end: 8}\n  - {id: whole, op: concat, in: [left, right], dim: 3}\n  - {id: swapped, op: concat, in: [right, left], dim: 3}\n  - {id: c2, op: conv, in: whole, out: 1, kernel: 3, padding: 1}\n");
     let a = analysis(&n);
-    let field = |name: &str| {
-        a.layers
-            .iter()
-            .find(|l| l.name == name)
-            .unwrap()
-            .rf
-            .clone()
-            .unwrap()
-    };
+    let field = |name: &str| field_of(&a, name).clone();
     let cat = field("cat");
     assert!(!cat.aligned);
     let why = cat.misalignment.unwrap();
@@ -415,14 +405,7 @@ fn concatenation_along_the_width() {
 fn split_pieces_and_padding_at_a_cut() {
     let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: s, op: split, parts: 2, dim: 3}\n  - {id: c, op: conv, in: \"s:1\", out: 1, kernel: 3, padding: 1}\n");
     let a = analysis(&n);
-    let c = a
-        .layers
-        .iter()
-        .find(|l| l.name == "c")
-        .unwrap()
-        .rf
-        .clone()
-        .unwrap();
+    let c = field_of(&a, "c").clone();
     assert_eq!(
         (
             *c.axes[1].size.numer(),

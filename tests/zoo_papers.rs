@@ -39,7 +39,7 @@ fn unet_as_in_the_paper() {
         ("up2.crop", 200),
         ("up1.crop", 392),
     ] {
-        let l = a.layers.iter().find(|l| l.name == layer).unwrap();
+        let l = common::layer(&a, layer);
         assert_eq!(&l.outputs[0].0[2..], &[size, size], "{layer}");
     }
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use archscope::check::{self, CheckReport};
+use archscope::receptive::Field;
 use archscope::{analyze, exec, zoo, Analysis, BuildOptions, Dtype, Error, LayerStats, Network};
 use serde_json::Value;
 
@@ -228,6 +229,32 @@ pub fn layer<'a>(a: &'a Analysis, name: &str) -> &'a LayerStats {
         .iter()
         .find(|l| l.name == name)
         .unwrap_or_else(|| panic!("no layer {name}"))
+}
+
+/// The index of layer `name` in an analysis (and in its network's nodes).
+pub fn layer_index(a: &Analysis, name: &str) -> usize {
+    a.layers
+        .iter()
+        .position(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name}"))
+}
+
+/// The receptive field of layer `name`.
+pub fn field_of<'a>(a: &'a Analysis, name: &str) -> &'a Field {
+    layer(a, name)
+        .rf
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name} has no field"))
+}
+
+/// The entry of layer `name` in the `layers` list of a command's JSON output.
+pub fn json_layer<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layer list in {v}"))
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no layer {name} in the JSON"))
 }
 
 /// Runs `check` with seeded weights (seed 0) and asserts that every figure of every layer
