@@ -539,7 +539,13 @@ mod tests {
         let r = c.ratios(1).unwrap();
         assert!((r.macs.unwrap() - 4_089_184_256f64 / 714_188_480f64).abs() < 1e-12);
         assert_eq!(c.ratios(0).unwrap().params, Some(1.0));
-        assert!(Comparison::new(&a, Some("alexnt")).is_err());
+        let e = Comparison::new(&a, Some("alexnt")).unwrap_err();
+        let d = e.diagnostic();
+        assert_eq!(
+            d.message,
+            "the baseline `alexnt` is not among the compared models (resnet50, alexnet, vgg16)"
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean `alexnet`?"));
         // Final fields (tests/rf.rs has them from PyTorch gradients): AlexNet 195, ResNet-50 427.
         assert_eq!(c.entries[0].rf, Some([Q::from(195), Q::from(195)]));
         assert_eq!(c.entries[1].rf, Some([Q::from(427), Q::from(427)]));

@@ -782,9 +782,13 @@ mod tests {
             .help
             .unwrap()
             .contains("mid"));
-        assert!(eval("mid ? 1 : 2", &e).is_err());
-        assert!(eval("1.5 * mid", &e).is_err());
-        assert!(eval("(mid", &e).is_err());
+        for (src, message) in [
+            ("mid ? 1 : 2", "`? :` is not supported in expressions"),
+            ("1.5 * mid", "`1.` is not an integer"),
+            ("(mid", "missing `)` in `(mid`"),
+        ] {
+            assert_eq!(eval(src, &e).unwrap_err().message, message, "{src}");
+        }
     }
 }
 

@@ -137,8 +137,17 @@ mod tests {
         // Transposed: 7 -> 14 with k2 s2; k3 s2 p1 op1 -> 14.
         assert_eq!(conv_transpose_out(7, 2, 2, 0, 1, 0).unwrap(), 14);
         assert_eq!(conv_transpose_out(7, 3, 2, 2, 1, 1).unwrap(), 14);
-        assert!(conv_out(3, 5, 1, 0, 0, 1).is_err());
-        assert!(pool_out(10, 3, 1, 2, 1, false).is_err());
+        assert_eq!(
+            conv_out(3, 5, 1, 0, 0, 1),
+            Err("the kernel spans 5 pixels but the padded input is only 3 (3 + padding 0)".into())
+        );
+        assert_eq!(
+            pool_out(10, 3, 1, 2, 1, false),
+            Err(
+                "padding 2 is more than half the kernel span 3 (PyTorch requires padding ≤ kernel/2)"
+                    .into()
+            )
+        );
         // 7 → 3: windows [0,3), [2,5), [4,7).
         assert_eq!(adaptive_window_sum(3, 7), 9);
     }
@@ -159,7 +168,11 @@ mod tests {
             let positions = (0..padded).filter(|st| st % s == 0 && st + eff <= padded).count() as u64;
             match conv_out(i, k, s, pb, pe, d) {
                 Ok(o) => prop_assert_eq!(o, positions),
-                Err(_) => prop_assert_eq!(positions, 0),
+                Err(e) => {
+                    // The only error in these ranges: no window fits.
+                    prop_assert_eq!(positions, 0);
+                    prop_assert!(e.starts_with("the kernel spans"), "{}", e);
+                }
             }
         }
     }

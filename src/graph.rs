@@ -1357,11 +1357,9 @@ mod tests {
         for i in 0..k {
             text.push_str(&format!("  - {{op: relu, in: w{i}}}\n"));
         }
-        let start = std::time::Instant::now();
         let n = net(&text);
         assert_eq!(n.nodes.len(), 2 + k);
         assert!(n.nodes[2..].iter().all(|x| x.inputs == vec![(1, 0)]));
-        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
     }
 
     /// `$in0` is `$in`.

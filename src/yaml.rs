@@ -923,13 +923,30 @@ mod tests {
 
     #[test]
     fn rejects_aliases_and_merge_keys() {
-        for bad in [
-            "a: &x 1\nb: *x\n",
-            "a: {k: 1}\nb:\n  <<: {k: 2}\n",
-            "a: !!int 3\n",
+        for (bad, message, at) in [
+            (
+                "a: &x 1\nb: *x\n",
+                "YAML anchors (`&name`) are not part of the format",
+                (1, 4),
+            ),
+            (
+                "a: {k: 1}\nb:\n  <<: {k: 2}\n",
+                "YAML merge keys (`<<:`) are not part of the format",
+                (3, 3),
+            ),
+            (
+                "a: !!int 3\n",
+                "YAML tags (`!tag`) are not part of the format",
+                (1, 4),
+            ),
         ] {
             let e = Document::parse("m.yaml", bad).unwrap_err();
-            assert!(e.loc.is_some(), "{bad}");
+            assert_eq!(e.message, message, "{bad}");
+            assert_eq!(
+                e.loc.as_ref().map(|l| (l.line, l.column)),
+                Some(at),
+                "{bad}"
+            );
         }
         // `*` inside an expression or a quoted string is fine.
         Document::parse("m.yaml", "a: $(x * 2)\nb: \"*x\"\n").unwrap();
@@ -976,13 +993,15 @@ mod tests {
     fn nesting_is_bounded_before_parsing() {
         // Quoted brackets still count towards the bound (never hidden from it).
         let deep = format!("a: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
-        let start = std::time::Instant::now();
         let e = Document::parse("m.yaml", &deep).unwrap_err();
-        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
         assert!(e.message.contains("nested deeper than 64"), "{e}");
         assert_eq!(e.loc.as_ref().map(|l| (l.line, l.column)), Some((1, 68)));
         let quoted = format!("a: [\"{}\", 1]\n", "[".repeat(100));
-        assert!(Document::parse("m.yaml", &quoted).is_err());
+        // The list opens level 1 at column 4; the quoted brackets, from column 6, count too:
+        // the 65th level opens at column 69.
+        let e = Document::parse("m.yaml", &quoted).unwrap_err();
+        assert_eq!(e.message, "lists and mappings nested deeper than 64 levels");
+        assert_eq!(e.loc.as_ref().map(|l| (l.line, l.column)), Some((1, 69)));
         // Block nesting is bounded by the tree builder, at the value that is too deep.
         let mut block = String::from("a:\n");
         for i in 0..100 {

@@ -1,34 +1,16 @@
 //! The built binary as a user runs it: figures, formats and exit codes.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
+use common::{
+    archscope, arg, assert_rejected, bad_corpus, build_error, command, data_json, json, json_layer,
+    npy_bytes, ok_text, output, read_saved_npy, refused, root, scratch, succeeded,
+};
 use serde_json::Value;
 
-fn archscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("COLUMNS")
-        .output()
-        .unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = archscope(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
+/// The entry of `model` in `tests/data/torchvision.json` (PyTorch's figures).
 fn reference(model: &str) -> Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("tests/data/torchvision.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["models"][model].clone()
+    data_json("torchvision.json")["models"][model].clone()
 }
 
 #[test]
@@ -94,19 +76,15 @@ fn batch_and_input_size() {
 
 #[test]
 fn table_markdown_csv_and_depth() {
-    let out = archscope(&["summary", "resnet50"]);
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ok_text(&["summary", "resnet50"]);
     assert!(text.contains("25557032") && text.contains("4089184256"));
     assert!(text.contains("25.56 M"));
-    let out = archscope(&["summary", "resnet50", "--depth", "1"]);
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ok_text(&["summary", "resnet50", "--depth", "1"]);
     assert!(text.contains("bottleneck ×6"), "{text}");
     assert!(!text.contains("layer3.0.conv1"));
-    let md = String::from_utf8(archscope(&["summary", "alexnet", "--format", "markdown"]).stdout)
-        .unwrap();
+    let md = ok_text(&["summary", "alexnet", "--format", "markdown"]);
     assert!(md.contains("| Layer"));
-    let csv =
-        String::from_utf8(archscope(&["summary", "lenet5", "--format", "csv"]).stdout).unwrap();
+    let csv = ok_text(&["summary", "lenet5", "--format", "csv"]);
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -142,47 +120,54 @@ fn zoo_and_ops() {
     ] {
         assert!(names.contains(&m), "{m}");
     }
-    let ops = String::from_utf8(archscope(&["ops"]).stdout).unwrap();
+    let ops = ok_text(&["ops"]);
     assert!(ops.contains("conv_transpose2d") && ops.contains("max_unpool2d"));
 }
 
 #[test]
 fn bad_input_exits_2_with_location() {
-    let out = archscope(&["summary", "tests/data/bad/channel_mismatch_add.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.starts_with("error: add inputs disagree in channels"),
-        "{err}"
+    let err = assert_rejected(
+        &["summary", "tests/data/bad/channel_mismatch_add.yaml"],
+        "error: add inputs disagree in channels",
     );
     assert!(
         err.contains("tests/data/bad/channel_mismatch_add.yaml:5:5"),
         "{err}"
     );
     assert!(err.contains("1×1 convolution"), "{err}");
-    for args in [
-        vec!["summary", "resnet5"],
-        vec!["summary", "no/such/file.yaml"],
-        vec!["summary", "resnet50", "--input", "3x0x224"],
-        vec!["summary", "resnet50", "--batch", "0"],
-        vec!["summary"],
-        vec!["frobnicate"],
+    for (args, needle) in [
+        (
+            vec!["summary", "resnet5"],
+            "did you mean the zoo model `resnet50`",
+        ),
+        (
+            vec!["summary", "no/such/file.yaml"],
+            "no file or zoo model named `no/such/file.yaml`",
+        ),
+        (
+            vec!["summary", "resnet50", "--input", "3x0x224"],
+            "--input 3x0x224: expected positive integers like 3x224x224",
+        ),
+        (
+            vec!["summary", "resnet50", "--batch", "0"],
+            "--batch 0: expected positive integers like 32",
+        ),
+        (
+            vec!["summary"],
+            "the following required arguments were not provided:\n  <MODEL>",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
     ] {
-        let out = archscope(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(!out.stderr.is_empty());
+        assert_rejected(&args, needle);
     }
-    let out = archscope(&["summary", "resnet5"]);
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("did you mean the zoo model `resnet50`"));
-    // Every file of the corpus: exit 2 and no panic.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad");
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let out = archscope(&["summary", p.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "{}", p.display());
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    // Every file of the corpus: exit 2 and, word for word, the message the library gives
+    // (tests/errors.rs snapshots it), under `error: `.
+    for path in bad_corpus() {
+        let rel = path.strip_prefix(root()).unwrap().to_str().unwrap();
+        let want = build_error(rel, &std::fs::read_to_string(&path).unwrap());
+        let out = archscope(&["summary", rel]);
+        let err = refused(&rel, &out, "");
+        assert_eq!(err, format!("error: {want}\n"), "{rel}");
     }
 }
 
@@ -194,15 +179,7 @@ fn check_measures_receptive_fields() {
     // units: c1 (14, 14) rows 14–18, s2 (7, 7) 14–19, c3 (5, 5) 10–23, s4 (2, 2) 8–23. Flattened
     // layers have no field to compare.
     let v = json(&["check", "lenet5", "--format", "json"]);
-    let rf = |name: &str| {
-        v["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == name)
-            .unwrap()["rf"]
-            .clone()
-    };
+    let rf = |name: &str| json_layer(&v, name)["rf"].clone();
     for (name, rows) in [
         ("c1", "14–18"),
         ("s2", "14–19"),
@@ -218,89 +195,11 @@ fn check_measures_receptive_fields() {
     }
     assert_eq!(rf("c5")["measured"], "—");
     let out = archscope(&["check", "lenet5"]);
-    assert!(out.status.success());
-    let table = String::from_utf8(out.stdout).unwrap();
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    let table = String::from_utf8(succeeded(&"check lenet5", out)).unwrap();
     assert!(table.contains("Receptive field (measured)"), "{table}");
     assert!(table.contains("rows 8–23, cols 8–23"), "{table}");
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("compared on 7 of 13 layers"), "{err}");
-}
-
-/// A `.npy` file as NumPy writes it (version 1.0, header padded to 64 bytes): `descr` '<f4' or
-/// '<f8', C order, `shape`; the values little-endian.
-fn npy_bytes(shape: &[usize], values: &[f64], descr: &str) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for &v in values {
-        if descr == "<f8" {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        } else {
-            bytes.extend_from_slice(&(v as f32).to_le_bytes());
-        }
-    }
-    bytes
-}
-
-/// Reads back a float32 `.npy` written by `--save-output`, checking that its header's shape
-/// and the data that follows agree exactly (a complete, valid file).
-fn read_saved_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    let inner = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let data = &bytes[10 + hlen..];
-    assert_eq!(
-        data.len(),
-        4 * shape.iter().product::<usize>(),
-        "the header's shape {shape:?} and the data disagree"
-    );
-    let values = data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (shape, values)
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("archscope-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok_stdout(args: &[&str]) -> String {
-    let out = archscope(args);
-    assert!(
-        out.status.success(),
-        "{args:?}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `run --npy` takes the model's input shape with or without its batch dimension, at every
@@ -309,7 +208,7 @@ fn ok_stdout(args: &[&str]) -> String {
 /// convolutions gave all zeros and a `.npy` whose header claimed more data than it held).
 #[test]
 fn npy_input_with_or_without_batch() {
-    let dir = scratch_dir("npy");
+    let dir = scratch("npy");
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
     // resnet18 at 32×32: a batch-less array and the same array with its batch of 1 give the
     // same output, bit for bit.
@@ -324,7 +223,7 @@ fn npy_input_with_or_without_batch() {
         ("x4.npy", "y4.npy"),
         ("x4d.npy", "y4d.npy"),
     ] {
-        ok_stdout(&[
+        ok_text(&[
             "run",
             "resnet18",
             "--input",
@@ -350,7 +249,7 @@ fn npy_input_with_or_without_batch() {
     let flat: Vec<f64> = (0..12).map(|i| i as f64 - 5.5).collect();
     std::fs::write(p("flat.npy"), npy_bytes(&[12], &flat, "<f4")).unwrap();
     for batch in ["1", "3"] {
-        ok_stdout(&[
+        ok_text(&[
             "run",
             &model,
             "--batch",
@@ -378,7 +277,7 @@ fn npy_input_with_or_without_batch() {
     .unwrap();
     let img: Vec<f64> = (0..16).map(|i| i as f64).collect();
     std::fs::write(p("img.npy"), npy_bytes(&[1, 4, 4], &img, "<f4")).unwrap();
-    ok_stdout(&[
+    ok_text(&[
         "run",
         &model,
         "--batch",
@@ -393,20 +292,14 @@ fn npy_input_with_or_without_batch() {
     // Blocks {0,1,4,5} → 5, {2,3,6,7} → 7, {8,9,12,13} → 13, {10,11,14,15} → 15.
     assert_eq!(y, vec![5.0, 7.0, 13.0, 15.0, 5.0, 7.0, 13.0, 15.0]);
     // An array that fits neither shape: a located error naming both.
-    let out = archscope(&["run", &model, "--npy", &p("flat.npy")]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(
-            "holds an array of shape 12, but the model's input `x` is 1×1×4×4 (1×4×4 per sample)"
-        ),
-        "{err}"
+    let err = assert_rejected(
+        &["run", &model, "--npy", &p("flat.npy")],
+        "holds an array of shape 12, but the model's input `x` is 1×1×4×4 (1×4×4 per sample)",
     );
     assert!(
         err.contains("help: save an array of shape 1×1×4×4 or 1×4×4"),
         "{err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -414,7 +307,7 @@ fn npy_input_with_or_without_batch() {
 /// `--save-output` use (the first), rather than dropping the others silently.
 #[test]
 fn run_names_each_of_several_outputs() {
-    let dir = scratch_dir("outputs");
+    let dir = scratch("outputs");
     let model = dir.join("two.yaml");
     std::fs::write(
         &model,
@@ -422,7 +315,7 @@ fn run_names_each_of_several_outputs() {
     )
     .unwrap();
     let saved = dir.join("o.npy");
-    let text = ok_stdout(&[
+    let text = ok_text(&[
         "run",
         model.to_str().unwrap(),
         "--save-output",
@@ -439,7 +332,7 @@ fn run_names_each_of_several_outputs() {
     let (shape, y) = read_saved_npy(&saved);
     assert_eq!(shape, vec![1, 4]);
     assert!(y.iter().all(|&v| v > 0.0 && v < 1.0), "{y:?}");
-    let v: Value = serde_json::from_str(&ok_stdout(&[
+    let v: Value = serde_json::from_str(&ok_text(&[
         "run",
         model.to_str().unwrap(),
         "--format",
@@ -455,7 +348,7 @@ fn run_names_each_of_several_outputs() {
 /// values (issue 14: `min inf, max -inf, mean NaN`); relu keeps NaN as PyTorch does.
 #[test]
 fn run_statistics_count_nan_and_inf() {
-    let dir = scratch_dir("nan");
+    let dir = scratch("nan");
     let model = dir.join("relu.yaml");
     std::fs::write(&model, "inputs: {x: [5]}\nnodes:\n  - {id: r, op: relu}\n").unwrap();
     let npy = dir.join("x.npy");
@@ -464,7 +357,7 @@ fn run_statistics_count_nan_and_inf() {
         npy_bytes(&[5], &[1.0, f64::NAN, -2.0, f64::INFINITY, 3.0], "<f4"),
     )
     .unwrap();
-    let text = ok_stdout(&[
+    let text = ok_text(&[
         "run",
         model.to_str().unwrap(),
         "--npy",
@@ -475,7 +368,7 @@ fn run_statistics_count_nan_and_inf() {
         text.contains("output 1×5: min 0.0000, max 3.0000, mean 1.3333 (over the 3 finite values); 1 NaN, 1 +inf\n"),
         "{text}"
     );
-    let v: Value = serde_json::from_str(&ok_stdout(&[
+    let v: Value = serde_json::from_str(&ok_text(&[
         "run",
         model.to_str().unwrap(),
         "--npy",
@@ -491,7 +384,7 @@ fn run_statistics_count_nan_and_inf() {
     assert_eq!(v["output"]["max"], 3.0);
     // Nothing finite at all.
     std::fs::write(&npy, npy_bytes(&[5], &[f64::NAN; 5], "<f4")).unwrap();
-    let text = ok_stdout(&[
+    let text = ok_text(&[
         "run",
         model.to_str().unwrap(),
         "--npy",
@@ -508,9 +401,9 @@ fn run_statistics_count_nan_and_inf() {
 /// not image-shaped is an error pointing to `.npy`.
 #[test]
 fn save_output_png_says_what_it_drew() {
-    let dir = scratch_dir("png");
+    let dir = scratch("png");
     let png = dir.join("e.png");
-    let text = ok_stdout(&[
+    let text = ok_text(&[
         "run",
         "sobel",
         "--batch",
@@ -524,12 +417,9 @@ fn save_output_png_says_what_it_drew() {
         text.contains(&format!("wrote {} (sample 1 of 2)\n", png.display())),
         "{text}"
     );
-    let out = archscope(&["run", "mlp3", "--save-output", png.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("the output is 1×10, not image-shaped (N×C×H×W), so it cannot be a PNG"),
-        "{err}"
+    let err = assert_rejected(
+        &["run", "mlp3", "--save-output", arg(&png)],
+        "the output is 1×10, not image-shaped (N×C×H×W), so it cannot be a PNG",
     );
     assert!(err.contains("help: save it as a .npy array"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -556,7 +446,7 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 /// The values `--format` lists in `archscope COMMAND --help`.
 fn listed_formats(command: &str) -> Vec<String> {
-    let help = String::from_utf8(archscope(&[command, "--help"]).stdout).unwrap();
+    let help = ok_text(&[command, "--help"]);
     let line = help
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("--format"))
@@ -599,14 +489,7 @@ fn every_listed_format_is_written() {
             let mut a = vec![command];
             a.extend(args.iter().copied());
             a.extend(["--format", f]);
-            let out = archscope(&a);
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{a:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8(out.stdout).unwrap();
+            let text = ok_text(&a);
             assert!(text.ends_with('\n'), "{a:?} has no final newline");
             let boxed = text.contains('┆');
             match f.as_str() {
@@ -631,10 +514,8 @@ fn every_listed_format_is_written() {
     // A format a command does not write is refused by the parser before anything runs.
     for command in ["check", "run"] {
         let out = archscope(&[command, "lenet5", "--format", "csv"]);
-        assert_eq!(out.status.code(), Some(2));
+        refused(&command, &out, "invalid value 'csv'");
         assert!(out.stdout.is_empty());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("invalid value 'csv'"), "{err}");
     }
 }
 
@@ -643,12 +524,7 @@ fn json_numbers_are_numbers() {
     // check: counts are numbers, shapes arrays. LeNet-5's c1: 156 parameters, 117,600 MACs,
     // output 1×6×28×28.
     let v = json(&["check", "lenet5", "--format", "json"]);
-    let c1 = v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "c1")
-        .unwrap();
+    let c1 = json_layer(&v, "c1");
     assert_eq!(c1["params"]["analysed"], 156);
     assert_eq!(c1["params"]["measured"], 156);
     assert_eq!(c1["macs"]["measured"], 117_600);
@@ -680,21 +556,13 @@ fn json_numbers_are_numbers() {
 
 fn s2_start() -> f64 {
     let v = json(&["rf", "lenet5", "--format", "json"]);
-    let s2 = v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == "s2")
-        .unwrap();
-    s2["rf"]["start"][0].as_f64().unwrap()
+    json_layer(&v, "s2")["rf"]["start"][0].as_f64().unwrap()
 }
 
 #[test]
 fn csv_columns_hold_one_kind_of_value() {
     // compare: the receptive field in rf_height/rf_width (numbers) and rf_aligned, never `451*`.
-    let csv =
-        String::from_utf8(archscope(&["compare", "resnet50", "mlp3", "--format", "csv"]).stdout)
-            .unwrap();
+    let csv = ok_text(&["compare", "resnet50", "mlp3", "--format", "csv"]);
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -708,8 +576,7 @@ fn csv_columns_hold_one_kind_of_value() {
         ("", "")
     );
     // A misaligned merge: `false` in its own column, the size a plain number.
-    let dir = std::env::temp_dir().join(format!("archscope-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("csv");
     let file = dir.join("misaligned.yaml");
     std::fs::write(
         &file,
@@ -717,30 +584,26 @@ fn csv_columns_hold_one_kind_of_value() {
     )
     .unwrap();
     let f = file.to_str().unwrap();
-    let csv = String::from_utf8(archscope(&["compare", f, "--format", "csv"]).stdout).unwrap();
+    let csv = ok_text(&["compare", f, "--format", "csv"]);
     // cat: the larger path's 3×3 field, not aligned (start 0 against 1/2).
     assert!(csv.lines().nth(1).unwrap().contains(",3,3,false,"), "{csv}");
     // summary CSV too, and its last row is the totals: LeNet-5's 61,706 parameters and
     // 416,520 MACs (tests/data/torchvision.json), with an empty layer name and op `total`.
-    let csv = String::from_utf8(archscope(&["summary", f, "--format", "csv"]).stdout).unwrap();
+    let csv = ok_text(&["summary", f, "--format", "csv"]);
     assert!(
         csv.lines()
             .any(|l| l.starts_with("cat,") && l.ends_with(",3,3,false")),
         "{csv}"
     );
     let r = reference("lenet5");
-    let csv =
-        String::from_utf8(archscope(&["summary", "lenet5", "--format", "csv"]).stdout).unwrap();
+    let csv = ok_text(&["summary", "lenet5", "--format", "csv"]);
     let total = csv.lines().last().unwrap();
     assert!(
         total.starts_with(&format!(",total,10,{},{},", r["params"], r["macs"])),
         "{total}"
     );
     // With --depth the totals row is the same.
-    let folded = String::from_utf8(
-        archscope(&["summary", "lenet5", "--format", "csv", "--depth", "1"]).stdout,
-    )
-    .unwrap();
+    let folded = ok_text(&["summary", "lenet5", "--format", "csv", "--depth", "1"]);
     assert_eq!(folded.lines().last().unwrap(), total);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -749,10 +612,7 @@ fn csv_columns_hold_one_kind_of_value() {
 fn depth_is_one_rule_across_formats() {
     // resnet50 --depth 1: stem conv1 (+bn, relu), maxpool, layer1..layer4 (one row per repeat
     // run), avgpool, flatten, fc, and the input: the same rows in CSV and JSON.
-    let csv = String::from_utf8(
-        archscope(&["summary", "resnet50", "--depth", "1", "--format", "csv"]).stdout,
-    )
-    .unwrap();
+    let csv = ok_text(&["summary", "resnet50", "--depth", "1", "--format", "csv"]);
     let csv_rows: Vec<&str> = csv
         .lines()
         .skip(1)
@@ -801,10 +661,8 @@ fn depth_is_one_rule_across_formats() {
         ],
     ] {
         let out = archscope(cmd);
-        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        refused(&cmd, &out, "the depth is at least 1");
         assert!(out.stdout.is_empty());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("the depth is at least 1"), "{cmd:?}: {err}");
     }
 }
 
@@ -817,19 +675,10 @@ fn table_width(text: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The stdout of `archscope ARGS` with `COLUMNS` set to `columns`.
 fn with_columns(columns: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("COLUMNS", columns)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let out = output(command(args).env("COLUMNS", columns));
+    String::from_utf8(succeeded(&(columns, args), out)).unwrap()
 }
 
 #[test]
@@ -851,7 +700,7 @@ fn tables_fit_80_and_120_columns() {
         &["check", "lenet5"],
     ];
     for args in commands {
-        let full = String::from_utf8(archscope(args).stdout).unwrap();
+        let full = ok_text(args);
         for width in [80usize, 120] {
             let text = with_columns(&width.to_string(), args);
             let w = table_width(&text);
@@ -890,9 +739,7 @@ fn tables_fit_80_and_120_columns() {
 
 #[test]
 fn run_names_each_sample_and_ends_its_lines() {
-    let out = archscope(&["run", "lenet5", "--batch", "3"]);
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ok_text(&["run", "lenet5", "--batch", "3"]);
     for n in 0..3 {
         assert!(
             text.contains(&format!("top-5 classes of sample {n}: ")),
@@ -901,11 +748,9 @@ fn run_names_each_sample_and_ends_its_lines() {
     }
     assert!(text.ends_with('\n'));
     // The latency line is a line of its own: the message after it starts a new line.
-    let dir = std::env::temp_dir().join(format!("archscope-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("run");
     let npy = dir.join("out.npy");
-    let out = archscope(&["run", "lenet5", "--save-output", npy.to_str().unwrap()]);
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ok_text(&["run", "lenet5", "--save-output", arg(&npy)]);
     assert!(text.lines().any(|l| l.starts_with("wrote ")), "{text}");
     let v = json(&["run", "lenet5", "--batch", "2", "--format", "json"]);
     assert_eq!(v["output"]["top5_per_sample"].as_array().unwrap().len(), 2);
@@ -915,19 +760,16 @@ fn run_names_each_sample_and_ends_its_lines() {
 
 #[test]
 fn the_macs_column_names_its_convention() {
-    let text = String::from_utf8(archscope(&["summary", "lenet5", "--convention", "thop"]).stdout)
-        .unwrap();
+    let text = ok_text(&["summary", "lenet5", "--convention", "thop"]);
     let header = text.lines().nth(2).unwrap();
     assert!(header.contains("MACs (thop)"), "{header}");
-    let text = String::from_utf8(archscope(&["summary", "lenet5"]).stdout).unwrap();
+    let text = ok_text(&["summary", "lenet5"]);
     assert!(!text.contains("MACs ("), "{text}");
 }
 
 #[test]
 fn readme_says_how_to_install() {
-    let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     // Near the top: within the first 40 lines.
     let head: Vec<&str> = readme.lines().take(40).collect();
     assert!(
@@ -944,8 +786,7 @@ fn readme_says_how_to_install() {
 #[test]
 fn dot_failures_say_how_dot_ended() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("archscope-fakedot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("fakedot");
     let fake = dir.join("dot");
     let run = |script: &str| {
         std::fs::write(&fake, script).unwrap();
@@ -955,13 +796,8 @@ fn dot_failures_say_how_dot_ended() {
             dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-            .args(["dot", "lenet5", "--format", "svg"])
-            .env("PATH", path)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        String::from_utf8(out.stderr).unwrap()
+        let out = output(command(&["dot", "lenet5", "--format", "svg"]).env("PATH", path));
+        refused(&script, &out, "`dot` ")
     };
     let killed = run("#!/bin/sh\n[ \"$1\" = -V ] && exit 0\ncat >/dev/null\nkill -9 $$\n");
     assert!(

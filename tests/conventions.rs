@@ -5,24 +5,17 @@
 //! FlopCounterMode on the real torchvision models (`scripts/convention_reference.py`), never
 //! from archscope.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use archscope::convention::{recount, Convention};
-use archscope::{analyze, zoo, BuildOptions, Dtype};
-use serde_json::Value;
-
-fn load(file: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common::{analysis, data_json, options_for, u64s, zoo_net, zoo_net_with};
 
 /// The tool versions the figures hold for (docs/COUNTING.md names them).
 #[test]
 fn reference_versions() {
-    let r = load("conventions.json");
+    let r = data_json("conventions.json");
     let v = &r["produced_with"];
     assert_eq!(v["torch"], "2.15.0+cu132");
     assert_eq!(v["torchvision"], "0.29.2+cu132");
@@ -34,8 +27,8 @@ fn reference_versions() {
 
 #[test]
 fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
-    let r = load("conventions.json");
-    let zoo_models: BTreeSet<String> = load("torchvision_zoo.json")["models"]
+    let r = data_json("conventions.json");
+    let zoo_models: BTreeSet<String> = data_json("torchvision_zoo.json")["models"]
         .as_object()
         .unwrap()
         .keys()
@@ -50,10 +43,7 @@ fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
             .unwrap()
             .iter()
             .filter(|run| run["input"][0] == 1)
-            .map(|run| {
-                let i = run["input"].as_array().unwrap();
-                vec![i[2].as_u64().unwrap(), i[3].as_u64().unwrap()]
-            })
+            .map(|run| u64s(&run["input"])[2..].to_vec())
             .collect();
         assert_eq!(batch1.len(), 2, "{name}: two sizes at batch 1");
         for run in runs.as_array().unwrap() {
@@ -74,25 +64,15 @@ fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
 
 #[test]
 fn presets_equal_the_tools() {
-    let r = load("conventions.json");
+    let r = data_json("conventions.json");
     let models = r["models"].as_object().unwrap();
     let mut checked = 0;
     let mut wrong = Vec::new();
     for (name, runs) in models {
         for run in runs.as_array().unwrap() {
-            let input: Vec<u64> = run["input"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .collect();
-            let opts = BuildOptions {
-                batch: input[0],
-                input: Some(input[1..].to_vec()),
-                ..Default::default()
-            };
-            let net = zoo::build(name, &opts).unwrap().unwrap();
-            let base = analyze(&net, Dtype::F32).unwrap();
+            let input = u64s(&run["input"]);
+            let net = zoo_net_with(name, &options_for(&input));
+            let base = analysis(&net);
             for c in Convention::ALL {
                 let Some(want) = run.get(c.name()) else {
                     continue;
@@ -121,10 +101,8 @@ fn presets_equal_the_tools() {
 
 #[test]
 fn torchvision_convention_is_the_default() {
-    let net = zoo::build("resnet50", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
+    let net = zoo_net("resnet50");
+    let a = analysis(&net);
     let mut b = a.clone();
     recount(&net, &mut b, Convention::Torchvision).unwrap();
     assert_eq!(a.totals.macs, b.totals.macs);

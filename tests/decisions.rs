@@ -2,34 +2,15 @@
 //! Every figure is derived by hand next to its assertion (or comes from the PyTorch reference
 //! files), never from archscope itself.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
 use archscope::audit::{audit, parse_quantity, Budgets, Quantity};
-use archscope::{analyze, BuildOptions, Dtype, Network};
+use archscope::{BuildOptions, Network};
+use common::{
+    analysis, archscope, arg, assert_rejected, data_json, json, ok_text, reached_verdict, root,
+    scratch, stderr,
+};
 use serde_json::Value;
-
-fn archscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = archscope(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 const PLANTED: &str = "tests/data/audit/planted.yaml";
 
@@ -65,7 +46,7 @@ fn train_resnet50_imagenet_bar() {
     assert_eq!(m["optimizer_state"], 0);
     assert_eq!(m["gradients"], 25_557_032u64 * 4);
     // The table form names the same figure.
-    let out = archscope(&[
+    let text = ok_text(&[
         "train",
         "resnet50",
         "--dataset-size",
@@ -75,7 +56,6 @@ fn train_resnet50_imagenet_bar() {
         "--epochs",
         "90",
     ]);
-    let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("5005 (drop_last: 5004)"), "{text}");
 }
 
@@ -83,7 +63,7 @@ fn train_resnet50_imagenet_bar() {
 fn train_600_epochs_of_imagenet_exceeds_64_bits_and_is_exact() {
     // The long ResNet-50 recipes (600 epochs of ImageNet-1k at batch 256) need more than 2^64
     // training FLOPs: the figure must be the exact integer, not an overflow error.
-    let out = archscope(&[
+    let text = ok_text(&[
         "train",
         "resnet50",
         "--dataset-size",
@@ -97,12 +77,6 @@ fn train_600_epochs_of_imagenet_exceeds_64_bits_and_is_exact() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     // Per iteration at batch 256 (docs/TRAINING.md): forward 2,120,733,550,592 + backward
     // 4,174,961,567,744 = 6,295,695,118,336 FLOPs = 256 × 24,592,559,056 per image.
@@ -129,7 +103,7 @@ fn train_600_epochs_of_imagenet_exceeds_64_bits_and_is_exact() {
     let secs = v["wall_time_s"].as_f64().unwrap();
     assert!((secs - 189_043.050_648_590_1).abs() < 1e-6, "{secs}");
     // The table names the figure: 18.90 E.
-    let out = archscope(&[
+    let table = ok_text(&[
         "train",
         "resnet50",
         "--dataset-size",
@@ -139,7 +113,6 @@ fn train_600_epochs_of_imagenet_exceeds_64_bits_and_is_exact() {
         "--epochs",
         "600",
     ]);
-    let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.contains("18.90 E"), "{table}");
     assert!(table.contains("18904305064859011200"), "{table}");
 }
@@ -198,10 +171,9 @@ fn train_adam_memory_and_wall_time() {
 
 #[test]
 fn compare_bar_with_chart() {
-    let dir = std::env::temp_dir().join(format!("archscope-compare-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("compare");
     let chart = dir.join("c.svg");
-    let out = archscope(&[
+    let text = ok_text(&[
         "compare",
         "alexnet",
         "vgg16",
@@ -210,14 +182,8 @@ fn compare_bar_with_chart() {
         "--baseline",
         "alexnet",
         "--chart",
-        chart.to_str().unwrap(),
+        arg(&chart),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
     for name in ["alexnet", "vgg16", "googlenet", "resnet50"] {
         assert!(text.contains(name), "{text}");
     }
@@ -251,11 +217,9 @@ fn compare_bar_with_chart() {
     assert!((ratio - 25_557_032.0 / 61_100_840.0).abs() < 1e-12);
     assert_eq!(models[1]["ratios"]["macs"], 1.0);
     // A baseline that is not compared is a usage error.
-    assert_eq!(
-        archscope(&["compare", "alexnet", "--baseline", "vgg16"])
-            .status
-            .code(),
-        Some(2)
+    assert_rejected(
+        &["compare", "alexnet", "--baseline", "vgg16"],
+        "--baseline vgg16 is not one of the compared models",
     );
 }
 
@@ -299,25 +263,19 @@ fn compare_and_summary_sweeps() {
     assert_eq!(models[1]["batch"], 2);
     assert_eq!(models[1]["ratios"]["macs"], 1.0);
     // The table sweep names each setting.
-    let text =
-        String::from_utf8(archscope(&["summary", "lenet5", "--batch", "1,4"]).stdout).unwrap();
+    let text = ok_text(&["summary", "lenet5", "--batch", "1,4"]);
     assert!(text.contains("2 settings"), "{text}");
     // A sweep where the command takes one setting is a usage error.
-    assert_eq!(
-        archscope(&["rf", "resnet18", "--input", "224,320"])
-            .status
-            .code(),
-        Some(2)
+    assert_rejected(
+        &["rf", "resnet18", "--input", "224,320"],
+        "`rf` takes one --input and one --batch (sweeps work with summary and compare)",
     );
 }
 
 #[test]
 fn conventions_on_the_command_line() {
     // tests/data/conventions.json: resnet50 at 224², batch 1.
-    let r: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/data/conventions.json")).unwrap(),
-    )
-    .unwrap();
+    let r = data_json("conventions.json");
     let want = &r["models"]["resnet50"][0];
     for tool in ["torchvision", "fvcore", "ptflops", "thop", "torchinfo"] {
         let v = json(&[
@@ -347,7 +305,7 @@ fn conventions_on_the_command_line() {
 fn planted() -> (Network, archscope::Analysis) {
     let text = std::fs::read_to_string(root().join(PLANTED)).unwrap();
     let net = Network::from_yaml(PLANTED, &text, &BuildOptions::default()).unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
+    let a = analysis(&net);
     (net, a)
 }
 
@@ -405,13 +363,13 @@ fn audit_finds_every_planted_problem() {
 fn audit_budgets_gate_ci() {
     // 12,362,932 parameters: over 10M fails with exit 1, under 20M passes.
     let out = archscope(&["audit", PLANTED, "--max-params", "10M"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("FAIL max_params") && text.contains("[bias-before-norm] c1"),
         "{text}"
     );
-    let out = archscope(&[
+    let text = ok_text(&[
         "audit",
         PLANTED,
         "--max-params",
@@ -419,11 +377,10 @@ fn audit_budgets_gate_ci() {
         "--max-peak-memory",
         "2GiB",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    assert!(
+        text.contains("ok   max_params: 12.36 M (12362932) ≤ 20.00 M")
+            && text.contains("ok   max_peak_memory: "),
+        "{text}"
     );
     // resnet50 at 224²: 4,089,184,256 MACs > 4G; final field 427 ≥ 400.
     let v = archscope(&[
@@ -436,21 +393,29 @@ fn audit_budgets_gate_ci() {
         "--format",
         "json",
     ]);
-    assert_eq!(v.status.code(), Some(1));
+    assert_eq!(v.status.code(), Some(1), "{}", stderr(&v));
     let v: Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(v["passed"], false);
     assert_eq!(v["budgets"][0]["name"], "max_macs");
     assert_eq!(v["budgets"][0]["passed"], false);
     assert_eq!(v["budgets"][1]["actual"], 427.0);
     assert_eq!(v["budgets"][1]["passed"], true);
-    // Bad budget values are usage errors.
-    for bad in [
-        ["--max-params", "25X"],
-        ["--max-peak-memory", "lots"],
-        ["--max-macs", "1.2.3G"],
+    // Bad budget values are usage errors, naming the flag and what is wrong.
+    for (bad, needle) in [
+        (
+            ["--max-params", "25X"],
+            "--max-params `25X`: unknown unit `X`; use K, M, G or T (×1000)",
+        ),
+        (
+            ["--max-peak-memory", "lots"],
+            "--max-peak-memory `lots`: unknown unit `lots`; use KiB, MiB, GiB (×1024)",
+        ),
+        (
+            ["--max-macs", "1.2.3G"],
+            "--max-macs `1.2.3G` is not a number with an optional unit",
+        ),
     ] {
-        let out = archscope(&["audit", "resnet50", bad[0], bad[1]]);
-        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert_rejected(&["audit", "resnet50", bad[0], bad[1]], needle);
     }
 }
 
@@ -464,10 +429,29 @@ fn quantities() {
     assert_eq!(parse_quantity("512MiB", Quantity::Bytes), Ok(512 << 20));
     assert_eq!(parse_quantity("1.5KiB", Quantity::Bytes), Ok(1536));
     assert_eq!(parse_quantity("2GB", Quantity::Bytes), Ok(2_000_000_000));
-    assert!(parse_quantity("2GiB", Quantity::Count).is_err());
-    assert!(parse_quantity("M", Quantity::Count).is_err());
-    assert!(parse_quantity("-1", Quantity::Count).is_err());
-    assert!(parse_quantity("99999999999T", Quantity::Count).is_err());
+    // Refused, each with what is wrong: a byte unit for a count, no digits, a sign (not a
+    // number's digit, so read as a unit), and 99,999,999,999·10^12 ≈ 10^23 > 2^64 ≈ 1.8·10^19.
+    for (bad, want) in [
+        (
+            "2GiB",
+            "`2GiB`: unknown unit `GiB`; use K, M, G or T (×1000), e.g. 25M, or scientific notation, e.g. 2.5e7",
+        ),
+        (
+            "M",
+            "`M` is not a number with an optional unit (e.g. 25M, 2.5G, 2.5e7, 2GiB)",
+        ),
+        (
+            "-1",
+            "`-1`: unknown unit `-1`; use K, M, G or T (×1000), e.g. 25M, or scientific notation, e.g. 2.5e7",
+        ),
+        ("99999999999T", "`99999999999T` is too large"),
+    ] {
+        assert_eq!(
+            parse_quantity(bad, Quantity::Count),
+            Err(want.to_string()),
+            "{bad}"
+        );
+    }
     // Scientific notation, exactly: 2.5·10⁷, 1.5·10³·1000, 2·10⁷; 0.5·10¹ = 5.
     assert_eq!(parse_quantity("2.5e7", Quantity::Count), Ok(25_000_000));
     assert_eq!(parse_quantity("1.5e3K", Quantity::Count), Ok(1_500_000));
@@ -483,28 +467,23 @@ fn quantities() {
         .unwrap_err()
         .contains("too large"));
     // Through the command line: 25,557,032 parameters ≤ 2.6e7, > 2.5e7.
-    assert_eq!(
-        archscope(&["audit", "resnet50", "--max-params", "2.6e7"])
-            .status
-            .code(),
-        Some(0)
+    let text = ok_text(&["audit", "resnet50", "--max-params", "2.6e7"]);
+    assert!(
+        text.contains("ok   max_params: 25.56 M (25557032) ≤ 26.00 M"),
+        "{text}"
     );
-    assert_eq!(
-        archscope(&["audit", "resnet50", "--max-params", "2.5e7"])
-            .status
-            .code(),
-        Some(1)
+    let out = archscope(&["audit", "resnet50", "--max-params", "2.5e7"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("FAIL max_params: 25.56 M (25557032) > 25.00 M"),
+        "{text}"
     );
 }
 
+/// `audit … --format json`, which passes or fails its budgets (exit 0 or 1), parsed.
 fn audit_json(args: &[&str]) -> Value {
-    let out = archscope(args);
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&reached_verdict(&args, archscope(args))).unwrap()
 }
 
 fn findings<'a>(v: &'a Value, kind: &str) -> Vec<&'a Value> {
@@ -527,7 +506,7 @@ fn audit_knows_models_without_a_spatial_trunk() {
     // The field is global: the budget passes with no figure.
     assert_eq!(v["budgets"][0]["actual"], Value::Null);
     assert_eq!(v["budgets"][0]["passed"], true);
-    let rf = String::from_utf8(archscope(&["rf", "mlp3"]).stdout).unwrap();
+    let rf = ok_text(&["rf", "mlp3"]);
     assert!(!rf.contains("Final field"), "{rf}");
 }
 
@@ -536,8 +515,7 @@ fn audit_knows_patch_embeddings() {
     // A patch embedding (16×16/16 convolution) followed by token mixing on N×768×196: the
     // linear layers that mix tokens are not a head on a flattened map, and the patch field is
     // not the model's context.
-    let dir = std::env::temp_dir().join(format!("archscope-i15b-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("patches");
     let file = dir.join("patches.yaml");
     std::fs::write(
         &file,
@@ -554,7 +532,7 @@ nodes:
 "#,
     )
     .unwrap();
-    let v = audit_json(&["audit", file.to_str().unwrap(), "--format", "json"]);
+    let v = audit_json(&["audit", arg(&file), "--format", "json"]);
     assert!(findings(&v, "small-receptive-field").is_empty(), "{v:#}");
     // The head reads 768·196 = 150,528 features: 150,528·1000 + 1000 = 150,529,000 of the
     // 151,196,816 parameters (patch 3·16·16·768 + 768 = 590,592; mix1 and mix2

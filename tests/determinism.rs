@@ -6,25 +6,21 @@
 //! are compared without them, bit for bit at one thread count and to rounding between thread
 //! counts (what README promises of it).
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
+
+use common::{command, output, reached_verdict, read_saved_npy, scratch};
 
 const RUNS: usize = 3;
 
+/// The stdout of `archscope ARGS` with `threads` rayon threads: it reached a verdict (exit 0, or
+/// 1 for a failed budget) and printed something.
 fn run(args: &[&str], threads: &str) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", threads)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.stdout.is_empty(), "{args:?}: no output");
-    out.stdout
+    let out = output(command(args).env("RAYON_NUM_THREADS", threads));
+    let stdout = reached_verdict(&args, out);
+    assert!(!stdout.is_empty(), "{args:?}: no output");
+    stdout
 }
 
 /// Runs `args` RUNS times under each thread count; every output must equal the first.
@@ -94,8 +90,7 @@ fn compare_and_chart() {
     ]);
     assert_deterministic(&args);
     // The SVG chart, written to a file.
-    let dir = std::env::temp_dir().join(format!("archscope-determinism-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("chart");
     let charts: Vec<Vec<u8>> = (0..2 * RUNS)
         .map(|k| {
             let path: PathBuf = dir.join(format!("chart{k}.svg"));
@@ -121,16 +116,6 @@ fn check() {
     assert_deterministic(&["check", "resnet18", "--input", "64"]);
 }
 
-/// The values of `run --save-output x.npy` (float32, after its header).
-fn saved_values(path: &std::path::Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    bytes[10 + hlen..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 /// `run --format json` with the timings (latency, per-layer time and GFLOP/s) removed.
 fn without_timings(stdout: &[u8]) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
@@ -152,9 +137,7 @@ fn without_timings(stdout: &[u8]) -> serde_json::Value {
 /// densenet121 do differ in the last bits between 1 and 2 threads.
 #[test]
 fn run_values_per_thread_count() {
-    let dir =
-        std::env::temp_dir().join(format!("archscope-determinism-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("run");
     for m in ["googlenet", "examples/densenet121.yaml"] {
         let mut per_threads = Vec::new();
         for threads in ["1", "2"] {
@@ -178,7 +161,7 @@ fn run_values_per_thread_count() {
                 seen[0].1 == seen[1].1,
                 "{m}: saved output differs at {threads} thread(s)"
             );
-            per_threads.push(saved_values(&dir.join(format!("out{threads}0.npy"))));
+            per_threads.push(read_saved_npy(&dir.join(format!("out{threads}0.npy"))).1);
         }
         // The reason README narrows its promise for `run`: these two models' outputs do
         // differ between 1 and 2 threads (if a change made them equal, README can say more).

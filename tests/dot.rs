@@ -4,38 +4,19 @@
 //! expected counts come from `summary` (its JSON layer list, its `--depth 1` rows), never from
 //! the diagram code.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
 use archscope::dot::{self, Collapse, DotOptions, RankDir, Show};
-use archscope::{analyze, zoo, BuildOptions, Dtype};
+use archscope::{zoo, Network};
+use common::{
+    analysis, archscope, arg, command, have_dot, json, ok as stdout, ok_text, output, refused,
+    root, scratch, zoo_names, zoo_net,
+};
 use graphviz_rust::dot_structures::{Graph, Stmt};
-use serde_json::Value;
-
-fn archscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
-
-fn stdout(args: &[&str]) -> Vec<u8> {
-    let out = archscope(args);
-    assert!(
-        out.status.success(),
-        "archscope {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn dot_of(model: &str, opts: &DotOptions) -> String {
-    let net = zoo::build(model, &BuildOptions::default())
-        .unwrap()
-        .unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
-    dot::to_dot(&net, &a, opts)
+    let net = zoo_net(model);
+    dot::to_dot(&net, &analysis(&net), opts)
 }
 
 fn opts(collapse: Collapse) -> DotOptions {
@@ -45,24 +26,9 @@ fn opts(collapse: Collapse) -> DotOptions {
     }
 }
 
-/// Whether Graphviz's `dot` can be run; prints why a test is skipped when not.
-fn have_dot(test: &str) -> bool {
-    let ok = Command::new("dot").arg("-V").output().is_ok();
-    if !ok {
-        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipping {test}: Graphviz `dot` is not installed (apt-get install graphviz)"
-        );
-    }
-    ok
-}
-
 /// Layer names and model-output count from `summary --format json`.
 fn summary(model: &str) -> (Vec<String>, usize) {
-    let v: Value =
-        serde_json::from_slice(&stdout(&["summary", model, "--format", "json"])).unwrap();
+    let v = json(&["summary", model, "--format", "json"]);
     let names = v["layers"]
         .as_array()
         .unwrap()
@@ -75,10 +41,7 @@ fn summary(model: &str) -> (Vec<String>, usize) {
 /// Rows of `summary --depth 1` (one per top-level layer, block instance or repeat run; a layer's
 /// fused `id.bn`/`id.relu` fold into its row).
 fn depth1_rows(model: &str) -> usize {
-    let csv = String::from_utf8(stdout(&[
-        "summary", model, "--depth", "1", "--format", "csv",
-    ]))
-    .unwrap();
+    let csv = ok_text(&["summary", model, "--depth", "1", "--format", "csv"]);
     // The header and the totals row are not layer rows.
     csv.lines().count() - 2
 }
@@ -157,11 +120,9 @@ fn snapshot_resnet18_repeats() {
 fn snapshot_residual_example_every_layer_lr_all_figures() {
     // A small file with a residual shortcut, a projection and a block instance, drawn left to
     // right with every figure.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("examples/squeeze_excitation.yaml")).unwrap();
-    let net = archscope::Network::from_yaml("squeeze_excitation.yaml", &text, &Default::default())
-        .unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
+    let text = std::fs::read_to_string(root().join("examples/squeeze_excitation.yaml")).unwrap();
+    let net = Network::from_yaml("squeeze_excitation.yaml", &text, &Default::default()).unwrap();
+    let a = analysis(&net);
     let o = DotOptions {
         rankdir: RankDir::LeftRight,
         show: Show {
@@ -199,7 +160,7 @@ fn top_level_units(names: &[String]) -> usize {
 
 #[test]
 fn every_zoo_dot_parses_back_with_one_node_per_drawn_unit() {
-    for (model, _) in zoo::MODELS {
+    for model in zoo_names() {
         let (names, outputs) = summary(model);
         // Every drawing adds one node per model output and the legend.
         let extra = outputs + 1;
@@ -302,38 +263,27 @@ fn clusters_edges_and_figures() {
 
 #[test]
 fn cli_writes_dot_and_reports_missing_graphviz() {
-    let text = String::from_utf8(stdout(&["dot", "lenet5", "--rankdir", "LR"])).unwrap();
+    let text = ok_text(&["dot", "lenet5", "--rankdir", "LR"]);
     assert!(text.starts_with("digraph \"lenet5\" {"));
     assert!(text.contains("rankdir=LR"));
     parse(&text);
     // --input and --batch apply: the edge out of the input carries the new size.
-    let text = String::from_utf8(stdout(&[
-        "dot", "resnet18", "--input", "320", "--batch", "4",
-    ]))
-    .unwrap();
+    let text = ok_text(&["dot", "resnet18", "--input", "320", "--batch", "4"]);
     assert!(text.contains("label=\" 3×320×320 \""), "{text}");
     // Without `dot` on PATH, SVG and PNG are refused with exit code 2 and the package names.
-    let empty = std::env::temp_dir().join("archscope-no-graphviz");
-    std::fs::create_dir_all(&empty).unwrap();
+    let empty = scratch("no-graphviz");
     for format in ["svg", "png"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-            .args(["dot", "lenet5", "--format", format, "-o"])
-            .arg(empty.join(format!("x.{format}")))
-            .env("PATH", &empty)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("apt-get install graphviz") && err.contains("brew install graphviz"),
-            "{err}"
-        );
+        let file = empty.join(format!("x.{format}"));
+        let args = ["dot", "lenet5", "--format", format, "-o", arg(&file)];
+        let out = output(command(&args).env("PATH", &empty));
+        let err = refused(&args, &out, "apt-get install graphviz");
+        assert!(err.contains("brew install graphviz"), "{err}");
     }
 }
 
 #[test]
 fn svg_renders_with_one_node_per_layer_or_group() {
-    if !have_dot("svg_renders_with_one_node_per_layer_or_group") {
+    if !have_dot("svg_renders_with_one_node_per_layer_or_group did not run") {
         return;
     }
     for model in ["lenet5", "alexnet", "resnet18", "googlenet"] {
@@ -364,11 +314,10 @@ fn svg_renders_with_one_node_per_layer_or_group() {
 
 #[test]
 fn png_and_svg_files_by_extension() {
-    if !have_dot("png_and_svg_files_by_extension") {
+    if !have_dot("png_and_svg_files_by_extension did not run") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("archscope-dot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("png-svg");
     let png = dir.join("lenet5.png");
     stdout(&["dot", "lenet5", "-o", png.to_str().unwrap()]);
     let bytes = std::fs::read(&png).unwrap();
@@ -387,13 +336,12 @@ fn png_and_svg_files_by_extension() {
 fn gallery_sources_draw() {
     // docs/gallery/inception.yaml is inception3a of the zoo's GoogLeNet on its 192×28×28 input:
     // the same 155,872 parameters (derived in `clusters_edges_and_figures`).
-    let text = String::from_utf8(stdout(&[
+    let text = ok_text(&[
         "dot",
         "docs/gallery/inception.yaml",
         "--show",
         "shape,params,macs",
-    ]))
-    .unwrap();
+    ]);
     parse(&text);
     assert!(
         text.contains("inception3a · input 192×28×28 · 155.87 K params"),
@@ -426,8 +374,8 @@ nodes:
 
 #[test]
 fn nested_blocks_at_each_collapse_level() {
-    let net = archscope::Network::from_yaml("nested.yaml", NESTED, &Default::default()).unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
+    let net = Network::from_yaml("nested.yaml", NESTED, &Default::default()).unwrap();
+    let a = analysis(&net);
     let draw = |c| dot::to_dot(&net, &a, &opts(c));
     // Every layer: the stage's cluster holds the two units' clusters.
     let none = draw(Collapse::None);
@@ -455,22 +403,16 @@ fn nested_blocks_at_each_collapse_level() {
 
 #[test]
 fn every_graphviz_format_by_extension_or_a_clear_refusal() {
-    let dir = std::env::temp_dir().join(format!("archscope-dot-ext-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("ext");
     // An extension Graphviz does not write is refused (exit 2), and no file is written: never
     // DOT text under a picture's name.
     let odd = dir.join("lenet5.docx");
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(["dot", "lenet5", "-o"])
-        .arg(&odd)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("from its extension `.docx`") && err.contains(".pdf"),
-        "{err}"
+    let err = refused(
+        &"-o lenet5.docx",
+        &archscope(&["dot", "lenet5", "-o", arg(&odd)]),
+        "from its extension `.docx`",
     );
+    assert!(err.contains(".pdf"), "{err}");
     assert!(!odd.exists());
     // .gv is DOT text, like .dot.
     let gv = dir.join("lenet5.gv");
@@ -478,7 +420,7 @@ fn every_graphviz_format_by_extension_or_a_clear_refusal() {
     assert!(std::fs::read_to_string(&gv)
         .unwrap()
         .starts_with("digraph \"lenet5\" {"));
-    if have_dot("every_graphviz_format_by_extension_or_a_clear_refusal") {
+    if have_dot("every_graphviz_format_by_extension_or_a_clear_refusal did not check the files Graphviz writes") {
         // Each file starts with its format's signature.
         for (ext, magic) in [
             ("pdf", &b"%PDF-"[..]),

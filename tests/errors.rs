@@ -3,19 +3,10 @@
 //! file, an expression a million parentheses deep, …) are generated here. Exit codes, time
 //! and memory per file are checked through the binary in `tests/limits.rs`.
 
-use std::path::PathBuf;
+mod common;
 
-use archscope::{analyze, BuildOptions, Dtype, Error, Network};
-
-/// Builds and analyses `text`, expecting an error.
-fn error_of(file: &str, text: &str) -> Error {
-    match Network::from_yaml(file, text, &BuildOptions::default())
-        .and_then(|net| analyze(&net, Dtype::F32).map(|_| ()))
-    {
-        Ok(()) => panic!("{file}: expected an error"),
-        Err(e) => e,
-    }
-}
+use archscope::Error;
+use common::{bad_corpus, build_error};
 
 /// Every message says where (a position inside the file, or a layer path) and what to change.
 fn assert_actionable(file: &str, text: &str, err: &Error) {
@@ -40,18 +31,13 @@ fn assert_actionable(file: &str, text: &str, err: &Error) {
 
 #[test]
 fn bad_inputs_give_located_messages() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = bad_corpus();
     assert!(files.len() >= 50, "{} files", files.len());
     for path in files {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         let file = format!("bad/{name}.yaml");
-        let err = error_of(&file, &text);
+        let err = build_error(&file, &text);
         assert_actionable(&file, &text, &err);
         insta::assert_snapshot!(name, err.to_string());
     }
@@ -110,7 +96,7 @@ fn generated_inputs() {
     ];
     for (name, text) in cases {
         let file = format!("{name}.yaml");
-        let err = error_of(&file, &text);
+        let err = build_error(&file, &text);
         assert_actionable(&file, &text, &err);
         insta::assert_snapshot!(format!("generated_{name}"), err.to_string());
     }

@@ -3,25 +3,18 @@
 //! layer and the figure; the inference plan (batch norms folded, in-place activations) gives
 //! the same outputs; Sobel finds a known edge through the CLI.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-use archscope::{analyze, check, exec, zoo, BuildOptions, Dtype};
+use archscope::{check, exec};
+use common::{
+    analysis, arg, checked, data_json, f32_bytes, layer_index, ok, options_for, scratch, u64s,
+    usizes, zoo_names, zoo_net, zoo_net_with,
+};
 
 /// `check` on each model: every figure of every layer agrees, receptive fields included.
 fn zoo_passes_check(models: &[&str]) {
     for name in models {
-        let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
-        let a = analyze(&net, Dtype::F32).unwrap();
-        let w = exec::init_weights(&net, 0).unwrap();
-        let report = check::check(&net, &a, &w, 0).unwrap();
-        let bad: Vec<String> = report
-            .rows
-            .iter()
-            .filter(|r| !r.ok())
-            .map(|r| format!("{}: {:?}", r.name, r.mismatches()))
-            .collect();
-        assert!(bad.is_empty(), "{name}: {bad:?}");
+        let report = checked(&zoo_net(name));
         // Every zoo model takes an image, so receptive fields are measured and compared
         // (tests/rf_check.rs checks which layers and the figures).
         assert_eq!(report.rf_skipped, None, "{name}");
@@ -73,7 +66,7 @@ fn the_check_groups_cover_the_zoo() {
         .flat_map(|g| g.iter().copied())
         .collect();
     grouped.sort_unstable();
-    let mut zoo: Vec<&str> = zoo::MODELS.iter().map(|(name, _)| *name).collect();
+    let mut zoo = zoo_names();
     zoo.sort_unstable();
     assert_eq!(grouped, zoo);
 }
@@ -125,9 +118,7 @@ fn zoo_passes_check_yolov1() {
 
 #[test]
 fn seeded_weights_keep_resnet152_finite() {
-    let net = zoo::build("resnet152", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
+    let net = zoo_net("resnet152");
     let w = exec::init_weights(&net, 0).unwrap();
     let x = exec::random_input(&net, 0).unwrap();
     let r = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
@@ -139,22 +130,12 @@ fn seeded_weights_keep_resnet152_finite() {
 
 #[test]
 fn a_broken_analysis_is_caught() {
-    let net = zoo::build("resnet18", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
-    let mut a = analyze(&net, Dtype::F32).unwrap();
+    let net = zoo_net("resnet18");
+    let mut a = analysis(&net);
     let w = exec::init_weights(&net, 0).unwrap();
-    let i = a
-        .layers
-        .iter()
-        .position(|l| l.name == "layer2.0.conv1")
-        .unwrap();
+    let i = layer_index(&a, "layer2.0.conv1");
     a.layers[i].macs += 1;
-    let j = a
-        .layers
-        .iter()
-        .position(|l| l.name == "layer3.1.conv2.bn")
-        .unwrap();
+    let j = layer_index(&a, "layer3.1.conv2.bn");
     a.layers[j].params.buffers = 0;
     let report = check::check(&net, &a, &w, 0).unwrap();
     assert_eq!(report.failures(), 2);
@@ -176,7 +157,7 @@ fn the_inference_plan_changes_no_output() {
         "densenet121",
         "efficientnet_b0",
     ] {
-        let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
+        let net = zoo_net(name);
         let w = exec::init_weights(&net, 1).unwrap();
         let x = exec::random_input(&net, 1).unwrap();
         let plain = exec::run(&net, &w, &x, None).unwrap();
@@ -200,8 +181,7 @@ fn the_inference_plan_changes_no_output() {
 fn sobel_finds_a_known_edge() {
     // A white 16×16 square on black in a 32×32 picture: the gradient magnitude is zero away from
     // the square's border and largest on it.
-    let dir = std::env::temp_dir().join(format!("archscope-sobel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("sobel");
     let img = image::GrayImage::from_fn(32, 32, |x, y| {
         image::Luma([if (8..24).contains(&x) && (8..24).contains(&y) {
             255
@@ -212,25 +192,16 @@ fn sobel_finds_a_known_edge() {
     let input = dir.join("square.png");
     img.save(&input).unwrap();
     let output = dir.join("edges.png");
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args([
-            "run",
-            "sobel",
-            "--input",
-            "1x32x32",
-            "--image",
-            input.to_str().unwrap(),
-            "--save-output",
-            output.to_str().unwrap(),
-        ])
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&[
+        "run",
+        "sobel",
+        "--input",
+        "1x32x32",
+        "--image",
+        arg(&input),
+        "--save-output",
+        arg(&output),
+    ]);
     let edges = image::open(&output).unwrap().to_luma8();
     assert_eq!(edges.dimensions(), (32, 32));
     let at = |x: u32, y: u32| edges.get_pixel(x, y).0[0];
@@ -262,13 +233,6 @@ fn sobel_finds_a_known_edge() {
 }
 
 // ---- torchvision's own weights (scripts/torchvision_weights.py) ----
-
-fn data(file: &str) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
 
 /// FNV-1a, 32 bits (scripts/torchvision_weights.py `fnv1a32`).
 fn fnv1a32(name: &str) -> u32 {
@@ -311,10 +275,7 @@ fn safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
         .iter()
         .map(|(name, shape, dtype)| match dtype.as_str() {
             "float32" => {
-                let b = formula(name, shape)
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
+                let b = f32_bytes(&formula(name, shape));
                 (name.clone(), shape.clone(), Dtype::F32, b)
             }
             "int64" => {
@@ -367,15 +328,9 @@ fn state_dict(m: &serde_json::Value) -> Vec<(String, Vec<usize>, String)> {
         .unwrap()
         .iter()
         .map(|t| {
-            let shape = t[1]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
             (
                 t[0].as_str().unwrap().to_string(),
-                shape,
+                usizes(&t[1]),
                 t[2].as_str().unwrap().to_string(),
             )
         })
@@ -388,17 +343,17 @@ fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
     // model's `state_dict()` (scripts/torchvision_weights.py reference). A file with exactly
     // those tensors loads through `run --weights`' reader: none missing (an error), none left
     // over (an error too), and every layer gets tensors of its shapes.
-    let doc = data("torchvision_weights.json");
+    let doc = data_json("torchvision_weights.json");
     let models = doc["models"].as_object().unwrap();
     let mut torchvision_in_zoo = 0;
-    for (name, _) in zoo::MODELS {
-        let Some(m) = models.get(*name) else {
+    for name in zoo_names() {
+        let Some(m) = models.get(name) else {
             continue;
         };
         torchvision_in_zoo += 1;
         let tensors = state_dict(m);
         let file = zero_safetensors_file(&tensors);
-        let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
+        let net = zoo_net(name);
         let w = exec::load_safetensors(&net, &file, "x.safetensors")
             .unwrap_or_else(|d| panic!("{name}: {d}"));
         // Every float tensor of the state dict is a weight of some layer.
@@ -418,14 +373,9 @@ fn torchvision_weights_land_where_pytorch_puts_them() {
     // tensors, under the same names, loaded by name into the zoo model and run by the
     // inference plan (what `run` uses), give the same logits: a tensor in the wrong layer, or
     // a running mean taken for a variance, would not.
-    let doc = data("torchvision_weights_values.json");
-    let names = data("torchvision_weights.json");
-    let shape: Vec<usize> = doc["input_shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
+    let doc = data_json("torchvision_weights_values.json");
+    let names = data_json("torchvision_weights.json");
+    let shape = usizes(&doc["input_shape"]);
     let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
     let models = doc["models"].as_object().unwrap();
     assert_eq!(models.len(), 2);
@@ -436,11 +386,7 @@ fn torchvision_weights_land_where_pytorch_puts_them() {
             .iter()
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
-        let opts = BuildOptions {
-            input: Some(shape[1..].iter().map(|&d| d as u64).collect()),
-            ..BuildOptions::default()
-        };
-        let net = zoo::build(name, &opts).unwrap().unwrap();
+        let net = zoo_net_with(name, &options_for(&u64s(&doc["input_shape"])));
         let file = safetensors_file(&state_dict(&names["models"][name]));
         let w = exec::load_safetensors(&net, &file, "x.safetensors").unwrap();
         let r = exec::run_planned(
@@ -469,15 +415,13 @@ fn a_missing_tensor_names_the_nearest_one_of_its_kind_and_shape() {
     // the zoo layer `layer1.0.conv1.bn` reads `layer1.0.bn1.weight` (its `weights_names:`
     // entry), misses it, and points at `layer1.0.bn_1.weight` — one character off in one
     // component — not at a tensor of another shape or kind.
-    let doc = data("torchvision_weights.json");
+    let doc = data_json("torchvision_weights.json");
     let tensors: Vec<_> = state_dict(&doc["models"]["resnet18"])
         .into_iter()
         .map(|(n, s, d)| (n.replace("layer1.0.bn1.", "layer1.0.bn_1."), s, d))
         .collect();
     let file = safetensors_file(&tensors);
-    let net = zoo::build("resnet18", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
+    let net = zoo_net("resnet18");
     let err = exec::load_safetensors(&net, &file, "r18.safetensors").unwrap_err();
     let text = err.to_string();
     assert!(

@@ -1,32 +1,18 @@
 //! The format expresses the field's patterns: each example in `examples/` is checked against
 //! figures computed by hand (derivations in the comments), not by archscope.
 
-use std::path::PathBuf;
+mod common;
 
-use archscope::{analyze, Analysis, BuildOptions, Dtype, Network};
-
-fn run(file: &str) -> Analysis {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let net =
-        Network::from_yaml(file, &text, &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    analyze(&net, Dtype::F32).unwrap()
-}
+use archscope::Analysis;
+use common::{data_json, file_analysis, layer, yaml_analysis};
 
 fn shape(a: &Analysis, i: usize) -> Vec<u64> {
     a.outputs[i].1 .0.clone()
 }
 
-fn layer<'a>(a: &'a Analysis, name: &str) -> &'a archscope::LayerStats {
-    a.layers
-        .iter()
-        .find(|l| l.name == name)
-        .unwrap_or_else(|| panic!("no layer {name}"))
-}
-
 #[test]
 fn densenet_growth_and_transition() {
-    let a = run("examples/densenet_block.yaml");
+    let a = file_analysis("examples/densenet_block.yaml");
     // Dense layer on c channels: bn 2c + conv1x1 c·128 + bn 256 + conv3x3 128·32·9 (36864).
     let dense = |c: u64| 2 * c + c * 128 + 256 + 36864;
     // Transition on 160 channels: bn 320 + conv1x1 160·80.
@@ -48,7 +34,7 @@ fn densenet_growth_and_transition() {
 
 #[test]
 fn mobilenet_depthwise() {
-    let a = run("examples/mobilenet_units.yaml");
+    let a = file_analysis("examples/mobilenet_units.yaml");
     // unit1: dw 32·9 + bn 64 + pw 32·64 + bn 128; unit2: dw 64·9 + bn 128 + pw 64·128 + bn 256.
     assert_eq!(
         a.totals.params,
@@ -65,7 +51,7 @@ fn mobilenet_depthwise() {
 
 #[test]
 fn shufflenet_split_and_shuffle() {
-    let a = run("examples/shufflenet_unit.yaml");
+    let a = file_analysis("examples/shufflenet_unit.yaml");
     // pw1 58·58 + bn 116, dw 58·9 + bn 116, pw2 58·58 + bn 116.
     assert_eq!(a.totals.params, 3364 + 116 + 522 + 116 + 3364 + 116);
     assert_eq!(layer(&a, "split").outputs.len(), 2);
@@ -79,7 +65,7 @@ fn shufflenet_split_and_shuffle() {
 
 #[test]
 fn squeeze_excitation_broadcast() {
-    let a = run("examples/squeeze_excitation.yaml");
+    let a = file_analysis("examples/squeeze_excitation.yaml");
     assert_eq!(a.totals.params, (64 * 16 + 16) + (16 * 64 + 64));
     assert_eq!(a.totals.macs, 64 * 16 + 16 * 64);
     assert_eq!(shape(&a, 0), vec![1, 64, 56, 56]);
@@ -87,7 +73,7 @@ fn squeeze_excitation_broadcast() {
 
 #[test]
 fn unet_skips_and_transposed_convs() {
-    let a = run("examples/unet_small.yaml");
+    let a = file_analysis("examples/unet_small.yaml");
     let conv = |i: u64, o: u64, k: u64| i * o * k * k + o;
     let params = conv(1, 16, 3)
         + conv(16, 16, 3)
@@ -112,7 +98,7 @@ fn unet_skips_and_transposed_convs() {
 
 #[test]
 fn yolo_two_heads_with_model_params() {
-    let a = run("examples/yolo_heads.yaml");
+    let a = file_analysis("examples/yolo_heads.yaml");
     // 3 anchors × (5 + 80 classes) = 255 channels per head.
     let bnconv = |i: u64, o: u64| i * o * 9 + 2 * o;
     assert_eq!(
@@ -126,7 +112,7 @@ fn yolo_two_heads_with_model_params() {
 
 #[test]
 fn segnet_unpooling() {
-    let a = run("examples/segnet_unpool.yaml");
+    let a = file_analysis("examples/segnet_unpool.yaml");
     assert_eq!(a.totals.params, (3 * 8 * 9 + 8) + (8 * 8 * 9 + 8));
     assert_eq!(shape(&a, 0), vec![1, 8, 32, 32]);
 }
@@ -150,8 +136,7 @@ blocks:
 nodes:
   - {id: stage, use: res, repeat: 2, with: {out: 16}, first: {stride: 2, project: true}}
 "#;
-    let net = Network::from_yaml("t.yaml", yaml, &BuildOptions::default()).unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
+    let a = yaml_analysis(yaml);
     let names: Vec<&str> = a.layers.iter().map(|l| l.name.as_str()).collect();
     assert!(names.contains(&"stage.0.proj"));
     assert!(!names.contains(&"stage.1.proj"));
@@ -171,11 +156,9 @@ nodes:
 fn densenet121_matches_pytorch() {
     // The full DenseNet-121 (the diagram benchmark's DenseNet-size graph) against torchvision's
     // densenet121 as measured in tests/data/torchvision_zoo.json.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("tests/data/torchvision_zoo.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let v = data_json("torchvision_zoo.json");
     let r = &v["models"]["densenet121"];
-    let a = run("examples/densenet121.yaml");
+    let a = file_analysis("examples/densenet121.yaml");
     assert_eq!(a.totals.params, r["params"].as_u64().unwrap());
     assert_eq!(a.totals.trainable, r["trainable"].as_u64().unwrap());
     assert_eq!(a.totals.buffers, r["buffers"].as_u64().unwrap());

@@ -2,8 +2,11 @@
 //! from PyTorch's definitions), on random shapes, strides, paddings, dilations, groups and
 //! ceil modes (proptest). One-layer models are built through the public YAML front end.
 
+mod common;
+
 use archscope::exec::{self, Tensor};
 use archscope::{BuildOptions, Network};
+use common::{data_json, net, usizes};
 use proptest::prelude::*;
 
 /// Builds `inputs: {x: shape}` → one layer `layer` (a YAML flow mapping) and runs it with
@@ -171,7 +174,7 @@ proptest! {
 fn unpool_restores_max_positions() {
     // max-pool 2×2 then unpool: each window's maximum goes back where it was, zeros elsewhere.
     let yaml = "inputs: {x: [1, 4, 4]}\nnodes:\n  - {id: pool, op: maxpool, kernel: 2}\n  - {id: up, op: max_unpool2d, in: [pool, pool], kernel: 2}\n";
-    let net = Network::from_yaml("u.yaml", yaml, &BuildOptions::default()).unwrap();
+    let net = net(yaml);
     let w = exec::init_weights(&net, 0).unwrap();
     let x = Tensor::new(
         vec![1, 1, 4, 4],
@@ -231,7 +234,7 @@ fn normalisation_and_activations() {
         ("mish", 1.0, 0.865_098_4),
     ] {
         let yaml = format!("inputs: {{x: [1]}}\nnodes:\n  - {{op: {op}}}\n");
-        let net = Network::from_yaml("a.yaml", &yaml, &BuildOptions::default()).unwrap();
+        let net = net(&yaml);
         let w = exec::init_weights(&net, 0).unwrap();
         let r = exec::run(&net, &w, &[Tensor::new(vec![1, 1], vec![input])], None).unwrap();
         assert!(
@@ -353,7 +356,7 @@ fn padding_modes_by_hand() {
         let yaml = format!(
             "inputs: {{x: [1, 3, 3]}}\nnodes:\n  - {{op: conv, out: 1, kernel: 3, padding: 1, bias: false, padding_mode: {mode}, weight_values: [1, 0, 0, 0, 0, 0, 0, 0, 0]}}\n"
         );
-        let net = Network::from_yaml("k.yaml", &yaml, &BuildOptions::default()).unwrap();
+        let net = net(&yaml);
         let w = exec::init_weights(&net, 1).unwrap();
         let x = Tensor::new(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
         let y = exec::run(&net, &w, &[x], None).unwrap();
@@ -379,23 +382,13 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 /// infinities where it gives the same infinity, and finite values agree within rounding.
 #[test]
 fn nonfinite_values_follow_pytorch() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/nonfinite_reference.json"
-    );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc = data_json("nonfinite_reference.json");
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 60, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let op = case["op"].as_str().unwrap();
-        let shape: Vec<usize> = case["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
+        let shape = usizes(&case["shape"]);
         let dims: Vec<String> = shape[1..].iter().map(|d| d.to_string()).collect();
         let yaml = format!("inputs: {{x: [{}]}}\nnodes:\n  - {op}\n", dims.join(", "));
         let net = Network::from_yaml(

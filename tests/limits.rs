@@ -3,42 +3,35 @@
 //! file of the bad-input corpus exits 2 with a located message, within a second (release
 //! builds) and under a 1 GiB address-space limit; each limit has a case just over it.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
 use archscope::graph::{MAX_ELEMENTS, MAX_LAYERS, MAX_LINKS, MAX_REPEAT};
 use archscope::yaml::{MAX_NESTING, MAX_SOURCE_BYTES};
 use archscope::{BuildOptions, Network};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn archscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
+use common::{
+    archscope, assert_rejected, bad_corpus, f32_bytes, npy_with_header, ok_text, output, refused,
+    root, safetensors_bytes as safetensors, scratch, stderr,
+};
 
 /// Runs the binary with its address space limited to `kib` KiB (Linux and other Unixes, via
 /// the shell's `ulimit -v`).
 #[cfg(unix)]
 fn archscope_limited(args: &[&str], kib: u64) -> Output {
-    Command::new("sh")
-        .arg("-c")
-        // Address space capped at `kib` and CPU time at 20 s: a runaway allocation or a hang
-        // is killed and fails the test on its exit status (no wall-clock assertion, which a
-        // loaded machine would break).
-        .arg(format!(
-            "ulimit -v {kib} && ulimit -t 20 && exec \"$0\" \"$@\""
-        ))
-        .arg(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
+    output(
+        Command::new("sh")
+            .arg("-c")
+            // Address space capped at `kib` and CPU time at 20 s: a runaway allocation or a
+            // hang is killed and fails the test on its exit status (no wall-clock assertion,
+            // which a loaded machine would break).
+            .arg(format!(
+                "ulimit -v {kib} && ulimit -t 20 && exec \"$0\" \"$@\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_archscope"))
+            .args(args)
+            .current_dir(root()),
+    )
 }
 
 #[cfg(not(unix))]
@@ -46,26 +39,10 @@ fn archscope_limited(args: &[&str], _kib: u64) -> Output {
     archscope(args)
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A fresh scratch directory for generated inputs.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("archscope-limits-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Expects exit 2 and an `error:` message naming `needle`.
-fn assert_rejected(args: &[&str], needle: &str) -> String {
-    let out = archscope(args);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{args:?}\n{err}");
-    assert!(err.starts_with("error: "), "{args:?}\n{err}");
-    assert!(err.contains(needle), "{args:?}: no `{needle}` in\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
+/// Expects `archscope ARGS`, run under 1 GiB of address space and 20 s of CPU time, to be
+/// refused with a message containing `needle` (see `common::refused`).
+fn assert_rejected_limited(args: &[&str], needle: &str) -> String {
+    refused(&args, &archscope_limited(args, 1 << 20), needle)
 }
 
 /// Every corpus file: exit 2, an `error:` message with `file:line:column` or a layer, a
@@ -73,13 +50,7 @@ fn assert_rejected(args: &[&str], needle: &str) -> String {
 /// kills it past either, and the exit status then fails the test).
 #[test]
 fn corpus_exits_2_and_bounded() {
-    let dir = root().join("tests/data/bad");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for path in files {
+    for path in bad_corpus() {
         let rel = path
             .strip_prefix(root())
             .unwrap()
@@ -87,15 +58,12 @@ fn corpus_exits_2_and_bounded() {
             .unwrap()
             .to_string();
         let out = archscope_limited(&["summary", &rel], 1 << 20);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{rel}\n{err}");
-        assert!(err.starts_with("error: "), "{rel}\n{err}");
+        let err = refused(&rel, &out, "");
         assert!(
             err.contains(&format!("--> {rel}:")) || err.contains("= in layer `"),
             "{rel}: no location\n{err}"
         );
         assert!(err.contains("help: "), "{rel}: no help\n{err}");
-        assert!(!err.contains("panicked"), "{rel}\n{err}");
     }
 }
 
@@ -110,11 +78,10 @@ fn source_size_limit() {
     }
     std::fs::write(&big, &text).unwrap();
     let out = archscope_limited(&["summary", big.to_str().unwrap()], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&format!("at most {MAX_SOURCE_BYTES} bytes")),
-        "{err}"
+    let err = refused(
+        &"ten_megabytes.yaml",
+        &out,
+        &format!("at most {MAX_SOURCE_BYTES} bytes"),
     );
     assert!(err.contains("ten_megabytes.yaml:1:1"), "{err}");
     // Just over the limit, through the library.
@@ -284,16 +251,9 @@ fn element_limits() {
     )
     .unwrap();
     let p = big.to_str().unwrap();
-    let out = archscope(&["summary", p]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    ok_text(&["summary", p]);
     for cmd in ["check", "run"] {
-        let out = archscope_limited(&[cmd, p], 1 << 20);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{cmd}\n{err}");
-        assert!(
-            err.contains("more than the executor allocates (2^32"),
-            "{cmd}\n{err}"
-        );
+        let err = assert_rejected_limited(&[cmd, p], "more than the executor allocates (2^32");
         assert!(err.contains("= in layer `x`"), "{cmd}\n{err}");
     }
     // Weights over the limit: a 65537×65536 linear layer.
@@ -302,10 +262,7 @@ fn element_limits() {
         "inputs: {x: [65536]}\nnodes:\n  - {id: fc, op: linear, out: 65537}\n",
     )
     .unwrap();
-    let out = archscope_limited(&["check", p], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("the weight `fc.weight`"), "{err}");
+    assert_rejected_limited(&["check", p], "the weight `fc.weight`");
     // PReLU's slopes were built as a list before their size was checked: 2^40 channels
     // made `check` abort on a 4 TiB allocation.
     std::fs::write(
@@ -313,10 +270,7 @@ fn element_limits() {
         "inputs: {x: [1099511627776]}\nnodes:\n  - {id: p, op: prelu, per_channel: true}\n",
     )
     .unwrap();
-    let out = archscope_limited(&["check", p], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("the weight `p.weight`"), "{err}");
+    assert_rejected_limited(&["check", p], "the weight `p.weight`");
     // An im2col buffer over the limit although input, weights and output fit: a 255×255
     // kernel over a two-channel 512×512 image (one channel would take the direct depthwise
     // kernel, which needs no buffer).
@@ -328,18 +282,9 @@ fn element_limits() {
     // Its 2·255² taps × 258² positions, 8.6·10^9 elements, are first over the memory budget
     // (32.25 GiB at `c`, its scratch 32.25 GiB); with the budget raised, over the per-tensor
     // limit, before anything that size is allocated.
-    let out = archscope_limited(&["check", p], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("needs 32.25 GiB at once at layer `c`"),
-        "{err}"
-    );
+    let err = assert_rejected_limited(&["check", p], "needs 32.25 GiB at once at layer `c`");
     assert!(err.contains("scratch 32.25 GiB"), "{err}");
-    let out = archscope_limited(&["run", p, "--memory-budget", "1TiB"], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("im2col buffer"), "{err}");
+    assert_rejected_limited(&["run", p, "--memory-budget", "1TiB"], "im2col buffer");
     // Replicate padding, which PyTorch does not bound, with a stride as large: a 3×3 output
     // (4 + 2·100000 − 3)/100000 + 1, but a padded input of 200004² = 4·10^10 elements.
     std::fs::write(
@@ -349,14 +294,11 @@ fn element_limits() {
     .unwrap();
     // Declared as the convolution's workspace, it is over the memory budget first (4·10^10
     // elements, 149.02 GiB); with the budget raised, over the per-tensor limit.
-    let out = archscope_limited(&["check", p], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("scratch 149.02 GiB"), "{err}");
-    let out = archscope_limited(&["run", p, "--memory-budget", "1TiB"], 1 << 20);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("padded input (1×1×200004×200004)"), "{err}");
+    assert_rejected_limited(&["check", p], "scratch 149.02 GiB");
+    assert_rejected_limited(
+        &["run", p, "--memory-budget", "1TiB"],
+        "padded input (1×1×200004×200004)",
+    );
     // A depthwise convolution whose padding and dilation are both huge: a 4×4 output, but the
     // flattened padded plane of the stride-1 kernel would be 2000004² elements; the row
     // kernel runs it instead, within the memory limit.
@@ -373,6 +315,12 @@ fn element_limits() {
 #[test]
 fn exit_codes() {
     let code = |args: &[&str]| archscope(args).status.code();
+    let failed = |args: &[&str], needle: &str| {
+        let out = archscope(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(needle), "{args:?}: no `{needle}` in\n{text}");
+    };
     // 0: success.
     for args in [
         vec!["summary", "resnet18"],
@@ -389,38 +337,80 @@ fn exit_codes() {
         assert_eq!(code(&args), Some(0), "{args:?}");
     }
     // 1: a budget failed (the design findings alone do not fail).
-    assert_eq!(
-        code(&[
+    failed(
+        &[
             "audit",
             "tests/data/audit/planted.yaml",
             "--max-params",
-            "10M"
-        ]),
-        Some(1)
+            "10M",
+        ],
+        "FAIL max_params: 12.36 M (12362932) > 10.00 M",
     );
-    assert_eq!(code(&["audit", "resnet50", "--max-macs", "1G"]), Some(1));
-    // 2: bad input or usage.
-    for args in [
-        vec!["summary", "tests/data/bad/cycle.yaml"],
-        vec!["summary", "no/such/file.yaml"],
-        vec!["summary", "resnet5"],
-        vec!["summary", "resnet50", "--input", "3x0x224"],
-        vec!["summary", "resnet50", "--batch", "0"],
-        vec!["summary", "resnet50", "--format", "yaml"],
-        vec!["check", "resnet50", "--format", "csv"],
-        vec!["run", "resnet50", "--format", "csv"],
-        vec!["summary", "resnet50", "--depth", "0"],
-        vec!["dot", "lenet5", "-o", "/tmp/archscope-limits-unknown.foo"],
-        vec!["audit", "resnet50", "--max-params", "lots"],
-        vec!["run", "lenet5", "--npy", "Cargo.toml"],
-        vec!["run", "lenet5", "--weights", "Cargo.toml"],
-        vec!["summary"],
-        vec!["frobnicate"],
+    failed(
+        &["audit", "resnet50", "--max-macs", "1G"],
+        "FAIL max_macs: 4.09 G (4089184256) > 1.00 G",
+    );
+    // 2: bad input or usage, each with what is wrong.
+    for (args, needle) in [
+        (
+            vec!["summary", "tests/data/bad/cycle.yaml"],
+            "the layers a → b → c form a cycle",
+        ),
+        (
+            vec!["summary", "no/such/file.yaml"],
+            "no file or zoo model named `no/such/file.yaml`",
+        ),
+        (
+            vec!["summary", "resnet5"],
+            "did you mean the zoo model `resnet50`",
+        ),
+        (
+            vec!["summary", "resnet50", "--input", "3x0x224"],
+            "--input 3x0x224: expected positive integers",
+        ),
+        (
+            vec!["summary", "resnet50", "--batch", "0"],
+            "--batch 0: expected positive integers",
+        ),
+        (
+            vec!["summary", "resnet50", "--format", "yaml"],
+            "invalid value 'yaml' for '--format <FORMAT>'",
+        ),
+        (
+            vec!["check", "resnet50", "--format", "csv"],
+            "invalid value 'csv' for '--format <FORMAT>'",
+        ),
+        (
+            vec!["run", "resnet50", "--format", "csv"],
+            "invalid value 'csv' for '--format <FORMAT>'",
+        ),
+        (
+            vec!["summary", "resnet50", "--depth", "0"],
+            "the depth is at least 1",
+        ),
+        (
+            vec!["dot", "lenet5", "-o", "/tmp/archscope-limits-unknown.foo"],
+            "from its extension `.foo`",
+        ),
+        (
+            vec!["audit", "resnet50", "--max-params", "lots"],
+            "--max-params `lots`: unknown unit `lots`",
+        ),
+        (
+            vec!["run", "lenet5", "--npy", "Cargo.toml"],
+            "Cargo.toml is not a readable .npy array",
+        ),
+        (
+            vec!["run", "lenet5", "--weights", "Cargo.toml"],
+            "Cargo.toml is not a valid safetensors file",
+        ),
+        (
+            vec!["summary"],
+            "the following required arguments were not provided",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
     ] {
-        let out = archscope(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", stderr(&out));
-        assert!(!out.stderr.is_empty(), "{args:?}");
-        assert!(!stderr(&out).contains("panicked"), "{args:?}");
+        assert_rejected(&args, needle);
     }
 }
 
@@ -428,13 +418,13 @@ fn exit_codes() {
 #[cfg(unix)]
 #[test]
 fn closed_stdout_is_not_a_panic() {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("\"$0\" summary resnet152 | head -c 10 > /dev/null; \"$0\" dot resnet152 | head -c 10 > /dev/null")
-        .arg(env!("CARGO_BIN_EXE_archscope"))
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\" summary resnet152 | head -c 10 > /dev/null; \"$0\" dot resnet152 | head -c 10 > /dev/null")
+            .arg(env!("CARGO_BIN_EXE_archscope"))
+            .current_dir(root()),
+    );
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
 }
@@ -446,10 +436,7 @@ fn weights_and_arrays_are_checked() {
     // A header announcing 2^62 values (found by fuzzing: the byte count overflowed).
     let header =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 3057304865202095901), }";
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    std::fs::write(&npy, &bytes).unwrap();
+    std::fs::write(&npy, npy_with_header(header, &[])).unwrap();
     assert_rejected(
         &["run", "lenet5", "--npy", npy.to_str().unwrap()],
         "2^32 elements",
@@ -499,8 +486,7 @@ fn report_layer_limit() {
         ),
     )
     .unwrap();
-    let out = archscope(&["report", at.to_str().unwrap(), "-o", page.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    ok_text(&["report", at.to_str().unwrap(), "-o", page.to_str().unwrap()]);
     let text = std::fs::read_to_string(&page).unwrap();
     assert!(text.contains(&format!(
         "the report draws diagrams of at most {MAX_DIAGRAM_LAYERS}"
@@ -521,32 +507,27 @@ fn binary_inputs_are_read_with_a_cap() {
         ("--weights", "/dev/zero is larger than"),
         ("--image", "/dev/zero is larger than 67108864 bytes, the most an image file may have (64 MiB)"),
     ] {
-        let out = archscope_limited(&["run", "lenet5", flag, "/dev/zero"], 1 << 20);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{flag}\n{err}");
-        assert!(err.contains(needle), "{flag}\n{err}");
+        let err = assert_rejected_limited(&["run", "lenet5", flag, "/dev/zero"], needle);
         assert!(err.contains("help: "), "{err}");
     }
     // The weights' cap: the header allowance (1 MiB + 1 KiB per layer and tensor) and lenet5's
     // 61,706 parameters in f64 and 8 bytes per layer.
-    let err = stderr(&archscope(&["run", "lenet5", "--weights", "/dev/zero"]));
-    assert!(
-        err.contains("a .safetensors file of this model's weights can hold"),
-        "{err}"
+    assert_rejected(
+        &["run", "lenet5", "--weights", "/dev/zero"],
+        "a .safetensors file of this model's weights can hold",
     );
     // An endless pipe.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 1048576; yes | \"$0\" run lenet5 --npy /dev/stdin")
-        .arg(env!("CARGO_BIN_EXE_archscope"))
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("/dev/stdin is larger than 73740 bytes"),
-        "{}",
-        stderr(&out)
+    let out = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 1048576; yes | \"$0\" run lenet5 --npy /dev/stdin")
+            .arg(env!("CARGO_BIN_EXE_archscope"))
+            .current_dir(root()),
+    );
+    refused(
+        &"yes | run --npy /dev/stdin",
+        &out,
+        "/dev/stdin is larger than 73740 bytes",
     );
 }
 
@@ -569,9 +550,8 @@ fn repeat_and_sweep_caps() {
     ] {
         assert_rejected(&["run", "lenet5", "--repeat", v], needle);
     }
-    let out = archscope(&["run", "mlp3", "--repeat", "1000"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("over 1000 run(s)"));
+    let text = ok_text(&["run", "mlp3", "--repeat", "1000"]);
+    assert!(text.contains("over 1000 run(s)"), "{text}");
     let many: Vec<String> = (1..=20_000).map(|b| b.to_string()).collect();
     assert_rejected(
         &["summary", "lenet5", "--batch", &many.join(",")],
@@ -590,8 +570,7 @@ fn repeat_and_sweep_caps() {
         "1000 × 1000 = 1000000 settings; a sweep has at most 64",
     );
     // 8 × 8 = 64 is the most.
-    let out = archscope(&["summary", "mlp3", "--batch", "1,2,3,4,5,6,7,8"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    ok_text(&["summary", "mlp3", "--batch", "1,2,3,4,5,6,7,8"]);
     assert_rejected(
         &["summary", "lenet5", "--batch", "18446744073709551615"],
         "the batch is 18446744073709551615, more than a tensor may hold (2^40",
@@ -657,12 +636,9 @@ nodes:
     .unwrap();
     let p = p.to_str().unwrap();
     for cmd in ["run", "check"] {
-        let out = archscope_limited(&[cmd, p], 1 << 20);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{cmd}\n{err}");
-        assert!(
-            err.contains("running the model needs 32.00 GiB at once at layer `x`"),
-            "{cmd}\n{err}"
+        let err = assert_rejected_limited(
+            &[cmd, p],
+            "running the model needs 32.00 GiB at once at layer `x`",
         );
         assert!(
             err.contains("more than the executor's memory budget of 3.00 GiB"),
@@ -702,8 +678,7 @@ nodes:
         "--memory-budget",
     );
     // lenet5 in 1 MiB: its 61,706 parameters are 241 KiB; its activations fit too.
-    let out = archscope(&["run", "lenet5", "--memory-budget", "1MiB"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    ok_text(&["run", "lenet5", "--memory-budget", "1MiB"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -720,14 +695,6 @@ fn empty_outputs_are_refused() {
     }
 }
 
-/// A safetensors file: the 8-byte little-endian header length, the header, the data.
-fn safetensors(header: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut b = (header.len() as u64).to_le_bytes().to_vec();
-    b.extend_from_slice(header);
-    b.extend_from_slice(data);
-    b
-}
-
 /// Every fault of a safetensors file is said in words with the byte offset or the tensor name
 /// and what to do (issue 14: the reader's enum names `HeaderTooSmall`, `TensorInvalidInfo`,
 /// `MetadataIncompleteBuffer` …; and a tensor named twice was accepted, the last winning).
@@ -741,9 +708,8 @@ fn safetensors_errors_in_words() {
     )
     .unwrap();
     let model = model.to_str().unwrap();
-    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let good_header = r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#;
-    let data = f32s(&[1.0, 2.0, 0.5]);
+    let data = f32_bytes(&[1.0, 2.0, 0.5]);
     // Byte offsets below: `good_header` is 124 bytes, so the data starts at byte 8 + 124 = 132
     // and its 12 bytes end at 144; the gap case's header is one byte longer ("12,16" for
     // "8,12"): fc.bias's data offset 12 is byte 133 + 12 = 145, fc.weight's end 133 + 8 = 141.
@@ -754,14 +720,9 @@ fn safetensors_errors_in_words() {
     std::fs::write(&file, safetensors(good_header.as_bytes(), &data)).unwrap();
     let npy = dir.join("x.npy");
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(&f32s(&[3.0, 4.0]));
-    std::fs::write(&npy, bytes).unwrap();
-    let out = archscope(&["run", model, "--weights", w, "--npy", npy.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("min 11.5000, max 11.5000"));
+    std::fs::write(&npy, npy_with_header(header, &f32_bytes(&[3.0, 4.0]))).unwrap();
+    let text = ok_text(&["run", model, "--weights", w, "--npy", npy.to_str().unwrap()]);
+    assert!(text.contains("min 11.5000, max 11.5000"), "{text}");
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![1, 2, 3], "it is 3 bytes; the file starts with an 8-byte header length"),
         (
@@ -777,21 +738,21 @@ fn safetensors_errors_in_words() {
         (
             safetensors(
                 r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[8,16]}}"#.as_bytes(),
-                &f32s(&[1.0, 2.0, 3.0, 4.0]),
+                &f32_bytes(&[1.0, 2.0, 3.0, 4.0]),
             ),
             "its header names the tensor `fc.weight` twice",
         ),
         (
             safetensors(
                 r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,4]}}"#.as_bytes(),
-                &f32s(&[1.0]),
+                &f32_bytes(&[1.0]),
             ),
             "tensor `fc.weight`: F32 of shape [1, 2] is 8 bytes, but its data_offsets [0, 4] span 4 bytes",
         ),
         (
             safetensors(
                 r#"{"fc.weight":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#.as_bytes(),
-                &f32s(&[1.0, 2.0, 0.0, 0.5]),
+                &f32_bytes(&[1.0, 2.0, 0.0, 0.5]),
             ),
             "tensor `fc.bias` starts at byte 145 of the file (data offset 12), but the data before it ends at byte 141 (a gap)",
         ),
@@ -896,10 +857,7 @@ fn image_errors_in_words() {
     ];
     for (bytes, needle) in cases {
         std::fs::write(&file, &bytes).unwrap();
-        let out = archscope_limited(&["run", "lenet5", "--image", f], 1 << 20);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains(needle), "{needle}\n{err}");
+        let err = assert_rejected_limited(&["run", "lenet5", "--image", f], needle);
         assert!(err.contains(f), "{err}");
         assert!(err.contains("help: "), "{err}");
         // No decoder structure dumps.
@@ -1105,18 +1063,13 @@ fn csv_and_markdown_escape_names() {
     )
     .unwrap();
     let p = path.to_str().unwrap();
-    let stdout = |args: &[&str]| {
-        let o = archscope(args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
     // The name is `a,"b"|c\d`: quoted, quotes doubled.
-    let csv = stdout(&["compare", p, "--format", "csv"]);
+    let csv = ok_text(&["compare", p, "--format", "csv"]);
     assert_eq!(
         csv.lines().nth(1).unwrap().split_once(",3x8x8").unwrap().0,
         "\"a,\"\"b\"\"|c\\d\""
     );
-    let csv = stdout(&["summary", p, "--batch", "1,2", "--format", "csv"]);
+    let csv = ok_text(&["summary", p, "--batch", "1,2", "--format", "csv"]);
     assert!(
         csv.lines()
             .nth(1)
@@ -1125,7 +1078,7 @@ fn csv_and_markdown_escape_names() {
         "{csv}"
     );
     // Markdown: `|` → `\|`, `\` → `\\`; every table row keeps its column count.
-    let md = stdout(&["compare", p, "--format", "markdown"]);
+    let md = ok_text(&["compare", p, "--format", "markdown"]);
     assert!(md.contains("| a,\"b\"\\|c\\\\d "), "{md}");
     let cols = |l: &str| l.replace("\\|", "").matches('|').count();
     let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
@@ -1133,7 +1086,7 @@ fn csv_and_markdown_escape_names() {
         rows.len() >= 3 && rows.iter().all(|l| cols(l) == cols(rows[0])),
         "{md}"
     );
-    let md = stdout(&["summary", p, "--format", "markdown"]);
+    let md = ok_text(&["summary", p, "--format", "markdown"]);
     assert!(md.starts_with("**a,\"b\"\\|c\\\\d: input"), "{md}");
 }
 

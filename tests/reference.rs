@@ -8,10 +8,12 @@
 //! Nothing is skipped silently: the only exceptions are the three lists below, each entry with
 //! its reason, and each checked to still be needed.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+mod common;
 
-use archscope::{analyze, zoo, BuildOptions, Dtype};
+use std::collections::BTreeSet;
+
+use archscope::{analyze, zoo, Dtype};
+use common::{data_json, options_for, read_json, root, u64s};
 use serde_json::Value;
 
 /// Models a reference file measures that the zoo does not have: (model, why).
@@ -39,34 +41,15 @@ const INCEPTION_POOL: &str =
 /// (model, PyTorch module type, why)
 const NO_OP_YET: &[(&str, &str, &str)] = &[];
 
-fn data(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file)
-}
-
-fn load(path: &PathBuf) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// The shared reference file; `tests/data/torchvision.json` is a committed copy for clones
 /// without `../shared` (a test below checks the two are identical when both exist).
 fn reference() -> Value {
-    let shared =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/torchvision.json");
-    load(&if shared.exists() {
-        shared
+    let shared = root().join("../shared/reference/torchvision.json");
+    if shared.exists() {
+        read_json(&shared)
     } else {
-        data("torchvision.json")
-    })
-}
-
-fn dims(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect()
+        data_json("torchvision.json")
+    }
 }
 
 fn u64_of(m: &Value, key: &str) -> u64 {
@@ -94,13 +77,7 @@ macro_rules! check_eq {
 
 /// Compares one zoo model with its reference entry; the first difference is the error.
 fn check_model(name: &str, m: &Value) -> Result<(), String> {
-    let input = dims(&m["input"]);
-    let opts = BuildOptions {
-        batch: input[0],
-        input: Some(input[1..].to_vec()),
-        ..Default::default()
-    };
-    let net = zoo::build(name, &opts)
+    let net = zoo::build(name, &options_for(&u64s(&m["input"])))
         .ok_or_else(|| {
             format!("{name} is not in the zoo (add it, or list it in NOT_IN_ZOO with a reason)")
         })?
@@ -112,7 +89,7 @@ fn check_model(name: &str, m: &Value) -> Result<(), String> {
     check_eq!(t.buffers, u64_of(m, "buffers"), "{name} buffers");
     check_eq!(t.macs, u64_of(m, "macs"), "{name} MACs");
     check_eq!(a.outputs.len(), 1, "{name} number of outputs");
-    check_eq!(a.outputs[0].1 .0, dims(&m["output"]), "{name} output");
+    check_eq!(a.outputs[0].1 .0, u64s(&m["output"]), "{name} output");
 
     // Reference rows, less the module types we cannot express yet.
     let no_op: Vec<&str> = NO_OP_YET
@@ -183,7 +160,7 @@ fn check_model(name: &str, m: &Value) -> Result<(), String> {
             rl["type"].as_str().unwrap(),
             "{what}: type"
         );
-        check_eq!(stats.outputs[0].0, dims(&rl["out"]), "{what}: output shape");
+        check_eq!(stats.outputs[0].0, u64s(&rl["out"]), "{what}: output shape");
         check_eq!(stats.params.total(), u64_of(rl, "params"), "{what}: params");
         if let Some(macs) = rl.get("macs") {
             check_eq!(stats.macs, macs.as_u64().unwrap(), "{what}: MACs");
@@ -228,12 +205,11 @@ fn check_file(file: &str, r: &Value, at_least: usize) {
 
 #[test]
 fn copy_matches_shared_reference() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../shared/reference/torchvision.json");
+    let shared = root().join("../shared/reference/torchvision.json");
     if shared.exists() {
         assert_eq!(
             std::fs::read(shared).unwrap(),
-            std::fs::read(data("torchvision.json")).unwrap(),
+            std::fs::read(root().join("tests/data/torchvision.json")).unwrap(),
             "tests/data/torchvision.json is stale: copy ../shared/reference/torchvision.json over it"
         );
     }
@@ -248,7 +224,7 @@ fn zoo_matches_pytorch_exactly() {
 fn zoo_matches_torchvision_zoo_reference_exactly() {
     check_file(
         "torchvision_zoo.json",
-        &load(&data("torchvision_zoo.json")),
+        &data_json("torchvision_zoo.json"),
         30,
     );
 }
@@ -256,7 +232,7 @@ fn zoo_matches_torchvision_zoo_reference_exactly() {
 /// Every exception names a model that a reference file measures (no stale entries).
 #[test]
 fn exceptions_name_measured_models() {
-    let files = [reference(), load(&data("torchvision_zoo.json"))];
+    let files = [reference(), data_json("torchvision_zoo.json")];
     let measured = |name: &str| files.iter().any(|f| f["models"].get(name).is_some());
     let listed = NOT_IN_ZOO
         .iter()

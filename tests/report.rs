@@ -7,42 +7,13 @@
 //! saw into the DOM, which `--dump-dom` hands back). Screenshots go to
 //! `target/report-screens/`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{assert_rejected, chromium, have_dot, json, no_browser, ok, root, scratch};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn archscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Vec<u8> {
-    let out = archscope(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn json(args: &[&str]) -> Value {
-    serde_json::from_slice(&ok(args)).unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("archscope-report-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Writes the report of `args` (models and flags) to `dir/file` and returns the path.
 fn report(dir: &Path, file: &str, args: &[&str]) -> PathBuf {
@@ -52,10 +23,6 @@ fn report(dir: &Path, file: &str, args: &[&str]) -> PathBuf {
     all.extend_from_slice(&["-o", path.to_str().unwrap()]);
     ok(&all);
     path
-}
-
-fn has_dot() -> bool {
-    Command::new("dot").arg("-V").output().is_ok()
 }
 
 #[test]
@@ -90,11 +57,7 @@ fn resnet152_page_is_well_under_two_megabytes() {
         .len();
     // 1.07 MB with the diagram (Graphviz installed), about 0.7 MB without.
     assert!(len < 1_500_000, "resnet152's page is {len} bytes");
-    if !has_dot() {
-        eprintln!(
-            "NOTE: Graphviz's `dot` is not installed: the size was measured without the diagram"
-        );
-    }
+    have_dot("resnet152's page size was measured without its diagram");
 }
 
 /// A model whose name is markup: every place it appears must show it as text.
@@ -131,72 +94,39 @@ fn names_from_files_are_escaped() {
 
 #[test]
 fn bad_report_settings_are_errors() {
-    let out = archscope(&[
-        "report",
-        "alexnet",
-        "--dtype",
-        "int8",
-        "--optimizer",
-        "adam",
-        "-o",
-        "/dev/null",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("training memory is planned for f32, f16 or bf16"));
-    let out = archscope(&[
-        "report",
-        "alexnet",
-        "vgg11",
-        "--baseline",
-        "vgg16",
-        "-o",
-        "/dev/null",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("--baseline vgg16 is not one of the reported models"));
-    let out = archscope(&["report", "alexnet", "--input", "224,320", "-o", "/dev/null"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("`report` takes one --input and one --batch")
+    assert_rejected(
+        &[
+            "report",
+            "alexnet",
+            "--dtype",
+            "int8",
+            "--optimizer",
+            "adam",
+            "-o",
+            "/dev/null",
+        ],
+        "training memory is planned for f32, f16 or bf16",
+    );
+    assert_rejected(
+        &[
+            "report",
+            "alexnet",
+            "vgg11",
+            "--baseline",
+            "vgg16",
+            "-o",
+            "/dev/null",
+        ],
+        "--baseline vgg16 is not one of the reported models",
+    );
+    assert_rejected(
+        &["report", "alexnet", "--input", "224,320", "-o", "/dev/null"],
+        "`report` takes one --input and one --batch",
     );
 }
 
 // ---------------------------------------------------------------------------------------------
 // In a browser.
-
-/// The Chromium binary: `$ARCHSCOPE_CHROMIUM`, or the first of chromium, chromium-browser,
-/// google-chrome on PATH.
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ARCHSCOPE_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// Writes a line past the test harness's output capture (straight to the stderr handle, in
-/// one write, not through `eprintln!`), so that a skipped check is seen.
-fn loud(line: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(format!("\n{line}\n").as_bytes());
-}
-
-fn skip_loudly(test: &str) {
-    loud(&format!(
-        "!!!!! BROWSER TEST `{test}` DID NOT RUN: no Chromium found (install Debian's `chromium`, \
-         or set ARCHSCOPE_CHROMIUM to a Chromium binary). The report page was NOT checked in a browser. !!!!!"
-    ));
-}
 
 /// Runs headless Chromium with `args` on `url`; returns (stdout, stderr). Output goes through
 /// files and only the browser process is waited for (its helpers may hold a pipe open).
@@ -536,14 +466,9 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
 #[test]
 fn browser_model_page() {
     let Some(bin) = chromium() else {
-        return skip_loudly("browser_model_page");
+        return no_browser("browser_model_page");
     };
-    let diagram = has_dot();
-    if !diagram {
-        eprintln!(
-            "NOTE: Graphviz's `dot` is not installed: the page is checked without its diagram"
-        );
-    }
+    let diagram = have_dot("browser_model_page checked the page without its diagram");
     let dir = scratch("browser-model");
     let page = report(&dir, "resnet50.html", &["resnet50", "--depth", "1"]);
     let v = selftest(&bin, &dir, "resnet50", &page);
@@ -559,7 +484,7 @@ fn browser_model_page() {
 #[test]
 fn browser_comparison_page() {
     let Some(bin) = chromium() else {
-        return skip_loudly("browser_comparison_page");
+        return no_browser("browser_comparison_page");
     };
     let dir = scratch("browser-compare");
     let models = ["alexnet", "vgg16", "googlenet", "resnet50"];
@@ -609,7 +534,7 @@ fn browser_comparison_page() {
 #[test]
 fn browser_hostile_names_stay_text() {
     let Some(bin) = chromium() else {
-        return skip_loudly("browser_hostile_names_stay_text");
+        return no_browser("browser_hostile_names_stay_text");
     };
     let dir = scratch("browser-hostile");
     let model = dir.join("hostile.yaml");

@@ -4,18 +4,12 @@
 //! must agree exactly, as must the final field; the CLI bar figures are checked through the
 //! binary.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use archscope::receptive::q_f64;
-use archscope::{analyze, zoo, BuildOptions, Dtype};
+use archscope::Analysis;
+use common::{arg, data_json, field_of, json, ok_text, scratch, yaml_analysis, zoo_analysis};
 use serde_json::Value;
-
-fn reference() -> Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("tests/data/torchvision.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 /// Our layer at the output of each of the reference's trunk stages (its `rf_after_stage`).
 fn stage_layers(model: &str) -> Vec<String> {
@@ -82,15 +76,8 @@ fn stage_layers(model: &str) -> Vec<String> {
     }
 }
 
-fn assert_field(model: &str, layer: &str, a: &archscope::Analysis, expect: &Value) {
-    let l = a
-        .layers
-        .iter()
-        .find(|l| l.name == layer)
-        .unwrap_or_else(|| panic!("{model}: no layer {layer}"));
-    let f =
-        l.rf.as_ref()
-            .unwrap_or_else(|| panic!("{model}: {layer} has no field"));
+fn assert_field(model: &str, layer: &str, a: &Analysis, expect: &Value) {
+    let f = field_of(a, layer);
     for (key, get) in [
         (
             "size",
@@ -112,14 +99,11 @@ fn assert_field(model: &str, layer: &str, a: &archscope::Analysis, expect: &Valu
 
 #[test]
 fn fields_match_pytorch_gradients() {
-    let r = reference();
+    let r = data_json("torchvision.json");
     let mut checked = 0;
     for (model, m) in r["models"].as_object().unwrap() {
         let Some(rf) = m.get("rf") else { continue };
-        let net = zoo::build(model, &BuildOptions::default())
-            .unwrap()
-            .unwrap();
-        let a = analyze(&net, Dtype::F32).unwrap();
+        let a = zoo_analysis(model);
         match m.get("rf_after_stage") {
             Some(stages) => {
                 let names = stage_layers(model);
@@ -139,12 +123,7 @@ fn fields_match_pytorch_gradients() {
 }
 
 fn rf_json(model: &str) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(["rf", model, "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
+    json(&["rf", model, "--format", "json"])
 }
 
 #[test]
@@ -170,11 +149,7 @@ fn cli_bar_figures() {
         .starts_with("layer3."));
     assert!(v["unproductive"].as_array().unwrap().len() > 10);
     // The summary JSON carries the field too.
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(["summary", "alexnet", "--format", "json"])
-        .output()
-        .unwrap();
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = json(&["summary", "alexnet", "--format", "json"]);
     let conv1 = &s["layers"][1];
     assert_eq!(conv1["rf"]["size"], serde_json::json!([11, 11]));
     assert_eq!(
@@ -183,20 +158,10 @@ fn cli_bar_figures() {
     );
 }
 
-fn fields(yaml: &str) -> archscope::Analysis {
-    let net = archscope::Network::from_yaml("t.yaml", yaml, &BuildOptions::default()).unwrap();
-    analyze(&net, Dtype::F32).unwrap()
-}
-
-fn axis(a: &archscope::Analysis, layer: &str) -> (f64, f64, f64, f64, bool) {
-    let f = a
-        .layers
-        .iter()
-        .find(|l| l.name == layer)
-        .unwrap()
-        .rf
-        .clone()
-        .unwrap();
+/// Size, jump, start and least size of the first axis of `layer`'s field, and whether it is
+/// aligned.
+fn axis(a: &Analysis, layer: &str) -> (f64, f64, f64, f64, bool) {
+    let f = field_of(a, layer);
     let h = &f.axes[0];
     (
         q_f64(&h.size),
@@ -209,7 +174,7 @@ fn axis(a: &archscope::Analysis, layer: &str) -> (f64, f64, f64, f64, bool) {
 
 #[test]
 fn decoder_fields_are_fractional_and_skips_aligned() {
-    let a = fields(
+    let a = yaml_analysis(
         r#"
 inputs: {x: [1, 16, 16]}
 nodes:
@@ -239,60 +204,24 @@ nodes:
   - {id: b, op: conv, in: x, out: 2, kernel: 2, padding: [0, 0, 1, 1]}
   - {id: cat, op: concat, in: [a, b]}
 "#;
-    let a = fields(yaml);
+    let a = yaml_analysis(yaml);
     // a: centred on its pixel (start 0); b: a 2×2 window padded after, centred half a pixel on.
     assert_eq!(axis(&a, "a"), (3.0, 1.0, 0.0, 3.0, true));
     assert_eq!(axis(&a, "b"), (2.0, 1.0, 0.5, 2.0, true));
     let (size, _, _, min, aligned) = axis(&a, "cat");
     assert_eq!((size, min, aligned), (3.0, 2.0, false));
-    let cat = a.layers.iter().find(|l| l.name == "cat").unwrap();
-    assert!(cat
-        .rf
-        .as_ref()
-        .unwrap()
+    assert!(field_of(&a, "cat")
         .misalignment
         .as_ref()
         .unwrap()
         .contains("start 1/2"));
     // The CLI says so.
-    let dir = std::env::temp_dir().join("archscope-rf-test");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("misaligned");
     let file = dir.join("misaligned.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(["rf", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .contains("not aligned"));
-}
-
-fn zoo_analysis(model: &str) -> archscope::Analysis {
-    let net = zoo::build(model, &BuildOptions::default())
-        .unwrap()
-        .unwrap();
-    analyze(&net, Dtype::F32).unwrap()
-}
-
-fn field_of<'a>(a: &'a archscope::Analysis, layer: &str) -> &'a archscope::receptive::Field {
-    a.layers
-        .iter()
-        .find(|l| l.name == layer)
-        .unwrap_or_else(|| panic!("no layer {layer}"))
-        .rf
-        .as_ref()
-        .unwrap()
-}
-
-fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_archscope"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("COLUMNS")
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
+    let text = ok_text(&["rf", arg(&file)]);
+    assert!(text.contains("not aligned"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -341,9 +270,9 @@ fn unet_crop_shifts_the_skip_onto_the_up_convolution() {
         .iter()
         .all(|l| l.rf.as_ref().is_none_or(|f| f.aligned)));
     // Nothing downstream, in rf, compare or audit, says otherwise.
-    assert!(!cli(&["rf", "unet"]).contains("not aligned"));
-    assert!(!cli(&["audit", "unet"]).contains("misaligned-merge"));
-    let c = cli(&["compare", "unet", "--format", "json"]);
+    assert!(!ok_text(&["rf", "unet"]).contains("not aligned"));
+    assert!(!ok_text(&["audit", "unet"]).contains("misaligned-merge"));
+    let c = ok_text(&["compare", "unet", "--format", "json"]);
     let v: Value = serde_json::from_str(&c).unwrap();
     assert_eq!(v["models"][0]["rf_aligned"], true);
 }
@@ -362,11 +291,11 @@ fn fcn_upsample_takes_only_its_size_from_the_image() {
     assert_eq!(up.axes[0].size, cls.size + Q::from(8));
     // The image lends only its size: no misalignment against it.
     assert!(up.aligned && up.misalignment.is_none());
-    assert!(!cli(&["rf", "fcn_resnet50"]).contains("not aligned"));
-    assert!(!cli(&["audit", "fcn_resnet50"]).contains("misaligned-merge"));
-    let row = cli(&["compare", "fcn_resnet50", "--format", "json"]);
+    assert!(!ok_text(&["rf", "fcn_resnet50"]).contains("not aligned"));
+    assert!(!ok_text(&["audit", "fcn_resnet50"]).contains("misaligned-merge"));
+    let row = ok_text(&["compare", "fcn_resnet50", "--format", "json"]);
     let v: Value = serde_json::from_str(&row).unwrap();
     assert_eq!(v["models"][0]["rf_aligned"], true);
-    let summary = cli(&["summary", "fcn_resnet50"]);
+    let summary = ok_text(&["summary", "fcn_resnet50"]);
     assert!(!summary.contains('*'), "{summary}");
 }

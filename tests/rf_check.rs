@@ -5,13 +5,12 @@
 //! windows wholly in padding, a residual add, a gated product); a broken analysed field is
 //! caught, naming the layer and the figure; the zoo's fields are compared where they can be.
 
+mod common;
+
 use archscope::check::{self, NOT_COMPARED};
 use archscope::exec::reach::{self, Reach};
-use archscope::{analyze, exec, zoo, BuildOptions, Dtype, Network};
-
-fn net(yaml: &str) -> Network {
-    Network::from_yaml("m.yaml", yaml, &BuildOptions::default()).unwrap()
-}
+use archscope::{exec, Network};
+use common::{analysis, checked, field_of, layer_index, net, zoo_net};
 
 /// The measured field of layer `name`.
 fn reach_of(n: &Network, name: &str) -> Option<Reach> {
@@ -28,13 +27,11 @@ fn spans(v: &[(u32, u32)]) -> Vec<Option<(u32, u32)>> {
 /// Runs `check` and returns the receptive-field figure of every layer, asserting that every
 /// figure of every layer agrees.
 fn rf_figures(n: &Network) -> Vec<(String, check::Figure)> {
-    let a = analyze(n, Dtype::F32).unwrap();
-    let w = exec::init_weights(n, 0).unwrap();
-    let r = check::check(n, &a, &w, 0).unwrap();
-    for row in &r.rows {
-        assert!(row.ok(), "{}: {:?}", row.name, row.mismatches());
-    }
-    r.rows.into_iter().map(|row| (row.name, row.rf)).collect()
+    checked(n)
+        .rows
+        .into_iter()
+        .map(|row| (row.name, row.rf))
+        .collect()
 }
 
 #[test]
@@ -177,19 +174,15 @@ fn inputs_that_are_not_images_are_not_measured() {
 
 #[test]
 fn a_broken_field_is_caught() {
-    let n = zoo::build("resnet18", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
-    let mut a = analyze(&n, Dtype::F32).unwrap();
+    let n = zoo_net("resnet18");
+    let mut a = analysis(&n);
     let w = exec::init_weights(&n, 0).unwrap();
-    let at =
-        |a: &archscope::Analysis, name: &str| a.layers.iter().position(|l| l.name == name).unwrap();
     // Two more rows of field on layer2.0.conv1 and a start shifted by one column on
     // layer1.1.conv2.
-    let i = at(&a, "layer2.0.conv1");
+    let i = layer_index(&a, "layer2.0.conv1");
     let f = a.layers[i].rf.as_mut().unwrap();
     f.axes[0].size += archscope::receptive::Q::from(2);
-    let j = at(&a, "layer1.1.conv2");
+    let j = layer_index(&a, "layer1.1.conv2");
     let f = a.layers[j].rf.as_mut().unwrap();
     f.axes[1].start += archscope::receptive::Q::from(1);
     let r = check::check(&n, &a, &w, 0).unwrap();
@@ -215,9 +208,7 @@ fn a_broken_field_is_caught() {
 fn the_zoo_is_compared_where_it_can_be() {
     // resnet50: every layer with a spatial output is compared (all but avgpool, flatten, fc),
     // its last convolution included, whose central unit sees the whole 224×224 input.
-    let n = zoo::build("resnet50", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
+    let n = zoo_net("resnet50");
     let figs = rf_figures(&n);
     let skipped: Vec<&str> = figs
         .iter()
@@ -232,10 +223,8 @@ fn the_zoo_is_compared_where_it_can_be() {
     // 4p..4p+6; fire2.expand3x3 (3×3, padding 1) unit 54 reads pool units 53, 54 and a padded
     // 55: rows 212–222, while its lattice, 4·54 + 3 ± 7, runs to 226. Past the input's edge the
     // clipped lattice (212–223) is only an upper bound, and the check agrees.
-    let n = zoo::build("squeezenet1_1", &BuildOptions::default())
-        .unwrap()
-        .unwrap();
-    let a = analyze(&n, Dtype::F32).unwrap();
+    let n = zoo_net("squeezenet1_1");
+    let a = analysis(&n);
     let k = n
         .nodes
         .iter()
@@ -312,7 +301,7 @@ fn a_sample_of_rows_and_columns_is_compared_at_the_lit_ones() {
     assert_eq!(r.rows[3], None);
     assert_eq!(r.rows[4], Some((5, 5)));
     assert_eq!(r.rows[0], Some((0, 0)));
-    let mut a = analyze(&n, Dtype::F32).unwrap();
+    let mut a = analysis(&n);
     let w = exec::init_weights(&n, 0).unwrap();
     let good = check::check_sampled(&n, &a, &w, 0, Some(4)).unwrap();
     assert_eq!(good.failures(), 0);
@@ -330,8 +319,8 @@ fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
     // field's lattice could in principle fall between its taps) and its largest inputs.
     // Only the fields: `check_sampled` compares them the same way (`rf_figure_lit`).
     for (name, sample) in [("deeplabv3_resnet50", 29), ("unet", 16), ("yolov1", 16)] {
-        let n = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
-        let a = analyze(&n, Dtype::F32).unwrap();
+        let n = zoo_net(name);
+        let a = analysis(&n);
         let m = reach::measure_sampled(&n, Some(sample)).unwrap();
         assert!(
             m.lit[0].len() == sample && m.lit[1].len() == sample,
@@ -364,16 +353,8 @@ fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
 #[test]
 fn concatenation_along_the_width() {
     let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: cat, op: concat, in: [a, a], dim: 3}\n  - {id: left, op: slice, in: a, dim: 3, start: 0, end: 4}\n  - {id: right, op: slice, in: a, dim: 3, start: 4, end: 8}\n  - {id: whole, op: concat, in: [left, right], dim: 3}\n  - {id: swapped, op: concat, in: [right, left], dim: 3}\n  - {id: c2, op: conv, in: whole, out: 1, kernel: 3, padding: 1}\n");
-    let a = analyze(&n, Dtype::F32).unwrap();
-    let field = |name: &str| {
-        a.layers
-            .iter()
-            .find(|l| l.name == name)
-            .unwrap()
-            .rf
-            .clone()
-            .unwrap()
-    };
+    let a = analysis(&n);
+    let field = |name: &str| field_of(&a, name).clone();
     let cat = field("cat");
     assert!(!cat.aligned);
     let why = cat.misalignment.unwrap();
@@ -423,15 +404,8 @@ fn concatenation_along_the_width() {
 #[test]
 fn split_pieces_and_padding_at_a_cut() {
     let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 1, kernel: 3, padding: 1}\n  - {id: s, op: split, parts: 2, dim: 3}\n  - {id: c, op: conv, in: \"s:1\", out: 1, kernel: 3, padding: 1}\n");
-    let a = analyze(&n, Dtype::F32).unwrap();
-    let c = a
-        .layers
-        .iter()
-        .find(|l| l.name == "c")
-        .unwrap()
-        .rf
-        .clone()
-        .unwrap();
+    let a = analysis(&n);
+    let c = field_of(&a, "c").clone();
     assert_eq!(
         (
             *c.axes[1].size.numer(),

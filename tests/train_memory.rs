@@ -4,36 +4,22 @@
 //! within ±10 % of every measured peak, and the median error within ±5 % (docs/TRAINING.md
 //! shows each error).
 
-use std::path::PathBuf;
+mod common;
 
 use archscope::train::{plan, Config, Optimizer};
-use archscope::{zoo, BuildOptions, Dtype};
+use archscope::Dtype;
+use common::{data_json, options_for, root, u64s, zoo_net_with};
 use serde_json::Value;
 
 fn reference() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_memory_cuda.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    data_json("train_memory_cuda.json")
 }
 
 /// `train`'s plan for one measured configuration (`model`, `input` with its batch, `optimizer`).
 fn plan_of(c: &Value) -> archscope::train::Plan {
     let name = c["model"].as_str().unwrap();
-    let input: Vec<u64> = c["input"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
-    let net = zoo::build(
-        name,
-        &BuildOptions {
-            batch: input[0],
-            input: Some(input[1..].to_vec()),
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .unwrap();
+    let input = u64s(&c["input"]);
+    let net = zoo_net_with(name, &options_for(&input));
     plan(
         &net,
         &Config {
@@ -99,8 +85,7 @@ fn peak_within_ten_percent_of_every_cuda_measurement() {
 /// in the same phase of the step.
 #[test]
 fn liveness_matches_the_cpu_memory_timeline() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/train_liveness_cpu.json");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let r = data_json("train_liveness_cpu.json");
     let configs = r["configs"].as_array().unwrap();
     assert_eq!(configs.len(), 4);
     for c in configs {
@@ -128,12 +113,11 @@ fn liveness_matches_the_cpu_memory_timeline() {
 /// The committed copy is the shared reference, byte for byte, where both exist.
 #[test]
 fn the_cuda_reference_is_the_shared_one() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../shared/reference/train_memory_cuda.json");
+    let shared = root().join("../shared/reference/train_memory_cuda.json");
     if let Ok(s) = std::fs::read(&shared) {
         assert_eq!(
             s,
-            std::fs::read(root.join("tests/data/train_memory_cuda.json")).unwrap(),
+            std::fs::read(root().join("tests/data/train_memory_cuda.json")).unwrap(),
             "tests/data/train_memory_cuda.json is stale: copy ../shared/reference/train_memory_cuda.json over it"
         );
     }

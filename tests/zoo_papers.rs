@@ -1,12 +1,10 @@
 //! Zoo models that torchvision lacks, checked against their papers' figures and against
 //! parameter counts derived here layer by layer (the derivation is the independent source).
 
-use archscope::{analyze, zoo, Analysis, BuildOptions, Dtype};
+mod common;
 
-fn run(name: &str) -> Analysis {
-    let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
-    analyze(&net, Dtype::F32).unwrap()
-}
+use archscope::{zoo, BuildOptions, Network};
+use common::{analysis, zoo_analysis};
 
 /// A 3×3 (or k×k) convolution with bias: k²·in·out + out.
 fn conv(k: u64, i: u64, o: u64) -> u64 {
@@ -15,7 +13,7 @@ fn conv(k: u64, i: u64, o: u64) -> u64 {
 
 #[test]
 fn unet_as_in_the_paper() {
-    let a = run("unet");
+    let a = zoo_analysis("unet");
     // Fig. 1: a 572×572 tile gives a 388×388 map of 2 classes.
     assert_eq!(a.outputs[0].1 .0, vec![1, 2, 388, 388]);
     let enc = conv(3, 1, 64)
@@ -41,14 +39,14 @@ fn unet_as_in_the_paper() {
         ("up2.crop", 200),
         ("up1.crop", 392),
     ] {
-        let l = a.layers.iter().find(|l| l.name == layer).unwrap();
+        let l = common::layer(&a, layer);
         assert_eq!(&l.outputs[0].0[2..], &[size, size], "{layer}");
     }
 }
 
 #[test]
 fn mobilenet_v1_as_in_the_paper() {
-    let a = run("mobilenet_v1");
+    let a = zoo_analysis("mobilenet_v1");
     // Table 8: 1.0 MobileNet-224 has 569 million mult-adds and 4.2 million parameters.
     assert_eq!((a.totals.macs as f64 / 1e6).round(), 569.0);
     assert_eq!((a.totals.params as f64 / 1e5).round() / 10.0, 4.2);
@@ -82,16 +80,15 @@ fn mobilenet_v1_as_in_the_paper() {
     let text = zoo::source("mobilenet_v1")
         .unwrap()
         .replace("alpha: 100", "alpha: 75");
-    let net = archscope::Network::from_yaml("mobilenet_v1.yaml", &text, &BuildOptions::default())
-        .unwrap();
-    let a = analyze(&net, Dtype::F32).unwrap();
+    let net = Network::from_yaml("mobilenet_v1.yaml", &text, &BuildOptions::default()).unwrap();
+    let a = analysis(&net);
     assert_eq!((a.totals.macs as f64 / 1e6).round(), 325.0);
     assert_eq!((a.totals.params as f64 / 1e5).round() / 10.0, 2.6);
 }
 
 #[test]
 fn yolov1_as_in_the_paper() {
-    let a = run("yolov1");
+    let a = zoo_analysis("yolov1");
     // Fig. 3: 448×448 in, a 7×7×30 tensor out (flat here).
     assert_eq!(a.outputs[0].1 .0, vec![1, 7 * 7 * 30]);
     let c = |k: u64, i: u64, o: u64| conv(k, i, o);
@@ -116,8 +113,8 @@ fn yolov1_as_in_the_paper() {
 
 #[test]
 fn resnet50_v2_is_resnet50_with_batch_norms_moved() {
-    let v1 = run("resnet50");
-    let v2 = run("resnet50_v2");
+    let v1 = zoo_analysis("resnet50");
+    let v2 = zoo_analysis("resnet50_v2");
     // Same convolutions and classifier: the same MACs.
     assert_eq!(v1.totals.macs, v2.totals.macs);
     // Batch-norm channels. v1: the stem, after every convolution of every bottleneck, and after
@@ -141,7 +138,7 @@ fn resnet50_v2_is_resnet50_with_batch_norms_moved() {
 
 #[test]
 fn sobel_is_fixed() {
-    let a = run("sobel");
+    let a = zoo_analysis("sobel");
     assert_eq!((a.totals.params, a.totals.trainable), (18, 0));
     assert_eq!(a.outputs[0].1 .0, vec![1, 1, 224, 224]);
 }

@@ -578,9 +578,22 @@ mod tests {
         assert_eq!(t.shape, vec![2, 3]);
         assert_eq!(write_npy(&t), bytes);
         assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        assert!(read_npy(b"nope", "x.npy").is_err());
+        let e = read_npy(b"nope", "x.npy").unwrap_err();
+        assert_eq!(
+            e.message,
+            "x.npy is not a readable .npy array: it does not start with the .npy signature `\\x93NUMPY` (byte 0)"
+        );
     }
 
+    /// A safetensors file: the 8-byte little-endian header length, the header, the data.
+    fn safetensors_with_header(header: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(header);
+        b.extend_from_slice(data);
+        b
+    }
+
+    /// A `.npy` file of version 1.0 with `header` as given, then `data`.
     fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
         let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -597,8 +610,14 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 3057304865202095901), }";
         let e = read_npy(&npy_with_header(header, &[0xff; 64]), "x.npy").unwrap_err();
         assert!(e.message.contains("2^32 elements"), "{e}");
+        // 2^32 · 2 elements: each dimension fits, their product is over the limit.
         let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 2), }";
-        assert!(read_npy(&npy_with_header(header, &[]), "x.npy").is_err());
+        let e = read_npy(&npy_with_header(header, &[]), "x.npy").unwrap_err();
+        assert!(
+            e.message
+                .contains("the shape [4294967296, 2] has more than 2^32 elements"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -640,9 +659,7 @@ mod tests {
                                           at in 0usize..200, v in proptest::prelude::any::<u8>(), cut in 0usize..200) {
             let _ = check_safetensors(&bytes, "x.safetensors");
             let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"k":"v"}}"#;
-            let mut good = (header.len() as u64).to_le_bytes().to_vec();
-            good.extend_from_slice(header);
-            good.extend_from_slice(&[0; 8]);
+            let mut good = safetensors_with_header(header, &[0; 8]);
             assert!(check_safetensors(&good, "x.safetensors").is_ok());
             let i = at % good.len();
             good[i] = v;
@@ -655,8 +672,7 @@ mod tests {
     #[test]
     fn safetensors_huge_offsets_are_an_error() {
         let header = br#"{"a":{"dtype":"U8","shape":[18446744073709551615],"data_offsets":[0,18446744073709551615]}}"#;
-        let mut b = (header.len() as u64).to_le_bytes().to_vec();
-        b.extend_from_slice(header);
+        let b = safetensors_with_header(header, &[]);
         let e = check_safetensors(&b, "x.safetensors").unwrap_err();
         assert!(
             e.message
@@ -667,12 +683,29 @@ mod tests {
 
     #[test]
     fn npy_truncated_headers() {
-        for bytes in [
-            &b"\x93NUMPY\x01\x00"[..],
-            &b"\x93NUMPY\x02\x00\xff\xff"[..],
-            &b"\x93NUMPY\x01\x00\xff\xff{'descr'"[..],
+        // Eight bytes: shorter than the signature, version and header length together (read
+        // as no signature). Version 2's header length is 4 bytes, cut after 2. Version 1's says
+        // 65,535 bytes from byte 10, of which 8 are there.
+        for (bytes, why) in [
+            (
+                &b"\x93NUMPY\x01\x00"[..],
+                "it does not start with the .npy signature `\\x93NUMPY` (byte 0)",
+            ),
+            (
+                &b"\x93NUMPY\x02\x00\xff\xff"[..],
+                "the file ends inside the header length (byte 8)",
+            ),
+            (
+                &b"\x93NUMPY\x01\x00\xff\xff{'descr'"[..],
+                "the header is 65535 bytes from byte 10, but the file ends at byte 18",
+            ),
         ] {
-            assert!(read_npy(bytes, "x.npy").is_err());
+            let e = read_npy(bytes, "x.npy").unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("x.npy is not a readable .npy array: {why}"),
+                "{bytes:?}"
+            );
         }
     }
 }

@@ -624,9 +624,26 @@ mod tests {
         assert_eq!(l.params().trainable, 1);
         let (l, o) = build("relu", "{}", &[&[2, 3, 4, 5]]).unwrap();
         assert_eq!(l.cost(&[Shape(vec![2, 3, 4, 5])], &o).unwrap().flops, 120);
-        assert!(build("softmax", "{dim: 0}", &[&[2, 10]]).is_err());
-        assert!(build("softmax", "{dim: 5}", &[&[2, 10]]).is_err());
-        assert!(build("hardtanh", "{min: 1, max: 0}", &[&[2, 10]]).is_err());
+        for (op, attrs, message) in [
+            (
+                "softmax",
+                "{dim: 0}",
+                "softmax over the batch dimension mixes samples",
+            ),
+            (
+                "softmax",
+                "{dim: 5}",
+                "`dim: 5` is out of range for a rank-2 tensor",
+            ),
+            (
+                "hardtanh",
+                "{min: 1, max: 0}",
+                "hardtanh needs min < max, got 1 and 0",
+            ),
+        ] {
+            let e = build(op, attrs, &[&[2, 10]]).unwrap_err();
+            assert_eq!(e.message, message, "{op} {attrs}");
+        }
         assert!(build("gelu", "{approximate: tanhh}", &[&[2, 10]])
             .unwrap_err()
             .help

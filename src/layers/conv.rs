@@ -1087,11 +1087,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out[0].0, vec![1, 8, 14, 14]);
-        assert!(build(
+        let e = build(
             "deconv",
             "{out: 8, kernel: 3, stride: 2, output_padding: 2}",
-            &[&[1, 4, 7, 7]]
+            &[&[1, 4, 7, 7]],
         )
-        .is_err());
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "output_padding 2 must be smaller than the stride or the dilation (2 / 1)"
+        );
     }
 }

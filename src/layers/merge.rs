@@ -389,6 +389,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o[0].0, vec![1, 224, 28, 28]);
-        assert!(build("concat", "{}", &[&[1, 64, 28, 28], &[1, 64, 26, 26]]).is_err());
+        let e = build("concat", "{}", &[&[1, 64, 28, 28], &[1, 64, 26, 26]]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "concat inputs disagree outside dimension 1: input 0 is 1×64×28×28 but input 1 is 1×64×26×26"
+        );
     }
 }

@@ -656,7 +656,8 @@ mod tests {
         assert_eq!(l.params().trainable, 16);
         let (l, _) = build("groupnorm", "{groups: 8}", &[&[1, 64, 8, 8]]).unwrap();
         assert_eq!(l.params().trainable, 128);
-        assert!(build("groupnorm", "{groups: 7}", &[&[1, 64, 8, 8]]).is_err());
+        let e = build("groupnorm", "{groups: 7}", &[&[1, 64, 8, 8]]).unwrap_err();
+        assert_eq!(e.message, "groups = 7 must divide the 64 channels");
         assert!(build("bn", "{}", &[&[1, 64]])
             .unwrap_err()
             .help

@@ -494,12 +494,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o[0].0, vec![1, 8, 10, 12]);
-        assert!(build(
+        let e = build(
             "upsample",
             "{scale: 2, align_corners: true}",
-            &[&[1, 8, 7, 7]]
+            &[&[1, 8, 7, 7]],
         )
-        .is_err());
-        assert!(build("upsample", "{}", &[&[1, 8, 7, 7]]).is_err());
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "align_corners only applies to bilinear and bicubic, not nearest"
+        );
+        let e = build("upsample", "{}", &[&[1, 8, 7, 7]]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "upsample needs exactly one of `scale` and `size`"
+        );
     }
 }

@@ -915,18 +915,24 @@ mod tests {
         assert_eq!((o[0].0[1], o[1].0[1]), (58, 58));
         let (_, o) = build("split", "{sizes: [16, 48]}", &[&[1, 64, 8, 8]]).unwrap();
         assert_eq!((o[0].0[1], o[1].0[1]), (16, 48));
-        assert!(build("split", "{sizes: [16, 40]}", &[&[1, 64, 8, 8]]).is_err());
+        let e = build("split", "{sizes: [16, 40]}", &[&[1, 64, 8, 8]]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "sizes [16, 40] add up to 56, but dimension 1 has 64"
+        );
         let (_, o) = build("slice", "{start: 8, end: 24}", &[&[1, 64, 8, 8]]).unwrap();
         assert_eq!(o[0].0, vec![1, 16, 8, 8]);
         let (_, o) = build("pad", "{padding: [0, 0, 1, 1]}", &[&[1, 3, 8, 8]]).unwrap();
         assert_eq!(o[0].0, vec![1, 3, 9, 9]);
-        assert!(build("dropout", "{p: 1.5}", &[&[1, 3]]).is_err());
+        let e = build("dropout", "{p: 1.5}", &[&[1, 3]]).unwrap_err();
+        assert_eq!(e.message, "dropout probability must be in [0, 1), got 1.5");
         // U-Net: 64² cropped to 56² starts at 4; 7 → 4 rounds 1.5 to the even 2.
         let (_, o) = build("crop", "{size: 56}", &[&[1, 512, 64, 64]]).unwrap();
         assert_eq!(o[0].0, vec![1, 512, 56, 56]);
         assert_eq!(super::centre_offset(64, 56), 4);
         assert_eq!(super::centre_offset(7, 4), 2);
         assert_eq!(super::centre_offset(6, 3), 2);
-        assert!(build("channel_shuffle", "{groups: 3}", &[&[1, 64, 8, 8]]).is_err());
+        let e = build("channel_shuffle", "{groups: 3}", &[&[1, 64, 8, 8]]).unwrap_err();
+        assert_eq!(e.message, "groups = 3 must divide the 64 channels");
     }
 }

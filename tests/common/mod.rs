@@ -1,0 +1,419 @@
+//! What the integration tests share (each `tests/*.rs` that needs it declares `mod common;`):
+//! the built binary run as a user runs it, with what its exit status and stderr must say; the
+//! committed reference files of `tests/data/`; zoo models and YAML text built, analysed and
+//! checked; the bad-input corpus; scratch directories; `.npy` and safetensors bytes; and the
+//! external programs some tests use where installed (Graphviz's `dot`, Chromium), said loudly
+//! when missing. Nothing here computes an expected figure: every expectation is written beside
+//! its assertion, in the test that makes it.
+
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use archscope::check::{self, CheckReport};
+use archscope::receptive::Field;
+use archscope::{analyze, exec, zoo, Analysis, BuildOptions, Dtype, Error, LayerStats, Network};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Paths and reference files.
+
+/// The crate's root (`CARGO_MANIFEST_DIR`): the binary runs there, and relative paths in the
+/// tests are relative to it.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A JSON file, parsed (a panic naming the file when it is missing or not JSON).
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// `tests/data/FILE`, parsed: the reference figures the scripts in `scripts/` measured.
+pub fn data_json(file: &str) -> Value {
+    read_json(&root().join("tests/data").join(file))
+}
+
+/// A JSON array of whole numbers (a shape, an input with its batch).
+pub fn u64s(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| {
+            x.as_u64()
+                .unwrap_or_else(|| panic!("not a whole number: {x}"))
+        })
+        .collect()
+}
+
+/// The same, as `usize` (tensor shapes).
+pub fn usizes(v: &Value) -> Vec<usize> {
+    u64s(v).into_iter().map(|d| d as usize).collect()
+}
+
+/// The build options of a measured input `[N, C, H, W…]` (batch first, as the reference files
+/// write it): batch N, input size C×H×W….
+pub fn options_for(input: &[u64]) -> BuildOptions {
+    BuildOptions {
+        batch: input[0],
+        input: Some(input[1..].to_vec()),
+        ..BuildOptions::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The built binary.
+
+/// `archscope ARGS`, run in the crate's root with `COLUMNS` unset (tables at full width, as
+/// when stdout is not a terminal); callers add environment variables before running it.
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_archscope"));
+    c.args(args).current_dir(root()).env_remove("COLUMNS");
+    c
+}
+
+/// Runs a command to its end, with its stdout and stderr.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `archscope ARGS`, run to its end.
+pub fn archscope(args: &[&str]) -> Output {
+    output(&mut command(args))
+}
+
+/// A run's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The stdout of a run that must have succeeded (exit 0); otherwise a panic with its stderr.
+pub fn succeeded(what: &dyn Debug, out: Output) -> Vec<u8> {
+    assert_eq!(out.status.code(), Some(0), "{what:?}: {}", stderr(&out));
+    out.stdout
+}
+
+/// The stdout of a run that reached a verdict: exit 0 (passed) or 1 (a check or a budget
+/// failed), never 2 (bad input) or a signal.
+pub fn reached_verdict(what: &dyn Debug, out: Output) -> Vec<u8> {
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{what:?}: {:?}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    out.stdout
+}
+
+/// The stdout of `archscope ARGS`, which must succeed.
+pub fn ok(args: &[&str]) -> Vec<u8> {
+    succeeded(&args, archscope(args))
+}
+
+/// The stdout of `archscope ARGS`, which must succeed, as text.
+pub fn ok_text(args: &[&str]) -> String {
+    String::from_utf8(ok(args)).unwrap_or_else(|e| panic!("{args:?}: stdout is not UTF-8: {e}"))
+}
+
+/// The stdout of `archscope ARGS … --format json`, which must succeed, parsed.
+pub fn json(args: &[&str]) -> Value {
+    serde_json::from_slice(&ok(args)).unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"))
+}
+
+/// Asserts that a run was refused as bad input or usage: exit 2, a message that starts with
+/// `error: ` and contains `needle`, and no panic. Returns the message.
+pub fn refused(what: &dyn Debug, out: &Output, needle: &str) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{what:?}\n{err}");
+    assert!(err.starts_with("error: "), "{what:?}\n{err}");
+    assert!(err.contains(needle), "{what:?}: no `{needle}` in\n{err}");
+    assert!(!err.contains("panicked"), "{what:?}\n{err}");
+    err
+}
+
+/// `archscope ARGS` is refused with a message containing `needle` (see [`refused`]).
+pub fn assert_rejected(args: &[&str], needle: &str) -> String {
+    refused(&args, &archscope(args), needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch directories.
+
+/// A fresh, empty directory for files a test writes, named after the test crate, the process
+/// and `name`, so that tests running side by side never share one.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "archscope-{}-{}-{name}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
+/// A path as the `&str` a command line takes.
+pub fn arg(p: &Path) -> &str {
+    p.to_str()
+        .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models.
+
+/// A zoo model built with `opts`.
+pub fn zoo_net_with(name: &str, opts: &BuildOptions) -> Network {
+    zoo::build(name, opts)
+        .unwrap_or_else(|| panic!("{name} is not in the zoo"))
+        .unwrap_or_else(|e| panic!("{name} does not build: {e}"))
+}
+
+/// A zoo model at its own input, batch 1.
+pub fn zoo_net(name: &str) -> Network {
+    zoo_net_with(name, &BuildOptions::default())
+}
+
+/// The names of every zoo model.
+pub fn zoo_names() -> Vec<&'static str> {
+    zoo::MODELS.iter().map(|(name, _)| *name).collect()
+}
+
+/// The static analysis (float32) of a network.
+pub fn analysis(net: &Network) -> Analysis {
+    analyze(net, Dtype::F32).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The analysis of a zoo model at its own input, batch 1.
+pub fn zoo_analysis(name: &str) -> Analysis {
+    analysis(&zoo_net(name))
+}
+
+/// A network from YAML text, read as a file named `m.yaml`.
+pub fn net(yaml: &str) -> Network {
+    Network::from_yaml("m.yaml", yaml, &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The analysis of YAML text (see [`net`]).
+pub fn yaml_analysis(yaml: &str) -> Analysis {
+    analysis(&net(yaml))
+}
+
+/// The analysis of a model file, by its path relative to the crate's root (which names it in
+/// messages).
+pub fn file_analysis(rel: &str) -> Analysis {
+    let text = std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let net =
+        Network::from_yaml(rel, &text, &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    analysis(&net)
+}
+
+/// The error of building and analysing `text`, read as file `file`; a panic if there is none.
+pub fn build_error(file: &str, text: &str) -> Error {
+    match Network::from_yaml(file, text, &BuildOptions::default())
+        .and_then(|net| analyze(&net, Dtype::F32).map(|_| ()))
+    {
+        Ok(()) => panic!("{file}: expected an error"),
+        Err(e) => e,
+    }
+}
+
+/// Layer `name` of an analysis.
+pub fn layer<'a>(a: &'a Analysis, name: &str) -> &'a LayerStats {
+    a.layers
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name}"))
+}
+
+/// The index of layer `name` in an analysis (and in its network's nodes).
+pub fn layer_index(a: &Analysis, name: &str) -> usize {
+    a.layers
+        .iter()
+        .position(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no layer {name}"))
+}
+
+/// The receptive field of layer `name`.
+pub fn field_of<'a>(a: &'a Analysis, name: &str) -> &'a Field {
+    layer(a, name)
+        .rf
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name} has no field"))
+}
+
+/// The entry of layer `name` in the `layers` list of a command's JSON output.
+pub fn json_layer<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layer list in {v}"))
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no layer {name} in the JSON"))
+}
+
+/// Runs `check` with seeded weights (seed 0) and asserts that every figure of every layer
+/// agrees with the analysis, naming the layers that do not. Returns the report.
+pub fn checked(net: &Network) -> CheckReport {
+    let name = &net.name;
+    let a = analysis(net);
+    let w = exec::init_weights(net, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let report = check::check(net, &a, &w, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let bad: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("{}: {:?}", r.name, r.mismatches()))
+        .collect();
+    assert!(bad.is_empty(), "{name}: {bad:?}");
+    report
+}
+
+/// The files of the bad-input corpus, `tests/data/bad/*.yaml`, in name order.
+pub fn bad_corpus() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/data/bad"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+// ---------------------------------------------------------------------------------------------
+// File formats.
+
+/// Little-endian float32 bytes.
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A `.npy` file of format version 1.0: the signature, the header's length, `header` as
+/// given, then `data`.
+pub fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// A `.npy` file as NumPy writes it (version 1.0, header padded to 64 bytes): `descr` '<f4' or
+/// '<f8', C order, `shape`; the values little-endian.
+pub fn npy_bytes(shape: &[usize], values: &[f64], descr: &str) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let data: Vec<u8> = if descr == "<f8" {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    } else {
+        values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect()
+    };
+    npy_with_header(&header, &data)
+}
+
+/// Reads back a float32 `.npy` written by `--save-output`, checking that its header's shape
+/// and the data that follows agree exactly (a complete, valid file).
+pub fn read_saved_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let inner = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let data = &bytes[10 + hlen..];
+    assert_eq!(
+        data.len(),
+        4 * shape.iter().product::<usize>(),
+        "the header's shape {shape:?} and the data disagree"
+    );
+    let values = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (shape, values)
+}
+
+/// A safetensors file: the 8-byte little-endian header length, the header, the data.
+pub fn safetensors_bytes(header: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header);
+    b.extend_from_slice(data);
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// External programs.
+
+/// Writes a line past the test harness's output capture (straight to the stderr handle, in
+/// one write, not through `eprintln!`, which libtest captures for passing tests), so that a
+/// check that did not run is seen.
+pub fn loud(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("\n{line}\n").as_bytes());
+}
+
+/// Whether Graphviz's `dot` can be run. When it cannot, says loudly what `missed` (what was
+/// not checked because of it).
+pub fn have_dot(missed: &str) -> bool {
+    let ok = Command::new("dot").arg("-V").output().is_ok();
+    if !ok {
+        loud(&format!(
+            "!!!!! Graphviz's `dot` is not installed (apt-get install graphviz): {missed} !!!!!"
+        ));
+    }
+    ok
+}
+
+/// The Chromium binary: `$ARCHSCOPE_CHROMIUM`, or the first of chromium, chromium-browser,
+/// google-chrome on PATH.
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ARCHSCOPE_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Says loudly that browser test `test` did not run for want of Chromium.
+pub fn no_browser(test: &str) {
+    loud(&format!(
+        "!!!!! BROWSER TEST `{test}` DID NOT RUN: no Chromium found (install Debian's `chromium`, \
+         or set ARCHSCOPE_CHROMIUM to a Chromium binary). The report page was NOT checked in a browser. !!!!!"
+    ));
+}
