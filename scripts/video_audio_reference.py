@@ -58,8 +58,15 @@ Every figure comes from running the real PyTorch module; nothing is computed by 
   .total_mult_adds``), at the model's input and at a second size (video 3x16x128x171, the
   torchvision resize size, where adaptive pooling's windows stop being integers;
   Wav2Letter 1x48000), plus batch 2 at the second size. Each tool also reports its parameter
-  count (``<tool>_params``; FlopCounterMode and fvcore have none). ``unsupported``: the
-  operators fvcore reports it skipped (it counts them as 0).
+  count (``<tool>_params``; FlopCounterMode and fvcore have none). ``fvcore_unsupported``:
+  the operators fvcore reports it skipped (it counts them as 0). ptflops and thop find a
+  module's counting rule by its exact type: torchvision's ``Conv3DSimple`` and
+  ``Conv3DNoTemporal`` (R3D-18 and MC3-18 build their block convolutions from them) subclass
+  ``nn.Conv3d`` and are not counted at all by either (nor their parameters, by thop).
+  ``subclassed_modules`` lists such leaf types per model with their ``torch.nn`` base and
+  count; for those models ``ptflops_plain``, ``thop_plain`` and ``thop_plain_params`` are the
+  same tools on the model whose subclassed modules were given their base class (same forward),
+  which shows that this is the whole difference.
 
 Run from the repository root (about two minutes on 2 cores; needs torch, torchvision,
 torchaudio, fvcore, ptflops, thop, torchinfo):
@@ -415,7 +422,50 @@ def measure_conventions(name: str, shape_in: tuple[int, ...]) -> dict:
             s = torchinfo.summary(m, input_size=tuple(shape_in), verbose=0)
         out["torchinfo"] = as_int(s.total_mult_adds)
         out["torchinfo_params"] = as_int(s.total_params)
+
+        # ptflops and thop look a module's counting rule up by its exact type, so a torchvision
+        # subclass of nn.Conv3d (Conv3DSimple, Conv3DNoTemporal: they only set the constructor
+        # arguments) is not counted at all. The same tools on the model with those modules'
+        # classes set back to their torch.nn base (same forward) show it.
+        m = build(name)
+        if subclassed(m):
+            with quiet():
+                macs, params = ptflops.get_model_complexity_info(
+                    plain(m), tuple(shape_in[1:]), as_strings=False, print_per_layer_stat=False
+                ) if batch == 1 else (None, None)
+            if macs is not None:
+                out["ptflops_plain"] = as_int(macs)
+            m = build(name)
+            with quiet():
+                macs, params = thop.profile(plain(m), inputs=(x,), verbose=False)
+            out["thop_plain"] = as_int(macs)
+            out["thop_plain_params"] = as_int(params)
     return out
+
+
+def subclassed(model: nn.Module) -> dict[str, str]:
+    """Leaf-module types defined outside torch that subclass a torch.nn module: type -> base."""
+    found = {}
+    for mod in model.modules():
+        t = type(mod)
+        if any(True for _ in mod.children()) or t.__module__.startswith("torch."):
+            continue
+        base = next((b for b in t.__mro__[1:] if b.__module__.startswith("torch.nn")), None)
+        if base is not None and base is not nn.Module:
+            found[t.__name__] = base.__name__
+    return found
+
+
+def plain(model: nn.Module) -> nn.Module:
+    """The model with every module of `subclassed` given its torch.nn base class."""
+    for mod in model.modules():
+        t = type(mod)
+        if any(True for _ in mod.children()) or t.__module__.startswith("torch."):
+            continue
+        base = next((b for b in t.__mro__[1:] if b.__module__.startswith("torch.nn")), None)
+        if base is not None and base is not nn.Module:
+            mod.__class__ = base
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,6 +501,11 @@ def main() -> int:
         rf = measure_rf(name)
         m["rf"] = rf["rf"]
         m["rf_after_stage"] = rf["rf_after_stage"]
+        sub = subclassed(build(name))
+        m["subclassed_modules"] = {
+            t: {"base": b, "count": sum(1 for x in build(name).modules() if type(x).__name__ == t)}
+            for t, b in sorted(sub.items())
+        }
         if not args.no_conventions:
             m["conventions"] = [measure_conventions(name, s) for s in convention_settings(name)]
         # Key order: figures first, the long lists last.
