@@ -68,7 +68,8 @@ Every figure comes from running the real PyTorch module; nothing is computed by 
   same tools on the model whose subclassed modules were given their base class (same forward),
   which shows that this is the whole difference.
 
-Run from the repository root (about two minutes on 2 cores; needs torch, torchvision,
+Run from the repository root (about 18 minutes on 2 busy cores, most of it the receptive
+fields of the video models on their enlarged clips; needs torch, torchvision,
 torchaudio, fvcore, ptflops, thop, torchinfo):
 
     /tmp/torchenv/bin/python scripts/video_audio_reference.py
