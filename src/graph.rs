@@ -94,6 +94,19 @@ pub struct NetNode {
     pub instance: Option<usize>,
 }
 
+impl NetNode {
+    /// The inputs whose values meet here, as (input position, (producer, slot)): all but those
+    /// the layer takes only the size of (`Layer::reads_values`, e.g. a crop's `like`).
+    /// Receptive fields widen and are aligned over these paths only.
+    pub fn value_inputs(&self) -> impl Iterator<Item = (usize, (usize, usize))> + '_ {
+        self.inputs
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, _)| self.layer.reads_values(i))
+    }
+}
+
 /// A model output.
 #[derive(Debug, Clone)]
 pub struct Output {

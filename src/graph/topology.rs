@@ -62,6 +62,9 @@ pub struct Read {
 pub struct Storage {
     /// Per layer and output slot: its storage.
     of: Lists<usize>,
+    /// Per layer: the layer that allocates the storage its outputs live in (itself, or for a
+    /// view, the owner of its first input's).
+    pub owner: Vec<usize>,
     /// Per storage: the layer output (layer, slot) that allocates it.
     pub producer: Vec<(usize, usize)>,
     /// Per storage: the last layer that reads it, directly or through a view (None when no
@@ -91,14 +94,6 @@ impl Storage {
         self.producer.is_empty()
     }
 
-    /// The layer that allocates the storage layer `k`'s (first) output lives in: `k` itself,
-    /// or for a view, the owner of its first input's.
-    pub fn owner(&self, k: usize) -> usize {
-        self.of
-            .get(k)
-            .first()
-            .map_or(k, |&st| self.producer[st].0)
-    }
 }
 
 /// When each layer's outputs die in a pass that runs the layers in order and frees a tensor
@@ -266,12 +261,11 @@ impl Topology {
         let mut producer = Vec::new();
         let mut of: Vec<usize> = Vec::new();
         let mut start = vec![0];
+        let mut owner = Vec::with_capacity(nodes.len());
         for (k, node) in nodes.iter().enumerate() {
-            let shared = node
-                .inputs
-                .first()
-                .filter(|_| view(k))
-                .map(|&(p, slot)| of[start[p] + slot]);
+            let first = node.inputs.first().filter(|_| view(k));
+            owner.push(first.map_or(k, |&(p, _)| owner[p]));
+            let shared = first.map(|&(p, slot)| of[start[p] + slot]);
             for slot in 0..node.out_shapes.len() {
                 match shared {
                     Some(st) => of.push(st),
@@ -296,6 +290,7 @@ impl Topology {
         }
         Storage {
             of,
+            owner,
             producer,
             last_read,
             output,
@@ -307,7 +302,7 @@ impl Topology {
     pub fn liveness(&self, nodes: &[NetNode], view: impl Fn(usize) -> bool) -> Liveness {
         let n = nodes.len();
         let storage = self.storage(nodes, view);
-        let owner: Vec<usize> = (0..n).map(|k| storage.owner(k)).collect();
+        let owner = storage.owner;
         // Per owner: the last layer reading any of its storages (itself at least), and whether
         // one of them is a model output.
         let mut last: Vec<usize> = (0..n).collect();
@@ -336,5 +331,161 @@ impl Topology {
             freed_after,
             frees,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{BuildOptions, Network};
+
+    fn net(nodes: &str, input: &str) -> Network {
+        let text = format!("inputs: {{x: {input}}}\nnodes:\n{nodes}");
+        Network::from_yaml("m.yaml", &text, &BuildOptions::default()).unwrap()
+    }
+
+    fn read(by: usize, position: usize, slot: usize) -> Read {
+        Read {
+            by,
+            position,
+            slot,
+        }
+    }
+
+    /// x → a; a feeds b and c; d = b + c. Indices: x 0, a 1, b 2, c 3, d 4.
+    #[test]
+    fn diamond() {
+        let n = net(
+            "  - {id: a, op: relu}\n  - {id: b, op: relu, in: a}\n  - {id: c, op: relu, in: a}\n  - {id: d, op: add, in: [b, c]}\n",
+            "[4]",
+        );
+        let t = &n.topology;
+        assert_eq!(t.reads(0), [read(1, 0, 0)]);
+        assert_eq!(t.reads(1), [read(2, 0, 0), read(3, 0, 0)]);
+        assert_eq!(t.reads(2), [read(4, 0, 0)]);
+        assert_eq!(t.reads(3), [read(4, 1, 0)]);
+        assert!(t.reads(4).is_empty());
+        assert_eq!(t.consumers(1), [2, 3]);
+        let last: Vec<Option<usize>> = (0..5).map(|k| t.last_reader(k)).collect();
+        assert_eq!(last, [Some(1), Some(3), Some(4), Some(4), None]);
+        assert_eq!(t.last_use(4), 4);
+        assert_eq!(t.sources(), [0]);
+        assert!(t.is_output(4) && !(0..4).any(|k| t.is_output(k)));
+        // No views: a is freed once c (its last reader) has run, b and c once d has, in d's
+        // input order; d is the output.
+        let live = t.executed();
+        assert_eq!(
+            live.freed_after,
+            [Some(1), Some(3), Some(4), Some(4), None]
+        );
+        let frees: Vec<&[usize]> = (0..5).map(|k| live.frees(k)).collect();
+        assert_eq!(frees, [&[][..], &[0], &[], &[1], &[2, 3]]);
+        assert_eq!(t.analysed(), live);
+        // Every layer but d has d after it; only x and a have b after them.
+        assert_eq!(t.followed_by(|c| c == 4), [true, true, true, true, false]);
+        assert_eq!(t.followed_by(|c| c == 2), [true, true, false, false, false]);
+    }
+
+    /// A residual: a feeds b and the add after it; a tensor read twice by one layer; a view
+    /// (flatten) sharing its input's storage. Indices: x 0, a 1, b 2, s 3, t 4, f 5, g 6.
+    #[test]
+    fn skip_connection_and_view() {
+        let n = net(
+            "  - {id: a, op: relu}\n  - {id: b, op: relu}\n  - {id: s, op: add, in: [a, b]}\n  - {id: t, op: add, in: [s, s]}\n  - {id: f, op: flatten}\n  - {id: g, op: relu}\n",
+            "[2, 3, 3]",
+        );
+        let t = &n.topology;
+        assert_eq!(t.reads(1), [read(2, 0, 0), read(3, 0, 0)]);
+        assert_eq!(t.consumers(1), [2, 3]);
+        // t reads s twice: two reads, one consumer.
+        assert_eq!(t.reads(3), [read(4, 0, 0), read(4, 1, 0)]);
+        assert_eq!(t.consumers(3), [4]);
+        // The executor: every layer its own tensor; s is freed once after t.
+        let live = t.executed();
+        assert_eq!(
+            live.freed_after,
+            [Some(1), Some(3), Some(3), Some(4), Some(5), Some(6), None]
+        );
+        assert_eq!(live.frees(3), [1, 2]);
+        assert_eq!(live.frees(4), [3]);
+        assert_eq!(live.owner, [0, 1, 2, 3, 4, 5, 6]);
+        // The analysis: f is a view of t, so t's storage lives until g reads f.
+        let live = t.analysed();
+        assert_eq!(live.owner, [0, 1, 2, 3, 4, 4, 6]);
+        assert_eq!(
+            live.freed_after,
+            [Some(1), Some(3), Some(3), Some(4), Some(6), None, None]
+        );
+        assert!(live.frees(5).is_empty());
+        assert_eq!(live.frees(6), [4]);
+        // A view as the model output pins its owner to the end.
+        let n = net(
+            "  - {id: a, op: relu}\n  - {id: f, op: flatten}\n",
+            "[2, 3, 3]",
+        );
+        assert_eq!(n.topology.analysed().freed_after, [Some(1), None, None]);
+        assert_eq!(n.topology.executed().freed_after, [Some(1), Some(2), None]);
+    }
+
+    /// A split (a view with two outputs) read crosswise. Indices: x 0, r 1, s 2, a 3, b 4, c 5.
+    #[test]
+    fn multi_output_split() {
+        let n = net(
+            "  - {id: r, op: relu}\n  - {id: s, op: split, parts: 2}\n  - {id: a, op: relu, in: \"s:1\"}\n  - {id: b, op: relu, in: \"s:0\"}\n  - {id: c, op: concat, in: [a, b]}\n",
+            "[4, 8, 8]",
+        );
+        let t = &n.topology;
+        assert_eq!(t.reads(2), [read(3, 0, 1), read(4, 0, 0)]);
+        assert_eq!(t.last_reader(2), Some(4));
+        // Without views: one storage per output slot, numbered by layer then slot.
+        let st = t.storage(&n.nodes, |_| false);
+        assert_eq!(st.len(), 7);
+        assert_eq!(st.slots(2), [2, 3]);
+        assert_eq!(
+            st.producer,
+            [(0, 0), (1, 0), (2, 0), (2, 1), (3, 0), (4, 0), (5, 0)]
+        );
+        assert_eq!(
+            st.last_read,
+            [Some(1), Some(2), Some(4), Some(3), Some(5), Some(5), None]
+        );
+        assert_eq!(st.output, [false, false, false, false, false, false, true]);
+        // The split as a view: both its outputs live in r's storage, read last by b.
+        let st = t.storage(&n.nodes, |k| n.nodes[k].layer.is_view());
+        assert_eq!(st.len(), 5);
+        assert_eq!(st.slots(2), [1, 1]);
+        assert_eq!(st.owner, [0, 1, 1, 3, 4, 5]);
+        assert_eq!(st.last_read, [Some(1), Some(4), Some(5), Some(5), None]);
+        let live = t.analysed();
+        assert_eq!(
+            live.freed_after,
+            [Some(1), Some(4), None, Some(5), Some(5), None]
+        );
+        assert_eq!(live.frees(4), [1]);
+        assert_eq!(live.frees(5), [3, 4]);
+        assert_eq!(
+            t.executed().freed_after,
+            [Some(1), Some(2), Some(4), Some(5), Some(5), None]
+        );
+    }
+
+    /// The order is topological with ties in file order: b reads c, written after it, so c
+    /// comes first; the graph's edges are the layers' inputs.
+    #[test]
+    fn order_and_graph() {
+        let n = net(
+            "  - {id: a, op: relu}\n  - {id: b, op: add, in: [a, c]}\n  - {id: c, op: relu, in: a}\n  - {id: d, op: relu, in: a}\n",
+            "[4]",
+        );
+        let names: Vec<&str> = n.nodes.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["x", "a", "c", "b", "d"]);
+        assert_eq!(n.nodes[3].inputs, [(1, 0), (2, 0)]);
+        assert_eq!(n.graph.edge_count(), 5);
+        assert_eq!(n.topology.consumers(1), [2, 3, 4]);
+        assert_eq!(n.topology.reads(2), [read(3, 1, 0)]);
+        // The last layer is the output; b is read by nothing and dies where it is made, with c,
+        // which only b reads.
+        assert_eq!(n.topology.executed().frees(3), [2, 3]);
+        assert_eq!(n.topology.executed().frees(4), [1]);
     }
 }
