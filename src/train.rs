@@ -1,6 +1,6 @@
 //! Training cost and memory of a network: iterations per epoch (with and without
 //! `drop_last`), training FLOPs (forward + backward, per op through
-//! [`Layer::training`](crate::layers::Layer::training); totals in 128 bits, exact for any real
+//! [`Counting::training`](crate::layers::Counting::training); totals in 128 bits, exact for any real
 //! recipe), wall time at a sustained throughput, and the memory of a training step: weights,
 //! gradients, optimiser state, the activations autograd saves for backward (each storage
 //! counted once, as PyTorch holds it once), and the peak — a simulation of what is alive at
@@ -416,7 +416,7 @@ fn simulate(
     // cuBLAS workspaces, kept from the first step on: the forward thread's if a layer runs a
     // matrix product, the backward thread's if autograd records one.
     let forward_blas = net.nodes.iter().enumerate().any(|(k, node)| {
-        rules[k].as_ref().is_some_and(|t| t.cublas) || node.layer.op() == "linear"
+        rules[k].as_ref().is_some_and(|t| t.cublas) || node.layer.forward_cublas()
     });
     let backward_blas = rules.iter().flatten().any(|t| t.cublas);
     live.cublas_workspaces =
@@ -435,7 +435,7 @@ fn simulate(
         bytes_of.push(block(cmul(numel(&net.nodes[k].out_shapes[slot])?, size)?)?);
     }
     let m = bytes_of.len();
-    let is_input = |k: usize| net.nodes[k].layer.op() == "input";
+    let is_input = |k: usize| net.nodes[k].layer.is_input();
     // Until which backward each storage is kept.
     let mut kept_until: Vec<Option<usize>> = vec![None; m];
     // The model's inputs and outputs: alive all step long.

@@ -17,15 +17,19 @@ mod pool;
 mod reduce;
 mod resample;
 mod reshape;
+#[cfg(test)]
+mod testutil;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS};
 
 use std::fmt;
 
-use crate::convention::Convention;
+use serde::Serialize;
+
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Tensor, WeightSpec};
+use crate::kernels::Ctx;
+use crate::tensor::{Tensor, WeightSpec};
 
 /// A tensor shape, batch first (`[N, C, H, W]`, `[N, F]`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -302,8 +306,52 @@ pub struct Training {
     pub cublas: bool,
 }
 
-/// One layer, built from its attributes and the shapes of its inputs.
-pub trait Layer: fmt::Debug + Send + Sync {
+/// A profiler whose headline figure `totals.macs` reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Convention {
+    /// torchvision's published "GFLOPS" (= PyTorch `FlopCounterMode` / 2): conv, transposed
+    /// conv and linear MACs, bias excluded. archscope's default.
+    #[default]
+    Torchvision,
+    /// fvcore `FlopCountAnalysis(model, x).total()`.
+    Fvcore,
+    /// ptflops `get_model_complexity_info(model, res)` MACs (pytorch backend, defaults).
+    Ptflops,
+    /// thop `profile(model, inputs)` MACs.
+    Thop,
+    /// torchinfo `summary(model, input_size)` "Total mult-adds".
+    Torchinfo,
+}
+
+impl Convention {
+    pub const ALL: [Convention; 5] = [
+        Convention::Torchvision,
+        Convention::Fvcore,
+        Convention::Ptflops,
+        Convention::Thop,
+        Convention::Torchinfo,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Convention::Torchvision => "torchvision",
+            Convention::Fvcore => "fvcore",
+            Convention::Ptflops => "ptflops",
+            Convention::Thop => "thop",
+            Convention::Torchinfo => "torchinfo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Convention> {
+        Convention::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// What a layer is: its structure, shape rule, parameters, cost and receptive-field geometry,
+/// and the structural facts the analyses, reports and audits read. Everything a pass needs
+/// without running the layer.
+pub trait Op: fmt::Debug + Send + Sync {
     /// The canonical op name (`conv2d`).
     fn op(&self) -> &'static str;
     /// A short description with the key settings (`conv 3×3/2 p1, 64`).
@@ -330,10 +378,9 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn reads_values(&self, _index: usize) -> bool {
         true
     }
-    /// The linearised one-channel copy of this layer that measures receptive fields
-    /// (`archscope check`); by default not measured.
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Stop
+    /// True for a model input (`inputs:`), which computes nothing and owns no weights.
+    fn is_input(&self) -> bool {
+        false
     }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {
@@ -343,11 +390,34 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn torch_type(&self) -> Option<&'static str> {
         None
     }
+    /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
+    fn weight_info(&self) -> Option<WeightInfo> {
+        None
+    }
+    /// The sliding window of a convolution or pooling layer (not of a transposed convolution).
+    fn window(&self) -> Option<Window> {
+        None
+    }
+    /// What a normalisation layer does with statistics.
+    fn norm(&self) -> Option<NormInfo> {
+        None
+    }
+}
+
+/// How a layer runs in the executor: the weights it owns, its `forward` kernel, the hooks the
+/// inference plan uses to fold, fuse and run it in place, and its linearised one-channel copy
+/// for measuring receptive fields.
+pub trait Kernel: Op {
+    /// The linearised one-channel copy of this layer that measures receptive fields
+    /// (`archscope check`); by default not measured.
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Stop
+    }
     /// The weight tensors it owns, with PyTorch's names and layouts (for the executor).
     fn weights(&self) -> Vec<WeightSpec> {
         Vec::new()
     }
-    /// Runs the layer on real tensors (`weights` as listed by [`Layer::weights`]); kernels
+    /// Runs the layer on real tensors (`weights` as listed by [`Kernel::weights`]); kernels
     /// add the multiply-accumulates they perform to `ctx.macs`.
     fn forward(
         &self,
@@ -384,7 +454,7 @@ pub trait Layer: fmt::Debug + Send + Sync {
     }
     /// The element-wise function this layer computes, when it is one with no weights (an
     /// activation): the executor fuses it into the kernel of the layer before.
-    fn pointwise(&self) -> Option<crate::exec::kernels::Pointwise> {
+    fn pointwise(&self) -> Option<crate::kernels::Pointwise> {
         None
     }
     /// Computes a merge in place into `acc` (one of its inputs, which dies here; `index` is its
@@ -395,7 +465,7 @@ pub trait Layer: fmt::Debug + Send + Sync {
         _acc: &mut Tensor,
         _index: usize,
         _rest: &[&Tensor],
-        _epi: Option<crate::exec::kernels::Pointwise>,
+        _epi: Option<crate::kernels::Pointwise>,
     ) -> bool {
         false
     }
@@ -410,18 +480,11 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn workspace(&self, _inputs: &[Shape], _outputs: &[Shape]) -> u64 {
         0
     }
-    /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
-    fn weight_info(&self) -> Option<WeightInfo> {
-        None
-    }
-    /// The sliding window of a convolution or pooling layer (not of a transposed convolution).
-    fn window(&self) -> Option<Window> {
-        None
-    }
-    /// What a normalisation layer does with statistics.
-    fn norm(&self) -> Option<NormInfo> {
-        None
-    }
+}
+
+/// What the profilers' conventions charge a layer, and what training adds to it. Every
+/// method has a default; a type that keeps them all writes `impl Counting for X {}`.
+pub trait Counting: Op {
     /// The cost that profiler `c` charges this layer (docs/COUNTING.md, "Conventions"): for
     /// [`Convention::Torchvision`], the MACs; tools that do not count an op charge 0, the default
     /// for every other convention.
@@ -435,6 +498,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
             Convention::Torchvision => Ok(self.cost(inputs, outputs)?.macs),
             _ => Ok(0),
         }
+    }
+    /// Whether its forward pass runs a matrix product through cuBLAS on a GPU (linear layers),
+    /// trained or not: PyTorch then keeps a cuBLAS workspace for the forward thread
+    /// (docs/TRAINING.md).
+    fn forward_cublas(&self) -> bool {
+        false
     }
     /// Training: forward and backward FLOPs and the tensors saved for backward
     /// (docs/TRAINING.md). `input_grad`: whether a gradient must flow to the inputs (false when
@@ -470,9 +539,17 @@ pub trait Layer: fmt::Debug + Send + Sync {
     }
 }
 
+/// One layer, built from its attributes and the shapes of its inputs: the one handle
+/// (`Box<dyn Layer>`) every pass holds. Implemented for every type that implements the three
+/// concerns [`Op`], [`Kernel`] and [`Counting`]; a layer type writes those three impls, never
+/// this one.
+pub trait Layer: Op + Kernel + Counting {}
+
+impl<T: Op + Kernel + Counting> Layer for T {}
+
 /// The shape rule applied to tensors: the output dimensions for these inputs.
 pub(crate) fn out_dims(
-    layer: &(impl Layer + ?Sized),
+    layer: &(impl Op + ?Sized),
     inputs: &[&Tensor],
 ) -> Result<Vec<Vec<usize>>, Diagnostic> {
     let shapes: Vec<Shape> = inputs
@@ -530,11 +607,19 @@ pub struct OpType {
     /// Keys accepted besides the generic ones (`id`, `in`, `when`, `repeat`, `act`, `bn`).
     pub keys: &'static [&'static str],
     pub arity: Arity,
-    /// Whether `bn: true` may be fused after it.
-    pub fuses_bn: bool,
+    /// The norm a fused `bn: true` after it becomes (`batchnorm2d` after `conv2d`,
+    /// `batchnorm1d` after `linear`), or `None` when it takes no `bn`.
+    pub fused_bn: Option<&'static str>,
     pub build: fn(&mut Attrs) -> Result<Box<dyn Layer>, Diagnostic>,
     /// One line for `docs/FORMAT.md` and error messages.
     pub summary: &'static str,
+}
+
+impl OpType {
+    /// Whether this is the model's input (`inputs:`), the one type that takes no inputs.
+    pub fn is_input(&self) -> bool {
+        self.arity == Arity::Exactly(0)
+    }
 }
 
 impl fmt::Debug for OpType {
@@ -597,6 +682,14 @@ pub static REGISTRY: &[OpType] = &[
     reshape::CROP,
     reduce::MAGNITUDE,
 ];
+
+/// The type of the model's inputs, which the graph builder places for `inputs:`.
+pub fn input_type() -> &'static OpType {
+    REGISTRY
+        .iter()
+        .find(|t| t.is_input())
+        .expect("the input type is registered")
+}
 
 /// Finds a layer type by name or alias.
 pub fn lookup(name: &str) -> Option<&'static OpType> {
@@ -678,5 +771,13 @@ mod tests {
         for n in all_names() {
             assert!(seen.insert(n), "duplicate op name {n}");
         }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for c in Convention::ALL {
+            assert_eq!(Convention::parse(c.name()), Some(c));
+        }
+        assert_eq!(Convention::parse("flops"), None);
     }
 }

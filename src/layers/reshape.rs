@@ -3,18 +3,19 @@
 
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
-    mul, per_element, Arity, Attrs, Category, Collapsed, Geometry, Layer, OpType, Saved, Shape,
-    Training,
+    mul, per_element, Arity, Attrs, Category, Collapsed, Counting, Geometry, Kernel, Layer, Op,
+    OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Tensor};
+use crate::kernels::Ctx;
+use crate::tensor::Tensor;
 
 pub const CROP: OpType = OpType {
     name: "crop",
     aliases: &["center_crop"],
     keys: &["size"],
     arity: Arity::AtLeast(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_crop,
     summary: "centre crop to `size`, or to the size of a second input `in: [x, like]` (U-Net skips; torchvision center_crop)",
 };
@@ -24,7 +25,7 @@ pub const INPUT: OpType = OpType {
     aliases: &[],
     keys: &["shape"],
     arity: Arity::Exactly(0),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_input,
     summary: "a model input (declared under `inputs:`)",
 };
@@ -34,7 +35,7 @@ pub const FLATTEN: OpType = OpType {
     aliases: &[],
     keys: &["start_dim", "end_dim"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_flatten,
     summary: "merge dimensions start_dim..=end_dim (default 1..=-1) (torch.nn.Flatten)",
 };
@@ -44,7 +45,7 @@ pub const DROPOUT: OpType = OpType {
     aliases: &[],
     keys: &["p"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: |a| build_dropout(a, false),
     summary: "dropout (identity at inference) (torch.nn.Dropout)",
 };
@@ -54,7 +55,7 @@ pub const DROPOUT2D: OpType = OpType {
     aliases: &["spatial_dropout"],
     keys: &["p"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: |a| build_dropout(a, true),
     summary: "channel dropout (identity at inference) (torch.nn.Dropout2d)",
 };
@@ -64,7 +65,7 @@ pub const STOCHASTIC_DEPTH: OpType = OpType {
     aliases: &["drop_path"],
     keys: &["p", "mode"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_stochastic_depth,
     summary: "drops a residual branch per sample (row) or batch; identity at inference (torchvision StochasticDepth)",
 };
@@ -74,7 +75,7 @@ pub const IDENTITY: OpType = OpType {
     aliases: &[],
     keys: &[],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: |_| {
         Ok(Box::new(Passthrough {
             op: "identity",
@@ -90,7 +91,7 @@ pub const CHANNEL_SHUFFLE: OpType = OpType {
     aliases: &["shuffle"],
     keys: &["groups"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_shuffle,
     summary: "ShuffleNet channel shuffle (torch.nn.ChannelShuffle)",
 };
@@ -100,7 +101,7 @@ pub const SPLIT: OpType = OpType {
     aliases: &["chunk"],
     keys: &["sizes", "parts", "dim"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_split,
     summary:
         "split along `dim` into `parts` equal pieces or given `sizes`; refer to piece k as `name:k`",
@@ -111,7 +112,7 @@ pub const SLICE: OpType = OpType {
     aliases: &["narrow"],
     keys: &["dim", "start", "end"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_slice,
     summary: "the range start..end (exclusive) of `dim` (default 1, channels)",
 };
@@ -121,7 +122,7 @@ pub const ZERO_PAD2D: OpType = OpType {
     aliases: &["pad", "zeropad"],
     keys: &["padding"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_pad,
     summary: "zero padding: n, [h, w] or [top, left, bottom, right] (torch.nn.ZeroPad2d)",
 };
@@ -158,9 +159,12 @@ fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(InputLayer { shape: Shape(dims) }))
 }
 
-impl Layer for InputLayer {
+impl Op for InputLayer {
     fn op(&self) -> &'static str {
         "input"
+    }
+    fn is_input(&self) -> bool {
+        true
     }
     fn label(&self) -> String {
         format!("input {}", self.shape.per_sample())
@@ -172,6 +176,9 @@ impl Layer for InputLayer {
         self.shape.numel()?;
         Ok(vec![self.shape.clone()])
     }
+}
+
+impl Kernel for InputLayer {
     fn forward(
         &self,
         _inputs: &[&Tensor],
@@ -184,6 +191,8 @@ impl Layer for InputLayer {
     }
 }
 
+impl Counting for InputLayer {}
+
 /// Layers whose output is their input, unchanged (a view: no new memory).
 #[derive(Debug)]
 struct Passthrough {
@@ -192,15 +201,12 @@ struct Passthrough {
     label: String,
 }
 
-impl Layer for Passthrough {
+impl Op for Passthrough {
     fn op(&self) -> &'static str {
         self.op
     }
     fn label(&self) -> String {
         self.label.clone()
-    }
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Identity
     }
     fn category(&self) -> Category {
         if self.op == "identity" {
@@ -218,6 +224,12 @@ impl Layer for Passthrough {
     fn torch_type(&self) -> Option<&'static str> {
         Some(self.torch)
     }
+}
+
+impl Kernel for Passthrough {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Identity
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -226,6 +238,12 @@ impl Layer for Passthrough {
     ) -> Result<Vec<Tensor>, Diagnostic> {
         Ok(vec![inputs[0].clone()])
     }
+    fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
+        true
+    }
+}
+
+impl Counting for Passthrough {
     fn training(
         &self,
         inputs: &[Shape],
@@ -265,9 +283,6 @@ impl Layer for Passthrough {
                 ..Default::default()
             },
         })
-    }
-    fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
-        true
     }
 }
 
@@ -384,20 +399,12 @@ fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Flatten { start, end }))
 }
 
-impl Layer for Flatten {
+impl Op for Flatten {
     fn op(&self) -> &'static str {
         "flatten"
     }
     fn label(&self) -> String {
         "flatten".into()
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Flattening one dimension changes nothing; merging dimensions ends the layout.
-        if self.start == self.end {
-            Collapsed::Identity
-        } else {
-            Collapsed::Stop
-        }
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -424,6 +431,17 @@ impl Layer for Flatten {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Flatten")
     }
+}
+
+impl Kernel for Flatten {
+    fn collapsed(&self) -> Collapsed {
+        // Flattening one dimension changes nothing; merging dimensions ends the layout.
+        if self.start == self.end {
+            Collapsed::Identity
+        } else {
+            Collapsed::Stop
+        }
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -434,6 +452,8 @@ impl Layer for Flatten {
         Ok(vec![Tensor::new(dims, inputs[0].data.clone())])
     }
 }
+
+impl Counting for Flatten {}
 
 #[derive(Debug)]
 struct Shuffle {
@@ -452,15 +472,12 @@ fn build_shuffle(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Shuffle { groups }))
 }
 
-impl Layer for Shuffle {
+impl Op for Shuffle {
     fn op(&self) -> &'static str {
         "channel_shuffle"
     }
     fn label(&self) -> String {
         format!("shuffle {} groups", self.groups)
-    }
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Identity
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -470,6 +487,12 @@ impl Layer for Shuffle {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ChannelShuffle")
+    }
+}
+
+impl Kernel for Shuffle {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Identity
     }
     fn forward(
         &self,
@@ -495,6 +518,9 @@ impl Layer for Shuffle {
         }
         Ok(vec![out])
     }
+}
+
+impl Counting for Shuffle {
     fn training(
         &self,
         _inputs: &[Shape],
@@ -577,7 +603,7 @@ fn build_split(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Split { dim, sizes }))
 }
 
-impl Layer for Split {
+impl Op for Split {
     fn op(&self) -> &'static str {
         "split"
     }
@@ -589,15 +615,6 @@ impl Layer for Split {
             (4, 2) => Geometry::Split { axis: 0 },
             (4, 3) => Geometry::Split { axis: 1 },
             _ => Geometry::Pointwise,
-        }
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Along channels every piece sees what the input sees; along a spatial axis, the same
-        // split; along the batch, not measured.
-        match self.dim {
-            0 => Collapsed::Stop,
-            1 => Collapsed::Identity,
-            _ => Collapsed::Layer(Box::new(self.clone())),
         }
     }
     fn category(&self) -> Category {
@@ -616,6 +633,18 @@ impl Layer for Split {
     }
     fn is_view(&self) -> bool {
         true
+    }
+}
+
+impl Kernel for Split {
+    fn collapsed(&self) -> Collapsed {
+        // Along channels every piece sees what the input sees; along a spatial axis, the same
+        // split; along the batch, not measured.
+        match self.dim {
+            0 => Collapsed::Stop,
+            1 => Collapsed::Identity,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
     }
     fn forward(
         &self,
@@ -646,6 +675,8 @@ impl Layer for Split {
     }
 }
 
+impl Counting for Split {}
+
 #[derive(Debug, Clone)]
 struct Slice {
     dim: usize,
@@ -668,7 +699,7 @@ fn build_slice(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Slice { dim, start, end }))
 }
 
-impl Layer for Slice {
+impl Op for Slice {
     fn op(&self) -> &'static str {
         "slice"
     }
@@ -687,14 +718,6 @@ impl Layer for Slice {
             _ => Geometry::Pointwise,
         }
     }
-    fn collapsed(&self) -> Collapsed {
-        // As `split`: channels pass through, a spatial range is the same slice.
-        match self.dim {
-            0 => Collapsed::Stop,
-            1 => Collapsed::Identity,
-            _ => Collapsed::Layer(Box::new(self.clone())),
-        }
-    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -705,6 +728,17 @@ impl Layer for Slice {
     }
     fn is_view(&self) -> bool {
         true
+    }
+}
+
+impl Kernel for Slice {
+    fn collapsed(&self) -> Collapsed {
+        // As `split`: channels pass through, a spatial range is the same slice.
+        match self.dim {
+            0 => Collapsed::Stop,
+            1 => Collapsed::Identity,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
     }
     fn forward(
         &self,
@@ -726,6 +760,8 @@ impl Layer for Slice {
     }
 }
 
+impl Counting for Slice {}
+
 #[derive(Debug, Clone)]
 struct ZeroPad {
     pad: Pad4,
@@ -739,15 +775,12 @@ fn build_pad(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(ZeroPad { pad }))
 }
 
-impl Layer for ZeroPad {
+impl Op for ZeroPad {
     fn op(&self) -> &'static str {
         "zero_pad2d"
     }
     fn label(&self) -> String {
         format!("pad {}", self.pad.label())
-    }
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -772,6 +805,12 @@ impl Layer for ZeroPad {
     fn torch_type(&self) -> Option<&'static str> {
         Some("ZeroPad2d")
     }
+}
+
+impl Kernel for ZeroPad {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Layer(Box::new(self.clone()))
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -794,16 +833,14 @@ impl Layer for ZeroPad {
     }
 }
 
-impl Layer for Crop {
+impl Counting for ZeroPad {}
+
+impl Op for Crop {
     fn op(&self) -> &'static str {
         "crop"
     }
     fn label(&self) -> String {
         format!("crop → {}×{}", self.size[0], self.size[1])
-    }
-    fn collapsed(&self) -> Collapsed {
-        // The same crop (a second input only lends its size).
-        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -820,6 +857,13 @@ impl Layer for Crop {
         Geometry::Crop {
             offset: self.offset,
         }
+    }
+}
+
+impl Kernel for Crop {
+    fn collapsed(&self) -> Collapsed {
+        // The same crop (a second input only lends its size).
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn forward(
         &self,
@@ -844,6 +888,9 @@ impl Layer for Crop {
             data,
         )])
     }
+}
+
+impl Counting for Crop {
     fn training(
         &self,
         _inputs: &[Shape],
@@ -858,7 +905,7 @@ impl Layer for Crop {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::build;
+    use crate::layers::testutil::build;
 
     #[test]
     fn shapes() {
