@@ -3,6 +3,8 @@
 //! names resolved (`$in`, `name:k` slots, dotted paths), cycles rejected, layers ordered
 //! topologically (ties broken by file order), each layer built from its attributes and input
 //! shapes. Every error is located: file:line:column, the layer path and its block instance.
+//! The built network carries its layer graph (petgraph's) and the [`Topology`] read off it
+//! once — consumers, last readers, storage and liveness — which every later pass reads.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -358,13 +360,12 @@ fn check_arity(raw: &Raw, got: usize) -> Result<(), Diagnostic> {
         Arity::Exactly(k) => format!("exactly {k}"),
         Arity::AtLeast(k) => format!("at least {k}"),
     };
-    Err(Diagnostic::new(format!(
-        "{} takes {want} input(s), got {got}",
-        raw.op.name
-    ))
-    .at(&raw.node_path)
-    .note(format!("{}: {}", raw.op.name, raw.op.summary))
-    .help(arity_help(raw.op.arity)))
+    Err(
+        Diagnostic::new(format!("{} takes {want} input(s), got {got}", raw.op.name))
+            .at(&raw.node_path)
+            .note(format!("{}: {}", raw.op.name, raw.op.summary))
+            .help(arity_help(raw.op.arity)),
+    )
 }
 
 /// The scope of `raw`'s expressions: its own, with the first input's sizes bound.
@@ -388,11 +389,10 @@ fn layer_env(raw: &Raw, in_shapes: &[Shape]) -> Env {
 fn check_outputs(raw: &Raw, out_shapes: &[Shape]) -> Result<(), Diagnostic> {
     for s in out_shapes {
         if s.0.contains(&0) {
-            return Err(Diagnostic::new(format!(
-                "{} produces an empty tensor {s}",
-                raw.op.name
-            ))
-            .at(&raw.node_path));
+            return Err(
+                Diagnostic::new(format!("{} produces an empty tensor {s}", raw.op.name))
+                    .at(&raw.node_path),
+            );
         }
         if s.numel()? > MAX_ELEMENTS {
             return Err(Diagnostic::new(format!(
@@ -1155,7 +1155,10 @@ impl<'a> Expander<'a> {
         }
         let mut nodes: Vec<NetNode> = Vec::with_capacity(order.len());
         for &i in &order {
-            let inputs = edges[i].iter().map(|&(src, slot)| (pos[src], slot)).collect();
+            let inputs = edges[i]
+                .iter()
+                .map(|&(src, slot)| (pos[src], slot))
+                .collect();
             let node = self.build_layer(i, inputs, &nodes)?;
             nodes.push(node);
         }

@@ -611,9 +611,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         };
         // Only a single-output producer read by this layer alone, and not a model output,
         // may have this layer folded or fused into it.
-        if topo.reads(src).len() != 1
-            || topo.is_output(src)
-            || net.nodes[src].out_shapes.len() != 1
+        if topo.reads(src).len() != 1 || topo.is_output(src) || net.nodes[src].out_shapes.len() != 1
         {
             continue;
         }

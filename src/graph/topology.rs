@@ -93,7 +93,6 @@ impl Storage {
     pub fn is_empty(&self) -> bool {
         self.producer.is_empty()
     }
-
 }
 
 /// When each layer's outputs die in a pass that runs the layers in order and frees a tensor
@@ -246,10 +245,7 @@ impl Topology {
         let n = self.output.len();
         let mut after = vec![false; n];
         for k in (0..n).rev() {
-            after[k] = self
-                .consumers(k)
-                .iter()
-                .any(|&c| after[c] || pred(c));
+            after[k] = self.consumers(k).iter().any(|&c| after[c] || pred(c));
         }
         after
     }
@@ -345,11 +341,7 @@ mod tests {
     }
 
     fn read(by: usize, position: usize, slot: usize) -> Read {
-        Read {
-            by,
-            position,
-            slot,
-        }
+        Read { by, position, slot }
     }
 
     /// x → a; a feeds b and c; d = b + c. Indices: x 0, a 1, b 2, c 3, d 4.
@@ -374,10 +366,7 @@ mod tests {
         // No views: a is freed once c (its last reader) has run, b and c once d has, in d's
         // input order; d is the output.
         let live = t.executed();
-        assert_eq!(
-            live.freed_after,
-            [Some(1), Some(3), Some(4), Some(4), None]
-        );
+        assert_eq!(live.freed_after, [Some(1), Some(3), Some(4), Some(4), None]);
         let frees: Vec<&[usize]> = (0..5).map(|k| live.frees(k)).collect();
         assert_eq!(frees, [&[][..], &[0], &[], &[1], &[2, 3]]);
         assert_eq!(t.analysed(), live);
