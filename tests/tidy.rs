@@ -29,6 +29,7 @@ const LEVELS: &[&[&str]] = &[
     &["geometry"],
     &["tensor"],
     &["kernels"],
+    &["kernels_nd"],
     &["yaml"],
     &["expr"],
     &["layers"],
