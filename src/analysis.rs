@@ -217,46 +217,18 @@ pub struct Timeline {
 /// The memory timeline of an inference pass (see [`peak_activation`] for the rules);
 /// `own_bytes[k]` is the memory layer `k`'s outputs take (0 for a view).
 pub fn timeline(net: &Network, own_bytes: &[u64]) -> Timeline {
-    let n = net.nodes.len();
-    // Views share the storage of their first input.
-    let mut storage: Vec<usize> = (0..n).collect();
-    for (k, node) in net.nodes.iter().enumerate() {
-        if node.layer.is_view() {
-            if let Some(&(src, _)) = node.inputs.first() {
-                storage[k] = storage[src];
-            }
-        }
-    }
-    let mut last_use: Vec<usize> = (0..n).collect();
-    for (k, node) in net.nodes.iter().enumerate() {
-        for &(src, _) in &node.inputs {
-            let s = storage[src];
-            last_use[s] = last_use[s].max(k);
-        }
-        // A view keeps its storage alive as long as the view itself is alive.
-        let s = storage[k];
-        last_use[s] = last_use[s].max(k);
-    }
-    for o in &net.outputs {
-        last_use[storage[o.node]] = usize::MAX;
-    }
-    let mut frees: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for s in 0..n {
-        if storage[s] == s && last_use[s] != usize::MAX {
-            frees[last_use[s]].push(s);
-        }
-    }
-    let mut live = Vec::with_capacity(n);
+    let liveness = net.topology.analysed();
+    let mut live = Vec::with_capacity(own_bytes.len());
     let mut now = 0u64;
-    for k in 0..n {
-        now = now.saturating_add(own_bytes[k]);
+    for (k, &bytes) in own_bytes.iter().enumerate() {
+        now = now.saturating_add(bytes);
         live.push(now);
-        for &s in &frees[k] {
+        for &s in liveness.frees(k) {
             now -= own_bytes[s];
         }
     }
-    let freed_after = (0..n)
-        .map(|s| (storage[s] == s && last_use[s] != usize::MAX).then_some(last_use[s]))
-        .collect();
-    Timeline { live, freed_after }
+    Timeline {
+        live,
+        freed_after: liveness.freed_after.clone(),
+    }
 }

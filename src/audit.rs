@@ -267,24 +267,20 @@ pub fn audit(net: &Network, a: &Analysis, budgets: &Budgets) -> Result<Audit, Er
 struct Findings<'a> {
     net: &'a Network,
     a: &'a Analysis,
-    consumers: Vec<Vec<usize>>,
+    /// Per layer: whether a weighted layer follows it on some path.
+    weighted_after: Vec<bool>,
     out: Vec<Finding>,
 }
 
 impl<'a> Findings<'a> {
     fn new(net: &'a Network, a: &'a Analysis) -> Findings<'a> {
-        let mut consumers = vec![Vec::new(); net.nodes.len()];
-        for (k, n) in net.nodes.iter().enumerate() {
-            for &(src, _) in &n.inputs {
-                if !consumers[src].contains(&k) {
-                    consumers[src].push(k);
-                }
-            }
-        }
+        let weighted_after = net
+            .topology
+            .followed_by(|c| net.nodes[c].layer.weight_info().is_some());
         Findings {
             net,
             a,
-            consumers,
+            weighted_after,
             out: Vec::new(),
         }
     }
@@ -313,7 +309,7 @@ impl<'a> Findings<'a> {
         let Some(w) = node.layer.weight_info() else {
             return;
         };
-        let cons = &self.consumers[k];
+        let cons = self.net.topology.consumers(k);
         if !w.bias
             || cons.is_empty()
             || !cons.iter().all(|&c| {
@@ -348,7 +344,7 @@ impl<'a> Findings<'a> {
         if node.layer.category() != Category::Regularization {
             return;
         }
-        if let Some(&c) = self.consumers[k].iter().find(|&&c| {
+        if let Some(&c) = self.net.topology.consumers(k).iter().find(|&&c| {
             self.net.nodes[c]
                 .layer
                 .norm()
@@ -462,13 +458,7 @@ impl<'a> Findings<'a> {
             return;
         };
         // Only inputs whose values meet here (not one that lends only its size).
-        let merged: Vec<usize> = node
-            .inputs
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| node.layer.reads_values(i))
-            .map(|(_, &(s, _))| s)
-            .collect();
+        let merged: Vec<usize> = node.value_inputs().map(|(_, (s, _))| s).collect();
         if f.aligned || merged.len() < 2 {
             return;
         }
@@ -501,7 +491,7 @@ impl<'a> Findings<'a> {
             .inputs
             .iter()
             .all(|&(s, _)| self.net.nodes[s].inputs.is_empty());
-        let last = !self.weighted_after(k);
+        let last = !self.weighted_after[k];
         let mut bad = Vec::new();
         if !from_input && w.in_ch % 8 != 0 {
             bad.push(format!("{} input", w.in_ch));
@@ -524,22 +514,6 @@ impl<'a> Findings<'a> {
                 up(w.out_ch)
             ),
         ));
-    }
-
-    /// Whether a weighted layer follows `k` on some path.
-    fn weighted_after(&self, k: usize) -> bool {
-        let mut stack = self.consumers[k].clone();
-        let mut seen = vec![false; self.net.nodes.len()];
-        while let Some(c) = stack.pop() {
-            if std::mem::replace(&mut seen[c], true) {
-                continue;
-            }
-            if self.net.nodes[c].layer.weight_info().is_some() {
-                return true;
-            }
-            stack.extend(&self.consumers[c]);
-        }
-        false
     }
 
     fn large_kernel(&mut self, k: usize) {

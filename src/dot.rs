@@ -309,17 +309,7 @@ fn item_stmt(
 
 /// Groups layers into the nodes of the drawing, in layer order.
 fn units(net: &Network, opts: &DotOptions) -> Vec<Unit> {
-    let n = net.nodes.len();
-    // Readers of each layer output (model outputs count as readers).
-    let mut readers = vec![0u32; n];
-    for node in &net.nodes {
-        for &(src, _) in &node.inputs {
-            readers[src] += 1;
-        }
-    }
-    for o in &net.outputs {
-        readers[o.node] += 1;
-    }
+    let topo = &net.topology;
     let mut units: Vec<Unit> = Vec::new();
     // Folded groups by id (lookups only; the order comes from `units`).
     let mut groups: HashMap<String, usize> = HashMap::new();
@@ -359,7 +349,14 @@ fn units(net: &Network, opts: &DotOptions) -> Vec<Unit> {
             }
             continue;
         }
-        if opts.fuse && k > 0 && node.inputs == [(k - 1, 0)] && readers[k - 1] == 1 {
+        // Fused into the layer before when it is that layer's only reader (and the tensor is
+        // not a model output).
+        if opts.fuse
+            && k > 0
+            && node.inputs == [(k - 1, 0)]
+            && topo.reads(k - 1).len() == 1
+            && !topo.is_output(k - 1)
+        {
             if let Some(last) = units.last_mut() {
                 let head = &net.nodes[last.members[0]].name;
                 let fused = matches!(last.kind, Kind::Layer)

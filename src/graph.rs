@@ -3,6 +3,8 @@
 //! names resolved (`$in`, `name:k` slots, dotted paths), cycles rejected, layers ordered
 //! topologically (ties broken by file order), each layer built from its attributes and input
 //! shapes. Every error is located: file:line:column, the layer path and its block instance.
+//! The built network carries its layer graph (petgraph's) and the [`Topology`] read off it
+//! once — consumers, last readers, storage and liveness — which every later pass reads.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -11,12 +13,17 @@ use std::fmt;
 use std::rc::Rc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
 
 use crate::error::{did_you_mean, Diagnostic, Error};
 use crate::expr::{substitute, Env};
 use crate::layers::{self, Arity, Attrs, Layer, OpType, Shape};
 use crate::spec::{BlockSpec, Defaults, ModelSpec, NodeKind, NodeSpec};
 use crate::yaml::{Document, YNode, YValue, YamlPath};
+
+mod topology;
+
+pub use topology::{Liveness, Read, Storage, Topology};
 
 /// Most layers a model may expand to, counting block instances and nodes switched off by
 /// `when:` (each costs about as much to expand as a layer; 100k layers build and analyse in
@@ -89,6 +96,19 @@ pub struct NetNode {
     pub instance: Option<usize>,
 }
 
+impl NetNode {
+    /// The inputs whose values meet here, as (input position, (producer, slot)): all but those
+    /// the layer takes only the size of (`Layer::reads_values`, e.g. a crop's `like`).
+    /// Receptive fields widen and are aligned over these paths only.
+    pub fn value_inputs(&self) -> impl Iterator<Item = (usize, (usize, usize))> + '_ {
+        self.inputs
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, _)| self.layer.reads_values(i))
+    }
+}
+
 /// A model output.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -108,9 +128,13 @@ pub struct Network {
     /// path, or what the model's `weights_names:` maps the path to (torchvision's state-dict
     /// names for the zoo's torchvision models).
     pub tensor_prefix: Vec<String>,
-    /// The same structure as a petgraph graph: node weights are indices into `nodes`, edge
-    /// weights `(output slot, input position)`.
+    /// The layer graph: node `k` (weight `k`) is `nodes[k]`, an edge from a producer to each
+    /// layer reading it, weighted `(output slot, input position)`; `nodes[k].inputs` lists
+    /// node `k`'s incoming edges by position.
     pub graph: DiGraph<usize, (usize, usize)>,
+    /// The structure facts every pass reads, computed once from `graph` (consumers, last
+    /// readers, sources, outputs, liveness).
+    pub topology: Topology,
 }
 
 impl Network {
@@ -144,7 +168,7 @@ pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error>
 pub fn build_network(doc: &Document, opts: &BuildOptions) -> Result<Network, Error> {
     let spec = ModelSpec::from_document(doc).map_err(|d| Error::from(doc.locate_diagnostic(d)))?;
     let mut ex = Expander::new(&spec, doc, opts.max_layers);
-    let result = ex.run(opts).and_then(|outs| ex.finish(outs, opts));
+    let result = ex.run(opts).and_then(|outs| ex.finish(outs));
     result.map_err(|d| Error::from(ex.decorate(d)))
 }
 
@@ -290,6 +314,96 @@ fn join(scope: &str, name: &str) -> String {
     } else {
         format!("{scope}.{name}")
     }
+}
+
+/// The raw layers as a petgraph graph, an edge from each producer to each layer reading it
+/// (node `i` is raw layer `i`): what [`Expander::order`] orders and cycles are found in.
+fn raw_graph(edges: &[Vec<(usize, usize)>]) -> DiGraph<usize, ()> {
+    let mut g: DiGraph<usize, ()> = DiGraph::with_capacity(edges.len(), edges.len());
+    for i in 0..edges.len() {
+        g.add_node(i);
+    }
+    for (i, ins) in edges.iter().enumerate() {
+        for &(src, _) in ins {
+            g.add_edge(NodeIndex::new(src), NodeIndex::new(i), ());
+        }
+    }
+    g
+}
+
+/// The built layers as [`Network::graph`]: node `k` is `nodes[k]`, an edge per input, weighted
+/// (output slot, input position).
+fn layer_graph(nodes: &[NetNode]) -> DiGraph<usize, (usize, usize)> {
+    let n = nodes.len();
+    let mut g: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(n, n);
+    for k in 0..n {
+        g.add_node(k);
+    }
+    for (k, node) in nodes.iter().enumerate() {
+        for (p, &(src, slot)) in node.inputs.iter().enumerate() {
+            g.add_edge(NodeIndex::new(src), NodeIndex::new(k), (slot, p));
+        }
+    }
+    g
+}
+
+/// `raw` takes `got` inputs: an error unless its op's arity allows that many.
+fn check_arity(raw: &Raw, got: usize) -> Result<(), Diagnostic> {
+    let ok = match raw.op.arity {
+        Arity::Exactly(k) => got == k,
+        Arity::AtLeast(k) => got >= k,
+    };
+    if ok {
+        return Ok(());
+    }
+    let want = match raw.op.arity {
+        Arity::Exactly(k) => format!("exactly {k}"),
+        Arity::AtLeast(k) => format!("at least {k}"),
+    };
+    Err(
+        Diagnostic::new(format!("{} takes {want} input(s), got {got}", raw.op.name))
+            .at(&raw.node_path)
+            .note(format!("{}: {}", raw.op.name, raw.op.summary))
+            .help(arity_help(raw.op.arity)),
+    )
+}
+
+/// The scope of `raw`'s expressions: its own, with the first input's sizes bound.
+fn layer_env(raw: &Raw, in_shapes: &[Shape]) -> Env {
+    let mut env = Env::new(Some(raw.env.clone()));
+    if let Some(x) = in_shapes.first() {
+        let at = raw.node_path.clone();
+        let int = |v: u64| YNode::synthetic(YValue::Int(v as i64), at.clone());
+        if let Some(c) = x.channels() {
+            env.set("in_ch", int(c));
+        }
+        if x.rank() == 4 {
+            env.set("in_h", int(x.0[2]));
+            env.set("in_w", int(x.0[3]));
+        }
+    }
+    env
+}
+
+/// `raw`'s output shapes: none empty, none over [`MAX_ELEMENTS`].
+fn check_outputs(raw: &Raw, out_shapes: &[Shape]) -> Result<(), Diagnostic> {
+    for s in out_shapes {
+        if s.0.contains(&0) {
+            return Err(
+                Diagnostic::new(format!("{} produces an empty tensor {s}", raw.op.name))
+                    .at(&raw.node_path),
+            );
+        }
+        if s.numel()? > MAX_ELEMENTS {
+            return Err(Diagnostic::new(format!(
+                "{} produces {s}, more than 2^40 elements",
+                raw.op.name
+            ))
+            .at(&raw.node_path)
+            .help("check the input size and the batch"));
+        }
+    }
+    Ok(())
 }
 
 impl<'a> Expander<'a> {
@@ -1028,8 +1142,45 @@ impl<'a> Expander<'a> {
         d
     }
 
-    fn finish(&mut self, outs: Vec<Ref>, _opts: &BuildOptions) -> Result<Network, Diagnostic> {
-        // Resolve every input reference.
+    /// The last step of the build, in named steps: input references resolved, the raw layer
+    /// graph ordered, every layer built in that order, the model outputs resolved, the layer
+    /// graph and its [`Topology`], and each layer's tensor-name prefix.
+    fn finish(&mut self, outs: Vec<Ref>) -> Result<Network, Diagnostic> {
+        let edges = self.resolve_inputs()?;
+        let raw_graph = raw_graph(&edges);
+        let order = self.order(&raw_graph)?;
+        let mut pos = vec![0usize; order.len()];
+        for (k, &i) in order.iter().enumerate() {
+            pos[i] = k;
+        }
+        let mut nodes: Vec<NetNode> = Vec::with_capacity(order.len());
+        for &i in &order {
+            let inputs = edges[i]
+                .iter()
+                .map(|&(src, slot)| (pos[src], slot))
+                .collect();
+            let node = self.build_layer(i, inputs, &nodes)?;
+            nodes.push(node);
+        }
+        self.current = None;
+        let outputs = self.resolve_outputs(&outs, &pos, &nodes)?;
+        let graph = layer_graph(&nodes);
+        let topology = Topology::new(&graph, &nodes, &outputs);
+        let instances = std::mem::take(&mut self.instances);
+        let tensor_prefix = self.tensor_prefixes(&nodes)?;
+        Ok(Network {
+            name: self.spec.name.clone(),
+            nodes,
+            outputs,
+            instances,
+            tensor_prefix,
+            graph,
+            topology,
+        })
+    }
+
+    /// Every raw layer's inputs, resolved to (raw layer, output slot).
+    fn resolve_inputs(&mut self) -> Result<Vec<Vec<(usize, usize)>>, Diagnostic> {
         let n = self.raws.len();
         let mut edges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(n);
         for i in 0..n {
@@ -1042,21 +1193,25 @@ impl<'a> Expander<'a> {
             edges.push(ins);
         }
         self.current = None;
-        // Topological order, ties by creation (= file) order.
-        let mut indeg = vec![0usize; n];
-        let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, ins) in edges.iter().enumerate() {
-            for &(src, _) in ins {
-                indeg[i] += 1;
-                succ[src].push(i);
-            }
-        }
+        Ok(edges)
+    }
+
+    /// The raw layers in topological order, ties broken by creation (= file) order (petgraph's
+    /// `toposort` has no tie rule: Kahn's algorithm with the ready layers in a min-heap); a
+    /// cycle is an error naming its layers.
+    fn order(&self, g: &DiGraph<usize, ()>) -> Result<Vec<usize>, Diagnostic> {
+        let n = g.node_count();
+        let mut indeg: Vec<usize> = g
+            .node_indices()
+            .map(|i| g.edges_directed(i, Direction::Incoming).count())
+            .collect();
         let mut heap: BinaryHeap<Reverse<usize>> =
             (0..n).filter(|&i| indeg[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(Reverse(i)) = heap.pop() {
             order.push(i);
-            for &s in &succ[i] {
+            for s in g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing) {
+                let s = s.index();
                 indeg[s] -= 1;
                 if indeg[s] == 0 {
                     heap.push(Reverse(s));
@@ -1064,135 +1219,99 @@ impl<'a> Expander<'a> {
             }
         }
         if order.len() < n {
-            return Err(self.cycle_error(&edges));
+            return Err(self.cycle_error(g));
         }
-        let mut pos = vec![0usize; n];
-        for (k, &i) in order.iter().enumerate() {
-            pos[i] = k;
-        }
-        // Build the layers in order.
-        let mut nodes: Vec<NetNode> = Vec::with_capacity(n);
-        for &i in &order {
-            let raw = &self.raws[i];
-            self.current = Some((raw.path.clone(), raw.instance));
-            let inputs: Vec<(usize, usize)> = edges[i]
-                .iter()
-                .map(|&(src, slot)| (pos[src], slot))
-                .collect();
-            let mut in_shapes = Vec::with_capacity(inputs.len());
-            let mut in_ops = Vec::with_capacity(inputs.len());
-            for (k, &(src, slot)) in inputs.iter().enumerate() {
-                let p: &NetNode = &nodes[src];
-                let s = p.out_shapes.get(slot).ok_or_else(|| {
-                    let at = match &raw.inputs[k] {
-                        Ref::Name { at, .. } => at.clone(),
-                        Ref::Direct(..) => raw.node_path.clone(),
-                    };
-                    Diagnostic::new(format!(
-                        "`{}` has {} output(s); output {slot} does not exist",
-                        p.name,
-                        p.out_shapes.len()
-                    ))
-                    .at(&at)
-                    .help(format!(
-                        "outputs are numbered from 0: `{0}:0` to `{0}:{1}`",
-                        p.name,
-                        p.out_shapes.len().saturating_sub(1)
-                    ))
-                })?;
-                in_shapes.push(s.clone());
-                in_ops.push(p.layer.op());
-            }
-            let ok = match raw.op.arity {
-                Arity::Exactly(k) => in_shapes.len() == k,
-                Arity::AtLeast(k) => in_shapes.len() >= k,
-            };
-            if !ok {
-                let want = match raw.op.arity {
-                    Arity::Exactly(k) => format!("exactly {k}"),
-                    Arity::AtLeast(k) => format!("at least {k}"),
+        Ok(order)
+    }
+
+    /// Builds raw layer `i` from its attributes and the shapes of `inputs` (already built, in
+    /// `nodes`): its input count checked, its expressions' environment, the layer, its unused
+    /// keys refused, its output shapes checked.
+    fn build_layer(
+        &mut self,
+        i: usize,
+        inputs: Vec<(usize, usize)>,
+        nodes: &[NetNode],
+    ) -> Result<NetNode, Diagnostic> {
+        let raw = &self.raws[i];
+        self.current = Some((raw.path.clone(), raw.instance));
+        let mut in_shapes = Vec::with_capacity(inputs.len());
+        let mut in_ops = Vec::with_capacity(inputs.len());
+        for (k, &(src, slot)) in inputs.iter().enumerate() {
+            let p: &NetNode = &nodes[src];
+            let s = p.out_shapes.get(slot).ok_or_else(|| {
+                let at = match &raw.inputs[k] {
+                    Ref::Name { at, .. } => at.clone(),
+                    Ref::Direct(..) => raw.node_path.clone(),
                 };
-                return Err(Diagnostic::new(format!(
-                    "{} takes {want} input(s), got {}",
-                    raw.op.name,
-                    in_shapes.len()
+                Diagnostic::new(format!(
+                    "`{}` has {} output(s); output {slot} does not exist",
+                    p.name,
+                    p.out_shapes.len()
                 ))
-                .at(&raw.node_path)
-                .note(format!("{}: {}", raw.op.name, raw.op.summary))
-                .help(arity_help(raw.op.arity)));
-            }
-            let mut env = Env::new(Some(raw.env.clone()));
-            if let Some(x) = in_shapes.first() {
-                let at = raw.node_path.clone();
-                let int = |v: u64| YNode::synthetic(YValue::Int(v as i64), at.clone());
-                if let Some(c) = x.channels() {
-                    env.set("in_ch", int(c));
-                }
-                if x.rank() == 4 {
-                    env.set("in_h", int(x.0[2]));
-                    env.set("in_w", int(x.0[3]));
-                }
-            }
-            let mut attrs = Attrs::new(
-                raw.op.name,
-                raw.node_path.clone(),
-                raw.attrs.clone(),
-                Rc::new(env),
-                &in_shapes,
-                &in_ops,
-            );
-            let layer = (raw.op.build)(&mut attrs).map_err(|d| d.at(&raw.node_path))?;
-            if let Some((k, v)) = attrs.unused().first() {
-                return Err(
-                    Diagnostic::new(format!("`{k}` has no effect on {}", raw.op.name)).at(&v.path),
-                );
-            }
-            let out_shapes = layer.output_shapes(&in_shapes).map_err(|d| {
-                let mut d = d.at(&raw.node_path);
-                for (k, s) in in_shapes.iter().enumerate() {
-                    if in_shapes.len() > 1 {
-                        d = d.note(format!(
-                            "input {k} comes from `{}`",
-                            nodes[inputs[k].0].name
-                        ));
-                    } else {
-                        d = d.note(format!(
-                            "its input is {s}, from `{}`",
-                            nodes[inputs[k].0].name
-                        ));
-                    }
-                }
-                d
+                .at(&at)
+                .help(format!(
+                    "outputs are numbered from 0: `{0}:0` to `{0}:{1}`",
+                    p.name,
+                    p.out_shapes.len().saturating_sub(1)
+                ))
             })?;
-            for s in &out_shapes {
-                if s.0.contains(&0) {
-                    return Err(Diagnostic::new(format!(
-                        "{} produces an empty tensor {s}",
-                        raw.op.name
-                    ))
-                    .at(&raw.node_path));
-                }
-                if s.numel()? > MAX_ELEMENTS {
-                    return Err(Diagnostic::new(format!(
-                        "{} produces {s}, more than 2^40 elements",
-                        raw.op.name
-                    ))
-                    .at(&raw.node_path)
-                    .help("check the input size and the batch"));
+            in_shapes.push(s.clone());
+            in_ops.push(p.layer.op());
+        }
+        check_arity(raw, in_shapes.len())?;
+        let env = layer_env(raw, &in_shapes);
+        let mut attrs = Attrs::new(
+            raw.op.name,
+            raw.node_path.clone(),
+            raw.attrs.clone(),
+            Rc::new(env),
+            &in_shapes,
+            &in_ops,
+        );
+        let layer = (raw.op.build)(&mut attrs).map_err(|d| d.at(&raw.node_path))?;
+        if let Some((k, v)) = attrs.unused().first() {
+            return Err(
+                Diagnostic::new(format!("`{k}` has no effect on {}", raw.op.name)).at(&v.path),
+            );
+        }
+        let out_shapes = layer.output_shapes(&in_shapes).map_err(|d| {
+            let mut d = d.at(&raw.node_path);
+            for (k, s) in in_shapes.iter().enumerate() {
+                if in_shapes.len() > 1 {
+                    d = d.note(format!(
+                        "input {k} comes from `{}`",
+                        nodes[inputs[k].0].name
+                    ));
+                } else {
+                    d = d.note(format!(
+                        "its input is {s}, from `{}`",
+                        nodes[inputs[k].0].name
+                    ));
                 }
             }
-            nodes.push(NetNode {
-                name: raw.path.clone(),
-                layer,
-                inputs,
-                in_shapes,
-                out_shapes,
-                instance: raw.instance,
-            });
-        }
-        self.current = None;
+            d
+        })?;
+        check_outputs(raw, &out_shapes)?;
+        Ok(NetNode {
+            name: raw.path.clone(),
+            layer,
+            inputs,
+            in_shapes,
+            out_shapes,
+            instance: raw.instance,
+        })
+    }
+
+    /// The model outputs, resolved to built layers (`pos`: each raw layer's place in `nodes`).
+    fn resolve_outputs(
+        &self,
+        outs: &[Ref],
+        pos: &[usize],
+        nodes: &[NetNode],
+    ) -> Result<Vec<Output>, Diagnostic> {
         let mut outputs = Vec::new();
-        for r in &outs {
+        for r in outs {
             let (i, slot) = self.resolve(r)?;
             let name = match r {
                 Ref::Name { text, .. } => text.clone(),
@@ -1216,25 +1335,7 @@ impl<'a> Expander<'a> {
                 slot,
             });
         }
-        let mut g: DiGraph<usize, (usize, usize)> = DiGraph::with_capacity(n, n);
-        for k in 0..n {
-            g.add_node(k);
-        }
-        for (k, node) in nodes.iter().enumerate() {
-            for (p, &(src, slot)) in node.inputs.iter().enumerate() {
-                g.add_edge(NodeIndex::new(src), NodeIndex::new(k), (slot, p));
-            }
-        }
-        let instances = std::mem::take(&mut self.instances);
-        let tensor_prefix = self.tensor_prefixes(&nodes)?;
-        Ok(Network {
-            name: self.spec.name.clone(),
-            nodes,
-            outputs,
-            instances,
-            tensor_prefix,
-            graph: g,
-        })
+        Ok(outputs)
     }
 
     /// Each node's tensor-name prefix under the model's `weights_names:` rules. A rule that
@@ -1283,17 +1384,9 @@ impl<'a> Expander<'a> {
         Ok(out)
     }
 
-    fn cycle_error(&self, edges: &[Vec<(usize, usize)>]) -> Diagnostic {
-        let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(edges.len(), edges.len());
-        for i in 0..edges.len() {
-            graph.add_node(i);
-        }
-        for (i, ins) in edges.iter().enumerate() {
-            for &(src, _) in ins {
-                graph.add_edge(NodeIndex::new(src), NodeIndex::new(i), ());
-            }
-        }
-        let graph = &graph;
+    /// The cycle that keeps `g` (the raw layer graph) from being ordered: the strongly
+    /// connected component (petgraph's Tarjan) holding the earliest layer, named in file order.
+    fn cycle_error(&self, graph: &DiGraph<usize, ()>) -> Diagnostic {
         let sccs = petgraph::algo::tarjan_scc(graph);
         let cyc = sccs
             .into_iter()

@@ -294,12 +294,8 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
             // Only inputs whose values meet here: one that lends only its size (the `like` of
             // a crop or upsample) neither widens the field nor judges its alignment.
             let ins: Vec<Option<&Field>> = node
-                .inputs
-                .iter()
-                .zip(&shifted)
-                .enumerate()
-                .filter(|&(i, _)| node.layer.reads_values(i))
-                .map(|(_, (&(src, _), s))| s.as_ref().or(out[src].as_ref()))
+                .value_inputs()
+                .map(|(i, (src, _))| shifted[i].as_ref().or(out[src].as_ref()))
                 .collect();
             let g = node.layer.geometry(&node.in_shapes);
             // A concatenation along a spatial axis: each input's offset on it.

@@ -260,8 +260,10 @@ pub fn plan(net: &Network, cfg: &Config) -> Result<Plan, Error> {
     let n = net.nodes.len();
     // Which tensors depend on a trainable parameter (and so need gradients).
     let mut requires_grad = vec![false; n];
-    let mut storage: Vec<usize> = (0..n).collect();
-    let mut saved_storage = vec![false; n];
+    // Which layers are views (they share their first input's storage), and the layers whose
+    // storage autograd keeps for backward.
+    let mut views = vec![false; n];
+    let mut saved: Vec<usize> = Vec::new();
     let mut rules: Vec<Option<Training>> = Vec::with_capacity(n);
     let (mut forward, mut backward, mut extra) = (0u64, 0u64, 0u64);
     let (mut params, mut trainable, mut buffers) = (0u64, 0u64, 0u64);
@@ -278,11 +280,7 @@ pub fn plan(net: &Network, cfg: &Config) -> Result<Plan, Error> {
         forward = forward
             .checked_add(t.forward_flops)
             .ok_or_else(|| iteration_overflow(net, cfg.batch))?;
-        if t.view {
-            if let Some(&(s, _)) = node.inputs.first() {
-                storage[k] = storage[s];
-            }
-        }
+        views[k] = t.view;
         requires_grad[k] = input_grad || p.trainable > 0;
         if !requires_grad[k] {
             rules.push(None);
@@ -294,13 +292,18 @@ pub fn plan(net: &Network, cfg: &Config) -> Result<Plan, Error> {
         extra = cadd(extra, t.saved.extra_bytes)?;
         for &i in &t.saved.inputs {
             if let Some(&(s, _)) = node.inputs.get(i) {
-                saved_storage[storage[s]] = true;
+                saved.push(s);
             }
         }
         if t.saved.output {
-            saved_storage[storage[k]] = true;
+            saved.push(k);
         }
         rules.push(Some(t));
+    }
+    let storage = net.topology.storage(&net.nodes, |k| views[k]);
+    let mut saved_storage = vec![false; n];
+    for s in saved {
+        saved_storage[storage.owner[s]] = true;
     }
     let mut activations = extra;
     for (k, node) in net.nodes.iter().enumerate() {
@@ -418,39 +421,28 @@ fn simulate(
     let backward_blas = rules.iter().flatten().any(|t| t.cublas);
     live.cublas_workspaces =
         CUBLAS_WORKSPACE * (u64::from(forward_blas) + u64::from(backward_blas));
-    // Storages: one per output slot; a view shares its input's.
-    let mut slot_storage: Vec<Vec<usize>> = Vec::with_capacity(n);
-    let mut bytes_of: Vec<u64> = Vec::new();
-    let mut producer: Vec<usize> = Vec::new();
-    for (k, node) in net.nodes.iter().enumerate() {
-        let view = rules[k].as_ref().is_some_and(|t| t.view)
-            || (rules[k].is_none() && node.layer.is_view());
-        let mut ids = Vec::with_capacity(node.out_shapes.len());
-        for s in &node.out_shapes {
-            match node.inputs.first() {
-                Some(&(p, slot)) if view => ids.push(slot_storage[p][slot]),
-                _ => {
-                    ids.push(bytes_of.len());
-                    bytes_of.push(block(cmul(numel(s)?, size)?)?);
-                    producer.push(k);
-                }
-            }
-        }
-        slot_storage.push(ids);
+    // Storages: one per output slot; a view shares its input's (the layers autograd records
+    // as views, and the unrecorded ones that are views anyway). Each storage is read last by
+    // `storage.last_read` in forward.
+    let storage = net.topology.storage(&net.nodes, |k| {
+        rules[k].as_ref().is_some_and(|t| t.view)
+            || (rules[k].is_none() && net.nodes[k].layer.is_view())
+    });
+    let slot_storage = |k: usize| storage.slots(k);
+    let producer = |st: usize| storage.producer[st].0;
+    let mut bytes_of: Vec<u64> = Vec::with_capacity(storage.len());
+    for &(k, slot) in &storage.producer {
+        bytes_of.push(block(cmul(numel(&net.nodes[k].out_shapes[slot])?, size)?)?);
     }
     let m = bytes_of.len();
     let is_input = |k: usize| net.nodes[k].layer.is_input();
-    // How long each storage lives in forward, and until which backward it is kept.
-    let mut last_use: Vec<Option<usize>> = vec![None; m];
+    // Until which backward each storage is kept.
     let mut kept_until: Vec<Option<usize>> = vec![None; m];
-    let mut pinned = vec![false; m]; // the model's inputs and outputs: alive all step long
+    // The model's inputs and outputs: alive all step long.
+    let mut pinned = storage.output.clone();
     for (k, node) in net.nodes.iter().enumerate() {
-        for &(p, slot) in &node.inputs {
-            let st = slot_storage[p][slot];
-            last_use[st] = Some(k);
-        }
         if is_input(k) {
-            for &st in &slot_storage[k] {
+            for &st in slot_storage(k) {
                 pinned[st] = true;
             }
         }
@@ -460,16 +452,13 @@ fn simulate(
             };
             for &i in &t.saved.inputs {
                 if let Some(&(p, slot)) = node.inputs.get(i) {
-                    keep(slot_storage[p][slot]);
+                    keep(storage.of(p, slot));
                 }
             }
             if t.saved.output {
-                keep(slot_storage[k][0]);
+                keep(storage.of(k, 0));
             }
         }
-    }
-    for o in &net.outputs {
-        pinned[slot_storage[o.node][o.slot]] = true;
     }
     let mut free_at: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (st, kept) in kept_until.iter().enumerate() {
@@ -479,7 +468,7 @@ fn simulate(
     }
     let mut alive = vec![false; m];
     for st in 0..m {
-        if pinned[st] && is_input(producer[st]) {
+        if pinned[st] && is_input(producer(st)) {
             alive[st] = true;
             live.input = cadd(live.input, bytes_of[st])?;
         }
@@ -523,8 +512,8 @@ fn simulate(
         if is_input(k) {
             continue;
         }
-        for &st in &slot_storage[k] {
-            if producer[st] == k && !alive[st] {
+        for &st in slot_storage(k) {
+            if producer(st) == k && !alive[st] {
                 alive[st] = true;
                 live.activations = cadd(live.activations, bytes_of[st])?;
             }
@@ -534,9 +523,9 @@ fn simulate(
             live.activations = cadd(live.activations, extra_blocks[k])?;
         }
         mark(&live, Phase::Forward, Some(&node.name))?;
-        let readers = node.inputs.iter().map(|&(p, s)| slot_storage[p][s]);
-        for st in readers.chain(slot_storage[k].iter().copied()) {
-            let done = last_use[st].is_none_or(|j| j <= k);
+        let readers = node.inputs.iter().map(|&(p, s)| storage.of(p, s));
+        for st in readers.chain(slot_storage(k).iter().copied()) {
+            let done = storage.last_read[st].is_none_or(|j| j <= k);
             if alive[st] && done && !pinned[st] && kept_until[st].is_none() {
                 alive[st] = false;
                 live.activations -= bytes_of[st];
@@ -573,7 +562,7 @@ fn simulate(
         .iter()
         .map(|o| (o, &net.nodes[o.node].out_shapes[o.slot]))
     {
-        let st = slot_storage[o.node][o.slot];
+        let st = storage.of(o.node, o.slot);
         if !requires_grad[o.node] {
             continue;
         }
@@ -600,7 +589,7 @@ fn simulate(
         if t.view || is_input(k) {
             continue; // its gradient is its input's
         }
-        let outs: Vec<usize> = slot_storage[k]
+        let outs: Vec<usize> = slot_storage(k)
             .iter()
             .filter_map(|&st| grad_of[st].take())
             .collect();
@@ -621,7 +610,7 @@ fn simulate(
                         block(cmul(numel(&node.in_shapes[i])?, size)?)?,
                     )?
                 };
-                contributions.push((slot_storage[p][slot], g));
+                contributions.push((storage.of(p, slot), g));
             }
             live.gradients = cadd(live.gradients, param_blocks[k])?;
         }

@@ -123,10 +123,7 @@ pub fn check_memory(
             return Err(over(k, weights, 0, 0, "weights read so far"));
         }
     }
-    let (mut last_use, _) = uses(net);
-    for o in &net.outputs {
-        last_use[o.node] = usize::MAX;
-    }
+    let liveness = net.topology.executed();
     let out_bytes: Vec<u64> = net
         .nodes
         .iter()
@@ -138,11 +135,10 @@ pub fn check_memory(
         .collect();
     // The caller's copies of the model inputs, alive throughout.
     let mut live = net
-        .nodes
+        .topology
+        .sources()
         .iter()
-        .enumerate()
-        .filter(|(_, n)| n.inputs.is_empty())
-        .fold(0u64, |a, (k, _)| a.saturating_add(out_bytes[k]));
+        .fold(0u64, |a, &k| a.saturating_add(out_bytes[k]));
     let mut need = MemoryNeed {
         weights,
         activations: 0,
@@ -175,14 +171,8 @@ pub fn check_memory(
             need.activations = here;
             need.peak_layer = k;
         }
-        for &(src, _) in &node.inputs {
-            if last_use[src] == k {
-                live -= out_bytes[src];
-                last_use[src] = usize::MAX - 1; // freed once
-            }
-        }
-        if last_use[k] == k {
-            live -= out_bytes[k];
+        for &s in liveness.frees(k) {
+            live -= out_bytes[s];
         }
     }
     Ok(need)
@@ -601,11 +591,7 @@ impl Plan {
 /// Plans inference for `net` with `weights`.
 pub fn plan(net: &Network, weights: &Weights) -> Plan {
     let n = net.nodes.len();
-    let (_, consumers) = uses(net);
-    let mut is_output = vec![false; n];
-    for o in &net.outputs {
-        is_output[o.node] = true;
-    }
+    let topo = &net.topology;
     let mut p = Plan {
         weights: vec![None; n],
         passthrough: vec![false; n],
@@ -625,7 +611,8 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         };
         // Only a single-output producer read by this layer alone, and not a model output,
         // may have this layer folded or fused into it.
-        if consumers[src] != 1 || is_output[src] || net.nodes[src].out_shapes.len() != 1 {
+        if topo.reads(src).len() != 1 || topo.is_output(src) || net.nodes[src].out_shapes.len() != 1
+        {
             continue;
         }
         // The layer that really computes `src` (past folded or fused layers).
@@ -664,21 +651,6 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
     p
 }
 
-/// For every node: the last node that reads it (itself when none does) and how many inputs
-/// of other nodes it feeds.
-pub(crate) fn uses(net: &Network) -> (Vec<usize>, Vec<usize>) {
-    let n = net.nodes.len();
-    let mut last_use: Vec<usize> = (0..n).collect();
-    let mut consumers = vec![0usize; n];
-    for (k, node) in net.nodes.iter().enumerate() {
-        for &(src, _) in &node.inputs {
-            last_use[src] = last_use[src].max(k);
-            consumers[src] += 1;
-        }
-    }
-    (last_use, consumers)
-}
-
 /// Runs the network on `inputs` (one per model input, in declaration order), every layer as
 /// written. `keep` is called with every layer's outputs as they are produced; tensors are freed
 /// after their last consumer.
@@ -714,10 +686,11 @@ fn run_on_worker(
     mut keep: Option<&mut LayerHook>,
 ) -> Result<RunResult, Diagnostic> {
     let n = net.nodes.len();
-    let (mut last_use, consumers) = uses(net);
-    for o in &net.outputs {
-        last_use[o.node] = usize::MAX;
-    }
+    let liveness = net.topology.executed();
+    // Whether `src` is read once, by layer `k`, and dies there (not a model output).
+    let dies_into = |src: usize, k: usize| {
+        net.topology.reads(src).len() == 1 && liveness.freed_after[src] == Some(k)
+    };
     let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
     let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
     let mut layers = Vec::with_capacity(n);
@@ -735,7 +708,7 @@ fn run_on_worker(
         let start = Instant::now();
         // A single-output input read only here, dying here: it may be taken and reused.
         let owned_input = match node.inputs[..] {
-            [(src, 0)] if plan.in_place && consumers[src] == 1 && last_use[src] == k => {
+            [(src, 0)] if plan.in_place && dies_into(src, k) => {
                 values[src].as_ref().filter(|v| v.len() == 1).map(|_| src)
             }
             _ => None,
@@ -779,8 +752,7 @@ fn run_on_worker(
             let want: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
             let dying = node.inputs.iter().position(|&(src, slot)| {
                 slot == 0
-                    && consumers[src] == 1
-                    && last_use[src] == k
+                    && dies_into(src, k)
                     && values[src]
                         .as_ref()
                         .is_some_and(|v| v.len() == 1 && v[0].shape == want)
@@ -859,18 +831,12 @@ fn run_on_worker(
         });
         values[k] = Some(outs);
         aux[k] = aux_out;
-        for &(src, _) in &node.inputs {
-            if last_use[src] == k {
-                for t in values[src].take().into_iter().flatten() {
-                    recycled.give(t.data);
-                }
-                aux[src] = None;
-            }
-        }
-        if last_use[k] == k {
-            for t in values[k].take().into_iter().flatten() {
+        // Tensors dead after this layer: those it read last (in input order), then its own.
+        for &s in liveness.frees(k) {
+            for t in values[s].take().into_iter().flatten() {
                 recycled.give(t.data);
             }
+            aux[s] = None;
         }
     }
     let outputs = net
@@ -933,7 +899,7 @@ impl Stats {
 /// A deterministic random input of the model's first input shape (values in [-1, 1)).
 pub fn random_input(net: &Network, seed: u64) -> Result<Vec<Tensor>, Diagnostic> {
     let mut out = Vec::new();
-    for node in net.nodes.iter().filter(|n| n.inputs.is_empty()) {
+    for node in net.topology.sources().iter().map(|&k| &net.nodes[k]) {
         let shape: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
         let len = check_size(&shape, &format!("the input `{}`", node.name), &node.name)?;
         let mut rng = SplitMix(seed_for(seed, &node.name));

@@ -199,7 +199,6 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
             _ => Vec::new(),
         })
         .collect();
-    let (last_use, consumers) = super::uses(net);
     // Images per chunk: the largest plane of any layer times the chunk stays under the limit.
     let plane = net
         .nodes
@@ -217,8 +216,6 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         collapsed: &collapsed,
         weights: &weights,
         first,
-        last_use: &last_use,
-        consumers: &consumers,
     };
     // Per layer and axis: (first, last) input index reaching each output unit.
     let mut bounds: Vec<[Vec<(u32, u32)>; 2]> = vec![[Vec::new(), Vec::new()]; n];
@@ -311,8 +308,6 @@ struct Graph<'a> {
     collapsed: &'a [Collapsed],
     weights: &'a [Vec<Tensor>],
     first: usize,
-    last_use: &'a [usize],
-    consumers: &'a [usize],
 }
 
 impl Graph<'_> {
@@ -325,6 +320,7 @@ impl Graph<'_> {
         mut seen: impl FnMut(usize, &Tensor) -> Result<(), Diagnostic>,
     ) -> Result<(), Diagnostic> {
         let n = self.net.nodes.len();
+        let topo = &self.net.topology;
         let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
         let mut x = Some(x);
         for (k, node) in self.net.nodes.iter().enumerate() {
@@ -339,8 +335,8 @@ impl Graph<'_> {
                     Collapsed::Stop => None,
                     Collapsed::Identity => {
                         let (src, slot) = node.inputs[0];
-                        let take = self.consumers[src] == 1
-                            && self.last_use[src] == k
+                        let take = topo.reads(src).len() == 1
+                            && topo.last_use(src) == k
                             && values[src].as_ref().is_some_and(|v| v.len() == 1);
                         let t = if take {
                             values[src].take().and_then(|mut v| v.pop())
@@ -399,13 +395,13 @@ impl Graph<'_> {
             }
             values[k] = outs;
             for &(src, _) in &node.inputs {
-                if self.last_use[src] == k {
+                if topo.last_use(src) == k {
                     for t in values[src].take().into_iter().flatten() {
                         recycler.give(t.data);
                     }
                 }
             }
-            if self.last_use[k] == k {
+            if topo.last_use(k) == k {
                 for t in values[k].take().into_iter().flatten() {
                     recycler.give(t.data);
                 }
