@@ -4,9 +4,11 @@
 
 use crate::analysis::Analysis;
 use crate::check::{self, CheckReport, Figure};
-use crate::exec::{self, Plan, RunResult, Stats, Tensor};
+use crate::exec::{self, Plan, RunResult, Stats};
 use crate::graph::Network;
-use crate::report::{human_count, new_table, Format};
+use crate::layers::{Arity, REGISTRY};
+use crate::report::{human_count, new_table, Format, TextTable};
+use crate::tensor::Tensor;
 
 /// The embedded models (`archscope zoo`): name, input, parameters, MACs (FLOPs in CSV and
 /// JSON) and layer count of each analysed model, in the order given.
@@ -53,11 +55,18 @@ pub fn zoo_listing(rows: &[(&str, Analysis)], format: Format) -> String {
     }
 }
 
-/// The layer types the format knows (`archscope ops`), from the registry.
+/// The layer types the format knows (`archscope ops`), from the registry: every type but the
+/// model input (it takes no input; a file declares it under `inputs:`), and which types take
+/// `bn` (their `OpType` says so).
 pub fn ops_listing() -> String {
+    let written = || {
+        REGISTRY
+            .iter()
+            .filter(|o| !matches!(o.arity, Arity::Exactly(0)))
+    };
     let mut t = new_table(false);
     t.set_header(vec!["Op", "Aliases", "Keys", "What"]);
-    for op in crate::layers::REGISTRY.iter().filter(|o| o.name != "input") {
+    for op in written() {
         t.add_row(vec![
             op.name,
             &op.aliases.join(", "),
@@ -65,7 +74,20 @@ pub fn ops_listing() -> String {
             op.summary,
         ]);
     }
-    format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
+    let bn: Vec<&str> = written().filter(|o| o.fuses_bn).map(|o| o.name).collect();
+    format!(
+        "{t}\nEvery op also takes: id, in, when, repeat, act (and bn on {}).\n",
+        words(&bn)
+    )
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn words(items: &[&str]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// `check`'s comparison of `model`, per layer (JSON, or a table — Markdown or boxed — with
@@ -295,39 +317,10 @@ fn run_text(
     merged: &[Option<&str>],
     markdown: bool,
 ) -> String {
-    let (net, a) = (p.net, p.analysis);
-    let total: f64 = p.layer_secs.iter().sum();
-    let mut t = new_table(markdown);
-    t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
-    for ((l, &s), into) in a.layers.iter().zip(p.layer_secs).zip(merged) {
-        if l.op == "input" {
-            continue;
-        }
-        if let Some(root) = into {
-            t.add_row(vec![
-                l.name.clone(),
-                l.label.clone(),
-                format!("in {root}"),
-                "-".into(),
-                "-".into(),
-            ]);
-            continue;
-        }
-        t.add_row(vec![
-            l.name.clone(),
-            l.label.clone(),
-            format!("{:.3} ms", s * 1e3),
-            if l.flops > 0 && s > 0.0 {
-                format!("{:.1}", l.flops as f64 / s / 1e9)
-            } else {
-                "-".into()
-            },
-            format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
-        ]);
-    }
+    let net = p.net;
     // Markdown: a blank line ends the table.
     let gap = if markdown { "\n" } else { "" };
-    let mut text = format!("{t}\n{gap}");
+    let mut text = format!("{}\n{gap}", time_table(p, merged, markdown));
     let several = net.outputs.len() > 1;
     for (k, (o, s)) in net.outputs.iter().zip(stats).enumerate() {
         let label = if several {
@@ -357,12 +350,48 @@ fn run_text(
     let (median, min, runs) = (latency.median, latency.min, latency.runs);
     text += &format!(
         "latency: median {median:.2} ms, min {min:.2} ms over {runs} run(s); {:.1} GFLOP/s\n",
-        a.totals.flops as f64 / (median / 1e3) / 1e9
+        p.analysis.totals.flops as f64 / (median / 1e3) / 1e9
     );
     if let Some(file) = p.saved {
         text += &saved_text(file, net, &p.result.outputs[0]);
     }
     text
+}
+
+/// Each layer's time, GFLOP/s and share of the total (the model inputs left out; a layer the
+/// plan computed inside another's kernel says which).
+fn time_table(p: &RunProfile, merged: &[Option<&str>], markdown: bool) -> TextTable {
+    let total: f64 = p.layer_secs.iter().sum();
+    let mut t = new_table(markdown);
+    t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
+    let rows = p.net.nodes.iter().zip(&p.analysis.layers);
+    for ((node, l), (&s, into)) in rows.zip(p.layer_secs.iter().zip(merged)) {
+        if node.inputs.is_empty() {
+            continue;
+        }
+        if let Some(root) = into {
+            t.add_row(vec![
+                l.name.clone(),
+                l.label.clone(),
+                format!("in {root}"),
+                "-".into(),
+                "-".into(),
+            ]);
+            continue;
+        }
+        t.add_row(vec![
+            l.name.clone(),
+            l.label.clone(),
+            format!("{:.3} ms", s * 1e3),
+            if l.flops > 0 && s > 0.0 {
+                format!("{:.1}", l.flops as f64 / s / 1e9)
+            } else {
+                "-".into()
+            },
+            format!("{:.1}%", 100.0 * s / total.max(f64::MIN_POSITIVE)),
+        ]);
+    }
+    t
 }
 
 /// What was written, when it is not all there is: the first of several outputs, the first

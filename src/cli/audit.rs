@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::common::{analysis, quantity, ModelArgs};
 use super::out;
 use crate::audit::{self, Budgets, Quantity};
-use crate::convention::Convention;
+use crate::layers::Convention;
 use crate::Dtype;
 
 // The flags of `audit`.

@@ -7,8 +7,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::audit::{parse_quantity, Quantity};
-use crate::convention::{recount, Convention};
+use crate::convention::recount;
 use crate::error::did_you_mean;
+use crate::layers::Convention;
 use crate::yaml::Document;
 use crate::{analyze, graph, zoo, Analysis, BuildOptions, Dtype, Network};
 

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context, Result};
 use super::common::{analysis, SettingArgs};
 use super::out;
 use crate::compare::{self, Comparison, SortKey};
-use crate::convention::Convention;
+use crate::layers::Convention;
 use crate::report::Format;
 use crate::Dtype;
 

@@ -9,9 +9,9 @@ use super::common::{analysis, depth, parse_depth, Setting, SettingArgs};
 use super::dot::{graphviz, DotFormat};
 use crate::audit::{self, Budgets};
 use crate::compare::Comparison;
-use crate::convention::Convention;
 use crate::dot::{self, DotOptions};
 use crate::html::{self, Diagram, ModelPage};
+use crate::layers::Convention;
 use crate::train::{self, Optimizer};
 use crate::{Analysis, Dtype, Network};
 

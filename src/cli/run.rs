@@ -7,9 +7,10 @@ use super::common::{load_one, read_capped, ModelArgs};
 use super::out;
 use super::values::{some_of, VIEW_FORMATS};
 use crate::audit::{parse_quantity, Quantity};
-use crate::exec::{self, Plan, RunResult, Tensor, Weights};
+use crate::exec::{self, Plan, RunResult, Weights};
 use crate::render::{self, RunProfile};
 use crate::report::Format;
+use crate::tensor::Tensor;
 use crate::{analyze, Dtype, Network};
 
 /// Most forward passes `run --repeat` makes.

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::common::{analysis, depth, parse_depth, ModelArgs};
 use super::out;
-use crate::convention::Convention;
+use crate::layers::Convention;
 use crate::report::{self, Format};
 use crate::Dtype;
 

@@ -8,8 +8,8 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::ValueEnum;
 
 use crate::compare::SortKey;
-use crate::convention::Convention;
 use crate::dot::{Collapse, RankDir};
+use crate::layers::Convention;
 use crate::report::Format;
 use crate::train::Optimizer;
 use crate::Dtype;
