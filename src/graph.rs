@@ -418,7 +418,7 @@ impl<'a> Expander<'a> {
             )];
             let idx = self.push_raw(
                 name.clone(),
-                layers::lookup("input").expect("registered"),
+                layers::input_type(),
                 attrs,
                 Rc::new(Env::new(None)),
                 vec![],
@@ -848,18 +848,13 @@ impl<'a> Expander<'a> {
         )?;
         let mut last = Ref::Direct(idx, 0);
         if let Some(b) = bn {
-            if !t.fuses_bn {
+            let Some(norm) = t.fused_bn else {
                 return Err(
                     Diagnostic::new(format!("`bn:` cannot be fused after {}", t.name)).at(&b.path),
                 );
-            }
+            };
             if Self::eval_bool(&b, env, "bn")? {
-                let bt = layers::lookup(if t.name == "linear" {
-                    "batchnorm1d"
-                } else {
-                    "batchnorm2d"
-                })
-                .expect("registered");
+                let bt = layers::lookup(norm).expect("registered");
                 let p = join(path, "bn");
                 let battrs = default_attrs(defaults, bt.name, &[]);
                 let i = self.push_raw(
@@ -898,7 +893,7 @@ impl<'a> Expander<'a> {
                 }
             };
             let at = crate::spec::op_type(&name_node)?;
-            if !matches!(at.arity, Arity::Exactly(1)) || at.name == "input" {
+            if !matches!(at.arity, Arity::Exactly(1)) || at.is_input() {
                 return Err(Diagnostic::new(format!(
                     "`act: {}` is not a one-input layer",
                     at.name

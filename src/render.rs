@@ -6,7 +6,7 @@ use crate::analysis::Analysis;
 use crate::check::{self, CheckReport, Figure};
 use crate::exec::{self, Plan, RunResult, Stats};
 use crate::graph::Network;
-use crate::layers::{Arity, REGISTRY};
+use crate::layers::REGISTRY;
 use crate::report::{human_count, new_table, Format, TextTable};
 use crate::tensor::Tensor;
 
@@ -59,11 +59,7 @@ pub fn zoo_listing(rows: &[(&str, Analysis)], format: Format) -> String {
 /// model input (it takes no input; a file declares it under `inputs:`), and which types take
 /// `bn` (their `OpType` says so).
 pub fn ops_listing() -> String {
-    let written = || {
-        REGISTRY
-            .iter()
-            .filter(|o| !matches!(o.arity, Arity::Exactly(0)))
-    };
+    let written = || REGISTRY.iter().filter(|o| !o.is_input());
     let mut t = new_table(false);
     t.set_header(vec!["Op", "Aliases", "Keys", "What"]);
     for op in written() {
@@ -74,7 +70,10 @@ pub fn ops_listing() -> String {
             op.summary,
         ]);
     }
-    let bn: Vec<&str> = written().filter(|o| o.fuses_bn).map(|o| o.name).collect();
+    let bn: Vec<&str> = written()
+        .filter(|o| o.fused_bn.is_some())
+        .map(|o| o.name)
+        .collect();
     format!(
         "{t}\nEvery op also takes: id, in, when, repeat, act (and bn on {}).\n",
         words(&bn)
@@ -366,7 +365,7 @@ fn time_table(p: &RunProfile, merged: &[Option<&str>], markdown: bool) -> TextTa
     t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
     let rows = p.net.nodes.iter().zip(&p.analysis.layers);
     for ((node, l), (&s, into)) in rows.zip(p.layer_secs.iter().zip(merged)) {
-        if node.inputs.is_empty() {
+        if node.layer.is_input() {
             continue;
         }
         if let Some(root) = into {

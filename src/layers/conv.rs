@@ -31,7 +31,7 @@ pub const CONV2D: OpType = OpType {
         "bias_values",
     ],
     arity: Arity::Exactly(1),
-    fuses_bn: true,
+    fused_bn: Some("batchnorm2d"),
     build: build_conv,
     summary: "2-D convolution (torch.nn.Conv2d)",
 };
@@ -51,7 +51,7 @@ pub const CONV_TRANSPOSE2D: OpType = OpType {
         "trainable",
     ],
     arity: Arity::Exactly(1),
-    fuses_bn: true,
+    fused_bn: Some("batchnorm2d"),
     build: build_deconv,
     summary: "2-D transposed convolution (torch.nn.ConvTranspose2d)",
 };

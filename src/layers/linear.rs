@@ -16,7 +16,7 @@ pub const LINEAR: OpType = OpType {
     aliases: &["fc", "dense"],
     keys: &["out", "bias", "trainable"],
     arity: Arity::Exactly(1),
-    fuses_bn: true,
+    fused_bn: Some("batchnorm1d"),
     build,
     summary: "fully-connected layer on the last dimension (torch.nn.Linear)",
 };
@@ -190,6 +190,9 @@ impl Kernel for Linear {
 }
 
 impl Counting for Linear {
+    fn forward_cublas(&self) -> bool {
+        true
+    }
     fn convention_cost(
         &self,
         c: Convention,

@@ -378,6 +378,10 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn reads_values(&self, _index: usize) -> bool {
         true
     }
+    /// True for a model input (`inputs:`), which computes nothing and owns no weights.
+    fn is_input(&self) -> bool {
+        false
+    }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {
         false
@@ -495,6 +499,12 @@ pub trait Counting: Op {
             _ => Ok(0),
         }
     }
+    /// Whether its forward pass runs a matrix product through cuBLAS on a GPU (linear layers),
+    /// trained or not: PyTorch then keeps a cuBLAS workspace for the forward thread
+    /// (docs/TRAINING.md).
+    fn forward_cublas(&self) -> bool {
+        false
+    }
     /// Training: forward and backward FLOPs and the tensors saved for backward
     /// (docs/TRAINING.md). `input_grad`: whether a gradient must flow to the inputs (false when
     /// they come straight from the model input); `dtype_bytes`: the element size of
@@ -597,11 +607,19 @@ pub struct OpType {
     /// Keys accepted besides the generic ones (`id`, `in`, `when`, `repeat`, `act`, `bn`).
     pub keys: &'static [&'static str],
     pub arity: Arity,
-    /// Whether `bn: true` may be fused after it.
-    pub fuses_bn: bool,
+    /// The norm a fused `bn: true` after it becomes (`batchnorm2d` after `conv2d`,
+    /// `batchnorm1d` after `linear`), or `None` when it takes no `bn`.
+    pub fused_bn: Option<&'static str>,
     pub build: fn(&mut Attrs) -> Result<Box<dyn Layer>, Diagnostic>,
     /// One line for `docs/FORMAT.md` and error messages.
     pub summary: &'static str,
+}
+
+impl OpType {
+    /// Whether this is the model's input (`inputs:`), the one type that takes no inputs.
+    pub fn is_input(&self) -> bool {
+        self.arity == Arity::Exactly(0)
+    }
 }
 
 impl fmt::Debug for OpType {
@@ -664,6 +682,14 @@ pub static REGISTRY: &[OpType] = &[
     reshape::CROP,
     reduce::MAGNITUDE,
 ];
+
+/// The type of the model's inputs, which the graph builder places for `inputs:`.
+pub fn input_type() -> &'static OpType {
+    REGISTRY
+        .iter()
+        .find(|t| t.is_input())
+        .expect("the input type is registered")
+}
 
 /// Finds a layer type by name or alias.
 pub fn lookup(name: &str) -> Option<&'static OpType> {

@@ -18,7 +18,7 @@ pub const BATCHNORM2D: OpType = OpType {
     aliases: &["bn", "batchnorm"],
     keys: BN_KEYS,
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_bn2d,
     summary: "batch normalisation over N×C×H×W (torch.nn.BatchNorm2d)",
 };
@@ -28,7 +28,7 @@ pub const BATCHNORM1D: OpType = OpType {
     aliases: &["bn1d"],
     keys: BN_KEYS,
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_bn1d,
     summary: "batch normalisation over N×C or N×C×L (torch.nn.BatchNorm1d)",
 };
@@ -38,7 +38,7 @@ pub const LAYERNORM: OpType = OpType {
     aliases: &["layer_norm", "ln"],
     keys: &["dims", "eps", "affine", "bias"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_ln,
     summary: "layer normalisation over the last `dims` dimensions (torch.nn.LayerNorm)",
 };
@@ -48,7 +48,7 @@ pub const GROUPNORM: OpType = OpType {
     aliases: &["group_norm", "gn"],
     keys: &["groups", "eps", "affine"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_gn,
     summary: "group normalisation (torch.nn.GroupNorm)",
 };
@@ -58,7 +58,7 @@ pub const INSTANCENORM2D: OpType = OpType {
     aliases: &["instance_norm", "in2d"],
     keys: &["eps", "momentum", "affine", "track_running_stats"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_in,
     summary:
         "instance normalisation (torch.nn.InstanceNorm2d; affine and running stats off by default)",
@@ -69,7 +69,7 @@ pub const LOCAL_RESPONSE_NORM: OpType = OpType {
     aliases: &["lrn"],
     keys: &["size", "alpha", "beta", "k"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_lrn,
     summary: "local response normalisation across channels (torch.nn.LocalResponseNorm)",
 };

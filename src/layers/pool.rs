@@ -26,7 +26,7 @@ pub const MAXPOOL2D: OpType = OpType {
         "functional",
     ],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_max,
     summary: "max pooling (torch.nn.MaxPool2d)",
 };
@@ -44,7 +44,7 @@ pub const AVGPOOL2D: OpType = OpType {
         "functional",
     ],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_avg,
     summary: "average pooling (torch.nn.AvgPool2d)",
 };
@@ -54,7 +54,7 @@ pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
     aliases: &["adaptive_avgpool"],
     keys: &["size", "functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_adaptive_avg,
     summary: "adaptive average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)",
 };
@@ -64,7 +64,7 @@ pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
     aliases: &["adaptive_maxpool"],
     keys: &["size", "functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_adaptive_max,
     summary: "adaptive max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d)",
 };
@@ -74,7 +74,7 @@ pub const GLOBAL_AVGPOOL: OpType = OpType {
     aliases: &["gap"],
     keys: &["functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_global_avg,
     summary: "global average pooling to N×C×1×1 (AdaptiveAvgPool2d(1))",
 };
@@ -84,7 +84,7 @@ pub const GLOBAL_MAXPOOL: OpType = OpType {
     aliases: &[],
     keys: &["functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_global_max,
     summary: "global max pooling to N×C×1×1 (AdaptiveMaxPool2d(1))",
 };

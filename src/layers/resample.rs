@@ -16,7 +16,7 @@ pub const UPSAMPLE: OpType = OpType {
     aliases: &["interpolate", "resize"],
     keys: &["mode", "scale", "size", "align_corners", "functional"],
     arity: Arity::AtLeast(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_upsample,
     summary: "interpolation by an integer `scale`, to a `size`, or to the size of a second input `in: [x, like]` (torch.nn.Upsample)",
 };
@@ -26,7 +26,7 @@ pub const MAX_UNPOOL2D: OpType = OpType {
     aliases: &["unpool", "maxunpool"],
     keys: &["kernel", "stride", "padding", "size"],
     arity: Arity::Exactly(2),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_unpool,
     summary: "max-unpooling: `in: [x, pool]` where `pool` is the max-pool whose indices it uses (torch.nn.MaxUnpool2d)",
 };
