@@ -1,5 +1,6 @@
-//! Activation functions. One struct serves them all; what differs (options, PyTorch module,
-//! per-element FLOPs) is in the table of registrations below. PReLU is the one with parameters.
+//! Activation functions. One struct serves them all; what differs (its kind, an `Act`, options,
+//! PyTorch module, per-element FLOPs) is in the table of registrations below, and the code
+//! matches on the kind, never on a name. PReLU is the one with parameters.
 
 use super::Convention;
 use super::{

@@ -1,11 +1,15 @@
-//! Layer types. The [`Layer`] trait carries everything that differs between types (shape rule,
-//! parameters and buffers, MACs and FLOPs, receptive-field geometry, label, category, the
-//! structural facts design audits read, the cost each profiler's [`Convention`] charges, what
-//! training adds: backward FLOPs and the tensors saved for backward, and the linearised
-//! one-channel copy [`Collapsed`] that measures receptive fields); the
-//! [`REGISTRY`] lists every type with its accepted keys and arity. Adding a type is one file (or
-//! one entry in a family file) plus one registry line; every generic pass (analysis, reports)
-//! works through the trait alone.
+//! Layer types. What differs between types is behind three traits, one per concern:
+//! [`Op`] (shape rule, parameters and buffers, MACs and FLOPs, receptive-field geometry, label,
+//! category, and the structural facts design audits read), [`Kernel`] (the weights it owns, its
+//! executor kernel, the inference plan's hooks, and the linearised one-channel copy
+//! [`Collapsed`] that measures receptive fields) and [`Counting`] (the cost each profiler's
+//! [`Convention`] charges, and what training adds: backward FLOPs and the tensors saved for
+//! backward). [`Layer`] is the three together, the one handle (`Box<dyn Layer>`) every pass
+//! holds. The [`REGISTRY`] lists every type with its accepted keys, arity and the norm a fused
+//! `bn` becomes ([`OpType::fused_bn`]). Adding a type is one file (or one entry in a family
+//! file) plus one registry line; every generic pass (graph, analysis, reports) works through
+//! the traits and the registry alone, and no code outside this directory compares an op name
+//! (`tests/tidy.rs`).
 
 mod activation;
 mod attrs;
