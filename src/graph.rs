@@ -164,6 +164,32 @@ pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error>
     Ok(out)
 }
 
+/// The per-sample input shape an `--input` of `dims` asks of the model in `doc`: CxHxW as
+/// given; HxW, or S for a square, with the channels the file declares (a model with a 3-D
+/// input); S alone for a model whose input is one number wide. Read without building (a model
+/// may be valid only at the new size); the caller builds from the same `doc`.
+pub fn complete_input(doc: &Document, dims: &[u64]) -> Result<Vec<u64>, Error> {
+    let declared = declared_inputs(doc)?;
+    let first = declared.first().map(|(_, d)| d.clone()).unwrap_or_default();
+    Ok(match dims.len() {
+        3 => dims.to_vec(),
+        2 if first.len() == 3 => vec![first[0], dims[0], dims[1]],
+        1 if first.len() == 3 => vec![first[0], dims[0], dims[0]],
+        1 if first.len() == 1 => dims.to_vec(),
+        _ => {
+            let shown = dims
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x");
+            return Err(Diagnostic::new(format!(
+                "--input {shown} does not fit the model's input {first:?}"
+            ))
+            .into());
+        }
+    })
+}
+
 /// Expands and builds the network described by `doc`.
 pub fn build_network(doc: &Document, opts: &BuildOptions) -> Result<Network, Error> {
     let spec = ModelSpec::from_document(doc).map_err(|d| Error::from(doc.locate_diagnostic(d)))?;

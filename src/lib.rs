@@ -2,8 +2,10 @@
 //! ([`spec`]) is expanded into a layer graph ([`graph`]) whose layers ([`layers`]) know their
 //! shape rules and costs; [`analysis`] computes per-layer and total parameters, MACs, FLOPs and
 //! memory; [`report`] renders tables and JSON; [`dot`] draws the graph as Graphviz DOT; [`html`]
-//! renders the self-contained HTML report page. The
-//! library does no IO and never panics on user input: every problem is a located [`Error`].
+//! renders the self-contained HTML report page; [`render`] the text of the other commands.
+//! [`cli`] is the command line (one module per command), the only module that touches clap,
+//! files, standard streams and exit codes: the rest of the library does no IO and never panics
+//! on user input: every problem is a located [`Error`].
 
 // A `Diagnostic` carries its location, layer, instance, notes and help: large, but only on the
 // cold error path, where boxing every `Result` would buy nothing measurable.
@@ -12,6 +14,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod check;
+pub mod cli;
 pub mod compare;
 pub mod convention;
 pub mod dot;
@@ -24,6 +27,7 @@ pub mod html;
 pub mod kernels;
 pub mod layers;
 pub mod receptive;
+pub mod render;
 pub mod report;
 pub mod spec;
 pub mod tensor;

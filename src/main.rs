@@ -1,6 +1,5 @@
-//! The `archscope` binary: a thin shell over the library (see `cli.rs`).
-
-mod cli;
+//! The `archscope` binary: the library's command line (`archscope::cli`, in `src/cli/`), with
+//! the process's allocator and exit code.
 
 // mimalloc: analysing a 100k-layer graph makes millions of small allocations; glibc's allocator
 // spent most of that time consolidating free lists (measured in docs/PERFORMANCE.md).
@@ -8,5 +7,5 @@ mod cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    std::process::exit(cli::main());
+    std::process::exit(archscope::cli::main());
 }

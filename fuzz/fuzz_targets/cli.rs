@@ -1,8 +1,8 @@
 //! Fuzz target over command lines: the bytes choose a subcommand, a model and up to six flags
 //! with values — values from a dictionary of plausible and extreme ones (`0`, `18446744073709551615`,
-//! `1,8,32`, `3x224x224`, `25M`, …) or raw bytes — and the binary's own argument layer
-//! (`src/cli.rs`, compiled into this target, through `cli::main_from`) parses them and runs
-//! the library behind them. Nothing may panic, and the exit code must be 0, 1 or 2
+//! `1,8,32`, `3x224x224`, `25M`, …) or raw bytes — and the library's command line
+//! (`archscope::cli::main_from`, what the binary's `main` calls) parses them and runs the
+//! library behind them. Nothing may panic, and the exit code must be 0, 1 or 2
 //! (docs/FORMAT.md, "Errors").
 //!
 //! Files stay inside a temporary directory: the target works there, and every flag that takes
@@ -16,10 +16,6 @@
 use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
-
-#[allow(dead_code)]
-#[path = "../../src/cli.rs"]
-mod cli;
 
 static SETUP: Once = Once::new();
 
@@ -312,6 +308,6 @@ fuzz_target!(|data: &[u8]| {
     {
         return;
     }
-    let code = cli::main_from(args.clone());
+    let code = archscope::cli::main_from(args.clone());
     assert!(matches!(code, 0..=2), "exit code {code} for {args:?}");
 });
