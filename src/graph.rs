@@ -164,30 +164,50 @@ pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error>
     Ok(out)
 }
 
-/// The per-sample input shape an `--input` of `dims` asks of the model in `doc`: CxHxW as
-/// given; HxW, or S for a square, with the channels the file declares (a model with a 3-D
-/// input); S alone for a model whose input is one number wide. Read without building (a model
-/// may be valid only at the new size); the caller builds from the same `doc`.
+/// The per-sample input shape an `--input` of `dims` asks of the model in `doc`, for a
+/// declared input of channels and 0 to 3 spatial axes: the whole shape as declared (C×L,
+/// C×H×W, C×D×H×W, or F for a flat input), the spatial sizes alone with the channels the file
+/// declares (L, H×W, D×H×W), or one size S for a square H×W image. Any 3 sizes on a model with
+/// a flat input are taken as C×H×W. Read without building (a model may be valid only at the
+/// new size); the caller builds from the same `doc`.
 pub fn complete_input(doc: &Document, dims: &[u64]) -> Result<Vec<u64>, Error> {
     let declared = declared_inputs(doc)?;
     let first = declared.first().map(|(_, d)| d.clone()).unwrap_or_default();
-    Ok(match dims.len() {
-        3 => dims.to_vec(),
-        2 if first.len() == 3 => vec![first[0], dims[0], dims[1]],
-        1 if first.len() == 3 => vec![first[0], dims[0], dims[0]],
-        1 if first.len() == 1 => dims.to_vec(),
-        _ => {
-            let shown = dims
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("x");
-            return Err(Diagnostic::new(format!(
-                "--input {shown} does not fit the model's input {first:?}"
-            ))
-            .into());
-        }
-    })
+    let spatial = first.len().saturating_sub(1);
+    let n = dims.len();
+    if n == first.len() || (n == 3 && first.len() <= 1) {
+        return Ok(dims.to_vec());
+    }
+    if spatial >= 1 && n == spatial {
+        return Ok(std::iter::once(first[0]).chain(dims.iter().copied()).collect());
+    }
+    if spatial == 2 && n == 1 {
+        return Ok(vec![first[0], dims[0], dims[0]]);
+    }
+    let x = |d: &[u64]| {
+        d.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    };
+    let forms = match spatial {
+        0 => format!("{} (the input is flat)", x(&first)),
+        1 => format!("C×L ({}) or L ({})", x(&first), x(&first[1..])),
+        2 => format!(
+            "C×H×W ({}), H×W ({}) or one size for a square ({})",
+            x(&first),
+            x(&first[1..]),
+            first[2]
+        ),
+        _ => format!("C×D×H×W ({}) or D×H×W ({})", x(&first), x(&first[1..])),
+    };
+    Err(Diagnostic::new(format!(
+        "--input {} does not fit the model's input {}",
+        x(dims),
+        x(&first)
+    ))
+    .help(format!("give {forms}"))
+    .into())
 }
 
 /// Expands and builds the network described by `doc`.

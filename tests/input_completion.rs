@@ -32,7 +32,37 @@ fn a_vector_input_takes_one_size() {
     let e = complete_input(&d, &[4, 8]).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "--input 4x8 does not fit the model's input [16]"
+        "--input 4x8 does not fit the model's input 16\n   help: give 16 (the input is flat)"
+    );
+}
+
+const WAVE: &str =
+    "name: wave\ninputs: {wave: [1, 400]}\nnodes:\n  - {op: conv1d, out: 4, kernel: 3}\n";
+const CLIP: &str = "name: clip\ninputs: {video: [3, 8, 32, 32]}\nnodes:\n  - {op: conv3d, out: 4, kernel: 3}\n";
+
+#[test]
+fn one_and_three_spatial_axes() {
+    let w = doc(WAVE);
+    // L: the declared single channel, then 1000 samples; C×L as given.
+    assert_eq!(complete_input(&w, &[1000]).unwrap(), vec![1, 1000]);
+    assert_eq!(complete_input(&w, &[2, 1000]).unwrap(), vec![2, 1000]);
+    let e = complete_input(&w, &[2, 3, 4]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--input 2x3x4 does not fit the model's input 1x400\n   help: give C×L (1x400) or L (400)"
+    );
+    let c = doc(CLIP);
+    // D×H×W with the declared 3 channels; C×D×H×W as given.
+    assert_eq!(complete_input(&c, &[16, 64, 64]).unwrap(), vec![3, 16, 64, 64]);
+    assert_eq!(
+        complete_input(&c, &[1, 16, 64, 64]).unwrap(),
+        vec![1, 16, 64, 64]
+    );
+    // One size is not a video clip: the message says what fits.
+    let e = complete_input(&c, &[64]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--input 64 does not fit the model's input 3x8x32x32\n   help: give C×D×H×W (3x8x32x32) or D×H×W (8x32x32)"
     );
 }
 

@@ -23,8 +23,8 @@ pub struct ModelArgs {
 
 #[derive(clap::Args)]
 pub struct SettingArgs {
-    /// Input size per sample: CxHxW, HxW (keeps the model's channels) or S (square). A
-    /// comma-separated list (224,320,448) sweeps several sizes where the command allows it.
+    /// Input size per sample: the whole shape (CxHxW, CxL, CxDxHxW), the spatial sizes alone
+    /// (HxW, L, DxHxW: keeps the model's channels) or S (a square image). A comma-separated list (224,320,448) sweeps several sizes where the command allows it.
     #[arg(long)]
     pub input: Option<String>,
     /// Batch size; a comma-separated list (1,8,32) sweeps several where the command allows it.
@@ -99,7 +99,8 @@ impl SettingArgs {
     }
 }
 
-/// Parses `CxHxW`, `HxW` or `S`.
+/// Parses one `--input` setting: 1 to 4 positive sizes (`CxDxHxW` at most), completed against
+/// the model by [`archscope::graph::complete_input`].
 pub fn parse_input(s: &str) -> Result<Vec<u64>> {
     let parts: Vec<&str> = s.split(['x', 'X', '×']).map(str::trim).collect();
     let dims = parts
@@ -107,11 +108,11 @@ pub fn parse_input(s: &str) -> Result<Vec<u64>> {
         .map(|p| p.parse::<u64>().ok().filter(|&d| d > 0))
         .collect::<Option<Vec<u64>>>()
         .ok_or_else(|| {
-            anyhow!("--input {s}: expected positive integers like 3x224x224, 224x224 or 224 (a comma separates sweep values)")
+            anyhow!("--input {s}: expected positive integers like 3x224x224, 224x224, 224 or 3x16x112x112 (a comma separates sweep values)")
         })?;
     match dims.len() {
-        1..=3 => Ok(dims),
-        _ => bail!("--input {s}: give CxHxW, HxW or a single size"),
+        1..=4 => Ok(dims),
+        _ => bail!("--input {s}: give at most 4 sizes: the channels and up to 3 spatial sizes (CxDxHxW)"),
     }
 }
 
