@@ -8,6 +8,7 @@
 
 pub mod io;
 pub mod kernels;
+pub mod kernels_nd;
 pub mod reach;
 
 use std::time::Instant;
