@@ -247,7 +247,13 @@ pub fn audit(net: &Network, a: &Analysis, budgets: &Budgets) -> Result<Audit, Er
     let cov = coverage(a);
     if let Some(min) = budgets.min_rf {
         let field = cov.last.and_then(|i| a.layers[i].rf.as_ref());
-        let actual = field.map(|f| q_f64(&f.axes[0].size).min(q_f64(&f.axes[1].size)));
+        // The smallest size over the spatial axes.
+        let actual = field.map(|f| {
+            f.axes
+                .iter()
+                .map(|a| q_f64(&a.size))
+                .fold(f64::INFINITY, f64::min)
+        });
         checks.push(Check {
             name: "min_rf",
             limit: min,
@@ -812,33 +818,54 @@ impl<'a> Findings<'a> {
 
     fn field(&mut self) {
         let cov = coverage(self.a);
-        let [ih, iw] = cov.input;
-        // After the last spatial layer the model may go on with a sequence of tokens (N×C×L,
-        // a patch embedding followed by attention or token mixing): its context is not the
-        // trunk's field, so a small patch field is no finding.
+        let rank = cov.input.len();
+        let ih = cov.input.first().copied().unwrap_or(0);
+        let dims = cov
+            .input
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("×");
+        // What one input unit is called.
+        let unit = match rank {
+            1 => "samples",
+            3 => "voxels",
+            _ => "pixels",
+        };
+        // After the last spatial layer the model may go on with a sequence of tokens (N×C×L
+        // after an image, a patch embedding followed by attention or token mixing): its
+        // context is not the trunk's field, so a small patch field is no finding.
         let tokens_follow = cov.last.is_some_and(|i| {
             self.a.layers[i + 1..]
                 .iter()
-                .any(|l| l.outputs.first().is_some_and(|s| s.rank() == 3))
+                .any(|l| l.outputs.first().is_some_and(|s| s.rank() == 3 && rank > 1))
         });
         if let Some(i) = cov.last.filter(|_| !tokens_follow) {
             let f = self.a.layers[i].rf.as_ref().expect("has a field");
-            let (h, w) = (&f.axes[0].size, &f.axes[1].size);
-            if ih > 0
-                && (*h * Q::from(2) < Q::from(ih as i64) || *w * Q::from(2) < Q::from(iw as i64))
-            {
+            let small = f.axes.len() == rank
+                && f.axes
+                    .iter()
+                    .zip(&cov.input)
+                    .any(|(a, &n)| a.size * Q::from(2) < Q::from(n as i64));
+            let h = &f.axes[0].size;
+            if ih > 0 && small {
                 let name = self.a.layers[i].name.clone();
+                let sizes = f
+                    .axes
+                    .iter()
+                    .map(|a| fmt_q(&a.size))
+                    .collect::<Vec<_>>()
+                    .join("×");
                 self.out.push(finding(
                     "small-receptive-field",
                     &name,
                     format!(
-                        "the trunk's last spatial layer `{name}` sees {}×{} pixels of the {ih}×{iw} input ({} of its height)",
-                        fmt_q(h),
-                        fmt_q(w),
-                        pct((q_f64(h) * 1000.0) as u64, ih * 1000)
+                        "the trunk's last spatial layer `{name}` sees {sizes} {unit} of the {dims} input ({} of its {})",
+                        pct((q_f64(h) * 1000.0) as u64, ih * 1000),
+                        crate::geometry::axis_name(rank, 0)
                     ),
                     "no unit relates parts of the image farther apart than its field: objects larger than it are recognised only by local texture",
-                    format!("add downsampling or dilated/larger kernels until the field reaches about {ih} pixels, or feed smaller inputs"),
+                    format!("add downsampling or dilated/larger kernels until the field reaches about {ih} {unit}, or feed smaller inputs"),
                 ));
             }
         }
@@ -861,13 +888,13 @@ impl<'a> Findings<'a> {
                 "unproductive-layers",
                 &name,
                 format!(
-                    "from `{name}` on, every unit sees the whole {ih}×{iw} input: the {} later spatial layers ({} MACs, {} of the total) add no context at this resolution",
+                    "from `{name}` on, every unit sees the whole {dims} input: the {} later spatial layers ({} MACs, {} of the total) add no context at this resolution",
                     cov.unproductive.len(),
                     human_count(macs),
                     pct(macs, self.a.totals.macs)
                 ),
                 "once the field covers the input, further spatial kernels only mix features that are already global; their field growth is wasted (capacity remains)",
-                format!("run at a larger input (the final field is {f} pixels) or make the last stages shallower"),
+                format!("run at a larger input (the final field is {f} {unit}) or make the last stages shallower"),
             );
             fd.saving_macs = None;
             self.out.push(fd);
