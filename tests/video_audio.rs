@@ -1,0 +1,173 @@
+//! The zoo's video and audio models against PyTorch: tests/data/video_audio_reference.json
+//! (scripts/video_audio_reference.py; torchvision's r3d_18, mc3_18, r2plus1d_18 and
+//! torchaudio's Wav2Letter) gives their parameters, buffers, MACs, output shapes, every
+//! weighted layer's output shape, parameters and MACs in execution order, and their receptive
+//! fields per axis as PyTorch's gradients measure them (after each stage and at the end). Every
+//! figure must be equal. `check` passes on each (its MACs tallied by the N-D kernels, its
+//! receptive fields measured per axis on indicator clips and signals).
+
+use std::path::PathBuf;
+
+use archscope::receptive::Q;
+use archscope::{analyze, check, exec, zoo, BuildOptions, Dtype};
+use serde_json::Value;
+
+fn reference() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/video_audio_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn dims(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+/// A reference rational (an integer, or a float that is a multiple of 1/2^k) as exact.
+fn q(v: &Value) -> Q {
+    if let Some(i) = v.as_i64() {
+        return Q::from(i);
+    }
+    let f = v.as_f64().unwrap();
+    let den = 1i64 << 20;
+    let num = (f * den as f64).round() as i64;
+    assert_eq!(num as f64 / den as f64, f, "not a dyadic rational: {f}");
+    Q::new(num, den)
+}
+
+const MODELS: [&str; 4] = ["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"];
+
+#[test]
+fn totals_and_layers_match_pytorch() {
+    let r = reference();
+    let models = r["models"].as_object().unwrap();
+    assert_eq!(
+        models.keys().map(String::as_str).collect::<Vec<_>>().len(),
+        MODELS.len()
+    );
+    for name in MODELS {
+        let m = &models[name];
+        let input = dims(&m["input"]);
+        let opts = BuildOptions {
+            input: Some(input[1..].to_vec()),
+            ..BuildOptions::default()
+        };
+        let net = zoo::build(name, &opts).unwrap().unwrap();
+        let a = analyze(&net, Dtype::F32).unwrap();
+        assert_eq!(a.inputs[0].0, input, "{name}: input");
+        assert_eq!(a.totals.params, m["params"].as_u64().unwrap(), "{name}: params");
+        assert_eq!(
+            a.totals.trainable,
+            m["trainable"].as_u64().unwrap(),
+            "{name}: trainable"
+        );
+        assert_eq!(a.totals.buffers, m["buffers"].as_u64().unwrap(), "{name}: buffers");
+        assert_eq!(a.totals.macs, m["macs"].as_u64().unwrap(), "{name}: MACs");
+        assert_eq!(a.outputs[0].1 .0, dims(&m["output"]), "{name}: output");
+        // Every layer with parameters, in execution order: output shape, parameters, MACs.
+        let ours: Vec<_> = a
+            .layers
+            .iter()
+            .filter(|l| l.params.total() > 0)
+            .collect();
+        let theirs: Vec<&Value> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["params"].as_u64().unwrap() > 0)
+            .collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}: weighted layers");
+        for (o, t) in ours.iter().zip(&theirs) {
+            let what = format!("{name}: {} vs {}", o.name, t["name"]);
+            assert_eq!(o.outputs[0].0, dims(&t["out"]), "{what}: shape");
+            assert_eq!(o.params.total(), t["params"].as_u64().unwrap(), "{what}: params");
+            if let Some(macs) = t.get("macs") {
+                assert_eq!(o.macs, macs.as_u64().unwrap(), "{what}: MACs");
+            }
+        }
+    }
+}
+
+/// The last layer of stage `stage` (the layer itself, or the last one under it).
+fn stage_end(a: &archscope::Analysis, stage: &str) -> usize {
+    a.layers
+        .iter()
+        .rposition(|l| l.name == stage || l.name.starts_with(&format!("{stage}.")))
+        .unwrap_or_else(|| panic!("no layer `{stage}`"))
+}
+
+#[test]
+fn receptive_fields_match_pytorch_per_axis() {
+    let r = reference();
+    let mut checked = 0;
+    for name in MODELS {
+        let m = &r["models"][name];
+        let input = dims(&m["input"]);
+        let opts = BuildOptions {
+            input: Some(input[1..].to_vec()),
+            ..BuildOptions::default()
+        };
+        let net = zoo::build(name, &opts).unwrap().unwrap();
+        let a = analyze(&net, Dtype::F32).unwrap();
+        let mut stages: Vec<&Value> = m["rf_after_stage"]
+            .as_array()
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        stages.push(&m["rf"]);
+        for st in stages {
+            let layer = st["after"].as_str().unwrap();
+            let f = a.layers[stage_end(&a, layer)]
+                .rf
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name}: `{layer}` has no field"));
+            for key in ["size", "jump", "start"] {
+                let want: Vec<Q> = st[key].as_array().unwrap().iter().map(q).collect();
+                let got: Vec<Q> = f
+                    .axes
+                    .iter()
+                    .map(|ax| match key {
+                        "size" => ax.size,
+                        "jump" => ax.jump,
+                        _ => ax.start,
+                    })
+                    .collect();
+                assert_eq!(got, want, "{name}: {key} after {layer}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} fields checked");
+}
+
+#[test]
+fn check_passes_on_each_model() {
+    // Smaller clips and signals than the zoo's defaults keep the test short: 8 frames of
+    // 56×56 (r3d_18's full 16×112×112 is 8× the work), one second of audio as in the zoo.
+    for (name, input) in [
+        ("r3d_18", vec![3, 8, 56, 56]),
+        ("mc3_18", vec![3, 8, 56, 56]),
+        ("r2plus1d_18", vec![3, 8, 56, 56]),
+        ("wav2letter", vec![1, 16000]),
+    ] {
+        let opts = BuildOptions {
+            input: Some(input),
+            ..BuildOptions::default()
+        };
+        let net = zoo::build(name, &opts).unwrap().unwrap();
+        let a = analyze(&net, Dtype::F32).unwrap();
+        let w = exec::init_weights(&net, 0).unwrap();
+        let report = check::check(&net, &a, &w, 0).unwrap();
+        let bad: Vec<String> = report
+            .rows
+            .iter()
+            .filter(|r| !r.ok())
+            .map(|r| format!("{}: {:?}", r.name, r.mismatches()))
+            .collect();
+        assert!(bad.is_empty(), "{name}: {bad:?}");
+        // Receptive fields are measured (per axis) and compared.
+        assert_eq!(report.rf_skipped, None, "{name}");
+        assert!(report.rf_compared() > 0, "{name}");
+    }
+}
