@@ -1,10 +1,11 @@
 //! The library's error type. Every user-facing failure is a [`Diagnostic`]: what is wrong,
 //! where (file:line:column and/or the layer path and its block instance), and what to write
-//! instead. The library never prints; the CLI renders a diagnostic once, at the top.
+//! instead. The library never prints; the CLI renders a diagnostic once, at the top. A location
+//! is a [`SourceLoc`] (file:line:column) or a [`YamlPath`] into the document (`nodes[3].kernel`),
+//! which `yaml::Document::locate` turns into a `SourceLoc`.
 
 use std::fmt;
-
-use crate::yaml::YamlPath;
+use std::sync::Arc;
 
 /// Where something came from in the source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +218,90 @@ pub fn did_you_mean<'a>(
 }
 
 impl std::error::Error for Diagnostic {}
+
+/// One step of a path into the document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A path from the document root to a value, e.g. `blocks.bottleneck.nodes[2].stride`.
+/// A shared linked list from the value back to the root: a child costs one small allocation
+/// whatever its depth, and cloning is a reference-count increment (every value of an
+/// expanded model keeps one).
+#[derive(Debug, Clone, Default)]
+pub struct YamlPath(Option<Arc<PathLink>>);
+
+#[derive(Debug)]
+struct PathLink {
+    parent: YamlPath,
+    step: Step,
+}
+
+impl YamlPath {
+    pub(crate) fn child(&self, step: Step) -> YamlPath {
+        YamlPath(Some(Arc::new(PathLink {
+            parent: self.clone(),
+            step,
+        })))
+    }
+    pub fn key(&self, k: &str) -> YamlPath {
+        self.child(Step::Key(k.to_string()))
+    }
+    pub fn index(&self, i: usize) -> YamlPath {
+        self.child(Step::Index(i))
+    }
+    /// The steps from the root, in order.
+    pub fn steps(&self) -> Vec<&Step> {
+        let mut out = Vec::new();
+        let mut cur = self;
+        while let Some(link) = &cur.0 {
+            out.push(&link.step);
+            cur = &link.parent;
+        }
+        out.reverse();
+        out
+    }
+    /// Whether this is the document itself.
+    pub fn is_root(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl PartialEq for YamlPath {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || (a.step == b.step && a.parent == b.parent),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for YamlPath {}
+
+impl std::hash::Hash for YamlPath {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.steps().hash(h)
+    }
+}
+
+impl fmt::Display for YamlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_root() {
+            return write!(f, "(document)");
+        }
+        for (i, s) in self.steps().into_iter().enumerate() {
+            match s {
+                Step::Key(k) if i == 0 => write!(f, "{k}")?,
+                Step::Key(k) => write!(f, ".{k}")?,
+                Step::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

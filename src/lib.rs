@@ -21,19 +21,19 @@ pub mod expr;
 pub mod geometry;
 pub mod graph;
 pub mod html;
+pub mod kernels;
+pub mod kernels_nd;
 pub mod layers;
 pub mod receptive;
 pub mod report;
 pub mod spec;
+pub mod tensor;
 pub mod train;
 pub mod yaml;
 pub mod zoo;
-
-#[cfg(test)]
-mod testutil;
 
 pub use analysis::{analyze, Analysis, Dtype, LayerStats, Totals};
 pub use convention::Convention;
 pub use error::{Diagnostic, Error, Result};
 pub use graph::{build_network, BuildOptions, Network};
-pub use layers::{Layer, Shape};
+pub use layers::{Counting, Kernel, Layer, Op, Shape};

@@ -6,8 +6,8 @@
 //! float. Merges (add, concat, multiply) follow the Google `receptive_field` library: paths that
 //! disagree in jump or centre make the layer "not aligned" (a warning carried in the result);
 //! otherwise the size is the largest over paths. Generic: every layer contributes through
-//! `Layer::geometry`. Only inputs whose values meet count: an input that only lends its size
-//! (`Layer::reads_values`) is left out. Derivations are in docs/RECEPTIVE_FIELD.md.
+//! `Op::geometry`. Only inputs whose values meet count: an input that only lends its size
+//! (`Op::reads_values`) is left out. Derivations are in docs/RECEPTIVE_FIELD.md.
 
 use num_rational::Ratio;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};

@@ -1,6 +1,6 @@
 //! Training cost and memory of a network: iterations per epoch (with and without
 //! `drop_last`), training FLOPs (forward + backward, per op through
-//! [`Layer::training`](crate::layers::Layer::training); totals in 128 bits, exact for any real
+//! [`Counting::training`](crate::layers::Counting::training); totals in 128 bits, exact for any real
 //! recipe), wall time at a sustained throughput, and the memory of a training step: weights,
 //! gradients, optimiser state, the activations autograd saves for backward (each storage
 //! counted once, as PyTorch holds it once), and the peak — a simulation of what is alive at

@@ -13,95 +13,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{Diagnostic, SourceLoc};
-
-/// One step of a path into the document.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// A path from the document root to a value, e.g. `blocks.bottleneck.nodes[2].stride`.
-/// A shared linked list from the value back to the root: a child costs one small allocation
-/// whatever its depth, and cloning is a reference-count increment (every value of an
-/// expanded model keeps one).
-#[derive(Debug, Clone, Default)]
-pub struct YamlPath(Option<Arc<PathLink>>);
-
-#[derive(Debug)]
-struct PathLink {
-    parent: YamlPath,
-    step: Step,
-}
-
-impl YamlPath {
-    fn child(&self, step: Step) -> YamlPath {
-        YamlPath(Some(Arc::new(PathLink {
-            parent: self.clone(),
-            step,
-        })))
-    }
-    pub fn key(&self, k: &str) -> YamlPath {
-        self.child(Step::Key(k.to_string()))
-    }
-    pub fn index(&self, i: usize) -> YamlPath {
-        self.child(Step::Index(i))
-    }
-    /// The steps from the root, in order.
-    pub fn steps(&self) -> Vec<&Step> {
-        let mut out = Vec::new();
-        let mut cur = self;
-        while let Some(link) = &cur.0 {
-            out.push(&link.step);
-            cur = &link.parent;
-        }
-        out.reverse();
-        out
-    }
-    /// Whether this is the document itself.
-    pub fn is_root(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-impl PartialEq for YamlPath {
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || (a.step == b.step && a.parent == b.parent),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for YamlPath {}
-
-impl std::hash::Hash for YamlPath {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.steps().hash(h)
-    }
-}
-
-impl fmt::Display for YamlPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_root() {
-            return write!(f, "(document)");
-        }
-        for (i, s) in self.steps().into_iter().enumerate() {
-            match s {
-                Step::Key(k) if i == 0 => write!(f, "{k}")?,
-                Step::Key(k) => write!(f, ".{k}")?,
-                Step::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::error::{Step, YamlPath};
 
 /// A YAML value, as the format sees it.
 #[derive(Debug, Clone, PartialEq)]

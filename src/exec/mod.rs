@@ -3,23 +3,20 @@
 //! profile a design (`archscope run`). Weights come from a seeded initialisation or a
 //! `.safetensors` file (PyTorch's names and layouts: `layer.path.weight`, `.bias`,
 //! `.running_mean`, `.running_var`). Every tensor is freed after its last use. Kernels live
-//! with their layers (`Layer::forward`); the shared building blocks (GEMM, im2col, windows,
+//! with their layers (`Kernel::forward`); the shared building blocks (GEMM, im2col, windows,
 //! broadcasting) are in [`kernels`].
 
 pub mod io;
-pub mod kernels;
-pub mod kernels_nd;
 pub mod reach;
+
+pub use crate::kernels;
+pub use crate::kernels::{Ctx, Recycler};
+pub use crate::tensor::{Init, Tensor, WeightKind, WeightSpec, MAX_TENSOR_ELEMENTS};
 
 use std::time::Instant;
 
 use crate::error::Diagnostic;
 use crate::graph::Network;
-
-/// Largest tensor the executor allocates, in elements: 2^32, 16 GiB of f32. Every input,
-/// weight and layer output is checked before it is allocated (the static analysis alone
-/// accepts tensors up to 2^40 elements, [`crate::graph::MAX_ELEMENTS`]).
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 32;
 
 /// Most bytes the executor holds at once by default (3 GiB): weights (and the inference plan's
 /// copies of them), the activations alive at each layer, a scratch allowance per layer, and
@@ -76,7 +73,7 @@ impl MemoryNeed {
 /// `extra_weights`, e.g. the inference plan's folded or Winograd copies); the model's inputs;
 /// at each layer in execution order, every tensor still to be read (and every model output)
 /// plus the layer's outputs and a scratch allowance: its largest input, or its kernel's
-/// working buffers when larger (`Layer::workspace`: a convolution's padded input and im2col
+/// working buffers when larger (`Kernel::workspace`: a convolution's padded input and im2col
 /// buffer). Every tensor is first checked against [`MAX_TENSOR_ELEMENTS`]. The
 /// error names the first layer where the total goes over the budget.
 pub fn check_memory(
@@ -189,131 +186,6 @@ pub fn check_memory(
         }
     }
     Ok(need)
-}
-
-/// A dense f32 tensor, row-major, batch first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-impl Tensor {
-    pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor {
-            shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
-        }
-    }
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data }
-    }
-    pub fn numel(&self) -> usize {
-        self.data.len()
-    }
-}
-
-/// How a weight tensor is initialised.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Init {
-    /// He (Kaiming) uniform for ReLU networks: U(−√(6/fan_in), √(6/fan_in)), variance
-    /// 2/fan_in, which keeps activations finite and non-vanishing through deep stacks (checked
-    /// on resnet152).
-    Kaiming {
-        fan_in: usize,
-    },
-    Zeros,
-    Ones,
-    /// Every element the same value (PReLU's 0.25). Not a list: the tensor is allocated only
-    /// after its size is checked.
-    Constant(f32),
-    /// Fixed values (e.g. a Sobel filter).
-    Fixed(Vec<f32>),
-}
-
-/// Whether a tensor is a learnable parameter (counted in `params`) or a buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightKind {
-    Trainable,
-    Frozen,
-    Buffer,
-}
-
-/// One weight tensor a layer owns, named as in PyTorch's `state_dict` (`weight`, `bias`, …).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WeightSpec {
-    pub name: &'static str,
-    pub shape: Vec<usize>,
-    pub kind: WeightKind,
-    pub init: Init,
-}
-
-/// What a kernel may read and report besides tensors.
-pub struct Ctx<'a> {
-    /// Multiply-accumulates the kernel performed (tallied as it runs).
-    pub macs: u64,
-    /// Auxiliary outputs of the producers of each input (max-pool indices for max-unpool).
-    pub aux_in: &'a [Option<&'a [u32]>],
-    /// The kernel's auxiliary output (a max-pool's argmax indices).
-    pub aux_out: Option<Vec<u32>>,
-    /// Whether a consumer reads `aux_out` (when false, a max pool may skip its indices).
-    pub want_aux: bool,
-    /// An element-wise function to apply to the (single) output: a kernel that applies it
-    /// itself, tile by tile, takes it (`take()`); the executor applies what is left.
-    pub epilogue: Option<kernels::Pointwise>,
-    /// Buffers of tensors that died, for [`Ctx::output`].
-    pub recycled: Option<&'a mut Recycler>,
-}
-
-impl Ctx<'_> {
-    /// A tensor of shape `dims` that the kernel will overwrite completely: the buffer of a dead
-    /// tensor of the same size when there is one (its contents are then stale values), else
-    /// zeros. Saves allocating (and page-faulting) a fresh buffer for most outputs.
-    pub fn output(&mut self, dims: &[usize]) -> Tensor {
-        let len = dims.iter().product();
-        match self.recycled.as_mut().and_then(|r| r.take(len)) {
-            Some(data) => Tensor::new(dims.to_vec(), data),
-            None => Tensor::zeros(dims),
-        }
-    }
-}
-
-/// The buffers of tensors that died during a run, reused by later outputs of the same size.
-#[derive(Debug, Default)]
-pub struct Recycler {
-    free: Vec<Vec<f32>>,
-    /// Whether buffers are kept at all.
-    on: bool,
-    /// Bytes of the buffers kept, and the most that may be kept.
-    held: u64,
-    cap: u64,
-}
-
-impl Recycler {
-    /// Buffers kept at most (the oldest go first).
-    const KEEP: usize = 16;
-
-    /// A free buffer of exactly `len` elements, if any.
-    pub fn take(&mut self, len: usize) -> Option<Vec<f32>> {
-        let i = self.free.iter().rposition(|b| b.len() == len)?;
-        self.held -= 4 * len as u64;
-        Some(self.free.swap_remove(i))
-    }
-
-    /// Keeps `buf` for reuse, within the byte cap (the oldest buffers go first).
-    pub fn give(&mut self, buf: Vec<f32>) {
-        let bytes = 4 * buf.len() as u64;
-        if buf.is_empty() || !self.on || bytes > self.cap {
-            return;
-        }
-        while self.free.len() == Self::KEEP || self.held + bytes > self.cap {
-            let old = self.free.remove(0);
-            self.held -= 4 * old.len() as u64;
-        }
-        self.held += bytes;
-        self.free.push(buf);
-    }
 }
 
 /// The weights of every layer of a network, in the order of its nodes.

@@ -1,6 +1,6 @@
 //! Receptive fields measured by running the executor's kernels, independently of the analysis
-//! (`receptive.rs`, `Layer::geometry`): every layer is replaced by its linearised one-channel
-//! copy (`Layer::collapsed`: weights of 1, channels collapsed to one, norms and activations
+//! (`receptive.rs`, `Op::geometry`): every layer is replaced by its linearised one-channel
+//! copy (`Kernel::collapsed`: weights of 1, channels collapsed to one, norms and activations
 //! passed through, merges summed), and that copy runs on batches of indicator images — for the
 //! height, image `b` is all zeros but row `b` (every column); for the width, column `b`; in
 //! general, for spatial axis `a` (one to three of them: a signal's length, an image's height

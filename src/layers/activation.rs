@@ -1,14 +1,15 @@
 //! Activation functions. One struct serves them all; what differs (options, PyTorch module,
 //! per-element FLOPs) is in the table of registrations below. PReLU is the one with parameters.
 
+use super::Convention;
 use super::{
-    mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType, Params,
-    Saved, Shape, Training,
+    mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer,
+    Op, OpType, Params, Saved, Shape, Training,
 };
-use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::Pointwise;
-use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
+use crate::kernels::Ctx;
+use crate::kernels::Pointwise;
+use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 
 /// Keys every activation accepts besides its own: `functional: true` says the PyTorch model
 /// calls the function (`F.relu(x)`) rather than a module (`nn.ReLU`). Shapes and costs are the
@@ -279,19 +280,12 @@ fn build(
     }))
 }
 
-impl Layer for Activation {
+impl Op for Activation {
     fn op(&self) -> &'static str {
         self.name
     }
     fn label(&self) -> String {
         format!("{}{}", self.name, self.detail)
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Element-wise, or a softmax over channels; a softmax over space is global.
-        match self.dim {
-            Some(d) if d >= 2 => Collapsed::Stop,
-            _ => Collapsed::Identity,
-        }
     }
     fn category(&self) -> Category {
         Category::Activation
@@ -321,82 +315,15 @@ impl Layer for Activation {
     fn torch_type(&self) -> Option<&'static str> {
         (!self.functional).then_some(self.torch)
     }
-    fn convention_cost(
-        &self,
-        c: Convention,
-        inputs: &[Shape],
-        _outputs: &[Shape],
-    ) -> Result<u64, Diagnostic> {
-        let x = &inputs[0];
-        match c {
-            // ptflops counts numel once per module hook (ReLU, PReLU, ELU, LeakyReLU, ReLU6,
-            // GELU) and once per call of a function it patches (F.relu, F.prelu, F.elu,
-            // F.relu6, F.gelu, F.silu, F.softmax) — a module whose forward calls a patched
-            // function (nn.ReLU → F.relu) is counted twice; nn.ReLU6 calls F.hardtanh and
-            // nn.LeakyReLU F.leaky_relu, which are not patched.
-            Convention::Ptflops => {
-                let hooked = matches!(
-                    self.name,
-                    "relu" | "prelu" | "elu" | "leaky_relu" | "relu6" | "gelu"
-                );
-                let patched_call = if self.functional {
-                    matches!(
-                        self.name,
-                        "relu" | "prelu" | "elu" | "relu6" | "gelu" | "silu" | "softmax"
-                    )
-                } else {
-                    matches!(
-                        self.name,
-                        "relu" | "prelu" | "elu" | "gelu" | "silu" | "softmax"
-                    )
-                };
-                let times = u64::from(hooked && !self.functional) + u64::from(patched_call);
-                per_element(x, times)
-            }
-            // thop (modules only): PReLU numel in eval mode; Softmax rows · (3·features − 1).
-            Convention::Thop if !self.functional => match self.name {
-                "prelu" => x.numel(),
-                "softmax" => {
-                    let f = x.0[self.dim.unwrap_or(1)];
-                    mul(&[x.numel()? / f, 3 * f - 1])
-                }
-                _ => Ok(0),
-            },
-            // torchinfo: parameters × batch (PReLU's slopes).
-            Convention::Torchinfo if !self.functional => mul(&[self.params, x.0[0]]),
-            _ => Ok(0),
+}
+
+impl Kernel for Activation {
+    fn collapsed(&self) -> Collapsed {
+        // Element-wise, or a softmax over channels; a softmax over space is global.
+        match self.dim {
+            Some(d) if d >= 2 => Collapsed::Stop,
+            _ => Collapsed::Identity,
         }
-    }
-    fn training(
-        &self,
-        inputs: &[Shape],
-        outputs: &[Shape],
-        input_grad: bool,
-        _dtype_bytes: u64,
-    ) -> Result<Training, Diagnostic> {
-        let forward = self.cost(inputs, outputs)?.flops;
-        // Autograd saves the output of ReLU, sigmoid, tanh and (log-)softmax (their
-        // derivative is a function of it) and the input of every other activation.
-        let output = matches!(
-            self.name,
-            "relu" | "sigmoid" | "tanh" | "softmax" | "log_softmax"
-        );
-        Ok(Training {
-            forward_flops: forward,
-            backward_flops: if input_grad || self.params > 0 {
-                forward
-            } else {
-                0
-            },
-            saved: Saved {
-                inputs: if output { vec![] } else { vec![0] },
-                output,
-                extra_bytes: 0,
-            },
-            view: false,
-            grad_views: vec![],
-            cublas: false,
-        })
     }
     fn weights(&self) -> Vec<WeightSpec> {
         if self.name == "prelu" {
@@ -501,15 +428,95 @@ impl Layer for Activation {
     }
 }
 
+impl Counting for Activation {
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        _outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let x = &inputs[0];
+        match c {
+            // ptflops counts numel once per module hook (ReLU, PReLU, ELU, LeakyReLU, ReLU6,
+            // GELU) and once per call of a function it patches (F.relu, F.prelu, F.elu,
+            // F.relu6, F.gelu, F.silu, F.softmax) — a module whose forward calls a patched
+            // function (nn.ReLU → F.relu) is counted twice; nn.ReLU6 calls F.hardtanh and
+            // nn.LeakyReLU F.leaky_relu, which are not patched.
+            Convention::Ptflops => {
+                let hooked = matches!(
+                    self.name,
+                    "relu" | "prelu" | "elu" | "leaky_relu" | "relu6" | "gelu"
+                );
+                let patched_call = if self.functional {
+                    matches!(
+                        self.name,
+                        "relu" | "prelu" | "elu" | "relu6" | "gelu" | "silu" | "softmax"
+                    )
+                } else {
+                    matches!(
+                        self.name,
+                        "relu" | "prelu" | "elu" | "gelu" | "silu" | "softmax"
+                    )
+                };
+                let times = u64::from(hooked && !self.functional) + u64::from(patched_call);
+                per_element(x, times)
+            }
+            // thop (modules only): PReLU numel in eval mode; Softmax rows · (3·features − 1).
+            Convention::Thop if !self.functional => match self.name {
+                "prelu" => x.numel(),
+                "softmax" => {
+                    let f = x.0[self.dim.unwrap_or(1)];
+                    mul(&[x.numel()? / f, 3 * f - 1])
+                }
+                _ => Ok(0),
+            },
+            // torchinfo: parameters × batch (PReLU's slopes).
+            Convention::Torchinfo if !self.functional => mul(&[self.params, x.0[0]]),
+            _ => Ok(0),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let forward = self.cost(inputs, outputs)?.flops;
+        // Autograd saves the output of ReLU, sigmoid, tanh and (log-)softmax (their
+        // derivative is a function of it) and the input of every other activation.
+        let output = matches!(
+            self.name,
+            "relu" | "sigmoid" | "tanh" | "softmax" | "log_softmax"
+        );
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: if input_grad || self.params > 0 {
+                forward
+            } else {
+                0
+            },
+            saved: Saved {
+                inputs: if output { vec![] } else { vec![0] },
+                output,
+                extra_bytes: 0,
+            },
+            view: false,
+            grad_views: vec![],
+            cublas: false,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::layers::testutil::build;
     use crate::layers::Shape;
-    use crate::testutil::build;
 
     /// Measured on 2×8×10×10 (ptflops at batch 1: 800 elements, so doubled here).
     #[test]
     fn conventions_measured() {
-        use crate::convention::Convention::*;
+        use super::Convention::*;
         let x = Shape(vec![2, 8, 10, 10]);
         let cases: &[(&str, &str, [u64; 4])] = &[
             ("relu", "{}", [0, 2 * 1600, 0, 0]),

@@ -2,15 +2,16 @@
 //! asymmetric, `same`, `valid`), dilation, groups (depthwise included), bias, output_padding.
 
 use super::attrs::{Pad4, PaddingSpec};
+use super::Convention;
 use super::{
-    add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Geometry,
-    Layer, OpType, Params, Shape, Training, WeightInfo, WeightedKind, Window,
+    add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting,
+    Geometry, Kernel, Layer, Op, OpType, Params, Shape, Training, WeightInfo, WeightedKind, Window,
 };
-use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
-use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
 use crate::geometry::{conv_out, conv_transpose_out};
+use crate::kernels::Ctx;
+use crate::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
+use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 use rayon::prelude::*;
 
 pub const CONV2D: OpType = OpType {
@@ -235,59 +236,7 @@ fn build_deconv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(common(a, true)?))
 }
 
-impl Layer for Conv2d {
-    /// The padded input of a reflect/replicate/circular convolution, plus one im2col buffer
-    /// of an image and group (taps × output positions), or a transposed convolution's col2im
-    /// buffer (output taps × input positions): the sizes `forward` checks before allocating.
-    fn workspace(&self, inputs: &[Shape], outputs: &[Shape]) -> u64 {
-        let (Some(x), Some(y)) = (inputs.first(), outputs.first()) else {
-            return 0;
-        };
-        let mul = |f: &[u64]| {
-            f.iter()
-                .try_fold(1u64, |a, &b| a.checked_mul(b))
-                .unwrap_or(u64::MAX)
-        };
-        let [kh, kw] = self.kernel;
-        let g = self.groups.max(1);
-        match (&x.0[..], &y.0[..]) {
-            ([n, c, h, w], [_, o, oh, ow]) => {
-                let padded = if self.padding_mode == "zeros" || self.transposed {
-                    0
-                } else {
-                    mul(&[
-                        *n,
-                        *c,
-                        h + self.pad.top + self.pad.bottom,
-                        w + self.pad.left + self.pad.right,
-                    ])
-                };
-                let cols = if self.transposed {
-                    mul(&[o / g, kh, kw, *h, *w])
-                } else if g == *c && *o == g {
-                    // Depthwise: the direct kernel, no im2col. At stride 1 it copies a plane
-                    // into a zero-padded one of `(oh + (kh−1)·dy) × (ow + (kw−1)·dx)` plus an
-                    // accumulator of `oh` such rows, unless that would be over four times the
-                    // planes (`depthwise_plane` then runs row by row, with no buffer).
-                    let [dy, dx] = self.dilation;
-                    let hp = oh.saturating_add((kh - 1).saturating_mul(dy));
-                    let wp = ow.saturating_add((kw - 1).saturating_mul(dx));
-                    let plane = hp.saturating_mul(wp);
-                    let bounded =
-                        plane <= (h * w).max(oh * ow).saturating_mul(4).saturating_add(4096);
-                    if self.stride == [1, 1] && bounded {
-                        plane.saturating_add(oh.saturating_mul(wp))
-                    } else {
-                        0
-                    }
-                } else {
-                    mul(&[c / g, kh, kw, *oh, *ow])
-                };
-                padded.saturating_add(cols)
-            }
-            _ => 0,
-        }
-    }
+impl Op for Conv2d {
     fn op(&self) -> &'static str {
         if self.transposed {
             "conv_transpose2d"
@@ -406,6 +355,95 @@ impl Layer for Conv2d {
             }
         }
     }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some(if self.transposed {
+            "ConvTranspose2d"
+        } else {
+            "Conv2d"
+        })
+    }
+    fn weight_info(&self) -> Option<WeightInfo> {
+        Some(WeightInfo {
+            kind: if self.transposed {
+                WeightedKind::Transposed
+            } else {
+                WeightedKind::Conv
+            },
+            in_ch: self.in_ch,
+            out_ch: self.out_ch,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+            groups: self.groups,
+            bias: self.bias,
+            trainable: self.trainable,
+        })
+    }
+    fn window(&self) -> Option<Window> {
+        (!self.transposed).then_some(Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+            ceil: false,
+        })
+    }
+}
+
+impl Kernel for Conv2d {
+    /// The padded input of a reflect/replicate/circular convolution, plus one im2col buffer
+    /// of an image and group (taps × output positions), or a transposed convolution's col2im
+    /// buffer (output taps × input positions): the sizes `forward` checks before allocating.
+    fn workspace(&self, inputs: &[Shape], outputs: &[Shape]) -> u64 {
+        let (Some(x), Some(y)) = (inputs.first(), outputs.first()) else {
+            return 0;
+        };
+        let mul = |f: &[u64]| {
+            f.iter()
+                .try_fold(1u64, |a, &b| a.checked_mul(b))
+                .unwrap_or(u64::MAX)
+        };
+        let [kh, kw] = self.kernel;
+        let g = self.groups.max(1);
+        match (&x.0[..], &y.0[..]) {
+            ([n, c, h, w], [_, o, oh, ow]) => {
+                let padded = if self.padding_mode == "zeros" || self.transposed {
+                    0
+                } else {
+                    mul(&[
+                        *n,
+                        *c,
+                        h + self.pad.top + self.pad.bottom,
+                        w + self.pad.left + self.pad.right,
+                    ])
+                };
+                let cols = if self.transposed {
+                    mul(&[o / g, kh, kw, *h, *w])
+                } else if g == *c && *o == g {
+                    // Depthwise: the direct kernel, no im2col. At stride 1 it copies a plane
+                    // into a zero-padded one of `(oh + (kh−1)·dy) × (ow + (kw−1)·dx)` plus an
+                    // accumulator of `oh` such rows, unless that would be over four times the
+                    // planes (`depthwise_plane` then runs row by row, with no buffer).
+                    let [dy, dx] = self.dilation;
+                    let hp = oh.saturating_add((kh - 1).saturating_mul(dy));
+                    let wp = ow.saturating_add((kw - 1).saturating_mul(dx));
+                    let plane = hp.saturating_mul(wp);
+                    let bounded =
+                        plane <= (h * w).max(oh * ow).saturating_mul(4).saturating_add(4096);
+                    if self.stride == [1, 1] && bounded {
+                        plane.saturating_add(oh.saturating_mul(wp))
+                    } else {
+                        0
+                    }
+                } else {
+                    mul(&[c / g, kh, kw, *oh, *ow])
+                };
+                padded.saturating_add(cols)
+            }
+            _ => 0,
+        }
+    }
     fn collapsed(&self) -> Collapsed {
         // One input and one output channel, one group (depthwise and grouped convolutions
         // included), no bias; window, stride, padding, dilation and output padding kept.
@@ -422,13 +460,6 @@ impl Layer for Conv2d {
             padding_mode: "zeros",
             ..*self
         }))
-    }
-    fn torch_type(&self) -> Option<&'static str> {
-        Some(if self.transposed {
-            "ConvTranspose2d"
-        } else {
-            "Conv2d"
-        })
     }
     fn weights(&self) -> Vec<WeightSpec> {
         let [kh, kw] = [self.kernel[0] as usize, self.kernel[1] as usize];
@@ -537,7 +568,7 @@ impl Layer for Conv2d {
                 .saturating_mul(ow.div_ceil(2));
             let winograd = self.winograd() && block_floats <= 1 << 26;
             if let (Some(u), true) = (weights.get(2), winograd) {
-                // Prepared by the inference plan (`Layer::prepare`): Winograd F(2×2, 3×3).
+                // Prepared by the inference plan (`Kernel::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
                 for (b, dst) in out.data.chunks_mut(cout * plane).enumerate() {
@@ -619,33 +650,45 @@ impl Layer for Conv2d {
         }
         Ok(vec![out])
     }
-    fn weight_info(&self) -> Option<WeightInfo> {
-        Some(WeightInfo {
-            kind: if self.transposed {
-                WeightedKind::Transposed
-            } else {
-                WeightedKind::Conv
-            },
-            in_ch: self.in_ch,
-            out_ch: self.out_ch,
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: self.pad,
-            dilation: self.dilation,
-            groups: self.groups,
-            bias: self.bias,
-            trainable: self.trainable,
-        })
+    fn prepare(&self, weights: &[Tensor]) -> Option<Vec<Tensor>> {
+        // Winograd F(2×2, 3×3) for 3×3, stride-1, undilated, ungrouped, zero-padded
+        // convolutions with enough channels to amortise the transforms: [weight, bias (zeros
+        // when none), transformed filters].
+        if !self.winograd() {
+            return None;
+        }
+        let (m, c) = (self.out_ch as usize, self.in_ch as usize);
+        let bias = weights
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| Tensor::zeros(&[m]));
+        let u = crate::kernels::winograd_filters(&weights[0].data, m, c);
+        Some(vec![
+            weights[0].clone(),
+            bias,
+            Tensor::new(vec![16, m, c], u),
+        ])
     }
-    fn window(&self) -> Option<Window> {
-        (!self.transposed).then_some(Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: self.pad,
-            dilation: self.dilation,
-            ceil: false,
-        })
+    fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
+        // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias. The
+        // transposed layout (in, out/g, kh, kw) puts the output channel on axis 1.
+        let cout = self.out_ch as usize;
+        if scale.len() != cout || self.transposed {
+            return None;
+        }
+        let mut w = weights[0].clone();
+        let per = w.numel() / cout;
+        for (o, chunk) in w.data.chunks_mut(per).enumerate() {
+            chunk.iter_mut().for_each(|v| *v *= scale[o]);
+        }
+        let b: Vec<f32> = (0..cout)
+            .map(|o| weights.get(1).map_or(0.0, |t| t.data[o]) * scale[o] + shift[o])
+            .collect();
+        Some(vec![w, Tensor::new(vec![cout], b)])
     }
+}
+
+impl Counting for Conv2d {
     fn convention_cost(
         &self,
         c: Convention,
@@ -683,42 +726,6 @@ impl Layer for Conv2d {
             self.trainable,
             self.bias,
         )
-    }
-    fn prepare(&self, weights: &[Tensor]) -> Option<Vec<Tensor>> {
-        // Winograd F(2×2, 3×3) for 3×3, stride-1, undilated, ungrouped, zero-padded
-        // convolutions with enough channels to amortise the transforms: [weight, bias (zeros
-        // when none), transformed filters].
-        if !self.winograd() {
-            return None;
-        }
-        let (m, c) = (self.out_ch as usize, self.in_ch as usize);
-        let bias = weights
-            .get(1)
-            .cloned()
-            .unwrap_or_else(|| Tensor::zeros(&[m]));
-        let u = crate::exec::kernels::winograd_filters(&weights[0].data, m, c);
-        Some(vec![
-            weights[0].clone(),
-            bias,
-            Tensor::new(vec![16, m, c], u),
-        ])
-    }
-    fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
-        // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias. The
-        // transposed layout (in, out/g, kh, kw) puts the output channel on axis 1.
-        let cout = self.out_ch as usize;
-        if scale.len() != cout || self.transposed {
-            return None;
-        }
-        let mut w = weights[0].clone();
-        let per = w.numel() / cout;
-        for (o, chunk) in w.data.chunks_mut(per).enumerate() {
-            chunk.iter_mut().for_each(|v| *v *= scale[o]);
-        }
-        let b: Vec<f32> = (0..cout)
-            .map(|o| weights.get(1).map_or(0.0, |t| t.data[o]) * scale[o] + shift[o])
-            .collect();
-        Some(vec![w, Tensor::new(vec![cout], b)])
     }
 }
 
@@ -879,7 +886,7 @@ fn buffer_size(what: &str, factors: &[usize]) -> Result<usize, Diagnostic> {
     factors
         .iter()
         .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .filter(|&n| n <= crate::exec::MAX_TENSOR_ELEMENTS)
+        .filter(|&n| n <= crate::tensor::MAX_TENSOR_ELEMENTS)
         .ok_or_else(|| {
             Diagnostic::new(format!(
                 "the convolution's {what} ({}) would have more than 2^32 elements, more than the executor allocates",
@@ -896,7 +903,7 @@ fn buffer_size(what: &str, factors: &[usize]) -> Result<usize, Diagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::build;
+    use crate::layers::testutil::build;
 
     #[test]
     fn resnet_stem_by_hand() {

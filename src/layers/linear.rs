@@ -1,14 +1,15 @@
 //! Fully-connected layer (torch.nn.Linear): applies to the last dimension.
 
+use super::Convention;
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Geometry, Layer, OpType, Params, Shape,
-    Training, WeightInfo, WeightedKind,
+    add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op,
+    OpType, Params, Shape, Training, WeightInfo, WeightedKind,
 };
-use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::kernels::{matmul, matvec};
-use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
+use crate::kernels::Ctx;
+use crate::kernels::{matmul, matvec};
 use crate::layers::Pad4;
+use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 
 pub const LINEAR: OpType = OpType {
     name: "linear",
@@ -60,7 +61,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
-impl Layer for Linear {
+impl Op for Linear {
     fn op(&self) -> &'static str {
         "linear"
     }
@@ -107,6 +108,23 @@ impl Layer for Linear {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Linear")
     }
+    fn weight_info(&self) -> Option<WeightInfo> {
+        Some(WeightInfo {
+            kind: WeightedKind::Linear,
+            in_ch: self.in_features,
+            out_ch: self.out_features,
+            kernel: [1, 1],
+            stride: [1, 1],
+            pad: Pad4::default(),
+            dilation: [1, 1],
+            groups: 1,
+            bias: self.bias,
+            trainable: self.trainable,
+        })
+    }
+}
+
+impl Kernel for Linear {
     fn weights(&self) -> Vec<WeightSpec> {
         let (i, o) = (self.in_features as usize, self.out_features as usize);
         let kind = if self.trainable {
@@ -169,20 +187,9 @@ impl Layer for Linear {
         }
         Ok(vec![out])
     }
-    fn weight_info(&self) -> Option<WeightInfo> {
-        Some(WeightInfo {
-            kind: WeightedKind::Linear,
-            in_ch: self.in_features,
-            out_ch: self.out_features,
-            kernel: [1, 1],
-            stride: [1, 1],
-            pad: Pad4::default(),
-            dilation: [1, 1],
-            groups: 1,
-            bias: self.bias,
-            trainable: self.trainable,
-        })
-    }
+}
+
+impl Counting for Linear {
     fn convention_cost(
         &self,
         c: Convention,
@@ -223,8 +230,8 @@ impl Layer for Linear {
 
 #[cfg(test)]
 mod tests {
+    use crate::layers::testutil::build;
     use crate::layers::Shape;
-    use crate::testutil::build;
 
     #[test]
     fn alexnet_fc6_by_hand() {
@@ -247,7 +254,7 @@ mod tests {
     fn conventions_on_a_sequence() {
         // Linear(100, 7) on 2×8×100 (measured: fvcore 11200, ptflops at batch 1 5656, thop
         // 11200, torchinfo 1414 = 2 · 707 parameters).
-        use crate::convention::Convention;
+        use super::Convention;
         let x = Shape(vec![2, 8, 100]);
         let (l, y) = build("linear", "{out: 7}", &[&x.0]).unwrap();
         let cost = |c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap();

@@ -2,12 +2,13 @@
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
 use super::{
-    add, mul, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType, Saved, Shape,
-    Training,
+    add, mul, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer, Op,
+    OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
-use crate::exec::kernels;
-use crate::exec::{Ctx, Tensor};
+use crate::kernels;
+use crate::kernels::Ctx;
+use crate::tensor::Tensor;
 
 pub const ADD: OpType = OpType {
     name: "add",
@@ -84,7 +85,7 @@ fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, (usize, u64, u64)> {
     Ok(Shape(out))
 }
 
-impl Layer for Elementwise {
+impl Op for Elementwise {
     fn op(&self) -> &'static str {
         if self.product {
             "multiply"
@@ -94,10 +95,6 @@ impl Layer for Elementwise {
     }
     fn label(&self) -> String {
         format!("{} ×{}", self.op(), self.n)
-    }
-    fn collapsed(&self) -> Collapsed {
-        // A sum, or a product, whose linearisation sums its inputs' contributions.
-        Collapsed::Sum
     }
     fn category(&self) -> Category {
         Category::Merge
@@ -134,6 +131,13 @@ impl Layer for Elementwise {
             macs: 0,
             flops: mul(&[outputs[0].numel()?, self.n as u64 - 1])?,
         })
+    }
+}
+
+impl Kernel for Elementwise {
+    fn collapsed(&self) -> Collapsed {
+        // A sum, or a product, whose linearisation sums its inputs' contributions.
+        Collapsed::Sum
     }
     fn forward(
         &self,
@@ -210,6 +214,9 @@ impl Layer for Elementwise {
             });
         true
     }
+}
+
+impl Counting for Elementwise {
     fn training(
         &self,
         inputs: &[Shape],
@@ -275,7 +282,7 @@ fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
-impl Layer for Concat {
+impl Op for Concat {
     fn op(&self) -> &'static str {
         "concat"
     }
@@ -287,14 +294,6 @@ impl Layer for Concat {
             (4, 2) => Geometry::Concat { axis: 0 },
             (4, 3) => Geometry::Concat { axis: 1 },
             _ => Geometry::Pointwise,
-        }
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Along channels the one-channel copies add up; along a spatial axis, the same
-        // concatenation.
-        match self.dim {
-            1 => Collapsed::Sum,
-            _ => Collapsed::Layer(Box::new(self.clone())),
         }
     }
     fn category(&self) -> Category {
@@ -326,6 +325,17 @@ impl Layer for Concat {
     fn is_view(&self) -> bool {
         false
     }
+}
+
+impl Kernel for Concat {
+    fn collapsed(&self) -> Collapsed {
+        // Along channels the one-channel copies add up; along a spatial axis, the same
+        // concatenation.
+        match self.dim {
+            1 => Collapsed::Sum,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -343,6 +353,9 @@ impl Layer for Concat {
         }
         Ok(vec![Tensor::new(dims, data)])
     }
+}
+
+impl Counting for Concat {
     fn training(
         &self,
         inputs: &[Shape],
@@ -360,7 +373,7 @@ impl Layer for Concat {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::build;
+    use crate::layers::testutil::build;
 
     #[test]
     fn broadcasting_and_errors() {

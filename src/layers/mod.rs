@@ -17,15 +17,19 @@ mod pool;
 mod reduce;
 mod resample;
 mod reshape;
+#[cfg(test)]
+mod testutil;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS};
 
 use std::fmt;
 
-use crate::convention::Convention;
+use serde::Serialize;
+
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Tensor, WeightSpec};
+use crate::kernels::Ctx;
+use crate::tensor::{Tensor, WeightSpec};
 
 /// A tensor shape, batch first (`[N, C, H, W]`, `[N, F]`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -302,8 +306,52 @@ pub struct Training {
     pub cublas: bool,
 }
 
-/// One layer, built from its attributes and the shapes of its inputs.
-pub trait Layer: fmt::Debug + Send + Sync {
+/// A profiler whose headline figure `totals.macs` reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Convention {
+    /// torchvision's published "GFLOPS" (= PyTorch `FlopCounterMode` / 2): conv, transposed
+    /// conv and linear MACs, bias excluded. archscope's default.
+    #[default]
+    Torchvision,
+    /// fvcore `FlopCountAnalysis(model, x).total()`.
+    Fvcore,
+    /// ptflops `get_model_complexity_info(model, res)` MACs (pytorch backend, defaults).
+    Ptflops,
+    /// thop `profile(model, inputs)` MACs.
+    Thop,
+    /// torchinfo `summary(model, input_size)` "Total mult-adds".
+    Torchinfo,
+}
+
+impl Convention {
+    pub const ALL: [Convention; 5] = [
+        Convention::Torchvision,
+        Convention::Fvcore,
+        Convention::Ptflops,
+        Convention::Thop,
+        Convention::Torchinfo,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Convention::Torchvision => "torchvision",
+            Convention::Fvcore => "fvcore",
+            Convention::Ptflops => "ptflops",
+            Convention::Thop => "thop",
+            Convention::Torchinfo => "torchinfo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Convention> {
+        Convention::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// What a layer is: its structure, shape rule, parameters, cost and receptive-field geometry,
+/// and the structural facts the analyses, reports and audits read. Everything a pass needs
+/// without running the layer.
+pub trait Op: fmt::Debug + Send + Sync {
     /// The canonical op name (`conv2d`).
     fn op(&self) -> &'static str;
     /// A short description with the key settings (`conv 3×3/2 p1, 64`).
@@ -330,11 +378,6 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn reads_values(&self, _index: usize) -> bool {
         true
     }
-    /// The linearised one-channel copy of this layer that measures receptive fields
-    /// (`archscope check`); by default not measured.
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Stop
-    }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {
         false
@@ -343,11 +386,34 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn torch_type(&self) -> Option<&'static str> {
         None
     }
+    /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
+    fn weight_info(&self) -> Option<WeightInfo> {
+        None
+    }
+    /// The sliding window of a convolution or pooling layer (not of a transposed convolution).
+    fn window(&self) -> Option<Window> {
+        None
+    }
+    /// What a normalisation layer does with statistics.
+    fn norm(&self) -> Option<NormInfo> {
+        None
+    }
+}
+
+/// How a layer runs in the executor: the weights it owns, its `forward` kernel, the hooks the
+/// inference plan uses to fold, fuse and run it in place, and its linearised one-channel copy
+/// for measuring receptive fields.
+pub trait Kernel: Op {
+    /// The linearised one-channel copy of this layer that measures receptive fields
+    /// (`archscope check`); by default not measured.
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Stop
+    }
     /// The weight tensors it owns, with PyTorch's names and layouts (for the executor).
     fn weights(&self) -> Vec<WeightSpec> {
         Vec::new()
     }
-    /// Runs the layer on real tensors (`weights` as listed by [`Layer::weights`]); kernels
+    /// Runs the layer on real tensors (`weights` as listed by [`Kernel::weights`]); kernels
     /// add the multiply-accumulates they perform to `ctx.macs`.
     fn forward(
         &self,
@@ -384,7 +450,7 @@ pub trait Layer: fmt::Debug + Send + Sync {
     }
     /// The element-wise function this layer computes, when it is one with no weights (an
     /// activation): the executor fuses it into the kernel of the layer before.
-    fn pointwise(&self) -> Option<crate::exec::kernels::Pointwise> {
+    fn pointwise(&self) -> Option<crate::kernels::Pointwise> {
         None
     }
     /// Computes a merge in place into `acc` (one of its inputs, which dies here; `index` is its
@@ -395,7 +461,7 @@ pub trait Layer: fmt::Debug + Send + Sync {
         _acc: &mut Tensor,
         _index: usize,
         _rest: &[&Tensor],
-        _epi: Option<crate::exec::kernels::Pointwise>,
+        _epi: Option<crate::kernels::Pointwise>,
     ) -> bool {
         false
     }
@@ -410,18 +476,11 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn workspace(&self, _inputs: &[Shape], _outputs: &[Shape]) -> u64 {
         0
     }
-    /// Kernel, channels, stride, padding, groups and bias of a weighted layer.
-    fn weight_info(&self) -> Option<WeightInfo> {
-        None
-    }
-    /// The sliding window of a convolution or pooling layer (not of a transposed convolution).
-    fn window(&self) -> Option<Window> {
-        None
-    }
-    /// What a normalisation layer does with statistics.
-    fn norm(&self) -> Option<NormInfo> {
-        None
-    }
+}
+
+/// What the profilers' conventions charge a layer, and what training adds to it. Every
+/// method has a default; a type that keeps them all writes `impl Counting for X {}`.
+pub trait Counting: Op {
     /// The cost that profiler `c` charges this layer (docs/COUNTING.md, "Conventions"): for
     /// [`Convention::Torchvision`], the MACs; tools that do not count an op charge 0, the default
     /// for every other convention.
@@ -470,9 +529,17 @@ pub trait Layer: fmt::Debug + Send + Sync {
     }
 }
 
+/// One layer, built from its attributes and the shapes of its inputs: the one handle
+/// (`Box<dyn Layer>`) every pass holds. Implemented for every type that implements the three
+/// concerns [`Op`], [`Kernel`] and [`Counting`]; a layer type writes those three impls, never
+/// this one.
+pub trait Layer: Op + Kernel + Counting {}
+
+impl<T: Op + Kernel + Counting> Layer for T {}
+
 /// The shape rule applied to tensors: the output dimensions for these inputs.
 pub(crate) fn out_dims(
-    layer: &(impl Layer + ?Sized),
+    layer: &(impl Op + ?Sized),
     inputs: &[&Tensor],
 ) -> Result<Vec<Vec<usize>>, Diagnostic> {
     let shapes: Vec<Shape> = inputs
@@ -678,5 +745,13 @@ mod tests {
         for n in all_names() {
             assert!(seen.insert(n), "duplicate op name {n}");
         }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for c in Convention::ALL {
+            assert_eq!(Convention::parse(c.name()), Some(c));
+        }
+        assert_eq!(Convention::parse("flops"), None);
     }
 }

@@ -1,13 +1,14 @@
 //! Normalisation: batch norm (1-D and 2-D), layer norm, group norm, instance norm and local
 //! response norm, with PyTorch's affine / running-statistics options and defaults.
 
+use super::Convention;
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Layer, NormInfo, OpType,
-    Params, Saved, Shape, Training,
+    add, mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Kernel, Layer,
+    NormInfo, Op, OpType, Params, Saved, Shape, Training,
 };
-use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Init, Tensor, WeightKind, WeightSpec};
+use crate::kernels::Ctx;
+use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 use rayon::prelude::*;
 
 const BN_KEYS: &[&str] = &["eps", "momentum", "affine", "track_running_stats"];
@@ -227,7 +228,7 @@ fn build_lrn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
-impl Layer for Norm {
+impl Op for Norm {
     fn op(&self) -> &'static str {
         match self.kind {
             Kind::Batch2d => "batchnorm2d",
@@ -246,11 +247,6 @@ impl Layer for Norm {
             Kind::Instance => "instancenorm".into(),
             Kind::Lrn { size } => format!("lrn size {size}"),
         }
-    }
-    fn collapsed(&self) -> Collapsed {
-        // A per-position affine map once its statistics are taken as constants (as the
-        // analysis and the Google library count fields; LRN mixes channels only).
-        Collapsed::Identity
     }
     fn category(&self) -> Category {
         Category::Normalization
@@ -300,87 +296,6 @@ impl Layer for Norm {
             Kind::Lrn { .. } => None,
         }
     }
-    fn convention_cost(
-        &self,
-        c: Convention,
-        inputs: &[Shape],
-        _outputs: &[Shape],
-    ) -> Result<u64, Diagnostic> {
-        let x = &inputs[0];
-        let n = x.numel()?;
-        let affine = self.weight;
-        let batch = matches!(self.kind, Kind::Batch2d | Kind::Batch1d);
-        let twice_if = |b: bool| if b { 2 } else { 1 };
-        match (c, self.kind) {
-            (Convention::Torchvision, _) => Ok(0),
-            // Local response norm: no module rule in any tool. ptflops sees the functional ops
-            // F.local_response_norm is made of: x.mul(x), avg_pool over the channel-padded
-            // squares (N·(C + size − 1)·rest elements), .mul(alpha), .add(k).
-            (Convention::Ptflops, Kind::Lrn { size }) => {
-                let rest = n / (x.0[0] * x.0[1]);
-                add(&[mul(&[3, n])?, mul(&[x.0[0], x.0[1] + size - 1, rest])?])
-            }
-            (_, Kind::Lrn { .. }) => Ok(0),
-            // fvcore: inference batch norm (running statistics) 2 per element with an affine,
-            // else 1; batch statistics (and the other norms) 5 with an affine, else 4.
-            (Convention::Fvcore, _) if batch && self.running => mul(&[n, twice_if(affine)]),
-            (Convention::Fvcore, _) => mul(&[n, if affine { 5 } else { 4 }]),
-            // ptflops: numel, doubled when the module has `affine` — LayerNorm's attribute is
-            // `elementwise_affine`, so layer norm is never doubled.
-            (Convention::Ptflops, Kind::Layer { .. }) => Ok(n),
-            (Convention::Ptflops, _) => mul(&[n, twice_if(affine)]),
-            // thop: 2 per element, doubled with an affine; no rule for GroupNorm.
-            (Convention::Thop, Kind::Group { .. }) => Ok(0),
-            (Convention::Thop, _) => mul(&[n, 2, twice_if(affine)]),
-            // torchinfo: parameters × batch.
-            (Convention::Torchinfo, _) => mul(&[self.params().trainable, x.0[0]]),
-        }
-    }
-    fn training(
-        &self,
-        inputs: &[Shape],
-        _outputs: &[Shape],
-        _input_grad: bool,
-        dtype_bytes: u64,
-    ) -> Result<Training, Diagnostic> {
-        let x = &inputs[0];
-        let n = x.numel()?;
-        // Training computes statistics: batch norm costs what the other norms cost (mean 1,
-        // variance 3, normalise 2, affine 2). Backward: twice the forward (the input gradient
-        // needs two reductions and a combination; the affine gradient two more sums).
-        let per = match self.kind {
-            Kind::Lrn { size } => 2 * size + 3,
-            _ => 6 + 2 * u64::from(self.weight),
-        };
-        let forward = per_element(x, per)?;
-        // Saved: the input, and per normalised group a mean and an inverse standard deviation
-        // in float32 (batch/instance norm: per channel / per sample and channel; group norm:
-        // per sample and group; layer norm: per normalised row). LRN (a composite op) also keeps
-        // its output and its denominator tensor.
-        let groups = match self.kind {
-            Kind::Batch2d | Kind::Batch1d => x.0[1],
-            Kind::Instance => x.0[0] * x.0[1],
-            Kind::Group { groups } => x.0[0] * groups,
-            Kind::Layer { .. } => n / self.features.max(1),
-            Kind::Lrn { .. } => 0,
-        };
-        let (output, extra) = match self.kind {
-            Kind::Lrn { .. } => (true, mul(&[n, dtype_bytes])?),
-            _ => (false, mul(&[2, groups, 4])?),
-        };
-        Ok(Training {
-            forward_flops: forward,
-            backward_flops: mul(&[2, forward])?,
-            saved: Saved {
-                inputs: vec![0],
-                output,
-                extra_bytes: extra,
-            },
-            view: false,
-            grad_views: vec![],
-            cublas: false,
-        })
-    }
     fn torch_type(&self) -> Option<&'static str> {
         Some(match self.kind {
             Kind::Batch2d => "BatchNorm2d",
@@ -390,6 +305,14 @@ impl Layer for Norm {
             Kind::Instance => "InstanceNorm2d",
             Kind::Lrn { .. } => "LocalResponseNorm",
         })
+    }
+}
+
+impl Kernel for Norm {
+    fn collapsed(&self) -> Collapsed {
+        // A per-position affine map once its statistics are taken as constants (as the
+        // analysis and the Google library count fields; LRN mixes channels only).
+        Collapsed::Identity
     }
     fn weights(&self) -> Vec<WeightSpec> {
         let shape = match self.kind {
@@ -577,6 +500,90 @@ impl Layer for Norm {
     }
 }
 
+impl Counting for Norm {
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        _outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let x = &inputs[0];
+        let n = x.numel()?;
+        let affine = self.weight;
+        let batch = matches!(self.kind, Kind::Batch2d | Kind::Batch1d);
+        let twice_if = |b: bool| if b { 2 } else { 1 };
+        match (c, self.kind) {
+            (Convention::Torchvision, _) => Ok(0),
+            // Local response norm: no module rule in any tool. ptflops sees the functional ops
+            // F.local_response_norm is made of: x.mul(x), avg_pool over the channel-padded
+            // squares (N·(C + size − 1)·rest elements), .mul(alpha), .add(k).
+            (Convention::Ptflops, Kind::Lrn { size }) => {
+                let rest = n / (x.0[0] * x.0[1]);
+                add(&[mul(&[3, n])?, mul(&[x.0[0], x.0[1] + size - 1, rest])?])
+            }
+            (_, Kind::Lrn { .. }) => Ok(0),
+            // fvcore: inference batch norm (running statistics) 2 per element with an affine,
+            // else 1; batch statistics (and the other norms) 5 with an affine, else 4.
+            (Convention::Fvcore, _) if batch && self.running => mul(&[n, twice_if(affine)]),
+            (Convention::Fvcore, _) => mul(&[n, if affine { 5 } else { 4 }]),
+            // ptflops: numel, doubled when the module has `affine` — LayerNorm's attribute is
+            // `elementwise_affine`, so layer norm is never doubled.
+            (Convention::Ptflops, Kind::Layer { .. }) => Ok(n),
+            (Convention::Ptflops, _) => mul(&[n, twice_if(affine)]),
+            // thop: 2 per element, doubled with an affine; no rule for GroupNorm.
+            (Convention::Thop, Kind::Group { .. }) => Ok(0),
+            (Convention::Thop, _) => mul(&[n, 2, twice_if(affine)]),
+            // torchinfo: parameters × batch.
+            (Convention::Torchinfo, _) => mul(&[self.params().trainable, x.0[0]]),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        _outputs: &[Shape],
+        _input_grad: bool,
+        dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let x = &inputs[0];
+        let n = x.numel()?;
+        // Training computes statistics: batch norm costs what the other norms cost (mean 1,
+        // variance 3, normalise 2, affine 2). Backward: twice the forward (the input gradient
+        // needs two reductions and a combination; the affine gradient two more sums).
+        let per = match self.kind {
+            Kind::Lrn { size } => 2 * size + 3,
+            _ => 6 + 2 * u64::from(self.weight),
+        };
+        let forward = per_element(x, per)?;
+        // Saved: the input, and per normalised group a mean and an inverse standard deviation
+        // in float32 (batch/instance norm: per channel / per sample and channel; group norm:
+        // per sample and group; layer norm: per normalised row). LRN (a composite op) also keeps
+        // its output and its denominator tensor.
+        let groups = match self.kind {
+            Kind::Batch2d | Kind::Batch1d => x.0[1],
+            Kind::Instance => x.0[0] * x.0[1],
+            Kind::Group { groups } => x.0[0] * groups,
+            Kind::Layer { .. } => n / self.features.max(1),
+            Kind::Lrn { .. } => 0,
+        };
+        let (output, extra) = match self.kind {
+            Kind::Lrn { .. } => (true, mul(&[n, dtype_bytes])?),
+            _ => (false, mul(&[2, groups, 4])?),
+        };
+        Ok(Training {
+            forward_flops: forward,
+            backward_flops: mul(&[2, forward])?,
+            saved: Saved {
+                inputs: vec![0],
+                output,
+                extra_bytes: extra,
+            },
+            view: false,
+            grad_views: vec![],
+            cublas: false,
+        })
+    }
+}
+
 /// Normalises `v` in place to zero mean and unit variance (biased, as PyTorch), in f64.
 fn normalize(v: &mut [f32], eps: f32) {
     let n = v.len() as f64;
@@ -590,9 +597,9 @@ fn normalize(v: &mut [f32], eps: f32) {
 
 #[cfg(test)]
 mod tests {
-    use crate::convention::Convention;
+    use super::Convention;
+    use crate::layers::testutil::build;
     use crate::layers::Shape;
-    use crate::testutil::build;
 
     /// Figures measured with fvcore 0.1.5, ptflops 0.7.5 (batch 1, so doubled here), thop
     /// 0.1.1 and torchinfo 1.8 on a 2×8×10×10 input (1600 elements).

@@ -1,16 +1,17 @@
 //! Pooling: max and average (padding, dilation, ceil_mode, count_include_pad, divisor_override),
 //! adaptive max/average to a fixed output size, and global pooling.
 
+use super::Convention;
 use super::{
-    mul, need_4d, pair_label, Arity, Attrs, Category, Collapsed, Cost, Geometry, Layer, OpType,
-    Pad4, Saved, Shape, Training, Window,
+    mul, need_4d, pair_label, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
+    Layer, Op, OpType, Pad4, Saved, Shape, Training, Window,
 };
-use crate::convention::{thop_adaptive_avg, Convention};
 use crate::error::Diagnostic;
-use crate::exec::kernels::vectorised;
-use crate::exec::{Ctx, Tensor};
 use crate::geometry::adaptive_window;
 use crate::geometry::{adaptive_window_sum, pool_out};
+use crate::kernels::vectorised;
+use crate::kernels::Ctx;
+use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 pub const MAXPOOL2D: OpType = OpType {
@@ -167,7 +168,7 @@ fn build_avg(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     build_pool(a, false)
 }
 
-impl Layer for Pool {
+impl Op for Pool {
     fn op(&self) -> &'static str {
         if self.max {
             "maxpool2d"
@@ -241,13 +242,25 @@ impl Layer for Pool {
             dilation: self.dilation,
         }
     }
+    fn torch_type(&self) -> Option<&'static str> {
+        (!self.functional).then_some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
+    }
+    fn window(&self) -> Option<Window> {
+        Some(Window {
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: Pad4::symmetric(self.pad[0], self.pad[1]),
+            dilation: self.dilation,
+            ceil: self.ceil,
+        })
+    }
+}
+
+impl Kernel for Pool {
     fn collapsed(&self) -> Collapsed {
         // Per channel already: the same pooling on one channel. Max and average pooling have
         // the same support on non-negative inputs.
         Collapsed::Layer(Box::new(self.clone()))
-    }
-    fn torch_type(&self) -> Option<&'static str> {
-        (!self.functional).then_some(if self.max { "MaxPool2d" } else { "AvgPool2d" })
     }
     fn forward(
         &self,
@@ -342,15 +355,9 @@ impl Layer for Pool {
         }
         Ok(vec![out])
     }
-    fn window(&self) -> Option<Window> {
-        Some(Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: Pad4::symmetric(self.pad[0], self.pad[1]),
-            dilation: self.dilation,
-            ceil: self.ceil,
-        })
-    }
+}
+
+impl Counting for Pool {
     fn convention_cost(
         &self,
         c: Convention,
@@ -461,7 +468,7 @@ fn build_global_max(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     build_adaptive(a, true, true)
 }
 
-impl Layer for Adaptive {
+impl Op for Adaptive {
     fn op(&self) -> &'static str {
         match (self.max, self.size.is_some()) {
             (false, true) => "adaptive_avgpool2d",
@@ -518,6 +525,16 @@ impl Layer for Adaptive {
             _ => Geometry::Global,
         }
     }
+    fn torch_type(&self) -> Option<&'static str> {
+        (!self.functional).then_some(if self.max {
+            "AdaptiveMaxPool2d"
+        } else {
+            "AdaptiveAvgPool2d"
+        })
+    }
+}
+
+impl Kernel for Adaptive {
     fn collapsed(&self) -> Collapsed {
         // Adaptive windows to a fixed size are measured as they are; global pooling sees
         // everything.
@@ -525,13 +542,6 @@ impl Layer for Adaptive {
             Some(_) => Collapsed::Layer(Box::new(self.clone())),
             None => Collapsed::Stop,
         }
-    }
-    fn torch_type(&self) -> Option<&'static str> {
-        (!self.functional).then_some(if self.max {
-            "AdaptiveMaxPool2d"
-        } else {
-            "AdaptiveAvgPool2d"
-        })
     }
     fn forward(
         &self,
@@ -580,6 +590,9 @@ impl Layer for Adaptive {
             });
         Ok(vec![out])
     }
+}
+
+impl Counting for Adaptive {
     fn convention_cost(
         &self,
         c: Convention,
@@ -742,11 +755,19 @@ fn max_plane<const INDICES: bool>(src: &[f32], dst: &mut [f32], ids: &mut [u32],
     }
 }
 
+/// thop's adaptive average pooling rule, in its own float64 arithmetic:
+/// `int((prod(in_hw / out_hw) + 1) · numel(output))`, the window area taken as the (possibly
+/// fractional) ratio of sizes.
+fn thop_adaptive_avg(in_hw: [u64; 2], out_hw: [u64; 2], out_numel: u64) -> u64 {
+    let k = (in_hw[0] as f64 / out_hw[0] as f64) * (in_hw[1] as f64 / out_hw[1] as f64);
+    ((k + 1.0) * out_numel as f64) as u64
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::convention::Convention;
+    use super::{thop_adaptive_avg, Convention};
+    use crate::layers::testutil::build;
     use crate::layers::Shape;
-    use crate::testutil::build;
 
     #[test]
     fn functional_calls_under_the_profilers() {
@@ -800,7 +821,7 @@ mod tests {
     fn conventions_measured() {
         // On 2×8×10×10 (measured; ptflops at batch 1, doubled here): maxpool 3/2 and avgpool
         // 3/2 → 2×8×4×4; adaptive max and average pools to 3×3.
-        use crate::convention::Convention::*;
+        use super::Convention::*;
         let x = Shape(vec![2, 8, 10, 10]);
         let cases: &[(&str, &str, [u64; 4])] = &[
             ("maxpool", "{kernel: 3, stride: 2}", [0, 2 * 1600, 0, 0]),
@@ -833,5 +854,14 @@ mod tests {
             l.cost(&[Shape(vec![2, 8, 7, 7])], &o).unwrap().flops,
             2 * 8 * 49
         );
+    }
+
+    #[test]
+    fn thop_adaptive_rule() {
+        // AdaptiveAvgPool2d(3) on 2×8×10×10 (measured with thop 0.1.1: 1744):
+        // (10/3)² + 1 = 12.11…, × 144 outputs = 1744.0.
+        assert_eq!(thop_adaptive_avg([10, 10], [3, 3], 2 * 8 * 9), 1744);
+        // Global pooling of 2048×7×7: (49 + 1)·2048.
+        assert_eq!(thop_adaptive_avg([7, 7], [1, 1], 2048), 50 * 2048);
     }
 }

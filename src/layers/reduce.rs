@@ -1,9 +1,13 @@
 //! Reductions over channels: `magnitude`, the Euclidean norm across channels
 //! (sqrt(Σ_c x_c²), e.g. the gradient magnitude sqrt(Gx² + Gy²) after a Sobel filter).
 
-use super::{add, per_element, Arity, Attrs, Category, Collapsed, Cost, Layer, OpType, Shape};
+use super::{
+    add, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Kernel, Layer, Op, OpType,
+    Shape,
+};
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Tensor};
+use crate::kernels::Ctx;
+use crate::tensor::Tensor;
 
 pub const MAGNITUDE: OpType = OpType {
     name: "magnitude",
@@ -28,16 +32,12 @@ fn build_magnitude(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Magnitude))
 }
 
-impl Layer for Magnitude {
+impl Op for Magnitude {
     fn op(&self) -> &'static str {
         "magnitude"
     }
     fn label(&self) -> String {
         "magnitude over channels".into()
-    }
-    fn collapsed(&self) -> Collapsed {
-        // A reduction over channels, which the one-channel copy does not have.
-        Collapsed::Identity
     }
     fn category(&self) -> Category {
         Category::Merge
@@ -53,6 +53,13 @@ impl Layer for Magnitude {
             macs: 0,
             flops: add(&[per_element(&inputs[0], 2)?, per_element(&outputs[0], 1)?])?,
         })
+    }
+}
+
+impl Kernel for Magnitude {
+    fn collapsed(&self) -> Collapsed {
+        // A reduction over channels, which the one-channel copy does not have.
+        Collapsed::Identity
     }
     fn forward(
         &self,
@@ -79,9 +86,11 @@ impl Layer for Magnitude {
     }
 }
 
+impl Counting for Magnitude {}
+
 #[cfg(test)]
 mod tests {
-    use crate::testutil::build;
+    use crate::layers::testutil::build;
 
     #[test]
     fn shape_and_cost() {

@@ -1,13 +1,14 @@
 //! Resampling up: interpolation (nearest, bilinear, bicubic; by scale or to a size) and
 //! max-unpooling with the indices of its paired max-pool.
 
+use super::Convention;
 use super::{
-    mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Geometry,
-    Layer, OpType, Shape, Training,
+    mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting,
+    Geometry, Kernel, Layer, Op, OpType, Shape, Training,
 };
-use crate::convention::Convention;
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Tensor};
+use crate::kernels::Ctx;
+use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 pub const UPSAMPLE: OpType = OpType {
@@ -95,7 +96,7 @@ fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
-impl Layer for Upsample {
+impl Op for Upsample {
     fn op(&self) -> &'static str {
         "upsample"
     }
@@ -105,11 +106,6 @@ impl Layer for Upsample {
             (_, Some(s)) => format!("upsample → {}×{} {}", s[0], s[1], self.mode),
             _ => "upsample".into(),
         }
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Per channel already: the same interpolation on one channel (a second input only
-        // lends its size).
-        Collapsed::Layer(Box::new(self.clone()))
     }
     fn reads_values(&self, index: usize) -> bool {
         // A second input only lends its size.
@@ -159,6 +155,14 @@ impl Layer for Upsample {
     }
     fn torch_type(&self) -> Option<&'static str> {
         (!self.functional).then_some("Upsample")
+    }
+}
+
+impl Kernel for Upsample {
+    fn collapsed(&self) -> Collapsed {
+        // Per channel already: the same interpolation on one channel (a second input only
+        // lends its size).
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn forward(
         &self,
@@ -248,6 +252,9 @@ impl Layer for Upsample {
             });
         Ok(vec![out])
     }
+}
+
+impl Counting for Upsample {
     fn convention_cost(
         &self,
         c: Convention,
@@ -332,7 +339,7 @@ fn build_unpool(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
-impl Layer for Unpool {
+impl Op for Unpool {
     fn op(&self) -> &'static str {
         "max_unpool2d"
     }
@@ -343,10 +350,6 @@ impl Layer for Unpool {
             self.kernel[1],
             pair_label(self.stride)
         )
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Where each value lands depends on the paired max-pool's data: not measured.
-        Collapsed::Stop
     }
     fn category(&self) -> Category {
         Category::Resample
@@ -396,6 +399,13 @@ impl Layer for Unpool {
     fn torch_type(&self) -> Option<&'static str> {
         Some("MaxUnpool2d")
     }
+}
+
+impl Kernel for Unpool {
+    fn collapsed(&self) -> Collapsed {
+        // Where each value lands depends on the paired max-pool's data: not measured.
+        Collapsed::Stop
+    }
     fn reads_aux(&self) -> bool {
         true
     }
@@ -430,6 +440,9 @@ impl Layer for Unpool {
         }
         Ok(vec![out])
     }
+}
+
+impl Counting for Unpool {
     fn training(
         &self,
         _inputs: &[Shape],
@@ -447,12 +460,12 @@ impl Layer for Unpool {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::build;
+    use crate::layers::testutil::build;
 
     #[test]
     fn upsample_conventions_measured() {
         // ×2 on 2×8×10×10 → 6400 outputs (measured; ptflops at batch 1, doubled here).
-        use crate::convention::Convention::*;
+        use super::Convention::*;
         use crate::layers::Shape;
         let x = Shape(vec![2, 8, 10, 10]);
         for (mode, want) in [

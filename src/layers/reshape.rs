@@ -3,11 +3,12 @@
 
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
-    mul, per_element, Arity, Attrs, Category, Collapsed, Geometry, Layer, OpType, Saved, Shape,
-    Training,
+    mul, per_element, Arity, Attrs, Category, Collapsed, Counting, Geometry, Kernel, Layer, Op,
+    OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
-use crate::exec::{Ctx, Tensor};
+use crate::kernels::Ctx;
+use crate::tensor::Tensor;
 
 pub const CROP: OpType = OpType {
     name: "crop",
@@ -158,7 +159,7 @@ fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(InputLayer { shape: Shape(dims) }))
 }
 
-impl Layer for InputLayer {
+impl Op for InputLayer {
     fn op(&self) -> &'static str {
         "input"
     }
@@ -172,6 +173,9 @@ impl Layer for InputLayer {
         self.shape.numel()?;
         Ok(vec![self.shape.clone()])
     }
+}
+
+impl Kernel for InputLayer {
     fn forward(
         &self,
         _inputs: &[&Tensor],
@@ -184,6 +188,8 @@ impl Layer for InputLayer {
     }
 }
 
+impl Counting for InputLayer {}
+
 /// Layers whose output is their input, unchanged (a view: no new memory).
 #[derive(Debug)]
 struct Passthrough {
@@ -192,15 +198,12 @@ struct Passthrough {
     label: String,
 }
 
-impl Layer for Passthrough {
+impl Op for Passthrough {
     fn op(&self) -> &'static str {
         self.op
     }
     fn label(&self) -> String {
         self.label.clone()
-    }
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Identity
     }
     fn category(&self) -> Category {
         if self.op == "identity" {
@@ -218,6 +221,12 @@ impl Layer for Passthrough {
     fn torch_type(&self) -> Option<&'static str> {
         Some(self.torch)
     }
+}
+
+impl Kernel for Passthrough {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Identity
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -226,6 +235,12 @@ impl Layer for Passthrough {
     ) -> Result<Vec<Tensor>, Diagnostic> {
         Ok(vec![inputs[0].clone()])
     }
+    fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
+        true
+    }
+}
+
+impl Counting for Passthrough {
     fn training(
         &self,
         inputs: &[Shape],
@@ -265,9 +280,6 @@ impl Layer for Passthrough {
                 ..Default::default()
             },
         })
-    }
-    fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
-        true
     }
 }
 
@@ -384,20 +396,12 @@ fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Flatten { start, end }))
 }
 
-impl Layer for Flatten {
+impl Op for Flatten {
     fn op(&self) -> &'static str {
         "flatten"
     }
     fn label(&self) -> String {
         "flatten".into()
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Flattening one dimension changes nothing; merging dimensions ends the layout.
-        if self.start == self.end {
-            Collapsed::Identity
-        } else {
-            Collapsed::Stop
-        }
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -424,6 +428,17 @@ impl Layer for Flatten {
     fn torch_type(&self) -> Option<&'static str> {
         Some("Flatten")
     }
+}
+
+impl Kernel for Flatten {
+    fn collapsed(&self) -> Collapsed {
+        // Flattening one dimension changes nothing; merging dimensions ends the layout.
+        if self.start == self.end {
+            Collapsed::Identity
+        } else {
+            Collapsed::Stop
+        }
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -434,6 +449,8 @@ impl Layer for Flatten {
         Ok(vec![Tensor::new(dims, inputs[0].data.clone())])
     }
 }
+
+impl Counting for Flatten {}
 
 #[derive(Debug)]
 struct Shuffle {
@@ -452,15 +469,12 @@ fn build_shuffle(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Shuffle { groups }))
 }
 
-impl Layer for Shuffle {
+impl Op for Shuffle {
     fn op(&self) -> &'static str {
         "channel_shuffle"
     }
     fn label(&self) -> String {
         format!("shuffle {} groups", self.groups)
-    }
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Identity
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -470,6 +484,12 @@ impl Layer for Shuffle {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("ChannelShuffle")
+    }
+}
+
+impl Kernel for Shuffle {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Identity
     }
     fn forward(
         &self,
@@ -495,6 +515,9 @@ impl Layer for Shuffle {
         }
         Ok(vec![out])
     }
+}
+
+impl Counting for Shuffle {
     fn training(
         &self,
         _inputs: &[Shape],
@@ -577,7 +600,7 @@ fn build_split(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Split { dim, sizes }))
 }
 
-impl Layer for Split {
+impl Op for Split {
     fn op(&self) -> &'static str {
         "split"
     }
@@ -589,15 +612,6 @@ impl Layer for Split {
             (4, 2) => Geometry::Split { axis: 0 },
             (4, 3) => Geometry::Split { axis: 1 },
             _ => Geometry::Pointwise,
-        }
-    }
-    fn collapsed(&self) -> Collapsed {
-        // Along channels every piece sees what the input sees; along a spatial axis, the same
-        // split; along the batch, not measured.
-        match self.dim {
-            0 => Collapsed::Stop,
-            1 => Collapsed::Identity,
-            _ => Collapsed::Layer(Box::new(self.clone())),
         }
     }
     fn category(&self) -> Category {
@@ -616,6 +630,18 @@ impl Layer for Split {
     }
     fn is_view(&self) -> bool {
         true
+    }
+}
+
+impl Kernel for Split {
+    fn collapsed(&self) -> Collapsed {
+        // Along channels every piece sees what the input sees; along a spatial axis, the same
+        // split; along the batch, not measured.
+        match self.dim {
+            0 => Collapsed::Stop,
+            1 => Collapsed::Identity,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
     }
     fn forward(
         &self,
@@ -646,6 +672,8 @@ impl Layer for Split {
     }
 }
 
+impl Counting for Split {}
+
 #[derive(Debug, Clone)]
 struct Slice {
     dim: usize,
@@ -668,7 +696,7 @@ fn build_slice(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Slice { dim, start, end }))
 }
 
-impl Layer for Slice {
+impl Op for Slice {
     fn op(&self) -> &'static str {
         "slice"
     }
@@ -687,14 +715,6 @@ impl Layer for Slice {
             _ => Geometry::Pointwise,
         }
     }
-    fn collapsed(&self) -> Collapsed {
-        // As `split`: channels pass through, a spatial range is the same slice.
-        match self.dim {
-            0 => Collapsed::Stop,
-            1 => Collapsed::Identity,
-            _ => Collapsed::Layer(Box::new(self.clone())),
-        }
-    }
     fn category(&self) -> Category {
         Category::Reshape
     }
@@ -705,6 +725,17 @@ impl Layer for Slice {
     }
     fn is_view(&self) -> bool {
         true
+    }
+}
+
+impl Kernel for Slice {
+    fn collapsed(&self) -> Collapsed {
+        // As `split`: channels pass through, a spatial range is the same slice.
+        match self.dim {
+            0 => Collapsed::Stop,
+            1 => Collapsed::Identity,
+            _ => Collapsed::Layer(Box::new(self.clone())),
+        }
     }
     fn forward(
         &self,
@@ -726,6 +757,8 @@ impl Layer for Slice {
     }
 }
 
+impl Counting for Slice {}
+
 #[derive(Debug, Clone)]
 struct ZeroPad {
     pad: Pad4,
@@ -739,15 +772,12 @@ fn build_pad(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(ZeroPad { pad }))
 }
 
-impl Layer for ZeroPad {
+impl Op for ZeroPad {
     fn op(&self) -> &'static str {
         "zero_pad2d"
     }
     fn label(&self) -> String {
         format!("pad {}", self.pad.label())
-    }
-    fn collapsed(&self) -> Collapsed {
-        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -772,6 +802,12 @@ impl Layer for ZeroPad {
     fn torch_type(&self) -> Option<&'static str> {
         Some("ZeroPad2d")
     }
+}
+
+impl Kernel for ZeroPad {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Layer(Box::new(self.clone()))
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -794,16 +830,14 @@ impl Layer for ZeroPad {
     }
 }
 
-impl Layer for Crop {
+impl Counting for ZeroPad {}
+
+impl Op for Crop {
     fn op(&self) -> &'static str {
         "crop"
     }
     fn label(&self) -> String {
         format!("crop → {}×{}", self.size[0], self.size[1])
-    }
-    fn collapsed(&self) -> Collapsed {
-        // The same crop (a second input only lends its size).
-        Collapsed::Layer(Box::new(self.clone()))
     }
     fn category(&self) -> Category {
         Category::Reshape
@@ -820,6 +854,13 @@ impl Layer for Crop {
         Geometry::Crop {
             offset: self.offset,
         }
+    }
+}
+
+impl Kernel for Crop {
+    fn collapsed(&self) -> Collapsed {
+        // The same crop (a second input only lends its size).
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn forward(
         &self,
@@ -844,6 +885,9 @@ impl Layer for Crop {
             data,
         )])
     }
+}
+
+impl Counting for Crop {
     fn training(
         &self,
         _inputs: &[Shape],
@@ -858,7 +902,7 @@ impl Layer for Crop {
 
 #[cfg(test)]
 mod tests {
-    use crate::testutil::build;
+    use crate::layers::testutil::build;
 
     #[test]
     fn shapes() {

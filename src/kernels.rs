@@ -2,11 +2,13 @@
 //! threads for large products), the tiled convolution (im2col per output tile, GEMM, bias and
 //! fused activation while the tile is in cache), im2col / col2im, the input positions a sliding
 //! window reads, the element-wise functions (`Pointwise`: the activation formulas) and NumPy
-//! broadcasting. Layers compose these in their `forward`.
+//! broadcasting. Layers compose these in their `forward`, which reads and reports through [`Ctx`]
+//! (MACs tallied, auxiliary outputs, the fused epilogue, and output buffers recycled from dead
+//! tensors by the executor's [`Recycler`]).
 
 use rayon::prelude::*;
 
-use super::Tensor;
+use crate::tensor::Tensor;
 
 /// Products smaller than this many multiply-accumulates run on one thread.
 const PARALLEL_MACS: usize = 1 << 18;
@@ -942,6 +944,73 @@ pub fn broadcast(
             }
         });
     Tensor::new(out_shape.to_vec(), data)
+}
+
+/// What a kernel may read and report besides tensors.
+pub struct Ctx<'a> {
+    /// Multiply-accumulates the kernel performed (tallied as it runs).
+    pub macs: u64,
+    /// Auxiliary outputs of the producers of each input (max-pool indices for max-unpool).
+    pub aux_in: &'a [Option<&'a [u32]>],
+    /// The kernel's auxiliary output (a max-pool's argmax indices).
+    pub aux_out: Option<Vec<u32>>,
+    /// Whether a consumer reads `aux_out` (when false, a max pool may skip its indices).
+    pub want_aux: bool,
+    /// An element-wise function to apply to the (single) output: a kernel that applies it
+    /// itself, tile by tile, takes it (`take()`); the executor applies what is left.
+    pub epilogue: Option<Pointwise>,
+    /// Buffers of tensors that died, for [`Ctx::output`].
+    pub recycled: Option<&'a mut Recycler>,
+}
+
+impl Ctx<'_> {
+    /// A tensor of shape `dims` that the kernel will overwrite completely: the buffer of a dead
+    /// tensor of the same size when there is one (its contents are then stale values), else
+    /// zeros. Saves allocating (and page-faulting) a fresh buffer for most outputs.
+    pub fn output(&mut self, dims: &[usize]) -> Tensor {
+        let len = dims.iter().product();
+        match self.recycled.as_mut().and_then(|r| r.take(len)) {
+            Some(data) => Tensor::new(dims.to_vec(), data),
+            None => Tensor::zeros(dims),
+        }
+    }
+}
+
+/// The buffers of tensors that died during a run, reused by later outputs of the same size.
+#[derive(Debug, Default)]
+pub struct Recycler {
+    pub(crate) free: Vec<Vec<f32>>,
+    /// Whether buffers are kept at all.
+    pub(crate) on: bool,
+    /// Bytes of the buffers kept, and the most that may be kept.
+    pub(crate) held: u64,
+    pub(crate) cap: u64,
+}
+
+impl Recycler {
+    /// Buffers kept at most (the oldest go first).
+    const KEEP: usize = 16;
+
+    /// A free buffer of exactly `len` elements, if any.
+    pub fn take(&mut self, len: usize) -> Option<Vec<f32>> {
+        let i = self.free.iter().rposition(|b| b.len() == len)?;
+        self.held -= 4 * len as u64;
+        Some(self.free.swap_remove(i))
+    }
+
+    /// Keeps `buf` for reuse, within the byte cap (the oldest buffers go first).
+    pub fn give(&mut self, buf: Vec<f32>) {
+        let bytes = 4 * buf.len() as u64;
+        if buf.is_empty() || !self.on || bytes > self.cap {
+            return;
+        }
+        while self.free.len() == Self::KEEP || self.held + bytes > self.cap {
+            let old = self.free.remove(0);
+            self.held -= 4 * old.len() as u64;
+        }
+        self.held += bytes;
+        self.free.push(buf);
+    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{matmul, vectorised, Pointwise};
+use crate::kernels::{matmul, vectorised, Pointwise};
 
 /// A sliding window over three spatial axes `[depth, height, width]`; lower ranks have
 /// leading axes of size 1 (see [`WindowNd::new`]). `input`/`output` are the lengths the
 /// window reads from and writes to (for a transposed convolution, as in
-/// [`super::kernels::col2im`], `input` is the larger, scattered-into side).
+/// [`crate::kernels::col2im`], `input` is the larger, scattered-into side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowNd {
     pub kernel: [usize; 3],
