@@ -382,7 +382,14 @@ impl<'a> Findings<'a> {
         }
         let label = node.layer.label();
         let ins = [x.0[2], x.0[3]];
-        let pads = [(w.pad.top, w.pad.bottom), (w.pad.left, w.pad.right)];
+        // Image windows only (the messages speak of rows and columns).
+        if w.kernel.rank() != 2 {
+            return;
+        }
+        let pads = [
+            (w.pad_begin[0], w.pad_end[0]),
+            (w.pad_begin[1], w.pad_end[1]),
+        ];
         let geo: Vec<AxisFit> = (0..2)
             .map(|ax| AxisFit::new(&w, ax, ins[ax], pads[ax]))
             .collect();
@@ -553,16 +560,20 @@ impl<'a> Findings<'a> {
         let Some(w) = node.layer.weight_info() else {
             return;
         };
+        // Image kernels only: the stack of 3×3 convolutions is a 2-D design.
+        if w.kernel.rank() != 2 {
+            return;
+        }
         let kk = w.kernel[0];
-        let p = w.pad.top;
+        let p = w.pad_begin[0];
         if w.kind != WeightedKind::Conv
             || w.kernel[1] != kk
             || kk < 5
             || kk % 2 == 0
             || w.stride != [1, 1]
             || w.dilation != [1, 1]
-            || !w.pad.is_symmetric()
-            || w.pad.left != p
+            || w.pad_begin != w.pad_end
+            || w.pad_begin[1] != p
         {
             return;
         }
@@ -731,7 +742,7 @@ impl<'a> Findings<'a> {
             }
             let s = &self.net.nodes[src];
             match s.layer.weight_info() {
-                Some(w) => return w.kernel == [1, 1] && w.out_ch < w.in_ch,
+                Some(w) => return w.kernel.all(1) && w.out_ch < w.in_ch,
                 None if s.inputs.len() == 1 => cur = src,
                 None => return false,
             }

@@ -261,7 +261,10 @@ mod tests {
     #[test]
     fn axes() {
         let k = Axes::from([3, 7, 7]);
-        assert_eq!((k.rank(), k.label(), k.product()), (3, "3×7×7".into(), Some(147)));
+        assert_eq!(
+            (k.rank(), k.label(), k.product()),
+            (3, "3×7×7".into(), Some(147))
+        );
         assert_eq!(Axes::splat(1, 5).label(), "5");
         assert_eq!(Axes::from([2, 2]).label(), "2");
         assert!(Axes::new(&[]).is_none() && Axes::new(&[1, 2, 3, 4]).is_none());
@@ -270,7 +273,10 @@ mod tests {
             (0..3).map(|a| axis_name(3, a)).collect::<Vec<_>>(),
             ["depth", "height", "width"]
         );
-        assert_eq!((axis_name(2, 0), axis_name(2, 1), axis_name(1, 0)), ("height", "width", "length"));
+        assert_eq!(
+            (axis_name(2, 0), axis_name(2, 1), axis_name(1, 0)),
+            ("height", "width", "length")
+        );
     }
 
     proptest! {

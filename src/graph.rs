@@ -822,18 +822,14 @@ impl<'a> Expander<'a> {
         )?;
         let mut last = Ref::Direct(idx, 0);
         if let Some(b) = bn {
-            if !t.fuses_bn {
+            let Some(norm) = t.fused_bn else {
                 return Err(
                     Diagnostic::new(format!("`bn:` cannot be fused after {}", t.name)).at(&b.path),
                 );
-            }
+            };
             if Self::eval_bool(&b, env, "bn")? {
-                let bt = layers::lookup(if t.name == "linear" {
-                    "batchnorm1d"
-                } else {
-                    "batchnorm2d"
-                })
-                .expect("registered");
+                // The batch norm the op declares (its rank's).
+                let bt = layers::lookup(norm).expect("registered");
                 let p = join(path, "bn");
                 let battrs = default_attrs(defaults, bt.name, &[]);
                 let i = self.push_raw(

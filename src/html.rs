@@ -905,8 +905,11 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
         .max(1e-3)
         / 2.0;
     let differ = a.layers.iter().any(|l| {
-        l.rf.as_ref()
-            .is_some_and(|f| f.axes.iter().any(|x| x.size != f.axes[0].size || x.jump != f.axes[0].jump))
+        l.rf.as_ref().is_some_and(|f| {
+            f.axes
+                .iter()
+                .any(|x| x.size != f.axes[0].size || x.jump != f.axes[0].jump)
+        })
     });
     let caption = format!(
         "Receptive field against depth ({} axis)",

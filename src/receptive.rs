@@ -369,9 +369,7 @@ fn at(v: &[u64], ax: usize) -> Result<u64, Diagnostic> {
 
 fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
     match g {
-        Geometry::Transposed { stride, .. } if stride.iter().any(|&s| s != 1) => {
-            f.resampled = true
-        }
+        Geometry::Transposed { stride, .. } if stride.iter().any(|&s| s != 1) => f.resampled = true,
         Geometry::Resize { num, den, .. } if num != den => f.resampled = true,
         Geometry::Crop { .. } | Geometry::Split { .. } => f.cropped = true,
         _ => {}

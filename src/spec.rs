@@ -363,7 +363,7 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
                 .copied()
                 .collect();
             check_keys(m, &allowed, &format!("a `{}` node", t.name))?;
-            if let (Some(bn), false) = (get("bn"), t.fuses_bn) {
+            if let (Some(bn), false) = (get("bn"), t.fused_bn.is_some()) {
                 return Err(err(&bn, format!("`bn:` cannot be fused after {}", t.name))
                     .help("add a separate `{op: batchnorm2d}` node, or fuse it on the conv/linear before"));
             }

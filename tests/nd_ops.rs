@@ -62,7 +62,12 @@ fn safetensors_file(tensors: &[(String, Vec<usize>)]) -> Vec<u8> {
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize(views, &None).unwrap()
 }

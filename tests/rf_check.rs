@@ -126,7 +126,10 @@ fn windows_wholly_in_padding() {
     let n = net("inputs: {x: [1, 6, 6]}\nnodes:\n  - {id: c1, op: conv, out: 2, kernel: 3}\n  - {id: pad, op: pad, padding: [2, 0, 2, 0]}\n  - {id: c2, op: conv, out: 2, kernel: 3}\n");
     let r = reach_of(&n, "pad").unwrap();
     let f = |u: u32| Some((u, u + 2));
-    assert_eq!(r.axes[0], vec![None, None, f(0), f(1), f(2), f(3), None, None]);
+    assert_eq!(
+        r.axes[0],
+        vec![None, None, f(0), f(1), f(2), f(3), None, None]
+    );
     let r = reach_of(&n, "c2").unwrap();
     // Unit v reads padded rows v..v+2, of which rows 2..5 hold the first convolution's units
     // 0..3.

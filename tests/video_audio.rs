@@ -13,7 +13,8 @@ use archscope::{analyze, check, exec, zoo, BuildOptions, Dtype};
 use serde_json::Value;
 
 fn reference() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/video_audio_reference.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/video_audio_reference.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -57,21 +58,25 @@ fn totals_and_layers_match_pytorch() {
         let net = zoo::build(name, &opts).unwrap().unwrap();
         let a = analyze(&net, Dtype::F32).unwrap();
         assert_eq!(a.inputs[0].0, input, "{name}: input");
-        assert_eq!(a.totals.params, m["params"].as_u64().unwrap(), "{name}: params");
+        assert_eq!(
+            a.totals.params,
+            m["params"].as_u64().unwrap(),
+            "{name}: params"
+        );
         assert_eq!(
             a.totals.trainable,
             m["trainable"].as_u64().unwrap(),
             "{name}: trainable"
         );
-        assert_eq!(a.totals.buffers, m["buffers"].as_u64().unwrap(), "{name}: buffers");
+        assert_eq!(
+            a.totals.buffers,
+            m["buffers"].as_u64().unwrap(),
+            "{name}: buffers"
+        );
         assert_eq!(a.totals.macs, m["macs"].as_u64().unwrap(), "{name}: MACs");
         assert_eq!(a.outputs[0].1 .0, dims(&m["output"]), "{name}: output");
         // Every layer with parameters, in execution order: output shape, parameters, MACs.
-        let ours: Vec<_> = a
-            .layers
-            .iter()
-            .filter(|l| l.params.total() > 0)
-            .collect();
+        let ours: Vec<_> = a.layers.iter().filter(|l| l.params.total() > 0).collect();
         let theirs: Vec<&Value> = m["layers"]
             .as_array()
             .unwrap()
@@ -82,7 +87,11 @@ fn totals_and_layers_match_pytorch() {
         for (o, t) in ours.iter().zip(&theirs) {
             let what = format!("{name}: {} vs {}", o.name, t["name"]);
             assert_eq!(o.outputs[0].0, dims(&t["out"]), "{what}: shape");
-            assert_eq!(o.params.total(), t["params"].as_u64().unwrap(), "{what}: params");
+            assert_eq!(
+                o.params.total(),
+                t["params"].as_u64().unwrap(),
+                "{what}: params"
+            );
             if let Some(macs) = t.get("macs") {
                 assert_eq!(o.macs, macs.as_u64().unwrap(), "{what}: MACs");
             }

@@ -21,7 +21,7 @@ macro_rules! activation {
             aliases: $aliases,
             keys: $keys,
             arity: Arity::Exactly(1),
-            fuses_bn: false,
+            fused_bn: None,
             build: |a| build(a, $name, $torch, $flops),
             summary: $summary,
         };

@@ -6,9 +6,9 @@
 //! [`crate::kernels_nd`].
 
 use super::{
-    add, attrs_int, mul, per_element, Arity, Attrs, Category, Collapsed, Convention, Cost, Counting,
-    Geometry, Kernel, Layer, Op, OpType, Params, Shape, Training, WeightInfo, WeightedKind,
-    Window,
+    add, attrs_int, mul, per_element, Arity, Attrs, Category, Collapsed, Convention, Cost,
+    Counting, Geometry, Kernel, Layer, Op, OpType, Params, Shape, Training, WeightInfo,
+    WeightedKind, Window,
 };
 use crate::error::Diagnostic;
 use crate::geometry::{axis_name, conv_out, conv_transpose_out, Axes};
@@ -108,16 +108,13 @@ pub(crate) fn axes_of(
     let one = |x: &crate::yaml::YNode| -> Result<u64, Diagnostic> {
         let i = attrs_int(x, key)?;
         u64::try_from(i).ok().filter(|&u| u >= min).ok_or_else(|| {
-            Diagnostic::new(format!(
-                "`{key}` must be {} or more, got {i}",
-                min
-            ))
-            .at(&x.path)
-            .help(if min == 0 {
-                "write 0 or a positive whole number"
-            } else {
-                "write a positive whole number"
-            })
+            Diagnostic::new(format!("`{key}` must be {} or more, got {i}", min))
+                .at(&x.path)
+                .help(if min == 0 {
+                    "write 0 or a positive whole number"
+                } else {
+                    "write a positive whole number"
+                })
         })
     };
     let names = (0..rank)
@@ -192,9 +189,15 @@ pub(crate) fn need_rank(op: &str, s: &Shape, rank: usize) -> Result<(), Diagnost
     .help(match (rank, s.rank()) {
         (_, 2) => "this input is flat; put the layer before `flatten`, or use `linear`",
         (1, 4) => "this input is an image: use the 2-D layer (conv2d, maxpool2d, …)",
-        (3, 4) => "this input is an image: use the 2-D layer, or give a clip N×C×D×H×W (--input C×D×H×W)",
-        (2, 3) | (3, 3) => "this input is a sequence N×C×L: use the 1-D layer (conv1d, maxpool1d, …)",
-        (2, 5) | (1, 5) => "this input is a volume N×C×D×H×W: use the 3-D layer (conv3d, maxpool3d, …)",
+        (3, 4) => {
+            "this input is an image: use the 2-D layer, or give a clip N×C×D×H×W (--input C×D×H×W)"
+        }
+        (2, 3) | (3, 3) => {
+            "this input is a sequence N×C×L: use the 1-D layer (conv1d, maxpool1d, …)"
+        }
+        (2, 5) | (1, 5) => {
+            "this input is a volume N×C×D×H×W: use the 3-D layer (conv3d, maxpool3d, …)"
+        }
         _ => "check the layer before it",
     }))
 }
@@ -457,11 +460,7 @@ impl Op for ConvNd {
         // C_out/g channels.
         let macs = if self.transposed {
             let x = &inputs[0];
-            mul(&[
-                x.numel()?,
-                self.out_ch / self.groups,
-                self.taps(),
-            ])?
+            mul(&[x.numel()?, self.out_ch / self.groups, self.taps()])?
         } else {
             mul(&[outputs[0].numel()?, self.in_ch / self.groups, self.taps()])?
         };
@@ -638,9 +637,7 @@ impl Kernel for ConvNd {
             x0.shape[2..].to_vec()
         } else {
             (0..rank)
-                .map(|a| {
-                    x0.shape[2 + a] + (self.pad_begin[a] + self.pad_end[a]) as usize
-                })
+                .map(|a| x0.shape[2 + a] + (self.pad_begin[a] + self.pad_end[a]) as usize)
                 .collect()
         };
         let out_sizes = &dims[2..];
@@ -792,7 +789,12 @@ mod tests {
         assert_eq!(l.params().trainable, 62_750);
         assert_eq!(l.label(), "conv 250/160 p45, 250");
         // `same` on an even kernel: total 3, 1 before and 2 after (PyTorch).
-        let (_, o) = build("conv1d", "{out: 2, kernel: 4, padding: same}", &[&[1, 1, 10]]).unwrap();
+        let (_, o) = build(
+            "conv1d",
+            "{out: 2, kernel: 4, padding: same}",
+            &[&[1, 1, 10]],
+        )
+        .unwrap();
         assert_eq!(o[0].0, vec![1, 2, 10]);
         // Transposed 3-D: (4−1)·2 − 2 + 3 + 1 = 8 per axis.
         let (l, o) = build(

@@ -15,7 +15,7 @@ pub const ADD: OpType = OpType {
     aliases: &["sum"],
     keys: &[],
     arity: Arity::AtLeast(2),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_add,
     summary: "elementwise sum of two or more tensors, with broadcasting",
 };
@@ -25,7 +25,7 @@ pub const MULTIPLY: OpType = OpType {
     aliases: &["mul"],
     keys: &[],
     arity: Arity::AtLeast(2),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_mul,
     summary: "elementwise product (e.g. a squeeze-excitation gate), with broadcasting",
 };
@@ -35,7 +35,7 @@ pub const CONCAT: OpType = OpType {
     aliases: &["cat"],
     keys: &["dim"],
     arity: Arity::AtLeast(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_concat,
     summary: "concatenation along `dim` (default 1, channels)",
 };

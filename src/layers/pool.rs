@@ -4,7 +4,7 @@
 use super::Convention;
 use super::{
     mul, need_4d, pair_label, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
-    Layer, Op, OpType, Pad4, Saved, Shape, Training, Window,
+    Layer, Op, OpType, Saved, Shape, Training, Window,
 };
 use crate::error::Diagnostic;
 use crate::geometry::adaptive_window;
@@ -26,7 +26,7 @@ pub const MAXPOOL2D: OpType = OpType {
         "functional",
     ],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_max,
     summary: "max pooling (torch.nn.MaxPool2d)",
 };
@@ -44,7 +44,7 @@ pub const AVGPOOL2D: OpType = OpType {
         "functional",
     ],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_avg,
     summary: "average pooling (torch.nn.AvgPool2d)",
 };
@@ -54,7 +54,7 @@ pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
     aliases: &["adaptive_avgpool"],
     keys: &["size", "functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_adaptive_avg,
     summary: "adaptive average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)",
 };
@@ -64,7 +64,7 @@ pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
     aliases: &["adaptive_maxpool"],
     keys: &["size", "functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_adaptive_max,
     summary: "adaptive max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d)",
 };
@@ -74,7 +74,7 @@ pub const GLOBAL_AVGPOOL: OpType = OpType {
     aliases: &["gap"],
     keys: &["functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_global_avg,
     summary: "global average pooling to N×C×1×1 (AdaptiveAvgPool2d(1))",
 };
@@ -84,7 +84,7 @@ pub const GLOBAL_MAXPOOL: OpType = OpType {
     aliases: &[],
     keys: &["functional"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_global_max,
     summary: "global max pooling to N×C×1×1 (AdaptiveMaxPool2d(1))",
 };
@@ -236,10 +236,10 @@ impl Op for Pool {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad_begin: self.pad,
-            dilation: self.dilation,
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: self.pad.into(),
+            dilation: self.dilation.into(),
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
@@ -247,10 +247,11 @@ impl Op for Pool {
     }
     fn window(&self) -> Option<Window> {
         Some(Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: Pad4::symmetric(self.pad[0], self.pad[1]),
-            dilation: self.dilation,
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: self.pad.into(),
+            pad_end: self.pad.into(),
+            dilation: self.dilation.into(),
             ceil: self.ceil,
         })
     }
@@ -515,10 +516,10 @@ impl Op for Adaptive {
                     Geometry::Pointwise
                 } else {
                     Geometry::Window {
-                        kernel: k,
-                        stride: k,
-                        pad_begin: [0, 0],
-                        dilation: [1, 1],
+                        kernel: k.into(),
+                        stride: k.into(),
+                        pad_begin: [0, 0].into(),
+                        dilation: [1, 1].into(),
                     }
                 }
             }

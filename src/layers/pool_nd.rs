@@ -56,10 +56,34 @@ macro_rules! pool_type {
     };
 }
 
-pool_type!(MAXPOOL1D, "maxpool1d", MAX_KEYS, build_max1, "max pooling (torch.nn.MaxPool1d) on N×C×L");
-pool_type!(MAXPOOL3D, "maxpool3d", MAX_KEYS, build_max3, "max pooling (torch.nn.MaxPool3d) on N×C×D×H×W");
-pool_type!(AVGPOOL1D, "avgpool1d", AVG1_KEYS, build_avg1, "average pooling (torch.nn.AvgPool1d) on N×C×L");
-pool_type!(AVGPOOL3D, "avgpool3d", AVG3_KEYS, build_avg3, "average pooling (torch.nn.AvgPool3d) on N×C×D×H×W");
+pool_type!(
+    MAXPOOL1D,
+    "maxpool1d",
+    MAX_KEYS,
+    build_max1,
+    "max pooling (torch.nn.MaxPool1d) on N×C×L"
+);
+pool_type!(
+    MAXPOOL3D,
+    "maxpool3d",
+    MAX_KEYS,
+    build_max3,
+    "max pooling (torch.nn.MaxPool3d) on N×C×D×H×W"
+);
+pool_type!(
+    AVGPOOL1D,
+    "avgpool1d",
+    AVG1_KEYS,
+    build_avg1,
+    "average pooling (torch.nn.AvgPool1d) on N×C×L"
+);
+pool_type!(
+    AVGPOOL3D,
+    "avgpool3d",
+    AVG3_KEYS,
+    build_avg3,
+    "average pooling (torch.nn.AvgPool3d) on N×C×D×H×W"
+);
 pool_type!(
     ADAPTIVE_AVGPOOL1D,
     "adaptive_avgpool1d",
@@ -449,9 +473,17 @@ impl Op for AdaptiveNd {
         let x = &inputs[0].0[2..];
         // Windows that tile the input evenly are an ordinary window; otherwise (or to one
         // unit from more) the field is taken as global, as the 2-D adaptive pools.
-        if x.iter().zip(self.size.iter()).all(|(&i, &o)| i.is_multiple_of(o)) {
-            let k = Axes::new(&x.iter().zip(self.size.iter()).map(|(&i, &o)| i / o).collect::<Vec<_>>())
-                .expect("rank 1 or 3");
+        if x.iter()
+            .zip(self.size.iter())
+            .all(|(&i, &o)| i.is_multiple_of(o))
+        {
+            let k = Axes::new(
+                &x.iter()
+                    .zip(self.size.iter())
+                    .map(|(&i, &o)| i / o)
+                    .collect::<Vec<_>>(),
+            )
+            .expect("rank 1 or 3");
             if k.all(1) {
                 Geometry::Pointwise
             } else {
@@ -585,7 +617,12 @@ mod tests {
             64 * 16 * 28 * 28 * 8
         );
         // AvgPool1d(3, 2, ceil_mode) on 10 → ⌈(10 − 3)/2⌉ + 1 = 5.
-        let (_, o) = build("avgpool1d", "{kernel: 3, stride: 2, ceil: true}", &[&[2, 4, 10]]).unwrap();
+        let (_, o) = build(
+            "avgpool1d",
+            "{kernel: 3, stride: 2, ceil: true}",
+            &[&[2, 4, 10]],
+        )
+        .unwrap();
         assert_eq!(o[0].0, vec![2, 4, 5]);
         // AdaptiveAvgPool3d(1) on 1×512×2×7×7: 512·98 reads (FLOPs).
         let (l, o) = build("adaptive_avgpool3d", "{size: 1}", &[&[1, 512, 2, 7, 7]]).unwrap();

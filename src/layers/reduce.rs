@@ -14,7 +14,7 @@ pub const MAGNITUDE: OpType = OpType {
     aliases: &["channel_norm"],
     keys: &[],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_magnitude,
     summary: "sqrt of the sum of squares over the channels, keeping a channel of 1 (torch.linalg.vector_norm(x, dim=1, keepdim=True))",
 };

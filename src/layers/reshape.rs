@@ -15,7 +15,7 @@ pub const CROP: OpType = OpType {
     aliases: &["center_crop"],
     keys: &["size"],
     arity: Arity::AtLeast(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_crop,
     summary: "centre crop to `size`, or to the size of a second input `in: [x, like]` (U-Net skips; torchvision center_crop)",
 };
@@ -25,7 +25,7 @@ pub const INPUT: OpType = OpType {
     aliases: &[],
     keys: &["shape"],
     arity: Arity::Exactly(0),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_input,
     summary: "a model input (declared under `inputs:`)",
 };
@@ -35,7 +35,7 @@ pub const FLATTEN: OpType = OpType {
     aliases: &[],
     keys: &["start_dim", "end_dim"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_flatten,
     summary: "merge dimensions start_dim..=end_dim (default 1..=-1) (torch.nn.Flatten)",
 };
@@ -45,7 +45,7 @@ pub const DROPOUT: OpType = OpType {
     aliases: &[],
     keys: &["p"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: |a| build_dropout(a, false),
     summary: "dropout (identity at inference) (torch.nn.Dropout)",
 };
@@ -55,7 +55,7 @@ pub const DROPOUT2D: OpType = OpType {
     aliases: &["spatial_dropout"],
     keys: &["p"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: |a| build_dropout(a, true),
     summary: "channel dropout (identity at inference) (torch.nn.Dropout2d)",
 };
@@ -65,7 +65,7 @@ pub const STOCHASTIC_DEPTH: OpType = OpType {
     aliases: &["drop_path"],
     keys: &["p", "mode"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_stochastic_depth,
     summary: "drops a residual branch per sample (row) or batch; identity at inference (torchvision StochasticDepth)",
 };
@@ -75,7 +75,7 @@ pub const IDENTITY: OpType = OpType {
     aliases: &[],
     keys: &[],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: |_| {
         Ok(Box::new(Passthrough {
             op: "identity",
@@ -91,7 +91,7 @@ pub const CHANNEL_SHUFFLE: OpType = OpType {
     aliases: &["shuffle"],
     keys: &["groups"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_shuffle,
     summary: "ShuffleNet channel shuffle (torch.nn.ChannelShuffle)",
 };
@@ -101,7 +101,7 @@ pub const SPLIT: OpType = OpType {
     aliases: &["chunk"],
     keys: &["sizes", "parts", "dim"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_split,
     summary:
         "split along `dim` into `parts` equal pieces or given `sizes`; refer to piece k as `name:k`",
@@ -112,7 +112,7 @@ pub const SLICE: OpType = OpType {
     aliases: &["narrow"],
     keys: &["dim", "start", "end"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_slice,
     summary: "the range start..end (exclusive) of `dim` (default 1, channels)",
 };
@@ -122,7 +122,7 @@ pub const ZERO_PAD2D: OpType = OpType {
     aliases: &["pad", "zeropad"],
     keys: &["padding"],
     arity: Arity::Exactly(1),
-    fuses_bn: false,
+    fused_bn: None,
     build: build_pad,
     summary: "zero padding: n, [h, w] or [top, left, bottom, right] (torch.nn.ZeroPad2d)",
 };
@@ -707,10 +707,10 @@ impl Op for Slice {
         // A range of rows or columns of an image is a crop: output unit 0 is input unit `start`.
         match (inputs[0].rank(), self.dim) {
             (4, 2) => Geometry::Crop {
-                offset: [self.start, 0],
+                offset: [self.start, 0].into(),
             },
             (4, 3) => Geometry::Crop {
-                offset: [0, self.start],
+                offset: [0, self.start].into(),
             },
             _ => Geometry::Pointwise,
         }
@@ -793,10 +793,10 @@ impl Op for ZeroPad {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Window {
-            kernel: [1, 1],
-            stride: [1, 1],
-            pad_begin: [self.pad.top, self.pad.left],
-            dilation: [1, 1],
+            kernel: [1, 1].into(),
+            stride: [1, 1].into(),
+            pad_begin: [self.pad.top, self.pad.left].into(),
+            dilation: [1, 1].into(),
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
@@ -852,7 +852,7 @@ impl Op for Crop {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Crop {
-            offset: self.offset,
+            offset: self.offset.into(),
         }
     }
 }
