@@ -68,7 +68,8 @@ Every figure comes from running the real PyTorch module; nothing is computed by 
   same tools on the model whose subclassed modules were given their base class (same forward),
   which shows that this is the whole difference.
 
-Run from the repository root (about two minutes on 2 cores; needs torch, torchvision,
+Run from the repository root (about 18 minutes on 2 busy cores, most of it the receptive
+fields of the video models on their enlarged clips; needs torch, torchvision,
 torchaudio, fvcore, ptflops, thop, torchinfo):
 
     /tmp/torchenv/bin/python scripts/video_audio_reference.py
@@ -208,6 +209,9 @@ def measure_counts(name: str) -> dict:
     assert layer_macs == total // 2, f"{name}: leaf-layer MACs {layer_macs} != total {total // 2}"
     if name in KNOWN_PARAMS:
         assert params == KNOWN_PARAMS[name], f"{name}: {params} parameters, torchvision publishes {KNOWN_PARAMS[name]}"
+    pub = published(name)
+    if "gflops" in pub:  # torchvision's "GFLOPS" are GMACs rounded to 3 decimals
+        assert round(total // 2 / 1e9, 3) == pub["gflops"], f"{name}: {total // 2} MACs, torchvision publishes {pub['gflops']} G"
     return {
         "input": list(x.shape),
         "output": list(y.shape),
@@ -217,7 +221,7 @@ def measure_counts(name: str) -> dict:
         "flops_flopcounter": total,
         "macs": total // 2,
         "flops_by_op": by_op,
-        "published": published(name),
+        "published": pub,
         "layers": layers,
     }
 
