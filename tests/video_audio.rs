@@ -99,8 +99,13 @@ fn totals_and_layers_match_pytorch() {
     }
 }
 
-/// The last layer of stage `stage` (the layer itself, or the last one under it).
-fn stage_end(a: &archscope::Analysis, stage: &str) -> usize {
+/// Our layer at the output of the reference's module `stage`: the layer whose PyTorch
+/// tensor names it is (`weights_names:`, e.g. wav2letter's `acoustic_model.1.20` is
+/// `classifier`), else the last layer under our block of that name (`layer4`).
+fn stage_end(net: &archscope::Network, a: &archscope::Analysis, stage: &str) -> usize {
+    if let Some(k) = net.tensor_prefix.iter().position(|p| p == stage) {
+        return k;
+    }
     a.layers
         .iter()
         .rposition(|l| l.name == stage || l.name.starts_with(&format!("{stage}.")))
@@ -127,7 +132,7 @@ fn receptive_fields_match_pytorch_per_axis() {
         stages.push(&m["rf"]);
         for st in stages {
             let layer = st["after"].as_str().unwrap();
-            let f = a.layers[stage_end(&a, layer)]
+            let f = a.layers[stage_end(&net, &a, layer)]
                 .rf
                 .as_ref()
                 .unwrap_or_else(|| panic!("{name}: `{layer}` has no field"));
