@@ -101,14 +101,19 @@ fn totals_and_layers_match_pytorch() {
 
 /// Our layer at the output of the reference's module `stage`: the layer whose PyTorch
 /// tensor names it is (`weights_names:`, e.g. wav2letter's `acoustic_model.1.20` is
-/// `classifier`), else the last layer under our block of that name (`layer4`).
+/// `classifier`), else the last layer under our block of that name (`layer4`), else the last
+/// layer whose tensors are under the module.
 fn stage_end(net: &archscope::Network, a: &archscope::Analysis, stage: &str) -> usize {
     if let Some(k) = net.tensor_prefix.iter().position(|p| p == stage) {
         return k;
     }
+    let under = format!("{stage}.");
     a.layers
         .iter()
-        .rposition(|l| l.name == stage || l.name.starts_with(&format!("{stage}.")))
+        .rposition(|l| l.name == stage || l.name.starts_with(&under))
+        // A block whose paths differ from PyTorch's (r2plus1d's `stem_s`, `stem_t`): the last
+        // layer whose tensors are under the module.
+        .or_else(|| net.tensor_prefix.iter().rposition(|p| p.starts_with(&under)))
         .unwrap_or_else(|| panic!("no layer `{stage}`"))
 }
 
