@@ -147,3 +147,62 @@ fn every_new_op_matches_pytorch() {
         assert!(bad.is_empty(), "{layer}: {bad:?}");
     }
 }
+
+/// `check` on a small network: every figure agrees, and receptive fields are compared on
+/// `min_compared` layers or more.
+fn checks(yaml: &str, min_compared: usize) {
+    let net = Network::from_yaml("m.yaml", yaml, &BuildOptions::default()).unwrap();
+    let a = analyze(&net, Dtype::F32).unwrap();
+    let w = exec::init_weights(&net, 0).unwrap();
+    let report = check::check(&net, &a, &w, 0).unwrap();
+    let bad: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("{}: {:?}", r.name, r.mismatches()))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(report.rf_skipped, None);
+    assert!(
+        report.rf_compared() >= min_compared,
+        "{} compared",
+        report.rf_compared()
+    );
+}
+
+#[test]
+fn measured_fields_agree_in_one_and_three_dimensions() {
+    // Strided, padded, dilated windows, a crop (slice) along the signal, a concatenation and
+    // a pool: the analysed lattice of every unit against the reach the kernels give.
+    checks(
+        r#"
+format: "archscope/1"
+name: signal
+inputs: {x: [2, 64]}
+nodes:
+  - {id: a, op: conv1d, out: 4, kernel: 5, stride: 2, padding: 2}
+  - {id: p, op: maxpool1d, kernel: 3, stride: 2, padding: 1}
+  - {id: s, op: slice, dim: 2, start: 2, end: 14}
+  - {id: b, op: conv1d, out: 4, kernel: 3, dilation: 2, padding: 2}
+  - {id: c, op: concat, in: [b, s], dim: 1}
+  - {id: d, op: avgpool1d, kernel: 2}
+"#,
+        6,
+    );
+    // A clip: a 3-D stem with a fused batch norm (batchnorm3d) and ReLU, a frame-preserving
+    // pool, a residual add, an adaptive pool that tiles evenly.
+    checks(
+        r#"
+format: "archscope/1"
+name: clip
+inputs: {v: [2, 8, 16, 16]}
+nodes:
+  - {id: a, op: conv3d, out: 4, kernel: [3, 5, 5], stride: [1, 2, 2], padding: [1, 2, 2], bn: true, act: relu}
+  - {id: p, op: maxpool3d, kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1]}
+  - {id: b, op: conv3d, out: 4, kernel: 3, padding: 1}
+  - {id: s, op: add, in: [b, p]}
+  - {id: g, op: adaptive_avgpool3d, size: [2, 2, 2]}
+"#,
+        7,
+    );
+}
