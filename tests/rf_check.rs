@@ -171,10 +171,13 @@ fn residual_add_and_gated_product() {
 }
 
 #[test]
-fn inputs_that_are_not_images_are_not_measured() {
+fn inputs_without_spatial_axes_are_not_measured() {
     let n = net("inputs: {x: [16]}\nnodes:\n  - {id: fc, op: linear, out: 4}\n");
     let m = reach::measure(&n).unwrap();
-    assert!(m.skipped.unwrap().contains("not N×C×H×W"));
+    assert!(m
+        .skipped
+        .unwrap()
+        .contains("is not N×C×L, N×C×H×W or N×C×D×H×W"));
     assert!(m.layers.iter().all(|l| l.is_none()));
 }
 
