@@ -435,7 +435,7 @@ pub fn avg_pool_nd(
     count_include_pad: bool,
     divisor: Option<u64>,
 ) {
-    let [od, oh, ow] = w.output;
+    let [_, oh, ow] = w.output;
     let [_, ih, iw] = w.input;
     // Per axis and output position: (start, end) clipped to the input, and the length of the
     // window clipped only to the padded input.
@@ -462,12 +462,9 @@ pub fn avg_pool_nd(
                 .collect()
         })
         .collect();
-    for oz in 0..od {
-        let (zs, ze, zp) = ranges[0][oz];
-        for oy in 0..oh {
-            let (ys, ye, yp) = ranges[1][oy];
-            for ox in 0..ow {
-                let (xs, xe, xp) = ranges[2][ox];
+    for (oz, &(zs, ze, zp)) in ranges[0].iter().enumerate() {
+        for (oy, &(ys, ye, yp)) in ranges[1].iter().enumerate() {
+            for (ox, &(xs, xe, xp)) in ranges[2].iter().enumerate() {
                 let o = (oz * oh + oy) * ow + ox;
                 if zs >= ze || ys >= ye || xs >= xe {
                     dst[o] = 0.0;
