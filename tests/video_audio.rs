@@ -218,11 +218,15 @@ fn conventions_match_the_profilers() {
             let base = analyze(&net, Dtype::F32).unwrap();
             for conv in Convention::ALL {
                 let key = conv.name();
-                let want = c
+                let Some(want) = c
                     .get(format!("{key}_plain"))
                     .or_else(|| c.get(key))
                     .and_then(Value::as_u64)
-                    .unwrap_or_else(|| panic!("{name}: no {key} figure"));
+                else {
+                    // ptflops runs batch 1 only: the script has no batch-2 figure for it.
+                    assert!(key == "ptflops" && input[0] > 1, "{name}: no {key} figure");
+                    continue;
+                };
                 let mut a = base.clone();
                 archscope::convention::recount(&net, &mut a, conv).unwrap();
                 let got = a.totals.macs;
