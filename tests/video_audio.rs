@@ -375,3 +375,30 @@ fn pytorch_state_dicts_load_and_give_pytorch_outputs() {
         }
     }
 }
+
+#[test]
+fn reports_name_each_axis() {
+    // docs/RECEPTIVE_FIELD.md: CSV columns per axis of the model's rank; an image model's
+    // columns are unchanged (tests/cli.rs and the snapshots hold those).
+    use archscope::report::{rf_report, summary, Format};
+    let analysed = |name: &str| {
+        let net = zoo::build(name, &BuildOptions::default()).unwrap().unwrap();
+        analyze(&net, Dtype::F32).unwrap()
+    };
+    let video = analysed("r3d_18");
+    let audio = analysed("wav2letter");
+    let header = |s: String| s.lines().next().unwrap().to_string();
+    assert!(header(rf_report(&video, Format::Csv)).starts_with(
+        "layer,op,output,size_depth,size_height,size_width,jump_depth,jump_height,jump_width,"
+    ));
+    assert!(header(rf_report(&audio, Format::Csv))
+        .starts_with("layer,op,output,size_length,jump_length,start_length,"));
+    assert!(header(summary(&video, Format::Csv, None))
+        .ends_with(",rf_depth,rf_height,rf_width,rf_aligned"));
+    assert!(header(summary(&audio, Format::Csv, None)).ends_with(",rf_length,rf_aligned"));
+    // The stem's field in the table: 3 frames, 7 rows, 7 columns.
+    let table = rf_report(&video, Format::Markdown);
+    let stem = table.lines().find(|l| l.contains("| stem ")).unwrap();
+    let cells: Vec<&str> = stem.split('|').map(str::trim).collect();
+    assert_eq!(cells[4..6], ["3, 7, 7", "1, 2, 2"], "{stem}");
+}
