@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
-use crate::convention::Convention;
 use crate::error::{Diagnostic, Error};
 use crate::graph::Network;
+use crate::layers::Convention;
 use crate::layers::{Params, Shape};
 use crate::receptive::{self, Field};
 
@@ -28,15 +28,6 @@ impl Dtype {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::Bf16 => 2,
             Dtype::Int8 => 1,
-        }
-    }
-    pub fn parse(s: &str) -> Option<Dtype> {
-        match s {
-            "f32" | "float32" => Some(Dtype::F32),
-            "f16" | "float16" | "half" => Some(Dtype::F16),
-            "bf16" | "bfloat16" => Some(Dtype::Bf16),
-            "int8" | "i8" => Some(Dtype::Int8),
-            _ => None,
         }
     }
 }
@@ -173,7 +164,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
     let inputs = net
         .nodes
         .iter()
-        .filter(|x| x.layer.op() == "input")
+        .filter(|x| x.layer.is_input())
         .map(|x| x.out_shapes[0].clone())
         .collect();
     let outputs = net

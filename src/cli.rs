@@ -1168,10 +1168,7 @@ fn zoo_listing(format: OutFormat) -> Result<String> {
 fn ops_listing() -> String {
     let mut t = archscope::report::new_table(false);
     t.set_header(vec!["Op", "Aliases", "Keys", "What"]);
-    for op in archscope::layers::REGISTRY
-        .iter()
-        .filter(|o| o.name != "input")
-    {
+    for op in archscope::layers::REGISTRY.iter().filter(|o| !o.is_input()) {
         t.add_row(vec![
             op.name,
             &op.aliases.join(", "),
@@ -1179,7 +1176,15 @@ fn ops_listing() -> String {
             op.summary,
         ]);
     }
-    format!("{t}\nEvery op also takes: id, in, when, repeat, act (and bn on conv, deconv and linear).\n")
+    let bn: Vec<&str> = archscope::layers::REGISTRY
+        .iter()
+        .filter(|o| o.fused_bn.is_some())
+        .map(|o| o.name)
+        .collect();
+    format!(
+        "{t}\nEvery op also takes: id, in, when, repeat, act (and bn on {}).\n",
+        bn.join(", ")
+    )
 }
 
 fn check(model: &ModelArgs, seed: u64, rf_sample: Option<u32>, format: ViewFormat) -> Result<i32> {
@@ -1463,8 +1468,14 @@ fn run_model(
     }
     let mut t = archscope::report::new_table(format == ViewFormat::Markdown);
     t.set_header(vec!["Layer", "Op", "Time", "GFLOP/s", "Share"]);
-    for ((l, &s), into) in a.layers.iter().zip(&layer_secs).zip(&merged_into) {
-        if l.op == "input" {
+    for (((l, &s), into), node) in a
+        .layers
+        .iter()
+        .zip(&layer_secs)
+        .zip(&merged_into)
+        .zip(&net.nodes)
+    {
+        if node.layer.is_input() {
             continue;
         }
         if let Some(root) = into {

@@ -117,11 +117,6 @@ impl From<Diagnostic> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Shorthand for building a [`Diagnostic`] inside layer code.
-pub fn diag(message: impl Into<String>) -> Diagnostic {
-    Diagnostic::new(message)
-}
-
 /// Longest piece of user text quoted whole in a message, in characters.
 pub const MAX_QUOTED_CHARS: usize = 80;
 /// Longest line of a rendered [`Diagnostic`], in bytes; longer ones are cut (a safety net

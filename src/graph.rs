@@ -392,7 +392,7 @@ impl<'a> Expander<'a> {
             )];
             let idx = self.push_raw(
                 name.clone(),
-                layers::lookup("input").expect("registered"),
+                layers::input_type(),
                 attrs,
                 Rc::new(Env::new(None)),
                 vec![],
@@ -828,7 +828,6 @@ impl<'a> Expander<'a> {
                 );
             };
             if Self::eval_bool(&b, env, "bn")? {
-                // The batch norm the op declares (its rank's).
                 let bt = layers::lookup(norm).expect("registered");
                 let p = join(path, "bn");
                 let battrs = default_attrs(defaults, bt.name, &[]);
@@ -868,7 +867,7 @@ impl<'a> Expander<'a> {
                 }
             };
             let at = crate::spec::op_type(&name_node)?;
-            if !matches!(at.arity, Arity::Exactly(1)) || at.name == "input" {
+            if !matches!(at.arity, Arity::Exactly(1)) || at.is_input() {
                 return Err(Diagnostic::new(format!(
                     "`act: {}` is not a one-input layer",
                     at.name

@@ -351,7 +351,7 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
     let kind = match (get("op"), get("use")) {
         (Some(op), None) => {
             let t = op_type(&op)?;
-            if t.name == "input" {
+            if t.is_input() {
                 return Err(err(
                     &op,
                     "inputs are declared under `inputs:`, not as nodes",
@@ -363,7 +363,7 @@ fn node_spec(n: &YNode) -> Result<NodeSpec, Diagnostic> {
                 .copied()
                 .collect();
             check_keys(m, &allowed, &format!("a `{}` node", t.name))?;
-            if let (Some(bn), false) = (get("bn"), t.fused_bn.is_some()) {
+            if let (Some(bn), None) = (get("bn"), t.fused_bn) {
                 return Err(err(&bn, format!("`bn:` cannot be fused after {}", t.name))
                     .help("add a separate `{op: batchnorm2d}` node, or fuse it on the conv/linear before"));
             }

@@ -413,7 +413,7 @@ fn simulate(
     // cuBLAS workspaces, kept from the first step on: the forward thread's if a layer runs a
     // matrix product, the backward thread's if autograd records one.
     let forward_blas = net.nodes.iter().enumerate().any(|(k, node)| {
-        rules[k].as_ref().is_some_and(|t| t.cublas) || node.layer.op() == "linear"
+        rules[k].as_ref().is_some_and(|t| t.cublas) || node.layer.forward_cublas()
     });
     let backward_blas = rules.iter().flatten().any(|t| t.cublas);
     live.cublas_workspaces =
@@ -439,7 +439,7 @@ fn simulate(
         slot_storage.push(ids);
     }
     let m = bytes_of.len();
-    let is_input = |k: usize| net.nodes[k].layer.op() == "input";
+    let is_input = |k: usize| net.nodes[k].layer.is_input();
     // How long each storage lives in forward, and until which backward it is kept.
     let mut last_use: Vec<Option<usize>> = vec![None; m];
     let mut kept_until: Vec<Option<usize>> = vec![None; m];

@@ -124,7 +124,7 @@ fn network(b: &mut Bytes) -> String {
                 node += &format!(", {key}: {}", value(b));
             }
         }
-        if t.fuses_bn && b.below(3) == 0 {
+        if t.fused_bn.is_some() && b.below(3) == 0 {
             node += ", bn: true";
         }
         if b.below(4) == 0 {

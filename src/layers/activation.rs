@@ -1,5 +1,6 @@
-//! Activation functions. One struct serves them all; what differs (options, PyTorch module,
-//! per-element FLOPs) is in the table of registrations below. PReLU is the one with parameters.
+//! Activation functions. One struct serves them all; what differs (its kind, an `Act`, options,
+//! PyTorch module, per-element FLOPs) is in the table of registrations below, and the code
+//! matches on the kind, never on a name. PReLU is the one with parameters.
 
 use super::Convention;
 use super::{
@@ -15,14 +16,14 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 /// calls the function (`F.relu(x)`) rather than a module (`nn.ReLU`). Shapes and costs are the
 /// same; profilers that hook modules see it differently (docs/COUNTING.md).
 macro_rules! activation {
-    ($stat:ident, $name:literal, $aliases:expr, $keys:expr, $torch:literal, $flops:expr, $summary:literal) => {
+    ($stat:ident, $kind:ident, $name:literal, $aliases:expr, $keys:expr, $torch:literal, $flops:expr, $summary:literal) => {
         pub const $stat: OpType = OpType {
             name: $name,
             aliases: $aliases,
             keys: $keys,
             arity: Arity::Exactly(1),
             fused_bn: None,
-            build: |a| build(a, $name, $torch, $flops),
+            build: |a| build(a, Act::$kind, $name, $torch, $flops),
             summary: $summary,
         };
     };
@@ -30,9 +31,19 @@ macro_rules! activation {
 
 // Per-element FLOPs, as documented in docs/COUNTING.md: a comparison, add, multiply, divide,
 // exp, log, tanh or sqrt counts 1.
-activation!(RELU, "relu", &[], &["functional"], "ReLU", 1, "max(0, x)");
+activation!(
+    RELU,
+    Relu,
+    "relu",
+    &[],
+    &["functional"],
+    "ReLU",
+    1,
+    "max(0, x)"
+);
 activation!(
     RELU6,
+    Relu6,
     "relu6",
     &[],
     &["functional"],
@@ -42,6 +53,7 @@ activation!(
 );
 activation!(
     LEAKY_RELU,
+    LeakyRelu,
     "leaky_relu",
     &["leakyrelu"],
     &["slope", "functional"],
@@ -51,6 +63,7 @@ activation!(
 );
 activation!(
     PRELU,
+    Prelu,
     "prelu",
     &[],
     &["per_channel", "functional"],
@@ -60,6 +73,7 @@ activation!(
 );
 activation!(
     ELU,
+    Elu,
     "elu",
     &[],
     &["alpha", "functional"],
@@ -69,6 +83,7 @@ activation!(
 );
 activation!(
     SELU,
+    Selu,
     "selu",
     &[],
     &["functional"],
@@ -78,6 +93,7 @@ activation!(
 );
 activation!(
     CELU,
+    Celu,
     "celu",
     &[],
     &["alpha", "functional"],
@@ -87,6 +103,7 @@ activation!(
 );
 activation!(
     GELU,
+    Gelu,
     "gelu",
     &[],
     &["approximate", "functional"],
@@ -96,6 +113,7 @@ activation!(
 );
 activation!(
     SIGMOID,
+    Sigmoid,
     "sigmoid",
     &[],
     &["functional"],
@@ -105,6 +123,7 @@ activation!(
 );
 activation!(
     HARDSIGMOID,
+    Hardsigmoid,
     "hardsigmoid",
     &["hard_sigmoid"],
     &["functional"],
@@ -112,9 +131,19 @@ activation!(
     4,
     "relu6(x + 3) / 6"
 );
-activation!(TANH, "tanh", &[], &["functional"], "Tanh", 1, "tanh(x)");
+activation!(
+    TANH,
+    Tanh,
+    "tanh",
+    &[],
+    &["functional"],
+    "Tanh",
+    1,
+    "tanh(x)"
+);
 activation!(
     HARDTANH,
+    Hardtanh,
     "hardtanh",
     &[],
     &["min", "max", "functional"],
@@ -124,6 +153,7 @@ activation!(
 );
 activation!(
     SILU,
+    Silu,
     "silu",
     &["swish"],
     &["functional"],
@@ -133,6 +163,7 @@ activation!(
 );
 activation!(
     HARDSWISH,
+    Hardswish,
     "hardswish",
     &["hard_swish"],
     &["functional"],
@@ -142,6 +173,7 @@ activation!(
 );
 activation!(
     MISH,
+    Mish,
     "mish",
     &[],
     &["functional"],
@@ -151,6 +183,7 @@ activation!(
 );
 activation!(
     SOFTPLUS,
+    Softplus,
     "softplus",
     &[],
     &["beta", "threshold", "functional"],
@@ -160,6 +193,7 @@ activation!(
 );
 activation!(
     SOFTSIGN,
+    Softsign,
     "softsign",
     &[],
     &["functional"],
@@ -169,6 +203,7 @@ activation!(
 );
 activation!(
     SOFTMAX,
+    Softmax,
     "softmax",
     &[],
     &["dim", "functional"],
@@ -178,6 +213,7 @@ activation!(
 );
 activation!(
     LOG_SOFTMAX,
+    LogSoftmax,
     "log_softmax",
     &["logsoftmax"],
     &["dim", "functional"],
@@ -186,8 +222,33 @@ activation!(
     "log of softmax over `dim` (default 1)"
 );
 
+/// Which activation: what the shared struct compares, instead of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Relu,
+    Relu6,
+    LeakyRelu,
+    Prelu,
+    Elu,
+    Selu,
+    Celu,
+    Gelu,
+    Sigmoid,
+    Hardsigmoid,
+    Tanh,
+    Hardtanh,
+    Silu,
+    Hardswish,
+    Mish,
+    Softplus,
+    Softsign,
+    Softmax,
+    LogSoftmax,
+}
+
 #[derive(Debug)]
 struct Activation {
+    kind: Act,
     name: &'static str,
     torch: &'static str,
     flops: u64,
@@ -203,6 +264,7 @@ struct Activation {
 
 fn build(
     a: &mut Attrs,
+    kind: Act,
     name: &'static str,
     torch: &'static str,
     flops: u64,
@@ -213,13 +275,13 @@ fn build(
     let mut detail = String::new();
     let mut p = [0.0f32; 2];
     let functional = a.bool("functional", false)?;
-    match name {
-        "leaky_relu" => {
+    match kind {
+        Act::LeakyRelu => {
             let s = a.float("slope", 0.01)?;
             detail = format!(" {s}");
             p[0] = s as f32;
         }
-        "prelu" => {
+        Act::Prelu => {
             params = if a.bool("per_channel", false)? {
                 x.channels().ok_or_else(|| {
                     Diagnostic::new(format!(
@@ -230,17 +292,17 @@ fn build(
                 1
             };
         }
-        "elu" | "celu" => {
+        Act::Elu | Act::Celu => {
             p[0] = a.float("alpha", 1.0)? as f32;
         }
-        "gelu" => {
+        Act::Gelu => {
             let ap = a.choice("approximate", &["none", "tanh"], "none")?;
             if ap == "tanh" {
                 detail = " (tanh)".into();
                 p[0] = 1.0;
             }
         }
-        "hardtanh" => {
+        Act::Hardtanh => {
             let lo = a.float("min", -1.0)?;
             let hi = a.float("max", 1.0)?;
             p = [lo as f32, hi as f32];
@@ -251,13 +313,13 @@ fn build(
                 ));
             }
         }
-        "softplus" => {
+        Act::Softplus => {
             p = [
                 a.float("beta", 1.0)? as f32,
                 a.float("threshold", 20.0)? as f32,
             ];
         }
-        "softmax" | "log_softmax" => {
+        Act::Softmax | Act::LogSoftmax => {
             let d = a.dim("dim", 1, x.rank())?;
             if d == 0 {
                 return Err(a
@@ -269,6 +331,7 @@ fn build(
         _ => {}
     }
     Ok(Box::new(Activation {
+        kind,
         name,
         torch,
         flops,
@@ -326,7 +389,7 @@ impl Kernel for Activation {
         }
     }
     fn weights(&self) -> Vec<WeightSpec> {
-        if self.name == "prelu" {
+        if self.kind == Act::Prelu {
             // PyTorch initialises PReLU slopes to 0.25.
             let n = self.params as usize;
             vec![WeightSpec {
@@ -351,8 +414,8 @@ impl Kernel for Activation {
             f.apply_all(&mut out.data);
             return Ok(vec![out]);
         }
-        let out = match self.name {
-            "prelu" => {
+        let out = match self.kind {
+            Act::Prelu => {
                 let w = &weights[0].data;
                 let mut out = x.clone();
                 let c = if w.len() > 1 { x.shape[1] } else { 1 };
@@ -365,12 +428,12 @@ impl Kernel for Activation {
                 }
                 out
             }
-            "softmax" | "log_softmax" => {
+            Act::Softmax | Act::LogSoftmax => {
                 let d = self.dim.expect("set for softmax");
                 let len = x.shape[d];
                 let inner: usize = x.shape[d + 1..].iter().product();
                 let mut out = x.clone();
-                let log = self.name == "log_softmax";
+                let log = self.kind == Act::LogSoftmax;
                 for block in out.data.chunks_mut(len * inner) {
                     for i in 0..inner {
                         let max = (0..len)
@@ -389,7 +452,12 @@ impl Kernel for Activation {
                 }
                 out
             }
-            other => return Err(Diagnostic::new(format!("no kernel for activation {other}"))),
+            _ => {
+                return Err(Diagnostic::new(format!(
+                    "no kernel for activation {}",
+                    self.name
+                )))
+            }
         };
         Ok(vec![out])
     }
@@ -405,24 +473,24 @@ impl Kernel for Activation {
     fn pointwise(&self) -> Option<Pointwise> {
         use Pointwise::*;
         let [p0, p1] = self.p;
-        Some(match self.name {
-            "relu" => Relu,
-            "relu6" => Relu6,
-            "leaky_relu" => LeakyRelu(p0),
-            "elu" => Elu(p0),
-            "selu" => Selu,
-            "celu" => Celu(p0),
-            "gelu" if p0 == 1.0 => GeluTanh,
-            "gelu" => Gelu,
-            "sigmoid" => Sigmoid,
-            "hardsigmoid" => Hardsigmoid,
-            "tanh" => Tanh,
-            "hardtanh" => Hardtanh(p0, p1),
-            "silu" => Silu,
-            "hardswish" => Hardswish,
-            "mish" => Mish,
-            "softplus" => Softplus(p0, p1),
-            "softsign" => Softsign,
+        Some(match self.kind {
+            Act::Relu => Relu,
+            Act::Relu6 => Relu6,
+            Act::LeakyRelu => LeakyRelu(p0),
+            Act::Elu => Elu(p0),
+            Act::Selu => Selu,
+            Act::Celu => Celu(p0),
+            Act::Gelu if p0 == 1.0 => GeluTanh,
+            Act::Gelu => Gelu,
+            Act::Sigmoid => Sigmoid,
+            Act::Hardsigmoid => Hardsigmoid,
+            Act::Tanh => Tanh,
+            Act::Hardtanh => Hardtanh(p0, p1),
+            Act::Silu => Silu,
+            Act::Hardswish => Hardswish,
+            Act::Mish => Mish,
+            Act::Softplus => Softplus(p0, p1),
+            Act::Softsign => Softsign,
             _ => return None,
         })
     }
@@ -444,27 +512,33 @@ impl Counting for Activation {
             // nn.LeakyReLU F.leaky_relu, which are not patched.
             Convention::Ptflops => {
                 let hooked = matches!(
-                    self.name,
-                    "relu" | "prelu" | "elu" | "leaky_relu" | "relu6" | "gelu"
+                    self.kind,
+                    Act::Relu | Act::Prelu | Act::Elu | Act::LeakyRelu | Act::Relu6 | Act::Gelu
                 );
                 let patched_call = if self.functional {
                     matches!(
-                        self.name,
-                        "relu" | "prelu" | "elu" | "relu6" | "gelu" | "silu" | "softmax"
+                        self.kind,
+                        Act::Relu
+                            | Act::Prelu
+                            | Act::Elu
+                            | Act::Relu6
+                            | Act::Gelu
+                            | Act::Silu
+                            | Act::Softmax
                     )
                 } else {
                     matches!(
-                        self.name,
-                        "relu" | "prelu" | "elu" | "gelu" | "silu" | "softmax"
+                        self.kind,
+                        Act::Relu | Act::Prelu | Act::Elu | Act::Gelu | Act::Silu | Act::Softmax
                     )
                 };
                 let times = u64::from(hooked && !self.functional) + u64::from(patched_call);
                 per_element(x, times)
             }
             // thop (modules only): PReLU numel in eval mode; Softmax rows · (3·features − 1).
-            Convention::Thop if !self.functional => match self.name {
-                "prelu" => x.numel(),
-                "softmax" => {
+            Convention::Thop if !self.functional => match self.kind {
+                Act::Prelu => x.numel(),
+                Act::Softmax => {
                     let f = x.0[self.dim.unwrap_or(1)];
                     mul(&[x.numel()? / f, 3 * f - 1])
                 }
@@ -486,8 +560,8 @@ impl Counting for Activation {
         // Autograd saves the output of ReLU, sigmoid, tanh and (log-)softmax (their
         // derivative is a function of it) and the input of every other activation.
         let output = matches!(
-            self.name,
-            "relu" | "sigmoid" | "tanh" | "softmax" | "log_softmax"
+            self.kind,
+            Act::Relu | Act::Sigmoid | Act::Tanh | Act::Softmax | Act::LogSoftmax
         );
         Ok(Training {
             forward_flops: forward,

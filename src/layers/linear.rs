@@ -191,6 +191,9 @@ impl Kernel for Linear {
 }
 
 impl Counting for Linear {
+    fn forward_cublas(&self) -> bool {
+        true
+    }
     fn convention_cost(
         &self,
         c: Convention,

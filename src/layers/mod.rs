@@ -1,11 +1,15 @@
-//! Layer types. The [`Layer`] trait carries everything that differs between types (shape rule,
-//! parameters and buffers, MACs and FLOPs, receptive-field geometry, label, category, the
-//! structural facts design audits read, the cost each profiler's [`Convention`] charges, what
-//! training adds: backward FLOPs and the tensors saved for backward, and the linearised
-//! one-channel copy [`Collapsed`] that measures receptive fields); the
-//! [`REGISTRY`] lists every type with its accepted keys and arity. Adding a type is one file (or
-//! one entry in a family file) plus one registry line; every generic pass (analysis, reports)
-//! works through the trait alone.
+//! Layer types. What differs between types is behind three traits, one per concern:
+//! [`Op`] (shape rule, parameters and buffers, MACs and FLOPs, receptive-field geometry, label,
+//! category, and the structural facts design audits read), [`Kernel`] (the weights it owns, its
+//! executor kernel, the inference plan's hooks, and the linearised one-channel copy
+//! [`Collapsed`] that measures receptive fields) and [`Counting`] (the cost each profiler's
+//! [`Convention`] charges, and what training adds: backward FLOPs and the tensors saved for
+//! backward). [`Layer`] is the three together, the one handle (`Box<dyn Layer>`) every pass
+//! holds. The [`REGISTRY`] lists every type with its accepted keys, arity and the norm a fused
+//! `bn` becomes ([`OpType::fused_bn`]). Adding a type is one file (or one entry in a family
+//! file) plus one registry line; every generic pass (graph, analysis, reports) works through
+//! the traits and the registry alone, and no code outside this directory compares an op name
+//! (`tests/tidy.rs`).
 
 mod activation;
 mod attrs;
@@ -385,6 +389,10 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn reads_values(&self, _index: usize) -> bool {
         true
     }
+    /// True for a model input (`inputs:`), which computes nothing and owns no weights.
+    fn is_input(&self) -> bool {
+        false
+    }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {
         false
@@ -502,6 +510,12 @@ pub trait Counting: Op {
             _ => Ok(0),
         }
     }
+    /// Whether its forward pass runs a matrix product through cuBLAS on a GPU (linear layers),
+    /// trained or not: PyTorch then keeps a cuBLAS workspace for the forward thread
+    /// (docs/TRAINING.md).
+    fn forward_cublas(&self) -> bool {
+        false
+    }
     /// Training: forward and backward FLOPs and the tensors saved for backward
     /// (docs/TRAINING.md). `input_grad`: whether a gradient must flow to the inputs (false when
     /// they come straight from the model input); `dtype_bytes`: the element size of
@@ -612,6 +626,13 @@ pub struct OpType {
     pub summary: &'static str,
 }
 
+impl OpType {
+    /// Whether this is the model's input (`inputs:`), the one type that takes no inputs.
+    pub fn is_input(&self) -> bool {
+        self.arity == Arity::Exactly(0)
+    }
+}
+
 impl fmt::Debug for OpType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "OpType({})", self.name)
@@ -687,6 +708,14 @@ pub static REGISTRY: &[OpType] = &[
     reshape::CROP,
     reduce::MAGNITUDE,
 ];
+
+/// The type of the model's inputs, which the graph builder places for `inputs:`.
+pub fn input_type() -> &'static OpType {
+    REGISTRY
+        .iter()
+        .find(|t| t.is_input())
+        .expect("the input type is registered")
+}
 
 /// Finds a layer type by name or alias.
 pub fn lookup(name: &str) -> Option<&'static OpType> {

@@ -163,6 +163,9 @@ impl Op for InputLayer {
     fn op(&self) -> &'static str {
         "input"
     }
+    fn is_input(&self) -> bool {
+        true
+    }
     fn label(&self) -> String {
         format!("input {}", self.shape.per_sample())
     }
