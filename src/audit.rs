@@ -247,7 +247,13 @@ pub fn audit(net: &Network, a: &Analysis, budgets: &Budgets) -> Result<Audit, Er
     let cov = coverage(a);
     if let Some(min) = budgets.min_rf {
         let field = cov.last.and_then(|i| a.layers[i].rf.as_ref());
-        let actual = field.map(|f| q_f64(&f.axes[0].size).min(q_f64(&f.axes[1].size)));
+        // The smallest size over the spatial axes.
+        let actual = field.map(|f| {
+            f.axes
+                .iter()
+                .map(|a| q_f64(&a.size))
+                .fold(f64::INFINITY, f64::min)
+        });
         checks.push(Check {
             name: "min_rf",
             limit: min,
@@ -372,7 +378,14 @@ impl<'a> Findings<'a> {
         }
         let label = node.layer.label();
         let ins = [x.0[2], x.0[3]];
-        let pads = [(w.pad.top, w.pad.bottom), (w.pad.left, w.pad.right)];
+        // Image windows only (the messages speak of rows and columns).
+        if w.kernel.rank() != 2 {
+            return;
+        }
+        let pads = [
+            (w.pad_begin[0], w.pad_end[0]),
+            (w.pad_begin[1], w.pad_end[1]),
+        ];
         let geo: Vec<AxisFit> = (0..2)
             .map(|ax| AxisFit::new(&w, ax, ins[ax], pads[ax]))
             .collect();
@@ -521,16 +534,20 @@ impl<'a> Findings<'a> {
         let Some(w) = node.layer.weight_info() else {
             return;
         };
+        // Image kernels only: the stack of 3×3 convolutions is a 2-D design.
+        if w.kernel.rank() != 2 {
+            return;
+        }
         let kk = w.kernel[0];
-        let p = w.pad.top;
+        let p = w.pad_begin[0];
         if w.kind != WeightedKind::Conv
             || w.kernel[1] != kk
             || kk < 5
             || kk % 2 == 0
             || w.stride != [1, 1]
             || w.dilation != [1, 1]
-            || !w.pad.is_symmetric()
-            || w.pad.left != p
+            || w.pad_begin != w.pad_end
+            || w.pad_begin[1] != p
         {
             return;
         }
@@ -699,7 +716,7 @@ impl<'a> Findings<'a> {
             }
             let s = &self.net.nodes[src];
             match s.layer.weight_info() {
-                Some(w) => return w.kernel == [1, 1] && w.out_ch < w.in_ch,
+                Some(w) => return w.kernel.all(1) && w.out_ch < w.in_ch,
                 None if s.inputs.len() == 1 => cur = src,
                 None => return false,
             }
@@ -786,33 +803,54 @@ impl<'a> Findings<'a> {
 
     fn field(&mut self) {
         let cov = coverage(self.a);
-        let [ih, iw] = cov.input;
-        // After the last spatial layer the model may go on with a sequence of tokens (N×C×L,
-        // a patch embedding followed by attention or token mixing): its context is not the
-        // trunk's field, so a small patch field is no finding.
+        let rank = cov.input.len();
+        let ih = cov.input.first().copied().unwrap_or(0);
+        let dims = cov
+            .input
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("×");
+        // What one input unit is called.
+        let unit = match rank {
+            1 => "samples",
+            3 => "voxels",
+            _ => "pixels",
+        };
+        // After the last spatial layer the model may go on with a sequence of tokens (N×C×L
+        // after an image, a patch embedding followed by attention or token mixing): its
+        // context is not the trunk's field, so a small patch field is no finding.
         let tokens_follow = cov.last.is_some_and(|i| {
             self.a.layers[i + 1..]
                 .iter()
-                .any(|l| l.outputs.first().is_some_and(|s| s.rank() == 3))
+                .any(|l| l.outputs.first().is_some_and(|s| s.rank() == 3 && rank > 1))
         });
         if let Some(i) = cov.last.filter(|_| !tokens_follow) {
             let f = self.a.layers[i].rf.as_ref().expect("has a field");
-            let (h, w) = (&f.axes[0].size, &f.axes[1].size);
-            if ih > 0
-                && (*h * Q::from(2) < Q::from(ih as i64) || *w * Q::from(2) < Q::from(iw as i64))
-            {
+            let small = f.axes.len() == rank
+                && f.axes
+                    .iter()
+                    .zip(&cov.input)
+                    .any(|(a, &n)| a.size * Q::from(2) < Q::from(n as i64));
+            let h = &f.axes[0].size;
+            if ih > 0 && small {
                 let name = self.a.layers[i].name.clone();
+                let sizes = f
+                    .axes
+                    .iter()
+                    .map(|a| fmt_q(&a.size))
+                    .collect::<Vec<_>>()
+                    .join("×");
                 self.out.push(finding(
                     "small-receptive-field",
                     &name,
                     format!(
-                        "the trunk's last spatial layer `{name}` sees {}×{} pixels of the {ih}×{iw} input ({} of its height)",
-                        fmt_q(h),
-                        fmt_q(w),
-                        pct((q_f64(h) * 1000.0) as u64, ih * 1000)
+                        "the trunk's last spatial layer `{name}` sees {sizes} {unit} of the {dims} input ({} of its {})",
+                        pct((q_f64(h) * 1000.0) as u64, ih * 1000),
+                        crate::geometry::axis_name(rank, 0)
                     ),
                     "no unit relates parts of the image farther apart than its field: objects larger than it are recognised only by local texture",
-                    format!("add downsampling or dilated/larger kernels until the field reaches about {ih} pixels, or feed smaller inputs"),
+                    format!("add downsampling or dilated/larger kernels until the field reaches about {ih} {unit}, or feed smaller inputs"),
                 ));
             }
         }
@@ -835,13 +873,13 @@ impl<'a> Findings<'a> {
                 "unproductive-layers",
                 &name,
                 format!(
-                    "from `{name}` on, every unit sees the whole {ih}×{iw} input: the {} later spatial layers ({} MACs, {} of the total) add no context at this resolution",
+                    "from `{name}` on, every unit sees the whole {dims} input: the {} later spatial layers ({} MACs, {} of the total) add no context at this resolution",
                     cov.unproductive.len(),
                     human_count(macs),
                     pct(macs, self.a.totals.macs)
                 ),
                 "once the field covers the input, further spatial kernels only mix features that are already global; their field growth is wasted (capacity remains)",
-                format!("run at a larger input (the final field is {f} pixels) or make the last stages shallower"),
+                format!("run at a larger input (the final field is {f} {unit}) or make the last stages shallower"),
             );
             fd.saving_macs = None;
             self.out.push(fd);

@@ -223,7 +223,7 @@ pub fn check_sampled(
             rf: rf_figure_lit(
                 stats.rf.as_ref(),
                 measured.layers[k].as_ref(),
-                measured.input,
+                &measured.input,
                 &measured.lit,
             ),
         });
@@ -318,35 +318,55 @@ fn span(b: &Bounds) -> String {
     }
 }
 
+/// What the units along spatial axis `axis` of `rank` are called in a figure: `rows` and
+/// `cols` of an image, `frames`, `rows`, `cols` of a volume, `samples` of a signal.
+fn axis_word(rank: usize, axis: usize) -> &'static str {
+    match (rank, axis) {
+        (1, _) => "samples",
+        (3, 0) => "frames",
+        (3, 1) | (2, 0) => "rows",
+        _ => "cols",
+    }
+}
+
 /// The receptive-field figure of one layer: its analysed field against its measured reach
-/// (`input`: the indicated input's height and width), every row and column lit.
-pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: [usize; 2]) -> Figure {
-    let all = [
-        (0..input[0] as u32).collect(),
-        (0..input[1] as u32).collect(),
-    ];
+/// (`input`: the indicated input's spatial sizes, height and width of an image), every index
+/// of every axis lit.
+pub fn rf_figure(field: Option<&Field>, reach: Option<&Reach>, input: &[usize]) -> Figure {
+    let all: Vec<Vec<u32>> = input.iter().map(|&n| (0..n as u32).collect()).collect();
     rf_figure_lit(field, reach, input, &all)
 }
 
-/// [`rf_figure`] when only the rows `lit[0]` and the columns `lit[1]` were lit.
+/// [`rf_figure`] when only the indices `lit[a]` of each axis `a` were lit (the rows `lit[0]`
+/// and the columns `lit[1]` of an image).
 pub fn rf_figure_lit(
     field: Option<&Field>,
     reach: Option<&Reach>,
-    input: [usize; 2],
-    lit: &[Vec<u32>; 2],
+    input: &[usize],
+    lit: &[Vec<u32>],
 ) -> Figure {
     let dash = || Figure::exact(NOT_COMPARED.into(), NOT_COMPARED.into());
     let (Some(f), Some(r)) = (field, reach) else {
         return dash();
     };
-    if !f.aligned || f.global_context || f.resampled {
+    let rank = input.len();
+    if !f.aligned
+        || f.global_context
+        || f.resampled
+        || f.axes.len() != rank
+        || r.axes.len() != rank
+        || lit.len() != rank
+    {
         return dash();
     }
-    let (oh, ow) = (r.rows.len(), r.cols.len());
-    let (Some(rows), Some(cols)) = (
-        lattice_bounds(&f.axes[0], oh),
-        lattice_bounds(&f.axes[1], ow),
-    ) else {
+    let units: Vec<usize> = r.axes.iter().map(|v| v.len()).collect();
+    let Some(lattice) = f
+        .axes
+        .iter()
+        .zip(&units)
+        .map(|(a, &n)| lattice_bounds(a, n))
+        .collect::<Option<Vec<_>>>()
+    else {
         return dash();
     };
     let sampled = |axis: usize| (lit[axis].len() < input[axis]).then_some(&lit[axis][..]);
@@ -359,42 +379,47 @@ pub fn rf_figure_lit(
             unit_agrees_lit(l, m, len, sampled(axis))
         }
     };
-    let bad_row = (0..oh).find(|&i| !agrees(rows[i], r.rows[i], input[0], 0));
-    let bad_col = (0..ow).find(|&j| !agrees(cols[j], r.cols[j], input[1], 1));
-    match (bad_row, bad_col) {
-        (Some(i), _) => Figure {
+    // Unit `i` along `axis`, at the middle of the other axes, as `(i, j)`.
+    let unit = |axis: usize, i: usize| {
+        let c: Vec<String> = units
+            .iter()
+            .enumerate()
+            .map(|(a, &n)| if a == axis { i } else { n / 2 }.to_string())
+            .collect();
+        if c.len() == 1 {
+            c[0].clone()
+        } else {
+            format!("({})", c.join(", "))
+        }
+    };
+    for axis in 0..rank {
+        let Some(i) = (0..units[axis])
+            .find(|&i| !agrees(lattice[axis][i], r.axes[axis][i], input[axis], axis))
+        else {
+            continue;
+        };
+        let word = axis_word(rank, axis);
+        return Figure {
             analysed: format!(
-                "unit ({i}, {}): rows {}",
-                ow / 2,
-                span(&clip(rows[i], input[0]))
+                "unit {}: {word} {}",
+                unit(axis, i),
+                span(&clip(lattice[axis][i], input[axis]))
             ),
-            measured: format!("unit ({i}, {}): rows {}", ow / 2, span(&r.rows[i])),
+            measured: format!("unit {}: {word} {}", unit(axis, i), span(&r.axes[axis][i])),
             agree: false,
             values: None,
-        },
-        (None, Some(j)) => Figure {
-            analysed: format!(
-                "unit ({}, {j}): cols {}",
-                oh / 2,
-                span(&clip(cols[j], input[1]))
-            ),
-            measured: format!("unit ({}, {j}): cols {}", oh / 2, span(&r.cols[j])),
-            agree: false,
-            values: None,
-        },
-        (None, None) => Figure {
-            analysed: format!(
-                "rows {}, cols {}",
-                span(&clip(rows[oh / 2], input[0])),
-                span(&clip(cols[ow / 2], input[1]))
-            ),
-            measured: format!(
-                "rows {}, cols {}",
-                span(&r.rows[oh / 2]),
-                span(&r.cols[ow / 2])
-            ),
-            agree: true,
-            values: None,
-        },
+        };
+    }
+    let middle = |m: &dyn Fn(usize) -> String| {
+        (0..rank)
+            .map(|a| format!("{} {}", axis_word(rank, a), m(a)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Figure {
+        analysed: middle(&|a| span(&clip(lattice[a][units[a] / 2], input[a]))),
+        measured: middle(&|a| span(&r.axes[a][units[a] / 2])),
+        agree: true,
+        values: None,
     }
 }

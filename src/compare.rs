@@ -30,7 +30,7 @@ pub struct Entry {
     pub depth: usize,
     /// Final receptive field of the trunk (the last layer with a spatial field), `[h, w]`;
     /// `None` when the model has no spatial layer.
-    pub rf: Option<[Q; 2]>,
+    pub rf: Option<Vec<Q>>,
     /// Whether a merge on the way was not aligned (the field is then approximate).
     pub rf_aligned: bool,
     /// Which setting of a sweep this is: the k-th entry of a model is its k-th setting.
@@ -54,7 +54,7 @@ impl Entry {
             param_bytes: a.totals.param_bytes,
             peak_activation_bytes: a.totals.peak_activation_bytes,
             depth: a.layers.iter().filter(|l| l.weighted).count(),
-            rf: field.map(|f| [f.axes[0].size, f.axes[1].size]),
+            rf: field.map(|f| f.axes.iter().map(|a| a.size).collect()),
             rf_aligned: field.is_none_or(|f| f.aligned),
             setting: 0,
         }
@@ -152,7 +152,7 @@ impl Comparison {
 
     /// Orders the entries by `key` (stable).
     pub fn sort(&mut self, key: SortKey) {
-        let area = |e: &Entry| e.rf.as_ref().map(|[h, w]| q_f64(h) * q_f64(w));
+        let area = |e: &Entry| e.rf.as_ref().map(|v| v.iter().map(q_f64).product::<f64>());
         match key {
             SortKey::Macs => self.entries.sort_by_key(|e| e.macs),
             SortKey::Params => self.entries.sort_by_key(|e| e.params),
@@ -200,16 +200,8 @@ impl Comparison {
 fn rf_text(e: &Entry) -> String {
     match &e.rf {
         None => "global".into(),
-        Some([h, w]) => {
-            let mut s = if h == w {
-                crate::receptive::fmt_q(h)
-            } else {
-                format!(
-                    "{}×{}",
-                    crate::receptive::fmt_q(h),
-                    crate::receptive::fmt_q(w)
-                )
-            };
+        Some(v) => {
+            let mut s = crate::report::axes_q(v).replace(", ", "×");
             if !e.rf_aligned {
                 s.push('*');
             }
@@ -300,8 +292,18 @@ fn table(c: &Comparison, markdown: bool) -> String {
 }
 
 fn csv(c: &Comparison) -> String {
-    let mut out = String::from(
-        "model,input,batch,params,macs,flops,param_bytes,peak_activation_bytes,depth,rf_height,rf_width,rf_aligned,macs_per_param",
+    // One size column per axis of the deepest field (height and width at least; a 3-D model
+    // adds `rf_depth`), sizes right-aligned: a 1-D model's length is in `rf_width`.
+    let columns = c
+        .entries
+        .iter()
+        .filter_map(|e| e.rf.as_ref().map(|v| v.len()))
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let mut out = format!(
+        "model,input,batch,params,macs,flops,param_bytes,peak_activation_bytes,depth,{},rf_aligned,macs_per_param",
+        report::axis_columns("rf", columns)
     );
     if c.baseline.is_some() {
         out += ",params_ratio,macs_ratio,flops_ratio,peak_memory_ratio";
@@ -324,7 +326,7 @@ fn csv(c: &Comparison) -> String {
             e.param_bytes,
             e.peak_activation_bytes,
             e.depth,
-            report::rf_csv(e.rf.as_ref(), e.rf_aligned),
+            report::rf_csv(e.rf.as_deref(), e.rf_aligned, columns),
             f(e.macs_per_param())
         );
         if c.baseline.is_some() {
@@ -359,7 +361,7 @@ pub fn json_value(c: &Comparison) -> Value {
                 "param_bytes": e.param_bytes,
                 "peak_activation_bytes": e.peak_activation_bytes,
                 "depth": e.depth,
-                "rf": e.rf.as_ref().map(|[h, w]| json!([q_json(h), q_json(w)])).unwrap_or(Value::Null),
+                "rf": e.rf.as_ref().map(|v| Value::Array(v.iter().map(q_json).collect())).unwrap_or(Value::Null),
                 "rf_aligned": e.rf_aligned,
                 "macs_per_param": e.macs_per_param(),
             });
@@ -547,8 +549,8 @@ mod tests {
         );
         assert_eq!(d.help.as_deref(), Some("did you mean `alexnet`?"));
         // Final fields (tests/rf.rs has them from PyTorch gradients): AlexNet 195, ResNet-50 427.
-        assert_eq!(c.entries[0].rf, Some([Q::from(195), Q::from(195)]));
-        assert_eq!(c.entries[1].rf, Some([Q::from(427), Q::from(427)]));
+        assert_eq!(c.entries[0].rf, Some(vec![Q::from(195), Q::from(195)]));
+        assert_eq!(c.entries[1].rf, Some(vec![Q::from(427), Q::from(427)]));
     }
 
     #[test]
@@ -561,7 +563,7 @@ mod tests {
         let r = c.ratios(1).unwrap();
         assert!((r.params.unwrap() - 203_530.0 / 61_706.0).abs() < 1e-12);
         assert_eq!(c.entries[1].rf, None);
-        assert_eq!(c.entries[0].rf, Some([Q::from(16), Q::from(16)]));
+        assert_eq!(c.entries[0].rf, Some(vec![Q::from(16), Q::from(16)]));
     }
 
     #[test]

@@ -1,6 +1,121 @@
-//! Pure sliding-window arithmetic shared by convolution, pooling, padding and (later) the
+//! Pure sliding-window arithmetic shared by convolution, pooling, padding and the
 //! receptive-field algebra: output lengths exactly as PyTorch computes them, all checked, no
-//! panics, no dependencies.
+//! panics, no dependencies; and [`Axes`], one value per spatial axis (1, 2 or 3 of them), the
+//! form every per-axis figure (kernel, stride, padding, dilation, sizes) takes.
+
+use std::fmt;
+
+/// Most spatial axes a tensor may have (`N×C×D×H×W`).
+pub const MAX_SPATIAL: usize = 3;
+
+/// One value per spatial axis, in tensor order: `[length]` (1-D), `[height, width]` (2-D),
+/// `[depth, height, width]` (3-D). A small copyable array that derefs to a slice.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Axes {
+    len: u8,
+    v: [u64; MAX_SPATIAL],
+}
+
+impl Axes {
+    /// The values of `v` (1 to 3 of them), or None for another count.
+    pub fn new(v: &[u64]) -> Option<Axes> {
+        if v.is_empty() || v.len() > MAX_SPATIAL {
+            return None;
+        }
+        let mut a = [0; MAX_SPATIAL];
+        a[..v.len()].copy_from_slice(v);
+        Some(Axes {
+            len: v.len() as u8,
+            v: a,
+        })
+    }
+    /// `x` on each of `rank` axes (`rank` clamped to 1..=3).
+    pub fn splat(rank: usize, x: u64) -> Axes {
+        Axes {
+            len: rank.clamp(1, MAX_SPATIAL) as u8,
+            v: [x; MAX_SPATIAL],
+        }
+    }
+    /// Number of spatial axes.
+    pub fn rank(&self) -> usize {
+        self.len as usize
+    }
+    /// Whether every axis holds `x`.
+    pub fn all(&self, x: u64) -> bool {
+        self.iter().all(|&v| v == x)
+    }
+    /// The product of the values, or None on overflow.
+    pub fn product(&self) -> Option<u64> {
+        self.iter().try_fold(1u64, |a, &b| a.checked_mul(b))
+    }
+    /// `f` applied to each axis.
+    pub fn map(&self, f: impl Fn(u64) -> u64) -> Axes {
+        let mut out = *self;
+        out.v.iter_mut().for_each(|x| *x = f(*x));
+        out
+    }
+    /// As `usize`s (for kernels).
+    pub fn to_usize(&self) -> Vec<usize> {
+        self.iter().map(|&x| x as usize).collect()
+    }
+    /// `3` when every axis is equal, else `3×7×7`.
+    pub fn label(&self) -> String {
+        if self.all(self[0]) {
+            self[0].to_string()
+        } else {
+            self.dims()
+        }
+    }
+    /// Every axis: `3×7×7` (or `5` for one axis).
+    pub fn dims(&self) -> String {
+        self.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("×")
+    }
+}
+
+impl std::ops::Deref for Axes {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        &self.v[..self.len as usize]
+    }
+}
+
+impl std::ops::DerefMut for Axes {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        &mut self.v[..self.len as usize]
+    }
+}
+
+impl fmt::Debug for Axes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &self[..])
+    }
+}
+
+impl<const N: usize> From<[u64; N]> for Axes {
+    fn from(v: [u64; N]) -> Axes {
+        Axes::new(&v).expect("1 to 3 axes")
+    }
+}
+
+impl<const N: usize> PartialEq<[u64; N]> for Axes {
+    fn eq(&self, other: &[u64; N]) -> bool {
+        self[..] == other[..]
+    }
+}
+
+/// The name of spatial axis `axis` of a tensor with `rank` spatial axes: `length` (1-D),
+/// `height`/`width` (2-D), `depth`/`height`/`width` (3-D).
+pub fn axis_name(rank: usize, axis: usize) -> &'static str {
+    match (rank, axis) {
+        (1, _) => "length",
+        (3, 0) => "depth",
+        (3, 1) | (2, 0) => "height",
+        _ => "width",
+    }
+}
 
 /// Output length of a convolution along one axis:
 /// `floor((input + pad_begin + pad_end - dilation·(kernel-1) - 1) / stride) + 1`.
@@ -150,6 +265,27 @@ mod tests {
         );
         // 7 → 3: windows [0,3), [2,5), [4,7).
         assert_eq!(adaptive_window_sum(3, 7), 9);
+    }
+
+    #[test]
+    fn axes() {
+        let k = Axes::from([3, 7, 7]);
+        assert_eq!(
+            (k.rank(), k.label(), k.product()),
+            (3, "3×7×7".into(), Some(147))
+        );
+        assert_eq!(Axes::splat(1, 5).label(), "5");
+        assert_eq!(Axes::from([2, 2]).label(), "2");
+        assert!(Axes::new(&[]).is_none() && Axes::new(&[1, 2, 3, 4]).is_none());
+        assert_eq!(k.map(|x| x - 1), [2, 6, 6]);
+        assert_eq!(
+            (0..3).map(|a| axis_name(3, a)).collect::<Vec<_>>(),
+            ["depth", "height", "width"]
+        );
+        assert_eq!(
+            (axis_name(2, 0), axis_name(2, 1), axis_name(1, 0)),
+            ("height", "width", "length")
+        );
     }
 
     proptest! {

@@ -179,7 +179,9 @@ pub fn complete_input(doc: &Document, dims: &[u64]) -> Result<Vec<u64>, Error> {
         return Ok(dims.to_vec());
     }
     if spatial >= 1 && n == spatial {
-        return Ok(std::iter::once(first[0]).chain(dims.iter().copied()).collect());
+        return Ok(std::iter::once(first[0])
+            .chain(dims.iter().copied())
+            .collect());
     }
     if spatial == 2 && n == 1 {
         return Ok(vec![first[0], dims[0], dims[0]]);

@@ -181,8 +181,8 @@ fn comparison_table(c: &Comparison) -> String {
         let r = c.ratios(i);
         let rf = match &e.rf {
             None => "global".to_string(),
-            Some([h, w]) => {
-                let t = report::pair_q(h, w).replace(", ", "×");
+            Some(v) => {
+                let t = report::axes_q(v).replace(", ", "×");
                 if e.rf_aligned {
                     t
                 } else {
@@ -417,7 +417,7 @@ fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String,
     s += &format!(
         "<div class=\"card\" data-total=\"rf\"><div class=\"k\">Final receptive field</div><div class=\"v\">{}</div><div class=\"x\">{}</div></div>\n",
         escape(&final_rf),
-        if final_rf == "global" { "every unit sees the whole input".to_string() } else { format!("pixels, input {}", cov.input[0]) }
+        if final_rf == "global" { "every unit sees the whole input".to_string() } else { format!("pixels, input {}", cov.input.first().copied().unwrap_or(0)) }
     );
     s += "</div>\n";
     s += &format!(
@@ -463,7 +463,7 @@ fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String,
         "Bytes of each layer's new outputs (views such as flatten take none).",
     );
     s += &figure(
-        &rf_chart(a, cov.input)?,
+        &rf_chart(a, &cov.input)?,
         "Receptive-field size (solid, circles) and jump (dashed, squares) of each layer with a spatial field, log scale; the dotted line marks the input size.",
     );
     s += "</div>\n";
@@ -878,7 +878,10 @@ fn bar_chart(
     Ok(with_hits(svg, &hits))
 }
 
-fn rf_chart(a: &Analysis, input: [u64; 2]) -> Result<String, Error> {
+/// The receptive field's size and jump on the first spatial axis (the height of an image, the
+/// depth of a video, the length of a signal) against depth; `input`: the input's spatial sizes.
+fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
+    let input = [input.first().copied().unwrap_or(0)];
     let pts: Vec<(usize, f64, f64)> = a
         .layers
         .iter()
@@ -902,9 +905,16 @@ fn rf_chart(a: &Analysis, input: [u64; 2]) -> Result<String, Error> {
         .max(1e-3)
         / 2.0;
     let differ = a.layers.iter().any(|l| {
-        l.rf.as_ref()
-            .is_some_and(|f| f.axes[0].size != f.axes[1].size || f.axes[0].jump != f.axes[1].jump)
+        l.rf.as_ref().is_some_and(|f| {
+            f.axes
+                .iter()
+                .any(|x| x.size != f.axes[0].size || x.jump != f.axes[0].jump)
+        })
     });
+    let caption = format!(
+        "Receptive field against depth ({} axis)",
+        crate::geometry::axis_name(report::field_rank(a), 0)
+    );
     let mut svg = String::new();
     let mut hits = Vec::new();
     {
@@ -913,7 +923,7 @@ fn rf_chart(a: &Analysis, input: [u64; 2]) -> Result<String, Error> {
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 if differ {
-                    "Receptive field against depth (height axis)"
+                    caption.as_str()
                 } else {
                     "Receptive field against depth"
                 },

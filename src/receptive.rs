@@ -1,4 +1,5 @@
-//! Receptive fields on any graph, per layer and spatial axis: **size** (input pixels one unit
+//! Receptive fields on any graph, per layer and spatial axis (one, two or three of them: the
+//! output's spatial rank): **size** (input pixels one unit
 //! sees), **jump** (input pixels between neighbouring units), **start** (centre of unit 0's
 //! field, 0-based input coordinates) and the smallest size over all paths. Exact rationals:
 //! after a transposed convolution or an upsampling the jump is a fraction, never a rounded
@@ -12,6 +13,7 @@ use num_rational::Ratio;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};
 
 use crate::error::Diagnostic;
+use crate::geometry::{axis_name, MAX_SPATIAL};
 use crate::graph::Network;
 use crate::layers::Geometry;
 
@@ -36,10 +38,11 @@ impl Axis {
     }
 }
 
-/// The receptive field of one layer's output (`[height, width]`).
+/// The receptive field of one layer's output, one [`Axis`] per spatial axis in tensor order
+/// (`[length]`, `[height, width]` or `[depth, height, width]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
-    pub axes: [Axis; 2],
+    pub axes: Vec<Axis>,
     /// False when the paths merged here disagree in jump or centre.
     pub aligned: bool,
     /// What disagrees, when not aligned (e.g. `input 1: jump 2, start 0.5 vs input 0: jump 2, start 0`).
@@ -214,9 +217,20 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
         if out.misalignment.is_none() {
             out.misalignment.clone_from(&f.misalignment);
         }
-        for ax in 0..2 {
+        let rank = first.axes.len();
+        if f.axes.len() != rank {
+            out.aligned = false;
+            if out.misalignment.is_none() {
+                out.misalignment = Some(format!(
+                    "input {i} has {} spatial axes, input {i0} {rank}",
+                    f.axes.len()
+                ));
+            }
+            continue;
+        }
+        for ax in 0..rank {
             let (a, b) = (&first.axes[ax], &f.axes[ax]);
-            let side = if ax == 0 { "height" } else { "width" };
+            let side = axis_name(rank, ax);
             // Where input i's unit 0 must be centred to continue input 0's lattice.
             let expected = match along {
                 Some((axis, offsets)) if axis == ax => (Q::from(offsets[*i] - offsets[i0]))
@@ -256,14 +270,20 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
 }
 
 /// The receptive field of every layer of `net`, in its order; `None` where the field is global
-/// (linear, flatten, global pooling) or the tensor has no two spatial axes.
+/// (linear, flatten, global pooling) or the tensor has no spatial axis (`N×C×…` with one to
+/// three after the channels). A model input `N×C×L` has one axis, `N×C×H×W` two,
+/// `N×C×D×H×W` three; a layer's field has as many axes as its output.
 pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
     let mut out: Vec<Option<Field>> = Vec::with_capacity(net.nodes.len());
     for node in &net.nodes {
-        let spatial_out = node.out_shapes.first().is_some_and(|s| s.rank() == 4);
+        let rank = node
+            .out_shapes
+            .first()
+            .map_or(0, |s| s.rank().saturating_sub(2));
+        let spatial_out = (1..=MAX_SPATIAL).contains(&rank);
         let field = if node.inputs.is_empty() {
             spatial_out.then(|| Field {
-                axes: [unit(), unit()],
+                axes: vec![unit(); rank],
                 aligned: true,
                 misalignment: None,
                 global_context: false,
@@ -285,7 +305,9 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                         .map(|s| s.0.get(2 + axis).copied().unwrap_or(0))
                         .sum();
                     let mut f = f.clone();
-                    let a = &mut f.axes[axis];
+                    let Some(a) = f.axes.get_mut(axis) else {
+                        continue;
+                    };
                     a.start =
                         add(a.start, mul(q(before)?, a.jump)?).map_err(|d| d.layer(&node.name))?;
                     shifted[k] = Some(f);
@@ -317,7 +339,11 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
             };
             let along = offsets.as_ref().map(|(a, o)| (*a, o.as_slice()));
             match (merge(&ins, along), spatial_out) {
-                (Some(f), true) => apply(f, &g).map_err(|d| d.layer(&node.name))?,
+                (Some(f), true) => apply(f, &g)
+                    .map_err(|d| d.layer(&node.name))?
+                    // A layer that changes the number of spatial axes (a reshape) has no
+                    // field on the new ones.
+                    .filter(|f| f.axes.len() == rank),
                 _ => None,
             }
         };
@@ -326,21 +352,32 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
     Ok(out)
 }
 
+/// Value `ax` of a geometry's per-axis figure: an error when the layer declares fewer axes
+/// than its input has.
+fn at(v: &[u64], ax: usize) -> Result<u64, Diagnostic> {
+    v.get(ax).copied().ok_or_else(|| {
+        Diagnostic::new(format!(
+            "the layer's window has {} spatial axes but its input more",
+            v.len()
+        ))
+    })
+}
+
 fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
     match g {
-        Geometry::Transposed { stride, .. } if *stride != [1, 1] => f.resampled = true,
+        Geometry::Transposed { stride, .. } if stride.iter().any(|&s| s != 1) => f.resampled = true,
         Geometry::Resize { num, den, .. } if num != den => f.resampled = true,
         Geometry::Crop { .. } | Geometry::Split { .. } => f.cropped = true,
         _ => {}
     }
-    for ax in 0..2 {
+    for ax in 0..f.axes.len() {
         let a = &f.axes[ax];
         f.axes[ax] = match g {
             // The inputs' lattices were matched by `merge`.
             // A split's own field is its first output's (see `fields`).
             Geometry::Pointwise | Geometry::Concat { .. } | Geometry::Split { .. } => continue,
             Geometry::Crop { offset } => Axis {
-                start: add(a.start, mul(q(offset[ax])?, a.jump)?)?,
+                start: add(a.start, mul(q(at(&offset[..], ax)?)?, a.jump)?)?,
                 ..a.clone()
             },
             Geometry::Global => return Ok(None),
@@ -349,19 +386,37 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
                 stride,
                 pad_begin,
                 dilation,
-            } => window(a, kernel[ax], stride[ax], pad_begin[ax], dilation[ax])?,
+            } => window(
+                a,
+                at(&kernel[..], ax)?,
+                at(&stride[..], ax)?,
+                at(&pad_begin[..], ax)?,
+                at(&dilation[..], ax)?,
+            )?,
             Geometry::Transposed {
                 kernel,
                 stride,
                 pad_begin,
                 dilation,
-            } => transposed(a, kernel[ax], stride[ax], pad_begin[ax], dilation[ax])?,
+            } => transposed(
+                a,
+                at(&kernel[..], ax)?,
+                at(&stride[..], ax)?,
+                at(&pad_begin[..], ax)?,
+                at(&dilation[..], ax)?,
+            )?,
             Geometry::Resize {
                 num,
                 den,
                 taps,
                 align_corners,
-            } => resize(a, num[ax], den[ax], *taps, *align_corners)?,
+            } => resize(
+                a,
+                at(&num[..], ax)?,
+                at(&den[..], ax)?,
+                *taps,
+                *align_corners,
+            )?,
         };
     }
     Ok(Some(f))

@@ -318,18 +318,41 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
     out
 }
 
-/// `427`, `427×431` when the axes differ, `global` without a field; `*` marks a merge whose
-/// paths are not aligned.
+/// Per-axis rationals as text: one value when every axis agrees (`32`), else each joined by
+/// `sep` (`32, 16`, `3×7×7`).
+fn axes_text(v: &[Q], sep: &str) -> String {
+    match v.first() {
+        Some(first) if v.iter().all(|x| x == first) => fmt_q(first),
+        _ => v.iter().map(fmt_q).collect::<Vec<_>>().join(sep),
+    }
+}
+
+/// The spatial axes of the first input (`[H, W]` of `N×C×H×W`, `[L]` of `N×C×L`, `[D, H, W]`
+/// of `N×C×D×H×W`); empty when it has none.
+pub fn input_axes(a: &Analysis) -> Vec<u64> {
+    match a.inputs.first() {
+        Some(s) if (3..=5).contains(&s.rank()) => s.0[2..].to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// The number of spatial axes the model's fields have: the first input's (2 when it has
+/// none, the columns of an image model).
+pub fn field_rank(a: &Analysis) -> usize {
+    match input_axes(a).len() {
+        0 => 2,
+        r => r,
+    }
+}
+
+/// `427`, `427×431` when the axes differ (one value per spatial axis), `global` without a
+/// field; `*` marks a merge whose paths are not aligned.
 pub fn rf_size(f: &Option<Field>) -> String {
     match f {
         None => "global".into(),
         Some(f) => {
-            let [h, w] = &f.axes;
-            let mut s = if h.size == w.size {
-                fmt_q(&h.size)
-            } else {
-                format!("{}×{}", fmt_q(&h.size), fmt_q(&w.size))
-            };
+            let sizes: Vec<Q> = f.axes.iter().map(|a| a.size).collect();
+            let mut s = axes_text(&sizes, "×");
             if !f.aligned {
                 s.push('*');
             }
@@ -340,11 +363,17 @@ pub fn rf_size(f: &Option<Field>) -> String {
 
 /// A per-axis pair of rationals as text: `32` or `32, 16`.
 pub fn pair_q(h: &Q, w: &Q) -> String {
-    if h == w {
-        fmt_q(h)
-    } else {
-        format!("{}, {}", fmt_q(h), fmt_q(w))
-    }
+    axes_q(&[*h, *w])
+}
+
+/// Per-axis rationals as text: `32` when every axis agrees, else `32, 16` (`4, 32, 32`).
+pub fn axes_q(v: &[Q]) -> String {
+    axes_text(v, ", ")
+}
+
+/// One figure of a field on every axis, as text ([`axes_q`]).
+fn field_q(f: &Field, g: impl Fn(&crate::receptive::Axis) -> Q) -> String {
+    axes_q(&f.axes.iter().map(g).collect::<Vec<_>>())
 }
 
 /// The JSON form of a field (integers where integral, decimals for fractions), or null.
@@ -353,7 +382,7 @@ pub fn rf_json(f: &Option<Field>) -> Value {
         None => Value::Null,
         Some(f) => {
             let pair = |g: &dyn Fn(&crate::receptive::Axis) -> Q| {
-                json!([q_json(&g(&f.axes[0])), q_json(&g(&f.axes[1]))])
+                Value::Array(f.axes.iter().map(|a| q_json(&g(a))).collect())
             };
             let mut v = json!({
                 "size": pair(&|a| a.size),
@@ -691,19 +720,38 @@ fn q_csv(v: &Q) -> String {
     }
 }
 
-/// The three receptive-field columns of a CSV row, `rf_height,rf_width,rf_aligned`: numbers
-/// and `true`/`false`, all three empty for a global field.
-pub fn rf_csv(size: Option<&[Q; 2]>, aligned: bool) -> String {
+/// The receptive-field columns of a CSV row, one size per axis then `rf_aligned`
+/// (`rf_height,rf_width,rf_aligned` for an image model): numbers and `true`/`false`, all
+/// empty for a global field. `columns` axes are written, the sizes right-aligned in them (a
+/// 1-D field in two columns fills the last, `rf_width`; the first stays empty).
+pub fn rf_csv(size: Option<&[Q]>, aligned: bool, columns: usize) -> String {
     match size {
-        None => ",,".into(),
-        Some([h, w]) => format!("{},{},{aligned}", q_csv(h), q_csv(w)),
+        None => ",".repeat(columns),
+        Some(v) => {
+            let mut cells = vec![String::new(); columns.saturating_sub(v.len())];
+            cells.extend(v.iter().map(q_csv));
+            format!("{},{aligned}", cells.join(","))
+        }
     }
 }
 
-fn field_csv(f: &Option<Field>) -> String {
+/// The CSV header names of `rank` per-axis columns: `{prefix}_height,{prefix}_width`,
+/// `{prefix}_length`, `{prefix}_depth,{prefix}_height,{prefix}_width`.
+pub fn axis_columns(prefix: &str, rank: usize) -> String {
+    (0..rank)
+        .map(|ax| format!("{prefix}_{}", crate::geometry::axis_name(rank, ax)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn field_csv(f: &Option<Field>, rank: usize) -> String {
     match f {
-        None => rf_csv(None, true),
-        Some(f) => rf_csv(Some(&[f.axes[0].size, f.axes[1].size]), f.aligned),
+        None => rf_csv(None, true, rank),
+        Some(f) => rf_csv(
+            Some(&f.axes.iter().map(|a| a.size).collect::<Vec<_>>()),
+            f.aligned,
+            rank,
+        ),
     }
 }
 
@@ -746,8 +794,10 @@ pub fn text_cell(s: &str, markdown: bool) -> Cell {
 /// The summary as CSV: one row per layer (or per folded group with `--depth`), then a totals
 /// row with an empty `layer`, op `total` and the model's outputs.
 fn csv(a: &Analysis, depth: Option<usize>) -> String {
-    let mut out = String::from(
-        "layer,op,output,params,macs,flops,activation_bytes,rf_height,rf_width,rf_aligned\n",
+    let rank = field_rank(a);
+    let mut out = format!(
+        "layer,op,output,params,macs,flops,activation_bytes,{},rf_aligned\n",
+        axis_columns("rf", rank)
     );
     let by_name: std::collections::HashMap<&str, &LayerStats> =
         a.layers.iter().map(|l| (l.name.as_str(), l)).collect();
@@ -761,18 +811,22 @@ fn csv(a: &Analysis, depth: Option<usize>) -> String {
             r.macs,
             r.flops,
             r.activation_bytes,
-            field_csv(&by_name.get(r.last.as_str()).and_then(|l| l.rf.clone()))
+            field_csv(
+                &by_name.get(r.last.as_str()).and_then(|l| l.rf.clone()),
+                rank
+            )
         );
     }
     let t = &a.totals;
     let outputs: Vec<String> = a.outputs.iter().map(|(_, s)| s.per_sample()).collect();
     out += &format!(
-        ",total,{},{},{},{},{},,,\n",
+        ",total,{},{},{},{},{},{}\n",
         csv_field(&outputs.join(", ")),
         t.params,
         t.macs,
         t.flops,
-        t.activation_bytes
+        t.activation_bytes,
+        ",".repeat(rank)
     );
     out
 }
@@ -844,8 +898,8 @@ mod tests {
 /// layers come after that point (they cannot see more of it).
 #[derive(Debug, Clone)]
 pub struct Coverage {
-    /// Input height and width.
-    pub input: [u64; 2],
+    /// The first input's spatial sizes (height and width of an image; empty without).
+    pub input: Vec<u64>,
     /// The last layer (not a model input) with a spatial field: the trunk's output; `None`
     /// when the model has no spatial layer (an MLP).
     pub last: Option<usize>,
@@ -857,12 +911,13 @@ pub struct Coverage {
 
 /// Coverage of the first input by the fields of `a`.
 pub fn coverage(a: &Analysis) -> Coverage {
-    let input = match a.inputs.first() {
-        Some(s) if s.rank() == 4 => [s.0[2], s.0[3]],
-        _ => [0, 0],
-    };
+    let input = input_axes(a);
     let covers = |f: &Field| {
-        f.axes[0].size >= Q::from(input[0] as i64) && f.axes[1].size >= Q::from(input[1] as i64)
+        f.axes.len() == input.len()
+            && f.axes
+                .iter()
+                .zip(&input)
+                .all(|(ax, &n)| ax.size >= Q::from(n as i64))
     };
     // Model inputs are not layers of the trunk: a model whose only spatial tensor is its input
     // (an MLP on an image) has no trunk field.
@@ -908,7 +963,13 @@ fn rf_note(l: &LayerStats, i: usize, cov: &Coverage) -> String {
 /// `archscope rf --format csv`: one row per layer, each figure per axis in its own column
 /// (numbers; empty for a global field).
 fn rf_csv_report(a: &Analysis, cov: &Coverage) -> String {
-    let mut out = String::from("layer,op,output,size_height,size_width,jump_height,jump_width,start_height,start_width,effective_padding_height,effective_padding_width,min_size_height,min_size_width,aligned,global_context,note\n");
+    let rank = field_rank(a);
+    let mut out = String::from("layer,op,output,");
+    for fig in ["size", "jump", "start", "effective_padding", "min_size"] {
+        out += &axis_columns(fig, rank);
+        out.push(',');
+    }
+    out += "aligned,global_context,note\n";
     for (i, l) in a.layers.iter().enumerate() {
         out += &format!(
             "{},{},{},",
@@ -917,20 +978,22 @@ fn rf_csv_report(a: &Analysis, cov: &Coverage) -> String {
             csv_field(&output_text(&l.outputs))
         );
         match &l.rf {
-            None => out += ",,,,,,,,,,,,",
-            Some(f) => {
-                let [h, w] = &f.axes;
-                for (x, y) in [
-                    (h.size, w.size),
-                    (h.jump, w.jump),
-                    (h.start, w.start),
-                    (h.effective_padding(), w.effective_padding()),
-                    (h.min_size, w.min_size),
-                ] {
-                    out += &format!("{},{},", q_csv(&x), q_csv(&y));
+            Some(f) if f.axes.len() == rank => {
+                let figs: [fn(&crate::receptive::Axis) -> Q; 5] = [
+                    |a| a.size,
+                    |a| a.jump,
+                    |a| a.start,
+                    |a| a.effective_padding(),
+                    |a| a.min_size,
+                ];
+                for g in figs {
+                    for ax in &f.axes {
+                        out += &format!("{},", q_csv(&g(ax)));
+                    }
                 }
                 out += &format!("{},{},", f.aligned, f.global_context);
             }
+            _ => out += &",".repeat(5 * rank + 2),
         }
         out += &csv_field(&rf_note(l, i, cov));
         out.push('\n');
@@ -979,34 +1042,46 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
         match &l.rf {
             None => cells.extend(["global".into(), "".into(), "".into(), "".into(), "".into()]),
             Some(f) => {
-                let [h, w] = &f.axes;
-                cells.push(pair_q(&h.size, &w.size));
-                cells.push(pair_q(&h.jump, &w.jump));
-                cells.push(pair_q(&h.start, &w.start));
-                cells.push(pair_q(&h.effective_padding(), &w.effective_padding()));
-                cells.push(pair_q(&h.min_size, &w.min_size));
+                cells.push(field_q(f, |a| a.size));
+                cells.push(field_q(f, |a| a.jump));
+                cells.push(field_q(f, |a| a.start));
+                cells.push(field_q(f, |a| a.effective_padding()));
+                cells.push(field_q(f, |a| a.min_size));
             }
         }
         cells.push(rf_note(l, i, &cov));
         t.add_row(cells);
     }
     let mut out = format!("{}\n{t}\n", header(a));
-    let [ih, iw] = cov.input;
-    if let Some(i) = cov.last {
+    let dims = cov
+        .input
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×");
+    if let (Some(i), Some(&ih)) = (cov.last, cov.input.first()) {
         let l = &a.layers[i];
         let f = l.rf.as_ref().expect("has a field");
-        let [h, w] = &f.axes;
+        let h = &f.axes[0];
+        // The first axis: the height of an image, the depth (frames) of a video, the length
+        // of a signal.
+        let axis = crate::geometry::axis_name(cov.input.len(), 0);
+        let covers = f.axes.len() == cov.input.len()
+            && f.axes
+                .iter()
+                .zip(&cov.input)
+                .all(|(ax, &n)| ax.size >= Q::from(n as i64));
         out += &format!(
-            "Final field (`{}`): size {}, jump {}, start {} — {} the {ih}×{iw} input.\n",
+            "Final field (`{}`): size {}, jump {}, start {} — {} the {dims} input.\n",
             l.name,
-            pair_q(&h.size, &w.size),
-            pair_q(&h.jump, &w.jump),
-            pair_q(&h.start, &w.start),
-            if h.size >= Q::from(ih as i64) && w.size >= Q::from(iw as i64) {
-                format!("{:.1}× the height of", q_f64(&h.size) / ih as f64)
+            field_q(f, |a| a.size),
+            field_q(f, |a| a.jump),
+            field_q(f, |a| a.start),
+            if covers {
+                format!("{:.1}× the {axis} of", q_f64(&h.size) / ih as f64)
             } else {
                 format!(
-                    "{:.0}% of the height of",
+                    "{:.0}% of the {axis} of",
                     100.0 * q_f64(&h.size) / ih as f64
                 )
             }
@@ -1015,12 +1090,14 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
     match cov.covers_from {
         Some(c) => {
             out += &format!(
-                "From `{}` on, every unit sees the whole {ih}×{iw} input: the {} later spatial layers cannot see more of it at this resolution.\n",
+                "From `{}` on, every unit sees the whole {dims} input: the {} later spatial layers cannot see more of it at this resolution.\n",
                 a.layers[c].name,
                 cov.unproductive.len()
             );
         }
-        None if ih > 0 => out += &format!("No layer's field covers the whole {ih}×{iw} input.\n"),
+        None if !cov.input.is_empty() => {
+            out += &format!("No layer's field covers the whole {dims} input.\n")
+        }
         None => {}
     }
     out

@@ -71,6 +71,10 @@ pub const MODELS: &[(&str, &str)] = &[
     ("unet", include_str!("../models/unet.yaml")),
     ("yolov1", include_str!("../models/yolov1.yaml")),
     ("sobel", include_str!("../models/sobel.yaml")),
+    ("r3d_18", include_str!("../models/r3d_18.yaml")),
+    ("mc3_18", include_str!("../models/mc3_18.yaml")),
+    ("r2plus1d_18", include_str!("../models/r2plus1d_18.yaml")),
+    ("wav2letter", include_str!("../models/wav2letter.yaml")),
 ];
 
 /// The YAML text of a zoo model.

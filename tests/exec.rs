@@ -15,8 +15,8 @@ use common::{
 fn zoo_passes_check(models: &[&str]) {
     for name in models {
         let report = checked(&zoo_net(name));
-        // Every zoo model takes an image, so receptive fields are measured and compared
-        // (tests/rf_check.rs checks which layers and the figures).
+        // Every zoo model takes an image, a clip or a signal, so receptive fields are measured
+        // and compared (tests/rf_check.rs checks which layers and the figures).
         assert_eq!(report.rf_skipped, None, "{name}");
         assert!(report.rf_compared() > 0, "{name}");
     }
@@ -57,6 +57,8 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["fcn_resnet50", "deeplabv3_resnet50"],
     &["unet"],
     &["yolov1"],
+    // Video and audio: checked on shorter clips in tests/video_audio.rs.
+    &["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"],
 ];
 
 #[test]

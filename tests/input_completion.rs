@@ -38,7 +38,8 @@ fn a_vector_input_takes_one_size() {
 
 const WAVE: &str =
     "name: wave\ninputs: {wave: [1, 400]}\nnodes:\n  - {op: conv1d, out: 4, kernel: 3}\n";
-const CLIP: &str = "name: clip\ninputs: {video: [3, 8, 32, 32]}\nnodes:\n  - {op: conv3d, out: 4, kernel: 3}\n";
+const CLIP: &str =
+    "name: clip\ninputs: {video: [3, 8, 32, 32]}\nnodes:\n  - {op: conv3d, out: 4, kernel: 3}\n";
 
 #[test]
 fn one_and_three_spatial_axes() {
@@ -53,7 +54,10 @@ fn one_and_three_spatial_axes() {
     );
     let c = doc(CLIP);
     // D×H×W with the declared 3 channels; C×D×H×W as given.
-    assert_eq!(complete_input(&c, &[16, 64, 64]).unwrap(), vec![3, 16, 64, 64]);
+    assert_eq!(
+        complete_input(&c, &[16, 64, 64]).unwrap(),
+        vec![3, 16, 64, 64]
+    );
     assert_eq!(
         complete_input(&c, &[1, 16, 64, 64]).unwrap(),
         vec![1, 16, 64, 64]

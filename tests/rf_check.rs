@@ -42,8 +42,8 @@ fn two_convolutions_and_a_pool_by_hand() {
     let n = net("inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: c1, op: conv, out: 4, kernel: 3}\n  - {id: c2, op: conv, out: 4, kernel: 3}\n  - {id: p, op: maxpool, kernel: 2}\n");
     let r = reach_of(&n, "p").unwrap();
     let want: Vec<(u32, u32)> = (0..6).map(|i| (2 * i, 2 * i + 5)).collect();
-    assert_eq!(r.rows, spans(&want));
-    assert_eq!(r.cols, spans(&want));
+    assert_eq!(r.axes[0], spans(&want));
+    assert_eq!(r.axes[1], spans(&want));
     // Padded by 1: conv1 unit u reads rows u−1..u+1, conv2 unit v rows v−2..v+2, pool unit i
     // rows 2i−2..2i+3, clipped to 0..15: unit 0 rows 0–3, unit 7 rows 12–15.
     let n = net("inputs: {x: [1, 16, 16]}\nnodes:\n  - {id: c1, op: conv, out: 4, kernel: 3, padding: 1}\n  - {id: c2, op: conv, out: 4, kernel: 3, padding: 1}\n  - {id: p, op: maxpool, kernel: 2}\n");
@@ -53,8 +53,8 @@ fn two_convolutions_and_a_pool_by_hand() {
         .collect();
     assert_eq!(want[0], (0, 3));
     assert_eq!(want[7], (12, 15));
-    assert_eq!(r.rows, spans(&want));
-    assert_eq!(r.cols, spans(&want));
+    assert_eq!(r.axes[0], spans(&want));
+    assert_eq!(r.axes[1], spans(&want));
     // `check` agrees, and shows the central unit (4, 4): rows 6–11, cols 6–11.
     let figs = rf_figures(&n);
     assert_eq!(figs[3].0, "p");
@@ -72,8 +72,8 @@ fn dilated_strided_asymmetric_convolution() {
     // reaches it.
     let n = net("inputs: {x: [2, 9, 9]}\nnodes:\n  - {id: c, op: conv, out: 3, kernel: 3, dilation: 2, stride: 2, padding: [0, 1, 2, 0]}\n");
     let r = reach_of(&n, "c").unwrap();
-    assert_eq!(r.rows, spans(&[(0, 4), (2, 6), (4, 8), (6, 8)]));
-    assert_eq!(r.cols, spans(&[(1, 3), (1, 5), (3, 7)]));
+    assert_eq!(r.axes[0], spans(&[(0, 4), (2, 6), (4, 8), (6, 8)]));
+    assert_eq!(r.axes[1], spans(&[(1, 3), (1, 5), (3, 7)]));
     let figs = rf_figures(&n);
     assert_eq!(figs[1].1.measured, "rows 4–8, cols 1–5");
 }
@@ -85,18 +85,18 @@ fn one_by_one_stride_two_and_a_ceil_mode_pool() {
         "inputs: {x: [3, 7, 7]}\nnodes:\n  - {id: c, op: conv, out: 8, kernel: 1, stride: 2}\n",
     );
     let r = reach_of(&n, "c").unwrap();
-    assert_eq!(r.rows, spans(&[(0, 0), (2, 2), (4, 4), (6, 6)]));
+    assert_eq!(r.axes[0], spans(&[(0, 0), (2, 2), (4, 4), (6, 6)]));
     rf_figures(&n);
     // 3×3/2 max pool with ceil on 8: ⌈(8 − 3)/2⌉ + 1 = 4 units; the last window starts at row 6
     // and holds rows 6–7 only (its third row is past the input): 0–2, 2–4, 4–6, 6–7.
     let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: p, op: maxpool, kernel: 3, stride: 2, ceil: true}\n");
     let r = reach_of(&n, "p").unwrap();
-    assert_eq!(r.rows, spans(&[(0, 2), (2, 4), (4, 6), (6, 7)]));
-    assert_eq!(r.cols, r.rows);
+    assert_eq!(r.axes[0], spans(&[(0, 2), (2, 4), (4, 6), (6, 7)]));
+    assert_eq!(r.axes[1], r.axes[0]);
     rf_figures(&n);
     // The same windows averaged measure the same support.
     let n = net("inputs: {x: [1, 8, 8]}\nnodes:\n  - {id: p, op: avgpool, kernel: 3, stride: 2, ceil: true}\n");
-    assert_eq!(reach_of(&n, "p").unwrap().rows, r.rows);
+    assert_eq!(reach_of(&n, "p").unwrap().axes[0], r.axes[0]);
 }
 
 #[test]
@@ -107,8 +107,8 @@ fn transposed_convolution() {
     let n = net("inputs: {x: [2, 4, 4]}\nnodes:\n  - {id: t, op: deconv, out: 3, kernel: 3, stride: 2, padding: 1}\n");
     let r = reach_of(&n, "t").unwrap();
     let want = spans(&[(0, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3)]);
-    assert_eq!(r.rows, want);
-    assert_eq!(r.cols, want);
+    assert_eq!(r.axes[0], want);
+    assert_eq!(r.axes[1], want);
     // Its analysed jump is 1/2: not compared.
     let figs = rf_figures(&n);
     assert_eq!(figs[1].1.analysed, NOT_COMPARED);
@@ -123,12 +123,15 @@ fn windows_wholly_in_padding() {
     let n = net("inputs: {x: [1, 6, 6]}\nnodes:\n  - {id: c1, op: conv, out: 2, kernel: 3}\n  - {id: pad, op: pad, padding: [2, 0, 2, 0]}\n  - {id: c2, op: conv, out: 2, kernel: 3}\n");
     let r = reach_of(&n, "pad").unwrap();
     let f = |u: u32| Some((u, u + 2));
-    assert_eq!(r.rows, vec![None, None, f(0), f(1), f(2), f(3), None, None]);
+    assert_eq!(
+        r.axes[0],
+        vec![None, None, f(0), f(1), f(2), f(3), None, None]
+    );
     let r = reach_of(&n, "c2").unwrap();
     // Unit v reads padded rows v..v+2, of which rows 2..5 hold the first convolution's units
     // 0..3.
     assert_eq!(
-        r.rows,
+        r.axes[0],
         vec![
             Some((0, 2)),
             Some((0, 3)),
@@ -152,7 +155,7 @@ fn residual_add_and_gated_product() {
     let want: Vec<(u32, u32)> = (0..10i64)
         .map(|i| ((i - 2).max(0) as u32, (i + 2).min(9) as u32))
         .collect();
-    assert_eq!(r.rows, spans(&want));
+    assert_eq!(r.axes[0], spans(&want));
     // The gate sees the whole input (global pooling: not measured); the product's measured
     // field is its spatial input's. The analysis marks it global context: not compared.
     assert_eq!(reach_of(&n, "gap"), None);
@@ -165,10 +168,13 @@ fn residual_add_and_gated_product() {
 }
 
 #[test]
-fn inputs_that_are_not_images_are_not_measured() {
+fn inputs_without_spatial_axes_are_not_measured() {
     let n = net("inputs: {x: [16]}\nnodes:\n  - {id: fc, op: linear, out: 4}\n");
     let m = reach::measure(&n).unwrap();
-    assert!(m.skipped.unwrap().contains("not N×C×H×W"));
+    assert!(m
+        .skipped
+        .unwrap()
+        .contains("is not N×C×L, N×C×H×W or N×C×D×H×W"));
     assert!(m.layers.iter().all(|l| l.is_none()));
 }
 
@@ -233,7 +239,7 @@ fn the_zoo_is_compared_where_it_can_be() {
     let lattice = check::lattice_bounds(&a.layers[k].rf.as_ref().unwrap().axes[0], 55).unwrap();
     assert_eq!(lattice[54], (212, 226));
     assert_eq!(
-        reach_of(&n, "fire2.expand3x3").unwrap().rows[54],
+        reach_of(&n, "fire2.expand3x3").unwrap().axes[0][54],
         Some((212, 222))
     );
     assert!(check::unit_agrees(lattice[54], Some((212, 222)), 224));
@@ -250,8 +256,8 @@ fn a_spatial_slice_is_a_crop() {
     let r = reach_of(&n, "t").unwrap();
     let rows: Vec<(u32, u32)> = (0..8).map(|i| (i + 3, i + 5)).collect();
     let cols: Vec<(u32, u32)> = (0..8).map(|j| (j + 1, j + 3)).collect();
-    assert_eq!(r.rows, spans(&rows));
-    assert_eq!(r.cols, spans(&cols));
+    assert_eq!(r.axes[0], spans(&rows));
+    assert_eq!(r.axes[1], spans(&cols));
     let figures = rf_figures(&n);
     let (_, t) = figures.iter().find(|(name, _)| name == "t").unwrap();
     assert!(t.ok() && t.analysed != NOT_COMPARED, "{t:?}");
@@ -297,10 +303,10 @@ fn a_sample_of_rows_and_columns_is_compared_at_the_lit_ones() {
     let m = reach::measure_sampled(&n, Some(4)).unwrap();
     assert_eq!(m.lit, [vec![0, 5, 10, 15], vec![0, 5, 10, 15]]);
     let r = m.layers[1].as_ref().unwrap();
-    assert_eq!(r.rows[5], Some((5, 5)));
-    assert_eq!(r.rows[3], None);
-    assert_eq!(r.rows[4], Some((5, 5)));
-    assert_eq!(r.rows[0], Some((0, 0)));
+    assert_eq!(r.axes[0][5], Some((5, 5)));
+    assert_eq!(r.axes[0][3], None);
+    assert_eq!(r.axes[0][4], Some((5, 5)));
+    assert_eq!(r.axes[0][0], Some((0, 0)));
     let mut a = analysis(&n);
     let w = exec::init_weights(&n, 0).unwrap();
     let good = check::check_sampled(&n, &a, &w, 0, Some(4)).unwrap();
@@ -328,7 +334,7 @@ fn a_sample_agrees_on_the_dilated_and_large_zoo_models() {
         );
         let mut compared = 0;
         for (k, layer) in a.layers.iter().enumerate() {
-            let f = check::rf_figure_lit(layer.rf.as_ref(), m.layers[k].as_ref(), m.input, &m.lit);
+            let f = check::rf_figure_lit(layer.rf.as_ref(), m.layers[k].as_ref(), &m.input, &m.lit);
             assert!(f.ok(), "{name}: {}: {f:?}", layer.name);
             compared += usize::from(f.analysed != NOT_COMPARED);
         }
@@ -380,9 +386,9 @@ fn concatenation_along_the_width() {
     );
     // Measured: cat's column 8 reads what column 0 reads.
     let r = reach_of(&n, "cat").unwrap();
-    assert_eq!(r.cols[0], Some((0, 1)));
-    assert_eq!(r.cols[8], Some((0, 1)));
-    assert_eq!(r.cols[15], Some((6, 7)));
+    assert_eq!(r.axes[1][0], Some((0, 1)));
+    assert_eq!(r.axes[1][8], Some((0, 1)));
+    assert_eq!(r.axes[1][15], Some((6, 7)));
     // `check` agrees everywhere: compared on `whole` and `c2`, not on the concatenations
     // without a lattice.
     let figs = rf_figures(&n);
@@ -416,8 +422,8 @@ fn split_pieces_and_padding_at_a_cut() {
     );
     assert!(c.cropped && c.aligned);
     let r = reach_of(&n, "c").unwrap();
-    assert_eq!(r.cols[0], Some((3, 6)));
-    assert_eq!(r.cols[3], Some((5, 7)));
+    assert_eq!(r.axes[1][0], Some((3, 6)));
+    assert_eq!(r.axes[1][3], Some((5, 7)));
     let figs = rf_figures(&n);
     let fig = figs.iter().find(|(l, _)| l == "c").unwrap().1.clone();
     assert!(fig.agree, "{fig:?}");

@@ -112,7 +112,9 @@ pub fn parse_input(s: &str) -> Result<Vec<u64>> {
         })?;
     match dims.len() {
         1..=4 => Ok(dims),
-        _ => bail!("--input {s}: give at most 4 sizes: the channels and up to 3 spatial sizes (CxDxHxW)"),
+        _ => bail!(
+            "--input {s}: give at most 4 sizes: the channels and up to 3 spatial sizes (CxDxHxW)"
+        ),
     }
 }
 

@@ -2,14 +2,18 @@
 //! (`receptive.rs`, `Op::geometry`): every layer is replaced by its linearised one-channel
 //! copy (`Kernel::collapsed`: weights of 1, channels collapsed to one, norms and activations
 //! passed through, merges summed), and that copy runs on batches of indicator images — for the
-//! height, image `b` is all zeros but row `b` (every column); for the width, column `b`. After
+//! height, image `b` is all zeros but row `b` (every column); for the width, column `b`; in
+//! general, for spatial axis `a` (one to three of them: a signal's length, an image's height
+//! and width, a video's or volume's depth, height and width), image `b` is lit on the slice
+//! where coordinate `a` is `b`. After
 //! every layer each value is binarised (non-zero → 1), so nothing overflows or vanishes through
 //! deep stacks: with non-negative weights only the support matters, and the support of a unit
 //! is the set of input pixels that influence it. Output row `i` of a layer is then reached by
 //! the input rows `{b : out[b, 0, i, ow/2] ≠ 0}` (at its middle column), output column `j` by
-//! the input columns `{b : out[b, 0, oh/2, j] ≠ 0}` (at its middle row); the first and last of
+//! the input columns `{b : out[b, 0, oh/2, j] ≠ 0}` (at its middle row) — along each axis, at
+//! the middle of the others; the first and last of
 //! them are the measured bounds. Only the model's first input is indicated, and only when it is
-//! `N×C×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
+//! `N×C×L`, `N×C×H×W` or `N×C×D×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
 //! depends on one, is not measured. The batch is split into chunks that keep every tensor
 //! under 2^24 elements, so memory stays bounded whatever the input size, and outputs reuse the
 //! buffers of dead tensors. The total work is bounded too ([`MAX_REACH_WORK`]): a measurement
@@ -34,14 +38,14 @@ pub const MAX_REACH_WORK: u64 = 1 << 36;
 /// Elements of one chunk's largest tensor (64 MiB of f32).
 const CHUNK_ELEMENTS: usize = 1 << 24;
 
-/// The measured field of one layer: per output row (at the middle output column) the first and
-/// last input row that reaches it, and per output column (at the middle output row) the first
-/// and last input column; `None` where no input pixel reaches the unit (its window lies wholly
+/// The measured field of one layer, per spatial axis (`axes[0]` the rows and `axes[1]` the
+/// columns of an image; depth, rows, columns of a volume; the samples of a signal): per
+/// output unit along the axis (at the middle of the other axes) the first and last input
+/// index that reaches it; `None` where no input pixel reaches the unit (its window lies wholly
 /// in padding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
-    pub rows: Vec<Option<(u32, u32)>>,
-    pub cols: Vec<Option<(u32, u32)>>,
+    pub axes: Vec<Vec<Option<(u32, u32)>>>,
 }
 
 /// The measurement of a whole network.
@@ -49,13 +53,18 @@ pub struct Reach {
 pub struct Measured {
     /// Per layer, in the network's order: its field, or `None` where it was not measured.
     pub layers: Vec<Option<Reach>>,
-    /// Height and width of the indicated input.
-    pub input: [usize; 2],
+    /// The spatial sizes of the indicated input (height and width of an image).
+    pub input: Vec<usize>,
     /// Why nothing was measured (`layers` is then all `None`).
     pub skipped: Option<String>,
-    /// The input rows and the input columns that were lit (all of them, or a sample), in
+    /// Per spatial axis, the input indices that were lit (all of them, or a sample), in
     /// increasing order: a unit's bounds are the first and last of these that reach it.
-    pub lit: [Vec<u32>; 2],
+    pub lit: Vec<Vec<u32>>,
+}
+
+/// Whether a model input of shape `s` is measured: `N×C` and one to three spatial axes.
+fn spatial(s: &[u64]) -> bool {
+    (3..=5).contains(&s.len())
 }
 
 /// `n` indices evenly spread over `0..len`, first and last included (all of them when
@@ -80,8 +89,8 @@ pub fn measure(net: &Network) -> Result<Measured, Diagnostic> {
 
 /// The error when measuring `net`'s receptive fields on `sample` rows and columns (`None`:
 /// all) would take more than [`MAX_REACH_WORK`]: indicator images times [`image_work`].
-/// Nothing is measured on a model whose first input is not `N×C×H×W`, and `Some(0)` measures
-/// nothing: both are within the bound.
+/// Nothing is measured on a model whose first input has no spatial axis (`N×C×L`, `N×C×H×W`
+/// and `N×C×D×H×W` have), and `Some(0)` measures nothing: both are within the bound.
 pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic> {
     if sample == Some(1) {
         return Err(Diagnostic::new(
@@ -93,19 +102,29 @@ pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic
         return Ok(());
     };
     let shape = &net.nodes[first].out_shapes[0].0;
-    if shape.len() != 4 || sample == Some(0) {
+    if !spatial(shape) || sample == Some(0) {
         return Ok(());
     }
     let lit = |len: u64| sample.map_or(len, |s| (s as u64).min(len));
-    let images = lit(shape[2]).saturating_add(lit(shape[3]));
-    let per_image = image_work(net);
+    let images = shape[2..]
+        .iter()
+        .map(|&d| lit(d))
+        .fold(0u64, u64::saturating_add);
+    let per_image = image_work(net, shape.len());
     let work = images.saturating_mul(per_image);
     if work <= MAX_REACH_WORK {
         return Ok(());
     }
-    let fit = MAX_REACH_WORK / per_image.max(1) / 2;
+    let fit = MAX_REACH_WORK / per_image.max(1) / (shape.len() as u64 - 2);
     let help = if fit >= 2 {
-        format!("measure a sample: `--rf-sample {fit}` lights {fit} rows and {fit} columns, evenly spaced, and fits; `--rf-sample 0` skips the measurement")
+        format!(
+            "measure a sample: `--rf-sample {fit}` lights {fit} {}, evenly spaced, and fits; `--rf-sample 0` skips the measurement",
+            match shape.len() {
+                3 => "samples".to_string(),
+                4 => format!("rows and {fit} columns"),
+                _ => format!("frames, {fit} rows and {fit} columns"),
+            }
+        )
     } else {
         "`--rf-sample 0` skips the measurement (even a sample of 2 rows and 2 columns is over the bound)".to_string()
     };
@@ -117,11 +136,12 @@ pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic
 
 /// The work of one indicator image: the pixels of the input and of every layer's output, and
 /// the FLOPs of each layer's one-channel copy ([`Collapsed::Layer`]) on one image (a window's
-/// taps included: a 255×255 kernel costs 65,025 per output pixel, not 1).
-fn image_work(net: &Network) -> u64 {
+/// taps included: a 255×255 kernel costs 65,025 per output pixel, not 1). `rank`: the
+/// input's rank; tensors of that rank count.
+fn image_work(net: &Network, rank: usize) -> u64 {
     let one = |s: &crate::layers::Shape| {
         let mut d = s.0.clone();
-        if d.len() == 4 {
+        if d.len() == rank {
             d[0] = 1;
             d[1] = 1;
         }
@@ -130,10 +150,10 @@ fn image_work(net: &Network) -> u64 {
     net.nodes
         .iter()
         .map(|node| {
-            let Some(out) = node.out_shapes.first().filter(|s| s.rank() == 4) else {
+            let Some(out) = node.out_shapes.first().filter(|s| s.rank() == rank) else {
                 return 0;
             };
-            let pixels = out.0[2].saturating_mul(out.0[3]);
+            let pixels = out.0[2..].iter().fold(1u64, |a, &d| a.saturating_mul(d));
             let flops = match node.layer.collapsed() {
                 Collapsed::Layer(l) => {
                     let ins: Vec<_> = node.in_shapes.iter().map(one).collect();
@@ -153,31 +173,34 @@ fn image_work(net: &Network) -> u64 {
 /// measures nothing (the result says why).
 pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured, Diagnostic> {
     let n = net.nodes.len();
-    let skip = |input: [usize; 2], why: String| Measured {
+    let skip = |input: Vec<usize>, why: String| Measured {
         layers: vec![None; n],
+        lit: vec![Vec::new(); input.len()],
         input,
         skipped: Some(why),
-        lit: [Vec::new(), Vec::new()],
     };
     let Some(first) = net.nodes.iter().position(|node| node.inputs.is_empty()) else {
-        return Ok(skip([0, 0], "the model has no input".into()));
+        return Ok(skip(vec![], "the model has no input".into()));
     };
     let shape = &net.nodes[first].out_shapes[0].0;
-    if shape.len() != 4 {
+    if !spatial(shape) {
         return Ok(skip(
-            [0, 0],
-            format!("the first input `{}` is not N×C×H×W", net.nodes[first].name),
+            vec![],
+            format!(
+                "the first input `{}` is not N×C×L, N×C×H×W or N×C×D×H×W",
+                net.nodes[first].name
+            ),
         ));
     }
-    let (h, w) = (shape[2], shape[3]);
-    let input = [h as usize, w as usize];
+    let rank = shape.len();
+    let input: Vec<usize> = shape[2..].iter().map(|&d| d as usize).collect();
     if sample == Some(0) {
         return Ok(skip(input, "--rf-sample 0".into()));
     }
-    let lit = [
-        spread(input[0], sample.unwrap_or(input[0])),
-        spread(input[1], sample.unwrap_or(input[1])),
-    ];
+    let lit: Vec<Vec<u32>> = input
+        .iter()
+        .map(|&len| spread(len, sample.unwrap_or(len)))
+        .collect();
     check_work(net, sample)?;
     let collapsed: Vec<Collapsed> = net
         .nodes
@@ -200,15 +223,21 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         })
         .collect();
     // Images per chunk: the largest plane of any layer times the chunk stays under the limit.
+    let pixels: usize = input.iter().product();
     let plane = net
         .nodes
         .iter()
         .flat_map(|node| &node.out_shapes)
-        .filter(|s| s.rank() == 4)
-        .map(|s| (s.0[2].saturating_mul(s.0[3])).min(usize::MAX as u64) as usize)
+        .filter(|s| s.rank() == rank)
+        .map(|s| {
+            s.0[2..]
+                .iter()
+                .fold(1u64, |a, &d| a.saturating_mul(d))
+                .min(usize::MAX as u64) as usize
+        })
         .max()
         .unwrap_or(1)
-        .max(input[0] * input[1])
+        .max(pixels)
         .max(1);
     let chunk = (CHUNK_ELEMENTS / plane).max(1);
     let graph = Graph {
@@ -218,7 +247,7 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         first,
     };
     // Per layer and axis: (first, last) input index reaching each output unit.
-    let mut bounds: Vec<[Vec<(u32, u32)>; 2]> = vec![[Vec::new(), Vec::new()]; n];
+    let mut bounds: Vec<Vec<Vec<(u32, u32)>>> = vec![vec![Vec::new(); input.len()]; n];
     let mut reached = vec![false; n];
     // Dead tensors' buffers, reused by later outputs: at most four chunks' worth.
     let mut recycler = super::Recycler {
@@ -226,32 +255,33 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         cap: 4 * 4 * CHUNK_ELEMENTS as u64,
         ..Default::default()
     };
-    for axis in 0..2 {
+    for axis in 0..input.len() {
         let len = lit[axis].len();
+        // Elements of the input before coordinate `axis` (outer) and after it (inner).
+        let inner: usize = input[axis + 1..].iter().product();
         for c0 in (0..len).step_by(chunk) {
             let b = chunk.min(len - c0);
             let batch = &lit[axis][c0..c0 + b];
-            let mut x = Tensor::zeros(&[b, 1, input[0], input[1]]);
-            let pixels = input[0] * input[1];
+            let mut dims = vec![b, 1];
+            dims.extend(&input);
+            let mut x = Tensor::zeros(&dims);
             for (img, &lit) in x.data.chunks_mut(pixels).zip(batch) {
                 let lit = lit as usize;
-                if axis == 0 {
-                    img[lit * input[1]..(lit + 1) * input[1]].fill(1.0);
-                } else {
-                    img.iter_mut()
-                        .skip(lit)
-                        .step_by(input[1])
-                        .for_each(|v| *v = 1.0);
+                // Every slice where coordinate `axis` is `lit`.
+                for slab in img.chunks_mut(input[axis] * inner) {
+                    slab[lit * inner..(lit + 1) * inner].fill(1.0);
                 }
             }
             graph.run(x, &mut recycler, |k, t| {
                 let name = &net.nodes[k].name;
                 let want = &net.nodes[k].out_shapes[0].0;
-                if t.shape.len() != 4 || want.len() != 4 {
+                if t.shape.len() != rank || want.len() != rank {
                     return Ok(());
                 }
-                let (oh, ow) = (t.shape[2], t.shape[3]);
-                if t.shape[..2] != [b, 1] || [oh as u64, ow as u64] != [want[2], want[3]] {
+                let out = &t.shape[2..];
+                if t.shape[..2] != [b, 1]
+                    || out.iter().zip(&want[2..]).any(|(&o, &w)| o as u64 != w)
+                {
                     return Err(Diagnostic::new(format!(
                         "the one-channel copy of this layer produced a {:?} tensor for a {}-image batch, but the layer produces {}",
                         t.shape, b, net.nodes[k].out_shapes[0]
@@ -259,15 +289,17 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
                     .layer(name));
                 }
                 reached[k] = true;
-                let units = if axis == 0 { oh } else { ow };
+                let units = out[axis];
                 let acc = &mut bounds[k][axis];
                 if acc.is_empty() {
                     acc.resize(units, (u32::MAX, 0));
                 }
-                let p = oh * ow;
+                let p: usize = out.iter().product();
                 for (u, slot) in acc.iter_mut().enumerate() {
-                    // Unit u along the axis, at the middle of the other axis.
-                    let at = if axis == 0 { u * ow + ow / 2 } else { (oh / 2) * ow + u };
+                    // Unit u along the axis, at the middle of the other axes.
+                    let at = out.iter().enumerate().fold(0, |at, (a, &len)| {
+                        at * len + if a == axis { u } else { len / 2 }
+                    });
                     for (bi, &lit) in batch.iter().enumerate() {
                         if t.data[bi * p + at] != 0.0 {
                             slot.0 = slot.0.min(lit);
@@ -282,15 +314,14 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
     let layers = bounds
         .into_iter()
         .zip(reached)
-        .map(|([rows, cols], r)| {
+        .map(|(axes, r)| {
             let span = |v: Vec<(u32, u32)>| {
                 v.into_iter()
                     .map(|(lo, hi)| (lo <= hi).then_some((lo, hi)))
                     .collect()
             };
             r.then(|| Reach {
-                rows: span(rows),
-                cols: span(cols),
+                axes: axes.into_iter().map(span).collect(),
             })
         })
         .collect();
@@ -353,8 +384,9 @@ impl Graph<'_> {
                             .collect();
                         let want = &node.out_shapes[0].0;
                         match ins.first() {
-                            Some(t) if want.len() == 4 && t.shape.len() == 4 => {
-                                let dims = [t.shape[0], 1, want[2] as usize, want[3] as usize];
+                            Some(t) if want.len() == t.shape.len() && spatial(want) => {
+                                let mut dims = vec![t.shape[0], 1];
+                                dims.extend(want[2..].iter().map(|&d| d as usize));
                                 let mut s = kernels::broadcast(&ins, &dims, |a, b| a + b);
                                 binarise(&mut s);
                                 Some(vec![s])

@@ -341,17 +341,17 @@ impl Op for Conv2d {
         let pad_begin = [self.pad.top, self.pad.left];
         if self.transposed {
             Geometry::Transposed {
-                kernel: self.kernel,
-                stride: self.stride,
-                pad_begin,
-                dilation: self.dilation,
+                kernel: self.kernel.into(),
+                stride: self.stride.into(),
+                pad_begin: pad_begin.into(),
+                dilation: self.dilation.into(),
             }
         } else {
             Geometry::Window {
-                kernel: self.kernel,
-                stride: self.stride,
-                pad_begin,
-                dilation: self.dilation,
+                kernel: self.kernel.into(),
+                stride: self.stride.into(),
+                pad_begin: pad_begin.into(),
+                dilation: self.dilation.into(),
             }
         }
     }
@@ -371,10 +371,11 @@ impl Op for Conv2d {
             },
             in_ch: self.in_ch,
             out_ch: self.out_ch,
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: self.pad,
-            dilation: self.dilation,
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: [self.pad.top, self.pad.left].into(),
+            pad_end: [self.pad.bottom, self.pad.right].into(),
+            dilation: self.dilation.into(),
             groups: self.groups,
             bias: self.bias,
             trainable: self.trainable,
@@ -382,10 +383,11 @@ impl Op for Conv2d {
     }
     fn window(&self) -> Option<Window> {
         (!self.transposed).then_some(Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: self.pad,
-            dilation: self.dilation,
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: [self.pad.top, self.pad.left].into(),
+            pad_end: [self.pad.bottom, self.pad.right].into(),
+            dilation: self.dilation.into(),
             ceil: false,
         })
     }

@@ -8,7 +8,7 @@ use super::{
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
 use crate::kernels::{matmul, matvec};
-use crate::layers::Pad4;
+
 use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 
 pub const LINEAR: OpType = OpType {
@@ -113,10 +113,11 @@ impl Op for Linear {
             kind: WeightedKind::Linear,
             in_ch: self.in_features,
             out_ch: self.out_features,
-            kernel: [1, 1],
-            stride: [1, 1],
-            pad: Pad4::default(),
-            dilation: [1, 1],
+            kernel: [1, 1].into(),
+            stride: [1, 1].into(),
+            pad_begin: [0, 0].into(),
+            pad_end: [0, 0].into(),
+            dilation: [1, 1].into(),
             groups: 1,
             bias: self.bias,
             trainable: self.trainable,

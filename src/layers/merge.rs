@@ -290,9 +290,9 @@ impl Op for Concat {
         format!("concat ×{}", self.n)
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
+        // Along a spatial axis (of N×C×L, N×C×H×W or N×C×D×H×W): the inputs end to end.
         match (inputs[0].rank(), self.dim) {
-            (4, 2) => Geometry::Concat { axis: 0 },
-            (4, 3) => Geometry::Concat { axis: 1 },
+            (3..=5, d) if d >= 2 => Geometry::Concat { axis: d - 2 },
             _ => Geometry::Pointwise,
         }
     }

@@ -14,10 +14,12 @@
 mod activation;
 mod attrs;
 mod conv;
+mod conv_nd;
 mod linear;
 mod merge;
 mod norm;
 mod pool;
+mod pool_nd;
 mod reduce;
 mod resample;
 mod reshape;
@@ -32,6 +34,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::error::Diagnostic;
+pub use crate::geometry::Axes;
 use crate::kernels::Ctx;
 use crate::tensor::{Tensor, WeightSpec};
 
@@ -106,35 +109,36 @@ pub struct Cost {
     pub flops: u64,
 }
 
-/// What a layer does to the receptive field, per spatial axis `[h, w]`.
+/// What a layer does to the receptive field, per spatial axis (one [`Axes`] value per axis:
+/// `[h, w]` of an image, `[d, h, w]` of a volume, `[l]` of a signal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Geometry {
     /// Each output unit sees the same position of the input (activations, norms, merges…).
     Pointwise,
     /// A sliding window (convolution, pooling, padding).
     Window {
-        kernel: [u64; 2],
-        stride: [u64; 2],
-        pad_begin: [u64; 2],
-        dilation: [u64; 2],
+        kernel: Axes,
+        stride: Axes,
+        pad_begin: Axes,
+        dilation: Axes,
     },
     /// A transposed convolution: stride divides the jump.
     Transposed {
-        kernel: [u64; 2],
-        stride: [u64; 2],
-        pad_begin: [u64; 2],
-        dilation: [u64; 2],
+        kernel: Axes,
+        stride: Axes,
+        pad_begin: Axes,
+        dilation: Axes,
     },
     /// Resampling from `den` to `num` units per axis (output/input size). `taps`: input units
     /// read per output unit and axis (1 nearest, 2 bilinear, 4 bicubic).
     Resize {
-        num: [u64; 2],
-        den: [u64; 2],
+        num: Axes,
+        den: Axes,
         taps: u64,
         align_corners: bool,
     },
     /// A crop: output unit 0 is input unit `offset` (per axis).
-    Crop { offset: [u64; 2] },
+    Crop { offset: Axes },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
     Global,
     /// The inputs laid end to end along spatial axis `axis` (0 height, 1 width; a concatenation
@@ -244,10 +248,12 @@ pub struct WeightInfo {
     pub kind: WeightedKind,
     pub in_ch: u64,
     pub out_ch: u64,
-    pub kernel: [u64; 2],
-    pub stride: [u64; 2],
-    pub pad: Pad4,
-    pub dilation: [u64; 2],
+    pub kernel: Axes,
+    pub stride: Axes,
+    /// Padding before and after each axis (top and left, bottom and right of an image).
+    pub pad_begin: Axes,
+    pub pad_end: Axes,
+    pub dilation: Axes,
     pub groups: u64,
     pub bias: bool,
     pub trainable: bool,
@@ -258,10 +264,11 @@ pub struct WeightInfo {
 /// `ceil` (then a window may not start in the end padding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    pub kernel: [u64; 2],
-    pub stride: [u64; 2],
-    pub pad: Pad4,
-    pub dilation: [u64; 2],
+    pub kernel: Axes,
+    pub stride: Axes,
+    pub pad_begin: Axes,
+    pub pad_end: Axes,
+    pub dilation: Axes,
     pub ceil: bool,
 }
 
@@ -611,8 +618,8 @@ pub struct OpType {
     /// Keys accepted besides the generic ones (`id`, `in`, `when`, `repeat`, `act`, `bn`).
     pub keys: &'static [&'static str],
     pub arity: Arity,
-    /// The norm a fused `bn: true` after it becomes (`batchnorm2d` after `conv2d`,
-    /// `batchnorm1d` after `linear`), or `None` when it takes no `bn`.
+    /// The batch norm a fused `bn: true` after it becomes (`batchnorm2d` after `conv2d`,
+    /// `batchnorm1d` after `linear` and `conv1d`, `batchnorm3d` after `conv3d`); None: no `bn`.
     pub fused_bn: Option<&'static str>,
     pub build: fn(&mut Attrs) -> Result<Box<dyn Layer>, Diagnostic>,
     /// One line for `docs/FORMAT.md` and error messages.
@@ -637,21 +644,36 @@ pub static REGISTRY: &[OpType] = &[
     reshape::INPUT,
     conv::CONV2D,
     conv::CONV_TRANSPOSE2D,
+    conv_nd::CONV1D,
+    conv_nd::CONV3D,
+    conv_nd::CONV_TRANSPOSE1D,
+    conv_nd::CONV_TRANSPOSE3D,
     linear::LINEAR,
     reshape::FLATTEN,
     pool::MAXPOOL2D,
     pool::AVGPOOL2D,
     pool::ADAPTIVE_AVGPOOL2D,
     pool::ADAPTIVE_MAXPOOL2D,
+    pool_nd::MAXPOOL1D,
+    pool_nd::MAXPOOL3D,
+    pool_nd::AVGPOOL1D,
+    pool_nd::AVGPOOL3D,
+    pool_nd::ADAPTIVE_AVGPOOL1D,
+    pool_nd::ADAPTIVE_AVGPOOL3D,
+    pool_nd::ADAPTIVE_MAXPOOL1D,
+    pool_nd::ADAPTIVE_MAXPOOL3D,
     pool::GLOBAL_AVGPOOL,
     pool::GLOBAL_MAXPOOL,
     resample::MAX_UNPOOL2D,
     resample::UPSAMPLE,
     norm::BATCHNORM2D,
     norm::BATCHNORM1D,
+    norm::BATCHNORM3D,
     norm::LAYERNORM,
     norm::GROUPNORM,
     norm::INSTANCENORM2D,
+    norm::INSTANCENORM1D,
+    norm::INSTANCENORM3D,
     norm::LOCAL_RESPONSE_NORM,
     activation::RELU,
     activation::RELU6,

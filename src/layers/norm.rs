@@ -33,6 +33,36 @@ pub const BATCHNORM1D: OpType = OpType {
     summary: "batch normalisation over N×C or N×C×L (torch.nn.BatchNorm1d)",
 };
 
+pub const BATCHNORM3D: OpType = OpType {
+    name: "batchnorm3d",
+    aliases: &[],
+    keys: BN_KEYS,
+    arity: Arity::Exactly(1),
+    fused_bn: None,
+    build: build_bn3d,
+    summary: "batch normalisation over N×C×D×H×W (torch.nn.BatchNorm3d)",
+};
+
+pub const INSTANCENORM1D: OpType = OpType {
+    name: "instancenorm1d",
+    aliases: &[],
+    keys: &["eps", "momentum", "affine", "track_running_stats"],
+    arity: Arity::Exactly(1),
+    fused_bn: None,
+    build: build_in1d,
+    summary: "instance normalisation over N×C×L (torch.nn.InstanceNorm1d; affine and running stats off by default)",
+};
+
+pub const INSTANCENORM3D: OpType = OpType {
+    name: "instancenorm3d",
+    aliases: &[],
+    keys: &["eps", "momentum", "affine", "track_running_stats"],
+    arity: Arity::Exactly(1),
+    fused_bn: None,
+    build: build_in3d,
+    summary: "instance normalisation over N×C×D×H×W (torch.nn.InstanceNorm3d; affine and running stats off by default)",
+};
+
 pub const LAYERNORM: OpType = OpType {
     name: "layernorm",
     aliases: &["layer_norm", "ln"],
@@ -78,10 +108,20 @@ pub const LOCAL_RESPONSE_NORM: OpType = OpType {
 enum Kind {
     Batch2d,
     Batch1d,
-    Layer { dims: usize },
-    Group { groups: u64 },
-    Instance,
-    Lrn { size: u64 },
+    Batch3d,
+    Layer {
+        dims: usize,
+    },
+    Group {
+        groups: u64,
+    },
+    /// Over `rank` spatial axes (1, 2 or 3).
+    Instance {
+        rank: usize,
+    },
+    Lrn {
+        size: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -103,27 +143,47 @@ fn channels(a: &Attrs, min_rank: usize, max_rank: usize, what: &str) -> Result<u
     let x = a.input();
     if x.rank() < min_rank || x.rank() > max_rank {
         return Err(
-            Diagnostic::new(format!("{} needs {what}, got {x}", a.op)).help(if min_rank == 4 {
-                "for a flat N×C input use `batchnorm1d`"
-            } else {
-                "for an image N×C×H×W use `batchnorm2d`"
+            Diagnostic::new(format!("{} needs {what}, got {x}", a.op))
+                .help(match (min_rank, max_rank) {
+                (4, 4) => "for a flat N×C input use `batchnorm1d`",
+                (5, 5) | (3, 3) => match x.rank() {
+                    4 => "for an image N×C×H×W use the 2-D layer (`batchnorm2d`, `instancenorm2d`)",
+                    5 => {
+                        "for a volume N×C×D×H×W use the 3-D layer (`batchnorm3d`, `instancenorm3d`)"
+                    }
+                    3 => "for a sequence N×C×L use the 1-D layer (`batchnorm1d`, `instancenorm1d`)",
+                    _ => "for a flat N×C input use `batchnorm1d`",
+                },
+                _ => "for an image N×C×H×W use `batchnorm2d`",
             }),
         );
     }
     Ok(x.0[1])
 }
 
-fn build_bn(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
-    let c = if two_d {
-        channels(a, 4, 4, "an N×C×H×W input")?
-    } else {
-        channels(a, 2, 3, "an N×C or N×C×L input")?
+/// Which batch norm: BatchNorm1d (N×C or N×C×L), 2d (N×C×H×W) or 3d (N×C×D×H×W).
+#[derive(Clone, Copy)]
+enum BnDims {
+    One,
+    Two,
+    Three,
+}
+
+fn build_bn(a: &mut Attrs, dims: BnDims) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = match dims {
+        BnDims::Two => channels(a, 4, 4, "an N×C×H×W input")?,
+        BnDims::One => channels(a, 2, 3, "an N×C or N×C×L input")?,
+        BnDims::Three => channels(a, 5, 5, "an N×C×D×H×W input")?,
     };
     let eps = a.float("eps", 1e-5)? as f32;
     a.float("momentum", 0.1)?;
     let affine = a.bool("affine", true)?;
     let running = a.bool("track_running_stats", true)?;
-    let kind = if two_d { Kind::Batch2d } else { Kind::Batch1d };
+    let kind = match dims {
+        BnDims::Two => Kind::Batch2d,
+        BnDims::One => Kind::Batch1d,
+        BnDims::Three => Kind::Batch3d,
+    };
     Ok(Box::new(Norm {
         normalized: Vec::new(),
         kind,
@@ -136,10 +196,13 @@ fn build_bn(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 fn build_bn2d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    build_bn(a, true)
+    build_bn(a, BnDims::Two)
+}
+fn build_bn3d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_bn(a, BnDims::Three)
 }
 fn build_bn1d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    build_bn(a, false)
+    build_bn(a, BnDims::One)
 }
 
 fn build_ln(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -190,14 +253,29 @@ fn build_gn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 fn build_in(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    let c = channels(a, 4, 4, "an N×C×H×W input")?;
+    build_instance(a, 2)
+}
+fn build_in1d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_instance(a, 1)
+}
+fn build_in3d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    build_instance(a, 3)
+}
+
+fn build_instance(a: &mut Attrs, rank: usize) -> Result<Box<dyn Layer>, Diagnostic> {
+    let what = match rank {
+        1 => "an N×C×L input",
+        2 => "an N×C×H×W input",
+        _ => "an N×C×D×H×W input",
+    };
+    let c = channels(a, rank + 2, rank + 2, what)?;
     let eps = a.float("eps", 1e-5)? as f32;
     a.float("momentum", 0.1)?;
     let affine = a.bool("affine", false)?;
     let running = a.bool("track_running_stats", false)?;
     Ok(Box::new(Norm {
         normalized: Vec::new(),
-        kind: Kind::Instance,
+        kind: Kind::Instance { rank },
         features: c,
         weight: affine,
         bias: affine,
@@ -235,16 +313,19 @@ impl Op for Norm {
             Kind::Batch1d => "batchnorm1d",
             Kind::Layer { .. } => "layernorm",
             Kind::Group { .. } => "groupnorm",
-            Kind::Instance => "instancenorm2d",
+            Kind::Batch3d => "batchnorm3d",
+            Kind::Instance { rank: 1 } => "instancenorm1d",
+            Kind::Instance { rank: 3 } => "instancenorm3d",
+            Kind::Instance { .. } => "instancenorm2d",
             Kind::Lrn { .. } => "local_response_norm",
         }
     }
     fn label(&self) -> String {
         match self.kind {
-            Kind::Batch2d | Kind::Batch1d => format!("batchnorm {}", self.features),
+            Kind::Batch2d | Kind::Batch1d | Kind::Batch3d => format!("batchnorm {}", self.features),
             Kind::Layer { dims } => format!("layernorm last {dims}"),
             Kind::Group { groups } => format!("groupnorm {groups} groups"),
-            Kind::Instance => "instancenorm".into(),
+            Kind::Instance { .. } => "instancenorm".into(),
             Kind::Lrn { size } => format!("lrn size {size}"),
         }
     }
@@ -270,7 +351,7 @@ impl Op for Norm {
         // subtract, multiply by the reciprocal std) = 6 per element, plus 2 for an affine. LRN:
         // a sum of `size` squares (2·size), then scale, power and divide (3).
         let per = match self.kind {
-            Kind::Batch2d | Kind::Batch1d => 2,
+            Kind::Batch2d | Kind::Batch1d | Kind::Batch3d => 2,
             Kind::Lrn { size } => 2 * size + 3,
             _ => 6 + 2 * u64::from(self.weight),
         };
@@ -281,11 +362,11 @@ impl Op for Norm {
     }
     fn norm(&self) -> Option<NormInfo> {
         match self.kind {
-            Kind::Batch2d | Kind::Batch1d => Some(NormInfo {
+            Kind::Batch2d | Kind::Batch1d | Kind::Batch3d => Some(NormInfo {
                 removes_channel_mean: true,
                 running_stats: self.running,
             }),
-            Kind::Instance => Some(NormInfo {
+            Kind::Instance { .. } => Some(NormInfo {
                 removes_channel_mean: true,
                 running_stats: false,
             }),
@@ -302,7 +383,10 @@ impl Op for Norm {
             Kind::Batch1d => "BatchNorm1d",
             Kind::Layer { .. } => "LayerNorm",
             Kind::Group { .. } => "GroupNorm",
-            Kind::Instance => "InstanceNorm2d",
+            Kind::Batch3d => "BatchNorm3d",
+            Kind::Instance { rank: 1 } => "InstanceNorm1d",
+            Kind::Instance { rank: 3 } => "InstanceNorm3d",
+            Kind::Instance { .. } => "InstanceNorm2d",
             Kind::Lrn { .. } => "LocalResponseNorm",
         })
     }
@@ -433,7 +517,7 @@ impl Kernel for Norm {
                                 *v = (*v - mean[ch]) * inv;
                             }
                         });
-                } else if matches!(self.kind, Kind::Batch2d | Kind::Batch1d) {
+                } else if matches!(self.kind, Kind::Batch2d | Kind::Batch1d | Kind::Batch3d) {
                     // Batch statistics over N and the spatial positions, per channel.
                     for ch in 0..c {
                         let vals: Vec<f32> = (0..n)
@@ -474,7 +558,7 @@ impl Kernel for Norm {
     }
     fn channel_affine(&self, weights: &[Tensor]) -> Option<(Vec<f32>, Vec<f32>)> {
         // Inference batch norm with running statistics: y = x·a + b per channel.
-        if !matches!(self.kind, Kind::Batch2d | Kind::Batch1d) || !self.running {
+        if !matches!(self.kind, Kind::Batch2d | Kind::Batch1d | Kind::Batch3d) || !self.running {
             return None;
         }
         let mut it = weights.iter();
@@ -510,7 +594,7 @@ impl Counting for Norm {
         let x = &inputs[0];
         let n = x.numel()?;
         let affine = self.weight;
-        let batch = matches!(self.kind, Kind::Batch2d | Kind::Batch1d);
+        let batch = matches!(self.kind, Kind::Batch2d | Kind::Batch1d | Kind::Batch3d);
         let twice_if = |b: bool| if b { 2 } else { 1 };
         match (c, self.kind) {
             (Convention::Torchvision, _) => Ok(0),
@@ -559,8 +643,8 @@ impl Counting for Norm {
         // per sample and group; layer norm: per normalised row). LRN (a composite op) also keeps
         // its output and its denominator tensor.
         let groups = match self.kind {
-            Kind::Batch2d | Kind::Batch1d => x.0[1],
-            Kind::Instance => x.0[0] * x.0[1],
+            Kind::Batch2d | Kind::Batch1d | Kind::Batch3d => x.0[1],
+            Kind::Instance { .. } => x.0[0] * x.0[1],
             Kind::Group { groups } => x.0[0] * groups,
             Kind::Layer { .. } => n / self.features.max(1),
             Kind::Lrn { .. } => 0,

@@ -4,7 +4,7 @@
 use super::Convention;
 use super::{
     mul, need_4d, pair_label, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
-    Layer, Op, OpType, Pad4, Saved, Shape, Training, Window,
+    Layer, Op, OpType, Saved, Shape, Training, Window,
 };
 use crate::error::Diagnostic;
 use crate::geometry::adaptive_window;
@@ -236,10 +236,10 @@ impl Op for Pool {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad_begin: self.pad,
-            dilation: self.dilation,
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: self.pad.into(),
+            dilation: self.dilation.into(),
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
@@ -247,10 +247,11 @@ impl Op for Pool {
     }
     fn window(&self) -> Option<Window> {
         Some(Window {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad: Pad4::symmetric(self.pad[0], self.pad[1]),
-            dilation: self.dilation,
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: self.pad.into(),
+            pad_end: self.pad.into(),
+            dilation: self.dilation.into(),
             ceil: self.ceil,
         })
     }
@@ -515,10 +516,10 @@ impl Op for Adaptive {
                     Geometry::Pointwise
                 } else {
                     Geometry::Window {
-                        kernel: k,
-                        stride: k,
-                        pad_begin: [0, 0],
-                        dilation: [1, 1],
+                        kernel: k.into(),
+                        stride: k.into(),
+                        pad_begin: [0, 0].into(),
+                        dilation: [1, 1].into(),
                     }
                 }
             }

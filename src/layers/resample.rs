@@ -1,9 +1,10 @@
-//! Resampling up: interpolation (nearest, bilinear, bicubic; by scale or to a size) and
-//! max-unpooling with the indices of its paired max-pool.
+//! Resampling up: interpolation (nearest, linear, bilinear, bicubic, trilinear; by scale or to
+//! a size, over one, two or three spatial axes) and max-unpooling with the indices of its
+//! paired max-pool.
 
 use super::Convention;
 use super::{
-    mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting,
+    mul, need_4d, pair_label, per_element, Arity, Attrs, Axes, Category, Collapsed, Cost, Counting,
     Geometry, Kernel, Layer, Op, OpType, Shape, Training,
 };
 use crate::error::Diagnostic;
@@ -34,8 +35,9 @@ pub const MAX_UNPOOL2D: OpType = OpType {
 #[derive(Debug, Clone)]
 struct Upsample {
     mode: &'static str,
-    scale: Option<[u64; 2]>,
-    size: Option<[u64; 2]>,
+    /// Per spatial axis (one, two or three).
+    scale: Option<Axes>,
+    size: Option<Axes>,
     align_corners: bool,
     /// The PyTorch model calls `F.interpolate` rather than an `nn.Upsample` module: same
     /// shapes and costs, seen differently by module-hooking profilers (docs/COUNTING.md).
@@ -43,25 +45,67 @@ struct Upsample {
 }
 
 fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    need_4d("upsample", a.input())?;
+    let x = a.input().clone();
+    if !(3..=5).contains(&x.rank()) {
+        need_4d("upsample", &x)?;
+    }
+    let rank = x.rank() - 2;
     let mode = a.choice(
         "mode",
-        &["nearest", "nearest_exact", "bilinear", "bicubic"],
+        &[
+            "nearest",
+            "nearest_exact",
+            "linear",
+            "bilinear",
+            "bicubic",
+            "trilinear",
+        ],
         "nearest",
     )?;
-    let scale = a.pair("scale")?;
-    let mut size = a.pair("size")?;
+    // PyTorch's rule: each interpolating mode has its rank.
+    let want = match mode {
+        "linear" => Some((1, "N×C×L")),
+        "bilinear" | "bicubic" => Some((2, "N×C×H×W")),
+        "trilinear" => Some((3, "N×C×D×H×W")),
+        _ => None,
+    };
+    if let Some((r, dims)) = want.filter(|&(r, _)| r != rank) {
+        let fit = match rank {
+            1 => "linear",
+            2 => "bilinear",
+            _ => "trilinear",
+        };
+        let _ = r;
+        return Err(a
+            .error(
+                "mode",
+                format!("`mode: {mode}` needs an {dims} input, got {x}"),
+            )
+            .help(format!("on this input write `mode: {fit}` (or nearest)")));
+    }
+    // An image keeps the 2-D keys' messages; other ranks take one value per axis.
+    let (scale, mut size) = if rank == 2 {
+        (
+            a.pair("scale")?.map(Axes::from),
+            a.pair("size")?.map(Axes::from),
+        )
+    } else {
+        (
+            super::conv_nd::axes_of(a, "scale", rank, 1)?,
+            super::conv_nd::axes_of(a, "size", rank, 1)?,
+        )
+    };
     match a.inputs.len() {
         1 => {}
         2 => {
             let like = &a.inputs[1];
-            if like.rank() != 4 || scale.is_some() || size.is_some() {
+            if like.rank() != x.rank() || scale.is_some() || size.is_some() {
                 return Err(Diagnostic::new(format!(
                     "with two inputs, upsample takes the size of the second ({like}); it then needs neither `scale` nor `size`"
                 ))
                 .at(&a.node_path));
             }
-            size = Some([like.0[2], like.0[3]]);
+            size = Axes::new(&like.0[2..]);
         }
         n => {
             return Err(Diagnostic::new(format!(
@@ -75,11 +119,11 @@ fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             .at(&a.node_path)
             .help("e.g. `scale: 2`, `size: [28, 28]`, or `in: [x, like]` for the size of layer `like`"));
     }
-    let interpolating = matches!(mode, "bilinear" | "bicubic");
+    let interpolating = matches!(mode, "linear" | "bilinear" | "bicubic" | "trilinear");
     let align_corners = match a.raw("align_corners")? {
         Some(v) if !interpolating => {
             return Err(Diagnostic::new(format!(
-                "align_corners only applies to bilinear and bicubic, not {mode}"
+                "align_corners only applies to linear, bilinear, bicubic and trilinear, not {mode}"
             ))
             .at(&v.path))
         }
@@ -102,8 +146,8 @@ impl Op for Upsample {
     }
     fn label(&self) -> String {
         match (self.scale, self.size) {
-            (Some(s), _) => format!("upsample ×{} {}", pair_label(s), self.mode),
-            (_, Some(s)) => format!("upsample → {}×{} {}", s[0], s[1], self.mode),
+            (Some(s), _) => format!("upsample ×{} {}", s.label(), self.mode),
+            (_, Some(s)) => format!("upsample → {} {}", s.dims(), self.mode),
             _ => "upsample".into(),
         }
     }
@@ -116,17 +160,23 @@ impl Op for Upsample {
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         let s = &inputs[0].0;
-        let [h, w] = match (self.scale, self.size) {
-            (Some(k), _) => [mul(&[s[2], k[0]])?, mul(&[s[3], k[1]])?],
-            (_, Some(sz)) => sz,
-            _ => [s[2], s[3]],
-        };
-        Ok(vec![Shape(vec![s[0], s[1], h, w])])
+        let mut out = vec![s[0], s[1]];
+        for ax in 0..s.len().saturating_sub(2) {
+            out.push(match (self.scale, self.size) {
+                (Some(k), _) => mul(&[s[2 + ax], k[ax]])?,
+                (_, Some(sz)) => sz[ax],
+                _ => s[2 + ax],
+            });
+        }
+        Ok(vec![Shape(out)])
     }
     fn cost(&self, _inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
-        // Nearest copies; bilinear weighs 4 neighbours (4 multiplies + 3 adds); bicubic 16 (31).
+        // Nearest copies; linear weighs 2 neighbours (2 multiplies + 1 add), bilinear 4 (4 + 3),
+        // trilinear 8 (8 + 7), bicubic 16 (31).
         let per = match self.mode {
+            "linear" => 3,
             "bilinear" => 7,
+            "trilinear" => 15,
             "bicubic" => 31,
             _ => 0,
         };
@@ -137,16 +187,20 @@ impl Op for Upsample {
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         let s = &inputs[0].0;
-        let out = match (self.scale, self.size) {
-            (Some(k), _) => [s[2] * k[0], s[3] * k[1]],
-            (_, Some(sz)) => sz,
-            _ => [s[2], s[3]],
-        };
+        let den = Axes::new(&s[2..]).unwrap_or(Axes::splat(1, 1));
+        let mut num = den;
+        for ax in 0..den.rank() {
+            num[ax] = match (self.scale, self.size) {
+                (Some(k), _) => den[ax].saturating_mul(k[ax]),
+                (_, Some(sz)) => sz[ax],
+                _ => den[ax],
+            };
+        }
         Geometry::Resize {
-            num: out,
-            den: [s[2], s[3]],
+            num,
+            den,
             taps: match self.mode {
-                "bilinear" => 2,
+                "linear" | "bilinear" | "trilinear" => 2,
                 "bicubic" => 4,
                 _ => 1,
             },
@@ -172,7 +226,12 @@ impl Kernel for Upsample {
     ) -> Result<Vec<Tensor>, Diagnostic> {
         let x = inputs[0];
         let dims = super::out_dims(self, inputs)?.remove(0);
-        let (h, w, oh, ow) = (x.shape[2], x.shape[3], dims[2], dims[3]);
+        let (h, w, oh, ow) = (
+            x.shape.get(2).copied().unwrap_or(1),
+            x.shape.get(3).copied().unwrap_or(1),
+            dims.get(2).copied().unwrap_or(1),
+            dims.get(3).copied().unwrap_or(1),
+        );
         // PyTorch uses 1/scale_factor when a scale is given, in/out otherwise.
         let ratio = |axis: usize, i: usize, o: usize| match self.scale {
             Some(s) => 1.0 / s[axis] as f64,
@@ -187,7 +246,7 @@ impl Kernel for Upsample {
                         .into_iter()
                         .map(|k| (k, 1.0))
                         .collect(),
-                    "bilinear" => {
+                    "bilinear" | "linear" | "trilinear" => {
                         let src = if self.align_corners {
                             if o > 1 {
                                 j as f64 * (i - 1) as f64 / (o - 1) as f64
@@ -231,6 +290,35 @@ impl Kernel for Upsample {
                 })
                 .collect()
         };
+        if x.shape.len() != 4 {
+            // One or three spatial axes: separable taps per axis (a missing leading axis is
+            // one unit with weight 1).
+            let rank = x.shape.len() - 2;
+            let one = || vec![vec![(0usize, 1.0f32)]];
+            let mut t3 = [one(), one(), one()];
+            for ax in 0..rank {
+                t3[3 - rank + ax] = taps(ax, x.shape[2 + ax], dims[2 + ax]);
+            }
+            let (i3, o3) = (
+                crate::kernels_nd::lift(&x.shape[2..], 1),
+                crate::kernels_nd::lift(&dims[2..], 1),
+            );
+            let (ivol, ovol) = (i3.iter().product::<usize>(), o3.iter().product::<usize>());
+            let mut out = Tensor::zeros(&dims);
+            out.data
+                .par_chunks_mut(ovol.max(1))
+                .enumerate()
+                .for_each(|(bc, dst)| {
+                    crate::kernels_nd::interpolate_nd(
+                        &x.data[bc * ivol..(bc + 1) * ivol],
+                        dst,
+                        i3,
+                        o3,
+                        &t3,
+                    )
+                });
+            return Ok(vec![out]);
+        }
         let (ty, tx) = (taps(0, h, oh), taps(1, w, ow));
         let mut out = Tensor::zeros(&dims);
         out.data
@@ -265,7 +353,7 @@ impl Counting for Upsample {
         let per = match (c, self.mode) {
             // fvcore: aten::upsample_nearest2d 1 per output, upsample_bilinear2d 4; no rule
             // for bicubic or nearest-exact.
-            (Convention::Fvcore, "nearest") => 1,
+            (Convention::Fvcore, "nearest") if y.rank() == 4 => 1,
             (Convention::Fvcore, "bilinear") => 4,
             // ptflops: numel(output) in the module hook, again in the patched F.interpolate
             // (once for a functional call).
@@ -273,7 +361,9 @@ impl Counting for Upsample {
             // thop (modules only): nearest 1, bilinear 11, bicubic 259 per output;
             // "nearest-exact" unknown.
             (Convention::Thop, _) if self.functional => 0,
+            // linear 5 (trilinear: not in count_upsample's list, 0).
             (Convention::Thop, "nearest") => 1,
+            (Convention::Thop, "linear") => 5,
             (Convention::Thop, "bilinear") => 11,
             (Convention::Thop, "bicubic") => 259,
             _ => 0,
@@ -390,10 +480,10 @@ impl Op for Unpool {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Transposed {
-            kernel: self.kernel,
-            stride: self.stride,
-            pad_begin: self.pad,
-            dilation: [1, 1],
+            kernel: self.kernel.into(),
+            stride: self.stride.into(),
+            pad_begin: self.pad.into(),
+            dilation: [1, 1].into(),
         }
     }
     fn torch_type(&self) -> Option<&'static str> {

@@ -3,8 +3,8 @@
 
 use super::attrs::{Pad4, PaddingSpec};
 use super::{
-    mul, per_element, Arity, Attrs, Category, Collapsed, Counting, Geometry, Kernel, Layer, Op,
-    OpType, Saved, Shape, Training,
+    mul, per_element, Arity, Attrs, Axes, Category, Collapsed, Counting, Geometry, Kernel, Layer,
+    Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -612,8 +612,7 @@ impl Op for Split {
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         match (inputs[0].rank(), self.dim) {
-            (4, 2) => Geometry::Split { axis: 0 },
-            (4, 3) => Geometry::Split { axis: 1 },
+            (3..=5, d) if d >= 2 => Geometry::Split { axis: d - 2 },
             _ => Geometry::Pointwise,
         }
     }
@@ -707,14 +706,15 @@ impl Op for Slice {
         format!("slice {}..{}", self.start, self.end)
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
-        // A range of rows or columns of an image is a crop: output unit 0 is input unit `start`.
-        match (inputs[0].rank(), self.dim) {
-            (4, 2) => Geometry::Crop {
-                offset: [self.start, 0],
-            },
-            (4, 3) => Geometry::Crop {
-                offset: [0, self.start],
-            },
+        // A range of rows or columns of an image (frames, rows or columns of a volume, samples
+        // of a signal) is a crop: output unit 0 is input unit `start` along that axis.
+        let rank = inputs[0].rank();
+        match (rank, self.dim) {
+            (3..=5, d) if d >= 2 => {
+                let mut offset = Axes::splat(rank - 2, 0);
+                offset[d - 2] = self.start;
+                Geometry::Crop { offset }
+            }
             _ => Geometry::Pointwise,
         }
     }
@@ -796,10 +796,10 @@ impl Op for ZeroPad {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Window {
-            kernel: [1, 1],
-            stride: [1, 1],
-            pad_begin: [self.pad.top, self.pad.left],
-            dilation: [1, 1],
+            kernel: [1, 1].into(),
+            stride: [1, 1].into(),
+            pad_begin: [self.pad.top, self.pad.left].into(),
+            dilation: [1, 1].into(),
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
@@ -855,7 +855,7 @@ impl Op for Crop {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Crop {
-            offset: self.offset,
+            offset: self.offset.into(),
         }
     }
 }
