@@ -592,7 +592,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.message,
-            "align_corners only applies to bilinear and bicubic, not nearest"
+            "align_corners only applies to linear, bilinear, bicubic and trilinear, not nearest"
         );
         let e = build("upsample", "{}", &[&[1, 8, 7, 7]]).unwrap_err();
         assert_eq!(
