@@ -6,24 +6,18 @@
 //! figure must be equal. `check` passes on each (its MACs tallied by the N-D kernels, its
 //! receptive fields measured per axis on indicator clips and signals).
 
-use std::path::PathBuf;
+mod common;
 
 use archscope::receptive::Q;
-use archscope::{analyze, check, exec, zoo, BuildOptions, Dtype};
+use archscope::{analyze, exec, zoo, BuildOptions, Dtype};
+use common::{
+    analysis, checked, data_json, f32s, formula, formula_safetensors, options_for,
+    outputs_both_ways, u64s as dims, usizes, zoo_net_with,
+};
 use serde_json::Value;
 
 fn reference() -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/video_audio_reference.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn dims(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect()
+    data_json("video_audio_reference.json")
 }
 
 /// A reference rational (an integer, or a float that is a multiple of 1/2^k) as exact.
@@ -51,12 +45,8 @@ fn totals_and_layers_match_pytorch() {
     for name in MODELS {
         let m = &models[name];
         let input = dims(&m["input"]);
-        let opts = BuildOptions {
-            input: Some(input[1..].to_vec()),
-            ..BuildOptions::default()
-        };
-        let net = zoo::build(name, &opts).unwrap().unwrap();
-        let a = analyze(&net, Dtype::F32).unwrap();
+        let net = zoo_net_with(name, &options_for(&input));
+        let a = analysis(&net);
         assert_eq!(a.inputs[0].0, input, "{name}: input");
         assert_eq!(
             a.totals.params,
@@ -128,12 +118,8 @@ fn receptive_fields_match_pytorch_per_axis() {
     for name in MODELS {
         let m = &r["models"][name];
         let input = dims(&m["input"]);
-        let opts = BuildOptions {
-            input: Some(input[1..].to_vec()),
-            ..BuildOptions::default()
-        };
-        let net = zoo::build(name, &opts).unwrap().unwrap();
-        let a = analyze(&net, Dtype::F32).unwrap();
+        let net = zoo_net_with(name, &options_for(&input));
+        let a = analysis(&net);
         let mut stages: Vec<&Value> = m["rf_after_stage"]
             .as_array()
             .map(|v| v.iter().collect())
@@ -179,16 +165,7 @@ fn check_passes_on_each_model() {
             ..BuildOptions::default()
         };
         let net = zoo::build(name, &opts).unwrap().unwrap();
-        let a = analyze(&net, Dtype::F32).unwrap();
-        let w = exec::init_weights(&net, 0).unwrap();
-        let report = check::check(&net, &a, &w, 0).unwrap();
-        let bad: Vec<String> = report
-            .rows
-            .iter()
-            .filter(|r| !r.ok())
-            .map(|r| format!("{}: {:?}", r.name, r.mismatches()))
-            .collect();
-        assert!(bad.is_empty(), "{name}: {bad:?}");
+        let report = checked(&net);
         // Receptive fields are measured (per axis) and compared.
         assert_eq!(report.rf_skipped, None, "{name}");
         assert!(report.rf_compared() > 0, "{name}");
@@ -209,13 +186,8 @@ fn conventions_match_the_profilers() {
     for name in MODELS {
         for c in r["models"][name]["conventions"].as_array().unwrap() {
             let input = dims(&c["input"]);
-            let opts = BuildOptions {
-                batch: input[0],
-                input: Some(input[1..].to_vec()),
-                ..BuildOptions::default()
-            };
-            let net = zoo::build(name, &opts).unwrap().unwrap();
-            let base = analyze(&net, Dtype::F32).unwrap();
+            let net = zoo_net_with(name, &options_for(&input));
+            let base = analysis(&net);
             for conv in Convention::ALL {
                 let key = conv.name();
                 let Some(want) = c
@@ -240,79 +212,6 @@ fn conventions_match_the_profilers() {
 
 // ---- PyTorch's state-dict names and outputs (scripts/video_audio_weights.py) ----
 
-fn data(file: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// FNV-1a, 32 bits (scripts/torchvision_weights.py `fnv1a32`).
-fn fnv1a32(name: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
-/// scripts/torchvision_weights.py `formula`, bit for bit.
-fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
-    let n: usize = shape.iter().product();
-    let h = u64::from(fnv1a32(name));
-    (0..n as u64)
-        .map(|i| {
-            let x = (i.wrapping_mul(2_654_435_761) & 0xffff_ffff) ^ h;
-            let u = x as f64 * 2.0 / 4_294_967_296.0 - 1.0;
-            let v = if name.ends_with("running_var") {
-                1.0 + 0.5 * u
-            } else if name.ends_with("running_mean") || name.ends_with("bias") {
-                0.1 * u
-            } else if shape.len() >= 2 {
-                u * (3.0 / (n / shape[0]) as f64).sqrt()
-            } else {
-                1.0 + 0.1 * u
-            };
-            v as f32
-        })
-        .collect()
-}
-
-/// A safetensors file of the state dict `tensors` (name, shape, dtype), float tensors by
-/// `formula`, integer ones (`num_batches_tracked`) zero.
-fn safetensors_file(tensors: &Value) -> Vec<u8> {
-    use safetensors::tensor::{Dtype as D, TensorView};
-    let bytes: Vec<(String, Vec<usize>, D, Vec<u8>)> = tensors
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let name = t[0].as_str().unwrap().to_string();
-            let shape: Vec<usize> = dims(&t[1]).iter().map(|&d| d as usize).collect();
-            match t[2].as_str().unwrap() {
-                "float32" => {
-                    let b = formula(&name, &shape)
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect();
-                    (name, shape, D::F32, b)
-                }
-                "int64" => {
-                    let n: usize = shape.iter().product();
-                    (name, shape, D::I64, vec![0u8; 8 * n])
-                }
-                other => panic!("{name}: dtype {other}"),
-            }
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize(views, &None).unwrap()
-}
-
 #[test]
 fn pytorch_state_dicts_load_and_give_pytorch_outputs() {
     // Every model's state dict (PyTorch's names, shapes, dtypes), each tensor set by
@@ -320,14 +219,11 @@ fn pytorch_state_dicts_load_and_give_pytorch_outputs() {
     // left over; on the script's small input, the inference plan and the direct path give
     // PyTorch's output: a tensor in the wrong layer, a transposed filter or a kernel that
     // differs from PyTorch's would not.
-    let names = data("video_audio_weights.json");
-    let values = data("video_audio_weights_values.json");
+    let names = data_json("video_audio_weights.json");
+    let values = data_json("video_audio_weights_values.json");
     for name in MODELS {
         let v = &values["models"][name];
-        let shape: Vec<usize> = dims(&v["input_shape"])
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
+        let shape = usizes(&v["input_shape"]);
         let opts = BuildOptions {
             input: Some(shape[1..].iter().map(|&d| d as u64).collect()),
             ..BuildOptions::default()
@@ -335,32 +231,15 @@ fn pytorch_state_dicts_load_and_give_pytorch_outputs() {
         let net = zoo::build(name, &opts).unwrap().unwrap();
         let w = exec::load_safetensors(
             &net,
-            &safetensors_file(&names["models"][name]),
+            &formula_safetensors(&names["models"][name]),
             "x.safetensors",
         )
         .unwrap_or_else(|d| panic!("{name}: {d}"));
         let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
-        let want: Vec<f32> = v["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let want = f32s(&v["output"]);
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let planned = exec::run_planned(
-            &net,
-            &w,
-            &exec::plan(&net, &w),
-            std::slice::from_ref(&x),
-            None,
-        )
-        .unwrap();
-        let direct = exec::run(&net, &w, std::slice::from_ref(&x), None).unwrap();
-        for (path, out) in [("plan", &planned.outputs[0]), ("run", &direct.outputs[0])] {
-            let want_shape: Vec<usize> = dims(&v["output_shape"])
-                .iter()
-                .map(|&d| d as usize)
-                .collect();
+        let want_shape = usizes(&v["output_shape"]);
+        for (path, out) in outputs_both_ways(&net, &w, &x) {
             assert_eq!(out.shape, want_shape, "{name} ({path})");
             let worst = out
                 .data

@@ -369,6 +369,102 @@ pub fn safetensors_bytes(header: &[u8], data: &[u8]) -> Vec<u8> {
     b
 }
 
+/// FNV-1a, 32 bits (scripts/torchvision_weights.py `fnv1a32`).
+pub fn fnv1a32(name: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The deterministic values the reference scripts give a tensor named `name` of `shape`
+/// (scripts/torchvision_weights.py `formula`, bit for bit): weights scaled by their fan-in,
+/// biases and running means small, running variances near 1, other vectors near 1.
+pub fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let h = u64::from(fnv1a32(name));
+    (0..n as u64)
+        .map(|i| {
+            let x = (i.wrapping_mul(2_654_435_761) & 0xffff_ffff) ^ h;
+            let u = x as f64 * 2.0 / 4_294_967_296.0 - 1.0;
+            let v = if name.ends_with("running_var") {
+                1.0 + 0.5 * u
+            } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                0.1 * u
+            } else if shape.len() >= 2 {
+                u * (3.0 / (n / shape[0]) as f64).sqrt()
+            } else {
+                1.0 + 0.1 * u
+            };
+            v as f32
+        })
+        .collect()
+}
+
+/// A safetensors file of a state dict written by a reference script as `[name, shape]` or
+/// `[name, shape, dtype]` entries: float32 tensors (the default) by [`formula`], int64 ones
+/// (`num_batches_tracked`) zero.
+pub fn formula_safetensors(state: &Value) -> Vec<u8> {
+    use safetensors::tensor::{Dtype as D, TensorView};
+    let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = state
+        .as_array()
+        .unwrap_or_else(|| panic!("not a state dict: {state}"))
+        .iter()
+        .map(|t| {
+            let name = t[0].as_str().unwrap().to_string();
+            let shape = usizes(&t[1]);
+            match t.get(2).map_or("float32", |d| d.as_str().unwrap()) {
+                "float32" => {
+                    let b = formula(&name, &shape)
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect();
+                    (name, shape, D::F32, b)
+                }
+                "int64" => {
+                    let n: usize = shape.iter().product();
+                    (name, shape, D::I64, vec![0u8; 8 * n])
+                }
+                other => panic!("{name}: dtype {other}"),
+            }
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize(views, &None).unwrap()
+}
+
+/// The network's first output on `x` by both paths of the executor: `exec::run` (every layer
+/// as written, what `check` uses) and the inference plan (what `run` uses), labelled.
+pub fn outputs_both_ways(
+    net: &Network,
+    w: &exec::Weights,
+    x: &exec::Tensor,
+) -> [(&'static str, exec::Tensor); 2] {
+    let inputs = std::slice::from_ref(x);
+    let direct = exec::run(net, w, inputs, None).unwrap_or_else(|e| panic!("{}: {e}", net.name));
+    let planned = exec::run_planned(net, w, &exec::plan(net, w), inputs, None)
+        .unwrap_or_else(|e| panic!("{}: {e}", net.name));
+    let first = |mut v: Vec<exec::Tensor>| v.swap_remove(0);
+    [
+        ("run", first(direct.outputs)),
+        ("plan", first(planned.outputs)),
+    ]
+}
+
+/// A JSON array of numbers as f32 (a reference output).
+pub fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or_else(|| panic!("not a number: {x}")) as f32)
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // External programs.
 
