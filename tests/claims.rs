@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 
 use common::{data_json, root, zoo_names};
 
-/// The zoo models no PyTorch library builds (from papers, or hand-written filters), measured by
-/// hand derivations in `tests/zoo_papers.rs` instead.
+/// The zoo models no PyTorch library builds (from papers, or small hand-written ones), checked
+/// against hand derivations instead (`tests/zoo_papers.rs` for the papers' models).
 const NOT_IN_PYTORCH: [&str; 7] = [
     "lenet5",
     "mlp3",
