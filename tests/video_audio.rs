@@ -281,3 +281,62 @@ fn reports_name_each_axis() {
     let cells: Vec<&str> = stem.split('|').map(str::trim).collect();
     assert_eq!(cells[4..6], ["3, 7, 7", "1, 2, 2"], "{stem}");
 }
+
+#[test]
+fn the_profilers_behave_as_the_doc_says() {
+    // docs/VIDEO_AUDIO.md "Other profilers", sentence by sentence, against what the script
+    // recorded the tools printing.
+    let r = reference();
+    for name in MODELS {
+        let m = &r["models"][name];
+        let runs = m["conventions"].as_array().unwrap();
+        let inputs: Vec<Vec<u64>> = runs.iter().map(|c| dims(&c["input"])).collect();
+        // At the model's input, at a second size (torchvision's resize size; three seconds of
+        // audio), and at batch 2 of it.
+        let second = if name == "wav2letter" {
+            vec![1, 1, 48000]
+        } else {
+            vec![1, 3, 16, 128, 171]
+        };
+        let mut batch2 = second.clone();
+        batch2[0] = 2;
+        assert_eq!(inputs, [dims(&m["input"]), second, batch2], "{name}");
+        let subclassed = name == "r3d_18" || name == "mc3_18";
+        for c in runs.iter().filter(|c| c["input"][0] == 1) {
+            let tv = c["torchvision"].as_u64().unwrap() as f64;
+            for tool in ["ptflops", "thop"] {
+                let share = c[tool].as_u64().unwrap() as f64 / tv;
+                if subclassed {
+                    // "print about 4 % of the models' MACs"; counted with the plain class.
+                    assert!((0.035..0.045).contains(&share), "{name} {tool}: {share}");
+                    let plain = c[format!("{tool}_plain")].as_u64().unwrap() as f64 / tv;
+                    assert!(plain >= 1.0, "{name} {tool}_plain: {plain}");
+                } else {
+                    // "counted by every tool": nothing left out, no `_plain` needed.
+                    assert!(share >= 1.0, "{name} {tool}: {share}");
+                    assert!(c.get(format!("{tool}_plain")).is_none(), "{name}");
+                }
+            }
+            // "thop also leaves their parameters out of its parameter count".
+            let params = m["params"].as_u64().unwrap();
+            assert_eq!(
+                c["thop_params"].as_u64().unwrap() < params,
+                subclassed,
+                "{name}: thop params"
+            );
+            // What fvcore calls unsupported.
+            let unsupported: Vec<&str> = c["fvcore_unsupported"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let want: &[&str] = if name == "wav2letter" {
+                &["aten::log_softmax"]
+            } else {
+                &["aten::adaptive_avg_pool3d", "aten::add_"]
+            };
+            assert_eq!(unsupported, want, "{name}: fvcore");
+        }
+    }
+}
