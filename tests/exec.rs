@@ -7,8 +7,8 @@ mod common;
 
 use archscope::{check, exec};
 use common::{
-    analysis, arg, checked, data_json, f32_bytes, layer_index, ok, options_for, scratch, u64s,
-    usizes, zoo_names, zoo_net, zoo_net_with,
+    analysis, arg, checked, data_json, f32_bytes, formula, layer_index, ok, options_for, scratch,
+    u64s, usizes, zoo_names, zoo_net, zoo_net_with,
 };
 
 /// `check` on each model: every figure of every layer agrees, receptive fields included.
@@ -235,39 +235,6 @@ fn sobel_finds_a_known_edge() {
 }
 
 // ---- torchvision's own weights (scripts/torchvision_weights.py) ----
-
-/// FNV-1a, 32 bits (scripts/torchvision_weights.py `fnv1a32`).
-fn fnv1a32(name: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
-/// The script's `formula`: the same float32 values, bit for bit (integer arithmetic, then
-/// exact scalings by powers of two and one correctly rounded square root).
-fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
-    let n: usize = shape.iter().product();
-    let h = u64::from(fnv1a32(name));
-    (0..n as u64)
-        .map(|i| {
-            let x = (i.wrapping_mul(2_654_435_761) & 0xffff_ffff) ^ h;
-            let u = x as f64 * 2.0 / 4_294_967_296.0 - 1.0;
-            let v = if name.ends_with("running_var") {
-                1.0 + 0.5 * u
-            } else if name.ends_with("running_mean") || name.ends_with("bias") {
-                0.1 * u
-            } else if shape.len() >= 2 {
-                u * (3.0 / (n / shape[0]) as f64).sqrt()
-            } else {
-                1.0 + 0.1 * u
-            };
-            v as f32
-        })
-        .collect()
-}
 
 /// A safetensors file holding `tensors` (name, shape, dtype as torch names it), float ones
 /// filled by `formula`, integer ones (`num_batches_tracked`) zero.
