@@ -202,6 +202,86 @@ pub(crate) fn need_rank(op: &str, s: &Shape, rank: usize) -> Result<(), Diagnost
     }))
 }
 
+/// A mode key's words and the enum value each names: parsed once, when the layer is built;
+/// nothing compares a mode's word after that.
+pub(super) fn mode_of<T: Copy>(
+    a: &mut Attrs,
+    key: &str,
+    table: &[(&'static str, T)],
+    default: T,
+    default_name: &'static str,
+) -> Result<T, Diagnostic> {
+    let words: Vec<&'static str> = table.iter().map(|&(w, _)| w).collect();
+    let word = a.choice(key, &words, default_name)?;
+    Ok(table
+        .iter()
+        .find(|&&(w, _)| w == word)
+        .map_or(default, |&(_, m)| m))
+}
+
+/// PyTorch's `padding_mode` words and the [`PadMode`] each names.
+pub(super) const PAD_MODES: [(&str, PadMode); 4] = [
+    ("zeros", PadMode::Zeros),
+    ("reflect", PadMode::Reflect),
+    ("replicate", PadMode::Replicate),
+    ("circular", PadMode::Circular),
+];
+
+/// The word of a [`PadMode`], as written in `padding_mode:`.
+pub(super) fn pad_mode_name(m: PadMode) -> &'static str {
+    PAD_MODES
+        .iter()
+        .find(|&&(_, p)| p == m)
+        .map_or("zeros", |&(w, _)| w)
+}
+
+/// A convolution's `padding_mode` (any rank): zeros, reflect, replicate or circular; always
+/// zeros for a transposed one (PyTorch's only choice there, and not a key of those types).
+pub(super) fn padding_mode(a: &mut Attrs, transposed: bool) -> Result<PadMode, Diagnostic> {
+    if transposed {
+        return Ok(PadMode::Zeros);
+    }
+    mode_of(a, "padding_mode", &PAD_MODES, PadMode::Zeros, "zeros")
+}
+
+/// PyTorch's limits on a padding mode (any rank): a reflection cannot reach past the opposite
+/// edge (padding < size), a wrap-around not more than once (padding ≤ size).
+pub(super) fn check_pad_limits(
+    a: &Attrs,
+    mode: PadMode,
+    sizes: Axes,
+    pad_begin: Axes,
+    pad_end: Axes,
+) -> Result<(), Diagnostic> {
+    let rank = sizes.rank();
+    for ax in 0..rank {
+        let most = pad_begin[ax].max(pad_end[ax]);
+        let bad = match mode {
+            PadMode::Reflect => most >= sizes[ax],
+            PadMode::Circular => most > sizes[ax],
+            PadMode::Zeros | PadMode::Replicate => false,
+        };
+        if bad {
+            let axis = axis_name(rank, ax);
+            return Err(a
+                .error(
+                    "padding",
+                    format!(
+                        "`padding_mode: {}` pads the {axis} by {most}, but the input's {axis} is only {}",
+                        pad_mode_name(mode),
+                        sizes[ax]
+                    ),
+                )
+                .help(if mode == PadMode::Reflect {
+                    "reflect padding must be smaller than the input size (as in PyTorch); use a smaller padding or `padding_mode: replicate`"
+                } else {
+                    "circular padding can wrap around at most once (as in PyTorch); use a smaller padding"
+                }));
+        }
+    }
+    Ok(())
+}
+
 fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagnostic> {
     need_rank(a.op, a.input(), rank)?;
     let in_ch = a.input().0[1];
@@ -219,20 +299,7 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
     } else {
         Axes::splat(rank, 0)
     };
-    let padding_mode = if transposed {
-        PadMode::Zeros
-    } else {
-        match a.choice(
-            "padding_mode",
-            &["zeros", "reflect", "replicate", "circular"],
-            "zeros",
-        )? {
-            "reflect" => PadMode::Reflect,
-            "replicate" => PadMode::Replicate,
-            "circular" => PadMode::Circular,
-            _ => PadMode::Zeros,
-        }
-    };
+    let padding_mode = padding_mode(a, transposed)?;
     let (pad_begin, pad_end) = match a.raw("padding")? {
         None => (Axes::splat(rank, 0), Axes::splat(rank, 0)),
         Some(v) => match v.as_str() {
@@ -259,32 +326,7 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
             }
         },
     };
-    // PyTorch's limits: a reflection cannot reach past the opposite edge (padding < size), a
-    // wrap-around not more than once (padding ≤ size).
-    for ax in 0..rank {
-        let most = pad_begin[ax].max(pad_end[ax]);
-        let (bad, mode) = match padding_mode {
-            PadMode::Reflect => (most >= sizes[ax], "reflect"),
-            PadMode::Circular => (most > sizes[ax], "circular"),
-            _ => (false, ""),
-        };
-        if bad {
-            let axis = axis_name(rank, ax);
-            return Err(a
-                .error(
-                    "padding",
-                    format!(
-                        "`padding_mode: {mode}` pads the {axis} by {most}, but the input's {axis} is only {}",
-                        sizes[ax]
-                    ),
-                )
-                .help(if mode == "reflect" {
-                    "reflect padding must be smaller than the input size (as in PyTorch); use a smaller padding or `padding_mode: replicate`"
-                } else {
-                    "circular padding can wrap around at most once (as in PyTorch); use a smaller padding"
-                }));
-        }
-    }
+    check_pad_limits(a, padding_mode, sizes, pad_begin, pad_end)?;
     if !in_ch.is_multiple_of(groups) || !out_ch.is_multiple_of(groups) {
         return Err(a
             .error(
@@ -339,12 +381,7 @@ impl ConvNd {
         self.kernel.iter().product()
     }
     fn mode_name(&self) -> &'static str {
-        match self.padding_mode {
-            PadMode::Zeros => "zeros",
-            PadMode::Reflect => "reflect",
-            PadMode::Replicate => "replicate",
-            PadMode::Circular => "circular",
-        }
+        pad_mode_name(self.padding_mode)
     }
 }
 
