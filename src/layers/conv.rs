@@ -2,7 +2,9 @@
 //! asymmetric, `same`, `valid`), dilation, groups (depthwise included), bias, output_padding.
 
 use super::attrs::{Pad4, PaddingSpec};
-use super::conv_nd::{check_pad_limits, pad_mode_name, padding_mode};
+use super::conv_nd::{
+    check_groups, check_output_padding, check_pad_limits, pad_mode_name, padding_mode, same_padding,
+};
 use super::Convention;
 use super::{
     add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting,
@@ -103,14 +105,12 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
                     .error("padding", "`padding: same` needs stride 1 (as in PyTorch)")
                     .help("write the padding explicitly, e.g. [top, left, bottom, right] for TensorFlow-style same padding"));
             }
-            // PyTorch: total = dilation·(kernel-1); the smaller half goes first.
-            let th = dilation[0] * (kernel[0] - 1);
-            let tw = dilation[1] * (kernel[1] - 1);
+            let (begin, end) = same_padding(Axes::from(kernel), Axes::from(dilation));
             Pad4 {
-                top: th / 2,
-                left: tw / 2,
-                bottom: th - th / 2,
-                right: tw - tw / 2,
+                top: begin[0],
+                left: begin[1],
+                bottom: end[0],
+                right: end[1],
             }
         }
     };
@@ -122,30 +122,14 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
         Axes::from([pad.top, pad.left]),
         Axes::from([pad.bottom, pad.right]),
     )?;
-    if !in_ch.is_multiple_of(groups) || out_ch % groups != 0 {
-        let mut d = a.error(
-            "groups",
-            format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
-        );
-        d = d.help(if groups == out_ch || groups > in_ch {
-            format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
-        } else {
-            "choose a number of groups that divides both channel counts".to_string()
-        });
-        return Err(d);
-    }
+    check_groups(a, in_ch, out_ch, groups)?;
     if transposed {
-        for ax in 0..2 {
-            if output_padding[ax] >= stride[ax].max(dilation[ax]) {
-                return Err(a.error(
-                    "output_padding",
-                    format!(
-                        "output_padding {} must be smaller than the stride or the dilation ({} / {})",
-                        output_padding[ax], stride[ax], dilation[ax]
-                    ),
-                ));
-            }
-        }
+        check_output_padding(
+            a,
+            Axes::from(output_padding),
+            Axes::from(stride),
+            Axes::from(dilation),
+        )?;
     }
     let kk = mul(&[kernel[0], kernel[1]])?;
     let weights = mul(&[in_ch / groups, out_ch, kk])?;

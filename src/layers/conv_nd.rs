@@ -3,7 +3,9 @@
 //! (a number, one per axis, `same`, `valid`), dilation, groups, bias, `padding_mode` (zeros,
 //! reflect, replicate, circular) and `output_padding`. Per-axis keys take one number or a list
 //! of one per axis (`kernel: [3, 7, 7]`). The kernels are the rank-generic ones of
-//! [`crate::kernels_nd`].
+//! [`crate::kernels_nd`]. The rank-generic rules `conv2d` shares live here too: mode words
+//! parsed once into enums (`mode_of`, `PAD_MODES`), `padding_mode` and its limits, `same`
+//! padding, the `groups` and `output_padding` checks.
 
 use super::{
     add, attrs_int, mul, per_element, Arity, Attrs, Category, Collapsed, Convention, Cost,
@@ -282,6 +284,64 @@ pub(super) fn check_pad_limits(
     Ok(())
 }
 
+/// PyTorch's `padding: same` (any rank): per axis, total = dilation·(kernel − 1), the smaller
+/// half first. Returns (before, after).
+pub(super) fn same_padding(kernel: Axes, dilation: Axes) -> (Axes, Axes) {
+    let rank = kernel.rank();
+    let mut begin = Axes::splat(rank, 0);
+    let mut end = Axes::splat(rank, 0);
+    for ax in 0..rank {
+        let total = dilation[ax].saturating_mul(kernel[ax] - 1);
+        begin[ax] = total / 2;
+        end[ax] = total - total / 2;
+    }
+    (begin, end)
+}
+
+/// A convolution's `groups` (any rank) must divide both channel counts.
+pub(super) fn check_groups(
+    a: &Attrs,
+    in_ch: u64,
+    out_ch: u64,
+    groups: u64,
+) -> Result<(), Diagnostic> {
+    if in_ch.is_multiple_of(groups) && out_ch.is_multiple_of(groups) {
+        return Ok(());
+    }
+    Err(a
+        .error(
+            "groups",
+            format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
+        )
+        .help(if groups == out_ch || groups > in_ch {
+            format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
+        } else {
+            "choose a number of groups that divides both channel counts".to_string()
+        }))
+}
+
+/// A transposed convolution's `output_padding` (any rank): smaller than the stride or the
+/// dilation on each axis (PyTorch's rule).
+pub(super) fn check_output_padding(
+    a: &Attrs,
+    output_padding: Axes,
+    stride: Axes,
+    dilation: Axes,
+) -> Result<(), Diagnostic> {
+    for ax in 0..output_padding.rank() {
+        if output_padding[ax] >= stride[ax].max(dilation[ax]) {
+            return Err(a.error(
+                "output_padding",
+                format!(
+                    "output_padding {} must be smaller than the stride or the dilation ({} / {})",
+                    output_padding[ax], stride[ax], dilation[ax]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagnostic> {
     need_rank(a.op, a.input(), rank)?;
     let in_ch = a.input().0[1];
@@ -310,15 +370,7 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
                         .error("padding", "`padding: same` needs stride 1 (as in PyTorch)")
                         .help("write the padding explicitly"));
                 }
-                // PyTorch: total = dilation·(kernel−1); the smaller half goes first.
-                let mut begin = Axes::splat(rank, 0);
-                let mut end = Axes::splat(rank, 0);
-                for ax in 0..rank {
-                    let total = dilation[ax].saturating_mul(kernel[ax] - 1);
-                    begin[ax] = total / 2;
-                    end[ax] = total - total / 2;
-                }
-                (begin, end)
+                same_padding(kernel, dilation)
             }
             _ => {
                 let p = axes_of(a, "padding", rank, 0)?.expect("present");
@@ -327,30 +379,9 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
         },
     };
     check_pad_limits(a, padding_mode, sizes, pad_begin, pad_end)?;
-    if !in_ch.is_multiple_of(groups) || !out_ch.is_multiple_of(groups) {
-        return Err(a
-            .error(
-                "groups",
-                format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
-            )
-            .help(if groups == out_ch || groups > in_ch {
-                format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
-            } else {
-                "choose a number of groups that divides both channel counts".to_string()
-            }));
-    }
+    check_groups(a, in_ch, out_ch, groups)?;
     if transposed {
-        for ax in 0..rank {
-            if output_padding[ax] >= stride[ax].max(dilation[ax]) {
-                return Err(a.error(
-                    "output_padding",
-                    format!(
-                        "output_padding {} must be smaller than the stride or the dilation ({} / {})",
-                        output_padding[ax], stride[ax], dilation[ax]
-                    ),
-                ));
-            }
-        }
+        check_output_padding(a, output_padding, stride, dilation)?;
     }
     let taps = kernel.product().ok_or_else(super::overflow)?;
     let weights = mul(&[in_ch / groups, out_ch, taps])?;
