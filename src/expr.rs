@@ -130,6 +130,8 @@ pub const BUILTIN_NAMES: &[(&str, &str)] = &[
     ("in6", "a block input (`$in6`)"),
     ("in7", "a block input (`$in7`)"),
     ("in_ch", "the channels entering each layer"),
+    ("in_l", "the length entering each layer (N×C×L)"),
+    ("in_d", "the depth entering each layer (N×C×D×H×W)"),
     ("in_h", "the height entering each layer"),
     ("in_w", "the width entering each layer"),
     ("index", "the repeat index of the block instance"),

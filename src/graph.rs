@@ -416,7 +416,9 @@ fn check_arity(raw: &Raw, got: usize) -> Result<(), Diagnostic> {
     )
 }
 
-/// The scope of `raw`'s expressions: its own, with the first input's sizes bound.
+/// The scope of `raw`'s expressions: its own, with the first input's sizes bound: `in_ch`, and
+/// per spatial axis `in_l` (N×C×L), `in_h`, `in_w` (N×C×H×W), `in_d`, `in_h`, `in_w`
+/// (N×C×D×H×W).
 fn layer_env(raw: &Raw, in_shapes: &[Shape]) -> Env {
     let mut env = Env::new(Some(raw.env.clone()));
     if let Some(x) = in_shapes.first() {
@@ -425,9 +427,14 @@ fn layer_env(raw: &Raw, in_shapes: &[Shape]) -> Env {
         if let Some(c) = x.channels() {
             env.set("in_ch", int(c));
         }
-        if x.rank() == 4 {
-            env.set("in_h", int(x.0[2]));
-            env.set("in_w", int(x.0[3]));
+        let names: &[&str] = match x.rank() {
+            3 => &["in_l"],
+            4 => &["in_h", "in_w"],
+            5 => &["in_d", "in_h", "in_w"],
+            _ => &[],
+        };
+        for (name, &v) in names.iter().zip(&x.0[2..]) {
+            env.set(name, int(v));
         }
     }
     env

@@ -2,15 +2,19 @@
 //! asymmetric, `same`, `valid`), dilation, groups (depthwise included), bias, output_padding.
 
 use super::attrs::{Pad4, PaddingSpec};
+use super::conv_nd::{
+    check_groups, check_output_padding, check_pad_limits, pad_mode_name, padding_mode, same_padding,
+};
 use super::Convention;
 use super::{
     add, mul, need_4d, pair_label, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting,
     Geometry, Kernel, Layer, Op, OpType, Params, Shape, Training, WeightInfo, WeightedKind, Window,
 };
 use crate::error::Diagnostic;
-use crate::geometry::{conv_out, conv_transpose_out};
+use crate::geometry::{conv_out, conv_transpose_out, Axes};
 use crate::kernels::Ctx;
 use crate::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
+use crate::kernels_nd::PadMode;
 use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 use rayon::prelude::*;
 
@@ -73,7 +77,7 @@ pub struct Conv2d {
     /// Fixed initial values (`weight_values`, `bias_values`), PyTorch layout, row-major.
     fixed: [Option<Vec<f32>>; 2],
     /// PyTorch's `padding_mode`: zeros, reflect, replicate or circular.
-    padding_mode: &'static str,
+    padding_mode: PadMode,
 }
 
 fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
@@ -92,15 +96,7 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     } else {
         [0, 0]
     };
-    let padding_mode = if transposed {
-        "zeros"
-    } else {
-        a.choice(
-            "padding_mode",
-            &["zeros", "reflect", "replicate", "circular"],
-            "zeros",
-        )?
-    };
+    let padding_mode = padding_mode(a, transposed)?;
     let pad = match a.padding("padding", !transposed)? {
         PaddingSpec::Explicit(p) => p,
         PaddingSpec::Same => {
@@ -109,69 +105,31 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
                     .error("padding", "`padding: same` needs stride 1 (as in PyTorch)")
                     .help("write the padding explicitly, e.g. [top, left, bottom, right] for TensorFlow-style same padding"));
             }
-            // PyTorch: total = dilation·(kernel-1); the smaller half goes first.
-            let th = dilation[0] * (kernel[0] - 1);
-            let tw = dilation[1] * (kernel[1] - 1);
+            let (begin, end) = same_padding(Axes::from(kernel), Axes::from(dilation));
             Pad4 {
-                top: th / 2,
-                left: tw / 2,
-                bottom: th - th / 2,
-                right: tw - tw / 2,
+                top: begin[0],
+                left: begin[1],
+                bottom: end[0],
+                right: end[1],
             }
         }
     };
-    // PyTorch's limits: a reflection cannot reach past the opposite edge (padding < size), a
-    // wrap-around not more than once (padding ≤ size).
-    let [h, w] = [a.input().0[2], a.input().0[3]];
-    for (before, after, size, axis) in [
-        (pad.top, pad.bottom, h, "height"),
-        (pad.left, pad.right, w, "width"),
-    ] {
-        let most = before.max(after);
-        let bad = match padding_mode {
-            "reflect" => most >= size,
-            "circular" => most > size,
-            _ => false,
-        };
-        if bad {
-            return Err(a
-                .error(
-                    "padding",
-                    format!(
-                        "`padding_mode: {padding_mode}` pads the {axis} by {most}, but the input's {axis} is only {size}"
-                    ),
-                )
-                .help(if padding_mode == "reflect" {
-                    "reflect padding must be smaller than the input size (as in PyTorch); use a smaller padding or `padding_mode: replicate`"
-                } else {
-                    "circular padding can wrap around at most once (as in PyTorch); use a smaller padding"
-                }));
-        }
-    }
-    if !in_ch.is_multiple_of(groups) || out_ch % groups != 0 {
-        let mut d = a.error(
-            "groups",
-            format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
-        );
-        d = d.help(if groups == out_ch || groups > in_ch {
-            format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
-        } else {
-            "choose a number of groups that divides both channel counts".to_string()
-        });
-        return Err(d);
-    }
+    let sizes = Axes::from([a.input().0[2], a.input().0[3]]);
+    check_pad_limits(
+        a,
+        padding_mode,
+        sizes,
+        Axes::from([pad.top, pad.left]),
+        Axes::from([pad.bottom, pad.right]),
+    )?;
+    check_groups(a, in_ch, out_ch, groups)?;
     if transposed {
-        for ax in 0..2 {
-            if output_padding[ax] >= stride[ax].max(dilation[ax]) {
-                return Err(a.error(
-                    "output_padding",
-                    format!(
-                        "output_padding {} must be smaller than the stride or the dilation ({} / {})",
-                        output_padding[ax], stride[ax], dilation[ax]
-                    ),
-                ));
-            }
-        }
+        check_output_padding(
+            a,
+            Axes::from(output_padding),
+            Axes::from(stride),
+            Axes::from(dilation),
+        )?;
     }
     let kk = mul(&[kernel[0], kernel[1]])?;
     let weights = mul(&[in_ch / groups, out_ch, kk])?;
@@ -220,7 +178,7 @@ impl Conv2d {
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1
-            && self.padding_mode == "zeros"
+            && self.padding_mode == PadMode::Zeros
             // Measured on VGG-16 and ResNet-50 (docs/PERFORMANCE.md): with fewer channels
             // (larger images) the transforms cost more than the multiplications saved.
             && self.in_ch >= 256
@@ -252,8 +210,8 @@ impl Op for Conv2d {
         }
         if self.pad != Pad4::default() {
             s += &format!(" p{}", self.pad.label());
-            if self.padding_mode != "zeros" {
-                s += &format!(" {}", self.padding_mode);
+            if self.padding_mode != PadMode::Zeros {
+                s += &format!(" {}", pad_mode_name(self.padding_mode));
             }
         }
         if self.dilation != [1, 1] {
@@ -410,7 +368,7 @@ impl Kernel for Conv2d {
         let g = self.groups.max(1);
         match (&x.0[..], &y.0[..]) {
             ([n, c, h, w], [_, o, oh, ow]) => {
-                let padded = if self.padding_mode == "zeros" || self.transposed {
+                let padded = if self.padding_mode == PadMode::Zeros || self.transposed {
                     0
                 } else {
                     mul(&[
@@ -459,7 +417,7 @@ impl Kernel for Conv2d {
             fixed: [None, None],
             // The fields are those of zero padding (docs/RECEPTIVE_FIELD.md): mirrored, clamped
             // or wrapped border pixels are not counted.
-            padding_mode: "zeros",
+            padding_mode: PadMode::Zeros,
             ..*self
         }))
     }
@@ -509,7 +467,7 @@ impl Kernel for Conv2d {
         // Reflect / replicate / circular padding: the padded input is built explicitly, then
         // convolved without padding.
         let padded;
-        let (x, pad) = if self.padding_mode == "zeros" {
+        let (x, pad) = if self.padding_mode == PadMode::Zeros {
             (inputs[0], [self.pad.top as usize, self.pad.left as usize])
         } else {
             padded = pad_input(inputs[0], self.pad, self.padding_mode)?;
@@ -734,7 +692,7 @@ impl Counting for Conv2d {
 /// The input padded as PyTorch's `padding_mode` does before a convolution: `reflect` mirrors
 /// about the edge pixel (`-1 → 1`), `replicate` repeats it, `circular` wraps around. The sizes
 /// were checked when the layer was built (reflect: padding < size; circular: ≤ size).
-fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Result<Tensor, Diagnostic> {
+fn pad_input(x: &Tensor, pad: Pad4, mode: PadMode) -> Result<Tensor, Diagnostic> {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let [pt, pb, pl, pr] = [pad.top, pad.bottom, pad.left, pad.right].map(|p| p as usize);
     // Replicate padding has no size limit in PyTorch: with a large stride the output stays
@@ -745,11 +703,11 @@ fn pad_input(x: &Tensor, pad: Pad4, mode: &str) -> Result<Tensor, Diagnostic> {
         let i = p as isize - before as isize;
         let last = len as isize - 1;
         (match mode {
-            "reflect" if i < 0 => -i,
-            "reflect" if i > last => 2 * last - i,
-            "replicate" => i.clamp(0, last),
-            "circular" => i.rem_euclid(len as isize),
-            _ => i,
+            PadMode::Reflect if i < 0 => -i,
+            PadMode::Reflect if i > last => 2 * last - i,
+            PadMode::Replicate => i.clamp(0, last),
+            PadMode::Circular => i.rem_euclid(len as isize),
+            PadMode::Reflect | PadMode::Zeros => i,
         }) as usize
     };
     let rows: Vec<usize> = (0..ph).map(|y| source(y, pt, h)).collect();

@@ -3,7 +3,9 @@
 //! (a number, one per axis, `same`, `valid`), dilation, groups, bias, `padding_mode` (zeros,
 //! reflect, replicate, circular) and `output_padding`. Per-axis keys take one number or a list
 //! of one per axis (`kernel: [3, 7, 7]`). The kernels are the rank-generic ones of
-//! [`crate::kernels_nd`].
+//! [`crate::kernels_nd`]. The rank-generic rules `conv2d` shares live here too: mode words
+//! parsed once into enums (`mode_of`, `PAD_MODES`), `padding_mode` and its limits, `same`
+//! padding, the `groups` and `output_padding` checks.
 
 use super::{
     add, attrs_int, mul, per_element, Arity, Attrs, Category, Collapsed, Convention, Cost,
@@ -202,6 +204,144 @@ pub(crate) fn need_rank(op: &str, s: &Shape, rank: usize) -> Result<(), Diagnost
     }))
 }
 
+/// A mode key's words and the enum value each names: parsed once, when the layer is built;
+/// nothing compares a mode's word after that.
+pub(super) fn mode_of<T: Copy>(
+    a: &mut Attrs,
+    key: &str,
+    table: &[(&'static str, T)],
+    default: T,
+    default_name: &'static str,
+) -> Result<T, Diagnostic> {
+    let words: Vec<&'static str> = table.iter().map(|&(w, _)| w).collect();
+    let word = a.choice(key, &words, default_name)?;
+    Ok(table
+        .iter()
+        .find(|&&(w, _)| w == word)
+        .map_or(default, |&(_, m)| m))
+}
+
+/// PyTorch's `padding_mode` words and the [`PadMode`] each names.
+pub(super) const PAD_MODES: [(&str, PadMode); 4] = [
+    ("zeros", PadMode::Zeros),
+    ("reflect", PadMode::Reflect),
+    ("replicate", PadMode::Replicate),
+    ("circular", PadMode::Circular),
+];
+
+/// The word of a [`PadMode`], as written in `padding_mode:`.
+pub(super) fn pad_mode_name(m: PadMode) -> &'static str {
+    PAD_MODES
+        .iter()
+        .find(|&&(_, p)| p == m)
+        .map_or("zeros", |&(w, _)| w)
+}
+
+/// A convolution's `padding_mode` (any rank): zeros, reflect, replicate or circular; always
+/// zeros for a transposed one (PyTorch's only choice there, and not a key of those types).
+pub(super) fn padding_mode(a: &mut Attrs, transposed: bool) -> Result<PadMode, Diagnostic> {
+    if transposed {
+        return Ok(PadMode::Zeros);
+    }
+    mode_of(a, "padding_mode", &PAD_MODES, PadMode::Zeros, "zeros")
+}
+
+/// PyTorch's limits on a padding mode (any rank): a reflection cannot reach past the opposite
+/// edge (padding < size), a wrap-around not more than once (padding ≤ size).
+pub(super) fn check_pad_limits(
+    a: &Attrs,
+    mode: PadMode,
+    sizes: Axes,
+    pad_begin: Axes,
+    pad_end: Axes,
+) -> Result<(), Diagnostic> {
+    let rank = sizes.rank();
+    for ax in 0..rank {
+        let most = pad_begin[ax].max(pad_end[ax]);
+        let bad = match mode {
+            PadMode::Reflect => most >= sizes[ax],
+            PadMode::Circular => most > sizes[ax],
+            PadMode::Zeros | PadMode::Replicate => false,
+        };
+        if bad {
+            let axis = axis_name(rank, ax);
+            return Err(a
+                .error(
+                    "padding",
+                    format!(
+                        "`padding_mode: {}` pads the {axis} by {most}, but the input's {axis} is only {}",
+                        pad_mode_name(mode),
+                        sizes[ax]
+                    ),
+                )
+                .help(if mode == PadMode::Reflect {
+                    "reflect padding must be smaller than the input size (as in PyTorch); use a smaller padding or `padding_mode: replicate`"
+                } else {
+                    "circular padding can wrap around at most once (as in PyTorch); use a smaller padding"
+                }));
+        }
+    }
+    Ok(())
+}
+
+/// PyTorch's `padding: same` (any rank): per axis, total = dilation·(kernel − 1), the smaller
+/// half first. Returns (before, after).
+pub(super) fn same_padding(kernel: Axes, dilation: Axes) -> (Axes, Axes) {
+    let rank = kernel.rank();
+    let mut begin = Axes::splat(rank, 0);
+    let mut end = Axes::splat(rank, 0);
+    for ax in 0..rank {
+        let total = dilation[ax].saturating_mul(kernel[ax] - 1);
+        begin[ax] = total / 2;
+        end[ax] = total - total / 2;
+    }
+    (begin, end)
+}
+
+/// A convolution's `groups` (any rank) must divide both channel counts.
+pub(super) fn check_groups(
+    a: &Attrs,
+    in_ch: u64,
+    out_ch: u64,
+    groups: u64,
+) -> Result<(), Diagnostic> {
+    if in_ch.is_multiple_of(groups) && out_ch.is_multiple_of(groups) {
+        return Ok(());
+    }
+    Err(a
+        .error(
+            "groups",
+            format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
+        )
+        .help(if groups == out_ch || groups > in_ch {
+            format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
+        } else {
+            "choose a number of groups that divides both channel counts".to_string()
+        }))
+}
+
+/// A transposed convolution's `output_padding` (any rank): smaller than the stride or the
+/// dilation on each axis (PyTorch's rule).
+pub(super) fn check_output_padding(
+    a: &Attrs,
+    output_padding: Axes,
+    stride: Axes,
+    dilation: Axes,
+) -> Result<(), Diagnostic> {
+    for ax in 0..output_padding.rank() {
+        if output_padding[ax] >= stride[ax].max(dilation[ax]) {
+            return Err(a.error(
+                "output_padding",
+                format!(
+                    "output_padding {} must be smaller than the stride or the dilation ({} / {})",
+                    output_padding[ax], stride[ax], dilation[ax]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagnostic> {
     need_rank(a.op, a.input(), rank)?;
     let in_ch = a.input().0[1];
@@ -219,20 +359,7 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
     } else {
         Axes::splat(rank, 0)
     };
-    let padding_mode = if transposed {
-        PadMode::Zeros
-    } else {
-        match a.choice(
-            "padding_mode",
-            &["zeros", "reflect", "replicate", "circular"],
-            "zeros",
-        )? {
-            "reflect" => PadMode::Reflect,
-            "replicate" => PadMode::Replicate,
-            "circular" => PadMode::Circular,
-            _ => PadMode::Zeros,
-        }
-    };
+    let padding_mode = padding_mode(a, transposed)?;
     let (pad_begin, pad_end) = match a.raw("padding")? {
         None => (Axes::splat(rank, 0), Axes::splat(rank, 0)),
         Some(v) => match v.as_str() {
@@ -243,15 +370,7 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
                         .error("padding", "`padding: same` needs stride 1 (as in PyTorch)")
                         .help("write the padding explicitly"));
                 }
-                // PyTorch: total = dilation·(kernel−1); the smaller half goes first.
-                let mut begin = Axes::splat(rank, 0);
-                let mut end = Axes::splat(rank, 0);
-                for ax in 0..rank {
-                    let total = dilation[ax].saturating_mul(kernel[ax] - 1);
-                    begin[ax] = total / 2;
-                    end[ax] = total - total / 2;
-                }
-                (begin, end)
+                same_padding(kernel, dilation)
             }
             _ => {
                 let p = axes_of(a, "padding", rank, 0)?.expect("present");
@@ -259,56 +378,10 @@ fn common(a: &mut Attrs, rank: usize, transposed: bool) -> Result<ConvNd, Diagno
             }
         },
     };
-    // PyTorch's limits: a reflection cannot reach past the opposite edge (padding < size), a
-    // wrap-around not more than once (padding ≤ size).
-    for ax in 0..rank {
-        let most = pad_begin[ax].max(pad_end[ax]);
-        let (bad, mode) = match padding_mode {
-            PadMode::Reflect => (most >= sizes[ax], "reflect"),
-            PadMode::Circular => (most > sizes[ax], "circular"),
-            _ => (false, ""),
-        };
-        if bad {
-            let axis = axis_name(rank, ax);
-            return Err(a
-                .error(
-                    "padding",
-                    format!(
-                        "`padding_mode: {mode}` pads the {axis} by {most}, but the input's {axis} is only {}",
-                        sizes[ax]
-                    ),
-                )
-                .help(if mode == "reflect" {
-                    "reflect padding must be smaller than the input size (as in PyTorch); use a smaller padding or `padding_mode: replicate`"
-                } else {
-                    "circular padding can wrap around at most once (as in PyTorch); use a smaller padding"
-                }));
-        }
-    }
-    if !in_ch.is_multiple_of(groups) || !out_ch.is_multiple_of(groups) {
-        return Err(a
-            .error(
-                "groups",
-                format!("groups = {groups} must divide both the input channels ({in_ch}) and `out` ({out_ch})"),
-            )
-            .help(if groups == out_ch || groups > in_ch {
-                format!("for a depthwise convolution write `groups: $in_ch` and `out: $in_ch` (here {in_ch})")
-            } else {
-                "choose a number of groups that divides both channel counts".to_string()
-            }));
-    }
+    check_pad_limits(a, padding_mode, sizes, pad_begin, pad_end)?;
+    check_groups(a, in_ch, out_ch, groups)?;
     if transposed {
-        for ax in 0..rank {
-            if output_padding[ax] >= stride[ax].max(dilation[ax]) {
-                return Err(a.error(
-                    "output_padding",
-                    format!(
-                        "output_padding {} must be smaller than the stride or the dilation ({} / {})",
-                        output_padding[ax], stride[ax], dilation[ax]
-                    ),
-                ));
-            }
-        }
+        check_output_padding(a, output_padding, stride, dilation)?;
     }
     let taps = kernel.product().ok_or_else(super::overflow)?;
     let weights = mul(&[in_ch / groups, out_ch, taps])?;
@@ -339,12 +412,7 @@ impl ConvNd {
         self.kernel.iter().product()
     }
     fn mode_name(&self) -> &'static str {
-        match self.padding_mode {
-            PadMode::Zeros => "zeros",
-            PadMode::Reflect => "reflect",
-            PadMode::Replicate => "replicate",
-            PadMode::Circular => "circular",
-        }
+        pad_mode_name(self.padding_mode)
     }
 }
 

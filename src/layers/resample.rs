@@ -32,9 +32,60 @@ pub const MAX_UNPOOL2D: OpType = OpType {
     summary: "max-unpooling: `in: [x, pool]` where `pool` is the max-pool whose indices it uses (torch.nn.MaxUnpool2d)",
 };
 
+/// PyTorch's interpolation `mode`, parsed once when the layer is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interp {
+    Nearest,
+    NearestExact,
+    Linear,
+    Bilinear,
+    Bicubic,
+    Trilinear,
+}
+
+/// The words of `mode:` and the [`Interp`] each names.
+const INTERP_MODES: [(&str, Interp); 6] = [
+    ("nearest", Interp::Nearest),
+    ("nearest_exact", Interp::NearestExact),
+    ("linear", Interp::Linear),
+    ("bilinear", Interp::Bilinear),
+    ("bicubic", Interp::Bicubic),
+    ("trilinear", Interp::Trilinear),
+];
+
+impl Interp {
+    /// The word written in `mode:`.
+    fn name(self) -> &'static str {
+        INTERP_MODES
+            .iter()
+            .find(|&&(_, m)| m == self)
+            .map_or("nearest", |&(w, _)| w)
+    }
+    /// The spatial rank an interpolating mode requires (PyTorch's rule) and that input's
+    /// form; None for the nearest modes, which take any rank.
+    fn rank(self) -> Option<(usize, &'static str)> {
+        match self {
+            Interp::Linear => Some((1, "N×C×L")),
+            Interp::Bilinear | Interp::Bicubic => Some((2, "N×C×H×W")),
+            Interp::Trilinear => Some((3, "N×C×D×H×W")),
+            Interp::Nearest | Interp::NearestExact => None,
+        }
+    }
+    /// Whether it weighs neighbours (and so takes `align_corners`).
+    fn interpolating(self) -> bool {
+        self.rank().is_some()
+    }
+}
+
+impl std::fmt::Display for Interp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Upsample {
-    mode: &'static str,
+    mode: Interp,
     /// Per spatial axis (one, two or three).
     scale: Option<Axes>,
     size: Option<Axes>,
@@ -50,26 +101,9 @@ fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         need_4d("upsample", &x)?;
     }
     let rank = x.rank() - 2;
-    let mode = a.choice(
-        "mode",
-        &[
-            "nearest",
-            "nearest_exact",
-            "linear",
-            "bilinear",
-            "bicubic",
-            "trilinear",
-        ],
-        "nearest",
-    )?;
+    let mode = super::conv_nd::mode_of(a, "mode", &INTERP_MODES, Interp::Nearest, "nearest")?;
     // PyTorch's rule: each interpolating mode has its rank.
-    let want = match mode {
-        "linear" => Some((1, "N×C×L")),
-        "bilinear" | "bicubic" => Some((2, "N×C×H×W")),
-        "trilinear" => Some((3, "N×C×D×H×W")),
-        _ => None,
-    };
-    if let Some((r, dims)) = want.filter(|&(r, _)| r != rank) {
+    if let Some((r, dims)) = mode.rank().filter(|&(r, _)| r != rank) {
         let fit = match rank {
             1 => "linear",
             2 => "bilinear",
@@ -119,7 +153,7 @@ fn build_upsample(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             .at(&a.node_path)
             .help("e.g. `scale: 2`, `size: [28, 28]`, or `in: [x, like]` for the size of layer `like`"));
     }
-    let interpolating = matches!(mode, "linear" | "bilinear" | "bicubic" | "trilinear");
+    let interpolating = mode.interpolating();
     let align_corners = match a.raw("align_corners")? {
         Some(v) if !interpolating => {
             return Err(Diagnostic::new(format!(
@@ -174,11 +208,11 @@ impl Op for Upsample {
         // Nearest copies; linear weighs 2 neighbours (2 multiplies + 1 add), bilinear 4 (4 + 3),
         // trilinear 8 (8 + 7), bicubic 16 (31).
         let per = match self.mode {
-            "linear" => 3,
-            "bilinear" => 7,
-            "trilinear" => 15,
-            "bicubic" => 31,
-            _ => 0,
+            Interp::Linear => 3,
+            Interp::Bilinear => 7,
+            Interp::Trilinear => 15,
+            Interp::Bicubic => 31,
+            Interp::Nearest | Interp::NearestExact => 0,
         };
         Ok(Cost {
             macs: 0,
@@ -200,9 +234,9 @@ impl Op for Upsample {
             num,
             den,
             taps: match self.mode {
-                "linear" | "bilinear" | "trilinear" => 2,
-                "bicubic" => 4,
-                _ => 1,
+                Interp::Linear | Interp::Bilinear | Interp::Trilinear => 2,
+                Interp::Bicubic => 4,
+                Interp::Nearest | Interp::NearestExact => 1,
             },
             align_corners: self.align_corners,
         }
@@ -241,12 +275,14 @@ impl Kernel for Upsample {
             let r = ratio(axis, i, o);
             (0..o)
                 .map(|j| match self.mode {
-                    "nearest" => vec![(((j as f64 * r).floor() as usize).min(i - 1), 1.0)],
-                    "nearest_exact" => vec![((((j as f64 + 0.5) * r).floor()) as usize).min(i - 1)]
-                        .into_iter()
-                        .map(|k| (k, 1.0))
-                        .collect(),
-                    "bilinear" | "linear" | "trilinear" => {
+                    Interp::Nearest => vec![(((j as f64 * r).floor() as usize).min(i - 1), 1.0)],
+                    Interp::NearestExact => {
+                        vec![((((j as f64 + 0.5) * r).floor()) as usize).min(i - 1)]
+                            .into_iter()
+                            .map(|k| (k, 1.0))
+                            .collect()
+                    }
+                    Interp::Bilinear | Interp::Linear | Interp::Trilinear => {
                         let src = if self.align_corners {
                             if o > 1 {
                                 j as f64 * (i - 1) as f64 / (o - 1) as f64
@@ -261,7 +297,7 @@ impl Kernel for Upsample {
                         let l1 = (src - i0 as f64) as f32;
                         vec![(i0, 1.0 - l1), (i1, l1)]
                     }
-                    _ => {
+                    Interp::Bicubic => {
                         // Bicubic: cubic convolution with A = −0.75, clamped indices (PyTorch).
                         let src = if self.align_corners {
                             if o > 1 {
@@ -353,8 +389,8 @@ impl Counting for Upsample {
         let per = match (c, self.mode) {
             // fvcore: aten::upsample_nearest2d 1 per output, upsample_bilinear2d 4; no rule
             // for bicubic or nearest-exact.
-            (Convention::Fvcore, "nearest") if y.rank() == 4 => 1,
-            (Convention::Fvcore, "bilinear") => 4,
+            (Convention::Fvcore, Interp::Nearest) if y.rank() == 4 => 1,
+            (Convention::Fvcore, Interp::Bilinear) => 4,
             // ptflops: numel(output) in the module hook, again in the patched F.interpolate
             // (once for a functional call).
             (Convention::Ptflops, _) => 2 - u64::from(self.functional),
@@ -362,10 +398,10 @@ impl Counting for Upsample {
             // "nearest-exact" unknown.
             (Convention::Thop, _) if self.functional => 0,
             // linear 5 (trilinear: not in count_upsample's list, 0).
-            (Convention::Thop, "nearest") => 1,
-            (Convention::Thop, "linear") => 5,
-            (Convention::Thop, "bilinear") => 11,
-            (Convention::Thop, "bicubic") => 259,
+            (Convention::Thop, Interp::Nearest) => 1,
+            (Convention::Thop, Interp::Linear) => 5,
+            (Convention::Thop, Interp::Bilinear) => 11,
+            (Convention::Thop, Interp::Bicubic) => 259,
             _ => 0,
         };
         per_element(y, per)
