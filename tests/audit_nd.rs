@@ -243,7 +243,7 @@ fn no_rule_fires_on_clean_1d_and_3d_networks() {
 format: "archscope/1"
 name: clean1d
 inputs:
-  x: [8, 100]
+  x: [64, 100]
 nodes:
   - {id: a, op: conv1d, out: 64, kernel: 7, padding: 3}
   - {id: b, op: conv1d, out: 128, kernel: 3, stride: 2, padding: 1}
