@@ -417,7 +417,18 @@ fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String,
     s += &format!(
         "<div class=\"card\" data-total=\"rf\"><div class=\"k\">Final receptive field</div><div class=\"v\">{}</div><div class=\"x\">{}</div></div>\n",
         escape(&final_rf),
-        if final_rf == "global" { "every unit sees the whole input".to_string() } else { format!("pixels, input {}", cov.input.first().copied().unwrap_or(0)) }
+        if final_rf == "global" {
+            "every unit sees the whole input".to_string()
+        } else if cov.input.len() == 2 {
+            format!("pixels, input {}", cov.input[0])
+        } else {
+            // A signal's length, or a video's depth × height × width.
+            format!(
+                "{}, input {}",
+                unit_name(cov.input.len()),
+                cov.input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+            )
+        }
     );
     s += "</div>\n";
     s += &format!(
@@ -878,6 +889,16 @@ fn bar_chart(
     Ok(with_hits(svg, &hits))
 }
 
+/// What one input unit is called at `rank` spatial axes: samples (1-D), pixels (2-D), voxels
+/// (3-D).
+fn unit_name(rank: usize) -> &'static str {
+    match rank {
+        1 => "samples",
+        3 => "voxels",
+        _ => "pixels",
+    }
+}
+
 /// The receptive field's size and jump on the first spatial axis (the height of an image, the
 /// depth of a video, the length of a signal) against depth; `input`: the input's spatial sizes.
 fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
@@ -938,7 +959,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
             .configure_mesh()
             .disable_x_mesh()
             .x_desc("layer, in network order (index)")
-            .y_desc("input pixels (log)")
+            .y_desc(format!("input {} (log)", unit_name(report::field_rank(a))))
             .x_labels(8)
             .y_labels(8)
             .x_label_formatter(&|v| format!("{v:.0}"))
