@@ -936,6 +936,11 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
         "Receptive field against depth ({} axis)",
         crate::geometry::axis_name(report::field_rank(a), 0)
     );
+    // The unit of the field's axis: px (2-D), samples (1-D), voxels (3-D).
+    let px = match report::field_rank(a) {
+        2 => "px",
+        r => unit_name(r),
+    };
     let mut svg = String::new();
     let mut hits = Vec::new();
     {
@@ -978,7 +983,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
                 RGBColor(90, 90, 90).stroke_width(1),
             ))
             .map_err(chart_error)?
-            .label(format!("input size {} px", input[0]))
+            .label(format!("input size {} {px}", input[0]))
             .legend(|(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (4, 0)], RGBColor(90, 90, 90))
@@ -987,7 +992,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
             });
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("input {} px", input[0]),
+                format!("input {} {px}", input[0]),
                 (n * 0.01, inp * 1.25),
                 ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)),
             )))
@@ -999,7 +1004,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
                 ink.stroke_width(2),
             ))
             .map_err(chart_error)?
-            .label("size (px)")
+            .label(format!("size ({px})"))
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (18, 0)], ink.stroke_width(2))
@@ -1021,7 +1026,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
                 ink2.stroke_width(2),
             ))
             .map_err(chart_error)?
-            .label("jump (px per unit)")
+            .label(format!("jump ({px} per unit)"))
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (6, 0)], ink2.stroke_width(2))

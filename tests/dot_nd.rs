@@ -20,7 +20,10 @@ fn edge_labels(dot: &str) -> Vec<&str> {
 fn dot_r3d_18_labels_every_axis() {
     let dot = ok_text(&["dot", "r3d_18"]);
     // torchvision's stem: Conv3d(3, 64, (3, 7, 7), stride (1, 2, 2), padding (1, 3, 3)).
-    assert!(dot.contains("<td>conv 3×7×7/1×2×2 p1×3×3, 64</td>"), "{dot}");
+    assert!(
+        dot.contains("<td>conv 3×7×7/1×2×2 p1×3×3, 64</td>"),
+        "{dot}"
+    );
     // Its 3×3×3 convolutions: one value for the kernel and padding; layer2's first, stride 2.
     assert!(dot.contains("<td>conv 3×3×3 p1, 64</td>"));
     assert!(dot.contains("<td>conv 3×3×3/2 p1, 128</td>"));
