@@ -902,7 +902,18 @@ impl<'a> Findings<'a> {
             let f = self.a.layers[cov.last.unwrap_or(c)]
                 .rf
                 .as_ref()
-                .map(|f| fmt_q(&f.axes[0].size))
+                .map(|f| {
+                    // Every axis of a signal's or a video's field (an image's: its height).
+                    if rank == 2 || f.axes.iter().all(|a| a.size == f.axes[0].size) {
+                        fmt_q(&f.axes[0].size)
+                    } else {
+                        f.axes
+                            .iter()
+                            .map(|a| fmt_q(&a.size))
+                            .collect::<Vec<_>>()
+                            .join("×")
+                    }
+                })
                 .unwrap_or_default();
             let mut fd = finding(
                 "unproductive-layers",

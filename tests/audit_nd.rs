@@ -306,6 +306,17 @@ fn zoo_video_and_audio_findings() {
     // r = 128, 512·128 + 27·128² + 128·512 = 573440 weights instead of 27·512² = 7077888.
     let f = get(&r, "bottleneck", "layer4.1.conv1");
     assert_eq!(f.saving_params, Some(7_077_888 - 573_440));
+    // Its field covers the clip from layer4 on; the fix names the whole final field, every
+    // axis: 109×219×219 after layer4 (PyTorch's measurement in
+    // tests/data/video_audio_reference.json), widened by the global pool over layer4's 2×7×7
+    // map with jumps 8×16×16: 109 + (2 − 1)·8 = 117, 219 + (7 − 1)·16 = 315.
+    let f = get(&r, "unproductive-layers", "layer4.0.conv1");
+    assert!(
+        f.fix
+            .starts_with("run at a larger input (the final field is 117×315×315 voxels)"),
+        "{}",
+        f.fix
+    );
     // wav2letter's 7-wide convolutions are no large-kernel finding (three 3-wide ones hold
     // more weights), and its 1-wide convolutions have stride 1: none of the window rules.
     let a = zoo_analysis("wav2letter");
