@@ -503,8 +503,9 @@ fn browser_model_page() {
 /// The page of a zoo model of another spatial rank, checked as resnet50's is (every row's
 /// label — `conv 3×7×7/1×2×2 p1×3×3, 64 …` — and figures against `summary --format json`, the
 /// depth-1 rows and their per-axis fields against the CSV, sorting, folding, search,
-/// click-through, the memory timeline, the audit's links), and the field card's note `card`.
-fn browser_nd_page(model: &str, card: &str) {
+/// click-through, the memory timeline, the audit's links), and the field card's note, the
+/// field chart's axis and legend in `unit`s (of the whole `input`).
+fn browser_nd_page(model: &str, unit: &str, input: &str) {
     let Some(bin) = chromium() else {
         return no_browser(&format!("browser page of {model}"));
     };
@@ -516,22 +517,26 @@ fn browser_nd_page(model: &str, card: &str) {
     let v = selftest(&bin, &dir, model, &page);
     check_section(&v["sections"][0], model, diagram);
     let text = std::fs::read_to_string(&page).unwrap();
-    assert!(
-        text.contains(&format!("<div class=\"x\">{card}</div>")),
-        "{model}: the field card should say {card}"
-    );
+    for want in [
+        format!("<div class=\"x\">{unit}, input {input}</div>"),
+        format!("input {unit} (log)"),
+        format!("size ({unit})"),
+        format!("jump ({unit} per unit)"),
+    ] {
+        assert!(text.contains(&want), "{model}: the page lacks {want}");
+    }
     screenshot(&bin, &dir, model, &page, 2400);
 }
 
 #[test]
 fn browser_video_page() {
     // r3d_18's final field is 117×315×315 voxels of the 16×112×112 clip.
-    browser_nd_page("r3d_18", "voxels, input 16×112×112");
+    browser_nd_page("r3d_18", "voxels", "16×112×112");
 }
 
 #[test]
 fn browser_audio_page() {
-    browser_nd_page("wav2letter", "samples, input 16000");
+    browser_nd_page("wav2letter", "samples", "16000");
 }
 
 #[test]
