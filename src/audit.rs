@@ -3,7 +3,8 @@
 //! layer, why it matters and the fix, with the saving computed exactly where there is one.
 //! Findings read layers only through the [`Layer`](crate::layers::Layer) trait (`weights`,
 //! `window`, `norm`, `category`, `is_view`) and the analysis (shapes, fields); nothing here
-//! matches on op names. Budget values parse with [`parse_quantity`] (K/M/G ×1000,
+//! matches on op names. The window and kernel rules work per spatial axis at every rank (1-D
+//! samples; 2-D rows, columns and pixels; 3-D frames, rows, columns and voxels). Budget values parse with [`parse_quantity`] (K/M/G ×1000,
 //! KiB/MiB/GiB ×1024, scientific notation; whole numbers only).
 
 use serde_json::{json, Value};
