@@ -3,7 +3,8 @@
 //! layer, why it matters and the fix, with the saving computed exactly where there is one.
 //! Findings read layers only through the [`Layer`](crate::layers::Layer) trait (`weights`,
 //! `window`, `norm`, `category`, `is_view`) and the analysis (shapes, fields); nothing here
-//! matches on op names. Budget values parse with [`parse_quantity`] (K/M/G ×1000,
+//! matches on op names. The window and kernel rules work per spatial axis at every rank (1-D
+//! samples; 2-D rows, columns and pixels; 3-D frames, rows, columns and voxels). Budget values parse with [`parse_quantity`] (K/M/G ×1000,
 //! KiB/MiB/GiB ×1024, scientific notation; whole numbers only).
 
 use serde_json::{json, Value};
@@ -131,7 +132,7 @@ pub struct Budgets {
     pub max_flops: Option<u64>,
     /// Peak activation memory of an inference pass, bytes.
     pub max_peak_memory: Option<u64>,
-    /// Minimum final receptive field (trunk output), pixels, on both axes.
+    /// Minimum final receptive field (trunk output), pixels (samples, voxels), on every axis.
     pub min_rf: Option<u64>,
 }
 
@@ -373,60 +374,75 @@ impl<'a> Findings<'a> {
             return;
         };
         let x = &node.in_shapes[0];
-        if x.rank() != 4 {
+        let rank = w.kernel.rank();
+        if x.rank() != rank + 2 {
             return;
         }
         let label = node.layer.label();
-        let ins = [x.0[2], x.0[3]];
-        // Image windows only (the messages speak of rows and columns).
-        if w.kernel.rank() != 2 {
-            return;
-        }
-        let pads = [
-            (w.pad_begin[0], w.pad_end[0]),
-            (w.pad_begin[1], w.pad_end[1]),
-        ];
-        let geo: Vec<AxisFit> = (0..2)
-            .map(|ax| AxisFit::new(&w, ax, ins[ax], pads[ax]))
+        let ins: Vec<u64> = x.0[2..].to_vec();
+        let unit = unit_name(rank, true);
+        let geo: Vec<AxisFit> = (0..rank)
+            .map(|ax| AxisFit::new(&w, ax, ins[ax], (w.pad_begin[ax], w.pad_end[ax])))
             .collect();
         if w.ceil {
             if geo.iter().any(|g| g.ceil_out != g.floor_out) {
-                let extra: Vec<u64> = geo.iter().map(|g| g.ceil_extra_pad).collect();
+                let ceil: Vec<u64> = geo.iter().map(|g| g.ceil_out).collect();
+                let floor: Vec<u64> = geo.iter().map(|g| g.floor_out).collect();
+                let pads = and_list(
+                    geo.iter()
+                        .enumerate()
+                        .map(|(ax, g)| format!("{} by {}", end_side(rank, ax), g.ceil_extra_pad))
+                        .collect(),
+                );
                 self.out.push(finding(
                     "ceil-mode",
                     &node.name,
                     format!(
-                        "`{}` ({label}) uses ceil mode: {}×{} → {}×{}, where floor mode gives {}×{}",
-                        node.name, ins[0], ins[1], geo[0].ceil_out, geo[1].ceil_out, geo[0].floor_out, geo[1].floor_out
+                        "`{}` ({label}) uses ceil mode: {} → {}, where floor mode gives {}",
+                        node.name, dims(&ins), dims(&ceil), dims(&floor)
                     ),
                     "TensorFlow/Keras (and TFLite) have no ceil mode: a port of this model gets different shapes from this layer on unless it pads explicitly; frameworks also differ on whether the extra window may start in the padding",
                     format!(
-                        "for TensorFlow/Keras, pad the bottom by {} and the right by {} (with −∞ for max pooling; excluded from the average for average pooling) and use floor mode (\"valid\")",
-                        extra[0], extra[1]
+                        "for TensorFlow/Keras, pad {pads} (with −∞ for max pooling; excluded from the average for average pooling) and use floor mode (\"valid\")"
                     ),
                 ));
             }
             return;
         }
-        let eff: Vec<u64> = (0..2)
+        let eff: Vec<u64> = (0..rank)
             .map(|ax| w.dilation[ax] * (w.kernel[ax] - 1) + 1)
             .collect();
-        if (0..2).any(|ax| eff[ax] < w.stride[ax]) {
+        if (0..rank).any(|ax| eff[ax] < w.stride[ax]) {
             // Windows smaller than the stride leave gaps between them everywhere, not only at
             // the border.
-            let read = eff[0].min(w.stride[0]) * eff[1].min(w.stride[1]);
-            let step = w.stride[0] * w.stride[1];
+            let read: u64 = (0..rank).map(|ax| eff[ax].min(w.stride[ax])).product();
+            let step: u64 = w.stride.iter().product();
+            let window = if rank == 1 {
+                format!("{}-sample", w.kernel[0])
+            } else {
+                w.kernel.dims()
+            };
+            let (why, pool) = if rank == 2 {
+                (
+                    "the pixels between windows influence no output: a strided 1×1 projection discards three quarters of its input (the ResNet-D observation)".to_string(),
+                    format!("{0}×{0}/{0}", w.stride[0].max(w.stride[1])),
+                )
+            } else {
+                (
+                    format!("the {unit} between windows influence no output: a strided {} projection discards them (the ResNet-D observation on images)", cube(1, rank)),
+                    format!("{0}/{0}", w.stride.dims()),
+                )
+            };
             self.out.push(finding(
                 "skipped-pixels",
                 &node.name,
                 format!(
-                    "`{}` ({label}) has a {}×{} window and stride {}×{}: it reads {read} of every {step} input pixels",
-                    node.name, w.kernel[0], w.kernel[1], w.stride[0], w.stride[1]
+                    "`{}` ({label}) has a {window} window and stride {}: it reads {read} of every {step} input {unit}",
+                    node.name, w.stride.dims()
                 ),
-                "the pixels between windows influence no output: a strided 1×1 projection discards three quarters of its input (the ResNet-D observation)",
+                &why,
                 format!(
-                    "average-pool {0}×{0}/{0} first and make this layer stride 1 (ResNet-D), or give it a window at least as large as the stride",
-                    w.stride[0].max(w.stride[1])
+                    "average-pool {pool} first and make this layer stride 1 (ResNet-D), or give it a window at least as large as the stride"
                 ),
             ));
             return;
@@ -435,30 +451,45 @@ impl<'a> Findings<'a> {
         if unread.iter().all(|&u| u == 0) {
             return;
         }
-        let (h, wd) = (ins[0], ins[1]);
-        let kept = (h - unread[0]) * (wd - unread[1]);
-        let lost = h * wd - kept;
+        let total: u64 = ins.iter().product();
+        let kept: u64 = (0..rank).map(|ax| ins[ax] - unread[ax]).product();
+        let lost = total - kept;
         let sizes: Vec<String> = geo
             .iter()
-            .map(|g| {
-                if g.unread == 0 {
+            .enumerate()
+            .map(|(ax, g)| {
+                let s = if g.unread == 0 {
                     g.input.to_string()
                 } else {
                     format!("{} or {}", g.fit_down, g.fit_up)
-                }
+                };
+                format!("{s} ({})", crate::geometry::axis_name(rank, ax))
             })
             .collect();
+        let per_axis = |v: &dyn Fn(&AxisFit) -> u64| {
+            and_list(
+                geo.iter()
+                    .enumerate()
+                    .map(|(ax, g)| format!("{} {}", v(g), axis_units(rank, ax)))
+                    .collect(),
+            )
+        };
+        let why = match rank {
+            1 => "those samples influence no output: features at the end of the signal are lost, and shifting the input changes the result",
+            2 => "those pixels influence no output: features at the bottom and right border are lost, and shifting the image changes the result",
+            _ => "those voxels influence no output: features in the last frames and at the bottom and right border are lost, and shifting the input changes the result",
+        };
         let mut f = finding(
             "border-drop",
             &node.name,
             format!(
-                "`{}` ({label}) on a {h}×{wd} input never reads its last {} rows and {} columns ({} of its input pixels): ⌊(size + padding − window)/stride⌋ windows stop short of the border",
-                node.name, unread[0], unread[1], pct(lost, h * wd)
+                "`{}` ({label}) on a {} input never reads its last {} ({} of its input {unit}): ⌊(size + padding − window)/stride⌋ windows stop short of the border",
+                node.name, dims(&ins), per_axis(&|g| g.unread), pct(lost, total)
             ),
-            "those pixels influence no output: features at the bottom and right border are lost, and shifting the image changes the result",
+            why,
             format!(
-                "feed this layer {} (height) × {} (width) — change --input or earlier strides — or add end padding of {} rows and {} columns so the last window reaches the border",
-                sizes[0], sizes[1], geo[0].pad_to_cover, geo[1].pad_to_cover
+                "feed this layer {} — change --input or earlier strides — or add end padding of {} so the last window reaches the border",
+                sizes.join(" × "), per_axis(&|g| g.pad_to_cover)
             ),
         );
         f.saving_params = None;
@@ -534,23 +565,23 @@ impl<'a> Findings<'a> {
         let Some(w) = node.layer.weight_info() else {
             return;
         };
-        // Image kernels only: the stack of 3×3 convolutions is a 2-D design.
-        if w.kernel.rank() != 2 {
-            return;
-        }
+        // A cube kernel k×…×k at any rank: n stacked 3×…×3 kernels see the same field.
+        let rank = w.kernel.rank();
         let kk = w.kernel[0];
         let p = w.pad_begin[0];
         if w.kind != WeightedKind::Conv
-            || w.kernel[1] != kk
+            || !w.kernel.all(kk)
             || kk < 5
             || kk % 2 == 0
-            || w.stride != [1, 1]
-            || w.dilation != [1, 1]
+            || !w.stride.all(1)
+            || !w.dilation.all(1)
             || w.pad_begin != w.pad_end
-            || w.pad_begin[1] != p
+            || !w.pad_begin.all(p)
+            || node.in_shapes[0].rank() != rank + 2
         {
             return;
         }
+        let (k3, kc) = (cube(3, rank), cube(kk, rank));
         let n = (kk - 1) / 2;
         if p > n {
             return;
@@ -560,21 +591,20 @@ impl<'a> Findings<'a> {
         // output size is unchanged.
         let m = w.in_ch.min(w.out_ch);
         let x = &node.in_shapes[0].0;
-        let (batch, mut hh, mut ww) = (x[0], x[2], x[3]);
+        let (batch, mut sizes) = (x[0], x[2..].to_vec());
         let (mut new_params, mut new_macs) = (0u64, 0u64);
         let mut widths = vec![w.in_ch];
         for i in 0..n {
             let cin = *widths.last().expect("not empty");
             let cout = if i + 1 == n { w.out_ch } else { m };
             let pad = u64::from(i < p);
-            hh = hh + 2 * pad - 2;
-            ww = ww + 2 * pad - 2;
-            let weights = 9 * cin * cout / w.groups;
+            sizes.iter_mut().for_each(|s| *s = *s + 2 * pad - 2);
+            let weights = 3u64.pow(rank as u32) * cin * cout / w.groups;
             new_params += weights;
-            new_macs += weights * batch * hh * ww;
+            new_macs += weights * batch * sizes.iter().product::<u64>();
             widths.push(cout);
         }
-        let old_params = kk * kk * w.in_ch * w.out_ch / w.groups;
+        let old_params = kk.pow(rank as u32) * w.in_ch * w.out_ch / w.groups;
         let old_macs = torchvision_macs(node);
         if new_params >= old_params {
             return;
@@ -590,11 +620,11 @@ impl<'a> Findings<'a> {
         let (what, fix) = if depthwise {
             (
                 format!(
-                    "`{}` is a depthwise {kk}×{kk} convolution on {} channels ({} weights)",
+                    "`{}` is a depthwise {kc} convolution on {} channels ({} weights)",
                     node.name, w.in_ch, old_params
                 ),
                 format!(
-                    "{n} stacked depthwise 3×3 convolutions on {} channels (an activation between them): {}",
+                    "{n} stacked depthwise {k3} convolutions on {} channels (an activation between them): {}",
                     w.in_ch,
                     savings_text((old_params, new_params), (old_macs, new_macs))
                 ),
@@ -602,11 +632,11 @@ impl<'a> Findings<'a> {
         } else if w.groups > 1 {
             (
                 format!(
-                    "`{}` is a {kk}×{kk} convolution {}→{} in {} groups ({} weights)",
+                    "`{}` is a {kc} convolution {}→{} in {} groups ({} weights)",
                     node.name, w.in_ch, w.out_ch, w.groups, old_params
                 ),
                 format!(
-                    "{n} stacked 3×3 convolutions {chain}, each in {} groups (a ReLU between them): {}",
+                    "{n} stacked {k3} convolutions {chain}, each in {} groups (a ReLU between them): {}",
                     w.groups,
                     savings_text((old_params, new_params), (old_macs, new_macs))
                 ),
@@ -614,11 +644,11 @@ impl<'a> Findings<'a> {
         } else {
             (
                 format!(
-                    "`{}` is a {kk}×{kk} convolution {}→{} ({} weights)",
+                    "`{}` is a {kc} convolution {}→{} ({} weights)",
                     node.name, w.in_ch, w.out_ch, old_params
                 ),
                 format!(
-                    "{n} stacked 3×3 convolutions {chain} (a ReLU between them): {}",
+                    "{n} stacked {k3} convolutions {chain} (a ReLU between them): {}",
                     savings_text((old_params, new_params), (old_macs, new_macs))
                 ),
             )
@@ -627,10 +657,10 @@ impl<'a> Findings<'a> {
             "large-kernel",
             &node.name,
             what,
-            if depthwise {
-                "a stack of depthwise 3×3 convolutions sees the same field with fewer weights and MACs (18 instead of 25 per channel and pixel for 5×5); the depthwise layer is a small part of its block's cost, and the stack adds a pass over the activations, so the saving is small"
+            &if depthwise {
+                format!("a stack of depthwise {k3} convolutions sees the same field with fewer weights and MACs ({} instead of {} per channel and {} for {}); the depthwise layer is a small part of its block's cost, and the stack adds a pass over the activations, so the saving is small", 2 * 3u64.pow(rank as u32), 5u64.pow(rank as u32), unit_name(rank, false), cube(5, rank))
             } else {
-                "a stack of 3×3 convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)"
+                format!("a stack of {k3} convolutions sees the same field with fewer weights and more non-linearities (VGG, Inception-v3)")
             },
             fix,
         );
@@ -647,7 +677,8 @@ impl<'a> Findings<'a> {
             return;
         };
         if w.kind != WeightedKind::Conv
-            || w.kernel != [3, 3]
+            || !w.kernel.all(3)
+            || node.in_shapes[0].rank() != w.kernel.rank() + 2
             || w.groups != 1
             || w.in_ch < 256
             || w.out_ch < 256
@@ -655,12 +686,14 @@ impl<'a> Findings<'a> {
         {
             return;
         }
+        let rank = w.kernel.rank();
+        let (k1, k3, nine) = (cube(1, rank), cube(3, rank), 3u64.pow(rank as u32));
         let r = w.in_ch.min(w.out_ch) / 4;
         let (x, y) = (&node.in_shapes[0].0, &node.out_shapes[0].0);
-        let in_px = x[0] * x[2] * x[3];
-        let out_px = y[0] * y[2] * y[3];
-        let old_params = 9 * w.in_ch * w.out_ch;
-        let new_params = w.in_ch * r + 9 * r * r + r * w.out_ch;
+        let in_px = x[0] * x[2..].iter().product::<u64>();
+        let out_px = y[0] * y[2..].iter().product::<u64>();
+        let old_params = nine * w.in_ch * w.out_ch;
+        let new_params = w.in_ch * r + nine * r * r + r * w.out_ch;
         let old_macs = out_px * old_params;
         // The 1×1 reduction runs at the input resolution, the 3×3 (with the stride) and the
         // expansion at the output resolution.
@@ -669,7 +702,7 @@ impl<'a> Findings<'a> {
         let Some(new_macs) = in_px
             .checked_mul(w.in_ch)
             .and_then(|v| v.checked_mul(r))
-            .and_then(|v| v.checked_add(out_px.checked_mul(9 * r * r + r * w.out_ch)?))
+            .and_then(|v| v.checked_add(out_px.checked_mul(nine * r * r + r * w.out_ch)?))
         else {
             return;
         };
@@ -680,16 +713,16 @@ impl<'a> Findings<'a> {
             "bottleneck",
             &node.name,
             format!(
-                "`{}` is a 3×3 convolution {}→{} ({} weights, {} MACs)",
+                "`{}` is a {k3} convolution {}→{} ({} weights, {} MACs)",
                 node.name,
                 w.in_ch,
                 w.out_ch,
                 human_count(old_params),
                 human_count(old_macs)
             ),
-            "most of a wide 3×3 convolution's cost mixes channels; a 1×1 reduction, the 3×3 on fewer channels and a 1×1 expansion (ResNet's bottleneck) keep the field and the output shape for a fraction of the cost",
+            &format!("most of a wide {k3} convolution's cost mixes channels; a {k1} reduction, the {k3} on fewer channels and a {k1} expansion (ResNet's bottleneck) keep the field and the output shape for a fraction of the cost"),
             format!(
-                "1×1 {}→{r}, 3×3 {r}→{r}, 1×1 {r}→{}: {}",
+                "{k1} {}→{r}, {k3} {r}→{r}, {k1} {r}→{}: {}",
                 w.in_ch,
                 w.out_ch,
                 savings_text((old_params, new_params), (old_macs, new_macs))
@@ -726,9 +759,12 @@ impl<'a> Findings<'a> {
     fn fc_heavy(&mut self) {
         let total = self.a.totals.params;
         // A model without a spatial trunk (an MLP) is fully connected by design.
-        if coverage(self.a).last.is_none() {
+        let cov = coverage(self.a);
+        if cov.last.is_none() {
             return;
         }
+        // N×C and the trunk's spatial axes.
+        let map_rank = cov.input.len() + 2;
         // The head: fully-connected layers on feature vectors (N×F). Linear layers applied per
         // token or position (a transformer's, on N×L×C) are not a head on a flattened map.
         let fcs: Vec<(usize, WeightInfo)> = self
@@ -759,7 +795,7 @@ impl<'a> Findings<'a> {
                 break None;
             };
             let shape = &self.net.nodes[s].out_shapes[slot];
-            if shape.rank() == 4 {
+            if shape.rank() == map_rank {
                 // A feature map of the trunk, not the model's input.
                 break (!self.net.nodes[s].inputs.is_empty()).then(|| shape.clone());
             }
@@ -781,8 +817,8 @@ impl<'a> Findings<'a> {
             "a fully-connected head on a flattened feature map (AlexNet, VGG) is most of the model's size and memory traffic and overfits; global average pooling before a single classifier (NiN, GoogLeNet, ResNet) keeps the accuracy with a fraction of the weights",
             "pool the feature map globally before the classifier".to_string(),
         );
-        if let Some(m) = map.filter(|m| m.0[2] * m.0[3] > 1) {
-            let (c, hw) = (m.0[1], m.0[2] * m.0[3]);
+        if let Some(m) = map.filter(|m| m.0[2..].iter().product::<u64>() > 1) {
+            let (c, hw) = (m.0[1], m.0[2..].iter().product::<u64>());
             let bias = u64::from(w.bias) * w.out_ch;
             let new = c * w.out_ch + bias;
             let saving = own.saturating_sub(new);
@@ -792,8 +828,8 @@ impl<'a> Findings<'a> {
                 return;
             }
             f.fix = format!(
-                "global average pooling of the {c}×{}×{} map before `{name}` makes its input {c} features instead of {}: {} parameters instead of {} (−{}, {} of the model), {} fewer MACs",
-                m.0[2], m.0[3], c * hw, new, own, saving, pct(saving, total), human_count(macs)
+                "global average pooling of the {c}×{} map before `{name}` makes its input {c} features instead of {}: {} parameters instead of {} (−{}, {} of the model), {} fewer MACs",
+                dims(&m.0[2..]), c * hw, new, own, saving, pct(saving, total), human_count(macs)
             );
             f.saving_params = Some(saving);
             f.saving_macs = Some(macs);
@@ -867,7 +903,18 @@ impl<'a> Findings<'a> {
             let f = self.a.layers[cov.last.unwrap_or(c)]
                 .rf
                 .as_ref()
-                .map(|f| fmt_q(&f.axes[0].size))
+                .map(|f| {
+                    // Every axis of a signal's or a video's field (an image's: its height).
+                    if rank == 2 || f.axes.iter().all(|a| a.size == f.axes[0].size) {
+                        fmt_q(&f.axes[0].size)
+                    } else {
+                        f.axes
+                            .iter()
+                            .map(|a| fmt_q(&a.size))
+                            .collect::<Vec<_>>()
+                            .join("×")
+                    }
+                })
                 .unwrap_or_default();
             let mut fd = finding(
                 "unproductive-layers",
@@ -884,6 +931,66 @@ impl<'a> Findings<'a> {
             fd.saving_macs = None;
             self.out.push(fd);
         }
+    }
+}
+
+/// `16×112×112`: sizes joined by `×`.
+fn dims(v: &[u64]) -> String {
+    v.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+/// A cube kernel `k` on each of `rank` axes: `3×3` (2-D), `3×3×3` (3-D), `3-wide` (1-D).
+fn cube(k: u64, rank: usize) -> String {
+    if rank == 1 {
+        format!("{k}-wide")
+    } else {
+        dims(&vec![k; rank])
+    }
+}
+
+/// What one input unit is called at `rank` spatial axes (`plural` or not).
+fn unit_name(rank: usize, plural: bool) -> &'static str {
+    match (rank, plural) {
+        (1, true) => "samples",
+        (1, false) => "sample",
+        (3, true) => "voxels",
+        (3, false) => "voxel",
+        (_, true) => "pixels",
+        (_, false) => "pixel",
+    }
+}
+
+/// What the units along spatial axis `ax` are called: samples (1-D), rows and columns (2-D),
+/// frames, rows and columns (3-D).
+fn axis_units(rank: usize, ax: usize) -> &'static str {
+    match (rank, ax) {
+        (1, _) => "samples",
+        (3, 0) => "frames",
+        (3, 1) | (2, 0) => "rows",
+        _ => "columns",
+    }
+}
+
+/// Where end padding goes on spatial axis `ax`: the end (1-D), the bottom and the right (2-D),
+/// and the last frames (3-D).
+fn end_side(rank: usize, ax: usize) -> &'static str {
+    match (rank, ax) {
+        (1, _) => "the end",
+        (3, 0) => "the last frames",
+        (3, 1) | (2, 0) => "the bottom",
+        _ => "the right",
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: Vec<String>) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 

@@ -417,7 +417,18 @@ fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String,
     s += &format!(
         "<div class=\"card\" data-total=\"rf\"><div class=\"k\">Final receptive field</div><div class=\"v\">{}</div><div class=\"x\">{}</div></div>\n",
         escape(&final_rf),
-        if final_rf == "global" { "every unit sees the whole input".to_string() } else { format!("pixels, input {}", cov.input.first().copied().unwrap_or(0)) }
+        if final_rf == "global" {
+            "every unit sees the whole input".to_string()
+        } else if cov.input.len() == 2 {
+            format!("pixels, input {}", cov.input[0])
+        } else {
+            // A signal's length, or a video's depth × height × width.
+            format!(
+                "{}, input {}",
+                unit_name(cov.input.len()),
+                cov.input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+            )
+        }
     );
     s += "</div>\n";
     s += &format!(
@@ -878,6 +889,16 @@ fn bar_chart(
     Ok(with_hits(svg, &hits))
 }
 
+/// What one input unit is called at `rank` spatial axes: samples (1-D), pixels (2-D), voxels
+/// (3-D).
+fn unit_name(rank: usize) -> &'static str {
+    match rank {
+        1 => "samples",
+        3 => "voxels",
+        _ => "pixels",
+    }
+}
+
 /// The receptive field's size and jump on the first spatial axis (the height of an image, the
 /// depth of a video, the length of a signal) against depth; `input`: the input's spatial sizes.
 fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
@@ -915,6 +936,11 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
         "Receptive field against depth ({} axis)",
         crate::geometry::axis_name(report::field_rank(a), 0)
     );
+    // The unit of the field's axis: px (2-D), samples (1-D), voxels (3-D).
+    let px = match report::field_rank(a) {
+        2 => "px",
+        r => unit_name(r),
+    };
     let mut svg = String::new();
     let mut hits = Vec::new();
     {
@@ -938,7 +964,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
             .configure_mesh()
             .disable_x_mesh()
             .x_desc("layer, in network order (index)")
-            .y_desc("input pixels (log)")
+            .y_desc(format!("input {} (log)", unit_name(report::field_rank(a))))
             .x_labels(8)
             .y_labels(8)
             .x_label_formatter(&|v| format!("{v:.0}"))
@@ -957,7 +983,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
                 RGBColor(90, 90, 90).stroke_width(1),
             ))
             .map_err(chart_error)?
-            .label(format!("input size {} px", input[0]))
+            .label(format!("input size {} {px}", input[0]))
             .legend(|(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (4, 0)], RGBColor(90, 90, 90))
@@ -966,7 +992,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
             });
         chart
             .draw_series(std::iter::once(Text::new(
-                format!("input {} px", input[0]),
+                format!("input {} {px}", input[0]),
                 (n * 0.01, inp * 1.25),
                 ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)),
             )))
@@ -978,7 +1004,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
                 ink.stroke_width(2),
             ))
             .map_err(chart_error)?
-            .label("size (px)")
+            .label(format!("size ({px})"))
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (18, 0)], ink.stroke_width(2))
@@ -1000,7 +1026,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
                 ink2.stroke_width(2),
             ))
             .map_err(chart_error)?
-            .label("jump (px per unit)")
+            .label(format!("jump ({px} per unit)"))
             .legend(move |(x, y)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (6, 0)], ink2.stroke_width(2))

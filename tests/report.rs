@@ -262,8 +262,19 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
         assert_eq!(s["totals"][key], j["totals"][key], "{model}: total {key}");
     }
     let c = json(&["compare", model, "--format", "json"]);
-    let rf = c["models"][0]["rf"][0].as_f64().unwrap();
-    assert_eq!(s["totals"]["rf"], format!("{rf}"), "{model}: final field");
+    // One value per spatial axis; the page shows one when they agree, else all joined by ×.
+    let rf: Vec<String> = c["models"][0]["rf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| format!("{}", v.as_f64().unwrap()))
+        .collect();
+    let rf = if rf.iter().all(|x| *x == rf[0]) {
+        rf[0].clone()
+    } else {
+        rf.join("×")
+    };
+    assert_eq!(s["totals"]["rf"], rf, "{model}: final field");
 
     // Every layer's row, as shown, against the JSON.
     let layers = j["layers"].as_array().unwrap();
@@ -307,40 +318,48 @@ fn check_section(s: &Value, model: &str, diagram: bool) {
     // Folded at depth 1: the rows of `summary --depth 1`.
     let csv =
         String::from_utf8(ok(&["summary", model, "--depth", "1", "--format", "csv"])).unwrap();
+    // One field column per spatial axis (rf_length; rf_height, rf_width; rf_depth, …).
+    let axes = csv
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .filter(|h| h.starts_with("rf_") && *h != "rf_aligned")
+        .count();
     // The last row is the totals (empty name, op `total`), which the table does not fold.
+    // Each row from the end: rf_aligned, the field's axes (last first), activation_bytes,
+    // flops, macs, params, then the rest (name, op, output).
     let folded: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
         .filter(|l| !l.starts_with(",total,"))
-        .map(|l| l.rsplitn(8, ',').collect())
+        .map(|l| l.rsplitn(axes + 6, ',').collect())
         .collect();
     let fold1 = s["fold1"].as_array().unwrap();
     assert_eq!(fold1.len(), folded.len(), "{model}: rows at depth 1");
     for (r, f) in fold1.iter().zip(&folded) {
-        // rsplitn: rf_aligned, rf_width, rf_height, activation_bytes, flops, macs, params,
-        // then the rest (name, op, output).
-        let name = f[7].split(',').next().unwrap();
+        let name = f[axes + 5].split(',').next().unwrap();
         assert_eq!(r["name"], name);
-        let shown = if f[6] == "0" { "-" } else { f[6] };
+        let at = |k: usize| f[axes + k];
+        let shown = if at(4) == "0" { "-" } else { at(4) };
         assert_eq!(r["params"], shown, "{name}");
-        assert_eq!(r["macs"].as_u64(), f[5].parse::<u64>().ok(), "{name}");
-        assert_eq!(r["flops"].as_u64(), f[4].parse::<u64>().ok(), "{name}");
-        assert_eq!(r["mem"].as_u64(), f[3].parse::<u64>().ok(), "{name}");
-        // The page's field: `global`, `H` (square) or `H×W`, with `*` when not aligned.
-        let rf = match (f[2], f[1], f[0]) {
-            ("", _, _) => "global".to_string(),
-            (h, w, aligned) => {
-                let t = if h == w {
-                    h.to_string()
-                } else {
-                    format!("{h}×{w}")
-                };
-                if aligned == "true" {
-                    t
-                } else {
-                    t + "*"
-                }
-            }
+        assert_eq!(r["macs"].as_u64(), at(3).parse::<u64>().ok(), "{name}");
+        assert_eq!(r["flops"].as_u64(), at(2).parse::<u64>().ok(), "{name}");
+        assert_eq!(r["mem"].as_u64(), at(1).parse::<u64>().ok(), "{name}");
+        // The page's field: `global`, one value (every axis equal) or the axes joined by `×`,
+        // with `*` when not aligned.
+        let field: Vec<&str> = f[1..=axes].iter().rev().copied().collect();
+        let t = if field[0].is_empty() {
+            "global".to_string()
+        } else if field.iter().all(|x| *x == field[0]) {
+            field[0].to_string()
+        } else {
+            field.join("×")
+        };
+        let rf = if t == "global" || f[0] == "true" {
+            t
+        } else {
+            t + "*"
         };
         assert_eq!(r["rf"], rf.as_str(), "{name}");
     }
@@ -479,6 +498,45 @@ fn browser_model_page() {
     );
     check_section(s, "resnet50", diagram);
     screenshot(&bin, &dir, "resnet50", &page, 2400);
+}
+
+/// The page of a zoo model of another spatial rank, checked as resnet50's is (every row's
+/// label — `conv 3×7×7/1×2×2 p1×3×3, 64 …` — and figures against `summary --format json`, the
+/// depth-1 rows and their per-axis fields against the CSV, sorting, folding, search,
+/// click-through, the memory timeline, the audit's links), and the field card's note, the
+/// field chart's axis and legend in `unit`s (of the whole `input`).
+fn browser_nd_page(model: &str, unit: &str, input: &str) {
+    let Some(bin) = chromium() else {
+        return no_browser(&format!("browser page of {model}"));
+    };
+    let diagram = have_dot(&format!(
+        "the page of {model} was checked without its diagram"
+    ));
+    let dir = scratch(&format!("browser-{model}"));
+    let page = report(&dir, &format!("{model}.html"), &[model]);
+    let v = selftest(&bin, &dir, model, &page);
+    check_section(&v["sections"][0], model, diagram);
+    let text = std::fs::read_to_string(&page).unwrap();
+    for want in [
+        format!("<div class=\"x\">{unit}, input {input}</div>"),
+        format!("input {unit} (log)"),
+        format!("size ({unit})"),
+        format!("jump ({unit} per unit)"),
+    ] {
+        assert!(text.contains(&want), "{model}: the page lacks {want}");
+    }
+    screenshot(&bin, &dir, model, &page, 2400);
+}
+
+#[test]
+fn browser_video_page() {
+    // r3d_18's final field is 117×315×315 voxels of the 16×112×112 clip.
+    browser_nd_page("r3d_18", "voxels", "16×112×112");
+}
+
+#[test]
+fn browser_audio_page() {
+    browser_nd_page("wav2letter", "samples", "16000");
 }
 
 #[test]
