@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::analysis::Analysis;
 use crate::error::Error;
+use crate::geometry::unit_name;
 use crate::graph::{NetNode, Network};
 use crate::layers::{Category, Shape, WeightInfo, WeightedKind, Window};
 use crate::receptive::{fmt_q, q_f64, Q};
@@ -948,18 +949,6 @@ fn cube(k: u64, rank: usize) -> String {
         format!("{k}-wide")
     } else {
         dims(&vec![k; rank])
-    }
-}
-
-/// What one input unit is called at `rank` spatial axes (`plural` or not).
-fn unit_name(rank: usize, plural: bool) -> &'static str {
-    match (rank, plural) {
-        (1, true) => "samples",
-        (1, false) => "sample",
-        (3, true) => "voxels",
-        (3, false) => "voxel",
-        (_, true) => "pixels",
-        (_, false) => "pixel",
     }
 }
 

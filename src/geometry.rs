@@ -117,6 +117,19 @@ pub fn axis_name(rank: usize, axis: usize) -> &'static str {
     }
 }
 
+/// What one input unit of a field with `rank` spatial axes is called: a sample (1-D), a pixel
+/// (2-D), a voxel (3-D); `plural` for the plural.
+pub fn unit_name(rank: usize, plural: bool) -> &'static str {
+    match (rank, plural) {
+        (1, true) => "samples",
+        (1, false) => "sample",
+        (3, true) => "voxels",
+        (3, false) => "voxel",
+        (_, true) => "pixels",
+        (_, false) => "pixel",
+    }
+}
+
 /// Output length of a convolution along one axis:
 /// `floor((input + pad_begin + pad_end - dilation·(kernel-1) - 1) / stride) + 1`.
 pub fn conv_out(

@@ -23,6 +23,7 @@ use crate::audit::Audit;
 use crate::compare::{self, Comparison};
 use crate::convention::Convention;
 use crate::error::{Diagnostic, Error};
+use crate::geometry::unit_name;
 use crate::graph::Network;
 use crate::layers::Category;
 use crate::receptive::q_f64;
@@ -425,7 +426,7 @@ fn model_section(m: &ModelPage, p: &str, h: usize, back: bool) -> Result<String,
             // A signal's length, or a video's depth × height × width.
             format!(
                 "{}, input {}",
-                unit_name(cov.input.len()),
+                unit_name(cov.input.len(), true),
                 cov.input.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
             )
         }
@@ -889,16 +890,6 @@ fn bar_chart(
     Ok(with_hits(svg, &hits))
 }
 
-/// What one input unit is called at `rank` spatial axes: samples (1-D), pixels (2-D), voxels
-/// (3-D).
-fn unit_name(rank: usize) -> &'static str {
-    match rank {
-        1 => "samples",
-        3 => "voxels",
-        _ => "pixels",
-    }
-}
-
 /// The receptive field's size and jump on the first spatial axis (the height of an image, the
 /// depth of a video, the length of a signal) against depth; `input`: the input's spatial sizes.
 fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
@@ -939,7 +930,7 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
     // The unit of the field's axis: px (2-D), samples (1-D), voxels (3-D).
     let px = match report::field_rank(a) {
         2 => "px",
-        r => unit_name(r),
+        r => unit_name(r, true),
     };
     let mut svg = String::new();
     let mut hits = Vec::new();
@@ -964,7 +955,10 @@ fn rf_chart(a: &Analysis, input: &[u64]) -> Result<String, Error> {
             .configure_mesh()
             .disable_x_mesh()
             .x_desc("layer, in network order (index)")
-            .y_desc(format!("input {} (log)", unit_name(report::field_rank(a))))
+            .y_desc(format!(
+                "input {} (log)",
+                unit_name(report::field_rank(a), true)
+            ))
             .x_labels(8)
             .y_labels(8)
             .x_label_formatter(&|v| format!("{v:.0}"))
