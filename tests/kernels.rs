@@ -375,8 +375,10 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 }
 
 /// PyTorch's NaN/Inf semantics in every kernel: every activation (softmax and log-softmax
-/// along dims 1 and -1), every pool but max-unpool, every norm, the merges (add, multiply,
-/// concat), the channel magnitude and every upsampling mode. Each layer of `tests/data/nonfinite_reference.json` (written by
+/// along dims 1 and -1), every pool but max-unpool (1-D, 2-D and 3-D), every norm (batchnorm3d
+/// and instancenorm1d/3d included), the merges (add, multiply, concat), the channel magnitude,
+/// every upsampling mode (linear and trilinear included) and conv1d/conv3d in each padding
+/// mode (with PyTorch's own weights from the JSON). Each layer of `tests/data/nonfinite_reference.json` (written by
 /// `scripts/nonfinite_reference.py` from PyTorch's own modules) runs on PyTorch's input, as
 /// written and through the inference plan; NaN must come out exactly where PyTorch gives NaN,
 /// infinities where it gives the same infinity, and finite values agree within rounding.
@@ -384,7 +386,7 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 fn nonfinite_values_follow_pytorch() {
     let doc = data_json("nonfinite_reference.json");
     let cases = doc["cases"].as_array().unwrap();
-    assert!(cases.len() >= 60, "{} cases", cases.len());
+    assert!(cases.len() >= 129, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let op = case["op"].as_str().unwrap();
@@ -418,7 +420,20 @@ fn nonfinite_values_follow_pytorch() {
             .iter()
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
-        let w = exec::init_weights(&net, 0).unwrap();
+        let mut w = exec::init_weights(&net, 0).unwrap();
+        // A convolution's PyTorch-initialised weight and bias, in archscope's order.
+        if let Some(ws) = case.get("weights").and_then(|v| v.as_array()) {
+            assert_eq!(ws.len(), w.per_node[1].len(), "{op}: weight tensors");
+            for (t, v) in w.per_node[1].iter_mut().zip(ws) {
+                assert_eq!(t.shape, usizes(&v["shape"]), "{op}");
+                t.data = v["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(nonfinite_value)
+                    .collect();
+            }
+        }
         let x = vec![Tensor::new(shape.clone(), input)];
         let written = exec::run(&net, &w, &x, None).unwrap();
         let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
