@@ -941,6 +941,68 @@ mod tests {
     }
 
     #[test]
+    fn every_plan_agrees() {
+        // (input, kernel, padding, c, m, threads, plan), plans derived by hand from
+        // ConvPlan::new: k = c·taps, n = output positions, columns per tile
+        // ⌈max(2^19 / 4k, 64) / 16⌉·16.
+        let cases: [(&[usize], &[usize], &[usize], usize, usize, usize, ConvPlan); 4] = [
+            // 1×1×1, stride 1, unpadded: the GEMM reads the input.
+            (&[3, 10, 10], &[1, 1, 1], &[0, 0, 0], 8, 16, 2, ConvPlan::Direct),
+            // k = 32·27 = 864, n = 4·8·8 = 256 < 256·4, 16·256·864 ≥ 2^18: one im2col.
+            (&[4, 8, 8], &[3, 3, 3], &[1, 1, 1], 32, 16, 4, ConvPlan::Whole),
+            // k = 8·27 = 216, n = 2048 ≥ 256·2: 2^19/864 = 606 → 608 columns, 4 tiles, 2 runs.
+            (
+                &[8, 16, 16],
+                &[3, 3, 3],
+                &[1, 1, 1],
+                8,
+                8,
+                2,
+                ConvPlan::Tiled {
+                    cols: 608,
+                    tiles: 4,
+                    groups: 2,
+                },
+            ),
+            // 2·9·100 < 2^18 MACs: one run, on the calling thread, whatever the threads.
+            (
+                &[100],
+                &[9],
+                &[4],
+                2,
+                9,
+                4,
+                ConvPlan::Tiled {
+                    cols: 100,
+                    tiles: 1,
+                    groups: 1,
+                },
+            ),
+        ];
+        for (n, (i, k, p, c, m, threads, plan)) in cases.into_iter().enumerate() {
+            let r = i.len();
+            let o: Vec<usize> = (0..r).map(|a| out_len(i[a], k[a], 1, p[a], 1)).collect();
+            let win = WindowNd::new(k, &vec![1; r], p, &vec![1; r], i, &o);
+            assert_eq!(ConvPlan::new(c, &win, m, threads), plan, "case {n}");
+            let x = values(c * win.input_len(), 20 + n as u64);
+            let w = values(m * c * win.taps(), 30 + n as u64);
+            let b = values(m, 40 + n as u64);
+            let mut out = vec![f32::NAN; m * win.output_len()];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| conv_nd(&x, c, &win, &w, m, Some(&b), None, &mut out));
+            let want: Vec<f32> = naive_conv(&x, c, &win, &w, m)
+                .chunks(win.output_len())
+                .zip(&b)
+                .flat_map(|(row, &bo)| row.iter().map(move |v| v + bo))
+                .collect();
+            close(&out, &want, 1e-4);
+        }
+    }
+
+    #[test]
     fn small_tiles_agree() {
         // A long 1-D signal: many tiles (TILE_BYTES / (4·(k + m)) columns each).
         let win = WindowNd::new(&[9], &[1], &[4], &[1], &[20_000], &[20_000]);
