@@ -945,16 +945,27 @@ mod tests {
         // (input, kernel, padding, c, m, threads, plan), plans derived by hand from
         // ConvPlan::new: k = c·taps, n = output positions, columns per tile
         // ⌈max(2^19 / 4k, 64) / 16⌉·16.
-        let cases: [(&[usize], &[usize], &[usize], usize, usize, usize, ConvPlan); 4] = [
+        type PlanCase = (&'static [usize], &'static [usize], &'static [usize]);
+        let cases: [(PlanCase, usize, usize, usize, ConvPlan); 4] = [
             // 1×1×1, stride 1, unpadded: the GEMM reads the input.
-            (&[3, 10, 10], &[1, 1, 1], &[0, 0, 0], 8, 16, 2, ConvPlan::Direct),
+            (
+                (&[3, 10, 10], &[1, 1, 1], &[0, 0, 0]),
+                8,
+                16,
+                2,
+                ConvPlan::Direct,
+            ),
             // k = 32·27 = 864, n = 4·8·8 = 256 < 256·4, 16·256·864 ≥ 2^18: one im2col.
-            (&[4, 8, 8], &[3, 3, 3], &[1, 1, 1], 32, 16, 4, ConvPlan::Whole),
+            (
+                (&[4, 8, 8], &[3, 3, 3], &[1, 1, 1]),
+                32,
+                16,
+                4,
+                ConvPlan::Whole,
+            ),
             // k = 8·27 = 216, n = 2048 ≥ 256·2: 2^19/864 = 606 → 608 columns, 4 tiles, 2 runs.
             (
-                &[8, 16, 16],
-                &[3, 3, 3],
-                &[1, 1, 1],
+                (&[8, 16, 16], &[3, 3, 3], &[1, 1, 1]),
                 8,
                 8,
                 2,
@@ -966,9 +977,7 @@ mod tests {
             ),
             // 2·9·100 < 2^18 MACs: one run, on the calling thread, whatever the threads.
             (
-                &[100],
-                &[9],
-                &[4],
+                (&[100], &[9], &[4]),
                 2,
                 9,
                 4,
@@ -979,7 +988,7 @@ mod tests {
                 },
             ),
         ];
-        for (n, (i, k, p, c, m, threads, plan)) in cases.into_iter().enumerate() {
+        for (n, ((i, k, p), c, m, threads, plan)) in cases.into_iter().enumerate() {
             let r = i.len();
             let o: Vec<usize> = (0..r).map(|a| out_len(i[a], k[a], 1, p[a], 1)).collect();
             let win = WindowNd::new(k, &vec![1; r], p, &vec![1; r], i, &o);

@@ -121,13 +121,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
             false,
         ),
         // maxpool3d 2×2×2/2 on 2×4×8×8 with its indices: one u32 per output, 2·2·4·4 = 64.
-        (
-            &[1, 2, 4, 8, 8],
-            "{op: maxpool3d, kernel: 2}",
-            64,
-            64,
-            true,
-        ),
+        (&[1, 2, 4, 8, 8], "{op: maxpool3d, kernel: 2}", 64, 64, true),
     ];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)

@@ -633,8 +633,8 @@ impl Kernel for ConvNd {
                     );
                     let cg = (self.in_ch / g) as usize;
                     let og = (self.out_ch / g) as usize;
-                    ConvPlan::new(cg, &win, og, rayon::current_num_threads())
-                        .workspace(cg, &win) as u64
+                    ConvPlan::new(cg, &win, og, rayon::current_num_threads()).workspace(cg, &win)
+                        as u64
                 }
                 _ => u64::MAX,
             }
