@@ -171,9 +171,9 @@ const COL_TILE_MIN: usize = 256;
 pub enum ConvPlan {
     /// A 1×…×1, stride-1, unpadded window: the GEMM reads the input directly; no buffer.
     Direct,
-    /// Column tiles of `cols` output positions, `tiles` of them, shared out in `groups`
-    /// contiguous runs (one per thread at most), each run im2col'ing its tiles one after the
-    /// other into one `k × cols` buffer of its own.
+    /// Column tiles of `cols` output positions, `tiles` of them, handed out to `groups`
+    /// threads (1: the calling thread alone) as they come free; each thread im2col's its
+    /// current tile into one `k × cols` buffer, and holds one at a time.
     Tiled {
         cols: usize,
         tiles: usize,
@@ -341,34 +341,33 @@ pub fn conv_nd(
             groups,
         } => {
             let addr = out.as_mut_ptr() as usize;
-            let run = |g: usize| {
-                let (t0, t1) = (g * tiles / groups, (g + 1) * tiles / groups);
-                if t0 == t1 {
-                    return;
-                }
-                let mut cols = vec![0.0f32; k * nb];
-                for t in t0..t1 {
-                    let (n0, n1) = (t * nb, ((t + 1) * nb).min(n));
-                    let cn = n1 - n0;
-                    im2col_nd(x, channels, win, n0, n1, &mut cols[..k * cn]);
-                    // SAFETY: tile t alone writes columns n0..n1 of the m rows of `out`
-                    // (m × n, row-major, borrowed mutably for this whole match arm).
-                    unsafe {
-                        let base = (addr as *mut f32).add(n0);
-                        gemm_block(m, cn, k, w, &cols, cn, base, n);
-                        vectorised(|| {
-                            for r in 0..m {
-                                let seg = std::slice::from_raw_parts_mut(base.add(r * n), cn);
-                                finish(seg, r);
-                            }
-                        });
-                    }
+            let tile = |cols: &mut Vec<f32>, t: usize| {
+                let (n0, n1) = (t * nb, ((t + 1) * nb).min(n));
+                let cn = n1 - n0;
+                cols.resize(k * nb, 0.0);
+                im2col_nd(x, channels, win, n0, n1, &mut cols[..k * cn]);
+                // SAFETY: tile t alone writes columns n0..n1 of the m rows of `out` (m × n,
+                // row-major, borrowed mutably for this whole match arm).
+                unsafe {
+                    let base = (addr as *mut f32).add(n0);
+                    gemm_block(m, cn, k, w, cols, cn, base, n);
+                    vectorised(|| {
+                        for r in 0..m {
+                            let seg = std::slice::from_raw_parts_mut(base.add(r * n), cn);
+                            finish(seg, r);
+                        }
+                    });
                 }
             };
             if groups > 1 {
-                (0..groups).into_par_iter().for_each(run);
+                // Tiles handed out by rayon as threads come free; nothing inside a tile runs
+                // in parallel, so a thread holds one buffer at a time.
+                (0..tiles)
+                    .into_par_iter()
+                    .for_each_init(Vec::new, |cols, t| tile(cols, t));
             } else {
-                run(0);
+                let mut cols = Vec::new();
+                (0..tiles).for_each(|t| tile(&mut cols, t));
             }
         }
     }
@@ -963,7 +962,7 @@ mod tests {
                 4,
                 ConvPlan::Whole,
             ),
-            // k = 8·27 = 216, n = 2048 ≥ 256·2: 2^19/864 = 606 → 608 columns, 4 tiles, 2 runs.
+            // k = 8·27 = 216, n = 2048 ≥ 256·2: 2^19/864 = 606 → 608 columns, 4 tiles on 2 threads.
             (
                 (&[8, 16, 16], &[3, 3, 3], &[1, 1, 1]),
                 8,
@@ -975,7 +974,7 @@ mod tests {
                     groups: 2,
                 },
             ),
-            // 2·9·100 < 2^18 MACs: one run, on the calling thread, whatever the threads.
+            // 2·9·100 < 2^18 MACs: on the calling thread alone, whatever the threads.
             (
                 (&[100], &[9], &[4]),
                 2,

@@ -68,7 +68,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
     // kernel must have allocated at once beyond its output, in elements, want_aux).
     let cases: &[(&[usize], &str, u64, usize, bool)] = &[
         // conv3d 8→8, 3×3×3, padding 1 on 8×16×16: k = 8·27 = 216, n = 2048 ≥ 256·2 threads:
-        // column tiles of ⌈(2^19/(4·216) = 606)/16⌉·16 = 608, 4 tiles in 2 runs, one 216×608
+        // column tiles of ⌈(2^19/(4·216) = 606)/16⌉·16 = 608, 4 tiles on 2 threads, one 216×608
         // buffer each: 2·216·608 = 262,656 (at least one of them allocated).
         (
             &[1, 8, 8, 16, 16],
