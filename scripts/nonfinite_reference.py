@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch's results on inputs holding NaN, +inf and -inf, for every weightless or
 default-initialised layer type archscope runs: activations, pools, norms, softmax, merges,
-resampling, reductions. Writes ``tests/data/nonfinite_reference.json``, read by
+resampling, reductions, and the 1-D/3-D pools, norms, interpolations and convolutions (every
+padding mode; a convolution's PyTorch-initialised weight and bias are written with the case,
+``weights``, and loaded by the test). Writes ``tests/data/nonfinite_reference.json``, read by
 ``tests/kernels.rs`` (``nonfinite_values_follow_pytorch``), which runs the same layers through
 archscope's executor on the same inputs and compares element by element: NaN where PyTorch
 gives NaN, the same infinities, finite values within rounding.
@@ -72,6 +74,13 @@ def case(op: str, shape, module, specials="all", seed=0, second=None):
         "output_shape": list(y.shape),
         "output": [encode(v) for v in y.reshape(-1).tolist()],
     }
+    if isinstance(module, nn.Module) and any(True for _ in module.parameters()) and op.startswith("{op: conv"):
+        # The layer's own (seeded, default-initialised) parameters, in archscope's weight
+        # order (weight, then bias), which the test loads in place of its seeded weights.
+        entry["weights"] = [
+            {"shape": list(t.shape), "values": [encode(v) for v in t.detach().reshape(-1).tolist()]}
+            for t in [module.weight] + ([module.bias] if module.bias is not None else [])
+        ]
     CASES.append(entry)
 
 
@@ -135,6 +144,43 @@ def main():
              nn.Upsample(scale_factor=2, mode="bicubic"), specials, seed=24)
         case("{op: upsample, scale: 2, mode: bilinear, align_corners: true}", norm_shape,
              nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), specials, seed=25)
+    # 1-D and 3-D layer types (docs/EXECUTOR.md, "Non-finite values").
+    sig_shape, vol_shape = (2, 3, 9), (1, 2, 4, 5, 5)
+    for specials in ["nan", "inf", "all"]:
+        case("{op: maxpool1d, kernel: 3, stride: 2, padding: 1}", sig_shape,
+             nn.MaxPool1d(3, stride=2, padding=1), specials, seed=30)
+        case("{op: maxpool3d, kernel: 2, stride: [1, 2, 2], padding: [0, 1, 1]}", vol_shape,
+             nn.MaxPool3d(2, stride=(1, 2, 2), padding=(0, 1, 1)), specials, seed=31)
+        case("{op: avgpool1d, kernel: 3, stride: 2, padding: 1}", sig_shape,
+             nn.AvgPool1d(3, stride=2, padding=1), specials, seed=32)
+        case("{op: avgpool3d, kernel: 2, stride: 2, ceil: true}", vol_shape,
+             nn.AvgPool3d(2, stride=2, ceil_mode=True), specials, seed=33)
+        case("{op: adaptive_maxpool1d, size: 4}", sig_shape, nn.AdaptiveMaxPool1d(4), specials, seed=34)
+        case("{op: adaptive_avgpool1d, size: 4}", sig_shape, nn.AdaptiveAvgPool1d(4), specials, seed=35)
+        case("{op: adaptive_maxpool3d, size: [2, 3, 3]}", vol_shape, nn.AdaptiveMaxPool3d((2, 3, 3)),
+             specials, seed=36)
+        case("{op: adaptive_avgpool3d, size: [2, 3, 3]}", vol_shape, nn.AdaptiveAvgPool3d((2, 3, 3)),
+             specials, seed=37)
+    for specials in ["nan", "inf"]:
+        for mode in ["zeros", "reflect", "replicate", "circular"]:
+            torch.manual_seed(40)
+            case("{op: conv1d, out: 4, kernel: 3, padding: 2, padding_mode: %s}" % mode, sig_shape,
+                 nn.Conv1d(3, 4, 3, padding=2, padding_mode=mode).eval(), specials, seed=41)
+            torch.manual_seed(42)
+            case("{op: conv3d, out: 3, kernel: [2, 3, 3], padding: 1, padding_mode: %s}" % mode,
+                 vol_shape, nn.Conv3d(2, 3, (2, 3, 3), padding=1, padding_mode=mode).eval(),
+                 specials, seed=43)
+        case("{op: batchnorm3d}", vol_shape, nn.BatchNorm3d(2).eval(), specials, seed=44)
+        case("{op: instancenorm1d}", sig_shape, nn.InstanceNorm1d(3).eval(), specials, seed=45)
+        case("{op: instancenorm3d}", vol_shape, nn.InstanceNorm3d(2).eval(), specials, seed=46)
+        case("{op: upsample, scale: 2, mode: linear}", sig_shape,
+             nn.Upsample(scale_factor=2, mode="linear"), specials, seed=47)
+        case("{op: upsample, scale: 2, mode: linear, align_corners: true}", sig_shape,
+             nn.Upsample(scale_factor=2, mode="linear", align_corners=True), specials, seed=48)
+        case("{op: upsample, scale: 2, mode: trilinear}", vol_shape,
+             nn.Upsample(scale_factor=2, mode="trilinear"), specials, seed=49)
+        case("{op: upsample, scale: 2, mode: trilinear, align_corners: true}", vol_shape,
+             nn.Upsample(scale_factor=2, mode="trilinear", align_corners=True), specials, seed=50)
     bn1d_shape = (2, 5)
     case("{op: batchnorm1d}", bn1d_shape, nn.BatchNorm1d(5).eval(), "all", seed=19)
     # Merges of the input with itself, as `in: [x, x]` writes them.

@@ -158,15 +158,130 @@ fn im2col_nd_here(
     }
 }
 
-/// Bytes of im2col columns (plus product) one tile aims for.
+/// Bytes of im2col columns one tile aims for.
 const TILE_BYTES: usize = 512 << 10;
+
+/// Output positions per thread from which [`conv_nd`] cuts the output into column tiles;
+/// below, one im2col of the whole image feeds one multi-threaded GEMM.
+const COL_TILE_MIN: usize = 256;
+
+/// How [`conv_nd`] computes a convolution of `channels` input planes through `win` into `m`
+/// output planes on `threads` threads, and the working buffer it allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPlan {
+    /// A 1×…×1, stride-1, unpadded window: the GEMM reads the input directly; no buffer.
+    Direct,
+    /// Column tiles of `cols` output positions, `tiles` of them, handed out to `groups`
+    /// threads (1: the calling thread alone) as they come free; each thread im2col's its
+    /// current tile into one `k × cols` buffer, and holds one at a time.
+    Tiled {
+        cols: usize,
+        tiles: usize,
+        groups: usize,
+    },
+    /// One im2col of every output position (`k × n`), one GEMM threaded by the `gemm` crate.
+    Whole,
+}
+
+impl ConvPlan {
+    /// The plan of a convolution; `k = channels · taps` and `n = output positions`.
+    pub fn new(channels: usize, win: &WindowNd, m: usize, threads: usize) -> ConvPlan {
+        let (k, n) = (channels * win.taps(), win.output_len());
+        let threads = threads.max(1);
+        if win.taps() == 1
+            && win.stride == [1, 1, 1]
+            && win.pad == [0, 0, 0]
+            && win.input == win.output
+        {
+            return ConvPlan::Direct;
+        }
+        if threads == 1 || n >= COL_TILE_MIN * threads || m * n * k < PARALLEL_MACS {
+            let cols = ((TILE_BYTES / (4 * k.max(1))).max(64))
+                .div_ceil(16)
+                .saturating_mul(16)
+                .min(n.max(1));
+            let tiles = n.div_ceil(cols);
+            let groups = if m * n * k < PARALLEL_MACS {
+                1
+            } else {
+                tiles.min(threads)
+            };
+            ConvPlan::Tiled {
+                cols,
+                tiles,
+                groups,
+            }
+        } else {
+            ConvPlan::Whole
+        }
+    }
+
+    /// Elements of the working buffers the convolution allocates at once: `groups` tile
+    /// buffers of `k × cols`, or one `k × n` im2col.
+    pub fn workspace(&self, channels: usize, win: &WindowNd) -> usize {
+        let k = channels * win.taps();
+        match *self {
+            ConvPlan::Direct => 0,
+            ConvPlan::Tiled { cols, groups, .. } => groups.saturating_mul(k).saturating_mul(cols),
+            ConvPlan::Whole => k.saturating_mul(win.output_len()),
+        }
+    }
+}
+
+/// Products from which a GEMM is worth threading (as [`crate::kernels::matmul`]).
+const PARALLEL_MACS: usize = 1 << 18;
+
+/// `dst (m × n, rows dst_rs apart) = lhs (m × k, row-major) · rhs (k × n, rows rhs_rs apart)`
+/// on the calling thread.
+///
+/// # Safety
+/// `dst` must point to an `m × n` block (rows `dst_rs` apart) that no other thread accesses.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    rhs: &[f32],
+    rhs_rs: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+) {
+    assert!(m * k <= lhs.len(), "lhs out of bounds");
+    assert!((k - 1) * rhs_rs + n <= rhs.len(), "rhs out of bounds");
+    // SAFETY: the asserts keep the operand reads inside their slices; `dst` per the contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
 
 /// A convolution of one image and group: `x` holds `channels` input planes (`win.input`
 /// long), `w` the `m × k` filters (k = channels·taps, PyTorch layout), `out` the `m` output
-/// planes (`win.output` long). Output positions are cut into tiles (on rayon's threads); each
-/// is im2col'd, multiplied (GEMM) and finished (bias, then `epi`) on its own. Returns the
-/// multiply-accumulates performed (every output accumulates k products, padding included, as
-/// counted).
+/// planes (`win.output` long). Computed as [`ConvPlan::new`] says, on rayon's threads: by
+/// column tiles (each im2col'd into its run's buffer, multiplied by one single-threaded GEMM
+/// straight into `out`, then finished — bias, then `epi` — while in cache), or for small
+/// images one im2col and one threaded GEMM. Returns the multiply-accumulates performed (every
+/// output accumulates k products, padding included, as counted).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_nd(
     x: &[f32],
@@ -184,7 +299,7 @@ pub fn conv_nd(
         return 0;
     }
     let out = &mut out[..m * n];
-    let finish = |row: usize, seg: &mut [f32]| {
+    let finish = |seg: &mut [f32], row: usize| {
         if let Some(b) = bias {
             let v = b[row];
             seg.iter_mut().for_each(|x| *x += v);
@@ -196,35 +311,67 @@ pub fn conv_nd(
     if k == 0 {
         out.fill(0.0);
         for (r, seg) in out.chunks_mut(n).enumerate() {
-            finish(r, seg);
+            finish(seg, r);
         }
         return 0;
     }
-    let nb = ((TILE_BYTES / (4 * (k + m))).max(64)).div_ceil(16) * 16;
-    let tiles = n.div_ceil(nb);
-    let addr = out.as_mut_ptr() as usize;
-    (0..tiles).into_par_iter().for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(cols, prod), t| {
-            let (n0, n1) = (t * nb, ((t + 1) * nb).min(n));
-            let cn = n1 - n0;
-            cols.resize(k * cn, 0.0);
-            prod.resize(m * cn, 0.0);
-            im2col_nd(x, channels, win, n0, n1, cols);
-            matmul(m, cn, k, w, k, 1, cols, cn, 1, prod, false);
-            for r in 0..m {
-                let seg = &mut prod[r * cn..(r + 1) * cn];
-                finish(r, seg);
-                // SAFETY: tile t alone writes columns n0..n1 of each row of `out` (m × n,
-                // row-major, borrowed mutably for this whole loop); `r·n + n1 ≤ m·n`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut((addr as *mut f32).add(r * n + n0), cn)
-                };
-                dst.copy_from_slice(seg);
+    let macs = (m * n * k) as u64;
+    let plan = ConvPlan::new(channels, win, m, rayon::current_num_threads());
+    let finish_all = |out: &mut [f32]| {
+        if bias.is_some() || epi.is_some() {
+            out.par_chunks_mut(n)
+                .enumerate()
+                .for_each(|(r, seg)| vectorised(|| finish(seg, r)));
+        }
+    };
+    match plan {
+        ConvPlan::Direct => {
+            matmul(m, n, k, w, k, 1, x, n, 1, out, false);
+            finish_all(out);
+        }
+        ConvPlan::Whole => {
+            let mut cols = vec![0.0f32; k * n];
+            im2col_nd(x, channels, win, 0, n, &mut cols);
+            matmul(m, n, k, w, k, 1, &cols, n, 1, out, false);
+            finish_all(out);
+        }
+        ConvPlan::Tiled {
+            cols: nb,
+            tiles,
+            groups,
+        } => {
+            let addr = out.as_mut_ptr() as usize;
+            let tile = |cols: &mut Vec<f32>, t: usize| {
+                let (n0, n1) = (t * nb, ((t + 1) * nb).min(n));
+                let cn = n1 - n0;
+                cols.resize(k * nb, 0.0);
+                im2col_nd(x, channels, win, n0, n1, &mut cols[..k * cn]);
+                // SAFETY: tile t alone writes columns n0..n1 of the m rows of `out` (m × n,
+                // row-major, borrowed mutably for this whole match arm).
+                unsafe {
+                    let base = (addr as *mut f32).add(n0);
+                    gemm_block(m, cn, k, w, cols, cn, base, n);
+                    vectorised(|| {
+                        for r in 0..m {
+                            let seg = std::slice::from_raw_parts_mut(base.add(r * n), cn);
+                            finish(seg, r);
+                        }
+                    });
+                }
+            };
+            if groups > 1 {
+                // Tiles handed out by rayon as threads come free; nothing inside a tile runs
+                // in parallel, so a thread holds one buffer at a time.
+                (0..tiles)
+                    .into_par_iter()
+                    .for_each_init(Vec::new, |cols, t| tile(cols, t));
+            } else {
+                let mut cols = Vec::new();
+                (0..tiles).for_each(|t| tile(&mut cols, t));
             }
-        },
-    );
-    (m * n * k) as u64
+        }
+    }
+    macs
 }
 
 /// The inverse scatter of [`im2col_nd`]: adds every column entry (rows (c, kd, kh, kw),
@@ -789,6 +936,77 @@ mod tests {
                 })
                 .collect();
             close(&out, &want, 1e-5);
+        }
+    }
+
+    #[test]
+    fn every_plan_agrees() {
+        // (input, kernel, padding, c, m, threads, plan), plans derived by hand from
+        // ConvPlan::new: k = c·taps, n = output positions, columns per tile
+        // ⌈max(2^19 / 4k, 64) / 16⌉·16.
+        type PlanCase = (&'static [usize], &'static [usize], &'static [usize]);
+        let cases: [(PlanCase, usize, usize, usize, ConvPlan); 4] = [
+            // 1×1×1, stride 1, unpadded: the GEMM reads the input.
+            (
+                (&[3, 10, 10], &[1, 1, 1], &[0, 0, 0]),
+                8,
+                16,
+                2,
+                ConvPlan::Direct,
+            ),
+            // k = 32·27 = 864, n = 4·8·8 = 256 < 256·4, 16·256·864 ≥ 2^18: one im2col.
+            (
+                (&[4, 8, 8], &[3, 3, 3], &[1, 1, 1]),
+                32,
+                16,
+                4,
+                ConvPlan::Whole,
+            ),
+            // k = 8·27 = 216, n = 2048 ≥ 256·2: 2^19/864 = 606 → 608 columns, 4 tiles on 2 threads.
+            (
+                (&[8, 16, 16], &[3, 3, 3], &[1, 1, 1]),
+                8,
+                8,
+                2,
+                ConvPlan::Tiled {
+                    cols: 608,
+                    tiles: 4,
+                    groups: 2,
+                },
+            ),
+            // 2·9·100 < 2^18 MACs: on the calling thread alone, whatever the threads.
+            (
+                (&[100], &[9], &[4]),
+                2,
+                9,
+                4,
+                ConvPlan::Tiled {
+                    cols: 100,
+                    tiles: 1,
+                    groups: 1,
+                },
+            ),
+        ];
+        for (n, ((i, k, p), c, m, threads, plan)) in cases.into_iter().enumerate() {
+            let r = i.len();
+            let o: Vec<usize> = (0..r).map(|a| out_len(i[a], k[a], 1, p[a], 1)).collect();
+            let win = WindowNd::new(k, &vec![1; r], p, &vec![1; r], i, &o);
+            assert_eq!(ConvPlan::new(c, &win, m, threads), plan, "case {n}");
+            let x = values(c * win.input_len(), 20 + n as u64);
+            let w = values(m * c * win.taps(), 30 + n as u64);
+            let b = values(m, 40 + n as u64);
+            let mut out = vec![f32::NAN; m * win.output_len()];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| conv_nd(&x, c, &win, &w, m, Some(&b), None, &mut out));
+            let want: Vec<f32> = naive_conv(&x, c, &win, &w, m)
+                .chunks(win.output_len())
+                .zip(&b)
+                .flat_map(|(row, &bo)| row.iter().map(move |v| v + bo))
+                .collect();
+            close(&out, &want, 1e-4);
         }
     }
 

@@ -10,8 +10,9 @@ use common::{data_json, net, usizes};
 use proptest::prelude::*;
 
 /// Builds `inputs: {x: shape}` → one layer `layer` (a YAML flow mapping) and runs it with
-/// seeded weights on a seeded input. Returns (input, weights of the layer, output).
-fn one_layer(shape: &[usize], layer: &str) -> Option<(Tensor, Vec<Tensor>, Tensor)> {
+/// seeded weights on a seeded input. Returns (input, weights of the layer, output), or the
+/// build error's message when the model does not build.
+fn one_layer(shape: &[usize], layer: &str) -> Result<(Tensor, Vec<Tensor>, Tensor), String> {
     let dims: Vec<String> = shape[1..].iter().map(|d| d.to_string()).collect();
     let yaml = format!(
         "inputs: {{x: [{}]}}\nnodes:\n  - {layer}\n",
@@ -25,7 +26,7 @@ fn one_layer(shape: &[usize], layer: &str) -> Option<(Tensor, Vec<Tensor>, Tenso
             ..Default::default()
         },
     )
-    .ok()?;
+    .map_err(|e| e.to_string())?;
     let w = exec::init_weights(&net, 7).unwrap();
     let x = exec::random_input(&net, 3).unwrap();
     let r = exec::run(&net, &w, &x, None).unwrap();
@@ -37,7 +38,40 @@ fn one_layer(shape: &[usize], layer: &str) -> Option<(Tensor, Vec<Tensor>, Tenso
             "{layer}: {a} as written, {b} planned"
         );
     }
-    Some((x[0].clone(), w.per_node[1].clone(), r.outputs[0].clone()))
+    Ok((x[0].clone(), w.per_node[1].clone(), r.outputs[0].clone()))
+}
+
+type OneLayer = (Tensor, Vec<Tensor>, Tensor);
+
+/// [`one_layer`] for a generated configuration the test has classified by hand: `refusal`
+/// is empty for a valid one, which must build (a refusal fails the test), or lists the
+/// phrases of which the error of an invalid one must contain one (building it fails the
+/// test). Returns the run of a valid configuration, None for a refused one.
+fn generated(
+    shape: &[usize],
+    layer: &str,
+    refusal: &[&str],
+) -> Result<Option<OneLayer>, TestCaseError> {
+    match one_layer(shape, layer) {
+        Ok(r) if refusal.is_empty() => Ok(Some(r)),
+        Ok(_) => Err(TestCaseError::fail(format!(
+            "{layer} on {shape:?} built, but it should be refused ({refusal:?})"
+        ))),
+        Err(e) if refusal.is_empty() => Err(TestCaseError::fail(format!(
+            "{layer} on {shape:?} is valid but was refused: {e}"
+        ))),
+        Err(e) => {
+            prop_assert!(
+                refusal.iter().any(|why| e.contains(why)),
+                "{} on {:?}: refused with `{}`, expected one of {:?}",
+                layer,
+                shape,
+                e,
+                refusal
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn close(a: &[f32], b: &[f32]) -> Result<(), TestCaseError> {
@@ -76,7 +110,12 @@ proptest! {
                         k in 1usize..5, s in 1usize..4, p in 0usize..3, d in 1usize..3, op in 0usize..3) {
         let (cin, cout) = (cg * g, og * g);
         let layer = format!("{{op: deconv, out: {cout}, kernel: {k}, stride: {s}, padding: {p}, dilation: {d}, output_padding: {op}, groups: {g}}}");
-        let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else { return Ok(()) };
+        // Invalid: output_padding ≥ max(stride, dilation) (PyTorch), or padding 2p that
+        // removes the whole output (i − 1)·s + d·(k − 1) + 1 + output_padding.
+        let mut refusal = Vec::new();
+        if op >= s.max(d) { refusal.push("output_padding"); }
+        if (h.min(w) - 1) * s + d * (k - 1) + 1 + op <= 2 * p { refusal.push("removes the whole output"); }
+        let Some((x, wts, y)) = generated(&[n, cin, h, w], &layer, &refusal)? else { return Ok(()) };
         let (oh, ow) = (y.shape[2], y.shape[3]);
         let mut want = vec![0.0f32; n * cout * oh * ow];
         for b in 0..n { for ci in 0..cin { for iy in 0..h { for ix in 0..w {
@@ -103,8 +142,14 @@ proptest! {
         } else {
             format!("{{op: avgpool, kernel: {k}, stride: {s}, padding: {p}, ceil: {ceil}, count_include_pad: {cip}}}")
         };
-        let Some((x, _, y)) = one_layer(&[2, 3, h, w], &layer) else { return Ok(()) };
         let d = if max { d } else { 1 };
+        // Invalid (PyTorch): padding over half the window span d·(k − 1) + 1, or a window
+        // longer than the padded input.
+        let eff = d * (k - 1) + 1;
+        let mut refusal = Vec::new();
+        if 2 * p > eff { refusal.push("more than half the kernel"); }
+        if h.min(w) + 2 * p < eff { refusal.push("the pooling window spans"); }
+        let Some((x, _, y)) = generated(&[2, 3, h, w], &layer, &refusal)? else { return Ok(()) };
         let (oh, ow) = (y.shape[2], y.shape[3]);
         let mut want = Vec::new();
         for b in 0..2 { for c in 0..3 { for oy in 0..oh { for ox in 0..ow {
@@ -129,7 +174,8 @@ proptest! {
     #[test]
     fn adaptive_pooling(max in any::<bool>(), h in 1usize..12, w in 1usize..12, oh in 1usize..6, ow in 1usize..6) {
         let op = if max { "adaptive_maxpool2d" } else { "adaptive_avgpool2d" };
-        let Some((x, _, y)) = one_layer(&[1, 2, h, w], &format!("{{op: {op}, size: [{oh}, {ow}]}}")) else { return Ok(()) };
+        // Every size is valid (PyTorch's windows overlap when the output is the larger).
+        let Some((x, _, y)) = generated(&[1, 2, h, w], &format!("{{op: {op}, size: [{oh}, {ow}]}}"), &[])? else { return Ok(()) };
         let mut want = Vec::new();
         for c in 0..2 { for i in 0..oh { for j in 0..ow {
             let (ys, ye) = (i * h / oh, ((i + 1) * h).div_ceil(oh));
@@ -142,7 +188,7 @@ proptest! {
 
     #[test]
     fn bilinear_upsampling(h in 1usize..8, w in 1usize..8, oh in 1usize..16, ow in 1usize..16, align in any::<bool>()) {
-        let Some((x, _, y)) = one_layer(&[1, 1, h, w], &format!("{{op: upsample, size: [{oh}, {ow}], mode: bilinear, align_corners: {align}}}")) else { return Ok(()) };
+        let Some((x, _, y)) = generated(&[1, 1, h, w], &format!("{{op: upsample, size: [{oh}, {ow}], mode: bilinear, align_corners: {align}}}"), &[])? else { return Ok(()) };
         let src = |o: usize, out: usize, inp: usize| -> f64 {
             if align { if out > 1 { o as f64 * (inp - 1) as f64 / (out - 1) as f64 } else { 0.0 } }
             else { ((o as f64 + 0.5) * inp as f64 / out as f64 - 0.5).max(0.0) }
@@ -161,7 +207,7 @@ proptest! {
 
     #[test]
     fn linear_and_broadcast(n in 1usize..4, i in 1usize..20, o in 1usize..20) {
-        let Some((x, wts, y)) = one_layer(&[n, i], &format!("{{op: linear, out: {o}}}")) else { return Ok(()) };
+        let Some((x, wts, y)) = generated(&[n, i], &format!("{{op: linear, out: {o}}}"), &[])? else { return Ok(()) };
         let mut want = Vec::new();
         for b in 0..n { for j in 0..o {
             want.push(wts[1].data[j] + (0..i).map(|k| x.data[b * i + k] * wts[0].data[j * i + k]).sum::<f32>());
@@ -262,7 +308,13 @@ fn check_conv(
 ) -> Result<(), TestCaseError> {
     let (cin, cout) = (cg * g, og * g);
     let layer = format!("{{op: conv, out: {cout}, kernel: [{kh}, {kw}], stride: {s}, padding: [{pt}, {pl}, {pb}, {pr}], dilation: {d}, groups: {g}, bias: {bias}}}");
-    let Some((x, wts, y)) = one_layer(&[n, cin, h, w], &layer) else {
+    // Invalid: a dilated kernel d·(k − 1) + 1 longer than the padded input.
+    let refusal: &[&str] = if h + pt + pb < d * (kh - 1) + 1 || w + pl + pr < d * (kw - 1) + 1 {
+        &["the kernel spans"]
+    } else {
+        &[]
+    };
+    let Some((x, wts, y)) = generated(&[n, cin, h, w], &layer, refusal)? else {
         return Ok(());
     };
     let (oh, ow) = (y.shape[2], y.shape[3]);
@@ -317,8 +369,15 @@ proptest! {
         let name = ["reflect", "replicate", "circular"][mode];
         let (cin, cout) = (2, 3);
         let layer = format!("{{op: conv, out: {cout}, kernel: {k}, stride: {s}, dilation: {d}, padding: [{pt}, {pl}, {pb}, {pr}], padding_mode: {name}}}");
-        // Invalid sizes (reflect: padding ≥ size; circular: padding > size) fail to build.
-        let Some((x, wts, y)) = one_layer(&[1, cin, h, w], &layer) else { return Ok(()) };
+        // Invalid: reflect padding ≥ the size, circular padding > the size (PyTorch), or a
+        // dilated kernel longer than the padded input.
+        let (most_h, most_w) = (pt.max(pb), pl.max(pr));
+        let mut refusal = Vec::new();
+        if (name == "reflect" && (most_h >= h || most_w >= w)) || (name == "circular" && (most_h > h || most_w > w)) {
+            refusal.push("pads the");
+        }
+        if h + pt + pb < d * (k - 1) + 1 || w + pl + pr < d * (k - 1) + 1 { refusal.push("the kernel spans"); }
+        let Some((x, wts, y)) = generated(&[1, cin, h, w], &layer, &refusal)? else { return Ok(()) };
         let map = |i: isize, len: usize| -> usize {
             let last = len as isize - 1;
             match name {
@@ -375,8 +434,10 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 }
 
 /// PyTorch's NaN/Inf semantics in every kernel: every activation (softmax and log-softmax
-/// along dims 1 and -1), every pool but max-unpool, every norm, the merges (add, multiply,
-/// concat), the channel magnitude and every upsampling mode. Each layer of `tests/data/nonfinite_reference.json` (written by
+/// along dims 1 and -1), every pool but max-unpool (1-D, 2-D and 3-D), every norm (batchnorm3d
+/// and instancenorm1d/3d included), the merges (add, multiply, concat), the channel magnitude,
+/// every upsampling mode (linear and trilinear included) and conv1d/conv3d in each padding
+/// mode (with PyTorch's own weights from the JSON). Each layer of `tests/data/nonfinite_reference.json` (written by
 /// `scripts/nonfinite_reference.py` from PyTorch's own modules) runs on PyTorch's input, as
 /// written and through the inference plan; NaN must come out exactly where PyTorch gives NaN,
 /// infinities where it gives the same infinity, and finite values agree within rounding.
@@ -384,7 +445,7 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 fn nonfinite_values_follow_pytorch() {
     let doc = data_json("nonfinite_reference.json");
     let cases = doc["cases"].as_array().unwrap();
-    assert!(cases.len() >= 60, "{} cases", cases.len());
+    assert!(cases.len() >= 129, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let op = case["op"].as_str().unwrap();
@@ -418,7 +479,20 @@ fn nonfinite_values_follow_pytorch() {
             .iter()
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
-        let w = exec::init_weights(&net, 0).unwrap();
+        let mut w = exec::init_weights(&net, 0).unwrap();
+        // A convolution's PyTorch-initialised weight and bias, in archscope's order.
+        if let Some(ws) = case.get("weights").and_then(|v| v.as_array()) {
+            assert_eq!(ws.len(), w.per_node[1].len(), "{op}: weight tensors");
+            for (t, v) in w.per_node[1].iter_mut().zip(ws) {
+                assert_eq!(t.shape, usizes(&v["shape"]), "{op}");
+                t.data = v["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(nonfinite_value)
+                    .collect();
+            }
+        }
         let x = vec![Tensor::new(shape.clone(), input)];
         let written = exec::run(&net, &w, &x, None).unwrap();
         let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();

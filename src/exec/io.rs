@@ -27,18 +27,40 @@ pub fn read_npy(bytes: &[u8], file: &str) -> Result<Tensor, Diagnostic> {
         Diagnostic::new(format!("{file} is not a readable .npy array: {why}"))
             .help("write it with numpy.save (float32 or float64, C order)")
     };
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    if bytes.get(..6) != Some(&b"\x93NUMPY"[..]) {
+        // A prefix of the signature is a cut file, anything else not an .npy file.
+        if bytes.is_empty() {
+            return Err(bad("the file is empty (0 bytes)"));
+        }
+        if bytes.len() < 6 && b"\x93NUMPY".starts_with(bytes) {
+            return Err(bad(&format!(
+                "the file ends at byte {} inside the .npy signature `\\x93NUMPY` (bytes 0–5)",
+                bytes.len()
+            )));
+        }
         return Err(bad(
             "it does not start with the .npy signature `\\x93NUMPY` (byte 0)",
         ));
     }
+    if bytes.len() < 8 {
+        return Err(bad(&format!(
+            "the file ends at byte {} inside the format version (bytes 6–7)",
+            bytes.len()
+        )));
+    }
     let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 if bytes.len() >= 10 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
-        2 | 3 => return Err(bad("the file ends inside the header length (byte 8)")),
+        v @ (1..=3) => {
+            return Err(bad(&format!(
+                "the file ends at byte {} inside the header length (bytes 8–{})",
+                bytes.len(),
+                if v == 1 { 9 } else { 11 }
+            )))
+        }
         v => {
             return Err(bad(&format!(
                 "format version {v} at byte 6 (1, 2 and 3 exist)"
@@ -683,17 +705,39 @@ mod tests {
 
     #[test]
     fn npy_truncated_headers() {
-        // Eight bytes: shorter than the signature, version and header length together (read
-        // as no signature). Version 2's header length is 4 bytes, cut after 2. Version 1's says
-        // 65,535 bytes from byte 10, of which 8 are there.
+        // Cut inside the signature (3 of its 6 bytes), after it (6), inside the version
+        // (7); empty; eight bytes: version 1's 2-byte header length (bytes 8–9) is missing. Version
+        // 2's header length is 4 bytes, cut after 2. Version 1's says 65,535 bytes from byte
+        // 10, of which 8 are there. A file that is not a prefix of the signature has none.
         for (bytes, why) in [
             (
+                &b"\x93NU"[..],
+                "the file ends at byte 3 inside the .npy signature `\\x93NUMPY` (bytes 0–5)",
+            ),
+            (
+                &b"\x93NUMPY"[..],
+                "the file ends at byte 6 inside the format version (bytes 6–7)",
+            ),
+            (
+                &b"\x93NUMPY\x01"[..],
+                "the file ends at byte 7 inside the format version (bytes 6–7)",
+            ),
+            (
                 &b"\x93NUMPY\x01\x00"[..],
+                "the file ends at byte 8 inside the header length (bytes 8–9)",
+            ),
+            (
+                &b"\x93NUMPX\x01\x00\x00\x00"[..],
+                "it does not start with the .npy signature `\\x93NUMPY` (byte 0)",
+            ),
+            (&b""[..], "the file is empty (0 bytes)"),
+            (
+                &b"PK"[..],
                 "it does not start with the .npy signature `\\x93NUMPY` (byte 0)",
             ),
             (
                 &b"\x93NUMPY\x02\x00\xff\xff"[..],
-                "the file ends inside the header length (byte 8)",
+                "the file ends at byte 10 inside the header length (bytes 8–11)",
             ),
             (
                 &b"\x93NUMPY\x01\x00\xff\xff{'descr'"[..],

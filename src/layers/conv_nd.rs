@@ -15,7 +15,7 @@ use super::{
 use crate::error::Diagnostic;
 use crate::geometry::{axis_name, conv_out, conv_transpose_out, Axes};
 use crate::kernels::Ctx;
-use crate::kernels_nd::{conv_nd, conv_transpose_nd, pad_nd, PadMode, WindowNd};
+use crate::kernels_nd::{conv_nd, conv_transpose_nd, pad_nd, ConvPlan, PadMode, WindowNd};
 use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 use rayon::prelude::*;
 
@@ -649,33 +649,63 @@ impl Kernel for ConvNd {
         }
         w
     }
-    fn workspace(&self, inputs: &[Shape], _outputs: &[Shape]) -> u64 {
-        // The padded input of a reflect/replicate/circular convolution, and a transposed
-        // convolution's col2im buffer (C_out/g · taps × input positions); the im2col tiles of
-        // the regular one are bounded by a fixed size per thread.
-        let Some(x) = inputs.first() else { return 0 };
+    /// The padded input of a reflect/replicate/circular convolution, plus either the im2col
+    /// buffers of the regular convolution ([`ConvPlan::workspace`] for one image and group on
+    /// rayon's current thread count: one `C_in/g·taps × tile` buffer per thread at most, or
+    /// one whole-image im2col for small images) or a transposed convolution's col2im buffer
+    /// (`C_out/g · taps × input positions`): the buffers `forward` allocates, alive together.
+    fn workspace(&self, inputs: &[Shape], outputs: &[Shape]) -> u64 {
+        let (Some(x), Some(y)) = (inputs.first(), outputs.first()) else {
+            return 0;
+        };
+        if x.rank() != self.rank() + 2 || y.rank() != self.rank() + 2 {
+            return 0;
+        }
         let m = |f: &[u64]| {
             f.iter()
                 .try_fold(1u64, |a, &b| a.checked_mul(b))
                 .unwrap_or(u64::MAX)
         };
-        let spatial = &x.0[2.min(x.0.len())..];
+        let spatial = &x.0[2..];
+        let padded_sizes: Vec<u64> = spatial
+            .iter()
+            .enumerate()
+            .map(|(a, &d)| d + self.pad_begin[a] + self.pad_end[a])
+            .collect();
         let padded = if self.padding_mode == PadMode::Zeros {
             0
         } else {
-            let mut dims = x.0[..2.min(x.0.len())].to_vec();
-            dims.extend(
-                spatial
-                    .iter()
-                    .enumerate()
-                    .map(|(a, &d)| d + self.pad_begin[a] + self.pad_end[a]),
-            );
-            m(&dims)
+            m(&[x.0[0], x.0[1], m(&padded_sizes)])
         };
+        let g = self.groups.max(1);
         let cols = if self.transposed {
-            m(&[self.out_ch / self.groups.max(1), self.taps(), m(spatial)])
+            m(&[self.out_ch / g, self.taps(), m(spatial)])
         } else {
-            0
+            let usize_of = |v: &[u64]| -> Option<Vec<usize>> {
+                v.iter().map(|&d| usize::try_from(d).ok()).collect()
+            };
+            let (pad, input) = if self.padding_mode == PadMode::Zeros {
+                (self.pad_begin.to_usize(), usize_of(spatial))
+            } else {
+                (vec![0; self.rank()], usize_of(&padded_sizes))
+            };
+            match (input, usize_of(&y.0[2..])) {
+                (Some(input), Some(output)) => {
+                    let win = WindowNd::new(
+                        &self.kernel.to_usize(),
+                        &self.stride.to_usize(),
+                        &pad,
+                        &self.dilation.to_usize(),
+                        &input,
+                        &output,
+                    );
+                    let cg = (self.in_ch / g) as usize;
+                    let og = (self.out_ch / g) as usize;
+                    ConvPlan::new(cg, &win, og, rayon::current_num_threads()).workspace(cg, &win)
+                        as u64
+                }
+                _ => u64::MAX,
+            }
         };
         padded.saturating_add(cols)
     }

@@ -315,6 +315,14 @@ impl Kernel for PoolNd {
         // the same support on non-negative inputs).
         Collapsed::Layer(Box::new(self.clone()))
     }
+    /// A max pool's argmax indices (one u32, as many bytes as an f32, per output element),
+    /// computed when `ctx.want_aux` asks for them (`check`, which runs without the plan).
+    fn workspace(&self, _inputs: &[Shape], outputs: &[Shape]) -> u64 {
+        match outputs.first() {
+            Some(y) if self.max => y.numel().unwrap_or(u64::MAX),
+            _ => 0,
+        }
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
