@@ -720,7 +720,7 @@ pub fn conv_winograd(
 /// # Safety
 /// `dst` must point to an `m × n` block (rows `dst_rs` apart) that no other thread accesses.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_into(
+pub(crate) unsafe fn gemm_into(
     m: usize,
     n: usize,
     k: usize,

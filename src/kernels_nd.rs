@@ -231,50 +231,6 @@ impl ConvPlan {
 /// Products from which a GEMM is worth threading (as [`crate::kernels::matmul`]).
 const PARALLEL_MACS: usize = 1 << 18;
 
-/// `dst (m × n, rows dst_rs apart) = lhs (m × k, row-major) · rhs (k × n, rows rhs_rs apart)`
-/// on the calling thread.
-///
-/// # Safety
-/// `dst` must point to an `m × n` block (rows `dst_rs` apart) that no other thread accesses.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_block(
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    rhs: &[f32],
-    rhs_rs: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-) {
-    assert!(m * k <= lhs.len(), "lhs out of bounds");
-    assert!((k - 1) * rhs_rs + n <= rhs.len(), "rhs out of bounds");
-    // SAFETY: the asserts keep the operand reads inside their slices; `dst` per the contract.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// A convolution of one image and group: `x` holds `channels` input planes (`win.input`
 /// long), `w` the `m × k` filters (k = channels·taps, PyTorch layout), `out` the `m` output
 /// planes (`win.output` long). Computed as [`ConvPlan::new`] says, on rayon's threads: by
@@ -350,7 +306,7 @@ pub fn conv_nd(
                 // row-major, borrowed mutably for this whole match arm).
                 unsafe {
                     let base = (addr as *mut f32).add(n0);
-                    gemm_block(m, cn, k, w, cols, cn, base, n);
+                    crate::kernels::gemm_into(m, cn, k, w, cols, cn, base, n);
                     vectorised(|| {
                         for r in 0..m {
                             let seg = std::slice::from_raw_parts_mut(base.add(r * n), cn);

@@ -365,16 +365,7 @@ impl Counting for Pool {
         inputs: &[Shape],
         outputs: &[Shape],
     ) -> Result<u64, Diagnostic> {
-        match c {
-            // ptflops: numel(input) in the module hook, and again in its patched
-            // F.max_pool2d / F.avg_pool2d, which the module's forward calls; a functional call
-            // only the latter.
-            Convention::Ptflops => mul(&[2 - u64::from(self.functional), inputs[0].numel()?]),
-            // thop (modules only): numel(output) for average pooling, nothing for max pooling.
-            Convention::Thop if !self.max && !self.functional => outputs[0].numel(),
-            // fvcore has no rule for aten::max_pool2d / avg_pool2d.
-            _ => Ok(0),
-        }
+        window_pool_convention(self.max, self.functional, c, inputs, outputs)
     }
     fn training(
         &self,
@@ -383,28 +374,59 @@ impl Counting for Pool {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        let y = outputs[0].numel()?;
-        let forward = self.cost(inputs, outputs)?.flops;
-        // Max pooling saves its input and the argmax of every window (int64), and routes each
-        // output gradient to one input (1 add per output); average pooling saves its input and
-        // spreads each output gradient over its window (as many FLOPs as forward).
-        Ok(Training {
-            forward_flops: forward,
-            backward_flops: match (input_grad, self.max) {
-                (false, _) => 0,
-                (true, true) => y,
-                (true, false) => forward,
-            },
-            saved: Saved {
-                inputs: vec![0],
-                output: false,
-                extra_bytes: if self.max { mul(&[y, 8])? } else { 0 },
-            },
-            view: false,
-            grad_views: vec![],
-            cublas: false,
-        })
+        window_pool_training(self.max, self.cost(inputs, outputs)?, outputs, input_grad)
     }
+}
+
+/// What profiler `c` charges a max (`max`) or average pooling window layer of any rank, called
+/// as a module or, with `functional`, as `F.*_pool*d`.
+pub(super) fn window_pool_convention(
+    max: bool,
+    functional: bool,
+    c: Convention,
+    inputs: &[Shape],
+    outputs: &[Shape],
+) -> Result<u64, Diagnostic> {
+    match c {
+        // ptflops: numel(input) in the module hook, and again in its patched functional
+        // (F.max_pool2d, F.avg_pool3d…), which the module's forward calls; a functional call
+        // only the latter.
+        Convention::Ptflops => mul(&[2 - u64::from(functional), inputs[0].numel()?]),
+        // thop (modules only): numel(output) for average pooling, nothing for max pooling.
+        Convention::Thop if !max && !functional => outputs[0].numel(),
+        // fvcore has no rule for aten::max_pool{1,2,3}d / avg_pool{1,2,3}d.
+        _ => Ok(0),
+    }
+}
+
+/// The training rule of a max or average pooling window layer of any rank, whose forward
+/// costs `cost`. Max pooling saves its input and the argmax of every window (int64), and
+/// routes each output gradient to one input (1 add per output); average pooling saves its
+/// input and spreads each output gradient over its window (as many FLOPs as forward).
+pub(super) fn window_pool_training(
+    max: bool,
+    cost: Cost,
+    outputs: &[Shape],
+    input_grad: bool,
+) -> Result<Training, Diagnostic> {
+    let y = outputs[0].numel()?;
+    let forward = cost.flops;
+    Ok(Training {
+        forward_flops: forward,
+        backward_flops: match (input_grad, max) {
+            (false, _) => 0,
+            (true, true) => y,
+            (true, false) => forward,
+        },
+        saved: Saved {
+            inputs: vec![0],
+            output: false,
+            extra_bytes: if max { mul(&[y, 8])? } else { 0 },
+        },
+        view: false,
+        grad_views: vec![],
+        cublas: false,
+    })
 }
 
 #[derive(Debug, Clone)]

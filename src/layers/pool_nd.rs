@@ -380,15 +380,7 @@ impl Counting for PoolNd {
         inputs: &[Shape],
         outputs: &[Shape],
     ) -> Result<u64, Diagnostic> {
-        match c {
-            // ptflops: numel(input) in the module hook and again in its patched functional,
-            // which the module's forward calls; a functional call only the latter.
-            Convention::Ptflops => mul(&[2 - u64::from(self.functional), inputs[0].numel()?]),
-            // thop (modules only): numel(output) for average pooling, nothing for max pooling.
-            Convention::Thop if !self.max && !self.functional => outputs[0].numel(),
-            // fvcore has no rule for aten::max_pool{1,3}d / avg_pool{1,3}d.
-            _ => Ok(0),
-        }
+        super::pool::window_pool_convention(self.max, self.functional, c, inputs, outputs)
     }
     fn training(
         &self,
@@ -397,26 +389,12 @@ impl Counting for PoolNd {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        // As the 2-D pools: max saves its input and int64 argmax indices and routes each
-        // output gradient to one input; average saves its input and spreads each gradient.
-        let y = outputs[0].numel()?;
-        let forward = self.cost(inputs, outputs)?.flops;
-        Ok(Training {
-            forward_flops: forward,
-            backward_flops: match (input_grad, self.max) {
-                (false, _) => 0,
-                (true, true) => y,
-                (true, false) => forward,
-            },
-            saved: Saved {
-                inputs: vec![0],
-                output: false,
-                extra_bytes: if self.max { mul(&[y, 8])? } else { 0 },
-            },
-            view: false,
-            grad_views: vec![],
-            cublas: false,
-        })
+        super::pool::window_pool_training(
+            self.max,
+            self.cost(inputs, outputs)?,
+            outputs,
+            input_grad,
+        )
     }
 }
 
