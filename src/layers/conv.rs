@@ -630,21 +630,7 @@ impl Kernel for Conv2d {
         ])
     }
     fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
-        // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias. The
-        // transposed layout (in, out/g, kh, kw) puts the output channel on axis 1.
-        let cout = self.out_ch as usize;
-        if scale.len() != cout || self.transposed {
-            return None;
-        }
-        let mut w = weights[0].clone();
-        let per = w.numel() / cout;
-        for (o, chunk) in w.data.chunks_mut(per).enumerate() {
-            chunk.iter_mut().for_each(|v| *v *= scale[o]);
-        }
-        let b: Vec<f32> = (0..cout)
-            .map(|o| weights.get(1).map_or(0.0, |t| t.data[o]) * scale[o] + shift[o])
-            .collect();
-        Some(vec![w, Tensor::new(vec![cout], b)])
+        super::conv_nd::fold_channel_affine(self.out_ch, self.transposed, weights, scale, shift)
     }
 }
 
@@ -655,22 +641,15 @@ impl Counting for Conv2d {
         inputs: &[Shape],
         outputs: &[Shape],
     ) -> Result<u64, Diagnostic> {
-        let macs = self.cost(inputs, outputs)?.macs;
-        let y = &outputs[0];
-        let bias = if self.bias { y.numel()? } else { 0 };
-        let kk = self.kernel[0] * self.kernel[1];
-        match c {
-            // fvcore: batch · prod(weight shape) · prod(output spatial), or of the input spatial
-            // size when transposed — the MACs either way.
-            Convention::Torchvision | Convention::Fvcore => Ok(macs),
-            // ptflops: the same product (input positions when transposed) plus one per output
-            // element for a bias.
-            Convention::Ptflops => add(&[macs, bias]),
-            // thop: numel(output) · C_in/groups · kh·kw, transposed or not.
-            Convention::Thop => mul(&[y.numel()?, self.in_ch / self.groups, kk]),
-            // torchinfo: every weight and bias element times N·H_out·W_out.
-            Convention::Torchinfo => mul(&[self.params, y.0[0], y.0[2], y.0[3]]),
-        }
+        super::conv_nd::conv_convention(
+            c,
+            self.cost(inputs, outputs)?.macs,
+            &outputs[0],
+            self.bias,
+            self.in_ch / self.groups,
+            self.kernel[0] * self.kernel[1],
+            self.params,
+        )
     }
     fn training(
         &self,

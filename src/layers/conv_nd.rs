@@ -793,20 +793,65 @@ impl Kernel for ConvNd {
         Ok(vec![out])
     }
     fn fold_affine(&self, weights: &[Tensor], scale: &[f32], shift: &[f32]) -> Option<Vec<Tensor>> {
-        // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias.
-        let cout = self.out_ch as usize;
-        if scale.len() != cout || self.transposed {
-            return None;
+        fold_channel_affine(self.out_ch, self.transposed, weights, scale, shift)
+    }
+}
+
+/// A (transposed) convolution of any rank with a per-output-channel affine `y·scale + shift`
+/// folded in: each output channel's filter scaled, its bias shifted (a bias is made when there
+/// is none). `None` for a transposed convolution (its layout puts the output channel on axis
+/// 1) or a mismatched `scale`.
+pub(super) fn fold_channel_affine(
+    out_ch: u64,
+    transposed: bool,
+    weights: &[Tensor],
+    scale: &[f32],
+    shift: &[f32],
+) -> Option<Vec<Tensor>> {
+    // y·s + t with y = W·x + b: scale each output channel's filter, shift its bias.
+    let cout = out_ch as usize;
+    if scale.len() != cout || transposed {
+        return None;
+    }
+    let mut w = weights[0].clone();
+    let per = w.numel() / cout;
+    for (o, chunk) in w.data.chunks_mut(per).enumerate() {
+        chunk.iter_mut().for_each(|v| *v *= scale[o]);
+    }
+    let b: Vec<f32> = (0..cout)
+        .map(|o| weights.get(1).map_or(0.0, |t| t.data[o]) * scale[o] + shift[o])
+        .collect();
+    Some(vec![w, Tensor::new(vec![cout], b)])
+}
+
+/// What profiler `c` charges a (transposed) convolution of any rank with `macs` MACs, output
+/// `y`, `in_per_group` input channels per group, `taps` kernel taps and `params` weights and
+/// biases (docs/COUNTING.md).
+pub(super) fn conv_convention(
+    c: Convention,
+    macs: u64,
+    y: &Shape,
+    bias: bool,
+    in_per_group: u64,
+    taps: u64,
+    params: u64,
+) -> Result<u64, Diagnostic> {
+    let bias = if bias { y.numel()? } else { 0 };
+    match c {
+        // fvcore: batch · prod(weight shape) · prod(output spatial), or of the input spatial
+        // size when transposed — the MACs either way.
+        Convention::Torchvision | Convention::Fvcore => Ok(macs),
+        // ptflops: the same product (input positions when transposed) plus one per output
+        // element for a bias.
+        Convention::Ptflops => add(&[macs, bias]),
+        // thop: numel(output) · C_in/groups · prod(kernel), transposed or not.
+        Convention::Thop => mul(&[y.numel()?, in_per_group, taps]),
+        // torchinfo: every weight and bias element times N · prod(output spatial).
+        Convention::Torchinfo => {
+            let mut f = vec![params, y.0[0]];
+            f.extend(&y.0[2..]);
+            mul(&f)
         }
-        let mut w = weights[0].clone();
-        let per = w.numel() / cout;
-        for (o, chunk) in w.data.chunks_mut(per).enumerate() {
-            chunk.iter_mut().for_each(|v| *v *= scale[o]);
-        }
-        let b: Vec<f32> = (0..cout)
-            .map(|o| weights.get(1).map_or(0.0, |t| t.data[o]) * scale[o] + shift[o])
-            .collect();
-        Some(vec![w, Tensor::new(vec![cout], b)])
     }
 }
 
@@ -817,24 +862,15 @@ impl Counting for ConvNd {
         inputs: &[Shape],
         outputs: &[Shape],
     ) -> Result<u64, Diagnostic> {
-        let macs = self.cost(inputs, outputs)?.macs;
-        let y = &outputs[0];
-        let bias = if self.bias { y.numel()? } else { 0 };
-        match c {
-            // fvcore: batch · prod(weight shape) · prod(output spatial), or of the input
-            // spatial size when transposed — the MACs either way.
-            Convention::Torchvision | Convention::Fvcore => Ok(macs),
-            // ptflops: the same product plus one per output element for a bias.
-            Convention::Ptflops => add(&[macs, bias]),
-            // thop: numel(output) · C_in/groups · prod(kernel), transposed or not.
-            Convention::Thop => mul(&[y.numel()?, self.in_ch / self.groups, self.taps()]),
-            // torchinfo: every weight and bias element times N · prod(output spatial).
-            Convention::Torchinfo => {
-                let mut f = vec![self.params, y.0[0]];
-                f.extend(&y.0[2..]);
-                mul(&f)
-            }
-        }
+        conv_convention(
+            c,
+            self.cost(inputs, outputs)?.macs,
+            &outputs[0],
+            self.bias,
+            self.in_ch / self.groups,
+            self.taps(),
+            self.params,
+        )
     }
     fn training(
         &self,
