@@ -183,7 +183,12 @@ impl Window2d {
 /// The output columns `[lo, hi)` of one kernel tap along an axis whose input position is inside
 /// the image, for `o·stride + off` with `off = tap·dilation − pad`.
 #[inline]
-fn valid_range(off: isize, stride: usize, input: usize, output: usize) -> (usize, usize) {
+pub(crate) fn valid_range(
+    off: isize,
+    stride: usize,
+    input: usize,
+    output: usize,
+) -> (usize, usize) {
     let lo = if off >= 0 {
         0
     } else {

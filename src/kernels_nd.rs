@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{matmul, vectorised, Pointwise};
+use crate::kernels::{matmul, valid_range, vectorised, Pointwise};
 
 /// A sliding window over three spatial axes `[depth, height, width]`; lower ranks have
 /// leading axes of size 1 (see [`WindowNd::new`]). `input`/`output` are the lengths the
@@ -72,25 +72,6 @@ impl WindowNd {
             (o * self.stride[axis] + t * self.dilation[axis]) as isize - self.pad[axis] as isize;
         (pos >= 0 && (pos as usize) < self.input[axis]).then_some(pos as usize)
     }
-}
-
-/// The output columns `[lo, hi)` of one kernel tap along an axis whose input position is inside
-/// the input, for `o·stride + off` with `off = tap·dilation − pad`.
-#[inline]
-fn valid_range(off: isize, stride: usize, input: usize, output: usize) -> (usize, usize) {
-    let lo = if off >= 0 {
-        0
-    } else {
-        ((-off) as usize).div_ceil(stride)
-    };
-    let hi = if input as isize - off <= 0 {
-        0
-    } else {
-        ((input as isize - off) as usize)
-            .div_ceil(stride)
-            .min(output)
-    };
-    (lo.min(output), hi.max(lo).min(output))
 }
 
 /// im2col of `channels` planes of `x` (each `w.input` long) for output positions `n0..n1`
