@@ -849,11 +849,7 @@ impl<'a> Findings<'a> {
             .collect::<Vec<_>>()
             .join("×");
         // What one input unit is called.
-        let unit = match rank {
-            1 => "samples",
-            3 => "voxels",
-            _ => "pixels",
-        };
+        let unit = unit_name(rank, true);
         // After the last spatial layer the model may go on with a sequence of tokens (N×C×L
         // after an image, a patch embedding followed by attention or token mixing): its
         // context is not the trunk's field, so a small patch field is no finding.
