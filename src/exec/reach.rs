@@ -98,7 +98,7 @@ pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic
         )
         .help("give 2 or more, or 0 to skip the receptive-field measurement"));
     }
-    let Some(first) = net.nodes.iter().position(|node| node.inputs.is_empty()) else {
+    let Some(&first) = net.topology.sources().first() else {
         return Ok(());
     };
     let shape = &net.nodes[first].out_shapes[0].0;
@@ -179,7 +179,7 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         input,
         skipped: Some(why),
     };
-    let Some(first) = net.nodes.iter().position(|node| node.inputs.is_empty()) else {
+    let Some(&first) = net.topology.sources().first() else {
         return Ok(skip(vec![], "the model has no input".into()));
     };
     let shape = &net.nodes[first].out_shapes[0].0;
