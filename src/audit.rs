@@ -865,7 +865,16 @@ impl<'a> Findings<'a> {
                     .iter()
                     .zip(&cov.input)
                     .any(|(a, &n)| a.size * Q::from(2) < Q::from(n as i64));
-            let h = &f.axes[0].size;
+            // The axis the field covers least (the first on a tie): its share and its size.
+            let ax = (0..f.axes.len().min(rank))
+                .min_by(|&a, &b| {
+                    let ra = q_f64(&f.axes[a].size) / cov.input[a].max(1) as f64;
+                    let rb = q_f64(&f.axes[b].size) / cov.input[b].max(1) as f64;
+                    ra.total_cmp(&rb)
+                })
+                .unwrap_or(0);
+            let h = &f.axes[ax].size;
+            let ih = cov.input.get(ax).copied().unwrap_or(ih);
             if ih > 0 && small {
                 let name = self.a.layers[i].name.clone();
                 let sizes = f
@@ -880,7 +889,7 @@ impl<'a> Findings<'a> {
                     format!(
                         "the trunk's last spatial layer `{name}` sees {sizes} {unit} of the {dims} input ({} of its {})",
                         pct((q_f64(h) * 1000.0) as u64, ih * 1000),
-                        crate::geometry::axis_name(rank, 0)
+                        crate::geometry::axis_name(rank, ax)
                     ),
                     "no unit relates parts of the image farther apart than its field: objects larger than it are recognised only by local texture",
                     format!("add downsampling or dilated/larger kernels until the field reaches about {ih} {unit}, or feed smaller inputs"),

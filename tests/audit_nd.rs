@@ -327,3 +327,32 @@ fn zoo_video_and_audio_findings() {
         r.findings
     );
 }
+
+#[test]
+fn a_small_field_is_measured_on_the_axis_it_covers_least() {
+    // Two 3×3×3 convolutions on a 4-frame 64×64 clip, then a classifier (no global pool, whose
+    // field would cover the clip): the field is 5×5×5, more than the 4 frames but 5 of 64 rows and columns. The share is the height's: 5/64 = 7.8%, and the
+    // fix names the height's 64 voxels (before, the depth's 125% was shown).
+    let r = audited(
+        r#"
+format: "archscope/1"
+name: shallow3d
+inputs:
+  x: [3, 4, 64, 64]
+nodes:
+  - {id: a, op: conv3d, out: 8, kernel: 3, padding: 1}
+  - {id: b, op: conv3d, out: 8, kernel: 3, padding: 1}
+  - {op: flatten}
+  - {id: fc, op: linear, out: 10}
+"#,
+    );
+    let f = get(&r, "small-receptive-field", "b");
+    assert_eq!(
+        f.message,
+        "the trunk's last spatial layer `b` sees 5×5×5 voxels of the 4×64×64 input (7.8% of its height)"
+    );
+    assert_eq!(
+        f.fix,
+        "add downsampling or dilated/larger kernels until the field reaches about 64 voxels, or feed smaller inputs"
+    );
+}
