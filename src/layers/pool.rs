@@ -399,6 +399,40 @@ pub(super) fn window_pool_convention(
     }
 }
 
+/// The training rule of an adaptive max or average pooling of any rank, whose forward costs
+/// `cost`. PyTorch computes an adaptive average pooling to one unit per axis as a mean, whose
+/// backward needs only the sizes: nothing saved. Other adaptive average pools save their
+/// input; max pools their input and int64 indices.
+pub(super) fn adaptive_pool_training(
+    max: bool,
+    cost: Cost,
+    outputs: &[Shape],
+    input_grad: bool,
+) -> Result<Training, Diagnostic> {
+    let y = &outputs[0];
+    let one = y.0[2..].iter().all(|&d| d == 1);
+    let saved = match (max, one) {
+        (false, true) => Saved::default(),
+        (false, false) => Saved {
+            inputs: vec![0],
+            ..Default::default()
+        },
+        (true, _) => Saved {
+            inputs: vec![0],
+            output: false,
+            extra_bytes: mul(&[y.numel()?, 8])?,
+        },
+    };
+    Ok(Training {
+        forward_flops: cost.flops,
+        backward_flops: if input_grad { cost.flops } else { 0 },
+        saved,
+        view: false,
+        grad_views: vec![],
+        cublas: false,
+    })
+}
+
 /// The training rule of a max or average pooling window layer of any rank, whose forward
 /// costs `cost`. Max pooling saves its input and the argmax of every window (int64), and
 /// routes each output gradient to one input (1 add per output); average pooling saves its
@@ -648,32 +682,7 @@ impl Counting for Adaptive {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        let y = &outputs[0];
-        let forward = self.cost(inputs, outputs)?.flops;
-        // PyTorch computes an adaptive average pooling to 1×1 as a mean over H and W, whose
-        // backward needs only the sizes: nothing saved. Other adaptive average pools save
-        // their input; max pools their input and int64 indices.
-        let one = y.0[2] == 1 && y.0[3] == 1;
-        let saved = match (self.max, one) {
-            (false, true) => Saved::default(),
-            (false, false) => Saved {
-                inputs: vec![0],
-                ..Default::default()
-            },
-            (true, _) => Saved {
-                inputs: vec![0],
-                output: false,
-                extra_bytes: mul(&[y.numel()?, 8])?,
-            },
-        };
-        Ok(Training {
-            forward_flops: forward,
-            backward_flops: if input_grad { forward } else { 0 },
-            saved,
-            view: false,
-            grad_views: vec![],
-            cublas: false,
-        })
+        adaptive_pool_training(self.max, self.cost(inputs, outputs)?, outputs, input_grad)
     }
 }
 

@@ -6,7 +6,7 @@
 use super::conv_nd::{axes_of, need_rank, req_axes};
 use super::{
     mul, Arity, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry, Kernel, Layer,
-    Op, OpType, Saved, Shape, Training, Window,
+    Op, OpType, Shape, Training, Window,
 };
 use crate::error::Diagnostic;
 use crate::geometry::{adaptive_window_sum, axis_name, pool_out, Axes};
@@ -553,31 +553,12 @@ impl Counting for AdaptiveNd {
         input_grad: bool,
         _dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        let y = &outputs[0];
-        let forward = self.cost(inputs, outputs)?.flops;
-        // An adaptive average pool to one unit per axis is a mean (nothing saved); other
-        // average pools save their input; max pools their input and int64 indices.
-        let one = y.0[2..].iter().all(|&d| d == 1);
-        let saved = match (self.max, one) {
-            (false, true) => Saved::default(),
-            (false, false) => Saved {
-                inputs: vec![0],
-                ..Default::default()
-            },
-            (true, _) => Saved {
-                inputs: vec![0],
-                output: false,
-                extra_bytes: mul(&[y.numel()?, 8])?,
-            },
-        };
-        Ok(Training {
-            forward_flops: forward,
-            backward_flops: if input_grad { forward } else { 0 },
-            saved,
-            view: false,
-            grad_views: vec![],
-            cublas: false,
-        })
+        super::pool::adaptive_pool_training(
+            self.max,
+            self.cost(inputs, outputs)?,
+            outputs,
+            input_grad,
+        )
     }
 }
 
