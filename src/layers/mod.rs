@@ -771,25 +771,26 @@ pub(crate) fn pair_label(p: [u64; 2]) -> String {
 
 /// Requires an `N×C×H×W` input, with a message naming the op.
 pub(crate) fn need_4d(op: &str, s: &Shape) -> Result<(), Diagnostic> {
-    if s.rank() == 4 {
-        Ok(())
-    } else {
-        Err(Diagnostic::new(format!(
-            "{op} needs an N×C×H×W input, got {s} (rank {})",
-            s.rank()
-        ))
-        .help(if s.rank() == 2 {
-            "this input is flat; put the layer before `flatten`, or use `linear`"
-        } else {
-            "check the layer before it"
-        }))
-    }
+    conv_nd::need_rank(op, s, 2)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_2d_layer_on_a_clip_says_which_layer_fits() {
+        let e = need_4d("conv2d", &Shape(vec![1, 3, 4, 8, 8])).unwrap_err();
+        assert_eq!(
+            e.message,
+            "conv2d needs an N×C×H×W input, got 1×3×4×8×8 (rank 5)"
+        );
+        assert_eq!(
+            e.help.as_deref(),
+            Some("this input is a volume N×C×D×H×W: use the 3-D layer (conv3d, maxpool3d, …)")
+        );
+    }
 
     #[test]
     fn registry_names_are_unique() {
