@@ -34,6 +34,7 @@ Run from the repository root (about 2-3 minutes on 2 cores):
 
     /tmp/torchenv/bin/python scripts/torch_reference.py            # all models
     /tmp/torchenv/bin/python scripts/torch_reference.py resnet50   # only some (writes only those)
+    /tmp/torchenv/bin/python scripts/torch_reference.py --update resnet50   # re-measure one, keep the rest
     /tmp/torchenv/bin/python scripts/torch_reference.py --out other.json
 """
 
@@ -251,6 +252,11 @@ def main() -> int:
     ap.add_argument("models", nargs="*", help="models to measure (default: all)")
     ap.add_argument("--out", default="tests/data/torchvision_zoo.json")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other models already in --out (measure only the named ones)",
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -282,6 +288,10 @@ def main() -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.update and out.exists():
+        old = json.loads(out.read_text())["models"]
+        old.update(doc["models"])
+        doc["models"] = {n: old[n] for n in MODELS if n in old}
     text = dumps(doc)
     assert json.loads(text) == json.loads(json.dumps(doc))  # the custom layout is plain JSON
     out.write_text(text)
