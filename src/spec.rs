@@ -52,7 +52,8 @@ pub const MAX_WEIGHTS_NAMES: usize = 1024;
 
 /// One `weights_names:` rule: a layer-path pattern and the tensor-name prefix it stands for,
 /// as dotted components; `*` matches any one component of a layer path, and the `*`s of the
-/// target receive the matched components in order.
+/// target receive the matched components in order (a target component may hold a `*` inside
+/// it and `-`: `block1-*` names torchvision RegNet's `block1-0`).
 #[derive(Debug, Clone)]
 pub struct NameRule {
     pub pattern: Vec<String>,
@@ -87,15 +88,19 @@ impl WeightsNames {
             });
             if hit {
                 let mut caught = caught.into_iter();
-                let out: Vec<&str> = r
+                let out: Vec<String> = r
                     .target
                     .iter()
                     .map(|t| {
-                        if t == "*" {
-                            caught.next().unwrap_or("*")
-                        } else {
-                            t.as_str()
+                        // Each `*` of a target component takes the next matched component
+                        // (the counts agree: `weights_names` checks them when reading).
+                        let mut pieces = t.split('*');
+                        let mut c = pieces.next().unwrap_or("").to_string();
+                        for rest in pieces {
+                            c.push_str(caught.next().unwrap_or("*"));
+                            c.push_str(rest);
                         }
+                        c
                     })
                     .collect();
                 return (out.join("."), Some(i));
@@ -105,11 +110,20 @@ impl WeightsNames {
     }
 }
 
-/// The dotted components of a `weights_names:` pattern or target: names of ASCII letters,
-/// digits and `_`, or `*`.
-fn name_pattern(node: &YNode, text: &str, what: &str) -> Result<Vec<String>, Diagnostic> {
+/// The dotted components of a `weights_names:` pattern (`target` false: names of ASCII
+/// letters, digits and `_`, or `*`) or target (`target` true: letters, digits, `_`, `-` and `*`s
+/// inside a component too, since PyTorch's module names may hold `-`: RegNet's `block1-0`).
+fn name_pattern(
+    node: &YNode,
+    text: &str,
+    what: &str,
+    target: bool,
+) -> Result<Vec<String>, Diagnostic> {
     let ok = |c: &str| {
-        c == "*" || (!c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        let name_char = |ch: char| {
+            ch.is_ascii_alphanumeric() || ch == '_' || (target && (ch == '-' || ch == '*'))
+        };
+        c == "*" || (!c.is_empty() && c.chars().all(name_char))
     };
     if text.len() > 4 * MAX_NAME_LEN {
         return Err(err(
@@ -129,7 +143,11 @@ fn name_pattern(node: &YNode, text: &str, what: &str) -> Result<Vec<String>, Dia
             node,
             format!("`{}` is not a valid {what}: component `{}`", excerpt(text), excerpt(bad)),
         )
-        .help("write dotted names such as `layer1.*.conv1.bn` (a component is letters, digits and _, or `*` for any one component; quote a name holding `*`)"));
+        .help(if target {
+            "write dotted names such as `layer1.*.bn1` (a component is letters, digits, _ and -, with a `*` where a matched component goes; quote a name holding `*`)"
+        } else {
+            "write dotted names such as `layer1.*.conv1.bn` (a component is letters, digits and _, or `*` for any one component; quote a name holding `*`)"
+        }));
     }
     Ok(parts)
 }
@@ -152,7 +170,7 @@ fn weights_names(node: Option<&YNode>) -> Result<WeightsNames, Diagnostic> {
     let mut rules = Vec::new();
     for (k, v) in m {
         let key_node = YNode::synthetic(YValue::Str(k.clone()), v.path.clone());
-        let pattern = name_pattern(&key_node, k, "layer-path pattern")?;
+        let pattern = name_pattern(&key_node, k, "layer-path pattern", false)?;
         let text = v.as_str().ok_or_else(|| {
             err(
                 v,
@@ -164,8 +182,8 @@ fn weights_names(node: Option<&YNode>) -> Result<WeightsNames, Diagnostic> {
             )
             .help("e.g. `conv1.bn: bn1`")
         })?;
-        let target = name_pattern(v, text, "tensor-name prefix")?;
-        let stars = |p: &[String]| p.iter().filter(|c| *c == "*").count();
+        let target = name_pattern(v, text, "tensor-name prefix", true)?;
+        let stars = |p: &[String]| p.iter().map(|c| c.matches('*').count()).sum::<usize>();
         if stars(&pattern) != stars(&target) {
             return Err(err(
                 v,

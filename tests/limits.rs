@@ -976,11 +976,19 @@ fn weights_names_limits_and_mistakes() {
         "{e}"
     );
     assert!(e.contains("m.yaml:5:8"), "{e}");
-    let e = build(&format!("{head}weights_names:\n  c: conv-1\n"))
+    let e = build(&format!("{head}weights_names:\n  c: conv/1\n"))
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("`conv-1` is not a valid tensor-name prefix: component `conv-1`"),
+        e.contains("`conv/1` is not a valid tensor-name prefix: component `conv/1`"),
+        "{e}"
+    );
+    // A layer path has no `-` (a tensor name may: RegNet's `block1-0`).
+    let e = build(&format!("{head}weights_names:\n  c-1: conv\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`c-1` is not a valid layer-path pattern: component `c-1`"),
         "{e}"
     );
     let two = "inputs: {x: [3, 8, 8]}\nnodes:\n  - {id: a, op: conv, out: 4, kernel: 3}\n  - {id: b, op: conv, out: 4, kernel: 3}\nweights_names:\n  a: b\n";
