@@ -54,8 +54,34 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../models/mobilenet_v3_large.yaml"),
     ),
     (
+        "shufflenet_v2_x0_5",
+        include_str!("../models/shufflenet_v2_x0_5.yaml"),
+    ),
+    (
         "shufflenet_v2_x1_0",
         include_str!("../models/shufflenet_v2_x1_0.yaml"),
+    ),
+    (
+        "shufflenet_v2_x2_0",
+        include_str!("../models/shufflenet_v2_x2_0.yaml"),
+    ),
+    ("mnasnet0_5", include_str!("../models/mnasnet0_5.yaml")),
+    ("mnasnet1_0", include_str!("../models/mnasnet1_0.yaml")),
+    (
+        "regnet_x_400mf",
+        include_str!("../models/regnet_x_400mf.yaml"),
+    ),
+    (
+        "regnet_y_400mf",
+        include_str!("../models/regnet_y_400mf.yaml"),
+    ),
+    (
+        "regnet_y_1_6gf",
+        include_str!("../models/regnet_y_1_6gf.yaml"),
+    ),
+    (
+        "regnet_y_16gf",
+        include_str!("../models/regnet_y_16gf.yaml"),
     ),
     (
         "efficientnet_b0",
