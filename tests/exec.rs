@@ -57,6 +57,16 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["fcn_resnet50", "deeplabv3_resnet50"],
     &["unet"],
     &["yolov1"],
+    &[
+        "regnet_x_400mf",
+        "regnet_y_400mf",
+        "regnet_y_1_6gf",
+        "mnasnet0_5",
+        "mnasnet1_0",
+        "shufflenet_v2_x0_5",
+        "shufflenet_v2_x2_0",
+    ],
+    &["regnet_y_16gf"],
     // Video and audio: checked on shorter clips in tests/video_audio.rs.
     &["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"],
 ];
@@ -116,6 +126,16 @@ fn zoo_passes_check_unet() {
 #[test]
 fn zoo_passes_check_yolov1() {
     zoo_passes_check(CHECK_GROUPS[8]);
+}
+
+#[test]
+fn zoo_passes_check_regnets_mnasnets_shufflenets() {
+    zoo_passes_check(CHECK_GROUPS[9]);
+}
+
+#[test]
+fn zoo_passes_check_regnet_y_16gf() {
+    zoo_passes_check(CHECK_GROUPS[10]);
 }
 
 #[test]
@@ -263,7 +283,7 @@ fn safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
 
 /// A safetensors file holding `tensors` (name, shape, dtype as torch names it), every value
 /// zero: the header written by hand (the format's documented layout: an 8-byte little-endian
-/// length, the JSON header, the data), the data allocated zeroed, so that the 30 models' 1.3
+/// length, the JSON header, the data), the data allocated zeroed, so that the 38 models' 1.7
 /// billion values cost no more than the reader's conversion.
 fn zero_safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
@@ -332,7 +352,7 @@ fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
     }
     // Every model the reference measured is in the zoo (torch_reference.py's list).
     assert_eq!(torchvision_in_zoo, models.len());
-    assert_eq!(models.len(), 30);
+    assert_eq!(models.len(), 38);
 }
 
 #[test]
