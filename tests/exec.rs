@@ -59,6 +59,8 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["yolov1"],
     // Video and audio: checked on shorter clips in tests/video_audio.rs.
     &["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"],
+    &["fcn_resnet101", "deeplabv3_resnet101"],
+    &["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"],
 ];
 
 #[test]
@@ -116,6 +118,16 @@ fn zoo_passes_check_unet() {
 #[test]
 fn zoo_passes_check_yolov1() {
     zoo_passes_check(CHECK_GROUPS[8]);
+}
+
+#[test]
+fn zoo_passes_check_segmentation_resnet101() {
+    zoo_passes_check(CHECK_GROUPS[10]);
+}
+
+#[test]
+fn zoo_passes_check_segmentation_mobilenet() {
+    zoo_passes_check(CHECK_GROUPS[11]);
 }
 
 #[test]
@@ -332,7 +344,7 @@ fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
     }
     // Every model the reference measured is in the zoo (torch_reference.py's list).
     assert_eq!(torchvision_in_zoo, models.len());
-    assert_eq!(models.len(), 30);
+    assert_eq!(models.len(), 34);
 }
 
 #[test]
