@@ -66,7 +66,10 @@ pub const MODELS: &[(&str, &str)] = &[
         "deeplabv3_resnet50",
         include_str!("../models/deeplabv3_resnet50.yaml"),
     ),
-    ("fcn_resnet101", include_str!("../models/fcn_resnet101.yaml")),
+    (
+        "fcn_resnet101",
+        include_str!("../models/fcn_resnet101.yaml"),
+    ),
     (
         "deeplabv3_resnet101",
         include_str!("../models/deeplabv3_resnet101.yaml"),

@@ -93,9 +93,17 @@ fn dilated_mobilenet_v3_large_fields() {
         let q = Q::from;
         assert_eq!(hw(&a, "bneck4.project.bn"), (q(35), q(8), q(0)), "{model}");
         assert_eq!(hw(&a, "bneck12.sum"), (q(275), q(16), q(0)), "{model}");
-        assert_eq!(hw(&a, "bneck13.project.bn"), (q(403), q(16), q(0)), "{model}");
+        assert_eq!(
+            hw(&a, "bneck13.project.bn"),
+            (q(403), q(16), q(0)),
+            "{model}"
+        );
         assert_eq!(hw(&a, "bneck15.sum"), (q(659), q(16), q(0)), "{model}");
-        assert_eq!(hw(&a, "lastconv.hardswish"), (q(659), q(16), q(0)), "{model}");
+        assert_eq!(
+            hw(&a, "lastconv.hardswish"),
+            (q(659), q(16), q(0)),
+            "{model}"
+        );
         // Output stride 16: 224 / 16 = 14.
         let last = common::layer(&a, "lastconv.hardswish");
         assert_eq!(last.outputs[0].0, [1, 960, 14, 14], "{model}");
