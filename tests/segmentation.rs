@@ -57,13 +57,17 @@ fn pytorch_outputs_under_torchvision_names() {
             assert_eq!(out.shape, [1, 21, 64, 64], "{name} ({path})");
             let got: Vec<f32> = out.data.iter().step_by(step).copied().collect();
             assert_eq!(got.len(), want.len(), "{name} ({path})");
-            let worst = got
+            // A NaN difference counts as off (f32::max would skip it).
+            let diffs: Vec<f32> = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).collect();
+            let off = diffs
                 .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            if !(worst <= 1e-4 * scale) {
-                failed.push(format!("{name} ({path}): max |Δ| {worst} of {scale}"));
+                .filter(|d| d.is_nan() || **d > 1e-4 * scale)
+                .count();
+            if off > 0 {
+                let worst = diffs.iter().copied().fold(0f32, f32::max);
+                failed.push(format!(
+                    "{name} ({path}): {off} values off, max |Δ| {worst} of {scale}"
+                ));
             }
         }
     }
