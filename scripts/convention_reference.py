@@ -102,6 +102,10 @@ MODELS: dict[str, tuple[dict, tuple[tuple[int, int], tuple[int, int]]]] = {
     "regnet_y_16gf": ({}, S224),
     "fcn_resnet50": ({"aux_loss": False, "weights_backbone": None}, S224),
     "deeplabv3_resnet50": ({"aux_loss": False, "weights_backbone": None}, S224),
+    "fcn_resnet101": ({"aux_loss": False, "weights_backbone": None}, S224),
+    "deeplabv3_resnet101": ({"aux_loss": False, "weights_backbone": None}, S224),
+    "deeplabv3_mobilenet_v3_large": ({"aux_loss": False, "weights_backbone": None}, S224),
+    "lraspp_mobilenet_v3_large": ({"weights_backbone": None}, S224),
     "alexnet": ({}, S224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, S224),
 }

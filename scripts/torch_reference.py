@@ -94,6 +94,10 @@ MODELS: dict[str, tuple[dict, tuple[int, int]]] = {
     "regnet_y_16gf": ({}, HW224),
     "fcn_resnet50": ({"aux_loss": False, "weights_backbone": None}, HW224),
     "deeplabv3_resnet50": ({"aux_loss": False, "weights_backbone": None}, HW224),
+    "fcn_resnet101": ({"aux_loss": False, "weights_backbone": None}, HW224),
+    "deeplabv3_resnet101": ({"aux_loss": False, "weights_backbone": None}, HW224),
+    "deeplabv3_mobilenet_v3_large": ({"aux_loss": False, "weights_backbone": None}, HW224),
+    "lraspp_mobilenet_v3_large": ({"weights_backbone": None}, HW224),
     "alexnet": ({}, HW224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, HW224),
 }

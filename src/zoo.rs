@@ -92,6 +92,22 @@ pub const MODELS: &[(&str, &str)] = &[
         "deeplabv3_resnet50",
         include_str!("../models/deeplabv3_resnet50.yaml"),
     ),
+    (
+        "fcn_resnet101",
+        include_str!("../models/fcn_resnet101.yaml"),
+    ),
+    (
+        "deeplabv3_resnet101",
+        include_str!("../models/deeplabv3_resnet101.yaml"),
+    ),
+    (
+        "deeplabv3_mobilenet_v3_large",
+        include_str!("../models/deeplabv3_mobilenet_v3_large.yaml"),
+    ),
+    (
+        "lraspp_mobilenet_v3_large",
+        include_str!("../models/lraspp_mobilenet_v3_large.yaml"),
+    ),
     ("resnet50_v2", include_str!("../models/resnet50_v2.yaml")),
     ("mobilenet_v1", include_str!("../models/mobilenet_v1.yaml")),
     ("unet", include_str!("../models/unet.yaml")),
