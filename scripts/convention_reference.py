@@ -19,13 +19,13 @@ Tools and the figure recorded (the one each tool prints as its headline number):
 * ``torchinfo``: ``torchinfo.summary(model, input_size=(N, C, H, W)).total_mult_adds``
   ("Total mult-adds").
 
-Models: every zoo model that torchvision has (the 38 of tests/data/torchvision_zoo.json).
+Models: every zoo model that torchvision has (the 42 of tests/data/torchvision_zoo.json).
 Settings: every model at batch 1 at two sizes -- 224x224 (inception_v3: 299x299, the tools'
 usual call) and 320x320 (inception_v3: 342x342) -- plus four models at batch 2 at the second
 size, where the per-op rules that depend on the batch or on non-integer adaptive-pool windows
 show.
 
-Segmentation models (fcn_resnet50, deeplabv3_resnet50) return a dict; every tool accepts it.
+Segmentation models (fcn_*, deeplabv3_*, lraspp_*) return a dict; every tool accepts it.
 
 Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
 and be merged):

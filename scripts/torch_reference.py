@@ -14,7 +14,8 @@ Every figure comes from running the real PyTorch model (CPU only, batch 1, eval 
   GMACs) for the model's first (``*_V1``) weights entry, as in the
   existing file. These describe the *published* configuration, which
   may differ from the one measured here (inception_v3 publishes with its aux classifier,
-  fcn/deeplab publish with their aux head and at 520x520), so they are informational only.
+  fcn/deeplab publish with their aux head and at 520x520, lraspp at 520x520), so they are
+  informational only.
 * ``layers``: one row per leaf-module *call*, in execution order (forward hooks on every module
   without children). A module called several times (torchvision ResNet's shared ``relu``) gives
   several rows. ``in``/``out`` are the shapes of the first tensor input / the output, ``params``
