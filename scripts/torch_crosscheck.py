@@ -14,7 +14,9 @@ For each model (default: resnet18 and googlenet) this script
    ``archscope summary MODEL --format json`` lists archscope's layers with ``params > 0`` in
    execution order; the two lists are zipped and every pair must agree in type and parameter
    count (and output shape);
-4. writes ``<archscope layer>.weight/.bias/.running_mean/.running_var`` to a .safetensors file,
+4. writes ``<torchvision module>.weight/.bias/.running_mean/.running_var`` to a .safetensors file
+   (torchvision's own state-dict names, which every torchvision zoo model's ``weights_names:``
+   maps its layers to),
    a seeded, ImageNet-normalised, image-like 1x3xHxW input (the model's default H x W) to a
    .npy file, runs
    ``archscope run MODEL --weights F --npy x.npy --save-output out.npy`` and compares with
@@ -167,14 +169,14 @@ def mapping(model_name: str, tv: list, arch: list[dict]) -> list[tuple[str, str,
 
 def state_for(pairs) -> dict[str, np.ndarray]:
     tensors: dict[str, np.ndarray] = {}
-    for aname, _tname, mod in pairs:
+    for _aname, tname, mod in pairs:
         items = {"weight": mod.weight, "bias": mod.bias}
         if isinstance(mod, nn.BatchNorm2d):
             items["running_mean"] = mod.running_mean
             items["running_var"] = mod.running_var
         for k, v in items.items():
             if v is not None:
-                tensors[f"{aname}.{k}"] = v.detach().to(torch.float32).contiguous().numpy().copy()
+                tensors[f"{tname}.{k}"] = v.detach().to(torch.float32).contiguous().numpy().copy()
     return tensors
 
 
@@ -249,8 +251,8 @@ def negative_controls(name, model, x, pairs, x_npy, ref32, got, work) -> dict:
     """Deliberate mistakes; each should give a max relative error far above the bar."""
     out = {}
     base = state_for(pairs)
-    bn_names = [a for a, _t, m in pairs if isinstance(m, nn.BatchNorm2d)]
-    first_conv = next(a for a, _t, m in pairs if isinstance(m, nn.Conv2d))
+    bn_names = [t for _a, t, m in pairs if isinstance(m, nn.BatchNorm2d)]
+    first_conv = next(t for _a, t, m in pairs if isinstance(m, nn.Conv2d))
 
     swapped = dict(base)
     for a in bn_names:
