@@ -88,6 +88,15 @@ MODELS: dict[str, tuple[dict, tuple[int, int]]] = {
     "deeplabv3_resnet50": ({"aux_loss": False, "weights_backbone": None}, HW224),
     "alexnet": ({}, HW224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, HW224),
+    # At the input size of torchvision's weights (their published "GFLOPS" are at that size).
+    "efficientnet_b1": ({}, (240, 240)),
+    "efficientnet_b3": ({}, (300, 300)),
+    "efficientnet_b7": ({}, (600, 600)),
+    "efficientnet_v2_s": ({}, (384, 384)),
+    "densenet161": ({}, HW224),
+    "resnext101_32x8d": ({}, HW224),
+    "resnext101_64x4d": ({}, HW224),
+    "wide_resnet101_2": ({}, HW224),
 }
 
 # Known values: if these differ, the counting is wrong.
