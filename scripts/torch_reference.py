@@ -20,7 +20,8 @@ Every figure comes from running the real PyTorch model (CPU only, batch 1, eval 
   several rows. ``in``/``out`` are the shapes of the first tensor input / the output, ``params``
   the module's own parameters, ``macs`` (Conv2d, ConvTranspose2d, Linear) the FlopCounterMode
   flops of that call // 2, and conv/pool settings: Conv ``k s p d`` (lists) and ``g``; pools
-  ``k s p ceil`` as stored on the module (int or list). Functional ops (``F.relu``,
+  ``k s p ceil`` as stored on the module (int or list); torchvision's ``StochasticDepth`` its
+  drop rate ``p``. Functional ops (``F.relu``,
   ``torch.flatten``, ``F.max_pool2d``, ``torch.cat``, ``x.mean``...) have no module and so no row.
 * ``builder_kwargs``: the keyword arguments the torchvision builder was called with.
 
@@ -191,6 +192,8 @@ def measure(name: str, kwargs: dict, hw: tuple[int, int]) -> dict:
                     d=setting(mod.dilation),
                     g=mod.groups,
                 )
+            elif isinstance(mod, torchvision.ops.StochasticDepth):
+                row["p"] = mod.p  # EfficientNet's linear schedule: p * block / blocks
             elif isinstance(mod, POOL_TYPES):
                 row.update(
                     k=setting(mod.kernel_size),
