@@ -59,6 +59,16 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["yolov1"],
     // Video and audio: checked on shorter clips in tests/video_audio.rs.
     &["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"],
+    &[
+        "efficientnet_b1",
+        "efficientnet_b3",
+        "efficientnet_v2_s",
+        "densenet161",
+    ],
+    &["resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"],
+    // 37.7 GMACs at its 600×600, about 14 CPU-seconds of `check`: checked at 224×224 in
+    // tests/zoo_scaled.rs (and within `check`'s bounds at 600×600, tested there).
+    &["efficientnet_b7"],
 ];
 
 #[test]
@@ -116,6 +126,16 @@ fn zoo_passes_check_unet() {
 #[test]
 fn zoo_passes_check_yolov1() {
     zoo_passes_check(CHECK_GROUPS[8]);
+}
+
+#[test]
+fn zoo_passes_check_efficientnets_and_densenet161() {
+    zoo_passes_check(CHECK_GROUPS[10]);
+}
+
+#[test]
+fn zoo_passes_check_resnext101_and_wide_resnet101() {
+    zoo_passes_check(CHECK_GROUPS[11]);
 }
 
 #[test]
