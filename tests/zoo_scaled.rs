@@ -62,8 +62,8 @@ fn torchvision_published_params_and_gflops_are_reproduced() {
 /// the last place off). The script writes one model key per line at indent 2 and one layer row
 /// per line.
 fn torchvision_drop_rates() -> Vec<(String, Vec<f64>)> {
-    let text = std::fs::read_to_string(common::root().join("tests/data/torchvision_zoo.json"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(common::root().join("tests/data/torchvision_zoo.json")).unwrap();
     let mut out: Vec<(String, Vec<f64>)> = Vec::new();
     for line in text.lines() {
         if let Some(name) = line
@@ -147,7 +147,13 @@ fn a_drop_rate_off_the_schedule_is_rejected() {
     );
     // On the schedule: block 3 of 16 drops with 0.2·3/16, computed as torchvision does.
     let net = common::net(&yaml("[3, 16]"));
-    let label = net.nodes.iter().find(|n| n.name == "drop").unwrap().layer.label();
+    let label = net
+        .nodes
+        .iter()
+        .find(|n| n.name == "drop")
+        .unwrap()
+        .layer
+        .label();
     assert_eq!(label, format!("stochastic depth {} row", 0.2 * 3.0 / 16.0));
 }
 

@@ -7,9 +7,9 @@ use super::{
     Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
-use crate::yaml::YValue;
 use crate::kernels::Ctx;
 use crate::tensor::Tensor;
+use crate::yaml::YValue;
 
 pub const CROP: OpType = OpType {
     name: "crop",
@@ -319,11 +319,13 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         // torchvision's linear schedule (EfficientNet, ConvNeXt, Swin): block k of n drops its
         // branch with `p * float(k) / n`, computed in that order as here, so the rate is
         // PyTorch's to the last bit.
-        let help = "write `depth: [k, n]`, block k (from 0) of a schedule over n: the rate is p·k/n";
+        let help =
+            "write `depth: [k, n]`, block k (from 0) of a schedule over n: the rate is p·k/n";
         let [k, n] = match &v.value {
-            YValue::Seq(items) if items.len() == 2 => {
-                [int_of(&items[0], "depth")?, positive_of(&items[1], "depth")? as i64]
-            }
+            YValue::Seq(items) if items.len() == 2 => [
+                int_of(&items[0], "depth")?,
+                positive_of(&items[1], "depth")? as i64,
+            ],
             _ => {
                 return Err(Diagnostic::new(format!(
                     "`depth` takes [block, blocks], found {} ({v})",
