@@ -108,6 +108,15 @@ MODELS: dict[str, tuple[dict, tuple[tuple[int, int], tuple[int, int]]]] = {
     "lraspp_mobilenet_v3_large": ({"weights_backbone": None}, S224),
     "alexnet": ({}, S224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, S224),
+    # EfficientNets: 224x224 and the input size of torchvision's weights.
+    "efficientnet_b1": ({}, ((224, 224), (240, 240))),
+    "efficientnet_b3": ({}, ((224, 224), (300, 300))),
+    "efficientnet_b7": ({}, ((224, 224), (600, 600))),
+    "efficientnet_v2_s": ({}, ((224, 224), (384, 384))),
+    "densenet161": ({}, S224),
+    "resnext101_32x8d": ({}, S224),
+    "resnext101_64x4d": ({}, S224),
+    "wide_resnet101_2": ({}, S224),
 }
 
 # Models also measured at batch 2 at their second size (the per-op rules that depend on the

@@ -21,7 +21,8 @@ Every figure comes from running the real PyTorch model (CPU only, batch 1, eval 
   several rows. ``in``/``out`` are the shapes of the first tensor input / the output, ``params``
   the module's own parameters, ``macs`` (Conv2d, ConvTranspose2d, Linear) the FlopCounterMode
   flops of that call // 2, and conv/pool settings: Conv ``k s p d`` (lists) and ``g``; pools
-  ``k s p ceil`` as stored on the module (int or list). Functional ops (``F.relu``,
+  ``k s p ceil`` as stored on the module (int or list); torchvision's ``StochasticDepth`` its
+  drop rate ``p``. Functional ops (``F.relu``,
   ``torch.flatten``, ``F.max_pool2d``, ``torch.cat``, ``x.mean``...) have no module and so no row.
 * ``builder_kwargs``: the keyword arguments the torchvision builder was called with.
 
@@ -101,6 +102,15 @@ MODELS: dict[str, tuple[dict, tuple[int, int]]] = {
     "lraspp_mobilenet_v3_large": ({"weights_backbone": None}, HW224),
     "alexnet": ({}, HW224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, HW224),
+    # At the input size of torchvision's weights (their published "GFLOPS" are at that size).
+    "efficientnet_b1": ({}, (240, 240)),
+    "efficientnet_b3": ({}, (300, 300)),
+    "efficientnet_b7": ({}, (600, 600)),
+    "efficientnet_v2_s": ({}, (384, 384)),
+    "densenet161": ({}, HW224),
+    "resnext101_32x8d": ({}, HW224),
+    "resnext101_64x4d": ({}, HW224),
+    "wide_resnet101_2": ({}, HW224),
 }
 
 # Known values: if these differ, the counting is wrong.
@@ -195,6 +205,8 @@ def measure(name: str, kwargs: dict, hw: tuple[int, int]) -> dict:
                     d=setting(mod.dilation),
                     g=mod.groups,
                 )
+            elif isinstance(mod, torchvision.ops.StochasticDepth):
+                row["p"] = mod.p  # EfficientNet's linear schedule: p * block / blocks
             elif isinstance(mod, POOL_TYPES):
                 row.update(
                     k=setting(mod.kernel_size),

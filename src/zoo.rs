@@ -30,10 +30,23 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../models/resnext50_32x4d.yaml"),
     ),
     (
+        "resnext101_32x8d",
+        include_str!("../models/resnext101_32x8d.yaml"),
+    ),
+    (
+        "resnext101_64x4d",
+        include_str!("../models/resnext101_64x4d.yaml"),
+    ),
+    (
         "wide_resnet50_2",
         include_str!("../models/wide_resnet50_2.yaml"),
     ),
+    (
+        "wide_resnet101_2",
+        include_str!("../models/wide_resnet101_2.yaml"),
+    ),
     ("densenet121", include_str!("../models/densenet121.yaml")),
+    ("densenet161", include_str!("../models/densenet161.yaml")),
     ("densenet169", include_str!("../models/densenet169.yaml")),
     ("densenet201", include_str!("../models/densenet201.yaml")),
     (
@@ -86,6 +99,22 @@ pub const MODELS: &[(&str, &str)] = &[
     (
         "efficientnet_b0",
         include_str!("../models/efficientnet_b0.yaml"),
+    ),
+    (
+        "efficientnet_b1",
+        include_str!("../models/efficientnet_b1.yaml"),
+    ),
+    (
+        "efficientnet_b3",
+        include_str!("../models/efficientnet_b3.yaml"),
+    ),
+    (
+        "efficientnet_b7",
+        include_str!("../models/efficientnet_b7.yaml"),
+    ),
+    (
+        "efficientnet_v2_s",
+        include_str!("../models/efficientnet_v2_s.yaml"),
     ),
     ("fcn_resnet50", include_str!("../models/fcn_resnet50.yaml")),
     (

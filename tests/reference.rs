@@ -26,6 +26,7 @@ const NOT_IN_ZOO: &[(&str, &str)] = &[];
 /// include it). (model, our layer path, why)
 const FUNCTIONAL: &[(&str, &str, &str)] = &[
     ("densenet121", "relu5", DENSENET_RELU),
+    ("densenet161", "relu5", DENSENET_RELU),
     ("densenet169", "relu5", DENSENET_RELU),
     ("densenet201", "relu5", DENSENET_RELU),
     ("inception_v3", "Mixed_6a.branch_pool", INCEPTION_POOL),

@@ -1,7 +1,7 @@
 //! Layers that move data without arithmetic: the model input, flatten, dropout (identity at
 //! inference, still listed), identity, channel shuffle, channel split and slice, zero padding.
 
-use super::attrs::{Pad4, PaddingSpec};
+use super::attrs::{int_of, positive_of, Pad4, PaddingSpec};
 use super::{
     mul, per_element, Arity, Attrs, Axes, Category, Collapsed, Counting, Geometry, Kernel, Layer,
     Op, OpType, Saved, Shape, Training,
@@ -9,6 +9,7 @@ use super::{
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
 use crate::tensor::Tensor;
+use crate::yaml::YValue;
 
 pub const CROP: OpType = OpType {
     name: "crop",
@@ -63,11 +64,11 @@ pub const DROPOUT2D: OpType = OpType {
 pub const STOCHASTIC_DEPTH: OpType = OpType {
     name: "stochastic_depth",
     aliases: &["drop_path"],
-    keys: &["p", "mode"],
+    keys: &["p", "mode", "depth"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_stochastic_depth,
-    summary: "drops a residual branch per sample (row) or batch; identity at inference (torchvision StochasticDepth)",
+    summary: "drops a residual branch per sample (row) or batch, with probability p (or p·k/n at `depth: [k, n]`); identity at inference (torchvision StochasticDepth)",
 };
 
 pub const IDENTITY: OpType = OpType {
@@ -310,9 +311,38 @@ fn build_dropout(a: &mut Attrs, two_d: bool) -> Result<Box<dyn Layer>, Diagnosti
 }
 
 fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
-    let p = a.float("p", 0.0)?;
+    let mut p = a.float("p", 0.0)?;
     if !(0.0..1.0).contains(&p) {
         return Err(a.error("p", format!("drop probability must be in [0, 1), got {p}")));
+    }
+    if let Some(v) = a.raw("depth")? {
+        // torchvision's linear schedule (EfficientNet, ConvNeXt, Swin): block k of n drops its
+        // branch with `p * float(k) / n`, computed in that order as here, so the rate is
+        // PyTorch's to the last bit.
+        let help =
+            "write `depth: [k, n]`, block k (from 0) of a schedule over n: the rate is p·k/n";
+        let [k, n] = match &v.value {
+            YValue::Seq(items) if items.len() == 2 => [
+                int_of(&items[0], "depth")?,
+                positive_of(&items[1], "depth")? as i64,
+            ],
+            _ => {
+                return Err(Diagnostic::new(format!(
+                    "`depth` takes [block, blocks], found {} ({v})",
+                    v.kind()
+                ))
+                .at(&v.path)
+                .help(help))
+            }
+        };
+        if !(0..=n).contains(&k) {
+            return Err(Diagnostic::new(format!(
+                "`depth: [{k}, {n}]`: block {k} is outside 0..={n}, so the rate p·{k}/{n} is not a probability on the schedule"
+            ))
+            .at(&v.path)
+            .help(help));
+        }
+        p = p * k as f64 / n as f64;
     }
     let mode = a.choice("mode", &["row", "batch"], "row")?;
     Ok(Box::new(Passthrough {
