@@ -908,7 +908,13 @@ impl Op for Pad {
 impl Kernel for Pad {
     fn collapsed(&self) -> Collapsed {
         if self.pad.iter().take(2).all(|p| *p == (0, 0)) && (3..=5).contains(&self.pad.len()) {
-            Collapsed::Layer(Box::new(self.clone()))
+            // The same padding, with zeros whatever the mode (receptive fields count zero
+            // padding, as for convolutions: docs/RECEPTIVE_FIELD.md).
+            Collapsed::Layer(Box::new(Pad {
+                mode: PadMode::Constant,
+                value: 0.0,
+                ..self.clone()
+            }))
         } else {
             Collapsed::Stop
         }
