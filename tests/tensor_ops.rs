@@ -253,3 +253,36 @@ fn a_layer_scale_keeps_the_receptive_field() {
         report.rf_compared()
     );
 }
+
+#[test]
+fn layouts_follow_the_tensor_ops() {
+    use archscope::layers::Role::*;
+    // ViT's front: 4×4 patches of an 8×8 image (2×2 = 4 tokens of 16 channels), flattened to
+    // tokens, a class token concatenated (a sequence then: its first unit is no input
+    // position), split into 2 heads of 8, heads first; the class token selected.
+    let net = common::net(
+        "format: \"archscope/1\"\nname: m\ninputs: {x: [3, 8, 8]}\nnodes:\n  - {id: p, op: conv, out: 16, kernel: 4, stride: 4}\n  - {id: f, op: flatten, start_dim: 2}\n  - {id: t, op: transpose, dims: [1, 2]}\n  - {id: cls, op: parameter, shape: [1, 1, 16]}\n  - {id: e, op: expand, in: [cls, t], shape: [1, -1]}\n  - {id: c, op: concat, in: [e, t], dim: 1}\n  - {id: h, op: reshape, shape: [5, 2, 8]}\n  - {id: q, op: permute, dims: [0, 2, 1, 3]}\n  - {id: s, op: select, in: c, dim: 1, index: 0}\n  - {id: ids, op: mean, in: t, dims: [1]}\n",
+    );
+    let roles = |name: &str| {
+        let n = net.nodes.iter().find(|n| n.name == name).unwrap();
+        n.out_layouts[0].0.clone()
+    };
+    assert_eq!(roles("p"), vec![Batch, Channel, Space(0), Space(1)]);
+    assert_eq!(roles("t"), vec![Batch, Tokens(vec![0, 1]), Channel]);
+    assert_eq!(roles("cls"), vec![Other, Other, Other]);
+    assert_eq!(roles("c"), vec![Batch, Sequence, Channel]);
+    assert_eq!(roles("h")[..2], [Batch, Sequence]);
+    assert_eq!(roles("q")[..3], [Batch, roles("h")[2].clone(), Sequence]);
+    assert_eq!(roles("s"), vec![Batch, Channel]);
+    // The mean over the tokens (a pooled feature vector): batch and channels.
+    assert_eq!(roles("ids"), vec![Batch, Channel]);
+    // A token-id input is a sequence; its embedding adds the channels.
+    let net = common::net(
+        "format: \"archscope/1\"\nname: m\ninputs: {ids: {tokens: 6, vocab: 9}}\nnodes:\n  - {id: wte, op: embedding, num: 9, dim: 4}\n",
+    );
+    assert_eq!(net.nodes[0].out_layouts[0].0, vec![Batch, Sequence]);
+    assert_eq!(
+        net.nodes[1].out_layouts[0].0,
+        vec![Batch, Sequence, Channel]
+    );
+}

@@ -12,7 +12,7 @@
 
 use super::{
     mul, Arity, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry, Kernel, Layer,
-    Op, OpType, Params, Saved, Shape, Training,
+    Layout, Op, OpType, Params, Role, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -127,6 +127,16 @@ impl Op for Parameter {
     fn output_shapes(&self, _inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         Ok(vec![Shape(self.shape.clone())])
     }
+    fn layouts(
+        &self,
+        _inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // A learned tensor's dims say nothing (its dim 0 is no batch): every one `Other`, which
+        // a broadcast defers to the other input's roles.
+        Ok(vec![Layout(vec![Role::Other; self.shape.len()])])
+    }
     fn params(&self) -> Params {
         if self.trainable {
             Params {
@@ -231,6 +241,17 @@ impl Op for Embedding {
         let mut s = inputs[0].clone();
         s.0.push(self.dim);
         Ok(vec![s])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The ids' layout (N×S of a token input), with the vector as channels.
+        let mut l = inputs[0].clone();
+        l.0.push(Role::Channel);
+        Ok(vec![l])
     }
     fn params(&self) -> Params {
         let n = self.num * self.dim;

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::{
     add, attrs_int, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry,
-    Kernel, Layer, Op, OpType, Saved, Shape, Training,
+    Kernel, Layer, Layout, Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -496,6 +496,15 @@ impl Op for Reshape {
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         relayout_geometry(inputs, &self.out(&inputs[0]))
     }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Dims grouped by equal products: merged roles merge, split roles split.
+        Ok(vec![inputs[0].reshape(&in_shapes[0], &out_shapes[0])])
+    }
     fn is_view(&self) -> bool {
         true
     }
@@ -632,6 +641,14 @@ impl Op for Permute {
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         Ok(vec![self.out(&inputs[0])])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        Ok(vec![inputs[0].permute(&self.perm)])
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         if self.perm == identity_perm(self.perm.len()) {
@@ -1044,6 +1061,21 @@ impl Op for Reduce {
         }
         Ok(vec![Shape(s)])
     }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The reduced dims go (or stay, of size 1, with their roles).
+        let mut l = inputs[0].clone();
+        if !self.keepdim {
+            for &d in self.dims.iter().rev() {
+                l.0.remove(d);
+            }
+        }
+        Ok(vec![l])
+    }
     fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
         // One add per input element; a mean divides each output element once.
         let adds = inputs[0].numel()?;
@@ -1185,6 +1217,16 @@ impl Op for Select {
         let mut s = inputs[0].clone();
         s.0.remove(self.dim);
         Ok(vec![s])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        let mut l = inputs[0].clone();
+        l.0.remove(self.dim);
+        Ok(vec![l])
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         if self.dim == 1 || inputs[0].rank() < 3 {
