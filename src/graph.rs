@@ -161,6 +161,13 @@ pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error>
                 .map(|d| crate::layers::attrs_int(d, name).map(|v| v.max(0) as u64))
                 .collect::<Result<Vec<u64>, _>>()
                 .map_err(|d| Error::from(doc.locate_diagnostic(d)))?,
+            // A token-id input `{tokens: L, vocab: V}`: one size, its length.
+            YValue::Map(_) => match shape.get("tokens") {
+                Some(t) => vec![crate::layers::attrs_int(t, "tokens")
+                    .map_err(|d| Error::from(doc.locate_diagnostic(d)))?
+                    .max(0) as u64],
+                None => Vec::new(),
+            },
             _ => Vec::new(),
         };
         out.push((name.clone(), dims));

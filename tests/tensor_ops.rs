@@ -286,3 +286,27 @@ fn layouts_follow_the_tensor_ops() {
         vec![Batch, Sequence, Channel]
     );
 }
+
+#[test]
+fn input_sets_the_length_of_a_token_input() {
+    // `--input 12` on a model declared with 8 tokens: 12 ids per sample, the vocabulary kept.
+    let dir = common::scratch("token_input");
+    let file = dir.join("gpt.yaml");
+    std::fs::write(
+        &file,
+        "format: \"archscope/1\"\nname: m\ninputs: {ids: {tokens: 8, vocab: 50}}\nnodes:\n  - {id: wte, op: embedding, num: 50, dim: 16}\n",
+    )
+    .unwrap();
+    let v = common::json(&[
+        "summary",
+        common::arg(&file),
+        "--input",
+        "12",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        common::json_layer(&v, "wte")["output"],
+        serde_json::json!([1, 12, 16])
+    );
+}
