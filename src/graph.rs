@@ -17,7 +17,7 @@ use petgraph::Direction;
 
 use crate::error::{did_you_mean, Diagnostic, Error};
 use crate::expr::{substitute, Env};
-use crate::layers::{self, Arity, Attrs, Layer, OpType, Shape};
+use crate::layers::{self, Arity, Attrs, Layer, Layout, OpType, Shape};
 use crate::spec::{BlockSpec, Defaults, ModelSpec, NodeKind, NodeSpec};
 use crate::yaml::{Document, YNode, YValue, YamlPath};
 
@@ -92,6 +92,10 @@ pub struct NetNode {
     pub inputs: Vec<(usize, usize)>,
     pub in_shapes: Vec<Shape>,
     pub out_shapes: Vec<Shape>,
+    /// What each dimension of each input means (its producer's output layout), in input order.
+    pub in_layouts: Vec<Layout>,
+    /// What each dimension of each output means (`Op::layouts`), one per output.
+    pub out_layouts: Vec<Layout>,
     /// The innermost block instance it belongs to (index into [`Network::instances`]).
     pub instance: Option<usize>,
 }
@@ -157,6 +161,13 @@ pub fn declared_inputs(doc: &Document) -> Result<Vec<(String, Vec<u64>)>, Error>
                 .map(|d| crate::layers::attrs_int(d, name).map(|v| v.max(0) as u64))
                 .collect::<Result<Vec<u64>, _>>()
                 .map_err(|d| Error::from(doc.locate_diagnostic(d)))?,
+            // A token-id input `{tokens: L, vocab: V}`: one size, its length.
+            YValue::Map(_) => match shape.get("tokens") {
+                Some(t) => vec![crate::layers::attrs_int(t, "tokens")
+                    .map_err(|d| Error::from(doc.locate_diagnostic(d)))?
+                    .max(0) as u64],
+                None => Vec::new(),
+            },
             _ => Vec::new(),
         };
         out.push((name.clone(), dims));
@@ -440,6 +451,62 @@ fn layer_env(raw: &Raw, in_shapes: &[Shape]) -> Env {
     env
 }
 
+/// A layer's tied weight ([`crate::layers::Kernel::tied`]): owned by a layer built before it,
+/// with the shape it needs.
+fn check_tied(raw: &Raw, t: &crate::layers::Tied, nodes: &[NetNode]) -> Result<(), Diagnostic> {
+    let at = raw
+        .attrs
+        .iter()
+        .find(|(k, _)| k == "tied")
+        .map_or(raw.node_path.clone(), |(_, v)| v.path.clone());
+    let Some(owner) = nodes.iter().find(|n| n.name == t.layer) else {
+        let names = nodes.iter().map(|n| n.name.as_str());
+        let mut d = Diagnostic::new(format!(
+            "`tied: {}` names no layer computed before this one",
+            t.layer
+        ))
+        .at(&at);
+        d = d.help(match crate::error::did_you_mean(&t.layer, names) {
+            Some(m) => format!("did you mean `{m}`? (a full layer path, as `summary` lists it)"),
+            None => "name the embedding or linear layer whose weight this one shares, by its full path (as `summary` lists it)".to_string(),
+        });
+        return Err(d);
+    };
+    let Some(spec) = owner
+        .layer
+        .weights()
+        .into_iter()
+        .find(|w| w.name == t.weight)
+    else {
+        return Err(Diagnostic::new(format!(
+            "`tied: {}`: that layer ({}) has no `{}` to share",
+            t.layer,
+            owner.layer.op(),
+            t.weight
+        ))
+        .at(&at)
+        .help("tie to an embedding or an untied linear layer"));
+    };
+    let dims = |v: &[usize]| {
+        v.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("×")
+    };
+    if spec.shape != t.shape {
+        return Err(Diagnostic::new(format!(
+            "tied weight of a different shape: `{}.{}` is {}, but this layer needs {}",
+            t.layer,
+            t.weight,
+            dims(&spec.shape),
+            dims(&t.shape)
+        ))
+        .at(&at)
+        .help("a linear tied to an embedding of `num` ids and `dim` features maps `dim` features to `out: num`"));
+    }
+    Ok(())
+}
+
 /// `raw`'s output shapes: none empty, none over [`MAX_ELEMENTS`].
 fn check_outputs(raw: &Raw, out_shapes: &[Shape]) -> Result<(), Diagnostic> {
     for s in out_shapes {
@@ -459,6 +526,32 @@ fn check_outputs(raw: &Raw, out_shapes: &[Shape]) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
+}
+
+/// An op's layouts must describe each of its outputs, dimension for dimension (a rule that
+/// does not is a bug in the op, reported rather than carried on).
+fn check_layouts(raw: &Raw, out_shapes: &[Shape], layouts: &[Layout]) -> Result<(), Diagnostic> {
+    let fits = layouts.len() == out_shapes.len()
+        && layouts
+            .iter()
+            .zip(out_shapes)
+            .all(|(l, s)| l.rank() == s.rank());
+    if fits {
+        return Ok(());
+    }
+    Err(Diagnostic::new(format!(
+        "internal error: {}'s layout rule gives {} layout(s) of ranks {:?} for outputs {}",
+        raw.op.name,
+        layouts.len(),
+        layouts.iter().map(|l| l.rank()).collect::<Vec<_>>(),
+        out_shapes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .at(&raw.node_path)
+    .help("please report this model: the op's `layouts` must match its `output_shapes`"))
 }
 
 impl<'a> Expander<'a> {
@@ -545,6 +638,15 @@ impl<'a> Expander<'a> {
                 YValue::Int(opts.batch as i64),
                 shape.path.clone(),
             )];
+            let mut attrs = Vec::new();
+            if let YValue::Map(_) = &shape.value {
+                // A token-id input: `{tokens: L, vocab: V}` (checked by spec).
+                let get = |k: &str| shape.get(k).cloned().expect("checked by spec");
+                attrs.push(("vocab".to_string(), get("vocab")));
+                if opts.input.is_none() {
+                    dims.push(get("tokens"));
+                }
+            }
             match &opts.input {
                 Some(o) => dims.extend(
                     o.iter()
@@ -552,13 +654,14 @@ impl<'a> Expander<'a> {
                 ),
                 None => match &shape.value {
                     YValue::Seq(items) => dims.extend(items.iter().cloned()),
+                    YValue::Map(_) => {}
                     _ => unreachable!("checked by spec"),
                 },
             }
-            let attrs = vec![(
+            attrs.push((
                 "shape".to_string(),
                 YNode::synthetic(YValue::Seq(dims), shape.path.clone()),
-            )];
+            ));
             let idx = self.push_raw(
                 name.clone(),
                 layers::input_type(),
@@ -704,11 +807,24 @@ impl<'a> Expander<'a> {
         let names = default_names(nodes);
         for (n, name) in nodes.iter().zip(names) {
             let full = join(scope, &name);
-            let inputs = self
-                .parse_inputs(n, scope, env)?
-                .unwrap_or_else(|| vec![prev.clone()]);
+            // A layer that takes no inputs (`parameter`) does not take the previous one.
+            let sourceless = matches!(&n.kind, NodeKind::Op(t) if t.arity == Arity::Exactly(0));
+            let inputs = self.parse_inputs(n, scope, env)?.unwrap_or_else(|| {
+                if sourceless {
+                    vec![]
+                } else {
+                    vec![prev.clone()]
+                }
+            });
             if let Some(w) = &n.when {
                 if !Self::eval_bool(w, env, "when")? {
+                    if inputs.is_empty() {
+                        return Err(Diagnostic::new(
+                            "a layer without inputs cannot be switched off: nothing would stand for its name",
+                        )
+                        .at(&w.path)
+                        .help("switch off the layers that read it instead"));
+                    }
                     self.count_node(&n.path)?;
                     // Switched off: the name stands for the node's (first) input.
                     self.define(full.clone(), inputs[0].clone(), &n.path)?;
@@ -1292,6 +1408,7 @@ impl<'a> Expander<'a> {
         self.current = Some((raw.path.clone(), raw.instance));
         let mut in_shapes = Vec::with_capacity(inputs.len());
         let mut in_ops = Vec::with_capacity(inputs.len());
+        let mut in_layouts: Vec<Layout> = Vec::with_capacity(inputs.len());
         for (k, &(src, slot)) in inputs.iter().enumerate() {
             let p: &NetNode = &nodes[src];
             let s = p.out_shapes.get(slot).ok_or_else(|| {
@@ -1313,6 +1430,12 @@ impl<'a> Expander<'a> {
             })?;
             in_shapes.push(s.clone());
             in_ops.push(p.layer.op());
+            in_layouts.push(
+                p.out_layouts
+                    .get(slot)
+                    .cloned()
+                    .unwrap_or_else(|| Layout::input(s.rank())),
+            );
         }
         check_arity(raw, in_shapes.len())?;
         let env = layer_env(raw, &in_shapes);
@@ -1323,7 +1446,8 @@ impl<'a> Expander<'a> {
             Rc::new(env),
             &in_shapes,
             &in_ops,
-        );
+        )
+        .with_layouts(&in_layouts);
         let layer = (raw.op.build)(&mut attrs).map_err(|d| d.at(&raw.node_path))?;
         if let Some((k, v)) = attrs.unused().first() {
             return Err(
@@ -1348,12 +1472,21 @@ impl<'a> Expander<'a> {
             d
         })?;
         check_outputs(raw, &out_shapes)?;
+        let out_layouts = layer
+            .layouts(&in_layouts, &in_shapes, &out_shapes)
+            .map_err(|d| d.at(&raw.node_path))?;
+        check_layouts(raw, &out_shapes, &out_layouts)?;
+        if let Some(t) = layer.tied() {
+            check_tied(raw, &t, nodes)?;
+        }
         Ok(NetNode {
             name: raw.path.clone(),
             layer,
             inputs,
             in_shapes,
             out_shapes,
+            in_layouts,
+            out_layouts,
             instance: raw.instance,
         })
     }

@@ -2,8 +2,8 @@
 
 use super::Convention;
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op,
-    OpType, Params, Shape, Training, WeightInfo, WeightedKind,
+    add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Layout,
+    Op, OpType, Params, Role, Shape, Tied, Training, WeightInfo, WeightedKind,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -14,7 +14,7 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 pub const LINEAR: OpType = OpType {
     name: "linear",
     aliases: &["fc", "dense"],
-    keys: &["out", "bias", "trainable"],
+    keys: &["out", "bias", "trainable", "tied"],
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm1d"),
     build,
@@ -28,28 +28,41 @@ struct Linear {
     bias: bool,
     trainable: bool,
     params: u64,
+    /// The layer whose `weight` it shares (`tied:`), by full path.
+    tied: Option<String>,
 }
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
-    if x.rank() == 4 {
-        return Err(Diagnostic::new(format!(
-            "linear applies to the last dimension, and this input is {x}: it would mix only the {} columns",
-            x.0[3]
-        ))
-        .help("flatten first: add `{op: flatten}` before it (after a global pooling, for a CNN head)"));
-    }
     if x.rank() < 2 {
         return Err(Diagnostic::new(format!(
             "linear needs an N×F input, got {x}"
         )));
     }
+    spatial_last_error(&x, &a.input_layout(0))?;
     let in_features = x.0[x.rank() - 1];
     let out_features = a.req_positive("out", "1000")?;
     let bias = a.bool("bias", true)?;
     let trainable = a.bool("trainable", true)?;
+    let tied = match a.raw("tied")? {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| {
+                    Diagnostic::new(format!("`tied` names a layer, found {v}"))
+                        .at(&v.path)
+                        .help("e.g. `tied: wte` (the embedding whose table this layer reuses)")
+                })?
+                .to_string(),
+        ),
+    };
+    // A tied weight is the other layer's: only the bias is this layer's own.
     let params = add(&[
-        mul(&[in_features, out_features])?,
+        if tied.is_some() {
+            0
+        } else {
+            mul(&[in_features, out_features])?
+        },
         if bias { out_features } else { 0 },
     ])?;
     Ok(Box::new(Linear {
@@ -58,7 +71,48 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         bias,
         trainable,
         params,
+        tied,
     }))
+}
+
+/// A linear layer mixes its input's last dimension: an error when that is a spatial axis (an
+/// `N×C×H×W` map's width, an `N×C×L` signal's length), which would mix positions instead of
+/// channels. The fix: flatten (a CNN head) or move the channels last (ConvNeXt's
+/// channels-last MLP).
+fn spatial_last_error(x: &Shape, layout: &Layout) -> Result<(), Diagnostic> {
+    let Some(Role::Space(k)) = layout.0.last() else {
+        return Ok(());
+    };
+    let spatial = layout.spatial_hint();
+    let axis = Role::Space(*k).describe(spatial);
+    let n = x.0[x.rank() - 1];
+    let channels = match layout.0.iter().position(|r| *r == Role::Channel) {
+        Some(c) => format!(" instead of the {} channels", x.0[c]),
+        None => String::new(),
+    };
+    let mut d = Diagnostic::new(format!(
+        "linear applies to the last dimension, and the last dimension of this {} input ({}) is {axis}: it would mix the {n} position{} along it{channels}",
+        x.per_sample(),
+        layout.letters(spatial),
+        if n == 1 { "" } else { "s" },
+    ));
+    let flatten = "for a CNN head, flatten first: `{op: flatten}` (after a global pooling)";
+    d = match layout.0.iter().position(|r| *r == Role::Channel) {
+        Some(c) => {
+            // The permutation that moves the channels last, everything else in order.
+            let dims: Vec<String> = (0..layout.rank())
+                .filter(|&i| i != c)
+                .chain([c])
+                .map(|i| i.to_string())
+                .collect();
+            d.help(format!(
+                "{flatten}; to apply it to the channels at every position (channels-last, as ConvNeXt does), permute first: `{{op: permute, dims: [{}]}}`",
+                dims.join(", ")
+            ))
+        }
+        None => d.help(flatten),
+    };
+    Err(d)
 }
 
 impl Op for Linear {
@@ -66,7 +120,13 @@ impl Op for Linear {
         "linear"
     }
     fn label(&self) -> String {
-        format!("linear {}→{}", self.in_features, self.out_features)
+        match &self.tied {
+            Some(t) => format!(
+                "linear {}→{} (tied to {t})",
+                self.in_features, self.out_features
+            ),
+            None => format!("linear {}→{}", self.in_features, self.out_features),
+        }
     }
     fn category(&self) -> Category {
         Category::Convolution
@@ -105,6 +165,19 @@ impl Op for Linear {
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Global
     }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The last dimension becomes features; the others keep their meaning.
+        let mut l = inputs[0].clone();
+        if let Some(last) = l.0.last_mut() {
+            *last = Role::Channel;
+        }
+        Ok(vec![l])
+    }
     fn torch_type(&self) -> Option<&'static str> {
         Some("Linear")
     }
@@ -133,12 +206,15 @@ impl Kernel for Linear {
         } else {
             WeightKind::Frozen
         };
-        let mut w = vec![WeightSpec {
-            name: "weight",
-            shape: vec![o, i],
-            kind,
-            init: Init::Kaiming { fan_in: i },
-        }];
+        let mut w = Vec::new();
+        if self.tied.is_none() {
+            w.push(WeightSpec {
+                name: "weight",
+                shape: vec![o, i],
+                kind,
+                init: Init::Kaiming { fan_in: i },
+            });
+        }
         if self.bias {
             w.push(WeightSpec {
                 name: "bias",
@@ -149,6 +225,13 @@ impl Kernel for Linear {
         }
         w
     }
+    fn tied(&self) -> Option<Tied> {
+        self.tied.as_ref().map(|layer| Tied {
+            layer: layer.clone(),
+            weight: "weight",
+            shape: vec![self.out_features as usize, self.in_features as usize],
+        })
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -158,13 +241,19 @@ impl Kernel for Linear {
         let x = inputs[0];
         let (i, o) = (self.in_features as usize, self.out_features as usize);
         let rows = x.numel() / i;
+        // Own weights first ([weight], [bias]); a tied weight comes after them.
+        let (w, bias) = if self.tied.is_some() {
+            (&weights[weights.len() - 1], self.bias.then(|| &weights[0]))
+        } else {
+            (&weights[0], weights.get(1))
+        };
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("rank ≥ 2") = o;
         let mut out = ctx.output(&shape);
         if rows == 1 {
             // One row (batch 1): a matrix-vector product, bound by reading W once; each
             // thread streams its own block of W's rows.
-            ctx.macs += matvec(&weights[0].data, &x.data[..i], &mut out.data);
+            ctx.macs += matvec(&w.data, &x.data[..i], &mut out.data);
         } else {
             // y (rows × out) = x (rows × in) · Wᵀ, W stored out × in.
             ctx.macs += matmul(
@@ -174,14 +263,14 @@ impl Kernel for Linear {
                 &x.data,
                 i,
                 1,
-                &weights[0].data,
+                &w.data,
                 1,
                 i,
                 &mut out.data,
                 false,
             );
         }
-        if let Some(bias) = weights.get(1) {
+        if let Some(bias) = bias {
             for row in out.data.chunks_mut(o) {
                 row.iter_mut().zip(&bias.data).for_each(|(y, b)| *y += b);
             }
@@ -207,8 +296,15 @@ impl Counting for Linear {
             Convention::Torchvision | Convention::Fvcore | Convention::Thop => Ok(macs),
             // ptflops: (in·out + out for a bias) · the product of the leading dimensions.
             Convention::Ptflops => add(&[macs, if self.bias { y.numel()? } else { 0 }]),
-            // torchinfo: parameters × output_size[0] (the batch only, whatever the rank).
-            Convention::Torchinfo => mul(&[self.params, y.0[0]]),
+            // torchinfo: parameters × output_size[0] (the batch only, whatever the rank); a
+            // tied weight is still a parameter of this module (measured).
+            Convention::Torchinfo => mul(&[
+                add(&[
+                    mul(&[self.in_features, self.out_features])?,
+                    if self.bias { self.out_features } else { 0 },
+                ])?,
+                y.0[0],
+            ]),
         }
     }
     fn training(
@@ -234,8 +330,13 @@ impl Counting for Linear {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::testutil::build;
-    use crate::layers::Shape;
+    use crate::layers::testutil::{build, build_laid};
+    use crate::layers::{Layout, Role, Shape};
+
+    /// A sequence of vectors, `N×L×F`.
+    fn seq() -> Vec<Layout> {
+        vec![Layout(vec![Role::Batch, Role::Sequence, Role::Channel])]
+    }
 
     #[test]
     fn alexnet_fc6_by_hand() {
@@ -246,7 +347,8 @@ mod tests {
         assert_eq!(c.macs, 37_748_736);
         assert_eq!(c.flops, 2 * 37_748_736 + 4096);
         // Batch and sequence dimensions multiply the MACs, not the parameters.
-        let (l, out) = build("linear", "{out: 8, bias: false}", &[&[4, 5, 16]]).unwrap();
+        let (l, out) =
+            build_laid("linear", "{out: 8, bias: false}", &[&[4, 5, 16]], &seq()).unwrap();
         assert_eq!(out[0].0, vec![4, 5, 8]);
         assert_eq!(
             l.cost(&[Shape(vec![4, 5, 16])], &out).unwrap().macs,
@@ -260,7 +362,7 @@ mod tests {
         // 11200, torchinfo 1414 = 2 · 707 parameters).
         use super::Convention;
         let x = Shape(vec![2, 8, 100]);
-        let (l, y) = build("linear", "{out: 7}", &[&x.0]).unwrap();
+        let (l, y) = build_laid("linear", "{out: 7}", &[&x.0], &seq()).unwrap();
         let cost = |c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap();
         assert_eq!(cost(Convention::Fvcore), 11200);
         assert_eq!(cost(Convention::Thop), 11200);
@@ -271,6 +373,21 @@ mod tests {
     #[test]
     fn four_d_input_needs_flatten() {
         let e = build("linear", "{out: 10}", &[&[1, 512, 1, 1]]).unwrap_err();
-        assert!(e.help.unwrap().contains("flatten"));
+        assert_eq!(
+            e.message,
+            "linear applies to the last dimension, and the last dimension of this 512×1×1 input (N×C×H×W) is the width (spatial axis 1): it would mix the 1 position along it instead of the 512 channels"
+        );
+        assert_eq!(
+            e.help.as_deref(),
+            Some("for a CNN head, flatten first: `{op: flatten}` (after a global pooling); to apply it to the channels at every position (channels-last, as ConvNeXt does), permute first: `{op: permute, dims: [0, 2, 3, 1]}`")
+        );
+        // A signal's length is a spatial axis too.
+        let e = build("linear", "{out: 10}", &[&[1, 8, 100]]).unwrap_err();
+        assert!(
+            e.message.contains("is the length (spatial axis 0)"),
+            "{}",
+            e.message
+        );
+        assert!(e.help.unwrap().contains("dims: [0, 2, 1]"));
     }
 }

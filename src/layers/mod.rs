@@ -15,19 +15,25 @@ mod activation;
 mod attrs;
 mod conv;
 mod conv_nd;
+pub mod layout;
 mod linear;
+mod matmul;
 mod merge;
 mod norm;
+mod param;
 mod pool;
 mod pool_nd;
 mod reduce;
 mod resample;
 mod reshape;
+mod tensor_ops;
 #[cfg(test)]
 mod testutil;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
-pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS};
+pub use layout::{Layout, Role};
+pub use param::MAX_PARAMETER_ELEMENTS;
+pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS, MAX_TOKENS};
 
 use std::fmt;
 
@@ -139,8 +145,22 @@ pub enum Geometry {
     },
     /// A crop: output unit 0 is input unit `offset` (per axis).
     Crop { offset: Axes },
-    /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
+    /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax
+    /// over space…). On an output that still has token axes (`Role::Tokens` or
+    /// `Role::Sequence`: global self-attention, a token-mixing linear) the receptive field is
+    /// "the whole input" (every unit sees every input position); elsewhere the output has no
+    /// field.
     Global,
+    /// Windowed self-attention over the positional axes of input 0 (Swin's shifted windows,
+    /// MaxViT's block attention), one value per positional axis in tensor order (`[h, w]` of
+    /// an `N×H×W×C` map): the axes are padded at the end to a multiple of `window` (padding
+    /// carries no input), cyclically shifted by `shift` units towards the start
+    /// (`torch.roll(x, -shift)`), cut into non-overlapping windows of `window` units, and each
+    /// unit attends to the units of its window that lie in the same region of the unshifted
+    /// map (torchvision's attention mask), before the shift is undone. `shift` is the shift
+    /// applied: the op sets it to 0 where torchvision does (a window covering the whole axis).
+    /// MaxViT's grid attention mixes units across the whole map: `Global`.
+    Partition { window: Axes, shift: Axes },
     /// The inputs laid end to end along spatial axis `axis` (0 height, 1 width; a concatenation
     /// along `H` or `W`): output unit `j` of that axis is unit `j − offset` of the input that
     /// holds it, so the inputs' lattices must continue one another (docs/RECEPTIVE_FIELD.md).
@@ -168,6 +188,10 @@ pub enum Collapsed {
     /// convolution with one input and one output channel, no groups and no bias; pooling;
     /// resampling; padding; cropping). Its weights are set to 1.
     Layer(Box<dyn Layer>),
+    /// Windowed attention ([`Geometry::Partition`], same `window` and `shift`, over the
+    /// positional axes of the one-channel input in tensor order): each output unit is the sum
+    /// of the units its (masked) window lets it attend to.
+    Partition { window: Axes, shift: Axes },
     /// Not measured: a global or data-dependent layer (linear, flatten, global pooling, a
     /// softmax over space, max-unpooling). Nothing downstream of it is measured either.
     Stop,
@@ -383,15 +407,34 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Pointwise
     }
+    /// The [`Layout`] of each output (what each dimension means), from the inputs' layouts and
+    /// the shapes; computed once at build. The default ([`layout::default_layouts`]): a model
+    /// input is `[Batch, Channel, Space(0), …]`, an output of input 0's rank has input 0's
+    /// layout, an output of another rank is `[Batch, Other, …]`. An op that moves, merges or
+    /// splits dimensions implements it with the rules of [`layout`].
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        Ok(layout::default_layouts(inputs, out_shapes))
+    }
     /// Whether the output's values depend on the values of input `index`; false for an input
     /// that only lends its size (the `like` of `in: [x, like]` on crop and upsample). Receptive
     /// fields and their alignment follow only the inputs whose values meet here.
     fn reads_values(&self, _index: usize) -> bool {
         true
     }
-    /// True for a model input (`inputs:`), which computes nothing and owns no weights.
+    /// True for a model input (`inputs:`), which computes nothing and owns no weights. (A
+    /// `parameter` also has no inputs, but is not a model input.)
     fn is_input(&self) -> bool {
         false
+    }
+    /// For a model input of token ids (`inputs: {ids: {tokens: 1024, vocab: 50257}}`): the
+    /// vocabulary its ids are drawn from (random inputs draw whole numbers below it).
+    fn input_vocab(&self) -> Option<u64> {
+        None
     }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {
@@ -491,6 +534,23 @@ pub trait Kernel: Op {
     fn workspace(&self, _inputs: &[Shape], _outputs: &[Shape]) -> u64 {
         0
     }
+    /// A weight this layer uses but does not own (`linear` with `tied:`: GPT-2's lm_head reads
+    /// the token embedding's table): the executor appends that layer's tensor to this layer's
+    /// own weights, and the graph checks that it exists with this shape.
+    fn tied(&self) -> Option<Tied> {
+        None
+    }
+}
+
+/// A weight shared with another layer ([`Kernel::tied`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tied {
+    /// The layer that owns it, by its full path (as `summary` lists it).
+    pub layer: String,
+    /// Its name in that layer's [`Kernel::weights`].
+    pub weight: &'static str,
+    /// The shape this layer needs.
+    pub shape: Vec<usize>,
 }
 
 /// What the profilers' conventions charge a layer, and what training adds to it. Every
@@ -627,9 +687,10 @@ pub struct OpType {
 }
 
 impl OpType {
-    /// Whether this is the model's input (`inputs:`), the one type that takes no inputs.
+    /// Whether this is the model's input type (`inputs:`): the one type registered as
+    /// `reshape::INPUT`. Taking no inputs does not make a type one (`parameter` takes none).
     pub fn is_input(&self) -> bool {
-        self.arity == Arity::Exactly(0)
+        self.name == reshape::INPUT.name
     }
 }
 
@@ -649,7 +710,22 @@ pub static REGISTRY: &[OpType] = &[
     conv_nd::CONV_TRANSPOSE1D,
     conv_nd::CONV_TRANSPOSE3D,
     linear::LINEAR,
+    matmul::MATMUL,
+    param::PARAMETER,
+    param::EMBEDDING,
     reshape::FLATTEN,
+    tensor_ops::RESHAPE,
+    tensor_ops::PERMUTE,
+    tensor_ops::TRANSPOSE,
+    tensor_ops::UNSQUEEZE,
+    tensor_ops::SQUEEZE,
+    tensor_ops::UNFLATTEN,
+    tensor_ops::ROLL,
+    tensor_ops::PAD,
+    tensor_ops::MEAN,
+    tensor_ops::SUM,
+    tensor_ops::SELECT,
+    tensor_ops::EXPAND,
     pool::MAXPOOL2D,
     pool::AVGPOOL2D,
     pool::ADAPTIVE_AVGPOOL2D,
@@ -670,6 +746,7 @@ pub static REGISTRY: &[OpType] = &[
     norm::BATCHNORM1D,
     norm::BATCHNORM3D,
     norm::LAYERNORM,
+    norm::LAYERNORM2D,
     norm::GROUPNORM,
     norm::INSTANCENORM2D,
     norm::INSTANCENORM1D,
