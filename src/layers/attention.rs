@@ -40,8 +40,13 @@ fn dropout(a: &mut Attrs) -> Result<f64, Diagnostic> {
     let p = a.float("dropout", 0.0)?;
     if !(0.0..1.0).contains(&p) {
         return Err(a
-            .error("dropout", format!("`dropout: {p}` is not a probability below 1"))
-            .help("write a probability in [0, 1), e.g. `dropout: 0.1`; it applies in training only"));
+            .error(
+                "dropout",
+                format!("`dropout: {p}` is not a probability below 1"),
+            )
+            .help(
+                "write a probability in [0, 1), e.g. `dropout: 0.1`; it applies in training only",
+            ));
     }
     Ok(p)
 }
@@ -120,7 +125,12 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         4 => Some(3),
         _ => None,
     };
-    for (i, s) in a.inputs.iter().enumerate().take(if self_attention { 1 } else { 3 }) {
+    for (i, s) in a
+        .inputs
+        .iter()
+        .enumerate()
+        .take(if self_attention { 1 } else { 3 })
+    {
         if s.rank() != 3 {
             let what = ["query", "key", "value"][i];
             return Err(Diagnostic::new(format!(
@@ -183,7 +193,11 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
                         format!(
                             "the {what} {t} has {} features but `{key}` is {want}{}",
                             t.0[2],
-                            if want == embed { " (the embedding, by default)" } else { "" }
+                            if want == embed {
+                                " (the embedding, by default)"
+                            } else {
+                                ""
+                            }
                         ),
                     )
                     .help(format!("write `{key}: {}`", t.0[2])));
@@ -273,10 +287,20 @@ impl Op for Mha {
         } else {
             0
         };
-        let masked = if self.mask.is_some() || self.causal { scores } else { 0 };
+        let masked = if self.mask.is_some() || self.causal {
+            scores
+        } else {
+            0
+        };
         Ok(Cost {
             macs,
-            flops: add(&[mul(&[2, macs])?, bias, mul(&[n, l, e])?, mul(&[4, scores])?, masked])?,
+            flops: add(&[
+                mul(&[2, macs])?,
+                bias,
+                mul(&[n, l, e])?,
+                mul(&[4, scores])?,
+                masked,
+            ])?,
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
@@ -531,7 +555,10 @@ impl Counting for Mha {
         // output (the attention's backward and out_proj's weight gradient); then either the
         // softmax's output (need_weights: the explicit path) or the fused kernel's log-sum-exp
         // (one f32 per query row and head).
-        let qkv_out = mul(&[add(&[mul(&[2, n, l, e])?, mul(&[2, n, s, e])?])?, dtype_bytes])?;
+        let qkv_out = mul(&[
+            add(&[mul(&[2, n, l, e])?, mul(&[2, n, s, e])?])?,
+            dtype_bytes,
+        ])?;
         // need_weights in training: F.dropout on the weights keeps its mask (one byte per
         // score); the fused kernel keeps only a random seed.
         let extra = if self.need_weights {
@@ -590,7 +617,11 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .at(&a.node_path)
         .help("write `in: [q, k, v]` or `in: [q, k, v, mask]`"));
     }
-    let (q, k, v) = (a.inputs[0].clone(), a.inputs[1].clone(), a.inputs[2].clone());
+    let (q, k, v) = (
+        a.inputs[0].clone(),
+        a.inputs[1].clone(),
+        a.inputs[2].clone(),
+    );
     for (what, t) in [("query", &q), ("key", &k), ("value", &v)] {
         if t.rank() < 3 {
             return Err(Diagnostic::new(format!(
@@ -662,7 +693,11 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         let mut target = q.0[..r - 2].to_vec();
         target.extend([l, s]);
         let fits = m.rank() <= target.len()
-            && m.0.iter().rev().zip(target.iter().rev()).all(|(&a, &b)| a == b || a == 1);
+            && m.0
+                .iter()
+                .rev()
+                .zip(target.iter().rev())
+                .all(|(&a, &b)| a == b || a == 1);
         if !fits {
             return Err(Diagnostic::new(format!(
                 "the attention mask {m} does not broadcast to the scores {}",
@@ -726,10 +761,19 @@ impl Op for Sdpa {
         let (pairs, l, s, e, _) = sdpa_sizes(inputs);
         let macs = self.macs(inputs)?;
         let scores = mul(&[pairs, l, s])?;
-        let masked = if self.masked || self.causal { scores } else { 0 };
+        let masked = if self.masked || self.causal {
+            scores
+        } else {
+            0
+        };
         Ok(Cost {
             macs,
-            flops: add(&[mul(&[2, macs])?, mul(&[pairs, l, e])?, mul(&[4, scores])?, masked])?,
+            flops: add(&[
+                mul(&[2, macs])?,
+                mul(&[pairs, l, e])?,
+                mul(&[4, scores])?,
+                masked,
+            ])?,
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
@@ -901,7 +945,12 @@ mod tests {
         // E = 768, 12 heads, L = 197: in_proj 3·768² + 3·768, out_proj 768² + 768 parameters
         // = 2,362,368; MACs 4·197·768² (projections) + 2·197²·768 (Q·Kᵀ, A·V) = 524,391,936.
         let x = [1u64, 197, 768];
-        let (l, out) = build("multi_head_attention", "{heads: 12, need_weights: false}", &[&x]).unwrap();
+        let (l, out) = build(
+            "multi_head_attention",
+            "{heads: 12, need_weights: false}",
+            &[&x],
+        )
+        .unwrap();
         assert_eq!(out[0].0, x.to_vec());
         assert_eq!(l.params().total(), 2_362_368);
         let c = l.cost(&[Shape(x.to_vec())], &out).unwrap();
@@ -915,15 +964,17 @@ mod tests {
     #[test]
     fn sdpa_shapes_and_macs_by_hand() {
         // q 2×3×5×8, k 2×3×7×8, v 2×3×7×6 → 2×3×5×6; 6 pairs · 5·7·(8 + 6) = 2,940 MACs.
-        let (l, out) =
-            build("sdpa", "{}", &[&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]]).unwrap();
+        let (l, out) = build("sdpa", "{}", &[&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]]).unwrap();
         assert_eq!(out[0].0, vec![2, 3, 5, 6]);
         let ins: Vec<Shape> = [[2u64, 3, 5, 8], [2, 3, 7, 8], [2, 3, 7, 6]]
             .iter()
             .map(|s| Shape(s.to_vec()))
             .collect();
         assert_eq!(l.cost(&ins, &out).unwrap().macs, 2940);
-        assert_eq!(l.convention_cost(Convention::Fvcore, &ins, &out).unwrap(), 0);
+        assert_eq!(
+            l.convention_cost(Convention::Fvcore, &ins, &out).unwrap(),
+            0
+        );
     }
 
     #[test]
