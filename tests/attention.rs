@@ -273,3 +273,25 @@ fn mistakes_are_refused_with_a_fix() {
         "`in: [q, k, v]`",
     );
 }
+
+/// The executor's limit on one buffer (docs/FORMAT.md "Limits"): the scores of one head of a
+/// 70,000-token attention (4.9·10⁹ elements) are refused before anything is allocated, from
+/// inputs of only 70,000 elements each.
+#[test]
+fn scores_beyond_the_executor_limit_are_refused() {
+    let net = common::net(
+        "format: \"archscope/1\"\nname: long\ninputs: {q: [70000, 1], k: [70000, 1], v: [70000, 1]}\nnodes:\n  - {id: a, op: sdpa, in: [q, k, v]}\n",
+    );
+    let w = exec::init_weights(&net, 0).unwrap();
+    let xs: Vec<exec::Tensor> = (0..3)
+        .map(|_| exec::Tensor::new(vec![1, 70000, 1], vec![0.5; 70000]))
+        .collect();
+    let e = exec::run(&net, &w, &xs, None).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "the attention's scores of one head (70000×70000) would have more than 2^32 elements"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("shorter sequences"), "{e}");
+}

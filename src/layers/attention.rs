@@ -61,6 +61,33 @@ fn divisors(n: u64) -> String {
         .join(", ")
 }
 
+/// Elements of a buffer the attention kernel allocates (`what`: the projections, one pair's
+/// scores), checked against the executor's limit before anything is allocated.
+fn buffer(what: &str, factors: &[usize]) -> Result<usize, Diagnostic> {
+    factors
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .filter(|&n| n <= crate::tensor::MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            Diagnostic::new(format!(
+                "the attention's {what} ({}) would have more than 2^32 elements, more than the executor allocates",
+                factors
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("×")
+            ))
+            .help("run with shorter sequences (a smaller --input)")
+        })
+}
+
+/// Checks the buffers of one attention call before it runs.
+fn check_buffers(d: &Dims) -> Result<(), Diagnostic> {
+    buffer("scores of one head", &[d.l, d.s])?;
+    buffer("scratch of one head", &[kernels_attn::scratch_per_pair(d)])?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // multi_head_attention
 
@@ -391,6 +418,16 @@ impl Kernel for Mha {
             }
             y
         };
+        let dims = Dims {
+            pairs: n * h,
+            l,
+            s,
+            e: d,
+            ev: d,
+            group: 1,
+        };
+        buffer("projected keys", &[n, s, e])?;
+        check_buffers(&dims)?;
         let mut macs = 0u64;
         let bias_part = |i: usize| in_bias.map(|b| &b[i * e..(i + 1) * e]);
         let q = project(xq, wq, e, bias_part(0), &mut macs);
@@ -415,14 +452,7 @@ impl Kernel for Mha {
             row: e,
         };
         macs += kernels_attn::attention(
-            &Dims {
-                pairs: n * h,
-                l,
-                s,
-                e: d,
-                ev: d,
-                group: 1,
-            },
+            &dims,
             (&q, heads(l)),
             (&k, heads(s)),
             (&v, heads(s)),
@@ -851,15 +881,17 @@ impl Kernel for Sdpa {
             }
         });
         let scale = self.scale.map_or(1.0 / (e as f32).sqrt(), |x| x as f32);
+        let dims = Dims {
+            pairs,
+            l,
+            s,
+            e,
+            ev,
+            group: hq / hk.max(1),
+        };
+        check_buffers(&dims)?;
         ctx.macs += kernels_attn::attention(
-            &Dims {
-                pairs,
-                l,
-                s,
-                e,
-                ev,
-                group: hq / hk.max(1),
-            },
+            &dims,
             (&q.data, strided(hq, l, e)),
             (&k.data, strided(hk, s, e)),
             (&v.data, strided(hk, s, ev)),
