@@ -22,6 +22,9 @@ presets reproduce, docs/COUNTING.md "Attention"):
 * ``thop``: ``thop.profile(model, inputs)``.
 * ``torchinfo``: ``summary(model, input_data=inputs).total_mult_adds``.
 
+And what autograd saves for backward in a training-mode pass on the CPU
+(``saved_for_backward``: each storage once, parameters left out), for the training rule.
+
 Every tool is run twice: with gradients enabled (``grad``: a Python session's default, and how
 torchvision's published figures count attention) and under ``torch.no_grad()`` (``no_grad``, as
 scripts/convention_reference.py runs them). They differ for nn.MultiheadAttention: in eval mode
@@ -193,6 +196,27 @@ def charges(model: nn.Module, shapes: dict, batch: int) -> dict:
     return out
 
 
+def saved_for_backward(model: nn.Module, shapes: dict, batch: int) -> list:
+    """The tensors autograd saves for backward in one training-mode forward pass on the CPU
+    (inputs requiring gradients), one entry per storage, parameters left out: [bytes, shape,
+    whether the storage is one of the inputs]."""
+    model = copy.deepcopy(model).train()
+    xs = [t.requires_grad_() for t in inputs(shapes, batch)]
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    ins = {x.untyped_storage().data_ptr() for x in xs}
+    seen = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = [t.untyped_storage().nbytes(), list(t.shape), ptr in ins]
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(*xs)
+    return sorted(seen.values(), key=lambda v: (-v[0], v[1]))
+
+
 class Positional(nn.Module):
     """ptflops's input_constructor passes keyword arguments: `a0`, `a1`, … in order."""
 
@@ -226,6 +250,7 @@ def run(name: str, shapes: dict, layer: str, model: nn.Module, batch: int) -> di
         "output_shape": list(y.shape),
         "output": [float(v) for v in y.flatten()],
         "charges": c,
+        "saved_for_backward": saved_for_backward(model, shapes, batch),
     }
 
 
@@ -246,7 +271,7 @@ def main() -> None:
     path = Path(__file__).resolve().parent.parent / "tests" / "data" / "attention_reference.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     for c in out["cases"]:
-        print(c["name"], c["output_shape"], c["charges"])
+        print(c["name"], c["output_shape"], c["charges"]["grad"], c["saved_for_backward"])
     print(f"wrote {path} ({len(out['cases'])} cases)")
 
 

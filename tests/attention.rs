@@ -295,3 +295,37 @@ fn scores_beyond_the_executor_limit_are_refused() {
     );
     assert!(e.contains("shorter sequences"), "{e}");
 }
+
+/// The training rule's saved tensors against what autograd saved on the CPU
+/// (`saved_for_backward`: each storage once, parameters left out), case by case: the same
+/// inputs kept, and the same bytes in all (inputs, output and the op's own tensors) at f32.
+#[test]
+fn saved_for_backward_matches_autograd() {
+    for case in cases() {
+        let name = case["name"].as_str().unwrap();
+        let net = case_net(&case);
+        let node = net.nodes.iter().find(|n| n.name == "op").unwrap();
+        let t = node
+            .layer
+            .training(&node.in_shapes, &node.out_shapes, true, 4)
+            .unwrap();
+        let measured = case["saved_for_backward"].as_array().unwrap();
+        let total: u64 = measured.iter().map(|s| s[0].as_u64().unwrap()).sum();
+        let inputs_kept = measured.iter().filter(|s| s[2].as_bool().unwrap()).count();
+        assert_eq!(t.saved.inputs.len(), inputs_kept, "{name}");
+        let numel = |s: &archscope::Shape| s.numel().unwrap();
+        let ours = t
+            .saved
+            .inputs
+            .iter()
+            .map(|&i| 4 * numel(&node.in_shapes[i]))
+            .sum::<u64>()
+            + if t.saved.output {
+                4 * numel(&node.out_shapes[0])
+            } else {
+                0
+            }
+            + t.saved.extra_bytes;
+        assert_eq!(ours, total, "{name}: {measured:?}");
+    }
+}

@@ -581,26 +581,46 @@ impl Counting for Mha {
         // The attention core: four products (dQ = dS·K, dK = dSᵀ·Q, dP = dO·Vᵀ, dV = Pᵀ·dO),
         // each the MACs of one forward product, and the softmax's backward, 3 per score.
         let core = add(&[mul(&[2, attn])?, mul(&[3, scores])?])?;
-        // Saved: the inputs (for the projections' weight gradients), Q, K, V and the heads'
-        // output (the attention's backward and out_proj's weight gradient); then either the
-        // softmax's output (need_weights: the explicit path) or the fused kernel's log-sum-exp
-        // (one f32 per query row and head).
-        let qkv_out = mul(&[
-            add(&[mul(&[2, n, l, e])?, mul(&[2, n, s, e])?])?,
-            dtype_bytes,
-        ])?;
-        // need_weights in training: F.dropout on the weights keeps its mask (one byte per
-        // score); the fused kernel keeps only a random seed.
-        let extra = if self.need_weights {
-            let dropout_mask = if self.dropout > 0.0 { scores } else { 0 };
-            add(&[mul(&[scores, dtype_bytes])?, dropout_mask])?
+        // Saved (measured on the CPU: scripts/attention_reference.py `saved_for_backward`,
+        // docs/TRAINING.md): each projection's input — the input itself at batch 1, else the
+        // contiguous copy batch_first's transpose makes (N·L·E, N·S·kdim, N·S·vdim) — the
+        // projections Q, K, V (one packed storage for self-attention) and the heads' output
+        // (out_proj's input); then, by path:
+        // - fused (need_weights false, no mask): a log-sum-exp per query row and head (f32);
+        // - math inside scaled_dot_product_attention (need_weights false, a mask): Q and K
+        //   scaled (N·L·E + N·S·E) and the softmax's output (one per score);
+        // - need_weights: Q scaled and the softmax's output, and Q itself no longer for
+        //   cross-attention (only its scaled copy is used); F.dropout's mask with `dropout`.
+        let dt = |x: u64| mul(&[x, dtype_bytes]);
+        let (kd, vd) = (self.kdim, self.vdim);
+        let copies = if n == 1 {
+            0
+        } else if self.self_attention {
+            mul(&[n, l, e])?
         } else {
-            mul(&[n, h, l, 4])?
+            add(&[mul(&[n, l, e])?, mul(&[n, s, kd])?, mul(&[n, s, vd])?])?
         };
-        let saved_inputs = if self.self_attention {
-            vec![0]
+        let q_elems = mul(&[n, l, e])?;
+        let kv_elems = mul(&[2, n, s, e])?;
+        let mut elems = add(&[copies, q_elems, kv_elems, q_elems])?;
+        let mut extra_raw = 0u64;
+        if self.need_weights {
+            elems = add(&[elems, q_elems, scores])?;
+            if !self.self_attention {
+                elems -= q_elems;
+            }
+            if self.dropout > 0.0 {
+                extra_raw = scores;
+            }
+        } else if self.mask.is_some() {
+            elems = add(&[elems, q_elems, mul(&[n, s, e])?, scores])?;
         } else {
-            vec![0, 1, 2]
+            extra_raw = mul(&[n, h, l, 4])?;
+        }
+        let saved_inputs = match (n, self.self_attention) {
+            (1, true) => vec![0],
+            (1, false) => vec![0, 1, 2],
+            _ => vec![],
         };
         Ok(Training {
             forward_flops: c.flops,
@@ -608,7 +628,7 @@ impl Counting for Mha {
             saved: Saved {
                 inputs: saved_inputs,
                 output: false,
-                extra_bytes: add(&[qkv_out, extra])?,
+                extra_bytes: add(&[dt(elems)?, extra_raw])?,
             },
             view: false,
             grad_views: vec![],
@@ -939,27 +959,43 @@ impl Counting for Sdpa {
         inputs: &[Shape],
         outputs: &[Shape],
         input_grad: bool,
-        _dtype_bytes: u64,
+        dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        let (pairs, l, s, _, _) = sdpa_sizes(inputs);
+        let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
         let c = self.cost(inputs, outputs)?;
         let scores = mul(&[pairs, l, s])?;
         // Four products (2× the forward's MACs, 2 FLOPs each) and the softmax's backward (3
-        // per score). The fused kernel saves q, k, v, its output and a log-sum-exp per query
-        // row (f32).
+        // per score).
         let backward = if input_grad {
             add(&[mul(&[4, self.macs(inputs)?])?, mul(&[3, scores])?])?
         } else {
             0
         };
-        Ok(Training {
-            forward_flops: c.flops,
-            backward_flops: backward,
-            saved: Saved {
+        // Saved (measured on the CPU, docs/TRAINING.md): the fused kernel (E = Ev, no mask,
+        // no dropout) keeps q, k, v, its output and a log-sum-exp per query row (f32); the
+        // math path keeps v, q and k scaled (pairs·L·E + pairs·S·E) and the softmax's output
+        // (one per score), and a dropout mask (a byte per score) with `dropout`.
+        let saved = if e == ev && !self.masked && self.dropout == 0.0 {
+            Saved {
                 inputs: vec![0, 1, 2],
                 output: true,
                 extra_bytes: mul(&[pairs, l, 4])?,
-            },
+            }
+        } else {
+            let elems = add(&[mul(&[pairs, l, e])?, mul(&[pairs, s, e])?, scores])?;
+            Saved {
+                inputs: vec![2],
+                output: false,
+                extra_bytes: add(&[
+                    mul(&[elems, dtype_bytes])?,
+                    if self.dropout > 0.0 { scores } else { 0 },
+                ])?,
+            }
+        };
+        Ok(Training {
+            forward_flops: c.flops,
+            backward_flops: backward,
+            saved,
             view: false,
             grad_views: vec![],
             cublas: true,
