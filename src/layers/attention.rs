@@ -107,6 +107,8 @@ struct Mha {
     mask: Option<usize>,
     /// A mask of rank 3 ((N·heads)×L×S) rather than 2 (L×S).
     mask_per_head: bool,
+    /// Parameters (computed with checked arithmetic at build).
+    params: u64,
 }
 
 impl Mha {
@@ -254,7 +256,14 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         }
         mask_per_head = ok3 && !ok2;
     }
+    let params = add(&[
+        mul(&[2, embed, embed])?,
+        mul(&[embed, kdim])?,
+        mul(&[embed, vdim])?,
+        if bias { mul(&[4, embed])? } else { 0 },
+    ])?;
     Ok(Box::new(Mha {
+        params,
         embed,
         heads,
         kdim,
@@ -293,11 +302,8 @@ impl Op for Mha {
         Ok(vec![inputs[0].clone()])
     }
     fn params(&self) -> Params {
-        let e = self.embed;
-        let weights = e * e + e * self.kdim + e * self.vdim + e * e;
-        let biases = if self.bias { 4 * e } else { 0 };
         Params {
-            trainable: weights + biases,
+            trainable: self.params,
             ..Default::default()
         }
     }
@@ -475,16 +481,27 @@ impl Kernel for Mha {
         let (n, l, s) = self.sizes(inputs);
         let e = self.embed;
         let d = (self.head_dim()) as usize;
-        // Q and the heads' output (N·L·E each), K and V (N·S·E each), the attention scratch.
-        let buffers = (2 * n * l * e).saturating_add(2 * n * s * e);
-        buffers.saturating_add(kernels_attn::workspace(&Dims {
-            pairs: (n * self.heads) as usize,
-            l: l as usize,
-            s: s as usize,
-            e: d,
-            ev: d,
-            group: 1,
-        }))
+        let pairs = n.saturating_mul(self.heads);
+        // Q and the heads' output (N·L·E each), K and V (N·S·E each), the attention scratch,
+        // and with a mask its offsets (one usize, two f32 elements, per pair).
+        let q = n.saturating_mul(l).saturating_mul(e);
+        let kv = n.saturating_mul(s).saturating_mul(e);
+        let offsets = if self.mask.is_some() {
+            pairs.saturating_mul(2)
+        } else {
+            0
+        };
+        q.saturating_mul(2)
+            .saturating_add(kv.saturating_mul(2))
+            .saturating_add(offsets)
+            .saturating_add(kernels_attn::workspace(&Dims {
+                pairs: pairs as usize,
+                l: l as usize,
+                s: s as usize,
+                e: d,
+                ev: d,
+                group: 1,
+            }))
     }
 }
 
@@ -924,14 +941,21 @@ impl Kernel for Sdpa {
     }
     fn workspace(&self, inputs: &[Shape], _outputs: &[Shape]) -> u64 {
         let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
-        kernels_attn::workspace(&Dims {
+        // The attention scratch, and with a mask its offsets (one usize, two f32 elements,
+        // per pair).
+        let offsets = if self.masked {
+            pairs.saturating_mul(2)
+        } else {
+            0
+        };
+        offsets.saturating_add(kernels_attn::workspace(&Dims {
             pairs: pairs as usize,
             l: l as usize,
             s: s as usize,
             e: e as usize,
             ev: ev as usize,
             group: 1,
-        })
+        }))
     }
 }
 
@@ -1024,6 +1048,8 @@ mod tests {
         let c = l.cost(&[Shape(x.to_vec())], &out).unwrap();
         assert_eq!(c.macs, 4 * 197 * 768 * 768 + 2 * 197 * 197 * 768);
         assert_eq!(c.macs, 524_391_936);
+        // Of which Q·Kᵀ and attention·V: 2·197²·768.
+        assert_eq!(c.macs - 4 * 197 * 768 * 768, 59_610_624);
         // GPT-2's causal layer keeps K and V: 2·768 elements per token.
         let (l, _) = build("mha", "{heads: 12, causal: true}", &[&x]).unwrap();
         assert_eq!(l.kv_cache_per_token(&[Shape(x.to_vec())]), 1536);
