@@ -54,7 +54,7 @@ fn dropout(a: &mut Attrs) -> Result<f64, Diagnostic> {
 /// The divisors of `n` (for a head count's fix), at most the first 12.
 fn divisors(n: u64) -> String {
     (1..=n)
-        .filter(|d| n % d == 0)
+        .filter(|d| n.is_multiple_of(*d))
         .take(12)
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
@@ -172,7 +172,7 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let q = a.inputs[0].clone();
     let embed = q.0[2];
     let heads = a.req_positive("heads", "8")?;
-    if embed % heads != 0 {
+    if !embed.is_multiple_of(heads) {
         return Err(a
             .error(
                 "heads",
@@ -720,7 +720,7 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let lead_ok = |t: &Shape| -> bool {
         if gqa && r >= 4 {
             let (hq, hk) = (q.0[r - 3], t.0[r - 3]);
-            t.0[..r - 3] == q.0[..r - 3] && hk > 0 && hq % hk == 0
+            t.0[..r - 3] == q.0[..r - 3] && hk > 0 && hq.is_multiple_of(hk)
         } else {
             t.0[..r - 2] == q.0[..r - 2]
         }
