@@ -329,3 +329,120 @@ fn saved_for_backward_matches_autograd() {
         assert_eq!(ours, total, "{name}: {measured:?}");
     }
 }
+
+/// `multi_head_attention` equals the same attention written out with the tensor ops (three
+/// linears, reshape and permute to heads, matmul, a scale, softmax, matmul, back to tokens, the
+/// output linear) given the same weights — outputs to rounding, and the same MACs (the
+/// projections plus both products: an independent description of the same computation).
+#[test]
+fn the_op_equals_the_attention_written_out() {
+    use safetensors::tensor::{Dtype, TensorView};
+    const OP: &str = r#"
+format: "archscope/1"
+name: op
+inputs: {x: [6, 8]}
+nodes:
+  - {id: attn, op: multi_head_attention, heads: 2}
+"#;
+    const OUT: &str = r#"
+format: "archscope/1"
+name: written_out
+inputs: {x: [6, 8]}
+nodes:
+  - {id: q, op: linear, in: x, out: 8}
+  - {id: k, op: linear, in: x, out: 8}
+  - {id: v, op: linear, in: x, out: 8}
+  - {id: qh, op: reshape, in: q, shape: [6, 2, 4]}
+  - {id: qp, op: permute, dims: [0, 2, 1, 3]}
+  - {id: kh, op: reshape, in: k, shape: [6, 2, 4]}
+  - {id: kt, op: permute, dims: [0, 2, 3, 1]}
+  - {id: vh, op: reshape, in: v, shape: [6, 2, 4]}
+  - {id: vp, op: permute, dims: [0, 2, 1, 3]}
+  - {id: s, op: matmul, in: [qp, kt]}
+  - {id: scale, op: parameter, shape: [1], init: value, value: 0.5}
+  - {id: ss, op: multiply, in: [s, scale]}
+  - {id: p, op: softmax, dim: -1}
+  - {id: o, op: matmul, in: [p, vp]}
+  - {id: op, op: permute, dims: [0, 2, 1, 3]}
+  - {id: ot, op: reshape, shape: [6, 8]}
+  - {id: out, op: linear, out: 8}
+"#;
+    let f = |name: &str, shape: &[usize]| formula(name, shape);
+    let (wq, wk, wv) = (
+        f("q.weight", &[8, 8]),
+        f("k.weight", &[8, 8]),
+        f("v.weight", &[8, 8]),
+    );
+    let (bq, bk, bv) = (f("q.bias", &[8]), f("k.bias", &[8]), f("v.bias", &[8]));
+    let (wo, bo) = (f("out.weight", &[8, 8]), f("out.bias", &[8]));
+    let cat = |parts: &[&Vec<f32>]| {
+        parts
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .collect::<Vec<f32>>()
+    };
+    let file = |tensors: Vec<(&str, Vec<usize>, Vec<f32>)>| {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .into_iter()
+            .map(|(n, s, v)| {
+                (
+                    n.to_string(),
+                    s,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
+            .collect();
+        let views: Vec<(String, TensorView)> = bytes
+            .iter()
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize(views, &None).unwrap()
+    };
+    let op_net = common::net(OP);
+    let out_net = common::net(OUT);
+    let op_w = exec::load_safetensors(
+        &op_net,
+        &file(vec![
+            ("attn.in_proj_weight", vec![24, 8], cat(&[&wq, &wk, &wv])),
+            ("attn.in_proj_bias", vec![24], cat(&[&bq, &bk, &bv])),
+            ("attn.out_proj.weight", vec![8, 8], wo.clone()),
+            ("attn.out_proj.bias", vec![8], bo.clone()),
+        ]),
+        "op.safetensors",
+    )
+    .unwrap();
+    let out_w = exec::load_safetensors(
+        &out_net,
+        &file(vec![
+            ("q.weight", vec![8, 8], wq),
+            ("q.bias", vec![8], bq),
+            ("k.weight", vec![8, 8], wk),
+            ("k.bias", vec![8], bk),
+            ("v.weight", vec![8, 8], wv),
+            ("v.bias", vec![8], bv),
+            // 1/√d for d = 4.
+            ("scale", vec![1], vec![0.5]),
+            ("out.weight", vec![8, 8], wo),
+            ("out.bias", vec![8], bo),
+        ]),
+        "out.safetensors",
+    )
+    .unwrap();
+    let x = exec::Tensor::new(vec![1, 6, 8], formula("x", &[1, 6, 8]));
+    let a = exec::run(&op_net, &op_w, std::slice::from_ref(&x), None).unwrap();
+    let b = exec::run(&out_net, &out_w, std::slice::from_ref(&x), None).unwrap();
+    assert_eq!(a.outputs[0].shape, b.outputs[0].shape);
+    for (p, q) in a.outputs[0].data.iter().zip(&b.outputs[0].data) {
+        assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+    }
+    assert_eq!(
+        analysis(&op_net).totals.macs,
+        analysis(&out_net).totals.macs
+    );
+    checked(&out_net);
+}
