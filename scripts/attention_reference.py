@@ -25,10 +25,11 @@ presets reproduce, docs/COUNTING.md "Attention"):
 And what autograd saves for backward in a training-mode pass on the CPU
 (``saved_for_backward``: each storage once, parameters left out), for the training rule.
 
-Every tool is run twice: with gradients enabled (``grad``: a Python session's default, and how
-torchvision's published figures count attention) and under ``torch.no_grad()`` (``no_grad``, as
-scripts/convention_reference.py runs them). They differ for nn.MultiheadAttention: in eval mode
-under no_grad, self-attention (query, key and value one tensor) with an even head count, the
+Every tool is run three times: with gradients enabled (``grad``: a Python session's default,
+and how torchvision's published figures count attention), under ``torch.no_grad()``
+(``no_grad``), and under ``torch.no_grad()`` with ``torch.backends.mha.set_fastpath_enabled(False)``
+(``no_grad_no_fastpath``, as scripts/convention_reference.py runs them). They differ for
+nn.MultiheadAttention: in eval mode under no_grad, self-attention (query, key and value one tensor) with an even head count, the
 input projection's bias and no float mask takes PyTorch's fused fast path
 (``torch._native_multi_head_attention``), which FlopCounterMode and fvcore do not count at all.
 
@@ -166,14 +167,22 @@ def inputs(shapes: dict, batch: int) -> list[torch.Tensor]:
 
 
 def charges(model: nn.Module, shapes: dict, batch: int) -> dict:
-    """Each tool's charge, measured twice: with gradients enabled (`grad`, the default state
+    """Each tool's charge, measured three times: with gradients enabled (`grad`, the default state
     of a Python session, and how torchvision's published figures were taken) and under
-    `torch.no_grad()` (`no_grad`, as scripts/convention_reference.py runs the tools)."""
+    `torch.no_grad()` (`no_grad`), and under no_grad with the fast path off
+    (`no_grad_no_fastpath`, as scripts/convention_reference.py runs the tools)."""
     xs = inputs(shapes, batch)
     ones = inputs(shapes, 1)
     out = {}
-    for mode, ctx in (("grad", contextlib.nullcontext), ("no_grad", torch.no_grad)):
+    modes = (
+        ("grad", contextlib.nullcontext, True),
+        ("no_grad", torch.no_grad, True),
+        # As scripts/convention_reference.py and torch_reference.py measure.
+        ("no_grad_no_fastpath", torch.no_grad, False),
+    )
+    for mode, ctx, fastpath in modes:
         r = {}
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         with ctx():
             with FlopCounterMode(display=False) as fc:
                 model(*xs)
@@ -193,6 +202,7 @@ def charges(model: nn.Module, shapes: dict, batch: int) -> dict:
                 s = torchinfo.summary(model, input_data=xs, verbose=0)
                 r["torchinfo"] = as_int(s.total_mult_adds)
         out[mode] = r
+    torch.backends.mha.set_fastpath_enabled(True)
     return out
 
 
