@@ -60,6 +60,12 @@ import torchinfo  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 from importlib.metadata import version  # noqa: E402
 
+# Under torch.no_grad() in eval mode, nn.MultiheadAttention runs self-attention through its fused
+# fast path (torch._native_multi_head_attention), which FlopCounterMode and fvcore do not count at
+# all; with it off, the figures are those taken with gradients enabled, as torchvision's published
+# ones (docs/COUNTING.md "Attention"). It changes nothing for models without that module.
+torch.backends.mha.set_fastpath_enabled(False)
+
 # zoo name -> (torchvision builder keyword arguments besides weights=None, the two input sizes)
 # Every zoo model that torchvision has (the set of tests/data/torchvision_zoo.json). Each is
 # measured at batch 1 at its usual size and at a second, larger one (where adaptive pooling
