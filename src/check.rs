@@ -135,7 +135,7 @@ impl CheckReport {
     pub fn rf_compared(&self) -> usize {
         self.rows
             .iter()
-            .filter(|r| r.rf.analysed != NOT_COMPARED)
+            .filter(|r| r.rf.analysed != NOT_COMPARED && r.rf.measured != NOT_COMPARED)
             .count()
     }
 }
@@ -155,6 +155,39 @@ pub fn json_value(report: &CheckReport, model: &str) -> Value {
         })
         .collect();
     json!({"model": model, "layers": rows, "failures": report.failures()})
+}
+
+/// The figure of a layer whose analysed field is the whole input (global attention): "whole
+/// input" on both sides when every measured unit is reached by the first and the last lit
+/// index of every axis; when nothing was measured (the layer's copy does not run), "whole
+/// input" against "—", which is not a disagreement.
+fn whole_figure(f: &Field, reach: Option<&Reach>, input: &[usize], lit: &[Vec<u32>]) -> Figure {
+    const WHOLE: &str = "whole input";
+    let Some(r) = reach else {
+        return Figure {
+            analysed: WHOLE.into(),
+            measured: NOT_COMPARED.into(),
+            agree: true,
+            values: None,
+        };
+    };
+    let span = |a: usize| Some((*lit[a].first()?, *lit[a].last()?));
+    let miss =
+        (r.axes.len() != input.len() || f.axes.len() != input.len() || lit.len() != input.len())
+            .then(|| "other axes".to_string())
+            .or_else(|| {
+                r.axes.iter().enumerate().find_map(|(a, units)| {
+                    let want = span(a);
+                    units.iter().position(|b| *b != want).map(|i| {
+                        format!(
+                            "{} unit {i}: {}",
+                            crate::geometry::axis_name(input.len(), a),
+                            units[i].map_or("nothing".into(), |(lo, hi)| format!("{lo}..={hi}"))
+                        )
+                    })
+                })
+            });
+    Figure::exact(WHOLE.into(), miss.unwrap_or_else(|| WHOLE.into()))
 }
 
 /// The figure of a layer whose receptive field is not compared.
@@ -346,6 +379,9 @@ pub fn rf_figure_lit(
     lit: &[Vec<u32>],
 ) -> Figure {
     let dash = || Figure::exact(NOT_COMPARED.into(), NOT_COMPARED.into());
+    if let Some(f) = field.filter(|f| f.whole) {
+        return whole_figure(f, reach, input, lit);
+    }
     let (Some(f), Some(r)) = (field, reach) else {
         return dash();
     };

@@ -28,6 +28,9 @@ struct Linear {
     bias: bool,
     trainable: bool,
     params: u64,
+    /// Whether it runs at every position of a tensor with positional axes (tokens, a
+    /// channels-last map): then it mixes no positions (pointwise geometry).
+    per_position: bool,
 }
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -37,7 +40,12 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             "linear needs an N×F input, got {x}"
         )));
     }
-    spatial_last_error(&x, &a.input_layout(0))?;
+    let layout = a.input_layout(0);
+    spatial_last_error(&x, &layout)?;
+    // Positions elsewhere and features last: per position. A last axis of tokens is mixed
+    // (token mixing): global.
+    let per_position = layout.0.last().is_some_and(|r| !r.is_positional())
+        && layout.0.iter().any(|r| r.is_positional());
     let in_features = x.0[x.rank() - 1];
     let out_features = a.req_positive("out", "1000")?;
     let bias = a.bool("bias", true)?;
@@ -52,6 +60,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         bias,
         trainable,
         params,
+        per_position,
     }))
 }
 
@@ -137,7 +146,11 @@ impl Op for Linear {
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
-        Geometry::Global
+        if self.per_position {
+            Geometry::Pointwise
+        } else {
+            Geometry::Global
+        }
     }
     fn layouts(
         &self,
