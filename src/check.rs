@@ -459,3 +459,53 @@ pub fn rf_figure_lit(
         values: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A field that covers the whole 4×3 input (as after self-attention).
+    fn whole() -> Field {
+        let ax = |n: i64| Axis {
+            size: Q::from(n),
+            jump: Q::from(1),
+            start: Q::new(n - 1, 2),
+            min_size: Q::from(n),
+        };
+        Field {
+            axes: vec![ax(4), ax(3)],
+            aligned: true,
+            misalignment: None,
+            global_context: false,
+            resampled: false,
+            cropped: false,
+            whole: true,
+        }
+    }
+
+    #[test]
+    fn whole_input_against_the_measured_reach() {
+        let input = [4usize, 3];
+        let all: Vec<Vec<u32>> = vec![(0..4).collect(), (0..3).collect()];
+        // Not measured (the layer's copy is `Stop`): shown, not a disagreement, not counted.
+        let f = rf_figure(Some(&whole()), None, &input);
+        assert_eq!(
+            (f.analysed.as_str(), f.measured.as_str()),
+            ("whole input", "—")
+        );
+        assert!(f.ok());
+        // Every unit reached by rows 0..=3 and columns 0..=2: agrees.
+        let full = Reach {
+            axes: vec![vec![Some((0, 3)); 2], vec![Some((0, 2)); 2]],
+        };
+        let f = rf_figure_lit(Some(&whole()), Some(&full), &input, &all);
+        assert_eq!((f.measured.as_str(), f.ok()), ("whole input", true));
+        // Column unit 1 reached only by columns 0..=1: a disagreement naming it.
+        let short = Reach {
+            axes: vec![vec![Some((0, 3)); 2], vec![Some((0, 2)), Some((0, 1))]],
+        };
+        let f = rf_figure_lit(Some(&whole()), Some(&short), &input, &all);
+        assert_eq!(f.measured, "width unit 1: 0..=1");
+        assert!(!f.ok());
+    }
+}

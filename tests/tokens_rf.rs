@@ -109,6 +109,13 @@ fn whole_input_is_said_per_layer_in_rf() {
         row_perpos.contains("global") && !row_perpos.contains("whole input"),
         "{row_perpos}"
     );
+    // `summary`'s RF column says it too.
+    let summary = common::ok_text(&["summary", p]);
+    let srow = summary
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("mix"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(srow.contains("whole input"), "{srow}");
     assert!(
         text.contains("Final field (`mix`): the whole 32×32 input — a layer before it mixes the tokens globally (self-attention); jump 8."),
         "{text}"
