@@ -135,7 +135,7 @@ impl CheckReport {
     pub fn rf_compared(&self) -> usize {
         self.rows
             .iter()
-            .filter(|r| r.rf.analysed != NOT_COMPARED)
+            .filter(|r| r.rf.analysed != NOT_COMPARED && r.rf.measured != NOT_COMPARED)
             .count()
     }
 }
@@ -155,6 +155,39 @@ pub fn json_value(report: &CheckReport, model: &str) -> Value {
         })
         .collect();
     json!({"model": model, "layers": rows, "failures": report.failures()})
+}
+
+/// The figure of a layer whose analysed field is the whole input (global attention): "whole
+/// input" on both sides when every measured unit is reached by the first and the last lit
+/// index of every axis; when nothing was measured (the layer's copy does not run), "whole
+/// input" against "—", which is not a disagreement.
+fn whole_figure(f: &Field, reach: Option<&Reach>, input: &[usize], lit: &[Vec<u32>]) -> Figure {
+    const WHOLE: &str = "whole input";
+    let Some(r) = reach else {
+        return Figure {
+            analysed: WHOLE.into(),
+            measured: NOT_COMPARED.into(),
+            agree: true,
+            values: None,
+        };
+    };
+    let span = |a: usize| Some((*lit[a].first()?, *lit[a].last()?));
+    let miss =
+        (r.axes.len() != input.len() || f.axes.len() != input.len() || lit.len() != input.len())
+            .then(|| "other axes".to_string())
+            .or_else(|| {
+                r.axes.iter().enumerate().find_map(|(a, units)| {
+                    let want = span(a);
+                    units.iter().position(|b| *b != want).map(|i| {
+                        format!(
+                            "{} unit {i}: {}",
+                            crate::geometry::axis_name(input.len(), a),
+                            units[i].map_or("nothing".into(), |(lo, hi)| format!("{lo}..={hi}"))
+                        )
+                    })
+                })
+            });
+    Figure::exact(WHOLE.into(), miss.unwrap_or_else(|| WHOLE.into()))
 }
 
 /// The figure of a layer whose receptive field is not compared.
@@ -346,6 +379,9 @@ pub fn rf_figure_lit(
     lit: &[Vec<u32>],
 ) -> Figure {
     let dash = || Figure::exact(NOT_COMPARED.into(), NOT_COMPARED.into());
+    if let Some(f) = field.filter(|f| f.whole) {
+        return whole_figure(f, reach, input, lit);
+    }
     let (Some(f), Some(r)) = (field, reach) else {
         return dash();
     };
@@ -421,5 +457,55 @@ pub fn rf_figure_lit(
         measured: middle(&|a| span(&r.axes[a][units[a] / 2])),
         agree: true,
         values: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A field that covers the whole 4×3 input (as after self-attention).
+    fn whole() -> Field {
+        let ax = |n: i64| Axis {
+            size: Q::from(n),
+            jump: Q::from(1),
+            start: Q::new(n - 1, 2),
+            min_size: Q::from(n),
+        };
+        Field {
+            axes: vec![ax(4), ax(3)],
+            aligned: true,
+            misalignment: None,
+            global_context: false,
+            resampled: false,
+            cropped: false,
+            whole: true,
+        }
+    }
+
+    #[test]
+    fn whole_input_against_the_measured_reach() {
+        let input = [4usize, 3];
+        let all: Vec<Vec<u32>> = vec![(0..4).collect(), (0..3).collect()];
+        // Not measured (the layer's copy is `Stop`): shown, not a disagreement, not counted.
+        let f = rf_figure(Some(&whole()), None, &input);
+        assert_eq!(
+            (f.analysed.as_str(), f.measured.as_str()),
+            ("whole input", "—")
+        );
+        assert!(f.ok());
+        // Every unit reached by rows 0..=3 and columns 0..=2: agrees.
+        let full = Reach {
+            axes: vec![vec![Some((0, 3)); 2], vec![Some((0, 2)); 2]],
+        };
+        let f = rf_figure_lit(Some(&whole()), Some(&full), &input, &all);
+        assert_eq!((f.measured.as_str(), f.ok()), ("whole input", true));
+        // Column unit 1 reached only by columns 0..=1: a disagreement naming it.
+        let short = Reach {
+            axes: vec![vec![Some((0, 3)); 2], vec![Some((0, 2)), Some((0, 1))]],
+        };
+        let f = rf_figure_lit(Some(&whole()), Some(&short), &input, &all);
+        assert_eq!(f.measured, "width unit 1: 0..=1");
+        assert!(!f.ok());
     }
 }

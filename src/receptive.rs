@@ -14,8 +14,8 @@ use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};
 
 use crate::error::Diagnostic;
 use crate::geometry::{axis_name, MAX_SPATIAL};
-use crate::graph::Network;
-use crate::layers::Geometry;
+use crate::graph::{NetNode, Network};
+use crate::layers::{Geometry, Layout, Role};
 
 /// An exact rational number of input pixels.
 pub type Q = Ratio<i64>;
@@ -60,6 +60,11 @@ pub struct Field {
     /// of the input than its lattice field (which stays the theoretical field) — the lattice
     /// bounds it rather than giving it exactly.
     pub cropped: bool,
+    /// True when every unit sees the whole input: a layer mixing a token axis globally
+    /// (self-attention: `Geometry::Global` on an output that keeps `Tokens` or `Sequence`
+    /// axes) lies on a path. The axes then span the input (size and smallest size the input's
+    /// extent, centred on it); the jump stays the token lattice's.
+    pub whole: bool,
 }
 
 fn overflow() -> Diagnostic {
@@ -214,6 +219,7 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
         out.aligned &= f.aligned;
         out.resampled |= f.resampled;
         out.cropped |= f.cropped;
+        out.whole |= f.whole;
         if out.misalignment.is_none() {
             out.misalignment.clone_from(&f.misalignment);
         }
@@ -269,98 +275,176 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
     Some(out)
 }
 
-/// The receptive field of every layer of `net`, in its order; `None` where the field is global
-/// (linear, flatten, global pooling) or the tensor has no spatial axis (`N×C×…` with one to
-/// three after the channels). A model input `N×C×L` has one axis, `N×C×H×W` two,
-/// `N×C×D×H×W` three; a layer's field has as many axes as its output.
+/// The receptive field of every layer of `net`, in its order, per spatial axis of the model
+/// input (one, two or three: a signal's length, an image's height and width, a volume's depth,
+/// height and width); `None` where the output has no axis of input positions (linear on
+/// features, a flatten of channels with space, global pooling) or depends on no model input
+/// (a learned tensor). The output's layout (`NetNode::out_layouts`) says which dimension holds
+/// which input axis: a permute, transpose or reshape that only moves, splits or merges
+/// spatial axes keeps the field (ViT's `flatten(2)` + `transpose` leaves each of the 196 tokens
+/// its 16×16 patch); a layer's geometry applies to the positional dimensions of its input 0,
+/// in tensor order, each mapped to the input axis it holds. A layer mixing a token axis
+/// globally (`Geometry::Global` on an output that keeps `Tokens` or `Sequence` axes:
+/// self-attention) makes the field the whole input ([`Field::whole`]).
 pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
-    let mut out: Vec<Option<Field>> = Vec::with_capacity(net.nodes.len());
-    // Layers whose value depends on no model input: a learned tensor (`parameter`) and what is
-    // computed from learned tensors alone (its `expand`). They see no pixel, so a merge with
-    // one (a layer scale, a position embedding) keeps the other input's field as it is.
-    let mut constant: Vec<bool> = Vec::with_capacity(net.nodes.len());
-    for node in &net.nodes {
-        constant.push(if node.inputs.is_empty() {
-            !node.layer.is_input()
-        } else {
-            node.value_inputs().all(|(_, (src, _))| constant[src])
-        });
-        let rank = node
-            .out_shapes
-            .first()
-            .map_or(0, |s| s.rank().saturating_sub(2));
-        let spatial_out = (1..=MAX_SPATIAL).contains(&rank);
+    let n = net.nodes.len();
+    let mut out: Vec<Option<Field>> = Vec::with_capacity(n);
+    // Layers that depend on no model input (learned tensors and what only they feed).
+    let mut constant = vec![false; n];
+    // The spatial sizes of the first model input with spatial axes: "the whole input".
+    let extent: Vec<u64> = net
+        .nodes
+        .iter()
+        .find(|x| x.layer.is_input() && spatial_rank(x) > 0)
+        .map(|x| x.out_shapes[0].0[2..].to_vec())
+        .unwrap_or_default();
+    for (k, node) in net.nodes.iter().enumerate() {
+        let layout = node.out_layouts.first();
         let field = if node.inputs.is_empty() {
-            // A model input is the unit field; a learned tensor (`parameter`) sees no input.
-            (spatial_out && node.layer.is_input()).then(|| Field {
+            if !node.layer.is_input() {
+                constant[k] = true;
+            }
+            let rank = spatial_rank(node);
+            (node.layer.is_input() && (1..=MAX_SPATIAL).contains(&rank)).then(|| Field {
                 axes: vec![unit(); rank],
                 aligned: true,
                 misalignment: None,
                 global_context: false,
                 resampled: false,
                 cropped: false,
+                whole: false,
             })
         } else {
             // A later output of a spatial split is a piece further along its axis: its unit 0
             // is the input unit after the pieces before it.
             let mut shifted: Vec<Option<Field>> = vec![None; node.inputs.len()];
-            for (k, &(src, slot)) in node.inputs.iter().enumerate() {
+            for (i, &(src, slot)) in node.inputs.iter().enumerate() {
                 let from = &net.nodes[src];
                 let (Some(f), true) = (&out[src], slot > 0) else {
                     continue;
                 };
                 if let Geometry::Split { axis } = from.layer.geometry(&from.in_shapes) {
+                    let Some((dim, Some(fa))) = positional_dims(from).get(axis).copied() else {
+                        continue;
+                    };
                     let before: u64 = from.out_shapes[..slot]
                         .iter()
-                        .map(|s| s.0.get(2 + axis).copied().unwrap_or(0))
+                        .map(|s| s.0.get(dim).copied().unwrap_or(0))
                         .sum();
                     let mut f = f.clone();
-                    let Some(a) = f.axes.get_mut(axis) else {
+                    let Some(a) = f.axes.get_mut(fa) else {
                         continue;
                     };
                     a.start =
                         add(a.start, mul(q(before)?, a.jump)?).map_err(|d| d.layer(&node.name))?;
-                    shifted[k] = Some(f);
+                    shifted[i] = Some(f);
                 }
             }
             // Only inputs whose values meet here: one that lends only its size (the `like` of
-            // a crop or upsample) neither widens the field nor judges its alignment.
-            let ins: Vec<Option<&Field>> = node
+            // a crop or upsample) neither widens the field nor judges its alignment; a learned
+            // tensor (a class token, a position embedding) depends on no input at all.
+            let value: Vec<(usize, usize)> = node
                 .value_inputs()
                 .filter(|(_, (src, _))| !constant[*src])
-                .map(|(i, (src, _))| shifted[i].as_ref().or(out[src].as_ref()))
+                .map(|(i, (src, _))| (i, src))
+                .collect();
+            if value.is_empty() {
+                constant[k] = true;
+                out.push(None);
+                continue;
+            }
+            let ins: Vec<Option<&Field>> = value
+                .iter()
+                .map(|&(i, src)| shifted[i].as_ref().or(out[src].as_ref()))
                 .collect();
             let g = node.layer.geometry(&node.in_shapes);
+            let dims = positional_dims(node);
             // A concatenation along a spatial axis: each input's offset on it.
             let offsets: Option<(usize, Vec<i64>)> = match g {
-                Geometry::Concat { axis } => {
-                    let mut at = 0i64;
-                    let mut offs = Vec::with_capacity(node.in_shapes.len());
-                    for s in &node.in_shapes {
-                        offs.push(at);
-                        let len = s.0.get(2 + axis).copied().unwrap_or(0);
-                        at = i64::try_from(len)
-                            .ok()
-                            .and_then(|l| at.checked_add(l))
-                            .ok_or_else(|| overflow().layer(&node.name))?;
+                Geometry::Concat { axis } => match dims.get(axis).copied() {
+                    Some((dim, Some(fa))) => {
+                        let mut at = 0i64;
+                        let mut offs = Vec::with_capacity(value.len());
+                        for (i, s) in node.in_shapes.iter().enumerate() {
+                            if value.iter().any(|&(v, _)| v == i) {
+                                offs.push(at);
+                            }
+                            let len = s.0.get(dim).copied().unwrap_or(0);
+                            at = i64::try_from(len)
+                                .ok()
+                                .and_then(|l| at.checked_add(l))
+                                .ok_or_else(|| overflow().layer(&node.name))?;
+                        }
+                        Some((fa, offs))
                     }
-                    Some((axis, offs))
-                }
+                    _ => None,
+                },
                 _ => None,
             };
             let along = offsets.as_ref().map(|(a, o)| (*a, o.as_slice()));
-            match (merge(&ins, along), spatial_out) {
-                (Some(f), true) => apply(f, &g)
-                    .map_err(|d| d.layer(&node.name))?
-                    // A layer that changes the number of spatial axes (a reshape) has no
-                    // field on the new ones.
-                    .filter(|f| f.axes.len() == rank),
+            let positional = layout.is_some_and(|l| {
+                l.0.iter()
+                    .any(|r| r.is_positional() || *r == Role::Sequence)
+            });
+            match (merge(&ins, along), positional) {
+                (Some(f), true) => {
+                    let tokens = layout.is_some_and(|l| token_axis(l, &node.out_shapes[0]));
+                    apply(f, &g, &dims, tokens, &extent)
+                        .map_err(|d| d.layer(&node.name))?
+                        // The output's dimensions must still hold every input axis of the
+                        // field (a reshape that drops or mixes one ends it).
+                        .filter(|f| layout.is_some_and(|l| holds_axes(l, f.axes.len())))
+                }
                 _ => None,
             }
         };
         out.push(field);
     }
     Ok(out)
+}
+
+/// The number of spatial axes of a model input's output (`N×C×…`): its layout's.
+fn spatial_rank(node: &NetNode) -> usize {
+    node.out_layouts.first().map_or(0, |l| l.spatial_hint())
+}
+
+/// The positional dimensions of a layer's input 0 (spatial axes and tokens), in tensor order:
+/// (dimension, the model-input axis it holds when it is one spatial axis alone). Geometry
+/// figures are given per positional dimension in this order.
+fn positional_dims(node: &NetNode) -> Vec<(usize, Option<usize>)> {
+    node.in_layouts
+        .first()
+        .map(|l| {
+            l.0.iter()
+                .enumerate()
+                .filter_map(|(d, r)| match r {
+                    Role::Space(k) => Some((d, Some(*k as usize))),
+                    Role::Tokens(_) => Some((d, None)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a layout has a token axis (`Tokens` or `Sequence`) of more than one unit.
+fn token_axis(l: &Layout, s: &crate::layers::Shape) -> bool {
+    l.0.iter()
+        .zip(&s.0)
+        .any(|(r, &n)| n > 1 && matches!(r, Role::Tokens(_) | Role::Sequence))
+}
+
+/// Whether the dimensions of `l` still hold input axes `0..rank` (each of them, through
+/// `Space` or `Tokens`), or only a token sequence (a class token joined to the tokens: the
+/// patch units keep their field).
+fn holds_axes(l: &Layout, rank: usize) -> bool {
+    let mut seen: Vec<u8> = l.0.iter().flat_map(|r| r.spatial_axes()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.is_empty() {
+        return l.0.contains(&Role::Sequence);
+    }
+    seen.len() == rank && seen.iter().enumerate().all(|(i, &k)| k as usize == i)
 }
 
 /// Value `ax` of a geometry's per-axis figure: an error when the layer declares fewer axes
@@ -374,25 +458,68 @@ fn at(v: &[u64], ax: usize) -> Result<u64, Diagnostic> {
     })
 }
 
-fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
+/// The field after a layer of geometry `g` (`dims`: its input 0's positional dimensions, each
+/// with the input axis it holds; `tokens`: whether its output keeps a token axis; `extent`:
+/// the model input's spatial sizes).
+fn apply(
+    mut f: Field,
+    g: &Geometry,
+    dims: &[(usize, Option<usize>)],
+    tokens: bool,
+    extent: &[u64],
+) -> Result<Option<Field>, Diagnostic> {
     match g {
         Geometry::Transposed { stride, .. } if stride.iter().any(|&s| s != 1) => f.resampled = true,
         Geometry::Resize { num, den, .. } if num != den => f.resampled = true,
         Geometry::Crop { .. } | Geometry::Split { .. } => f.cropped = true,
         _ => {}
     }
-    for ax in 0..f.axes.len() {
+    match g {
+        // The inputs' lattices were matched by `merge`. A split's own field is its first
+        // output's (see `fields`).
+        Geometry::Pointwise | Geometry::Concat { .. } | Geometry::Split { .. } => {
+            return Ok(Some(f))
+        }
+        // Every unit of a token axis sees every input position: the whole input.
+        Geometry::Global if tokens && extent.len() == f.axes.len() => {
+            f.whole = true;
+            for (a, &n) in f.axes.iter_mut().zip(extent) {
+                a.size = q(n)?;
+                a.min_size = a.size;
+                a.start = (a.size - Q::from(1)) / Q::from(2);
+            }
+            return Ok(Some(f));
+        }
+        // Windowed attention: not composed on the lattice (docs/RECEPTIVE_FIELD.md).
+        Geometry::Global | Geometry::Partition { .. } => return Ok(None),
+        _ => {}
+    }
+    if f.whole {
+        // Nothing widens a field that already covers the whole input.
+        return Ok(Some(f));
+    }
+    // A window over a positional dimension that is not one input axis (tokens): no lattice.
+    let rank = match g {
+        Geometry::Window { kernel, .. } | Geometry::Transposed { kernel, .. } => kernel.rank(),
+        Geometry::Resize { num, .. } => num.rank(),
+        Geometry::Crop { offset } => offset.rank(),
+        _ => 0,
+    };
+    if rank > dims.len() {
+        // More window axes than positional dimensions: the layer works on axes that are not
+        // input positions.
+        return Ok(None);
+    }
+    for (gax, &(_, fa)) in dims.iter().enumerate().take(rank.max(dims.len())) {
+        let Some(ax) = fa.filter(|&ax| ax < f.axes.len()) else {
+            return Ok(None);
+        };
         let a = &f.axes[ax];
         f.axes[ax] = match g {
-            // The inputs' lattices were matched by `merge`.
-            // A split's own field is its first output's (see `fields`).
-            Geometry::Pointwise | Geometry::Concat { .. } | Geometry::Split { .. } => continue,
             Geometry::Crop { offset } => Axis {
-                start: add(a.start, mul(q(at(&offset[..], ax)?)?, a.jump)?)?,
+                start: add(a.start, mul(q(at(&offset[..], gax)?)?, a.jump)?)?,
                 ..a.clone()
             },
-            // Windowed attention: composed exactly in a later step; until then no field.
-            Geometry::Global | Geometry::Partition { .. } => return Ok(None),
             Geometry::Window {
                 kernel,
                 stride,
@@ -400,10 +527,10 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
                 dilation,
             } => window(
                 a,
-                at(&kernel[..], ax)?,
-                at(&stride[..], ax)?,
-                at(&pad_begin[..], ax)?,
-                at(&dilation[..], ax)?,
+                at(&kernel[..], gax)?,
+                at(&stride[..], gax)?,
+                at(&pad_begin[..], gax)?,
+                at(&dilation[..], gax)?,
             )?,
             Geometry::Transposed {
                 kernel,
@@ -412,10 +539,10 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
                 dilation,
             } => transposed(
                 a,
-                at(&kernel[..], ax)?,
-                at(&stride[..], ax)?,
-                at(&pad_begin[..], ax)?,
-                at(&dilation[..], ax)?,
+                at(&kernel[..], gax)?,
+                at(&stride[..], gax)?,
+                at(&pad_begin[..], gax)?,
+                at(&dilation[..], gax)?,
             )?,
             Geometry::Resize {
                 num,
@@ -424,11 +551,12 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
                 align_corners,
             } => resize(
                 a,
-                at(&num[..], ax)?,
-                at(&den[..], ax)?,
+                at(&num[..], gax)?,
+                at(&den[..], gax)?,
                 *taps,
                 *align_corners,
             )?,
+            _ => continue,
         };
     }
     Ok(Some(f))

@@ -350,6 +350,7 @@ pub fn field_rank(a: &Analysis) -> usize {
 pub fn rf_size(f: &Option<Field>) -> String {
     match f {
         None => "global".into(),
+        Some(f) if f.whole => "whole input".into(),
         Some(f) => {
             let sizes: Vec<Q> = f.axes.iter().map(|a| a.size).collect();
             let mut s = axes_text(&sizes, "×");
@@ -397,6 +398,9 @@ pub fn rf_json(f: &Option<Field>) -> Value {
             }
             if f.global_context {
                 v["global_context"] = json!(true);
+            }
+            if f.whole {
+                v["whole_input"] = json!(true);
             }
             v
         }
@@ -951,6 +955,9 @@ fn rf_note(l: &LayerStats, i: usize, cov: &Coverage) -> String {
         if f.global_context {
             note.push("+ global context".to_string());
         }
+        if f.whole {
+            note.push("whole input (global token mixing)".to_string());
+        }
     }
     if Some(i) == cov.covers_from {
         note.push("covers the input".into());
@@ -1041,6 +1048,13 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
         let mut cells = vec![l.name.clone(), l.label.clone(), output_text(&l.outputs)];
         match &l.rf {
             None => cells.extend(["global".into(), "".into(), "".into(), "".into(), "".into()]),
+            Some(f) if f.whole => cells.extend([
+                "whole input".into(),
+                field_q(f, |a| a.jump),
+                "".into(),
+                "".into(),
+                "".into(),
+            ]),
             Some(f) => {
                 cells.push(field_q(f, |a| a.size));
                 cells.push(field_q(f, |a| a.jump));
@@ -1071,21 +1085,29 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
                 .iter()
                 .zip(&cov.input)
                 .all(|(ax, &n)| ax.size >= Q::from(n as i64));
-        out += &format!(
-            "Final field (`{}`): size {}, jump {}, start {} — {} the {dims} input.\n",
-            l.name,
-            field_q(f, |a| a.size),
-            field_q(f, |a| a.jump),
-            field_q(f, |a| a.start),
-            if covers {
-                format!("{:.1}× the {axis} of", q_f64(&h.size) / ih as f64)
-            } else {
-                format!(
-                    "{:.0}% of the {axis} of",
-                    100.0 * q_f64(&h.size) / ih as f64
-                )
-            }
-        );
+        if f.whole {
+            out += &format!(
+                "Final field (`{}`): the whole {dims} input — a layer before it mixes the tokens globally (self-attention); jump {}.\n",
+                l.name,
+                field_q(f, |a| a.jump),
+            );
+        } else {
+            out += &format!(
+                "Final field (`{}`): size {}, jump {}, start {} — {} the {dims} input.\n",
+                l.name,
+                field_q(f, |a| a.size),
+                field_q(f, |a| a.jump),
+                field_q(f, |a| a.start),
+                if covers {
+                    format!("{:.1}× the {axis} of", q_f64(&h.size) / ih as f64)
+                } else {
+                    format!(
+                        "{:.0}% of the {axis} of",
+                        100.0 * q_f64(&h.size) / ih as f64
+                    )
+                }
+            );
+        }
     }
     match cov.covers_from {
         Some(c) => {

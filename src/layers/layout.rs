@@ -334,9 +334,10 @@ impl fmt::Display for Layout {
     }
 }
 
-/// The role of dimensions merged into one (flatten, reshape), with their sizes. Size-1
-/// dimensions carry nothing and are left out (a globally pooled `C×1×1` flattens to channels);
-/// of the rest: one dimension keeps its role; spatial axes and tokens become tokens over their
+/// The role of dimensions merged into one (flatten, reshape), with their sizes. Spatial axes
+/// of size 1 carry no position and are left out (a globally pooled `C×1×1` flattens to
+/// channels; a one-channel image `1×H×W` still flattens to channels mixed with space); of the
+/// rest: one dimension keeps its role; spatial axes and tokens become tokens over their
 /// axes in order (row-major: `H, W` → `Tokens([0, 1])`); channels with channels stay channels;
 /// sequences with sequences stay a sequence; anything mixed (channels with space, the batch
 /// with anything) is `Other`.
@@ -344,7 +345,7 @@ pub fn merge_roles(roles: &[Role], sizes: &[u64]) -> Role {
     let kept: Vec<&Role> = roles
         .iter()
         .zip(sizes.iter().chain(std::iter::repeat(&2)))
-        .filter(|(_, &s)| s != 1)
+        .filter(|(r, &s)| s != 1 || !r.is_positional())
         .map(|(r, _)| r)
         .collect();
     let kept: Vec<&Role> = if kept.is_empty() {
@@ -439,6 +440,16 @@ mod tests {
         );
         assert_eq!(
             l.flatten(1, 3, &s(&[1, 512, 7, 7])),
+            Layout(vec![Batch, Other])
+        );
+    }
+
+    #[test]
+    fn one_channel_image_flattens_to_features() {
+        // An MLP on a 1×28×28 image: channels (even one) with space, not tokens.
+        let l = Layout::input(4);
+        assert_eq!(
+            l.flatten(1, 3, &s(&[1, 1, 28, 28])),
             Layout(vec![Batch, Other])
         );
     }

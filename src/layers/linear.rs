@@ -30,6 +30,9 @@ struct Linear {
     params: u64,
     /// The layer whose `weight` it shares (`tied:`), by full path.
     tied: Option<String>,
+    /// Whether it runs at every position of a tensor with positional axes (tokens, a
+    /// channels-last map): then it mixes no positions (pointwise geometry).
+    per_position: bool,
 }
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -39,7 +42,12 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             "linear needs an N×F input, got {x}"
         )));
     }
-    spatial_last_error(&x, &a.input_layout(0))?;
+    let layout = a.input_layout(0);
+    spatial_last_error(&x, &layout)?;
+    // Positions elsewhere and features last: per position. A last axis of tokens is mixed
+    // (token mixing): global.
+    let per_position = layout.0.last().is_some_and(|r| !r.is_positional())
+        && layout.0.iter().any(|r| r.is_positional());
     let in_features = x.0[x.rank() - 1];
     let out_features = a.req_positive("out", "1000")?;
     let bias = a.bool("bias", true)?;
@@ -72,6 +80,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         trainable,
         params,
         tied,
+        per_position,
     }))
 }
 
@@ -163,7 +172,11 @@ impl Op for Linear {
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
-        Geometry::Global
+        if self.per_position {
+            Geometry::Pointwise
+        } else {
+            Geometry::Global
+        }
     }
     fn layouts(
         &self,

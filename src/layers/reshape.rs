@@ -457,6 +457,9 @@ fn build_crop(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 struct Flatten {
     start: usize,
     end: usize,
+    /// Whether it merges input positions with something else (channels with space: a CNN
+    /// head), which ends the receptive field; merging spatial axes alone into tokens keeps it.
+    global: bool,
 }
 
 fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -477,7 +480,19 @@ fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             format!("end_dim ({end}) comes before start_dim ({start})"),
         ));
     }
-    Ok(Box::new(Flatten { start, end }))
+    let layout = a.input_layout(0);
+    let merged = super::layout::merge_roles(
+        layout.0.get(start..=end).unwrap_or(&[]),
+        &a.input().0[start..=end],
+    );
+    let positional = layout
+        .0
+        .get(start..=end)
+        .unwrap_or(&[])
+        .iter()
+        .any(|r| r.is_positional());
+    let global = start != end && positional && !merged.is_positional();
+    Ok(Box::new(Flatten { start, end, global }))
 }
 
 impl Op for Flatten {
@@ -498,9 +513,10 @@ impl Op for Flatten {
         out.extend_from_slice(&s[self.end + 1..]);
         Ok(vec![Shape(out)])
     }
-    fn geometry(&self, inputs: &[Shape]) -> Geometry {
-        // Merging a spatial axis with another ends spatial structure (any rank).
-        if inputs[0].rank() >= 3 && self.end >= 2 && self.end > self.start {
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        // Merging spatial axes with channels ends spatial structure; spatial axes alone
+        // become tokens, each unit keeping its field.
+        if self.global {
             Geometry::Global
         } else {
             Geometry::Pointwise
