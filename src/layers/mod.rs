@@ -23,6 +23,7 @@ mod pool_nd;
 mod reduce;
 mod resample;
 mod reshape;
+mod window_attention;
 #[cfg(test)]
 mod testutil;
 
@@ -707,6 +708,7 @@ pub static REGISTRY: &[OpType] = &[
     reshape::ZERO_PAD2D,
     reshape::CROP,
     reduce::MAGNITUDE,
+    window_attention::SHIFTED_WINDOW_ATTENTION,
 ];
 
 /// The type of the model's inputs, which the graph builder places for `inputs:`.
