@@ -225,14 +225,20 @@ fn errors_are_located_with_a_fix() {
     assert!(e.contains("`pad: true` to pad the map to 32×32"), "{e}");
     let e = common::build_error("m.yaml", &one_layer("[28, 32, 96]", "heads: 3, window: 8"))
         .to_string();
-    assert!(e.contains("does not divide the height 28 of the 28×32 map"), "{e}");
+    assert!(
+        e.contains("does not divide the height 28 of the 28×32 map"),
+        "{e}"
+    );
     // A shift as large as the window.
     let e = common::build_error(
         "m.yaml",
         &one_layer("[56, 56, 96]", "heads: 3, window: 7, shift: 7"),
     )
     .to_string();
-    assert!(e.contains("a shift of 7 is not smaller than the window's 7"), "{e}");
+    assert!(
+        e.contains("a shift of 7 is not smaller than the window's 7"),
+        "{e}"
+    );
     assert!(e.contains("`shift: 3`"), "{e}");
     // V2 with a window of 1 (torchvision divides by window − 1).
     let e = common::build_error(

@@ -23,9 +23,9 @@ mod pool_nd;
 mod reduce;
 mod resample;
 mod reshape;
-mod window_attention;
 #[cfg(test)]
 mod testutil;
+mod window_attention;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS};

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::Convention;
 use super::{
-    add, mul, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op, OpType,
-    Params, Saved, Shape, Training,
+    add, mul, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params,
+    Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, Ctx};
@@ -282,9 +282,8 @@ impl Op for WindowAttention {
         let h = self.heads;
         let l = self.l();
         let t = self.table_rows();
-        let mut p = 4 * c * c
-            + if self.qkv_bias { 3 * c } else { 0 }
-            + if self.proj_bias { c } else { 0 };
+        let mut p =
+            4 * c * c + if self.qkv_bias { 3 * c } else { 0 } + if self.proj_bias { c } else { 0 };
         let mut b = l * l;
         if self.v2 {
             p += h + CPB_HIDDEN * 3 + CPB_HIDDEN * h;
@@ -304,8 +303,16 @@ impl Op for WindowAttention {
         let (tokens, _, logits) = self.sizes(n)?;
         let c = self.dim;
         let bias = add(&[
-            if self.qkv_bias { mul(&[tokens, 3 * c])? } else { 0 },
-            if self.proj_bias { mul(&[tokens, c])? } else { 0 },
+            if self.qkv_bias {
+                mul(&[tokens, 3 * c])?
+            } else {
+                0
+            },
+            if self.proj_bias {
+                mul(&[tokens, c])?
+            } else {
+                0
+            },
         ])?;
         // Per logit: the position bias add (1), the mask add when shifted (1), softmax (4);
         // V1 scales q (1 per element), V2 normalises q and k (3 per element: square, add,
@@ -467,7 +474,9 @@ impl Kernel for WindowAttention {
                 let hidden = CPB_HIDDEN as usize;
                 let mut hid = vec![0f32; t * hidden];
                 let (w0, b0, w2) = (cpb0_w.unwrap(), cpb0_b.unwrap(), cpb2_w.unwrap());
-                ctx.macs += matmul(t, hidden, 2, &co.data, 2, 1, &w0.data, 1, 2, &mut hid, false);
+                ctx.macs += matmul(
+                    t, hidden, 2, &co.data, 2, 1, &w0.data, 1, 2, &mut hid, false,
+                );
                 for row in hid.chunks_mut(hidden) {
                     for (v, b) in row.iter_mut().zip(&b0.data) {
                         *v = (*v + b).max(0.0);
@@ -500,11 +509,7 @@ impl Kernel for WindowAttention {
             }
         }
         let scales: Vec<f32> = match logit_scale {
-            Some(ls) => ls
-                .data
-                .iter()
-                .map(|&v| v.min(100f32.ln()).exp())
-                .collect(),
+            Some(ls) => ls.data.iter().map(|&v| v.min(100f32.ln()).exp()).collect(),
             None => vec![(d as f32).powf(-0.5); heads],
         };
 
@@ -735,10 +740,7 @@ impl Counting for WindowAttention {
             // heads)).
             Convention::Ptflops => {
                 if self.v2 {
-                    add(&[
-                        mul(&[windows, l2, ch + h])?,
-                        mul(&[t, CPB_HIDDEN, 5 + h])?,
-                    ])
+                    add(&[mul(&[windows, l2, ch + h])?, mul(&[t, CPB_HIDDEN, 5 + h])?])
                 } else {
                     mul(&[windows, l2, 2 * ch + h])
                 }
@@ -747,11 +749,7 @@ impl Counting for WindowAttention {
             Convention::Thop => mul(&[t, CPB_HIDDEN, if self.v2 { 2 + h } else { 0 }]),
             // torchinfo: a called module's parameters × output_size[0], which is 1 for the
             // cpb_mlp's 1×(2wh−1)×(2ww−1)×2 coordinates.
-            Convention::Torchinfo => Ok(if self.v2 {
-                CPB_HIDDEN * (3 + h)
-            } else {
-                0
-            }),
+            Convention::Torchinfo => Ok(if self.v2 { CPB_HIDDEN * (3 + h) } else { 0 }),
         }
     }
 
@@ -859,7 +857,10 @@ mod tests {
             &[&[1, 56, 56, 96]],
         )
         .unwrap_err();
-        assert_eq!(e.message, "5 heads do not divide the 96 channels of the input 1×56×56×96");
+        assert_eq!(
+            e.message,
+            "5 heads do not divide the 96 channels of the input 1×56×56×96"
+        );
         assert!(e.help.unwrap().contains("1, 2, 3, 4, 6, 8, 12"));
         let e = build(
             "shifted_window_attention",
@@ -871,11 +872,14 @@ mod tests {
             e.message,
             "the 8×8 window does not divide the 28×28 of the 28×28 map"
         );
-        assert!(e.help.unwrap().contains("`pad: true` to pad the map to 32×32"));
+        assert!(e
+            .help
+            .unwrap()
+            .contains("`pad: true` to pad the map to 32×32"));
         let e = build(
             "shifted_window_attention",
             "{heads: 3, window: 7}",
-            &[&[1, 96, 56, 56]],
+            &[&[1, 56, 96]],
         )
         .unwrap_err();
         assert!(e.message.contains("channels-last"), "{}", e.message);
