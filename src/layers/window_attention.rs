@@ -21,7 +21,8 @@ use super::{
     Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
-use crate::kernels::{matmul, Ctx};
+use crate::kernels::{matmul, vectorised, Ctx};
+use crate::kernels_attn::softmax_row;
 use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 
 pub const SHIFTED_WINDOW_ATTENTION: OpType = OpType {
@@ -624,13 +625,7 @@ impl Kernel for WindowAttention {
                             }
                             row[j] = v;
                         }
-                        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        let mut sum = 0f32;
-                        for v in row.iter_mut() {
-                            *v = (*v - m).exp();
-                            sum += *v;
-                        }
-                        row.iter_mut().for_each(|v| *v /= sum);
+                        vectorised(|| softmax_row(row));
                     }
                     // out[:, h·d…] (L×d) = P (L×L) · V, V rows at stride 3C; out rows at
                     // stride C: computed into a scratch block, then copied.
