@@ -23,7 +23,7 @@ use super::{
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, vectorised, Ctx};
 use crate::kernels_attn::softmax_row;
-use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
+use crate::tensor::{Init, Tensor, WeightKind, WeightSpec, MAX_TENSOR_ELEMENTS};
 
 pub const SHIFTED_WINDOW_ATTENTION: OpType = OpType {
     name: "shifted_window_attention",
@@ -442,6 +442,13 @@ impl Kernel for WindowAttention {
         let per_sample = nwh * nww;
         let windows = n * per_sample;
         let rows = windows * l;
+        if rows.saturating_mul(3 * c) > MAX_TENSOR_ELEMENTS {
+            return Err(Diagnostic::new(format!(
+                "the qkv projection of {rows} window tokens × {} would exceed the executor's {MAX_TENSOR_ELEMENTS} elements",
+                3 * c
+            ))
+            .help("run a smaller batch or input"));
+        }
 
         // Named weights, in the order `weights()` lists them.
         let mut k = 2;
