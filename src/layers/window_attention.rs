@@ -769,21 +769,43 @@ impl Counting for WindowAttention {
         let n = inputs[0].0[0];
         let cost = self.cost(inputs, outputs)?;
         let (tokens, _, logits) = self.sizes(n)?;
-        let c = self.dim;
-        // Backward: every product's two operand gradients (2 MACs each, 4 FLOPs), the
-        // weight gradients included; element-wise parts cost their forward again.
-        let elementwise = cost.flops - 2 * cost.macs;
-        let backward = add(&[mul(&[4, cost.macs])?, elementwise])?;
-        // What autograd keeps in torchvision's function (read from its code, not measured):
-        // the windowed input (qkv's input), qkv (Q, K, V views), the scaled or normalised Q and
-        // K, the softmax output, attention·V rearranged (proj's input).
-        let kept = add(&[
-            mul(&[tokens, c])?,
-            mul(&[tokens, 3 * c])?,
-            mul(&[tokens, c, if self.v2 { 2 } else { 1 }])?,
-            logits,
-            mul(&[tokens, c])?,
+        let (c, h) = (self.dim, self.heads);
+        // Backward: every product's two operand gradients (weight gradients included), 2
+        // FLOPs per MAC each; the bias gradients (numel of the qkv and proj outputs); the
+        // softmax's Jacobian-vector product, 3 per logit.
+        let backward = add(&[
+            mul(&[4, cost.macs])?,
+            if self.qkv_bias {
+                mul(&[tokens, 3 * c])?
+            } else {
+                0
+            },
+            if self.proj_bias {
+                mul(&[tokens, c])?
+            } else {
+                0
+            },
+            mul(&[3, logits])?,
         ])?;
+        // What autograd keeps, measured on the CPU (saved_tensors_hooks, each storage once,
+        // parameters and buffers left out): V1 five T×C tensors (the windowed input, the
+        // scaled Q and the Kᵀ and V that the 4-D matmuls fold into contiguous copies, proj's
+        // input) and the softmax's output; V2 also qkv itself (T×3C, read by F.normalize),
+        // per row of Q and of K its norm and the expanded divisor (4·T·heads), the logits
+        // before the scale (a second A), the bias before 16·sigmoid (heads·L²), cpb_mlp's
+        // hidden layer ((2wh−1)(2ww−1)×512) and the clamped scale (heads).
+        let kept = if self.v2 {
+            add(&[
+                mul(&[tokens, 8 * c])?,
+                mul(&[tokens, 4 * h])?,
+                mul(&[2, logits])?,
+                mul(&[h, self.l(), self.l()])?,
+                mul(&[self.table_rows(), CPB_HIDDEN])?,
+                h,
+            ])?
+        } else {
+            add(&[mul(&[tokens, 5 * c])?, logits])?
+        };
         Ok(Training {
             forward_flops: cost.flops,
             backward_flops: backward,
@@ -825,6 +847,33 @@ mod tests {
         // MACs: 3136 tokens · 4·96² + 64 windows · 2·49²·96.
         let c = l.cost(&out, &out).unwrap();
         assert_eq!(c.macs, 3136 * 4 * 96 * 96 + 64 * 2 * 49 * 49 * 96);
+    }
+
+    #[test]
+    fn saved_for_backward_as_measured() {
+        // Measured with torch.autograd.graph.saved_tensors_hooks on the CPU (float32, each
+        // storage once, parameters and buffers left out): V1 C=8, window 4, shift 2, 1×8×8×8:
+        // 4,608 elements; the same unshifted at batch 2: 9,216; C=12, 3 heads, window 3, shift
+        // 1 on 1×7×10×12 (padded to 9×12): 9,396; V2 C=8, window 4, shift 2, 1×8×8×8: 34,306.
+        for (attrs, x, elems) in [
+            ("{heads: 2, window: 4, shift: 2}", vec![1, 8, 8, 8], 4608),
+            ("{heads: 2, window: 4}", vec![2, 8, 8, 8], 9216),
+            (
+                "{heads: 3, window: 3, shift: 1, pad: true}",
+                vec![1, 7, 10, 12],
+                9396,
+            ),
+            (
+                "{heads: 2, window: 4, shift: 2, v2: true}",
+                vec![1, 8, 8, 8],
+                34306,
+            ),
+        ] {
+            let (l, out) = build("shifted_window_attention", attrs, &[&x]).unwrap();
+            let t = l.training(&shapes(&x), &out, true, 4).unwrap();
+            assert_eq!(t.saved.extra_bytes, 4 * elems, "{attrs}");
+            assert!(t.saved.inputs.is_empty() && !t.saved.output);
+        }
     }
 
     #[test]
