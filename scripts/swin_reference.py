@@ -22,7 +22,9 @@ measures on that one module, run by the tool itself:
 * `ptflops`: `get_model_complexity_info(model, x.shape[1:])[0]` (pytorch backend, defaults;
   it runs batch 1 and reports per sample);
 * `thop`: `thop.profile(model, inputs=(x,))[0]`;
-* `torchinfo`: `torchinfo.summary(model, input_data=x).total_mult_adds`.
+* `torchinfo`: `torchinfo.summary(model, input_data=x).total_mult_adds`;
+* `saved_elements`: the float32 elements autograd keeps for backward in training mode
+  (`saved_tensors_hooks`, each storage once, parameters and buffers left out).
 
     /tmp/torchenv/bin/python scripts/swin_reference.py   # writes tests/data/swin_reference.json
 """
@@ -77,6 +79,9 @@ CASES = [
     # V2 with logit_scale above log(100): clamped
     ("{op: shifted_window_attention, heads: 2, window: 4, shift: 0, v2: true}",
      True, 8, [4, 4], [0, 0], 2, (1, 4, 8, 8), {"op.logit_scale": 5.0}),
+    # V2, one window: padded 3x4 -> 4x4, the shift dropped
+    ("{op: shifted_window_attention, heads: 2, window: 4, shift: 2, v2: true}",
+     True, 8, [4, 4], [2, 2], 2, (1, 3, 4, 8), {}),
 ]
 
 
@@ -116,6 +121,27 @@ def tools(model: nn.Module, x: torch.Tensor) -> dict:
     }
 
 
+def saved_elements(model: nn.Module, x: torch.Tensor) -> int:
+    """Elements autograd keeps for backward in training mode (saved_tensors_hooks, each storage
+    once, parameters and buffers left out), the input requiring a gradient."""
+    skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    skip |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+    seen = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip and ptr not in seen:
+            seen[ptr] = t.untyped_storage().nbytes() // t.element_size()
+        return t
+
+    model.train()
+    x = x.clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x).sum()
+    model.eval()
+    return sum(seen.values())
+
+
 def run(layer, v2, dim, window, shift, heads, shape, fills) -> dict:
     cls = ShiftedWindowAttentionV2 if v2 else ShiftedWindowAttention
     model = nn.Sequential(OrderedDict(op=cls(dim, window, shift, heads))).eval()
@@ -146,6 +172,7 @@ def run(layer, v2, dim, window, shift, heads, shape, fills) -> dict:
         "params": sum(p.numel() for p in model.parameters()),
         "buffers": sum(b.numel() for b in model.buffers()),
         **tools(model, x),
+        "saved_elements": saved_elements(model, x),
         "output_shape": list(y.shape),
         "output": [float(v) for v in y.flatten()],
     }

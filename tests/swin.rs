@@ -100,7 +100,7 @@ fn window_of(case: &Value) -> [usize; 2] {
 fn cases() -> Vec<Value> {
     let doc = data_json("swin_reference.json");
     let cases = doc["cases"].as_array().unwrap().clone();
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), 9);
     cases
 }
 
@@ -197,6 +197,27 @@ fn counts_and_every_preset_match_the_tools() {
             assert_eq!(a.totals.macs, u(key), "{layer}: {key}");
         }
         checked(&net);
+    }
+}
+
+#[test]
+fn saved_for_backward_as_autograd_keeps() {
+    // The training rule's saved tensors against what autograd kept on the CPU
+    // (saved_tensors_hooks: each storage once, parameters and buffers left out).
+    for case in cases() {
+        let layer = case["layer"].as_str().unwrap();
+        let net = case_net(&case);
+        let node = &net.nodes[1];
+        let t = node
+            .layer
+            .training(&node.in_shapes, &node.out_shapes, true, 4)
+            .unwrap();
+        assert_eq!(
+            t.saved.extra_bytes,
+            4 * case["saved_elements"].as_u64().unwrap(),
+            "{layer} {:?}",
+            node.in_shapes
+        );
     }
 }
 

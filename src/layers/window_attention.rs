@@ -768,7 +768,7 @@ impl Counting for WindowAttention {
     ) -> Result<Training, Diagnostic> {
         let n = inputs[0].0[0];
         let cost = self.cost(inputs, outputs)?;
-        let (tokens, _, logits) = self.sizes(n)?;
+        let (tokens, windows, logits) = self.sizes(n)?;
         let (c, h) = (self.dim, self.heads);
         // Backward: every product's two operand gradients (weight gradients included), 2
         // FLOPs per MAC each; the bias gradients (numel of the qkv and proj outputs); the
@@ -794,9 +794,13 @@ impl Counting for WindowAttention {
         // per row of Q and of K its norm and the expanded divisor (4·T·heads), the logits
         // before the scale (a second A), the bias before 16·sigmoid (heads·L²), cpb_mlp's
         // hidden layer ((2wh−1)(2ww−1)×512) and the clamped scale (heads).
+        // When the batch holds one window, the 4-D matmuls fold without copying: V1 keeps
+        // qkv (T×3C, K and V are views of it) instead of the K and V copies, V2 drops the V
+        // copy (it keeps qkv anyway).
+        let one = windows == 1;
         let kept = if self.v2 {
             add(&[
-                mul(&[tokens, 8 * c])?,
+                mul(&[tokens, if one { 7 } else { 8 } * c])?,
                 mul(&[tokens, 4 * h])?,
                 mul(&[2, logits])?,
                 mul(&[h, self.l(), self.l()])?,
@@ -804,7 +808,7 @@ impl Counting for WindowAttention {
                 h,
             ])?
         } else {
-            add(&[mul(&[tokens, 5 * c])?, logits])?
+            add(&[mul(&[tokens, if one { 6 } else { 5 } * c])?, logits])?
         };
         Ok(Training {
             forward_flops: cost.flops,
