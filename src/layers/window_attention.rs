@@ -74,9 +74,9 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .help("Swin runs on channels-last maps: after a convolution's N×C×H×W output, write `{op: permute, dims: [0, 2, 3, 1]}`"));
     }
     let (map, dim) = ([x.0[1], x.0[2]], x.0[3]);
-    if dim % heads != 0 {
+    if !dim.is_multiple_of(heads) {
         let fits: Vec<String> = (1..=dim.min(64))
-            .filter(|h| dim % h == 0)
+            .filter(|h| dim.is_multiple_of(*h))
             .map(|h| h.to_string())
             .collect();
         return Err(a
@@ -117,9 +117,9 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         map[1].div_ceil(window[1]) * window[1],
     ];
     if padded != map && !pad {
-        let what = if map[0] % window[0] != 0 && map[1] % window[1] != 0 {
+        let what = if !map[0].is_multiple_of(window[0]) && !map[1].is_multiple_of(window[1]) {
             format!("{}×{}", map[0], map[1])
-        } else if map[0] % window[0] != 0 {
+        } else if !map[0].is_multiple_of(window[0]) {
             format!("height {}", map[0])
         } else {
             format!("width {}", map[1])
