@@ -61,12 +61,12 @@ fn state_file(state: &Value) -> Vec<u8> {
 fn case_net(case: &Value) -> Network {
     let layer = case["layer"].as_str().unwrap();
     let shape = usizes(&case["input_shape"]);
-    let dims: Vec<String> = shape[1..].iter().map(|d| d.to_string()).collect();
+    // The model input is N×C×H×W; a permute makes the N×H×W×C map the op reads.
+    let [h, w, c] = [shape[1], shape[2], shape[3]];
     // The padded cases need `pad: true` (torchvision pads; archscope asks for it).
-    let pad = shape[1] % window_of(case)[0] != 0 || shape[2] % window_of(case)[1] != 0;
+    let pad = h % window_of(case)[0] != 0 || w % window_of(case)[1] != 0;
     let yaml = format!(
-        "format: \"archscope/1\"\nname: case\ninputs:\n  x: [{}]\nnodes:\n  - {{id: op, {}{}\n",
-        dims.join(", "),
+        "format: \"archscope/1\"\nname: case\ninputs:\n  x: [{c}, {h}, {w}]\nnodes:\n  - {{op: permute, dims: [0, 2, 3, 1]}}\n  - {{id: op, {}{}\n",
         if pad { "pad: true, " } else { "" },
         layer.trim_start_matches('{')
     );
@@ -97,6 +97,27 @@ fn window_of(case: &Value) -> [usize; 2] {
     }
 }
 
+/// The N×H×W×C values `v` as the N×C×H×W model input (the model permutes them back).
+fn nchw(shape: &[usize], v: &[f32]) -> exec::Tensor {
+    let [n, h, w, c] = [shape[0], shape[1], shape[2], shape[3]];
+    let mut out = vec![0f32; v.len()];
+    for b in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for k in 0..c {
+                    out[((b * c + k) * h + y) * w + x] = v[((b * h + y) * w + x) * c + k];
+                }
+            }
+        }
+    }
+    exec::Tensor::new(vec![n, c, h, w], out)
+}
+
+/// The attention layer of a case's network.
+fn op_index(net: &Network) -> usize {
+    net.nodes.iter().position(|n| n.name == "op").unwrap()
+}
+
 fn cases() -> Vec<Value> {
     let doc = data_json("swin_reference.json");
     let cases = doc["cases"].as_array().unwrap().clone();
@@ -112,7 +133,7 @@ fn outputs_match_pytorch() {
         let shape = usizes(&case["input_shape"]);
         let w = exec::load_safetensors(&net, &state_file(&case["state"]), "x.safetensors")
             .unwrap_or_else(|e| panic!("{layer}: {e}"));
-        let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
+        let x = nchw(&shape, &formula("input", &shape));
         let want = f32s(&case["output"]);
         assert_eq!(usizes(&case["output_shape"]), shape, "{layer}");
         for (path, out) in outputs_both_ways(&net, &w, &x) {
@@ -136,7 +157,8 @@ fn own_buffers_are_torchvisions() {
         let layer = case["layer"].as_str().unwrap();
         let net = case_net(&case);
         let w = exec::init_weights(&net, 0).unwrap();
-        let specs = net.nodes[1].layer.weights();
+        let k_op = op_index(&net);
+        let specs = net.nodes[k_op].layer.weights();
         let mut seen = 0;
         for t in case["state"].as_array().unwrap() {
             let Some(vals) = t.get(3).and_then(|e| e.get("values")) else {
@@ -149,7 +171,7 @@ fn own_buffers_are_torchvisions() {
                 .unwrap_or_else(|| panic!("{layer}: no buffer {name}"));
             assert_eq!(specs[k].shape, usizes(&t[1]), "{layer} {name}");
             let want = f32s(vals);
-            let got = &w.per_node[1][k].data;
+            let got = &w.per_node[k_op][k].data;
             let worst = got
                 .iter()
                 .zip(&want)
@@ -207,7 +229,7 @@ fn saved_for_backward_as_autograd_keeps() {
     for case in cases() {
         let layer = case["layer"].as_str().unwrap();
         let net = case_net(&case);
-        let node = &net.nodes[1];
+        let node = &net.nodes[op_index(&net)];
         let t = node
             .layer
             .training(&node.in_shapes, &node.out_shapes, true, 4)
@@ -221,30 +243,31 @@ fn saved_for_backward_as_autograd_keeps() {
     }
 }
 
+/// The op on an N×C×H×W input `[c, h, w]` permuted to channels last; the op's line is 7.
 fn one_layer(input: &str, layer: &str) -> String {
     format!(
-        "format: \"archscope/1\"\nname: m\ninputs:\n  x: {input}\nnodes:\n  - {{id: attn, op: shifted_window_attention, {layer}}}\n"
+        "format: \"archscope/1\"\nname: m\ninputs:\n  x: {input}\nnodes:\n  - {{op: permute, dims: [0, 2, 3, 1]}}\n  - {{id: attn, op: shifted_window_attention, {layer}}}\n"
     )
 }
 
 #[test]
 fn errors_are_located_with_a_fix() {
-    // Heads not dividing the channels: at the `heads` value (line 6), with the head counts
+    // Heads not dividing the channels: at the `heads` value (line 7), with the head counts
     // that fit.
-    let e = common::build_error("m.yaml", &one_layer("[56, 56, 96]", "heads: 5, window: 7"))
+    let e = common::build_error("m.yaml", &one_layer("[96, 56, 56]", "heads: 5, window: 7"))
         .to_string();
     assert!(e.contains("5 heads do not divide the 96 channels"), "{e}");
-    assert!(e.contains("m.yaml:6:"), "{e}");
+    assert!(e.contains("m.yaml:7:"), "{e}");
     assert!(e.contains("1, 2, 3, 4, 6, 8, 12, 16"), "{e}");
     // A window that does not divide the map, without `pad: true`.
-    let e = common::build_error("m.yaml", &one_layer("[28, 30, 96]", "heads: 3, window: 8"))
+    let e = common::build_error("m.yaml", &one_layer("[96, 28, 30]", "heads: 3, window: 8"))
         .to_string();
     assert!(
         e.contains("the 8×8 window does not divide the 28×30 of the 28×30 map"),
         "{e}"
     );
     assert!(e.contains("`pad: true` to pad the map to 32×32"), "{e}");
-    let e = common::build_error("m.yaml", &one_layer("[28, 32, 96]", "heads: 3, window: 8"))
+    let e = common::build_error("m.yaml", &one_layer("[96, 28, 32]", "heads: 3, window: 8"))
         .to_string();
     assert!(
         e.contains("does not divide the height 28 of the 28×32 map"),
@@ -253,7 +276,7 @@ fn errors_are_located_with_a_fix() {
     // A shift as large as the window.
     let e = common::build_error(
         "m.yaml",
-        &one_layer("[56, 56, 96]", "heads: 3, window: 7, shift: 7"),
+        &one_layer("[96, 56, 56]", "heads: 3, window: 7, shift: 7"),
     )
     .to_string();
     assert!(
@@ -268,6 +291,12 @@ fn errors_are_located_with_a_fix() {
     )
     .to_string();
     assert!(e.contains("v2 needs a window of at least 2"), "{e}");
+    // An N×C×H×W map, not permuted: located at the layer, with the permute to write.
+    let text = "format: \"archscope/1\"\nname: m\ninputs:\n  x: [96, 56, 56]\nnodes:\n  - {id: attn, op: shifted_window_attention, heads: 3, window: 7}\n";
+    let e = common::build_error("m.yaml", text).to_string();
+    assert!(e.contains("needs a channels-last N×H×W×C map"), "{e}");
+    assert!(e.contains("m.yaml:6:"), "{e}");
+    assert!(e.contains("{op: permute, dims: [0, 2, 3, 1]}"), "{e}");
 }
 
 #[test]
@@ -283,7 +312,8 @@ fn a_wrong_index_buffer_is_an_error() {
         }
     }
     let w = exec::load_safetensors(&net, &state_file(&state), "x.safetensors").unwrap();
-    let x = exec::Tensor::zeros(&usizes(&case["input_shape"]));
+    let s = usizes(&case["input_shape"]);
+    let x = exec::Tensor::zeros(&[s[0], s[3], s[1], s[2]]);
     let e = exec::run(&net, &w, &[x], None).unwrap_err().to_string();
     assert!(
         e.contains("relative_position_index holds 49 at position 5, outside the 49 rows"),

@@ -632,6 +632,15 @@ impl Op for Permute {
             relayout_geometry(inputs, &Shape(vec![]))
         }
     }
+    fn layouts(
+        &self,
+        inputs: &[super::Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<super::Layout>, Diagnostic> {
+        // The roles move with their axes (layout.rs).
+        Ok(vec![inputs[0].permute(&self.perm)])
+    }
 }
 
 impl Kernel for Permute {

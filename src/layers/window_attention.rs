@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::Convention;
 use super::{
-    add, mul, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params,
-    Saved, Shape, Training,
+    add, mul, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer, Op,
+    OpType, Params, Role, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, vectorised, Ctx};
@@ -72,6 +72,17 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             x.rank()
         ))
         .help("Swin runs on channels-last maps: after a convolution's N×C×H×W output, write `{op: permute, dims: [0, 2, 3, 1]}`"));
+    }
+    // Channels last: the last axis holds the features and the two before it the map
+    // (layout.rs); an N×C×H×W map would attend over its columns.
+    let lay = a.input_layout(0);
+    let positional = |r: &Role| matches!(r, Role::Space(_));
+    if positional(&lay.0[3]) || !positional(&lay.0[1]) || !positional(&lay.0[2]) {
+        return Err(Diagnostic::new(format!(
+            "shifted_window_attention needs a channels-last N×H×W×C map, and this input {x} is laid out {}: its windows would cut the wrong axes",
+            lay.letters(2)
+        ))
+        .help("permute it first: `{op: permute, dims: [0, 2, 3, 1]}` (torchvision's Permute([0, 2, 3, 1]) after the patch embedding)"));
     }
     let (map, dim) = ([x.0[1], x.0[2]], x.0[3]);
     if !dim.is_multiple_of(heads) {
@@ -337,9 +348,11 @@ impl Op for WindowAttention {
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
-        // Every output token depends on the tokens of its (shifted) window only; until the
-        // geometry of non-sliding windows exists, the field is taken as the whole input.
-        Geometry::Global
+        // Every output token depends on the tokens of its (shifted) window only.
+        Geometry::Partition {
+            window: self.window.into(),
+            shift: self.eff_shift.into(),
+        }
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(if self.v2 {
@@ -355,6 +368,12 @@ const QKV_W: usize = 0;
 const PROJ_W: usize = 1;
 
 impl Kernel for WindowAttention {
+    fn collapsed(&self) -> Collapsed {
+        Collapsed::Partition {
+            window: self.window.into(),
+            shift: self.eff_shift.into(),
+        }
+    }
     fn weights(&self) -> Vec<WeightSpec> {
         let c = self.dim as usize;
         let h = self.heads as usize;
@@ -828,7 +847,29 @@ impl Counting for WindowAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::testutil::build;
+    use crate::layers::testutil::build_laid;
+    use crate::layers::Layout;
+
+    /// Builds the op on a channels-last input (a model input permuted by [0, 2, 3, 1]); a
+    /// rank-3 input as a model input.
+    fn build(
+        op: &str,
+        attrs: &str,
+        inputs: &[&[u64]],
+    ) -> Result<(Box<dyn Layer>, Vec<Shape>), Diagnostic> {
+        let laid: Vec<Layout> = inputs
+            .iter()
+            .map(|s| {
+                let l = Layout::input(s.len());
+                if s.len() == 4 {
+                    l.permute(&[0, 2, 3, 1])
+                } else {
+                    l
+                }
+            })
+            .collect();
+        build_laid(op, attrs, inputs, &laid)
+    }
 
     fn shapes(s: &[u64]) -> Vec<Shape> {
         vec![Shape(s.to_vec())]
@@ -945,5 +986,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.help.unwrap().contains("`shift: 3`"));
+        // An N×C×H×W map (a model input, not permuted).
+        let e = build_laid(
+            "shifted_window_attention",
+            "{heads: 3, window: 7}",
+            &[&[1, 96, 56, 56]],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("needs a channels-last N×H×W×C map"),
+            "{}",
+            e.message
+        );
+        assert!(e.help.unwrap().contains("dims: [0, 2, 3, 1]"));
+    }
+
+    #[test]
+    fn geometry_is_the_partition_with_the_applied_shift() {
+        // 7×7 windows on a 7×7 map: the shift of 3 is dropped (torchvision).
+        let (l, out) = build(
+            "shifted_window_attention",
+            "{heads: 3, window: 7, shift: 3}",
+            &[&[1, 7, 7, 96]],
+        )
+        .unwrap();
+        assert_eq!(
+            l.geometry(&out),
+            Geometry::Partition {
+                window: [7, 7].into(),
+                shift: [0, 0].into()
+            }
+        );
+        let (l, out) = build(
+            "shifted_window_attention",
+            "{heads: 3, window: 7, shift: 3}",
+            &[&[1, 14, 14, 96]],
+        )
+        .unwrap();
+        assert_eq!(
+            l.geometry(&out),
+            Geometry::Partition {
+                window: [7, 7].into(),
+                shift: [3, 3].into()
+            }
+        );
     }
 }
