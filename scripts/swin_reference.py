@@ -26,6 +26,10 @@ measures on that one module, run by the tool itself:
 * `saved_elements`: the float32 elements autograd keeps for backward in training mode
   (`saved_tensors_hooks`, each storage once, parameters and buffers left out).
 
+It also writes the logits of torchvision's whole swin_t and swin_v2_t at 1x3x64x64 with every
+parameter set by `formula` under its state-dict name (`models`; the state's entries say which
+are parameters), for the zoo models' `weights_names:`.
+
     /tmp/torchenv/bin/python scripts/swin_reference.py   # writes tests/data/swin_reference.json
 """
 
@@ -178,6 +182,34 @@ def run(layer, v2, dim, window, shift, heads, shape, fills) -> dict:
     }
 
 
+# Whole models under formula weights: torchvision's swin_t and swin_v2_t at a small input (the
+# 16x16 patch map pads to the window in every stage), every floating-point parameter set by
+# `formula` under its state-dict name, the buffers as torchvision computes them.
+MODEL_INPUT = (1, 3, 64, 64)
+
+
+def model_logits(name: str) -> dict:
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    params = {n for n, _ in model.named_parameters()}
+    state = model.state_dict()
+    for n, t in state.items():
+        if n in params:
+            state[n] = torch.from_numpy(formula(n, tuple(t.shape)).copy())
+    model.load_state_dict(state)
+    x = torch.from_numpy(formula("input", MODEL_INPUT).copy())
+    with torch.no_grad():
+        y = model(x)
+    return {
+        "input_shape": list(MODEL_INPUT),
+        "state": [[n, list(t.shape), str(t.dtype).removeprefix("torch."), n in params]
+                  for n, t in state.items()],
+        "logits": [float(v) for v in y.flatten()],
+    }
+
+
 def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -190,6 +222,7 @@ def main() -> None:
             "script": "scripts/swin_reference.py",
         },
         "cases": [run(*c) for c in CASES],
+        "models": {m: model_logits(m) for m in ("swin_t", "swin_v2_t")},
     }
     for c in out["cases"]:
         print(c["layer"], {k: c[k] for k in (

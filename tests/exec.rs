@@ -59,6 +59,7 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["yolov1"],
     // Video and audio: checked on shorter clips in tests/video_audio.rs.
     &["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"],
+    &["swin_t", "swin_v2_t"],
 ];
 
 #[test]
@@ -116,6 +117,11 @@ fn zoo_passes_check_unet() {
 #[test]
 fn zoo_passes_check_yolov1() {
     zoo_passes_check(CHECK_GROUPS[8]);
+}
+
+#[test]
+fn zoo_passes_check_swin() {
+    zoo_passes_check(CHECK_GROUPS[10]);
 }
 
 #[test]

@@ -17,9 +17,7 @@ use common::{data_json, options_for, read_json, root, u64s};
 use serde_json::Value;
 
 /// Models a reference file measures that the zoo does not have: (model, why).
-const NOT_IN_ZOO: &[(&str, &str)] = &[("swin_t", SWIN_DRAFT), ("swin_v2_t", SWIN_DRAFT)];
-const SWIN_DRAFT: &str = "models/swin_t.yaml and swin_v2_t.yaml are drafts until the tensor ops \
-    they use (permute, linear on N×H×W×C, slice with step, concat on dim -1) are merged";
+const NOT_IN_ZOO: &[(&str, &str)] = &[];
 
 /// Our layers that PyTorch runs as a *function* (no module, so no reference row) in a model
 /// where modules of the same type exist elsewhere, so that the type filter below would count

@@ -320,3 +320,87 @@ fn a_wrong_index_buffer_is_an_error() {
         "{e}"
     );
 }
+
+#[test]
+fn zoo_models_load_torchvision_names_and_give_its_logits() {
+    // swin_t and swin_v2_t at 1×3×64×64 (every stage's map padded to the window): PyTorch's
+    // logits with every parameter set by `formula` under its torchvision state-dict name. The
+    // same tensors, by name, through the zoo models' `weights_names:` (the buffers — the int64
+    // relative_position_index and V2's coordinates — are the model's own, which
+    // `own_buffers_are_torchvisions` checks against torchvision's), run by both executor paths.
+    use safetensors::tensor::{Dtype as D, TensorView};
+    let doc = data_json("swin_reference.json");
+    let models = doc["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2);
+    for (name, m) in models {
+        let shape = usizes(&m["input_shape"]);
+        let net =
+            common::zoo_net_with(name, &common::options_for(&common::u64s(&m["input_shape"])));
+        let own = exec::init_weights(&net, 0).unwrap();
+        let mut buffers = std::collections::HashMap::new();
+        for (k, node) in net.nodes.iter().enumerate() {
+            for (spec, t) in node.layer.weights().iter().zip(&own.per_node[k]) {
+                buffers.insert(
+                    format!("{}.{}", net.tensor_prefix[k], spec.name),
+                    t.data.clone(),
+                );
+            }
+        }
+        let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = m["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let n = t[0].as_str().unwrap().to_string();
+                let s = usizes(&t[1]);
+                let is_param = t[3].as_bool().unwrap();
+                let vals = if is_param {
+                    formula(&n, &s)
+                } else {
+                    buffers
+                        .get(&n)
+                        .unwrap_or_else(|| panic!("{name}: no buffer {n}"))
+                        .clone()
+                };
+                match t[2].as_str().unwrap() {
+                    "int64" => {
+                        let b = vals
+                            .iter()
+                            .flat_map(|v| (*v as i64).to_le_bytes())
+                            .collect();
+                        (n, s, D::I64, b)
+                    }
+                    _ => (
+                        n,
+                        s,
+                        D::F32,
+                        vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    ),
+                }
+            })
+            .collect();
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        let file = safetensors::serialize(views, &None).unwrap();
+        let w = exec::load_safetensors(&net, &file, "x.safetensors")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
+        let want = f32s(&m["logits"]);
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for (path, out) in outputs_both_ways(&net, &w, &x) {
+            assert_eq!(out.data.len(), want.len(), "{name} ({path})");
+            let worst = out
+                .data
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-4 * scale,
+                "{name} ({path}): max |Δ| {worst} of {scale}"
+            );
+        }
+    }
+}
