@@ -1,5 +1,5 @@
 //! Every `--convention` preset must reproduce its tool's headline figure exactly, on every zoo
-//! model that torchvision has (the 30 models of `tests/data/torchvision_zoo.json`), each at two
+//! model that torchvision has (the 32 models of `tests/data/torchvision_zoo.json`), each at two
 //! input sizes at batch 1 (224² and 320²; Inception-v3 299² and 342²), plus four models at
 //! batch 2. The figures come from running fvcore, ptflops, thop, torchinfo and PyTorch's
 //! FlopCounterMode on the real torchvision models (`scripts/convention_reference.py`), never
@@ -36,7 +36,7 @@ fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
         .collect();
     let models: BTreeSet<String> = r["models"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(models, zoo_models);
-    assert_eq!(models.len(), 30);
+    assert_eq!(models.len(), 32);
     for (name, runs) in r["models"].as_object().unwrap() {
         let batch1: BTreeSet<Vec<u64>> = runs
             .as_array()
@@ -95,8 +95,8 @@ fn presets_equal_the_tools() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    // 30 models × 2 sizes × 5 tools at batch 1, plus 4 models × 4 tools (no ptflops) at batch 2.
-    assert_eq!(checked, 30 * 2 * 5 + 4 * 4, "figures checked");
+    // 32 models × 2 sizes × 5 tools at batch 1, plus 4 models × 4 tools (no ptflops) at batch 2.
+    assert_eq!(checked, 32 * 2 * 5 + 4 * 4, "figures checked");
 }
 
 #[test]
