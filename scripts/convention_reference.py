@@ -27,6 +27,9 @@ show.
 
 Segmentation models (fcn_*, deeplabv3_*, lraspp_*) return a dict; every tool accepts it.
 
+The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
+size its position embedding was built for).
+
 Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
 and be merged):
 
@@ -123,7 +126,20 @@ MODELS: dict[str, tuple[dict, tuple[tuple[int, int], tuple[int, int]]]] = {
     "resnext101_32x8d": ({}, S224),
     "resnext101_64x4d": ({}, S224),
     "wide_resnet101_2": ({}, S224),
+    # A ViT's position embedding fixes its input (torchvision asserts 224x224): one size, at
+    # batch 1 and batch 2 (ONE_SIZE).
+    "vit_b_16": ({}, ((224, 224), (224, 224))),
+    "vit_b_32": ({}, ((224, 224), (224, 224))),
+    "vit_l_16": ({}, ((224, 224), (224, 224))),
+    "convnext_tiny": ({}, S224),
+    "convnext_small": ({}, S224),
+    # at 320x320 the Swin stage maps (80, 40, 20, 10) are not multiples of the window: padded
+    "swin_t": ({}, S224),
+    "swin_v2_t": ({}, ((256, 256), (320, 320))),
 }
+
+# Models measured at one size only (their two sizes above are the same): at batch 1 and 2.
+ONE_SIZE = {"vit_b_16", "vit_b_32", "vit_l_16"}
 
 # Models also measured at batch 2 at their second size (the per-op rules that depend on the
 # batch show there; ptflops is not measured: it always runs batch 1).
@@ -133,6 +149,8 @@ EXTRA = {"alexnet", "vgg16_bn", "googlenet", "resnet18"}
 def settings(name: str) -> list[tuple[int, int, int]]:
     """(batch, H, W) settings of one model."""
     (a, b) = MODELS[name][1]
+    if name in ONE_SIZE:
+        return [(1, *a), (2, *a)]
     out = [(1, *a), (1, *b)]
     if name in EXTRA:
         out.append((2, *b))
@@ -165,7 +183,7 @@ def as_int(v) -> int:
 def measure(name: str, batch: int, h: int, w: int) -> dict:
     x = torch.randn(batch, 3, h, w)
     out: dict = {"input": [batch, 3, h, w]}
-    with torch.no_grad():
+    with torch.no_grad():  # nn.MultiheadAttention's fast path is off (above)
         m = build(name)
         with FlopCounterMode(display=False) as fc:
             m(x)

@@ -146,6 +146,8 @@ pub const MODELS: &[(&str, &str)] = &[
     ("mc3_18", include_str!("../models/mc3_18.yaml")),
     ("r2plus1d_18", include_str!("../models/r2plus1d_18.yaml")),
     ("wav2letter", include_str!("../models/wav2letter.yaml")),
+    ("swin_t", include_str!("../models/swin_t.yaml")),
+    ("swin_v2_t", include_str!("../models/swin_v2_t.yaml")),
 ];
 
 /// The YAML text of a zoo model.

@@ -1,7 +1,7 @@
 //! Every `--convention` preset must reproduce its tool's headline figure exactly, on every zoo
-//! model that torchvision has (the 50 models of `tests/data/torchvision_zoo.json`), each at two
+//! model that torchvision has (the 52 models of `tests/data/torchvision_zoo.json`), each at two
 //! input sizes at batch 1 (224² and 320²; Inception-v3 299² and 342²; the EfficientNets B1, B3,
-//! B7 and V2-S 224² and their weights' size, 240², 300², 600², 384²), plus four models at
+//! B7 and V2-S 224² and their weights' size, 240², 300², 600², 384²; Swin-V2-T 256² and 320²), plus four models at
 //! batch 2. The figures come from running fvcore, ptflops, thop, torchinfo and PyTorch's
 //! FlopCounterMode on the real torchvision models (`scripts/convention_reference.py`), never
 //! from archscope.
@@ -37,7 +37,7 @@ fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
         .collect();
     let models: BTreeSet<String> = r["models"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(models, zoo_models);
-    assert_eq!(models.len(), 50);
+    assert_eq!(models.len(), 52);
     for (name, runs) in r["models"].as_object().unwrap() {
         let batch1: BTreeSet<Vec<u64>> = runs
             .as_array()
@@ -96,8 +96,8 @@ fn presets_equal_the_tools() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    // 50 models × 2 sizes × 5 tools at batch 1, plus 4 models × 4 tools (no ptflops) at batch 2.
-    assert_eq!(checked, 50 * 2 * 5 + 4 * 4, "figures checked");
+    // 52 models × 2 sizes × 5 tools at batch 1, plus 4 models × 4 tools (no ptflops) at batch 2.
+    assert_eq!(checked, 52 * 2 * 5 + 4 * 4, "figures checked");
 }
 
 #[test]

@@ -78,6 +78,7 @@ const CHECK_GROUPS: &[&[&str]] = &[
     // 37.7 GMACs at its 600×600, about 14 CPU-seconds of `check`: checked at 224×224 in
     // tests/zoo_scaled.rs (and within `check`'s bounds at 600×600, tested there).
     &["efficientnet_b7"],
+    &["swin_t", "swin_v2_t"],
 ];
 
 /// The check group whose first model is `first` (tests name their group by it, not by an index,
@@ -184,6 +185,11 @@ fn zoo_passes_check_resnext101s() {
 #[test]
 fn zoo_passes_check_wide_resnet101_2() {
     zoo_passes_check(group("wide_resnet101_2"));
+}
+
+#[test]
+fn zoo_passes_check_swin() {
+    zoo_passes_check(CHECK_GROUPS[10]);
 }
 
 #[test]

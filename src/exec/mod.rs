@@ -372,6 +372,11 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
                     .collect(),
                 D::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect(),
                 D::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+                // Integer buffers (Swin's relative_position_index): exact in f32 below 2^24.
+                D::I64 if spec.kind == WeightKind::Buffer => raw
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                    .collect(),
                 other => {
                     return Err(Diagnostic::new(format!(
                         "tensor `{name}` in {file} is {other:?}; archscope reads f32, f64, f16 and bf16"

@@ -30,6 +30,7 @@ mod reshape;
 mod tensor_ops;
 #[cfg(test)]
 mod testutil;
+mod window_attention;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 pub use layout::{Layout, Role};
@@ -793,6 +794,7 @@ pub static REGISTRY: &[OpType] = &[
     reduce::MAGNITUDE,
     attention::MULTI_HEAD_ATTENTION,
     attention::SCALED_DOT_PRODUCT_ATTENTION,
+    window_attention::SHIFTED_WINDOW_ATTENTION,
 ];
 
 /// The type of the model's inputs, which the graph builder places for `inputs:`.

@@ -34,11 +34,11 @@ pub const RESHAPE: OpType = OpType {
 pub const PERMUTE: OpType = OpType {
     name: "permute",
     aliases: &[],
-    keys: &["dims"],
+    keys: &["dims", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_permute,
-    summary: "reorder the dimensions as `dims` (batch first: dims[0] = 0) (Tensor.permute)",
+    summary: "reorder the dimensions as `dims` (batch first: dims[0] = 0) (Tensor.permute; `functional: false`: torchvision's Permute module, ConvNeXt)",
 };
 
 pub const TRANSPOSE: OpType = OpType {
@@ -474,6 +474,15 @@ fn build_unflatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Reshape {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Dimensions kept keep their role; merged ones merge (H, W → tokens), split ones split.
+        Ok(vec![inputs[0].reshape(&in_shapes[0], &out_shapes[0])])
+    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -542,6 +551,9 @@ impl Counting for Reshape {}
 struct Permute {
     op: &'static str,
     perm: Vec<usize>,
+    /// Run as a module (torchvision.ops.misc.Permute, `functional: false`: ConvNeXt's blocks)
+    /// rather than as the tensor method `x.permute(…)` (the default).
+    module: bool,
 }
 
 fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -589,9 +601,13 @@ fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         }
         perm.push(idx as usize);
     }
+    // `x.permute(…)` is a tensor method: functional unless the model calls torchvision's
+    // Permute module.
+    let module = !a.bool("functional", true)?;
     Ok(Box::new(Permute {
         op: "permute",
         perm,
+        module,
     }))
 }
 
@@ -612,6 +628,7 @@ fn build_transpose(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Permute {
         op: "transpose",
         perm,
+        module: false,
     }))
 }
 
@@ -622,6 +639,15 @@ impl Permute {
 }
 
 impl Op for Permute {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Each dimension takes its role along (N×C×H×W → N×H×W×C).
+        Ok(vec![inputs[0].permute(&self.perm)])
+    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -656,6 +682,9 @@ impl Op for Permute {
         } else {
             relayout_geometry(inputs, &Shape(vec![]))
         }
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        self.module.then_some("Permute")
     }
 }
 
@@ -1204,6 +1233,19 @@ fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Select {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The selected dimension goes; the others keep their roles.
+        let mut l = inputs[0].clone();
+        if self.dim < l.0.len() {
+            l.0.remove(self.dim);
+        }
+        Ok(vec![l])
+    }
     fn op(&self) -> &'static str {
         "select"
     }
@@ -1332,6 +1374,22 @@ fn build_expand(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Expand {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The same dimensions, grown: the input's roles, the batch first.
+        let mut l = inputs[0].clone();
+        if l.rank() != out_shapes[0].rank() {
+            l = Layout::opaque(out_shapes[0].rank());
+        }
+        if let Some(first) = l.0.first_mut() {
+            *first = super::Role::Batch;
+        }
+        Ok(vec![l])
+    }
     fn op(&self) -> &'static str {
         "expand"
     }
@@ -1436,6 +1494,21 @@ mod tests {
             recycled: None,
         };
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0)
+    }
+
+    #[test]
+    fn permute_as_a_module() {
+        // `x.permute(…)` has no module; ConvNeXt calls torchvision's Permute module.
+        let (l, _) = build("permute", "{dims: [0, 2, 3, 1]}", &[&[1, 3, 4, 5]]).unwrap();
+        assert_eq!(l.torch_type(), None);
+        let (l, o) = build(
+            "permute",
+            "{dims: [0, 2, 3, 1], functional: false}",
+            &[&[1, 3, 4, 5]],
+        )
+        .unwrap();
+        assert_eq!(l.torch_type(), Some("Permute"));
+        assert_eq!(o[0].0, vec![1, 4, 5, 3]);
     }
 
     #[test]
