@@ -474,15 +474,6 @@ fn build_unflatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Reshape {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        in_shapes: &[Shape],
-        out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // Dimensions kept keep their role; merged ones merge (H, W → tokens), split ones split.
-        Ok(vec![inputs[0].reshape(&in_shapes[0], &out_shapes[0])])
-    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -639,15 +630,6 @@ impl Permute {
 }
 
 impl Op for Permute {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        _in_shapes: &[Shape],
-        _out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // Each dimension takes its role along (N×C×H×W → N×H×W×C).
-        Ok(vec![inputs[0].permute(&self.perm)])
-    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -1233,19 +1215,6 @@ fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Select {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        _in_shapes: &[Shape],
-        _out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // The selected dimension goes; the others keep their roles.
-        let mut l = inputs[0].clone();
-        if self.dim < l.0.len() {
-            l.0.remove(self.dim);
-        }
-        Ok(vec![l])
-    }
     fn op(&self) -> &'static str {
         "select"
     }
@@ -1374,22 +1343,6 @@ fn build_expand(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Expand {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        _in_shapes: &[Shape],
-        out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // The same dimensions, grown: the input's roles, the batch first.
-        let mut l = inputs[0].clone();
-        if l.rank() != out_shapes[0].rank() {
-            l = Layout::opaque(out_shapes[0].rank());
-        }
-        if let Some(first) = l.0.first_mut() {
-            *first = super::Role::Batch;
-        }
-        Ok(vec![l])
-    }
     fn op(&self) -> &'static str {
         "expand"
     }
@@ -1494,21 +1447,6 @@ mod tests {
             recycled: None,
         };
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0)
-    }
-
-    #[test]
-    fn permute_as_a_module() {
-        // `x.permute(…)` has no module; ConvNeXt calls torchvision's Permute module.
-        let (l, _) = build("permute", "{dims: [0, 2, 3, 1]}", &[&[1, 3, 4, 5]]).unwrap();
-        assert_eq!(l.torch_type(), None);
-        let (l, o) = build(
-            "permute",
-            "{dims: [0, 2, 3, 1], functional: false}",
-            &[&[1, 3, 4, 5]],
-        )
-        .unwrap();
-        assert_eq!(l.torch_type(), Some("Permute"));
-        assert_eq!(o[0].0, vec![1, 4, 5, 3]);
     }
 
     #[test]
