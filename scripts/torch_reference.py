@@ -21,7 +21,23 @@ Every figure comes from running the real PyTorch model (CPU only, batch 1, eval 
   the module's own parameters, ``macs`` (Conv2d, ConvTranspose2d, Linear) the FlopCounterMode
   flops of that call // 2, and conv/pool settings: Conv ``k s p d`` (lists) and ``g``; pools
   ``k s p ceil`` as stored on the module (int or list). Functional ops (``F.relu``,
-  ``torch.flatten``, ``F.max_pool2d``, ``torch.cat``, ``x.mean``...) have no module and so no row.
+  ``torch.flatten``, ``F.max_pool2d``, ``torch.cat``, ``x.mean``, ``x.permute``...) have no
+  module and so no row; a learned tensor used directly in ``forward`` (ViT's ``class_token`` and
+  ``pos_embedding``, ConvNeXt's ``layer_scale``) belongs to a module with children and so to no
+  row either (``params`` counts it).
+* Attention: ``nn.MultiheadAttention`` is measured as ONE leaf row although it has a child
+  (``out_proj``, a Linear its forward never calls as a module: F.multi_head_attention_forward
+  reads ``out_proj.weight``): ``params`` is all of its own (``in_proj_weight`` 3E x E,
+  ``in_proj_bias``, ``out_proj.weight``, ``out_proj.bias``), ``macs`` the FlopCounterMode flops
+  of the whole call // 2 -- in-projection, the two attention matmuls inside
+  ``scaled_dot_product_attention`` (2 * L^2 * E MACs for self-attention over L tokens) and the
+  out-projection -- and ``macs_by_op`` splits them by aten op (``aten.addmm`` for the
+  projections, ``aten._scaled_dot_product_flash_attention_for_cpu`` for the attention), ``heads``
+  is ``num_heads``. Its children get no row. The inference fast path of nn.MultiheadAttention
+  (``torch._native_multi_head_attention``, one fused op FlopCounterMode does not count) is
+  switched off while measuring, so the same arithmetic runs as linear + SDPA + linear and is
+  counted, as in torchvision's published ``_ops``: vit_b_16 measures 17,563,828,224 MACs, the
+  published 17.564.
 * ``builder_kwargs``: the keyword arguments the torchvision builder was called with.
 
 Setup (only PyPI is reachable; the PyPI torch wheel for Linux x86_64 is the CUDA build and pulls
@@ -88,15 +104,31 @@ MODELS: dict[str, tuple[dict, tuple[int, int]]] = {
     "deeplabv3_resnet50": ({"aux_loss": False, "weights_backbone": None}, HW224),
     "alexnet": ({}, HW224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, HW224),
+    "vit_b_16": ({}, HW224),
+    "vit_b_32": ({}, HW224),
+    "vit_l_16": ({}, HW224),
+    "convnext_tiny": ({}, HW224),
+    "convnext_small": ({}, HW224),
 }
 
 # Known values: if these differ, the counting is wrong.
 KNOWN = {
     "resnet50": {"params": 25557032, "macs": 4089184256},
     "googlenet": {"params": 6624904},
+    # torchvision's published ViT_B_16_Weights.IMAGENET1K_V1 meta: num_params, and
+    # _ops = 17.564 "GFLOPS" (really GMACs) -- FlopCounterMode's total // 2 rounded to 3 places.
+    "vit_b_16": {"params": 86567656},
 }
 
-MAC_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+# Modules whose rows carry the MACs of their call. nn.MultiheadAttention is one row (see
+# ATOMIC_TYPES), its MACs the whole call's: in-projection, both attention matmuls, out-projection.
+MAC_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MultiheadAttention)
+# Modules with children that are measured as one leaf row, their children left out:
+# nn.MultiheadAttention owns `in_proj_weight`/`in_proj_bias` and an `out_proj` Linear child that
+# its forward never calls as a module (F.multi_head_attention_forward reads out_proj.weight), and
+# its attention matmuls are functional (scaled_dot_product_attention), so only the whole call
+# has a row that means something.
+ATOMIC_TYPES = (nn.MultiheadAttention,)
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 
@@ -160,8 +192,13 @@ def measure(name: str, kwargs: dict, hw: tuple[int, int]) -> dict:
     handles = []
     counter = FlopCounterMode(display=False)
 
+    def by_op() -> dict[str, int]:
+        return {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+
     def pre_hook(mod, _inp):
         mod._ref_flops_before = counter.get_total_flops()
+        if isinstance(mod, ATOMIC_TYPES):
+            mod._ref_by_op_before = by_op()
 
     def make_hook(mod_name: str):
         def hook(mod, inp, out):
@@ -174,6 +211,12 @@ def measure(name: str, kwargs: dict, hw: tuple[int, int]) -> dict:
             }
             if isinstance(mod, MAC_TYPES):
                 row["macs"] = (counter.get_total_flops() - mod._ref_flops_before) // 2
+            if isinstance(mod, nn.MultiheadAttention):
+                before = mod._ref_by_op_before
+                row["heads"] = mod.num_heads
+                row["macs_by_op"] = {
+                    op: (n - before.get(op, 0)) // 2 for op, n in by_op().items() if n != before.get(op, 0)
+                }
             if isinstance(mod, CONV_TYPES):
                 row.update(
                     k=setting(mod.kernel_size),
@@ -193,14 +236,26 @@ def measure(name: str, kwargs: dict, hw: tuple[int, int]) -> dict:
 
         return hook
 
+    atomic = [n for n, m in model.named_modules() if isinstance(m, ATOMIC_TYPES)]
     for mod_name, mod in model.named_modules():
-        if mod_name and not any(True for _ in mod.children()):
+        inside_atomic = any(mod_name.startswith(a + ".") for a in atomic)
+        leaf = not any(True for _ in mod.children()) or isinstance(mod, ATOMIC_TYPES)
+        if mod_name and leaf and not inside_atomic:
             if isinstance(mod, MAC_TYPES):
                 handles.append(mod.register_forward_pre_hook(pre_hook))
             handles.append(mod.register_forward_hook(make_hook(mod_name)))
 
-    with torch.no_grad(), counter:
-        y = model_output(model(x))
+    # nn.MultiheadAttention's inference fast path (torch._native_multi_head_attention, taken
+    # under no_grad in eval mode) is one fused op that FlopCounterMode does not count; with it
+    # off, the same arithmetic runs as F.multi_head_attention_forward (linear, SDPA, linear),
+    # which it counts -- as it did when torchvision measured its published figures.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), counter:
+            y = model_output(model(x))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     for h in handles:
         h.remove()
 
