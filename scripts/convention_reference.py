@@ -27,6 +27,11 @@ show.
 
 Segmentation models (fcn_resnet50, deeplabv3_resnet50) return a dict; every tool accepts it.
 
+The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
+size its position embedding was built for). Every tool runs with gradients enabled (see
+``measure``): it matters only for nn.MultiheadAttention, whose no-grad fast path the
+FlopCounterMode and fvcore miss.
+
 Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
 and be merged):
 
@@ -96,7 +101,17 @@ MODELS: dict[str, tuple[dict, tuple[tuple[int, int], tuple[int, int]]]] = {
     "deeplabv3_resnet50": ({"aux_loss": False, "weights_backbone": None}, S224),
     "alexnet": ({}, S224),
     "googlenet": ({"aux_logits": False, "init_weights": False}, S224),
+    # A ViT's position embedding fixes its input (torchvision asserts 224x224): one size, at
+    # batch 1 and batch 2 (ONE_SIZE).
+    "vit_b_16": ({}, ((224, 224), (224, 224))),
+    "vit_b_32": ({}, ((224, 224), (224, 224))),
+    "vit_l_16": ({}, ((224, 224), (224, 224))),
+    "convnext_tiny": ({}, S224),
+    "convnext_small": ({}, S224),
 }
+
+# Models measured at one size only (their two sizes above are the same): at batch 1 and 2.
+ONE_SIZE = {"vit_b_16", "vit_b_32", "vit_l_16"}
 
 # Models also measured at batch 2 at their second size (the per-op rules that depend on the
 # batch show there; ptflops is not measured: it always runs batch 1).
@@ -106,6 +121,8 @@ EXTRA = {"alexnet", "vgg16_bn", "googlenet", "resnet18"}
 def settings(name: str) -> list[tuple[int, int, int]]:
     """(batch, H, W) settings of one model."""
     (a, b) = MODELS[name][1]
+    if name in ONE_SIZE:
+        return [(1, *a), (2, *a)]
     out = [(1, *a), (1, *b)]
     if name in EXTRA:
         out.append((2, *b))
@@ -138,7 +155,13 @@ def as_int(v) -> int:
 def measure(name: str, batch: int, h: int, w: int) -> dict:
     x = torch.randn(batch, 3, h, w)
     out: dict = {"input": [batch, 3, h, w]}
-    with torch.no_grad():
+    # With gradients enabled, as in a plain Python session and as torchvision measured its
+    # published figures: under torch.no_grad() nn.MultiheadAttention takes its fused inference
+    # fast path (torch._native_multi_head_attention), which FlopCounterMode and fvcore do not
+    # count at all (vit_b_16: 11,271,124,992 instead of 17,563,828,224 MACs). No other module
+    # computes differently with or without gradients, so the figures of the models without
+    # attention are the same either way.
+    with torch.enable_grad():
         m = build(name)
         with FlopCounterMode(display=False) as fc:
             m(x)
