@@ -25,6 +25,7 @@ pub mod geometry;
 pub mod graph;
 pub mod html;
 pub mod kernels;
+pub mod kernels_attn;
 pub mod kernels_nd;
 pub mod layers;
 pub mod receptive;

@@ -29,7 +29,7 @@ const LEVELS: &[&[&str]] = &[
     &["geometry"],
     &["tensor"],
     &["kernels"],
-    &["kernels_nd"],
+    &["kernels_nd", "kernels_attn"],
     &["yaml"],
     &["expr"],
     &["layers"],

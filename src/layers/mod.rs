@@ -12,6 +12,7 @@
 //! (`tests/tidy.rs`).
 
 mod activation;
+mod attention;
 mod attrs;
 mod conv;
 mod conv_nd;
@@ -413,6 +414,12 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn norm(&self) -> Option<NormInfo> {
         None
     }
+    /// Elements a decoder keeps per generated token for this layer (its KV cache): a causal
+    /// attention layer's keys and values (`2·E` for `multi_head_attention`); 0 for every other
+    /// layer.
+    fn kv_cache_per_token(&self, _inputs: &[Shape]) -> u64 {
+        0
+    }
 }
 
 /// How a layer runs in the executor: the weights it owns, its `forward` kernel, the hooks the
@@ -707,6 +714,8 @@ pub static REGISTRY: &[OpType] = &[
     reshape::ZERO_PAD2D,
     reshape::CROP,
     reduce::MAGNITUDE,
+    attention::MULTI_HEAD_ATTENTION,
+    attention::SCALED_DOT_PRODUCT_ATTENTION,
 ];
 
 /// The type of the model's inputs, which the graph builder places for `inputs:`.

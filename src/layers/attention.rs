@@ -1,0 +1,941 @@
+//! Attention: `multi_head_attention` (torch.nn.MultiheadAttention with `batch_first=True`:
+//! input projections, `softmax(Q·Kᵀ/√d + mask)·V` per head, output projection) and
+//! `scaled_dot_product_attention` (torch.nn.functional.scaled_dot_product_attention on
+//! q, k, v and an optional additive mask). Both count the two attention products,
+//! `L·S·(E + Ev)` MACs per (sample, head), as PyTorch's FlopCounterMode does, and say what each
+//! profiler charges (docs/COUNTING.md, "Attention", measured by
+//! scripts/attention_reference.py). Their kernel is `kernels_attn::attention`.
+
+use super::{
+    add, mul, per_element, weighted_training, Arity, Attrs, Category, Convention, Cost, Counting,
+    Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
+};
+use crate::error::Diagnostic;
+use crate::kernels::{matmul, Ctx};
+use crate::kernels_attn::{self, Dims, Mask, Strided};
+use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
+
+pub const MULTI_HEAD_ATTENTION: OpType = OpType {
+    name: "multi_head_attention",
+    aliases: &["mha", "multihead_attention"],
+    keys: &["heads", "bias", "dropout", "causal", "kdim", "vdim", "need_weights"],
+    arity: Arity::AtLeast(1),
+    fused_bn: None,
+    build: build_mha,
+    summary: "multi-head attention (torch.nn.MultiheadAttention, batch_first) on N×L×E: in: x (self-attention), [x, mask], [q, k, v] or [q, k, v, mask]",
+};
+
+pub const SCALED_DOT_PRODUCT_ATTENTION: OpType = OpType {
+    name: "scaled_dot_product_attention",
+    aliases: &["sdpa"],
+    keys: &["causal", "scale", "dropout", "gqa"],
+    arity: Arity::AtLeast(3),
+    fused_bn: None,
+    build: build_sdpa,
+    summary: "softmax(q·kᵀ·scale + mask)·v (F.scaled_dot_product_attention) on N×…×L×E: in: [q, k, v] or [q, k, v, mask]",
+};
+
+/// A dropout probability: used in training only (identity at inference), in [0, 1).
+fn dropout(a: &mut Attrs) -> Result<f64, Diagnostic> {
+    let p = a.float("dropout", 0.0)?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(a
+            .error("dropout", format!("`dropout: {p}` is not a probability below 1"))
+            .help("write a probability in [0, 1), e.g. `dropout: 0.1`; it applies in training only"));
+    }
+    Ok(p)
+}
+
+/// The divisors of `n` (for a head count's fix), at most the first 12.
+fn divisors(n: u64) -> String {
+    (1..=n)
+        .filter(|d| n % d == 0)
+        .take(12)
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// multi_head_attention
+
+#[derive(Debug)]
+struct Mha {
+    embed: u64,
+    heads: u64,
+    kdim: u64,
+    vdim: u64,
+    bias: bool,
+    causal: bool,
+    need_weights: bool,
+    dropout: f64,
+    /// Whether the call is self-attention on one tensor (`in: x` or `[x, mask]`).
+    self_attention: bool,
+    /// The mask input's index, if any.
+    mask: Option<usize>,
+    /// A mask of rank 3 ((N·heads)×L×S) rather than 2 (L×S).
+    mask_per_head: bool,
+}
+
+impl Mha {
+    fn separate(&self) -> bool {
+        self.kdim != self.embed || self.vdim != self.embed
+    }
+    fn head_dim(&self) -> u64 {
+        self.embed / self.heads
+    }
+    /// (N, L, S) of a call.
+    fn sizes(&self, inputs: &[Shape]) -> (u64, u64, u64) {
+        let q = &inputs[0];
+        let k = if self.self_attention { q } else { &inputs[1] };
+        (q.0[0], q.0[1], k.0[1])
+    }
+    /// MACs of the projections and of the attention products.
+    fn macs(&self, inputs: &[Shape]) -> Result<(u64, u64), Diagnostic> {
+        let (n, l, s) = self.sizes(inputs);
+        let e = self.embed;
+        let proj = add(&[
+            mul(&[n, l, e, e])?,
+            mul(&[n, s, self.kdim, e])?,
+            mul(&[n, s, self.vdim, e])?,
+            mul(&[n, l, e, e])?,
+        ])?;
+        let attn = mul(&[2, n, l, s, e])?;
+        Ok((proj, attn))
+    }
+}
+
+fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let n_in = a.inputs.len();
+    if !matches!(n_in, 1..=4) {
+        return Err(Diagnostic::new(format!(
+            "multi_head_attention takes 1 to 4 inputs, got {n_in}"
+        ))
+        .at(&a.node_path)
+        .help("write `in: x` (self-attention), `in: [x, mask]`, `in: [q, k, v]` or `in: [q, k, v, mask]`"));
+    }
+    let self_attention = n_in <= 2;
+    let mask = match n_in {
+        2 => Some(1),
+        4 => Some(3),
+        _ => None,
+    };
+    for (i, s) in a.inputs.iter().enumerate().take(if self_attention { 1 } else { 3 }) {
+        if s.rank() != 3 {
+            let what = ["query", "key", "value"][i];
+            return Err(Diagnostic::new(format!(
+                "multi_head_attention needs N×L×E inputs (batch first), and its {what} is {s} (rank {})",
+                s.rank()
+            ))
+            .help("reshape the tokens to N×L×E first, e.g. `{op: flatten, start_dim: 2}` then `{op: transpose, dims: [1, 2]}` after a patch convolution"));
+        }
+    }
+    let q = a.inputs[0].clone();
+    let embed = q.0[2];
+    let heads = a.req_positive("heads", "8")?;
+    if embed % heads != 0 {
+        return Err(a
+            .error(
+                "heads",
+                format!("{heads} heads do not divide the embedding of {embed} features (each head takes embedding/heads of them)"),
+            )
+            .help(format!("use a head count that divides {embed}: {} …", divisors(embed))));
+    }
+    let kdim = a.positive("kdim")?.unwrap_or(embed);
+    let vdim = a.positive("vdim")?.unwrap_or(embed);
+    let bias = a.bool("bias", true)?;
+    let causal = a.bool("causal", false)?;
+    let need_weights = a.bool("need_weights", true)?;
+    let dropout = dropout(a)?;
+    let (l, s) = if self_attention {
+        if kdim != embed || vdim != embed {
+            return Err(a
+                .error(
+                    if kdim != embed { "kdim" } else { "vdim" },
+                    format!("self-attention reads keys and values from the query itself ({embed} features), so kdim and vdim are {embed}"),
+                )
+                .help("remove `kdim`/`vdim`, or give the keys and values as inputs: `in: [q, k, v]`"));
+        }
+        (q.0[1], q.0[1])
+    } else {
+        let (k, v) = (&a.inputs[1], &a.inputs[2]);
+        for (what, t) in [("key", k), ("value", v)] {
+            if t.0[0] != q.0[0] {
+                return Err(Diagnostic::new(format!(
+                    "the {what} {t} has batch {} but the query {q} has batch {}",
+                    t.0[0], q.0[0]
+                ))
+                .help("query, key and value are N×L×E, N×S×kdim and N×S×vdim with the same N"));
+            }
+        }
+        if k.0[1] != v.0[1] {
+            return Err(Diagnostic::new(format!(
+                "the key {k} has {} positions but the value {v} has {}: each key needs its value",
+                k.0[1], v.0[1]
+            ))
+            .help("give key and value tensors of the same length S (N×S×kdim and N×S×vdim)"));
+        }
+        for (what, key, t, want) in [("key", "kdim", k, kdim), ("value", "vdim", v, vdim)] {
+            if t.0[2] != want {
+                return Err(a
+                    .error(
+                        key,
+                        format!(
+                            "the {what} {t} has {} features but `{key}` is {want}{}",
+                            t.0[2],
+                            if want == embed { " (the embedding, by default)" } else { "" }
+                        ),
+                    )
+                    .help(format!("write `{key}: {}`", t.0[2])));
+            }
+        }
+        (q.0[1], k.0[1])
+    };
+    let mut mask_per_head = false;
+    if let Some(m) = mask {
+        if causal {
+            return Err(a
+                .error("causal", "a causal attention with an explicit mask: give one of them")
+                .help("drop the mask input (`causal: true` masks later keys) or `causal: true` (put the causal mask in the mask you give)"));
+        }
+        let ms = &a.inputs[m];
+        let n = q.0[0];
+        let ok2 = ms.0 == [l, s];
+        let ok3 = ms.rank() == 3 && ms.0[1..] == [l, s] && Some(ms.0[0]) == n.checked_mul(heads);
+        if !ok2 && !ok3 {
+            return Err(Diagnostic::new(format!(
+                "the attention mask is {ms}, but this attention has L×S = {l}×{s} scores per head ({n} samples × {heads} heads)"
+            ))
+            .help(format!(
+                "give an additive float mask of {l}×{s} (the same for every sample and head) or {}×{l}×{s} (one per sample and head, as PyTorch's (N·heads)×L×S)",
+                n.saturating_mul(heads)
+            )));
+        }
+        mask_per_head = ok3 && !ok2;
+    }
+    Ok(Box::new(Mha {
+        embed,
+        heads,
+        kdim,
+        vdim,
+        bias,
+        causal,
+        need_weights,
+        dropout,
+        self_attention,
+        mask,
+        mask_per_head,
+    }))
+}
+
+impl Op for Mha {
+    fn op(&self) -> &'static str {
+        "multi_head_attention"
+    }
+    fn label(&self) -> String {
+        format!(
+            "attention {}, {} heads×{}{}",
+            self.embed,
+            self.heads,
+            self.head_dim(),
+            if self.causal { ", causal" } else { "" }
+        ) + &if self.dropout > 0.0 {
+            format!(", dropout {}", self.dropout)
+        } else {
+            String::new()
+        }
+    }
+    fn category(&self) -> Category {
+        Category::Convolution
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        Ok(vec![inputs[0].clone()])
+    }
+    fn params(&self) -> Params {
+        let e = self.embed;
+        let weights = e * e + e * self.kdim + e * self.vdim + e * e;
+        let biases = if self.bias { 4 * e } else { 0 };
+        Params {
+            trainable: weights + biases,
+            ..Default::default()
+        }
+    }
+    fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        let (proj, attn) = self.macs(inputs)?;
+        let (n, l, s) = self.sizes(inputs);
+        let e = self.embed;
+        let scores = mul(&[n, self.heads, l, s])?;
+        let macs = add(&[proj, attn])?;
+        // Biases of the four projections; Q scaled (1 per element); softmax 4 per score; the
+        // mask (explicit or causal) 1 add per score.
+        let bias = if self.bias {
+            add(&[mul(&[n, l + 2 * s, e])?, per_element(&outputs[0], 1)?])?
+        } else {
+            0
+        };
+        let masked = if self.mask.is_some() || self.causal { scores } else { 0 };
+        Ok(Cost {
+            macs,
+            flops: add(&[mul(&[2, macs])?, bias, mul(&[n, l, e])?, mul(&[4, scores])?, masked])?,
+        })
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Global
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        Some("MultiheadAttention")
+    }
+    fn kv_cache_per_token(&self, _inputs: &[Shape]) -> u64 {
+        // A causal decoder keeps each past token's projected key and value: E each.
+        if self.causal {
+            2 * self.embed
+        } else {
+            0
+        }
+    }
+}
+
+impl Kernel for Mha {
+    fn weights(&self) -> Vec<WeightSpec> {
+        let (e, k, v) = (self.embed as usize, self.kdim as usize, self.vdim as usize);
+        let w = |name, shape: Vec<usize>| WeightSpec {
+            name,
+            init: Init::Kaiming { fan_in: shape[1] },
+            shape,
+            kind: WeightKind::Trainable,
+        };
+        let b = |name, len| WeightSpec {
+            name,
+            shape: vec![len],
+            kind: WeightKind::Trainable,
+            init: Init::Zeros,
+        };
+        let mut out = if self.separate() {
+            vec![
+                w("q_proj_weight", vec![e, e]),
+                w("k_proj_weight", vec![e, k]),
+                w("v_proj_weight", vec![e, v]),
+            ]
+        } else {
+            vec![w("in_proj_weight", vec![3 * e, e])]
+        };
+        if self.bias {
+            out.push(b("in_proj_bias", 3 * e));
+        }
+        out.push(w("out_proj.weight", vec![e, e]));
+        if self.bias {
+            out.push(b("out_proj.bias", e));
+        }
+        out
+    }
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let (e, h) = (self.embed as usize, self.heads as usize);
+        let d = e / h;
+        let xq = inputs[0];
+        let (xk, xv) = if self.self_attention {
+            (xq, xq)
+        } else {
+            (inputs[1], inputs[2])
+        };
+        let (n, l, s) = (xq.shape[0], xq.shape[1], xk.shape[1]);
+        // Weights in `weights()` order.
+        let (wq, wk, wv, mut rest): (&[f32], &[f32], &[f32], usize) = if self.separate() {
+            (&weights[0].data, &weights[1].data, &weights[2].data, 3)
+        } else {
+            let w = &weights[0].data;
+            (&w[..e * e], &w[e * e..2 * e * e], &w[2 * e * e..], 1)
+        };
+        let in_bias = self.bias.then(|| {
+            rest += 1;
+            &weights[rest - 1].data
+        });
+        let wo = &weights[rest].data;
+        let bo = self.bias.then(|| &weights[rest + 1].data);
+        let project = |x: &Tensor, w: &[f32], fin: usize, bias: Option<&[f32]>, macs: &mut u64| {
+            let rows = x.numel() / fin.max(1);
+            let mut y = vec![0f32; rows * e];
+            *macs += matmul(rows, e, fin, &x.data, fin, 1, w, 1, fin, &mut y, false);
+            if let Some(b) = bias {
+                for row in y.chunks_mut(e) {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+            }
+            y
+        };
+        let mut macs = 0u64;
+        let bias_part = |i: usize| in_bias.map(|b| &b[i * e..(i + 1) * e]);
+        let q = project(xq, wq, e, bias_part(0), &mut macs);
+        let k = project(xk, wk, self.kdim as usize, bias_part(1), &mut macs);
+        let v = project(xv, wv, self.vdim as usize, bias_part(2), &mut macs);
+        let mask = self.mask.map(|m| {
+            let t = inputs[m];
+            Mask {
+                data: &t.data,
+                offsets: (0..n * h)
+                    .map(|b| if self.mask_per_head { b * l * s } else { 0 })
+                    .collect(),
+                row: s,
+                col: 1,
+            }
+        });
+        let mut att = vec![0f32; n * l * e];
+        let heads = |rows: usize| Strided {
+            heads: h,
+            outer: rows * e,
+            head: d,
+            row: e,
+        };
+        macs += kernels_attn::attention(
+            &Dims {
+                pairs: n * h,
+                l,
+                s,
+                e: d,
+                ev: d,
+                group: 1,
+            },
+            (&q, heads(l)),
+            (&k, heads(s)),
+            (&v, heads(s)),
+            mask.as_ref(),
+            self.causal,
+            1.0 / (d as f32).sqrt(),
+            (&mut att, heads(l)),
+        );
+        let mut out = ctx.output(&xq.shape);
+        macs += matmul(n * l, e, e, &att, e, 1, wo, 1, e, &mut out.data, false);
+        if let Some(b) = bo {
+            for row in out.data.chunks_mut(e) {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+        }
+        ctx.macs += macs;
+        Ok(vec![out])
+    }
+    fn workspace(&self, inputs: &[Shape], _outputs: &[Shape]) -> u64 {
+        let (n, l, s) = self.sizes(inputs);
+        let e = self.embed;
+        let d = (self.head_dim()) as usize;
+        // Q and the heads' output (N·L·E each), K and V (N·S·E each), the attention scratch.
+        let buffers = (2 * n * l * e).saturating_add(2 * n * s * e);
+        buffers.saturating_add(kernels_attn::workspace(&Dims {
+            pairs: (n * self.heads) as usize,
+            l: l as usize,
+            s: s as usize,
+            e: d,
+            ev: d,
+            group: 1,
+        }))
+    }
+}
+
+impl Counting for Mha {
+    fn forward_cublas(&self) -> bool {
+        true
+    }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        let (n, l, s) = self.sizes(inputs);
+        let (e, h) = (self.embed, self.heads);
+        let (proj, _) = self.macs(inputs)?;
+        let masked = self.mask.is_some() || self.causal;
+        match c {
+            Convention::Torchvision => Ok(self.cost(inputs, outputs)?.macs),
+            // fvcore (traced with gradients on): the projections' aten::linear; with
+            // need_weights, the explicit products: aten::bmm for attention·V, and for Q·Kᵀ
+            // too when no mask is added (with one it is aten::baddbmm, which fvcore does not
+            // count). Without need_weights PyTorch calls scaled_dot_product_attention: 0.
+            Convention::Fvcore => {
+                let av = mul(&[n, l, s, e])?;
+                let products = match (self.need_weights, masked) {
+                    (false, _) => 0,
+                    (true, true) => av,
+                    (true, false) => 2 * av,
+                };
+                add(&[proj, products])
+            }
+            // ptflops: its nn.MultiheadAttention hook (per sample, × N), with its own rules
+            // (keys projected kdim→kdim, values vdim→vdim, the output projection vdim→vdim
+            // plus a bias always), and, with need_weights, the functions it patches inside:
+            // torch.bmm/baddbmm (+ the mask's elements) and F.softmax.
+            Convention::Ptflops => {
+                let (kd, vd) = (self.kdim, self.vdim);
+                let hook = add(&[
+                    l * e,
+                    mul(&[l, e, e])?,
+                    mul(&[s, kd, kd])?,
+                    mul(&[s, vd, vd])?,
+                    if self.bias { mul(&[l + 2 * s, e])? } else { 0 },
+                    mul(&[h, l, s, e / h + 1 + vd / h])?,
+                    mul(&[l, vd, vd + 1])?,
+                ])?;
+                let functional = if self.need_weights {
+                    let mask = match (self.mask, self.causal) {
+                        (Some(_), _) if self.mask_per_head => mul(&[h, l, s])?,
+                        (Some(_), _) | (None, true) => l * s,
+                        (None, false) => 0,
+                    };
+                    add(&[mul(&[h, l, s, 2 * (e / h) + 1])?, mask])?
+                } else {
+                    0
+                };
+                mul(&[n, add(&[hook, functional])?])
+            }
+            // thop and torchinfo: no rule for nn.MultiheadAttention (its out_proj module is
+            // never called): 0.
+            Convention::Thop | Convention::Torchinfo => Ok(0),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let (n, l, s) = self.sizes(inputs);
+        let (e, h) = (self.embed, self.heads);
+        let (proj, attn) = self.macs(inputs)?;
+        let c = self.cost(inputs, outputs)?;
+        let scores = mul(&[n, h, l, s])?;
+        // The projections: the linear rule (input and weight gradients 2·MACs each in FLOPs,
+        // bias gradients a sum of the output gradient).
+        let lin = weighted_training(
+            Cost {
+                macs: proj,
+                flops: 0,
+            },
+            outputs,
+            input_grad,
+            true,
+            false,
+        )?;
+        let bias_grads = if self.bias {
+            add(&[mul(&[n, l + 2 * s, e])?, mul(&[n, l, e])?])?
+        } else {
+            0
+        };
+        // The attention core: four products (dQ = dS·K, dK = dSᵀ·Q, dP = dO·Vᵀ, dV = Pᵀ·dO),
+        // each the MACs of one forward product, and the softmax's backward, 3 per score.
+        let core = add(&[mul(&[2, attn])?, mul(&[3, scores])?])?;
+        // Saved: the inputs (for the projections' weight gradients), Q, K, V and the heads'
+        // output (the attention's backward and out_proj's weight gradient); then either the
+        // softmax's output (need_weights: the explicit path) or the fused kernel's log-sum-exp
+        // (one f32 per query row and head).
+        let qkv_out = mul(&[add(&[mul(&[2, n, l, e])?, mul(&[2, n, s, e])?])?, dtype_bytes])?;
+        // need_weights in training: F.dropout on the weights keeps its mask (one byte per
+        // score); the fused kernel keeps only a random seed.
+        let extra = if self.need_weights {
+            let dropout_mask = if self.dropout > 0.0 { scores } else { 0 };
+            add(&[mul(&[scores, dtype_bytes])?, dropout_mask])?
+        } else {
+            mul(&[n, h, l, 4])?
+        };
+        let saved_inputs = if self.self_attention {
+            vec![0]
+        } else {
+            vec![0, 1, 2]
+        };
+        Ok(Training {
+            forward_flops: c.flops,
+            backward_flops: add(&[lin.backward_flops, bias_grads, core])?,
+            saved: Saved {
+                inputs: saved_inputs,
+                output: false,
+                extra_bytes: add(&[qkv_out, extra])?,
+            },
+            view: false,
+            grad_views: vec![],
+            cublas: true,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// scaled_dot_product_attention
+
+#[derive(Debug)]
+struct Sdpa {
+    causal: bool,
+    /// `scale:` as written; None: 1/√E.
+    scale: Option<f64>,
+    dropout: f64,
+    gqa: bool,
+    masked: bool,
+}
+
+/// The sizes of an SDPA call: (query pairs, L, S, E, Ev, query heads, key heads).
+fn sdpa_sizes(inputs: &[Shape]) -> (u64, u64, u64, u64, u64) {
+    let (q, k, v) = (&inputs[0].0, &inputs[1].0, &inputs[2].0);
+    let r = q.len();
+    let pairs = q[..r - 2].iter().product();
+    (pairs, q[r - 2], k[k.len() - 2], q[r - 1], v[v.len() - 1])
+}
+
+fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let n_in = a.inputs.len();
+    if n_in > 4 {
+        return Err(Diagnostic::new(format!(
+            "scaled_dot_product_attention takes 3 or 4 inputs, got {n_in}"
+        ))
+        .at(&a.node_path)
+        .help("write `in: [q, k, v]` or `in: [q, k, v, mask]`"));
+    }
+    let (q, k, v) = (a.inputs[0].clone(), a.inputs[1].clone(), a.inputs[2].clone());
+    for (what, t) in [("query", &q), ("key", &k), ("value", &v)] {
+        if t.rank() < 3 {
+            return Err(Diagnostic::new(format!(
+                "scaled_dot_product_attention needs N×…×L×E inputs, and its {what} is {t} (rank {})",
+                t.rank()
+            ))
+            .help("give it tensors of rank 3 (N×L×E) or more (N×heads×L×E)"));
+        }
+    }
+    let causal = a.bool("causal", false)?;
+    let gqa = a.bool("gqa", false)?;
+    let dropout = dropout(a)?;
+    let scale = match a.raw("scale")? {
+        None => None,
+        Some(_) => {
+            let s = a.float("scale", 1.0)?;
+            if s <= 0.0 {
+                return Err(a
+                    .error("scale", format!("`scale: {s}` must be positive"))
+                    .help("write the factor the scores are multiplied by, e.g. `scale: 0.125` (default 1/√E)"));
+            }
+            Some(s)
+        }
+    };
+    let r = q.rank();
+    let (l, e) = (q.0[r - 2], q.0[r - 1]);
+    let s = k.0[k.rank() - 2];
+    let same_rank = k.rank() == r && v.rank() == r;
+    let lead_ok = |t: &Shape| -> bool {
+        if gqa && r >= 4 {
+            let (hq, hk) = (q.0[r - 3], t.0[r - 3]);
+            t.0[..r - 3] == q.0[..r - 3] && hk > 0 && hq % hk == 0
+        } else {
+            t.0[..r - 2] == q.0[..r - 2]
+        }
+    };
+    if !same_rank || !lead_ok(&k) || !lead_ok(&v) || k.0[..r - 2] != v.0[..r - 2] {
+        return Err(Diagnostic::new(format!(
+            "the query {q}, key {k} and value {v} do not share their leading dimensions"
+        ))
+        .help(if gqa {
+            "with `gqa: true`, key and value are N×Hkv×S×E with Hkv dividing the query's heads; the other leading sizes equal".to_string()
+        } else {
+            format!("give N×…×L×E, N×…×S×E and N×…×S×Ev with the same leading sizes ({}); for fewer key/value heads write `gqa: true`", Shape(q.0[..r - 2].to_vec()))
+        }));
+    }
+    if k.0[r - 1] != e {
+        return Err(Diagnostic::new(format!(
+            "the query {q} has {e} features per position but the key {k} has {}: scores are their dot products",
+            k.0[r - 1]
+        ))
+        .help("give the query and the key the same last dimension E"));
+    }
+    if v.0[r - 2] != s {
+        return Err(Diagnostic::new(format!(
+            "the key {k} has {s} positions but the value {v} has {}: each key needs its value",
+            v.0[r - 2]
+        ))
+        .help("give key and value the same length S"));
+    }
+    let masked = n_in == 4;
+    if masked {
+        if causal {
+            return Err(a
+                .error("causal", "a causal attention with an explicit mask: give one of them (PyTorch refuses both)")
+                .help("drop the mask input, or `causal: true` (fold the causal mask into the mask you give)"));
+        }
+        let m = &a.inputs[3];
+        let mut target = q.0[..r - 2].to_vec();
+        target.extend([l, s]);
+        let fits = m.rank() <= target.len()
+            && m.0.iter().rev().zip(target.iter().rev()).all(|(&a, &b)| a == b || a == 1);
+        if !fits {
+            return Err(Diagnostic::new(format!(
+                "the attention mask {m} does not broadcast to the scores {}",
+                Shape(target.clone())
+            ))
+            .help(format!(
+                "give an additive float mask whose sizes, aligned from the right, are those of {} or 1 (e.g. {l}×{s} for all samples and heads)",
+                Shape(target)
+            )));
+        }
+    }
+    Ok(Box::new(Sdpa {
+        causal,
+        scale,
+        dropout,
+        gqa,
+        masked,
+    }))
+}
+
+impl Sdpa {
+    fn macs(&self, inputs: &[Shape]) -> Result<u64, Diagnostic> {
+        let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
+        mul(&[pairs, l, s, add(&[e, ev])?])
+    }
+}
+
+impl Op for Sdpa {
+    fn op(&self) -> &'static str {
+        "scaled_dot_product_attention"
+    }
+    fn label(&self) -> String {
+        let mut s = "attention".to_string();
+        if self.causal {
+            s.push_str(", causal");
+        }
+        if self.masked {
+            s.push_str(", masked");
+        }
+        if let Some(x) = self.scale {
+            s.push_str(&format!(", scale {x}"));
+        }
+        if self.gqa {
+            s.push_str(", grouped");
+        }
+        if self.dropout > 0.0 {
+            s.push_str(&format!(", dropout {}", self.dropout));
+        }
+        s
+    }
+    fn category(&self) -> Category {
+        Category::Convolution
+    }
+    fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
+        let mut out = inputs[0].0.clone();
+        let r = out.len();
+        out[r - 1] = inputs[2].0[r - 1];
+        Ok(vec![Shape(out)])
+    }
+    fn cost(&self, inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
+        let (pairs, l, s, e, _) = sdpa_sizes(inputs);
+        let macs = self.macs(inputs)?;
+        let scores = mul(&[pairs, l, s])?;
+        let masked = if self.masked || self.causal { scores } else { 0 };
+        Ok(Cost {
+            macs,
+            flops: add(&[mul(&[2, macs])?, mul(&[pairs, l, e])?, mul(&[4, scores])?, masked])?,
+        })
+    }
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        Geometry::Global
+    }
+    fn kv_cache_per_token(&self, inputs: &[Shape]) -> u64 {
+        // Per position of the keys: every key head's E and every value head's Ev.
+        if !self.causal {
+            return 0;
+        }
+        let (k, v) = (&inputs[1].0, &inputs[2].0);
+        let per = |t: &[u64]| -> u64 {
+            let r = t.len();
+            t[1..r - 2].iter().product::<u64>() * t[r - 1]
+        };
+        per(k) + per(v)
+    }
+}
+
+impl Kernel for Sdpa {
+    fn forward(
+        &self,
+        inputs: &[&Tensor],
+        _weights: &[Tensor],
+        ctx: &mut Ctx,
+    ) -> Result<Vec<Tensor>, Diagnostic> {
+        let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
+        let r = q.shape.len();
+        let (l, e) = (q.shape[r - 2], q.shape[r - 1]);
+        let (s, ev) = (k.shape[r - 2], v.shape[r - 1]);
+        let pairs: usize = q.shape[..r - 2].iter().product();
+        let (hq, hk) = if r >= 4 {
+            (q.shape[r - 3], k.shape[r - 3])
+        } else {
+            (1, 1)
+        };
+        let strided = |heads: usize, rows: usize, cols: usize| Strided {
+            heads,
+            outer: heads * rows * cols,
+            head: rows * cols,
+            row: cols,
+        };
+        let mut out_shape = q.shape.clone();
+        out_shape[r - 1] = ev;
+        let mut out = ctx.output(&out_shape);
+        // The mask broadcast over the leading dimensions: the offset of each pair's L×S block.
+        let mask = inputs.get(3).map(|m| {
+            let mr = m.shape.len();
+            let mut target: Vec<usize> = q.shape[..r - 2].to_vec();
+            target.extend([l, s]);
+            // Strides of the mask aligned to `target` (0 along a broadcast or missing axis).
+            let mut strides = vec![0usize; target.len()];
+            let mut acc = 1usize;
+            for i in (0..mr).rev() {
+                let t = target.len() - mr + i;
+                strides[t] = if m.shape[i] == 1 { 0 } else { acc };
+                acc *= m.shape[i];
+            }
+            let lead = &target[..r - 2];
+            let offsets = (0..pairs)
+                .map(|mut b| {
+                    let mut off = 0;
+                    for (i, &size) in lead.iter().enumerate().rev() {
+                        off += (b % size) * strides[i];
+                        b /= size;
+                    }
+                    off
+                })
+                .collect();
+            Mask {
+                data: &m.data,
+                offsets,
+                row: strides[r - 2],
+                col: strides[r - 1],
+            }
+        });
+        let scale = self.scale.map_or(1.0 / (e as f32).sqrt(), |x| x as f32);
+        ctx.macs += kernels_attn::attention(
+            &Dims {
+                pairs,
+                l,
+                s,
+                e,
+                ev,
+                group: hq / hk.max(1),
+            },
+            (&q.data, strided(hq, l, e)),
+            (&k.data, strided(hk, s, e)),
+            (&v.data, strided(hk, s, ev)),
+            mask.as_ref(),
+            self.causal,
+            scale,
+            (&mut out.data, strided(hq, l, ev)),
+        );
+        Ok(vec![out])
+    }
+    fn workspace(&self, inputs: &[Shape], _outputs: &[Shape]) -> u64 {
+        let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
+        kernels_attn::workspace(&Dims {
+            pairs: pairs as usize,
+            l: l as usize,
+            s: s as usize,
+            e: e as usize,
+            ev: ev as usize,
+            group: 1,
+        })
+    }
+}
+
+impl Counting for Sdpa {
+    fn forward_cublas(&self) -> bool {
+        true
+    }
+    fn convention_cost(
+        &self,
+        c: Convention,
+        inputs: &[Shape],
+        _outputs: &[Shape],
+    ) -> Result<u64, Diagnostic> {
+        match c {
+            // FlopCounterMode's rule for aten::_scaled_dot_product_*: the two products, over
+            // every key (a causal mask does not reduce it).
+            Convention::Torchvision => self.macs(inputs),
+            // fvcore has no handler for aten::scaled_dot_product_attention; ptflops patches
+            // no such function; thop and torchinfo see no module: 0.
+            _ => Ok(0),
+        }
+    }
+    fn training(
+        &self,
+        inputs: &[Shape],
+        outputs: &[Shape],
+        input_grad: bool,
+        _dtype_bytes: u64,
+    ) -> Result<Training, Diagnostic> {
+        let (pairs, l, s, _, _) = sdpa_sizes(inputs);
+        let c = self.cost(inputs, outputs)?;
+        let scores = mul(&[pairs, l, s])?;
+        // Four products (2× the forward's MACs, 2 FLOPs each) and the softmax's backward (3
+        // per score). The fused kernel saves q, k, v, its output and a log-sum-exp per query
+        // row (f32).
+        let backward = if input_grad {
+            add(&[mul(&[4, self.macs(inputs)?])?, mul(&[3, scores])?])?
+        } else {
+            0
+        };
+        Ok(Training {
+            forward_flops: c.flops,
+            backward_flops: backward,
+            saved: Saved {
+                inputs: vec![0, 1, 2],
+                output: true,
+                extra_bytes: mul(&[pairs, l, 4])?,
+            },
+            view: false,
+            grad_views: vec![],
+            cublas: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::testutil::build;
+    use crate::layers::{Convention, Shape};
+
+    #[test]
+    fn vit_b_16_block_by_hand() {
+        // E = 768, 12 heads, L = 197: in_proj 3·768² + 3·768, out_proj 768² + 768 parameters
+        // = 2,362,368; MACs 4·197·768² (projections) + 2·197²·768 (Q·Kᵀ, A·V) = 524,391,936.
+        let x = [1u64, 197, 768];
+        let (l, out) = build("multi_head_attention", "{heads: 12, need_weights: false}", &[&x]).unwrap();
+        assert_eq!(out[0].0, x.to_vec());
+        assert_eq!(l.params().total(), 2_362_368);
+        let c = l.cost(&[Shape(x.to_vec())], &out).unwrap();
+        assert_eq!(c.macs, 4 * 197 * 768 * 768 + 2 * 197 * 197 * 768);
+        assert_eq!(c.macs, 524_391_936);
+        // GPT-2's causal layer keeps K and V: 2·768 elements per token.
+        let (l, _) = build("mha", "{heads: 12, causal: true}", &[&x]).unwrap();
+        assert_eq!(l.kv_cache_per_token(&[Shape(x.to_vec())]), 1536);
+    }
+
+    #[test]
+    fn sdpa_shapes_and_macs_by_hand() {
+        // q 2×3×5×8, k 2×3×7×8, v 2×3×7×6 → 2×3×5×6; 6 pairs · 5·7·(8 + 6) = 2,940 MACs.
+        let (l, out) =
+            build("sdpa", "{}", &[&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]]).unwrap();
+        assert_eq!(out[0].0, vec![2, 3, 5, 6]);
+        let ins: Vec<Shape> = [[2u64, 3, 5, 8], [2, 3, 7, 8], [2, 3, 7, 6]]
+            .iter()
+            .map(|s| Shape(s.to_vec()))
+            .collect();
+        assert_eq!(l.cost(&ins, &out).unwrap().macs, 2940);
+        assert_eq!(l.convention_cost(Convention::Fvcore, &ins, &out).unwrap(), 0);
+    }
+
+    #[test]
+    fn heads_must_divide_the_embedding() {
+        let e = build("multi_head_attention", "{heads: 5}", &[&[1, 4, 12]]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "5 heads do not divide the embedding of 12 features (each head takes embedding/heads of them)"
+        );
+        assert_eq!(
+            e.help.as_deref(),
+            Some("use a head count that divides 12: 1, 2, 3, 4, 6, 12 …")
+        );
+    }
+}
