@@ -535,7 +535,7 @@ impl<'a> Findings<'a> {
         let from_input = node
             .inputs
             .iter()
-            .all(|&(s, _)| self.net.nodes[s].inputs.is_empty());
+            .all(|&(s, _)| self.net.nodes[s].layer.is_input());
         let last = !self.weighted_after[k];
         let mut bad = Vec::new();
         if !from_input && w.in_ch % 8 != 0 {
@@ -798,7 +798,7 @@ impl<'a> Findings<'a> {
             let shape = &self.net.nodes[s].out_shapes[slot];
             if shape.rank() == map_rank {
                 // A feature map of the trunk, not the model's input.
-                break (!self.net.nodes[s].inputs.is_empty()).then(|| shape.clone());
+                break (!self.net.nodes[s].layer.is_input()).then(|| shape.clone());
             }
             if !self.net.nodes[s].layer.is_view() {
                 break None;

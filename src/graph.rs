@@ -440,6 +440,62 @@ fn layer_env(raw: &Raw, in_shapes: &[Shape]) -> Env {
     env
 }
 
+/// A layer's tied weight ([`crate::layers::Kernel::tied`]): owned by a layer built before it,
+/// with the shape it needs.
+fn check_tied(raw: &Raw, t: &crate::layers::Tied, nodes: &[NetNode]) -> Result<(), Diagnostic> {
+    let at = raw
+        .attrs
+        .iter()
+        .find(|(k, _)| k == "tied")
+        .map_or(raw.node_path.clone(), |(_, v)| v.path.clone());
+    let Some(owner) = nodes.iter().find(|n| n.name == t.layer) else {
+        let names = nodes.iter().map(|n| n.name.as_str());
+        let mut d = Diagnostic::new(format!(
+            "`tied: {}` names no layer computed before this one",
+            t.layer
+        ))
+        .at(&at);
+        d = d.help(match crate::error::did_you_mean(&t.layer, names) {
+            Some(m) => format!("did you mean `{m}`? (a full layer path, as `summary` lists it)"),
+            None => "name the embedding or linear layer whose weight this one shares, by its full path (as `summary` lists it)".to_string(),
+        });
+        return Err(d);
+    };
+    let Some(spec) = owner
+        .layer
+        .weights()
+        .into_iter()
+        .find(|w| w.name == t.weight)
+    else {
+        return Err(Diagnostic::new(format!(
+            "`tied: {}`: that layer ({}) has no `{}` to share",
+            t.layer,
+            owner.layer.op(),
+            t.weight
+        ))
+        .at(&at)
+        .help("tie to an embedding or an untied linear layer"));
+    };
+    let dims = |v: &[usize]| {
+        v.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("×")
+    };
+    if spec.shape != t.shape {
+        return Err(Diagnostic::new(format!(
+            "tied weight of a different shape: `{}.{}` is {}, but this layer needs {}",
+            t.layer,
+            t.weight,
+            dims(&spec.shape),
+            dims(&t.shape)
+        ))
+        .at(&at)
+        .help("a linear tied to an embedding of `num` ids and `dim` features maps `dim` features to `out: num`"));
+    }
+    Ok(())
+}
+
 /// `raw`'s output shapes: none empty, none over [`MAX_ELEMENTS`].
 fn check_outputs(raw: &Raw, out_shapes: &[Shape]) -> Result<(), Diagnostic> {
     for s in out_shapes {
@@ -545,6 +601,15 @@ impl<'a> Expander<'a> {
                 YValue::Int(opts.batch as i64),
                 shape.path.clone(),
             )];
+            let mut attrs = Vec::new();
+            if let YValue::Map(_) = &shape.value {
+                // A token-id input: `{tokens: L, vocab: V}` (checked by spec).
+                let get = |k: &str| shape.get(k).cloned().expect("checked by spec");
+                attrs.push(("vocab".to_string(), get("vocab")));
+                if opts.input.is_none() {
+                    dims.push(get("tokens"));
+                }
+            }
             match &opts.input {
                 Some(o) => dims.extend(
                     o.iter()
@@ -552,13 +617,14 @@ impl<'a> Expander<'a> {
                 ),
                 None => match &shape.value {
                     YValue::Seq(items) => dims.extend(items.iter().cloned()),
+                    YValue::Map(_) => {}
                     _ => unreachable!("checked by spec"),
                 },
             }
-            let attrs = vec![(
+            attrs.push((
                 "shape".to_string(),
                 YNode::synthetic(YValue::Seq(dims), shape.path.clone()),
-            )];
+            ));
             let idx = self.push_raw(
                 name.clone(),
                 layers::input_type(),
@@ -704,11 +770,24 @@ impl<'a> Expander<'a> {
         let names = default_names(nodes);
         for (n, name) in nodes.iter().zip(names) {
             let full = join(scope, &name);
-            let inputs = self
-                .parse_inputs(n, scope, env)?
-                .unwrap_or_else(|| vec![prev.clone()]);
+            // A layer that takes no inputs (`parameter`) does not take the previous one.
+            let sourceless = matches!(&n.kind, NodeKind::Op(t) if t.arity == Arity::Exactly(0));
+            let inputs = self.parse_inputs(n, scope, env)?.unwrap_or_else(|| {
+                if sourceless {
+                    vec![]
+                } else {
+                    vec![prev.clone()]
+                }
+            });
             if let Some(w) = &n.when {
                 if !Self::eval_bool(w, env, "when")? {
+                    if inputs.is_empty() {
+                        return Err(Diagnostic::new(
+                            "a layer without inputs cannot be switched off: nothing would stand for its name",
+                        )
+                        .at(&w.path)
+                        .help("switch off the layers that read it instead"));
+                    }
                     self.count_node(&n.path)?;
                     // Switched off: the name stands for the node's (first) input.
                     self.define(full.clone(), inputs[0].clone(), &n.path)?;
@@ -1348,6 +1427,9 @@ impl<'a> Expander<'a> {
             d
         })?;
         check_outputs(raw, &out_shapes)?;
+        if let Some(t) = layer.tied() {
+            check_tied(raw, &t, nodes)?;
+        }
         Ok(NetNode {
             name: raw.path.clone(),
             layer,

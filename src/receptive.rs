@@ -282,7 +282,8 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
             .map_or(0, |s| s.rank().saturating_sub(2));
         let spatial_out = (1..=MAX_SPATIAL).contains(&rank);
         let field = if node.inputs.is_empty() {
-            spatial_out.then(|| Field {
+            // A model input is the unit field; a learned tensor (`parameter`) sees no input.
+            (spatial_out && node.layer.is_input()).then(|| Field {
                 axes: vec![unit(); rank],
                 aligned: true,
                 misalignment: None,

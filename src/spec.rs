@@ -492,7 +492,18 @@ impl ModelSpec {
         for (k, v) in map(inputs_node, "`inputs`")? {
             let key_node = YNode::synthetic(YValue::Str(k.clone()), v.path.clone());
             ident(&key_node, "input name")?;
-            seq(v, &format!("input `{k}`"))?;
+            if let YValue::Map(m) = &v.value {
+                // A token-id input: `{tokens: L, vocab: V}`.
+                check_keys(m, &["tokens", "vocab"], &format!("token input `{k}`"))?;
+                for key in ["tokens", "vocab"] {
+                    if v.get(key).is_none() {
+                        return Err(err(v, format!("token input `{k}` needs `{key}`"))
+                            .help("write e.g. `ids: {tokens: 1024, vocab: 50257}` (sequence length and vocabulary size)"));
+                    }
+                }
+            } else {
+                seq(v, &format!("input `{k}`"))?;
+            }
             inputs.push((k.clone(), v.clone()));
         }
         if inputs.is_empty() {

@@ -120,7 +120,7 @@ fn windows_wholly_in_padding() {
     // A 3×3 convolution (6 → 4 rows, unit u reads rows u..u+2), zero padding of 2 rows on top
     // and bottom (8 rows: 0, 1, 6, 7 are padding and read nothing), a 3×3 convolution (6 rows:
     // unit 0 reads padded rows 0–2, i.e. only the first convolution's unit 0: rows 0–2).
-    let n = net("inputs: {x: [1, 6, 6]}\nnodes:\n  - {id: c1, op: conv, out: 2, kernel: 3}\n  - {id: pad, op: pad, padding: [2, 0, 2, 0]}\n  - {id: c2, op: conv, out: 2, kernel: 3}\n");
+    let n = net("inputs: {x: [1, 6, 6]}\nnodes:\n  - {id: c1, op: conv, out: 2, kernel: 3}\n  - {id: pad, op: zero_pad2d, padding: [2, 0, 2, 0]}\n  - {id: c2, op: conv, out: 2, kernel: 3}\n");
     let r = reach_of(&n, "pad").unwrap();
     let f = |u: u32| Some((u, u + 2));
     assert_eq!(

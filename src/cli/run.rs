@@ -135,7 +135,7 @@ fn inputs(net: &Network, args: &Args) -> Result<Vec<Tensor>> {
         let input_name = net
             .nodes
             .iter()
-            .find(|n| n.inputs.is_empty())
+            .find(|n| n.layer.is_input())
             .map_or("", |n| n.name.as_str());
         let want = inputs[0].shape.clone();
         let bytes = read_capped(

@@ -273,16 +273,18 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
         .par_iter()
         .map(|node| init_layer(node, seed))
         .collect();
-    Ok(Weights {
+    let mut w = Weights {
         per_node: per_node.into_iter().collect::<Result<_, _>>()?,
-    })
+    };
+    share_tied(net, &mut w);
+    Ok(w)
 }
 
 /// The seeded weights of one layer.
 fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Diagnostic> {
     let mut tensors = Vec::new();
     for spec in node.layer.weights() {
-        let name = format!("{}.{}", node.name, spec.name);
+        let name = tensor_name(&node.name, spec.name);
         let n = check_size(&spec.shape, &format!("the weight `{name}`"), &node.name)?;
         let data = match &spec.init {
             Init::Zeros => vec![0.0; n],
@@ -342,7 +344,7 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     for (k, node) in net.nodes.iter().enumerate() {
         let mut tensors = Vec::new();
         for spec in node.layer.weights() {
-            let name = format!("{}.{}", net.tensor_prefix[k], spec.name);
+            let name = tensor_name(&net.tensor_prefix[k], spec.name);
             if let Init::Fixed(v) = &spec.init {
                 if spec.kind == WeightKind::Frozen && st.tensor(&name).is_err() {
                     tensors.push(Tensor::new(spec.shape.clone(), v.clone()));
@@ -390,7 +392,7 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
             n.layer
                 .weights()
                 .into_iter()
-                .map(move |s| format!("{prefix}.{}", s.name))
+                .map(move |s| tensor_name(prefix, s.name))
         })
         .collect();
     let mut unused: Vec<&String> = st
@@ -410,7 +412,41 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
             used.len()
         )));
     }
-    Ok(Weights { per_node })
+    let mut w = Weights { per_node };
+    share_tied(net, &mut w);
+    Ok(w)
+}
+
+/// The name of weight `weight` of the layer whose tensor-name prefix is `prefix`: `prefix.weight`,
+/// or the prefix itself for a layer whose one tensor has no name of its own (a `parameter`).
+pub fn tensor_name(prefix: &str, weight: &str) -> String {
+    if weight.is_empty() {
+        prefix.to_string()
+    } else {
+        format!("{prefix}.{weight}")
+    }
+}
+
+/// Appends to each layer with a tied weight ([`crate::layers::Kernel::tied`]) a copy of the
+/// owner's tensor (the graph checked that it exists, with this shape, before the layer).
+fn share_tied(net: &Network, w: &mut Weights) {
+    for (k, node) in net.nodes.iter().enumerate() {
+        let Some(t) = node.layer.tied() else {
+            continue;
+        };
+        let owner = net.nodes.iter().position(|n| n.name == t.layer);
+        let shared = owner.and_then(|j| {
+            let i = net.nodes[j]
+                .layer
+                .weights()
+                .iter()
+                .position(|s| s.name == t.weight)?;
+            w.per_node[j].get(i).cloned()
+        });
+        if let Some(tensor) = shared {
+            w.per_node[k].push(tensor);
+        }
+    }
 }
 
 /// Most bytes a `.safetensors` file of `net`'s weights can hold: its 8-byte header length, a
@@ -620,7 +656,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         while p.passthrough[root] {
             root = net.nodes[root].inputs[0].0;
         }
-        if p.fused[root].is_none() && !net.nodes[root].inputs.is_empty() {
+        if p.fused[root].is_none() && !net.nodes[root].layer.is_input() {
             if let Some(f) = node.layer.pointwise() {
                 p.fused[root] = Some(f);
                 p.passthrough[k] = true;
@@ -776,7 +812,7 @@ fn run_on_worker(
         }
         let (outs, macs, aux_out) = if let Some(d) = done {
             d
-        } else if node.inputs.is_empty() {
+        } else if node.layer.is_input() {
             let x = inputs.get(next_input).ok_or_else(|| {
                 Diagnostic::new(format!(
                     "the model has more inputs than the {} given",
@@ -903,7 +939,13 @@ pub fn random_input(net: &Network, seed: u64) -> Result<Vec<Tensor>, Diagnostic>
         let shape: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
         let len = check_size(&shape, &format!("the input `{}`", node.name), &node.name)?;
         let mut rng = SplitMix(seed_for(seed, &node.name));
-        let data = (0..len).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+        let data = match node.layer.input_vocab() {
+            // Token ids: whole numbers below the vocabulary size.
+            Some(v) => (0..len)
+                .map(|_| ((rng.unit() * v as f64) as u64).min(v - 1) as f32)
+                .collect(),
+            None => (0..len).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect(),
+        };
         out.push(Tensor::new(shape, data));
     }
     Ok(out)

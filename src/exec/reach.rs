@@ -355,7 +355,7 @@ impl Graph<'_> {
         let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
         let mut x = Some(x);
         for (k, node) in self.net.nodes.iter().enumerate() {
-            let outs: Option<Vec<Tensor>> = if node.inputs.is_empty() {
+            let outs: Option<Vec<Tensor>> = if node.layer.is_input() {
                 if k == self.first {
                     x.take().map(|t| vec![t])
                 } else {

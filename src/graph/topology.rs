@@ -171,9 +171,12 @@ impl Topology {
         for o in outputs {
             output[o.node] = true;
         }
+        // The model inputs: layers without inputs, less those that compute their value from
+        // nothing (a `parameter`).
         let sources = graph
             .externals(Direction::Incoming)
             .map(|i| graph[i])
+            .filter(|&k| nodes[k].layer.is_input())
             .collect();
         let mut t = Topology {
             reads,

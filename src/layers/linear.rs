@@ -3,7 +3,7 @@
 use super::Convention;
 use super::{
     add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op,
-    OpType, Params, Shape, Training, WeightInfo, WeightedKind,
+    OpType, Params, Shape, Tied, Training, WeightInfo, WeightedKind,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -14,7 +14,7 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 pub const LINEAR: OpType = OpType {
     name: "linear",
     aliases: &["fc", "dense"],
-    keys: &["out", "bias", "trainable"],
+    keys: &["out", "bias", "trainable", "tied"],
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm1d"),
     build,
@@ -28,11 +28,16 @@ struct Linear {
     bias: bool,
     trainable: bool,
     params: u64,
+    /// The layer whose `weight` it shares (`tied:`), by full path.
+    tied: Option<String>,
 }
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
-    if x.rank() == 4 {
+    // A channels-last N×H×W×C tensor (made by a permute) runs per position; an N×C×H×W one
+    // would mix the columns.
+    let channels_last = matches!(a.input_ops.first(), Some(&"permute") | Some(&"transpose"));
+    if x.rank() == 4 && !channels_last {
         return Err(Diagnostic::new(format!(
             "linear applies to the last dimension, and this input is {x}: it would mix only the {} columns",
             x.0[3]
@@ -48,8 +53,25 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let out_features = a.req_positive("out", "1000")?;
     let bias = a.bool("bias", true)?;
     let trainable = a.bool("trainable", true)?;
+    let tied = match a.raw("tied")? {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| {
+                    Diagnostic::new(format!("`tied` names a layer, found {v}"))
+                        .at(&v.path)
+                        .help("e.g. `tied: wte` (the embedding whose table this layer reuses)")
+                })?
+                .to_string(),
+        ),
+    };
+    // A tied weight is the other layer's: only the bias is this layer's own.
     let params = add(&[
-        mul(&[in_features, out_features])?,
+        if tied.is_some() {
+            0
+        } else {
+            mul(&[in_features, out_features])?
+        },
         if bias { out_features } else { 0 },
     ])?;
     Ok(Box::new(Linear {
@@ -58,6 +80,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         bias,
         trainable,
         params,
+        tied,
     }))
 }
 
@@ -66,7 +89,13 @@ impl Op for Linear {
         "linear"
     }
     fn label(&self) -> String {
-        format!("linear {}→{}", self.in_features, self.out_features)
+        match &self.tied {
+            Some(t) => format!(
+                "linear {}→{} (tied to {t})",
+                self.in_features, self.out_features
+            ),
+            None => format!("linear {}→{}", self.in_features, self.out_features),
+        }
     }
     fn category(&self) -> Category {
         Category::Convolution
@@ -133,12 +162,15 @@ impl Kernel for Linear {
         } else {
             WeightKind::Frozen
         };
-        let mut w = vec![WeightSpec {
-            name: "weight",
-            shape: vec![o, i],
-            kind,
-            init: Init::Kaiming { fan_in: i },
-        }];
+        let mut w = Vec::new();
+        if self.tied.is_none() {
+            w.push(WeightSpec {
+                name: "weight",
+                shape: vec![o, i],
+                kind,
+                init: Init::Kaiming { fan_in: i },
+            });
+        }
         if self.bias {
             w.push(WeightSpec {
                 name: "bias",
@@ -149,6 +181,13 @@ impl Kernel for Linear {
         }
         w
     }
+    fn tied(&self) -> Option<Tied> {
+        self.tied.as_ref().map(|layer| Tied {
+            layer: layer.clone(),
+            weight: "weight",
+            shape: vec![self.out_features as usize, self.in_features as usize],
+        })
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -158,13 +197,19 @@ impl Kernel for Linear {
         let x = inputs[0];
         let (i, o) = (self.in_features as usize, self.out_features as usize);
         let rows = x.numel() / i;
+        // Own weights first ([weight], [bias]); a tied weight comes after them.
+        let (w, bias) = if self.tied.is_some() {
+            (&weights[weights.len() - 1], self.bias.then(|| &weights[0]))
+        } else {
+            (&weights[0], weights.get(1))
+        };
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("rank ≥ 2") = o;
         let mut out = ctx.output(&shape);
         if rows == 1 {
             // One row (batch 1): a matrix-vector product, bound by reading W once; each
             // thread streams its own block of W's rows.
-            ctx.macs += matvec(&weights[0].data, &x.data[..i], &mut out.data);
+            ctx.macs += matvec(&w.data, &x.data[..i], &mut out.data);
         } else {
             // y (rows × out) = x (rows × in) · Wᵀ, W stored out × in.
             ctx.macs += matmul(
@@ -174,14 +219,14 @@ impl Kernel for Linear {
                 &x.data,
                 i,
                 1,
-                &weights[0].data,
+                &w.data,
                 1,
                 i,
                 &mut out.data,
                 false,
             );
         }
-        if let Some(bias) = weights.get(1) {
+        if let Some(bias) = bias {
             for row in out.data.chunks_mut(o) {
                 row.iter_mut().zip(&bias.data).for_each(|(y, b)| *y += b);
             }

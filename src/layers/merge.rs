@@ -12,7 +12,7 @@ use crate::tensor::Tensor;
 
 pub const ADD: OpType = OpType {
     name: "add",
-    aliases: &["sum"],
+    aliases: &[],
     keys: &[],
     arity: Arity::AtLeast(2),
     fused_bn: None,

@@ -17,18 +17,22 @@ mod attrs;
 mod conv;
 mod conv_nd;
 mod linear;
+mod matmul;
 mod merge;
 mod norm;
+mod param;
 mod pool;
 mod pool_nd;
 mod reduce;
 mod resample;
 mod reshape;
+mod tensor_ops;
 #[cfg(test)]
 mod testutil;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
-pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS};
+pub use param::MAX_PARAMETER_ELEMENTS;
+pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS, MAX_TOKENS};
 
 use std::fmt;
 
@@ -390,9 +394,15 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn reads_values(&self, _index: usize) -> bool {
         true
     }
-    /// True for a model input (`inputs:`), which computes nothing and owns no weights.
+    /// True for a model input (`inputs:`), which computes nothing and owns no weights. (A
+    /// `parameter` also has no inputs, but is not a model input.)
     fn is_input(&self) -> bool {
         false
+    }
+    /// For a model input of token ids (`inputs: {ids: {tokens: 1024, vocab: 50257}}`): the
+    /// vocabulary its ids are drawn from (random inputs draw whole numbers below it).
+    fn input_vocab(&self) -> Option<u64> {
+        None
     }
     /// True when the output aliases the input (no new memory: flatten, dropout at inference…).
     fn is_view(&self) -> bool {
@@ -498,6 +508,23 @@ pub trait Kernel: Op {
     fn workspace(&self, _inputs: &[Shape], _outputs: &[Shape]) -> u64 {
         0
     }
+    /// A weight this layer uses but does not own (`linear` with `tied:`: GPT-2's lm_head reads
+    /// the token embedding's table): the executor appends that layer's tensor to this layer's
+    /// own weights, and the graph checks that it exists with this shape.
+    fn tied(&self) -> Option<Tied> {
+        None
+    }
+}
+
+/// A weight shared with another layer ([`Kernel::tied`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tied {
+    /// The layer that owns it, by its full path (as `summary` lists it).
+    pub layer: String,
+    /// Its name in that layer's [`Kernel::weights`].
+    pub weight: &'static str,
+    /// The shape this layer needs.
+    pub shape: Vec<usize>,
 }
 
 /// What the profilers' conventions charge a layer, and what training adds to it. Every
@@ -634,9 +661,10 @@ pub struct OpType {
 }
 
 impl OpType {
-    /// Whether this is the model's input (`inputs:`), the one type that takes no inputs.
+    /// Whether this is the model's input type (`inputs:`): the one type registered as
+    /// `reshape::INPUT`. Taking no inputs does not make a type one (`parameter` takes none).
     pub fn is_input(&self) -> bool {
-        self.arity == Arity::Exactly(0)
+        self.name == reshape::INPUT.name
     }
 }
 
@@ -656,7 +684,22 @@ pub static REGISTRY: &[OpType] = &[
     conv_nd::CONV_TRANSPOSE1D,
     conv_nd::CONV_TRANSPOSE3D,
     linear::LINEAR,
+    matmul::MATMUL,
+    param::PARAMETER,
+    param::EMBEDDING,
     reshape::FLATTEN,
+    tensor_ops::RESHAPE,
+    tensor_ops::PERMUTE,
+    tensor_ops::TRANSPOSE,
+    tensor_ops::UNSQUEEZE,
+    tensor_ops::SQUEEZE,
+    tensor_ops::UNFLATTEN,
+    tensor_ops::ROLL,
+    tensor_ops::PAD,
+    tensor_ops::MEAN,
+    tensor_ops::SUM,
+    tensor_ops::SELECT,
+    tensor_ops::EXPAND,
     pool::MAXPOOL2D,
     pool::AVGPOOL2D,
     pool::ADAPTIVE_AVGPOOL2D,
@@ -677,6 +720,7 @@ pub static REGISTRY: &[OpType] = &[
     norm::BATCHNORM1D,
     norm::BATCHNORM3D,
     norm::LAYERNORM,
+    norm::LAYERNORM2D,
     norm::GROUPNORM,
     norm::INSTANCENORM2D,
     norm::INSTANCENORM1D,

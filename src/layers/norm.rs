@@ -73,6 +73,16 @@ pub const LAYERNORM: OpType = OpType {
     summary: "layer normalisation over the last `dims` dimensions (torch.nn.LayerNorm)",
 };
 
+pub const LAYERNORM2D: OpType = OpType {
+    name: "layernorm2d",
+    aliases: &["layer_norm2d"],
+    keys: &["eps", "affine", "bias"],
+    arity: Arity::Exactly(1),
+    fused_bn: None,
+    build: build_ln2d,
+    summary: "layer normalisation over the channels of N×C×H×W, per position (torchvision LayerNorm2d: ConvNeXt)",
+};
+
 pub const GROUPNORM: OpType = OpType {
     name: "groupnorm",
     aliases: &["group_norm", "gn"],
@@ -112,6 +122,8 @@ enum Kind {
     Layer {
         dims: usize,
     },
+    /// Over the channels (dim 1) of N×C×…, per position (torchvision's LayerNorm2d).
+    Layer2d,
     Group {
         groups: u64,
     },
@@ -230,6 +242,23 @@ fn build_ln(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }))
 }
 
+fn build_ln2d(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
+    let c = channels(a, 4, 4, "an N×C×H×W input")?;
+    let eps = a.float("eps", 1e-5)? as f32;
+    let affine = a.bool("affine", true)?;
+    let bias = a.bool("bias", true)?;
+    Ok(Box::new(Norm {
+        normalized: vec![c as usize],
+        kind: Kind::Layer2d,
+        features: c,
+        weight: affine,
+        bias: affine && bias,
+        running: false,
+        eps,
+        lrn: [0.0; 3],
+    }))
+}
+
 fn build_gn(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let c = channels(a, 2, 5, "an N×C×… input")?;
     let groups = a.req_positive("groups", "32")?;
@@ -312,6 +341,7 @@ impl Op for Norm {
             Kind::Batch2d => "batchnorm2d",
             Kind::Batch1d => "batchnorm1d",
             Kind::Layer { .. } => "layernorm",
+            Kind::Layer2d => "layernorm2d",
             Kind::Group { .. } => "groupnorm",
             Kind::Batch3d => "batchnorm3d",
             Kind::Instance { rank: 1 } => "instancenorm1d",
@@ -324,6 +354,7 @@ impl Op for Norm {
         match self.kind {
             Kind::Batch2d | Kind::Batch1d | Kind::Batch3d => format!("batchnorm {}", self.features),
             Kind::Layer { dims } => format!("layernorm last {dims}"),
+            Kind::Layer2d => format!("layernorm2d {}", self.features),
             Kind::Group { groups } => format!("groupnorm {groups} groups"),
             Kind::Instance { .. } => "instancenorm".into(),
             Kind::Lrn { size } => format!("lrn size {size}"),
@@ -370,7 +401,7 @@ impl Op for Norm {
                 removes_channel_mean: true,
                 running_stats: false,
             }),
-            Kind::Layer { .. } | Kind::Group { .. } => Some(NormInfo {
+            Kind::Layer { .. } | Kind::Layer2d | Kind::Group { .. } => Some(NormInfo {
                 removes_channel_mean: false,
                 running_stats: false,
             }),
@@ -382,6 +413,7 @@ impl Op for Norm {
             Kind::Batch2d => "BatchNorm2d",
             Kind::Batch1d => "BatchNorm1d",
             Kind::Layer { .. } => "LayerNorm",
+            Kind::Layer2d => "LayerNorm2d",
             Kind::Group { .. } => "GroupNorm",
             Kind::Batch3d => "BatchNorm3d",
             Kind::Instance { rank: 1 } => "InstanceNorm1d",
@@ -490,10 +522,15 @@ impl Kernel for Norm {
             Kind::Layer { dims } => {
                 let group: usize = x.shape[x.shape.len() - dims..].iter().product();
                 out.data.par_chunks_mut(group).for_each(|row| {
-                    normalize(row, eps);
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = *v * gamma.map_or(1.0, |g| g[j]) + beta.map_or(0.0, |b| b[j]);
-                    }
+                    crate::kernels::vectorised(|| layer_norm_row(row, eps, gamma, beta))
+                });
+            }
+            Kind::Layer2d => {
+                let (c, plane) = (x.shape[1], x.shape[2..].iter().product::<usize>());
+                out.data.par_chunks_mut(c * plane).for_each(|sample| {
+                    crate::kernels::vectorised(|| {
+                        layer_norm_channels(sample, c, plane, eps, gamma, beta)
+                    })
                 });
             }
             _ => {
@@ -646,7 +683,7 @@ impl Counting for Norm {
             Kind::Batch2d | Kind::Batch1d | Kind::Batch3d => x.0[1],
             Kind::Instance { .. } => x.0[0] * x.0[1],
             Kind::Group { groups } => x.0[0] * groups,
-            Kind::Layer { .. } => n / self.features.max(1),
+            Kind::Layer { .. } | Kind::Layer2d => n / self.features.max(1),
             Kind::Lrn { .. } => 0,
         };
         let (output, extra) = match self.kind {
@@ -665,6 +702,71 @@ impl Counting for Norm {
             grad_views: vec![],
             cublas: false,
         })
+    }
+}
+
+/// Layer norm of one row in place: mean and biased variance in 16 f32 lanes (vectorised),
+/// then the affine.
+#[inline(always)]
+fn layer_norm_row(row: &mut [f32], eps: f32, gamma: Option<&[f32]>, beta: Option<&[f32]>) {
+    let n = row.len() as f32;
+    let lanes = |f: &dyn Fn(f32) -> f32| -> f32 {
+        let mut acc = [0f32; 16];
+        let mut chunks = row.chunks_exact(16);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += f(v);
+            }
+        }
+        let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        acc.iter().sum::<f32>() + tail
+    };
+    let mean = lanes(&|v| v) / n;
+    let var = lanes(&|v| (v - mean) * (v - mean)) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    match (gamma, beta) {
+        (Some(g), Some(b)) => row
+            .iter_mut()
+            .zip(g.iter().zip(b))
+            .for_each(|(v, (g, b))| *v = (*v - mean) * inv * g + b),
+        (Some(g), None) => row
+            .iter_mut()
+            .zip(g)
+            .for_each(|(v, g)| *v = (*v - mean) * inv * g),
+        _ => row.iter_mut().for_each(|v| *v = (*v - mean) * inv),
+    }
+}
+
+/// Layer norm over the `c` channels of one C×plane sample, per position: statistics summed
+/// channel by channel over contiguous planes (vectorised along the plane).
+#[inline(always)]
+fn layer_norm_channels(
+    x: &mut [f32],
+    c: usize,
+    plane: usize,
+    eps: f32,
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+) {
+    let mut mean = vec![0f32; plane];
+    for ch in x.chunks(plane) {
+        mean.iter_mut().zip(ch).for_each(|(m, &v)| *m += v);
+    }
+    let inv_c = 1.0 / c as f32;
+    mean.iter_mut().for_each(|m| *m *= inv_c);
+    let mut var = vec![0f32; plane];
+    for ch in x.chunks(plane) {
+        var.iter_mut()
+            .zip(ch.iter().zip(&mean))
+            .for_each(|(s, (&v, &m))| *s += (v - m) * (v - m));
+    }
+    var.iter_mut()
+        .for_each(|s| *s = 1.0 / (*s * inv_c + eps).sqrt());
+    for (k, ch) in x.chunks_mut(plane).enumerate() {
+        let (g, b) = (gamma.map_or(1.0, |g| g[k]), beta.map_or(0.0, |b| b[k]));
+        ch.iter_mut()
+            .zip(mean.iter().zip(&var))
+            .for_each(|(v, (&m, &inv))| *v = (*v - m) * inv * g + b);
     }
 }
 

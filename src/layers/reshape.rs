@@ -23,7 +23,7 @@ pub const CROP: OpType = OpType {
 pub const INPUT: OpType = OpType {
     name: "input",
     aliases: &[],
-    keys: &["shape"],
+    keys: &["shape", "vocab"],
     arity: Arity::Exactly(0),
     fused_bn: None,
     build: build_input,
@@ -110,16 +110,16 @@ pub const SPLIT: OpType = OpType {
 pub const SLICE: OpType = OpType {
     name: "slice",
     aliases: &["narrow"],
-    keys: &["dim", "start", "end"],
+    keys: &["dim", "start", "end", "step"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_slice,
-    summary: "the range start..end (exclusive) of `dim` (default 1, channels)",
+    summary: "every `step`-th index of start..end (exclusive; negative counts from the end) of `dim` (default 1, channels) (x[:, start:end:step])",
 };
 
 pub const ZERO_PAD2D: OpType = OpType {
     name: "zero_pad2d",
-    aliases: &["pad", "zeropad"],
+    aliases: &["zeropad"],
     keys: &["padding"],
     arity: Arity::Exactly(1),
     fused_bn: None,
@@ -130,7 +130,12 @@ pub const ZERO_PAD2D: OpType = OpType {
 #[derive(Debug)]
 struct InputLayer {
     shape: Shape,
+    /// For a token-id input: the vocabulary its ids come from.
+    vocab: Option<u64>,
 }
+
+/// Most tokens per sample of a token-id input (`inputs: {ids: {tokens: L, vocab: V}}`).
+pub const MAX_TOKENS: u64 = 1 << 20;
 
 fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     // The builder hands the declared shape over as `shape` (batch first); say it in the
@@ -156,7 +161,27 @@ fn build_input(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .at(&a.node_path)
         .help("e.g. `image: [3, 224, 224]` (channels, height, width) or `tokens: [768]`"));
     }
-    Ok(Box::new(InputLayer { shape: Shape(dims) }))
+    let vocab = a.positive("vocab")?;
+    if vocab.is_some() && dims.len() == 2 && dims[1] > MAX_TOKENS {
+        return Err(Diagnostic::new(format!(
+            "a token input of {} tokens per sample; archscope takes at most {MAX_TOKENS} (2^20)",
+            dims[1]
+        ))
+        .at(&a.node_path)
+        .help("give a shorter sequence (`tokens:` or --input)"));
+    }
+    if vocab.is_some() && dims.len() != 2 {
+        return Err(Diagnostic::new(format!(
+            "a token input is one sequence of ids per sample, got {} sizes",
+            dims.len() - 1
+        ))
+        .at(&a.node_path)
+        .help("write `{tokens: 1024, vocab: 50257}` (and one size with --input)"));
+    }
+    Ok(Box::new(InputLayer {
+        shape: Shape(dims),
+        vocab,
+    }))
 }
 
 impl Op for InputLayer {
@@ -166,8 +191,14 @@ impl Op for InputLayer {
     fn is_input(&self) -> bool {
         true
     }
+    fn input_vocab(&self) -> Option<u64> {
+        self.vocab
+    }
     fn label(&self) -> String {
-        format!("input {}", self.shape.per_sample())
+        match self.vocab {
+            Some(v) => format!("token ids {} (vocabulary {v})", self.shape.per_sample()),
+            None => format!("input {}", self.shape.per_sample()),
+        }
     }
     fn category(&self) -> Category {
         Category::Input
@@ -390,6 +421,14 @@ fn build_flatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let rank = a.input().rank();
     let start = a.dim("start_dim", 1, rank)?;
     let end = a.dim("end_dim", -1, rank)?;
+    if start == 0 {
+        return Err(a
+            .error(
+                "start_dim",
+                "flatten from dim 0 merges the batch into the samples",
+            )
+            .help("start at dim 1 (the default): the batch stays dim 0"));
+    }
     if end < start {
         return Err(a.error(
             "end_dim",
@@ -418,8 +457,8 @@ impl Op for Flatten {
         Ok(vec![Shape(out)])
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
-        // Flattening spatial axes ends spatial structure.
-        if inputs[0].rank() == 4 && self.end >= 2 {
+        // Merging a spatial axis with another ends spatial structure (any rank).
+        if inputs[0].rank() >= 3 && self.end >= 2 && self.end > self.start {
             Geometry::Global
         } else {
             Geometry::Pointwise
@@ -681,21 +720,63 @@ struct Slice {
     dim: usize,
     start: u64,
     end: u64,
+    step: u64,
+}
+
+impl Slice {
+    /// Output length: ⌈(end − start) / step⌉.
+    fn len(&self) -> u64 {
+        (self.end - self.start).div_ceil(self.step)
+    }
 }
 
 fn build_slice(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
     let dim = a.dim("dim", 1, x.rank())?;
-    let len = x.0[dim];
-    let start = a.non_negative("start")?.unwrap_or(0);
-    let end = a.non_negative("end")?.unwrap_or(len);
-    if start >= end || end > len {
-        return Err(a.error(
-            "end",
-            format!("slice {start}..{end} is empty or outside 0..{len}"),
-        ));
+    if dim == 0 {
+        return Err(a
+            .error("dim", "slicing the batch (dim 0) is not a layer")
+            .help("slice dim 1 or later: the batch stays whole"));
     }
-    Ok(Box::new(Slice { dim, start, end }))
+    let len = x.0[dim];
+    // Negative bounds count from the end (Python); a bound outside the dimension is an error,
+    // never clamped.
+    let mut bound = |key: &str, default: u64| -> Result<u64, Diagnostic> {
+        match a.int(key)? {
+            None => Ok(default),
+            Some(i) => {
+                let v = if i < 0 { i + len as i64 } else { i };
+                if v < 0 || v as u64 > len {
+                    return Err(a
+                        .error(
+                            key,
+                            format!(
+                                "`{key}: {i}` is outside dim {dim} of {x}, which has {len} entries"
+                            ),
+                        )
+                        .help(format!("use 0..={len}, or -{len}..-1 from the end")));
+                }
+                Ok(v as u64)
+            }
+        }
+    };
+    let start = bound("start", 0)?;
+    let end = bound("end", len)?;
+    let step = a.positive("step")?.unwrap_or(1);
+    if start >= end {
+        return Err(a
+            .error(
+                "end",
+                format!("slice {start}..{end} of dim {dim} (size {len}) is empty"),
+            )
+            .help("end comes after start (negative values count from the end)"));
+    }
+    Ok(Box::new(Slice {
+        dim,
+        start,
+        end,
+        step,
+    }))
 }
 
 impl Op for Slice {
@@ -703,18 +784,24 @@ impl Op for Slice {
         "slice"
     }
     fn label(&self) -> String {
-        format!("slice {}..{}", self.start, self.end)
+        if self.step == 1 {
+            format!("slice {}..{}", self.start, self.end)
+        } else {
+            format!("slice {}..{} step {}", self.start, self.end, self.step)
+        }
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         // A range of rows or columns of an image (frames, rows or columns of a volume, samples
         // of a signal) is a crop: output unit 0 is input unit `start` along that axis.
         let rank = inputs[0].rank();
         match (rank, self.dim) {
-            (3..=5, d) if d >= 2 => {
+            (3..=5, d) if d >= 2 && self.step == 1 => {
                 let mut offset = Axes::splat(rank - 2, 0);
                 offset[d - 2] = self.start;
                 Geometry::Crop { offset }
             }
+            // Every step-th unit: a window of 1 with stride `step`, from `start`.
+            (3..=5, d) if d >= 2 => Geometry::Global,
             _ => Geometry::Pointwise,
         }
     }
@@ -723,7 +810,7 @@ impl Op for Slice {
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         let mut s = inputs[0].clone();
-        s.0[self.dim] = self.end - self.start;
+        s.0[self.dim] = self.len();
         Ok(vec![s])
     }
     fn is_view(&self) -> bool {
@@ -737,6 +824,7 @@ impl Kernel for Slice {
         match self.dim {
             0 => Collapsed::Stop,
             1 => Collapsed::Identity,
+            _ if self.step > 1 => Collapsed::Stop,
             _ => Collapsed::Layer(Box::new(self.clone())),
         }
     }
@@ -750,11 +838,20 @@ impl Kernel for Slice {
         let outer: usize = x.shape[..self.dim].iter().product();
         let inner: usize = x.shape[self.dim + 1..].iter().product();
         let (len, s, e) = (x.shape[self.dim], self.start as usize, self.end as usize);
+        let (step, n) = (self.step as usize, self.len() as usize);
         let mut shape = x.shape.clone();
-        shape[self.dim] = e - s;
-        let mut data = Vec::with_capacity(outer * (e - s) * inner);
+        shape[self.dim] = n;
+        let mut data = Vec::with_capacity(outer * n * inner);
         for o in 0..outer {
-            data.extend_from_slice(&x.data[(o * len + s) * inner..(o * len + e) * inner]);
+            if step == 1 {
+                data.extend_from_slice(&x.data[(o * len + s) * inner..(o * len + e) * inner]);
+            } else {
+                for i in (s..e).step_by(step) {
+                    data.extend_from_slice(
+                        &x.data[(o * len + i) * inner..(o * len + i + 1) * inner],
+                    );
+                }
+            }
         }
         Ok(vec![Tensor::new(shape, data)])
     }
@@ -922,7 +1019,7 @@ mod tests {
         );
         let (_, o) = build("slice", "{start: 8, end: 24}", &[&[1, 64, 8, 8]]).unwrap();
         assert_eq!(o[0].0, vec![1, 16, 8, 8]);
-        let (_, o) = build("pad", "{padding: [0, 0, 1, 1]}", &[&[1, 3, 8, 8]]).unwrap();
+        let (_, o) = build("zero_pad2d", "{padding: [0, 0, 1, 1]}", &[&[1, 3, 8, 8]]).unwrap();
         assert_eq!(o[0].0, vec![1, 3, 9, 9]);
         let e = build("dropout", "{p: 1.5}", &[&[1, 3]]).unwrap_err();
         assert_eq!(e.message, "dropout probability must be in [0, 1), got 1.5");
