@@ -66,6 +66,11 @@ pub const MODELS: &[(&str, &str)] = &[
         "deeplabv3_resnet50",
         include_str!("../models/deeplabv3_resnet50.yaml"),
     ),
+    ("vit_b_16", include_str!("../models/vit_b_16.yaml")),
+    ("vit_b_32", include_str!("../models/vit_b_32.yaml")),
+    ("vit_l_16", include_str!("../models/vit_l_16.yaml")),
+    ("convnext_tiny", include_str!("../models/convnext_tiny.yaml")),
+    ("convnext_small", include_str!("../models/convnext_small.yaml")),
     ("resnet50_v2", include_str!("../models/resnet50_v2.yaml")),
     ("mobilenet_v1", include_str!("../models/mobilenet_v1.yaml")),
     ("unet", include_str!("../models/unet.yaml")),
@@ -75,6 +80,7 @@ pub const MODELS: &[(&str, &str)] = &[
     ("mc3_18", include_str!("../models/mc3_18.yaml")),
     ("r2plus1d_18", include_str!("../models/r2plus1d_18.yaml")),
     ("wav2letter", include_str!("../models/wav2letter.yaml")),
+    ("gpt2", include_str!("../models/gpt2.yaml")),
 ];
 
 /// The YAML text of a zoo model.

@@ -59,6 +59,12 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["yolov1"],
     // Video and audio: checked on shorter clips in tests/video_audio.rs.
     &["r3d_18", "mc3_18", "r2plus1d_18", "wav2letter"],
+    &["vit_b_16"],
+    &["vit_b_32", "convnext_tiny"],
+    &["convnext_small"],
+    // ViT-L/16 (61.6 GMACs) and GPT-2 (146 GMACs at 1,024 tokens): checked at 112×112 and at
+    // 16 tokens in tests/transformers.rs.
+    &["vit_l_16", "gpt2"],
 ];
 
 #[test]
@@ -116,6 +122,21 @@ fn zoo_passes_check_unet() {
 #[test]
 fn zoo_passes_check_yolov1() {
     zoo_passes_check(CHECK_GROUPS[8]);
+}
+
+#[test]
+fn zoo_passes_check_vit_b_16() {
+    zoo_passes_check(CHECK_GROUPS[10]);
+}
+
+#[test]
+fn zoo_passes_check_vit_b_32_and_convnext_tiny() {
+    zoo_passes_check(CHECK_GROUPS[11]);
+}
+
+#[test]
+fn zoo_passes_check_convnext_small() {
+    zoo_passes_check(CHECK_GROUPS[12]);
 }
 
 #[test]
@@ -332,7 +353,7 @@ fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
     }
     // Every model the reference measured is in the zoo (torch_reference.py's list).
     assert_eq!(torchvision_in_zoo, models.len());
-    assert_eq!(models.len(), 30);
+    assert_eq!(models.len(), 35);
 }
 
 #[test]

@@ -148,24 +148,38 @@ fn gpt2_per_token_figures_match_transformers() {
     let r = gpt2();
     let m = &r["measured"];
     let a = analysis(&zoo_net("gpt2"));
-    let t = a.per_token.as_ref().expect("GPT-2 reads tokens");
+    let t = a.per_token().expect("GPT-2 reads tokens");
     assert_eq!(t.tokens, 1024);
-    assert_eq!(2 * t.macs, u64_of(&m["flops_per_token"]));
     assert_eq!(u64_of(&m["flops_per_token"]), 284_812_800);
+    assert_eq!(2.0 * t.macs, u64_of(&m["flops_per_token"]) as f64);
     assert_eq!(t.kv_cache_bytes, u64_of(&m["kv_cache"]["bytes_per_token"]));
     assert_eq!(t.kv_cache_bytes, 2 * 12 * 768 * 4);
+    // Per sample: batch 4 keeps the same per-token figures.
+    let a4 = analysis(&zoo_net_with("gpt2", &BuildOptions { batch: 4, ..Default::default() }));
+    assert_eq!(a4.per_token(), Some(t));
+    // In float16 the cache is half as large.
+    let half = archscope::analyze(&zoo_net("gpt2"), archscope::Dtype::F16).unwrap();
+    assert_eq!(half.per_token().unwrap().kv_cache_bytes, 2 * 12 * 768 * 2);
     // The summary prints them (JSON and text).
     let j = common::json(&["summary", "gpt2", "--format", "json"]);
-    assert_eq!(j["per_token"]["flops"], a.totals.flops / 1024);
-    assert_eq!(j["per_token"]["macs"], u64_of(&m["flops_per_token"]) / 2);
+    assert_eq!(j["per_token"]["tokens"], 1024);
+    assert_eq!(j["per_token"]["macs"].as_f64(), Some(142_406_400.0));
+    assert_eq!(
+        j["per_token"]["flops"].as_f64(),
+        Some(a.totals.flops as f64 / 1024.0)
+    );
     assert_eq!(
         j["per_token"]["kv_cache_bytes"],
         u64_of(&m["kv_cache"]["bytes_per_token"])
     );
     let text = common::ok_text(&["summary", "gpt2"]);
-    assert!(text.contains("per token"), "{text}");
-    // An image model has no tokens: no per-token figures.
-    assert!(analysis(&zoo_net("resnet18")).per_token.is_none());
+    assert!(text.contains("MACs per token (1024 tokens)"), "{text}");
+    assert!(text.contains("KV cache per token (f32)"), "{text}");
+    assert!(text.contains("73728"), "{text}");
+    // An image model has no tokens: no per-token figures, in the analysis or the JSON.
+    assert!(analysis(&zoo_net("resnet18")).per_token().is_none());
+    let j = common::json(&["summary", "resnet18", "--format", "json"]);
+    assert!(j.get("per_token").is_none());
 }
 
 /// (name, shape) of every tensor of a reference state dict, float32 ones only.

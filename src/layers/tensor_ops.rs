@@ -34,11 +34,11 @@ pub const RESHAPE: OpType = OpType {
 pub const PERMUTE: OpType = OpType {
     name: "permute",
     aliases: &[],
-    keys: &["dims"],
+    keys: &["dims", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_permute,
-    summary: "reorder the dimensions as `dims` (batch first: dims[0] = 0) (Tensor.permute)",
+    summary: "reorder the dimensions as `dims` (batch first: dims[0] = 0) (Tensor.permute; `functional: false`: torchvision's Permute module, ConvNeXt)",
 };
 
 pub const TRANSPOSE: OpType = OpType {
@@ -525,6 +525,9 @@ impl Counting for Reshape {}
 struct Permute {
     op: &'static str,
     perm: Vec<usize>,
+    /// Run as a module (torchvision.ops.misc.Permute, `functional: false`: ConvNeXt's blocks)
+    /// rather than as the tensor method `x.permute(…)` (the default).
+    module: bool,
 }
 
 fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -572,9 +575,13 @@ fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         }
         perm.push(idx as usize);
     }
+    // `x.permute(…)` is a tensor method: functional unless the model calls torchvision's
+    // Permute module.
+    let module = !a.bool("functional", true)?;
     Ok(Box::new(Permute {
         op: "permute",
         perm,
+        module,
     }))
 }
 
@@ -595,6 +602,7 @@ fn build_transpose(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Permute {
         op: "transpose",
         perm,
+        module: false,
     }))
 }
 
@@ -631,6 +639,9 @@ impl Op for Permute {
         } else {
             relayout_geometry(inputs, &Shape(vec![]))
         }
+    }
+    fn torch_type(&self) -> Option<&'static str> {
+        self.module.then_some("Permute")
     }
 }
 
@@ -1380,6 +1391,21 @@ mod tests {
             recycled: None,
         };
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0)
+    }
+
+    #[test]
+    fn permute_as_a_module() {
+        // `x.permute(…)` has no module; ConvNeXt calls torchvision's Permute module.
+        let (l, _) = build("permute", "{dims: [0, 2, 3, 1]}", &[&[1, 3, 4, 5]]).unwrap();
+        assert_eq!(l.torch_type(), None);
+        let (l, o) = build(
+            "permute",
+            "{dims: [0, 2, 3, 1], functional: false}",
+            &[&[1, 3, 4, 5]],
+        )
+        .unwrap();
+        assert_eq!(l.torch_type(), Some("Permute"));
+        assert_eq!(o[0].0, vec![1, 4, 5, 3]);
     }
 
     #[test]
