@@ -1117,3 +1117,57 @@ fn long_values_are_cut_in_messages() {
     let err = assert_rejected(&["summary", path.to_str().unwrap()], "…(3000000 bytes)");
     assert!(err.len() < 2_000, "{} bytes", err.len());
 }
+
+#[test]
+fn token_and_learned_tensor_limits() {
+    use archscope::layers::{MAX_INPUT_RANK, MAX_PARAMETER_ELEMENTS, MAX_TOKENS};
+    let model = |inputs: &str, node: &str| {
+        format!("format: \"archscope/1\"\nname: m\ninputs: {inputs}\nnodes:\n  - {node}\n")
+    };
+    // Tokens per sample: 2^20 builds, one more is refused with the limit.
+    let at = |n: u64| {
+        model(
+            &format!("{{ids: {{tokens: {n}, vocab: 10}}}}"),
+            "{op: embedding, num: 10, dim: 1}",
+        )
+    };
+    assert!(build(&at(MAX_TOKENS)).is_ok());
+    let e = build(&at(MAX_TOKENS + 1)).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "a token input of 1048577 tokens per sample; archscope takes at most 1048576 (2^20)"
+        ),
+        "{e}"
+    );
+    // A learned tensor of 2^32 elements builds; one more row is refused (parameter and
+    // embedding table alike).
+    let param = |rows: u64| {
+        model(
+            "{x: [4]}",
+            &format!("{{op: parameter, shape: [{rows}, 65536]}}"),
+        )
+    };
+    assert_eq!(MAX_PARAMETER_ELEMENTS, 65536 * 65536);
+    assert!(build(&param(65536)).is_ok());
+    let e = build(&param(65537)).unwrap_err().to_string();
+    assert!(
+        e.contains("a learned tensor of 65537×65536 = 4295032832 elements; archscope's largest is 2^32 = 4294967296"),
+        "{e}"
+    );
+    let e = build(&model(
+        "{ids: {tokens: 4, vocab: 10}}",
+        "{op: embedding, num: 65537, dim: 65536}",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("a learned tensor of 65537×65536"), "{e}");
+    // Rank: an unsqueeze past 9 dimensions (batch included) is refused.
+    let dims = vec!["1"; MAX_INPUT_RANK].join(", ");
+    let e = build(&model(
+        &format!("{{x: [{dims}]}}"),
+        "{op: unsqueeze, dim: 1}",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("at most 9 dimensions"), "{e}");
+}

@@ -434,22 +434,10 @@ impl Kernel for Activation {
                 let inner: usize = x.shape[d + 1..].iter().product();
                 let mut out = x.clone();
                 let log = self.kind == Act::LogSoftmax;
-                for block in out.data.chunks_mut(len * inner) {
-                    for i in 0..inner {
-                        let max = (0..len)
-                            .map(|j| block[j * inner + i])
-                            .fold(f32::NEG_INFINITY, f32::max);
-                        let sum: f32 = (0..len).map(|j| (block[j * inner + i] - max).exp()).sum();
-                        for j in 0..len {
-                            let v = &mut block[j * inner + i];
-                            *v = if log {
-                                *v - max - sum.ln()
-                            } else {
-                                (*v - max).exp() / sum
-                            };
-                        }
-                    }
-                }
+                use rayon::prelude::*;
+                out.data.par_chunks_mut(len * inner).for_each(|block| {
+                    crate::kernels::vectorised(|| softmax_block(block, len, inner, log))
+                });
                 out
             }
             _ => {
@@ -579,6 +567,57 @@ impl Counting for Activation {
             grad_views: vec![],
             cublas: false,
         })
+    }
+}
+
+/// Softmax (or log-softmax) over the `len` rows of one `len`×`inner` block, in place: the
+/// statistics of all `inner` columns are kept side by side, so every pass runs over contiguous
+/// memory (a softmax over the last dim, `inner` = 1, runs along its row).
+#[inline(always)]
+fn softmax_block(block: &mut [f32], len: usize, inner: usize, log: bool) {
+    if inner == 1 {
+        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for v in block.iter_mut() {
+            let e = (*v - max).exp();
+            sum += e;
+            if !log {
+                *v = e;
+            }
+        }
+        if log {
+            let shift = max + sum.ln();
+            block.iter_mut().for_each(|v| *v -= shift);
+        } else {
+            let inv = 1.0 / sum;
+            block.iter_mut().for_each(|v| *v *= inv);
+        }
+        return;
+    }
+    let mut max = vec![f32::NEG_INFINITY; inner];
+    for row in block.chunks(inner) {
+        max.iter_mut().zip(row).for_each(|(m, &v)| *m = m.max(v));
+    }
+    let mut sum = vec![0f32; inner];
+    for row in block.chunks_mut(inner) {
+        for ((v, s), &m) in row.iter_mut().zip(sum.iter_mut()).zip(&max) {
+            let e = (*v - m).exp();
+            *s += e;
+            if !log {
+                *v = e;
+            }
+        }
+    }
+    if log {
+        let shift: Vec<f32> = max.iter().zip(&sum).map(|(m, s)| m + s.ln()).collect();
+        for row in block.chunks_mut(inner) {
+            row.iter_mut().zip(&shift).for_each(|(v, s)| *v -= s);
+        }
+    } else {
+        let inv: Vec<f32> = sum.iter().map(|s| 1.0 / s).collect();
+        for row in block.chunks_mut(inner) {
+            row.iter_mut().zip(&inv).for_each(|(v, i)| *v *= i);
+        }
     }
 }
 

@@ -300,8 +300,15 @@ impl Counting for Linear {
             Convention::Torchvision | Convention::Fvcore | Convention::Thop => Ok(macs),
             // ptflops: (in·out + out for a bias) · the product of the leading dimensions.
             Convention::Ptflops => add(&[macs, if self.bias { y.numel()? } else { 0 }]),
-            // torchinfo: parameters × output_size[0] (the batch only, whatever the rank).
-            Convention::Torchinfo => mul(&[self.params, y.0[0]]),
+            // torchinfo: parameters × output_size[0] (the batch only, whatever the rank); a
+            // tied weight is still a parameter of this module (measured).
+            Convention::Torchinfo => mul(&[
+                add(&[
+                    mul(&[self.in_features, self.out_features])?,
+                    if self.bias { self.out_features } else { 0 },
+                ])?,
+                y.0[0],
+            ]),
         }
     }
     fn training(

@@ -18,15 +18,18 @@ use crate::tensor::Tensor;
 pub const MATMUL: OpType = OpType {
     name: "matmul",
     aliases: &["bmm"],
-    keys: &[],
+    keys: &["operator"],
     arity: Arity::Exactly(2),
     fused_bn: None,
     build: build_matmul,
-    summary: "matrix product of two inputs over their last two dims, leading dims broadcast (torch.matmul / torch.bmm)",
+    summary: "matrix product of two inputs over their last two dims, leading dims broadcast (torch.matmul / torch.bmm); `operator: true` when the model writes `a @ b`",
 };
 
 #[derive(Debug)]
-struct Matmul;
+struct Matmul {
+    /// The model writes `a @ b` (Tensor.__matmul__), which ptflops does not patch.
+    operator: bool,
+}
 
 /// The broadcast batch dims of `a` and `b` (all but their last two), or the dim that disagrees.
 fn batch_dims(a: &Shape, b: &Shape) -> Result<Vec<u64>, (usize, u64, u64)> {
@@ -198,8 +201,10 @@ impl Counting for Matmul {
         match c {
             // FlopCounterMode counts aten::bmm / aten::mm (matmul decomposes to them): the MACs.
             Convention::Torchvision => Ok(macs),
-            // fvcore's matmul handle: numel(input 0) · n, which misses a batch that only input
-            // 1 carries (measured: scripts/tensor_ops_reference.py).
+            // ptflops patches torch.matmul, Tensor.matmul and torch.bmm, not the `@` operator.
+            Convention::Ptflops if self.operator => Ok(0),
+            // fvcore's matmul/bmm handles and ptflops' patch: numel(input 0) · n, which misses
+            // a batch that only input 1 carries (measured: scripts/tensor_ops_reference.py).
             Convention::Fvcore | Convention::Ptflops => {
                 let (a, b) = (&inputs[0], &inputs[1]);
                 mul(&[a.numel()?, b.0[b.rank() - 1]])

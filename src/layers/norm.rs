@@ -650,6 +650,10 @@ impl Counting for Norm {
             // ptflops: numel, doubled when the module has `affine` — LayerNorm's attribute is
             // `elementwise_affine`, so layer norm is never doubled.
             (Convention::Ptflops, Kind::Layer { .. }) => Ok(n),
+            // torchvision's LayerNorm2d subclasses nn.LayerNorm: ptflops and thop look modules
+            // up by exact type and know no LayerNorm2d, and its forward calls F.layer_norm,
+            // which neither patches (measured: scripts/tensor_ops_reference.py).
+            (Convention::Ptflops | Convention::Thop, Kind::Layer2d) => Ok(0),
             (Convention::Ptflops, _) => mul(&[n, twice_if(affine)]),
             // thop: 2 per element, doubled with an affine; no rule for GroupNorm.
             (Convention::Thop, Kind::Group { .. }) => Ok(0),

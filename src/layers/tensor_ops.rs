@@ -398,6 +398,14 @@ fn build_unsqueeze(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .ok_or_else(|| a.error("dim", "unsqueeze needs `dim`").help("add `dim: 1`"))?;
     let at = a.error("dim", "").at.unwrap_or_else(|| a.node_path.clone());
     let dim = resolve_dim(d, x.rank() + 1, &at, "dim", "unsqueeze")?;
+    if x.rank() > super::MAX_INPUT_RANK {
+        return Err(Diagnostic::new(format!(
+            "unsqueeze of the rank-{} tensor {x}: archscope's tensors have at most {} dimensions",
+            x.rank(),
+            super::MAX_INPUT_RANK + 1
+        ))
+        .at(&at));
+    }
     let mut shape = x.0[1..].to_vec();
     shape.insert(dim - 1, 1);
     Ok(Box::new(Reshape {
