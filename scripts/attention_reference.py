@@ -22,10 +22,14 @@ presets reproduce, docs/COUNTING.md "Attention"):
 * ``thop``: ``thop.profile(model, inputs)``.
 * ``torchinfo``: ``summary(model, input_data=inputs).total_mult_adds``.
 
-Every tool is run twice: with gradients enabled (``grad``: a Python session's default, and how
-torchvision's published figures count attention) and under ``torch.no_grad()`` (``no_grad``, as
-scripts/convention_reference.py runs them). They differ for nn.MultiheadAttention: in eval mode
-under no_grad, self-attention (query, key and value one tensor) with an even head count, the
+And what autograd saves for backward in a training-mode pass on the CPU
+(``saved_for_backward``: each storage once, parameters left out), for the training rule.
+
+Every tool is run three times: with gradients enabled (``grad``: a Python session's default,
+and how torchvision's published figures count attention), under ``torch.no_grad()``
+(``no_grad``), and under ``torch.no_grad()`` with ``torch.backends.mha.set_fastpath_enabled(False)``
+(``no_grad_no_fastpath``, as scripts/convention_reference.py runs them). They differ for
+nn.MultiheadAttention: in eval mode under no_grad, self-attention (query, key and value one tensor) with an even head count, the
 input projection's bias and no float mask takes PyTorch's fused fast path
 (``torch._native_multi_head_attention``), which FlopCounterMode and fvcore do not count at all.
 
@@ -163,14 +167,22 @@ def inputs(shapes: dict, batch: int) -> list[torch.Tensor]:
 
 
 def charges(model: nn.Module, shapes: dict, batch: int) -> dict:
-    """Each tool's charge, measured twice: with gradients enabled (`grad`, the default state
+    """Each tool's charge, measured three times: with gradients enabled (`grad`, the default state
     of a Python session, and how torchvision's published figures were taken) and under
-    `torch.no_grad()` (`no_grad`, as scripts/convention_reference.py runs the tools)."""
+    `torch.no_grad()` (`no_grad`), and under no_grad with the fast path off
+    (`no_grad_no_fastpath`, as scripts/convention_reference.py runs the tools)."""
     xs = inputs(shapes, batch)
     ones = inputs(shapes, 1)
     out = {}
-    for mode, ctx in (("grad", contextlib.nullcontext), ("no_grad", torch.no_grad)):
+    modes = (
+        ("grad", contextlib.nullcontext, True),
+        ("no_grad", torch.no_grad, True),
+        # As scripts/convention_reference.py and torch_reference.py measure.
+        ("no_grad_no_fastpath", torch.no_grad, False),
+    )
+    for mode, ctx, fastpath in modes:
         r = {}
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         with ctx():
             with FlopCounterMode(display=False) as fc:
                 model(*xs)
@@ -190,7 +202,29 @@ def charges(model: nn.Module, shapes: dict, batch: int) -> dict:
                 s = torchinfo.summary(model, input_data=xs, verbose=0)
                 r["torchinfo"] = as_int(s.total_mult_adds)
         out[mode] = r
+    torch.backends.mha.set_fastpath_enabled(True)
     return out
+
+
+def saved_for_backward(model: nn.Module, shapes: dict, batch: int) -> list:
+    """The tensors autograd saves for backward in one training-mode forward pass on the CPU
+    (inputs requiring gradients), one entry per storage, parameters left out: [bytes, shape,
+    whether the storage is one of the inputs]."""
+    model = copy.deepcopy(model).train()
+    xs = [t.requires_grad_() for t in inputs(shapes, batch)]
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    ins = {x.untyped_storage().data_ptr() for x in xs}
+    seen = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = [t.untyped_storage().nbytes(), list(t.shape), ptr in ins]
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(*xs)
+    return sorted(seen.values(), key=lambda v: (-v[0], v[1]))
 
 
 class Positional(nn.Module):
@@ -226,6 +260,7 @@ def run(name: str, shapes: dict, layer: str, model: nn.Module, batch: int) -> di
         "output_shape": list(y.shape),
         "output": [float(v) for v in y.flatten()],
         "charges": c,
+        "saved_for_backward": saved_for_backward(model, shapes, batch),
     }
 
 
@@ -246,7 +281,7 @@ def main() -> None:
     path = Path(__file__).resolve().parent.parent / "tests" / "data" / "attention_reference.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     for c in out["cases"]:
-        print(c["name"], c["output_shape"], c["charges"])
+        print(c["name"], c["output_shape"], c["charges"]["grad"], c["saved_for_backward"])
     print(f"wrote {path} ({len(out['cases'])} cases)")
 
 

@@ -28,9 +28,7 @@ show.
 Segmentation models (fcn_resnet50, deeplabv3_resnet50) return a dict; every tool accepts it.
 
 The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
-size its position embedding was built for). Every tool runs with gradients enabled (see
-``measure``): it matters only for nn.MultiheadAttention, whose no-grad fast path the
-FlopCounterMode and fvcore miss.
+size its position embedding was built for).
 
 Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
 and be merged):
@@ -64,6 +62,12 @@ import thop  # noqa: E402
 import torchinfo  # noqa: E402
 from fvcore.nn import FlopCountAnalysis  # noqa: E402
 from importlib.metadata import version  # noqa: E402
+
+# Under torch.no_grad() in eval mode, nn.MultiheadAttention runs self-attention through its fused
+# fast path (torch._native_multi_head_attention), which FlopCounterMode and fvcore do not count at
+# all; with it off, the figures are those taken with gradients enabled, as torchvision's published
+# ones (docs/COUNTING.md "Attention"). It changes nothing for models without that module.
+torch.backends.mha.set_fastpath_enabled(False)
 
 # zoo name -> (torchvision builder keyword arguments besides weights=None, the two input sizes)
 # Every zoo model that torchvision has (the set of tests/data/torchvision_zoo.json). Each is
@@ -155,13 +159,7 @@ def as_int(v) -> int:
 def measure(name: str, batch: int, h: int, w: int) -> dict:
     x = torch.randn(batch, 3, h, w)
     out: dict = {"input": [batch, 3, h, w]}
-    # With gradients enabled, as in a plain Python session and as torchvision measured its
-    # published figures: under torch.no_grad() nn.MultiheadAttention takes its fused inference
-    # fast path (torch._native_multi_head_attention), which FlopCounterMode and fvcore do not
-    # count at all (vit_b_16: 11,271,124,992 instead of 17,563,828,224 MACs). No other module
-    # computes differently with or without gradients, so the figures of the models without
-    # attention are the same either way.
-    with torch.enable_grad():
+    with torch.no_grad():  # nn.MultiheadAttention's fast path is off (above)
         m = build(name)
         with FlopCounterMode(display=False) as fc:
             m(x)

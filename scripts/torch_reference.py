@@ -70,6 +70,12 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+# Under torch.no_grad() in eval mode, nn.MultiheadAttention runs self-attention through its fused
+# fast path (torch._native_multi_head_attention), which FlopCounterMode and fvcore do not count at
+# all; with it off, the figures are those taken with gradients enabled, as torchvision's published
+# ones (docs/COUNTING.md "Attention"). It changes nothing for models without that module.
+torch.backends.mha.set_fastpath_enabled(False)
+
 HW224 = (224, 224)
 
 # name -> (builder keyword arguments besides weights=None, input H x W)

@@ -163,7 +163,10 @@ pub fn attention(
                 for i in 0..l {
                     // SAFETY: row i of pair b's output block, written by this task alone.
                     unsafe {
-                        std::slice::from_raw_parts_mut((out_addr as *mut f32).add(obase + i * o.row), ev)
+                        std::slice::from_raw_parts_mut(
+                            (out_addr as *mut f32).add(obase + i * o.row),
+                            ev,
+                        )
                     }
                     .fill(0.0);
                 }
@@ -271,10 +274,54 @@ mod tests {
     #[test]
     fn agrees_with_the_definition() {
         for (d, masked, causal) in [
-            (Dims { pairs: 3, l: 5, s: 7, e: 4, ev: 6, group: 1 }, false, false),
-            (Dims { pairs: 2, l: 6, s: 6, e: 8, ev: 8, group: 1 }, false, true),
-            (Dims { pairs: 4, l: 4, s: 9, e: 3, ev: 2, group: 2 }, true, true),
-            (Dims { pairs: 1, l: 70, s: 33, e: 16, ev: 5, group: 1 }, true, false),
+            (
+                Dims {
+                    pairs: 3,
+                    l: 5,
+                    s: 7,
+                    e: 4,
+                    ev: 6,
+                    group: 1,
+                },
+                false,
+                false,
+            ),
+            (
+                Dims {
+                    pairs: 2,
+                    l: 6,
+                    s: 6,
+                    e: 8,
+                    ev: 8,
+                    group: 1,
+                },
+                false,
+                true,
+            ),
+            (
+                Dims {
+                    pairs: 4,
+                    l: 4,
+                    s: 9,
+                    e: 3,
+                    ev: 2,
+                    group: 2,
+                },
+                true,
+                true,
+            ),
+            (
+                Dims {
+                    pairs: 1,
+                    l: 70,
+                    s: 33,
+                    e: 16,
+                    ev: 5,
+                    group: 1,
+                },
+                true,
+                false,
+            ),
         ] {
             let kv = d.pairs / d.group;
             let (q, k, v) = (
@@ -321,8 +368,24 @@ mod tests {
             head: e / h,
             row: e,
         };
-        let d = Dims { pairs: h, l, s: l, e: e / h, ev: e / h, group: 1 };
-        attention(&d, (&x, inter), (&x, inter), (&x, inter), None, false, 0.5, (&mut out, inter));
+        let d = Dims {
+            pairs: h,
+            l,
+            s: l,
+            e: e / h,
+            ev: e / h,
+            group: 1,
+        };
+        attention(
+            &d,
+            (&x, inter),
+            (&x, inter),
+            (&x, inter),
+            None,
+            false,
+            0.5,
+            (&mut out, inter),
+        );
         for head in 0..h {
             let part: Vec<f32> = (0..l)
                 .flat_map(|i| x[i * e + head * 3..i * e + head * 3 + 3].to_vec())

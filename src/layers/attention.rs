@@ -40,8 +40,13 @@ fn dropout(a: &mut Attrs) -> Result<f64, Diagnostic> {
     let p = a.float("dropout", 0.0)?;
     if !(0.0..1.0).contains(&p) {
         return Err(a
-            .error("dropout", format!("`dropout: {p}` is not a probability below 1"))
-            .help("write a probability in [0, 1), e.g. `dropout: 0.1`; it applies in training only"));
+            .error(
+                "dropout",
+                format!("`dropout: {p}` is not a probability below 1"),
+            )
+            .help(
+                "write a probability in [0, 1), e.g. `dropout: 0.1`; it applies in training only",
+            ));
     }
     Ok(p)
 }
@@ -49,11 +54,38 @@ fn dropout(a: &mut Attrs) -> Result<f64, Diagnostic> {
 /// The divisors of `n` (for a head count's fix), at most the first 12.
 fn divisors(n: u64) -> String {
     (1..=n)
-        .filter(|d| n % d == 0)
+        .filter(|d| n.is_multiple_of(*d))
         .take(12)
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Elements of a buffer the attention kernel allocates (`what`: the projections, one pair's
+/// scores), checked against the executor's limit before anything is allocated.
+fn buffer(what: &str, factors: &[usize]) -> Result<usize, Diagnostic> {
+    factors
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .filter(|&n| n <= crate::tensor::MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            Diagnostic::new(format!(
+                "the attention's {what} ({}) would have more than 2^32 elements, more than the executor allocates",
+                factors
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("×")
+            ))
+            .help("run with shorter sequences (a smaller --input)")
+        })
+}
+
+/// Checks the buffers of one attention call before it runs.
+fn check_buffers(d: &Dims) -> Result<(), Diagnostic> {
+    buffer("scores of one head", &[d.l, d.s])?;
+    buffer("scratch of one head", &[kernels_attn::scratch_per_pair(d)])?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -75,6 +107,8 @@ struct Mha {
     mask: Option<usize>,
     /// A mask of rank 3 ((N·heads)×L×S) rather than 2 (L×S).
     mask_per_head: bool,
+    /// Parameters (computed with checked arithmetic at build).
+    params: u64,
 }
 
 impl Mha {
@@ -120,7 +154,12 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         4 => Some(3),
         _ => None,
     };
-    for (i, s) in a.inputs.iter().enumerate().take(if self_attention { 1 } else { 3 }) {
+    for (i, s) in a
+        .inputs
+        .iter()
+        .enumerate()
+        .take(if self_attention { 1 } else { 3 })
+    {
         if s.rank() != 3 {
             let what = ["query", "key", "value"][i];
             return Err(Diagnostic::new(format!(
@@ -133,7 +172,7 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let q = a.inputs[0].clone();
     let embed = q.0[2];
     let heads = a.req_positive("heads", "8")?;
-    if embed % heads != 0 {
+    if !embed.is_multiple_of(heads) {
         return Err(a
             .error(
                 "heads",
@@ -183,7 +222,11 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
                         format!(
                             "the {what} {t} has {} features but `{key}` is {want}{}",
                             t.0[2],
-                            if want == embed { " (the embedding, by default)" } else { "" }
+                            if want == embed {
+                                " (the embedding, by default)"
+                            } else {
+                                ""
+                            }
                         ),
                     )
                     .help(format!("write `{key}: {}`", t.0[2])));
@@ -213,7 +256,14 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         }
         mask_per_head = ok3 && !ok2;
     }
+    let params = add(&[
+        mul(&[2, embed, embed])?,
+        mul(&[embed, kdim])?,
+        mul(&[embed, vdim])?,
+        if bias { mul(&[4, embed])? } else { 0 },
+    ])?;
     Ok(Box::new(Mha {
+        params,
         embed,
         heads,
         kdim,
@@ -252,11 +302,8 @@ impl Op for Mha {
         Ok(vec![inputs[0].clone()])
     }
     fn params(&self) -> Params {
-        let e = self.embed;
-        let weights = e * e + e * self.kdim + e * self.vdim + e * e;
-        let biases = if self.bias { 4 * e } else { 0 };
         Params {
-            trainable: weights + biases,
+            trainable: self.params,
             ..Default::default()
         }
     }
@@ -273,10 +320,20 @@ impl Op for Mha {
         } else {
             0
         };
-        let masked = if self.mask.is_some() || self.causal { scores } else { 0 };
+        let masked = if self.mask.is_some() || self.causal {
+            scores
+        } else {
+            0
+        };
         Ok(Cost {
             macs,
-            flops: add(&[mul(&[2, macs])?, bias, mul(&[n, l, e])?, mul(&[4, scores])?, masked])?,
+            flops: add(&[
+                mul(&[2, macs])?,
+                bias,
+                mul(&[n, l, e])?,
+                mul(&[4, scores])?,
+                masked,
+            ])?,
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
@@ -367,6 +424,16 @@ impl Kernel for Mha {
             }
             y
         };
+        let dims = Dims {
+            pairs: n * h,
+            l,
+            s,
+            e: d,
+            ev: d,
+            group: 1,
+        };
+        buffer("projected keys", &[n, s, e])?;
+        check_buffers(&dims)?;
         let mut macs = 0u64;
         let bias_part = |i: usize| in_bias.map(|b| &b[i * e..(i + 1) * e]);
         let q = project(xq, wq, e, bias_part(0), &mut macs);
@@ -391,14 +458,7 @@ impl Kernel for Mha {
             row: e,
         };
         macs += kernels_attn::attention(
-            &Dims {
-                pairs: n * h,
-                l,
-                s,
-                e: d,
-                ev: d,
-                group: 1,
-            },
+            &dims,
             (&q, heads(l)),
             (&k, heads(s)),
             (&v, heads(s)),
@@ -421,16 +481,27 @@ impl Kernel for Mha {
         let (n, l, s) = self.sizes(inputs);
         let e = self.embed;
         let d = (self.head_dim()) as usize;
-        // Q and the heads' output (N·L·E each), K and V (N·S·E each), the attention scratch.
-        let buffers = (2 * n * l * e).saturating_add(2 * n * s * e);
-        buffers.saturating_add(kernels_attn::workspace(&Dims {
-            pairs: (n * self.heads) as usize,
-            l: l as usize,
-            s: s as usize,
-            e: d,
-            ev: d,
-            group: 1,
-        }))
+        let pairs = n.saturating_mul(self.heads);
+        // Q and the heads' output (N·L·E each), K and V (N·S·E each), the attention scratch,
+        // and with a mask its offsets (one usize, two f32 elements, per pair).
+        let q = n.saturating_mul(l).saturating_mul(e);
+        let kv = n.saturating_mul(s).saturating_mul(e);
+        let offsets = if self.mask.is_some() {
+            pairs.saturating_mul(2)
+        } else {
+            0
+        };
+        q.saturating_mul(2)
+            .saturating_add(kv.saturating_mul(2))
+            .saturating_add(offsets)
+            .saturating_add(kernels_attn::workspace(&Dims {
+                pairs: pairs as usize,
+                l: l as usize,
+                s: s as usize,
+                e: d,
+                ev: d,
+                group: 1,
+            }))
     }
 }
 
@@ -527,23 +598,46 @@ impl Counting for Mha {
         // The attention core: four products (dQ = dS·K, dK = dSᵀ·Q, dP = dO·Vᵀ, dV = Pᵀ·dO),
         // each the MACs of one forward product, and the softmax's backward, 3 per score.
         let core = add(&[mul(&[2, attn])?, mul(&[3, scores])?])?;
-        // Saved: the inputs (for the projections' weight gradients), Q, K, V and the heads'
-        // output (the attention's backward and out_proj's weight gradient); then either the
-        // softmax's output (need_weights: the explicit path) or the fused kernel's log-sum-exp
-        // (one f32 per query row and head).
-        let qkv_out = mul(&[add(&[mul(&[2, n, l, e])?, mul(&[2, n, s, e])?])?, dtype_bytes])?;
-        // need_weights in training: F.dropout on the weights keeps its mask (one byte per
-        // score); the fused kernel keeps only a random seed.
-        let extra = if self.need_weights {
-            let dropout_mask = if self.dropout > 0.0 { scores } else { 0 };
-            add(&[mul(&[scores, dtype_bytes])?, dropout_mask])?
+        // Saved (measured on the CPU: scripts/attention_reference.py `saved_for_backward`,
+        // docs/TRAINING.md): each projection's input — the input itself at batch 1, else the
+        // contiguous copy batch_first's transpose makes (N·L·E, N·S·kdim, N·S·vdim) — the
+        // projections Q, K, V (one packed storage for self-attention) and the heads' output
+        // (out_proj's input); then, by path:
+        // - fused (need_weights false, no mask): a log-sum-exp per query row and head (f32);
+        // - math inside scaled_dot_product_attention (need_weights false, a mask): Q and K
+        //   scaled (N·L·E + N·S·E) and the softmax's output (one per score);
+        // - need_weights: Q scaled and the softmax's output, and Q itself no longer for
+        //   cross-attention (only its scaled copy is used); F.dropout's mask with `dropout`.
+        let dt = |x: u64| mul(&[x, dtype_bytes]);
+        let (kd, vd) = (self.kdim, self.vdim);
+        let copies = if n == 1 {
+            0
+        } else if self.self_attention {
+            mul(&[n, l, e])?
         } else {
-            mul(&[n, h, l, 4])?
+            add(&[mul(&[n, l, e])?, mul(&[n, s, kd])?, mul(&[n, s, vd])?])?
         };
-        let saved_inputs = if self.self_attention {
-            vec![0]
+        let q_elems = mul(&[n, l, e])?;
+        let kv_elems = mul(&[2, n, s, e])?;
+        let mut elems = add(&[copies, q_elems, kv_elems, q_elems])?;
+        let mut extra_raw = 0u64;
+        if self.need_weights {
+            elems = add(&[elems, q_elems, scores])?;
+            if !self.self_attention {
+                elems -= q_elems;
+            }
+            if self.dropout > 0.0 {
+                extra_raw = scores;
+            }
+        } else if self.mask.is_some() {
+            elems = add(&[elems, q_elems, mul(&[n, s, e])?, scores])?;
         } else {
-            vec![0, 1, 2]
+            extra_raw = mul(&[n, h, l, 4])?;
+        }
+        let saved_inputs = match (n, self.self_attention) {
+            (1, true) => vec![0],
+            (1, false) => vec![0, 1, 2],
+            _ => vec![],
         };
         Ok(Training {
             forward_flops: c.flops,
@@ -551,7 +645,7 @@ impl Counting for Mha {
             saved: Saved {
                 inputs: saved_inputs,
                 output: false,
-                extra_bytes: add(&[qkv_out, extra])?,
+                extra_bytes: add(&[dt(elems)?, extra_raw])?,
             },
             view: false,
             grad_views: vec![],
@@ -590,7 +684,11 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .at(&a.node_path)
         .help("write `in: [q, k, v]` or `in: [q, k, v, mask]`"));
     }
-    let (q, k, v) = (a.inputs[0].clone(), a.inputs[1].clone(), a.inputs[2].clone());
+    let (q, k, v) = (
+        a.inputs[0].clone(),
+        a.inputs[1].clone(),
+        a.inputs[2].clone(),
+    );
     for (what, t) in [("query", &q), ("key", &k), ("value", &v)] {
         if t.rank() < 3 {
             return Err(Diagnostic::new(format!(
@@ -622,7 +720,7 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let lead_ok = |t: &Shape| -> bool {
         if gqa && r >= 4 {
             let (hq, hk) = (q.0[r - 3], t.0[r - 3]);
-            t.0[..r - 3] == q.0[..r - 3] && hk > 0 && hq % hk == 0
+            t.0[..r - 3] == q.0[..r - 3] && hk > 0 && hq.is_multiple_of(hk)
         } else {
             t.0[..r - 2] == q.0[..r - 2]
         }
@@ -662,7 +760,11 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         let mut target = q.0[..r - 2].to_vec();
         target.extend([l, s]);
         let fits = m.rank() <= target.len()
-            && m.0.iter().rev().zip(target.iter().rev()).all(|(&a, &b)| a == b || a == 1);
+            && m.0
+                .iter()
+                .rev()
+                .zip(target.iter().rev())
+                .all(|(&a, &b)| a == b || a == 1);
         if !fits {
             return Err(Diagnostic::new(format!(
                 "the attention mask {m} does not broadcast to the scores {}",
@@ -726,10 +828,19 @@ impl Op for Sdpa {
         let (pairs, l, s, e, _) = sdpa_sizes(inputs);
         let macs = self.macs(inputs)?;
         let scores = mul(&[pairs, l, s])?;
-        let masked = if self.masked || self.causal { scores } else { 0 };
+        let masked = if self.masked || self.causal {
+            scores
+        } else {
+            0
+        };
         Ok(Cost {
             macs,
-            flops: add(&[mul(&[2, macs])?, mul(&[pairs, l, e])?, mul(&[4, scores])?, masked])?,
+            flops: add(&[
+                mul(&[2, macs])?,
+                mul(&[pairs, l, e])?,
+                mul(&[4, scores])?,
+                masked,
+            ])?,
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
@@ -807,15 +918,17 @@ impl Kernel for Sdpa {
             }
         });
         let scale = self.scale.map_or(1.0 / (e as f32).sqrt(), |x| x as f32);
+        let dims = Dims {
+            pairs,
+            l,
+            s,
+            e,
+            ev,
+            group: hq / hk.max(1),
+        };
+        check_buffers(&dims)?;
         ctx.macs += kernels_attn::attention(
-            &Dims {
-                pairs,
-                l,
-                s,
-                e,
-                ev,
-                group: hq / hk.max(1),
-            },
+            &dims,
             (&q.data, strided(hq, l, e)),
             (&k.data, strided(hk, s, e)),
             (&v.data, strided(hk, s, ev)),
@@ -828,14 +941,21 @@ impl Kernel for Sdpa {
     }
     fn workspace(&self, inputs: &[Shape], _outputs: &[Shape]) -> u64 {
         let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
-        kernels_attn::workspace(&Dims {
+        // The attention scratch, and with a mask its offsets (one usize, two f32 elements,
+        // per pair).
+        let offsets = if self.masked {
+            pairs.saturating_mul(2)
+        } else {
+            0
+        };
+        offsets.saturating_add(kernels_attn::workspace(&Dims {
             pairs: pairs as usize,
             l: l as usize,
             s: s as usize,
             e: e as usize,
             ev: ev as usize,
             group: 1,
-        })
+        }))
     }
 }
 
@@ -863,27 +983,43 @@ impl Counting for Sdpa {
         inputs: &[Shape],
         outputs: &[Shape],
         input_grad: bool,
-        _dtype_bytes: u64,
+        dtype_bytes: u64,
     ) -> Result<Training, Diagnostic> {
-        let (pairs, l, s, _, _) = sdpa_sizes(inputs);
+        let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
         let c = self.cost(inputs, outputs)?;
         let scores = mul(&[pairs, l, s])?;
         // Four products (2× the forward's MACs, 2 FLOPs each) and the softmax's backward (3
-        // per score). The fused kernel saves q, k, v, its output and a log-sum-exp per query
-        // row (f32).
+        // per score).
         let backward = if input_grad {
             add(&[mul(&[4, self.macs(inputs)?])?, mul(&[3, scores])?])?
         } else {
             0
         };
-        Ok(Training {
-            forward_flops: c.flops,
-            backward_flops: backward,
-            saved: Saved {
+        // Saved (measured on the CPU, docs/TRAINING.md): the fused kernel (E = Ev, no mask,
+        // no dropout) keeps q, k, v, its output and a log-sum-exp per query row (f32); the
+        // math path keeps v, q and k scaled (pairs·L·E + pairs·S·E) and the softmax's output
+        // (one per score), and a dropout mask (a byte per score) with `dropout`.
+        let saved = if e == ev && !self.masked && self.dropout == 0.0 {
+            Saved {
                 inputs: vec![0, 1, 2],
                 output: true,
                 extra_bytes: mul(&[pairs, l, 4])?,
-            },
+            }
+        } else {
+            let elems = add(&[mul(&[pairs, l, e])?, mul(&[pairs, s, e])?, scores])?;
+            Saved {
+                inputs: vec![2],
+                output: false,
+                extra_bytes: add(&[
+                    mul(&[elems, dtype_bytes])?,
+                    if self.dropout > 0.0 { scores } else { 0 },
+                ])?,
+            }
+        };
+        Ok(Training {
+            forward_flops: c.flops,
+            backward_flops: backward,
+            saved,
             view: false,
             grad_views: vec![],
             cublas: true,
@@ -901,12 +1037,19 @@ mod tests {
         // E = 768, 12 heads, L = 197: in_proj 3·768² + 3·768, out_proj 768² + 768 parameters
         // = 2,362,368; MACs 4·197·768² (projections) + 2·197²·768 (Q·Kᵀ, A·V) = 524,391,936.
         let x = [1u64, 197, 768];
-        let (l, out) = build("multi_head_attention", "{heads: 12, need_weights: false}", &[&x]).unwrap();
+        let (l, out) = build(
+            "multi_head_attention",
+            "{heads: 12, need_weights: false}",
+            &[&x],
+        )
+        .unwrap();
         assert_eq!(out[0].0, x.to_vec());
         assert_eq!(l.params().total(), 2_362_368);
         let c = l.cost(&[Shape(x.to_vec())], &out).unwrap();
         assert_eq!(c.macs, 4 * 197 * 768 * 768 + 2 * 197 * 197 * 768);
         assert_eq!(c.macs, 524_391_936);
+        // Of which Q·Kᵀ and attention·V: 2·197²·768.
+        assert_eq!(c.macs - 4 * 197 * 768 * 768, 59_610_624);
         // GPT-2's causal layer keeps K and V: 2·768 elements per token.
         let (l, _) = build("mha", "{heads: 12, causal: true}", &[&x]).unwrap();
         assert_eq!(l.kv_cache_per_token(&[Shape(x.to_vec())]), 1536);
@@ -915,15 +1058,17 @@ mod tests {
     #[test]
     fn sdpa_shapes_and_macs_by_hand() {
         // q 2×3×5×8, k 2×3×7×8, v 2×3×7×6 → 2×3×5×6; 6 pairs · 5·7·(8 + 6) = 2,940 MACs.
-        let (l, out) =
-            build("sdpa", "{}", &[&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]]).unwrap();
+        let (l, out) = build("sdpa", "{}", &[&[2, 3, 5, 8], &[2, 3, 7, 8], &[2, 3, 7, 6]]).unwrap();
         assert_eq!(out[0].0, vec![2, 3, 5, 6]);
         let ins: Vec<Shape> = [[2u64, 3, 5, 8], [2, 3, 7, 8], [2, 3, 7, 6]]
             .iter()
             .map(|s| Shape(s.to_vec()))
             .collect();
         assert_eq!(l.cost(&ins, &out).unwrap().macs, 2940);
-        assert_eq!(l.convention_cost(Convention::Fvcore, &ins, &out).unwrap(), 0);
+        assert_eq!(
+            l.convention_cost(Convention::Fvcore, &ins, &out).unwrap(),
+            0
+        );
     }
 
     #[test]
