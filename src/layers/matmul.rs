@@ -66,10 +66,11 @@ fn build_matmul(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             .help("add a dimension with `{op: unsqueeze, dim: -1}`"));
         }
     }
-    Matmul
-        .output_shapes(a.inputs)
-        .map_err(|d| d.at(&a.node_path))?;
-    Ok(Box::new(Matmul))
+    let m = Matmul {
+        operator: a.bool("operator", false)?,
+    };
+    m.output_shapes(a.inputs).map_err(|d| d.at(&a.node_path))?;
+    Ok(Box::new(m))
 }
 
 impl Op for Matmul {
