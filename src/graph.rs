@@ -17,7 +17,7 @@ use petgraph::Direction;
 
 use crate::error::{did_you_mean, Diagnostic, Error};
 use crate::expr::{substitute, Env};
-use crate::layers::{self, Arity, Attrs, Layer, OpType, Shape};
+use crate::layers::{self, Arity, Attrs, Layer, Layout, OpType, Shape};
 use crate::spec::{BlockSpec, Defaults, ModelSpec, NodeKind, NodeSpec};
 use crate::yaml::{Document, YNode, YValue, YamlPath};
 
@@ -92,6 +92,10 @@ pub struct NetNode {
     pub inputs: Vec<(usize, usize)>,
     pub in_shapes: Vec<Shape>,
     pub out_shapes: Vec<Shape>,
+    /// What each dimension of each input means (its producer's output layout), in input order.
+    pub in_layouts: Vec<Layout>,
+    /// What each dimension of each output means (`Op::layouts`), one per output.
+    pub out_layouts: Vec<Layout>,
     /// The innermost block instance it belongs to (index into [`Network::instances`]).
     pub instance: Option<usize>,
 }
@@ -515,6 +519,32 @@ fn check_outputs(raw: &Raw, out_shapes: &[Shape]) -> Result<(), Diagnostic> {
         }
     }
     Ok(())
+}
+
+/// An op's layouts must describe each of its outputs, dimension for dimension (a rule that
+/// does not is a bug in the op, reported rather than carried on).
+fn check_layouts(raw: &Raw, out_shapes: &[Shape], layouts: &[Layout]) -> Result<(), Diagnostic> {
+    let fits = layouts.len() == out_shapes.len()
+        && layouts
+            .iter()
+            .zip(out_shapes)
+            .all(|(l, s)| l.rank() == s.rank());
+    if fits {
+        return Ok(());
+    }
+    Err(Diagnostic::new(format!(
+        "internal error: {}'s layout rule gives {} layout(s) of ranks {:?} for outputs {}",
+        raw.op.name,
+        layouts.len(),
+        layouts.iter().map(|l| l.rank()).collect::<Vec<_>>(),
+        out_shapes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .at(&raw.node_path)
+    .help("please report this model: the op's `layouts` must match its `output_shapes`"))
 }
 
 impl<'a> Expander<'a> {
@@ -1371,6 +1401,7 @@ impl<'a> Expander<'a> {
         self.current = Some((raw.path.clone(), raw.instance));
         let mut in_shapes = Vec::with_capacity(inputs.len());
         let mut in_ops = Vec::with_capacity(inputs.len());
+        let mut in_layouts: Vec<Layout> = Vec::with_capacity(inputs.len());
         for (k, &(src, slot)) in inputs.iter().enumerate() {
             let p: &NetNode = &nodes[src];
             let s = p.out_shapes.get(slot).ok_or_else(|| {
@@ -1392,6 +1423,12 @@ impl<'a> Expander<'a> {
             })?;
             in_shapes.push(s.clone());
             in_ops.push(p.layer.op());
+            in_layouts.push(
+                p.out_layouts
+                    .get(slot)
+                    .cloned()
+                    .unwrap_or_else(|| Layout::input(s.rank())),
+            );
         }
         check_arity(raw, in_shapes.len())?;
         let env = layer_env(raw, &in_shapes);
@@ -1402,7 +1439,8 @@ impl<'a> Expander<'a> {
             Rc::new(env),
             &in_shapes,
             &in_ops,
-        );
+        )
+        .with_layouts(&in_layouts);
         let layer = (raw.op.build)(&mut attrs).map_err(|d| d.at(&raw.node_path))?;
         if let Some((k, v)) = attrs.unused().first() {
             return Err(
@@ -1430,12 +1468,18 @@ impl<'a> Expander<'a> {
         if let Some(t) = layer.tied() {
             check_tied(raw, &t, nodes)?;
         }
+        let out_layouts = layer
+            .layouts(&in_layouts, &in_shapes, &out_shapes)
+            .map_err(|d| d.at(&raw.node_path))?;
+        check_layouts(raw, &out_shapes, &out_layouts)?;
         Ok(NetNode {
             name: raw.path.clone(),
             layer,
             inputs,
             in_shapes,
             out_shapes,
+            in_layouts,
+            out_layouts,
             instance: raw.instance,
         })
     }

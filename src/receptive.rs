@@ -381,7 +381,8 @@ fn apply(mut f: Field, g: &Geometry) -> Result<Option<Field>, Diagnostic> {
                 start: add(a.start, mul(q(at(&offset[..], ax)?)?, a.jump)?)?,
                 ..a.clone()
             },
-            Geometry::Global => return Ok(None),
+            // Windowed attention: composed exactly in a later step; until then no field.
+            Geometry::Global | Geometry::Partition { .. } => return Ok(None),
             Geometry::Window {
                 kernel,
                 stride,

@@ -363,7 +363,8 @@ impl Graph<'_> {
                 }
             } else {
                 match &self.collapsed[k] {
-                    Collapsed::Stop => None,
+                    // Windowed attention is measured in a later step.
+                    Collapsed::Stop | Collapsed::Partition { .. } => None,
                     Collapsed::Identity => {
                         let (src, slot) = node.inputs[0];
                         let take = topo.reads(src).len() == 1

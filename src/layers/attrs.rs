@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use super::Shape;
+use super::{Layout, Shape};
 use crate::error::Diagnostic;
 use crate::expr::{substitute, Env};
 use crate::yaml::{YNode, YValue, YamlPath};
@@ -62,6 +62,9 @@ pub struct Attrs<'a> {
     pub inputs: &'a [Shape],
     /// Op names of the layers producing each input.
     pub input_ops: &'a [&'static str],
+    /// Layouts of the inputs, in order (set by the graph builder with
+    /// [`Attrs::with_layouts`]; read through [`Attrs::input_layout`]).
+    layouts: &'a [Layout],
 }
 
 impl<'a> Attrs<'a> {
@@ -81,6 +84,23 @@ impl<'a> Attrs<'a> {
             used: Vec::new(),
             inputs,
             input_ops,
+            layouts: &[],
+        }
+    }
+
+    /// The same attributes with the inputs' layouts (the graph builder's call).
+    pub fn with_layouts(mut self, layouts: &'a [Layout]) -> Self {
+        self.layouts = layouts;
+        self
+    }
+
+    /// The layout of input `k` (what each of its dimensions means: batch, channels, spatial
+    /// axes, tokens…). Where no layouts were given (a layer built alone, in unit tests), the
+    /// model-input layout of that input's rank, `[Batch, Channel, Space(0), …]`.
+    pub fn input_layout(&self, k: usize) -> Layout {
+        match self.layouts.get(k) {
+            Some(l) => l.clone(),
+            None => Layout::input(self.inputs.get(k).map_or(0, |s| s.rank())),
         }
     }
 

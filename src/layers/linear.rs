@@ -2,8 +2,8 @@
 
 use super::Convention;
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Op,
-    OpType, Params, Shape, Tied, Training, WeightInfo, WeightedKind,
+    add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Layout,
+    Op, OpType, Params, Role, Shape, Tied, Training, WeightInfo, WeightedKind,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -37,21 +37,12 @@ struct Linear {
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
-    // A channels-last N×H×W×C tensor (made by a permute) runs per position; an N×C×H×W one
-    // would mix the columns.
-    let channels_last = matches!(a.input_ops.first(), Some(&"permute") | Some(&"transpose"));
-    if x.rank() == 4 && !channels_last {
-        return Err(Diagnostic::new(format!(
-            "linear applies to the last dimension, and this input is {x}: it would mix only the {} columns",
-            x.0[3]
-        ))
-        .help("flatten first: add `{op: flatten}` before it (after a global pooling, for a CNN head)"));
-    }
     if x.rank() < 2 {
         return Err(Diagnostic::new(format!(
             "linear needs an N×F input, got {x}"
         )));
     }
+    spatial_last_error(&x, &a.input_layout(0))?;
     let in_features = x.0[x.rank() - 1];
     let out_features = a.req_positive("out", "1000")?;
     let bias = a.bool("bias", true)?;
@@ -92,6 +83,46 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         tied,
         transposed,
     }))
+}
+
+/// A linear layer mixes its input's last dimension: an error when that is a spatial axis (an
+/// `N×C×H×W` map's width, an `N×C×L` signal's length), which would mix positions instead of
+/// channels. The fix: flatten (a CNN head) or move the channels last (ConvNeXt's
+/// channels-last MLP).
+fn spatial_last_error(x: &Shape, layout: &Layout) -> Result<(), Diagnostic> {
+    let Some(Role::Space(k)) = layout.0.last() else {
+        return Ok(());
+    };
+    let spatial = layout.spatial_hint();
+    let axis = Role::Space(*k).describe(spatial);
+    let n = x.0[x.rank() - 1];
+    let channels = match layout.0.iter().position(|r| *r == Role::Channel) {
+        Some(c) => format!(" instead of the {} channels", x.0[c]),
+        None => String::new(),
+    };
+    let mut d = Diagnostic::new(format!(
+        "linear applies to the last dimension, and the last dimension of this {} input ({}) is {axis}: it would mix the {n} position{} along it{channels}",
+        x.per_sample(),
+        layout.letters(spatial),
+        if n == 1 { "" } else { "s" },
+    ));
+    let flatten = "for a CNN head, flatten first: `{op: flatten}` (after a global pooling)";
+    d = match layout.0.iter().position(|r| *r == Role::Channel) {
+        Some(c) => {
+            // The permutation that moves the channels last, everything else in order.
+            let dims: Vec<String> = (0..layout.rank())
+                .filter(|&i| i != c)
+                .chain([c])
+                .map(|i| i.to_string())
+                .collect();
+            d.help(format!(
+                "{flatten}; to apply it to the channels at every position (channels-last, as ConvNeXt does), permute first: `{{op: permute, dims: [{}]}}`",
+                dims.join(", ")
+            ))
+        }
+        None => d.help(flatten),
+    };
+    Err(d)
 }
 
 impl Op for Linear {
@@ -147,6 +178,19 @@ impl Op for Linear {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Global
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The last dimension becomes features; the others keep their meaning.
+        let mut l = inputs[0].clone();
+        if let Some(last) = l.0.last_mut() {
+            *last = Role::Channel;
+        }
+        Ok(vec![l])
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some(if self.transposed { "Conv1D" } else { "Linear" })
@@ -334,8 +378,13 @@ impl Counting for Linear {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::testutil::build;
-    use crate::layers::Shape;
+    use crate::layers::testutil::{build, build_laid};
+    use crate::layers::{Layout, Role, Shape};
+
+    /// A sequence of vectors, `N×L×F`.
+    fn seq() -> Vec<Layout> {
+        vec![Layout(vec![Role::Batch, Role::Sequence, Role::Channel])]
+    }
 
     #[test]
     fn alexnet_fc6_by_hand() {
@@ -346,7 +395,8 @@ mod tests {
         assert_eq!(c.macs, 37_748_736);
         assert_eq!(c.flops, 2 * 37_748_736 + 4096);
         // Batch and sequence dimensions multiply the MACs, not the parameters.
-        let (l, out) = build("linear", "{out: 8, bias: false}", &[&[4, 5, 16]]).unwrap();
+        let (l, out) =
+            build_laid("linear", "{out: 8, bias: false}", &[&[4, 5, 16]], &seq()).unwrap();
         assert_eq!(out[0].0, vec![4, 5, 8]);
         assert_eq!(
             l.cost(&[Shape(vec![4, 5, 16])], &out).unwrap().macs,
@@ -360,7 +410,7 @@ mod tests {
         // 11200, torchinfo 1414 = 2 · 707 parameters).
         use super::Convention;
         let x = Shape(vec![2, 8, 100]);
-        let (l, y) = build("linear", "{out: 7}", &[&x.0]).unwrap();
+        let (l, y) = build_laid("linear", "{out: 7}", &[&x.0], &seq()).unwrap();
         let cost = |c| l.convention_cost(c, std::slice::from_ref(&x), &y).unwrap();
         assert_eq!(cost(Convention::Fvcore), 11200);
         assert_eq!(cost(Convention::Thop), 11200);
@@ -416,6 +466,21 @@ mod tests {
     #[test]
     fn four_d_input_needs_flatten() {
         let e = build("linear", "{out: 10}", &[&[1, 512, 1, 1]]).unwrap_err();
-        assert!(e.help.unwrap().contains("flatten"));
+        assert_eq!(
+            e.message,
+            "linear applies to the last dimension, and the last dimension of this 512×1×1 input (N×C×H×W) is the width (spatial axis 1): it would mix the 1 position along it instead of the 512 channels"
+        );
+        assert_eq!(
+            e.help.as_deref(),
+            Some("for a CNN head, flatten first: `{op: flatten}` (after a global pooling); to apply it to the channels at every position (channels-last, as ConvNeXt does), permute first: `{op: permute, dims: [0, 2, 3, 1]}`")
+        );
+        // A signal's length is a spatial axis too.
+        let e = build("linear", "{out: 10}", &[&[1, 8, 100]]).unwrap_err();
+        assert!(
+            e.message.contains("is the length (spatial axis 0)"),
+            "{}",
+            e.message
+        );
+        assert!(e.help.unwrap().contains("dims: [0, 2, 1]"));
     }
 }

@@ -2,8 +2,8 @@
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
 use super::{
-    add, mul, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer, Op,
-    OpType, Saved, Shape, Training,
+    add, mul, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer, Layout,
+    Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels;
@@ -95,6 +95,20 @@ impl Op for Elementwise {
     }
     fn label(&self) -> String {
         format!("{} ×{}", self.op(), self.n)
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Broadcasting aligns the inputs from the end; a learned tensor's or a gate's axes
+        // take the meaning of the tensor they meet.
+        Ok(vec![Layout::broadcast(
+            inputs,
+            in_shapes,
+            out_shapes[0].rank(),
+        )])
     }
     fn category(&self) -> Category {
         Category::Merge
@@ -288,6 +302,14 @@ impl Op for Concat {
     }
     fn label(&self) -> String {
         format!("concat ×{}", self.n)
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        Ok(vec![Layout::concat(inputs, in_shapes, self.dim)])
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         // Along a spatial axis (of N×C×L, N×C×H×W or N×C×D×H×W): the inputs end to end.

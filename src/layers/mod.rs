@@ -16,6 +16,7 @@ mod attention;
 mod attrs;
 mod conv;
 mod conv_nd;
+pub mod layout;
 mod linear;
 mod matmul;
 mod merge;
@@ -31,6 +32,7 @@ mod tensor_ops;
 mod testutil;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
+pub use layout::{Layout, Role};
 pub use param::MAX_PARAMETER_ELEMENTS;
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS, MAX_TOKENS};
 
@@ -144,8 +146,22 @@ pub enum Geometry {
     },
     /// A crop: output unit 0 is input unit `offset` (per axis).
     Crop { offset: Axes },
-    /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax over space…).
+    /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax
+    /// over space…). On an output that still has token axes (`Role::Tokens` or
+    /// `Role::Sequence`: global self-attention, a token-mixing linear) the receptive field is
+    /// "the whole input" (every unit sees every input position); elsewhere the output has no
+    /// field.
     Global,
+    /// Windowed self-attention over the positional axes of input 0 (Swin's shifted windows,
+    /// MaxViT's block attention), one value per positional axis in tensor order (`[h, w]` of
+    /// an `N×H×W×C` map): the axes are padded at the end to a multiple of `window` (padding
+    /// carries no input), cyclically shifted by `shift` units towards the start
+    /// (`torch.roll(x, -shift)`), cut into non-overlapping windows of `window` units, and each
+    /// unit attends to the units of its window that lie in the same region of the unshifted
+    /// map (torchvision's attention mask), before the shift is undone. `shift` is the shift
+    /// applied: the op sets it to 0 where torchvision does (a window covering the whole axis).
+    /// MaxViT's grid attention mixes units across the whole map: `Global`.
+    Partition { window: Axes, shift: Axes },
     /// The inputs laid end to end along spatial axis `axis` (0 height, 1 width; a concatenation
     /// along `H` or `W`): output unit `j` of that axis is unit `j − offset` of the input that
     /// holds it, so the inputs' lattices must continue one another (docs/RECEPTIVE_FIELD.md).
@@ -173,6 +189,10 @@ pub enum Collapsed {
     /// convolution with one input and one output channel, no groups and no bias; pooling;
     /// resampling; padding; cropping). Its weights are set to 1.
     Layer(Box<dyn Layer>),
+    /// Windowed attention ([`Geometry::Partition`], same `window` and `shift`, over the
+    /// positional axes of the one-channel input in tensor order): each output unit is the sum
+    /// of the units its (masked) window lets it attend to.
+    Partition { window: Axes, shift: Axes },
     /// Not measured: a global or data-dependent layer (linear, flatten, global pooling, a
     /// softmax over space, max-unpooling). Nothing downstream of it is measured either.
     Stop,
@@ -387,6 +407,19 @@ pub trait Op: fmt::Debug + Send + Sync {
     /// Receptive-field geometry.
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Pointwise
+    }
+    /// The [`Layout`] of each output (what each dimension means), from the inputs' layouts and
+    /// the shapes; computed once at build. The default ([`layout::default_layouts`]): a model
+    /// input is `[Batch, Channel, Space(0), …]`, an output of input 0's rank has input 0's
+    /// layout, an output of another rank is `[Batch, Other, …]`. An op that moves, merges or
+    /// splits dimensions implements it with the rules of [`layout`].
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        Ok(layout::default_layouts(inputs, out_shapes))
     }
     /// Whether the output's values depend on the values of input `index`; false for an input
     /// that only lends its size (the `like` of `in: [x, like]` on crop and upsample). Receptive

@@ -464,6 +464,15 @@ impl Op for Flatten {
             Geometry::Pointwise
         }
     }
+    fn layouts(
+        &self,
+        inputs: &[super::Layout],
+        in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<super::Layout>, Diagnostic> {
+        // Spatial axes alone become tokens; channels with space, something else.
+        Ok(vec![inputs[0].flatten(self.start, self.end, &in_shapes[0])])
+    }
     fn is_view(&self) -> bool {
         true
     }

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use crate::error::Diagnostic;
 use crate::expr::Env;
-use crate::layers::{lookup, Attrs, Layer, Shape};
+use crate::layers::{lookup, Attrs, Layer, Layout, Shape};
 use crate::yaml::{Document, YValue};
 
 /// Builds layer `op` with attributes `attrs` (a YAML mapping) on inputs of the given shapes,
@@ -13,6 +13,16 @@ pub fn build(
     op: &str,
     attrs: &str,
     inputs: &[&[u64]],
+) -> Result<(Box<dyn Layer>, Vec<Shape>), Diagnostic> {
+    build_laid(op, attrs, inputs, &[])
+}
+
+/// [`build`] with the inputs' layouts (`[]`: each input a model input of its rank).
+pub fn build_laid(
+    op: &str,
+    attrs: &str,
+    inputs: &[&[u64]],
+    layouts: &[Layout],
 ) -> Result<(Box<dyn Layer>, Vec<Shape>), Diagnostic> {
     let t = lookup(op).expect("known op");
     let doc = Document::parse("test.yaml", attrs)?;
@@ -29,7 +39,8 @@ pub fn build(
         Rc::new(Env::new(None)),
         &shapes,
         &ops,
-    );
+    )
+    .with_layouts(layouts);
     let layer = (t.build)(&mut a)?;
     if let Some((k, _)) = a.unused().first() {
         return Err(Diagnostic::new(format!("unused key {k}")));
