@@ -12,7 +12,7 @@
 
 use super::{
     mul, Arity, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry, Kernel, Layer,
-    Op, OpType, Params, Saved, Shape, Training,
+    Layout, Op, OpType, Params, Role, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -115,6 +115,15 @@ fn build_parameter(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Parameter {
+    fn layouts(
+        &self,
+        _inputs: &[Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // A learned tensor: nothing known of its axes (broadcasting defers to the other input).
+        Ok(vec![Layout::opaque(out_shapes[0].rank())])
+    }
     fn op(&self) -> &'static str {
         "parameter"
     }
@@ -239,6 +248,17 @@ fn build_embedding(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Embedding {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The ids' axes, then the embedding's features.
+        let mut l = inputs[0].clone();
+        l.0.push(Role::Channel);
+        Ok(vec![l])
+    }
     fn op(&self) -> &'static str {
         "embedding"
     }

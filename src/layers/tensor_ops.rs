@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::{
     add, attrs_int, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry,
-    Kernel, Layer, Op, OpType, Saved, Shape, Training,
+    Kernel, Layer, Layout, Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -474,6 +474,15 @@ fn build_unflatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Reshape {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Dimensions kept keep their role; merged ones merge (H, W → tokens), split ones split.
+        Ok(vec![inputs[0].reshape(&in_shapes[0], &out_shapes[0])])
+    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -621,6 +630,15 @@ impl Permute {
 }
 
 impl Op for Permute {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Each dimension takes its role along (N×C×H×W → N×H×W×C).
+        Ok(vec![inputs[0].permute(&self.perm)])
+    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -1177,6 +1195,19 @@ fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Select {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The selected dimension goes; the others keep their roles.
+        let mut l = inputs[0].clone();
+        if self.dim < l.0.len() {
+            l.0.remove(self.dim);
+        }
+        Ok(vec![l])
+    }
     fn op(&self) -> &'static str {
         "select"
     }
@@ -1295,6 +1326,22 @@ fn build_expand(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Expand {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The same dimensions, grown: the input's roles, the batch first.
+        let mut l = inputs[0].clone();
+        if l.rank() != out_shapes[0].rank() {
+            l = Layout::opaque(out_shapes[0].rank());
+        }
+        if let Some(first) = l.0.first_mut() {
+            *first = super::Role::Batch;
+        }
+        Ok(vec![l])
+    }
     fn op(&self) -> &'static str {
         "expand"
     }
