@@ -69,8 +69,14 @@ pub const MODELS: &[(&str, &str)] = &[
     ("vit_b_16", include_str!("../models/vit_b_16.yaml")),
     ("vit_b_32", include_str!("../models/vit_b_32.yaml")),
     ("vit_l_16", include_str!("../models/vit_l_16.yaml")),
-    ("convnext_tiny", include_str!("../models/convnext_tiny.yaml")),
-    ("convnext_small", include_str!("../models/convnext_small.yaml")),
+    (
+        "convnext_tiny",
+        include_str!("../models/convnext_tiny.yaml"),
+    ),
+    (
+        "convnext_small",
+        include_str!("../models/convnext_small.yaml"),
+    ),
     ("resnet50_v2", include_str!("../models/resnet50_v2.yaml")),
     ("mobilenet_v1", include_str!("../models/mobilenet_v1.yaml")),
     ("unet", include_str!("../models/unet.yaml")),

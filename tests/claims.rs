@@ -149,7 +149,10 @@ fn every_zoo_model_has_one_source_of_truth() {
     let image = models("torchvision_zoo.json");
     let video_audio = models("video_audio_reference.json");
     // gpt2_reference.json measures one model, GPT-2 small (`models/gpt2.yaml`).
-    assert_eq!(data_json("gpt2_reference.json")["model"], "GPT2LMHeadModel(GPT2Config())");
+    assert_eq!(
+        data_json("gpt2_reference.json")["model"],
+        "GPT2LMHeadModel(GPT2Config())"
+    );
     let language: BTreeSet<String> = ["gpt2".to_string()].into();
     let papers: BTreeSet<String> = NOT_IN_PYTORCH.iter().map(|s| s.to_string()).collect();
     assert_eq!(image.len(), 35, "the README's \"all 35\"");

@@ -52,7 +52,11 @@ fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
             .collect();
         if ONE_SIZE.contains(&name.as_str()) {
             assert_eq!(batch1.len(), 1, "{name}: one size at batch 1");
-            let batch2 = runs.as_array().unwrap().iter().filter(|run| run["input"][0] == 2);
+            let batch2 = runs
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|run| run["input"][0] == 2);
             assert_eq!(batch2.count(), 1, "{name}: and at batch 2");
         } else {
             assert_eq!(batch1.len(), 2, "{name}: two sizes at batch 1");

@@ -99,10 +99,18 @@ fn gpt2_layers_match_transformers_module_by_module() {
             // lm_head holds wte's weight: PyTorch counts it in the module (38,597,376) but once
             // in the model; archscope counts it at the embedding and none at the head.
             assert_eq!(stats.params.total(), 0, "{what}: tied");
-            let wte = a.layers.iter().find(|l| l.name == "transformer.wte").unwrap();
+            let wte = a
+                .layers
+                .iter()
+                .find(|l| l.name == "transformer.wte")
+                .unwrap();
             assert_eq!(wte.params.total(), u64_of(&row["params"]), "{what}");
         } else {
-            assert_eq!(stats.params.total(), u64_of(&row["params"]), "{what}: params");
+            assert_eq!(
+                stats.params.total(),
+                u64_of(&row["params"]),
+                "{what}: params"
+            );
         }
         if let Some(macs) = row.get("macs") {
             assert_eq!(stats.macs, u64_of(macs), "{what}: MACs");
@@ -155,7 +163,13 @@ fn gpt2_per_token_figures_match_transformers() {
     assert_eq!(t.kv_cache_bytes, u64_of(&m["kv_cache"]["bytes_per_token"]));
     assert_eq!(t.kv_cache_bytes, 2 * 12 * 768 * 4);
     // Per sample: batch 4 keeps the same per-token figures.
-    let a4 = analysis(&zoo_net_with("gpt2", &BuildOptions { batch: 4, ..Default::default() }));
+    let a4 = analysis(&zoo_net_with(
+        "gpt2",
+        &BuildOptions {
+            batch: 4,
+            ..Default::default()
+        },
+    ));
     assert_eq!(a4.per_token(), Some(t));
     // In float16 the cache is half as large.
     let half = archscope::analyze(&zoo_net("gpt2"), archscope::Dtype::F16).unwrap();
@@ -203,7 +217,12 @@ fn formula_file(tensors: &[(String, Vec<usize>)]) -> Vec<u8> {
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize(views, &None).unwrap()
 }
@@ -211,7 +230,10 @@ fn formula_file(tensors: &[(String, Vec<usize>)]) -> Vec<u8> {
 /// The largest |a − b| over two equally long lists.
 fn worst(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }
 
 fn f32s(v: &Value) -> Vec<f32> {
@@ -261,10 +283,11 @@ fn gpt2_reads_transformers_weights_and_gives_its_logits() {
         .data
         .chunks(50257)
         .map(|row| {
-            let (i, m) = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |(bi, bm), (i, &x)| if x > bm { (i, x) } else { (bi, bm) });
+            let (i, m) =
+                row.iter().enumerate().fold(
+                    (0, f32::MIN),
+                    |(bi, bm), (i, &x)| if x > bm { (i, x) } else { (bi, bm) },
+                );
             (m, i as u64)
         })
         .unzip();
@@ -290,13 +313,23 @@ fn torchvision_published_figures_are_reproduced() {
     // decimals), for the first (IMAGENET1K_V1) weights of each model; archscope's totals at
     // 224×224 give them. ViT-B/16: 86,567,656 parameters and 17.564 G (issue #13).
     let zoo = data_json("torchvision_zoo.json");
-    let models = ["vit_b_16", "vit_b_32", "vit_l_16", "convnext_tiny", "convnext_small"];
+    let models = [
+        "vit_b_16",
+        "vit_b_32",
+        "vit_l_16",
+        "convnext_tiny",
+        "convnext_small",
+    ];
     for name in models {
         let meta = &zoo["models"][name]["torchvision_meta"];
         let a = analysis(&zoo_net(name));
         assert_eq!(a.totals.params, u64_of(&meta["num_params"]), "{name}");
         let gmacs = format!("{:.3}", a.totals.macs as f64 / 1e9);
-        assert_eq!(gmacs, format!("{:.3}", meta["gflops"].as_f64().unwrap()), "{name}");
+        assert_eq!(
+            gmacs,
+            format!("{:.3}", meta["gflops"].as_f64().unwrap()),
+            "{name}"
+        );
     }
     let vit = analysis(&zoo_net("vit_b_16"));
     assert_eq!(vit.totals.params, 86_567_656);
@@ -347,6 +380,12 @@ fn vit_l_16_passes_check_at_112() {
     let net = Network::from_yaml("vit_l_16.yaml", &small, &BuildOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let a = analysis(&net);
-    assert_eq!(a.layers.iter().filter(|l| l.op == "multi_head_attention").count(), 24);
+    assert_eq!(
+        a.layers
+            .iter()
+            .filter(|l| l.op == "multi_head_attention")
+            .count(),
+        24
+    );
     checked(&net);
 }

@@ -224,7 +224,11 @@ impl Kernel for Linear {
         if self.tied.is_none() {
             w.push(WeightSpec {
                 name: "weight",
-                shape: if self.transposed { vec![i, o] } else { vec![o, i] },
+                shape: if self.transposed {
+                    vec![i, o]
+                } else {
+                    vec![o, i]
+                },
                 kind,
                 init: Init::Kaiming { fan_in: i },
             });
@@ -439,12 +443,23 @@ mod tests {
         assert_eq!(cost(Convention::Torchinfo), 4949);
         let (l, y) = build("linear", "{out: 7, transposed: true}", &[&[2, 8, 100]]).unwrap();
         let x = [Shape(vec![2, 8, 100])];
-        assert_eq!(l.convention_cost(Convention::Torchinfo, &x, &y).unwrap(), 9898);
-        assert_eq!(l.convention_cost(Convention::Fvcore, &x, &y).unwrap(), 11200);
+        assert_eq!(
+            l.convention_cost(Convention::Torchinfo, &x, &y).unwrap(),
+            9898
+        );
+        assert_eq!(
+            l.convention_cost(Convention::Fvcore, &x, &y).unwrap(),
+            11200
+        );
         // It runs x·W: with W = [[1, 2], [3, 4], [5, 6]] (3 → 2) and x = [1, 1, 1], y = [9, 12].
         use crate::kernels::Ctx;
         use crate::tensor::Tensor;
-        let (l, _) = build("linear", "{out: 2, bias: false, transposed: true}", &[&[1, 2, 3]]).unwrap();
+        let (l, _) = build(
+            "linear",
+            "{out: 2, bias: false, transposed: true}",
+            &[&[1, 2, 3]],
+        )
+        .unwrap();
         let w = Tensor::new(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let x = Tensor::new(vec![1, 2, 3], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
         let mut ctx = Ctx {
@@ -459,7 +474,12 @@ mod tests {
         assert_eq!(y[0].data, vec![9.0, 12.0, 1.0, 2.0]);
         assert_eq!(ctx.macs, 2 * 2 * 3);
         // `tied` and `transposed` together are refused.
-        let e = build("linear", "{out: 2, tied: wte, transposed: true}", &[&[1, 2, 3]]).unwrap_err();
+        let e = build(
+            "linear",
+            "{out: 2, tied: wte, transposed: true}",
+            &[&[1, 2, 3]],
+        )
+        .unwrap_err();
         assert!(e.message.contains("`transposed` does not apply"), "{e}");
     }
 

@@ -420,7 +420,12 @@ mod tests {
         assert_eq!(o[0].0, vec![1, 1024, 768]);
         assert_eq!(l.params().trainable, 38_597_376);
         // GPT-2's position table on 16 tokens: rows 0…15 of 1024, whatever the ids.
-        let (l, o) = build("embedding", "{num: 1024, dim: 768, positions: true}", &[&[2, 16]]).unwrap();
+        let (l, o) = build(
+            "embedding",
+            "{num: 1024, dim: 768, positions: true}",
+            &[&[2, 16]],
+        )
+        .unwrap();
         assert_eq!(o[0].0, vec![2, 16, 768]);
         assert_eq!(l.params().trainable, 786_432);
         assert!(!l.reads_values(0));
@@ -439,7 +444,10 @@ mod tests {
         use crate::tensor::Tensor;
         // Table rows r = [10r, 10r + 1]; ids 3, 0, 2 (any values) at positions 0, 1, 2.
         let (l, _) = build("embedding", "{num: 4, dim: 2, positions: true}", &[&[1, 3]]).unwrap();
-        let w = Tensor::new(vec![4, 2], vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0, 30.0, 31.0]);
+        let w = Tensor::new(
+            vec![4, 2],
+            vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0, 30.0, 31.0],
+        );
         let ids = Tensor::new(vec![1, 3], vec![3.0, 0.0, 2.0]);
         let mut ctx = Ctx {
             macs: 0,
@@ -449,7 +457,9 @@ mod tests {
             epilogue: None,
             recycled: None,
         };
-        let y = l.forward(&[&ids], std::slice::from_ref(&w), &mut ctx).unwrap();
+        let y = l
+            .forward(&[&ids], std::slice::from_ref(&w), &mut ctx)
+            .unwrap();
         assert_eq!(y[0].data, vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
         // The same table as a token embedding reads the ids.
         let (l, _) = build("embedding", "{num: 4, dim: 2}", &[&[1, 3]]).unwrap();
