@@ -62,7 +62,7 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["vit_b_16"],
     &["vit_b_32", "convnext_tiny"],
     &["convnext_small"],
-    // ViT-L/16 (61.6 GMACs) and GPT-2 (146 GMACs at 1,024 tokens): checked at 112×112 and at
+    // ViT-L/16 (61.6 GMACs) and GPT-2 (146 GMACs at 1,024 tokens): checked at 64×64 and at
     // 16 tokens in tests/transformers.rs.
     &["vit_l_16", "gpt2"],
 ];

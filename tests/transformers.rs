@@ -12,8 +12,8 @@
 //!   `tests/data/torchvision_zoo.json`: parameters and "GFLOPS", really GMACs);
 //! * `run` with torchvision's state-dict names and formula weights against PyTorch's logits
 //!   (`tests/data/transformer_weights_values.json`, `scripts/torchvision_weights.py reference`);
-//! * `check` on the models too large to check at full size in tests/exec.rs's groups (ViT-L/16,
-//!   GPT-2), at a smaller input, each saying why.
+//! * `check` on the models too large to check at full size in tests/exec.rs's groups (ViT-L/16
+//!   at 64×64, GPT-2 at 16 tokens), each saying why.
 
 mod common;
 
@@ -162,6 +162,9 @@ fn gpt2_per_token_figures_match_transformers() {
     assert_eq!(2.0 * t.macs, u64_of(&m["flops_per_token"]) as f64);
     assert_eq!(t.kv_cache_bytes, u64_of(&m["kv_cache"]["bytes_per_token"]));
     assert_eq!(t.kv_cache_bytes, 2 * 12 * 768 * 4);
+    // transformers' cache after the 1,024-token pass: 75,497,472 bytes.
+    assert_eq!(u64_of(&m["kv_cache"]["bytes"]), 75_497_472);
+    assert_eq!(t.kv_cache_bytes * 1024, u64_of(&m["kv_cache"]["bytes"]));
     // Per sample: batch 4 keeps the same per-token figures.
     let a4 = analysis(&zoo_net_with(
         "gpt2",
@@ -336,46 +339,126 @@ fn torchvision_published_figures_are_reproduced() {
     assert_eq!(format!("{:.2}", vit.totals.macs as f64 / 1e9), "17.56");
 }
 
-// ---- run with torchvision's names and formula weights ----------------------------------------
+#[test]
+fn vit_attention_rows_split_into_projections_and_attention_matmuls() {
+    // torch_reference.py's nn.MultiheadAttention rows split the call's MACs by aten op: the
+    // projections (`aten.addmm`, 4·L·E² over L tokens of width E) and the two attention
+    // matmuls inside SDPA (2·L²·E). ViT-B/16 (L = 197, E = 768): 464,781,312 + 59,610,624 =
+    // 524,391,936 MACs, archscope's figure for the layer.
+    let zoo = data_json("torchvision_zoo.json");
+    for (name, l, e, blocks) in [
+        ("vit_b_16", 197u64, 768u64, 12usize),
+        ("vit_b_32", 50, 768, 12),
+        ("vit_l_16", 197, 1024, 24),
+    ] {
+        let rows: Vec<&Value> = zoo["models"][name]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["type"] == "MultiheadAttention")
+            .collect();
+        assert_eq!(rows.len(), blocks, "{name}");
+        let a = analysis(&zoo_net(name));
+        for row in rows {
+            let by_op = &row["macs_by_op"];
+            assert_eq!(u64_of(&by_op["aten.addmm"]), 4 * l * e * e, "{name}");
+            assert_eq!(
+                u64_of(&by_op["aten._scaled_dot_product_flash_attention_for_cpu"]),
+                2 * l * l * e,
+                "{name}"
+            );
+            let ours = a.layers.iter().find(|x| x.name == row["name"]).unwrap();
+            assert_eq!(ours.macs, 4 * l * e * e + 2 * l * l * e, "{name}");
+        }
+    }
+    let a = analysis(&zoo_net("vit_b_16"));
+    let first = a
+        .layers
+        .iter()
+        .find(|x| x.name == "encoder.layers.encoder_layer_0.self_attention")
+        .unwrap();
+    assert_eq!(first.macs, 524_391_936);
+}
 
 #[test]
-fn vit_and_convnext_read_torchvision_weights_and_give_its_logits() {
-    // tests/data/transformer_weights_values.json: torchvision's vit_b_32 (224×224) and
-    // convnext_tiny (64×64) with every state-dict tensor set by `formula`, on a formula input.
-    // The same tensors under torchvision's names (tests/data/torchvision_weights.json) loaded
-    // into the zoo models and run by the inference plan give the same logits.
+fn vit_b_16_profiler_figures_are_the_documented_ones() {
+    // docs/TRANSFORMERS.md quotes what each tool prints for ViT-B/16 at 224² (measured into
+    // tests/data/conventions.json); each preset gives it (all models: tests/conventions.rs).
+    use archscope::convention::{recount, Convention};
+    let doc = data_json("conventions.json");
+    let run = &doc["models"]["vit_b_16"][0];
+    assert_eq!(u64s(&run["input"]), [1, 3, 224, 224]);
+    let net = zoo_net("vit_b_16");
+    let base = analysis(&net);
+    for (c, want) in [
+        (Convention::Torchvision, 17_563_828_224u64),
+        (Convention::Fvcore, 16_867_412_736),
+        (Convention::Ptflops, 17_606_030_584),
+        (Convention::Thop, 11_286_254_592),
+        (Convention::Torchinfo, 173_232_616),
+    ] {
+        assert_eq!(u64_of(&run[c.name()]), want, "{}", c.name());
+        let mut a = base.clone();
+        recount(&net, &mut a, c).unwrap();
+        assert_eq!(a.totals.macs, want, "{}", c.name());
+    }
+}
+
+// ---- run with torchvision's names and formula weights ----------------------------------------
+
+/// tests/data/transformer_weights_values.json: torchvision's `name` with every state-dict tensor
+/// set by `formula`, on a formula input. The same tensors under torchvision's names
+/// (tests/data/torchvision_weights.json) loaded into the zoo model and run by the inference plan
+/// give the same logits within 1e-4 of their largest magnitude.
+fn gives_torchvision_logits(name: &str) {
     let doc = data_json("transformer_weights_values.json");
     let names = data_json("torchvision_weights.json");
-    let models = doc["models"].as_object().unwrap();
-    assert_eq!(models.len(), 2);
-    for (name, m) in models {
-        let shape = usizes(&m["input_shape"]);
-        let net = zoo_net_with(name, &options_for(&u64s(&m["input_shape"])));
-        let tensors = state_dict(&names["models"][name]);
-        let w = exec::load_safetensors(&net, &formula_file(&tensors), "x.safetensors")
-            .unwrap_or_else(|d| panic!("{name}: {d}"));
-        let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
-        let r = exec::run_planned(&net, &w, &exec::plan(&net, &w), &[x], None)
-            .unwrap_or_else(|d| panic!("{name}: {d}"));
-        let want = f32s(&m["logits"]);
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = worst(&r.outputs[0].data, &want);
-        assert!(d <= 1e-4 * scale, "{name}: max |Δ| {d} of {scale}");
-    }
+    let m = &doc["models"][name];
+    let shape = usizes(&m["input_shape"]);
+    let net = zoo_net_with(name, &options_for(&u64s(&m["input_shape"])));
+    let tensors = state_dict(&names["models"][name]);
+    let w = exec::load_safetensors(&net, &formula_file(&tensors), "x.safetensors")
+        .unwrap_or_else(|d| panic!("{name}: {d}"));
+    let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
+    let r = exec::run_planned(&net, &w, &exec::plan(&net, &w), &[x], None)
+        .unwrap_or_else(|d| panic!("{name}: {d}"));
+    let want = f32s(&m["logits"]);
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = worst(&r.outputs[0].data, &want);
+    assert!(d <= 1e-4 * scale, "{name}: max |Δ| {d} of {scale}");
+}
+
+#[test]
+fn the_weights_values_file_holds_vit_b_32_and_convnext_tiny() {
+    let doc = data_json("transformer_weights_values.json");
+    let models: Vec<&String> = doc["models"].as_object().unwrap().keys().collect();
+    assert_eq!(models, ["convnext_tiny", "vit_b_32"]);
+}
+
+#[test]
+fn vit_b_32_reads_torchvision_weights_and_gives_its_logits() {
+    // At 224×224, the size its position embedding fixes.
+    gives_torchvision_logits("vit_b_32");
+}
+
+#[test]
+fn convnext_tiny_reads_torchvision_weights_and_gives_its_logits() {
+    // At 64×64: channels-last layer norms and linears, layer scale, LayerNorm2d.
+    gives_torchvision_logits("convnext_tiny");
 }
 
 // ---- check where tests/exec.rs's groups cannot ------------------------------------------------
 
 #[test]
-fn vit_l_16_passes_check_at_112() {
+fn vit_l_16_passes_check_at_64() {
     // ViT-L/16 at 224×224 is 61.6 GMACs, too slow for one test (over 20 s on two cores); at
-    // 112×112 (7×7 patches, 50 tokens) it is the same 24 blocks, every op and kernel the same,
-    // with the position embedding built for 50 rows — as torchvision builds it for
-    // image_size=112. The file's `image_size` parameter and its input change together.
+    // 64×64 (4×4 patches, 17 tokens) it is the same 24 blocks, every op and kernel the same,
+    // with the position embedding built for 17 rows — as torchvision builds it for
+    // image_size=64. The file's `image_size` parameter and its input change together.
     let text = archscope::zoo::source("vit_l_16").unwrap();
     let small = text
-        .replace("image: [3, 224, 224]", "image: [3, 112, 112]")
-        .replace("image_size: 224", "image_size: 112");
+        .replace("image: [3, 224, 224]", "image: [3, 64, 64]")
+        .replace("image_size: 224", "image_size: 64");
     assert_ne!(small, text);
     let net = Network::from_yaml("vit_l_16.yaml", &small, &BuildOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
