@@ -63,6 +63,14 @@ def setattrs(**kw):
     return build
 
 
+def tied_head(m):
+    """GPT-2's head: the linear's weight is the embedding's table (one tensor)."""
+    m.wte = nn.Embedding(11, 6)
+    m.ln = nn.LayerNorm(6)
+    m.op = nn.Linear(6, 11, bias=False)
+    m.op.weight = m.wte.weight
+
+
 P = lambda *shape: (lambda: nn.Parameter(torch.zeros(*shape)))  # noqa: E731
 
 # (name, inputs [(name, per-sample shape, vocab or None)], archscope nodes (YAML lines),
@@ -128,8 +136,7 @@ CASES = [
     ("tied_head", [("ids", (7,), 11)],
      ["{id: wte, op: embedding, num: 11, dim: 6}", "{id: ln, op: layernorm}",
       "{id: op, op: linear, out: 11, bias: false, tied: wte}"],
-     setattrs(wte=nn.Embedding(11, 6), ln=nn.LayerNorm(6), op=nn.Linear(6, 11, bias=False)),
-     lambda m, ids: m.op(m.ln(m.wte(ids)))),
+     tied_head, lambda m, ids: m.op(m.ln(m.wte(ids)))),
     ("matmul", [("a", (3, 4, 5), None), ("b", (3, 5, 6), None)], ["{id: op, op: matmul, in: [a, b]}"],
      setattrs(), lambda m, a, b: torch.matmul(a, b)),
     ("matmul_broadcast", [("a", (1, 4, 5), None), ("b", (3, 5, 6), None)], ["{id: op, op: matmul, in: [a, b]}"],
@@ -141,8 +148,8 @@ CASES = [
      setattrs(), lambda m, a, b: torch.bmm(a, b)),
     ("attention_scores", [("q", (2, 5, 4), None), ("k", (2, 5, 4), None)],
      ["{id: kt, op: transpose, in: k, dims: [-2, -1]}", "{id: s, op: matmul, in: [q, kt], operator: true}",
-      "{id: op, op: softmax, dim: -1}"],
-     setattrs(), lambda m, q, k: torch.softmax(q @ k.transpose(-2, -1), dim=-1)),
+      "{id: op, op: softmax, dim: -1, functional: true}"],
+     setattrs(), lambda m, q, k: F.softmax(q @ k.transpose(-2, -1), dim=-1)),
     ("softmax_last", [("x", (3, 4, 5), None)], ["{id: op, op: softmax, dim: -1}"],
      setattrs(op=nn.Softmax(dim=-1)), lambda m, x: m.op(x)),
     ("softmax_mid", [("x", (3, 4, 5), None)], ["{id: op, op: softmax, dim: 2}"],
@@ -171,7 +178,10 @@ def make_inputs(spec, batch):
     return out
 
 
-def measure(m, spec):
+def measure(model, spec):
+    """Each tool on its own copy of the module (thop leaves buffers behind)."""
+    import copy
+
     r = {}
     x2 = make_inputs(spec, 2)
     x1 = make_inputs(spec, 1)
@@ -184,22 +194,23 @@ def measure(m, spec):
         import torchinfo
         from fvcore.nn import FlopCountAnalysis
 
+        m = copy.deepcopy(model)
         a = FlopCountAnalysis(m, tuple(x2))
         a.unsupported_ops_warnings(False)
         a.uncalled_modules_warnings(False)
         r["fvcore"] = {"batch": 2, "macs": int(a.total())}
         pt = ptflops.get_model_complexity_info(
-            m, (1,), input_constructor=lambda _: dict(zip(names, x1)),
+            copy.deepcopy(model), (1,), input_constructor=lambda _: dict(zip(names, x1)),
             as_strings=False, print_per_layer_stat=False, backend="pytorch")[0]
         r["ptflops"] = {"batch": 1, "macs": int(pt)}
-        th = thop.profile(m, inputs=tuple(x2), verbose=False)[0]
+        th = thop.profile(copy.deepcopy(model), inputs=tuple(x2), verbose=False)[0]
         r["thop"] = {"batch": 2, "macs": int(th)}
-        ti = torchinfo.summary(m, input_data=list(x2), verbose=0).total_mult_adds
+        ti = torchinfo.summary(copy.deepcopy(model), input_data=list(x2), verbose=0).total_mult_adds
         r["torchinfo"] = {"batch": 2, "macs": int(ti)}
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as fc:
-            m(*x2)
+            copy.deepcopy(model)(*x2)
         r["torchvision"] = {"batch": 2, "macs": int(fc.get_total_flops()) // 2}
     return r
 
@@ -207,13 +218,23 @@ def measure(m, spec):
 def run(name, spec, nodes, build, fwd) -> dict:
     torch.manual_seed(0)
     m = Model(build, fwd).eval()
+    # A tied tensor is set (and listed) once, under its first name.
+    seen = set()
+    shared = set()
+    for k, t in m.state_dict().items():
+        if t.data_ptr() in seen:
+            shared.add(k)
+        seen.add(t.data_ptr())
     state = {}
     for k, t in m.state_dict().items():
-        state[k] = torch.from_numpy(formula(k, tuple(t.shape)).copy()) if t.dtype.is_floating_point else t
-    m.load_state_dict(state)
+        if k not in shared:
+            state[k] = torch.from_numpy(formula(k, tuple(t.shape)).copy()) if t.dtype.is_floating_point else t
+    m.load_state_dict(state, strict=False)
     xs = make_inputs(spec, 2)
     with torch.no_grad():
         y = m(*xs)
+    tensors = [[k, list(v.shape)] for k, v in m.state_dict().items()
+               if v.dtype.is_floating_point and k not in shared]
     conventions = measure(m, spec)
     inputs_yaml = []
     for n, shape, vocab in spec:
@@ -227,7 +248,7 @@ def run(name, spec, nodes, build, fwd) -> dict:
         "name": name,
         "yaml": yaml,
         "inputs": [{"name": n, "shape": [2] + list(s), "vocab": v} for n, s, v in spec],
-        "state": [[k, list(v.shape)] for k, v in m.state_dict().items() if v.dtype.is_floating_point],
+        "state": tensors,
         "output_shape": list(y.shape),
         "output": [float(v) for v in y.detach().flatten()],
         "conventions": conventions,

@@ -1465,13 +1465,13 @@ impl<'a> Expander<'a> {
             d
         })?;
         check_outputs(raw, &out_shapes)?;
-        if let Some(t) = layer.tied() {
-            check_tied(raw, &t, nodes)?;
-        }
         let out_layouts = layer
             .layouts(&in_layouts, &in_shapes, &out_shapes)
             .map_err(|d| d.at(&raw.node_path))?;
         check_layouts(raw, &out_shapes, &out_layouts)?;
+        if let Some(t) = layer.tied() {
+            check_tied(raw, &t, nodes)?;
+        }
         Ok(NetNode {
             name: raw.path.clone(),
             layer,

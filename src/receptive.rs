@@ -275,7 +275,16 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
 /// `N×C×D×H×W` three; a layer's field has as many axes as its output.
 pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
     let mut out: Vec<Option<Field>> = Vec::with_capacity(net.nodes.len());
+    // Layers whose value depends on no model input: a learned tensor (`parameter`) and what is
+    // computed from learned tensors alone (its `expand`). They see no pixel, so a merge with
+    // one (a layer scale, a position embedding) keeps the other input's field as it is.
+    let mut constant: Vec<bool> = Vec::with_capacity(net.nodes.len());
     for node in &net.nodes {
+        constant.push(if node.inputs.is_empty() {
+            !node.layer.is_input()
+        } else {
+            node.value_inputs().all(|(_, (src, _))| constant[src])
+        });
         let rank = node
             .out_shapes
             .first()
@@ -318,6 +327,7 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
             // a crop or upsample) neither widens the field nor judges its alignment.
             let ins: Vec<Option<&Field>> = node
                 .value_inputs()
+                .filter(|(_, (src, _))| !constant[*src])
                 .map(|(i, (src, _))| shifted[i].as_ref().or(out[src].as_ref()))
                 .collect();
             let g = node.layer.geometry(&node.in_shapes);

@@ -1162,7 +1162,7 @@ fn token_and_learned_tensor_limits() {
     .to_string();
     assert!(e.contains("a learned tensor of 65537×65536"), "{e}");
     // Rank: an unsqueeze past 9 dimensions (batch included) is refused.
-    let dims = vec!["1"; MAX_INPUT_RANK].join(", ");
+    let dims = ["1"; MAX_INPUT_RANK].join(", ");
     let e = build(&model(
         &format!("{{x: [{dims}]}}"),
         "{op: unsqueeze, dim: 1}",

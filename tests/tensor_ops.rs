@@ -121,7 +121,7 @@ fn new_mistakes_are_located_with_a_fix() {
         m,
         "reshape to [197, 12, 65] needs 153660 elements, but each sample of the input 197×768 has 151296"
     );
-    assert_eq!(loc, "m.yaml:5:30");
+    assert_eq!(loc, "m.yaml:5:26");
     assert_eq!(
         help,
         "the sizes must multiply to 151296; write -1 for one size to have it inferred"
@@ -133,7 +133,7 @@ fn new_mistakes_are_located_with_a_fix() {
         m,
         "permute moves the batch: dims[0] is 1, but the batch stays dim 0"
     );
-    assert_eq!(loc, "m.yaml:5:27");
+    assert_eq!(loc, "m.yaml:5:26");
     assert!(help.starts_with("start the list with 0"), "{help}");
     // Matmul inner sizes that differ: Q·K without the transpose.
     let (m, _, help) =
@@ -151,7 +151,7 @@ fn new_mistakes_are_located_with_a_fix() {
         m,
         "tied weight of a different shape: `wte.weight` is 11×6, but this layer needs 10×6"
     );
-    assert_eq!(loc, "m.yaml:6:51");
+    assert_eq!(loc, "m.yaml:6:46");
     assert!(help.contains("`out: num`"), "{help}");
     // A tied name that is no layer: the nearest name offered.
     let (m, _, help) = error(
@@ -208,9 +208,11 @@ fn ids_outside_the_vocabulary_are_an_error_in_run() {
 #[test]
 fn a_parameter_is_weights_not_activation_memory() {
     // ViT's class token and position embedding (1·1·8 + 1·6·8 = 56 parameters): counted as
-    // parameters; their outputs (and the expand, a view) own no activation memory, so the peak
-    // is that of the concat and the add (2·6·8 floats each, alive together: 2·96·4 bytes) plus
-    // the input (2·5·8·4).
+    // parameters; their outputs (and the expand, a view) own no activation memory. The
+    // timeline: the input (2·5·8·4 = 320 bytes), then the concat (2·6·8·4 = 384) with it, the
+    // input freed after the concat, then the add (384) with the concat: the peak is 768 bytes.
+    // Were the parameters activations, the class token's 32 bytes would be alive at the concat
+    // and the position embedding's 192 at the add (960).
     let yaml = "format: \"archscope/1\"\nname: m\ninputs: {x: [5, 8]}\nnodes:\n  - {id: cls, op: parameter, shape: [1, 1, 8], init: zeros}\n  - {id: e, op: expand, in: [cls, x], shape: [1, -1]}\n  - {id: c, op: concat, in: [e, x], dim: 1}\n  - {id: pos, op: parameter, shape: [1, 6, 8]}\n  - {id: y, op: add, in: [c, pos]}\n";
     let opts = BuildOptions {
         batch: 2,
@@ -219,6 +221,68 @@ fn a_parameter_is_weights_not_activation_memory() {
     let net = Network::from_yaml("m.yaml", yaml, &opts).unwrap();
     let a = analysis(&net);
     assert_eq!(a.totals.params, 56);
-    assert_eq!(a.totals.peak_activation_bytes, 2 * 96 * 4 + 2 * 5 * 8 * 4);
+    assert_eq!(a.totals.peak_activation_bytes, 768);
     checked(&net);
+}
+
+#[test]
+fn a_layer_scale_keeps_the_receptive_field() {
+    // conv 3×3 → ConvNeXt's layer scale (a [4, 1, 1] parameter times the map) → conv 3×3: the
+    // field of the second conv is that of the same model without the scale (5×5, no global
+    // context: the parameter sees no pixel), and `check` measures it so.
+    let body = |scale: bool| {
+        format!(
+            "format: \"archscope/1\"\nname: m\ninputs: {{x: [3, 16, 16]}}\nnodes:\n  - {{id: c1, op: conv, out: 4, kernel: 3, padding: 1}}\n{}  - {{id: c2, op: conv, out: 4, kernel: 3, padding: 1}}\n",
+            if scale {
+                "  - {id: g, op: parameter, shape: [4, 1, 1]}\n  - {id: s, op: multiply, in: [g, c1]}\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let with = common::net(&body(true));
+    let without = common::net(&body(false));
+    let (a, b) = (analysis(&with), analysis(&without));
+    let f = common::field_of(&a, "c2");
+    assert_eq!(f, common::field_of(&b, "c2"));
+    assert!(!f.global_context);
+    let report = checked(&with);
+    assert!(
+        report.rf_compared() >= 3,
+        "{} compared",
+        report.rf_compared()
+    );
+}
+
+#[test]
+fn layouts_follow_the_tensor_ops() {
+    use archscope::layers::Role::*;
+    // ViT's front: 4×4 patches of an 8×8 image (2×2 = 4 tokens of 16 channels), flattened to
+    // tokens, a class token concatenated (a sequence then: its first unit is no input
+    // position), split into 2 heads of 8, heads first; the class token selected.
+    let net = common::net(
+        "format: \"archscope/1\"\nname: m\ninputs: {x: [3, 8, 8]}\nnodes:\n  - {id: p, op: conv, out: 16, kernel: 4, stride: 4}\n  - {id: f, op: flatten, start_dim: 2}\n  - {id: t, op: transpose, dims: [1, 2]}\n  - {id: cls, op: parameter, shape: [1, 1, 16]}\n  - {id: e, op: expand, in: [cls, t], shape: [1, -1]}\n  - {id: c, op: concat, in: [e, t], dim: 1}\n  - {id: h, op: reshape, shape: [5, 2, 8]}\n  - {id: q, op: permute, dims: [0, 2, 1, 3]}\n  - {id: s, op: select, in: c, dim: 1, index: 0}\n  - {id: ids, op: mean, in: t, dims: [1]}\n",
+    );
+    let roles = |name: &str| {
+        let n = net.nodes.iter().find(|n| n.name == name).unwrap();
+        n.out_layouts[0].0.clone()
+    };
+    assert_eq!(roles("p"), vec![Batch, Channel, Space(0), Space(1)]);
+    assert_eq!(roles("t"), vec![Batch, Tokens(vec![0, 1]), Channel]);
+    assert_eq!(roles("cls"), vec![Other, Other, Other]);
+    assert_eq!(roles("c"), vec![Batch, Sequence, Channel]);
+    assert_eq!(roles("h")[..2], [Batch, Sequence]);
+    assert_eq!(roles("q")[..3], [Batch, roles("h")[2].clone(), Sequence]);
+    assert_eq!(roles("s"), vec![Batch, Channel]);
+    // The mean over the tokens (a pooled feature vector): batch and channels.
+    assert_eq!(roles("ids"), vec![Batch, Channel]);
+    // A token-id input is a sequence; its embedding adds the channels.
+    let net = common::net(
+        "format: \"archscope/1\"\nname: m\ninputs: {ids: {tokens: 6, vocab: 9}}\nnodes:\n  - {id: wte, op: embedding, num: 9, dim: 4}\n",
+    );
+    assert_eq!(net.nodes[0].out_layouts[0].0, vec![Batch, Sequence]);
+    assert_eq!(
+        net.nodes[1].out_layouts[0].0,
+        vec![Batch, Sequence, Channel]
+    );
 }

@@ -436,7 +436,7 @@ impl Kernel for Activation {
                 let log = self.kind == Act::LogSoftmax;
                 use rayon::prelude::*;
                 out.data.par_chunks_mut(len * inner).for_each(|block| {
-                    crate::kernels::vectorised(|| softmax_block(block, len, inner, log))
+                    crate::kernels::vectorised(|| softmax_block(block, inner, log))
                 });
                 out
             }
@@ -574,7 +574,7 @@ impl Counting for Activation {
 /// statistics of all `inner` columns are kept side by side, so every pass runs over contiguous
 /// memory (a softmax over the last dim, `inner` = 1, runs along its row).
 #[inline(always)]
-fn softmax_block(block: &mut [f32], len: usize, inner: usize, log: bool) {
+fn softmax_block(block: &mut [f32], inner: usize, log: bool) {
     if inner == 1 {
         let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;

@@ -8,8 +8,8 @@
 use rayon::prelude::*;
 
 use super::{
-    mul, Arity, Attrs, Category, Convention, Cost, Counting, Geometry, Kernel, Layer, Op, OpType,
-    Saved, Shape, Training,
+    mul, Arity, Attrs, Category, Convention, Cost, Counting, Geometry, Kernel, Layer, Layout, Op,
+    OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{self, Ctx};
@@ -104,6 +104,23 @@ impl Op for Matmul {
         out.push(m);
         out.push(n);
         Ok(vec![Shape(out)])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Rows from input 0 (its batch dims broadcast with input 1's), columns from input 1:
+        // Q·Kᵀ on N×h×L×d · N×h×d×L keeps both token axes; attention·V ends in V's head dims.
+        let r = out_shapes[0].rank();
+        let mut l = Layout::broadcast(inputs, in_shapes, r);
+        l.0[r - 2] = inputs[0].0[inputs[0].rank() - 2].clone();
+        l.0[r - 1] = inputs[1].0[inputs[1].rank() - 1].clone();
+        if let Some(first) = l.0.first_mut() {
+            *first = super::Role::Batch;
+        }
+        Ok(vec![l])
     }
     fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
         let k = inputs[0].0[inputs[0].rank() - 1];

@@ -115,15 +115,6 @@ fn build_parameter(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Parameter {
-    fn layouts(
-        &self,
-        _inputs: &[Layout],
-        _in_shapes: &[Shape],
-        out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // A learned tensor: nothing known of its axes (broadcasting defers to the other input).
-        Ok(vec![Layout::opaque(out_shapes[0].rank())])
-    }
     fn op(&self) -> &'static str {
         "parameter"
     }
@@ -135,6 +126,16 @@ impl Op for Parameter {
     }
     fn output_shapes(&self, _inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         Ok(vec![Shape(self.shape.clone())])
+    }
+    fn layouts(
+        &self,
+        _inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // A learned tensor's dims say nothing (its dim 0 is no batch): every one `Other`, which
+        // a broadcast defers to the other input's roles.
+        Ok(vec![Layout(vec![Role::Other; self.shape.len()])])
     }
     fn params(&self) -> Params {
         if self.trainable {
@@ -248,17 +249,6 @@ fn build_embedding(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Embedding {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        _in_shapes: &[Shape],
-        _out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // The ids' axes, then the embedding's features.
-        let mut l = inputs[0].clone();
-        l.0.push(Role::Channel);
-        Ok(vec![l])
-    }
     fn op(&self) -> &'static str {
         "embedding"
     }
@@ -280,6 +270,17 @@ impl Op for Embedding {
         let mut s = inputs[0].clone();
         s.0.push(self.dim);
         Ok(vec![s])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The ids' layout (N×S of a token input), with the vector as channels.
+        let mut l = inputs[0].clone();
+        l.0.push(Role::Channel);
+        Ok(vec![l])
     }
     fn params(&self) -> Params {
         let n = self.num * self.dim;

@@ -194,6 +194,18 @@ impl Op for InputLayer {
     fn input_vocab(&self) -> Option<u64> {
         self.vocab
     }
+    fn layouts(
+        &self,
+        _inputs: &[super::Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<super::Layout>, Diagnostic> {
+        Ok(vec![match self.vocab {
+            // Token ids: a sequence whose units are not input positions.
+            Some(_) => super::Layout(vec![super::Role::Batch, super::Role::Sequence]),
+            None => super::Layout::input(out_shapes[0].rank()),
+        }])
+    }
     fn label(&self) -> String {
         match self.vocab {
             Some(v) => format!("token ids {} (vocabulary {v})", self.shape.per_sample()),

@@ -474,15 +474,6 @@ fn build_unflatten(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Reshape {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        in_shapes: &[Shape],
-        out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // Dimensions kept keep their role; merged ones merge (H, W → tokens), split ones split.
-        Ok(vec![inputs[0].reshape(&in_shapes[0], &out_shapes[0])])
-    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -504,6 +495,15 @@ impl Op for Reshape {
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         relayout_geometry(inputs, &self.out(&inputs[0]))
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // Dims grouped by equal products: merged roles merge, split roles split.
+        Ok(vec![inputs[0].reshape(&in_shapes[0], &out_shapes[0])])
     }
     fn is_view(&self) -> bool {
         true
@@ -630,15 +630,6 @@ impl Permute {
 }
 
 impl Op for Permute {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        _in_shapes: &[Shape],
-        _out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // Each dimension takes its role along (N×C×H×W → N×H×W×C).
-        Ok(vec![inputs[0].permute(&self.perm)])
-    }
     fn op(&self) -> &'static str {
         self.op
     }
@@ -658,6 +649,14 @@ impl Op for Permute {
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         Ok(vec![self.out(&inputs[0])])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        Ok(vec![inputs[0].permute(&self.perm)])
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         if self.perm == identity_perm(self.perm.len()) {
@@ -937,7 +936,13 @@ impl Op for Pad {
 impl Kernel for Pad {
     fn collapsed(&self) -> Collapsed {
         if self.pad.iter().take(2).all(|p| *p == (0, 0)) && (3..=5).contains(&self.pad.len()) {
-            Collapsed::Layer(Box::new(self.clone()))
+            // The same padding, with zeros whatever the mode (receptive fields count zero
+            // padding, as for convolutions: docs/RECEPTIVE_FIELD.md).
+            Collapsed::Layer(Box::new(Pad {
+                mode: PadMode::Constant,
+                value: 0.0,
+                ..self.clone()
+            }))
         } else {
             Collapsed::Stop
         }
@@ -1067,6 +1072,21 @@ impl Op for Reduce {
         }
         Ok(vec![Shape(s)])
     }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The reduced dims go (or stay, of size 1, with their roles).
+        let mut l = inputs[0].clone();
+        if !self.keepdim {
+            for &d in self.dims.iter().rev() {
+                l.0.remove(d);
+            }
+        }
+        Ok(vec![l])
+    }
     fn cost(&self, inputs: &[Shape], outputs: &[Shape]) -> Result<Cost, Diagnostic> {
         // One add per input element; a mean divides each output element once.
         let adds = inputs[0].numel()?;
@@ -1195,19 +1215,6 @@ fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Select {
-    fn layouts(
-        &self,
-        inputs: &[Layout],
-        _in_shapes: &[Shape],
-        _out_shapes: &[Shape],
-    ) -> Result<Vec<Layout>, Diagnostic> {
-        // The selected dimension goes; the others keep their roles.
-        let mut l = inputs[0].clone();
-        if self.dim < l.0.len() {
-            l.0.remove(self.dim);
-        }
-        Ok(vec![l])
-    }
     fn op(&self) -> &'static str {
         "select"
     }
@@ -1221,6 +1228,16 @@ impl Op for Select {
         let mut s = inputs[0].clone();
         s.0.remove(self.dim);
         Ok(vec![s])
+    }
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        _out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        let mut l = inputs[0].clone();
+        l.0.remove(self.dim);
+        Ok(vec![l])
     }
     fn geometry(&self, inputs: &[Shape]) -> Geometry {
         if self.dim == 1 || inputs[0].rank() < 3 {
