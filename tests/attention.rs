@@ -16,28 +16,66 @@ use common::{
 };
 use serde_json::Value;
 
-/// The one-layer model of a reference case: its inputs as declared, the layer as `op`.
+/// The one-layer model of a reference case: its inputs as declared, the layer as `op`. A
+/// model input of rank 3 is channels first (N×C×L), so each token input `t` (L×E per sample)
+/// is declared transposed, `t_cl: [E, L]`, and turned into N×L×E by `{id: t, op: transpose}`
+/// (masks are declared as they are).
 fn case_net(case: &Value) -> Network {
     let layer = case["layer"].as_str().unwrap();
-    let inputs: Vec<String> = case["inputs"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, shape)| {
-            let dims: Vec<String> = u64s(shape).iter().map(|d| d.to_string()).collect();
-            format!("  {name}: [{}]\n", dims.join(", "))
-        })
-        .collect();
+    let mut inputs = String::new();
+    let mut nodes = String::new();
+    for (name, shape) in case["inputs"].as_object().unwrap() {
+        let dims: Vec<String> = u64s(shape).iter().map(|d| d.to_string()).collect();
+        if is_mask(name) {
+            inputs += &format!("  {name}: [{}]\n", dims.join(", "));
+        } else {
+            let r = dims.len();
+            let mut swapped = dims.clone();
+            swapped.swap(r - 2, r - 1);
+            inputs += &format!("  {name}_cl: [{}]\n", swapped.join(", "));
+            nodes += &format!(
+                "  - {{id: {name}, op: transpose, in: {name}_cl, dims: [{}, {}]}}\n",
+                r - 1,
+                r
+            );
+        }
+    }
     let yaml = format!(
-        "format: \"archscope/1\"\nname: case\ninputs:\n{}nodes:\n  - {{id: op, {}\n",
-        inputs.concat(),
+        "format: \"archscope/1\"\nname: case\ninputs:\n{inputs}nodes:\n{nodes}  - {{id: op, {}\n",
         layer.trim_start_matches('{')
     );
     let opts = BuildOptions {
         batch: case["batch"].as_u64().unwrap(),
         ..BuildOptions::default()
     };
-    Network::from_yaml("case.yaml", &yaml, &opts).unwrap_or_else(|e| panic!("{layer}: {e}"))
+    Network::from_yaml("case.yaml", &yaml, &opts).unwrap_or_else(|e| panic!("{layer}: {e}\n{yaml}"))
+}
+
+fn is_mask(input: &str) -> bool {
+    input == "mask"
+}
+
+/// The model input for reference input `name` of per-sample shape `shape`: the script's
+/// values (N×…×L×E, row-major), transposed to N×…×E×L unless it is a mask (see [`case_net`]).
+fn case_input(name: &str, batch: usize, shape: &[usize]) -> exec::Tensor {
+    let mut dims = vec![batch];
+    dims.extend(shape);
+    let v = formula(name, &dims);
+    if is_mask(name) {
+        return exec::Tensor::new(dims, v);
+    }
+    let r = dims.len();
+    let (rows, cols) = (dims[r - 2], dims[r - 1]);
+    let mut t = vec![0f32; v.len()];
+    for (b, block) in v.chunks(rows * cols).enumerate() {
+        for i in 0..rows {
+            for j in 0..cols {
+                t[b * rows * cols + j * rows + i] = block[i * cols + j];
+            }
+        }
+    }
+    dims.swap(r - 2, r - 1);
+    exec::Tensor::new(dims, t)
 }
 
 fn cases() -> Vec<Value> {
@@ -59,11 +97,7 @@ fn every_case_matches_pytorch() {
             .as_object()
             .unwrap()
             .iter()
-            .map(|(input, shape)| {
-                let mut dims = vec![batch];
-                dims.extend(usizes(shape));
-                exec::Tensor::new(dims.clone(), formula(input, &dims))
-            })
+            .map(|(input, shape)| case_input(input, batch, &usizes(shape)))
             .collect();
         let want = f32s(&case["output"]);
         let want_shape = usizes(&case["output_shape"]);
@@ -166,18 +200,16 @@ fn macs_by_hand() {
 const BLOCK: &str = r#"
 format: "archscope/1"
 name: block
-inputs: {x: [10, 32]}
+inputs: {x_cl: [32, 10]}
 nodes:
+  - {id: x, op: transpose, dims: [1, 2]}
   - {id: ln1, op: layernorm}
   - {id: attn, op: multi_head_attention, heads: 4, need_weights: false}
   - {id: res1, op: add, in: [attn, x]}
   - {id: ln2, op: layernorm}
-  - {id: fc1, op: linear, out: 128}
-  - {id: act, op: gelu}
-  - {id: fc2, op: linear, out: 32}
-  - {id: res2, op: add, in: [fc2, res1]}
-  - {id: q, op: linear, in: res2, out: 32}
-  - {id: sdpa, op: scaled_dot_product_attention, in: [q, res2, res2], causal: true}
+  - {id: causal, op: multi_head_attention, heads: 2, causal: true}
+  - {id: res2, op: add, in: [causal, res1]}
+  - {id: sdpa, op: scaled_dot_product_attention, in: [res2, res1, res2], causal: true}
 "#;
 
 #[test]
@@ -194,8 +226,18 @@ fn a_transformer_block_passes_check() {
     assert_eq!(common::layer(&a, "sdpa").macs, 10 * 10 * 64);
 }
 
+/// Builds `layer` on `inputs` and expects `needle` and `help` in the error. An input named
+/// `t_cl` (channels first, N×E×L) is first turned into the token tensor `t` (N×L×E) by a
+/// transpose, as a model input of rank 3 is N×C×L.
 fn refused(layer: &str, inputs: &str, needle: &str, help: &str) {
-    let yaml = format!("format: \"archscope/1\"\nname: m\ninputs: {inputs}\nnodes:\n  - {layer}\n");
+    let mut nodes = String::new();
+    for part in inputs.split(['{', ',', ' ']) {
+        if let Some(t) = part.strip_suffix("_cl:") {
+            nodes += &format!("  - {{id: {t}, op: transpose, in: {t}_cl, dims: [1, 2]}}\n");
+        }
+    }
+    let yaml =
+        format!("format: \"archscope/1\"\nname: m\ninputs: {inputs}\nnodes:\n{nodes}  - {layer}\n");
     let e = build_error("m.yaml", &yaml).to_string();
     assert!(e.contains(needle), "{layer}: {e}");
     assert!(e.contains(help), "{layer}: {e}");
@@ -203,29 +245,29 @@ fn refused(layer: &str, inputs: &str, needle: &str, help: &str) {
 
 #[test]
 fn mistakes_are_refused_with_a_fix() {
-    // Heads that do not divide the embedding: located at the `heads` value (line 5).
+    // Heads that do not divide the embedding: located at the `heads` value (line 6).
     refused(
         "{id: a, op: multi_head_attention, heads: 5}",
-        "{x: [4, 12]}",
+        "{x_cl: [12, 4]}",
         "5 heads do not divide the embedding of 12 features",
         "use a head count that divides 12: 1, 2, 3, 4, 6, 12",
     );
     let e = build_error(
         "m.yaml",
-        "format: \"archscope/1\"\nname: m\ninputs: {x: [4, 12]}\nnodes:\n  - {id: a, op: mha, heads: 5}\n",
+        "format: \"archscope/1\"\nname: m\ninputs: {x_cl: [12, 4]}\nnodes:\n  - {id: x, op: transpose, dims: [1, 2]}\n  - {id: a, op: mha, heads: 5}\n",
     )
     .to_string();
-    assert!(e.contains("m.yaml:5:"), "{e}");
+    assert!(e.contains("m.yaml:6:"), "{e}");
     // Query, key and value that do not fit.
     refused(
         "{id: a, op: multi_head_attention, in: [q, k, v], heads: 2}",
-        "{q: [4, 8], k: [6, 8], v: [5, 8]}",
+        "{q_cl: [8, 4], k_cl: [8, 6], v_cl: [8, 5]}",
         "the key 1×6×8 has 6 positions but the value 1×5×8 has 5",
         "same length S",
     );
     refused(
         "{id: a, op: multi_head_attention, in: [q, k, v], heads: 2}",
-        "{q: [4, 8], k: [6, 12], v: [6, 8]}",
+        "{q_cl: [8, 4], k_cl: [12, 6], v_cl: [8, 6]}",
         "the key 1×6×12 has 12 features but `kdim` is 8",
         "write `kdim: 12`",
     );
@@ -244,7 +286,7 @@ fn mistakes_are_refused_with_a_fix() {
     // Masks of the wrong shape.
     refused(
         "{id: a, op: multi_head_attention, in: [x, m], heads: 2}",
-        "{x: [4, 8], m: [4, 5]}",
+        "{x_cl: [8, 4], m: [4, 5]}",
         "the attention mask is 1×4×5, but this attention has L×S = 4×4 scores per head",
         "(N·heads)×L×S",
     );
@@ -271,7 +313,7 @@ fn mistakes_are_refused_with_a_fix() {
     // Self-attention with a kdim.
     refused(
         "{id: a, op: multi_head_attention, heads: 2, kdim: 4}",
-        "{x: [4, 8]}",
+        "{x_cl: [8, 4]}",
         "self-attention reads keys and values from the query itself",
         "`in: [q, k, v]`",
     );
@@ -333,9 +375,10 @@ fn saved_for_backward_matches_autograd() {
     }
 }
 
-/// `multi_head_attention` equals the same attention written out with the tensor ops (three
-/// linears, reshape and permute to heads, matmul, a scale, softmax, matmul, back to tokens, the
-/// output linear) given the same weights — outputs to rounding, and the same MACs (the
+/// `multi_head_attention` equals the same attention written out with the tensor ops (learned
+/// weights as `parameter`s, matmul and add for the three projections, reshape and permute to
+/// heads, matmul, a scale, softmax, matmul, back to tokens, the output projection) given the
+/// same weights — outputs to rounding, and the same MACs (the
 /// projections plus both products: an independent description of the same computation).
 #[test]
 fn the_op_equals_the_attention_written_out() {
@@ -343,18 +386,31 @@ fn the_op_equals_the_attention_written_out() {
     const OP: &str = r#"
 format: "archscope/1"
 name: op
-inputs: {x: [6, 8]}
+inputs: {x_cl: [8, 6]}
 nodes:
+  - {id: x, op: transpose, dims: [1, 2]}
   - {id: attn, op: multi_head_attention, heads: 2}
 "#;
     const OUT: &str = r#"
 format: "archscope/1"
 name: written_out
-inputs: {x: [6, 8]}
+inputs: {x_cl: [8, 6]}
 nodes:
-  - {id: q, op: linear, in: x, out: 8}
-  - {id: k, op: linear, in: x, out: 8}
-  - {id: v, op: linear, in: x, out: 8}
+  - {id: x, op: transpose, dims: [1, 2]}
+  - {id: wq, op: parameter, shape: [8, 8]}
+  - {id: bq, op: parameter, shape: [8]}
+  - {id: wk, op: parameter, shape: [8, 8]}
+  - {id: bk, op: parameter, shape: [8]}
+  - {id: wv, op: parameter, shape: [8, 8]}
+  - {id: bv, op: parameter, shape: [8]}
+  - {id: wo, op: parameter, shape: [8, 8]}
+  - {id: bo, op: parameter, shape: [8]}
+  - {id: qm, op: matmul, in: [x, wq]}
+  - {id: q, op: add, in: [qm, bq]}
+  - {id: km, op: matmul, in: [x, wk]}
+  - {id: k, op: add, in: [km, bk]}
+  - {id: vm, op: matmul, in: [x, wv]}
+  - {id: v, op: add, in: [vm, bv]}
   - {id: qh, op: reshape, in: q, shape: [6, 2, 4]}
   - {id: qp, op: permute, dims: [0, 2, 1, 3]}
   - {id: kh, op: reshape, in: k, shape: [6, 2, 4]}
@@ -368,7 +424,8 @@ nodes:
   - {id: o, op: matmul, in: [p, vp]}
   - {id: op, op: permute, dims: [0, 2, 1, 3]}
   - {id: ot, op: reshape, shape: [6, 8]}
-  - {id: out, op: linear, out: 8}
+  - {id: om, op: matmul, in: [ot, wo]}
+  - {id: out, op: add, in: [om, bo]}
 "#;
     let f = |name: &str, shape: &[usize]| formula(name, shape);
     let (wq, wk, wv) = (
@@ -406,6 +463,8 @@ nodes:
             .collect();
         safetensors::serialize(views, &None).unwrap()
     };
+    // The transpose of an 8×8 row-major matrix.
+    let t = |w: &[f32]| -> Vec<f32> { (0..64).map(|i| w[(i % 8) * 8 + i / 8]).collect() };
     let op_net = common::net(OP);
     let out_net = common::net(OUT);
     let op_w = exec::load_safetensors(
@@ -422,21 +481,22 @@ nodes:
     let out_w = exec::load_safetensors(
         &out_net,
         &file(vec![
-            ("q.weight", vec![8, 8], wq),
-            ("q.bias", vec![8], bq),
-            ("k.weight", vec![8, 8], wk),
-            ("k.bias", vec![8], bk),
-            ("v.weight", vec![8, 8], wv),
-            ("v.bias", vec![8], bv),
+            // x·Wᵀ as matmul(x, Wᵀ): the parameters hold the transposed weights.
+            ("wq", vec![8, 8], t(&wq)),
+            ("bq", vec![8], bq),
+            ("wk", vec![8, 8], t(&wk)),
+            ("bk", vec![8], bk),
+            ("wv", vec![8, 8], t(&wv)),
+            ("bv", vec![8], bv),
             // 1/√d for d = 4.
             ("scale", vec![1], vec![0.5]),
-            ("out.weight", vec![8, 8], wo),
-            ("out.bias", vec![8], bo),
+            ("wo", vec![8, 8], t(&wo)),
+            ("bo", vec![8], bo),
         ]),
         "out.safetensors",
     )
     .unwrap();
-    let x = exec::Tensor::new(vec![1, 6, 8], formula("x", &[1, 6, 8]));
+    let x = exec::Tensor::new(vec![1, 8, 6], formula("x", &[1, 8, 6]));
     let a = exec::run(&op_net, &op_w, std::slice::from_ref(&x), None).unwrap();
     let b = exec::run(&out_net, &out_w, std::slice::from_ref(&x), None).unwrap();
     assert_eq!(a.outputs[0].shape, b.outputs[0].shape);

@@ -51,14 +51,25 @@ fn dropout(a: &mut Attrs) -> Result<f64, Diagnostic> {
     Ok(p)
 }
 
-/// The divisors of `n` (for a head count's fix), at most the first 12.
+/// The divisors of `n` (for a head count's fix): the first 12, then `…` if there are more.
+/// Found in pairs `(d, n/d)` with `d ≤ √n`, so a huge embedding costs at most √n steps.
 fn divisors(n: u64) -> String {
-    (1..=n)
-        .filter(|d| n.is_multiple_of(*d))
-        .take(12)
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut all: Vec<u64> = Vec::new();
+    let mut d = 1u64;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            all.push(d);
+            all.push(n / d);
+        }
+        d += 1;
+    }
+    all.sort_unstable();
+    all.dedup();
+    let mut shown: Vec<String> = all.iter().take(12).map(|d| d.to_string()).collect();
+    if all.len() > 12 {
+        shown.push("…".to_string());
+    }
+    shown.join(", ")
 }
 
 /// Elements of a buffer the attention kernel allocates (`what`: the projections, one pair's
@@ -178,7 +189,7 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
                 "heads",
                 format!("{heads} heads do not divide the embedding of {embed} features (each head takes embedding/heads of them)"),
             )
-            .help(format!("use a head count that divides {embed}: {} …", divisors(embed))));
+            .help(format!("use a head count that divides {embed}: {}", divisors(embed))));
     }
     let kdim = a.positive("kdim")?.unwrap_or(embed);
     let vdim = a.positive("vdim")?.unwrap_or(embed);
@@ -239,7 +250,7 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         if causal {
             return Err(a
                 .error("causal", "a causal attention with an explicit mask: give one of them")
-                .help("drop the mask input (`causal: true` masks later keys) or `causal: true` (put the causal mask in the mask you give)"));
+                .help("drop the mask input (`causal: true` masks the later keys), or drop `causal: true` and put the causal mask into the mask you give"));
         }
         let ms = &a.inputs[m];
         let n = q.0[0];
@@ -754,7 +765,7 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         if causal {
             return Err(a
                 .error("causal", "a causal attention with an explicit mask: give one of them (PyTorch refuses both)")
-                .help("drop the mask input, or `causal: true` (fold the causal mask into the mask you give)"));
+                .help("drop the mask input (`causal: true` masks the later keys), or drop `causal: true` and put the causal mask into the mask you give"));
         }
         let m = &a.inputs[3];
         let mut target = q.0[..r - 2].to_vec();
@@ -1080,7 +1091,14 @@ mod tests {
         );
         assert_eq!(
             e.help.as_deref(),
-            Some("use a head count that divides 12: 1, 2, 3, 4, 6, 12 …")
+            Some("use a head count that divides 12: 1, 2, 3, 4, 6, 12")
         );
+        // 768 has 18 divisors: the first 12, then an ellipsis.
+        assert_eq!(
+            super::divisors(768),
+            "1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, …"
+        );
+        // A prime embedding: 1 and itself, found in √n steps.
+        assert_eq!(super::divisors(1_000_000_007), "1, 1000000007");
     }
 }
