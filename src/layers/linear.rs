@@ -429,7 +429,13 @@ mod tests {
         // FlopCounterMode and fvcore 5600 / 11200, ptflops 5607 at batch 1, thop 0, torchinfo
         // 4949 / 9898).
         use super::Convention;
-        let (l, y) = build("linear", "{out: 7, transposed: true}", &[&[1, 8, 100]]).unwrap();
+        let (l, y) = build_laid(
+            "linear",
+            "{out: 7, transposed: true}",
+            &[&[1, 8, 100]],
+            &seq(),
+        )
+        .unwrap();
         assert_eq!(l.weights()[0].shape, vec![100, 7]);
         assert_eq!(l.torch_type(), Some("Conv1D"));
         assert_eq!(l.params().total(), 707);
@@ -441,7 +447,13 @@ mod tests {
         assert_eq!(cost(Convention::Ptflops), 5607);
         assert_eq!(cost(Convention::Thop), 0);
         assert_eq!(cost(Convention::Torchinfo), 4949);
-        let (l, y) = build("linear", "{out: 7, transposed: true}", &[&[2, 8, 100]]).unwrap();
+        let (l, y) = build_laid(
+            "linear",
+            "{out: 7, transposed: true}",
+            &[&[2, 8, 100]],
+            &seq(),
+        )
+        .unwrap();
         let x = [Shape(vec![2, 8, 100])];
         assert_eq!(
             l.convention_cost(Convention::Torchinfo, &x, &y).unwrap(),
@@ -454,10 +466,11 @@ mod tests {
         // It runs x·W: with W = [[1, 2], [3, 4], [5, 6]] (3 → 2) and x = [1, 1, 1], y = [9, 12].
         use crate::kernels::Ctx;
         use crate::tensor::Tensor;
-        let (l, _) = build(
+        let (l, _) = build_laid(
             "linear",
             "{out: 2, bias: false, transposed: true}",
             &[&[1, 2, 3]],
+            &seq(),
         )
         .unwrap();
         let w = Tensor::new(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
@@ -474,10 +487,11 @@ mod tests {
         assert_eq!(y[0].data, vec![9.0, 12.0, 1.0, 2.0]);
         assert_eq!(ctx.macs, 2 * 2 * 3);
         // `tied` and `transposed` together are refused.
-        let e = build(
+        let e = build_laid(
             "linear",
             "{out: 2, tied: wte, transposed: true}",
             &[&[1, 2, 3]],
+            &seq(),
         )
         .unwrap_err();
         assert!(e.message.contains("`transposed` does not apply"), "{e}");
