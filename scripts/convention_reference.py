@@ -30,6 +30,9 @@ Segmentation models (fcn_*, deeplabv3_*, lraspp_*) return a dict; every tool acc
 The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
 size its position embedding was built for).
 
+The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
+size its position embedding was built for).
+
 Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
 and be merged):
 

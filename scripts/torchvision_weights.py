@@ -26,7 +26,7 @@ the auxiliary classifiers that a torchvision checkpoint carries -- `AuxLogits.*`
 saves `model.state_dict()`: every tensor contiguous, float32 as stored, `num_batches_tracked`
 kept (archscope ignores those counters).
 
-`reference` writes two files into tests/data/:
+`reference` writes three files into tests/data/:
 
 * ``torchvision_weights.json``: for every torchvision model of the zoo, the names, shapes and
   dtypes of its state dict (``weights=None``, the zoo's builder arguments). tests/exec.rs
@@ -38,6 +38,9 @@ kept (archscope ignores those counters).
   the same float32 values bit for bit). tests/exec.rs writes the same values under the same
   names, loads them by name, runs the model and compares: a tensor loaded into the wrong layer,
   or transposed, changes the logits.
+* ``transformer_weights_values.json``: the same for vit_b_32 (at 224x224, the size its position
+  embedding fixes) and convnext_tiny (at 64x64), each with its ``input_shape``
+  (tests/transformers.rs).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.", "aux_classifier.")
 # Models whose logits under the formula weights are stored, and the input they run on.
 VALUE_MODELS = ("resnet18", "mobilenet_v3_small")
 VALUE_INPUT = (1, 3, 64, 64)
+# The same for the attention and channels-last models, each at its own input (a ViT's position
+# embedding fixes its input at 224x224), into transformer_weights_values.json (tests/transformers.rs).
+TRANSFORMER_VALUE_MODELS = {"vit_b_32": (1, 3, 224, 224), "convnext_tiny": (1, 3, 64, 64)}
 
 
 def build(name: str) -> torch.nn.Module:
@@ -140,23 +146,30 @@ def reference(outdir: Path) -> None:
     (outdir / "torchvision_weights.json").write_text(text)
 
     values = {"input_shape": list(VALUE_INPUT), "models": {}}
-    x = torch.from_numpy(formula("input", VALUE_INPUT))
     for name in VALUE_MODELS:
-        model = build(name)
-        sd = model.state_dict()
-        new = {}
-        for k, v in sd.items():
-            if v.dtype.is_floating_point:
-                new[k] = torch.from_numpy(formula(k, tuple(v.shape)))
-            else:
-                new[k] = v
-        model.load_state_dict(new, strict=True)
-        with torch.no_grad():
-            y = model(x)
-        values["models"][name] = [float(f) for f in y.reshape(-1).tolist()]
-        print(f"{name}: logits {y.shape}, max |y| {y.abs().max().item():.4g}")
+        values["models"][name] = formula_logits(name, VALUE_INPUT)
     values["produced_with"] = meta
     (outdir / "torchvision_weights_values.json").write_text(json.dumps(values, indent=0) + "\n")
+
+    values = {"models": {}, "produced_with": meta}
+    for name, shape in TRANSFORMER_VALUE_MODELS.items():
+        values["models"][name] = {"input_shape": list(shape), "logits": formula_logits(name, shape)}
+    (outdir / "transformer_weights_values.json").write_text(json.dumps(values, indent=0) + "\n")
+
+
+def formula_logits(name: str, shape: tuple[int, ...]) -> list[float]:
+    """The model's logits with every floating-point state-dict tensor set by `formula` (by its
+    name), on the formula input `input` of `shape`."""
+    model = build(name)
+    new = {}
+    for k, v in model.state_dict().items():
+        new[k] = torch.from_numpy(formula(k, tuple(v.shape))) if v.dtype.is_floating_point else v
+    model.load_state_dict(new, strict=True)
+    x = torch.from_numpy(formula("input", shape))
+    with torch.no_grad():
+        y = model(x)
+    print(f"{name}: logits {tuple(y.shape)} on {shape}, max |y| {y.abs().max().item():.4g}")
+    return [float(f) for f in y.reshape(-1).tolist()]
 
 
 def main() -> int:

@@ -70,6 +70,22 @@ pub struct Totals {
     pub peak_activation_bytes: u64,
 }
 
+/// Per-token figures of a model that reads token ids (a language model: `inputs: {ids:
+/// {tokens: L, vocab: V}}`), from [`Analysis::per_token`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PerToken {
+    /// Tokens per sample: the length L of the token-id input.
+    pub tokens: u64,
+    /// The model's MACs (under the analysis's convention) over the tokens of the batch, N·L.
+    pub macs: f64,
+    /// The model's FLOPs over the tokens of the batch, N·L.
+    pub flops: f64,
+    /// Bytes the model's causal attention layers keep per token of a sample for generation
+    /// (their keys and values: the KV cache), in the analysis's dtype: each layer declares
+    /// its elements per token (`Op::kv_cache_per_token`), summed over the model.
+    pub kv_cache_bytes: u64,
+}
+
 /// The analysis of one model at one input size and batch.
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -81,6 +97,26 @@ pub struct Analysis {
     pub dtype: Dtype,
     /// Whose MACs `macs` holds (see [`crate::convention::recount`]); torchvision's by default.
     pub convention: Convention,
+    /// (batch, tokens per sample) of the model's token-id input, when it has exactly one.
+    pub token_input: Option<(u64, u64)>,
+    /// Bytes (in `dtype`) of keys and values its layers keep per token of a sample (the KV
+    /// cache): the layers' `Op::kv_cache_per_token` elements, summed.
+    pub kv_cache_bytes_per_token: u64,
+}
+
+impl Analysis {
+    /// Per-token figures, for a model with one token-id input (`None` for any other): the
+    /// totals over the batch's tokens, and the KV cache per token.
+    pub fn per_token(&self) -> Option<PerToken> {
+        let (batch, len) = self.token_input?;
+        let tokens = batch as f64 * len as f64;
+        Some(PerToken {
+            tokens: len,
+            macs: self.totals.macs as f64 / tokens,
+            flops: self.totals.flops as f64 / tokens,
+            kv_cache_bytes: self.kv_cache_bytes_per_token,
+        })
+    }
 }
 
 fn overflow(what: &str, layer: &str) -> Error {
@@ -99,6 +135,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
     let mut t = Totals::default();
     let mut own_bytes = vec![0u64; n];
     let mut fields = receptive::fields(net)?.into_iter();
+    let mut kv_cache_per_token = 0u64;
     for (k, node) in net.nodes.iter().enumerate() {
         let params = node.layer.params();
         let cost = node
@@ -125,6 +162,11 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         t.macs = add(t.macs, cost.macs, "MACs")?;
         t.flops = add(t.flops, cost.flops, "FLOPs")?;
         t.activation_bytes = add(t.activation_bytes, bytes, "activation memory")?;
+        kv_cache_per_token = add(
+            kv_cache_per_token,
+            node.layer.kv_cache_per_token(&node.in_shapes),
+            "KV cache",
+        )?;
         layers.push(LayerStats {
             name: node.name.clone(),
             op: node.layer.op(),
@@ -160,6 +202,9 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         .buffers
         .checked_mul(size)
         .ok_or_else(|| overflow("buffer memory", last))?;
+    let kv_cache_bytes_per_token = kv_cache_per_token
+        .checked_mul(size)
+        .ok_or_else(|| overflow("KV cache", last))?;
     t.peak_activation_bytes = peak_activation(net, &own_bytes);
     let inputs = net
         .nodes
@@ -172,6 +217,17 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         .iter()
         .map(|o| (o.name.clone(), net.nodes[o.node].out_shapes[o.slot].clone()))
         .collect();
+    // The token-id input (`Op::input_vocab`): per-token figures need exactly one.
+    let token_inputs: Vec<&Shape> = net
+        .nodes
+        .iter()
+        .filter(|x| x.layer.is_input() && x.layer.input_vocab().is_some())
+        .map(|x| &x.out_shapes[0])
+        .collect();
+    let token_input = match token_inputs[..] {
+        [s] if s.rank() == 2 => Some((s.0[0], s.0[1])),
+        _ => None,
+    };
     Ok(Analysis {
         model: net.name.clone(),
         inputs,
@@ -180,6 +236,8 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
         totals: t,
         dtype,
         convention: Convention::Torchvision,
+        token_input,
+        kv_cache_bytes_per_token,
     })
 }
 

@@ -438,7 +438,7 @@ fn folded_label(group: &str, layers: &[&LayerStats]) -> String {
 fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
     let t = &a.totals;
     let dt = format!("{:?}", a.dtype).to_lowercase();
-    vec![
+    let mut lines = vec![
         (
             "Parameters".into(),
             human_count(t.params),
@@ -481,7 +481,33 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             human_bytes(t.peak_activation_bytes),
             t.peak_activation_bytes.to_string(),
         ),
-    ]
+    ];
+    // A language model: its cost per token and the KV cache it keeps per token.
+    if let Some(p) = a.per_token() {
+        let exact = |v: f64| {
+            if v.fract() == 0.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.3}")
+            }
+        };
+        lines.push((
+            format!("{} per token ({} tokens)", macs_label(a), p.tokens),
+            human_count(p.macs.round() as u64),
+            exact(p.macs),
+        ));
+        lines.push((
+            "FLOPs per token".into(),
+            human_count(p.flops.round() as u64),
+            exact(p.flops),
+        ));
+        lines.push((
+            format!("KV cache per token ({dt})"),
+            human_bytes(p.kv_cache_bytes),
+            p.kv_cache_bytes.to_string(),
+        ));
+    }
+    lines
 }
 
 /// `MACs`, or `MACs (fvcore)` under another tool's convention.
@@ -864,7 +890,7 @@ pub fn json(a: &Analysis) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut v = json!({
         "model": a.model,
         "input": a.inputs.first().map(|s| s.0.clone()).unwrap_or_default(),
         "inputs": a.inputs.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
@@ -873,7 +899,12 @@ pub fn json(a: &Analysis) -> Value {
         "layers": layers,
         "outputs": a.outputs.iter().map(|(n, s)| json!({"name": n, "shape": s.0})).collect::<Vec<_>>(),
         "totals": a.totals,
-    })
+    });
+    // Only for a model that reads tokens (see `Analysis::per_token`).
+    if let Some(p) = a.per_token() {
+        v["per_token"] = json!(p);
+    }
+    v
 }
 
 #[cfg(test)]

@@ -136,6 +136,16 @@ pub const MODELS: &[(&str, &str)] = &[
     (
         "lraspp_mobilenet_v3_large",
         include_str!("../models/lraspp_mobilenet_v3_large.yaml"),
+    ("vit_b_16", include_str!("../models/vit_b_16.yaml")),
+    ("vit_b_32", include_str!("../models/vit_b_32.yaml")),
+    ("vit_l_16", include_str!("../models/vit_l_16.yaml")),
+    (
+        "convnext_tiny",
+        include_str!("../models/convnext_tiny.yaml"),
+    ),
+    (
+        "convnext_small",
+        include_str!("../models/convnext_small.yaml"),
     ),
     ("resnet50_v2", include_str!("../models/resnet50_v2.yaml")),
     ("mobilenet_v1", include_str!("../models/mobilenet_v1.yaml")),
@@ -148,6 +158,7 @@ pub const MODELS: &[(&str, &str)] = &[
     ("wav2letter", include_str!("../models/wav2letter.yaml")),
     ("swin_t", include_str!("../models/swin_t.yaml")),
     ("swin_v2_t", include_str!("../models/swin_v2_t.yaml")),
+    ("gpt2", include_str!("../models/gpt2.yaml")),
 ];
 
 /// The YAML text of a zoo model.

@@ -7,9 +7,10 @@
 //!
 //! And the sets the README's "every … of the zoo" sentences speak of are the zoo: each zoo
 //! model is measured by exactly one PyTorch reference file — `tests/data/torchvision_zoo.json`
-//! (the 52 torchvision image models: "Verified against PyTorch", the profiler conventions, the
-//! state-dict names) or `tests/data/video_audio_reference.json` (the 3 torchvision video models
-//! and torchaudio's Wav2Letter) — or is one that no PyTorch library builds.
+//! (the 57 torchvision image models: "Verified against PyTorch", the profiler conventions, the
+//! state-dict names), `tests/data/video_audio_reference.json` (the 3 torchvision video models
+//! and torchaudio's Wav2Letter) or `tests/data/gpt2_reference.json` (transformers' GPT-2) — or
+//! is one that no PyTorch library builds.
 
 mod common;
 
@@ -147,8 +148,14 @@ fn every_zoo_model_has_one_source_of_truth() {
     };
     let image = models("torchvision_zoo.json");
     let video_audio = models("video_audio_reference.json");
+    // gpt2_reference.json measures one model, GPT-2 small (`models/gpt2.yaml`).
+    assert_eq!(
+        data_json("gpt2_reference.json")["model"],
+        "GPT2LMHeadModel(GPT2Config())"
+    );
+    let language: BTreeSet<String> = ["gpt2".to_string()].into();
     let papers: BTreeSet<String> = NOT_IN_PYTORCH.iter().map(|s| s.to_string()).collect();
-    assert_eq!(image.len(), 52, "the README's \"all 52\"");
+    assert_eq!(image.len(), 57, "the README's \"all 57\"");
     assert_eq!(
         video_audio.len(),
         4,
@@ -156,15 +163,16 @@ fn every_zoo_model_has_one_source_of_truth() {
     );
     let zoo: BTreeSet<String> = zoo_names().into_iter().map(String::from).collect();
     for name in &zoo {
-        let homes = [&image, &video_audio, &papers]
+        let homes = [&image, &video_audio, &language, &papers]
             .iter()
             .filter(|set| set.contains(name))
             .count();
-        assert_eq!(homes, 1, "{name}: in {homes} of the three sets, not one");
+        assert_eq!(homes, 1, "{name}: in {homes} of the four sets, not one");
     }
     let measured: BTreeSet<String> = image
         .iter()
         .chain(&video_audio)
+        .chain(&language)
         .chain(&papers)
         .cloned()
         .collect();
@@ -172,7 +180,7 @@ fn every_zoo_model_has_one_source_of_truth() {
         measured, zoo,
         "a reference names a model the zoo lacks, or the reverse"
     );
-    assert_eq!(zoo.len(), 63);
+    assert_eq!(zoo.len(), 69);
 }
 
 #[test]

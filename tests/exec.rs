@@ -79,6 +79,12 @@ const CHECK_GROUPS: &[&[&str]] = &[
     // tests/zoo_scaled.rs (and within `check`'s bounds at 600×600, tested there).
     &["efficientnet_b7"],
     &["swin_t", "swin_v2_t"],
+    &["vit_b_16"],
+    &["vit_b_32", "convnext_tiny"],
+    &["convnext_small"],
+    // ViT-L/16 (61.6 GMACs) and GPT-2 (146 GMACs at 1,024 tokens): checked at 64×64 and at
+    // 16 tokens in tests/transformers.rs.
+    &["vit_l_16", "gpt2"],
 ];
 
 /// The check group whose first model is `first` (tests name their group by it, not by an index,
@@ -190,6 +196,21 @@ fn zoo_passes_check_wide_resnet101_2() {
 #[test]
 fn zoo_passes_check_swin() {
     zoo_passes_check(CHECK_GROUPS[10]);
+}
+
+#[test]
+fn zoo_passes_check_vit_b_16() {
+    zoo_passes_check(CHECK_GROUPS[10]);
+}
+
+#[test]
+fn zoo_passes_check_vit_b_32_and_convnext_tiny() {
+    zoo_passes_check(CHECK_GROUPS[11]);
+}
+
+#[test]
+fn zoo_passes_check_convnext_small() {
+    zoo_passes_check(CHECK_GROUPS[12]);
 }
 
 #[test]
@@ -406,8 +427,7 @@ fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
     }
     // Every model the reference measured is in the zoo (torch_reference.py's list).
     assert_eq!(torchvision_in_zoo, models.len());
-
-    assert_eq!(models.len(), 50);
+    assert_eq!(models.len(), 57);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 pub const LINEAR: OpType = OpType {
     name: "linear",
     aliases: &["fc", "dense"],
-    keys: &["out", "bias", "trainable", "tied"],
+    keys: &["out", "bias", "trainable", "tied", "transposed"],
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm1d"),
     build,
@@ -33,6 +33,9 @@ struct Linear {
     /// Whether it runs at every position of a tensor with positional axes (tokens, a
     /// channels-last map): then it mixes no positions (pointwise geometry).
     per_position: bool,
+    /// The weight is stored in×out (`transposed: true`), as Hugging Face transformers' `Conv1D`
+    /// stores it (GPT-2): y = x·W + b instead of nn.Linear's x·Wᵀ + b.
+    transposed: bool,
 }
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -64,6 +67,12 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
                 .to_string(),
         ),
     };
+    let transposed = a.bool("transposed", false)?;
+    if transposed && tied.is_some() {
+        return Err(a
+            .error("transposed", "a tied linear uses the other layer's weight as stored: `transposed` does not apply")
+            .help("remove `transposed: true` (or `tied:`)"));
+    }
     // A tied weight is the other layer's: only the bias is this layer's own.
     let params = add(&[
         if tied.is_some() {
@@ -81,6 +90,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         params,
         tied,
         per_position,
+        transposed,
     }))
 }
 
@@ -132,6 +142,10 @@ impl Op for Linear {
         match &self.tied {
             Some(t) => format!(
                 "linear {}→{} (tied to {t})",
+                self.in_features, self.out_features
+            ),
+            None if self.transposed => format!(
+                "linear {}→{} (Conv1D, weight in×out)",
                 self.in_features, self.out_features
             ),
             None => format!("linear {}→{}", self.in_features, self.out_features),
@@ -192,7 +206,7 @@ impl Op for Linear {
         Ok(vec![l])
     }
     fn torch_type(&self) -> Option<&'static str> {
-        Some("Linear")
+        Some(if self.transposed { "Conv1D" } else { "Linear" })
     }
     fn weight_info(&self) -> Option<WeightInfo> {
         Some(WeightInfo {
@@ -223,7 +237,11 @@ impl Kernel for Linear {
         if self.tied.is_none() {
             w.push(WeightSpec {
                 name: "weight",
-                shape: vec![o, i],
+                shape: if self.transposed {
+                    vec![i, o]
+                } else {
+                    vec![o, i]
+                },
                 kind,
                 init: Init::Kaiming { fan_in: i },
             });
@@ -263,7 +281,22 @@ impl Kernel for Linear {
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("rank ≥ 2") = o;
         let mut out = ctx.output(&shape);
-        if rows == 1 {
+        if self.transposed {
+            // y (rows × out) = x (rows × in) · W, W stored in × out (transformers' Conv1D).
+            ctx.macs += matmul(
+                rows,
+                o,
+                i,
+                &x.data,
+                i,
+                1,
+                &w.data,
+                o,
+                1,
+                &mut out.data,
+                false,
+            );
+        } else if rows == 1 {
             // One row (batch 1): a matrix-vector product, bound by reading W once; each
             // thread streams its own block of W's rows.
             ctx.macs += matvec(&w.data, &x.data[..i], &mut out.data);
@@ -304,6 +337,25 @@ impl Counting for Linear {
     ) -> Result<u64, Diagnostic> {
         let y = &outputs[0];
         let macs = self.cost(inputs, outputs)?.macs;
+        if self.transposed {
+            // transformers' Conv1D is torch.addmm(bias, x.view(-1, in), W) (measured on
+            // Conv1D(7, 100) over 1×8×100 and 2×8×100: 5600/11200, 5600/11200, 5607, 0, 4949/9898).
+            return match c {
+                // FlopCounterMode and fvcore (aten::addmm): in · numel(output).
+                Convention::Torchvision | Convention::Fvcore => Ok(macs),
+                // ptflops patches torch.addmm: the product plus the bias's elements, once.
+                Convention::Ptflops => add(&[macs, if self.bias { self.out_features } else { 0 }]),
+                // thop knows no Conv1D module: nothing.
+                Convention::Thop => Ok(0),
+                // torchinfo takes a module whose name says "conv" for a convolution: its
+                // parameters × the output's sizes after the second × the batch.
+                Convention::Torchinfo => {
+                    let mut f = vec![self.params, y.0[0]];
+                    f.extend_from_slice(&y.0[2..]);
+                    mul(&f)
+                }
+            };
+        }
         match c {
             // fvcore (aten::linear) and thop: in_features · numel(output).
             Convention::Torchvision | Convention::Fvcore | Convention::Thop => Ok(macs),
@@ -381,6 +433,81 @@ mod tests {
         assert_eq!(cost(Convention::Thop), 11200);
         assert_eq!(cost(Convention::Ptflops), 2 * 5656);
         assert_eq!(cost(Convention::Torchinfo), 1414);
+    }
+
+    #[test]
+    fn transposed_is_conv1d() {
+        // transformers' Conv1D(7, 100): weight 100×7 (in × out), the same parameters and MACs
+        // as Linear(100, 7); what the profilers charge on 1×8×100 and 2×8×100 (measured:
+        // FlopCounterMode and fvcore 5600 / 11200, ptflops 5607 at batch 1, thop 0, torchinfo
+        // 4949 / 9898).
+        use super::Convention;
+        let (l, y) = build_laid(
+            "linear",
+            "{out: 7, transposed: true}",
+            &[&[1, 8, 100]],
+            &seq(),
+        )
+        .unwrap();
+        assert_eq!(l.weights()[0].shape, vec![100, 7]);
+        assert_eq!(l.torch_type(), Some("Conv1D"));
+        assert_eq!(l.params().total(), 707);
+        let x = [Shape(vec![1, 8, 100])];
+        assert_eq!(l.cost(&x, &y).unwrap().macs, 5600);
+        let cost = |c| l.convention_cost(c, &x, &y).unwrap();
+        assert_eq!(cost(Convention::Torchvision), 5600);
+        assert_eq!(cost(Convention::Fvcore), 5600);
+        assert_eq!(cost(Convention::Ptflops), 5607);
+        assert_eq!(cost(Convention::Thop), 0);
+        assert_eq!(cost(Convention::Torchinfo), 4949);
+        let (l, y) = build_laid(
+            "linear",
+            "{out: 7, transposed: true}",
+            &[&[2, 8, 100]],
+            &seq(),
+        )
+        .unwrap();
+        let x = [Shape(vec![2, 8, 100])];
+        assert_eq!(
+            l.convention_cost(Convention::Torchinfo, &x, &y).unwrap(),
+            9898
+        );
+        assert_eq!(
+            l.convention_cost(Convention::Fvcore, &x, &y).unwrap(),
+            11200
+        );
+        // It runs x·W: with W = [[1, 2], [3, 4], [5, 6]] (3 → 2) and x = [1, 1, 1], y = [9, 12].
+        use crate::kernels::Ctx;
+        use crate::tensor::Tensor;
+        let (l, _) = build_laid(
+            "linear",
+            "{out: 2, bias: false, transposed: true}",
+            &[&[1, 2, 3]],
+            &seq(),
+        )
+        .unwrap();
+        let w = Tensor::new(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let x = Tensor::new(vec![1, 2, 3], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        let mut ctx = Ctx {
+            macs: 0,
+            aux_in: &[],
+            aux_out: None,
+            want_aux: false,
+            epilogue: None,
+            recycled: None,
+        };
+        let y = l.forward(&[&x], &[w], &mut ctx).unwrap();
+        assert_eq!(y[0].data, vec![9.0, 12.0, 1.0, 2.0]);
+        assert_eq!(ctx.macs, 2 * 2 * 3);
+        // `tied` and `transposed` together are refused.
+        let e = build_laid(
+            "linear",
+            "{out: 2, tied: wte, transposed: true}",
+            &[&[1, 2, 3]],
+            &seq(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("`transposed` does not apply"), "{e}");
     }
 
     #[test]

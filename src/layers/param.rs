@@ -35,11 +35,11 @@ pub const PARAMETER: OpType = OpType {
 pub const EMBEDDING: OpType = OpType {
     name: "embedding",
     aliases: &[],
-    keys: &["num", "dim", "trainable"],
+    keys: &["num", "dim", "trainable", "positions"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_embedding,
-    summary: "a row of a `num`×`dim` table for each integer id of its input (torch.nn.Embedding)",
+    summary: "a row of a `num`×`dim` table for each integer id of its input (torch.nn.Embedding); `positions: true` looks up the positions 0…L−1 of its N×L input instead (GPT-2's wpe(arange(L)))",
 };
 
 #[derive(Debug)]
@@ -203,6 +203,10 @@ struct Embedding {
     num: u64,
     dim: u64,
     trainable: bool,
+    /// `positions: true`: the rows looked up are the positions 0…L−1 along the input's last
+    /// axis (a position embedding, `wpe(arange(L))`), not the input's values; the input lends
+    /// only its shape.
+    positions: bool,
 }
 
 fn build_embedding(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -220,10 +224,27 @@ fn build_embedding(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .at(&a.node_path));
     }
     let trainable = a.bool("trainable", true)?;
+    let positions = a.bool("positions", false)?;
+    if positions {
+        let len = x.0[x.rank() - 1];
+        if len > num {
+            return Err(a
+                .error(
+                    "num",
+                    format!(
+                        "a position embedding of {num} positions cannot cover the {len} positions of its input {x}"
+                    ),
+                )
+                .help(format!(
+                    "give a sequence of at most {num} tokens (`tokens:` or --input), or a table of at least {len} rows (`num: {len}`)"
+                )));
+        }
+    }
     Ok(Box::new(Embedding {
         num,
         dim,
         trainable,
+        positions,
     }))
 }
 
@@ -232,7 +253,15 @@ impl Op for Embedding {
         "embedding"
     }
     fn label(&self) -> String {
-        format!("embedding {}×{}", self.num, self.dim)
+        if self.positions {
+            format!("position embedding {}×{}", self.num, self.dim)
+        } else {
+            format!("embedding {}×{}", self.num, self.dim)
+        }
+    }
+    fn reads_values(&self, _index: usize) -> bool {
+        // A position embedding reads its input's shape, not its ids.
+        !self.positions
     }
     fn category(&self) -> Category {
         Category::Convolution
@@ -306,6 +335,15 @@ impl Kernel for Embedding {
         shape.push(d);
         let mut out = ctx.output(&shape);
         let w = &weights[0].data;
+        if self.positions {
+            // Row t of the table at position t of each sequence.
+            let len = *ids.shape.last().expect("rank ≥ 1");
+            for (i, row) in out.data.chunks_mut(d).enumerate() {
+                let r = (i % len) * d;
+                row.copy_from_slice(&w[r..r + d]);
+            }
+            return Ok(vec![out]);
+        }
         for (i, (&v, row)) in ids.data.iter().zip(out.data.chunks_mut(d)).enumerate() {
             if !(v >= 0.0 && v.fract() == 0.0 && (v as u64) < self.num) {
                 let per = ids.numel() / ids.shape[0].max(1);
@@ -382,7 +420,51 @@ mod tests {
         let (l, o) = build("embedding", "{num: 50257, dim: 768}", &[&[1, 1024]]).unwrap();
         assert_eq!(o[0].0, vec![1, 1024, 768]);
         assert_eq!(l.params().trainable, 38_597_376);
+        // GPT-2's position table on 16 tokens: rows 0…15 of 1024, whatever the ids.
+        let (l, o) = build(
+            "embedding",
+            "{num: 1024, dim: 768, positions: true}",
+            &[&[2, 16]],
+        )
+        .unwrap();
+        assert_eq!(o[0].0, vec![2, 16, 768]);
+        assert_eq!(l.params().trainable, 786_432);
+        assert!(!l.reads_values(0));
+        let e = build("embedding", "{num: 8, dim: 4, positions: true}", &[&[1, 9]]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "a position embedding of 8 positions cannot cover the 9 positions of its input 1×9"
+        );
         let e = build("parameter", "{shape: [1, 768], init: value}", &[]).unwrap_err();
         assert_eq!(e.message, "`init: value` needs `value`");
+    }
+
+    #[test]
+    fn a_position_embedding_reads_positions_not_ids() {
+        use crate::kernels::Ctx;
+        use crate::tensor::Tensor;
+        // Table rows r = [10r, 10r + 1]; ids 3, 0, 2 (any values) at positions 0, 1, 2.
+        let (l, _) = build("embedding", "{num: 4, dim: 2, positions: true}", &[&[1, 3]]).unwrap();
+        let w = Tensor::new(
+            vec![4, 2],
+            vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0, 30.0, 31.0],
+        );
+        let ids = Tensor::new(vec![1, 3], vec![3.0, 0.0, 2.0]);
+        let mut ctx = Ctx {
+            macs: 0,
+            aux_in: &[],
+            aux_out: None,
+            want_aux: false,
+            epilogue: None,
+            recycled: None,
+        };
+        let y = l
+            .forward(&[&ids], std::slice::from_ref(&w), &mut ctx)
+            .unwrap();
+        assert_eq!(y[0].data, vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
+        // The same table as a token embedding reads the ids.
+        let (l, _) = build("embedding", "{num: 4, dim: 2}", &[&[1, 3]]).unwrap();
+        let y = l.forward(&[&ids], &[w], &mut ctx).unwrap();
+        assert_eq!(y[0].data, vec![30.0, 31.0, 0.0, 1.0, 20.0, 21.0]);
     }
 }

@@ -1343,6 +1343,22 @@ fn build_expand(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 }
 
 impl Op for Expand {
+    fn layouts(
+        &self,
+        inputs: &[Layout],
+        _in_shapes: &[Shape],
+        out_shapes: &[Shape],
+    ) -> Result<Vec<Layout>, Diagnostic> {
+        // The same dimensions, grown: the input's roles, the batch first.
+        let mut l = inputs[0].clone();
+        if l.rank() != out_shapes[0].rank() {
+            l = Layout::opaque(out_shapes[0].rank());
+        }
+        if let Some(first) = l.0.first_mut() {
+            *first = super::Role::Batch;
+        }
+        Ok(vec![l])
+    }
     fn op(&self) -> &'static str {
         "expand"
     }
@@ -1447,6 +1463,21 @@ mod tests {
             recycled: None,
         };
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0)
+    }
+
+    #[test]
+    fn permute_as_a_module() {
+        // `x.permute(…)` has no module; ConvNeXt calls torchvision's Permute module.
+        let (l, _) = build("permute", "{dims: [0, 2, 3, 1]}", &[&[1, 3, 4, 5]]).unwrap();
+        assert_eq!(l.torch_type(), None);
+        let (l, o) = build(
+            "permute",
+            "{dims: [0, 2, 3, 1], functional: false}",
+            &[&[1, 3, 4, 5]],
+        )
+        .unwrap();
+        assert_eq!(l.torch_type(), Some("Permute"));
+        assert_eq!(o[0].0, vec![1, 4, 5, 3]);
     }
 
     #[test]
