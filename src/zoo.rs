@@ -136,6 +136,7 @@ pub const MODELS: &[(&str, &str)] = &[
     (
         "lraspp_mobilenet_v3_large",
         include_str!("../models/lraspp_mobilenet_v3_large.yaml"),
+    ),
     ("vit_b_16", include_str!("../models/vit_b_16.yaml")),
     ("vit_b_32", include_str!("../models/vit_b_32.yaml")),
     ("vit_l_16", include_str!("../models/vit_l_16.yaml")),
