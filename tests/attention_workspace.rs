@@ -4,61 +4,21 @@
 //! inputs, weights and output must lie within the declared workspace (hand-derived beside each
 //! case) plus a small allowance for shape vectors and the thread pool's bookkeeping. The
 //! `gemm` crate's packing memory, allocated once per thread on its first product and kept, is
-//! measured away by a first, unmeasured pass. One test in this binary, so that no other test
+//! measured away by unmeasured passes on the calling thread and on every thread of the pool. One test in this binary, so that no other test
 //! allocates while it measures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 
 use archscope::exec;
 use archscope::kernels::Ctx;
 use archscope::{BuildOptions, Network};
 
-/// Bytes allocated now, and the most at once since the last reset.
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are kept.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(l.size(), SeqCst) + l.size();
-            PEAK.fetch_max(now, SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        NOW.fetch_sub(l.size(), SeqCst);
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(l.size(), SeqCst) + l.size();
-            PEAK.fetch_max(now, SeqCst);
-        }
-        p
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            NOW.fetch_sub(l.size(), SeqCst);
-            let now = NOW.fetch_add(new, SeqCst) + new;
-            PEAK.fetch_max(now, SeqCst);
-        }
-        q
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{NOW, PEAK, SLACK};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Allowance for the small allocations of a forward pass besides its buffers (shape vectors,
-/// rayon's job bookkeeping).
-const SLACK: usize = 16 << 10;
+static ALLOC: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn declared_workspace_covers_what_the_attention_kernels_allocate() {
@@ -117,16 +77,34 @@ fn declared_workspace_covers_what_the_attention_kernels_allocate() {
                 epilogue: None,
                 recycled: None,
             };
+            // Warm-up, unmeasured, on this thread and on every thread of the pool: whichever
+            // thread the measured pass then hands a product to has its `gemm` packing memory
+            // already (one warm-up pass alone left the measure depending on rayon's scheduling).
             node.layer
                 .forward(&refs, &w.per_node[k], &mut ctx())
                 .unwrap();
-            let mut c = ctx();
-            let before = NOW.load(SeqCst);
-            PEAK.store(before, SeqCst);
-            let outs = node.layer.forward(&refs, &w.per_node[k], &mut c).unwrap();
-            let peak = PEAK.load(SeqCst);
-            let out_bytes: usize = outs.iter().map(|t| 4 * t.data.len()).sum();
-            peak - before - out_bytes
+            rayon::broadcast(|_| {
+                node.layer
+                    .forward(&refs, &w.per_node[k], &mut ctx())
+                    .unwrap();
+            });
+            // The least over five measured passes: a `gemm` packing buffer that rayon's
+            // scheduling makes a thread allocate during one pass (about 24 KiB, seen in about
+            // half of the single-pass runs on 2 cores) is not the kernel's workspace; what the
+            // kernel allocates shows in every pass.
+            (0..5)
+                .map(|_| {
+                    let mut c = ctx();
+                    let before = NOW.load(SeqCst);
+                    PEAK.store(before, SeqCst);
+                    let outs = node.layer.forward(&refs, &w.per_node[k], &mut c).unwrap();
+                    let peak = PEAK.load(SeqCst);
+                    let out_bytes: usize = outs.iter().map(|t| 4 * t.data.len()).sum();
+                    drop(outs);
+                    peak - before - out_bytes
+                })
+                .min()
+                .unwrap()
         });
         assert!(
             extra <= 4 * declared as usize + SLACK,

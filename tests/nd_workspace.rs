@@ -9,58 +9,18 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 
 use archscope::exec;
 use archscope::kernels::Ctx;
 use archscope::{BuildOptions, Network};
 
-/// Bytes allocated now, and the most at once since the last reset.
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are kept.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(l.size(), SeqCst) + l.size();
-            PEAK.fetch_max(now, SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        NOW.fetch_sub(l.size(), SeqCst);
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(l.size(), SeqCst) + l.size();
-            PEAK.fetch_max(now, SeqCst);
-        }
-        p
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            NOW.fetch_sub(l.size(), SeqCst);
-            let now = NOW.fetch_add(new, SeqCst) + new;
-            PEAK.fetch_max(now, SeqCst);
-        }
-        q
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{NOW, PEAK, SLACK};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// Allowance for the small allocations of a forward pass besides its buffers (shape vectors,
-/// rayon's job bookkeeping).
-const SLACK: usize = 16 << 10;
+static ALLOC: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn declared_workspace_covers_what_the_kernels_allocate() {
