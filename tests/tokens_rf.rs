@@ -161,3 +161,30 @@ nodes:
     // flatten(1) of N×8×4×4 mixes channels with space: a CNN head, no field after it.
     assert!(layer(&a, "fc").rf.is_none());
 }
+
+#[test]
+fn convnext_fields_pass_through_its_channels_last_blocks() {
+    // ConvNeXt-T's block: depthwise 7×7 (on N×C×H×W), then permute to N×H×W×C, layer norm,
+    // two per-position linears and the permute back. Only the 7×7 convolution widens the field
+    // (6 units of the current jump per block); the permutes and linears move none. By hand:
+    // stem 4×4/4: size 4, jump 4. Stage 1, 3 blocks: 4 + 3·6·4 = 76; downsample 2×2/2:
+    // + 1·4 = 80, jump 8. Stage 2: 80 + 3·6·8 = 224; + 8 = 232, jump 16. Stage 3:
+    // 232 + 9·6·16 = 1096; + 16 = 1112, jump 32. Stage 4: 1112 + 3·6·32 = 1688, jump 32.
+    let a = common::analysis(&common::zoo_net("convnext_tiny"));
+    let last = a
+        .layers
+        .iter()
+        .rev()
+        .find(|l| l.rf.is_some())
+        .expect("a layer with a field");
+    assert_eq!(last.name, "stage4.2.sum");
+    let f = last.rf.as_ref().unwrap();
+    for ax in &f.axes {
+        assert_eq!((ax.size, ax.jump), (Q::from(1688), Q::from(32)));
+    }
+    // The first block's permute keeps the depthwise convolution's field: 4 + 6·4 = 28.
+    let p = field_of(&a, "stage1.0.to_last");
+    for ax in &p.axes {
+        assert_eq!((ax.size, ax.jump), (Q::from(28), Q::from(4)));
+    }
+}

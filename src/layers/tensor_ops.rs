@@ -343,12 +343,12 @@ fn copy_training() -> Result<Training, Diagnostic> {
 
 /// Receptive geometry of an op that changes the layout of the spatial axes: pointwise when the
 /// shape is unchanged, otherwise it ends spatial structure (layouts refine this for tokens).
-fn relayout_geometry(inputs: &[Shape], out: &Shape) -> Geometry {
-    if inputs[0] == *out || inputs[0].rank() < 3 {
-        Geometry::Pointwise
-    } else {
-        Geometry::Global
-    }
+fn relayout_geometry(_inputs: &[Shape], _out: &Shape) -> Geometry {
+    // Moving, merging or splitting dimensions mixes no positions: each output unit is one
+    // input unit. Where the spatial axes went is the layouts' business (`Op::layouts`): the
+    // receptive-field pass follows them, and ends the field when a spatial axis is dropped or
+    // mixed with channels.
+    Geometry::Pointwise
 }
 
 // ---------------------------------------------------------------------------------------------
