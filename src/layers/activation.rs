@@ -381,6 +381,112 @@ impl Op for Activation {
 }
 
 impl Kernel for Activation {
+    /// The ONNX operator of the same name where there is one; relu6 and hardtanh as `Clip`,
+    /// SiLU as `Sigmoid`·x, GELU as `Gelu` from opset 20 and its Erf/Tanh formula before, Mish
+    /// from opset 18 (`Softplus`, `Tanh`, `Mul` before), softplus with its beta.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::{float, int, string};
+        let (x, out) = (e.input(0), e.output(0));
+        let [p0, p1] = self.p;
+        let one = |e: &mut super::onnx::Emit, op: &'static str, attrs| {
+            e.node(op, &[&x], &[&out], attrs);
+        };
+        match self.kind {
+            Act::Relu => one(e, "Relu", vec![]),
+            Act::Sigmoid => one(e, "Sigmoid", vec![]),
+            Act::Tanh => one(e, "Tanh", vec![]),
+            Act::Selu => one(e, "Selu", vec![]),
+            Act::Softsign => one(e, "Softsign", vec![]),
+            Act::Hardswish => one(e, "HardSwish", vec![]),
+            Act::LeakyRelu => one(e, "LeakyRelu", vec![float("alpha", p0)]),
+            Act::Elu => one(e, "Elu", vec![float("alpha", p0)]),
+            Act::Celu => one(e, "Celu", vec![float("alpha", p0)]),
+            Act::Hardsigmoid => one(
+                e,
+                "HardSigmoid",
+                vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)],
+            ),
+            Act::Softmax => one(e, "Softmax", vec![int("axis", self.dim.unwrap_or(1) as i64)]),
+            Act::LogSoftmax => one(
+                e,
+                "LogSoftmax",
+                vec![int("axis", self.dim.unwrap_or(1) as i64)],
+            ),
+            Act::Mish if e.opset >= 18 => one(e, "Mish", vec![]),
+            Act::Gelu if e.opset >= 20 => one(
+                e,
+                "Gelu",
+                vec![string("approximate", if p0 == 1.0 { "tanh" } else { "none" })],
+            ),
+            Act::Relu6 | Act::Hardtanh => {
+                let (lo, hi) = if self.kind == Act::Relu6 {
+                    (0.0, 6.0)
+                } else {
+                    (p0, p1)
+                };
+                let lo = e.scalar("min", lo);
+                let hi = e.scalar("max", hi);
+                e.node("Clip", &[&x, &lo, &hi], &[&out], vec![]);
+            }
+            Act::Silu => {
+                let s = e.step("Sigmoid", &[&x], vec![]);
+                e.node("Mul", &[&x, &s], &[&out], vec![]);
+            }
+            Act::Mish => {
+                let sp = e.step("Softplus", &[&x], vec![]);
+                let t = e.step("Tanh", &[&sp], vec![]);
+                e.node("Mul", &[&x, &t], &[&out], vec![]);
+            }
+            Act::Softplus => {
+                // PyTorch returns x itself past the threshold; log(1 + exp(βx))/β differs from
+                // it there by less than exp(−threshold).
+                if p0 == 1.0 {
+                    one(e, "Softplus", vec![]);
+                } else {
+                    let b = e.scalar("beta", p0);
+                    let bx = e.step("Mul", &[&x, &b], vec![]);
+                    let sp = e.step("Softplus", &[&bx], vec![]);
+                    e.node("Div", &[&sp, &b], &[&out], vec![]);
+                }
+            }
+            Act::Gelu => {
+                let half = e.scalar("half", 0.5);
+                let onef = e.scalar("one", 1.0);
+                let inner = if p0 == 1.0 {
+                    // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+                    let c = e.scalar("c", 0.044715);
+                    let k = e.scalar("k", (2.0f64 / std::f64::consts::PI).sqrt() as f32);
+                    let x2 = e.step("Mul", &[&x, &x], vec![]);
+                    let x3 = e.step("Mul", &[&x2, &x], vec![]);
+                    let cx3 = e.step("Mul", &[&x3, &c], vec![]);
+                    let s = e.step("Add", &[&x, &cx3], vec![]);
+                    let ks = e.step("Mul", &[&s, &k], vec![]);
+                    e.step("Tanh", &[&ks], vec![])
+                } else {
+                    // 0.5·x·(1 + erf(x/√2))
+                    let r = e.scalar("sqrt2", std::f32::consts::SQRT_2);
+                    let d = e.step("Div", &[&x, &r], vec![]);
+                    e.step("Erf", &[&d], vec![])
+                };
+                let p = e.step("Add", &[&inner, &onef], vec![]);
+                let xp = e.step("Mul", &[&x, &p], vec![]);
+                e.node("Mul", &[&xp, &half], &[&out], vec![]);
+            }
+            Act::Prelu => {
+                let w = e.weight(0);
+                let rank = e.in_shapes[0].rank();
+                let slope = if self.params > 1 && rank > 2 {
+                    let mut shape = vec![-1i64];
+                    shape.extend(std::iter::repeat(1).take(rank - 2));
+                    e.reshape(&w, &shape)
+                } else {
+                    w
+                };
+                e.node("PRelu", &[&x, &slope], &[&out], vec![]);
+            }
+        }
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // Element-wise, or a softmax over channels; a softmax over space is global.
         match self.dim {

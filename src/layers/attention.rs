@@ -364,6 +364,90 @@ impl Op for Mha {
 }
 
 impl Kernel for Mha {
+    /// The projections (`MatMul` by the transposed weights, `Add` of the biases), heads split
+    /// by `Reshape`/`Transpose`, [`super::onnx::attention`] per head, heads merged, the output
+    /// projection.
+    fn onnx(&self, em: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::ints;
+        let (e, h) = (self.embed as i64, self.heads as i64);
+        let d = e / h;
+        let xq = em.input(0);
+        let (xk, xv) = if self.self_attention {
+            (xq.clone(), xq.clone())
+        } else {
+            (em.input(1), em.input(2))
+        };
+        let qd = em.in_dims(0);
+        let kd = em.in_dims(if self.self_attention { 0 } else { 1 });
+        let (n, l, s) = (qd[0], qd[1], kd[1]);
+        let mut wi = 0;
+        let mut next = |em: &super::onnx::Emit| {
+            wi += 1;
+            em.weight(wi - 1)
+        };
+        let (wq, wk, wv) = if self.separate() {
+            (next(em), next(em), next(em))
+        } else {
+            let w = next(em);
+            let parts: Vec<String> = (0..3)
+                .map(|i| {
+                    let t = em.tmp("w");
+                    super::onnx::slice(em, &w, &[0], &[i * e], &[(i + 1) * e], &[1], &t);
+                    t
+                })
+                .collect();
+            (parts[0].clone(), parts[1].clone(), parts[2].clone())
+        };
+        let bias_in = self.bias.then(|| next(em));
+        let wo = next(em);
+        let bo = self.bias.then(|| next(em));
+        let project = |em: &mut super::onnx::Emit, x: &str, w: &str, i: i64, len: i64| {
+            let wt = em.step("Transpose", &[w], vec![ints("perm", &[1, 0])]);
+            let mut y = em.step("MatMul", &[x, &wt], vec![]);
+            if let Some(b) = &bias_in {
+                let bi = em.tmp("b");
+                super::onnx::slice(em, b, &[0], &[i * e], &[(i + 1) * e], &[1], &bi);
+                y = em.step("Add", &[&y, &bi], vec![]);
+            }
+            let y = em.reshape(&y, &[n, len, h, d]);
+            em.step("Transpose", &[&y], vec![ints("perm", &[0, 2, 1, 3])])
+        };
+        let q = project(em, &xq, &wq, 0, l);
+        let k = project(em, &xk, &wk, 1, s);
+        let v = project(em, &xv, &wv, 2, s);
+        let mask = match self.mask {
+            Some(m) if self.mask_per_head => Some(em.reshape(&em.input(m), &[n, h, l, s])),
+            Some(m) => Some(em.input(m)),
+            None => None,
+        };
+        let att = em.tmp("attention");
+        super::onnx::attention(
+            em,
+            &q,
+            &k,
+            &v,
+            4,
+            (l as u64, s as u64),
+            mask.as_deref(),
+            self.causal,
+            1.0 / (d as f32).sqrt(),
+            &att,
+        );
+        let merged = em.step("Transpose", &[&att], vec![ints("perm", &[0, 2, 1, 3])]);
+        let merged = em.reshape(&merged, &[n, l, e]);
+        let wot = em.step("Transpose", &[&wo], vec![ints("perm", &[1, 0])]);
+        let out = em.output(0);
+        match bo {
+            Some(b) => {
+                let y = em.step("MatMul", &[&merged, &wot], vec![]);
+                em.node("Add", &[&y, &b], &[&out], vec![]);
+            }
+            None => {
+                em.node("MatMul", &[&merged, &wot], &[&out], vec![]);
+            }
+        }
+        Ok(())
+    }
     fn weights(&self) -> Vec<WeightSpec> {
         let (e, k, v) = (self.embed as usize, self.kdim as usize, self.vdim as usize);
         let w = |name, shape: Vec<usize>| WeightSpec {
@@ -872,6 +956,47 @@ impl Op for Sdpa {
 }
 
 impl Kernel for Sdpa {
+    /// [`super::onnx::attention`] on the three inputs (key and value heads repeated for
+    /// grouped-query attention).
+    fn onnx(&self, em: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (q, mut k, mut v) = (em.input(0), em.input(1), em.input(2));
+        let (qd, kd, vd) = (em.in_dims(0), em.in_dims(1), em.in_dims(2));
+        let r = qd.len();
+        let (l, s, e) = (qd[r - 2], kd[r - 2], qd[r - 1]);
+        if r >= 4 && qd[r - 3] != kd[r - 3] {
+            let (hq, hk) = (qd[r - 3], kd[r - 3]);
+            let g = hq / hk.max(1);
+            for (t, dims) in [(&mut k, &kd), (&mut v, &vd)] {
+                let mut split = dims[..r - 2].to_vec();
+                split.push(1);
+                split.extend(&dims[r - 2..]);
+                let y = em.reshape(t, &split);
+                let mut wide = split.clone();
+                wide[r - 2] = g;
+                let ws = em.ints("shape", &wide);
+                let y = em.step("Expand", &[&y, &ws], vec![]);
+                let mut merged = dims.clone();
+                merged[r - 3] = hq;
+                *t = em.reshape(&y, &merged);
+            }
+        }
+        let mask = em.inputs.get(3).cloned();
+        let scale = self.scale.map_or(1.0 / (e as f32).sqrt(), |x| x as f32);
+        let out = em.output(0);
+        super::onnx::attention(
+            em,
+            &q,
+            &k,
+            &v,
+            r,
+            (l as u64, s as u64),
+            mask.as_deref(),
+            self.causal,
+            scale,
+            &out,
+        );
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],

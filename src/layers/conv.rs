@@ -352,6 +352,23 @@ impl Op for Conv2d {
 }
 
 impl Kernel for Conv2d {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        super::onnx::conv(
+            e,
+            &super::onnx::ConvForm {
+                transposed: self.transposed,
+                kernel: &self.kernel,
+                stride: &self.stride,
+                pad_begin: &[self.pad.top, self.pad.left],
+                pad_end: &[self.pad.bottom, self.pad.right],
+                dilation: &self.dilation,
+                output_padding: &self.output_padding,
+                groups: self.groups,
+                bias: self.bias,
+                padding_mode: self.padding_mode,
+            },
+        )
+    }
     /// The padded input of a reflect/replicate/circular convolution, plus one im2col buffer
     /// of an image and group (taps × output positions), or a transposed convolution's col2im
     /// buffer (output taps × input positions): the sizes `forward` checks before allocating.

@@ -599,6 +599,23 @@ impl Op for ConvNd {
 }
 
 impl Kernel for ConvNd {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        super::onnx::conv(
+            e,
+            &super::onnx::ConvForm {
+                transposed: self.transposed,
+                kernel: &self.kernel,
+                stride: &self.stride,
+                pad_begin: &self.pad_begin,
+                pad_end: &self.pad_end,
+                dilation: &self.dilation,
+                output_padding: &self.output_padding,
+                groups: self.groups,
+                bias: self.bias,
+                padding_mode: self.padding_mode,
+            },
+        )
+    }
     fn collapsed(&self) -> Collapsed {
         // One input and one output channel, one group, no bias; window, stride, padding,
         // dilation and output padding kept; zero padding (docs/RECEPTIVE_FIELD.md).

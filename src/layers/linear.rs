@@ -226,6 +226,41 @@ impl Op for Linear {
 }
 
 impl Kernel for Linear {
+    /// `Gemm` (transB) on an N×F input; on more dimensions `MatMul` by the transposed weight
+    /// (a `Transpose` of the initializer), then `Add` of the bias.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::int;
+        let n = e.weights.len();
+        let (w, bias) = if self.tied.is_some() {
+            (e.weight(n - 1), self.bias.then(|| e.weight(0)))
+        } else {
+            (e.weight(0), self.bias.then(|| e.weight(1)))
+        };
+        let (x, out) = (e.input(0), e.output(0));
+        if e.in_shapes[0].rank() == 2 && !self.transposed {
+            let mut ins = vec![x.as_str(), w.as_str()];
+            if let Some(b) = &bias {
+                ins.push(b);
+            }
+            e.node("Gemm", &ins, &[&out], vec![int("transB", 1)]);
+            return Ok(());
+        }
+        let wt = if self.transposed {
+            w
+        } else {
+            e.step("Transpose", &[&w], vec![super::onnx::ints("perm", &[1, 0])])
+        };
+        match &bias {
+            None => {
+                e.node("MatMul", &[&x, &wt], &[&out], vec![]);
+            }
+            Some(b) => {
+                let y = e.step("MatMul", &[&x, &wt], vec![]);
+                e.node("Add", &[&y, b], &[&out], vec![]);
+            }
+        }
+        Ok(())
+    }
     fn weights(&self) -> Vec<WeightSpec> {
         let (i, o) = (self.in_features as usize, self.out_features as usize);
         let kind = if self.trainable {

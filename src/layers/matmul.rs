@@ -168,6 +168,11 @@ fn operand_offsets(a: &[usize], b: &[usize], out: &[usize]) -> Vec<(usize, usize
 }
 
 impl Kernel for Matmul {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (a, b, out) = (e.input(0), e.input(1), e.output(0));
+        e.node("MatMul", &[&a, &b], &[&out], vec![]);
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],

@@ -149,6 +149,25 @@ impl Op for Elementwise {
 }
 
 impl Kernel for Elementwise {
+    /// `Sum` (variadic, broadcasting) or a chain of `Mul`.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let out = e.output(0);
+        let ins: Vec<String> = e.inputs.to_vec();
+        if !self.product {
+            let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+            e.node(if ins.len() == 2 { "Add" } else { "Sum" }, &refs, &[&out], vec![]);
+            return Ok(());
+        }
+        let mut acc = ins[0].clone();
+        for (k, x) in ins.iter().enumerate().skip(1) {
+            acc = if k + 1 == ins.len() {
+                e.node("Mul", &[&acc, x], &[&out], vec![])
+            } else {
+                e.step("Mul", &[&acc, x], vec![])
+            };
+        }
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // A sum, or a product, whose linearisation sums its inputs' contributions.
         Collapsed::Sum
@@ -350,6 +369,13 @@ impl Op for Concat {
 }
 
 impl Kernel for Concat {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let out = e.output(0);
+        let ins: Vec<String> = e.inputs.to_vec();
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        e.node("Concat", &refs, &[&out], vec![super::onnx::int("axis", self.dim as i64)]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // Along channels the one-channel copies add up; along a spatial axis, the same
         // concatenation.

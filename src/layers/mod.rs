@@ -21,6 +21,7 @@ mod linear;
 mod matmul;
 mod merge;
 mod norm;
+pub mod onnx;
 mod param;
 mod pool;
 mod pool_nd;
@@ -547,6 +548,11 @@ pub trait Kernel: Op {
     /// own weights, and the graph checks that it exists with this shape.
     fn tied(&self) -> Option<Tied> {
         None
+    }
+    /// Writes this layer as ONNX nodes into `e` (`archscope export`): its inputs, outputs and
+    /// weights are named there. By default a layer has no ONNX form: a located error.
+    fn onnx(&self, e: &mut onnx::Emit) -> Result<(), Diagnostic> {
+        Err(e.unsupported(&format!("the layer type `{}`", self.op())))
     }
 }
 

@@ -425,6 +425,113 @@ impl Op for Norm {
 }
 
 impl Kernel for Norm {
+    /// Running statistics: `BatchNormalization`; layer norm: `LayerNormalization`; instance
+    /// norm: `InstanceNormalization`; LRN (odd sizes): `LRN`; batch statistics, channel layer
+    /// norm and group norm written out (`ReduceMean`, `Sub`, `Mul`, `Sqrt`, `Div`).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::{channel_affine, float, int, standardize};
+        let (x, out) = (e.input(0), e.output(0));
+        let rank = e.in_shapes[0].rank();
+        let mut k = 0;
+        let mut next = |on: bool, e: &super::onnx::Emit| {
+            on.then(|| {
+                k += 1;
+                e.weight(k - 1)
+            })
+        };
+        let gamma = next(self.weight, e);
+        let beta = next(self.bias, e);
+        let stats = if self.running {
+            Some((next(true, e).expect("listed"), next(true, e).expect("listed")))
+        } else {
+            None
+        };
+        let c = self.features as usize;
+        let ones = |e: &mut super::onnx::Emit, v: Option<String>, fill: f32, n: usize| {
+            v.unwrap_or_else(|| e.floats("fill", &[n as i64], vec![fill; n]))
+        };
+        match self.kind {
+            Kind::Lrn { size } => {
+                if size % 2 == 0 {
+                    return Err(e.unsupported(&format!(
+                        "local response norm of even size {size} (ONNX's LRN centres an even window one channel later than PyTorch)"
+                    )));
+                }
+                let [alpha, beta_, bias] = self.lrn;
+                e.node(
+                    "LRN",
+                    &[&x],
+                    &[&out],
+                    vec![
+                        int("size", size as i64),
+                        float("alpha", alpha),
+                        float("beta", beta_),
+                        float("bias", bias),
+                    ],
+                );
+            }
+            _ if stats.is_some() => {
+                let (mean, var) = stats.expect("checked");
+                let g = ones(e, gamma, 1.0, c);
+                let b = ones(e, beta, 0.0, c);
+                e.node(
+                    "BatchNormalization",
+                    &[&x, &g, &b, &mean, &var],
+                    &[&out],
+                    vec![float("epsilon", self.eps)],
+                );
+            }
+            Kind::Layer { dims } => {
+                let n: usize = self.normalized.iter().product();
+                let g = match gamma {
+                    Some(g) => g,
+                    None => {
+                        let d: Vec<i64> = self.normalized.iter().map(|&d| d as i64).collect();
+                        e.floats("ones", &d, vec![1.0; n])
+                    }
+                };
+                let mut ins = vec![x.as_str(), g.as_str()];
+                if let Some(b) = &beta {
+                    ins.push(b);
+                }
+                e.node(
+                    "LayerNormalization",
+                    &ins,
+                    &[&out],
+                    vec![int("axis", -(dims as i64)), float("epsilon", self.eps)],
+                );
+            }
+            Kind::Instance { .. } => {
+                let g = ones(e, gamma, 1.0, c);
+                let b = ones(e, beta, 0.0, c);
+                e.node(
+                    "InstanceNormalization",
+                    &[&x, &g, &b],
+                    &[&out],
+                    vec![float("epsilon", self.eps)],
+                );
+            }
+            Kind::Layer2d => {
+                let y = standardize(e, &x, &[1], self.eps);
+                channel_affine(e, &y, rank, gamma, beta, &out);
+            }
+            Kind::Batch1d | Kind::Batch2d | Kind::Batch3d => {
+                let mut axes = vec![0i64];
+                axes.extend(2..rank as i64);
+                let y = standardize(e, &x, &axes, self.eps);
+                channel_affine(e, &y, rank, gamma, beta, &out);
+            }
+            Kind::Group { groups } => {
+                let n = e.in_dims(0)[0];
+                let grouped = e.reshape(&x, &[n, groups as i64, -1]);
+                let y = standardize(e, &grouped, &[2], self.eps);
+                let back = e.in_dims(0);
+                let y = e.reshape(&y, &back);
+                channel_affine(e, &y, rank, gamma, beta, &out);
+            }
+        }
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // A per-position affine map once its statistics are taken as constants (as the
         // analysis and the Google library count fields; LRN mixes channels only).

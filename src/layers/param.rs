@@ -160,6 +160,12 @@ impl Op for Parameter {
 }
 
 impl Kernel for Parameter {
+    /// The initializer itself, through `Identity` (the layer's output keeps its path).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (w, out) = (e.weight(0), e.output(0));
+        e.node("Identity", &[&w], &[&out], vec![]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Stop
     }
@@ -309,6 +315,26 @@ impl Op for Embedding {
 }
 
 impl Kernel for Embedding {
+    /// `Gather` of the table's rows: the ids `Cast` to int64 (archscope feeds them as f32), or
+    /// for a position embedding the rows 0…L−1, `Expand`ed to the batch.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::int;
+        let (x, w, out) = (e.input(0), e.weight(0), e.output(0));
+        if self.positions {
+            let len = *e.in_dims(0).last().expect("rank ≥ 1");
+            let pos: Vec<i64> = (0..len).collect();
+            let p = e.ints("positions", &pos);
+            let rows = e.step("Gather", &[&w, &p], vec![int("axis", 0)]);
+            let shape = e.out_dims(0);
+            let s = e.ints("shape", &shape);
+            e.node("Expand", &[&rows, &s], &[&out], vec![]);
+        } else {
+            // TensorProto.INT64 = 7
+            let ids = e.step("Cast", &[&x], vec![int("to", 7)]);
+            e.node("Gather", &[&w, &ids], &[&out], vec![int("axis", 0)]);
+        }
+        Ok(())
+    }
     fn weights(&self) -> Vec<WeightSpec> {
         vec![WeightSpec {
             name: "weight",

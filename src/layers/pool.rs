@@ -258,6 +258,21 @@ impl Op for Pool {
 }
 
 impl Kernel for Pool {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        super::onnx::pool(
+            e,
+            &super::onnx::PoolForm {
+                max: self.max,
+                kernel: &self.kernel,
+                stride: &self.stride,
+                pad: &self.pad,
+                dilation: &self.dilation,
+                ceil: self.ceil,
+                count_include_pad: self.count_include_pad,
+                divisor_override: self.divisor_override,
+            },
+        )
+    }
     fn collapsed(&self) -> Collapsed {
         // Per channel already: the same pooling on one channel. Max and average pooling have
         // the same support on non-negative inputs.
@@ -592,6 +607,9 @@ impl Op for Adaptive {
 }
 
 impl Kernel for Adaptive {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        super::onnx::adaptive(e, self.max, &self.size.unwrap_or([1, 1]))
+    }
     fn collapsed(&self) -> Collapsed {
         // Adaptive windows to a fixed size are measured as they are; global pooling sees
         // everything.

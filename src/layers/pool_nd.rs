@@ -310,6 +310,21 @@ impl Op for PoolNd {
 }
 
 impl Kernel for PoolNd {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        super::onnx::pool(
+            e,
+            &super::onnx::PoolForm {
+                max: self.max,
+                kernel: &self.kernel,
+                stride: &self.stride,
+                pad: &self.pad,
+                dilation: &self.dilation,
+                ceil: self.ceil,
+                count_include_pad: self.count_include_pad,
+                divisor_override: self.divisor_override,
+            },
+        )
+    }
     fn collapsed(&self) -> Collapsed {
         // Per channel already: the same pooling on one channel (max and average pooling have
         // the same support on non-negative inputs).
@@ -495,6 +510,9 @@ impl Op for AdaptiveNd {
 }
 
 impl Kernel for AdaptiveNd {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        super::onnx::adaptive(e, self.max, &self.size)
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Layer(Box::new(self.clone()))
     }

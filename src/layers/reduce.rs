@@ -57,6 +57,13 @@ impl Op for Magnitude {
 }
 
 impl Kernel for Magnitude {
+    /// `ReduceSumSquare` over the channels, then `Sqrt`.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let sq = super::onnx::reduce(e, "ReduceSumSquare", &x, &[1], true);
+        e.node("Sqrt", &[&sq], &[&out], vec![]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // A reduction over channels, which the one-channel copy does not have.
         Collapsed::Identity

@@ -247,6 +247,55 @@ impl Op for Upsample {
 }
 
 impl Kernel for Upsample {
+    /// `Resize` with the coordinate rule PyTorch uses for the mode: nearest `asymmetric` +
+    /// `floor`, nearest-exact `half_pixel` + `round_prefer_ceil`, (bi/tri)linear and bicubic
+    /// (A = −0.75) `pytorch_half_pixel` or `align_corners`. A scale goes as `scales` (so the
+    /// coordinates use 1/scale, as PyTorch does), a size as `sizes`.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::{float, string};
+        let (x, out) = (e.input(0), e.output(0));
+        let coord = if self.align_corners {
+            "align_corners"
+        } else {
+            "pytorch_half_pixel"
+        };
+        let mut attrs = match self.mode {
+            Interp::Nearest => vec![
+                string("mode", "nearest"),
+                string("coordinate_transformation_mode", "asymmetric"),
+                string("nearest_mode", "floor"),
+            ],
+            Interp::NearestExact => vec![
+                string("mode", "nearest"),
+                string("coordinate_transformation_mode", "half_pixel"),
+                string("nearest_mode", "round_prefer_ceil"),
+            ],
+            Interp::Linear | Interp::Bilinear | Interp::Trilinear => vec![
+                string("mode", "linear"),
+                string("coordinate_transformation_mode", coord),
+            ],
+            Interp::Bicubic => vec![
+                string("mode", "cubic"),
+                string("coordinate_transformation_mode", coord),
+                float("cubic_coeff_a", -0.75),
+            ],
+        };
+        attrs.shrink_to_fit();
+        match self.scale {
+            Some(s) => {
+                let mut v = vec![1.0f32, 1.0];
+                v.extend(s.iter().map(|&k| k as f32));
+                let sc = e.floats("scales", &[v.len() as i64], v);
+                e.node("Resize", &[&x, "", &sc], &[&out], attrs);
+            }
+            None => {
+                let shape = e.out_dims(0);
+                let sz = e.ints("sizes", &shape);
+                e.node("Resize", &[&x, "", "", &sz], &[&out], attrs);
+            }
+        }
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // Per channel already: the same interpolation on one channel (a second input only
         // lends its size).

@@ -223,6 +223,10 @@ impl Op for InputLayer {
 }
 
 impl Kernel for InputLayer {
+    /// A graph input: nothing to write.
+    fn onnx(&self, _e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        Ok(())
+    }
     fn forward(
         &self,
         _inputs: &[&Tensor],
@@ -271,6 +275,12 @@ impl Op for Passthrough {
 }
 
 impl Kernel for Passthrough {
+    /// Dropout and stochastic depth at inference, identity: `Identity`.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        e.node("Identity", &[&x], &[&out], vec![]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Identity
     }
@@ -540,6 +550,11 @@ impl Op for Flatten {
 }
 
 impl Kernel for Flatten {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let x = e.input(0);
+        super::onnx::reshape_to_output(e, &x, 0);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // Flattening one dimension changes nothing; merging dimensions ends the layout.
         if self.start == self.end {
@@ -597,6 +612,20 @@ impl Op for Shuffle {
 }
 
 impl Kernel for Shuffle {
+    /// `Reshape` to N×g×C/g×…, `Transpose` of the two group axes, `Reshape` back.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let x = e.input(0);
+        let d = e.in_dims(0);
+        let g = self.groups as i64;
+        let mut split = vec![d[0], g, d[1] / g];
+        split.extend(&d[2..]);
+        let y = e.reshape(&x, &split);
+        let mut perm: Vec<i64> = (0..split.len() as i64).collect();
+        perm.swap(1, 2);
+        let t = e.step("Transpose", &[&y], vec![super::onnx::ints("perm", &perm)]);
+        super::onnx::reshape_to_output(e, &t, 0);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Identity
     }
@@ -742,6 +771,15 @@ impl Op for Split {
 }
 
 impl Kernel for Split {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let x = e.input(0);
+        let sizes: Vec<i64> = self.sizes.iter().map(|&v| v as i64).collect();
+        let sz = e.ints("split", &sizes);
+        let outs: Vec<String> = e.outputs.to_vec();
+        let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+        e.node("Split", &[&x, &sz], &refs, vec![super::onnx::int("axis", self.dim as i64)]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // Along channels every piece sees what the input sees; along a spatial axis, the same
         // split; along the batch, not measured.
@@ -886,6 +924,19 @@ impl Op for Slice {
 }
 
 impl Kernel for Slice {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        super::onnx::slice(
+            e,
+            &x,
+            &[self.dim as i64],
+            &[self.start as i64],
+            &[self.end as i64],
+            &[self.step as i64],
+            &out,
+        );
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // As `split`: channels pass through, a spatial range is the same slice.
         match self.dim {
@@ -972,6 +1023,16 @@ impl Op for ZeroPad {
 }
 
 impl Kernel for ZeroPad {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let p = self.pad;
+        let pads = e.ints(
+            "pads",
+            &[0, 0, p.top as i64, p.left as i64, 0, 0, p.bottom as i64, p.right as i64],
+        );
+        e.node("Pad", &[&x, &pads], &[&out], vec![super::onnx::string("mode", "constant")]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Layer(Box::new(self.clone()))
     }
@@ -1025,6 +1086,14 @@ impl Op for Crop {
 }
 
 impl Kernel for Crop {
+    /// A `Slice` of the two spatial axes (a `like` input lends only its size).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let [t, l] = [self.offset[0] as i64, self.offset[1] as i64];
+        let [h, w] = [self.size[0] as i64, self.size[1] as i64];
+        super::onnx::slice(e, &x, &[2, 3], &[t, l], &[t + h, l + w], &[1, 1], &out);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         // The same crop (a second input only lends its size).
         Collapsed::Layer(Box::new(self.clone()))

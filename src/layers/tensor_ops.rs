@@ -511,6 +511,12 @@ impl Op for Reshape {
 }
 
 impl Kernel for Reshape {
+    /// reshape, view, (un)squeeze, unflatten: `Reshape` to the output shape.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let x = e.input(0);
+        super::onnx::reshape_to_output(e, &x, 0);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Stop
     }
@@ -671,6 +677,12 @@ impl Op for Permute {
 }
 
 impl Kernel for Permute {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let perm: Vec<i64> = self.perm.iter().map(|&p| p as i64).collect();
+        e.node("Transpose", &[&x], &[&out], vec![super::onnx::ints("perm", &perm)]);
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -753,6 +765,31 @@ impl Op for Roll {
 }
 
 impl Kernel for Roll {
+    /// ONNX has no roll: per dim, the last `shift` positions then the others (`Slice`,
+    /// `Concat`).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let mut y = e.input(0);
+        let d = e.in_dims(0);
+        let out = e.output(0);
+        let last = self.shifts.len() - 1;
+        for (k, &(dim, shift)) in self.shifts.iter().enumerate() {
+            let n = d[dim];
+            let s = shift.rem_euclid(n);
+            let next = if k == last { out.clone() } else { e.tmp("roll") };
+            if s == 0 {
+                e.node("Identity", &[&y], &[&next], vec![]);
+            } else {
+                let a = e.tmp("tail");
+                let b = e.tmp("head");
+                let axis = dim as i64;
+                super::onnx::slice(e, &y, &[axis], &[n - s], &[n], &[1], &a);
+                super::onnx::slice(e, &y, &[axis], &[0], &[n - s], &[1], &b);
+                e.node("Concat", &[&a, &b], &[&next], vec![super::onnx::int("axis", axis)]);
+            }
+            y = next;
+        }
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -934,6 +971,25 @@ impl Op for Pad {
 }
 
 impl Kernel for Pad {
+    /// `Pad` (constant, reflect, edge; wrap from opset 19).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let mode = match self.mode {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Replicate => "edge",
+            PadMode::Circular if e.opset >= 19 => "wrap",
+            PadMode::Circular => {
+                return Err(e.unsupported("circular padding below opset 19 (ONNX's Pad mode `wrap`)"))
+            }
+        };
+        let mut pads: Vec<i64> = self.pad.iter().map(|p| p.0 as i64).collect();
+        pads.extend(self.pad.iter().map(|p| p.1 as i64));
+        let p = e.ints("pads", &pads);
+        let v = e.scalar("value", self.value);
+        e.node("Pad", &[&x, &p, &v], &[&out], vec![super::onnx::string("mode", mode)]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         if self.pad.iter().take(2).all(|p| *p == (0, 0)) && (3..=5).contains(&self.pad.len()) {
             // The same padding, with zeros whatever the mode (receptive fields count zero
@@ -1106,6 +1162,15 @@ impl Op for Reduce {
 }
 
 impl Kernel for Reduce {
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let x = e.input(0);
+        let dims: Vec<i64> = self.dims.iter().map(|&d| d as i64).collect();
+        let op = if self.mean { "ReduceMean" } else { "ReduceSum" };
+        let y = super::onnx::reduce(e, op, &x, &dims, self.keepdim);
+        let out = e.output(0);
+        e.node("Identity", &[&y], &[&out], vec![]);
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         if self.dims == [1] && self.keepdim {
             Collapsed::Identity
@@ -1252,6 +1317,18 @@ impl Op for Select {
 }
 
 impl Kernel for Select {
+    /// `Gather` of one index (a scalar, so the dimension goes).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let i = e.tmp("index");
+        e.consts.push(super::onnx::Const {
+            name: i.clone(),
+            dims: vec![],
+            data: super::onnx::ConstData::I64(vec![self.index as i64]),
+        });
+        e.node("Gather", &[&x, &i], &[&out], vec![super::onnx::int("axis", self.dim as i64)]);
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -1390,6 +1467,14 @@ impl Op for Expand {
 }
 
 impl Kernel for Expand {
+    /// `Expand` to the output shape (a second input lends only its batch).
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        let (x, out) = (e.input(0), e.output(0));
+        let shape = e.out_dims(0);
+        let s = e.ints("shape", &shape);
+        e.node("Expand", &[&x, &s], &[&out], vec![]);
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
