@@ -17,6 +17,7 @@ mod check;
 mod common;
 mod compare;
 mod dot;
+mod export;
 mod ops;
 mod report;
 mod rf;
@@ -58,6 +59,9 @@ enum Command {
     Check(check::Args),
     /// Run the model: output statistics, top-5 classes, a per-layer profile and latency.
     Run(run::Args),
+    /// Write the model as an ONNX file (seeded or loaded weights, or the graph only) that
+    /// onnxruntime runs and Netron opens.
+    Export(export::Args),
     /// Draw the layer graph as Graphviz DOT, or render it (SVG, PNG, PDF, JPEG, …) with
     /// Graphviz's `dot`.
     Dot(dot::Args),
@@ -113,6 +117,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Rf(a) => rf::run(a),
         Command::Check(a) => check::run(a),
         Command::Run(a) => run::run(a),
+        Command::Export(a) => export::run(a),
         Command::Dot(a) => dot::run(a),
         Command::Report(a) => report::run(a),
         Command::Zoo(a) => zoo::run(a),
