@@ -368,6 +368,185 @@ const QKV_W: usize = 0;
 const PROJ_W: usize = 1;
 
 impl Kernel for WindowAttention {
+    /// torchvision's forward written out: `Pad` to the padded map, the roll by −shift
+    /// (`Slice`, `Concat`), the windows (`Reshape`, `Transpose`), `qkv` (`MatMul`, `Add`), the
+    /// heads split, Q·Kᵀ (V1 with q scaled; V2 cosine, `ReduceL2`, times exp(min(logit_scale,
+    /// ln 100))), the position bias (`Gather` of the table, or of V2's `cpb_mlp` output and
+    /// 16·sigmoid), the constant −100 mask between regions of shifted windows, `Softmax`, ·V,
+    /// `proj`, the windows merged, rolled back and cropped.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::{int, ints, slice};
+        let x = e.input(0);
+        let n = e.in_dims(0)[0];
+        let c = self.dim as i64;
+        let heads = self.heads as i64;
+        let d = c / heads;
+        let [wh, ww] = [self.window[0] as i64, self.window[1] as i64];
+        let l = wh * ww;
+        let [h, w] = [self.map[0] as i64, self.map[1] as i64];
+        let [hp, wp] = [self.padded[0] as i64, self.padded[1] as i64];
+        let [s0, s1] = [self.eff_shift[0] as i64, self.eff_shift[1] as i64];
+        let (nwh, nww) = (hp / wh, wp / ww);
+        let nw = nwh * nww;
+        let b = n * nw;
+        // Weights in `weights()` order.
+        let mut k = 2;
+        let mut next = |on: bool, e: &super::onnx::Emit| {
+            on.then(|| {
+                k += 1;
+                e.weight(k - 1)
+            })
+        };
+        let qkv_b = next(self.qkv_bias, e);
+        let proj_b = next(self.proj_bias, e);
+        let v2 = if self.v2 {
+            Some((
+                next(true, e).expect("listed"),
+                next(true, e).expect("listed"),
+                next(true, e).expect("listed"),
+                next(true, e).expect("listed"),
+                next(true, e).expect("listed"),
+            ))
+        } else {
+            None
+        };
+        let table = if self.v2 { None } else { next(true, e) };
+        let index = next(true, e).expect("listed");
+
+        let mut y = x;
+        if (hp, wp) != (h, w) {
+            let p = e.ints("pads", &[0, 0, 0, 0, 0, hp - h, wp - w, 0]);
+            y = e.step("Pad", &[&y, &p], vec![super::onnx::string("mode", "constant")]);
+        }
+        // Rolls y by −s along `axis` of length `len` (shifted[p] = y[(p + s) mod len]).
+        let roll = |e: &mut super::onnx::Emit, y: String, axis: i64, len: i64, s: i64| {
+            if s == 0 {
+                return y;
+            }
+            let a = e.tmp("tail");
+            let bb = e.tmp("head");
+            slice(e, &y, &[axis], &[s], &[len], &[1], &a);
+            slice(e, &y, &[axis], &[0], &[s], &[1], &bb);
+            e.step("Concat", &[&a, &bb], vec![int("axis", axis)])
+        };
+        y = roll(e, y, 1, hp, s0);
+        y = roll(e, y, 2, wp, s1);
+        let y = e.reshape(&y, &[n, nwh, wh, nww, ww, c]);
+        let y = e.step("Transpose", &[&y], vec![ints("perm", &[0, 1, 3, 2, 4, 5])]);
+        let xw = e.reshape(&y, &[b, l, c]);
+        let wq = e.weight(QKV_W);
+        let wqt = e.step("Transpose", &[&wq], vec![ints("perm", &[1, 0])]);
+        let mut qkv = e.step("MatMul", &[&xw, &wqt], vec![]);
+        if let Some(bias) = &qkv_b {
+            let bias = if self.v2 {
+                let mut keep = vec![1f32; 3 * c as usize];
+                keep[c as usize..2 * c as usize].fill(0.0);
+                let m = e.floats("key_bias_off", &[3 * c], keep);
+                e.step("Mul", &[bias, &m], vec![])
+            } else {
+                bias.clone()
+            };
+            qkv = e.step("Add", &[&qkv, &bias], vec![]);
+        }
+        let qkv = e.reshape(&qkv, &[b, l, 3, heads, d]);
+        let qkv = e.step("Transpose", &[&qkv], vec![ints("perm", &[2, 0, 3, 1, 4])]);
+        let part = |e: &mut super::onnx::Emit, i: i64| {
+            let ix = e.tmp("part");
+            e.consts.push(super::onnx::Const {
+                name: ix.clone(),
+                dims: vec![],
+                data: super::onnx::ConstData::I64(vec![i]),
+            });
+            e.step("Gather", &[&qkv, &ix], vec![int("axis", 0)])
+        };
+        let (mut q, mut kk, v) = (part(e, 0), part(e, 1), part(e, 2));
+        let t = self.table_rows() as i64;
+        let logits;
+        let bias_rows;
+        if let Some((logit_scale, w0, b0, w2, coords)) = &v2 {
+            for z in [&mut q, &mut kk] {
+                let norm = super::onnx::reduce(e, "ReduceL2", z, &[-1], true);
+                let tiny = e.scalar("eps", 1e-12);
+                let norm = e.step("Max", &[&norm, &tiny], vec![]);
+                *z = e.step("Div", &[z, &norm], vec![]);
+            }
+            let kt = e.step("Transpose", &[&kk], vec![ints("perm", &[0, 1, 3, 2])]);
+            let prod = e.step("MatMul", &[&q, &kt], vec![]);
+            let cap = e.scalar("ln100", 100f32.ln());
+            let ls = e.step("Min", &[logit_scale, &cap], vec![]);
+            let sc = e.step("Exp", &[&ls], vec![]);
+            logits = e.step("Mul", &[&prod, &sc], vec![]);
+            let co = e.reshape(coords, &[t, 2]);
+            let w0t = e.step("Transpose", &[w0], vec![ints("perm", &[1, 0])]);
+            let hid = e.step("MatMul", &[&co, &w0t], vec![]);
+            let hid = e.step("Add", &[&hid, b0], vec![]);
+            let hid = e.step("Relu", &[&hid], vec![]);
+            let w2t = e.step("Transpose", &[w2], vec![ints("perm", &[1, 0])]);
+            bias_rows = e.step("MatMul", &[&hid, &w2t], vec![]);
+        } else {
+            let sc = e.scalar("scale", (d as f32).powf(-0.5));
+            let qs = e.step("Mul", &[&q, &sc], vec![]);
+            let kt = e.step("Transpose", &[&kk], vec![ints("perm", &[0, 1, 3, 2])]);
+            logits = e.step("MatMul", &[&qs, &kt], vec![]);
+            bias_rows = table.expect("V1 has a table");
+        }
+        // table[index[i·L + j]][h] → heads × L × L.
+        let ix = e.step("Cast", &[&index], vec![int("to", 7)]);
+        let gathered = e.step("Gather", &[&bias_rows, &ix], vec![int("axis", 0)]);
+        let gathered = e.step("Transpose", &[&gathered], vec![ints("perm", &[1, 0])]);
+        let mut bias = e.reshape(&gathered, &[heads, l, l]);
+        if self.v2 {
+            let sig = e.step("Sigmoid", &[&bias], vec![]);
+            let sixteen = e.scalar("sixteen", 16.0);
+            bias = e.step("Mul", &[&sig, &sixteen], vec![]);
+        }
+        let mut att = e.step("Add", &[&logits, &bias], vec![]);
+        if self.shifted() {
+            let (lu, wwu, whu) = (l as usize, ww as usize, wh as usize);
+            let mut mask = vec![0f32; (nw * l * l) as usize];
+            for win in 0..nw as usize {
+                let (r0, c0) = ((win / nww as usize) * whu, (win % nww as usize) * wwu);
+                let label = |tok: usize| {
+                    region(r0 + tok / wwu, hp as usize, whu, s0 as usize) * 3
+                        + region(c0 + tok % wwu, wp as usize, wwu, s1 as usize)
+                };
+                for i in 0..lu {
+                    for j in 0..lu {
+                        if label(i) != label(j) {
+                            mask[(win * lu + i) * lu + j] = MASK;
+                        }
+                    }
+                }
+            }
+            let m = e.floats("shift_mask", &[nw, 1, l, l], mask);
+            let a5 = e.reshape(&att, &[n, nw, heads, l, l]);
+            let a5 = e.step("Add", &[&a5, &m], vec![]);
+            att = e.reshape(&a5, &[b, heads, l, l]);
+        }
+        let p = e.step("Softmax", &[&att], vec![int("axis", -1)]);
+        let o = e.step("MatMul", &[&p, &v], vec![]);
+        let o = e.step("Transpose", &[&o], vec![ints("perm", &[0, 2, 1, 3])]);
+        let o = e.reshape(&o, &[b, l, c]);
+        let wp_ = e.weight(PROJ_W);
+        let wpt = e.step("Transpose", &[&wp_], vec![ints("perm", &[1, 0])]);
+        let mut o = e.step("MatMul", &[&o, &wpt], vec![]);
+        if let Some(pb) = &proj_b {
+            o = e.step("Add", &[&o, pb], vec![]);
+        }
+        let o = e.reshape(&o, &[n, nwh, nww, wh, ww, c]);
+        let o = e.step("Transpose", &[&o], vec![ints("perm", &[0, 1, 3, 2, 4, 5])]);
+        let mut o = e.reshape(&o, &[n, hp, wp, c]);
+        // The roll undone: by +s, i.e. −(len − s).
+        o = roll(e, o, 1, hp, (hp - s0) % hp);
+        o = roll(e, o, 2, wp, (wp - s1) % wp);
+        let out = e.output(0);
+        if (hp, wp) != (h, w) {
+            slice(e, &o, &[1, 2], &[0, 0], &[h, w], &[1, 1], &out);
+        } else {
+            e.node("Identity", &[&o], &[&out], vec![]);
+        }
+        Ok(())
+    }
     fn collapsed(&self) -> Collapsed {
         Collapsed::Partition {
             window: self.window.into(),

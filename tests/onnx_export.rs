@@ -1,0 +1,225 @@
+//! `archscope export`: the ONNX files it writes, decoded back with the protobuf types, against
+//! figures derived by hand or published by torchvision (ResNet-18's nodes, weights and
+//! tensors); every zoo model's graph-only export against its parameter and buffer count; the
+//! models that have no ONNX form named with the layer at fault; the command line's errors; and
+//! the committed onnxruntime comparison (`scripts/onnx_export_check.py` →
+//! `tests/data/onnx_export_check.json`) against the list docs/ONNX_EXPORT.md claims.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use archscope::exec;
+use archscope::onnx::export::{export, ExportOptions};
+use archscope::onnx::proto::{decode_model, ModelProto};
+use common::*;
+
+fn op_counts(m: &ModelProto) -> BTreeMap<String, usize> {
+    let mut c = BTreeMap::new();
+    for n in &m.graph.as_ref().expect("graph").node {
+        *c.entry(n.op_type.clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    c
+}
+
+/// Elements of a value_info's tensor type.
+fn numel(v: &archscope::onnx::proto::ValueInfoProto) -> u64 {
+    use archscope::onnx::proto::{tensor_shape_proto::dimension::Value, type_proto};
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.clone())
+    else {
+        panic!("{:?} is not a tensor", v.name)
+    };
+    t.shape
+        .expect("shape")
+        .dim
+        .iter()
+        .map(|d| match d.value {
+            Some(Value::DimValue(x)) => x as u64,
+            _ => panic!("{:?}: a dimension without a value", v.name),
+        })
+        .product()
+}
+
+fn doc(v: &archscope::onnx::proto::ValueInfoProto) -> &str {
+    v.doc_string.as_deref().unwrap_or("")
+}
+
+#[test]
+fn resnet18_nodes_weights_and_shapes() {
+    let net = zoo_net("resnet18");
+    let w = exec::init_weights(&net, 0).expect("weights");
+    let m = export(&net, Some(&w), ExportOptions::default()).expect("exports");
+    // Round trip through the bytes.
+    let bytes = archscope::onnx::proto::encode_model(&m);
+    let m = decode_model("resnet18.onnx", &bytes).expect("decodes");
+    assert_eq!(m.opset_import[0].version, Some(17));
+    // By hand: a stem convolution, two basic blocks of two convolutions in each of four stages
+    // (16), a projecting 1×1 convolution in stages 2–4 (3): 20 convolutions, each with its
+    // batch norm; ReLU after the stem and after each block's first convolution and sum
+    // (1 + 8 + 8 = 17); 8 residual sums; a max pool, a global pool, a flatten, the classifier.
+    let want: BTreeMap<String, usize> = [
+        ("Conv", 20),
+        ("BatchNormalization", 20),
+        ("Relu", 17),
+        ("Add", 8),
+        ("MaxPool", 1),
+        ("GlobalAveragePool", 1),
+        ("Reshape", 1),
+        ("Gemm", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(op_counts(&m), want);
+    let g = m.graph.as_ref().expect("graph");
+    // Weights under torchvision's state-dict names (the model's `weights_names:`), the ones
+    // `run --weights` reads: 11,689,512 parameters (torchvision's published figure) and the
+    // running mean and variance of 20 batch norms over 64 + 4·64 + 5·128 + 5·256 + 5·512 = 4,800
+    // channels.
+    let weights: u64 = g
+        .initializer
+        .iter()
+        .filter(|t| !t.name.as_deref().unwrap_or("").contains('/'))
+        .map(|t| t.dims.iter().product::<i64>() as u64)
+        .sum();
+    assert_eq!(weights, 11_689_512 + 2 * 4_800);
+    let names: Vec<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    for n in ["layer3.0.bn1.running_var", "layer2.0.downsample.0.weight", "fc.bias", "bn1.weight"] {
+        assert!(names.contains(&n), "no initializer {n}");
+    }
+    // The stored values are the executor's: the first convolution's first elements.
+    let conv1 = g
+        .initializer
+        .iter()
+        .find(|t| t.name.as_deref() == Some("conv1.weight"))
+        .expect("conv1.weight");
+    let raw = conv1.raw_data.as_ref().expect("raw data");
+    let first = f32::from_le_bytes(raw[..4].try_into().expect("4 bytes"));
+    assert_eq!(first, w.per_node[net.nodes.iter().position(|n| n.name == "conv1").expect("conv1")][0].data[0]);
+    // One input, one output, 1×3×224×224 → 1×1000; every other layer's tensor typed.
+    assert_eq!(g.input.len(), 1);
+    assert_eq!(numel(&g.input[0]), 3 * 224 * 224);
+    assert_eq!(doc(&g.input[0]), "model input");
+    assert_eq!(g.output.len(), 1);
+    assert_eq!(g.output[0].name.as_deref(), Some("fc"));
+    assert_eq!(numel(&g.output[0]), 1000);
+    let layer4 = g
+        .value_info
+        .iter()
+        .find(|v| v.name.as_deref() == Some("layer4.1.sum.act"))
+        .expect("layer4's last ReLU");
+    assert_eq!(numel(layer4), 512 * 7 * 7);
+}
+
+/// Every zoo model exports graph-only, except the two Swins (shifted-window attention has no
+/// ONNX form yet: the error names the layer), with one weight graph input per tensor the
+/// executor allocates: their elements are the model's parameters plus buffers.
+#[test]
+fn every_zoo_model_exports_with_its_parameter_count() {
+    let mut exported = 0;
+    let mut refused = Vec::new();
+    for name in zoo_names() {
+        let net = zoo_net(name);
+        let a = analysis(&net);
+        match export(&net, None, ExportOptions::default()) {
+            Ok(m) => {
+                let g = m.graph.as_ref().expect("graph");
+                let weights: u64 = g
+                    .input
+                    .iter()
+                    .filter(|v| doc(v).starts_with("weight"))
+                    .map(numel)
+                    .sum();
+                assert_eq!(weights, a.totals.params + a.totals.buffers, "{name}");
+                assert!(g.initializer.iter().all(|t| t.name.as_deref().unwrap_or("").contains('/')), "{name}: a weight stored in a graph-only export");
+                let inputs = g.input.iter().filter(|v| doc(v) == "model input").count();
+                assert_eq!(inputs, 1, "{name}");
+                assert_eq!(g.output.len(), net.outputs.len(), "{name}");
+                exported += 1;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                refused.push(name);
+                assert!(
+                    text.contains("shifted_window_attention") && text.contains("has no ONNX export"),
+                    "{name}: {text}"
+                );
+                assert!(e.layer.is_some(), "{name}: the error names no layer");
+            }
+        }
+    }
+    assert_eq!(refused, ["swin_t", "swin_v2_t"]);
+    assert_eq!(exported, zoo_names().len() - 2);
+}
+
+#[test]
+fn cli_writes_a_file_that_decodes() {
+    let dir = scratch("cli");
+    let f = dir.join("lenet5.onnx");
+    let out = archscope(&["export", "lenet5", "-o", arg(&f), "--opset", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = decode_model("lenet5.onnx", &std::fs::read(&f).expect("written")).expect("decodes");
+    assert_eq!(m.opset_import[0].version, Some(20));
+    // LeNet-5 as the zoo writes it: 61,706 parameters (LeCun et al.'s C1…F6 and output).
+    let g = m.graph.expect("graph");
+    let weights: i64 = g
+        .initializer
+        .iter()
+        .filter(|t| !t.name.as_deref().unwrap_or("").contains('/'))
+        .map(|t| t.dims.iter().product::<i64>())
+        .sum();
+    assert_eq!(weights, 61_706);
+}
+
+#[test]
+fn cli_errors() {
+    let dir = scratch("errors");
+    let f = dir.join("m.onnx");
+    assert_rejected(
+        &["export", "lenet5", "-o", arg(&f), "--opset", "16"],
+        "--opset 16 is outside what archscope exports",
+    );
+    assert_rejected(
+        &["export", "lenet5", "-o", arg(&f), "--opset", "22"],
+        "give 17 to 21",
+    );
+    // A layer with no ONNX form: named, with its path.
+    let yaml = dir.join("lrn.yaml");
+    std::fs::write(
+        &yaml,
+        "format: \"archscope/1\"\nname: m\ninputs:\n  x: [8, 4, 4]\nnodes:\n  - {id: norm, op: local_response_norm, size: 4}\n",
+    )
+    .expect("write");
+    let err = assert_rejected(&["export", arg(&yaml), "-o", arg(&f)], "local response norm of even size 4");
+    assert!(err.contains("norm"), "{err}");
+    assert!(!f.exists(), "a file was written for a refused export");
+    // A directory cannot be written.
+    assert_rejected(&["export", "lenet5", "-o", arg(&dir)], "cannot write");
+}
+
+/// The scripted onnxruntime comparison: every model docs/ONNX_EXPORT.md names is in the JSON,
+/// checked by onnx.checker and within 1e-4 of `archscope run`.
+#[test]
+fn onnxruntime_check_covers_the_documented_models() {
+    let doc = std::fs::read_to_string(root().join("docs/ONNX_EXPORT.md")).expect("docs");
+    let start = doc.find("<!-- checked models -->").expect("the marked list") + 23;
+    let end = doc[start..].find("<!-- end -->").expect("its end") + start;
+    let claimed: Vec<String> = doc[start..end]
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|s| s.trim_matches('`').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let data = data_json("onnx_export_check.json");
+    assert_eq!(data["tolerance"].as_f64(), Some(1e-4));
+    let rows = data["models"].as_array().expect("models");
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| r["model"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(got, claimed);
+    for r in rows {
+        let d = r["max_abs_diff"].as_f64().unwrap_or_else(|| panic!("{r}"));
+        assert!(d <= 1e-4 && r["ok"] == true, "{r}");
+        assert!(zoo_names().contains(&r["model"].as_str().expect("name")), "{r}");
+    }
+}
