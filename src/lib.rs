@@ -28,6 +28,7 @@ pub mod kernels;
 pub mod kernels_attn;
 pub mod kernels_nd;
 pub mod layers;
+pub mod onnx;
 pub mod receptive;
 pub mod render;
 pub mod report;
