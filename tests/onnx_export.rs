@@ -216,3 +216,22 @@ fn onnxruntime_check_covers_the_documented_models() {
         assert!(zoo_names().contains(&r["model"].as_str().expect("name")), "{r}");
     }
 }
+
+/// A model whose weights pass 2 GiB is refused before any weight is allocated (614,400,000
+/// parameters of one linear layer: 2.46 GB of f32), naming the layer; graph-only it exports.
+#[test]
+fn over_two_gib_is_refused_before_allocating() {
+    let dir = scratch("big");
+    let yaml = dir.join("big.yaml");
+    std::fs::write(
+        &yaml,
+        "format: \"archscope/1\"\nname: big\ninputs:\n  x: [1024]\nnodes:\n  - {id: fc, op: linear, out: 600000, bias: false}\n",
+    )
+    .expect("write");
+    let f = dir.join("big.onnx");
+    let err = assert_rejected(&["export", arg(&yaml), "-o", arg(&f)], "an ONNX file holds at most 2 GiB");
+    assert!(err.contains("in layer `fc`"), "{err}");
+    assert!(!f.exists());
+    let out = archscope(&["export", arg(&yaml), "-o", arg(&f), "--no-weights"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use super::common::{load_one, read_capped, ModelArgs};
 use crate::exec;
 use crate::layers::onnx::{MAX_OPSET, MIN_OPSET};
-use crate::onnx::export::{export_bytes, ExportOptions, DEFAULT_OPSET};
+use crate::onnx::export::{check_size, export, ExportOptions, DEFAULT_OPSET};
+use crate::onnx::proto::encode_model;
 
 // The flags of `export`.
 #[derive(clap::Args)]
@@ -43,6 +44,8 @@ pub fn run(args: Args) -> Result<i32> {
     let weights = if args.no_weights {
         None
     } else {
+        // Before a weight is allocated: what one ONNX file can hold.
+        check_size(&net)?;
         Some(match &args.weights {
             Some(file) => {
                 let limit = exec::safetensors_byte_limit(&net);
@@ -56,7 +59,11 @@ pub fn run(args: Args) -> Result<i32> {
             None => exec::init_weights(&net, args.seed)?,
         })
     };
-    let bytes = export_bytes(&net, weights.as_ref(), ExportOptions { opset: args.opset })?;
+    let model = export(&net, weights.as_ref(), ExportOptions { opset: args.opset })?;
+    // The weights are in the model now: freed before it is encoded.
+    drop(weights);
+    let bytes = encode_model(&model);
+    drop(model);
     std::fs::write(&args.output, &bytes)
         .with_context(|| format!("cannot write {}", args.output))?;
     eprintln!(

@@ -155,6 +155,31 @@ fn attribute(name: &str, v: &AttrValue) -> AttributeProto {
     a
 }
 
+/// Refuses, before any weight is allocated, a model whose weights would not fit in one ONNX
+/// file ([`MAX_MODEL_BYTES`]), naming the layer where they pass it. The export checks again
+/// with the constants the layers add.
+pub fn check_size(net: &Network) -> Result<(), Diagnostic> {
+    let mut bytes: u64 = 0;
+    for node in &net.nodes {
+        for spec in node.layer.weights() {
+            let n = spec.shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+            bytes = bytes.saturating_add(n.saturating_mul(4));
+        }
+        if bytes > MAX_MODEL_BYTES {
+            return Err(too_large(&node.name));
+        }
+    }
+    Ok(())
+}
+
+fn too_large(layer: &str) -> Diagnostic {
+    Diagnostic::new(format!(
+        "the model's tensors pass 2 GiB at layer `{layer}`: an ONNX file holds at most 2 GiB (protobuf's limit), and archscope writes no external data"
+    ))
+    .layer(layer)
+    .help("export with --no-weights (the graph only), or a smaller model")
+}
+
 /// The network as an ONNX model. `weights`: the executor's tensors (seeded or loaded), stored
 /// as initializers; `None`: the graph only, every weight a graph input with its shape. A layer
 /// with no ONNX form is an error naming it.
@@ -178,11 +203,7 @@ pub fn export(
     let mut add_bytes = |n: u64, layer: &str| -> Result<(), Diagnostic> {
         bytes = bytes.saturating_add(n);
         if bytes > MAX_MODEL_BYTES {
-            return Err(Diagnostic::new(format!(
-                "the model's tensors pass 2 GiB at layer `{layer}`: an ONNX file holds at most 2 GiB (protobuf's limit), and archscope writes no external data"
-            ))
-            .layer(layer)
-            .help("export with --no-weights (the graph only), or a smaller model"));
+            return Err(too_large(layer));
         }
         Ok(())
     };
@@ -205,10 +226,10 @@ pub fn export(
         let wnames = &wnames_all[k];
         for (j, spec) in specs.iter().enumerate() {
             let dims: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
-            let n: u64 = spec.shape.iter().map(|&d| d as u64).product();
-            add_bytes(n.saturating_mul(4), &node.name)?;
             match weights {
                 Some(w) => {
+                    let n: u64 = spec.shape.iter().map(|&d| d as u64).product();
+                    add_bytes(n.saturating_mul(4), &node.name)?;
                     let t = &w.per_node[k][j];
                     g.initializer.push(tensor_f32(&wnames[j], &dims, &t.data));
                 }
