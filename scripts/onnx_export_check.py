@@ -7,8 +7,11 @@ For each model (default: the list MODELS below) this script
    than the model's input, with their shapes, under the names a weights file gives them);
 2. draws every weight at random (seeded numpy, per tensor name): batch-norm running variances in
    [0.5, 1.5], running means and 1-D biases in [-0.2, 0.2], 1-D scales in [0.5, 1.5], tensors of
-   rank >= 2 normal with std sqrt(1/fan_in) — so that a swapped or ignored scale, shift, mean or
-   variance shows — and writes them to a .safetensors file;
+   rank >= 2 normal with std sqrt(1/fan_in), parameters (class tokens, position embeddings)
+   normal with std 0.02 — so that a swapped or ignored scale, shift, mean or variance shows —
+   except tensors with fixed values (doc string "weight (fixed values)": Swin's position index
+   and coordinate table, Sobel's filter), taken from a seeded export; writes them to a
+   .safetensors file;
 3. draws an input (seeded normal; token ids uniform below the vocabulary for a model whose
    input is cast to int64), writes it as .npy;
 4. runs ``archscope export MODEL --weights W -o m.onnx`` and checks the file with
@@ -44,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 from safetensors.numpy import save_file
 
@@ -83,6 +87,8 @@ MODELS = [
     "wav2letter",
     "r3d_18",
     "convnext_tiny",
+    "swin_t",
+    "swin_v2_t",
     "vit_b_32",
     "gpt2",
 ]
@@ -98,6 +104,9 @@ INPUT = {
     "lraspp_mobilenet_v3_large": "3x128x128",
     "efficientnet_v2_s": "3x160x160",
     "inception_v3": "3x160x160",
+    # 128×128: the last stage's 4×4 map padded to one 8×8 window, the shifts dropped where
+    # one window covers the map.
+    "swin_v2_t": "3x128x128",
 }
 
 TOL = 1e-4
@@ -162,6 +171,15 @@ def check(model: str, workdir: Path, opset: int, seed: int) -> dict:
         else:
             raise RuntimeError(f"graph input {vi.name} is neither a model input nor a weight")
     first = model_inputs[0]
+    fixed = [vi.name for vi in g.input if vi.doc_string == "weight (fixed values)"]
+    if fixed:
+        # Tensors with fixed values (Swin's relative position index and coordinate table, a
+        # Sobel filter) keep them: taken from a seeded export.
+        seeded = workdir / f"{model}.seeded.onnx"
+        call(["export", model, *setting, "--opset", str(opset), "-o", str(seeded)])
+        by_name = {t.name: t for t in onnx.load(str(seeded)).graph.initializer}
+        for name in fixed:
+            weights[name] = onnx.numpy_helper.to_array(by_name[name]).astype(np.float32)
     wfile = workdir / f"{model}.safetensors"
     save_file(weights, str(wfile))
     shape = dims(first)

@@ -236,11 +236,16 @@ pub fn export(
                 None => {
                     // Marked for tools (scripts/onnx_export_check.py draws values for them).
                     let mut v = value_info(&wnames[j], &dims, dtype::FLOAT);
-                    v.doc_string = Some(if spec.name.is_empty() {
-                        "weight (parameter)".to_string()
-                    } else {
-                        "weight".to_string()
-                    });
+                    v.doc_string = Some(
+                        if matches!(spec.init, crate::tensor::Init::Fixed(_)) {
+                            "weight (fixed values)"
+                        } else if spec.name.is_empty() {
+                            "weight (parameter)"
+                        } else {
+                            "weight"
+                        }
+                        .to_string(),
+                    );
                     g.input.push(v);
                 }
             }
