@@ -393,6 +393,14 @@ impl Kernel for Conv2d {
                         plane <= (h * w).max(oh * ow).saturating_mul(4).saturating_add(4096);
                     if self.stride == [1, 1] && bounded {
                         plane.saturating_add(oh.saturating_mul(wp))
+                    } else if let Some(phases) = depthwise_phases(
+                        [*h as usize, *w as usize],
+                        [*oh as usize, *ow as usize],
+                        [kh as usize, kw as usize],
+                        [self.stride[0] as usize, self.stride[1] as usize],
+                        self.dilation,
+                    ) {
+                        phases.floats() as u64
                     } else {
                         0
                     }
@@ -552,7 +560,10 @@ impl Kernel for Conv2d {
                 // finished (bias, fused activation) plane by plane.
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
-                out.data.par_chunks_mut(plane).enumerate().for_each_init(
+                // Planes grouped so that a task has some 32k multiply-adds (the deep layers'
+                // 7×7 planes would otherwise be hundreds of tiny tasks).
+                let min_planes = (1usize << 15).div_ceil(plane * kh * kw);
+                out.data.par_chunks_mut(plane).with_min_len(min_planes).enumerate().for_each_init(
                     Vec::new,
                     |padded, (bc, dst)| {
                         vectorised(|| {
@@ -760,6 +771,11 @@ fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>
         }
         return;
     }
+    if let Some(ph) = depthwise_phases([h, w], [oh, ow], [kh, kw], win.stride, [dy as u64, dx as u64])
+    {
+        depthwise_phased(src, f, win, &ph, padded, dst);
+        return;
+    }
     let (sx, px) = (win.stride[1], pl as isize);
     for oy in 0..oh {
         let row = &mut dst[oy * ow..(oy + 1) * ow];
@@ -797,6 +813,101 @@ fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>
                 }
             }
         }
+    }
+}
+
+/// The phase planes of a strided, undilated depthwise convolution (see [`depthwise_phased`]):
+/// `sy × sx` planes of `hq × wq`, `hq = H_out + (kh − 1) / sy`, `wq = W_out + (kw − 1) / sx`.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    stride: [usize; 2],
+    hq: usize,
+    wq: usize,
+}
+
+impl Phases {
+    /// Floats of the working buffer: the phase planes and an accumulator of `H_out` rows of `wq`.
+    fn floats(&self) -> usize {
+        let [sy, sx] = self.stride;
+        (sy * sx + 1) * self.hq * self.wq
+    }
+}
+
+/// The phase planes for a depthwise convolution with stride above 1 in some axis and no
+/// dilation, when they stay within a few times the planes (else `None`: the row kernel runs).
+fn depthwise_phases(
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    dilation: [u64; 2],
+) -> Option<Phases> {
+    let [sy, sx] = stride;
+    if dilation != [1, 1] || stride == [1, 1] || sy == 0 || sx == 0 || oh == 0 || ow == 0 {
+        return None;
+    }
+    let (hq, wq) = (oh + (kh - 1) / sy, ow + (kw - 1) / sx);
+    let floats = (sy * sx + 1).checked_mul(hq)?.checked_mul(wq)?;
+    (floats <= 8 * (h * w).max(oh * ow) + 4096).then_some(Phases {
+        stride,
+        hq,
+        wq,
+    })
+}
+
+/// A strided depthwise plane as long vector loops: the zero-padded input is split into
+/// `sy × sx` phase planes, `P[py][px][r][c] = padded[sy·r + py][sx·c + px]`, so that output
+/// (oy, ox)'s tap (ky, kx) is `P[ky mod sy][kx mod sx][oy + ky / sy][ox + kx / sx]`: for each
+/// tap one multiply-add runs over the whole flattened phase plane at a constant shift, as at
+/// stride 1 (the `wq − W_out` extra columns of each row are computed and dropped).
+#[inline(always)]
+fn depthwise_phased(
+    src: &[f32],
+    f: &[f32],
+    win: &Window2d,
+    ph: &Phases,
+    buf: &mut Vec<f32>,
+    dst: &mut [f32],
+) {
+    let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
+    let [pt, pl] = win.pad;
+    let ([sy, sx], hq, wq) = (ph.stride, ph.hq, ph.wq);
+    let size = hq * wq;
+    buf.clear();
+    buf.resize(ph.floats(), 0.0);
+    let (planes, acc) = buf.split_at_mut(sy * sx * size);
+    for py in 0..sy {
+        for r in 0..hq {
+            let iy = (sy * r + py) as isize - pt as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let line = &src[iy as usize * w..(iy as usize + 1) * w];
+            for px in 0..sx {
+                let row = &mut planes[(py * sx + px) * size + r * wq..][..wq];
+                // Column c reads input column sx·c + px − pl when inside the image.
+                for (c, d) in row.iter_mut().enumerate() {
+                    let ix = (sx * c + px) as isize - pl as isize;
+                    if ix >= 0 && ix < w as isize {
+                        *d = line[ix as usize];
+                    }
+                }
+            }
+        }
+    }
+    let len = (oh - 1) * wq + ow;
+    let acc = &mut acc[..len];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let plane = &planes[((ky % sy) * sx + kx % sx) * size..][..size];
+            let (wv, shift) = (f[ky * kw + kx], (ky / sy) * wq + kx / sx);
+            for (o, &v) in acc.iter_mut().zip(&plane[shift..shift + len]) {
+                *o += wv * v;
+            }
+        }
+    }
+    for oy in 0..oh {
+        dst[oy * ow..(oy + 1) * ow].copy_from_slice(&acc[oy * wq..oy * wq + ow]);
     }
 }
 
