@@ -787,7 +787,7 @@ fn run_on_worker(
                     .enumerate()
                     .for_each(|(bc, row)| {
                         let (s, h) = (a[bc % c], b[bc % c]);
-                        kernels::vectorised(|| {
+                        kernels::vectorised(#[inline(always)] || {
                             row.iter_mut().for_each(|x| *x = *x * s + h);
                             if let Some(f) = epilogue {
                                 f.apply_here(row);

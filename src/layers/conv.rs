@@ -566,7 +566,7 @@ impl Kernel for Conv2d {
                 out.data.par_chunks_mut(plane).with_min_len(min_planes).enumerate().for_each_init(
                     Vec::new,
                     |padded, (bc, dst)| {
-                        vectorised(|| {
+                        vectorised(#[inline(always)] || {
                             let c = bc % cin;
                             let src = &x.data[bc * h * w..(bc + 1) * h * w];
                             let f = &wt[c * kh * kw..(c + 1) * kh * kw];
