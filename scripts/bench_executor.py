@@ -29,8 +29,14 @@ rounds (contention only adds time); ``--json`` also writes the raw figures.
 Run from the repository root (needs torch, torchvision, onnx, onnxruntime, numpy; about 3-5
 minutes on 2 cores; ``cargo build --release`` first):
 
-    /tmp/torchenv/bin/python scripts/bench_executor.py         # resnet50 vgg16 mobilenet_v2
+    /tmp/torchenv/bin/python scripts/bench_executor.py --write-doc   # the whole table below
     /tmp/torchenv/bin/python scripts/bench_executor.py resnet18 -n 50 --rounds 3 --json b.json
+
+Without model names it measures the thirteen models of docs/PERFORMANCE.md's executor table:
+the ten of issue #19's bar (every one within 1.25x of onnxruntime) and the three transformer
+models (about 15-20 minutes on 2 cores). ``--write-doc`` rewrites that table in
+docs/PERFORMANCE.md, between the ``bench_executor:begin`` and ``bench_executor:end`` markers,
+from this run's best medians.
 
 ``ARCHSCOPE=/path/to/archscope`` times another binary than ``target/release/archscope`` (e.g. a
 copy, so that a rebuild during the run cannot change what is timed).
@@ -56,6 +62,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHSCOPE = Path(os.environ.get("ARCHSCOPE", ROOT / "target" / "release" / "archscope"))
 THREADS = 2
 WARMUP = 3
+# Issue #19's bar: archscope's best median within BAR x onnxruntime's on each of these.
+BAR_MODELS = ["resnet50", "vgg16", "googlenet", "inception_v3", "densenet121", "resnext50_32x4d",
+              "squeezenet1_1", "shufflenet_v2_x1_0", "mobilenet_v3_small", "efficientnet_b0"]
+TRANSFORMERS = ["vit_b_16", "swin_t", "convnext_tiny"]
+BAR = 1.25
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+BEGIN, END = "<!-- bench_executor:begin -->", "<!-- bench_executor:end -->"
 
 
 # ---------------------------------------------------------------- child processes
@@ -201,11 +214,13 @@ def mib(kib: int) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("models", nargs="*", default=["resnet50", "vgg16", "mobilenet_v2"])
+    ap.add_argument("models", nargs="*", default=BAR_MODELS + TRANSFORMERS)
     ap.add_argument("-n", type=int, default=20, help="timed forward passes (default 20)")
     ap.add_argument("--rounds", type=int, default=2, help="measurements of each (default 2)")
     ap.add_argument("--work", type=Path, help="where the .onnx files go (default: temporary)")
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    ap.add_argument("--write-doc", action="store_true",
+                    help="rewrite the table of docs/PERFORMANCE.md from this run's best medians")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "ARG"), help=argparse.SUPPRESS)
     ap.add_argument("--shape", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -273,6 +288,9 @@ def main() -> int:
             print(f"| {m} | {fmt_ms(a)} | {fmt_ms(o)} | {a['median'] / o['median']:.2f}x | "
                   f"{fmt_ms(t)} |")
 
+    if args.write_doc:
+        write_doc(results, args)
+
     if args.json:
         first = results[args.models[0]][0]
         args.json.write_text(json.dumps({
@@ -288,6 +306,47 @@ def main() -> int:
     if tmp:
         tmp.cleanup()
     return 0
+
+
+def doc_table(results: dict[str, list[dict]], args) -> str:
+    """The Markdown that docs/PERFORMANCE.md shows between its markers: one row per model, each
+    runtime's best median over the rounds, the ratio, and whether the bar holds."""
+    first = results[args.models[0]][0]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} by `scripts/bench_executor.py --write-doc` "
+        f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; onnxruntime "
+        f"{first['onnxruntime']['version']}, torch {first['torch']['version']}): batch 1, f32, "
+        f"{THREADS} threads, best median of {args.n} forward passes over {args.rounds} "
+        "interleaved rounds (ms), 1-minute load average at the start of each round "
+        f"{', '.join(f'{l:.1f}' for l in round_loads(results))}.",
+        "",
+        "| model | archscope | onnxruntime | archscope / ort | PyTorch eager | bar (≤ "
+        f"{BAR}×) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for m in args.models:
+        best = {k: min(r[k]["median"] for r in results[m])
+                for k in ("archscope", "onnxruntime", "torch")}
+        ratio = best["archscope"] / best["onnxruntime"]
+        bar = ("met" if ratio <= BAR else "**not met**") if m in BAR_MODELS else "—"
+        lines.append(f"| {m} | {best['archscope']:.2f} | {best['onnxruntime']:.2f} | "
+                     f"{ratio:.2f}× | {best['torch']:.2f} | {bar} |")
+    return "\n".join(lines)
+
+
+def round_loads(results: dict[str, list[dict]]) -> list[float]:
+    first = next(iter(results.values()))
+    return [r["archscope"]["load1"] for r in first]
+
+
+def write_doc(results: dict[str, list[dict]], args) -> None:
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOC}: the markers {BEGIN} and {END} are missing")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{doc_table(results, args)}\n{END}{tail}")
+    print(f"# wrote the table into {DOC}", file=sys.stderr)
 
 
 if __name__ == "__main__":

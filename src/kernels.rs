@@ -84,7 +84,11 @@ pub fn matmul(
 /// Runs `f` compiled for AVX-512 (x86-64-v4) when the CPU has it. The binary targets baseline
 /// x86-64 (SSE2), so loops the compiler vectorises would otherwise use 128-bit registers;
 /// called through this, `f` is inlined into a function compiled with the wider instruction set
-/// (the `gemm` crate dispatches its own kernels the same way, at run time).
+/// (the `gemm` crate dispatches its own kernels the same way, at run time). The closure must
+/// be marked `#[inline(always)]` (`vectorised(#[inline(always)] || …)`), and so must the
+/// functions and closures it calls: LLVM does not inline a large closure by itself, and a
+/// closure left out of line is compiled for the baseline (a profile showed every such loop in
+/// 128-bit SSE until the closures were marked).
 #[inline(always)]
 pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -121,7 +125,7 @@ pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
 pub fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) -> u64 {
     let k = x.len();
     assert!(w.len() >= y.len() * k, "W out of bounds");
-    let dot = |row: &[f32]| -> f32 {
+    let dot = std::convert::identity(#[inline(always)] |row: &[f32]| -> f32 {
         let mut acc = [0.0f32; 16];
         let (body, tail) = (row.chunks_exact(16), row.len() / 16 * 16);
         for (r, v) in body.zip(x.chunks_exact(16)) {
@@ -138,10 +142,10 @@ pub fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) -> u64 {
             s += r * v;
         }
         s
-    };
+    });
     if y.len() * k >= PARALLEL_MACS {
         y.par_chunks_mut(16).enumerate().for_each(|(b, ys)| {
-            vectorised(|| {
+            vectorised(#[inline(always)] || {
                 for (j, v) in ys.iter_mut().enumerate() {
                     let r = b * 16 + j;
                     *v = dot(&w[r * k..(r + 1) * k]);
@@ -149,7 +153,7 @@ pub fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) -> u64 {
             })
         });
     } else {
-        vectorised(|| {
+        vectorised(#[inline(always)] || {
             for (r, v) in y.iter_mut().enumerate() {
                 *v = dot(&w[r * k..(r + 1) * k]);
             }
@@ -217,7 +221,7 @@ pub fn im2col_block(
     n1: usize,
     cols: &mut [f32],
 ) {
-    vectorised(|| im2col_block_here(x, c0, c1, w, n0, n1, cols))
+    vectorised(#[inline(always)] || im2col_block_here(x, c0, c1, w, n0, n1, cols))
 }
 
 #[inline(always)]
@@ -314,7 +318,7 @@ unsafe fn finish_tile(
     if bias.is_none() && epi.is_none() {
         return;
     }
-    vectorised(|| {
+    vectorised(#[inline(always)] || {
         for r in m0..m1 {
             // SAFETY: inside the tile, per the contract.
             let seg = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), n1 - n0) };
@@ -561,7 +565,7 @@ pub fn conv_winograd(
         let (v, mm) = scratch.split_at_mut(16 * c * n);
         // V_ξ[ci][t] = (Bᵀ·d·B)[ξ], Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]], for the
         // 4×4 patch d of tile t in channel ci; `vs[ξ]` is channel ci's row of V_ξ.
-        let transform_in = |ci: usize, vs: &mut [&mut [f32]]| {
+        let transform_in = std::convert::identity(#[inline(always)] |ci: usize, vs: &mut [&mut [f32]]| {
             let plane = &x[ci * h * w..(ci + 1) * h * w];
             let mut lines = vec![0.0f32; 4 * lw];
             for ty in ty0..ty1 {
@@ -602,7 +606,7 @@ pub fn conv_winograd(
                     }
                 }
             }
-        };
+        });
         {
             // v is [ξ][ci][t]: gather each channel's 16 rows.
             let mut per_channel: Vec<Vec<&mut [f32]>> =
@@ -614,9 +618,9 @@ pub fn conv_winograd(
                 per_channel
                     .par_iter_mut()
                     .enumerate()
-                    .for_each(|(ci, vs)| vectorised(|| transform_in(ci, vs)));
+                    .for_each(|(ci, vs)| vectorised(#[inline(always)] || transform_in(ci, vs)));
             } else {
-                vectorised(|| {
+                vectorised(#[inline(always)] || {
                     for (ci, vs) in per_channel.iter_mut().enumerate() {
                         transform_in(ci, vs);
                     }
@@ -652,7 +656,7 @@ pub fn conv_winograd(
         // Y = Aᵀ·M·A, Aᵀ = [[1,1,1,0],[0,1,−1,−1]], into the output's 2×2 tiles, a tile row
         // at a time.
         let mm = &*mm;
-        let transform_out = |o: usize| {
+        let transform_out = std::convert::identity(#[inline(always)] |o: usize| {
             // SAFETY: output plane `o`, tile rows ty0..ty1: no other task writes them.
             let plane = unsafe {
                 std::slice::from_raw_parts_mut((out_addr as *mut f32).add(o * oh * ow), oh * ow)
@@ -682,13 +686,13 @@ pub fn conv_winograd(
                     }
                 }
             }
-        };
+        });
         if inner {
             (0..m)
                 .into_par_iter()
-                .for_each(|o| vectorised(|| transform_out(o)));
+                .for_each(|o| vectorised(#[inline(always)] || transform_out(o)));
         } else {
-            vectorised(|| (0..m).for_each(transform_out));
+            vectorised(#[inline(always)] || (0..m).for_each(transform_out));
         }
     };
     if inner {
@@ -825,7 +829,42 @@ fn each(xs: &mut [f32], f: impl Fn(f32) -> f32) {
 
 #[inline(always)]
 fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
+    1.0 / (1.0 + exp_f32(-v))
+}
+
+/// `e^x` in f32 without a call into libm, so that loops over it vectorise (sigmoid and SiLU
+/// over whole tensors): Cephes' `expf` — `x = n·ln 2 + r` with `ln 2` in two parts, a degree-6
+/// polynomial for `e^r` on |r| ≤ ½ ln 2, and `2^n` built from its exponent bits as two factors
+/// (so that results in the subnormal range come out right). Within 2 ulp of the correctly
+/// rounded value (tested against f64's `exp` in `exp_f32_within_two_ulp`); `+∞` from
+/// 88.73, `0` below −103.98, NaN kept.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2^23: adding and subtracting it rounds to the nearest integer (ties to even).
+    const ROUND: f32 = 12_582_912.0;
+    // NaN passes through the clamp (every comparison with it is false).
+    let xc = x.clamp(-104.0, 89.0);
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    // n ∈ [−150, 129] is in the low bits of `t` (integer arithmetic on the bits, which
+    // vectorises, where a float-to-int cast would not without AVX-512). 2^n as 2^a · 2^b with
+    // a, b ∈ [−75, 65], each a normal f32. A NaN's bits give any n: y is NaN anyway.
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let a = ni >> 1;
+    let b = ni - a;
+    let pow2 = |e: i32| f32::from_bits((e.wrapping_add(127) as u32) << 23);
+    y * pow2(a) * pow2(b)
 }
 
 #[inline(always)]
@@ -840,11 +879,13 @@ fn softplus(v: f32, beta: f32, threshold: f32) -> f32 {
 impl Pointwise {
     /// Applies the function to every element of `xs`, on the calling thread.
     pub fn apply(self, xs: &mut [f32]) {
-        vectorised(|| self.apply_here(xs))
+        vectorised(#[inline(always)] || self.apply_here(xs))
     }
 
+    /// [`Pointwise::apply`] without the dispatch: for a caller already inside
+    /// [`vectorised`], so that the loop is compiled with its instruction set.
     #[inline(always)]
-    fn apply_here(self, xs: &mut [f32]) {
+    pub fn apply_here(self, xs: &mut [f32]) {
         use Pointwise::*;
         match self {
             // PyTorch's relu: negatives to 0, NaN and -0.0 kept (f32::max would turn NaN
@@ -892,23 +933,35 @@ impl Pointwise {
     }
 }
 
-/// Elementwise `f` over inputs broadcast to `out_shape` (NumPy rules).
+/// Elementwise `f` over inputs broadcast to `out_shape` (NumPy rules), folded left to right:
+/// `f(f(x0, x1), x2)…`. Row by row along the last axis: each input's offset is computed once
+/// per row, and within the row it advances by 1 or (broadcast along it) stays put, so the
+/// inner loops vectorise. Rows are grouped into tasks of some 16k elements.
 pub fn broadcast(
     inputs: &[&Tensor],
     out_shape: &[usize],
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) -> Tensor {
     let n: usize = out_shape.iter().product();
+    const TASK: usize = 1 << 14;
     if inputs.iter().all(|t| t.shape == out_shape) {
         let mut data = inputs[0].data.clone();
         for t in &inputs[1..] {
-            data.par_iter_mut()
-                .zip(&t.data)
-                .for_each(|(a, &b)| *a = f(*a, b));
+            data.par_chunks_mut(TASK)
+                .zip(t.data.par_chunks(TASK))
+                .for_each(|(a, b)| {
+                    vectorised(#[inline(always)] || a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b)))
+                });
         }
         return Tensor::new(out_shape.to_vec(), data);
     }
-    let rank = out_shape.len();
+    // A rank-0 output is one element on a unit axis.
+    let shape: Vec<usize> = if out_shape.is_empty() {
+        vec![1]
+    } else {
+        out_shape.to_vec()
+    };
+    let rank = shape.len();
     // Strides of each input in output coordinates (0 on broadcast axes).
     let strides: Vec<Vec<usize>> = inputs
         .iter()
@@ -923,30 +976,45 @@ pub fn broadcast(
             s
         })
         .collect();
+    let last = shape[rank - 1];
     let mut data = vec![0.0; n];
-    data.par_chunks_mut(out_shape[rank - 1].max(1))
+    if n == 0 || last == 0 {
+        return Tensor::new(out_shape.to_vec(), data);
+    }
+    let rows_per_task = TASK.div_ceil(last);
+    data.par_chunks_mut(rows_per_task * last)
         .enumerate()
-        .for_each(|(row, chunk)| {
-            // Decompose the row index into coordinates of all axes but the last.
-            let mut coord = vec![0; rank];
-            let mut r = row;
-            for a in (0..rank - 1).rev() {
-                coord[a] = r % out_shape[a];
-                r /= out_shape[a];
-            }
-            for (j, out) in chunk.iter_mut().enumerate() {
-                coord[rank - 1] = j;
-                let mut acc: Option<f32> = None;
-                for (t, s) in inputs.iter().zip(&strides) {
-                    let idx: usize = coord.iter().zip(s).map(|(c, st)| c * st).sum();
-                    let v = t.data[idx];
-                    acc = Some(match acc {
-                        None => v,
-                        Some(a) => f(a, v),
-                    });
+        .for_each(|(task, chunk)| {
+            vectorised(#[inline(always)] || {
+                for (i, out) in chunk.chunks_mut(last).enumerate() {
+                    // The row's coordinates on every axis but the last.
+                    let mut r = task * rows_per_task + i;
+                    let mut base = vec![0usize; inputs.len()];
+                    for a in (0..rank - 1).rev() {
+                        let c = r % shape[a];
+                        r /= shape[a];
+                        for (b, s) in base.iter_mut().zip(&strides) {
+                            *b += c * s[a];
+                        }
+                    }
+                    for (j, (t, s)) in inputs.iter().zip(&strides).enumerate() {
+                        let step = s[rank - 1];
+                        let row = &t.data[base[j]..];
+                        match (j, step) {
+                            (0, 0) => out.fill(row[0]),
+                            (0, _) => out.copy_from_slice(&row[..last]),
+                            (_, 0) => {
+                                let v = row[0];
+                                out.iter_mut().for_each(|a| *a = f(*a, v));
+                            }
+                            _ => out
+                                .iter_mut()
+                                .zip(&row[..last])
+                                .for_each(|(a, &v)| *a = f(*a, v)),
+                        }
+                    }
                 }
-                *out = acc.unwrap_or(0.0);
-            }
+            })
         });
     Tensor::new(out_shape.to_vec(), data)
 }
@@ -1021,6 +1089,32 @@ impl Recycler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_f32_within_two_ulp() {
+        // Against f64's exp rounded to f32, at 2^21 points from −104 to 89 and at the ends.
+        let ulps = |a: f32, b: f32| (i64::from(a.to_bits() as i32) - i64::from(b.to_bits() as i32)).abs();
+        let (lo, hi, steps) = (-104.0f64, 89.0f64, 1u32 << 21);
+        let mut worst = (0, 0.0f32);
+        for i in 0..=steps {
+            let x = (lo + (hi - lo) * f64::from(i) / f64::from(steps)) as f32;
+            let want = f64::from(x).exp() as f32;
+            let d = ulps(exp_f32(x), want);
+            if d > worst.0 {
+                worst = (d, x);
+            }
+        }
+        assert!(worst.0 <= 2, "exp_f32({}) is {} ulp off", worst.1, worst.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(88.8), f32::INFINITY); // e^88.8 > f32::MAX
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(-1000.0), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        // The smallest subnormal, e^−103.28 ≈ 1.4e−45.
+        assert_eq!(exp_f32(-103.28), f32::from_bits(1));
+    }
+
     use proptest::prelude::*;
 
     fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {

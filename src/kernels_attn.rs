@@ -139,7 +139,7 @@ pub fn attention(
                 unsafe { gemm_into(l, s, e, qb, kt, s, scores.as_mut_ptr(), s) };
             }
             let moff = mask.map(|m| m.offsets[b]);
-            vectorised(|| {
+            vectorised(#[inline(always)] || {
                 for (i, row) in scores.chunks_exact_mut(s).enumerate() {
                     if let (Some(m), Some(off)) = (mask, moff) {
                         let base = off + i * m.row;

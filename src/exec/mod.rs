@@ -728,9 +728,12 @@ fn run_on_worker(
 ) -> Result<RunResult, Diagnostic> {
     let n = net.nodes.len();
     let liveness = net.topology.executed();
-    // Whether `src` is read once, by layer `k`, and dies there (not a model output).
+    // Whether `src` dies at layer `k` (its last reader; not a model output) and `k` reads it
+    // through one input only: earlier readers have run, so `k` may take its buffer (a
+    // squeeze-excitation gate scales the tensor its pooling read in place).
     let dies_into = |src: usize, k: usize| {
-        net.topology.reads(src).len() == 1 && liveness.freed_after[src] == Some(k)
+        liveness.freed_after[src] == Some(k)
+            && net.nodes[k].inputs.iter().filter(|&&(s, _)| s == src).count() == 1
     };
     let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
     let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
@@ -767,6 +770,7 @@ fn run_on_worker(
             let v = values[src].take().expect("produced before use");
             done = Some((v, 0, None));
         } else if let Some(src) = owned_input {
+            let mut epilogue_done = false;
             let mut v = values[src].take().expect("produced before use");
             if node.layer.forward_inplace(&mut v[0], node_weights) {
                 done = Some((v, 0, None));
@@ -774,18 +778,28 @@ fn run_on_worker(
                 let t = &mut v[0];
                 let (c, plane) = (t.shape[1], t.shape[2..].iter().product::<usize>().max(1));
                 use rayon::prelude::*;
+                // The affine map and the fused activation in one pass, planes grouped so
+                // that each task has some 16k elements (small layers on one thread).
+                let min_planes = (1usize << 14).div_ceil(plane);
                 t.data
                     .par_chunks_mut(plane)
+                    .with_min_len(min_planes)
                     .enumerate()
                     .for_each(|(bc, row)| {
                         let (s, h) = (a[bc % c], b[bc % c]);
-                        row.iter_mut().for_each(|x| *x = *x * s + h);
+                        kernels::vectorised(#[inline(always)] || {
+                            row.iter_mut().for_each(|x| *x = *x * s + h);
+                            if let Some(f) = epilogue {
+                                f.apply_here(row);
+                            }
+                        });
                     });
                 done = Some((v, 0, None));
+                epilogue_done = true;
             } else {
                 values[src] = Some(v);
             }
-            if let (Some(d), Some(f)) = (&mut done, epilogue) {
+            if let (Some(d), Some(f), false) = (&mut done, epilogue, epilogue_done) {
                 f.apply_all(&mut d.0[0].data);
             }
         } else if plan.in_place && node.inputs.len() > 1 {

@@ -410,6 +410,14 @@ impl Kernel for Conv2d {
                         plane <= (h * w).max(oh * ow).saturating_mul(4).saturating_add(4096);
                     if self.stride == [1, 1] && bounded {
                         plane.saturating_add(oh.saturating_mul(wp))
+                    } else if let Some(phases) = depthwise_phases(
+                        [*h as usize, *w as usize],
+                        [*oh as usize, *ow as usize],
+                        [kh as usize, kw as usize],
+                        [self.stride[0] as usize, self.stride[1] as usize],
+                        self.dilation,
+                    ) {
+                        phases.floats() as u64
                     } else {
                         0
                     }
@@ -569,20 +577,20 @@ impl Kernel for Conv2d {
                 // finished (bias, fused activation) plane by plane.
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
-                out.data.par_chunks_mut(plane).enumerate().for_each_init(
+                // Planes grouped so that a task has some 32k multiply-adds (the deep layers'
+                // 7×7 planes would otherwise be hundreds of tiny tasks).
+                let min_planes = (1usize << 15).div_ceil(plane * kh * kw);
+                out.data.par_chunks_mut(plane).with_min_len(min_planes).enumerate().for_each_init(
                     Vec::new,
                     |padded, (bc, dst)| {
-                        vectorised(|| {
+                        vectorised(#[inline(always)] || {
                             let c = bc % cin;
                             let src = &x.data[bc * h * w..(bc + 1) * h * w];
                             let f = &wt[c * kh * kw..(c + 1) * kh * kw];
-                            depthwise_plane(src, f, &win, padded, dst);
-                            if let Some(b) = bias {
-                                let v = b[c];
-                                dst.iter_mut().for_each(|d| *d += v);
-                            }
+                            let b = bias.map_or(0.0, |b| b[c]);
+                            depthwise_plane(src, f, &win, padded, dst, b);
                             if let Some(f) = epi {
-                                f.apply(dst);
+                                f.apply_here(dst);
                             }
                         })
                     },
@@ -724,17 +732,27 @@ fn pad_input(x: &Tensor, pad: Pad4, mode: PadMode) -> Result<Tensor, Diagnostic>
     Ok(out)
 }
 
-/// One plane of a depthwise convolution: `dst` (the output plane) from `src` (the input plane)
-/// and the plane's `kh × kw` filter `f`.
+/// One plane of a depthwise convolution: `dst` (the output plane) from `src` (the input plane),
+/// the plane's `kh × kw` filter `f` and its bias `bias` (added after the taps).
 ///
 /// Stride 1: the input is copied once into a zero-padded plane `padded` whose rows are
 /// `W_p = W_out + (kw − 1)·dx` wide; output (oy, ox) is then `Σ f[ky][kx] ·
 /// padded[(oy + ky·dy)·W_p + ox + kx·dx]`, so for each tap one multiply-add runs over the whole
 /// flattened plane at a constant shift (long vector loops even for 7×7 planes; the extra
-/// `W_p − W_out` columns of each row are computed and dropped). Other strides: tap by tap over
-/// whole output rows, the valid columns of each tap as one range.
+/// `W_p − W_out` columns of each row are computed and dropped). The buffer is reused from plane
+/// to plane without clearing: every element of it is written (the padding with zeros, the
+/// accumulator by the first tap). Strides above 1 without dilation: the same over phase planes
+/// ([`depthwise_phased`]). Others: tap by tap over whole output rows, the valid columns of each
+/// tap as one range.
 #[inline(always)]
-fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>, dst: &mut [f32]) {
+fn depthwise_plane(
+    src: &[f32],
+    f: &[f32],
+    win: &Window2d,
+    padded: &mut Vec<f32>,
+    dst: &mut [f32],
+    bias: f32,
+) {
     let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
     let ([dy, dx], [pt, pl]) = (win.dilation, win.pad);
     if oh == 0 || ow == 0 {
@@ -745,36 +763,33 @@ fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>
     // dilation are huge (then whole rows of it would be zeros): the row kernel below does it.
     let bounded = hp.saturating_mul(wp) <= 4 * (h * w).max(oh * ow) + 4096;
     if win.stride == [1, 1] && bounded {
-        padded.clear();
         padded.resize(hp * wp + oh * wp, 0.0);
         let (pad_plane, acc) = padded.split_at_mut(hp * wp);
-        for r in 0..hp {
+        for (r, row) in pad_plane.chunks_exact_mut(wp).enumerate() {
             let iy = r as isize - pt as isize;
             if iy < 0 || iy >= h as isize {
+                row.fill(0.0);
                 continue;
             }
-            // padded[r][c] = src[iy][c − pl] for the columns inside the image.
+            // row[c] = src[iy][c − pl] for the columns inside the image, zero elsewhere.
             let line = &src[iy as usize * w..(iy as usize + 1) * w];
             let lo = pl.min(wp);
             let hi = (pl + w).min(wp);
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
             if hi > lo {
-                pad_plane[r * wp + lo..r * wp + hi].copy_from_slice(&line[..hi - lo]);
+                row[lo..hi].copy_from_slice(&line[..hi - lo]);
             }
         }
         // Flattened outputs 0..len, where (oy, ox) is at oy·W_p + ox.
         let len = (oh - 1) * wp + ow;
-        let acc = &mut acc[..len];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let (wv, shift) = (f[ky * kw + kx], ky * dy * wp + kx * dx);
-                for (o, &v) in acc.iter_mut().zip(&pad_plane[shift..shift + len]) {
-                    *o += wv * v;
-                }
-            }
-        }
-        for oy in 0..oh {
-            dst[oy * ow..(oy + 1) * ow].copy_from_slice(&acc[oy * wp..oy * wp + ow]);
-        }
+        taps_flat(&mut acc[..len], pad_plane, f, [kh, kw], |ky, kx| ky * dy * wp + kx * dx);
+        copy_rows(&acc[..len], wp, dst, ow, bias);
+        return;
+    }
+    if let Some(ph) = depthwise_phases([h, w], [oh, ow], [kh, kw], win.stride, [dy as u64, dx as u64])
+    {
+        depthwise_phased(src, f, win, &ph, padded, dst, bias);
         return;
     }
     let (sx, px) = (win.stride[1], pl as isize);
@@ -814,7 +829,143 @@ fn depthwise_plane(src: &[f32], f: &[f32], win: &Window2d, padded: &mut Vec<f32>
                 }
             }
         }
+        row.iter_mut().for_each(|d| *d += bias);
     }
+}
+
+/// `acc[i] = Σ_taps f[ky][kx] · plane[i + shift(ky, kx)]`, tap by tap over the whole of `acc`
+/// (the first tap writes, the others add), in the taps' order.
+#[inline(always)]
+fn taps_flat(
+    acc: &mut [f32],
+    plane: &[f32],
+    f: &[f32],
+    [kh, kw]: [usize; 2],
+    shift: impl Fn(usize, usize) -> usize,
+) {
+    let len = acc.len();
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let (wv, s) = (f[ky * kw + kx], shift(ky, kx));
+            let src = &plane[s..s + len];
+            if ky == 0 && kx == 0 {
+                acc.iter_mut().zip(src).for_each(|(o, &v)| *o = wv * v);
+            } else {
+                acc.iter_mut().zip(src).for_each(|(o, &v)| *o += wv * v);
+            }
+        }
+    }
+}
+
+/// The output rows from the flattened accumulator (rows `stride` apart, `ow` of each kept),
+/// plus the bias.
+#[inline(always)]
+fn copy_rows(acc: &[f32], stride: usize, dst: &mut [f32], ow: usize, bias: f32) {
+    for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
+        let a = &acc[oy * stride..oy * stride + ow];
+        out.iter_mut().zip(a).for_each(|(d, &v)| *d = v + bias);
+    }
+}
+
+/// The phase planes of a strided, undilated depthwise convolution (see [`depthwise_phased`]):
+/// `sy × sx` planes of `hq × wq`, `hq = H_out + (kh − 1) / sy`, `wq = W_out + (kw − 1) / sx`.
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    stride: [usize; 2],
+    hq: usize,
+    wq: usize,
+}
+
+impl Phases {
+    /// Floats of the working buffer: the phase planes and an accumulator of `H_out` rows of `wq`.
+    fn floats(&self) -> usize {
+        let [sy, sx] = self.stride;
+        (sy * sx + 1) * self.hq * self.wq
+    }
+}
+
+/// The phase planes for a depthwise convolution with stride above 1 in some axis and no
+/// dilation, when they stay within a few times the planes (else `None`: the row kernel runs).
+fn depthwise_phases(
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    dilation: [u64; 2],
+) -> Option<Phases> {
+    let [sy, sx] = stride;
+    if dilation != [1, 1] || stride == [1, 1] || sy == 0 || sx == 0 || oh == 0 || ow == 0 {
+        return None;
+    }
+    let (hq, wq) = (oh + (kh - 1) / sy, ow + (kw - 1) / sx);
+    let floats = (sy * sx + 1).checked_mul(hq)?.checked_mul(wq)?;
+    (floats <= 8 * (h * w).max(oh * ow) + 4096).then_some(Phases {
+        stride,
+        hq,
+        wq,
+    })
+}
+
+/// A strided depthwise plane as long vector loops: the zero-padded input is split into
+/// `sy × sx` phase planes, `P[py][px][r][c] = padded[sy·r + py][sx·c + px]`, so that output
+/// (oy, ox)'s tap (ky, kx) is `P[ky mod sy][kx mod sx][oy + ky / sy][ox + kx / sx]`: for each
+/// tap one multiply-add runs over the whole flattened phase plane at a constant shift, as at
+/// stride 1 (the `wq − W_out` extra columns of each row are computed and dropped).
+#[inline(always)]
+fn depthwise_phased(
+    src: &[f32],
+    f: &[f32],
+    win: &Window2d,
+    ph: &Phases,
+    buf: &mut Vec<f32>,
+    dst: &mut [f32],
+    bias: f32,
+) {
+    let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
+    let [pt, pl] = win.pad;
+    let ([sy, sx], hq, wq) = (ph.stride, ph.hq, ph.wq);
+    let size = hq * wq;
+    // Reused without clearing: every element of the phase planes is written below.
+    buf.resize(ph.floats(), 0.0);
+    let (planes, acc) = buf.split_at_mut(sy * sx * size);
+    for py in 0..sy {
+        for r in 0..hq {
+            let iy = (sy * r + py) as isize - pt as isize;
+            let line = (iy >= 0 && iy < h as isize)
+                .then(|| &src[iy as usize * w..(iy as usize + 1) * w]);
+            for px in 0..sx {
+                let row = &mut planes[(py * sx + px) * size + r * wq..][..wq];
+                let Some(line) = line else {
+                    row.fill(0.0);
+                    continue;
+                };
+                // Column c reads input column sx·c + px − pl when inside the image.
+                for (c, d) in row.iter_mut().enumerate() {
+                    let ix = (sx * c + px) as isize - pl as isize;
+                    *d = if ix >= 0 && ix < w as isize {
+                        line[ix as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+    let len = (oh - 1) * wq + ow;
+    let acc = &mut acc[..len];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let plane = &planes[((ky % sy) * sx + kx % sx) * size..][..size];
+            let (wv, shift) = (f[ky * kw + kx], (ky / sy) * wq + kx / sx);
+            let src = &plane[shift..shift + len];
+            if ky == 0 && kx == 0 {
+                acc.iter_mut().zip(src).for_each(|(o, &v)| *o = wv * v);
+            } else {
+                acc.iter_mut().zip(src).for_each(|(o, &v)| *o += wv * v);
+            }
+        }
+    }
+    copy_rows(acc, wq, dst, ow, bias);
 }
 
 /// `row[j] += w · line[j·S]`, written so that the compiler vectorises the (interleaved) loads.

@@ -219,7 +219,7 @@ impl Kernel for Elementwise {
             .par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, dst)| {
-                kernels::vectorised(|| {
+                kernels::vectorised(#[inline(always)] || {
                     let e0 = i * chunk;
                     for t in rest {
                         if t.shape == *shape {

@@ -311,7 +311,7 @@ impl Kernel for Pool {
                     .zip(idx.par_chunks_mut(plane))
                     .enumerate()
                     .for_each(|(bc, (dst, ids))| {
-                        vectorised(|| {
+                        vectorised(#[inline(always)] || {
                             max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo)
                         })
                     });
@@ -321,7 +321,7 @@ impl Kernel for Pool {
                     .par_chunks_mut(plane)
                     .enumerate()
                     .for_each(|(bc, dst)| {
-                        vectorised(|| {
+                        vectorised(#[inline(always)] || {
                             max_plane::<false>(
                                 &x.data[bc * h * w..(bc + 1) * h * w],
                                 dst,
