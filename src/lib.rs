@@ -17,6 +17,7 @@ pub mod check;
 pub mod cli;
 pub mod compare;
 pub mod convention;
+pub mod detect;
 pub mod dot;
 pub mod error;
 pub mod exec;

@@ -40,7 +40,7 @@ const LEVELS: &[&[&str]] = &[
     &["analysis"],
     &["convention"],
     &["report"],
-    &["exec", "check", "compare", "audit", "train", "dot", "onnx"],
+    &["exec", "check", "compare", "audit", "train", "dot", "onnx", "detect"],
     &["html", "render"],
     &["cli"],
     &["main"],

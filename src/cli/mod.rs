@@ -16,6 +16,7 @@ mod audit;
 mod check;
 mod common;
 mod compare;
+mod detect;
 mod dot;
 mod export;
 mod ops;

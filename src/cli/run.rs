@@ -1,9 +1,11 @@
 //! `archscope run`: the model's forward pass on random, `.npy` or image input and random or
-//! `.safetensors` weights, timed over `--repeat` passes of the inference plan.
+//! `.safetensors` weights, timed over `--repeat` passes of the inference plan; with
+//! `--detect` (`super::detect`), the output decoded into boxes, printed and drawn.
 
 use anyhow::{bail, Context, Result};
 
 use super::common::{load_one, read_capped, ModelArgs};
+use super::detect::{self, DetectArgs, Detector};
 use super::out;
 use super::values::{some_of, VIEW_FORMATS};
 use crate::audit::{parse_quantity, Quantity};
@@ -42,9 +44,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Write an image-shaped output (N×1×H×W or N×3×H×W) as a PNG, or any output as a
-    /// .npy array when the file name ends in .npy.
+    /// .npy array when the file name ends in .npy; with --detect and --image, a PNG of the
+    /// image with the boxes drawn.
     #[arg(long)]
     save_output: Option<String>,
+    #[command(flatten)]
+    detect: DetectArgs,
     #[arg(long, value_parser = some_of(VIEW_FORMATS), default_value = "table")]
     format: Format,
 }
@@ -52,21 +57,31 @@ pub struct Args {
 pub fn run(args: Args) -> Result<i32> {
     let budget = memory_budget(&args.memory_budget)?;
     let net = load_one(&args.model, "run")?;
+    let detector = args.detect.detector(&net)?;
     let a = analyze(&net, Dtype::F32)?;
     // What the pass needs, from the network alone, before anything is allocated.
     exec::check_memory(&net, budget, 0)?;
     let w = weights(&net, &args)?;
-    let inputs = inputs(&net, &args)?;
+    let (inputs, picture) = inputs(&net, &args, detector.as_ref())?;
     let mut plan = exec::plan(&net, &w);
     // The plan's copies of the weights counted too; dead buffers are kept for reuse only
     // within what the budget leaves.
     let need = exec::check_memory(&net, budget, plan.weight_bytes())?;
     plan.recycle_bytes = budget - need.total();
     let (result, layer_secs, times_ms) = passes(&net, &w, &plan, &inputs, args.repeat)?;
+    let detections = detector.as_ref().map(|d| {
+        d.detections(&result.outputs[0], picture.as_ref().map(|(p, _)| p))
+    });
     if let Some(file) = &args.save_output {
         let output = &result.outputs[0];
         let bytes = if file.ends_with(".npy") {
             exec::io::write_npy(output)
+        } else if let (Some(dets), Some((_, img))) = (&detections, &picture) {
+            let mut img = img.clone();
+            crate::detect::draw::draw(&mut img, &dets[0]);
+            crate::detect::draw::png(&img)?
+        } else if detections.is_some() {
+            bail!("--detect --save-output {file} draws the boxes on the --image; give --image, or a file name ending in .npy for the raw output");
         } else {
             exec::io::write_png(output)?
         };
@@ -82,7 +97,21 @@ pub fn run(args: Args) -> Result<i32> {
         times_ms: &times_ms,
         saved: args.save_output.as_deref(),
     };
-    out(render::run_report(&profile, args.format))?;
+    let report = render::run_report(&profile, args.format);
+    match &detections {
+        None => out(report)?,
+        Some(dets) if args.format == Format::Json => {
+            // One JSON document: the run's, with the detections added.
+            let mut v: serde_json::Value = serde_json::from_str(&report)?;
+            let d: serde_json::Value =
+                serde_json::from_str(&crate::detect::render(dets, Format::Json))?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("detections".into(), d);
+            }
+            out(serde_json::to_string_pretty(&v)? + "\n")?
+        }
+        Some(dets) => out(report + "\n" + &crate::detect::render(dets, args.format))?,
+    }
     Ok(0)
 }
 
@@ -114,8 +143,16 @@ fn weights(net: &Network, args: &Args) -> Result<Weights> {
     })
 }
 
-/// The inputs fed: seeded random ones, the first replaced by `--image` or `--npy`.
-fn inputs(net: &Network, args: &Args) -> Result<Vec<Tensor>> {
+/// An `--image` read for `--detect`: how it was placed in the input, and its pixels.
+type Picture = (crate::detect::Placement, image::RgbImage);
+
+/// The inputs fed: seeded random ones, the first replaced by `--image` or `--npy`; with
+/// `--detect`, the image as the detector expects it (and kept, to map and draw the boxes).
+fn inputs(
+    net: &Network,
+    args: &Args,
+    detector: Option<&Detector>,
+) -> Result<(Vec<Tensor>, Option<Picture>)> {
     let mut inputs = exec::random_input(net, args.seed)?;
     if inputs.len() != 1 && (args.image.is_some() || args.npy.is_some()) {
         bail!(
@@ -123,7 +160,12 @@ fn inputs(net: &Network, args: &Args) -> Result<Vec<Tensor>> {
             inputs.len()
         );
     }
-    if let Some(file) = &args.image {
+    let mut picture = None;
+    if let (Some(file), Some(det)) = (&args.image, detector) {
+        let (p, img, t) = detect::image_input(det, file, &inputs[0].shape)?;
+        inputs[0] = t;
+        picture = Some((p, img));
+    } else if let Some(file) = &args.image {
         let bytes = read_capped(
             file,
             exec::io::MAX_IMAGE_BYTES,
@@ -146,7 +188,7 @@ fn inputs(net: &Network, args: &Args) -> Result<Vec<Tensor>> {
         let t = exec::io::read_npy(&bytes, file)?;
         inputs[0] = exec::io::fit_input(t, &want, file, input_name)?;
     }
-    Ok(inputs)
+    Ok((inputs, picture))
 }
 
 /// `repeat` forward passes (a progress bar on a terminal's stderr when there are several):

@@ -267,7 +267,7 @@ const MAX_IMAGE_ALLOC: u64 = 512 << 20;
 /// Decodes a PNG or JPEG from `bytes`, refusing images over [`MAX_IMAGE_SIDE`] a side or
 /// [`MAX_IMAGE_PIXELS`] pixels before their pixels are decoded. Errors say what is wrong in
 /// words, with the sizes.
-fn decode_image(bytes: &[u8], file: &str) -> Result<image::DynamicImage, Diagnostic> {
+pub fn decode_image(bytes: &[u8], file: &str) -> Result<image::DynamicImage, Diagnostic> {
     use image::error::{ImageError, LimitErrorKind};
     let what = |e: ImageError| -> Diagnostic {
         let why = match &e {

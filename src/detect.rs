@@ -1,0 +1,556 @@
+//! Detection post-processing, after the model's forward pass: non-maximum suppression with
+//! `torchvision.ops.nms`/`batched_nms` semantics (the same float32 IoU, the same ties, the same
+//! order of the kept indices, the same class offsets), Ultralytics' `non_max_suppression` (a
+//! confidence filter on the best class score, xywh → xyxy, class-aware or agnostic NMS,
+//! `max_nms` and `max_det`), YOLOv1's grid decoding (the paper's S×S×(B·5+C) tensor), the
+//! input image as each detector expects it (YOLOv1: a plain resize; Ultralytics: a letterbox
+//! with grey padding) and the boxes mapped back onto the image. Pure functions: the CLI
+//! (`run --detect`) reads the files and prints; [`draw`] paints the boxes. docs/DETECTION.md
+//! states the conventions; tests/detect.rs checks them against torchvision and Ultralytics.
+
+use std::cmp::Ordering;
+
+use crate::error::Diagnostic;
+use crate::report::{new_table, Format};
+
+pub mod draw;
+
+/// A box as `[x1, y1, x2, y2]`.
+pub type Box4 = [f32; 4];
+
+/// Most candidate boxes NMS compares (each with each: the pass is quadratic), which is also
+/// Ultralytics' default `max_nms`; the most detections `max_det` may ask for.
+pub const MAX_NMS_BOXES: usize = 30_000;
+
+/// Ultralytics' per-class coordinate offset (`max_wh`, pixels) for class-aware NMS.
+pub const ULTRALYTICS_MAX_WH: f32 = 7680.0;
+
+/// The grey (114, 114, 114) Ultralytics pads a letterboxed image with.
+pub const LETTERBOX_GREY: u8 = 114;
+
+/// Descending order as `torch.sort(descending=True)` has it: NaN before every number, equal
+/// scores (0.0 and -0.0 included) kept in input order by the stable sort.
+fn descending(a: f32, b: f32) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// The indices of `scores` sorted by descending score, stable.
+fn order_descending(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&i, &j| descending(scores[i], scores[j]));
+    order
+}
+
+/// C++'s `std::max(a, b)`: `b` only when `a < b` (so a NaN `b` loses, a NaN `a` wins).
+fn cmax(a: f32, b: f32) -> f32 {
+    if a < b {
+        b
+    } else {
+        a
+    }
+}
+
+/// C++'s `std::min(a, b)`: `b` only when `b < a`.
+fn cmin(a: f32, b: f32) -> f32 {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+/// `torchvision.ops.nms`: the indices of the boxes kept, by decreasing score. Boxes are taken
+/// in decreasing score order (ties in input order); a box is dropped when its IoU with a kept
+/// box is greater than `iou_threshold`. The IoU is computed in float32 as torchvision's CPU
+/// kernel does (`inter / (area_i + area_j - inter)`, widths clamped at 0) and compared in
+/// float64 with the threshold; a NaN IoU (two empty boxes) suppresses nothing. `boxes` and
+/// `scores` have one entry per box (the shorter length counts).
+pub fn nms(boxes: &[Box4], scores: &[f32], iou_threshold: f64) -> Vec<usize> {
+    let n = boxes.len().min(scores.len());
+    let (boxes, scores) = (&boxes[..n], &scores[..n]);
+    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
+    let order = order_descending(scores);
+    let mut suppressed = vec![false; n];
+    let mut keep = Vec::new();
+    for (pos, &i) in order.iter().enumerate() {
+        if suppressed[i] {
+            continue;
+        }
+        keep.push(i);
+        let bi = boxes[i];
+        let area_i = areas[i];
+        for &j in &order[pos + 1..] {
+            if suppressed[j] {
+                continue;
+            }
+            let bj = boxes[j];
+            let xx1 = cmax(bi[0], bj[0]);
+            let yy1 = cmax(bi[1], bj[1]);
+            let xx2 = cmin(bi[2], bj[2]);
+            let yy2 = cmin(bi[3], bj[3]);
+            let w = cmax(0.0, xx2 - xx1);
+            let h = cmax(0.0, yy2 - yy1);
+            let inter = w * h;
+            let iou = inter / (area_i + areas[j] - inter);
+            if f64::from(iou) > iou_threshold {
+                suppressed[j] = true;
+            }
+        }
+    }
+    keep
+}
+
+/// `torchvision.ops.batched_nms` on the CPU: NMS within each class (`classes[i]` is box `i`'s),
+/// the kept indices by decreasing score. Like torchvision, up to 1000 boxes (4000 coordinates)
+/// go through the coordinate trick, more through one NMS per class; the two can keep different
+/// boxes where float32 rounding of the offset coordinates changes an IoU.
+pub fn batched_nms(boxes: &[Box4], scores: &[f32], classes: &[usize], iou: f64) -> Vec<usize> {
+    if boxes.len() * 4 > 4000 {
+        batched_nms_per_class(boxes, scores, classes, iou)
+    } else {
+        batched_nms_offset(boxes, scores, classes, iou)
+    }
+}
+
+/// torchvision's `_batched_nms_coordinate_trick`: every box shifted by
+/// `class · (max coordinate + 1)` (float32) so that boxes of different classes never overlap,
+/// then one [`nms`].
+pub fn batched_nms_offset(
+    boxes: &[Box4],
+    scores: &[f32],
+    classes: &[usize],
+    iou: f64,
+) -> Vec<usize> {
+    let n = boxes.len().min(scores.len()).min(classes.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    // `boxes.max()`: NaN when any coordinate is NaN.
+    let mut max = f32::NEG_INFINITY;
+    for &v in boxes[..n].iter().flatten() {
+        if v.is_nan() || max.is_nan() {
+            max = f32::NAN;
+        } else if v > max {
+            max = v;
+        }
+    }
+    let shifted: Vec<Box4> = boxes[..n]
+        .iter()
+        .zip(&classes[..n])
+        .map(|(b, &c)| {
+            let off = c as f32 * (max + 1.0);
+            [b[0] + off, b[1] + off, b[2] + off, b[3] + off]
+        })
+        .collect();
+    nms(&shifted, &scores[..n], iou)
+}
+
+/// torchvision's `_batched_nms_vanilla`: one [`nms`] per class (classes in increasing order),
+/// then the kept indices (in increasing index order) sorted by decreasing score, stable.
+pub fn batched_nms_per_class(
+    boxes: &[Box4],
+    scores: &[f32],
+    classes: &[usize],
+    iou: f64,
+) -> Vec<usize> {
+    let n = boxes.len().min(scores.len()).min(classes.len());
+    let mut ids: Vec<usize> = classes[..n].to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut kept = vec![false; n];
+    for id in ids {
+        let members: Vec<usize> = (0..n).filter(|&i| classes[i] == id).collect();
+        let b: Vec<Box4> = members.iter().map(|&i| boxes[i]).collect();
+        let s: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
+        for k in nms(&b, &s, iou) {
+            kept[members[k]] = true;
+        }
+    }
+    let mut keep: Vec<usize> = (0..n).filter(|&i| kept[i]).collect();
+    keep.sort_by(|&i, &j| descending(scores[i], scores[j]));
+    keep
+}
+
+/// The settings of Ultralytics' `non_max_suppression` that `run --detect` exposes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NmsParams {
+    /// Confidence threshold: a candidate's best class score must be greater (0 to 1).
+    pub conf: f64,
+    /// IoU threshold: a box whose IoU with a kept box of its class is greater is dropped (0 to 1).
+    pub iou: f64,
+    /// One NMS over all classes instead of one per class.
+    pub agnostic: bool,
+    /// Most detections kept per image (1 to [`MAX_NMS_BOXES`]).
+    pub max_det: usize,
+    /// Most candidates NMS compares, the best-scored ones (1 to [`MAX_NMS_BOXES`]).
+    pub max_nms: usize,
+}
+
+impl Default for NmsParams {
+    /// Ultralytics' defaults of `non_max_suppression`: conf 0.25, IoU 0.45, class-aware,
+    /// 300 detections, 30000 candidates.
+    fn default() -> Self {
+        NmsParams {
+            conf: 0.25,
+            iou: 0.45,
+            agnostic: false,
+            max_det: 300,
+            max_nms: MAX_NMS_BOXES,
+        }
+    }
+}
+
+impl NmsParams {
+    /// Refuses thresholds outside [0, 1] (Ultralytics asserts the same) and counts outside
+    /// 1..=[`MAX_NMS_BOXES`], naming the flag.
+    pub fn validate(&self) -> Result<(), Diagnostic> {
+        for (flag, v, what) in [
+            ("--conf", self.conf, "a confidence threshold"),
+            ("--iou", self.iou, "an IoU threshold"),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Diagnostic::new(format!(
+                    "{flag} {v} is outside [0, 1]: it is {what}, compared with scores and IoUs that lie in [0, 1]"
+                ))
+                .help(format!("give {flag} a number from 0 to 1, e.g. {flag} {}", if flag == "--conf" { "0.25" } else { "0.45" })));
+            }
+        }
+        for (flag, v) in [("--max-det", self.max_det), ("--max-nms", self.max_nms)] {
+            if !(1..=MAX_NMS_BOXES).contains(&v) {
+                return Err(Diagnostic::new(format!(
+                    "{flag} {v} is outside 1 to {MAX_NMS_BOXES} (NMS compares every candidate with every other, so their number is bounded)"
+                ))
+                .help(format!("give {flag} a count from 1 to {MAX_NMS_BOXES}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One detection: the anchor (column of the prediction) it came from, its box in the
+/// model input's pixels (xyxy), its score and class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub anchor: usize,
+    pub xyxy: Box4,
+    pub score: f32,
+    pub class: usize,
+}
+
+/// Ultralytics' `non_max_suppression` (`multi_label=False`, no class filter) on one image's
+/// prediction: `pred` is `(4 + nc + extra) × anchors`, row-major, rows `cx, cy, w, h` (input
+/// pixels) then the `nc` class scores (the layout of a Detect head's eval output, one sample).
+/// Keeps the anchors whose best class score is greater than `conf` (float32 comparison; a
+/// NaN score drops the anchor), takes the first best class, converts xywh to xyxy, keeps the
+/// `max_nms` best-scored (stable), shifts boxes by `class · 7680` unless agnostic, runs
+/// [`nms`] and keeps the first `max_det`. The detections come by decreasing score.
+pub fn non_max_suppression(
+    pred: &[f32],
+    anchors: usize,
+    nc: usize,
+    p: &NmsParams,
+) -> Vec<Detection> {
+    let conf = p.conf as f32;
+    let mut cands: Vec<Detection> = Vec::new();
+    if nc == 0 || pred.len() < (4 + nc) * anchors {
+        return cands;
+    }
+    let at = |row: usize, a: usize| pred[row * anchors + a];
+    for a in 0..anchors {
+        // `amax` (NaN if any score is NaN), then `max(1)` (the first best).
+        let mut best = at(4, a);
+        let mut class = 0;
+        let mut nan = best.is_nan();
+        for c in 1..nc {
+            let v = at(4 + c, a);
+            nan |= v.is_nan();
+            if v > best {
+                best = v;
+                class = c;
+            }
+        }
+        if nan || best <= conf {
+            continue;
+        }
+        let (cx, cy) = (at(0, a), at(1, a));
+        let (hw, hh) = (at(2, a) / 2.0, at(3, a) / 2.0);
+        cands.push(Detection {
+            anchor: a,
+            xyxy: [cx - hw, cy - hh, cx + hw, cy + hh],
+            score: best,
+            class,
+        });
+    }
+    if cands.len() > p.max_nms {
+        let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
+        let order = order_descending(&scores);
+        cands = order[..p.max_nms]
+            .iter()
+            .map(|&i| cands[i].clone())
+            .collect();
+    }
+    let shifted: Vec<Box4> = cands
+        .iter()
+        .map(|d| {
+            let off = if p.agnostic {
+                0.0
+            } else {
+                d.class as f32 * ULTRALYTICS_MAX_WH
+            };
+            [d.xyxy[0] + off, d.xyxy[1] + off, d.xyxy[2] + off, d.xyxy[3] + off]
+        })
+        .collect();
+    let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
+    let mut keep = nms(&shifted, &scores, p.iou);
+    keep.truncate(p.max_det);
+    keep.into_iter().map(|i| cands[i].clone()).collect()
+}
+
+/// YOLOv1's output grid: S×S cells, B boxes a cell, C classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Yolov1Grid {
+    pub s: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+/// Most cells a side and boxes a cell `--grid` and `--boxes-per-cell` accept.
+pub const MAX_YOLOV1_GRID: usize = 1024;
+
+impl Yolov1Grid {
+    /// The grid of a flat output of `values` per sample, with S and B given: C is what is left,
+    /// `values / S² − 5B`, which must be a whole number of at least 1.
+    pub fn from_output(values: usize, s: usize, b: usize) -> Result<Yolov1Grid, Diagnostic> {
+        if s == 0 || b == 0 || s > MAX_YOLOV1_GRID || b > MAX_YOLOV1_GRID {
+            return Err(Diagnostic::new(format!(
+                "a YOLOv1 grid of {s}×{s} cells with {b} boxes each: both must be 1 to {MAX_YOLOV1_GRID}"
+            ))
+            .help("give --grid and --boxes-per-cell as the model has them (the paper: 7 and 2)"));
+        }
+        let cells = s * s;
+        let per_cell = values / cells;
+        if values % cells != 0 || per_cell <= 5 * b {
+            return Err(Diagnostic::new(format!(
+                "the output has {values} values per sample, not S²·(5B + C) = {cells}·({} + C) for a YOLOv1 grid of S = {s}, B = {b} and some C ≥ 1",
+                5 * b
+            ))
+            .note("--detect reads a flat output as YOLOv1's S×S×(B·5 + C) tensor (docs/DETECTION.md)")
+            .help("give the model's grid with --grid S --boxes-per-cell B, or run a detection model (yolov1, an Ultralytics Detect model)"));
+        }
+        Ok(Yolov1Grid {
+            s,
+            b,
+            c: per_cell - 5 * b,
+        })
+    }
+
+    /// Values per cell, `5B + C`.
+    pub fn per_cell(&self) -> usize {
+        5 * self.b + self.c
+    }
+}
+
+/// Decodes one sample of YOLOv1's output into the prediction layout
+/// [`non_max_suppression`] reads, `(4 + C) × (S²·B)`: candidate `(row·S + col)·B + k` is box
+/// `k` of cell (row, col). The flat output is the S×S×(5B + C) tensor in row-major order;
+/// each cell holds B boxes of `x, y, w, h, confidence`, then C class probabilities
+/// Pr(class | object). As in the paper (§2, §2.2): x, y are the centre's offset within its
+/// cell, w, h the square roots of the box's width and height relative to the image (the
+/// network predicts √w, √h), and a box's class-specific score is Pr(class | object) ·
+/// confidence. Centres and sizes come out in input pixels (`in_w` × `in_h`).
+pub fn decode_yolov1(out: &[f32], g: Yolov1Grid, in_w: usize, in_h: usize) -> Vec<f32> {
+    let n = g.s * g.s * g.b;
+    let mut pred = vec![0.0f32; (4 + g.c) * n];
+    let (sf, wf, hf) = (g.s as f32, in_w as f32, in_h as f32);
+    for row in 0..g.s {
+        for col in 0..g.s {
+            let cell = &out[(row * g.s + col) * g.per_cell()..][..g.per_cell()];
+            let probs = &cell[5 * g.b..];
+            for k in 0..g.b {
+                let a = (row * g.s + col) * g.b + k;
+                let bx = &cell[5 * k..5 * k + 5];
+                pred[a] = (col as f32 + bx[0]) / sf * wf;
+                pred[n + a] = (row as f32 + bx[1]) / sf * hf;
+                pred[2 * n + a] = bx[2] * bx[2] * wf;
+                pred[3 * n + a] = bx[3] * bx[3] * hf;
+                for (c, &pr) in probs.iter().enumerate() {
+                    pred[(4 + c) * n + a] = pr * bx[4];
+                }
+            }
+        }
+    }
+    pred
+}
+
+/// Python's `round`: halves to even.
+fn py_round(x: f64) -> f64 {
+    x.round_ties_even()
+}
+
+/// How an image of `w × h` pixels becomes a model input of `in_w × in_h`, and back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    /// The image's size.
+    pub w: u32,
+    pub h: u32,
+    /// The size it is resized to, inside the input.
+    pub new_w: u32,
+    pub new_h: u32,
+    /// The padding before it, left and top (the rest pads the right and bottom).
+    pub left: u32,
+    pub top: u32,
+}
+
+impl Placement {
+    /// A plain resize to the whole input (YOLOv1, as Darknet feeds it).
+    pub fn stretch(w: u32, h: u32, in_w: u32, in_h: u32) -> Placement {
+        Placement {
+            w,
+            h,
+            new_w: in_w,
+            new_h: in_h,
+            left: 0,
+            top: 0,
+        }
+    }
+
+    /// Ultralytics' `LetterBox` (centred, scale-up allowed, padded to the whole input): the
+    /// scale `r = min(in_h / h, in_w / w)`, the resized size `max(round(w·r), 1)` ×
+    /// `max(round(h·r), 1)`, the padding split with `round(d/2 − 0.1)` before (Python rounding).
+    pub fn letterbox(w: u32, h: u32, in_w: u32, in_h: u32) -> Placement {
+        let r = (f64::from(in_h) / f64::from(h)).min(f64::from(in_w) / f64::from(w));
+        let new_w = (py_round(f64::from(w) * r) as u32).clamp(1, in_w);
+        let new_h = (py_round(f64::from(h) * r) as u32).clamp(1, in_h);
+        let dw = f64::from(in_w - new_w) / 2.0;
+        let dh = f64::from(in_h - new_h) / 2.0;
+        Placement {
+            w,
+            h,
+            new_w,
+            new_h,
+            left: py_round(dw - 0.1) as u32,
+            top: py_round(dh - 0.1) as u32,
+        }
+    }
+
+    /// A box in input pixels mapped onto the image (Ultralytics' `scale_boxes`: minus the
+    /// padding, divided by the scale of each axis) and clipped to it (`clip_boxes`).
+    pub fn to_image(&self, b: Box4) -> Box4 {
+        let gx = self.new_w as f32 / self.w as f32;
+        let gy = self.new_h as f32 / self.h as f32;
+        let (px, py) = (self.left as f32, self.top as f32);
+        let (w, h) = (self.w as f32, self.h as f32);
+        [
+            ((b[0] - px) / gx).clamp(0.0, w),
+            ((b[1] - py) / gy).clamp(0.0, h),
+            ((b[2] - px) / gx).clamp(0.0, w),
+            ((b[3] - py) / gy).clamp(0.0, h),
+        ]
+    }
+
+    /// The model input (N×3×in_h×in_w, RGB scaled to [0, 1], no mean or std, as both Darknet
+    /// and Ultralytics feed it) from an RGB image: resized bilinearly to `new_w × new_h`, placed
+    /// at (`left`, `top`) on grey [`LETTERBOX_GREY`]; sample 0 copied to each of `n`.
+    pub fn input(&self, rgb: &image::RgbImage, n: usize, in_w: usize, in_h: usize) -> Vec<f32> {
+        let resized = image::imageops::resize(
+            rgb,
+            self.new_w,
+            self.new_h,
+            image::imageops::FilterType::Triangle,
+        );
+        let grey = f32::from(LETTERBOX_GREY) / 255.0;
+        let plane = in_w * in_h;
+        let mut one = vec![grey; 3 * plane];
+        for (x, y, p) in resized.enumerate_pixels() {
+            let (ix, iy) = ((x + self.left) as usize, (y + self.top) as usize);
+            if ix < in_w && iy < in_h {
+                for ch in 0..3 {
+                    one[ch * plane + iy * in_w + ix] = f32::from(p.0[ch]) / 255.0;
+                }
+            }
+        }
+        one.repeat(n)
+    }
+}
+
+/// The detections of each sample as text: a table (or Markdown table) of class, score and
+/// the box in image pixels, or JSON (`[{"sample", "class", "score", "box": [x1, y1, x2, y2]}]`).
+pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
+    if format == Format::Json {
+        let rows: Vec<serde_json::Value> = per_sample
+            .iter()
+            .enumerate()
+            .flat_map(|(n, dets)| {
+                dets.iter().map(move |d| {
+                    serde_json::json!({
+                        "sample": n,
+                        "class": d.class,
+                        "score": d.score,
+                        "box": d.xyxy,
+                        "anchor": d.anchor,
+                    })
+                })
+            })
+            .collect();
+        return serde_json::to_string_pretty(&serde_json::Value::Array(rows))
+            .unwrap_or_default()
+            + "\n";
+    }
+    let mut text = String::new();
+    for (n, dets) in per_sample.iter().enumerate() {
+        let of = if per_sample.len() > 1 {
+            format!(" of sample {n}")
+        } else {
+            String::new()
+        };
+        text += &format!("detections{of}: {}\n", dets.len());
+        if dets.is_empty() {
+            continue;
+        }
+        let mut t = new_table(format == Format::Markdown);
+        t.set_header(vec!["#", "class", "score", "x1", "y1", "x2", "y2"]);
+        for (k, d) in dets.iter().enumerate() {
+            t.add_row(vec![
+                k.to_string(),
+                d.class.to_string(),
+                format!("{:.4}", d.score),
+                format!("{:.1}", d.xyxy[0]),
+                format!("{:.1}", d.xyxy[1]),
+                format!("{:.1}", d.xyxy[2]),
+                format!("{:.1}", d.xyxy[3]),
+            ]);
+        }
+        text += &format!("{t}\n");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_overlapping_boxes_by_hand() {
+        // Boxes 0 and 1 overlap by 5×10 = 50 of a 100 + 100 − 50 = 150 union: IoU 1/3.
+        let boxes = [[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]];
+        let scores = [0.5, 0.9, 0.7];
+        assert_eq!(nms(&boxes, &scores, 0.3), vec![1, 2]);
+        // 1/3 is not greater than 0.34: nothing suppressed, by decreasing score.
+        assert_eq!(nms(&boxes, &scores, 0.34), vec![1, 2, 0]);
+        // Different classes: no suppression at 0.3.
+        assert_eq!(batched_nms(&boxes, &scores, &[0, 1, 0], 0.3), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn letterbox_of_a_wide_image() {
+        // 1280×720 into 640×640: r = 0.5, 640×360, 280 rows of padding split 140/140.
+        let p = Placement::letterbox(1280, 720, 640, 640);
+        assert_eq!((p.new_w, p.new_h, p.left, p.top), (640, 360, 0, 140));
+        assert_eq!(p.to_image([0.0, 140.0, 640.0, 500.0]), [0.0, 0.0, 1280.0, 720.0]);
+    }
+}
