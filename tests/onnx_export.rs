@@ -83,8 +83,17 @@ fn resnet18_nodes_weights_and_shapes() {
         .map(|t| t.dims.iter().product::<i64>() as u64)
         .sum();
     assert_eq!(weights, 11_689_512 + 2 * 4_800);
-    let names: Vec<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
-    for n in ["layer3.0.bn1.running_var", "layer2.0.downsample.0.weight", "fc.bias", "bn1.weight"] {
+    let names: Vec<&str> = g
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    for n in [
+        "layer3.0.bn1.running_var",
+        "layer2.0.downsample.0.weight",
+        "fc.bias",
+        "bn1.weight",
+    ] {
         assert!(names.contains(&n), "no initializer {n}");
     }
     // The stored values are the executor's: the first convolution's first elements.
@@ -95,7 +104,15 @@ fn resnet18_nodes_weights_and_shapes() {
         .expect("conv1.weight");
     let raw = conv1.raw_data.as_ref().expect("raw data");
     let first = f32::from_le_bytes(raw[..4].try_into().expect("4 bytes"));
-    assert_eq!(first, w.per_node[net.nodes.iter().position(|n| n.name == "conv1").expect("conv1")][0].data[0]);
+    assert_eq!(
+        first,
+        w.per_node[net
+            .nodes
+            .iter()
+            .position(|n| n.name == "conv1")
+            .expect("conv1")][0]
+            .data[0]
+    );
     // One input, one output, 1×3×224×224 → 1×1000; every other layer's tensor typed.
     assert_eq!(g.input.len(), 1);
     assert_eq!(numel(&g.input[0]), 3 * 224 * 224);
@@ -130,7 +147,12 @@ fn every_zoo_model_exports_with_its_parameter_count() {
                     .map(numel)
                     .sum();
                 assert_eq!(weights, a.totals.params + a.totals.buffers, "{name}");
-                assert!(g.initializer.iter().all(|t| t.name.as_deref().unwrap_or("").contains('/')), "{name}: a weight stored in a graph-only export");
+                assert!(
+                    g.initializer
+                        .iter()
+                        .all(|t| t.name.as_deref().unwrap_or("").contains('/')),
+                    "{name}: a weight stored in a graph-only export"
+                );
                 let inputs = g.input.iter().filter(|v| doc(v) == "model input").count();
                 assert_eq!(inputs, 1, "{name}");
                 assert_eq!(g.output.len(), net.outputs.len(), "{name}");
@@ -183,7 +205,10 @@ fn cli_errors() {
         "format: \"archscope/1\"\nname: m\ninputs:\n  x: [8, 4, 4]\nnodes:\n  - {id: norm, op: local_response_norm, size: 4}\n",
     )
     .expect("write");
-    let err = assert_rejected(&["export", arg(&yaml), "-o", arg(&f)], "local response norm of even size 4");
+    let err = assert_rejected(
+        &["export", arg(&yaml), "-o", arg(&f)],
+        "local response norm of even size 4",
+    );
     assert!(err.contains("in layer `norm`"), "{err}");
     assert!(!f.exists(), "a file was written for a refused export");
     // A directory cannot be written.
@@ -195,7 +220,10 @@ fn cli_errors() {
 #[test]
 fn onnxruntime_check_covers_the_documented_models() {
     let doc = std::fs::read_to_string(root().join("docs/ONNX_EXPORT.md")).expect("docs");
-    let start = doc.find("<!-- checked models -->").expect("the marked list") + 23;
+    let start = doc
+        .find("<!-- checked models -->")
+        .expect("the marked list")
+        + 23;
     let end = doc[start..].find("<!-- end -->").expect("its end") + start;
     let claimed: Vec<String> = doc[start..end]
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -213,7 +241,10 @@ fn onnxruntime_check_covers_the_documented_models() {
     for r in rows {
         let d = r["max_abs_diff"].as_f64().unwrap_or_else(|| panic!("{r}"));
         assert!(d <= 1e-4 && r["ok"] == true, "{r}");
-        assert!(zoo_names().contains(&r["model"].as_str().expect("name")), "{r}");
+        assert!(
+            zoo_names().contains(&r["model"].as_str().expect("name")),
+            "{r}"
+        );
     }
 }
 
@@ -229,7 +260,10 @@ fn over_two_gib_is_refused_before_allocating() {
     )
     .expect("write");
     let f = dir.join("big.onnx");
-    let err = assert_rejected(&["export", arg(&yaml), "-o", arg(&f)], "an ONNX file holds at most 2 GiB");
+    let err = assert_rejected(
+        &["export", arg(&yaml), "-o", arg(&f)],
+        "an ONNX file holds at most 2 GiB",
+    );
     assert!(err.contains("in layer `fc`"), "{err}");
     assert!(!f.exists());
     let out = archscope(&["export", arg(&yaml), "-o", arg(&f), "--no-weights"]);

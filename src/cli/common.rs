@@ -164,6 +164,9 @@ pub fn load(model: &str, setting: &Setting) -> Result<Network> {
     if setting.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    if is_onnx_file(model) {
+        return Ok(load_onnx(model, setting)?.0);
+    }
     let (file, text) = read_model(model)?;
     let doc = Document::parse(&file, &text).map_err(crate::Error::from)?;
     let opts = BuildOptions {
@@ -175,6 +178,51 @@ pub fn load(model: &str, setting: &Setting) -> Result<Network> {
         ..Default::default()
     };
     Ok(graph::build_network(&doc, &opts)?)
+}
+
+/// Whether `model` names an ONNX file: by its extension, or by its first bytes (a protobuf,
+/// not text) for a file named otherwise.
+pub fn is_onnx_file(model: &str) -> bool {
+    let path = Path::new(model);
+    if !path.is_file() {
+        return false;
+    }
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        return true;
+    }
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    crate::onnx::looks_like_onnx(&head[..n])
+}
+
+/// Reads and builds an ONNX model (`--input` replaces the single input's shape as for YAML);
+/// also returns the import (its YAML text and the initializers' weights).
+pub fn load_onnx(model: &str, setting: &Setting) -> Result<(Network, crate::onnx::Import)> {
+    let bytes = read_capped(
+        model,
+        crate::onnx::MAX_ONNX_BYTES,
+        "archscope reads from an ONNX file",
+    )?;
+    let imp = crate::onnx::import(model, &bytes, setting.batch)?;
+    let input = match &setting.input {
+        Some(dims) => {
+            let doc = Document::parse(model, &imp.yaml).map_err(crate::Error::from)?;
+            Some(graph::complete_input(&doc, dims)?)
+        }
+        None => None,
+    };
+    let opts = BuildOptions {
+        batch: setting.batch,
+        input,
+        ..Default::default()
+    };
+    let net = crate::onnx::build_imported(model, &imp, &opts)?;
+    Ok((net, imp))
 }
 
 /// The name the model's messages give its file, and its text: a file when one of that name

@@ -71,7 +71,11 @@ pub fn run(args: Args) -> Result<i32> {
         args.output,
         bytes.len(),
         args.opset,
-        if args.no_weights { ", graph only: weights are graph inputs" } else { "" }
+        if args.no_weights {
+            ", graph only: weights are graph inputs"
+        } else {
+            ""
+        }
     );
     Ok(0)
 }

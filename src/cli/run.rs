@@ -56,12 +56,26 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<i32> {
     let budget = memory_budget(&args.memory_budget)?;
-    let net = load_one(&args.model, "run")?;
+    let (net, onnx_weights) = if super::common::is_onnx_file(&args.model.model) {
+        let setting = args.model.setting.single("run")?;
+        let (net, imp) = super::common::load_onnx(&args.model.model, &setting)?;
+        let w = match &args.weights {
+            Some(_) => None,
+            None => crate::onnx::weights(&net, &imp)?,
+        };
+        (net, w)
+    } else {
+        (load_one(&args.model, "run")?, None)
+    };
     let detector = args.detect.detector(&net)?;
     let a = analyze(&net, Dtype::F32)?;
     // What the pass needs, from the network alone, before anything is allocated.
     exec::check_memory(&net, budget, 0)?;
-    let w = weights(&net, &args)?;
+    // An ONNX file's own initializers, unless --weights replaces them.
+    let w = match onnx_weights {
+        Some(w) => w,
+        None => weights(&net, &args)?,
+    };
     let (inputs, picture) = inputs(&net, &args, detector.as_ref())?;
     let mut plan = exec::plan(&net, &w);
     // The plan's copies of the weights counted too; dead buffers are kept for reuse only

@@ -406,7 +406,11 @@ impl Kernel for Activation {
                 "HardSigmoid",
                 vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)],
             ),
-            Act::Softmax => one(e, "Softmax", vec![int("axis", self.dim.unwrap_or(1) as i64)]),
+            Act::Softmax => one(
+                e,
+                "Softmax",
+                vec![int("axis", self.dim.unwrap_or(1) as i64)],
+            ),
             Act::LogSoftmax => one(
                 e,
                 "LogSoftmax",
@@ -416,7 +420,10 @@ impl Kernel for Activation {
             Act::Gelu if e.opset >= 20 => one(
                 e,
                 "Gelu",
-                vec![string("approximate", if p0 == 1.0 { "tanh" } else { "none" })],
+                vec![string(
+                    "approximate",
+                    if p0 == 1.0 { "tanh" } else { "none" },
+                )],
             ),
             Act::Relu6 | Act::Hardtanh => {
                 let (lo, hi) = if self.kind == Act::Relu6 {

@@ -155,7 +155,12 @@ impl Kernel for Elementwise {
         let ins: Vec<String> = e.inputs.to_vec();
         if !self.product {
             let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-            e.node(if ins.len() == 2 { "Add" } else { "Sum" }, &refs, &[&out], vec![]);
+            e.node(
+                if ins.len() == 2 { "Add" } else { "Sum" },
+                &refs,
+                &[&out],
+                vec![],
+            );
             return Ok(());
         }
         let mut acc = ins[0].clone();
@@ -373,7 +378,12 @@ impl Kernel for Concat {
         let out = e.output(0);
         let ins: Vec<String> = e.inputs.to_vec();
         let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-        e.node("Concat", &refs, &[&out], vec![super::onnx::int("axis", self.dim as i64)]);
+        e.node(
+            "Concat",
+            &refs,
+            &[&out],
+            vec![super::onnx::int("axis", self.dim as i64)],
+        );
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {

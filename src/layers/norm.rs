@@ -442,7 +442,10 @@ impl Kernel for Norm {
         let gamma = next(self.weight, e);
         let beta = next(self.bias, e);
         let stats = if self.running {
-            Some((next(true, e).expect("listed"), next(true, e).expect("listed")))
+            Some((
+                next(true, e).expect("listed"),
+                next(true, e).expect("listed"),
+            ))
         } else {
             None
         };

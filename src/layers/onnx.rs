@@ -254,7 +254,9 @@ pub fn conv(e: &mut Emit, f: &ConvForm) -> Result<(), Diagnostic> {
             PadMode::Replicate => "edge",
             PadMode::Circular if e.opset >= 19 => "wrap",
             PadMode::Circular => {
-                return Err(e.unsupported("circular padding below opset 19 (ONNX's Pad mode `wrap`)"))
+                return Err(
+                    e.unsupported("circular padding below opset 19 (ONNX's Pad mode `wrap`)")
+                )
             }
             PadMode::Zeros => "constant",
         };
@@ -284,7 +286,11 @@ pub fn conv(e: &mut Emit, f: &ConvForm) -> Result<(), Diagnostic> {
     }
     let out = e.output(0);
     e.node(
-        if f.transposed { "ConvTranspose" } else { "Conv" },
+        if f.transposed {
+            "ConvTranspose"
+        } else {
+            "Conv"
+        },
         &refs,
         &[&out],
         attrs,
@@ -390,7 +396,9 @@ pub fn pool(e: &mut Emit, f: &PoolForm) -> Result<(), Diagnostic> {
         }
         Some(d) => {
             if f.ceil {
-                return Err(e.unsupported("average pooling with both `divisor_override` and `ceil`"));
+                return Err(
+                    e.unsupported("average pooling with both `divisor_override` and `ceil`")
+                );
             }
             let area: u64 = f.kernel.iter().product();
             let y = e.step("AveragePool", &[&x], attrs);
@@ -412,7 +420,11 @@ pub fn adaptive(e: &mut Emit, max: bool, size: &[u64]) -> Result<(), Diagnostic>
     let r = size.len();
     let input: Vec<u64> = e.in_shapes[0].0[rank - r..].to_vec();
     if size.iter().all(|&s| s == 1) {
-        let op = if max { "GlobalMaxPool" } else { "GlobalAveragePool" };
+        let op = if max {
+            "GlobalMaxPool"
+        } else {
+            "GlobalAveragePool"
+        };
         e.node(op, &[&x], &[&out], vec![]);
         return Ok(());
     }
@@ -421,7 +433,9 @@ pub fn adaptive(e: &mut Emit, max: bool, size: &[u64]) -> Result<(), Diagnostic>
         .iter()
         .zip(&input)
         .map(|(&o, &i)| {
-            let w: Vec<(u64, u64)> = (0..o).map(|k| crate::geometry::adaptive_window(k, o, i)).collect();
+            let w: Vec<(u64, u64)> = (0..o)
+                .map(|k| crate::geometry::adaptive_window(k, o, i))
+                .collect();
             let k = w[0].1 - w[0].0;
             let s = if o > 1 { w[1].0 - w[0].0 } else { 1 };
             w.iter()
@@ -490,11 +504,22 @@ pub fn adaptive(e: &mut Emit, max: bool, size: &[u64]) -> Result<(), Diagnostic>
 }
 
 fn join(v: &[u64]) -> String {
-    v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+    v.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// A `Slice` of `x` along `axes` (constant starts, ends, steps) into `out`.
-pub fn slice(e: &mut Emit, x: &str, axes: &[i64], starts: &[i64], ends: &[i64], steps: &[i64], out: &str) {
+pub fn slice(
+    e: &mut Emit,
+    x: &str,
+    axes: &[i64],
+    starts: &[i64],
+    ends: &[i64],
+    steps: &[i64],
+    out: &str,
+) {
     let s = e.ints("starts", starts);
     let t = e.ints("ends", ends);
     let a = e.ints("axes", axes);

@@ -777,7 +777,12 @@ impl Kernel for Split {
         let sz = e.ints("split", &sizes);
         let outs: Vec<String> = e.outputs.to_vec();
         let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
-        e.node("Split", &[&x, &sz], &refs, vec![super::onnx::int("axis", self.dim as i64)]);
+        e.node(
+            "Split",
+            &[&x, &sz],
+            &refs,
+            vec![super::onnx::int("axis", self.dim as i64)],
+        );
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {
@@ -1028,9 +1033,23 @@ impl Kernel for ZeroPad {
         let p = self.pad;
         let pads = e.ints(
             "pads",
-            &[0, 0, p.top as i64, p.left as i64, 0, 0, p.bottom as i64, p.right as i64],
+            &[
+                0,
+                0,
+                p.top as i64,
+                p.left as i64,
+                0,
+                0,
+                p.bottom as i64,
+                p.right as i64,
+            ],
         );
-        e.node("Pad", &[&x, &pads], &[&out], vec![super::onnx::string("mode", "constant")]);
+        e.node(
+            "Pad",
+            &[&x, &pads],
+            &[&out],
+            vec![super::onnx::string("mode", "constant")],
+        );
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {

@@ -680,7 +680,12 @@ impl Kernel for Permute {
     fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
         let (x, out) = (e.input(0), e.output(0));
         let perm: Vec<i64> = self.perm.iter().map(|&p| p as i64).collect();
-        e.node("Transpose", &[&x], &[&out], vec![super::onnx::ints("perm", &perm)]);
+        e.node(
+            "Transpose",
+            &[&x],
+            &[&out],
+            vec![super::onnx::ints("perm", &perm)],
+        );
         Ok(())
     }
     fn forward(
@@ -775,7 +780,11 @@ impl Kernel for Roll {
         for (k, &(dim, shift)) in self.shifts.iter().enumerate() {
             let n = d[dim];
             let s = shift.rem_euclid(n);
-            let next = if k == last { out.clone() } else { e.tmp("roll") };
+            let next = if k == last {
+                out.clone()
+            } else {
+                e.tmp("roll")
+            };
             if s == 0 {
                 e.node("Identity", &[&y], &[&next], vec![]);
             } else {
@@ -784,7 +793,12 @@ impl Kernel for Roll {
                 let axis = dim as i64;
                 super::onnx::slice(e, &y, &[axis], &[n - s], &[n], &[1], &a);
                 super::onnx::slice(e, &y, &[axis], &[0], &[n - s], &[1], &b);
-                e.node("Concat", &[&a, &b], &[&next], vec![super::onnx::int("axis", axis)]);
+                e.node(
+                    "Concat",
+                    &[&a, &b],
+                    &[&next],
+                    vec![super::onnx::int("axis", axis)],
+                );
             }
             y = next;
         }
@@ -980,14 +994,21 @@ impl Kernel for Pad {
             PadMode::Replicate => "edge",
             PadMode::Circular if e.opset >= 19 => "wrap",
             PadMode::Circular => {
-                return Err(e.unsupported("circular padding below opset 19 (ONNX's Pad mode `wrap`)"))
+                return Err(
+                    e.unsupported("circular padding below opset 19 (ONNX's Pad mode `wrap`)")
+                )
             }
         };
         let mut pads: Vec<i64> = self.pad.iter().map(|p| p.0 as i64).collect();
         pads.extend(self.pad.iter().map(|p| p.1 as i64));
         let p = e.ints("pads", &pads);
         let v = e.scalar("value", self.value);
-        e.node("Pad", &[&x, &p, &v], &[&out], vec![super::onnx::string("mode", mode)]);
+        e.node(
+            "Pad",
+            &[&x, &p, &v],
+            &[&out],
+            vec![super::onnx::string("mode", mode)],
+        );
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {
@@ -1326,7 +1347,12 @@ impl Kernel for Select {
             dims: vec![],
             data: super::onnx::ConstData::I64(vec![self.index as i64]),
         });
-        e.node("Gather", &[&x, &i], &[&out], vec![super::onnx::int("axis", self.dim as i64)]);
+        e.node(
+            "Gather",
+            &[&x, &i],
+            &[&out],
+            vec![super::onnx::int("axis", self.dim as i64)],
+        );
         Ok(())
     }
     fn forward(

@@ -416,7 +416,11 @@ impl Kernel for WindowAttention {
         let mut y = x;
         if (hp, wp) != (h, w) {
             let p = e.ints("pads", &[0, 0, 0, 0, 0, hp - h, wp - w, 0]);
-            y = e.step("Pad", &[&y, &p], vec![super::onnx::string("mode", "constant")]);
+            y = e.step(
+                "Pad",
+                &[&y, &p],
+                vec![super::onnx::string("mode", "constant")],
+            );
         }
         // Rolls y by −s along `axis` of length `len` (shifted[p] = y[(p + s) mod len]).
         let roll = |e: &mut super::onnx::Emit, y: String, axis: i64, len: i64, s: i64| {

@@ -16,9 +16,9 @@ use crate::layers::onnx::{self as ir, AttrValue, ConstData, Emit, MAX_OPSET, MIN
 use crate::Network;
 
 use super::proto::{
-    attribute_proto::AttributeType, dtype, tensor_f32, tensor_i64, tensor_shape_proto,
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorShapeProto, TypeProto, ValueInfoProto, IR_VERSION,
+    attribute_proto::AttributeType, dtype, tensor_f32, tensor_i64, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+    TypeProto, ValueInfoProto, IR_VERSION,
 };
 
 /// The default opset `archscope export` writes.
@@ -162,7 +162,10 @@ pub fn check_size(net: &Network) -> Result<(), Diagnostic> {
     let mut bytes: u64 = 0;
     for node in &net.nodes {
         for spec in node.layer.weights() {
-            let n = spec.shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+            let n = spec
+                .shape
+                .iter()
+                .fold(1u64, |a, &d| a.saturating_mul(d as u64));
             bytes = bytes.saturating_add(n.saturating_mul(4));
         }
         if bytes > MAX_MODEL_BYTES {
@@ -283,8 +286,11 @@ pub fn export(
             });
         }
         for (s, out) in outputs.iter().enumerate() {
-            g.value_info
-                .push(value_info(out, &ir::dims(&node.out_shapes[s]), dtype::FLOAT));
+            g.value_info.push(value_info(
+                out,
+                &ir::dims(&node.out_shapes[s]),
+                dtype::FLOAT,
+            ));
         }
     }
     // The model's outputs, each its layer's tensor; one named twice (or a model input) goes
@@ -305,7 +311,8 @@ pub fn export(
             });
             g.output.push(value_info(&alias, &dims, dtype::FLOAT));
         } else {
-            g.value_info.retain(|v| v.name.as_deref() != Some(name.as_str()));
+            g.value_info
+                .retain(|v| v.name.as_deref() != Some(name.as_str()));
             g.output.push(value_info(&name, &dims, dtype::FLOAT));
         }
     }

@@ -1,0 +1,2270 @@
+//! The ONNX reader: a `ModelProto`'s bytes → the archscope YAML text of the same network (one
+//! top-level node per mapped ONNX node, named after its module path or weight), the weights its
+//! initializers carry under the layer paths that YAML gives them, and the value_info shapes to
+//! cross-check the built network against. Constant sub-graphs (Shape→Gather→Concat chains that
+//! PyTorch emits, `Constant` nodes, casts) are folded to values first; each remaining node is
+//! mapped onto an archscope layer type or is a located error naming the node, its op type and
+//! inputs, and what to do. No IO.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use super::proto::{self, DataError, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::error::{excerpt, Diagnostic};
+
+/// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
+pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
+/// Largest ONNX file read, in bytes (2 GiB: protobuf's own limit for one message).
+pub const MAX_ONNX_BYTES: u64 = 2 << 30;
+/// Largest constant folded (shape arithmetic), in elements.
+pub const MAX_FOLDED_ELEMENTS: usize = 1 << 20;
+
+/// What the reader produces.
+#[derive(Debug, Clone)]
+pub struct Import {
+    /// The model as archscope YAML text.
+    pub yaml: String,
+    /// Weights by tensor name (`layer.weight`, …): shape and values. Empty for a graph-only
+    /// file (weights as graph inputs, or no initializer data).
+    pub weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// Whether every weight came with data (`run` then uses them).
+    pub has_weights: bool,
+    /// Per YAML node (in `nodes:` order), the ONNX node it came from, as messages name it.
+    pub origins: Vec<String>,
+    /// (layer id, ONNX tensor name, per-sample shape) from the file's value_info / outputs.
+    pub declared: Vec<(String, String, Vec<u64>)>,
+}
+
+/// A value in the graph being read.
+#[derive(Debug, Clone)]
+enum Val {
+    /// A layer output: its YAML reference and its shape (batch included).
+    Act { r: String, shape: Vec<u64> },
+    /// A constant with known values (initializer, `Constant`, folded).
+    Const {
+        dims: Vec<u64>,
+        data: Vec<f64>,
+        init: Option<String>,
+    },
+    /// A weight known by shape only (a graph-only export's weight inputs).
+    Shaped { dims: Vec<u64> },
+}
+
+struct Reader<'a> {
+    file: &'a str,
+    graph: &'a GraphProto,
+    vals: HashMap<String, Val>,
+    /// Initializer tensors by name (data decoded on use).
+    inits: HashMap<&'a str, &'a TensorProto>,
+    yaml_nodes: Vec<String>,
+    origins: Vec<String>,
+    ids: HashSet<String>,
+    weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    missing_data: bool,
+    batch: u64,
+    /// Per tensor name, how many nodes read it.
+    uses: HashMap<&'a str, usize>,
+    /// Producer node index of each tensor.
+    producer: HashMap<&'a str, usize>,
+    /// Nodes already consumed by a pattern (GELU, SiLU, MatMul+Add).
+    done: HashSet<usize>,
+    opset: i64,
+}
+
+fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
+    n.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+}
+fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name).and_then(|a| a.i).unwrap_or(default)
+}
+fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(n, name).and_then(|a| a.f).unwrap_or(default)
+}
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
+    attr(n, name)
+        .and_then(|a| a.s.as_ref())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+}
+
+/// A float as YAML writes it (shortest round trip of the f32, always with a `.` or exponent
+/// mantissa that YAML reads as a float).
+fn yf(v: f64) -> String {
+    let s = format!("{:?}", v as f32);
+    if s.contains('e') && !s.contains('.') {
+        s.replacen('e', ".0e", 1)
+    } else {
+        s
+    }
+}
+
+fn list(v: &[u64]) -> String {
+    let parts: Vec<String> = v.iter().map(u64::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+fn ilist(v: &[i64]) -> String {
+    let parts: Vec<String> = v.iter().map(i64::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Reads an ONNX model. `file` names it in messages; `batch` is the batch size a symbolic
+/// batch dimension takes (`--batch`).
+pub fn import(file: &str, bytes: &[u8], batch: u64) -> Result<Import, Diagnostic> {
+    if bytes.len() as u64 > MAX_ONNX_BYTES {
+        return Err(Diagnostic::new(format!(
+            "{file} is {} bytes; archscope reads ONNX files of at most {MAX_ONNX_BYTES} bytes (2 GiB)",
+            bytes.len()
+        ))
+        .help("export with external data for the weights is not read either: export the graph only (export_params=False)"));
+    }
+    let model: ModelProto = proto::decode_model(file, bytes)?;
+    import_model(file, &model, batch)
+}
+
+/// Reads a decoded model (see [`import`]).
+pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import, Diagnostic> {
+    let Some(graph) = &model.graph else {
+        return Err(
+            Diagnostic::new(format!("{file}: the ONNX model has no graph"))
+                .help("export the model again; a ModelProto needs its `graph`"),
+        );
+    };
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| {
+            o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx")
+        })
+        .and_then(|o| o.version)
+        .unwrap_or(0);
+    if !(11..=MAX_OPSET).contains(&opset) {
+        return Err(Diagnostic::new(format!(
+            "{file}: the model uses ONNX opset {opset}; archscope reads opsets 11 to {MAX_OPSET}"
+        ))
+        .help("export again with opset_version between 11 and 23 (torch.onnx.export(..., opset_version=17))"));
+    }
+    if graph.node.len() > MAX_NODES {
+        return Err(Diagnostic::new(format!(
+            "{file}: the graph has {} nodes; archscope reads at most {MAX_NODES}",
+            graph.node.len()
+        ))
+        .help("export a smaller model, or describe it in YAML with blocks and `repeat`"));
+    }
+    let mut r = Reader {
+        file,
+        graph,
+        vals: HashMap::new(),
+        inits: HashMap::new(),
+        yaml_nodes: Vec::new(),
+        origins: Vec::new(),
+        ids: HashSet::new(),
+        weights: HashMap::new(),
+        missing_data: false,
+        batch,
+        uses: HashMap::new(),
+        producer: HashMap::new(),
+        done: HashSet::new(),
+        opset,
+    };
+    for t in &graph.initializer {
+        r.inits.insert(t.name.as_deref().unwrap_or(""), t);
+    }
+    for (name, (dims, data)) in init_vals(file, graph)? {
+        r.vals.insert(
+            name.clone(),
+            Val::Const {
+                dims,
+                data,
+                init: Some(name),
+            },
+        );
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        for x in &n.input {
+            *r.uses.entry(x.as_str()).or_default() += 1;
+        }
+        for y in &n.output {
+            r.producer.insert(y.as_str(), i);
+        }
+    }
+    for o in &graph.output {
+        *r.uses.entry(o.name.as_deref().unwrap_or("")).or_default() += 1;
+    }
+    let mut inputs_yaml = String::new();
+    let mut n_inputs = 0;
+    for inp in &graph.input {
+        let name = inp.name.as_deref().unwrap_or("");
+        if r.inits.contains_key(name) {
+            continue;
+        }
+        let dims = value_dims(inp).ok_or_else(|| {
+            Diagnostic::new(format!(
+                "{file}: graph input `{}` has no tensor shape",
+                excerpt(name)
+            ))
+            .help("export with a fixed input shape (a dummy input of the real size)")
+        })?;
+        // A graph input read only as a weight (a graph-only export) is a shaped weight.
+        if is_weight_only(graph, name) {
+            let d = dims
+                .iter()
+                .map(|d| d.ok_or_else(|| dyn_dim(file, name, &dims)))
+                .collect::<Result<Vec<u64>, _>>()?;
+            r.vals.insert(name.to_string(), Val::Shaped { dims: d });
+            r.missing_data = true;
+            continue;
+        }
+        let mut shape = Vec::new();
+        for (k, d) in dims.iter().enumerate() {
+            match (k, d) {
+                (0, None) => shape.push(batch),
+                (_, Some(v)) => shape.push(*v),
+                _ => return Err(dyn_dim(file, name, &dims)),
+            }
+        }
+        if shape.len() < 2 {
+            return Err(Diagnostic::new(format!(
+                "{file}: graph input `{}` has shape {:?}; archscope needs a batch dimension and at least one more",
+                excerpt(name),
+                shape
+            ))
+            .help("export with an input of shape N×C×H×W (images), N×L or N×C×L"));
+        }
+        let id = r.fresh_id(&sanitize(name), "input");
+        let _ = writeln!(inputs_yaml, "  {id}: {}", list(&shape[1..]));
+        // A static batch other than the requested one: the file's shape constants carry it.
+        if let Some(Some(b)) = dims.first() {
+            r.batch = *b;
+        }
+        shape[0] = r.batch;
+        r.vals.insert(name.to_string(), Val::Act { r: id, shape });
+        n_inputs += 1;
+    }
+    if n_inputs == 0 {
+        return Err(
+            Diagnostic::new(format!("{file}: the graph has no data input")).help(
+                "a model needs a graph input that is not an initializer (the image or tokens)",
+            ),
+        );
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        if r.done.contains(&i) {
+            continue;
+        }
+        r.node(i, n)?;
+    }
+    let mut outputs = Vec::new();
+    for o in &graph.output {
+        let name = o.name.as_deref().unwrap_or("");
+        match r.vals.get(name) {
+            Some(Val::Act { r: rr, .. }) => outputs.push(rr.clone()),
+            _ => {
+                return Err(Diagnostic::new(format!(
+                    "{file}: graph output `{}` is a constant, not computed from the input",
+                    excerpt(name)
+                ))
+                .help("archscope reads models whose outputs depend on their inputs"))
+            }
+        }
+    }
+    // value_info and outputs: the shapes the file declares, to check the built network against.
+    let mut declared = Vec::new();
+    for vi in graph.value_info.iter().chain(&graph.output) {
+        let name = vi.name.as_deref().unwrap_or("");
+        if let (Some(Val::Act { r: rr, .. }), Some(dims)) = (r.vals.get(name), value_dims(vi)) {
+            if dims.len() >= 2 && dims[1..].iter().all(Option::is_some) {
+                let per: Vec<u64> = dims[1..].iter().map(|d| d.unwrap_or(0)).collect();
+                declared.push((rr.clone(), name.to_string(), per));
+            }
+        }
+    }
+    let model_name = graph.name.clone().unwrap_or_default();
+    let mut yaml = String::new();
+    let _ = writeln!(yaml, "# Read from the ONNX file {file} by archscope.");
+    let _ = writeln!(yaml, "format: archscope/1");
+    let _ = writeln!(
+        yaml,
+        "name: {}",
+        yaml_str(if model_name.is_empty() {
+            "onnx"
+        } else {
+            &model_name
+        })
+    );
+    let _ = writeln!(yaml, "inputs:");
+    yaml.push_str(&inputs_yaml);
+    let _ = writeln!(yaml, "nodes:");
+    for line in &r.yaml_nodes {
+        let _ = writeln!(yaml, "  - {line}");
+    }
+    let outs: Vec<String> = outputs.iter().map(|o| yaml_str(o)).collect();
+    let _ = writeln!(yaml, "outputs: [{}]", outs.join(", "));
+    let has_weights = !r.missing_data;
+    Ok(Import {
+        yaml,
+        weights: if has_weights {
+            r.weights
+        } else {
+            HashMap::new()
+        },
+        has_weights,
+        origins: r.origins,
+        declared,
+    })
+}
+
+/// The newest ONNX opset archscope reads.
+pub const MAX_OPSET: i64 = 23;
+
+fn yaml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn dyn_dim(file: &str, name: &str, dims: &[Option<u64>]) -> Diagnostic {
+    let shown: Vec<String> = dims
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
+        .collect();
+    Diagnostic::new(format!(
+        "{file}: tensor `{}` has shape [{}]: a dynamic dimension other than the batch",
+        excerpt(name),
+        shown.join(", ")
+    ))
+    .help("export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); only the first (batch) dimension may be symbolic: it takes --batch")
+}
+
+/// The dims of a value's tensor type: `Some(v)` a fixed size, `None` symbolic or unknown.
+fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
+    let t = v.r#type.as_ref()?;
+    let proto::type_proto::Value::TensorType(tt) = t.value.as_ref()? else {
+        return None;
+    };
+    let shape = tt.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => {
+                    Some(*v as u64)
+                }
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Whether a graph input is read only in weight positions (Conv's W and B, Gemm's B and C,
+/// BatchNormalization's statistics, LayerNormalization's scale and bias, MatMul/Add/Mul's
+/// constant side) — the weights of a graph-only export.
+fn is_weight_only(g: &GraphProto, name: &str) -> bool {
+    let mut any = false;
+    for n in &g.node {
+        for (k, x) in n.input.iter().enumerate() {
+            if x != name {
+                continue;
+            }
+            any = true;
+            let weight = match n.op_type.as_deref().unwrap_or("") {
+                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => {
+                    k >= 1
+                }
+                "BatchNormalization" => k >= 1,
+                _ => false,
+            };
+            if !weight {
+                return false;
+            }
+        }
+    }
+    any
+}
+
+/// A YAML identifier from an ONNX name: letters, digits and `_`, starting with a letter.
+fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    while s.contains("__") {
+        s = s.replace("__", "_");
+    }
+    let s = s.trim_matches('_').to_string();
+    let s = if s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        s
+    } else {
+        format!("n_{s}")
+    };
+    s.chars().take(100).collect()
+}
+
+/// The module path of a PyTorch-exported node name (`/layer1/layer1.0/conv1/Conv` →
+/// `layer1.0.conv1`), or its weight's (`layer1.0.conv1.weight` → `layer1.0.conv1`).
+fn module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
+    if let Some(w) = weight {
+        if let Some(p) = w.strip_suffix(".weight") {
+            return Some(p.to_string());
+        }
+    }
+    let name = n.name.as_deref()?;
+    if name.starts_with('/') {
+        let parts: Vec<&str> = name.trim_start_matches('/').split('/').collect();
+        if parts.len() >= 2 {
+            return Some(parts[parts.len() - 2].to_string());
+        }
+    }
+    None
+}
+
+impl<'a> Reader<'a> {
+    fn fresh_id(&mut self, base: &str, fallback: &str) -> String {
+        let base = if base.is_empty() {
+            fallback.to_string()
+        } else {
+            base.to_string()
+        };
+        let mut id = base.clone();
+        let mut k = 1;
+        while self.ids.contains(&id) {
+            k += 1;
+            id = format!("{base}_{k}");
+        }
+        self.ids.insert(id.clone());
+        id
+    }
+
+    fn where_(&self, i: usize, n: &NodeProto) -> String {
+        format!(
+            "ONNX node #{i} `{}` ({})",
+            excerpt(n.name.as_deref().unwrap_or("")),
+            n.op_type.as_deref().unwrap_or("")
+        )
+    }
+
+    fn err(&self, i: usize, n: &NodeProto, msg: impl Into<String>) -> Diagnostic {
+        let inputs: Vec<String> = n
+            .input
+            .iter()
+            .map(|x| format!("`{}`", excerpt(x)))
+            .collect();
+        let mut d = Diagnostic::new(format!("{}: {}", self.file, msg.into()));
+        d.layer = Some(self.where_(i, n));
+        d.note(format!("its inputs: {}", inputs.join(", ")))
+    }
+
+    /// The value of input `k` (empty name: absent).
+    fn input(&self, i: usize, n: &NodeProto, k: usize) -> Result<Option<&Val>, Diagnostic> {
+        let Some(name) = n.input.get(k).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if let Some(v) = self.vals.get(name) {
+            return Ok(Some(v));
+        }
+        Err(self
+            .err(i, n, format!("input `{}` is neither a graph input, an initializer nor an earlier node's output", excerpt(name)))
+            .help("the file is incomplete (a missing initializer?) or its nodes are not in topological order: export it again or sort it with onnx's tools"))
+    }
+
+    fn need(&self, i: usize, n: &NodeProto, k: usize) -> Result<&Val, Diagnostic> {
+        self.input(i, n, k)?.ok_or_else(|| {
+            self.err(i, n, format!("input {k} is missing"))
+                .help("see the operator's definition in ONNX's Operators.md")
+        })
+    }
+
+    fn act(&self, i: usize, n: &NodeProto, k: usize) -> Result<(String, Vec<u64>), Diagnostic> {
+        match self.need(i, n, k)? {
+            Val::Act { r, .. } if r.starts_with('@') => Err(self
+                .err(i, n, format!("input {k} is x/√2, the first step of PyTorch's GELU, but no Erf reads it"))
+                .help("archscope reads division by a constant only inside GELU's pattern; describe the layer in YAML")),
+            Val::Act { r, shape } => Ok((r.clone(), shape.clone())),
+            _ => Err(self
+                .err(i, n, format!("input {k} is a constant where archscope needs a computed tensor"))
+                .help("fold constant sub-graphs before reading (onnxsim), or export with do_constant_folding=True")),
+        }
+    }
+
+    /// Input `k` as constant values (folded, initializer or `Constant`).
+    fn constant(
+        &self,
+        i: usize,
+        n: &NodeProto,
+        k: usize,
+    ) -> Result<Option<(Vec<u64>, Vec<f64>)>, Diagnostic> {
+        match self.input(i, n, k)? {
+            None => Ok(None),
+            Some(Val::Const { dims, data, .. }) => Ok(Some((dims.clone(), data.clone()))),
+            Some(_) => Err(self
+                .err(i, n, format!("input {k} (`{}`) must be a constant: it is computed at run time", excerpt(&n.input[k])))
+                .help("export with static shapes (no dynamic_axes but the batch) so that shape arithmetic folds to constants")),
+        }
+    }
+
+    fn ints(&self, i: usize, n: &NodeProto, k: usize) -> Result<Option<Vec<i64>>, Diagnostic> {
+        Ok(self
+            .constant(i, n, k)?
+            .map(|(_, d)| d.iter().map(|&v| v as i64).collect()))
+    }
+
+    /// A weight input: its dims and its data when the file holds it.
+    fn weight(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        k: usize,
+    ) -> Result<Option<(Vec<u64>, Option<Vec<f32>>)>, Diagnostic> {
+        let Some(name) = n.input.get(k).filter(|s| !s.is_empty()).cloned() else {
+            return Ok(None);
+        };
+        match self.need(i, n, k)?.clone() {
+            Val::Shaped { dims, .. } => Ok(Some((dims, None))),
+            Val::Const { dims, data, init } => {
+                // Initializers are decoded as f32 straight from the tensor (exact); folded
+                // constants come from f64.
+                let v = match init.as_deref().and_then(|nm| self.inits.get(nm).copied()) {
+                    Some(t) => proto::tensor_to_f32(t).map_err(|e| self.data_err(i, n, &name, e))?,
+                    None => data.iter().map(|&x| x as f32).collect(),
+                };
+                Ok(Some((dims, Some(v))))
+            }
+            Val::Act { .. } => Err(self
+                .err(i, n, format!("weight input `{}` is computed at run time", excerpt(&name)))
+                .help("archscope reads weights stored as initializers (or graph inputs of a graph-only export)")),
+        }
+    }
+
+    fn data_err(&self, i: usize, n: &NodeProto, name: &str, e: DataError) -> Diagnostic {
+        let help = match e {
+            DataError::External => "archscope reads weights stored inside the .onnx file: save it without external data (onnx.save(model, path, save_as_external_data=False)) or export the graph only",
+            DataError::Type(_) => "archscope reads float, float16, bfloat16, double and integer tensors",
+            _ => "the file is damaged: export it again",
+        };
+        self.err(i, n, e.describe(name)).help(help)
+    }
+
+    fn put_weight(&mut self, layer: &str, w: &str, shape: Vec<usize>, data: Option<Vec<f32>>) {
+        match data {
+            Some(d) => {
+                self.weights.insert(format!("{layer}.{w}"), (shape, d));
+            }
+            None => self.missing_data = true,
+        }
+    }
+
+    /// Emits one YAML node; returns its id.
+    fn emit(&mut self, i: usize, n: &NodeProto, base: &str, body: String) -> String {
+        let id = self.fresh_id(base, "layer");
+        self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
+        self.origins.push(self.where_(i, n));
+        id
+    }
+
+    fn set_out(&mut self, n: &NodeProto, k: usize, r: String, shape: Vec<u64>) {
+        if let Some(name) = n.output.get(k) {
+            self.vals.insert(name.clone(), Val::Act { r, shape });
+        }
+    }
+
+    fn base(&self, n: &NodeProto, weight: Option<&str>, op: &str) -> String {
+        module_path(n, weight)
+            .map(|p| sanitize(&p))
+            .unwrap_or_else(|| op.to_lowercase())
+    }
+
+    fn node(&mut self, i: usize, n: &'a NodeProto) -> Result<(), Diagnostic> {
+        let op = n.op_type.as_deref().unwrap_or("");
+        if !n.domain.as_deref().unwrap_or("").is_empty() && n.domain.as_deref() != Some("ai.onnx") {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "operator `{op}` of domain `{}` is not a standard ONNX operator",
+                        excerpt(n.domain.as_deref().unwrap_or(""))
+                    ),
+                )
+                .help("export with standard operators only (no custom or contrib ops)"));
+        }
+        // Constant folding: every input a constant (or a shape of a known tensor).
+        if let Some(()) = self.fold(i, n)? {
+            return Ok(());
+        }
+        match op {
+            "Identity" | "Dropout" => {
+                let v = self.need(i, n, 0)?.clone();
+                self.vals.insert(n.output[0].clone(), v);
+                Ok(())
+            }
+            "Conv" | "ConvTranspose" => self.conv(i, n, op == "ConvTranspose"),
+            "Gemm" => self.gemm(i, n),
+            "MatMul" => self.matmul(i, n),
+            "BatchNormalization" => self.batchnorm(i, n),
+            "LayerNormalization" => self.layernorm(i, n),
+            "Relu" | "Sigmoid" | "Tanh" | "HardSwish" | "Softsign" | "Selu" | "Mish" => {
+                if op == "Sigmoid" {
+                    if let Some(()) = self.silu(i, n)? {
+                        return Ok(());
+                    }
+                }
+                let name = match op {
+                    "HardSwish" => "hardswish".to_string(),
+                    other => other.to_lowercase(),
+                };
+                self.unary(i, n, &name, String::new())
+            }
+            "LeakyRelu" => {
+                let a = attr_f(n, "alpha", 0.01);
+                self.unary(i, n, "leaky_relu", format!(", slope: {}", yf(f64::from(a))))
+            }
+            "Elu" => {
+                let a = attr_f(n, "alpha", 1.0);
+                self.unary(i, n, "elu", format!(", alpha: {}", yf(f64::from(a))))
+            }
+            "HardSigmoid" => {
+                let (a, b) = (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5));
+                if (a - 1.0 / 6.0).abs() > 1e-6 || (b - 0.5).abs() > 1e-6 {
+                    return Err(self
+                        .err(i, n, format!("HardSigmoid with alpha {a}, beta {b}: archscope's hardsigmoid is PyTorch's (alpha 1/6, beta 0.5)"))
+                        .help("export PyTorch's nn.Hardsigmoid, or describe the layer in YAML"));
+                }
+                self.unary(i, n, "hardsigmoid", String::new())
+            }
+            "Clip" => self.clip(i, n),
+            "Softmax" | "LogSoftmax" => {
+                let (_, shape) = self.act(i, n, 0)?;
+                let axis = attr_i(n, "axis", if self.opset >= 13 { -1 } else { 1 });
+                let rank = shape.len() as i64;
+                let ax = if axis < 0 { axis + rank } else { axis };
+                if self.opset < 13 && ax != rank - 1 {
+                    return Err(self
+                        .err(i, n, format!("{op} of opset {} over axis {axis} flattens the trailing dims, which archscope's softmax does not", self.opset))
+                        .help("export with opset 13 or later"));
+                }
+                let name = if op == "Softmax" { "softmax" } else { "log_softmax" };
+                self.unary(i, n, name, format!(", dim: {ax}"))
+            }
+            "Gelu" => {
+                let approx = attr_s(n, "approximate").unwrap_or_else(|| "none".into());
+                self.unary(i, n, "gelu", format!(", approximate: {approx}"))
+            }
+            "Erf" => self.gelu_erf(i, n),
+            "MaxPool" | "AveragePool" => self.pool(i, n, op == "MaxPool"),
+            "GlobalAveragePool" | "GlobalMaxPool" => {
+                let (x, shape) = self.act(i, n, 0)?;
+                let avg = op == "GlobalAveragePool";
+                let body = match shape.len() {
+                    4 => format!("op: {}, in: {x}", if avg { "global_avgpool" } else { "global_maxpool" }),
+                    3 | 5 => format!(
+                        "op: adaptive_{}pool{}d, in: {x}, size: 1",
+                        if avg { "avg" } else { "max" },
+                        shape.len() - 2
+                    ),
+                    _ => return Err(self.err(i, n, format!("{op} on a rank-{} tensor", shape.len())).help("archscope pools N×C×L, N×C×H×W and N×C×D×H×W")),
+                };
+                let mut out = shape.clone();
+                for d in out.iter_mut().skip(2) {
+                    *d = 1;
+                }
+                let base = self.base(n, None, if avg { "gap" } else { "gmp" });
+                let id = self.emit(i, n, &base, body);
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            "Flatten" => {
+                let (x, shape) = self.act(i, n, 0)?;
+                let axis = attr_i(n, "axis", 1);
+                let ax = if axis < 0 { axis + shape.len() as i64 } else { axis };
+                if ax != 1 {
+                    return Err(self.err(i, n, format!("Flatten at axis {axis}: archscope keeps the batch dimension and flattens from axis 1")).help("export x.flatten(1) (axis 1)"));
+                }
+                let out = vec![shape[0], shape[1..].iter().product()];
+                let base = self.base(n, None, "flatten");
+                let id = self.emit(i, n, &base, format!("op: flatten, in: {x}"));
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            "Reshape" => {
+                let (x, shape) = self.act(i, n, 0)?;
+                let target = self.ints(i, n, 1)?.unwrap_or_default();
+                let out = self.reshape_dims(i, n, &shape, &target)?;
+                self.reshape_to(i, n, &x, &shape, out)
+            }
+            "Squeeze" | "Unsqueeze" => {
+                let (x, shape) = self.act(i, n, 0)?;
+                let axes = match attr_ints(n, "axes") {
+                    Some(a) => a,
+                    None => self.ints(i, n, 1)?.unwrap_or_default(),
+                };
+                let out = if op == "Squeeze" {
+                    let rank = shape.len() as i64;
+                    let axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
+                    shape
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, &d)| !(if axes.is_empty() { d == 1 && *k > 0 } else { axes.contains(&(*k as i64)) }))
+                        .map(|(_, &d)| d)
+                        .collect()
+                } else {
+                    let rank = (shape.len() + axes.len()) as i64;
+                    let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
+                    axes.sort_unstable();
+                    let mut out = shape.clone();
+                    for a in axes {
+                        out.insert((a.max(0) as usize).min(out.len()), 1);
+                    }
+                    out
+                };
+                self.reshape_to(i, n, &x, &shape, out)
+            }
+            "Transpose" => {
+                let (x, shape) = self.act(i, n, 0)?;
+                let perm = attr_ints(n, "perm").unwrap_or_else(|| (0..shape.len() as i64).rev().collect());
+                if perm.first() != Some(&0) {
+                    return Err(self.err(i, n, format!("Transpose with perm {perm:?} moves the batch dimension")).help("archscope keeps the batch first: permute the other axes only"));
+                }
+                let out: Vec<u64> = perm.iter().map(|&p| shape.get(p as usize).copied().unwrap_or(0)).collect();
+                let base = self.base(n, None, "permute");
+                let id = self.emit(i, n, &base, format!("op: permute, in: {x}, dims: {}", ilist(&perm)));
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            "Concat" => self.concat(i, n),
+            "Split" => self.split(i, n),
+            "Slice" => self.slice(i, n),
+            "Pad" => self.pad(i, n),
+            "ReduceMean" => self.reduce_mean(i, n),
+            "Add" | "Mul" | "Sub" | "Div" => self.binary(i, n, op),
+            "Resize" | "Upsample" => self.resize(i, n),
+            "Gather" => self.gather(i, n),
+            _ => Err(self
+                .err(i, n, format!("archscope cannot map the ONNX operator `{op}`"))
+                .help("describe this part of the model in archscope YAML (docs/FORMAT.md), or export without it; docs/ONNX.md lists the operators archscope reads")),
+        }
+    }
+
+    fn unary(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        op: &str,
+        extra: String,
+    ) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let base = self.base(n, None, op);
+        let id = self.emit(i, n, &base, format!("op: {op}, in: {x}{extra}"));
+        self.set_out(n, 0, id, shape);
+        Ok(())
+    }
+
+    fn clip(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (lo, hi) = if self.opset >= 11 {
+            let lo = self
+                .constant(i, n, 1)?
+                .map(|(_, d)| d.first().copied().unwrap_or(f64::NEG_INFINITY));
+            let hi = self
+                .constant(i, n, 2)?
+                .map(|(_, d)| d.first().copied().unwrap_or(f64::INFINITY));
+            (lo, hi)
+        } else {
+            (
+                Some(f64::from(attr_f(n, "min", f32::MIN))),
+                Some(f64::from(attr_f(n, "max", f32::MAX))),
+            )
+        };
+        match (lo, hi) {
+            (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
+            (Some(l), None) if l == 0.0 => self.unary(i, n, "relu", String::new()),
+            (Some(l), Some(h)) => self.unary(
+                i,
+                n,
+                "hardtanh",
+                format!(", min: {}, max: {}", yf(l), yf(h)),
+            ),
+            _ => Err(self
+                .err(i, n, "Clip without a lower bound")
+                .help("export clamp(min=…, max=…)")),
+        }
+    }
+
+    /// Sigmoid(x) read by exactly one Mul(x, ·): SiLU.
+    fn silu(&mut self, i: usize, n: &NodeProto) -> Result<Option<()>, Diagnostic> {
+        let x = &n.input[0];
+        let y = &n.output[0];
+        if self.uses.get(y.as_str()) != Some(&1) {
+            return Ok(None);
+        }
+        let Some((j, m)) = self
+            .graph
+            .node
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, m)| m.input.iter().any(|s| s == y))
+        else {
+            return Ok(None);
+        };
+        if m.op_type.as_deref() != Some("Mul")
+            || m.input.len() != 2
+            || !m.input.iter().any(|s| s == x)
+        {
+            return Ok(None);
+        }
+        let (xr, shape) = self.act(i, n, 0)?;
+        let base = self.base(m, None, "silu");
+        let id = self.emit(i, n, &base, format!("op: silu, in: {xr}"));
+        self.set_out(m, 0, id, shape);
+        self.done.insert(j);
+        Ok(Some(()))
+    }
+
+    /// PyTorch's exact GELU: Div(x, √2) → Erf → Add(·, 1) → Mul(x, ·) → Mul(·, 0.5) (the Div
+    /// already consumed as a constant-free op is re-read here; the order of the two Muls may
+    /// differ).
+    fn gelu_erf(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let fail = |s: &Self| {
+            s.err(
+                i,
+                n,
+                "an Erf that is not part of PyTorch's GELU pattern x·0.5·(1 + erf(x/√2))",
+            )
+            .help("export nn.GELU (opset 20 writes a Gelu node), or describe the layer in YAML")
+        };
+        // The Div(x, √2) before it was deferred: see `binary`.
+        let Some(Val::Act { r: div_r, .. }) = self.vals.get(&n.input[0]).cloned() else {
+            return Err(fail(self));
+        };
+        let Some(x_name) = div_r.strip_prefix("@gelu_div:").map(str::to_string) else {
+            return Err(fail(self));
+        };
+        let next = |s: &Self, t: &str| -> Option<(usize, &'a NodeProto)> {
+            if s.uses.get(t) != Some(&1) {
+                return None;
+            }
+            s.graph
+                .node
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.input.iter().any(|v| v == t))
+        };
+        let is_const = |s: &Self, t: &str, v: f64| matches!(s.vals.get(t), Some(Val::Const { data, .. }) if data.len() == 1 && (data[0] - v).abs() < 1e-6);
+        let Some((ja, add)) = next(self, &n.output[0]) else {
+            return Err(fail(self));
+        };
+        if add.op_type.as_deref() != Some("Add")
+            || !add.input.iter().any(|t| is_const(self, t, 1.0))
+        {
+            return Err(fail(self));
+        }
+        let Some((jm1, m1)) = next(self, &add.output[0]) else {
+            return Err(fail(self));
+        };
+        if m1.op_type.as_deref() != Some("Mul") {
+            return Err(fail(self));
+        }
+        // Either Mul(x, add) then Mul(·, 0.5), or Mul(x·0.5, add).
+        let other = m1
+            .input
+            .iter()
+            .find(|t| **t != add.output[0])
+            .cloned()
+            .unwrap_or_default();
+        let (last, extra): (&NodeProto, Vec<usize>) = if other == x_name {
+            let Some((jm2, m2)) = next(self, &m1.output[0]) else {
+                return Err(fail(self));
+            };
+            if m2.op_type.as_deref() != Some("Mul")
+                || !m2.input.iter().any(|t| is_const(self, t, 0.5))
+            {
+                return Err(fail(self));
+            }
+            (m2, vec![jm2])
+        } else {
+            match self
+                .producer
+                .get(other.as_str())
+                .map(|&p| (p, &self.graph.node[p]))
+            {
+                Some((_, h))
+                    if h.op_type.as_deref() == Some("Mul")
+                        && h.input.iter().any(|t| *t == x_name)
+                        && h.input.iter().any(|t| is_const(self, t, 0.5)) =>
+                {
+                    (m1, vec![])
+                }
+                _ => return Err(fail(self)),
+            }
+        };
+        let Some(Val::Act { r: xr, shape }) = self.vals.get(&x_name).cloned() else {
+            return Err(fail(self));
+        };
+        let base = self.base(last, None, "gelu");
+        let id = self.emit(i, n, &base, format!("op: gelu, in: {xr}"));
+        self.set_out(last, 0, id, shape);
+        self.done.insert(ja);
+        self.done.insert(jm1);
+        self.done.extend(extra);
+        Ok(())
+    }
+
+    fn conv(&mut self, i: usize, n: &NodeProto, transposed: bool) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let Some((wd, wdata)) = self.weight(i, n, 1)? else {
+            return Err(self
+                .err(i, n, "the convolution has no weight input")
+                .help("export the model again"));
+        };
+        let bias = self.weight(i, n, 2)?;
+        let sp = wd.len().saturating_sub(2);
+        if !(1..=3).contains(&sp) || shape.len() != sp + 2 {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!("a {}-D convolution on a rank-{} input", sp, shape.len()),
+                )
+                .help(
+                    "archscope reads 1-D, 2-D and 3-D convolutions (N×C×L, N×C×H×W, N×C×D×H×W)",
+                ));
+        }
+        let k: Vec<u64> = wd[2..].to_vec();
+        let s: Vec<u64> = attr_ints(n, "strides")
+            .map(|v| v.iter().map(|&x| x as u64).collect())
+            .unwrap_or(vec![1; sp]);
+        let d: Vec<u64> = attr_ints(n, "dilations")
+            .map(|v| v.iter().map(|&x| x as u64).collect())
+            .unwrap_or(vec![1; sp]);
+        let g = attr_i(n, "group", 1).max(1) as u64;
+        let mut pads: Vec<u64> = attr_ints(n, "pads")
+            .map(|v| v.iter().map(|&x| x.max(0) as u64).collect())
+            .unwrap_or(vec![0; 2 * sp]);
+        let auto = attr_s(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        if pads.len() != 2 * sp || s.len() != sp || d.len() != sp {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    "pads, strides or dilations do not have one entry per spatial axis",
+                )
+                .help("export the model again"));
+        }
+        if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
+            if transposed {
+                return Err(self
+                    .err(i, n, "ConvTranspose with auto_pad SAME")
+                    .help("export with explicit pads"));
+            }
+            for a in 0..sp {
+                let inp = shape[2 + a];
+                let out = inp.div_ceil(s[a]);
+                let total = ((out - 1) * s[a] + d[a] * (k[a] - 1) + 1).saturating_sub(inp);
+                let (lo, hi) = if auto == "SAME_UPPER" {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                };
+                pads[a] = lo;
+                pads[sp + a] = hi;
+            }
+        } else if auto == "VALID" {
+            pads = vec![0; 2 * sp];
+        }
+        let mut x = x;
+        let mut shape = shape;
+        let sym: Vec<u64> = (0..sp).map(|a| pads[a].min(pads[sp + a])).collect();
+        if (0..sp).any(|a| pads[a] != pads[sp + a]) {
+            if transposed {
+                return Err(self
+                    .err(i, n, format!("ConvTranspose with asymmetric pads {pads:?}"))
+                    .help("export with symmetric padding"));
+            }
+            // The excess on one side becomes an explicit zero pad before the convolution.
+            let mut fpad = Vec::new();
+            for a in (0..sp).rev() {
+                fpad.push(pads[a] - sym[a]);
+                fpad.push(pads[sp + a] - sym[a]);
+            }
+            let base = format!(
+                "{}_pad",
+                self.base(n, n.input.get(1).map(String::as_str), "conv")
+            );
+            let id = self.emit(
+                i,
+                n,
+                &base,
+                format!("op: pad, in: {x}, pad: {}", list(&fpad)),
+            );
+            for a in 0..sp {
+                shape[2 + a] += pads[a] + pads[sp + a] - 2 * sym[a];
+            }
+            x = id;
+        }
+        let has_bias = bias.is_some();
+        let base = self.base(
+            n,
+            n.input.get(1).map(String::as_str),
+            if transposed { "deconv" } else { "conv" },
+        );
+        let mut out = vec![shape[0]];
+        let (opname, outc) = if transposed {
+            let op_pad: Vec<u64> = attr_ints(n, "output_padding")
+                .map(|v| v.iter().map(|&x| x as u64).collect())
+                .unwrap_or(vec![0; sp]);
+            let outc = wd[1] * g;
+            out.push(outc);
+            for a in 0..sp {
+                let o = ((shape[2 + a] - 1) * s[a] + d[a] * (k[a] - 1) + op_pad[a] + 1)
+                    .checked_sub(2 * sym[a]);
+                out.push(o.unwrap_or(0));
+            }
+            let extra = if op_pad.iter().any(|&p| p > 0) {
+                format!(", output_padding: {}", list(&op_pad))
+            } else {
+                String::new()
+            };
+            (
+                format!("conv_transpose{sp}d, in: {x}, out: {outc}{extra}"),
+                outc,
+            )
+        } else {
+            out.push(wd[0]);
+            for a in 0..sp {
+                let span = d[a] * (k[a] - 1) + 1;
+                let o = (shape[2 + a] + 2 * sym[a])
+                    .checked_sub(span)
+                    .map(|v| v / s[a] + 1);
+                out.push(o.unwrap_or(0));
+            }
+            (format!("conv{sp}d, in: {x}, out: {}", wd[0]), wd[0])
+        };
+        let _ = outc;
+        let body = format!(
+            "op: {opname}, kernel: {}, stride: {}, padding: {}, dilation: {}, groups: {g}, bias: {has_bias}",
+            list(&k),
+            list(&s),
+            list(&sym),
+            list(&d)
+        );
+        let id = self.emit(i, n, &base, body);
+        let wshape: Vec<usize> = wd.iter().map(|&v| v as usize).collect();
+        self.put_weight(&id, "weight", wshape, wdata);
+        if let Some((bd, bdata)) = bias {
+            self.put_weight(&id, "bias", bd.iter().map(|&v| v as usize).collect(), bdata);
+        }
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn gemm(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let (alpha, beta) = (attr_f(n, "alpha", 1.0), attr_f(n, "beta", 1.0));
+        let (ta, tb) = (attr_i(n, "transA", 0), attr_i(n, "transB", 0));
+        if alpha != 1.0 || beta != 1.0 || ta != 0 {
+            return Err(self.err(i, n, format!("Gemm with alpha {alpha}, beta {beta}, transA {ta}: archscope's linear is y = x·Wᵀ + b")).help("export nn.Linear (alpha = beta = 1, transA = 0)"));
+        }
+        let Some((wd, wdata)) = self.weight(i, n, 1)? else {
+            return Err(self
+                .err(i, n, "Gemm has no B input")
+                .help("export the model again"));
+        };
+        if wd.len() != 2 || shape.len() != 2 {
+            return Err(self
+                .err(i, n, "Gemm on tensors that are not matrices")
+                .help("export the model again"));
+        }
+        let (out_f, in_f) = if tb == 1 {
+            (wd[0], wd[1])
+        } else {
+            (wd[1], wd[0])
+        };
+        let wdata = wdata.map(|w| {
+            if tb == 1 {
+                w
+            } else {
+                transpose2(&w, wd[0] as usize, wd[1] as usize)
+            }
+        });
+        let bias = self.weight(i, n, 2)?;
+        if let Some((bd, _)) = &bias {
+            if bd.iter().product::<u64>() != out_f {
+                return Err(self.err(i, n, format!("Gemm's C has shape {bd:?}; archscope's linear adds one bias per output ({out_f})")).help("export nn.Linear"));
+            }
+        }
+        self.linear_node(
+            i,
+            n,
+            &x,
+            &shape,
+            out_f,
+            in_f,
+            wdata,
+            bias.map(|(_, d)| d),
+            n.input.get(1).cloned(),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_node(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        x: &str,
+        shape: &[u64],
+        out_f: u64,
+        in_f: u64,
+        w: Option<Vec<f32>>,
+        bias: Option<Option<Vec<f32>>>,
+        wname: Option<String>,
+    ) -> Result<(), Diagnostic> {
+        let base = self.base(n, wname.as_deref(), "linear");
+        let has_bias = bias.is_some();
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: linear, in: {x}, out: {out_f}, bias: {has_bias}"),
+        );
+        self.put_weight(&id, "weight", vec![out_f as usize, in_f as usize], w);
+        if let Some(b) = bias {
+            self.put_weight(&id, "bias", vec![out_f as usize], b);
+        }
+        let mut out = shape.to_vec();
+        if let Some(l) = out.last_mut() {
+            *l = out_f;
+        }
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn matmul(&mut self, i: usize, n: &'a NodeProto) -> Result<(), Diagnostic> {
+        let (a, ashape) = self.act(i, n, 0)?;
+        match self.need(i, n, 1)?.clone() {
+            Val::Act {
+                r: b,
+                shape: bshape,
+            } => {
+                let rank = ashape.len().max(bshape.len());
+                let mut out: Vec<u64> = Vec::new();
+                for k in 0..rank.saturating_sub(2) {
+                    let da = if k + ashape.len() >= rank {
+                        ashape[k + ashape.len() - rank]
+                    } else {
+                        1
+                    };
+                    let db = if k + bshape.len() >= rank {
+                        bshape[k + bshape.len() - rank]
+                    } else {
+                        1
+                    };
+                    out.push(da.max(db));
+                }
+                out.push(ashape[ashape.len() - 2]);
+                out.push(bshape[bshape.len() - 1]);
+                let base = self.base(n, None, "matmul");
+                let id = self.emit(i, n, &base, format!("op: matmul, in: [{a}, {b}]"));
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            _ => {
+                // x · W (W constant K×N): a linear layer (weight N×K), with the bias of a
+                // following Add of a constant vector of N.
+                let Some((wd, wdata)) = self.weight(i, n, 1)? else {
+                    return Err(self
+                        .err(i, n, "MatMul has no second input")
+                        .help("export the model again"));
+                };
+                if wd.len() != 2 {
+                    return Err(self.err(i, n, format!("MatMul by a constant of shape {wd:?}: archscope reads x·W with W a matrix (a linear layer)")).help("describe the layer in YAML"));
+                }
+                let (k, nn) = (wd[0], wd[1]);
+                let w = wdata.map(|w| transpose2(&w, k as usize, nn as usize));
+                // The Add of a bias right after it.
+                let y = n.output[0].clone();
+                let mut bias = None;
+                let mut out_node = n;
+                if self.uses.get(y.as_str()) == Some(&1) {
+                    if let Some((j, m)) = self
+                        .graph
+                        .node
+                        .iter()
+                        .enumerate()
+                        .skip(i + 1)
+                        .find(|(_, m)| m.input.iter().any(|s| *s == y))
+                    {
+                        if m.op_type.as_deref() == Some("Add") && m.input.len() == 2 {
+                            let other = if m.input[0] == y { 1 } else { 0 };
+                            let shaped = match self.vals.get(&m.input[other]) {
+                                Some(Val::Const { dims, .. }) | Some(Val::Shaped { dims, .. }) => {
+                                    dims.iter().product::<u64>() == nn && dims.len() == 1
+                                }
+                                _ => false,
+                            };
+                            if shaped {
+                                bias =
+                                    Some(self.weight(j, m, other)?.map(|(_, d)| d).unwrap_or(None));
+                                self.done.insert(j);
+                                out_node = m;
+                            }
+                        }
+                    }
+                }
+                let wname = n.input.get(1).cloned();
+                let base_node = if wname.as_deref().is_some_and(|w| w.ends_with(".weight")) {
+                    n
+                } else {
+                    out_node
+                };
+                let base = self.base(base_node, wname.as_deref(), "linear");
+                let has_bias = bias.is_some();
+                let id = self.emit(
+                    i,
+                    n,
+                    &base,
+                    format!("op: linear, in: {a}, out: {nn}, bias: {has_bias}"),
+                );
+                self.put_weight(&id, "weight", vec![nn as usize, k as usize], w);
+                if let Some(b) = bias {
+                    self.put_weight(&id, "bias", vec![nn as usize], b);
+                }
+                let mut out = ashape.clone();
+                if let Some(l) = out.last_mut() {
+                    *l = nn;
+                }
+                self.set_out(out_node, 0, id, out);
+                Ok(())
+            }
+        }
+    }
+
+    fn batchnorm(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        if attr_i(n, "training_mode", 0) != 0
+            || n.output.len() > 1 && n.output[1..].iter().any(|o| !o.is_empty())
+        {
+            return Err(self
+                .err(i, n, "BatchNormalization in training mode")
+                .help("export the model in eval mode (model.eval())"));
+        }
+        let eps = attr_f(n, "epsilon", 1e-5);
+        let op = match shape.len() {
+            2 | 3 => "batchnorm1d",
+            4 => "batchnorm2d",
+            5 => "batchnorm3d",
+            r => {
+                return Err(self
+                    .err(i, n, format!("BatchNormalization on a rank-{r} tensor"))
+                    .help("archscope's batch norms take N×C, N×C×L, N×C×H×W or N×C×D×H×W"))
+            }
+        };
+        let wname = n.input.get(1).cloned();
+        let base = self.base(n, wname.as_deref(), "bn");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: {op}, in: {x}, eps: {}", yf(f64::from(eps))),
+        );
+        for (k, w) in [
+            (1, "weight"),
+            (2, "bias"),
+            (3, "running_mean"),
+            (4, "running_var"),
+        ] {
+            let Some((dims, data)) = self.weight(i, n, k)? else {
+                return Err(self
+                    .err(i, n, format!("input {k} ({w}) is missing"))
+                    .help("export the model again"));
+            };
+            self.put_weight(&id, w, dims.iter().map(|&v| v as usize).collect(), data);
+        }
+        self.set_out(n, 0, id, shape);
+        Ok(())
+    }
+
+    fn layernorm(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let axis = attr_i(n, "axis", -1);
+        let rank = shape.len() as i64;
+        let ax = if axis < 0 { axis + rank } else { axis };
+        if ax < 1 || ax >= rank {
+            return Err(self
+                .err(i, n, format!("LayerNormalization over axis {axis}"))
+                .help("archscope normalises trailing dimensions, never the batch"));
+        }
+        let eps = attr_f(n, "epsilon", 1e-5);
+        let scale = self.weight(i, n, 1)?;
+        let bias = self.weight(i, n, 2)?;
+        let dims = rank - ax;
+        let wname = n.input.get(1).cloned();
+        let base = self.base(n, wname.as_deref(), "ln");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!(
+                "op: layernorm, in: {x}, dims: {dims}, eps: {}, bias: {}",
+                yf(f64::from(eps)),
+                bias.is_some()
+            ),
+        );
+        if let Some((d, w)) = scale {
+            self.put_weight(&id, "weight", d.iter().map(|&v| v as usize).collect(), w);
+        }
+        if let Some((d, b)) = bias {
+            self.put_weight(&id, "bias", d.iter().map(|&v| v as usize).collect(), b);
+        }
+        self.set_out(n, 0, id, shape);
+        Ok(())
+    }
+
+    fn pool(&mut self, i: usize, n: &NodeProto, max: bool) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let sp = shape.len().saturating_sub(2);
+        let k: Vec<u64> = attr_ints(n, "kernel_shape")
+            .unwrap_or_default()
+            .iter()
+            .map(|&v| v as u64)
+            .collect();
+        if !(1..=3).contains(&sp) || k.len() != sp {
+            return Err(self
+                .err(i, n, "a pool whose kernel_shape does not match its input")
+                .help("export the model again"));
+        }
+        let s: Vec<u64> = attr_ints(n, "strides")
+            .map(|v| v.iter().map(|&x| x as u64).collect())
+            .unwrap_or(vec![1; sp]);
+        let d: Vec<u64> = attr_ints(n, "dilations")
+            .map(|v| v.iter().map(|&x| x as u64).collect())
+            .unwrap_or(vec![1; sp]);
+        let pads: Vec<u64> = attr_ints(n, "pads")
+            .map(|v| v.iter().map(|&x| x.max(0) as u64).collect())
+            .unwrap_or(vec![0; 2 * sp]);
+        let auto = attr_s(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        if auto != "NOTSET" && auto != "VALID" {
+            return Err(self
+                .err(i, n, format!("a pool with auto_pad {auto}"))
+                .help("export with explicit pads"));
+        }
+        if pads.len() != 2 * sp || (0..sp).any(|a| pads[a] != pads[sp + a]) {
+            return Err(self
+                .err(i, n, format!("a pool with asymmetric pads {pads:?}"))
+                .help("archscope's pools pad both sides alike, as PyTorch's"));
+        }
+        let ceil = attr_i(n, "ceil_mode", 0) == 1;
+        let mut out = vec![shape[0], shape[1]];
+        for a in 0..sp {
+            let span = d[a] * (k[a] - 1) + 1;
+            let num = (shape[2 + a] + 2 * pads[a]).saturating_sub(span);
+            let mut o = if ceil { num.div_ceil(s[a]) } else { num / s[a] } + 1;
+            if ceil && (o - 1) * s[a] >= shape[2 + a] + pads[a] {
+                o -= 1;
+            }
+            out.push(o);
+        }
+        let p = list(&pads[..sp]);
+        let mut body = format!(
+            "op: {}pool{sp}d, in: {x}, kernel: {}, stride: {}, padding: {p}, ceil: {ceil}",
+            if max { "max" } else { "avg" },
+            list(&k),
+            list(&s)
+        );
+        if max {
+            if d.iter().any(|&v| v != 1) {
+                let _ = write!(body, ", dilation: {}", list(&d));
+            }
+        } else {
+            let cip = attr_i(n, "count_include_pad", 0) == 1;
+            let _ = write!(body, ", count_include_pad: {cip}");
+        }
+        let base = self.base(n, None, if max { "maxpool" } else { "avgpool" });
+        let id = self.emit(i, n, &base, body);
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    /// The output shape of a Reshape: 0 copies the input's size (unless allowzero), -1 takes
+    /// what is left.
+    fn reshape_dims(
+        &self,
+        i: usize,
+        n: &NodeProto,
+        shape: &[u64],
+        target: &[i64],
+    ) -> Result<Vec<u64>, Diagnostic> {
+        let total: u64 = shape.iter().product();
+        let mut out = Vec::new();
+        let mut infer = None;
+        for (k, &t) in target.iter().enumerate() {
+            match t {
+                0 if attr_i(n, "allowzero", 0) == 0 => out.push(shape.get(k).copied().unwrap_or(0)),
+                -1 if infer.is_none() => {
+                    infer = Some(k);
+                    out.push(1);
+                }
+                t if t > 0 => out.push(t as u64),
+                _ => {
+                    return Err(self
+                        .err(i, n, format!("Reshape to {target:?}"))
+                        .help("a shape holds positive sizes, 0 (copy) and one -1"))
+                }
+            }
+        }
+        let known: u64 = out.iter().product();
+        if let Some(k) = infer {
+            if known == 0 || total % known != 0 {
+                return Err(self
+                    .err(
+                        i,
+                        n,
+                        format!("Reshape of {shape:?} to {target:?}: the sizes do not divide"),
+                    )
+                    .help("export the model again"));
+            }
+            out[k] = total / known;
+        }
+        if out.iter().product::<u64>() != total {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!("Reshape of {shape:?} ({total} elements) to {target:?}"),
+                )
+                .help("export the model again with static shapes"));
+        }
+        Ok(out)
+    }
+
+    fn reshape_to(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        x: &str,
+        shape: &[u64],
+        out: Vec<u64>,
+    ) -> Result<(), Diagnostic> {
+        if out.first() != shape.first() {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!("a reshape of {shape:?} to {out:?} changes the batch dimension"),
+                )
+                .help("archscope keeps the batch first and whole: reshape the other axes only"));
+        }
+        let base = self.base(n, None, "reshape");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: reshape, in: {x}, shape: {}", list(&out[1..])),
+        );
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn concat(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let mut refs = Vec::new();
+        let mut shapes = Vec::new();
+        for k in 0..n.input.len() {
+            let (r, s) = self.act(i, n, k)?;
+            refs.push(r);
+            shapes.push(s);
+        }
+        let rank = shapes[0].len() as i64;
+        let axis = attr_i(n, "axis", 1);
+        let ax = if axis < 0 { axis + rank } else { axis };
+        if ax <= 0 || ax >= rank {
+            return Err(self
+                .err(i, n, format!("Concat over axis {axis}"))
+                .help("archscope concatenates along a dimension other than the batch"));
+        }
+        let mut out = shapes[0].clone();
+        out[ax as usize] = shapes
+            .iter()
+            .map(|s| s.get(ax as usize).copied().unwrap_or(0))
+            .sum();
+        let base = self.base(n, None, "concat");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: concat, in: [{}], dim: {ax}", refs.join(", ")),
+        );
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn split(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let rank = shape.len() as i64;
+        let axis = attr_i(n, "axis", 0);
+        let ax = if axis < 0 { axis + rank } else { axis };
+        if ax <= 0 || ax >= rank {
+            return Err(self
+                .err(i, n, format!("Split over axis {axis}"))
+                .help("archscope splits along a dimension other than the batch"));
+        }
+        let size = shape[ax as usize];
+        let sizes: Vec<u64> = match attr_ints(n, "split") {
+            Some(s) => s.iter().map(|&v| v as u64).collect(),
+            None => match self.ints(i, n, 1)? {
+                Some(s) => s.iter().map(|&v| v as u64).collect(),
+                None => {
+                    let parts = attr_i(n, "num_outputs", n.output.len() as i64).max(1) as u64;
+                    let chunk = size.div_ceil(parts);
+                    (0..parts)
+                        .map(|p| chunk.min(size.saturating_sub(p * chunk)))
+                        .collect()
+                }
+            },
+        };
+        if sizes.iter().sum::<u64>() != size || sizes.len() != n.output.len() {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "Split of {size} into {sizes:?} for {} outputs",
+                        n.output.len()
+                    ),
+                )
+                .help("export the model again"));
+        }
+        let base = self.base(n, None, "split");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: split, in: {x}, sizes: {}, dim: {ax}", list(&sizes)),
+        );
+        for (k, &s) in sizes.iter().enumerate() {
+            let mut out = shape.clone();
+            out[ax as usize] = s;
+            self.set_out(n, k, format!("\"{id}:{k}\""), out);
+        }
+        Ok(())
+    }
+
+    fn slice(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (mut x, mut shape) = self.act(i, n, 0)?;
+        let starts = self.ints(i, n, 1)?.unwrap_or_default();
+        let ends = self.ints(i, n, 2)?.unwrap_or_default();
+        let rank = shape.len() as i64;
+        let axes = self
+            .ints(i, n, 3)?
+            .unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = self.ints(i, n, 4)?.unwrap_or_else(|| vec![1; starts.len()]);
+        if starts.len() != ends.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    "Slice's starts, ends, axes and steps differ in length",
+                )
+                .help("export the model again"));
+        }
+        let base = self.base(n, None, "slice");
+        for k in 0..starts.len() {
+            let ax = if axes[k] < 0 { axes[k] + rank } else { axes[k] };
+            let step = steps[k];
+            if ax <= 0 || ax >= rank || step <= 0 {
+                return Err(self
+                    .err(
+                        i,
+                        n,
+                        format!("Slice over axis {} with step {step}", axes[k]),
+                    )
+                    .help(
+                        "archscope slices a dimension other than the batch, with a positive step",
+                    ));
+            }
+            let size = shape[ax as usize] as i64;
+            // ONNX's own rule: negative bounds count from the end, then clamp to [0, size].
+            let fix = |v: i64| (if v < 0 { v + size } else { v }).clamp(0, size);
+            let (s, e) = (fix(starts[k]), fix(ends[k]));
+            if s == 0 && e == size && step == 1 {
+                continue;
+            }
+            let len = if e > s { (e - s + step - 1) / step } else { 0 };
+            if len == 0 {
+                return Err(self
+                    .err(
+                        i,
+                        n,
+                        format!(
+                            "Slice of axis {ax} from {} to {} is empty",
+                            starts[k], ends[k]
+                        ),
+                    )
+                    .help("archscope's tensors are never empty"));
+            }
+            let id = self.emit(
+                i,
+                n,
+                &base,
+                format!("op: slice, in: {x}, dim: {ax}, start: {s}, end: {e}, step: {step}"),
+            );
+            shape[ax as usize] = len as u64;
+            x = id;
+        }
+        if x == self.act(i, n, 0)?.0 {
+            let id = self.emit(i, n, &base, format!("op: identity, in: {x}"));
+            x = id;
+        }
+        self.set_out(n, 0, x, shape);
+        Ok(())
+    }
+
+    fn pad(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let pads = match attr_ints(n, "pads") {
+            Some(p) => p,
+            None => self.ints(i, n, 1)?.unwrap_or_default(),
+        };
+        let value = match self.constant(i, n, 2)? {
+            Some((_, d)) => d.first().copied().unwrap_or(0.0),
+            None => f64::from(attr_f(n, "value", 0.0)),
+        };
+        if self.input(i, n, 3)?.is_some() {
+            return Err(self
+                .err(i, n, "Pad with axes")
+                .help("export the model again with opset ≤ 17 padding"));
+        }
+        let rank = shape.len();
+        if pads.len() != 2 * rank || pads.iter().any(|&p| p < 0) || pads[0] != 0 || pads[rank] != 0
+        {
+            return Err(self
+                .err(i, n, format!("Pad with pads {pads:?}"))
+                .help("archscope pads by 0 or more, never the batch dimension"));
+        }
+        let mode = match attr_s(n, "mode").as_deref().unwrap_or("constant") {
+            "constant" => "constant",
+            "reflect" => "reflect",
+            "edge" => "replicate",
+            "wrap" => "circular",
+            m => {
+                return Err(self
+                    .err(i, n, format!("Pad mode {m}"))
+                    .help("modes: constant, reflect, edge, wrap"))
+            }
+        };
+        // F.pad order: the last dim first, [before, after].
+        let mut fp = Vec::new();
+        let mut last = 1;
+        for a in 1..rank {
+            if pads[a] != 0 || pads[rank + a] != 0 {
+                last = a;
+            }
+        }
+        for a in (last.min(rank - 1)..rank).rev() {
+            fp.push(pads[a] as u64);
+            fp.push(pads[rank + a] as u64);
+        }
+        let mut out = shape.clone();
+        for a in 0..rank {
+            out[a] += (pads[a] + pads[rank + a]) as u64;
+        }
+        let extra = if mode == "constant" && value != 0.0 {
+            format!(", value: {}", yf(value))
+        } else {
+            String::new()
+        };
+        let base = self.base(n, None, "pad");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: pad, in: {x}, pad: {}, mode: {mode}{extra}", list(&fp)),
+        );
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn reduce_mean(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let rank = shape.len() as i64;
+        let axes = match attr_ints(n, "axes") {
+            Some(a) => a,
+            None => self.ints(i, n, 1)?.unwrap_or_else(|| (1..rank).collect()),
+        };
+        let axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .collect();
+        if axes.iter().any(|&a| a <= 0 || a >= rank) {
+            return Err(self
+                .err(i, n, format!("ReduceMean over axes {axes:?}"))
+                .help("archscope averages over dimensions other than the batch"));
+        }
+        let keep = attr_i(n, "keepdims", 1) == 1;
+        let out: Vec<u64> = shape
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &d)| {
+                if axes.contains(&(k as i64)) {
+                    keep.then_some(1)
+                } else {
+                    Some(d)
+                }
+            })
+            .collect();
+        let base = self.base(n, None, "mean");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: mean, in: {x}, dims: {}, keepdim: {keep}", ilist(&axes)),
+        );
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn binary(&mut self, i: usize, n: &NodeProto, op: &str) -> Result<(), Diagnostic> {
+        let a = self.need(i, n, 0)?.clone();
+        let b = self.need(i, n, 1)?.clone();
+        match (&a, &b) {
+            (Val::Act { r: ra, shape: sa }, Val::Act { r: rb, shape: sb }) if op == "Add" || op == "Mul" => {
+                let rank = sa.len().max(sb.len());
+                let mut out = Vec::new();
+                for k in 0..rank {
+                    let da = if k + sa.len() >= rank { sa[k + sa.len() - rank] } else { 1 };
+                    let db = if k + sb.len() >= rank { sb[k + sb.len() - rank] } else { 1 };
+                    out.push(da.max(db));
+                }
+                let name = if op == "Add" { "add" } else { "multiply" };
+                let base = self.base(n, None, name);
+                let id = self.emit(i, n, &base, format!("op: {name}, in: [{ra}, {rb}]"));
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            (Val::Act { shape, .. }, Val::Const { data, .. }) if op == "Div" && data.len() == 1 && (data[0] - std::f64::consts::SQRT_2).abs() < 1e-4 => {
+                // The first step of PyTorch's GELU: the Erf that reads it emits the layer.
+                self.vals.insert(
+                    n.output[0].clone(),
+                    Val::Act { r: format!("@gelu_div:{}", n.input[0]), shape: shape.clone() },
+                );
+                Ok(())
+            }
+            (Val::Act { r, shape }, Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. })
+            | (Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. }, Val::Act { r, shape })
+                if (op == "Add" || op == "Mul") && dims.iter().product::<u64>() > 1 =>
+            {
+                // A learned tensor (an initializer): a `parameter` layer and the op.
+                let k = if matches!(a, Val::Act { .. }) { 1 } else { 0 };
+                let wname = n.input[k].clone();
+                let Some((wd, wdata)) = self.weight(i, n, k)? else {
+                    return Err(self.err(i, n, format!("{op} has no input {k}")).help("export the model again"));
+                };
+                let pbase = sanitize(wname.trim_end_matches(".weight"));
+                let pid = self.emit(i, n, &pbase, format!("op: parameter, shape: {}", list(&wd)));
+                self.put_weight(&pid, "", wd.iter().map(|&v| v as usize).collect(), wdata);
+                let rank = shape.len().max(wd.len());
+                let mut out = Vec::new();
+                for q in 0..rank {
+                    let da = if q + shape.len() >= rank { shape[q + shape.len() - rank] } else { 1 };
+                    let db = if q + wd.len() >= rank { wd[q + wd.len() - rank] } else { 1 };
+                    out.push(da.max(db));
+                }
+                let name = if op == "Add" { "add" } else { "multiply" };
+                let base = self.base(n, None, name);
+                let id = self.emit(i, n, &base, format!("op: {name}, in: [{r}, {pid}]"));
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            _ => Err(self
+                .err(i, n, format!("archscope cannot map this `{op}`: archscope has add and multiply of computed tensors (and of learned tensors), not {} by a constant", match op { "Sub" => "subtraction", "Div" => "division", _ => "arithmetic" }))
+                .help("fold the constant into the neighbouring layer before exporting (a normalisation into the first convolution), or describe the model in YAML")),
+        }
+    }
+
+    fn resize(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let sp = shape.len().saturating_sub(2);
+        let op = n.op_type.as_deref().unwrap_or("");
+        // Resize: X, roi, scales, sizes; Upsample: X, scales.
+        let (scales, sizes) = if op == "Upsample" {
+            (self.constant(i, n, 1)?.map(|c| c.1), None)
+        } else {
+            (
+                self.constant(i, n, 2)?
+                    .map(|c| c.1)
+                    .filter(|v| !v.is_empty()),
+                self.ints(i, n, 3)?.filter(|v| !v.is_empty()),
+            )
+        };
+        let out: Vec<u64> = match (&scales, &sizes) {
+            (_, Some(s)) if s.len() == shape.len() => s.iter().map(|&v| v as u64).collect(),
+            (Some(sc), _) if sc.len() == shape.len() => shape
+                .iter()
+                .zip(sc)
+                .map(|(&d, &f)| (d as f64 * f).floor() as u64)
+                .collect(),
+            _ => {
+                return Err(self
+                    .err(
+                        i,
+                        n,
+                        "Resize without constant scales or sizes for every axis",
+                    )
+                    .help("export with a fixed scale_factor or size"))
+            }
+        };
+        if out[0] != shape[0] || out[1] != shape[1] || !(1..=3).contains(&sp) {
+            return Err(self
+                .err(i, n, "Resize of the batch or channel dimension")
+                .help("archscope resizes spatial axes only"));
+        }
+        let mode = attr_s(n, "mode").unwrap_or_else(|| "nearest".into());
+        let ct = attr_s(n, "coordinate_transformation_mode").unwrap_or_else(|| {
+            if op == "Upsample" {
+                "asymmetric".into()
+            } else {
+                "half_pixel".into()
+            }
+        });
+        let nearest_mode = attr_s(n, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into());
+        let (m, align) = match (mode.as_str(), ct.as_str()) {
+            ("nearest", "asymmetric") if nearest_mode == "floor" || op == "Upsample" => ("nearest", None),
+            ("nearest", "half_pixel" | "tf_half_pixel_for_nn") if nearest_mode != "floor" => ("nearest_exact", None),
+            ("linear", "half_pixel" | "pytorch_half_pixel") => (["linear", "bilinear", "trilinear"][sp - 1], Some(false)),
+            ("linear", "align_corners") => (["linear", "bilinear", "trilinear"][sp - 1], Some(true)),
+            ("cubic", "half_pixel" | "pytorch_half_pixel") if sp == 2 => ("bicubic", Some(false)),
+            ("cubic", "align_corners") if sp == 2 => ("bicubic", Some(true)),
+            _ => return Err(self.err(i, n, format!("Resize with mode {mode}, coordinate_transformation_mode {ct}, nearest_mode {nearest_mode}")).help("archscope reads PyTorch's interpolate modes: nearest, nearest-exact, (bi/tri)linear and bicubic")),
+        };
+        // Integer scales as scale (PyTorch's scale_factor), else the size.
+        let by_scale = scales.as_ref().is_some_and(|sc| {
+            sc.len() == shape.len() && sc[2..].iter().all(|f| f.fract() == 0.0 && *f >= 1.0)
+        });
+        let what = if by_scale {
+            let sc: Vec<u64> = scales.unwrap_or_default()[2..]
+                .iter()
+                .map(|&f| f as u64)
+                .collect();
+            format!("scale: {}", list(&sc))
+        } else {
+            format!("size: {}", list(&out[2..]))
+        };
+        let extra = align
+            .map(|a| format!(", align_corners: {a}"))
+            .unwrap_or_default();
+        let base = self.base(n, None, "upsample");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!("op: upsample, in: {x}, {what}, mode: {m}{extra}"),
+        );
+        self.set_out(n, 0, id, out);
+        Ok(())
+    }
+
+    fn gather(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let (x, shape) = self.act(i, n, 0)?;
+        let idx = self.constant(i, n, 1)?;
+        let rank = shape.len() as i64;
+        let axis = attr_i(n, "axis", 0);
+        let ax = if axis < 0 { axis + rank } else { axis };
+        match idx {
+            Some((dims, d)) if dims.is_empty() && d.len() == 1 && ax > 0 && ax < rank => {
+                let index = d[0] as i64;
+                let mut out = shape.clone();
+                out.remove(ax as usize);
+                let base = self.base(n, None, "select");
+                let id = self.emit(i, n, &base, format!("op: select, in: {x}, dim: {ax}, index: {index}"));
+                self.set_out(n, 0, id, out);
+                Ok(())
+            }
+            _ => Err(self.err(i, n, "Gather of a computed tensor by anything but one constant index along a non-batch axis").help("archscope reads x[:, k] (a select); describe other indexing in YAML")),
+        }
+    }
+
+    /// Folds a node whose inputs are all constants (or the shape of a computed tensor).
+    fn fold(&mut self, i: usize, n: &NodeProto) -> Result<Option<()>, Diagnostic> {
+        let op = n.op_type.as_deref().unwrap_or("");
+        if op == "Constant" {
+            let t = n.attribute.first().ok_or_else(|| {
+                self.err(i, n, "Constant without a value")
+                    .help("export the model again")
+            })?;
+            let (dims, data) = match t.name.as_deref() {
+                Some("value") => {
+                    let tp = t.t.as_ref().ok_or_else(|| {
+                        self.err(i, n, "Constant without a tensor")
+                            .help("export the model again")
+                    })?;
+                    let data = proto::tensor_to_f32(tp)
+                        .map_err(|e| self.data_err(i, n, &n.output[0], e))?;
+                    let dims: Vec<u64> = tp.dims.iter().map(|&d| d as u64).collect();
+                    // Integer constants are read exactly.
+                    let data: Vec<f64> = match tp.data_type {
+                        Some(proto::dtype::INT64) => proto::tensor_to_i64(tp)
+                            .map_err(|e| self.data_err(i, n, &n.output[0], e))?
+                            .iter()
+                            .map(|&v| v as f64)
+                            .collect(),
+                        _ => data.iter().map(|&v| f64::from(v)).collect(),
+                    };
+                    (dims, data)
+                }
+                Some("value_float") => (vec![], vec![f64::from(t.f.unwrap_or(0.0))]),
+                Some("value_floats") => (
+                    vec![t.floats.len() as u64],
+                    t.floats.iter().map(|&v| f64::from(v)).collect(),
+                ),
+                Some("value_int") => (vec![], vec![t.i.unwrap_or(0) as f64]),
+                Some("value_ints") => (
+                    vec![t.ints.len() as u64],
+                    t.ints.iter().map(|&v| v as f64).collect(),
+                ),
+                other => {
+                    return Err(self
+                        .err(i, n, format!("Constant with `{}`", other.unwrap_or("")))
+                        .help("archscope reads numeric Constant values"))
+                }
+            };
+            self.check_fold_size(i, n, data.len())?;
+            self.vals.insert(
+                n.output[0].clone(),
+                Val::Const {
+                    dims,
+                    data,
+                    init: None,
+                },
+            );
+            return Ok(Some(()));
+        }
+        if op == "Shape" {
+            if let Some(Val::Act { shape, .. } | Val::Shaped { dims: shape, .. }) =
+                self.input(i, n, 0)?.cloned()
+            {
+                let rank = shape.len() as i64;
+                let fix = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+                let s = fix(attr_i(n, "start", 0));
+                let e = fix(attr_i(n, "end", rank));
+                let data: Vec<f64> = shape[s..e.max(s)].iter().map(|&d| d as f64).collect();
+                self.vals.insert(
+                    n.output[0].clone(),
+                    Val::Const {
+                        dims: vec![data.len() as u64],
+                        data,
+                        init: None,
+                    },
+                );
+                return Ok(Some(()));
+            }
+        }
+        let mut consts = Vec::new();
+        for (k, x) in n.input.iter().enumerate() {
+            if x.is_empty() {
+                consts.push(None);
+                continue;
+            }
+            match self.input(i, n, k)? {
+                Some(Val::Const { dims, data, .. })
+                    if data.len() as u64 == dims.iter().product::<u64>() =>
+                {
+                    consts.push(Some((dims.clone(), data.clone())))
+                }
+                _ => return Ok(None),
+            }
+        }
+        if consts.is_empty() {
+            return Ok(None);
+        }
+        let c = |k: usize| consts.get(k).cloned().flatten();
+        let first = c(0).unwrap_or_default();
+        let result: Option<(Vec<u64>, Vec<f64>)> = match op {
+            "Identity" | "Cast" | "Dropout" => Some(first),
+            "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
+                let (dims, data) = first;
+                let total = data.len() as u64;
+                let new_dims = match op {
+                    "Flatten" => vec![
+                        dims.first().copied().unwrap_or(1),
+                        total / dims.first().copied().unwrap_or(1).max(1),
+                    ],
+                    "Reshape" => {
+                        let t: Vec<i64> = c(1)
+                            .unwrap_or_default()
+                            .1
+                            .iter()
+                            .map(|&v| v as i64)
+                            .collect();
+                        let known: u64 = t
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &v)| {
+                                if v == 0 {
+                                    dims.get(k).copied().unwrap_or(1)
+                                } else if v < 0 {
+                                    1
+                                } else {
+                                    v as u64
+                                }
+                            })
+                            .product();
+                        t.iter()
+                            .enumerate()
+                            .map(|(k, &v)| {
+                                if v == 0 {
+                                    dims.get(k).copied().unwrap_or(1)
+                                } else if v < 0 {
+                                    total / known.max(1)
+                                } else {
+                                    v as u64
+                                }
+                            })
+                            .collect()
+                    }
+                    _ => {
+                        let axes: Vec<i64> = attr_ints(n, "axes").unwrap_or_else(|| {
+                            c(1).map(|v| v.1.iter().map(|&x| x as i64).collect())
+                                .unwrap_or_default()
+                        });
+                        if op == "Squeeze" {
+                            let r = dims.len() as i64;
+                            let axes: Vec<i64> = axes
+                                .iter()
+                                .map(|&a| if a < 0 { a + r } else { a })
+                                .collect();
+                            dims.iter()
+                                .enumerate()
+                                .filter(|(k, &d)| {
+                                    !(axes.contains(&(*k as i64)) || (axes.is_empty() && d == 1))
+                                })
+                                .map(|(_, &d)| d)
+                                .collect()
+                        } else {
+                            let r = (dims.len() + axes.len()) as i64;
+                            let mut axes: Vec<i64> = axes
+                                .iter()
+                                .map(|&a| if a < 0 { a + r } else { a })
+                                .collect();
+                            axes.sort_unstable();
+                            let mut d = dims.clone();
+                            for a in axes {
+                                d.insert((a.max(0) as usize).min(d.len()), 1);
+                            }
+                            d
+                        }
+                    }
+                };
+                Some((new_dims, data))
+            }
+            "Concat" => {
+                let mut data = Vec::new();
+                let mut all_1d = true;
+                for k in 0..consts.len() {
+                    let (d, v) = c(k).unwrap_or_default();
+                    all_1d &= d.len() <= 1;
+                    data.extend(v);
+                }
+                all_1d.then(|| (vec![data.len() as u64], data))
+            }
+            "Gather" => {
+                let (d, v) = first;
+                let (id, iv) = c(1).unwrap_or_default();
+                if d.len() == 1 && attr_i(n, "axis", 0) == 0 {
+                    let len = v.len() as i64;
+                    let got: Option<Vec<f64>> = iv
+                        .iter()
+                        .map(|&x| {
+                            let k = x as i64;
+                            let k = if k < 0 { k + len } else { k };
+                            v.get(usize::try_from(k).ok()?).copied()
+                        })
+                        .collect();
+                    got.map(|g| (id, g))
+                } else {
+                    None
+                }
+            }
+            "Slice" => {
+                let (d, v) = first;
+                if d.len() == 1 {
+                    let len = v.len() as i64;
+                    let s = c(1).and_then(|x| x.1.first().copied()).unwrap_or(0.0) as i64;
+                    let e = c(2)
+                        .and_then(|x| x.1.first().copied())
+                        .unwrap_or(len as f64)
+                        .min(len as f64 * 2.0 + 1.0) as i64;
+                    let fix = |x: i64| (if x < 0 { x + len } else { x }).clamp(0, len) as usize;
+                    let out: Vec<f64> = v[fix(s)..fix(e).max(fix(s))].to_vec();
+                    Some((vec![out.len() as u64], out))
+                } else {
+                    None
+                }
+            }
+            "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Equal" | "Pow" | "Max" | "Min"
+                if consts.len() == 2 =>
+            {
+                let (da, va) = first;
+                let (db, vb) = c(1).unwrap_or_default();
+                let f = |x: f64, y: f64| match op {
+                    "Add" => x + y,
+                    "Sub" => x - y,
+                    "Mul" => x * y,
+                    "Div" => {
+                        if y != 0.0 {
+                            x / y
+                        } else {
+                            f64::NAN
+                        }
+                    }
+                    "Mod" => {
+                        if y != 0.0 {
+                            x.rem_euclid(y)
+                        } else {
+                            f64::NAN
+                        }
+                    }
+                    "Pow" => x.powf(y),
+                    "Max" => x.max(y),
+                    "Min" => x.min(y),
+                    _ => f64::from(u8::from(x == y)),
+                };
+                if va.len() == vb.len() {
+                    Some((da, va.iter().zip(&vb).map(|(&x, &y)| f(x, y)).collect()))
+                } else if vb.len() == 1 {
+                    Some((da, va.iter().map(|&x| f(x, vb[0])).collect()))
+                } else if va.len() == 1 {
+                    Some((db, vb.iter().map(|&y| f(va[0], y)).collect()))
+                } else {
+                    None
+                }
+            }
+            "Sqrt" | "Neg" | "Floor" | "Ceil" | "Abs" | "Reciprocal" => {
+                let (d, v) = first;
+                let f = |x: f64| match op {
+                    "Sqrt" => x.sqrt(),
+                    "Neg" => -x,
+                    "Floor" => x.floor(),
+                    "Ceil" => x.ceil(),
+                    "Abs" => x.abs(),
+                    _ => 1.0 / x,
+                };
+                Some((d, v.iter().map(|&x| f(x)).collect()))
+            }
+            "ConstantOfShape" => {
+                let (_, v) = first;
+                let value = attr(n, "value")
+                    .and_then(|a| a.t.as_ref())
+                    .and_then(|t| proto::tensor_to_f32(t).ok())
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0.0);
+                let count: u64 = v.iter().map(|&x| x.max(0.0) as u64).product();
+                self.check_fold_size(i, n, count as usize)?;
+                Some((
+                    v.iter().map(|&x| x as u64).collect(),
+                    vec![f64::from(value); count as usize],
+                ))
+            }
+            "Where" if consts.len() == 3 => {
+                let (dc, vc) = first;
+                let (_, va) = c(1).unwrap_or_default();
+                let (_, vb) = c(2).unwrap_or_default();
+                let pick = |v: &Vec<f64>, k: usize| {
+                    if v.len() == 1 {
+                        v[0]
+                    } else {
+                        v.get(k).copied().unwrap_or(f64::NAN)
+                    }
+                };
+                Some((
+                    dc,
+                    vc.iter()
+                        .enumerate()
+                        .map(|(k, &cnd)| {
+                            if cnd != 0.0 {
+                                pick(&va, k)
+                            } else {
+                                pick(&vb, k)
+                            }
+                        })
+                        .collect(),
+                ))
+            }
+            _ => None,
+        };
+        match result {
+            Some((dims, data)) => {
+                self.check_fold_size(i, n, data.len())?;
+                self.vals.insert(
+                    n.output[0].clone(),
+                    Val::Const {
+                        dims,
+                        data,
+                        init: None,
+                    },
+                );
+                Ok(Some(()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn check_fold_size(&self, i: usize, n: &NodeProto, len: usize) -> Result<(), Diagnostic> {
+        if len > MAX_FOLDED_ELEMENTS {
+            return Err(self.err(i, n, format!("a constant of {len} elements; archscope folds constants of at most {MAX_FOLDED_ELEMENTS}")).help("store large tensors as initializers"));
+        }
+        Ok(())
+    }
+}
+
+fn transpose2(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            if let (Some(o), Some(v)) = (out.get_mut(c * rows + r), w.get(r * cols + c)) {
+                *o = *v;
+            }
+        }
+    }
+    out
+}
+
+/// Registers initializers as constants (their data decoded lazily as f32 for weights; small
+/// integer ones eagerly, for shape arithmetic).
+fn init_vals(
+    file: &str,
+    g: &GraphProto,
+) -> Result<HashMap<String, (Vec<u64>, Vec<f64>)>, Diagnostic> {
+    let mut out = HashMap::new();
+    for t in &g.initializer {
+        let name = t.name.clone().unwrap_or_default();
+        let dims: Vec<u64> = t.dims.iter().map(|&d| d.max(0) as u64).collect();
+        let n = proto::element_count(t).ok_or_else(|| {
+            Diagnostic::new(format!(
+                "{file}: initializer `{}` has a negative or overflowing dimension",
+                excerpt(&name)
+            ))
+            .help("export the model again")
+        })?;
+        if n > crate::graph::MAX_ELEMENTS {
+            return Err(Diagnostic::new(format!(
+                "{file}: initializer `{}` has {n} elements; at most {}",
+                excerpt(&name),
+                crate::graph::MAX_ELEMENTS
+            ))
+            .help("archscope's tensors hold at most 2^40 elements"));
+        }
+        let small = n as usize <= 64 && t.data_type == Some(proto::dtype::INT64) || n <= 1;
+        let data = if small {
+            let v = if t.data_type == Some(proto::dtype::INT64) {
+                proto::tensor_to_i64(t).map(|v| v.iter().map(|&x| x as f64).collect())
+            } else {
+                proto::tensor_to_f32(t).map(|v| v.iter().map(|&x| f64::from(x)).collect())
+            };
+            v.map_err(|e| {
+                Diagnostic::new(format!("{file}: {}", e.describe(&name)))
+                    .help("export the model again")
+            })?
+        } else {
+            Vec::new()
+        };
+        out.insert(name, (dims, data));
+    }
+    Ok(out)
+}
