@@ -242,3 +242,26 @@ fn run_detect_yolov1_prints_and_draws_boxes() {
     let text = ok_text(&["run", "yolov1", "--detect", "--conf", "0", "--max-det", "2", "--image", arg(&pic)]);
     assert!(text.contains(&format!("detections: {}", two.len())), "{text}");
 }
+
+#[test]
+fn argsort_orders_ties_as_pytorch_does() {
+    // torch.argsort(descending=True) on the CPU is unstable (libstdc++'s introsort): on arrays
+    // full of ties (all equal, repeating patterns, sorted runs both ways, NaNs (null in the
+    // JSON), ±0, organ-pipe and sawtooth orders) the order must be PyTorch's, index for index.
+    let r = reference();
+    let cases = r["argsort"].as_array().unwrap();
+    assert_eq!(cases.len(), 9);
+    for (k, c) in cases.iter().enumerate() {
+        let scores: Vec<f32> = c["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().map_or(f32::NAN, |x| x as f32))
+            .collect();
+        assert_eq!(
+            detect::torch_argsort_descending(&scores),
+            usizes(&c["order"]),
+            "case {k}"
+        );
+    }
+}
