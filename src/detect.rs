@@ -249,7 +249,10 @@ fn cmin(a: f32, b: f32) -> f32 {
 pub fn nms(boxes: &[Box4], scores: &[f32], iou_threshold: f64) -> Vec<usize> {
     let n = boxes.len().min(scores.len());
     let (boxes, scores) = (&boxes[..n], &scores[..n]);
-    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
+    let areas: Vec<f32> = boxes
+        .iter()
+        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
+        .collect();
     let order = order_descending(scores);
     let mut suppressed = vec![false; n];
     let mut keep = Vec::new();
@@ -483,7 +486,12 @@ pub fn non_max_suppression(
             } else {
                 d.class as f32 * ULTRALYTICS_MAX_WH
             };
-            [d.xyxy[0] + off, d.xyxy[1] + off, d.xyxy[2] + off, d.xyxy[3] + off]
+            [
+                d.xyxy[0] + off,
+                d.xyxy[1] + off,
+                d.xyxy[2] + off,
+                d.xyxy[3] + off,
+            ]
         })
         .collect();
     let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
@@ -678,8 +686,7 @@ pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
                 })
             })
             .collect();
-        return serde_json::to_string_pretty(&serde_json::Value::Array(rows))
-            .unwrap_or_default()
+        return serde_json::to_string_pretty(&serde_json::Value::Array(rows)).unwrap_or_default()
             + "\n";
     }
     let mut text = String::new();
@@ -718,7 +725,11 @@ mod tests {
     #[test]
     fn two_overlapping_boxes_by_hand() {
         // Boxes 0 and 1 overlap by 5×10 = 50 of a 100 + 100 − 50 = 150 union: IoU 1/3.
-        let boxes = [[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]];
+        let boxes = [
+            [0.0, 0.0, 10.0, 10.0],
+            [5.0, 0.0, 15.0, 10.0],
+            [20.0, 20.0, 30.0, 30.0],
+        ];
         let scores = [0.5, 0.9, 0.7];
         assert_eq!(nms(&boxes, &scores, 0.3), vec![1, 2]);
         // 1/3 is not greater than 0.34: nothing suppressed, by decreasing score.
@@ -732,6 +743,9 @@ mod tests {
         // 1280×720 into 640×640: r = 0.5, 640×360, 280 rows of padding split 140/140.
         let p = Placement::letterbox(1280, 720, 640, 640);
         assert_eq!((p.new_w, p.new_h, p.left, p.top), (640, 360, 0, 140));
-        assert_eq!(p.to_image([0.0, 140.0, 640.0, 500.0]), [0.0, 0.0, 1280.0, 720.0]);
+        assert_eq!(
+            p.to_image([0.0, 140.0, 640.0, 500.0]),
+            [0.0, 0.0, 1280.0, 720.0]
+        );
     }
 }

@@ -40,7 +40,9 @@ const LEVELS: &[&[&str]] = &[
     &["analysis"],
     &["convention"],
     &["report"],
-    &["exec", "check", "compare", "audit", "train", "dot", "detect"],
+    &[
+        "exec", "check", "compare", "audit", "train", "dot", "detect",
+    ],
     &["html", "render"],
     &["cli"],
     &["main"],
