@@ -160,6 +160,29 @@ def ultralytics_cases():
     return cases
 
 
+def argsort_cases():
+    """torch.argsort(descending=True) (an unstable sort on the CPU) on tie-heavy arrays."""
+    cases = []
+    rng = np.random.default_rng(30)
+    arrays = [
+        np.zeros(40, np.float32),  # all equal
+        np.arange(300, dtype=np.float32) % 7,  # a repeating pattern
+        np.sort(rng.integers(0, 3, 500)).astype(np.float32),  # ascending runs of ties
+        np.sort(rng.integers(0, 3, 500))[::-1].astype(np.float32).copy(),  # descending
+        rng.integers(0, 10, 5000).astype(np.float32) / 10,
+        np.where(rng.uniform(0, 1, 200) < 0.1, np.nan, rng.integers(0, 4, 200)).astype(np.float32),
+        np.array([0.0, -0.0] * 20, np.float32),
+    ]
+    # Organ-pipe (up then down) and sawtooth orders: the pivots land unevenly.
+    arrays.append(np.concatenate([np.arange(1000), np.arange(1000)[::-1]]).astype(np.float32))
+    arrays.append((np.arange(4096) % 64).astype(np.float32))
+    for a in arrays:
+        t = torch.from_numpy(a)
+        cases.append({"scores": [None if np.isnan(v) else float(v) for v in a.tolist()],
+                      "order": torch.argsort(t, descending=True).tolist()})
+    return cases
+
+
 def main():
     torch.manual_seed(0)
     import ultralytics
@@ -171,6 +194,7 @@ def main():
         "nms": nms_cases(),
         "batched_nms": batched_cases(),
         "non_max_suppression": ultralytics_cases(),
+        "argsort": argsort_cases(),
     }
     with open(OUT, "w") as f:
         json.dump(data, f, separators=(",", ":"))

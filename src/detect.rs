@@ -46,6 +46,182 @@ fn order_descending(scores: &[f32]) -> Vec<usize> {
     order
 }
 
+/// The indices of `scores` in the order `torch.sort(descending=True)` (and `argsort`) gives
+/// them on the CPU: PyTorch sorts (value, index) pairs with libstdc++'s `std::sort`, which is
+/// not stable, so equal scores come out in the order its introsort leaves them. This is that
+/// algorithm step for step (median-of-three quicksort down to runs of 16, heapsort past
+/// 2·⌊log₂ n⌋ levels, then insertion sort), with PyTorch's comparator (NaN first, then `>`).
+pub fn torch_argsort_descending(scores: &[f32]) -> Vec<usize> {
+    let mut v: Vec<(f32, usize)> = scores.iter().copied().zip(0..).collect();
+    introsort::sort(&mut v);
+    v.into_iter().map(|(_, i)| i).collect()
+}
+
+/// libstdc++'s `std::sort` (bits/stl_algo.h, bits/stl_heap.h) on (score, index) pairs.
+mod introsort {
+    type E = (f32, usize);
+
+    /// PyTorch's `KeyValueCompDesc`: `a` goes before `b`.
+    fn comp(a: &E, b: &E) -> bool {
+        (a.0.is_nan() && !b.0.is_nan()) || a.0 > b.0
+    }
+
+    const THRESHOLD: usize = 16;
+
+    pub fn sort(v: &mut [E]) {
+        let n = v.len();
+        if n > 1 {
+            let lg = (usize::BITS - 1 - n.leading_zeros()) as usize;
+            introsort_loop(v, 0, n, 2 * lg);
+            final_insertion_sort(v, 0, n);
+        }
+    }
+
+    fn introsort_loop(v: &mut [E], first: usize, mut last: usize, mut depth: usize) {
+        while last - first > THRESHOLD {
+            if depth == 0 {
+                make_heap(v, first, last);
+                sort_heap(v, first, last);
+                return;
+            }
+            depth -= 1;
+            let cut = partition_pivot(v, first, last);
+            introsort_loop(v, cut, last, depth);
+            last = cut;
+        }
+    }
+
+    fn partition_pivot(v: &mut [E], first: usize, last: usize) -> usize {
+        let mid = first + (last - first) / 2;
+        move_median_to_first(v, first, first + 1, mid, last - 1);
+        unguarded_partition(v, first + 1, last, first)
+    }
+
+    fn move_median_to_first(v: &mut [E], result: usize, a: usize, b: usize, c: usize) {
+        let pick = if comp(&v[a], &v[b]) {
+            if comp(&v[b], &v[c]) {
+                b
+            } else if comp(&v[a], &v[c]) {
+                c
+            } else {
+                a
+            }
+        } else if comp(&v[a], &v[c]) {
+            a
+        } else if comp(&v[b], &v[c]) {
+            c
+        } else {
+            b
+        };
+        v.swap(result, pick);
+    }
+
+    fn unguarded_partition(v: &mut [E], mut first: usize, mut last: usize, pivot: usize) -> usize {
+        loop {
+            while comp(&v[first], &v[pivot]) {
+                first += 1;
+            }
+            last -= 1;
+            while comp(&v[pivot], &v[last]) {
+                last -= 1;
+            }
+            if first >= last {
+                return first;
+            }
+            v.swap(first, last);
+            first += 1;
+        }
+    }
+
+    fn final_insertion_sort(v: &mut [E], first: usize, last: usize) {
+        if last - first > THRESHOLD {
+            insertion_sort(v, first, first + THRESHOLD);
+            for i in first + THRESHOLD..last {
+                unguarded_linear_insert(v, i);
+            }
+        } else {
+            insertion_sort(v, first, last);
+        }
+    }
+
+    fn insertion_sort(v: &mut [E], first: usize, last: usize) {
+        if first == last {
+            return;
+        }
+        for i in first + 1..last {
+            if comp(&v[i], &v[first]) {
+                let val = v[i];
+                v.copy_within(first..i, first + 1);
+                v[first] = val;
+            } else {
+                unguarded_linear_insert(v, i);
+            }
+        }
+    }
+
+    fn unguarded_linear_insert(v: &mut [E], mut last: usize) {
+        let val = v[last];
+        let mut next = last - 1;
+        while comp(&val, &v[next]) {
+            v[last] = v[next];
+            last = next;
+            next -= 1;
+        }
+        v[last] = val;
+    }
+
+    fn make_heap(v: &mut [E], first: usize, last: usize) {
+        let len = last - first;
+        if len < 2 {
+            return;
+        }
+        let mut parent = (len - 2) / 2;
+        loop {
+            let value = v[first + parent];
+            adjust_heap(v, first, parent, len, value);
+            if parent == 0 {
+                return;
+            }
+            parent -= 1;
+        }
+    }
+
+    fn sort_heap(v: &mut [E], first: usize, mut last: usize) {
+        while last - first > 1 {
+            last -= 1;
+            let value = v[last];
+            v[last] = v[first];
+            adjust_heap(v, first, 0, last - first, value);
+        }
+    }
+
+    fn adjust_heap(v: &mut [E], first: usize, mut hole: usize, len: usize, value: E) {
+        let top = hole;
+        let mut child = hole;
+        while child < (len - 1) / 2 {
+            child = 2 * (child + 1);
+            if comp(&v[first + child], &v[first + child - 1]) {
+                child -= 1;
+            }
+            v[first + hole] = v[first + child];
+            hole = child;
+        }
+        if len & 1 == 0 && child == (len - 2) / 2 {
+            child = 2 * (child + 1);
+            v[first + hole] = v[first + child - 1];
+            hole = child - 1;
+        }
+        // __push_heap
+        let mut parent = hole.wrapping_sub(1) / 2;
+        while hole > top && comp(&v[first + parent], &value) {
+            v[first + hole] = v[first + parent];
+            hole = parent;
+            parent = hole.wrapping_sub(1) / 2;
+        }
+        v[first + hole] = value;
+    }
+}
+
 /// C++'s `std::max(a, b)`: `b` only when `a < b` (so a NaN `b` loses, a NaN `a` wins).
 fn cmax(a: f32, b: f32) -> f32 {
     if a < b {
@@ -73,7 +249,10 @@ fn cmin(a: f32, b: f32) -> f32 {
 pub fn nms(boxes: &[Box4], scores: &[f32], iou_threshold: f64) -> Vec<usize> {
     let n = boxes.len().min(scores.len());
     let (boxes, scores) = (&boxes[..n], &scores[..n]);
-    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
+    let areas: Vec<f32> = boxes
+        .iter()
+        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
+        .collect();
     let order = order_descending(scores);
     let mut suppressed = vec![false; n];
     let mut keep = Vec::new();
@@ -151,7 +330,8 @@ pub fn batched_nms_offset(
 }
 
 /// torchvision's `_batched_nms_vanilla`: one [`nms`] per class (classes in increasing order),
-/// then the kept indices (in increasing index order) sorted by decreasing score, stable.
+/// then the kept indices (in increasing index order) sorted by decreasing score with PyTorch's
+/// unstable sort ([`torch_argsort_descending`]).
 pub fn batched_nms_per_class(
     boxes: &[Box4],
     scores: &[f32],
@@ -171,9 +351,13 @@ pub fn batched_nms_per_class(
             kept[members[k]] = true;
         }
     }
-    let mut keep: Vec<usize> = (0..n).filter(|&i| kept[i]).collect();
-    keep.sort_by(|&i, &j| descending(scores[i], scores[j]));
-    keep
+    let keep: Vec<usize> = (0..n).filter(|&i| kept[i]).collect();
+    // `keep_indices[scores[keep_indices].sort(descending=True)[1]]`: PyTorch's unstable sort.
+    let kept_scores: Vec<f32> = keep.iter().map(|&i| scores[i]).collect();
+    torch_argsort_descending(&kept_scores)
+        .into_iter()
+        .map(|k| keep[k])
+        .collect()
 }
 
 /// The settings of Ultralytics' `non_max_suppression` that `run --detect` exposes.
@@ -247,7 +431,7 @@ pub struct Detection {
 /// pixels) then the `nc` class scores (the layout of a Detect head's eval output, one sample).
 /// Keeps the anchors whose best class score is greater than `conf` (float32 comparison; a
 /// NaN score drops the anchor), takes the first best class, converts xywh to xyxy, keeps the
-/// `max_nms` best-scored (stable), shifts boxes by `class · 7680` unless agnostic, runs
+/// `max_nms` best-scored (PyTorch's unstable `argsort`), shifts boxes by `class · 7680` unless agnostic, runs
 /// [`nms`] and keeps the first `max_det`. The detections come by decreasing score.
 pub fn non_max_suppression(
     pred: &[f32],
@@ -288,7 +472,7 @@ pub fn non_max_suppression(
     }
     if cands.len() > p.max_nms {
         let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
-        let order = order_descending(&scores);
+        let order = torch_argsort_descending(&scores);
         cands = order[..p.max_nms]
             .iter()
             .map(|&i| cands[i].clone())
@@ -302,7 +486,12 @@ pub fn non_max_suppression(
             } else {
                 d.class as f32 * ULTRALYTICS_MAX_WH
             };
-            [d.xyxy[0] + off, d.xyxy[1] + off, d.xyxy[2] + off, d.xyxy[3] + off]
+            [
+                d.xyxy[0] + off,
+                d.xyxy[1] + off,
+                d.xyxy[2] + off,
+                d.xyxy[3] + off,
+            ]
         })
         .collect();
     let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
@@ -497,8 +686,7 @@ pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
                 })
             })
             .collect();
-        return serde_json::to_string_pretty(&serde_json::Value::Array(rows))
-            .unwrap_or_default()
+        return serde_json::to_string_pretty(&serde_json::Value::Array(rows)).unwrap_or_default()
             + "\n";
     }
     let mut text = String::new();
@@ -537,7 +725,11 @@ mod tests {
     #[test]
     fn two_overlapping_boxes_by_hand() {
         // Boxes 0 and 1 overlap by 5×10 = 50 of a 100 + 100 − 50 = 150 union: IoU 1/3.
-        let boxes = [[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]];
+        let boxes = [
+            [0.0, 0.0, 10.0, 10.0],
+            [5.0, 0.0, 15.0, 10.0],
+            [20.0, 20.0, 30.0, 30.0],
+        ];
         let scores = [0.5, 0.9, 0.7];
         assert_eq!(nms(&boxes, &scores, 0.3), vec![1, 2]);
         // 1/3 is not greater than 0.34: nothing suppressed, by decreasing score.
@@ -551,6 +743,9 @@ mod tests {
         // 1280×720 into 640×640: r = 0.5, 640×360, 280 rows of padding split 140/140.
         let p = Placement::letterbox(1280, 720, 640, 640);
         assert_eq!((p.new_w, p.new_h, p.left, p.top), (640, 360, 0, 140));
-        assert_eq!(p.to_image([0.0, 140.0, 640.0, 500.0]), [0.0, 0.0, 1280.0, 720.0]);
+        assert_eq!(
+            p.to_image([0.0, 140.0, 640.0, 500.0]),
+            [0.0, 0.0, 1280.0, 720.0]
+        );
     }
 }

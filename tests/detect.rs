@@ -38,7 +38,11 @@ fn nms_keeps_what_torchvision_keeps() {
     let cases = r["nms"].as_array().unwrap();
     assert_eq!(cases.len(), 8);
     for c in cases {
-        let keep = nms(&boxes(&c["boxes"]), &f32s(&c["scores"]), c["iou"].as_f64().unwrap());
+        let keep = nms(
+            &boxes(&c["boxes"]),
+            &f32s(&c["scores"]),
+            c["iou"].as_f64().unwrap(),
+        );
         assert_eq!(keep, usizes(&c["keep"]), "seed {}", c["seed"]);
     }
 }
@@ -48,7 +52,10 @@ fn batched_nms_keeps_what_torchvision_keeps_on_both_paths() {
     let r = reference();
     let cases = r["batched_nms"].as_array().unwrap();
     // 50, 400 and 1000 boxes take the coordinate trick; 1001 and 1500 one NMS per class.
-    let sizes: Vec<usize> = cases.iter().map(|c| c["scores"].as_array().unwrap().len()).collect();
+    let sizes: Vec<usize> = cases
+        .iter()
+        .map(|c| c["scores"].as_array().unwrap().len())
+        .collect();
     assert_eq!(sizes, [50, 400, 1000, 1001, 1500, 1500]);
     for c in cases {
         let keep = batched_nms(
@@ -120,7 +127,10 @@ fn yolov1_grid_decoding_by_hand() {
     // 1470 values with the paper's S = 7, B = 2: C = 1470/49 − 10 = 20.
     assert_eq!(Yolov1Grid::from_output(1470, 7, 2).unwrap().c, 20);
     let e = Yolov1Grid::from_output(1000, 7, 2).unwrap_err().to_string();
-    assert!(e.contains("1000 values per sample, not S²·(5B + C) = 49·(10 + C)"), "{e}");
+    assert!(
+        e.contains("1000 values per sample, not S²·(5B + C) = 49·(10 + C)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -137,7 +147,10 @@ fn letterbox_placement_by_hand() {
     assert_eq!(b, [0.0, 0.0, 333.0, 500.0]);
     // 51 columns in: 51 / (426/333) = 39.866…
     let b = p.to_image([158.0, 64.0, 158.0, 64.0]);
-    assert!((b[0] - 51.0 * 333.0 / 426.0).abs() < 1e-4 && (b[1] - 50.0).abs() < 1e-4, "{b:?}");
+    assert!(
+        (b[0] - 51.0 * 333.0 / 426.0).abs() < 1e-4 && (b[1] - 50.0).abs() < 1e-4,
+        "{b:?}"
+    );
 }
 
 #[test]
@@ -174,8 +187,14 @@ fn run_detect_refusals() {
         &["run", "lenet5", "--detect", "--conf", "-0.5"],
         "--conf -0.5 is outside [0, 1]",
     );
-    assert_rejected(&["run", "lenet5", "--detect", "--conf", "1.5"], "--conf 1.5 is outside [0, 1]");
-    assert_rejected(&["run", "lenet5", "--detect", "--iou", "7"], "--iou 7 is outside [0, 1]");
+    assert_rejected(
+        &["run", "lenet5", "--detect", "--conf", "1.5"],
+        "--conf 1.5 is outside [0, 1]",
+    );
+    assert_rejected(
+        &["run", "lenet5", "--detect", "--iou", "7"],
+        "--iou 7 is outside [0, 1]",
+    );
     assert_rejected(
         &["run", "lenet5", "--detect", "--max-det", "30001"],
         "--max-det 30001 is outside 1 to 30000",
@@ -197,24 +216,56 @@ fn run_detect_refusals() {
 
 /// A 96×64 PNG: a gradient, in a scratch directory.
 fn picture(dir: &std::path::Path) -> std::path::PathBuf {
-    let img = image::RgbImage::from_fn(96, 64, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, 90]));
+    let img = image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, 90])
+    });
     let path = dir.join("street.png");
     img.save(&path).unwrap();
     path
 }
 
+/// A small detector with YOLOv1's head: a 3×32×32 input, two convolutions, and a linear
+/// layer to the S×S×(5B + C) grid of S = 3, B = 2, C = 4: 9·14 = 126 values (the zoo's
+/// yolov1 has 270 million weights: too slow to initialise for a test).
+const TINY_YOLO: &str = r#"
+format: "archscope/1"
+name: tiny_yolo
+inputs:
+  image: [3, 32, 32]
+nodes:
+  - {id: c1, op: conv, out: 8, kernel: 3, stride: 2, padding: 1, act: relu}
+  - {id: c2, op: conv, out: 8, kernel: 3, stride: 2, padding: 1, act: relu}
+  - {op: flatten}
+  - {id: head, op: linear, out: 126, act: sigmoid}
+"#;
+
 #[test]
-fn run_detect_yolov1_prints_and_draws_boxes() {
+fn run_detect_yolov1_head_prints_and_draws_boxes() {
     let dir = scratch("yolov1");
     let pic = picture(&dir);
+    let model = dir.join("tiny_yolo.yaml");
+    std::fs::write(&model, TINY_YOLO).unwrap();
+    let m = arg(&model);
     let drawn = dir.join("boxes.png");
-    // Random weights: every box of the 7·7·2 = 98 whose best class score passes --conf 0.
-    let all = json(&[
-        "run", "yolov1", "--detect", "--conf", "0", "--image", arg(&pic), "--format", "json",
-        "--save-output", arg(&drawn),
-    ]);
+    let grid = ["--grid", "3", "--boxes-per-cell", "2"];
+    // Random weights: every box of the 3·3·2 = 18 whose best class score passes --conf 0.
+    let mut a = vec![
+        "run",
+        m,
+        "--detect",
+        "--conf",
+        "0",
+        "--image",
+        arg(&pic),
+        "--format",
+        "json",
+    ];
+    a.extend(grid);
+    let mut with_png = a.clone();
+    with_png.extend(["--save-output", arg(&drawn)]);
+    let all = json(&with_png);
     let dets = all["detections"].as_array().unwrap();
-    assert!(!dets.is_empty() && dets.len() <= 98, "{}", dets.len());
+    assert!(!dets.is_empty() && dets.len() <= 18, "{}", dets.len());
     let mut last = f64::INFINITY;
     for d in dets {
         let s = d["score"].as_f64().unwrap();
@@ -222,8 +273,12 @@ fn run_detect_yolov1_prints_and_draws_boxes() {
         last = s;
         let b = f32s(&d["box"]);
         // Mapped onto the 96×64 image and clipped to it.
-        assert!(b[0] >= 0.0 && b[2] <= 96.0 && b[1] >= 0.0 && b[3] <= 64.0, "{d}");
-        assert!(d["class"].as_u64().unwrap() < 20);
+        assert!(
+            b[0] >= 0.0 && b[2] <= 96.0 && b[1] >= 0.0 && b[3] <= 64.0,
+            "{d}"
+        );
+        assert!(d["class"].as_u64().unwrap() < 4);
+        assert!(d["anchor"].as_u64().unwrap() < 18);
     }
     // The drawn PNG is the image, boxes painted on it.
     let png = image::open(&drawn).unwrap().to_rgb8();
@@ -231,14 +286,61 @@ fn run_detect_yolov1_prints_and_draws_boxes() {
     let original = image::open(&pic).unwrap().to_rgb8();
     assert_ne!(png.as_raw(), original.as_raw());
     // --max-det 2 keeps the first two of the same list.
-    let two = json(&[
-        "run", "yolov1", "--detect", "--conf", "0", "--max-det", "2", "--image", arg(&pic),
-        "--format", "json",
-    ]);
+    let mut b = a.clone();
+    b.extend(["--max-det", "2"]);
+    let two = json(&b);
     let two = two["detections"].as_array().unwrap();
     assert_eq!(two.len(), 2.min(dets.len()));
     assert_eq!(two[..], dets[..two.len()]);
     // The table says how many.
-    let text = ok_text(&["run", "yolov1", "--detect", "--conf", "0", "--max-det", "2", "--image", arg(&pic)]);
-    assert!(text.contains(&format!("detections: {}", two.len())), "{text}");
+    let mut t = vec![
+        "run",
+        m,
+        "--detect",
+        "--conf",
+        "0",
+        "--max-det",
+        "2",
+        "--image",
+        arg(&pic),
+    ];
+    t.extend(grid);
+    let text = ok_text(&t);
+    assert!(
+        text.contains(&format!("detections: {}", two.len())),
+        "{text}"
+    );
+    // The zoo's grid (7, 2) does not fit 126 values.
+    let e = assert_rejected(
+        &["run", m, "--detect"],
+        "the output has 126 values per sample, not S²·(5B + C) = 49·(10 + C)",
+    );
+    assert!(e.contains("--grid S --boxes-per-cell B"), "{e}");
+    // Without --image, the PNG has nothing to be drawn on.
+    let mut n = vec!["run", m, "--detect", "--save-output", arg(&drawn)];
+    n.extend(grid);
+    assert_rejected(&n, "draws the boxes on the --image; give --image");
+}
+
+#[test]
+fn argsort_orders_ties_as_pytorch_does() {
+    // torch.argsort(descending=True) on the CPU is unstable (libstdc++'s introsort): on arrays
+    // full of ties (all equal, repeating patterns, sorted runs both ways, NaNs (null in the
+    // JSON), ±0, organ-pipe and sawtooth orders) the order must be PyTorch's, index for index.
+    let r = reference();
+    let cases = r["argsort"].as_array().unwrap();
+    assert_eq!(cases.len(), 9);
+    for (k, c) in cases.iter().enumerate() {
+        let scores: Vec<f32> = c["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().map_or(f32::NAN, |x| x as f32))
+            .collect();
+        assert_eq!(
+            detect::torch_argsort_descending(&scores),
+            usizes(&c["order"]),
+            "case {k}"
+        );
+    }
 }

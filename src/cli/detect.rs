@@ -26,11 +26,21 @@ pub struct DetectArgs {
     pub detect: bool,
     /// Confidence threshold of --detect, 0 to 1: a box is kept when its best class score is
     /// greater.
-    #[arg(long, default_value_t = 0.25, requires = "detect", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 0.25,
+        requires = "detect",
+        allow_negative_numbers = true
+    )]
     pub conf: f64,
     /// IoU threshold of --detect's NMS, 0 to 1: a box overlapping a better one of its class by
     /// more is dropped.
-    #[arg(long, default_value_t = 0.45, requires = "detect", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 0.45,
+        requires = "detect",
+        allow_negative_numbers = true
+    )]
     pub iou: f64,
     /// Most detections --detect keeps per image (1 to 30000).
     #[arg(long, default_value_t = 300, requires = "detect")]

@@ -83,9 +83,9 @@ pub fn run(args: Args) -> Result<i32> {
     let need = exec::check_memory(&net, budget, plan.weight_bytes())?;
     plan.recycle_bytes = budget - need.total();
     let (result, layer_secs, times_ms) = passes(&net, &w, &plan, &inputs, args.repeat)?;
-    let detections = detector.as_ref().map(|d| {
-        d.detections(&result.outputs[0], picture.as_ref().map(|(p, _)| p))
-    });
+    let detections = detector
+        .as_ref()
+        .map(|d| d.detections(&result.outputs[0], picture.as_ref().map(|(p, _)| p)));
     if let Some(file) = &args.save_output {
         let output = &result.outputs[0];
         let bytes = if file.ends_with(".npy") {
