@@ -480,6 +480,8 @@ mod tests {
             resampled: false,
             cropped: false,
             whole: true,
+            units: None,
+            windowed: false,
         }
     }
 

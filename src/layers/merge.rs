@@ -278,6 +278,14 @@ impl Counting for Elementwise {
 struct Concat {
     dim: usize,
     n: usize,
+    /// What the joined dimension holds (from input 0's layout at build): the positional
+    /// dimension it is among the input's positional ones (`Space`, `Tokens`), if it is one.
+    positional: Option<usize>,
+    /// The joined dimension holds channels (features), whatever its index (channels last).
+    channel: bool,
+    /// The joined dimension is kept whole by the one-channel copy (a positional axis or a
+    /// token sequence): the copy is the same concatenation.
+    kept: bool,
 }
 
 fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -290,9 +298,20 @@ fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
             .help("use `dim: 1` (channels)"));
     }
+    let lay = a.input_layout(0);
+    let roles = &lay.0;
+    let positional = roles
+        .get(dim)
+        .filter(|r| r.is_positional())
+        .map(|_| roles[..dim].iter().filter(|r| r.is_positional()).count());
     Ok(Box::new(Concat {
         dim,
         n: a.inputs.len(),
+        positional,
+        channel: roles.get(dim) == Some(&super::Role::Channel),
+        kept: roles
+            .get(dim)
+            .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence),
     }))
 }
 
@@ -311,11 +330,12 @@ impl Op for Concat {
     ) -> Result<Vec<Layout>, Diagnostic> {
         Ok(vec![Layout::concat(inputs, in_shapes, self.dim)])
     }
-    fn geometry(&self, inputs: &[Shape]) -> Geometry {
-        // Along a spatial axis (of N×C×L, N×C×H×W or N×C×D×H×W): the inputs end to end.
-        match (inputs[0].rank(), self.dim) {
-            (3..=5, d) if d >= 2 => Geometry::Concat { axis: d - 2 },
-            _ => Geometry::Pointwise,
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        // Along a positional axis (the layout says which: N×C×H×W's dims 2, 3, a channels-last
+        // map's 1, 2): the inputs end to end; along channels, pointwise.
+        match self.positional {
+            Some(axis) => Geometry::Concat { axis },
+            None => Geometry::Pointwise,
         }
     }
     fn category(&self) -> Category {
@@ -351,11 +371,14 @@ impl Op for Concat {
 
 impl Kernel for Concat {
     fn collapsed(&self) -> Collapsed {
-        // Along channels the one-channel copies add up; along a spatial axis, the same
-        // concatenation.
-        match self.dim {
-            1 => Collapsed::Sum,
-            _ => Collapsed::Layer(Box::new(self.clone())),
+        // Along channels (first or last) the one-channel copies add up; along a positional
+        // axis or a token sequence, which the copy keeps whole, the same concatenation.
+        if self.channel {
+            Collapsed::Sum
+        } else if self.kept {
+            Collapsed::Layer(Box::new(self.clone()))
+        } else {
+            Collapsed::Stop
         }
     }
     fn forward(

@@ -145,8 +145,9 @@ pub enum Geometry {
         taps: u64,
         align_corners: bool,
     },
-    /// A crop: output unit 0 is input unit `offset` (per axis).
-    Crop { offset: Axes },
+    /// A crop, possibly strided: output unit `j` is input unit `offset + j·step` (per axis; a
+    /// plain crop has `step` 1, a strided slice `x[..., 1::2, :]` offset 1 and step 2).
+    Crop { offset: Axes, step: Axes },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax
     /// over space…). On an output that still has token axes (`Role::Tokens` or
     /// `Role::Sequence`: global self-attention, a token-mixing linear) the receptive field is
