@@ -10,6 +10,7 @@ use super::{
     add, mul, per_element, weighted_training, Arity, Attrs, Category, Convention, Cost, Counting,
     Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
 };
+use super::Collapsed;
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, Ctx};
 use crate::kernels_attn::{self, Dims, Mask, Strided};
@@ -364,6 +365,10 @@ impl Op for Mha {
 }
 
 impl Kernel for Mha {
+    fn collapsed(&self) -> Collapsed {
+        // Every query attends to every key (a mask only removes pairs).
+        Collapsed::Mix
+    }
     fn weights(&self) -> Vec<WeightSpec> {
         let (e, k, v) = (self.embed as usize, self.kdim as usize, self.vdim as usize);
         let w = |name, shape: Vec<usize>| WeightSpec {
@@ -872,6 +877,10 @@ impl Op for Sdpa {
 }
 
 impl Kernel for Sdpa {
+    fn collapsed(&self) -> Collapsed {
+        // Every query attends to every key (a mask only removes pairs).
+        Collapsed::Mix
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],

@@ -298,20 +298,23 @@ fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
             .help("use `dim: 1` (channels)"));
     }
-    let lay = a.input_layout(0);
-    let roles = &lay.0;
-    let positional = roles
-        .get(dim)
-        .filter(|r| r.is_positional())
-        .map(|_| roles[..dim].iter().filter(|r| r.is_positional()).count());
+    // The first input whose dimension holds input positions says which (a class token
+    // joined before ViT's patch tokens holds none).
+    let lays: Vec<super::Layout> = (0..a.inputs.len()).map(|k| a.input_layout(k)).collect();
+    let positional = lays.iter().find_map(|l| {
+        l.0.get(dim)
+            .filter(|r| r.is_positional())
+            .map(|_| l.0[..dim].iter().filter(|r| r.is_positional()).count())
+    });
     Ok(Box::new(Concat {
         dim,
         n: a.inputs.len(),
         positional,
-        channel: roles.get(dim) == Some(&super::Role::Channel),
-        kept: roles
-            .get(dim)
-            .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence),
+        channel: lays.first().and_then(|l| l.0.get(dim)) == Some(&super::Role::Channel),
+        kept: lays.iter().any(|l| {
+            l.0.get(dim)
+                .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence)
+        }),
     }))
 }
 

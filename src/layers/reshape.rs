@@ -453,7 +453,7 @@ fn build_crop(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Crop { size, offset }))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Flatten {
     start: usize,
     end: usize,
@@ -541,9 +541,12 @@ impl Op for Flatten {
 
 impl Kernel for Flatten {
     fn collapsed(&self) -> Collapsed {
-        // Flattening one dimension changes nothing; merging dimensions ends the layout.
+        // Flattening one dimension changes nothing; positional axes alone become tokens (the
+        // same flatten of the copy); merging channels with space ends the layout.
         if self.start == self.end {
             Collapsed::Identity
+        } else if !self.global {
+            Collapsed::Layer(Box::new(self.clone()))
         } else {
             Collapsed::Stop
         }

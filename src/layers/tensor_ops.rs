@@ -512,7 +512,7 @@ impl Op for Reshape {
 
 impl Kernel for Reshape {
     fn collapsed(&self) -> Collapsed {
-        Collapsed::Stop
+        Collapsed::View
     }
     fn forward(
         &self,
@@ -538,7 +538,7 @@ impl Counting for Reshape {}
 // ---------------------------------------------------------------------------------------------
 // permute, transpose.
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Permute {
     op: &'static str,
     perm: Vec<usize>,
@@ -671,6 +671,10 @@ impl Op for Permute {
 }
 
 impl Kernel for Permute {
+    fn collapsed(&self) -> Collapsed {
+        // The same permutation of the one-channel copy (its channels have one unit).
+        Collapsed::Layer(Box::new(self.clone()))
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -1181,10 +1185,13 @@ impl Counting for Reduce {
 // ---------------------------------------------------------------------------------------------
 // select.
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Select {
     dim: usize,
     index: usize,
+    /// The dimension is kept whole by the one-channel copy (a positional axis or a token
+    /// sequence: a class token's row), from the input's layout at build.
+    kept: bool,
 }
 
 fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -1208,9 +1215,15 @@ fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
             .help(format!("use 0..{} (or -{n}..-1 from the end)", n - 1)));
     }
+    let kept = a
+        .input_layout(0)
+        .0
+        .get(dim)
+        .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence);
     Ok(Box::new(Select {
         dim,
         index: idx as usize,
+        kept,
     }))
 }
 
@@ -1252,6 +1265,14 @@ impl Op for Select {
 }
 
 impl Kernel for Select {
+    fn collapsed(&self) -> Collapsed {
+        // A row of a positional axis or of a token sequence: the same row of the copy.
+        if self.kept {
+            Collapsed::Layer(Box::new(self.clone()))
+        } else {
+            Collapsed::Stop
+        }
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
