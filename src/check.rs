@@ -190,6 +190,55 @@ fn whole_figure(f: &Field, reach: Option<&Reach>, input: &[usize], lit: &[Vec<u3
     Figure::exact(WHOLE.into(), miss.unwrap_or_else(|| WHOLE.into()))
 }
 
+/// The figure of a layer whose field is per unit (after a windowed attention: `Field::units`):
+/// every unit's analysed first and last input index, narrowed to the lit indices inside them,
+/// must equal the measured ones exactly (`None` when the axes or unit counts differ).
+fn units_figure(
+    units: &[Vec<crate::receptive::Span>],
+    r: &Reach,
+    input: &[usize],
+    lit: &[Vec<u32>],
+) -> Option<Figure> {
+    let rank = input.len();
+    if units.len() != rank || r.axes.len() != rank || lit.len() != rank {
+        return None;
+    }
+    let expect = |axis: usize, s: crate::receptive::Span| -> Bounds {
+        let (lo, hi) = s?;
+        let l = &lit[axis];
+        let i = l.partition_point(|&x| i64::from(x) < lo);
+        let j = l.partition_point(|&x| i64::from(x) <= hi);
+        (i < j).then(|| (l[i], l[j - 1]))
+    };
+    for axis in 0..rank {
+        if units[axis].len() != r.axes[axis].len() {
+            return None;
+        }
+        if let Some(i) = (0..units[axis].len()).find(|&i| expect(axis, units[axis][i]) != r.axes[axis][i]) {
+            let word = axis_word(rank, axis);
+            return Some(Figure {
+                analysed: format!("unit {i}: {word} {}", span(&expect(axis, units[axis][i]))),
+                measured: format!("unit {i}: {word} {}", span(&r.axes[axis][i])),
+                agree: false,
+                values: None,
+            });
+        }
+    }
+    let middle = |m: &dyn Fn(usize) -> String| {
+        (0..rank)
+            .map(|a| format!("{} {}", axis_word(rank, a), m(a)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mid = |a: usize| units[a].len() / 2;
+    Some(Figure {
+        analysed: middle(&|a| span(&expect(a, units[a][mid(a)]))),
+        measured: middle(&|a| span(&r.axes[a][mid(a)])),
+        agree: true,
+        values: None,
+    })
+}
+
 /// The figure of a layer whose receptive field is not compared.
 pub const NOT_COMPARED: &str = "—";
 
@@ -385,7 +434,14 @@ pub fn rf_figure_lit(
     let (Some(f), Some(r)) = (field, reach) else {
         return dash();
     };
+    if r.flat {
+        // Positions that are not one dimension per input axis: only a whole field compares.
+        return dash();
+    }
     let rank = input.len();
+    if let (Some(units), false) = (&f.units, f.resampled) {
+        return units_figure(units, r, input, lit).unwrap_or_else(dash);
+    }
     if !f.aligned
         || f.global_context
         || f.resampled
@@ -480,6 +536,8 @@ mod tests {
             resampled: false,
             cropped: false,
             whole: true,
+            units: None,
+            windowed: false,
         }
     }
 
@@ -496,12 +554,14 @@ mod tests {
         assert!(f.ok());
         // Every unit reached by rows 0..=3 and columns 0..=2: agrees.
         let full = Reach {
+            flat: false,
             axes: vec![vec![Some((0, 3)); 2], vec![Some((0, 2)); 2]],
         };
         let f = rf_figure_lit(Some(&whole()), Some(&full), &input, &all);
         assert_eq!((f.measured.as_str(), f.ok()), ("whole input", true));
         // Column unit 1 reached only by columns 0..=1: a disagreement naming it.
         let short = Reach {
+            flat: false,
             axes: vec![vec![Some((0, 3)); 2], vec![Some((0, 2)), Some((0, 1))]],
         };
         let f = rf_figure_lit(Some(&whole()), Some(&short), &input, &all);

@@ -65,6 +65,45 @@ pub struct Field {
     /// axes) lies on a path. The axes then span the input (size and smallest size the input's
     /// extent, centred on it); the jump stays the token lattice's.
     pub whole: bool,
+    /// Per-unit fields, present when a windowed attention ([`Geometry::Partition`]) lies on a
+    /// path: the field then depends on where a unit sits in its window (and, after a shift, on
+    /// which region of a wrapped window it belongs to), so no lattice describes it. Per
+    /// spatial axis of the model input, per unit along the dimension that holds it: the first
+    /// and last input index the unit sees (`None`: none). `size` is then the largest of these
+    /// extents and `min_size` the smallest; `jump` and `start` still place the units' own
+    /// positions (the lattice with the partition taken as pointwise), and `aligned` is true
+    /// (the union at a merge is exact per unit). `None` for a lattice field, and after a
+    /// windowed field's axes are flattened into tokens (every token keeps its unit's field:
+    /// `size` and `min_size` stay exact, the per-unit list is lost).
+    pub units: Option<Vec<Vec<Span>>>,
+    /// True when a windowed attention lies on a path (see `units`).
+    pub windowed: bool,
+}
+
+/// The first and last input index one unit sees along one axis, or `None`.
+pub type Span = Option<(i64, i64)>;
+
+/// Per spatial axis of the model input, per unit along the dimension that holds it.
+type Spans = Vec<Vec<Span>>;
+
+/// The smallest interval holding both.
+fn hull(a: Span, b: Span) -> Span {
+    match (a, b) {
+        (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
+        (x, None) | (None, x) => x,
+    }
+}
+
+/// The largest and smallest extent (`hi − lo + 1`) over the units of one axis (units that see
+/// nothing left out); `None` when no unit sees anything.
+fn extents(v: &[Span]) -> Option<(i64, i64)> {
+    v.iter()
+        .flatten()
+        .map(|&(lo, hi)| hi - lo + 1)
+        .fold(None, |m, e| match m {
+            None => Some((e, e)),
+            Some((a, b)) => Some((a.max(e), b.min(e))),
+        })
 }
 
 fn overflow() -> Diagnostic {
@@ -220,6 +259,7 @@ fn merge(inputs: &[Option<&Field>], along: Option<(usize, &[i64])>) -> Option<Fi
         out.resampled |= f.resampled;
         out.cropped |= f.cropped;
         out.whole |= f.whole;
+        out.windowed |= f.windowed;
         if out.misalignment.is_none() {
             out.misalignment.clone_from(&f.misalignment);
         }
@@ -298,6 +338,15 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
         .find(|x| x.layer.is_input() && spatial_rank(x) > 0)
         .map(|x| x.out_shapes[0].0[2..].to_vec())
         .unwrap_or_default();
+    // Per-unit fields are followed, from the input on, in a network with a windowed attention
+    // (exact at every border, so the windows start from exact fields); `spans[k]` is layer k's
+    // first output's, `pieces[k]` a spatial split's input (its later outputs are pieces of it).
+    let track = net
+        .nodes
+        .iter()
+        .any(|x| matches!(x.layer.geometry(&x.in_shapes), Geometry::Partition { .. }));
+    let mut spans: Vec<Option<Spans>> = vec![None; n];
+    let mut pieces: Vec<Option<Spans>> = vec![None; n];
     for (k, node) in net.nodes.iter().enumerate() {
         let layout = node.out_layouts.first();
         let field = if node.inputs.is_empty() {
@@ -305,7 +354,7 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 constant[k] = true;
             }
             let rank = spatial_rank(node);
-            (node.layer.is_input() && (1..=MAX_SPATIAL).contains(&rank)).then(|| Field {
+            let f = (node.layer.is_input() && (1..=MAX_SPATIAL).contains(&rank)).then(|| Field {
                 axes: vec![unit(); rank],
                 aligned: true,
                 misalignment: None,
@@ -313,11 +362,23 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 resampled: false,
                 cropped: false,
                 whole: false,
-            })
+                units: None,
+                windowed: false,
+            });
+            if track && f.is_some() {
+                spans[k] = Some(
+                    node.out_shapes[0].0[2..]
+                        .iter()
+                        .map(|&len| (0..len as i64).map(|i| Some((i, i))).collect())
+                        .collect(),
+                );
+            }
+            f
         } else {
             // A later output of a spatial split is a piece further along its axis: its unit 0
             // is the input unit after the pieces before it.
             let mut shifted: Vec<Option<Field>> = vec![None; node.inputs.len()];
+            let mut shifted_spans: Vec<Option<Spans>> = vec![None; node.inputs.len()];
             for (i, &(src, slot)) in node.inputs.iter().enumerate() {
                 let from = &net.nodes[src];
                 let (Some(f), true) = (&out[src], slot > 0) else {
@@ -331,6 +392,13 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                         .iter()
                         .map(|s| s.0.get(dim).copied().unwrap_or(0))
                         .sum();
+                    let len = from.out_shapes[slot].0.get(dim).copied().unwrap_or(0);
+                    shifted_spans[i] = pieces[src].as_ref().and_then(|p| {
+                        let mut p = p.clone();
+                        let v = p.get_mut(fa)?;
+                        *v = v.get(before as usize..(before + len) as usize)?.to_vec();
+                        Some(p)
+                    });
                     let mut f = f.clone();
                     let Some(a) = f.axes.get_mut(fa) else {
                         continue;
@@ -386,14 +454,48 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 l.0.iter()
                     .any(|r| r.is_positional() || *r == Role::Sequence)
             });
+            // The inputs' per-unit fields, united unit by unit.
+            let merged_spans = if track {
+                let sp: Vec<Option<&Spans>> = value
+                    .iter()
+                    .zip(&ins)
+                    .map(|(&(i, src), f)| {
+                        f.and(shifted_spans[i].as_ref().or(spans[src].as_ref()))
+                    })
+                    .collect();
+                let with_field = ins.iter().filter(|f| f.is_some()).count();
+                let have: Vec<&Spans> = sp.iter().flatten().copied().collect();
+                (have.len() == with_field && with_field > 0)
+                    .then(|| merge_spans(&have, along.map(|(a, _)| a)))
+                    .flatten()
+            } else {
+                None
+            };
             match (merge(&ins, along), positional) {
-                (Some(f), true) => {
+                (Some(mut f), true) => {
+                    if merged_spans.is_some() && f.windowed {
+                        // Exact per unit: no lattice needs to agree.
+                        f.aligned = true;
+                        f.misalignment = None;
+                    }
                     let tokens = layout.is_some_and(|l| token_axis(l, &node.out_shapes[0]));
-                    apply(f, &g, &dims, tokens, &extent)
+                    let lens = axis_lengths(node, f.axes.len());
+                    let next = match (&merged_spans, &lens) {
+                        (Some(sp), Some(lens)) if !tokens || !matches!(g, Geometry::Global) => {
+                            apply_spans(sp, &g, &dims, lens).map_err(|d| d.layer(&node.name))?
+                        }
+                        _ => None,
+                    };
+                    if matches!(g, Geometry::Split { .. }) {
+                        pieces[k] = merged_spans.clone();
+                    }
+                    let f = apply(f, &g, &dims, tokens, &extent)
                         .map_err(|d| d.layer(&node.name))?
                         // The output's dimensions must still hold every input axis of the
                         // field (a reshape that drops or mixes one ends it).
-                        .filter(|f| layout.is_some_and(|l| holds_axes(l, f.axes.len())))
+                        .filter(|f| layout.is_some_and(|l| holds_axes(l, f.axes.len())));
+                    spans[k] = next.clone().filter(|_| f.is_some());
+                    f.and_then(|f| windowed(f, next, &g))
                 }
                 _ => None,
             }
@@ -401,6 +503,248 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
         out.push(field);
     }
     Ok(out)
+}
+
+/// A field after a layer, given the per-unit fields of its output (`spans`): windowed from a
+/// windowed attention on, its size and smallest size then the units' largest and smallest
+/// extent. A windowed field whose per-unit fields are lost (its axes flattened into tokens)
+/// keeps its sizes through pointwise layers and ends at any other.
+fn windowed(mut f: Field, spans: Option<Spans>, g: &Geometry) -> Option<Field> {
+    if f.whole {
+        f.units = None;
+        return Some(f);
+    }
+    f.windowed |= matches!(g, Geometry::Partition { .. });
+    if !f.windowed {
+        f.units = None;
+        return Some(f);
+    }
+    match spans {
+        Some(sp) if sp.len() == f.axes.len() => {
+            for (a, v) in f.axes.iter_mut().zip(&sp) {
+                let (max, min) = extents(v)?;
+                a.size = Q::from(max);
+                a.min_size = Q::from(min);
+            }
+            f.units = Some(sp);
+            Some(f)
+        }
+        _ if f.units.is_some() && !matches!(g, Geometry::Pointwise | Geometry::Concat { .. }) => {
+            None
+        }
+        _ => {
+            f.units = None;
+            Some(f)
+        }
+    }
+}
+
+/// For every spatial axis of the model input (`rank` of them), the length of the output
+/// dimension that holds it alone (`Space(k)`); `None` when one is held by tokens or by none.
+fn axis_lengths(node: &NetNode, rank: usize) -> Option<Vec<usize>> {
+    let (l, s) = (node.out_layouts.first()?, node.out_shapes.first()?);
+    (0..rank)
+        .map(|k| {
+            let d = l.0.iter().position(|r| *r == Role::Space(k as u8))?;
+            usize::try_from(*s.0.get(d)?).ok()
+        })
+        .collect()
+}
+
+/// United per-unit fields of a merge's inputs: unit by unit on every axis (an axis of one unit
+/// broadcasts), except `along`, a concatenation's axis, where they are laid end to end.
+/// `None` when the inputs' units do not match.
+fn merge_spans(ins: &[&Spans], along: Option<usize>) -> Option<Spans> {
+    let mut out = ins.first().copied()?.clone();
+    for sp in &ins[1..] {
+        if sp.len() != out.len() {
+            return None;
+        }
+        for (ax, (o, v)) in out.iter_mut().zip(sp.iter()).enumerate() {
+            if Some(ax) == along {
+                o.extend_from_slice(v);
+            } else if o.len() == v.len() {
+                o.iter_mut().zip(v).for_each(|(a, &b)| *a = hull(*a, b));
+            } else if v.len() == 1 {
+                o.iter_mut().for_each(|a| *a = hull(*a, v[0]));
+            } else if o.len() == 1 {
+                let first = o[0];
+                *o = v.iter().map(|&b| hull(first, b)).collect();
+            } else {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Floor division of `a` by a positive `b`.
+fn floor_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b)
+}
+
+/// The per-unit fields after a layer of geometry `g` (`dims`: its input 0's positional
+/// dimensions with the input axis each holds; `lens`: the output's length along each input
+/// axis). Each output unit's span is the hull of the spans of the input units it reads: the
+/// taps of a window or transposed window that fall inside the input (padding reads nothing),
+/// the units of its window that share its region for a windowed attention, the units a
+/// resampling reads. `None` when the geometry has no per-unit form (global mixing) or works on
+/// an axis that is not one input axis.
+fn apply_spans(
+    sp: &Spans,
+    g: &Geometry,
+    dims: &[(usize, Option<usize>)],
+    lens: &[usize],
+) -> Result<Option<Spans>, Diagnostic> {
+    if lens.len() != sp.len() {
+        return Ok(None);
+    }
+    let rank = match g {
+        Geometry::Window { kernel, .. } | Geometry::Transposed { kernel, .. } => kernel.rank(),
+        Geometry::Resize { num, .. } => num.rank(),
+        Geometry::Crop { offset, .. } => offset.rank(),
+        Geometry::Partition { window, .. } => window.rank(),
+        Geometry::Global => return Ok(None),
+        _ => 0,
+    };
+    if rank > dims.len() {
+        return Ok(None);
+    }
+    let mut out = sp.clone();
+    // Axes a layer leaves alone keep their units (a split's first piece is its first units).
+    for (o, &len) in out.iter_mut().zip(lens) {
+        match o.len() {
+            l if l == len => {}
+            1 => *o = vec![o[0]; len],
+            l if l > len => o.truncate(len),
+            _ => return Ok(None),
+        }
+    }
+    if rank == 0 {
+        return Ok(Some(out));
+    }
+    let big = |v: u64| i64::try_from(v).map_err(|_| overflow());
+    for (gax, &(_, fa)) in dims.iter().enumerate().take(rank) {
+        let Some(ax) = fa.filter(|&ax| ax < sp.len()) else {
+            return Ok(None);
+        };
+        let v = &sp[ax];
+        let len = v.len() as i64;
+        let olen = lens[ax];
+        let read = |i: i64| if (0..len).contains(&i) { v[i as usize] } else { None };
+        out[ax] = match g {
+            Geometry::Window {
+                kernel,
+                stride,
+                pad_begin,
+                dilation,
+            } => {
+                let (k, s, p, d) = (
+                    big(at(&kernel[..], gax)?)?,
+                    big(at(&stride[..], gax)?)?,
+                    big(at(&pad_begin[..], gax)?)?,
+                    big(at(&dilation[..], gax)?)?,
+                );
+                (0..olen as i64)
+                    .map(|j| (0..k).fold(None, |h, m| hull(h, read(j * s - p + m * d))))
+                    .collect()
+            }
+            Geometry::Transposed {
+                kernel,
+                stride,
+                pad_begin,
+                dilation,
+            } => {
+                let (k, s, p, d) = (
+                    big(at(&kernel[..], gax)?)?,
+                    big(at(&stride[..], gax)?)?,
+                    big(at(&pad_begin[..], gax)?)?,
+                    big(at(&dilation[..], gax)?)?,
+                );
+                (0..olen as i64)
+                    .map(|j| {
+                        (0..k).fold(None, |h, m| {
+                            let t = j + p - m * d;
+                            if t.rem_euclid(s) == 0 {
+                                hull(h, read(t.div_euclid(s)))
+                            } else {
+                                h
+                            }
+                        })
+                    })
+                    .collect()
+            }
+            Geometry::Resize {
+                num,
+                den,
+                taps,
+                align_corners,
+            } => {
+                // The input units PyTorch's interpolation reads for output unit j (the
+                // field is marked resampled: check does not compare it).
+                let (o, i) = (big(at(&num[..], gax)?)?, big(at(&den[..], gax)?)?);
+                let t = *taps as i64;
+                (0..olen as i64)
+                    .map(|j| {
+                        let first = match (t, *align_corners) {
+                            (1, _) => floor_div(j * i, o),
+                            (_, true) if o > 1 => floor_div(j * (i - 1), o - 1),
+                            (_, true) => 0,
+                            (2, false) => floor_div((2 * j + 1) * i - o, 2 * o).max(0),
+                            _ => floor_div((2 * j + 1) * i - o, 2 * o),
+                        };
+                        let (lo, hi) = if t == 4 { (first - 1, first + 2) } else { (first, first + t - 1) };
+                        (lo..=hi).fold(None, |h, x| hull(h, read(x.clamp(0, len - 1))))
+                    })
+                    .collect()
+            }
+            Geometry::Crop { offset, step } => {
+                let (o, s) = (big(at(&offset[..], gax)?)?, big(at(&step[..], gax)?)?);
+                (0..olen as i64).map(|j| read(o + j * s)).collect()
+            }
+            Geometry::Partition { window, shift } => {
+                let (w, s) = (at(&window[..], gax)? as usize, at(&shift[..], gax)? as usize);
+                if w == 0 || olen != v.len() {
+                    return Ok(None);
+                }
+                partition_axis(v, w, s)
+            }
+            _ => continue,
+        };
+    }
+    Ok(Some(out))
+}
+
+/// Windowed attention along one axis of `v.len()` units: the axis padded at the end to a
+/// multiple `n` of the window `w` (padding carries no input), rolled by −`s`
+/// (`torch.roll(x, -s)`: unit `p` moves to `(p − s) mod n`), cut into windows of `w`; a unit
+/// attends to the units of its window with its region label (torchvision's mask: the slices
+/// `[0, n−w)`, `[n−w, n−s)`, `[n−s, n)` of the rolled axis; one region without a shift), and
+/// sees the hull of what they see.
+fn partition_axis(v: &[Span], w: usize, s: usize) -> Vec<Span> {
+    let l = v.len();
+    let n = l.div_ceil(w) * w;
+    let s = s % n.max(1);
+    let region = |q: usize| {
+        if s == 0 || q >= n - s {
+            2
+        } else if q + w >= n {
+            1
+        } else {
+            0
+        }
+    };
+    (0..l)
+        .map(|p| {
+            let q = (p + n - s) % n;
+            let first = q / w * w;
+            (first..first + w)
+                .filter(|&q2| region(q2) == region(q))
+                .map(|q2| (q2 + s) % n)
+                .filter(|&p2| p2 < l)
+                .fold(None, |h, p2| hull(h, v[p2]))
+        })
+        .collect()
 }
 
 /// The number of spatial axes of a model input's output (`N×C×…`): its layout's.
@@ -490,8 +834,10 @@ fn apply(
             }
             return Ok(Some(f));
         }
-        // Windowed attention: not composed on the lattice (docs/RECEPTIVE_FIELD.md).
-        Geometry::Global | Geometry::Partition { .. } => return Ok(None),
+        // Windowed attention keeps the units where they are: their fields are per unit
+        // (`Field::units`, from `fields`), the lattice places the units.
+        Geometry::Partition { .. } => return Ok(Some(f)),
+        Geometry::Global => return Ok(None),
         _ => {}
     }
     if f.whole {
@@ -502,7 +848,7 @@ fn apply(
     let rank = match g {
         Geometry::Window { kernel, .. } | Geometry::Transposed { kernel, .. } => kernel.rank(),
         Geometry::Resize { num, .. } => num.rank(),
-        Geometry::Crop { offset } => offset.rank(),
+        Geometry::Crop { offset, .. } => offset.rank(),
         _ => 0,
     };
     if rank > dims.len() {
@@ -516,8 +862,9 @@ fn apply(
         };
         let a = &f.axes[ax];
         f.axes[ax] = match g {
-            Geometry::Crop { offset } => Axis {
+            Geometry::Crop { offset, step } => Axis {
                 start: add(a.start, mul(q(at(&offset[..], gax)?)?, a.jump)?)?,
+                jump: mul(a.jump, q(at(&step[..], gax)?)?)?,
                 ..a.clone()
             },
             Geometry::Window {

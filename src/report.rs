@@ -402,6 +402,21 @@ pub fn rf_json(f: &Option<Field>) -> Value {
             if f.whole {
                 v["whole_input"] = json!(true);
             }
+            if f.windowed {
+                // Per unit (docs/RECEPTIVE_FIELD.md): no lattice start.
+                v["window_dependent"] = json!(true);
+                v["start"] = Value::Null;
+                v["effective_padding"] = Value::Null;
+                if let Some(u) = &f.units {
+                    v["units"] = json!(u
+                        .iter()
+                        .map(|axis| axis
+                            .iter()
+                            .map(|s| s.map(|(lo, hi)| json!([lo, hi])).unwrap_or(Value::Null))
+                            .collect::<Vec<_>>())
+                        .collect::<Vec<_>>());
+                }
+            }
             v
         }
     }
@@ -947,12 +962,12 @@ pub struct Coverage {
 /// Coverage of the first input by the fields of `a`.
 pub fn coverage(a: &Analysis) -> Coverage {
     let input = input_axes(a);
+    // Every unit sees the whole input: a windowed field's smallest unit does.
     let covers = |f: &Field| {
         f.axes.len() == input.len()
-            && f.axes
-                .iter()
-                .zip(&input)
-                .all(|(ax, &n)| ax.size >= Q::from(n as i64))
+            && f.axes.iter().zip(&input).all(|(ax, &n)| {
+                (if f.windowed { ax.min_size } else { ax.size }) >= Q::from(n as i64)
+            })
     };
     // Model inputs are not layers of the trunk: a model whose only spatial tensor is its input
     // (an MLP on an image) has no trunk field.
@@ -988,6 +1003,13 @@ fn rf_note(l: &LayerStats, i: usize, cov: &Coverage) -> String {
         }
         if f.whole {
             note.push("whole input (global token mixing)".to_string());
+        }
+        if f.windowed {
+            note.push(format!(
+                "window-dependent: units see {} to {}",
+                field_q(f, |a| a.min_size),
+                field_q(f, |a| a.size)
+            ));
         }
     }
     if Some(i) == cov.covers_from {
@@ -1086,6 +1108,13 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
                 "".into(),
                 "".into(),
             ]),
+            Some(f) if f.windowed => cells.extend([
+                field_q(f, |a| a.size),
+                field_q(f, |a| a.jump),
+                "per unit".into(),
+                "".into(),
+                field_q(f, |a| a.min_size),
+            ]),
             Some(f) => {
                 cells.push(field_q(f, |a| a.size));
                 cells.push(field_q(f, |a| a.jump));
@@ -1120,6 +1149,14 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
             out += &format!(
                 "Final field (`{}`): the whole {dims} input — a layer before it mixes the tokens globally (self-attention); jump {}.\n",
                 l.name,
+                field_q(f, |a| a.jump),
+            );
+        } else if f.windowed {
+            out += &format!(
+                "Final field (`{}`): window-dependent, units see {} to {} of the {dims} input (jump {}).\n",
+                l.name,
+                field_q(f, |a| a.min_size),
+                field_q(f, |a| a.size),
                 field_q(f, |a| a.jump),
             );
         } else {

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use super::{kernels, Ctx, Tensor};
 use crate::error::Diagnostic;
 use crate::graph::Network;
-use crate::layers::Collapsed;
+use crate::layers::{Collapsed, Role};
 
 /// Most work a measurement may take in all: indicator images (lit rows + lit columns) times
 /// the work of one ([`image_work`]: the pixels of the input and of every layer's output and
@@ -46,6 +46,43 @@ const CHUNK_ELEMENTS: usize = 1 << 24;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
     pub axes: Vec<Vec<Option<(u32, u32)>>>,
+    /// True when the output's positions are not one dimension per input axis (tokens, a
+    /// sequence after a class token): `axes[a]` then lists every position of the output, in
+    /// row-major order, which only a whole-input field is compared against.
+    pub flat: bool,
+}
+
+/// The shape of a layer's one-channel copy of its first output, batch `b`: its dimensions
+/// of input positions (`Space`, `Tokens`) and token sequences kept, every other one (channels,
+/// heads, features) of one unit — from the layer's layout, which only says where the axes
+/// are; the values come from the kernels.
+fn template(node: &crate::graph::NetNode, b: usize) -> Option<Vec<usize>> {
+    let (l, s) = (node.out_layouts.first()?, node.out_shapes.first()?);
+    if l.0.len() != s.0.len() {
+        return None;
+    }
+    Some(
+        l.0.iter()
+            .zip(&s.0)
+            .map(|(r, &d)| match r {
+                Role::Batch => b,
+                Role::Space(_) | Role::Tokens(_) | Role::Sequence => d as usize,
+                _ => 1,
+            })
+            .collect(),
+    )
+}
+
+/// Where a layer's output holds input axis `a` alone (`Space(a)`), for every axis of a
+/// `rank`-axis input; `None` when an axis is held otherwise (tokens, a sequence) or not at all.
+fn axis_dims(node: &crate::graph::NetNode, rank: usize) -> Option<Vec<usize>> {
+    let l = node.out_layouts.first()?;
+    if l.0.iter().any(|r| matches!(r, Role::Tokens(_) | Role::Sequence)) {
+        return None;
+    }
+    (0..rank)
+        .map(|a| l.0.iter().position(|r| *r == Role::Space(a as u8)))
+        .collect()
 }
 
 /// The measurement of a whole network.
@@ -192,7 +229,6 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
             ),
         ));
     }
-    let rank = shape.len();
     let input: Vec<usize> = shape[2..].iter().map(|&d| d as usize).collect();
     if sample == Some(0) {
         return Ok(skip(input, "--rf-sample 0".into()));
@@ -227,25 +263,38 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
     let plane = net
         .nodes
         .iter()
-        .flat_map(|node| &node.out_shapes)
-        .filter(|s| s.rank() == rank)
-        .map(|s| {
-            s.0[2..]
-                .iter()
-                .fold(1u64, |a, &d| a.saturating_mul(d))
-                .min(usize::MAX as u64) as usize
-        })
+        .filter_map(|node| template(node, 1))
+        .map(|t| t.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
         .max()
         .unwrap_or(1)
         .max(pixels)
         .max(1);
     let chunk = (CHUNK_ELEMENTS / plane).max(1);
+    // Layers that depend on no model input (learned tensors and what only they feed).
+    let mut constant = vec![false; n];
+    for (k, node) in net.nodes.iter().enumerate() {
+        constant[k] = if node.inputs.is_empty() {
+            !node.layer.is_input()
+        } else {
+            // Only inputs whose values it reads: an `expand` of a class token to the batch
+            // takes only the batch size from the tokens.
+            node.value_inputs().all(|(_, (src, _))| constant[src])
+        };
+    }
+    let spatial_rank = input.len();
+    let where_axes: Vec<Option<Vec<usize>>> = net
+        .nodes
+        .iter()
+        .map(|node| axis_dims(node, spatial_rank))
+        .collect();
     let graph = Graph {
         net,
         collapsed: &collapsed,
         weights: &weights,
         first,
+        constant: &constant,
     };
+    let mut flat = vec![false; n];
     // Per layer and axis: (first, last) input index reaching each output unit.
     let mut bounds: Vec<Vec<Vec<(u32, u32)>>> = vec![vec![Vec::new(); input.len()]; n];
     let mut reached = vec![false; n];
@@ -273,33 +322,45 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
                 }
             }
             graph.run(x, &mut recycler, |k, t| {
-                let name = &net.nodes[k].name;
-                let want = &net.nodes[k].out_shapes[0].0;
-                if t.shape.len() != rank || want.len() != rank {
+                let node = &net.nodes[k];
+                let want = template(node, b);
+                if want.as_deref() != Some(&t.shape[..]) {
+                    return Err(Diagnostic::new(format!(
+                        "the one-channel copy of this layer produced a {:?} tensor for a {}-image batch, but the layer produces {} (one channel: {:?})",
+                        t.shape, b, node.out_shapes[0], want
+                    ))
+                    .layer(&node.name));
+                }
+                // Positions of one sample (the batch is dimension 0).
+                let out = &t.shape[1..];
+                let p: usize = out.iter().product();
+                if p == 0 || !node.out_layouts[0].0.iter().any(|r| r.is_positional() || *r == Role::Sequence) {
                     return Ok(());
                 }
-                let out = &t.shape[2..];
-                if t.shape[..2] != [b, 1]
-                    || out.iter().zip(&want[2..]).any(|(&o, &w)| o as u64 != w)
-                {
-                    return Err(Diagnostic::new(format!(
-                        "the one-channel copy of this layer produced a {:?} tensor for a {}-image batch, but the layer produces {}",
-                        t.shape, b, net.nodes[k].out_shapes[0]
-                    ))
-                    .layer(name));
-                }
                 reached[k] = true;
-                let units = out[axis];
                 let acc = &mut bounds[k][axis];
+                // Units along the dimension holding the axis, at the middle of the others;
+                // or, where no dimension holds it alone, every position.
+                let units: Vec<usize> = match &where_axes[k] {
+                    Some(dims) => {
+                        let d = dims[axis] - 1;
+                        (0..out[d])
+                            .map(|u| {
+                                out.iter().enumerate().fold(0, |at, (a, &len)| {
+                                    at * len + if a == d { u } else { len / 2 }
+                                })
+                            })
+                            .collect()
+                    }
+                    None => {
+                        flat[k] = true;
+                        (0..p).collect()
+                    }
+                };
                 if acc.is_empty() {
-                    acc.resize(units, (u32::MAX, 0));
+                    acc.resize(units.len(), (u32::MAX, 0));
                 }
-                let p: usize = out.iter().product();
-                for (u, slot) in acc.iter_mut().enumerate() {
-                    // Unit u along the axis, at the middle of the other axes.
-                    let at = out.iter().enumerate().fold(0, |at, (a, &len)| {
-                        at * len + if a == axis { u } else { len / 2 }
-                    });
+                for (slot, &at) in acc.iter_mut().zip(&units) {
                     for (bi, &lit) in batch.iter().enumerate() {
                         if t.data[bi * p + at] != 0.0 {
                             slot.0 = slot.0.min(lit);
@@ -314,7 +375,8 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
     let layers = bounds
         .into_iter()
         .zip(reached)
-        .map(|(axes, r)| {
+        .zip(flat)
+        .map(|((axes, r), flat)| {
             let span = |v: Vec<(u32, u32)>| {
                 v.into_iter()
                     .map(|(lo, hi)| (lo <= hi).then_some((lo, hi)))
@@ -322,6 +384,7 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
             };
             r.then(|| Reach {
                 axes: axes.into_iter().map(span).collect(),
+                flat,
             })
         })
         .collect();
@@ -339,6 +402,8 @@ struct Graph<'a> {
     collapsed: &'a [Collapsed],
     weights: &'a [Vec<Tensor>],
     first: usize,
+    /// Layers that depend on no model input: zeros in the copy.
+    constant: &'a [bool],
 }
 
 impl Graph<'_> {
@@ -353,6 +418,7 @@ impl Graph<'_> {
         let n = self.net.nodes.len();
         let topo = &self.net.topology;
         let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
+        let x_batch = x.shape[0];
         let mut x = Some(x);
         for (k, node) in self.net.nodes.iter().enumerate() {
             let outs: Option<Vec<Tensor>> = if node.layer.is_input() {
@@ -362,9 +428,51 @@ impl Graph<'_> {
                     None
                 }
             } else {
+                let b = x_batch;
+                // An input's value; a constant one (a class token) is zeros of its copy's shape.
+                let zeros: Vec<Option<Tensor>> = node
+                    .inputs
+                    .iter()
+                    .map(|&(src, _)| {
+                        (self.constant[src] && values[src].is_none())
+                            .then(|| template(&self.net.nodes[src], b).map(|d| Tensor::zeros(&d)))
+                            .flatten()
+                    })
+                    .collect();
+                let input = |i: usize| -> Option<&Tensor> {
+                    let (src, slot) = node.inputs[i];
+                    values[src].as_ref().map(|v| &v[slot]).or(zeros[i].as_ref())
+                };
                 match &self.collapsed[k] {
-                    // Windowed attention is measured in a later step.
-                    Collapsed::Stop | Collapsed::Partition { .. } => None,
+                    Collapsed::Stop => None,
+                    Collapsed::Partition { window, shift } => match (input(0), template(node, b)) {
+                        (Some(x), Some(want)) => {
+                            partition(x, &self.net.nodes[k].in_layouts[0].0, window, shift)
+                                .filter(|t| t.shape == want)
+                                .map(|t| vec![t])
+                        }
+                        _ => None,
+                    },
+                    Collapsed::View => match (input(0), template(node, b)) {
+                        (Some(x), Some(want))
+                            if want.iter().product::<usize>() == x.data.len() =>
+                        {
+                            Some(vec![Tensor::new(want, x.data.clone())])
+                        }
+                        _ => None,
+                    },
+                    Collapsed::Mix => {
+                        let ins: Vec<&Tensor> = node
+                            .inputs
+                            .iter()
+                            .filter(|&&(src, _)| !self.constant[src])
+                            .filter_map(|&(src, slot)| values[src].as_ref().map(|v| &v[slot]))
+                            .collect();
+                        match template(node, b) {
+                            Some(want) if !ins.is_empty() => Some(vec![mix(&ins, &want)]),
+                            _ => None,
+                        }
+                    }
                     Collapsed::Identity => {
                         let (src, slot) = node.inputs[0];
                         let take = topo.reads(src).len() == 1
@@ -383,11 +491,11 @@ impl Graph<'_> {
                             .iter()
                             .filter_map(|&(src, slot)| values[src].as_ref().map(|v| &v[slot]))
                             .collect();
-                        let want = &node.out_shapes[0].0;
-                        match ins.first() {
-                            Some(t) if want.len() == t.shape.len() && spatial(want) => {
-                                let mut dims = vec![t.shape[0], 1];
-                                dims.extend(want[2..].iter().map(|&d| d as usize));
+                        match (ins.first(), template(node, b)) {
+                            (Some(t), Some(dims))
+                                if ins.iter().all(|x| x.shape.len() == dims.len())
+                                    && t.shape.len() == dims.len() =>
+                            {
                                 let mut s = kernels::broadcast(&ins, &dims, |a, b| a + b);
                                 binarise(&mut s);
                                 Some(vec![s])
@@ -396,11 +504,8 @@ impl Graph<'_> {
                         }
                     }
                     Collapsed::Layer(layer) => {
-                        let ins: Option<Vec<&Tensor>> = node
-                            .inputs
-                            .iter()
-                            .map(|&(src, slot)| values[src].as_ref().map(|v| &v[slot]))
-                            .collect();
+                        let ins: Option<Vec<&Tensor>> =
+                            (0..node.inputs.len()).map(input).collect();
                         match ins {
                             Some(ins) => {
                                 let aux_in = vec![None; ins.len()];
@@ -451,4 +556,113 @@ fn binarise(t: &mut Tensor) {
     t.data.par_iter_mut().for_each(|v| {
         *v = if *v != 0.0 && v.is_finite() { 1.0 } else { 0.0 };
     });
+}
+
+/// The one-channel copy of every unit attending to every other: per sample, 1 on every
+/// position of `want` when any input is non-zero anywhere in the sample.
+fn mix(ins: &[&Tensor], want: &[usize]) -> Tensor {
+    let mut out = Tensor::zeros(want);
+    let b = want[0];
+    let p: usize = want[1..].iter().product();
+    for i in 0..b {
+        let any = ins.iter().any(|t| {
+            let q = t.data.len() / t.shape[0].max(1);
+            t.shape[0] == b && t.data[i * q..(i + 1) * q].iter().any(|&v| v != 0.0)
+        });
+        if any {
+            out.data[i * p..(i + 1) * p].fill(1.0);
+        }
+    }
+    out
+}
+
+/// Python's `slice(start, stop)` on an axis of `len` (negative bounds count from the end,
+/// `None` is the end), as a range.
+fn py_slice(start: i64, stop: Option<i64>, len: usize) -> std::ops::Range<usize> {
+    let n = len as i64;
+    let at = |v: i64| (if v < 0 { v + n } else { v }).clamp(0, n) as usize;
+    let (a, b) = (at(start), stop.map_or(len, at));
+    a..b.max(a)
+}
+
+/// The one-channel copy of torchvision's shifted-window attention, step by step as
+/// `shifted_window_attention` runs it, on the two positional dimensions of `x` (those
+/// `roles` calls `Space`; every other dimension but the batch has one unit): pad the map at
+/// the end to a multiple of the window, roll by −shift, label the rolled map with
+/// torchvision's mask (`h_slices` × `w_slices`: `(0, −wh), (−wh, −sh), (−sh, None)`, each pair a
+/// new count), cut into windows; every position sees every position of its window with its
+/// label (the rest is masked); roll back, crop. `None` for another number of axes.
+fn partition(
+    x: &Tensor,
+    roles: &[Role],
+    window: &crate::geometry::Axes,
+    shift: &crate::geometry::Axes,
+) -> Option<Tensor> {
+    let dims: Vec<usize> = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_positional())
+        .map(|(d, _)| d)
+        .collect();
+    if dims.len() != 2 || window.rank() != 2 || x.shape.len() != roles.len() {
+        return None;
+    }
+    let (h, w) = (x.shape[dims[0]], x.shape[dims[1]]);
+    let b = x.shape[0];
+    if h * w * b != x.data.len() {
+        return None;
+    }
+    let (wh, ww) = (window[0] as usize, window[1] as usize);
+    let (sh, sw) = (shift[0] as i64, shift[1] as i64);
+    let (hp, wp) = (h.div_ceil(wh) * wh, w.div_ceil(ww) * ww);
+    // The mask's labels on the rolled, padded map.
+    let mut label = vec![0usize; hp * wp];
+    let slices = |win: usize, s: i64| {
+        [
+            (0, Some(-(win as i64))),
+            (-(win as i64), Some(-s)),
+            (-s, None),
+        ]
+    };
+    let mut count = 0;
+    for (h0, h1) in slices(wh, sh) {
+        for (w0, w1) in slices(ww, sw) {
+            for r in py_slice(h0, h1, hp) {
+                for c in py_slice(w0, w1, wp) {
+                    label[r * wp + c] = count;
+                }
+            }
+            count += 1;
+        }
+    }
+    let mut out = Tensor::zeros(&x.shape);
+    let mut group = vec![false; hp / wh * (wp / ww) * count];
+    let key = |r: usize, c: usize| ((r / wh) * (wp / ww) + c / ww) * count + label[r * wp + c];
+    for i in 0..b {
+        let img = &x.data[i * h * w..(i + 1) * h * w];
+        group.fill(false);
+        // Rolled position (r, c) holds padded position ((r + sh) mod hp, (c + sw) mod wp).
+        let src = |r: usize, c: usize| {
+            let (y, z) = ((r + sh as usize) % hp, (c + sw as usize) % wp);
+            (y < h && z < w).then(|| img[y * w + z])
+        };
+        for r in 0..hp {
+            for c in 0..wp {
+                if src(r, c).is_some_and(|v| v != 0.0) {
+                    group[key(r, c)] = true;
+                }
+            }
+        }
+        // Roll back: original (y, z) sits at rolled ((y − sh) mod hp, (z − sw) mod wp).
+        let o = &mut out.data[i * h * w..(i + 1) * h * w];
+        for y in 0..h {
+            for z in 0..w {
+                let (r, c) = ((y + hp - sh as usize % hp) % hp, (z + wp - sw as usize % wp) % wp);
+                if group[key(r, c)] {
+                    o[y * w + z] = 1.0;
+                }
+            }
+        }
+    }
+    Some(out)
 }

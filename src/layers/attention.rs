@@ -10,6 +10,7 @@ use super::{
     add, mul, per_element, weighted_training, Arity, Attrs, Category, Convention, Cost, Counting,
     Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
 };
+use super::Collapsed;
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, Ctx};
 use crate::kernels_attn::{self, Dims, Mask, Strided};
@@ -447,6 +448,10 @@ impl Kernel for Mha {
             }
         }
         Ok(())
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Every query attends to every key (a mask only removes pairs).
+        Collapsed::Mix
     }
     fn weights(&self) -> Vec<WeightSpec> {
         let (e, k, v) = (self.embed as usize, self.kdim as usize, self.vdim as usize);
@@ -996,6 +1001,10 @@ impl Kernel for Sdpa {
             &out,
         );
         Ok(())
+    }
+    fn collapsed(&self) -> Collapsed {
+        // Every query attends to every key (a mask only removes pairs).
+        Collapsed::Mix
     }
     fn forward(
         &self,

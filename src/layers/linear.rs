@@ -1,5 +1,6 @@
 //! Fully-connected layer (torch.nn.Linear): applies to the last dimension.
 
+use super::Collapsed;
 use super::Convention;
 use super::{
     add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Layout,
@@ -260,6 +261,15 @@ impl Kernel for Linear {
             }
         }
         Ok(())
+    }
+    fn collapsed(&self) -> Collapsed {
+        // At every position (tokens, a channels-last map) it mixes features only; otherwise
+        // every output unit sees every input unit.
+        if self.per_position {
+            Collapsed::Identity
+        } else {
+            Collapsed::Mix
+        }
     }
     fn weights(&self) -> Vec<WeightSpec> {
         let (i, o) = (self.in_features as usize, self.out_features as usize);

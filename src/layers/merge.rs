@@ -302,6 +302,14 @@ impl Counting for Elementwise {
 struct Concat {
     dim: usize,
     n: usize,
+    /// What the joined dimension holds (from input 0's layout at build): the positional
+    /// dimension it is among the input's positional ones (`Space`, `Tokens`), if it is one.
+    positional: Option<usize>,
+    /// The joined dimension holds channels (features), whatever its index (channels last).
+    channel: bool,
+    /// The joined dimension is kept whole by the one-channel copy (a positional axis or a
+    /// token sequence): the copy is the same concatenation.
+    kept: bool,
 }
 
 fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -314,9 +322,23 @@ fn build_concat(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
             .help("use `dim: 1` (channels)"));
     }
+    // The first input whose dimension holds input positions says which (a class token
+    // joined before ViT's patch tokens holds none).
+    let lays: Vec<super::Layout> = (0..a.inputs.len()).map(|k| a.input_layout(k)).collect();
+    let positional = lays.iter().find_map(|l| {
+        l.0.get(dim)
+            .filter(|r| r.is_positional())
+            .map(|_| l.0[..dim].iter().filter(|r| r.is_positional()).count())
+    });
     Ok(Box::new(Concat {
         dim,
         n: a.inputs.len(),
+        positional,
+        channel: lays.first().and_then(|l| l.0.get(dim)) == Some(&super::Role::Channel),
+        kept: lays.iter().any(|l| {
+            l.0.get(dim)
+                .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence)
+        }),
     }))
 }
 
@@ -335,11 +357,12 @@ impl Op for Concat {
     ) -> Result<Vec<Layout>, Diagnostic> {
         Ok(vec![Layout::concat(inputs, in_shapes, self.dim)])
     }
-    fn geometry(&self, inputs: &[Shape]) -> Geometry {
-        // Along a spatial axis (of N×C×L, N×C×H×W or N×C×D×H×W): the inputs end to end.
-        match (inputs[0].rank(), self.dim) {
-            (3..=5, d) if d >= 2 => Geometry::Concat { axis: d - 2 },
-            _ => Geometry::Pointwise,
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
+        // Along a positional axis (the layout says which: N×C×H×W's dims 2, 3, a channels-last
+        // map's 1, 2): the inputs end to end; along channels, pointwise.
+        match self.positional {
+            Some(axis) => Geometry::Concat { axis },
+            None => Geometry::Pointwise,
         }
     }
     fn category(&self) -> Category {
@@ -387,11 +410,14 @@ impl Kernel for Concat {
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {
-        // Along channels the one-channel copies add up; along a spatial axis, the same
-        // concatenation.
-        match self.dim {
-            1 => Collapsed::Sum,
-            _ => Collapsed::Layer(Box::new(self.clone())),
+        // Along channels (first or last) the one-channel copies add up; along a positional
+        // axis or a token sequence, which the copy keeps whole, the same concatenation.
+        if self.channel {
+            Collapsed::Sum
+        } else if self.kept {
+            Collapsed::Layer(Box::new(self.clone()))
+        } else {
+            Collapsed::Stop
         }
     }
     fn forward(

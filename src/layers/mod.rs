@@ -146,8 +146,9 @@ pub enum Geometry {
         taps: u64,
         align_corners: bool,
     },
-    /// A crop: output unit 0 is input unit `offset` (per axis).
-    Crop { offset: Axes },
+    /// A crop, possibly strided: output unit `j` is input unit `offset + j·step` (per axis; a
+    /// plain crop has `step` 1, a strided slice `x[..., 1::2, :]` offset 1 and step 2).
+    Crop { offset: Axes, step: Axes },
     /// Every output unit depends on the whole input (linear, flatten, global pooling, softmax
     /// over space…). On an output that still has token axes (`Role::Tokens` or
     /// `Role::Sequence`: global self-attention, a token-mixing linear) the receptive field is
@@ -195,6 +196,15 @@ pub enum Collapsed {
     /// positional axes of the one-channel input in tensor order): each output unit is the sum
     /// of the units its (masked) window lets it attend to.
     Partition { window: Axes, shift: Axes },
+    /// Input 0's values in the shape of the output's one-channel copy (a reshape or view:
+    /// row-major order is kept, so merging or splitting positional dimensions — ViT's
+    /// `reshape` of N×C×14×14 to N×C×196 — only renames positions; the measurement gives up
+    /// where the element counts differ, as when channels merge with space).
+    View,
+    /// Every positional unit of the output sees every positional unit of its inputs (global
+    /// self-attention, a token-mixing linear): per sample, the union over all positions of
+    /// every input, on every unit of the output.
+    Mix,
     /// Not measured: a global or data-dependent layer (linear, flatten, global pooling, a
     /// softmax over space, max-unpooling). Nothing downstream of it is measured either.
     Stop,

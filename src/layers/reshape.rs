@@ -463,7 +463,7 @@ fn build_crop(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     Ok(Box::new(Crop { size, offset }))
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Flatten {
     start: usize,
     end: usize,
@@ -556,9 +556,12 @@ impl Kernel for Flatten {
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {
-        // Flattening one dimension changes nothing; merging dimensions ends the layout.
+        // Flattening one dimension changes nothing; positional axes alone become tokens (the
+        // same flatten of the copy); merging channels with space ends the layout.
         if self.start == self.end {
             Collapsed::Identity
+        } else if !self.global {
+            Collapsed::Layer(Box::new(self.clone()))
         } else {
             Collapsed::Stop
         }
@@ -831,6 +834,15 @@ struct Slice {
     start: u64,
     end: u64,
     step: u64,
+    /// What the sliced dimension holds (from the input's layout at build): the positional
+    /// dimension it is among the input's positional ones (`Space`, `Tokens`), and how many
+    /// there are; `None` for the channels, a sequence or another axis.
+    positional: Option<(usize, usize)>,
+    /// The sliced dimension holds channels (or features): each piece sees what the input sees.
+    channel: bool,
+    /// The sliced dimension is kept whole by the one-channel copy (a positional axis or a
+    /// token sequence), so the copy is the same slice.
+    kept: bool,
 }
 
 impl Slice {
@@ -881,11 +893,27 @@ fn build_slice(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
             .help("end comes after start (negative values count from the end)"));
     }
+    let lay = a.input_layout(0);
+    let roles = &lay.0;
+    let positional = roles.get(dim).filter(|r| r.is_positional()).map(|_| {
+        let pos = |r: &&super::Role| r.is_positional();
+        (
+            roles[..dim].iter().filter(pos).count(),
+            roles.iter().filter(pos).count(),
+        )
+    });
+    let channel = roles.get(dim) == Some(&super::Role::Channel);
+    let kept = roles
+        .get(dim)
+        .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence);
     Ok(Box::new(Slice {
         dim,
         start,
         end,
         step,
+        positional,
+        channel,
+        kept,
     }))
 }
 
@@ -900,19 +928,20 @@ impl Op for Slice {
             format!("slice {}..{} step {}", self.start, self.end, self.step)
         }
     }
-    fn geometry(&self, inputs: &[Shape]) -> Geometry {
+    fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         // A range of rows or columns of an image (frames, rows or columns of a volume, samples
-        // of a signal) is a crop: output unit 0 is input unit `start` along that axis.
-        let rank = inputs[0].rank();
-        match (rank, self.dim) {
-            (3..=5, d) if d >= 2 && self.step == 1 => {
-                let mut offset = Axes::splat(rank - 2, 0);
-                offset[d - 2] = self.start;
-                Geometry::Crop { offset }
+        // of a signal; of a channels-last map too: the layout says which dimension is which)
+        // is a crop: output unit `j` is input unit `start + j·step` along that axis.
+        match self.positional {
+            Some((at, n)) if (1..=crate::geometry::MAX_SPATIAL).contains(&n) => {
+                let mut offset = Axes::splat(n, 0);
+                let mut step = Axes::splat(n, 1);
+                offset[at] = self.start;
+                step[at] = self.step;
+                Geometry::Crop { offset, step }
             }
-            // Every step-th unit: a window of 1 with stride `step`, from `start`.
-            (3..=5, d) if d >= 2 => Geometry::Global,
-            _ => Geometry::Pointwise,
+            Some(_) => Geometry::Global,
+            None => Geometry::Pointwise,
         }
     }
     fn category(&self) -> Category {
@@ -943,12 +972,14 @@ impl Kernel for Slice {
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {
-        // As `split`: channels pass through, a spatial range is the same slice.
-        match self.dim {
-            0 => Collapsed::Stop,
-            1 => Collapsed::Identity,
-            _ if self.step > 1 => Collapsed::Stop,
-            _ => Collapsed::Layer(Box::new(self.clone())),
+        // As `split`: channels pass through; a range of a positional axis or of a token
+        // sequence, which the one-channel copy keeps whole, is the same slice.
+        if self.channel {
+            Collapsed::Identity
+        } else if self.kept {
+            Collapsed::Layer(Box::new(self.clone()))
+        } else {
+            Collapsed::Stop
         }
     }
     fn forward(
@@ -1100,6 +1131,7 @@ impl Op for Crop {
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Crop {
             offset: self.offset.into(),
+            step: [1, 1].into(),
         }
     }
 }

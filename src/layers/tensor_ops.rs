@@ -518,7 +518,7 @@ impl Kernel for Reshape {
         Ok(())
     }
     fn collapsed(&self) -> Collapsed {
-        Collapsed::Stop
+        Collapsed::View
     }
     fn forward(
         &self,
@@ -544,7 +544,7 @@ impl Counting for Reshape {}
 // ---------------------------------------------------------------------------------------------
 // permute, transpose.
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Permute {
     op: &'static str,
     perm: Vec<usize>,
@@ -687,6 +687,10 @@ impl Kernel for Permute {
             vec![super::onnx::ints("perm", &perm)],
         );
         Ok(())
+    }
+    fn collapsed(&self) -> Collapsed {
+        // The same permutation of the one-channel copy (its channels have one unit).
+        Collapsed::Layer(Box::new(self.clone()))
     }
     fn forward(
         &self,
@@ -1267,10 +1271,13 @@ impl Counting for Reduce {
 // ---------------------------------------------------------------------------------------------
 // select.
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Select {
     dim: usize,
     index: usize,
+    /// The dimension is kept whole by the one-channel copy (a positional axis or a token
+    /// sequence: a class token's row), from the input's layout at build.
+    kept: bool,
 }
 
 fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -1294,9 +1301,15 @@ fn build_select(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             )
             .help(format!("use 0..{} (or -{n}..-1 from the end)", n - 1)));
     }
+    let kept = a
+        .input_layout(0)
+        .0
+        .get(dim)
+        .is_some_and(|r| r.is_positional() || *r == super::Role::Sequence);
     Ok(Box::new(Select {
         dim,
         index: idx as usize,
+        kept,
     }))
 }
 
@@ -1354,6 +1367,14 @@ impl Kernel for Select {
             vec![super::onnx::int("axis", self.dim as i64)],
         );
         Ok(())
+    }
+    fn collapsed(&self) -> Collapsed {
+        // A row of a positional axis or of a token sequence: the same row of the copy.
+        if self.kept {
+            Collapsed::Layer(Box::new(self.clone()))
+        } else {
+            Collapsed::Stop
+        }
     }
     fn forward(
         &self,
