@@ -324,15 +324,17 @@ fn mistakes_are_refused_with_a_fix() {
 
 /// The executor's limit on one buffer (docs/FORMAT.md "Limits"): the scores of one head of a
 /// 70,000-token attention (4.9·10⁹ elements) are refused before anything is allocated, from
-/// inputs of only 70,000 elements each.
+/// inputs of only 70,000 elements each (1×70000×1 per sample: one head of 70,000 positions
+/// with one feature; an N×C×L input of 70,000 channels would be refused as channels by
+/// positions).
 #[test]
 fn scores_beyond_the_executor_limit_are_refused() {
     let net = common::net(
-        "format: \"archscope/1\"\nname: long\ninputs: {q: [70000, 1], k: [70000, 1], v: [70000, 1]}\nnodes:\n  - {id: a, op: sdpa, in: [q, k, v]}\n",
+        "format: \"archscope/1\"\nname: long\ninputs: {q: [1, 70000, 1], k: [1, 70000, 1], v: [1, 70000, 1]}\nnodes:\n  - {id: a, op: sdpa, in: [q, k, v]}\n",
     );
     let w = exec::init_weights(&net, 0).unwrap();
     let xs: Vec<exec::Tensor> = (0..3)
-        .map(|_| exec::Tensor::new(vec![1, 70000, 1], vec![0.5; 70000]))
+        .map(|_| exec::Tensor::new(vec![1, 1, 70000, 1], vec![0.5; 70000]))
         .collect();
     let e = exec::run(&net, &w, &xs, None).unwrap_err().to_string();
     assert!(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use archscope::dot::{to_dot, DotOptions};
+use archscope::dot::{to_dot, DotOptions, Show};
 use archscope::report::{self, Format};
 use archscope::exec;
 use common::{analysis, build_error, layer, net, zoo_analysis, zoo_net};
@@ -126,7 +126,7 @@ fn vit_attention_split_by_hand() {
     // The diagram: the attention colour in the legend, heads and the split in the node.
     let d = to_dot(&zoo_net("vit_b_16"), &a, &DotOptions::default());
     assert!(d.contains("12 heads × 64, 197×197 tokens"), "{d}");
-    assert!(d.contains("proj 464.78M · Q·Kᵀ 29.81M · A·V 29.81M"), "{d}");
+    assert!(d.contains("proj 464.78 M · Q·Kᵀ 29.81 M · A·V 29.81 M"), "{d}");
     assert!(d.contains("attention"), "legend");
 }
 
@@ -188,8 +188,20 @@ fn a_parameter_shows_its_literal_shape() {
     // The expanded class token has a batch: 1×768 per sample.
     let row = t.lines().find(|l| l.contains("batch_class_token")).unwrap();
     assert!(row.contains(" 1×768 "), "{row}");
-    let d = to_dot(&zoo_net("vit_b_16"), &a, &DotOptions::default());
+    let opts = DotOptions {
+        show: Show {
+            shape: true,
+            ..Show::default()
+        },
+        ..DotOptions::default()
+    };
+    let d = to_dot(&zoo_net("vit_b_16"), &a, &opts);
     assert!(d.contains("out 1×1×768"), "the class token's node");
+    // Its edge to the expand: the literal shape too.
+    assert!(
+        d.contains("\"class_token\" -> \"batch_class_token\" [label=\" 1×1×768 \"]"),
+        "the class token's edge"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

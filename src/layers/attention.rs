@@ -130,12 +130,13 @@ fn wrong_axis_error(a: &Attrs, op: &str, k: usize, what: &str) -> Result<(), Dia
     let spatial = lay.spatial_hint();
     let (n_pos, n_feat) = (x.0[r - 1], x.0[r - 2]);
     let d = Diagnostic::new(format!(
-        "{op} attends over dimension {} and takes the features from the last one, and its {what} {} is laid out {}: the last dimension is {} — it would attend over the {n_feat} {} as positions with the {n_pos} positions as features",
+        "{op} attends over dimension {} and takes the features from the last one, and its {what} {} is laid out {}: the last dimension is {} — it would attend over the {n_feat} {} as positions with the {n_pos} position{} as features",
         r - 2,
         x.per_sample(),
         lay.letters(spatial),
         last.describe(spatial),
         if *before == super::Role::Channel { "channels" } else { "units of dimension -2" },
+        if n_pos == 1 { "" } else { "s" },
     ))
     .at(&a.node_path);
     Err(d.help(format!(
