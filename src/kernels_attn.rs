@@ -76,8 +76,7 @@ pub fn packing_per_pair(d: &Dims) -> u64 {
 /// pair), one pair's scratch and the packing buffers of its current product.
 pub fn workspace(d: &Dims) -> u64 {
     let tasks = d.pairs.min(rayon::current_num_threads().max(1));
-    (tasks as u64)
-        .saturating_mul((scratch_per_pair(d) as u64).saturating_add(packing_per_pair(d)))
+    (tasks as u64).saturating_mul((scratch_per_pair(d) as u64).saturating_add(packing_per_pair(d)))
 }
 
 /// `out = softmax(scale · Q·Kᵀ + mask, over keys) · V` for every pair, with keys after the

@@ -1211,7 +1211,11 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
         "Note",
     ]);
     for (i, l) in a.layers.iter().enumerate() {
-        let mut cells = vec![l.name.clone(), l.label.clone(), output_text(&l.outputs, &l.out_layouts)];
+        let mut cells = vec![
+            l.name.clone(),
+            l.label.clone(),
+            output_text(&l.outputs, &l.out_layouts),
+        ];
         match &l.rf {
             None => cells.extend(["global".into(), "".into(), "".into(), "".into(), "".into()]),
             Some(f) if f.whole => cells.extend([

@@ -8,8 +8,8 @@
 mod common;
 
 use archscope::dot::{to_dot, DotOptions, Show};
-use archscope::report::{self, Format};
 use archscope::exec;
+use archscope::report::{self, Format};
 use common::{analysis, build_error, layer, net, zoo_analysis, zoo_net};
 
 // ---------------------------------------------------------------------------------------------
@@ -57,7 +57,12 @@ fn attention_on_a_signal_and_sdpa_on_channels_are_refused() {
     )
     .to_string();
     assert!(e.contains("m.yaml:5:"), "{e}");
-    assert!(e.contains("its query 8×5 is laid out N×C×L: the last dimension is the length (spatial axis 0)"), "{e}");
+    assert!(
+        e.contains(
+            "its query 8×5 is laid out N×C×L: the last dimension is the length (spatial axis 0)"
+        ),
+        "{e}"
+    );
     // scaled_dot_product_attention on the key: N×C×T(H·W) again (query and value correct).
     let e = build_error(
         "m.yaml",
@@ -126,7 +131,10 @@ fn vit_attention_split_by_hand() {
     // The diagram: the attention colour in the legend, heads and the split in the node.
     let d = to_dot(&zoo_net("vit_b_16"), &a, &DotOptions::default());
     assert!(d.contains("12 heads × 64, 197×197 tokens"), "{d}");
-    assert!(d.contains("proj 464.78 M · Q·Kᵀ 29.81 M · A·V 29.81 M"), "{d}");
+    assert!(
+        d.contains("proj 464.78 M · Q·Kᵀ 29.81 M · A·V 29.81 M"),
+        "{d}"
+    );
     assert!(d.contains("attention"), "legend");
 }
 
@@ -165,7 +173,10 @@ fn gpt2_sdpa_split_by_hand() {
         .find(|l| l.op == "scaled_dot_product_attention")
         .unwrap();
     let s = l.attention.unwrap();
-    assert_eq!((s.heads, s.head_dim, s.queries, s.keys), (12, 64, 1024, 1024));
+    assert_eq!(
+        (s.heads, s.head_dim, s.queries, s.keys),
+        (12, 64, 1024, 1024)
+    );
     assert_eq!(s.projections, 0);
     assert_eq!(s.scores, 805_306_368);
     assert_eq!(s.values, 805_306_368);
@@ -233,11 +244,21 @@ fn st_file(tensors: &[(&str, Vec<f32>)]) -> Vec<u8> {
     use safetensors::tensor::{Dtype, TensorView};
     let bytes: Vec<(String, Vec<u8>)> = tensors
         .iter()
-        .map(|(n, v)| (n.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(n, b)| (n.clone(), TensorView::new(Dtype::F32, vec![10, 4], b).unwrap()))
+        .map(|(n, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, vec![10, 4], b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize(views, &None).unwrap()
 }
@@ -288,7 +309,11 @@ fn moments(yaml_init: &str, std: f64) {
     ));
     let w = exec::init_weights(&net, 7).unwrap();
     let k = net.nodes.iter().position(|n| n.name == "p").unwrap();
-    let v: Vec<f64> = w.per_node[k][0].data.iter().map(|&x| f64::from(x)).collect();
+    let v: Vec<f64> = w.per_node[k][0]
+        .data
+        .iter()
+        .map(|&x| f64::from(x))
+        .collect();
     let nf = n as f64;
     let mean = v.iter().sum::<f64>() / nf;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / nf;
@@ -301,7 +326,10 @@ fn moments(yaml_init: &str, std: f64) {
         std * std
     );
     let kurt = m4 / (var * var);
-    assert!((kurt - 3.0).abs() < 5.0 * (24.0 / nf).sqrt(), "kurtosis {kurt}");
+    assert!(
+        (kurt - 3.0).abs() < 5.0 * (24.0 / nf).sqrt(),
+        "kurtosis {kurt}"
+    );
     let within = v.iter().filter(|x| x.abs() < std).count() as f64 / nf;
     assert!((within - 0.6827).abs() < 0.005, "share within 1σ {within}");
 }
@@ -327,7 +355,10 @@ fn std_without_normal_is_refused() {
         "format: \"archscope/1\"\nname: p\ninputs: {x: [1]}\nnodes:\n  - {id: p, op: parameter, shape: [4], std: -1}\n  - {id: y, op: add, in: [x, p]}\n",
     )
     .to_string();
-    assert!(e.contains("`std: -1` is not a positive standard deviation"), "{e}");
+    assert!(
+        e.contains("`std: -1` is not a positive standard deviation"),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -118,10 +118,7 @@ fn declared_workspace_covers_what_the_attention_kernels_allocate() {
                 })
                 .collect::<Vec<usize>>()
         });
-        let (most, fewest) = (
-            *extra.iter().max().unwrap(),
-            *extra.iter().min().unwrap(),
-        );
+        let (most, fewest) = (*extra.iter().max().unwrap(), *extra.iter().min().unwrap());
         assert!(
             most <= 4 * declared as usize + SLACK,
             "{layer}: held {most} bytes beyond its output, declared {} (+{SLACK})",

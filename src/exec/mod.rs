@@ -416,7 +416,9 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
             && w.per_node[k].last().is_some_and(|have| {
                 tensor_f32(&view, &name, file, WeightKind::Trainable).is_ok_and(|d| {
                     d.len() == have.data.len()
-                        && d.iter().zip(&have.data).all(|(a, b)| a.to_bits() == b.to_bits())
+                        && d.iter()
+                            .zip(&have.data)
+                            .all(|(a, b)| a.to_bits() == b.to_bits())
                 })
             });
         let shared = shared.unwrap_or_else(|| t.layer.clone());
@@ -450,9 +452,7 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
         .names()
         .into_iter()
         .filter(|n| {
-            !used.contains(*n)
-                && !tied_names.contains(*n)
-                && !n.ends_with(".num_batches_tracked")
+            !used.contains(*n) && !tied_names.contains(*n) && !n.ends_with(".num_batches_tracked")
         })
         .collect();
     unused.sort();
@@ -480,23 +480,32 @@ fn tensor_f32(
     let raw = view.data();
     use safetensors::Dtype as D;
     Ok(match view.dtype() {
-            D::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            D::F64 => raw
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-                .collect(),
-            D::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect(),
-            D::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            // Integer buffers (Swin's relative_position_index): exact in f32 below 2^24.
-            D::I64 if kind == WeightKind::Buffer => raw
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-                .collect(),
-            other => {
-                return Err(Diagnostic::new(format!(
-                    "tensor `{name}` in {file} is {other:?}; archscope reads f32, f64, f16 and bf16"
-                )))
-            }
+        D::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        D::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        D::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+            .collect(),
+        D::F16 => raw
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        // Integer buffers (Swin's relative_position_index): exact in f32 below 2^24.
+        D::I64 if kind == WeightKind::Buffer => raw
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        other => {
+            return Err(Diagnostic::new(format!(
+                "tensor `{name}` in {file} is {other:?}; archscope reads f32, f64, f16 and bf16"
+            )))
+        }
     })
 }
 

@@ -269,7 +269,11 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let bias_kv = a.bool("add_bias_kv", false)?;
     let zero_attn = a.bool("add_zero_attn", false)?;
     if causal && (bias_kv || zero_attn) {
-        let key = if bias_kv { "add_bias_kv" } else { "add_zero_attn" };
+        let key = if bias_kv {
+            "add_bias_kv"
+        } else {
+            "add_zero_attn"
+        };
         return Err(a
             .error(key, format!("`{key}` with `causal: true`: PyTorch pads the attention mask so that every query sees the appended key, which a causal attention does not"))
             .help("give the causal mask as an input (`in: [x, mask]`, −inf above the diagonal) instead of `causal: true`, or leave the extra keys out"));
@@ -384,10 +388,10 @@ impl Op for Mha {
         ) + if self.bias_kv { ", bias k/v" } else { "" }
             + if self.zero_attn { ", zero attn" } else { "" }
             + &if self.dropout > 0.0 {
-            format!(", dropout {}", self.dropout)
-        } else {
-            String::new()
-        }
+                format!(", dropout {}", self.dropout)
+            } else {
+                String::new()
+            }
     }
     fn category(&self) -> Category {
         Category::Attention
@@ -663,7 +667,10 @@ impl Kernel for Mha {
             group: 1,
         });
         let s_in = self.input_sizes(inputs).2;
-        let (rows_q, rows_k) = (n.saturating_mul(l) as usize, n.saturating_mul(s_in) as usize);
+        let (rows_q, rows_k) = (
+            n.saturating_mul(l) as usize,
+            n.saturating_mul(s_in) as usize,
+        );
         let e_us = e as usize;
         let packing = [
             crate::kernels::gemm_packing(rows_q, e_us, e_us),
@@ -1263,9 +1270,9 @@ impl Counting for Sdpa {
 
 #[cfg(test)]
 mod tests {
+    use crate::error::Diagnostic;
     use crate::layers::testutil::{build, build_laid};
     use crate::layers::{Convention, Layer, Layout, Role, Shape};
-    use crate::error::Diagnostic;
 
     /// Builds an attention on token inputs (`N×L×E`, laid out batch, sequence, features).
     fn tokens(

@@ -115,7 +115,10 @@ fn build_parameter(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             let std = if std.is_nan() { DEFAULT_STD } else { std };
             if !(std.is_finite() && std > 0.0 && std <= f64::from(f32::MAX)) {
                 return Err(a
-                    .error("std", format!("`std: {std}` is not a positive standard deviation"))
+                    .error(
+                        "std",
+                        format!("`std: {std}` is not a positive standard deviation"),
+                    )
                     .help("write a positive number, e.g. `std: 0.02` (the default)"));
             }
             Init::Normal { std: std as f32 }
