@@ -34,6 +34,11 @@ input projection's bias and no float mask takes PyTorch's fused fast path
 (``torch._native_multi_head_attention``), which FlopCounterMode and fvcore do not count at all.
 
     /tmp/torchenv/bin/python scripts/attention_reference.py   # writes tests/data/attention_reference.json
+
+The figures are thop 0.1.1's: where `ultralytics` is installed, its `ultralytics-thop` replaces
+the `thop` module (with rules of its own for nn.MultiheadAttention); install thop 0.1.1 apart
+(`pip install --no-deps --target /tmp/thop011 thop==0.1.1.post2209072238`) and run with
+`PYTHONPATH=/tmp/thop011`. `produced_with.thop` records the module's own version.
 """
 
 from __future__ import annotations
@@ -130,6 +135,21 @@ CASES = [
      "{op: multi_head_attention, in: [x, mask], heads: 1, need_weights: false}", Mha(8, 1), 2),
     ("mha_mask_need_weights", {"x": [4, 8], "mask": [4, 4]},
      "{op: multi_head_attention, in: [x, mask], heads: 1}", Mha(8, 1, need_weights=True), 2),
+    # add_bias_kv appends a learned key and value (bias_k, bias_v) after the projections,
+    # add_zero_attn a zero key and value after those: S + 1 or S + 2 keys; a mask is padded
+    # with zero columns.
+    ("mha_bias_kv", {"x": [5, 16]},
+     "{op: multi_head_attention, heads: 4, add_bias_kv: true, need_weights: false}",
+     Mha(16, 4, add_bias_kv=True), 2),
+    ("mha_bias_kv_zero_attn_need_weights", {"x": [5, 16]},
+     "{op: multi_head_attention, heads: 4, add_bias_kv: true, add_zero_attn: true}",
+     Mha(16, 4, add_bias_kv=True, add_zero_attn=True, need_weights=True), 2),
+    ("mha_zero_attn_mask", {"x": [4, 8], "mask": [4, 4]},
+     "{op: multi_head_attention, in: [x, mask], heads: 1, add_zero_attn: true, need_weights: false}",
+     Mha(8, 1, add_zero_attn=True), 2),
+    ("mha_cross_bias_kv_mask_need_weights", {"q": [4, 8], "k": [6, 8], "v": [6, 8], "mask": [4, 6]},
+     "{op: multi_head_attention, in: [q, k, v, mask], heads: 1, add_bias_kv: true}",
+     Mha(8, 1, add_bias_kv=True, need_weights=True), 1),
     ("sdpa", {"q": [3, 5, 8], "k": [3, 7, 8], "v": [3, 7, 6]},
      "{op: scaled_dot_product_attention, in: [q, k, v]}", Sdpa(), 2),
     ("sdpa_causal_scale", {"q": [2, 6, 4], "k": [2, 6, 4], "v": [2, 6, 4]},
@@ -272,7 +292,10 @@ def main() -> None:
             "torch": torch.__version__,
             "fvcore": version("fvcore"),
             "ptflops": version("ptflops"),
-            "thop": version("thop"),
+            # The module imported (ultralytics' `ultralytics-thop` installs a different
+            # `thop` module under the same name, whose distribution metadata `version("thop")`
+            # does not see): its own version string.
+            "thop": getattr(thop, "__version__", version("thop")),
             "torchinfo": version("torchinfo"),
             "script": "scripts/attention_reference.py",
         },

@@ -60,8 +60,12 @@ def make_input(shape, seed, specials):
 CASES = []
 
 
-def case(op: str, shape, module, specials="all", seed=0, second=None):
-    x = make_input(shape, seed, specials)
+def case(op: str, shape, module, specials="all", seed=0, second=None, named=None, x=None):
+    """One case. `named`: the layer's tensors as (archscope weight name, tensor) pairs, loaded
+    by name into the first layer that has weights; `x`: the input, when not `make_input`'s
+    (an embedding's token ids)."""
+    if x is None:
+        x = make_input(shape, seed, specials)
     with torch.no_grad():
         if second is None:
             y = module(x)
@@ -81,7 +85,61 @@ def case(op: str, shape, module, specials="all", seed=0, second=None):
             {"shape": list(t.shape), "values": [encode(v) for v in t.detach().reshape(-1).tolist()]}
             for t in [module.weight] + ([module.bias] if module.bias is not None else [])
         ]
+    if named is not None:
+        entry["weights"] = [
+            {"name": n, "shape": list(t.shape), "values": [encode(v) for v in t.detach().reshape(-1).tolist()]}
+            for n, t in named
+        ]
     CASES.append(entry)
+
+
+def sdpa_math(q, k, v):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def tensor_ops(shape):
+    """The tensor and attention ops: reshape, permute, matmul, scaled_dot_product_attention,
+    multi_head_attention and shifted_window_attention (after the transpose or permute that
+    gives them tokens, their PyTorch-initialised tensors loaded by name), a `parameter` holding
+    the special values added to the input, and an embedding whose table holds them."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    torch.backends.mha.set_fastpath_enabled(False)
+    for k, specials in enumerate(["nan", "inf", "all"]):
+        s = 60 + 10 * k
+        case("{op: reshape, shape: [12, 4]}", shape, lambda x: x.reshape(x.shape[0], 12, 4),
+             specials, seed=s)
+        case("{op: permute, dims: [0, 2, 3, 1]}", shape, lambda x: x.permute(0, 2, 3, 1),
+             specials, seed=s + 1)
+        case("{op: matmul, in: [x, x]}", shape, lambda a, b: a @ b, specials, seed=s + 2,
+             second=lambda x: x)
+        # PyTorch's math backend: its fused CPU kernel (flash attention) disagrees with it on a
+        # query row holding NaN (it drops the NaN scores and returns 0 where the math gives
+        # NaN); archscope follows the math.
+        case("{op: scaled_dot_product_attention, in: [x, x, x]}", shape,
+             lambda x: sdpa_math(x, x, x), specials, seed=s + 3)
+        torch.manual_seed(s + 4)
+        mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+        case("{op: transpose, dims: [1, 2]}\n  - {op: multi_head_attention, heads: 2, need_weights: false}",
+             (2, 8, 5), lambda x, m=mha: m(*(x.transpose(1, 2),) * 3, need_weights=False)[0],
+             specials, seed=s + 5, named=list(mha.state_dict().items()))
+        torch.manual_seed(s + 6)
+        swa = ShiftedWindowAttention(8, [2, 2], [1, 1], 2).eval()
+        case("{op: permute, dims: [0, 2, 3, 1]}\n  - {op: shifted_window_attention, heads: 2, window: 2, shift: 1}",
+             (2, 8, 4, 4), lambda x, m=swa: m(x.permute(0, 2, 3, 1)), specials, seed=s + 7,
+             named=list(swa.state_dict().items()))
+        p = make_input(shape[1:], s + 8, specials)
+        case("{id: p, op: parameter, shape: [3, 4, 4]}\n  - {op: add, in: [x, p]}", shape,
+             lambda x, p=p: x + p, specials, seed=s + 9, named=[("", p)])
+        table = make_input((6, 4), s + 10, specials)
+        ids = torch.tensor([[0.0, 3, 1, 5, 2], [4, 4, 0, 1, 3]])
+        case("{op: embedding, num: 6, dim: 4}", (2, 5),
+             lambda x, t=table: F.embedding(x.long(), t), specials, x=ids,
+             named=[("weight", table)])
+    torch.backends.mha.set_fastpath_enabled(True)
 
 
 def main():
@@ -188,6 +246,7 @@ def main():
     case("{op: multiply, in: [x, x]}", act_shape, lambda a, b: a * b, "all", seed=21, second=lambda x: x)
     case("{op: concat, in: [x, x]}", act_shape, lambda a, b: torch.cat([a, b], 1), "all", seed=22,
          second=lambda x: x)
+    tensor_ops(act_shape)
     with open(OUT, "w") as f:
         json.dump({"torch": torch.__version__, "cases": CASES}, f, separators=(",", ":"))
         f.write("\n")

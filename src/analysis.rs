@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::{Diagnostic, Error};
 use crate::graph::Network;
 use crate::layers::Convention;
-use crate::layers::{Params, Shape};
+use crate::layers::{AttentionSplit, Category, Layout, Params, Shape};
 use crate::receptive::{self, Field};
 
 /// Element type for memory figures.
@@ -41,6 +41,9 @@ pub struct LayerStats {
     /// Producer names (`name` or `name:slot`).
     pub inputs: Vec<String>,
     pub outputs: Vec<Shape>,
+    /// What each dimension of each output means (the graph's layouts): a tensor whose
+    /// dimension 0 is no batch (a `parameter`) is shown whole ([`Shape::shown`]).
+    pub out_layouts: Vec<Layout>,
     pub params: Params,
     pub macs: u64,
     pub flops: u64,
@@ -54,6 +57,11 @@ pub struct LayerStats {
     pub blocks: Vec<(String, String)>,
     /// Receptive field of its (first) output; `None` when global or not spatial.
     pub rf: Option<Field>,
+    /// Its family (the diagrams' colours, the category totals).
+    pub category: Category,
+    /// An attention layer's heads and MACs by product (`Op::attention`), under the
+    /// torchvision convention whatever the analysis's convention.
+    pub attention: Option<AttentionSplit>,
 }
 
 /// Sums over the model.
@@ -184,6 +192,7 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
                 })
                 .collect(),
             outputs: node.out_shapes.clone(),
+            out_layouts: node.out_layouts.clone(),
             params,
             macs: cost.macs,
             flops: cost.flops,
@@ -191,6 +200,11 @@ pub fn analyze(net: &Network, dtype: Dtype) -> Result<Analysis, Error> {
             activation_bytes: bytes,
             blocks: instance_chain(net, node.instance),
             rf: fields.next().flatten(),
+            category: node.layer.category(),
+            attention: node
+                .layer
+                .attention(&node.in_shapes)
+                .map_err(|d| Error::from(d.layer(&node.name)))?,
         });
     }
     let last = net.nodes.last().map(|n| n.name.as_str()).unwrap_or("");

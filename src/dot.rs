@@ -113,7 +113,7 @@ fn style(c: Category) -> (&'static str, &'static str) {
 }
 
 /// Legend order.
-const CATEGORIES: [Category; 9] = Category::ALL;
+const CATEGORIES: [Category; 10] = Category::ALL;
 
 /// Header colour of a folded block or run of repeats.
 const BLOCK_COLOUR: &str = "#e4e4e4";
@@ -226,7 +226,7 @@ pub fn graph(net: &Network, a: &Analysis, opts: &DotOptions) -> Graph {
             &mut stmts,
             &units[unit_of[o.node]].id,
             &id,
-            &net.nodes[o.node].out_shapes[o.slot].per_sample(),
+            &net.nodes[o.node].out_shapes[o.slot].shown(&net.nodes[o.node].out_layouts[o.slot]),
             false,
         );
     }
@@ -454,7 +454,7 @@ fn edges(net: &Network, units: &[Unit], unit_of: &[usize]) -> Vec<DrawnEdge> {
             out.push(DrawnEdge {
                 from,
                 to,
-                label: net.nodes[src].out_shapes[slot].per_sample(),
+                label: net.nodes[src].out_shapes[slot].shown(&net.nodes[src].out_layouts[slot]),
                 dashed: short.get(pos).copied().unwrap_or(false),
             });
         }
@@ -586,10 +586,12 @@ fn node_label(net: &Network, a: &Analysis, unit: &Unit, opts: &DotOptions) -> St
     let f = figures(&a.layers, &unit.members);
     let mut lines: Vec<String> = Vec::new();
     if s.shape {
-        let outs: Vec<String> = a.layers[last]
+        let l = &a.layers[last];
+        let outs: Vec<String> = l
             .outputs
             .iter()
-            .map(|x| x.per_sample())
+            .zip(&l.out_layouts)
+            .map(|(x, lay)| x.shown(lay))
             .collect();
         lines.push(format!("out {}", outs.join(", ")));
     }
@@ -598,6 +600,29 @@ fn node_label(net: &Network, a: &Analysis, unit: &Unit, opts: &DotOptions) -> St
     }
     if s.macs && f.macs > 0 {
         lines.push(format!("{} MACs", human_count(f.macs)));
+        // One attention layer: heads, tokens and its MACs by product (torchvision convention).
+        if let (Kind::Layer, Some(&one)) = (&unit.kind, unit.members.first()) {
+            if let Some(at) = &a.layers[one].attention {
+                lines.push(format!(
+                    "{} heads × {}, {}{}×{} tokens",
+                    at.heads,
+                    at.head_dim,
+                    if at.windows > 1 {
+                        format!("{} windows of ", at.windows)
+                    } else {
+                        String::new()
+                    },
+                    at.queries,
+                    at.keys
+                ));
+                lines.push(format!(
+                    "proj {} · Q·Kᵀ {} · A·V {}",
+                    human_count(at.projections),
+                    human_count(at.scores),
+                    human_count(at.values)
+                ));
+            }
+        }
     }
     if s.flops && f.flops > 0 {
         lines.push(format!("{} FLOPs", human_count(f.flops)));

@@ -723,6 +723,27 @@ pub fn conv_winograd(
     (16 * m * c * tiles) as u64
 }
 
+/// Upper bounds on the `gemm` crate's (0.19) f32 register blocks on every target it has
+/// kernels for: MR rows (at most 4 vectors of 16: AVX-512, AMX) and NR columns (at most 6 on
+/// x86-64 and NEON; 16 allowed).
+pub const GEMM_MR_MAX: usize = 64;
+pub const GEMM_NR_MAX: usize = 16;
+
+/// Elements one `gemm::gemm` call of `m×k · k×n` allocates at most for packing
+/// (gemm-common 0.19, `gemm_basic_generic`): the packed right-hand side, kc·nc with kc ≤ k and
+/// nc ≤ max(n rounded up to NR, 128·NR) (128·NR when no L3 cache is detected and the call is
+/// single-threaded), and the prepacked left-hand side, kc·(m rounded up to MR); each aligned
+/// to a 128-byte line (32 elements more at most, both). Freed when the call returns. Not
+/// counted: the per-thread L2 slab gemm keeps for a thread's whole life (the size of the L2
+/// cache, allocated at the thread's first call), which is no layer's.
+pub fn gemm_packing(m: usize, n: usize, k: usize) -> u64 {
+    let nc = (n.div_ceil(GEMM_NR_MAX) * GEMM_NR_MAX).max(128 * GEMM_NR_MAX) as u64;
+    let mr = (m.div_ceil(GEMM_MR_MAX) * GEMM_MR_MAX) as u64;
+    (k as u64)
+        .saturating_mul(nc.saturating_add(mr))
+        .saturating_add(64)
+}
+
 /// `dst (m×n, rows dst_rs apart) = lhs (m×k, row-major) · rhs (k×n, rows rhs_rs apart)` on the
 /// calling thread.
 ///

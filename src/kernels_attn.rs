@@ -66,11 +66,17 @@ pub fn scratch_per_pair(d: &Dims) -> usize {
     d.l * d.s + d.l * d.e + d.e * d.s
 }
 
-/// Elements of scratch [`attention`] allocates at most: one pair's scratch per rayon thread
-/// (at most one per pair).
+/// Elements of gemm's packing buffers one pair's products allocate at most, one product at a
+/// time: Q·Kᵀ (L×E · E×S) or attention·V (L×S · S×Ev) ([`crate::kernels::gemm_packing`]).
+pub fn packing_per_pair(d: &Dims) -> u64 {
+    crate::kernels::gemm_packing(d.l, d.s, d.e).max(crate::kernels::gemm_packing(d.l, d.ev, d.s))
+}
+
+/// Elements of scratch [`attention`] allocates at most: per rayon thread (at most one per
+/// pair), one pair's scratch and the packing buffers of its current product.
 pub fn workspace(d: &Dims) -> u64 {
     let tasks = d.pairs.min(rayon::current_num_threads().max(1));
-    (tasks as u64).saturating_mul(scratch_per_pair(d) as u64)
+    (tasks as u64).saturating_mul((scratch_per_pair(d) as u64).saturating_add(packing_per_pair(d)))
 }
 
 /// `out = softmax(scale · Q·Kᵀ + mask, over keys) · V` for every pair, with keys after the

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::analysis::{Analysis, LayerStats};
 use crate::convention::Convention;
-use crate::layers::Shape;
+use crate::layers::{AttentionSplit, Category, Layout, Shape};
 use crate::receptive::{fmt_q, q_f64, q_json, Field, Q};
 
 /// The width boxed tables must fit in (0: no limit). Set once by the command line
@@ -264,9 +264,14 @@ fn prefix(name: &str, depth: usize) -> &str {
 
 /// The output shapes of a layer, per sample; a layer with very many outputs (a `split` into
 /// thousands of parts) shows the first few and the count, so that a table cell stays small.
-fn output_text(outputs: &[Shape]) -> String {
+fn output_text(outputs: &[Shape], layouts: &[Layout]) -> String {
     const SHOWN: usize = 8;
-    let mut parts: Vec<String> = outputs.iter().take(SHOWN).map(|s| s.per_sample()).collect();
+    let mut parts: Vec<String> = outputs
+        .iter()
+        .zip(layouts.iter().map(Some).chain(std::iter::repeat(None)))
+        .take(SHOWN)
+        .map(|(s, l)| l.map_or_else(|| s.per_sample(), |l| s.shown(l)))
+        .collect();
     if outputs.len() > SHOWN {
         parts.push(format!("… ({} outputs)", outputs.len()));
     }
@@ -288,7 +293,7 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
             r.macs += l.macs;
             r.flops += l.flops;
             r.activation_bytes += l.activation_bytes;
-            r.output = output_text(&l.outputs);
+            r.output = output_text(&l.outputs, &l.out_layouts);
             r.rf = rf_size(&l.rf);
             r.layers += 1;
             r.last.clone_from(&l.name);
@@ -297,7 +302,7 @@ pub fn rows(a: &Analysis, depth: Option<usize>) -> Vec<Row> {
             out.push(Row {
                 name: key.clone().unwrap_or_else(|| l.name.clone()),
                 op: l.label.clone(),
-                output: output_text(&l.outputs),
+                output: output_text(&l.outputs, &l.out_layouts),
                 params: l.params.total(),
                 macs: l.macs,
                 flops: l.flops,
@@ -475,6 +480,22 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             t.buffers.to_string(),
         ),
         (macs_label(a), human_count(t.macs), t.macs.to_string()),
+    ];
+    // A model with attention layers: their MACs by product (the torchvision convention's
+    // count, so only under it: there they are part of the MACs above).
+    if let Some(sum) = attention_totals(a).filter(|_| a.convention == Convention::Torchvision) {
+        for (what, v) in [
+            ("  attention projections", sum.projections),
+            ("  attention Q·Kᵀ", sum.scores),
+            ("  attention·V", sum.values),
+            ("  attention position-bias MLP", sum.other),
+        ] {
+            if v > 0 || what != "  attention position-bias MLP" {
+                lines.push((what.into(), human_count(v), v.to_string()));
+            }
+        }
+    }
+    lines.extend([
         ("FLOPs".into(), human_count(t.flops), t.flops.to_string()),
         (
             format!("Parameter memory ({dt})"),
@@ -496,7 +517,7 @@ fn totals_lines(a: &Analysis) -> Vec<(String, String, String)> {
             human_bytes(t.peak_activation_bytes),
             t.peak_activation_bytes.to_string(),
         ),
-    ];
+    ]);
     // A language model: its cost per token and the KV cache it keeps per token.
     if let Some(p) = a.per_token() {
         let exact = |v: f64| {
@@ -593,6 +614,97 @@ fn layer_table(a: &Analysis, depth: Option<usize>, markdown: bool) -> TextTable 
     t
 }
 
+/// The attention layers' MACs by product summed over the model (`None`: no attention layer).
+pub fn attention_totals(a: &Analysis) -> Option<AttentionSplit> {
+    let mut it = a.layers.iter().filter_map(|l| l.attention);
+    let first = it.next()?;
+    Some(it.fold(first, |s, x| AttentionSplit {
+        projections: s.projections.saturating_add(x.projections),
+        scores: s.scores.saturating_add(x.scores),
+        values: s.values.saturating_add(x.values),
+        other: s.other.saturating_add(x.other),
+        ..s
+    }))
+}
+
+/// MACs per layer category (the analysis's convention), in legend order, categories with
+/// layers only: `[("convolution / linear", …), ("attention", …)]`.
+pub fn macs_by_category(a: &Analysis) -> Vec<(Category, u64)> {
+    Category::ALL
+        .iter()
+        .filter(|&&c| a.layers.iter().any(|l| l.category == c))
+        .map(|&c| {
+            let sum = a
+                .layers
+                .iter()
+                .filter(|l| l.category == c)
+                .fold(0u64, |s, l| s.saturating_add(l.macs));
+            (c, sum)
+        })
+        .collect()
+}
+
+/// Heads as `12 × 64` (heads × head size).
+fn heads_text(s: &AttentionSplit) -> String {
+    format!("{} × {}", s.heads, s.head_dim)
+}
+
+/// Queries × keys per head, `197×197`, with the windows per sample of a windowed attention
+/// (`64 windows × 49×49`).
+fn tokens_text(s: &AttentionSplit) -> String {
+    if s.windows > 1 {
+        format!("{} windows × {}×{}", s.windows, s.queries, s.keys)
+    } else {
+        format!("{}×{}", s.queries, s.keys)
+    }
+}
+
+/// The attention layers, one row each: heads × head size, queries × keys, and the layer's
+/// MACs by product (`None`: the model has none).
+fn attention_table(a: &Analysis, markdown: bool) -> Option<TextTable> {
+    let layers: Vec<(&LayerStats, AttentionSplit)> = a
+        .layers
+        .iter()
+        .filter_map(|l| l.attention.map(|s| (l, s)))
+        .collect();
+    if layers.is_empty() {
+        return None;
+    }
+    let other = layers.iter().any(|(_, s)| s.other > 0);
+    let mut t = new_table(markdown);
+    let mut head = vec![
+        "Attention".to_string(),
+        "Heads × size".into(),
+        "Queries × keys".into(),
+        "Projections".into(),
+        "Q·Kᵀ".into(),
+        "Attention·V".into(),
+    ];
+    if other {
+        head.push("Bias MLP".into());
+    }
+    t.set_header(head);
+    let count = |v: u64| {
+        Cell::new(if v == 0 { "-".into() } else { human_count(v) })
+            .set_alignment(CellAlignment::Right)
+    };
+    for (l, s) in layers {
+        let mut row = vec![
+            text_cell(&l.name, markdown),
+            Cell::new(heads_text(&s)).set_alignment(CellAlignment::Right),
+            Cell::new(tokens_text(&s)).set_alignment(CellAlignment::Right),
+            count(s.projections),
+            count(s.scores),
+            count(s.values),
+        ];
+        if other {
+            row.push(count(s.other));
+        }
+        t.add_row(row);
+    }
+    Some(t)
+}
+
 fn totals_table(a: &Analysis, markdown: bool) -> TextTable {
     let mut t = new_table(markdown);
     t.set_header(vec!["Total", "", "exact"]);
@@ -610,15 +722,21 @@ fn totals_table(a: &Analysis, markdown: bool) -> TextTable {
 pub fn summary(a: &Analysis, format: Format, depth: Option<usize>) -> String {
     match format {
         Format::Table => format!(
-            "{}\n{}\n{}\n",
+            "{}\n{}\n{}{}\n",
             header(a),
             layer_table(a, depth, false),
+            attention_table(a, false)
+                .map(|t| format!("{t}\n"))
+                .unwrap_or_default(),
             totals_table(a, false)
         ),
         Format::Markdown => format!(
-            "**{}**\n\n{}\n\n{}\n",
+            "**{}**\n\n{}\n\n{}{}\n",
             markdown_text(&header(a)),
             layer_table(a, depth, true),
+            attention_table(a, true)
+                .map(|t| format!("{t}\n\n"))
+                .unwrap_or_default(),
             totals_table(a, true)
         ),
         Format::Csv => csv(a, depth),
@@ -902,6 +1020,9 @@ pub fn json(a: &Analysis) -> Value {
             if let Some((path, block)) = l.blocks.last() {
                 v["block"] = json!({"instance": path, "block": block});
             }
+            if let Some(s) = &l.attention {
+                v["attention"] = json!(s);
+            }
             v
         })
         .collect();
@@ -918,6 +1039,20 @@ pub fn json(a: &Analysis) -> Value {
     // Only for a model that reads tokens (see `Analysis::per_token`).
     if let Some(p) = a.per_token() {
         v["per_token"] = json!(p);
+    }
+    v["macs_by_category"] = macs_by_category(a)
+        .into_iter()
+        .map(|(c, m)| (c.legend().to_string(), json!(m)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    // Only for a model with attention layers: their MACs by product (torchvision convention).
+    if let Some(sum) = attention_totals(a) {
+        v["attention_macs"] = json!({
+            "projections": sum.projections,
+            "scores": sum.scores,
+            "values": sum.values,
+            "other": sum.other,
+        });
     }
     v
 }
@@ -1035,7 +1170,7 @@ fn rf_csv_report(a: &Analysis, cov: &Coverage) -> String {
             "{},{},{},",
             csv_field(&l.name),
             csv_field(&l.label),
-            csv_field(&output_text(&l.outputs))
+            csv_field(&output_text(&l.outputs, &l.out_layouts))
         );
         match &l.rf {
             Some(f) if f.axes.len() == rank => {
@@ -1098,7 +1233,11 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
         "Note",
     ]);
     for (i, l) in a.layers.iter().enumerate() {
-        let mut cells = vec![l.name.clone(), l.label.clone(), output_text(&l.outputs)];
+        let mut cells = vec![
+            l.name.clone(),
+            l.label.clone(),
+            output_text(&l.outputs, &l.out_layouts),
+        ];
         match &l.rf {
             None => cells.extend(["global".into(), "".into(), "".into(), "".into(), "".into()]),
             Some(f) if f.whole => cells.extend([

@@ -39,6 +39,13 @@ pub enum Init {
     Kaiming {
         fan_in: usize,
     },
+    /// Normal with mean 0 and standard deviation `std` (Box–Muller from the seeded
+    /// generator): a `parameter`'s `init: normal`, as PyTorch's `normal_(std=…)` /
+    /// `trunc_normal_(std=0.02)` (whose ±2 cut is 100 standard deviations out) initialise
+    /// position embeddings and bias tables.
+    Normal {
+        std: f32,
+    },
     Zeros,
     Ones,
     /// Every element the same value (PReLU's 0.25). Not a list: the tensor is allocated only

@@ -436,8 +436,10 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 /// PyTorch's NaN/Inf semantics in every kernel: every activation (softmax and log-softmax
 /// along dims 1 and -1), every pool but max-unpool (1-D, 2-D and 3-D), every norm (batchnorm3d
 /// and instancenorm1d/3d included), the merges (add, multiply, concat), the channel magnitude,
-/// every upsampling mode (linear and trilinear included) and conv1d/conv3d in each padding
-/// mode (with PyTorch's own weights from the JSON). Each layer of `tests/data/nonfinite_reference.json` (written by
+/// every upsampling mode (linear and trilinear included), conv1d/conv3d in each padding
+/// mode (with PyTorch's own weights from the JSON), and reshape, permute, matmul, SDPA,
+/// multi-head and shifted-window attention, a parameter and an embedding table holding the
+/// special values (PyTorch's tensors loaded by name). Each layer of `tests/data/nonfinite_reference.json` (written by
 /// `scripts/nonfinite_reference.py` from PyTorch's own modules) runs on PyTorch's input, as
 /// written and through the inference plan; NaN must come out exactly where PyTorch gives NaN,
 /// infinities where it gives the same infinity, and finite values agree within rounding.
@@ -445,7 +447,7 @@ fn nonfinite_value(v: &serde_json::Value) -> f32 {
 fn nonfinite_values_follow_pytorch() {
     let doc = data_json("nonfinite_reference.json");
     let cases = doc["cases"].as_array().unwrap();
-    assert!(cases.len() >= 129, "{} cases", cases.len());
+    assert!(cases.len() >= 153, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let op = case["op"].as_str().unwrap();
@@ -480,10 +482,26 @@ fn nonfinite_values_follow_pytorch() {
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
         let mut w = exec::init_weights(&net, 0).unwrap();
-        // A convolution's PyTorch-initialised weight and bias, in archscope's order.
+        // PyTorch's tensors for the first layer that has weights: a convolution's weight and
+        // bias in archscope's order, or (with a `name`) each under its archscope weight name
+        // (an attention's, a parameter's, an embedding's table).
         if let Some(ws) = case.get("weights").and_then(|v| v.as_array()) {
-            assert_eq!(ws.len(), w.per_node[1].len(), "{op}: weight tensors");
-            for (t, v) in w.per_node[1].iter_mut().zip(ws) {
+            let k = (0..net.nodes.len())
+                .find(|&k| !w.per_node[k].is_empty())
+                .unwrap_or_else(|| panic!("{op}: no layer with weights"));
+            let specs = net.nodes[k].layer.weights();
+            if ws.iter().all(|v| v.get("name").is_none()) {
+                assert_eq!(ws.len(), w.per_node[k].len(), "{op}: weight tensors");
+            }
+            for (i, v) in ws.iter().enumerate() {
+                let j = match v.get("name").and_then(|n| n.as_str()) {
+                    Some(name) => specs
+                        .iter()
+                        .position(|s| s.name == name)
+                        .unwrap_or_else(|| panic!("{op}: no weight `{name}`")),
+                    None => i,
+                };
+                let t = &mut w.per_node[k][j];
                 assert_eq!(t.shape, usizes(&v["shape"]), "{op}");
                 t.data = v["values"]
                     .as_array()

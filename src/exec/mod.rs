@@ -69,7 +69,8 @@ impl MemoryNeed {
 }
 
 /// The memory a pass over `net` needs, computed from the network alone before anything is
-/// allocated, against `budget` bytes. Counted: every weight and buffer as f32 (plus
+/// allocated, against `budget` bytes. Counted: every weight and buffer as f32 (a tied
+/// layer's copy of the shared weight too, see `share_tied`; plus
 /// `extra_weights`, e.g. the inference plan's folded or Winograd copies); the model's inputs;
 /// at each layer in execution order, every tensor still to be read (and every model output)
 /// plus the layer's outputs and a scratch allowance: its largest input, or its kernel's
@@ -117,6 +118,12 @@ pub fn check_memory(
     for (k, node) in net.nodes.iter().enumerate() {
         for spec in node.layer.weights() {
             let dims: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
+            weights = weights.saturating_add(f32_bytes(&dims));
+        }
+        // A tied weight: the executor gives the layer its own copy of the owner's tensor
+        // (`share_tied`), allocated beside the owner's.
+        if let Some(t) = node.layer.tied() {
+            let dims: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
             weights = weights.saturating_add(f32_bytes(&dims));
         }
         if weights > budget {
@@ -291,6 +298,28 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
             Init::Ones => vec![1.0; n],
             Init::Constant(c) => vec![*c; n],
             Init::Fixed(v) => v.clone(),
+            Init::Normal { std } => {
+                // Box–Muller: element i from the generator's outputs 2i and 2i + 1, both
+                // uniform in (0, 1), so that its logarithm is finite: z = √(−2 ln u)·cos(2πv).
+                use rayon::prelude::*;
+                let std = f64::from(*std);
+                let s = seed_for(seed, &name);
+                let mut data = vec![0f32; n];
+                const CHUNK: usize = 1 << 16;
+                data.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(c, part)| {
+                        let i0 = (c * CHUNK) as u64;
+                        for (j, v) in part.iter_mut().enumerate() {
+                            let i = 2 * (i0 + j as u64);
+                            let u = SplitMix::to_unit(SplitMix::at(s, i));
+                            let w = SplitMix::to_unit(SplitMix::at(s, i + 1));
+                            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * w).cos();
+                            *v = (z * std) as f32;
+                        }
+                    });
+                data
+            }
             Init::Kaiming { fan_in } => {
                 // Uniform in (−a, a) with a = √(6/fan_in): variance a²/3 = 2/fan_in.
                 use rayon::prelude::*;
@@ -362,30 +391,49 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
                 ))
                 .layer(&node.name));
             }
-            let raw = view.data();
-            use safetensors::Dtype as D;
-            let data: Vec<f32> = match view.dtype() {
-                D::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                D::F64 => raw
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-                    .collect(),
-                D::BF16 => raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect(),
-                D::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-                // Integer buffers (Swin's relative_position_index): exact in f32 below 2^24.
-                D::I64 if spec.kind == WeightKind::Buffer => raw
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-                    .collect(),
-                other => {
-                    return Err(Diagnostic::new(format!(
-                        "tensor `{name}` in {file} is {other:?}; archscope reads f32, f64, f16 and bf16"
-                    )))
-                }
-            };
+            let data = tensor_f32(&view, &name, file, spec.kind)?;
             tensors.push(Tensor::new(spec.shape.clone(), data));
         }
         per_node.push(tensors);
+    }
+    let mut w = Weights { per_node };
+    share_tied(net, &mut w);
+    // A tied layer's own name (`lm_head.weight`, which Hugging Face's GPT-2 file holds beside
+    // `transformer.wte.weight`) is accepted when the file's tensor equals the shared one,
+    // bit for bit after conversion to f32: it is the same tensor saved twice.
+    let mut tied_names: Vec<String> = Vec::new();
+    for (k, node) in net.nodes.iter().enumerate() {
+        let Some(t) = node.layer.tied() else {
+            continue;
+        };
+        let name = tensor_name(&net.tensor_prefix[k], t.weight);
+        let Ok(view) = st.tensor(&name) else {
+            continue;
+        };
+        let owner = net.nodes.iter().position(|n| n.name == t.layer);
+        let shared = owner.map(|j| tensor_name(&net.tensor_prefix[j], t.weight));
+        let same = view.shape() == t.shape.as_slice()
+            && w.per_node[k].last().is_some_and(|have| {
+                tensor_f32(&view, &name, file, WeightKind::Trainable).is_ok_and(|d| {
+                    d.len() == have.data.len()
+                        && d.iter()
+                            .zip(&have.data)
+                            .all(|(a, b)| a.to_bits() == b.to_bits())
+                })
+            });
+        let shared = shared.unwrap_or_else(|| t.layer.clone());
+        if !same {
+            return Err(Diagnostic::new(format!(
+                "tensor `{name}` in {file} differs from `{shared}`, which layer `{}` shares (`tied: {}`): a tied layer has no weight of its own",
+                node.name, t.layer
+            ))
+            .layer(&node.name)
+            .help(format!(
+                "drop `{name}` from the file (the model uses `{shared}`), or remove `tied:` from `{}` to give it its own weight",
+                node.name
+            )));
+        }
+        tied_names.push(name);
     }
     // Every tensor of the file must have been read: a misspelt name is an error, not ignored.
     // PyTorch's `num_batches_tracked` counters are the one kind of tensor with no use here.
@@ -403,7 +451,9 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     let mut unused: Vec<&String> = st
         .names()
         .into_iter()
-        .filter(|n| !used.contains(*n) && !n.ends_with(".num_batches_tracked"))
+        .filter(|n| {
+            !used.contains(*n) && !tied_names.contains(*n) && !n.ends_with(".num_batches_tracked")
+        })
         .collect();
     unused.sort();
     if let Some(first) = unused.first() {
@@ -417,9 +467,46 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
             used.len()
         )));
     }
-    let mut w = Weights { per_node };
-    share_tied(net, &mut w);
     Ok(w)
+}
+
+/// The values of a safetensors tensor as f32 (f16/bf16/f64 converted; i64 for a buffer).
+fn tensor_f32(
+    view: &safetensors::tensor::TensorView<'_>,
+    name: &str,
+    file: &str,
+    kind: WeightKind,
+) -> Result<Vec<f32>, Diagnostic> {
+    let raw = view.data();
+    use safetensors::Dtype as D;
+    Ok(match view.dtype() {
+        D::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        D::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        D::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+            .collect(),
+        D::F16 => raw
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        // Integer buffers (Swin's relative_position_index): exact in f32 below 2^24.
+        D::I64 if kind == WeightKind::Buffer => raw
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        other => {
+            return Err(Diagnostic::new(format!(
+                "tensor `{name}` in {file} is {other:?}; archscope reads f32, f64, f16 and bf16"
+            )))
+        }
+    })
 }
 
 /// The name of weight `weight` of the layer whose tensor-name prefix is `prefix`: `prefix.weight`,

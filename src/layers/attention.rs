@@ -7,8 +7,8 @@
 //! scripts/attention_reference.py). Their kernel is `kernels_attn::attention`.
 
 use super::{
-    add, mul, per_element, weighted_training, Arity, Attrs, Category, Convention, Cost, Counting,
-    Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
+    add, mul, per_element, weighted_training, Arity, AttentionSplit, Attrs, Category, Convention,
+    Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
 };
 use super::Collapsed;
 use crate::error::Diagnostic;
@@ -19,7 +19,17 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 pub const MULTI_HEAD_ATTENTION: OpType = OpType {
     name: "multi_head_attention",
     aliases: &["mha", "multihead_attention"],
-    keys: &["heads", "bias", "dropout", "causal", "kdim", "vdim", "need_weights"],
+    keys: &[
+        "heads",
+        "bias",
+        "dropout",
+        "causal",
+        "kdim",
+        "vdim",
+        "need_weights",
+        "add_bias_kv",
+        "add_zero_attn",
+    ],
     arity: Arity::AtLeast(1),
     fused_bn: None,
     build: build_mha,
@@ -100,6 +110,43 @@ fn check_buffers(d: &Dims) -> Result<(), Diagnostic> {
     Ok(())
 }
 
+/// Attention takes its positions from dimension −2 and its features from the last one: an
+/// error when the last dimension of input `k` (`what`: query, key, value) is input positions
+/// (a spatial axis or flattened tokens) while dimension −2 is not — the embedding on the wrong
+/// axis, as an `N×C×L` signal or the `N×C×T(H·W)` tokens of a patch convolution flattened but
+/// not transposed (ViT's `x.flatten(2).transpose(1, 2)` without the transpose): it would attend
+/// over the channels with the positions as features. A layout that says nothing (`Other`
+/// axes, a tensor of positions on both axes) is not refused.
+fn wrong_axis_error(a: &Attrs, op: &str, k: usize, what: &str) -> Result<(), Diagnostic> {
+    let x = &a.inputs[k];
+    let lay = a.input_layout(k);
+    let r = x.rank();
+    if r < 3 || lay.rank() != r {
+        return Ok(());
+    }
+    let (last, before) = (&lay.0[r - 1], &lay.0[r - 2]);
+    if !last.is_positional() || before.is_positional() {
+        return Ok(());
+    }
+    let spatial = lay.spatial_hint();
+    let (n_pos, n_feat) = (x.0[r - 1], x.0[r - 2]);
+    let d = Diagnostic::new(format!(
+        "{op} attends over dimension {} and takes the features from the last one, and its {what} {} is laid out {}: the last dimension is {} — it would attend over the {n_feat} {} as positions with the {n_pos} position{} as features",
+        r - 2,
+        x.per_sample(),
+        lay.letters(spatial),
+        last.describe(spatial),
+        if *before == super::Role::Channel { "channels" } else { "units of dimension -2" },
+        if n_pos == 1 { "" } else { "s" },
+    ))
+    .at(&a.node_path);
+    Err(d.help(format!(
+        "put the features last first: `{{op: transpose, dims: [{}, {}]}}` (a patch convolution's N×C×H×W map: `{{op: flatten, start_dim: 2}}` then `{{op: transpose, dims: [1, 2]}}`, as torchvision's ViT does)",
+        r - 2,
+        r - 1
+    )))
+}
+
 // ---------------------------------------------------------------------------------------------
 // multi_head_attention
 
@@ -119,6 +166,11 @@ struct Mha {
     mask: Option<usize>,
     /// A mask of rank 3 ((N·heads)×L×S) rather than 2 (L×S).
     mask_per_head: bool,
+    /// `add_bias_kv`: a learned key and value (`bias_k`, `bias_v`, 1×1×E each) appended to
+    /// the projected keys and values of every sample.
+    bias_kv: bool,
+    /// `add_zero_attn`: a zero key and value appended after those (PyTorch's order).
+    zero_attn: bool,
     /// Parameters (computed with checked arithmetic at build).
     params: u64,
 }
@@ -130,20 +182,31 @@ impl Mha {
     fn head_dim(&self) -> u64 {
         self.embed / self.heads
     }
-    /// (N, L, S) of a call.
+    /// Keys and values appended to the S of the inputs (`add_bias_kv`, `add_zero_attn`).
+    fn extra_keys(&self) -> u64 {
+        u64::from(self.bias_kv) + u64::from(self.zero_attn)
+    }
+    /// (N, L, S) of a call: S the keys attended to, the input's plus those `add_bias_kv`
+    /// and `add_zero_attn` append.
     fn sizes(&self, inputs: &[Shape]) -> (u64, u64, u64) {
+        let (n, l, s) = self.input_sizes(inputs);
+        (n, l, s + self.extra_keys())
+    }
+    /// (N, L, S) of the inputs (S: the key input's positions).
+    fn input_sizes(&self, inputs: &[Shape]) -> (u64, u64, u64) {
         let q = &inputs[0];
         let k = if self.self_attention { q } else { &inputs[1] };
         (q.0[0], q.0[1], k.0[1])
     }
     /// MACs of the projections and of the attention products.
     fn macs(&self, inputs: &[Shape]) -> Result<(u64, u64), Diagnostic> {
-        let (n, l, s) = self.sizes(inputs);
+        let (n, l, s_in) = self.input_sizes(inputs);
+        let (_, _, s) = self.sizes(inputs);
         let e = self.embed;
         let proj = add(&[
             mul(&[n, l, e, e])?,
-            mul(&[n, s, self.kdim, e])?,
-            mul(&[n, s, self.vdim, e])?,
+            mul(&[n, s_in, self.kdim, e])?,
+            mul(&[n, s_in, self.vdim, e])?,
             mul(&[n, l, e, e])?,
         ])?;
         let attn = mul(&[2, n, l, s, e])?;
@@ -181,6 +244,13 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             .help("reshape the tokens to N×L×E first, e.g. `{op: flatten, start_dim: 2}` then `{op: transpose, dims: [1, 2]}` after a patch convolution"));
         }
     }
+    for (i, what) in ["query", "key", "value"]
+        .iter()
+        .enumerate()
+        .take(if self_attention { 1 } else { 3 })
+    {
+        wrong_axis_error(a, "multi_head_attention", i, what)?;
+    }
     let q = a.inputs[0].clone();
     let embed = q.0[2];
     let heads = a.req_positive("heads", "8")?;
@@ -197,6 +267,18 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let bias = a.bool("bias", true)?;
     let causal = a.bool("causal", false)?;
     let need_weights = a.bool("need_weights", true)?;
+    let bias_kv = a.bool("add_bias_kv", false)?;
+    let zero_attn = a.bool("add_zero_attn", false)?;
+    if causal && (bias_kv || zero_attn) {
+        let key = if bias_kv {
+            "add_bias_kv"
+        } else {
+            "add_zero_attn"
+        };
+        return Err(a
+            .error(key, format!("`{key}` with `causal: true`: PyTorch pads the attention mask so that every query sees the appended key, which a causal attention does not"))
+            .help("give the causal mask as an input (`in: [x, mask]`, −inf above the diagonal) instead of `causal: true`, or leave the extra keys out"));
+    }
     let dropout = dropout(a)?;
     let (l, s) = if self_attention {
         if kdim != embed || vdim != embed {
@@ -273,6 +355,7 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         mul(&[embed, kdim])?,
         mul(&[embed, vdim])?,
         if bias { mul(&[4, embed])? } else { 0 },
+        if bias_kv { mul(&[2, embed])? } else { 0 },
     ])?;
     Ok(Box::new(Mha {
         params,
@@ -287,6 +370,8 @@ fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         self_attention,
         mask,
         mask_per_head,
+        bias_kv,
+        zero_attn,
     }))
 }
 
@@ -301,14 +386,16 @@ impl Op for Mha {
             self.heads,
             self.head_dim(),
             if self.causal { ", causal" } else { "" }
-        ) + &if self.dropout > 0.0 {
-            format!(", dropout {}", self.dropout)
-        } else {
-            String::new()
-        }
+        ) + if self.bias_kv { ", bias k/v" } else { "" }
+            + if self.zero_attn { ", zero attn" } else { "" }
+            + &if self.dropout > 0.0 {
+                format!(", dropout {}", self.dropout)
+            } else {
+                String::new()
+            }
     }
     fn category(&self) -> Category {
-        Category::Convolution
+        Category::Attention
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         Ok(vec![inputs[0].clone()])
@@ -327,8 +414,9 @@ impl Op for Mha {
         let macs = add(&[proj, attn])?;
         // Biases of the four projections; Q scaled (1 per element); softmax 4 per score; the
         // mask (explicit or causal) 1 add per score.
+        let s_in = self.input_sizes(inputs).2;
         let bias = if self.bias {
-            add(&[mul(&[n, l + 2 * s, e])?, per_element(&outputs[0], 1)?])?
+            add(&[mul(&[n, l + 2 * s_in, e])?, per_element(&outputs[0], 1)?])?
         } else {
             0
         };
@@ -353,6 +441,23 @@ impl Op for Mha {
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("MultiheadAttention")
+    }
+    fn attention(&self, inputs: &[Shape]) -> Result<Option<AttentionSplit>, Diagnostic> {
+        let (proj, _) = self.macs(inputs)?;
+        let (n, l, s) = self.sizes(inputs);
+        // Each product over the heads together: L·S·(E/heads)·heads = L·S·E per sample.
+        let product = mul(&[n, l, s, self.embed])?;
+        Ok(Some(AttentionSplit {
+            heads: self.heads,
+            head_dim: self.head_dim(),
+            queries: l,
+            keys: s,
+            windows: 1,
+            projections: proj,
+            scores: product,
+            values: product,
+            other: 0,
+        }))
     }
     fn kv_cache_per_token(&self, _inputs: &[Shape]) -> u64 {
         // A causal decoder keeps each past token's projected key and value: E each.
@@ -479,6 +584,16 @@ impl Kernel for Mha {
         if self.bias {
             out.push(b("in_proj_bias", 3 * e));
         }
+        if self.bias_kv {
+            for name in ["bias_k", "bias_v"] {
+                out.push(WeightSpec {
+                    name,
+                    shape: vec![1, 1, e],
+                    kind: WeightKind::Trainable,
+                    init: Init::Normal { std: 0.02 },
+                });
+            }
+        }
         out.push(w("out_proj.weight", vec![e, e]));
         if self.bias {
             out.push(b("out_proj.bias", e));
@@ -499,7 +614,8 @@ impl Kernel for Mha {
         } else {
             (inputs[1], inputs[2])
         };
-        let (n, l, s) = (xq.shape[0], xq.shape[1], xk.shape[1]);
+        let (n, l, s_in) = (xq.shape[0], xq.shape[1], xk.shape[1]);
+        let s = s_in + self.extra_keys() as usize;
         // Weights in `weights()` order.
         let (wq, wk, wv, mut rest): (&[f32], &[f32], &[f32], usize) = if self.separate() {
             (&weights[0].data, &weights[1].data, &weights[2].data, 3)
@@ -510,6 +626,10 @@ impl Kernel for Mha {
         let in_bias = self.bias.then(|| {
             rest += 1;
             &weights[rest - 1].data
+        });
+        let bias_kv = self.bias_kv.then(|| {
+            rest += 2;
+            (&weights[rest - 2].data, &weights[rest - 1].data)
         });
         let wo = &weights[rest].data;
         let bo = self.bias.then(|| &weights[rest + 1].data);
@@ -537,12 +657,39 @@ impl Kernel for Mha {
         let mut macs = 0u64;
         let bias_part = |i: usize| in_bias.map(|b| &b[i * e..(i + 1) * e]);
         let q = project(xq, wq, e, bias_part(0), &mut macs);
-        let k = project(xk, wk, self.kdim as usize, bias_part(1), &mut macs);
-        let v = project(xv, wv, self.vdim as usize, bias_part(2), &mut macs);
+        let mut k = project(xk, wk, self.kdim as usize, bias_part(1), &mut macs);
+        let mut v = project(xv, wv, self.vdim as usize, bias_part(2), &mut macs);
+        if s != s_in {
+            // Each sample's S projected keys, then bias_k, then a zero key (and so for values).
+            let extend = |x: &[f32], extra: Option<&[f32]>| -> Vec<f32> {
+                let mut out = Vec::with_capacity(n * s * e);
+                for sample in x.chunks(s_in * e) {
+                    out.extend_from_slice(sample);
+                    if let Some(b) = extra {
+                        out.extend_from_slice(b);
+                    }
+                    if self.zero_attn {
+                        out.resize(out.len() + e, 0.0);
+                    }
+                }
+                out
+            };
+            k = extend(&k, bias_kv.map(|b| b.0.as_slice()));
+            v = extend(&v, bias_kv.map(|b| b.1.as_slice()));
+        }
+        // A mask padded with a zero column per appended key, as PyTorch pads it.
+        let padded: Option<Vec<f32>> = self.mask.filter(|_| s != s_in).map(|m| {
+            let mut out = Vec::with_capacity(inputs[m].data.len() / s_in.max(1) * s);
+            for row in inputs[m].data.chunks(s_in) {
+                out.extend_from_slice(row);
+                out.resize(out.len() + (s - s_in), 0.0);
+            }
+            out
+        });
         let mask = self.mask.map(|m| {
             let t = inputs[m];
             Mask {
-                data: &t.data,
+                data: padded.as_deref().unwrap_or(&t.data),
                 offsets: (0..n * h)
                     .map(|b| if self.mask_per_head { b * l * s } else { 0 })
                     .collect(),
@@ -591,17 +738,42 @@ impl Kernel for Mha {
         } else {
             0
         };
+        // With appended keys: the mask padded to L×S (per head, with a mask of rank 3).
+        let padded = match self.mask {
+            Some(_) if self.extra_keys() > 0 => l
+                .saturating_mul(s)
+                .saturating_mul(if self.mask_per_head { pairs } else { 1 }),
+            _ => 0,
+        };
+        // Then the most of: the attention's scratch, or gemm's packing buffers for one of
+        // the four projections (each a call of its own, with the buffers above alive).
+        let attention = kernels_attn::workspace(&Dims {
+            pairs: pairs as usize,
+            l: l as usize,
+            s: s as usize,
+            e: d,
+            ev: d,
+            group: 1,
+        });
+        let s_in = self.input_sizes(inputs).2;
+        let (rows_q, rows_k) = (
+            n.saturating_mul(l) as usize,
+            n.saturating_mul(s_in) as usize,
+        );
+        let e_us = e as usize;
+        let packing = [
+            crate::kernels::gemm_packing(rows_q, e_us, e_us),
+            crate::kernels::gemm_packing(rows_k, e_us, self.kdim as usize),
+            crate::kernels::gemm_packing(rows_k, e_us, self.vdim as usize),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         q.saturating_mul(2)
             .saturating_add(kv.saturating_mul(2))
             .saturating_add(offsets)
-            .saturating_add(kernels_attn::workspace(&Dims {
-                pairs: pairs as usize,
-                l: l as usize,
-                s: s as usize,
-                e: d,
-                ev: d,
-                group: 1,
-            }))
+            .saturating_add(padded)
+            .saturating_add(attention.max(packing))
     }
 }
 
@@ -640,13 +812,15 @@ impl Counting for Mha {
             // torch.bmm/baddbmm (+ the mask's elements) and F.softmax.
             Convention::Ptflops => {
                 let (kd, vd) = (self.kdim, self.vdim);
+                // The hook reads the key input's length: the appended keys are not in it.
+                let si = self.input_sizes(inputs).2;
                 let hook = add(&[
                     l * e,
                     mul(&[l, e, e])?,
-                    mul(&[s, kd, kd])?,
-                    mul(&[s, vd, vd])?,
-                    if self.bias { mul(&[l + 2 * s, e])? } else { 0 },
-                    mul(&[h, l, s, e / h + 1 + vd / h])?,
+                    mul(&[si, kd, kd])?,
+                    mul(&[si, vd, vd])?,
+                    if self.bias { mul(&[l + 2 * si, e])? } else { 0 },
+                    mul(&[h, l, si, e / h + 1 + vd / h])?,
                     mul(&[l, vd, vd + 1])?,
                 ])?;
                 let functional = if self.need_weights {
@@ -690,11 +864,17 @@ impl Counting for Mha {
             true,
             false,
         )?;
-        let bias_grads = if self.bias {
-            add(&[mul(&[n, l + 2 * s, e])?, mul(&[n, l, e])?])?
-        } else {
-            0
-        };
+        // Over the rows projected (the S keys given); bias_k and bias_v sum theirs over the
+        // batch.
+        let rows_k = self.input_sizes(inputs).2;
+        let bias_grads = add(&[
+            if self.bias {
+                add(&[mul(&[n, l + 2 * rows_k, e])?, mul(&[n, l, e])?])?
+            } else {
+                0
+            },
+            if self.bias_kv { mul(&[2, n, e])? } else { 0 },
+        ])?;
         // The attention core: four products (dQ = dS·K, dK = dSᵀ·Q, dP = dO·Vᵀ, dV = Pᵀ·dO),
         // each the MACs of one forward product, and the softmax's backward, 3 per score.
         let core = add(&[mul(&[2, attn])?, mul(&[3, scores])?])?;
@@ -710,18 +890,41 @@ impl Counting for Mha {
         //   cross-attention (only its scaled copy is used); F.dropout's mask with `dropout`.
         let dt = |x: u64| mul(&[x, dtype_bytes]);
         let (kd, vd) = (self.kdim, self.vdim);
+        let s_in = self.input_sizes(inputs).2;
         let copies = if n == 1 {
             0
         } else if self.self_attention {
             mul(&[n, l, e])?
         } else {
-            add(&[mul(&[n, l, e])?, mul(&[n, s, kd])?, mul(&[n, s, vd])?])?
+            add(&[mul(&[n, l, e])?, mul(&[n, s_in, kd])?, mul(&[n, s_in, vd])?])?
         };
         let q_elems = mul(&[n, l, e])?;
         let kv_elems = mul(&[2, n, s, e])?;
         let mut elems = add(&[copies, q_elems, kv_elems, q_elems])?;
         let mut extra_raw = 0u64;
-        if self.need_weights {
+        if self.extra_keys() > 0 {
+            // Keys and values appended (`add_bias_kv`, `add_zero_attn`): torch.cat makes new
+            // K and V of S' = S + 1 or S + 2 rows (N·S'·E each), which the products save in
+            // place of the projections' (measured: scripts/attention_reference.py's four
+            // cases). The fused path still keeps q's storage — the packed N·L·3E projection
+            // for self-attention, Q alone for cross-attention — and a log-sum-exp; the
+            // explicit products (need_weights, or a mask) keep Q scaled, K scaled or K, V
+            // and the softmax's output instead, never the projections.
+            let proj_q = if self.self_attention {
+                add(&[q_elems, mul(&[2, n, s_in, e])?])?
+            } else {
+                q_elems
+            };
+            elems = if self.need_weights || self.mask.is_some() {
+                if self.need_weights && self.dropout > 0.0 {
+                    extra_raw = scores;
+                }
+                add(&[copies, kv_elems, q_elems, q_elems, scores])?
+            } else {
+                extra_raw = mul(&[n, h, l, 4])?;
+                add(&[copies, proj_q, kv_elems, q_elems])?
+            };
+        } else if self.need_weights {
             elems = add(&[elems, q_elems, scores])?;
             if !self.self_attention {
                 elems -= q_elems;
@@ -759,6 +962,9 @@ impl Counting for Mha {
 
 #[derive(Debug)]
 struct Sdpa {
+    /// Heads and head size of the query (N×heads×L×E: (heads, E)), for the label; None for
+    /// a rank-3 call.
+    heads: Option<(u64, u64)>,
     causal: bool,
     /// `scale:` as written; None: 1/√E.
     scale: Option<f64>,
@@ -797,6 +1003,9 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             ))
             .help("give it tensors of rank 3 (N×L×E) or more (N×heads×L×E)"));
         }
+    }
+    for (i, what) in ["query", "key", "value"].iter().enumerate() {
+        wrong_axis_error(a, "scaled_dot_product_attention", i, what)?;
     }
     let causal = a.bool("causal", false)?;
     let gqa = a.bool("gqa", false)?;
@@ -877,6 +1086,7 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         }
     }
     Ok(Box::new(Sdpa {
+        heads: (r >= 4).then(|| (q.0[r - 3], e)),
         causal,
         scale,
         dropout,
@@ -897,7 +1107,10 @@ impl Op for Sdpa {
         "scaled_dot_product_attention"
     }
     fn label(&self) -> String {
-        let mut s = "attention".to_string();
+        let mut s = match self.heads {
+            Some((h, d)) => format!("attention, {h} heads×{d}"),
+            None => "attention".to_string(),
+        };
         if self.causal {
             s.push_str(", causal");
         }
@@ -916,7 +1129,7 @@ impl Op for Sdpa {
         s
     }
     fn category(&self) -> Category {
-        Category::Convolution
+        Category::Attention
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         let mut out = inputs[0].0.clone();
@@ -945,6 +1158,23 @@ impl Op for Sdpa {
     }
     fn geometry(&self, _inputs: &[Shape]) -> Geometry {
         Geometry::Global
+    }
+    fn attention(&self, inputs: &[Shape]) -> Result<Option<AttentionSplit>, Diagnostic> {
+        let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
+        let q = &inputs[0].0;
+        // The query's heads: the dimension before L×E of an N×heads×L×E call, else 1.
+        let heads = if q.len() >= 4 { q[q.len() - 3] } else { 1 };
+        Ok(Some(AttentionSplit {
+            heads,
+            head_dim: e,
+            queries: l,
+            keys: s,
+            windows: 1,
+            projections: 0,
+            scores: mul(&[pairs, l, s, e])?,
+            values: mul(&[pairs, l, s, ev])?,
+            other: 0,
+        }))
     }
     fn kv_cache_per_token(&self, inputs: &[Shape]) -> u64 {
         // Per position of the keys: every key head's E and every value head's Ev.
@@ -1174,15 +1404,26 @@ impl Counting for Sdpa {
 
 #[cfg(test)]
 mod tests {
-    use crate::layers::testutil::build;
-    use crate::layers::{Convention, Shape};
+    use crate::error::Diagnostic;
+    use crate::layers::testutil::{build, build_laid};
+    use crate::layers::{Convention, Layer, Layout, Role, Shape};
+
+    /// Builds an attention on token inputs (`N×L×E`, laid out batch, sequence, features).
+    fn tokens(
+        op: &str,
+        attrs: &str,
+        inputs: &[&[u64]],
+    ) -> Result<(Box<dyn Layer>, Vec<Shape>), Diagnostic> {
+        let lay = Layout(vec![Role::Batch, Role::Sequence, Role::Channel]);
+        build_laid(op, attrs, inputs, &vec![lay; inputs.len()])
+    }
 
     #[test]
     fn vit_b_16_block_by_hand() {
         // E = 768, 12 heads, L = 197: in_proj 3·768² + 3·768, out_proj 768² + 768 parameters
         // = 2,362,368; MACs 4·197·768² (projections) + 2·197²·768 (Q·Kᵀ, A·V) = 524,391,936.
         let x = [1u64, 197, 768];
-        let (l, out) = build(
+        let (l, out) = tokens(
             "multi_head_attention",
             "{heads: 12, need_weights: false}",
             &[&x],
@@ -1196,7 +1437,7 @@ mod tests {
         // Of which Q·Kᵀ and attention·V: 2·197²·768.
         assert_eq!(c.macs - 4 * 197 * 768 * 768, 59_610_624);
         // GPT-2's causal layer keeps K and V: 2·768 elements per token.
-        let (l, _) = build("mha", "{heads: 12, causal: true}", &[&x]).unwrap();
+        let (l, _) = tokens("mha", "{heads: 12, causal: true}", &[&x]).unwrap();
         assert_eq!(l.kv_cache_per_token(&[Shape(x.to_vec())]), 1536);
     }
 
@@ -1218,7 +1459,7 @@ mod tests {
 
     #[test]
     fn heads_must_divide_the_embedding() {
-        let e = build("multi_head_attention", "{heads: 5}", &[&[1, 4, 12]]).unwrap_err();
+        let e = tokens("multi_head_attention", "{heads: 5}", &[&[1, 4, 12]]).unwrap_err();
         assert_eq!(
             e.message,
             "5 heads do not divide the embedding of 12 features (each head takes embedding/heads of them)"

@@ -75,6 +75,16 @@ impl Shape {
     pub fn per_sample(&self) -> String {
         join(&self.0[1.min(self.0.len())..])
     }
+
+    /// The shape as reports show it, given what its dimensions mean: per sample
+    /// ([`Shape::per_sample`]) when dimension 0 is the batch, else whole — a `parameter`'s
+    /// `[1, 1, 768]` class token, whose dimension 0 is no batch, shows as `1×1×768`.
+    pub fn shown(&self, layout: &Layout) -> String {
+        match layout.0.first() {
+            Some(r) if *r != Role::Batch && layout.rank() == self.rank() => join(&self.0),
+            _ => self.per_sample(),
+        }
+    }
 }
 
 fn join(d: &[u64]) -> String {
@@ -222,11 +232,13 @@ pub enum Category {
     Reshape,
     Regularization,
     Resample,
+    /// Attention: multi-head, scaled dot-product and windowed (its projections included).
+    Attention,
 }
 
 impl Category {
     /// Every category, in legend order.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Input,
         Category::Convolution,
         Category::Activation,
@@ -236,6 +248,7 @@ impl Category {
         Category::Reshape,
         Category::Regularization,
         Category::Resample,
+        Category::Attention,
     ];
 
     /// The category's colour (`#rrggbb`), the one palette of the diagrams (node headers) and
@@ -251,6 +264,7 @@ impl Category {
             Category::Reshape => "#f6f0a6",
             Category::Regularization => "#bfe8e2",
             Category::Resample => "#f2c2e4",
+            Category::Attention => "#f4b183",
         }
     }
 
@@ -266,6 +280,7 @@ impl Category {
             Category::Reshape => "reshape",
             Category::Regularization => "regularisation",
             Category::Resample => "resample",
+            Category::Attention => "attention",
         }
     }
 }
@@ -474,6 +489,44 @@ pub trait Op: fmt::Debug + Send + Sync {
     /// layer.
     fn kv_cache_per_token(&self, _inputs: &[Shape]) -> u64 {
         0
+    }
+    /// An attention layer's structure and its MACs split by product, for reports (summary's
+    /// attention table and JSON, the diagrams' labels); `None` for every other layer.
+    fn attention(&self, _inputs: &[Shape]) -> Result<Option<AttentionSplit>, Diagnostic> {
+        Ok(None)
+    }
+}
+
+/// An attention layer as reports show it: its heads, and its MACs (the op's own count, the
+/// torchvision convention's) split into the projections, the scores Q·Kᵀ and the weighted sum
+/// attention·V; `projections + scores + values + other` is the layer's MACs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AttentionSplit {
+    /// Heads (per sample; 1 for an SDPA call on N×L×E).
+    pub heads: u64,
+    /// Features of a query or key per head (E/heads).
+    pub head_dim: u64,
+    /// Queries (L) and keys (S) per head: the tokens of the sequence or of one window.
+    pub queries: u64,
+    pub keys: u64,
+    /// Windows per sample of a windowed attention (1 for a global one).
+    pub windows: u64,
+    /// MACs of the input and output projections (0 for scaled_dot_product_attention).
+    pub projections: u64,
+    /// MACs of Q·Kᵀ: L·S·head_dim per head, window and sample.
+    pub scores: u64,
+    /// MACs of attention·V: L·S·(value head size) per head, window and sample.
+    pub values: u64,
+    /// Any other MACs (Swin V2's continuous position-bias MLP).
+    pub other: u64,
+}
+
+impl AttentionSplit {
+    pub fn total(&self) -> u64 {
+        self.projections
+            .saturating_add(self.scores)
+            .saturating_add(self.values)
+            .saturating_add(self.other)
     }
 }
 

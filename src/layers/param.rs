@@ -22,14 +22,18 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec, MAX_TENSOR_ELEMENTS};
 /// (2^32 elements, 16 GiB of f32), so that every model that builds can also run.
 pub const MAX_PARAMETER_ELEMENTS: u64 = MAX_TENSOR_ELEMENTS as u64;
 
+/// `init: normal`'s standard deviation when `std` is not given: PyTorch's usual 0.02
+/// (torchvision's ViT position embedding, Swin's bias tables, GPT-2).
+pub const DEFAULT_STD: f64 = 0.02;
+
 pub const PARAMETER: OpType = OpType {
     name: "parameter",
     aliases: &["param"],
-    keys: &["shape", "init", "value", "trainable"],
+    keys: &["shape", "init", "value", "std", "trainable"],
     arity: Arity::Exactly(0),
     fused_bn: None,
     build: build_parameter,
-    summary: "a learned tensor of the literal PyTorch `shape` (no batch added; class token [1, 1, 768]); no inputs; `init` zeros|ones|normal|value; loaded under its own name (nn.Parameter)",
+    summary: "a learned tensor of the literal PyTorch `shape` (no batch added; class token [1, 1, 768]); no inputs; `init` zeros|ones|normal (`std`, default 0.02)|value; loaded under its own name (nn.Parameter)",
 };
 
 pub const EMBEDDING: OpType = OpType {
@@ -96,15 +100,36 @@ fn build_parameter(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
                 .help("add e.g. `value: 1.0e-6` (ConvNeXt's layer scale)"))
         }
         "value" => Init::Constant(value as f32),
-        _ => Init::Kaiming {
-            fan_in: *shape.last().unwrap_or(&1) as usize,
-        },
+        _ => Init::Normal { std: 0.0 },
     };
     if kind != "value" && !value.is_nan() {
         return Err(a
             .error("value", "`value` has no effect without `init: value`")
             .help("write `init: value` with it, or leave `value` out"));
     }
+    // `init: normal`'s standard deviation: 0.02 by default, what torchvision's ViT
+    // (pos_embedding.normal_(std=0.02)) and Swin (trunc_normal_(std=0.02)) and GPT-2 use.
+    let std = a.float("std", f64::NAN)?;
+    let init = match init {
+        Init::Normal { .. } => {
+            let std = if std.is_nan() { DEFAULT_STD } else { std };
+            if !(std.is_finite() && std > 0.0 && std <= f64::from(f32::MAX)) {
+                return Err(a
+                    .error(
+                        "std",
+                        format!("`std: {std}` is not a positive standard deviation"),
+                    )
+                    .help("write a positive number, e.g. `std: 0.02` (the default)"));
+            }
+            Init::Normal { std: std as f32 }
+        }
+        _ if !std.is_nan() => {
+            return Err(a
+                .error("std", format!("`std` has no effect with `init: {kind}`"))
+                .help("write `init: normal` with it, or leave `std` out"));
+        }
+        other => other,
+    };
     let trainable = a.bool("trainable", true)?;
     Ok(Box::new(Parameter {
         shape,

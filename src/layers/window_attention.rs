@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::Convention;
 use super::{
-    add, mul, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer, Op,
-    OpType, Params, Role, Saved, Shape, Training,
+    add, mul, Arity, AttentionSplit, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
+    Layer, Op, OpType, Params, Role, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, vectorised, Ctx};
@@ -277,7 +277,25 @@ impl Op for WindowAttention {
         s
     }
     fn category(&self) -> Category {
-        Category::Convolution
+        Category::Attention
+    }
+    fn attention(&self, inputs: &[Shape]) -> Result<Option<AttentionSplit>, Diagnostic> {
+        let n = inputs[0].0[0];
+        let (tokens, windows, _) = self.sizes(n)?;
+        let (c, l) = (self.dim, self.l());
+        // Per window, the heads together: L·L·(C/heads)·heads = L²·C for each product.
+        let product = mul(&[windows, l, l, c])?;
+        Ok(Some(AttentionSplit {
+            heads: self.heads,
+            head_dim: c / self.heads,
+            queries: l,
+            keys: l,
+            windows: self.windows_per_sample(),
+            projections: mul(&[tokens, 4, c, c])?,
+            scores: product,
+            values: product,
+            other: self.cpb_macs()?,
+        }))
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         let x = &inputs[0];
