@@ -22,9 +22,11 @@ mod matmul;
 mod merge;
 mod norm;
 mod param;
+mod partition;
 mod pool;
 mod pool_nd;
 mod reduce;
+mod rel_attention;
 mod resample;
 mod reshape;
 mod tensor_ops;
@@ -734,6 +736,8 @@ pub static REGISTRY: &[OpType] = &[
     tensor_ops::SUM,
     tensor_ops::SELECT,
     tensor_ops::EXPAND,
+    partition::WINDOW_PARTITION,
+    partition::WINDOW_DEPARTITION,
     pool::MAXPOOL2D,
     pool::AVGPOOL2D,
     pool::ADAPTIVE_AVGPOOL2D,
@@ -795,6 +799,7 @@ pub static REGISTRY: &[OpType] = &[
     attention::MULTI_HEAD_ATTENTION,
     attention::SCALED_DOT_PRODUCT_ATTENTION,
     window_attention::SHIFTED_WINDOW_ATTENTION,
+    rel_attention::RELATIVE_POSITION_ATTENTION,
 ];
 
 /// The type of the model's inputs, which the graph builder places for `inputs:`.
