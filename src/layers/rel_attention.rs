@@ -392,27 +392,30 @@ impl Counting for RelAttention {
         outputs: &[Shape],
     ) -> Result<u64, Diagnostic> {
         let n = inputs[0].0[0];
-        let (tokens, groups, logits) = self.sizes(n)?;
+        let (tokens, _, logits) = self.sizes(n)?;
         let d = self.dim;
         let linear = mul(&[tokens, 4, d, d])?;
-        let l2 = self.l() * self.l();
+        // One einsum's MACs (Q·Kᵀ and attention·V have the same count).
+        let einsum = mul(&[logits, d / self.heads])?;
         // Measured with each tool on the module (scripts/maxvit_reference.py): to_qkv and
         // merge are nn.Linear modules it calls, so every hook-based tool charges them; the
-        // two products are `torch.einsum`.
+        // two products are `torch.einsum` calls.
         match c {
-            // FlopCounterMode and fvcore: the linears and both einsums (bmm), bias excluded.
-            Convention::Torchvision | Convention::Fvcore => Ok(self.cost(inputs, outputs)?.macs),
-            // ptflops: its Linear hook (input numel × out features, plus out features once
-            // per call for the bias), and F.softmax, which it patches (one per logit); it does
-            // not patch torch.einsum.
-            Convention::Ptflops => add(&[linear, 4 * d, logits]),
-            // thop and torchinfo: the Linear modules alone (in·out per output row; torchinfo
-            // the weights' and biases' elements per row of the first output dimension).
-            Convention::Thop => Ok(linear),
-            Convention::Torchinfo => {
-                let _ = (groups, l2);
-                mul(&[n, 4 * d * d + 4 * d])
-            }
+            // FlopCounterMode: the linears and both einsums (as bmm), bias excluded.
+            Convention::Torchvision => Ok(self.cost(inputs, outputs)?.macs),
+            // fvcore: the linears, and per einsum NumPy's `einsum_path` "optimized FLOP
+            // count" (2 per MAC) as NumPy prints it, to four significant digits (`%.3e`),
+            // halved and floored.
+            Convention::Fvcore => add(&[linear, mul(&[2, numpy_printed_half(mul(&[2, einsum])?)])?]),
+            // ptflops: its Linear hook (input features × out features plus the bias, per
+            // row), and F.softmax, which it patches (one per logit); it does not patch
+            // torch.einsum, nor `*` and `+`.
+            Convention::Ptflops => add(&[mul(&[tokens, 4 * d * (d + 1)])?, logits]),
+            // thop (2.2): the Linear modules (in·out per output row) and both einsums.
+            Convention::Thop => Ok(self.cost(inputs, outputs)?.macs),
+            // torchinfo: the Linear modules' weights and biases, once per sample (its
+            // output_size[0]).
+            Convention::Torchinfo => mul(&[n, 4 * d * (d + 1)]),
         }
     }
 
@@ -439,8 +442,14 @@ impl Counting for RelAttention {
             mul(&[3, logits])?,
         ])?;
         // What autograd keeps (measured: scripts/maxvit_reference.py, saved_tensors_hooks, each
-        // storage once, parameters and buffers left out).
-        let kept = add(&[mul(&[tokens, SAVED_PER_TOKEN * c])?, logits])?;
+        // storage once, parameters and buffers left out): to_qkv's input, the contiguous
+        // copies of Q, the scaled K and V that the einsums fold into batched products, merge's
+        // input (five T×D tensors), and the softmax's output. When the einsums' batch
+        // dimensions fold without a copy — one head, or one group in the whole batch — Q and
+        // V are views of qkv itself (T×3D) instead of two copies: six T×D.
+        let (_, groups, _) = self.sizes(n)?;
+        let per_token = if self.heads == 1 || groups == 1 { 6 } else { 5 };
+        let kept = add(&[mul(&[tokens, per_token * c])?, logits])?;
         Ok(Training {
             forward_flops: cost.flops,
             backward_flops: backward,
@@ -456,9 +465,20 @@ impl Counting for RelAttention {
     }
 }
 
-/// T×D tensors autograd keeps for backward (besides the softmax's output): to_qkv's input,
-/// the contiguous copies of Q, the scaled K and V that the einsums fold, and merge's input.
-const SAVED_PER_TOKEN: u64 = 5;
+/// What NumPy's `einsum_path` report shows for a FLOP count `v` (`%.3e`: four significant
+/// digits, the exact value rounded half to even), halved and floored, as fvcore reads it.
+fn numpy_printed_half(v: u64) -> u64 {
+    let digits = v.checked_ilog10().map_or(1, |e| e + 1);
+    if digits <= 4 {
+        return v / 2;
+    }
+    let scale = 10u64.pow(digits - 4);
+    let (mut q, r) = (v / scale, v % scale);
+    if 2 * r > scale || (2 * r == scale && q % 2 == 1) {
+        q += 1;
+    }
+    q * scale / 2
+}
 
 #[cfg(test)]
 mod tests {
@@ -495,6 +515,19 @@ mod tests {
         // MACs: 3136 tokens · 4·64² + 64 groups · 2·49²·64.
         let c = l.cost(&out, &out).unwrap();
         assert_eq!(c.macs, 3136 * 4 * 64 * 64 + 64 * 2 * 49 * 49 * 64);
+    }
+
+    #[test]
+    fn fvcore_reads_numpys_printed_count() {
+        // 2·614,656 = 1,229,312 prints as 1.229e+06: 614,500. 20,736 prints as 2.074e+04:
+        // 10,370. Four digits or fewer print exactly; a tie rounds to even (2.0745e4 →
+        // 2.074e4, 2.0755e4 → 2.076e4).
+        assert_eq!(numpy_printed_half(1_229_312), 614_500);
+        assert_eq!(numpy_printed_half(20_736), 10_370);
+        assert_eq!(numpy_printed_half(5_184), 2_592);
+        assert_eq!(numpy_printed_half(20_745), 10_370);
+        assert_eq!(numpy_printed_half(20_755), 10_380);
+        assert_eq!(numpy_printed_half(99_995), 50_000);
     }
 
     #[test]
