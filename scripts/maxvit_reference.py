@@ -18,7 +18,12 @@ multiple of 7) with every floating-point parameter set by ``formula`` under its 
 name, the buffers as torchvision computes them; the state entries and the logits on the formula
 input.
 
-    /tmp/torchenv/bin/python scripts/maxvit_reference.py
+    PYTHONPATH=/tmp/thop011 /tmp/torchenv/bin/python scripts/maxvit_reference.py
+
+thop must be 0.1.1.post2209072238, the version archscope's `thop` preset and
+tests/data/conventions.json follow (``pip install --target /tmp/thop011 --no-deps
+thop==0.1.1.post2209072238`` where ultralytics' ``ultralytics-thop`` 2.x has replaced the
+``thop`` module: that one also counts ``torch.einsum``); the script refuses another.
 """
 
 from __future__ import annotations
@@ -208,6 +213,13 @@ def model_logits() -> dict:
 
 
 def main() -> None:
+    from importlib.metadata import version
+
+    import thop
+
+    if getattr(thop, "__version__", "") != "0.1.1":
+        raise SystemExit(f"thop {getattr(thop, '__version__', '?')} at {thop.__file__}: "
+                         "run with thop 0.1.1.post2209072238 first on the path (see the docstring)")
     torch.manual_seed(0)
     torch.set_num_threads(2)
     cases = []
@@ -217,7 +229,13 @@ def main() -> None:
               f"thop {r['thop']} torchinfo {r['torchinfo']} saved {r['saved_elements']}")
         cases.append(r)
     doc = {
-        "produced_with": {"torch": torch.__version__},
+        "produced_with": {
+            "torch": torch.__version__,
+            "fvcore": version("fvcore"),
+            "ptflops": version("ptflops"),
+            "thop": version("thop"),
+            "torchinfo": version("torchinfo"),
+        },
         "cases": cases,
         "model": model_logits(),
     }

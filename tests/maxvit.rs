@@ -21,6 +21,17 @@ fn doc() -> Value {
     data_json("maxvit_reference.json")
 }
 
+/// The tool versions the figures hold for: thop 0.1.1, as tests/data/conventions.json (thop
+/// 2.x, ultralytics-thop, also counts `torch.einsum`).
+#[test]
+fn reference_versions() {
+    let v = &doc()["produced_with"];
+    assert_eq!(v["thop"], "0.1.1-2209072238");
+    assert_eq!(v["ptflops"], "0.7.5");
+    assert_eq!(v["fvcore"], "0.1.5.post20221221");
+    assert_eq!(v["torchinfo"], "1.8.0");
+}
+
 fn cases() -> Vec<Value> {
     let cases = doc()["cases"].as_array().unwrap().clone();
     assert_eq!(cases.len(), 6);
@@ -188,7 +199,11 @@ fn saved_for_backward_as_autograd_keeps() {
                     .layer
                     .training(&n.in_shapes, &n.out_shapes, true, 4)
                     .unwrap();
-                assert!(t.saved.inputs.is_empty() && !t.saved.output, "{layer} {}", n.name);
+                assert!(
+                    t.saved.inputs.is_empty() && !t.saved.output,
+                    "{layer} {}",
+                    n.name
+                );
                 t.saved.extra_bytes
             })
             .sum();
@@ -243,7 +258,9 @@ fn errors_are_located_with_a_fix() {
     )
     .to_string();
     assert!(
-        e.contains("a partition size of 7 makes 49 tokens per group, but the input 1×49×4×64 has 4"),
+        e.contains(
+            "a partition size of 7 makes 49 tokens per group, but the input 1×49×4×64 has 4"
+        ),
         "{e}"
     );
     assert!(e.contains("max_seq_len is size²"), "{e}");
@@ -281,7 +298,10 @@ fn errors_are_located_with_a_fix() {
         ),
     )
     .to_string();
-    assert!(e.contains("`depth` and `linspace` are two schedules"), "{e}");
+    assert!(
+        e.contains("`depth` and `linspace` are two schedules"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -387,4 +407,41 @@ fn zoo_model_loads_torchvision_names_and_gives_its_logits() {
             .fold(0f32, f32::max);
         assert!(worst <= 1e-4 * scale, "{path}: max |Δ| {worst} of {scale}");
     }
+}
+
+#[test]
+fn linspace_is_numpys_schedule() {
+    // np.linspace(0, 0.2, 11)[3] is 3·(0.2/10) = 0.06, while 0.2·3/10 (`depth: [3, 10]`, the
+    // other models' schedule) is 0.06000000000000001; the last rate is p itself.
+    let rate = |key: &str| {
+        let net = common::net(&format!(
+            "inputs: {{x: [8, 4, 4]}}\nnodes:\n  - {{id: drop, op: stochastic_depth, p: 0.2, {key}}}\n"
+        ));
+        let label = net.nodes[1].layer.label();
+        label
+            .strip_prefix("stochastic depth ")
+            .and_then(|r| r.strip_suffix(" row"))
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(rate("linspace: [3, 10]").to_bits(), 0.06f64.to_bits());
+    assert_eq!(
+        rate("depth: [3, 10]").to_bits(),
+        (0.2 * 3.0 / 10.0f64).to_bits()
+    );
+    assert_ne!(rate("linspace: [3, 10]"), rate("depth: [3, 10]"));
+    assert_eq!(rate("linspace: [10, 10]").to_bits(), 0.2f64.to_bits());
+    assert_eq!(rate("linspace: [0, 10]"), 0.0);
+    let e = common::build_error(
+        "m.yaml",
+        "inputs: {x: [8, 4, 4]}\nnodes:\n  - {id: drop, op: stochastic_depth, p: 0.2, linspace: [11, 10]}\n",
+    )
+    .to_string();
+    assert!(
+        e.contains("`linspace: [11, 10]`: block 11 is outside 0..=10"),
+        "{e}"
+    );
+    assert!(e.contains("m.yaml:3:"), "{e}");
+    assert!(e.contains("write `linspace: [k, n]`"), "{e}");
 }

@@ -14,8 +14,7 @@
 use rayon::prelude::*;
 
 use super::{
-    mul, Arity, Attrs, Category, Counting, Kernel, Layer, Layout, Op, OpType, Role, Shape,
-    Training,
+    mul, Arity, Attrs, Category, Counting, Kernel, Layer, Layout, Op, OpType, Role, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -282,7 +281,8 @@ mod tests {
 
     #[test]
     fn shapes_and_errors() {
-        let (l, out) = build_laid("window_partition", "{size: 7}", &[&[1, 64, 56, 56]], &[]).unwrap();
+        let (l, out) =
+            build_laid("window_partition", "{size: 7}", &[&[1, 64, 56, 56]], &[]).unwrap();
         assert_eq!(out, vec![Shape(vec![1, 64, 49, 64])]);
         assert_eq!(l.torch_type(), Some("WindowPartition"));
         let e = build_laid("window_partition", "{size: 8}", &[&[1, 64, 28, 28]], &[]).unwrap_err();

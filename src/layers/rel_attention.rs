@@ -210,7 +210,12 @@ impl Kernel for RelAttention {
             init,
         };
         vec![
-            spec("to_qkv.weight", vec![3 * d, d], p, Init::Kaiming { fan_in: d }),
+            spec(
+                "to_qkv.weight",
+                vec![3 * d, d],
+                p,
+                Init::Kaiming { fan_in: d },
+            ),
             spec("to_qkv.bias", vec![3 * d], p, Init::Zeros),
             spec("merge.weight", vec![d, d], p, Init::Kaiming { fan_in: d }),
             spec("merge.bias", vec![d], p, Init::Zeros),
@@ -406,13 +411,16 @@ impl Counting for RelAttention {
             // fvcore: the linears, and per einsum NumPy's `einsum_path` "optimized FLOP
             // count" (2 per MAC) as NumPy prints it, to four significant digits (`%.3e`),
             // halved and floored.
-            Convention::Fvcore => add(&[linear, mul(&[2, numpy_printed_half(mul(&[2, einsum])?)])?]),
+            Convention::Fvcore => {
+                add(&[linear, mul(&[2, numpy_printed_half(mul(&[2, einsum])?)])?])
+            }
             // ptflops: its Linear hook (input features × out features plus the bias, per
             // row), and F.softmax, which it patches (one per logit); it does not patch
             // torch.einsum, nor `*` and `+`.
             Convention::Ptflops => add(&[mul(&[tokens, 4 * d * (d + 1)])?, logits]),
-            // thop (2.2): the Linear modules (in·out per output row) and both einsums.
-            Convention::Thop => Ok(self.cost(inputs, outputs)?.macs),
+            // thop (0.1.1, the version the presets follow): the Linear modules alone, in·out
+            // per output row, bias excluded; it has no hook for functions.
+            Convention::Thop => Ok(linear),
             // torchinfo: the Linear modules' weights and biases, once per sample (its
             // output_size[0]).
             Convention::Torchinfo => mul(&[n, 4 * d * (d + 1)]),
@@ -487,12 +495,15 @@ mod tests {
     use crate::layers::Layout;
 
     fn part(s: &[u64]) -> Vec<Layout> {
-        vec![Layout(vec![
-            crate::layers::Role::Batch,
-            crate::layers::Role::Other,
-            crate::layers::Role::Other,
-            crate::layers::Role::Channel,
-        ]); s.len().min(1)]
+        vec![
+            Layout(vec![
+                crate::layers::Role::Batch,
+                crate::layers::Role::Other,
+                crate::layers::Role::Other,
+                crate::layers::Role::Channel,
+            ]);
+            s.len().min(1)
+        ]
     }
 
     #[test]
@@ -563,7 +574,11 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(e.message.contains("has input positions there"), "{}", e.message);
+        assert!(
+            e.message.contains("has input positions there"),
+            "{}",
+            e.message
+        );
         assert!(e.help.unwrap().contains("window_partition"));
     }
 }

@@ -365,7 +365,10 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             .at(&l.path)
             .help("EfficientNet, ConvNeXt and Swin compute p·k/n (`depth: [k, n]`); MaxViT takes NumPy's linspace (`linspace: [k, n]`)"));
     }
-    if let Some((v, key)) = depth.map(|v| (v, "depth")).or(linspace.map(|v| (v, "linspace"))) {
+    if let Some((v, key)) = depth
+        .map(|v| (v, "depth"))
+        .or(linspace.map(|v| (v, "linspace")))
+    {
         // torchvision's linear schedules. `depth` (EfficientNet, ConvNeXt, Swin): block k of n
         // drops its branch with `p * float(k) / n`, computed in that order as here, so the
         // rate is PyTorch's to the last bit. `linspace` (MaxViT):
@@ -378,10 +381,9 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             "write `linspace: [k, n]`, block k (from 0) of n + 1 rates from 0 to p: the rate is k·(p/n)"
         };
         let [k, n] = match &v.value {
-            YValue::Seq(items) if items.len() == 2 => [
-                int_of(&items[0], key)?,
-                positive_of(&items[1], key)? as i64,
-            ],
+            YValue::Seq(items) if items.len() == 2 => {
+                [int_of(&items[0], key)?, positive_of(&items[1], key)? as i64]
+            }
             _ => {
                 return Err(Diagnostic::new(format!(
                     "`{key}` takes [block, blocks], found {} ({v})",
