@@ -28,10 +28,8 @@ show.
 Segmentation models (fcn_*, deeplabv3_*, lraspp_*) return a dict; every tool accepts it.
 
 The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
-size its position embedding was built for).
-
-The ViTs are measured at 224x224 only, at batch 1 and 2 (``ONE_SIZE``: torchvision asserts the
-size its position embedding was built for).
+size its position embedding was built for), and so is MaxViT-T (its partitions are built for
+one input size).
 
 Run from the repository root (about an hour on 2 busy cores; model subsets can run in parallel
 and be merged):
@@ -139,10 +137,13 @@ MODELS: dict[str, tuple[dict, tuple[tuple[int, int], tuple[int, int]]]] = {
     # at 320x320 the Swin stage maps (80, 40, 20, 10) are not multiples of the window: padded
     "swin_t": ({}, S224),
     "swin_v2_t": ({}, ((256, 256), (320, 320))),
+    # torchvision builds MaxViT's partitions for one input size (its `input_size`, 224x224):
+    # one size, at batch 1 and batch 2 (ONE_SIZE).
+    "maxvit_t": ({}, ((224, 224), (224, 224))),
 }
 
 # Models measured at one size only (their two sizes above are the same): at batch 1 and 2.
-ONE_SIZE = {"vit_b_16", "vit_b_32", "vit_l_16"}
+ONE_SIZE = {"vit_b_16", "vit_b_32", "vit_l_16", "maxvit_t"}
 
 # Models also measured at batch 2 at their second size (the per-op rules that depend on the
 # batch show there; ptflops is not measured: it always runs batch 1).

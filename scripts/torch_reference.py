@@ -47,6 +47,13 @@ Every figure comes from running the real PyTorch model (CPU only, batch 1, eval 
   (qkv, proj, the bias table or logit_scale and cpb_mlp), ``macs`` the FlopCounterMode flops of
   the whole call // 2 (qkv, Q.K^T and attention.V per window, proj; V2 also cpb_mlp). Its
   children get no row. archscope's ``shifted_window_attention`` is that row.
+* MaxViT: ``RelativePositionalMultiHeadAttention`` is ONE leaf row the same way: it calls its
+  ``to_qkv`` and ``merge`` Linear children as modules, but its two attention products are
+  ``torch.einsum`` calls that belong to no child, so only the whole call has a row that holds
+  them. ``params`` is all of its own (to_qkv, merge, the relative position bias table),
+  ``macs`` the FlopCounterMode flops of the whole call // 2 (to_qkv, Q.K^T and attention.V
+  per group, merge). Its children get no row. archscope's ``relative_position_attention`` is
+  that row.
 * ``builder_kwargs``: the keyword arguments the torchvision builder was called with.
 
 Setup (only PyPI is reachable; the PyPI torch wheel for Linux x86_64 is the CUDA build and pulls
@@ -79,6 +86,7 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from torchvision.models.swin_transformer import ShiftedWindowAttention  # noqa: E402  (V2 subclasses it)
+from torchvision.models.maxvit import RelativePositionalMultiHeadAttention  # noqa: E402
 
 # Under torch.no_grad() in eval mode, nn.MultiheadAttention runs self-attention through its fused
 # fast path (torch._native_multi_head_attention), which FlopCounterMode and fvcore do not count at
@@ -149,6 +157,7 @@ MODELS: dict[str, tuple[dict, tuple[int, int]]] = {
     "swin_t": ({}, HW224),
     # at 256x256, its weights' crop size: window 8 divides the 64/32/16/8 stage maps
     "swin_v2_t": ({}, (256, 256)),
+    "maxvit_t": ({}, HW224),
 }
 
 # Known values: if these differ, the counting is wrong.
@@ -162,13 +171,20 @@ KNOWN = {
 
 # Modules whose rows carry the MACs of their call. nn.MultiheadAttention is one row (see
 # ATOMIC_TYPES), its MACs the whole call's: in-projection, both attention matmuls, out-projection.
-MAC_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MultiheadAttention, ShiftedWindowAttention)
+MAC_TYPES = (
+    nn.Conv2d,
+    nn.ConvTranspose2d,
+    nn.Linear,
+    nn.MultiheadAttention,
+    ShiftedWindowAttention,
+    RelativePositionalMultiHeadAttention,
+)
 # Modules with children that are measured as one leaf row, their children left out:
 # nn.MultiheadAttention owns `in_proj_weight`/`in_proj_bias` and an `out_proj` Linear child that
 # its forward never calls as a module (F.multi_head_attention_forward reads out_proj.weight), and
 # its attention matmuls are functional (scaled_dot_product_attention), so only the whole call
 # has a row that means something.
-ATOMIC_TYPES = (nn.MultiheadAttention, ShiftedWindowAttention)
+ATOMIC_TYPES = (nn.MultiheadAttention, ShiftedWindowAttention, RelativePositionalMultiHeadAttention)
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 

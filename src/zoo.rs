@@ -159,6 +159,7 @@ pub const MODELS: &[(&str, &str)] = &[
     ("wav2letter", include_str!("../models/wav2letter.yaml")),
     ("swin_t", include_str!("../models/swin_t.yaml")),
     ("swin_v2_t", include_str!("../models/swin_v2_t.yaml")),
+    ("maxvit_t", include_str!("../models/maxvit_t.yaml")),
     ("gpt2", include_str!("../models/gpt2.yaml")),
 ];
 

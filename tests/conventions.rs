@@ -1,9 +1,9 @@
 //! Every `--convention` preset must reproduce its tool's headline figure exactly, on every zoo
-//! model that torchvision has (the 57 models of `tests/data/torchvision_zoo.json`), each at two
+//! model that torchvision has (the 58 models of `tests/data/torchvision_zoo.json`), each at two
 //! input sizes at batch 1 (224² and 320²; Inception-v3 299² and 342²; the EfficientNets B1, B3,
 //! B7 and V2-S 224² and their weights' size, 240², 300², 600², 384²; Swin-V2-T 256² and 320²), plus four models at
-//! batch 2 — except the three ViTs, whose position embedding fixes their input: 224² at batch 1
-//! and at batch 2. The figures come from running fvcore, ptflops, thop, torchinfo and PyTorch's
+//! batch 2 — except the three ViTs and MaxViT-T, whose position embedding or partitions fix
+//! their input: 224² at batch 1 and at batch 2. The figures come from running fvcore, ptflops, thop, torchinfo and PyTorch's
 //! FlopCounterMode on the real torchvision models (`scripts/convention_reference.py`), never
 //! from archscope.
 
@@ -12,8 +12,8 @@ mod common;
 use std::collections::BTreeSet;
 
 /// Models measured at one size, at batch 1 and 2: torchvision asserts the input size a ViT's
-/// position embedding was built for.
-const ONE_SIZE: [&str; 3] = ["vit_b_16", "vit_b_32", "vit_l_16"];
+/// position embedding was built for, and builds MaxViT's partitions for one input size.
+const ONE_SIZE: [&str; 4] = ["vit_b_16", "vit_b_32", "vit_l_16", "maxvit_t"];
 
 use archscope::convention::{recount, Convention};
 use common::{analysis, data_json, options_for, u64s, zoo_net, zoo_net_with};
@@ -42,7 +42,7 @@ fn the_reference_covers_every_torchvision_zoo_model_at_two_sizes() {
         .collect();
     let models: BTreeSet<String> = r["models"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(models, zoo_models);
-    assert_eq!(models.len(), 57);
+    assert_eq!(models.len(), 58);
     for (name, runs) in r["models"].as_object().unwrap() {
         let batch1: BTreeSet<Vec<u64>> = runs
             .as_array()
@@ -113,7 +113,7 @@ fn presets_equal_the_tools() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // 54 models × 2 sizes × 5 tools at batch 1, plus 4 models × 4 tools (no ptflops) at batch 2;
     // the 3 ViTs × 5 tools at batch 1 and × 4 at batch 2.
-    assert_eq!(checked, 54 * 2 * 5 + 4 * 4 + 3 * (5 + 4), "figures checked");
+    assert_eq!(checked, 54 * 2 * 5 + 4 * 4 + 4 * (5 + 4), "figures checked");
 }
 
 #[test]

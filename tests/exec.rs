@@ -82,6 +82,7 @@ const CHECK_GROUPS: &[&[&str]] = &[
     &["vit_b_16"],
     &["vit_b_32", "convnext_tiny"],
     &["convnext_small"],
+    &["maxvit_t"],
     // ViT-L/16 (61.6 GMACs) and GPT-2 (146 GMACs at 1,024 tokens): checked at 64×64 and at
     // 16 tokens in tests/transformers.rs.
     &["vit_l_16", "gpt2"],
@@ -195,22 +196,27 @@ fn zoo_passes_check_wide_resnet101_2() {
 
 #[test]
 fn zoo_passes_check_swin() {
-    zoo_passes_check(CHECK_GROUPS[10]);
+    zoo_passes_check(group("swin_t"));
 }
 
 #[test]
 fn zoo_passes_check_vit_b_16() {
-    zoo_passes_check(CHECK_GROUPS[10]);
+    zoo_passes_check(group("vit_b_16"));
 }
 
 #[test]
 fn zoo_passes_check_vit_b_32_and_convnext_tiny() {
-    zoo_passes_check(CHECK_GROUPS[11]);
+    zoo_passes_check(group("vit_b_32"));
 }
 
 #[test]
 fn zoo_passes_check_convnext_small() {
-    zoo_passes_check(CHECK_GROUPS[12]);
+    zoo_passes_check(group("convnext_small"));
+}
+
+#[test]
+fn zoo_passes_check_maxvit_t() {
+    zoo_passes_check(group("maxvit_t"));
 }
 
 #[test]

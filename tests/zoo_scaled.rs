@@ -1,6 +1,6 @@
 //! The scaled-up torchvision classifiers of the zoo (EfficientNet-B1/B3/B7/V2-S, DenseNet-161,
 //! ResNeXt-101 32×8d and 64×4d, Wide ResNet-101-2): torchvision's *published* parameters and
-//! "GFLOPS" are reproduced at the input size of its weights, EfficientNet's, ConvNeXt's and Swin's stochastic-depth
+//! "GFLOPS" are reproduced at the input size of its weights, EfficientNet's, ConvNeXt's, Swin's and MaxViT's stochastic-depth
 //! rates are torchvision's to the bit, `stochastic_depth`'s `depth:` key rejects a rate off its
 //! schedule, and EfficientNet-B7, too slow for a ≤10 s `check` at its 600×600, passes `check`
 //! at 224×224 and is within `check`'s memory and work bounds at 600×600.
@@ -52,9 +52,9 @@ fn torchvision_published_params_and_gflops_are_reproduced() {
     ] {
         assert!(compared.contains(&name), "{name} was not compared");
     }
-    // 57 torchvision models, less the eight built with keyword arguments (Inception-v3,
+    // 58 torchvision models, less the eight built with keyword arguments (Inception-v3,
     // GoogLeNet and the six segmentation models).
-    assert_eq!(compared.len(), 49);
+    assert_eq!(compared.len(), 50);
 }
 
 /// torchvision's stochastic-depth rates, per model, in execution order: the `"p"` of the
@@ -86,7 +86,8 @@ fn torchvision_drop_rates() -> Vec<(String, Vec<f64>)> {
 fn drop_rates_are_torchvisions() {
     // torchvision's rates (its `StochasticDepth.p`, recorded by scripts/torch_reference.py)
     // against the rate each zoo model's `stochastic_depth` layer computes from
-    // `p: 0.2, depth: [k, n]`, in execution order, compared as f64 bit patterns.
+    // `p: 0.2, depth: [k, n]` (MaxViT: `linspace: [k, n]`, NumPy's schedule), in execution
+    // order, compared as f64 bit patterns.
     let all = torchvision_drop_rates();
     for (name, want) in &all {
         let net = zoo_net(name);
@@ -124,7 +125,8 @@ fn drop_rates_are_torchvisions() {
             "convnext_tiny",
             "convnext_small",
             "swin_t",
-            "swin_v2_t"
+            "swin_v2_t",
+            "maxvit_t"
         ]
     );
 }

@@ -23,9 +23,11 @@ mod merge;
 mod norm;
 pub mod onnx;
 mod param;
+mod partition;
 mod pool;
 mod pool_nd;
 mod reduce;
+mod rel_attention;
 mod resample;
 mod reshape;
 mod tensor_ops;
@@ -803,6 +805,8 @@ pub static REGISTRY: &[OpType] = &[
     tensor_ops::SUM,
     tensor_ops::SELECT,
     tensor_ops::EXPAND,
+    partition::WINDOW_PARTITION,
+    partition::WINDOW_DEPARTITION,
     pool::MAXPOOL2D,
     pool::AVGPOOL2D,
     pool::ADAPTIVE_AVGPOOL2D,
@@ -864,6 +868,7 @@ pub static REGISTRY: &[OpType] = &[
     attention::MULTI_HEAD_ATTENTION,
     attention::SCALED_DOT_PRODUCT_ATTENTION,
     window_attention::SHIFTED_WINDOW_ATTENTION,
+    rel_attention::RELATIVE_POSITION_ATTENTION,
 ];
 
 /// The type of the model's inputs, which the graph builder places for `inputs:`.

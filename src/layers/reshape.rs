@@ -64,11 +64,11 @@ pub const DROPOUT2D: OpType = OpType {
 pub const STOCHASTIC_DEPTH: OpType = OpType {
     name: "stochastic_depth",
     aliases: &["drop_path"],
-    keys: &["p", "mode", "depth"],
+    keys: &["p", "mode", "depth", "linspace"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_stochastic_depth,
-    summary: "drops a residual branch per sample (row) or batch, with probability p (or p·k/n at `depth: [k, n]`); identity at inference (torchvision StochasticDepth)",
+    summary: "drops a residual branch per sample (row) or batch, with probability p (or p·k/n at `depth: [k, n]`, or NumPy's linspace(0, p, n + 1)[k] at `linspace: [k, n]`); identity at inference (torchvision StochasticDepth)",
 };
 
 pub const IDENTITY: OpType = OpType {
@@ -368,20 +368,35 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     if !(0.0..1.0).contains(&p) {
         return Err(a.error("p", format!("drop probability must be in [0, 1), got {p}")));
     }
-    if let Some(v) = a.raw("depth")? {
-        // torchvision's linear schedule (EfficientNet, ConvNeXt, Swin): block k of n drops its
-        // branch with `p * float(k) / n`, computed in that order as here, so the rate is
-        // PyTorch's to the last bit.
-        let help =
-            "write `depth: [k, n]`, block k (from 0) of a schedule over n: the rate is p·k/n";
+    let depth = a.raw("depth")?;
+    let linspace = a.raw("linspace")?;
+    if let (Some(_), Some(l)) = (&depth, &linspace) {
+        return Err(Diagnostic::new("`depth` and `linspace` are two schedules: give one")
+            .at(&l.path)
+            .help("EfficientNet, ConvNeXt and Swin compute p·k/n (`depth: [k, n]`); MaxViT takes NumPy's linspace (`linspace: [k, n]`)"));
+    }
+    if let Some((v, key)) = depth
+        .map(|v| (v, "depth"))
+        .or(linspace.map(|v| (v, "linspace")))
+    {
+        // torchvision's linear schedules. `depth` (EfficientNet, ConvNeXt, Swin): block k of n
+        // drops its branch with `p * float(k) / n`, computed in that order as here, so the
+        // rate is PyTorch's to the last bit. `linspace` (MaxViT):
+        // `np.linspace(0, p, n + 1)[k]`, which NumPy computes as `k * (p / n)` and sets the
+        // last to `p` itself; the two differ in the last bit for some k (0.2·3/10 is not
+        // 3·(0.2/10)).
+        let help = if key == "depth" {
+            "write `depth: [k, n]`, block k (from 0) of a schedule over n: the rate is p·k/n"
+        } else {
+            "write `linspace: [k, n]`, block k (from 0) of n + 1 rates from 0 to p: the rate is k·(p/n)"
+        };
         let [k, n] = match &v.value {
-            YValue::Seq(items) if items.len() == 2 => [
-                int_of(&items[0], "depth")?,
-                positive_of(&items[1], "depth")? as i64,
-            ],
+            YValue::Seq(items) if items.len() == 2 => {
+                [int_of(&items[0], key)?, positive_of(&items[1], key)? as i64]
+            }
             _ => {
                 return Err(Diagnostic::new(format!(
-                    "`depth` takes [block, blocks], found {} ({v})",
+                    "`{key}` takes [block, blocks], found {} ({v})",
                     v.kind()
                 ))
                 .at(&v.path)
@@ -390,12 +405,18 @@ fn build_stochastic_depth(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         };
         if !(0..=n).contains(&k) {
             return Err(Diagnostic::new(format!(
-                "`depth: [{k}, {n}]`: block {k} is outside 0..={n}, so the rate p·{k}/{n} is not a probability on the schedule"
+                "`{key}: [{k}, {n}]`: block {k} is outside 0..={n}, so the rate p·{k}/{n} is not a probability on the schedule"
             ))
             .at(&v.path)
             .help(help));
         }
-        p = p * k as f64 / n as f64;
+        p = if key == "depth" {
+            p * k as f64 / n as f64
+        } else if k == n {
+            p
+        } else {
+            k as f64 * (p / n as f64)
+        };
     }
     let mode = a.choice("mode", &["row", "batch"], "row")?;
     Ok(Box::new(Passthrough {

@@ -44,11 +44,11 @@ pub const PERMUTE: OpType = OpType {
 pub const TRANSPOSE: OpType = OpType {
     name: "transpose",
     aliases: &[],
-    keys: &["dims"],
+    keys: &["dims", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build: build_transpose,
-    summary: "swap two dimensions `dims: [a, b]`, neither the batch (Tensor.transpose)",
+    summary: "swap two dimensions `dims: [a, b]`, neither the batch (Tensor.transpose; `functional: false`: torchvision MaxViT's SwapAxes module)",
 };
 
 pub const UNSQUEEZE: OpType = OpType {
@@ -548,9 +548,10 @@ impl Counting for Reshape {}
 struct Permute {
     op: &'static str,
     perm: Vec<usize>,
-    /// Run as a module (torchvision.ops.misc.Permute, `functional: false`: ConvNeXt's blocks)
-    /// rather than as the tensor method `x.permute(…)` (the default).
-    module: bool,
+    /// The module it runs as (`functional: false`: torchvision.ops.misc.Permute in ConvNeXt's
+    /// blocks, MaxViT's SwapAxes for a transpose), rather than as the tensor method
+    /// `x.permute(…)` / `x.transpose(…)` (the default, `None`).
+    module: Option<&'static str>,
 }
 
 fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -600,7 +601,7 @@ fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     }
     // `x.permute(…)` is a tensor method: functional unless the model calls torchvision's
     // Permute module.
-    let module = !a.bool("functional", true)?;
+    let module = (!a.bool("functional", true)?).then_some("Permute");
     Ok(Box::new(Permute {
         op: "permute",
         perm,
@@ -622,10 +623,12 @@ fn build_transpose(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let d1 = resolve_dim(vals[1], x.rank(), &paths[1], "dims", "transpose")?;
     let mut perm = identity_perm(x.rank());
     perm.swap(d0, d1);
+    // `torch.swapaxes` inside torchvision's `SwapAxes` module (MaxViT's grid attention).
+    let module = (!a.bool("functional", true)?).then_some("SwapAxes");
     Ok(Box::new(Permute {
         op: "transpose",
         perm,
-        module: false,
+        module,
     }))
 }
 
@@ -672,7 +675,7 @@ impl Op for Permute {
         }
     }
     fn torch_type(&self) -> Option<&'static str> {
-        self.module.then_some("Permute")
+        self.module
     }
 }
 

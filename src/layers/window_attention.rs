@@ -170,7 +170,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
 
 /// torchvision's `relative_position_index`: for tokens i = (a1, b1) and j = (a2, b2) of a
 /// window (row-major), `(a1 − a2 + wh − 1)·(2ww − 1) + (b1 − b2 + ww − 1)`.
-fn relative_position_index([wh, ww]: [usize; 2]) -> Vec<f32> {
+pub(super) fn relative_position_index([wh, ww]: [usize; 2]) -> Vec<f32> {
     let l = wh * ww;
     let mut idx = Vec::with_capacity(l * l);
     for i in 0..l {
