@@ -40,7 +40,7 @@ const LEVELS: &[&[&str]] = &[
     &["analysis"],
     &["convention"],
     &["report"],
-    &["exec", "check", "compare", "audit", "train", "dot"],
+    &["exec", "check", "compare", "audit", "train", "dot", "ultralytics"],
     &["html", "render"],
     &["cli"],
     &["main"],

@@ -16,6 +16,7 @@ mod audit;
 mod check;
 mod common;
 mod compare;
+mod convert;
 mod dot;
 mod ops;
 mod report;
@@ -70,6 +71,9 @@ enum Command {
     Zoo(zoo::Args),
     /// List the layer types the format knows, with their keys.
     Ops,
+    /// Write a model from another format (an Ultralytics model YAML file) in archscope's own
+    /// YAML format: blocks and repeats kept, readable back to the same figures.
+    Convert(convert::Args),
 }
 
 /// Runs the CLI on the process's arguments and returns its exit code.
@@ -117,6 +121,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Report(a) => report::run(a),
         Command::Zoo(a) => zoo::run(a),
         Command::Ops => ops::run(),
+        Command::Convert(a) => convert::run(a),
     }
 }
 
