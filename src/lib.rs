@@ -36,6 +36,7 @@ pub mod report;
 pub mod spec;
 pub mod tensor;
 pub mod train;
+pub mod ultralytics;
 pub mod yaml;
 pub mod zoo;
 

@@ -900,6 +900,205 @@ impl<'de> Visitor<'de> for SeekVisitor<'_> {
     }
 }
 
+/// A value to write as YAML (the `convert` commands' model description): [`emit`] renders it
+/// in block style, with `Flow` values (a node, a shape) on one line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A string; quoted when YAML would read it as something else.
+    Str(String),
+    Seq(Vec<Emit>),
+    Map(Vec<(String, Emit)>),
+    /// The value written on one line (`{id: c1, op: conv, out: 16}`, `[3, 640, 640]`).
+    Flow(Box<Emit>),
+    /// A value preceded by a `#` comment line (in a block mapping or list).
+    Commented(String, Box<Emit>),
+}
+
+impl Emit {
+    pub fn str(s: impl Into<String>) -> Emit {
+        Emit::Str(s.into())
+    }
+    pub fn flow(self) -> Emit {
+        Emit::Flow(Box::new(self))
+    }
+    pub fn map(pairs: Vec<(&str, Emit)>) -> Emit {
+        Emit::Map(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
+
+/// Renders `value` as a YAML document: block style, `Flow` parts on one line, strings quoted
+/// where a plain scalar would read as another type or break the syntax, `header` lines as `#`
+/// comments first. What it writes reads back to the same tree (`Document::parse`).
+pub fn emit(header: &str, value: &Emit) -> String {
+    let mut out = String::new();
+    for l in header.lines() {
+        out.push_str(if l.is_empty() { "#" } else { "# " });
+        out.push_str(l);
+        out.push('\n');
+    }
+    block(&mut out, value, 0);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+fn block(out: &mut String, v: &Emit, indent: usize) {
+    let pad = " ".repeat(indent);
+    match v {
+        Emit::Map(m) if !m.is_empty() => {
+            for (k, x) in m {
+                let (comment, x) = peel(x);
+                if let Some(c) = comment {
+                    comment_lines(out, &pad, c);
+                }
+                out.push_str(&pad);
+                out.push_str(&scalar_str(k));
+                out.push(':');
+                after_key(out, x, indent);
+            }
+        }
+        Emit::Seq(s) if !s.is_empty() => {
+            for x in s {
+                let (comment, x) = peel(x);
+                if let Some(c) = comment {
+                    comment_lines(out, &pad, c);
+                }
+                out.push_str(&pad);
+                out.push('-');
+                match x {
+                    Emit::Map(m) if !m.is_empty() => {
+                        // The first pair on the dash's line, the rest indented under it.
+                        out.push(' ');
+                        let mut inner = String::new();
+                        block(&mut inner, x, indent + 2);
+                        out.push_str(inner.trim_start());
+                    }
+                    Emit::Seq(s) if !s.is_empty() => {
+                        out.push('\n');
+                        block(out, x, indent + 2);
+                    }
+                    _ => {
+                        out.push(' ');
+                        flow(out, x);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        _ => {
+            out.push_str(&pad);
+            flow(out, v);
+            out.push('\n');
+        }
+    }
+}
+
+fn after_key(out: &mut String, x: &Emit, indent: usize) {
+    match x {
+        Emit::Map(m) if !m.is_empty() => {
+            out.push('\n');
+            block(out, x, indent + 2);
+        }
+        Emit::Seq(s) if !s.is_empty() => {
+            out.push('\n');
+            block(out, x, indent + 2);
+        }
+        _ => {
+            out.push(' ');
+            flow(out, x);
+            out.push('\n');
+        }
+    }
+}
+
+fn peel(v: &Emit) -> (Option<&str>, &Emit) {
+    match v {
+        Emit::Commented(c, x) => (Some(c.as_str()), x),
+        _ => (None, v),
+    }
+}
+
+fn comment_lines(out: &mut String, pad: &str, c: &str) {
+    for l in c.lines() {
+        out.push_str(pad);
+        out.push_str(if l.is_empty() { "#" } else { "# " });
+        out.push_str(l);
+        out.push('\n');
+    }
+}
+
+fn flow(out: &mut String, v: &Emit) {
+    match v {
+        Emit::Null => out.push_str("null"),
+        Emit::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Emit::Int(i) => out.push_str(&i.to_string()),
+        Emit::Float(x) => {
+            let s = format!("{x:?}");
+            out.push_str(&s);
+        }
+        Emit::Str(s) => out.push_str(&scalar_str(s)),
+        Emit::Seq(s) => {
+            out.push('[');
+            for (i, x) in s.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                flow(out, x);
+            }
+            out.push(']');
+        }
+        Emit::Map(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&scalar_str(k));
+                out.push_str(": ");
+                flow(out, x);
+            }
+            out.push('}');
+        }
+        Emit::Flow(x) | Emit::Commented(_, x) => flow(out, x),
+    }
+}
+
+/// A string as a YAML scalar: plain when it reads back as the same string, else double-quoted
+/// with escapes.
+fn scalar_str(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | '$' | '(' | ')' | '*' | '+'))
+        && !s.starts_with(['-', '.', '$'])
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | "nan" | "inf"
+        )
+        && s.parse::<f64>().is_err()
+        && s.parse::<i64>().is_err();
+    if plain {
+        return s.to_string();
+    }
+    let mut q = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            '\n' => q.push_str("\\n"),
+            '\t' => q.push_str("\\t"),
+            c if (c as u32) < 0x20 => q.push_str(&format!("\\x{:02x}", c as u32)),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1127,5 +1326,41 @@ mod tests {
             vec!["while scanning a quoted scalar: m.yaml:2:4".to_string()],
             "{e}"
         );
+    }
+
+    /// What `emit` writes reads back as the same values, strings that look like other types
+    /// quoted.
+    #[test]
+    fn emit_round_trips() {
+        let v = Emit::map(vec![
+            ("format", Emit::str("archscope/1")),
+            ("name", Emit::str("yes")),
+            ("inputs", Emit::map(vec![("image", Emit::Seq(vec![Emit::Int(3), Emit::Int(64)]).flow())])),
+            (
+                "nodes",
+                Emit::Seq(vec![
+                    Emit::Commented(
+                        "layer 0".into(),
+                        Box::new(Emit::map(vec![("id", Emit::str("c1")), ("in", Emit::str("split:1")), ("x", Emit::Float(0.5))]).flow()),
+                    ),
+                    Emit::map(vec![("id", Emit::str("c2")), ("with", Emit::map(vec![("a", Emit::Bool(true))]))]),
+                    Emit::map(vec![("e", Emit::Seq(vec![]))]),
+                ]),
+            ),
+        ]);
+        let text = emit("a header\n\nline", &v);
+        let doc = Document::parse("m.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(doc.root.get("name").and_then(YNode::as_str), Some("yes"), "{text}");
+        assert_eq!(doc.root.get("format").and_then(YNode::as_str), Some("archscope/1"));
+        let nodes = match &doc.root.get("nodes").unwrap().value {
+            YValue::Seq(s) => s.clone(),
+            _ => panic!("{text}"),
+        };
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[0].get("in").and_then(YNode::as_str), Some("split:1"));
+        assert_eq!(nodes[0].get("x").map(|x| x.value.clone()), Some(YValue::Float(0.5)));
+        assert_eq!(nodes[1].get("with").and_then(|w| w.get("a")).map(|x| x.value.clone()), Some(YValue::Bool(true)));
+        assert!(text.starts_with("# a header\n#\n# line\n"), "{text}");
+        assert!(text.contains("  # layer 0\n"), "{text}");
     }
 }

@@ -40,7 +40,7 @@ const LEVELS: &[&[&str]] = &[
     &["analysis"],
     &["convention"],
     &["report"],
-    &["exec", "check", "compare", "audit", "train", "dot", "onnx", "detect"],
+    &["exec", "check", "compare", "audit", "train", "dot", "onnx", "detect", "ultralytics"],
     &["html", "render"],
     &["cli"],
     &["main"],

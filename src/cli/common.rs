@@ -11,7 +11,7 @@ use crate::convention::recount;
 use crate::error::did_you_mean;
 use crate::layers::Convention;
 use crate::yaml::Document;
-use crate::{analyze, graph, zoo, Analysis, BuildOptions, Dtype, Network};
+use crate::{analyze, graph, ultralytics, zoo, Analysis, BuildOptions, Dtype, Network};
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -30,6 +30,12 @@ pub struct SettingArgs {
     /// Batch size; a comma-separated list (1,8,32) sweeps several where the command allows it.
     #[arg(long, default_value = "1")]
     pub batch: String,
+    /// An Ultralytics model file's scale (n, s, m, l, x), instead of the one its name gives.
+    #[arg(long)]
+    pub scale: Option<String>,
+    /// An Ultralytics model file's number of classes, instead of its `nc`.
+    #[arg(long)]
+    pub nc: Option<u64>,
 }
 
 /// Most settings (input sizes × batches) one sweep may list; each builds the model anew.
@@ -40,6 +46,9 @@ const MAX_SETTINGS: usize = 64;
 pub struct Setting {
     pub input: Option<Vec<u64>>,
     pub batch: u64,
+    /// An Ultralytics file's scale and class count (`--scale`, `--nc`).
+    pub scale: Option<String>,
+    pub nc: Option<u64>,
 }
 
 impl SettingArgs {
@@ -84,6 +93,8 @@ impl SettingArgs {
                 batches.iter().map(move |&batch| Setting {
                     input: i.clone(),
                     batch,
+                    scale: self.scale.clone(),
+                    nc: self.nc,
                 })
             })
             .collect())
@@ -167,8 +178,7 @@ pub fn load(model: &str, setting: &Setting) -> Result<Network> {
     if is_onnx_file(model) {
         return Ok(load_onnx(model, setting)?.0);
     }
-    let (file, text) = read_model(model)?;
-    let doc = Document::parse(&file, &text).map_err(crate::Error::from)?;
+    let (doc, _) = load_doc(model, setting)?;
     let opts = BuildOptions {
         batch: setting.batch,
         input: match &setting.input {
@@ -223,6 +233,48 @@ pub fn load_onnx(model: &str, setting: &Setting) -> Result<(Network, crate::onnx
     };
     let net = crate::onnx::build_imported(model, &imp, &opts)?;
     Ok((net, imp))
+}
+
+/// The model's document: the file or zoo model parsed, or, for an Ultralytics model file
+/// (`backbone` and `head` lists), its translation (with what Ultralytics prints about it).
+pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultralytics::Model>)> {
+    // Ultralytics reads `yolov8n.yaml`, when no such file exists, as `yolov8.yaml` at scale `n`.
+    let named = ultralytics::scale_from_name(model);
+    let (file, text) = match &named {
+        Some((_, unified)) if !Path::new(model).exists() && Path::new(unified).exists() => {
+            (unified.clone(), read_model_file(Path::new(unified), unified)?)
+        }
+        _ => read_model(model)?,
+    };
+    let doc = Document::parse(&file, &text).map_err(crate::Error::from)?;
+    if !ultralytics::is_ultralytics(&doc.root) {
+        return Ok((doc, None));
+    }
+    let input = match setting.input.as_deref() {
+        None => None,
+        Some([s]) => Some((*s, *s)),
+        Some([.., h, w]) => Some((*h, *w)),
+        Some(_) => bail!("--input for an Ultralytics model: give HxW or S"),
+    };
+    let stem = Path::new(model)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let opts = ultralytics::Options {
+        name: stem,
+        scale: setting
+            .scale
+            .clone()
+            .or_else(|| named.map(|(c, _)| c.to_string())),
+        nc: setting.nc.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        input,
+    };
+    let m = ultralytics::translate(&doc, &opts).map_err(|d| crate::Error(Box::new(d)))?;
+    if let Some(w) = &m.warning {
+        eprintln!("warning: {w}");
+    }
+    let doc = Document::parse(&format!("{file} (translated)"), &m.text).map_err(crate::Error::from)?;
+    Ok((doc, Some(m)))
 }
 
 /// The name the model's messages give its file, and its text: a file when one of that name

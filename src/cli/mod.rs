@@ -17,6 +17,7 @@ mod check;
 mod common;
 mod compare;
 mod detect;
+mod convert;
 mod dot;
 mod export;
 mod ops;
@@ -75,6 +76,9 @@ enum Command {
     Zoo(zoo::Args),
     /// List the layer types the format knows, with their keys.
     Ops,
+    /// Write a model from another format (an Ultralytics model YAML file) in archscope's own
+    /// YAML format: blocks and repeats kept, readable back to the same figures.
+    Convert(convert::Args),
 }
 
 /// Runs the CLI on the process's arguments and returns its exit code.
@@ -123,6 +127,7 @@ fn dispatch(command: Command) -> Result<i32> {
         Command::Report(a) => report::run(a),
         Command::Zoo(a) => zoo::run(a),
         Command::Ops => ops::run(),
+        Command::Convert(a) => convert::run(a),
     }
 }
 

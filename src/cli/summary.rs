@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::common::{analysis, depth, parse_depth, ModelArgs};
+use super::common::{analysis, depth, load_doc, parse_depth, ModelArgs};
 use super::out;
 use crate::layers::Convention;
 use crate::report::{self, Format};
@@ -27,9 +27,26 @@ pub struct Args {
     /// Count MACs as this tool does (torchvision: conv/linear MACs, the default).
     #[arg(long, value_enum, default_value = "torchvision")]
     convention: Convention,
+    /// For an Ultralytics model file: also print Ultralytics' per-module table (from, n,
+    /// params, module, arguments) and `model.info()`'s line (layers, parameters, gradients,
+    /// GFLOPs as thop counts them at the input), before archscope's own summary.
+    #[arg(long)]
+    ultralytics: bool,
 }
 
 pub fn run(args: Args) -> Result<i32> {
+    if args.ultralytics {
+        let setting = args.model.setting.single("summary --ultralytics")?;
+        let (_, model) = load_doc(&args.model.model, &setting)?;
+        let Some(model) = model else {
+            anyhow::bail!(
+                "--ultralytics: {} is not an Ultralytics model file (a mapping with `backbone` and `head` lists)",
+                args.model.model
+            );
+        };
+        let (_, a) = analysis(&args.model.model, &setting, args.dtype, Convention::Thop)?;
+        out(crate::ultralytics::render_info(&model, &crate::ultralytics::info(&model, &a)))?;
+    }
     let mut all = Vec::new();
     for s in &args.model.setting.settings()? {
         all.push(analysis(&args.model.model, s, args.dtype, args.convention)?.1);

@@ -46,6 +46,8 @@ pub fn run(args: Args) -> Result<i32> {
     let setting = Setting {
         input: args.input.as_deref().map(parse_input).transpose()?,
         batch: args.batch,
+        scale: None,
+        nc: None,
     };
     let net = load(&args.model, &setting)?;
     let cfg = train::Config {
