@@ -489,6 +489,20 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` with this thread's scratch buffer, its contents stale (whatever the last user
+/// left): the buffer is kept for the next call unless it grew past [`KEPT_SCRATCH`] elements.
+/// For kernels that run per plane on rayon's threads (the depthwise convolution), so that a
+/// buffer is not allocated and page-faulted per task.
+pub fn with_thread_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    with_scratch(|s| {
+        let r = f(s);
+        if s.capacity() > KEPT_SCRATCH {
+            *s = Vec::new();
+        }
+        r
+    })
+}
+
 /// Runs `f` with this thread's scratch buffer.
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     SCRATCH.with(|s| f(&mut s.borrow_mut()))

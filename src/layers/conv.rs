@@ -563,9 +563,11 @@ impl Kernel for Conv2d {
                 // Planes grouped so that a task has some 32k multiply-adds (the deep layers'
                 // 7×7 planes would otherwise be hundreds of tiny tasks).
                 let min_planes = (1usize << 15).div_ceil(plane * kh * kw);
-                out.data.par_chunks_mut(plane).with_min_len(min_planes).enumerate().for_each_init(
-                    Vec::new,
-                    |padded, (bc, dst)| {
+                // Each thread's kept scratch buffer holds the padded or phase planes (no
+                // allocation and page faults per task: the receptive-field measurement runs
+                // thousands of one-channel planes through here).
+                out.data.par_chunks_mut(plane).with_min_len(min_planes).enumerate().for_each(
+                    |(bc, dst)| crate::kernels::with_thread_scratch(|padded| {
                         vectorised(#[inline(always)] || {
                             let c = bc % cin;
                             let src = &x.data[bc * h * w..(bc + 1) * h * w];
@@ -576,7 +578,7 @@ impl Kernel for Conv2d {
                                 f.apply_here(dst);
                             }
                         })
-                    },
+                    }),
                 );
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;
