@@ -125,39 +125,48 @@ pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
 pub fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) -> u64 {
     let k = x.len();
     assert!(w.len() >= y.len() * k, "W out of bounds");
-    let dot = std::convert::identity(#[inline(always)] |row: &[f32]| -> f32 {
-        let mut acc = [0.0f32; 16];
-        let (body, tail) = (row.chunks_exact(16), row.len() / 16 * 16);
-        for (r, v) in body.zip(x.chunks_exact(16)) {
-            let (r, v): (&[f32; 16], &[f32; 16]) = (
-                r.try_into().expect("chunks of 16"),
-                v.try_into().expect("chunks of 16"),
-            );
-            for l in 0..16 {
-                acc[l] += r[l] * v[l];
+    let dot = std::convert::identity(
+        #[inline(always)]
+        |row: &[f32]| -> f32 {
+            let mut acc = [0.0f32; 16];
+            let (body, tail) = (row.chunks_exact(16), row.len() / 16 * 16);
+            for (r, v) in body.zip(x.chunks_exact(16)) {
+                let (r, v): (&[f32; 16], &[f32; 16]) = (
+                    r.try_into().expect("chunks of 16"),
+                    v.try_into().expect("chunks of 16"),
+                );
+                for l in 0..16 {
+                    acc[l] += r[l] * v[l];
+                }
             }
-        }
-        let mut s: f32 = acc.iter().sum();
-        for (r, v) in row[tail..].iter().zip(&x[tail..]) {
-            s += r * v;
-        }
-        s
-    });
+            let mut s: f32 = acc.iter().sum();
+            for (r, v) in row[tail..].iter().zip(&x[tail..]) {
+                s += r * v;
+            }
+            s
+        },
+    );
     if y.len() * k >= PARALLEL_MACS {
         y.par_chunks_mut(16).enumerate().for_each(|(b, ys)| {
-            vectorised(#[inline(always)] || {
-                for (j, v) in ys.iter_mut().enumerate() {
-                    let r = b * 16 + j;
-                    *v = dot(&w[r * k..(r + 1) * k]);
-                }
-            })
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (j, v) in ys.iter_mut().enumerate() {
+                        let r = b * 16 + j;
+                        *v = dot(&w[r * k..(r + 1) * k]);
+                    }
+                },
+            )
         });
     } else {
-        vectorised(#[inline(always)] || {
-            for (r, v) in y.iter_mut().enumerate() {
-                *v = dot(&w[r * k..(r + 1) * k]);
-            }
-        })
+        vectorised(
+            #[inline(always)]
+            || {
+                for (r, v) in y.iter_mut().enumerate() {
+                    *v = dot(&w[r * k..(r + 1) * k]);
+                }
+            },
+        )
     }
     (y.len() * k) as u64
 }
@@ -221,7 +230,10 @@ pub fn im2col_block(
     n1: usize,
     cols: &mut [f32],
 ) {
-    vectorised(#[inline(always)] || im2col_block_here(x, c0, c1, w, n0, n1, cols))
+    vectorised(
+        #[inline(always)]
+        || im2col_block_here(x, c0, c1, w, n0, n1, cols),
+    )
 }
 
 #[inline(always)]
@@ -318,19 +330,22 @@ unsafe fn finish_tile(
     if bias.is_none() && epi.is_none() {
         return;
     }
-    vectorised(#[inline(always)] || {
-        for r in m0..m1 {
-            // SAFETY: inside the tile, per the contract.
-            let seg = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), n1 - n0) };
-            if let Some(b) = bias {
-                let v = b[r];
-                seg.iter_mut().for_each(|x| *x += v);
+    vectorised(
+        #[inline(always)]
+        || {
+            for r in m0..m1 {
+                // SAFETY: inside the tile, per the contract.
+                let seg = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), n1 - n0) };
+                if let Some(b) = bias {
+                    let v = b[r];
+                    seg.iter_mut().for_each(|x| *x += v);
+                }
+                if let Some(e) = epi {
+                    e.apply_here(seg);
+                }
             }
-            if let Some(e) = epi {
-                e.apply_here(seg);
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Bytes of im2col columns one tile aims for (about half a core's L2), so that a tile's
@@ -489,6 +504,20 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` with this thread's scratch buffer, its contents stale (whatever the last user
+/// left): the buffer is kept for the next call unless it grew past [`KEPT_SCRATCH`] elements.
+/// For kernels that run per plane on rayon's threads (the depthwise convolution), so that a
+/// buffer is not allocated and page-faulted per task.
+pub fn with_thread_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    with_scratch(|s| {
+        let r = f(s);
+        if s.capacity() > KEPT_SCRATCH {
+            *s = Vec::new();
+        }
+        r
+    })
+}
+
 /// Runs `f` with this thread's scratch buffer.
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
@@ -565,48 +594,51 @@ pub fn conv_winograd(
         let (v, mm) = scratch.split_at_mut(16 * c * n);
         // V_ξ[ci][t] = (Bᵀ·d·B)[ξ], Bᵀ = [[1,0,−1,0],[0,1,1,0],[0,−1,1,0],[0,1,0,−1]], for the
         // 4×4 patch d of tile t in channel ci; `vs[ξ]` is channel ci's row of V_ξ.
-        let transform_in = std::convert::identity(#[inline(always)] |ci: usize, vs: &mut [&mut [f32]]| {
-            let plane = &x[ci * h * w..(ci + 1) * h * w];
-            let mut lines = vec![0.0f32; 4 * lw];
-            for ty in ty0..ty1 {
-                for r in 0..4 {
-                    let line = &mut lines[r * lw..(r + 1) * lw];
-                    line.fill(0.0);
-                    let iy = (2 * ty + r) as isize - pt as isize;
-                    if iy >= 0 && (iy as usize) < h {
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        // line[j] = src[j − pl] where that is inside the row.
-                        let lo = pl.min(lw);
-                        let hi = (pl + w).min(lw);
-                        if hi > lo {
-                            line[lo..hi].copy_from_slice(&src[..hi - lo]);
+        let transform_in = std::convert::identity(
+            #[inline(always)]
+            |ci: usize, vs: &mut [&mut [f32]]| {
+                let plane = &x[ci * h * w..(ci + 1) * h * w];
+                let mut lines = vec![0.0f32; 4 * lw];
+                for ty in ty0..ty1 {
+                    for r in 0..4 {
+                        let line = &mut lines[r * lw..(r + 1) * lw];
+                        line.fill(0.0);
+                        let iy = (2 * ty + r) as isize - pt as isize;
+                        if iy >= 0 && (iy as usize) < h {
+                            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                            // line[j] = src[j − pl] where that is inside the row.
+                            let lo = pl.min(lw);
+                            let hi = (pl + w).min(lw);
+                            if hi > lo {
+                                line[lo..hi].copy_from_slice(&src[..hi - lo]);
+                            }
+                        }
+                    }
+                    let base = (ty - ty0) * tw;
+                    let l = |r: usize| &lines[r * lw..(r + 1) * lw];
+                    let (l0, l1, l2, l3) = (l(0), l(1), l(2), l(3));
+                    for tx in 0..tw {
+                        let j = 2 * tx;
+                        let d = |row: &[f32], s: usize| row[j + s];
+                        // Bᵀ·d, column s at a time.
+                        let mut t = [[0.0f32; 4]; 4];
+                        for s in 0..4 {
+                            let (a0, a1, a2, a3) = (d(l0, s), d(l1, s), d(l2, s), d(l3, s));
+                            t[0][s] = a0 - a2;
+                            t[1][s] = a1 + a2;
+                            t[2][s] = a2 - a1;
+                            t[3][s] = a1 - a3;
+                        }
+                        for (i, r) in t.iter().enumerate() {
+                            vs[i * 4][base + tx] = r[0] - r[2];
+                            vs[i * 4 + 1][base + tx] = r[1] + r[2];
+                            vs[i * 4 + 2][base + tx] = r[2] - r[1];
+                            vs[i * 4 + 3][base + tx] = r[1] - r[3];
                         }
                     }
                 }
-                let base = (ty - ty0) * tw;
-                let l = |r: usize| &lines[r * lw..(r + 1) * lw];
-                let (l0, l1, l2, l3) = (l(0), l(1), l(2), l(3));
-                for tx in 0..tw {
-                    let j = 2 * tx;
-                    let d = |row: &[f32], s: usize| row[j + s];
-                    // Bᵀ·d, column s at a time.
-                    let mut t = [[0.0f32; 4]; 4];
-                    for s in 0..4 {
-                        let (a0, a1, a2, a3) = (d(l0, s), d(l1, s), d(l2, s), d(l3, s));
-                        t[0][s] = a0 - a2;
-                        t[1][s] = a1 + a2;
-                        t[2][s] = a2 - a1;
-                        t[3][s] = a1 - a3;
-                    }
-                    for (i, r) in t.iter().enumerate() {
-                        vs[i * 4][base + tx] = r[0] - r[2];
-                        vs[i * 4 + 1][base + tx] = r[1] + r[2];
-                        vs[i * 4 + 2][base + tx] = r[2] - r[1];
-                        vs[i * 4 + 3][base + tx] = r[1] - r[3];
-                    }
-                }
-            }
-        });
+            },
+        );
         {
             // v is [ξ][ci][t]: gather each channel's 16 rows.
             let mut per_channel: Vec<Vec<&mut [f32]>> =
@@ -615,16 +647,21 @@ pub fn conv_winograd(
                 per_channel[idx % c].push(r);
             }
             if inner {
-                per_channel
-                    .par_iter_mut()
-                    .enumerate()
-                    .for_each(|(ci, vs)| vectorised(#[inline(always)] || transform_in(ci, vs)));
-            } else {
-                vectorised(#[inline(always)] || {
-                    for (ci, vs) in per_channel.iter_mut().enumerate() {
-                        transform_in(ci, vs);
-                    }
+                per_channel.par_iter_mut().enumerate().for_each(|(ci, vs)| {
+                    vectorised(
+                        #[inline(always)]
+                        || transform_in(ci, vs),
+                    )
                 });
+            } else {
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        for (ci, vs) in per_channel.iter_mut().enumerate() {
+                            transform_in(ci, vs);
+                        }
+                    },
+                );
             }
         }
         // M_ξ (m × n) = U_ξ (m × c) · V_ξ (c × n).
@@ -656,43 +693,52 @@ pub fn conv_winograd(
         // Y = Aᵀ·M·A, Aᵀ = [[1,1,1,0],[0,1,−1,−1]], into the output's 2×2 tiles, a tile row
         // at a time.
         let mm = &*mm;
-        let transform_out = std::convert::identity(#[inline(always)] |o: usize| {
-            // SAFETY: output plane `o`, tile rows ty0..ty1: no other task writes them.
-            let plane = unsafe {
-                std::slice::from_raw_parts_mut((out_addr as *mut f32).add(o * oh * ow), oh * ow)
-            };
-            let mut rows = vec![0.0f32; 2 * 2 * tw];
-            for ty in ty0..ty1 {
-                let base = (ty - ty0) * tw;
-                let q = |xi: usize| &mm[(xi * m + o) * n + base..(xi * m + o) * n + base + tw];
-                let qs: [&[f32]; 16] = std::array::from_fn(q);
-                let (r0, r1) = rows.split_at_mut(2 * tw);
-                for tx in 0..tw {
-                    let e = |xi: usize| qs[xi][tx];
-                    let mut a = [[0.0f32; 4]; 2];
-                    for j in 0..4 {
-                        a[0][j] = e(j) + e(4 + j) + e(8 + j);
-                        a[1][j] = e(4 + j) - e(8 + j) - e(12 + j);
+        let transform_out = std::convert::identity(
+            #[inline(always)]
+            |o: usize| {
+                // SAFETY: output plane `o`, tile rows ty0..ty1: no other task writes them.
+                let plane = unsafe {
+                    std::slice::from_raw_parts_mut((out_addr as *mut f32).add(o * oh * ow), oh * ow)
+                };
+                let mut rows = vec![0.0f32; 2 * 2 * tw];
+                for ty in ty0..ty1 {
+                    let base = (ty - ty0) * tw;
+                    let q = |xi: usize| &mm[(xi * m + o) * n + base..(xi * m + o) * n + base + tw];
+                    let qs: [&[f32]; 16] = std::array::from_fn(q);
+                    let (r0, r1) = rows.split_at_mut(2 * tw);
+                    for tx in 0..tw {
+                        let e = |xi: usize| qs[xi][tx];
+                        let mut a = [[0.0f32; 4]; 2];
+                        for j in 0..4 {
+                            a[0][j] = e(j) + e(4 + j) + e(8 + j);
+                            a[1][j] = e(4 + j) - e(8 + j) - e(12 + j);
+                        }
+                        r0[2 * tx] = a[0][0] + a[0][1] + a[0][2];
+                        r0[2 * tx + 1] = a[0][1] - a[0][2] - a[0][3];
+                        r1[2 * tx] = a[1][0] + a[1][1] + a[1][2];
+                        r1[2 * tx + 1] = a[1][1] - a[1][2] - a[1][3];
                     }
-                    r0[2 * tx] = a[0][0] + a[0][1] + a[0][2];
-                    r0[2 * tx + 1] = a[0][1] - a[0][2] - a[0][3];
-                    r1[2 * tx] = a[1][0] + a[1][1] + a[1][2];
-                    r1[2 * tx + 1] = a[1][1] - a[1][2] - a[1][3];
-                }
-                for (i, r) in [&*r0, &*r1].into_iter().enumerate() {
-                    let y = 2 * ty + i;
-                    if y < oh {
-                        plane[y * ow..(y + 1) * ow].copy_from_slice(&r[..ow]);
+                    for (i, r) in [&*r0, &*r1].into_iter().enumerate() {
+                        let y = 2 * ty + i;
+                        if y < oh {
+                            plane[y * ow..(y + 1) * ow].copy_from_slice(&r[..ow]);
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         if inner {
-            (0..m)
-                .into_par_iter()
-                .for_each(|o| vectorised(#[inline(always)] || transform_out(o)));
+            (0..m).into_par_iter().for_each(|o| {
+                vectorised(
+                    #[inline(always)]
+                    || transform_out(o),
+                )
+            });
         } else {
-            vectorised(#[inline(always)] || (0..m).for_each(transform_out));
+            vectorised(
+                #[inline(always)]
+                || (0..m).for_each(transform_out),
+            );
         }
     };
     if inner {
@@ -876,7 +922,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001201e-1, which is 0.5 in f32
     let y = p * r * r + r + 1.0;
     // n ∈ [−150, 129] is in the low bits of `t` (integer arithmetic on the bits, which
     // vectorises, where a float-to-int cast would not without AVX-512). 2^n as 2^a · 2^b with
@@ -900,7 +946,10 @@ fn softplus(v: f32, beta: f32, threshold: f32) -> f32 {
 impl Pointwise {
     /// Applies the function to every element of `xs`, on the calling thread.
     pub fn apply(self, xs: &mut [f32]) {
-        vectorised(#[inline(always)] || self.apply_here(xs))
+        vectorised(
+            #[inline(always)]
+            || self.apply_here(xs),
+        )
     }
 
     /// [`Pointwise::apply`] without the dispatch: for a caller already inside
@@ -971,7 +1020,10 @@ pub fn broadcast(
             data.par_chunks_mut(TASK)
                 .zip(t.data.par_chunks(TASK))
                 .for_each(|(a, b)| {
-                    vectorised(#[inline(always)] || a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b)))
+                    vectorised(
+                        #[inline(always)]
+                        || a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b)),
+                    )
                 });
         }
         return Tensor::new(out_shape.to_vec(), data);
@@ -1006,36 +1058,39 @@ pub fn broadcast(
     data.par_chunks_mut(rows_per_task * last)
         .enumerate()
         .for_each(|(task, chunk)| {
-            vectorised(#[inline(always)] || {
-                for (i, out) in chunk.chunks_mut(last).enumerate() {
-                    // The row's coordinates on every axis but the last.
-                    let mut r = task * rows_per_task + i;
-                    let mut base = vec![0usize; inputs.len()];
-                    for a in (0..rank - 1).rev() {
-                        let c = r % shape[a];
-                        r /= shape[a];
-                        for (b, s) in base.iter_mut().zip(&strides) {
-                            *b += c * s[a];
-                        }
-                    }
-                    for (j, (t, s)) in inputs.iter().zip(&strides).enumerate() {
-                        let step = s[rank - 1];
-                        let row = &t.data[base[j]..];
-                        match (j, step) {
-                            (0, 0) => out.fill(row[0]),
-                            (0, _) => out.copy_from_slice(&row[..last]),
-                            (_, 0) => {
-                                let v = row[0];
-                                out.iter_mut().for_each(|a| *a = f(*a, v));
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (i, out) in chunk.chunks_mut(last).enumerate() {
+                        // The row's coordinates on every axis but the last.
+                        let mut r = task * rows_per_task + i;
+                        let mut base = vec![0usize; inputs.len()];
+                        for a in (0..rank - 1).rev() {
+                            let c = r % shape[a];
+                            r /= shape[a];
+                            for (b, s) in base.iter_mut().zip(&strides) {
+                                *b += c * s[a];
                             }
-                            _ => out
-                                .iter_mut()
-                                .zip(&row[..last])
-                                .for_each(|(a, &v)| *a = f(*a, v)),
+                        }
+                        for (j, (t, s)) in inputs.iter().zip(&strides).enumerate() {
+                            let step = s[rank - 1];
+                            let row = &t.data[base[j]..];
+                            match (j, step) {
+                                (0, 0) => out.fill(row[0]),
+                                (0, _) => out.copy_from_slice(&row[..last]),
+                                (_, 0) => {
+                                    let v = row[0];
+                                    out.iter_mut().for_each(|a| *a = f(*a, v));
+                                }
+                                _ => out
+                                    .iter_mut()
+                                    .zip(&row[..last])
+                                    .for_each(|(a, &v)| *a = f(*a, v)),
+                            }
                         }
                     }
-                }
-            })
+                },
+            )
         });
     Tensor::new(out_shape.to_vec(), data)
 }
@@ -1114,7 +1169,8 @@ mod tests {
     #[test]
     fn exp_f32_within_two_ulp() {
         // Against f64's exp rounded to f32, at 2^21 points from −104 to 89 and at the ends.
-        let ulps = |a: f32, b: f32| (i64::from(a.to_bits() as i32) - i64::from(b.to_bits() as i32)).abs();
+        let ulps =
+            |a: f32, b: f32| (i64::from(a.to_bits() as i32) - i64::from(b.to_bits() as i32)).abs();
         let (lo, hi, steps) = (-104.0f64, 89.0f64, 1u32 << 21);
         let mut worst = (0, 0.0f32);
         for i in 0..=steps {

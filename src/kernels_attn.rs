@@ -145,24 +145,27 @@ pub fn attention(
                 unsafe { gemm_into(l, s, e, qb, kt, s, scores.as_mut_ptr(), s) };
             }
             let moff = mask.map(|m| m.offsets[b]);
-            vectorised(#[inline(always)] || {
-                for (i, row) in scores.chunks_exact_mut(s).enumerate() {
-                    if let (Some(m), Some(off)) = (mask, moff) {
-                        let base = off + i * m.row;
-                        if m.col == 0 {
-                            let add = m.data[base];
-                            row.iter_mut().for_each(|x| *x += add);
-                        } else {
-                            row.iter_mut()
-                                .zip(&m.data[base..base + s])
-                                .for_each(|(x, a)| *x += a);
+            vectorised(
+                #[inline(always)]
+                || {
+                    for (i, row) in scores.chunks_exact_mut(s).enumerate() {
+                        if let (Some(m), Some(off)) = (mask, moff) {
+                            let base = off + i * m.row;
+                            if m.col == 0 {
+                                let add = m.data[base];
+                                row.iter_mut().for_each(|x| *x += add);
+                            } else {
+                                row.iter_mut()
+                                    .zip(&m.data[base..base + s])
+                                    .for_each(|(x, a)| *x += a);
+                            }
                         }
+                        let seen = if causal { (i + 1).min(s) } else { s };
+                        softmax_row(&mut row[..seen]);
+                        row[seen..].fill(0.0);
                     }
-                    let seen = if causal { (i + 1).min(s) } else { s };
-                    softmax_row(&mut row[..seen]);
-                    row[seen..].fill(0.0);
-                }
-            });
+                },
+            );
             let vbase = v.1.base(kb);
             let obase = o.base(b);
             if s == 0 {

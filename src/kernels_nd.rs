@@ -77,7 +77,10 @@ impl WindowNd {
 /// im2col of `channels` planes of `x` (each `w.input` long) for output positions `n0..n1`
 /// (flat over `w.output`): rows (c, kd, kh, kw), `n1 − n0` columns; padding reads 0.
 pub fn im2col_nd(x: &[f32], channels: usize, w: &WindowNd, n0: usize, n1: usize, cols: &mut [f32]) {
-    vectorised(#[inline(always)] || im2col_nd_here(x, channels, w, n0, n1, cols))
+    vectorised(
+        #[inline(always)]
+        || im2col_nd_here(x, channels, w, n0, n1, cols),
+    )
 }
 
 #[inline(always)]
@@ -236,15 +239,18 @@ pub fn conv_nd(
         return 0;
     }
     let out = &mut out[..m * n];
-    let finish = std::convert::identity(#[inline(always)] |seg: &mut [f32], row: usize| {
-        if let Some(b) = bias {
-            let v = b[row];
-            seg.iter_mut().for_each(|x| *x += v);
-        }
-        if let Some(e) = epi {
-            e.apply(seg);
-        }
-    });
+    let finish = std::convert::identity(
+        #[inline(always)]
+        |seg: &mut [f32], row: usize| {
+            if let Some(b) = bias {
+                let v = b[row];
+                seg.iter_mut().for_each(|x| *x += v);
+            }
+            if let Some(e) = epi {
+                e.apply(seg);
+            }
+        },
+    );
     if k == 0 {
         out.fill(0.0);
         for (r, seg) in out.chunks_mut(n).enumerate() {
@@ -256,9 +262,12 @@ pub fn conv_nd(
     let plan = ConvPlan::new(channels, win, m, rayon::current_num_threads());
     let finish_all = |out: &mut [f32]| {
         if bias.is_some() || epi.is_some() {
-            out.par_chunks_mut(n)
-                .enumerate()
-                .for_each(|(r, seg)| vectorised(#[inline(always)] || finish(seg, r)));
+            out.par_chunks_mut(n).enumerate().for_each(|(r, seg)| {
+                vectorised(
+                    #[inline(always)]
+                    || finish(seg, r),
+                )
+            });
         }
     };
     match plan {
@@ -288,12 +297,15 @@ pub fn conv_nd(
                 unsafe {
                     let base = (addr as *mut f32).add(n0);
                     crate::kernels::gemm_into(m, cn, k, w, cols, cn, base, n);
-                    vectorised(#[inline(always)] || {
-                        for r in 0..m {
-                            let seg = std::slice::from_raw_parts_mut(base.add(r * n), cn);
-                            finish(seg, r);
-                        }
-                    });
+                    vectorised(
+                        #[inline(always)]
+                        || {
+                            for r in 0..m {
+                                let seg = std::slice::from_raw_parts_mut(base.add(r * n), cn);
+                                finish(seg, r);
+                            }
+                        },
+                    );
                 }
             };
             if groups > 1 {

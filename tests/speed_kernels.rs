@@ -6,6 +6,8 @@
 //! in place although the pooling read it first. Every model is also run as written and through
 //! the inference plan, which must give the same bits.
 
+mod common;
+
 use archscope::exec::{self, Tensor};
 use archscope::{BuildOptions, Network};
 use proptest::prelude::*;
@@ -51,12 +53,16 @@ fn run_model(
     let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
     for (a, b) in r.outputs[0].data.iter().zip(&planned.outputs[0].data) {
         assert!(
-            !bitwise ||
-            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            !bitwise || a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
             "{yaml}: {a} as written, {b} planned"
         );
     }
-    (x, w.per_node, r.outputs[0].clone(), planned.outputs[0].clone())
+    (
+        x,
+        w.per_node,
+        r.outputs[0].clone(),
+        planned.outputs[0].clone(),
+    )
 }
 
 fn close(got: &[f32], want: &[f64]) -> Result<(), TestCaseError> {
@@ -212,19 +218,55 @@ fn squeeze_excitation_in_place() {
         let hidden: Vec<f64> = (0..4)
             .map(|o| {
                 let v = f64::from(b1[o])
-                    + (0..16).map(|c| f64::from(w1[o * 16 + c]) * pooled[c]).sum::<f64>();
+                    + (0..16)
+                        .map(|c| f64::from(w1[o * 16 + c]) * pooled[c])
+                        .sum::<f64>();
                 v.max(0.0)
             })
             .collect();
         for c in 0..16 {
-            let g = f64::from(b2[c]) + (0..4).map(|o| f64::from(w2[c * 4 + o]) * hidden[o]).sum::<f64>();
+            let g = f64::from(b2[c])
+                + (0..4)
+                    .map(|o| f64::from(w2[c * 4 + o]) * hidden[o])
+                    .sum::<f64>();
             let gate = (g + 3.0).clamp(0.0, 6.0) / 6.0;
             for i in 0..plane {
                 let e = (n * 16 + c) * plane + i;
                 let want = f64::from(x.data[e]) * gate;
                 let got = f64::from(y.data[e]);
-                assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{e}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{e}: {got} vs {want}"
+                );
             }
+        }
+    }
+}
+
+/// The inference plan (folded norms, fused hard-swish/SiLU/hard-sigmoid epilogues, SE gates
+/// scaled in place, strided depthwise over phase planes, BN + ReLU in one pass) changes no
+/// output of the mobile and concatenating families beyond rounding: the as-written pass is the
+/// reference (each layer on its own, outputs in fresh tensors).
+#[test]
+fn the_plan_changes_no_output_of_the_mobile_and_concat_models() {
+    for name in [
+        "mobilenet_v3_small",
+        "shufflenet_v2_x1_0",
+        "squeezenet1_1",
+        "mnasnet0_5",
+    ] {
+        let net = common::zoo_net(name);
+        let w = exec::init_weights(&net, 2).unwrap();
+        let x = exec::random_input(&net, 2).unwrap();
+        let plain = exec::run(&net, &w, &x, None).unwrap();
+        let fast = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
+        let scale = plain.outputs[0]
+            .data
+            .iter()
+            .fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{name}: an all-zero output proves nothing");
+        for (a, b) in plain.outputs[0].data.iter().zip(&fast.outputs[0].data) {
+            assert!((a - b).abs() <= 1e-4 * scale, "{name}: {a} vs {b}");
         }
     }
 }

@@ -820,7 +820,12 @@ fn run_on_worker(
     // squeeze-excitation gate scales the tensor its pooling read in place).
     let dies_into = |src: usize, k: usize| {
         liveness.freed_after[src] == Some(k)
-            && net.nodes[k].inputs.iter().filter(|&&(s, _)| s == src).count() == 1
+            && net.nodes[k]
+                .inputs
+                .iter()
+                .filter(|&&(s, _)| s == src)
+                .count()
+                == 1
     };
     let mut values: Vec<Option<Vec<Tensor>>> = vec![None; n];
     let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
@@ -874,12 +879,15 @@ fn run_on_worker(
                     .enumerate()
                     .for_each(|(bc, row)| {
                         let (s, h) = (a[bc % c], b[bc % c]);
-                        kernels::vectorised(#[inline(always)] || {
-                            row.iter_mut().for_each(|x| *x = *x * s + h);
-                            if let Some(f) = epilogue {
-                                f.apply_here(row);
-                            }
-                        });
+                        kernels::vectorised(
+                            #[inline(always)]
+                            || {
+                                row.iter_mut().for_each(|x| *x = *x * s + h);
+                                if let Some(f) = epilogue {
+                                    f.apply_here(row);
+                                }
+                            },
+                        );
                     });
                 done = Some((v, 0, None));
                 epilogue_done = true;

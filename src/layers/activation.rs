@@ -549,7 +549,10 @@ impl Kernel for Activation {
                 let log = self.kind == Act::LogSoftmax;
                 use rayon::prelude::*;
                 out.data.par_chunks_mut(len * inner).for_each(|block| {
-                    crate::kernels::vectorised(#[inline(always)] || softmax_block(block, inner, log))
+                    crate::kernels::vectorised(
+                        #[inline(always)]
+                        || softmax_block(block, inner, log),
+                    )
                 });
                 out
             }

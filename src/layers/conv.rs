@@ -580,21 +580,30 @@ impl Kernel for Conv2d {
                 // Planes grouped so that a task has some 32k multiply-adds (the deep layers'
                 // 7×7 planes would otherwise be hundreds of tiny tasks).
                 let min_planes = (1usize << 15).div_ceil(plane * kh * kw);
-                out.data.par_chunks_mut(plane).with_min_len(min_planes).enumerate().for_each_init(
-                    Vec::new,
-                    |padded, (bc, dst)| {
-                        vectorised(#[inline(always)] || {
-                            let c = bc % cin;
-                            let src = &x.data[bc * h * w..(bc + 1) * h * w];
-                            let f = &wt[c * kh * kw..(c + 1) * kh * kw];
-                            let b = bias.map_or(0.0, |b| b[c]);
-                            depthwise_plane(src, f, &win, padded, dst, b);
-                            if let Some(f) = epi {
-                                f.apply_here(dst);
-                            }
+                // Each thread's kept scratch buffer holds the padded or phase planes (no
+                // allocation and page faults per task: the receptive-field measurement runs
+                // thousands of one-channel planes through here).
+                out.data
+                    .par_chunks_mut(plane)
+                    .with_min_len(min_planes)
+                    .enumerate()
+                    .for_each(|(bc, dst)| {
+                        crate::kernels::with_thread_scratch(|padded| {
+                            vectorised(
+                                #[inline(always)]
+                                || {
+                                    let c = bc % cin;
+                                    let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                                    let f = &wt[c * kh * kw..(c + 1) * kh * kw];
+                                    let b = bias.map_or(0.0, |b| b[c]);
+                                    depthwise_plane(src, f, &win, padded, dst, b);
+                                    if let Some(f) = epi {
+                                        f.apply_here(dst);
+                                    }
+                                },
+                            )
                         })
-                    },
-                );
+                    });
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;
                 return Ok(vec![out]);
@@ -783,12 +792,19 @@ fn depthwise_plane(
         }
         // Flattened outputs 0..len, where (oy, ox) is at oy·W_p + ox.
         let len = (oh - 1) * wp + ow;
-        taps_flat(&mut acc[..len], pad_plane, f, [kh, kw], |ky, kx| ky * dy * wp + kx * dx);
+        taps_flat(&mut acc[..len], pad_plane, f, [kh, kw], |ky, kx| {
+            ky * dy * wp + kx * dx
+        });
         copy_rows(&acc[..len], wp, dst, ow, bias);
         return;
     }
-    if let Some(ph) = depthwise_phases([h, w], [oh, ow], [kh, kw], win.stride, [dy as u64, dx as u64])
-    {
+    if let Some(ph) = depthwise_phases(
+        [h, w],
+        [oh, ow],
+        [kh, kw],
+        win.stride,
+        [dy as u64, dx as u64],
+    ) {
         depthwise_phased(src, f, win, &ph, padded, dst, bias);
         return;
     }
@@ -899,11 +915,7 @@ fn depthwise_phases(
     }
     let (hq, wq) = (oh + (kh - 1) / sy, ow + (kw - 1) / sx);
     let floats = (sy * sx + 1).checked_mul(hq)?.checked_mul(wq)?;
-    (floats <= 8 * (h * w).max(oh * ow) + 4096).then_some(Phases {
-        stride,
-        hq,
-        wq,
-    })
+    (floats <= 8 * (h * w).max(oh * ow) + 4096).then_some(Phases { stride, hq, wq })
 }
 
 /// A strided depthwise plane as long vector loops: the zero-padded input is split into
@@ -931,8 +943,8 @@ fn depthwise_phased(
     for py in 0..sy {
         for r in 0..hq {
             let iy = (sy * r + py) as isize - pt as isize;
-            let line = (iy >= 0 && iy < h as isize)
-                .then(|| &src[iy as usize * w..(iy as usize + 1) * w]);
+            let line =
+                (iy >= 0 && iy < h as isize).then(|| &src[iy as usize * w..(iy as usize + 1) * w]);
             for px in 0..sx {
                 let row = &mut planes[(py * sx + px) * size + r * wq..][..wq];
                 let Some(line) = line else {

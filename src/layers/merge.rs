@@ -224,31 +224,34 @@ impl Kernel for Elementwise {
             .par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, dst)| {
-                kernels::vectorised(#[inline(always)] || {
-                    let e0 = i * chunk;
-                    for t in rest {
-                        if t.shape == *shape {
-                            let src = &t.data[e0..e0 + dst.len()];
-                            if product {
-                                dst.iter_mut().zip(src).for_each(|(a, b)| *a *= b);
-                            } else {
-                                dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-                            }
-                        } else {
-                            for (j, p) in dst.chunks_mut(plane).enumerate() {
-                                let v = t.data[e0 / plane + j];
+                kernels::vectorised(
+                    #[inline(always)]
+                    || {
+                        let e0 = i * chunk;
+                        for t in rest {
+                            if t.shape == *shape {
+                                let src = &t.data[e0..e0 + dst.len()];
                                 if product {
-                                    p.iter_mut().for_each(|a| *a *= v);
+                                    dst.iter_mut().zip(src).for_each(|(a, b)| *a *= b);
                                 } else {
-                                    p.iter_mut().for_each(|a| *a += v);
+                                    dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+                                }
+                            } else {
+                                for (j, p) in dst.chunks_mut(plane).enumerate() {
+                                    let v = t.data[e0 / plane + j];
+                                    if product {
+                                        p.iter_mut().for_each(|a| *a *= v);
+                                    } else {
+                                        p.iter_mut().for_each(|a| *a += v);
+                                    }
                                 }
                             }
                         }
-                    }
-                    if let Some(f) = epi {
-                        f.apply(dst);
-                    }
-                })
+                        if let Some(f) = epi {
+                            f.apply(dst);
+                        }
+                    },
+                )
             });
         true
     }

@@ -632,15 +632,19 @@ impl Kernel for Norm {
             Kind::Layer { dims } => {
                 let group: usize = x.shape[x.shape.len() - dims..].iter().product();
                 out.data.par_chunks_mut(group).for_each(|row| {
-                    crate::kernels::vectorised(#[inline(always)] || layer_norm_row(row, eps, gamma, beta))
+                    crate::kernels::vectorised(
+                        #[inline(always)]
+                        || layer_norm_row(row, eps, gamma, beta),
+                    )
                 });
             }
             Kind::Layer2d => {
                 let (c, plane) = (x.shape[1], x.shape[2..].iter().product::<usize>());
                 out.data.par_chunks_mut(c * plane).for_each(|sample| {
-                    crate::kernels::vectorised(#[inline(always)] || {
-                        layer_norm_channels(sample, c, plane, eps, gamma, beta)
-                    })
+                    crate::kernels::vectorised(
+                        #[inline(always)]
+                        || layer_norm_channels(sample, c, plane, eps, gamma, beta),
+                    )
                 });
             }
             _ => {

@@ -311,9 +311,17 @@ impl Kernel for Pool {
                     .zip(idx.par_chunks_mut(plane))
                     .enumerate()
                     .for_each(|(bc, (dst, ids))| {
-                        vectorised(#[inline(always)] || {
-                            max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo)
-                        })
+                        vectorised(
+                            #[inline(always)]
+                            || {
+                                max_plane::<true>(
+                                    &x.data[bc * h * w..(bc + 1) * h * w],
+                                    dst,
+                                    ids,
+                                    &geo,
+                                )
+                            },
+                        )
                     });
                 ctx.aux_out = Some(idx);
             } else {
@@ -321,14 +329,17 @@ impl Kernel for Pool {
                     .par_chunks_mut(plane)
                     .enumerate()
                     .for_each(|(bc, dst)| {
-                        vectorised(#[inline(always)] || {
-                            max_plane::<false>(
-                                &x.data[bc * h * w..(bc + 1) * h * w],
-                                dst,
-                                &mut [],
-                                &geo,
-                            )
-                        })
+                        vectorised(
+                            #[inline(always)]
+                            || {
+                                max_plane::<false>(
+                                    &x.data[bc * h * w..(bc + 1) * h * w],
+                                    dst,
+                                    &mut [],
+                                    &geo,
+                                )
+                            },
+                        )
                     });
             }
         } else {

@@ -852,7 +852,10 @@ impl Kernel for WindowAttention {
                             }
                             row[j] = v;
                         }
-                        vectorised(#[inline(always)] || softmax_row(row));
+                        vectorised(
+                            #[inline(always)]
+                            || softmax_row(row),
+                        );
                     }
                     // out[:, h·d…] (L×d) = P (L×L) · V, V rows at stride 3C; out rows at
                     // stride C: computed into a scratch block, then copied.
