@@ -523,7 +523,7 @@ impl Yolov1Grid {
         }
         let cells = s * s;
         let per_cell = values / cells;
-        if values % cells != 0 || per_cell <= 5 * b {
+        if !values.is_multiple_of(cells) || per_cell <= 5 * b {
             return Err(Diagnostic::new(format!(
                 "the output has {values} values per sample, not S²·(5B + C) = {cells}·({} + C) for a YOLOv1 grid of S = {s}, B = {b} and some C ≥ 1",
                 5 * b

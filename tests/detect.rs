@@ -176,6 +176,21 @@ fn thresholds_and_counts_are_checked() {
         ..NmsParams::default()
     });
     assert!(e.contains("--max-det 0 is outside 1 to 30000"), "{e}");
+    let e = bad(NmsParams {
+        max_nms: 30_001,
+        ..NmsParams::default()
+    });
+    assert!(e.contains("--max-nms 30001 is outside 1 to 30000"), "{e}");
+    // A grid side or box count over 1024 (or 0).
+    let e = Yolov1Grid::from_output(1470, 1025, 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("a YOLOv1 grid of 1025×1025 cells with 2 boxes each: both must be 1 to 1024"),
+        "{e}"
+    );
+    let e = Yolov1Grid::from_output(1470, 7, 0).unwrap_err().to_string();
+    assert!(e.contains("both must be 1 to 1024"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------

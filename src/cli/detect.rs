@@ -168,7 +168,7 @@ impl Detector {
     /// `placement`.
     pub fn detections(&self, out: &Tensor, placement: Option<&Placement>) -> Vec<Vec<Detection>> {
         let n = out.shape.first().copied().unwrap_or(0);
-        let per = if n == 0 { 0 } else { out.data.len() / n };
+        let per = out.data.len().checked_div(n).unwrap_or(0);
         (0..n)
             .map(|k| {
                 let sample = &out.data[k * per..(k + 1) * per];
