@@ -214,7 +214,9 @@ fn units_figure(
         if units[axis].len() != r.axes[axis].len() {
             return None;
         }
-        if let Some(i) = (0..units[axis].len()).find(|&i| expect(axis, units[axis][i]) != r.axes[axis][i]) {
+        if let Some(i) =
+            (0..units[axis].len()).find(|&i| expect(axis, units[axis][i]) != r.axes[axis][i])
+        {
             let word = axis_word(rank, axis);
             return Some(Figure {
                 analysed: format!("unit {i}: {word} {}", span(&expect(axis, units[axis][i]))),

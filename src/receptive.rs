@@ -7,7 +7,11 @@
 //! disagree in jump or centre make the layer "not aligned" (a warning carried in the result);
 //! otherwise the size is the largest over paths. Generic: every layer contributes through
 //! `Op::geometry`. Only inputs whose values meet count: an input that only lends its size
-//! (`Op::reads_values`) is left out. Derivations are in docs/RECEPTIVE_FIELD.md.
+//! (`Op::reads_values`) is left out. Windowed attention (`Geometry::Partition`: Swin's shifted
+//! windows, their mask and padding) has no lattice: in a network that has one, every unit's
+//! first and last input index per axis is followed from the input on, and from the partition
+//! on the field is window-dependent (`Field::units`; size and smallest size the largest and
+//! smallest unit's). Derivations are in docs/RECEPTIVE_FIELD.md.
 
 use num_rational::Ratio;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};
@@ -459,9 +463,7 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                 let sp: Vec<Option<&Spans>> = value
                     .iter()
                     .zip(&ins)
-                    .map(|(&(i, src), f)| {
-                        f.and(shifted_spans[i].as_ref().or(spans[src].as_ref()))
-                    })
+                    .map(|(&(i, src), f)| f.and(shifted_spans[i].as_ref().or(spans[src].as_ref())))
                     .collect();
                 let with_field = ins.iter().filter(|f| f.is_some()).count();
                 let have: Vec<&Spans> = sp.iter().flatten().copied().collect();
@@ -631,7 +633,13 @@ fn apply_spans(
         let v = &sp[ax];
         let len = v.len() as i64;
         let olen = lens[ax];
-        let read = |i: i64| if (0..len).contains(&i) { v[i as usize] } else { None };
+        let read = |i: i64| {
+            if (0..len).contains(&i) {
+                v[i as usize]
+            } else {
+                None
+            }
+        };
         out[ax] = match g {
             Geometry::Window {
                 kernel,
@@ -693,7 +701,11 @@ fn apply_spans(
                             (2, false) => floor_div((2 * j + 1) * i - o, 2 * o).max(0),
                             _ => floor_div((2 * j + 1) * i - o, 2 * o),
                         };
-                        let (lo, hi) = if t == 4 { (first - 1, first + 2) } else { (first, first + t - 1) };
+                        let (lo, hi) = if t == 4 {
+                            (first - 1, first + 2)
+                        } else {
+                            (first, first + t - 1)
+                        };
                         (lo..=hi).fold(None, |h, x| hull(h, read(x.clamp(0, len - 1))))
                     })
                     .collect()
@@ -703,7 +715,10 @@ fn apply_spans(
                 (0..olen as i64).map(|j| read(o + j * s)).collect()
             }
             Geometry::Partition { window, shift } => {
-                let (w, s) = (at(&window[..], gax)? as usize, at(&shift[..], gax)? as usize);
+                let (w, s) = (
+                    at(&window[..], gax)? as usize,
+                    at(&shift[..], gax)? as usize,
+                );
                 if w == 0 || olen != v.len() {
                     return Ok(None);
                 }

@@ -8,13 +8,15 @@
 mod common;
 
 use archscope::check;
-use archscope::BuildOptions;
 use archscope::receptive::{Field, Q};
+use archscope::BuildOptions;
 use common::{analysis, checked, field_of, json, net, options_for, zoo_analysis, zoo_net_with};
 
 /// The per-unit spans of one axis of a windowed field.
 fn units(f: &Field, axis: usize) -> Vec<(i64, i64)> {
-    f.units.as_ref().expect("a windowed field has per-unit spans")[axis]
+    f.units
+        .as_ref()
+        .expect("a windowed field has per-unit spans")[axis]
         .iter()
         .map(|s| s.expect("every unit sees something"))
         .collect()
@@ -70,7 +72,14 @@ fn swin_t_per_stage_by_hand() {
     assert_eq!(units(f, 0), m1);
     assert_eq!(
         [m1[0], m1[1], m1[8], m1[15], m1[22], m1[27]],
-        [(0, 27), (0, 55), (28, 111), (84, 167), (140, 223), (196, 223)]
+        [
+            (0, 27),
+            (0, 55),
+            (28, 111),
+            (84, 167),
+            (140, 223),
+            (196, 223)
+        ]
     );
     assert_eq!(sizes(f), vec![(Q::from(84), Q::from(28)); 2]);
     // Jump 8 after the strided slices (every second unit of a jump-4 map).
@@ -79,10 +88,7 @@ fn swin_t_per_stage_by_hand() {
     // 140..223 (hulls of m1 over 7M..7M+6): 84 or 112.
     let w2 = [(0, 83), (28, 139), (84, 195), (140, 223)];
     let f = field_of(&a, "stage2.0.sum2");
-    assert_eq!(
-        units(f, 0),
-        (0..28).map(|v| w2[v / 7]).collect::<Vec<_>>()
-    );
+    assert_eq!(units(f, 0), (0..28).map(|v| w2[v / 7]).collect::<Vec<_>>());
     assert_eq!(sizes(f), vec![(Q::from(112), Q::from(84)); 2]);
     // Block 1 (shift 3 on 28: regions q < 21, 21 ≤ q < 25, q ≥ 25): units 3..9, 10..16,
     // 17..23 span two windows (0..139, 28..195, 84..223), units 24..27 and 0..2 one
@@ -125,7 +131,13 @@ fn swin_t_per_stage_by_hand() {
     // whole input, from stage3.2's attention on; stages 1 and 2 never do.
     for name in ["stage3.2.sum2", "stage4.1.sum2", "to_first"] {
         let f = field_of(&a, name);
-        assert!(units(f, 0).iter().chain(&units(f, 1)).all(|&s| s == (0, 223)), "{name}");
+        assert!(
+            units(f, 0)
+                .iter()
+                .chain(&units(f, 1))
+                .all(|&s| s == (0, 223)),
+            "{name}"
+        );
         assert_eq!(sizes(f), vec![(Q::from(224), Q::from(224)); 2], "{name}");
     }
     // `rf` says so: the first layer every unit of which covers the input, the final field
@@ -169,10 +181,32 @@ fn padded_shifted_windows_by_hand_and_measured() {
     // hold units 10, 11, which do not exist) carries nothing.
     let n = net(PADDED);
     let a = analysis(&n);
-    let s = [(0, 1), (0, 1), (2, 5), (2, 5), (2, 5), (2, 5), (6, 9), (6, 9), (6, 9), (6, 9)];
+    let s = [
+        (0, 1),
+        (0, 1),
+        (2, 5),
+        (2, 5),
+        (2, 5),
+        (2, 5),
+        (6, 9),
+        (6, 9),
+        (6, 9),
+        (6, 9),
+    ];
     assert_eq!(units(field_of(&a, "shifted"), 0), s);
     // Unshifted windows 0..3, 4..7, 8..11 (10, 11 padding): 0..5, 2..9, 6..9.
-    let p = [(0, 5), (0, 5), (0, 5), (0, 5), (2, 9), (2, 9), (2, 9), (2, 9), (6, 9), (6, 9)];
+    let p = [
+        (0, 5),
+        (0, 5),
+        (0, 5),
+        (0, 5),
+        (2, 9),
+        (2, 9),
+        (2, 9),
+        (2, 9),
+        (6, 9),
+        (6, 9),
+    ];
     assert_eq!(units(field_of(&a, "plain"), 1), p);
     // Back to N×C×H×W, a 2×2/2 max pool: unit i joins 2i, 2i+1: 0..5, 0..5, 2..9, 2..9, 6..9.
     assert_eq!(
@@ -256,7 +290,10 @@ fn convnext_tiny_is_measured_past_its_channels_last_blocks() {
     let (layers, not) = compared("convnext_tiny", &[1, 3, 224, 224]);
     assert_eq!(layers, 211);
     assert_eq!(not.len(), 22);
-    assert_eq!(not.iter().filter(|n| n.ends_with("layer_scale")).count(), 18);
+    assert_eq!(
+        not.iter().filter(|n| n.ends_with("layer_scale")).count(),
+        18
+    );
     assert_eq!(&not[18..], ["avgpool", "norm", "flatten", "fc"]);
 }
 

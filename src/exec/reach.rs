@@ -77,7 +77,10 @@ fn template(node: &crate::graph::NetNode, b: usize) -> Option<Vec<usize>> {
 /// `rank`-axis input; `None` when an axis is held otherwise (tokens, a sequence) or not at all.
 fn axis_dims(node: &crate::graph::NetNode, rank: usize) -> Option<Vec<usize>> {
     let l = node.out_layouts.first()?;
-    if l.0.iter().any(|r| matches!(r, Role::Tokens(_) | Role::Sequence)) {
+    if l.0
+        .iter()
+        .any(|r| matches!(r, Role::Tokens(_) | Role::Sequence))
+    {
         return None;
     }
     (0..rank)
@@ -454,9 +457,7 @@ impl Graph<'_> {
                         _ => None,
                     },
                     Collapsed::View => match (input(0), template(node, b)) {
-                        (Some(x), Some(want))
-                            if want.iter().product::<usize>() == x.data.len() =>
-                        {
+                        (Some(x), Some(want)) if want.iter().product::<usize>() == x.data.len() => {
                             Some(vec![Tensor::new(want, x.data.clone())])
                         }
                         _ => None,
@@ -504,8 +505,7 @@ impl Graph<'_> {
                         }
                     }
                     Collapsed::Layer(layer) => {
-                        let ins: Option<Vec<&Tensor>> =
-                            (0..node.inputs.len()).map(input).collect();
+                        let ins: Option<Vec<&Tensor>> = (0..node.inputs.len()).map(input).collect();
                         match ins {
                             Some(ins) => {
                                 let aux_in = vec![None; ins.len()];
@@ -657,7 +657,10 @@ fn partition(
         let o = &mut out.data[i * h * w..(i + 1) * h * w];
         for y in 0..h {
             for z in 0..w {
-                let (r, c) = ((y + hp - sh as usize % hp) % hp, (z + wp - sw as usize % wp) % wp);
+                let (r, c) = (
+                    (y + hp - sh as usize % hp) % hp,
+                    (z + wp - sw as usize % wp) % wp,
+                );
                 if group[key(r, c)] {
                     o[y * w + z] = 1.0;
                 }

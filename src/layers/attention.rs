@@ -6,11 +6,11 @@
 //! profiler charges (docs/COUNTING.md, "Attention", measured by
 //! scripts/attention_reference.py). Their kernel is `kernels_attn::attention`.
 
+use super::Collapsed;
 use super::{
     add, mul, per_element, weighted_training, Arity, AttentionSplit, Attrs, Category, Convention,
     Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
 };
-use super::Collapsed;
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, Ctx};
 use crate::kernels_attn::{self, Dims, Mask, Strided};
