@@ -267,8 +267,9 @@ fn st_file(tensors: &[(&str, Vec<f32>)]) -> Vec<u8> {
 fn a_tied_layers_own_name_loads_when_equal() {
     let net = net(TIED);
     let table: Vec<f32> = (0..40).map(|i| i as f32 * 0.25 - 3.0).collect();
-    // The table alone, and the table saved twice (as Hugging Face's GPT-2 file holds
-    // `lm_head.weight` beside `transformer.wte.weight`): both load, lm_head uses the table.
+    // The table alone, and the table saved twice (as a GPT-2 state dict saved with its tied
+    // duplicate holds `lm_head.weight` beside `transformer.wte.weight`): both load, lm_head
+    // uses the table.
     for file in [
         st_file(&[("wte.weight", table.clone())]),
         st_file(&[

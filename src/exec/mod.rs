@@ -398,8 +398,8 @@ pub fn load_safetensors(net: &Network, bytes: &[u8], file: &str) -> Result<Weigh
     }
     let mut w = Weights { per_node };
     share_tied(net, &mut w);
-    // A tied layer's own name (`lm_head.weight`, which Hugging Face's GPT-2 file holds beside
-    // `transformer.wte.weight`) is accepted when the file's tensor equals the shared one,
+    // A tied layer's own name (`lm_head.weight`, which a GPT-2 state dict saved with its tied
+    // duplicate holds beside `transformer.wte.weight`) is accepted when the file's tensor equals the shared one,
     // bit for bit after conversion to f32: it is the same tensor saved twice.
     let mut tied_names: Vec<String> = Vec::new();
     for (k, node) in net.nodes.iter().enumerate() {
