@@ -16,6 +16,11 @@ Tools and the figure recorded (the one each tool prints as its headline number):
   functional-op patching on). ptflops always runs batch 1 (it adds the batch dimension itself),
   so it is measured at batch 1 only.
 * ``thop``: the MACs of ``thop.profile(model, inputs=(x,))`` (a float; written as an integer).
+  thop 0.1.1.post2209072238: where ultralytics' ``ultralytics-thop`` 2.x has replaced the
+  ``thop`` module (it also counts ``torch.einsum`` and matmuls), put 0.1.1 first on the path
+  (``pip install --target /tmp/thop011 --no-deps thop==0.1.1.post2209072238``, then
+  ``PYTHONPATH=/tmp/thop011``); the recorded version is the distribution's metadata, not the
+  module's, so check ``thop.__version__`` is ``0.1.1``.
 * ``torchinfo``: ``torchinfo.summary(model, input_size=(N, C, H, W)).total_mult_adds``
   ("Total mult-adds").
 

@@ -438,7 +438,7 @@ fn every_torchvision_zoo_model_loads_torchvision_state_dict_names() {
     }
     // Every model the reference measured is in the zoo (torch_reference.py's list).
     assert_eq!(torchvision_in_zoo, models.len());
-    assert_eq!(models.len(), 57);
+    assert_eq!(models.len(), 58);
 }
 
 #[test]
