@@ -45,6 +45,8 @@ enum Val {
         dims: Vec<u64>,
         data: Vec<f64>,
         init: Option<String>,
+        /// The 2-D transpose of initializer `init` (an exporter's Transpose of a linear weight).
+        trans: bool,
     },
     /// A weight known by shape only (a graph-only export's weight inputs).
     Shaped { dims: Vec<u64> },
@@ -177,7 +179,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             Val::Const {
                 dims,
                 data,
-                init: Some(name),
+                init: Some(name), trans: false
             },
         );
     }
@@ -206,8 +208,9 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             ))
             .help("export with a fixed input shape (a dummy input of the real size)")
         })?;
-        // A graph input read only as a weight (a graph-only export) is a shaped weight.
-        if is_weight_only(graph, name) {
+        // A graph input read only as a weight (a graph-only export) is a shaped weight; the
+        // first graph input is always data.
+        if n_inputs > 0 && is_weight_only(graph, name) {
             let d = dims
                 .iter()
                 .map(|d| d.ok_or_else(|| dyn_dim(file, name, &dims)))
@@ -248,6 +251,13 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
                 "a model needs a graph input that is not an initializer (the image or tokens)",
             ),
         );
+    }
+    // Constants first: the patterns (GELU's 1 and 0.5) look ahead at them.
+    for (i, n) in graph.node.iter().enumerate() {
+        if n.op_type.as_deref() == Some("Constant") {
+            r.fold(i, n)?;
+            r.done.insert(i);
+        }
     }
     for (i, n) in graph.node.iter().enumerate() {
         if r.done.contains(&i) {
@@ -360,6 +370,15 @@ fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
 /// BatchNormalization's statistics, LayerNormalization's scale and bias, MatMul/Add/Mul's
 /// constant side) — the weights of a graph-only export.
 fn is_weight_only(g: &GraphProto, name: &str) -> bool {
+    weight_only_at(g, name, 0)
+}
+
+/// [`is_weight_only`], following Identity and Transpose nodes (an exporter's copies of a
+/// weight) at most 8 deep.
+fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
+    if depth > 8 {
+        return false;
+    }
     let mut any = false;
     for n in &g.node {
         for (k, x) in n.input.iter().enumerate() {
@@ -368,10 +387,11 @@ fn is_weight_only(g: &GraphProto, name: &str) -> bool {
             }
             any = true;
             let weight = match n.op_type.as_deref().unwrap_or("") {
-                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => {
-                    k >= 1
-                }
+                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => k >= 1,
                 "BatchNormalization" => k >= 1,
+                // A learned tensor added or multiplied (a bias after MatMul, a layer scale).
+                "Add" | "Mul" => true,
+                "Identity" | "Transpose" => n.output.iter().all(|o| weight_only_at(g, o, depth + 1)),
                 _ => false,
             };
             if !weight {
@@ -520,12 +540,17 @@ impl<'a> Reader<'a> {
         };
         match self.need(i, n, k)?.clone() {
             Val::Shaped { dims, .. } => Ok(Some((dims, None))),
-            Val::Const { dims, data, init } => {
+            Val::Const { dims, data, init, trans } => {
                 // Initializers are decoded as f32 straight from the tensor (exact); folded
                 // constants come from f64.
                 let v = match init.as_deref().and_then(|nm| self.inits.get(nm).copied()) {
                     Some(t) => proto::tensor_to_f32(t).map_err(|e| self.data_err(i, n, &name, e))?,
                     None => data.iter().map(|&x| x as f32).collect(),
+                };
+                let v = if trans && dims.len() == 2 {
+                    transpose2(&v, dims[1] as usize, dims[0] as usize)
+                } else {
+                    v
                 };
                 Ok(Some((dims, Some(v))))
             }
@@ -1930,14 +1955,39 @@ impl<'a> Reader<'a> {
                 Val::Const {
                     dims,
                     data,
-                    init: None,
+                    init: None, trans: false
                 },
             );
             return Ok(Some(()));
         }
+        if op == "Transpose" {
+            match self.input(i, n, 0)?.cloned() {
+                Some(Val::Const { dims, init: Some(init), trans, .. })
+                    if dims.len() == 2 && attr_ints(n, "perm").is_none_or(|p| p == [1, 0]) =>
+                {
+                    let dims = vec![dims[1], dims[0]];
+                    let v = Val::Const { dims, data: Vec::new(), init: Some(init), trans: !trans };
+                    self.vals.insert(n.output[0].clone(), v);
+                    return Ok(Some(()));
+                }
+                Some(Val::Shaped { dims }) if dims.len() == 2 => {
+                    let v = Val::Shaped { dims: vec![dims[1], dims[0]] };
+                    self.vals.insert(n.output[0].clone(), v);
+                    return Ok(Some(()));
+                }
+                _ => {}
+            }
+        }
+        if op == "Identity" {
+            if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) = self.input(i, n, 0)?.cloned() {
+                self.vals.insert(n.output[0].clone(), v);
+                return Ok(Some(()));
+            }
+        }
         if op == "Shape" {
-            if let Some(Val::Act { shape, .. } | Val::Shaped { dims: shape, .. }) =
-                self.input(i, n, 0)?.cloned()
+            if let Some(
+                Val::Act { shape, .. } | Val::Shaped { dims: shape, .. } | Val::Const { dims: shape, .. },
+            ) = self.input(i, n, 0)?.cloned()
             {
                 let rank = shape.len() as i64;
                 let fix = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
@@ -1949,7 +1999,7 @@ impl<'a> Reader<'a> {
                     Val::Const {
                         dims: vec![data.len() as u64],
                         data,
-                        init: None,
+                        init: None, trans: false
                     },
                 );
                 return Ok(Some(()));
@@ -2196,7 +2246,7 @@ impl<'a> Reader<'a> {
                     Val::Const {
                         dims,
                         data,
-                        init: None,
+                        init: None, trans: false
                     },
                 );
                 Ok(Some(()))
