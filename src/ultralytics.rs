@@ -97,6 +97,11 @@ pub struct Model {
     pub layers: u64,
     /// The strides of the detection levels (empty for a classifier).
     pub strides: Vec<u64>,
+    /// What Ultralytics' thop (ultralytics-thop 2.x, which `get_flops` runs) counts per sample
+    /// beyond archscope's `--convention thop` (thop 0.1.1) on this model: the attention
+    /// products it counts as functional matmuls, minus the nearest upsampling it charges 0
+    /// for, and the transposed convolution counted over its input instead of its output.
+    pub thop_adjust: i64,
 }
 
 /// Whether a parsed file is in Ultralytics' format: a mapping with `backbone` and `head`.
@@ -217,6 +222,7 @@ struct Translator {
     legacy: bool,
     strides: Vec<u64>,
     outputs: Vec<String>,
+    thop_adjust: i64,
 }
 
 /// Spatial size after a window: PyTorch's floor((x + 2p - d(k-1) - 1)/s) + 1.
@@ -296,8 +302,8 @@ impl Translator {
             Some(c) => int_of(c, "reg_max")?,
             None => 16,
         };
-        if !(1..=64).contains(&reg_max) {
-            return Err(err(format!("reg_max {reg_max}: write 1 to 64 (Ultralytics uses 16)"), &root.path));
+        if !(2..=64).contains(&reg_max) {
+            return Err(err(format!("reg_max {reg_max}: write 2 to 64 (Ultralytics uses 16; 1, no DFL, is not supported)"), &root.path));
         }
         let kpt_shape = match root.get("kpt_shape") {
             Some(k) => Some(arg_of(k)?),
@@ -360,6 +366,7 @@ impl Translator {
             legacy: true,
             strides: Vec::new(),
             outputs: Vec::new(),
+            thop_adjust: 0,
         };
         let mut rows: Vec<&YNode> = Vec::new();
         for part in ["backbone", "head"] {
@@ -425,6 +432,7 @@ impl Translator {
             rows: t.rows,
             layers: t.leaves,
             strides: t.strides,
+            thop_adjust: t.thop_adjust,
         })
     }
 }
@@ -713,8 +721,8 @@ impl Translator {
                 }
                 let mut nodes = vec![];
                 for (name, h0, w0) in [("s00", 0, 0), ("s10", 1, 0), ("s01", 0, 1), ("s11", 1, 1)] {
-                    nodes.push(flow(vec![("id", Emit::str(format!("{name}h"))), ("op", Emit::str("slice")), ("in", Emit::str("$in")), ("dim", Emit::Int(2)), ("start", Emit::Int(h0)), ("end", Emit::Int(i32::MAX as i64)), ("step", Emit::Int(2))]));
-                    nodes.push(flow(vec![("id", Emit::str(name)), ("op", Emit::str("slice")), ("dim", Emit::Int(3)), ("start", Emit::Int(w0)), ("end", Emit::Int(i32::MAX as i64)), ("step", Emit::Int(2))]));
+                    nodes.push(flow(vec![("id", Emit::str(format!("{name}h"))), ("op", Emit::str("slice")), ("in", Emit::str("$in")), ("dim", Emit::Int(2)), ("start", Emit::Int(h0)), ("end", Emit::str("$in_h")), ("step", Emit::Int(2))]));
+                    nodes.push(flow(vec![("id", Emit::str(name)), ("op", Emit::str("slice")), ("dim", Emit::Int(3)), ("start", Emit::Int(w0)), ("end", Emit::str("$in_w")), ("step", Emit::Int(2))]));
                 }
                 nodes.push(flow(vec![("id", Emit::str("cat")), ("op", Emit::str("concat")), ("in", strs(&["s00", "s10", "s01", "s11"]))]));
                 let mut conv = conv_node("conv", c2, k, s, p, g, act);
@@ -863,10 +871,14 @@ impl Translator {
                 let outer = format!("c2psa_c{c}");
                 self.block(&outer, &["c", "n", "h", "w"], nodes);
                 self.use_node(&id, &outer, &[ref_of(froms[0])], vec![("c", Emit::Int(c)), ("n", Emit::Int(n)), ("h", Emit::Int(f.hw.0)), ("w", Emit::Int(f.hw.1))]);
-                // cv1, cv2; per PSABlock: attention qkv, proj, pe (act Identity each), ffn 2 convs (the second Identity).
+                // cv1, cv2; per PSABlock: attention qkv, proj, pe (conv, bn, an Identity each), the FFN's
+                // two convs (conv and bn each, the second's Identity).
                 self.conv_leaves(true, 2);
-                self.leaves += n as u64 * (3 * 3 + 3 + 3);
+                self.leaves += n as u64 * (3 * 3 + 2 + 3);
                 self.shared_act = true;
+                // thop 2.x counts Attention's two matmuls (q·k and v·attn): heads·N²·(kd + hd).
+                let tokens = f.hw.0 * f.hw.1;
+                self.thop_adjust += n * heads * tokens * tokens * (kd + hd);
                 out = Feat { ch: c2, ..f };
             }
             "SPP" | "SPPF" => {
@@ -948,6 +960,8 @@ impl Translator {
                 self.leaves += n_seq as u64;
                 let x = feat_of(f);
                 out = Feat { ch: x.ch, hw: (x.hw.0 * s, x.hw.1 * s), probe: (x.probe.0 * s, x.probe.1 * s) };
+                // thop 2.x: nearest upsampling costs 0 (0.1.1: one per output element).
+                self.thop_adjust -= out.ch * out.hw.0 * out.hw.1;
             }
             "nn.MaxPool2d" => {
                 let f = single("nn.MaxPool2d")?;
@@ -998,7 +1012,7 @@ impl Translator {
                     flow(vec![("id", Emit::str("flatten")), ("op", Emit::str("flatten"))]),
                     flow(vec![("id", Emit::str("drop")), ("op", Emit::str("dropout")), ("p", Emit::Float(0.0))]),
                     flow(vec![("id", Emit::str("linear")), ("op", Emit::str("linear")), ("out", Emit::str("$out"))]),
-                    flow(vec![("id", Emit::str("softmax")), ("op", Emit::str("softmax")), ("dim", Emit::Int(1))]),
+                    flow(vec![("id", Emit::str("softmax")), ("op", Emit::str("softmax")), ("dim", Emit::Int(1)), ("functional", Emit::Bool(true))]),
                 ];
                 let bname = format!("classify_k{k}_s{s}_p{p}_g{g}");
                 self.block(&bname, &["out"], nodes);
@@ -1273,6 +1287,9 @@ impl Translator {
             ]);
             leaves += 1;
             self.conv_leaves(true, 3);
+            // thop 2.x counts ConvTranspose2d(2, 2) over its input (0.1.1: over its output, 4×).
+            let (h0, w0) = feats[0].hw;
+            self.thop_adjust -= 3 * npr * npr * 4 * h0 * w0;
             block_out = "out".into();
         }
         self.conv_leaves(true, conv_count);
@@ -1304,7 +1321,8 @@ pub struct Info {
     pub layers: u64,
     pub parameters: u64,
     pub gradients: u64,
-    /// thop's MACs of one forward pass at the analysed input.
+    /// thop's MACs (ultralytics-thop, as `get_flops` counts) of one forward pass at the
+    /// analysed input.
     pub thop_macs: u64,
     /// Ultralytics' GFLOPs: 2 × thop's MACs / 1e9 (get_flops).
     pub gflops: f64,
@@ -1315,6 +1333,7 @@ pub struct Info {
 /// The figures `model.info()` and `parse_model`'s table print, from `a` (an analysis of the
 /// translated model whose MACs were recounted under the thop convention).
 pub fn info(model: &Model, a: &Analysis) -> Info {
+    let batch = a.layers.first().and_then(|l| l.outputs.first()).and_then(|s| s.0.first()).copied().unwrap_or(1);
     let row_params = model
         .rows
         .iter()
@@ -1327,12 +1346,13 @@ pub fn info(model: &Model, a: &Analysis) -> Info {
                 .sum()
         })
         .collect();
+    let thop = (a.totals.macs as i64 + model.thop_adjust * batch as i64).max(0) as u64;
     Info {
         layers: model.layers,
         parameters: a.totals.params,
         gradients: a.totals.trainable,
-        thop_macs: a.totals.macs,
-        gflops: a.totals.macs as f64 * 2.0 / 1e9,
+        thop_macs: thop,
+        gflops: thop as f64 * 2.0 / 1e9,
         row_params,
     }
 }
