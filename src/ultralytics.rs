@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::error::{did_you_mean, Diagnostic};
 use crate::analysis::Analysis;
+use crate::error::{did_you_mean, Diagnostic};
 use crate::yaml::{emit, Document, Emit, YNode, YValue, YamlPath};
 
 /// The modules this frontend translates, as a file names them.
@@ -97,6 +97,11 @@ pub struct Model {
     pub layers: u64,
     /// The strides of the detection levels (empty for a classifier).
     pub strides: Vec<u64>,
+    /// What Ultralytics' thop (ultralytics-thop 2.x, which `get_flops` runs) counts per sample
+    /// beyond archscope's `--convention thop` (thop 0.1.1) on this model: the attention
+    /// products it counts as functional matmuls, minus the nearest upsampling it charges 0
+    /// for, and the transposed convolution counted over its input instead of its output.
+    pub thop_adjust: i64,
 }
 
 /// Whether a parsed file is in Ultralytics' format: a mapping with `backbone` and `head`.
@@ -217,6 +222,7 @@ struct Translator {
     legacy: bool,
     strides: Vec<u64>,
     outputs: Vec<String>,
+    thop_adjust: i64,
 }
 
 /// Spatial size after a window: PyTorch's floor((x + 2p - d(k-1) - 1)/s) + 1.
@@ -224,13 +230,21 @@ fn win(x: i64, k: i64, s: i64, p: i64) -> i64 {
     (x + 2 * p - (k - 1) - 1).div_euclid(s.max(1)) + 1
 }
 
-fn conv_node(id: &str, out: i64, k: i64, s: i64, p: i64, g: i64, act: bool) -> Vec<(&'static str, Emit)> {
-    let mut v = vec![("id", Emit::str(id)), ("op", Emit::str("conv")), ("out", Emit::Int(out))];
-    if k != 1 {
-        v.push(("kernel", Emit::Int(k)));
-    } else {
-        v.push(("kernel", Emit::Int(1)));
-    }
+fn conv_node(
+    id: &str,
+    out: i64,
+    k: i64,
+    s: i64,
+    p: i64,
+    g: i64,
+    act: bool,
+) -> Vec<(&'static str, Emit)> {
+    let mut v = vec![
+        ("id", Emit::str(id)),
+        ("op", Emit::str("conv")),
+        ("out", Emit::Int(out)),
+    ];
+    v.push(("kernel", Emit::Int(k)));
     if s != 1 {
         v.push(("stride", Emit::Int(s)));
     }
@@ -266,8 +280,11 @@ impl Translator {
         };
         for (k, v) in top {
             if !KEYS.contains(&k.as_str()) {
-                let mut d = err(format!("unknown key `{k}` in an Ultralytics model file"), &v.path)
-                    .note(format!("the keys read: {}", KEYS.join(", ")));
+                let mut d = err(
+                    format!("unknown key `{k}` in an Ultralytics model file"),
+                    &v.path,
+                )
+                .note(format!("the keys read: {}", KEYS.join(", ")));
                 if let Some(s) = did_you_mean(k, KEYS.iter().copied()) {
                     d = d.help(format!("did you mean `{s}`?"));
                 }
@@ -283,21 +300,27 @@ impl Translator {
                 .help("write `nc: 80` at the top level, or pass --nc")
         })?;
         if !(1..=MAX_COUNT).contains(&nc) {
-            return Err(err(format!("nc {nc}: the number of classes is 1 to {MAX_COUNT}"), &root.path));
+            return Err(err(
+                format!("nc {nc}: the number of classes is 1 to {MAX_COUNT}"),
+                &root.path,
+            ));
         }
         let ch = match root.get("ch") {
             Some(c) => int_of(c, "ch")?,
             None => 3,
         };
         if !(1..=MAX_COUNT).contains(&ch) {
-            return Err(err(format!("ch {ch}: the input channels are 1 to {MAX_COUNT}"), &root.path));
+            return Err(err(
+                format!("ch {ch}: the input channels are 1 to {MAX_COUNT}"),
+                &root.path,
+            ));
         }
         let reg_max = match root.get("reg_max") {
             Some(c) => int_of(c, "reg_max")?,
             None => 16,
         };
-        if !(1..=64).contains(&reg_max) {
-            return Err(err(format!("reg_max {reg_max}: write 1 to 64 (Ultralytics uses 16)"), &root.path));
+        if !(2..=64).contains(&reg_max) {
+            return Err(err(format!("reg_max {reg_max}: write 2 to 64 (Ultralytics uses 16; 1, no DFL, is not supported)"), &root.path));
         }
         let kpt_shape = match root.get("kpt_shape") {
             Some(k) => Some(arg_of(k)?),
@@ -314,7 +337,10 @@ impl Translator {
         let mut warning = None;
         if let Some(scales) = root.get("scales") {
             let YValue::Map(m) = &scales.value else {
-                return Err(err("`scales` is a mapping of scale name to [depth, width, max_channels]", &scales.path));
+                return Err(err(
+                    "`scales` is a mapping of scale name to [depth, width, max_channels]",
+                    &scales.path,
+                ));
             };
             if m.is_empty() {
                 return Err(err("`scales` lists no scale", &scales.path));
@@ -338,7 +364,13 @@ impl Translator {
                 return Err(err("a scale is [depth, width, max_channels]", &row.path));
             };
             if v.len() != 3 {
-                return Err(err(format!("a scale is [depth, width, max_channels]; this one has {} values", v.len()), &row.path));
+                return Err(err(
+                    format!(
+                        "a scale is [depth, width, max_channels]; this one has {} values",
+                        v.len()
+                    ),
+                    &row.path,
+                ));
             }
             depth = float_of(&v[0])?;
             width = float_of(&v[1])?;
@@ -347,7 +379,10 @@ impl Translator {
         }
         for (x, what, node) in [(depth, "depth", root), (width, "width", root)] {
             if !(x > 0.0 && x <= 16.0) {
-                return Err(err(format!("the {what} multiple {x} is not in (0, 16]"), &node.path));
+                return Err(err(
+                    format!("the {what} multiple {x} is not in (0, 16]"),
+                    &node.path,
+                ));
             }
         }
         let (ih, iw) = opts.input.unwrap_or((640, 640));
@@ -360,12 +395,16 @@ impl Translator {
             legacy: true,
             strides: Vec::new(),
             outputs: Vec::new(),
+            thop_adjust: 0,
         };
         let mut rows: Vec<&YNode> = Vec::new();
         for part in ["backbone", "head"] {
             let p = root.get(part).expect("checked by is_ultralytics");
             let YValue::Seq(v) = &p.value else {
-                return Err(err(format!("`{part}` is a list of [from, repeats, module, args]"), &p.path));
+                return Err(err(
+                    format!("`{part}` is a list of [from, repeats, module, args]"),
+                    &p.path,
+                ));
             };
             rows.extend(v.iter());
         }
@@ -373,7 +412,13 @@ impl Translator {
             return Err(err("`backbone` and `head` list no layer", &root.path));
         }
         if rows.len() > MAX_LAYERS {
-            return Err(err(format!("{} layers; a file may list at most {MAX_LAYERS}", rows.len()), &root.path));
+            return Err(err(
+                format!(
+                    "{} layers; a file may list at most {MAX_LAYERS}",
+                    rows.len()
+                ),
+                &root.path,
+            ));
         }
         // C3k2 anywhere makes the Detect head the non-legacy one (parse_model's `legacy`).
         for r in &rows {
@@ -383,8 +428,20 @@ impl Translator {
                 }
             }
         }
-        let env = Env { nc, kpt_shape, reg_max, depth, width, max_ch, scale: scale.clone() };
-        let input = Feat { ch, hw: (ih as i64, iw as i64), probe: (256, 256) };
+        let env = Env {
+            nc,
+            kpt_shape,
+            reg_max,
+            depth,
+            width,
+            max_ch,
+            scale: scale.clone(),
+        };
+        let input = Feat {
+            ch,
+            hw: (ih as i64, iw as i64),
+            probe: (256, 256),
+        };
         let mut feats: Vec<Feat> = Vec::new();
         for (i, r) in rows.iter().enumerate() {
             let f = t.layer(i, r, &env, input, &feats)?;
@@ -394,17 +451,47 @@ impl Translator {
             t.leaves += 1;
         }
         let title = opts.name.replace("yolo", "YOLO");
-        let name: String = opts.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-        let name = if name.starts_with(|c: char| c.is_ascii_alphabetic()) { name } else { format!("m_{name}") };
+        let name: String = opts
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            name
+        } else {
+            format!("m_{name}")
+        };
         let mut top = vec![
             ("format", Emit::str(crate::spec::FORMAT)),
             ("name", Emit::str(&name)),
-            ("inputs", Emit::map(vec![("image", ints(&[ch, ih as i64, iw as i64]).flow())])),
+            (
+                "inputs",
+                Emit::map(vec![("image", ints(&[ch, ih as i64, iw as i64]).flow())]),
+            ),
             (
                 "defaults",
                 Emit::map(vec![
-                    ("conv", flow(vec![("bias", Emit::Bool(false)), ("bn", Emit::Bool(true)), ("act", Emit::str("silu"))])),
-                    ("batchnorm2d", flow(vec![("eps", Emit::Float(0.001)), ("momentum", Emit::Float(0.03))])),
+                    (
+                        "conv",
+                        flow(vec![
+                            ("bias", Emit::Bool(false)),
+                            ("bn", Emit::Bool(true)),
+                            ("act", Emit::str("silu")),
+                        ]),
+                    ),
+                    (
+                        "batchnorm2d",
+                        flow(vec![
+                            ("eps", Emit::Float(0.001)),
+                            ("momentum", Emit::Float(0.03)),
+                        ]),
+                    ),
                 ]),
             ),
         ];
@@ -414,7 +501,14 @@ impl Translator {
         top.push(("nodes", Emit::Seq(t.nodes)));
         if !t.outputs.is_empty() {
             let o: Vec<&str> = t.outputs.iter().map(String::as_str).collect();
-            top.push(("outputs", if o.len() == 1 { Emit::str(o[0]) } else { strs(&o).flow() }));
+            top.push((
+                "outputs",
+                if o.len() == 1 {
+                    Emit::str(o[0])
+                } else {
+                    strs(&o).flow()
+                },
+            ));
         }
         let text = emit("", &Emit::map(top));
         Ok(Model {
@@ -425,6 +519,7 @@ impl Translator {
             rows: t.rows,
             layers: t.leaves,
             strides: t.strides,
+            thop_adjust: t.thop_adjust,
         })
     }
 }
@@ -442,7 +537,10 @@ struct Env {
 fn int_of(n: &YNode, what: &str) -> Result<i64, Diagnostic> {
     match n.value {
         YValue::Int(i) => Ok(i),
-        _ => Err(err(format!("`{what}` is a whole number, not {}", n.kind()), &n.path)),
+        _ => Err(err(
+            format!("`{what}` is a whole number, not {}", n.kind()),
+            &n.path,
+        )),
     }
 }
 
@@ -495,22 +593,47 @@ impl Args<'_> {
         match self.v.get(i) {
             Some(Arg::Int(x)) => Ok(*x),
             Some(Arg::None) | None if default.is_some() => Ok(default.unwrap_or(0)),
-            Some(a) => Err(err(format!("{}: argument {} ({what}) is {}, expected a whole number", self.module, i, a.py()), self.path)),
-            None => Err(err(format!("{}: argument {} ({what}) is missing", self.module, i), self.path)),
+            Some(a) => Err(err(
+                format!(
+                    "{}: argument {} ({what}) is {}, expected a whole number",
+                    self.module,
+                    i,
+                    a.py()
+                ),
+                self.path,
+            )),
+            None => Err(err(
+                format!("{}: argument {} ({what}) is missing", self.module, i),
+                self.path,
+            )),
         }
     }
     fn opt_int(&self, i: usize) -> Result<Option<i64>, Diagnostic> {
         match self.v.get(i) {
             None | Some(Arg::None) => Ok(None),
             Some(Arg::Int(x)) => Ok(Some(*x)),
-            Some(a) => Err(err(format!("{}: argument {i} is {}, expected a whole number or None", self.module, a.py()), self.path)),
+            Some(a) => Err(err(
+                format!(
+                    "{}: argument {i} is {}, expected a whole number or None",
+                    self.module,
+                    a.py()
+                ),
+                self.path,
+            )),
         }
     }
     fn boolean(&self, i: usize, default: bool, what: &str) -> Result<bool, Diagnostic> {
         match self.v.get(i) {
             None => Ok(default),
             Some(Arg::Bool(b)) => Ok(*b),
-            Some(a) => Err(err(format!("{}: argument {i} ({what}) is {}, expected True or False", self.module, a.py()), self.path)),
+            Some(a) => Err(err(
+                format!(
+                    "{}: argument {i} ({what}) is {}, expected True or False",
+                    self.module,
+                    a.py()
+                ),
+                self.path,
+            )),
         }
     }
     fn float(&self, i: usize, default: f64, what: &str) -> Result<f64, Diagnostic> {
@@ -518,13 +641,24 @@ impl Args<'_> {
             None => Ok(default),
             Some(Arg::Float(f)) => Ok(*f),
             Some(Arg::Int(x)) => Ok(*x as f64),
-            Some(a) => Err(err(format!("{}: argument {i} ({what}) is {}, expected a number", self.module, a.py()), self.path)),
+            Some(a) => Err(err(
+                format!(
+                    "{}: argument {i} ({what}) is {}, expected a number",
+                    self.module,
+                    a.py()
+                ),
+                self.path,
+            )),
         }
     }
     fn at_most(&self, n: usize, names: &str) -> Result<(), Diagnostic> {
         if self.v.len() > n {
             return Err(err(
-                format!("{} takes at most {n} arguments here ({names}); this row gives {}", self.module, self.v.len()),
+                format!(
+                    "{} takes at most {n} arguments here ({names}); this row gives {}",
+                    self.module,
+                    self.v.len()
+                ),
                 self.path,
             ));
         }
@@ -543,12 +677,25 @@ fn check_count(x: i64, what: &str, path: &YamlPath) -> Result<i64, Diagnostic> {
 impl Translator {
     /// One Ultralytics layer: reads the row, appends the archscope node (and the blocks it
     /// uses), the table row and the leaf-module count; returns what it outputs.
-    fn layer(&mut self, i: usize, r: &YNode, env: &Env, input: Feat, feats: &[Feat]) -> Result<Feat, Diagnostic> {
+    fn layer(
+        &mut self,
+        i: usize,
+        r: &YNode,
+        env: &Env,
+        input: Feat,
+        feats: &[Feat],
+    ) -> Result<Feat, Diagnostic> {
         let YValue::Seq(v) = &r.value else {
             return Err(err("a layer is [from, repeats, module, args]", &r.path));
         };
         if v.len() != 4 {
-            return Err(err(format!("a layer is [from, repeats, module, args]; this one has {} values", v.len()), &r.path));
+            return Err(err(
+                format!(
+                    "a layer is [from, repeats, module, args]; this one has {} values",
+                    v.len()
+                ),
+                &r.path,
+            ));
         }
         let id = format!("m{i}");
         // from
@@ -566,37 +713,70 @@ impl Translator {
                 s.iter()
                     .map(|n| match n.value {
                         YValue::Int(x) => resolve(x, &n.path),
-                        _ => Err(err(format!("a `from` entry is a layer index, not {}", n.kind()), &n.path)),
+                        _ => Err(err(
+                            format!("a `from` entry is a layer index, not {}", n.kind()),
+                            &n.path,
+                        )),
                     })
                     .collect::<Result<_, _>>()?,
                 true,
             ),
-            _ => return Err(err(format!("`from` is a layer index or a list of them, not {}", v[0].kind()), &v[0].path)),
+            _ => {
+                return Err(err(
+                    format!(
+                        "`from` is a layer index or a list of them, not {}",
+                        v[0].kind()
+                    ),
+                    &v[0].path,
+                ))
+            }
         };
         let feat_of = |j: usize| if j == usize::MAX { input } else { feats[j] };
-        let ref_of = |j: usize| if j == usize::MAX { "image".to_string() } else { format!("m{j}") };
+        let ref_of = |j: usize| {
+            if j == usize::MAX {
+                "image".to_string()
+            } else {
+                format!("m{j}")
+            }
+        };
         let from_text = match &v[0].value {
             YValue::Int(x) => x.to_string(),
-            YValue::Seq(s) => format!("[{}]", s.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
+            YValue::Seq(s) => format!(
+                "[{}]",
+                s.iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             _ => unreachable!(),
         };
         let n0 = int_of(&v[1], "repeats")?;
         if !(1..=MAX_COUNT).contains(&n0) {
-            return Err(err(format!("repeats {n0} is not in 1..={MAX_COUNT}"), &v[1].path));
+            return Err(err(
+                format!("repeats {n0} is not in 1..={MAX_COUNT}"),
+                &v[1].path,
+            ));
         }
         let Some(module) = v[2].as_str() else {
-            return Err(err(format!("the module is a name like C2f, not {}", v[2].kind()), &v[2].path));
+            return Err(err(
+                format!("the module is a name like C2f, not {}", v[2].kind()),
+                &v[2].path,
+            ));
         };
         if !MODULES.contains(&module) {
-            let mut d = err(format!("unknown Ultralytics module `{module}`"), &v[2].path)
-                .note(format!("the modules archscope translates: {}", MODULES.join(", ")));
+            let mut d = err(format!("unknown Ultralytics module `{module}`"), &v[2].path).note(
+                format!("the modules archscope translates: {}", MODULES.join(", ")),
+            );
             if let Some(s) = did_you_mean(module, MODULES.iter().copied()) {
                 d = d.help(format!("did you mean `{s}`?"));
             }
             return Err(d);
         }
         let YValue::Seq(raw) = &v[3].value else {
-            return Err(err(format!("the arguments are a list, not {}", v[3].kind()), &v[3].path));
+            return Err(err(
+                format!("the arguments are a list, not {}", v[3].kind()),
+                &v[3].path,
+            ));
         };
         let mut args: Vec<Arg> = raw.iter().map(arg_of).collect::<Result<_, _>>()?;
         for a in args.iter_mut() {
@@ -606,26 +786,44 @@ impl Translator {
                     "reg_max" => *a = Arg::Int(env.reg_max),
                     "kpt_shape" => {
                         *a = env.kpt_shape.clone().ok_or_else(|| {
-                            err("`kpt_shape` is used but the file does not set it", &v[3].path)
-                                .help("write `kpt_shape: [17, 3]` at the top level")
+                            err(
+                                "`kpt_shape` is used but the file does not set it",
+                                &v[3].path,
+                            )
+                            .help("write `kpt_shape: [17, 3]` at the top level")
                         })?
                     }
                     _ => {}
                 }
             }
         }
-        let n = if n0 > 1 { py_round(n0 as f64 * env.depth).max(1) } else { n0 };
+        let n = if n0 > 1 {
+            py_round(n0 as f64 * env.depth).max(1)
+        } else {
+            n0
+        };
         let single = |what: &str| -> Result<usize, Diagnostic> {
-            if multi {
-                if froms.len() != 1 {
-                    return Err(err(format!("{what} takes one input; `from` lists {}", froms.len()), &v[0].path));
-                }
+            if multi && froms.len() != 1 {
+                return Err(err(
+                    format!("{what} takes one input; `from` lists {}", froms.len()),
+                    &v[0].path,
+                ));
             }
             Ok(froms[0])
         };
         let base = matches!(
             module,
-            "Conv" | "DWConv" | "Focus" | "Bottleneck" | "C3" | "C2f" | "C3k2" | "C2PSA" | "SPP" | "SPPF" | "Classify"
+            "Conv"
+                | "DWConv"
+                | "Focus"
+                | "Bottleneck"
+                | "C3"
+                | "C2f"
+                | "C3k2"
+                | "C2PSA"
+                | "SPP"
+                | "SPPF"
+                | "Classify"
         );
         let repeat_mod = matches!(module, "C3" | "C2f" | "C3k2" | "C2PSA");
         let apath = &v[3].path;
@@ -637,7 +835,12 @@ impl Translator {
             c1 = feat_of(f).ch;
             let a0 = match args.first() {
                 Some(Arg::Int(x)) => *x,
-                _ => return Err(err(format!("{module}: the first argument is the output channels"), apath)),
+                _ => {
+                    return Err(err(
+                        format!("{module}: the first argument is the output channels"),
+                        apath,
+                    ))
+                }
             };
             c2 = if module == "Classify" {
                 a0
@@ -662,7 +865,11 @@ impl Translator {
                 }
             }
         }
-        let a = Args { v: full.clone(), path: apath, module };
+        let a = Args {
+            v: full.clone(),
+            path: apath,
+            module,
+        };
         let start = self.nodes.len();
         let start_leaves = self.leaves;
         let out: Feat;
@@ -672,17 +879,33 @@ impl Translator {
                 let k = a.int(2, Some(1), "kernel")?;
                 let s = a.int(3, Some(1), "stride")?;
                 let (p, g, d, act) = if module == "Conv" {
-                    (a.opt_int(4)?, a.int(5, Some(1), "groups")?, a.int(6, Some(1), "dilation")?, a.boolean(7, true, "act")?)
+                    (
+                        a.opt_int(4)?,
+                        a.int(5, Some(1), "groups")?,
+                        a.int(6, Some(1), "dilation")?,
+                        a.boolean(7, true, "act")?,
+                    )
                 } else {
-                    (None, gcd(c1, c2), a.int(4, Some(1), "dilation")?, a.boolean(5, true, "act")?)
+                    (
+                        None,
+                        gcd(c1, c2),
+                        a.int(4, Some(1), "dilation")?,
+                        a.boolean(5, true, "act")?,
+                    )
                 };
                 if d != 1 {
-                    return Err(err(format!("{module}: dilation {d} is not supported (only 1)"), apath));
+                    return Err(err(
+                        format!("{module}: dilation {d} is not supported (only 1)"),
+                        apath,
+                    ));
                 }
                 check_count(k, "kernel", apath)?;
                 check_count(s, "stride", apath)?;
                 if g < 1 || c1 % g != 0 || c2 % g != 0 {
-                    return Err(err(format!("{module}: groups {g} must divide {c1} and {c2}"), apath));
+                    return Err(err(
+                        format!("{module}: groups {g} must divide {c1} and {c2}"),
+                        apath,
+                    ));
                 }
                 if n_seq > 1 && c1 != c2 {
                     return Err(err(format!("{module} repeated {n_seq} times needs equal in and out channels ({c1} → {c2})"), apath));
@@ -697,7 +920,11 @@ impl Translator {
                 self.conv_leaves(act, n_seq);
                 let mut f = feat_of(froms[0]);
                 for _ in 0..n_seq {
-                    f = Feat { ch: c2, hw: (win(f.hw.0, k, s, p), win(f.hw.1, k, s, p)), probe: (win(f.probe.0, k, s, p), win(f.probe.1, k, s, p)) };
+                    f = Feat {
+                        ch: c2,
+                        hw: (win(f.hw.0, k, s, p), win(f.hw.1, k, s, p)),
+                        probe: (win(f.probe.0, k, s, p), win(f.probe.1, k, s, p)),
+                    };
                 }
                 out = f;
             }
@@ -713,17 +940,44 @@ impl Translator {
                 }
                 let mut nodes = vec![];
                 for (name, h0, w0) in [("s00", 0, 0), ("s10", 1, 0), ("s01", 0, 1), ("s11", 1, 1)] {
-                    nodes.push(flow(vec![("id", Emit::str(format!("{name}h"))), ("op", Emit::str("slice")), ("in", Emit::str("$in")), ("dim", Emit::Int(2)), ("start", Emit::Int(h0)), ("end", Emit::Int(i32::MAX as i64)), ("step", Emit::Int(2))]));
-                    nodes.push(flow(vec![("id", Emit::str(name)), ("op", Emit::str("slice")), ("dim", Emit::Int(3)), ("start", Emit::Int(w0)), ("end", Emit::Int(i32::MAX as i64)), ("step", Emit::Int(2))]));
+                    nodes.push(flow(vec![
+                        ("id", Emit::str(format!("{name}h"))),
+                        ("op", Emit::str("slice")),
+                        ("in", Emit::str("$in")),
+                        ("dim", Emit::Int(2)),
+                        ("start", Emit::Int(h0)),
+                        ("end", Emit::str("$in_h")),
+                        ("step", Emit::Int(2)),
+                    ]));
+                    nodes.push(flow(vec![
+                        ("id", Emit::str(name)),
+                        ("op", Emit::str("slice")),
+                        ("dim", Emit::Int(3)),
+                        ("start", Emit::Int(w0)),
+                        ("end", Emit::str("$in_w")),
+                        ("step", Emit::Int(2)),
+                    ]));
                 }
-                nodes.push(flow(vec![("id", Emit::str("cat")), ("op", Emit::str("concat")), ("in", strs(&["s00", "s10", "s01", "s11"]))]));
+                nodes.push(flow(vec![
+                    ("id", Emit::str("cat")),
+                    ("op", Emit::str("concat")),
+                    ("in", strs(&["s00", "s10", "s01", "s11"])),
+                ]));
                 let mut conv = conv_node("conv", c2, k, s, p, g, act);
                 conv.remove(2);
                 conv.insert(2, ("out", Emit::str("$out")));
                 nodes.push(flow(conv));
-                let bname = format!("focus_k{k}_s{s}_p{p}_g{g}{}", if act { "" } else { "_linear" });
+                let bname = format!(
+                    "focus_k{k}_s{s}_p{p}_g{g}{}",
+                    if act { "" } else { "_linear" }
+                );
                 self.block(&bname, &["out"], nodes);
-                self.use_node(&id, &bname, &[ref_of(froms[0])], vec![("out", Emit::Int(c2))]);
+                self.use_node(
+                    &id,
+                    &bname,
+                    &[ref_of(froms[0])],
+                    vec![("out", Emit::Int(c2))],
+                );
                 self.conv_leaves(act, 1);
                 let f = feat_of(froms[0]);
                 let half = |x: i64| (x + 1) / 2;
@@ -738,10 +992,16 @@ impl Translator {
                 let shortcut = a.boolean(2, true, "shortcut")?;
                 let g = a.int(3, Some(1), "groups")?;
                 if g != 1 {
-                    return Err(err("Bottleneck: groups other than 1 are not supported", apath));
+                    return Err(err(
+                        "Bottleneck: groups other than 1 are not supported",
+                        apath,
+                    ));
                 }
                 if a.v.len() > 4 {
-                    return Err(err("Bottleneck: only (c2, shortcut, g) are supported as arguments", apath));
+                    return Err(err(
+                        "Bottleneck: only (c2, shortcut, g) are supported as arguments",
+                        apath,
+                    ));
                 }
                 let e = 0.5;
                 let hidden = (c2 as f64 * e) as i64;
@@ -757,10 +1017,22 @@ impl Translator {
                 if n_seq > 1 {
                     node.push(("repeat", Emit::Int(n_seq)));
                 }
-                node.push(("with", flow(vec![("hidden", Emit::Int(hidden)), ("out", Emit::Int(c2)), ("k1", Emit::Int(3)), ("k2", Emit::Int(3)), ("add", Emit::Bool(shortcut && c1 == c2))])));
+                node.push((
+                    "with",
+                    flow(vec![
+                        ("hidden", Emit::Int(hidden)),
+                        ("out", Emit::Int(c2)),
+                        ("k1", Emit::Int(3)),
+                        ("k2", Emit::Int(3)),
+                        ("add", Emit::Bool(shortcut && c1 == c2)),
+                    ]),
+                ));
                 self.nodes.push(flow(node));
                 self.conv_leaves(true, 2 * n_seq);
-                out = Feat { ch: c2, ..feat_of(froms[0]) };
+                out = Feat {
+                    ch: c2,
+                    ..feat_of(froms[0])
+                };
             }
             "C3" => {
                 a.at_most(6, "c1, c2, n, shortcut, g, e")?;
@@ -772,12 +1044,24 @@ impl Translator {
                 let hidden = (c2 as f64 * e) as i64;
                 check_count(hidden, "C3 hidden channels", apath)?;
                 self.c3_block();
-                self.use_node(&id, "c3", &[ref_of(froms[0])], vec![
-                    ("hidden", Emit::Int(hidden)), ("out", Emit::Int(c2)), ("n", Emit::Int(n)),
-                    ("k1", Emit::Int(1)), ("k2", Emit::Int(3)), ("add", Emit::Bool(shortcut)),
-                ]);
+                self.use_node(
+                    &id,
+                    "c3",
+                    &[ref_of(froms[0])],
+                    vec![
+                        ("hidden", Emit::Int(hidden)),
+                        ("out", Emit::Int(c2)),
+                        ("n", Emit::Int(n)),
+                        ("k1", Emit::Int(1)),
+                        ("k2", Emit::Int(3)),
+                        ("add", Emit::Bool(shortcut)),
+                    ],
+                );
                 self.conv_leaves(true, 3 + 2 * n as u64 as i64);
-                out = Feat { ch: c2, ..feat_of(froms[0]) };
+                out = Feat {
+                    ch: c2,
+                    ..feat_of(froms[0])
+                };
             }
             "C2f" | "C3k2" => {
                 let (shortcut, e, c3k) = if module == "C2f" {
@@ -785,7 +1069,11 @@ impl Translator {
                     if a.int(4, Some(1), "groups")? != 1 {
                         return Err(err("C2f: groups other than 1 are not supported", apath));
                     }
-                    (a.boolean(3, false, "shortcut")?, a.float(5, 0.5, "e")?, false)
+                    (
+                        a.boolean(3, false, "shortcut")?,
+                        a.float(5, 0.5, "e")?,
+                        false,
+                    )
                 } else {
                     a.at_most(5, "c1, c2, n, c3k, e")?;
                     (true, a.float(4, 0.5, "e")?, a.boolean(3, false, "c3k")?)
@@ -799,8 +1087,17 @@ impl Translator {
                 };
                 if !self.blocks.contains_key(&bname) {
                     let mut nodes = vec![
-                        flow(vec![("id", Emit::str("cv1")), ("op", Emit::str("conv")), ("out", Emit::str("$(2 * c)")), ("kernel", Emit::Int(1))]),
-                        flow(vec![("id", Emit::str("split")), ("op", Emit::str("split")), ("parts", Emit::Int(2))]),
+                        flow(vec![
+                            ("id", Emit::str("cv1")),
+                            ("op", Emit::str("conv")),
+                            ("out", Emit::str("$(2 * c)")),
+                            ("kernel", Emit::Int(1)),
+                        ]),
+                        flow(vec![
+                            ("id", Emit::str("split")),
+                            ("op", Emit::str("split")),
+                            ("parts", Emit::Int(2)),
+                        ]),
                     ];
                     let mut cat = vec!["split:0".to_string(), "split:1".to_string()];
                     for j in 0..n {
@@ -817,25 +1114,61 @@ impl Translator {
                             node.push(("in", Emit::str("split:1")));
                         }
                         let with = if c3k {
-                            vec![("hidden", Emit::str("$(c // 2)")), ("out", Emit::str("$c")), ("n", Emit::Int(2)), ("k1", Emit::Int(3)), ("k2", Emit::Int(3)), ("add", Emit::Bool(true))]
+                            vec![
+                                ("hidden", Emit::str("$(c // 2)")),
+                                ("out", Emit::str("$c")),
+                                ("n", Emit::Int(2)),
+                                ("k1", Emit::Int(3)),
+                                ("k2", Emit::Int(3)),
+                                ("add", Emit::Bool(true)),
+                            ]
                         } else if module == "C2f" {
-                            vec![("hidden", Emit::str("$c")), ("out", Emit::str("$c")), ("k1", Emit::Int(3)), ("k2", Emit::Int(3)), ("add", Emit::Bool(shortcut))]
+                            vec![
+                                ("hidden", Emit::str("$c")),
+                                ("out", Emit::str("$c")),
+                                ("k1", Emit::Int(3)),
+                                ("k2", Emit::Int(3)),
+                                ("add", Emit::Bool(shortcut)),
+                            ]
                         } else {
-                            vec![("hidden", Emit::str("$(c // 2)")), ("out", Emit::str("$c")), ("k1", Emit::Int(3)), ("k2", Emit::Int(3)), ("add", Emit::Bool(true))]
+                            vec![
+                                ("hidden", Emit::str("$(c // 2)")),
+                                ("out", Emit::str("$c")),
+                                ("k1", Emit::Int(3)),
+                                ("k2", Emit::Int(3)),
+                                ("add", Emit::Bool(true)),
+                            ]
                         };
                         node.push(("with", flow(with)));
                         nodes.push(flow(node));
                         cat.push(mid);
                     }
                     let cat: Vec<&str> = cat.iter().map(String::as_str).collect();
-                    nodes.push(flow(vec![("id", Emit::str("cat")), ("op", Emit::str("concat")), ("in", strs(&cat))]));
-                    nodes.push(flow(vec![("id", Emit::str("cv2")), ("op", Emit::str("conv")), ("out", Emit::str("$out")), ("kernel", Emit::Int(1))]));
+                    nodes.push(flow(vec![
+                        ("id", Emit::str("cat")),
+                        ("op", Emit::str("concat")),
+                        ("in", strs(&cat)),
+                    ]));
+                    nodes.push(flow(vec![
+                        ("id", Emit::str("cv2")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$out")),
+                        ("kernel", Emit::Int(1)),
+                    ]));
                     self.block(&bname, &["c", "out"], nodes);
                 }
-                self.use_node(&id, &bname, &[ref_of(froms[0])], vec![("c", Emit::Int(c)), ("out", Emit::Int(c2))]);
+                self.use_node(
+                    &id,
+                    &bname,
+                    &[ref_of(froms[0])],
+                    vec![("c", Emit::Int(c)), ("out", Emit::Int(c2))],
+                );
                 let per = if c3k { 3 + 2 * 2 } else { 2 };
                 self.conv_leaves(true, 2 + per * n);
-                out = Feat { ch: c2, ..feat_of(froms[0]) };
+                out = Feat {
+                    ch: c2,
+                    ..feat_of(froms[0])
+                };
             }
             "C2PSA" => {
                 a.at_most(4, "c1, c2, n, e")?;
@@ -849,24 +1182,68 @@ impl Translator {
                 let hd = c / heads;
                 let kd = (hd as f64 * 0.5) as i64;
                 if hd * heads != c || kd < 1 {
-                    return Err(err(format!("C2PSA: {c} hidden channels do not split into {heads} heads"), apath));
+                    return Err(err(
+                        format!("C2PSA: {c} hidden channels do not split into {heads} heads"),
+                        apath,
+                    ));
                 }
                 let f = feat_of(froms[0]);
                 let bname = self.psa_blocks(heads, kd, hd, c);
                 let nodes = vec![
-                    flow(vec![("id", Emit::str("cv1")), ("op", Emit::str("conv")), ("out", Emit::str("$(2 * c)")), ("kernel", Emit::Int(1))]),
-                    flow(vec![("id", Emit::str("split")), ("op", Emit::str("split")), ("parts", Emit::Int(2))]),
-                    flow(vec![("id", Emit::str("m")), ("use", Emit::str(&bname)), ("in", Emit::str("split:1")), ("repeat", Emit::str("$n")), ("with", flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]))]),
-                    flow(vec![("id", Emit::str("cat")), ("op", Emit::str("concat")), ("in", strs(&["split:0", "m"]))]),
-                    flow(vec![("id", Emit::str("cv2")), ("op", Emit::str("conv")), ("out", Emit::str("$(2 * c)")), ("kernel", Emit::Int(1))]),
+                    flow(vec![
+                        ("id", Emit::str("cv1")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$(2 * c)")),
+                        ("kernel", Emit::Int(1)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("split")),
+                        ("op", Emit::str("split")),
+                        ("parts", Emit::Int(2)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("m")),
+                        ("use", Emit::str(&bname)),
+                        ("in", Emit::str("split:1")),
+                        ("repeat", Emit::str("$n")),
+                        (
+                            "with",
+                            flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
+                        ),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("cat")),
+                        ("op", Emit::str("concat")),
+                        ("in", strs(&["split:0", "m"])),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("cv2")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$(2 * c)")),
+                        ("kernel", Emit::Int(1)),
+                    ]),
                 ];
                 let outer = format!("c2psa_c{c}");
                 self.block(&outer, &["c", "n", "h", "w"], nodes);
-                self.use_node(&id, &outer, &[ref_of(froms[0])], vec![("c", Emit::Int(c)), ("n", Emit::Int(n)), ("h", Emit::Int(f.hw.0)), ("w", Emit::Int(f.hw.1))]);
-                // cv1, cv2; per PSABlock: attention qkv, proj, pe (act Identity each), ffn 2 convs (the second Identity).
+                self.use_node(
+                    &id,
+                    &outer,
+                    &[ref_of(froms[0])],
+                    vec![
+                        ("c", Emit::Int(c)),
+                        ("n", Emit::Int(n)),
+                        ("h", Emit::Int(f.hw.0)),
+                        ("w", Emit::Int(f.hw.1)),
+                    ],
+                );
+                // cv1, cv2; per PSABlock: attention qkv, proj, pe (conv, bn, an Identity each), the FFN's
+                // two convs (conv and bn each, the second's Identity).
                 self.conv_leaves(true, 2);
-                self.leaves += n as u64 * (3 * 3 + 3 + 3);
+                self.leaves += n as u64 * (3 * 3 + 2 + 3);
                 self.shared_act = true;
+                // thop 2.x counts Attention's two matmuls (q·k and v·attn): heads·N²·(kd + hd).
+                let tokens = f.hw.0 * f.hw.1;
+                self.thop_adjust += n * heads * tokens * tokens * (kd + hd);
                 out = Feat { ch: c2, ..f };
             }
             "SPP" | "SPPF" => {
@@ -884,44 +1261,92 @@ impl Translator {
                                 _ => Err(err("SPP: the kernels are whole numbers", apath)),
                             })
                             .collect::<Result<_, _>>()?,
-                        Some(x) => return Err(err(format!("SPP: the kernels are a list like [5, 9, 13], not {}", x.py()), apath)),
+                        Some(x) => {
+                            return Err(err(
+                                format!(
+                                    "SPP: the kernels are a list like [5, 9, 13], not {}",
+                                    x.py()
+                                ),
+                                apath,
+                            ))
+                        }
                     };
                     (ks, true)
                 } else {
-                    a.at_most(3, "c1, c2, k (the legacy SPPF: n and shortcut are not supported)")?;
+                    a.at_most(
+                        3,
+                        "c1, c2, k (the legacy SPPF: n and shortcut are not supported)",
+                    )?;
                     let k = check_count(a.int(2, Some(5), "kernel")?, "SPPF kernel", apath)?;
                     (vec![k; 3], true)
                 };
-                let mut nodes = vec![flow(vec![("id", Emit::str("cv1")), ("op", Emit::str("conv")), ("out", Emit::str("$hidden")), ("kernel", Emit::Int(1))])];
+                let mut nodes = vec![flow(vec![
+                    ("id", Emit::str("cv1")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::str("$hidden")),
+                    ("kernel", Emit::Int(1)),
+                ])];
                 let mut cat = vec!["cv1".to_string()];
                 for (j, k) in pools.iter().enumerate() {
-                    let mut p = vec![("id", Emit::str(format!("m{j}"))), ("op", Emit::str("maxpool"))];
+                    let mut p = vec![
+                        ("id", Emit::str(format!("m{j}"))),
+                        ("op", Emit::str("maxpool")),
+                    ];
                     if module == "SPP" {
                         p.push(("in", Emit::str("cv1")));
                     }
-                    p.extend([("kernel", Emit::Int(*k)), ("stride", Emit::Int(1)), ("padding", Emit::Int(k / 2))]);
+                    p.extend([
+                        ("kernel", Emit::Int(*k)),
+                        ("stride", Emit::Int(1)),
+                        ("padding", Emit::Int(k / 2)),
+                    ]);
                     nodes.push(flow(p));
                     cat.push(format!("m{j}"));
                 }
                 let cat: Vec<&str> = cat.iter().map(String::as_str).collect();
-                nodes.push(flow(vec![("id", Emit::str("cat")), ("op", Emit::str("concat")), ("in", strs(&cat))]));
-                nodes.push(flow(vec![("id", Emit::str("cv2")), ("op", Emit::str("conv")), ("out", Emit::str("$out")), ("kernel", Emit::Int(1))]));
+                nodes.push(flow(vec![
+                    ("id", Emit::str("cat")),
+                    ("op", Emit::str("concat")),
+                    ("in", strs(&cat)),
+                ]));
+                nodes.push(flow(vec![
+                    ("id", Emit::str("cv2")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::str("$out")),
+                    ("kernel", Emit::Int(1)),
+                ]));
                 let ks: Vec<String> = pools.iter().map(i64::to_string).collect();
                 let bname = format!("{}_k{}", module.to_ascii_lowercase(), ks.join("_"));
                 self.block(&bname, &["hidden", "out"], nodes);
-                self.use_node(&id, &bname, &[ref_of(froms[0])], vec![("hidden", Emit::Int(hidden)), ("out", Emit::Int(c2))]);
+                self.use_node(
+                    &id,
+                    &bname,
+                    &[ref_of(froms[0])],
+                    vec![("hidden", Emit::Int(hidden)), ("out", Emit::Int(c2))],
+                );
                 let _ = act1;
                 self.conv_leaves(true, 2);
-                self.leaves += if module == "SPP" { pools.len() as u64 } else { 1 };
+                self.leaves += if module == "SPP" {
+                    pools.len() as u64
+                } else {
+                    1
+                };
                 out = Feat { ch: c2, ..f };
             }
             "Concat" => {
                 if args.len() > 1 || !matches!(args.first(), None | Some(Arg::Int(1))) {
-                    return Err(err("Concat: only the channel dimension (1) is supported", apath));
+                    return Err(err(
+                        "Concat: only the channel dimension (1) is supported",
+                        apath,
+                    ));
                 }
                 let ins: Vec<String> = froms.iter().map(|&j| ref_of(j)).collect();
                 let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
-                self.nodes.push(flow(vec![("id", Emit::str(&id)), ("op", Emit::str("concat")), ("in", strs(&ins))]));
+                self.nodes.push(flow(vec![
+                    ("id", Emit::str(&id)),
+                    ("op", Emit::str("concat")),
+                    ("in", strs(&ins)),
+                ]));
                 self.leaves += 1;
                 let f0 = feat_of(froms[0]);
                 let ch = froms.iter().map(|&j| feat_of(j).ch).sum();
@@ -932,37 +1357,80 @@ impl Translator {
                 let f = single("nn.Upsample")?;
                 let (size, scale, mode) = (args.first(), args.get(1), args.get(2));
                 if !matches!(size, None | Some(Arg::None)) || args.len() > 3 {
-                    return Err(err("nn.Upsample: only [None, scale, mode] is supported", apath));
+                    return Err(err(
+                        "nn.Upsample: only [None, scale, mode] is supported",
+                        apath,
+                    ));
                 }
                 let s = match scale {
                     Some(Arg::Int(s)) => check_count(*s, "nn.Upsample scale", apath)?,
                     Some(Arg::Float(x)) if x.fract() == 0.0 && *x >= 1.0 => *x as i64,
-                    _ => return Err(err("nn.Upsample: the scale is a whole number like 2", apath)),
+                    _ => {
+                        return Err(err(
+                            "nn.Upsample: the scale is a whole number like 2",
+                            apath,
+                        ))
+                    }
                 };
                 let mode = match mode {
                     None => "nearest".to_string(),
                     Some(Arg::Str(m)) if m == "nearest" => m.clone(),
-                    Some(x) => return Err(err(format!("nn.Upsample: mode {} is not supported (nearest)", x.py()), apath)),
+                    Some(x) => {
+                        return Err(err(
+                            format!("nn.Upsample: mode {} is not supported (nearest)", x.py()),
+                            apath,
+                        ))
+                    }
                 };
-                self.nodes.push(flow(vec![("id", Emit::str(&id)), ("op", Emit::str("upsample")), ("in", Emit::str(ref_of(f))), ("scale", Emit::Int(s)), ("mode", Emit::str(mode))]));
+                self.nodes.push(flow(vec![
+                    ("id", Emit::str(&id)),
+                    ("op", Emit::str("upsample")),
+                    ("in", Emit::str(ref_of(f))),
+                    ("scale", Emit::Int(s)),
+                    ("mode", Emit::str(mode)),
+                ]));
                 self.leaves += n_seq as u64;
                 let x = feat_of(f);
-                out = Feat { ch: x.ch, hw: (x.hw.0 * s, x.hw.1 * s), probe: (x.probe.0 * s, x.probe.1 * s) };
+                out = Feat {
+                    ch: x.ch,
+                    hw: (x.hw.0 * s, x.hw.1 * s),
+                    probe: (x.probe.0 * s, x.probe.1 * s),
+                };
+                // thop 2.x: nearest upsampling costs 0 (0.1.1: one per output element).
+                self.thop_adjust -= out.ch * out.hw.0 * out.hw.1;
             }
             "nn.MaxPool2d" => {
                 let f = single("nn.MaxPool2d")?;
-                let a = Args { v: args.clone(), path: apath, module };
+                let a = Args {
+                    v: args.clone(),
+                    path: apath,
+                    module,
+                };
                 a.at_most(3, "kernel_size, stride, padding")?;
                 let k = check_count(a.int(0, None, "kernel")?, "kernel", apath)?;
                 let s = check_count(a.opt_int(1)?.unwrap_or(k), "stride", apath)?;
                 let p = a.int(2, Some(0), "padding")?;
                 if p < 0 || 2 * p > k {
-                    return Err(err(format!("nn.MaxPool2d: padding {p} is more than half the kernel {k}"), apath));
+                    return Err(err(
+                        format!("nn.MaxPool2d: padding {p} is more than half the kernel {k}"),
+                        apath,
+                    ));
                 }
-                self.nodes.push(flow(vec![("id", Emit::str(&id)), ("op", Emit::str("maxpool")), ("in", Emit::str(ref_of(f))), ("kernel", Emit::Int(k)), ("stride", Emit::Int(s)), ("padding", Emit::Int(p))]));
+                self.nodes.push(flow(vec![
+                    ("id", Emit::str(&id)),
+                    ("op", Emit::str("maxpool")),
+                    ("in", Emit::str(ref_of(f))),
+                    ("kernel", Emit::Int(k)),
+                    ("stride", Emit::Int(s)),
+                    ("padding", Emit::Int(p)),
+                ]));
                 self.leaves += 1;
                 let x = feat_of(f);
-                out = Feat { ch: x.ch, hw: (win(x.hw.0, k, s, p), win(x.hw.1, k, s, p)), probe: (win(x.probe.0, k, s, p), win(x.probe.1, k, s, p)) };
+                out = Feat {
+                    ch: x.ch,
+                    hw: (win(x.hw.0, k, s, p), win(x.hw.1, k, s, p)),
+                    probe: (win(x.probe.0, k, s, p), win(x.probe.1, k, s, p)),
+                };
             }
             "nn.ZeroPad2d" => {
                 let f = single("nn.ZeroPad2d")?;
@@ -971,17 +1439,37 @@ impl Translator {
                         .iter()
                         .map(|x| match x {
                             Arg::Int(p) if (0..=MAX_COUNT).contains(p) => Ok(*p),
-                            _ => Err(err("nn.ZeroPad2d: the paddings are whole numbers ≥ 0", apath)),
+                            _ => Err(err(
+                                "nn.ZeroPad2d: the paddings are whole numbers ≥ 0",
+                                apath,
+                            )),
                         })
                         .collect::<Result<Vec<i64>, _>>()?,
                     [Arg::Int(p)] if (0..=MAX_COUNT).contains(p) => vec![*p; 4],
-                    _ => return Err(err("nn.ZeroPad2d: write [[left, right, top, bottom]] or [p]", apath)),
+                    _ => {
+                        return Err(err(
+                            "nn.ZeroPad2d: write [[left, right, top, bottom]] or [p]",
+                            apath,
+                        ))
+                    }
                 };
                 // torch: (left, right, top, bottom); archscope: [top, left, bottom, right].
-                self.nodes.push(flow(vec![("id", Emit::str(&id)), ("op", Emit::str("zero_pad2d")), ("in", Emit::str(ref_of(f))), ("padding", ints(&[pads[2], pads[0], pads[3], pads[1]]).flow())]));
+                self.nodes.push(flow(vec![
+                    ("id", Emit::str(&id)),
+                    ("op", Emit::str("zero_pad2d")),
+                    ("in", Emit::str(ref_of(f))),
+                    (
+                        "padding",
+                        ints(&[pads[2], pads[0], pads[3], pads[1]]).flow(),
+                    ),
+                ]));
                 self.leaves += 1;
                 let x = feat_of(f);
-                out = Feat { ch: x.ch, hw: (x.hw.0 + pads[2] + pads[3], x.hw.1 + pads[0] + pads[1]), probe: (x.probe.0 + pads[2] + pads[3], x.probe.1 + pads[0] + pads[1]) };
+                out = Feat {
+                    ch: x.ch,
+                    hw: (x.hw.0 + pads[2] + pads[3], x.hw.1 + pads[0] + pads[1]),
+                    probe: (x.probe.0 + pads[2] + pads[3], x.probe.1 + pads[0] + pads[1]),
+                };
             }
             "Classify" => {
                 a.at_most(6, "c1, c2, k, s, p, g")?;
@@ -994,19 +1482,47 @@ impl Translator {
                 }
                 let nodes = vec![
                     flow(conv_node("conv", 1280, k, s, p, g, true)),
-                    flow(vec![("id", Emit::str("pool")), ("op", Emit::str("global_avgpool"))]),
-                    flow(vec![("id", Emit::str("flatten")), ("op", Emit::str("flatten"))]),
-                    flow(vec![("id", Emit::str("drop")), ("op", Emit::str("dropout")), ("p", Emit::Float(0.0))]),
-                    flow(vec![("id", Emit::str("linear")), ("op", Emit::str("linear")), ("out", Emit::str("$out"))]),
-                    flow(vec![("id", Emit::str("softmax")), ("op", Emit::str("softmax")), ("dim", Emit::Int(1))]),
+                    flow(vec![
+                        ("id", Emit::str("pool")),
+                        ("op", Emit::str("global_avgpool")),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("flatten")),
+                        ("op", Emit::str("flatten")),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("drop")),
+                        ("op", Emit::str("dropout")),
+                        ("p", Emit::Float(0.0)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("linear")),
+                        ("op", Emit::str("linear")),
+                        ("out", Emit::str("$out")),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("softmax")),
+                        ("op", Emit::str("softmax")),
+                        ("dim", Emit::Int(1)),
+                        ("functional", Emit::Bool(true)),
+                    ]),
                 ];
                 let bname = format!("classify_k{k}_s{s}_p{p}_g{g}");
                 self.block(&bname, &["out"], nodes);
-                self.use_node(&id, &bname, &[ref_of(froms[0])], vec![("out", Emit::Int(c2))]);
+                self.use_node(
+                    &id,
+                    &bname,
+                    &[ref_of(froms[0])],
+                    vec![("out", Emit::Int(c2))],
+                );
                 self.conv_leaves(true, 1);
                 self.leaves += 3;
                 self.outputs = vec![id.clone()];
-                out = Feat { ch: c2, hw: (1, 1), probe: (1, 1) };
+                out = Feat {
+                    ch: c2,
+                    hw: (1, 1),
+                    probe: (1, 1),
+                };
             }
             "Detect" | "Segment" | "Pose" => {
                 let mut hargs = args.clone();
@@ -1015,7 +1531,12 @@ impl Translator {
                     let npr = match hargs.get(2) {
                         Some(Arg::Int(x)) => *x,
                         None => 256,
-                        Some(x) => return Err(err(format!("Segment: npr is a whole number, not {}", x.py()), apath)),
+                        Some(x) => {
+                            return Err(err(
+                                format!("Segment: npr is a whole number, not {}", x.py()),
+                                apath,
+                            ))
+                        }
                     };
                     while hargs.len() < 3 {
                         hargs.push(Arg::Int(if hargs.len() == 1 { 32 } else { 256 }));
@@ -1023,9 +1544,21 @@ impl Translator {
                     hargs[2] = Arg::Int(make_divisible((npr as f64).min(env.max_ch) * env.width));
                 }
                 let chs: Vec<i64> = froms.iter().map(|&j| feat_of(j).ch).collect();
-                hargs.extend([Arg::Int(env.reg_max), Arg::None, Arg::List(chs.iter().map(|&c| Arg::Int(c)).collect())]);
+                hargs.extend([
+                    Arg::Int(env.reg_max),
+                    Arg::None,
+                    Arg::List(chs.iter().map(|&c| Arg::Int(c)).collect()),
+                ]);
                 full = hargs.clone();
-                out = self.head(&id, module, &hargs, &froms.iter().map(|&j| ref_of(j)).collect::<Vec<_>>(), &froms.iter().map(|&j| feat_of(j)).collect::<Vec<_>>(), env, apath)?;
+                out = self.head(
+                    &id,
+                    module,
+                    &hargs,
+                    &froms.iter().map(|&j| ref_of(j)).collect::<Vec<_>>(),
+                    &froms.iter().map(|&j| feat_of(j)).collect::<Vec<_>>(),
+                    env,
+                    apath,
+                )?;
             }
             _ => unreachable!("every module of MODULES is handled"),
         }
@@ -1034,14 +1567,17 @@ impl Translator {
         self.rows.push(Row {
             index: i,
             from: from_text,
-            n: n0.max(1).min(if n0 > 1 { n } else { n0 }),
+            n,
             module: py_type(module),
             arguments: Arg::List(full).py(),
             path: params_path,
         });
         let _ = start_leaves;
         if out.hw.0 < 1 || out.hw.1 < 1 {
-            return Err(err(format!("layer {i} ({module}): the map is empty at this input size"), &r.path));
+            return Err(err(
+                format!("layer {i} ({module}): the map is empty at this input size"),
+                &r.path,
+            ));
         }
         Ok(out)
     }
@@ -1061,13 +1597,31 @@ impl Translator {
         if self.blocks.contains_key(name) {
             return;
         }
-        let ps = Emit::Map(params.iter().map(|p| (p.to_string(), Emit::str("required"))).collect()).flow();
-        self.blocks.insert(name.to_string(), Emit::map(vec![("params", ps), ("nodes", Emit::Seq(nodes))]));
+        let ps = Emit::Map(
+            params
+                .iter()
+                .map(|p| (p.to_string(), Emit::str("required")))
+                .collect(),
+        )
+        .flow();
+        self.blocks.insert(
+            name.to_string(),
+            Emit::map(vec![("params", ps), ("nodes", Emit::Seq(nodes))]),
+        );
     }
 
     fn use_node(&mut self, id: &str, block: &str, ins: &[String], with: Vec<(&str, Emit)>) {
-        let inp = if ins.len() == 1 { Emit::str(&ins[0]) } else { Emit::Seq(ins.iter().map(Emit::str).collect()) };
-        self.nodes.push(flow(vec![("id", Emit::str(id)), ("use", Emit::str(block)), ("in", inp), ("with", flow(with))]));
+        let inp = if ins.len() == 1 {
+            Emit::str(&ins[0])
+        } else {
+            Emit::Seq(ins.iter().map(Emit::str).collect())
+        };
+        self.nodes.push(flow(vec![
+            ("id", Emit::str(id)),
+            ("use", Emit::str(block)),
+            ("in", inp),
+            ("with", flow(with)),
+        ]));
     }
 
     fn bottleneck_block(&mut self) {
@@ -1075,9 +1629,26 @@ impl Translator {
             "bottleneck",
             &["hidden", "out", "k1", "k2", "add"],
             vec![
-                flow(vec![("id", Emit::str("cv1")), ("op", Emit::str("conv")), ("out", Emit::str("$hidden")), ("kernel", Emit::str("$k1")), ("padding", Emit::str("$(k1 // 2)"))]),
-                flow(vec![("id", Emit::str("cv2")), ("op", Emit::str("conv")), ("out", Emit::str("$out")), ("kernel", Emit::str("$k2")), ("padding", Emit::str("$(k2 // 2)"))]),
-                flow(vec![("id", Emit::str("add")), ("op", Emit::str("add")), ("in", strs(&["cv2", "$in"])), ("when", Emit::str("$add"))]),
+                flow(vec![
+                    ("id", Emit::str("cv1")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::str("$hidden")),
+                    ("kernel", Emit::str("$k1")),
+                    ("padding", Emit::str("$(k1 // 2)")),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("cv2")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::str("$out")),
+                    ("kernel", Emit::str("$k2")),
+                    ("padding", Emit::str("$(k2 // 2)")),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("add")),
+                    ("op", Emit::str("add")),
+                    ("in", strs(&["cv2", "$in"])),
+                    ("when", Emit::str("$add")),
+                ]),
             ],
         );
     }
@@ -1088,11 +1659,45 @@ impl Translator {
             "c3",
             &["hidden", "out", "n", "k1", "k2", "add"],
             vec![
-                flow(vec![("id", Emit::str("cv1")), ("op", Emit::str("conv")), ("out", Emit::str("$hidden")), ("kernel", Emit::Int(1))]),
-                flow(vec![("id", Emit::str("m")), ("use", Emit::str("bottleneck")), ("repeat", Emit::str("$n")), ("with", flow(vec![("hidden", Emit::str("$hidden")), ("out", Emit::str("$hidden")), ("k1", Emit::str("$k1")), ("k2", Emit::str("$k2")), ("add", Emit::str("$add"))]))]),
-                flow(vec![("id", Emit::str("cv2")), ("op", Emit::str("conv")), ("in", Emit::str("$in")), ("out", Emit::str("$hidden")), ("kernel", Emit::Int(1))]),
-                flow(vec![("id", Emit::str("cat")), ("op", Emit::str("concat")), ("in", strs(&["m", "cv2"]))]),
-                flow(vec![("id", Emit::str("cv3")), ("op", Emit::str("conv")), ("out", Emit::str("$out")), ("kernel", Emit::Int(1))]),
+                flow(vec![
+                    ("id", Emit::str("cv1")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::str("$hidden")),
+                    ("kernel", Emit::Int(1)),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("m")),
+                    ("use", Emit::str("bottleneck")),
+                    ("repeat", Emit::str("$n")),
+                    (
+                        "with",
+                        flow(vec![
+                            ("hidden", Emit::str("$hidden")),
+                            ("out", Emit::str("$hidden")),
+                            ("k1", Emit::str("$k1")),
+                            ("k2", Emit::str("$k2")),
+                            ("add", Emit::str("$add")),
+                        ]),
+                    ),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("cv2")),
+                    ("op", Emit::str("conv")),
+                    ("in", Emit::str("$in")),
+                    ("out", Emit::str("$hidden")),
+                    ("kernel", Emit::Int(1)),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("cat")),
+                    ("op", Emit::str("concat")),
+                    ("in", strs(&["m", "cv2"])),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("cv3")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::str("$out")),
+                    ("kernel", Emit::Int(1)),
+                ]),
             ],
         );
     }
@@ -1102,33 +1707,109 @@ impl Translator {
     fn psa_blocks(&mut self, heads: i64, kd: i64, hd: i64, c: i64) -> String {
         let att = format!("attention_h{heads}_k{kd}_v{hd}");
         let per = 2 * kd + hd;
-        let mut nodes = vec![flow(vec![("id", Emit::str("qkv")), ("op", Emit::str("conv")), ("out", Emit::Int(c + 2 * heads * kd)), ("kernel", Emit::Int(1)), ("act", Emit::str("none"))])];
+        let mut nodes = vec![flow(vec![
+            ("id", Emit::str("qkv")),
+            ("op", Emit::str("conv")),
+            ("out", Emit::Int(c + 2 * heads * kd)),
+            ("kernel", Emit::Int(1)),
+            ("act", Emit::str("none")),
+        ])];
         // v as the positional encoding sees it: each head's value channels, in head order.
         let mut vs = vec![];
         for j in 0..heads {
             let name = format!("v{j}");
-            nodes.push(flow(vec![("id", Emit::str(&name)), ("op", Emit::str("slice")), ("in", Emit::str("qkv")), ("dim", Emit::Int(1)), ("start", Emit::Int(j * per + 2 * kd)), ("end", Emit::Int((j + 1) * per))]));
+            nodes.push(flow(vec![
+                ("id", Emit::str(&name)),
+                ("op", Emit::str("slice")),
+                ("in", Emit::str("qkv")),
+                ("dim", Emit::Int(1)),
+                ("start", Emit::Int(j * per + 2 * kd)),
+                ("end", Emit::Int((j + 1) * per)),
+            ]));
             vs.push(name);
         }
         let v_map = if heads > 1 {
             let v: Vec<&str> = vs.iter().map(String::as_str).collect();
-            nodes.push(flow(vec![("id", Emit::str("v")), ("op", Emit::str("concat")), ("in", strs(&v))]));
+            nodes.push(flow(vec![
+                ("id", Emit::str("v")),
+                ("op", Emit::str("concat")),
+                ("in", strs(&v)),
+            ]));
             "v".to_string()
         } else {
             vs[0].clone()
         };
         nodes.extend([
-            flow(vec![("id", Emit::str("pe")), ("op", Emit::str("conv")), ("in", Emit::str(&v_map)), ("out", Emit::Int(c)), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1)), ("groups", Emit::Int(c)), ("act", Emit::str("none"))]),
-            flow(vec![("id", Emit::str("heads")), ("op", Emit::str("reshape")), ("in", Emit::str("qkv")), ("shape", ints(&[heads, per, -1]).flow())]),
-            flow(vec![("id", Emit::str("qkv_split")), ("op", Emit::str("split")), ("dim", Emit::Int(2)), ("sizes", ints(&[kd, kd, hd]).flow())]),
-            flow(vec![("id", Emit::str("q")), ("op", Emit::str("transpose")), ("in", Emit::str("qkv_split:0")), ("dims", ints(&[2, 3]).flow())]),
-            flow(vec![("id", Emit::str("k")), ("op", Emit::str("transpose")), ("in", Emit::str("qkv_split:1")), ("dims", ints(&[2, 3]).flow())]),
-            flow(vec![("id", Emit::str("vt")), ("op", Emit::str("transpose")), ("in", Emit::str("qkv_split:2")), ("dims", ints(&[2, 3]).flow())]),
-            flow(vec![("id", Emit::str("attn")), ("op", Emit::str("scaled_dot_product_attention")), ("in", strs(&["q", "k", "vt"]))]),
-            flow(vec![("id", Emit::str("back")), ("op", Emit::str("transpose")), ("dims", ints(&[2, 3]).flow())]),
-            flow(vec![("id", Emit::str("map")), ("op", Emit::str("reshape")), ("shape", Emit::Seq(vec![Emit::Int(c), Emit::str("$h"), Emit::str("$w")]).flow())]),
-            flow(vec![("id", Emit::str("sum")), ("op", Emit::str("add")), ("in", strs(&["map", "pe"]))]),
-            flow(vec![("id", Emit::str("proj")), ("op", Emit::str("conv")), ("out", Emit::Int(c)), ("kernel", Emit::Int(1)), ("act", Emit::str("none"))]),
+            flow(vec![
+                ("id", Emit::str("pe")),
+                ("op", Emit::str("conv")),
+                ("in", Emit::str(&v_map)),
+                ("out", Emit::Int(c)),
+                ("kernel", Emit::Int(3)),
+                ("padding", Emit::Int(1)),
+                ("groups", Emit::Int(c)),
+                ("act", Emit::str("none")),
+            ]),
+            flow(vec![
+                ("id", Emit::str("heads")),
+                ("op", Emit::str("reshape")),
+                ("in", Emit::str("qkv")),
+                ("shape", ints(&[heads, per, -1]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("qkv_split")),
+                ("op", Emit::str("split")),
+                ("dim", Emit::Int(2)),
+                ("sizes", ints(&[kd, kd, hd]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("q")),
+                ("op", Emit::str("transpose")),
+                ("in", Emit::str("qkv_split:0")),
+                ("dims", ints(&[2, 3]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("k")),
+                ("op", Emit::str("transpose")),
+                ("in", Emit::str("qkv_split:1")),
+                ("dims", ints(&[2, 3]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("vt")),
+                ("op", Emit::str("transpose")),
+                ("in", Emit::str("qkv_split:2")),
+                ("dims", ints(&[2, 3]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("attn")),
+                ("op", Emit::str("scaled_dot_product_attention")),
+                ("in", strs(&["q", "k", "vt"])),
+            ]),
+            flow(vec![
+                ("id", Emit::str("back")),
+                ("op", Emit::str("transpose")),
+                ("dims", ints(&[2, 3]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("map")),
+                ("op", Emit::str("reshape")),
+                (
+                    "shape",
+                    Emit::Seq(vec![Emit::Int(c), Emit::str("$h"), Emit::str("$w")]).flow(),
+                ),
+            ]),
+            flow(vec![
+                ("id", Emit::str("sum")),
+                ("op", Emit::str("add")),
+                ("in", strs(&["map", "pe"])),
+            ]),
+            flow(vec![
+                ("id", Emit::str("proj")),
+                ("op", Emit::str("conv")),
+                ("out", Emit::Int(c)),
+                ("kernel", Emit::Int(1)),
+                ("act", Emit::str("none")),
+            ]),
         ]);
         self.block(&att, &["h", "w"], nodes);
         let psa = format!("psa_block_c{c}");
@@ -1136,11 +1817,37 @@ impl Translator {
             &psa,
             &["h", "w"],
             vec![
-                flow(vec![("id", Emit::str("attn")), ("use", Emit::str(&att)), ("with", flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]))]),
-                flow(vec![("id", Emit::str("add1")), ("op", Emit::str("add")), ("in", strs(&["attn", "$in"]))]),
-                flow(vec![("id", Emit::str("ffn0")), ("op", Emit::str("conv")), ("out", Emit::Int(2 * c)), ("kernel", Emit::Int(1))]),
-                flow(vec![("id", Emit::str("ffn1")), ("op", Emit::str("conv")), ("out", Emit::Int(c)), ("kernel", Emit::Int(1)), ("act", Emit::str("none"))]),
-                flow(vec![("id", Emit::str("add2")), ("op", Emit::str("add")), ("in", strs(&["ffn1", "add1"]))]),
+                flow(vec![
+                    ("id", Emit::str("attn")),
+                    ("use", Emit::str(&att)),
+                    (
+                        "with",
+                        flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
+                    ),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("add1")),
+                    ("op", Emit::str("add")),
+                    ("in", strs(&["attn", "$in"])),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("ffn0")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::Int(2 * c)),
+                    ("kernel", Emit::Int(1)),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("ffn1")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::Int(c)),
+                    ("kernel", Emit::Int(1)),
+                    ("act", Emit::str("none")),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("add2")),
+                    ("op", Emit::str("add")),
+                    ("in", strs(&["ffn1", "add1"])),
+                ]),
             ],
         );
         psa
@@ -1151,10 +1858,24 @@ impl Translator {
     /// levels; DFL (a fixed 1×1 convolution over softmax-ed bins) on the box distances; the
     /// class scores through a sigmoid.
     #[allow(clippy::too_many_arguments)]
-    fn head(&mut self, id: &str, module: &str, args: &[Arg], ins: &[String], feats: &[Feat], env: &Env, apath: &YamlPath) -> Result<Feat, Diagnostic> {
+    fn head(
+        &mut self,
+        id: &str,
+        module: &str,
+        args: &[Arg],
+        ins: &[String],
+        feats: &[Feat],
+        env: &Env,
+        apath: &YamlPath,
+    ) -> Result<Feat, Diagnostic> {
         let nc = match args.first() {
             Some(Arg::Int(x)) => check_count(*x, "nc", apath)?,
-            _ => return Err(err(format!("{module}: the first argument is the number of classes (nc)"), apath)),
+            _ => {
+                return Err(err(
+                    format!("{module}: the first argument is the number of classes (nc)"),
+                    apath,
+                ))
+            }
         };
         let reg_max = env.reg_max;
         let ch = feats.iter().map(|f| f.ch).collect::<Vec<_>>();
@@ -1180,11 +1901,20 @@ impl Translator {
             "Pose" => {
                 kpt = match args.get(1) {
                     Some(Arg::List(l)) => match l.as_slice() {
-                        [Arg::Int(a), Arg::Int(b)] if (1..=1000).contains(a) && (2..=3).contains(b) => (*a, *b),
+                        [Arg::Int(a), Arg::Int(b)]
+                            if (1..=1000).contains(a) && (2..=3).contains(b) =>
+                        {
+                            (*a, *b)
+                        }
                         _ => return Err(err("Pose: kpt_shape is [keypoints, 2 or 3]", apath)),
                     },
                     None => (17, 3),
-                    Some(x) => return Err(err(format!("Pose: kpt_shape is [keypoints, dims], not {}", x.py()), apath)),
+                    Some(x) => {
+                        return Err(err(
+                            format!("Pose: kpt_shape is [keypoints, dims], not {}", x.py()),
+                            apath,
+                        ))
+                    }
                 };
                 let nk = kpt.0 * kpt.1;
                 extra = Some(("kpts".into(), nk, (ch[0] / 4).max(nk)));
@@ -1196,9 +1926,29 @@ impl Translator {
                 "branch",
                 &["mid", "out"],
                 vec![
-                    flow(vec![("id", Emit::str("c0")), ("op", Emit::str("conv")), ("out", Emit::str("$mid")), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1))]),
-                    flow(vec![("id", Emit::str("c1")), ("op", Emit::str("conv")), ("out", Emit::str("$mid")), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1))]),
-                    flow(vec![("id", Emit::str("c2")), ("op", Emit::str("conv")), ("out", Emit::str("$out")), ("kernel", Emit::Int(1)), ("bias", Emit::Bool(true)), ("bn", Emit::Bool(false)), ("act", Emit::str("none"))]),
+                    flow(vec![
+                        ("id", Emit::str("c0")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$mid")),
+                        ("kernel", Emit::Int(3)),
+                        ("padding", Emit::Int(1)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("c1")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$mid")),
+                        ("kernel", Emit::Int(3)),
+                        ("padding", Emit::Int(1)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("c2")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$out")),
+                        ("kernel", Emit::Int(1)),
+                        ("bias", Emit::Bool(true)),
+                        ("bn", Emit::Bool(false)),
+                        ("act", Emit::str("none")),
+                    ]),
                 ],
             );
         };
@@ -1210,11 +1960,43 @@ impl Translator {
                 "cls_branch",
                 &["mid", "out"],
                 vec![
-                    flow(vec![("id", Emit::str("dw0")), ("op", Emit::str("conv")), ("out", Emit::str("$in_ch")), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1)), ("groups", Emit::str("$in_ch"))]),
-                    flow(vec![("id", Emit::str("pw0")), ("op", Emit::str("conv")), ("out", Emit::str("$mid")), ("kernel", Emit::Int(1))]),
-                    flow(vec![("id", Emit::str("dw1")), ("op", Emit::str("conv")), ("out", Emit::str("$mid")), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1)), ("groups", Emit::str("$mid"))]),
-                    flow(vec![("id", Emit::str("pw1")), ("op", Emit::str("conv")), ("out", Emit::str("$mid")), ("kernel", Emit::Int(1))]),
-                    flow(vec![("id", Emit::str("c2")), ("op", Emit::str("conv")), ("out", Emit::str("$out")), ("kernel", Emit::Int(1)), ("bias", Emit::Bool(true)), ("bn", Emit::Bool(false)), ("act", Emit::str("none"))]),
+                    flow(vec![
+                        ("id", Emit::str("dw0")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$in_ch")),
+                        ("kernel", Emit::Int(3)),
+                        ("padding", Emit::Int(1)),
+                        ("groups", Emit::str("$in_ch")),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("pw0")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$mid")),
+                        ("kernel", Emit::Int(1)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("dw1")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$mid")),
+                        ("kernel", Emit::Int(3)),
+                        ("padding", Emit::Int(1)),
+                        ("groups", Emit::str("$mid")),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("pw1")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$mid")),
+                        ("kernel", Emit::Int(1)),
+                    ]),
+                    flow(vec![
+                        ("id", Emit::str("c2")),
+                        ("op", Emit::str("conv")),
+                        ("out", Emit::str("$out")),
+                        ("kernel", Emit::Int(1)),
+                        ("bias", Emit::Bool(true)),
+                        ("bn", Emit::Bool(false)),
+                        ("act", Emit::str("none")),
+                    ]),
                 ],
             );
             "cls_branch"
@@ -1225,75 +2007,213 @@ impl Translator {
         let mut extras = vec![];
         for l in 0..nl as usize {
             let x = format!("$in{l}");
-            nodes.push(flow(vec![("id", Emit::str(format!("cv2_{l}"))), ("use", Emit::str("branch")), ("in", Emit::str(&x)), ("with", flow(vec![("mid", Emit::Int(c2)), ("out", Emit::Int(4 * reg_max))]))]));
-            nodes.push(flow(vec![("id", Emit::str(format!("box_{l}"))), ("op", Emit::str("reshape")), ("shape", ints(&[4 * reg_max, -1]).flow())]));
+            nodes.push(flow(vec![
+                ("id", Emit::str(format!("cv2_{l}"))),
+                ("use", Emit::str("branch")),
+                ("in", Emit::str(&x)),
+                (
+                    "with",
+                    flow(vec![
+                        ("mid", Emit::Int(c2)),
+                        ("out", Emit::Int(4 * reg_max)),
+                    ]),
+                ),
+            ]));
+            nodes.push(flow(vec![
+                ("id", Emit::str(format!("box_{l}"))),
+                ("op", Emit::str("reshape")),
+                ("shape", ints(&[4 * reg_max, -1]).flow()),
+            ]));
             boxes.push(format!("box_{l}"));
-            nodes.push(flow(vec![("id", Emit::str(format!("cv3_{l}"))), ("use", Emit::str(cls_block)), ("in", Emit::str(&x)), ("with", flow(vec![("mid", Emit::Int(c3)), ("out", Emit::Int(nc))]))]));
-            nodes.push(flow(vec![("id", Emit::str(format!("cls_{l}"))), ("op", Emit::str("reshape")), ("shape", ints(&[nc, -1]).flow())]));
+            nodes.push(flow(vec![
+                ("id", Emit::str(format!("cv3_{l}"))),
+                ("use", Emit::str(cls_block)),
+                ("in", Emit::str(&x)),
+                (
+                    "with",
+                    flow(vec![("mid", Emit::Int(c3)), ("out", Emit::Int(nc))]),
+                ),
+            ]));
+            nodes.push(flow(vec![
+                ("id", Emit::str(format!("cls_{l}"))),
+                ("op", Emit::str("reshape")),
+                ("shape", ints(&[nc, -1]).flow()),
+            ]));
             scores.push(format!("cls_{l}"));
             if let Some((name, out, mid)) = &extra {
-                nodes.push(flow(vec![("id", Emit::str(format!("cv4_{l}"))), ("use", Emit::str("branch")), ("in", Emit::str(&x)), ("with", flow(vec![("mid", Emit::Int(*mid)), ("out", Emit::Int(*out))]))]));
-                nodes.push(flow(vec![("id", Emit::str(format!("{name}_{l}"))), ("op", Emit::str("reshape")), ("shape", ints(&[*out, -1]).flow())]));
+                nodes.push(flow(vec![
+                    ("id", Emit::str(format!("cv4_{l}"))),
+                    ("use", Emit::str("branch")),
+                    ("in", Emit::str(&x)),
+                    (
+                        "with",
+                        flow(vec![("mid", Emit::Int(*mid)), ("out", Emit::Int(*out))]),
+                    ),
+                ]));
+                nodes.push(flow(vec![
+                    ("id", Emit::str(format!("{name}_{l}"))),
+                    ("op", Emit::str("reshape")),
+                    ("shape", ints(&[*out, -1]).flow()),
+                ]));
                 extras.push(format!("{name}_{l}"));
             }
         }
         let cat = |v: &Vec<String>| Emit::Seq(v.iter().map(Emit::str).collect());
-        nodes.push(flow(vec![("id", Emit::str("boxes")), ("op", Emit::str("concat")), ("in", cat(&boxes)), ("dim", Emit::Int(2))]));
-        nodes.push(flow(vec![("id", Emit::str("scores")), ("op", Emit::str("concat")), ("in", cat(&scores)), ("dim", Emit::Int(2))]));
+        nodes.push(flow(vec![
+            ("id", Emit::str("boxes")),
+            ("op", Emit::str("concat")),
+            ("in", cat(&boxes)),
+            ("dim", Emit::Int(2)),
+        ]));
+        nodes.push(flow(vec![
+            ("id", Emit::str("scores")),
+            ("op", Emit::str("concat")),
+            ("in", cat(&scores)),
+            ("dim", Emit::Int(2)),
+        ]));
         // DFL: softmax over the reg_max bins of each side, then their expectation (a 1×1
         // convolution with the fixed weights 0, 1, …, reg_max-1).
         let bins: Vec<i64> = (0..reg_max).collect();
         nodes.extend([
-            flow(vec![("id", Emit::str("dfl_bins")), ("op", Emit::str("reshape")), ("in", Emit::str("boxes")), ("shape", ints(&[4, reg_max, -1]).flow())]),
-            flow(vec![("id", Emit::str("dfl_t")), ("op", Emit::str("transpose")), ("dims", ints(&[1, 2]).flow())]),
-            flow(vec![("id", Emit::str("dfl_softmax")), ("op", Emit::str("softmax")), ("dim", Emit::Int(1)), ("functional", Emit::Bool(true))]),
-            flow(vec![("id", Emit::str("dfl")), ("op", Emit::str("conv")), ("out", Emit::Int(1)), ("kernel", Emit::Int(1)), ("bn", Emit::Bool(false)), ("act", Emit::str("none")), ("trainable", Emit::Bool(false)), ("weight_values", ints(&bins).flow())]),
-            flow(vec![("id", Emit::str("dist")), ("op", Emit::str("reshape")), ("shape", ints(&[4, -1]).flow())]),
-            flow(vec![("id", Emit::str("cls")), ("op", Emit::str("sigmoid")), ("in", Emit::str("scores")), ("functional", Emit::Bool(true))]),
+            flow(vec![
+                ("id", Emit::str("dfl_bins")),
+                ("op", Emit::str("reshape")),
+                ("in", Emit::str("boxes")),
+                ("shape", ints(&[4, reg_max, -1]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("dfl_t")),
+                ("op", Emit::str("transpose")),
+                ("dims", ints(&[1, 2]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("dfl_softmax")),
+                ("op", Emit::str("softmax")),
+                ("dim", Emit::Int(1)),
+                ("functional", Emit::Bool(true)),
+            ]),
+            flow(vec![
+                ("id", Emit::str("dfl")),
+                ("op", Emit::str("conv")),
+                ("out", Emit::Int(1)),
+                ("kernel", Emit::Int(1)),
+                ("bn", Emit::Bool(false)),
+                ("act", Emit::str("none")),
+                ("trainable", Emit::Bool(false)),
+                ("weight_values", ints(&bins).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("dist")),
+                ("op", Emit::str("reshape")),
+                ("shape", ints(&[4, -1]).flow()),
+            ]),
+            flow(vec![
+                ("id", Emit::str("cls")),
+                ("op", Emit::str("sigmoid")),
+                ("in", Emit::str("scores")),
+                ("functional", Emit::Bool(true)),
+            ]),
         ]);
         let mut out_cat = vec!["dist".to_string(), "cls".to_string()];
         if !extras.is_empty() {
             let name = extra.as_ref().map(|e| e.0.clone()).unwrap_or_default();
-            nodes.push(flow(vec![("id", Emit::str(&name)), ("op", Emit::str("concat")), ("in", cat(&extras)), ("dim", Emit::Int(2))]));
+            nodes.push(flow(vec![
+                ("id", Emit::str(&name)),
+                ("op", Emit::str("concat")),
+                ("in", cat(&extras)),
+                ("dim", Emit::Int(2)),
+            ]));
             out_cat.push(name);
         }
-        nodes.push(flow(vec![("id", Emit::str("out")), ("op", Emit::str("concat")), ("in", cat(&out_cat)), ("dim", Emit::Int(1))]));
+        nodes.push(flow(vec![
+            ("id", Emit::str("out")),
+            ("op", Emit::str("concat")),
+            ("in", cat(&out_cat)),
+            ("dim", Emit::Int(1)),
+        ]));
         let mut leaves = 0u64;
         // cv2: 2 Conv + Conv2d per level; cv3 likewise (legacy) or 4 Conv + Conv2d; dfl.conv.
-        let conv_count = nl * (2 + if self.legacy { 2 } else { 4 }) + if extra.is_some() { 2 * nl } else { 0 };
+        let conv_count =
+            nl * (2 + if self.legacy { 2 } else { 4 }) + if extra.is_some() { 2 * nl } else { 0 };
         leaves += (2 * nl + if extra.is_some() { nl } else { 0 }) as u64 + 1;
         let mut block_out = "out".to_string();
         if module == "Segment" {
             // Proto on the first level: Conv 3×3, ConvTranspose2d(2, 2), Conv 3×3, Conv 1×1.
             nodes.extend([
-                flow(vec![("id", Emit::str("proto_cv1")), ("op", Emit::str("conv")), ("in", Emit::str("$in0")), ("out", Emit::Int(npr)), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1))]),
-                flow(vec![("id", Emit::str("proto_upsample")), ("op", Emit::str("conv_transpose2d")), ("out", Emit::Int(npr)), ("kernel", Emit::Int(2)), ("stride", Emit::Int(2))]),
-                flow(vec![("id", Emit::str("proto_cv2")), ("op", Emit::str("conv")), ("out", Emit::Int(npr)), ("kernel", Emit::Int(3)), ("padding", Emit::Int(1))]),
-                flow(vec![("id", Emit::str("proto")), ("op", Emit::str("conv")), ("out", Emit::Int(nm)), ("kernel", Emit::Int(1))]),
+                flow(vec![
+                    ("id", Emit::str("proto_cv1")),
+                    ("op", Emit::str("conv")),
+                    ("in", Emit::str("$in0")),
+                    ("out", Emit::Int(npr)),
+                    ("kernel", Emit::Int(3)),
+                    ("padding", Emit::Int(1)),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("proto_upsample")),
+                    ("op", Emit::str("conv_transpose2d")),
+                    ("out", Emit::Int(npr)),
+                    ("kernel", Emit::Int(2)),
+                    ("stride", Emit::Int(2)),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("proto_cv2")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::Int(npr)),
+                    ("kernel", Emit::Int(3)),
+                    ("padding", Emit::Int(1)),
+                ]),
+                flow(vec![
+                    ("id", Emit::str("proto")),
+                    ("op", Emit::str("conv")),
+                    ("out", Emit::Int(nm)),
+                    ("kernel", Emit::Int(1)),
+                ]),
             ]);
             leaves += 1;
             self.conv_leaves(true, 3);
+            // thop 2.x counts ConvTranspose2d(2, 2) over its input (0.1.1: over its output, 4×).
+            let (h0, w0) = feats[0].hw;
+            self.thop_adjust -= 3 * npr * npr * 4 * h0 * w0;
             block_out = "out".into();
         }
         self.conv_leaves(true, conv_count);
         self.leaves += leaves;
         let _ = kpt;
         let bname = module.to_ascii_lowercase();
-        let mut b = Emit::map(vec![("nodes", Emit::Seq(nodes)), ("output", Emit::str(&block_out))]);
+        let mut b = Emit::map(vec![
+            ("nodes", Emit::Seq(nodes)),
+            ("output", Emit::str(&block_out)),
+        ]);
         if let Emit::Map(m) = &mut b {
-            m.insert(0, ("description".into(), Emit::str(format!("Ultralytics {module}: {nl} levels, {nc} classes"))));
+            m.insert(
+                0,
+                (
+                    "description".into(),
+                    Emit::str(format!("Ultralytics {module}: {nl} levels, {nc} classes")),
+                ),
+            );
         }
         self.blocks.insert(format!("{bname}_{id}"), b);
         let inp = Emit::Seq(ins.iter().map(Emit::str).collect());
-        self.nodes.push(flow(vec![("id", Emit::str(id)), ("use", Emit::str(format!("{bname}_{id}"))), ("in", inp)]));
+        self.nodes.push(flow(vec![
+            ("id", Emit::str(id)),
+            ("use", Emit::str(format!("{bname}_{id}"))),
+            ("in", inp),
+        ]));
         self.outputs = vec![id.to_string()];
         if module == "Segment" {
             self.outputs.push(format!("{id}.proto"));
         }
-        self.strides = feats.iter().map(|f| (256 / f.probe.0.max(1)) as u64).collect();
+        self.strides = feats
+            .iter()
+            .map(|f| (256 / f.probe.0.max(1)) as u64)
+            .collect();
         let anchors: i64 = feats.iter().map(|f| f.hw.0 * f.hw.1).sum();
-        let _ = writeln!(String::new());
-        Ok(Feat { ch: 4 + nc, hw: (1, anchors), probe: (1, 1) })
+        Ok(Feat {
+            ch: 4 + nc,
+            hw: (1, anchors),
+            probe: (1, 1),
+        })
     }
 }
 
@@ -1304,7 +2224,8 @@ pub struct Info {
     pub layers: u64,
     pub parameters: u64,
     pub gradients: u64,
-    /// thop's MACs of one forward pass at the analysed input.
+    /// thop's MACs (ultralytics-thop, as `get_flops` counts) of one forward pass at the
+    /// analysed input.
     pub thop_macs: u64,
     /// Ultralytics' GFLOPs: 2 × thop's MACs / 1e9 (get_flops).
     pub gflops: f64,
@@ -1315,6 +2236,13 @@ pub struct Info {
 /// The figures `model.info()` and `parse_model`'s table print, from `a` (an analysis of the
 /// translated model whose MACs were recounted under the thop convention).
 pub fn info(model: &Model, a: &Analysis) -> Info {
+    let batch = a
+        .layers
+        .first()
+        .and_then(|l| l.outputs.first())
+        .and_then(|s| s.0.first())
+        .copied()
+        .unwrap_or(1);
     let row_params = model
         .rows
         .iter()
@@ -1327,12 +2255,13 @@ pub fn info(model: &Model, a: &Analysis) -> Info {
                 .sum()
         })
         .collect();
+    let thop = (a.totals.macs as i64 + model.thop_adjust * batch as i64).max(0) as u64;
     Info {
         layers: model.layers,
         parameters: a.totals.params,
         gradients: a.totals.trainable,
-        thop_macs: a.totals.macs,
-        gflops: a.totals.macs as f64 * 2.0 / 1e9,
+        thop_macs: thop,
+        gflops: thop as f64 * 2.0 / 1e9,
         row_params,
     }
 }
@@ -1354,19 +2283,35 @@ fn commas(n: u64) -> String {
 /// `model.info()` prints it at the analysed input).
 pub fn render_info(model: &Model, info: &Info) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:>3}{:>20}{:>3}{:>10}  {:<45}{:<30}", "", "from", "n", "params", "module", "arguments");
+    let _ = writeln!(
+        s,
+        "{:>3}{:>20}{:>3}{:>10}  {:<45}{:<30}",
+        "", "from", "n", "params", "module", "arguments"
+    );
     for (r, p) in model.rows.iter().zip(&info.row_params) {
-        let _ = writeln!(s, "{:>3}{:>20}{:>3}{:>10}  {:<45}{:<30}", r.index, r.from, r.n, p, r.module, r.arguments);
+        let _ = writeln!(
+            s,
+            "{:>3}{:>20}{:>3}{:>10}  {:<45}{:<30}",
+            r.index, r.from, r.n, p, r.module, r.arguments
+        );
     }
     let _ = writeln!(
         s,
         "{} summary: {} layers, {} parameters, {} gradients, {:.1} GFLOPs",
-        if model.title.is_empty() { "Model" } else { &model.title },
+        if model.title.is_empty() {
+            "Model"
+        } else {
+            &model.title
+        },
         commas(info.layers),
         commas(info.parameters),
         commas(info.gradients),
         info.gflops
     );
-    let _ = writeln!(s, "thop MACs: {} (GFLOPs = 2 × MACs / 1e9)", commas(info.thop_macs));
+    let _ = writeln!(
+        s,
+        "thop MACs: {} (GFLOPs = 2 × MACs / 1e9)",
+        commas(info.thop_macs)
+    );
     s
 }

@@ -1072,8 +1072,10 @@ fn flow(out: &mut String, v: &Emit) {
 /// with escapes.
 fn scalar_str(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | '$' | '(' | ')' | '*' | '+'))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '_' | '.' | '/' | '-' | '$' | '(' | ')' | '*' | '+')
+        })
         && !s.starts_with(['-', '.', '$'])
         && !matches!(
             s.to_ascii_lowercase().as_str(),
@@ -1335,31 +1337,63 @@ mod tests {
         let v = Emit::map(vec![
             ("format", Emit::str("archscope/1")),
             ("name", Emit::str("yes")),
-            ("inputs", Emit::map(vec![("image", Emit::Seq(vec![Emit::Int(3), Emit::Int(64)]).flow())])),
+            (
+                "inputs",
+                Emit::map(vec![(
+                    "image",
+                    Emit::Seq(vec![Emit::Int(3), Emit::Int(64)]).flow(),
+                )]),
+            ),
             (
                 "nodes",
                 Emit::Seq(vec![
                     Emit::Commented(
                         "layer 0".into(),
-                        Box::new(Emit::map(vec![("id", Emit::str("c1")), ("in", Emit::str("split:1")), ("x", Emit::Float(0.5))]).flow()),
+                        Box::new(
+                            Emit::map(vec![
+                                ("id", Emit::str("c1")),
+                                ("in", Emit::str("split:1")),
+                                ("x", Emit::Float(0.5)),
+                            ])
+                            .flow(),
+                        ),
                     ),
-                    Emit::map(vec![("id", Emit::str("c2")), ("with", Emit::map(vec![("a", Emit::Bool(true))]))]),
+                    Emit::map(vec![
+                        ("id", Emit::str("c2")),
+                        ("with", Emit::map(vec![("a", Emit::Bool(true))])),
+                    ]),
                     Emit::map(vec![("e", Emit::Seq(vec![]))]),
                 ]),
             ),
         ]);
         let text = emit("a header\n\nline", &v);
         let doc = Document::parse("m.yaml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert_eq!(doc.root.get("name").and_then(YNode::as_str), Some("yes"), "{text}");
-        assert_eq!(doc.root.get("format").and_then(YNode::as_str), Some("archscope/1"));
+        assert_eq!(
+            doc.root.get("name").and_then(YNode::as_str),
+            Some("yes"),
+            "{text}"
+        );
+        assert_eq!(
+            doc.root.get("format").and_then(YNode::as_str),
+            Some("archscope/1")
+        );
         let nodes = match &doc.root.get("nodes").unwrap().value {
             YValue::Seq(s) => s.clone(),
             _ => panic!("{text}"),
         };
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].get("in").and_then(YNode::as_str), Some("split:1"));
-        assert_eq!(nodes[0].get("x").map(|x| x.value.clone()), Some(YValue::Float(0.5)));
-        assert_eq!(nodes[1].get("with").and_then(|w| w.get("a")).map(|x| x.value.clone()), Some(YValue::Bool(true)));
+        assert_eq!(
+            nodes[0].get("x").map(|x| x.value.clone()),
+            Some(YValue::Float(0.5))
+        );
+        assert_eq!(
+            nodes[1]
+                .get("with")
+                .and_then(|w| w.get("a"))
+                .map(|x| x.value.clone()),
+            Some(YValue::Bool(true))
+        );
         assert!(text.starts_with("# a header\n#\n# line\n"), "{text}");
         assert!(text.contains("  # layer 0\n"), "{text}");
     }

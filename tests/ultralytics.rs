@@ -32,9 +32,12 @@ fn analyse(file: &Path, scale: Option<&str>) -> (ultralytics::Model, Analysis) {
         nc: None,
         input: None,
     };
-    let m = ultralytics::translate(&doc, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let tdoc = Document::parse("translated.yaml", &m.text).unwrap_or_else(|e| panic!("{e}\n{}", m.text));
-    let net = graph::build_network(&tdoc, &BuildOptions::default()).unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), m.text));
+    let m =
+        ultralytics::translate(&doc, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let tdoc =
+        Document::parse("translated.yaml", &m.text).unwrap_or_else(|e| panic!("{e}\n{}", m.text));
+    let net = graph::build_network(&tdoc, &BuildOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), m.text));
     let mut a = analyze(&net, Dtype::F32).unwrap();
     recount(&net, &mut a, Convention::Thop).unwrap();
     (m, a)
@@ -46,41 +49,95 @@ fn compare(what: &str, m: &ultralytics::Model, a: &Analysis, want: &Value) {
     let n = |k: &str| want[k].as_u64().unwrap_or_else(|| panic!("{what}: {k}"));
     assert_eq!(info.parameters, n("parameters"), "{what}: parameters");
     assert_eq!(info.gradients, n("gradients"), "{what}: gradients");
-    assert_eq!(info.layers, n("layers"), "{what}: layers (model.info's leaf modules)");
-    assert_eq!(info.thop_macs, n("thop_macs_640"), "{what}: thop MACs at 640");
+    assert_eq!(
+        info.layers,
+        n("layers"),
+        "{what}: layers (model.info's leaf modules)"
+    );
+    assert_eq!(
+        info.thop_macs,
+        n("thop_macs_640"),
+        "{what}: thop MACs at 640"
+    );
     // get_flops extrapolates thop from stride-sized proxies; it prints 0.0 when it fails
     // (a Focus stem: it takes the first weight's input channels, 12, for the image's).
     let printed = want["gflops_printed"].as_str().unwrap();
     if printed != "0.0" {
-        assert_eq!(format!("{:.1}", info.gflops), printed, "{what}: GFLOPs as printed");
+        assert_eq!(
+            format!("{:.1}", info.gflops),
+            printed,
+            "{what}: GFLOPs as printed"
+        );
         let g = want["gflops"].as_f64().unwrap();
-        assert!((info.gflops - g).abs() < 1e-6, "{what}: GFLOPs {} vs Ultralytics {g}", info.gflops);
+        assert!(
+            (info.gflops - g).abs() < 1e-6,
+            "{what}: GFLOPs {} vs Ultralytics {g}",
+            info.gflops
+        );
     }
     let rows = want["modules"].as_array().unwrap();
     assert_eq!(m.rows.len(), rows.len(), "{what}: modules");
     for ((r, p), w) in m.rows.iter().zip(&info.row_params).zip(rows) {
-        assert_eq!(*p, w["params"].as_u64().unwrap(), "{what}: params of module {}", r.index);
-        assert_eq!(r.module, w["module"].as_str().unwrap(), "{what}: type of module {}", r.index);
-        assert_eq!(r.from, w["from"].as_str().unwrap(), "{what}: from of module {}", r.index);
+        assert_eq!(
+            *p,
+            w["params"].as_u64().unwrap(),
+            "{what}: params of module {}",
+            r.index
+        );
+        assert_eq!(
+            r.module,
+            w["module"].as_str().unwrap(),
+            "{what}: type of module {}",
+            r.index
+        );
+        assert_eq!(
+            r.from,
+            w["from"].as_str().unwrap(),
+            "{what}: from of module {}",
+            r.index
+        );
     }
-    let strides: Vec<u64> = want["strides"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    let strides: Vec<u64> = want["strides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
     assert_eq!(m.strides, strides, "{what}: strides");
     // The eval-mode outputs: the head's decoded tensor (and Segment's prototypes).
     let last = &m.rows.last().unwrap().path;
     let want_out = want["outputs"].as_array().unwrap();
     let out_of = |suffix: &str| -> Vec<u64> {
         let name = format!("{last}.{suffix}");
-        let l = a.layers.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("{what}: no layer {name}"));
+        let l = a
+            .layers
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("{what}: no layer {name}"));
         let mut v = vec![1];
         v.extend(&l.outputs[0].0[1..]);
         v
     };
     let task = want["task"].as_str().unwrap();
-    let first = if task == "classify" { out_of("softmax") } else { out_of("out") };
-    let w0: Vec<u64> = want_out[0].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let first = if task == "classify" {
+        out_of("softmax")
+    } else {
+        out_of("out")
+    };
+    let w0: Vec<u64> = want_out[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
     assert_eq!(first, w0, "{what}: output shape");
     if task == "segment" {
-        let w1: Vec<u64> = want_out[1].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        let w1: Vec<u64> = want_out[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
         assert_eq!(out_of("proto"), w1, "{what}: prototype shape");
     }
 }
@@ -89,7 +146,10 @@ fn compare(what: &str, m: &ultralytics::Model, a: &Analysis, want: &Value) {
 fn our_files_equal_ultralytics_figures() {
     let doc = data_json("ultralytics_reference.json");
     let ours = doc["ours"].as_object().unwrap();
-    assert!(ours.len() >= 11, "the reference covers every test file and scale");
+    assert!(
+        ours.len() >= 11,
+        "the reference covers every test file and scale"
+    );
     for (key, want) in ours {
         let (file, scale) = match key.split_once(':') {
             Some((f, s)) => (f, Some(s)),
@@ -114,7 +174,12 @@ fn ultralytics_own_files_when_installed() {
             .iter()
             .map(|d| Path::new(&dir).join(d).join(&unified))
             .find(|p| p.exists())
-            .or_else(|| ["v3", "v5", "v8", "11"].iter().map(|d| Path::new(&dir).join(d).join(name)).find(|p| p.exists()))
+            .or_else(|| {
+                ["v3", "v5", "v8", "11"]
+                    .iter()
+                    .map(|d| Path::new(&dir).join(d).join(name))
+                    .find(|p| p.exists())
+            })
             .unwrap_or_else(|| panic!("{name} not under {dir}"));
         let s = scale.to_string();
         let has_scales = std::fs::read_to_string(&sub).unwrap().contains("scales:");
@@ -134,22 +199,41 @@ fn every_module_is_exercised_by_a_test_file() {
             }
         }
     }
-    let missing: Vec<&&str> = ultralytics::MODULES.iter().filter(|m| !seen.contains(**m)).collect();
+    let missing: Vec<&&str> = ultralytics::MODULES
+        .iter()
+        .filter(|m| !seen.contains(**m))
+        .collect();
     assert!(missing.is_empty(), "modules no test file uses: {missing:?}");
 }
 
 #[test]
 fn scale_comes_from_the_file_name_as_ultralytics_takes_it() {
-    assert_eq!(ultralytics::scale_from_name("yolov8n.yaml"), Some(('n', "yolov8.yaml".into())));
-    assert_eq!(ultralytics::scale_from_name("cfg/yolov8s-seg.yaml"), Some(('s', "cfg/yolov8-seg.yaml".into())));
-    assert_eq!(ultralytics::scale_from_name("yolo11m-pose.yaml"), Some(('m', "yolo11-pose.yaml".into())));
+    assert_eq!(
+        ultralytics::scale_from_name("yolov8n.yaml"),
+        Some(('n', "yolov8.yaml".into()))
+    );
+    assert_eq!(
+        ultralytics::scale_from_name("cfg/yolov8s-seg.yaml"),
+        Some(('s', "cfg/yolov8-seg.yaml".into()))
+    );
+    assert_eq!(
+        ultralytics::scale_from_name("yolo11m-pose.yaml"),
+        Some(('m', "yolo11-pose.yaml".into()))
+    );
     assert_eq!(ultralytics::scale_from_name("yolov3-tiny.yaml"), None);
     assert_eq!(ultralytics::scale_from_name("resnet18.yaml"), None);
 }
 
 fn translate_err(text: &str) -> String {
     let doc = Document::parse("bad.yaml", text).unwrap();
-    let e = ultralytics::translate(&doc, &Options { name: "bad".into(), ..Default::default() }).unwrap_err();
+    let e = ultralytics::translate(
+        &doc,
+        &Options {
+            name: "bad".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     e.to_string()
 }
 
@@ -165,12 +249,35 @@ fn an_unknown_module_is_a_located_error_listing_the_known_ones() {
 #[test]
 fn bad_rows_are_located_errors() {
     let e = translate_err("nc: 2\nbackbone:\n  - [3, 1, Conv, [16, 3, 2]]\nhead: []\n");
-    assert!(e.contains("`from` 3 is not an earlier layer") && e.contains("bad.yaml:3:6"), "{e}");
-    let doc = Document::parse("bad.yaml", "nc: 2\nscales:\n  n: [0.33, 0.25, 1024]\nbackbone:\n  - [-1, 1, Conv, [16]]\nhead: []\n").unwrap();
-    let e = ultralytics::translate(&doc, &Options { name: "x".into(), scale: Some("q".into()), ..Default::default() }).unwrap_err().to_string();
-    assert!(e.contains("no scale `q`") && e.contains("its scales: n"), "{e}");
-    let e = translate_err("nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\nhead: []\nanchors: 3\n");
-    assert!(e.contains("unknown key `anchors`") && e.contains("bad.yaml:5:10"), "{e}");
+    assert!(
+        e.contains("`from` 3 is not an earlier layer") && e.contains("bad.yaml:3:6"),
+        "{e}"
+    );
+    let doc = Document::parse(
+        "bad.yaml",
+        "nc: 2\nscales:\n  n: [0.33, 0.25, 1024]\nbackbone:\n  - [-1, 1, Conv, [16]]\nhead: []\n",
+    )
+    .unwrap();
+    let e = ultralytics::translate(
+        &doc,
+        &Options {
+            name: "x".into(),
+            scale: Some("q".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("no scale `q`") && e.contains("its scales: n"),
+        "{e}"
+    );
+    let e =
+        translate_err("nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\nhead: []\nanchors: 3\n");
+    assert!(
+        e.contains("unknown key `anchors`") && e.contains("bad.yaml:5:10"),
+        "{e}"
+    );
     let e = translate_err("nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3.5, 2]]\nhead: []\n");
     assert!(e.contains("argument 2 (kernel) is 3.5"), "{e}");
 }
@@ -179,7 +286,10 @@ fn bad_rows_are_located_errors() {
 fn c2f_concatenates_views_of_its_split() {
     // C2f's chunk is a view in PyTorch: the split that feeds its concat allocates nothing, so
     // the growing concat costs one output, not copies of the halves.
-    let (_, a) = analyse(&root().join("tests/data/ultralytics/v8_like.yaml"), Some("n"));
+    let (_, a) = analyse(
+        &root().join("tests/data/ultralytics/v8_like.yaml"),
+        Some("n"),
+    );
     let split = a.layers.iter().find(|l| l.name == "m2.split").unwrap();
     assert_eq!(split.activation_bytes, 0, "the split is a view");
 }
@@ -188,24 +298,54 @@ fn c2f_concatenates_views_of_its_split() {
 fn convert_writes_archscope_yaml_that_reads_back_to_the_same_figures() {
     let dir = common::scratch("ultra_convert");
     let out = dir.join("v8.archscope.yaml");
-    common::ok(&["convert", "tests/data/ultralytics/v8_like.yaml", "--scale", "n", "-o", common::arg(&out)]);
+    common::ok(&[
+        "convert",
+        "tests/data/ultralytics/v8_like.yaml",
+        "--scale",
+        "n",
+        "-o",
+        common::arg(&out),
+    ]);
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("# Translated by `archscope convert`"), "{text}");
+    assert!(
+        text.starts_with("# Translated by `archscope convert`"),
+        "{text}"
+    );
     assert!(text.contains("repeat: $n"), "blocks keep their repeats");
     let doc = Document::parse("v8.archscope.yaml", &text).unwrap();
     assert!(!ultralytics::is_ultralytics(&doc.root));
     let net = graph::build_network(&doc, &BuildOptions::default()).unwrap();
     let mut a = analyze(&net, Dtype::F32).unwrap();
     recount(&net, &mut a, Convention::Thop).unwrap();
+    let (m, direct) = analyse(
+        &root().join("tests/data/ultralytics/v8_like.yaml"),
+        Some("n"),
+    );
+    assert_eq!(
+        a.totals, direct.totals,
+        "the converted file gives the translation's figures"
+    );
+    let names = |x: &Analysis| x.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&direct));
+    // and Ultralytics' own: parameters, gradients, thop's MACs as get_flops counts them.
     let want = &data_json("ultralytics_reference.json")["ours"]["v8_like.yaml:n"];
-    assert_eq!(a.totals.params, want["parameters"].as_u64().unwrap());
-    assert_eq!(a.totals.trainable, want["gradients"].as_u64().unwrap());
-    assert_eq!(a.totals.macs, want["thop_macs_640"].as_u64().unwrap());
+    let info = ultralytics::info(&m, &a);
+    assert_eq!(info.parameters, want["parameters"].as_u64().unwrap());
+    assert_eq!(info.gradients, want["gradients"].as_u64().unwrap());
+    assert_eq!(info.thop_macs, want["thop_macs_640"].as_u64().unwrap());
 }
 
 #[test]
 fn summary_prints_ultralytics_table_and_info_line() {
-    let text = common::ok_text(&["summary", "tests/data/ultralytics/v8_like.yaml", "--scale", "n", "--ultralytics", "--depth", "1"]);
+    let text = common::ok_text(&[
+        "summary",
+        "tests/data/ultralytics/v8_like.yaml",
+        "--scale",
+        "n",
+        "--ultralytics",
+        "--depth",
+        "1",
+    ]);
     let want = &data_json("ultralytics_reference.json")["ours"]["v8_like.yaml:n"];
     // Ultralytics: "v8_like summary: 125 layers, 2,932,572 parameters, 2,932,556 gradients, 7.9 GFLOPs"
     let line = format!(

@@ -241,9 +241,10 @@ pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultr
     // Ultralytics reads `yolov8n.yaml`, when no such file exists, as `yolov8.yaml` at scale `n`.
     let named = ultralytics::scale_from_name(model);
     let (file, text) = match &named {
-        Some((_, unified)) if !Path::new(model).exists() && Path::new(unified).exists() => {
-            (unified.clone(), read_model_file(Path::new(unified), unified)?)
-        }
+        Some((_, unified)) if !Path::new(model).exists() && Path::new(unified).exists() => (
+            unified.clone(),
+            read_model_file(Path::new(unified), unified)?,
+        ),
         _ => read_model(model)?,
     };
     let doc = Document::parse(&file, &text).map_err(crate::Error::from)?;
@@ -273,7 +274,8 @@ pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultr
     if let Some(w) = &m.warning {
         eprintln!("warning: {w}");
     }
-    let doc = Document::parse(&format!("{file} (translated)"), &m.text).map_err(crate::Error::from)?;
+    let doc =
+        Document::parse(&format!("{file} (translated)"), &m.text).map_err(crate::Error::from)?;
     Ok((doc, Some(m)))
 }
 

@@ -41,14 +41,19 @@ pub fn run(args: Args) -> Result<i32> {
         "{}{}",
         header
             .lines()
-            .map(|l| if l.is_empty() { "#\n".to_string() } else { format!("# {l}\n") })
+            .map(|l| if l.is_empty() {
+                "#\n".to_string()
+            } else {
+                format!("# {l}\n")
+            })
             .collect::<String>(),
         model.text
     );
     if args.output == "-" {
         super::out(text)?;
     } else {
-        std::fs::write(&args.output, text).with_context(|| format!("cannot write {}", args.output))?;
+        std::fs::write(&args.output, text)
+            .with_context(|| format!("cannot write {}", args.output))?;
         eprintln!("wrote {}", args.output);
     }
     Ok(0)

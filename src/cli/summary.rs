@@ -45,7 +45,10 @@ pub fn run(args: Args) -> Result<i32> {
             );
         };
         let (_, a) = analysis(&args.model.model, &setting, args.dtype, Convention::Thop)?;
-        out(crate::ultralytics::render_info(&model, &crate::ultralytics::info(&model, &a)))?;
+        out(crate::ultralytics::render_info(
+            &model,
+            &crate::ultralytics::info(&model, &a),
+        ))?;
     }
     let mut all = Vec::new();
     for s in &args.model.setting.settings()? {
