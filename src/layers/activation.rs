@@ -484,7 +484,7 @@ impl Kernel for Activation {
                 let rank = e.in_shapes[0].rank();
                 let slope = if self.params > 1 && rank > 2 {
                     let mut shape = vec![-1i64];
-                    shape.extend(std::iter::repeat(1).take(rank - 2));
+                    shape.extend(std::iter::repeat_n(1, rank - 2));
                     e.reshape(&w, &shape)
                 } else {
                     w

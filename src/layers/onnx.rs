@@ -339,7 +339,7 @@ pub fn channel_affine(
     out: &str,
 ) {
     let mut shape = vec![-1i64];
-    shape.extend(std::iter::repeat(1).take(rank.saturating_sub(2)));
+    shape.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
     let mut y = x.to_string();
     let steps = usize::from(gamma.is_some()) + usize::from(beta.is_some());
     let mut done = 0;
