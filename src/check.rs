@@ -210,17 +210,15 @@ fn units_figure(
         let j = l.partition_point(|&x| i64::from(x) <= hi);
         (i < j).then(|| (l[i], l[j - 1]))
     };
-    for axis in 0..rank {
-        if units[axis].len() != r.axes[axis].len() {
+    for (axis, (mine, measured)) in units.iter().zip(&r.axes).enumerate() {
+        if mine.len() != measured.len() {
             return None;
         }
-        if let Some(i) =
-            (0..units[axis].len()).find(|&i| expect(axis, units[axis][i]) != r.axes[axis][i])
-        {
+        if let Some(i) = (0..mine.len()).find(|&i| expect(axis, mine[i]) != measured[i]) {
             let word = axis_word(rank, axis);
             return Some(Figure {
-                analysed: format!("unit {i}: {word} {}", span(&expect(axis, units[axis][i]))),
-                measured: format!("unit {i}: {word} {}", span(&r.axes[axis][i])),
+                analysed: format!("unit {i}: {word} {}", span(&expect(axis, mine[i]))),
+                measured: format!("unit {i}: {word} {}", span(&measured[i])),
                 agree: false,
                 values: None,
             });
