@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use super::window_attention::relative_position_index;
 use super::Convention;
 use super::{
-    add, mul, Arity, Attrs, Category, Counting, Kernel, Layer, Op, OpType, Params, Saved, Shape,
-    Training,
+    add, mul, Arity, Attrs, Category, Cost, Counting, Kernel, Layer, Op, OpType, Params, Saved,
+    Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, vectorised, Ctx};
@@ -187,8 +187,6 @@ impl Op for RelAttention {
         Some("RelativePositionalMultiHeadAttention")
     }
 }
-
-use super::Cost;
 
 // Positions of the tensors in `weights()`.
 const QKV_W: usize = 0;
