@@ -147,7 +147,11 @@ fn our_files_equal_ultralytics_figures() {
     let doc = data_json("ultralytics_reference.json");
     let ours = doc["ours"].as_object().unwrap();
     // 7 files; v5_like, v8_like and v11_like at two scales each.
-    assert_eq!(ours.len(), 10, "the reference covers every test file and scale");
+    assert_eq!(
+        ours.len(),
+        10,
+        "the reference covers every test file and scale"
+    );
     for (key, want) in ours {
         let (file, scale) = match key.split_once(':') {
             Some((f, s)) => (f, Some(s)),
@@ -310,7 +314,10 @@ fn convert_writes_archscope_yaml_that_reads_back_to_the_same_figures() {
         text.starts_with("# Translated by `archscope convert`"),
         "{text}"
     );
-    assert!(text.contains("\nblocks:\n") && text.contains("use: bottleneck"), "written as blocks");
+    assert!(
+        text.contains("\nblocks:\n") && text.contains("use: bottleneck"),
+        "written as blocks"
+    );
     let doc = Document::parse("v8.archscope.yaml", &text).unwrap();
     assert!(!ultralytics::is_ultralytics(&doc.root));
     let net = graph::build_network(&doc, &BuildOptions::default()).unwrap();
