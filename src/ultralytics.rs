@@ -845,11 +845,8 @@ impl Translator {
             c2 = if module == "Classify" {
                 a0
             } else {
-                make_divisible(a0.min(env.max_ch as i64).min(i64::MAX) as f64 * env.width)
+                make_divisible((a0 as f64).min(env.max_ch) * env.width)
             };
-            if module != "Classify" && (a0 as f64) > env.max_ch {
-                c2 = make_divisible(env.max_ch * env.width);
-            }
             check_count(c2, &format!("{module} output channels"), apath)?;
             full = vec![Arg::Int(c1), Arg::Int(c2)];
             full.extend(args[1..].iter().cloned());
@@ -2271,7 +2268,7 @@ fn commas(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
