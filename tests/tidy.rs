@@ -41,6 +41,7 @@ const LEVELS: &[&[&str]] = &[
     &["convention"],
     &["report"],
     &["exec", "check", "compare", "audit", "train", "dot"],
+    &["onnx"],
     &["html", "render"],
     &["cli"],
     &["main"],

@@ -179,7 +179,8 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             Val::Const {
                 dims,
                 data,
-                init: Some(name), trans: false
+                init: Some(name),
+                trans: false,
             },
         );
     }
@@ -387,11 +388,15 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
             }
             any = true;
             let weight = match n.op_type.as_deref().unwrap_or("") {
-                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => k >= 1,
+                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => {
+                    k >= 1
+                }
                 "BatchNormalization" => k >= 1,
                 // A learned tensor added or multiplied (a bias after MatMul, a layer scale).
                 "Add" | "Mul" => true,
-                "Identity" | "Transpose" => n.output.iter().all(|o| weight_only_at(g, o, depth + 1)),
+                "Identity" | "Transpose" => {
+                    n.output.iter().all(|o| weight_only_at(g, o, depth + 1))
+                }
                 _ => false,
             };
             if !weight {
@@ -1955,23 +1960,34 @@ impl<'a> Reader<'a> {
                 Val::Const {
                     dims,
                     data,
-                    init: None, trans: false
+                    init: None,
+                    trans: false,
                 },
             );
             return Ok(Some(()));
         }
         if op == "Transpose" {
             match self.input(i, n, 0)?.cloned() {
-                Some(Val::Const { dims, init: Some(init), trans, .. })
-                    if dims.len() == 2 && attr_ints(n, "perm").is_none_or(|p| p == [1, 0]) =>
-                {
+                Some(Val::Const {
+                    dims,
+                    init: Some(init),
+                    trans,
+                    ..
+                }) if dims.len() == 2 && attr_ints(n, "perm").is_none_or(|p| p == [1, 0]) => {
                     let dims = vec![dims[1], dims[0]];
-                    let v = Val::Const { dims, data: Vec::new(), init: Some(init), trans: !trans };
+                    let v = Val::Const {
+                        dims,
+                        data: Vec::new(),
+                        init: Some(init),
+                        trans: !trans,
+                    };
                     self.vals.insert(n.output[0].clone(), v);
                     return Ok(Some(()));
                 }
                 Some(Val::Shaped { dims }) if dims.len() == 2 => {
-                    let v = Val::Shaped { dims: vec![dims[1], dims[0]] };
+                    let v = Val::Shaped {
+                        dims: vec![dims[1], dims[0]],
+                    };
                     self.vals.insert(n.output[0].clone(), v);
                     return Ok(Some(()));
                 }
@@ -1979,14 +1995,18 @@ impl<'a> Reader<'a> {
             }
         }
         if op == "Identity" {
-            if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) = self.input(i, n, 0)?.cloned() {
+            if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) =
+                self.input(i, n, 0)?.cloned()
+            {
                 self.vals.insert(n.output[0].clone(), v);
                 return Ok(Some(()));
             }
         }
         if op == "Shape" {
             if let Some(
-                Val::Act { shape, .. } | Val::Shaped { dims: shape, .. } | Val::Const { dims: shape, .. },
+                Val::Act { shape, .. }
+                | Val::Shaped { dims: shape, .. }
+                | Val::Const { dims: shape, .. },
             ) = self.input(i, n, 0)?.cloned()
             {
                 let rank = shape.len() as i64;
@@ -1999,7 +2019,8 @@ impl<'a> Reader<'a> {
                     Val::Const {
                         dims: vec![data.len() as u64],
                         data,
-                        init: None, trans: false
+                        init: None,
+                        trans: false,
                     },
                 );
                 return Ok(Some(()));
@@ -2246,7 +2267,8 @@ impl<'a> Reader<'a> {
                     Val::Const {
                         dims,
                         data,
-                        init: None, trans: false
+                        init: None,
+                        trans: false,
                     },
                 );
                 Ok(Some(()))
