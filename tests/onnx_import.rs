@@ -296,3 +296,24 @@ fn declared_shape_mismatch_names_the_tensor() {
         "{msg}"
     );
 }
+
+#[test]
+fn node_count_is_limited() {
+    let mut m = proto::decode_model("tiny_cnn.onnx", &read("tiny_cnn.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let extra = onnx::MAX_NODES + 1 - g.node.len();
+    let filler = proto::NodeProto {
+        op_type: Some("Identity".into()),
+        ..Default::default()
+    };
+    g.node.extend(std::iter::repeat_n(filler, extra));
+    let e = onnx::reader::import_model("big.onnx", &m, 1).unwrap_err();
+    assert_eq!(
+        e.message,
+        format!(
+            "big.onnx: the graph has {} nodes; archscope reads at most {}",
+            onnx::MAX_NODES + 1,
+            onnx::MAX_NODES
+        )
+    );
+}

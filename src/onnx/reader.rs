@@ -6,6 +6,9 @@
 //! mapped onto an archscope layer type or is a located error naming the node, its op type and
 //! inputs, and what to do. No IO.
 
+// Constants travel as (dims, values) pairs; naming the tuple would not make them clearer.
+#![allow(clippy::type_complexity)]
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
@@ -805,7 +808,7 @@ impl<'a> Reader<'a> {
         };
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
-            (Some(l), None) if l == 0.0 => self.unary(i, n, "relu", String::new()),
+            (Some(0.0), None) => self.unary(i, n, "relu", String::new()),
             (Some(l), Some(h)) => self.unary(
                 i,
                 n,
@@ -918,7 +921,7 @@ impl<'a> Reader<'a> {
             {
                 Some((_, h))
                     if h.op_type.as_deref() == Some("Mul")
-                        && h.input.iter().any(|t| *t == x_name)
+                        && h.input.contains(&x_name)
                         && h.input.iter().any(|t| is_const(self, t, 0.5)) =>
                 {
                     (m1, vec![])
@@ -1220,7 +1223,7 @@ impl<'a> Reader<'a> {
                         .iter()
                         .enumerate()
                         .skip(i + 1)
-                        .find(|(_, m)| m.input.iter().any(|s| *s == y))
+                        .find(|(_, m)| m.input.contains(&y))
                     {
                         if m.op_type.as_deref() == Some("Add") && m.input.len() == 2 {
                             let other = if m.input[0] == y { 1 } else { 0 };
@@ -1442,7 +1445,7 @@ impl<'a> Reader<'a> {
         }
         let known: u64 = out.iter().product();
         if let Some(k) = infer {
-            if known == 0 || total % known != 0 {
+            if known == 0 || !total.is_multiple_of(known) {
                 return Err(self
                     .err(
                         i,
