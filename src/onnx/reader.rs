@@ -6,6 +6,9 @@
 //! mapped onto an archscope layer type or is a located error naming the node, its op type and
 //! inputs, and what to do. No IO.
 
+// Constants travel as (dims, values) pairs; naming the tuple would not make them clearer.
+#![allow(clippy::type_complexity)]
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
@@ -179,7 +182,8 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             Val::Const {
                 dims,
                 data,
-                init: Some(name), trans: false
+                init: Some(name),
+                trans: false,
             },
         );
     }
@@ -387,11 +391,15 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
             }
             any = true;
             let weight = match n.op_type.as_deref().unwrap_or("") {
-                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => k >= 1,
+                "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "LayerNormalization" | "PRelu" => {
+                    k >= 1
+                }
                 "BatchNormalization" => k >= 1,
                 // A learned tensor added or multiplied (a bias after MatMul, a layer scale).
                 "Add" | "Mul" => true,
-                "Identity" | "Transpose" => n.output.iter().all(|o| weight_only_at(g, o, depth + 1)),
+                "Identity" | "Transpose" => {
+                    n.output.iter().all(|o| weight_only_at(g, o, depth + 1))
+                }
                 _ => false,
             };
             if !weight {
@@ -800,7 +808,7 @@ impl<'a> Reader<'a> {
         };
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
-            (Some(l), None) if l == 0.0 => self.unary(i, n, "relu", String::new()),
+            (Some(0.0), None) => self.unary(i, n, "relu", String::new()),
             (Some(l), Some(h)) => self.unary(
                 i,
                 n,
@@ -913,7 +921,7 @@ impl<'a> Reader<'a> {
             {
                 Some((_, h))
                     if h.op_type.as_deref() == Some("Mul")
-                        && h.input.iter().any(|t| *t == x_name)
+                        && h.input.contains(&x_name)
                         && h.input.iter().any(|t| is_const(self, t, 0.5)) =>
                 {
                     (m1, vec![])
@@ -1215,7 +1223,7 @@ impl<'a> Reader<'a> {
                         .iter()
                         .enumerate()
                         .skip(i + 1)
-                        .find(|(_, m)| m.input.iter().any(|s| *s == y))
+                        .find(|(_, m)| m.input.contains(&y))
                     {
                         if m.op_type.as_deref() == Some("Add") && m.input.len() == 2 {
                             let other = if m.input[0] == y { 1 } else { 0 };
@@ -1437,7 +1445,7 @@ impl<'a> Reader<'a> {
         }
         let known: u64 = out.iter().product();
         if let Some(k) = infer {
-            if known == 0 || total % known != 0 {
+            if known == 0 || !total.is_multiple_of(known) {
                 return Err(self
                     .err(
                         i,
@@ -1955,23 +1963,34 @@ impl<'a> Reader<'a> {
                 Val::Const {
                     dims,
                     data,
-                    init: None, trans: false
+                    init: None,
+                    trans: false,
                 },
             );
             return Ok(Some(()));
         }
         if op == "Transpose" {
             match self.input(i, n, 0)?.cloned() {
-                Some(Val::Const { dims, init: Some(init), trans, .. })
-                    if dims.len() == 2 && attr_ints(n, "perm").is_none_or(|p| p == [1, 0]) =>
-                {
+                Some(Val::Const {
+                    dims,
+                    init: Some(init),
+                    trans,
+                    ..
+                }) if dims.len() == 2 && attr_ints(n, "perm").is_none_or(|p| p == [1, 0]) => {
                     let dims = vec![dims[1], dims[0]];
-                    let v = Val::Const { dims, data: Vec::new(), init: Some(init), trans: !trans };
+                    let v = Val::Const {
+                        dims,
+                        data: Vec::new(),
+                        init: Some(init),
+                        trans: !trans,
+                    };
                     self.vals.insert(n.output[0].clone(), v);
                     return Ok(Some(()));
                 }
                 Some(Val::Shaped { dims }) if dims.len() == 2 => {
-                    let v = Val::Shaped { dims: vec![dims[1], dims[0]] };
+                    let v = Val::Shaped {
+                        dims: vec![dims[1], dims[0]],
+                    };
                     self.vals.insert(n.output[0].clone(), v);
                     return Ok(Some(()));
                 }
@@ -1979,14 +1998,18 @@ impl<'a> Reader<'a> {
             }
         }
         if op == "Identity" {
-            if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) = self.input(i, n, 0)?.cloned() {
+            if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) =
+                self.input(i, n, 0)?.cloned()
+            {
                 self.vals.insert(n.output[0].clone(), v);
                 return Ok(Some(()));
             }
         }
         if op == "Shape" {
             if let Some(
-                Val::Act { shape, .. } | Val::Shaped { dims: shape, .. } | Val::Const { dims: shape, .. },
+                Val::Act { shape, .. }
+                | Val::Shaped { dims: shape, .. }
+                | Val::Const { dims: shape, .. },
             ) = self.input(i, n, 0)?.cloned()
             {
                 let rank = shape.len() as i64;
@@ -1999,7 +2022,8 @@ impl<'a> Reader<'a> {
                     Val::Const {
                         dims: vec![data.len() as u64],
                         data,
-                        init: None, trans: false
+                        init: None,
+                        trans: false,
                     },
                 );
                 return Ok(Some(()));
@@ -2246,7 +2270,8 @@ impl<'a> Reader<'a> {
                     Val::Const {
                         dims,
                         data,
-                        init: None, trans: false
+                        init: None,
+                        trans: false,
                     },
                 );
                 Ok(Some(()))
