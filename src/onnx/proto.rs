@@ -3,7 +3,7 @@
 //! the byte offset prost reports), encoding one, and moving tensor data between
 //! [`TensorProto`] and plain `f32`/`i64` vectors. The types are prost's, generated from the
 //! vendored `src/onnx/proto/onnx.proto` (ONNX, Apache-2.0) by `scripts/regen_onnx_proto.sh`
-//! (protox + prost-build, no system `protoc`) and committed as `proto_gen.rs`, so the build
+//! (protox + prost-build, no system `protoc`) and committed as `proto_gen.rs.in` (not `.rs`: it is no module of its own), so the build
 //! needs the `prost` crate alone.
 
 use prost::Message;
@@ -13,7 +13,7 @@ use crate::error::Diagnostic;
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
 #[rustfmt::skip]
 mod generated {
-    include!("proto_gen.rs");
+    include!("proto_gen.rs.in");
 }
 
 pub use generated::*;
