@@ -279,7 +279,7 @@ fn over_two_gib_is_refused_before_allocating() {
 
 /// Export, then read back with archscope's own ONNX reader (`archscope::onnx::build`): for every
 /// zoo model it reads, the re-imported network has the same parameters, buffers, MACs and output
-/// shapes: 60 of the 69. The nine it cannot read back yet are listed; the test fails if that
+/// shapes: 60 of the 70. The ten it cannot read back yet are listed; the test fails if that
 /// list changes (more or fewer), so the count stays true.
 #[test]
 fn export_then_import_gives_the_same_figures() {
@@ -326,10 +326,11 @@ fn export_then_import_gives_the_same_figures() {
             "sobel",
             "swin_t",
             "swin_v2_t",
+            "maxvit_t",
             "gpt2"
         ],
         "{unread:#?}"
     );
-    assert_eq!(same.len(), zoo_names().len() - 9);
+    assert_eq!(same.len(), zoo_names().len() - 10);
     assert_eq!(same.len(), 60);
 }

@@ -211,6 +211,33 @@ impl Op for Partition {
 }
 
 impl Kernel for Partition {
+    /// torchvision's own reshape–permute–reshape: `Reshape`, `Transpose`, `Reshape`.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::ints;
+        let x = e.input(0);
+        let n = e.in_dims(0)[0];
+        let (p, c) = (self.size as i64, self.channels as i64);
+        let [gh, gw] = [self.grid[0] as i64, self.grid[1] as i64];
+        let (split, perm, merged): (Vec<i64>, [i64; 6], Vec<i64>) = if self.inverse {
+            (
+                vec![n, gh, gw, p, p, c],
+                [0, 5, 1, 3, 2, 4],
+                vec![n, c, gh * p, gw * p],
+            )
+        } else {
+            (
+                vec![n, c, gh, p, gw, p],
+                [0, 2, 4, 3, 5, 1],
+                vec![n, gh * gw, p * p, c],
+            )
+        };
+        let y = e.reshape(&x, &split);
+        let y = e.step("Transpose", &[&y], vec![ints("perm", &perm)]);
+        let out = e.output(0);
+        let shape = e.ints("shape", &merged);
+        e.node("Reshape", &[&y, &shape], &[&out], vec![]);
+        Ok(())
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],

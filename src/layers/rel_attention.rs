@@ -197,6 +197,61 @@ const TABLE: usize = 4;
 const INDEX: usize = 5;
 
 impl Kernel for RelAttention {
+    /// torchvision's steps: `to_qkv` (`MatMul`, `Add`), heads split (`Reshape`, `Transpose`,
+    /// `Gather`), K scaled by D^−½, Q·Kᵀ, the bias table gathered by the index buffer (`Cast`,
+    /// `Gather`, `Transpose`) and added, `Softmax`, ·V, heads merged, `merge`.
+    fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::{int, ints};
+        let x = e.input(0);
+        let xd = e.in_dims(0);
+        let (n, g, p) = (xd[0], xd[1], xd[2]);
+        let (dd, h) = (self.dim as i64, self.heads as i64);
+        let dh = dd / h;
+        let (wq, bq, wm, bm, table, index) = (
+            e.weight(0),
+            e.weight(1),
+            e.weight(2),
+            e.weight(3),
+            e.weight(4),
+            e.weight(5),
+        );
+        let wqt = e.step("Transpose", &[&wq], vec![ints("perm", &[1, 0])]);
+        let qkv = e.step("MatMul", &[&x, &wqt], vec![]);
+        let qkv = e.step("Add", &[&qkv, &bq], vec![]);
+        let qkv = e.reshape(&qkv, &[n, g, p, 3, h, dh]);
+        let qkv = e.step(
+            "Transpose",
+            &[&qkv],
+            vec![ints("perm", &[3, 0, 1, 4, 2, 5])],
+        );
+        let part = |e: &mut super::onnx::Emit, i: i64| {
+            let ix = e.tmp("part");
+            e.consts.push(super::onnx::Const {
+                name: ix.clone(),
+                dims: vec![],
+                data: super::onnx::ConstData::I64(vec![i]),
+            });
+            e.step("Gather", &[&qkv, &ix], vec![int("axis", 0)])
+        };
+        let (q, k, v) = (part(e, 0), part(e, 1), part(e, 2));
+        let sc = e.scalar("scale", (dd as f32).powf(-0.5));
+        let k = e.step("Mul", &[&k, &sc], vec![]);
+        let kt = e.step("Transpose", &[&k], vec![ints("perm", &[0, 1, 2, 4, 3])]);
+        let logits = e.step("MatMul", &[&q, &kt], vec![]);
+        let ix = e.step("Cast", &[&index], vec![int("to", 7)]);
+        let gathered = e.step("Gather", &[&table, &ix], vec![int("axis", 0)]);
+        let bias = e.step("Transpose", &[&gathered], vec![ints("perm", &[2, 0, 1])]);
+        let att = e.step("Add", &[&logits, &bias], vec![]);
+        let att = e.step("Softmax", &[&att], vec![int("axis", -1)]);
+        let y = e.step("MatMul", &[&att, &v], vec![]);
+        let y = e.step("Transpose", &[&y], vec![ints("perm", &[0, 1, 3, 2, 4])]);
+        let y = e.reshape(&y, &[n, g, p, dd]);
+        let wmt = e.step("Transpose", &[&wm], vec![ints("perm", &[1, 0])]);
+        let y = e.step("MatMul", &[&y, &wmt], vec![]);
+        let out = e.output(0);
+        e.node("Add", &[&y, &bm], &[&out], vec![]);
+        Ok(())
+    }
     fn weights(&self) -> Vec<WeightSpec> {
         let d = self.dim as usize;
         let s = self.size as usize;
