@@ -518,6 +518,31 @@ fn check_op_names(files: &[(String, Lexed)], names: &[&str]) -> Vec<String> {
     errors
 }
 
+/// A closure written straight into `kernels::vectorised` must be `#[inline(always)]`: otherwise
+/// LLVM compiles its loop for baseline SSE instead of inside the AVX-512/AVX2 wrapper
+/// (docs/EXECUTOR.md).
+fn check_vectorised(files: &[(String, Lexed)]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (path, lexed) in files {
+        let code = &lexed.code;
+        for (at, _) in code.match_indices("vectorised(") {
+            if !whole_word(code, at, "vectorised") {
+                continue;
+            }
+            let arg = code[at + "vectorised(".len()..].trim_start();
+            if arg.starts_with('|') || arg.starts_with("move ") || arg.starts_with("move|") {
+                errors.push(fail(
+                    path,
+                    line_of(code, at),
+                    "vectorised",
+                    "a closure passed to `vectorised` without `#[inline(always)]` runs as baseline SSE: write `vectorised(#[inline(always)] || …)`".into(),
+                ));
+            }
+        }
+    }
+    errors
+}
+
 /// Every module opens with a `//!` paragraph.
 fn check_module_docs(sources: &[Source]) -> Vec<String> {
     sources
@@ -544,6 +569,7 @@ fn check(sources: &[Source], levels: &[&[&str]], op_names: &[&str]) -> Vec<Strin
     errors.extend(check_layering(&files, levels));
     errors.extend(check_confined(&files));
     errors.extend(check_op_names(&files, op_names));
+    errors.extend(check_vectorised(&files));
     errors
 }
 
@@ -610,6 +636,17 @@ mod rules {
         &["cli"],
         &["main"],
     ];
+
+    #[test]
+    fn a_vectorised_closure_without_inline_always_fails() {
+        let src = tree(&[(
+            "src/layers/x.rs",
+            "//! x\nfn f() {\n    vectorised(|| g());\n    vectorised(\n        #[inline(always)]\n        || g(),\n    );\n    vectorised(named);\n}\n",
+        )]);
+        let e = check(&src, LV, &[]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("src/layers/x.rs:3: [vectorised]"), "{e:?}");
+    }
 
     #[test]
     fn a_cycle_is_named_with_its_places() {

@@ -379,7 +379,10 @@ impl Kernel for RelAttention {
                     let hb = &bias[hh * l * l..(hh + 1) * l * l];
                     for (row, brow) in logits.chunks_mut(l).zip(hb.chunks(l)) {
                         row.iter_mut().zip(brow).for_each(|(v, b)| *v += b);
-                        vectorised(|| softmax_row(row));
+                        vectorised(
+                            #[inline(always)]
+                            || softmax_row(row),
+                        );
                     }
                     // out[:, h·d…] (L×d) = P (L×L) · V, V rows at stride 3C.
                     macs += matmul(
