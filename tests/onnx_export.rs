@@ -126,6 +126,27 @@ fn resnet18_nodes_weights_and_shapes() {
         .find(|v| v.name.as_deref() == Some("layer4.1.sum.relu"))
         .expect("layer4's last ReLU");
     assert_eq!(numel(layer4), 512 * 7 * 7);
+    // Every layer between the input and the classifier has a typed tensor of its analysed
+    // shape's elements (the analysis' shapes are checked against PyTorch in tests/reference.rs).
+    let mut typed = 0;
+    for node in &net.nodes {
+        if node.name == "fc" || node.inputs.is_empty() {
+            continue;
+        }
+        let v = g
+            .value_info
+            .iter()
+            .find(|v| v.name.as_deref() == Some(node.name.as_str()))
+            .unwrap_or_else(|| panic!("{}: no value_info", node.name));
+        assert_eq!(
+            numel(v),
+            node.out_shapes[0].0.iter().product::<u64>(),
+            "{}",
+            node.name
+        );
+        typed += 1;
+    }
+    assert!(typed > 60, "{typed}");
 }
 
 /// Every zoo model exports graph-only, with one weight graph input per tensor the executor
