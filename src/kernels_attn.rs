@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{gemm_into, vectorised};
+use crate::kernels::{gemm_into, matmul, vectorised};
 
 /// Where the matrices of each (sample, head) pair lie in a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +203,36 @@ pub fn attention(
         }
     });
     (pairs as u64) * (l as u64) * (s as u64) * ((e + ev) as u64)
+}
+
+/// The tail the two windowed attentions share (Swin's `shifted_window_attention`, MaxViT's
+/// `relative_position_attention`): for head `h` of a window of `l` tokens,
+/// `out[:, h·d…]` (rows at stride `c`) = `probs` (l×l, rows already softmaxed) · V, V the rows
+/// of `qkv` (stride 3C, at column 2C + h·d); `o` is an l×d scratch. Returns the MACs.
+pub fn probs_times_values(
+    probs: &[f32],
+    qkv: &[f32],
+    out: &mut [f32],
+    o: &mut [f32],
+    (l, d, c, h): (usize, usize, usize, usize),
+) -> u64 {
+    let macs = matmul(
+        l,
+        d,
+        l,
+        probs,
+        l,
+        1,
+        &qkv[2 * c + h * d..],
+        3 * c,
+        1,
+        o,
+        false,
+    );
+    for i in 0..l {
+        out[i * c + h * d..i * c + h * d + d].copy_from_slice(&o[i * d..(i + 1) * d]);
+    }
+    macs
 }
 
 /// In-place softmax of one row: `exp(x − max) / Σ`. An empty row stays empty; a row of

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, vectorised, Ctx};
-use crate::kernels_attn::softmax_row;
+use crate::kernels_attn::{probs_times_values, softmax_row};
 use crate::tensor::{Init, Tensor, WeightKind, WeightSpec, MAX_TENSOR_ELEMENTS};
 
 pub const RELATIVE_POSITION_ATTENTION: OpType = OpType {
@@ -384,24 +384,8 @@ impl Kernel for RelAttention {
                             || softmax_row(row),
                         );
                     }
-                    // out[:, h·d…] (L×d) = P (L×L) · V, V rows at stride 3C.
-                    macs += matmul(
-                        l,
-                        d,
-                        l,
-                        &logits,
-                        l,
-                        1,
-                        &base[2 * c + hh * d..],
-                        3 * c,
-                        1,
-                        &mut o,
-                        false,
-                    );
-                    for i in 0..l {
-                        out[i * c + hh * d..i * c + hh * d + d]
-                            .copy_from_slice(&o[i * d..(i + 1) * d]);
-                    }
+                    // out[:, h·d…] = P · V (rows at stride C).
+                    macs += probs_times_values(&logits, base, out, &mut o, (l, d, c, hh));
                 }
                 macs
             })
