@@ -147,7 +147,7 @@ pub fn assert_rejected(args: &[&str], needle: &str) -> String {
 
 /// A fresh, empty directory for files a test writes, named after the test crate, the process
 /// and `name`, so that tests running side by side never share one.
-pub fn scratch(name: &str) -> PathBuf {
+pub fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!(
         "archscope-{}-{}-{name}",
         env!("CARGO_CRATE_NAME"),
@@ -155,7 +155,36 @@ pub fn scratch(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    dir
+    Scratch(dir)
+}
+
+/// A scratch directory that is removed when the test that made it ends (passing or failing:
+/// `Drop` runs while a panic unwinds), so the suite leaves nothing in the temp directory.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A path as the `&str` a command line takes.
