@@ -7,13 +7,13 @@
 //! small transformer block passes `check`; and the new mistakes are refused with a location
 //! and a fix.
 
-mod common;
+use crate::common;
 
-use archscope::convention::{recount, Convention};
-use archscope::{exec, BuildOptions, Network};
-use common::{
+use crate::common::{
     analysis, build_error, checked, data_json, f32s, formula, formula_safetensors, u64s, usizes,
 };
+use archscope::convention::{recount, Convention};
+use archscope::{exec, BuildOptions, Network};
 use serde_json::Value;
 
 /// The one-layer model of a reference case: its inputs as declared, the layer as `op`. A

@@ -5,12 +5,12 @@
 //! also holds the tied layer's own name (GPT-2's `lm_head.weight`) loads when the tensors are
 //! equal; `init: normal` draws normal values with `std`; `add_bias_kv` / `add_zero_attn`.
 
-mod common;
+use crate::common;
 
+use crate::common::{analysis, build_error, layer, net, zoo_analysis, zoo_net};
 use archscope::dot::{to_dot, DotOptions, Show};
 use archscope::exec;
 use archscope::report::{self, Format};
-use common::{analysis, build_error, layer, net, zoo_analysis, zoo_net};
 
 // ---------------------------------------------------------------------------------------------
 // 1. The embedding on the wrong axis.

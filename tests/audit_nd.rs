@@ -3,10 +3,8 @@
 //! where each rule fires (the expected figures derived by hand beside each assertion) and a
 //! twin where none of them does; and the findings on the zoo's r3d_18 and wav2letter.
 
-mod common;
-
+use crate::common::*;
 use archscope::audit::{audit, Audit, Budgets, Finding};
-use common::*;
 
 fn audited(yaml: &str) -> Audit {
     let n = net(yaml);

@@ -12,13 +12,11 @@
 //! and torchaudio's Wav2Letter) or `tests/data/gpt2_reference.json` (transformers' GPT-2) — or
 //! is one that no PyTorch library builds.
 
-mod common;
-
 use std::path::Path;
 
 use std::collections::BTreeSet;
 
-use common::{data_json, root, zoo_names};
+use crate::common::{data_json, root, zoo_names};
 
 /// The zoo models no PyTorch library builds (from papers, or small hand-written ones), checked
 /// against hand derivations instead (`tests/zoo_papers.rs` for the papers' models).

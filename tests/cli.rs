@@ -1,8 +1,6 @@
 //! The built binary as a user runs it: figures, formats and exit codes.
 
-mod common;
-
-use common::{
+use crate::common::{
     archscope, arg, assert_rejected, bad_corpus, build_error, command, data_json, json, json_layer,
     npy_bytes, ok_text, output, read_saved_npy, refused, root, scratch, succeeded,
 };

@@ -3,9 +3,7 @@
 //! enum's values (`train --dtype`, `check`/`run --format`), the others are refused with
 //! the list, exit 2 — and the aliases (`--rankdir lr`, `--format gv`) still work.
 
-mod common;
-
-use common::{assert_rejected, json, ok_text};
+use crate::common::{assert_rejected, json, ok_text};
 
 /// `train lenet5` with the plan's required sizes, then `extra`, refused with `needle`.
 fn train_rejected(extra: &[&str], needle: &str) -> String {

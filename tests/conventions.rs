@@ -7,16 +7,14 @@
 //! FlopCounterMode on the real torchvision models (`scripts/convention_reference.py`), never
 //! from archscope.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 /// Models measured at one size, at batch 1 and 2: torchvision asserts the input size a ViT's
 /// position embedding was built for, and builds MaxViT's partitions for one input size.
 const ONE_SIZE: [&str; 4] = ["vit_b_16", "vit_b_32", "vit_l_16", "maxvit_t"];
 
+use crate::common::{analysis, data_json, options_for, u64s, zoo_net, zoo_net_with};
 use archscope::convention::{recount, Convention};
-use common::{analysis, data_json, options_for, u64s, zoo_net, zoo_net_with};
 
 /// The tool versions the figures hold for (docs/COUNTING.md names them).
 #[test]

@@ -2,14 +2,12 @@
 //! Every figure is derived by hand next to its assertion (or comes from the PyTorch reference
 //! files), never from archscope itself.
 
-mod common;
-
-use archscope::audit::{audit, parse_quantity, Budgets, Quantity};
-use archscope::{BuildOptions, Network};
-use common::{
+use crate::common::{
     analysis, archscope, arg, assert_rejected, data_json, json, ok_text, reached_verdict, root,
     scratch, stderr,
 };
+use archscope::audit::{audit, parse_quantity, Budgets, Quantity};
+use archscope::{BuildOptions, Network};
 use serde_json::Value;
 
 const PLANTED: &str = "tests/data/audit/planted.yaml";

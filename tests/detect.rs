@@ -5,12 +5,10 @@
 //! scores exactly at the threshold, more candidates than max_nms); YOLOv1's grid decoding
 //! and the letterbox by hand; the command line's output and its refusals.
 
-mod common;
-
+use crate::common::*;
 use archscope::detect::{
     self, batched_nms, nms, non_max_suppression, Box4, NmsParams, Placement, Yolov1Grid,
 };
-use common::*;
 use serde_json::Value;
 
 fn f32s(v: &Value) -> Vec<f32> {

@@ -6,11 +6,9 @@
 //! are compared without them, bit for bit at one thread count and to rounding between thread
 //! counts (what README promises of it).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{command, output, reached_verdict, read_saved_npy, scratch};
+use crate::common::{command, output, reached_verdict, read_saved_npy, scratch};
 
 const RUNS: usize = 3;
 

@@ -4,14 +4,12 @@
 //! expected counts come from `summary` (its JSON layer list, its `--depth 1` rows), never from
 //! the diagram code.
 
-mod common;
-
-use archscope::dot::{self, Collapse, DotOptions, RankDir, Show};
-use archscope::{zoo, Network};
-use common::{
+use crate::common::{
     analysis, archscope, arg, command, have_dot, json, ok as stdout, ok_text, output, refused,
     root, scratch, zoo_names, zoo_net,
 };
+use archscope::dot::{self, Collapse, DotOptions, RankDir, Show};
+use archscope::{zoo, Network};
 use graphviz_rust::dot_structures::{Graph, Stmt};
 
 fn dot_of(model: &str, opts: &DotOptions) -> String {

@@ -2,9 +2,7 @@
 //! stride and padding that differ per axis (`3×7×7/1×2×2 p1×3×3`), one value where they agree,
 //! and edges carry the per-axis shapes (`64×16×56×56`, `250×100`).
 
-mod common;
-
-use common::ok_text;
+use crate::common::ok_text;
 
 /// The edge labels of a `dot` output (` 64×16×56×56 `), in order.
 fn edge_labels(dot: &str) -> Vec<&str> {

@@ -3,10 +3,8 @@
 //! file, an expression a million parentheses deep, …) are generated here. Exit codes, time
 //! and memory per file are checked through the binary in `tests/limits.rs`.
 
-mod common;
-
+use crate::common::{bad_corpus, build_error};
 use archscope::Error;
-use common::{bad_corpus, build_error};
 
 /// Every message says where (a position inside the file, or a layer path) and what to change.
 fn assert_actionable(file: &str, text: &str, err: &Error) {

@@ -3,19 +3,11 @@
 //! layer and the figure; the inference plan (batch norms folded, in-place activations) gives
 //! the same outputs; Sobel finds a known edge through the CLI.
 
-mod common;
-
-// The binary's allocator (src/main.rs). With glibc's malloc, checking unet took 24 s in this
-// test against 9 s for `archscope check unet`: most of it returning freed buffers to the
-// system.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use archscope::{check, exec};
-use common::{
+use crate::common::{
     analysis, arg, checked, data_json, f32_bytes, formula, layer_index, ok, options_for, scratch,
     u64s, usizes, zoo_names, zoo_net, zoo_net_with,
 };
+use archscope::{check, exec};
 
 /// `check` on each model: every figure of every layer agrees, receptive fields included.
 fn zoo_passes_check(models: &[&str]) {

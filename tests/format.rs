@@ -1,10 +1,8 @@
 //! The format expresses the field's patterns: each example in `examples/` is checked against
 //! figures computed by hand (derivations in the comments), not by archscope.
 
-mod common;
-
+use crate::common::{data_json, file_analysis, layer, yaml_analysis};
 use archscope::Analysis;
-use common::{data_json, file_analysis, layer, yaml_analysis};
 
 fn shape(a: &Analysis, i: usize) -> Vec<u64> {
     a.outputs[i].1 .0.clone()

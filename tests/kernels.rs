@@ -2,11 +2,9 @@
 //! from PyTorch's definitions), on random shapes, strides, paddings, dilations, groups and
 //! ceil modes (proptest). One-layer models are built through the public YAML front end.
 
-mod common;
-
+use crate::common::{data_json, net, usizes};
 use archscope::exec::{self, Tensor};
 use archscope::{BuildOptions, Network};
-use common::{data_json, net, usizes};
 use proptest::prelude::*;
 
 /// Builds `inputs: {x: shape}` → one layer `layer` (a YAML flow mapping) and runs it with

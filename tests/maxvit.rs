@@ -11,10 +11,10 @@
 //! agrees; the zoo model loads torchvision's state-dict names and gives its logits. The errors
 //! name the key, the line and the fix.
 
-mod common;
+use crate::common;
 
+use crate::common::{checked, data_json, f32s, formula, outputs_both_ways, usizes};
 use archscope::{analyze, convention, exec, BuildOptions, Convention, Dtype, Network};
-use common::{checked, data_json, f32s, formula, outputs_both_ways, usizes};
 use serde_json::Value;
 
 fn doc() -> Value {

@@ -5,10 +5,12 @@
 //! uses) and by the inference plan (what `run` uses), give the same outputs; and `check`
 //! passes on each model (shapes, parameters, buffers, MACs and the measured receptive field).
 
-mod common;
+use crate::common;
 
+use crate::common::{
+    checked, data_json, f32s, formula, formula_safetensors, outputs_both_ways, usizes,
+};
 use archscope::{exec, BuildOptions, Network};
-use common::{checked, data_json, f32s, formula, formula_safetensors, outputs_both_ways, usizes};
 
 #[test]
 fn every_new_op_matches_pytorch() {

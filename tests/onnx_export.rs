@@ -5,14 +5,12 @@
 //! the committed onnxruntime comparison (`scripts/onnx_export_check.py` →
 //! `tests/data/onnx_export_check.json`) against the list docs/ONNX_EXPORT.md claims.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::*;
 use archscope::exec;
 use archscope::onnx::export::{export, ExportOptions};
 use archscope::onnx::proto::{decode_model, ModelProto};
-use common::*;
 
 fn op_counts(m: &ModelProto) -> BTreeMap<String, usize> {
     let mut c = BTreeMap::new();

@@ -5,11 +5,9 @@
 //! exported with its weights must run to onnxruntime's output within 1e-4; bad files are
 //! located errors.
 
-mod common;
-
+use crate::common::{data_json, root, u64s};
 use archscope::onnx::{self, proto};
 use archscope::{analyze, exec, zoo, BuildOptions, Dtype, Network};
-use common::{data_json, root, u64s};
 
 const MODELS: &[&str] = &[
     "resnet18",

@@ -3,9 +3,7 @@
 //! N×C×D×H×W; a size of another rank is an unknown parameter, and none of them can name a
 //! model parameter. Every expected shape is derived by hand beside its assertion.
 
-mod common;
-
-use common::{build_error, layer, yaml_analysis};
+use crate::common::{build_error, layer, yaml_analysis};
 
 fn shape(a: &archscope::Analysis, name: &str) -> Vec<u64> {
     layer(a, name).outputs[0].0.clone()

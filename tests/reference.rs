@@ -8,12 +8,10 @@
 //! Nothing is skipped silently: the only exceptions are the three lists below, each entry with
 //! its reason, and each checked to still be needed.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::{data_json, options_for, read_json, root, u64s};
 use archscope::{analyze, zoo, Dtype};
-use common::{data_json, options_for, read_json, root, u64s};
 use serde_json::Value;
 
 /// Models a reference file measures that the zoo does not have: (model, why).

@@ -7,12 +7,10 @@
 //! saw into the DOM, which `--dump-dom` hands back). Screenshots go to
 //! `target/report-screens/`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{assert_rejected, chromium, have_dot, json, no_browser, ok, root, scratch};
+use crate::common::{assert_rejected, chromium, have_dot, json, no_browser, ok, root, scratch};
 use serde_json::Value;
 
 /// Writes the report of `args` (models and flags) to `dir/file` and returns the path.

@@ -4,11 +4,11 @@
 //! must agree exactly, as must the final field; the CLI bar figures are checked through the
 //! binary.
 
-mod common;
-
+use crate::common::{
+    arg, data_json, field_of, json, ok_text, scratch, yaml_analysis, zoo_analysis,
+};
 use archscope::receptive::q_f64;
 use archscope::Analysis;
-use common::{arg, data_json, field_of, json, ok_text, scratch, yaml_analysis, zoo_analysis};
 use serde_json::Value;
 
 /// Our layer at the output of each of the reference's trunk stages (its `rf_after_stage`).

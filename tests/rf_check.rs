@@ -5,12 +5,10 @@
 //! windows wholly in padding, a residual add, a gated product); a broken analysed field is
 //! caught, naming the layer and the figure; the zoo's fields are compared where they can be.
 
-mod common;
-
+use crate::common::{analysis, checked, field_of, layer_index, net, zoo_net};
 use archscope::check::{self, NOT_COMPARED};
 use archscope::exec::reach::{self, Reach};
 use archscope::{exec, Network};
-use common::{analysis, checked, field_of, layer_index, net, zoo_net};
 
 /// The measured field of layer `name`.
 fn reach_of(n: &Network, name: &str) -> Option<Reach> {

@@ -6,14 +6,14 @@
 //! (`tests/data/segmentation_values.json`, scripts/segmentation_values.py); and the receptive
 //! fields of the dilated MobileNetV3-Large backbone and of LR-ASPP's head, derived by hand.
 
-mod common;
+use crate::common;
 
-use archscope::exec;
-use archscope::receptive::Q;
-use common::{
+use crate::common::{
     data_json, f32s, field_of, formula, formula_safetensors, ok_text, options_for,
     outputs_both_ways, u64s, usizes, zoo_analysis, zoo_net_with,
 };
+use archscope::exec;
+use archscope::receptive::Q;
 
 #[test]
 fn pytorch_outputs_under_torchvision_names() {

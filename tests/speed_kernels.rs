@@ -6,7 +6,7 @@
 //! in place although the pooling read it first. Every model is also run as written and through
 //! the inference plan, which must give the same bits.
 
-mod common;
+use crate::common;
 
 use archscope::exec::{self, Tensor};
 use archscope::{BuildOptions, Network};

@@ -9,10 +9,10 @@
 //! own buffers equal torchvision's, the counts and every preset's charge are equal, and `check`
 //! agrees (the kernel's tallied MACs with the analysis). The errors name the key and the fix.
 
-mod common;
+use crate::common;
 
+use crate::common::{checked, data_json, f32s, formula, outputs_both_ways, usizes};
 use archscope::{analyze, convention, exec, BuildOptions, Convention, Dtype, Network};
-use common::{checked, data_json, f32s, formula, outputs_both_ways, usizes};
 use serde_json::Value;
 
 /// A safetensors file of a case's state dict: parameters by `formula` (or a constant `fill`),

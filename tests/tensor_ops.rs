@@ -9,11 +9,11 @@
 //! and by the inference plan; `check` passes on each model; each convention's total is the
 //! tool's; and each new mistake is an error that says where and what to write.
 
-mod common;
+use crate::common;
 
+use crate::common::{analysis, checked, data_json, f32s, formula, formula_safetensors, usizes};
 use archscope::convention::recount;
 use archscope::{exec, BuildOptions, Convention, Network};
-use common::{analysis, checked, data_json, f32s, formula, formula_safetensors, usizes};
 use serde_json::Value;
 
 fn inputs_of(case: &Value) -> Vec<exec::Tensor> {

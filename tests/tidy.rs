@@ -13,7 +13,9 @@
 //! - an op name of the registry (`"conv2d"`, `"linear"`, `"batchnorm2d"`…, read from
 //!   [`archscope::layers::all_names`]) as a string literal compared (`==`, `!=`, a `match` arm,
 //!   `lookup("…")`) outside `src/layers/`: per-op facts live with the op;
-//! - a module that does not open with a `//!` paragraph.
+//! - a module that does not open with a `//!` paragraph;
+//! - a `tests/*.rs` file that is neither a module of `tests/suite.rs` nor a `[[test]]` of its
+//!   own in Cargo.toml (with `autotests = false` it would never run).
 //!
 //! Comments and string contents are blanked before the code rules look at a file (a `//` in a
 //! string, a `crate::` in a doc comment, do not count). The unit tests at the bottom feed each
@@ -615,6 +617,53 @@ fn source_tree_is_tidy() {
     assert!(errors.is_empty(), "tidy:\n{}", errors.join("\n"));
 }
 
+/// The test files that would never run: with `autotests = false` (Cargo.toml), a
+/// `tests/NAME.rs` runs only as a module of `tests/suite.rs` (`mod NAME;`) or as a `[[test]]`
+/// of its own, so a new file in neither place would be silently skipped.
+fn unregistered_tests(files: &[String], suite: &str, manifest: &str) -> Vec<String> {
+    let mods: Vec<&str> = suite
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .collect();
+    let own: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| {
+            let v = l
+                .trim()
+                .strip_prefix("path = \"tests/")?
+                .strip_suffix(".rs\"")?;
+            Some(v)
+        })
+        .collect();
+    files
+        .iter()
+        .filter(|f| !mods.contains(&f.as_str()) && !own.contains(&f.as_str()))
+        .map(|f| format!("tests/{f}.rs is neither a module of tests/suite.rs nor a [[test]] in Cargo.toml, so it never runs: add `mod {f};` to tests/suite.rs"))
+        .collect()
+}
+
+#[test]
+fn every_test_file_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(root.join("tests"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().ok()?;
+            Some(name.strip_suffix(".rs")?.to_string())
+        })
+        .filter(|n| n != "suite")
+        .collect();
+    files.sort();
+    assert!(
+        files.len() > 30 && files.iter().any(|f| f == "tidy"),
+        "{files:?}"
+    );
+    let suite = std::fs::read_to_string(root.join("tests/suite.rs")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let missing = unregistered_tests(&files, &suite, &manifest);
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 #[cfg(test)]
 mod rules {
     use super::*;
@@ -636,6 +685,17 @@ mod rules {
         &["cli"],
         &["main"],
     ];
+
+    #[test]
+    fn a_test_file_in_neither_harness_is_named() {
+        let files = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let suite = "mod common;\nmod a;\n";
+        let manifest = "[[test]]\nname = \"c\"\npath = \"tests/c.rs\"\n";
+        assert_eq!(
+            unregistered_tests(&files, suite, manifest),
+            vec!["tests/b.rs is neither a module of tests/suite.rs nor a [[test]] in Cargo.toml, so it never runs: add `mod b;` to tests/suite.rs".to_string()]
+        );
+    }
 
     #[test]
     fn a_vectorised_closure_without_inline_always_fails() {

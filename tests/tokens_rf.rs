@@ -4,11 +4,11 @@
 //! of a linear layer whose last dimension is a spatial axis. Every figure is derived by hand
 //! beside its assertion.
 
-mod common;
+use crate::common;
 
+use crate::common::{build_error, field_of, json, layer, net, scratch, yaml_analysis};
 use archscope::layers::{Layout, Role};
 use archscope::receptive::Q;
-use common::{build_error, field_of, json, layer, net, scratch, yaml_analysis};
 
 /// A ViT-like stem on a 3×32×32 image: an 8×8/8 patch convolution (4×4 patches of 8 features),
 /// its spatial axes flattened into 16 tokens, a softmax over the tokens (global token mixing,

@@ -4,11 +4,9 @@
 //! within ±10 % of every measured peak, and the median error within ±5 % (docs/TRAINING.md
 //! shows each error).
 
-mod common;
-
+use crate::common::{data_json, options_for, root, u64s, zoo_net_with};
 use archscope::train::{plan, Config, Optimizer};
 use archscope::Dtype;
-use common::{data_json, options_for, root, u64s, zoo_net_with};
 use serde_json::Value;
 
 fn reference() -> Value {

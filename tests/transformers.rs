@@ -15,12 +15,12 @@
 //! * `check` on the models too large to check at full size in tests/exec.rs's groups (ViT-L/16
 //!   at 64×64, GPT-2 at 16 tokens), each saying why.
 
-mod common;
+use crate::common;
 
-use archscope::{exec, BuildOptions, Network};
-use common::{
+use crate::common::{
     analysis, checked, data_json, formula, options_for, u64s, usizes, zoo_net, zoo_net_with,
 };
+use archscope::{exec, BuildOptions, Network};
 use serde_json::Value;
 
 // ---- GPT-2 against transformers ---------------------------------------------------------------

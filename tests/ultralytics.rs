@@ -9,15 +9,15 @@
 //! (v3-tiny, v5n/s, v8n/s/m, v8n-seg/cls/pose, 11n/s/m, 11n-seg/cls/pose) are checked the same
 //! way against the `official` figures.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
+use crate::common::{data_json, root};
 use archscope::convention::recount;
 use archscope::ultralytics::{self, Options};
 use archscope::yaml::Document;
 use archscope::{analyze, graph, Analysis, BuildOptions, Convention, Dtype};
-use common::{data_json, root};
 use serde_json::Value;
 
 /// Translates `file` (scale `scale`) and analyses it at 640×640 with thop's MACs.

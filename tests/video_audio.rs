@@ -6,14 +6,12 @@
 //! figure must be equal. `check` passes on each (its MACs tallied by the N-D kernels, its
 //! receptive fields measured per axis on indicator clips and signals).
 
-mod common;
-
-use archscope::receptive::Q;
-use archscope::{analyze, exec, zoo, BuildOptions, Dtype};
-use common::{
+use crate::common::{
     analysis, checked, data_json, f32s, formula, formula_safetensors, options_for,
     outputs_both_ways, u64s as dims, usizes, zoo_net_with,
 };
+use archscope::receptive::Q;
+use archscope::{analyze, exec, zoo, BuildOptions, Dtype};
 use serde_json::Value;
 
 fn reference() -> Value {

@@ -2,9 +2,7 @@
 //! its blocks `trunk_output.block1.block1-0`, a component that holds both a fixed part and the
 //! repeat index of the layer path. The names here are written out by hand beside each assertion.
 
-mod common;
-
-use common::{build_error, net};
+use crate::common::{build_error, net};
 
 /// Two stages of two repeated convolutions (with batch norm); the rules put each repeat index
 /// inside a `blockK-I` component, as RegNet's state dict does.

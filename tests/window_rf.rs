@@ -5,12 +5,14 @@
 //! labels, windows), which also measures fields past channels-last and token layers now:
 //! every figure here is derived beside its assertion.
 
-mod common;
+use crate::common;
 
+use crate::common::{
+    analysis, checked, field_of, json, net, options_for, zoo_analysis, zoo_net_with,
+};
 use archscope::check;
 use archscope::receptive::{Field, Q};
 use archscope::BuildOptions;
-use common::{analysis, checked, field_of, json, net, options_for, zoo_analysis, zoo_net_with};
 
 /// The per-unit spans of one axis of a windowed field.
 fn units(f: &Field, axis: usize) -> Vec<(i64, i64)> {

@@ -1,10 +1,10 @@
 //! Zoo models that torchvision lacks, checked against their papers' figures and against
 //! parameter counts derived here layer by layer (the derivation is the independent source).
 
-mod common;
+use crate::common;
 
+use crate::common::{analysis, zoo_analysis};
 use archscope::{zoo, BuildOptions, Network};
-use common::{analysis, zoo_analysis};
 
 /// A 3×3 (or k×k) convolution with bias: k²·in·out + out.
 fn conv(k: u64, i: u64, o: u64) -> u64 {

@@ -5,10 +5,10 @@
 //! schedule, and EfficientNet-B7, too slow for a ≤10 s `check` at its 600×600, passes `check`
 //! at 224×224 and is within `check`'s memory and work bounds at 600×600.
 
-mod common;
+use crate::common;
 
+use crate::common::{build_error, checked, data_json, options_for, u64s, zoo_net, zoo_net_with};
 use archscope::{analyze, exec, zoo, Dtype};
-use common::{build_error, checked, data_json, options_for, u64s, zoo_net, zoo_net_with};
 
 #[test]
 fn torchvision_published_params_and_gflops_are_reproduced() {

@@ -148,11 +148,10 @@ pub fn assert_rejected(args: &[&str], needle: &str) -> String {
 /// A fresh, empty directory for files a test writes, named after the test crate, the process
 /// and `name`, so that tests running side by side never share one.
 pub fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!(
-        "archscope-{}-{}-{name}",
-        env!("CARGO_CRATE_NAME"),
-        std::process::id()
-    ));
+    // Unique within the process (all test files share one binary): the pid, then a counter.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("archscope-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     Scratch(dir)

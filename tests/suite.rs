@@ -1,0 +1,56 @@
+//! The integration tests as one test binary: each `tests/NAME.rs` is a module here (its own
+//! `//!` paragraph says what it proves), compiled and linked once rather than once per file —
+//! on CI's two cores the 43 separate binaries spent minutes of the README's test command in
+//! compiling the shared harness and linking. `cargo test --release --test suite NAME::` runs
+//! one file's tests. Two files stay binaries of their own (declared in Cargo.toml): they
+//! measure every allocation under a counting global allocator, so nothing else may run in
+//! their process. `tests/tidy.rs` fails on a `tests/*.rs` that is in neither place.
+
+// The binary's allocator (src/main.rs). With glibc's malloc, checking unet took 24 s in
+// tests/exec.rs against 9 s for `archscope check unet`: most of it returning freed buffers to
+// the system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod common;
+mod attention;
+mod attention_gaps;
+mod audit_nd;
+mod claims;
+mod cli;
+mod cli_values;
+mod conventions;
+mod decisions;
+mod detect;
+mod determinism;
+mod dot;
+mod dot_nd;
+mod errors;
+mod exec;
+mod format;
+mod input_completion;
+mod kernels;
+mod limits;
+mod maxvit;
+mod nd_ops;
+mod onnx_export;
+mod onnx_import;
+mod rank_env;
+mod reference;
+mod report;
+mod rf;
+mod rf_check;
+mod segmentation;
+mod speed_kernels;
+mod swin;
+mod tensor_ops;
+mod tidy;
+mod tokens_rf;
+mod train_memory;
+mod transformers;
+mod ultralytics;
+mod video_audio;
+mod weights_names_star;
+mod window_rf;
+mod zoo_papers;
+mod zoo_scaled;
