@@ -345,15 +345,12 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
     // Per-unit fields are followed, from the input on, in a network with a windowed attention
     // (exact at every border, so the windows start from exact fields); `spans[k]` is layer k's
     // first output's, `pieces[k]` a spatial split's input (its later outputs are pieces of it).
-    let track = net
-        .nodes
-        .iter()
-        .any(|x| {
-            matches!(
-                x.layer.geometry(&x.in_shapes),
-                Geometry::Partition { .. } | Geometry::Attend { .. }
-            )
-        });
+    let track = net.nodes.iter().any(|x| {
+        matches!(
+            x.layer.geometry(&x.in_shapes),
+            Geometry::Partition { .. } | Geometry::Attend { .. }
+        )
+    });
     let mut spans: Vec<Option<Spans>> = vec![None; n];
     let mut pieces: Vec<Option<Spans>> = vec![None; n];
     for (k, node) in net.nodes.iter().enumerate() {
@@ -538,6 +535,8 @@ fn windowed(mut f: Field, spans: Option<Spans>, g: &Geometry) -> Option<Field> {
             f.units = Some(sp);
             Some(f)
         }
+        // A windowed attention needs every unit's field: without them it has none.
+        _ if matches!(g, Geometry::Partition { .. } | Geometry::Attend { .. }) => None,
         _ if f.units.is_some() && !matches!(g, Geometry::Pointwise | Geometry::Concat { .. }) => {
             None
         }
@@ -555,35 +554,41 @@ fn windowed(mut f: Field, spans: Option<Spans>, g: &Geometry) -> Option<Field> {
 fn axis_lengths(node: &NetNode, rank: usize) -> Option<Vec<usize>> {
     let (l, s) = (node.out_layouts.first()?, node.out_shapes.first()?);
     (0..rank)
-        .map(|k| match l.0.iter().position(|r| *r == Role::Space(k as u8)) {
-            Some(d) => usize::try_from(*s.0.get(d)?).ok(),
-            None => {
-                let digits: Vec<Digit> = l
-                    .0
-                    .iter()
-                    .filter_map(|r| match r {
-                        Role::Part(d) => Some(d.iter().filter(|x| x.0 == k as u8)),
-                        _ => None,
-                    })
-                    .flatten()
-                    .copied()
-                    .collect();
-                let len = complete(&digits)?;
-                usize::try_from(len).ok()
-            }
-        })
+        .map(
+            |k| match l.0.iter().position(|r| *r == Role::Space(k as u8)) {
+                Some(d) => usize::try_from(*s.0.get(d)?).ok(),
+                None => {
+                    let digits: Vec<Digit> =
+                        l.0.iter()
+                            .filter_map(|r| match r {
+                                Role::Part(d) => Some(d.iter().filter(|x| x.0 == k as u8)),
+                                _ => None,
+                            })
+                            .flatten()
+                            .copied()
+                            .collect();
+                    let len = complete(&digits)?;
+                    usize::try_from(len).ok()
+                }
+            },
+        )
         .collect()
 }
 
 /// The length of the axis that `digits` (of one axis) number completely — every coordinate
 /// once: sorted by divisor, the first divides by 1 and each divides by the units the ones
-/// before count (`⌊y/8⌋ mod 7` and `y mod 8`: 56) — or `None`.
+/// before count (`⌊y/8⌋ mod 7` and `y mod 8`: 56; digits counting one unit are left out) — or
+/// `None` (no digit at all: the axis is not held).
 fn complete(digits: &[Digit]) -> Option<u64> {
-    let mut v = digits.to_vec();
+    // A digit counting one unit (a partition of size 1, a single window) says nothing.
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: Vec<Digit> = digits.iter().filter(|d| d.2 != 1).copied().collect();
     v.sort_by_key(|d| d.1);
     v.iter().try_fold(1u64, |len, &(_, d, n)| {
         (d == len && n > 0).then(|| len.checked_mul(n)).flatten()
-    }).filter(|_| !v.is_empty())
+    })
 }
 
 /// The digits of map axis `k` (of `len` units) that dimension role `r` holds: a spatial axis
@@ -620,9 +625,8 @@ fn attend_spans(sp: &Spans, dim: usize, roles: &[Role], lens: &[usize]) -> Optio
             .filter(|&(d, _)| d != dim)
             .flat_map(|(_, r)| digits_of(r, k, lens))
             .collect();
-        let key = |c: usize| -> Vec<u64> {
-            fixed.iter().map(|&(_, d, n)| (c as u64 / d) % n).collect()
-        };
+        let key =
+            |c: usize| -> Vec<u64> { fixed.iter().map(|&(_, d, n)| (c as u64 / d) % n).collect() };
         let mut groups: std::collections::HashMap<Vec<u64>, Span> = Default::default();
         for (c, &span) in v.iter().enumerate() {
             let g = groups.entry(key(c)).or_insert(None);

@@ -91,37 +91,46 @@ fn unit_positions(node: &crate::graph::NetNode, rank: usize) -> Option<Vec<Vec<u
             if let Some(d) = l.0.iter().position(|r| *r == Role::Space(a)) {
                 return Some(s.0[d]);
             }
-            let mut digits: Vec<(u64, u64)> = l
-                .0
-                .iter()
-                .filter_map(|r| match r {
-                    Role::Part(d) => Some(d.iter().filter(|x| x.0 == a).map(|x| (x.1, x.2))),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
+            let mut digits: Vec<(u64, u64)> =
+                l.0.iter()
+                    .filter_map(|r| match r {
+                        Role::Part(d) => Some(d.iter().filter(|x| x.0 == a).map(|x| (x.1, x.2))),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+            if digits.is_empty() {
+                return None;
+            }
+            // A digit counting one unit (a partition of size 1) says nothing.
+            digits.retain(|&(_, n)| n != 1);
             digits.sort_unstable();
-            let len = digits.iter().try_fold(1u64, |len, &(d, n)| {
+            digits.iter().try_fold(1u64, |len, &(d, n)| {
                 (d == len).then(|| len.checked_mul(n)).flatten()
-            })?;
-            (!digits.is_empty()).then_some(len)
+            })
         })
         .collect::<Option<_>>()?;
-    if l.0.iter().any(|r| matches!(r, Role::Tokens(_) | Role::Sequence)) {
+    if l.0
+        .iter()
+        .any(|r| matches!(r, Role::Tokens(_) | Role::Sequence))
+    {
         return None;
     }
     // The position of map coordinates `c` in one sample (dimensions after the batch).
     let position = |c: &[u64]| -> Option<usize> {
-        l.0.iter().zip(&s.0).skip(1).try_fold(0usize, |at, (r, &len)| {
-            let i = match r {
-                Role::Space(a) => c[*a as usize],
-                Role::Part(digits) => digits
-                    .iter()
-                    .fold(0, |i, &(a, d, n)| i * n + c[a as usize] / d % n),
-                _ => return Some(at),
-            };
-            (i < len).then(|| at * len as usize + i as usize)
-        })
+        l.0.iter()
+            .zip(&s.0)
+            .skip(1)
+            .try_fold(0usize, |at, (r, &len)| {
+                let i = match r {
+                    Role::Space(a) => c[*a as usize],
+                    Role::Part(digits) => digits
+                        .iter()
+                        .fold(0, |i, &(a, d, n)| i * n + c[a as usize] / d % n),
+                    _ => return Some(at),
+                };
+                (i < len).then(|| at * len as usize + i as usize)
+            })
     };
     (0..rank)
         .map(|a| {
@@ -228,11 +237,21 @@ pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic
 /// taps included: a 255×255 kernel costs 65,025 per output pixel, not 1). `rank`: the
 /// input's rank; tensors of that rank count.
 fn image_work(net: &Network, rank: usize) -> u64 {
-    let one = |s: &crate::layers::Shape| {
+    // One image, one channel: `N×C×…` of the input's rank; a partitioned tensor (MaxViT's
+    // N×G×P×C) keeps its positions and has one channel.
+    let one = |s: &crate::layers::Shape, l: Option<&crate::layers::Layout>| {
         let mut d = s.0.clone();
-        if d.len() == rank {
-            d[0] = 1;
-            d[1] = 1;
+        match l.filter(|l| l.0.len() == d.len() && l.0.iter().any(|r| matches!(r, Role::Part(_)))) {
+            Some(l) => d.iter_mut().zip(&l.0).for_each(|(d, r)| {
+                if !r.is_positional() {
+                    *d = 1;
+                }
+            }),
+            None if d.len() == rank => {
+                d[0] = 1;
+                d[1] = 1;
+            }
+            None => {}
         }
         crate::layers::Shape(d)
     };
@@ -245,7 +264,12 @@ fn image_work(net: &Network, rank: usize) -> u64 {
             let pixels = out.0[2..].iter().fold(1u64, |a, &d| a.saturating_mul(d));
             let flops = match node.layer.collapsed() {
                 Collapsed::Layer(l) => {
-                    let ins: Vec<_> = node.in_shapes.iter().map(one).collect();
+                    let ins: Vec<_> = node
+                        .in_shapes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| one(s, node.in_layouts.get(i)))
+                        .collect();
                     l.output_shapes(&ins)
                         .and_then(|outs| l.cost(&ins, &outs))
                         .map_or(u64::MAX, |c| c.flops)

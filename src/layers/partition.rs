@@ -212,7 +212,10 @@ impl Op for Partition {
         let part = Layout(vec![Role::Batch, windows, positions, Role::Channel]);
         Ok(vec![if !self.inverse {
             part
-        } else if inputs.first().is_some_and(|l| l.0.get(1..3) == part.0.get(1..3)) {
+        } else if inputs
+            .first()
+            .is_some_and(|l| l.0.get(1..3) == part.0.get(1..3))
+        {
             Layout::input(4)
         } else {
             Layout(vec![Role::Batch, Role::Channel, Role::Other, Role::Other])
