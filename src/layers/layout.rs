@@ -1,6 +1,7 @@
 //! Tensor layouts: what each dimension of a tensor means. A [`Layout`] gives every dimension a
 //! [`Role`] — the batch, the channels (features), spatial axis `k` of the model input, input
-//! spatial axes flattened into tokens, a sequence of tokens that are not input positions, or
+//! spatial axes flattened into tokens, a sequence of tokens that are not input positions,
+//! positions of a partitioned map (MaxViT's windows, as digits of the map's axes), or
 //! something else (attention heads, a head's size, channels mixed with space). The graph
 //! builder computes one per layer output at build time ([`super::Op::layouts`]; the model input
 //! is `[Batch, Channel, Space(0), …]`), so that a layer can tell an `N×C×H×W` tensor from a
