@@ -5,11 +5,10 @@
 //! composed in two dimensions, with no layouts and no per-axis assumption) — every figure is
 //! derived beside its assertion.
 
-mod common;
 
 use archscope::check;
 use archscope::receptive::{Field, Q};
-use common::{analysis, checked, field_of, json, json_layer, net, ok_text, zoo_analysis, zoo_net};
+use crate::common::{analysis, checked, field_of, json, json_layer, net, ok_text, zoo_analysis, zoo_net};
 use proptest::prelude::*;
 
 /// The per-unit spans of one axis of a windowed field.

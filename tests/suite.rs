@@ -32,6 +32,7 @@ mod input_completion;
 mod kernels;
 mod limits;
 mod maxvit;
+mod maxvit_rf;
 mod nd_ops;
 mod onnx_export;
 mod onnx_import;
