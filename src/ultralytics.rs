@@ -322,6 +322,13 @@ impl ConvNode {
     }
 }
 
+/// One layer `{id, op, …}` of the translation, on one line.
+fn op_node(id: impl Into<String>, op: &str, rest: Vec<(&'static str, Emit)>) -> Emit {
+    let mut v = vec![("id", Emit::Str(id.into())), ("op", Emit::str(op))];
+    v.extend(rest);
+    flow(v)
+}
+
 fn flow(pairs: Vec<(&str, Emit)>) -> Emit {
     Emit::map(pairs).flow()
 }
@@ -422,18 +429,7 @@ impl Translator {
                 return Err(err(format!("the file has no scale `{name}`"), &scales.path)
                     .help(format!("its scales: {}", names.join(", "))));
             };
-            let YValue::Seq(v) = &row.value else {
-                return Err(err("a scale is [depth, width, max_channels]", &row.path));
-            };
-            if v.len() != 3 {
-                return Err(err(
-                    format!(
-                        "a scale is [depth, width, max_channels]; this one has {} values",
-                        v.len()
-                    ),
-                    &row.path,
-                ));
-            }
+            let v = fixed_list(row, 3, "a scale is [depth, width, max_channels]")?;
             depth = float_of(&v[0])?;
             width = float_of(&v[1])?;
             max_ch = float_of(&v[2])?;
@@ -615,6 +611,18 @@ struct Env {
     scale: Option<String>,
 }
 
+/// The `n` values of the list `node`, which `what` describes (`a layer is [from, …]`).
+fn fixed_list<'a>(node: &'a YNode, n: usize, what: &str) -> Result<&'a [YNode], Diagnostic> {
+    match &node.value {
+        YValue::Seq(v) if v.len() == n => Ok(v),
+        YValue::Seq(v) => Err(err(
+            format!("{what}; this one has {} values", v.len()),
+            &node.path,
+        )),
+        _ => Err(err(what, &node.path)),
+    }
+}
+
 fn int_of(n: &YNode, what: &str) -> Result<i64, Diagnostic> {
     match n.value {
         YValue::Int(i) => Ok(i),
@@ -670,19 +678,27 @@ struct Args<'a> {
 }
 
 impl Args<'_> {
+    /// Argument `i` (`what` it is) holds `a`, not the `expected` kind.
+    fn wrong(&self, i: usize, what: &str, a: &Arg, expected: &str) -> Diagnostic {
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({what})")
+        };
+        err(
+            format!(
+                "{}: argument {i}{what} is {}, expected {expected}",
+                self.module,
+                a.py()
+            ),
+            self.path,
+        )
+    }
     fn int(&self, i: usize, default: Option<i64>, what: &str) -> Result<i64, Diagnostic> {
         match self.v.get(i) {
             Some(Arg::Int(x)) => Ok(*x),
             Some(Arg::None) | None if default.is_some() => Ok(default.unwrap_or(0)),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {} ({what}) is {}, expected a whole number",
-                    self.module,
-                    i,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, what, a, "a whole number")),
             None => Err(err(
                 format!("{}: argument {} ({what}) is missing", self.module, i),
                 self.path,
@@ -693,28 +709,14 @@ impl Args<'_> {
         match self.v.get(i) {
             None | Some(Arg::None) => Ok(None),
             Some(Arg::Int(x)) => Ok(Some(*x)),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {i} is {}, expected a whole number or None",
-                    self.module,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, "", a, "a whole number or None")),
         }
     }
     fn boolean(&self, i: usize, default: bool, what: &str) -> Result<bool, Diagnostic> {
         match self.v.get(i) {
             None => Ok(default),
             Some(Arg::Bool(b)) => Ok(*b),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {i} ({what}) is {}, expected True or False",
-                    self.module,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, what, a, "True or False")),
         }
     }
     fn float(&self, i: usize, default: f64, what: &str) -> Result<f64, Diagnostic> {
@@ -722,14 +724,7 @@ impl Args<'_> {
             None => Ok(default),
             Some(Arg::Float(f)) => Ok(*f),
             Some(Arg::Int(x)) => Ok(*x as f64),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {i} ({what}) is {}, expected a number",
-                    self.module,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, what, a, "a number")),
         }
     }
     fn at_most(&self, n: usize, names: &str) -> Result<(), Diagnostic> {
@@ -766,18 +761,7 @@ impl Translator {
         input: Feat,
         feats: &[Feat],
     ) -> Result<Feat, Diagnostic> {
-        let YValue::Seq(v) = &r.value else {
-            return Err(err("a layer is [from, repeats, module, args]", &r.path));
-        };
-        if v.len() != 4 {
-            return Err(err(
-                format!(
-                    "a layer is [from, repeats, module, args]; this one has {} values",
-                    v.len()
-                ),
-                &r.path,
-            ));
-        }
+        let v = fixed_list(r, 4, "a layer is [from, repeats, module, args]")?;
         let id = format!("m{i}");
         // from
         let resolve = |x: i64, at: &YamlPath| -> Result<usize, Diagnostic> {
@@ -1022,29 +1006,33 @@ impl Translator {
                 }
                 let mut nodes = vec![];
                 for (name, h0, w0) in [("s00", 0, 0), ("s10", 1, 0), ("s01", 0, 1), ("s11", 1, 1)] {
-                    nodes.push(flow(vec![
-                        ("id", Emit::str(format!("{name}h"))),
-                        ("op", Emit::str("slice")),
-                        ("in", Emit::str("$in")),
-                        ("dim", Emit::Int(2)),
-                        ("start", Emit::Int(h0)),
-                        ("end", Emit::str("$in_h")),
-                        ("step", Emit::Int(2)),
-                    ]));
-                    nodes.push(flow(vec![
-                        ("id", Emit::str(name)),
-                        ("op", Emit::str("slice")),
-                        ("dim", Emit::Int(3)),
-                        ("start", Emit::Int(w0)),
-                        ("end", Emit::str("$in_w")),
-                        ("step", Emit::Int(2)),
-                    ]));
+                    nodes.push(op_node(
+                        format!("{name}h"),
+                        "slice",
+                        vec![
+                            ("in", Emit::str("$in")),
+                            ("dim", Emit::Int(2)),
+                            ("start", Emit::Int(h0)),
+                            ("end", Emit::str("$in_h")),
+                            ("step", Emit::Int(2)),
+                        ],
+                    ));
+                    nodes.push(op_node(
+                        name,
+                        "slice",
+                        vec![
+                            ("dim", Emit::Int(3)),
+                            ("start", Emit::Int(w0)),
+                            ("end", Emit::str("$in_w")),
+                            ("step", Emit::Int(2)),
+                        ],
+                    ));
                 }
-                nodes.push(flow(vec![
-                    ("id", Emit::str("cat")),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&["s00", "s10", "s01", "s11"])),
-                ]));
+                nodes.push(op_node(
+                    "cat",
+                    "concat",
+                    vec![("in", strs(&["s00", "s10", "s01", "s11"]))],
+                ));
                 nodes.push(
                     conv("conv", "$out", k)
                         .stride(s)
@@ -1173,11 +1161,7 @@ impl Translator {
                 if !self.blocks.contains_key(&bname) {
                     let mut nodes = vec![
                         conv("cv1", "$(2 * c)", 1).node(),
-                        flow(vec![
-                            ("id", Emit::str("split")),
-                            ("op", Emit::str("split")),
-                            ("parts", Emit::Int(2)),
-                        ]),
+                        op_node("split", "split", vec![("parts", Emit::Int(2))]),
                     ];
                     let mut cat = vec!["split:0".to_string(), "split:1".to_string()];
                     for j in 0..n {
@@ -1224,11 +1208,7 @@ impl Translator {
                         cat.push(mid);
                     }
                     let cat: Vec<&str> = cat.iter().map(String::as_str).collect();
-                    nodes.push(flow(vec![
-                        ("id", Emit::str("cat")),
-                        ("op", Emit::str("concat")),
-                        ("in", strs(&cat)),
-                    ]));
+                    nodes.push(op_node("cat", "concat", vec![("in", strs(&cat))]));
                     nodes.push(conv("cv2", "$out", 1).node());
                     self.block(&bname, &["c", "out"], nodes);
                 }
@@ -1266,11 +1246,7 @@ impl Translator {
                 let bname = self.psa_blocks(heads, kd, hd, c);
                 let mut nodes = vec![
                     conv("cv1", "$(2 * c)", 1).node(),
-                    flow(vec![
-                        ("id", Emit::str("split")),
-                        ("op", Emit::str("split")),
-                        ("parts", Emit::Int(2)),
-                    ]),
+                    op_node("split", "split", vec![("parts", Emit::Int(2))]),
                 ];
                 // Ultralytics' nn.Sequential `m`: m.0, m.1, … (`_` reads as `.`).
                 for j in 0..n {
@@ -1289,11 +1265,7 @@ impl Translator {
                 }
                 let last = format!("m_{}", n - 1);
                 nodes.extend([
-                    flow(vec![
-                        ("id", Emit::str("cat")),
-                        ("op", Emit::str("concat")),
-                        ("in", strs(&["split:0", &last])),
-                    ]),
+                    op_node("cat", "concat", vec![("in", strs(&["split:0", &last]))]),
                     conv("cv2", "$(2 * c)", 1).node(),
                 ]);
                 let outer = format!("c2psa_c{c}_n{n}");
@@ -1371,11 +1343,7 @@ impl Translator {
                     cat.push(format!("m{j}"));
                 }
                 let cat: Vec<&str> = cat.iter().map(String::as_str).collect();
-                nodes.push(flow(vec![
-                    ("id", Emit::str("cat")),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&cat)),
-                ]));
+                nodes.push(op_node("cat", "concat", vec![("in", strs(&cat))]));
                 nodes.push(conv("cv2", "$out", 1).node());
                 let ks: Vec<String> = pools.iter().map(i64::to_string).collect();
                 let bname = format!("{}_k{}", module.to_ascii_lowercase(), ks.join("_"));
@@ -1404,11 +1372,8 @@ impl Translator {
                 }
                 let ins: Vec<String> = froms.iter().map(|&j| ref_of(j)).collect();
                 let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&ins)),
-                ]));
+                self.nodes
+                    .push(op_node(&id, "concat", vec![("in", strs(&ins))]));
                 self.leaves += 1;
                 let f0 = feat_of(froms[0]);
                 let ch = froms.iter().map(|&j| feat_of(j).ch).sum();
@@ -1444,13 +1409,15 @@ impl Translator {
                         ))
                     }
                 };
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("upsample")),
-                    ("in", Emit::str(ref_of(f))),
-                    ("scale", Emit::Int(s)),
-                    ("mode", Emit::str(mode)),
-                ]));
+                self.nodes.push(op_node(
+                    &id,
+                    "upsample",
+                    vec![
+                        ("in", Emit::str(ref_of(f))),
+                        ("scale", Emit::Int(s)),
+                        ("mode", Emit::str(mode)),
+                    ],
+                ));
                 self.leaves += n_seq as u64;
                 let x = feat_of(f);
                 out = Feat {
@@ -1478,14 +1445,16 @@ impl Translator {
                         apath,
                     ));
                 }
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("maxpool")),
-                    ("in", Emit::str(ref_of(f))),
-                    ("kernel", Emit::Int(k)),
-                    ("stride", Emit::Int(s)),
-                    ("padding", Emit::Int(p)),
-                ]));
+                self.nodes.push(op_node(
+                    &id,
+                    "maxpool",
+                    vec![
+                        ("in", Emit::str(ref_of(f))),
+                        ("kernel", Emit::Int(k)),
+                        ("stride", Emit::Int(s)),
+                        ("padding", Emit::Int(p)),
+                    ],
+                ));
                 self.leaves += 1;
                 let x = feat_of(f);
                 out = Feat {
@@ -1516,15 +1485,17 @@ impl Translator {
                     }
                 };
                 // torch: (left, right, top, bottom); archscope: [top, left, bottom, right].
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("zero_pad2d")),
-                    ("in", Emit::str(ref_of(f))),
-                    (
-                        "padding",
-                        ints(&[pads[2], pads[0], pads[3], pads[1]]).flow(),
-                    ),
-                ]));
+                self.nodes.push(op_node(
+                    &id,
+                    "zero_pad2d",
+                    vec![
+                        ("in", Emit::str(ref_of(f))),
+                        (
+                            "padding",
+                            ints(&[pads[2], pads[0], pads[3], pads[1]]).flow(),
+                        ),
+                    ],
+                ));
                 self.leaves += 1;
                 let x = feat_of(f);
                 out = Feat {
@@ -1544,30 +1515,15 @@ impl Translator {
                 }
                 let nodes = vec![
                     conv("conv", 1280, k).stride(s).padding(p).groups(g).node(),
-                    flow(vec![
-                        ("id", Emit::str("pool")),
-                        ("op", Emit::str("global_avgpool")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("flatten")),
-                        ("op", Emit::str("flatten")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("drop")),
-                        ("op", Emit::str("dropout")),
-                        ("p", Emit::Float(0.0)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("linear")),
-                        ("op", Emit::str("linear")),
-                        ("out", Emit::str("$out")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("softmax")),
-                        ("op", Emit::str("softmax")),
-                        ("dim", Emit::Int(1)),
-                        ("functional", Emit::Bool(true)),
-                    ]),
+                    op_node("pool", "global_avgpool", vec![]),
+                    op_node("flatten", "flatten", vec![]),
+                    op_node("drop", "dropout", vec![("p", Emit::Float(0.0))]),
+                    op_node("linear", "linear", vec![("out", Emit::str("$out"))]),
+                    op_node(
+                        "softmax",
+                        "softmax",
+                        vec![("dim", Emit::Int(1)), ("functional", Emit::Bool(true))],
+                    ),
                 ];
                 let bname = format!("classify_k{k}_s{s}_p{p}_g{g}");
                 self.block(&bname, &["out"], nodes);
@@ -1693,12 +1649,11 @@ impl Translator {
             vec![
                 conv("cv1", "$hidden", "$k1").padding("$(k1 // 2)").node(),
                 conv("cv2", "$out", "$k2").padding("$(k2 // 2)").node(),
-                flow(vec![
-                    ("id", Emit::str("add")),
-                    ("op", Emit::str("add")),
-                    ("in", strs(&["cv2", "$in"])),
-                    ("when", Emit::str("$add")),
-                ]),
+                op_node(
+                    "add",
+                    "add",
+                    vec![("in", strs(&["cv2", "$in"])), ("when", Emit::str("$add"))],
+                ),
             ],
         );
     }
@@ -1728,11 +1683,7 @@ impl Translator {
         let last = format!("m_{}", n - 1);
         nodes.extend([
             conv("cv2", "$hidden", 1).input("$in").node(),
-            flow(vec![
-                ("id", Emit::str("cat")),
-                ("op", Emit::str("concat")),
-                ("in", strs(&[&last, "cv2"])),
-            ]),
+            op_node("cat", "concat", vec![("in", strs(&[&last, "cv2"]))]),
             conv("cv3", "$out", 1).node(),
         ]);
         self.block(&name, &["hidden", "out", "k1", "k2", "add"], nodes);
@@ -1749,23 +1700,21 @@ impl Translator {
         let mut vs = vec![];
         for j in 0..heads {
             let name = format!("v{j}");
-            nodes.push(flow(vec![
-                ("id", Emit::str(&name)),
-                ("op", Emit::str("slice")),
-                ("in", Emit::str("qkv")),
-                ("dim", Emit::Int(1)),
-                ("start", Emit::Int(j * per + 2 * kd)),
-                ("end", Emit::Int((j + 1) * per)),
-            ]));
+            nodes.push(op_node(
+                &name,
+                "slice",
+                vec![
+                    ("in", Emit::str("qkv")),
+                    ("dim", Emit::Int(1)),
+                    ("start", Emit::Int(j * per + 2 * kd)),
+                    ("end", Emit::Int((j + 1) * per)),
+                ],
+            ));
             vs.push(name);
         }
         let v_map = if heads > 1 {
             let v: Vec<&str> = vs.iter().map(String::as_str).collect();
-            nodes.push(flow(vec![
-                ("id", Emit::str("v")),
-                ("op", Emit::str("concat")),
-                ("in", strs(&v)),
-            ]));
+            nodes.push(op_node("v", "concat", vec![("in", strs(&v))]));
             "v".to_string()
         } else {
             vs[0].clone()
@@ -1777,59 +1726,58 @@ impl Translator {
                 .groups(c)
                 .linear()
                 .node(),
-            flow(vec![
-                ("id", Emit::str("heads")),
-                ("op", Emit::str("reshape")),
-                ("in", Emit::str("qkv")),
-                ("shape", ints(&[heads, per, -1]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("qkv_split")),
-                ("op", Emit::str("split")),
-                ("dim", Emit::Int(2)),
-                ("sizes", ints(&[kd, kd, hd]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("q")),
-                ("op", Emit::str("transpose")),
-                ("in", Emit::str("qkv_split:0")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("k")),
-                ("op", Emit::str("transpose")),
-                ("in", Emit::str("qkv_split:1")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("vt")),
-                ("op", Emit::str("transpose")),
-                ("in", Emit::str("qkv_split:2")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("attn")),
-                ("op", Emit::str("scaled_dot_product_attention")),
-                ("in", strs(&["q", "k", "vt"])),
-            ]),
-            flow(vec![
-                ("id", Emit::str("back")),
-                ("op", Emit::str("transpose")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("map")),
-                ("op", Emit::str("reshape")),
-                (
+            op_node(
+                "heads",
+                "reshape",
+                vec![
+                    ("in", Emit::str("qkv")),
+                    ("shape", ints(&[heads, per, -1]).flow()),
+                ],
+            ),
+            op_node(
+                "qkv_split",
+                "split",
+                vec![("dim", Emit::Int(2)), ("sizes", ints(&[kd, kd, hd]).flow())],
+            ),
+            op_node(
+                "q",
+                "transpose",
+                vec![
+                    ("in", Emit::str("qkv_split:0")),
+                    ("dims", ints(&[2, 3]).flow()),
+                ],
+            ),
+            op_node(
+                "k",
+                "transpose",
+                vec![
+                    ("in", Emit::str("qkv_split:1")),
+                    ("dims", ints(&[2, 3]).flow()),
+                ],
+            ),
+            op_node(
+                "vt",
+                "transpose",
+                vec![
+                    ("in", Emit::str("qkv_split:2")),
+                    ("dims", ints(&[2, 3]).flow()),
+                ],
+            ),
+            op_node(
+                "attn",
+                "scaled_dot_product_attention",
+                vec![("in", strs(&["q", "k", "vt"]))],
+            ),
+            op_node("back", "transpose", vec![("dims", ints(&[2, 3]).flow())]),
+            op_node(
+                "map",
+                "reshape",
+                vec![(
                     "shape",
                     Emit::Seq(vec![Emit::Int(c), Emit::str("$h"), Emit::str("$w")]).flow(),
-                ),
-            ]),
-            flow(vec![
-                ("id", Emit::str("sum")),
-                ("op", Emit::str("add")),
-                ("in", strs(&["map", "pe"])),
-            ]),
+                )],
+            ),
+            op_node("sum", "add", vec![("in", strs(&["map", "pe"]))]),
             conv("proj", c, 1).linear().node(),
         ]);
         self.block(&att, &["h", "w"], nodes);
@@ -1846,19 +1794,11 @@ impl Translator {
                         flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
                     ),
                 ]),
-                flow(vec![
-                    ("id", Emit::str("add1")),
-                    ("op", Emit::str("add")),
-                    ("in", strs(&["attn", "$in"])),
-                ]),
+                op_node("add1", "add", vec![("in", strs(&["attn", "$in"]))]),
                 // Ultralytics' nn.Sequential `ffn`: ffn.0, ffn.1.
                 conv("ffn_0", 2 * c, 1).node(),
                 conv("ffn_1", c, 1).linear().node(),
-                flow(vec![
-                    ("id", Emit::str("add2")),
-                    ("op", Emit::str("add")),
-                    ("in", strs(&["ffn_1", "add1"])),
-                ]),
+                op_node("add2", "add", vec![("in", strs(&["ffn_1", "add1"]))]),
             ],
         );
         psa
@@ -2006,39 +1946,34 @@ impl Translator {
             }
         }
         let cat = |v: &Vec<String>| Emit::Seq(v.iter().map(Emit::str).collect());
-        nodes.push(flow(vec![
-            ("id", Emit::str("boxes")),
-            ("op", Emit::str("concat")),
-            ("in", cat(&boxes)),
-            ("dim", Emit::Int(2)),
-        ]));
-        nodes.push(flow(vec![
-            ("id", Emit::str("scores")),
-            ("op", Emit::str("concat")),
-            ("in", cat(&scores)),
-            ("dim", Emit::Int(2)),
-        ]));
+        nodes.push(op_node(
+            "boxes",
+            "concat",
+            vec![("in", cat(&boxes)), ("dim", Emit::Int(2))],
+        ));
+        nodes.push(op_node(
+            "scores",
+            "concat",
+            vec![("in", cat(&scores)), ("dim", Emit::Int(2))],
+        ));
         // DFL: softmax over the reg_max bins of each side, then their expectation (a 1×1
         // convolution with the fixed weights 0, 1, …, reg_max-1).
         let bins: Vec<i64> = (0..reg_max).collect();
         nodes.extend([
-            flow(vec![
-                ("id", Emit::str("dfl_bins")),
-                ("op", Emit::str("reshape")),
-                ("in", Emit::str("boxes")),
-                ("shape", ints(&[4, reg_max, -1]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("dfl_t")),
-                ("op", Emit::str("transpose")),
-                ("dims", ints(&[1, 2]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("dfl_softmax")),
-                ("op", Emit::str("softmax")),
-                ("dim", Emit::Int(1)),
-                ("functional", Emit::Bool(true)),
-            ]),
+            op_node(
+                "dfl_bins",
+                "reshape",
+                vec![
+                    ("in", Emit::str("boxes")),
+                    ("shape", ints(&[4, reg_max, -1]).flow()),
+                ],
+            ),
+            op_node("dfl_t", "transpose", vec![("dims", ints(&[1, 2]).flow())]),
+            op_node(
+                "dfl_softmax",
+                "softmax",
+                vec![("dim", Emit::Int(1)), ("functional", Emit::Bool(true))],
+            ),
             // Ultralytics' `dfl.conv`.
             conv("dfl_conv", 1, 1)
                 .with("bn", Emit::Bool(false))
@@ -2046,32 +1981,29 @@ impl Translator {
                 .with("trainable", Emit::Bool(false))
                 .with("weight_values", ints(&bins).flow())
                 .node(),
-            flow(vec![
-                ("id", Emit::str("dist")),
-                ("op", Emit::str("reshape")),
-                ("shape", ints(&[4, -1]).flow()),
-            ]),
+            op_node("dist", "reshape", vec![("shape", ints(&[4, -1]).flow())]),
             // make_anchors + dist2bbox (xywh) × stride, as Detect._inference decodes them.
             flow(levels(vec![
                 ("id", Emit::str("dbox")),
                 ("op", Emit::str("dist2bbox")),
             ])),
-            flow(vec![
-                ("id", Emit::str("cls")),
-                ("op", Emit::str("sigmoid")),
-                ("in", Emit::str("scores")),
-                ("functional", Emit::Bool(true)),
-            ]),
+            op_node(
+                "cls",
+                "sigmoid",
+                vec![
+                    ("in", Emit::str("scores")),
+                    ("functional", Emit::Bool(true)),
+                ],
+            ),
         ]);
         let mut out_cat = vec!["dbox".to_string(), "cls".to_string()];
         if !extras.is_empty() {
             let name = extra.as_ref().map(|e| e.0.clone()).unwrap_or_default();
-            nodes.push(flow(vec![
-                ("id", Emit::str(&name)),
-                ("op", Emit::str("concat")),
-                ("in", cat(&extras)),
-                ("dim", Emit::Int(2)),
-            ]));
+            nodes.push(op_node(
+                &name,
+                "concat",
+                vec![("in", cat(&extras)), ("dim", Emit::Int(2))],
+            ));
             if module == "Pose" {
                 // Pose.kpts_decode: x, y to pixels around the cells, visibility sigmoid.
                 let mut n = levels(vec![
@@ -2085,12 +2017,11 @@ impl Translator {
                 out_cat.push(name);
             }
         }
-        nodes.push(flow(vec![
-            ("id", Emit::str("out")),
-            ("op", Emit::str("concat")),
-            ("in", cat(&out_cat)),
-            ("dim", Emit::Int(1)),
-        ]));
+        nodes.push(op_node(
+            "out",
+            "concat",
+            vec![("in", cat(&out_cat)), ("dim", Emit::Int(1))],
+        ));
         let mut leaves = 0u64;
         // cv2: 2 Conv + Conv2d per level; cv3 likewise (legacy) or 4 Conv + Conv2d; dfl.conv.
         let conv_count =
@@ -2101,13 +2032,15 @@ impl Translator {
             // Proto on the first level: Conv 3×3, ConvTranspose2d(2, 2), Conv 3×3, Conv 1×1.
             nodes.extend([
                 conv("proto_cv1", npr, 3).input("$in0").padding(1).node(),
-                flow(vec![
-                    ("id", Emit::str("proto_upsample")),
-                    ("op", Emit::str("conv_transpose2d")),
-                    ("out", Emit::Int(npr)),
-                    ("kernel", Emit::Int(2)),
-                    ("stride", Emit::Int(2)),
-                ]),
+                op_node(
+                    "proto_upsample",
+                    "conv_transpose2d",
+                    vec![
+                        ("out", Emit::Int(npr)),
+                        ("kernel", Emit::Int(2)),
+                        ("stride", Emit::Int(2)),
+                    ],
+                ),
                 conv("proto_cv2", npr, 3).padding(1).node(),
                 // Ultralytics' `proto.cv3` (the model's second output, named `proto` here).
                 conv("proto", nm, 1).node(),

@@ -141,7 +141,11 @@ fn decoded_heads_equal_ultralytics_eval_outputs() {
         if want.get("proto").is_some() {
             let direct = exec::run(&net, &w, std::slice::from_ref(&x), None).unwrap();
             let proto = &direct.outputs[1];
-            assert_eq!(proto.shape, usizes(&want["proto_shape"]), "{key}: prototypes");
+            assert_eq!(
+                proto.shape,
+                usizes(&want["proto_shape"]),
+                "{key}: prototypes"
+            );
             let want_p = f32s(&want["proto"]);
             let got: Vec<f32> = proto.data.iter().step_by(every).copied().collect();
             assert_eq!(got.len(), want_p.len(), "{key}: prototype values");
@@ -168,6 +172,9 @@ fn the_decoding_costs_nothing_under_thop_and_adds_no_parameters() {
         let l = a.layers.iter().find(|l| l.name == name).unwrap();
         assert_eq!(l.params.total(), 0, "{name}: parameters");
         assert_eq!(l.macs, 0, "{name}: thop's MACs");
-        assert!(l.flops > 0, "{name}: archscope's own FLOPs count the arithmetic");
+        assert!(
+            l.flops > 0,
+            "{name}: archscope's own FLOPs count the arithmetic"
+        );
     }
 }

@@ -106,7 +106,12 @@ fn build_levels(a: &mut Attrs, keypoint_dims: Option<u64>) -> Result<Decode, Dia
     }
     let d = Decode {
         keypoint_dims,
-        levels: h.into_iter().zip(w).zip(s).map(|((h, w), s)| (h, w, s)).collect(),
+        levels: h
+            .into_iter()
+            .zip(w)
+            .zip(s)
+            .map(|((h, w), s)| (h, w, s))
+            .collect(),
     };
     let x = a.input();
     let channels_ok = match keypoint_dims {
