@@ -1739,30 +1739,19 @@ impl Translator {
                 "split",
                 vec![("dim", Emit::Int(2)), ("sizes", ints(&[kd, kd, hd]).flow())],
             ),
-            op_node(
-                "q",
+        ]);
+        // q, k and v as N×heads×tokens×dim.
+        for (j, name) in ["q", "k", "vt"].iter().enumerate() {
+            nodes.push(op_node(
+                *name,
                 "transpose",
                 vec![
-                    ("in", Emit::str("qkv_split:0")),
+                    ("in", Emit::str(format!("qkv_split:{j}"))),
                     ("dims", ints(&[2, 3]).flow()),
                 ],
-            ),
-            op_node(
-                "k",
-                "transpose",
-                vec![
-                    ("in", Emit::str("qkv_split:1")),
-                    ("dims", ints(&[2, 3]).flow()),
-                ],
-            ),
-            op_node(
-                "vt",
-                "transpose",
-                vec![
-                    ("in", Emit::str("qkv_split:2")),
-                    ("dims", ints(&[2, 3]).flow()),
-                ],
-            ),
+            ));
+        }
+        nodes.extend([
             op_node(
                 "attn",
                 "scaled_dot_product_attention",
