@@ -50,6 +50,7 @@ mod tokens_rf;
 mod train_memory;
 mod transformers;
 mod ultralytics;
+mod ultralytics_head;
 mod video_audio;
 mod weights_names_star;
 mod window_rf;
