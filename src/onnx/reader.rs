@@ -36,6 +36,9 @@ pub struct Import {
     pub origins: Vec<String>,
     /// (layer id, ONNX tensor name, per-sample shape) from the file's value_info / outputs.
     pub declared: Vec<(String, String, Vec<u64>)>,
+    /// Per YAML node (in `nodes:` order), the dotted PyTorch module path its ONNX node names
+    /// (`layer1.0.conv1`), when it names one: `convert` groups repeated blocks by it.
+    pub paths: Vec<Option<String>>,
 }
 
 /// A value in the graph being read.
@@ -63,6 +66,7 @@ struct Reader<'a> {
     inits: HashMap<&'a str, &'a TensorProto>,
     yaml_nodes: Vec<String>,
     origins: Vec<String>,
+    paths: Vec<Option<String>>,
     ids: HashSet<String>,
     weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
     missing_data: bool,
@@ -164,6 +168,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         inits: HashMap::new(),
         yaml_nodes: Vec::new(),
         origins: Vec::new(),
+        paths: Vec::new(),
         ids: HashSet::new(),
         weights: HashMap::new(),
         missing_data: false,
@@ -326,6 +331,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         has_weights,
         origins: r.origins,
         declared,
+        paths: r.paths,
     })
 }
 
@@ -580,7 +586,9 @@ impl<'a> Reader<'a> {
     fn put_weight(&mut self, layer: &str, w: &str, shape: Vec<usize>, data: Option<Vec<f32>>) {
         match data {
             Some(d) => {
-                self.weights.insert(format!("{layer}.{w}"), (shape, d));
+                // A `parameter`'s one tensor is named after the layer itself (exec::tensor_name).
+                self.weights
+                    .insert(crate::exec::tensor_name(layer, w), (shape, d));
             }
             None => self.missing_data = true,
         }
@@ -591,6 +599,8 @@ impl<'a> Reader<'a> {
         let id = self.fresh_id(base, "layer");
         self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
         self.origins.push(self.where_(i, n));
+        self.paths
+            .push(module_path(n, n.input.get(1).map(String::as_str)));
         id
     }
 
