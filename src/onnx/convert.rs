@@ -193,6 +193,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let (folded_bn, bn_eps) = out.fold_bn();
     let folded_act = out.fold_act();
     out.resolve_all();
+    out.name_by_path(&first_input, inputs.iter().map(|(k, _)| k.as_str()));
     let (items, blocks) = out.group();
 
     // The YAML.
@@ -206,7 +207,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         blocks.len()
     ));
     if any_conv && !any_bn_node {
-        header.push_str("\nThe file has no BatchNormalization node: torch.onnx.export in eval mode folds each batch\nnorm into the convolution before it (as that convolution's bias), so the figures are those\nof the folded model. Export with training=torch.onnx.TrainingMode.PRESERVE (or\ndo_constant_folding=False) to keep the batch norms.");
+        header.push_str("\nThe file has no BatchNormalization node. If the model has batch norms, torch.onnx.export\nin eval mode folded each into the convolution before it (as that convolution's bias), and\nthe figures here are those of the folded model: export with\ntraining=torch.onnx.TrainingMode.PRESERVE (or do_constant_folding=False) to keep them.");
     }
     let mut top: Vec<(String, Emit)> = vec![
         ("format".into(), Emit::str("archscope/1")),
@@ -391,6 +392,19 @@ fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
         Some(Emit::Int(0)) if op.starts_with("conv") && key == "padding" => None,
         Some(s) => Some(s),
         None => Some(v.clone()),
+    }
+}
+
+/// A list of one repeated value as that value (`[2, 2]` → `2`: a window size per axis).
+fn compact(v: &Emit) -> Emit {
+    match v {
+        Emit::Flow(x) => match &**x {
+            Emit::Seq(s) if !s.is_empty() && s.iter().all(|e| e == &s[0] && matches!(e, Emit::Int(_))) => {
+                s[0].clone()
+            }
+            _ => v.clone(),
+        },
+        _ => v.clone(),
     }
 }
 
@@ -624,6 +638,60 @@ impl Rewriter {
         self.rename.clear();
     }
 
+    /// Renames each layer after its whole module path (`features_2_0_block_2_avgpool`) where
+    /// that name is free, so top-level names say where a layer sits in the PyTorch model.
+    fn name_by_path<'b>(&mut self, first: &str, inputs: impl Iterator<Item = &'b str>) {
+        let mut taken: HashSet<String> = inputs.map(str::to_string).collect();
+        taken.insert(first.to_string());
+        let mut wanted: Vec<Option<String>> = Vec::with_capacity(self.layers.len());
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for l in &self.layers {
+            let w = l.path.as_deref().map(ident);
+            if let Some(w) = &w {
+                *count.entry(w.clone()).or_default() += 1;
+            }
+            wanted.push(w);
+        }
+        let mut map: HashMap<String, String> = HashMap::new();
+        let mut next: Vec<String> = Vec::with_capacity(self.layers.len());
+        for (l, w) in self.layers.iter().zip(&wanted) {
+            let id = match w {
+                Some(w) if count[w] == 1 && !taken.contains(w) => w.clone(),
+                _ => l.id.clone(),
+            };
+            next.push(id);
+        }
+        // A kept id must not clash with a new one.
+        let new_set: HashSet<&String> = next
+            .iter()
+            .zip(&self.layers)
+            .filter(|(n, l)| **n != l.id)
+            .map(|(n, _)| n)
+            .collect();
+        for (k, l) in self.layers.iter().enumerate() {
+            if next[k] == l.id && new_set.contains(&l.id) {
+                return;
+            }
+        }
+        taken.extend(next.iter().cloned());
+        for (l, n) in self.layers.iter().zip(&next) {
+            map.insert(l.id.clone(), n.clone());
+        }
+        let rn = |r: &str| -> String {
+            match r.split_once(':') {
+                Some((a, s)) => format!("{}:{s}", map.get(a).map_or(a, String::as_str)),
+                None => map.get(r).cloned().unwrap_or_else(|| r.to_string()),
+            }
+        };
+        for l in self.layers.iter_mut() {
+            l.ins = l.ins.iter().map(|r| rn(r)).collect();
+        }
+        self.outputs = self.outputs.iter().map(|r| rn(r)).collect();
+        for (l, n) in self.layers.iter_mut().zip(next) {
+            l.id = n;
+        }
+    }
+
     /// How a reference is written at the top level once groups exist (a grouped layer is
     /// reached through its group: only the group's output is referenced from outside).
     fn public(&self, r: &str, items: &[Item]) -> String {
@@ -738,7 +806,9 @@ impl Rewriter {
             }
             insts.push((s, j));
         }
-        if insts.len() < 2 {
+        // A block is at least two layers (one convolution per "instance" is a coincidence of
+        // Sequential indices, not a repeated sub-graph).
+        if insts.len() < 2 || insts.iter().any(|(s, e)| e - s < 2) {
             return None;
         }
         let end = j;
@@ -891,9 +961,13 @@ impl Rewriter {
                 if va != vb {
                     let pname = ident(&format!("{}_{}", a.local, ka));
                     per_attr.insert((a.local.clone(), ka.clone()), pname.clone());
-                    params.push((pname, vb.clone(), va.clone()));
+                    params.push((pname, compact(vb), compact(va)));
                 }
             }
+        }
+        // Instances that differ in more values than they have layers are different blocks.
+        if params.len() > s1.len() {
+            return None;
         }
         // Names.
         let id = ident(parent);

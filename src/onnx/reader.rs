@@ -452,6 +452,32 @@ fn module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
     None
 }
 
+/// The whole dotted module path of a PyTorch-exported node: its weight's
+/// (`layer1.0.conv1.weight` → `layer1.0.conv1`), else its name's scopes joined, each scope
+/// being either a path that continues the one before (`features.2.0` after `features.2`,
+/// `block.2` after `….block`) or a child's own name (`avgpool`):
+/// `/features/features.2/features.2.0/block/block.2/avgpool/GlobalAveragePool` →
+/// `features.2.0.block.2.avgpool`.
+fn full_module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
+    if let Some(p) = weight.and_then(|w| w.strip_suffix(".weight")) {
+        return Some(p.to_string());
+    }
+    let name = n.name.as_deref()?.strip_prefix('/')?;
+    let scopes: Vec<&str> = name.split('/').collect();
+    let mut path: Vec<String> = Vec::new();
+    for s in &scopes[..scopes.len().saturating_sub(1)] {
+        let parts: Vec<&str> = s.split('.').collect();
+        // The longest tail of the path that the scope starts with.
+        let keep = (1..=path.len().min(parts.len().saturating_sub(1)))
+            .rev()
+            .find(|&k| path[path.len() - k..].iter().zip(&parts).all(|(a, b)| a == b))
+            .map_or(path.len(), |k| path.len() - k);
+        path.truncate(keep);
+        path.extend(parts.iter().map(|p| p.to_string()));
+    }
+    (!path.is_empty()).then(|| path.join("."))
+}
+
 impl<'a> Reader<'a> {
     fn fresh_id(&mut self, base: &str, fallback: &str) -> String {
         let base = if base.is_empty() {
@@ -600,7 +626,7 @@ impl<'a> Reader<'a> {
         self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
         self.origins.push(self.where_(i, n));
         self.paths
-            .push(module_path(n, n.input.get(1).map(String::as_str)));
+            .push(full_module_path(n, n.input.get(1).map(String::as_str)));
         id
     }
 
