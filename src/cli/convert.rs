@@ -44,8 +44,8 @@ fn run_onnx(args: &Args) -> Result<i32> {
                 "{model} holds no weights (a graph-only export: its weights are graph inputs)\n   help: export with export_params=True, or leave --weights-out out"
             );
         }
-        let st = crate::onnx::convert::safetensors_bytes(&conv.weights)
-            .map_err(crate::Error::from)?;
+        let st =
+            crate::onnx::convert::safetensors_bytes(&conv.weights).map_err(crate::Error::from)?;
         std::fs::write(w, st).with_context(|| format!("cannot write {w}"))?;
         eprintln!("wrote {w} ({} tensors)", conv.weights.len());
     }
@@ -77,7 +77,10 @@ pub fn run(args: Args) -> Result<i32> {
         return run_onnx(&args);
     }
     if args.weights_out.is_some() {
-        bail!("--weights-out writes an ONNX file's weights; {} is not an ONNX file", args.model.model);
+        bail!(
+            "--weights-out writes an ONNX file's weights; {} is not an ONNX file",
+            args.model.model
+        );
     }
     let (_, model) = load_doc(&args.model.model, &setting)?;
     let Some(model) = model else {

@@ -85,7 +85,9 @@ fn to_emit(n: &YNode) -> Emit {
         YValue::Float(f) => Emit::Float(*f),
         YValue::Str(s) => Emit::Str(s.clone()),
         YValue::Seq(v) => Emit::Seq(v.iter().map(to_emit).collect()).flow(),
-        YValue::Map(m) => Emit::Map(m.iter().map(|(k, v)| (k.clone(), to_emit(v))).collect()).flow(),
+        YValue::Map(m) => {
+            Emit::Map(m.iter().map(|(k, v)| (k.clone(), to_emit(v))).collect()).flow()
+        }
     }
 }
 
@@ -239,14 +241,22 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         match it {
             Item::Layer(k) => {
                 let l = &out.layers[*k];
-                node_list.push(layer_emit(l, &l.id, |r| r.to_string(), prev.as_deref(), &first_input, None));
+                node_list.push(layer_emit(
+                    l,
+                    &l.id,
+                    |r| r.to_string(),
+                    prev.as_deref(),
+                    &first_input,
+                    None,
+                ));
                 prev = Some(l.id.clone());
             }
             Item::Group(g) => {
                 block_defs.push((g.block.clone(), g.def.clone()));
                 let mut m = vec![("id".to_string(), Emit::str(g.id.clone()))];
                 let gin = out.public(&g.input, &items);
-                if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input) {
+                if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input)
+                {
                     m.push(("in".into(), Emit::str(gin)));
                 }
                 m.push(("use".into(), Emit::str(g.block.clone())));
@@ -388,7 +398,9 @@ fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
         _ => None,
     };
     match scalar {
-        Some(Emit::Int(1)) if op.starts_with("conv") && (key == "stride" || key == "dilation") => None,
+        Some(Emit::Int(1)) if op.starts_with("conv") && (key == "stride" || key == "dilation") => {
+            None
+        }
         Some(Emit::Int(0)) if op.starts_with("conv") && key == "padding" => None,
         Some(s) => Some(s),
         None => Some(v.clone()),
@@ -399,7 +411,9 @@ fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
 fn compact(v: &Emit) -> Emit {
     match v {
         Emit::Flow(x) => match &**x {
-            Emit::Seq(s) if !s.is_empty() && s.iter().all(|e| e == &s[0] && matches!(e, Emit::Int(_))) => {
+            Emit::Seq(s)
+                if !s.is_empty() && s.iter().all(|e| e == &s[0] && matches!(e, Emit::Int(_))) =>
+            {
                 s[0].clone()
             }
             _ => v.clone(),
@@ -496,10 +510,13 @@ impl Rewriter {
     /// the eps the folded ones share when it is not PyTorch's default (written as `defaults:`).
     fn fold_bn(&mut self) -> (usize, Option<f64>) {
         let eps_of = |l: &Layer| {
-            l.attrs.iter().find(|(k, _)| k == "eps").and_then(|(_, v)| match v {
-                Emit::Float(f) => Some(*f),
-                _ => None,
-            })
+            l.attrs
+                .iter()
+                .find(|(k, _)| k == "eps")
+                .and_then(|(_, v)| match v {
+                    Emit::Float(f) => Some(*f),
+                    _ => None,
+                })
         };
         // The most common eps among foldable batch norms.
         let idx: HashMap<String, usize> = self
@@ -553,7 +570,11 @@ impl Rewriter {
             let c = &mut self.layers[j];
             c.bn = true;
             for (old, sub) in bn.olds {
-                let s = if sub.is_empty() { "bn".to_string() } else { format!("bn.{sub}") };
+                let s = if sub.is_empty() {
+                    "bn".to_string()
+                } else {
+                    format!("bn.{sub}")
+                };
                 c.olds.push((old, s));
             }
             self.rename.insert(bn.id.clone(), c.id.clone());
@@ -745,11 +766,17 @@ impl Rewriter {
                         continue;
                     }
                     let parent = comps[..c].join(".");
-                    if let Some(g) = self.try_group(i, &parent, &idx, &readers, &used_ids, &used_blocks) {
+                    if let Some(g) =
+                        self.try_group(i, &parent, &idx, &readers, &used_ids, &used_blocks)
+                    {
                         used_ids.insert(g.id.clone());
                         used_blocks.insert(g.block.clone());
                         found.push((g.id.clone(), g.n));
-                        let end = g.members.last().and_then(|m| m.iter().map(|(k, _)| *k).max()).unwrap_or(i);
+                        let end = g
+                            .members
+                            .last()
+                            .and_then(|m| m.iter().map(|(k, _)| *k).max())
+                            .unwrap_or(i);
                         items.push(Item::Group(g));
                         i = end + 1;
                         done = true;
@@ -766,7 +793,11 @@ impl Rewriter {
         let publics: Vec<Vec<String>> = items
             .iter()
             .map(|it| match it {
-                Item::Layer(k) => self.layers[*k].ins.iter().map(|r| self.public(r, &items)).collect(),
+                Item::Layer(k) => self.layers[*k]
+                    .ins
+                    .iter()
+                    .map(|r| self.public(r, &items))
+                    .collect(),
                 Item::Group(_) => Vec::new(),
             })
             .collect();
@@ -823,7 +854,11 @@ impl Rewriter {
                 let l = &self.layers[k];
                 let p = l.path.as_deref().unwrap_or("");
                 let rest = p.strip_prefix(&pre).unwrap_or("").trim_start_matches('.');
-                let b = if rest.is_empty() { l.op.clone() } else { ident(rest) };
+                let b = if rest.is_empty() {
+                    l.op.clone()
+                } else {
+                    ident(rest)
+                };
                 let mut loc = b.clone();
                 let mut q = 1;
                 while !seen.insert(loc.clone()) {
@@ -848,7 +883,9 @@ impl Rewriter {
                     let b = base(r);
                     let slot = r.split_once(':').map(|(_, s)| s.to_string());
                     match idx.get(b).and_then(|j| local_of.get(j)) {
-                        Some((i2, loc2)) if *i2 == inst => ins.push(LRef::Local(loc2.clone(), slot)),
+                        Some((i2, loc2)) if *i2 == inst => {
+                            ins.push(LRef::Local(loc2.clone(), slot))
+                        }
                         _ => {
                             match &ext {
                                 Some(e) if e != r => return None,
@@ -944,7 +981,12 @@ impl Rewriter {
         let mut params: Vec<(String, Emit, Emit)> = Vec::new();
         let mut per_attr: HashMap<(String, String), String> = HashMap::new();
         for (a, b) in kept.iter().zip(s1) {
-            if a.local != b.local || a.op != b.op || a.list != b.list || a.bn != b.bn || a.act != b.act {
+            if a.local != b.local
+                || a.op != b.op
+                || a.list != b.list
+                || a.bn != b.bn
+                || a.act != b.act
+            {
                 return None;
             }
             let ins: Option<Vec<LRef>> = a.ins.iter().map(through).collect();
@@ -1021,7 +1063,14 @@ impl Rewriter {
             } else {
                 None
             };
-            bnodes.push(layer_emit(&l, loc, name, prev.as_deref(), "$in", when.as_deref()));
+            bnodes.push(layer_emit(
+                &l,
+                loc,
+                name,
+                prev.as_deref(),
+                "$in",
+                when.as_deref(),
+            ));
             prev = Some(loc.clone());
         }
         let mut def = Vec::new();
@@ -1032,8 +1081,14 @@ impl Rewriter {
         if members[0].last().map(|(_, l)| l) != Some(&out_local) {
             def.push(("output".into(), Emit::str(out_local.clone())));
         }
-        let with: Vec<(String, Emit)> = params.iter().map(|(p, w, _)| (p.clone(), w.clone())).collect();
-        let mut first: Vec<(String, Emit)> = params.iter().map(|(p, _, f)| (p.clone(), f.clone())).collect();
+        let with: Vec<(String, Emit)> = params
+            .iter()
+            .map(|(p, w, _)| (p.clone(), w.clone()))
+            .collect();
+        let mut first: Vec<(String, Emit)> = params
+            .iter()
+            .map(|(p, _, f)| (p.clone(), f.clone()))
+            .collect();
         if let Some(s) = &switch {
             first.push((s.clone(), Emit::Bool(true)));
         }
@@ -1052,7 +1107,9 @@ impl Rewriter {
 }
 
 /// The weights as a .safetensors file (F32 tensors, names sorted).
-pub fn safetensors_bytes(weights: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>, Diagnostic> {
+pub fn safetensors_bytes(
+    weights: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<Vec<u8>, Diagnostic> {
     let bytes: Vec<Vec<u8>> = weights
         .iter()
         .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())

@@ -470,7 +470,12 @@ fn full_module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
         // The longest tail of the path that the scope starts with.
         let keep = (1..=path.len().min(parts.len().saturating_sub(1)))
             .rev()
-            .find(|&k| path[path.len() - k..].iter().zip(&parts).all(|(a, b)| a == b))
+            .find(|&k| {
+                path[path.len() - k..]
+                    .iter()
+                    .zip(&parts)
+                    .all(|(a, b)| a == b)
+            })
             .map_or(path.len(), |k| path.len() - k);
         path.truncate(keep);
         path.extend(parts.iter().map(|p| p.to_string()));
