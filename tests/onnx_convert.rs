@@ -170,6 +170,29 @@ fn resnet_basic_blocks_become_repeated_blocks() {
 }
 
 #[test]
+fn convnext_stages_become_repeated_blocks() {
+    // torchvision's convnext_tiny: stages of 3, 3, 9 and 3 CNBlocks at features.1, .3, .5, .7
+    // (the downsamplers between them at .2, .4, .6).
+    let (_, _, c) = converted("convnext_tiny_graph.onnx", 1);
+    let want: Vec<(String, usize)> = [
+        ("features_1", 3),
+        ("features_3", 3),
+        ("features_5", 9),
+        ("features_7", 3),
+    ]
+    .iter()
+    .map(|(a, n)| (a.to_string(), *n))
+    .collect();
+    assert_eq!(c.blocks, want);
+    assert!(
+        c.text
+            .contains("  - {id: features_5, use: features_5_block, repeat: 9}\n"),
+        "{}",
+        c.text
+    );
+}
+
+#[test]
 fn batch_norms_fold_when_the_export_kept_them() {
     let reference = data_json("onnx_reference.json");
     // The tiny ResNet has 10 batch norms, each after a convolution, over 8 + 4·8 + 5·16 = 120
