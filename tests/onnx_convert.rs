@@ -193,6 +193,31 @@ fn convnext_stages_become_repeated_blocks() {
 }
 
 #[test]
+fn efficientnet_stages_become_repeated_blocks() {
+    // torchvision's efficientnet_b0: stages features.2 to features.6 of 2, 2, 3, 3 and 4
+    // MBConv blocks; each stage's first block changes the width (and all but features.5's the
+    // stride) and has no residual sum, which the others have.
+    let (_, _, c) = converted("efficientnet_b0_graph.onnx", 1);
+    let want: Vec<(String, usize)> = [2, 2, 3, 3, 4]
+        .iter()
+        .enumerate()
+        .map(|(k, n)| (format!("features_{}", k + 2), *n))
+        .collect();
+    assert_eq!(c.blocks, want);
+    assert!(
+        c.text.contains(
+            "      - {id: add, op: add, in: [block_3_0, \"$in\"], when: \"$rest_only\"}\n"
+        ),
+        "{}",
+        c.text
+    );
+    let back = read_back("efficientnet_b0_graph.onnx", &c, 1);
+    let names: Vec<&str> = back.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert!(names.contains(&"features_6.3.add"), "{names:?}");
+    assert!(!names.contains(&"features_6.0.add"), "{names:?}");
+}
+
+#[test]
 fn batch_norms_fold_when_the_export_kept_them() {
     let reference = data_json("onnx_reference.json");
     // The tiny ResNet has 10 batch norms, each after a convolution, over 8 + 4·8 + 5·16 = 120

@@ -908,10 +908,11 @@ impl Rewriter {
             externals.push(ext);
             sigs.push(v);
         }
-        // Each instance after the first reads one layer of the one before: its output.
-        let mut out_local: Option<String> = None;
-        for inst in 1..members.len() {
-            let e = externals[inst].as_ref()?;
+        // Each instance after the first reads one layer of the one before: its output (the
+        // first instance's may differ from the others').
+        let mut outs: Vec<String> = Vec::new();
+        for (inst, e) in externals.iter().enumerate().skip(1) {
+            let e = e.as_ref()?;
             if e.contains(':') {
                 return None;
             }
@@ -920,12 +921,30 @@ impl Rewriter {
             if *i2 != inst - 1 {
                 return None;
             }
-            match &out_local {
-                Some(o) if o != loc => return None,
-                _ => out_local = Some(loc.clone()),
+            outs.push(loc.clone());
+        }
+        // The last instance's output: what is read after the run (as the others').
+        let last = members.len() - 1;
+        let mut after: Option<String> = None;
+        for (k, (inst, loc)) in &local_of {
+            for &r in readers.get(k).map(Vec::as_slice).unwrap_or(&[]) {
+                if !(r >= start && r < end) && *inst == last {
+                    match &after {
+                        Some(a) if a != loc => return None,
+                        _ => after = Some(loc.clone()),
+                    }
+                }
             }
         }
-        let out_local = out_local?;
+        outs.push(match after {
+            Some(a) => a,
+            None => outs.last()?.clone(),
+        });
+        let out0 = outs[0].clone();
+        let out1 = outs[1].clone();
+        if outs[1..].iter().any(|o| *o != out1) {
+            return None;
+        }
         let input = externals[0].clone()?;
         // Readers outside the run reach the last instance's output only; inside, a layer is
         // read by its own instance or (the output) by the next one.
@@ -934,15 +953,16 @@ impl Rewriter {
                 let inside = r >= start && r < end;
                 if inside {
                     let (ri, _) = &local_of[&r];
-                    if ri != inst && !(*ri == inst + 1 && *loc == out_local) {
+                    if ri != inst && !(*ri == inst + 1 && *loc == outs[*inst]) {
                         return None;
                     }
-                } else if !(*inst == members.len() - 1 && *loc == out_local) {
+                } else if !(*inst == last && *loc == out1) {
                     return None;
                 }
             }
         }
-        // Instances 1.. identical; the first may differ in values and have extra layers.
+        // Instances 1.. identical; the first may differ in values, have layers of its own
+        // (`when: $first_only`) and lack layers the others have (`when: $rest_only`).
         for s in &sigs[2..] {
             if *s != sigs[1] {
                 return None;
@@ -950,23 +970,25 @@ impl Rewriter {
         }
         let s0 = &sigs[0];
         let s1 = &sigs[1];
+        let l0: HashSet<&str> = s0.iter().map(|s| s.local.as_str()).collect();
         let l1: HashSet<&str> = s1.iter().map(|s| s.local.as_str()).collect();
-        let extras: HashSet<String> = s0
+        let extras0: HashSet<String> = s0
             .iter()
             .filter(|s| !l1.contains(s.local.as_str()))
             .map(|s| s.local.clone())
             .collect();
-        if extras.contains(&out_local) {
-            return None;
-        }
+        let extras1: HashSet<String> = s1
+            .iter()
+            .filter(|s| !l0.contains(s.local.as_str()))
+            .map(|s| s.local.clone())
+            .collect();
         // A switched-off layer passes its first input through.
-        let by_local: HashMap<&str, &Sig> = s0.iter().map(|s| (s.local.as_str(), s)).collect();
-        let through = |r: &LRef| -> Option<LRef> {
+        let through = |sig: &[Sig], extras: &HashSet<String>, r: &LRef| -> Option<LRef> {
             let mut r = r.clone();
-            for _ in 0..=s0.len() {
+            for _ in 0..=sig.len() {
                 match &r {
                     LRef::Local(x, None) if extras.contains(x) => {
-                        r = by_local.get(x.as_str())?.ins.first()?.clone();
+                        r = sig.iter().find(|s| s.local == *x)?.ins.first()?.clone();
                     }
                     LRef::Local(x, Some(_)) if extras.contains(x) => return None,
                     _ => return Some(r),
@@ -974,28 +996,70 @@ impl Rewriter {
             }
             None
         };
-        let kept: Vec<&Sig> = s0.iter().filter(|s| !extras.contains(&s.local)).collect();
-        if kept.len() != s1.len() {
+        // The block's output, switched through each instance's own layers, is its output.
+        let out_local = out1.clone();
+        let lr = |x: &str| LRef::Local(x.to_string(), None);
+        let all0: HashSet<String> = extras1.iter().cloned().collect();
+        if through(s1, &all0, &lr(&out_local)) != Some(lr(&out0))
+            && !(extras1.is_empty() && out0 == out1)
+        {
             return None;
+        }
+        if extras0.contains(&out_local) {
+            return None;
+        }
+        // The merged list: both orders kept, the shared layers in the same order.
+        let mut merged: Vec<(usize, &Sig, Vec<LRef>)> = Vec::new();
+        let (mut i0, mut i1) = (0, 0);
+        let is_extra = |extras: &HashSet<String>, r: &LRef| matches!(r, LRef::Local(x, _) if extras.contains(x));
+        while i0 < s0.len() || i1 < s1.len() {
+            if i0 < s0.len() && extras0.contains(&s0[i0].local) {
+                merged.push((0, &s0[i0], s0[i0].ins.clone()));
+                i0 += 1;
+            } else if i1 < s1.len() && extras1.contains(&s1[i1].local) {
+                merged.push((1, &s1[i1], s1[i1].ins.clone()));
+                i1 += 1;
+            } else if i0 < s0.len() && i1 < s1.len() && s0[i0].local == s1[i1].local {
+                let (a, b) = (&s0[i0], &s1[i1]);
+                if a.op != b.op
+                    || a.list != b.list
+                    || a.bn != b.bn
+                    || a.act != b.act
+                    || a.ins.len() != b.ins.len()
+                    || a.attrs.len() != b.attrs.len()
+                {
+                    return None;
+                }
+                // One wiring for both: an input only the first instance has is read where
+                // the first reads it (the others pass through it), and the other way round.
+                let mut ins = Vec::new();
+                for (ra, rb) in a.ins.iter().zip(&b.ins) {
+                    if through(s0, &extras0, ra)? != through(s1, &extras1, rb)? {
+                        return None;
+                    }
+                    let (ea, eb) = (is_extra(&extras0, ra), is_extra(&extras1, rb));
+                    match (ea, eb) {
+                        (true, true) => return None,
+                        (true, false) => ins.push(ra.clone()),
+                        (false, true) => ins.push(rb.clone()),
+                        (false, false) if ra == rb => ins.push(ra.clone()),
+                        _ => return None,
+                    }
+                }
+                merged.push((2, a, ins));
+                i0 += 1;
+                i1 += 1;
+            } else {
+                return None;
+            }
         }
         let mut params: Vec<(String, Emit, Emit)> = Vec::new();
         let mut per_attr: HashMap<(String, String), String> = HashMap::new();
-        for (a, b) in kept.iter().zip(s1) {
-            if a.local != b.local
-                || a.op != b.op
-                || a.list != b.list
-                || a.bn != b.bn
-                || a.act != b.act
-            {
-                return None;
-            }
-            let ins: Option<Vec<LRef>> = a.ins.iter().map(through).collect();
-            if ins? != b.ins {
-                return None;
-            }
-            if a.attrs.len() != b.attrs.len() {
-                return None;
-            }
+        for (a, b) in s0
+            .iter()
+            .filter(|s| l1.contains(s.local.as_str()))
+            .zip(s1.iter().filter(|s| l0.contains(s.local.as_str())))
+        {
             for ((ka, va), (kb, vb)) in a.attrs.iter().zip(&b.attrs) {
                 if ka != kb {
                     return None;
@@ -1022,46 +1086,53 @@ impl Rewriter {
             q += 1;
             block = format!("{id}_block_{q}");
         }
-        let switch = if extras.is_empty() {
-            None
-        } else {
-            let mut s = "first_only".to_string();
+        let fresh = |base: &str| {
+            let mut s = base.to_string();
             while params.iter().any(|(p, _, _)| *p == s) {
                 s.push('_');
             }
-            Some(s)
+            s
         };
-        // The block definition: the first instance's layers.
+        let switch0 = (!extras0.is_empty()).then(|| fresh("first_only"));
+        let switch1 = (!extras1.is_empty()).then(|| fresh("rest_only"));
+        // The block definition: the merged layers, wired as the instance they come from.
         let mut bparams: Vec<(String, Emit)> = params
             .iter()
             .map(|(p, _, _)| (p.clone(), Emit::str("required")))
             .collect();
-        if let Some(s) = &switch {
+        for s in switch0.iter().chain(&switch1) {
             bparams.push((s.clone(), Emit::Bool(false)));
         }
+        let layer_of = |inst: usize, loc: &str| -> Option<usize> {
+            members[inst]
+                .iter()
+                .find(|(_, l)| l == loc)
+                .map(|(k, _)| *k)
+        };
         let mut bnodes = Vec::new();
         let mut prev: Option<String> = None;
-        for (k, loc) in &members[0] {
-            let mut l = self.layers[*k].clone();
+        for (from, sig, ins) in &merged {
+            let inst = if *from == 0 { 0 } else { 1 };
+            let loc = &sig.local;
+            let mut l = self.layers[layer_of(inst, loc)?].clone();
             for (key, v) in l.attrs.iter_mut() {
                 if let Some(p) = per_attr.get(&(loc.clone(), key.clone())) {
                     *v = Emit::Str(format!("${p}"));
                 }
             }
-            let name = |r: &str| -> String {
-                let b = base(r);
-                match idx.get(b).and_then(|j| local_of.get(j)) {
-                    Some((0, l2)) => match r.split_once(':') {
-                        Some((_, s)) => format!("{l2}:{s}"),
-                        None => l2.clone(),
-                    },
-                    _ => "$in".to_string(),
-                }
-            };
-            let when = if extras.contains(loc) {
-                switch.as_ref().map(|s| format!("${s}"))
-            } else {
-                None
+            l.ins = ins
+                .iter()
+                .map(|r| match r {
+                    LRef::In => "$in".to_string(),
+                    LRef::Local(x, None) => x.clone(),
+                    LRef::Local(x, Some(s)) => format!("{x}:{s}"),
+                })
+                .collect();
+            let name = |r: &str| r.to_string();
+            let when = match from {
+                0 => switch0.as_ref().map(|s| format!("${s}")),
+                1 => switch1.as_ref().map(|s| format!("${s}")),
+                _ => None,
             };
             bnodes.push(layer_emit(
                 &l,
@@ -1078,10 +1149,10 @@ impl Rewriter {
             def.push(("params".to_string(), Emit::Map(bparams).flow()));
         }
         def.push(("nodes".into(), Emit::Seq(bnodes)));
-        if members[0].last().map(|(_, l)| l) != Some(&out_local) {
+        if merged.last().map(|(_, s, _)| &s.local) != Some(&out_local) {
             def.push(("output".into(), Emit::str(out_local.clone())));
         }
-        let with: Vec<(String, Emit)> = params
+        let mut with: Vec<(String, Emit)> = params
             .iter()
             .map(|(p, w, _)| (p.clone(), w.clone()))
             .collect();
@@ -1089,8 +1160,12 @@ impl Rewriter {
             .iter()
             .map(|(p, _, f)| (p.clone(), f.clone()))
             .collect();
-        if let Some(s) = &switch {
+        if let Some(s) = &switch0 {
             first.push((s.clone(), Emit::Bool(true)));
+        }
+        if let Some(s) = &switch1 {
+            with.push((s.clone(), Emit::Bool(true)));
+            first.push((s.clone(), Emit::Bool(false)));
         }
         Some(Group {
             id,
