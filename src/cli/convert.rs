@@ -35,8 +35,6 @@ fn run_onnx(args: &Args) -> Result<i32> {
     )?;
     let imp = crate::onnx::import(model, &bytes, 1)?;
     drop(bytes);
-    // Built once, so that a file the reader maps but the format refuses fails here.
-    crate::onnx::build_imported(model, &imp, &Default::default())?;
     let conv = crate::onnx::convert::convert(model, &imp).map_err(crate::Error::from)?;
     if let Some(w) = &args.weights_out {
         if !imp.has_weights {

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::reader::Import;
 use crate::error::Diagnostic;
+use crate::layers::Category;
 use crate::yaml::{emit, Document, Emit, YNode, YValue};
 
 /// Most instances a repeated block may have (the format's `repeat` limit).
@@ -51,26 +52,12 @@ struct Layer {
     /// Imported layer ids now part of this one, with their path below it (`""` the layer
     /// itself, `bn` a folded batch norm).
     olds: Vec<(String, String)>,
+    /// From the built import: an activation without weights, one input to one output (it may
+    /// become an `act:`).
+    pointwise_act: bool,
+    /// From the built import: one output computed from inputs (it may take an `act:`).
+    takes_act: bool,
 }
-
-/// Activations that fold into `act:` (one input, one output, no weights).
-const ACTS: &[&str] = &[
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "celu",
-    "gelu",
-    "sigmoid",
-    "hardsigmoid",
-    "tanh",
-    "hardtanh",
-    "silu",
-    "hardswish",
-    "mish",
-    "softsign",
-];
 
 /// The batch norm a layer type fuses with `bn: true` (graph's `fused_bn`).
 fn fused_bn(op: &str) -> Option<&'static str> {
@@ -122,6 +109,19 @@ fn bad(file: &str, what: &str) -> Diagnostic {
 
 /// Converts an imported ONNX model; `file` names it in the header and in messages.
 pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
+    let net = super::build_imported(file, imp, &Default::default()).map_err(|e| (*e.0).clone())?;
+    let facts: HashMap<&str, (bool, bool)> = net
+        .nodes
+        .iter()
+        .map(|n| {
+            let act = n.layer.category() == Category::Activation
+                && n.layer.params().total() == 0
+                && n.inputs.len() == 1
+                && n.out_shapes.len() == 1;
+            let takes = !n.inputs.is_empty() && n.out_shapes.len() == 1;
+            (n.name.as_str(), (act, takes))
+        })
+        .collect();
     let doc = Document::parse(file, &imp.yaml)?;
     let root = &doc.root;
     let name = root
@@ -159,6 +159,8 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             act: None,
             path: imp.paths.get(k).cloned().flatten(),
             olds: Vec::new(),
+            pointwise_act: false,
+            takes_act: false,
         };
         for (key, v) in m {
             match (key.as_str(), &v.value) {
@@ -178,6 +180,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         if l.id.is_empty() || l.op.is_empty() {
             return Err(bad(file, "a node without id or op"));
         }
+        (l.pointwise_act, l.takes_act) = facts.get(l.id.as_str()).copied().unwrap_or_default();
         l.olds.push((l.id.clone(), String::new()));
         layers.push(l);
     }
@@ -199,8 +202,12 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let (items, blocks) = out.group();
 
     // The YAML.
-    let any_bn_node = out.layers.iter().any(|l| l.op.starts_with("batchnorm")) || folded_bn > 0;
-    let any_conv = out.layers.iter().any(|l| l.op.starts_with("conv"));
+    let norms: HashSet<&str> = crate::layers::REGISTRY
+        .iter()
+        .filter_map(|t| t.fused_bn)
+        .collect();
+    let any_bn_node = out.layers.iter().any(|l| norms.contains(l.op.as_str())) || folded_bn > 0;
+    let any_conv = out.layers.iter().any(|l| fused_bn(&l.op).is_some());
     let mut header = format!(
         "Converted by `archscope convert` from the ONNX file {file}.\nLayer names are the ONNX nodes' (PyTorch's module paths, `.` written `_`; a repeated block's\ninstances are `id.0`, `id.1`, … as in PyTorch)."
     );
@@ -379,31 +386,21 @@ fn layer_emit(
 }
 
 /// An attribute as the converted file writes it: window lists with one value per axis
-/// written once (`kernel: 3`), defaults left out (`dilation: 1`, `groups: 1`, `stride: 1`,
-/// `padding: 0` on convolutions).
+/// written once (`kernel: 3`), and on the layers that take `bn:` (convolutions, linear) the
+/// defaults left out (`stride: 1`, `dilation: 1`, `padding: 0`, `groups: 1`).
 fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
-    let windowed = op.starts_with("conv") || op.starts_with("maxpool") || op.starts_with("avgpool");
-    if !windowed || !["kernel", "stride", "padding", "dilation"].contains(&key) {
-        if op.starts_with("conv") && key == "groups" && *v == Emit::Int(1) {
-            return None;
-        }
+    let takes_bn = fused_bn(op).is_some();
+    if takes_bn && key == "groups" && *v == Emit::Int(1) {
+        return None;
+    }
+    if !["kernel", "stride", "padding", "dilation"].contains(&key) {
         return Some(v.clone());
     }
-    let scalar = match v {
-        Emit::Flow(x) => match &**x {
-            Emit::Seq(s) if !s.is_empty() && s.iter().all(|e| e == &s[0]) => Some(s[0].clone()),
-            _ => None,
-        },
-        Emit::Int(_) => Some(v.clone()),
-        _ => None,
-    };
-    match scalar {
-        Some(Emit::Int(1)) if op.starts_with("conv") && (key == "stride" || key == "dilation") => {
-            None
-        }
-        Some(Emit::Int(0)) if op.starts_with("conv") && key == "padding" => None,
-        Some(s) => Some(s),
-        None => Some(v.clone()),
+    let c = compact(v);
+    match c {
+        Emit::Int(1) if takes_bn && (key == "stride" || key == "dilation") => None,
+        Emit::Int(0) if takes_bn && key == "padding" => None,
+        _ => Some(c),
     }
 }
 
@@ -528,7 +525,7 @@ impl Rewriter {
         let readers = self.readers();
         let foldable = |rw: &Self, k: usize| -> Option<usize> {
             let l = &rw.layers[k];
-            if !l.op.starts_with("batchnorm") || l.ins.len() != 1 || l.list {
+            if l.ins.len() != 1 || l.list {
                 return None;
             }
             let x = &l.ins[0];
@@ -606,7 +603,7 @@ impl Rewriter {
         let mut drop = HashSet::new();
         for k in 0..self.layers.len() {
             let a = &self.layers[k];
-            if !ACTS.contains(&a.op.as_str()) || a.ins.len() != 1 || a.list {
+            if !a.pointwise_act || a.ins.len() != 1 || a.list {
                 continue;
             }
             let x = self.resolve(&a.ins[0]);
@@ -615,11 +612,7 @@ impl Rewriter {
             }
             let Some(&j) = idx.get(&x) else { continue };
             let c = &self.layers[j];
-            if c.act.is_some()
-                || drop.contains(&j)
-                || readers.get(&x) != Some(&1)
-                || matches!(c.op.as_str(), "split" | "parameter" | "input")
-            {
+            if c.act.is_some() || drop.contains(&j) || readers.get(&x) != Some(&1) || !c.takes_act {
                 continue;
             }
             let act = if a.attrs.is_empty() {
