@@ -6,6 +6,7 @@
 //! the file's value_info, and hands the weights to the executor. No IO: the CLI reads and
 //! writes the files.
 
+pub mod convert;
 pub mod export;
 pub mod proto;
 pub mod reader;

@@ -36,6 +36,9 @@ pub struct Import {
     pub origins: Vec<String>,
     /// (layer id, ONNX tensor name, per-sample shape) from the file's value_info / outputs.
     pub declared: Vec<(String, String, Vec<u64>)>,
+    /// Per YAML node (in `nodes:` order), the dotted PyTorch module path its ONNX node names
+    /// (`layer1.0.conv1`), when it names one: `convert` groups repeated blocks by it.
+    pub paths: Vec<Option<String>>,
 }
 
 /// A value in the graph being read.
@@ -63,6 +66,7 @@ struct Reader<'a> {
     inits: HashMap<&'a str, &'a TensorProto>,
     yaml_nodes: Vec<String>,
     origins: Vec<String>,
+    paths: Vec<Option<String>>,
     ids: HashSet<String>,
     weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
     missing_data: bool,
@@ -164,6 +168,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         inits: HashMap::new(),
         yaml_nodes: Vec::new(),
         origins: Vec::new(),
+        paths: Vec::new(),
         ids: HashSet::new(),
         weights: HashMap::new(),
         missing_data: false,
@@ -326,6 +331,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         has_weights,
         origins: r.origins,
         declared,
+        paths: r.paths,
     })
 }
 
@@ -444,6 +450,37 @@ fn module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
         }
     }
     None
+}
+
+/// The whole dotted module path of a PyTorch-exported node: its weight's
+/// (`layer1.0.conv1.weight` → `layer1.0.conv1`), else its name's scopes joined, each scope
+/// being either a path that continues the one before (`features.2.0` after `features.2`,
+/// `block.2` after `….block`) or a child's own name (`avgpool`):
+/// `/features/features.2/features.2.0/block/block.2/avgpool/GlobalAveragePool` →
+/// `features.2.0.block.2.avgpool`.
+fn full_module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
+    if let Some(p) = weight.and_then(|w| w.strip_suffix(".weight")) {
+        return Some(p.to_string());
+    }
+    let name = n.name.as_deref()?.strip_prefix('/')?;
+    let scopes: Vec<&str> = name.split('/').collect();
+    let mut path: Vec<String> = Vec::new();
+    for s in &scopes[..scopes.len().saturating_sub(1)] {
+        let parts: Vec<&str> = s.split('.').collect();
+        // The longest tail of the path that the scope starts with.
+        let keep = (1..=path.len().min(parts.len().saturating_sub(1)))
+            .rev()
+            .find(|&k| {
+                path[path.len() - k..]
+                    .iter()
+                    .zip(&parts)
+                    .all(|(a, b)| a == b)
+            })
+            .map_or(path.len(), |k| path.len() - k);
+        path.truncate(keep);
+        path.extend(parts.iter().map(|p| p.to_string()));
+    }
+    (!path.is_empty()).then(|| path.join("."))
 }
 
 impl<'a> Reader<'a> {
@@ -580,7 +617,9 @@ impl<'a> Reader<'a> {
     fn put_weight(&mut self, layer: &str, w: &str, shape: Vec<usize>, data: Option<Vec<f32>>) {
         match data {
             Some(d) => {
-                self.weights.insert(format!("{layer}.{w}"), (shape, d));
+                // A `parameter`'s one tensor is named after the layer itself (exec::tensor_name).
+                self.weights
+                    .insert(crate::exec::tensor_name(layer, w), (shape, d));
             }
             None => self.missing_data = true,
         }
@@ -591,6 +630,8 @@ impl<'a> Reader<'a> {
         let id = self.fresh_id(base, "layer");
         self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
         self.origins.push(self.where_(i, n));
+        self.paths
+            .push(full_module_path(n, n.input.get(1).map(String::as_str)));
         id
     }
 
