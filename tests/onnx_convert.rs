@@ -7,11 +7,11 @@
 //! run the YAML to onnxruntime's outputs. Also: receptive fields of imported torchvision models
 //! equal the zoo YAML's, layer by layer.
 
-mod common;
+use crate::common;
 
 use archscope::onnx::{self, convert};
 use archscope::{analyze, exec, zoo, Analysis, BuildOptions, Dtype, Network};
-use common::{assert_rejected, data_json, root, scratch, u64s};
+use crate::common::{assert_rejected, data_json, root, scratch, u64s};
 
 fn read(name: &str) -> Vec<u8> {
     let p = root().join("tests/data/onnx").join(name);

@@ -34,6 +34,7 @@ mod limits;
 mod maxvit;
 mod maxvit_rf;
 mod nd_ops;
+mod onnx_convert;
 mod onnx_export;
 mod onnx_import;
 mod rank_env;
