@@ -377,9 +377,9 @@ fn spans(bits: &[bool], l0: usize) -> ((usize, usize), (usize, usize)) {
     (rows, cols)
 }
 
-/// Divisors of `l` other than `l` (a window of the whole map is allowed: `l` itself too).
+/// A partition of an `l`-unit map: any divisor of `l` (`l` itself: one window), block or grid.
 fn stage(l: usize) -> impl Strategy<Value = Stage> {
-    let divisors: Vec<usize> = (1..=l).filter(|d| l % d == 0).collect();
+    let divisors: Vec<usize> = (1..=l).filter(|d| l.is_multiple_of(*d)).collect();
     (prop::sample::select(divisors), any::<bool>()).prop_map(|(p, grid)| Stage { p, grid })
 }
 
