@@ -376,9 +376,9 @@ fn spans(bits: &[bool], l0: usize) -> ((usize, usize), (usize, usize)) {
     (rows, cols)
 }
 
-/// Divisors of `l` other than `l` (a window of the whole map is allowed: `l` itself too).
+/// A partition of an `l`-unit map: any divisor of `l` (`l` itself: one window), block or grid.
 fn stage(l: usize) -> impl Strategy<Value = Stage> {
-    let divisors: Vec<usize> = (1..=l).filter(|d| l % d == 0).collect();
+    let divisors: Vec<usize> = (1..=l).filter(|d| l.is_multiple_of(*d)).collect();
     (prop::sample::select(divisors), any::<bool>()).prop_map(|(p, grid)| Stage { p, grid })
 }
 
@@ -426,4 +426,45 @@ proptest! {
         let report = checked(&n);
         prop_assert_eq!(report.rf_compared(), report.rows.len());
     }
+}
+
+#[test]
+fn a_departition_of_swapped_windows_is_not_the_map() {
+    // Grid attention that forgets to swap back: the departition then lays window positions
+    // where windows belong — a scrambled map whose axes are not the input's, so its field
+    // ends (no field is guessed), and so does the convolution after it; swapped back, the
+    // map and its field are whole again.
+    let model = |back: &str| {
+        format!(
+            "inputs: {{x: [2, 4, 4]}}\nnodes:\n  - {{id: c0, op: conv, out: 4, kernel: 1}}\n  - {{id: part, op: window_partition, size: 2}}\n  - {{id: swap, op: transpose, dims: [-2, -3], functional: false}}\n  - {{id: attn, op: relative_position_attention, head_dim: 2, size: 2}}\n{back}  - {{id: dep, op: window_departition, size: 2, grid: [2, 2]}}\n  - {{id: out, op: conv, out: 4, kernel: 3, padding: 1}}\n"
+        )
+    };
+    let a = analysis(&net(&model("")));
+    assert!(a
+        .layers
+        .iter()
+        .find(|l| l.name == "attn")
+        .unwrap()
+        .rf
+        .is_some());
+    for name in ["dep", "out"] {
+        assert!(
+            a.layers
+                .iter()
+                .find(|l| l.name == name)
+                .unwrap()
+                .rf
+                .is_none(),
+            "{name}"
+        );
+    }
+    let a = analysis(&net(&model(
+        "  - {id: back, op: transpose, dims: [-2, -3], functional: false}\n",
+    )));
+    // Grid of p = 2 on 4 units (4 windows of 2×2 — as many as positions, so the shapes
+    // allow forgetting the swap): unit u sees units u mod 2 and u mod 2 + 2 — 0 … 2 or
+    // 1 … 3 — then the 3×3 convolution joins neighbours: 0 … 3.
+    let f = field_of(&a, "dep");
+    assert_eq!(units(f, 0), [(0, 2), (1, 3), (0, 2), (1, 3)]);
+    assert!(units(field_of(&a, "out"), 1).iter().all(|&s| s == (0, 3)));
 }

@@ -567,6 +567,40 @@ mod tests {
     }
 
     #[test]
+    fn partitioned_positions() {
+        // A 56×56 map cut into 8×8 windows: windows ⌊y/8⌋·7 + ⌊x/8⌋, positions
+        // (y mod 8)·8 + x mod 8.
+        let g = Part(vec![(0, 8, 7), (1, 8, 7)]);
+        let p = Part(vec![(0, 1, 8), (1, 1, 8)]);
+        let l = Layout(vec![Batch, g.clone(), p.clone(), Channel]);
+        assert_eq!(l.letters(2), "N×P(H/8·W/8)×P(H%8·W%8)×C");
+        assert!(g.is_positional());
+        assert_eq!(g.spatial_axes(), vec![0, 1]);
+        // Flattened row-major, the digits follow one another; split again, each dimension
+        // takes the digits whose counts multiply out to its size.
+        let f = l.flatten(1, 2, &s(&[1, 49, 64, 32]));
+        assert_eq!(
+            f,
+            Layout(vec![
+                Batch,
+                Part(vec![(0, 8, 7), (1, 8, 7), (0, 1, 8), (1, 1, 8)]),
+                Channel
+            ])
+        );
+        assert_eq!(f.reshape(&s(&[1, 3136, 32]), &s(&[1, 49, 64, 32])), l);
+        // A split that cuts a digit: nothing known.
+        assert_eq!(
+            f.reshape(&s(&[1, 3136, 32]), &s(&[1, 98, 32, 32])),
+            Layout(vec![Batch, Other, Other, Channel])
+        );
+        // With channels: mixed, `Other`.
+        assert_eq!(
+            l.flatten(2, 3, &s(&[1, 49, 64, 32])),
+            Layout(vec![Batch, g, Other])
+        );
+    }
+
+    #[test]
     fn class_token_concat() {
         // A class token [1, 1, 768] expanded to N×1×768 (Other) before N×196×768 tokens.
         let cls = Layout::opaque(3);
