@@ -4,7 +4,6 @@
 //! limit and a 20 s CPU-time limit (a hang guard that kills, not a timing); each limit has a
 //! case just over it.
 
-
 use std::process::{Command, Output};
 
 use crate::common::{

@@ -5,10 +5,11 @@
 //! composed in two dimensions, with no layouts and no per-axis assumption) — every figure is
 //! derived beside its assertion.
 
-
+use crate::common::{
+    analysis, checked, field_of, json, json_layer, net, ok_text, zoo_analysis, zoo_net,
+};
 use archscope::check;
 use archscope::receptive::{Field, Q};
-use crate::common::{analysis, checked, field_of, json, json_layer, net, ok_text, zoo_analysis, zoo_net};
 use proptest::prelude::*;
 
 /// The per-unit spans of one axis of a windowed field.
@@ -194,9 +195,12 @@ fn maxvit_t_rf_text_and_json() {
     for want in [
         "window-dependent: units see 30 to 35",
         "window-dependent: units see 198 to 224",
+        // From stage 2 on (derived above) every unit sees the whole 224² input: one figure.
+        "window-dependent: every unit sees 224",
     ] {
         assert!(text.contains(want), "{want}\n{text}");
     }
+    assert!(!text.contains("units see 224 to 224"), "{text}");
 }
 
 #[test]

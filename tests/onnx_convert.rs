@@ -9,9 +9,9 @@
 
 use crate::common;
 
+use crate::common::{assert_rejected, data_json, root, scratch, u64s};
 use archscope::onnx::{self, convert};
 use archscope::{analyze, exec, zoo, Analysis, BuildOptions, Dtype, Network};
-use crate::common::{assert_rejected, data_json, root, scratch, u64s};
 
 fn read(name: &str) -> Vec<u8> {
     let p = root().join("tests/data/onnx").join(name);

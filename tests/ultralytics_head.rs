@@ -7,11 +7,10 @@
 //! (xywh in pixels: anchor points and strides, dist2bbox), class sigmoids, mask coefficients
 //! and prototypes, decoded key points.
 
-
+use crate::common::{data_json, f32s, formula, outputs_both_ways, root, usizes};
 use archscope::ultralytics::{self, Options};
 use archscope::yaml::Document;
 use archscope::{exec, graph, BuildOptions, Network};
-use crate::common::{data_json, f32s, formula, outputs_both_ways, root, usizes};
 use serde_json::Value;
 
 /// The translation of `key` (`file.yaml` or `file.yaml:scale`) at `input`, built.
