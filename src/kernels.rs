@@ -179,17 +179,18 @@ pub fn sum_f32(xs: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     let body = xs.len() / 16 * 16;
     for c in xs[..body].chunks_exact(16) {
-        for l in 0..16 {
-            acc[l] += c[l];
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
         }
     }
-    for (l, &v) in xs[body..].iter().enumerate() {
-        acc[l] += v;
+    for (a, &v) in acc.iter_mut().zip(&xs[body..]) {
+        *a += v;
     }
     let mut w = 8;
     while w > 0 {
-        for l in 0..w {
-            acc[l] += acc[l + w];
+        let (lo, hi) = acc.split_at_mut(w);
+        for (a, &b) in lo.iter_mut().zip(&hi[..w]) {
+            *a += b;
         }
         w /= 2;
     }

@@ -874,23 +874,27 @@ fn taps_flat(
             }
         }
     }
-    let body = if blocked { len / TAP_BLOCK * TAP_BLOCK } else { 0 };
+    let body = if blocked {
+        len / TAP_BLOCK * TAP_BLOCK
+    } else {
+        0
+    };
     for (b, out) in acc[..body].chunks_exact_mut(TAP_BLOCK).enumerate() {
         let i = b * TAP_BLOCK;
         let mut a = [0.0f32; TAP_BLOCK];
         let src: &[f32; TAP_BLOCK] = plane[to[0] + i..to[0] + i + TAP_BLOCK]
             .try_into()
             .expect("a block of TAP_BLOCK");
-        for l in 0..TAP_BLOCK {
-            a[l] = tw[0] * src[l];
+        for (o, &v) in a.iter_mut().zip(src) {
+            *o = tw[0] * v;
         }
         for t in 1..taps {
             let (wv, s) = (tw[t], to[t] + i);
             let src: &[f32; TAP_BLOCK] = plane[s..s + TAP_BLOCK]
                 .try_into()
                 .expect("a block of TAP_BLOCK");
-            for l in 0..TAP_BLOCK {
-                a[l] += wv * src[l];
+            for (o, &v) in a.iter_mut().zip(src) {
+                *o += wv * v;
             }
         }
         out.copy_from_slice(&a);
