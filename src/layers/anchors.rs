@@ -116,7 +116,7 @@ fn build_levels(a: &mut Attrs, keypoint_dims: Option<u64>) -> Result<Decode, Dia
     let x = a.input();
     let channels_ok = match keypoint_dims {
         None => x.rank() == 3 && x.0[1] == 4,
-        Some(k) => x.rank() == 3 && x.0[1] > 0 && x.0[1] % k == 0,
+        Some(k) => x.rank() == 3 && x.0[1] > 0 && x.0[1].is_multiple_of(k),
     };
     if !channels_ok {
         return Err(Diagnostic::new(match keypoint_dims {
