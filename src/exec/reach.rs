@@ -516,6 +516,7 @@ impl Graph<'_> {
                                     want_aux: false,
                                     epilogue: None,
                                     recycled: Some(&mut *recycler),
+                                    into: None,
                                 };
                                 let mut outs = layer
                                     .forward(&ins, &self.weights[k], &mut ctx)
