@@ -100,3 +100,26 @@ fn squeezenet_fire_modules_write_into_their_concatenation() {
     assert!(old > 0);
     assert_eq!(new, 0);
 }
+
+#[test]
+fn inception_v3_copies_only_its_max_pool_branches() {
+    // At 299×299 every branch ends in a convolution but the max pools of the two reduction
+    // modules (Mixed_6a: 288 channels at 17×17; Mixed_7a: 768 at 8×8), whose kernel writes
+    // an output of its own: those are copied into their slices, nothing else.
+    let (old, new) = both_ways("inception_v3", &[1, 3, 299, 299]);
+    assert!(old > 0);
+    assert_eq!(new, 4 * (288 * 17 * 17 + 768 * 8 * 8));
+}
+
+#[test]
+fn shufflenet_copies_only_the_passed_half() {
+    // The downsampling units' two branches both end in a convolution: written in place. The
+    // other units pass half their input through (`split:0`, a view of the unit's input, read
+    // by the branch too), which is copied: 58 channels at 28×28 in 3 units, 116 at 14×14 in
+    // 7, 232 at 7×7 in 3.
+    let (old, new) = both_ways("shufflenet_v2_x1_0", &[1, 3, 224, 224]);
+    // Copying: every unit's whole output, 116 channels at 28×28 in 4 units, 232 at 14×14
+    // in 8, 464 at 7×7 in 4.
+    assert_eq!(old, 4 * (4 * 116 * 784 + 8 * 232 * 196 + 4 * 464 * 49));
+    assert_eq!(new, 4 * (3 * 58 * 784 + 7 * 116 * 196 + 3 * 232 * 49));
+}
