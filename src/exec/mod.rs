@@ -1019,7 +1019,9 @@ fn run_on_worker(
             for (i, &(src, slot)) in node.inputs.iter().enumerate() {
                 let chunk = net.nodes[src].out_shapes[slot].0.iter().product::<u64>() as usize
                     / buf.shape[0].max(1);
-                if !a.placed[i] && !(i == 0 && a.grows.is_some()) {
+                // Placed by its producer, or the grown buffer itself: already there.
+                let there = a.placed[i] || (i == 0 && a.grows.is_some());
+                if !there {
                     let t = &values[src].as_ref().expect("produced before use")[slot];
                     copy_into(&t.data, &mut buf.data, stride, offset, chunk);
                     concat_copied += 4 * t.data.len() as u64;
