@@ -1142,6 +1142,41 @@ pub struct Ctx<'a> {
     pub epilogue: Option<Pointwise>,
     /// Buffers of tensors that died, for [`Ctx::output`].
     pub recycled: Option<&'a mut Recycler>,
+    /// Where the inference plan wants the (single) output written: a slice of a larger
+    /// buffer, such as this layer's channels of the concatenation it feeds. A kernel that can
+    /// writes there and takes it (`take()`), returning [`OutView::placeholder`]; the executor
+    /// copies the output of any other kernel into it.
+    pub into: Option<OutView<'a>>,
+}
+
+/// A slice of a larger row-major buffer that a kernel writes its output into: for each index
+/// of the output's first dimension (the batch) `b`, its `per-sample` elements go to
+/// `data[b·stride + offset ..]`. A producer feeding channels `[c0, c0 + c)` of an
+/// `N×C×H×W` concatenation writes with `stride = C·H·W` and `offset = c0·H·W`.
+#[derive(Debug)]
+pub struct OutView<'a> {
+    pub data: &'a mut [f32],
+    pub stride: usize,
+    pub offset: usize,
+}
+
+impl<'a> OutView<'a> {
+    /// The output's `n = data.len() / stride` samples of `per_sample` elements each, as
+    /// mutable slices of the buffer.
+    pub fn samples(self, per_sample: usize) -> Vec<&'a mut [f32]> {
+        let (stride, offset) = (self.stride, self.offset);
+        self.data
+            .chunks_mut(stride)
+            .map(|s| &mut s[offset..offset + per_sample])
+            .collect()
+    }
+    /// What a kernel that wrote into a view returns: the output's shape, no data.
+    pub fn placeholder(dims: &[usize]) -> Tensor {
+        Tensor {
+            shape: dims.to_vec(),
+            data: Vec::new(),
+        }
+    }
 }
 
 impl Ctx<'_> {

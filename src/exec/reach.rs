@@ -15,7 +15,7 @@
 //! them are the measured bounds. Only the model's first input is indicated, and only when it is
 //! `N×C×L`, `N×C×H×W` or `N×C×D×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
 //! depends on one, is not measured. The batch is split into chunks that keep every tensor
-//! under 2^24 elements, so memory stays bounded whatever the input size, and outputs reuse the
+//! under 2^20 elements, so memory stays bounded whatever the input size, and outputs reuse the
 //! buffers of dead tensors. The total work is bounded too ([`MAX_REACH_WORK`]): a measurement
 //! that would exceed it is an error that says so, and a sample of rows and columns
 //! ([`measure_sampled`], `check --rf-sample N`) lights only those, evenly spaced, first and
@@ -35,8 +35,8 @@ use crate::layers::{Collapsed, Role};
 /// lit (`tests/exec.rs`).
 pub const MAX_REACH_WORK: u64 = 1 << 36;
 
-/// Elements of one chunk's largest tensor (64 MiB of f32).
-const CHUNK_ELEMENTS: usize = 1 << 24;
+/// Elements of one chunk's largest tensor (4 MiB of f32).
+const CHUNK_ELEMENTS: usize = 1 << 20;
 
 /// The measured field of one layer, per spatial axis (`axes[0]` the rows and `axes[1]` the
 /// columns of an image; depth, rows, columns of a volume; the samples of a signal): per
@@ -374,10 +374,10 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
     // Per layer and axis: (first, last) input index reaching each output unit.
     let mut bounds: Vec<Vec<Vec<(u32, u32)>>> = vec![vec![Vec::new(); input.len()]; n];
     let mut reached = vec![false; n];
-    // Dead tensors' buffers, reused by later outputs: at most four chunks' worth.
+    // Dead tensors' buffers, reused by later outputs: at most 16 (`Recycler`), 64 MiB.
     let mut recycler = super::Recycler {
         on: true,
-        cap: 4 * 4 * CHUNK_ELEMENTS as u64,
+        cap: 16 * 4 * CHUNK_ELEMENTS as u64,
         ..Default::default()
     };
     for axis in 0..input.len() {
@@ -389,7 +389,13 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
             let batch = &lit[axis][c0..c0 + b];
             let mut dims = vec![b, 1];
             dims.extend(&input);
-            let mut x = Tensor::zeros(&dims);
+            let mut x = match recycler.take(dims.iter().product()) {
+                Some(mut data) => {
+                    data.fill(0.0);
+                    Tensor::new(dims, data)
+                }
+                None => Tensor::zeros(&dims),
+            };
             for (img, &lit) in x.data.chunks_mut(pixels).zip(batch) {
                 let lit = lit as usize;
                 // Every slice where coordinate `axis` is `lit`.
@@ -584,6 +590,7 @@ impl Graph<'_> {
                                     want_aux: false,
                                     epilogue: None,
                                     recycled: Some(&mut *recycler),
+                                    into: None,
                                 };
                                 let mut outs = layer
                                     .forward(&ins, &self.weights[k], &mut ctx)
@@ -621,8 +628,15 @@ impl Graph<'_> {
 /// interpolation (negative taps), so a non-zero finite value marks the support; −∞ is a max
 /// pool's window lying wholly in padding, which reaches nothing.
 fn binarise(t: &mut Tensor) {
-    t.data.par_iter_mut().for_each(|v| {
-        *v = if *v != 0.0 && v.is_finite() { 1.0 } else { 0.0 };
+    t.data.par_chunks_mut(1 << 14).for_each(|c| {
+        kernels::vectorised(
+            #[inline(always)]
+            || {
+                c.iter_mut().for_each(|v| {
+                    *v = if *v != 0.0 && v.is_finite() { 1.0 } else { 0.0 };
+                })
+            },
+        )
     });
 }
 

@@ -498,9 +498,18 @@ impl Kernel for Conv2d {
             padded = pad_input(inputs[0], self.pad, self.padding_mode)?;
             (&padded, [0, 0])
         };
-        // Transposed: the scatter adds into zeros; otherwise every element is written.
+        // Transposed: the scatter adds into zeros; otherwise every element is written, into
+        // the plan's view when it gives one (`Ctx::into`: this layer's channels of a
+        // concatenation), else into an output of its own.
+        let view = if self.transposed {
+            None
+        } else {
+            ctx.into.take()
+        };
         let mut out = if self.transposed {
             Tensor::zeros(&dims)
+        } else if view.is_some() {
+            crate::kernels::OutView::placeholder(&dims)
         } else {
             ctx.output(&dims)
         };
@@ -545,6 +554,11 @@ impl Kernel for Conv2d {
                 output: [oh, ow],
             };
             let plane = oh * ow;
+            // Each sample's output: `cout` planes, contiguous.
+            let samples: Vec<&mut [f32]> = match view {
+                Some(v) => v.samples(cout * plane),
+                None => out.data.chunks_mut(cout * plane).collect(),
+            };
             // A block of Winograd holds at least one tile row of 16·(C_in + C_out) values per
             // tile: past a sane size (absurdly wide images) the direct kernel, whose buffers
             // are checked, runs instead.
@@ -556,7 +570,7 @@ impl Kernel for Conv2d {
                 // Prepared by the inference plan (`Kernel::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
-                for (b, dst) in out.data.chunks_mut(cout * plane).enumerate() {
+                for (b, dst) in samples.into_iter().enumerate() {
                     ctx.macs += conv_winograd(
                         &x.data[b * cin * h * w..(b + 1) * cin * h * w],
                         cin,
@@ -583,8 +597,11 @@ impl Kernel for Conv2d {
                 // Each thread's kept scratch buffer holds the padded or phase planes (no
                 // allocation and page faults per task: the receptive-field measurement runs
                 // thousands of one-channel planes through here).
-                out.data
-                    .par_chunks_mut(plane)
+                samples
+                    .into_iter()
+                    .flat_map(|s| s.chunks_mut(plane))
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
                     .with_min_len(min_planes)
                     .enumerate()
                     .for_each(|(bc, dst)| {
@@ -615,9 +632,11 @@ impl Kernel for Conv2d {
                 // Enough images × groups to share out: one thread each, else threads within.
                 let inner = n * g < rayon::current_num_threads();
                 scratch(&[k, plane])?;
-                ctx.macs += out
-                    .data
-                    .par_chunks_mut(og * plane)
+                ctx.macs += samples
+                    .into_iter()
+                    .flat_map(|s| s.chunks_mut(og * plane))
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
                     .enumerate()
                     .map(|(bg, dst)| {
                         let (b, gi) = (bg / g, bg % g);

@@ -607,6 +607,12 @@ pub trait Kernel: Op {
     ) -> bool {
         false
     }
+    /// The dimension this layer concatenates its inputs along, when it is a concatenation
+    /// that copies them end to end (`concat`): the inference plan then has the producers
+    /// write straight into their slices of its output.
+    fn concat_dim(&self) -> Option<usize> {
+        None
+    }
     /// Whether the kernel reads its producers' auxiliary outputs (max-unpool reads max-pool
     /// indices): a producer skips computing them when no consumer does.
     fn reads_aux(&self) -> bool {

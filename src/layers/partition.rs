@@ -386,6 +386,7 @@ mod tests {
             want_aux: false,
             epilogue: None,
             recycled: None,
+            into: None,
         };
         let y = part.forward(&[&x], &[], &mut ctx).unwrap().remove(0);
         assert_eq!(y.shape, vec![1, 6, 4, 2]);
