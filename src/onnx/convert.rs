@@ -241,6 +241,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         }
         top.push(("defaults".into(), Emit::Map(d)));
     }
+    let gouts = out.group_outputs(&items);
     let mut block_defs = Vec::new();
     let mut node_list = Vec::new();
     let mut prev: Option<String> = None;
@@ -261,7 +262,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             Item::Group(g) => {
                 block_defs.push((g.block.clone(), g.def.clone()));
                 let mut m = vec![("id".to_string(), Emit::str(g.id.clone()))];
-                let gin = out.public(&g.input, &items);
+                let gin = public(&gouts, &g.input);
                 if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input)
                 {
                     m.push(("in".into(), Emit::str(gin)));
@@ -286,7 +287,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let outs: Vec<Emit> = out
         .outputs
         .iter()
-        .map(|o| Emit::str(out.public(o, &items)))
+        .map(|o| Emit::str(public(&gouts, o)))
         .collect();
     top.push(("outputs".into(), Emit::Seq(outs).flow()));
     let text = emit(&header, &Emit::Map(top));
@@ -331,6 +332,15 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         folded_act,
         blocks: blocks.clone(),
     })
+}
+
+/// How a reference is written at the top level once groups exist: a group's output layer is
+/// reached through the group (only it is read from outside).
+fn public(group_outputs: &HashMap<String, String>, r: &str) -> String {
+    group_outputs
+        .get(base(r))
+        .cloned()
+        .unwrap_or_else(|| r.to_string())
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -706,20 +716,18 @@ impl Rewriter {
         }
     }
 
-    /// How a reference is written at the top level once groups exist (a grouped layer is
-    /// reached through its group: only the group's output is referenced from outside).
-    fn public(&self, r: &str, items: &[Item]) -> String {
+    /// Each group's output layer id → the group's id.
+    fn group_outputs(&self, items: &[Item]) -> HashMap<String, String> {
+        let mut m = HashMap::new();
         for it in items {
             if let Item::Group(g) = it {
                 let last = g.members.last().expect("instances");
                 if let Some((k, _)) = last.iter().find(|(_, loc)| *loc == g.out_local) {
-                    if self.layers[*k].id == base(r) {
-                        return g.id.clone();
-                    }
+                    m.insert(self.layers[*k].id.clone(), g.id.clone());
                 }
             }
         }
-        r.to_string()
+        m
     }
 
     /// Recognises repeated blocks.
@@ -759,6 +767,17 @@ impl Rewriter {
                         continue;
                     }
                     let parent = comps[..c].join(".");
+                    // Tried once per run: where instance 0 starts (bounds the work to
+                    // layers × path depth).
+                    let pre = format!("{parent}.0");
+                    let starts = i == 0
+                        || !self.layers[i - 1]
+                            .path
+                            .as_deref()
+                            .is_some_and(|q| q == pre || q.starts_with(&format!("{pre}.")));
+                    if !starts {
+                        continue;
+                    }
                     if let Some(g) =
                         self.try_group(i, &parent, &idx, &readers, &used_ids, &used_blocks)
                     {
@@ -783,13 +802,14 @@ impl Rewriter {
             }
         }
         // Top-level references to grouped layers go through the group.
+        let outs = self.group_outputs(&items);
         let publics: Vec<Vec<String>> = items
             .iter()
             .map(|it| match it {
                 Item::Layer(k) => self.layers[*k]
                     .ins
                     .iter()
-                    .map(|r| self.public(r, &items))
+                    .map(|r| outs.get(base(r)).cloned().unwrap_or_else(|| r.to_string()))
                     .collect(),
                 Item::Group(_) => Vec::new(),
             })
