@@ -265,6 +265,16 @@ pub fn tensor_to_i64(t: &TensorProto) -> Result<Vec<i64>, DataError> {
     Ok(out)
 }
 
+/// The tensor's elements as `f64`: INT64 exactly (shape arithmetic), the other types through
+/// [`tensor_to_f32`].
+pub fn tensor_to_f64(t: &TensorProto) -> Result<Vec<f64>, DataError> {
+    if t.data_type == Some(dtype::INT64) {
+        Ok(tensor_to_i64(t)?.iter().map(|&v| v as f64).collect())
+    } else {
+        Ok(tensor_to_f32(t)?.iter().map(|&v| f64::from(v)).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
