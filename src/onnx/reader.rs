@@ -131,6 +131,17 @@ fn attr_sizes(n: &NodeProto, name: &str, default: Vec<u64>) -> Vec<u64> {
         .unwrap_or(default)
 }
 
+/// Elements of a shape, saturating at `u64::MAX` (never an overflow).
+fn numel(d: &[u64]) -> u64 {
+    d.iter()
+        .try_fold(1u64, |a, &x| a.checked_mul(x))
+        .unwrap_or(u64::MAX)
+}
+
+/// The largest size, pad or stride the reader takes (the element limit: larger is never a
+/// real model, and smaller keeps its shape arithmetic far from overflow).
+const MAX_SIZE: u64 = crate::graph::MAX_ELEMENTS;
+
 /// An axis as an index from the front (ONNX counts a negative axis from the end).
 fn axis_at(a: i64, rank: i64) -> i64 {
     if a < 0 {
@@ -279,6 +290,9 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         );
     }
     for (i, n) in graph.node.iter().enumerate() {
+        if n.output.first().is_none_or(String::is_empty) {
+            return Err(r.err(i, n, "the node has no output").help(AGAIN));
+        }
         for x in &n.input {
             *r.uses.entry(x.as_str()).or_default() += 1;
         }
@@ -293,7 +307,26 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
     let mut n_inputs = 0;
     for inp in &graph.input {
         let name = inp.name.as_deref().unwrap_or("");
-        if r.inits.contains_key(name) {
+        if let Some(t) = r.inits.get(name) {
+            // Older exporters list initializers among the inputs: the two shapes must agree.
+            let declared = value_dims(inp);
+            let held: Vec<Option<u64>> = t.dims.iter().map(|&d| u64::try_from(d).ok()).collect();
+            if declared.as_ref().is_some_and(|d| *d != held) {
+                let show = |v: &[Option<u64>]| {
+                    let p: Vec<String> = v
+                        .iter()
+                        .map(|d| d.map_or("?".into(), |x| x.to_string()))
+                        .collect();
+                    format!("[{}]", p.join(", "))
+                };
+                return Err(Diagnostic::new(format!(
+                    "{file}: graph input `{}` is declared {} but its initializer has dims {}",
+                    excerpt(name),
+                    show(&declared.unwrap_or_default()),
+                    show(&held)
+                ))
+                .help(AGAIN));
+            }
             continue;
         }
         let dims = value_dims(inp).ok_or_else(|| {
@@ -308,7 +341,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         if n_inputs > 0 && is_weight_only(graph, name) {
             let d = dims
                 .iter()
-                .map(|d| d.ok_or_else(|| dyn_dim(file, name, &dims)))
+                .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0)))
                 .collect::<Result<Vec<u64>, _>>()?;
             r.vals.insert(name.to_string(), Val::Shaped { dims: d });
             r.missing_data = true;
@@ -319,8 +352,17 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             match (k, d) {
                 (0, None) => shape.push(batch),
                 (_, Some(v)) => shape.push(*v),
-                _ => return Err(dyn_dim(file, name, &dims)),
+                _ => return Err(dyn_dim(file, inp, &dims, 1)),
             }
+        }
+        if numel(&shape) > MAX_SIZE {
+            return Err(Diagnostic::new(format!(
+                "{file}: graph input `{}` has shape {shape:?}: more than 2^40 elements",
+                excerpt(name)
+            ))
+            .help(
+                "archscope's tensors hold at most 2^40 elements: check the input size and --batch",
+            ));
         }
         if shape.len() < 2 {
             return Err(Diagnostic::new(format!(
@@ -385,9 +427,18 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             }
         }
     }
-    let model_name = graph.name.clone().unwrap_or_default();
+    // The graph's name is the model's name: text the YAML reader takes (no control
+    // characters, at most `spec::MAX_MODEL_NAME_LEN` characters), whatever the file holds.
+    let model_name = printable(
+        graph.name.as_deref().unwrap_or(""),
+        crate::spec::MAX_MODEL_NAME_LEN,
+    );
     let mut yaml = String::new();
-    let _ = writeln!(yaml, "# Read from the ONNX file {file} by archscope.");
+    let _ = writeln!(
+        yaml,
+        "# Read from the ONNX file {} by archscope.",
+        printable(file, 1_000)
+    );
     let _ = writeln!(yaml, "format: archscope/1");
     let _ = writeln!(
         yaml,
@@ -423,38 +474,91 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
 /// The help of an error in a file no exporter writes (a damaged or hand-edited file).
 const AGAIN: &str = "export the model again";
 
+/// What to do about a tensor whose data cannot be read.
+fn data_help(e: &DataError) -> &'static str {
+    match e {
+        DataError::External => "archscope reads weights stored inside the .onnx file: save it without external data (onnx.save(model, path, save_as_external_data=False)) or export the graph only",
+        DataError::Type(_) => "archscope reads float, float16, bfloat16, double and integer tensors",
+        _ => "the file is damaged: export it again",
+    }
+}
+
 /// The newest ONNX opset archscope reads.
 pub const MAX_OPSET: i64 = 23;
+
+/// `s` with each control character replaced by U+FFFD and cut to `max` characters (the last
+/// one then `…`): a name the YAML side reads as written, shown as near to the file's as it can.
+fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() || ('\u{fffe}'..='\u{ffff}').contains(&c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
 
 fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn dyn_dim(file: &str, name: &str, dims: &[Option<u64>]) -> Diagnostic {
+/// A graph input `v` (shape `dims`) with a symbolic size at or after axis `from`: the message
+/// names the first such axis and its symbol.
+fn dyn_dim(file: &str, v: &proto::ValueInfoProto, dims: &[Option<u64>], from: usize) -> Diagnostic {
     let shown: Vec<String> = dims
         .iter()
         .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
         .collect();
+    let axis = (from..dims.len())
+        .find(|&k| dims[k].is_none())
+        .unwrap_or(from);
+    let symbol = match dim_values(v).and_then(|d| d.get(axis).cloned().flatten()) {
+        Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+            format!(", `{}`", excerpt(&p))
+        }
+        _ => ", unnamed".to_string(),
+    };
     Diagnostic::new(format!(
-        "{file}: tensor `{}` has shape [{}]: a dynamic dimension other than the batch",
-        excerpt(name),
+        "{file}: tensor `{}` has shape [{}]: a dynamic dimension other than the batch (dimension {axis}{symbol})",
+        excerpt(v.name.as_deref().unwrap_or("")),
         shown.join(", ")
     ))
     .help("export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); only the first (batch) dimension may be symbolic: it takes --batch")
 }
 
-/// The dims of a value's tensor type: `Some(v)` a fixed size, `None` symbolic or unknown.
-fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
+/// The raw dims of a value's tensor type.
+fn dim_values(
+    v: &proto::ValueInfoProto,
+) -> Option<Vec<Option<proto::tensor_shape_proto::dimension::Value>>> {
     let t = v.r#type.as_ref()?;
     let proto::type_proto::Value::TensorType(tt) = t.value.as_ref()? else {
         return None;
     };
-    let shape = tt.shape.as_ref()?;
     Some(
-        shape
+        tt.shape
+            .as_ref()?
             .dim
             .iter()
-            .map(|d| match &d.value {
+            .map(|d| d.value.clone())
+            .collect(),
+    )
+}
+
+/// The dims of a value's tensor type: `Some(v)` a fixed size, `None` symbolic or unknown.
+fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
+    Some(
+        dim_values(v)?
+            .iter()
+            .map(|d| match d {
                 Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => {
                     Some(*v as u64)
                 }
@@ -676,13 +780,37 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn data_err(&self, i: usize, n: &NodeProto, name: &str, e: DataError) -> Diagnostic {
-        let help = match e {
-            DataError::External => "archscope reads weights stored inside the .onnx file: save it without external data (onnx.save(model, path, save_as_external_data=False)) or export the graph only",
-            DataError::Type(_) => "archscope reads float, float16, bfloat16, double and integer tensors",
-            _ => "the file is damaged: export it again",
+    /// Input `k`'s dims (`None`: absent, nothing to check) against what the layer needs; a
+    /// weight may drop or add leading 1s.
+    fn shape_check(
+        &self,
+        i: usize,
+        n: &NodeProto,
+        k: usize,
+        got: Option<&[u64]>,
+        want: &[u64],
+    ) -> Result<(), Diagnostic> {
+        let Some(got) = got else {
+            return Ok(());
         };
-        self.err(i, n, e.describe(name)).help(help)
+        let trim = |v: &[u64]| -> Vec<u64> { v.iter().copied().skip_while(|&d| d == 1).collect() };
+        if trim(got) == trim(want) && numel(got) == numel(want) {
+            return Ok(());
+        }
+        Err(self
+            .err(
+                i,
+                n,
+                format!(
+                    "input {k} (`{}`) has shape {got:?} where the layer needs {want:?}",
+                    excerpt(n.input.get(k).map_or("", String::as_str))
+                ),
+            )
+            .help(AGAIN))
+    }
+
+    fn data_err(&self, i: usize, n: &NodeProto, name: &str, e: DataError) -> Diagnostic {
+        self.err(i, n, e.describe(name)).help(data_help(&e))
     }
 
     fn put_weight(&mut self, layer: &str, w: &str, dims: &[u64], data: Option<Vec<f32>>) {
@@ -804,6 +932,11 @@ impl<'a> Reader<'a> {
             }
             "Gelu" => {
                 let approx = attr_s(n, "approximate").unwrap_or_else(|| "none".into());
+                if approx != "none" && approx != "tanh" {
+                    return Err(self
+                        .err(i, n, format!("Gelu with approximate `{}`", excerpt(&approx)))
+                        .help("ONNX's Gelu approximates as `none` or `tanh`: export the model again"));
+                }
                 self.unary(i, n, "gelu", format!(", approximate: {approx}"))
             }
             "Erf" => self.gelu_erf(i, n),
@@ -833,7 +966,7 @@ impl<'a> Reader<'a> {
                 if ax != 1 {
                     return Err(self.err(i, n, format!("Flatten at axis {axis}: archscope keeps the batch dimension and flattens from axis 1")).help("export x.flatten(1) (axis 1)"));
                 }
-                let out = vec![shape[0], shape[1..].iter().product()];
+                let out = vec![shape[0], numel(&shape[1..])];
                 self.layer(i, n, "flatten", format!("op: flatten, in: {x}"), out)
             }
             "Reshape" => {
@@ -907,6 +1040,9 @@ impl<'a> Reader<'a> {
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
             (Some(0.0), None) => self.unary(i, n, "relu", String::new()),
+            (Some(l), Some(h)) if !(l < h) => Err(self
+                .err(i, n, format!("Clip with min {l} and max {h}"))
+                .help("archscope's clamp (hardtanh) needs min < max: export the model again")),
             (Some(l), Some(h)) => self.unary(
                 i,
                 n,
@@ -921,8 +1057,9 @@ impl<'a> Reader<'a> {
 
     /// Sigmoid(x) read by exactly one Mul(x, ·): SiLU.
     fn silu(&mut self, i: usize, n: &NodeProto) -> Result<Option<()>, Diagnostic> {
-        let x = &n.input[0];
-        let y = &n.output[0];
+        let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else {
+            return Ok(None);
+        };
         let Some((j, m)) = self.sole_reader(i + 1, y) else {
             return Ok(None);
         };
@@ -953,7 +1090,9 @@ impl<'a> Reader<'a> {
             .help("export nn.GELU (opset 20 writes a Gelu node), or describe the layer in YAML")
         };
         // The Div(x, √2) before it was deferred: see `binary`.
-        let Some(Val::Act { r: div_r, .. }) = self.vals.get(&n.input[0]).cloned() else {
+        let Some(Val::Act { r: div_r, .. }) =
+            n.input.first().and_then(|x| self.vals.get(x)).cloned()
+        else {
             return Err(fail(self));
         };
         let Some(x_name) = div_r.strip_prefix("@gelu_div:").map(str::to_string) else {
@@ -1048,6 +1187,26 @@ impl<'a> Reader<'a> {
             auto,
         } = self.window(i, n, &k)?;
         let g = attr_i(n, "group", 1).max(1) as u64;
+        // The weight against the input's channels: O×(C/g)×k… (ConvTranspose: C×(O/g)×k…).
+        let c = shape[1];
+        let (per_group, outs) = if transposed {
+            (wd[0] == c, wd[1] * g)
+        } else {
+            (wd[1] * g == c && wd[0] % g == 0, wd[0])
+        };
+        if !per_group || c % g != 0 {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "weight `{}` has shape {wd:?}, which does not fit an input of {c} channels in {g} group(s)",
+                        excerpt(&n.input[1])
+                    ),
+                )
+                .help(AGAIN));
+        }
+        self.shape_check(i, n, 2, bias.as_ref().map(|b| &b.0[..]), &[outs])?;
         if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
             if transposed {
                 return Err(self
@@ -1181,9 +1340,10 @@ impl<'a> Reader<'a> {
                 transpose2(&w, wd[0] as usize, wd[1] as usize)
             }
         });
+        self.shape_check(i, n, 0, Some(&shape[1..]), &[in_f])?;
         let bias = self.weight(i, n, 2)?;
         if let Some((bd, _)) = &bias {
-            if bd.iter().product::<u64>() != out_f {
+            if numel(bd) != out_f {
                 return Err(self.err(i, n, format!("Gemm's C has shape {bd:?}; archscope's linear adds one bias per output ({out_f})")).help("export nn.Linear"));
             }
         }
@@ -1264,6 +1424,7 @@ impl<'a> Reader<'a> {
                     return Err(self.err(i, n, format!("MatMul by a constant of shape {wd:?}: archscope reads x·W with W a matrix (a linear layer)")).help("describe the layer in YAML"));
                 }
                 let (k, nn) = (wd[0], wd[1]);
+                self.shape_check(i, n, 0, ashape.last().map(std::slice::from_ref), &[k])?;
                 let w = wdata.map(|w| transpose2(&w, k as usize, nn as usize));
                 // The Add of a bias right after it.
                 let y = n.output[0].clone();
@@ -1274,7 +1435,7 @@ impl<'a> Reader<'a> {
                         let other = if m.input[0] == y { 1 } else { 0 };
                         let shaped = match self.vals.get(&m.input[other]) {
                             Some(Val::Const { dims, .. }) | Some(Val::Shaped { dims, .. }) => {
-                                dims.iter().product::<u64>() == nn && dims.len() == 1
+                                numel(dims) == nn && dims.len() == 1
                             }
                             _ => false,
                         };
@@ -1344,6 +1505,7 @@ impl<'a> Reader<'a> {
                     .err(i, n, format!("input {k} ({w}) is missing"))
                     .help(AGAIN));
             };
+            self.shape_check(i, n, k, Some(&dims), &shape[1..2])?;
             self.put_weight(&id, w, &dims, data);
         }
         self.set_out(n, 0, id, shape);
@@ -1364,6 +1526,9 @@ impl<'a> Reader<'a> {
         let scale = self.weight(i, n, 1)?;
         let bias = self.weight(i, n, 2)?;
         let dims = rank - ax;
+        let normed = &shape[ax as usize..];
+        self.shape_check(i, n, 1, scale.as_ref().map(|w| &w.0[..]), normed)?;
+        self.shape_check(i, n, 2, bias.as_ref().map(|w| &w.0[..]), normed)?;
         let wname = n.input.get(1).cloned();
         let base = self.base(n, wname.as_deref(), "ln");
         let id = self.emit(
@@ -1395,6 +1560,13 @@ impl<'a> Reader<'a> {
         let d = attr_sizes(n, "dilations", vec![1; sp]);
         let pads = attr_sizes(n, "pads", vec![0; 2 * sp]);
         let auto = attr_s(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&auto.as_str()) {
+            return Err(self
+                .err(i, n, format!("auto_pad `{}`", excerpt(&auto)))
+                .help(
+                    "auto_pad is NOTSET, SAME_UPPER, SAME_LOWER or VALID: export the model again",
+                ));
+        }
         if pads.len() != 2 * sp || s.len() != sp || d.len() != sp {
             return Err(self
                 .err(
@@ -1402,6 +1574,17 @@ impl<'a> Reader<'a> {
                     n,
                     "pads, strides or dilations do not have one entry per spatial axis",
                 )
+                .help(AGAIN));
+        }
+        if let Some(v) = k
+            .iter()
+            .chain(&s)
+            .chain(&d)
+            .chain(&pads)
+            .find(|&&v| v > MAX_SIZE)
+        {
+            return Err(self
+                .err(i, n, format!("a kernel size, stride, dilation or pad of {v}; archscope takes at most 2^40"))
                 .help(AGAIN));
         }
         if k.iter().chain(&s).chain(&d).any(|&v| v == 0) {
@@ -1480,7 +1663,7 @@ impl<'a> Reader<'a> {
         shape: &[u64],
         target: &[i64],
     ) -> Result<Vec<u64>, Diagnostic> {
-        let total: u64 = shape.iter().product();
+        let total: u64 = numel(shape);
         let mut out = Vec::new();
         let mut infer = None;
         for (k, &t) in target.iter().enumerate() {
@@ -1490,7 +1673,7 @@ impl<'a> Reader<'a> {
                     infer = Some(k);
                     out.push(1);
                 }
-                t if t > 0 => out.push(t as u64),
+                t if t > 0 && t as u64 <= MAX_SIZE => out.push(t as u64),
                 _ => {
                     return Err(self
                         .err(i, n, format!("Reshape to {target:?}"))
@@ -1498,7 +1681,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        let known: u64 = out.iter().product();
+        let known: u64 = numel(&out);
         if let Some(k) = infer {
             if known == 0 || !total.is_multiple_of(known) {
                 return Err(self
@@ -1511,7 +1694,7 @@ impl<'a> Reader<'a> {
             }
             out[k] = total / known;
         }
-        if out.iter().product::<u64>() != total {
+        if numel(&out) != total {
             return Err(self
                 .err(
                     i,
@@ -1557,6 +1740,9 @@ impl<'a> Reader<'a> {
             refs.push(r);
             shapes.push(s);
         }
+        if shapes.is_empty() {
+            return Err(self.err(i, n, "Concat of no inputs").help(AGAIN));
+        }
         let rank = shapes[0].len() as i64;
         let axis = attr_i(n, "axis", 1);
         let ax = axis_at(axis, rank);
@@ -1590,19 +1776,38 @@ impl<'a> Reader<'a> {
                 .help("archscope splits along a dimension other than the batch"));
         }
         let size = shape[ax as usize];
-        let sizes: Vec<u64> = match attr_ints(n, "split") {
-            Some(s) => s.iter().map(|&v| v as u64).collect(),
-            None => match self.ints(i, n, 1)? {
-                Some(s) => s.iter().map(|&v| v as u64).collect(),
-                None => {
-                    let parts = attr_i(n, "num_outputs", n.output.len() as i64).max(1) as u64;
-                    let chunk = size.div_ceil(parts);
-                    (0..parts)
-                        .map(|p| chunk.min(size.saturating_sub(p * chunk)))
-                        .collect()
-                }
-            },
+        let given = match attr_ints(n, "split") {
+            Some(s) => Some(s),
+            None => self.ints(i, n, 1)?,
         };
+        if given
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|&v| v < 0 || v as u64 > size))
+            || attr_i(n, "num_outputs", n.output.len() as i64) != n.output.len() as i64
+        {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "Split of {size} into {given:?} for {} outputs",
+                        n.output.len()
+                    ),
+                )
+                .help(AGAIN));
+        }
+        let sizes: Vec<u64> = match given {
+            Some(s) => s.iter().map(|&v| v as u64).collect(),
+            None => {
+                // Equal parts, the last one smaller (ONNX's and torch.chunk's rule).
+                let parts = n.output.len().max(1) as u64;
+                let chunk = size.div_ceil(parts);
+                (0..parts)
+                    .map(|p| chunk.min(size.saturating_sub(p * chunk)))
+                    .collect()
+            }
+        };
+        // Each size is at most `size` (checked above): the sum cannot overflow.
         if sizes.iter().sum::<u64>() != size || sizes.len() != n.output.len() {
             return Err(self
                 .err(
@@ -1716,7 +1921,10 @@ impl<'a> Reader<'a> {
                 .help("export the model again with opset ≤ 17 padding"));
         }
         let rank = shape.len();
-        if pads.len() != 2 * rank || pads.iter().any(|&p| p < 0) || pads[0] != 0 || pads[rank] != 0
+        if pads.len() != 2 * rank
+            || pads.iter().any(|&p| p < 0 || p as u64 > MAX_SIZE)
+            || pads[0] != 0
+            || pads[rank] != 0
         {
             return Err(self
                 .err(i, n, format!("Pad with pads {pads:?}"))
@@ -1816,7 +2024,7 @@ impl<'a> Reader<'a> {
             }
             (Val::Act { r, shape }, Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. })
             | (Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. }, Val::Act { r, shape })
-                if (op == "Add" || op == "Mul") && dims.iter().product::<u64>() > 1 =>
+                if (op == "Add" || op == "Mul") && numel(dims) > 1 =>
             {
                 // A learned tensor (an initializer): a `parameter` layer and the op.
                 let k = if matches!(a, Val::Act { .. }) { 1 } else { 0 };
@@ -1852,6 +2060,21 @@ impl<'a> Reader<'a> {
                 self.ints(i, n, 3)?.filter(|v| !v.is_empty()),
             )
         };
+        let bad_size = sizes
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|&x| x <= 0 || x as u64 > MAX_SIZE));
+        let bad_scale = scales
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|&f| !(f > 0.0 && f <= MAX_SIZE as f64)));
+        if bad_size || bad_scale {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!("Resize to sizes {sizes:?}, scales {scales:?}"),
+                )
+                .help("sizes and scales are positive (and at most 2^40): export the model again"));
+        }
         let out: Vec<u64> = match (&scales, &sizes) {
             (_, Some(s)) if s.len() == shape.len() => s.iter().map(|&v| v as u64).collect(),
             (Some(sc), _) if sc.len() == shape.len() => shape
@@ -2041,9 +2264,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             match self.input(i, n, k)? {
-                Some(Val::Const { dims, data, .. })
-                    if data.len() as u64 == dims.iter().product::<u64>() =>
-                {
+                Some(Val::Const { dims, data, .. }) if data.len() as u64 == numel(dims) => {
                     consts.push(Some((dims.clone(), data.clone())))
                 }
                 _ => return Ok(None),
@@ -2212,7 +2433,8 @@ impl<'a> Reader<'a> {
                     .and_then(|t| proto::tensor_to_f32(t).ok())
                     .and_then(|v| v.first().copied())
                     .unwrap_or(0.0);
-                let count: u64 = v.iter().map(|&x| x.max(0.0) as u64).product();
+                let sizes: Vec<u64> = v.iter().map(|&x| x.max(0.0) as u64).collect();
+                let count = numel(&sizes);
                 self.check_fold_size(i, n, count as usize)?;
                 Some((
                     v.iter().map(|&x| x as u64).collect(),
@@ -2305,7 +2527,7 @@ fn init_vals(
         let small = n as usize <= 64 && t.data_type == Some(proto::dtype::INT64) || n <= 1;
         let data = if small {
             proto::tensor_to_f64(t).map_err(|e| {
-                Diagnostic::new(format!("{file}: {}", e.describe(&name))).help(AGAIN)
+                Diagnostic::new(format!("{file}: {}", e.describe(&name))).help(data_help(&e))
             })?
         } else {
             Vec::new()
