@@ -276,6 +276,23 @@ fn onnxruntime_check_covers_the_documented_models() {
     }
 }
 
+/// `onnx.checker.check_model(full_check=True)` passed on every zoo model's graph-only export
+/// (scripts/onnx_export_check.py --checker-all): the stored list is exactly the zoo, all ok.
+#[test]
+fn onnx_checker_passes_on_every_zoo_model() {
+    let data = data_json("onnx_export_check.json");
+    let rows = data["checker"]["models"].as_array().expect("checker rows");
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["model"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, zoo_names());
+    assert_eq!(names.len(), 70);
+    for r in rows {
+        assert_eq!(r["ok"], true, "{r}");
+    }
+}
+
 /// A model whose weights pass 2 GiB is refused before any weight is allocated (614,400,000
 /// parameters of one linear layer: 2.46 GB of f32), naming the layer; graph-only it exports.
 #[test]
