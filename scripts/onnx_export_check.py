@@ -91,6 +91,19 @@ MODELS = [
     "swin_v2_t",
     "vit_b_32",
     "gpt2",
+    "maxvit_t",
+    "vgg11",
+    "resnet34",
+    "shufflenet_v2_x1_0",
+    "mnasnet1_0",
+    "efficientnet_b1",
+    "densenet169",
+    "vgg13",
+    "resnet101",
+    "shufflenet_v2_x2_0",
+    "regnet_y_1_6gf",
+    "resnet50_v2",
+    "vit_b_16",
 ]
 
 # Inputs at a reduced size where the model allows it (the check is of the graph, not the size).

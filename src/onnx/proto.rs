@@ -710,10 +710,8 @@ fn walk(
                 let (s, e) = (at, at + len as usize);
                 match known.map(|f| (f.2, f.3)) {
                     Some((M(child), _)) => walk(bytes, s, e, child, path, depth + 1)?,
-                    Some((S, _)) => {
-                        if std::str::from_utf8(&bytes[s..e]).is_err() {
-                            return fail(s, path, "text that is not UTF-8".into());
-                        }
+                    Some((S, _)) if std::str::from_utf8(&bytes[s..e]).is_err() => {
+                        return fail(s, path, "text that is not UTF-8".into());
                     }
                     Some((F32, true)) if len % 4 != 0 => {
                         return fail(

@@ -1040,7 +1040,7 @@ impl<'a> Reader<'a> {
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
             (Some(0.0), None) => self.unary(i, n, "relu", String::new()),
-            (Some(l), Some(h)) if !(l < h) => Err(self
+            (Some(l), Some(h)) if l.partial_cmp(&h) != Some(std::cmp::Ordering::Less) => Err(self
                 .err(i, n, format!("Clip with min {l} and max {h}"))
                 .help("archscope's clamp (hardtanh) needs min < max: export the model again")),
             (Some(l), Some(h)) => self.unary(
