@@ -230,34 +230,96 @@ fn win(x: i64, k: i64, s: i64, p: i64) -> i64 {
     (x + 2 * p - (k - 1) - 1).div_euclid(s.max(1)) + 1
 }
 
-fn conv_node(
-    id: &str,
-    out: i64,
-    k: i64,
-    s: i64,
-    p: i64,
-    g: i64,
-    act: bool,
-) -> Vec<(&'static str, Emit)> {
-    let mut v = vec![
-        ("id", Emit::str(id)),
+/// A value written into the translation: a number, or a string (a `$param` or `$(expr)`).
+trait Val {
+    fn e(self) -> Emit;
+}
+impl Val for i64 {
+    fn e(self) -> Emit {
+        Emit::Int(self)
+    }
+}
+impl Val for &str {
+    fn e(self) -> Emit {
+        Emit::str(self)
+    }
+}
+impl Val for String {
+    fn e(self) -> Emit {
+        Emit::Str(self)
+    }
+}
+
+/// One `conv` node of the translation: an Ultralytics `Conv` (convolution, batch norm and
+/// SiLU, the translation's defaults) with `id`, `out` and `kernel`, and, written after them in
+/// this order, what differs: input, stride, padding, groups, no activation, or a plain
+/// `nn.Conv2d` with a bias (the heads' last convolutions).
+struct ConvNode(Vec<(&'static str, Emit)>);
+
+fn conv(id: impl Val, out: impl Val, k: impl Val) -> ConvNode {
+    ConvNode(vec![
+        ("id", id.e()),
         ("op", Emit::str("conv")),
-        ("out", Emit::Int(out)),
-    ];
-    v.push(("kernel", Emit::Int(k)));
-    if s != 1 {
-        v.push(("stride", Emit::Int(s)));
+        ("out", out.e()),
+        ("kernel", k.e()),
+    ])
+}
+
+impl ConvNode {
+    /// Reads `x` (default: the previous node).
+    fn input(mut self, x: impl Val) -> Self {
+        self.0.insert(2, ("in", x.e()));
+        self
     }
-    if p != 0 {
-        v.push(("padding", Emit::Int(p)));
+    fn stride(mut self, s: i64) -> Self {
+        if s != 1 {
+            self.0.push(("stride", Emit::Int(s)));
+        }
+        self
     }
-    if g != 1 {
-        v.push(("groups", Emit::Int(g)));
+    fn padding(mut self, p: impl Val) -> Self {
+        let p = p.e();
+        if p != Emit::Int(0) {
+            self.0.push(("padding", p));
+        }
+        self
     }
-    if !act {
-        v.push(("act", Emit::str("none")));
+    fn groups(mut self, g: impl Val) -> Self {
+        let g = g.e();
+        if g != Emit::Int(1) {
+            self.0.push(("groups", g));
+        }
+        self
     }
-    v
+    /// `act=False`: an Identity after the batch norm.
+    fn linear(mut self) -> Self {
+        self.0.push(("act", Emit::str("none")));
+        self
+    }
+    /// `act` as given: the default SiLU, or none.
+    fn act(self, act: bool) -> Self {
+        if act {
+            self
+        } else {
+            self.linear()
+        }
+    }
+    /// A plain `nn.Conv2d(…, 1)` with a bias, no batch norm, no activation.
+    fn plain(mut self) -> Self {
+        self.0.extend([
+            ("bias", Emit::Bool(true)),
+            ("bn", Emit::Bool(false)),
+            ("act", Emit::str("none")),
+        ]);
+        self
+    }
+    fn with(mut self, key: &'static str, v: Emit) -> Self {
+        self.0.push((key, v));
+        self
+    }
+    fn node(self) -> Emit {
+        flow(self.0)
+    }
 }
 
 fn flow(pairs: Vec<(&str, Emit)>) -> Emit {
@@ -510,7 +572,26 @@ impl Translator {
                 },
             ));
         }
-        let text = emit("", &Emit::map(top));
+        let mut text = emit("", &Emit::map(top.clone()));
+        // Tensor names as Ultralytics' state dict has them (`model.2.cv1.conv.weight`), so
+        // that `run --weights` reads a file written from `model.state_dict()` as it is.
+        if let Some(rules) = state_dict_names(&text) {
+            if rules.len() > crate::spec::MAX_WEIGHTS_NAMES {
+                let w = format!(
+                    "{} layers with weights: more than the {} `weights_names` rules a model may have, so `run --weights` reads them under archscope's layer paths, not Ultralytics' state-dict names",
+                    rules.len(),
+                    crate::spec::MAX_WEIGHTS_NAMES
+                );
+                warning = Some(match warning {
+                    Some(x) => format!("{x}; {w}"),
+                    None => w,
+                });
+            } else if !rules.is_empty() {
+                let map = rules.into_iter().map(|(k, v)| (k, Emit::Str(v))).collect();
+                top.push(("weights_names", Emit::Map(map)));
+                text = emit("", &Emit::map(top));
+            }
+        }
         Ok(Model {
             title,
             scale,
@@ -908,12 +989,16 @@ impl Translator {
                     return Err(err(format!("{module} repeated {n_seq} times needs equal in and out channels ({c1} → {c2})"), apath));
                 }
                 let p = p.unwrap_or(k / 2);
-                let mut node = conv_node(&id, c2, k, s, p, g, act);
-                node.insert(1, ("in", Emit::str(ref_of(froms[0]))));
+                let mut node = conv(id.as_str(), c2, k)
+                    .input(ref_of(froms[0]))
+                    .stride(s)
+                    .padding(p)
+                    .groups(g)
+                    .act(act);
                 if n_seq > 1 {
-                    node.push(("repeat", Emit::Int(n_seq)));
+                    node = node.with("repeat", Emit::Int(n_seq));
                 }
-                self.nodes.push(flow(node));
+                self.nodes.push(node.node());
                 self.conv_leaves(act, n_seq);
                 let mut f = feat_of(froms[0]);
                 for _ in 0..n_seq {
@@ -960,10 +1045,14 @@ impl Translator {
                     ("op", Emit::str("concat")),
                     ("in", strs(&["s00", "s10", "s01", "s11"])),
                 ]));
-                let mut conv = conv_node("conv", c2, k, s, p, g, act);
-                conv.remove(2);
-                conv.insert(2, ("out", Emit::str("$out")));
-                nodes.push(flow(conv));
+                nodes.push(
+                    conv("conv", "$out", k)
+                        .stride(s)
+                        .padding(p)
+                        .groups(g)
+                        .act(act)
+                        .node(),
+                );
                 let bname = format!(
                     "focus_k{k}_s{s}_p{p}_g{g}{}",
                     if act { "" } else { "_linear" }
@@ -1040,15 +1129,14 @@ impl Translator {
                 let e = a.float(5, 0.5, "e")?;
                 let hidden = (c2 as f64 * e) as i64;
                 check_count(hidden, "C3 hidden channels", apath)?;
-                self.c3_block();
+                let c3 = self.c3_block(n);
                 self.use_node(
                     &id,
-                    "c3",
+                    &c3,
                     &[ref_of(froms[0])],
                     vec![
                         ("hidden", Emit::Int(hidden)),
                         ("out", Emit::Int(c2)),
-                        ("n", Emit::Int(n)),
                         ("k1", Emit::Int(1)),
                         ("k2", Emit::Int(3)),
                         ("add", Emit::Bool(shortcut)),
@@ -1084,12 +1172,7 @@ impl Translator {
                 };
                 if !self.blocks.contains_key(&bname) {
                     let mut nodes = vec![
-                        flow(vec![
-                            ("id", Emit::str("cv1")),
-                            ("op", Emit::str("conv")),
-                            ("out", Emit::str("$(2 * c)")),
-                            ("kernel", Emit::Int(1)),
-                        ]),
+                        conv("cv1", "$(2 * c)", 1).node(),
                         flow(vec![
                             ("id", Emit::str("split")),
                             ("op", Emit::str("split")),
@@ -1098,11 +1181,12 @@ impl Translator {
                     ];
                     let mut cat = vec!["split:0".to_string(), "split:1".to_string()];
                     for j in 0..n {
-                        let mid = format!("m{j}");
+                        // Ultralytics' ModuleList `m`: m.0, m.1, … (`_` reads as `.`).
+                        let mid = format!("m_{j}");
                         let mut node = vec![("id", Emit::str(&mid))];
                         if c3k {
-                            self.c3_block();
-                            node.push(("use", Emit::str("c3")));
+                            let c3 = self.c3_block(2);
+                            node.push(("use", Emit::str(c3)));
                         } else {
                             self.bottleneck_block();
                             node.push(("use", Emit::str("bottleneck")));
@@ -1114,7 +1198,6 @@ impl Translator {
                             vec![
                                 ("hidden", Emit::str("$(c // 2)")),
                                 ("out", Emit::str("$c")),
-                                ("n", Emit::Int(2)),
                                 ("k1", Emit::Int(3)),
                                 ("k2", Emit::Int(3)),
                                 ("add", Emit::Bool(true)),
@@ -1146,12 +1229,7 @@ impl Translator {
                         ("op", Emit::str("concat")),
                         ("in", strs(&cat)),
                     ]));
-                    nodes.push(flow(vec![
-                        ("id", Emit::str("cv2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$out")),
-                        ("kernel", Emit::Int(1)),
-                    ]));
+                    nodes.push(conv("cv2", "$out", 1).node());
                     self.block(&bname, &["c", "out"], nodes);
                 }
                 self.use_node(
@@ -1186,49 +1264,46 @@ impl Translator {
                 }
                 let f = feat_of(froms[0]);
                 let bname = self.psa_blocks(heads, kd, hd, c);
-                let nodes = vec![
-                    flow(vec![
-                        ("id", Emit::str("cv1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$(2 * c)")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
+                let mut nodes = vec![
+                    conv("cv1", "$(2 * c)", 1).node(),
                     flow(vec![
                         ("id", Emit::str("split")),
                         ("op", Emit::str("split")),
                         ("parts", Emit::Int(2)),
                     ]),
-                    flow(vec![
-                        ("id", Emit::str("m")),
+                ];
+                // Ultralytics' nn.Sequential `m`: m.0, m.1, … (`_` reads as `.`).
+                for j in 0..n {
+                    let mut node = vec![
+                        ("id", Emit::str(format!("m_{j}"))),
                         ("use", Emit::str(&bname)),
-                        ("in", Emit::str("split:1")),
-                        ("repeat", Emit::str("$n")),
-                        (
-                            "with",
-                            flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
-                        ),
-                    ]),
+                    ];
+                    if j == 0 {
+                        node.push(("in", Emit::str("split:1")));
+                    }
+                    node.push((
+                        "with",
+                        flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
+                    ));
+                    nodes.push(flow(node));
+                }
+                let last = format!("m_{}", n - 1);
+                nodes.extend([
                     flow(vec![
                         ("id", Emit::str("cat")),
                         ("op", Emit::str("concat")),
-                        ("in", strs(&["split:0", "m"])),
+                        ("in", strs(&["split:0", &last])),
                     ]),
-                    flow(vec![
-                        ("id", Emit::str("cv2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$(2 * c)")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
-                ];
-                let outer = format!("c2psa_c{c}");
-                self.block(&outer, &["c", "n", "h", "w"], nodes);
+                    conv("cv2", "$(2 * c)", 1).node(),
+                ]);
+                let outer = format!("c2psa_c{c}_n{n}");
+                self.block(&outer, &["c", "h", "w"], nodes);
                 self.use_node(
                     &id,
                     &outer,
                     &[ref_of(froms[0])],
                     vec![
                         ("c", Emit::Int(c)),
-                        ("n", Emit::Int(n)),
                         ("h", Emit::Int(f.hw.0)),
                         ("w", Emit::Int(f.hw.1)),
                     ],
@@ -1277,12 +1352,7 @@ impl Translator {
                     let k = check_count(a.int(2, Some(5), "kernel")?, "SPPF kernel", apath)?;
                     (vec![k; 3], true)
                 };
-                let mut nodes = vec![flow(vec![
-                    ("id", Emit::str("cv1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::Int(1)),
-                ])];
+                let mut nodes = vec![conv("cv1", "$hidden", 1).node()];
                 let mut cat = vec!["cv1".to_string()];
                 for (j, k) in pools.iter().enumerate() {
                     let mut p = vec![
@@ -1306,12 +1376,7 @@ impl Translator {
                     ("op", Emit::str("concat")),
                     ("in", strs(&cat)),
                 ]));
-                nodes.push(flow(vec![
-                    ("id", Emit::str("cv2")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$out")),
-                    ("kernel", Emit::Int(1)),
-                ]));
+                nodes.push(conv("cv2", "$out", 1).node());
                 let ks: Vec<String> = pools.iter().map(i64::to_string).collect();
                 let bname = format!("{}_k{}", module.to_ascii_lowercase(), ks.join("_"));
                 self.block(&bname, &["hidden", "out"], nodes);
@@ -1478,7 +1543,7 @@ impl Translator {
                     return Err(err("Classify: one input is supported", &v[0].path));
                 }
                 let nodes = vec![
-                    flow(conv_node("conv", 1280, k, s, p, g, true)),
+                    conv("conv", 1280, k).stride(s).padding(p).groups(g).node(),
                     flow(vec![
                         ("id", Emit::str("pool")),
                         ("op", Emit::str("global_avgpool")),
@@ -1626,20 +1691,8 @@ impl Translator {
             "bottleneck",
             &["hidden", "out", "k1", "k2", "add"],
             vec![
-                flow(vec![
-                    ("id", Emit::str("cv1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::str("$k1")),
-                    ("padding", Emit::str("$(k1 // 2)")),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cv2")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$out")),
-                    ("kernel", Emit::str("$k2")),
-                    ("padding", Emit::str("$(k2 // 2)")),
-                ]),
+                conv("cv1", "$hidden", "$k1").padding("$(k1 // 2)").node(),
+                conv("cv2", "$out", "$k2").padding("$(k2 // 2)").node(),
                 flow(vec![
                     ("id", Emit::str("add")),
                     ("op", Emit::str("add")),
@@ -1650,53 +1703,40 @@ impl Translator {
         );
     }
 
-    fn c3_block(&mut self) {
+    /// C3 (and C3k) with `n` bottlenecks, named `m_0`, `m_1`, … as Ultralytics' nn.Sequential
+    /// `m` names them (`m.0`, …); returns the block's name.
+    fn c3_block(&mut self, n: i64) -> String {
         self.bottleneck_block();
-        self.block(
-            "c3",
-            &["hidden", "out", "n", "k1", "k2", "add"],
-            vec![
-                flow(vec![
-                    ("id", Emit::str("cv1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("m")),
-                    ("use", Emit::str("bottleneck")),
-                    ("repeat", Emit::str("$n")),
-                    (
-                        "with",
-                        flow(vec![
-                            ("hidden", Emit::str("$hidden")),
-                            ("out", Emit::str("$hidden")),
-                            ("k1", Emit::str("$k1")),
-                            ("k2", Emit::str("$k2")),
-                            ("add", Emit::str("$add")),
-                        ]),
-                    ),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cv2")),
-                    ("op", Emit::str("conv")),
-                    ("in", Emit::str("$in")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cat")),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&["m", "cv2"])),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cv3")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$out")),
-                    ("kernel", Emit::Int(1)),
-                ]),
-            ],
-        );
+        let name = format!("c3_n{n}");
+        let mut nodes = vec![conv("cv1", "$hidden", 1).node()];
+        for j in 0..n {
+            nodes.push(flow(vec![
+                ("id", Emit::str(format!("m_{j}"))),
+                ("use", Emit::str("bottleneck")),
+                (
+                    "with",
+                    flow(vec![
+                        ("hidden", Emit::str("$hidden")),
+                        ("out", Emit::str("$hidden")),
+                        ("k1", Emit::str("$k1")),
+                        ("k2", Emit::str("$k2")),
+                        ("add", Emit::str("$add")),
+                    ]),
+                ),
+            ]));
+        }
+        let last = format!("m_{}", n - 1);
+        nodes.extend([
+            conv("cv2", "$hidden", 1).input("$in").node(),
+            flow(vec![
+                ("id", Emit::str("cat")),
+                ("op", Emit::str("concat")),
+                ("in", strs(&[&last, "cv2"])),
+            ]),
+            conv("cv3", "$out", 1).node(),
+        ]);
+        self.block(&name, &["hidden", "out", "k1", "k2", "add"], nodes);
+        name
     }
 
     /// PSABlock and its Attention for `heads` heads of key size `kd` and value size `hd`
@@ -1704,13 +1744,7 @@ impl Translator {
     fn psa_blocks(&mut self, heads: i64, kd: i64, hd: i64, c: i64) -> String {
         let att = format!("attention_h{heads}_k{kd}_v{hd}");
         let per = 2 * kd + hd;
-        let mut nodes = vec![flow(vec![
-            ("id", Emit::str("qkv")),
-            ("op", Emit::str("conv")),
-            ("out", Emit::Int(c + 2 * heads * kd)),
-            ("kernel", Emit::Int(1)),
-            ("act", Emit::str("none")),
-        ])];
+        let mut nodes = vec![conv("qkv", c + 2 * heads * kd, 1).linear().node()];
         // v as the positional encoding sees it: each head's value channels, in head order.
         let mut vs = vec![];
         for j in 0..heads {
@@ -1737,16 +1771,12 @@ impl Translator {
             vs[0].clone()
         };
         nodes.extend([
-            flow(vec![
-                ("id", Emit::str("pe")),
-                ("op", Emit::str("conv")),
-                ("in", Emit::str(&v_map)),
-                ("out", Emit::Int(c)),
-                ("kernel", Emit::Int(3)),
-                ("padding", Emit::Int(1)),
-                ("groups", Emit::Int(c)),
-                ("act", Emit::str("none")),
-            ]),
+            conv("pe", c, 3)
+                .input(v_map.as_str())
+                .padding(1)
+                .groups(c)
+                .linear()
+                .node(),
             flow(vec![
                 ("id", Emit::str("heads")),
                 ("op", Emit::str("reshape")),
@@ -1800,13 +1830,7 @@ impl Translator {
                 ("op", Emit::str("add")),
                 ("in", strs(&["map", "pe"])),
             ]),
-            flow(vec![
-                ("id", Emit::str("proj")),
-                ("op", Emit::str("conv")),
-                ("out", Emit::Int(c)),
-                ("kernel", Emit::Int(1)),
-                ("act", Emit::str("none")),
-            ]),
+            conv("proj", c, 1).linear().node(),
         ]);
         self.block(&att, &["h", "w"], nodes);
         let psa = format!("psa_block_c{c}");
@@ -1827,23 +1851,13 @@ impl Translator {
                     ("op", Emit::str("add")),
                     ("in", strs(&["attn", "$in"])),
                 ]),
-                flow(vec![
-                    ("id", Emit::str("ffn0")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(2 * c)),
-                    ("kernel", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("ffn1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(c)),
-                    ("kernel", Emit::Int(1)),
-                    ("act", Emit::str("none")),
-                ]),
+                // Ultralytics' nn.Sequential `ffn`: ffn.0, ffn.1.
+                conv("ffn_0", 2 * c, 1).node(),
+                conv("ffn_1", c, 1).linear().node(),
                 flow(vec![
                     ("id", Emit::str("add2")),
                     ("op", Emit::str("add")),
-                    ("in", strs(&["ffn1", "add1"])),
+                    ("in", strs(&["ffn_1", "add1"])),
                 ]),
             ],
         );
@@ -1918,140 +1932,59 @@ impl Translator {
             }
             _ => {}
         }
-        let branch = |s: &mut Self| {
-            s.block(
-                "branch",
-                &["mid", "out"],
-                vec![
-                    flow(vec![
-                        ("id", Emit::str("c0")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("c1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("c2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$out")),
-                        ("kernel", Emit::Int(1)),
-                        ("bias", Emit::Bool(true)),
-                        ("bn", Emit::Bool(false)),
-                        ("act", Emit::str("none")),
-                    ]),
-                ],
-            );
-        };
-        branch(self);
-        let cls_block = if self.legacy {
-            "branch"
-        } else {
-            self.block(
-                "cls_branch",
-                &["mid", "out"],
-                vec![
-                    flow(vec![
-                        ("id", Emit::str("dw0")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$in_ch")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                        ("groups", Emit::str("$in_ch")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("pw0")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("dw1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                        ("groups", Emit::str("$mid")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("pw1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("c2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$out")),
-                        ("kernel", Emit::Int(1)),
-                        ("bias", Emit::Bool(true)),
-                        ("bn", Emit::Bool(false)),
-                        ("act", Emit::str("none")),
-                    ]),
-                ],
-            );
-            "cls_branch"
-        };
+        // Per level, as Ultralytics' ModuleLists name them (`_` reads as `.`): the box branch
+        // cv2.l (Conv 3×3, Conv 3×3, Conv2d to 4·reg_max), the class branch cv3.l (the same
+        // to nc, or, in the current head, DWConv 3×3 + Conv 1×1 twice, then the Conv2d), the
+        // task branch cv4.l; each flattened to N×C×(h·w).
         let mut nodes = vec![];
         let mut boxes = vec![];
         let mut scores = vec![];
         let mut extras = vec![];
-        for l in 0..nl as usize {
-            let x = format!("$in{l}");
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("cv2_{l}"))),
-                ("use", Emit::str("branch")),
-                ("in", Emit::str(&x)),
-                (
-                    "with",
-                    flow(vec![
-                        ("mid", Emit::Int(c2)),
-                        ("out", Emit::Int(4 * reg_max)),
-                    ]),
-                ),
-            ]));
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("box_{l}"))),
+        let flat = |id: String, c: i64| {
+            flow(vec![
+                ("id", Emit::Str(id)),
                 ("op", Emit::str("reshape")),
-                ("shape", ints(&[4 * reg_max, -1]).flow()),
-            ]));
+                ("shape", ints(&[c, -1]).flow()),
+            ])
+        };
+        // Conv 3×3, Conv 3×3, Conv2d 1×1 (`mid` channels, then `out`) on level `l`'s input.
+        let branch = |nodes: &mut Vec<Emit>, name: &str, l: usize, mid: i64, out: i64| {
+            nodes.extend([
+                conv(format!("{name}_{l}_0"), mid, 3)
+                    .input(format!("$in{l}"))
+                    .padding(1)
+                    .node(),
+                conv(format!("{name}_{l}_1"), mid, 3).padding(1).node(),
+                conv(format!("{name}_{l}_2"), out, 1).plain().node(),
+            ]);
+        };
+        for (l, &cl) in ch.iter().enumerate() {
+            branch(&mut nodes, "cv2", l, c2, 4 * reg_max);
+            nodes.push(flat(format!("box_{l}"), 4 * reg_max));
             boxes.push(format!("box_{l}"));
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("cv3_{l}"))),
-                ("use", Emit::str(cls_block)),
-                ("in", Emit::str(&x)),
-                (
-                    "with",
-                    flow(vec![("mid", Emit::Int(c3)), ("out", Emit::Int(nc))]),
-                ),
-            ]));
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("cls_{l}"))),
-                ("op", Emit::str("reshape")),
-                ("shape", ints(&[nc, -1]).flow()),
-            ]));
+            if self.legacy {
+                branch(&mut nodes, "cv3", l, c3, nc);
+            } else {
+                nodes.extend([
+                    conv(format!("cv3_{l}_0_0"), cl, 3)
+                        .input(format!("$in{l}"))
+                        .padding(1)
+                        .groups(cl)
+                        .node(),
+                    conv(format!("cv3_{l}_0_1"), c3, 1).node(),
+                    conv(format!("cv3_{l}_1_0"), c3, 3)
+                        .padding(1)
+                        .groups(c3)
+                        .node(),
+                    conv(format!("cv3_{l}_1_1"), c3, 1).node(),
+                    conv(format!("cv3_{l}_2"), nc, 1).plain().node(),
+                ]);
+            }
+            nodes.push(flat(format!("cls_{l}"), nc));
             scores.push(format!("cls_{l}"));
             if let Some((name, out, mid)) = &extra {
-                nodes.push(flow(vec![
-                    ("id", Emit::str(format!("cv4_{l}"))),
-                    ("use", Emit::str("branch")),
-                    ("in", Emit::str(&x)),
-                    (
-                        "with",
-                        flow(vec![("mid", Emit::Int(*mid)), ("out", Emit::Int(*out))]),
-                    ),
-                ]));
-                nodes.push(flow(vec![
-                    ("id", Emit::str(format!("{name}_{l}"))),
-                    ("op", Emit::str("reshape")),
-                    ("shape", ints(&[*out, -1]).flow()),
-                ]));
+                branch(&mut nodes, "cv4", l, *mid, *out);
+                nodes.push(flat(format!("{name}_{l}"), *out));
                 extras.push(format!("{name}_{l}"));
             }
         }
@@ -2089,16 +2022,13 @@ impl Translator {
                 ("dim", Emit::Int(1)),
                 ("functional", Emit::Bool(true)),
             ]),
-            flow(vec![
-                ("id", Emit::str("dfl")),
-                ("op", Emit::str("conv")),
-                ("out", Emit::Int(1)),
-                ("kernel", Emit::Int(1)),
-                ("bn", Emit::Bool(false)),
-                ("act", Emit::str("none")),
-                ("trainable", Emit::Bool(false)),
-                ("weight_values", ints(&bins).flow()),
-            ]),
+            // Ultralytics' `dfl.conv`.
+            conv("dfl_conv", 1, 1)
+                .with("bn", Emit::Bool(false))
+                .linear()
+                .with("trainable", Emit::Bool(false))
+                .with("weight_values", ints(&bins).flow())
+                .node(),
             flow(vec![
                 ("id", Emit::str("dist")),
                 ("op", Emit::str("reshape")),
@@ -2137,14 +2067,7 @@ impl Translator {
         if module == "Segment" {
             // Proto on the first level: Conv 3×3, ConvTranspose2d(2, 2), Conv 3×3, Conv 1×1.
             nodes.extend([
-                flow(vec![
-                    ("id", Emit::str("proto_cv1")),
-                    ("op", Emit::str("conv")),
-                    ("in", Emit::str("$in0")),
-                    ("out", Emit::Int(npr)),
-                    ("kernel", Emit::Int(3)),
-                    ("padding", Emit::Int(1)),
-                ]),
+                conv("proto_cv1", npr, 3).input("$in0").padding(1).node(),
                 flow(vec![
                     ("id", Emit::str("proto_upsample")),
                     ("op", Emit::str("conv_transpose2d")),
@@ -2152,19 +2075,9 @@ impl Translator {
                     ("kernel", Emit::Int(2)),
                     ("stride", Emit::Int(2)),
                 ]),
-                flow(vec![
-                    ("id", Emit::str("proto_cv2")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(npr)),
-                    ("kernel", Emit::Int(3)),
-                    ("padding", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("proto")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(nm)),
-                    ("kernel", Emit::Int(1)),
-                ]),
+                conv("proto_cv2", npr, 3).padding(1).node(),
+                // Ultralytics' `proto.cv3` (the model's second output, named `proto` here).
+                conv("proto", nm, 1).node(),
             ]);
             leaves += 1;
             self.conv_leaves(true, 3);
@@ -2212,6 +2125,50 @@ impl Translator {
             probe: (1, 1),
         })
     }
+}
+
+/// Ultralytics' state-dict prefix of the translated layer at `path` (`conv_module`: a
+/// convolution followed by its batch norm, `path.bn`: Ultralytics' `Conv`, whose convolution
+/// is its `.conv`). Node `mK` is `model.K`; inside it an `_` in a node name reads as a `.`
+/// (`cv2_0_1` is `cv2.0.1`, `m_0` is `m.0`), and the segment head's `proto` (the model's
+/// second output) is `Proto.cv3`.
+pub fn state_dict_name(path: &str, conv_module: bool) -> String {
+    let mut parts = path.split('.');
+    let top = parts.next().unwrap_or("");
+    let mut out = format!("model.{}", top.strip_prefix('m').unwrap_or(top));
+    let rest: Vec<&str> = parts.collect();
+    for (i, c) in rest.iter().enumerate() {
+        out.push('.');
+        if i == 0 && *c == "proto" && rest.len() <= 2 {
+            out.push_str("proto.cv3");
+        } else {
+            out.push_str(&c.replace('_', "."));
+        }
+    }
+    if conv_module {
+        out.push_str(".conv");
+    }
+    out
+}
+
+/// The `weights_names:` rules that give every layer with weights of the translation `text`
+/// its Ultralytics state-dict name, in layer order; `None` when the translation does not build
+/// (the command that reads it then says why).
+fn state_dict_names(text: &str) -> Option<Vec<(String, String)>> {
+    let doc = Document::parse("translation", text).ok()?;
+    let net = crate::graph::build_network(&doc, &crate::graph::BuildOptions::default()).ok()?;
+    let names: std::collections::HashSet<&str> =
+        net.nodes.iter().map(|n| n.name.as_str()).collect();
+    Some(
+        net.nodes
+            .iter()
+            .filter(|n| !n.layer.weights().is_empty())
+            .map(|n| {
+                let module = names.contains(format!("{}.bn", n.name).as_str());
+                (n.name.clone(), state_dict_name(&n.name, module))
+            })
+            .collect(),
+    )
 }
 
 /// What `model.info()` prints, from archscope's analysis of the translated model (its MACs
