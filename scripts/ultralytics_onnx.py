@@ -179,7 +179,7 @@ def ultralytics_figures(pt: str) -> dict:
     from ultralytics import YOLO
 
     m = YOLO(pt).model.float().eval().fuse()
-    layers, params, grads, gflops = m.info(verbose=False, imgsz=IMGSZ)
+    layers, params, grads, gflops = m.info(verbose=True, imgsz=IMGSZ)
     x = torch.empty(1, 3, IMGSZ, IMGSZ)
     macs = thop.profile(m, inputs=[x], verbose=False)[0]
     return {"layers": int(layers), "parameters": int(params), "gradients": int(grads),

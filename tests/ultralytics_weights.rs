@@ -23,6 +23,8 @@ use serde_json::Value;
 
 const TOL: f64 = 1e-4;
 
+/// The tiny model as translated, with one more output: the raw head output (the head's
+/// `boxes` and `scores` layers concatenated on the channel axis, as Ultralytics' `preds`).
 fn tiny_net() -> Network {
     let file = root().join("tests/data/ultralytics_weights_tiny.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -34,9 +36,13 @@ fn tiny_net() -> Network {
         input: Some((32, 32)),
     };
     let m = ultralytics::translate(&doc, &opts).unwrap_or_else(|e| panic!("{e}"));
-    let tdoc = Document::parse("translated.yaml", &m.text).unwrap();
-    graph::build_network(&tdoc, &BuildOptions::default())
-        .unwrap_or_else(|e| panic!("{e}\n{}", m.text))
+    // The head is the last Ultralytics layer (12), and the translation's single output.
+    let (before, after) = m.text.split_once("\noutputs: m12\n").expect("outputs: m12");
+    let text = format!(
+        "{before}\n  - {{id: raw_head, op: concat, in: [m12.boxes, m12.scores], dim: 1}}\noutputs: [m12, raw_head]\n{after}"
+    );
+    let tdoc = Document::parse("translated.yaml", &text).unwrap();
+    graph::build_network(&tdoc, &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 fn tiny_bytes() -> Vec<u8> {
@@ -64,39 +70,18 @@ fn max_abs(got: &[f32], want: &[f32]) -> f64 {
 }
 
 /// Runs the tiny model on the stored input (`planned`: BN folded and activations fused, as
-/// `archscope run` does; else every layer as written); returns the model's output and the raw
-/// head output (the head's `boxes` and `scores` layers concatenated on the channel axis).
-fn outputs(net: &Network, w: &Weights, planned: bool) -> (Tensor, Vec<f32>) {
+/// `archscope run` does; else every layer as written); returns the head's output and the raw
+/// head output.
+fn outputs(net: &Network, w: &Weights, planned: bool) -> (Tensor, Tensor) {
     let want = data_json("ultralytics_weights_tiny.json");
     let x = Tensor::new(shape(&want["input_shape"]), f32s(&want["input"]));
-    let find = |suffix: &str| {
-        let hits: Vec<usize> = (0..net.nodes.len())
-            .filter(|&k| net.nodes[k].name.ends_with(suffix))
-            .collect();
-        assert_eq!(hits.len(), 1, "one layer named *{suffix}");
-        hits[0]
-    };
-    let (boxes, scores) = (find(".boxes"), find(".scores"));
-    let mut kept: Vec<Option<Tensor>> = vec![None, None];
-    let mut hook = |k: usize, out: &[Tensor]| {
-        if k == boxes {
-            kept[0] = Some(out[0].clone());
-        } else if k == scores {
-            kept[1] = Some(out[0].clone());
-        }
-    };
     let r = if planned {
         let plan = exec::plan(net, w);
-        exec::run_planned(net, w, &plan, &[x], Some(&mut hook)).unwrap()
+        exec::run_planned(net, w, &plan, &[x], None).unwrap()
     } else {
-        exec::run(net, w, &[x], Some(&mut hook)).unwrap()
+        exec::run(net, w, &[x], None).unwrap()
     };
-    let (b, s) = (kept[0].take().unwrap(), kept[1].take().unwrap());
-    // N×C×A each (N = 1): the channel-axis concatenation is the two buffers one after the other.
-    assert_eq!(b.shape[0], 1);
-    let mut raw = b.data.clone();
-    raw.extend_from_slice(&s.data);
-    (r.outputs[0].clone(), raw)
+    (r.outputs[0].clone(), r.outputs[1].clone())
 }
 
 #[test]
@@ -137,7 +122,8 @@ fn run_with_ultralytics_weights_reproduces_the_raw_head_output() {
     assert_eq!(shape(&want["raw_shape"]), vec![1, 18, 20]);
     for planned in [false, true] {
         let (out, got_raw) = outputs(&net, &w, planned);
-        let e = max_abs(&got_raw, &raw);
+        assert_eq!(got_raw.shape, vec![1, 18, 20]);
+        let e = max_abs(&got_raw.data, &raw);
         assert!(e <= TOL, "raw head output (planned {planned}): max |Δ| {e}");
         // The head's output: DFL distances and sigmoid scores, as Ultralytics' own `dfl` and
         // `sigmoid` give them before dist2bbox (archscope's head does not decode boxes yet).
@@ -174,13 +160,19 @@ fn the_scripted_full_size_check_passed() {
     let tol = d["tolerance"].as_f64().unwrap();
     assert_eq!(tol, TOL);
     let models = d["models"].as_array().unwrap();
-    let names: Vec<&str> = models.iter().map(|m| m["model"].as_str().unwrap()).collect();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
     for m in ["yolov8n", "yolov5n", "yolo11n"] {
         assert!(names.contains(&m), "{m} checked");
     }
     for m in models {
         let what = m["model"].as_str().unwrap();
-        assert_eq!(m["names"], "ultralytics", "{what}: read under Ultralytics' names");
+        assert_eq!(
+            m["names"], "ultralytics",
+            "{what}: read under Ultralytics' names"
+        );
         assert_eq!(m["raw_shape"][2], 8400, "{what}: every anchor at 640");
         let raw = m["raw_max_abs"].as_f64().unwrap();
         let fin = m["final_max_abs"].as_f64().unwrap();
