@@ -218,6 +218,8 @@ def one(arg: str, a: argparse.Namespace, work: str) -> dict:
     cut(onnx_path, raw, [names["boxes"], names["scores"]], "raw")
     pre = os.path.join(work, f"{stem}_predecode.onnx")
     cut(onnx_path, pre, [names["dist"], names["cls"]], "predecode")
+    pre_go = os.path.join(work, f"{stem}_predecode_graph.onnx")
+    graph_only(pre, pre_go)
 
     want = ultralytics_figures(pt)
     rec = {
@@ -231,12 +233,14 @@ def one(arg: str, a: argparse.Namespace, work: str) -> dict:
         "archscope_with_weights": summary(a.archscope, onnx_path),
         "archscope_graph_only": summary(a.archscope, go),
         "archscope_cut_before_decoding": summary(a.archscope, pre),
+        "archscope_cut_before_decoding_graph_only": summary(a.archscope, pre_go),
         "run_whole": run_vs_ort(a.archscope, onnx_path, x, work),
         "run_raw_head": run_vs_ort(a.archscope, raw, x, work),
         "run_before_decoding": run_vs_ort(a.archscope, pre, x, work),
     }
     ok = {}
-    for k in ("archscope_with_weights", "archscope_graph_only", "archscope_cut_before_decoding"):
+    for k in ("archscope_with_weights", "archscope_graph_only", "archscope_cut_before_decoding",
+              "archscope_cut_before_decoding_graph_only"):
         s = rec[k]
         # archscope's own MACs against thop's (ultralytics-thop, what get_flops runs); its
         # `--convention thop` follows thop 0.1.1, which differs (recorded, not compared).
