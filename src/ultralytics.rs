@@ -490,6 +490,18 @@ impl Translator {
                 }
             }
         }
+        // Ultralytics' task is its last layer's module (guess_model_task); only DetectionModel
+        // and its subclasses run initialize_weights (BatchNorm eps 1e-3, momentum 0.03): a
+        // ClassificationModel keeps PyTorch's BatchNorm2d defaults (1e-5, 0.1).
+        let classifier = rows.last().and_then(|r| match &r.value {
+            YValue::Seq(v) => v.get(2).and_then(YNode::as_str),
+            _ => None,
+        }) == Some("Classify");
+        let (bn_eps, bn_momentum) = if classifier {
+            (1e-5, 0.1)
+        } else {
+            (0.001, 0.03)
+        };
         let env = Env {
             nc,
             kpt_shape,
@@ -550,8 +562,8 @@ impl Translator {
                     (
                         "batchnorm2d",
                         flow(vec![
-                            ("eps", Emit::Float(0.001)),
-                            ("momentum", Emit::Float(0.03)),
+                            ("eps", Emit::Float(bn_eps)),
+                            ("momentum", Emit::Float(bn_momentum)),
                         ]),
                     ),
                 ]),
