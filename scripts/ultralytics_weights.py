@@ -90,13 +90,20 @@ def package_cfg(name: str) -> str:
     return str(check_yaml(unified, hard=False) or check_yaml(name))
 
 
+def task(cfg: str) -> str:
+    """The task of a model file, from its name as Ultralytics' own files are named."""
+    stem = Path(cfg).stem
+    return "segment" if stem.endswith("-seg") else "classify" if stem.endswith("-cls") else "detect"
+
+
 def build(cfg: str, seed: int) -> torch.nn.Module:
     """The model of `cfg` (a package name like yolov8n.yaml or a path), seeded, with random
     batch-norm statistics and affine parameters."""
-    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, SegmentationModel
 
     torch.manual_seed(seed)
-    model = DetectionModel(cfg, verbose=False)
+    cls = {"segment": SegmentationModel, "classify": ClassificationModel}.get(task(cfg), DetectionModel)
+    model = cls(cfg, verbose=False)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -192,20 +199,38 @@ def with_outputs(doc: dict, outputs: list[str], extra: list[dict], path: str) ->
 
 
 def ultralytics_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
-    det = model.model[-1]
+    """Ultralytics' eval-mode outputs: `raw` (the head before any decoding: boxes, scores and,
+    for a segmenter, mask coefficients concatenated; a classifier's logits), `decoded` (what the
+    model returns), `predecode` (the head's output with the DFL distances in place of the
+    decoded boxes; a classifier's probabilities) and a segmenter's `proto`."""
+    head = model.model[-1]
+    out = {}
     with torch.no_grad():
         y, preds = model(x)
-        raw = torch.cat((preds["boxes"], preds["scores"]), 1)
-        n = raw.shape[0]
-        dist = det.dfl(preds["boxes"]).view(n, 4, -1)
-        pre = torch.cat((dist, preds["scores"].sigmoid()), 1)
-    return {"raw": raw.numpy(), "decoded": y.numpy(), "predecode": pre.numpy()}
+        if isinstance(preds, dict):
+            parts = [preds["boxes"], preds["scores"]]
+            if "mask_coefficient" in preds:
+                parts.append(preds["mask_coefficient"])
+            raw = torch.cat(parts, 1)
+            n = raw.shape[0]
+            dist = head.dfl(preds["boxes"]).view(n, 4, -1)
+            pre = torch.cat([dist, preds["scores"].sigmoid(), *parts[2:]], 1)
+            if isinstance(y, tuple):  # Segment: (output, proto)
+                y, proto = y
+                out["proto"] = proto.numpy()
+        else:  # Classify: (probabilities, logits)
+            raw, pre = preds, y
+    out.update(raw=raw.numpy(), decoded=y.numpy(), predecode=pre.numpy())
+    return out
 
 
 def compare(cfg: str, yaml_src: str, work: str, a: argparse.Namespace) -> dict:
     """Make, convert and check one model; returns its JSON record."""
     os.makedirs(work, exist_ok=True)
     stem = Path(cfg).stem
+    kind = task(cfg)
+    # Ultralytics' default image size: 224 for a classifier, else --imgsz (640).
+    imgsz = 224 if kind == "classify" else a.imgsz
     # The YAML archscope reads, under the scaled name (yolov8n.yaml), outside the repository.
     yaml_path = os.path.join(work, Path(cfg).name)
     shutil.copyfile(yaml_src, yaml_path)
@@ -214,7 +239,7 @@ def compare(cfg: str, yaml_src: str, work: str, a: argparse.Namespace) -> dict:
     save_checkpoint(model, pt)
     model = load_checkpoint(pt)
 
-    doc = translation(a.archscope, yaml_path, a.imgsz, os.path.join(work, "translation.yaml"))
+    doc = translation(a.archscope, yaml_path, imgsz, os.path.join(work, "translation.yaml"))
     names = a.names
     if names == "auto":
         names = "ultralytics" if doc.get("weights_names") else "archscope"
@@ -231,22 +256,25 @@ def compare(cfg: str, yaml_src: str, work: str, a: argparse.Namespace) -> dict:
             )
 
     g = torch.Generator().manual_seed(a.seed + 1)
-    x = torch.rand((1, 3, a.imgsz, a.imgsz), generator=g)
+    x = torch.rand((1, 3, imgsz, imgsz), generator=g)
     npy_in = os.path.join(work, "input.npy")
     np.save(npy_in, x.numpy())
     ref = ultralytics_outputs(model, x)
 
     det = detect_id(doc)
-    raw_yaml = with_outputs(
-        doc,
-        ["raw_head"],
-        [{"id": "raw_head", "op": "concat", "in": [f"{det}.boxes", f"{det}.scores"], "dim": 1}],
-        os.path.join(work, "raw.yaml"),
-    )
+    if kind == "classify":
+        raw_nodes = [{"id": "raw_head", "op": "identity", "in": f"{det}.linear"}]
+    else:
+        parts = [f"{det}.boxes", f"{det}.scores"] + ([f"{det}.mc"] if kind == "segment" else [])
+        raw_nodes = [{"id": "raw_head", "op": "concat", "in": parts, "dim": 1}]
+    runs = [("raw", with_outputs(doc, ["raw_head"], raw_nodes, os.path.join(work, "raw.yaml"))),
+            ("final", yaml_path)]
+    if kind == "segment":
+        runs.append(("proto", with_outputs(doc, [f"{det}.proto"], [], os.path.join(work, "proto.yaml"))))
     got = {}
-    for what, y in (("raw", raw_yaml), ("final", yaml_path)):
+    for what, y in runs:
         out = os.path.join(work, f"archscope_{what}.npy")
-        run([a.archscope, "run", y, "--input", f"{a.imgsz}x{a.imgsz}", "--weights", weights,
+        run([a.archscope, "run", y, "--input", f"{imgsz}x{imgsz}", "--weights", weights,
              "--npy", npy_in, "--save-output", out])
         got[what] = np.load(out)
 
@@ -260,12 +288,15 @@ def compare(cfg: str, yaml_src: str, work: str, a: argparse.Namespace) -> dict:
     pre_err = err(got["final"], ref["predecode"])
     # archscope's output is decoded boxes when it matches Ultralytics' y, else it is compared
     # with the pre-decoding tensor (and the record says so).
-    final_kind = "decoded" if dec_err is not None and dec_err <= a.tol else "dfl_distances"
+    if kind == "classify":
+        final_kind = "decoded"  # softmax probabilities: nothing to decode
+    else:
+        final_kind = "decoded" if dec_err is not None and dec_err <= a.tol else "dfl_distances"
     final_err = dec_err if final_kind == "decoded" else pre_err
     rec = {
         "model": stem,
         "yaml": "package" if yaml_src != cfg else cfg,
-        "input": [1, 3, a.imgsz, a.imgsz],
+        "input": [1, 3, imgsz, imgsz],
         "seed": a.seed,
         "tensors": len(sd),
         "parameters": int(sum(v.numel() for k, v in model.state_dict().items()
@@ -281,6 +312,11 @@ def compare(cfg: str, yaml_src: str, work: str, a: argparse.Namespace) -> dict:
         "decoded_max_abs": dec_err,
         "pass": raw_err is not None and raw_err <= a.tol and final_err is not None and final_err <= a.tol,
     }
+    rec["task"] = kind
+    if kind == "segment":
+        rec["proto_shape"] = list(ref["proto"].shape)
+        rec["proto_max_abs"] = err(got["proto"], ref["proto"])
+        rec["pass"] = rec["pass"] and rec["proto_max_abs"] is not None and rec["proto_max_abs"] <= a.tol
     print(json.dumps(rec), flush=True)
     return rec
 
