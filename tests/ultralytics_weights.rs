@@ -154,8 +154,9 @@ fn a_weights_file_under_other_names_is_refused_naming_the_tensor() {
 
 #[test]
 fn the_scripted_full_size_check_passed() {
-    // scripts/ultralytics_weights.py check wrote this at 640×640 on Ultralytics' own files; a
-    // record that did not pass, or a raw output compared over anything but every anchor, fails.
+    // scripts/ultralytics_weights.py check wrote this on Ultralytics' own files (detectors and
+    // segmenters at 640×640, classifiers at 224×224); a record that did not pass, or a raw
+    // output compared over anything but every anchor (or every class), fails.
     let d = data_json("ultralytics_weights.json");
     let tol = d["tolerance"].as_f64().unwrap();
     assert_eq!(tol, TOL);
@@ -164,7 +165,15 @@ fn the_scripted_full_size_check_passed() {
         .iter()
         .map(|m| m["model"].as_str().unwrap())
         .collect();
-    for m in ["yolov8n", "yolov5n", "yolo11n"] {
+    for m in [
+        "yolov8n",
+        "yolov5n",
+        "yolo11n",
+        "yolov8n-seg",
+        "yolo11n-seg",
+        "yolov8n-cls",
+        "yolo11n-cls",
+    ] {
         assert!(names.contains(&m), "{m} checked");
     }
     for m in models {
@@ -173,10 +182,21 @@ fn the_scripted_full_size_check_passed() {
             m["names"], "ultralytics",
             "{what}: read under Ultralytics' names"
         );
-        assert_eq!(m["raw_shape"][2], 8400, "{what}: every anchor at 640");
         let raw = m["raw_max_abs"].as_f64().unwrap();
         let fin = m["final_max_abs"].as_f64().unwrap();
         assert!(raw <= tol && fin <= tol, "{what}: {raw}, {fin}");
+        match m["task"].as_str().unwrap() {
+            "classify" => assert_eq!(m["raw_shape"], serde_json::json!([1, 1000]), "{what}"),
+            task => {
+                // 4·16 DFL bins + 80 classes (+ 32 mask coefficients), every anchor at 640.
+                let rows = if task == "segment" { 176 } else { 144 };
+                assert_eq!(m["raw_shape"], serde_json::json!([1, rows, 8400]), "{what}");
+            }
+        }
+        if m["task"] == "segment" {
+            let p = m["proto_max_abs"].as_f64().unwrap();
+            assert!(p <= tol, "{what}: proto {p}");
+        }
         assert_eq!(m["pass"], true, "{what}");
     }
 }
