@@ -1948,6 +1948,23 @@ impl Translator {
         // cv2.l (Conv 3×3, Conv 3×3, Conv2d to 4·reg_max), the class branch cv3.l (the same
         // to nc, or, in the current head, DWConv 3×3 + Conv 1×1 twice, then the Conv2d), the
         // task branch cv4.l; each flattened to N×C×(h·w).
+        // The strides as Ultralytics measures them (a 256×256 probe), and each level's grid at
+        // the analysed input: the anchors the decoding layers are built with.
+        self.strides = feats
+            .iter()
+            .map(|f| (256 / f.probe.0.max(1)) as u64)
+            .collect();
+        let strides: Vec<i64> = self.strides.iter().map(|&s| s as i64).collect();
+        let heights: Vec<i64> = feats.iter().map(|f| f.hw.0).collect();
+        let widths: Vec<i64> = feats.iter().map(|f| f.hw.1).collect();
+        let levels = |mut v: Vec<(&'static str, Emit)>| {
+            v.extend([
+                ("heights", ints(&heights).flow()),
+                ("widths", ints(&widths).flow()),
+                ("strides", ints(&strides).flow()),
+            ]);
+            v
+        };
         let mut nodes = vec![];
         let mut boxes = vec![];
         let mut scores = vec![];
@@ -2046,6 +2063,11 @@ impl Translator {
                 ("op", Emit::str("reshape")),
                 ("shape", ints(&[4, -1]).flow()),
             ]),
+            // make_anchors + dist2bbox (xywh) × stride, as Detect._inference decodes them.
+            flow(levels(vec![
+                ("id", Emit::str("dbox")),
+                ("op", Emit::str("dist2bbox")),
+            ])),
             flow(vec![
                 ("id", Emit::str("cls")),
                 ("op", Emit::str("sigmoid")),
@@ -2053,7 +2075,7 @@ impl Translator {
                 ("functional", Emit::Bool(true)),
             ]),
         ]);
-        let mut out_cat = vec!["dist".to_string(), "cls".to_string()];
+        let mut out_cat = vec!["dbox".to_string(), "cls".to_string()];
         if !extras.is_empty() {
             let name = extra.as_ref().map(|e| e.0.clone()).unwrap_or_default();
             nodes.push(flow(vec![
@@ -2062,7 +2084,18 @@ impl Translator {
                 ("in", cat(&extras)),
                 ("dim", Emit::Int(2)),
             ]));
-            out_cat.push(name);
+            if module == "Pose" {
+                // Pose.kpts_decode: x, y to pixels around the cells, visibility sigmoid.
+                let mut n = levels(vec![
+                    ("id", Emit::str("kpts_decoded")),
+                    ("op", Emit::str("keypoint_decode")),
+                ]);
+                n.push(("dims", Emit::Int(kpt.1)));
+                nodes.push(flow(n));
+                out_cat.push("kpts_decoded".into());
+            } else {
+                out_cat.push(name);
+            }
         }
         nodes.push(flow(vec![
             ("id", Emit::str("out")),
@@ -2100,7 +2133,6 @@ impl Translator {
         }
         self.conv_leaves(true, conv_count);
         self.leaves += leaves;
-        let _ = kpt;
         let bname = module.to_ascii_lowercase();
         let mut b = Emit::map(vec![
             ("nodes", Emit::Seq(nodes)),
@@ -2126,10 +2158,6 @@ impl Translator {
         if module == "Segment" {
             self.outputs.push(format!("{id}.proto"));
         }
-        self.strides = feats
-            .iter()
-            .map(|f| (256 / f.probe.0.max(1)) as u64)
-            .collect();
         let anchors: i64 = feats.iter().map(|f| f.hw.0 * f.hw.1).sum();
         Ok(Feat {
             ch: 4 + nc,

@@ -12,6 +12,7 @@
 //! (`tests/tidy.rs`).
 
 mod activation;
+mod anchors;
 mod attention;
 mod attrs;
 mod conv;
@@ -858,6 +859,8 @@ pub static REGISTRY: &[OpType] = &[
     merge::ADD,
     merge::MULTIPLY,
     merge::CONCAT,
+    anchors::DIST2BBOX,
+    anchors::KEYPOINT_DECODE,
     reshape::CHANNEL_SHUFFLE,
     reshape::SPLIT,
     reshape::SLICE,
