@@ -9,9 +9,8 @@
 //! (tests/data/ultralytics_weights_onnx.json), its verdicts checked below.
 //!
 //! The box decoding the exporter traces (dist2bbox: Slice, Sub and Add with the anchor-point
-//! constant, Div by 2, Mul by the stride constant) is not mapped by the reader yet: the files
-//! "cut before decoding" end at the head's `cat(DFL distances, sigmoid scores)`, and the whole
-//! file is refused with a located error (tested).
+//! constant, Div by 2, Mul by the stride constant) is read as one `dist2bbox` layer; the files
+//! "cut before decoding" end at the head's `cat(DFL distances, sigmoid scores)`.
 
 mod common;
 
@@ -106,21 +105,56 @@ fn tiny_export_with_weights_runs_as_onnxruntime() {
 }
 
 #[test]
-fn the_traced_box_decoding_is_a_located_error() {
-    // The whole export, decoding included: the first node the reader cannot map is the
-    // anchor-point subtraction, named with its inputs.
+fn tiny_whole_export_reads_the_box_decoding_as_dist2bbox() {
+    // The whole export, decoding included: the traced Slice/Sub/Add/Div/Concat/Mul chain is one
+    // `dist2bbox` layer whose levels come from the anchor and stride constants (4×4 cells at
+    // stride 8, 2×2 at 16 for a 32×32 input), and the output equals onnxruntime's.
+    let d = data_json("ultralytics_weights_onnx_tiny.json");
     let name = "yolo_tiny.onnx";
-    let e = match onnx::build(name, &read(name), &BuildOptions::default()) {
-        Ok(_) => panic!("the decoding is not mapped"),
-        Err(e) => e.to_string(),
-    };
-    assert!(e.contains("/model.11/Sub"), "{e}");
-    assert!(e.contains("cannot map this `Sub`"), "{e}");
-    assert!(e.contains("/model.11/Slice_output_0"), "{e}");
+    let (net, imp) =
+        onnx::build(name, &read(name), &BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let decode: Vec<_> = net
+        .nodes
+        .iter()
+        .filter(|n| n.layer.op() == "dist2bbox")
+        .collect();
+    assert_eq!(decode.len(), 1, "one dist2bbox layer");
+    assert_eq!(decode[0].layer.label(), "dist2bbox /8,16");
+    let (params, macs) = figures(&net);
+    assert_eq!(
+        params,
+        d["ultralytics_fused"]["parameters"].as_u64().unwrap()
+    );
+    assert_eq!(macs, d["ultralytics_fused"]["thop_macs"].as_u64().unwrap());
+    let w = onnx::weights(&net, &imp).unwrap().expect("weights");
+    let x: Vec<f32> = d["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let input = Tensor::new(usizes(&d["input_shape"]), x);
+    let out = exec::run(&net, &w, &[input], None).unwrap();
+    let r = &d["onnxruntime"][name];
+    let expect: Vec<f64> = r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(out.outputs[0].shape, usizes(&r["shape"]));
+    // Boxes in input pixels: compared relatively to the largest value (1e-6, a few ulps).
+    let top = expect.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (k, (g, e)) in out.outputs[0].data.iter().zip(&expect).enumerate() {
+        assert!(
+            (f64::from(*g) - e).abs() <= 1e-6 * top,
+            "output {k}: archscope {g}, onnxruntime {e}"
+        );
+    }
 }
 
 #[test]
-fn the_scripted_yolov8n_check_passed_before_decoding() {
+fn the_scripted_yolov8n_check_passed() {
     // scripts/ultralytics_onnx.py on Ultralytics' own yolov8n (seeded, random BN statistics,
     // exported at 640 with its weights): cut before the decoding, archscope's parameters and
     // MACs equal Ultralytics' (3,151,904; 4,371,993,600) and `run` matches onnxruntime.
@@ -130,6 +164,9 @@ fn the_scripted_yolov8n_check_passed_before_decoding() {
         let r = record(&d, model);
         let p = &r["pass"];
         for k in [
+            "archscope_with_weights",
+            "archscope_graph_only",
+            "run_whole",
             "archscope_cut_before_decoding",
             "archscope_cut_before_decoding_graph_only",
             "run_raw_head",
@@ -139,6 +176,8 @@ fn the_scripted_yolov8n_check_passed_before_decoding() {
         }
         // With the weights in the file and graph only.
         for k in [
+            "archscope_with_weights",
+            "archscope_graph_only",
             "archscope_cut_before_decoding",
             "archscope_cut_before_decoding_graph_only",
         ] {
