@@ -2,7 +2,7 @@
 //! `backbone:` and `head:` lists of `[from, repeats, module, args]`) and translates it, with
 //! Ultralytics' own arithmetic (`parse_model`: the scale's depth, width and max channels,
 //! `make_divisible(c·width, 8)`, `max(round(n·depth), 1)`, autopad, BatchNorm eps 1e-3 and
-//! momentum 0.03, SiLU), into archscope's own format: one block per module kind, one node per
+//! momentum 0.03 (a classifier's: 1e-5 and 0.1), SiLU), into archscope's own format: one block per module kind, one node per
 //! Ultralytics layer (`m0`, `m1`, … in its order), so every command reads it like a zoo model
 //! and `convert` writes it out. It also keeps what Ultralytics prints about the model: the
 //! per-module table (`from`, `n`, `params`, `module`, `arguments`) and the number of layers
@@ -486,6 +486,18 @@ impl Translator {
                 }
             }
         }
+        // Ultralytics' task is its last layer's module (guess_model_task); only DetectionModel
+        // and its subclasses run initialize_weights (BatchNorm eps 1e-3, momentum 0.03): a
+        // ClassificationModel keeps PyTorch's BatchNorm2d defaults (1e-5, 0.1).
+        let classifier = rows.last().and_then(|r| match &r.value {
+            YValue::Seq(v) => v.get(2).and_then(YNode::as_str),
+            _ => None,
+        }) == Some("Classify");
+        let (bn_eps, bn_momentum) = if classifier {
+            (1e-5, 0.1)
+        } else {
+            (0.001, 0.03)
+        };
         let env = Env {
             nc,
             kpt_shape,
@@ -546,8 +558,8 @@ impl Translator {
                     (
                         "batchnorm2d",
                         flow(vec![
-                            ("eps", Emit::Float(0.001)),
-                            ("momentum", Emit::Float(0.03)),
+                            ("eps", Emit::Float(bn_eps)),
+                            ("momentum", Emit::Float(bn_momentum)),
                         ]),
                     ),
                 ]),

@@ -2050,6 +2050,12 @@ impl<'a> Reader<'a> {
     fn binary(&mut self, i: usize, n: &NodeProto, op: &str) -> Result<(), Diagnostic> {
         let a = self.need(i, n, 0)?.clone();
         let b = self.need(i, n, 1)?.clone();
+        if op == "Sub" && matches!(a, Val::Const { init: None, .. }) && matches!(b, Val::Act { .. })
+        {
+            if let Some(r) = self.yolo_decode(i, n) {
+                return r;
+            }
+        }
         match (&a, &b) {
             (Val::Act { r: ra, shape: sa }, Val::Act { r: rb, shape: sb }) if op == "Add" || op == "Mul" => {
                 let out = broadcast(sa, sb);
@@ -2085,6 +2091,170 @@ impl<'a> Reader<'a> {
                 .err(i, n, format!("archscope cannot map this `{op}`: archscope has add and multiply of computed tensors (and of learned tensors), not {} by a constant", match op { "Sub" => "subtraction", "Div" => "division", _ => "arithmetic" }))
                 .help("fold the constant into the neighbouring layer before exporting (a normalisation into the first convolution), or describe the model in YAML")),
         }
+    }
+
+    /// Ultralytics' box decoding as its exporter traces `dist2bbox(dfl(boxes), anchors) ×
+    /// strides` (Detect._inference): from the DFL distances D (N×4×A), `lt = D[:, :2]`,
+    /// `rb = D[:, 2:]`, `x1y1 = anchors − lt` (this `Sub`), `x2y2 = anchors + rb`,
+    /// `cat((x1y1 + x2y2) / 2, x2y2 − x1y1) × strides`, the anchors and strides constants of
+    /// `make_anchors(feats, stride, 0.5)`. Read as one `dist2bbox` layer, its levels (cells and
+    /// stride) recovered from the two constants, which must be exactly make_anchors' (cell
+    /// centres row by row, one stride per level). `None`: not this pattern (the caller reports
+    /// the `Sub`); `Some(Err)`: the pattern with constants that are not make_anchors'.
+    fn yolo_decode(&mut self, i: usize, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
+        let g = self.graph;
+        let op_is = |m: &NodeProto, o: &str| m.op_type.as_deref() == Some(o);
+        let prod = |t: &str| self.producer.get(t).map(|&p| (p, &g.node[p]));
+        let readers = |t: &str| -> Vec<(usize, &'a NodeProto)> {
+            g.node
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .filter(|(_, m)| m.input.iter().any(|v| v == t))
+                .collect()
+        };
+        let consts = |t: &str| match self.vals.get(t) {
+            Some(Val::Const { dims, data, .. }) => Some((dims.clone(), data.clone())),
+            _ => None,
+        };
+        // lt: a Slice of D over channels 0..2; D the DFL distances N×4×A.
+        let (_, sl) = prod(&n.input[1])?;
+        if !op_is(sl, "Slice") {
+            return None;
+        }
+        let d_name = sl.input.first()?.clone();
+        let Some(Val::Act {
+            r: d_ref,
+            shape: d_shape,
+        }) = self.vals.get(&d_name).cloned()
+        else {
+            return None;
+        };
+        if d_shape.len() != 3 || d_shape[1] != 4 {
+            return None;
+        }
+        let a = d_shape[2] as usize;
+        let x1y1 = &n.output[0];
+        let (anchors_dims, anchors) = consts(&n.input[0])?;
+        if anchors_dims.iter().product::<u64>() as usize != 2 * a {
+            return None;
+        }
+        let rd = readers(x1y1);
+        let (ja, add) = *rd.iter().find(|(_, m)| op_is(m, "Add"))?;
+        let (js, sub2) = *rd.iter().find(|(_, m)| op_is(m, "Sub"))?;
+        if rd.len() != 2 {
+            return None;
+        }
+        let x2y2 = add.input.iter().find(|t| *t != x1y1)?.clone();
+        let (jx, add2) = prod(&x2y2)?;
+        if !op_is(add2, "Add") || sub2.input.first() != Some(&x2y2) {
+            return None;
+        }
+        let (_, rb_slice) = add2
+            .input
+            .iter()
+            .find_map(|t| prod(t).filter(|(_, m)| op_is(m, "Slice")))?;
+        let anchors2 = add2.input.iter().find_map(|t| consts(t))?;
+        if rb_slice.input.first() != Some(&d_name) || anchors2.1 != anchors {
+            return None;
+        }
+        let rdiv = readers(&add.output[0]);
+        let [(jd, div)] = rdiv[..] else { return None };
+        let two = div.input.get(1).and_then(|t| consts(t));
+        if !op_is(div, "Div") || two.map(|c| c.1) != Some(vec![2.0]) {
+            return None;
+        }
+        let rc = readers(&div.output[0]);
+        let [(jc, cat)] = rc[..] else { return None };
+        if !op_is(cat, "Concat")
+            || cat.input.len() != 2
+            || cat.input[1] != sub2.output[0]
+            || attr_i(cat, "axis", 0) != 1
+        {
+            return None;
+        }
+        let rm = readers(&cat.output[0]);
+        let [(jm, mul)] = rm[..] else { return None };
+        if !op_is(mul, "Mul") {
+            return None;
+        }
+        let (_, strides) = mul.input.iter().find_map(|t| consts(t))?;
+        if strides.len() != a {
+            return None;
+        }
+        // The levels: runs of equal stride; each a grid of cell centres (x + 0.5, y + 0.5) row
+        // by row, as make_anchors lays them out.
+        let bad = |s: &Self, why: String| {
+            Some(Err(s
+                .err(i, n, format!("Ultralytics' box decoding, but {why}"))
+                .help("export the model with Ultralytics' exporter as it is, or describe the head in YAML")))
+        };
+        let (mut heights, mut widths, mut level_strides) = (vec![], vec![], vec![]);
+        let mut k = 0;
+        while k < a {
+            let st = strides[k];
+            let len = strides[k..].iter().take_while(|&&v| v == st).count();
+            let w = (0..len)
+                .take_while(|&q| anchors[a + k + q] == anchors[a + k])
+                .count();
+            if st < 1.0 || st.fract() != 0.0 || w == 0 || len % w != 0 {
+                return bad(
+                    self,
+                    format!(
+                        "its strides from anchor {k} are not one whole stride over a grid of cells"
+                    ),
+                );
+            }
+            let h = len / w;
+            for y in 0..h {
+                for x in 0..w {
+                    let q = k + y * w + x;
+                    if anchors[q] != x as f64 + 0.5 || anchors[a + q] != y as f64 + 0.5 {
+                        return bad(
+                            self,
+                            format!(
+                                "anchor {q} is ({}, {}), not the cell centre ({}.5, {}.5)",
+                                anchors[q],
+                                anchors[a + q],
+                                x,
+                                y
+                            ),
+                        );
+                    }
+                }
+            }
+            heights.push(h as u64);
+            widths.push(w as u64);
+            level_strides.push(st as u64);
+            k += len;
+        }
+        // The two Slice layers already written read D for the pattern alone: removed.
+        for t in [&n.input[1], &rb_slice.output[0]] {
+            if self.uses.get(t.as_str()) == Some(&1) {
+                if let Some(Val::Act { r, .. }) = self.vals.get(t.as_str()) {
+                    let head = format!("{{id: {r}, ");
+                    if let Some(q) = self.yaml_nodes.iter().position(|y| y.starts_with(&head)) {
+                        self.yaml_nodes.remove(q);
+                        self.origins.remove(q);
+                    }
+                }
+            }
+        }
+        let base = self.base(mul, None, "dist2bbox");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!(
+                "op: dist2bbox, in: {d_ref}, heights: {}, widths: {}, strides: {}",
+                list(&heights),
+                list(&widths),
+                list(&level_strides)
+            ),
+        );
+        self.set_out(mul, 0, id, d_shape);
+        self.done.extend([ja, js, jx, jd, jc, jm]);
+        Some(Ok(()))
     }
 
     fn resize(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
