@@ -4,10 +4,9 @@
 //! plan that copies every input, and the bytes the concatenations copy are counted against
 //! hand-derived figures.
 
-mod common;
 
 use archscope::exec;
-use common::{options_for, zoo_net_with};
+use crate::common::{options_for, zoo_net_with};
 
 /// The plan without its concatenation assembly: every concatenation copies its inputs.
 fn copying(plan: &exec::Plan) -> exec::Plan {

@@ -9,13 +9,12 @@
 //! line. The generator is a fixed xorshift, so a failure names the seed file and mutant number
 //! that reproduce it.
 
-mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use archscope::onnx::{self, proto};
 use archscope::{analyze, BuildOptions, Dtype};
-use common::root;
+use crate::common::root;
 
 /// Mutants per seed file and kind (bytes, structure).
 const BYTE_MUTANTS: usize = 400;

@@ -12,12 +12,11 @@
 //! constant, Div by 2, Mul by the stride constant) is read as one `dist2bbox` layer; the files
 //! "cut before decoding" end at the head's `cat(DFL distances, sigmoid scores)`.
 
-mod common;
 
 use archscope::onnx;
 use archscope::tensor::Tensor;
 use archscope::{analyze, exec, BuildOptions, Dtype, Network};
-use common::{data_json, root, usizes};
+use crate::common::{data_json, root, usizes};
 use serde_json::Value;
 
 fn read(name: &str) -> Vec<u8> {

@@ -12,14 +12,14 @@
 //! The full-size check (yolov8n, yolov5n, yolo11n from Ultralytics' own files, at 640×640) is
 //! scripted: tests/data/ultralytics_weights.json, checked for its verdicts below.
 
-mod common;
+use crate::common;
 
 use archscope::exec::{self, Weights};
 use archscope::tensor::Tensor;
 use archscope::ultralytics::{self, Options};
 use archscope::yaml::Document;
 use archscope::{graph, BuildOptions, Network};
-use common::{data_json, root};
+use crate::common::{data_json, root};
 use serde_json::Value;
 
 const TOL: f64 = 1e-4;
