@@ -4,9 +4,8 @@
 //! plan that copies every input, and the bytes the concatenations copy are counted against
 //! hand-derived figures.
 
-
-use archscope::exec;
 use crate::common::{options_for, zoo_net_with};
+use archscope::exec;
 
 /// The plan without its concatenation assembly: every concatenation copies its inputs.
 fn copying(plan: &exec::Plan) -> exec::Plan {

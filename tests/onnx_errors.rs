@@ -3,12 +3,11 @@
 //! what is wrong, and what to do. The files are built here from ONNX's own message types (a
 //! one-convolution model, then one thing broken), written to a scratch directory and removed.
 
-
+use crate::common::{archscope, arg, refused, scratch, stderr};
 use archscope::onnx::proto::{
     self, tensor_shape_proto::dimension, type_proto, AttributeProto, GraphProto, ModelProto,
     NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use crate::common::{archscope, arg, refused, scratch, stderr};
 use prost::Message;
 
 /// A dimension: a fixed size, or a symbolic name.

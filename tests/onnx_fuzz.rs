@@ -9,12 +9,11 @@
 //! line. The generator is a fixed xorshift, so a failure names the seed file and mutant number
 //! that reproduce it.
 
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::common::root;
 use archscope::onnx::{self, proto};
 use archscope::{analyze, BuildOptions, Dtype};
-use crate::common::root;
 
 /// Mutants per seed file and kind (bytes, structure).
 const BYTE_MUTANTS: usize = 400;

@@ -12,11 +12,10 @@
 //! constant, Div by 2, Mul by the stride constant) is read as one `dist2bbox` layer; the files
 //! "cut before decoding" end at the head's `cat(DFL distances, sigmoid scores)`.
 
-
+use crate::common::{data_json, root, usizes};
 use archscope::onnx;
 use archscope::tensor::Tensor;
 use archscope::{analyze, exec, BuildOptions, Dtype, Network};
-use crate::common::{data_json, root, usizes};
 use serde_json::Value;
 
 fn read(name: &str) -> Vec<u8> {

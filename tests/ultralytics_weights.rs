@@ -14,12 +14,12 @@
 
 use crate::common;
 
+use crate::common::{data_json, root};
 use archscope::exec::{self, Weights};
 use archscope::tensor::Tensor;
 use archscope::ultralytics::{self, Options};
 use archscope::yaml::Document;
 use archscope::{graph, BuildOptions, Network};
-use crate::common::{data_json, root};
 use serde_json::Value;
 
 const TOL: f64 = 1e-4;

@@ -321,6 +321,7 @@ mod tests {
             want_aux: false,
             epilogue: None,
             recycled: None,
+            into: None,
         };
         d.forward(&[x], &[], &mut ctx).unwrap().remove(0).data
     }
