@@ -91,6 +91,19 @@ MODELS = [
     "swin_v2_t",
     "vit_b_32",
     "gpt2",
+    "maxvit_t",
+    "vgg11",
+    "resnet34",
+    "shufflenet_v2_x1_0",
+    "mnasnet1_0",
+    "efficientnet_b1",
+    "densenet169",
+    "vgg13",
+    "resnet101",
+    "shufflenet_v2_x2_0",
+    "regnet_y_1_6gf",
+    "resnet50_v2",
+    "vit_b_16",
 ]
 
 # Inputs at a reduced size where the model allows it (the check is of the graph, not the size).
@@ -226,7 +239,20 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--keep", help="keep the files in this directory")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --json: replace or add the named models' rows in the existing file, keep the rest",
+    )
+    ap.add_argument(
+        "--checker-all",
+        action="store_true",
+        help="instead: export every zoo model graph-only and run onnx.checker (full_check) on each; "
+        "with --json, store the result under `checker` in the existing file",
+    )
     args = ap.parse_args()
+    if args.checker_all:
+        return checker_all(args)
     rows, failed = [], False
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
@@ -245,6 +271,46 @@ def main() -> int:
             "tolerance": TOL,
             "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
+            "models": rows,
+        }
+        if args.merge and Path(args.json).exists():
+            old = json.loads(Path(args.json).read_text())
+            new = {r["model"]: r for r in rows}
+            kept = [new.pop(r["model"], r) for r in old["models"]]
+            doc = {**old, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+            doc["models"] = kept + [r for r in rows if r["model"] in new]
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 1 if failed else 0
+
+
+def checker_all(args) -> int:
+    """Every zoo model exported graph-only (at the input INPUT gives it, else its own) and
+    checked by onnx.checker.check_model(full_check=True): types and shapes inferred and
+    compared with the file's value_info."""
+    zoo = json.loads(subprocess.run([archscope(), "zoo", "--format", "json"], check=True, capture_output=True, text=True).stdout)
+    names = [m["name"] for m in (zoo["models"] if isinstance(zoo, dict) else zoo)]
+    rows, failed = [], False
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in names:
+            f = Path(tmp) / f"{model}.onnx"
+            size = INPUT.get(model)
+            setting = ["--input", size] if size else []
+            try:
+                call(["export", model, *setting, "--no-weights", "--opset", str(args.opset), "-o", str(f)])
+                onnx.checker.check_model(onnx.load(str(f)), full_check=True)
+                row = {"model": model, "ok": True}
+            except Exception as e:  # noqa: BLE001 - report and go on
+                row = {"model": model, "ok": False, "error": str(e)[:2000]}
+            failed |= not row["ok"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            f.unlink(missing_ok=True)
+    if args.json:
+        doc = json.loads(Path(args.json).read_text())
+        doc["checker"] = {
+            "what": "export --no-weights, then onnx.checker.check_model(full_check=True)",
+            "opset": args.opset,
+            "onnx": onnx.__version__,
             "models": rows,
         }
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")

@@ -171,6 +171,32 @@ pub fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) -> u64 {
     (y.len() * k) as u64
 }
 
+/// `Σ xs` with 16 running sums (vectorised: a sum in element order would be one long chain
+/// of dependent additions), added pairwise at the end. Rounds differently from the
+/// sequential sum, as PyTorch's own vectorised reductions do; NaN and infinities propagate.
+#[inline(always)]
+pub fn sum_f32(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let body = xs.len() / 16 * 16;
+    for c in xs[..body].chunks_exact(16) {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(&xs[body..]) {
+        *a += v;
+    }
+    let mut w = 8;
+    while w > 0 {
+        let (lo, hi) = acc.split_at_mut(w);
+        for (a, &b) in lo.iter_mut().zip(&hi[..w]) {
+            *a += b;
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
 /// Geometry of a 2-D sliding window.
 #[derive(Debug, Clone, Copy)]
 pub struct Window2d {
@@ -889,9 +915,15 @@ pub enum Pointwise {
     Softsign,
 }
 
+/// `x = f(x)` over `xs`. A `for` loop, not `Iterator::for_each`: LLVM left `for_each` (its
+/// `fold`) out of line when `f` is large (SiLU and sigmoid through [`exp_f32`]), and out of
+/// line it is compiled for the baseline, not for [`vectorised`]'s instruction set (`perf
+/// annotate`: the fused SiLU epilogue ran in 128-bit SSE).
 #[inline(always)]
 fn each(xs: &mut [f32], f: impl Fn(f32) -> f32) {
-    xs.iter_mut().for_each(|x| *x = f(*x));
+    for x in xs.iter_mut() {
+        *x = f(*x);
+    }
 }
 
 #[inline(always)]
@@ -1110,6 +1142,41 @@ pub struct Ctx<'a> {
     pub epilogue: Option<Pointwise>,
     /// Buffers of tensors that died, for [`Ctx::output`].
     pub recycled: Option<&'a mut Recycler>,
+    /// Where the inference plan wants the (single) output written: a slice of a larger
+    /// buffer, such as this layer's channels of the concatenation it feeds. A kernel that can
+    /// writes there and takes it (`take()`), returning [`OutView::placeholder`]; the executor
+    /// copies the output of any other kernel into it.
+    pub into: Option<OutView<'a>>,
+}
+
+/// A slice of a larger row-major buffer that a kernel writes its output into: for each index
+/// of the output's first dimension (the batch) `b`, its `per-sample` elements go to
+/// `data[b·stride + offset ..]`. A producer feeding channels `[c0, c0 + c)` of an
+/// `N×C×H×W` concatenation writes with `stride = C·H·W` and `offset = c0·H·W`.
+#[derive(Debug)]
+pub struct OutView<'a> {
+    pub data: &'a mut [f32],
+    pub stride: usize,
+    pub offset: usize,
+}
+
+impl<'a> OutView<'a> {
+    /// The output's `n = data.len() / stride` samples of `per_sample` elements each, as
+    /// mutable slices of the buffer.
+    pub fn samples(self, per_sample: usize) -> Vec<&'a mut [f32]> {
+        let (stride, offset) = (self.stride, self.offset);
+        self.data
+            .chunks_mut(stride)
+            .map(|s| &mut s[offset..offset + per_sample])
+            .collect()
+    }
+    /// What a kernel that wrote into a view returns: the output's shape, no data.
+    pub fn placeholder(dims: &[usize]) -> Tensor {
+        Tensor {
+            shape: dims.to_vec(),
+            data: Vec::new(),
+        }
+    }
 }
 
 impl Ctx<'_> {

@@ -19,7 +19,7 @@ use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub};
 use crate::error::Diagnostic;
 use crate::geometry::{axis_name, MAX_SPATIAL};
 use crate::graph::{NetNode, Network};
-use crate::layers::{Geometry, Layout, Role};
+use crate::layers::{Digit, Geometry, Layout, Role};
 
 /// An exact rational number of input pixels.
 pub type Q = Ratio<i64>;
@@ -345,10 +345,12 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
     // Per-unit fields are followed, from the input on, in a network with a windowed attention
     // (exact at every border, so the windows start from exact fields); `spans[k]` is layer k's
     // first output's, `pieces[k]` a spatial split's input (its later outputs are pieces of it).
-    let track = net
-        .nodes
-        .iter()
-        .any(|x| matches!(x.layer.geometry(&x.in_shapes), Geometry::Partition { .. }));
+    let track = net.nodes.iter().any(|x| {
+        matches!(
+            x.layer.geometry(&x.in_shapes),
+            Geometry::Partition { .. } | Geometry::Attend { .. }
+        )
+    });
     let mut spans: Vec<Option<Spans>> = vec![None; n];
     let mut pieces: Vec<Option<Spans>> = vec![None; n];
     for (k, node) in net.nodes.iter().enumerate() {
@@ -484,7 +486,9 @@ pub fn fields(net: &Network) -> Result<Vec<Option<Field>>, Diagnostic> {
                     let lens = axis_lengths(node, f.axes.len());
                     let next = match (&merged_spans, &lens) {
                         (Some(sp), Some(lens)) if !tokens || !matches!(g, Geometry::Global) => {
-                            apply_spans(sp, &g, &dims, lens).map_err(|d| d.layer(&node.name))?
+                            let roles = node.in_layouts.first().map_or(&[][..], |l| &l.0[..]);
+                            apply_spans(sp, &g, &dims, roles, lens)
+                                .map_err(|d| d.layer(&node.name))?
                         }
                         _ => None,
                     };
@@ -516,7 +520,7 @@ fn windowed(mut f: Field, spans: Option<Spans>, g: &Geometry) -> Option<Field> {
         f.units = None;
         return Some(f);
     }
-    f.windowed |= matches!(g, Geometry::Partition { .. });
+    f.windowed |= matches!(g, Geometry::Partition { .. } | Geometry::Attend { .. });
     if !f.windowed {
         f.units = None;
         return Some(f);
@@ -531,6 +535,8 @@ fn windowed(mut f: Field, spans: Option<Spans>, g: &Geometry) -> Option<Field> {
             f.units = Some(sp);
             Some(f)
         }
+        // A windowed attention needs every unit's field: without them it has none.
+        _ if matches!(g, Geometry::Partition { .. } | Geometry::Attend { .. }) => None,
         _ if f.units.is_some() && !matches!(g, Geometry::Pointwise | Geometry::Concat { .. }) => {
             None
         }
@@ -542,15 +548,93 @@ fn windowed(mut f: Field, spans: Option<Spans>, g: &Geometry) -> Option<Field> {
 }
 
 /// For every spatial axis of the model input (`rank` of them), the length of the output
-/// dimension that holds it alone (`Space(k)`); `None` when one is held by tokens or by none.
+/// dimension that holds it alone (`Space(k)`), or of the map whose positions partitioned
+/// dimensions hold (`Part`: per-unit fields are then kept per map position); `None` when one
+/// is held by tokens or by none.
 fn axis_lengths(node: &NetNode, rank: usize) -> Option<Vec<usize>> {
     let (l, s) = (node.out_layouts.first()?, node.out_shapes.first()?);
     (0..rank)
-        .map(|k| {
-            let d = l.0.iter().position(|r| *r == Role::Space(k as u8))?;
-            usize::try_from(*s.0.get(d)?).ok()
-        })
+        .map(
+            |k| match l.0.iter().position(|r| *r == Role::Space(k as u8)) {
+                Some(d) => usize::try_from(*s.0.get(d)?).ok(),
+                None => {
+                    let digits: Vec<Digit> =
+                        l.0.iter()
+                            .filter_map(|r| match r {
+                                Role::Part(d) => Some(d.iter().filter(|x| x.0 == k as u8)),
+                                _ => None,
+                            })
+                            .flatten()
+                            .copied()
+                            .collect();
+                    let len = complete(&digits)?;
+                    usize::try_from(len).ok()
+                }
+            },
+        )
         .collect()
+}
+
+/// The length of the axis that `digits` (of one axis) number completely — every coordinate
+/// once: sorted by divisor, the first divides by 1 and each divides by the units the ones
+/// before count (`⌊y/8⌋ mod 7` and `y mod 8`: 56; digits counting one unit are left out) — or
+/// `None` (no digit at all: the axis is not held).
+fn complete(digits: &[Digit]) -> Option<u64> {
+    // A digit counting one unit (a partition of size 1, a single window) says nothing.
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: Vec<Digit> = digits.iter().filter(|d| d.2 != 1).copied().collect();
+    v.sort_by_key(|d| d.1);
+    v.iter().try_fold(1u64, |len, &(_, d, n)| {
+        (d == len && n > 0).then(|| len.checked_mul(n)).flatten()
+    })
+}
+
+/// The digits of map axis `k` (of `len` units) that dimension role `r` holds: a spatial axis
+/// or a one-axis token dimension all of it, partitioned positions their digits of it, tokens
+/// over several axes each whole axis (`lens`).
+fn digits_of(r: &Role, k: usize, lens: &[usize]) -> Vec<Digit> {
+    let whole = |k: usize| (k as u8, 1, lens.get(k).copied().unwrap_or(0) as u64);
+    match r {
+        Role::Space(a) if *a as usize == k => vec![whole(k)],
+        Role::Tokens(v) if v.contains(&(k as u8)) => vec![whole(k)],
+        Role::Part(d) => d.iter().filter(|x| x.0 as usize == k).copied().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Per-unit fields after attention along dimension `dim` of a tensor laid out as `roles`
+/// (`Geometry::Attend`): per map axis, a unit sees what every unit sees that shares its
+/// digits held by the other positional dimensions (block attention: its window, `⌊y/p⌋`;
+/// grid attention: its grid, `y mod p`). `None` when `dim` is not positional or the
+/// positional dimensions do not number every map position once.
+fn attend_spans(sp: &Spans, dim: usize, roles: &[Role], lens: &[usize]) -> Option<Spans> {
+    if !roles.get(dim)?.is_positional() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(sp.len());
+    for (k, v) in sp.iter().enumerate() {
+        let all: Vec<Digit> = roles.iter().flat_map(|r| digits_of(r, k, lens)).collect();
+        if complete(&all)? != v.len() as u64 {
+            return None;
+        }
+        let fixed: Vec<Digit> = roles
+            .iter()
+            .enumerate()
+            .filter(|&(d, _)| d != dim)
+            .flat_map(|(_, r)| digits_of(r, k, lens))
+            .collect();
+        let key =
+            |c: usize| -> Vec<u64> { fixed.iter().map(|&(_, d, n)| (c as u64 / d) % n).collect() };
+        let mut groups: std::collections::HashMap<Vec<u64>, Span> = Default::default();
+        for (c, &span) in v.iter().enumerate() {
+            let g = groups.entry(key(c)).or_insert(None);
+            *g = hull(*g, span);
+        }
+        out.push((0..v.len()).map(|c| groups[&key(c)]).collect());
+    }
+    Some(out)
 }
 
 /// United per-unit fields of a merge's inputs: unit by unit on every axis (an axis of one unit
@@ -596,10 +680,15 @@ fn apply_spans(
     sp: &Spans,
     g: &Geometry,
     dims: &[(usize, Option<usize>)],
+    roles: &[Role],
     lens: &[usize],
 ) -> Result<Option<Spans>, Diagnostic> {
     if lens.len() != sp.len() {
         return Ok(None);
+    }
+    if let Geometry::Attend { dim } = g {
+        let same = sp.iter().zip(lens).all(|(v, &l)| v.len() == l);
+        return Ok(same.then(|| attend_spans(sp, *dim, roles, lens)).flatten());
     }
     let rank = match g {
         Geometry::Window { kernel, .. } | Geometry::Transposed { kernel, .. } => kernel.rank(),
@@ -778,7 +867,7 @@ fn positional_dims(node: &NetNode) -> Vec<(usize, Option<usize>)> {
                 .enumerate()
                 .filter_map(|(d, r)| match r {
                     Role::Space(k) => Some((d, Some(*k as usize))),
-                    Role::Tokens(_) => Some((d, None)),
+                    Role::Tokens(_) | Role::Part(_) => Some((d, None)),
                     _ => None,
                 })
                 .collect()
@@ -851,7 +940,7 @@ fn apply(
         }
         // Windowed attention keeps the units where they are: their fields are per unit
         // (`Field::units`, from `fields`), the lattice places the units.
-        Geometry::Partition { .. } => return Ok(Some(f)),
+        Geometry::Partition { .. } | Geometry::Attend { .. } => return Ok(Some(f)),
         Geometry::Global => return Ok(None),
         _ => {}
     }

@@ -1127,6 +1127,17 @@ pub fn coverage(a: &Analysis) -> Coverage {
 }
 
 /// The note of `archscope rf` on layer `i`: misalignment, global context, coverage.
+/// A windowed field's spread over the units: "units see 30×30 to 35×35", or "every unit sees
+/// 224×224" where the windows no longer make a difference.
+fn unit_span(f: &Field) -> String {
+    let (least, most) = (field_q(f, |a| a.min_size), field_q(f, |a| a.size));
+    if least == most {
+        format!("every unit sees {most}")
+    } else {
+        format!("units see {least} to {most}")
+    }
+}
+
 fn rf_note(l: &LayerStats, i: usize, cov: &Coverage) -> String {
     let mut note = Vec::new();
     if let Some(f) = &l.rf {
@@ -1140,11 +1151,7 @@ fn rf_note(l: &LayerStats, i: usize, cov: &Coverage) -> String {
             note.push("whole input (global token mixing)".to_string());
         }
         if f.windowed {
-            note.push(format!(
-                "window-dependent: units see {} to {}",
-                field_q(f, |a| a.min_size),
-                field_q(f, |a| a.size)
-            ));
+            note.push(format!("window-dependent: {}", unit_span(f)));
         }
     }
     if Some(i) == cov.covers_from {
@@ -1292,10 +1299,9 @@ pub fn rf_report(a: &Analysis, format: Format) -> String {
             );
         } else if f.windowed {
             out += &format!(
-                "Final field (`{}`): window-dependent, units see {} to {} of the {dims} input (jump {}).\n",
+                "Final field (`{}`): window-dependent, {} of the {dims} input (jump {}).\n",
                 l.name,
-                field_q(f, |a| a.min_size),
-                field_q(f, |a| a.size),
+                unit_span(f),
                 field_q(f, |a| a.jump),
             );
         } else {

@@ -2,7 +2,7 @@
 //! `backbone:` and `head:` lists of `[from, repeats, module, args]`) and translates it, with
 //! Ultralytics' own arithmetic (`parse_model`: the scale's depth, width and max channels,
 //! `make_divisible(c·width, 8)`, `max(round(n·depth), 1)`, autopad, BatchNorm eps 1e-3 and
-//! momentum 0.03, SiLU), into archscope's own format: one block per module kind, one node per
+//! momentum 0.03 (a classifier's: 1e-5 and 0.1), SiLU), into archscope's own format: one block per module kind, one node per
 //! Ultralytics layer (`m0`, `m1`, … in its order), so every command reads it like a zoo model
 //! and `convert` writes it out. It also keeps what Ultralytics prints about the model: the
 //! per-module table (`from`, `n`, `params`, `module`, `arguments`) and the number of layers
@@ -230,34 +230,103 @@ fn win(x: i64, k: i64, s: i64, p: i64) -> i64 {
     (x + 2 * p - (k - 1) - 1).div_euclid(s.max(1)) + 1
 }
 
-fn conv_node(
-    id: &str,
-    out: i64,
-    k: i64,
-    s: i64,
-    p: i64,
-    g: i64,
-    act: bool,
-) -> Vec<(&'static str, Emit)> {
-    let mut v = vec![
-        ("id", Emit::str(id)),
+/// A value written into the translation: a number, or a string (a `$param` or `$(expr)`).
+trait Val {
+    fn e(self) -> Emit;
+}
+impl Val for i64 {
+    fn e(self) -> Emit {
+        Emit::Int(self)
+    }
+}
+impl Val for &str {
+    fn e(self) -> Emit {
+        Emit::str(self)
+    }
+}
+impl Val for String {
+    fn e(self) -> Emit {
+        Emit::Str(self)
+    }
+}
+
+/// One `conv` node of the translation: an Ultralytics `Conv` (convolution, batch norm and
+/// SiLU, the translation's defaults) with `id`, `out` and `kernel`, and, written after them in
+/// this order, what differs: input, stride, padding, groups, no activation, or a plain
+/// `nn.Conv2d` with a bias (the heads' last convolutions).
+struct ConvNode(Vec<(&'static str, Emit)>);
+
+fn conv(id: impl Val, out: impl Val, k: impl Val) -> ConvNode {
+    ConvNode(vec![
+        ("id", id.e()),
         ("op", Emit::str("conv")),
-        ("out", Emit::Int(out)),
-    ];
-    v.push(("kernel", Emit::Int(k)));
-    if s != 1 {
-        v.push(("stride", Emit::Int(s)));
+        ("out", out.e()),
+        ("kernel", k.e()),
+    ])
+}
+
+impl ConvNode {
+    /// Reads `x` (default: the previous node).
+    fn input(mut self, x: impl Val) -> Self {
+        self.0.insert(2, ("in", x.e()));
+        self
     }
-    if p != 0 {
-        v.push(("padding", Emit::Int(p)));
+    fn stride(mut self, s: i64) -> Self {
+        if s != 1 {
+            self.0.push(("stride", Emit::Int(s)));
+        }
+        self
     }
-    if g != 1 {
-        v.push(("groups", Emit::Int(g)));
+    fn padding(mut self, p: impl Val) -> Self {
+        let p = p.e();
+        if p != Emit::Int(0) {
+            self.0.push(("padding", p));
+        }
+        self
     }
-    if !act {
-        v.push(("act", Emit::str("none")));
+    fn groups(mut self, g: impl Val) -> Self {
+        let g = g.e();
+        if g != Emit::Int(1) {
+            self.0.push(("groups", g));
+        }
+        self
     }
-    v
+    /// `act=False`: an Identity after the batch norm.
+    fn linear(mut self) -> Self {
+        self.0.push(("act", Emit::str("none")));
+        self
+    }
+    /// `act` as given: the default SiLU, or none.
+    fn act(self, act: bool) -> Self {
+        if act {
+            self
+        } else {
+            self.linear()
+        }
+    }
+    /// A plain `nn.Conv2d(…, 1)` with a bias, no batch norm, no activation.
+    fn plain(mut self) -> Self {
+        self.0.extend([
+            ("bias", Emit::Bool(true)),
+            ("bn", Emit::Bool(false)),
+            ("act", Emit::str("none")),
+        ]);
+        self
+    }
+    fn with(mut self, key: &'static str, v: Emit) -> Self {
+        self.0.push((key, v));
+        self
+    }
+    fn node(self) -> Emit {
+        flow(self.0)
+    }
+}
+
+/// One layer `{id, op, …}` of the translation, on one line.
+fn op_node(id: impl Into<String>, op: &str, rest: Vec<(&'static str, Emit)>) -> Emit {
+    let mut v = vec![("id", Emit::Str(id.into())), ("op", Emit::str(op))];
+    v.extend(rest);
+    flow(v)
 }
 
 fn flow(pairs: Vec<(&str, Emit)>) -> Emit {
@@ -360,18 +429,7 @@ impl Translator {
                 return Err(err(format!("the file has no scale `{name}`"), &scales.path)
                     .help(format!("its scales: {}", names.join(", "))));
             };
-            let YValue::Seq(v) = &row.value else {
-                return Err(err("a scale is [depth, width, max_channels]", &row.path));
-            };
-            if v.len() != 3 {
-                return Err(err(
-                    format!(
-                        "a scale is [depth, width, max_channels]; this one has {} values",
-                        v.len()
-                    ),
-                    &row.path,
-                ));
-            }
+            let v = fixed_list(row, 3, "a scale is [depth, width, max_channels]")?;
             depth = float_of(&v[0])?;
             width = float_of(&v[1])?;
             max_ch = float_of(&v[2])?;
@@ -428,6 +486,18 @@ impl Translator {
                 }
             }
         }
+        // Ultralytics' task is its last layer's module (guess_model_task); only DetectionModel
+        // and its subclasses run initialize_weights (BatchNorm eps 1e-3, momentum 0.03): a
+        // ClassificationModel keeps PyTorch's BatchNorm2d defaults (1e-5, 0.1).
+        let classifier = rows.last().and_then(|r| match &r.value {
+            YValue::Seq(v) => v.get(2).and_then(YNode::as_str),
+            _ => None,
+        }) == Some("Classify");
+        let (bn_eps, bn_momentum) = if classifier {
+            (1e-5, 0.1)
+        } else {
+            (0.001, 0.03)
+        };
         let env = Env {
             nc,
             kpt_shape,
@@ -488,8 +558,8 @@ impl Translator {
                     (
                         "batchnorm2d",
                         flow(vec![
-                            ("eps", Emit::Float(0.001)),
-                            ("momentum", Emit::Float(0.03)),
+                            ("eps", Emit::Float(bn_eps)),
+                            ("momentum", Emit::Float(bn_momentum)),
                         ]),
                     ),
                 ]),
@@ -510,7 +580,26 @@ impl Translator {
                 },
             ));
         }
-        let text = emit("", &Emit::map(top));
+        let mut text = emit("", &Emit::map(top.clone()));
+        // Tensor names as Ultralytics' state dict has them (`model.2.cv1.conv.weight`), so
+        // that `run --weights` reads a file written from `model.state_dict()` as it is.
+        if let Some(rules) = state_dict_names(&text) {
+            if rules.len() > crate::spec::MAX_WEIGHTS_NAMES {
+                let w = format!(
+                    "{} layers with weights: more than the {} `weights_names` rules a model may have, so `run --weights` reads them under archscope's layer paths, not Ultralytics' state-dict names",
+                    rules.len(),
+                    crate::spec::MAX_WEIGHTS_NAMES
+                );
+                warning = Some(match warning {
+                    Some(x) => format!("{x}; {w}"),
+                    None => w,
+                });
+            } else if !rules.is_empty() {
+                let map = rules.into_iter().map(|(k, v)| (k, Emit::Str(v))).collect();
+                top.push(("weights_names", Emit::Map(map)));
+                text = emit("", &Emit::map(top));
+            }
+        }
         Ok(Model {
             title,
             scale,
@@ -532,6 +621,18 @@ struct Env {
     width: f64,
     max_ch: f64,
     scale: Option<String>,
+}
+
+/// The `n` values of the list `node`, which `what` describes (`a layer is [from, …]`).
+fn fixed_list<'a>(node: &'a YNode, n: usize, what: &str) -> Result<&'a [YNode], Diagnostic> {
+    match &node.value {
+        YValue::Seq(v) if v.len() == n => Ok(v),
+        YValue::Seq(v) => Err(err(
+            format!("{what}; this one has {} values", v.len()),
+            &node.path,
+        )),
+        _ => Err(err(what, &node.path)),
+    }
 }
 
 fn int_of(n: &YNode, what: &str) -> Result<i64, Diagnostic> {
@@ -589,19 +690,27 @@ struct Args<'a> {
 }
 
 impl Args<'_> {
+    /// Argument `i` (`what` it is) holds `a`, not the `expected` kind.
+    fn wrong(&self, i: usize, what: &str, a: &Arg, expected: &str) -> Diagnostic {
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({what})")
+        };
+        err(
+            format!(
+                "{}: argument {i}{what} is {}, expected {expected}",
+                self.module,
+                a.py()
+            ),
+            self.path,
+        )
+    }
     fn int(&self, i: usize, default: Option<i64>, what: &str) -> Result<i64, Diagnostic> {
         match self.v.get(i) {
             Some(Arg::Int(x)) => Ok(*x),
             Some(Arg::None) | None if default.is_some() => Ok(default.unwrap_or(0)),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {} ({what}) is {}, expected a whole number",
-                    self.module,
-                    i,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, what, a, "a whole number")),
             None => Err(err(
                 format!("{}: argument {} ({what}) is missing", self.module, i),
                 self.path,
@@ -612,28 +721,14 @@ impl Args<'_> {
         match self.v.get(i) {
             None | Some(Arg::None) => Ok(None),
             Some(Arg::Int(x)) => Ok(Some(*x)),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {i} is {}, expected a whole number or None",
-                    self.module,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, "", a, "a whole number or None")),
         }
     }
     fn boolean(&self, i: usize, default: bool, what: &str) -> Result<bool, Diagnostic> {
         match self.v.get(i) {
             None => Ok(default),
             Some(Arg::Bool(b)) => Ok(*b),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {i} ({what}) is {}, expected True or False",
-                    self.module,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, what, a, "True or False")),
         }
     }
     fn float(&self, i: usize, default: f64, what: &str) -> Result<f64, Diagnostic> {
@@ -641,14 +736,7 @@ impl Args<'_> {
             None => Ok(default),
             Some(Arg::Float(f)) => Ok(*f),
             Some(Arg::Int(x)) => Ok(*x as f64),
-            Some(a) => Err(err(
-                format!(
-                    "{}: argument {i} ({what}) is {}, expected a number",
-                    self.module,
-                    a.py()
-                ),
-                self.path,
-            )),
+            Some(a) => Err(self.wrong(i, what, a, "a number")),
         }
     }
     fn at_most(&self, n: usize, names: &str) -> Result<(), Diagnostic> {
@@ -685,18 +773,7 @@ impl Translator {
         input: Feat,
         feats: &[Feat],
     ) -> Result<Feat, Diagnostic> {
-        let YValue::Seq(v) = &r.value else {
-            return Err(err("a layer is [from, repeats, module, args]", &r.path));
-        };
-        if v.len() != 4 {
-            return Err(err(
-                format!(
-                    "a layer is [from, repeats, module, args]; this one has {} values",
-                    v.len()
-                ),
-                &r.path,
-            ));
-        }
+        let v = fixed_list(r, 4, "a layer is [from, repeats, module, args]")?;
         let id = format!("m{i}");
         // from
         let resolve = |x: i64, at: &YamlPath| -> Result<usize, Diagnostic> {
@@ -908,12 +985,16 @@ impl Translator {
                     return Err(err(format!("{module} repeated {n_seq} times needs equal in and out channels ({c1} → {c2})"), apath));
                 }
                 let p = p.unwrap_or(k / 2);
-                let mut node = conv_node(&id, c2, k, s, p, g, act);
-                node.insert(1, ("in", Emit::str(ref_of(froms[0]))));
+                let mut node = conv(id.as_str(), c2, k)
+                    .input(ref_of(froms[0]))
+                    .stride(s)
+                    .padding(p)
+                    .groups(g)
+                    .act(act);
                 if n_seq > 1 {
-                    node.push(("repeat", Emit::Int(n_seq)));
+                    node = node.with("repeat", Emit::Int(n_seq));
                 }
-                self.nodes.push(flow(node));
+                self.nodes.push(node.node());
                 self.conv_leaves(act, n_seq);
                 let mut f = feat_of(froms[0]);
                 for _ in 0..n_seq {
@@ -937,33 +1018,41 @@ impl Translator {
                 }
                 let mut nodes = vec![];
                 for (name, h0, w0) in [("s00", 0, 0), ("s10", 1, 0), ("s01", 0, 1), ("s11", 1, 1)] {
-                    nodes.push(flow(vec![
-                        ("id", Emit::str(format!("{name}h"))),
-                        ("op", Emit::str("slice")),
-                        ("in", Emit::str("$in")),
-                        ("dim", Emit::Int(2)),
-                        ("start", Emit::Int(h0)),
-                        ("end", Emit::str("$in_h")),
-                        ("step", Emit::Int(2)),
-                    ]));
-                    nodes.push(flow(vec![
-                        ("id", Emit::str(name)),
-                        ("op", Emit::str("slice")),
-                        ("dim", Emit::Int(3)),
-                        ("start", Emit::Int(w0)),
-                        ("end", Emit::str("$in_w")),
-                        ("step", Emit::Int(2)),
-                    ]));
+                    nodes.push(op_node(
+                        format!("{name}h"),
+                        "slice",
+                        vec![
+                            ("in", Emit::str("$in")),
+                            ("dim", Emit::Int(2)),
+                            ("start", Emit::Int(h0)),
+                            ("end", Emit::str("$in_h")),
+                            ("step", Emit::Int(2)),
+                        ],
+                    ));
+                    nodes.push(op_node(
+                        name,
+                        "slice",
+                        vec![
+                            ("dim", Emit::Int(3)),
+                            ("start", Emit::Int(w0)),
+                            ("end", Emit::str("$in_w")),
+                            ("step", Emit::Int(2)),
+                        ],
+                    ));
                 }
-                nodes.push(flow(vec![
-                    ("id", Emit::str("cat")),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&["s00", "s10", "s01", "s11"])),
-                ]));
-                let mut conv = conv_node("conv", c2, k, s, p, g, act);
-                conv.remove(2);
-                conv.insert(2, ("out", Emit::str("$out")));
-                nodes.push(flow(conv));
+                nodes.push(op_node(
+                    "cat",
+                    "concat",
+                    vec![("in", strs(&["s00", "s10", "s01", "s11"]))],
+                ));
+                nodes.push(
+                    conv("conv", "$out", k)
+                        .stride(s)
+                        .padding(p)
+                        .groups(g)
+                        .act(act)
+                        .node(),
+                );
                 let bname = format!(
                     "focus_k{k}_s{s}_p{p}_g{g}{}",
                     if act { "" } else { "_linear" }
@@ -1040,15 +1129,14 @@ impl Translator {
                 let e = a.float(5, 0.5, "e")?;
                 let hidden = (c2 as f64 * e) as i64;
                 check_count(hidden, "C3 hidden channels", apath)?;
-                self.c3_block();
+                let c3 = self.c3_block(n);
                 self.use_node(
                     &id,
-                    "c3",
+                    &c3,
                     &[ref_of(froms[0])],
                     vec![
                         ("hidden", Emit::Int(hidden)),
                         ("out", Emit::Int(c2)),
-                        ("n", Emit::Int(n)),
                         ("k1", Emit::Int(1)),
                         ("k2", Emit::Int(3)),
                         ("add", Emit::Bool(shortcut)),
@@ -1084,25 +1172,17 @@ impl Translator {
                 };
                 if !self.blocks.contains_key(&bname) {
                     let mut nodes = vec![
-                        flow(vec![
-                            ("id", Emit::str("cv1")),
-                            ("op", Emit::str("conv")),
-                            ("out", Emit::str("$(2 * c)")),
-                            ("kernel", Emit::Int(1)),
-                        ]),
-                        flow(vec![
-                            ("id", Emit::str("split")),
-                            ("op", Emit::str("split")),
-                            ("parts", Emit::Int(2)),
-                        ]),
+                        conv("cv1", "$(2 * c)", 1).node(),
+                        op_node("split", "split", vec![("parts", Emit::Int(2))]),
                     ];
                     let mut cat = vec!["split:0".to_string(), "split:1".to_string()];
                     for j in 0..n {
-                        let mid = format!("m{j}");
+                        // Ultralytics' ModuleList `m`: m.0, m.1, … (`_` reads as `.`).
+                        let mid = format!("m_{j}");
                         let mut node = vec![("id", Emit::str(&mid))];
                         if c3k {
-                            self.c3_block();
-                            node.push(("use", Emit::str("c3")));
+                            let c3 = self.c3_block(2);
+                            node.push(("use", Emit::str(c3)));
                         } else {
                             self.bottleneck_block();
                             node.push(("use", Emit::str("bottleneck")));
@@ -1114,7 +1194,6 @@ impl Translator {
                             vec![
                                 ("hidden", Emit::str("$(c // 2)")),
                                 ("out", Emit::str("$c")),
-                                ("n", Emit::Int(2)),
                                 ("k1", Emit::Int(3)),
                                 ("k2", Emit::Int(3)),
                                 ("add", Emit::Bool(true)),
@@ -1141,17 +1220,8 @@ impl Translator {
                         cat.push(mid);
                     }
                     let cat: Vec<&str> = cat.iter().map(String::as_str).collect();
-                    nodes.push(flow(vec![
-                        ("id", Emit::str("cat")),
-                        ("op", Emit::str("concat")),
-                        ("in", strs(&cat)),
-                    ]));
-                    nodes.push(flow(vec![
-                        ("id", Emit::str("cv2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$out")),
-                        ("kernel", Emit::Int(1)),
-                    ]));
+                    nodes.push(op_node("cat", "concat", vec![("in", strs(&cat))]));
+                    nodes.push(conv("cv2", "$out", 1).node());
                     self.block(&bname, &["c", "out"], nodes);
                 }
                 self.use_node(
@@ -1186,49 +1256,38 @@ impl Translator {
                 }
                 let f = feat_of(froms[0]);
                 let bname = self.psa_blocks(heads, kd, hd, c);
-                let nodes = vec![
-                    flow(vec![
-                        ("id", Emit::str("cv1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$(2 * c)")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("split")),
-                        ("op", Emit::str("split")),
-                        ("parts", Emit::Int(2)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("m")),
-                        ("use", Emit::str(&bname)),
-                        ("in", Emit::str("split:1")),
-                        ("repeat", Emit::str("$n")),
-                        (
-                            "with",
-                            flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
-                        ),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("cat")),
-                        ("op", Emit::str("concat")),
-                        ("in", strs(&["split:0", "m"])),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("cv2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$(2 * c)")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
+                let mut nodes = vec![
+                    conv("cv1", "$(2 * c)", 1).node(),
+                    op_node("split", "split", vec![("parts", Emit::Int(2))]),
                 ];
-                let outer = format!("c2psa_c{c}");
-                self.block(&outer, &["c", "n", "h", "w"], nodes);
+                // Ultralytics' nn.Sequential `m`: m.0, m.1, … (`_` reads as `.`).
+                for j in 0..n {
+                    let mut node = vec![
+                        ("id", Emit::str(format!("m_{j}"))),
+                        ("use", Emit::str(&bname)),
+                    ];
+                    if j == 0 {
+                        node.push(("in", Emit::str("split:1")));
+                    }
+                    node.push((
+                        "with",
+                        flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
+                    ));
+                    nodes.push(flow(node));
+                }
+                let last = format!("m_{}", n - 1);
+                nodes.extend([
+                    op_node("cat", "concat", vec![("in", strs(&["split:0", &last]))]),
+                    conv("cv2", "$(2 * c)", 1).node(),
+                ]);
+                let outer = format!("c2psa_c{c}_n{n}");
+                self.block(&outer, &["c", "h", "w"], nodes);
                 self.use_node(
                     &id,
                     &outer,
                     &[ref_of(froms[0])],
                     vec![
                         ("c", Emit::Int(c)),
-                        ("n", Emit::Int(n)),
                         ("h", Emit::Int(f.hw.0)),
                         ("w", Emit::Int(f.hw.1)),
                     ],
@@ -1277,12 +1336,7 @@ impl Translator {
                     let k = check_count(a.int(2, Some(5), "kernel")?, "SPPF kernel", apath)?;
                     (vec![k; 3], true)
                 };
-                let mut nodes = vec![flow(vec![
-                    ("id", Emit::str("cv1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::Int(1)),
-                ])];
+                let mut nodes = vec![conv("cv1", "$hidden", 1).node()];
                 let mut cat = vec!["cv1".to_string()];
                 for (j, k) in pools.iter().enumerate() {
                     let mut p = vec![
@@ -1301,17 +1355,8 @@ impl Translator {
                     cat.push(format!("m{j}"));
                 }
                 let cat: Vec<&str> = cat.iter().map(String::as_str).collect();
-                nodes.push(flow(vec![
-                    ("id", Emit::str("cat")),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&cat)),
-                ]));
-                nodes.push(flow(vec![
-                    ("id", Emit::str("cv2")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$out")),
-                    ("kernel", Emit::Int(1)),
-                ]));
+                nodes.push(op_node("cat", "concat", vec![("in", strs(&cat))]));
+                nodes.push(conv("cv2", "$out", 1).node());
                 let ks: Vec<String> = pools.iter().map(i64::to_string).collect();
                 let bname = format!("{}_k{}", module.to_ascii_lowercase(), ks.join("_"));
                 self.block(&bname, &["hidden", "out"], nodes);
@@ -1339,11 +1384,8 @@ impl Translator {
                 }
                 let ins: Vec<String> = froms.iter().map(|&j| ref_of(j)).collect();
                 let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&ins)),
-                ]));
+                self.nodes
+                    .push(op_node(&id, "concat", vec![("in", strs(&ins))]));
                 self.leaves += 1;
                 let f0 = feat_of(froms[0]);
                 let ch = froms.iter().map(|&j| feat_of(j).ch).sum();
@@ -1379,13 +1421,15 @@ impl Translator {
                         ))
                     }
                 };
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("upsample")),
-                    ("in", Emit::str(ref_of(f))),
-                    ("scale", Emit::Int(s)),
-                    ("mode", Emit::str(mode)),
-                ]));
+                self.nodes.push(op_node(
+                    &id,
+                    "upsample",
+                    vec![
+                        ("in", Emit::str(ref_of(f))),
+                        ("scale", Emit::Int(s)),
+                        ("mode", Emit::str(mode)),
+                    ],
+                ));
                 self.leaves += n_seq as u64;
                 let x = feat_of(f);
                 out = Feat {
@@ -1413,14 +1457,16 @@ impl Translator {
                         apath,
                     ));
                 }
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("maxpool")),
-                    ("in", Emit::str(ref_of(f))),
-                    ("kernel", Emit::Int(k)),
-                    ("stride", Emit::Int(s)),
-                    ("padding", Emit::Int(p)),
-                ]));
+                self.nodes.push(op_node(
+                    &id,
+                    "maxpool",
+                    vec![
+                        ("in", Emit::str(ref_of(f))),
+                        ("kernel", Emit::Int(k)),
+                        ("stride", Emit::Int(s)),
+                        ("padding", Emit::Int(p)),
+                    ],
+                ));
                 self.leaves += 1;
                 let x = feat_of(f);
                 out = Feat {
@@ -1451,15 +1497,17 @@ impl Translator {
                     }
                 };
                 // torch: (left, right, top, bottom); archscope: [top, left, bottom, right].
-                self.nodes.push(flow(vec![
-                    ("id", Emit::str(&id)),
-                    ("op", Emit::str("zero_pad2d")),
-                    ("in", Emit::str(ref_of(f))),
-                    (
-                        "padding",
-                        ints(&[pads[2], pads[0], pads[3], pads[1]]).flow(),
-                    ),
-                ]));
+                self.nodes.push(op_node(
+                    &id,
+                    "zero_pad2d",
+                    vec![
+                        ("in", Emit::str(ref_of(f))),
+                        (
+                            "padding",
+                            ints(&[pads[2], pads[0], pads[3], pads[1]]).flow(),
+                        ),
+                    ],
+                ));
                 self.leaves += 1;
                 let x = feat_of(f);
                 out = Feat {
@@ -1478,31 +1526,16 @@ impl Translator {
                     return Err(err("Classify: one input is supported", &v[0].path));
                 }
                 let nodes = vec![
-                    flow(conv_node("conv", 1280, k, s, p, g, true)),
-                    flow(vec![
-                        ("id", Emit::str("pool")),
-                        ("op", Emit::str("global_avgpool")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("flatten")),
-                        ("op", Emit::str("flatten")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("drop")),
-                        ("op", Emit::str("dropout")),
-                        ("p", Emit::Float(0.0)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("linear")),
-                        ("op", Emit::str("linear")),
-                        ("out", Emit::str("$out")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("softmax")),
-                        ("op", Emit::str("softmax")),
-                        ("dim", Emit::Int(1)),
-                        ("functional", Emit::Bool(true)),
-                    ]),
+                    conv("conv", 1280, k).stride(s).padding(p).groups(g).node(),
+                    op_node("pool", "global_avgpool", vec![]),
+                    op_node("flatten", "flatten", vec![]),
+                    op_node("drop", "dropout", vec![("p", Emit::Float(0.0))]),
+                    op_node("linear", "linear", vec![("out", Emit::str("$out"))]),
+                    op_node(
+                        "softmax",
+                        "softmax",
+                        vec![("dim", Emit::Int(1)), ("functional", Emit::Bool(true))],
+                    ),
                 ];
                 let bname = format!("classify_k{k}_s{s}_p{p}_g{g}");
                 self.block(&bname, &["out"], nodes);
@@ -1626,77 +1659,47 @@ impl Translator {
             "bottleneck",
             &["hidden", "out", "k1", "k2", "add"],
             vec![
-                flow(vec![
-                    ("id", Emit::str("cv1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::str("$k1")),
-                    ("padding", Emit::str("$(k1 // 2)")),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cv2")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$out")),
-                    ("kernel", Emit::str("$k2")),
-                    ("padding", Emit::str("$(k2 // 2)")),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("add")),
-                    ("op", Emit::str("add")),
-                    ("in", strs(&["cv2", "$in"])),
-                    ("when", Emit::str("$add")),
-                ]),
+                conv("cv1", "$hidden", "$k1").padding("$(k1 // 2)").node(),
+                conv("cv2", "$out", "$k2").padding("$(k2 // 2)").node(),
+                op_node(
+                    "add",
+                    "add",
+                    vec![("in", strs(&["cv2", "$in"])), ("when", Emit::str("$add"))],
+                ),
             ],
         );
     }
 
-    fn c3_block(&mut self) {
+    /// C3 (and C3k) with `n` bottlenecks, named `m_0`, `m_1`, … as Ultralytics' nn.Sequential
+    /// `m` names them (`m.0`, …); returns the block's name.
+    fn c3_block(&mut self, n: i64) -> String {
         self.bottleneck_block();
-        self.block(
-            "c3",
-            &["hidden", "out", "n", "k1", "k2", "add"],
-            vec![
-                flow(vec![
-                    ("id", Emit::str("cv1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("m")),
-                    ("use", Emit::str("bottleneck")),
-                    ("repeat", Emit::str("$n")),
-                    (
-                        "with",
-                        flow(vec![
-                            ("hidden", Emit::str("$hidden")),
-                            ("out", Emit::str("$hidden")),
-                            ("k1", Emit::str("$k1")),
-                            ("k2", Emit::str("$k2")),
-                            ("add", Emit::str("$add")),
-                        ]),
-                    ),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cv2")),
-                    ("op", Emit::str("conv")),
-                    ("in", Emit::str("$in")),
-                    ("out", Emit::str("$hidden")),
-                    ("kernel", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cat")),
-                    ("op", Emit::str("concat")),
-                    ("in", strs(&["m", "cv2"])),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("cv3")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::str("$out")),
-                    ("kernel", Emit::Int(1)),
-                ]),
-            ],
-        );
+        let name = format!("c3_n{n}");
+        let mut nodes = vec![conv("cv1", "$hidden", 1).node()];
+        for j in 0..n {
+            nodes.push(flow(vec![
+                ("id", Emit::str(format!("m_{j}"))),
+                ("use", Emit::str("bottleneck")),
+                (
+                    "with",
+                    flow(vec![
+                        ("hidden", Emit::str("$hidden")),
+                        ("out", Emit::str("$hidden")),
+                        ("k1", Emit::str("$k1")),
+                        ("k2", Emit::str("$k2")),
+                        ("add", Emit::str("$add")),
+                    ]),
+                ),
+            ]));
+        }
+        let last = format!("m_{}", n - 1);
+        nodes.extend([
+            conv("cv2", "$hidden", 1).input("$in").node(),
+            op_node("cat", "concat", vec![("in", strs(&[&last, "cv2"]))]),
+            conv("cv3", "$out", 1).node(),
+        ]);
+        self.block(&name, &["hidden", "out", "k1", "k2", "add"], nodes);
+        name
     }
 
     /// PSABlock and its Attention for `heads` heads of key size `kd` and value size `hd`
@@ -1704,109 +1707,79 @@ impl Translator {
     fn psa_blocks(&mut self, heads: i64, kd: i64, hd: i64, c: i64) -> String {
         let att = format!("attention_h{heads}_k{kd}_v{hd}");
         let per = 2 * kd + hd;
-        let mut nodes = vec![flow(vec![
-            ("id", Emit::str("qkv")),
-            ("op", Emit::str("conv")),
-            ("out", Emit::Int(c + 2 * heads * kd)),
-            ("kernel", Emit::Int(1)),
-            ("act", Emit::str("none")),
-        ])];
+        let mut nodes = vec![conv("qkv", c + 2 * heads * kd, 1).linear().node()];
         // v as the positional encoding sees it: each head's value channels, in head order.
         let mut vs = vec![];
         for j in 0..heads {
             let name = format!("v{j}");
-            nodes.push(flow(vec![
-                ("id", Emit::str(&name)),
-                ("op", Emit::str("slice")),
-                ("in", Emit::str("qkv")),
-                ("dim", Emit::Int(1)),
-                ("start", Emit::Int(j * per + 2 * kd)),
-                ("end", Emit::Int((j + 1) * per)),
-            ]));
+            nodes.push(op_node(
+                &name,
+                "slice",
+                vec![
+                    ("in", Emit::str("qkv")),
+                    ("dim", Emit::Int(1)),
+                    ("start", Emit::Int(j * per + 2 * kd)),
+                    ("end", Emit::Int((j + 1) * per)),
+                ],
+            ));
             vs.push(name);
         }
         let v_map = if heads > 1 {
             let v: Vec<&str> = vs.iter().map(String::as_str).collect();
-            nodes.push(flow(vec![
-                ("id", Emit::str("v")),
-                ("op", Emit::str("concat")),
-                ("in", strs(&v)),
-            ]));
+            nodes.push(op_node("v", "concat", vec![("in", strs(&v))]));
             "v".to_string()
         } else {
             vs[0].clone()
         };
         nodes.extend([
-            flow(vec![
-                ("id", Emit::str("pe")),
-                ("op", Emit::str("conv")),
-                ("in", Emit::str(&v_map)),
-                ("out", Emit::Int(c)),
-                ("kernel", Emit::Int(3)),
-                ("padding", Emit::Int(1)),
-                ("groups", Emit::Int(c)),
-                ("act", Emit::str("none")),
-            ]),
-            flow(vec![
-                ("id", Emit::str("heads")),
-                ("op", Emit::str("reshape")),
-                ("in", Emit::str("qkv")),
-                ("shape", ints(&[heads, per, -1]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("qkv_split")),
-                ("op", Emit::str("split")),
-                ("dim", Emit::Int(2)),
-                ("sizes", ints(&[kd, kd, hd]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("q")),
-                ("op", Emit::str("transpose")),
-                ("in", Emit::str("qkv_split:0")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("k")),
-                ("op", Emit::str("transpose")),
-                ("in", Emit::str("qkv_split:1")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("vt")),
-                ("op", Emit::str("transpose")),
-                ("in", Emit::str("qkv_split:2")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("attn")),
-                ("op", Emit::str("scaled_dot_product_attention")),
-                ("in", strs(&["q", "k", "vt"])),
-            ]),
-            flow(vec![
-                ("id", Emit::str("back")),
-                ("op", Emit::str("transpose")),
-                ("dims", ints(&[2, 3]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("map")),
-                ("op", Emit::str("reshape")),
-                (
+            conv("pe", c, 3)
+                .input(v_map.as_str())
+                .padding(1)
+                .groups(c)
+                .linear()
+                .node(),
+            op_node(
+                "heads",
+                "reshape",
+                vec![
+                    ("in", Emit::str("qkv")),
+                    ("shape", ints(&[heads, per, -1]).flow()),
+                ],
+            ),
+            op_node(
+                "qkv_split",
+                "split",
+                vec![("dim", Emit::Int(2)), ("sizes", ints(&[kd, kd, hd]).flow())],
+            ),
+        ]);
+        // q, k and v as N×heads×tokens×dim.
+        for (j, name) in ["q", "k", "vt"].iter().enumerate() {
+            nodes.push(op_node(
+                *name,
+                "transpose",
+                vec![
+                    ("in", Emit::str(format!("qkv_split:{j}"))),
+                    ("dims", ints(&[2, 3]).flow()),
+                ],
+            ));
+        }
+        nodes.extend([
+            op_node(
+                "attn",
+                "scaled_dot_product_attention",
+                vec![("in", strs(&["q", "k", "vt"]))],
+            ),
+            op_node("back", "transpose", vec![("dims", ints(&[2, 3]).flow())]),
+            op_node(
+                "map",
+                "reshape",
+                vec![(
                     "shape",
                     Emit::Seq(vec![Emit::Int(c), Emit::str("$h"), Emit::str("$w")]).flow(),
-                ),
-            ]),
-            flow(vec![
-                ("id", Emit::str("sum")),
-                ("op", Emit::str("add")),
-                ("in", strs(&["map", "pe"])),
-            ]),
-            flow(vec![
-                ("id", Emit::str("proj")),
-                ("op", Emit::str("conv")),
-                ("out", Emit::Int(c)),
-                ("kernel", Emit::Int(1)),
-                ("act", Emit::str("none")),
-            ]),
+                )],
+            ),
+            op_node("sum", "add", vec![("in", strs(&["map", "pe"]))]),
+            conv("proj", c, 1).linear().node(),
         ]);
         self.block(&att, &["h", "w"], nodes);
         let psa = format!("psa_block_c{c}");
@@ -1822,29 +1795,11 @@ impl Translator {
                         flow(vec![("h", Emit::str("$h")), ("w", Emit::str("$w"))]),
                     ),
                 ]),
-                flow(vec![
-                    ("id", Emit::str("add1")),
-                    ("op", Emit::str("add")),
-                    ("in", strs(&["attn", "$in"])),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("ffn0")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(2 * c)),
-                    ("kernel", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("ffn1")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(c)),
-                    ("kernel", Emit::Int(1)),
-                    ("act", Emit::str("none")),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("add2")),
-                    ("op", Emit::str("add")),
-                    ("in", strs(&["ffn1", "add1"])),
-                ]),
+                op_node("add1", "add", vec![("in", strs(&["attn", "$in"]))]),
+                // Ultralytics' nn.Sequential `ffn`: ffn.0, ffn.1.
+                conv("ffn_0", 2 * c, 1).node(),
+                conv("ffn_1", c, 1).linear().node(),
+                op_node("add2", "add", vec![("in", strs(&["ffn_1", "add1"]))]),
             ],
         );
         psa
@@ -1918,216 +1873,156 @@ impl Translator {
             }
             _ => {}
         }
-        let branch = |s: &mut Self| {
-            s.block(
-                "branch",
-                &["mid", "out"],
-                vec![
-                    flow(vec![
-                        ("id", Emit::str("c0")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("c1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("c2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$out")),
-                        ("kernel", Emit::Int(1)),
-                        ("bias", Emit::Bool(true)),
-                        ("bn", Emit::Bool(false)),
-                        ("act", Emit::str("none")),
-                    ]),
-                ],
-            );
-        };
-        branch(self);
-        let cls_block = if self.legacy {
-            "branch"
-        } else {
-            self.block(
-                "cls_branch",
-                &["mid", "out"],
-                vec![
-                    flow(vec![
-                        ("id", Emit::str("dw0")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$in_ch")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                        ("groups", Emit::str("$in_ch")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("pw0")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("dw1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(3)),
-                        ("padding", Emit::Int(1)),
-                        ("groups", Emit::str("$mid")),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("pw1")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$mid")),
-                        ("kernel", Emit::Int(1)),
-                    ]),
-                    flow(vec![
-                        ("id", Emit::str("c2")),
-                        ("op", Emit::str("conv")),
-                        ("out", Emit::str("$out")),
-                        ("kernel", Emit::Int(1)),
-                        ("bias", Emit::Bool(true)),
-                        ("bn", Emit::Bool(false)),
-                        ("act", Emit::str("none")),
-                    ]),
-                ],
-            );
-            "cls_branch"
+        // Per level, as Ultralytics' ModuleLists name them (`_` reads as `.`): the box branch
+        // cv2.l (Conv 3×3, Conv 3×3, Conv2d to 4·reg_max), the class branch cv3.l (the same
+        // to nc, or, in the current head, DWConv 3×3 + Conv 1×1 twice, then the Conv2d), the
+        // task branch cv4.l; each flattened to N×C×(h·w).
+        // The strides as Ultralytics measures them (a 256×256 probe), and each level's grid at
+        // the analysed input: the anchors the decoding layers are built with.
+        self.strides = feats
+            .iter()
+            .map(|f| (256 / f.probe.0.max(1)) as u64)
+            .collect();
+        let strides: Vec<i64> = self.strides.iter().map(|&s| s as i64).collect();
+        let heights: Vec<i64> = feats.iter().map(|f| f.hw.0).collect();
+        let widths: Vec<i64> = feats.iter().map(|f| f.hw.1).collect();
+        let levels = |mut v: Vec<(&'static str, Emit)>| {
+            v.extend([
+                ("heights", ints(&heights).flow()),
+                ("widths", ints(&widths).flow()),
+                ("strides", ints(&strides).flow()),
+            ]);
+            v
         };
         let mut nodes = vec![];
         let mut boxes = vec![];
         let mut scores = vec![];
         let mut extras = vec![];
-        for l in 0..nl as usize {
-            let x = format!("$in{l}");
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("cv2_{l}"))),
-                ("use", Emit::str("branch")),
-                ("in", Emit::str(&x)),
-                (
-                    "with",
-                    flow(vec![
-                        ("mid", Emit::Int(c2)),
-                        ("out", Emit::Int(4 * reg_max)),
-                    ]),
-                ),
-            ]));
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("box_{l}"))),
+        let flat = |id: String, c: i64| {
+            flow(vec![
+                ("id", Emit::Str(id)),
                 ("op", Emit::str("reshape")),
-                ("shape", ints(&[4 * reg_max, -1]).flow()),
-            ]));
+                ("shape", ints(&[c, -1]).flow()),
+            ])
+        };
+        // Conv 3×3, Conv 3×3, Conv2d 1×1 (`mid` channels, then `out`) on level `l`'s input.
+        let branch = |nodes: &mut Vec<Emit>, name: &str, l: usize, mid: i64, out: i64| {
+            nodes.extend([
+                conv(format!("{name}_{l}_0"), mid, 3)
+                    .input(format!("$in{l}"))
+                    .padding(1)
+                    .node(),
+                conv(format!("{name}_{l}_1"), mid, 3).padding(1).node(),
+                conv(format!("{name}_{l}_2"), out, 1).plain().node(),
+            ]);
+        };
+        for (l, &cl) in ch.iter().enumerate() {
+            branch(&mut nodes, "cv2", l, c2, 4 * reg_max);
+            nodes.push(flat(format!("box_{l}"), 4 * reg_max));
             boxes.push(format!("box_{l}"));
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("cv3_{l}"))),
-                ("use", Emit::str(cls_block)),
-                ("in", Emit::str(&x)),
-                (
-                    "with",
-                    flow(vec![("mid", Emit::Int(c3)), ("out", Emit::Int(nc))]),
-                ),
-            ]));
-            nodes.push(flow(vec![
-                ("id", Emit::str(format!("cls_{l}"))),
-                ("op", Emit::str("reshape")),
-                ("shape", ints(&[nc, -1]).flow()),
-            ]));
+            if self.legacy {
+                branch(&mut nodes, "cv3", l, c3, nc);
+            } else {
+                nodes.extend([
+                    conv(format!("cv3_{l}_0_0"), cl, 3)
+                        .input(format!("$in{l}"))
+                        .padding(1)
+                        .groups(cl)
+                        .node(),
+                    conv(format!("cv3_{l}_0_1"), c3, 1).node(),
+                    conv(format!("cv3_{l}_1_0"), c3, 3)
+                        .padding(1)
+                        .groups(c3)
+                        .node(),
+                    conv(format!("cv3_{l}_1_1"), c3, 1).node(),
+                    conv(format!("cv3_{l}_2"), nc, 1).plain().node(),
+                ]);
+            }
+            nodes.push(flat(format!("cls_{l}"), nc));
             scores.push(format!("cls_{l}"));
             if let Some((name, out, mid)) = &extra {
-                nodes.push(flow(vec![
-                    ("id", Emit::str(format!("cv4_{l}"))),
-                    ("use", Emit::str("branch")),
-                    ("in", Emit::str(&x)),
-                    (
-                        "with",
-                        flow(vec![("mid", Emit::Int(*mid)), ("out", Emit::Int(*out))]),
-                    ),
-                ]));
-                nodes.push(flow(vec![
-                    ("id", Emit::str(format!("{name}_{l}"))),
-                    ("op", Emit::str("reshape")),
-                    ("shape", ints(&[*out, -1]).flow()),
-                ]));
+                branch(&mut nodes, "cv4", l, *mid, *out);
+                nodes.push(flat(format!("{name}_{l}"), *out));
                 extras.push(format!("{name}_{l}"));
             }
         }
         let cat = |v: &Vec<String>| Emit::Seq(v.iter().map(Emit::str).collect());
-        nodes.push(flow(vec![
-            ("id", Emit::str("boxes")),
-            ("op", Emit::str("concat")),
-            ("in", cat(&boxes)),
-            ("dim", Emit::Int(2)),
-        ]));
-        nodes.push(flow(vec![
-            ("id", Emit::str("scores")),
-            ("op", Emit::str("concat")),
-            ("in", cat(&scores)),
-            ("dim", Emit::Int(2)),
-        ]));
+        nodes.push(op_node(
+            "boxes",
+            "concat",
+            vec![("in", cat(&boxes)), ("dim", Emit::Int(2))],
+        ));
+        nodes.push(op_node(
+            "scores",
+            "concat",
+            vec![("in", cat(&scores)), ("dim", Emit::Int(2))],
+        ));
         // DFL: softmax over the reg_max bins of each side, then their expectation (a 1×1
         // convolution with the fixed weights 0, 1, …, reg_max-1).
         let bins: Vec<i64> = (0..reg_max).collect();
         nodes.extend([
-            flow(vec![
-                ("id", Emit::str("dfl_bins")),
-                ("op", Emit::str("reshape")),
-                ("in", Emit::str("boxes")),
-                ("shape", ints(&[4, reg_max, -1]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("dfl_t")),
-                ("op", Emit::str("transpose")),
-                ("dims", ints(&[1, 2]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("dfl_softmax")),
-                ("op", Emit::str("softmax")),
-                ("dim", Emit::Int(1)),
-                ("functional", Emit::Bool(true)),
-            ]),
-            flow(vec![
-                ("id", Emit::str("dfl")),
-                ("op", Emit::str("conv")),
-                ("out", Emit::Int(1)),
-                ("kernel", Emit::Int(1)),
-                ("bn", Emit::Bool(false)),
-                ("act", Emit::str("none")),
-                ("trainable", Emit::Bool(false)),
-                ("weight_values", ints(&bins).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("dist")),
-                ("op", Emit::str("reshape")),
-                ("shape", ints(&[4, -1]).flow()),
-            ]),
-            flow(vec![
-                ("id", Emit::str("cls")),
-                ("op", Emit::str("sigmoid")),
-                ("in", Emit::str("scores")),
-                ("functional", Emit::Bool(true)),
-            ]),
+            op_node(
+                "dfl_bins",
+                "reshape",
+                vec![
+                    ("in", Emit::str("boxes")),
+                    ("shape", ints(&[4, reg_max, -1]).flow()),
+                ],
+            ),
+            op_node("dfl_t", "transpose", vec![("dims", ints(&[1, 2]).flow())]),
+            op_node(
+                "dfl_softmax",
+                "softmax",
+                vec![("dim", Emit::Int(1)), ("functional", Emit::Bool(true))],
+            ),
+            // Ultralytics' `dfl.conv`.
+            conv("dfl_conv", 1, 1)
+                .with("bn", Emit::Bool(false))
+                .linear()
+                .with("trainable", Emit::Bool(false))
+                .with("weight_values", ints(&bins).flow())
+                .node(),
+            op_node("dist", "reshape", vec![("shape", ints(&[4, -1]).flow())]),
+            // make_anchors + dist2bbox (xywh) × stride, as Detect._inference decodes them.
+            flow(levels(vec![
+                ("id", Emit::str("dbox")),
+                ("op", Emit::str("dist2bbox")),
+            ])),
+            op_node(
+                "cls",
+                "sigmoid",
+                vec![
+                    ("in", Emit::str("scores")),
+                    ("functional", Emit::Bool(true)),
+                ],
+            ),
         ]);
-        let mut out_cat = vec!["dist".to_string(), "cls".to_string()];
+        let mut out_cat = vec!["dbox".to_string(), "cls".to_string()];
         if !extras.is_empty() {
             let name = extra.as_ref().map(|e| e.0.clone()).unwrap_or_default();
-            nodes.push(flow(vec![
-                ("id", Emit::str(&name)),
-                ("op", Emit::str("concat")),
-                ("in", cat(&extras)),
-                ("dim", Emit::Int(2)),
-            ]));
-            out_cat.push(name);
+            nodes.push(op_node(
+                &name,
+                "concat",
+                vec![("in", cat(&extras)), ("dim", Emit::Int(2))],
+            ));
+            if module == "Pose" {
+                // Pose.kpts_decode: x, y to pixels around the cells, visibility sigmoid.
+                let mut n = levels(vec![
+                    ("id", Emit::str("kpts_decoded")),
+                    ("op", Emit::str("keypoint_decode")),
+                ]);
+                n.push(("dims", Emit::Int(kpt.1)));
+                nodes.push(flow(n));
+                out_cat.push("kpts_decoded".into());
+            } else {
+                out_cat.push(name);
+            }
         }
-        nodes.push(flow(vec![
-            ("id", Emit::str("out")),
-            ("op", Emit::str("concat")),
-            ("in", cat(&out_cat)),
-            ("dim", Emit::Int(1)),
-        ]));
+        nodes.push(op_node(
+            "out",
+            "concat",
+            vec![("in", cat(&out_cat)), ("dim", Emit::Int(1))],
+        ));
         let mut leaves = 0u64;
         // cv2: 2 Conv + Conv2d per level; cv3 likewise (legacy) or 4 Conv + Conv2d; dfl.conv.
         let conv_count =
@@ -2137,34 +2032,19 @@ impl Translator {
         if module == "Segment" {
             // Proto on the first level: Conv 3×3, ConvTranspose2d(2, 2), Conv 3×3, Conv 1×1.
             nodes.extend([
-                flow(vec![
-                    ("id", Emit::str("proto_cv1")),
-                    ("op", Emit::str("conv")),
-                    ("in", Emit::str("$in0")),
-                    ("out", Emit::Int(npr)),
-                    ("kernel", Emit::Int(3)),
-                    ("padding", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("proto_upsample")),
-                    ("op", Emit::str("conv_transpose2d")),
-                    ("out", Emit::Int(npr)),
-                    ("kernel", Emit::Int(2)),
-                    ("stride", Emit::Int(2)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("proto_cv2")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(npr)),
-                    ("kernel", Emit::Int(3)),
-                    ("padding", Emit::Int(1)),
-                ]),
-                flow(vec![
-                    ("id", Emit::str("proto")),
-                    ("op", Emit::str("conv")),
-                    ("out", Emit::Int(nm)),
-                    ("kernel", Emit::Int(1)),
-                ]),
+                conv("proto_cv1", npr, 3).input("$in0").padding(1).node(),
+                op_node(
+                    "proto_upsample",
+                    "conv_transpose2d",
+                    vec![
+                        ("out", Emit::Int(npr)),
+                        ("kernel", Emit::Int(2)),
+                        ("stride", Emit::Int(2)),
+                    ],
+                ),
+                conv("proto_cv2", npr, 3).padding(1).node(),
+                // Ultralytics' `proto.cv3` (the model's second output, named `proto` here).
+                conv("proto", nm, 1).node(),
             ]);
             leaves += 1;
             self.conv_leaves(true, 3);
@@ -2175,7 +2055,6 @@ impl Translator {
         }
         self.conv_leaves(true, conv_count);
         self.leaves += leaves;
-        let _ = kpt;
         let bname = module.to_ascii_lowercase();
         let mut b = Emit::map(vec![
             ("nodes", Emit::Seq(nodes)),
@@ -2201,10 +2080,6 @@ impl Translator {
         if module == "Segment" {
             self.outputs.push(format!("{id}.proto"));
         }
-        self.strides = feats
-            .iter()
-            .map(|f| (256 / f.probe.0.max(1)) as u64)
-            .collect();
         let anchors: i64 = feats.iter().map(|f| f.hw.0 * f.hw.1).sum();
         Ok(Feat {
             ch: 4 + nc,
@@ -2212,6 +2087,50 @@ impl Translator {
             probe: (1, 1),
         })
     }
+}
+
+/// Ultralytics' state-dict prefix of the translated layer at `path` (`conv_module`: a
+/// convolution followed by its batch norm, `path.bn`: Ultralytics' `Conv`, whose convolution
+/// is its `.conv`). Node `mK` is `model.K`; inside it an `_` in a node name reads as a `.`
+/// (`cv2_0_1` is `cv2.0.1`, `m_0` is `m.0`), and the segment head's `proto` (the model's
+/// second output) is `Proto.cv3`.
+pub fn state_dict_name(path: &str, conv_module: bool) -> String {
+    let mut parts = path.split('.');
+    let top = parts.next().unwrap_or("");
+    let mut out = format!("model.{}", top.strip_prefix('m').unwrap_or(top));
+    let rest: Vec<&str> = parts.collect();
+    for (i, c) in rest.iter().enumerate() {
+        out.push('.');
+        if i == 0 && *c == "proto" && rest.len() <= 2 {
+            out.push_str("proto.cv3");
+        } else {
+            out.push_str(&c.replace('_', "."));
+        }
+    }
+    if conv_module {
+        out.push_str(".conv");
+    }
+    out
+}
+
+/// The `weights_names:` rules that give every layer with weights of the translation `text`
+/// its Ultralytics state-dict name, in layer order; `None` when the translation does not build
+/// (the command that reads it then says why).
+fn state_dict_names(text: &str) -> Option<Vec<(String, String)>> {
+    let doc = Document::parse("translation", text).ok()?;
+    let net = crate::graph::build_network(&doc, &crate::graph::BuildOptions::default()).ok()?;
+    let names: std::collections::HashSet<&str> =
+        net.nodes.iter().map(|n| n.name.as_str()).collect();
+    Some(
+        net.nodes
+            .iter()
+            .filter(|n| !n.layer.weights().is_empty())
+            .map(|n| {
+                let module = names.contains(format!("{}.bn", n.name).as_str());
+                (n.name.clone(), state_dict_name(&n.name, module))
+            })
+            .collect(),
+    )
 }
 
 /// What `model.info()` prints, from archscope's analysis of the translated model (its MACs

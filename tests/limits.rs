@@ -4,7 +4,6 @@
 //! limit and a 20 s CPU-time limit (a hang guard that kills, not a timing); each limit has a
 //! case just over it.
 
-
 use std::process::{Command, Output};
 
 use crate::common::{
@@ -1178,4 +1177,161 @@ fn token_and_learned_tensor_limits() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("at most 9 dimensions"), "{e}");
+}
+
+/// ONNX files (docs/FORMAT.md, "Limits", the ONNX rows): each limit just over, from the binary,
+/// under 1 GiB of address space.
+#[test]
+fn onnx_limits() {
+    use archscope::onnx::{proto, MAX_NODES, MAX_ONNX_BYTES};
+    use proto::tensor_shape_proto::{dimension::Value as Dim, Dimension};
+    let value = |name: &str, dims: &[i64]| proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(
+                proto::type_proto::Tensor {
+                    elem_type: Some(proto::dtype::FLOAT),
+                    shape: Some(proto::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(Dim::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let node = |op: &str, i: &[&str], o: &str| proto::NodeProto {
+        op_type: Some(op.into()),
+        name: Some(o.into()),
+        input: i.iter().map(|s| s.to_string()).collect(),
+        output: vec![o.into()],
+        ..Default::default()
+    };
+    // x: 1×3×8×8 → Relu → y.
+    let model = |nodes: Vec<proto::NodeProto>, inits: Vec<proto::TensorProto>, x: &[i64]| {
+        proto::ModelProto {
+            ir_version: Some(proto::IR_VERSION),
+            opset_import: vec![proto::OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
+            graph: Some(proto::GraphProto {
+                node: nodes,
+                initializer: inits,
+                input: vec![value("x", x)],
+                output: vec![value("y", &[])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let dir = scratch("onnx-limits");
+    let refused_file = |name: &str, m: &proto::ModelProto, needle: &str| {
+        let f = dir.join(name);
+        std::fs::write(&f, proto::encode_model(m)).expect("write");
+        let msg = assert_rejected_limited(&["summary", f.to_str().expect("utf-8")], needle);
+        let _ = std::fs::remove_file(&f);
+        msg
+    };
+    let relu = || vec![node("Relu", &["x"], "y")];
+    // The base model reads.
+    let f = dir.join("ok.onnx");
+    std::fs::write(
+        &f,
+        proto::encode_model(&model(relu(), vec![], &[1, 3, 8, 8])),
+    )
+    .expect("write");
+    ok_text(&["summary", f.to_str().expect("utf-8")]);
+
+    // File size: 2 GiB (a sparse file one byte over: refused from its size, nothing read).
+    let big = dir.join("big.onnx");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(MAX_ONNX_BYTES + 1))
+        .expect("a sparse file");
+    assert_eq!(MAX_ONNX_BYTES, 2 << 30);
+    assert_rejected_limited(
+        &["summary", big.to_str().expect("utf-8")],
+        "is larger than 2147483648 bytes, the most archscope reads from an ONNX file",
+    );
+    let _ = std::fs::remove_file(&big);
+
+    // Nodes: 200,000 (the YAML side's layer limit), one over.
+    assert_eq!(MAX_NODES, MAX_LAYERS);
+    let mut nodes = relu();
+    nodes.extend((0..MAX_NODES).map(|k| node("Identity", &["y"], &format!("i{k}"))));
+    refused_file(
+        "nodes.onnx",
+        &model(nodes, vec![], &[1, 3, 8, 8]),
+        &format!(
+            "the graph has {} nodes; archscope reads at most {MAX_NODES}",
+            MAX_NODES + 1
+        ),
+    );
+
+    // An initializer of more than 2^40 elements (declared; no data needed to refuse it).
+    let huge = proto::TensorProto {
+        name: Some("w".into()),
+        dims: vec![1 << 20, (1 << 20) + 1],
+        data_type: Some(proto::dtype::FLOAT),
+        ..Default::default()
+    };
+    refused_file(
+        "init.onnx",
+        &model(relu(), vec![huge], &[1, 3, 8, 8]),
+        &format!(
+            "initializer `w` has {} elements; at most {MAX_ELEMENTS}",
+            (1u64 << 40) + (1 << 20)
+        ),
+    );
+
+    // A graph input of more than 2^40 elements.
+    refused_file(
+        "input.onnx",
+        &model(relu(), vec![], &[1, 1 << 20, (1 << 20) + 1]),
+        "graph input `x` has shape [1, 1048576, 1048577]: more than 2^40 elements",
+    );
+
+    // A folded constant of more than 2^20 elements.
+    let shape = proto::tensor_i64("s", &[1], &[(1 << 20) + 1]);
+    let mut nodes = vec![node("ConstantOfShape", &["s"], "c")];
+    nodes.extend(relu());
+    refused_file(
+        "fold.onnx",
+        &model(nodes, vec![shape], &[1, 3, 8, 8]),
+        &format!(
+            "a constant of {} elements; archscope folds constants of at most {}",
+            (1 << 20) + 1,
+            archscope::onnx::reader::MAX_FOLDED_ELEMENTS
+        ),
+    );
+
+    // A pool's kernel, stride or pad over 2^40.
+    let mut pool = node("MaxPool", &["x"], "y");
+    pool.attribute = vec![
+        proto::AttributeProto {
+            name: Some("kernel_shape".into()),
+            ints: vec![2, 2],
+            ..Default::default()
+        },
+        proto::AttributeProto {
+            name: Some("strides".into()),
+            ints: vec![1, (1 << 40) + 1],
+            ..Default::default()
+        },
+    ];
+    refused_file(
+        "stride.onnx",
+        &model(vec![pool], vec![], &[1, 3, 8, 8]),
+        &format!(
+            "a kernel size, stride, dilation or pad of {}; archscope takes at most 2^40",
+            (1u64 << 40) + 1
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

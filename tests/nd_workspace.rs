@@ -112,6 +112,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
                 want_aux,
                 epilogue: None,
                 recycled: None,
+                into: None,
             };
             node.layer
                 .forward(&[&x[0]], &w.per_node[1], &mut warm)
@@ -124,6 +125,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
                 want_aux,
                 epilogue: None,
                 recycled: None,
+                into: None,
             };
             let before = NOW.load(SeqCst);
             PEAK.store(before, SeqCst);

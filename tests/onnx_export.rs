@@ -257,13 +257,13 @@ fn onnxruntime_check_covers_the_documented_models() {
         .map(|r| r["model"].as_str().expect("name").to_string())
         .collect();
     assert_eq!(got, claimed);
-    // The figures docs/ONNX_EXPORT.md states: 36 models, the largest difference 2.0e-5.
-    assert_eq!(rows.len(), 36);
+    // The figures docs/ONNX_EXPORT.md states: 49 models, the largest difference 5.3e-5.
+    assert_eq!(rows.len(), 49);
     let largest = rows
         .iter()
         .filter_map(|r| r["max_abs_diff"].as_f64())
         .fold(0.0, f64::max);
-    assert!((1.95e-5..2.05e-5).contains(&largest), "{largest}");
+    assert!((5.25e-5..5.35e-5).contains(&largest), "{largest}");
     for r in rows {
         let d = r["max_abs_diff"].as_f64().unwrap_or_else(|| panic!("{r}"));
         assert!(d <= 1e-4 && r["ok"] == true, "{r}");
@@ -271,6 +271,23 @@ fn onnxruntime_check_covers_the_documented_models() {
             zoo_names().contains(&r["model"].as_str().expect("name")),
             "{r}"
         );
+    }
+}
+
+/// `onnx.checker.check_model(full_check=True)` passed on every zoo model's graph-only export
+/// (scripts/onnx_export_check.py --checker-all): the stored list is exactly the zoo, all ok.
+#[test]
+fn onnx_checker_passes_on_every_zoo_model() {
+    let data = data_json("onnx_export_check.json");
+    let rows = data["checker"]["models"].as_array().expect("checker rows");
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["model"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, zoo_names());
+    assert_eq!(names.len(), 70);
+    for r in rows {
+        assert_eq!(r["ok"], true, "{r}");
     }
 }
 
@@ -330,9 +347,15 @@ fn export_then_import_gives_the_same_figures() {
             Err(e) => unread.push((name, e.to_string().lines().next().unwrap_or("").to_string())),
         }
     }
-    // What the reader does not read back yet (its limits, not the export's): a graph-only
-    // file's 1-D weight inputs outside a convolution or linear layer (layer norm's, attention's
-    // biases, read as model inputs), and `ReduceSumSquare` (Sobel's magnitude).
+    // What the reader does not read back yet (its limits, not the export's), each the first
+    // error the reader gives: the ViTs' `in_proj_bias` reaches its Add through a Slice, so the
+    // graph-only input is not recognised as a weight (and the attention written as MatMul,
+    // Softmax and Slice chains would need its own pattern); the ConvNeXts' LayerNorm2d is
+    // written as ReduceMean/Sub/Pow/Sqrt/Div with its weight reshaped, so `features.0.1.weight`
+    // is read as a model input; the Swins' `relative_position_index` is an integer buffer that
+    // feeds a Cast and a Gather of the bias table; MaxViT's window partition is a Transpose
+    // that moves the batch axis; GPT-2 starts with a Cast of the token ids (an embedding as a
+    // Gather); Sobel's magnitude is a `ReduceSumSquare`.
     let unread_names: Vec<&str> = unread.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         unread_names,

@@ -1,7 +1,8 @@
 //! The kernels and plan steps written for speed (issue #19) against naive references written
 //! from PyTorch's definitions, on random shapes (proptest): the depthwise convolution at every
 //! stride (stride 1 over the flattened padded plane, larger strides over phase planes, the row
-//! kernel for dilated strided ones) with its fused bias and activation; broadcasting add and
+//! kernel for dilated strided ones; kernels of up to 7×7 taps by register blocks, larger ones
+//! tap by tap) with its fused bias and activation; global average pooling; broadcasting add and
 //! multiply, row by row; and a squeeze-and-excitation gate, whose plan scales the gated tensor
 //! in place although the pooling read it first. Every model is also run as written and through
 //! the inference plan, which must give the same bits.
@@ -94,7 +95,7 @@ proptest! {
     /// plan, and a fused activation, against the direct definition in f64.
     #[test]
     fn depthwise(n in 1usize..3, c in 1usize..12, h in 1usize..20, w in 1usize..20,
-                 kh in 1usize..6, kw in 1usize..6, sy in 1usize..4, sx in 1usize..4,
+                 kh in 1usize..9, kw in 1usize..9, sy in 1usize..4, sx in 1usize..4,
                  pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
                  d in 1usize..3, act in 0usize..3, bn in any::<bool>()) {
         // The dilated kernel must fit in the padded input.
@@ -144,6 +145,28 @@ proptest! {
                 }
             }
         }
+        close(&y.data, &want)?;
+        close(&planned.data, &want)?;
+    }
+
+    /// Global average pooling (vectorised running sums, planes grouped into tasks) against
+    /// the mean in f64, on planes from 1×1 to 64×64 and up to 300 channels (tasks of one
+    /// plane to many).
+    #[test]
+    fn global_average_pool(n in 1usize..3, c in 1usize..300, h in 1usize..64, w in 1usize..64) {
+        let (x, _, y, planned) = run_model(
+            n,
+            &[("x", vec![c, h, w])],
+            &["{id: p, op: global_avgpool}".to_string()],
+            true,
+        );
+        prop_assert_eq!(&y.shape, &vec![n, c, 1, 1]);
+        let plane = h * w;
+        let want: Vec<f64> = x[0]
+            .data
+            .chunks(plane)
+            .map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>() / plane as f64)
+            .collect();
         close(&y.data, &want)?;
         close(&planned.data, &want)?;
     }

@@ -263,7 +263,7 @@ fn errors_are_located_with_a_fix() {
     let e = common::build_error("m.yaml", &one_layer("[96, 28, 30]", "heads: 3, window: 8"))
         .to_string();
     assert!(
-        e.contains("the 8×8 window does not divide the 28×30 of the 28×30 map"),
+        e.contains("the 8×8 window divides neither side of the 28×30 map"),
         "{e}"
     );
     assert!(e.contains("`pad: true` to pad the map to 32×32"), "{e}");

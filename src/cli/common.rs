@@ -334,6 +334,12 @@ fn read_model_file(path: &Path, model: &str) -> Result<String> {
 /// Reads at most `limit` bytes of `file` (one more to tell that it is larger), so that a huge
 /// file, a device such as /dev/zero or an endless pipe costs no more than the limit.
 pub fn read_capped(file: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
+    // A regular file's size is known before reading: over the limit, nothing is read.
+    if std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.len() > limit) {
+        bail!(
+            "{file} is larger than {limit} bytes, the most {what}\n   help: check the file name (is it the file you meant?)"
+        );
+    }
     let mut bytes = Vec::new();
     std::fs::File::open(file)
         .and_then(|f| {

@@ -1,11 +1,14 @@
 //! `archscope convert`: writes a model read from another format in archscope's own YAML
-//! format — today an Ultralytics model file (docs/ULTRALYTICS.md), translated by
-//! [`crate::ultralytics`] with its blocks and repeats, so it can be read, edited and audited
-//! like a zoo model and reads back to the same figures.
+//! format — an Ultralytics model file (docs/ULTRALYTICS.md), translated by
+//! [`crate::ultralytics`] with its blocks and repeats, or an ONNX file (docs/ONNX.md), read by
+//! [`crate::onnx`] and rewritten by [`crate::onnx::convert`] (batch norms and activations
+//! folded, repeated blocks found; `--weights-out` writes its initializers under the new
+//! names) — so it can be read, edited and audited like a zoo model and reads back to the same
+//! figures.
 
 use anyhow::{bail, Context, Result};
 
-use super::common::{load_doc, ModelArgs};
+use super::common::{is_onnx_file, load_doc, read_capped, ModelArgs};
 
 // The flags of `convert` (its help is the `Command::Convert` doc comment).
 #[derive(clap::Args)]
@@ -15,6 +18,49 @@ pub struct Args {
     /// Where to write the archscope YAML (`-` for stdout).
     #[arg(short, long)]
     output: String,
+    /// ONNX only: write the file's weights (initializers) to this .safetensors file under the
+    /// converted model's layer paths, so that `run model.yaml --weights FILE` runs as the
+    /// ONNX file does.
+    #[arg(long)]
+    weights_out: Option<String>,
+}
+
+/// `convert model.onnx`.
+fn run_onnx(args: &Args) -> Result<i32> {
+    let model = &args.model.model;
+    let bytes = read_capped(
+        model,
+        crate::onnx::MAX_ONNX_BYTES,
+        "archscope reads from an ONNX file",
+    )?;
+    let imp = crate::onnx::import(model, &bytes, 1)?;
+    drop(bytes);
+    let conv = crate::onnx::convert::convert(model, &imp).map_err(crate::Error::from)?;
+    if let Some(w) = &args.weights_out {
+        if !imp.has_weights {
+            bail!(
+                "{model} holds no weights (a graph-only export: its weights are graph inputs)\n   help: export with export_params=True, or leave --weights-out out"
+            );
+        }
+        let st =
+            crate::onnx::convert::safetensors_bytes(&conv.weights).map_err(crate::Error::from)?;
+        std::fs::write(w, st).with_context(|| format!("cannot write {w}"))?;
+        eprintln!("wrote {w} ({} tensors)", conv.weights.len());
+    }
+    if args.output == "-" {
+        super::out(conv.text)?;
+    } else {
+        std::fs::write(&args.output, conv.text)
+            .with_context(|| format!("cannot write {}", args.output))?;
+        eprintln!(
+            "wrote {} ({} batch norms and {} activations folded, {} repeated blocks)",
+            args.output,
+            conv.folded_bn,
+            conv.folded_act,
+            conv.blocks.len()
+        );
+    }
+    Ok(0)
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -22,10 +68,22 @@ pub fn run(args: Args) -> Result<i32> {
     if setting.batch != 1 {
         bail!("convert writes the architecture, not a batch: leave --batch out");
     }
+    if is_onnx_file(&args.model.model) {
+        if setting.input.is_some() {
+            bail!("convert writes an ONNX model at the input size it was exported at: leave --input out");
+        }
+        return run_onnx(&args);
+    }
+    if args.weights_out.is_some() {
+        bail!(
+            "--weights-out writes an ONNX file's weights; {} is not an ONNX file",
+            args.model.model
+        );
+    }
     let (_, model) = load_doc(&args.model.model, &setting)?;
     let Some(model) = model else {
         bail!(
-            "{} is already in archscope's format (convert reads Ultralytics model files: a mapping with `backbone` and `head` lists)",
+            "{} is already in archscope's format (convert reads Ultralytics model files, a mapping with `backbone` and `head` lists, and ONNX files)",
             args.model.model
         );
     };

@@ -76,8 +76,9 @@ enum Command {
     Zoo(zoo::Args),
     /// List the layer types the format knows, with their keys.
     Ops,
-    /// Write a model from another format (an Ultralytics model YAML file) in archscope's own
-    /// YAML format: blocks and repeats kept, readable back to the same figures.
+    /// Write a model from another format (an Ultralytics model YAML file, an ONNX file) in
+    /// archscope's own YAML format: blocks and repeats kept or found, batch norms and
+    /// activations folded, readable back to the same figures.
     Convert(convert::Args),
 }
 

@@ -78,9 +78,9 @@ pub fn run(args: Args) -> Result<i32> {
     };
     let (inputs, picture) = inputs(&net, &args, detector.as_ref())?;
     let mut plan = exec::plan(&net, &w);
-    // The plan's copies of the weights counted too; dead buffers are kept for reuse only
-    // within what the budget leaves.
-    let need = exec::check_memory(&net, budget, plan.weight_bytes())?;
+    // The plan's copies of the weights and its concatenation buffers counted too; dead
+    // buffers are kept for reuse only within what the budget leaves.
+    let need = exec::check_memory(&net, budget, plan.extra_bytes())?;
     plan.recycle_bytes = budget - need.total();
     let (result, layer_secs, times_ms) = passes(&net, &w, &plan, &inputs, args.repeat)?;
     let detections = detector

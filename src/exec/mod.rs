@@ -678,6 +678,27 @@ pub struct RunResult {
     /// The model outputs, in `Network::outputs` order.
     pub outputs: Vec<Tensor>,
     pub layers: Vec<LayerRun>,
+    /// Bytes the concatenations copied (each input copied into its slice of the output; with
+    /// the plan's assembly, only the inputs not written there by their producers).
+    pub concat_copied: u64,
+}
+
+/// How the inference plan assembles a concatenation (along dimension 1) in place: its
+/// output buffer is made before its producers run, and they write their channels straight
+/// into it (`Ctx::into`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembly {
+    /// Per input: whether its producer writes it into the buffer (else it is copied there
+    /// when the concatenation runs).
+    pub placed: Vec<bool>,
+    /// The concatenation whose buffer this one extends (its input 0, at batch 1: DenseNet's
+    /// growing concatenation, `cat(cat(x, y1), y2)`, keeps one buffer for the whole block).
+    pub grows: Option<usize>,
+    /// Elements to reserve when the buffer is first made (the last of the chain of
+    /// concatenations that extend it), so that extending it never moves it.
+    pub reserve: usize,
+    /// The first layer that writes into the buffer (the concatenation itself when none).
+    pub first: usize,
 }
 
 /// An inference plan: batch norms folded into the convolution before them (when that
@@ -702,6 +723,15 @@ pub struct Plan {
     /// Most bytes of dead tensors' buffers kept for reuse (what the memory budget leaves over
     /// the need [`check_memory`] computed).
     pub recycle_bytes: u64,
+    /// Layers that write their output straight into a concatenation's buffer: (the
+    /// concatenation, the element offset of their slice in one sample).
+    pub into: Vec<Option<(usize, usize)>>,
+    /// Concatenations assembled in place.
+    pub assembled: Vec<Option<Assembly>>,
+    /// Bytes the assembled concatenations hold beyond what [`check_memory`] counts: their
+    /// buffers, made before the concatenation runs (the most alive at once), and the room
+    /// reserved for growing ones.
+    pub assembly_bytes: u64,
 }
 
 impl Plan {
@@ -714,6 +744,116 @@ impl Plan {
             .map(|t| 4 * t.numel() as u64)
             .sum()
     }
+    /// Bytes the plan holds beyond what [`check_memory`] counts for the network itself: the
+    /// replacement weights and the assembled concatenations' early buffers.
+    pub fn extra_bytes(&self) -> u64 {
+        self.weight_bytes().saturating_add(self.assembly_bytes)
+    }
+}
+
+/// Plans the concatenations along channels (dimension 1) to be assembled in place: a
+/// producer read by the concatenation alone (past the layers fused into it) writes its
+/// channels straight into the concatenation's buffer; at batch 1, a concatenation whose
+/// input 0 is another concatenation read last there extends that one's buffer (DenseNet).
+fn plan_concats(net: &Network, p: &mut Plan) {
+    let n = net.nodes.len();
+    let topo = &net.topology;
+    let numel = |s: &crate::layers::Shape| s.0.iter().product::<u64>() as usize;
+    for (c, node) in net.nodes.iter().enumerate() {
+        if node.layer.concat_dim() != Some(1) || node.out_shapes.len() != 1 {
+            continue;
+        }
+        let out = &node.out_shapes[0].0;
+        if out.len() < 2 || node.inputs.is_empty() {
+            continue;
+        }
+        let batch = out[0] as usize;
+        let mut placed = vec![false; node.inputs.len()];
+        let mut grows = None;
+        let mut offset = 0usize;
+        let mut roots = Vec::new();
+        for (i, &(src, slot)) in node.inputs.iter().enumerate() {
+            let src_node = &net.nodes[src];
+            let chunk = numel(&src_node.out_shapes[slot]) / batch.max(1);
+            let once = node.inputs.iter().filter(|&&(s, _)| s == src).count() == 1;
+            let alone = once
+                && slot == 0
+                && src_node.out_shapes.len() == 1
+                && !topo.is_output(src)
+                && topo.reads(src).len() == 1;
+            // The layer that really computes `src` (past folded or fused layers).
+            let mut root = src;
+            while p.passthrough[root] {
+                root = net.nodes[root].inputs[0].0;
+            }
+            let rooted = !net.nodes[root].layer.is_input()
+                && !net.nodes[root].inputs.is_empty()
+                && p.into[root].is_none()
+                && p.assembled[root].is_none();
+            if alone && rooted {
+                placed[i] = true;
+                roots.push((root, offset));
+            } else if i == 0
+                && batch == 1
+                && once
+                && slot == 0
+                && !topo.is_output(src)
+                && p.assembled[src].is_some()
+                && topo.last_reader(src) == Some(c)
+            {
+                grows = Some(src);
+            }
+            offset += chunk;
+        }
+        let first = roots.iter().map(|&(r, _)| r).min().unwrap_or(c).min(c);
+        // Growing: every other reader of the grown concatenation has run when the buffer is
+        // taken over (at `first`), and it has been computed.
+        if let Some(g) = grows {
+            let early = g >= first || topo.consumers(g).iter().any(|&r| r != c && r >= first);
+            if early {
+                grows = None;
+            }
+        }
+        if roots.is_empty() && grows.is_none() {
+            continue;
+        }
+        for &(root, off) in &roots {
+            p.into[root] = Some((c, off));
+        }
+        p.assembled[c] = Some(Assembly {
+            placed,
+            grows,
+            reserve: numel(&node.out_shapes[0]),
+            first,
+        });
+    }
+    // A chain's first buffer reserves room for its last concatenation.
+    for c in (0..n).rev() {
+        let Some(a) = p.assembled[c].clone() else {
+            continue;
+        };
+        if let Some(g) = a.grows {
+            if let Some(ga) = p.assembled[g].as_mut() {
+                ga.reserve = ga.reserve.max(a.reserve);
+            }
+        }
+    }
+    // What the buffers add to the need counted per layer: the room reserved past each
+    // chain's first buffer, and at each layer every buffer made before its concatenation
+    // runs (counted there), the most at once.
+    let mut early = vec![0u64; n + 1];
+    let mut reserved = 0u64;
+    for (c, a) in p.assembled.iter().enumerate() {
+        let Some(a) = a else { continue };
+        let own = 4 * numel(&net.nodes[c].out_shapes[0]) as u64;
+        if a.grows.is_none() {
+            reserved += 4 * a.reserve as u64 - own;
+        }
+        for e in &mut early[a.first..c] {
+            *e += own;
+        }
+    }
+    p.assembly_bytes = reserved + early.iter().copied().max().unwrap_or(0);
 }
 
 /// Plans inference for `net` with `weights`.
@@ -727,6 +867,9 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         aux_unused: vec![true; n],
         in_place: true,
         recycle_bytes: u64::MAX,
+        into: vec![None; n],
+        assembled: vec![None; n],
+        assembly_bytes: 0,
     };
     for (k, node) in net.nodes.iter().enumerate() {
         if node.layer.reads_aux() {
@@ -769,6 +912,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
             p.passthrough[k] = true;
         }
     }
+    plan_concats(net, &mut p);
     // Weights prepared for faster kernels (Winograd filters), after folding.
     for (k, node) in net.nodes.iter().enumerate() {
         let w = p.weights[k].as_deref().unwrap_or(&weights.per_node[k]);
@@ -836,7 +980,16 @@ fn run_on_worker(
         cap: plan.recycle_bytes,
         ..Default::default()
     };
+    // The buffers of concatenations being assembled (`Plan::assembled`), made when the first
+    // producer writes into one.
+    let mut pending: Vec<Option<Tensor>> = vec![None; n];
+    let mut concat_copied = 0u64;
     for (k, node) in net.nodes.iter().enumerate() {
+        // This layer's output slice in an assembled concatenation: make its buffer first.
+        let into = plan.into.get(k).copied().flatten();
+        if let Some((c, _)) = into {
+            assembly_buffer(net, plan, c, &mut pending, &mut values, &mut recycled);
+        }
         for s in &node.out_shapes {
             let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
             check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
@@ -857,7 +1010,26 @@ fn run_on_worker(
         let epilogue = plan.fused.get(k).copied().flatten();
         let want_aux = plan.aux_unused.get(k) != Some(&true);
         let mut done: Option<(Vec<Tensor>, u64, Option<Vec<u32>>)> = None;
-        if plan.passthrough.get(k) == Some(&true) {
+        if let Some(a) = plan.assembled.get(k).and_then(|a| a.as_ref()) {
+            // An assembled concatenation: its producers wrote their slices; copy the rest.
+            assembly_buffer(net, plan, k, &mut pending, &mut values, &mut recycled);
+            let mut buf = pending[k].take().expect("made above");
+            let stride = buf.data.len() / buf.shape[0].max(1);
+            let mut offset = 0;
+            for (i, &(src, slot)) in node.inputs.iter().enumerate() {
+                let chunk = net.nodes[src].out_shapes[slot].0.iter().product::<u64>() as usize
+                    / buf.shape[0].max(1);
+                // Placed by its producer, or the grown buffer itself: already there.
+                let there = a.placed[i] || (i == 0 && a.grows.is_some());
+                if !there {
+                    let t = &values[src].as_ref().expect("produced before use")[slot];
+                    copy_into(&t.data, &mut buf.data, stride, offset, chunk);
+                    concat_copied += 4 * t.data.len() as u64;
+                }
+                offset += chunk;
+            }
+            done = Some((vec![buf], 0, None));
+        } else if plan.passthrough.get(k) == Some(&true) {
             let src = node.inputs[0].0;
             let v = values[src].take().expect("produced before use");
             done = Some((v, 0, None));
@@ -953,6 +1125,18 @@ fn run_on_worker(
                 .iter()
                 .map(|&(src, _)| aux[src].as_deref())
                 .collect();
+            let view = match (into, pending.get_mut(into.map_or(0, |(c, _)| c))) {
+                (Some((_, offset)), Some(Some(buf))) => {
+                    let stride = buf.data.len() / buf.shape[0].max(1);
+                    Some(kernels::OutView {
+                        data: &mut buf.data,
+                        stride,
+                        offset,
+                    })
+                }
+                _ => None,
+            };
+            let given = view.is_some();
             let mut ctx = Ctx {
                 macs: 0,
                 aux_in: &aux_in,
@@ -960,22 +1144,58 @@ fn run_on_worker(
                 want_aux,
                 epilogue,
                 recycled: plan.in_place.then_some(&mut recycled),
+                into: view,
             };
             let mut outs = node
                 .layer
                 .forward(&ins, node_weights, &mut ctx)
                 .map_err(|d| d.layer(&node.name))?;
-            if let Some(f) = ctx.epilogue {
+            if node.layer.concat_dim().is_some() {
+                // A concatenation as written copies every input into its output.
+                concat_copied += outs.iter().map(|t| 4 * t.data.len() as u64).sum::<u64>();
+            }
+            let wrote = given && ctx.into.is_none();
+            if wrote {
+                // Kernels that write into a view apply the epilogue themselves.
+                debug_assert!(ctx.epilogue.is_none());
+                outs = Vec::new();
+            } else if let Some(f) = ctx.epilogue {
                 f.apply_all(&mut outs[0].data);
             }
             (outs, ctx.macs, ctx.aux_out)
+        };
+        // Written into a concatenation's buffer: by the kernel (nothing returned), or copied
+        // there now; what is left is an empty marker, read by no one.
+        let outs = match into {
+            Some((c, offset)) if !outs.is_empty() => {
+                let buf = pending[c].as_mut().expect("made above");
+                let stride = buf.data.len() / buf.shape[0].max(1);
+                let t = &outs[0];
+                let chunk = t.data.len() / buf.shape[0].max(1);
+                copy_into(&t.data, &mut buf.data, stride, offset, chunk);
+                concat_copied += 4 * t.data.len() as u64;
+                for t in outs {
+                    recycled.give(t.data);
+                }
+                Vec::new()
+            }
+            _ => outs,
         };
         let seconds = start.elapsed().as_secs_f64();
         if let Some(f) = keep.as_mut() {
             f(k, &outs);
         }
+        // A layer whose output went into a concatenation's buffer has the shape it computed.
+        let shapes = if outs.is_empty() {
+            node.out_shapes
+                .iter()
+                .map(|s| s.0.iter().map(|&d| d as usize).collect())
+                .collect()
+        } else {
+            outs.iter().map(|t| t.shape.clone()).collect()
+        };
         layers.push(LayerRun {
-            shapes: outs.iter().map(|t| t.shape.clone()).collect(),
+            shapes,
             macs,
             seconds,
         });
@@ -994,7 +1214,68 @@ fn run_on_worker(
         .iter()
         .map(|o| values[o.node].as_ref().expect("outputs are kept")[o.slot].clone())
         .collect();
-    Ok(RunResult { outputs, layers })
+    Ok(RunResult {
+        outputs,
+        layers,
+        concat_copied,
+    })
+}
+
+/// Copies `src` (samples of `chunk` elements) into `dst`'s samples of `stride` elements, at
+/// `offset` in each.
+fn copy_into(src: &[f32], dst: &mut [f32], stride: usize, offset: usize, chunk: usize) {
+    if chunk == 0 {
+        return;
+    }
+    for (s, d) in src.chunks(chunk).zip(dst.chunks_mut(stride)) {
+        d[offset..offset + chunk].copy_from_slice(s);
+    }
+}
+
+/// Makes the buffer of assembled concatenation `c` if it is not made yet: the buffer of the
+/// concatenation it extends, grown in place (its other readers have run: the plan checked),
+/// or a new one with the room its chain will need.
+fn assembly_buffer(
+    net: &Network,
+    plan: &Plan,
+    c: usize,
+    pending: &mut [Option<Tensor>],
+    values: &mut [Option<Vec<Tensor>>],
+    recycled: &mut Recycler,
+) {
+    if pending[c].is_some() {
+        return;
+    }
+    let a = plan.assembled[c]
+        .as_ref()
+        .expect("an assembled concatenation");
+    let dims: Vec<usize> = net.nodes[c].out_shapes[0]
+        .0
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let len: usize = dims.iter().product();
+    let grown = a.grows.and_then(|g| {
+        let mut v = values[g].take()?;
+        // The grown concatenation's value stays as an empty marker until it dies here.
+        values[g] = Some(Vec::new());
+        v.pop()
+    });
+    let data = match grown {
+        Some(t) => {
+            let mut data = t.data;
+            // Within the reserved room: nothing moves; the new channels are written next.
+            data.resize(len, 0.0);
+            data
+        }
+        None if a.reserve > len => {
+            let mut data = Vec::with_capacity(a.reserve);
+            data.resize(len, 0.0);
+            data
+        }
+        None => recycled.take(len).unwrap_or_else(|| vec![0.0; len]),
+    };
+    pending[c] = Some(Tensor::new(dims, data));
 }
 
 /// Summary statistics of a tensor in PyTorch's terms: NaN and ±infinity counted apart, the

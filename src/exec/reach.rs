@@ -15,7 +15,7 @@
 //! them are the measured bounds. Only the model's first input is indicated, and only when it is
 //! `N×C×L`, `N×C×H×W` or `N×C×D×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
 //! depends on one, is not measured. The batch is split into chunks that keep every tensor
-//! under 2^24 elements, so memory stays bounded whatever the input size, and outputs reuse the
+//! under 2^20 elements, so memory stays bounded whatever the input size, and outputs reuse the
 //! buffers of dead tensors. The total work is bounded too ([`MAX_REACH_WORK`]): a measurement
 //! that would exceed it is an error that says so, and a sample of rows and columns
 //! ([`measure_sampled`], `check --rf-sample N`) lights only those, evenly spaced, first and
@@ -35,8 +35,8 @@ use crate::layers::{Collapsed, Role};
 /// lit (`tests/exec.rs`).
 pub const MAX_REACH_WORK: u64 = 1 << 36;
 
-/// Elements of one chunk's largest tensor (64 MiB of f32).
-const CHUNK_ELEMENTS: usize = 1 << 24;
+/// Elements of one chunk's largest tensor (4 MiB of f32).
+const CHUNK_ELEMENTS: usize = 1 << 20;
 
 /// The measured field of one layer, per spatial axis (`axes[0]` the rows and `axes[1]` the
 /// columns of an image; depth, rows, columns of a volume; the samples of a signal): per
@@ -66,25 +66,83 @@ fn template(node: &crate::graph::NetNode, b: usize) -> Option<Vec<usize>> {
             .zip(&s.0)
             .map(|(r, &d)| match r {
                 Role::Batch => b,
-                Role::Space(_) | Role::Tokens(_) | Role::Sequence => d as usize,
+                Role::Space(_) | Role::Tokens(_) | Role::Part(_) | Role::Sequence => d as usize,
                 _ => 1,
             })
             .collect(),
     )
 }
 
-/// Where a layer's output holds input axis `a` alone (`Space(a)`), for every axis of a
-/// `rank`-axis input; `None` when an axis is held otherwise (tokens, a sequence) or not at all.
-fn axis_dims(node: &crate::graph::NetNode, rank: usize) -> Option<Vec<usize>> {
-    let l = node.out_layouts.first()?;
+/// The units a layer's output is measured at, per axis of a `rank`-axis input: for every
+/// unit `u` along the map's axis `a` (at the middle unit of the other axes), its position in
+/// one sample of the one-channel copy ([`template`]), row-major. A dimension holding input
+/// axis `a` alone (`Space(a)`) is indexed by `u`; partitioned positions (`Part`: MaxViT's
+/// windows and positions in a window) by their digits of the map coordinates, so that a
+/// partitioned tensor is measured per map unit. `None` when an axis is held otherwise
+/// (tokens, a sequence), not at all, or the digits do not number each map unit once.
+fn unit_positions(node: &crate::graph::NetNode, rank: usize) -> Option<Vec<Vec<usize>>> {
+    let (l, s) = (node.out_layouts.first()?, node.out_shapes.first()?);
+    if l.0.len() != s.0.len() {
+        return None;
+    }
+    // The map's length along each axis.
+    let lens: Vec<u64> = (0..rank as u8)
+        .map(|a| {
+            if let Some(d) = l.0.iter().position(|r| *r == Role::Space(a)) {
+                return Some(s.0[d]);
+            }
+            let mut digits: Vec<(u64, u64)> =
+                l.0.iter()
+                    .filter_map(|r| match r {
+                        Role::Part(d) => Some(d.iter().filter(|x| x.0 == a).map(|x| (x.1, x.2))),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+            if digits.is_empty() {
+                return None;
+            }
+            // A digit counting one unit (a partition of size 1) says nothing.
+            digits.retain(|&(_, n)| n != 1);
+            digits.sort_unstable();
+            digits.iter().try_fold(1u64, |len, &(d, n)| {
+                (d == len).then(|| len.checked_mul(n)).flatten()
+            })
+        })
+        .collect::<Option<_>>()?;
     if l.0
         .iter()
         .any(|r| matches!(r, Role::Tokens(_) | Role::Sequence))
     {
         return None;
     }
+    // The position of map coordinates `c` in one sample (dimensions after the batch).
+    let position = |c: &[u64]| -> Option<usize> {
+        l.0.iter()
+            .zip(&s.0)
+            .skip(1)
+            .try_fold(0usize, |at, (r, &len)| {
+                let i = match r {
+                    Role::Space(a) => c[*a as usize],
+                    Role::Part(digits) => digits
+                        .iter()
+                        .fold(0, |i, &(a, d, n)| i * n + c[a as usize] / d % n),
+                    _ => return Some(at),
+                };
+                (i < len).then(|| at * len as usize + i as usize)
+            })
+    };
     (0..rank)
-        .map(|a| l.0.iter().position(|r| *r == Role::Space(a as u8)))
+        .map(|a| {
+            (0..lens[a])
+                .map(|u| {
+                    let c: Vec<u64> = (0..rank)
+                        .map(|b| if b == a { u } else { lens[b] / 2 })
+                        .collect();
+                    position(&c)
+                })
+                .collect()
+        })
         .collect()
 }
 
@@ -179,11 +237,21 @@ pub fn check_work(net: &Network, sample: Option<usize>) -> Result<(), Diagnostic
 /// taps included: a 255×255 kernel costs 65,025 per output pixel, not 1). `rank`: the
 /// input's rank; tensors of that rank count.
 fn image_work(net: &Network, rank: usize) -> u64 {
-    let one = |s: &crate::layers::Shape| {
+    // One image, one channel: `N×C×…` of the input's rank; a partitioned tensor (MaxViT's
+    // N×G×P×C) keeps its positions and has one channel.
+    let one = |s: &crate::layers::Shape, l: Option<&crate::layers::Layout>| {
         let mut d = s.0.clone();
-        if d.len() == rank {
-            d[0] = 1;
-            d[1] = 1;
+        match l.filter(|l| l.0.len() == d.len() && l.0.iter().any(|r| matches!(r, Role::Part(_)))) {
+            Some(l) => d.iter_mut().zip(&l.0).for_each(|(d, r)| {
+                if !r.is_positional() {
+                    *d = 1;
+                }
+            }),
+            None if d.len() == rank => {
+                d[0] = 1;
+                d[1] = 1;
+            }
+            None => {}
         }
         crate::layers::Shape(d)
     };
@@ -196,7 +264,12 @@ fn image_work(net: &Network, rank: usize) -> u64 {
             let pixels = out.0[2..].iter().fold(1u64, |a, &d| a.saturating_mul(d));
             let flops = match node.layer.collapsed() {
                 Collapsed::Layer(l) => {
-                    let ins: Vec<_> = node.in_shapes.iter().map(one).collect();
+                    let ins: Vec<_> = node
+                        .in_shapes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| one(s, node.in_layouts.get(i)))
+                        .collect();
                     l.output_shapes(&ins)
                         .and_then(|outs| l.cost(&ins, &outs))
                         .map_or(u64::MAX, |c| c.flops)
@@ -285,10 +358,10 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         };
     }
     let spatial_rank = input.len();
-    let where_axes: Vec<Option<Vec<usize>>> = net
+    let where_units: Vec<Option<Vec<Vec<usize>>>> = net
         .nodes
         .iter()
-        .map(|node| axis_dims(node, spatial_rank))
+        .map(|node| unit_positions(node, spatial_rank))
         .collect();
     let graph = Graph {
         net,
@@ -301,10 +374,10 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
     // Per layer and axis: (first, last) input index reaching each output unit.
     let mut bounds: Vec<Vec<Vec<(u32, u32)>>> = vec![vec![Vec::new(); input.len()]; n];
     let mut reached = vec![false; n];
-    // Dead tensors' buffers, reused by later outputs: at most four chunks' worth.
+    // Dead tensors' buffers, reused by later outputs: at most 16 (`Recycler`), 64 MiB.
     let mut recycler = super::Recycler {
         on: true,
-        cap: 4 * 4 * CHUNK_ELEMENTS as u64,
+        cap: 16 * 4 * CHUNK_ELEMENTS as u64,
         ..Default::default()
     };
     for axis in 0..input.len() {
@@ -316,7 +389,13 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
             let batch = &lit[axis][c0..c0 + b];
             let mut dims = vec![b, 1];
             dims.extend(&input);
-            let mut x = Tensor::zeros(&dims);
+            let mut x = match recycler.take(dims.iter().product()) {
+                Some(mut data) => {
+                    data.fill(0.0);
+                    Tensor::new(dims, data)
+                }
+                None => Tensor::zeros(&dims),
+            };
             for (img, &lit) in x.data.chunks_mut(pixels).zip(batch) {
                 let lit = lit as usize;
                 // Every slice where coordinate `axis` is `lit`.
@@ -344,17 +423,8 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
                 let acc = &mut bounds[k][axis];
                 // Units along the dimension holding the axis, at the middle of the others;
                 // or, where no dimension holds it alone, every position.
-                let units: Vec<usize> = match &where_axes[k] {
-                    Some(dims) => {
-                        let d = dims[axis] - 1;
-                        (0..out[d])
-                            .map(|u| {
-                                out.iter().enumerate().fold(0, |at, (a, &len)| {
-                                    at * len + if a == d { u } else { len / 2 }
-                                })
-                            })
-                            .collect()
-                    }
+                let units: Vec<usize> = match &where_units[k] {
+                    Some(per_axis) => per_axis[axis].clone(),
                     None => {
                         flat[k] = true;
                         (0..p).collect()
@@ -448,6 +518,10 @@ impl Graph<'_> {
                 };
                 match &self.collapsed[k] {
                     Collapsed::Stop => None,
+                    Collapsed::Attend { dim } => match (input(0), template(node, b)) {
+                        (Some(x), Some(want)) if x.shape == want => Some(vec![attend(x, *dim)]),
+                        _ => None,
+                    },
                     Collapsed::Partition { window, shift } => match (input(0), template(node, b)) {
                         (Some(x), Some(want)) => {
                             partition(x, &self.net.nodes[k].in_layouts[0].0, window, shift)
@@ -516,6 +590,7 @@ impl Graph<'_> {
                                     want_aux: false,
                                     epilogue: None,
                                     recycled: Some(&mut *recycler),
+                                    into: None,
                                 };
                                 let mut outs = layer
                                     .forward(&ins, &self.weights[k], &mut ctx)
@@ -553,8 +628,15 @@ impl Graph<'_> {
 /// interpolation (negative taps), so a non-zero finite value marks the support; −∞ is a max
 /// pool's window lying wholly in padding, which reaches nothing.
 fn binarise(t: &mut Tensor) {
-    t.data.par_iter_mut().for_each(|v| {
-        *v = if *v != 0.0 && v.is_finite() { 1.0 } else { 0.0 };
+    t.data.par_chunks_mut(1 << 14).for_each(|c| {
+        kernels::vectorised(
+            #[inline(always)]
+            || {
+                c.iter_mut().for_each(|v| {
+                    *v = if *v != 0.0 && v.is_finite() { 1.0 } else { 0.0 };
+                })
+            },
+        )
     });
 }
 
@@ -571,6 +653,26 @@ fn mix(ins: &[&Tensor], want: &[usize]) -> Tensor {
         });
         if any {
             out.data[i * p..(i + 1) * p].fill(1.0);
+        }
+    }
+    out
+}
+
+/// The one-channel copy of attention along dimension `dim` alone: 1 at every unit whose line
+/// along `dim` (the other indices fixed) holds a non-zero unit.
+fn attend(x: &Tensor, dim: usize) -> Tensor {
+    let mut out = Tensor::zeros(&x.shape);
+    let len = x.shape.get(dim).copied().unwrap_or(1);
+    let inner: usize = x.shape.get(dim + 1..).map_or(1, |s| s.iter().product());
+    for (o, i) in out
+        .data
+        .chunks_mut(len * inner)
+        .zip(x.data.chunks(len * inner))
+    {
+        for j in 0..inner {
+            if (0..len).any(|t| i[t * inner + j] != 0.0) {
+                (0..len).for_each(|t| o[t * inner + j] = 1.0);
+            }
         }
     }
     out

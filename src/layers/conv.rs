@@ -498,9 +498,18 @@ impl Kernel for Conv2d {
             padded = pad_input(inputs[0], self.pad, self.padding_mode)?;
             (&padded, [0, 0])
         };
-        // Transposed: the scatter adds into zeros; otherwise every element is written.
+        // Transposed: the scatter adds into zeros; otherwise every element is written, into
+        // the plan's view when it gives one (`Ctx::into`: this layer's channels of a
+        // concatenation), else into an output of its own.
+        let view = if self.transposed {
+            None
+        } else {
+            ctx.into.take()
+        };
         let mut out = if self.transposed {
             Tensor::zeros(&dims)
+        } else if view.is_some() {
+            crate::kernels::OutView::placeholder(&dims)
         } else {
             ctx.output(&dims)
         };
@@ -545,6 +554,11 @@ impl Kernel for Conv2d {
                 output: [oh, ow],
             };
             let plane = oh * ow;
+            // Each sample's output: `cout` planes, contiguous.
+            let samples: Vec<&mut [f32]> = match view {
+                Some(v) => v.samples(cout * plane),
+                None => out.data.chunks_mut(cout * plane).collect(),
+            };
             // A block of Winograd holds at least one tile row of 16·(C_in + C_out) values per
             // tile: past a sane size (absurdly wide images) the direct kernel, whose buffers
             // are checked, runs instead.
@@ -556,7 +570,7 @@ impl Kernel for Conv2d {
                 // Prepared by the inference plan (`Kernel::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
-                for (b, dst) in out.data.chunks_mut(cout * plane).enumerate() {
+                for (b, dst) in samples.into_iter().enumerate() {
                     ctx.macs += conv_winograd(
                         &x.data[b * cin * h * w..(b + 1) * cin * h * w],
                         cin,
@@ -583,8 +597,11 @@ impl Kernel for Conv2d {
                 // Each thread's kept scratch buffer holds the padded or phase planes (no
                 // allocation and page faults per task: the receptive-field measurement runs
                 // thousands of one-channel planes through here).
-                out.data
-                    .par_chunks_mut(plane)
+                samples
+                    .into_iter()
+                    .flat_map(|s| s.chunks_mut(plane))
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
                     .with_min_len(min_planes)
                     .enumerate()
                     .for_each(|(bc, dst)| {
@@ -615,9 +632,11 @@ impl Kernel for Conv2d {
                 // Enough images × groups to share out: one thread each, else threads within.
                 let inner = n * g < rayon::current_num_threads();
                 scratch(&[k, plane])?;
-                ctx.macs += out
-                    .data
-                    .par_chunks_mut(og * plane)
+                ctx.macs += samples
+                    .into_iter()
+                    .flat_map(|s| s.chunks_mut(og * plane))
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
                     .enumerate()
                     .map(|(bg, dst)| {
                         let (b, gi) = (bg / g, bg % g);
@@ -849,8 +868,10 @@ fn depthwise_plane(
     }
 }
 
-/// `acc[i] = Σ_taps f[ky][kx] · plane[i + shift(ky, kx)]`, tap by tap over the whole of `acc`
-/// (the first tap writes, the others add), in the taps' order.
+/// `acc[i] = Σ_taps f[ky][kx] · plane[i + shift(ky, kx)]`, in the taps' order (the first tap
+/// writes, the others add). Blocks of [`TAP_BLOCK`] outputs go through every tap while they
+/// sit in registers, so the accumulator is loaded and stored once per block rather than once
+/// per tap (the per-tap sweep over the whole plane was bound by those loads and stores).
 #[inline(always)]
 fn taps_flat(
     acc: &mut [f32],
@@ -859,19 +880,64 @@ fn taps_flat(
     [kh, kw]: [usize; 2],
     shift: impl Fn(usize, usize) -> usize,
 ) {
-    let len = acc.len();
+    let (len, taps) = (acc.len(), kh * kw);
+    // The taps' weights and offsets, computed once (not per block).
+    let mut tw = [0.0f32; MAX_BLOCKED_TAPS];
+    let mut to = [0usize; MAX_BLOCKED_TAPS];
+    let blocked = taps <= MAX_BLOCKED_TAPS && len >= TAP_BLOCK;
+    if blocked {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let t = ky * kw + kx;
+                (tw[t], to[t]) = (f[t], shift(ky, kx));
+            }
+        }
+    }
+    let body = if blocked {
+        len / TAP_BLOCK * TAP_BLOCK
+    } else {
+        0
+    };
+    for (b, out) in acc[..body].chunks_exact_mut(TAP_BLOCK).enumerate() {
+        let i = b * TAP_BLOCK;
+        let mut a = [0.0f32; TAP_BLOCK];
+        let src: &[f32; TAP_BLOCK] = plane[to[0] + i..to[0] + i + TAP_BLOCK]
+            .try_into()
+            .expect("a block of TAP_BLOCK");
+        for (o, &v) in a.iter_mut().zip(src) {
+            *o = tw[0] * v;
+        }
+        for t in 1..taps {
+            let (wv, s) = (tw[t], to[t] + i);
+            let src: &[f32; TAP_BLOCK] = plane[s..s + TAP_BLOCK]
+                .try_into()
+                .expect("a block of TAP_BLOCK");
+            for (o, &v) in a.iter_mut().zip(src) {
+                *o += wv * v;
+            }
+        }
+        out.copy_from_slice(&a);
+    }
+    // The rest (and kernels of more taps): tap by tap over the remaining outputs.
+    let tail = &mut acc[body..];
     for ky in 0..kh {
         for kx in 0..kw {
-            let (wv, s) = (f[ky * kw + kx], shift(ky, kx));
-            let src = &plane[s..s + len];
+            let (wv, s) = (f[ky * kw + kx], shift(ky, kx) + body);
+            let src = &plane[s..s + tail.len()];
             if ky == 0 && kx == 0 {
-                acc.iter_mut().zip(src).for_each(|(o, &v)| *o = wv * v);
+                tail.iter_mut().zip(src).for_each(|(o, &v)| *o = wv * v);
             } else {
-                acc.iter_mut().zip(src).for_each(|(o, &v)| *o += wv * v);
+                tail.iter_mut().zip(src).for_each(|(o, &v)| *o += wv * v);
             }
         }
     }
 }
+
+/// Kernels of at most this many taps (7×7) are computed by blocks in [`taps_flat`].
+const MAX_BLOCKED_TAPS: usize = 49;
+
+/// Outputs [`taps_flat`] carries through all taps at once: 4 AVX-512 registers.
+const TAP_BLOCK: usize = 64;
 
 /// The output rows from the flattened accumulator (rows `stride` apart, `ow` of each kept),
 /// plus the bias.
@@ -951,33 +1017,43 @@ fn depthwise_phased(
                     row.fill(0.0);
                     continue;
                 };
-                // Column c reads input column sx·c + px − pl when inside the image.
-                for (c, d) in row.iter_mut().enumerate() {
-                    let ix = (sx * c + px) as isize - pl as isize;
-                    *d = if ix >= 0 && ix < w as isize {
-                        line[ix as usize]
-                    } else {
-                        0.0
-                    };
+                // Column c reads input column sx·c + px − pl when inside the image: the
+                // columns [lo, hi), zeros on either side.
+                let (lo, hi) = crate::kernels::valid_range(px as isize - pl as isize, sx, w, wq);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if hi > lo {
+                    let start = sx * lo + px - pl;
+                    let (row, line) = (&mut row[lo..hi], &line[start..]);
+                    match sx {
+                        2 => copy_strided::<2>(row, line),
+                        _ => row
+                            .iter_mut()
+                            .zip(line.iter().step_by(sx))
+                            .for_each(|(d, &v)| *d = v),
+                    }
                 }
             }
         }
     }
     let len = (oh - 1) * wq + ow;
     let acc = &mut acc[..len];
-    for ky in 0..kh {
-        for kx in 0..kw {
-            let plane = &planes[((ky % sy) * sx + kx % sx) * size..][..size];
-            let (wv, shift) = (f[ky * kw + kx], (ky / sy) * wq + kx / sx);
-            let src = &plane[shift..shift + len];
-            if ky == 0 && kx == 0 {
-                acc.iter_mut().zip(src).for_each(|(o, &v)| *o = wv * v);
-            } else {
-                acc.iter_mut().zip(src).for_each(|(o, &v)| *o += wv * v);
-            }
-        }
-    }
+    taps_flat(acc, planes, f, [kh, kw], |ky, kx| {
+        ((ky % sy) * sx + kx % sx) * size + (ky / sy) * wq + kx / sx
+    });
     copy_rows(acc, wq, dst, ow, bias);
+}
+
+/// `row[j] = line[j·S]`, written so that the compiler vectorises the (interleaved) loads.
+#[inline(always)]
+fn copy_strided<const S: usize>(row: &mut [f32], line: &[f32]) {
+    let Some((last, body)) = row.split_last_mut() else {
+        return;
+    };
+    for (o, group) in body.iter_mut().zip(line.chunks_exact(S)) {
+        *o = group[0];
+    }
+    *last = line[body.len() * S];
 }
 
 /// `row[j] += w · line[j·S]`, written so that the compiler vectorises the (interleaved) loads.

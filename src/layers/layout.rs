@@ -1,6 +1,7 @@
 //! Tensor layouts: what each dimension of a tensor means. A [`Layout`] gives every dimension a
 //! [`Role`] — the batch, the channels (features), spatial axis `k` of the model input, input
-//! spatial axes flattened into tokens, a sequence of tokens that are not input positions, or
+//! spatial axes flattened into tokens, a sequence of tokens that are not input positions,
+//! positions of a partitioned map (MaxViT's windows, as digits of the map's axes), or
 //! something else (attention heads, a head's size, channels mixed with space). The graph
 //! builder computes one per layer output at build time ([`super::Op::layouts`]; the model input
 //! is `[Batch, Channel, Space(0), …]`), so that a layer can tell an `N×C×H×W` tensor from a
@@ -12,6 +13,10 @@
 use std::fmt;
 
 use super::Shape;
+
+/// One digit of a [`Role::Part`] dimension: `(k, d, n)` is `⌊c/d⌋ mod n` of the coordinate `c`
+/// along spatial axis `k` of the map (in units of the map, as for [`Role::Space`]).
+pub type Digit = (u8, u64, u64);
 
 /// What one dimension of a tensor means.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,15 +34,22 @@ pub enum Role {
     /// A token axis whose units are not input positions: tokens after a class token is
     /// concatenated, or a language model's token ids.
     Sequence,
+    /// Positions of a partitioned map (MaxViT's `window_partition`: the window index, the
+    /// position inside a window): a mixed-radix number whose digits, most significant first,
+    /// are [`Digit`]s of the map's spatial axes. Every unit along it is one map position;
+    /// the windows of a 56×56 map cut into 8×8 windows are `Part([(0, 8, 7), (1, 8, 7)])`
+    /// (`⌊y/8⌋·7 + ⌊x/8⌋`), the positions inside a window `Part([(0, 1, 8), (1, 1, 8)])`
+    /// (`(y mod 8)·8 + x mod 8`).
+    Part(Vec<Digit>),
     /// Anything else: attention heads, a head's size, channels merged with space, a learned
     /// tensor's axes.
     Other,
 }
 
 impl Role {
-    /// Whether it is an axis of input positions (`Space` or `Tokens`).
+    /// Whether it is an axis of input positions (`Space`, `Tokens` or `Part`).
     pub fn is_positional(&self) -> bool {
-        matches!(self, Role::Space(_) | Role::Tokens(_))
+        matches!(self, Role::Space(_) | Role::Tokens(_) | Role::Part(_))
     }
 
     /// The input spatial axes this dimension runs along, in row-major order (`[k]` for
@@ -46,6 +58,7 @@ impl Role {
         match self {
             Role::Space(k) => vec![*k],
             Role::Tokens(v) => v.clone(),
+            Role::Part(d) => d.iter().map(|&(k, _, _)| k).collect(),
             _ => Vec::new(),
         }
     }
@@ -65,6 +78,7 @@ impl Role {
                     .join("·")
             ),
             Role::Sequence => "S".into(),
+            Role::Part(d) => format!("P({})", part_letters(spatial, d)),
             Role::Other => "·".into(),
         }
     }
@@ -87,9 +101,30 @@ impl Role {
                     .join(" × ")
             ),
             Role::Sequence => "a token sequence".into(),
+            Role::Part(d) => format!(
+                "positions of a partitioned map ({})",
+                part_letters(spatial, d)
+            ),
             Role::Other => "a non-spatial axis".into(),
         }
     }
+}
+
+/// A [`Role::Part`]'s digits for messages: `H/8·W/8` (windows), `H%8·W%8` (positions in a
+/// window): a divided coordinate `/d`, a coordinate modulo `n` (divisor 1) `%n`.
+fn part_letters(spatial: usize, digits: &[Digit]) -> String {
+    digits
+        .iter()
+        .map(|&(k, d, n)| {
+            let l = axis_letter(spatial, k);
+            if d == 1 {
+                format!("{l}%{n}")
+            } else {
+                format!("{l}/{d}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("·")
 }
 
 /// The letter of spatial axis `k` of a model input with `spatial` spatial axes.
@@ -358,7 +393,21 @@ pub fn merge_roles(roles: &[Role], sizes: &[u64]) -> Role {
         [] => Role::Other,
         [one] => (*one).clone(),
         many => {
-            if many.iter().all(|r| r.is_positional()) {
+            if many.iter().any(|r| matches!(r, Role::Part(_))) {
+                // Partitioned positions merged row-major: their digits in order (a spatial
+                // axis of `n` units is the digit `(k, 1, n)`); anything else mixed is `Other`.
+                let mut digits = Vec::new();
+                for (i, r) in roles.iter().enumerate() {
+                    let n = sizes.get(i).copied().unwrap_or(2);
+                    match r {
+                        Role::Part(d) => digits.extend_from_slice(d),
+                        Role::Space(k) if n > 1 => digits.push((*k, 1, n)),
+                        _ if n == 1 => {}
+                        _ => return Role::Other,
+                    }
+                }
+                Role::Part(digits)
+            } else if many.iter().all(|r| r.is_positional()) {
                 Role::Tokens(many.iter().flat_map(|r| r.spatial_axes()).collect())
             } else if many.iter().all(|r| **r == Role::Channel) {
                 Role::Channel
@@ -387,6 +436,21 @@ pub fn split_role(role: &Role, sizes: &[u64]) -> Vec<Role> {
             }
         }
         r if big.len() == 1 => out[big[0]] = r.clone(),
+        Role::Part(digits) => {
+            // Consecutive digits whose counts multiply out to each dimension's size.
+            let mut at = 0;
+            for &i in &big {
+                let (mut prod, from) = (1u64, at);
+                while prod < sizes[i] && at < digits.len() {
+                    prod = prod.saturating_mul(digits[at].2);
+                    at += 1;
+                }
+                if prod != sizes[i] {
+                    return vec![Role::Other; sizes.len()];
+                }
+                out[i] = Role::Part(digits[from..at].to_vec());
+            }
+        }
         _ => {}
     }
     out
@@ -500,6 +564,40 @@ mod tests {
         let b = Layout(vec![Batch, Space(0), Space(1), Channel]);
         let out = Layout::broadcast(&[a, b], &[s(&[1, 8, 8, 8]), s(&[1, 8, 8, 8])], 4);
         assert_eq!(out, Layout(vec![Batch, Other, Other, Other]));
+    }
+
+    #[test]
+    fn partitioned_positions() {
+        // A 56×56 map cut into 8×8 windows: windows ⌊y/8⌋·7 + ⌊x/8⌋, positions
+        // (y mod 8)·8 + x mod 8.
+        let g = Part(vec![(0, 8, 7), (1, 8, 7)]);
+        let p = Part(vec![(0, 1, 8), (1, 1, 8)]);
+        let l = Layout(vec![Batch, g.clone(), p.clone(), Channel]);
+        assert_eq!(l.letters(2), "N×P(H/8·W/8)×P(H%8·W%8)×C");
+        assert!(g.is_positional());
+        assert_eq!(g.spatial_axes(), vec![0, 1]);
+        // Flattened row-major, the digits follow one another; split again, each dimension
+        // takes the digits whose counts multiply out to its size.
+        let f = l.flatten(1, 2, &s(&[1, 49, 64, 32]));
+        assert_eq!(
+            f,
+            Layout(vec![
+                Batch,
+                Part(vec![(0, 8, 7), (1, 8, 7), (0, 1, 8), (1, 1, 8)]),
+                Channel
+            ])
+        );
+        assert_eq!(f.reshape(&s(&[1, 3136, 32]), &s(&[1, 49, 64, 32])), l);
+        // A split that cuts a digit: nothing known.
+        assert_eq!(
+            f.reshape(&s(&[1, 3136, 32]), &s(&[1, 98, 32, 32])),
+            Layout(vec![Batch, Other, Other, Channel])
+        );
+        // With channels: mixed, `Other`.
+        assert_eq!(
+            l.flatten(2, 3, &s(&[1, 49, 64, 32])),
+            Layout(vec![Batch, g, Other])
+        );
     }
 
     #[test]

@@ -540,6 +540,7 @@ mod tests {
             want_aux: false,
             epilogue: None,
             recycled: None,
+            into: None,
         };
         let y = l.forward(&[&x], &[w], &mut ctx).unwrap();
         assert_eq!(y[0].data, vec![9.0, 12.0, 1.0, 2.0]);

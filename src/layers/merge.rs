@@ -412,6 +412,9 @@ impl Kernel for Concat {
         );
         Ok(())
     }
+    fn concat_dim(&self) -> Option<usize> {
+        Some(self.dim)
+    }
     fn collapsed(&self) -> Collapsed {
         // Along channels (first or last) the one-channel copies add up; along a positional
         // axis or a token sequence, which the copy keeps whole, the same concatenation.

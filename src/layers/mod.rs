@@ -12,6 +12,7 @@
 //! (`tests/tidy.rs`).
 
 mod activation;
+mod anchors;
 mod attention;
 mod attrs;
 mod conv;
@@ -36,7 +37,7 @@ mod testutil;
 mod window_attention;
 
 pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
-pub use layout::{Layout, Role};
+pub use layout::{Digit, Layout, Role};
 pub use param::MAX_PARAMETER_ELEMENTS;
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS, MAX_TOKENS};
 
@@ -175,8 +176,13 @@ pub enum Geometry {
     /// unit attends to the units of its window that lie in the same region of the unshifted
     /// map (torchvision's attention mask), before the shift is undone. `shift` is the shift
     /// applied: the op sets it to 0 where torchvision does (a window covering the whole axis).
-    /// MaxViT's grid attention mixes units across the whole map: `Global`.
     Partition { window: Axes, shift: Axes },
+    /// Self-attention along dimension `dim` of input 0 alone, independently at every index of
+    /// the other dimensions (MaxViT's `relative_position_attention` on an N×G×P×C partitioned
+    /// tensor: the P tokens of each group mix). With [`Role::Part`] dimensions that is a
+    /// group of map positions per unit: block attention's windows, grid attention's strided
+    /// grids (docs/RECEPTIVE_FIELD.md).
+    Attend { dim: usize },
     /// The inputs laid end to end along spatial axis `axis` (0 height, 1 width; a concatenation
     /// along `H` or `W`): output unit `j` of that axis is unit `j − offset` of the input that
     /// holds it, so the inputs' lattices must continue one another (docs/RECEPTIVE_FIELD.md).
@@ -208,6 +214,10 @@ pub enum Collapsed {
     /// positional axes of the one-channel input in tensor order): each output unit is the sum
     /// of the units its (masked) window lets it attend to.
     Partition { window: Axes, shift: Axes },
+    /// Attention along one dimension ([`Geometry::Attend`], the same `dim` of the one-channel
+    /// copy): each output unit is non-zero when any unit along `dim` at its index of the
+    /// other dimensions is.
+    Attend { dim: usize },
     /// Input 0's values in the shape of the output's one-channel copy (a reshape or view:
     /// row-major order is kept, so merging or splitting positional dimensions — ViT's
     /// `reshape` of N×C×14×14 to N×C×196 — only renames positions; the measurement gives up
@@ -597,6 +607,12 @@ pub trait Kernel: Op {
     ) -> bool {
         false
     }
+    /// The dimension this layer concatenates its inputs along, when it is a concatenation
+    /// that copies them end to end (`concat`): the inference plan then has the producers
+    /// write straight into their slices of its output.
+    fn concat_dim(&self) -> Option<usize> {
+        None
+    }
     /// Whether the kernel reads its producers' auxiliary outputs (max-unpool reads max-pool
     /// indices): a producer skips computing them when no consumer does.
     fn reads_aux(&self) -> bool {
@@ -858,6 +874,8 @@ pub static REGISTRY: &[OpType] = &[
     merge::ADD,
     merge::MULTIPLY,
     merge::CONCAT,
+    anchors::DIST2BBOX,
+    anchors::KEYPOINT_DECODE,
     reshape::CHANNEL_SHUFFLE,
     reshape::SPLIT,
     reshape::SLICE,

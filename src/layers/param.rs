@@ -508,6 +508,7 @@ mod tests {
             want_aux: false,
             epilogue: None,
             recycled: None,
+            into: None,
         };
         let y = l
             .forward(&[&ids], std::slice::from_ref(&w), &mut ctx)

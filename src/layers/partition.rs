@@ -7,9 +7,10 @@
 //! middle axes (`transpose` with `functional: false`, torchvision's `SwapAxes`), so that each
 //! sequence of 49 tokens is a 7×7 grid spread over the whole map. Neither computes anything:
 //! 0 MACs and 0 FLOPs; each is a copy (torchvision's final `reshape` of a permuted tensor
-//! copies it). A size that does not divide the map is a located error. The window and token
-//! axes of the partitioned tensor are not input axes (`Role::Other`): a receptive field ends at
-//! a partition (docs/RECEPTIVE_FIELD.md).
+//! copies it). A size that does not divide the map is a located error. The window and
+//! position axes of the partitioned tensor hold map positions as digits of the map's axes
+//! (`Role::Part`), so receptive fields follow every position through the partition, the swap
+//! and the departition (docs/RECEPTIVE_FIELD.md).
 
 use rayon::prelude::*;
 
@@ -49,7 +50,7 @@ fn dividing(h: u64, w: u64) -> String {
     v.join(", ")
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Partition {
     /// The window side p.
     size: u64,
@@ -142,6 +143,16 @@ impl Partition {
     fn map(&self) -> [u64; 2] {
         [self.grid[0] * self.size, self.grid[1] * self.size]
     }
+
+    /// The roles of the partitioned tensor's window and position dimensions: window
+    /// `⌊y/p⌋·gw + ⌊x/p⌋`, position `(y mod p)·p + x mod p` of map pixel `(y, x)`.
+    fn roles(&self) -> [Role; 2] {
+        let p = self.size;
+        [
+            Role::Part(vec![(0, p, self.grid[0]), (1, p, self.grid[1])]),
+            Role::Part(vec![(0, 1, p), (1, 1, p)]),
+        ]
+    }
 }
 
 impl Op for Partition {
@@ -189,16 +200,25 @@ impl Op for Partition {
     }
     fn layouts(
         &self,
-        _inputs: &[Layout],
+        inputs: &[Layout],
         _in_shapes: &[Shape],
         _out_shapes: &[Shape],
     ) -> Result<Vec<Layout>, Diagnostic> {
-        // The windows and the positions in a window are not input axes; the departitioned map
-        // is N×C×H×W again.
-        Ok(vec![if self.inverse {
+        // The windows and the positions in a window are map positions, as digits of the map's
+        // axes (`Role::Part`); the departitioned map is N×C×H×W again when its input's windows
+        // and positions are where the partition put them (otherwise the map is scrambled: its
+        // axes are not the input's).
+        let [windows, positions] = self.roles();
+        let part = Layout(vec![Role::Batch, windows, positions, Role::Channel]);
+        Ok(vec![if !self.inverse {
+            part
+        } else if inputs
+            .first()
+            .is_some_and(|l| l.0.get(1..3) == part.0.get(1..3))
+        {
             Layout::input(4)
         } else {
-            Layout(vec![Role::Batch, Role::Other, Role::Other, Role::Channel])
+            Layout(vec![Role::Batch, Role::Channel, Role::Other, Role::Other])
         }])
     }
     fn torch_type(&self) -> Option<&'static str> {
@@ -211,6 +231,13 @@ impl Op for Partition {
 }
 
 impl Kernel for Partition {
+    fn collapsed(&self) -> super::Collapsed {
+        // The same permutation of positions on the one-channel copy.
+        super::Collapsed::Layer(Box::new(Partition {
+            channels: 1,
+            ..*self
+        }))
+    }
     /// torchvision's own reshape–permute–reshape: `Reshape`, `Transpose`, `Reshape`.
     fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
         use super::onnx::ints;
@@ -359,6 +386,7 @@ mod tests {
             want_aux: false,
             epilogue: None,
             recycled: None,
+            into: None,
         };
         let y = part.forward(&[&x], &[], &mut ctx).unwrap().remove(0);
         assert_eq!(y.shape, vec![1, 6, 4, 2]);

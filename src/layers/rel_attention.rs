@@ -179,9 +179,8 @@ impl Op for RelAttention {
         })
     }
     fn geometry(&self, _inputs: &[Shape]) -> super::Geometry {
-        // Every token of a group sees the group's tokens; the group's axes are not input axes
-        // (window_partition), so there is no field to follow here.
-        super::Geometry::Global
+        // Every token of a group (dimension 2) sees the group's tokens, group by group.
+        super::Geometry::Attend { dim: 2 }
     }
     fn torch_type(&self) -> Option<&'static str> {
         Some("RelativePositionalMultiHeadAttention")
@@ -197,6 +196,10 @@ const TABLE: usize = 4;
 const INDEX: usize = 5;
 
 impl Kernel for RelAttention {
+    fn collapsed(&self) -> super::Collapsed {
+        // The tokens of a group mix (dimension 2), every group on its own.
+        super::Collapsed::Attend { dim: 2 }
+    }
     /// torchvision's steps: `to_qkv` (`MatMul`, `Add`), heads split (`Reshape`, `Transpose`,
     /// `Gather`), K scaled by D^−½, Q·Kᵀ, the bias table gathered by the index buffer (`Cast`,
     /// `Gather`, `Transpose`) and added, `Softmax`, ·V, heads merged, `merge`.

@@ -657,7 +657,7 @@ impl Kernel for Shuffle {
         &self,
         inputs: &[&Tensor],
         _weights: &[Tensor],
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
         // Channel c = g·(C/G) + i moves to i·G + g (PyTorch's channel_shuffle).
         let x = inputs[0];
@@ -665,7 +665,9 @@ impl Kernel for Shuffle {
         let plane: usize = x.shape[2..].iter().product();
         let g = self.groups as usize;
         let per = c / g;
-        let mut out = x.clone();
+        // Every channel of every sample is written below (G divides C): the output needs no
+        // copy of the input first (a dead tensor's buffer when there is one).
+        let mut out = ctx.output(&x.shape);
         for b in 0..n {
             for gi in 0..g {
                 for i in 0..per {

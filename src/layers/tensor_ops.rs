@@ -1596,6 +1596,7 @@ mod tests {
             want_aux: false,
             epilogue: None,
             recycled: None,
+            into: None,
         };
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0)
     }

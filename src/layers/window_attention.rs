@@ -129,18 +129,18 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     ];
     if padded != map && !pad {
         let what = if !map[0].is_multiple_of(window[0]) && !map[1].is_multiple_of(window[1]) {
-            format!("{}×{}", map[0], map[1])
+            "divides neither side".to_string()
         } else if !map[0].is_multiple_of(window[0]) {
-            format!("height {}", map[0])
+            format!("does not divide the height {}", map[0])
         } else {
-            format!("width {}", map[1])
+            format!("does not divide the width {}", map[1])
         };
         return Err(a
             .error(
                 "window",
                 format!(
-                    "the {}×{} window does not divide the {} of the {}×{} map",
-                    window[0], window[1], what, map[0], map[1]
+                    "the {}×{} window {what} of the {}×{} map",
+                    window[0], window[1], map[0], map[1]
                 ),
             )
             .help(format!(
@@ -1153,7 +1153,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.message,
-            "the 8×8 window does not divide the 28×28 of the 28×28 map"
+            "the 8×8 window divides neither side of the 28×28 map"
         );
         assert!(e
             .help

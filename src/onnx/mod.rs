@@ -6,6 +6,7 @@
 //! the file's value_info, and hands the weights to the executor. No IO: the CLI reads and
 //! writes the files.
 
+pub mod convert;
 pub mod export;
 pub mod proto;
 pub mod reader;
@@ -44,7 +45,24 @@ pub fn build_imported(file: &str, imp: &Import, opts: &BuildOptions) -> Result<N
 fn relocate(mut d: Diagnostic, imp: &Import) -> Diagnostic {
     let origin = d.at.as_ref().and_then(|at| match at.steps().as_slice() {
         [Step::Key(k), Step::Index(i), ..] if k == "nodes" => imp.origins.get(*i).cloned(),
+        [Step::Key(k), Step::Key(name), ..] if k == "inputs" => Some(format!(
+            "ONNX graph input `{}`",
+            crate::error::excerpt(name)
+        )),
         _ => None,
+    });
+    // A parse error has a line of the generated text instead: the YAML node on that line.
+    let origin = origin.or_else(|| {
+        let line = d.loc.as_ref()?.line;
+        let lines: Vec<&str> = imp.yaml.lines().collect();
+        if !lines.get(line.checked_sub(1)?)?.starts_with("  - ") {
+            return None;
+        }
+        let k = lines[..line - 1]
+            .iter()
+            .filter(|l| l.starts_with("  - "))
+            .count();
+        imp.origins.get(k).cloned()
     });
     if let Some(o) = origin {
         d.notes.insert(0, format!("from {o}"));

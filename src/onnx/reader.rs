@@ -36,6 +36,9 @@ pub struct Import {
     pub origins: Vec<String>,
     /// (layer id, ONNX tensor name, per-sample shape) from the file's value_info / outputs.
     pub declared: Vec<(String, String, Vec<u64>)>,
+    /// Per YAML node (in `nodes:` order), the dotted PyTorch module path its ONNX node names
+    /// (`layer1.0.conv1`), when it names one: `convert` groups repeated blocks by it.
+    pub paths: Vec<Option<String>>,
 }
 
 /// A value in the graph being read.
@@ -55,6 +58,37 @@ enum Val {
     Shaped { dims: Vec<u64> },
 }
 
+/// A convolution's or pool's strides, dilations, pads (begins, then ends) and auto_pad.
+struct Window {
+    s: Vec<u64>,
+    d: Vec<u64>,
+    pads: Vec<u64>,
+    auto: String,
+}
+
+/// A linear layer being emitted: its input (reference and shape), sizes, weight and bias
+/// (`Some(None)`: a bias without data).
+struct Linear {
+    x: String,
+    shape: Vec<u64>,
+    out_f: u64,
+    in_f: u64,
+    w: Option<Vec<f32>>,
+    bias: Option<Option<Vec<f32>>>,
+}
+
+impl Val {
+    /// A constant computed here (folded), not an initializer.
+    fn folded(dims: Vec<u64>, data: Vec<f64>) -> Val {
+        Val::Const {
+            dims,
+            data,
+            init: None,
+            trans: false,
+        }
+    }
+}
+
 struct Reader<'a> {
     file: &'a str,
     graph: &'a GraphProto,
@@ -63,6 +97,7 @@ struct Reader<'a> {
     inits: HashMap<&'a str, &'a TensorProto>,
     yaml_nodes: Vec<String>,
     origins: Vec<String>,
+    paths: Vec<Option<String>>,
     ids: HashSet<String>,
     weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
     missing_data: bool,
@@ -92,6 +127,77 @@ fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
     attr(n, name)
         .and_then(|a| a.s.as_ref())
         .map(|s| String::from_utf8_lossy(s).into_owned())
+}
+/// An `ints` attribute as sizes (a negative entry reads as 0), or `default` when absent.
+fn attr_sizes(n: &NodeProto, name: &str, default: Vec<u64>) -> Vec<u64> {
+    attr_ints(n, name)
+        .map(|v| v.iter().map(|&x| x.max(0) as u64).collect())
+        .unwrap_or(default)
+}
+
+/// Elements of a shape, saturating at `u64::MAX` (never an overflow).
+fn numel(d: &[u64]) -> u64 {
+    d.iter()
+        .try_fold(1u64, |a, &x| a.checked_mul(x))
+        .unwrap_or(u64::MAX)
+}
+
+/// The largest size, pad or stride the reader takes (the element limit: larger is never a
+/// real model, and smaller keeps its shape arithmetic far from overflow).
+const MAX_SIZE: u64 = crate::graph::MAX_ELEMENTS;
+
+/// An axis as an index from the front (ONNX counts a negative axis from the end).
+fn axis_at(a: i64, rank: i64) -> i64 {
+    if a < 0 {
+        a + rank
+    } else {
+        a
+    }
+}
+fn axes_at(axes: &[i64], rank: i64) -> Vec<i64> {
+    axes.iter().map(|&a| axis_at(a, rank)).collect()
+}
+
+/// NumPy broadcasting of two shapes, aligned at the end: each dimension the larger of the two
+/// (a missing one counts as 1).
+fn broadcast(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let rank = a.len().max(b.len());
+    let at = |s: &[u64], k: usize| {
+        if k + s.len() >= rank {
+            s[k + s.len() - rank]
+        } else {
+            1
+        }
+    };
+    (0..rank).map(|k| at(a, k).max(at(b, k))).collect()
+}
+
+/// Squeeze: `dims` without the listed axes or, when none are listed, without every size-1
+/// dimension (the batch kept when `keep_batch`).
+fn squeezed(dims: &[u64], axes: &[i64], keep_batch: bool) -> Vec<u64> {
+    let axes = axes_at(axes, dims.len() as i64);
+    dims.iter()
+        .enumerate()
+        .filter(|(k, &d)| {
+            !(if axes.is_empty() {
+                d == 1 && (*k > 0 || !keep_batch)
+            } else {
+                axes.contains(&(*k as i64))
+            })
+        })
+        .map(|(_, &d)| d)
+        .collect()
+}
+
+/// Unsqueeze: `dims` with a 1 inserted at each listed axis (axes of the result).
+fn unsqueezed(dims: &[u64], axes: &[i64]) -> Vec<u64> {
+    let mut axes = axes_at(axes, (dims.len() + axes.len()) as i64);
+    axes.sort_unstable();
+    let mut d = dims.to_vec();
+    for a in axes {
+        d.insert((a.max(0) as usize).min(d.len()), 1);
+    }
+    d
 }
 
 /// A float as YAML writes it (shortest round trip of the f32, always with a `.` or exponent
@@ -164,6 +270,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         inits: HashMap::new(),
         yaml_nodes: Vec::new(),
         origins: Vec::new(),
+        paths: Vec::new(),
         ids: HashSet::new(),
         weights: HashMap::new(),
         missing_data: false,
@@ -188,6 +295,9 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         );
     }
     for (i, n) in graph.node.iter().enumerate() {
+        if n.output.first().is_none_or(String::is_empty) {
+            return Err(r.err(i, n, "the node has no output").help(AGAIN));
+        }
         for x in &n.input {
             *r.uses.entry(x.as_str()).or_default() += 1;
         }
@@ -202,7 +312,26 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
     let mut n_inputs = 0;
     for inp in &graph.input {
         let name = inp.name.as_deref().unwrap_or("");
-        if r.inits.contains_key(name) {
+        if let Some(t) = r.inits.get(name) {
+            // Older exporters list initializers among the inputs: the two shapes must agree.
+            let declared = value_dims(inp);
+            let held: Vec<Option<u64>> = t.dims.iter().map(|&d| u64::try_from(d).ok()).collect();
+            if declared.as_ref().is_some_and(|d| *d != held) {
+                let show = |v: &[Option<u64>]| {
+                    let p: Vec<String> = v
+                        .iter()
+                        .map(|d| d.map_or("?".into(), |x| x.to_string()))
+                        .collect();
+                    format!("[{}]", p.join(", "))
+                };
+                return Err(Diagnostic::new(format!(
+                    "{file}: graph input `{}` is declared {} but its initializer has dims {}",
+                    excerpt(name),
+                    show(&declared.unwrap_or_default()),
+                    show(&held)
+                ))
+                .help(AGAIN));
+            }
             continue;
         }
         let dims = value_dims(inp).ok_or_else(|| {
@@ -217,7 +346,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         if n_inputs > 0 && is_weight_only(graph, name) {
             let d = dims
                 .iter()
-                .map(|d| d.ok_or_else(|| dyn_dim(file, name, &dims)))
+                .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0)))
                 .collect::<Result<Vec<u64>, _>>()?;
             r.vals.insert(name.to_string(), Val::Shaped { dims: d });
             r.missing_data = true;
@@ -228,8 +357,17 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             match (k, d) {
                 (0, None) => shape.push(batch),
                 (_, Some(v)) => shape.push(*v),
-                _ => return Err(dyn_dim(file, name, &dims)),
+                _ => return Err(dyn_dim(file, inp, &dims, 1)),
             }
+        }
+        if numel(&shape) > MAX_SIZE {
+            return Err(Diagnostic::new(format!(
+                "{file}: graph input `{}` has shape {shape:?}: more than 2^40 elements",
+                excerpt(name)
+            ))
+            .help(
+                "archscope's tensors hold at most 2^40 elements: check the input size and --batch",
+            ));
         }
         if shape.len() < 2 {
             return Err(Diagnostic::new(format!(
@@ -294,9 +432,18 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
             }
         }
     }
-    let model_name = graph.name.clone().unwrap_or_default();
+    // The graph's name is the model's name: text the YAML reader takes (no control
+    // characters, at most `spec::MAX_MODEL_NAME_LEN` characters), whatever the file holds.
+    let model_name = printable(
+        graph.name.as_deref().unwrap_or(""),
+        crate::spec::MAX_MODEL_NAME_LEN,
+    );
     let mut yaml = String::new();
-    let _ = writeln!(yaml, "# Read from the ONNX file {file} by archscope.");
+    let _ = writeln!(
+        yaml,
+        "# Read from the ONNX file {} by archscope.",
+        printable(file, 1_000)
+    );
     let _ = writeln!(yaml, "format: archscope/1");
     let _ = writeln!(
         yaml,
@@ -326,41 +473,98 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         has_weights,
         origins: r.origins,
         declared,
+        paths: r.paths,
     })
+}
+
+/// The help of an error in a file no exporter writes (a damaged or hand-edited file).
+const AGAIN: &str = "export the model again";
+
+/// What to do about a tensor whose data cannot be read.
+fn data_help(e: &DataError) -> &'static str {
+    match e {
+        DataError::External => "archscope reads weights stored inside the .onnx file: save it without external data (onnx.save(model, path, save_as_external_data=False)) or export the graph only",
+        DataError::Type(_) => "archscope reads float, float16, bfloat16, double and integer tensors",
+        _ => "the file is damaged: export it again",
+    }
 }
 
 /// The newest ONNX opset archscope reads.
 pub const MAX_OPSET: i64 = 23;
 
+/// `s` with each control character replaced by U+FFFD and cut to `max` characters (the last
+/// one then `…`): a name the YAML side reads as written, shown as near to the file's as it can.
+fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() || ('\u{fffe}'..='\u{ffff}').contains(&c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
 fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn dyn_dim(file: &str, name: &str, dims: &[Option<u64>]) -> Diagnostic {
+/// A graph input `v` (shape `dims`) with a symbolic size at or after axis `from`: the message
+/// names the first such axis and its symbol.
+fn dyn_dim(file: &str, v: &proto::ValueInfoProto, dims: &[Option<u64>], from: usize) -> Diagnostic {
     let shown: Vec<String> = dims
         .iter()
         .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
         .collect();
+    let axis = (from..dims.len())
+        .find(|&k| dims[k].is_none())
+        .unwrap_or(from);
+    let symbol = match dim_values(v).and_then(|d| d.get(axis).cloned().flatten()) {
+        Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+            format!(", `{}`", excerpt(&p))
+        }
+        _ => ", unnamed".to_string(),
+    };
     Diagnostic::new(format!(
-        "{file}: tensor `{}` has shape [{}]: a dynamic dimension other than the batch",
-        excerpt(name),
+        "{file}: tensor `{}` has shape [{}]: a dynamic dimension other than the batch (dimension {axis}{symbol})",
+        excerpt(v.name.as_deref().unwrap_or("")),
         shown.join(", ")
     ))
     .help("export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); only the first (batch) dimension may be symbolic: it takes --batch")
 }
 
-/// The dims of a value's tensor type: `Some(v)` a fixed size, `None` symbolic or unknown.
-fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
+/// The raw dims of a value's tensor type.
+fn dim_values(
+    v: &proto::ValueInfoProto,
+) -> Option<Vec<Option<proto::tensor_shape_proto::dimension::Value>>> {
     let t = v.r#type.as_ref()?;
     let proto::type_proto::Value::TensorType(tt) = t.value.as_ref()? else {
         return None;
     };
-    let shape = tt.shape.as_ref()?;
     Some(
-        shape
+        tt.shape
+            .as_ref()?
             .dim
             .iter()
-            .map(|d| match &d.value {
+            .map(|d| d.value.clone())
+            .collect(),
+    )
+}
+
+/// The dims of a value's tensor type: `Some(v)` a fixed size, `None` symbolic or unknown.
+fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
+    Some(
+        dim_values(v)?
+            .iter()
+            .map(|d| match d {
                 Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => {
                     Some(*v as u64)
                 }
@@ -446,6 +650,37 @@ fn module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
     None
 }
 
+/// The whole dotted module path of a PyTorch-exported node: its weight's
+/// (`layer1.0.conv1.weight` → `layer1.0.conv1`), else its name's scopes joined, each scope
+/// being either a path that continues the one before (`features.2.0` after `features.2`,
+/// `block.2` after `….block`) or a child's own name (`avgpool`):
+/// `/features/features.2/features.2.0/block/block.2/avgpool/GlobalAveragePool` →
+/// `features.2.0.block.2.avgpool`.
+fn full_module_path(n: &NodeProto, weight: Option<&str>) -> Option<String> {
+    if let Some(p) = weight.and_then(|w| w.strip_suffix(".weight")) {
+        return Some(p.to_string());
+    }
+    let name = n.name.as_deref()?.strip_prefix('/')?;
+    let scopes: Vec<&str> = name.split('/').collect();
+    let mut path: Vec<String> = Vec::new();
+    for s in &scopes[..scopes.len().saturating_sub(1)] {
+        let parts: Vec<&str> = s.split('.').collect();
+        // The longest tail of the path that the scope starts with.
+        let keep = (1..=path.len().min(parts.len().saturating_sub(1)))
+            .rev()
+            .find(|&k| {
+                path[path.len() - k..]
+                    .iter()
+                    .zip(&parts)
+                    .all(|(a, b)| a == b)
+            })
+            .map_or(path.len(), |k| path.len() - k);
+        path.truncate(keep);
+        path.extend(parts.iter().map(|p| p.to_string()));
+    }
+    (!path.is_empty()).then(|| path.join("."))
+}
+
 impl<'a> Reader<'a> {
     fn fresh_id(&mut self, base: &str, fallback: &str) -> String {
         let base = if base.is_empty() {
@@ -461,6 +696,20 @@ impl<'a> Reader<'a> {
         }
         self.ids.insert(id.clone());
         id
+    }
+
+    /// The one node (from index `from` on) that reads tensor `t`, when exactly one reads it
+    /// (and it is no graph output).
+    fn sole_reader(&self, from: usize, t: &str) -> Option<(usize, &'a NodeProto)> {
+        if self.uses.get(t) != Some(&1) {
+            return None;
+        }
+        self.graph
+            .node
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, m)| m.input.iter().any(|v| v == t))
     }
 
     fn where_(&self, i: usize, n: &NodeProto) -> String {
@@ -568,19 +817,46 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn data_err(&self, i: usize, n: &NodeProto, name: &str, e: DataError) -> Diagnostic {
-        let help = match e {
-            DataError::External => "archscope reads weights stored inside the .onnx file: save it without external data (onnx.save(model, path, save_as_external_data=False)) or export the graph only",
-            DataError::Type(_) => "archscope reads float, float16, bfloat16, double and integer tensors",
-            _ => "the file is damaged: export it again",
+    /// Input `k`'s dims (`None`: absent, nothing to check) against what the layer needs; a
+    /// weight may drop or add leading 1s.
+    fn shape_check(
+        &self,
+        i: usize,
+        n: &NodeProto,
+        k: usize,
+        got: Option<&[u64]>,
+        want: &[u64],
+    ) -> Result<(), Diagnostic> {
+        let Some(got) = got else {
+            return Ok(());
         };
-        self.err(i, n, e.describe(name)).help(help)
+        let trim = |v: &[u64]| -> Vec<u64> { v.iter().copied().skip_while(|&d| d == 1).collect() };
+        if trim(got) == trim(want) && numel(got) == numel(want) {
+            return Ok(());
+        }
+        Err(self
+            .err(
+                i,
+                n,
+                format!(
+                    "input {k} (`{}`) has shape {got:?} where the layer needs {want:?}",
+                    excerpt(n.input.get(k).map_or("", String::as_str))
+                ),
+            )
+            .help(AGAIN))
     }
 
-    fn put_weight(&mut self, layer: &str, w: &str, shape: Vec<usize>, data: Option<Vec<f32>>) {
+    fn data_err(&self, i: usize, n: &NodeProto, name: &str, e: DataError) -> Diagnostic {
+        self.err(i, n, e.describe(name)).help(data_help(&e))
+    }
+
+    fn put_weight(&mut self, layer: &str, w: &str, dims: &[u64], data: Option<Vec<f32>>) {
         match data {
             Some(d) => {
-                self.weights.insert(format!("{layer}.{w}"), (shape, d));
+                let shape = dims.iter().map(|&v| v as usize).collect();
+                // A `parameter`'s one tensor is named after the layer itself (exec::tensor_name).
+                self.weights
+                    .insert(crate::exec::tensor_name(layer, w), (shape, d));
             }
             None => self.missing_data = true,
         }
@@ -591,7 +867,24 @@ impl<'a> Reader<'a> {
         let id = self.fresh_id(base, "layer");
         self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
         self.origins.push(self.where_(i, n));
+        self.paths
+            .push(full_module_path(n, n.input.get(1).map(String::as_str)));
         id
+    }
+
+    /// Emits one YAML node named after `n` (else `default`) with output `out`.
+    fn layer(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        default: &str,
+        body: String,
+        out: Vec<u64>,
+    ) -> Result<(), Diagnostic> {
+        let base = self.base(n, None, default);
+        let id = self.emit(i, n, &base, body);
+        self.set_out(n, 0, id, out);
+        Ok(())
     }
 
     fn set_out(&mut self, n: &NodeProto, k: usize, r: String, shape: Vec<u64>) {
@@ -669,7 +962,7 @@ impl<'a> Reader<'a> {
                 let (_, shape) = self.act(i, n, 0)?;
                 let axis = attr_i(n, "axis", if self.opset >= 13 { -1 } else { 1 });
                 let rank = shape.len() as i64;
-                let ax = if axis < 0 { axis + rank } else { axis };
+                let ax = axis_at(axis, rank);
                 if self.opset < 13 && ax != rank - 1 {
                     return Err(self
                         .err(i, n, format!("{op} of opset {} over axis {axis} flattens the trailing dims, which archscope's softmax does not", self.opset))
@@ -680,6 +973,12 @@ impl<'a> Reader<'a> {
             }
             "Gelu" => {
                 let approx = attr_s(n, "approximate").unwrap_or_else(|| "none".into());
+                // Written into the YAML as a plain word: the gelu layer checks its value.
+                if approx.is_empty() || !approx.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(self
+                        .err(i, n, format!("Gelu with approximate `{}`", excerpt(&approx)))
+                        .help("ONNX's Gelu approximates as `none` or `tanh`: export the model again"));
+                }
                 self.unary(i, n, "gelu", format!(", approximate: {approx}"))
             }
             "Erf" => self.gelu_erf(i, n),
@@ -700,23 +999,17 @@ impl<'a> Reader<'a> {
                 for d in out.iter_mut().skip(2) {
                     *d = 1;
                 }
-                let base = self.base(n, None, if avg { "gap" } else { "gmp" });
-                let id = self.emit(i, n, &base, body);
-                self.set_out(n, 0, id, out);
-                Ok(())
+                self.layer(i, n, if avg { "gap" } else { "gmp" }, body, out)
             }
             "Flatten" => {
                 let (x, shape) = self.act(i, n, 0)?;
                 let axis = attr_i(n, "axis", 1);
-                let ax = if axis < 0 { axis + shape.len() as i64 } else { axis };
+                let ax = axis_at(axis, shape.len() as i64);
                 if ax != 1 {
                     return Err(self.err(i, n, format!("Flatten at axis {axis}: archscope keeps the batch dimension and flattens from axis 1")).help("export x.flatten(1) (axis 1)"));
                 }
-                let out = vec![shape[0], shape[1..].iter().product()];
-                let base = self.base(n, None, "flatten");
-                let id = self.emit(i, n, &base, format!("op: flatten, in: {x}"));
-                self.set_out(n, 0, id, out);
-                Ok(())
+                let out = vec![shape[0], numel(&shape[1..])];
+                self.layer(i, n, "flatten", format!("op: flatten, in: {x}"), out)
             }
             "Reshape" => {
                 let (x, shape) = self.act(i, n, 0)?;
@@ -731,23 +1024,9 @@ impl<'a> Reader<'a> {
                     None => self.ints(i, n, 1)?.unwrap_or_default(),
                 };
                 let out = if op == "Squeeze" {
-                    let rank = shape.len() as i64;
-                    let axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
-                    shape
-                        .iter()
-                        .enumerate()
-                        .filter(|(k, &d)| !(if axes.is_empty() { d == 1 && *k > 0 } else { axes.contains(&(*k as i64)) }))
-                        .map(|(_, &d)| d)
-                        .collect()
+                    squeezed(&shape, &axes, true)
                 } else {
-                    let rank = (shape.len() + axes.len()) as i64;
-                    let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
-                    axes.sort_unstable();
-                    let mut out = shape.clone();
-                    for a in axes {
-                        out.insert((a.max(0) as usize).min(out.len()), 1);
-                    }
-                    out
+                    unsqueezed(&shape, &axes)
                 };
                 self.reshape_to(i, n, &x, &shape, out)
             }
@@ -758,10 +1037,7 @@ impl<'a> Reader<'a> {
                     return Err(self.err(i, n, format!("Transpose with perm {perm:?} moves the batch dimension")).help("archscope keeps the batch first: permute the other axes only"));
                 }
                 let out: Vec<u64> = perm.iter().map(|&p| shape.get(p as usize).copied().unwrap_or(0)).collect();
-                let base = self.base(n, None, "permute");
-                let id = self.emit(i, n, &base, format!("op: permute, in: {x}, dims: {}", ilist(&perm)));
-                self.set_out(n, 0, id, out);
-                Ok(())
+                self.layer(i, n, "permute", format!("op: permute, in: {x}, dims: {}", ilist(&perm)), out)
             }
             "Concat" => self.concat(i, n),
             "Split" => self.split(i, n),
@@ -785,10 +1061,7 @@ impl<'a> Reader<'a> {
         extra: String,
     ) -> Result<(), Diagnostic> {
         let (x, shape) = self.act(i, n, 0)?;
-        let base = self.base(n, None, op);
-        let id = self.emit(i, n, &base, format!("op: {op}, in: {x}{extra}"));
-        self.set_out(n, 0, id, shape);
-        Ok(())
+        self.layer(i, n, op, format!("op: {op}, in: {x}{extra}"), shape)
     }
 
     fn clip(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
@@ -809,6 +1082,9 @@ impl<'a> Reader<'a> {
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
             (Some(0.0), None) => self.unary(i, n, "relu", String::new()),
+            (Some(l), Some(h)) if l.partial_cmp(&h) != Some(std::cmp::Ordering::Less) => Err(self
+                .err(i, n, format!("Clip with min {l} and max {h}"))
+                .help("archscope's clamp (hardtanh) needs min < max: export the model again")),
             (Some(l), Some(h)) => self.unary(
                 i,
                 n,
@@ -823,19 +1099,10 @@ impl<'a> Reader<'a> {
 
     /// Sigmoid(x) read by exactly one Mul(x, ·): SiLU.
     fn silu(&mut self, i: usize, n: &NodeProto) -> Result<Option<()>, Diagnostic> {
-        let x = &n.input[0];
-        let y = &n.output[0];
-        if self.uses.get(y.as_str()) != Some(&1) {
+        let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else {
             return Ok(None);
-        }
-        let Some((j, m)) = self
-            .graph
-            .node
-            .iter()
-            .enumerate()
-            .skip(i + 1)
-            .find(|(_, m)| m.input.iter().any(|s| s == y))
-        else {
+        };
+        let Some((j, m)) = self.sole_reader(i + 1, y) else {
             return Ok(None);
         };
         if m.op_type.as_deref() != Some("Mul")
@@ -865,22 +1132,15 @@ impl<'a> Reader<'a> {
             .help("export nn.GELU (opset 20 writes a Gelu node), or describe the layer in YAML")
         };
         // The Div(x, √2) before it was deferred: see `binary`.
-        let Some(Val::Act { r: div_r, .. }) = self.vals.get(&n.input[0]).cloned() else {
+        let Some(Val::Act { r: div_r, .. }) =
+            n.input.first().and_then(|x| self.vals.get(x)).cloned()
+        else {
             return Err(fail(self));
         };
         let Some(x_name) = div_r.strip_prefix("@gelu_div:").map(str::to_string) else {
             return Err(fail(self));
         };
-        let next = |s: &Self, t: &str| -> Option<(usize, &'a NodeProto)> {
-            if s.uses.get(t) != Some(&1) {
-                return None;
-            }
-            s.graph
-                .node
-                .iter()
-                .enumerate()
-                .find(|(_, m)| m.input.iter().any(|v| v == t))
-        };
+        let next = |s: &Self, t: &str| s.sole_reader(0, t);
         let is_const = |s: &Self, t: &str, v: f64| matches!(s.vals.get(t), Some(Val::Const { data, .. }) if data.len() == 1 && (data[0] - v).abs() < 1e-6);
         let Some((ja, add)) = next(self, &n.output[0]) else {
             return Err(fail(self));
@@ -946,7 +1206,7 @@ impl<'a> Reader<'a> {
         let Some((wd, wdata)) = self.weight(i, n, 1)? else {
             return Err(self
                 .err(i, n, "the convolution has no weight input")
-                .help("export the model again"));
+                .help(AGAIN));
         };
         let bias = self.weight(i, n, 2)?;
         let sp = wd.len().saturating_sub(2);
@@ -962,26 +1222,33 @@ impl<'a> Reader<'a> {
                 ));
         }
         let k: Vec<u64> = wd[2..].to_vec();
-        let s: Vec<u64> = attr_ints(n, "strides")
-            .map(|v| v.iter().map(|&x| x as u64).collect())
-            .unwrap_or(vec![1; sp]);
-        let d: Vec<u64> = attr_ints(n, "dilations")
-            .map(|v| v.iter().map(|&x| x as u64).collect())
-            .unwrap_or(vec![1; sp]);
+        let Window {
+            s,
+            d,
+            mut pads,
+            auto,
+        } = self.window(i, n, &k)?;
         let g = attr_i(n, "group", 1).max(1) as u64;
-        let mut pads: Vec<u64> = attr_ints(n, "pads")
-            .map(|v| v.iter().map(|&x| x.max(0) as u64).collect())
-            .unwrap_or(vec![0; 2 * sp]);
-        let auto = attr_s(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
-        if pads.len() != 2 * sp || s.len() != sp || d.len() != sp {
+        // The weight against the input's channels: O×(C/g)×k… (ConvTranspose: C×(O/g)×k…).
+        let c = shape[1];
+        let (per_group, outs) = if transposed {
+            (wd[0] == c, wd[1] * g)
+        } else {
+            (wd[1] * g == c && wd[0] % g == 0, wd[0])
+        };
+        if !per_group || c % g != 0 {
             return Err(self
                 .err(
                     i,
                     n,
-                    "pads, strides or dilations do not have one entry per spatial axis",
+                    format!(
+                        "weight `{}` has shape {wd:?}, which does not fit an input of {c} channels in {g} group(s)",
+                        excerpt(&n.input[1])
+                    ),
                 )
-                .help("export the model again"));
+                .help(AGAIN));
         }
+        self.shape_check(i, n, 2, bias.as_ref().map(|b| &b.0[..]), &[outs])?;
         if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
             if transposed {
                 return Err(self
@@ -1080,10 +1347,9 @@ impl<'a> Reader<'a> {
             list(&d)
         );
         let id = self.emit(i, n, &base, body);
-        let wshape: Vec<usize> = wd.iter().map(|&v| v as usize).collect();
-        self.put_weight(&id, "weight", wshape, wdata);
+        self.put_weight(&id, "weight", &wd, wdata);
         if let Some((bd, bdata)) = bias {
-            self.put_weight(&id, "bias", bd.iter().map(|&v| v as usize).collect(), bdata);
+            self.put_weight(&id, "bias", &bd, bdata);
         }
         self.set_out(n, 0, id, out);
         Ok(())
@@ -1097,14 +1363,12 @@ impl<'a> Reader<'a> {
             return Err(self.err(i, n, format!("Gemm with alpha {alpha}, beta {beta}, transA {ta}: archscope's linear is y = x·Wᵀ + b")).help("export nn.Linear (alpha = beta = 1, transA = 0)"));
         }
         let Some((wd, wdata)) = self.weight(i, n, 1)? else {
-            return Err(self
-                .err(i, n, "Gemm has no B input")
-                .help("export the model again"));
+            return Err(self.err(i, n, "Gemm has no B input").help(AGAIN));
         };
         if wd.len() != 2 || shape.len() != 2 {
             return Err(self
                 .err(i, n, "Gemm on tensors that are not matrices")
-                .help("export the model again"));
+                .help(AGAIN));
         }
         let (out_f, in_f) = if tb == 1 {
             (wd[0], wd[1])
@@ -1118,55 +1382,59 @@ impl<'a> Reader<'a> {
                 transpose2(&w, wd[0] as usize, wd[1] as usize)
             }
         });
+        self.shape_check(i, n, 0, Some(&shape[1..]), &[in_f])?;
         let bias = self.weight(i, n, 2)?;
         if let Some((bd, _)) = &bias {
-            if bd.iter().product::<u64>() != out_f {
+            if numel(bd) != out_f {
                 return Err(self.err(i, n, format!("Gemm's C has shape {bd:?}; archscope's linear adds one bias per output ({out_f})")).help("export nn.Linear"));
             }
         }
-        self.linear_node(
-            i,
-            n,
-            &x,
-            &shape,
+        let base = self.base(n, n.input.get(1).map(String::as_str), "linear");
+        let lin = Linear {
+            x,
+            shape,
             out_f,
             in_f,
-            wdata,
-            bias.map(|(_, d)| d),
-            n.input.get(1).cloned(),
-        )
+            w: wdata,
+            bias: bias.map(|(_, d)| d),
+        };
+        self.linear_node(i, n, n, &base, lin)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Emits a linear layer for node `n` (#`i`) whose result is `out_node`'s output (the Add
+    /// of a MatMul's bias, or `n` itself).
     fn linear_node(
         &mut self,
         i: usize,
         n: &NodeProto,
-        x: &str,
-        shape: &[u64],
-        out_f: u64,
-        in_f: u64,
-        w: Option<Vec<f32>>,
-        bias: Option<Option<Vec<f32>>>,
-        wname: Option<String>,
+        out_node: &NodeProto,
+        base: &str,
+        lin: Linear,
     ) -> Result<(), Diagnostic> {
-        let base = self.base(n, wname.as_deref(), "linear");
+        let Linear {
+            x,
+            shape,
+            out_f,
+            in_f,
+            w,
+            bias,
+        } = lin;
         let has_bias = bias.is_some();
         let id = self.emit(
             i,
             n,
-            &base,
+            base,
             format!("op: linear, in: {x}, out: {out_f}, bias: {has_bias}"),
         );
-        self.put_weight(&id, "weight", vec![out_f as usize, in_f as usize], w);
+        self.put_weight(&id, "weight", &[out_f, in_f], w);
         if let Some(b) = bias {
-            self.put_weight(&id, "bias", vec![out_f as usize], b);
+            self.put_weight(&id, "bias", &[out_f], b);
         }
-        let mut out = shape.to_vec();
+        let mut out = shape;
         if let Some(l) = out.last_mut() {
             *l = out_f;
         }
-        self.set_out(n, 0, id, out);
+        self.set_out(out_node, 0, id, out);
         Ok(())
     }
 
@@ -1177,68 +1445,46 @@ impl<'a> Reader<'a> {
                 r: b,
                 shape: bshape,
             } => {
-                let rank = ashape.len().max(bshape.len());
-                let mut out: Vec<u64> = Vec::new();
-                for k in 0..rank.saturating_sub(2) {
-                    let da = if k + ashape.len() >= rank {
-                        ashape[k + ashape.len() - rank]
-                    } else {
-                        1
-                    };
-                    let db = if k + bshape.len() >= rank {
-                        bshape[k + bshape.len() - rank]
-                    } else {
-                        1
-                    };
-                    out.push(da.max(db));
+                if ashape.len() < 2 || bshape.len() < 2 {
+                    return Err(self
+                        .err(i, n, format!("MatMul of shapes {ashape:?} and {bshape:?}: archscope multiplies tensors of rank 2 or more"))
+                        .help("describe the layer in YAML"));
                 }
+                let (ab, bb) = (&ashape[..ashape.len() - 2], &bshape[..bshape.len() - 2]);
+                let mut out = broadcast(ab, bb);
                 out.push(ashape[ashape.len() - 2]);
                 out.push(bshape[bshape.len() - 1]);
-                let base = self.base(n, None, "matmul");
-                let id = self.emit(i, n, &base, format!("op: matmul, in: [{a}, {b}]"));
-                self.set_out(n, 0, id, out);
-                Ok(())
+                self.layer(i, n, "matmul", format!("op: matmul, in: [{a}, {b}]"), out)
             }
             _ => {
                 // x · W (W constant K×N): a linear layer (weight N×K), with the bias of a
                 // following Add of a constant vector of N.
                 let Some((wd, wdata)) = self.weight(i, n, 1)? else {
-                    return Err(self
-                        .err(i, n, "MatMul has no second input")
-                        .help("export the model again"));
+                    return Err(self.err(i, n, "MatMul has no second input").help(AGAIN));
                 };
                 if wd.len() != 2 {
                     return Err(self.err(i, n, format!("MatMul by a constant of shape {wd:?}: archscope reads x·W with W a matrix (a linear layer)")).help("describe the layer in YAML"));
                 }
                 let (k, nn) = (wd[0], wd[1]);
+                self.shape_check(i, n, 0, ashape.last().map(std::slice::from_ref), &[k])?;
                 let w = wdata.map(|w| transpose2(&w, k as usize, nn as usize));
                 // The Add of a bias right after it.
                 let y = n.output[0].clone();
                 let mut bias = None;
                 let mut out_node = n;
-                if self.uses.get(y.as_str()) == Some(&1) {
-                    if let Some((j, m)) = self
-                        .graph
-                        .node
-                        .iter()
-                        .enumerate()
-                        .skip(i + 1)
-                        .find(|(_, m)| m.input.contains(&y))
-                    {
-                        if m.op_type.as_deref() == Some("Add") && m.input.len() == 2 {
-                            let other = if m.input[0] == y { 1 } else { 0 };
-                            let shaped = match self.vals.get(&m.input[other]) {
-                                Some(Val::Const { dims, .. }) | Some(Val::Shaped { dims, .. }) => {
-                                    dims.iter().product::<u64>() == nn && dims.len() == 1
-                                }
-                                _ => false,
-                            };
-                            if shaped {
-                                bias =
-                                    Some(self.weight(j, m, other)?.map(|(_, d)| d).unwrap_or(None));
-                                self.done.insert(j);
-                                out_node = m;
+                if let Some((j, m)) = self.sole_reader(i + 1, &y) {
+                    if m.op_type.as_deref() == Some("Add") && m.input.len() == 2 {
+                        let other = if m.input[0] == y { 1 } else { 0 };
+                        let shaped = match self.vals.get(&m.input[other]) {
+                            Some(Val::Const { dims, .. }) | Some(Val::Shaped { dims, .. }) => {
+                                numel(dims) == nn && dims.len() == 1
                             }
+                            _ => false,
+                        };
+                        if shaped {
+                            bias = Some(self.weight(j, m, other)?.map(|(_, d)| d).unwrap_or(None));
+                            self.done.insert(j);
+                            out_node = m;
                         }
                     }
                 }
@@ -1249,23 +1495,15 @@ impl<'a> Reader<'a> {
                     out_node
                 };
                 let base = self.base(base_node, wname.as_deref(), "linear");
-                let has_bias = bias.is_some();
-                let id = self.emit(
-                    i,
-                    n,
-                    &base,
-                    format!("op: linear, in: {a}, out: {nn}, bias: {has_bias}"),
-                );
-                self.put_weight(&id, "weight", vec![nn as usize, k as usize], w);
-                if let Some(b) = bias {
-                    self.put_weight(&id, "bias", vec![nn as usize], b);
-                }
-                let mut out = ashape.clone();
-                if let Some(l) = out.last_mut() {
-                    *l = nn;
-                }
-                self.set_out(out_node, 0, id, out);
-                Ok(())
+                let lin = Linear {
+                    x: a,
+                    shape: ashape,
+                    out_f: nn,
+                    in_f: k,
+                    w,
+                    bias,
+                };
+                self.linear_node(i, n, out_node, &base, lin)
             }
         }
     }
@@ -1307,9 +1545,10 @@ impl<'a> Reader<'a> {
             let Some((dims, data)) = self.weight(i, n, k)? else {
                 return Err(self
                     .err(i, n, format!("input {k} ({w}) is missing"))
-                    .help("export the model again"));
+                    .help(AGAIN));
             };
-            self.put_weight(&id, w, dims.iter().map(|&v| v as usize).collect(), data);
+            self.shape_check(i, n, k, Some(&dims), &shape[1..2])?;
+            self.put_weight(&id, w, &dims, data);
         }
         self.set_out(n, 0, id, shape);
         Ok(())
@@ -1319,7 +1558,7 @@ impl<'a> Reader<'a> {
         let (x, shape) = self.act(i, n, 0)?;
         let axis = attr_i(n, "axis", -1);
         let rank = shape.len() as i64;
-        let ax = if axis < 0 { axis + rank } else { axis };
+        let ax = axis_at(axis, rank);
         if ax < 1 || ax >= rank {
             return Err(self
                 .err(i, n, format!("LayerNormalization over axis {axis}"))
@@ -1329,6 +1568,9 @@ impl<'a> Reader<'a> {
         let scale = self.weight(i, n, 1)?;
         let bias = self.weight(i, n, 2)?;
         let dims = rank - ax;
+        let normed = &shape[ax as usize..];
+        self.shape_check(i, n, 1, scale.as_ref().map(|w| &w.0[..]), normed)?;
+        self.shape_check(i, n, 2, bias.as_ref().map(|w| &w.0[..]), normed)?;
         let wname = n.input.get(1).cloned();
         let base = self.base(n, wname.as_deref(), "ln");
         let id = self.emit(
@@ -1342,13 +1584,63 @@ impl<'a> Reader<'a> {
             ),
         );
         if let Some((d, w)) = scale {
-            self.put_weight(&id, "weight", d.iter().map(|&v| v as usize).collect(), w);
+            self.put_weight(&id, "weight", &d, w);
         }
         if let Some((d, b)) = bias {
-            self.put_weight(&id, "bias", d.iter().map(|&v| v as usize).collect(), b);
+            self.put_weight(&id, "bias", &d, b);
         }
         self.set_out(n, 0, id, shape);
         Ok(())
+    }
+
+    /// The sliding-window attributes Conv, ConvTranspose and the pools share, for kernel `k`
+    /// (one entry per spatial axis): each size at least 1, one stride and dilation per axis, a
+    /// begin and an end pad per axis.
+    fn window(&self, i: usize, n: &NodeProto, k: &[u64]) -> Result<Window, Diagnostic> {
+        let sp = k.len();
+        let s = attr_sizes(n, "strides", vec![1; sp]);
+        let d = attr_sizes(n, "dilations", vec![1; sp]);
+        let pads = attr_sizes(n, "pads", vec![0; 2 * sp]);
+        let auto = attr_s(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        if !["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(&auto.as_str()) {
+            return Err(self
+                .err(i, n, format!("auto_pad `{}`", excerpt(&auto)))
+                .help(
+                    "auto_pad is NOTSET, SAME_UPPER, SAME_LOWER or VALID: export the model again",
+                ));
+        }
+        if pads.len() != 2 * sp || s.len() != sp || d.len() != sp {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    "pads, strides or dilations do not have one entry per spatial axis",
+                )
+                .help(AGAIN));
+        }
+        if let Some(v) = k
+            .iter()
+            .chain(&s)
+            .chain(&d)
+            .chain(&pads)
+            .find(|&&v| v > MAX_SIZE)
+        {
+            return Err(self
+                .err(i, n, format!("a kernel size, stride, dilation or pad of {v}; archscope takes at most 2^40"))
+                .help(AGAIN));
+        }
+        if k.iter().chain(&s).chain(&d).any(|&v| v == 0) {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "kernel {k:?}, strides {s:?}, dilations {d:?}: each must be at least 1"
+                    ),
+                )
+                .help(AGAIN));
+        }
+        Ok(Window { s, d, pads, auto })
     }
 
     fn pool(&mut self, i: usize, n: &NodeProto, max: bool) -> Result<(), Diagnostic> {
@@ -1362,18 +1654,9 @@ impl<'a> Reader<'a> {
         if !(1..=3).contains(&sp) || k.len() != sp {
             return Err(self
                 .err(i, n, "a pool whose kernel_shape does not match its input")
-                .help("export the model again"));
+                .help(AGAIN));
         }
-        let s: Vec<u64> = attr_ints(n, "strides")
-            .map(|v| v.iter().map(|&x| x as u64).collect())
-            .unwrap_or(vec![1; sp]);
-        let d: Vec<u64> = attr_ints(n, "dilations")
-            .map(|v| v.iter().map(|&x| x as u64).collect())
-            .unwrap_or(vec![1; sp]);
-        let pads: Vec<u64> = attr_ints(n, "pads")
-            .map(|v| v.iter().map(|&x| x.max(0) as u64).collect())
-            .unwrap_or(vec![0; 2 * sp]);
-        let auto = attr_s(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        let Window { s, d, pads, auto } = self.window(i, n, &k)?;
         if auto != "NOTSET" && auto != "VALID" {
             return Err(self
                 .err(i, n, format!("a pool with auto_pad {auto}"))
@@ -1410,10 +1693,7 @@ impl<'a> Reader<'a> {
             let cip = attr_i(n, "count_include_pad", 0) == 1;
             let _ = write!(body, ", count_include_pad: {cip}");
         }
-        let base = self.base(n, None, if max { "maxpool" } else { "avgpool" });
-        let id = self.emit(i, n, &base, body);
-        self.set_out(n, 0, id, out);
-        Ok(())
+        self.layer(i, n, if max { "maxpool" } else { "avgpool" }, body, out)
     }
 
     /// The output shape of a Reshape: 0 copies the input's size (unless allowzero), -1 takes
@@ -1425,7 +1705,7 @@ impl<'a> Reader<'a> {
         shape: &[u64],
         target: &[i64],
     ) -> Result<Vec<u64>, Diagnostic> {
-        let total: u64 = shape.iter().product();
+        let total: u64 = numel(shape);
         let mut out = Vec::new();
         let mut infer = None;
         for (k, &t) in target.iter().enumerate() {
@@ -1435,7 +1715,7 @@ impl<'a> Reader<'a> {
                     infer = Some(k);
                     out.push(1);
                 }
-                t if t > 0 => out.push(t as u64),
+                t if t > 0 && t as u64 <= MAX_SIZE => out.push(t as u64),
                 _ => {
                     return Err(self
                         .err(i, n, format!("Reshape to {target:?}"))
@@ -1443,7 +1723,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        let known: u64 = out.iter().product();
+        let known: u64 = numel(&out);
         if let Some(k) = infer {
             if known == 0 || !total.is_multiple_of(known) {
                 return Err(self
@@ -1452,11 +1732,11 @@ impl<'a> Reader<'a> {
                         n,
                         format!("Reshape of {shape:?} to {target:?}: the sizes do not divide"),
                     )
-                    .help("export the model again"));
+                    .help(AGAIN));
             }
             out[k] = total / known;
         }
-        if out.iter().product::<u64>() != total {
+        if numel(&out) != total {
             return Err(self
                 .err(
                     i,
@@ -1485,15 +1765,13 @@ impl<'a> Reader<'a> {
                 )
                 .help("archscope keeps the batch first and whole: reshape the other axes only"));
         }
-        let base = self.base(n, None, "reshape");
-        let id = self.emit(
+        self.layer(
             i,
             n,
-            &base,
+            "reshape",
             format!("op: reshape, in: {x}, shape: {}", list(&out[1..])),
-        );
-        self.set_out(n, 0, id, out);
-        Ok(())
+            out,
+        )
     }
 
     fn concat(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
@@ -1504,9 +1782,12 @@ impl<'a> Reader<'a> {
             refs.push(r);
             shapes.push(s);
         }
+        if shapes.is_empty() {
+            return Err(self.err(i, n, "Concat of no inputs").help(AGAIN));
+        }
         let rank = shapes[0].len() as i64;
         let axis = attr_i(n, "axis", 1);
-        let ax = if axis < 0 { axis + rank } else { axis };
+        let ax = axis_at(axis, rank);
         if ax <= 0 || ax >= rank {
             return Err(self
                 .err(i, n, format!("Concat over axis {axis}"))
@@ -1517,41 +1798,58 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|s| s.get(ax as usize).copied().unwrap_or(0))
             .sum();
-        let base = self.base(n, None, "concat");
-        let id = self.emit(
+        self.layer(
             i,
             n,
-            &base,
+            "concat",
             format!("op: concat, in: [{}], dim: {ax}", refs.join(", ")),
-        );
-        self.set_out(n, 0, id, out);
-        Ok(())
+            out,
+        )
     }
 
     fn split(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
         let (x, shape) = self.act(i, n, 0)?;
         let rank = shape.len() as i64;
         let axis = attr_i(n, "axis", 0);
-        let ax = if axis < 0 { axis + rank } else { axis };
+        let ax = axis_at(axis, rank);
         if ax <= 0 || ax >= rank {
             return Err(self
                 .err(i, n, format!("Split over axis {axis}"))
                 .help("archscope splits along a dimension other than the batch"));
         }
         let size = shape[ax as usize];
-        let sizes: Vec<u64> = match attr_ints(n, "split") {
-            Some(s) => s.iter().map(|&v| v as u64).collect(),
-            None => match self.ints(i, n, 1)? {
-                Some(s) => s.iter().map(|&v| v as u64).collect(),
-                None => {
-                    let parts = attr_i(n, "num_outputs", n.output.len() as i64).max(1) as u64;
-                    let chunk = size.div_ceil(parts);
-                    (0..parts)
-                        .map(|p| chunk.min(size.saturating_sub(p * chunk)))
-                        .collect()
-                }
-            },
+        let given = match attr_ints(n, "split") {
+            Some(s) => Some(s),
+            None => self.ints(i, n, 1)?,
         };
+        if given
+            .as_ref()
+            .is_some_and(|g| g.iter().any(|&v| v < 0 || v as u64 > size))
+            || attr_i(n, "num_outputs", n.output.len() as i64) != n.output.len() as i64
+        {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "Split of {size} into {given:?} for {} outputs",
+                        n.output.len()
+                    ),
+                )
+                .help(AGAIN));
+        }
+        let sizes: Vec<u64> = match given {
+            Some(s) => s.iter().map(|&v| v as u64).collect(),
+            None => {
+                // Equal parts, the last one smaller (ONNX's and torch.chunk's rule).
+                let parts = n.output.len().max(1) as u64;
+                let chunk = size.div_ceil(parts);
+                (0..parts)
+                    .map(|p| chunk.min(size.saturating_sub(p * chunk)))
+                    .collect()
+            }
+        };
+        // Each size is at most `size` (checked above): the sum cannot overflow.
         if sizes.iter().sum::<u64>() != size || sizes.len() != n.output.len() {
             return Err(self
                 .err(
@@ -1562,7 +1860,7 @@ impl<'a> Reader<'a> {
                         n.output.len()
                     ),
                 )
-                .help("export the model again"));
+                .help(AGAIN));
         }
         let base = self.base(n, None, "split");
         let id = self.emit(
@@ -1595,7 +1893,7 @@ impl<'a> Reader<'a> {
                     n,
                     "Slice's starts, ends, axes and steps differ in length",
                 )
-                .help("export the model again"));
+                .help(AGAIN));
         }
         let base = self.base(n, None, "slice");
         for k in 0..starts.len() {
@@ -1665,7 +1963,10 @@ impl<'a> Reader<'a> {
                 .help("export the model again with opset ≤ 17 padding"));
         }
         let rank = shape.len();
-        if pads.len() != 2 * rank || pads.iter().any(|&p| p < 0) || pads[0] != 0 || pads[rank] != 0
+        if pads.len() != 2 * rank
+            || pads.iter().any(|&p| p < 0 || p as u64 > MAX_SIZE)
+            || pads[0] != 0
+            || pads[rank] != 0
         {
             return Err(self
                 .err(i, n, format!("Pad with pads {pads:?}"))
@@ -1703,15 +2004,13 @@ impl<'a> Reader<'a> {
         } else {
             String::new()
         };
-        let base = self.base(n, None, "pad");
-        let id = self.emit(
+        self.layer(
             i,
             n,
-            &base,
+            "pad",
             format!("op: pad, in: {x}, pad: {}, mode: {mode}{extra}", list(&fp)),
-        );
-        self.set_out(n, 0, id, out);
-        Ok(())
+            out,
+        )
     }
 
     fn reduce_mean(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
@@ -1721,10 +2020,7 @@ impl<'a> Reader<'a> {
             Some(a) => a,
             None => self.ints(i, n, 1)?.unwrap_or_else(|| (1..rank).collect()),
         };
-        let axes: Vec<i64> = axes
-            .iter()
-            .map(|&a| if a < 0 { a + rank } else { a })
-            .collect();
+        let axes = axes_at(&axes, rank);
         if axes.iter().any(|&a| a <= 0 || a >= rank) {
             return Err(self
                 .err(i, n, format!("ReduceMean over axes {axes:?}"))
@@ -1742,34 +2038,29 @@ impl<'a> Reader<'a> {
                 }
             })
             .collect();
-        let base = self.base(n, None, "mean");
-        let id = self.emit(
+        self.layer(
             i,
             n,
-            &base,
+            "mean",
             format!("op: mean, in: {x}, dims: {}, keepdim: {keep}", ilist(&axes)),
-        );
-        self.set_out(n, 0, id, out);
-        Ok(())
+            out,
+        )
     }
 
     fn binary(&mut self, i: usize, n: &NodeProto, op: &str) -> Result<(), Diagnostic> {
         let a = self.need(i, n, 0)?.clone();
         let b = self.need(i, n, 1)?.clone();
+        if op == "Sub" && matches!(a, Val::Const { init: None, .. }) && matches!(b, Val::Act { .. })
+        {
+            if let Some(r) = self.yolo_decode(i, n) {
+                return r;
+            }
+        }
         match (&a, &b) {
             (Val::Act { r: ra, shape: sa }, Val::Act { r: rb, shape: sb }) if op == "Add" || op == "Mul" => {
-                let rank = sa.len().max(sb.len());
-                let mut out = Vec::new();
-                for k in 0..rank {
-                    let da = if k + sa.len() >= rank { sa[k + sa.len() - rank] } else { 1 };
-                    let db = if k + sb.len() >= rank { sb[k + sb.len() - rank] } else { 1 };
-                    out.push(da.max(db));
-                }
+                let out = broadcast(sa, sb);
                 let name = if op == "Add" { "add" } else { "multiply" };
-                let base = self.base(n, None, name);
-                let id = self.emit(i, n, &base, format!("op: {name}, in: [{ra}, {rb}]"));
-                self.set_out(n, 0, id, out);
-                Ok(())
+                self.layer(i, n, name, format!("op: {name}, in: [{ra}, {rb}]"), out)
             }
             (Val::Act { shape, .. }, Val::Const { data, .. }) if op == "Div" && data.len() == 1 && (data[0] - std::f64::consts::SQRT_2).abs() < 1e-4 => {
                 // The first step of PyTorch's GELU: the Erf that reads it emits the layer.
@@ -1781,34 +2072,189 @@ impl<'a> Reader<'a> {
             }
             (Val::Act { r, shape }, Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. })
             | (Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. }, Val::Act { r, shape })
-                if (op == "Add" || op == "Mul") && dims.iter().product::<u64>() > 1 =>
+                if (op == "Add" || op == "Mul") && numel(dims) > 1 =>
             {
                 // A learned tensor (an initializer): a `parameter` layer and the op.
                 let k = if matches!(a, Val::Act { .. }) { 1 } else { 0 };
                 let wname = n.input[k].clone();
                 let Some((wd, wdata)) = self.weight(i, n, k)? else {
-                    return Err(self.err(i, n, format!("{op} has no input {k}")).help("export the model again"));
+                    return Err(self.err(i, n, format!("{op} has no input {k}")).help(AGAIN));
                 };
                 let pbase = sanitize(wname.trim_end_matches(".weight"));
                 let pid = self.emit(i, n, &pbase, format!("op: parameter, shape: {}", list(&wd)));
-                self.put_weight(&pid, "", wd.iter().map(|&v| v as usize).collect(), wdata);
-                let rank = shape.len().max(wd.len());
-                let mut out = Vec::new();
-                for q in 0..rank {
-                    let da = if q + shape.len() >= rank { shape[q + shape.len() - rank] } else { 1 };
-                    let db = if q + wd.len() >= rank { wd[q + wd.len() - rank] } else { 1 };
-                    out.push(da.max(db));
-                }
+                self.put_weight(&pid, "", &wd, wdata);
+                let out = broadcast(shape, &wd);
                 let name = if op == "Add" { "add" } else { "multiply" };
-                let base = self.base(n, None, name);
-                let id = self.emit(i, n, &base, format!("op: {name}, in: [{r}, {pid}]"));
-                self.set_out(n, 0, id, out);
-                Ok(())
+                self.layer(i, n, name, format!("op: {name}, in: [{r}, {pid}]"), out)
             }
             _ => Err(self
                 .err(i, n, format!("archscope cannot map this `{op}`: archscope has add and multiply of computed tensors (and of learned tensors), not {} by a constant", match op { "Sub" => "subtraction", "Div" => "division", _ => "arithmetic" }))
                 .help("fold the constant into the neighbouring layer before exporting (a normalisation into the first convolution), or describe the model in YAML")),
         }
+    }
+
+    /// Ultralytics' box decoding as its exporter traces `dist2bbox(dfl(boxes), anchors) ×
+    /// strides` (Detect._inference): from the DFL distances D (N×4×A), `lt = D[:, :2]`,
+    /// `rb = D[:, 2:]`, `x1y1 = anchors − lt` (this `Sub`), `x2y2 = anchors + rb`,
+    /// `cat((x1y1 + x2y2) / 2, x2y2 − x1y1) × strides`, the anchors and strides constants of
+    /// `make_anchors(feats, stride, 0.5)`. Read as one `dist2bbox` layer, its levels (cells and
+    /// stride) recovered from the two constants, which must be exactly make_anchors' (cell
+    /// centres row by row, one stride per level). `None`: not this pattern (the caller reports
+    /// the `Sub`); `Some(Err)`: the pattern with constants that are not make_anchors'.
+    fn yolo_decode(&mut self, i: usize, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
+        let g = self.graph;
+        let op_is = |m: &NodeProto, o: &str| m.op_type.as_deref() == Some(o);
+        let prod = |t: &str| self.producer.get(t).map(|&p| (p, &g.node[p]));
+        let readers = |t: &str| -> Vec<(usize, &'a NodeProto)> {
+            g.node
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .filter(|(_, m)| m.input.iter().any(|v| v == t))
+                .collect()
+        };
+        let consts = |t: &str| match self.vals.get(t) {
+            Some(Val::Const { dims, data, .. }) => Some((dims.clone(), data.clone())),
+            _ => None,
+        };
+        // lt: a Slice of D over channels 0..2; D the DFL distances N×4×A.
+        let (_, sl) = prod(&n.input[1])?;
+        if !op_is(sl, "Slice") {
+            return None;
+        }
+        let d_name = sl.input.first()?.clone();
+        let Some(Val::Act {
+            r: d_ref,
+            shape: d_shape,
+        }) = self.vals.get(&d_name).cloned()
+        else {
+            return None;
+        };
+        if d_shape.len() != 3 || d_shape[1] != 4 {
+            return None;
+        }
+        let a = d_shape[2] as usize;
+        let x1y1 = &n.output[0];
+        let (anchors_dims, anchors) = consts(&n.input[0])?;
+        if anchors_dims.iter().product::<u64>() as usize != 2 * a {
+            return None;
+        }
+        let rd = readers(x1y1);
+        let (ja, add) = *rd.iter().find(|(_, m)| op_is(m, "Add"))?;
+        let (js, sub2) = *rd.iter().find(|(_, m)| op_is(m, "Sub"))?;
+        if rd.len() != 2 {
+            return None;
+        }
+        let x2y2 = add.input.iter().find(|t| *t != x1y1)?.clone();
+        let (jx, add2) = prod(&x2y2)?;
+        if !op_is(add2, "Add") || sub2.input.first() != Some(&x2y2) {
+            return None;
+        }
+        let (_, rb_slice) = add2
+            .input
+            .iter()
+            .find_map(|t| prod(t).filter(|(_, m)| op_is(m, "Slice")))?;
+        let anchors2 = add2.input.iter().find_map(|t| consts(t))?;
+        if rb_slice.input.first() != Some(&d_name) || anchors2.1 != anchors {
+            return None;
+        }
+        let rdiv = readers(&add.output[0]);
+        let [(jd, div)] = rdiv[..] else { return None };
+        let two = div.input.get(1).and_then(|t| consts(t));
+        if !op_is(div, "Div") || two.map(|c| c.1) != Some(vec![2.0]) {
+            return None;
+        }
+        let rc = readers(&div.output[0]);
+        let [(jc, cat)] = rc[..] else { return None };
+        if !op_is(cat, "Concat")
+            || cat.input.len() != 2
+            || cat.input[1] != sub2.output[0]
+            || attr_i(cat, "axis", 0) != 1
+        {
+            return None;
+        }
+        let rm = readers(&cat.output[0]);
+        let [(jm, mul)] = rm[..] else { return None };
+        if !op_is(mul, "Mul") {
+            return None;
+        }
+        let (_, strides) = mul.input.iter().find_map(|t| consts(t))?;
+        if strides.len() != a {
+            return None;
+        }
+        // The levels: runs of equal stride; each a grid of cell centres (x + 0.5, y + 0.5) row
+        // by row, as make_anchors lays them out.
+        let bad = |s: &Self, why: String| {
+            Some(Err(s
+                .err(i, n, format!("Ultralytics' box decoding, but {why}"))
+                .help("export the model with Ultralytics' exporter as it is, or describe the head in YAML")))
+        };
+        let (mut heights, mut widths, mut level_strides) = (vec![], vec![], vec![]);
+        let mut k = 0;
+        while k < a {
+            let st = strides[k];
+            let len = strides[k..].iter().take_while(|&&v| v == st).count();
+            let w = (0..len)
+                .take_while(|&q| anchors[a + k + q] == anchors[a + k])
+                .count();
+            if st < 1.0 || st.fract() != 0.0 || w == 0 || len % w != 0 {
+                return bad(
+                    self,
+                    format!(
+                        "its strides from anchor {k} are not one whole stride over a grid of cells"
+                    ),
+                );
+            }
+            let h = len / w;
+            for y in 0..h {
+                for x in 0..w {
+                    let q = k + y * w + x;
+                    if anchors[q] != x as f64 + 0.5 || anchors[a + q] != y as f64 + 0.5 {
+                        return bad(
+                            self,
+                            format!(
+                                "anchor {q} is ({}, {}), not the cell centre ({}.5, {}.5)",
+                                anchors[q],
+                                anchors[a + q],
+                                x,
+                                y
+                            ),
+                        );
+                    }
+                }
+            }
+            heights.push(h as u64);
+            widths.push(w as u64);
+            level_strides.push(st as u64);
+            k += len;
+        }
+        // The two Slice layers already written read D for the pattern alone: removed.
+        for t in [&n.input[1], &rb_slice.output[0]] {
+            if self.uses.get(t.as_str()) == Some(&1) {
+                if let Some(Val::Act { r, .. }) = self.vals.get(t.as_str()) {
+                    let head = format!("{{id: {r}, ");
+                    if let Some(q) = self.yaml_nodes.iter().position(|y| y.starts_with(&head)) {
+                        self.yaml_nodes.remove(q);
+                        self.origins.remove(q);
+                    }
+                }
+            }
+        }
+        let base = self.base(mul, None, "dist2bbox");
+        let id = self.emit(
+            i,
+            n,
+            &base,
+            format!(
+                "op: dist2bbox, in: {d_ref}, heights: {}, widths: {}, strides: {}",
+                list(&heights),
+                list(&widths),
+                list(&level_strides)
+            ),
+        );
+        self.set_out(mul, 0, id, d_shape);
+        self.done.extend([ja, js, jx, jd, jc, jm]);
+        Some(Ok(()))
     }
 
     fn resize(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
@@ -1826,6 +2272,21 @@ impl<'a> Reader<'a> {
                 self.ints(i, n, 3)?.filter(|v| !v.is_empty()),
             )
         };
+        let bad_size = sizes
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|&x| x <= 0 || x as u64 > MAX_SIZE));
+        let bad_scale = scales
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|&f| !(f > 0.0 && f <= MAX_SIZE as f64)));
+        if bad_size || bad_scale {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!("Resize to sizes {sizes:?}, scales {scales:?}"),
+                )
+                .help("sizes and scales are positive (and at most 2^40): export the model again"));
+        }
         let out: Vec<u64> = match (&scales, &sizes) {
             (_, Some(s)) if s.len() == shape.len() => s.iter().map(|&v| v as u64).collect(),
             (Some(sc), _) if sc.len() == shape.len() => shape
@@ -1882,15 +2343,13 @@ impl<'a> Reader<'a> {
         let extra = align
             .map(|a| format!(", align_corners: {a}"))
             .unwrap_or_default();
-        let base = self.base(n, None, "upsample");
-        let id = self.emit(
+        self.layer(
             i,
             n,
-            &base,
+            "upsample",
             format!("op: upsample, in: {x}, {what}, mode: {m}{extra}"),
-        );
-        self.set_out(n, 0, id, out);
-        Ok(())
+            out,
+        )
     }
 
     fn gather(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
@@ -1898,16 +2357,13 @@ impl<'a> Reader<'a> {
         let idx = self.constant(i, n, 1)?;
         let rank = shape.len() as i64;
         let axis = attr_i(n, "axis", 0);
-        let ax = if axis < 0 { axis + rank } else { axis };
+        let ax = axis_at(axis, rank);
         match idx {
             Some((dims, d)) if dims.is_empty() && d.len() == 1 && ax > 0 && ax < rank => {
                 let index = d[0] as i64;
                 let mut out = shape.clone();
                 out.remove(ax as usize);
-                let base = self.base(n, None, "select");
-                let id = self.emit(i, n, &base, format!("op: select, in: {x}, dim: {ax}, index: {index}"));
-                self.set_out(n, 0, id, out);
-                Ok(())
+                self.layer(i, n, "select", format!("op: select, in: {x}, dim: {ax}, index: {index}"), out)
             }
             _ => Err(self.err(i, n, "Gather of a computed tensor by anything but one constant index along a non-batch axis").help("archscope reads x[:, k] (a select); describe other indexing in YAML")),
         }
@@ -1917,28 +2373,24 @@ impl<'a> Reader<'a> {
     fn fold(&mut self, i: usize, n: &NodeProto) -> Result<Option<()>, Diagnostic> {
         let op = n.op_type.as_deref().unwrap_or("");
         if op == "Constant" {
-            let t = n.attribute.first().ok_or_else(|| {
-                self.err(i, n, "Constant without a value")
-                    .help("export the model again")
-            })?;
+            let t = n
+                .attribute
+                .first()
+                .ok_or_else(|| self.err(i, n, "Constant without a value").help(AGAIN))?;
             let (dims, data) = match t.name.as_deref() {
                 Some("value") => {
-                    let tp = t.t.as_ref().ok_or_else(|| {
-                        self.err(i, n, "Constant without a tensor")
-                            .help("export the model again")
-                    })?;
-                    let data = proto::tensor_to_f32(tp)
+                    let tp = t
+                        .t
+                        .as_ref()
+                        .ok_or_else(|| self.err(i, n, "Constant without a tensor").help(AGAIN))?;
+                    // Bounded before decoding (a negative dimension is the decoder's error).
+                    if let Some(count) = proto::element_count(tp) {
+                        self.check_fold_size(i, n, usize::try_from(count).unwrap_or(usize::MAX))?;
+                    }
+                    // Integer constants are read exactly.
+                    let data = proto::tensor_to_f64(tp)
                         .map_err(|e| self.data_err(i, n, &n.output[0], e))?;
                     let dims: Vec<u64> = tp.dims.iter().map(|&d| d as u64).collect();
-                    // Integer constants are read exactly.
-                    let data: Vec<f64> = match tp.data_type {
-                        Some(proto::dtype::INT64) => proto::tensor_to_i64(tp)
-                            .map_err(|e| self.data_err(i, n, &n.output[0], e))?
-                            .iter()
-                            .map(|&v| v as f64)
-                            .collect(),
-                        _ => data.iter().map(|&v| f64::from(v)).collect(),
-                    };
                     (dims, data)
                 }
                 Some("value_float") => (vec![], vec![f64::from(t.f.unwrap_or(0.0))]),
@@ -1958,15 +2410,8 @@ impl<'a> Reader<'a> {
                 }
             };
             self.check_fold_size(i, n, data.len())?;
-            self.vals.insert(
-                n.output[0].clone(),
-                Val::Const {
-                    dims,
-                    data,
-                    init: None,
-                    trans: false,
-                },
-            );
+            self.vals
+                .insert(n.output[0].clone(), Val::folded(dims, data));
             return Ok(Some(()));
         }
         if op == "Transpose" {
@@ -2019,12 +2464,7 @@ impl<'a> Reader<'a> {
                 let data: Vec<f64> = shape[s..e.max(s)].iter().map(|&d| d as f64).collect();
                 self.vals.insert(
                     n.output[0].clone(),
-                    Val::Const {
-                        dims: vec![data.len() as u64],
-                        data,
-                        init: None,
-                        trans: false,
-                    },
+                    Val::folded(vec![data.len() as u64], data),
                 );
                 return Ok(Some(()));
             }
@@ -2036,9 +2476,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             match self.input(i, n, k)? {
-                Some(Val::Const { dims, data, .. })
-                    if data.len() as u64 == dims.iter().product::<u64>() =>
-                {
+                Some(Val::Const { dims, data, .. }) if data.len() as u64 == numel(dims) => {
                     consts.push(Some((dims.clone(), data.clone())))
                 }
                 _ => return Ok(None),
@@ -2098,30 +2536,9 @@ impl<'a> Reader<'a> {
                                 .unwrap_or_default()
                         });
                         if op == "Squeeze" {
-                            let r = dims.len() as i64;
-                            let axes: Vec<i64> = axes
-                                .iter()
-                                .map(|&a| if a < 0 { a + r } else { a })
-                                .collect();
-                            dims.iter()
-                                .enumerate()
-                                .filter(|(k, &d)| {
-                                    !(axes.contains(&(*k as i64)) || (axes.is_empty() && d == 1))
-                                })
-                                .map(|(_, &d)| d)
-                                .collect()
+                            squeezed(&dims, &axes, false)
                         } else {
-                            let r = (dims.len() + axes.len()) as i64;
-                            let mut axes: Vec<i64> = axes
-                                .iter()
-                                .map(|&a| if a < 0 { a + r } else { a })
-                                .collect();
-                            axes.sort_unstable();
-                            let mut d = dims.clone();
-                            for a in axes {
-                                d.insert((a.max(0) as usize).min(d.len()), 1);
-                            }
-                            d
+                            unsqueezed(&dims, &axes)
                         }
                     }
                 };
@@ -2228,7 +2645,8 @@ impl<'a> Reader<'a> {
                     .and_then(|t| proto::tensor_to_f32(t).ok())
                     .and_then(|v| v.first().copied())
                     .unwrap_or(0.0);
-                let count: u64 = v.iter().map(|&x| x.max(0.0) as u64).product();
+                let sizes: Vec<u64> = v.iter().map(|&x| x.max(0.0) as u64).collect();
+                let count = numel(&sizes);
                 self.check_fold_size(i, n, count as usize)?;
                 Some((
                     v.iter().map(|&x| x as u64).collect(),
@@ -2265,15 +2683,8 @@ impl<'a> Reader<'a> {
         match result {
             Some((dims, data)) => {
                 self.check_fold_size(i, n, data.len())?;
-                self.vals.insert(
-                    n.output[0].clone(),
-                    Val::Const {
-                        dims,
-                        data,
-                        init: None,
-                        trans: false,
-                    },
-                );
+                self.vals
+                    .insert(n.output[0].clone(), Val::folded(dims, data));
                 Ok(Some(()))
             }
             None => Ok(None),
@@ -2315,7 +2726,7 @@ fn init_vals(
                 "{file}: initializer `{}` has a negative or overflowing dimension",
                 excerpt(&name)
             ))
-            .help("export the model again")
+            .help(AGAIN)
         })?;
         if n > crate::graph::MAX_ELEMENTS {
             return Err(Diagnostic::new(format!(
@@ -2327,14 +2738,8 @@ fn init_vals(
         }
         let small = n as usize <= 64 && t.data_type == Some(proto::dtype::INT64) || n <= 1;
         let data = if small {
-            let v = if t.data_type == Some(proto::dtype::INT64) {
-                proto::tensor_to_i64(t).map(|v| v.iter().map(|&x| x as f64).collect())
-            } else {
-                proto::tensor_to_f32(t).map(|v| v.iter().map(|&x| f64::from(x)).collect())
-            };
-            v.map_err(|e| {
-                Diagnostic::new(format!("{file}: {}", e.describe(&name)))
-                    .help("export the model again")
+            proto::tensor_to_f64(t).map_err(|e| {
+                Diagnostic::new(format!("{file}: {}", e.describe(&name))).help(data_help(&e))
             })?
         } else {
             Vec::new()

@@ -1,0 +1,1213 @@
+//! `archscope convert model.onnx`: an imported ONNX model ([`super::Import`]) rewritten as
+//! readable archscope YAML. The reader writes one flat layer per ONNX node; this pass folds a
+//! batch norm that only reads a convolution or linear layer into it (`bn: true`), and an
+//! activation that only reads a layer into that layer (`act:`), then recognises a run of
+//! sibling modules `P.0`, `P.1`, … (PyTorch's module paths, from the ONNX node names) that have
+//! the same structure as one block used with `repeat` (values that differ in the first instance
+//! only become block parameters given with `first:`, layers only the first instance has become
+//! `when:` layers, as the zoo writes a ResNet's downsampling shortcut). Every layer keeps its
+//! kind, attributes and wiring, so the YAML reads back to the same figures; the weights are
+//! renamed to the layer paths of the new YAML ([`Converted::weights`]). No IO.
+
+use std::collections::{HashMap, HashSet};
+
+use super::reader::Import;
+use crate::error::Diagnostic;
+use crate::layers::Category;
+use crate::yaml::{emit, Document, Emit, YNode, YValue};
+
+/// Most instances a repeated block may have (the format's `repeat` limit).
+const MAX_GROUP: usize = crate::graph::MAX_REPEAT as usize;
+
+/// What `convert` writes.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The archscope YAML text.
+    pub text: String,
+    /// The imported weights under the converted model's tensor names (its layer paths), sorted
+    /// by name; empty for a graph-only file.
+    pub weights: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// Batch norms folded into the layer before them (`bn: true`).
+    pub folded_bn: usize,
+    /// Activations folded into the layer before them (`act:`).
+    pub folded_act: usize,
+    /// Repeated blocks found: (group id, instances).
+    pub blocks: Vec<(String, usize)>,
+}
+
+/// A layer of the imported model, as it is being rewritten.
+#[derive(Debug, Clone)]
+struct Layer {
+    id: String,
+    op: String,
+    /// Inputs as written (`id` or `id:k`); `list` when the YAML gave a list.
+    ins: Vec<String>,
+    list: bool,
+    /// The other attributes, in file order.
+    attrs: Vec<(String, Emit)>,
+    bn: bool,
+    act: Option<Emit>,
+    /// The dotted module path of its ONNX node.
+    path: Option<String>,
+    /// Imported layer ids now part of this one, with their path below it (`""` the layer
+    /// itself, `bn` a folded batch norm).
+    olds: Vec<(String, String)>,
+    /// From the built import: an activation without weights, one input to one output (it may
+    /// become an `act:`).
+    pointwise_act: bool,
+    /// From the built import: one output computed from inputs (it may take an `act:`).
+    takes_act: bool,
+}
+
+/// The batch norm a layer type fuses with `bn: true` (graph's `fused_bn`).
+fn fused_bn(op: &str) -> Option<&'static str> {
+    crate::layers::lookup(op).and_then(|t| t.fused_bn)
+}
+
+fn to_emit(n: &YNode) -> Emit {
+    match &n.value {
+        YValue::Null => Emit::Null,
+        YValue::Bool(b) => Emit::Bool(*b),
+        YValue::Int(i) => Emit::Int(*i),
+        YValue::Float(f) => Emit::Float(*f),
+        YValue::Str(s) => Emit::Str(s.clone()),
+        YValue::Seq(v) => Emit::Seq(v.iter().map(to_emit).collect()).flow(),
+        YValue::Map(m) => {
+            Emit::Map(m.iter().map(|(k, v)| (k.clone(), to_emit(v))).collect()).flow()
+        }
+    }
+}
+
+/// `id` of a reference `id` or `id:k`.
+fn base(r: &str) -> &str {
+    r.split_once(':').map_or(r, |(a, _)| a)
+}
+
+/// A YAML identifier from a module path (as the reader makes its ids).
+fn ident(s: &str) -> String {
+    let mut t: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    while t.contains("__") {
+        t = t.replace("__", "_");
+    }
+    let t = t.trim_matches('_').to_string();
+    if t.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        t
+    } else {
+        format!("n_{t}")
+    }
+}
+
+fn bad(file: &str, what: &str) -> Diagnostic {
+    Diagnostic::new(format!(
+        "{file}: the imported model's YAML is not what convert expects ({what})"
+    ))
+    .help("report the model: the ONNX reader and convert disagree")
+}
+
+/// Converts an imported ONNX model; `file` names it in the header and in messages.
+pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
+    let net = super::build_imported(file, imp, &Default::default()).map_err(|e| (*e.0).clone())?;
+    let facts: HashMap<&str, (bool, bool)> = net
+        .nodes
+        .iter()
+        .map(|n| {
+            let act = n.layer.category() == Category::Activation
+                && n.layer.params().total() == 0
+                && n.inputs.len() == 1
+                && n.out_shapes.len() == 1;
+            let takes = !n.inputs.is_empty() && n.out_shapes.len() == 1;
+            (n.name.as_str(), (act, takes))
+        })
+        .collect();
+    let doc = Document::parse(file, &imp.yaml)?;
+    let root = &doc.root;
+    let name = root
+        .get("name")
+        .and_then(YNode::as_str)
+        .unwrap_or("onnx")
+        .to_string();
+    let Some(YValue::Map(inputs)) = root.get("inputs").map(|n| &n.value) else {
+        return Err(bad(file, "no inputs"));
+    };
+    let Some(YValue::Seq(nodes)) = root.get("nodes").map(|n| &n.value) else {
+        return Err(bad(file, "no nodes"));
+    };
+    let outputs: Vec<String> = match root.get("outputs").map(|n| &n.value) {
+        Some(YValue::Seq(v)) => v
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        Some(YValue::Str(s)) => vec![s.clone()],
+        _ => return Err(bad(file, "no outputs")),
+    };
+    let first_input = inputs.first().map(|(k, _)| k.clone()).unwrap_or_default();
+    let mut layers = Vec::with_capacity(nodes.len());
+    for (k, n) in nodes.iter().enumerate() {
+        let YValue::Map(m) = &n.value else {
+            return Err(bad(file, "a node that is not a mapping"));
+        };
+        let mut l = Layer {
+            id: String::new(),
+            op: String::new(),
+            ins: Vec::new(),
+            list: false,
+            attrs: Vec::new(),
+            bn: false,
+            act: None,
+            path: imp.paths.get(k).cloned().flatten(),
+            olds: Vec::new(),
+            pointwise_act: false,
+            takes_act: false,
+        };
+        for (key, v) in m {
+            match (key.as_str(), &v.value) {
+                ("id", YValue::Str(s)) => l.id = s.clone(),
+                ("op", YValue::Str(s)) => l.op = s.clone(),
+                ("in", YValue::Str(s)) => l.ins = vec![s.clone()],
+                ("in", YValue::Seq(v)) => {
+                    l.list = true;
+                    l.ins = v
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect();
+                }
+                _ => l.attrs.push((key.clone(), to_emit(v))),
+            }
+        }
+        if l.id.is_empty() || l.op.is_empty() {
+            return Err(bad(file, "a node without id or op"));
+        }
+        (l.pointwise_act, l.takes_act) = facts.get(l.id.as_str()).copied().unwrap_or_default();
+        l.olds.push((l.id.clone(), String::new()));
+        layers.push(l);
+    }
+    // The first node's default input is the first model input: make it explicit.
+    if let Some(l) = layers.first_mut() {
+        if l.ins.is_empty() {
+            l.ins.push(first_input.clone());
+        }
+    }
+    let mut out = Rewriter {
+        layers,
+        rename: HashMap::new(),
+        outputs,
+    };
+    let (folded_bn, bn_eps) = out.fold_bn();
+    let folded_act = out.fold_act();
+    out.resolve_all();
+    out.name_by_path(&first_input, inputs.iter().map(|(k, _)| k.as_str()));
+    let (items, blocks) = out.group();
+
+    // The YAML.
+    let norms: HashSet<&str> = crate::layers::REGISTRY
+        .iter()
+        .filter_map(|t| t.fused_bn)
+        .collect();
+    let any_bn_node = out.layers.iter().any(|l| norms.contains(l.op.as_str())) || folded_bn > 0;
+    let any_conv = out.layers.iter().any(|l| fused_bn(&l.op).is_some());
+    let mut header = format!(
+        "Converted by `archscope convert` from the ONNX file {file}.\nLayer names are the ONNX nodes' (PyTorch's module paths, `.` written `_`; a repeated block's\ninstances are `id.0`, `id.1`, … as in PyTorch)."
+    );
+    header.push_str(&format!(
+        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} repeated blocks.",
+        blocks.len()
+    ));
+    if any_conv && !any_bn_node {
+        header.push_str("\nThe file has no BatchNormalization node. If the model has batch norms, torch.onnx.export\nin eval mode folded each into the convolution before it (as that convolution's bias), and\nthe figures here are those of the folded model: export with\ntraining=torch.onnx.TrainingMode.PRESERVE (or do_constant_folding=False) to keep them.");
+    }
+    let mut top: Vec<(String, Emit)> = vec![
+        ("format".into(), Emit::str("archscope/1")),
+        ("name".into(), Emit::str(name)),
+        (
+            "inputs".into(),
+            Emit::Map(
+                inputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_emit(v)))
+                    .collect(),
+            ),
+        ),
+    ];
+    if let Some(eps) = bn_eps {
+        let mut d = Vec::new();
+        for op in ["batchnorm1d", "batchnorm2d", "batchnorm3d"] {
+            d.push((
+                op.to_string(),
+                Emit::Map(vec![("eps".into(), Emit::Float(eps))]).flow(),
+            ));
+        }
+        top.push(("defaults".into(), Emit::Map(d)));
+    }
+    let gouts = out.group_outputs(&items);
+    let mut block_defs = Vec::new();
+    let mut node_list = Vec::new();
+    let mut prev: Option<String> = None;
+    for it in &items {
+        match it {
+            Item::Layer(k) => {
+                let l = &out.layers[*k];
+                node_list.push(layer_emit(
+                    l,
+                    &l.id,
+                    |r| r.to_string(),
+                    prev.as_deref(),
+                    &first_input,
+                    None,
+                ));
+                prev = Some(l.id.clone());
+            }
+            Item::Group(g) => {
+                block_defs.push((g.block.clone(), g.def.clone()));
+                let mut m = vec![("id".to_string(), Emit::str(g.id.clone()))];
+                let gin = public(&gouts, &g.input);
+                if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input)
+                {
+                    m.push(("in".into(), Emit::str(gin)));
+                }
+                m.push(("use".into(), Emit::str(g.block.clone())));
+                m.push(("repeat".into(), Emit::Int(g.n as i64)));
+                if !g.with.is_empty() {
+                    m.push(("with".into(), Emit::Map(g.with.clone()).flow()));
+                }
+                if !g.first.is_empty() {
+                    m.push(("first".into(), Emit::Map(g.first.clone()).flow()));
+                }
+                node_list.push(Emit::Map(m).flow());
+                prev = Some(g.id.clone());
+            }
+        }
+    }
+    if !block_defs.is_empty() {
+        top.push(("blocks".into(), Emit::Map(block_defs)));
+    }
+    top.push(("nodes".into(), Emit::Seq(node_list)));
+    let outs: Vec<Emit> = out
+        .outputs
+        .iter()
+        .map(|o| Emit::str(public(&gouts, o)))
+        .collect();
+    top.push(("outputs".into(), Emit::Seq(outs).flow()));
+    let text = emit(&header, &Emit::Map(top));
+
+    // The weights under the new names.
+    let mut new_prefix: HashMap<&str, String> = HashMap::new();
+    for it in &items {
+        match it {
+            Item::Layer(k) => {
+                let l = &out.layers[*k];
+                for (old, sub) in &l.olds {
+                    new_prefix.insert(old, join(&l.id, sub));
+                }
+            }
+            Item::Group(g) => {
+                for (inst, members) in g.members.iter().enumerate() {
+                    for (k, local) in members {
+                        for (old, sub) in &out.layers[*k].olds {
+                            new_prefix.insert(old, join(&format!("{}.{inst}.{local}", g.id), sub));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut weights = Vec::with_capacity(imp.weights.len());
+    for (tname, (shape, data)) in &imp.weights {
+        let (layer, w) = match new_prefix.get(tname.as_str()) {
+            Some(_) => (tname.as_str(), ""),
+            None => tname.rsplit_once('.').unwrap_or((tname.as_str(), "")),
+        };
+        let Some(p) = new_prefix.get(layer) else {
+            return Err(bad(file, &format!("weight `{tname}` of no layer")));
+        };
+        weights.push((crate::exec::tensor_name(p, w), shape.clone(), data.clone()));
+    }
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Converted {
+        text,
+        weights,
+        folded_bn,
+        folded_act,
+        blocks: blocks.clone(),
+    })
+}
+
+/// How a reference is written at the top level once groups exist: a group's output layer is
+/// reached through the group (only it is read from outside).
+fn public(group_outputs: &HashMap<String, String>, r: &str) -> String {
+    group_outputs
+        .get(base(r))
+        .cloned()
+        .unwrap_or_else(|| r.to_string())
+}
+
+fn join(a: &str, b: &str) -> String {
+    if b.is_empty() {
+        a.to_string()
+    } else {
+        format!("{a}.{b}")
+    }
+}
+
+/// One layer as a flow mapping. `name` maps a reference to how it is written here; `prev` is
+/// the node before (its output is the default input), `first` the default of the first node.
+fn layer_emit(
+    l: &Layer,
+    id: &str,
+    name: impl Fn(&str) -> String,
+    prev: Option<&str>,
+    first: &str,
+    when: Option<&str>,
+) -> Emit {
+    let mut m = vec![("id".to_string(), Emit::str(id))];
+    m.push(("op".into(), Emit::str(l.op.clone())));
+    let ins: Vec<String> = l.ins.iter().map(|r| name(r)).collect();
+    let default = match prev {
+        Some(p) => p.to_string(),
+        None => first.to_string(),
+    };
+    if !(ins.len() == 1 && !l.list && ins[0] == default) {
+        if l.list {
+            m.push((
+                "in".into(),
+                Emit::Seq(ins.into_iter().map(Emit::Str).collect()).flow(),
+            ));
+        } else if let Some(x) = ins.into_iter().next() {
+            m.push(("in".into(), Emit::Str(x)));
+        }
+    }
+    if let Some(w) = when {
+        m.push(("when".into(), Emit::str(w)));
+    }
+    for (k, v) in &l.attrs {
+        if let Some(v) = tidy_attr(&l.op, k, v) {
+            m.push((k.clone(), v));
+        }
+    }
+    if l.bn {
+        m.push(("bn".into(), Emit::Bool(true)));
+    }
+    if let Some(a) = &l.act {
+        m.push(("act".into(), a.clone()));
+    }
+    Emit::Map(m).flow()
+}
+
+/// An attribute as the converted file writes it: window lists with one value per axis
+/// written once (`kernel: 3`), and on the layers that take `bn:` (convolutions, linear) the
+/// defaults left out (`stride: 1`, `dilation: 1`, `padding: 0`, `groups: 1`).
+fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
+    let takes_bn = fused_bn(op).is_some();
+    if takes_bn && key == "groups" && *v == Emit::Int(1) {
+        return None;
+    }
+    if !["kernel", "stride", "padding", "dilation"].contains(&key) {
+        return Some(v.clone());
+    }
+    let c = compact(v);
+    match c {
+        Emit::Int(1) if takes_bn && (key == "stride" || key == "dilation") => None,
+        Emit::Int(0) if takes_bn && key == "padding" => None,
+        _ => Some(c),
+    }
+}
+
+/// A list of one repeated value as that value (`[2, 2]` → `2`: a window size per axis).
+fn compact(v: &Emit) -> Emit {
+    match v {
+        Emit::Flow(x) => match &**x {
+            Emit::Seq(s)
+                if !s.is_empty() && s.iter().all(|e| e == &s[0] && matches!(e, Emit::Int(_))) =>
+            {
+                s[0].clone()
+            }
+            _ => v.clone(),
+        },
+        _ => v.clone(),
+    }
+}
+
+/// A run of repeated block instances.
+#[derive(Debug, Clone)]
+struct Group {
+    id: String,
+    block: String,
+    def: Emit,
+    n: usize,
+    /// The reference the first instance reads (a public name).
+    input: String,
+    with: Vec<(String, Emit)>,
+    first: Vec<(String, Emit)>,
+    /// Per instance: (layer index, local id).
+    members: Vec<Vec<(usize, String)>>,
+    /// Local id of each instance's output.
+    out_local: String,
+}
+
+enum Item {
+    Layer(usize),
+    Group(Group),
+}
+
+struct Rewriter {
+    layers: Vec<Layer>,
+    /// Folded layer id → the layer it is now part of.
+    rename: HashMap<String, String>,
+    outputs: Vec<String>,
+}
+
+/// A reference inside one instance: the block's input or one of its layers (local id, slot).
+#[derive(Debug, Clone, PartialEq)]
+enum LRef {
+    In,
+    Local(String, Option<String>),
+}
+
+/// What one instance's layer is, for comparing instances.
+#[derive(Debug, Clone, PartialEq)]
+struct Sig {
+    local: String,
+    op: String,
+    ins: Vec<LRef>,
+    list: bool,
+    attrs: Vec<(String, Emit)>,
+    bn: bool,
+    act: Option<Emit>,
+}
+
+impl Rewriter {
+    fn resolve(&self, r: &str) -> String {
+        let (b, slot) = match r.split_once(':') {
+            Some((a, s)) => (a, Some(s)),
+            None => (r, None),
+        };
+        let mut b = b.to_string();
+        let mut guard = 0;
+        while let Some(n) = self.rename.get(&b) {
+            b = n.clone();
+            guard += 1;
+            if guard > self.layers.len() + 1 {
+                break;
+            }
+        }
+        match slot {
+            Some(s) => format!("{b}:{s}"),
+            None => b,
+        }
+    }
+
+    /// How many times each layer id is read (by layers and as a model output), after renames.
+    fn readers(&self) -> HashMap<String, usize> {
+        let mut c: HashMap<String, usize> = HashMap::new();
+        for l in &self.layers {
+            for r in &l.ins {
+                *c.entry(base(&self.resolve(r)).to_string()).or_default() += 1;
+            }
+        }
+        for o in &self.outputs {
+            // An output counts twice: never folded away.
+            *c.entry(base(&self.resolve(o)).to_string()).or_default() += 2;
+        }
+        c
+    }
+
+    /// Folds batch norms into the convolution or linear layer they read; returns how many and
+    /// the eps the folded ones share when it is not PyTorch's default (written as `defaults:`).
+    fn fold_bn(&mut self) -> (usize, Option<f64>) {
+        let eps_of = |l: &Layer| {
+            l.attrs
+                .iter()
+                .find(|(k, _)| k == "eps")
+                .and_then(|(_, v)| match v {
+                    Emit::Float(f) => Some(*f),
+                    _ => None,
+                })
+        };
+        // The most common eps among foldable batch norms.
+        let idx: HashMap<String, usize> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.id.clone(), k))
+            .collect();
+        let readers = self.readers();
+        let foldable = |rw: &Self, k: usize| -> Option<usize> {
+            let l = &rw.layers[k];
+            if l.ins.len() != 1 || l.list {
+                return None;
+            }
+            let x = &l.ins[0];
+            if x.contains(':') {
+                return None;
+            }
+            let &j = idx.get(x)?;
+            let c = &rw.layers[j];
+            let only = l.attrs.iter().all(|(k, _)| k == "eps");
+            (fused_bn(&c.op) == Some(l.op.as_str())
+                && !c.bn
+                && c.act.is_none()
+                && readers.get(x) == Some(&1)
+                && only)
+                .then_some(j)
+        };
+        let mut counts: Vec<(u64, usize)> = Vec::new();
+        for k in 0..self.layers.len() {
+            if foldable(self, k).is_some() {
+                if let Some(e) = eps_of(&self.layers[k]) {
+                    match counts.iter_mut().find(|(b, _)| *b == e.to_bits()) {
+                        Some(c) => c.1 += 1,
+                        None => counts.push((e.to_bits(), 1)),
+                    }
+                }
+            }
+        }
+        let Some(&(eps_bits, _)) = counts.iter().max_by_key(|(_, c)| *c) else {
+            return (0, None);
+        };
+        let eps = f64::from_bits(eps_bits);
+        let mut drop = HashSet::new();
+        for k in 0..self.layers.len() {
+            let Some(j) = foldable(self, k) else { continue };
+            if eps_of(&self.layers[k]).map(f64::to_bits) != Some(eps_bits) {
+                continue;
+            }
+            let bn = self.layers[k].clone();
+            let c = &mut self.layers[j];
+            c.bn = true;
+            for (old, sub) in bn.olds {
+                let s = if sub.is_empty() {
+                    "bn".to_string()
+                } else {
+                    format!("bn.{sub}")
+                };
+                c.olds.push((old, s));
+            }
+            self.rename.insert(bn.id.clone(), c.id.clone());
+            drop.insert(k);
+        }
+        let n = drop.len();
+        let mut k = 0;
+        self.layers.retain(|_| {
+            k += 1;
+            !drop.contains(&(k - 1))
+        });
+        // PyTorch's default (1e-5, read back as an f32).
+        let default = f64::from(1e-5f32);
+        (
+            n,
+            ((eps - default).abs() > 1e-12 && (eps - 1e-5).abs() > 1e-12).then_some(eps),
+        )
+    }
+
+    /// Folds activations into the layer they read.
+    fn fold_act(&mut self) -> usize {
+        let readers = self.readers();
+        let idx: HashMap<String, usize> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.id.clone(), k))
+            .collect();
+        let mut drop = HashSet::new();
+        for k in 0..self.layers.len() {
+            let a = &self.layers[k];
+            if !a.pointwise_act || a.ins.len() != 1 || a.list {
+                continue;
+            }
+            let x = self.resolve(&a.ins[0]);
+            if x.contains(':') {
+                continue;
+            }
+            let Some(&j) = idx.get(&x) else { continue };
+            let c = &self.layers[j];
+            if c.act.is_some() || drop.contains(&j) || readers.get(&x) != Some(&1) || !c.takes_act {
+                continue;
+            }
+            let act = if a.attrs.is_empty() {
+                Emit::str(a.op.clone())
+            } else {
+                let mut m = vec![("op".to_string(), Emit::str(a.op.clone()))];
+                m.extend(a.attrs.iter().cloned());
+                Emit::Map(m).flow()
+            };
+            let a = a.clone();
+            self.layers[j].act = Some(act);
+            for (old, _) in a.olds {
+                self.layers[j].olds.push((old, a.op.clone()));
+            }
+            self.rename.insert(a.id.clone(), x);
+            drop.insert(k);
+        }
+        let n = drop.len();
+        let mut k = 0;
+        self.layers.retain(|_| {
+            k += 1;
+            !drop.contains(&(k - 1))
+        });
+        n
+    }
+
+    fn resolve_all(&mut self) {
+        let ins: Vec<Vec<String>> = self
+            .layers
+            .iter()
+            .map(|l| l.ins.iter().map(|r| self.resolve(r)).collect())
+            .collect();
+        for (l, i) in self.layers.iter_mut().zip(ins) {
+            l.ins = i;
+        }
+        self.outputs = self.outputs.iter().map(|o| self.resolve(o)).collect();
+        self.rename.clear();
+    }
+
+    /// Renames each layer after its whole module path (`features_2_0_block_2_avgpool`) where
+    /// that name is free, so top-level names say where a layer sits in the PyTorch model.
+    fn name_by_path<'b>(&mut self, first: &str, inputs: impl Iterator<Item = &'b str>) {
+        let mut taken: HashSet<String> = inputs.map(str::to_string).collect();
+        taken.insert(first.to_string());
+        let mut wanted: Vec<Option<String>> = Vec::with_capacity(self.layers.len());
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for l in &self.layers {
+            let w = l.path.as_deref().map(ident);
+            if let Some(w) = &w {
+                *count.entry(w.clone()).or_default() += 1;
+            }
+            wanted.push(w);
+        }
+        let mut map: HashMap<String, String> = HashMap::new();
+        let mut next: Vec<String> = Vec::with_capacity(self.layers.len());
+        for (l, w) in self.layers.iter().zip(&wanted) {
+            let id = match w {
+                Some(w) if count[w] == 1 && !taken.contains(w) => w.clone(),
+                _ => l.id.clone(),
+            };
+            next.push(id);
+        }
+        // A kept id must not clash with a new one.
+        let new_set: HashSet<&String> = next
+            .iter()
+            .zip(&self.layers)
+            .filter(|(n, l)| **n != l.id)
+            .map(|(n, _)| n)
+            .collect();
+        for (k, l) in self.layers.iter().enumerate() {
+            if next[k] == l.id && new_set.contains(&l.id) {
+                return;
+            }
+        }
+        taken.extend(next.iter().cloned());
+        for (l, n) in self.layers.iter().zip(&next) {
+            map.insert(l.id.clone(), n.clone());
+        }
+        let rn = |r: &str| -> String {
+            match r.split_once(':') {
+                Some((a, s)) => format!("{}:{s}", map.get(a).map_or(a, String::as_str)),
+                None => map.get(r).cloned().unwrap_or_else(|| r.to_string()),
+            }
+        };
+        for l in self.layers.iter_mut() {
+            l.ins = l.ins.iter().map(|r| rn(r)).collect();
+        }
+        self.outputs = self.outputs.iter().map(|r| rn(r)).collect();
+        for (l, n) in self.layers.iter_mut().zip(next) {
+            l.id = n;
+        }
+    }
+
+    /// Each group's output layer id → the group's id.
+    fn group_outputs(&self, items: &[Item]) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        for it in items {
+            if let Item::Group(g) = it {
+                let last = g.members.last().expect("instances");
+                if let Some((k, _)) = last.iter().find(|(_, loc)| *loc == g.out_local) {
+                    m.insert(self.layers[*k].id.clone(), g.id.clone());
+                }
+            }
+        }
+        m
+    }
+
+    /// Recognises repeated blocks.
+    fn group(&mut self) -> (Vec<Item>, Vec<(String, usize)>) {
+        let n = self.layers.len();
+        let idx: HashMap<String, usize> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(k, l)| (l.id.clone(), k))
+            .collect();
+        // Readers of each layer: layer indices, or usize::MAX for a model output.
+        let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (k, l) in self.layers.iter().enumerate() {
+            for r in &l.ins {
+                if let Some(&j) = idx.get(base(r)) {
+                    readers.entry(j).or_default().push(k);
+                }
+            }
+        }
+        for o in &self.outputs {
+            if let Some(&j) = idx.get(base(o)) {
+                readers.entry(j).or_default().push(usize::MAX);
+            }
+        }
+        let mut used_ids: HashSet<String> = self.layers.iter().map(|l| l.id.clone()).collect();
+        let mut used_blocks: HashSet<String> = HashSet::new();
+        let mut items = Vec::new();
+        let mut found = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let mut done = false;
+            if let Some(p) = self.layers[i].path.clone() {
+                let comps: Vec<&str> = p.split('.').collect();
+                for c in 1..comps.len() {
+                    if comps[c] != "0" {
+                        continue;
+                    }
+                    let parent = comps[..c].join(".");
+                    // Tried once per run: where instance 0 starts (bounds the work to
+                    // layers × path depth).
+                    let pre = format!("{parent}.0");
+                    let starts = i == 0
+                        || !self.layers[i - 1]
+                            .path
+                            .as_deref()
+                            .is_some_and(|q| q == pre || q.starts_with(&format!("{pre}.")));
+                    if !starts {
+                        continue;
+                    }
+                    if let Some(g) =
+                        self.try_group(i, &parent, &idx, &readers, &used_ids, &used_blocks)
+                    {
+                        used_ids.insert(g.id.clone());
+                        used_blocks.insert(g.block.clone());
+                        found.push((g.id.clone(), g.n));
+                        let end = g
+                            .members
+                            .last()
+                            .and_then(|m| m.iter().map(|(k, _)| *k).max())
+                            .unwrap_or(i);
+                        items.push(Item::Group(g));
+                        i = end + 1;
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if !done {
+                items.push(Item::Layer(i));
+                i += 1;
+            }
+        }
+        // Top-level references to grouped layers go through the group.
+        let outs = self.group_outputs(&items);
+        let publics: Vec<Vec<String>> = items
+            .iter()
+            .map(|it| match it {
+                Item::Layer(k) => self.layers[*k]
+                    .ins
+                    .iter()
+                    .map(|r| outs.get(base(r)).cloned().unwrap_or_else(|| r.to_string()))
+                    .collect(),
+                Item::Group(_) => Vec::new(),
+            })
+            .collect();
+        for (it, p) in items.iter().zip(publics) {
+            if let Item::Layer(k) = it {
+                self.layers[*k].ins = p;
+            }
+        }
+        (items, found)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn try_group(
+        &self,
+        start: usize,
+        parent: &str,
+        idx: &HashMap<String, usize>,
+        readers: &HashMap<usize, Vec<usize>>,
+        used_ids: &HashSet<String>,
+        used_blocks: &HashSet<String>,
+    ) -> Option<Group> {
+        let under = |p: &Option<String>, pre: &str| {
+            p.as_deref()
+                .is_some_and(|p| p == pre || p.starts_with(&format!("{pre}.")))
+        };
+        // The instances: contiguous runs P.0, P.1, …
+        let mut insts: Vec<(usize, usize)> = Vec::new();
+        let mut j = start;
+        while insts.len() < MAX_GROUP {
+            let pre = format!("{parent}.{}", insts.len());
+            let s = j;
+            while j < self.layers.len() && under(&self.layers[j].path, &pre) {
+                j += 1;
+            }
+            if j == s {
+                break;
+            }
+            insts.push((s, j));
+        }
+        // A block is at least two layers (one convolution per "instance" is a coincidence of
+        // Sequential indices, not a repeated sub-graph).
+        if insts.len() < 2 || insts.iter().any(|(s, e)| e - s < 2) {
+            return None;
+        }
+        let end = j;
+        // Local ids per instance.
+        let mut members: Vec<Vec<(usize, String)>> = Vec::new();
+        let mut local_of: HashMap<usize, (usize, String)> = HashMap::new();
+        for (inst, &(s, e)) in insts.iter().enumerate() {
+            let pre = format!("{parent}.{inst}");
+            let mut seen = HashSet::new();
+            let mut m = Vec::new();
+            for k in s..e {
+                let l = &self.layers[k];
+                let p = l.path.as_deref().unwrap_or("");
+                let rest = p.strip_prefix(&pre).unwrap_or("").trim_start_matches('.');
+                let b = if rest.is_empty() {
+                    l.op.clone()
+                } else {
+                    ident(rest)
+                };
+                let mut loc = b.clone();
+                let mut q = 1;
+                while !seen.insert(loc.clone()) {
+                    q += 1;
+                    loc = format!("{b}_{q}");
+                }
+                local_of.insert(k, (inst, loc.clone()));
+                m.push((k, loc));
+            }
+            members.push(m);
+        }
+        // References, per instance, as LRef; the external one of each instance.
+        let mut sigs: Vec<Vec<Sig>> = Vec::new();
+        let mut externals: Vec<Option<String>> = Vec::new();
+        for (inst, m) in members.iter().enumerate() {
+            let mut ext: Option<String> = None;
+            let mut v = Vec::new();
+            for (k, loc) in m {
+                let l = &self.layers[*k];
+                let mut ins = Vec::new();
+                for r in &l.ins {
+                    let b = base(r);
+                    let slot = r.split_once(':').map(|(_, s)| s.to_string());
+                    match idx.get(b).and_then(|j| local_of.get(j)) {
+                        Some((i2, loc2)) if *i2 == inst => {
+                            ins.push(LRef::Local(loc2.clone(), slot))
+                        }
+                        _ => {
+                            match &ext {
+                                Some(e) if e != r => return None,
+                                _ => ext = Some(r.clone()),
+                            }
+                            ins.push(LRef::In);
+                        }
+                    }
+                }
+                v.push(Sig {
+                    local: loc.clone(),
+                    op: l.op.clone(),
+                    ins,
+                    list: l.list,
+                    attrs: l.attrs.clone(),
+                    bn: l.bn,
+                    act: l.act.clone(),
+                });
+            }
+            externals.push(ext);
+            sigs.push(v);
+        }
+        // Each instance after the first reads one layer of the one before: its output (the
+        // first instance's may differ from the others').
+        let mut outs: Vec<String> = Vec::new();
+        for (inst, e) in externals.iter().enumerate().skip(1) {
+            let e = e.as_ref()?;
+            if e.contains(':') {
+                return None;
+            }
+            let &k = idx.get(e.as_str())?;
+            let (i2, loc) = local_of.get(&k)?;
+            if *i2 != inst - 1 {
+                return None;
+            }
+            outs.push(loc.clone());
+        }
+        // The last instance's output: what is read after the run (as the others').
+        let last = members.len() - 1;
+        let mut after: Option<String> = None;
+        for (k, (inst, loc)) in &local_of {
+            for &r in readers.get(k).map(Vec::as_slice).unwrap_or(&[]) {
+                if !(r >= start && r < end) && *inst == last {
+                    match &after {
+                        Some(a) if a != loc => return None,
+                        _ => after = Some(loc.clone()),
+                    }
+                }
+            }
+        }
+        outs.push(match after {
+            Some(a) => a,
+            None => outs.last()?.clone(),
+        });
+        let out0 = outs[0].clone();
+        let out1 = outs[1].clone();
+        if outs[1..].iter().any(|o| *o != out1) {
+            return None;
+        }
+        let input = externals[0].clone()?;
+        // Readers outside the run reach the last instance's output only; inside, a layer is
+        // read by its own instance or (the output) by the next one.
+        for (k, (inst, loc)) in &local_of {
+            for &r in readers.get(k).map(Vec::as_slice).unwrap_or(&[]) {
+                let inside = r >= start && r < end;
+                if inside {
+                    let (ri, _) = &local_of[&r];
+                    if ri != inst && !(*ri == inst + 1 && *loc == outs[*inst]) {
+                        return None;
+                    }
+                } else if !(*inst == last && *loc == out1) {
+                    return None;
+                }
+            }
+        }
+        // Instances 1.. identical; the first may differ in values, have layers of its own
+        // (`when: $first_only`) and lack layers the others have (`when: $rest_only`).
+        for s in &sigs[2..] {
+            if *s != sigs[1] {
+                return None;
+            }
+        }
+        let s0 = &sigs[0];
+        let s1 = &sigs[1];
+        let l0: HashSet<&str> = s0.iter().map(|s| s.local.as_str()).collect();
+        let l1: HashSet<&str> = s1.iter().map(|s| s.local.as_str()).collect();
+        let extras0: HashSet<String> = s0
+            .iter()
+            .filter(|s| !l1.contains(s.local.as_str()))
+            .map(|s| s.local.clone())
+            .collect();
+        let extras1: HashSet<String> = s1
+            .iter()
+            .filter(|s| !l0.contains(s.local.as_str()))
+            .map(|s| s.local.clone())
+            .collect();
+        // A switched-off layer passes its first input through.
+        let through = |sig: &[Sig], extras: &HashSet<String>, r: &LRef| -> Option<LRef> {
+            let mut r = r.clone();
+            for _ in 0..=sig.len() {
+                match &r {
+                    LRef::Local(x, None) if extras.contains(x) => {
+                        r = sig.iter().find(|s| s.local == *x)?.ins.first()?.clone();
+                    }
+                    LRef::Local(x, Some(_)) if extras.contains(x) => return None,
+                    _ => return Some(r),
+                }
+            }
+            None
+        };
+        // The block's output, switched through each instance's own layers, is its output.
+        let out_local = out1.clone();
+        let lr = |x: &str| LRef::Local(x.to_string(), None);
+        let all0: HashSet<String> = extras1.iter().cloned().collect();
+        if through(s1, &all0, &lr(&out_local)) != Some(lr(&out0))
+            && !(extras1.is_empty() && out0 == out1)
+        {
+            return None;
+        }
+        if extras0.contains(&out_local) {
+            return None;
+        }
+        // The merged list: both orders kept, the shared layers in the same order.
+        let mut merged: Vec<(usize, &Sig, Vec<LRef>)> = Vec::new();
+        let (mut i0, mut i1) = (0, 0);
+        let is_extra = |extras: &HashSet<String>, r: &LRef| matches!(r, LRef::Local(x, _) if extras.contains(x));
+        while i0 < s0.len() || i1 < s1.len() {
+            if i0 < s0.len() && extras0.contains(&s0[i0].local) {
+                merged.push((0, &s0[i0], s0[i0].ins.clone()));
+                i0 += 1;
+            } else if i1 < s1.len() && extras1.contains(&s1[i1].local) {
+                merged.push((1, &s1[i1], s1[i1].ins.clone()));
+                i1 += 1;
+            } else if i0 < s0.len() && i1 < s1.len() && s0[i0].local == s1[i1].local {
+                let (a, b) = (&s0[i0], &s1[i1]);
+                if a.op != b.op
+                    || a.list != b.list
+                    || a.bn != b.bn
+                    || a.act != b.act
+                    || a.ins.len() != b.ins.len()
+                    || a.attrs.len() != b.attrs.len()
+                {
+                    return None;
+                }
+                // One wiring for both: an input only the first instance has is read where
+                // the first reads it (the others pass through it), and the other way round.
+                let mut ins = Vec::new();
+                for (ra, rb) in a.ins.iter().zip(&b.ins) {
+                    if through(s0, &extras0, ra)? != through(s1, &extras1, rb)? {
+                        return None;
+                    }
+                    let (ea, eb) = (is_extra(&extras0, ra), is_extra(&extras1, rb));
+                    match (ea, eb) {
+                        (true, true) => return None,
+                        (true, false) => ins.push(ra.clone()),
+                        (false, true) => ins.push(rb.clone()),
+                        (false, false) if ra == rb => ins.push(ra.clone()),
+                        _ => return None,
+                    }
+                }
+                merged.push((2, a, ins));
+                i0 += 1;
+                i1 += 1;
+            } else {
+                return None;
+            }
+        }
+        let mut params: Vec<(String, Emit, Emit)> = Vec::new();
+        let mut per_attr: HashMap<(String, String), String> = HashMap::new();
+        for (a, b) in s0
+            .iter()
+            .filter(|s| l1.contains(s.local.as_str()))
+            .zip(s1.iter().filter(|s| l0.contains(s.local.as_str())))
+        {
+            for ((ka, va), (kb, vb)) in a.attrs.iter().zip(&b.attrs) {
+                if ka != kb {
+                    return None;
+                }
+                if va != vb {
+                    let pname = ident(&format!("{}_{}", a.local, ka));
+                    per_attr.insert((a.local.clone(), ka.clone()), pname.clone());
+                    params.push((pname, compact(vb), compact(va)));
+                }
+            }
+        }
+        // Instances that differ in more values than they have layers are different blocks.
+        if params.len() > s1.len() {
+            return None;
+        }
+        // Names.
+        let id = ident(parent);
+        if used_ids.contains(&id) {
+            return None;
+        }
+        let mut block = format!("{id}_block");
+        let mut q = 1;
+        while used_blocks.contains(&block) {
+            q += 1;
+            block = format!("{id}_block_{q}");
+        }
+        let fresh = |base: &str| {
+            let mut s = base.to_string();
+            while params.iter().any(|(p, _, _)| *p == s) {
+                s.push('_');
+            }
+            s
+        };
+        let switch0 = (!extras0.is_empty()).then(|| fresh("first_only"));
+        let switch1 = (!extras1.is_empty()).then(|| fresh("rest_only"));
+        // The block definition: the merged layers, wired as the instance they come from.
+        let mut bparams: Vec<(String, Emit)> = params
+            .iter()
+            .map(|(p, _, _)| (p.clone(), Emit::str("required")))
+            .collect();
+        for s in switch0.iter().chain(&switch1) {
+            bparams.push((s.clone(), Emit::Bool(false)));
+        }
+        let layer_of = |inst: usize, loc: &str| -> Option<usize> {
+            members[inst]
+                .iter()
+                .find(|(_, l)| l == loc)
+                .map(|(k, _)| *k)
+        };
+        let mut bnodes = Vec::new();
+        let mut prev: Option<String> = None;
+        for (from, sig, ins) in &merged {
+            let inst = if *from == 0 { 0 } else { 1 };
+            let loc = &sig.local;
+            let mut l = self.layers[layer_of(inst, loc)?].clone();
+            for (key, v) in l.attrs.iter_mut() {
+                if let Some(p) = per_attr.get(&(loc.clone(), key.clone())) {
+                    *v = Emit::Str(format!("${p}"));
+                }
+            }
+            l.ins = ins
+                .iter()
+                .map(|r| match r {
+                    LRef::In => "$in".to_string(),
+                    LRef::Local(x, None) => x.clone(),
+                    LRef::Local(x, Some(s)) => format!("{x}:{s}"),
+                })
+                .collect();
+            let name = |r: &str| r.to_string();
+            let when = match from {
+                0 => switch0.as_ref().map(|s| format!("${s}")),
+                1 => switch1.as_ref().map(|s| format!("${s}")),
+                _ => None,
+            };
+            bnodes.push(layer_emit(
+                &l,
+                loc,
+                name,
+                prev.as_deref(),
+                "$in",
+                when.as_deref(),
+            ));
+            prev = Some(loc.clone());
+        }
+        let mut def = Vec::new();
+        if !bparams.is_empty() {
+            def.push(("params".to_string(), Emit::Map(bparams).flow()));
+        }
+        def.push(("nodes".into(), Emit::Seq(bnodes)));
+        if merged.last().map(|(_, s, _)| &s.local) != Some(&out_local) {
+            def.push(("output".into(), Emit::str(out_local.clone())));
+        }
+        let mut with: Vec<(String, Emit)> = params
+            .iter()
+            .map(|(p, w, _)| (p.clone(), w.clone()))
+            .collect();
+        let mut first: Vec<(String, Emit)> = params
+            .iter()
+            .map(|(p, _, f)| (p.clone(), f.clone()))
+            .collect();
+        if let Some(s) = &switch0 {
+            first.push((s.clone(), Emit::Bool(true)));
+        }
+        if let Some(s) = &switch1 {
+            with.push((s.clone(), Emit::Bool(true)));
+            first.push((s.clone(), Emit::Bool(false)));
+        }
+        Some(Group {
+            id,
+            block,
+            def: Emit::Map(def),
+            n: members.len(),
+            input,
+            with,
+            first,
+            members,
+            out_local,
+        })
+    }
+}
+
+/// The weights as a .safetensors file (F32 tensors, names sorted).
+pub fn safetensors_bytes(
+    weights: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<Vec<u8>, Diagnostic> {
+    let bytes: Vec<Vec<u8>> = weights
+        .iter()
+        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(weights.len());
+    for ((name, shape, _), b) in weights.iter().zip(&bytes) {
+        let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+            .map_err(|e| Diagnostic::new(format!("tensor `{name}`: {e}")))?;
+        views.push((name.clone(), v));
+    }
+    safetensors::tensor::serialize(views, &None)
+        .map_err(|e| Diagnostic::new(format!("cannot write the weights: {e}")))
+}
