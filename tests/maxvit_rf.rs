@@ -8,24 +8,10 @@
 use crate::common::{
     analysis, checked, field_of, json, json_layer, net, ok_text, zoo_analysis, zoo_net,
 };
+use crate::common::{rf_sizes as sizes, rf_units as units};
 use archscope::check;
-use archscope::receptive::{Field, Q};
+use archscope::receptive::Q;
 use proptest::prelude::*;
-
-/// The per-unit spans of one axis of a windowed field.
-fn units(f: &Field, axis: usize) -> Vec<(i64, i64)> {
-    f.units
-        .as_ref()
-        .expect("a windowed field has per-unit spans")[axis]
-        .iter()
-        .map(|s| s.expect("every unit sees something"))
-        .collect()
-}
-
-/// The largest and smallest extent of a field, per axis.
-fn sizes(f: &Field) -> Vec<(Q, Q)> {
-    f.axes.iter().map(|a| (a.size, a.min_size)).collect()
-}
 
 /// `[lo, hi]` clipped to the 224 pixels of the input.
 fn clip(lo: i64, hi: i64) -> (i64, i64) {

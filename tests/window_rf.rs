@@ -10,24 +10,10 @@ use crate::common;
 use crate::common::{
     analysis, checked, field_of, json, net, options_for, zoo_analysis, zoo_net_with,
 };
+use crate::common::{rf_sizes as sizes, rf_units as units};
 use archscope::check;
-use archscope::receptive::{Field, Q};
+use archscope::receptive::Q;
 use archscope::BuildOptions;
-
-/// The per-unit spans of one axis of a windowed field.
-fn units(f: &Field, axis: usize) -> Vec<(i64, i64)> {
-    f.units
-        .as_ref()
-        .expect("a windowed field has per-unit spans")[axis]
-        .iter()
-        .map(|s| s.expect("every unit sees something"))
-        .collect()
-}
-
-/// The largest and smallest extent of a windowed field, per axis.
-fn sizes(f: &Field) -> Vec<(Q, Q)> {
-    f.axes.iter().map(|a| (a.size, a.min_size)).collect()
-}
 
 #[test]
 fn swin_t_per_stage_by_hand() {

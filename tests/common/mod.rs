@@ -541,3 +541,18 @@ pub fn no_browser(test: &str) {
          or set ARCHSCOPE_CHROMIUM to a Chromium binary). The report page was NOT checked in a browser. !!!!!"
     ));
 }
+
+/// The per-unit spans of one axis of a windowed field.
+pub fn rf_units(f: &Field, axis: usize) -> Vec<(i64, i64)> {
+    f.units
+        .as_ref()
+        .expect("a windowed field has per-unit spans")[axis]
+        .iter()
+        .map(|s| s.expect("every unit sees something"))
+        .collect()
+}
+
+/// The largest and smallest extent of a field, per axis.
+pub fn rf_sizes(f: &Field) -> Vec<(archscope::receptive::Q, archscope::receptive::Q)> {
+    f.axes.iter().map(|a| (a.size, a.min_size)).collect()
+}
