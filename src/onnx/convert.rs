@@ -514,6 +514,16 @@ impl Rewriter {
     }
 
     /// Folds batch norms into the convolution or linear layer they read; returns how many and
+    /// Removes the layers at the indices in `drop` (folded into others); returns how many.
+    fn drop_layers(&mut self, drop: &HashSet<usize>) -> usize {
+        let mut k = 0;
+        self.layers.retain(|_| {
+            k += 1;
+            !drop.contains(&(k - 1))
+        });
+        drop.len()
+    }
+
     /// the eps the folded ones share when it is not PyTorch's default (written as `defaults:`).
     fn fold_bn(&mut self) -> (usize, Option<f64>) {
         let eps_of = |l: &Layer| {
@@ -587,12 +597,7 @@ impl Rewriter {
             self.rename.insert(bn.id.clone(), c.id.clone());
             drop.insert(k);
         }
-        let n = drop.len();
-        let mut k = 0;
-        self.layers.retain(|_| {
-            k += 1;
-            !drop.contains(&(k - 1))
-        });
+        let n = self.drop_layers(&drop);
         // PyTorch's default (1e-5, read back as an f32).
         let default = f64::from(1e-5f32);
         (
@@ -640,12 +645,7 @@ impl Rewriter {
             self.rename.insert(a.id.clone(), x);
             drop.insert(k);
         }
-        let n = drop.len();
-        let mut k = 0;
-        self.layers.retain(|_| {
-            k += 1;
-            !drop.contains(&(k - 1))
-        });
+        let n = self.drop_layers(&drop);
         n
     }
 
