@@ -513,7 +513,6 @@ impl Rewriter {
         c
     }
 
-    /// Folds batch norms into the convolution or linear layer they read; returns how many and
     /// Removes the layers at the indices in `drop` (folded into others); returns how many.
     fn drop_layers(&mut self, drop: &HashSet<usize>) -> usize {
         let mut k = 0;
@@ -524,6 +523,7 @@ impl Rewriter {
         drop.len()
     }
 
+    /// Folds batch norms into the convolution or linear layer they read; returns how many and
     /// the eps the folded ones share when it is not PyTorch's default (written as `defaults:`).
     fn fold_bn(&mut self) -> (usize, Option<f64>) {
         let eps_of = |l: &Layer| {
@@ -645,8 +645,7 @@ impl Rewriter {
             self.rename.insert(a.id.clone(), x);
             drop.insert(k);
         }
-        let n = self.drop_layers(&drop);
-        n
+        self.drop_layers(&drop)
     }
 
     fn resolve_all(&mut self) {
