@@ -376,3 +376,37 @@ fn commas(n: u64) -> String {
     }
     out
 }
+
+/// `train` takes an Ultralytics file's `--scale` like the other commands: its gradient memory
+/// is 4 bytes per trainable parameter, which at scale s is Ultralytics' own "gradients" figure
+/// (tests/data/ultralytics_reference.json, `v8_like.yaml:s`), and without the flag the scale
+/// Ultralytics assumes, n.
+#[test]
+fn train_takes_the_scale() {
+    let reference = data_json("ultralytics_reference.json");
+    for (flags, key) in [
+        (&["--scale", "s"][..], "v8_like.yaml:s"),
+        (&[][..], "v8_like.yaml:n"),
+    ] {
+        let mut args = vec![
+            "train",
+            "tests/data/ultralytics/v8_like.yaml",
+            "--dataset-size",
+            "1000",
+            "--batch",
+            "8",
+            "--epochs",
+            "1",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(flags);
+        let v = common::json(&args);
+        let gradients = reference["ours"][key]["gradients"].as_u64().unwrap();
+        assert_eq!(
+            v["memory"]["gradients"].as_u64(),
+            Some(4 * gradients),
+            "{key}"
+        );
+    }
+}

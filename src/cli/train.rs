@@ -25,6 +25,12 @@ pub struct Args {
     /// Input size per sample (CxHxW, HxW or S).
     #[arg(long)]
     input: Option<String>,
+    /// An Ultralytics model file's scale (n, s, m, l, x), instead of the one its name gives.
+    #[arg(long)]
+    scale: Option<String>,
+    /// An Ultralytics model file's number of classes, instead of its `nc`.
+    #[arg(long)]
+    nc: Option<u64>,
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: Optimizer,
     #[arg(long, value_parser = some_of(TRAIN_DTYPES), default_value = "f32")]
@@ -46,8 +52,8 @@ pub fn run(args: Args) -> Result<i32> {
     let setting = Setting {
         input: args.input.as_deref().map(parse_input).transpose()?,
         batch: args.batch,
-        scale: None,
-        nc: None,
+        scale: args.scale.clone(),
+        nc: args.nc,
     };
     let net = load(&args.model, &setting)?;
     let cfg = train::Config {
