@@ -15,6 +15,9 @@ use std::fmt::Write as _;
 use super::proto::{self, DataError, GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::error::{excerpt, Diagnostic};
 
+#[path = "attention.rs"]
+mod attention;
+
 /// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
 pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
 /// Largest ONNX file read, in bytes (2 GiB: protobuf's own limit for one message).
@@ -109,6 +112,8 @@ struct Reader<'a> {
     /// Nodes already consumed by a pattern (GELU, SiLU, MatMul+Add).
     done: HashSet<usize>,
     opset: i64,
+    /// The attention modules, each read as one layer (`attention.rs`).
+    regions: attention::Regions,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -279,6 +284,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         producer: HashMap::new(),
         done: HashSet::new(),
         opset,
+        regions: attention::find_regions(graph),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -402,7 +408,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         }
     }
     for (i, n) in graph.node.iter().enumerate() {
-        if r.done.contains(&i) {
+        if r.done.contains(&i) || r.attention_node(i)? {
             continue;
         }
         r.node(i, n)?;
@@ -599,6 +605,8 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
                     k >= 1
                 }
                 "BatchNormalization" => k >= 1,
+                // A class token expanded to the batch.
+                "Expand" => k == 0,
                 // A learned tensor added or multiplied (a bias after MatMul, a layer scale).
                 "Add" | "Mul" => true,
                 "Identity" | "Transpose" => {
@@ -1047,6 +1055,7 @@ impl<'a> Reader<'a> {
             "Add" | "Mul" | "Sub" | "Div" => self.binary(i, n, op),
             "Resize" | "Upsample" => self.resize(i, n),
             "Gather" => self.gather(i, n),
+            "Expand" => self.expand(i, n),
             _ => Err(self
                 .err(i, n, format!("archscope cannot map the ONNX operator `{op}`"))
                 .help("describe this part of the model in archscope YAML (docs/FORMAT.md), or export without it; docs/ONNX.md lists the operators archscope reads")),
@@ -1775,6 +1784,9 @@ impl<'a> Reader<'a> {
     }
 
     fn concat(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        if let Some(r) = self.concat_learned(i, n) {
+            return r;
+        }
         let mut refs = Vec::new();
         let mut shapes = Vec::new();
         for k in 0..n.input.len() {
