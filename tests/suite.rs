@@ -40,6 +40,7 @@ mod onnx_errors;
 mod onnx_export;
 mod onnx_fuzz;
 mod onnx_import;
+mod onnx_vit;
 mod onnx_yolo;
 mod rank_env;
 mod reference;

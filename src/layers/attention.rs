@@ -469,6 +469,79 @@ impl Op for Mha {
     }
 }
 
+impl Mha {
+    /// Self-attention with the packed in-projection, written as PyTorch's exporters write it
+    /// (and as the ONNX reader reads it back into one layer, src/onnx/attention.rs): one
+    /// `MatMul` by `in_proj_weightᵀ`, the `Add` of `in_proj_bias`, a `Split` into q, k and v,
+    /// heads split by `Reshape`/`Transpose`, [`super::onnx::attention`], heads merged, the output
+    /// projection.
+    fn onnx_packed(&self, em: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
+        use super::onnx::{int, ints};
+        let (e, h) = (self.embed as i64, self.heads as i64);
+        let d = e / h;
+        let x = em.input(0);
+        let qd = em.in_dims(0);
+        let (n, l) = (qd[0], qd[1]);
+        let mut wi = 0;
+        let mut next = |em: &super::onnx::Emit| {
+            wi += 1;
+            em.weight(wi - 1)
+        };
+        let w = next(em);
+        let bias_in = self.bias.then(|| next(em));
+        let wo = next(em);
+        let bo = self.bias.then(|| next(em));
+        let wt = em.step("Transpose", &[&w], vec![ints("perm", &[1, 0])]);
+        let mut y = em.step("MatMul", &[&x, &wt], vec![]);
+        if let Some(b) = &bias_in {
+            y = em.step("Add", &[&y, b], vec![]);
+        }
+        let sizes = em.ints("split", &[e, e, e]);
+        let parts: Vec<String> = (0..3).map(|_| em.tmp("qkv")).collect();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        em.node("Split", &[&y, &sizes], &refs, vec![int("axis", 2)]);
+        let heads = |em: &mut super::onnx::Emit, t: &str| {
+            let t = em.reshape(t, &[n, l, h, d]);
+            em.step("Transpose", &[&t], vec![ints("perm", &[0, 2, 1, 3])])
+        };
+        let q = heads(em, &parts[0]);
+        let k = heads(em, &parts[1]);
+        let v = heads(em, &parts[2]);
+        let mask = match self.mask {
+            Some(m) if self.mask_per_head => Some(em.reshape(&em.input(m), &[n, h, l, l])),
+            Some(m) => Some(em.input(m)),
+            None => None,
+        };
+        let att = em.tmp("attention");
+        super::onnx::attention(
+            em,
+            &q,
+            &k,
+            &v,
+            4,
+            (l as u64, l as u64),
+            mask.as_deref(),
+            self.causal,
+            1.0 / (d as f32).sqrt(),
+            &att,
+        );
+        let merged = em.step("Transpose", &[&att], vec![ints("perm", &[0, 2, 1, 3])]);
+        let merged = em.reshape(&merged, &[n, l, e]);
+        let wot = em.step("Transpose", &[&wo], vec![ints("perm", &[1, 0])]);
+        let out = em.output(0);
+        match bo {
+            Some(b) => {
+                let y = em.step("MatMul", &[&merged, &wot], vec![]);
+                em.node("Add", &[&y, &b], &[&out], vec![]);
+            }
+            None => {
+                em.node("MatMul", &[&merged, &wot], &[&out], vec![]);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Kernel for Mha {
     /// The projections (`MatMul` by the transposed weights, `Add` of the biases), heads split
     /// by `Reshape`/`Transpose`, [`super::onnx::attention`] per head, heads merged, the output
@@ -491,6 +564,9 @@ impl Kernel for Mha {
             wi += 1;
             em.weight(wi - 1)
         };
+        if self.self_attention && !self.separate() && !self.bias_kv && !self.zero_attn {
+            return self.onnx_packed(em);
+        }
         let (wq, wk, wv) = if self.separate() {
             (next(em), next(em), next(em))
         } else {

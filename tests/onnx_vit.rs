@@ -1,0 +1,292 @@
+//! Attention read from ONNX (src/onnx/attention.rs): torchvision's VisionTransformer exported by
+//! both of torch.onnx.export's exporters (scripts/onnx_vit.py): a tiny ViT (image 32, patch 8,
+//! 2 layers, hidden 32, 2 heads) with its weights (TorchScript and dynamo exporters) and graph
+//! only (TorchScript) against PyTorch's counts (tests/data/onnx_vit_reference.json), against the
+//! same model written as the zoo writes ViT-B/16 (tests/data/onnx/vit_tiny.yaml) layer by layer
+//! (kind, output shape, parameters, MACs, receptive field, `check`), and `run` against
+//! onnxruntime; a changed attention pattern is a located error. The full-size vit_b_16 exports
+//! (330 MB with weights, 428 KB graph-only: not committed) are checked when the script's output
+//! directory holds them ($ARCHSCOPE_ONNX_DIR, default /tmp/archscope_onnx).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::common::{checked, data_json, read_saved_npy, root, u64s};
+use archscope::onnx::{self, proto};
+use archscope::{analyze, exec, Analysis, BuildOptions, Dtype, Network};
+
+const FILES: [&str; 3] = ["vit_tiny.onnx", "vit_tiny_graph.onnx", "vit_tiny_dynamo.onnx"];
+
+fn read(name: &str) -> Vec<u8> {
+    let p = root().join("tests/data/onnx").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+fn import(name: &str, bytes: &[u8]) -> (Network, onnx::Import) {
+    onnx::build(name, bytes, &BuildOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn tiny_yaml() -> Network {
+    let p = root().join("tests/data/onnx/vit_tiny.yaml");
+    let text = std::fs::read_to_string(&p).expect("vit_tiny.yaml");
+    Network::from_yaml("vit_tiny.yaml", &text, &BuildOptions::default()).expect("builds")
+}
+
+/// Per layer with parameters or MACs: kind, output shapes, parameters, MACs, receptive field,
+/// sorted (the two sides name layers differently).
+fn rows(a: &Analysis) -> Vec<String> {
+    let mut v: Vec<String> = a
+        .layers
+        .iter()
+        .filter(|l| l.params.total() > 0 || l.macs > 0)
+        .map(|l| {
+            format!(
+                "{} {:?} {} {} {:?}",
+                l.op,
+                l.outputs,
+                l.params.total(),
+                l.macs,
+                l.rf
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// How many layers of each kind, dropouts (which the exports leave out) not counted.
+fn kinds(a: &Analysis) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for l in &a.layers {
+        if l.op != "dropout" {
+            *m.entry(l.op).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn tiny_vit_exports_give_pytorch_counts_and_the_yaml_layers() {
+    let reference = data_json("onnx_vit_reference.json");
+    let yaml = analyze(&tiny_yaml(), Dtype::F32).expect("analyses");
+    // PyTorch's count of the tiny model (the script): conv 3·64·32 + 32, class token 32,
+    // position embedding 17·32, per layer 2 norms of 64, attention 3·32·32 + 96 + 32·32 + 32,
+    // MLP 32·64 + 64 + 64·32 + 32; final norm 64, head 330: 24,234.
+    assert_eq!(yaml.totals.params, 24_234);
+    for f in FILES {
+        let r = &reference[f.trim_end_matches(".onnx")];
+        let (net, _) = import(f, &read(f));
+        let a = analyze(&net, Dtype::F32).expect("analyses");
+        assert_eq!(a.totals.params, r["params"].as_u64().expect("params"), "{f}");
+        assert_eq!(a.totals.buffers, r["buffers"].as_u64().expect("buffers"), "{f}");
+        assert_eq!(
+            (a.totals.params, a.totals.macs, a.totals.flops),
+            (yaml.totals.params, yaml.totals.macs, yaml.totals.flops),
+            "{f}"
+        );
+        assert_eq!(rows(&a), rows(&yaml), "{f}");
+        let k = kinds(&a);
+        assert_eq!(k, kinds(&yaml), "{f}");
+        // The layer kinds the issue names: attention, norms, MLP, class token, position embedding.
+        assert_eq!(k["multi_head_attention"], 2, "{f}");
+        assert_eq!(k["layernorm"], 5, "{f}");
+        assert_eq!(k["linear"], 5, "{f}");
+        assert_eq!(k["parameter"], 2, "{f}");
+        assert_eq!(k["expand"], 1, "{f}");
+        let attn: Vec<String> = a
+            .layers
+            .iter()
+            .filter(|l| l.op == "multi_head_attention")
+            .map(|l| l.label.clone())
+            .collect();
+        assert_eq!(attn, ["attention 32, 2 heads×16", "attention 32, 2 heads×16"], "{f}");
+    }
+}
+
+#[test]
+fn tiny_vit_check_agrees_as_the_yaml_does() {
+    let yaml = checked(&tiny_yaml());
+    let row = |r: &archscope::check::CheckRow| {
+        format!(
+            "{} {} {} {}",
+            r.shape.measured, r.params.measured, r.macs.measured, r.rf.measured
+        )
+    };
+    let mut want: Vec<String> = yaml.rows.iter().map(row).collect();
+    want.sort();
+    want.dedup();
+    for f in ["vit_tiny.onnx", "vit_tiny_dynamo.onnx"] {
+        let (net, _) = import(f, &read(f));
+        let report = checked(&net);
+        // Every row of the import is one the YAML model measures too (the import has no
+        // dropouts, so fewer rows).
+        let mut got: Vec<String> = report.rows.iter().map(row).collect();
+        got.sort();
+        got.dedup();
+        for g in &got {
+            assert!(want.contains(g), "{f}: {g} is not a row of the YAML model's check");
+        }
+        assert!(report.rows.len() >= 20, "{f}: {} rows", report.rows.len());
+    }
+}
+
+#[test]
+fn tiny_vit_runs_as_onnxruntime() {
+    let reference = data_json("onnx_vit_reference.json");
+    for f in ["vit_tiny.onnx", "vit_tiny_dynamo.onnx"] {
+        let r = &reference[f.trim_end_matches(".onnx")];
+        let shape: Vec<usize> = u64s(&r["input_shape"]).iter().map(|&d| d as usize).collect();
+        let (net, imp) = import(f, &read(f));
+        let w = onnx::weights(&net, &imp)
+            .expect("weights")
+            .expect("the file holds its weights");
+        let n: usize = shape.iter().product();
+        // The script's input: x[i] = sin(0.1 i).
+        let x: Vec<f32> = (0..n).map(|i| (0.1 * i as f64).sin() as f32).collect();
+        let out = exec::run(&net, &w, &[archscope::tensor::Tensor::new(shape, x)], None)
+            .expect("runs");
+        let want: Vec<f64> = r["onnxruntime_output"]
+            .as_array()
+            .expect("output")
+            .iter()
+            .map(|v| v.as_f64().expect("number"))
+            .collect();
+        let got = &out.outputs[0];
+        assert_eq!(got.shape, vec![1, 10], "{f}");
+        let worst = got
+            .data
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-4, "{f}: archscope and onnxruntime differ by {worst}");
+        // The weights reached the layers: outputs of this size, not a zero model's.
+        assert!(want.iter().any(|v| v.abs() > 0.1), "{f}");
+    }
+}
+
+/// The tiny graph-only file, changed by `f`, imported: the error's text.
+fn edited(file: &str, f: impl FnOnce(&mut proto::ModelProto)) -> String {
+    let mut m = proto::decode_model(file, &read(file)).expect("decodes");
+    f(&mut m);
+    let bytes = proto::encode_model(&m);
+    match onnx::build("edited.onnx", &bytes, &BuildOptions::default()) {
+        Ok(_) => panic!("{file}: the edited file was read"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const SCOPE: &str = "in the attention module `encoder.layers.encoder_layer_0.self_attention` (read as one multi_head_attention)";
+
+fn first_softmax(m: &mut proto::ModelProto) -> &mut proto::NodeProto {
+    m.graph
+        .as_mut()
+        .expect("graph")
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("Softmax"))
+        .expect("a Softmax")
+}
+
+#[test]
+fn a_softmax_over_another_axis_is_a_located_error() {
+    let e = edited("vit_tiny_graph.onnx", |m| {
+        let s = first_softmax(m);
+        let a = s
+            .attribute
+            .iter_mut()
+            .find(|a| a.name.as_deref() == Some("axis"))
+            .expect("axis");
+        a.i = Some(1);
+    });
+    assert!(e.contains(SCOPE), "{e}");
+    assert!(e.contains("Softmax over axis 1"), "{e}");
+    assert!(e.contains("(Softmax)"), "{e}");
+    assert!(e.contains("help: archscope reads torch.nn.MultiheadAttention"), "{e}");
+}
+
+#[test]
+fn an_op_outside_the_pattern_is_a_located_error() {
+    let e = edited("vit_tiny_graph.onnx", |m| {
+        first_softmax(m).op_type = Some("Relu".into());
+    });
+    assert!(e.contains(SCOPE), "{e}");
+    assert!(e.contains("`Relu` of 1 computed input(s): not part of the attention pattern"), "{e}");
+}
+
+#[test]
+fn another_scale_is_a_located_error() {
+    // The dynamo exporter scales q and kᵀ each by √(1/√d) = 0.5 (d = 16), one shared scalar;
+    // 0.6 makes the scores' scale 0.36.
+    let e = edited("vit_tiny_dynamo.onnx", |m| {
+        let g = m.graph.as_mut().expect("graph");
+        let mul = g
+            .node
+            .iter()
+            .find(|n| n.op_type.as_deref() == Some("Mul"))
+            .expect("a Mul")
+            .input[1]
+            .clone();
+        let t = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name.as_deref() == Some(mul.as_str()))
+            .expect("the scale");
+        assert_eq!(proto::tensor_to_f32(t).expect("data"), [0.5]);
+        t.raw_data = Some(0.6f32.to_le_bytes().to_vec());
+        t.float_data.clear();
+    });
+    assert!(e.contains(SCOPE), "{e}");
+    assert!(e.contains("the scores are scaled by 0.36"), "{e}");
+    assert!(e.contains("not 1/√16 = 0.25"), "{e}");
+}
+
+/// The script's output directory (330 MB files, not committed).
+fn big_dir() -> PathBuf {
+    std::env::var_os("ARCHSCOPE_ONNX_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/archscope_onnx"))
+}
+
+/// vit_b_16 exported by both exporters with weights and by the TorchScript one graph-only:
+/// PyTorch's 86,567,656 parameters, the zoo model's MACs and layers, and (with weights) `run`
+/// against onnxruntime's output on the script's input. Checked only where the files exist
+/// (scripts/onnx_vit.py writes them); the committed tiny files cover the same structure.
+#[test]
+fn vit_b_16_exports_when_present() {
+    let dir = big_dir();
+    let reference = data_json("onnx_vit_reference.json");
+    let r = &reference["vit_b_16"];
+    assert_eq!(r["params"].as_u64(), Some(86_567_656));
+    let zoo = crate::common::zoo_analysis("vit_b_16");
+    assert_eq!(zoo.totals.params, 86_567_656);
+    for f in ["vit_b_16_graph", "vit_b_16", "vit_b_16_dynamo"] {
+        let p = dir.join(format!("{f}.onnx"));
+        let Ok(bytes) = std::fs::read(&p) else {
+            eprintln!("{}: not there, skipped (scripts/onnx_vit.py writes it)", p.display());
+            continue;
+        };
+        let (net, imp) = import(f, &bytes);
+        let a = analyze(&net, Dtype::F32).expect("analyses");
+        assert_eq!(a.totals.params, 86_567_656, "{f}");
+        assert_eq!(a.totals.buffers, 0, "{f}");
+        assert_eq!((a.totals.macs, a.totals.flops), (zoo.totals.macs, zoo.totals.flops), "{f}");
+        assert_eq!(rows(&a), rows(&zoo), "{f}");
+        assert_eq!(kinds(&a), kinds(&zoo), "{f}");
+        if f == "vit_b_16_graph" {
+            assert!(!imp.has_weights);
+            continue;
+        }
+        let w = onnx::weights(&net, &imp).expect("weights").expect("weights held");
+        let (xs, x) = read_saved_npy(&dir.join("vit_b_16_input.npy"));
+        let (_, want) = read_saved_npy(&dir.join(format!("{f}_ort.npy")));
+        let out = exec::run(&net, &w, &[archscope::tensor::Tensor::new(xs, x)], None).expect("runs");
+        let worst = out.outputs[0]
+            .data
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{f}: archscope and onnxruntime differ by {worst}");
+    }
+}
