@@ -109,11 +109,13 @@ pub(super) fn find_regions(g: &GraphProto) -> Regions {
         }
     }
     for (k, (_, nodes)) in r.list.iter().enumerate() {
+        // Constant nodes are folded before any other node is read: they never delay a region.
+        let constant = |i: usize| g.node[i].op_type.as_deref() == Some("Constant");
         let last_outside = nodes
             .iter()
             .flat_map(|&i| g.node[i].input.iter())
             .filter_map(|x| producer.get(x.as_str()).copied())
-            .filter(|p| r.of.get(p) != Some(&k))
+            .filter(|&p| r.of.get(&p) != Some(&k) && !constant(p))
             .max();
         let t = nodes
             .iter()
@@ -162,8 +164,9 @@ struct Proj {
 
 const HELP: &str = "archscope reads torch.nn.MultiheadAttention as PyTorch's exporters and `archscope export` trace it: self-attention (query = key = value) without mask and with need_weights=False; describe other attention in archscope YAML (docs/FORMAT.md) or export the module without the difference";
 
-fn t2(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    super::transpose2(m, rows, cols)
+/// The transpose of a rows×cols matrix; `None` when the data is not that size.
+fn t2(m: &[f32], rows: usize, cols: usize) -> Option<Vec<f32>> {
+    (rows.checked_mul(cols) == Some(m.len())).then(|| super::transpose2(m, rows, cols))
 }
 
 impl<'a> Reader<'a> {
@@ -340,7 +343,12 @@ impl<'a> Reader<'a> {
                         return Err(self.attn_err(j, scope, "Gather of anything but one index"));
                     }
                     let size = a.shape[ax];
-                    let part = (idx[0] as i64).rem_euclid(size.max(1) as i64) as usize;
+                    let at = idx[0] as i64;
+                    let size_i = i64::try_from(size).unwrap_or(i64::MAX);
+                    if at < -size_i || at >= size_i {
+                        return Err(self.attn_err(j, scope, format!("Gather of index {at} along an axis of {size}")));
+                    }
+                    let part = at.rem_euclid(size_i.max(1)) as usize;
                     let mut s = a.shape.clone();
                     s.remove(ax);
                     let src = match a.src {
@@ -395,7 +403,7 @@ impl<'a> Reader<'a> {
                     }
                     // M (K×M) with y = x·M, K the features read.
                     let (m, mdata) = if trans_b {
-                        let d = wdata.map(|w| t2(&w, wd[0] as usize, wd[1] as usize));
+                        let d = wdata.and_then(|w| t2(&w, wd[0] as usize, wd[1] as usize));
                         (vec![wd[1], wd[0]], d)
                     } else {
                         (wd.clone(), wdata)
@@ -540,7 +548,10 @@ impl<'a> Reader<'a> {
         // Heads from the scores' leading dims: N·heads score matrices of L×L.
         let lead = numel(&sshape[..sshape.len() - 2]);
         let l = xshape[1];
-        if sshape[sshape.len() - 2..] != [l, l] || lead == 0 || lead % self.batch != 0 {
+        if sshape[sshape.len() - 2..] != [l, l]
+            || lead == 0
+            || lead.checked_rem(self.batch) != Some(0)
+        {
             return Err(self.attn_err(sj, scope, format!("scores of shape {sshape:?} for {} samples of {l} tokens", self.batch)));
         }
         let heads = lead / self.batch;
@@ -593,17 +604,18 @@ impl<'a> Reader<'a> {
         self.paths.push(Some(scope.to_string()));
         // Weights in PyTorch's layout: W (out×in) = Mᵀ.
         let eu = e as usize;
-        let mut w_in: Option<Vec<f32>> = Some(Vec::with_capacity(3 * eu * eu));
+        // Allocated only as the file's data comes (a graph-only file has none).
+        let mut w_in: Option<Vec<f32>> = Some(Vec::new());
         for &p in &order {
             let cols = projs[p].m[1] as usize;
-            match (&projs[p].data, w_in.as_mut()) {
-                (Some(m), Some(w)) => w.extend(t2(m, eu, cols)),
+            match (projs[p].data.as_deref().and_then(|m| t2(m, eu, cols)), w_in.as_mut()) {
+                (Some(m), Some(w)) => w.extend(m),
                 _ => w_in = None,
             }
         }
         self.put_weight(&id, "in_proj_weight", &[3 * e, e], w_in);
         if bias {
-            let mut b_in: Option<Vec<f32>> = Some(Vec::with_capacity(3 * eu));
+            let mut b_in: Option<Vec<f32>> = Some(Vec::new());
             for &p in &order {
                 match (projs[p].bias.as_ref().and_then(|b| b.1.clone()), b_in.as_mut()) {
                     (Some(b), Some(acc)) => acc.extend(b),
@@ -612,7 +624,7 @@ impl<'a> Reader<'a> {
             }
             self.put_weight(&id, "in_proj_bias", &[3 * e], b_in);
         }
-        let w_out = projs[po].data.as_ref().map(|m| t2(m, eu, eu));
+        let w_out = projs[po].data.as_deref().and_then(|m| t2(m, eu, eu));
         self.put_weight(&id, "out_proj.weight", &[e, e], w_out);
         if bias {
             let b = projs[po].bias.as_ref().and_then(|b| b.1.clone());

@@ -317,7 +317,19 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     for (tname, (shape, data)) in &imp.weights {
         let (layer, w) = match new_prefix.get(tname.as_str()) {
             Some(_) => (tname.as_str(), ""),
-            None => tname.rsplit_once('.').unwrap_or((tname.as_str(), "")),
+            // The longest dotted prefix that names a layer (`attn.out_proj.bias`: `attn`).
+            None => {
+                let mut cut = tname.len();
+                loop {
+                    match tname[..cut].rfind('.') {
+                        Some(p) if new_prefix.contains_key(&tname[..p]) => {
+                            break (&tname[..p], &tname[p + 1..])
+                        }
+                        Some(p) => cut = p,
+                        None => break (tname.as_str(), ""),
+                    }
+                }
+            }
         };
         let Some(p) = new_prefix.get(layer) else {
             return Err(bad(file, &format!("weight `{tname}` of no layer")));

@@ -408,7 +408,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         }
     }
     for (i, n) in graph.node.iter().enumerate() {
-        if r.done.contains(&i) || r.attention_node(i)? {
+        if r.attention_node(i)? || r.done.contains(&i) {
             continue;
         }
         r.node(i, n)?;
