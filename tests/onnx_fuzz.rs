@@ -325,7 +325,7 @@ fn check_one(what: &str, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn fuzz_seed(file: &str, salt: u64) -> (usize, usize) {
+pub(crate) fn fuzz_seed(file: &str, salt: u64) -> (usize, usize) {
     let seed = std::fs::read(root().join("tests/data/onnx").join(file)).expect("seed file");
     let model = proto::decode_model(file, &seed).expect("the seed decodes");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ salt);

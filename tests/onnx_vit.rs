@@ -15,7 +15,11 @@ use crate::common::{checked, data_json, read_saved_npy, root, u64s};
 use archscope::onnx::{self, proto};
 use archscope::{analyze, exec, Analysis, BuildOptions, Dtype, Network};
 
-const FILES: [&str; 3] = ["vit_tiny.onnx", "vit_tiny_graph.onnx", "vit_tiny_dynamo.onnx"];
+const FILES: [&str; 3] = [
+    "vit_tiny.onnx",
+    "vit_tiny_graph.onnx",
+    "vit_tiny_dynamo.onnx",
+];
 
 fn read(name: &str) -> Vec<u8> {
     let p = root().join("tests/data/onnx").join(name);
@@ -77,8 +81,16 @@ fn tiny_vit_exports_give_pytorch_counts_and_the_yaml_layers() {
         let r = &reference[f.trim_end_matches(".onnx")];
         let (net, _) = import(f, &read(f));
         let a = analyze(&net, Dtype::F32).expect("analyses");
-        assert_eq!(a.totals.params, r["params"].as_u64().expect("params"), "{f}");
-        assert_eq!(a.totals.buffers, r["buffers"].as_u64().expect("buffers"), "{f}");
+        assert_eq!(
+            a.totals.params,
+            r["params"].as_u64().expect("params"),
+            "{f}"
+        );
+        assert_eq!(
+            a.totals.buffers,
+            r["buffers"].as_u64().expect("buffers"),
+            "{f}"
+        );
         assert_eq!(
             (a.totals.params, a.totals.macs, a.totals.flops),
             (yaml.totals.params, yaml.totals.macs, yaml.totals.flops),
@@ -99,7 +111,11 @@ fn tiny_vit_exports_give_pytorch_counts_and_the_yaml_layers() {
             .filter(|l| l.op == "multi_head_attention")
             .map(|l| l.label.clone())
             .collect();
-        assert_eq!(attn, ["attention 32, 2 heads×16", "attention 32, 2 heads×16"], "{f}");
+        assert_eq!(
+            attn,
+            ["attention 32, 2 heads×16", "attention 32, 2 heads×16"],
+            "{f}"
+        );
     }
 }
 
@@ -124,7 +140,10 @@ fn tiny_vit_check_agrees_as_the_yaml_does() {
         got.sort();
         got.dedup();
         for g in &got {
-            assert!(want.contains(g), "{f}: {g} is not a row of the YAML model's check");
+            assert!(
+                want.contains(g),
+                "{f}: {g} is not a row of the YAML model's check"
+            );
         }
         assert!(report.rows.len() >= 20, "{f}: {} rows", report.rows.len());
     }
@@ -135,7 +154,10 @@ fn tiny_vit_runs_as_onnxruntime() {
     let reference = data_json("onnx_vit_reference.json");
     for f in ["vit_tiny.onnx", "vit_tiny_dynamo.onnx"] {
         let r = &reference[f.trim_end_matches(".onnx")];
-        let shape: Vec<usize> = u64s(&r["input_shape"]).iter().map(|&d| d as usize).collect();
+        let shape: Vec<usize> = u64s(&r["input_shape"])
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
         let (net, imp) = import(f, &read(f));
         let w = onnx::weights(&net, &imp)
             .expect("weights")
@@ -143,8 +165,8 @@ fn tiny_vit_runs_as_onnxruntime() {
         let n: usize = shape.iter().product();
         // The script's input: x[i] = sin(0.1 i).
         let x: Vec<f32> = (0..n).map(|i| (0.1 * i as f64).sin() as f32).collect();
-        let out = exec::run(&net, &w, &[archscope::tensor::Tensor::new(shape, x)], None)
-            .expect("runs");
+        let out =
+            exec::run(&net, &w, &[archscope::tensor::Tensor::new(shape, x)], None).expect("runs");
         let want: Vec<f64> = r["onnxruntime_output"]
             .as_array()
             .expect("output")
@@ -159,7 +181,10 @@ fn tiny_vit_runs_as_onnxruntime() {
             .zip(&want)
             .map(|(g, w)| (f64::from(*g) - w).abs())
             .fold(0.0, f64::max);
-        assert!(worst <= 1e-4, "{f}: archscope and onnxruntime differ by {worst}");
+        assert!(
+            worst <= 1e-4,
+            "{f}: archscope and onnxruntime differ by {worst}"
+        );
         // The weights reached the layers: outputs of this size, not a zero model's.
         assert!(want.iter().any(|v| v.abs() > 0.1), "{f}");
     }
@@ -202,7 +227,10 @@ fn a_softmax_over_another_axis_is_a_located_error() {
     assert!(e.contains(SCOPE), "{e}");
     assert!(e.contains("Softmax over axis 1"), "{e}");
     assert!(e.contains("(Softmax)"), "{e}");
-    assert!(e.contains("help: archscope reads torch.nn.MultiheadAttention"), "{e}");
+    assert!(
+        e.contains("help: archscope reads torch.nn.MultiheadAttention"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -211,7 +239,10 @@ fn an_op_outside_the_pattern_is_a_located_error() {
         first_softmax(m).op_type = Some("Relu".into());
     });
     assert!(e.contains(SCOPE), "{e}");
-    assert!(e.contains("`Relu` of 1 computed input(s): not part of the attention pattern"), "{e}");
+    assert!(
+        e.contains("`Relu` of 1 computed input(s): not part of the attention pattern"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -263,31 +294,44 @@ fn vit_b_16_exports_when_present() {
     for f in ["vit_b_16_graph", "vit_b_16", "vit_b_16_dynamo"] {
         let p = dir.join(format!("{f}.onnx"));
         let Ok(bytes) = std::fs::read(&p) else {
-            eprintln!("{}: not there, skipped (scripts/onnx_vit.py writes it)", p.display());
+            eprintln!(
+                "{}: not there, skipped (scripts/onnx_vit.py writes it)",
+                p.display()
+            );
             continue;
         };
         let (net, imp) = import(f, &bytes);
         let a = analyze(&net, Dtype::F32).expect("analyses");
         assert_eq!(a.totals.params, 86_567_656, "{f}");
         assert_eq!(a.totals.buffers, 0, "{f}");
-        assert_eq!((a.totals.macs, a.totals.flops), (zoo.totals.macs, zoo.totals.flops), "{f}");
+        assert_eq!(
+            (a.totals.macs, a.totals.flops),
+            (zoo.totals.macs, zoo.totals.flops),
+            "{f}"
+        );
         assert_eq!(rows(&a), rows(&zoo), "{f}");
         assert_eq!(kinds(&a), kinds(&zoo), "{f}");
         if f == "vit_b_16_graph" {
             assert!(!imp.has_weights);
             continue;
         }
-        let w = onnx::weights(&net, &imp).expect("weights").expect("weights held");
+        let w = onnx::weights(&net, &imp)
+            .expect("weights")
+            .expect("weights held");
         let (xs, x) = read_saved_npy(&dir.join("vit_b_16_input.npy"));
         let (_, want) = read_saved_npy(&dir.join(format!("{f}_ort.npy")));
-        let out = exec::run(&net, &w, &[archscope::tensor::Tensor::new(xs, x)], None).expect("runs");
+        let out =
+            exec::run(&net, &w, &[archscope::tensor::Tensor::new(xs, x)], None).expect("runs");
         let worst = out.outputs[0]
             .data
             .iter()
             .zip(&want)
             .map(|(g, w)| (g - w).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst <= 1e-4, "{f}: archscope and onnxruntime differ by {worst}");
+        assert!(
+            worst <= 1e-4,
+            "{f}: archscope and onnxruntime differ by {worst}"
+        );
     }
 }
 
@@ -304,8 +348,18 @@ fn zoo_vits_round_trip_layer_by_layer() {
         let (back, _) = import(&format!("{name}.onnx"), &bytes);
         let b = crate::common::analysis(&back);
         assert_eq!(
-            (b.totals.params, b.totals.buffers, b.totals.macs, b.totals.flops),
-            (a.totals.params, a.totals.buffers, a.totals.macs, a.totals.flops),
+            (
+                b.totals.params,
+                b.totals.buffers,
+                b.totals.macs,
+                b.totals.flops
+            ),
+            (
+                a.totals.params,
+                a.totals.buffers,
+                a.totals.macs,
+                a.totals.flops
+            ),
             "{name}"
         );
         assert_eq!(rows(&b), rows(&a), "{name}");
@@ -324,7 +378,9 @@ fn tiny_vit_round_trip_runs_the_same() {
     let m = export(&net, Some(&w), ExportOptions::default()).expect("exports");
     let (back, imp) = import("vit_tiny_export.onnx", &proto::encode_model(&m));
     let wb = onnx::weights(&back, &imp).expect("weights").expect("held");
-    let x: Vec<f32> = (0..3 * 32 * 32).map(|i| (0.1 * i as f64).sin() as f32).collect();
+    let x: Vec<f32> = (0..3 * 32 * 32)
+        .map(|i| (0.1 * i as f64).sin() as f32)
+        .collect();
     let input = || archscope::tensor::Tensor::new(vec![1, 3, 32, 32], x.clone());
     let ya = exec::run(&net, &w, &[input()], None).expect("runs");
     let yb = exec::run(&back, &wb, &[input()], None).expect("runs");
@@ -336,4 +392,16 @@ fn tiny_vit_round_trip_runs_the_same() {
         .fold(0.0f32, f32::max);
     assert!(worst <= 1e-5, "{worst}");
     assert!(ya.outputs[0].data.iter().any(|v| v.abs() > 1e-3));
+}
+
+/// The seeded mutation fuzz of tests/onnx_fuzz.rs (bytes and structure; no panic, every
+/// refusal located with a help line) over the tiny ViT files, whose attention modules go
+/// through src/onnx/attention.rs: 700 mutants of each.
+#[test]
+fn mutants_of_the_tiny_vits() {
+    for (f, salt) in [("vit_tiny_dynamo.onnx", 11), ("vit_tiny_graph.onnx", 12)] {
+        let (n, built) = crate::onnx_fuzz::fuzz_seed(f, salt);
+        assert_eq!(n, 700);
+        assert!(built < n, "{f}: {built} of {n}");
+    }
 }

@@ -252,7 +252,11 @@ impl<'a> Reader<'a> {
             if computed.is_empty() {
                 // Shape arithmetic and weight copies: folded as anywhere else.
                 if self.fold(j, n)?.is_none() {
-                    return Err(self.attn_err(j, scope, format!("`{op}` of constants that archscope does not fold")));
+                    return Err(self.attn_err(
+                        j,
+                        scope,
+                        format!("`{op}` of constants that archscope does not fold"),
+                    ));
                 }
                 continue;
             }
@@ -289,7 +293,14 @@ impl<'a> Reader<'a> {
                     let mut s = Vec::new();
                     for &p in &perm {
                         let Some(&d) = usize::try_from(p).ok().and_then(|p| a.shape.get(p)) else {
-                            return Err(self.attn_err(j, scope, format!("Transpose perm {perm:?} of a rank-{} tensor", a.shape.len())));
+                            return Err(self.attn_err(
+                                j,
+                                scope,
+                                format!(
+                                    "Transpose perm {perm:?} of a rank-{} tensor",
+                                    a.shape.len()
+                                ),
+                            ));
                         };
                         s.push(d);
                     }
@@ -308,7 +319,13 @@ impl<'a> Reader<'a> {
                                 s.push(1);
                             }
                             v if v > 0 => s.push(v as u64),
-                            _ => return Err(self.attn_err(j, scope, format!("Reshape to {target:?}"))),
+                            _ => {
+                                return Err(self.attn_err(
+                                    j,
+                                    scope,
+                                    format!("Reshape to {target:?}"),
+                                ))
+                            }
                         }
                     }
                     let total = numel(&a.shape);
@@ -317,7 +334,11 @@ impl<'a> Reader<'a> {
                         s[k] = total / rest;
                     }
                     if numel(&s) != total {
-                        return Err(self.attn_err(j, scope, format!("Reshape of {:?} to {target:?}", a.shape)));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            format!("Reshape of {:?} to {target:?}", a.shape),
+                        ));
                     }
                     out(&mut t, 0, same(s));
                 }
@@ -346,7 +367,11 @@ impl<'a> Reader<'a> {
                     let at = idx[0] as i64;
                     let size_i = i64::try_from(size).unwrap_or(i64::MAX);
                     if at < -size_i || at >= size_i {
-                        return Err(self.attn_err(j, scope, format!("Gather of index {at} along an axis of {size}")));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            format!("Gather of index {at} along an axis of {size}"),
+                        ));
                     }
                     let part = at.rem_euclid(size_i.max(1)) as usize;
                     let mut s = a.shape.clone();
@@ -360,7 +385,16 @@ impl<'a> Reader<'a> {
                             return Err(self.attn_err(j, scope, format!("Gather of index {part} along an axis of {size}: archscope reads the selection of q, k and v from a packed projection only")));
                         }
                     };
-                    out(&mut t, 0, T { shape: s, src, scale: a.scale, raw: None });
+                    out(
+                        &mut t,
+                        0,
+                        T {
+                            shape: s,
+                            src,
+                            scale: a.scale,
+                            raw: None,
+                        },
+                    );
                 }
                 "Split" if computed == [0] => {
                     let rank = a.shape.len() as i64;
@@ -370,19 +404,41 @@ impl<'a> Reader<'a> {
                         Some(s) => s,
                         None => match self.ints(j, n, 1)? {
                             Some(s) => s,
-                            None => vec![(a.shape.get(ax).copied().unwrap_or(0) / parts.max(1) as u64) as i64; parts],
+                            None => vec![
+                                (a.shape.get(ax).copied().unwrap_or(0) / parts.max(1) as u64)
+                                    as i64;
+                                parts
+                            ],
                         },
                     };
                     let Src::Proj { p, part: None } = a.src else {
-                        return Err(self.attn_err(j, scope, "Split of anything but a packed input projection"));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            "Split of anything but a packed input projection",
+                        ));
                     };
-                    if parts != 3 || sizes.len() != 3 || ax >= a.shape.len() || sizes.iter().map(|&x| x as u64).sum::<u64>() != a.shape[ax] || sizes.iter().any(|&x| x != sizes[0]) {
+                    if parts != 3
+                        || sizes.len() != 3
+                        || ax >= a.shape.len()
+                        || sizes.iter().map(|&x| x as u64).sum::<u64>() != a.shape[ax]
+                        || sizes.iter().any(|&x| x != sizes[0])
+                    {
                         return Err(self.attn_err(j, scope, format!("Split into {sizes:?}: archscope reads a packed projection split into three equal parts (q, k, v)")));
                     }
                     for (k, &sz) in sizes.iter().enumerate() {
                         let mut s = a.shape.clone();
                         s[ax] = sz as u64;
-                        out(&mut t, k, T { shape: s, src: Src::Proj { p, part: Some(k) }, scale: a.scale, raw: None });
+                        out(
+                            &mut t,
+                            k,
+                            T {
+                                shape: s,
+                                src: Src::Proj { p, part: Some(k) },
+                                scale: a.scale,
+                                raw: None,
+                            },
+                        );
                     }
                 }
                 "MatMul" | "Gemm" if computed == [0] && data.len() >= 2 => {
@@ -393,13 +449,21 @@ impl<'a> Reader<'a> {
                             || (super::attr_f(n, "alpha", 1.0) - 1.0).abs() > 0.0
                             || (super::attr_f(n, "beta", 1.0) - 1.0).abs() > 0.0)
                     {
-                        return Err(self.attn_err(j, scope, "Gemm with transA, alpha or beta other than PyTorch's linear"));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            "Gemm with transA, alpha or beta other than PyTorch's linear",
+                        ));
                     }
                     let Some((wd, wdata)) = self.weight(j, n, 1)? else {
                         return Err(self.attn_err(j, scope, "a projection without its weight"));
                     };
                     if wd.len() != 2 {
-                        return Err(self.attn_err(j, scope, format!("a projection weight of shape {wd:?}")));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            format!("a projection weight of shape {wd:?}"),
+                        ));
                     }
                     // M (K×M) with y = x·M, K the features read.
                     let (m, mdata) = if trans_b {
@@ -409,7 +473,14 @@ impl<'a> Reader<'a> {
                         (wd.clone(), wdata)
                     };
                     if a.shape.last() != Some(&m[0]) {
-                        return Err(self.attn_err(j, scope, format!("a projection of {:?} by a {}×{} matrix", a.shape, m[0], m[1])));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            format!(
+                                "a projection of {:?} by a {}×{} matrix",
+                                a.shape, m[0], m[1]
+                            ),
+                        ));
                     }
                     if (a.scale - 1.0).abs() > 0.0 {
                         return Err(self.attn_err(j, scope, "a scale applied before a projection"));
@@ -427,23 +498,47 @@ impl<'a> Reader<'a> {
                     };
                     let mut s = a.shape.clone();
                     *s.last_mut().unwrap_or(&mut 0) = m[1];
-                    projs.push(Proj { m, data: mdata, bias: None });
-                    if op == "Gemm" && data.len() >= 3 && n.input.get(2).is_some_and(|x| !x.is_empty()) {
+                    projs.push(Proj {
+                        m,
+                        data: mdata,
+                        bias: None,
+                    });
+                    if op == "Gemm"
+                        && data.len() >= 3
+                        && n.input.get(2).is_some_and(|x| !x.is_empty())
+                    {
                         let Some((bd, bdata)) = self.weight(j, n, 2)? else {
                             return Err(self.attn_err(j, scope, "Gemm without its bias"));
                         };
                         if numel(&bd) != projs[p].m[1] {
-                            return Err(self.attn_err(j, scope, format!("a bias of shape {bd:?} for {} outputs", projs[p].m[1])));
+                            return Err(self.attn_err(
+                                j,
+                                scope,
+                                format!("a bias of shape {bd:?} for {} outputs", projs[p].m[1]),
+                            ));
                         }
                         projs[p].bias = Some((numel(&bd), bdata));
                     }
-                    out(&mut t, 0, T { shape: s, src, scale: 1.0, raw: Some(p) });
+                    out(
+                        &mut t,
+                        0,
+                        T {
+                            shape: s,
+                            src,
+                            scale: 1.0,
+                            raw: Some(p),
+                        },
+                    );
                 }
                 "MatMul" if computed == [0, 1] => {
                     let b = data[1].clone().unwrap_or_else(|| unreachable_t());
                     let (ra, rb) = (a.shape.len(), b.shape.len());
                     if ra < 2 || rb < 2 || a.shape[ra - 1] != b.shape[rb - 2] {
-                        return Err(self.attn_err(j, scope, format!("MatMul of {:?} by {:?}", a.shape, b.shape)));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            format!("MatMul of {:?} by {:?}", a.shape, b.shape),
+                        ));
                     }
                     let mut s = super::broadcast(&a.shape[..ra - 2], &b.shape[..rb - 2]);
                     s.push(a.shape[ra - 2]);
@@ -452,13 +547,33 @@ impl<'a> Reader<'a> {
                         (qa @ Src::Proj { .. }, kb @ Src::Proj { .. }) if score.is_none() => {
                             score = Some((j, s.clone(), a.scale * b.scale));
                             qkv = Some((qa, kb, kb));
-                            out(&mut t, 0, T { shape: s, src: Src::Scores, scale: a.scale * b.scale, raw: None });
+                            out(
+                                &mut t,
+                                0,
+                                T {
+                                    shape: s,
+                                    src: Src::Scores,
+                                    scale: a.scale * b.scale,
+                                    raw: None,
+                                },
+                            );
                         }
-                        (Src::Probs, vb @ Src::Proj { .. }) if (b.scale - 1.0).abs() == 0.0 && (a.scale - 1.0).abs() == 0.0 => {
+                        (Src::Probs, vb @ Src::Proj { .. })
+                            if (b.scale - 1.0).abs() == 0.0 && (a.scale - 1.0).abs() == 0.0 =>
+                        {
                             if let Some((q, k, _)) = qkv {
                                 qkv = Some((q, k, vb));
                             }
-                            out(&mut t, 0, T { shape: s, src: Src::Context, scale: 1.0, raw: None });
+                            out(
+                                &mut t,
+                                0,
+                                T {
+                                    shape: s,
+                                    src: Src::Context,
+                                    scale: 1.0,
+                                    raw: None,
+                                },
+                            );
                         }
                         (x, y) => {
                             return Err(self.attn_err(j, scope, format!("a product of {x:?} and {y:?}: archscope reads Q·Kᵀ and softmax·V")));
@@ -472,7 +587,16 @@ impl<'a> Reader<'a> {
                     }
                     let f = if op == "Mul" { c.1[0] } else { 1.0 / c.1[0] };
                     let s = broadcast_scalar(&a.shape, &c.0);
-                    out(&mut t, 0, T { shape: s, src: a.src, scale: a.scale * f, raw: None });
+                    out(
+                        &mut t,
+                        0,
+                        T {
+                            shape: s,
+                            src: a.src,
+                            scale: a.scale * f,
+                            raw: None,
+                        },
+                    );
                 }
                 "Add" if computed.len() == 1 => {
                     let kc = 1 - computed[0];
@@ -483,10 +607,23 @@ impl<'a> Reader<'a> {
                         return Err(self.attn_err(j, scope, "Add without its bias"));
                     };
                     if numel(&bd) != projs[p].m[1] || projs[p].bias.is_some() {
-                        return Err(self.attn_err(j, scope, format!("a bias of shape {bd:?} for {} outputs", projs[p].m[1])));
+                        return Err(self.attn_err(
+                            j,
+                            scope,
+                            format!("a bias of shape {bd:?} for {} outputs", projs[p].m[1]),
+                        ));
                     }
                     projs[p].bias = Some((numel(&bd), bdata));
-                    out(&mut t, 0, T { shape: a.shape.clone(), src: a.src, scale: a.scale, raw: None });
+                    out(
+                        &mut t,
+                        0,
+                        T {
+                            shape: a.shape.clone(),
+                            src: a.src,
+                            scale: a.scale,
+                            raw: None,
+                        },
+                    );
                 }
                 "Softmax" if computed == [0] && a.src == Src::Scores => {
                     let rank = a.shape.len() as i64;
@@ -495,7 +632,16 @@ impl<'a> Reader<'a> {
                         return Err(self.attn_err(j, scope, format!("Softmax over axis {ax} of {:?}: attention normalises over the keys (the last axis)", a.shape)));
                     }
                     softmaxes += 1;
-                    out(&mut t, 0, T { shape: a.shape.clone(), src: Src::Probs, scale: 1.0, raw: None });
+                    out(
+                        &mut t,
+                        0,
+                        T {
+                            shape: a.shape.clone(),
+                            src: Src::Probs,
+                            scale: 1.0,
+                            raw: None,
+                        },
+                    );
                     if let Some(sc) = score.as_mut() {
                         sc.2 = a.scale;
                     }
@@ -514,9 +660,10 @@ impl<'a> Reader<'a> {
                     continue;
                 }
                 let outside = graph_outs.contains(y.as_str())
-                    || g.node.iter().enumerate().any(|(m, node)| {
-                        !inside.contains(&m) && node.input.iter().any(|x| x == y)
-                    });
+                    || g.node
+                        .iter()
+                        .enumerate()
+                        .any(|(m, node)| !inside.contains(&m) && node.input.iter().any(|x| x == y));
                 if outside {
                     outs.push((y.clone(), j));
                 }
@@ -527,7 +674,10 @@ impl<'a> Reader<'a> {
             return Err(self.attn_err(nodes[0], scope, "no computed input"));
         };
         if outs.len() != 1 {
-            let names: Vec<String> = outs.iter().map(|(y, _)| format!("`{}`", excerpt(y))).collect();
+            let names: Vec<String> = outs
+                .iter()
+                .map(|(y, _)| format!("`{}`", excerpt(y)))
+                .collect();
             return Err(self.attn_err(last, scope, format!("{} tensors are read outside the module ({}): archscope reads one output, the attention's", outs.len(), names.join(", "))));
         }
         let (yname, yj) = outs[0].clone();
@@ -540,7 +690,11 @@ impl<'a> Reader<'a> {
         }
         let e = xshape[2];
         let (Some((sj, sshape, scale)), Some((q, k, v)), Some(po)) = (score, qkv, out_proj) else {
-            return Err(self.attn_err(last, scope, "no Q·Kᵀ, softmax·V and output projection found"));
+            return Err(self.attn_err(
+                last,
+                scope,
+                "no Q·Kᵀ, softmax·V and output projection found",
+            ));
         };
         if softmaxes != 1 {
             return Err(self.attn_err(last, scope, format!("{softmaxes} softmaxes")));
@@ -552,7 +706,14 @@ impl<'a> Reader<'a> {
             || lead == 0
             || lead.checked_rem(self.batch) != Some(0)
         {
-            return Err(self.attn_err(sj, scope, format!("scores of shape {sshape:?} for {} samples of {l} tokens", self.batch)));
+            return Err(self.attn_err(
+                sj,
+                scope,
+                format!(
+                    "scores of shape {sshape:?} for {} samples of {l} tokens",
+                    self.batch
+                ),
+            ));
         }
         let heads = lead / self.batch;
         if heads == 0 || e % heads != 0 {
@@ -566,9 +727,18 @@ impl<'a> Reader<'a> {
         let ins: Vec<usize> = (0..projs.len()).filter(|&p| p != po).collect();
         let order: Vec<usize> = match (q, k, v) {
             (
-                Src::Proj { p: pq, part: Some(0) },
-                Src::Proj { p: pk, part: Some(1) },
-                Src::Proj { p: pv, part: Some(2) },
+                Src::Proj {
+                    p: pq,
+                    part: Some(0),
+                },
+                Src::Proj {
+                    p: pk,
+                    part: Some(1),
+                },
+                Src::Proj {
+                    p: pv,
+                    part: Some(2),
+                },
             ) if pq == pk && pk == pv && ins == [pq] && projs[pq].m == [e, 3 * e] => vec![pq],
             (
                 Src::Proj { p: pq, part: None },
@@ -587,9 +757,17 @@ impl<'a> Reader<'a> {
             }
         };
         if projs[po].m != [e, e] {
-            return Err(self.attn_err(last, scope, format!("an output projection of {:?}", projs[po].m)));
+            return Err(self.attn_err(
+                last,
+                scope,
+                format!("an output projection of {:?}", projs[po].m),
+            ));
         }
-        let with_bias = order.iter().chain([&po]).map(|&p| projs[p].bias.is_some()).collect::<Vec<_>>();
+        let with_bias = order
+            .iter()
+            .chain([&po])
+            .map(|&p| projs[p].bias.is_some())
+            .collect::<Vec<_>>();
         let bias = with_bias[0];
         if with_bias.iter().any(|&b| b != bias) {
             return Err(self.attn_err(last, scope, "some projections have a bias and some not; PyTorch's MultiheadAttention has all four or none (an exporter drops a bias that is all zeros: export with the trained weights, or graph-only)"));
@@ -608,7 +786,10 @@ impl<'a> Reader<'a> {
         let mut w_in: Option<Vec<f32>> = Some(Vec::new());
         for &p in &order {
             let cols = projs[p].m[1] as usize;
-            match (projs[p].data.as_deref().and_then(|m| t2(m, eu, cols)), w_in.as_mut()) {
+            match (
+                projs[p].data.as_deref().and_then(|m| t2(m, eu, cols)),
+                w_in.as_mut(),
+            ) {
                 (Some(m), Some(w)) => w.extend(m),
                 _ => w_in = None,
             }
@@ -617,7 +798,10 @@ impl<'a> Reader<'a> {
         if bias {
             let mut b_in: Option<Vec<f32>> = Some(Vec::new());
             for &p in &order {
-                match (projs[p].bias.as_ref().and_then(|b| b.1.clone()), b_in.as_mut()) {
+                match (
+                    projs[p].bias.as_ref().and_then(|b| b.1.clone()),
+                    b_in.as_mut(),
+                ) {
                     (Some(b), Some(acc)) => acc.extend(b),
                     _ => b_in = None,
                 }
@@ -633,7 +817,13 @@ impl<'a> Reader<'a> {
         for &j in nodes {
             self.done.insert(j);
         }
-        self.vals.insert(yname, Val::Act { r: id, shape: xshape });
+        self.vals.insert(
+            yname,
+            Val::Act {
+                r: id,
+                shape: xshape,
+            },
+        );
         Ok(())
     }
 
@@ -651,7 +841,10 @@ impl<'a> Reader<'a> {
                     .help("archscope reads Expand of a class token to the batch; write other broadcasts in YAML with `op: expand`"))
             }
         };
-        let out = super::broadcast(&dims, &target.iter().map(|&x| x.max(1) as u64).collect::<Vec<_>>());
+        let out = super::broadcast(
+            &dims,
+            &target.iter().map(|&x| x.max(1) as u64).collect::<Vec<_>>(),
+        );
         let mut want = dims.clone();
         if let Some(b) = want.first_mut() {
             *b = self.batch;
@@ -741,8 +934,17 @@ impl<'a> Reader<'a> {
                 .help("archscope concatenates along a dimension other than the batch"));
         }
         let mut out = shapes[0].clone();
-        out[ax as usize] = shapes.iter().map(|s| s.get(ax as usize).copied().unwrap_or(0)).sum();
-        self.layer(i, n, "concat", format!("op: concat, in: [{}], dim: {ax}", refs.join(", ")), out)
+        out[ax as usize] = shapes
+            .iter()
+            .map(|s| s.get(ax as usize).copied().unwrap_or(0))
+            .sum();
+        self.layer(
+            i,
+            n,
+            "concat",
+            format!("op: concat, in: [{}], dim: {ax}", refs.join(", ")),
+            out,
+        )
     }
 }
 
