@@ -248,7 +248,12 @@ impl<'a> Reader<'a> {
                     }
                 }
             }
-            let computed: Vec<usize> = (0..data.len()).filter(|&k| data[k].is_some()).collect();
+            let comp: Vec<(usize, T)> = data
+                .iter()
+                .enumerate()
+                .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+                .collect();
+            let computed: Vec<usize> = comp.iter().map(|c| c.0).collect();
             if computed.is_empty() {
                 // Shape arithmetic and weight copies: folded as anywhere else.
                 if self.fold(j, n)?.is_none() {
@@ -260,7 +265,7 @@ impl<'a> Reader<'a> {
                 }
                 continue;
             }
-            let a = data[computed[0]].clone().unwrap_or_else(|| unreachable_t());
+            let a = comp[0].1.clone();
             let out = |t: &mut HashMap<String, T>, k: usize, v: T| {
                 if let Some(name) = n.output.get(k) {
                     t.insert(name.clone(), v);
@@ -531,7 +536,7 @@ impl<'a> Reader<'a> {
                     );
                 }
                 "MatMul" if computed == [0, 1] => {
-                    let b = data[1].clone().unwrap_or_else(|| unreachable_t());
+                    let b = comp[1].1.clone();
                     let (ra, rb) = (a.shape.len(), b.shape.len());
                     if ra < 2 || rb < 2 || a.shape[ra - 1] != b.shape[rb - 2] {
                         return Err(self.attn_err(
@@ -951,14 +956,4 @@ impl<'a> Reader<'a> {
 /// The shape of `a` times a scalar constant of dims `c` (a rank-0 or all-1 tensor).
 fn broadcast_scalar(a: &[u64], c: &[u64]) -> Vec<u64> {
     super::broadcast(a, c)
-}
-
-/// Never reached: the index was taken from the `Some` entries.
-fn unreachable_t() -> T {
-    T {
-        shape: Vec::new(),
-        src: Src::Input,
-        scale: 1.0,
-        raw: None,
-    }
 }
