@@ -272,6 +272,50 @@ fn another_scale_is_a_located_error() {
     assert!(e.contains("not 1/√16 = 0.25"), "{e}");
 }
 
+#[test]
+fn a_second_input_is_a_located_error() {
+    // softmax·V reading the position-embedded tokens (`add`, outside the module) instead of V:
+    // a second computed input, as a cross-attention's keys or values would be.
+    let e = edited("vit_tiny_dynamo.onnx", |m| {
+        let g = m.graph.as_mut().expect("graph");
+        let n = g
+            .node
+            .iter_mut()
+            .find(|n| n.name.as_deref() == Some("node_scaled_dot_product_attention"))
+            .expect("softmax·V of the first block");
+        n.input[1] = "add".into();
+    });
+    assert!(e.contains(SCOPE), "{e}");
+    assert!(
+        e.contains("a second computed input `add` (the module reads `layer_norm` already)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bias_on_some_projections_only_is_a_located_error() {
+    // The first output projection's Gemm without its bias (C): the in-projection keeps its own.
+    let e = edited("vit_tiny_dynamo.onnx", |m| {
+        let g = m.graph.as_mut().expect("graph");
+        let n = g
+            .node
+            .iter_mut()
+            .find(|n| {
+                n.op_type.as_deref() == Some("Gemm")
+                    && n.input
+                        .get(1)
+                        .is_some_and(|w| w.ends_with("self_attention.out_proj.weight"))
+            })
+            .expect("an output projection");
+        n.input.truncate(2);
+    });
+    assert!(e.contains(SCOPE), "{e}");
+    assert!(
+        e.contains("some projections have a bias and some not"),
+        "{e}"
+    );
+}
+
 /// The script's output directory (330 MB files, not committed).
 fn big_dir() -> PathBuf {
     std::env::var_os("ARCHSCOPE_ONNX_DIR")
