@@ -272,7 +272,14 @@ pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultr
     };
     let m = ultralytics::translate(&doc, &opts).map_err(|d| crate::Error(Box::new(d)))?;
     if let Some(w) = &m.warning {
-        eprintln!("warning: {w}");
+        // A command may load the model more than once (summary --ultralytics, compare of a
+        // file with itself): each warning is said once per run.
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        if !said.contains(w) {
+            eprintln!("warning: {w}");
+            said.push(w.clone());
+        }
     }
     let doc =
         Document::parse(&format!("{file} (translated)"), &m.text).map_err(crate::Error::from)?;
