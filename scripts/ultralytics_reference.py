@@ -57,6 +57,8 @@ MORE = [
     "v8/yolov8n-pose-p6.yaml",
     # YOLOv6 (`activation: torch.nn.ReLU()`, the Conv default replaced): the activation key.
     "v6/yolov6n.yaml",
+    # YOLO26's classifier: the one YOLO26 file whose modules and keys archscope reads.
+    "26/yolo26n-cls.yaml",
 ]
 OFFICIAL = BAR + MORE
 

@@ -919,7 +919,10 @@ impl Translator {
             let mut d = err(format!("unknown Ultralytics module `{module}`"), &v[2].path).note(
                 format!("the modules archscope translates: {}", MODULES.join(", ")),
             );
-            if let Some(s) = did_you_mean(module, MODULES.iter().copied()) {
+            // A name that differs only in case (`C2F`) means that module, not the nearest
+            // by edit distance (`C2`).
+            let same_letters = MODULES.iter().copied().find(|m| m.eq_ignore_ascii_case(module));
+            if let Some(s) = same_letters.or_else(|| did_you_mean(module, MODULES.iter().copied())) {
                 d = d.help(format!("did you mean `{s}`?"));
             }
             return Err(d);

@@ -195,12 +195,12 @@ fn ultralytics_own_files_when_installed() {
         let (scale, unified) = ultralytics::scale_from_name(name)
             .map(|(c, u)| (Some(c.to_string()), u))
             .unwrap_or((None, name.clone()));
-        let sub = ["v3", "v5", "v6", "v8", "11"]
+        let sub = ["v3", "v5", "v6", "v8", "11", "26"]
             .iter()
             .map(|d| Path::new(&dir).join(d).join(&unified))
             .find(|p| p.exists())
             .or_else(|| {
-                ["v3", "v5", "v6", "v8", "11"]
+                ["v3", "v5", "v6", "v8", "11", "26"]
                     .iter()
                     .map(|d| Path::new(&dir).join(d).join(name))
                     .find(|p| p.exists())

@@ -257,10 +257,10 @@ fn audit_names_its_findings_and_holds_budgets_at_ultralytics_figures() {
         .as_str()
         .unwrap()
         .contains("jump 16, start 0 vs input 0: jump 16, start -8"));
-    assert!(v["findings"][1]["message"]
+    assert!(v["findings"][1]["fix"]
         .as_str()
         .unwrap()
-        .contains("final field is 1183"));
+        .contains("the final field is 1183 pixels"));
     // A parameter budget of exactly Ultralytics' count passes; one less fails (exit 1).
     let p = n(&reference("v8_like.yaml:n"), "parameters");
     let at = p.to_string();
@@ -520,7 +520,7 @@ fn every_command_takes_the_scale_from_the_name_or_the_flag_and_the_nc_flag() {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
             let dot = common::ok_text(&a);
             assert!(
-                dot.contains(&format!("\"m22\" -> \"output:m22\" [label=\" {}×8400 \"]", 4 + classes)),
+                dot.contains(&format!("\"m22.out\" -> \"output:m22\" [label=\" {}×8400 \"]", 4 + classes)),
                 "dot, {what}"
             );
             // convert: the file written reads back to the parameters
@@ -673,7 +673,8 @@ fn the_activation_key_replaces_the_default_activation_of_every_conv() {
     ] {
         std::fs::write(&p, base.replace("nc: 20", &format!("nc: 20\nactivation: {act}"))).unwrap();
         let e = common::assert_rejected(&["summary", common::arg(&p), "--scale", "n"], says);
-        assert!(e.contains("leaky.yaml:2:13"), "{e}");
+        // v8_like.yaml opens with two comment lines: `activation:` is line 4.
+        assert!(e.contains("leaky.yaml:4:13"), "{e}");
         assert!(e.contains("help: write a torch.nn activation"), "{e}");
     }
 }
