@@ -677,7 +677,10 @@ fn float_of(n: &YNode) -> Result<f64, Diagnostic> {
 fn activation_of(n: &YNode) -> Result<Emit, Diagnostic> {
     let YValue::Str(s) = &n.value else {
         return Err(err(
-            format!("`activation` is a string like `nn.ReLU()`, not {}", n.kind()),
+            format!(
+                "`activation` is a string like `nn.ReLU()`, not {}",
+                n.kind()
+            ),
             &n.path,
         ));
     };
@@ -921,8 +924,12 @@ impl Translator {
             );
             // A name that differs only in case (`C2F`) means that module, not the nearest
             // by edit distance (`C2`).
-            let same_letters = MODULES.iter().copied().find(|m| m.eq_ignore_ascii_case(module));
-            if let Some(s) = same_letters.or_else(|| did_you_mean(module, MODULES.iter().copied())) {
+            let same_letters = MODULES
+                .iter()
+                .copied()
+                .find(|m| m.eq_ignore_ascii_case(module));
+            if let Some(s) = same_letters.or_else(|| did_you_mean(module, MODULES.iter().copied()))
+            {
                 d = d.help(format!("did you mean `{s}`?"));
             }
             return Err(d);
@@ -1587,7 +1594,9 @@ impl Translator {
                 let p = a.int(4, Some(0), "padding")?;
                 if p < 0 || 2 * p >= k {
                     return Err(err(
-                        format!("nn.ConvTranspose2d: padding {p} must be less than half the kernel {k}"),
+                        format!(
+                            "nn.ConvTranspose2d: padding {p} must be less than half the kernel {k}"
+                        ),
                         apath,
                     ));
                 }
@@ -1615,8 +1624,7 @@ impl Translator {
                 };
                 // thop 2.x counts a transposed convolution over its input (0.1.1: over its
                 // output): c1·c2·k² per input position instead of per output position.
-                self.thop_adjust +=
-                    c1 * c2 * k * k * (x.hw.0 * x.hw.1 - out.hw.0 * out.hw.1);
+                self.thop_adjust += c1 * c2 * k * k * (x.hw.0 * x.hw.1 - out.hw.0 * out.hw.1);
             }
             "nn.MaxPool2d" => {
                 let f = single("nn.MaxPool2d")?;

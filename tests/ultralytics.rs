@@ -172,7 +172,11 @@ fn ultralytics_own_files_when_installed() {
     let doc = data_json("ultralytics_reference.json");
     // The bar, every one of them recorded: v3-tiny, v5 n/s, v8 n/s/m for detect,
     // segment and classify (and v8n-pose), 11 n/s/m for detect, segment, classify and pose.
-    let mut bar = vec!["yolov3-tiny.yaml".to_string(), "yolov5n.yaml".into(), "yolov5s.yaml".into()];
+    let mut bar = vec![
+        "yolov3-tiny.yaml".to_string(),
+        "yolov5n.yaml".into(),
+        "yolov5s.yaml".into(),
+    ];
     for t in ["", "-seg", "-cls"] {
         for s in ["n", "s", "m"] {
             bar.push(format!("yolov8{s}{t}.yaml"));

@@ -210,9 +210,15 @@ fn compare_of_two_scales_gives_ultralytics_parameters_and_thop_macs() {
     // thop 0.1.1 (archscope's thop convention) charges one MAC per output element of a nearest
     // upsampling, which ultralytics-thop, the one get_flops runs, does not: two upsamplings
     // m10 (1024·w channels at 40×40) and m13 (512·w at 80×80).
-    for (m, key, width) in [(&models[0], "v8_like.yaml:n", 0.25), (&models[1], "v8_like.yaml:s", 0.5)] {
+    for (m, key, width) in [
+        (&models[0], "v8_like.yaml:n", 0.25),
+        (&models[1], "v8_like.yaml:s", 0.5),
+    ] {
         let want = reference(key);
-        assert_eq!(m["name"].as_str().unwrap(), if width == 0.25 { "yolov8n" } else { "yolov8s" });
+        assert_eq!(
+            m["name"].as_str().unwrap(),
+            if width == 0.25 { "yolov8n" } else { "yolov8s" }
+        );
         assert_eq!(n(m, "params"), n(&want, "parameters"), "{key}: parameters");
         let up = (1024.0 * width) as u64 * 40 * 40 + (512.0 * width) as u64 * 80 * 80;
         assert_eq!(
@@ -222,7 +228,10 @@ fn compare_of_two_scales_gives_ultralytics_parameters_and_thop_macs() {
         );
         // Ultralytics' GFLOPs as printed: 2 × its MACs / 1e9.
         let gflops = 2.0 * (n(m, "macs") - up) as f64 / 1e9;
-        assert_eq!(format!("{gflops:.1}"), want["gflops_printed"].as_str().unwrap());
+        assert_eq!(
+            format!("{gflops:.1}"),
+            want["gflops_printed"].as_str().unwrap()
+        );
     }
 }
 
@@ -304,7 +313,11 @@ fn train_figures_equal_ultralytics_parameters_gradients_and_buffers() {
         let (buffers, bytes) = (n(&want, "buffers"), n(&want, "buffer_bytes"));
         let bn = (bytes - 4 * buffers) / 4;
         let stats_bytes = 4 * (buffers - bn);
-        assert_eq!(n(mem, "weights"), 4 * params + stats_bytes, "{key}: weights");
+        assert_eq!(
+            n(mem, "weights"),
+            4 * params + stats_bytes,
+            "{key}: weights"
+        );
         // A gradient for each trainable parameter (DFL's fixed 16 weights have none).
         assert_eq!(n(mem, "gradients"), 4 * grads, "{key}: gradients");
         // AdamW: two moments per trainable parameter.
@@ -321,10 +334,11 @@ fn convert_reads_back_to_the_same_figures_on_every_test_file() {
     let refs = data_json("ultralytics_reference.json");
     let ours = refs["ours"].as_object().unwrap();
     // Every test file is in the reference (at one scale or two).
-    let files: std::collections::BTreeSet<String> = std::fs::read_dir(common::root().join("tests/data/ultralytics"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let files: std::collections::BTreeSet<String> =
+        std::fs::read_dir(common::root().join("tests/data/ultralytics"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
     let keyed: std::collections::BTreeSet<String> = ours
         .keys()
         .map(|k| k.split(':').next().unwrap().to_string())
@@ -349,13 +363,25 @@ fn convert_reads_back_to_the_same_figures_on_every_test_file() {
             Some(s) => format!("from the Ultralytics model file {src} at scale {s}."),
             None => format!("from the Ultralytics model file {src}."),
         };
-        assert!(text.lines().next().unwrap().ends_with(&header), "{key}: {}", text.lines().next().unwrap());
+        assert!(
+            text.lines().next().unwrap().ends_with(&header),
+            "{key}: {}",
+            text.lines().next().unwrap()
+        );
         let back = json(&["summary", common::arg(&out), "--format", "json"]);
         let direct = json(&sargs);
         assert_eq!(back["totals"], direct["totals"], "{key}: totals");
         assert_eq!(back["outputs"], direct["outputs"], "{key}: outputs");
-        assert_eq!(n(&back["totals"], "params"), n(want, "parameters"), "{key}: parameters");
-        assert_eq!(n(&back["totals"], "trainable"), n(want, "gradients"), "{key}: gradients");
+        assert_eq!(
+            n(&back["totals"], "params"),
+            n(want, "parameters"),
+            "{key}: parameters"
+        );
+        assert_eq!(
+            n(&back["totals"], "trainable"),
+            n(want, "gradients"),
+            "{key}: gradients"
+        );
     }
 }
 
@@ -397,16 +423,35 @@ fn summary_ultralytics_json_input_and_nc() {
     assert_eq!(n(&v["totals"], "params"), n(&want, "parameters"));
     // CSV cannot hold the table: refused, with what to use instead.
     common::assert_rejected(
-        &["summary", V8, "--scale", "n", "--ultralytics", "--format", "csv"],
+        &[
+            "summary",
+            V8,
+            "--scale",
+            "n",
+            "--ultralytics",
+            "--format",
+            "csv",
+        ],
         "use --format json",
     );
     // At 320×320 every map of this all-convolution model is exactly half as high and wide
     // (640 and 320 are both multiples of the largest stride, 32), so thop's MACs are a
     // quarter of those at 640.
     let v = json(&[
-        "summary", V8, "--scale", "n", "--ultralytics", "--input", "320", "--format", "json",
+        "summary",
+        V8,
+        "--scale",
+        "n",
+        "--ultralytics",
+        "--input",
+        "320",
+        "--format",
+        "json",
     ]);
-    assert_eq!(n(&v["ultralytics"], "thop_macs"), n(&want, "thop_macs_640") / 4);
+    assert_eq!(
+        n(&v["ultralytics"], "thop_macs"),
+        n(&want, "thop_macs_640") / 4
+    );
     assert_eq!(n(&want, "thop_macs_640") % 4, 0);
     // --nc 3: the table's Detect row is built with 3 classes, and the summary line changes by
     // the class branches' last convolutions only: each level's cv3.l.2 is Conv2d(c3, nc, 1)
@@ -416,7 +461,10 @@ fn summary_ultralytics_json_input_and_nc() {
     assert!(text.contains("[3, 16, None, [64, 128, 256]]"), "{text}");
     let p = n(&want, "parameters") - 3315;
     assert!(
-        text.contains(&format!("v8_like summary: 125 layers, {} parameters", commas(p))),
+        text.contains(&format!(
+            "v8_like summary: 125 layers, {} parameters",
+            commas(p)
+        )),
         "{text}"
     );
     // --ultralytics on a file that is not one: said, not ignored.
@@ -496,13 +544,29 @@ fn every_command_takes_the_scale_from_the_name_or_the_flag_and_the_nc_flag() {
             assert_eq!(v["passed"], true, "audit, {what}");
             // train: gradients (the class convolutions are trainable: −6579 with --nc 3)
             let v = run(&[
-                "train", "--dataset-size", "8", "--batch", "8", "--epochs", "1", "--format", "json",
+                "train",
+                "--dataset-size",
+                "8",
+                "--batch",
+                "8",
+                "--epochs",
+                "1",
+                "--format",
+                "json",
             ]);
             let grads = grads_s - (params_s - params);
             assert_eq!(n(&v["memory"], "gradients"), 4 * grads, "train, {what}");
             // check at 64×64 (anchors 8² + 4² + 2² = 84), no field measurement: the executor's
             // parameters, summed over the layers
-            let v = run(&["check", "--input", "64", "--rf-sample", "0", "--format", "json"]);
+            let v = run(&[
+                "check",
+                "--input",
+                "64",
+                "--rf-sample",
+                "0",
+                "--format",
+                "json",
+            ]);
             let measured: u64 = v["layers"]
                 .as_array()
                 .unwrap()
@@ -520,7 +584,10 @@ fn every_command_takes_the_scale_from_the_name_or_the_flag_and_the_nc_flag() {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
             let dot = common::ok_text(&a);
             assert!(
-                dot.contains(&format!("\"m22.out\" -> \"output:m22\" [label=\" {}×8400 \"]", 4 + classes)),
+                dot.contains(&format!(
+                    "\"m22.out\" -> \"output:m22\" [label=\" {}×8400 \"]",
+                    4 + classes
+                )),
                 "dot, {what}"
             );
             // convert: the file written reads back to the parameters
@@ -550,7 +617,10 @@ fn bad_files_are_refused_by_every_command_with_their_location() {
             + 1
     };
     let unknown = base.replace("- [-1, 3, C2f, [512]]", "- [-1, 3, C2g, [512]]");
-    let bad_from = base.replace("- [[-1, 6], 1, Concat, [1]]", "- [[-1, 26], 1, Concat, [1]]");
+    let bad_from = base.replace(
+        "- [[-1, 6], 1, Concat, [1]]",
+        "- [[-1, 26], 1, Concat, [1]]",
+    );
     let nc0 = base.replace("nc: 20", "nc: 0");
     let relu = base.replace("nc: 20", "nc: 20\nactivation: nn.Softmax2d()");
     let cases = [
@@ -598,7 +668,9 @@ fn bad_files_are_refused_by_every_command_with_their_location() {
     }
     // A scale the table does not have, by flag and by file name: located at `scales:`.
     let s_line = line_of(&base, "n: [0.33");
-    for cmd in ["summary", "rf", "dot", "compare", "audit", "check", "convert"] {
+    for cmd in [
+        "summary", "rf", "dot", "compare", "audit", "check", "convert",
+    ] {
         let mut args = vec![cmd, V8, "--scale", "x"];
         if cmd == "convert" {
             args.extend(["-o", "-"]);
@@ -608,7 +680,10 @@ fn bad_files_are_refused_by_every_command_with_their_location() {
         assert!(e.contains("its scales: n, s"), "{cmd}: {e}");
     }
     let d = unified();
-    let e = common::assert_rejected(&["summary", &path(&d, "yolov8m.yaml")], "the file has no scale `m`");
+    let e = common::assert_rejected(
+        &["summary", &path(&d, "yolov8m.yaml")],
+        "the file has no scale `m`",
+    );
     assert!(e.contains("yolov8.yaml:"), "{e}");
     // --nc 0: the flag is named (there is no line of the file to point at).
     for cmd in ["summary", "rf", "train"] {
@@ -645,7 +720,10 @@ fn the_activation_key_replaces_the_default_activation_of_every_conv() {
         if l["op"] == "batchnorm2d" {
             bns += 1;
             let conv = name.strip_suffix(".bn").unwrap();
-            assert!(names.contains(format!("{conv}.relu").as_str()), "{conv}.relu");
+            assert!(
+                names.contains(format!("{conv}.relu").as_str()),
+                "{conv}.relu"
+            );
         }
     }
     let relus = layers.iter().filter(|l| l["op"] == "relu").count();
@@ -666,15 +744,56 @@ fn the_activation_key_replaces_the_default_activation_of_every_conv() {
         &text[..2000.min(text.len())]
     );
     for (act, says) in [
-        ("nn.ReLU(inplace=True)", "its arguments `inplace=True` are not read"),
+        (
+            "nn.ReLU(inplace=True)",
+            "its arguments `inplace=True` are not read",
+        ),
         ("F.relu", "not a `torch.nn` class"),
-        ("nn.Linear(3, 4)", "`nn.Linear` is not an activation archscope has"),
+        (
+            "nn.Linear(3, 4)",
+            "`nn.Linear` is not an activation archscope has",
+        ),
         ("nn.LeakyReLU(a)", "the slope `a` is not a number"),
     ] {
-        std::fs::write(&p, base.replace("nc: 20", &format!("nc: 20\nactivation: {act}"))).unwrap();
+        std::fs::write(
+            &p,
+            base.replace("nc: 20", &format!("nc: 20\nactivation: {act}")),
+        )
+        .unwrap();
         let e = common::assert_rejected(&["summary", common::arg(&p), "--scale", "n"], says);
         // v8_like.yaml opens with two comment lines: `activation:` is line 4.
         assert!(e.contains("leaky.yaml:4:13"), "{e}");
         assert!(e.contains("help: write a torch.nn activation"), "{e}");
     }
+}
+
+/// `yolov8n.yaml` where neither it nor `yolov8.yaml` exists: Ultralytics finds its own file in
+/// its package; archscope ships none of them (AGPL-3.0), and says where to find it.
+#[test]
+fn a_missing_ultralytics_file_says_where_the_package_keeps_them() {
+    let dir = common::scratch("ultra_missing");
+    let e = common::assert_rejected(
+        &["summary", &path(&dir, "yolo11n.yaml")],
+        "archscope does not ship Ultralytics' model files",
+    );
+    assert!(e.contains("yolo11.yaml"), "{e}");
+    assert!(
+        e.contains("ultralytics/cfg/models/VERSION/yolo11n.yaml"),
+        "{e}"
+    );
+}
+
+/// A file with `scales` read with no scale takes the first, as Ultralytics does, and says so
+/// once, though `summary --ultralytics` reads the model twice (the table, the summary).
+#[test]
+fn the_assumed_scale_is_said_once() {
+    let o = common::archscope(&["summary", V8, "--ultralytics"]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("no model scale given").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("assuming scale 'n', as Ultralytics does"), "{err}");
 }

@@ -245,6 +245,22 @@ pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultr
             unified.clone(),
             read_model_file(Path::new(unified), unified)?,
         ),
+        Some((_, unified)) if !Path::new(model).exists() && zoo::source(model).is_none() => {
+            // `YOLO("yolov8n.yaml")` finds the file in the ultralytics package; archscope
+            // ships none of Ultralytics' (AGPL-3.0) files, so the user names the path.
+            bail!(
+                "no file `{}` or `{}`\n   help: archscope does not ship Ultralytics' model files; give the path of the one in the installed package, …/site-packages/ultralytics/cfg/models/VERSION/{} (VERSION: v3, v5, v8, 11, …)",
+                crate::error::excerpt(model),
+                crate::error::excerpt(unified),
+                crate::error::excerpt(
+                    Path::new(model)
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                        .as_str()
+                )
+            )
+        }
         _ => read_model(model)?,
     };
     let doc = Document::parse(&file, &text).map_err(crate::Error::from)?;
