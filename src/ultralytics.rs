@@ -707,7 +707,8 @@ fn activation_of(n: &YNode) -> Result<Emit, Diagnostic> {
         .filter(|o| matches!(o.arity, crate::layers::Arity::Exactly(1)) && !o.is_input())
         .filter(|o| o.keys.contains(&"functional"))
         .ok_or_else(|| bad(format!("`nn.{class}` is not an activation archscope has")))?;
-    if op.name == "leaky_relu" && !args.is_empty() {
+    // The one positional argument read is a slope, for the op that takes one (LeakyReLU).
+    if op.keys.contains(&"slope") && !args.is_empty() {
         let slope: f64 = args
             .strip_prefix("negative_slope=")
             .unwrap_or(args)

@@ -790,10 +790,24 @@ fn the_assumed_scale_is_said_once() {
     let o = common::archscope(&["summary", V8, "--ultralytics"]);
     let err = common::stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert_eq!(
-        err.matches("no model scale given").count(),
-        1,
+    assert_eq!(err.matches("no model scale given").count(), 1, "{err}");
+    assert!(
+        err.contains("assuming scale 'n', as Ultralytics does"),
         "{err}"
     );
-    assert!(err.contains("assuming scale 'n', as Ultralytics does"), "{err}");
+}
+
+/// `report` on an Ultralytics file: the page gives Ultralytics' parameter count, in full.
+#[test]
+fn report_gives_ultralytics_parameters() {
+    let dir = common::scratch("ultra_report");
+    let out = dir.join("v8.html");
+    let named = {
+        std::fs::copy(common::root().join(V8), dir.join("yolov8.yaml")).unwrap();
+        path(&dir, "yolov8s.yaml")
+    };
+    common::ok(&["report", &named, "-o", common::arg(&out)]);
+    let html = std::fs::read_to_string(&out).unwrap();
+    let p = n(&reference("v8_like.yaml:s"), "parameters");
+    assert!(html.contains(&commas(p)), "no {} in the page", commas(p));
 }
