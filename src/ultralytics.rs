@@ -23,6 +23,7 @@ pub const MODULES: &[&str] = &[
     "Focus",
     "Bottleneck",
     "C3",
+    "C2",
     "C2f",
     "C3k2",
     "C2PSA",
@@ -30,6 +31,7 @@ pub const MODULES: &[&str] = &[
     "SPPF",
     "Concat",
     "nn.Upsample",
+    "nn.ConvTranspose2d",
     "nn.MaxPool2d",
     "nn.ZeroPad2d",
     "Detect",
@@ -49,6 +51,7 @@ const KEYS: &[&str] = &[
     "head",
     "ch",
     "reg_max",
+    "activation",
 ];
 
 /// Most layers (`backbone` + `head` rows) one file may list.
@@ -361,19 +364,32 @@ impl Translator {
             }
         }
         let file_nc = match root.get("nc") {
-            Some(n) => Some(int_of(n, "nc")?),
+            Some(n) => Some((int_of(n, "nc")?, n)),
             None => None,
         };
-        let nc = opts.nc.or(file_nc).ok_or_else(|| {
-            err("the file gives no `nc` (number of classes)", &root.path)
-                .help("write `nc: 80` at the top level, or pass --nc")
-        })?;
+        // `--nc` replaces the file's; a bad count is located at the file's `nc:` (or, from
+        // the flag, at the file's start, naming the flag).
+        let (nc, nc_at, nc_what) = match (opts.nc, file_nc) {
+            (Some(n), _) => (n, &root.path, format!("--nc {n}")),
+            (None, Some((n, node))) => (n, &node.path, format!("nc {n}")),
+            (None, None) => {
+                return Err(
+                    err("the file gives no `nc` (number of classes)", &root.path)
+                        .help("write `nc: 80` at the top level, or pass --nc"),
+                )
+            }
+        };
         if !(1..=MAX_COUNT).contains(&nc) {
             return Err(err(
-                format!("nc {nc}: the number of classes is 1 to {MAX_COUNT}"),
-                &root.path,
-            ));
+                format!("{nc_what}: the number of classes is 1 to {MAX_COUNT}"),
+                nc_at,
+            )
+            .help("write the number of classes the head predicts, e.g. `nc: 80` (COCO)"));
         }
+        let act = match root.get("activation") {
+            Some(a) => Some(activation_of(a)?),
+            None => None,
+        };
         let ch = match root.get("ch") {
             Some(c) => int_of(c, "ch")?,
             None => 3,
@@ -552,7 +568,7 @@ impl Translator {
                         flow(vec![
                             ("bias", Emit::Bool(false)),
                             ("bn", Emit::Bool(true)),
-                            ("act", Emit::str("silu")),
+                            ("act", act.unwrap_or_else(|| Emit::str("silu"))),
                         ]),
                     ),
                     (
@@ -653,6 +669,68 @@ fn float_of(n: &YNode) -> Result<f64, Diagnostic> {
     }
 }
 
+/// The `activation:` key (`nn.ReLU()`, `torch.nn.LeakyReLU(0.1)`): Ultralytics replaces
+/// `Conv.default_act`, the one activation module every default `Conv` shares, by it. Read as
+/// Ultralytics' restricted loader reads it (`[torch.]nn.Class(literal arguments)`); the class
+/// is the archscope op of the same name (`ReLU` → `relu`, `LeakyReLU` → `leaky_relu`), whose
+/// one positional argument may be LeakyReLU's `negative_slope`. Anything else is an error.
+fn activation_of(n: &YNode) -> Result<Emit, Diagnostic> {
+    let YValue::Str(s) = &n.value else {
+        return Err(err(
+            format!(
+                "`activation` is a string like `nn.ReLU()`, not {}",
+                n.kind()
+            ),
+            &n.path,
+        ));
+    };
+    let bad = |why: String| {
+        err(
+            format!("activation `{}`: {why}", crate::error::excerpt(s)),
+            &n.path,
+        )
+        .help("write a torch.nn activation with no arguments, e.g. `nn.ReLU()`, `nn.SiLU()`, `nn.Hardswish()`, or `nn.LeakyReLU(0.1)`")
+    };
+    let t = s.trim();
+    let body = t.strip_prefix("torch.").unwrap_or(t);
+    let Some(body) = body.strip_prefix("nn.") else {
+        return Err(bad("not a `torch.nn` class".into()));
+    };
+    let Some((class, rest)) = body.split_once('(') else {
+        return Err(bad("not a call (`nn.ReLU()`)".into()));
+    };
+    let Some(args) = rest.strip_suffix(')') else {
+        return Err(bad("not a call (`nn.ReLU()`)".into()));
+    };
+    let args = args.trim();
+    let op = crate::layers::lookup(&class.to_ascii_lowercase())
+        .filter(|o| matches!(o.arity, crate::layers::Arity::Exactly(1)) && !o.is_input())
+        .filter(|o| o.keys.contains(&"functional"))
+        .ok_or_else(|| bad(format!("`nn.{class}` is not an activation archscope has")))?;
+    // The one positional argument read is a slope, for the op that takes one (LeakyReLU).
+    if op.keys.contains(&"slope") && !args.is_empty() {
+        let slope: f64 = args
+            .strip_prefix("negative_slope=")
+            .unwrap_or(args)
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("the slope `{args}` is not a number")))?;
+        if !slope.is_finite() {
+            return Err(bad(format!("the slope `{args}` is not finite")));
+        }
+        return Ok(flow(vec![
+            ("op", Emit::str(op.name)),
+            ("slope", Emit::Float(slope)),
+        ]));
+    }
+    if !args.is_empty() {
+        return Err(bad(format!(
+            "its arguments `{args}` are not read (only LeakyReLU's slope is)"
+        )));
+    }
+    Ok(Emit::str(op.name))
+}
+
 /// A YAML argument as `parse_model` holds it: strings that are Python literals (`None`) read
 /// as those; `nc`, `kpt_shape` and `reg_max` resolved later.
 fn arg_of(n: &YNode) -> Result<Arg, Diagnostic> {
@@ -677,6 +755,7 @@ fn py_type(m: &str) -> String {
         "Detect" | "Segment" | "Pose" | "Classify" => format!("ultralytics.nn.modules.head.{m}"),
         "nn.Upsample" => "torch.nn.modules.upsampling.Upsample".into(),
         "nn.MaxPool2d" => "torch.nn.modules.pooling.MaxPool2d".into(),
+        "nn.ConvTranspose2d" => "torch.nn.modules.conv.ConvTranspose2d".into(),
         "nn.ZeroPad2d" => "torch.nn.modules.padding.ZeroPad2d".into(),
         _ => format!("ultralytics.nn.modules.block.{m}"),
     }
@@ -844,7 +923,14 @@ impl Translator {
             let mut d = err(format!("unknown Ultralytics module `{module}`"), &v[2].path).note(
                 format!("the modules archscope translates: {}", MODULES.join(", ")),
             );
-            if let Some(s) = did_you_mean(module, MODULES.iter().copied()) {
+            // A name that differs only in case (`C2F`) means that module, not the nearest
+            // by edit distance (`C2`).
+            let same_letters = MODULES
+                .iter()
+                .copied()
+                .find(|m| m.eq_ignore_ascii_case(module));
+            if let Some(s) = same_letters.or_else(|| did_you_mean(module, MODULES.iter().copied()))
+            {
                 d = d.help(format!("did you mean `{s}`?"));
             }
             return Err(d);
@@ -895,14 +981,16 @@ impl Translator {
                 | "Focus"
                 | "Bottleneck"
                 | "C3"
+                | "C2"
                 | "C2f"
                 | "C3k2"
                 | "C2PSA"
                 | "SPP"
                 | "SPPF"
+                | "nn.ConvTranspose2d"
                 | "Classify"
         );
-        let repeat_mod = matches!(module, "C3" | "C2f" | "C3k2" | "C2PSA");
+        let repeat_mod = matches!(module, "C3" | "C2" | "C2f" | "C3k2" | "C2PSA");
         let apath = &v[3].path;
         let mut n_seq = n; // copies in an nn.Sequential
         let (mut c1, mut c2) = (0, 0);
@@ -1143,6 +1231,64 @@ impl Translator {
                     ],
                 );
                 self.conv_leaves(true, 3 + 2 * n as u64 as i64);
+                out = Feat {
+                    ch: c2,
+                    ..feat_of(froms[0])
+                };
+            }
+            "C2" => {
+                // C2: cv1 to 2c, chunk(2) into a and b, m (an nn.Sequential of n bottlenecks
+                // with 3×3 kernels and e = 1) on a, then cv2 over cat(m(a), b).
+                a.at_most(6, "c1, c2, n, shortcut, g, e")?;
+                let shortcut = a.boolean(3, true, "shortcut")?;
+                if a.int(4, Some(1), "groups")? != 1 {
+                    return Err(err("C2: groups other than 1 are not supported", apath));
+                }
+                let c = (c2 as f64 * a.float(5, 0.5, "e")?) as i64;
+                check_count(c, "C2 hidden channels", apath)?;
+                let bname = format!("c2_n{n}{}", if shortcut { "_shortcut" } else { "" });
+                if !self.blocks.contains_key(&bname) {
+                    self.bottleneck_block();
+                    let mut nodes = vec![
+                        conv("cv1", "$(2 * c)", 1).node(),
+                        op_node("split", "split", vec![("parts", Emit::Int(2))]),
+                    ];
+                    for j in 0..n {
+                        let mut node = vec![
+                            ("id", Emit::str(format!("m_{j}"))),
+                            ("use", Emit::str("bottleneck")),
+                        ];
+                        if j == 0 {
+                            node.push(("in", Emit::str("split:0")));
+                        }
+                        node.push((
+                            "with",
+                            flow(vec![
+                                ("hidden", Emit::str("$c")),
+                                ("out", Emit::str("$c")),
+                                ("k1", Emit::Int(3)),
+                                ("k2", Emit::Int(3)),
+                                ("add", Emit::Bool(shortcut)),
+                            ]),
+                        ));
+                        nodes.push(flow(node));
+                    }
+                    let last = format!("m_{}", n - 1);
+                    nodes.push(op_node(
+                        "cat",
+                        "concat",
+                        vec![("in", strs(&[&last, "split:1"]))],
+                    ));
+                    nodes.push(conv("cv2", "$out", 1).node());
+                    self.block(&bname, &["c", "out"], nodes);
+                }
+                self.use_node(
+                    &id,
+                    &bname,
+                    &[ref_of(froms[0])],
+                    vec![("c", Emit::Int(c)), ("out", Emit::Int(c2))],
+                );
+                self.conv_leaves(true, 2 + 2 * n);
                 out = Feat {
                     ch: c2,
                     ..feat_of(froms[0])
@@ -1439,6 +1585,47 @@ impl Translator {
                 };
                 // thop 2.x: nearest upsampling costs 0 (0.1.1: one per output element).
                 self.thop_adjust -= out.ch * out.hw.0 * out.hw.1;
+            }
+            "nn.ConvTranspose2d" => {
+                // PyTorch's own module (bias, no batch norm or activation), its output
+                // channels scaled like a Conv's (parse_model's base_modules).
+                a.at_most(5, "in_channels, out_channels, kernel_size, stride, padding")?;
+                let k = check_count(a.int(2, None, "kernel")?, "kernel", apath)?;
+                let s = check_count(a.int(3, Some(1), "stride")?, "stride", apath)?;
+                let p = a.int(4, Some(0), "padding")?;
+                if p < 0 || 2 * p >= k {
+                    return Err(err(
+                        format!(
+                            "nn.ConvTranspose2d: padding {p} must be less than half the kernel {k}"
+                        ),
+                        apath,
+                    ));
+                }
+                if n_seq > 1 {
+                    return Err(err("nn.ConvTranspose2d cannot be repeated", &v[1].path));
+                }
+                self.nodes.push(op_node(
+                    &id,
+                    "conv_transpose2d",
+                    vec![
+                        ("in", Emit::str(ref_of(froms[0]))),
+                        ("out", Emit::Int(c2)),
+                        ("kernel", Emit::Int(k)),
+                        ("stride", Emit::Int(s)),
+                        ("padding", Emit::Int(p)),
+                    ],
+                ));
+                self.leaves += 1;
+                let x = feat_of(froms[0]);
+                let up = |h: i64| (h - 1) * s - 2 * p + k;
+                out = Feat {
+                    ch: c2,
+                    hw: (up(x.hw.0), up(x.hw.1)),
+                    probe: (up(x.probe.0), up(x.probe.1)),
+                };
+                // thop 2.x counts a transposed convolution over its input (0.1.1: over its
+                // output): c1·c2·k² per input position instead of per output position.
+                self.thop_adjust += c1 * c2 * k * k * (x.hw.0 * x.hw.1 - out.hw.0 * out.hw.1);
             }
             "nn.MaxPool2d" => {
                 let f = single("nn.MaxPool2d")?;
@@ -2193,6 +2380,40 @@ fn commas(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The same figures as JSON (`summary --ultralytics --format json` puts them under
+/// `ultralytics`): the summary line's layers, parameters, gradients and GFLOPs (as printed,
+/// one decimal, and unrounded), thop's MACs, the scale, the strides and the per-module table.
+pub fn info_json(model: &Model, info: &Info) -> serde_json::Value {
+    let modules: Vec<serde_json::Value> = model
+        .rows
+        .iter()
+        .zip(&info.row_params)
+        .map(|(r, p)| {
+            serde_json::json!({
+                "index": r.index,
+                "from": r.from,
+                "n": r.n,
+                "params": p,
+                "module": r.module,
+                "arguments": r.arguments,
+                "path": r.path,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "title": model.title,
+        "scale": model.scale,
+        "layers": info.layers,
+        "parameters": info.parameters,
+        "gradients": info.gradients,
+        "gflops": info.gflops,
+        "gflops_printed": format!("{:.1}", info.gflops),
+        "thop_macs": info.thop_macs,
+        "strides": model.strides,
+        "modules": modules,
+    })
 }
 
 /// Ultralytics' per-module table (as `parse_model` prints it) and its summary line (as

@@ -56,6 +56,7 @@ mod tokens_rf;
 mod train_memory;
 mod transformers;
 mod ultralytics;
+mod ultralytics_cmds;
 mod ultralytics_head;
 mod ultralytics_weights;
 mod video_audio;

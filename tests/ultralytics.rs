@@ -146,10 +146,10 @@ fn compare(what: &str, m: &ultralytics::Model, a: &Analysis, want: &Value) {
 fn our_files_equal_ultralytics_figures() {
     let doc = data_json("ultralytics_reference.json");
     let ours = doc["ours"].as_object().unwrap();
-    // 7 files; v5_like, v8_like and v11_like at two scales each.
+    // 8 files; v5_like, v8_like and v11_like at two scales each.
     assert_eq!(
         ours.len(),
-        10,
+        11,
         "the reference covers every test file and scale"
     );
     for (key, want) in ours {
@@ -170,17 +170,41 @@ fn ultralytics_own_files_when_installed() {
         return;
     };
     let doc = data_json("ultralytics_reference.json");
-    for (name, want) in doc["official"].as_object().unwrap() {
+    // The bar, every one of them recorded: v3-tiny, v5 n/s, v8 n/s/m for detect,
+    // segment and classify (and v8n-pose), 11 n/s/m for detect, segment, classify and pose.
+    let mut bar = vec![
+        "yolov3-tiny.yaml".to_string(),
+        "yolov5n.yaml".into(),
+        "yolov5s.yaml".into(),
+    ];
+    for t in ["", "-seg", "-cls"] {
+        for s in ["n", "s", "m"] {
+            bar.push(format!("yolov8{s}{t}.yaml"));
+        }
+    }
+    bar.push("yolov8n-pose.yaml".into());
+    for t in ["", "-seg", "-cls", "-pose"] {
+        for s in ["n", "s", "m"] {
+            bar.push(format!("yolo11{s}{t}.yaml"));
+        }
+    }
+    assert_eq!(bar.len(), 25);
+    let official = doc["official"].as_object().unwrap();
+    for b in &bar {
+        assert!(official.contains_key(b), "{b} is not in the reference");
+    }
+    let mut checked = Vec::new();
+    for (name, want) in official {
         // yolov8n.yaml is yolov8.yaml at scale n; yolov3-tiny.yaml has no scale.
         let (scale, unified) = ultralytics::scale_from_name(name)
             .map(|(c, u)| (Some(c.to_string()), u))
             .unwrap_or((None, name.clone()));
-        let sub = ["v3", "v5", "v8", "11"]
+        let sub = ["v3", "v5", "v6", "v8", "11", "26"]
             .iter()
             .map(|d| Path::new(&dir).join(d).join(&unified))
             .find(|p| p.exists())
             .or_else(|| {
-                ["v3", "v5", "v8", "11"]
+                ["v3", "v5", "v6", "v8", "11", "26"]
                     .iter()
                     .map(|d| Path::new(&dir).join(d).join(name))
                     .find(|p| p.exists())
@@ -188,7 +212,9 @@ fn ultralytics_own_files_when_installed() {
             .unwrap_or_else(|| panic!("{name} not under {dir}"));
         let (m, a) = analyse(&sub, scale.as_deref());
         compare(name, &m, &a, want);
+        checked.push(name.clone());
     }
+    eprintln!("Ultralytics' own files checked: {}", checked.join(", "));
 }
 
 #[test]

@@ -245,6 +245,22 @@ pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultr
             unified.clone(),
             read_model_file(Path::new(unified), unified)?,
         ),
+        Some((_, unified)) if !Path::new(model).exists() && zoo::source(model).is_none() => {
+            // `YOLO("yolov8n.yaml")` finds the file in the ultralytics package; archscope
+            // ships none of Ultralytics' (AGPL-3.0) files, so the user names the path.
+            bail!(
+                "no file `{}` or `{}`\n   help: archscope does not ship Ultralytics' model files; give the path of the one in the installed package, …/site-packages/ultralytics/cfg/models/VERSION/{} (VERSION: v3, v5, v8, 11, …)",
+                crate::error::excerpt(model),
+                crate::error::excerpt(unified),
+                crate::error::excerpt(
+                    Path::new(model)
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                        .as_str()
+                )
+            )
+        }
         _ => read_model(model)?,
     };
     let doc = Document::parse(&file, &text).map_err(crate::Error::from)?;
@@ -272,7 +288,14 @@ pub fn load_doc(model: &str, setting: &Setting) -> Result<(Document, Option<ultr
     };
     let m = ultralytics::translate(&doc, &opts).map_err(|d| crate::Error(Box::new(d)))?;
     if let Some(w) = &m.warning {
-        eprintln!("warning: {w}");
+        // A command may load the model more than once (summary --ultralytics, compare of a
+        // file with itself): each warning is said once per run.
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+        if !said.contains(w) {
+            eprintln!("warning: {w}");
+            said.push(w.clone());
+        }
     }
     let doc =
         Document::parse(&format!("{file} (translated)"), &m.text).map_err(crate::Error::from)?;

@@ -35,6 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
+    let mut ultra_json = None;
     if args.ultralytics {
         let setting = args.model.setting.single("summary --ultralytics")?;
         let (_, model) = load_doc(&args.model.model, &setting)?;
@@ -44,17 +45,30 @@ pub fn run(args: Args) -> Result<i32> {
                 args.model.model
             );
         };
+        if matches!(args.format, Format::Csv) {
+            anyhow::bail!(
+                "--ultralytics prints Ultralytics' table as text, which would break the CSV\n   help: use --format json (the figures go under `ultralytics`) or --format table"
+            );
+        }
         let (_, a) = analysis(&args.model.model, &setting, args.dtype, Convention::Thop)?;
-        out(crate::ultralytics::render_info(
-            &model,
-            &crate::ultralytics::info(&model, &a),
-        ))?;
+        let info = crate::ultralytics::info(&model, &a);
+        if matches!(args.format, Format::Json) {
+            ultra_json = Some(crate::ultralytics::info_json(&model, &info));
+        } else {
+            out(crate::ultralytics::render_info(&model, &info))?;
+        }
     }
     let mut all = Vec::new();
     for s in &args.model.setting.settings()? {
         all.push(analysis(&args.model.model, s, args.dtype, args.convention)?.1);
     }
-    if all.len() == 1 {
+    if let Some(u) = ultra_json {
+        // One JSON document: the summary's, with Ultralytics' figures under `ultralytics`.
+        let text = report::summary(&all[0], args.format, depth(args.depth));
+        let mut v: serde_json::Value = serde_json::from_str(&text)?;
+        v["ultralytics"] = u;
+        out(serde_json::to_string_pretty(&v)? + "\n")?;
+    } else if all.len() == 1 {
         out(report::summary(&all[0], args.format, depth(args.depth)))?;
     } else {
         out(report::sweep(&all, args.format))?;
