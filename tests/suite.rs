@@ -56,6 +56,7 @@ mod train_memory;
 mod transformers;
 mod ultralytics;
 mod ultralytics_head;
+mod ultralytics_predict;
 mod ultralytics_weights;
 mod video_audio;
 mod weights_names_star;

@@ -1,0 +1,214 @@
+//! `archscope run --detect` on Ultralytics-format Detect, Pose and Segment models against
+//! Ultralytics' own `model.predict` on the same weights and images
+//! (tests/data/ultralytics_predict/reference.json, written by
+//! scripts/ultralytics_predict_reference.py from our tiny detect.yaml, pose.yaml and seg.yaml):
+//! the same detections in the same order (class; score and box in the image's pixels within
+//! 1e-4 relative), a Pose model's key points (x, y in the image's pixels and visibility within
+//! 1e-4 relative), a Segment model's masks (the same pixel count per detection, and the masks'
+//! IoU at least 0.99), for `model.predict`'s rect letterbox and the full one, several
+//! confidence and IoU thresholds, agnostic NMS and `max_det`.
+
+use serde_json::Value;
+
+use crate::common::{data_json, json, ok, scratch};
+
+/// Relative tolerance of scores, coordinates and visibilities (coordinates near 0 compared
+/// against 1: a box clipped to the image edge is 0 exactly on both sides).
+const REL: f64 = 1e-4;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= REL * b.abs().max(1.0)
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// A run-length code (start, length, …) as the set of pixels inside.
+fn pixels(rle: &Value) -> Vec<usize> {
+    let r = f64s(rle);
+    r.chunks(2)
+        .flat_map(|c| (c[0] as usize)..(c[0] as usize + c[1] as usize))
+        .collect()
+}
+
+/// The IoU of two masks given as sorted pixel lists.
+fn iou(a: &[usize], b: &[usize]) -> f64 {
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - inter;
+    if union == 0 {
+        1.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+/// The `archscope run` arguments of one reference case.
+fn args(doc: &Value, case: &Value) -> Vec<String> {
+    let model = case["model"].as_str().unwrap();
+    let image = case["image"].as_str().unwrap();
+    let imgsz = doc["imgsz"].as_u64().unwrap();
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        doc["models"][model]["yaml"].as_str().unwrap().into(),
+        "--input".into(),
+        format!("{imgsz}x{imgsz}"),
+        "--weights".into(),
+        doc["models"][model]["weights"].as_str().unwrap().into(),
+        "--image".into(),
+        doc["images"][image]["file"].as_str().unwrap().into(),
+        "--detect".into(),
+        "--conf".into(),
+        case["conf"].to_string(),
+        "--iou".into(),
+        case["iou"].to_string(),
+        "--max-det".into(),
+        case["max_det"].to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
+    if case["agnostic"].as_bool().unwrap() {
+        a.push("--agnostic-nms".into());
+    }
+    if !case["rect"].as_bool().unwrap() {
+        a.push("--full-letterbox".into());
+    }
+    a
+}
+
+/// Runs every case of `model` and compares; returns (cases, detections, worst mask IoU).
+fn check_model(model: &str) -> (usize, usize, f64) {
+    let doc = data_json("ultralytics_predict/reference.json");
+    let (mut cases, mut dets, mut worst_iou) = (0, 0, 1.0f64);
+    for case in doc["cases"].as_array().unwrap() {
+        if case["model"] != model {
+            continue;
+        }
+        let a = args(&doc, case);
+        let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+        let got = json(&argv);
+        let what = format!("{argv:?}");
+        // The model was fed the letterboxed image of the size Ultralytics fed.
+        let image = case["image"].as_str().unwrap();
+        let mode = if case["rect"].as_bool().unwrap() { "rect" } else { "full" };
+        let want_in = &doc["images"][image][mode]["input"];
+        let shape = f64s(&got["input"]);
+        assert_eq!(
+            &shape[shape.len() - 2..],
+            &f64s(want_in)[..],
+            "{what}: input {shape:?}"
+        );
+        let d = got["detections"].as_array().unwrap();
+        let boxes = case["boxes"].as_array().unwrap();
+        assert_eq!(d.len(), boxes.len(), "{what}: detections");
+        for (k, det) in d.iter().enumerate() {
+            assert_eq!(
+                det["class"].as_u64(),
+                case["classes"][k].as_u64(),
+                "{what}: class of #{k}"
+            );
+            let (s, ws) = (det["score"].as_f64().unwrap(), case["scores"][k].as_f64().unwrap());
+            assert!(close(s, ws), "{what}: score of #{k}: {s} vs {ws}");
+            for (g, w) in f64s(&det["box"]).into_iter().zip(f64s(&boxes[k])) {
+                assert!(close(g, w), "{what}: box of #{k}: {:?} vs {}", det["box"], boxes[k]);
+            }
+            if let Some(kp) = case.get("keypoints") {
+                let want: Vec<Vec<f64>> = kp[k].as_array().unwrap().iter().map(f64s).collect();
+                let have: Vec<Vec<f64>> =
+                    det["keypoints"].as_array().unwrap().iter().map(f64s).collect();
+                assert_eq!(have.len(), want.len(), "{what}: key points of #{k}");
+                for (h, w) in have.iter().zip(&want) {
+                    assert_eq!(h.len(), w.len(), "{what}: key point values of #{k}");
+                    for (a, b) in h.iter().zip(w) {
+                        assert!(close(*a, *b), "{what}: key points of #{k}: {h:?} vs {w:?}");
+                    }
+                }
+            }
+            if case.get("mask_area").is_some() {
+                assert_eq!(
+                    f64s(&det["mask_size"]),
+                    f64s(&case["mask_shape"]).into_iter().rev().collect::<Vec<_>>(),
+                    "{what}: mask size of #{k}"
+                );
+                assert_eq!(
+                    det["mask_area"].as_u64(),
+                    case["mask_area"][k].as_u64(),
+                    "{what}: mask area of #{k}"
+                );
+                let m = iou(&pixels(&det["mask_rle"]), &pixels(&case["mask_rle"][k]));
+                assert!(m >= 0.99, "{what}: mask IoU of #{k}: {m}");
+                worst_iou = worst_iou.min(m);
+            }
+        }
+        cases += 1;
+        dets += d.len();
+    }
+    (cases, dets, worst_iou)
+}
+
+#[test]
+fn detect_matches_ultralytics_predict() {
+    let (cases, dets, _) = check_model("detect");
+    // 3 images × 5 settings; the reference keeps dozens of boxes per case (20 to 240).
+    assert_eq!(cases, 15);
+    assert!(dets > 500, "{dets} detections compared");
+}
+
+#[test]
+fn pose_keypoints_match_ultralytics_predict() {
+    let (cases, dets, _) = check_model("pose");
+    assert_eq!(cases, 9);
+    assert!(dets > 100, "{dets} detections compared");
+}
+
+#[test]
+fn segment_masks_match_ultralytics_predict() {
+    let (cases, dets, worst) = check_model("seg");
+    assert_eq!(cases, 9);
+    assert!(dets > 100, "{dets} detections compared");
+    // Every mask has exactly Ultralytics' pixel count; the IoU says the pixels are the same.
+    assert_eq!(worst, 1.0, "worst mask IoU {worst}");
+}
+
+/// --save-output draws masks and key points: the PNG differs from the boxes-only drawing
+/// where they are, and has the image's size.
+#[test]
+fn save_output_draws_masks_and_keypoints() {
+    let doc = data_json("ultralytics_predict/reference.json");
+    let dir = scratch("ultralytics_predict_draw");
+    for model in ["seg", "pose"] {
+        let case = doc["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == model && c["image"] == "wide")
+            .unwrap();
+        let mut a = args(&doc, case);
+        a.truncate(a.len() - 2); // no --format json
+        let out = dir.join(format!("{model}.png"));
+        a.extend(["--save-output".into(), out.display().to_string()]);
+        let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(&argv);
+        let drawn = image::open(&out).unwrap().to_rgb8();
+        let orig = image::open(doc["images"]["wide"]["file"].as_str().unwrap())
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(drawn.dimensions(), orig.dimensions());
+        assert_ne!(drawn, orig, "{model}: nothing drawn");
+    }
+}
