@@ -60,17 +60,20 @@ GAIN = 30.0
 
 MODELS = {"detect": "detect", "pose": "pose", "seg": "segment"}
 IMAGES = {"wide": (150, 100), "tall": (90, 140), "small": (60, 45)}
-# (conf, iou, agnostic, max_det, rect) per model; every image runs every setting.
+# (conf, iou, agnostic, max_det, rect) per model; every image runs every setting. A max_det of
+# None is chosen per image: the first count from 7 on where the cut falls between two scores
+# that do not tie (differ by more than 1e-5 relative), so that which detections are kept does
+# not hang on float32 rounding.
 SETTINGS = {
     "detect": [
         (0.5, 0.45, False, 300, True),
         (0.3, 0.7, False, 300, True),
         (0.4, 0.5, True, 300, True),
-        (0.3, 0.6, False, 7, True),
+        (0.3, 0.6, False, None, True),
         (0.5, 0.45, False, 300, False),
     ],
-    "pose": [(0.5, 0.45, False, 300, True), (0.4, 0.6, True, 10, True), (0.5, 0.45, False, 300, False)],
-    "seg": [(0.5, 0.45, False, 300, True), (0.4, 0.6, True, 10, True), (0.5, 0.45, False, 300, False)],
+    "pose": [(0.5, 0.45, False, 300, True), (0.4, 0.6, True, None, True), (0.5, 0.45, False, 300, False)],
+    "seg": [(0.5, 0.45, False, 300, True), (0.4, 0.6, True, None, True), (0.5, 0.45, False, 300, False)],
 }
 
 
@@ -154,6 +157,13 @@ def main() -> int:
             assert model.task == kind, (model.task, kind)
             for iname in IMAGES:
                 for conf, iou, agnostic, max_det, rect in SETTINGS[name]:
+                    if max_det is None:
+                        (full,) = model.predict(
+                            str(OUT / f"{iname}.png"), imgsz=IMGSZ, conf=conf, iou=iou,
+                            agnostic_nms=agnostic, max_det=300, rect=rect, device="cpu", verbose=False,
+                        )
+                        sc = full.boxes.conf.numpy().astype(float)
+                        max_det = next(k for k in range(7, len(sc)) if sc[k - 1] - sc[k] > 1e-5 * sc[k - 1])
                     (r,) = model.predict(
                         str(OUT / f"{iname}.png"), imgsz=IMGSZ, conf=conf, iou=iou,
                         agnostic_nms=agnostic, max_det=max_det, rect=rect, device="cpu", verbose=False,
