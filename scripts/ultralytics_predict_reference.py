@@ -26,7 +26,8 @@ writes into tests/data/ultralytics_predict/:
   them) as their pixel count and a run-length code (start, length of each run of ones, row
   major). `rect` true is `model.predict`'s default (LetterBox(auto=True): padding only to a
   multiple of the stride, 32); false pads to the whole 128×128 (LetterBox(auto=False)).
-  Also per image the letterboxed input's shape and the sum and a hash of its uint8 pixels.
+  Also per image the letterboxed input's shape, and the sum, a position-weighted sum and a
+  hash of its uint8 pixels (OpenCV's resize and padding).
 
 Ultralytics' YAML is AGPL-3.0; nothing of it is read or written here (our own model files).
 """
@@ -121,6 +122,11 @@ def make_model(name: str, kind: str, tmp: str):
     return pt
 
 
+def weighted(img: np.ndarray) -> int:
+    v = img.reshape(-1).astype(np.int64)
+    return int((v * (np.arange(v.size) % 251 + 1)).sum())
+
+
 def rle(mask: np.ndarray) -> list[int]:
     """Start and length of each run of ones, row major."""
     flat = np.concatenate([[0], mask.reshape(-1).astype(np.int8), [0]])
@@ -148,6 +154,8 @@ def main() -> int:
                 "input": [int(lb.shape[0]), int(lb.shape[1])],
                 "sum": int(lb.astype(np.int64).sum()),
                 "sha256": hashlib.sha256(np.ascontiguousarray(lb[..., ::-1]).tobytes()).hexdigest(),
+                # Position-weighted: Σ v[i]·(i mod 251 + 1) over the RGB pixels, row-major HWC.
+                "weighted": weighted(lb[..., ::-1]),
             }
         images[name] = rec
     cases = []
