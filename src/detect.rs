@@ -660,7 +660,13 @@ impl Placement {
     /// each side (split as there). Returns the placement and the input's width and height.
     /// Boxes go back onto the image as `scale_boxes` maps them, by [`Placement::letterbox`] of
     /// the image into that size, which recomputes the scale from it.
-    pub fn letterbox_rect(w: u32, h: u32, in_w: u32, in_h: u32, stride: u32) -> (Placement, u32, u32) {
+    pub fn letterbox_rect(
+        w: u32,
+        h: u32,
+        in_w: u32,
+        in_h: u32,
+        stride: u32,
+    ) -> (Placement, u32, u32) {
         let mut p = Placement::letterbox(w, h, in_w, in_h);
         let s = stride.max(1);
         let (dw, dh) = ((in_w - p.new_w) % s, (in_h - p.new_h) % s);
@@ -807,7 +813,10 @@ pub fn resize_linear_cv2(img: &image::RgbImage, w: u32, h: u32) -> image::RgbIma
     for (y, &(s, b0, b1)) in ys.iter().enumerate() {
         let r0 = s.clamp(0, last_y) as usize;
         let r1 = (s + 1).clamp(0, last_y) as usize;
-        let (s0, s1) = (&rows[r0 * row_len..][..row_len], &rows[r1 * row_len..][..row_len]);
+        let (s0, s1) = (
+            &rows[r0 * row_len..][..row_len],
+            &rows[r1 * row_len..][..row_len],
+        );
         for (i, o) in buf[y * row_len..(y + 1) * row_len].iter_mut().enumerate() {
             let v = (((s0[i] >> 4) * b0) >> 16) + (((s1[i] >> 4) * b1) >> 16);
             *o = ((v + 2) >> 2).clamp(0, 255) as u8;
@@ -1040,6 +1049,46 @@ mod tests {
         assert_eq!(nms(&boxes, &scores, 0.34), vec![1, 2, 0]);
         // Different classes: no suppression at 0.3.
         assert_eq!(batched_nms(&boxes, &scores, &[0, 1, 0], 0.3), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn cv2_resize_by_hand() {
+        // 2 → 4 pixels: source x = (d + 0.5)/2 − 0.5 = −0.25 (clamped to 0), 0.25, 0.75, 1.25
+        // (clamped to 1); weights (2048, 0), (1536, 512), (512, 1536), (2048, 0) in 1/2048.
+        // 255·512 = 130560 → (130560 >> 4)·2048 >> 16 = 255 → (255 + 2) >> 2 = 64 (63.75);
+        // 255·1536 → 765 → 191 (191.25). OpenCV 5.0 gives [0, 64, 191, 255].
+        let img = image::RgbImage::from_fn(2, 1, |x, _| image::Rgb([255 * x as u8; 3]));
+        let out = resize_linear_cv2(&img, 4, 1);
+        let row: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(row, [0, 64, 191, 255]);
+        // 3 → 2 rows of 10, 20, 40: source y = 0.25 and 1.75 (the fraction kept, rows clipped):
+        // ((20480 >> 4)·1536 >> 16) + ((40960 >> 4)·512 >> 16) = 30 + 20 → (50 + 2) >> 2 = 13;
+        // (40960 >> 4)·512 >> 16 = 20, (81920 >> 4)·1536 >> 16 = 120 → 35. OpenCV: [13, 35].
+        let img = image::RgbImage::from_fn(1, 3, |_, y| image::Rgb([[10, 20, 40][y as usize]; 3]));
+        let out = resize_linear_cv2(&img, 1, 2);
+        let col: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(col, [13, 35]);
+    }
+
+    #[test]
+    fn rect_letterbox_by_hand() {
+        // 150×100 into 128×128: r = 0.8533, 128×85 (85.33); rows padded 43 mod 32 = 11, split
+        // round(5.5 − 0.1) = 5 before: a 128×96 input.
+        let (p, w, h) = Placement::letterbox_rect(150, 100, 128, 128, 32);
+        assert_eq!(
+            (p.new_w, p.new_h, p.left, p.top, w, h),
+            (128, 85, 0, 5, 128, 96)
+        );
+    }
+
+    #[test]
+    fn mask_runs_by_hand() {
+        let m = Mask {
+            w: 4,
+            h: 2,
+            bits: vec![1, 1, 0, 0, 0, 1, 1, 1],
+        };
+        assert_eq!((m.area(), m.runs()), (5, vec![0, 2, 5, 3]));
     }
 
     #[test]

@@ -110,7 +110,11 @@ fn check_model(model: &str) -> (usize, usize, f64, usize) {
         let what = format!("{argv:?}");
         // The model was fed the letterboxed image of the size Ultralytics fed.
         let image = case["image"].as_str().unwrap();
-        let mode = if case["rect"].as_bool().unwrap() { "rect" } else { "full" };
+        let mode = if case["rect"].as_bool().unwrap() {
+            "rect"
+        } else {
+            "full"
+        };
         let want_in = &doc["images"][image][mode]["input"];
         let shape = f64s(&got["input"]);
         assert_eq!(
@@ -159,8 +163,12 @@ fn check_model(model: &str) -> (usize, usize, f64, usize) {
             let det = &d[j];
             if let Some(kp) = case.get("keypoints") {
                 let want: Vec<Vec<f64>> = kp[k].as_array().unwrap().iter().map(f64s).collect();
-                let have: Vec<Vec<f64>> =
-                    det["keypoints"].as_array().unwrap().iter().map(f64s).collect();
+                let have: Vec<Vec<f64>> = det["keypoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(f64s)
+                    .collect();
                 assert_eq!(have.len(), want.len(), "{what}: key points of #{k}");
                 for (h, w) in have.iter().zip(&want) {
                     assert_eq!(h.len(), w.len(), "{what}: key point values of #{k}");
@@ -172,7 +180,10 @@ fn check_model(model: &str) -> (usize, usize, f64, usize) {
             if case.get("mask_area").is_some() {
                 assert_eq!(
                     f64s(&det["mask_size"]),
-                    f64s(&case["mask_shape"]).into_iter().rev().collect::<Vec<_>>(),
+                    f64s(&case["mask_shape"])
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>(),
                     "{what}: mask size of #{k}"
                 );
                 assert_eq!(

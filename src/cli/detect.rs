@@ -99,7 +99,10 @@ pub fn rect_stride(net: &Network) -> u32 {
         .filter_map(|n| {
             let label = n.layer.label();
             let (_, strides) = label.rsplit_once('/')?;
-            strides.split(',').filter_map(|t| t.parse::<u32>().ok()).max()
+            strides
+                .split(',')
+                .filter_map(|t| t.parse::<u32>().ok())
+                .max()
         })
         .max()
         .unwrap_or(0)
@@ -110,11 +113,7 @@ pub fn rect_stride(net: &Network) -> u32 {
 /// `keypoint_decode` layer (label `keypoint_decode xyv /…`) feeds the output, mask
 /// coefficients when the model's second output is N×nm×mh×mw prototypes.
 fn extra_of(net: &Network, channels: usize) -> Extra {
-    if let Some(n) = net
-        .nodes
-        .iter()
-        .find(|n| n.layer.op() == "keypoint_decode")
-    {
+    if let Some(n) = net.nodes.iter().find(|n| n.layer.op() == "keypoint_decode") {
         let label = n.layer.label();
         let dims = if label.contains(" xyv ") { 3 } else { 2 };
         let values = n.in_shapes[0].0.get(1).copied().unwrap_or(0) as usize;
@@ -271,12 +270,8 @@ impl Detector {
                 let (mut dets, extra) = match self.head {
                     Head::Yolov1(g) => {
                         let pred = detect::decode_yolov1(sample, g, self.in_w, self.in_h);
-                        let d = detect::non_max_suppression(
-                            &pred,
-                            g.s * g.s * g.b,
-                            g.c,
-                            &self.params,
-                        );
+                        let d =
+                            detect::non_max_suppression(&pred, g.s * g.s * g.b, g.c, &self.params);
                         (d, Extra::None)
                     }
                     Head::Ultralytics { nc, anchors, extra } => (

@@ -89,7 +89,13 @@ pub fn run(args: Args) -> Result<i32> {
             if (w as usize, h as usize) != (det.in_w, det.in_h) {
                 let mut setting = args.model.setting.single("run")?;
                 setting.input = Some(vec![u64::from(h), u64::from(w)]);
-                net = super::common::load(&args.model.model, &setting)?;
+                net = super::common::load(&args.model.model, &setting).with_context(|| {
+                    format!(
+                        "--detect builds the model at {h}×{w}, model.predict's rect letterbox of the {}×{} image (give --full-letterbox to feed the input at its own size)",
+                        img.width(),
+                        img.height()
+                    )
+                })?;
                 detector = args.detect.detector(&net)?;
             }
             fed = Some(p);

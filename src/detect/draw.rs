@@ -131,7 +131,14 @@ pub fn draw_keypoints(img: &mut RgbImage, dets: &[Detection]) {
                 continue;
             }
             let (x, y) = (k[0].round() as i64, k[1].round() as i64);
-            fill(img, x - r - 1, y - r - 1, x + r + 2, y + r + 2, Rgb([0, 0, 0]));
+            fill(
+                img,
+                x - r - 1,
+                y - r - 1,
+                x + r + 2,
+                y + r + 2,
+                Rgb([0, 0, 0]),
+            );
             fill(img, x - r, y - r, x + r + 1, y + r + 1, colour);
         }
     }
