@@ -22,6 +22,10 @@ pub type Box4 = [f32; 4];
 /// Ultralytics' default `max_nms`; the most detections `max_det` may ask for.
 pub const MAX_NMS_BOXES: usize = 30_000;
 
+/// Most bytes a Segment head's masks may hold (one byte per input pixel per detection, up to
+/// `--max-det` detections): 2 GiB.
+pub const MAX_MASK_BYTES: u64 = 1 << 31;
+
 /// Ultralytics' per-class coordinate offset (`max_wh`, pixels) for class-aware NMS.
 pub const ULTRALYTICS_MAX_WH: f32 = 7680.0;
 

@@ -300,3 +300,25 @@ fn letterbox_pixels_match_opencv() {
         }
     }
 }
+
+/// A Segment head's masks are bounded before the model runs: 30,000 detections of a 640×640
+/// mask would be 12,288,000,000 bytes, over the 2 GiB limit; the help names the largest
+/// --max-det (2^31 / 409,600 = 5,242).
+#[test]
+fn mask_memory_is_bounded() {
+    let d = "tests/data/ultralytics_predict";
+    let e = crate::common::assert_rejected(
+        &[
+            "run",
+            &format!("{d}/seg.yaml"),
+            "--input",
+            "640x640",
+            "--detect",
+            "--full-letterbox",
+            "--max-det",
+            "30000",
+        ],
+        "would hold 12288000000 bytes of masks",
+    );
+    assert!(e.contains("--max-det 5242 or fewer"), "{e}");
+}

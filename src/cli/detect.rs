@@ -225,6 +225,28 @@ impl DetectArgs {
                 ))
             }
         };
+        if let Head::Ultralytics {
+            extra: Extra::Masks { .. },
+            ..
+        } = head
+        {
+            let bytes = (self.max_det as u64)
+                .saturating_mul(in_w as u64)
+                .saturating_mul(in_h as u64);
+            if bytes > detect::MAX_MASK_BYTES {
+                return Err(diag(
+                    Diagnostic::new(format!(
+                        "--max-det {} with masks of {in_w}×{in_h} (the input) would hold {bytes} bytes of masks; at most {} (detect::MAX_MASK_BYTES)",
+                        self.max_det,
+                        detect::MAX_MASK_BYTES
+                    ))
+                    .help(format!(
+                        "give --max-det {} or fewer, or a smaller --input",
+                        detect::MAX_MASK_BYTES / (in_w as u64 * in_h as u64).max(1)
+                    )),
+                ));
+            }
+        }
         Ok(Some(Detector {
             head,
             params,
