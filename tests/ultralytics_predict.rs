@@ -314,11 +314,51 @@ fn mask_memory_is_bounded() {
             "--input",
             "640x640",
             "--detect",
-            "--full-letterbox",
             "--max-det",
             "30000",
         ],
         "would hold 12288000000 bytes of masks",
     );
     assert!(e.contains("--max-det 5242 or fewer"), "{e}");
+}
+
+/// --full-letterbox chooses between Ultralytics' two letterboxes of an --image: without an
+/// image, or on a YOLOv1 head (a plain resize), it has nothing to choose and is refused.
+#[test]
+fn full_letterbox_refusals() {
+    let d = "tests/data/ultralytics_predict";
+    crate::common::assert_rejected(
+        &[
+            "run",
+            &format!("{d}/detect.yaml"),
+            "--input",
+            "64x64",
+            "--detect",
+            "--full-letterbox",
+        ],
+        "--full-letterbox places the --image in the input; give --image",
+    );
+    let dir = scratch("full_letterbox_yolov1");
+    let model = dir.join("yolov1_head.yaml");
+    // A YOLOv1 grid of S = 1, B = 1, C = 1: 6 values.
+    std::fs::write(
+        &model,
+        "format: \"archscope/1\"\nname: y1\ninputs:\n  image: [3, 8, 8]\nnodes:\n  - {op: flatten}\n  - {id: head, op: linear, out: 6}\n",
+    )
+    .unwrap();
+    crate::common::assert_rejected(
+        &[
+            "run",
+            crate::common::arg(&model),
+            "--detect",
+            "--grid",
+            "1",
+            "--boxes-per-cell",
+            "1",
+            "--full-letterbox",
+            "--image",
+            &format!("{d}/small.png"),
+        ],
+        "decodes as YOLOv1, whose image is resized to the whole input (no letterbox)",
+    );
 }

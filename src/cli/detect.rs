@@ -225,6 +225,9 @@ impl DetectArgs {
                 ))
             }
         };
+        if self.full_letterbox && matches!(head, Head::Yolov1(_)) {
+            bail!("--full-letterbox chooses an Ultralytics head's letterbox; {} decodes as YOLOv1, whose image is resized to the whole input (no letterbox): drop --full-letterbox", net.name);
+        }
         if let Head::Ultralytics {
             extra: Extra::Masks { .. },
             ..

@@ -68,6 +68,9 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         (load_one(&args.model, "run")?, None)
     };
+    if args.detect.full_letterbox && args.image.is_none() {
+        bail!("--full-letterbox places the --image in the input; give --image (with --npy or random input there is no letterbox)");
+    }
     let mut detector = args.detect.detector(&net)?;
     // --detect's image, read first: an Ultralytics model is built at the size of
     // `model.predict`'s rect letterbox of it (unless --full-letterbox or an ONNX file's fixed
