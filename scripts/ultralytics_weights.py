@@ -21,7 +21,9 @@ under the names archscope's Ultralytics reader reads (`--names`, below).
 
     # the scripted check (run from the repository root, after `cargo build --release`)
     /tmp/torchenv/bin/python scripts/ultralytics_weights.py check \\
-        --models yolov8n.yaml yolov5n.yaml yolo11n.yaml --json tests/data/ultralytics_weights.json
+        --models yolov8n.yaml yolov5n.yaml yolo11n.yaml yolov8n-seg.yaml yolo11n-seg.yaml \\
+        yolov8n-cls.yaml yolo11n-cls.yaml yolov8n-pose.yaml yolo11n-pose.yaml \\
+        --json tests/data/ultralytics_weights.json
     # the fixture of tests/ultralytics_weights.rs (no Python needed to run that test)
     /tmp/torchenv/bin/python scripts/ultralytics_weights.py tiny
 
@@ -31,8 +33,9 @@ under the names archscope's Ultralytics reader reads (`--names`, below).
 
 * the raw head output: Ultralytics' Detect in eval mode returns `(y, preds)`; `preds["boxes"]`
   (N×4·reg_max×anchors, the box branches' outputs flattened and concatenated over the levels)
-  and `preds["scores"]` (N×nc×anchors, the class logits), concatenated on dim 1 — the per-level
-  tensors `cat(cv2[i](x[i]), cv3[i](x[i]))` before any decoding. archscope's are its Detect
+  and `preds["scores"]` (N×nc×anchors, the class logits), and a Segment head's
+  `preds["mask_coefficient"]` or a Pose head's `preds["kpts"]` (the key-point branches before
+  `kpts_decode`), concatenated on dim 1 — the per-level tensors before any decoding. archscope's are its Detect
   block's `boxes` and `scores` layers, made an output of a converted copy of the model.
 * the model's own output, against Ultralytics' `y` when archscope's head decodes boxes, else
   (archscope's head before decoding: DFL distances, then sigmoid scores) against Ultralytics'
@@ -95,16 +98,22 @@ def package_cfg(name: str) -> str:
 def task(cfg: str) -> str:
     """The task of a model file, from its name as Ultralytics' own files are named."""
     stem = Path(cfg).stem
-    return "segment" if stem.endswith("-seg") else "classify" if stem.endswith("-cls") else "detect"
+    for suffix, kind in (("-seg", "segment"), ("-cls", "classify"), ("-pose", "pose")):
+        if stem.endswith(suffix):
+            return kind
+    return "detect"
 
 
-def build(cfg: str, seed: int) -> torch.nn.Module:
+def build(cfg: str, seed: int, kind: str | None = None) -> torch.nn.Module:
     """The model of `cfg` (a package name like yolov8n.yaml or a path), seeded, with random
-    batch-norm statistics and affine parameters."""
-    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, SegmentationModel
+    batch-norm statistics and affine parameters; `kind` (detect, segment, classify, pose)
+    overrides the task its name gives."""
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, PoseModel, SegmentationModel
 
     torch.manual_seed(seed)
-    cls = {"segment": SegmentationModel, "classify": ClassificationModel}.get(task(cfg), DetectionModel)
+    cls = {"segment": SegmentationModel, "classify": ClassificationModel, "pose": PoseModel}.get(
+        kind or task(cfg), DetectionModel
+    )
     model = cls(cfg, verbose=False)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -213,6 +222,8 @@ def ultralytics_outputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np
             parts = [preds["boxes"], preds["scores"]]
             if "mask_coefficient" in preds:
                 parts.append(preds["mask_coefficient"])
+            if "kpts" in preds:  # Pose: the key-point branches before kpts_decode
+                parts.append(preds["kpts"])
             raw = torch.cat(parts, 1)
             n = raw.shape[0]
             dist = head.dfl(preds["boxes"]).view(n, 4, -1)
@@ -267,7 +278,8 @@ def compare(cfg: str, yaml_src: str, work: str, a: argparse.Namespace) -> dict:
     if kind == "classify":
         raw_nodes = [{"id": "raw_head", "op": "identity", "in": f"{det}.linear"}]
     else:
-        parts = [f"{det}.boxes", f"{det}.scores"] + ([f"{det}.mc"] if kind == "segment" else [])
+        extra = {"segment": [f"{det}.mc"], "pose": [f"{det}.kpts"]}.get(kind, [])
+        parts = [f"{det}.boxes", f"{det}.scores"] + extra
         raw_nodes = [{"id": "raw_head", "op": "concat", "in": parts, "dim": 1}]
     runs = [("raw", with_outputs(doc, ["raw_head"], raw_nodes, os.path.join(work, "raw.yaml"))),
             ("final", yaml_path)]

@@ -22,6 +22,10 @@ pub type Box4 = [f32; 4];
 /// Ultralytics' default `max_nms`; the most detections `max_det` may ask for.
 pub const MAX_NMS_BOXES: usize = 30_000;
 
+/// Most bytes a Segment head's masks may hold (one byte per input pixel per detection, up to
+/// `--max-det` detections): 2 GiB.
+pub const MAX_MASK_BYTES: u64 = 1 << 31;
+
 /// Ultralytics' per-class coordinate offset (`max_wh`, pixels) for class-aware NMS.
 pub const ULTRALYTICS_MAX_WH: f32 = 7680.0;
 
@@ -424,11 +428,20 @@ pub struct Detection {
     pub xyxy: Box4,
     pub score: f32,
     pub class: usize,
+    /// The anchor's values after its class scores (Ultralytics' `extra` columns: a Pose head's
+    /// key points in input pixels, a Segment head's mask coefficients), as the model gave them.
+    pub extra: Vec<f32>,
+    /// Its key points (x, y in the image's pixels, and the visibility when the head gives one),
+    /// once [`Placement::keypoints`] has mapped them.
+    pub keypoints: Vec<[f32; 3]>,
+    /// Its mask (Segment), once [`process_mask`] has made it.
+    pub mask: Option<Mask>,
 }
 
 /// Ultralytics' `non_max_suppression` (`multi_label=False`, no class filter) on one image's
 /// prediction: `pred` is `(4 + nc + extra) × anchors`, row-major, rows `cx, cy, w, h` (input
-/// pixels) then the `nc` class scores (the layout of a Detect head's eval output, one sample).
+/// pixels) then the `nc` class scores (the layout of a Detect head's eval output, one sample),
+/// then the `extra` rows each detection carries along (key points, mask coefficients).
 /// Keeps the anchors whose best class score is greater than `conf` (float32 comparison; a
 /// NaN score drops the anchor), takes the first best class, converts xywh to xyxy, keeps the
 /// `max_nms` best-scored (PyTorch's unstable `argsort`), shifts boxes by `class · 7680` unless agnostic, runs
@@ -463,11 +476,15 @@ pub fn non_max_suppression(
         }
         let (cx, cy) = (at(0, a), at(1, a));
         let (hw, hh) = (at(2, a) / 2.0, at(3, a) / 2.0);
+        let rows = pred.len() / anchors;
         cands.push(Detection {
             anchor: a,
             xyxy: [cx - hw, cy - hh, cx + hw, cy + hh],
             score: best,
             class,
+            extra: (4 + nc..rows).map(|r| at(r, a)).collect(),
+            keypoints: Vec::new(),
+            mask: None,
         });
     }
     if cands.len() > p.max_nms {
@@ -581,6 +598,16 @@ fn py_round(x: f64) -> f64 {
     x.round_ties_even()
 }
 
+/// How an image is resized into the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// The `image` crate's triangle (bilinear, area-aware when shrinking) filter: YOLOv1.
+    Triangle,
+    /// OpenCV's `cv2.resize(..., interpolation=INTER_LINEAR)` on 8-bit pixels, bit for bit
+    /// ([`resize_linear_cv2`]): what Ultralytics' `LetterBox` calls.
+    Cv2Linear,
+}
+
 /// How an image of `w × h` pixels becomes a model input of `in_w × in_h`, and back.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
@@ -593,6 +620,8 @@ pub struct Placement {
     /// The padding before it, left and top (the rest pads the right and bottom).
     pub left: u32,
     pub top: u32,
+    /// The resampling filter.
+    pub resize: Resize,
 }
 
 impl Placement {
@@ -605,6 +634,7 @@ impl Placement {
             new_h: in_h,
             left: 0,
             top: 0,
+            resize: Resize::Triangle,
         }
     }
 
@@ -624,14 +654,66 @@ impl Placement {
             new_h,
             left: py_round(dw - 0.1) as u32,
             top: py_round(dh - 0.1) as u32,
+            resize: Resize::Cv2Linear,
         }
+    }
+
+    /// `model.predict`'s letterbox (`LetterBox(auto=True)`, Ultralytics' "rect" inference for
+    /// a PyTorch model): an image of `w × h` scaled as for an `in_w × in_h` input
+    /// ([`Placement::letterbox`]), then padded only up to the next multiple of `stride` on
+    /// each side (split as there). Returns the placement and the input's width and height.
+    /// Boxes go back onto the image as `scale_boxes` maps them, by [`Placement::letterbox`] of
+    /// the image into that size, which recomputes the scale from it.
+    pub fn letterbox_rect(
+        w: u32,
+        h: u32,
+        in_w: u32,
+        in_h: u32,
+        stride: u32,
+    ) -> (Placement, u32, u32) {
+        let mut p = Placement::letterbox(w, h, in_w, in_h);
+        let s = stride.max(1);
+        let (dw, dh) = ((in_w - p.new_w) % s, (in_h - p.new_h) % s);
+        p.left = py_round(f64::from(dw) / 2.0 - 0.1) as u32;
+        p.top = py_round(f64::from(dh) / 2.0 - 0.1) as u32;
+        (p, p.new_w + dw, p.new_h + dh)
+    }
+
+    /// The scale of each axis as Ultralytics' `scale_boxes`/`scale_coords` take it (the
+    /// resized side over the image's, in double precision, applied to float32 values).
+    fn gains(&self) -> (f32, f32) {
+        (
+            (f64::from(self.new_w) / f64::from(self.w)) as f32,
+            (f64::from(self.new_h) / f64::from(self.h)) as f32,
+        )
+    }
+
+    /// A point in input pixels mapped onto the image and clipped to it (`scale_coords`).
+    pub fn point_to_image(&self, x: f32, y: f32) -> (f32, f32) {
+        let (gx, gy) = self.gains();
+        (
+            ((x - self.left as f32) / gx).clamp(0.0, self.w as f32),
+            ((y - self.top as f32) / gy).clamp(0.0, self.h as f32),
+        )
+    }
+
+    /// A Pose detection's key points (`extra`: `k` points of `dims` values, x and y in input
+    /// pixels) mapped onto the image as Ultralytics' `PosePredictor` does (`scale_coords`:
+    /// minus the padding, over the scale, clipped); the visibility kept (NaN when `dims` is 2).
+    pub fn keypoints(&self, extra: &[f32], k: usize, dims: usize) -> Vec<[f32; 3]> {
+        (0..k)
+            .filter_map(|i| extra.get(i * dims..(i + 1) * dims))
+            .map(|v| {
+                let (x, y) = self.point_to_image(v[0], v[1]);
+                [x, y, if dims == 3 { v[2] } else { f32::NAN }]
+            })
+            .collect()
     }
 
     /// A box in input pixels mapped onto the image (Ultralytics' `scale_boxes`: minus the
     /// padding, divided by the scale of each axis) and clipped to it (`clip_boxes`).
     pub fn to_image(&self, b: Box4) -> Box4 {
-        let gx = self.new_w as f32 / self.w as f32;
-        let gy = self.new_h as f32 / self.h as f32;
+        let (gx, gy) = self.gains();
         let (px, py) = (self.left as f32, self.top as f32);
         let (w, h) = (self.w as f32, self.h as f32);
         [
@@ -646,12 +728,15 @@ impl Placement {
     /// and Ultralytics feed it) from an RGB image: resized bilinearly to `new_w × new_h`, placed
     /// at (`left`, `top`) on grey [`LETTERBOX_GREY`]; sample 0 copied to each of `n`.
     pub fn input(&self, rgb: &image::RgbImage, n: usize, in_w: usize, in_h: usize) -> Vec<f32> {
-        let resized = image::imageops::resize(
-            rgb,
-            self.new_w,
-            self.new_h,
-            image::imageops::FilterType::Triangle,
-        );
+        let resized = match self.resize {
+            Resize::Triangle => image::imageops::resize(
+                rgb,
+                self.new_w,
+                self.new_h,
+                image::imageops::FilterType::Triangle,
+            ),
+            Resize::Cv2Linear => resize_linear_cv2(rgb, self.new_w, self.new_h),
+        };
         let grey = f32::from(LETTERBOX_GREY) / 255.0;
         let plane = in_w * in_h;
         let mut one = vec![grey; 3 * plane];
@@ -667,8 +752,183 @@ impl Placement {
     }
 }
 
+/// OpenCV's bilinear coefficients of one axis, as `resize` computes them for 8-bit images:
+/// per destination index the first source index (unclipped) and the two weights in 11-bit
+/// fixed point. `clamp` (the horizontal axis) moves an index outside the image onto its edge
+/// with the whole weight there; the vertical axis keeps the fraction and clips the rows.
+fn cv2_coeffs(src: u32, dst: u32, clamp: bool) -> Vec<(i64, i32, i32)> {
+    const ONE: f32 = 2048.0; // INTER_RESIZE_COEF_SCALE
+    let scale = 1.0 / (f64::from(dst) / f64::from(src));
+    (0..dst)
+        .map(|d| {
+            let mut f = ((f64::from(d) + 0.5) * scale - 0.5) as f32;
+            let mut s = f.floor() as i64;
+            f -= s as f32;
+            if clamp && s < 0 {
+                (f, s) = (0.0, 0);
+            }
+            if clamp && s >= i64::from(src) - 1 {
+                (f, s) = (0.0, i64::from(src) - 1);
+            }
+            // saturate_cast<short>: round half to even.
+            let w0 = ((1.0 - f) * ONE).round_ties_even() as i32;
+            let w1 = (f * ONE).round_ties_even() as i32;
+            (s, w0, w1)
+        })
+        .collect()
+}
+
+/// `cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)` on an 8-bit RGB image, bit for
+/// bit as OpenCV computes it on x86: a horizontal pass in 11-bit fixed point, then the
+/// vertical pass as its SIMD kernel rounds it (`((S0>>4)·b0 >> 16) + ((S1>>4)·b1 >> 16)`,
+/// plus 2, shifted right by 2). An exact halving (which OpenCV hands to INTER_AREA) gives the
+/// same values. scripts/ultralytics_predict_reference.py checks it against OpenCV.
+pub fn resize_linear_cv2(img: &image::RgbImage, w: u32, h: u32) -> image::RgbImage {
+    let (sw, sh) = (img.width(), img.height());
+    if (sw, sh) == (w, h) || w == 0 || h == 0 || sw == 0 || sh == 0 {
+        return if (sw, sh) == (w, h) {
+            img.clone()
+        } else {
+            image::RgbImage::new(w, h)
+        };
+    }
+    let xs = cv2_coeffs(sw, w, true);
+    let ys = cv2_coeffs(sh, h, false);
+    let last_x = i64::from(sw) - 1;
+    // The horizontal pass of every source row.
+    let src = img.as_raw();
+    let row_len = 3 * w as usize;
+    let mut rows = vec![0i32; sh as usize * row_len];
+    for y in 0..sh as usize {
+        let line = &src[y * 3 * sw as usize..(y + 1) * 3 * sw as usize];
+        let out = &mut rows[y * row_len..(y + 1) * row_len];
+        for (x, &(s, a0, a1)) in xs.iter().enumerate() {
+            let s0 = s as usize;
+            let s1 = (s + 1).min(last_x) as usize;
+            for c in 0..3 {
+                out[3 * x + c] =
+                    i32::from(line[3 * s0 + c]) * a0 + i32::from(line[3 * s1 + c]) * a1;
+            }
+        }
+    }
+    let mut out = image::RgbImage::new(w, h);
+    let buf: &mut [u8] = &mut out;
+    let last_y = i64::from(sh) - 1;
+    for (y, &(s, b0, b1)) in ys.iter().enumerate() {
+        let r0 = s.clamp(0, last_y) as usize;
+        let r1 = (s + 1).clamp(0, last_y) as usize;
+        let (s0, s1) = (
+            &rows[r0 * row_len..][..row_len],
+            &rows[r1 * row_len..][..row_len],
+        );
+        for (i, o) in buf[y * row_len..(y + 1) * row_len].iter_mut().enumerate() {
+            let v = (((s0[i] >> 4) * b0) >> 16) + (((s1[i] >> 4) * b1) >> 16);
+            *o = ((v + 2) >> 2).clamp(0, 255) as u8;
+        }
+    }
+    out
+}
+
+/// A detection's binary mask, at the model input's resolution (as Ultralytics' `Results.masks`
+/// has it without `retina_masks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mask {
+    pub w: usize,
+    pub h: usize,
+    /// Row-major, 1 inside.
+    pub bits: Vec<u8>,
+}
+
+impl Mask {
+    /// Its pixels (inside).
+    pub fn area(&self) -> usize {
+        self.bits.iter().filter(|&&b| b != 0).count()
+    }
+
+    /// Its run-length code: the start (row-major index) and length of each run of ones.
+    pub fn runs(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, &b) in self.bits.iter().chain(std::iter::once(&0)).enumerate() {
+            match (b != 0, start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    out.extend([s, i - s]);
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Ultralytics' `process_mask(protos, coeffs, box, (in_h, in_w), upsample=True)` for one
+/// detection: the mask logits `coeffs · protos` (`proto` is `nm × mh × mw`), upsampled
+/// bilinearly to the input (`F.interpolate`, `align_corners=False`), thresholded at 0 (a
+/// sigmoid above 0.5) and cropped to the box (input pixels; a column `c` is inside when
+/// `x1 ≤ c < x2`, a row likewise).
+#[allow(clippy::too_many_arguments)]
+pub fn process_mask(
+    proto: &[f32],
+    nm: usize,
+    mh: usize,
+    mw: usize,
+    coeffs: &[f32],
+    b: Box4,
+    in_w: usize,
+    in_h: usize,
+) -> Mask {
+    let plane = mh * mw;
+    let mut logits = vec![0.0f32; plane];
+    for (k, &c) in coeffs.iter().enumerate().take(nm) {
+        let p = &proto[k * plane..(k + 1) * plane];
+        for (l, &v) in logits.iter_mut().zip(p) {
+            *l += c * v;
+        }
+    }
+    // PyTorch's upsample_bilinear2d source index: (dst + 0.5)·scale − 0.5, clamped at 0.
+    let axis = |src: usize, dst: usize| -> Vec<(usize, usize, f32, f32)> {
+        let scale = src as f32 / dst as f32;
+        (0..dst)
+            .map(|d| {
+                let real = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (real as usize).min(src - 1);
+                let i1 = (i0 + 1).min(src - 1);
+                let l1 = real - i0 as f32;
+                (i0, i1, 1.0 - l1, l1)
+            })
+            .collect()
+    };
+    let (ax, ay) = (axis(mw, in_w), axis(mh, in_h));
+    let mut bits = vec![0u8; in_w * in_h];
+    for (y, &(y0, y1, h0, h1)) in ay.iter().enumerate() {
+        let yf = y as f32;
+        if !(yf >= b[1] && yf < b[3]) {
+            continue;
+        }
+        for (x, &(x0, x1, w0, w1)) in ax.iter().enumerate() {
+            let xf = x as f32;
+            if !(xf >= b[0] && xf < b[2]) {
+                continue;
+            }
+            let v = h0 * (w0 * logits[y0 * mw + x0] + w1 * logits[y0 * mw + x1])
+                + h1 * (w0 * logits[y1 * mw + x0] + w1 * logits[y1 * mw + x1]);
+            bits[y * in_w + x] = u8::from(v > 0.0);
+        }
+    }
+    Mask {
+        w: in_w,
+        h: in_h,
+        bits,
+    }
+}
+
 /// The detections of each sample as text: a table (or Markdown table) of class, score and
-/// the box in image pixels, or JSON (`[{"sample", "class", "score", "box": [x1, y1, x2, y2]}]`).
+/// the box in image pixels (and a Segment detection's mask area; a Pose detection's key points
+/// in a second table), or JSON (`[{"sample", "class", "score", "box": [x1, y1, x2, y2],
+/// "anchor"}]`, with `"keypoints": [[x, y, visibility], …]` or `"mask_area"`, `"mask_size":
+/// [w, h]` and `"mask_rle"`: start and length of each run of ones, row-major).
 pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
     if format == Format::Json {
         let rows: Vec<serde_json::Value> = per_sample
@@ -676,13 +936,33 @@ pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
             .enumerate()
             .flat_map(|(n, dets)| {
                 dets.iter().map(move |d| {
-                    serde_json::json!({
+                    let mut v = serde_json::json!({
                         "sample": n,
                         "class": d.class,
                         "score": d.score,
                         "box": d.xyxy,
                         "anchor": d.anchor,
-                    })
+                    });
+                    if !d.keypoints.is_empty() {
+                        // [x, y, visibility], or [x, y] when the head gives no visibility.
+                        v["keypoints"] = d
+                            .keypoints
+                            .iter()
+                            .map(|k| {
+                                if k[2].is_nan() {
+                                    serde_json::json!([k[0], k[1]])
+                                } else {
+                                    serde_json::json!(k)
+                                }
+                            })
+                            .collect();
+                    }
+                    if let Some(m) = &d.mask {
+                        v["mask_area"] = m.area().into();
+                        v["mask_size"] = serde_json::json!([m.w, m.h]);
+                        v["mask_rle"] = m.runs().into();
+                    }
+                    v
                 })
             })
             .collect();
@@ -700,10 +980,15 @@ pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
         if dets.is_empty() {
             continue;
         }
+        let masks = dets.iter().any(|d| d.mask.is_some());
         let mut t = new_table(format == Format::Markdown);
-        t.set_header(vec!["#", "class", "score", "x1", "y1", "x2", "y2"]);
+        let mut header = vec!["#", "class", "score", "x1", "y1", "x2", "y2"];
+        if masks {
+            header.push("mask px");
+        }
+        t.set_header(header);
         for (k, d) in dets.iter().enumerate() {
-            t.add_row(vec![
+            let mut row = vec![
                 k.to_string(),
                 d.class.to_string(),
                 format!("{:.4}", d.score),
@@ -711,9 +996,41 @@ pub fn render(per_sample: &[Vec<Detection>], format: Format) -> String {
                 format!("{:.1}", d.xyxy[1]),
                 format!("{:.1}", d.xyxy[2]),
                 format!("{:.1}", d.xyxy[3]),
-            ]);
+            ];
+            if let Some(m) = &d.mask {
+                row.push(m.area().to_string());
+            }
+            t.add_row(row);
         }
         text += &format!("{t}\n");
+        if masks {
+            if let Some(m) = dets.iter().find_map(|d| d.mask.as_ref()) {
+                text += &format!(
+                    "mask px: the mask's pixels at the model input's {}×{} (Ultralytics' masks without retina_masks)\n",
+                    m.w, m.h
+                );
+            }
+        }
+        if dets.iter().any(|d| !d.keypoints.is_empty()) {
+            let mut t = new_table(format == Format::Markdown);
+            t.set_header(vec!["#", "keypoint", "x", "y", "visibility"]);
+            for (k, d) in dets.iter().enumerate() {
+                for (i, p) in d.keypoints.iter().enumerate() {
+                    t.add_row(vec![
+                        k.to_string(),
+                        i.to_string(),
+                        format!("{:.1}", p[0]),
+                        format!("{:.1}", p[1]),
+                        if p[2].is_nan() {
+                            "-".into()
+                        } else {
+                            format!("{:.4}", p[2])
+                        },
+                    ]);
+                }
+            }
+            text += &format!("key points (image pixels):\n{t}\n");
+        }
     }
     text
 }
@@ -736,6 +1053,46 @@ mod tests {
         assert_eq!(nms(&boxes, &scores, 0.34), vec![1, 2, 0]);
         // Different classes: no suppression at 0.3.
         assert_eq!(batched_nms(&boxes, &scores, &[0, 1, 0], 0.3), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn cv2_resize_by_hand() {
+        // 2 → 4 pixels: source x = (d + 0.5)/2 − 0.5 = −0.25 (clamped to 0), 0.25, 0.75, 1.25
+        // (clamped to 1); weights (2048, 0), (1536, 512), (512, 1536), (2048, 0) in 1/2048.
+        // 255·512 = 130560 → (130560 >> 4)·2048 >> 16 = 255 → (255 + 2) >> 2 = 64 (63.75);
+        // 255·1536 → 765 → 191 (191.25). OpenCV 5.0 gives [0, 64, 191, 255].
+        let img = image::RgbImage::from_fn(2, 1, |x, _| image::Rgb([255 * x as u8; 3]));
+        let out = resize_linear_cv2(&img, 4, 1);
+        let row: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(row, [0, 64, 191, 255]);
+        // 3 → 2 rows of 10, 20, 40: source y = 0.25 and 1.75 (the fraction kept, rows clipped):
+        // ((20480 >> 4)·1536 >> 16) + ((40960 >> 4)·512 >> 16) = 30 + 20 → (50 + 2) >> 2 = 13;
+        // (40960 >> 4)·512 >> 16 = 20, (81920 >> 4)·1536 >> 16 = 120 → 35. OpenCV: [13, 35].
+        let img = image::RgbImage::from_fn(1, 3, |_, y| image::Rgb([[10, 20, 40][y as usize]; 3]));
+        let out = resize_linear_cv2(&img, 1, 2);
+        let col: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(col, [13, 35]);
+    }
+
+    #[test]
+    fn rect_letterbox_by_hand() {
+        // 150×100 into 128×128: r = 0.8533, 128×85 (85.33); rows padded 43 mod 32 = 11, split
+        // round(5.5 − 0.1) = 5 before: a 128×96 input.
+        let (p, w, h) = Placement::letterbox_rect(150, 100, 128, 128, 32);
+        assert_eq!(
+            (p.new_w, p.new_h, p.left, p.top, w, h),
+            (128, 85, 0, 5, 128, 96)
+        );
+    }
+
+    #[test]
+    fn mask_runs_by_hand() {
+        let m = Mask {
+            w: 4,
+            h: 2,
+            bits: vec![1, 1, 0, 0, 0, 1, 1, 1],
+        };
+        assert_eq!((m.area(), m.runs()), (5, vec![0, 2, 5, 3]));
     }
 
     #[test]

@@ -58,6 +58,7 @@ mod transformers;
 mod ultralytics;
 mod ultralytics_cmds;
 mod ultralytics_head;
+mod ultralytics_predict;
 mod ultralytics_weights;
 mod video_audio;
 mod weights_names_star;

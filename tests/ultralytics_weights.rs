@@ -163,8 +163,8 @@ fn a_weights_file_under_other_names_is_refused_naming_the_tensor() {
 
 #[test]
 fn the_scripted_full_size_check_passed() {
-    // scripts/ultralytics_weights.py check wrote this on Ultralytics' own files (detectors and
-    // segmenters at 640×640, classifiers at 224×224); a record that did not pass, or a raw
+    // scripts/ultralytics_weights.py check wrote this on Ultralytics' own files (detectors,
+    // segmenters and pose models at 640×640, classifiers at 224×224); a record that did not pass, or a raw
     // output compared over anything but every anchor (or every class), fails.
     let d = data_json("ultralytics_weights.json");
     let tol = d["tolerance"].as_f64().unwrap();
@@ -183,6 +183,8 @@ fn the_scripted_full_size_check_passed() {
         "yolo11n-seg",
         "yolov8n-cls",
         "yolo11n-cls",
+        "yolov8n-pose",
+        "yolo11n-pose",
     ] {
         assert!(names.contains(&m), "{m} checked");
     }
@@ -199,8 +201,18 @@ fn the_scripted_full_size_check_passed() {
         match m["task"].as_str().unwrap() {
             "classify" => assert_eq!(m["raw_shape"], serde_json::json!([1, 1000]), "{what}"),
             task => {
-                // 4·16 DFL bins + 80 classes (+ 32 mask coefficients), every anchor at 640.
-                let rows = if task == "segment" { 176 } else { 144 };
+                // 4·16 DFL bins + 80 classes (+ 32 mask coefficients), or 4·16 + nc + 17 key
+                // points × 3 (the key-point branches before kpts_decode; nc from the decoded
+                // output's 4 + nc + 51 rows: yolov8-pose.yaml has 1 class, yolo11-pose.yaml
+                // 80), every anchor at 640.
+                let rows = match task {
+                    "segment" => 176,
+                    "pose" => {
+                        let out_rows = m["output_shape"][1].as_u64().unwrap();
+                        64 + (out_rows - 4 - 51) + 51
+                    }
+                    _ => 144,
+                };
                 assert_eq!(m["raw_shape"], serde_json::json!([1, rows, 8400]), "{what}");
             }
         }

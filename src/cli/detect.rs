@@ -51,6 +51,11 @@ pub struct DetectArgs {
     /// One NMS over all classes instead of one per class.
     #[arg(long, requires = "detect")]
     pub agnostic_nms: bool,
+    /// Letterbox the --image into the whole --input (Ultralytics' LetterBox(auto=False), as
+    /// for a fixed-shape export) instead of `model.predict`'s rect letterbox (padded only to a
+    /// multiple of the stride, the model built at that size).
+    #[arg(long, requires = "detect")]
+    pub full_letterbox: bool,
     /// YOLOv1's grid side S (the paper's 7).
     #[arg(long, default_value_t = 7, requires = "detect")]
     pub grid: usize,
@@ -64,8 +69,73 @@ pub struct DetectArgs {
 pub enum Head {
     /// A flat N×(S²·(5B+C)) output: YOLOv1's grid.
     Yolov1(Yolov1Grid),
-    /// N×(4+nc)×anchors: boxes (cx, cy, w, h in input pixels) and class scores.
-    Ultralytics { nc: usize, anchors: usize },
+    /// N×(4+nc+extra)×anchors: boxes (cx, cy, w, h in input pixels), class scores and what
+    /// the head adds.
+    Ultralytics {
+        nc: usize,
+        anchors: usize,
+        extra: Extra,
+    },
+}
+
+/// What an Ultralytics head adds after the class scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    /// Detect: nothing.
+    None,
+    /// Pose: `k` key points of `dims` values (x, y in input pixels, and a visibility).
+    Keypoints { k: usize, dims: usize },
+    /// Segment: `nm` mask coefficients; the second output is the N×nm×mh×mw prototypes.
+    Masks { nm: usize, mh: usize, mw: usize },
+}
+
+/// The stride `model.predict` rounds a rect letterbox to: Ultralytics' PyTorch backend takes
+/// `max(model.stride.max(), 32)`, the head's largest stride (from its `dist2bbox` layer's
+/// label, `dist2bbox /8,16,32`) or 32.
+pub fn rect_stride(net: &Network) -> u32 {
+    net.nodes
+        .iter()
+        .filter(|n| n.layer.op() == "dist2bbox")
+        .filter_map(|n| {
+            let label = n.layer.label();
+            let (_, strides) = label.rsplit_once('/')?;
+            strides
+                .split(',')
+                .filter_map(|t| t.parse::<u32>().ok())
+                .max()
+        })
+        .max()
+        .unwrap_or(0)
+        .max(32)
+}
+
+/// What the head adds after its `channels − 4` leading rows: key points when a
+/// `keypoint_decode` layer (label `keypoint_decode xyv /…`) feeds the output, mask
+/// coefficients when the model's second output is N×nm×mh×mw prototypes.
+fn extra_of(net: &Network, channels: usize) -> Extra {
+    if let Some(n) = net.nodes.iter().find(|n| n.layer.op() == "keypoint_decode") {
+        let label = n.layer.label();
+        let dims = if label.contains(" xyv ") { 3 } else { 2 };
+        let values = n.in_shapes[0].0.get(1).copied().unwrap_or(0) as usize;
+        if values > 0 && values.is_multiple_of(dims) && channels > 4 + values {
+            return Extra::Keypoints {
+                k: values / dims,
+                dims,
+            };
+        }
+    }
+    if let Some(o) = net.outputs.get(1) {
+        if let [_, nm, mh, mw] = net.nodes[o.node].out_shapes[o.slot].0[..] {
+            if channels > 4 + nm as usize {
+                return Extra::Masks {
+                    nm: nm as usize,
+                    mh: mh as usize,
+                    mw: mw as usize,
+                };
+            }
+        }
+    }
+    Extra::None
 }
 
 /// What `run --detect` needs from its flags and the model, checked before anything runs.
@@ -75,6 +145,8 @@ pub struct Detector {
     /// The input's width and height.
     pub in_w: usize,
     pub in_h: usize,
+    /// --full-letterbox.
+    pub full_letterbox: bool,
 }
 
 impl DetectArgs {
@@ -128,10 +200,19 @@ impl DetectArgs {
                     )))
                 })?,
             ),
-            [_, channels, anchors] if channels > 4 => Head::Ultralytics {
-                nc: channels - 4,
-                anchors,
-            },
+            [_, channels, anchors] if channels > 4 => {
+                let extra = extra_of(net, channels);
+                let added = match extra {
+                    Extra::None => 0,
+                    Extra::Keypoints { k, dims } => k * dims,
+                    Extra::Masks { nm, .. } => nm,
+                };
+                Head::Ultralytics {
+                    nc: channels - 4 - added,
+                    anchors,
+                    extra,
+                }
+            }
             _ => {
                 return Err(diag(
                     Diagnostic::new(format!(
@@ -144,16 +225,48 @@ impl DetectArgs {
                 ))
             }
         };
+        if self.full_letterbox && matches!(head, Head::Yolov1(_)) {
+            bail!("--full-letterbox chooses an Ultralytics head's letterbox; {} decodes as YOLOv1, whose image is resized to the whole input (no letterbox): drop --full-letterbox", net.name);
+        }
+        if let Head::Ultralytics {
+            extra: Extra::Masks { .. },
+            ..
+        } = head
+        {
+            let bytes = (self.max_det as u64)
+                .saturating_mul(in_w as u64)
+                .saturating_mul(in_h as u64);
+            if bytes > detect::MAX_MASK_BYTES {
+                return Err(diag(
+                    Diagnostic::new(format!(
+                        "--max-det {} with masks of {in_w}×{in_h} (the input) would hold {bytes} bytes of masks; at most {} (detect::MAX_MASK_BYTES)",
+                        self.max_det,
+                        detect::MAX_MASK_BYTES
+                    ))
+                    .help(format!(
+                        "give --max-det {} or fewer, or a smaller --input",
+                        detect::MAX_MASK_BYTES / (in_w as u64 * in_h as u64).max(1)
+                    )),
+                ));
+            }
+        }
         Ok(Some(Detector {
             head,
             params,
             in_w,
             in_h,
+            full_letterbox: self.full_letterbox,
         }))
     }
 }
 
 impl Detector {
+    /// Whether `run` builds the model anew at `model.predict`'s rect letterbox size for an
+    /// image (an Ultralytics head without --full-letterbox).
+    pub fn rect(&self) -> bool {
+        matches!(self.head, Head::Ultralytics { .. }) && !self.full_letterbox
+    }
+
     /// How an image of `w × h` becomes this detector's input: a plain resize for YOLOv1 (as
     /// Darknet feeds it), Ultralytics' letterbox for its heads.
     pub fn placement(&self, w: u32, h: u32) -> Placement {
@@ -164,25 +277,56 @@ impl Detector {
         }
     }
 
-    /// Every sample's detections, boxes in the input's pixels, or mapped onto the image by
-    /// `placement`.
-    pub fn detections(&self, out: &Tensor, placement: Option<&Placement>) -> Vec<Vec<Detection>> {
+    /// Every sample's detections (the model's `outputs`), boxes and key points in the input's
+    /// pixels, or mapped onto the image by `placement`; a Segment head's masks made from its
+    /// prototypes (the second output) and the detections whose mask is empty dropped, as
+    /// Ultralytics' `SegmentationPredictor` does.
+    pub fn detections(
+        &self,
+        outputs: &[Tensor],
+        placement: Option<&Placement>,
+    ) -> Vec<Vec<Detection>> {
+        let out = &outputs[0];
         let n = out.shape.first().copied().unwrap_or(0);
         let per = out.data.len().checked_div(n).unwrap_or(0);
         (0..n)
             .map(|k| {
                 let sample = &out.data[k * per..(k + 1) * per];
-                let mut dets = match self.head {
+                let (mut dets, extra) = match self.head {
                     Head::Yolov1(g) => {
                         let pred = detect::decode_yolov1(sample, g, self.in_w, self.in_h);
-                        detect::non_max_suppression(&pred, g.s * g.s * g.b, g.c, &self.params)
+                        let d =
+                            detect::non_max_suppression(&pred, g.s * g.s * g.b, g.c, &self.params);
+                        (d, Extra::None)
                     }
-                    Head::Ultralytics { nc, anchors } => {
-                        detect::non_max_suppression(sample, anchors, nc, &self.params)
-                    }
+                    Head::Ultralytics { nc, anchors, extra } => (
+                        detect::non_max_suppression(sample, anchors, nc, &self.params),
+                        extra,
+                    ),
                 };
-                if let Some(p) = placement {
-                    for d in &mut dets {
+                if let (Extra::Masks { nm, mh, mw }, Some(proto)) = (extra, outputs.get(1)) {
+                    let plane = nm * mh * mw;
+                    if let Some(p) = proto.data.get(k * plane..(k + 1) * plane) {
+                        for d in &mut dets {
+                            d.mask = Some(detect::process_mask(
+                                p, nm, mh, mw, &d.extra, d.xyxy, self.in_w, self.in_h,
+                            ));
+                        }
+                        dets.retain(|d| d.mask.as_ref().is_some_and(|m| m.area() > 0));
+                    }
+                }
+                for d in &mut dets {
+                    if let Extra::Keypoints { k, dims } = extra {
+                        d.keypoints = match placement {
+                            Some(p) => p.keypoints(&d.extra, k, dims),
+                            None => d
+                                .extra
+                                .chunks_exact(dims)
+                                .map(|v| [v[0], v[1], if dims == 3 { v[2] } else { f32::NAN }])
+                                .collect(),
+                        };
+                    }
+                    if let Some(p) = placement {
                         d.xyxy = p.to_image(d.xyxy);
                     }
                 }
@@ -192,20 +336,12 @@ impl Detector {
     }
 }
 
-/// The `--image` decoded (RGB) and the model input made from it as `det` expects: its
-/// placement, the image, and the N×3×H×W input.
-pub fn image_input(
-    det: &Detector,
-    file: &str,
-    shape: &[usize],
-) -> Result<(Placement, image::RgbImage, Tensor)> {
+/// The `--image` decoded (RGB).
+pub fn read_rgb(file: &str) -> Result<image::RgbImage> {
     let bytes = read_capped(
         file,
         exec::io::MAX_IMAGE_BYTES,
         "an image file may have (64 MiB)",
     )?;
-    let rgb = exec::io::decode_image(&bytes, file)?.to_rgb8();
-    let p = det.placement(rgb.width(), rgb.height());
-    let data = p.input(&rgb, shape[0], det.in_w, det.in_h);
-    Ok((p, rgb, Tensor::new(shape.to_vec(), data)))
+    Ok(exec::io::decode_image(&bytes, file)?.to_rgb8())
 }

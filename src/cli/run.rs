@@ -56,7 +56,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<i32> {
     let budget = memory_budget(&args.memory_budget)?;
-    let (net, onnx_weights) = if super::common::is_onnx_file(&args.model.model) {
+    let onnx = super::common::is_onnx_file(&args.model.model);
+    let (mut net, onnx_weights) = if onnx {
         let setting = args.model.setting.single("run")?;
         let (net, imp) = super::common::load_onnx(&args.model.model, &setting)?;
         let w = match &args.weights {
@@ -67,7 +68,42 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         (load_one(&args.model, "run")?, None)
     };
-    let detector = args.detect.detector(&net)?;
+    if args.detect.full_letterbox && args.image.is_none() {
+        bail!("--full-letterbox places the --image in the input; give --image (with --npy or random input there is no letterbox)");
+    }
+    let mut detector = args.detect.detector(&net)?;
+    // --detect's image, read first: an Ultralytics model is built at the size of
+    // `model.predict`'s rect letterbox of it (unless --full-letterbox or an ONNX file's fixed
+    // input), the --input (or the model's own) being the size it is scaled to fit.
+    let rgb = match (&args.image, &detector) {
+        (Some(file), Some(_)) => Some(detect::read_rgb(file)?),
+        _ => None,
+    };
+    let mut fed = None;
+    if let (Some(det), Some(img)) = (&detector, &rgb) {
+        if det.rect() && !onnx {
+            let (p, w, h) = crate::detect::Placement::letterbox_rect(
+                img.width(),
+                img.height(),
+                det.in_w as u32,
+                det.in_h as u32,
+                detect::rect_stride(&net),
+            );
+            if (w as usize, h as usize) != (det.in_w, det.in_h) {
+                let mut setting = args.model.setting.single("run")?;
+                setting.input = Some(vec![u64::from(h), u64::from(w)]);
+                net = super::common::load(&args.model.model, &setting).with_context(|| {
+                    format!(
+                        "--detect builds the model at {h}×{w}, model.predict's rect letterbox of the {}×{} image (give --full-letterbox to feed the input at its own size)",
+                        img.width(),
+                        img.height()
+                    )
+                })?;
+                detector = args.detect.detector(&net)?;
+            }
+            fed = Some(p);
+        }
+    }
     let a = analyze(&net, Dtype::F32)?;
     // What the pass needs, from the network alone, before anything is allocated.
     exec::check_memory(&net, budget, 0)?;
@@ -76,7 +112,7 @@ pub fn run(args: Args) -> Result<i32> {
         Some(w) => w,
         None => weights(&net, &args)?,
     };
-    let (inputs, picture) = inputs(&net, &args, detector.as_ref())?;
+    let (inputs, picture) = inputs(&net, &args, detector.as_ref(), rgb, fed)?;
     let mut plan = exec::plan(&net, &w);
     // The plan's copies of the weights and its concatenation buffers counted too; dead
     // buffers are kept for reuse only within what the budget leaves.
@@ -85,14 +121,18 @@ pub fn run(args: Args) -> Result<i32> {
     let (result, layer_secs, times_ms) = passes(&net, &w, &plan, &inputs, args.repeat)?;
     let detections = detector
         .as_ref()
-        .map(|d| d.detections(&result.outputs[0], picture.as_ref().map(|(p, _)| p)));
+        .map(|d| d.detections(&result.outputs, picture.as_ref().map(|(p, _)| p)));
     if let Some(file) = &args.save_output {
         let output = &result.outputs[0];
         let bytes = if file.ends_with(".npy") {
             exec::io::write_npy(output)
         } else if let (Some(dets), Some((_, img))) = (&detections, &picture) {
             let mut img = img.clone();
+            if let Some((p, _)) = &picture {
+                crate::detect::draw::draw_masks(&mut img, &dets[0], p);
+            }
             crate::detect::draw::draw(&mut img, &dets[0]);
+            crate::detect::draw::draw_keypoints(&mut img, &dets[0]);
             crate::detect::draw::png(&img)?
         } else if detections.is_some() {
             bail!("--detect --save-output {file} draws the boxes on the --image; give --image, or a file name ending in .npy for the raw output");
@@ -161,11 +201,14 @@ fn weights(net: &Network, args: &Args) -> Result<Weights> {
 type Picture = (crate::detect::Placement, image::RgbImage);
 
 /// The inputs fed: seeded random ones, the first replaced by `--image` or `--npy`; with
-/// `--detect`, the image as the detector expects it (and kept, to map and draw the boxes).
+/// `--detect`, the image (`rgb`, already read) as the detector expects it, or as `fed`
+/// places it (the rect letterbox), kept with the placement that maps boxes back onto it.
 fn inputs(
     net: &Network,
     args: &Args,
     detector: Option<&Detector>,
+    rgb: Option<image::RgbImage>,
+    fed: Option<crate::detect::Placement>,
 ) -> Result<(Vec<Tensor>, Option<Picture>)> {
     let mut inputs = exec::random_input(net, args.seed)?;
     if inputs.len() != 1 && (args.image.is_some() || args.npy.is_some()) {
@@ -175,10 +218,12 @@ fn inputs(
         );
     }
     let mut picture = None;
-    if let (Some(file), Some(det)) = (&args.image, detector) {
-        let (p, img, t) = detect::image_input(det, file, &inputs[0].shape)?;
-        inputs[0] = t;
-        picture = Some((p, img));
+    if let (Some(img), Some(det)) = (rgb, detector) {
+        let map = det.placement(img.width(), img.height());
+        let p = fed.unwrap_or(map);
+        let data = p.input(&img, inputs[0].shape[0], det.in_w, det.in_h);
+        inputs[0] = Tensor::new(inputs[0].shape.clone(), data);
+        picture = Some((map, img));
     } else if let Some(file) = &args.image {
         let bytes = read_capped(
             file,

@@ -1,10 +1,12 @@
 //! Paints detections onto the image they came from and encodes it as PNG: each box an outline
 //! in its class's colour, with a filled tag above its top-left corner that reads the class
-//! number and the score (digits in a built-in 3×5 pixel font, so no font file is needed).
+//! number and the score (digits in a built-in 3×5 pixel font, so no font file is needed); a
+//! Segment detection's mask blended over the image in that colour, a Pose detection's key
+//! points as dots.
 
 use image::{Rgb, RgbImage};
 
-use super::Detection;
+use super::{Detection, Placement};
 use crate::error::Diagnostic;
 
 /// The colour of class `c`: hues a golden angle apart, full saturation, bright enough for the
@@ -85,6 +87,59 @@ pub fn draw(img: &mut RgbImage, dets: &[Detection]) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Blends each detection's mask (at the model input's resolution) over `img` in its class's
+/// colour, half and half: an image pixel takes the mask value of the input pixel its centre
+/// falls on through `p` (the letterbox: times the scale, plus the padding).
+pub fn draw_masks(img: &mut RgbImage, dets: &[Detection], p: &Placement) {
+    let gx = f64::from(p.new_w) / f64::from(p.w);
+    let gy = f64::from(p.new_h) / f64::from(p.h);
+    for d in dets {
+        let Some(m) = &d.mask else { continue };
+        let colour = class_colour(d.class);
+        for y in 0..img.height() {
+            let my = ((f64::from(y) + 0.5) * gy + f64::from(p.top)).floor() as usize;
+            if my >= m.h {
+                continue;
+            }
+            for x in 0..img.width() {
+                let mx = ((f64::from(x) + 0.5) * gx + f64::from(p.left)).floor() as usize;
+                if mx < m.w && m.bits[my * m.w + mx] != 0 {
+                    let px = img.get_pixel_mut(x, y);
+                    for c in 0..3 {
+                        px.0[c] = ((u16::from(px.0[c]) + u16::from(colour.0[c])) / 2) as u8;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Draws each detection's key points (image pixels) as filled squares in its class's colour
+/// with a black rim, skipping those whose visibility is under 0.5 (as Ultralytics' plotting
+/// does).
+pub fn draw_keypoints(img: &mut RgbImage, dets: &[Detection]) {
+    let side = img.width().min(img.height());
+    let r = i64::from((side / 200).max(2));
+    for d in dets {
+        let colour = class_colour(d.class);
+        for k in &d.keypoints {
+            if k[2] < 0.5 {
+                continue;
+            }
+            let (x, y) = (k[0].round() as i64, k[1].round() as i64);
+            fill(
+                img,
+                x - r - 1,
+                y - r - 1,
+                x + r + 2,
+                y + r + 2,
+                Rgb([0, 0, 0]),
+            );
+            fill(img, x - r, y - r, x + r + 1, y + r + 1, colour);
         }
     }
 }

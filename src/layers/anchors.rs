@@ -168,7 +168,13 @@ impl Op for Decode {
     }
     fn label(&self) -> String {
         let s: Vec<String> = self.levels.iter().map(|l| l.2.to_string()).collect();
-        format!("{} /{}", self.op(), s.join(","))
+        // A key point's values (`xy` or `xyv`) are in the label: `run --detect` reads them.
+        let dims = match self.keypoint_dims {
+            Some(3) => " xyv",
+            Some(_) => " xy",
+            None => "",
+        };
+        format!("{}{dims} /{}", self.op(), s.join(","))
     }
     fn category(&self) -> Category {
         Category::Merge
