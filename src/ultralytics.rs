@@ -2,7 +2,8 @@
 //! `backbone:` and `head:` lists of `[from, repeats, module, args]`) and translates it, with
 //! Ultralytics' own arithmetic (`parse_model`: the scale's depth, width and max channels,
 //! `make_divisible(c·width, 8)`, `max(round(n·depth), 1)`, autopad, BatchNorm eps 1e-3 and
-//! momentum 0.03 (a classifier's: 1e-5 and 0.1), SiLU), into archscope's own format: one block per module kind, one node per
+//! momentum 0.03 (a classifier's: 1e-5 and 0.1), SiLU or the file's `activation`), into
+//! archscope's own format: one block per module kind, one node per
 //! Ultralytics layer (`m0`, `m1`, … in its order), so every command reads it like a zoo model
 //! and `convert` writes it out. It also keeps what Ultralytics prints about the model: the
 //! per-module table (`from`, `n`, `params`, `module`, `arguments`) and the number of layers
