@@ -10,6 +10,8 @@ use rayon::prelude::*;
 
 use crate::tensor::Tensor;
 
+pub mod pointwise;
+
 /// Products smaller than this many multiply-accumulates run on one thread.
 const PARALLEL_MACS: usize = 1 << 18;
 
@@ -440,6 +442,8 @@ pub fn conv_gemm_tiled(
         && win.pad == [0, 0]
         && win.input == win.output;
     let macs = (m * n * k) as u64;
+    // A short reduction: the direct kernel, where the CPU has it (else `gemm`).
+    let short = k <= pointwise::K_MAX;
     let threads = if m * n * k < PARALLEL_MACS {
         1
     } else {
@@ -466,6 +470,21 @@ pub fn conv_gemm_tiled(
             let base = out_addr as *mut f32;
             assert!(m1 <= m && n1 <= n, "tile out of bounds");
             // SAFETY: the tile lies inside `out` (asserted) and belongs to this call alone.
+            if short && unsafe {
+                pointwise::product(
+                    (m1 - m0, n1 - n0, k),
+                    &w[m0 * k..m1 * k],
+                    rhs,
+                    rhs_rs,
+                    base.add(m0 * n + n0),
+                    n,
+                    bias.map(|b| &b[m0..m1]),
+                    epi,
+                )
+            } {
+                return;
+            }
+            // SAFETY: as above.
             unsafe {
                 gemm_into(
                     m1 - m0,
@@ -858,6 +877,50 @@ pub(crate) unsafe fn gemm_into(
             gemm::Parallelism::None,
         );
     }
+}
+
+/// `out[m×n] = epi(W[m×k] · X[k×n] + bias)` on the calling thread by the `gemm` crate then
+/// the bias-and-activation pass (a convolution tile's path where [`pointwise::product`] does
+/// not run); `x`'s rows are `x_rs` apart, `out` is contiguous. Public for the benchmark that
+/// compares the two (`examples/bench_pointwise.rs`).
+#[allow(clippy::too_many_arguments)]
+pub fn product_gemm(
+    (m, n, k): (usize, usize, usize),
+    w: &[f32],
+    x: &[f32],
+    x_rs: usize,
+    out: &mut [f32],
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+) {
+    assert!(out.len() >= m * n, "out out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..m * n].fill(0.0);
+    } else {
+        // SAFETY: `out` is an exclusive borrow of at least m·n elements.
+        unsafe { gemm_into(m, n, k, w, x, x_rs, out.as_mut_ptr(), n) };
+    }
+    // SAFETY: as above.
+    unsafe { finish_tile(out.as_mut_ptr(), n, (0, m, 0, n), bias, epi) };
+}
+
+/// [`pointwise::product`] into a contiguous `out`; false (nothing written) without AVX-512.
+#[allow(clippy::too_many_arguments)]
+pub fn product_direct(
+    (m, n, k): (usize, usize, usize),
+    w: &[f32],
+    x: &[f32],
+    x_rs: usize,
+    out: &mut [f32],
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+) -> bool {
+    assert!(out.len() >= m * n, "out out of bounds");
+    // SAFETY: `out` is an exclusive borrow of at least m·n elements, rows n apart.
+    unsafe { pointwise::product((m, n, k), w, x, x_rs, out.as_mut_ptr(), n, bias, epi) }
 }
 
 /// The inverse scatter of [`im2col`]: adds each column entry into the image it came from
