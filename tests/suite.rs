@@ -41,7 +41,7 @@ mod onnx_export;
 mod onnx_fuzz;
 mod onnx_import;
 mod onnx_yolo;
-mod pointwise;
+mod direct_product;
 mod rank_env;
 mod reference;
 mod report;

@@ -1,14 +1,15 @@
-//! The direct short-reduction product (`kernels::pointwise`, issue #19) against naive
+//! The direct short-reduction product (`kernels::direct`, issue #19) against naive
 //! references in f64: the kernel itself on random `m × k × n` shapes (row blocks of 1 to 6,
 //! column tails of 1 to 63, strided rows of `X`, every fused epilogue the plan has), and
 //! against the `gemm` path it replaces; then convolutions through the YAML front end that run
 //! it — 1×1 (read in place) and small-kernel ones over im2col columns, grouped or not, with
 //! a bias or a batch norm folded by the plan and a fused activation, at sizes where the tiles
 //! run on several threads — and every such model as written and planned, which must agree bit
-//! for bit.
+//! for bit. Last, sigmoid and SiLU over slices (`kernels::sigmoid`), which the SiLU epilogues
+//! run through, against f64.
 
 use archscope::exec::{self, Tensor};
-use archscope::kernels::{pointwise, product_direct, product_gemm, Pointwise};
+use archscope::kernels::{direct, product_direct, product_gemm, Pointwise};
 use archscope::{BuildOptions, Network};
 use proptest::prelude::*;
 
@@ -77,7 +78,7 @@ proptest! {
         let mut direct = vec![f32::NAN; m * n];
         let ran = product_direct((m, n, k), &w, &x, x_rs, &mut direct, bias, epi);
         // It runs exactly where the CPU has AVX-512; elsewhere convolutions use `gemm`.
-        prop_assert_eq!(ran, pointwise::available());
+        prop_assert_eq!(ran, direct::available());
         let mut gemm = vec![f32::NAN; m * n];
         product_gemm((m, n, k), &w, &x, x_rs, &mut gemm, bias, epi);
         let (mut want, mut mag) = (Vec::new(), Vec::new());
@@ -216,5 +217,47 @@ proptest! {
         }
         close(&y.data, &want, &mag)?;
         close(&planned.data, &want, &mag)?;
+    }
+}
+
+/// Sigmoid and SiLU (`kernels::sigmoid` on AVX-512: a refined reciprocal estimate and a fused
+/// exponential; the divided scalar form elsewhere) against f64 on slices of every length from
+/// 0 to 70 (the masked tail), values across the whole range: within 4·2^−24 relative of the
+/// exact value, or 2^−126 absolute (the subnormal sigmoid below −87); NaN kept, σ(±∞) = 1, 0.
+#[test]
+fn sigmoid_and_silu_against_f64() {
+    let mut values: Vec<f32> = (0..20_000)
+        .map(|i| -100.0 + 200.0 * i as f32 / 20_000.0)
+        .collect();
+    values.extend([0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY]);
+    values.extend((0..2000).map(|i| val(i, 9) * 8.0));
+    for (f, silu) in [(Pointwise::Sigmoid, false), (Pointwise::Silu, true)] {
+        for len in 0..=70 {
+            for chunk in values.chunks(len.max(1)).take(if len == 0 { 1 } else { usize::MAX }) {
+                let chunk = &chunk[..len.min(chunk.len())];
+                let mut got = chunk.to_vec();
+                f.apply(&mut got);
+                for (&x, &g) in chunk.iter().zip(&got) {
+                    let xd = f64::from(x);
+                    let s = 1.0 / (1.0 + (-xd).exp());
+                    let want = if silu { xd * s } else { s };
+                    let g = f64::from(g);
+                    if x == f32::NEG_INFINITY && silu {
+                        // −∞ · 0: NaN, as in PyTorch's x / (1 + e^−x).
+                        assert!(g.is_nan(), "silu(−∞) = {g}");
+                        continue;
+                    }
+                    assert!(
+                        (g - want).abs() <= 4.0 * f64::from(f32::EPSILON) / 2.0 * want.abs()
+                            + f64::from(f32::MIN_POSITIVE)
+                            || (silu && x.is_infinite() && g == want),
+                        "{f:?}({x}) = {g}, want {want}"
+                    );
+                }
+            }
+        }
+        let mut nan = [f32::NAN; 3];
+        f.apply(&mut nan);
+        assert!(nan.iter().all(|v| v.is_nan()), "{f:?}(NaN) = {nan:?}");
     }
 }

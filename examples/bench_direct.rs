@@ -1,8 +1,8 @@
 //! Per-shape timing of a convolution tile's product, `out[m×n] = W[m×k]·X[k×n]` + bias +
 //! activation, by the `gemm` crate (then the bias/activation pass) and by the direct kernel
-//! (`kernels::pointwise`), on one thread: the measurement behind the choice between them
+//! (`kernels::direct`), on one thread: the measurement behind the choice between them
 //! (docs/PERFORMANCE.md, issue #19). Best of many trials, so that a loaded machine's slow
-//! stretches drop out; indicative only. `cargo run --release --example bench_pointwise [m k n ...]`.
+//! stretches drop out; indicative only. `cargo run --release --example bench_direct [m k n ...]`.
 
 use archscope::kernels::{product_direct, product_gemm, Pointwise};
 use std::time::Instant;
@@ -58,6 +58,27 @@ fn main() {
     } else {
         args.chunks(3).map(|c| (c[0], c[1], c[2])).collect()
     };
+    if args.is_empty() {
+        // The epilogues alone, on 16k values in [−10, 10) (L1/L2-resident), each pass on a
+        // fresh copy: ns per element, the copy's included ("copy" alone).
+        let src: Vec<f32> = (0..1 << 14).map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 10.0).collect();
+        let mut v = src.clone();
+        let copy = best(200, || v.copy_from_slice(&src));
+        println!("copy: {:.3} ns per element", copy * 1e9 / v.len() as f64);
+        for (name, f) in [
+            ("relu", Pointwise::Relu),
+            ("silu", Pointwise::Silu),
+            ("sigmoid", Pointwise::Sigmoid),
+            ("hardswish", Pointwise::Hardswish),
+            ("hardsigmoid", Pointwise::Hardsigmoid),
+        ] {
+            let t = best(200, || {
+                v.copy_from_slice(&src);
+                f.apply(&mut v);
+            });
+            println!("{name}: {:.3} ns per element", t * 1e9 / v.len() as f64);
+        }
+    }
     println!("    m     k      n | gemm GMAC/s | direct GMAC/s | direct/gemm time");
     for (m, k, n) in shapes {
         let w: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1e3 - 0.5).collect();

@@ -23,7 +23,7 @@ const NV: usize = 4;
 pub const NB: usize = 16 * NV;
 /// The longest reduction for which convolutions use [`product`] instead of `gemm`: past it
 /// the 64 columns of `X` a register block reads no longer stay in L1 (48 KiB here), and `gemm`,
-/// which blocks the reduction, is as fast or faster (`examples/bench_pointwise.rs`,
+/// which blocks the reduction, is as fast or faster (`examples/bench_direct.rs`,
 /// docs/PERFORMANCE.md).
 pub const K_MAX: usize = 128;
 /// Bytes of filters a chunk of rows keeps in L1 while it sweeps the columns.
