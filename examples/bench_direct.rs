@@ -61,7 +61,9 @@ fn main() {
     if args.is_empty() {
         // The epilogues alone, on 16k values in [−10, 10) (L1/L2-resident), each pass on a
         // fresh copy: ns per element, the copy's included ("copy" alone).
-        let src: Vec<f32> = (0..1 << 14).map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 10.0).collect();
+        let src: Vec<f32> = (0..1 << 14)
+            .map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 10.0)
+            .collect();
         let mut v = src.clone();
         let copy = best(200, || v.copy_from_slice(&src));
         println!("copy: {:.3} ns per element", copy * 1e9 / v.len() as f64);
@@ -81,16 +83,30 @@ fn main() {
     }
     println!("    m     k      n | gemm GMAC/s | direct GMAC/s | direct/gemm time");
     for (m, k, n) in shapes {
-        let w: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1e3 - 0.5).collect();
-        let x: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 / 1e3 - 0.5).collect();
+        let w: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1e3 - 0.5)
+            .collect();
+        let x: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 1000) as f32 / 1e3 - 0.5)
+            .collect();
         let b: Vec<f32> = (0..m).map(|i| i as f32 / m as f32).collect();
         let mut out = vec![0.0f32; m * n];
         let macs = (m * n * k) as f64;
         let reps = (2e7 / macs).ceil() as usize;
         let epi = Some(Pointwise::Relu);
-        let g = best(reps, || product_gemm((m, n, k), &w, &x, n, &mut out, Some(&b), epi));
+        let g = best(reps, || {
+            product_gemm((m, n, k), &w, &x, n, &mut out, Some(&b), epi)
+        });
         let d = best(reps, || {
-            assert!(product_direct((m, n, k), &w, &x, n, &mut out, Some(&b), epi));
+            assert!(product_direct(
+                (m, n, k),
+                &w,
+                &x,
+                n,
+                &mut out,
+                Some(&b),
+                epi
+            ));
         });
         println!(
             "{m:5} {k:5} {n:6} | {:11.1} | {:13.1} | {:.2}",

@@ -471,18 +471,20 @@ pub fn conv_gemm_tiled(
             let base = out_addr as *mut f32;
             assert!(m1 <= m && n1 <= n, "tile out of bounds");
             // SAFETY: the tile lies inside `out` (asserted) and belongs to this call alone.
-            if short && unsafe {
-                direct::product(
-                    (m1 - m0, n1 - n0, k),
-                    &w[m0 * k..m1 * k],
-                    rhs,
-                    rhs_rs,
-                    base.add(m0 * n + n0),
-                    n,
-                    bias.map(|b| &b[m0..m1]),
-                    epi,
-                )
-            } {
+            if short
+                && unsafe {
+                    direct::product(
+                        (m1 - m0, n1 - n0, k),
+                        &w[m0 * k..m1 * k],
+                        rhs,
+                        rhs_rs,
+                        base.add(m0 * n + n0),
+                        n,
+                        bias.map(|b| &b[m0..m1]),
+                        epi,
+                    )
+                }
+            {
                 return;
             }
             // SAFETY: as above.

@@ -73,10 +73,7 @@ pub unsafe fn product(
         return true;
     }
     assert!(w.len() >= m * k, "W out of bounds");
-    assert!(
-        k == 0 || x.len() >= (k - 1) * x_rs + n,
-        "X out of bounds"
-    );
+    assert!(k == 0 || x.len() >= (k - 1) * x_rs + n, "X out of bounds");
     assert!(bias.is_none_or(|b| b.len() >= m), "bias out of bounds");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 (checked above); the asserts keep the reads inside `w`, `x`
@@ -118,7 +115,11 @@ mod avx512 {
                 let vectors = cols.div_ceil(16);
                 // The last vector's lanes that are columns (all of them but in the last block).
                 let tail = cols - 16 * (vectors - 1);
-                let mask: __mmask16 = if tail == 16 { 0xffff } else { (1u16 << tail) - 1 };
+                let mask: __mmask16 = if tail == 16 {
+                    0xffff
+                } else {
+                    (1u16 << tail) - 1
+                };
                 let mut r0 = m0;
                 while r0 < m1 {
                     let rows = MR.min(m1 - r0);
@@ -207,7 +208,11 @@ mod avx512 {
                 let b = _mm512_set1_ps(bias.map_or(0.0, |b| *b.add(r)));
                 let o = out.add(r * out_rs);
                 for (v, &a) in acc.iter().enumerate() {
-                    let y = if bias.is_some() { _mm512_add_ps(a, b) } else { a };
+                    let y = if bias.is_some() {
+                        _mm512_add_ps(a, b)
+                    } else {
+                        a
+                    };
                     if v + 1 == V {
                         _mm512_mask_storeu_ps(o.add(16 * v), mask, y);
                     } else {

@@ -5,11 +5,12 @@
 //! [`super::exp_f32`] with fused multiply-adds and `vscalefps`, sixteen lanes at a time (the
 //! slice's tail through masked loads and stores, so every element takes the same path). The
 //! scalar form, vectorised by the compiler, took about 45 instructions per 16 values, half of
-//! them the exponential's separate multiplies and adds and its `2^n` built from integer bits. The argument of the exponential is capped at 88 (`e^88` is finite), so that
-//! `1 + e^−v` never overflows into an infinity that the Newton step would turn into NaN:
-//! below v = −88 the sigmoid is 0 or a subnormal (the divided form gives a subnormal down to
-//! −88.7, then 0). NaN stays NaN; σ(+∞) = 1, σ(−∞) = 0. Elsewhere [`apply`] returns false and
-//! the caller divides.
+//! them the exponential's separate multiplies and adds and its `2^n` built from integer bits.
+//! The argument of the exponential is capped at 88 (`e^88` is finite), so that `1 + e^−v`
+//! never overflows into an infinity that the Newton step would turn into NaN, and below
+//! v = −88 the sigmoid is 0 (the divided form gives a subnormal down to −88.7, then 0; SiLU
+//! there is −0 against at most 10^−36). NaN stays NaN; σ(+∞) = 1, σ(−∞) = 0. Elsewhere
+//! [`apply`] returns false and the caller divides.
 
 /// `xs[i] = σ(xs[i])`, or `xs[i] · σ(xs[i])` (SiLU) when `times_x`, if the CPU has AVX-512
 /// (then true); false (nothing written) otherwise.
@@ -39,7 +40,11 @@ mod avx512 {
         let mut i = 0;
         while i < n {
             let lanes = (n - i).min(16);
-            let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+            let mask: __mmask16 = if lanes == 16 {
+                0xffff
+            } else {
+                (1u16 << lanes) - 1
+            };
             // SAFETY: lanes i..i + lanes of `xs` (the rest masked off).
             unsafe {
                 let v = _mm512_maskz_loadu_ps(mask, p.add(i));
@@ -61,7 +66,13 @@ mod avx512 {
         let d = _mm512_add_ps(one, e);
         let r = _mm512_rcp14_ps(d);
         // r + r·(1 − d·r)
-        _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, one), r)
+        let s = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, one), r);
+        // 0 below v = −88 (where the capped e^88 would give 1/e^88 whatever v): kept where
+        // v ≥ −88 or NaN.
+        _mm512_maskz_mov_ps(
+            _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(v, _mm512_set1_ps(-88.0)),
+            s,
+        )
     }
 
     /// `e^x` for x ≤ 88 or NaN: [`crate::kernels::exp_f32`]'s reduction and polynomial
@@ -81,7 +92,13 @@ mod avx512 {
         let r = _mm512_fnmadd_ps(n, c(0.693_359_4), xc);
         let r = _mm512_fnmadd_ps(n, c(-2.121_944_4e-4), r);
         let mut p = c(1.987_569_2e-4);
-        for k in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        for k in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
             p = _mm512_fmadd_ps(p, r, c(k));
         }
         // p·r² + r + 1
