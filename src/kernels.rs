@@ -10,6 +10,9 @@ use rayon::prelude::*;
 
 use crate::tensor::Tensor;
 
+pub mod direct;
+pub mod sigmoid;
+
 /// Products smaller than this many multiply-accumulates run on one thread.
 const PARALLEL_MACS: usize = 1 << 18;
 
@@ -440,6 +443,8 @@ pub fn conv_gemm_tiled(
         && win.pad == [0, 0]
         && win.input == win.output;
     let macs = (m * n * k) as u64;
+    // A short reduction: the direct kernel, where the CPU has it (else `gemm`).
+    let short = k <= direct::K_MAX;
     let threads = if m * n * k < PARALLEL_MACS {
         1
     } else {
@@ -466,6 +471,23 @@ pub fn conv_gemm_tiled(
             let base = out_addr as *mut f32;
             assert!(m1 <= m && n1 <= n, "tile out of bounds");
             // SAFETY: the tile lies inside `out` (asserted) and belongs to this call alone.
+            if short
+                && unsafe {
+                    direct::product(
+                        (m1 - m0, n1 - n0, k),
+                        &w[m0 * k..m1 * k],
+                        rhs,
+                        rhs_rs,
+                        base.add(m0 * n + n0),
+                        n,
+                        bias.map(|b| &b[m0..m1]),
+                        epi,
+                    )
+                }
+            {
+                return;
+            }
+            // SAFETY: as above.
             unsafe {
                 gemm_into(
                     m1 - m0,
@@ -860,6 +882,50 @@ pub(crate) unsafe fn gemm_into(
     }
 }
 
+/// `out[m×n] = epi(W[m×k] · X[k×n] + bias)` on the calling thread by the `gemm` crate then
+/// the bias-and-activation pass (a convolution tile's path where [`direct::product`] does
+/// not run); `x`'s rows are `x_rs` apart, `out` is contiguous. Public for the benchmark that
+/// compares the two (`examples/bench_direct.rs`).
+#[allow(clippy::too_many_arguments)]
+pub fn product_gemm(
+    (m, n, k): (usize, usize, usize),
+    w: &[f32],
+    x: &[f32],
+    x_rs: usize,
+    out: &mut [f32],
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+) {
+    assert!(out.len() >= m * n, "out out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..m * n].fill(0.0);
+    } else {
+        // SAFETY: `out` is an exclusive borrow of at least m·n elements.
+        unsafe { gemm_into(m, n, k, w, x, x_rs, out.as_mut_ptr(), n) };
+    }
+    // SAFETY: as above.
+    unsafe { finish_tile(out.as_mut_ptr(), n, (0, m, 0, n), bias, epi) };
+}
+
+/// [`direct::product`] into a contiguous `out`; false (nothing written) without AVX-512.
+#[allow(clippy::too_many_arguments)]
+pub fn product_direct(
+    (m, n, k): (usize, usize, usize),
+    w: &[f32],
+    x: &[f32],
+    x_rs: usize,
+    out: &mut [f32],
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+) -> bool {
+    assert!(out.len() >= m * n, "out out of bounds");
+    // SAFETY: `out` is an exclusive borrow of at least m·n elements, rows n apart.
+    unsafe { direct::product((m, n, k), w, x, x_rs, out.as_mut_ptr(), n, bias, epi) }
+}
+
 /// The inverse scatter of [`im2col`]: adds each column entry into the image it came from
 /// (transposed convolution). `out` is C×H×W with H×W = `w.input`.
 pub fn col2im(cols: &[f32], channels: usize, w: &Window2d, out: &mut [f32]) {
@@ -925,6 +991,9 @@ fn each(xs: &mut [f32], f: impl Fn(f32) -> f32) {
         *x = f(*x);
     }
 }
+
+/// ⅙, rounded: hard-swish and hard-sigmoid multiply by it.
+const SIXTH: f32 = 1.0 / 6.0;
 
 #[inline(always)]
 fn sigmoid(v: f32) -> f32 {
@@ -1013,12 +1082,23 @@ impl Pointwise {
             Gelu => each(xs, |v| {
                 0.5 * v * (1.0 + libm::erff(v / std::f32::consts::SQRT_2))
             }),
-            Sigmoid => each(xs, sigmoid),
-            Hardsigmoid => each(xs, |v| (v + 3.0).clamp(0.0, 6.0) / 6.0),
+            // Without a division per element where the CPU has AVX-512 (`kernels::sigmoid`).
+            Sigmoid => {
+                if !sigmoid::apply(xs, false) {
+                    each(xs, sigmoid)
+                }
+            }
+            // ×⅙ rather than ÷6 (a division per element was half the cost of the loop): may
+            // differ from PyTorch's `/ 6` in the last bit.
+            Hardsigmoid => each(xs, |v| (v + 3.0).clamp(0.0, 6.0) * SIXTH),
             Tanh => each(xs, f32::tanh),
             Hardtanh(lo, hi) => each(xs, |v| v.clamp(lo, hi)),
-            Silu => each(xs, |v| v * sigmoid(v)),
-            Hardswish => each(xs, |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
+            Silu => {
+                if !sigmoid::apply(xs, true) {
+                    each(xs, |v| v * sigmoid(v))
+                }
+            }
+            Hardswish => each(xs, |v| v * (v + 3.0).clamp(0.0, 6.0) * SIXTH),
             Mish => each(xs, |v| v * softplus(v, 1.0, 20.0).tanh()),
             Softplus(beta, threshold) => each(xs, |v| softplus(v, beta, threshold)),
             Softsign => each(xs, |v| v / (1.0 + v.abs())),

@@ -24,6 +24,7 @@ mod conventions;
 mod decisions;
 mod detect;
 mod determinism;
+mod direct_product;
 mod dot;
 mod dot_nd;
 mod errors;
