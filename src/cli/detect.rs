@@ -90,34 +90,27 @@ pub enum Extra {
 }
 
 /// The stride `model.predict` rounds a rect letterbox to: Ultralytics' PyTorch backend takes
-/// `max(model.stride.max(), 32)`, the head's largest stride (from its `dist2bbox` layer's
-/// label, `dist2bbox /8,16,32`) or 32.
+/// `max(model.stride.max(), 32)`, the head's largest stride (its box decoding's levels) or 32.
 pub fn rect_stride(net: &Network) -> u32 {
     net.nodes
         .iter()
-        .filter(|n| n.layer.op() == "dist2bbox")
-        .filter_map(|n| {
-            let label = n.layer.label();
-            let (_, strides) = label.rsplit_once('/')?;
-            strides
-                .split(',')
-                .filter_map(|t| t.parse::<u32>().ok())
-                .max()
-        })
+        .filter_map(|n| n.layer.anchor_decode())
+        .flat_map(|d| d.strides)
         .max()
-        .unwrap_or(0)
-        .max(32)
+        .map_or(32, |s| s.clamp(32, u64::from(u32::MAX)) as u32)
 }
 
-/// What the head adds after its `channels − 4` leading rows: key points when a
-/// `keypoint_decode` layer (label `keypoint_decode xyv /…`) feeds the output, mask
-/// coefficients when the model's second output is N×nm×mh×mw prototypes.
+/// What the head adds after its `channels − 4` leading rows: key points when a key-point
+/// decoding layer (`keypoint_decode`) is in the model, mask coefficients when the model's
+/// second output is N×nm×mh×mw prototypes.
 fn extra_of(net: &Network, channels: usize) -> Extra {
-    if let Some(n) = net.nodes.iter().find(|n| n.layer.op() == "keypoint_decode") {
-        let label = n.layer.label();
-        let dims = if label.contains(" xyv ") { 3 } else { 2 };
+    let keypoints = net.nodes.iter().find_map(|n| {
+        let dims = n.layer.anchor_decode()?.keypoint_dims? as usize;
+        Some((n, dims))
+    });
+    if let Some((n, dims)) = keypoints {
         let values = n.in_shapes[0].0.get(1).copied().unwrap_or(0) as usize;
-        if values > 0 && values.is_multiple_of(dims) && channels > 4 + values {
+        if dims > 0 && values > 0 && values.is_multiple_of(dims) && channels > 4 + values {
             return Extra::Keypoints {
                 k: values / dims,
                 dims,

@@ -168,16 +168,16 @@ impl Op for Decode {
     }
     fn label(&self) -> String {
         let s: Vec<String> = self.levels.iter().map(|l| l.2.to_string()).collect();
-        // A key point's values (`xy` or `xyv`) are in the label: `run --detect` reads them.
-        let dims = match self.keypoint_dims {
-            Some(3) => " xyv",
-            Some(_) => " xy",
-            None => "",
-        };
-        format!("{}{dims} /{}", self.op(), s.join(","))
+        format!("{} /{}", self.op(), s.join(","))
     }
     fn category(&self) -> Category {
         Category::Merge
+    }
+    fn anchor_decode(&self) -> Option<super::AnchorDecode> {
+        Some(super::AnchorDecode {
+            strides: self.levels.iter().map(|l| l.2).collect(),
+            keypoint_dims: self.keypoint_dims,
+        })
     }
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic> {
         Ok(vec![inputs[0].clone()])

@@ -507,6 +507,21 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn attention(&self, _inputs: &[Shape]) -> Result<Option<AttentionSplit>, Diagnostic> {
         Ok(None)
     }
+    /// A YOLO head's anchor decoding (`dist2bbox`, `keypoint_decode`): its levels' strides and,
+    /// for key points, the values per point; `run --detect` reads the head's layout from it.
+    /// `None` for every other layer.
+    fn anchor_decode(&self) -> Option<AnchorDecode> {
+        None
+    }
+}
+
+/// What [`Op::anchor_decode`] tells of a YOLO head's decoding layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorDecode {
+    /// Each level's stride (pixels).
+    pub strides: Vec<u64>,
+    /// `None`: boxes; `Some(d)`: key points of `d` values (2: x, y; 3: and visibility).
+    pub keypoint_dims: Option<u64>,
 }
 
 /// An attention layer as reports show it: its heads, and its MACs (the op's own count, the
