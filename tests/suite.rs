@@ -41,6 +41,7 @@ mod onnx_export;
 mod onnx_fuzz;
 mod onnx_import;
 mod onnx_yolo;
+mod plan_buffers;
 mod rank_env;
 mod reference;
 mod report;
