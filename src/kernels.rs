@@ -1198,11 +1198,12 @@ impl Ctx<'_> {
 /// gave back, so that in the steady state nothing is allocated, zeroed or page-faulted.
 /// A request of `len` elements gets the free buffer of the least capacity from `len` to
 /// `2·len`; the bytes held — every free buffer's capacity plus the unused capacity of the
-/// buffers lent out — never exceed the cap.
+/// buffers lent out — never exceed the cap; a buffer that two passes in a row end with
+/// unused is let go ([`Recycler::end_pass`]).
 #[derive(Debug, Default)]
 pub struct Recycler {
-    /// Free buffers.
-    pub(crate) free: Vec<Vec<f32>>,
+    /// Free buffers, each with the number of passes it has ended unused.
+    pub(crate) free: Vec<(Vec<f32>, u32)>,
     /// Whether buffers are kept at all.
     pub(crate) on: bool,
     /// Bytes held (free buffers' capacity and lent buffers' unused capacity), and the most
@@ -1251,14 +1252,14 @@ impl Recycler {
             return None;
         }
         let mut best: Option<(usize, usize)> = None;
-        for (i, b) in self.free.iter().enumerate() {
+        for (i, (b, _)) in self.free.iter().enumerate() {
             let c = b.capacity();
             if c >= room && c / 2 <= room && best.is_none_or(|(_, bc)| c <= bc) {
                 best = Some((i, c));
             }
         }
         let (i, cap) = best?;
-        let mut buf = self.free.remove(i);
+        let (mut buf, _) = self.free.remove(i);
         self.held -= 4 * cap as u64;
         // Shorter: cut (nothing written); longer: only the elements past its length are
         // zeroed (the buffer's pages are already mapped).
@@ -1286,22 +1287,34 @@ impl Recycler {
         }
         let keep = if self.keep == 0 { 16 } else { self.keep };
         while !self.free.is_empty() && (self.free.len() >= keep || self.held + bytes > self.cap) {
-            let old = self.free.remove(0);
+            let (old, _) = self.free.remove(0);
             self.held -= 4 * old.capacity() as u64;
         }
         if self.held + bytes > self.cap {
             return;
         }
         self.held += bytes;
-        self.free.push(buf);
+        self.free.push((buf, 0));
     }
 
     /// Ends a pass: buffers lent and never given back (dropped with their tensors) hold
-    /// nothing any more.
+    /// nothing any more, and a buffer that has ended two passes unused (given back by a
+    /// kernel that allocates its own output, and never asked for since) is let go, so that
+    /// what is kept settles on what a pass asks for.
     pub fn end_pass(&mut self) {
         for (_, unused) in self.lent.drain(..) {
             self.held -= 4 * unused as u64;
         }
+        let mut held = self.held;
+        self.free.retain_mut(|(b, idle)| {
+            *idle += 1;
+            let keep = *idle < 2;
+            if !keep {
+                held -= 4 * b.capacity() as u64;
+            }
+            keep
+        });
+        self.held = held;
     }
 }
 

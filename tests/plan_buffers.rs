@@ -121,10 +121,10 @@ fn the_keeper_matches_by_capacity_and_holds_no_more_than_its_cap() {
     r.end_pass();
     // The 50-float buffer was never given back: after the pass it holds nothing.
     assert_eq!((r.kept(), r.held()), (1, 400));
-    // Over the cap, the oldest buffers go first: 400 + 400 > 1,000.
-    r.give(vec![3.0; 100]);
-    assert_eq!((r.kept(), r.held()), (1, 400));
-    assert_eq!(r.take(100).unwrap()[0], 3.0);
+    // Over the cap, the oldest buffers go first: 400 + 800 > 1,000.
+    r.give(vec![3.0; 200]);
+    assert_eq!((r.kept(), r.held()), (1, 800));
+    assert_eq!(r.take(200).unwrap()[0], 3.0);
     // At most 3 buffers.
     for v in 0..4 {
         r.give(vec![v as f32; 10]);
@@ -133,7 +133,12 @@ fn the_keeper_matches_by_capacity_and_holds_no_more_than_its_cap() {
     assert_eq!(r.take(10).unwrap()[0], 3.0);
     // A buffer larger than the cap is not kept.
     r.give(vec![0.0; 300]);
-    assert_eq!(r.kept(), 2);
+    assert_eq!((r.kept(), r.held()), (2, 80));
+    // Buffers that end two passes unused are let go.
+    r.end_pass();
+    assert_eq!((r.kept(), r.held()), (2, 80));
+    r.end_pass();
+    assert_eq!((r.kept(), r.held()), (0, 0));
 }
 
 /// One pooling layer on an `N×C×H×W` input: its output as written and with the plan (which

@@ -1196,7 +1196,16 @@ fn run_on_worker(
                     node.name, x.shape, want
                 )));
             }
-            (vec![x.clone()], 0, None)
+            // The caller's input is kept as given; the pass works on a copy, made in a kept
+            // buffer.
+            let copy = match recycled.take(x.data.len()) {
+                Some(mut data) => {
+                    data.copy_from_slice(&x.data);
+                    Tensor::new(x.shape.clone(), data)
+                }
+                None => x.clone(),
+            };
+            (vec![copy], 0, None)
         } else {
             let ins: Vec<&Tensor> = node
                 .inputs

@@ -350,24 +350,57 @@ impl Kernel for Pool {
             count_include_pad: self.count_include_pad,
             divisor: self.divisor_override,
         });
+        // Stride 1, undilated, every window inside the padded input (GoogLeNet's and
+        // Inception's branch pools): over a padded copy of the plane, each tap one pass over
+        // the flattened plane; an average only where its divisor is the same everywhere.
+        let full = h * w > 0
+            && oh + kh as usize - 1 == h + 2 * ph as usize
+            && ow + kw as usize - 1 == w + 2 * pw as usize;
+        let taps = (kh * kw) as f32;
+        let flat = match (self.stride, self.dilation, full, self.max) {
+            ([1, 1], [1, 1], true, true) => Some(1.0),
+            ([1, 1], [1, 1], true, false) => match self.divisor_override {
+                Some(d) => Some(d as f32),
+                None if self.count_include_pad || (ph, pw) == (0, 0) => Some(taps),
+                None => None,
+            },
+            _ => None,
+        };
         planes
             .into_par_iter()
             .with_min_len(min_planes)
             .enumerate()
             .for_each(|(bc, dst)| {
-                vectorised(
-                    #[inline(always)]
-                    || {
-                        let src = &x.data[bc * h * w..(bc + 1) * h * w];
-                        match avg {
-                            None => window_plane::<true>(src, dst, &geo, None),
-                            Some(rule) => window_plane::<false>(src, dst, &geo, Some(rule)),
-                        }
-                        if let Some(f) = epilogue {
-                            f.apply_here(dst);
-                        }
-                    },
-                )
+                let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                match flat {
+                    Some(d) => crate::kernels::with_thread_scratch(|buf| {
+                        vectorised(
+                            #[inline(always)]
+                            || {
+                                if self.max {
+                                    flat_plane::<true>(src, dst, &geo, buf, d)
+                                } else {
+                                    flat_plane::<false>(src, dst, &geo, buf, d)
+                                }
+                                if let Some(f) = epilogue {
+                                    f.apply_here(dst);
+                                }
+                            },
+                        )
+                    }),
+                    None => vectorised(
+                        #[inline(always)]
+                        || {
+                            match avg {
+                                None => window_plane::<true>(src, dst, &geo, None),
+                                Some(rule) => window_plane::<false>(src, dst, &geo, Some(rule)),
+                            }
+                            if let Some(f) = epilogue {
+                                f.apply_here(dst);
+                            }
+                        },
+                    ),
+                }
             });
         Ok(vec![out])
     }
@@ -837,6 +870,57 @@ fn block_taps_strided<const MAX: bool>(
         }
     }
     acc
+}
+
+/// Stride-1 undilated pooling of one plane whose every window lies inside the padded input:
+/// the plane is copied into `buf` with its padding (−∞ for max, 0 for average), and each tap,
+/// in (ky, kx) order, is one pass over the flattened padded plane at a constant shift
+/// (outputs `i = oy·W' + ox` of the padded width `W'`; the `W' − ow` positions past each row
+/// are computed and dropped), so that short rows cost no more per element than long ones.
+/// A padding tap leaves a max as it was and adds 0 to a sum; sums are divided by `divisor`.
+#[inline(always)]
+fn flat_plane<const MAX: bool>(
+    src: &[f32],
+    dst: &mut [f32],
+    g: &MaxGeometry,
+    buf: &mut Vec<f32>,
+    divisor: f32,
+) {
+    let ([ih, iw], [oh, ow]) = (g.input, g.output);
+    let ([kh, kw], [ph, pw]) = (g.kernel, g.pad);
+    let (hp, wp) = (ih + 2 * ph, iw + 2 * pw);
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let n = (oh - 1) * wp + ow;
+    // The padded plane, then the running results, both starting at the padding's value (the
+    // identity of the operation).
+    let fill = if MAX { f32::NEG_INFINITY } else { 0.0 };
+    buf.clear();
+    buf.resize(hp * wp + n, fill);
+    let (padded, acc) = buf.split_at_mut(hp * wp);
+    for (y, row) in src.chunks_exact(iw).enumerate() {
+        let at = (y + ph) * wp + pw;
+        padded[at..at + iw].copy_from_slice(row);
+    }
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let shift = ky * wp + kx;
+            for (a, &v) in acc.iter_mut().zip(&padded[shift..shift + n]) {
+                pool_op::<MAX>(a, v);
+            }
+        }
+    }
+    for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
+        let from = &acc[oy * wp..oy * wp + ow];
+        if MAX {
+            out.copy_from_slice(from);
+        } else {
+            for (o, &v) in out.iter_mut().zip(from) {
+                *o = v / divisor;
+            }
+        }
+    }
 }
 
 /// Per kx: the output columns whose tap falls inside the input row, and the offset it reads
