@@ -161,7 +161,10 @@ fn pooled(shape: [usize; 4], layer: &str) -> (Tensor, Tensor) {
     let x = exec::random_input(&net, 9).unwrap();
     let plain = exec::run(&net, &w, &x, None).unwrap();
     let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
-    assert!(same_bits(&plain.outputs[0].data, &planned.outputs[0].data), "{layer}");
+    assert!(
+        same_bits(&plain.outputs[0].data, &planned.outputs[0].data),
+        "{layer}"
+    );
     (x[0].clone(), plain.outputs[0].clone())
 }
 
@@ -226,7 +229,8 @@ fn pooling_register_blocks_agree_with_a_naive_loop() {
         for k in 1..=4usize {
             for s in 1..=3usize {
                 for d in 1..=(if max { 2 } else { 1 }) {
-                    for p in 0..=(d * (k - 1) + 1) / 2 {
+                    // Padding up to half the window's span d·(k − 1) + 1.
+                    for p in 0..=(d * (k - 1)).div_ceil(2) {
                         for ceil in [false, true] {
                             for cip in [false, true] {
                                 if max && cip {
@@ -297,7 +301,10 @@ fn a_batch_norm_on_a_live_input_maps_it_in_one_pass() {
     let relu = net.nodes.iter().position(|n| n.name == "r").unwrap();
     assert!(plan.passthrough[relu], "the ReLU is fused into the norm");
     let fast = exec::run_planned(&net, &w, &plan, &x, None).unwrap();
-    let scale = plain.outputs[0].data.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = plain.outputs[0]
+        .data
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
     for (a, b) in plain.outputs[0].data.iter().zip(&fast.outputs[0].data) {
         assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}");
     }

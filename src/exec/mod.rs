@@ -287,14 +287,16 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
     Ok(w)
 }
 
-/// `n` zeros for a weight tensor about to be filled in parallel. A large one (4 MiB and more:
-/// VGG's and YOLOv1's fully connected layers hold hundreds of MiB) is fresh memory from the
-/// system that nothing has touched yet; on Linux it is marked for transparent huge pages
-/// (`madvise(MADV_HUGEPAGE)`, which the kernel honours in its default `madvise` mode), so
-/// that filling it faults in 2 MiB pages instead of 4 KiB ones: `check vgg16` spent most of
-/// its system time in those faults.
-fn weight_buffer(n: usize) -> Vec<f32> {
-    let data = vec![0f32; n];
+/// A tensor's `n` values `f(0), f(1), …`, computed in parallel chunks (the same values at any
+/// thread count) straight into fresh memory: nothing is zeroed first. A large tensor (4 MiB
+/// and more: VGG's and YOLOv1's fully connected layers hold hundreds of MiB) is, on Linux,
+/// advised for transparent huge pages (`madvise(MADV_HUGEPAGE)`, which the kernel honours
+/// in its default `madvise` mode) before anything is written, so that writing it faults in
+/// 2 MiB pages instead of 4 KiB ones: `check vgg16` spent most of its system time in those
+/// faults.
+fn filled(n: usize, f: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut data: Vec<f32> = Vec::with_capacity(n);
     #[cfg(target_os = "linux")]
     if n >= 1 << 20 {
         extern "C" {
@@ -311,6 +313,17 @@ fn weight_buffer(n: usize) -> Vec<f32> {
             unsafe { madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE) };
         }
     }
+    const CHUNK: usize = 1 << 16;
+    data.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, part)| {
+            for (j, v) in part.iter_mut().enumerate() {
+                v.write(f(c * CHUNK + j));
+            }
+        });
+    // SAFETY: the loop above wrote each of the first `n` elements.
+    unsafe { data.set_len(n) };
     data
 }
 
@@ -328,42 +341,24 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
             Init::Normal { std } => {
                 // Box–Muller: element i from the generator's outputs 2i and 2i + 1, both
                 // uniform in (0, 1), so that its logarithm is finite: z = √(−2 ln u)·cos(2πv).
-                use rayon::prelude::*;
                 let std = f64::from(*std);
                 let s = seed_for(seed, &name);
-                let mut data = weight_buffer(n);
-                const CHUNK: usize = 1 << 16;
-                data.par_chunks_mut(CHUNK)
-                    .enumerate()
-                    .for_each(|(c, part)| {
-                        let i0 = (c * CHUNK) as u64;
-                        for (j, v) in part.iter_mut().enumerate() {
-                            let i = 2 * (i0 + j as u64);
-                            let u = SplitMix::to_unit(SplitMix::at(s, i));
-                            let w = SplitMix::to_unit(SplitMix::at(s, i + 1));
-                            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * w).cos();
-                            *v = (z * std) as f32;
-                        }
-                    });
-                data
+                filled(n, |i| {
+                    let i = 2 * i as u64;
+                    let u = SplitMix::to_unit(SplitMix::at(s, i));
+                    let w = SplitMix::to_unit(SplitMix::at(s, i + 1));
+                    let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * w).cos();
+                    (z * std) as f32
+                })
             }
             Init::Kaiming { fan_in } => {
                 // Uniform in (−a, a) with a = √(6/fan_in): variance a²/3 = 2/fan_in.
-                use rayon::prelude::*;
                 let a = (6.0 / (*fan_in).max(1) as f64).sqrt();
                 let s = seed_for(seed, &name);
-                let mut data = weight_buffer(n);
-                const CHUNK: usize = 1 << 16;
-                data.par_chunks_mut(CHUNK)
-                    .enumerate()
-                    .for_each(|(c, part)| {
-                        let i0 = (c * CHUNK) as u64;
-                        for (j, v) in part.iter_mut().enumerate() {
-                            let u = SplitMix::to_unit(SplitMix::at(s, i0 + j as u64));
-                            *v = ((2.0 * u - 1.0) * a) as f32;
-                        }
-                    });
-                data
+                filled(n, |i| {
+                    let u = SplitMix::to_unit(SplitMix::at(s, i as u64));
+                    ((2.0 * u - 1.0) * a) as f32
+                })
             }
         };
         tensors.push(Tensor::new(spec.shape.clone(), data));
@@ -507,10 +502,9 @@ fn tensor_f32(
     let raw = view.data();
     use safetensors::Dtype as D;
     Ok(match view.dtype() {
-        D::F32 => raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        D::F32 => filled(raw.len() / 4, |i| {
+            f32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]])
+        }),
         D::F64 => raw
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
@@ -1145,10 +1139,14 @@ fn run_on_worker(
             }
         }
         let affine = match (&done, &node.inputs[..]) {
-            (None, [(src, slot)]) if plan.in_place && into.is_none() => node
-                .layer
-                .channel_affine(node_weights)
-                .map(|ab| (ab, &values[*src].as_ref().expect("produced before use")[*slot])),
+            (None, [(src, slot)]) if plan.in_place && into.is_none() => {
+                node.layer.channel_affine(node_weights).map(|ab| {
+                    (
+                        ab,
+                        &values[*src].as_ref().expect("produced before use")[*slot],
+                    )
+                })
+            }
             _ => None,
         };
         let (outs, macs, aux_out) = if let Some(d) = done {
@@ -1364,13 +1362,11 @@ fn assembly_buffer(
             data.resize(len, 0.0);
             data
         }
-        None if a.reserve > len => recycled
-            .take_room(len, a.reserve)
-            .unwrap_or_else(|| {
-                let mut data = Vec::with_capacity(a.reserve);
-                data.resize(len, 0.0);
-                data
-            }),
+        None if a.reserve > len => recycled.take_room(len, a.reserve).unwrap_or_else(|| {
+            let mut data = Vec::with_capacity(a.reserve);
+            data.resize(len, 0.0);
+            data
+        }),
         None => recycled.take(len).unwrap_or_else(|| vec![0.0; len]),
     };
     pending[c] = Some(Tensor::new(dims, data));

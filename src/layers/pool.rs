@@ -312,14 +312,7 @@ impl Kernel for Pool {
                 .for_each(|(bc, (dst, ids))| {
                     vectorised(
                         #[inline(always)]
-                        || {
-                            max_plane::<true>(
-                                &x.data[bc * h * w..(bc + 1) * h * w],
-                                dst,
-                                ids,
-                                &geo,
-                            )
-                        },
+                        || max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo),
                     )
                 });
             ctx.aux_out = Some(idx);
