@@ -287,7 +287,7 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
     Ok(w)
 }
 
-/// A tensor's `n` values `f(0), f(1), …`, computed in parallel chunks (the same values at any
+/// A seeded tensor's `n` values `f(0), f(1), …`, computed in parallel chunks (the same values at any
 /// thread count) straight into fresh memory: nothing is zeroed first. A large tensor (4 MiB
 /// and more: VGG's and YOLOv1's fully connected layers hold hundreds of MiB) is, on Linux,
 /// advised for transparent huge pages (`madvise(MADV_HUGEPAGE)`, which the kernel honours
@@ -502,9 +502,10 @@ fn tensor_f32(
     let raw = view.data();
     use safetensors::Dtype as D;
     Ok(match view.dtype() {
-        D::F32 => filled(raw.len() / 4, |i| {
-            f32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]])
-        }),
+        D::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         D::F64 => raw
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
