@@ -1260,9 +1260,10 @@ impl<'a> OutView<'a> {
 }
 
 impl Ctx<'_> {
-    /// A tensor of shape `dims` that the kernel will overwrite completely: the buffer of a dead
-    /// tensor of the same size when there is one (its contents are then stale values), else
-    /// zeros. Saves allocating (and page-faulting) a fresh buffer for most outputs.
+    /// A tensor of shape `dims` that the kernel will overwrite completely (the contract of
+    /// every caller: it writes each element before reading it): a dead tensor's buffer when
+    /// the executor keeps one that fits (its contents are then stale values, not zeros), else
+    /// zeros. Saves allocating, zeroing and page-faulting a fresh buffer for most outputs.
     pub fn output(&mut self, dims: &[usize]) -> Tensor {
         let len = dims.iter().product();
         match self.recycled.as_mut().and_then(|r| r.take(len)) {
@@ -1272,40 +1273,128 @@ impl Ctx<'_> {
     }
 }
 
-/// The buffers of tensors that died during a run, reused by later outputs of the same size.
+/// The buffers of tensors that died, reused by later outputs. The executor keeps one for a
+/// whole `run` (every pass): a pass's tensors are made from the buffers the pass before
+/// gave back, so that in the steady state nothing is allocated, zeroed or page-faulted.
+/// A request of `len` elements gets the free buffer of the least capacity from `len` to
+/// `2·len`; the bytes held — every free buffer's capacity plus the unused capacity of the
+/// buffers lent out — never exceed the cap; a buffer that two passes in a row end with
+/// unused is let go ([`Recycler::end_pass`]).
 #[derive(Debug, Default)]
 pub struct Recycler {
-    pub(crate) free: Vec<Vec<f32>>,
+    /// Free buffers, each with the number of passes it has ended unused.
+    pub(crate) free: Vec<(Vec<f32>, u32)>,
     /// Whether buffers are kept at all.
     pub(crate) on: bool,
-    /// Bytes of the buffers kept, and the most that may be kept.
+    /// Bytes held (free buffers' capacity and lent buffers' unused capacity), and the most
+    /// that may be held.
     pub(crate) held: u64,
     pub(crate) cap: u64,
+    /// Most buffers kept (the oldest go first); 0 means 16.
+    pub(crate) keep: usize,
+    /// Buffers lent out by [`Recycler::take`]: (address, unused capacity charged to
+    /// `held`).
+    lent: Vec<(usize, usize)>,
 }
 
 impl Recycler {
-    /// Buffers kept at most (the oldest go first).
-    const KEEP: usize = 16;
+    /// A recycler holding at most `cap` bytes in at most `keep` buffers.
+    pub fn new(cap: u64, keep: usize) -> Recycler {
+        Recycler {
+            on: true,
+            cap,
+            keep,
+            ..Default::default()
+        }
+    }
 
-    /// A free buffer of exactly `len` elements, if any.
+    /// Bytes held now: the free buffers' capacity and the lent ones' unused capacity.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Free buffers kept now.
+    pub fn kept(&self) -> usize {
+        self.free.len()
+    }
+
+    /// A free buffer of `len` elements, if one of capacity `len` to `2·len` is kept (the
+    /// least such; the newest of equals). Its elements are stale values; the caller writes
+    /// every one.
     pub fn take(&mut self, len: usize) -> Option<Vec<f32>> {
-        let i = self.free.iter().rposition(|b| b.len() == len)?;
-        self.held -= 4 * len as u64;
-        Some(self.free.swap_remove(i))
+        self.take_room(len, len)
+    }
+
+    /// [`Recycler::take`] with capacity for `room ≥ len` elements (a buffer that will grow).
+    pub fn take_room(&mut self, len: usize, room: usize) -> Option<Vec<f32>> {
+        let room = room.max(len);
+        if len == 0 {
+            return None;
+        }
+        let mut best: Option<(usize, usize)> = None;
+        for (i, (b, _)) in self.free.iter().enumerate() {
+            let c = b.capacity();
+            if c >= room && c / 2 <= room && best.is_none_or(|(_, bc)| c <= bc) {
+                best = Some((i, c));
+            }
+        }
+        let (i, cap) = best?;
+        let (mut buf, _) = self.free.remove(i);
+        self.held -= 4 * cap as u64;
+        // Shorter: cut (nothing written); longer: only the elements past its length are
+        // zeroed (the buffer's pages are already mapped).
+        if buf.len() >= len {
+            buf.truncate(len);
+        } else {
+            buf.resize(len, 0.0);
+        }
+        let unused = cap - len;
+        self.held += 4 * unused as u64;
+        self.lent.push((buf.as_ptr() as usize, unused));
+        Some(buf)
     }
 
     /// Keeps `buf` for reuse, within the byte cap (the oldest buffers go first).
     pub fn give(&mut self, buf: Vec<f32>) {
-        let bytes = 4 * buf.len() as u64;
+        let addr = buf.as_ptr() as usize;
+        if let Some(j) = self.lent.iter().position(|l| l.0 == addr) {
+            let (_, unused) = self.lent.swap_remove(j);
+            self.held -= 4 * unused as u64;
+        }
+        let bytes = 4 * buf.capacity() as u64;
         if buf.is_empty() || !self.on || bytes > self.cap {
             return;
         }
-        while self.free.len() == Self::KEEP || self.held + bytes > self.cap {
-            let old = self.free.remove(0);
-            self.held -= 4 * old.len() as u64;
+        let keep = if self.keep == 0 { 16 } else { self.keep };
+        while !self.free.is_empty() && (self.free.len() >= keep || self.held + bytes > self.cap) {
+            let (old, _) = self.free.remove(0);
+            self.held -= 4 * old.capacity() as u64;
+        }
+        if self.held + bytes > self.cap {
+            return;
         }
         self.held += bytes;
-        self.free.push(buf);
+        self.free.push((buf, 0));
+    }
+
+    /// Ends a pass: buffers lent and never given back (dropped with their tensors) hold
+    /// nothing any more, and a buffer that has ended two passes unused (given back by a
+    /// kernel that allocates its own output, and never asked for since) is let go, so that
+    /// what is kept settles on what a pass asks for.
+    pub fn end_pass(&mut self) {
+        for (_, unused) in self.lent.drain(..) {
+            self.held -= 4 * unused as u64;
+        }
+        let mut held = self.held;
+        self.free.retain_mut(|(b, idle)| {
+            *idle += 1;
+            let keep = *idle < 2;
+            if !keep {
+                held -= 4 * b.capacity() as u64;
+            }
+            keep
+        });
+        self.held = held;
     }
 }
 

@@ -43,6 +43,7 @@ mod onnx_fuzz;
 mod onnx_import;
 mod onnx_vit;
 mod onnx_yolo;
+mod plan_buffers;
 mod rank_env;
 mod reference;
 mod report;

@@ -265,9 +265,11 @@ fn passes(
     let mut times = Vec::with_capacity(repeat as usize);
     let mut layer_secs = vec![f64::INFINITY; net.nodes.len()];
     let mut result = None;
+    // Buffers kept from pass to pass: after the first, a pass allocates nothing.
+    let mut buffers = plan.buffers();
     for _ in 0..repeat {
         let start = std::time::Instant::now();
-        let r = exec::run_planned(net, w, plan, inputs, None)?;
+        let r = exec::run_pooled(net, w, plan, inputs, None, &mut buffers)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
         for (k, l) in r.layers.iter().enumerate() {
             layer_secs[k] = layer_secs[k].min(l.seconds);

@@ -287,6 +287,46 @@ pub fn init_weights(net: &Network, seed: u64) -> Result<Weights, Diagnostic> {
     Ok(w)
 }
 
+/// A seeded tensor's `n` values `f(0), f(1), …`, computed in parallel chunks (the same values at any
+/// thread count) straight into fresh memory: nothing is zeroed first. A large tensor (4 MiB
+/// and more: VGG's and YOLOv1's fully connected layers hold hundreds of MiB) is, on Linux,
+/// advised for transparent huge pages (`madvise(MADV_HUGEPAGE)`, which the kernel honours
+/// in its default `madvise` mode) before anything is written, so that writing it faults in
+/// 2 MiB pages instead of 4 KiB ones: `check vgg16` spent most of its system time in those
+/// faults.
+fn filled(n: usize, f: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut data: Vec<f32> = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    if n >= 1 << 20 {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_HUGEPAGE: i32 = 14;
+        const PAGE: usize = 4096;
+        let start = (data.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (data.as_ptr() as usize + 4 * n) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the range lies inside `data`'s allocation, page-aligned; the advice
+            // changes how its pages are backed, never their contents (a failure, such as a
+            // kernel without huge pages, leaves the memory as it was and is ignored).
+            unsafe { madvise(start as *mut std::ffi::c_void, end - start, MADV_HUGEPAGE) };
+        }
+    }
+    const CHUNK: usize = 1 << 16;
+    data.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, part)| {
+            for (j, v) in part.iter_mut().enumerate() {
+                v.write(f(c * CHUNK + j));
+            }
+        });
+    // SAFETY: the loop above wrote each of the first `n` elements.
+    unsafe { data.set_len(n) };
+    data
+}
+
 /// The seeded weights of one layer.
 fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Diagnostic> {
     let mut tensors = Vec::new();
@@ -301,42 +341,24 @@ fn init_layer(node: &crate::graph::NetNode, seed: u64) -> Result<Vec<Tensor>, Di
             Init::Normal { std } => {
                 // Box–Muller: element i from the generator's outputs 2i and 2i + 1, both
                 // uniform in (0, 1), so that its logarithm is finite: z = √(−2 ln u)·cos(2πv).
-                use rayon::prelude::*;
                 let std = f64::from(*std);
                 let s = seed_for(seed, &name);
-                let mut data = vec![0f32; n];
-                const CHUNK: usize = 1 << 16;
-                data.par_chunks_mut(CHUNK)
-                    .enumerate()
-                    .for_each(|(c, part)| {
-                        let i0 = (c * CHUNK) as u64;
-                        for (j, v) in part.iter_mut().enumerate() {
-                            let i = 2 * (i0 + j as u64);
-                            let u = SplitMix::to_unit(SplitMix::at(s, i));
-                            let w = SplitMix::to_unit(SplitMix::at(s, i + 1));
-                            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * w).cos();
-                            *v = (z * std) as f32;
-                        }
-                    });
-                data
+                filled(n, |i| {
+                    let i = 2 * i as u64;
+                    let u = SplitMix::to_unit(SplitMix::at(s, i));
+                    let w = SplitMix::to_unit(SplitMix::at(s, i + 1));
+                    let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * w).cos();
+                    (z * std) as f32
+                })
             }
             Init::Kaiming { fan_in } => {
                 // Uniform in (−a, a) with a = √(6/fan_in): variance a²/3 = 2/fan_in.
-                use rayon::prelude::*;
                 let a = (6.0 / (*fan_in).max(1) as f64).sqrt();
                 let s = seed_for(seed, &name);
-                let mut data = vec![0f32; n];
-                const CHUNK: usize = 1 << 16;
-                data.par_chunks_mut(CHUNK)
-                    .enumerate()
-                    .for_each(|(c, part)| {
-                        let i0 = (c * CHUNK) as u64;
-                        for (j, v) in part.iter_mut().enumerate() {
-                            let u = SplitMix::to_unit(SplitMix::at(s, i0 + j as u64));
-                            *v = ((2.0 * u - 1.0) * a) as f32;
-                        }
-                    });
-                data
+                filled(n, |i| {
+                    let u = SplitMix::to_unit(SplitMix::at(s, i as u64));
+                    ((2.0 * u - 1.0) * a) as f32
+                })
             }
         };
         tensors.push(Tensor::new(spec.shape.clone(), data));
@@ -735,6 +757,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The buffers a run keeps across its passes ([`run_pooled`]): dead tensors' buffers
+    /// reused by later outputs, at most [`Plan::recycle_bytes`] held, none when the plan does
+    /// not compute in place (`check`'s plain pass).
+    pub fn buffers(&self) -> Recycler {
+        let mut r = Recycler::new(self.recycle_bytes, 64);
+        r.on = self.in_place;
+        r
+    }
     /// Bytes of the replacement weights the plan holds (folded and Winograd copies).
     pub fn weight_bytes(&self) -> u64 {
         self.weights
@@ -947,7 +977,24 @@ pub fn run_planned(
     inputs: &[Tensor],
     keep: Option<&mut LayerHook>,
 ) -> Result<RunResult, Diagnostic> {
-    rayon::scope(|_| run_on_worker(net, weights, plan, inputs, keep))
+    run_pooled(net, weights, plan, inputs, keep, &mut plan.buffers())
+}
+
+/// [`run_planned`] with the buffers kept from earlier passes (`buffers`, made by
+/// [`Plan::buffers`] and kept for every pass of a run): the pass takes its outputs from them
+/// and gives every buffer back when its tensor dies, and at the end of the pass, so that the
+/// next pass allocates nothing (`archscope run --repeat`).
+pub fn run_pooled(
+    net: &Network,
+    weights: &Weights,
+    plan: &Plan,
+    inputs: &[Tensor],
+    keep: Option<&mut LayerHook>,
+    buffers: &mut Recycler,
+) -> Result<RunResult, Diagnostic> {
+    let r = rayon::scope(|_| run_on_worker(net, weights, plan, inputs, keep, buffers));
+    buffers.end_pass();
+    r
 }
 
 fn run_on_worker(
@@ -956,6 +1003,7 @@ fn run_on_worker(
     plan: &Plan,
     inputs: &[Tensor],
     mut keep: Option<&mut LayerHook>,
+    recycled: &mut Recycler,
 ) -> Result<RunResult, Diagnostic> {
     let n = net.nodes.len();
     let liveness = net.topology.executed();
@@ -975,11 +1023,6 @@ fn run_on_worker(
     let mut aux: Vec<Option<Vec<u32>>> = vec![None; n];
     let mut layers = Vec::with_capacity(n);
     let mut next_input = 0;
-    let mut recycled = Recycler {
-        on: plan.in_place,
-        cap: plan.recycle_bytes,
-        ..Default::default()
-    };
     // The buffers of concatenations being assembled (`Plan::assembled`), made when the first
     // producer writes into one.
     let mut pending: Vec<Option<Tensor>> = vec![None; n];
@@ -988,7 +1031,7 @@ fn run_on_worker(
         // This layer's output slice in an assembled concatenation: make its buffer first.
         let into = plan.into.get(k).copied().flatten();
         if let Some((c, _)) = into {
-            assembly_buffer(net, plan, c, &mut pending, &mut values, &mut recycled);
+            assembly_buffer(net, plan, c, &mut pending, &mut values, recycled);
         }
         for s in &node.out_shapes {
             let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
@@ -1012,7 +1055,7 @@ fn run_on_worker(
         let mut done: Option<(Vec<Tensor>, u64, Option<Vec<u32>>)> = None;
         if let Some(a) = plan.assembled.get(k).and_then(|a| a.as_ref()) {
             // An assembled concatenation: its producers wrote their slices; copy the rest.
-            assembly_buffer(net, plan, k, &mut pending, &mut values, &mut recycled);
+            assembly_buffer(net, plan, k, &mut pending, &mut values, recycled);
             let mut buf = pending[k].take().expect("made above");
             let stride = buf.data.len() / buf.shape[0].max(1);
             let mut offset = 0;
@@ -1096,8 +1139,47 @@ fn run_on_worker(
                 }
             }
         }
+        let affine = match (&done, &node.inputs[..]) {
+            (None, [(src, slot)]) if plan.in_place && into.is_none() => {
+                node.layer.channel_affine(node_weights).map(|ab| {
+                    (
+                        ab,
+                        &values[*src].as_ref().expect("produced before use")[*slot],
+                    )
+                })
+            }
+            _ => None,
+        };
         let (outs, macs, aux_out) = if let Some(d) = done {
             d
+        } else if let Some(((a, b), x)) = affine {
+            // A batch norm whose input lives on (DenseNet's norm after each concatenation,
+            // which the next concatenation extends): the affine map and the fused
+            // activation in one pass from the input into the output.
+            let len = x.data.len();
+            let mut data = recycled.take(len).unwrap_or_else(|| vec![0.0; len]);
+            let (c, plane) = (x.shape[1], x.shape[2..].iter().product::<usize>().max(1));
+            use rayon::prelude::*;
+            let min_planes = (1usize << 14).div_ceil(plane);
+            data.par_chunks_mut(plane)
+                .zip(x.data.par_chunks(plane))
+                .with_min_len(min_planes)
+                .enumerate()
+                .for_each(|(bc, (row, from))| {
+                    let (s, h) = (a[bc % c], b[bc % c]);
+                    kernels::vectorised(
+                        #[inline(always)]
+                        || {
+                            for (y, &v) in row.iter_mut().zip(from) {
+                                *y = v * s + h;
+                            }
+                            if let Some(f) = epilogue {
+                                f.apply_here(row);
+                            }
+                        },
+                    );
+                });
+            (vec![Tensor::new(x.shape.clone(), data)], 0, None)
         } else if node.layer.is_input() {
             let x = inputs.get(next_input).ok_or_else(|| {
                 Diagnostic::new(format!(
@@ -1113,7 +1195,16 @@ fn run_on_worker(
                     node.name, x.shape, want
                 )));
             }
-            (vec![x.clone()], 0, None)
+            // The caller's input is kept as given; the pass works on a copy, made in a kept
+            // buffer.
+            let copy = match recycled.take(x.data.len()) {
+                Some(mut data) => {
+                    data.copy_from_slice(&x.data);
+                    Tensor::new(x.shape.clone(), data)
+                }
+                None => x.clone(),
+            };
+            (vec![copy], 0, None)
         } else {
             let ins: Vec<&Tensor> = node
                 .inputs
@@ -1143,7 +1234,7 @@ fn run_on_worker(
                 aux_out: None,
                 want_aux,
                 epilogue,
-                recycled: plan.in_place.then_some(&mut recycled),
+                recycled: plan.in_place.then_some(&mut *recycled),
                 into: view,
             };
             let mut outs = node
@@ -1214,6 +1305,10 @@ fn run_on_worker(
         .iter()
         .map(|o| values[o.node].as_ref().expect("outputs are kept")[o.slot].clone())
         .collect();
+    // What is left (the model outputs, copied above) goes back for the next pass.
+    for t in values.into_iter().flatten().flatten() {
+        recycled.give(t.data);
+    }
     Ok(RunResult {
         outputs,
         layers,
@@ -1268,11 +1363,11 @@ fn assembly_buffer(
             data.resize(len, 0.0);
             data
         }
-        None if a.reserve > len => {
+        None if a.reserve > len => recycled.take_room(len, a.reserve).unwrap_or_else(|| {
             let mut data = Vec::with_capacity(a.reserve);
             data.resize(len, 0.0);
             data
-        }
+        }),
         None => recycled.take(len).unwrap_or_else(|| vec![0.0; len]),
     };
     pending[c] = Some(Tensor::new(dims, data));

@@ -375,11 +375,7 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
     let mut bounds: Vec<Vec<Vec<(u32, u32)>>> = vec![vec![Vec::new(); input.len()]; n];
     let mut reached = vec![false; n];
     // Dead tensors' buffers, reused by later outputs: at most 16 (`Recycler`), 64 MiB.
-    let mut recycler = super::Recycler {
-        on: true,
-        cap: 16 * 4 * CHUNK_ELEMENTS as u64,
-        ..Default::default()
-    };
+    let mut recycler = super::Recycler::new(16 * 4 * CHUNK_ELEMENTS as u64, 16);
     for axis in 0..input.len() {
         let len = lit[axis].len();
         // Elements of the input before coordinate `axis` (outer) and after it (inner).

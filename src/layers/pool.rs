@@ -291,95 +291,110 @@ impl Kernel for Pool {
         let [sh, sw] = [self.stride[0] as isize, self.stride[1] as isize];
         let [ph, pw] = [self.pad[0] as isize, self.pad[1] as isize];
         let [dh, dw] = [self.dilation[0] as isize, self.dilation[1] as isize];
-        let (hi, wi) = (h as isize, w as isize);
-        let mut out = ctx.output(&dims);
+        let geo = MaxGeometry {
+            input: [h, w],
+            output: [oh, ow],
+            kernel: [kh as usize, kw as usize],
+            stride: [sh as usize, sw as usize],
+            pad: [ph as usize, pw as usize],
+            dilation: [dh as usize, dw as usize],
+        };
         let plane = oh * ow;
-        if self.max {
+        let c = x.shape[1];
+        if self.max && ctx.want_aux {
             // PyTorch: padding is −∞; the index is the flat position in the input plane.
-            let geo = MaxGeometry {
-                input: [h, w],
-                output: [oh, ow],
-                kernel: [kh as usize, kw as usize],
-                stride: [sh as usize, sw as usize],
-                pad: [ph as usize, pw as usize],
-                dilation: [dh as usize, dw as usize],
-            };
-            if ctx.want_aux {
-                let mut idx = vec![0u32; out.numel()];
-                out.data
-                    .par_chunks_mut(plane)
-                    .zip(idx.par_chunks_mut(plane))
-                    .enumerate()
-                    .for_each(|(bc, (dst, ids))| {
-                        vectorised(
-                            #[inline(always)]
-                            || {
-                                max_plane::<true>(
-                                    &x.data[bc * h * w..(bc + 1) * h * w],
-                                    dst,
-                                    ids,
-                                    &geo,
-                                )
-                            },
-                        )
-                    });
-                ctx.aux_out = Some(idx);
-            } else {
-                out.data
-                    .par_chunks_mut(plane)
-                    .enumerate()
-                    .for_each(|(bc, dst)| {
-                        vectorised(
-                            #[inline(always)]
-                            || {
-                                max_plane::<false>(
-                                    &x.data[bc * h * w..(bc + 1) * h * w],
-                                    dst,
-                                    &mut [],
-                                    &geo,
-                                )
-                            },
-                        )
-                    });
-            }
-        } else {
-            // PyTorch's avg_pool2d, including its divisor rules.
-            let (cip, div) = (self.count_include_pad, self.divisor_override);
+            let mut out = ctx.output(&dims);
+            let mut idx = vec![0u32; out.numel()];
             out.data
                 .par_chunks_mut(plane)
+                .zip(idx.par_chunks_mut(plane))
                 .enumerate()
-                .for_each(|(bc, dst)| {
-                    let src = &x.data[bc * h * w..(bc + 1) * h * w];
-                    for oy in 0..oh as isize {
-                        for ox in 0..ow as isize {
-                            let (mut hs, mut ws) = (oy * sh - ph, ox * sw - pw);
-                            let (mut he, mut we) = ((hs + kh).min(hi + ph), (ws + kw).min(wi + pw));
-                            let pool = (he - hs) * (we - ws);
-                            hs = hs.max(0);
-                            ws = ws.max(0);
-                            he = he.min(hi);
-                            we = we.min(wi);
-                            let o = (oy * ow as isize + ox) as usize;
-                            if hs >= he || ws >= we {
-                                dst[o] = 0.0;
-                                continue;
-                            }
-                            let mut sum = 0.0f32;
-                            for iy in hs..he {
-                                for ix in ws..we {
-                                    sum += src[(iy * wi + ix) as usize];
-                                }
-                            }
-                            let d = match div {
-                                Some(d) => d as f32,
-                                None if cip => pool as f32,
-                                None => ((he - hs) * (we - ws)) as f32,
-                            };
-                            dst[o] = sum / d;
-                        }
-                    }
+                .for_each(|(bc, (dst, ids))| {
+                    vectorised(
+                        #[inline(always)]
+                        || max_plane::<true>(&x.data[bc * h * w..(bc + 1) * h * w], dst, ids, &geo),
+                    )
                 });
+            ctx.aux_out = Some(idx);
+            return Ok(vec![out]);
         }
+        // Every element is written: into the plan's view when it gives one (this layer's
+        // channels of a concatenation, `Ctx::into`), else into an output of its own; the
+        // fused activation applied plane by plane.
+        let view = ctx.into.take();
+        let mut out = match view {
+            Some(_) => crate::kernels::OutView::placeholder(&dims),
+            None => ctx.output(&dims),
+        };
+        let epilogue = ctx.epilogue.take();
+        let planes: Vec<&mut [f32]> = match view {
+            Some(v) => v
+                .samples(c * plane)
+                .into_iter()
+                .flat_map(|s| s.chunks_mut(plane.max(1)))
+                .collect(),
+            None => out.data.chunks_mut(plane.max(1)).collect(),
+        };
+        // Planes grouped into tasks of some 64k window taps (small planes cost more to hand
+        // out than to pool).
+        let work = plane * self.kernel[0] as usize * self.kernel[1] as usize;
+        let min_planes = (1usize << 16).div_ceil(work.max(1));
+        let avg = (!self.max).then_some(AvgRule {
+            count_include_pad: self.count_include_pad,
+            divisor: self.divisor_override,
+        });
+        // Stride 1, undilated, every window inside the padded input (GoogLeNet's and
+        // Inception's branch pools): over a padded copy of the plane, each tap one pass over
+        // the flattened plane; an average only where its divisor is the same everywhere.
+        let full = h * w > 0
+            && oh + kh as usize - 1 == h + 2 * ph as usize
+            && ow + kw as usize - 1 == w + 2 * pw as usize;
+        let taps = (kh * kw) as f32;
+        let flat = match (self.stride, self.dilation, full, self.max) {
+            ([1, 1], [1, 1], true, true) => Some(1.0),
+            ([1, 1], [1, 1], true, false) => match self.divisor_override {
+                Some(d) => Some(d as f32),
+                None if self.count_include_pad || (ph, pw) == (0, 0) => Some(taps),
+                None => None,
+            },
+            _ => None,
+        };
+        planes
+            .into_par_iter()
+            .with_min_len(min_planes)
+            .enumerate()
+            .for_each(|(bc, dst)| {
+                let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                match flat {
+                    Some(d) => crate::kernels::with_thread_scratch(|buf| {
+                        vectorised(
+                            #[inline(always)]
+                            || {
+                                if self.max {
+                                    flat_plane::<true>(src, dst, &geo, buf, d)
+                                } else {
+                                    flat_plane::<false>(src, dst, &geo, buf, d)
+                                }
+                                if let Some(f) = epilogue {
+                                    f.apply_here(dst);
+                                }
+                            },
+                        )
+                    }),
+                    None => vectorised(
+                        #[inline(always)]
+                        || {
+                            match avg {
+                                None => window_plane::<true>(src, dst, &geo, None),
+                                Some(rule) => window_plane::<false>(src, dst, &geo, Some(rule)),
+                            }
+                            if let Some(f) = epilogue {
+                                f.apply_here(dst);
+                            }
+                        },
+                    ),
+                }
+            });
         Ok(vec![out])
     }
 }
@@ -633,12 +648,13 @@ impl Kernel for Adaptive {
         &self,
         inputs: &[&Tensor],
         _weights: &[Tensor],
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
         let x = inputs[0];
         let dims = super::out_dims(self, inputs)?.remove(0);
         let (h, w, oh, ow) = (x.shape[2], x.shape[3], dims[2], dims[3]);
-        let mut out = Tensor::zeros(&dims);
+        // Every element is written below (an empty input has an empty output).
+        let mut out = ctx.output(&dims);
         let max = self.max;
         if (oh, ow) == (1, 1) && !max && h * w > 0 {
             // Global average: each plane summed with 16 running sums (vectorised), planes
@@ -756,6 +772,262 @@ fn max_taps<const S: usize>(row: &mut [f32], line: &[f32]) {
 fn max_taps_strided(row: &mut [f32], line: &[f32], stride: usize) {
     for (b, &v) in row.iter_mut().zip(line.iter().step_by(stride)) {
         *b = if v > *b || v.is_nan() { v } else { *b };
+    }
+}
+
+/// Average pooling's divisor rules (PyTorch's `count_include_pad`, `divisor_override`).
+#[derive(Debug, Clone, Copy)]
+struct AvgRule {
+    count_include_pad: bool,
+    divisor: Option<u64>,
+}
+
+/// Output columns a register block of the pooling kernel computes at once.
+const BLOCK: usize = 16;
+
+/// `b ← max(b, v)` (NaN-propagating, branch-free: a larger value or a NaN replaces the
+/// best) for a max pool, `b ← b + v` for an average one.
+#[inline(always)]
+fn pool_op<const MAX: bool>(b: &mut f32, v: f32) {
+    *b = if MAX {
+        if v > *b || v.is_nan() {
+            v
+        } else {
+            *b
+        }
+    } else {
+        *b + v
+    };
+}
+
+/// `row[j] op= line[j·S]` for every `j` (a constant stride lets the compiler vectorise the
+/// interleaved loads).
+#[inline(always)]
+fn row_taps<const MAX: bool, const S: usize>(row: &mut [f32], line: &[f32]) {
+    // Whole groups of S inputs, then the last tap (its group may run past the line's end).
+    let (last, body) = row.split_last_mut().expect("called with hi > lo");
+    for (b, group) in body.iter_mut().zip(line.chunks_exact(S)) {
+        pool_op::<MAX>(b, group[0]);
+    }
+    pool_op::<MAX>(last, line[body.len() * S]);
+}
+
+/// [`row_taps`] for any stride.
+#[inline(always)]
+fn row_taps_strided<const MAX: bool>(row: &mut [f32], line: &[f32], stride: usize) {
+    for (b, &v) in row.iter_mut().zip(line.iter().step_by(stride)) {
+        pool_op::<MAX>(b, v);
+    }
+}
+
+/// [`BLOCK`] outputs whose window taps all lie inside the input rows `lines` (the window's
+/// rows inside the image, in order), carried through every tap in registers: output `j`
+/// reads `line[j·S + kx·dx]` (`line` starts at the block's first window column).
+#[inline(always)]
+fn block_taps<const MAX: bool, const S: usize>(
+    lines: &[&[f32]],
+    start: usize,
+    kw: usize,
+    dx: usize,
+) -> [f32; BLOCK] {
+    let mut acc = [if MAX { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
+    for line in lines {
+        for kx in 0..kw {
+            let o = start + kx * dx;
+            let seg = &line[o..o + (BLOCK - 1) * S + 1];
+            for (j, a) in acc.iter_mut().enumerate() {
+                pool_op::<MAX>(a, seg[j * S]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`block_taps`] for any stride.
+#[inline(always)]
+fn block_taps_strided<const MAX: bool>(
+    lines: &[&[f32]],
+    start: usize,
+    kw: usize,
+    dx: usize,
+    s: usize,
+) -> [f32; BLOCK] {
+    let mut acc = [if MAX { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
+    for line in lines {
+        for kx in 0..kw {
+            let o = start + kx * dx;
+            let seg = &line[o..o + (BLOCK - 1) * s + 1];
+            for (j, a) in acc.iter_mut().enumerate() {
+                pool_op::<MAX>(a, seg[j * s]);
+            }
+        }
+    }
+    acc
+}
+
+/// Stride-1 undilated pooling of one plane whose every window lies inside the padded input:
+/// the plane is copied into `buf` with its padding (−∞ for max, 0 for average), and each tap,
+/// in (ky, kx) order, is one pass over the flattened padded plane at a constant shift
+/// (outputs `i = oy·W' + ox` of the padded width `W'`; the `W' − ow` positions past each row
+/// are computed and dropped), so that short rows cost no more per element than long ones.
+/// A padding tap leaves a max as it was and adds 0 to a sum; sums are divided by `divisor`.
+#[inline(always)]
+fn flat_plane<const MAX: bool>(
+    src: &[f32],
+    dst: &mut [f32],
+    g: &MaxGeometry,
+    buf: &mut Vec<f32>,
+    divisor: f32,
+) {
+    let ([ih, iw], [oh, ow]) = (g.input, g.output);
+    let ([kh, kw], [ph, pw]) = (g.kernel, g.pad);
+    let (hp, wp) = (ih + 2 * ph, iw + 2 * pw);
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let n = (oh - 1) * wp + ow;
+    // The padded plane, then the running results, both starting at the padding's value (the
+    // identity of the operation).
+    let fill = if MAX { f32::NEG_INFINITY } else { 0.0 };
+    buf.clear();
+    buf.resize(hp * wp + n, fill);
+    let (padded, acc) = buf.split_at_mut(hp * wp);
+    for (y, row) in src.chunks_exact(iw).enumerate() {
+        let at = (y + ph) * wp + pw;
+        padded[at..at + iw].copy_from_slice(row);
+    }
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let shift = ky * wp + kx;
+            for (a, &v) in acc.iter_mut().zip(&padded[shift..shift + n]) {
+                pool_op::<MAX>(a, v);
+            }
+        }
+    }
+    for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
+        let from = &acc[oy * wp..oy * wp + ow];
+        if MAX {
+            out.copy_from_slice(from);
+        } else {
+            for (o, &v) in out.iter_mut().zip(from) {
+                *o = v / divisor;
+            }
+        }
+    }
+}
+
+/// Per kx: the output columns whose tap falls inside the input row, and the offset it reads
+/// at (`ox·stride + offset`).
+fn tap_columns(g: &MaxGeometry) -> Vec<(usize, usize, isize)> {
+    let ([_, iw], [_, ow]) = (g.input, g.output);
+    let (sx, dx, px) = (g.stride[1], g.dilation[1], g.pad[1] as isize);
+    (0..g.kernel[1])
+        .map(|kx| {
+            let off = (kx * dx) as isize - px;
+            let lo = if off >= 0 {
+                0
+            } else {
+                ((-off) as usize).div_ceil(sx)
+            };
+            let hi = if iw as isize - off <= 0 {
+                0
+            } else {
+                ((iw as isize - off) as usize).div_ceil(sx)
+            };
+            (lo.min(ow), hi.clamp(lo.min(ow), ow), off)
+        })
+        .collect()
+}
+
+/// Max (`MAX`) or average pooling of one plane without indices, with PyTorch's rules: taps
+/// in (ky, kx) order for every output (a larger value or a NaN replaces the best; sums
+/// added in that order from 0), padding −∞ for max and left out of sums. The columns whose
+/// every tap lies inside the row go by register blocks of [`BLOCK`] outputs through all the
+/// taps; the others tap by tap over the columns' range. An average divides by its window's
+/// count (`avg`'s rules), and is 0 where the window lies wholly in the padding.
+#[inline(always)]
+fn window_plane<const MAX: bool>(
+    src: &[f32],
+    dst: &mut [f32],
+    g: &MaxGeometry,
+    avg: Option<AvgRule>,
+) {
+    let ([ih, iw], [oh, ow]) = (g.input, g.output);
+    let [kh, kw] = g.kernel;
+    let (sx, dx) = (g.stride[1], g.dilation[1]);
+    let cols = tap_columns(g);
+    // Columns where every kx tap is inside the row.
+    let inner_lo = cols.iter().map(|c| c.0).max().unwrap_or(0);
+    let inner_hi = cols.iter().map(|c| c.1).min().unwrap_or(0).max(inner_lo);
+    let blocks = (inner_hi - inner_lo) / BLOCK;
+    let blocked = inner_lo..inner_lo + blocks * BLOCK;
+    let init = if MAX { f32::NEG_INFINITY } else { 0.0 };
+    let mut lines: Vec<&[f32]> = Vec::with_capacity(kh);
+    for oy in 0..oh {
+        let row = &mut dst[oy * ow..(oy + 1) * ow];
+        let y0 = (oy * g.stride[0]) as isize - g.pad[0] as isize;
+        lines.clear();
+        lines.extend((0..kh).filter_map(|ky| {
+            let iy = y0 + (ky * g.dilation[0]) as isize;
+            (iy >= 0 && (iy as usize) < ih).then(|| &src[iy as usize * iw..(iy as usize + 1) * iw])
+        }));
+        for b in 0..blocks {
+            let o0 = blocked.start + b * BLOCK;
+            // The block's first window column: inside the row, as o0 ≥ every tap's lo.
+            let start = (o0 * sx) as isize - g.pad[1] as isize;
+            let start = start as usize;
+            let acc = match sx {
+                1 => block_taps::<MAX, 1>(&lines, start, kw, dx),
+                2 => block_taps::<MAX, 2>(&lines, start, kw, dx),
+                _ => block_taps_strided::<MAX>(&lines, start, kw, dx, sx),
+            };
+            row[o0..o0 + BLOCK].copy_from_slice(&acc);
+        }
+        // The other columns, tap by tap over their range.
+        for (a, b) in [(0, blocked.start), (blocked.end, ow)] {
+            if b <= a {
+                continue;
+            }
+            row[a..b].fill(init);
+            for line in &lines {
+                for &(lo, hi, off) in &cols {
+                    let (lo, hi) = (lo.max(a), hi.min(b));
+                    if hi <= lo {
+                        continue;
+                    }
+                    let start = (lo as isize * sx as isize + off) as usize;
+                    let (part, line) = (&mut row[lo..hi], &line[start..]);
+                    match sx {
+                        1 => row_taps::<MAX, 1>(part, line),
+                        2 => row_taps::<MAX, 2>(part, line),
+                        _ => row_taps_strided::<MAX>(part, line, sx),
+                    }
+                }
+            }
+        }
+        if let Some(rule) = avg {
+            // PyTorch's avg_pool2d divisors: the window clipped to the padded input
+            // (count_include_pad), or to the input, or the override.
+            let (ph, pw) = (g.pad[0] as isize, g.pad[1] as isize);
+            let (hi, wi) = (ih as isize, iw as isize);
+            let (hs, he) = (y0, (y0 + kh as isize).min(hi + ph));
+            let rows_in = he.min(hi) - hs.max(0);
+            for (ox, v) in row.iter_mut().enumerate() {
+                let ws = (ox * sx) as isize - pw;
+                let we = (ws + kw as isize).min(wi + pw);
+                let cols_in = we.min(wi) - ws.max(0);
+                if rows_in <= 0 || cols_in <= 0 {
+                    *v = 0.0;
+                    continue;
+                }
+                let d = match rule.divisor {
+                    Some(d) => d as f32,
+                    None if rule.count_include_pad => ((he - hs) * (we - ws)) as f32,
+                    None => (rows_in * cols_in) as f32,
+                };
+                *v /= d;
+            }
+        }
     }
 }
 
