@@ -906,6 +906,7 @@ impl<'a> Findings<'a> {
                 .map(|&i| self.a.layers[i].macs)
                 .sum();
             let name = self.a.layers[c].name.clone();
+            let whole = self.a.layers[c].rf.as_ref().is_some_and(|f| f.whole);
             let f = self.a.layers[cov.last.unwrap_or(c)]
                 .rf
                 .as_ref()
@@ -926,10 +927,19 @@ impl<'a> Findings<'a> {
                 "unproductive-layers",
                 &name,
                 format!(
-                    "from `{name}` on, every unit sees the whole {dims} input: the {} later spatial layers ({} MACs, {} of the total) add no context at this resolution",
+                    "from `{name}` on, {}: the {} later spatial layers ({} MACs, {} of the total) add {} context at this resolution",
+                    // A token-mixing layer's units each see all of the input; a convolutional
+                    // field as large as the input is centred on its unit, so a border unit's
+                    // field still reaches past the edge and sees only part of it.
+                    if whole {
+                        format!("every unit sees the whole {dims} input")
+                    } else {
+                        format!("the receptive field is as large as the {dims} input (a unit at the border still sees only part of it)")
+                    },
                     cov.unproductive.len(),
                     human_count(macs),
-                    pct(macs, self.a.totals.macs)
+                    pct(macs, self.a.totals.macs),
+                    if whole { "no" } else { "little" }
                 ),
                 "once the field covers the input, further spatial kernels only mix features that are already global; their field growth is wasted (capacity remains)",
                 format!("run at a larger input (the final field is {f} {unit}) or make the last stages shallower"),

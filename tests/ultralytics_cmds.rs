@@ -266,6 +266,15 @@ fn audit_names_its_findings_and_holds_budgets_at_ultralytics_figures() {
         .as_str()
         .unwrap()
         .contains("jump 16, start 0 vs input 0: jump 16, start -8"));
+    // A convolutional field as large as the input is centred on its unit: m9.m2's corner unit
+    // (centre 0 at jump 32, half-width (719 − 1)/2 = 359) sees rows 0–359 only, so the
+    // message must not say every unit sees the whole input (as it does after attention).
+    let msg = v["findings"][1]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("the receptive field is as large as the 640×640 input (a unit at the border still sees only part of it)")
+            && !msg.contains("every unit"),
+        "{msg}"
+    );
     assert!(v["findings"][1]["fix"]
         .as_str()
         .unwrap()
