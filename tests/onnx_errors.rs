@@ -275,10 +275,12 @@ fn dynamic_dimension_names_the_axis_and_what_to_pass() {
         "tensor `x` has shape [?, 3, ?, 8]: a dynamic dimension other than the batch (dimension 2, `height`)",
     );
     assert!(
-        msg.contains("only the first (batch) dimension may be symbolic: it takes --batch"),
+        msg.contains("give the input's size with --input (the sizes after the batch, e.g. --input 3x224x224, or 224x224 for the spatial sizes alone)"),
         "{msg}"
     );
-    // The batch alone is fine (the valid model has a symbolic N).
+    assert!(msg.contains("a symbolic batch takes --batch"), "{msg}");
+    // The batch alone is fine (the valid model has a symbolic N); --input sizing the file is
+    // tests/onnx_dynamic.rs.
 }
 
 #[test]
