@@ -44,6 +44,9 @@ pub struct Import {
     /// Per YAML node (in `nodes:` order), the dotted PyTorch module path its ONNX node names
     /// (`layer1.0.conv1`), when it names one: `convert` groups repeated blocks by it.
     pub paths: Vec<Option<String>>,
+    /// Whether the `input` of [`import_sized`] sized a symbolic first input (else it was not
+    /// used: the file fixes its sizes, or none was given).
+    pub input_sized: bool,
 }
 
 /// A value in the graph being read.
@@ -338,6 +341,7 @@ pub fn import_model_sized(
     }
     let mut inputs_yaml = String::new();
     let mut n_inputs = 0;
+    let mut input_sized = false;
     for inp in &graph.input {
         let name = inp.name.as_deref().unwrap_or("");
         if let Some(t) = r.inits.get(name) {
@@ -382,6 +386,7 @@ pub fn import_model_sized(
         }
         let dims = match input {
             Some(given) if n_inputs == 0 && dims.iter().skip(1).any(Option::is_none) => {
+                input_sized = true;
                 sized_input(file, inp, &dims, given)?
             }
             _ => dims,
@@ -508,6 +513,7 @@ pub fn import_model_sized(
         origins: r.origins,
         declared,
         paths: r.paths,
+        input_sized,
     })
 }
 
@@ -687,7 +693,7 @@ fn is_weight_only(g: &GraphProto, name: &str) -> bool {
 }
 
 /// [`is_weight_only`], following Identity and Transpose nodes (an exporter's copies of a
-/// weight) at most 8 deep.
+/// weight) and Reshapes of it at most 8 deep.
 fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
     if depth > 8 {
         return false;
@@ -709,6 +715,8 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
                 "Identity" | "Transpose" => {
                     n.output.iter().all(|o| weight_only_at(g, o, depth + 1))
                 }
+                // A weight reshaped to broadcast (a per-channel affine: [-1, 1, 1]).
+                "Reshape" if k == 0 => n.output.iter().all(|o| weight_only_at(g, o, depth + 1)),
                 _ => false,
             };
             if !weight {
@@ -1148,7 +1156,13 @@ impl<'a> Reader<'a> {
             "Split" => self.split(i, n),
             "Slice" => self.slice(i, n),
             "Pad" => self.pad(i, n),
-            "ReduceMean" => self.reduce_mean(i, n),
+            "ReduceMean" => match self.layernorm2d(i, n) {
+                Some(r) => r,
+                None => self.reduce_mean(i, n),
+            },
+            "ReduceSumSquare" => self.magnitude(i, n).unwrap_or_else(|| Err(self
+                .err(i, n, "a ReduceSumSquare that is not the norm over the channels (axes [1], keepdims 1, then Sqrt)")
+                .help("archscope reads sqrt(Σ_c x²) over dimension 1 (its `magnitude`); describe other reductions in YAML"))),
             "Add" | "Mul" | "Sub" | "Div" => self.binary(i, n, op),
             "Resize" | "Upsample" => self.resize(i, n),
             "Gather" => self.gather(i, n),
