@@ -455,3 +455,36 @@ fn huge_declared_sizes_are_bounded() {
         "{msg}"
     );
 }
+
+#[test]
+fn mul_by_a_learned_tensor_reads_and_by_a_lone_scalar_is_refused() {
+    // Regression (found by tests/onnx_roundtrip.rs on ConvNeXt's layer scale): the attention
+    // pattern looked at the first value of every constant a Mul reads, and an initializer of
+    // more than one float has no values decoded until it is used as a weight: index out of
+    // bounds. Now a Mul by a learned 1×4×1×1 tensor reads as a `parameter` and a `multiply`.
+    let mut m = model();
+    let g = graph(&mut m);
+    g.node[1].output[0] = "r".into();
+    g.node.push(node("scale", "Mul", &["r", "gamma"], &["y"]));
+    g.initializer
+        .push(proto::tensor_f32("gamma", &[1, 4, 1, 1], &[0.5, 1.0, 1.5, 2.0]));
+    let dir = scratch("mul_learned");
+    let f = dir.join("mul.onnx");
+    std::fs::write(&f, proto::encode_model(&m)).expect("write");
+    let out = archscope(&["summary", arg(&f), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // The convolution's 112 and the 4 of gamma.
+    assert_eq!(v["totals"]["params"].as_u64(), Some(116));
+    // A scalar Mul that is not the attention pattern (no Transpose/MatMul/Softmax chain after
+    // it) is refused at the node, as before.
+    let g = graph(&mut m);
+    g.initializer.pop();
+    g.initializer.push(proto::tensor_f32("gamma", &[], &[0.5]));
+    let msg = refused_model(
+        "scalar.onnx",
+        &m,
+        "archscope cannot map this `Mul`: archscope has add and multiply of computed tensors (and of learned tensors), not arithmetic by a constant",
+    );
+    assert!(msg.contains("ONNX node #2 `scale` (Mul)"), "{msg}");
+}

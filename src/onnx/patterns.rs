@@ -279,6 +279,15 @@ impl<'a> Reader<'a> {
             // PyTorch's LayerNorm2d has both or neither; a bias alone is no archscope form.
             return None;
         }
+        // The weight and bias (held or known by shape), read before anything is emitted.
+        let mut tensors = Vec::new();
+        for (w, jr, rs) in &affine {
+            match self.weight(*jr, rs, 0) {
+                Ok(Some((_, data))) => tensors.push((*w, data)),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
         let base = self.base(
             last,
             affine
@@ -296,13 +305,8 @@ impl<'a> Reader<'a> {
                 yf(eps)
             ),
         );
-        for (w, jr, rs) in affine {
-            let got = match self.weight(jr, rs, 0) {
-                Ok(Some(v)) => v,
-                Ok(None) => return None,
-                Err(e) => return Some(Err(e)),
-            };
-            self.put_weight(&id, w, &[c], got.1);
+        for (w, data) in tensors {
+            self.put_weight(&id, w, &[c], data);
         }
         self.set_out(last, 0, id, shape);
         self.done.extend(done);
