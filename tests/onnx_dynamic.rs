@@ -16,8 +16,11 @@ fn path(rel: &str) -> String {
     root().join(rel).to_string_lossy().into_owned()
 }
 
+/// One layer's (op, output shapes, parameters, buffers, MACs).
+type Row = (&'static str, Vec<Vec<u64>>, u64, u64, u64);
+
 /// Per layer: (op, output shapes, trainable parameters, buffers, MACs).
-fn layers(net: &Network) -> Vec<(&'static str, Vec<Vec<u64>>, u64, u64, u64)> {
+fn layers(net: &Network) -> Vec<Row> {
     let a = analyze(net, Dtype::F32).expect("analyses");
     a.layers
         .iter()

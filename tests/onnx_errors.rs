@@ -466,8 +466,11 @@ fn mul_by_a_learned_tensor_reads_and_by_a_lone_scalar_is_refused() {
     let g = graph(&mut m);
     g.node[1].output[0] = "r".into();
     g.node.push(node("scale", "Mul", &["r", "gamma"], &["y"]));
-    g.initializer
-        .push(proto::tensor_f32("gamma", &[1, 4, 1, 1], &[0.5, 1.0, 1.5, 2.0]));
+    g.initializer.push(proto::tensor_f32(
+        "gamma",
+        &[1, 4, 1, 1],
+        &[0.5, 1.0, 1.5, 2.0],
+    ));
     let dir = scratch("mul_learned");
     let f = dir.join("mul.onnx");
     std::fs::write(&f, proto::encode_model(&m)).expect("write");

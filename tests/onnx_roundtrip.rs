@@ -16,10 +16,13 @@ use archscope::onnx::export::{export, ExportOptions};
 use archscope::tensor::Tensor;
 use archscope::{analyze, BuildOptions, Dtype, Network};
 
+/// One layer's (op, output shapes, parameters, buffers, MACs).
+type Row = (&'static str, Vec<Vec<u64>>, u64, u64, u64);
+
 /// (op, output shapes, parameters (trainable + frozen: ONNX has no frozen flag, so a fixed
 /// filter such as Sobel's reads back trainable), buffers, MACs) of every layer with
 /// parameters, buffers or MACs, in order.
-fn weighted_layers(net: &Network) -> Vec<(&'static str, Vec<Vec<u64>>, u64, u64, u64)> {
+fn weighted_layers(net: &Network) -> Vec<Row> {
     let a = analyze(net, Dtype::F32).expect("analyses");
     a.layers
         .iter()
