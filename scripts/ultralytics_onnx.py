@@ -265,8 +265,11 @@ def fixtures(a: argparse.Namespace, work: str) -> None:
     * tests/data/onnx/yolo_v8_like_n_predecode_graph.onnx: v8_like.yaml at scale n exported at
       640, cut before the box decoding, graph only; its Ultralytics figures are in the JSON
       record `v8_like:n` (the cut removes no parameter and no MAC thop counts);
-    * tests/data/onnx/yolo_tiny.onnx: ultralytics_onnx_tiny.yaml exported at 32×32 with its
-      weights, whole (box decoding included);
+    * tests/data/onnx/yolo_v11_like_n_predecode_graph.onnx: the same of v11_like.yaml at scale
+      n (C3k2 stages and C2PSA attention); its figures are in the JSON record `v11_like:n` of
+      --json (tests/data/ultralytics_onnx_v11.json);
+    * tests/data/onnx/yolo_tiny.onnx: ultralytics_weights_tiny.yaml (C2f, C3, C3k2, SPPF and
+      C2PSA) exported at 32×32 with its weights, whole (box decoding included);
     * tests/data/onnx/yolo_tiny_predecode.onnx: the same cut before the decoding;
     * tests/data/ultralytics_weights_onnx_tiny.json: the input and onnxruntime's outputs of
       both tiny files, and Ultralytics' parameter count of the fused tiny model.
@@ -274,22 +277,23 @@ def fixtures(a: argparse.Namespace, work: str) -> None:
     from ultralytics import YOLO
 
     out = ROOT / "tests" / "data" / "onnx"
-    # v8_like n, graph only, cut before decoding.
-    cfg = scaled_copy(str(ROOT / "tests/data/ultralytics/v8_like.yaml"), "n", work)
-    pt = os.path.join(work, "v8_like_n.pt")
-    save_checkpoint(build(cfg, a.seed), pt)
     cwd = os.getcwd()
     os.chdir(work)
     try:
-        full = str(YOLO(pt).export(format="onnx", opset=17, imgsz=IMGSZ, simplify=False))
-        names = head_tensors(full)
-        pre = os.path.join(work, "v8_like_n_predecode.onnx")
-        cut(full, pre, [names["dist"], names["cls"]], "predecode")
-        size = graph_only(pre, str(out / "yolo_v8_like_n_predecode_graph.onnx"))
-        assert size < 200_000, size
+        # v8_like and v11_like at scale n, graph only, cut before decoding.
+        for stem in ("v8_like", "v11_like"):
+            cfg = scaled_copy(str(ROOT / f"tests/data/ultralytics/{stem}.yaml"), "n", work)
+            pt = os.path.join(work, f"{stem}_n.pt")
+            save_checkpoint(build(cfg, a.seed), pt)
+            full = str(YOLO(pt).export(format="onnx", opset=17, imgsz=IMGSZ, simplify=False))
+            names = head_tensors(full)
+            pre = os.path.join(work, f"{stem}_n_predecode.onnx")
+            cut(full, pre, [names["dist"], names["cls"]], "predecode")
+            size = graph_only(pre, str(out / f"yolo_{stem}_n_predecode_graph.onnx"))
+            assert size < 200_000, size
         # The tiny model, with weights.
         pt = os.path.join(work, "tiny.pt")
-        tiny = build(str(ROOT / "tests/data/ultralytics_onnx_tiny.yaml"), a.seed)
+        tiny = build(str(ROOT / "tests/data/ultralytics_weights_tiny.yaml"), a.seed)
         save_checkpoint(tiny, pt)
         full = str(YOLO(pt).export(format="onnx", opset=17, imgsz=32, simplify=False))
     finally:

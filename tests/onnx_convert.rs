@@ -38,8 +38,13 @@ fn committed() -> Vec<String> {
 
 /// Imports `file`, converts it; returns the imported network, the import and the conversion.
 fn converted(file: &str, batch: u64) -> (Network, onnx::Import, convert::Converted) {
-    let (net, imp) =
-        onnx::build(file, &read(file), &opts(batch)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    // The file with symbolic height and width (tests/onnx_dynamic.rs) is sized as
+    // `--input 3x224x224` sizes it.
+    let input = file.contains("_dynamic").then_some(&[3u64, 224, 224][..]);
+    let imp = onnx::import_sized(file, &read(file), batch, input)
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let net =
+        onnx::build_imported(file, &imp, &opts(batch)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let c = convert::convert(file, &imp).unwrap_or_else(|e| panic!("{file}: convert: {e}"));
     (net, imp, c)
 }
@@ -75,10 +80,12 @@ fn layer_rows(a: &Analysis) -> Vec<String> {
 fn every_committed_onnx_file_reads_back_to_the_same_figures() {
     let files = committed();
     // scripts/onnx_reference.py writes nine (graph-only torchvision exports, the tiny CNN, the
-    // tiny ResNet three ways); scripts/ultralytics_onnx.py three (Ultralytics' exporter on this
-    // repository's own detector files, whole and cut before the decoding); scripts/onnx_vit.py
-    // three (a tiny ViT: TorchScript exporter with and without weights, dynamo with weights).
-    assert_eq!(files.len(), 15, "{files:?}");
+    // tiny ResNet three ways); scripts/ultralytics_onnx.py four (Ultralytics' exporter on this
+    // repository's own detector files: v8_like and v11_like cut before the decoding, the tiny
+    // one whole and cut); scripts/onnx_dynamic.py one (resnet18 with symbolic height and width);
+    // scripts/onnx_vit.py three (a tiny ViT: TorchScript exporter with and without weights,
+    // dynamo with weights).
+    assert_eq!(files.len(), 18, "{files:?}");
     for f in &files {
         let (net, _, c) = converted(f, 1);
         let back = read_back(f, &c, 1);

@@ -275,10 +275,12 @@ fn dynamic_dimension_names_the_axis_and_what_to_pass() {
         "tensor `x` has shape [?, 3, ?, 8]: a dynamic dimension other than the batch (dimension 2, `height`)",
     );
     assert!(
-        msg.contains("only the first (batch) dimension may be symbolic: it takes --batch"),
+        msg.contains("give the input's size with --input (the sizes after the batch, e.g. --input 3x224x224, or 224x224 for the spatial sizes alone)"),
         "{msg}"
     );
-    // The batch alone is fine (the valid model has a symbolic N).
+    assert!(msg.contains("a symbolic batch takes --batch"), "{msg}");
+    // The batch alone is fine (the valid model has a symbolic N); --input sizing the file is
+    // tests/onnx_dynamic.rs.
 }
 
 #[test]
@@ -452,4 +454,40 @@ fn huge_declared_sizes_are_bounded() {
         msg.contains("ONNX node #0 `fill` (ConstantOfShape)"),
         "{msg}"
     );
+}
+
+#[test]
+fn mul_by_a_learned_tensor_reads_and_by_a_lone_scalar_is_refused() {
+    // Regression (found by tests/onnx_roundtrip.rs on ConvNeXt's layer scale): the attention
+    // pattern looked at the first value of every constant a Mul reads, and an initializer of
+    // more than one float has no values decoded until it is used as a weight: index out of
+    // bounds. Now a Mul by a learned 1×4×1×1 tensor reads as a `parameter` and a `multiply`.
+    let mut m = model();
+    let g = graph(&mut m);
+    g.node[1].output[0] = "r".into();
+    g.node.push(node("scale", "Mul", &["r", "gamma"], &["y"]));
+    g.initializer.push(proto::tensor_f32(
+        "gamma",
+        &[1, 4, 1, 1],
+        &[0.5, 1.0, 1.5, 2.0],
+    ));
+    let dir = scratch("mul_learned");
+    let f = dir.join("mul.onnx");
+    std::fs::write(&f, proto::encode_model(&m)).expect("write");
+    let out = archscope(&["summary", arg(&f), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // The convolution's 112 and the 4 of gamma.
+    assert_eq!(v["totals"]["params"].as_u64(), Some(116));
+    // A scalar Mul that is not the attention pattern (no Transpose/MatMul/Softmax chain after
+    // it) is refused at the node, as before.
+    let g = graph(&mut m);
+    g.initializer.pop();
+    g.initializer.push(proto::tensor_f32("gamma", &[], &[0.5]));
+    let msg = refused_model(
+        "scalar.onnx",
+        &m,
+        "archscope cannot map this `Mul`: archscope has add and multiply of computed tensors (and of learned tensors), not arithmetic by a constant",
+    );
+    assert!(msg.contains("ONNX node #2 `scale` (Mul)"), "{msg}");
 }

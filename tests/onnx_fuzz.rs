@@ -1,7 +1,7 @@
 //! A bounded, deterministic mutation fuzz of the ONNX reader, in-tree (the coverage-guided
 //! target is `fuzz/fuzz_targets/onnx.rs`, run with cargo-fuzz: docs/FUZZING.md). Seeds: the
-//! committed files under tests/data/onnx/ (a small CNN with its weights, and graph-only
-//! exports of resnet18 and mobilenet_v2). Each mutant — bytes flipped, cut, inserted, deleted or
+//! committed files under tests/data/onnx/ (a small CNN with its weights, graph-only exports
+//! of resnet18 and mobilenet_v2, and Ultralytics' export of a tiny detector with its weights). Each mutant — bytes flipped, cut, inserted, deleted or
 //! duplicated, varints and lengths overwritten with extreme values, or the decoded model
 //! edited (dims, attributes, op types, inputs, data types, node order) and encoded again — goes
 //! through `onnx::build` and, when it builds, the analysis. None may panic; every refusal must
@@ -382,5 +382,13 @@ fn mutants_of_resnet18() {
 #[test]
 fn mutants_of_mobilenet_v2() {
     let (n, built) = fuzz_seed("mobilenet_v2_graph.onnx", 3);
+    assert!(built < n, "{built} of {n}");
+}
+
+#[test]
+fn mutants_of_the_tiny_detector() {
+    // Ultralytics' export of tests/data/ultralytics_weights_tiny.yaml with its weights: the
+    // multi-node patterns (C2PSA's attention, the box decoding) under mutation.
+    let (n, built) = fuzz_seed("yolo_tiny.onnx", 4);
     assert!(built < n, "{built} of {n}");
 }

@@ -1,7 +1,7 @@
 //! Ultralytics detectors exported to ONNX by Ultralytics' own exporter
 //! (`model.export(format="onnx", opset=17)`, which fuses every Conv+BatchNorm), read by the ONNX
 //! reader. The files are exports of this repository's own model files in Ultralytics' format
-//! (tests/data/ultralytics/v8_like.yaml at scale n, tests/data/ultralytics_onnx_tiny.yaml),
+//! (tests/data/ultralytics/v8_like.yaml at scale n, tests/data/ultralytics_weights_tiny.yaml),
 //! written by `scripts/ultralytics_onnx.py --fixtures`; the figures they must give are what
 //! Ultralytics itself reports for the exported (fused) model: `model.info()`'s parameters and
 //! thop's MACs (ultralytics-thop, as `get_flops` runs it). The full-size check on Ultralytics'

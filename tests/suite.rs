@@ -12,13 +12,13 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
 mod attention;
 mod attention_gaps;
 mod audit_nd;
 mod claims;
 mod cli;
 mod cli_values;
-mod common;
 mod concat_plan;
 mod conventions;
 mod decisions;
@@ -37,12 +37,15 @@ mod maxvit;
 mod maxvit_rf;
 mod nd_ops;
 mod onnx_convert;
+mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;
 mod onnx_fuzz;
 mod onnx_import;
+mod onnx_roundtrip;
 mod onnx_vit;
 mod onnx_yolo;
+mod onnx_yolo11;
 mod plan_buffers;
 mod rank_env;
 mod reference;

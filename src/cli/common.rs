@@ -218,7 +218,9 @@ pub fn load_onnx(model: &str, setting: &Setting) -> Result<(Network, crate::onnx
         crate::onnx::MAX_ONNX_BYTES,
         "archscope reads from an ONNX file",
     )?;
-    let imp = crate::onnx::import(model, &bytes, setting.batch)?;
+    // A file with symbolic input sizes takes --input's while it is read (its shape constants
+    // fold from them); one with fixed sizes is resized as a YAML model is.
+    let imp = crate::onnx::import_sized(model, &bytes, setting.batch, setting.input.as_deref())?;
     let input = match &setting.input {
         Some(dims) => {
             let doc = Document::parse(model, &imp.yaml).map_err(crate::Error::from)?;

@@ -33,8 +33,15 @@ fn run_onnx(args: &Args) -> Result<i32> {
         crate::onnx::MAX_ONNX_BYTES,
         "archscope reads from an ONNX file",
     )?;
-    let imp = crate::onnx::import(model, &bytes, 1)?;
+    let input = args.model.setting.single("convert")?.input;
+    let imp = crate::onnx::import_sized(model, &bytes, 1, input.as_deref())?;
     drop(bytes);
+    if input.is_some() && !imp.input_sized {
+        bail!(
+            "{model}: --input sizes an ONNX file whose input sizes are symbolic, and this file fixes them
+   help: export the model again at the size you want, or convert it and edit the YAML's `inputs:`"
+        );
+    }
     let conv = crate::onnx::convert::convert(model, &imp).map_err(crate::Error::from)?;
     if let Some(w) = &args.weights_out {
         if !imp.has_weights {
@@ -69,9 +76,6 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("convert writes the architecture, not a batch: leave --batch out");
     }
     if is_onnx_file(&args.model.model) {
-        if setting.input.is_some() {
-            bail!("convert writes an ONNX model at the input size it was exported at: leave --input out");
-        }
         return run_onnx(&args);
     }
     if args.weights_out.is_some() {

@@ -17,6 +17,10 @@ use crate::error::{excerpt, Diagnostic};
 
 #[path = "attention.rs"]
 mod attention;
+// Multi-node patterns (attention and the like): a child module, so that it reads the reader's
+// private state.
+#[path = "patterns.rs"]
+mod patterns;
 
 /// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
 pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
@@ -42,6 +46,9 @@ pub struct Import {
     /// Per YAML node (in `nodes:` order), the dotted PyTorch module path its ONNX node names
     /// (`layer1.0.conv1`), when it names one: `convert` groups repeated blocks by it.
     pub paths: Vec<Option<String>>,
+    /// Whether the `input` of [`import_sized`] sized a symbolic first input (else it was not
+    /// used: the file fixes its sizes, or none was given).
+    pub input_sized: bool,
 }
 
 /// A value in the graph being read.
@@ -228,6 +235,19 @@ fn ilist(v: &[i64]) -> String {
 /// Reads an ONNX model. `file` names it in messages; `batch` is the batch size a symbolic
 /// batch dimension takes (`--batch`).
 pub fn import(file: &str, bytes: &[u8], batch: u64) -> Result<Import, Diagnostic> {
+    import_sized(file, bytes, batch, None)
+}
+
+/// [`import`], with the per-sample size `input` (`--input`: C×H×W, H×W or S for images; the
+/// whole shape or the sizes after the channels otherwise) for a first graph input whose sizes
+/// after the batch are symbolic (an export with `dynamic_axes` on them). A file whose input
+/// sizes are all fixed ignores it here (the built model takes it as a YAML model does).
+pub fn import_sized(
+    file: &str,
+    bytes: &[u8],
+    batch: u64,
+    input: Option<&[u64]>,
+) -> Result<Import, Diagnostic> {
     if bytes.len() as u64 > MAX_ONNX_BYTES {
         return Err(Diagnostic::new(format!(
             "{file} is {} bytes; archscope reads ONNX files of at most {MAX_ONNX_BYTES} bytes (2 GiB)",
@@ -236,11 +256,21 @@ pub fn import(file: &str, bytes: &[u8], batch: u64) -> Result<Import, Diagnostic
         .help("export with external data for the weights is not read either: export the graph only (export_params=False)"));
     }
     let model: ModelProto = proto::decode_model(file, bytes)?;
-    import_model(file, &model, batch)
+    import_model_sized(file, &model, batch, input)
 }
 
 /// Reads a decoded model (see [`import`]).
 pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import, Diagnostic> {
+    import_model_sized(file, model, batch, None)
+}
+
+/// Reads a decoded model (see [`import_sized`]).
+pub fn import_model_sized(
+    file: &str,
+    model: &ModelProto,
+    batch: u64,
+    input: Option<&[u64]>,
+) -> Result<Import, Diagnostic> {
     let Some(graph) = &model.graph else {
         return Err(
             Diagnostic::new(format!("{file}: the ONNX model has no graph"))
@@ -316,6 +346,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
     }
     let mut inputs_yaml = String::new();
     let mut n_inputs = 0;
+    let mut input_sized = false;
     for inp in &graph.input {
         let name = inp.name.as_deref().unwrap_or("");
         if let Some(t) = r.inits.get(name) {
@@ -352,18 +383,25 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         if n_inputs > 0 && is_weight_only(graph, name) {
             let d = dims
                 .iter()
-                .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0)))
+                .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0, false)))
                 .collect::<Result<Vec<u64>, _>>()?;
             r.vals.insert(name.to_string(), Val::Shaped { dims: d });
             r.missing_data = true;
             continue;
         }
+        let dims = match input {
+            Some(given) if n_inputs == 0 && dims.iter().skip(1).any(Option::is_none) => {
+                input_sized = true;
+                sized_input(file, inp, &dims, given)?
+            }
+            _ => dims,
+        };
         let mut shape = Vec::new();
         for (k, d) in dims.iter().enumerate() {
             match (k, d) {
                 (0, None) => shape.push(batch),
                 (_, Some(v)) => shape.push(*v),
-                _ => return Err(dyn_dim(file, inp, &dims, 1)),
+                _ => return Err(dyn_dim(file, inp, &dims, 1, n_inputs == 0)),
             }
         }
         if numel(&shape) > MAX_SIZE {
@@ -480,6 +518,7 @@ pub fn import_model(file: &str, model: &ModelProto, batch: u64) -> Result<Import
         origins: r.origins,
         declared,
         paths: r.paths,
+        input_sized,
     })
 }
 
@@ -523,9 +562,76 @@ fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The first graph input's dims (`dims`, symbolic sizes `None`) with the per-sample sizes
+/// `given` (`--input`) put in: the whole per-sample shape, the sizes after the channels, or
+/// one size for every spatial axis of an image (N×C×H×W). A size the file fixes must be the
+/// one given.
+fn sized_input(
+    file: &str,
+    v: &proto::ValueInfoProto,
+    dims: &[Option<u64>],
+    given: &[u64],
+) -> Result<Vec<Option<u64>>, Diagnostic> {
+    let per = &dims[1..];
+    let full: Option<Vec<u64>> = if given.len() == per.len() {
+        Some(given.to_vec())
+    } else if per.len() >= 2 && given.len() == per.len() - 1 {
+        per[0].map(|c| std::iter::once(c).chain(given.iter().copied()).collect())
+    } else if per.len() == 3 && given.len() == 1 {
+        per[0].map(|c| vec![c, given[0], given[0]])
+    } else {
+        None
+    };
+    let show = |d: &[Option<u64>]| {
+        let p: Vec<String> = d
+            .iter()
+            .map(|x| x.map_or("?".into(), |v| v.to_string()))
+            .collect();
+        p.join("×")
+    };
+    let given_s: Vec<String> = given.iter().map(u64::to_string).collect();
+    let name = excerpt(v.name.as_deref().unwrap_or(""));
+    let Some(full) = full else {
+        return Err(Diagnostic::new(format!(
+            "{file}: --input {} does not fit graph input `{name}` of per-sample shape {}",
+            given_s.join("x"),
+            show(per)
+        ))
+        .help(format!(
+            "give all {} sizes after the batch{}",
+            per.len(),
+            if per.first().is_some_and(Option::is_some) {
+                " (or those after the channels)"
+            } else {
+                ""
+            }
+        )));
+    };
+    if let Some(k) = (0..per.len()).find(|&k| per[k].is_some_and(|d| d != full[k])) {
+        return Err(Diagnostic::new(format!(
+            "{file}: --input {} gives dimension {} of graph input `{name}` the size {}, but the file fixes it at {}",
+            given_s.join("x"),
+            k + 1,
+            full[k],
+            per[k].unwrap_or(0)
+        ))
+        .help(format!("keep the file's fixed sizes: its input is {} per sample", show(per))));
+    }
+    Ok(std::iter::once(dims[0])
+        .chain(full.into_iter().map(Some))
+        .collect())
+}
+
 /// A graph input `v` (shape `dims`) with a symbolic size at or after axis `from`: the message
-/// names the first such axis and its symbol.
-fn dyn_dim(file: &str, v: &proto::ValueInfoProto, dims: &[Option<u64>], from: usize) -> Diagnostic {
+/// names the first such axis and its symbol; `sizable`: the first data input, which `--input`
+/// sizes.
+fn dyn_dim(
+    file: &str,
+    v: &proto::ValueInfoProto,
+    dims: &[Option<u64>],
+    from: usize,
+    sizable: bool,
+) -> Diagnostic {
     let shown: Vec<String> = dims
         .iter()
         .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
@@ -544,7 +650,11 @@ fn dyn_dim(file: &str, v: &proto::ValueInfoProto, dims: &[Option<u64>], from: us
         excerpt(v.name.as_deref().unwrap_or("")),
         shown.join(", ")
     ))
-    .help("export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); only the first (batch) dimension may be symbolic: it takes --batch")
+    .help(if sizable {
+        "give the input's size with --input (the sizes after the batch, e.g. --input 3x224x224, or 224x224 for the spatial sizes alone), or export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); a symbolic batch takes --batch"
+    } else {
+        "export with a fixed size (torch.onnx.export without dynamic_axes on that dimension): --input sizes the first input only, and only the first (batch) dimension of an input may be symbolic"
+    })
 }
 
 /// The raw dims of a value's tensor type.
@@ -588,7 +698,7 @@ fn is_weight_only(g: &GraphProto, name: &str) -> bool {
 }
 
 /// [`is_weight_only`], following Identity and Transpose nodes (an exporter's copies of a
-/// weight) at most 8 deep.
+/// weight) and Reshapes of it at most 8 deep.
 fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
     if depth > 8 {
         return false;
@@ -612,6 +722,8 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
                 "Identity" | "Transpose" => {
                     n.output.iter().all(|o| weight_only_at(g, o, depth + 1))
                 }
+                // A weight reshaped to broadcast (a per-channel affine: [-1, 1, 1]).
+                "Reshape" if k == 0 => n.output.iter().all(|o| weight_only_at(g, o, depth + 1)),
                 _ => false,
             };
             if !weight {
@@ -1051,7 +1163,13 @@ impl<'a> Reader<'a> {
             "Split" => self.split(i, n),
             "Slice" => self.slice(i, n),
             "Pad" => self.pad(i, n),
-            "ReduceMean" => self.reduce_mean(i, n),
+            "ReduceMean" => match self.layernorm2d(i, n) {
+                Some(r) => r,
+                None => self.reduce_mean(i, n),
+            },
+            "ReduceSumSquare" => self.magnitude(i, n).unwrap_or_else(|| Err(self
+                .err(i, n, "a ReduceSumSquare that is not the norm over the channels (axes [1], keepdims 1, then Sqrt)")
+                .help("archscope reads sqrt(Σ_c x²) over dimension 1 (its `magnitude`); describe other reductions in YAML"))),
             "Add" | "Mul" | "Sub" | "Div" => self.binary(i, n, op),
             "Resize" | "Upsample" => self.resize(i, n),
             "Gather" => self.gather(i, n),
@@ -2067,6 +2185,9 @@ impl<'a> Reader<'a> {
             if let Some(r) = self.yolo_decode(i, n) {
                 return r;
             }
+        }
+        if let Some(r) = self.scaled_attention(i, n) {
+            return r;
         }
         match (&a, &b) {
             (Val::Act { r: ra, shape: sa }, Val::Act { r: rb, shape: sb }) if op == "Add" || op == "Mul" => {
