@@ -357,12 +357,7 @@ fn export_then_import_gives_the_same_figures() {
     let unread_names: Vec<&str> = unread.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         unread_names,
-        [
-            "swin_t",
-            "swin_v2_t",
-            "maxvit_t",
-            "gpt2"
-        ],
+        ["swin_t", "swin_v2_t", "maxvit_t", "gpt2"],
         "{unread:#?}"
     );
     assert_eq!(same.len(), zoo_names().len() - 4);

@@ -12,13 +12,13 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod common;
 mod attention;
 mod attention_gaps;
 mod audit_nd;
 mod claims;
 mod cli;
 mod cli_values;
+mod common;
 mod concat_plan;
 mod conventions;
 mod decisions;
