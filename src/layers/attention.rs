@@ -212,6 +212,53 @@ impl Mha {
         let attn = mul(&[2, n, l, s, e])?;
         Ok((proj, attn))
     }
+
+    /// The rest of either form: the mask, [`super::onnx::attention`] on the split heads
+    /// `q`, `k`, `v`, the heads merged back to N×L×E and the output projection (`wo`, `bo`).
+    /// `dims` is `[n, l, s, e, h]`: batch, query and key lengths, embedding, heads.
+    fn onnx_attend(
+        &self,
+        em: &mut super::onnx::Emit,
+        [q, k, v]: [&str; 3],
+        [n, l, s, e, h]: [i64; 5],
+        wo: &str,
+        bo: Option<&str>,
+    ) -> Result<(), Diagnostic> {
+        use super::onnx::ints;
+        let d = e / h;
+        let mask = match self.mask {
+            Some(m) if self.mask_per_head => Some(em.reshape(&em.input(m), &[n, h, l, s])),
+            Some(m) => Some(em.input(m)),
+            None => None,
+        };
+        let att = em.tmp("attention");
+        super::onnx::attention(
+            em,
+            q,
+            k,
+            v,
+            4,
+            (l as u64, s as u64),
+            mask.as_deref(),
+            self.causal,
+            1.0 / (d as f32).sqrt(),
+            &att,
+        );
+        let merged = em.step("Transpose", &[&att], vec![ints("perm", &[0, 2, 1, 3])]);
+        let merged = em.reshape(&merged, &[n, l, e]);
+        let wot = em.step("Transpose", &[wo], vec![ints("perm", &[1, 0])]);
+        let out = em.output(0);
+        match bo {
+            Some(b) => {
+                let y = em.step("MatMul", &[&merged, &wot], vec![]);
+                em.node("Add", &[&y, b], &[&out], vec![]);
+            }
+            None => {
+                em.node("MatMul", &[&merged, &wot], &[&out], vec![]);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn build_mha(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -507,38 +554,7 @@ impl Mha {
         let q = heads(em, &parts[0]);
         let k = heads(em, &parts[1]);
         let v = heads(em, &parts[2]);
-        let mask = match self.mask {
-            Some(m) if self.mask_per_head => Some(em.reshape(&em.input(m), &[n, h, l, l])),
-            Some(m) => Some(em.input(m)),
-            None => None,
-        };
-        let att = em.tmp("attention");
-        super::onnx::attention(
-            em,
-            &q,
-            &k,
-            &v,
-            4,
-            (l as u64, l as u64),
-            mask.as_deref(),
-            self.causal,
-            1.0 / (d as f32).sqrt(),
-            &att,
-        );
-        let merged = em.step("Transpose", &[&att], vec![ints("perm", &[0, 2, 1, 3])]);
-        let merged = em.reshape(&merged, &[n, l, e]);
-        let wot = em.step("Transpose", &[&wo], vec![ints("perm", &[1, 0])]);
-        let out = em.output(0);
-        match bo {
-            Some(b) => {
-                let y = em.step("MatMul", &[&merged, &wot], vec![]);
-                em.node("Add", &[&y, &b], &[&out], vec![]);
-            }
-            None => {
-                em.node("MatMul", &[&merged, &wot], &[&out], vec![]);
-            }
-        }
-        Ok(())
+        self.onnx_attend(em, [&q, &k, &v], [n, l, l, e, h], &wo, bo.as_deref())
     }
 }
 
@@ -597,38 +613,7 @@ impl Kernel for Mha {
         let q = project(em, &xq, &wq, 0, l);
         let k = project(em, &xk, &wk, 1, s);
         let v = project(em, &xv, &wv, 2, s);
-        let mask = match self.mask {
-            Some(m) if self.mask_per_head => Some(em.reshape(&em.input(m), &[n, h, l, s])),
-            Some(m) => Some(em.input(m)),
-            None => None,
-        };
-        let att = em.tmp("attention");
-        super::onnx::attention(
-            em,
-            &q,
-            &k,
-            &v,
-            4,
-            (l as u64, s as u64),
-            mask.as_deref(),
-            self.causal,
-            1.0 / (d as f32).sqrt(),
-            &att,
-        );
-        let merged = em.step("Transpose", &[&att], vec![ints("perm", &[0, 2, 1, 3])]);
-        let merged = em.reshape(&merged, &[n, l, e]);
-        let wot = em.step("Transpose", &[&wo], vec![ints("perm", &[1, 0])]);
-        let out = em.output(0);
-        match bo {
-            Some(b) => {
-                let y = em.step("MatMul", &[&merged, &wot], vec![]);
-                em.node("Add", &[&y, &b], &[&out], vec![]);
-            }
-            None => {
-                em.node("MatMul", &[&merged, &wot], &[&out], vec![]);
-            }
-        }
-        Ok(())
+        self.onnx_attend(em, [&q, &k, &v], [n, l, s, e, h], &wo, bo.as_deref())
     }
     fn collapsed(&self) -> Collapsed {
         // Every query attends to every key (a mask only removes pairs).
