@@ -931,25 +931,7 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        let rank = shapes[0].len() as i64;
-        let ax = axis_at(attr_i(n, "axis", 1), rank);
-        if ax <= 0 || ax >= rank {
-            return Err(self
-                .err(i, n, format!("Concat over axis {ax}"))
-                .help("archscope concatenates along a dimension other than the batch"));
-        }
-        let mut out = shapes[0].clone();
-        out[ax as usize] = shapes
-            .iter()
-            .map(|s| s.get(ax as usize).copied().unwrap_or(0))
-            .sum();
-        self.layer(
-            i,
-            n,
-            "concat",
-            format!("op: concat, in: [{}], dim: {ax}", refs.join(", ")),
-            out,
-        )
+        self.concat_layer(i, n, &shapes, &refs)
     }
 }
 

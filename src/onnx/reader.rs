@@ -1915,6 +1915,18 @@ impl<'a> Reader<'a> {
         if shapes.is_empty() {
             return Err(self.err(i, n, "Concat of no inputs").help(AGAIN));
         }
+        self.concat_layer(i, n, &shapes, &refs)
+    }
+
+    /// The `concat` layer of a Concat node whose inputs are the activations `refs` of sizes
+    /// `shapes` (not empty), along the node's axis, which must not be the batch.
+    fn concat_layer(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        shapes: &[Vec<u64>],
+        refs: &[String],
+    ) -> Result<(), Diagnostic> {
         let rank = shapes[0].len() as i64;
         let axis = attr_i(n, "axis", 1);
         let ax = axis_at(axis, rank);
