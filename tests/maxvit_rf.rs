@@ -458,3 +458,29 @@ fn a_departition_of_swapped_windows_is_not_the_map() {
     assert_eq!(units(f, 0), [(0, 2), (1, 3), (0, 2), (1, 3)]);
     assert!(units(field_of(&a, "out"), 1).iter().all(|&s| s == (0, 3)));
 }
+
+#[test]
+fn a_partition_after_an_unswapped_departition_says_to_swap_back() {
+    // The departition of windows left swapped gives an N×C×·×· map (its axes are not the
+    // image's, see above); partitioning it again is refused, and the help names the missing
+    // swap-back rather than a permute. A permuted map (N×H×W×C) keeps the general help.
+    let head = "inputs: {x: [2, 4, 4]}\nnodes:\n  - {id: c0, op: conv, out: 4, kernel: 1}\n  - {id: part, op: window_partition, size: 2}\n  - {id: swap, op: transpose, dims: [-2, -3], functional: false}\n  - {id: attn, op: relative_position_attention, head_dim: 2, size: 2}\n  - {id: dep, op: window_departition, size: 2, grid: [2, 2]}\n";
+    let e = crate::common::build_error(
+        "unswapped.yaml",
+        &format!("{head}  - {{id: part2, op: window_partition, size: 2}}\n"),
+    )
+    .to_string();
+    assert!(e.contains("in layer `part2`"), "{e}");
+    assert!(e.contains("got 1×4×4×4 laid out N×C×·×·"), "{e}");
+    assert!(
+        e.contains("if it comes from a window_departition, swap the windows back before it"),
+        "{e}"
+    );
+    let e = crate::common::build_error(
+        "permuted.yaml",
+        "inputs: {x: [2, 4, 4]}\nnodes:\n  - {id: c0, op: conv, out: 4, kernel: 1}\n  - {id: p, op: permute, dims: [0, 2, 3, 1]}\n  - {id: part, op: window_partition, size: 2}\n",
+    )
+    .to_string();
+    assert!(e.contains("before any permute"), "{e}");
+    assert!(!e.contains("swap the windows back"), "{e}");
+}

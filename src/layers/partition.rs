@@ -65,6 +65,10 @@ fn build_partition(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
     let x = a.input().clone();
     let size = a.req_positive("size", "7")?;
     if x.rank() != 4 || !a.input_layout(0).is_channels_first() {
+        // N×C×·×· is what a departition gives when its windows were not where the partition
+        // put them: a grid attention's swap that was not undone before departitioning.
+        let scrambled =
+            a.input_layout(0).0 == [Role::Batch, Role::Channel, Role::Other, Role::Other];
         return Err(a
             .error(
                 "size",
@@ -73,7 +77,11 @@ fn build_partition(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
                     a.input_layout(0).letters(2)
                 ),
             )
-            .help("partition the output of a convolution (or a departition), before any permute"));
+            .help(if scrambled {
+                "this map's height and width are not the image's: if it comes from a window_departition, swap the windows back before it (a grid attention's `transpose, dims: [-2, -3]` is undone by another before the departition)"
+            } else {
+                "partition the output of a convolution (or a departition), before any permute"
+            }));
     }
     let [c, h, w] = [x.0[1], x.0[2], x.0[3]];
     if !h.is_multiple_of(size) || !w.is_multiple_of(size) {
