@@ -822,30 +822,10 @@ fn row_taps_strided<const MAX: bool>(row: &mut [f32], line: &[f32], stride: usiz
 
 /// [`BLOCK`] outputs whose window taps all lie inside the input rows `lines` (the window's
 /// rows inside the image, in order), carried through every tap in registers: output `j`
-/// reads `line[j·S + kx·dx]` (`line` starts at the block's first window column).
+/// reads `line[j·s + kx·dx]` (`line` starts at the block's first window column). Inlined, so
+/// a caller passing a literal stride gets a loop specialised for it.
 #[inline(always)]
-fn block_taps<const MAX: bool, const S: usize>(
-    lines: &[&[f32]],
-    start: usize,
-    kw: usize,
-    dx: usize,
-) -> [f32; BLOCK] {
-    let mut acc = [if MAX { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
-    for line in lines {
-        for kx in 0..kw {
-            let o = start + kx * dx;
-            let seg = &line[o..o + (BLOCK - 1) * S + 1];
-            for (j, a) in acc.iter_mut().enumerate() {
-                pool_op::<MAX>(a, seg[j * S]);
-            }
-        }
-    }
-    acc
-}
-
-/// [`block_taps`] for any stride.
-#[inline(always)]
-fn block_taps_strided<const MAX: bool>(
+fn block_taps<const MAX: bool>(
     lines: &[&[f32]],
     start: usize,
     kw: usize,
@@ -976,10 +956,11 @@ fn window_plane<const MAX: bool>(
             // The block's first window column: inside the row, as o0 ≥ every tap's lo.
             let start = (o0 * sx) as isize - g.pad[1] as isize;
             let start = start as usize;
+            // Literal strides 1 and 2: the inlined loop is specialised for each.
             let acc = match sx {
-                1 => block_taps::<MAX, 1>(&lines, start, kw, dx),
-                2 => block_taps::<MAX, 2>(&lines, start, kw, dx),
-                _ => block_taps_strided::<MAX>(&lines, start, kw, dx, sx),
+                1 => block_taps::<MAX>(&lines, start, kw, dx, 1),
+                2 => block_taps::<MAX>(&lines, start, kw, dx, 2),
+                _ => block_taps::<MAX>(&lines, start, kw, dx, sx),
             };
             row[o0..o0 + BLOCK].copy_from_slice(&acc);
         }
