@@ -61,16 +61,7 @@ fn layer_rows(a: &Analysis) -> Vec<String> {
         .layers
         .iter()
         .filter(|l| l.op != "input")
-        .map(|l| {
-            format!(
-                "{} {:?} {} {} {:?}",
-                l.op,
-                l.outputs,
-                l.params.total(),
-                l.macs,
-                l.rf
-            )
-        })
+        .map(crate::common::layer_row)
         .collect();
     v.sort();
     v

@@ -43,16 +43,7 @@ fn rows(a: &Analysis) -> Vec<String> {
         .layers
         .iter()
         .filter(|l| l.params.total() > 0 || l.macs > 0)
-        .map(|l| {
-            format!(
-                "{} {:?} {} {} {:?}",
-                l.op,
-                l.outputs,
-                l.params.total(),
-                l.macs,
-                l.rf
-            )
-        })
+        .map(crate::common::layer_row)
         .collect();
     v.sort();
     v

@@ -12,11 +12,10 @@
 //! constant, Div by 2, Mul by the stride constant) is read as one `dist2bbox` layer; the files
 //! "cut before decoding" end at the head's `cat(DFL distances, sigmoid scores)`.
 
-use crate::common::{data_json, root, usizes};
+use crate::common::{data_json, record, root, usizes};
 use archscope::onnx;
 use archscope::tensor::Tensor;
 use archscope::{analyze, exec, BuildOptions, Dtype, Network};
-use serde_json::Value;
 
 fn read(name: &str) -> Vec<u8> {
     let p = root().join("tests/data/onnx").join(name);
@@ -26,15 +25,6 @@ fn read(name: &str) -> Vec<u8> {
 fn figures(net: &Network) -> (u64, u64) {
     let a = analyze(net, Dtype::F32).unwrap();
     (a.totals.params, a.totals.macs)
-}
-
-fn record<'a>(d: &'a Value, model: &str) -> &'a Value {
-    d["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["model"] == model)
-        .unwrap_or_else(|| panic!("{model} recorded"))
 }
 
 #[test]

@@ -12,23 +12,13 @@
 //! tests/data/ultralytics_onnx_v11.json, checked below; the yolo11n file itself is not
 //! committed (Ultralytics' YAML is AGPL-3.0).
 
-use crate::common::{data_json, root};
+use crate::common::{data_json, record, root};
 use archscope::onnx;
 use archscope::{analyze, BuildOptions, Dtype, Network};
-use serde_json::Value;
 
 fn read(name: &str) -> Vec<u8> {
     let p = root().join("tests/data/onnx").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
-
-fn record<'a>(d: &'a Value, model: &str) -> &'a Value {
-    d["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["model"] == model)
-        .unwrap_or_else(|| panic!("{model} recorded"))
 }
 
 fn attention_layers(net: &Network) -> usize {

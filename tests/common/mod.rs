@@ -556,3 +556,27 @@ pub fn rf_units(f: &Field, axis: usize) -> Vec<(i64, i64)> {
 pub fn rf_sizes(f: &Field) -> Vec<(archscope::receptive::Q, archscope::receptive::Q)> {
     f.axes.iter().map(|a| (a.size, a.min_size)).collect()
 }
+
+/// One layer as (type, output shapes, parameters, MACs, receptive field): what two
+/// descriptions of the same network must agree on when they name and nest layers differently
+/// (an ONNX import and its YAML, a conversion and what it was converted from).
+pub fn layer_row(l: &LayerStats) -> String {
+    format!(
+        "{} {:?} {} {} {:?}",
+        l.op,
+        l.outputs,
+        l.params.total(),
+        l.macs,
+        l.rf
+    )
+}
+
+/// The entry of `d["models"]` whose `model` is `model` (a reference script's record).
+pub fn record<'a>(d: &'a Value, model: &str) -> &'a Value {
+    d["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == model)
+        .unwrap_or_else(|| panic!("{model} recorded"))
+}
