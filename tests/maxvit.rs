@@ -38,45 +38,6 @@ fn cases() -> Vec<Value> {
     cases
 }
 
-/// A safetensors file of a case's state dict: parameters by `formula`, buffers with the values
-/// the script wrote (int64 as int64).
-fn state_file(state: &Value) -> Vec<u8> {
-    use safetensors::tensor::{Dtype as D, TensorView};
-    let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = state
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let name = t[0].as_str().unwrap().to_string();
-            let shape = usizes(&t[1]);
-            match (t[2].as_str().unwrap(), t.get(3)) {
-                ("int64", Some(e)) => {
-                    let b = e["values"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .flat_map(|v| v.as_i64().unwrap().to_le_bytes())
-                        .collect();
-                    (name, shape, D::I64, b)
-                }
-                ("float32", None) => {
-                    let b = formula(&name, &shape)
-                        .iter()
-                        .flat_map(|x| x.to_le_bytes())
-                        .collect();
-                    (name, shape, D::F32, b)
-                }
-                other => panic!("{name}: {other:?}"),
-            }
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize(views, &None).unwrap()
-}
-
 /// The case's chain on its N×C×H×W input (at batch `batch`, default the case's).
 fn case_net_at(case: &Value, batch: Option<u64>) -> Network {
     let shape = usizes(&case["input_shape"]);
@@ -108,8 +69,12 @@ fn chains_match_pytorch() {
         let layer = case["layer"].as_str().unwrap();
         let net = case_net(&case);
         let shape = usizes(&case["input_shape"]);
-        let w = exec::load_safetensors(&net, &state_file(&case["state"]), "x.safetensors")
-            .unwrap_or_else(|e| panic!("{layer}: {e}"));
+        let w = exec::load_safetensors(
+            &net,
+            &common::reference_state_file(&case["state"]),
+            "x.safetensors",
+        )
+        .unwrap_or_else(|e| panic!("{layer}: {e}"));
         let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
         let want = f32s(&case["output"]);
         assert_eq!(usizes(&case["output_shape"]), shape, "{layer}");
@@ -316,7 +281,8 @@ fn a_wrong_index_buffer_is_an_error() {
             t[3]["values"][5] = 25.into();
         }
     }
-    let w = exec::load_safetensors(&net, &state_file(&state), "x.safetensors").unwrap();
+    let w = exec::load_safetensors(&net, &common::reference_state_file(&state), "x.safetensors")
+        .unwrap();
     let s = usizes(&case["input_shape"]);
     let x = exec::Tensor::zeros(&s);
     let e = exec::run(&net, &w, &[x], None).unwrap_err().to_string();
@@ -333,24 +299,14 @@ fn zoo_model_loads_torchvision_names_and_gives_its_logits() {
     // the model file's `weights_names:` (the int64 relative_position_index buffers are the
     // model's own, which `own_buffer_is_torchvisions` checks against torchvision's), run by
     // both executor paths.
-    use safetensors::tensor::{Dtype as D, TensorView};
     let m = &doc()["model"];
     let shape = usizes(&m["input_shape"]);
     let net = common::zoo_net_with(
         "maxvit_t",
         &common::options_for(&common::u64s(&m["input_shape"])),
     );
-    let own = exec::init_weights(&net, 0).unwrap();
-    let mut buffers = std::collections::HashMap::new();
-    for (k, node) in net.nodes.iter().enumerate() {
-        for (spec, t) in node.layer.weights().iter().zip(&own.per_node[k]) {
-            buffers.insert(
-                format!("{}.{}", net.tensor_prefix[k], spec.name),
-                t.data.clone(),
-            );
-        }
-    }
-    let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = m["state"]
+    let buffers = common::own_tensors(&net);
+    let tensors: Vec<common::StTensor> = m["state"]
         .as_array()
         .unwrap()
         .iter()
@@ -370,43 +326,14 @@ fn zoo_model_loads_torchvision_names_and_gives_its_logits() {
                     .unwrap_or_else(|| panic!("no buffer {n}"))
                     .clone()
             };
-            match t[2].as_str().unwrap() {
-                "int64" => {
-                    let b = vals
-                        .iter()
-                        .flat_map(|v| (*v as i64).to_le_bytes())
-                        .collect();
-                    (n, s, D::I64, b)
-                }
-                _ => (
-                    n,
-                    s,
-                    D::F32,
-                    vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ),
-            }
+            common::st_tensor(n, s, t[2].as_str().unwrap(), &vals)
         })
         .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let file = safetensors::serialize(views, &None).unwrap();
+    let file = common::safetensors_of(&tensors);
     let w = exec::load_safetensors(&net, &file, "maxvit_t.safetensors")
         .unwrap_or_else(|e| panic!("{e}"));
     let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
-    let want = f32s(&m["logits"]);
-    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-    for (path, out) in outputs_both_ways(&net, &w, &x) {
-        assert_eq!(out.data.len(), want.len(), "{path}");
-        let worst = out
-            .data
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst <= 1e-4 * scale, "{path}: max |Δ| {worst} of {scale}");
-    }
+    common::assert_output_both_ways("maxvit_t", &net, &w, &x, &f32s(&m["logits"]));
 }
 
 #[test]

@@ -15,49 +15,6 @@ use crate::common::{checked, data_json, f32s, formula, outputs_both_ways, usizes
 use archscope::{analyze, convention, exec, BuildOptions, Convention, Dtype, Network};
 use serde_json::Value;
 
-/// A safetensors file of a case's state dict: parameters by `formula` (or a constant `fill`),
-/// buffers with the values the script wrote, int64 ones as int64.
-fn state_file(state: &Value) -> Vec<u8> {
-    use safetensors::tensor::{Dtype as D, TensorView};
-    let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = state
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let name = t[0].as_str().unwrap().to_string();
-            let shape = usizes(&t[1]);
-            let n: usize = shape.iter().product();
-            let extra = t.get(3);
-            match (t[2].as_str().unwrap(), extra) {
-                ("int64", Some(e)) => {
-                    let b = e["values"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .flat_map(|v| v.as_i64().unwrap().to_le_bytes())
-                        .collect();
-                    (name, shape, D::I64, b)
-                }
-                ("float32", e) => {
-                    let v: Vec<f32> = match e {
-                        Some(e) if e.get("values").is_some() => f32s(&e["values"]),
-                        Some(e) => vec![e["fill"].as_f64().unwrap() as f32; n],
-                        None => formula(&name, &shape),
-                    };
-                    let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    (name, shape, D::F32, b)
-                }
-                other => panic!("{name}: {other:?}"),
-            }
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize(views, &None).unwrap()
-}
-
 fn case_net(case: &Value) -> Network {
     let layer = case["layer"].as_str().unwrap();
     let shape = usizes(&case["input_shape"]);
@@ -131,8 +88,12 @@ fn outputs_match_pytorch() {
         let layer = case["layer"].as_str().unwrap();
         let net = case_net(&case);
         let shape = usizes(&case["input_shape"]);
-        let w = exec::load_safetensors(&net, &state_file(&case["state"]), "x.safetensors")
-            .unwrap_or_else(|e| panic!("{layer}: {e}"));
+        let w = exec::load_safetensors(
+            &net,
+            &common::reference_state_file(&case["state"]),
+            "x.safetensors",
+        )
+        .unwrap_or_else(|e| panic!("{layer}: {e}"));
         let x = nchw(&shape, &formula("input", &shape));
         let want = f32s(&case["output"]);
         assert_eq!(usizes(&case["output_shape"]), shape, "{layer}");
@@ -311,7 +272,8 @@ fn a_wrong_index_buffer_is_an_error() {
             t[3]["values"][5] = 49.into();
         }
     }
-    let w = exec::load_safetensors(&net, &state_file(&state), "x.safetensors").unwrap();
+    let w = exec::load_safetensors(&net, &common::reference_state_file(&state), "x.safetensors")
+        .unwrap();
     let s = usizes(&case["input_shape"]);
     let x = exec::Tensor::zeros(&[s[0], s[3], s[1], s[2]]);
     let e = exec::run(&net, &w, &[x], None).unwrap_err().to_string();
@@ -328,7 +290,6 @@ fn zoo_models_load_torchvision_names_and_give_its_logits() {
     // same tensors, by name, through the zoo models' `weights_names:` (the buffers — the int64
     // relative_position_index and V2's coordinates — are the model's own, which
     // `own_buffers_are_torchvisions` checks against torchvision's), run by both executor paths.
-    use safetensors::tensor::{Dtype as D, TensorView};
     let doc = data_json("swin_reference.json");
     let models = doc["models"].as_object().unwrap();
     assert_eq!(models.len(), 2);
@@ -336,17 +297,8 @@ fn zoo_models_load_torchvision_names_and_give_its_logits() {
         let shape = usizes(&m["input_shape"]);
         let net =
             common::zoo_net_with(name, &common::options_for(&common::u64s(&m["input_shape"])));
-        let own = exec::init_weights(&net, 0).unwrap();
-        let mut buffers = std::collections::HashMap::new();
-        for (k, node) in net.nodes.iter().enumerate() {
-            for (spec, t) in node.layer.weights().iter().zip(&own.per_node[k]) {
-                buffers.insert(
-                    format!("{}.{}", net.tensor_prefix[k], spec.name),
-                    t.data.clone(),
-                );
-            }
-        }
-        let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = m["state"]
+        let buffers = common::own_tensors(&net);
+        let tensors: Vec<common::StTensor> = m["state"]
             .as_array()
             .unwrap()
             .iter()
@@ -362,45 +314,13 @@ fn zoo_models_load_torchvision_names_and_give_its_logits() {
                         .unwrap_or_else(|| panic!("{name}: no buffer {n}"))
                         .clone()
                 };
-                match t[2].as_str().unwrap() {
-                    "int64" => {
-                        let b = vals
-                            .iter()
-                            .flat_map(|v| (*v as i64).to_le_bytes())
-                            .collect();
-                        (n, s, D::I64, b)
-                    }
-                    _ => (
-                        n,
-                        s,
-                        D::F32,
-                        vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                    ),
-                }
+                common::st_tensor(n, s, t[2].as_str().unwrap(), &vals)
             })
             .collect();
-        let views: Vec<(String, TensorView)> = tensors
-            .iter()
-            .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-            .collect();
-        let file = safetensors::serialize(views, &None).unwrap();
+        let file = common::safetensors_of(&tensors);
         let w = exec::load_safetensors(&net, &file, "x.safetensors")
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let x = exec::Tensor::new(shape.clone(), formula("input", &shape));
-        let want = f32s(&m["logits"]);
-        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-        for (path, out) in outputs_both_ways(&net, &w, &x) {
-            assert_eq!(out.data.len(), want.len(), "{name} ({path})");
-            let worst = out
-                .data
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst <= 1e-4 * scale,
-                "{name} ({path}): max |Δ| {worst} of {scale}"
-            );
-        }
+        common::assert_output_both_ways(name, &net, &w, &x, &f32s(&m["logits"]));
     }
 }

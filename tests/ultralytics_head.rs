@@ -7,7 +7,7 @@
 //! (xywh in pixels: anchor points and strides, dist2bbox), class sigmoids, mask coefficients
 //! and prototypes, decoded key points.
 
-use crate::common::{data_json, f32s, formula, outputs_both_ways, root, usizes};
+use crate::common::{self, data_json, f32s, formula, outputs_both_ways, root, usizes};
 use archscope::ultralytics::{self, Options};
 use archscope::yaml::Document;
 use archscope::{exec, graph, BuildOptions, Network};
@@ -40,9 +40,9 @@ fn net(key: &str, input: Option<(u64, u64)>) -> Network {
 /// `formula`, DFL's convolution 0, 1, …, reg_max − 1 (as Ultralytics fixes it), batch norm's
 /// step counters 0.
 fn state_file(state: &Value) -> (Vec<u8>, usize) {
-    use safetensors::tensor::{Dtype as D, TensorView};
+    use safetensors::tensor::Dtype as D;
     let mut floats = 0;
-    let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = state
+    let tensors: Vec<common::StTensor> = state
         .as_array()
         .unwrap()
         .iter()
@@ -66,11 +66,7 @@ fn state_file(state: &Value) -> (Vec<u8>, usize) {
             }
         })
         .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    (safetensors::serialize(views, &None).unwrap(), floats)
+    (common::safetensors_of(&tensors), floats)
 }
 
 #[test]

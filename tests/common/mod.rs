@@ -435,8 +435,8 @@ pub fn formula(name: &str, shape: &[usize]) -> Vec<f32> {
 /// `[name, shape, dtype]` entries: float32 tensors (the default) by [`formula`], int64 ones
 /// (`num_batches_tracked`) zero.
 pub fn formula_safetensors(state: &Value) -> Vec<u8> {
-    use safetensors::tensor::{Dtype as D, TensorView};
-    let tensors: Vec<(String, Vec<usize>, D, Vec<u8>)> = state
+    use safetensors::tensor::Dtype as D;
+    let tensors: Vec<StTensor> = state
         .as_array()
         .unwrap_or_else(|| panic!("not a state dict: {state}"))
         .iter()
@@ -459,11 +459,114 @@ pub fn formula_safetensors(state: &Value) -> Vec<u8> {
             }
         })
         .collect();
+    safetensors_of(&tensors)
+}
+
+/// One tensor of a safetensors file: name, shape, dtype and little-endian bytes.
+pub type StTensor = (String, Vec<usize>, safetensors::tensor::Dtype, Vec<u8>);
+
+/// A safetensors file of `tensors`.
+pub fn safetensors_of(tensors: &[StTensor]) -> Vec<u8> {
+    use safetensors::tensor::TensorView;
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
     safetensors::serialize(views, &None).unwrap()
+}
+
+/// A reference script's tensor as a safetensors entry: `values` written as int64 when the
+/// script's dtype is `"int64"`, else as float32.
+pub fn st_tensor(name: String, shape: Vec<usize>, dtype: &str, values: &[f32]) -> StTensor {
+    use safetensors::tensor::Dtype as D;
+    match dtype {
+        "int64" => {
+            let b = values
+                .iter()
+                .flat_map(|v| (*v as i64).to_le_bytes())
+                .collect();
+            (name, shape, D::I64, b)
+        }
+        _ => (
+            name,
+            shape,
+            D::F32,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    }
+}
+
+/// A safetensors file of a state dict a reference script wrote as `[name, shape, dtype]` or
+/// `[name, shape, dtype, extra]` entries: float32 parameters by [`formula`] (or the script's
+/// `values`, or a constant `fill`, given in `extra`), int64 buffers with the `values` the script
+/// wrote.
+pub fn reference_state_file(state: &Value) -> Vec<u8> {
+    let tensors: Vec<StTensor> = state
+        .as_array()
+        .unwrap_or_else(|| panic!("not a state dict: {state}"))
+        .iter()
+        .map(|t| {
+            let name = t[0].as_str().unwrap().to_string();
+            let shape = usizes(&t[1]);
+            let n: usize = shape.iter().product();
+            let values = match (t[2].as_str().unwrap(), t.get(3)) {
+                ("int64", Some(e)) => e["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_i64().unwrap() as f32)
+                    .collect(),
+                ("float32", Some(e)) if e.get("values").is_some() => f32s(&e["values"]),
+                ("float32", Some(e)) => vec![e["fill"].as_f64().unwrap() as f32; n],
+                ("float32", None) => formula(&name, &shape),
+                other => panic!("{name}: {other:?}"),
+            };
+            let dtype = t[2].as_str().unwrap();
+            st_tensor(name, shape, dtype, &values)
+        })
+        .collect();
+    safetensors_of(&tensors)
+}
+
+/// Every tensor of a network's seeded weights (`exec::init_weights(net, 0)`) by its state-dict
+/// name (`prefix.name`): the buffers a model computes itself, such as a relative-position index.
+pub fn own_tensors(net: &Network) -> std::collections::HashMap<String, Vec<f32>> {
+    let own = exec::init_weights(net, 0).unwrap();
+    let mut by_name = std::collections::HashMap::new();
+    for (k, node) in net.nodes.iter().enumerate() {
+        for (spec, t) in node.layer.weights().iter().zip(&own.per_node[k]) {
+            by_name.insert(
+                format!("{}.{}", net.tensor_prefix[k], spec.name),
+                t.data.clone(),
+            );
+        }
+    }
+    by_name
+}
+
+/// Asserts that both paths of the executor ([`outputs_both_ways`]) give `want` (a reference
+/// script's output) on `x`, each element within 1e-4 of the largest magnitude of `want`.
+pub fn assert_output_both_ways(
+    label: &str,
+    net: &Network,
+    w: &exec::Weights,
+    x: &exec::Tensor,
+    want: &[f32],
+) {
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+    for (path, out) in outputs_both_ways(net, w, x) {
+        assert_eq!(out.data.len(), want.len(), "{label} ({path})");
+        let worst = out
+            .data
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4 * scale,
+            "{label} ({path}): max |Δ| {worst} of {scale}"
+        );
+    }
 }
 
 /// The network's first output on `x` by both paths of the executor: `exec::run` (every layer
