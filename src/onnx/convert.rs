@@ -847,7 +847,9 @@ impl Rewriter {
             let mut done = false;
             if let Some(p) = self.layers[i].path.clone() {
                 let comps: Vec<&str> = p.split('.').collect();
-                for c in 1..comps.len() {
+                // The deepest parent first: the smallest repeated unit (EfficientNet's
+                // MBConvs within a stage, not the stages within `features`).
+                for c in (1..comps.len()).rev() {
                     let Some(k0) = comps[c]
                         .bytes()
                         .all(|b| b.is_ascii_digit())
@@ -1032,6 +1034,14 @@ impl Rewriter {
                     bn: l.bn,
                     act: l.act.clone(),
                 });
+            }
+            // A sum reads its inputs in either order: the block's input last, so that a
+            // sum switched off by `when` passes the block's own output on (MobileNetV2's
+            // `x + conv(x)`).
+            for sig in v.iter_mut() {
+                if sig.op == "add" && sig.list && sig.ins.len() == 2 && sig.ins[0] == LRef::In {
+                    sig.ins.swap(0, 1);
+                }
             }
             externals.push(ext);
             sigs.push(v);
