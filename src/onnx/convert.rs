@@ -33,6 +33,9 @@ pub struct Converted {
     pub folded_act: usize,
     /// Repeated blocks found: (group id, instances).
     pub blocks: Vec<(String, usize)>,
+    /// The block definitions written, each with the group ids that use it (with the first
+    /// index of the group's run: `("features", 4)` for `features.4` …), in file order.
+    pub definitions: Vec<(String, Vec<(String, usize)>)>,
 }
 
 /// A layer of the imported model, as it is being rewritten.
@@ -220,6 +223,17 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         .filter(|g| g.from != 0 || per_id[&g.id] > 1)
         .map(|g| g.id.clone())
         .collect();
+    let definitions: Vec<(String, Vec<(String, usize)>)> = block_defs
+        .iter()
+        .map(|(b, _)| {
+            let users = groups
+                .iter()
+                .filter(|g| g.block == *b)
+                .map(|g| (g.id.clone(), g.from))
+                .collect();
+            (b.clone(), users)
+        })
+        .collect();
     for (k, g) in slots.into_iter().zip(groups) {
         items[k] = Item::Group(g);
     }
@@ -235,8 +249,9 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         "Converted by `archscope convert` from the ONNX file {file}.\nLayer names are the ONNX nodes' (PyTorch's module paths, `.` written `_`; a repeated block's\ninstances are `id.0`, `id.1`, … as in PyTorch)."
     );
     header.push_str(&format!(
-        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} repeated blocks.",
-        blocks.len()
+        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} repeated blocks ({} block definitions).",
+        blocks.len(),
+        block_defs.len()
     ));
     if any_conv && !any_bn_node {
         header.push_str("\nThe file has no BatchNormalization node. If the model has batch norms, torch.onnx.export\nin eval mode folded each into the convolution before it (as that convolution's bias), and\nthe figures here are those of the folded model: export with\ntraining=torch.onnx.TrainingMode.PRESERVE (or do_constant_folding=False) to keep them.");
@@ -378,6 +393,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         folded_bn,
         folded_act,
         blocks: blocks.clone(),
+        definitions,
     })
 }
 
