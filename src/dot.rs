@@ -334,12 +334,29 @@ fn units(net: &Network, opts: &DotOptions) -> Vec<Unit> {
             }),
         };
         if let Some((id, kind, container)) = fold {
+            // Several nodes may fill index ranges of one id (`repeat: {count, from}`): one
+            // drawing node while they follow each other, a new one (named after its first
+            // instance) when another node comes between.
+            let at = |u: usize| {
+                repeat_group(net, net.nodes[units[u].members[0]].instance)
+                    .map(|(i, _)| net.instances[i].at.clone())
+            };
+            let mine = repeat_group(net, node.instance).map(|(i, _)| i);
             match groups.get(&id) {
-                Some(&u) => units[u].members.push(k),
-                None => {
-                    groups.insert(id.clone(), units.len());
+                Some(&u)
+                    if u + 1 == units.len()
+                        || mine.map(|i| net.instances[i].at.clone()) == at(u) =>
+                {
+                    units[u].members.push(k)
+                }
+                found => {
+                    let name = match (found, mine) {
+                        (Some(_), Some(i)) => net.instances[i].path.clone(),
+                        _ => id.clone(),
+                    };
+                    groups.insert(id, units.len());
                     units.push(Unit {
-                        id,
+                        id: name,
                         kind,
                         members: vec![k],
                         container,

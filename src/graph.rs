@@ -1109,11 +1109,7 @@ impl<'a> Expander<'a> {
         let given: Vec<&(String, YNode)> = n
             .with
             .iter()
-            .chain(if nth == 0 {
-                n.first.iter()
-            } else {
-                [].iter()
-            })
+            .chain(if nth == 0 { n.first.iter() } else { [].iter() })
             .collect();
         // The last given value wins (`first:` after `with:`). Indexed: a block may declare
         // many parameters, and this runs once per instance.

@@ -49,6 +49,7 @@ mod onnx_yolo11;
 mod plan_buffers;
 mod rank_env;
 mod reference;
+mod repeat_from;
 mod report;
 mod rf;
 mod rf_check;

@@ -822,7 +822,10 @@ impl Rewriter {
             if let Item::Group(g) = it {
                 let last = g.members.last().expect("instances");
                 if let Some((k, _)) = last.iter().find(|(_, loc)| *loc == g.out_local) {
-                    m.insert(self.layers[*k].id.clone(), g.public(per_id[g.id.as_str()] > 1));
+                    m.insert(
+                        self.layers[*k].id.clone(),
+                        g.public(per_id[g.id.as_str()] > 1),
+                    );
                 }
             }
         }
@@ -969,7 +972,9 @@ impl Rewriter {
             return insts.len();
         }
         let k1 = key(1);
-        1 + (1..insts.len()).take_while(|&i| i == 1 || key(i) == k1).count()
+        1 + (1..insts.len())
+            .take_while(|&i| i == 1 || key(i) == k1)
+            .count()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1214,7 +1219,9 @@ impl Rewriter {
             let keys: Vec<String> = sig.attrs.iter().map(|(k, _)| k.clone()).collect();
             let vals = |s: &[Sig]| -> Option<Vec<Option<Emit>>> {
                 let t = s.iter().find(|x| x.local == sig.local)?;
-                if t.attrs.len() != keys.len() || t.attrs.iter().zip(&keys).any(|((k, _), q)| k != q) {
+                if t.attrs.len() != keys.len()
+                    || t.attrs.iter().zip(&keys).any(|((k, _), q)| k != q)
+                {
                     return None;
                 }
                 Some(t.attrs.iter().map(|(_, v)| Some(compact(v))).collect())
@@ -1225,7 +1232,11 @@ impl Rewriter {
                 1 => (none, vals(s1)?),
                 _ => (vals(s0)?, vals(s1)?),
             };
-            differing += first.iter().zip(&rest).filter(|(a, b)| a.is_some() && b.is_some() && a != b).count();
+            differing += first
+                .iter()
+                .zip(&rest)
+                .filter(|(a, b)| a.is_some() && b.is_some() && a != b)
+                .count();
             let inst = if *from == 0 { 0 } else { 1 };
             let layer = members[inst]
                 .iter()
@@ -1344,9 +1355,9 @@ fn fits(rep: &Group, g: &Group) -> bool {
     if rep.out_local != g.out_local {
         return false;
     }
-    [&[][..], &[0], &[1], &[0, 1]].iter().any(|d| {
-        strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template))
-    })
+    [&[][..], &[0], &[1], &[0, 1]]
+        .iter()
+        .any(|d| strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template)))
 }
 
 /// A parameter of a shared block: the (layer, key) slots it fills and its value per group,
@@ -1376,7 +1387,11 @@ fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
             let value = |g: &Group, first: bool| -> Option<Emit> {
                 let l = g.template.iter().find(|l| l.local == tl.local)?;
                 let k = l.keys.iter().position(|k| k == key)?;
-                if first { l.first[k].clone() } else { l.rest[k].clone() }
+                if first {
+                    l.first[k].clone()
+                } else {
+                    l.rest[k].clone()
+                }
             };
             let first: Vec<Option<Emit>> = groups.iter().map(|g| value(g, true)).collect();
             let rest: Vec<Option<Emit>> = groups.iter().map(|g| value(g, false)).collect();
@@ -1458,7 +1473,13 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
         for (rep, members) in classes.iter_mut() {
             let g = &groups[gi];
             let all = |r: usize| -> Vec<&Group> {
-                members.iter().chain([&gi]).map(|&m| &groups[m]).chain(std::iter::once(&groups[r])).take(members.len() + 1).collect()
+                members
+                    .iter()
+                    .chain([&gi])
+                    .map(|&m| &groups[m])
+                    .chain(std::iter::once(&groups[r]))
+                    .take(members.len() + 1)
+                    .collect()
             };
             if fits(&groups[*rep], g) && plan(&groups[*rep], &all(*rep)).is_some() {
                 members.push(gi);
@@ -1511,9 +1532,15 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
             let rests: Vec<&Emit> = p.rest.iter().flatten().collect();
             let common = (!rests.is_empty() && rests.iter().all(|v| *v == rests[0]))
                 .then(|| rests[0].clone());
-            let unset = p.rest.iter().zip(&p.first).any(|(r, f)| r.is_none() && f.is_none());
+            let unset = p
+                .rest
+                .iter()
+                .zip(&p.first)
+                .any(|(r, f)| r.is_none() && f.is_none());
             let d = common.or_else(|| {
-                unset.then(|| p.rest.iter().chain(&p.first).flatten().next().cloned()).flatten()
+                unset
+                    .then(|| p.rest.iter().chain(&p.first).flatten().next().cloned())
+                    .flatten()
             });
             bparams.push((
                 p.name.clone(),
@@ -1569,7 +1596,14 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
                 1 => Some("$rest_only"),
                 _ => None,
             };
-            bnodes.push(layer_emit(&l, &tl.local, |r| r.to_string(), prev.as_deref(), "$in", when));
+            bnodes.push(layer_emit(
+                &l,
+                &tl.local,
+                |r| r.to_string(),
+                prev.as_deref(),
+                "$in",
+                when,
+            ));
             prev = Some(tl.local.clone());
         }
         let mut def = Vec::new();
