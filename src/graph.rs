@@ -942,21 +942,6 @@ impl<'a> Expander<'a> {
                     vec![prev.clone()]
                 }
             });
-            let (repeat, from) = match &n.repeat {
-                None => (1, None),
-                Some(r) => parse_repeat(r, env)?,
-            };
-            // With a first index (`repeat: {count, from}`), several nodes of one list may
-            // share the id, filling later index ranges of it.
-            let from = match from {
-                Some((f, at)) => {
-                    self.claim_range(&full, f, repeat, &at, &n.path)?;
-                    Some(f)
-                }
-                None => None,
-            };
-            let indexed = repeat > 1 || from.is_some();
-            let first_index = from.unwrap_or(0);
             if let Some(w) = &n.when {
                 if !Self::eval_bool(w, env, "when")? {
                     if inputs.is_empty() {
@@ -967,6 +952,20 @@ impl<'a> Expander<'a> {
                         .help("switch off the layers that read it instead"));
                     }
                     self.count_node(&n.path)?;
+                    // A plain `repeat:` of a switched-off node is not evaluated (it may be 0
+                    // there); a range (`repeat: {count, from}`) is still claimed.
+                    let (repeat, from) = match &n.repeat {
+                        Some(r) if matches!(substitute(r, env, &[])?.value, YValue::Map(_)) => {
+                            match parse_repeat(r, env)? {
+                                (c, Some((f, at))) => {
+                                    self.claim_range(&full, f, c, &at, &n.path)?;
+                                    (c, Some(f))
+                                }
+                                (c, None) => (c, None),
+                            }
+                        }
+                        _ => (1, None),
+                    };
                     // Switched off: the name (and each instance's) stands for the node's
                     // (first) input.
                     if let Some(f) = from {
@@ -987,6 +986,21 @@ impl<'a> Expander<'a> {
                     continue;
                 }
             }
+            let (repeat, from) = match &n.repeat {
+                None => (1, None),
+                Some(r) => parse_repeat(r, env)?,
+            };
+            // With a first index (`repeat: {count, from}`), several nodes of one list may
+            // share the id, filling later index ranges of it.
+            let from = match from {
+                Some((f, at)) => {
+                    self.claim_range(&full, f, repeat, &at, &n.path)?;
+                    Some(f)
+                }
+                None => None,
+            };
+            let indexed = repeat > 1 || from.is_some();
+            let first_index = from.unwrap_or(0);
             match &n.kind {
                 NodeKind::Op(t) => {
                     if repeat > 1 && !matches!(t.arity, Arity::Exactly(1)) {
