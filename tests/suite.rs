@@ -37,6 +37,7 @@ mod maxvit;
 mod maxvit_rf;
 mod nd_ops;
 mod onnx_convert;
+mod onnx_convert_blocks;
 mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;
