@@ -152,7 +152,10 @@ fn mobilenet_v2_runs_keep_pytorch_paths() {
     let m = &zoo["models"]["mobilenet_v2"];
     assert_eq!(
         (b.totals.params, b.totals.buffers),
-        (m["params"].as_u64().unwrap(), m["buffers"].as_u64().unwrap())
+        (
+            m["params"].as_u64().unwrap(),
+            m["buffers"].as_u64().unwrap()
+        )
     );
     // summary --depth 1 folds the five runs (15 instances) into one `features` row.
     let dir = scratch("convert-mobilenet");

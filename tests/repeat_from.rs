@@ -310,6 +310,33 @@ fn bad_repeat_mappings_are_errors() {
 }
 
 #[test]
+fn the_format_example_builds() {
+    // docs/FORMAT.md's example ("Index ranges"), with an inverted residual block `ir`.
+    let text = r#"inputs: {x: [3, 64, 64]}
+blocks:
+  ir:
+    params: {width: required, out: required, stride: 1}
+    nodes:
+      - {id: expand, op: conv, out: $width, kernel: 1, act: relu6}
+      - {id: dw, op: conv, out: $width, kernel: 3, stride: $stride, padding: 1, groups: $width, act: relu6}
+      - {id: project, op: conv, out: $out, kernel: 1}
+nodes:
+  - {id: features_0, op: conv, out: 32, kernel: 3, stride: 2, padding: 1}
+  - {id: features, use: ir, repeat: {count: 2, from: 2}, with: {width: 144, out: 24}, first: {width: 96, stride: 2}}
+  - {id: features, use: ir, repeat: {count: 3, from: 4}, with: {width: 192, out: 32}, first: {width: 144, stride: 2}}
+  - {id: head, op: conv, out: 1280, kernel: 1}
+"#;
+    let n = net(text);
+    let head = n.nodes.iter().find(|x| x.name == "head").unwrap();
+    assert_eq!(n.nodes[head.inputs[0].0].name, "features.6.project");
+    let a = common::analysis(&n);
+    assert_eq!(out(&a, "features.2.dw"), vec![1, 96, 16, 16]);
+    assert_eq!(out(&a, "features.3.dw"), vec![1, 144, 16, 16]);
+    assert_eq!(out(&a, "features.4.dw"), vec![1, 144, 8, 8]);
+    assert_eq!(out(&a, "features.6.project"), vec![1, 32, 8, 8]);
+}
+
+#[test]
 fn from_at_its_limit_builds() {
     let text =
         "inputs: {x: [4]}\nnodes:\n  - {id: a, op: relu, repeat: {count: 2, from: 100000}}\n";
