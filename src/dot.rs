@@ -127,8 +127,10 @@ enum Kind {
     Layer,
     /// A top-level block instance folded into one node.
     Block { instance: usize },
-    /// A run of repeated instances `path.0` … `path.{count-1}` of one block.
-    Repeats { block: String, count: usize },
+    /// A run of repeated instances `path.0` … `path.{count-1}`: per block, in order, its name
+    /// and instance count (one block, or several filling index ranges of one id with
+    /// `repeat: {count, from}`).
+    Repeats { runs: Vec<(String, usize)> },
 }
 
 /// One node of the drawing.
@@ -326,21 +328,35 @@ fn units(net: &Network, opts: &DotOptions) -> Vec<Unit> {
             Collapse::Repeats => repeat_group(net, node.instance).map(|(i, path)| {
                 (
                     path,
-                    Kind::Repeats {
-                        block: net.instances[i].block.clone(),
-                        count: 0,
-                    },
+                    Kind::Repeats { runs: Vec::new() },
                     net.instances[i].parent,
                 )
             }),
         };
         if let Some((id, kind, container)) = fold {
+            // Several nodes may fill index ranges of one id (`repeat: {count, from}`): one
+            // drawing node while they follow each other, a new one (named after its first
+            // instance) when another node comes between.
+            let at = |u: usize| {
+                repeat_group(net, net.nodes[units[u].members[0]].instance)
+                    .map(|(i, _)| net.instances[i].at.clone())
+            };
+            let mine = repeat_group(net, node.instance).map(|(i, _)| i);
             match groups.get(&id) {
-                Some(&u) => units[u].members.push(k),
-                None => {
-                    groups.insert(id.clone(), units.len());
+                Some(&u)
+                    if u + 1 == units.len()
+                        || mine.map(|i| net.instances[i].at.clone()) == at(u) =>
+                {
+                    units[u].members.push(k)
+                }
+                found => {
+                    let name = match (found, mine) {
+                        (Some(_), Some(i)) => net.instances[i].path.clone(),
+                        _ => id.clone(),
+                    };
+                    groups.insert(id, units.len());
                     units.push(Unit {
-                        id,
+                        id: name,
                         kind,
                         members: vec![k],
                         container,
@@ -381,7 +397,7 @@ fn units(net: &Network, opts: &DotOptions) -> Vec<Unit> {
     }
     // Count the instances of each run of repeats.
     for unit in &mut units {
-        if let Kind::Repeats { count, .. } = &mut unit.kind {
+        if let Kind::Repeats { runs } = &mut unit.kind {
             let mut seen: Vec<usize> = unit
                 .members
                 .iter()
@@ -389,7 +405,13 @@ fn units(net: &Network, opts: &DotOptions) -> Vec<Unit> {
                 .collect();
             seen.sort_unstable();
             seen.dedup();
-            *count = seen.len();
+            for i in seen {
+                let b = &net.instances[i].block;
+                match runs.last_mut() {
+                    Some((r, n)) if r == b => *n += 1,
+                    _ => runs.push((b.clone(), 1)),
+                }
+            }
         }
     }
     units
@@ -565,9 +587,16 @@ fn node_label(net: &Network, a: &Analysis, unit: &Unit, opts: &DotOptions) -> St
                 Some(args.join(", ")),
             )
         }
-        Kind::Repeats { block, count } => (
+        Kind::Repeats { runs } => (
             BLOCK_COLOUR,
-            format!("{block} ×{count} ({} layers)", unit.members.len()),
+            format!(
+                "{} ({} layers)",
+                runs.iter()
+                    .map(|(b, n)| format!("{b} ×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+                unit.members.len()
+            ),
             None,
         ),
     };

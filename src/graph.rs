@@ -278,6 +278,9 @@ struct Expander<'a> {
     block_index: HashMap<&'a str, &'a BlockSpec>,
     /// What each table key resolves to, once known (see [`Expander::follow`]).
     resolved: RefCell<HashMap<String, Resolved>>,
+    /// Per node id given `repeat: {count, from}`: the end of the index range filled so far and
+    /// the node that filled it.
+    ranges: HashMap<String, (usize, YamlPath)>,
 }
 
 /// `own` attributes completed by the defaults for `op` (innermost defaults first), without the
@@ -304,6 +307,61 @@ fn default_attrs(
 /// with its position when that name is taken or repeated (`flatten`, `relu_3`, `relu_5`).
 /// An automatic name never takes a name another node has: when `relu_3` is an explicit `id`
 /// too, the unnamed node becomes the first free of `relu_3_1`, `relu_3_2`, …
+/// A node's `repeat:`: how many copies, and the first index with where it is written when
+/// given as a mapping (`repeat: {count: 3, from: 4}`: instances `id.4`, `id.5`, `id.6`).
+fn parse_repeat(r: &YNode, env: &Env) -> Result<(usize, Option<(usize, YamlPath)>), Diagnostic> {
+    let v = substitute(r, env, &[])?;
+    let count_of = |c: &YNode| -> Result<usize, Diagnostic> {
+        let k = crate::layers::attrs_int(c, "repeat")?;
+        if !(1..=MAX_REPEAT).contains(&k) {
+            return Err(Diagnostic::new(format!(
+                "`repeat: {k}` must be between 1 and {MAX_REPEAT}"
+            ))
+            .at(&c.path)
+            .help(if k < 1 {
+                "to leave the node out, write `when: false`; `repeat: 1` is one copy".to_string()
+            } else {
+                format!("a model expands to at most {MAX_LAYERS} layers in all; repeat a block of layers for depth")
+            }));
+        }
+        Ok(k as usize)
+    };
+    let YValue::Map(m) = &v.value else {
+        return Ok((count_of(&v)?, None));
+    };
+    for (k, x) in m {
+        if k != "count" && k != "from" {
+            let mut d = Diagnostic::new(format!("`repeat` has no key `{k}`")).at(&x.path);
+            d = match did_you_mean(k, ["count", "from"].into_iter()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help("write `repeat: N`, or `repeat: {count: N, from: K}` for instances `id.K` … `id.(K+N-1)`"),
+            };
+            return Err(d);
+        }
+    }
+    let Some(c) = v.get("count") else {
+        return Err(Diagnostic::new("`repeat` as a mapping needs `count`")
+            .at(&v.path)
+            .help("write `repeat: {count: N, from: K}` for instances `id.K` … `id.(K+N-1)`"));
+    };
+    let count = count_of(c)?;
+    let (from, at) = match v.get("from") {
+        None => (0, v.path.clone()),
+        Some(f) => {
+            let k = crate::layers::attrs_int(f, "from")?;
+            if !(0..=MAX_REPEAT).contains(&k) {
+                return Err(Diagnostic::new(format!(
+                    "`repeat: {{from: {k}}}` must be between 0 and {MAX_REPEAT}"
+                ))
+                .at(&f.path)
+                .help("`from` is the index of the first instance (`from: 4`: `id.4`, `id.5`, …)"));
+            }
+            (k as usize, f.path.clone())
+        }
+    };
+    Ok((count, Some((from, at))))
+}
+
 fn default_names(nodes: &[NodeSpec]) -> Vec<String> {
     let base = |n: &NodeSpec| match &n.kind {
         NodeKind::Op(t) => t.name.to_string(),
@@ -574,6 +632,7 @@ impl<'a> Expander<'a> {
             links: 0,
             block_index: spec.blocks.iter().map(|b| (b.name.as_str(), b)).collect(),
             resolved: RefCell::new(HashMap::new()),
+            ranges: HashMap::new(),
         }
     }
 
@@ -604,10 +663,77 @@ impl<'a> Expander<'a> {
                 Diagnostic::new(format!("the name `{key}` is defined twice"))
                     .at(at)
                     .note(format!("first defined at {first_loc}"))
-                    .help("give each layer a unique `id`"),
+                    .help(if self.ranges.contains_key(&key) {
+                        "give each layer a unique `id` (only nodes that all give `repeat: {count, from}` may share one)"
+                    } else {
+                        "give each layer a unique `id`"
+                    }),
             );
         }
         self.table.insert(key, (target, at.clone()));
+        Ok(())
+    }
+
+    /// Defines `id` as the last instance of a node; a node with a first index
+    /// (`repeat: {count, from}`) takes the id over from an earlier node of the same id (whose
+    /// range [`Expander::claim_range`] checked), so `id` refers to the last instance of the last
+    /// such node.
+    fn define_last(
+        &mut self,
+        full: &str,
+        from: Option<usize>,
+        target: Ref,
+        at: &YamlPath,
+    ) -> Result<(), Diagnostic> {
+        if from.is_some() && self.table.contains_key(full) {
+            self.table.insert(full.to_string(), (target, at.clone()));
+            return Ok(());
+        }
+        self.define(full.to_string(), target, at)
+    }
+
+    /// Records that the node at `node` fills the instances `full.from` … `full.{from+count-1}`:
+    /// they must come after every range an earlier node of that id filled, and the id must not
+    /// be a node without a first index.
+    fn claim_range(
+        &mut self,
+        full: &str,
+        from: usize,
+        count: usize,
+        from_at: &YamlPath,
+        node: &YamlPath,
+    ) -> Result<(), Diagnostic> {
+        let loc = |p: &YamlPath| {
+            self.doc
+                .locate(p)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| p.to_string())
+        };
+        match self.ranges.get(full) {
+            Some((end, earlier)) if from < *end => {
+                return Err(Diagnostic::new(format!(
+                    "`{full}` repeats from {from}, but the node at {} already fills `{full}` up to `{full}.{}`: the ranges overlap",
+                    loc(earlier),
+                    end - 1
+                ))
+                .at(from_at)
+                .help(format!(
+                    "the nodes sharing an id fill index ranges in file order, each after the one before: write `from: {end}` or more, or give this node another `id`"
+                )));
+            }
+            None if self.table.contains_key(full) => {
+                let first = &self.table[full].1;
+                return Err(Diagnostic::new(format!(
+                    "the name `{full}` is defined twice"
+                ))
+                .at(node)
+                .note(format!("first defined at {} (without `repeat: {{count, from}}`)", loc(first)))
+                .help("only nodes that all give `repeat: {count, from}` may share an id; give this node another `id`"));
+            }
+            _ => {}
+        }
+        self.ranges
+            .insert(full.to_string(), (from + count, node.clone()));
         Ok(())
     }
 
@@ -826,35 +952,55 @@ impl<'a> Expander<'a> {
                         .help("switch off the layers that read it instead"));
                     }
                     self.count_node(&n.path)?;
-                    // Switched off: the name stands for the node's (first) input.
-                    self.define(full.clone(), inputs[0].clone(), &n.path)?;
+                    // A plain `repeat:` of a switched-off node is not evaluated (it may be 0
+                    // there); a range (`repeat: {count, from}`) is still claimed.
+                    let (repeat, from) = match &n.repeat {
+                        Some(r) if matches!(substitute(r, env, &[])?.value, YValue::Map(_)) => {
+                            match parse_repeat(r, env)? {
+                                (c, Some((f, at))) => {
+                                    self.claim_range(&full, f, c, &at, &n.path)?;
+                                    (c, Some(f))
+                                }
+                                (c, None) => (c, None),
+                            }
+                        }
+                        _ => (1, None),
+                    };
+                    // Switched off: the name (and each instance's) stands for the node's
+                    // (first) input.
+                    if let Some(f) = from {
+                        for r in 0..repeat {
+                            let path = join(&full, &(f + r).to_string());
+                            self.define(path, inputs[0].clone(), &n.path)?;
+                        }
+                    }
+                    self.define_last(&full, from, inputs[0].clone(), &n.path)?;
                     prev = Ref::Name {
                         scope: scope.to_string(),
-                        text: name,
+                        text: match from {
+                            Some(f) => format!("{name}.{}", f + repeat - 1),
+                            None => name,
+                        },
                         at: n.path.clone(),
                     };
                     continue;
                 }
             }
-            let repeat = match &n.repeat {
-                None => 1,
-                Some(r) => {
-                    let v = substitute(r, env, &[])?;
-                    let k = crate::layers::attrs_int(&v, "repeat")?;
-                    if !(1..=MAX_REPEAT).contains(&k) {
-                        return Err(Diagnostic::new(format!(
-                            "`repeat: {k}` must be between 1 and {MAX_REPEAT}"
-                        ))
-                        .at(&v.path)
-                        .help(if k < 1 {
-                            "to leave the node out, write `when: false`; `repeat: 1` is one copy".to_string()
-                        } else {
-                            format!("a model expands to at most {MAX_LAYERS} layers in all; repeat a block of layers for depth")
-                        }));
-                    }
-                    k as usize
-                }
+            let (repeat, from) = match &n.repeat {
+                None => (1, None),
+                Some(r) => parse_repeat(r, env)?,
             };
+            // With a first index (`repeat: {count, from}`), several nodes of one list may
+            // share the id, filling later index ranges of it.
+            let from = match from {
+                Some((f, at)) => {
+                    self.claim_range(&full, f, repeat, &at, &n.path)?;
+                    Some(f)
+                }
+                None => None,
+            };
+            let indexed = repeat > 1 || from.is_some();
+            let first_index = from.unwrap_or(0);
             match &n.kind {
                 NodeKind::Op(t) => {
                     if repeat > 1 && !matches!(t.arity, Arity::Exactly(1)) {
@@ -867,19 +1013,19 @@ impl<'a> Expander<'a> {
                     let mut input = inputs;
                     let mut out = None;
                     for r in 0..repeat {
-                        let path = if repeat > 1 {
-                            join(&full, &r.to_string())
+                        let path = if indexed {
+                            join(&full, &(first_index + r).to_string())
                         } else {
                             full.clone()
                         };
                         let o = self.emit_op(n, t, &path, env, defaults, input, instance)?;
-                        if repeat > 1 {
+                        if indexed {
                             self.define(path.clone(), o.clone(), &n.path)?;
                         }
                         input = vec![o.clone()];
                         out = Some(o);
                     }
-                    self.define(full.clone(), out.expect("repeat ≥ 1"), &n.path)?;
+                    self.define_last(&full, from, out.expect("repeat ≥ 1"), &n.path)?;
                 }
                 NodeKind::Use(bname) => {
                     let block = self
@@ -919,25 +1065,38 @@ impl<'a> Expander<'a> {
                     let mut input = inputs;
                     let mut out = None;
                     for r in 0..repeat {
-                        let path = if repeat > 1 {
-                            join(&full, &r.to_string())
+                        let path = if indexed {
+                            join(&full, &(first_index + r).to_string())
                         } else {
                             full.clone()
                         };
-                        let o =
-                            self.instantiate(n, block, &path, r, env, defaults, input, instance)?;
-                        if repeat > 1 {
+                        let o = self.instantiate(
+                            n,
+                            block,
+                            &path,
+                            (r, first_index + r),
+                            env,
+                            defaults,
+                            input,
+                            instance,
+                        )?;
+                        if indexed {
                             self.define(path.clone(), o.clone(), &n.path)?;
                         }
                         input = vec![o.clone()];
                         out = Some(o);
                     }
-                    self.define(full.clone(), out.expect("repeat ≥ 1"), &n.path)?;
+                    self.define_last(&full, from, out.expect("repeat ≥ 1"), &n.path)?;
                 }
             }
+            // The next node reads this node's own last instance (a later node sharing the id
+            // takes the id over).
             prev = Ref::Name {
                 scope: scope.to_string(),
-                text: name,
+                text: match from {
+                    Some(f) => format!("{name}.{}", f + repeat - 1),
+                    None => name,
+                },
                 at: n.path.clone(),
             };
         }
@@ -950,7 +1109,7 @@ impl<'a> Expander<'a> {
         n: &NodeSpec,
         block: &BlockSpec,
         path: &str,
-        index: usize,
+        (nth, index): (usize, usize),
         env: &Rc<Env>,
         defaults: &[&Defaults],
         inputs: Vec<Ref>,
@@ -964,11 +1123,7 @@ impl<'a> Expander<'a> {
         let given: Vec<&(String, YNode)> = n
             .with
             .iter()
-            .chain(if index == 0 {
-                n.first.iter()
-            } else {
-                [].iter()
-            })
+            .chain(if nth == 0 { n.first.iter() } else { [].iter() })
             .collect();
         // The last given value wins (`first:` after `with:`). Indexed: a block may declare
         // many parameters, and this runs once per instance.

@@ -443,8 +443,18 @@ fn folded_label(group: &str, layers: &[&LayerStats]) -> String {
         })
         .collect();
     instances.dedup();
-    if let Some((_, block)) = instances.first() {
-        return format!("{block} ×{} ({} layers)", instances.len(), layers.len());
+    if !instances.is_empty() {
+        // Runs of one id may use several blocks (`repeat: {count, from}`): each named with
+        // its count, in order.
+        let mut runs: Vec<(&str, usize)> = Vec::new();
+        for (_, block) in &instances {
+            match runs.last_mut() {
+                Some((b, n)) if *b == block.as_str() => *n += 1,
+                _ => runs.push((block.as_str(), 1)),
+            }
+        }
+        let names: Vec<String> = runs.iter().map(|(b, n)| format!("{b} ×{n}")).collect();
+        return format!("{} ({} layers)", names.join(" + "), layers.len());
     }
     // A layer with its fused batch norm / activation, or an arbitrary run.
     let rest: Vec<&str> = layers[1..].iter().map(|l| l.op).collect();

@@ -1335,3 +1335,27 @@ fn onnx_limits() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn repeat_from_limits() {
+    // A first index `from` at its limit builds; one more is an error at the value (column 48
+    // of `  - {id: a, op: relu, repeat: {count: 1, from: 100001}}`).
+    let ok = format!("inputs: {{x: [4]}}\nnodes:\n  - {{id: a, op: relu, repeat: {{count: 1, from: {MAX_REPEAT}}}}}\n");
+    assert_eq!(build(&ok).unwrap().nodes[1].name, format!("a.{MAX_REPEAT}"));
+    let over = format!(
+        "inputs: {{x: [4]}}\nnodes:\n  - {{id: a, op: relu, repeat: {{count: 1, from: {}}}}}\n",
+        MAX_REPEAT + 1
+    );
+    let e = build(&over).unwrap_err();
+    assert!(
+        e.to_string().contains(&format!(
+            "`repeat: {{from: {}}}` must be between 0 and {MAX_REPEAT}",
+            MAX_REPEAT + 1
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        e.diagnostic().loc.as_ref().map(|l| (l.line, l.column)),
+        Some((3, 48))
+    );
+}

@@ -75,8 +75,9 @@ fn every_committed_onnx_file_reads_back_to_the_same_figures() {
     // repository's own detector files: v8_like and v11_like cut before the decoding, the tiny
     // one whole and cut); scripts/onnx_dynamic.py one (resnet18 with symbolic height and width);
     // scripts/onnx_vit.py three (a tiny ViT: TorchScript exporter with and without weights,
-    // dynamo with weights).
-    assert_eq!(files.len(), 17, "{files:?}");
+    // dynamo with weights); scripts/onnx_convert_reference.py one (a tiny MobileNetV2 with
+    // weights).
+    assert_eq!(files.len(), 18, "{files:?}");
     for f in &files {
         let (net, _, c) = converted(f, 1);
         let back = read_back(f, &c, 1);
@@ -132,17 +133,29 @@ fn resnet_basic_blocks_become_repeated_blocks() {
             ("layer4".to_string(), 2)
         ]
     );
-    assert!(
-        c.text
-            .contains("  - {id: layer1, use: layer1_block, repeat: 2}\n"),
-        "{}",
-        c.text
+    // One block definition for the four stages: the width is a parameter, the stride one
+    // whose default (1) the first block of stages 2 to 4 overrides, and the shortcut a layer
+    // switched on there (`first_only`), as the zoo's resnet writes `project`.
+    assert_eq!(
+        c.definitions,
+        vec![(
+            "layer_block".to_string(),
+            (1..=4)
+                .map(|k| (format!("layer{k}"), 0))
+                .collect::<Vec<_>>()
+        )]
     );
-    assert!(
-        c.text.contains("  - {id: layer2, use: layer2_block, repeat: 2, with: {conv1_stride: 1}, first: {conv1_stride: 2, first_only: true}}\n"),
-        "{}",
-        c.text
-    );
+    for line in [
+        "  layer_block:\n    params: {width: required, stride: 1, first_only: false}\n",
+        "      - {id: conv1, op: conv2d, out: \"$width\", kernel: 3, stride: \"$stride\", padding: 1, bias: false, bn: true, act: relu}\n",
+        "      - {id: downsample_0, op: conv2d, in: \"$in\", when: \"$first_only\", out: \"$width\", kernel: 1, stride: 2, bias: false, bn: true}\n",
+        "  - {id: layer1, use: layer_block, repeat: 2, with: {width: 64}}\n",
+        "  - {id: layer2, use: layer_block, repeat: 2, with: {width: 128}, first: {stride: 2, first_only: true}}\n",
+        "  - {id: layer4, use: layer_block, repeat: 2, with: {width: 512}, first: {stride: 2, first_only: true}}\n",
+    ] {
+        assert!(c.text.contains(line), "{line}\n{}", c.text);
+    }
+    assert_eq!(c.text.matches("use: layer_block").count(), 4, "{}", c.text);
     // 20 batch norms (1 + 4 stages × 2 blocks × 2 + 3 shortcuts) and 17 ReLUs (1 + 8 × 2).
     assert_eq!((c.folded_bn, c.folded_act), (20, 17));
     let back = read_back("resnet18_graph.onnx", &c, 1);
@@ -184,12 +197,22 @@ fn convnext_stages_become_repeated_blocks() {
     .map(|(a, n)| (a.to_string(), *n))
     .collect();
     assert_eq!(c.blocks, want);
-    assert!(
-        c.text
-            .contains("  - {id: features_5, use: features_5_block, repeat: 9}\n"),
-        "{}",
-        c.text
+    // One definition for the four stages: the width, the MLP's hidden width (4 × width) and
+    // the layer scale's shape differ between stages.
+    assert_eq!(
+        c.definitions,
+        vec![(
+            "features_block".to_string(),
+            want.iter().map(|(g, _)| (g.clone(), 0)).collect()
+        )]
     );
+    for line in [
+        "    params: {width: required, block_3_width: required, shape: required}\n",
+        "  - {id: features_1, use: features_block, repeat: 3, with: {width: 96, block_3_width: 384, shape: [96, 1, 1]}}\n",
+        "  - {id: features_5, use: features_block, repeat: 9, with: {width: 384, block_3_width: 1536, shape: [384, 1, 1]}}\n",
+    ] {
+        assert!(c.text.contains(line), "{line}\n{}", c.text);
+    }
 }
 
 #[test]
@@ -204,13 +227,23 @@ fn efficientnet_stages_become_repeated_blocks() {
         .map(|(k, n)| (format!("features_{}", k + 2), *n))
         .collect();
     assert_eq!(c.blocks, want);
-    assert!(
-        c.text.contains(
-            "      - {id: add, op: add, in: [block_3_0, \"$in\"], when: \"$rest_only\"}\n"
-        ),
-        "{}",
-        c.text
+    // One definition for the five stages: kernel 3 or 5 (and its padding), the widths, the
+    // squeeze-excitation width, and the stride of the first block (2 but in features.5).
+    assert_eq!(
+        c.definitions,
+        vec![(
+            "features_block".to_string(),
+            want.iter().map(|(g, _)| (g.clone(), 0)).collect()
+        )]
     );
+    for line in [
+        "    params: {width: required, kernel: required, stride: 1, padding: required, block_2_fc1_width: required, block_3_0_width: required, rest_only: false}\n",
+        "      - {id: add, op: add, in: [block_3_0, \"$in\"], when: \"$rest_only\"}\n",
+        "  - {id: features_5, use: features_block, repeat: 3, with: {width: 672, kernel: 5, padding: 2, block_2_fc1_width: 28, block_3_0_width: 112, rest_only: true}, first: {width: 480, block_2_fc1_width: 20, rest_only: false}}\n",
+        "  - {id: features_6, use: features_block, repeat: 4, with: {width: 1152, kernel: 5, padding: 2, block_2_fc1_width: 48, block_3_0_width: 192, rest_only: true}, first: {width: 672, stride: 2, block_2_fc1_width: 28, rest_only: false}}\n",
+    ] {
+        assert!(c.text.contains(line), "{line}\n{}", c.text);
+    }
     let back = read_back("efficientnet_b0_graph.onnx", &c, 1);
     let names: Vec<&str> = back.nodes.iter().map(|n| n.name.as_str()).collect();
     assert!(names.contains(&"features_6.3.add"), "{names:?}");

@@ -33,6 +33,9 @@ pub struct Converted {
     pub folded_act: usize,
     /// Repeated blocks found: (group id, instances).
     pub blocks: Vec<(String, usize)>,
+    /// The block definitions written, each with the group ids that use it (with the first
+    /// index of the group's run: `("features", 4)` for `features.4` …), in file order.
+    pub definitions: Vec<(String, Vec<(String, usize)>)>,
 }
 
 /// A layer of the imported model, as it is being rewritten.
@@ -199,7 +202,41 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let folded_act = out.fold_act();
     out.resolve_all();
     out.name_by_path(&first_input, inputs.iter().map(|(k, _)| k.as_str()));
-    let (items, blocks) = out.group();
+    let (mut items, blocks) = out.group();
+    // One block definition per structure, shared by the groups that have it.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut slots = Vec::new();
+    for (k, it) in items.iter_mut().enumerate() {
+        if let Item::Group(g) = it {
+            groups.push(std::mem::replace(g, Group::empty()));
+            slots.push(k);
+        }
+    }
+    let block_defs = share(&mut groups, &out.layers);
+    // Ids that several groups fill, or whose run starts after index 0, take the index range.
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for g in &groups {
+        *per_id.entry(g.id.clone()).or_default() += 1;
+    }
+    let ranged: HashSet<String> = groups
+        .iter()
+        .filter(|g| g.from != 0 || per_id[&g.id] > 1)
+        .map(|g| g.id.clone())
+        .collect();
+    let definitions: Vec<(String, Vec<(String, usize)>)> = block_defs
+        .iter()
+        .map(|(b, _)| {
+            let users = groups
+                .iter()
+                .filter(|g| g.block == *b)
+                .map(|g| (g.id.clone(), g.from))
+                .collect();
+            (b.clone(), users)
+        })
+        .collect();
+    for (k, g) in slots.into_iter().zip(groups) {
+        items[k] = Item::Group(g);
+    }
 
     // The YAML.
     let norms: HashSet<&str> = crate::layers::REGISTRY
@@ -212,8 +249,9 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         "Converted by `archscope convert` from the ONNX file {file}.\nLayer names are the ONNX nodes' (PyTorch's module paths, `.` written `_`; a repeated block's\ninstances are `id.0`, `id.1`, … as in PyTorch)."
     );
     header.push_str(&format!(
-        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} repeated blocks.",
-        blocks.len()
+        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} repeated blocks ({} block definitions).",
+        blocks.len(),
+        block_defs.len()
     ));
     if any_conv && !any_bn_node {
         header.push_str("\nThe file has no BatchNormalization node. If the model has batch norms, torch.onnx.export\nin eval mode folded each into the convolution before it (as that convolution's bias), and\nthe figures here are those of the folded model: export with\ntraining=torch.onnx.TrainingMode.PRESERVE (or do_constant_folding=False) to keep them.");
@@ -242,7 +280,6 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         top.push(("defaults".into(), Emit::Map(d)));
     }
     let gouts = out.group_outputs(&items);
-    let mut block_defs = Vec::new();
     let mut node_list = Vec::new();
     let mut prev: Option<String> = None;
     for it in &items {
@@ -260,7 +297,6 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
                 prev = Some(l.id.clone());
             }
             Item::Group(g) => {
-                block_defs.push((g.block.clone(), g.def.clone()));
                 let mut m = vec![("id".to_string(), Emit::str(g.id.clone()))];
                 let gin = public(&gouts, &g.input);
                 if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input)
@@ -268,7 +304,18 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
                     m.push(("in".into(), Emit::str(gin)));
                 }
                 m.push(("use".into(), Emit::str(g.block.clone())));
-                m.push(("repeat".into(), Emit::Int(g.n as i64)));
+                if ranged.contains(&g.id) {
+                    m.push((
+                        "repeat".into(),
+                        Emit::Map(vec![
+                            ("count".into(), Emit::Int(g.n as i64)),
+                            ("from".into(), Emit::Int(g.from as i64)),
+                        ])
+                        .flow(),
+                    ));
+                } else {
+                    m.push(("repeat".into(), Emit::Int(g.n as i64)));
+                }
                 if !g.with.is_empty() {
                     m.push(("with".into(), Emit::Map(g.with.clone()).flow()));
                 }
@@ -276,7 +323,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
                     m.push(("first".into(), Emit::Map(g.first.clone()).flow()));
                 }
                 node_list.push(Emit::Map(m).flow());
-                prev = Some(g.id.clone());
+                prev = Some(g.public(ranged.contains(&g.id)));
             }
         }
     }
@@ -306,7 +353,10 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
                 for (inst, members) in g.members.iter().enumerate() {
                     for (k, local) in members {
                         for (old, sub) in &out.layers[*k].olds {
-                            new_prefix.insert(old, join(&format!("{}.{inst}.{local}", g.id), sub));
+                            new_prefix.insert(
+                                old,
+                                join(&format!("{}.{}.{local}", g.id, g.from + inst), sub),
+                            );
                         }
                     }
                 }
@@ -343,6 +393,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         folded_bn,
         folded_act,
         blocks: blocks.clone(),
+        definitions,
     })
 }
 
@@ -446,7 +497,6 @@ fn compact(v: &Emit) -> Emit {
 struct Group {
     id: String,
     block: String,
-    def: Emit,
     n: usize,
     /// The reference the first instance reads (a public name).
     input: String,
@@ -456,6 +506,38 @@ struct Group {
     members: Vec<Vec<(usize, String)>>,
     /// Local id of each instance's output.
     out_local: String,
+    /// The index of its first instance (`P.from`, …).
+    from: usize,
+    /// Its block's layers, before the values are bound.
+    template: Vec<TL>,
+}
+
+impl Group {
+    /// A group standing in for nothing (while its slot is being filled).
+    fn empty() -> Group {
+        Group {
+            id: String::new(),
+            block: String::new(),
+            n: 0,
+            input: String::new(),
+            with: Vec::new(),
+            first: Vec::new(),
+            members: Vec::new(),
+            out_local: String::new(),
+            from: 0,
+            template: Vec::new(),
+        }
+    }
+
+    /// How the top level names the group's output: `id`, or its last instance `id.K` when
+    /// the id is filled by index ranges (another group's `id` may be later).
+    fn public(&self, shared: bool) -> String {
+        if shared || self.from != 0 {
+            format!("{}.{}", self.id, self.from + self.n - 1)
+        } else {
+            self.id.clone()
+        }
+    }
 }
 
 enum Item {
@@ -729,12 +811,21 @@ impl Rewriter {
 
     /// Each group's output layer id → the group's id.
     fn group_outputs(&self, items: &[Item]) -> HashMap<String, String> {
+        let mut per_id: HashMap<&str, usize> = HashMap::new();
+        for it in items {
+            if let Item::Group(g) = it {
+                *per_id.entry(g.id.as_str()).or_default() += 1;
+            }
+        }
         let mut m = HashMap::new();
         for it in items {
             if let Item::Group(g) = it {
                 let last = g.members.last().expect("instances");
                 if let Some((k, _)) = last.iter().find(|(_, loc)| *loc == g.out_local) {
-                    m.insert(self.layers[*k].id.clone(), g.id.clone());
+                    m.insert(
+                        self.layers[*k].id.clone(),
+                        g.public(per_id[g.id.as_str()] > 1),
+                    );
                 }
             }
         }
@@ -764,8 +855,10 @@ impl Rewriter {
                 readers.entry(j).or_default().push(usize::MAX);
             }
         }
-        let mut used_ids: HashSet<String> = self.layers.iter().map(|l| l.id.clone()).collect();
-        let mut used_blocks: HashSet<String> = HashSet::new();
+        let used_ids: HashSet<String> = self.layers.iter().map(|l| l.id.clone()).collect();
+        // Per group id: the end of the index range its groups fill so far (several groups
+        // may fill later ranges of one id, `repeat: {count, from}`).
+        let mut group_end: HashMap<String, usize> = HashMap::new();
         let mut items = Vec::new();
         let mut found = Vec::new();
         let mut i = 0;
@@ -773,27 +866,35 @@ impl Rewriter {
             let mut done = false;
             if let Some(p) = self.layers[i].path.clone() {
                 let comps: Vec<&str> = p.split('.').collect();
-                for c in 1..comps.len() {
-                    if comps[c] != "0" {
+                // The deepest parent first: the smallest repeated unit (EfficientNet's
+                // MBConvs within a stage, not the stages within `features`).
+                for c in (1..comps.len()).rev() {
+                    let Some(k0) = comps[c]
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                        .then(|| comps[c].parse::<usize>().ok())
+                        .flatten()
+                        .filter(|&k| k < MAX_GROUP)
+                    else {
                         continue;
-                    }
+                    };
                     let parent = comps[..c].join(".");
-                    // Tried once per run: where instance 0 starts (bounds the work to
-                    // layers × path depth).
-                    let pre = format!("{parent}.0");
-                    let starts = i == 0
-                        || !self.layers[i - 1]
-                            .path
-                            .as_deref()
-                            .is_some_and(|q| q == pre || q.starts_with(&format!("{pre}.")));
-                    if !starts {
+                    // Tried once per run: where instance k0 starts (bounds the work to
+                    // layers × path depth, times the few run lengths tried).
+                    let pre = format!("{parent}.{k0}");
+                    if i > 0 && under(&self.layers[i - 1].path, &pre) {
                         continue;
                     }
-                    if let Some(g) =
-                        self.try_group(i, &parent, &idx, &readers, &used_ids, &used_blocks)
-                    {
-                        used_ids.insert(g.id.clone());
-                        used_blocks.insert(g.block.clone());
+                    if group_end.get(&ident(&parent)).is_some_and(|&e| k0 < e) {
+                        continue;
+                    }
+                    let insts = self.instances(i, &parent, k0);
+                    let most = self.alike_prefix(&parent, k0, &insts);
+                    let g = (2..=most).rev().take(3).find_map(|m| {
+                        self.try_group(&parent, k0, &insts[..m], &idx, &readers, &used_ids)
+                    });
+                    if let Some(g) = g {
+                        group_end.insert(g.id.clone(), k0 + g.n);
                         found.push((g.id.clone(), g.n));
                         let end = g
                             .members
@@ -833,25 +934,13 @@ impl Rewriter {
         (items, found)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn try_group(
-        &self,
-        start: usize,
-        parent: &str,
-        idx: &HashMap<String, usize>,
-        readers: &HashMap<usize, Vec<usize>>,
-        used_ids: &HashSet<String>,
-        used_blocks: &HashSet<String>,
-    ) -> Option<Group> {
-        let under = |p: &Option<String>, pre: &str| {
-            p.as_deref()
-                .is_some_and(|p| p == pre || p.starts_with(&format!("{pre}.")))
-        };
-        // The instances: contiguous runs P.0, P.1, …
+    /// The layer ranges of the consecutive instances `parent.k0`, `parent.{k0+1}`, … from
+    /// layer `start` (at most [`MAX_GROUP`]).
+    fn instances(&self, start: usize, parent: &str, k0: usize) -> Vec<(usize, usize)> {
         let mut insts: Vec<(usize, usize)> = Vec::new();
         let mut j = start;
         while insts.len() < MAX_GROUP {
-            let pre = format!("{parent}.{}", insts.len());
+            let pre = format!("{parent}.{}", k0 + insts.len());
             let s = j;
             while j < self.layers.len() && under(&self.layers[j].path, &pre) {
                 j += 1;
@@ -861,17 +950,55 @@ impl Rewriter {
             }
             insts.push((s, j));
         }
+        insts
+    }
+
+    /// How many of the instances could form one run: the first, then those the same as the
+    /// second in layers and values (wiring aside; [`Rewriter::try_group`] checks the rest).
+    fn alike_prefix(&self, parent: &str, k0: usize, insts: &[(usize, usize)]) -> usize {
+        let key = |inst: usize| -> Vec<(&str, &str, &Vec<(String, Emit)>, bool, &Option<Emit>)> {
+            let (s, e) = insts[inst];
+            let pre = format!("{parent}.{}", k0 + inst);
+            self.layers[s..e]
+                .iter()
+                .map(|l| {
+                    let p = l.path.as_deref().unwrap_or("");
+                    let rest = p.strip_prefix(pre.as_str()).unwrap_or("");
+                    (rest, l.op.as_str(), &l.attrs, l.bn, &l.act)
+                })
+                .collect()
+        };
+        if insts.len() < 2 {
+            return insts.len();
+        }
+        let k1 = key(1);
+        1 + (1..insts.len())
+            .take_while(|&i| i == 1 || key(i) == k1)
+            .count()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn try_group(
+        &self,
+        parent: &str,
+        k0: usize,
+        insts: &[(usize, usize)],
+        idx: &HashMap<String, usize>,
+        readers: &HashMap<usize, Vec<usize>>,
+        used_ids: &HashSet<String>,
+    ) -> Option<Group> {
         // A block is at least two layers (one convolution per "instance" is a coincidence of
         // Sequential indices, not a repeated sub-graph).
         if insts.len() < 2 || insts.iter().any(|(s, e)| e - s < 2) {
             return None;
         }
-        let end = j;
+        let start = insts[0].0;
+        let end = insts[insts.len() - 1].1;
         // Local ids per instance.
         let mut members: Vec<Vec<(usize, String)>> = Vec::new();
         let mut local_of: HashMap<usize, (usize, String)> = HashMap::new();
         for (inst, &(s, e)) in insts.iter().enumerate() {
-            let pre = format!("{parent}.{inst}");
+            let pre = format!("{parent}.{}", k0 + inst);
             let mut seen = HashSet::new();
             let mut m = Vec::new();
             for k in s..e {
@@ -928,6 +1055,14 @@ impl Rewriter {
                     bn: l.bn,
                     act: l.act.clone(),
                 });
+            }
+            // A sum reads its inputs in either order: the block's input last, so that a
+            // sum switched off by `when` passes the block's own output on (MobileNetV2's
+            // `x + conv(x)`).
+            for sig in v.iter_mut() {
+                if sig.op == "add" && sig.list && sig.ins.len() == 2 && sig.ins[0] == LRef::In {
+                    sig.ins.swap(0, 1);
+                }
             }
             externals.push(ext);
             sigs.push(v);
@@ -1077,74 +1212,378 @@ impl Rewriter {
                 return None;
             }
         }
-        let mut params: Vec<(String, Emit, Emit)> = Vec::new();
-        let mut per_attr: HashMap<(String, String), String> = HashMap::new();
-        for (a, b) in s0
-            .iter()
-            .filter(|s| l1.contains(s.local.as_str()))
-            .zip(s1.iter().filter(|s| l0.contains(s.local.as_str())))
-        {
-            for ((ka, va), (kb, vb)) in a.attrs.iter().zip(&b.attrs) {
-                if ka != kb {
+        // Instances that differ in more values than they have layers are different blocks.
+        let mut differing = 0;
+        let mut template = Vec::with_capacity(merged.len());
+        for (from, sig, ins) in &merged {
+            let keys: Vec<String> = sig.attrs.iter().map(|(k, _)| k.clone()).collect();
+            let vals = |s: &[Sig]| -> Option<Vec<Option<Emit>>> {
+                let t = s.iter().find(|x| x.local == sig.local)?;
+                if t.attrs.len() != keys.len()
+                    || t.attrs.iter().zip(&keys).any(|((k, _), q)| k != q)
+                {
                     return None;
                 }
-                if va != vb {
-                    let pname = ident(&format!("{}_{}", a.local, ka));
-                    per_attr.insert((a.local.clone(), ka.clone()), pname.clone());
-                    params.push((pname, compact(vb), compact(va)));
-                }
-            }
+                Some(t.attrs.iter().map(|(_, v)| Some(compact(v))).collect())
+            };
+            let none = vec![None; keys.len()];
+            let (first, rest) = match from {
+                0 => (vals(s0)?, none),
+                1 => (none, vals(s1)?),
+                _ => (vals(s0)?, vals(s1)?),
+            };
+            differing += first
+                .iter()
+                .zip(&rest)
+                .filter(|(a, b)| a.is_some() && b.is_some() && a != b)
+                .count();
+            let inst = if *from == 0 { 0 } else { 1 };
+            let layer = members[inst]
+                .iter()
+                .find(|(_, l)| *l == sig.local)
+                .map(|(k, _)| *k)?;
+            template.push(TL {
+                local: sig.local.clone(),
+                op: sig.op.clone(),
+                ins: ins.clone(),
+                list: sig.list,
+                bn: sig.bn,
+                act: sig.act.clone(),
+                keys,
+                when: *from as u8,
+                first,
+                rest,
+                layer,
+            });
         }
-        // Instances that differ in more values than they have layers are different blocks.
-        if params.len() > s1.len() {
+        if differing > s1.len() {
             return None;
         }
-        // Names.
         let id = ident(parent);
         if used_ids.contains(&id) {
             return None;
         }
-        let mut block = format!("{id}_block");
-        let mut q = 1;
-        while used_blocks.contains(&block) {
-            q += 1;
-            block = format!("{id}_block_{q}");
-        }
-        let fresh = |base: &str| {
-            let mut s = base.to_string();
-            while params.iter().any(|(p, _, _)| *p == s) {
-                s.push('_');
+        Some(Group {
+            id,
+            block: String::new(),
+            n: members.len(),
+            from: k0,
+            input,
+            with: Vec::new(),
+            first: Vec::new(),
+            members,
+            out_local,
+            template,
+        })
+    }
+}
+
+/// One layer of a group's block, before the values are bound: its wiring, the attribute keys,
+/// whether only the first instance (`when` 0), only the others (1) or all (2) have it, and the
+/// values of its attributes in the first instance and in the others (None where it has none).
+#[derive(Debug, Clone)]
+struct TL {
+    local: String,
+    op: String,
+    ins: Vec<LRef>,
+    list: bool,
+    bn: bool,
+    act: Option<Emit>,
+    keys: Vec<String>,
+    when: u8,
+    first: Vec<Option<Emit>>,
+    rest: Vec<Option<Emit>>,
+    /// A layer of the model this one is (for the emitted layer's other fields).
+    layer: usize,
+}
+
+/// Whether a module path is `pre` or below it.
+fn under(p: &Option<String>, pre: &str) -> bool {
+    p.as_deref()
+        .is_some_and(|p| p == pre || p.strip_prefix(pre).is_some_and(|r| r.starts_with('.')))
+}
+
+/// A template with its layers switched on by `when` (0: first only, 1: rest only) in `drop`
+/// removed, each reference to one of them followed to the first input it passes on.
+fn strip(t: &[TL], drop: &[u8]) -> Option<Vec<TL>> {
+    let gone: HashMap<&str, &TL> = t
+        .iter()
+        .filter(|l| drop.contains(&l.when))
+        .map(|l| (l.local.as_str(), l))
+        .collect();
+    let follow = |r: &LRef| -> Option<LRef> {
+        let mut r = r.clone();
+        for _ in 0..=t.len() {
+            match &r {
+                LRef::Local(x, None) if gone.contains_key(x.as_str()) => {
+                    r = gone[x.as_str()].ins.first()?.clone();
+                }
+                LRef::Local(x, Some(_)) if gone.contains_key(x.as_str()) => return None,
+                _ => return Some(r),
             }
-            s
-        };
-        let switch0 = (!extras0.is_empty()).then(|| fresh("first_only"));
-        let switch1 = (!extras1.is_empty()).then(|| fresh("rest_only"));
-        // The block definition: the merged layers, wired as the instance they come from.
-        let mut bparams: Vec<(String, Emit)> = params
-            .iter()
-            .map(|(p, _, _)| (p.clone(), Emit::str("required")))
-            .collect();
-        for s in switch0.iter().chain(&switch1) {
-            bparams.push((s.clone(), Emit::Bool(false)));
         }
-        let layer_of = |inst: usize, loc: &str| -> Option<usize> {
-            members[inst]
-                .iter()
-                .find(|(_, l)| l == loc)
-                .map(|(k, _)| *k)
-        };
-        let mut bnodes = Vec::new();
-        let mut prev: Option<String> = None;
-        for (from, sig, ins) in &merged {
-            let inst = if *from == 0 { 0 } else { 1 };
-            let loc = &sig.local;
-            let mut l = self.layers[layer_of(inst, loc)?].clone();
-            for (key, v) in l.attrs.iter_mut() {
-                if let Some(p) = per_attr.get(&(loc.clone(), key.clone())) {
-                    *v = Emit::Str(format!("${p}"));
+        None
+    };
+    t.iter()
+        .filter(|l| !drop.contains(&l.when))
+        .map(|l| {
+            let mut l = l.clone();
+            l.ins = l.ins.iter().map(follow).collect::<Option<Vec<_>>>()?;
+            Some(l)
+        })
+        .collect()
+}
+
+/// Same layers, wiring and keys (values aside).
+fn same_structure(a: &[TL], b: &[TL]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.local == y.local
+                && x.op == y.op
+                && x.ins == y.ins
+                && x.list == y.list
+                && x.bn == y.bn
+                && x.act == y.act
+                && x.keys == y.keys
+                && x.when == y.when
+        })
+}
+
+/// Whether a group's template is the representative's with some of its switched layers
+/// removed (or the same): then it uses the representative's block, those switched off.
+fn fits(rep: &Group, g: &Group) -> bool {
+    if rep.out_local != g.out_local {
+        return false;
+    }
+    [&[][..], &[0], &[1], &[0, 1]]
+        .iter()
+        .any(|d| strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template)))
+}
+
+/// A parameter of a shared block: the (layer, key) slots it fills and its value per group,
+/// in the first instance and in the others.
+struct Param {
+    name: String,
+    slots: Vec<(usize, usize)>,
+    first: Vec<Option<Emit>>,
+    rest: Vec<Option<Emit>>,
+}
+
+/// Readable parameter names by attribute (`out` is the block's width).
+fn param_base(key: &str) -> String {
+    match key {
+        "out" => "width".to_string(),
+        k => ident(k),
+    }
+}
+
+/// The parameters of a block shared by `groups` (representative `rep`), or None when they
+/// differ in more values than the block has layers (different blocks, by the same rule as
+/// within one run).
+fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
+    let mut params: Vec<Param> = Vec::new();
+    for (li, tl) in rep.template.iter().enumerate() {
+        for (ki, key) in tl.keys.iter().enumerate() {
+            let value = |g: &Group, first: bool| -> Option<Emit> {
+                let l = g.template.iter().find(|l| l.local == tl.local)?;
+                let k = l.keys.iter().position(|k| k == key)?;
+                if first {
+                    l.first[k].clone()
+                } else {
+                    l.rest[k].clone()
+                }
+            };
+            let first: Vec<Option<Emit>> = groups.iter().map(|g| value(g, true)).collect();
+            let rest: Vec<Option<Emit>> = groups.iter().map(|g| value(g, false)).collect();
+            let mut all = first.iter().chain(&rest).flatten();
+            let v0 = all.next();
+            if all.all(|v| Some(v) == v0) {
+                continue;
+            }
+            // One parameter for slots that agree wherever both are set (and share some).
+            let agree = |a: &[Option<Emit>], b: &[Option<Emit>]| -> Option<bool> {
+                let mut shared = false;
+                for (x, y) in a.iter().zip(b) {
+                    if let (Some(x), Some(y)) = (x, y) {
+                        if x != y {
+                            return None;
+                        }
+                        shared = true;
+                    }
+                }
+                Some(shared)
+            };
+            match params.iter_mut().find(|p| {
+                match (agree(&p.first, &first), agree(&p.rest, &rest)) {
+                    (Some(a), Some(b)) => a || b,
+                    _ => false,
+                }
+            }) {
+                Some(p) => {
+                    p.slots.push((li, ki));
+                    for (x, y) in p.first.iter_mut().zip(first) {
+                        if x.is_none() {
+                            *x = y;
+                        }
+                    }
+                    for (x, y) in p.rest.iter_mut().zip(rest) {
+                        if x.is_none() {
+                            *x = y;
+                        }
+                    }
+                }
+                None => {
+                    let base = param_base(key);
+                    let mut name = base.clone();
+                    if params.iter().any(|p| p.name == name) {
+                        name = ident(&format!("{}_{base}", tl.local));
+                    }
+                    let mut q = 1;
+                    let stem = name.clone();
+                    while params.iter().any(|p| p.name == name)
+                        || ["first_only", "rest_only"].contains(&name.as_str())
+                        || crate::expr::BUILTIN_NAMES.iter().any(|(b, _)| *b == name)
+                    {
+                        q += 1;
+                        name = format!("{stem}_{q}");
+                    }
+                    params.push(Param {
+                        name,
+                        slots: vec![(li, ki)],
+                        first,
+                        rest,
+                    });
                 }
             }
-            l.ins = ins
+        }
+    }
+    (params.len() <= rep.template.len()).then_some(params)
+}
+
+/// Gives groups of the same structure one block definition: values that differ between them
+/// (or between a group's first instance and the others) become the block's parameters, named
+/// after the attribute (`width` for `out`, `stride`, `kernel`, …); a value the same in every
+/// group's other instances is the parameter's default. Each group gets its block name,
+/// `with:` and `first:`; the definitions are returned in order.
+fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
+    // Classes: a representative (the group with the most switched layers) and members.
+    let mut classes: Vec<(usize, Vec<usize>)> = Vec::new();
+    for gi in 0..groups.len() {
+        let mut placed = false;
+        for (rep, members) in classes.iter_mut() {
+            let g = &groups[gi];
+            let all = |r: usize| -> Vec<&Group> {
+                members
+                    .iter()
+                    .chain([&gi])
+                    .map(|&m| &groups[m])
+                    .chain(std::iter::once(&groups[r]))
+                    .take(members.len() + 1)
+                    .collect()
+            };
+            if fits(&groups[*rep], g) && plan(&groups[*rep], &all(*rep)).is_some() {
+                members.push(gi);
+                placed = true;
+                break;
+            }
+            // The new group is richer: it becomes the representative if all fit it.
+            if fits(g, &groups[*rep])
+                && members.iter().all(|&m| fits(g, &groups[m]))
+                && plan(g, &all(*rep)).is_some()
+            {
+                *rep = gi;
+                members.push(gi);
+                placed = true;
+                break;
+            }
+        }
+        if !placed {
+            classes.push((gi, vec![gi]));
+        }
+    }
+    let mut defs = Vec::new();
+    let mut used: HashSet<String> = HashSet::new();
+    for (rep, members) in &classes {
+        let gs: Vec<&Group> = members.iter().map(|&m| &groups[m]).collect();
+        let params = plan(&groups[*rep], &gs).expect("planned when the class was made");
+        let r = &groups[*rep];
+        // The block's name: the run's id without its stage number (`layer1` … `layer4`:
+        // `layer_block`), or the id when it is alone.
+        let stem = if members.len() > 1 {
+            r.id.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_')
+        } else {
+            r.id.as_str()
+        };
+        let stem = if stem.is_empty() { "stage" } else { stem };
+        let mut block = format!("{stem}_block");
+        let mut q = 1;
+        while used.contains(&block) {
+            q += 1;
+            block = format!("{stem}_block_{q}");
+        }
+        used.insert(block.clone());
+        let has0 = r.template.iter().any(|l| l.when == 0);
+        let has1 = r.template.iter().any(|l| l.when == 1);
+        // Defaults: a value every group's other instances share; else that of the first
+        // group that has one, when some group sets it nowhere (its layers are off there).
+        let mut bparams: Vec<(String, Emit)> = Vec::new();
+        let mut defaults: Vec<Option<Emit>> = Vec::new();
+        for p in &params {
+            let rests: Vec<&Emit> = p.rest.iter().flatten().collect();
+            let common = (!rests.is_empty() && rests.iter().all(|v| *v == rests[0]))
+                .then(|| rests[0].clone());
+            let unset = p
+                .rest
+                .iter()
+                .zip(&p.first)
+                .any(|(r, f)| r.is_none() && f.is_none());
+            let d = common.or_else(|| {
+                unset
+                    .then(|| p.rest.iter().chain(&p.first).flatten().next().cloned())
+                    .flatten()
+            });
+            bparams.push((
+                p.name.clone(),
+                d.clone().unwrap_or_else(|| Emit::str("required")),
+            ));
+            defaults.push(d);
+        }
+        if has0 {
+            bparams.push(("first_only".into(), Emit::Bool(false)));
+        }
+        if has1 {
+            bparams.push(("rest_only".into(), Emit::Bool(false)));
+        }
+        // The definition, from the representative's template.
+        let slot_param: HashMap<(usize, usize), &str> = params
+            .iter()
+            .flat_map(|p| p.slots.iter().map(move |s| (*s, p.name.as_str())))
+            .collect();
+        let mut bnodes = Vec::new();
+        let mut prev: Option<String> = None;
+        for (li, tl) in r.template.iter().enumerate() {
+            let mut l = layers[tl.layer].clone();
+            l.attrs = tl
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(ki, k)| {
+                    let v = match slot_param.get(&(li, ki)) {
+                        Some(p) => Emit::Str(format!("${p}")),
+                        None => {
+                            let mut vs = gs.iter().filter_map(|g| {
+                                let l2 = g.template.iter().find(|x| x.local == tl.local)?;
+                                let k2 = l2.keys.iter().position(|x| x == k)?;
+                                l2.first[k2].clone().or_else(|| l2.rest[k2].clone())
+                            });
+                            vs.next().unwrap_or(Emit::Null)
+                        }
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            l.ins = tl
+                .ins
                 .iter()
                 .map(|r| match r {
                     LRef::In => "$in".to_string(),
@@ -1152,57 +1591,71 @@ impl Rewriter {
                     LRef::Local(x, Some(s)) => format!("{x}:{s}"),
                 })
                 .collect();
-            let name = |r: &str| r.to_string();
-            let when = match from {
-                0 => switch0.as_ref().map(|s| format!("${s}")),
-                1 => switch1.as_ref().map(|s| format!("${s}")),
+            let when = match tl.when {
+                0 => Some("$first_only"),
+                1 => Some("$rest_only"),
                 _ => None,
             };
             bnodes.push(layer_emit(
                 &l,
-                loc,
-                name,
+                &tl.local,
+                |r| r.to_string(),
                 prev.as_deref(),
                 "$in",
-                when.as_deref(),
+                when,
             ));
-            prev = Some(loc.clone());
+            prev = Some(tl.local.clone());
         }
         let mut def = Vec::new();
         if !bparams.is_empty() {
             def.push(("params".to_string(), Emit::Map(bparams).flow()));
         }
         def.push(("nodes".into(), Emit::Seq(bnodes)));
-        if merged.last().map(|(_, s, _)| &s.local) != Some(&out_local) {
-            def.push(("output".into(), Emit::str(out_local.clone())));
+        if r.template.last().map(|l| &l.local) != Some(&r.out_local) {
+            def.push(("output".into(), Emit::str(r.out_local.clone())));
         }
-        let mut with: Vec<(String, Emit)> = params
-            .iter()
-            .map(|(p, w, _)| (p.clone(), w.clone()))
-            .collect();
-        let mut first: Vec<(String, Emit)> = params
-            .iter()
-            .map(|(p, _, f)| (p.clone(), f.clone()))
-            .collect();
-        if let Some(s) = &switch0 {
-            first.push((s.clone(), Emit::Bool(true)));
+        defs.push((block.clone(), Emit::Map(def)));
+        // Per group: `with:` (the other instances' values, where not the default) and
+        // `first:` (the first instance's, where not what `with:` gives it).
+        for (gk, &m) in members.iter().enumerate() {
+            let mut with = Vec::new();
+            let mut first = Vec::new();
+            for (p, d) in params.iter().zip(&defaults) {
+                let rest = p.rest[gk].clone().or_else(|| d.clone());
+                if let Some(v) = &p.rest[gk] {
+                    if Some(v) != d.as_ref() {
+                        with.push((p.name.clone(), v.clone()));
+                    }
+                } else if d.is_none() {
+                    // Set nowhere in the others, and no default: the first's value.
+                    if let Some(f) = &p.first[gk] {
+                        with.push((p.name.clone(), f.clone()));
+                    }
+                }
+                let given = rest.or_else(|| p.first[gk].clone());
+                if let Some(f) = &p.first[gk] {
+                    if Some(f) != given.as_ref() {
+                        first.push((p.name.clone(), f.clone()));
+                    }
+                }
+            }
+            let g = &groups[m];
+            let own0 = g.template.iter().any(|l| l.when == 0);
+            let own1 = g.template.iter().any(|l| l.when == 1);
+            if own0 {
+                first.push(("first_only".into(), Emit::Bool(true)));
+            }
+            if own1 {
+                with.push(("rest_only".into(), Emit::Bool(true)));
+                first.push(("rest_only".into(), Emit::Bool(false)));
+            }
+            let g = &mut groups[m];
+            g.block = block.clone();
+            g.with = with;
+            g.first = first;
         }
-        if let Some(s) = &switch1 {
-            with.push((s.clone(), Emit::Bool(true)));
-            first.push((s.clone(), Emit::Bool(false)));
-        }
-        Some(Group {
-            id,
-            block,
-            def: Emit::Map(def),
-            n: members.len(),
-            input,
-            with,
-            first,
-            members,
-            out_local,
-        })
     }
+    defs
 }
 
 /// The weights as a .safetensors file (F32 tensors, names sorted).
