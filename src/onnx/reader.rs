@@ -320,7 +320,7 @@ pub fn import_model_sized(
         done: HashSet::new(),
         opset,
         regions: attention::find_regions(graph),
-        windows: swin::find(graph),
+        windows: swin::find(graph, model.producer_name.as_deref() == Some("archscope")),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);

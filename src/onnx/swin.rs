@@ -4,8 +4,9 @@
 //! twenty to sixty nodes (the roll, the windows, `qkv`, the heads, Q·Kᵀ, the relative-position
 //! bias — an integer `relative_position_index` buffer cast and gathering rows of the bias table
 //! or of V2's `cpb_mlp` output —, the shifted windows' mask, `Softmax`, ·V, `proj`, the windows
-//! merged). A region is the set of nodes named after one layer path `S` (`S` or `S/Op_k`, the
-//! exporter's names) of which one reads a tensor named `….relative_position_index`.
+//! merged). In a file `archscope export` wrote (`producer_name` "archscope"), a region is the
+//! set of nodes named after one layer path `S` (`S` or `S/Op_k`, the exporter's names) of
+//! which one reads a tensor named `….relative_position_index`.
 //!
 //! The region is read by exact comparison with the layer's own ONNX form: the candidate layers
 //! its weights' shapes allow (heads from the bias table or the `cpb_mlp` output, the window
@@ -47,8 +48,7 @@ pub(super) struct Windows {
 /// The layer path of a node named by `archscope export` (`S` or `S/Op_k`); `None` for other
 /// exporters' names (TorchScript's `/a/b/Op`, dynamo's metadata).
 fn layer_path(n: &NodeProto) -> Option<&str> {
-    if n
-        .metadata_props
+    if n.metadata_props
         .iter()
         .any(|p| p.key.as_deref() == Some("namespace"))
     {
@@ -66,9 +66,14 @@ fn is_anchor(t: &str) -> bool {
     t == ANCHOR || t.ends_with(&format!(".{ANCHOR}"))
 }
 
-/// Finds the windowed-attention regions of `g`.
-pub(super) fn find(g: &GraphProto) -> Windows {
+/// Finds the windowed-attention regions of `g`; only in a file `archscope export` wrote
+/// (`producer_name` "archscope"), whose node names are layer paths: another exporter's names
+/// (`Identity_624`) say nothing of the layer.
+pub(super) fn find(g: &GraphProto, archscope: bool) -> Windows {
     let mut w = Windows::default();
+    if !archscope {
+        return w;
+    }
     let anchored: HashSet<&str> = g
         .node
         .iter()
@@ -274,7 +279,11 @@ impl<'a> Reader<'a> {
             }
         }
         let Some((xname, xref, xshape)) = data else {
-            return Err(self.win_err(nodes[0], path, "no computed input: the layer reads one tensor"));
+            return Err(self.win_err(
+                nodes[0],
+                path,
+                "no computed input: the layer reads one tensor",
+            ));
         };
         // The one output read outside.
         let mut inner: HashMap<&str, usize> = HashMap::new();
@@ -414,14 +423,19 @@ impl<'a> Reader<'a> {
         }
         let v2 = held.contains_key("logit_scale");
         let heads = if v2 {
-            held.get("cpb_mlp.2.weight").and_then(|d| d.first().copied())
+            held.get("cpb_mlp.2.weight")
+                .and_then(|d| d.first().copied())
         } else {
-            held.get("relative_position_bias_table").and_then(|d| d.get(1).copied())
+            held.get("relative_position_bias_table")
+                .and_then(|d| d.get(1).copied())
         };
         let Some(heads) = heads.filter(|&h| h > 0) else {
             return Ok(out);
         };
-        let (qb, pb) = (held.contains_key("qkv.bias"), held.contains_key("proj.bias"));
+        let (qb, pb) = (
+            held.contains_key("qkv.bias"),
+            held.contains_key("proj.bias"),
+        );
         for [wh, ww] in pairs(l) {
             if !v2 {
                 let rows = held
@@ -476,7 +490,11 @@ impl<'a> Reader<'a> {
         yname: &str,
     ) -> Result<Matched, Miss> {
         let g = self.graph;
-        let cg = cand.model.graph.as_ref().expect("an exported model has a graph");
+        let cg = cand
+            .model
+            .graph
+            .as_ref()
+            .expect("an exported model has a graph");
         let mine = |n: &NodeProto| {
             let name = n.name.as_deref().unwrap_or("");
             name == "attn" || name.starts_with("attn/")
@@ -500,19 +518,17 @@ impl<'a> Reader<'a> {
             .map(|t| (t.name.as_deref().unwrap_or(""), t))
             .collect();
         let cdims = |name: &str| -> Option<Vec<u64>> {
-            cg.input.iter().find(|v| v.name.as_deref() == Some(name)).and_then(|v| {
-                super::value_dims(v).map(|d| d.iter().map(|x| x.unwrap_or(0)).collect())
-            })
+            cg.input
+                .iter()
+                .find(|v| v.name.as_deref() == Some(name))
+                .and_then(|v| {
+                    super::value_dims(v).map(|d| d.iter().map(|x| x.unwrap_or(0)).collect())
+                })
         };
         let mut matched: Matched = Vec::new();
         let mut taken: HashSet<String> = HashSet::new();
-        let show = |n: &NodeProto| {
-            format!(
-                "`{}`{}",
-                n.op_type.as_deref().unwrap_or(""),
-                attrs_text(n)
-            )
-        };
+        let show =
+            |n: &NodeProto| format!("`{}`{}", n.op_type.as_deref().unwrap_or(""), attrs_text(n));
         for k in 0..cnodes.len().max(nodes.len()) {
             let (Some(cn), Some(&j)) = (cnodes.get(k), nodes.get(k)) else {
                 let why = if k < cnodes.len() {
@@ -526,7 +542,10 @@ impl<'a> Reader<'a> {
                         show(&g.node[nodes[k]])
                     )
                 };
-                return Err(Miss { at: k.min(nodes.len().saturating_sub(1)), why });
+                return Err(Miss {
+                    at: k.min(nodes.len().saturating_sub(1)),
+                    why,
+                });
             };
             let fnode = &g.node[j];
             if cn.op_type != fnode.op_type {
@@ -577,10 +596,7 @@ impl<'a> Reader<'a> {
                 }
                 if let Some(m) = map.get(c) {
                     if m != f {
-                        return Err(bad(format!(
-                            "the layer's form reads `{}` here",
-                            excerpt(m)
-                        )));
+                        return Err(bad(format!("the layer's form reads `{}` here", excerpt(m))));
                     }
                     continue;
                 }
@@ -616,7 +632,9 @@ impl<'a> Reader<'a> {
                     let want = proto::tensor_to_f64(t).unwrap_or_default();
                     let wdims: Vec<u64> = t.dims.iter().map(|&d| d.max(0) as u64).collect();
                     let got = match self.vals.get(f) {
-                        Some(Val::Const { dims, data, init, .. }) => {
+                        Some(Val::Const {
+                            dims, data, init, ..
+                        }) => {
                             let data = match init.as_deref().and_then(|nm| self.inits.get(nm)) {
                                 Some(t) if data.is_empty() => {
                                     proto::tensor_to_f64(t).unwrap_or_default()
@@ -633,7 +651,8 @@ impl<'a> Reader<'a> {
                             && v.iter().zip(&want).all(|(a, b)| (*a as f32) == (*b as f32))
                     });
                     if !same {
-                        let shown: Vec<String> = want.iter().take(8).map(|v| v.to_string()).collect();
+                        let shown: Vec<String> =
+                            want.iter().take(8).map(|v| v.to_string()).collect();
                         return Err(bad(format!(
                             "the layer's form reads the constant {} of shape {} here",
                             if want.len() > 8 {
@@ -647,10 +666,7 @@ impl<'a> Reader<'a> {
                     map.insert(c.clone(), f.clone());
                     continue;
                 }
-                return Err(bad(format!(
-                    "the layer's form reads `{}` here",
-                    excerpt(c)
-                )));
+                return Err(bad(format!("the layer's form reads `{}` here", excerpt(c))));
             }
             if cn.output.len() != fnode.output.len() {
                 return Err(Miss {
