@@ -43,6 +43,11 @@ pub(super) struct Windows {
     trigger: Vec<usize>,
     /// Graph inputs read by a region's nodes (weights of a graph-only export).
     pub(super) inputs: HashSet<String>,
+    /// Per region: whether it has the index buffer (else a partition's form only, which
+    /// other layers may share: one that matches no partition is read node by node).
+    anchored: Vec<bool>,
+    /// Regions given back to the node-by-node reading.
+    released: HashSet<usize>,
 }
 
 /// The layer path of a node named by `archscope export` (`S` or `S/Op_k`); `None` for other
@@ -74,26 +79,37 @@ pub(super) fn find(g: &GraphProto, archscope: bool) -> Windows {
     if !archscope {
         return w;
     }
-    let anchored: HashSet<&str> = g
-        .node
-        .iter()
-        .filter(|n| n.input.iter().any(|x| is_anchor(x)))
-        .filter_map(layer_path)
-        .collect();
-    if anchored.is_empty() {
-        return w;
-    }
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    // Every layer path's nodes, in order; the regions are those that read the index buffer or
+    // have a window partition's form (`Reshape`, a 6-axis `Transpose`, `Reshape`).
+    let mut scopes: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
-        let Some(p) = layer_path(n).filter(|p| anchored.contains(p)) else {
-            continue;
-        };
-        let k = *index.entry(p).or_insert_with(|| {
-            w.list.push((p.to_string(), Vec::new()));
-            w.list.len() - 1
+        let Some(p) = layer_path(n) else { continue };
+        let k = *at.entry(p).or_insert_with(|| {
+            scopes.push((p, Vec::new()));
+            scopes.len() - 1
         });
-        w.list[k].1.push(i);
-        w.of.insert(i, k);
+        scopes[k].1.push(i);
+    }
+    let op = |i: usize| g.node[i].op_type.as_deref().unwrap_or("");
+    for (p, nodes) in scopes {
+        let anchored = nodes
+            .iter()
+            .any(|&i| g.node[i].input.iter().any(|x| is_anchor(x)));
+        let partition = matches!(nodes.as_slice(), [a, b, c]
+            if op(*a) == "Reshape" && op(*b) == "Transpose" && op(*c) == "Reshape"
+                && super::attr_ints(&g.node[*b], "perm").is_some_and(|v| v.len() == 6));
+        if !anchored && !partition {
+            continue;
+        }
+        for &i in &nodes {
+            w.of.insert(i, w.list.len());
+        }
+        w.list.push((p.to_string(), nodes));
+        w.anchored.push(anchored);
+    }
+    if w.list.is_empty() {
+        return w;
     }
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
@@ -177,6 +193,8 @@ struct Candidate {
     body: String,
     /// Its exported one-layer model.
     model: ModelProto,
+    /// Its output's shape (batch included).
+    out: Vec<u64>,
 }
 
 /// How far a candidate's form matched: the region position where it stopped and why.
@@ -209,9 +227,21 @@ impl<'a> Reader<'a> {
         let Some(&k) = self.windows.of.get(&i) else {
             return Ok(false);
         };
+        if self.windows.released.contains(&k) {
+            return Ok(false);
+        }
         if self.windows.trigger[k] == i {
             let (path, nodes) = self.windows.list[k].clone();
-            self.window_region(&path, &nodes)?;
+            match self.window_region(&path, &nodes) {
+                Ok(()) => {}
+                // A partition's form that is no partition (another layer written the same
+                // way): its nodes are read one by one, as in any file.
+                Err(_) if !self.windows.anchored[k] && nodes[0] == i => {
+                    self.windows.released.insert(k);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(true)
     }
@@ -323,15 +353,13 @@ impl<'a> Reader<'a> {
         };
         let cands = self.window_candidates(path, nodes, &xshape)?;
         let mut best: Option<Miss> = None;
-        for body in &cands {
-            let cand = match self.build_candidate(body, &xshape) {
+        for (body, last) in &cands {
+            let cand = match self.build_candidate(body, &xshape, *last) {
                 Ok(c) => c,
                 Err(_) => continue,
             };
             match self.match_candidate(&cand, nodes, &xname, &yname) {
-                Ok(weights) => {
-                    return self.emit_window(path, nodes, &cand, &xref, &xshape, &yname, weights)
-                }
+                Ok(weights) => return self.emit_window(path, nodes, &cand, &xref, &yname, weights),
                 Err(m) => {
                     if best.as_ref().is_none_or(|b| m.at > b.at) {
                         best = Some(m);
@@ -348,20 +376,21 @@ impl<'a> Reader<'a> {
                 last,
                 path,
                 format!(
-                    "no shifted_window_attention or relative_position_attention fits its weights and its input {}",
+                    "no shifted_window_attention, relative_position_attention, window_partition or window_departition fits its weights and its input {}",
                     list(&xshape)
                 ),
             )),
         }
     }
 
-    /// The candidate layers (YAML bodies) the region's weights and input allow.
+    /// The candidate layers the region's weights and input allow: YAML bodies, and whether
+    /// the layer reads its input channels last (built after a permute).
     fn window_candidates(
         &mut self,
         _path: &str,
         nodes: &[usize],
         xshape: &[u64],
-    ) -> Result<Vec<String>, Diagnostic> {
+    ) -> Result<Vec<(String, bool)>, Diagnostic> {
         let g = self.graph;
         // Weights read (by their name's last part) and the Slice starts (the roll's shifts).
         let mut held: HashMap<String, Vec<u64>> = HashMap::new();
@@ -398,23 +427,40 @@ impl<'a> Reader<'a> {
             }
         }
         let mut out = Vec::new();
+        if xshape.len() != 4 {
+            return Ok(out);
+        }
         let Some(index) = held.get(ANCHOR) else {
+            // A window partition (N×C×H×W → N×G×P²×C) or departition (back), of any size
+            // that divides the map or the groups.
+            let (h, w) = (xshape[2], xshape[3]);
+            for p in (1..=h.min(w)).filter(|p| h.is_multiple_of(*p) && w.is_multiple_of(*p)) {
+                out.push((format!("op: window_partition, size: {p}"), false));
+            }
+            if let Some(p) = isqrt(xshape[2]) {
+                for [gh, gw] in pairs(xshape[1]) {
+                    out.push((
+                        format!("op: window_departition, size: {p}, grid: [{gh}, {gw}]"),
+                        true,
+                    ));
+                }
+            }
             return Ok(out);
         };
         let idx: u64 = index.iter().product();
         let Some(l) = isqrt(idx) else { return Ok(out) };
-        if xshape.len() != 4 {
-            return Ok(out);
-        }
         let c = xshape[3];
         if held.contains_key("to_qkv.weight") {
             // MaxViT: heads from the table, a square partition.
             if let (Some(t), Some(s)) = (held.get("relative_position_bias_table"), isqrt(l)) {
                 if let Some(&h) = t.get(1) {
                     if h > 0 && c.is_multiple_of(h) {
-                        out.push(format!(
-                            "op: relative_position_attention, head_dim: {}, size: {s}",
-                            c / h
+                        out.push((
+                            format!(
+                                "op: relative_position_attention, head_dim: {}, size: {s}",
+                                c / h
+                            ),
+                            true,
                         ));
                     }
                 }
@@ -447,22 +493,34 @@ impl<'a> Reader<'a> {
             }
             for &s0 in shifts.iter().filter(|&&s| s < wh) {
                 for &s1 in shifts.iter().filter(|&&s| s < ww) {
-                    out.push(format!(
+                    out.push((format!(
                         "op: shifted_window_attention, heads: {heads}, window: [{wh}, {ww}], shift: [{s0}, {s1}], v2: {v2}, pad: true, qkv_bias: {qb}, proj_bias: {pb}"
-                    ));
+                    ), true));
                 }
             }
         }
         Ok(out)
     }
 
-    /// Builds `body` as the one layer `attn` of a model on an N×A×B×C input (the input
-    /// written C×A×B and permuted channels last, the layout both layers need) and exports it.
-    fn build_candidate(&self, body: &str, xshape: &[u64]) -> Result<Candidate, Diagnostic> {
+    /// Builds `body` as the one layer `attn` of a model on the input's shape and exports it.
+    /// `last`: an N×A×B×C input, written C×A×B and permuted channels last (the layout the
+    /// attention layers and the departition need); else the N×C×H×W map itself.
+    fn build_candidate(
+        &self,
+        body: &str,
+        xshape: &[u64],
+        last: bool,
+    ) -> Result<Candidate, Diagnostic> {
         let [n, a, b, c] = [xshape[0], xshape[1], xshape[2], xshape[3]];
-        let yaml = format!(
-            "format: \"archscope/1\"\nname: probe\ninputs:\n  x: [{c}, {a}, {b}]\nnodes:\n  - {{id: last, op: permute, dims: [0, 2, 3, 1]}}\n  - {{id: attn, {body}}}\n"
-        );
+        let yaml = if last {
+            format!(
+                "format: \"archscope/1\"\nname: probe\ninputs:\n  x: [{c}, {a}, {b}]\nnodes:\n  - {{id: last, op: permute, dims: [0, 2, 3, 1]}}\n  - {{id: attn, {body}}}\n"
+            )
+        } else {
+            format!(
+                "format: \"archscope/1\"\nname: probe\ninputs:\n  x: [{a}, {b}, {c}]\nnodes:\n  - {{id: attn, {body}}}\n"
+            )
+        };
         let doc = crate::yaml::Document::parse("probe", &yaml)?;
         let opts = crate::graph::BuildOptions {
             batch: n,
@@ -475,9 +533,12 @@ impl<'a> Reader<'a> {
             None,
             super::super::export::ExportOptions { opset },
         )?;
+        let o = &net.outputs[0];
+        let out = net.nodes[o.node].out_shapes[o.slot].0.clone();
         Ok(Candidate {
             body: body.to_string(),
             model,
+            out,
         })
     }
 
@@ -501,6 +562,9 @@ impl<'a> Reader<'a> {
         };
         let cnodes: Vec<&NodeProto> = cg.node.iter().filter(|n| mine(n)).collect();
         let mut map: HashMap<String, String> = HashMap::new();
+        if let Some(first) = cg.input.first().and_then(|v| v.name.clone()) {
+            map.insert(first, xname.to_string());
+        }
         for n in cg.node.iter().filter(|n| !mine(n)) {
             for y in &n.output {
                 map.insert(y.clone(), xname.to_string());
@@ -701,14 +765,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Emits the matched layer and hands it its weights.
-    #[allow(clippy::too_many_arguments)]
     fn emit_window(
         &mut self,
         path: &str,
         nodes: &[usize],
         cand: &Candidate,
         xref: &str,
-        xshape: &[u64],
         yname: &str,
         weights: Matched,
     ) -> Result<(), Diagnostic> {
@@ -739,7 +801,7 @@ impl<'a> Reader<'a> {
             yname.to_string(),
             Val::Act {
                 r: id,
-                shape: xshape.to_vec(),
+                shape: cand.out.clone(),
             },
         );
         Ok(())
