@@ -344,3 +344,43 @@ fn a_second_input_is_a_located_error() {
         "{e}"
     );
 }
+
+#[test]
+fn a_window_over_the_token_limit_is_refused_before_building() {
+    // The graph-only tiny Swin with its first index declared 1,025² entries long: windows of
+    // 1,025 tokens, one over the limit of 1,024 (docs/ONNX.md "Limits"); the layer is not
+    // built (its index alone would hold 1,025² numbers per candidate).
+    let net = yaml("swin_tiny");
+    let mut m = export(&net, None, ExportOptions::default()).expect("exports");
+    let g = m.graph.as_mut().expect("graph");
+    let idx = g
+        .input
+        .iter_mut()
+        .find(|v| v.name.as_deref() == Some("stage1.0.attn.relative_position_index"))
+        .expect("the index input");
+    let Some(proto::type_proto::Value::TensorType(t)) =
+        idx.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("a tensor type")
+    };
+    let dim = &mut t.shape.as_mut().expect("shape").dim[0];
+    dim.value = Some(proto::tensor_shape_proto::dimension::Value::DimValue(
+        1025 * 1025,
+    ));
+    let e = match onnx::build(
+        "big.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    ) {
+        Ok(_) => panic!("read"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("in the windowed attention `stage1.0.attn`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("its relative_position_index has 1050625 entries: windows of 1025 tokens, more than the 1024 archscope reads"),
+        "{e}"
+    );
+}

@@ -29,6 +29,13 @@ use crate::onnx::proto::{self, AttributeProto, GraphProto, ModelProto, NodeProto
 /// The weight whose reading marks a region (the layers' own name for their index buffer).
 const ANCHOR: &str = "relative_position_index";
 
+/// Most tokens in one window (or MaxViT partition) a region may have: each candidate layer
+/// holds its L×L index (1024: 4 MiB), and real windows are far smaller (Swin's 7×7 and 8×8 to
+/// V2's 24×24, MaxViT's 7×7).
+pub const MAX_WINDOW_TOKENS: u64 = 1024;
+/// Most candidate layers tried for one region (window shapes × shifts, partition sizes).
+pub const MAX_CANDIDATES: usize = 256;
+
 const HELP: &str = "archscope reads Swin's shifted-window attention and MaxViT's relative-position attention as `archscope export` writes them (docs/ONNX.md \"Windowed attention\"); describe a changed attention in archscope YAML (docs/FORMAT.md) and export it from there";
 
 /// The windowed-attention layers of a graph, found before its nodes are read.
@@ -352,6 +359,17 @@ impl<'a> Reader<'a> {
             }
         };
         let cands = self.window_candidates(path, nodes, &xshape)?;
+        if cands.len() > MAX_CANDIDATES {
+            return Err(self.win_err(
+                nodes[0],
+                path,
+                format!(
+                    "{} layers fit its weights and input {}: more than the {MAX_CANDIDATES} archscope compares",
+                    cands.len(),
+                    list(&xshape)
+                ),
+            ));
+        }
         let mut best: Option<Miss> = None;
         for (body, last) in &cands {
             let cand = match self.build_candidate(body, &xshape, *last) {
@@ -387,7 +405,7 @@ impl<'a> Reader<'a> {
     /// the layer reads its input channels last (built after a permute).
     fn window_candidates(
         &mut self,
-        _path: &str,
+        path: &str,
         nodes: &[usize],
         xshape: &[u64],
     ) -> Result<Vec<(String, bool)>, Diagnostic> {
@@ -447,8 +465,25 @@ impl<'a> Reader<'a> {
             }
             return Ok(out);
         };
-        let idx: u64 = index.iter().product();
+        let idx: u64 = index
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .unwrap_or(u64::MAX);
         let Some(l) = isqrt(idx) else { return Ok(out) };
+        if l > MAX_WINDOW_TOKENS {
+            let j = nodes
+                .iter()
+                .copied()
+                .find(|&j| g.node[j].input.iter().any(|x| is_anchor(x)))
+                .unwrap_or(nodes[0]);
+            return Err(self.win_err(
+                j,
+                path,
+                format!(
+                    "its relative_position_index has {idx} entries: windows of {l} tokens, more than the {MAX_WINDOW_TOKENS} archscope reads"
+                ),
+            ));
+        }
         let c = xshape[3];
         if held.contains_key("to_qkv.weight") {
             // MaxViT: heads from the table, a square partition.
