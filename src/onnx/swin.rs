@@ -1,12 +1,15 @@
 //! Windowed attention in ONNX files, read back into archscope layers (a child module of the
-//! reader, `impl Reader` blocks): Swin's `shifted_window_attention` (V1 and V2) and MaxViT's
-//! `relative_position_attention`, as `archscope export` writes them. Each such layer is some
+//! reader, `impl Reader` blocks): Swin's `shifted_window_attention` (V1 and V2), MaxViT's
+//! `relative_position_attention` and its `window_partition` / `window_departition` (a
+//! `Reshape`, a six-axis `Transpose`, a `Reshape`), as `archscope export` writes them. Each such layer is some
 //! twenty to sixty nodes (the roll, the windows, `qkv`, the heads, Q·Kᵀ, the relative-position
 //! bias — an integer `relative_position_index` buffer cast and gathering rows of the bias table
 //! or of V2's `cpb_mlp` output —, the shifted windows' mask, `Softmax`, ·V, `proj`, the windows
 //! merged). In a file `archscope export` wrote (`producer_name` "archscope"), a region is the
 //! set of nodes named after one layer path `S` (`S` or `S/Op_k`, the exporter's names) of
-//! which one reads a tensor named `….relative_position_index`.
+//! which one reads a tensor named `….relative_position_index`, or that have a partition's
+//! three-node form (one that matches no partition is given back to the node-by-node reading).
+//! Bounded: [`MAX_WINDOW_TOKENS`] per window, [`MAX_CANDIDATES`] candidates per region.
 //!
 //! The region is read by exact comparison with the layer's own ONNX form: the candidate layers
 //! its weights' shapes allow (heads from the bias table or the `cpb_mlp` output, the window
@@ -213,12 +216,32 @@ struct Miss {
 /// A candidate's nodes matched: per weight slot (its name in the layer), the file tensor.
 type Matched = Vec<(String, String)>;
 
-/// Ascending divisor pairs (a, b) with a·b = l.
+/// Divisor pairs (a, b) with a·b = l, by ascending a (at most 2·√l steps: l ≤ 2^40).
 fn pairs(l: u64) -> Vec<[u64; 2]> {
-    (1..=l)
-        .filter(|a| l.is_multiple_of(*a))
-        .map(|a| [a, l / a])
-        .collect()
+    let mut low = Vec::new();
+    let mut a = 1u64;
+    while a.saturating_mul(a) <= l {
+        if l.is_multiple_of(a) {
+            low.push(a);
+        }
+        a += 1;
+    }
+    let mut out: Vec<[u64; 2]> = low.iter().map(|&a| [a, l / a]).collect();
+    out.extend(
+        low.iter()
+            .rev()
+            .filter(|&&a| a * a != l)
+            .map(|&a| [l / a, a]),
+    );
+    out
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// The integer square root of `v`, when `v` is a square.
@@ -451,8 +474,7 @@ impl<'a> Reader<'a> {
         let Some(index) = held.get(ANCHOR) else {
             // A window partition (N×C×H×W → N×G×P²×C) or departition (back), of any size
             // that divides the map or the groups.
-            let (h, w) = (xshape[2], xshape[3]);
-            for p in (1..=h.min(w)).filter(|p| h.is_multiple_of(*p) && w.is_multiple_of(*p)) {
+            for [p, _] in pairs(gcd(xshape[2], xshape[3])) {
                 out.push((format!("op: window_partition, size: {p}"), false));
             }
             if let Some(p) = isqrt(xshape[2]) {
@@ -531,6 +553,10 @@ impl<'a> Reader<'a> {
                     out.push((format!(
                         "op: shifted_window_attention, heads: {heads}, window: [{wh}, {ww}], shift: [{s0}, {s1}], v2: {v2}, pad: true, qkv_bias: {qb}, proj_bias: {pb}"
                     ), true));
+                    if out.len() > MAX_CANDIDATES {
+                        // The caller refuses the region: no need to list the rest.
+                        return Ok(out);
+                    }
                 }
             }
         }
