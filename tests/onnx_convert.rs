@@ -76,8 +76,9 @@ fn every_committed_onnx_file_reads_back_to_the_same_figures() {
     // one whole and cut); scripts/onnx_dynamic.py one (resnet18 with symbolic height and width);
     // scripts/onnx_vit.py three (a tiny ViT: TorchScript exporter with and without weights,
     // dynamo with weights); scripts/onnx_convert_reference.py one (a tiny MobileNetV2 with
-    // weights).
-    assert_eq!(files.len(), 18, "{files:?}");
+    // weights); scripts/onnx_swin.py three (`archscope export` of a tiny Swin-T, Swin-V2-T and
+    // MaxViT-T with weights).
+    assert_eq!(files.len(), 21, "{files:?}");
     for f in &files {
         let (net, _, c) = converted(f, 1);
         let back = read_back(f, &c, 1);

@@ -6,9 +6,10 @@
 //! order: its op, output shapes, parameters, buffers and MACs), and with its own exported
 //! weights `run` gives the same output as the original network within 1e-4.
 //!
-//! What is not read back yet (tests/onnx_export.rs keeps the list): the Swins (their
-//! relative-position index is an integer buffer read by a Cast and a Gather of the bias table),
-//! MaxViT (its window partition is a Transpose that moves the batch axis), the ViTs and GPT-2.
+//! The Swins' shifted-window attention and MaxViT's relative-position attention read back
+//! through src/onnx/swin.rs (the file's nodes compared with the layer's own ONNX form), each
+//! as one layer. What is not read back yet (tests/onnx_export.rs keeps the list): GPT-2 (the
+//! ViTs are compared in tests/onnx_vit.rs).
 
 use crate::common::{options_for, zoo_net_with};
 use archscope::exec;
@@ -112,4 +113,25 @@ fn sobel_reads_back_with_its_magnitude() {
     // 18 parameters (2 filters of 3×3 on 1 channel), 903,168 MACs (18 per pixel at 224²).
     let t = analyze(&back, Dtype::F32).unwrap().totals;
     assert_eq!((t.params, t.macs), (18, 18 * 224 * 224));
+}
+
+#[test]
+fn swins_read_back_with_their_windowed_attention() {
+    // 12 blocks each (2, 2, 6, 2), every one a shifted_window_attention (src/onnx/swin.rs);
+    // at the zoo's sizes (224² and 256²), with seeded weights.
+    for name in ["swin_t", "swin_v2_t"] {
+        let net = zoo_net_with(name, &BuildOptions::default());
+        assert_eq!(count(&net, "shifted_window_attention"), 12, "{name}");
+        let back = round_trip(name, &net);
+        assert_eq!(count(&back, "shifted_window_attention"), 12, "{name}");
+    }
+}
+
+#[test]
+fn maxvit_reads_back_with_its_relative_position_attention() {
+    // 11 MaxViT layers (2, 2, 5, 2), each a block and a grid attention: 22.
+    let net = zoo_net_with("maxvit_t", &BuildOptions::default());
+    assert_eq!(count(&net, "relative_position_attention"), 22);
+    let back = round_trip("maxvit_t", &net);
+    assert_eq!(count(&back, "relative_position_attention"), 22);
 }

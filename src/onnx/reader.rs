@@ -21,6 +21,9 @@ mod attention;
 // private state.
 #[path = "patterns.rs"]
 mod patterns;
+// Swin's and MaxViT's windowed attention as `archscope export` writes it.
+#[path = "swin.rs"]
+mod swin;
 
 /// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
 pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
@@ -121,6 +124,8 @@ struct Reader<'a> {
     opset: i64,
     /// The attention modules, each read as one layer (`attention.rs`).
     regions: attention::Regions,
+    /// The windowed attention layers, each read as one layer (`swin.rs`).
+    windows: swin::Windows,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -315,6 +320,7 @@ pub fn import_model_sized(
         done: HashSet::new(),
         opset,
         regions: attention::find_regions(graph),
+        windows: swin::find(graph, model.producer_name.as_deref() == Some("archscope")),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -380,7 +386,7 @@ pub fn import_model_sized(
         })?;
         // A graph input read only as a weight (a graph-only export) is a shaped weight; the
         // first graph input is always data.
-        if n_inputs > 0 && is_weight_only(graph, name) {
+        if n_inputs > 0 && (is_weight_only(graph, name) || r.windows.inputs.contains(name)) {
             let d = dims
                 .iter()
                 .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0, false)))
@@ -446,7 +452,7 @@ pub fn import_model_sized(
         }
     }
     for (i, n) in graph.node.iter().enumerate() {
-        if r.attention_node(i)? || r.done.contains(&i) {
+        if r.attention_node(i)? || r.window_node(i)? || r.done.contains(&i) {
             continue;
         }
         r.node(i, n)?;

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Writes the windowed-attention ONNX test inputs and reference figures (tests/onnx_swin.rs; run
+with /tmp/torchenv/bin/python from the repository root after `cargo build --release`).
+
+For each tiny model -- tests/data/onnx/swin_tiny.yaml, swin_v2_tiny.yaml and maxvit_tiny.yaml,
+archscope YAML of the zoo's swin_t, swin_v2_t and maxvit_t structure at a small size -- this
+script
+
+1. builds the same torchvision model (SwinTransformer / MaxVit with the sizes written in the
+   YAML's header) and measures it as scripts/torch_reference.py measures the zoo
+   (`torch_reference.measure`: parameters, buffers, FlopCounterMode MACs in total and per leaf
+   module, output shapes);
+2. writes the model as `archscope export` does, with weights drawn as
+   scripts/onnx_export_check.py draws them (seeded, per tensor name; the bias tables and V2's
+   logit scale and `cpb_mlp` random too, so that a swapped gather or scale would show; the
+   relative-position index and V2's coordinate table keep their fixed values), to
+   tests/data/onnx/NAME.onnx, checks it with onnx.checker, and runs onnxruntime (all graph
+   optimisations off) on a seeded input: the input and output go to the JSON.
+
+torch.onnx.export's own files of these models are not read yet (docs/ONNX.md "Not yet").
+
+Figures: tests/data/onnx_swin_reference.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torchvision
+from safetensors.numpy import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import onnx_export_check as oec  # noqa: E402
+import torch_reference as tref  # noqa: E402
+from torchvision.models.maxvit import MaxVit  # noqa: E402
+from torchvision.models.swin_transformer import (  # noqa: E402
+    PatchMergingV2,
+    SwinTransformer,
+    SwinTransformerBlockV2,
+)
+
+OUT = Path("tests/data/onnx")
+SEED = 0
+
+BUILDERS = {
+    "swin_tiny": lambda: SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[2, 1],
+        num_heads=[2, 4],
+        window_size=[4, 4],
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+    ),
+    "swin_v2_tiny": lambda: SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[2, 1],
+        num_heads=[2, 4],
+        window_size=[4, 4],
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+        block=SwinTransformerBlockV2,
+        downsample_layer=PatchMergingV2,
+    ),
+    "maxvit_tiny": lambda: MaxVit(
+        input_size=(32, 32),
+        stem_channels=8,
+        partition_size=4,
+        block_channels=[8, 16],
+        block_layers=[1, 1],
+        head_dim=4,
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+    ),
+}
+
+
+def measure(name: str) -> dict:
+    """torch_reference.measure on the tiny torchvision model (its get_model replaced)."""
+    real = torchvision.models.get_model
+    meta = tref.torchvision_meta
+    torchvision.models.get_model = lambda _n, weights=None, **_k: BUILDERS[name]()
+    tref.torchvision_meta = lambda _n: {}
+    try:
+        m = tref.measure(name, {}, (32, 32))
+    finally:
+        torchvision.models.get_model = real
+        tref.torchvision_meta = meta
+    keep = ("name", "type", "out", "params", "macs")
+    return {
+        "params": m["params"],
+        "trainable": m["trainable"],
+        "buffers": m["buffers"],
+        "macs": m["macs"],
+        "output": m["output"],
+        "layers": [{k: r[k] for k in keep if k in r} for r in m["layers"]],
+    }
+
+
+def export_and_run(name: str, work: Path) -> dict:
+    yaml = str(OUT / f"{name}.yaml")
+    graph_only = work / f"{name}.graph.onnx"
+    oec.call(["export", yaml, "--no-weights", "-o", str(graph_only)])
+    g = onnx.load(str(graph_only)).graph
+    weights = {}
+    fixed = []
+    for vi in g.input:
+        if vi.doc_string == "model input":
+            first = vi
+        elif vi.doc_string == "weight (fixed values)":
+            fixed.append(vi.name)
+        elif vi.doc_string.startswith("weight"):
+            shape = oec.dims(vi)
+            leaf = vi.name.rsplit(".", 1)[-1]
+            if leaf in ("relative_position_bias_table", "logit_scale") or vi.doc_string == "weight (parameter)":
+                # Random, not zeros (the layers' own init): a wrong gather or scale shows.
+                w = oec.rng_for(vi.name, SEED).standard_normal(shape) * 0.5
+                weights[vi.name] = w.astype(np.float32)
+            else:
+                weights[vi.name] = oec.draw_weight(vi.name, shape, SEED)
+    if fixed:
+        seeded = work / f"{name}.seeded.onnx"
+        oec.call(["export", yaml, "-o", str(seeded)])
+        by_name = {t.name: t for t in onnx.load(str(seeded)).graph.initializer}
+        for n in fixed:
+            weights[n] = onnx.numpy_helper.to_array(by_name[n]).astype(np.float32)
+    wfile = work / f"{name}.safetensors"
+    save_file(weights, str(wfile))
+    onnx_file = OUT / f"{name}.onnx"
+    oec.call(["export", yaml, "--weights", str(wfile), "-o", str(onnx_file)])
+    m = onnx.load(str(onnx_file))
+    onnx.checker.check_model(m, full_check=True)
+    shape = oec.dims(first)
+    x = oec.rng_for("input", SEED).standard_normal(shape).astype(np.float32)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
+    y = sess.run([sess.get_outputs()[0].name], {first.name: x})[0]
+    return {
+        "file": str(onnx_file),
+        "bytes": onnx_file.stat().st_size,
+        "nodes": len(m.graph.node),
+        "input_shape": shape,
+        "input": [float(v) for v in x.reshape(-1)],
+        "output_shape": list(y.shape),
+        "output": [float(v) for v in y.reshape(-1)],
+    }
+
+
+def main() -> int:
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_swin"
+    work.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "produced_with": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "onnxruntime": ort.__version__,
+            "script": "scripts/onnx_swin.py",
+        },
+        "models": {},
+    }
+    for name in BUILDERS:
+        entry = {"torch": measure(name), "onnx": export_and_run(name, work)}
+        doc["models"][name] = entry
+        t, o = entry["torch"], entry["onnx"]
+        print(f"{name}: params {t['params']} buffers {t['buffers']} MACs {t['macs']}; {o['file']} {o['bytes']} bytes")
+        if o["bytes"] >= 200_000:
+            print(f"  {o['file']} is over 200 KB", file=sys.stderr)
+            return 1
+    Path("tests/data/onnx_swin_reference.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
