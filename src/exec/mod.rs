@@ -759,6 +759,10 @@ pub struct Plan {
     /// buffers, made before the concatenation runs (the most alive at once), and the room
     /// reserved for growing ones.
     pub assembly_bytes: u64,
+    /// Concatenations along channels computed together with the channel shuffle that reads
+    /// them alone (ShuffleNet's units), in one copy: the shuffle's groups. The shuffle passes
+    /// the result on.
+    pub shuffled: Vec<Option<usize>>,
     /// Whether the pool's other workers are kept looking for work during a pass instead of
     /// going to sleep between layers (see `Warm`): a small model's layers last a few µs to
     /// tens of µs, as long as waking a sleeping worker takes.
@@ -799,7 +803,10 @@ fn plan_concats(net: &Network, p: &mut Plan) {
     let topo = &net.topology;
     let numel = |s: &crate::layers::Shape| s.0.iter().product::<u64>() as usize;
     for (c, node) in net.nodes.iter().enumerate() {
-        if node.layer.concat_dim() != Some(1) || node.out_shapes.len() != 1 {
+        if node.layer.concat_dim() != Some(1)
+            || node.out_shapes.len() != 1
+            || p.shuffled[c].is_some()
+        {
             continue;
         }
         let out = &node.out_shapes[0].0;
@@ -909,6 +916,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         into: vec![None; n],
         assembled: vec![None; n],
         assembly_bytes: 0,
+        shuffled: vec![None; n],
         warm: true,
     };
     for (k, node) in net.nodes.iter().enumerate() {
@@ -924,6 +932,22 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         // may have this layer folded or fused into it.
         if topo.reads(src).len() != 1 || topo.is_output(src) || net.nodes[src].out_shapes.len() != 1
         {
+            continue;
+        }
+        // A channel shuffle of a concatenation along channels that only it reads: computed
+        // by the concatenation (`Plan::shuffled`).
+        if let Some(g) = node.layer.shuffle_groups() {
+            let cat = &net.nodes[src];
+            let channels = cat.out_shapes[0].0.get(1).copied().unwrap_or(0) as usize;
+            if cat.layer.concat_dim() == Some(1)
+                && !p.passthrough[src]
+                && p.fused[src].is_none()
+                && g > 0
+                && channels % g == 0
+            {
+                p.shuffled[src] = Some(g);
+                p.passthrough[k] = true;
+            }
             continue;
         }
         // The layer that really computes `src` (past folded or fused layers).
@@ -1169,7 +1193,41 @@ fn run_on_worker(
                 }
                 offset += chunk;
             }
+            // An activation fused into the concatenation (its one reader), over the whole.
+            if let Some(f) = epilogue {
+                f.apply_all(&mut buf.data);
+            }
             done = Some((vec![buf], 0, None));
+        } else if let Some(g) = plan.shuffled.get(k).copied().flatten() {
+            // A concatenation along channels and the channel shuffle that reads it alone, in
+            // one copy: input channel `c` of the concatenation, `c = g·(C/G) + i`, goes
+            // straight to channel `i·G + g` of the output.
+            let dims: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
+            let len: usize = dims.iter().product();
+            // Every element is written below (the inputs' channels add up to C).
+            let mut data = recycled.take(len).unwrap_or_else(|| vec![0.0; len]);
+            let (batch, c) = (dims[0], dims[1]);
+            let plane: usize = dims[2..].iter().product();
+            let per = c / g;
+            let mut c0 = 0;
+            for &(src, slot) in &node.inputs {
+                let t = &values[src].as_ref().expect("produced before use")[slot];
+                let ct = net.nodes[src].out_shapes[slot].0[1] as usize;
+                for b in 0..batch {
+                    for ci in 0..ct {
+                        let from = c0 + ci;
+                        let to = (from % per) * g + from / per;
+                        data[(b * c + to) * plane..][..plane]
+                            .copy_from_slice(&t.data[(b * ct + ci) * plane..][..plane]);
+                    }
+                }
+                c0 += ct;
+            }
+            if let Some(f) = epilogue {
+                f.apply_all(&mut data);
+            }
+            concat_copied += 4 * len as u64;
+            done = Some((vec![Tensor::new(dims, data)], 0, None));
         } else if plan.passthrough.get(k) == Some(&true) {
             let src = node.inputs[0].0;
             let v = values[src].take().expect("produced before use");

@@ -653,6 +653,9 @@ impl Kernel for Shuffle {
     fn collapsed(&self) -> Collapsed {
         Collapsed::Identity
     }
+    fn shuffle_groups(&self) -> Option<usize> {
+        Some(self.groups as usize)
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
