@@ -10,7 +10,7 @@
 
 use crate::common::{options_for, zoo_net_with};
 use archscope::exec::{self, Tensor};
-use archscope::{BuildOptions, Kernel, Network};
+use archscope::{BuildOptions, Network};
 
 /// Same bits (NaNs equal).
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
