@@ -275,3 +275,83 @@ fn warm_passes_run_side_by_side_and_in_a_pool_of_three() {
         assert!(same_bits(&alone.outputs[0].data, &outs[0].data));
     }
 }
+
+/// PyTorch's max pool of one `h×w` plane without padding or dilation, by a plain loop: taps
+/// in (ky, kx) order, a larger value or a NaN replacing the best.
+fn naive_max(x: &[f32], h: usize, w: usize, k: [usize; 2], s: [usize; 2]) -> Vec<f32> {
+    let (oh, ow) = ((h - k[0]) / s[0] + 1, (w - k[1]) / s[1] + 1);
+    let mut out = Vec::new();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut best = f32::NEG_INFINITY;
+            for ky in 0..k[0] {
+                for kx in 0..k[1] {
+                    let v = x[(oy * s[0] + ky) * w + ox * s[1] + kx];
+                    if v > best || v.is_nan() {
+                        best = v;
+                    }
+                }
+            }
+            out.push(best);
+        }
+    }
+    out
+}
+
+#[test]
+fn strided_max_pools_keep_pytorchs_choice_among_ties_and_nans() {
+    // The separable max pool (rows first) must pick the tap PyTorch's (ky, kx) order picks:
+    // the first of equal values (+0 and −0 differ in their bits) and the last NaN (NaNs of
+    // distinct payloads). Values from a small set so that ties are frequent; windows 3×3/2
+    // (SqueezeNet's), 2×3/(1, 3) and 3×2/(3, 2), all inside the 9×41 plane.
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::NEG_INFINITY,
+        f32::from_bits(0x7fc0_0001),
+        f32::from_bits(0xffc0_0002),
+        f32::from_bits(0x7fc0_0003),
+    ];
+    let (h, w) = (9usize, 41usize);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<f32> = (0..2 * h * w)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Mostly 0, −0, ±1; a NaN or −∞ one time in eight.
+            let r = (state >> 32) as usize;
+            if r % 8 == 0 {
+                specials[4 + r / 8 % 4]
+            } else {
+                specials[r / 8 % 4]
+            }
+        })
+        .collect();
+    for (k, s) in [([3, 3], [2, 2]), ([2, 3], [1, 3]), ([3, 2], [3, 2])] {
+        let yaml = format!(
+            "inputs: {{x: [2, {h}, {w}]}}\nnodes:\n  - {{id: p, op: maxpool, in: x, kernel: [{}, {}], stride: [{}, {}]}}\n",
+            k[0], k[1], s[0], s[1]
+        );
+        let net = built(&yaml, 1);
+        let w8 = exec::init_weights(&net, 1).unwrap();
+        let x = vec![Tensor::new(vec![1, 2, h, w], data.clone())];
+        let plan = exec::plan(&net, &w8);
+        for r in [
+            exec::run(&net, &w8, &x, None).unwrap(),
+            exec::run_planned(&net, &w8, &plan, &x, None).unwrap(),
+        ] {
+            let mut want = naive_max(&data[..h * w], h, w, k, s);
+            want.extend(naive_max(&data[h * w..], h, w, k, s));
+            let got = &r.outputs[0].data;
+            assert_eq!(got.len(), want.len());
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(bits(got), bits(&want), "{k:?}/{s:?}");
+            // The pools saw ties of ±0 and NaNs of several payloads.
+            assert!(want.iter().any(|v| v.to_bits() == 0x8000_0000));
+            assert!(want.iter().any(|v| v.to_bits() == 0x7fc0_0003));
+        }
+    }
+}
