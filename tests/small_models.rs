@@ -146,7 +146,7 @@ fn an_activation_after_an_assembled_concatenation_is_applied() {
         let (cat, r) = (index(&net, "cat"), index(&net, "r"));
         assert!(plan.assembled[cat].is_some());
         assert!(plan.passthrough[r] && plan.fused[cat].is_some());
-        assert!(plain.outputs[0].data.iter().any(|&v| v == 0.0));
+        assert!(plain.outputs[0].data.contains(&0.0));
         assert!(plain.outputs[0].data.iter().all(|&v| v >= 0.0));
     }
 }
@@ -323,7 +323,7 @@ fn strided_max_pools_keep_pytorchs_choice_among_ties_and_nans() {
             state ^= state << 17;
             // Mostly 0, −0, ±1; a NaN or −∞ one time in eight.
             let r = (state >> 32) as usize;
-            if r % 8 == 0 {
+            if r.is_multiple_of(8) {
                 specials[4 + r / 8 % 4]
             } else {
                 specials[r / 8 % 4]

@@ -943,7 +943,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
                 && !p.passthrough[src]
                 && p.fused[src].is_none()
                 && g > 0
-                && channels % g == 0
+                && channels.is_multiple_of(g)
             {
                 p.shuffled[src] = Some(g);
                 p.passthrough[k] = true;
@@ -1028,7 +1028,9 @@ pub fn run_pooled(
 ) -> Result<RunResult, Diagnostic> {
     let warm = Warm::new(plan.warm);
     let r = rayon::scope(|s| {
-        let r = run_on_worker(net, weights, plan, inputs, keep, buffers, &|| warm.top_up(s));
+        let r = run_on_worker(net, weights, plan, inputs, keep, buffers, &|| {
+            warm.top_up(s)
+        });
         warm.stop.store(true, std::sync::atomic::Ordering::Release);
         r
     });
