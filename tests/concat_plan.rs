@@ -110,14 +110,25 @@ fn inception_v3_copies_nothing() {
 }
 
 #[test]
-fn shufflenet_copies_only_the_passed_half() {
-    // The downsampling units' two branches both end in a convolution: written in place. The
-    // other units pass half their input through (`split:0`, a view of the unit's input, read
-    // by the branch too), which is copied: 58 channels at 28×28 in 3 units, 116 at 14×14 in
-    // 7, 232 at 7×7 in 3.
-    let (old, new) = both_ways("shufflenet_v2_x1_0", &[1, 3, 224, 224]);
-    // Copying: every unit's whole output, 116 channels at 28×28 in 4 units, 232 at 14×14
-    // in 8, 464 at 7×7 in 4.
-    assert_eq!(old, 4 * (4 * 116 * 784 + 8 * 232 * 196 + 4 * 464 * 49));
-    assert_eq!(new, 4 * (3 * 58 * 784 + 7 * 116 * 196 + 3 * 232 * 49));
+fn shufflenet_copies_each_unit_once_in_shuffled_order() {
+    // Every unit's concatenation is read by its channel shuffle alone, so the plan computes
+    // the two together (`Plan::shuffled`): each unit's output is copied once, in the
+    // shuffled order, and assembled in place by no producer: 116 channels at 28×28 in 4
+    // units, 232 at 14×14 in 8, 464 at 7×7 in 4, both ways.
+    let net = zoo_net_with("shufflenet_v2_x1_0", &options_for(&[1, 3, 224, 224]));
+    let w = exec::init_weights(&net, 3).unwrap();
+    let x = exec::random_input(&net, 3).unwrap();
+    let plan = exec::plan(&net, &w);
+    assert!(plan.assembled.iter().all(|a| a.is_none()));
+    let r = exec::run_planned(&net, &w, &plan, &x, None).unwrap();
+    assert_eq!(
+        r.concat_copied,
+        4 * (4 * 116 * 784 + 8 * 232 * 196 + 4 * 464 * 49)
+    );
+    // The copying plan copies the same: the shuffled concatenations are not assembled
+    // either way (before this rule, the assembled ones copied only the passed halves, and the
+    // shuffles then copied every unit's output again).
+    let copied = exec::run_planned(&net, &w, &copying(&plan), &x, None).unwrap();
+    assert_eq!(copied.concat_copied, r.concat_copied);
+    assert_eq!(copied.outputs[0].data, r.outputs[0].data);
 }

@@ -56,6 +56,7 @@ mod report;
 mod rf;
 mod rf_check;
 mod segmentation;
+mod small_models;
 mod speed_kernels;
 mod swin;
 mod tensor_ops;

@@ -95,8 +95,13 @@ pub fn check_memory(
     }
     for node in &net.nodes {
         for s in &node.out_shapes {
-            let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
-            check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
+            // The error's text is made only for a tensor over the limit (this runs per layer
+            // and per pass).
+            let n = s.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            if n.is_none_or(|n| n > MAX_TENSOR_ELEMENTS as u64) {
+                let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
+                check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
+            }
         }
     }
     let over = |k: usize, weights: u64, live: u64, scratch: u64, what: &str| {
@@ -754,6 +759,14 @@ pub struct Plan {
     /// buffers, made before the concatenation runs (the most alive at once), and the room
     /// reserved for growing ones.
     pub assembly_bytes: u64,
+    /// Concatenations along channels computed together with the channel shuffle that reads
+    /// them alone (ShuffleNet's units), in one copy: the shuffle's groups. The shuffle passes
+    /// the result on.
+    pub shuffled: Vec<Option<usize>>,
+    /// Whether the pool's other workers are kept looking for work during a pass instead of
+    /// going to sleep between layers (see `Warm`): a small model's layers last a few µs to
+    /// tens of µs, as long as waking a sleeping worker takes.
+    pub warm: bool,
 }
 
 impl Plan {
@@ -790,7 +803,10 @@ fn plan_concats(net: &Network, p: &mut Plan) {
     let topo = &net.topology;
     let numel = |s: &crate::layers::Shape| s.0.iter().product::<u64>() as usize;
     for (c, node) in net.nodes.iter().enumerate() {
-        if node.layer.concat_dim() != Some(1) || node.out_shapes.len() != 1 {
+        if node.layer.concat_dim() != Some(1)
+            || node.out_shapes.len() != 1
+            || p.shuffled[c].is_some()
+        {
             continue;
         }
         let out = &node.out_shapes[0].0;
@@ -900,6 +916,8 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         into: vec![None; n],
         assembled: vec![None; n],
         assembly_bytes: 0,
+        shuffled: vec![None; n],
+        warm: true,
     };
     for (k, node) in net.nodes.iter().enumerate() {
         if node.layer.reads_aux() {
@@ -914,6 +932,22 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         // may have this layer folded or fused into it.
         if topo.reads(src).len() != 1 || topo.is_output(src) || net.nodes[src].out_shapes.len() != 1
         {
+            continue;
+        }
+        // A channel shuffle of a concatenation along channels that only it reads: computed
+        // by the concatenation (`Plan::shuffled`).
+        if let Some(g) = node.layer.shuffle_groups() {
+            let cat = &net.nodes[src];
+            let channels = cat.out_shapes[0].0.get(1).copied().unwrap_or(0) as usize;
+            if cat.layer.concat_dim() == Some(1)
+                && !p.passthrough[src]
+                && p.fused[src].is_none()
+                && g > 0
+                && channels.is_multiple_of(g)
+            {
+                p.shuffled[src] = Some(g);
+                p.passthrough[k] = true;
+            }
             continue;
         }
         // The layer that really computes `src` (past folded or fused layers).
@@ -992,9 +1026,92 @@ pub fn run_pooled(
     keep: Option<&mut LayerHook>,
     buffers: &mut Recycler,
 ) -> Result<RunResult, Diagnostic> {
-    let r = rayon::scope(|_| run_on_worker(net, weights, plan, inputs, keep, buffers));
+    let warm = Warm::new(plan.warm);
+    let r = rayon::scope(|s| {
+        let r = run_on_worker(net, weights, plan, inputs, keep, buffers, &|| {
+            warm.top_up(s)
+        });
+        warm.stop.store(true, std::sync::atomic::Ordering::Release);
+        r
+    });
     buffers.end_pass();
     r
+}
+
+/// Most time a worker kept warm during a pass ([`Plan::warm`]) waits with nothing to run
+/// before it goes back to rayon's own idle loop (which soon puts it to sleep). A pass tops
+/// the warm workers up again before each layer, so this only bounds the waiting of a worker
+/// that is not needed — or that holds, below its waiting, a job the pass waits for (a
+/// worker that took the waiting job while it was itself waiting inside another job): the
+/// waiting ends and that job goes on.
+const WARM_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The pool's other workers kept looking for work during a pass ([`Plan::warm`]): each
+/// runs a job that asks rayon for pending work (`rayon::yield_now`) and runs it at once,
+/// yielding the processor to the system between tries, until the pass ends or it has found
+/// nothing for [`WARM_IDLE`]. Without it a worker idle for more than some 30 tries goes to
+/// sleep, and each of a small model's ~200 parallel layers waits for it to be woken (tens
+/// of µs, as long as a whole layer of ShuffleNet's), or runs without it.
+struct Warm {
+    on: bool,
+    /// Set when the pass ends: the warm workers return.
+    stop: std::sync::atomic::AtomicBool,
+    /// Warm-worker jobs spawned and not returned.
+    alive: std::sync::atomic::AtomicUsize,
+    /// How many to keep: the pool's threads but the pass's own.
+    want: usize,
+}
+
+thread_local! {
+    /// Whether this thread is inside a warm-worker job (one that another such job ran, from
+    /// `yield_now`, returns at once).
+    static WARMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Warm {
+    fn new(on: bool) -> Warm {
+        Warm {
+            on,
+            stop: std::sync::atomic::AtomicBool::new(false),
+            alive: std::sync::atomic::AtomicUsize::new(0),
+            want: rayon::current_num_threads().saturating_sub(1),
+        }
+    }
+
+    /// Spawns warm-worker jobs until `want` are alive (before each layer of the pass).
+    fn top_up<'s>(&'s self, scope: &rayon::Scope<'s>) {
+        use std::sync::atomic::Ordering;
+        if !self.on {
+            return;
+        }
+        while self.alive.load(Ordering::Acquire) < self.want {
+            self.alive.fetch_add(1, Ordering::AcqRel);
+            let home = rayon::current_thread_index();
+            scope.spawn(move |_| self.work(home));
+        }
+    }
+
+    /// One warm worker: runs pending jobs as they come, until the pass ends or none has
+    /// come for [`WARM_IDLE`]. Run by the pass's own thread (`home`: taken back from its
+    /// queue while it waits in a layer), or inside another warm worker, it returns at once.
+    fn work(&self, home: Option<usize>) {
+        use std::sync::atomic::Ordering;
+        if rayon::current_thread_index() != home && !WARMING.get() {
+            WARMING.set(true);
+            let mut last = Instant::now();
+            while !self.stop.load(Ordering::Acquire) {
+                match rayon::yield_now() {
+                    Some(rayon::Yield::Executed) => last = Instant::now(),
+                    Some(rayon::Yield::Idle) if last.elapsed() < WARM_IDLE => {
+                        std::thread::yield_now();
+                    }
+                    _ => break,
+                }
+            }
+            WARMING.set(false);
+        }
+        self.alive.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn run_on_worker(
@@ -1004,6 +1121,7 @@ fn run_on_worker(
     inputs: &[Tensor],
     mut keep: Option<&mut LayerHook>,
     recycled: &mut Recycler,
+    top_up: &dyn Fn(),
 ) -> Result<RunResult, Diagnostic> {
     let n = net.nodes.len();
     let liveness = net.topology.executed();
@@ -1028,14 +1146,20 @@ fn run_on_worker(
     let mut pending: Vec<Option<Tensor>> = vec![None; n];
     let mut concat_copied = 0u64;
     for (k, node) in net.nodes.iter().enumerate() {
+        top_up();
         // This layer's output slice in an assembled concatenation: make its buffer first.
         let into = plan.into.get(k).copied().flatten();
         if let Some((c, _)) = into {
             assembly_buffer(net, plan, c, &mut pending, &mut values, recycled);
         }
         for s in &node.out_shapes {
-            let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
-            check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
+            // The error's text is made only for a tensor over the limit (this runs per layer
+            // and per pass).
+            let n = s.0.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            if n.is_none_or(|n| n > MAX_TENSOR_ELEMENTS as u64) {
+                let dims: Vec<usize> = s.0.iter().map(|&d| d as usize).collect();
+                check_size(&dims, &format!("the output of `{}`", node.name), &node.name)?;
+            }
         }
         let start = Instant::now();
         // A single-output input read only here, dying here: it may be taken and reused.
@@ -1071,7 +1195,41 @@ fn run_on_worker(
                 }
                 offset += chunk;
             }
+            // An activation fused into the concatenation (its one reader), over the whole.
+            if let Some(f) = epilogue {
+                f.apply_all(&mut buf.data);
+            }
             done = Some((vec![buf], 0, None));
+        } else if let Some(g) = plan.shuffled.get(k).copied().flatten() {
+            // A concatenation along channels and the channel shuffle that reads it alone, in
+            // one copy: input channel `c` of the concatenation, `c = g·(C/G) + i`, goes
+            // straight to channel `i·G + g` of the output.
+            let dims: Vec<usize> = node.out_shapes[0].0.iter().map(|&d| d as usize).collect();
+            let len: usize = dims.iter().product();
+            // Every element is written below (the inputs' channels add up to C).
+            let mut data = recycled.take(len).unwrap_or_else(|| vec![0.0; len]);
+            let (batch, c) = (dims[0], dims[1]);
+            let plane: usize = dims[2..].iter().product();
+            let per = c / g;
+            let mut c0 = 0;
+            for &(src, slot) in &node.inputs {
+                let t = &values[src].as_ref().expect("produced before use")[slot];
+                let ct = net.nodes[src].out_shapes[slot].0[1] as usize;
+                for b in 0..batch {
+                    for ci in 0..ct {
+                        let from = c0 + ci;
+                        let to = (from % per) * g + from / per;
+                        data[(b * c + to) * plane..][..plane]
+                            .copy_from_slice(&t.data[(b * ct + ci) * plane..][..plane]);
+                    }
+                }
+                c0 += ct;
+            }
+            if let Some(f) = epilogue {
+                f.apply_all(&mut data);
+            }
+            concat_copied += 4 * len as u64;
+            done = Some((vec![Tensor::new(dims, data)], 0, None));
         } else if plan.passthrough.get(k) == Some(&true) {
             let src = node.inputs[0].0;
             let v = values[src].take().expect("produced before use");

@@ -430,18 +430,22 @@ impl Kernel for Concat {
         &self,
         inputs: &[&Tensor],
         _weights: &[Tensor],
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
         let dims = super::out_dims(self, inputs)?.remove(0);
         let outer: usize = dims[..self.dim].iter().product();
-        let mut data = Vec::with_capacity(dims.iter().product());
+        // Every element is written below: a kept buffer (stale values) will do.
+        let mut out = ctx.output(&dims);
+        let mut at = 0;
         for o in 0..outer {
             for t in inputs {
                 let chunk: usize = t.shape[self.dim..].iter().product();
-                data.extend_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+                out.data[at..at + chunk].copy_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+                at += chunk;
             }
         }
-        Ok(vec![Tensor::new(dims, data)])
+        debug_assert_eq!(at, out.data.len());
+        Ok(vec![out])
     }
 }
 

@@ -628,6 +628,12 @@ pub trait Kernel: Op {
     fn concat_dim(&self) -> Option<usize> {
         None
     }
+    /// The groups of a channel shuffle (`channel_shuffle`: channel `g·(C/G) + i` moves to
+    /// `i·G + g`): the inference plan computes one that reads a concatenation alone with that
+    /// concatenation, in one copy.
+    fn shuffle_groups(&self) -> Option<usize> {
+        None
+    }
     /// Whether the kernel reads its producers' auxiliary outputs (max-unpool reads max-pool
     /// indices): a producer skips computing them when no consumer does.
     fn reads_aux(&self) -> bool {

@@ -359,12 +359,37 @@ impl Kernel for Pool {
             },
             _ => None,
         };
+        // A strided max pool, undilated and unpadded, whose every window lies inside the
+        // input (SqueezeNet's 3×3/2 pools, ceil mode adding no window): separable, rows
+        // first (see `separable_max_plane`).
+        let separable = self.max
+            && flat.is_none()
+            && self.dilation == [1, 1]
+            && (ph, pw) == (0, 0)
+            && oh > 0
+            && ow > 0
+            && (oh - 1) * sh as usize + kh as usize <= h
+            && (ow - 1) * sw as usize + kw as usize <= w;
         planes
             .into_par_iter()
             .with_min_len(min_planes)
             .enumerate()
             .for_each(|(bc, dst)| {
                 let src = &x.data[bc * h * w..(bc + 1) * h * w];
+                if separable {
+                    crate::kernels::with_thread_scratch(|buf| {
+                        vectorised(
+                            #[inline(always)]
+                            || {
+                                separable_max_plane(src, dst, &geo, buf);
+                                if let Some(f) = epilogue {
+                                    f.apply_here(dst);
+                                }
+                            },
+                        )
+                    });
+                    return;
+                }
                 match flat {
                     Some(d) => crate::kernels::with_thread_scratch(|buf| {
                         vectorised(
@@ -891,6 +916,42 @@ fn flat_plane<const MAX: bool>(
         } else {
             for (o, &v) in out.iter_mut().zip(from) {
                 *o = v / divisor;
+            }
+        }
+    }
+}
+
+/// Max pooling of one plane whose every window lies inside the input (no padding, no
+/// dilation), separably: each input row a window row reads is first reduced over the `kw`
+/// taps of every output column (`buf`, one row of `ow` per input row), then each output row
+/// over the `kh` reduced rows of its window — `kh + kw` passes over contiguous or
+/// constant-stride rows instead of `kh·kw` strided ones. PyTorch's rule (taps in (ky, kx)
+/// order, a larger value or a NaN replacing the best) picks the first greatest tap in that
+/// order, or the last NaN: the first greatest (or last NaN) of the first (or last) row that
+/// holds it, which is what the two passes pick — the same value, bit for bit.
+#[inline(always)]
+fn separable_max_plane(src: &[f32], dst: &mut [f32], g: &MaxGeometry, buf: &mut Vec<f32>) {
+    let ([_, iw], [oh, ow]) = (g.input, g.output);
+    let ([kh, kw], [sy, sx]) = (g.kernel, g.stride);
+    let rows = (oh - 1) * sy + kh;
+    buf.clear();
+    buf.resize(rows * ow, f32::NEG_INFINITY);
+    for (line, reduced) in src.chunks_exact(iw).zip(buf.chunks_exact_mut(ow)) {
+        for kx in 0..kw {
+            let line = &line[kx..];
+            match sx {
+                1 => row_taps::<true, 1>(reduced, line),
+                2 => row_taps::<true, 2>(reduced, line),
+                _ => row_taps_strided::<true>(reduced, line, sx),
+            }
+        }
+    }
+    for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
+        out.fill(f32::NEG_INFINITY);
+        for ky in 0..kh {
+            let reduced = &buf[(oy * sy + ky) * ow..][..ow];
+            for (o, &v) in out.iter_mut().zip(reduced) {
+                pool_op::<true>(o, v);
             }
         }
     }

@@ -653,6 +653,9 @@ impl Kernel for Shuffle {
     fn collapsed(&self) -> Collapsed {
         Collapsed::Identity
     }
+    fn shuffle_groups(&self) -> Option<usize> {
+        Some(self.groups as usize)
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],
@@ -824,7 +827,7 @@ impl Kernel for Split {
         &self,
         inputs: &[&Tensor],
         _weights: &[Tensor],
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
         let x = inputs[0];
         let outer: usize = x.shape[..self.dim].iter().product();
@@ -836,13 +839,16 @@ impl Kernel for Split {
             let size = size as usize;
             let mut shape = x.shape.clone();
             shape[self.dim] = size;
-            let mut data = Vec::with_capacity(outer * size * inner);
-            for o in 0..outer {
-                data.extend_from_slice(
-                    &x.data[(o * len + start) * inner..(o * len + start + size) * inner],
-                );
+            // Every element is written below: a kept buffer (stale values) will do.
+            let mut piece = ctx.output(&shape);
+            let run = size * inner;
+            if run > 0 {
+                for (o, to) in piece.data.chunks_exact_mut(run).enumerate() {
+                    to.copy_from_slice(&x.data[(o * len + start) * inner..][..run]);
+                }
             }
-            out.push(Tensor::new(shape, data));
+            debug_assert_eq!(piece.data.len(), outer * run);
+            out.push(piece);
             start += size;
         }
         Ok(out)
