@@ -73,16 +73,7 @@ pub fn conv(
     } else {
         threads.max(1)
     };
-    let tile_floats_env: usize = std::env::var("IMPLICIT_TILE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let tile_out = if tile_floats_env > 0 {
-        tile_floats_env
-    } else {
-        TILE_FLOATS
-    };
-    let band = (TILE_POSITIONS / wp).min(tile_out / (m * wp)).max(1);
+    let band = (TILE_POSITIONS / wp).min(TILE_FLOATS / (m * wp)).max(1);
     let bands = oh.div_ceil(band);
     let by_channels = threads > 1 && bands < 2 * threads;
     let mb = m.div_ceil(threads).div_ceil(direct::MR) * direct::MR;
