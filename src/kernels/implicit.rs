@@ -19,8 +19,20 @@ const TILE_POSITIONS: usize = 512;
 /// it and the padded planes the tile reads stay in L2.
 const TILE_FLOATS: usize = 32 << 10;
 
+/// The most output channels [`conv`] takes on maps of more than [`SMALL_MAP`] positions. With
+/// more (GoogLeNet's 3×3 → 192 on 56×56 and 28×28) the per-layer minima of whole models
+/// were some 10% slower than im2col and `gemm`, which blocks the reduction for L1; with up to
+/// 128 (ResNet-50's layer1/2, DenseNet's → 32, GoogLeNet's → 128) 15–45% faster
+/// (docs/PERFORMANCE.md, "fourth pass").
+pub const M_MAX: usize = 128;
+/// Maps of at most this many output positions (14×14) run here whatever their channels
+/// (ResNet-50's 7×7 layer4, GoogLeNet's 4x/5x branches: faster in every profile).
+pub const SMALL_MAP: usize = 196;
+
 /// Whether [`conv`] runs `win` here: stride 1 and a CPU with the direct kernel; not the 1×1
-/// unpadded window, which `conv_gemm` already reads in place.
+/// unpadded window, which `conv_gemm` already reads in place. ([`conv`] also declines more
+/// than [`M_MAX`] output channels on large maps, and shapes whose buffers would outgrow the
+/// im2col buffer.)
 pub fn applies(win: &Window2d) -> bool {
     win.stride == [1, 1]
         && !(win.kernel == [1, 1] && win.pad == [0, 0] && win.input == win.output)
@@ -30,7 +42,7 @@ pub fn applies(win: &Window2d) -> bool {
 /// `out` (`m` planes `OH × OW`) = `epi(W · im2col(x) + bias)` for one image and group by the
 /// implicit im2col, `W` being `m × (channels·kh·kw)` row-major; on up to `threads` threads
 /// (tiles of output rows, or of output channels when the map is small). None (nothing
-/// written) where [`applies`] is false. Returns the multiply-accumulates counted as the
+/// written) where [`applies`] is false or the shape is one it declines (see [`M_MAX`]). Returns the multiply-accumulates counted as the
 /// im2col product's (`m · OH·OW · k`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
@@ -54,7 +66,7 @@ pub fn conv(
     let [pt, pl] = win.pad;
     let k = channels * kh * kw;
     let n = oh * ow;
-    if m == 0 || n == 0 || k == 0 {
+    if m == 0 || n == 0 || k == 0 || (m > M_MAX && n > SMALL_MAP) {
         return None;
     }
     // The padded plane spans every position a tap reads: OH + (kh−1)·dh rows, OW + (kw−1)·dw
