@@ -42,8 +42,8 @@ pub fn applies(win: &Window2d) -> bool {
 /// `out` (`m` planes `OH × OW`) = `epi(W · im2col(x) + bias)` for one image and group by the
 /// implicit im2col, `W` being `m × (channels·kh·kw)` row-major; on up to `threads` threads
 /// (tiles of output rows, or of output channels when the map is small). None (nothing
-/// written) where [`applies`] is false or the shape is one it declines (see [`M_MAX`]). Returns the multiply-accumulates counted as the
-/// im2col product's (`m · OH·OW · k`).
+/// written) where [`applies`] is false or the shape is one it declines (see [`M_MAX`]).
+/// Returns the multiply-accumulates counted as the im2col product's (`m · OH·OW · k`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
     x: &[f32],
