@@ -1,5 +1,5 @@
 //! Stride-1 convolutions by the implicit im2col (`kernels::implicit`, issue #19's fourth
-//! pass) against a naive f64 convolution: random channels (reductions from 1 to 1,000, past
+//! pass) against a naive f64 convolution: random channels (reductions from 1 to 975, past
 //! the direct kernel's old limit of 128), kernels of 1×1 to 5×5 (1×1 only when padded), every
 //! padding of 0–2 on each side, dilations 1–3, one to four threads (tiles of output rows, or
 //! of output channels on small maps), a bias or none and every fused epilogue; and
