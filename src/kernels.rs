@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::tensor::Tensor;
 
 pub mod direct;
+pub mod implicit;
 pub mod sigmoid;
 
 /// Products smaller than this many multiply-accumulates run on one thread.
@@ -390,8 +391,9 @@ const COL_TILE_MIN: usize = 256;
 /// crate) into the output, then the bias and the fused epilogue `epi` while the tile is in
 /// cache. Tiles run on rayon's threads when `parallel` and the product is large. `x` holds the
 /// group's `channels` input planes, `w` its `m × k` filters (k = channels·kh·kw), `out` its
-/// `m` output planes. A 1×1, stride-1, unpadded window reads `x` directly (no im2col). Returns
-/// the multiply-accumulates performed.
+/// `m` output planes. A 1×1, stride-1, unpadded window reads `x` directly (no im2col); other
+/// stride-1 windows go through [`implicit::conv`] where it runs. Returns the
+/// multiply-accumulates performed.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_gemm(
     x: &[f32],
@@ -409,6 +411,11 @@ pub fn conv_gemm(
     } else {
         1
     };
+    // Stride 1 (not the in-place 1×1): the implicit im2col where the CPU has the direct
+    // kernel (faster on every stride-1 shape measured, docs/PERFORMANCE.md "fourth pass").
+    if let Some(macs) = implicit::conv(x, channels, win, w, m, bias, epi, out, threads) {
+        return macs;
+    }
     conv_gemm_tiled(x, channels, win, w, m, bias, epi, out, threads, TILE_BYTES)
 }
 

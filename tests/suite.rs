@@ -30,6 +30,7 @@ mod dot_nd;
 mod errors;
 mod exec;
 mod format;
+mod implicit_conv;
 mod input_completion;
 mod kernels;
 mod limits;

@@ -79,7 +79,64 @@ pub unsafe fn product(
     // SAFETY: the CPU has AVX-512 (checked above); the asserts keep the reads inside `w`, `x`
     // and `bias`; the writes are `out`'s block, per the contract.
     unsafe {
-        avx512::product((m, n, k), w, x, x_rs, out, out_rs, bias, epi);
+        avx512::product(
+            (m, n, k),
+            w,
+            x,
+            avx512::Strided(x_rs),
+            out,
+            out_rs,
+            bias,
+            epi,
+        );
+    }
+    true
+}
+
+/// [`product`] with row `c` of `X` at `x[offs[c]..]` instead of `c · x_rs` (`offs.len() ≥ k`):
+/// an implicit im2col, the rows being shifted views of (padded) input planes
+/// (`kernels::implicit`). Returns false (and writes nothing) without AVX-512.
+///
+/// # Safety
+/// As [`product`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn product_rows(
+    (m, n, k): (usize, usize, usize),
+    w: &[f32],
+    x: &[f32],
+    offs: &[usize],
+    out: *mut f32,
+    out_rs: usize,
+    bias: Option<&[f32]>,
+    epi: Option<Pointwise>,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    if m == 0 || n == 0 {
+        return true;
+    }
+    assert!(w.len() >= m * k, "W out of bounds");
+    assert!(offs.len() >= k, "row offsets missing");
+    assert!(
+        offs[..k].iter().all(|&o| o + n <= x.len()),
+        "X out of bounds"
+    );
+    assert!(bias.is_none_or(|b| b.len() >= m), "bias out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512 (checked above); the asserts keep the reads inside `w`, `x`
+    // and `bias`; the writes are `out`'s block, per the contract.
+    unsafe {
+        avx512::product(
+            (m, n, k),
+            w,
+            x,
+            avx512::Table(offs.as_ptr()),
+            out,
+            out_rs,
+            bias,
+            epi,
+        );
     }
     true
 }
@@ -89,14 +146,42 @@ mod avx512 {
     use super::{Pointwise, L1_FILTERS, MR, NB, NV};
     use std::arch::x86_64::*;
 
+    /// Where row `c` of `X` starts.
+    pub(super) trait Rows: Copy {
+        /// The offset of row `c`.
+        ///
+        /// # Safety
+        /// `c` below the product's `k`.
+        unsafe fn at(self, c: usize) -> usize;
+    }
+    /// Rows a fixed stride apart.
+    #[derive(Clone, Copy)]
+    pub(super) struct Strided(pub usize);
+    /// Rows at the offsets of a table of `k` entries.
+    #[derive(Clone, Copy)]
+    pub(super) struct Table(pub *const usize);
+    impl Rows for Strided {
+        #[inline(always)]
+        unsafe fn at(self, c: usize) -> usize {
+            c * self.0
+        }
+    }
+    impl Rows for Table {
+        #[inline(always)]
+        unsafe fn at(self, c: usize) -> usize {
+            // SAFETY: the table has `k` entries, per the contract.
+            unsafe { *self.0.add(c) }
+        }
+    }
+
     /// See [`super::product`]; the CPU must have AVX-512 and the reads must be in bounds.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn product(
+    pub(super) unsafe fn product<X: Rows>(
         (m, n, k): (usize, usize, usize),
         w: &[f32],
         x: &[f32],
-        x_rs: usize,
+        x_rs: X,
         out: *mut f32,
         out_rs: usize,
         bias: Option<&[f32]>,
@@ -132,10 +217,10 @@ mod avx512 {
                         macro_rules! go {
                             ($r:literal) => {
                                 match vectors {
-                                    1 => block::<$r, 1>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                    2 => block::<$r, 2>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                    3 => block::<$r, 3>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                    _ => block::<$r, NV>(k, wp, xp, x_rs, op, out_rs, bp, mask),
+                                    1 => block::<X, $r, 1>(k, wp, xp, x_rs, op, out_rs, bp, mask),
+                                    2 => block::<X, $r, 2>(k, wp, xp, x_rs, op, out_rs, bp, mask),
+                                    3 => block::<X, $r, 3>(k, wp, xp, x_rs, op, out_rs, bp, mask),
+                                    _ => block::<X, $r, NV>(k, wp, xp, x_rs, op, out_rs, bp, mask),
                                 }
                             };
                         }
@@ -170,11 +255,11 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block<const R: usize, const V: usize>(
+    unsafe fn block<X: Rows, const R: usize, const V: usize>(
         k: usize,
         w: *const f32,
         x: *const f32,
-        x_rs: usize,
+        x_rs: X,
         out: *mut f32,
         out_rs: usize,
         bias: Option<*const f32>,
@@ -185,7 +270,7 @@ mod avx512 {
             // SAFETY: row c of X, columns of this block (the last vector masked); one weight
             // per row of W.
             unsafe {
-                let xr = x.add(c * x_rs);
+                let xr = x.add(x_rs.at(c));
                 let mut xv = [_mm512_setzero_ps(); V];
                 for (v, xv) in xv.iter_mut().enumerate() {
                     *xv = if v + 1 == V {

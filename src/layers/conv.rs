@@ -170,8 +170,12 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     })
 }
 
+/// The smallest output plane (positions) Winograd runs on; smaller maps use the product.
+const WINOGRAD_MIN_PLANE: usize = 100;
+
 impl Conv2d {
-    /// Whether the inference plan runs this convolution by Winograd F(2×2, 3×3).
+    /// Whether the inference plan prepares this convolution for Winograd F(2×2, 3×3) (it
+    /// runs it on maps of at least [`WINOGRAD_MIN_PLANE`] positions).
     fn winograd(&self) -> bool {
         !self.transposed
             && self.kernel == [3, 3]
@@ -565,7 +569,12 @@ impl Kernel for Conv2d {
             let block_floats = 16usize
                 .saturating_mul(cin + cout)
                 .saturating_mul(ow.div_ceil(2));
-            let winograd = self.winograd() && block_floats <= 1 << 26;
+            // Small maps (resnet50's 7×7 layer4): a block of 2×2 tiles is too small to
+            // amortise the transformed filters (16/9 of the weights, read per pass), and the
+            // implicit im2col product is faster (`examples/bench_conv.rs`: 512 → 512 on 7×7,
+            // 29 against 74 GMAC/s on one thread; 256 → 256 on 14×14, 108 against 84).
+            let winograd =
+                self.winograd() && block_floats <= 1 << 26 && oh * ow >= WINOGRAD_MIN_PLANE;
             if let (Some(u), true) = (weights.get(2), winograd) {
                 // Prepared by the inference plan (`Kernel::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
