@@ -10,8 +10,10 @@
 //! in L1) before the next one. Each output is the sum over `k` in order, one fused multiply-add
 //! per term from zero, then the bias added: the same operations as the `gemm` crate's path
 //! when its reduction is not split (`k` ≤ its depth block), so results agree with it to
-//! rounding. AVX-512 only: [`available`] says whether the CPU has it; callers use `gemm`
-//! otherwise.
+//! rounding. [`product_rows`] is the same kernel with each row of `X` at an offset from a
+//! table instead of a fixed stride apart: `kernels::implicit` reads stride-1 convolutions'
+//! im2col rows in place that way, with reductions of any length. AVX-512 only: [`available`]
+//! says whether the CPU has it; callers use `gemm` otherwise.
 
 use super::Pointwise;
 
