@@ -790,7 +790,7 @@ fn depthwise_plane(
     // The padded plane is at most a few times the planes themselves, unless the padding and
     // dilation are huge (then whole rows of it would be zeros): the row kernel below does it.
     let bounded = hp.saturating_mul(wp) <= 4 * (h * w).max(oh * ow) + 4096;
-    if win.stride == [1, 1] && ow >= DIRECT_MIN_WIDTH && depthwise_direct(src, f, win, dst, bias) {
+    if win.stride == [1, 1] && pl == 0 && depthwise_direct(src, f, win, dst, bias) {
         return;
     }
     if win.stride == [1, 1] && bounded {
@@ -838,10 +838,6 @@ fn depthwise_plane(
     depthwise_rows(src, f, win, 0..oh, dst, bias);
 }
 
-/// Output rows at least this wide take [`depthwise_direct`] at stride 1; narrower planes (a
-/// larger share of border columns, read by scalar loops there) the padded copy.
-pub(crate) const DIRECT_MIN_WIDTH: usize = 24;
-
 /// A stride-1 depthwise plane without the zero-padded copy: the interior (outputs whose every
 /// tap is inside the input: rows `[pt, r1)`, columns `[pl, c1)`) by [`taps_flat`] straight
 /// from the input plane into `dst`, as one flattened range when output and input rows have the
@@ -850,6 +846,12 @@ pub(crate) const DIRECT_MIN_WIDTH: usize = 24;
 /// interior rows one output at a time. Every output adds its taps inside the input in the
 /// taps' order, then the bias, as the padded plane does (its padded taps add zeros): the same
 /// values. `false` (nothing written) when there is no interior.
+///
+/// Taken only without left padding (valid convolutions: U-Net's, and the one-channel copies
+/// `check` measures receptive fields with): the border columns' scalar loop made padded
+/// layers slower than the copy it saves (efficientnet_b0's 5×5 on 28×28, docs/PERFORMANCE.md).
+/// Without left padding the right border is the columns whose last tap leaves the input,
+/// none when the right padding is also zero.
 #[inline(always)]
 fn depthwise_direct(src: &[f32], f: &[f32], win: &Window2d, dst: &mut [f32], bias: f32) -> bool {
     let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
