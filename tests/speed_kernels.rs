@@ -1,7 +1,8 @@
 //! The kernels and plan steps written for speed (issue #19) against naive references written
 //! from PyTorch's definitions, on random shapes (proptest): the depthwise convolution at every
-//! stride (stride 1 over the flattened padded plane, larger strides over phase planes, the row
-//! kernel for dilated strided ones; kernels of up to 7×7 taps by register blocks, larger ones
+//! stride (stride 1 over the flattened padded plane, or straight from the input where there is
+//! no left padding, on wide planes too; larger strides over phase planes, the row kernel for
+//! dilated strided ones; kernels of up to 7×7 taps by register blocks, larger ones
 //! tap by tap) with its fused bias and activation; global average pooling; broadcasting add and
 //! multiply, row by row; and a squeeze-and-excitation gate, whose plan scales the gated tensor
 //! in place although the pooling read it first. Every model is also run as written and through

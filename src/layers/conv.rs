@@ -769,7 +769,8 @@ fn pad_input(x: &Tensor, pad: Pad4, mode: PadMode) -> Result<Tensor, Diagnostic>
 /// flattened plane at a constant shift (long vector loops even for 7×7 planes; the extra
 /// `W_p − W_out` columns of each row are computed and dropped). The buffer is reused from plane
 /// to plane without clearing: every element of it is written (the padding with zeros, the
-/// accumulator by the first tap). Strides above 1 without dilation: the same over phase planes
+/// accumulator by the first tap). Stride 1 without left padding: no copy
+/// ([`depthwise_direct`]). Strides above 1 without dilation: the same over phase planes
 /// ([`depthwise_phased`]). Others: tap by tap over whole output rows, the valid columns of each
 /// tap as one range.
 #[inline(always)]
