@@ -1,7 +1,8 @@
 //! The kernels and plan steps written for speed (issue #19) against naive references written
 //! from PyTorch's definitions, on random shapes (proptest): the depthwise convolution at every
-//! stride (stride 1 over the flattened padded plane, larger strides over phase planes, the row
-//! kernel for dilated strided ones; kernels of up to 7×7 taps by register blocks, larger ones
+//! stride (stride 1 over the flattened padded plane, or straight from the input where there is
+//! no left padding, on wide planes too; larger strides over phase planes, the row kernel for
+//! dilated strided ones; kernels of up to 7×7 taps by register blocks, larger ones
 //! tap by tap) with its fused bias and activation; global average pooling; broadcasting add and
 //! multiply, row by row; and a squeeze-and-excitation gate, whose plan scales the gated tensor
 //! in place although the pooling read it first. Every model is also run as written and through
@@ -98,55 +99,21 @@ proptest! {
                  kh in 1usize..9, kw in 1usize..9, sy in 1usize..4, sx in 1usize..4,
                  pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
                  d in 1usize..3, act in 0usize..3, bn in any::<bool>()) {
-        // The dilated kernel must fit in the padded input.
-        prop_assume!(h + pt + pb > d * (kh - 1) && w + pl + pr > d * (kw - 1));
-        let act_name = ["identity", "silu", "hardswish"][act];
-        let mut nodes = vec![format!(
-            "{{id: dw, op: conv, out: {c}, groups: {c}, kernel: [{kh}, {kw}], stride: [{sy}, {sx}], padding: [{pt}, {pl}, {pb}, {pr}], dilation: {d}, bias: {}}}",
-            !bn
-        )];
-        if bn {
-            nodes.push("{id: bn, op: batchnorm}".to_string());
-        }
-        if act > 0 {
-            nodes.push(format!("{{id: act, op: {act_name}}}"));
-        }
-        let (x, wts, y, planned) = run_model(n, &[("x", vec![c, h, w])], &nodes, !bn);
-        let (x, f) = (&x[0], &wts[1][0].data);
-        let bias = (!bn).then(|| &wts[1][1].data);
-        let (oh, ow) = (y.shape[2], y.shape[3]);
-        let mut want = Vec::with_capacity(y.data.len());
-        for b in 0..n {
-            for ch in 0..c {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = bias.map_or(0.0, |v| f64::from(v[ch]));
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = (oy * sy + ky * d) as isize - pt as isize;
-                                let ix = (ox * sx + kx * d) as isize - pl as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    let v = x.data[((b * c + ch) * h + iy as usize) * w + ix as usize];
-                                    acc += f64::from(f[(ch * kh + ky) * kw + kx]) * f64::from(v);
-                                }
-                            }
-                        }
-                        // The seeded batch norm is the identity (γ 1, β 0, mean 0, var 1) up
-                        // to its ε: x / √(1 + 1e-5).
-                        if bn {
-                            acc /= (1.0f64 + 1e-5).sqrt();
-                        }
-                        want.push(match act {
-                            1 => silu(acc),
-                            2 => hardswish(acc),
-                            _ => acc,
-                        });
-                    }
-                }
-            }
-        }
-        close(&y.data, &want)?;
-        close(&planned.data, &want)?;
+        depthwise_case(n, c, [h, w], [kh, kw], [sy, sx], [pt, pl, pb, pr], d, act, bn)?;
+    }
+
+    /// Stride-1 depthwise convolutions on wide planes, half of them without left padding:
+    /// those take the direct kernel (no padded copy: the interior straight from the input, as
+    /// one flattened range when the output rows are as wide as the input's, else row by row;
+    /// border rows and columns apart), with padding on the other sides (up to 4), dilation,
+    /// kernels up to 9×9, against the same f64 definition.
+    #[test]
+    fn depthwise_stride1_wide(c in 1usize..5, h in 1usize..30, w in 20usize..80,
+                 kh in 1usize..10, kw in 1usize..10,
+                 pt in 0usize..5, pl in prop_oneof![Just(0usize), 1usize..5], pb in 0usize..5,
+                 pr in 0usize..5,
+                 d in 1usize..4, act in 0usize..3, bn in any::<bool>()) {
+        depthwise_case(1, c, [h, w], [kh, kw], [1, 1], [pt, pl, pb, pr], d, act, bn)?;
     }
 
     /// Global average pooling (vectorised running sums, planes grouped into tasks) against
@@ -293,4 +260,72 @@ fn the_plan_changes_no_output_of_the_mobile_and_concat_models() {
             assert!((a - b).abs() <= 1e-4 * scale, "{name}: {a} vs {b}");
         }
     }
+}
+
+/// One depthwise convolution (`c` channels of `h × w`, `kh × kw` taps, stride `[sy, sx]`,
+/// padding `[top, left, bottom, right]`, dilation `d`), a bias or a batch norm, and activation
+/// `act` (identity, SiLU, hard-swish), run as written and planned, against the direct
+/// definition in f64.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_case(
+    n: usize,
+    c: usize,
+    [h, w]: [usize; 2],
+    [kh, kw]: [usize; 2],
+    [sy, sx]: [usize; 2],
+    [pt, pl, pb, pr]: [usize; 4],
+    d: usize,
+    act: usize,
+    bn: bool,
+) -> Result<(), TestCaseError> {
+    // The dilated kernel must fit in the padded input.
+    prop_assume!(h + pt + pb > d * (kh - 1) && w + pl + pr > d * (kw - 1));
+    let act_name = ["identity", "silu", "hardswish"][act];
+    let mut nodes = vec![format!(
+            "{{id: dw, op: conv, out: {c}, groups: {c}, kernel: [{kh}, {kw}], stride: [{sy}, {sx}], padding: [{pt}, {pl}, {pb}, {pr}], dilation: {d}, bias: {}}}",
+            !bn
+        )];
+    if bn {
+        nodes.push("{id: bn, op: batchnorm}".to_string());
+    }
+    if act > 0 {
+        nodes.push(format!("{{id: act, op: {act_name}}}"));
+    }
+    let (x, wts, y, planned) = run_model(n, &[("x", vec![c, h, w])], &nodes, !bn);
+    let (x, f) = (&x[0], &wts[1][0].data);
+    let bias = (!bn).then(|| &wts[1][1].data);
+    let (oh, ow) = (y.shape[2], y.shape[3]);
+    let mut want = Vec::with_capacity(y.data.len());
+    for b in 0..n {
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias.map_or(0.0, |v| f64::from(v[ch]));
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * sy + ky * d) as isize - pt as isize;
+                            let ix = (ox * sx + kx * d) as isize - pl as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                let v = x.data[((b * c + ch) * h + iy as usize) * w + ix as usize];
+                                acc += f64::from(f[(ch * kh + ky) * kw + kx]) * f64::from(v);
+                            }
+                        }
+                    }
+                    // The seeded batch norm is the identity (γ 1, β 0, mean 0, var 1) up
+                    // to its ε: x / √(1 + 1e-5).
+                    if bn {
+                        acc /= (1.0f64 + 1e-5).sqrt();
+                    }
+                    want.push(match act {
+                        1 => silu(acc),
+                        2 => hardswish(acc),
+                        _ => acc,
+                    });
+                }
+            }
+        }
+    }
+    close(&y.data, &want)?;
+    close(&planned.data, &want)?;
+    Ok(())
 }

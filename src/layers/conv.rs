@@ -778,7 +778,8 @@ fn pad_input(x: &Tensor, pad: Pad4, mode: PadMode) -> Result<Tensor, Diagnostic>
 /// flattened plane at a constant shift (long vector loops even for 7×7 planes; the extra
 /// `W_p − W_out` columns of each row are computed and dropped). The buffer is reused from plane
 /// to plane without clearing: every element of it is written (the padding with zeros, the
-/// accumulator by the first tap). Strides above 1 without dilation: the same over phase planes
+/// accumulator by the first tap). Stride 1 without left padding: no copy
+/// ([`depthwise_direct`]). Strides above 1 without dilation: the same over phase planes
 /// ([`depthwise_phased`]). Others: tap by tap over whole output rows, the valid columns of each
 /// tap as one range.
 #[inline(always)]
@@ -799,6 +800,9 @@ fn depthwise_plane(
     // The padded plane is at most a few times the planes themselves, unless the padding and
     // dilation are huge (then whole rows of it would be zeros): the row kernel below does it.
     let bounded = hp.saturating_mul(wp) <= 4 * (h * w).max(oh * ow) + 4096;
+    if win.stride == [1, 1] && pl == 0 && depthwise_direct(src, f, win, dst, bias) {
+        return;
+    }
     if win.stride == [1, 1] && bounded {
         padded.resize(hp * wp + oh * wp, 0.0);
         let (pad_plane, acc) = padded.split_at_mut(hp * wp);
@@ -820,9 +824,14 @@ fn depthwise_plane(
         }
         // Flattened outputs 0..len, where (oy, ox) is at oy·W_p + ox.
         let len = (oh - 1) * wp + ow;
-        taps_flat(&mut acc[..len], pad_plane, f, [kh, kw], |ky, kx| {
-            ky * dy * wp + kx * dx
-        });
+        taps_flat(
+            &mut acc[..len],
+            pad_plane,
+            f,
+            [kh, kw],
+            |ky, kx| ky * dy * wp + kx * dx,
+            0.0,
+        );
         copy_rows(&acc[..len], wp, dst, ow, bias);
         return;
     }
@@ -836,8 +845,86 @@ fn depthwise_plane(
         depthwise_phased(src, f, win, &ph, padded, dst, bias);
         return;
     }
-    let (sx, px) = (win.stride[1], pl as isize);
-    for oy in 0..oh {
+    depthwise_rows(src, f, win, 0..oh, dst, bias);
+}
+
+/// A stride-1 depthwise plane without the zero-padded copy: the interior (outputs whose every
+/// tap is inside the input: rows `[pt, r1)`, columns `[pl, c1)`) by [`taps_flat`] straight
+/// from the input plane into `dst`, as one flattened range when output and input rows have the
+/// same length (the columns it computes across row ends are border columns, rewritten next),
+/// else row by row; then the border rows by [`depthwise_rows`] and the border columns of the
+/// interior rows one output at a time. Every output adds its taps inside the input in the
+/// taps' order, then the bias, as the padded plane does (its padded taps add zeros): the same
+/// values. `false` (nothing written) when there is no interior.
+///
+/// Taken only without left padding (valid convolutions: U-Net's, and the one-channel copies
+/// `check` measures receptive fields with): the border columns' scalar loop made padded
+/// layers slower than the copy it saves (efficientnet_b0's 5×5 on 28×28, docs/PERFORMANCE.md).
+/// Without left padding the right border is the columns whose last tap leaves the input,
+/// none when the right padding is also zero.
+#[inline(always)]
+fn depthwise_direct(src: &[f32], f: &[f32], win: &Window2d, dst: &mut [f32], bias: f32) -> bool {
+    let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
+    let ([dy, dx], [pt, pl]) = (win.dilation, win.pad);
+    let (ey, ex) = ((kh - 1) * dy, (kw - 1) * dx);
+    if h <= ey || w <= ex {
+        return false;
+    }
+    let (r1, c1) = (oh.min(h - ey + pt), ow.min(w - ex + pl));
+    if r1 <= pt || c1 <= pl {
+        return false;
+    }
+    let shift = |ky: usize, kx: usize| ky * dy * w + kx * dx;
+    if ow == w {
+        let acc = &mut dst[pt * w + pl..(r1 - 1) * w + c1];
+        taps_flat(acc, src, f, [kh, kw], shift, bias);
+    } else {
+        for oy in pt..r1 {
+            let acc = &mut dst[oy * ow + pl..oy * ow + c1];
+            taps_flat(acc, &src[(oy - pt) * w..], f, [kh, kw], shift, bias);
+        }
+    }
+    depthwise_rows(src, f, win, 0..pt, dst, bias);
+    depthwise_rows(src, f, win, r1..oh, dst, bias);
+    // Output (oy, ox) reads input (oy + ky·dy − pt, ox + kx·dx − pl) where inside.
+    let point = |oy: usize, ox: usize| {
+        let mut v = 0.0f32;
+        for ky in 0..kh {
+            let Some(iy) = (oy + ky * dy).checked_sub(pt).filter(|&iy| iy < h) else {
+                continue;
+            };
+            for kx in 0..kw {
+                if let Some(ix) = (ox + kx * dx).checked_sub(pl).filter(|&ix| ix < w) {
+                    v += f[ky * kw + kx] * src[iy * w + ix];
+                }
+            }
+        }
+        v + bias
+    };
+    for oy in pt..r1 {
+        for ox in (0..pl).chain(c1..ow) {
+            dst[oy * ow + ox] = point(oy, ox);
+        }
+    }
+    true
+}
+
+/// Output rows `rows` of a depthwise plane (see [`depthwise_plane`]), tap by tap over whole
+/// output rows, the valid columns of each tap as one range: per output, the taps inside the
+/// input added in the taps' order to zero, then the bias.
+#[inline(always)]
+fn depthwise_rows(
+    src: &[f32],
+    f: &[f32],
+    win: &Window2d,
+    rows: std::ops::Range<usize>,
+    dst: &mut [f32],
+    bias: f32,
+) {
+    let ([kh, kw], [_, w], [_, ow]) = (win.kernel, win.input, win.output);
+    let dx = win.dilation[1];
+    let (sx, px) = (win.stride[1], win.pad[1] as isize);
+    for oy in rows {
         let row = &mut dst[oy * ow..(oy + 1) * ow];
         row.fill(0.0);
         for ky in 0..kh {
@@ -877,8 +964,8 @@ fn depthwise_plane(
     }
 }
 
-/// `acc[i] = Σ_taps f[ky][kx] · plane[i + shift(ky, kx)]`, in the taps' order (the first tap
-/// writes, the others add). Blocks of [`TAP_BLOCK`] outputs go through every tap while they
+/// `acc[i] = Σ_taps f[ky][kx] · plane[i + shift(ky, kx)] + bias`, in the taps' order (the first
+/// tap writes, the others add, the bias last). Blocks of [`TAP_BLOCK`] outputs go through every tap while they
 /// sit in registers, so the accumulator is loaded and stored once per block rather than once
 /// per tap (the per-tap sweep over the whole plane was bound by those loads and stores).
 #[inline(always)]
@@ -888,6 +975,7 @@ fn taps_flat(
     f: &[f32],
     [kh, kw]: [usize; 2],
     shift: impl Fn(usize, usize) -> usize,
+    bias: f32,
 ) {
     let (len, taps) = (acc.len(), kh * kw);
     // The taps' weights and offsets, computed once (not per block).
@@ -925,7 +1013,9 @@ fn taps_flat(
                 *o += wv * v;
             }
         }
-        out.copy_from_slice(&a);
+        for (o, &v) in out.iter_mut().zip(&a) {
+            *o = v + bias;
+        }
     }
     // The rest (and kernels of more taps): tap by tap over the remaining outputs.
     let tail = &mut acc[body..];
@@ -940,6 +1030,7 @@ fn taps_flat(
             }
         }
     }
+    tail.iter_mut().for_each(|o| *o += bias);
 }
 
 /// Kernels of at most this many taps (7×7) are computed by blocks in [`taps_flat`].
@@ -1047,9 +1138,14 @@ fn depthwise_phased(
     }
     let len = (oh - 1) * wq + ow;
     let acc = &mut acc[..len];
-    taps_flat(acc, planes, f, [kh, kw], |ky, kx| {
-        ((ky % sy) * sx + kx % sx) * size + (ky / sy) * wq + kx / sx
-    });
+    taps_flat(
+        acc,
+        planes,
+        f,
+        [kh, kw],
+        |ky, kx| ((ky % sy) * sx + kx % sx) * size + (ky / sy) * wq + kx / sx,
+        0.0,
+    );
     copy_rows(acc, wq, dst, ow, bias);
 }
 
