@@ -1,13 +1,17 @@
 //! `archscope convert model.onnx`: an imported ONNX model ([`super::Import`]) rewritten as
 //! readable archscope YAML. The reader writes one flat layer per ONNX node; this pass folds a
 //! batch norm that only reads a convolution or linear layer into it (`bn: true`), and an
-//! activation that only reads a layer into that layer (`act:`), then recognises a run of
-//! sibling modules `P.0`, `P.1`, … (PyTorch's module paths, from the ONNX node names) that have
-//! the same structure as one block used with `repeat` (values that differ in the first instance
-//! only become block parameters given with `first:`, layers only the first instance has become
-//! `when:` layers, as the zoo writes a ResNet's downsampling shortcut). Every layer keeps its
-//! kind, attributes and wiring, so the YAML reads back to the same figures; the weights are
-//! renamed to the layer paths of the new YAML ([`Converted::weights`]). No IO.
+//! activation that only reads a layer into that layer (`act:`), then recognises runs of
+//! sibling modules `P.k`, `P.(k+1)`, … (PyTorch's module paths, from the ONNX node names) that
+//! have the same structure as block nodes used with `repeat` (`repeat: {count, from}` for a
+//! run that starts after index 0 or shares its parent with other runs, so every layer keeps
+//! its PyTorch path; values that differ in the first instance only are given with `first:`,
+//! layers only the first instance has, or only the others, are `when:` layers, as the zoo
+//! writes a ResNet's downsampling shortcut). Runs of one structure share one block definition
+//! ([`share`]): the values that differ between them become parameters named after the
+//! attribute. Every layer keeps its kind, attributes and wiring, so the YAML reads back to the
+//! same figures; the weights are renamed to the layer paths of the new YAML
+//! ([`Converted::weights`]). No IO.
 
 use std::collections::{HashMap, HashSet};
 
@@ -956,7 +960,8 @@ impl Rewriter {
     /// How many of the instances could form one run: the first, then those the same as the
     /// second in layers and values (wiring aside; [`Rewriter::try_group`] checks the rest).
     fn alike_prefix(&self, parent: &str, k0: usize, insts: &[(usize, usize)]) -> usize {
-        let key = |inst: usize| -> Vec<(&str, &str, &Vec<(String, Emit)>, bool, &Option<Emit>)> {
+        type Key<'k> = Vec<(&'k str, &'k str, &'k Vec<(String, Emit)>, bool, &'k Option<Emit>)>;
+        let key = |inst: usize| -> Key<'_> {
             let (s, e) = insts[inst];
             let pre = format!("{parent}.{}", k0 + inst);
             self.layers[s..e]
