@@ -960,7 +960,13 @@ impl Rewriter {
     /// How many of the instances could form one run: the first, then those the same as the
     /// second in layers and values (wiring aside; [`Rewriter::try_group`] checks the rest).
     fn alike_prefix(&self, parent: &str, k0: usize, insts: &[(usize, usize)]) -> usize {
-        type Key<'k> = Vec<(&'k str, &'k str, &'k Vec<(String, Emit)>, bool, &'k Option<Emit>)>;
+        type Key<'k> = Vec<(
+            &'k str,
+            &'k str,
+            &'k Vec<(String, Emit)>,
+            bool,
+            &'k Option<Emit>,
+        )>;
         let key = |inst: usize| -> Key<'_> {
             let (s, e) = insts[inst];
             let pre = format!("{parent}.{}", k0 + inst);
