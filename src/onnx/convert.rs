@@ -64,6 +64,8 @@ struct Layer {
     pointwise_act: bool,
     /// From the built import: one output computed from inputs (it may take an `act:`).
     takes_act: bool,
+    /// From the built import: its two inputs commute (a sum).
+    commutes: bool,
 }
 
 /// The batch norm a layer type fuses with `bn: true` (graph's `fused_bn`).
@@ -117,6 +119,12 @@ fn bad(file: &str, what: &str) -> Diagnostic {
 /// Converts an imported ONNX model; `file` names it in the header and in messages.
 pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let net = super::build_imported(file, imp, &Default::default()).map_err(|e| (*e.0).clone())?;
+    let commutes: HashSet<&str> = net
+        .nodes
+        .iter()
+        .filter(|n| n.layer.inputs_commute())
+        .map(|n| n.name.as_str())
+        .collect();
     let facts: HashMap<&str, (bool, bool)> = net
         .nodes
         .iter()
@@ -168,6 +176,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             olds: Vec::new(),
             pointwise_act: false,
             takes_act: false,
+            commutes: false,
         };
         for (key, v) in m {
             match (key.as_str(), &v.value) {
@@ -188,6 +197,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             return Err(bad(file, "a node without id or op"));
         }
         (l.pointwise_act, l.takes_act) = facts.get(l.id.as_str()).copied().unwrap_or_default();
+        l.commutes = commutes.contains(l.id.as_str());
         l.olds.push((l.id.clone(), String::new()));
         layers.push(l);
     }
@@ -1070,8 +1080,12 @@ impl Rewriter {
             // A sum reads its inputs in either order: the block's input last, so that a
             // sum switched off by `when` passes the block's own output on (MobileNetV2's
             // `x + conv(x)`).
-            for sig in v.iter_mut() {
-                if sig.op == "add" && sig.list && sig.ins.len() == 2 && sig.ins[0] == LRef::In {
+            for (sig, (k, _)) in v.iter_mut().zip(m) {
+                if self.layers[*k].commutes
+                    && sig.list
+                    && sig.ins.len() == 2
+                    && sig.ins[0] == LRef::In
+                {
                     sig.ins.swap(0, 1);
                 }
             }
@@ -1483,16 +1497,9 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
         let mut placed = false;
         for (rep, members) in classes.iter_mut() {
             let g = &groups[gi];
-            let all = |r: usize| -> Vec<&Group> {
-                members
-                    .iter()
-                    .chain([&gi])
-                    .map(|&m| &groups[m])
-                    .chain(std::iter::once(&groups[r]))
-                    .take(members.len() + 1)
-                    .collect()
-            };
-            if fits(&groups[*rep], g) && plan(&groups[*rep], &all(*rep)).is_some() {
+            // The class's groups with the new one.
+            let all: Vec<&Group> = members.iter().chain([&gi]).map(|&m| &groups[m]).collect();
+            if fits(&groups[*rep], g) && plan(&groups[*rep], &all).is_some() {
                 members.push(gi);
                 placed = true;
                 break;
@@ -1500,7 +1507,7 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
             // The new group is richer: it becomes the representative if all fit it.
             if fits(g, &groups[*rep])
                 && members.iter().all(|&m| fits(g, &groups[m]))
-                && plan(g, &all(*rep)).is_some()
+                && plan(g, &all).is_some()
             {
                 *rep = gi;
                 members.push(gi);
