@@ -332,7 +332,7 @@ fn parse_repeat(r: &YNode, env: &Env) -> Result<(usize, Option<(usize, YamlPath)
     for (k, x) in m {
         if k != "count" && k != "from" {
             let mut d = Diagnostic::new(format!("`repeat` has no key `{k}`")).at(&x.path);
-            d = match did_you_mean(k, ["count", "from"].into_iter()) {
+            d = match did_you_mean(k, ["count", "from"]) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help("write `repeat: N`, or `repeat: {count: N, from: K}` for instances `id.K` … `id.(K+N-1)`"),
             };

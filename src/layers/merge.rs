@@ -86,6 +86,10 @@ fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, (usize, u64, u64)> {
 }
 
 impl Op for Elementwise {
+    fn inputs_commute(&self) -> bool {
+        // A sum of two: the same output in either order (bit for bit in f32), shapes and cost.
+        !self.product && self.n == 2
+    }
     fn op(&self) -> &'static str {
         if self.product {
             "multiply"

@@ -433,6 +433,11 @@ pub trait Op: fmt::Debug + Send + Sync {
     fn label(&self) -> String;
     /// The layer's family.
     fn category(&self) -> Category;
+    /// Whether two inputs give the same output, shapes and cost in either order (a sum), so a
+    /// rewrite may swap them (`archscope convert` puts a block's input last).
+    fn inputs_commute(&self) -> bool {
+        false
+    }
     /// Output shapes from input shapes. Never panics; an impossible shape is an error.
     fn output_shapes(&self, inputs: &[Shape]) -> Result<Vec<Shape>, Diagnostic>;
     /// Parameters and buffers (fixed at build time from the input channels).

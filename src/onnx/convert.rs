@@ -1,13 +1,17 @@
 //! `archscope convert model.onnx`: an imported ONNX model ([`super::Import`]) rewritten as
 //! readable archscope YAML. The reader writes one flat layer per ONNX node; this pass folds a
 //! batch norm that only reads a convolution or linear layer into it (`bn: true`), and an
-//! activation that only reads a layer into that layer (`act:`), then recognises a run of
-//! sibling modules `P.0`, `P.1`, … (PyTorch's module paths, from the ONNX node names) that have
-//! the same structure as one block used with `repeat` (values that differ in the first instance
-//! only become block parameters given with `first:`, layers only the first instance has become
-//! `when:` layers, as the zoo writes a ResNet's downsampling shortcut). Every layer keeps its
-//! kind, attributes and wiring, so the YAML reads back to the same figures; the weights are
-//! renamed to the layer paths of the new YAML ([`Converted::weights`]). No IO.
+//! activation that only reads a layer into that layer (`act:`), then recognises runs of
+//! sibling modules `P.k`, `P.(k+1)`, … (PyTorch's module paths, from the ONNX node names) that
+//! have the same structure as block nodes used with `repeat` (`repeat: {count, from}` for a
+//! run that starts after index 0 or shares its parent with other runs, so every layer keeps
+//! its PyTorch path; values that differ in the first instance only are given with `first:`,
+//! layers only the first instance has, or only the others, are `when:` layers, as the zoo
+//! writes a ResNet's downsampling shortcut). Runs of one structure share one block definition
+//! ([`share`]): the values that differ between them become parameters named after the
+//! attribute. Every layer keeps its kind, attributes and wiring, so the YAML reads back to the
+//! same figures; the weights are renamed to the layer paths of the new YAML
+//! ([`Converted::weights`]). No IO.
 
 use std::collections::{HashMap, HashSet};
 
@@ -60,6 +64,8 @@ struct Layer {
     pointwise_act: bool,
     /// From the built import: one output computed from inputs (it may take an `act:`).
     takes_act: bool,
+    /// From the built import: its two inputs commute (a sum).
+    commutes: bool,
 }
 
 /// The batch norm a layer type fuses with `bn: true` (graph's `fused_bn`).
@@ -113,6 +119,12 @@ fn bad(file: &str, what: &str) -> Diagnostic {
 /// Converts an imported ONNX model; `file` names it in the header and in messages.
 pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let net = super::build_imported(file, imp, &Default::default()).map_err(|e| (*e.0).clone())?;
+    let commutes: HashSet<&str> = net
+        .nodes
+        .iter()
+        .filter(|n| n.layer.inputs_commute())
+        .map(|n| n.name.as_str())
+        .collect();
     let facts: HashMap<&str, (bool, bool)> = net
         .nodes
         .iter()
@@ -164,6 +176,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             olds: Vec::new(),
             pointwise_act: false,
             takes_act: false,
+            commutes: false,
         };
         for (key, v) in m {
             match (key.as_str(), &v.value) {
@@ -184,6 +197,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             return Err(bad(file, "a node without id or op"));
         }
         (l.pointwise_act, l.takes_act) = facts.get(l.id.as_str()).copied().unwrap_or_default();
+        l.commutes = commutes.contains(l.id.as_str());
         l.olds.push((l.id.clone(), String::new()));
         layers.push(l);
     }
@@ -956,7 +970,14 @@ impl Rewriter {
     /// How many of the instances could form one run: the first, then those the same as the
     /// second in layers and values (wiring aside; [`Rewriter::try_group`] checks the rest).
     fn alike_prefix(&self, parent: &str, k0: usize, insts: &[(usize, usize)]) -> usize {
-        let key = |inst: usize| -> Vec<(&str, &str, &Vec<(String, Emit)>, bool, &Option<Emit>)> {
+        type Key<'k> = Vec<(
+            &'k str,
+            &'k str,
+            &'k Vec<(String, Emit)>,
+            bool,
+            &'k Option<Emit>,
+        )>;
+        let key = |inst: usize| -> Key<'_> {
             let (s, e) = insts[inst];
             let pre = format!("{parent}.{}", k0 + inst);
             self.layers[s..e]
@@ -1059,8 +1080,12 @@ impl Rewriter {
             // A sum reads its inputs in either order: the block's input last, so that a
             // sum switched off by `when` passes the block's own output on (MobileNetV2's
             // `x + conv(x)`).
-            for sig in v.iter_mut() {
-                if sig.op == "add" && sig.list && sig.ins.len() == 2 && sig.ins[0] == LRef::In {
+            for (sig, (k, _)) in v.iter_mut().zip(m) {
+                if self.layers[*k].commutes
+                    && sig.list
+                    && sig.ins.len() == 2
+                    && sig.ins[0] == LRef::In
+                {
                     sig.ins.swap(0, 1);
                 }
             }
@@ -1472,16 +1497,9 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
         let mut placed = false;
         for (rep, members) in classes.iter_mut() {
             let g = &groups[gi];
-            let all = |r: usize| -> Vec<&Group> {
-                members
-                    .iter()
-                    .chain([&gi])
-                    .map(|&m| &groups[m])
-                    .chain(std::iter::once(&groups[r]))
-                    .take(members.len() + 1)
-                    .collect()
-            };
-            if fits(&groups[*rep], g) && plan(&groups[*rep], &all(*rep)).is_some() {
+            // The class's groups with the new one.
+            let all: Vec<&Group> = members.iter().chain([&gi]).map(|&m| &groups[m]).collect();
+            if fits(&groups[*rep], g) && plan(&groups[*rep], &all).is_some() {
                 members.push(gi);
                 placed = true;
                 break;
@@ -1489,7 +1507,7 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
             // The new group is richer: it becomes the representative if all fit it.
             if fits(g, &groups[*rep])
                 && members.iter().all(|&m| fits(g, &groups[m]))
-                && plan(g, &all(*rep)).is_some()
+                && plan(g, &all).is_some()
             {
                 *rep = gi;
                 members.push(gi);
