@@ -43,6 +43,7 @@ mod onnx_export;
 mod onnx_fuzz;
 mod onnx_import;
 mod onnx_roundtrip;
+mod onnx_gpt;
 mod onnx_vit;
 mod onnx_yolo;
 mod onnx_yolo11;

@@ -94,6 +94,30 @@ impl<'a> Reader<'a> {
         Some((p, &self.graph.node[p]))
     }
 
+    /// The error for input `name` of node `n` that nothing declares, in a file without any
+    /// initializer or weight input: the dynamo exporter's graph-only export
+    /// (`export_params=False`) names its weights and shape constants without declaring them, so
+    /// neither their shapes nor their values are in the file. `None`: another file.
+    pub(super) fn undeclared(&self, i: usize, n: &NodeProto, name: &str) -> Option<Diagnostic> {
+        let g = self.graph;
+        let produced = self.producer.contains_key(name);
+        let inputs = g.input.iter().filter(|v| !self.inits.contains_key(v.name.as_deref().unwrap_or(""))).count();
+        if produced || !g.initializer.is_empty() || inputs > 1 {
+            return None;
+        }
+        Some(
+            self.err(
+                i,
+                n,
+                format!(
+                    "input `{}` is declared nowhere: the file has no initializer and no weight input, so the shapes and values of its weights and shape constants are unknown (the dynamo exporter's graph-only file, torch.onnx.export(..., dynamo=True, export_params=False), names them without declaring them)",
+                    excerpt(name)
+                ),
+            )
+            .help("export with the weights (export_params=True, the default), or graph-only with the TorchScript exporter (torch.onnx.export(..., dynamo=False, export_params=False)), which declares each weight as a graph input of known shape"),
+        )
+    }
+
     /// A layer name for a pattern ending at node `n`: its module path (`/a/b/Op` or a weight),
     /// or the scope of `archscope export`'s `path/Op_k` names, else `default`.
     fn pattern_base(&self, n: &NodeProto, default: &str) -> String {

@@ -881,6 +881,9 @@ impl<'a> Reader<'a> {
         if let Some(v) = self.vals.get(name) {
             return Ok(Some(v));
         }
+        if let Some(d) = self.undeclared(i, n, name) {
+            return Err(d);
+        }
         Err(self
             .err(i, n, format!("input `{}` is neither a graph input, an initializer nor an earlier node's output", excerpt(name)))
             .help("the file is incomplete (a missing initializer?) or its nodes are not in topological order: export it again or sort it with onnx's tools"))
