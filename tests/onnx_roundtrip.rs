@@ -6,9 +6,13 @@
 //! order: its op, output shapes, parameters, buffers and MACs), and with its own exported
 //! weights `run` gives the same output as the original network within 1e-4.
 //!
+//! GPT-2 reads back through src/onnx/gpt.rs (its embeddings, causal attention, tanh GELU and
+//! tied head), with the same outputs from its exported weights.
+//!
 //! What is not read back yet (tests/onnx_export.rs keeps the list): the Swins (their
 //! relative-position index is an integer buffer read by a Cast and a Gather of the bias table),
-//! MaxViT (its window partition is a Transpose that moves the batch axis), the ViTs and GPT-2.
+//! MaxViT (its window partition is a Transpose that moves the batch axis). The ViTs are compared
+//! in tests/onnx_vit.rs.
 
 use crate::common::{options_for, zoo_net_with};
 use archscope::exec;
@@ -112,4 +116,52 @@ fn sobel_reads_back_with_its_magnitude() {
     // 18 parameters (2 filters of 3×3 on 1 channel), 903,168 MACs (18 per pixel at 224²).
     let t = analyze(&back, Dtype::F32).unwrap().totals;
     assert_eq!((t.params, t.macs), (18, 18 * 224 * 224));
+}
+
+#[test]
+fn gpt2_reads_back_with_its_embeddings_causal_attention_and_tied_head() {
+    // The zoo's gpt2 at 32 tokens (its 124,439,808 parameters do not depend on the length):
+    // `archscope export` writes the ids' Cast and Gather, wpe's Gather of 0…31 and Expand,
+    // each attention's MatMul/Mul/Add of the causal constant/Softmax/MatMul, the tanh GELU
+    // and the head's MatMul by the transpose of wte's table; each reads back as the layer it
+    // came from (src/onnx/gpt.rs).
+    let net = zoo_net_with("gpt2", &options_for(&[1, 32]));
+    let w = exec::init_weights(&net, 7).expect("weights");
+    let m = export(&net, Some(&w), ExportOptions::default()).expect("exports");
+    let bytes = archscope::onnx::proto::encode_model(&m);
+    let (back, imp) = archscope::onnx::build("gpt2.onnx", &bytes, &BuildOptions::default())
+        .unwrap_or_else(|e| panic!("gpt2: {e}"));
+    assert_eq!(weighted_layers(&back), weighted_layers(&net), "layer by layer");
+    let t = analyze(&back, Dtype::F32).unwrap().totals;
+    // gpt2_reference.json's PyTorch count: the head is wte's table, counted once.
+    assert_eq!(t.params, 124_439_808);
+    assert_eq!(
+        t.macs,
+        analyze(&net, Dtype::F32).unwrap().totals.macs,
+        "MACs"
+    );
+    assert_eq!(count(&back, "scaled_dot_product_attention"), 12);
+    assert_eq!(count(&back, "gelu"), 12);
+    assert_eq!(count(&back, "embedding"), 2);
+    assert!(imp.yaml.contains("ids: {tokens: 32, vocab: 50257}"));
+    let wb = archscope::onnx::weights(&back, &imp)
+        .expect("weights fit")
+        .expect("the file holds them");
+    let ids: Vec<f32> = (0..32).map(|i| ((i * 7919) % 50257) as f32).collect();
+    let run = |n: &Network, w: &exec::Weights| {
+        exec::run(n, w, &[Tensor::new(vec![1, 32], ids.clone())], None)
+            .unwrap()
+            .outputs
+            .remove(0)
+    };
+    let (y, z) = (run(&net, &w), run(&back, &wb));
+    assert_eq!(y.shape, vec![1, 32, 50257]);
+    assert_eq!(y.shape, z.shape);
+    let worst = y
+        .data
+        .iter()
+        .zip(&z.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "outputs differ by {worst}");
 }
