@@ -196,3 +196,56 @@ fn the_dynamo_graph_only_file_names_what_is_missing() {
     assert!(e.contains("export_params=True"), "{e}");
     assert!(e.contains("dynamo=False, export_params=False"), "{e}");
 }
+
+/// The tiny zoo model exported by `archscope export` with seeded weights, its first causal
+/// mask constant changed by `edit`, read back.
+fn export_with_mask(edit: impl Fn(&mut Vec<f32>)) -> Result<Network, String> {
+    use archscope::onnx::export::{export, ExportOptions};
+    let net = tiny_zoo();
+    let w = exec::init_weights(&net, 3).expect("weights");
+    let mut m = export(&net, Some(&w), ExportOptions::default()).expect("exports");
+    let g = m.graph.as_mut().expect("graph");
+    let t = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.as_deref().is_some_and(|n| n.contains("h.0.attn.attention/causal")))
+        .expect("a causal mask constant");
+    let mut v = proto::tensor_to_f32(t).expect("decodes");
+    assert_eq!(v.len(), 16 * 16);
+    edit(&mut v);
+    t.raw_data = None;
+    t.float_data = v;
+    let bytes = proto::encode_model(&m);
+    onnx::build("gpt_tiny_ours.onnx", &bytes, &BuildOptions::default())
+        .map(|(n, _)| n)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn our_export_reads_back_and_a_changed_mask_is_refused_at_its_node() {
+    // As written: −∞ above the diagonal (row 0 masks columns 1…15).
+    let back = export_with_mask(|v| assert_eq!(v[1], f32::NEG_INFINITY)).expect("reads back");
+    let zoo = analyze(&tiny_zoo(), Dtype::F32).unwrap();
+    assert_eq!(rows(&analyze(&back, Dtype::F32).unwrap()), rows(&zoo));
+    let causal = |n: &Network| -> Vec<bool> {
+        n.nodes
+            .iter()
+            .filter(|n| n.layer.op() == "scaled_dot_product_attention")
+            .map(|n| n.layer.label().contains("causal"))
+            .collect()
+    };
+    assert_eq!(causal(&back), [true, true]);
+    // All zeros in layer 0: no mask there, a plain attention.
+    let plain = export_with_mask(|v| v.iter_mut().for_each(|x| *x = 0.0)).expect("reads");
+    assert_eq!(causal(&plain), [false, true]);
+    // Row 3 sees column 4: not causal.
+    let e = export_with_mask(|v| v[3 * 16 + 4] = 0.0).unwrap_err();
+    assert!(
+        e.contains("is not causal (−∞ exactly above the diagonal)"),
+        "{e}"
+    );
+    assert!(e.contains("transformer.h.0.attn.attention/Add"), "{e}");
+    // A finite penalty is no mask archscope reads.
+    let e = export_with_mask(|v| v[1] = -5.0).unwrap_err();
+    assert!(e.contains("holds -5: archscope reads masks of 0 and −∞"), "{e}");
+}
