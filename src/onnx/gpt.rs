@@ -74,6 +74,15 @@ fn elem_type(v: &proto::ValueInfoProto) -> Option<i64> {
     tt.elem_type.map(i64::from)
 }
 
+/// The comparisons and logic that fold with initializers the reader leaves undecoded (over 64
+/// elements): those of an exported causal mask, never a layer's weights.
+pub(super) fn folds_logic(op: &str) -> bool {
+    matches!(
+        op,
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Not"
+    )
+}
+
 /// √(2/π) and 0.044715, the tanh GELU's constants, as an f32 file holds them.
 const GELU_K: f64 = 0.797_884_560_802_865_4;
 const GELU_C: f64 = 0.044_715;
@@ -142,7 +151,7 @@ impl<'a> Reader<'a> {
 
     /// A constant's dims and values, decoding an initializer the reader left undecoded (those
     /// over 64 elements); `None` for a computed tensor or one over the folding limit.
-    fn const_values(&self, t: &str) -> Option<(Vec<u64>, Vec<f64>)> {
+    pub(super) fn const_values(&self, t: &str) -> Option<(Vec<u64>, Vec<f64>)> {
         let Some(Val::Const { dims, data, init, .. }) = self.vals.get(t) else {
             return None;
         };

@@ -2669,6 +2669,11 @@ impl<'a> Reader<'a> {
                 Some(Val::Const { dims, data, .. }) if data.len() as u64 == numel(dims) => {
                     consts.push(Some((dims.clone(), data.clone())))
                 }
+                // A mask's comparisons and logic read initializers left undecoded (gpt.rs).
+                Some(Val::Const { .. }) if gpt::folds_logic(op) => match self.const_values(x) {
+                    Some(c) => consts.push(Some(c)),
+                    None => return Ok(None),
+                },
                 _ => return Ok(None),
             }
         }
