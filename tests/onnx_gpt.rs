@@ -45,8 +45,7 @@ fn tiny_zoo_yaml() -> String {
 }
 
 fn tiny_zoo() -> Network {
-    Network::from_yaml("gpt_tiny.yaml", &tiny_zoo_yaml(), &BuildOptions::default())
-        .expect("builds")
+    Network::from_yaml("gpt_tiny.yaml", &tiny_zoo_yaml(), &BuildOptions::default()).expect("builds")
 }
 
 /// Rows (op, outputs, parameters, MACs, field) of the layers with parameters or MACs, in order.
@@ -99,7 +98,11 @@ fn tiny_gpt2_exports_give_pytorch_counts_and_the_zoo_layers() {
     assert_eq!(r["macs"], 477_184);
     assert_eq!(zoo.totals.macs, 477_184);
     let zoo_rows = rows(&zoo);
-    for f in ["gpt_tiny.onnx", "gpt_tiny_dynamo.onnx", "gpt_tiny_graph.onnx"] {
+    for f in [
+        "gpt_tiny.onnx",
+        "gpt_tiny_dynamo.onnx",
+        "gpt_tiny_graph.onnx",
+    ] {
         let (net, _) = import(f, &read(f));
         let a = analyze(&net, Dtype::F32).expect("analyses");
         assert_eq!(a.totals.macs, 477_184, "{f}");
@@ -125,7 +128,10 @@ fn tiny_gpt2_exports_give_pytorch_counts_and_the_zoo_layers() {
                 assert_eq!(got_fixed.len(), want.len(), "{f}");
                 for (k, (g, w)) in got_fixed.iter().zip(&want).enumerate() {
                     if k == 1 {
-                        assert!(g.starts_with("parameter") && g.contains(" 512 0 "), "{f}: {g}");
+                        assert!(
+                            g.starts_with("parameter") && g.contains(" 512 0 "),
+                            "{f}: {g}"
+                        );
                     } else {
                         assert_eq!(g, w, "{f}: row {k}");
                     }
@@ -208,7 +214,11 @@ fn export_with_mask(edit: impl Fn(&mut Vec<f32>)) -> Result<Network, String> {
     let t = g
         .initializer
         .iter_mut()
-        .find(|t| t.name.as_deref().is_some_and(|n| n.contains("h.0.attn.attention/causal")))
+        .find(|t| {
+            t.name
+                .as_deref()
+                .is_some_and(|n| n.contains("h.0.attn.attention/causal"))
+        })
         .expect("a causal mask constant");
     let mut v = proto::tensor_to_f32(t).expect("decodes");
     assert_eq!(v.len(), 16 * 16);
@@ -247,5 +257,23 @@ fn our_export_reads_back_and_a_changed_mask_is_refused_at_its_node() {
     assert!(e.contains("transformer.h.0.attn.attention/Add"), "{e}");
     // A finite penalty is no mask archscope reads.
     let e = export_with_mask(|v| v[1] = -5.0).unwrap_err();
-    assert!(e.contains("holds -5: archscope reads masks of 0 and −∞"), "{e}");
+    assert!(
+        e.contains("holds -5: archscope reads masks of 0 and −∞"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mutants_of_the_tiny_gpt2_files() {
+    // The seeded mutation fuzz (tests/onnx_fuzz.rs: 700 mutants each) over the TorchScript
+    // files with and without weights and the dynamo file: the GPT-2 patterns under mutation —
+    // no panic, every refusal located, with a help line.
+    for (f, salt) in [
+        ("gpt_tiny.onnx", 21),
+        ("gpt_tiny_graph.onnx", 22),
+        ("gpt_tiny_dynamo.onnx", 23),
+    ] {
+        let (n, built) = crate::onnx_fuzz::fuzz_seed(f, salt);
+        assert!(built < n, "{f}: {built} of {n}");
+    }
 }

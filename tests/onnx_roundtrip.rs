@@ -131,7 +131,11 @@ fn gpt2_reads_back_with_its_embeddings_causal_attention_and_tied_head() {
     let bytes = archscope::onnx::proto::encode_model(&m);
     let (back, imp) = archscope::onnx::build("gpt2.onnx", &bytes, &BuildOptions::default())
         .unwrap_or_else(|e| panic!("gpt2: {e}"));
-    assert_eq!(weighted_layers(&back), weighted_layers(&net), "layer by layer");
+    assert_eq!(
+        weighted_layers(&back),
+        weighted_layers(&net),
+        "layer by layer"
+    );
     let t = analyze(&back, Dtype::F32).unwrap().totals;
     // gpt2_reference.json's PyTorch count: the head is wte's table, counted once.
     assert_eq!(t.params, 124_439_808);

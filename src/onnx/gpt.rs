@@ -79,7 +79,15 @@ fn elem_type(v: &proto::ValueInfoProto) -> Option<i64> {
 pub(super) fn folds_logic(op: &str) -> bool {
     matches!(
         op,
-        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Not"
+        "Equal"
+            | "Less"
+            | "LessOrEqual"
+            | "Greater"
+            | "GreaterOrEqual"
+            | "And"
+            | "Or"
+            | "Xor"
+            | "Not"
     )
 }
 
@@ -110,7 +118,11 @@ impl<'a> Reader<'a> {
     pub(super) fn undeclared(&self, i: usize, n: &NodeProto, name: &str) -> Option<Diagnostic> {
         let g = self.graph;
         let produced = self.producer.contains_key(name);
-        let inputs = g.input.iter().filter(|v| !self.inits.contains_key(v.name.as_deref().unwrap_or(""))).count();
+        let inputs = g
+            .input
+            .iter()
+            .filter(|v| !self.inits.contains_key(v.name.as_deref().unwrap_or("")))
+            .count();
         if produced || !g.initializer.is_empty() || inputs > 1 {
             return None;
         }
@@ -152,7 +164,10 @@ impl<'a> Reader<'a> {
     /// A constant's dims and values, decoding an initializer the reader left undecoded (those
     /// over 64 elements); `None` for a computed tensor or one over the folding limit.
     pub(super) fn const_values(&self, t: &str) -> Option<(Vec<u64>, Vec<f64>)> {
-        let Some(Val::Const { dims, data, init, .. }) = self.vals.get(t) else {
+        let Some(Val::Const {
+            dims, data, init, ..
+        }) = self.vals.get(t)
+        else {
             return None;
         };
         if data.len() as u64 == numel(dims) {
@@ -198,13 +213,20 @@ impl<'a> Reader<'a> {
         }
         for (i, n) in g.node.iter().enumerate() {
             match n.op_type.as_deref() {
-                Some("Softmax") => {
+                Some("Softmax") if !self.regions.contains(i) => {
                     if let Some((end, s, inner)) = self.find_sdpa(i, n, &dynamic) {
+                        if inner
+                            .iter()
+                            .chain([&end])
+                            .any(|&j| self.regions.contains(j))
+                        {
+                            continue;
+                        }
                         self.done.extend(inner);
                         self.gpt.sdpa.insert(end, s);
                     }
                 }
-                Some("Tanh") => {
+                Some("Tanh") if !self.regions.contains(i) => {
                     if let Some((end, x, inner)) = self.find_gelu_tanh(i, n) {
                         self.done.extend(inner);
                         self.gpt.gelu.insert(end, x);
@@ -371,10 +393,10 @@ impl<'a> Reader<'a> {
         let mut inner = vec![i];
         // tanh(k · (x + c · x³))
         let (pu, u) = self.single_producer(t.input.first()?)?;
-        let ku = (0..2).find(|&k| self.scalar_near(&u.input[k], GELU_K))?;
         if !op_is(u, "Mul") {
             return None;
         }
+        let ku = (0..2).find(|&k| self.scalar_near(&u.input[k], GELU_K))?;
         let (pw, w) = self.single_producer(&u.input[1 - ku])?;
         if !op_is(w, "Add") {
             return None;
@@ -443,7 +465,9 @@ impl<'a> Reader<'a> {
         }
         // (x · 0.5) · (1 + tanh)
         let (ph, h) = self.single_producer(&other)?;
-        if !op_is(h, "Mul") || !h.input.contains(&x) || !h.input.iter().any(|s| self.scalar_near(s, 0.5))
+        if !op_is(h, "Mul")
+            || !h.input.contains(&x)
+            || !h.input.iter().any(|s| self.scalar_near(s, 0.5))
         {
             return None;
         }
@@ -472,7 +496,14 @@ impl<'a> Reader<'a> {
         let act = |me: &Self, t: &str, what: &str| match me.vals.get(t) {
             Some(Val::Act { r, shape }) => Ok((r.clone(), shape.clone())),
             _ => Err(me
-                .err(i, n, format!("the attention's {what} (`{}`) is not a computed tensor", excerpt(t)))
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "the attention's {what} (`{}`) is not a computed tensor",
+                        excerpt(t)
+                    ),
+                )
                 .help(SDPA_HELP)),
         };
         let (q, qs) = act(self, &s.q, "query")?;
@@ -498,13 +529,22 @@ impl<'a> Reader<'a> {
                 let m = &self.graph.node[j];
                 let target = self.ints(j, m, 1)?.unwrap_or_default();
                 let want = [ks[0], ks[1], ks[3], ks[2]];
-                if target.len() != 4 || target.iter().zip(&want).any(|(&t, &w)| t != w as i64 && t != -1 && t != 0) {
+                if target.len() != 4
+                    || target
+                        .iter()
+                        .zip(&want)
+                        .any(|(&t, &w)| t != w as i64 && t != -1 && t != 0)
+                {
                     return Err(bad(self));
                 }
                 ks.clone()
             }
         };
-        if k_heads[..2] != qs[..2] || vs[..2] != qs[..2] || k_heads[3] != qs[3] || vs[2] != k_heads[2] {
+        if k_heads[..2] != qs[..2]
+            || vs[..2] != qs[..2]
+            || k_heads[3] != qs[3]
+            || vs[2] != k_heads[2]
+        {
             return Err(bad(self));
         }
         let (l, sk, d) = (qs[2], k_heads[2], qs[3]);
@@ -516,13 +556,21 @@ impl<'a> Reader<'a> {
         }
         if !(scale.is_finite() && scale > 0.0) {
             return Err(self
-                .err(i, n, format!("the attention's scores are scaled by {scale}"))
+                .err(
+                    i,
+                    n,
+                    format!("the attention's scores are scaled by {scale}"),
+                )
                 .help(SDPA_HELP));
         }
         if let Some(z) = &s.nan_zero {
             if self.scalar_of(z) != Some(0.0) {
                 return Err(self
-                    .err(i, n, "the NaN guard after the softmax puts another value than 0")
+                    .err(
+                        i,
+                        n,
+                        "the NaN guard after the softmax puts another value than 0",
+                    )
                     .help(SDPA_HELP));
             }
         }
@@ -570,18 +618,25 @@ impl<'a> Reader<'a> {
                 .help(SDPA_HELP));
         };
         let nd = dims.len();
-        let fits = nd >= 2
-            && dims[nd - 2] == l
-            && dims[nd - 1] == s
-            && data.len() as u64 == numel(&dims);
+        let fits =
+            nd >= 2 && dims[nd - 2] == l && dims[nd - 1] == s && data.len() as u64 == numel(&dims);
         let fail = |what: &str| {
-            self.err(j, m, format!("the mask added to the attention scores ({dims:?}) {what}"))
-                .help(SDPA_HELP)
+            self.err(
+                j,
+                m,
+                format!("the mask added to the attention scores ({dims:?}) {what}"),
+            )
+            .help(SDPA_HELP)
         };
         if !fits {
-            return Err(fail(&format!("is not one L×S matrix ({l}×{s}) broadcast over the heads")));
+            return Err(fail(&format!(
+                "is not one L×S matrix ({l}×{s}) broadcast over the heads"
+            )));
         }
         let plane = (l * s) as usize;
+        if plane == 0 {
+            return Err(fail("is empty"));
+        }
         let mut causal = true;
         let mut zero = true;
         for (k, &x) in data.iter().enumerate() {
@@ -589,7 +644,9 @@ impl<'a> Reader<'a> {
             // −∞, or the lowest f32 (torch.finfo(float32).min, the dynamo exporter's).
             let masked = x == f64::NEG_INFINITY || x == f64::from(f32::MIN);
             if !(x == 0.0 || masked) {
-                return Err(fail(&format!("holds {x}: archscope reads masks of 0 and −∞ (or the lowest f32)")));
+                return Err(fail(&format!(
+                    "holds {x}: archscope reads masks of 0 and −∞ (or the lowest f32)"
+                )));
             }
             causal &= masked == (c > r);
             zero &= !masked;
@@ -607,7 +664,11 @@ impl<'a> Reader<'a> {
         let v = self.need(i, n, 0)?.clone();
         let to = attr_i(n, "to", 0);
         let x = &n.input[0];
-        let is_input = self.graph.input.iter().any(|g| g.name.as_deref() == Some(x.as_str()));
+        let is_input = self
+            .graph
+            .input
+            .iter()
+            .any(|g| g.name.as_deref() == Some(x.as_str()));
         match &v {
             Val::Act { r, .. } if is_int_type(to) => {
                 let src = match self.gpt.ids.get(x) {
@@ -649,7 +710,11 @@ impl<'a> Reader<'a> {
     }
 
     /// `Expand` of a computed tensor to its own shape: the tensor.
-    pub(super) fn expand_same(&mut self, i: usize, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
+    pub(super) fn expand_same(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+    ) -> Option<Result<(), Diagnostic>> {
         let Some(Val::Act { shape, .. }) = self.vals.get(n.input.first()?).cloned() else {
             return None;
         };
@@ -660,7 +725,11 @@ impl<'a> Reader<'a> {
         let t: Vec<u64> = target.iter().map(|&x| x.max(1) as u64).collect();
         if broadcast(&shape, &t) != shape {
             return Some(Err(self
-                .err(i, n, format!("Expand of a computed {shape:?} tensor to {target:?}"))
+                .err(
+                    i,
+                    n,
+                    format!("Expand of a computed {shape:?} tensor to {target:?}"),
+                )
                 .help("write broadcasts in archscope YAML with `op: expand`")));
         }
         let v = self.vals.get(&n.input[0]).cloned()?;
@@ -673,7 +742,12 @@ impl<'a> Reader<'a> {
     pub(super) fn embedding(&mut self, i: usize, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
         let table = n.input.first()?.clone();
         let dims = match self.vals.get(&table)? {
-            Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims } => dims.clone(),
+            Val::Const {
+                dims,
+                init: Some(_),
+                ..
+            }
+            | Val::Shaped { dims } => dims.clone(),
             _ => return None,
         };
         Some(self.embedding_layer(i, n, &table, dims))
@@ -744,7 +818,9 @@ impl<'a> Reader<'a> {
                 Some((_, v)) => *v = (*v).min(num),
                 None => self.gpt.vocab.push((ids_ref.clone(), num)),
             }
-            self.gpt.tables.push((table.to_string(), id.clone(), dims.clone()));
+            self.gpt
+                .tables
+                .push((table.to_string(), id.clone(), dims.clone()));
         }
         let out = vec![ids_shape[0], ids_shape[1], dim];
         self.set_out(n, 0, id, out);
@@ -801,7 +877,11 @@ impl<'a> Reader<'a> {
 
     /// `Reshape(x, [−1, D]) → Gemm → Reshape(·, [N, L, out])` (transformers' Conv1D traced):
     /// one `linear` on the N×…×D input. `None`: not this pattern.
-    pub(super) fn flat_linear(&mut self, i: usize, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
+    pub(super) fn flat_linear(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+    ) -> Option<Result<(), Diagnostic>> {
         let Some(Val::Act { r: x, shape }) = self.vals.get(n.input.first()?).cloned() else {
             return None;
         };
@@ -870,7 +950,8 @@ impl<'a> Reader<'a> {
         let Some(Val::Act { r, .. }) = self.vals.get(&gm.output[0]).cloned() else {
             return None;
         };
-        self.vals.insert(r2.output[0].clone(), Val::Act { r, shape: want });
+        self.vals
+            .insert(r2.output[0].clone(), Val::Act { r, shape: want });
         // The flat tensors are the layer's input and output under other shapes: not checked
         // against the file's value_info.
         self.vals.remove(&n.output[0]);
@@ -895,8 +976,10 @@ impl<'a> Reader<'a> {
                 let (da, va) = c(0)?;
                 let (db, vb) = c(1)?;
                 // The plain cases stay with the general folding.
-                let simple = matches!(op, "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Equal")
-                    && (va.len() == vb.len() || va.len() == 1 || vb.len() == 1);
+                let simple = matches!(
+                    op,
+                    "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Equal"
+                ) && (va.len() == vb.len() || va.len() == 1 || vb.len() == 1);
                 if simple {
                     return None;
                 }
@@ -924,7 +1007,10 @@ impl<'a> Reader<'a> {
             }
             "Not" => {
                 let (d, v) = c(0)?;
-                Some((d, v.iter().map(|&x| f64::from(u8::from(x == 0.0))).collect()))
+                Some((
+                    d,
+                    v.iter().map(|&x| f64::from(u8::from(x == 0.0))).collect(),
+                ))
             }
             "Expand" => {
                 let (d, v) = c(0)?;
@@ -946,6 +1032,9 @@ impl<'a> Reader<'a> {
                 }
                 let row = numel(&d[1..]) as usize;
                 let rows = d[0] as i64;
+                if iv.len().saturating_mul(row) > MAX_FOLDED_ELEMENTS {
+                    return None;
+                }
                 let mut out = Vec::with_capacity(iv.len() * row);
                 for &x in &iv {
                     let k = x as i64;
@@ -1011,7 +1100,10 @@ fn bcast2(
             ia += idx[k] * sa[k];
             ib += idx[k] * sb[k];
         }
-        data.push(f(va[if va.len() == 1 { 0 } else { ia }], vb[if vb.len() == 1 { 0 } else { ib }]));
+        data.push(f(
+            va[if va.len() == 1 { 0 } else { ia }],
+            vb[if vb.len() == 1 { 0 } else { ib }],
+        ));
         for k in (0..rank).rev() {
             idx[k] += 1;
             if (idx[k] as u64) < out[k] {

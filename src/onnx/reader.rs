@@ -510,7 +510,11 @@ pub fn import_model_sized(
     let _ = writeln!(yaml, "inputs:");
     // Token ids read by an embedding: a token input of its vocabulary.
     for (id, vocab) in &r.gpt.vocab {
-        if let Some(Val::Act { shape, .. }) = r.vals.values().find(|v| matches!(v, Val::Act { r: x, .. } if x == id)) {
+        if let Some(Val::Act { shape, .. }) = r
+            .vals
+            .values()
+            .find(|v| matches!(v, Val::Act { r: x, .. } if x == id))
+        {
             if shape.len() == 2 {
                 inputs_yaml = inputs_yaml.replace(
                     &format!("  {id}: {}\n", list(&shape[1..])),
@@ -1584,7 +1588,9 @@ impl<'a> Reader<'a> {
             tied,
         } = lin;
         let has_bias = bias.is_some();
-        let tie = tied.as_deref().map_or(String::new(), |t| format!(", tied: {t}"));
+        let tie = tied
+            .as_deref()
+            .map_or(String::new(), |t| format!(", tied: {t}"));
         let id = self.emit(
             i,
             n,
@@ -2682,7 +2688,8 @@ impl<'a> Reader<'a> {
         }
         if let Some((dims, data)) = self.fold_more(op, n, &consts) {
             self.check_fold_size(i, n, data.len())?;
-            self.vals.insert(n.output[0].clone(), Val::folded(dims, data));
+            self.vals
+                .insert(n.output[0].clone(), Val::folded(dims, data));
             return Ok(Some(()));
         }
         let c = |k: usize| consts.get(k).cloned().flatten();
