@@ -206,6 +206,13 @@ fn the_dynamo_graph_only_file_names_what_is_missing() {
 /// The tiny zoo model exported by `archscope export` with seeded weights, its first causal
 /// mask constant changed by `edit`, read back.
 fn export_with_mask(edit: impl Fn(&mut Vec<f32>)) -> Result<Network, String> {
+    export_with_mask_weights(edit).map(|(n, _)| n)
+}
+
+/// [`export_with_mask`], with the weights read back from the file.
+fn export_with_mask_weights(
+    edit: impl Fn(&mut Vec<f32>),
+) -> Result<(Network, exec::Weights), String> {
     use archscope::onnx::export::{export, ExportOptions};
     let net = tiny_zoo();
     let w = exec::init_weights(&net, 3).expect("weights");
@@ -226,17 +233,36 @@ fn export_with_mask(edit: impl Fn(&mut Vec<f32>)) -> Result<Network, String> {
     t.raw_data = None;
     t.float_data = v;
     let bytes = proto::encode_model(&m);
-    onnx::build("gpt_tiny_ours.onnx", &bytes, &BuildOptions::default())
-        .map(|(n, _)| n)
-        .map_err(|e| e.to_string())
+    let (back, imp) = onnx::build("gpt_tiny_ours.onnx", &bytes, &BuildOptions::default())
+        .map_err(|e| e.to_string())?;
+    let wb = onnx::weights(&back, &imp)
+        .map_err(|e| e.to_string())?
+        .expect("the file holds them");
+    Ok((back, wb))
 }
 
 #[test]
 fn our_export_reads_back_and_a_changed_mask_is_refused_at_its_node() {
     // As written: −∞ above the diagonal (row 0 masks columns 1…15).
-    let back = export_with_mask(|v| assert_eq!(v[1], f32::NEG_INFINITY)).expect("reads back");
-    let zoo = analyze(&tiny_zoo(), Dtype::F32).unwrap();
+    let (back, wb) =
+        export_with_mask_weights(|v| assert_eq!(v[1], f32::NEG_INFINITY)).expect("reads back");
+    let net = tiny_zoo();
+    let zoo = analyze(&net, Dtype::F32).unwrap();
     assert_eq!(rows(&analyze(&back, Dtype::F32).unwrap()), rows(&zoo));
+    // With its exported weights (the tied head on wte's table), the logits of the original.
+    let w = exec::init_weights(&net, 3).expect("weights");
+    let x = ids();
+    let run = |n: &Network, w: &exec::Weights| {
+        exec::run(n, w, &[Tensor::new(vec![1, 16], x.clone())], None)
+            .expect("runs")
+            .outputs
+            .remove(0)
+    };
+    let (y, z) = (run(&net, &w), run(&back, &wb));
+    assert_eq!(z.shape, vec![1, 16, 100]);
+    let d = worst(&y.data, &z.data);
+    assert!(d <= 1e-4, "{d}");
+    assert!(y.data.iter().any(|v| v.abs() > 1e-3));
     let causal = |n: &Network| -> Vec<bool> {
         n.nodes
             .iter()
