@@ -193,10 +193,10 @@ fn the_dynamo_graph_only_file_names_what_is_missing() {
     // torch writes no initializer in it: the weights and the shape constants are undeclared.
     assert_eq!(r["files"]["gpt_tiny_dynamo_graph.onnx"]["initializers"], 0);
     let f = "gpt_tiny_dynamo_graph.onnx";
-    let e = onnx::build(f, &read(f), &BuildOptions::default())
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(e) = onnx::build(f, &read(f), &BuildOptions::default()) else {
+        panic!("{f}: read, not refused");
+    };
+    let e = e.to_string();
     assert!(e.contains("input `val_6` is declared nowhere"), "{e}");
     assert!(e.contains("ONNX node #0 `node_view` (Reshape)"), "{e}");
     assert!(e.contains("export_params=True"), "{e}");
