@@ -108,6 +108,14 @@ fn tiny_gpt2_exports_give_pytorch_counts_and_the_zoo_layers() {
         assert_eq!(a.totals.macs, 477_184, "{f}");
         let count = |op: &str| net.nodes.iter().filter(|n| n.layer.op() == op).count();
         assert_eq!(count("scaled_dot_product_attention"), 2, "{f}");
+        // Each read as causal (the exporters' mask: −∞ or the lowest f32 above the diagonal).
+        assert!(
+            net.nodes
+                .iter()
+                .filter(|n| n.layer.op() == "scaled_dot_product_attention")
+                .all(|n| n.layer.label().contains(", causal")),
+            "{f}"
+        );
         assert_eq!(count("gelu"), 2, "{f}");
         assert_eq!(count("layernorm"), 5, "{f}");
         let got = rows(&a);
