@@ -8,8 +8,9 @@
 //!
 //! The Swins' shifted-window attention and MaxViT's relative-position attention read back
 //! through src/onnx/swin.rs (the file's nodes compared with the layer's own ONNX form), each
-//! as one layer. What is not read back yet (tests/onnx_export.rs keeps the list): GPT-2 (the
-//! ViTs are compared in tests/onnx_vit.rs).
+//! as one layer. GPT-2 reads back through src/onnx/gpt.rs (its embeddings, causal attention,
+//! tanh GELU and tied head) layer by layer, graph only (with weights at the tiny size:
+//! tests/onnx_gpt.rs). The ViTs are compared in tests/onnx_vit.rs.
 
 use crate::common::{options_for, zoo_net_with};
 use archscope::exec;
@@ -134,4 +135,33 @@ fn maxvit_reads_back_with_its_relative_position_attention() {
     assert_eq!(count(&net, "relative_position_attention"), 22);
     let back = round_trip("maxvit_t", &net);
     assert_eq!(count(&back, "relative_position_attention"), 22);
+}
+
+#[test]
+fn gpt2_reads_back_with_its_embeddings_causal_attention_and_tied_head() {
+    // The zoo's gpt2 at its 1,024 tokens, graph only (its 124,439,808 seeded weights would make
+    // the test slow: the same export with weights runs to the same logits at the tiny size,
+    // tests/onnx_gpt.rs). `archscope export` writes the ids' Cast and Gather, wpe's Gather of
+    // 0…1023 and Expand, each attention's MatMul/Mul/Add of the causal constant/Softmax/MatMul,
+    // the tanh GELU and the head's MatMul by the transpose of wte's table; each reads back as
+    // the layer it came from (src/onnx/gpt.rs).
+    let net = zoo_net_with("gpt2", &BuildOptions::default());
+    let m = export(&net, None, ExportOptions::default()).expect("exports");
+    let bytes = archscope::onnx::proto::encode_model(&m);
+    let (back, imp) = archscope::onnx::build("gpt2.onnx", &bytes, &BuildOptions::default())
+        .unwrap_or_else(|e| panic!("gpt2: {e}"));
+    assert_eq!(
+        weighted_layers(&back),
+        weighted_layers(&net),
+        "layer by layer"
+    );
+    let t = analyze(&back, Dtype::F32).unwrap().totals;
+    // tests/data/gpt2_reference.json's PyTorch figures: the head is wte's table, counted
+    // once; FlopCounterMode's MACs.
+    assert_eq!((t.params, t.macs), (124_439_808, 145_824_153_600));
+    assert_eq!(count(&back, "scaled_dot_product_attention"), 12);
+    assert_eq!(count(&back, "gelu"), 12);
+    assert_eq!(count(&back, "embedding"), 2);
+    assert!(back.nodes.iter().any(|n| n.layer.tied().is_some()));
+    assert!(imp.yaml.contains("ids: {tokens: 1024, vocab: 50257}"));
 }

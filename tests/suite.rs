@@ -43,6 +43,7 @@ mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;
 mod onnx_fuzz;
+mod onnx_gpt;
 mod onnx_import;
 mod onnx_roundtrip;
 mod onnx_swin;

@@ -548,7 +548,7 @@ pub fn tensor_name(prefix: &str, weight: &str) -> String {
 
 /// Appends to each layer with a tied weight ([`crate::layers::Kernel::tied`]) a copy of the
 /// owner's tensor (the graph checked that it exists, with this shape, before the layer).
-fn share_tied(net: &Network, w: &mut Weights) {
+pub(crate) fn share_tied(net: &Network, w: &mut Weights) {
     for (k, node) in net.nodes.iter().enumerate() {
         let Some(t) = node.layer.tied() else {
             continue;

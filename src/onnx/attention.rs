@@ -169,6 +169,13 @@ fn t2(m: &[f32], rows: usize, cols: usize) -> Option<Vec<f32>> {
     (rows.checked_mul(cols) == Some(m.len())).then(|| super::transpose2(m, rows, cols))
 }
 
+impl Regions {
+    /// Whether node `i` belongs to an attention module (read here, not by other patterns).
+    pub(super) fn contains(&self, i: usize) -> bool {
+        self.of.contains_key(&i)
+    }
+}
+
 impl<'a> Reader<'a> {
     /// Reads attention region `k` if node `i` is its trigger: `Ok(true)` when `i` belongs to a
     /// region (read now or earlier / later), `Ok(false)` for any other node.

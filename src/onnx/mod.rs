@@ -137,5 +137,8 @@ pub fn weights(net: &Network, imp: &Import) -> Result<Option<Weights>, Diagnosti
         }
         per_node.push(tensors);
     }
-    Ok(Some(Weights { per_node }))
+    let mut w = Weights { per_node };
+    // A tied layer (GPT-2's head) runs on its owner's tensor.
+    crate::exec::share_tied(net, &mut w);
+    Ok(Some(w))
 }

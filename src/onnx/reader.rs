@@ -24,6 +24,9 @@ mod patterns;
 // Swin's and MaxViT's windowed attention as `archscope export` writes it.
 #[path = "swin.rs"]
 mod swin;
+// GPT-2-style decoders: embeddings, causal attention, tanh GELU, the tied head.
+#[path = "gpt.rs"]
+mod gpt;
 
 /// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
 pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
@@ -88,6 +91,8 @@ struct Linear {
     in_f: u64,
     w: Option<Vec<f32>>,
     bias: Option<Option<Vec<f32>>>,
+    /// The embedding whose table it uses (`tied:`; its weight is not its own).
+    tied: Option<String>,
 }
 
 impl Val {
@@ -126,6 +131,8 @@ struct Reader<'a> {
     regions: attention::Regions,
     /// The windowed attention layers, each read as one layer (`swin.rs`).
     windows: swin::Windows,
+    /// GPT-style patterns and token ids (`gpt.rs`).
+    gpt: gpt::Found,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -321,6 +328,7 @@ pub fn import_model_sized(
         opset,
         regions: attention::find_regions(graph),
         windows: swin::find(graph, model.producer_name.as_deref() == Some("archscope")),
+        gpt: gpt::Found::default(),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -451,6 +459,7 @@ pub fn import_model_sized(
             r.done.insert(i);
         }
     }
+    r.prescan();
     for (i, n) in graph.node.iter().enumerate() {
         if r.attention_node(i)? || r.window_node(i)? || r.done.contains(&i) {
             continue;
@@ -505,6 +514,21 @@ pub fn import_model_sized(
         })
     );
     let _ = writeln!(yaml, "inputs:");
+    // Token ids read by an embedding: a token input of its vocabulary.
+    for (id, vocab) in &r.gpt.vocab {
+        if let Some(Val::Act { shape, .. }) = r
+            .vals
+            .values()
+            .find(|v| matches!(v, Val::Act { r: x, .. } if x == id))
+        {
+            if shape.len() == 2 {
+                inputs_yaml = inputs_yaml.replace(
+                    &format!("  {id}: {}\n", list(&shape[1..])),
+                    &format!("  {id}: {{tokens: {}, vocab: {vocab}}}\n", shape[1]),
+                );
+            }
+        }
+    }
     yaml.push_str(&inputs_yaml);
     let _ = writeln!(yaml, "nodes:");
     for line in &r.yaml_nodes {
@@ -723,6 +747,8 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
                 "BatchNormalization" => k >= 1,
                 // A class token expanded to the batch.
                 "Expand" => k == 0,
+                // An embedding's table.
+                "Gather" => k == 0,
                 // A learned tensor added or multiplied (a bias after MatMul, a layer scale).
                 "Add" | "Mul" => true,
                 "Identity" | "Transpose" => {
@@ -864,6 +890,9 @@ impl<'a> Reader<'a> {
         };
         if let Some(v) = self.vals.get(name) {
             return Ok(Some(v));
+        }
+        if let Some(d) = self.undeclared(i, n, name) {
+            return Err(d);
         }
         Err(self
             .err(i, n, format!("input `{}` is neither a graph input, an initializer nor an earlier node's output", excerpt(name)))
@@ -1039,6 +1068,9 @@ impl<'a> Reader<'a> {
                 )
                 .help("export with standard operators only (no custom or contrib ops)"));
         }
+        if let Some(r) = self.gpt_end(i, n) {
+            return r;
+        }
         // Constant folding: every input a constant (or a shape of a known tensor).
         if let Some(()) = self.fold(i, n)? {
             return Ok(());
@@ -1138,9 +1170,15 @@ impl<'a> Reader<'a> {
                 self.layer(i, n, "flatten", format!("op: flatten, in: {x}"), out)
             }
             "Reshape" => {
+                if let Some(r) = self.flat_linear(i, n) {
+                    return r;
+                }
                 let (x, shape) = self.act(i, n, 0)?;
                 let target = self.ints(i, n, 1)?.unwrap_or_default();
                 let out = self.reshape_dims(i, n, &shape, &target)?;
+                if self.same_ids(n, &shape, &out) {
+                    return Ok(());
+                }
                 self.reshape_to(i, n, &x, &shape, out)
             }
             "Squeeze" | "Unsqueeze" => {
@@ -1179,7 +1217,8 @@ impl<'a> Reader<'a> {
             "Add" | "Mul" | "Sub" | "Div" => self.binary(i, n, op),
             "Resize" | "Upsample" => self.resize(i, n),
             "Gather" => self.gather(i, n),
-            "Expand" => self.expand(i, n),
+            "Expand" => self.expand_same(i, n).unwrap_or_else(|| self.expand(i, n)),
+            "Cast" => self.cast_act(i, n),
             _ => Err(self
                 .err(i, n, format!("archscope cannot map the ONNX operator `{op}`"))
                 .help("describe this part of the model in archscope YAML (docs/FORMAT.md), or export without it; docs/ONNX.md lists the operators archscope reads")),
@@ -1530,6 +1569,7 @@ impl<'a> Reader<'a> {
             in_f,
             w: wdata,
             bias: bias.map(|(_, d)| d),
+            tied: None,
         };
         self.linear_node(i, n, n, &base, lin)
     }
@@ -1551,15 +1591,21 @@ impl<'a> Reader<'a> {
             in_f,
             w,
             bias,
+            tied,
         } = lin;
         let has_bias = bias.is_some();
+        let tie = tied
+            .as_deref()
+            .map_or(String::new(), |t| format!(", tied: {t}"));
         let id = self.emit(
             i,
             n,
             base,
-            format!("op: linear, in: {x}, out: {out_f}, bias: {has_bias}"),
+            format!("op: linear, in: {x}, out: {out_f}, bias: {has_bias}{tie}"),
         );
-        self.put_weight(&id, "weight", &[out_f, in_f], w);
+        if tied.is_none() {
+            self.put_weight(&id, "weight", &[out_f, in_f], w);
+        }
         if let Some(b) = bias {
             self.put_weight(&id, "bias", &[out_f], b);
         }
@@ -1628,6 +1674,7 @@ impl<'a> Reader<'a> {
                     out_node
                 };
                 let base = self.base(base_node, wname.as_deref(), "linear");
+                let tied = self.tied_table(n, 1, w.as_deref());
                 let lin = Linear {
                     x: a,
                     shape: ashape,
@@ -1635,6 +1682,7 @@ impl<'a> Reader<'a> {
                     in_f: k,
                     w,
                     bias,
+                    tied,
                 };
                 self.linear_node(i, n, out_node, &base, lin)
             }
@@ -2504,6 +2552,9 @@ impl<'a> Reader<'a> {
     }
 
     fn gather(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        if let Some(r) = self.embedding(i, n) {
+            return r;
+        }
         let (x, shape) = self.act(i, n, 0)?;
         let idx = self.constant(i, n, 1)?;
         let rank = shape.len() as i64;
@@ -2630,11 +2681,22 @@ impl<'a> Reader<'a> {
                 Some(Val::Const { dims, data, .. }) if data.len() as u64 == numel(dims) => {
                     consts.push(Some((dims.clone(), data.clone())))
                 }
+                // A mask's comparisons and logic read initializers left undecoded (gpt.rs).
+                Some(Val::Const { .. }) if gpt::folds_logic(op) => match self.const_values(x) {
+                    Some(c) => consts.push(Some(c)),
+                    None => return Ok(None),
+                },
                 _ => return Ok(None),
             }
         }
         if consts.is_empty() {
             return Ok(None);
+        }
+        if let Some((dims, data)) = self.fold_more(op, n, &consts) {
+            self.check_fold_size(i, n, data.len())?;
+            self.vals
+                .insert(n.output[0].clone(), Val::folded(dims, data));
+            return Ok(Some(()));
         }
         let c = |k: usize| consts.get(k).cloned().flatten();
         let first = c(0).unwrap_or_default();
