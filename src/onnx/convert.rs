@@ -480,7 +480,7 @@ fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
     if takes_bn && key == "groups" && *v == Emit::Int(1) {
         return None;
     }
-    if !["kernel", "stride", "padding", "dilation"].contains(&key) {
+    if !WINDOW_KEYS.contains(&key) {
         return Some(v.clone());
     }
     let c = compact(v);
@@ -490,6 +490,19 @@ fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
         _ => Some(c),
     }
 }
+
+/// A window attribute (`kernel`, `stride`, `padding`, `dilation`) of one repeated value as that
+/// value; any other attribute as it is (a `split`'s `sizes: [32, 32, 32]` stays a list).
+fn compact_window(key: &str, v: &Emit) -> Emit {
+    if WINDOW_KEYS.contains(&key) {
+        compact(v)
+    } else {
+        v.clone()
+    }
+}
+
+/// The attributes written once when they are the same on every axis.
+const WINDOW_KEYS: [&str; 4] = ["kernel", "stride", "padding", "dilation"];
 
 /// A list of one repeated value as that value (`[2, 2]` → `2`: a window size per axis).
 fn compact(v: &Emit) -> Emit {
@@ -1249,7 +1262,12 @@ impl Rewriter {
                 {
                     return None;
                 }
-                Some(t.attrs.iter().map(|(_, v)| Some(compact(v))).collect())
+                Some(
+                    t.attrs
+                        .iter()
+                        .map(|(k, v)| Some(compact_window(k, v)))
+                        .collect(),
+                )
             };
             let none = vec![None; keys.len()];
             let (first, rest) = match from {
