@@ -28,6 +28,11 @@ pub const M_MAX: usize = 128;
 /// Maps of at most this many output positions (14×14) run here whatever their channels
 /// (ResNet-50's 7×7 layer4, GoogLeNet's 4x/5x branches: faster in every profile).
 pub const SMALL_MAP: usize = 196;
+/// On maps of more than this many output positions (56×56) only up to 64 output channels run
+/// here: VGG-16's 64 → 128 and 128 → 128 on 112×112 ran at 80 and 78 GMAC/s against im2col's
+/// 88 and 84 (one thread, `examples/bench_conv.rs`), while 64 → 64 on 224×224 and 56×56 and
+/// 128 → 128 on 28×28 ran as fast or faster here (74 / 73, 87 / 74, 89 / 77).
+pub const LARGE_MAP: usize = 3136;
 
 /// Whether [`conv`] runs `win` here: stride 1 and a CPU with the direct kernel; not the 1×1
 /// unpadded window, which `conv_gemm` already reads in place. ([`conv`] also declines more
@@ -42,7 +47,8 @@ pub fn applies(win: &Window2d) -> bool {
 /// `out` (`m` planes `OH × OW`) = `epi(W · im2col(x) + bias)` for one image and group by the
 /// implicit im2col, `W` being `m × (channels·kh·kw)` row-major; on up to `threads` threads
 /// (tiles of output rows, or of output channels when the map is small). None (nothing
-/// written) where [`applies`] is false or the shape is one it declines (see [`M_MAX`]).
+/// written) where [`applies`] is false or the shape is one it declines (see [`M_MAX`],
+/// [`LARGE_MAP`]).
 /// Returns the multiply-accumulates counted as the im2col product's (`m · OH·OW · k`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
@@ -66,7 +72,7 @@ pub fn conv(
     let [pt, pl] = win.pad;
     let k = channels * kh * kw;
     let n = oh * ow;
-    if m == 0 || n == 0 || k == 0 || (m > M_MAX && n > SMALL_MAP) {
+    if m == 0 || n == 0 || k == 0 || (m > M_MAX && n > SMALL_MAP) || (m > 64 && n > LARGE_MAP) {
         return None;
     }
     // The padded plane spans every position a tap reads: OH + (kh−1)·dh rows, OW + (kw−1)·dw
