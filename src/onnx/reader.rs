@@ -1215,6 +1215,7 @@ impl<'a> Reader<'a> {
                 .err(i, n, "a ReduceSumSquare that is not the norm over the channels (axes [1], keepdims 1, then Sqrt)")
                 .help("archscope reads sqrt(Σ_c x²) over dimension 1 (its `magnitude`); describe other reductions in YAML"))),
             "Add" | "Mul" | "Sub" | "Div" | "Pow" => self.binary(i, n, op),
+            "Reciprocal" => self.reciprocal(i, n),
             "Resize" | "Upsample" => self.resize(i, n),
             "Gather" => self.gather(i, n),
             "Expand" => self.expand_same(i, n).unwrap_or_else(|| self.expand(i, n)),
@@ -2240,6 +2241,23 @@ impl<'a> Reader<'a> {
             "mean",
             format!("op: mean, in: {x}, dims: {}, keepdim: {keep}", ilist(&axes)),
             out,
+        )
+    }
+
+    /// `1 / x` (PyTorch's exporter writes `c / x` as `Reciprocal`, then `Mul` by c): a
+    /// `scalar` layer, `rdiv` by 1.
+    fn reciprocal(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let Val::Act { r, shape } = self.need(i, n, 0)?.clone() else {
+            return Err(self
+                .err(i, n, "a `Reciprocal` of a constant")
+                .help("archscope reads the reciprocal of a computed tensor; fold constants before exporting"));
+        };
+        self.layer(
+            i,
+            n,
+            "scalar",
+            format!("op: scalar, in: {r}, operator: rdiv, value: 1.0"),
+            shape,
         )
     }
 
