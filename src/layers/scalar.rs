@@ -260,6 +260,34 @@ mod tests {
     }
 
     #[test]
+    fn training_saves_what_autograd_keeps() {
+        // On 1×4 (4 elements): (operator, saves input, saves output, backward FLOPs, grad view).
+        let x = [crate::layers::Shape(vec![1, 4])];
+        for (op, input, output, backward, view) in [
+            ("add", false, false, 0, true),
+            ("sub", false, false, 0, true),
+            ("rsub", false, false, 4, false),
+            ("mul", false, false, 4, false),
+            ("div", false, false, 4, false),
+            ("pow", true, false, 12, false),
+            ("rdiv", false, true, 12, false),
+        ] {
+            let (l, o) = build(
+                "scalar",
+                &format!("{{operator: {op}, value: 2}}"),
+                &[&[1, 4]],
+            )
+            .unwrap();
+            let t = l.training(&x, &o, true, 4).unwrap();
+            assert_eq!(t.forward_flops, 4, "{op}");
+            assert_eq!(t.saved.inputs.is_empty(), !input, "{op}");
+            assert_eq!(t.saved.output, output, "{op}");
+            assert_eq!(t.backward_flops, backward, "{op}");
+            assert_eq!(t.grad_views == vec![0], view, "{op}");
+        }
+    }
+
+    #[test]
     fn cost_and_errors() {
         // 1×4 elements, one FLOP each.
         let (l, o) = build("scalar", "{operator: mul, value: 3}", &[&[1, 4]]).unwrap();
