@@ -6,7 +6,10 @@ A tiny model with its weights: a convolution, then arithmetic with constant numb
 torch.onnx.export's TorchScript exporter (dynamo=False, opset 17): each becomes an ONNX
 Add/Sub/Mul/Div/Pow with a one-number constant. The JSON holds the fixed input, onnxruntime's
 output on it, PyTorch's parameter count, the ONNX operators and the per-node output shapes
-(from onnx's shape inference).
+(from onnx's shape inference), and what each profiler charges the model at batch 1 (under
+`conventions`: FlopCounterMode's FLOPs / 2 as torchvision's MACs, fvcore, ptflops, thop,
+torchinfo): the arithmetic is charged by none, so each equals its charge for the convolution.
+Run with `PYTHONPATH=/tmp/thop011` (thop 0.1.1; the env's ultralytics-thop shadows it).
 """
 import json
 import math
@@ -35,6 +38,36 @@ class Arith(nn.Module):
         d = 1 / (x * x + 1)
         e = x ** 2
         return torch.cat([a, b, c, d, e], 1)
+
+
+def conventions(m, x):
+    import contextlib
+    import copy
+    import io
+    import warnings
+
+    import ptflops
+    import thop
+    import torchinfo
+    from fvcore.nn import FlopCountAnalysis
+    from torch.utils.flop_counter import FlopCounterMode
+
+    r = {}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = FlopCountAnalysis(copy.deepcopy(m), (x,))
+        a.unsupported_ops_warnings(False)
+        r["fvcore"] = int(a.total())
+        r["ptflops"] = int(ptflops.get_model_complexity_info(
+            copy.deepcopy(m), tuple(x.shape[1:]), as_strings=False,
+            print_per_layer_stat=False, backend="pytorch")[0])
+        r["thop"] = int(thop.profile(copy.deepcopy(m), inputs=(x,), verbose=False)[0])
+        r["torchinfo"] = int(torchinfo.summary(copy.deepcopy(m), input_data=[x], verbose=0).total_mult_adds)
+        with FlopCounterMode(display=False) as fc:
+            copy.deepcopy(m)(x)
+        r["torchvision"] = int(fc.get_total_flops()) // 2
+    return r
 
 
 def main():
@@ -66,6 +99,7 @@ def main():
         "torch_max_abs_diff": float(np.abs(y - yt).max()),
         "params": sum(p.numel() for p in m.parameters()),
         "nodes": nodes,
+        "conventions": conventions(m, xi),
     }
     with open(os.path.join(ROOT, "tests", "data", "onnx_arith.json"), "w") as f:
         json.dump(ref, f, indent=1)

@@ -2,14 +2,15 @@
 //! tests/data/onnx/arith.onnx (scripts/onnx_arith.py: a convolution, then `x * 0.5 + 1`,
 //! `x / 3 - 2`, `2 - x`, `1 / (x*x + 1)`, `x ** 2`, exported by PyTorch) reads with PyTorch's
 //! parameter count and onnx's inferred shapes, and runs to onnxruntime's output
-//! (tests/data/onnx_arith.json); a YAML model using every operator exports and reads back with
+//! (tests/data/onnx_arith.json), each profiler preset charging what the tool measured; a YAML model using every operator exports and reads back with
 //! the same figures and outputs.
 
 use crate::common::{data_json, net, root, u64s};
+use archscope::convention::recount;
 use archscope::onnx::export::{export, ExportOptions};
 use archscope::onnx::{self};
 use archscope::tensor::Tensor;
-use archscope::{analyze, exec, BuildOptions, Dtype};
+use archscope::{analyze, exec, BuildOptions, Convention, Dtype};
 
 #[test]
 fn torch_export_reads_and_runs_as_onnxruntime() {
