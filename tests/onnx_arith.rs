@@ -54,6 +54,30 @@ fn torch_export_reads_and_runs_as_onnxruntime() {
     // A scalar layer costs one FLOP per element: 1×4×8×8 = 256.
     let s = a.layers.iter().find(|l| l.op == "scalar").unwrap();
     assert_eq!((s.macs, s.flops), (0, 256));
+    // What each profiler charged the PyTorch model: the convolution alone (the script's
+    // measurement), which each preset reproduces (the arithmetic charged by none).
+    for (tool, c) in [
+        ("torchvision", Convention::Torchvision),
+        ("fvcore", Convention::Fvcore),
+        ("ptflops", Convention::Ptflops),
+        ("thop", Convention::Thop),
+        ("torchinfo", Convention::Torchinfo),
+    ] {
+        let mut b = a.clone();
+        recount(&net, &mut b, c).unwrap();
+        assert_eq!(
+            b.totals.macs,
+            r["conventions"][tool].as_u64().unwrap(),
+            "{tool}"
+        );
+        let charged: u64 = b
+            .layers
+            .iter()
+            .filter(|l| l.op == "scalar")
+            .map(|l| l.macs)
+            .sum();
+        assert_eq!(charged, 0, "{tool}");
+    }
     let w = onnx::weights(&net, &imp)
         .unwrap()
         .expect("the file holds its weights");
