@@ -457,7 +457,7 @@ fn huge_declared_sizes_are_bounded() {
 }
 
 #[test]
-fn mul_by_a_learned_tensor_reads_and_by_a_lone_scalar_is_refused() {
+fn mul_by_a_learned_tensor_or_a_lone_scalar_reads_and_sub_by_a_constant_tensor_is_refused() {
     // Regression (found by tests/onnx_roundtrip.rs on ConvNeXt's layer scale): the attention
     // pattern looked at the first value of every constant a Mul reads, and an initializer of
     // more than one float has no values decoded until it is used as a weight: index out of
@@ -480,14 +480,37 @@ fn mul_by_a_learned_tensor_reads_and_by_a_lone_scalar_is_refused() {
     // The convolution's 112 and the 4 of gamma.
     assert_eq!(v["totals"]["params"].as_u64(), Some(116));
     // A scalar Mul that is not the attention pattern (no Transpose/MatMul/Softmax chain after
-    // it) is refused at the node, as before.
+    // it) reads as a `scalar` layer: no parameters (the convolution's 112 alone), one FLOP per
+    // element of the convolution's 1×4×8×8 output (tests/data/onnx_arith.json's model checks
+    // the values against onnxruntime).
     let g = graph(&mut m);
     g.initializer.pop();
     g.initializer.push(proto::tensor_f32("gamma", &[], &[0.5]));
+    let f = dir.join("scalar.onnx");
+    std::fs::write(&f, proto::encode_model(&m)).expect("write");
+    let out = archscope(&["summary", arg(&f), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["totals"]["params"].as_u64(), Some(112));
+    let layers = v["layers"].as_array().expect("layers");
+    let last = layers.last().expect("a layer");
+    assert_eq!(last["op"], "scalar", "{last}");
+    assert_eq!(last["label"], "x × 0.5", "{last}");
+    assert_eq!(last["flops"].as_u64(), Some(4 * 8 * 8), "{last}");
+    assert_eq!(last["macs"].as_u64(), Some(0), "{last}");
+    // A Sub by a constant tensor of four numbers is still refused at the node.
+    let g = graph(&mut m);
+    g.node.last_mut().unwrap().op_type = Some("Sub".into());
+    g.initializer.pop();
+    g.initializer.push(proto::tensor_f32(
+        "gamma",
+        &[1, 4, 1, 1],
+        &[0.5, 1.0, 1.5, 2.0],
+    ));
     let msg = refused_model(
-        "scalar.onnx",
+        "sub.onnx",
         &m,
-        "archscope cannot map this `Mul`: archscope has add and multiply of computed tensors (and of learned tensors), not arithmetic by a constant",
+        "archscope cannot map this `Sub`: archscope has add and multiply of computed tensors (and of learned tensors) and arithmetic with one constant number (`scalar`), not subtraction by a constant tensor",
     );
-    assert!(msg.contains("ONNX node #2 `scale` (Mul)"), "{msg}");
+    assert!(msg.contains("ONNX node #2 `scale` (Sub)"), "{msg}");
 }

@@ -37,6 +37,7 @@ mod limits;
 mod maxvit;
 mod maxvit_rf;
 mod nd_ops;
+mod onnx_arith;
 mod onnx_convert;
 mod onnx_convert_blocks;
 mod onnx_dynamic;

@@ -31,6 +31,7 @@ mod reduce;
 mod rel_attention;
 mod resample;
 mod reshape;
+mod scalar;
 mod tensor_ops;
 #[cfg(test)]
 mod testutil;
@@ -899,6 +900,7 @@ pub static REGISTRY: &[OpType] = &[
     reshape::STOCHASTIC_DEPTH,
     merge::ADD,
     merge::MULTIPLY,
+    scalar::SCALAR,
     merge::CONCAT,
     anchors::DIST2BBOX,
     anchors::KEYPOINT_DECODE,

@@ -1214,7 +1214,8 @@ impl<'a> Reader<'a> {
             "ReduceSumSquare" => self.magnitude(i, n).unwrap_or_else(|| Err(self
                 .err(i, n, "a ReduceSumSquare that is not the norm over the channels (axes [1], keepdims 1, then Sqrt)")
                 .help("archscope reads sqrt(Σ_c x²) over dimension 1 (its `magnitude`); describe other reductions in YAML"))),
-            "Add" | "Mul" | "Sub" | "Div" => self.binary(i, n, op),
+            "Add" | "Mul" | "Sub" | "Div" | "Pow" => self.binary(i, n, op),
+            "Reciprocal" => self.reciprocal(i, n),
             "Resize" | "Upsample" => self.resize(i, n),
             "Gather" => self.gather(i, n),
             "Expand" => self.expand_same(i, n).unwrap_or_else(|| self.expand(i, n)),
@@ -2243,6 +2244,23 @@ impl<'a> Reader<'a> {
         )
     }
 
+    /// `1 / x` (PyTorch's exporter writes `c / x` as `Reciprocal`, then `Mul` by c): a
+    /// `scalar` layer, `rdiv` by 1.
+    fn reciprocal(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let Val::Act { r, shape } = self.need(i, n, 0)?.clone() else {
+            return Err(self
+                .err(i, n, "a `Reciprocal` of a constant")
+                .help("archscope reads the reciprocal of a computed tensor; fold constants before exporting"));
+        };
+        self.layer(
+            i,
+            n,
+            "scalar",
+            format!("op: scalar, in: {r}, operator: rdiv, value: 1.0"),
+            shape,
+        )
+    }
+
     fn binary(&mut self, i: usize, n: &NodeProto, op: &str) -> Result<(), Diagnostic> {
         let a = self.need(i, n, 0)?.clone();
         let b = self.need(i, n, 1)?.clone();
@@ -2286,8 +2304,43 @@ impl<'a> Reader<'a> {
                 let name = if op == "Add" { "add" } else { "multiply" };
                 self.layer(i, n, name, format!("op: {name}, in: [{r}, {pid}]"), out)
             }
+            (Val::Act { r, shape }, Val::Const { data, dims, .. }) | (Val::Const { data, dims, .. }, Val::Act { r, shape })
+                if data.len() == 1 && dims.len() <= shape.len() =>
+            {
+                // A computed tensor and one number (a `Constant`, or a one-element initializer:
+                // read as a constant, not a learned weight): a `scalar` layer.
+                let first = matches!(a, Val::Const { .. });
+                let operator = match (op, first) {
+                    ("Add", _) => "add",
+                    ("Mul", _) => "mul",
+                    ("Sub", false) => "sub",
+                    ("Sub", true) => "rsub",
+                    ("Div", false) => "div",
+                    ("Div", true) => "rdiv",
+                    ("Pow", false) => "pow",
+                    _ => {
+                        return Err(self
+                            .err(i, n, "archscope cannot map this `Pow`: a constant raised to a computed tensor")
+                            .help("archscope reads a computed tensor raised to a constant (`x ** c`); describe the model in YAML"))
+                    }
+                };
+                let v = data[0];
+                if !(v as f32).is_finite() || (operator == "div" && v == 0.0) {
+                    return Err(self
+                        .err(i, n, format!("this `{op}`'s constant is {v}"))
+                        .help("export with a finite, non-zero constant"));
+                }
+                let out = shape.clone();
+                self.layer(
+                    i,
+                    n,
+                    "scalar",
+                    format!("op: scalar, in: {r}, operator: {operator}, value: {}", yf(v)),
+                    out,
+                )
+            }
             _ => Err(self
-                .err(i, n, format!("archscope cannot map this `{op}`: archscope has add and multiply of computed tensors (and of learned tensors), not {} by a constant", match op { "Sub" => "subtraction", "Div" => "division", _ => "arithmetic" }))
+                .err(i, n, format!("archscope cannot map this `{op}`: archscope has add and multiply of computed tensors (and of learned tensors) and arithmetic with one constant number (`scalar`), not {} by a constant tensor (of more than one number, or whose values the file does not hold)", match op { "Sub" => "subtraction", "Div" => "division", "Pow" => "a power", _ => "arithmetic" }))
                 .help("fold the constant into the neighbouring layer before exporting (a normalisation into the first convolution), or describe the model in YAML")),
         }
     }
