@@ -8,15 +8,11 @@
 //! equal the zoo YAML's, layer by layer.
 
 use crate::common;
+use crate::common::read_onnx as read;
 
 use crate::common::{assert_rejected, data_json, root, scratch, u64s};
 use archscope::onnx::{self, convert};
 use archscope::{analyze, exec, zoo, Analysis, BuildOptions, Dtype, Network};
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 fn opts(batch: u64) -> BuildOptions {
     BuildOptions {

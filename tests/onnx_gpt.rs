@@ -8,19 +8,11 @@
 //! is not causal is refused at its node; the token ids become a token input of the
 //! vocabulary.
 
-use crate::common::{data_json, layer_row, root};
+use crate::common::{data_json, root};
+use crate::common::{import_onnx as import, read_onnx as read};
 use archscope::onnx::{self, proto};
 use archscope::tensor::Tensor;
 use archscope::{analyze, exec, Analysis, BuildOptions, Dtype, Network};
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
-
-fn import(name: &str, bytes: &[u8]) -> (Network, onnx::Import) {
-    onnx::build(name, bytes, &BuildOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 /// The zoo's gpt2.yaml at the tiny configuration (its text with the sizes replaced).
 fn tiny_zoo_yaml() -> String {
@@ -50,11 +42,7 @@ fn tiny_zoo() -> Network {
 
 /// Rows (op, outputs, parameters, MACs, field) of the layers with parameters or MACs, in order.
 fn rows(a: &Analysis) -> Vec<String> {
-    a.layers
-        .iter()
-        .filter(|l| l.params.total() > 0 || l.macs > 0)
-        .map(layer_row)
-        .collect()
+    crate::common::weighted_rows(a)
 }
 
 fn ids() -> Vec<f32> {

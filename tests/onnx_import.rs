@@ -5,7 +5,8 @@
 //! exported with its weights must run to onnxruntime's output within 1e-4; bad files are
 //! located errors.
 
-use crate::common::{data_json, root, u64s};
+use crate::common::read_onnx as read;
+use crate::common::{data_json, u64s};
 use archscope::onnx::{self, proto};
 use archscope::{analyze, exec, zoo, BuildOptions, Dtype, Network};
 
@@ -16,11 +17,6 @@ const MODELS: &[&str] = &[
     "googlenet",
     "convnext_tiny",
 ];
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 fn build(name: &str, batch: u64) -> Network {
     let opts = BuildOptions {

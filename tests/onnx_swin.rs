@@ -11,17 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{data_json, root, u64s};
+use crate::common::{data_json, u64s};
+use crate::common::{import_onnx as import, read_onnx as read};
 use archscope::onnx::export::{export, ExportOptions};
 use archscope::onnx::{self, proto};
 use archscope::{analyze, exec, Analysis, BuildOptions, Dtype, Network};
 
 const TINY: [&str; 3] = ["swin_tiny", "swin_v2_tiny", "maxvit_tiny"];
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 fn yaml(name: &str) -> Network {
     let f = format!("{name}.yaml");
@@ -29,19 +25,10 @@ fn yaml(name: &str) -> Network {
     Network::from_yaml(&f, &text, &BuildOptions::default()).expect("builds")
 }
 
-fn import(name: &str, bytes: &[u8]) -> (Network, onnx::Import) {
-    onnx::build(name, bytes, &BuildOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 /// Per layer with parameters or MACs: kind, output shapes, parameters, MACs, receptive field,
 /// sorted (the two sides name layers differently).
 fn rows(a: &Analysis) -> Vec<String> {
-    let mut v: Vec<String> = a
-        .layers
-        .iter()
-        .filter(|l| l.params.total() > 0 || l.macs > 0)
-        .map(crate::common::layer_row)
-        .collect();
+    let mut v = crate::common::weighted_rows(a);
     v.sort();
     v
 }

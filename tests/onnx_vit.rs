@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::common::{checked, data_json, read_saved_npy, root, u64s};
+use crate::common::{import_onnx as import, read_onnx as read};
 use archscope::onnx::{self, proto};
 use archscope::{analyze, exec, Analysis, BuildOptions, Dtype, Network};
 
@@ -20,15 +21,6 @@ const FILES: [&str; 3] = [
     "vit_tiny_graph.onnx",
     "vit_tiny_dynamo.onnx",
 ];
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
-
-fn import(name: &str, bytes: &[u8]) -> (Network, onnx::Import) {
-    onnx::build(name, bytes, &BuildOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 fn tiny_yaml() -> Network {
     let p = root().join("tests/data/onnx/vit_tiny.yaml");
@@ -39,12 +31,7 @@ fn tiny_yaml() -> Network {
 /// Per layer with parameters or MACs: kind, output shapes, parameters, MACs, receptive field,
 /// sorted (the two sides name layers differently).
 fn rows(a: &Analysis) -> Vec<String> {
-    let mut v: Vec<String> = a
-        .layers
-        .iter()
-        .filter(|l| l.params.total() > 0 || l.macs > 0)
-        .map(crate::common::layer_row)
-        .collect();
+    let mut v = crate::common::weighted_rows(a);
     v.sort();
     v
 }

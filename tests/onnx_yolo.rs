@@ -12,15 +12,11 @@
 //! constant, Div by 2, Mul by the stride constant) is read as one `dist2bbox` layer; the files
 //! "cut before decoding" end at the head's `cat(DFL distances, sigmoid scores)`.
 
-use crate::common::{data_json, record, root, usizes};
+use crate::common::read_onnx as read;
+use crate::common::{data_json, record, usizes};
 use archscope::onnx;
 use archscope::tensor::Tensor;
 use archscope::{analyze, exec, BuildOptions, Dtype, Network};
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 fn figures(net: &Network) -> (u64, u64) {
     let a = analyze(net, Dtype::F32).unwrap();

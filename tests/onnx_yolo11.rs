@@ -12,14 +12,10 @@
 //! tests/data/ultralytics_onnx_v11.json, checked below; the yolo11n file itself is not
 //! committed (Ultralytics' YAML is AGPL-3.0).
 
-use crate::common::{data_json, record, root};
+use crate::common::read_onnx as read;
+use crate::common::{data_json, record};
 use archscope::onnx;
 use archscope::{analyze, BuildOptions, Dtype, Network};
-
-fn read(name: &str) -> Vec<u8> {
-    let p = root().join("tests/data/onnx").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
-}
 
 fn attention_layers(net: &Network) -> usize {
     net.nodes

@@ -660,6 +660,27 @@ pub fn rf_sizes(f: &Field) -> Vec<(archscope::receptive::Q, archscope::receptive
     f.axes.iter().map(|a| (a.size, a.min_size)).collect()
 }
 
+/// A committed ONNX file of `tests/data/onnx/`, read.
+pub fn read_onnx(name: &str) -> Vec<u8> {
+    let p = root().join("tests/data/onnx").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// An ONNX file's bytes imported with the default options (a failure panics, naming the file).
+pub fn import_onnx(name: &str, bytes: &[u8]) -> (Network, archscope::onnx::Import) {
+    archscope::onnx::build(name, bytes, &BuildOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// [`layer_row`] of every layer with parameters or MACs, in the network's order.
+pub fn weighted_rows(a: &Analysis) -> Vec<String> {
+    a.layers
+        .iter()
+        .filter(|l| l.params.total() > 0 || l.macs > 0)
+        .map(layer_row)
+        .collect()
+}
+
 /// One layer as (type, output shapes, parameters, MACs, receptive field): what two
 /// descriptions of the same network must agree on when they name and nest layers differently
 /// (an ONNX import and its YAML, a conversion and what it was converted from).
