@@ -102,29 +102,46 @@ pub(super) fn find_regions(g: &GraphProto) -> Regions {
         r.list[k].1.push(i);
         r.of.insert(i, k);
     }
-    let mut producer: HashMap<&str, usize> = HashMap::new();
+    let producer = producers(g);
+    for (k, (_, nodes)) in r.list.iter().enumerate() {
+        let t = trigger(g, &producer, nodes, |p| r.of.get(&p) == Some(&k));
+        r.trigger.push(t);
+    }
+    r
+}
+
+/// Which node writes each tensor (its index in the graph).
+pub(super) fn producers(g: &GraphProto) -> HashMap<&str, usize> {
+    let mut producer = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
         for y in &n.output {
             producer.insert(y.as_str(), i);
         }
     }
-    for (k, (_, nodes)) in r.list.iter().enumerate() {
-        // Constant nodes are folded before any other node is read: they never delay a region.
-        let constant = |i: usize| g.node[i].op_type.as_deref() == Some("Constant");
-        let last_outside = nodes
-            .iter()
-            .flat_map(|&i| g.node[i].input.iter())
-            .filter_map(|x| producer.get(x.as_str()).copied())
-            .filter(|&p| r.of.get(&p) != Some(&k) && !constant(p))
-            .max();
-        let t = nodes
-            .iter()
-            .copied()
-            .find(|&i| last_outside.is_none_or(|p| i > p))
-            .unwrap_or(nodes[0]);
-        r.trigger.push(t);
-    }
-    r
+    producer
+}
+
+/// The node at which a region of `nodes` (graph order) is read as one layer: its first node
+/// after the last node outside it (`inside` false) that it reads. Constant nodes are folded
+/// before any other node is read: they never delay a region.
+pub(super) fn trigger(
+    g: &GraphProto,
+    producer: &HashMap<&str, usize>,
+    nodes: &[usize],
+    inside: impl Fn(usize) -> bool,
+) -> usize {
+    let constant = |i: usize| g.node[i].op_type.as_deref() == Some("Constant");
+    let last_outside = nodes
+        .iter()
+        .flat_map(|&i| g.node[i].input.iter())
+        .filter_map(|x| producer.get(x.as_str()).copied())
+        .filter(|&p| !inside(p) && !constant(p))
+        .max();
+    nodes
+        .iter()
+        .copied()
+        .find(|&i| last_outside.is_none_or(|p| i > p))
+        .unwrap_or(nodes[0])
 }
 
 /// Where a tensor inside an attention module comes from.

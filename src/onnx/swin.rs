@@ -121,26 +121,10 @@ pub(super) fn find(g: &GraphProto, archscope: bool) -> Windows {
     if w.list.is_empty() {
         return w;
     }
-    let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (i, n) in g.node.iter().enumerate() {
-        for y in &n.output {
-            producer.insert(y.as_str(), i);
-        }
-    }
+    let producer = super::attention::producers(g);
     let graph_inputs: HashSet<&str> = g.input.iter().filter_map(|v| v.name.as_deref()).collect();
     for (k, (_, nodes)) in w.list.iter().enumerate() {
-        let constant = |i: usize| g.node[i].op_type.as_deref() == Some("Constant");
-        let last_outside = nodes
-            .iter()
-            .flat_map(|&i| g.node[i].input.iter())
-            .filter_map(|x| producer.get(x.as_str()).copied())
-            .filter(|&p| w.of.get(&p) != Some(&k) && !constant(p))
-            .max();
-        let t = nodes
-            .iter()
-            .copied()
-            .find(|&i| last_outside.is_none_or(|p| i > p))
-            .unwrap_or(nodes[0]);
+        let t = super::attention::trigger(g, &producer, nodes, |p| w.of.get(&p) == Some(&k));
         w.trigger.push(t);
         for &i in nodes {
             for x in &g.node[i].input {
