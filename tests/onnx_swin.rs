@@ -166,20 +166,7 @@ fn committed_exports_run_as_onnxruntime() {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        let got = &out.outputs[0];
-        assert_eq!(got.data.len(), want.len(), "{f}");
-        let worst = got
-            .data
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (f64::from(*g) - w).abs())
-            .fold(0.0, f64::max);
-        assert!(
-            worst <= 1e-4,
-            "{f}: archscope and onnxruntime differ by {worst}"
-        );
-        // The weights reached the layers: outputs of this size, not a zero model's.
-        assert!(want.iter().any(|v| v.abs() > 0.1), "{f}: {want:?}");
+        crate::common::assert_onnxruntime_output(&f, &out.outputs[0].data, &want);
     }
 }
 

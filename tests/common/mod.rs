@@ -672,6 +672,23 @@ pub fn import_onnx(name: &str, bytes: &[u8]) -> (Network, archscope::onnx::Impor
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Asserts that archscope's output `got` has onnxruntime's `want` (a reference script's
+/// figures) to within 1e-4 absolute, and that `want` is not a zero model's output (some value
+/// above 0.1 in magnitude: the weights reached the layers).
+pub fn assert_onnxruntime_output(label: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{label}");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= 1e-4,
+        "{label}: archscope and onnxruntime differ by {worst}"
+    );
+    assert!(want.iter().any(|v| v.abs() > 0.1), "{label}: {want:?}");
+}
+
 /// [`layer_row`] of every layer with parameters or MACs, in the network's order.
 pub fn weighted_rows(a: &Analysis) -> Vec<String> {
     a.layers
