@@ -8,9 +8,8 @@
 //! for bit. Last, sigmoid and SiLU over slices (`kernels::sigmoid`), which the SiLU epilogues
 //! run through, against f64.
 
-use archscope::exec::{self, Tensor};
+use archscope::exec::Tensor;
 use archscope::kernels::{direct, product_direct, product_gemm, Pointwise};
-use archscope::{BuildOptions, Network};
 use proptest::prelude::*;
 
 /// The activations the plan fuses into a convolution, by index, with their f64 definitions.
@@ -112,45 +111,16 @@ fn run_model(
     nodes: &[String],
     bitwise: bool,
 ) -> (Tensor, Vec<f32>, Vec<f32>, Tensor, Tensor) {
-    let yaml = format!(
-        "inputs: {{x: [{}, {}, {}]}}\nnodes:\n{}\n",
-        chw[0],
-        chw[1],
-        chw[2],
-        nodes
-            .iter()
-            .map(|l| format!("  - {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    let (x, w, out, planned) = crate::common::run_as_written_and_planned(
+        batch,
+        &[("x", chw.to_vec())],
+        nodes,
+        bitwise,
+        (13, 17),
     );
-    let net = Network::from_yaml(
-        "pointwise.yaml",
-        &yaml,
-        &BuildOptions {
-            batch: batch as u64,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{yaml}\n{e}"));
-    let w = exec::init_weights(&net, 13).unwrap();
-    let x = exec::random_input(&net, 17).unwrap();
-    let r = exec::run(&net, &w, &x, None).unwrap();
-    let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
-    for (a, b) in r.outputs[0].data.iter().zip(&planned.outputs[0].data) {
-        assert!(
-            !bitwise || a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-            "{yaml}: {a} as written, {b} planned"
-        );
-    }
-    let layer = &w.per_node[1];
+    let layer = &w[1];
     let bias = layer.get(1).map_or(Vec::new(), |t| t.data.clone());
-    (
-        x[0].clone(),
-        layer[0].data.clone(),
-        bias,
-        r.outputs[0].clone(),
-        planned.outputs[0].clone(),
-    )
+    (x[0].clone(), layer[0].data.clone(), bias, out, planned)
 }
 
 proptest! {

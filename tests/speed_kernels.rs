@@ -11,60 +11,16 @@
 use crate::common;
 
 use archscope::exec::{self, Tensor};
-use archscope::{BuildOptions, Network};
 use proptest::prelude::*;
 
-/// Builds `inputs` (name → dims without the batch) and `nodes` (YAML lines), runs it as written
-/// and planned with seeded weights and input, and returns (inputs, weights per node, output as
-/// written, output planned). With `bitwise`, asserts that the two outputs agree bit for bit
-/// (not so when the plan folds a batch norm into the weights, which rounds differently).
+/// [`common::run_as_written_and_planned`] with this file's seeds (weights 11, input 5).
 fn run_model(
     batch: usize,
     inputs: &[(&str, Vec<usize>)],
     nodes: &[String],
     bitwise: bool,
 ) -> (Vec<Tensor>, Vec<Vec<Tensor>>, Tensor, Tensor) {
-    let ins: Vec<String> = inputs
-        .iter()
-        .map(|(n, d)| {
-            let d: Vec<String> = d.iter().map(|v| v.to_string()).collect();
-            format!("{n}: [{}]", d.join(", "))
-        })
-        .collect();
-    let yaml = format!(
-        "inputs: {{{}}}\nnodes:\n{}\n",
-        ins.join(", "),
-        nodes
-            .iter()
-            .map(|l| format!("  - {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    let net = Network::from_yaml(
-        "speed.yaml",
-        &yaml,
-        &BuildOptions {
-            batch: batch as u64,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{yaml}\n{e}"));
-    let w = exec::init_weights(&net, 11).unwrap();
-    let x = exec::random_input(&net, 5).unwrap();
-    let r = exec::run(&net, &w, &x, None).unwrap();
-    let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
-    for (a, b) in r.outputs[0].data.iter().zip(&planned.outputs[0].data) {
-        assert!(
-            !bitwise || a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-            "{yaml}: {a} as written, {b} planned"
-        );
-    }
-    (
-        x,
-        w.per_node,
-        r.outputs[0].clone(),
-        planned.outputs[0].clone(),
-    )
+    common::run_as_written_and_planned(batch, inputs, nodes, bitwise, (11, 5))
 }
 
 fn close(got: &[f32], want: &[f64]) -> Result<(), TestCaseError> {

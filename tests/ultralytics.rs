@@ -383,24 +383,12 @@ fn summary_prints_ultralytics_table_and_info_line() {
     let line = format!(
         "v8_like summary: {} layers, {} parameters, {} gradients, {} GFLOPs",
         want["layers"],
-        commas(want["parameters"].as_u64().unwrap()),
-        commas(want["gradients"].as_u64().unwrap()),
+        common::commas(want["parameters"].as_u64().unwrap()),
+        common::commas(want["gradients"].as_u64().unwrap()),
         want["gflops_printed"].as_str().unwrap()
     );
     assert!(text.contains(&line), "{line}\n{text}");
     assert!(text.contains("ultralytics.nn.modules.block.C2f"), "{text}");
-}
-
-fn commas(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// `train` takes an Ultralytics file's `--scale` like the other commands: its gradient memory

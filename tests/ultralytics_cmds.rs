@@ -472,7 +472,7 @@ fn summary_ultralytics_json_input_and_nc() {
     assert!(
         text.contains(&format!(
             "v8_like summary: 125 layers, {} parameters",
-            commas(p)
+            common::commas(p)
         )),
         "{text}"
     );
@@ -481,18 +481,6 @@ fn summary_ultralytics_json_input_and_nc() {
         &["summary", "resnet18", "--ultralytics"],
         "not an Ultralytics model file",
     );
-}
-
-fn commas(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -818,5 +806,9 @@ fn report_gives_ultralytics_parameters() {
     common::ok(&["report", &named, "-o", common::arg(&out)]);
     let html = std::fs::read_to_string(&out).unwrap();
     let p = n(&reference("v8_like.yaml:s"), "parameters");
-    assert!(html.contains(&commas(p)), "no {} in the page", commas(p));
+    assert!(
+        html.contains(&common::commas(p)),
+        "no {} in the page",
+        common::commas(p)
+    );
 }

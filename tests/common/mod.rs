@@ -569,6 +569,65 @@ pub fn assert_output_both_ways(
     }
 }
 
+/// Builds `inputs` (name → dims without the batch) and `nodes` (YAML lines), runs it as written
+/// and planned with weights and input seeded by `(weight_seed, input_seed)`, and returns (inputs, weights per node, output as
+/// written, output planned). With `bitwise`, asserts that the two outputs agree bit for bit
+/// (not so when the plan folds a batch norm into the weights, which rounds differently).
+pub fn run_as_written_and_planned(
+    batch: usize,
+    inputs: &[(&str, Vec<usize>)],
+    nodes: &[String],
+    bitwise: bool,
+    (weight_seed, input_seed): (u64, u64),
+) -> (
+    Vec<exec::Tensor>,
+    Vec<Vec<exec::Tensor>>,
+    exec::Tensor,
+    exec::Tensor,
+) {
+    let ins: Vec<String> = inputs
+        .iter()
+        .map(|(n, d)| {
+            let d: Vec<String> = d.iter().map(|v| v.to_string()).collect();
+            format!("{n}: [{}]", d.join(", "))
+        })
+        .collect();
+    let yaml = format!(
+        "inputs: {{{}}}\nnodes:\n{}\n",
+        ins.join(", "),
+        nodes
+            .iter()
+            .map(|l| format!("  - {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let net = Network::from_yaml(
+        "model.yaml",
+        &yaml,
+        &BuildOptions {
+            batch: batch as u64,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{yaml}\n{e}"));
+    let w = exec::init_weights(&net, weight_seed).unwrap();
+    let x = exec::random_input(&net, input_seed).unwrap();
+    let r = exec::run(&net, &w, &x, None).unwrap();
+    let planned = exec::run_planned(&net, &w, &exec::plan(&net, &w), &x, None).unwrap();
+    for (a, b) in r.outputs[0].data.iter().zip(&planned.outputs[0].data) {
+        assert!(
+            !bitwise || a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "{yaml}: {a} as written, {b} planned"
+        );
+    }
+    (
+        x,
+        w.per_node,
+        r.outputs[0].clone(),
+        planned.outputs[0].clone(),
+    )
+}
+
 /// The network's first output on `x` by both paths of the executor: `exec::run` (every layer
 /// as written, what `check` uses) and the inference plan (what `run` uses), labelled.
 pub fn outputs_both_ways(
@@ -658,6 +717,20 @@ pub fn rf_units(f: &Field, axis: usize) -> Vec<(i64, i64)> {
 /// The largest and smallest extent of a field, per axis.
 pub fn rf_sizes(f: &Field) -> Vec<(archscope::receptive::Q, archscope::receptive::Q)> {
     f.axes.iter().map(|a| (a.size, a.min_size)).collect()
+}
+
+/// `n` with a comma every three digits (`3,157,200`), as Ultralytics prints counts: written here,
+/// apart from the crate's own formatter, so that a test of printed figures checks it.
+pub fn commas(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A committed ONNX file of `tests/data/onnx/`, read.
