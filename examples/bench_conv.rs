@@ -8,25 +8,11 @@
 use archscope::kernels::{
     conv_gemm_tiled, conv_winograd, implicit, winograd_filters, Pointwise, Window2d,
 };
-use std::time::Instant;
-
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = f64::INFINITY;
-    for _ in 0..9 {
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    best
-}
+#[path = "shared/timing.rs"]
+mod timing;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("numbers: c m h w k pad ..."))
-        .collect();
+    let args = timing::numbers("c m h w k pad ...");
     // (c, m, h, w, kernel, pad): stride-1 convolutions of densenet121, resnet50, googlenet.
     let shapes: Vec<[usize; 6]> = if args.is_empty() {
         vec![
@@ -72,14 +58,14 @@ fn main() {
         let reps = (5e7 / macs).ceil() as usize;
         let mut a = vec![0.0f32; m * oh * ow];
         let mut d = vec![0.0f32; m * oh * ow];
-        let g = best(reps, || {
+        let g = timing::best(9, reps, || {
             conv_gemm_tiled(&x, c, &win, &wt, m, Some(&b), epi, &mut a, 1, 256 << 10);
         });
         // The implicit column is "declined" where `implicit::conv` does not take the shape
         // (no AVX-512, or its channel limits: `implicit::M_MAX`, `LARGE_MAP`).
         let taken = implicit::conv(&x, c, &win, &wt, m, Some(&b), epi, &mut d, 1).is_some();
         let (implicit_rate, diff) = if taken {
-            let i = best(reps, || {
+            let i = timing::best(9, reps, || {
                 implicit::conv(&x, c, &win, &wt, m, Some(&b), epi, &mut d, 1);
             });
             let diff = a
@@ -92,7 +78,7 @@ fn main() {
         };
         let wino = if kk == 3 {
             let u = winograd_filters(&wt, m, c);
-            let t = best(reps, || {
+            let t = timing::best(9, reps, || {
                 conv_winograd(
                     &x,
                     c,

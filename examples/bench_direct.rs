@@ -5,25 +5,11 @@
 //! stretches drop out; indicative only. `cargo run --release --example bench_direct [m k n ...]`.
 
 use archscope::kernels::{product_direct, product_gemm, Pointwise};
-use std::time::Instant;
-
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = f64::INFINITY;
-    for _ in 0..15 {
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-    }
-    best
-}
+#[path = "shared/timing.rs"]
+mod timing;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("numbers: m k n ..."))
-        .collect();
+    let args = timing::numbers("m k n ...");
     // (m, k, n): 1×1 convolutions of efficientnet_b0, mobilenet_v3_small, shufflenet_v2,
     // squeezenet1_1, googlenet, and a few im2col tiles of 3×3 ones.
     let shapes: Vec<(usize, usize, usize)> = if args.is_empty() {
@@ -65,7 +51,7 @@ fn main() {
             .map(|i| ((i * 7919) % 2000) as f32 / 100.0 - 10.0)
             .collect();
         let mut v = src.clone();
-        let copy = best(200, || v.copy_from_slice(&src));
+        let copy = timing::best(15, 200, || v.copy_from_slice(&src));
         println!("copy: {:.3} ns per element", copy * 1e9 / v.len() as f64);
         for (name, f) in [
             ("relu", Pointwise::Relu),
@@ -74,7 +60,7 @@ fn main() {
             ("hardswish", Pointwise::Hardswish),
             ("hardsigmoid", Pointwise::Hardsigmoid),
         ] {
-            let t = best(200, || {
+            let t = timing::best(15, 200, || {
                 v.copy_from_slice(&src);
                 f.apply(&mut v);
             });
@@ -94,10 +80,10 @@ fn main() {
         let macs = (m * n * k) as f64;
         let reps = (2e7 / macs).ceil() as usize;
         let epi = Some(Pointwise::Relu);
-        let g = best(reps, || {
+        let g = timing::best(15, reps, || {
             product_gemm((m, n, k), &w, &x, n, &mut out, Some(&b), epi)
         });
-        let d = best(reps, || {
+        let d = timing::best(15, reps, || {
             assert!(product_direct(
                 (m, n, k),
                 &w,
