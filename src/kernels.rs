@@ -1214,7 +1214,9 @@ pub fn broadcast(
     Tensor::new(out_shape.to_vec(), data)
 }
 
-/// What a kernel may read and report besides tensors.
+/// What a kernel may read and report besides tensors. `Ctx::default()` is a plain call: no
+/// auxiliary inputs, epilogue, kept buffers or target slice.
+#[derive(Default)]
 pub struct Ctx<'a> {
     /// Multiply-accumulates the kernel performed (tallied as it runs).
     pub macs: u64,

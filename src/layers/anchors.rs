@@ -320,15 +320,7 @@ mod tests {
     use crate::layers::testutil::build;
 
     fn run(d: &Decode, x: &Tensor) -> Vec<f32> {
-        let mut ctx = Ctx {
-            macs: 0,
-            aux_in: &[],
-            aux_out: None,
-            want_aux: false,
-            epilogue: None,
-            recycled: None,
-            into: None,
-        };
+        let mut ctx = Ctx::default();
         d.forward(&[x], &[], &mut ctx).unwrap().remove(0).data
     }
 

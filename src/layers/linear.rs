@@ -533,15 +533,7 @@ mod tests {
         .unwrap();
         let w = Tensor::new(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let x = Tensor::new(vec![1, 2, 3], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
-        let mut ctx = Ctx {
-            macs: 0,
-            aux_in: &[],
-            aux_out: None,
-            want_aux: false,
-            epilogue: None,
-            recycled: None,
-            into: None,
-        };
+        let mut ctx = Ctx::default();
         let y = l.forward(&[&x], &[w], &mut ctx).unwrap();
         assert_eq!(y[0].data, vec![9.0, 12.0, 1.0, 2.0]);
         assert_eq!(ctx.macs, 2 * 2 * 3);

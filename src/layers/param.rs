@@ -501,15 +501,7 @@ mod tests {
             vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0, 30.0, 31.0],
         );
         let ids = Tensor::new(vec![1, 3], vec![3.0, 0.0, 2.0]);
-        let mut ctx = Ctx {
-            macs: 0,
-            aux_in: &[],
-            aux_out: None,
-            want_aux: false,
-            epilogue: None,
-            recycled: None,
-            into: None,
-        };
+        let mut ctx = Ctx::default();
         let y = l
             .forward(&[&ids], std::slice::from_ref(&w), &mut ctx)
             .unwrap();

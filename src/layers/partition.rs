@@ -387,15 +387,7 @@ mod tests {
         // 1×2×4×6, p = 2: window (i, j) position (u, v) channel k holds x[k, 2i+u, 2j+v].
         let x = Tensor::new(vec![1, 2, 4, 6], (0..48).map(|v| v as f32).collect());
         let (part, _) = build_laid("window_partition", "{size: 2}", &[&[1, 2, 4, 6]], &[]).unwrap();
-        let mut ctx = Ctx {
-            macs: 0,
-            aux_in: &[],
-            aux_out: None,
-            want_aux: false,
-            epilogue: None,
-            recycled: None,
-            into: None,
-        };
+        let mut ctx = Ctx::default();
         let y = part.forward(&[&x], &[], &mut ctx).unwrap().remove(0);
         assert_eq!(y.shape, vec![1, 6, 4, 2]);
         // Window (1, 2) = g 5, position (1, 0) = t 2, channel 1: x[1, 3, 4] = 24 + 3·6 + 4.

@@ -159,24 +159,33 @@ impl Kernel for Scalar {
         &self,
         inputs: &[&Tensor],
         _weights: &[Tensor],
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<Vec<Tensor>, Diagnostic> {
         use rayon::prelude::*;
-        let mut out = inputs[0].clone();
+        const CHUNK: usize = 1 << 14;
+        let x = inputs[0];
+        let mut out = ctx.output(&x.shape);
         let square = self.operator == Operator::Pow && self.value == 2.0;
-        out.data.par_chunks_mut(1 << 14).for_each(|dst| {
-            kernels::vectorised(
-                #[inline(always)]
-                || {
-                    if square {
-                        // x·x: exact, as onnxruntime's Pow computes it.
-                        dst.iter_mut().for_each(|a| *a *= *a);
-                    } else {
-                        dst.iter_mut().for_each(|a| *a = self.apply(*a));
-                    }
-                },
-            )
-        });
+        out.data
+            .par_chunks_mut(CHUNK)
+            .zip(x.data.par_chunks(CHUNK))
+            .for_each(|(dst, src)| {
+                kernels::vectorised(
+                    #[inline(always)]
+                    || {
+                        if square {
+                            // x·x: exact, as onnxruntime's Pow computes it.
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = v * v;
+                            }
+                        } else {
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = self.apply(v);
+                            }
+                        }
+                    },
+                )
+            });
         Ok(vec![out])
     }
 }
@@ -231,15 +240,7 @@ mod tests {
             shape: vec![1, 4],
             data: vec![-2.0, -0.5, 1.0, 3.0],
         };
-        let mut ctx = Ctx {
-            macs: 0,
-            aux_in: &[],
-            aux_out: None,
-            want_aux: false,
-            epilogue: None,
-            recycled: None,
-            into: None,
-        };
+        let mut ctx = Ctx::default();
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0).data
     }
 

@@ -1589,15 +1589,7 @@ mod tests {
         let (l, _) = build(op, attrs, &[&s]).unwrap();
         let n: usize = shape.iter().product();
         let x = Tensor::new(shape.to_vec(), (0..n).map(|i| i as f32).collect());
-        let mut ctx = Ctx {
-            macs: 0,
-            aux_in: &[],
-            aux_out: None,
-            want_aux: false,
-            epilogue: None,
-            recycled: None,
-            into: None,
-        };
+        let mut ctx = Ctx::default();
         l.forward(&[&x], &[], &mut ctx).unwrap().remove(0)
     }
 
