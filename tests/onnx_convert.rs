@@ -14,7 +14,7 @@ use crate::common::{assert_rejected, data_json, root, scratch, u64s};
 use archscope::onnx::{self, convert};
 use archscope::{analyze, exec, zoo, Analysis, BuildOptions, Dtype, Network};
 
-fn opts(batch: u64) -> BuildOptions {
+pub(crate) fn opts(batch: u64) -> BuildOptions {
     BuildOptions {
         batch,
         ..Default::default()
@@ -22,7 +22,7 @@ fn opts(batch: u64) -> BuildOptions {
 }
 
 /// The committed ONNX files, read from the directory (so a new file is covered).
-fn committed() -> Vec<String> {
+pub(crate) fn committed() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(root().join("tests/data/onnx"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -35,7 +35,7 @@ fn committed() -> Vec<String> {
 }
 
 /// Imports `file`, converts it; returns the imported network, the import and the conversion.
-fn converted(file: &str, batch: u64) -> (Network, onnx::Import, convert::Converted) {
+pub(crate) fn converted(file: &str, batch: u64) -> (Network, onnx::Import, convert::Converted) {
     // The file with symbolic height and width (tests/onnx_dynamic.rs) is sized as
     // `--input 3x224x224` sizes it.
     let input = file.contains("_dynamic").then_some(&[3u64, 224, 224][..]);
@@ -47,7 +47,7 @@ fn converted(file: &str, batch: u64) -> (Network, onnx::Import, convert::Convert
     (net, imp, c)
 }
 
-fn read_back(file: &str, c: &convert::Converted, batch: u64) -> Network {
+pub(crate) fn read_back(file: &str, c: &convert::Converted, batch: u64) -> Network {
     Network::from_yaml(file, &c.text, &opts(batch))
         .unwrap_or_else(|e| panic!("{file}: the converted YAML does not build: {e}\n{}", c.text))
 }

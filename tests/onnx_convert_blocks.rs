@@ -7,31 +7,9 @@
 //! and its converted weights load by path and run to onnxruntime's output.
 
 use crate::common::{self, data_json, root, scratch, u64s};
+use crate::onnx_convert::{committed, converted, read_back};
 use archscope::onnx::{self, convert};
-use archscope::{analyze, exec, BuildOptions, Dtype, Network};
-
-fn opts(batch: u64) -> BuildOptions {
-    BuildOptions {
-        batch,
-        ..Default::default()
-    }
-}
-
-fn converted(file: &str, batch: u64) -> (Network, onnx::Import, convert::Converted) {
-    let bytes = std::fs::read(root().join("tests/data/onnx").join(file)).unwrap();
-    let input = file.contains("_dynamic").then_some(&[3u64, 224, 224][..]);
-    let imp =
-        onnx::import_sized(file, &bytes, batch, input).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let net =
-        onnx::build_imported(file, &imp, &opts(batch)).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let c = convert::convert(file, &imp).unwrap_or_else(|e| panic!("{file}: {e}"));
-    (net, imp, c)
-}
-
-fn read_back(file: &str, c: &convert::Converted, batch: u64) -> Network {
-    Network::from_yaml(file, &c.text, &opts(batch))
-        .unwrap_or_else(|e| panic!("{file}: the converted YAML does not build: {e}\n{}", c.text))
-}
+use archscope::{analyze, exec, Dtype};
 
 /// (repeated-block nodes, block definitions) per committed ONNX file: the figures of
 /// docs/ONNX.md's table. Every file is listed (a new file must be added here).
@@ -67,14 +45,7 @@ fn block_counts_of_every_committed_file() {
         ("yolo_v11_like_n_predecode_graph.onnx", 6, 2),
         ("yolo_v8_like_n_predecode_graph.onnx", 0, 0),
     ];
-    let mut files: Vec<String> = std::fs::read_dir(root().join("tests/data/onnx"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".onnx"))
-        // The dynamo exporter's graph-only file is refused by design (tests/onnx_gpt.rs).
-        .filter(|n| n != "gpt_tiny_dynamo_graph.onnx")
-        .collect();
-    files.sort();
+    let files = committed();
     let listed: Vec<&str> = want.iter().map(|w| w.0).collect();
     assert_eq!(files, listed);
     for &(f, groups, defs) in want {
