@@ -41,6 +41,7 @@ pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
 pub use layout::{Digit, Layout, Role};
 pub use param::MAX_PARAMETER_ELEMENTS;
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS, MAX_TOKENS};
+pub use scalar::MAX_CONSTANT_ELEMENTS;
 
 use std::fmt;
 

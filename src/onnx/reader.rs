@@ -27,6 +27,10 @@ mod swin;
 // GPT-2-style decoders: embeddings, causal attention, tanh GELU, the tied head.
 #[path = "gpt.rs"]
 mod gpt;
+// Arithmetic with a constant, buffer or learned tensor (`scalar`), and the rule that tells them
+// apart.
+#[path = "arith.rs"]
+mod arith;
 
 /// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
 pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
@@ -133,6 +137,8 @@ struct Reader<'a> {
     windows: swin::Windows,
     /// GPT-style patterns and token ids (`gpt.rs`).
     gpt: gpt::Found,
+    /// The learned tensors arithmetic has read, each counted once (`arith.rs`).
+    learned: arith::Learned,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -329,6 +335,7 @@ pub fn import_model_sized(
         regions: attention::find_regions(graph),
         windows: swin::find(graph, model.producer_name.as_deref() == Some("archscope")),
         gpt: gpt::Found::default(),
+        learned: arith::Learned::default(),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -2274,74 +2281,29 @@ impl<'a> Reader<'a> {
             return r;
         }
         match (&a, &b) {
-            (Val::Act { r: ra, shape: sa }, Val::Act { r: rb, shape: sb }) if op == "Add" || op == "Mul" => {
+            (Val::Act { r: ra, shape: sa }, Val::Act { r: rb, shape: sb })
+                if op == "Add" || op == "Mul" =>
+            {
                 let out = broadcast(sa, sb);
                 let name = if op == "Add" { "add" } else { "multiply" };
                 self.layer(i, n, name, format!("op: {name}, in: [{ra}, {rb}]"), out)
             }
-            (Val::Act { shape, .. }, Val::Const { data, .. }) if op == "Div" && data.len() == 1 && (data[0] - std::f64::consts::SQRT_2).abs() < 1e-4 => {
+            (Val::Act { shape, .. }, Val::Const { data, .. })
+                if op == "Div"
+                    && data.len() == 1
+                    && (data[0] - std::f64::consts::SQRT_2).abs() < 1e-4 =>
+            {
                 // The first step of PyTorch's GELU: the Erf that reads it emits the layer.
                 self.vals.insert(
                     n.output[0].clone(),
-                    Val::Act { r: format!("@gelu_div:{}", n.input[0]), shape: shape.clone() },
+                    Val::Act {
+                        r: format!("@gelu_div:{}", n.input[0]),
+                        shape: shape.clone(),
+                    },
                 );
                 Ok(())
             }
-            (Val::Act { r, shape }, Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. })
-            | (Val::Const { dims, init: Some(_), .. } | Val::Shaped { dims, .. }, Val::Act { r, shape })
-                if (op == "Add" || op == "Mul") && numel(dims) > 1 =>
-            {
-                // A learned tensor (an initializer): a `parameter` layer and the op.
-                let k = if matches!(a, Val::Act { .. }) { 1 } else { 0 };
-                let wname = n.input[k].clone();
-                let Some((wd, wdata)) = self.weight(i, n, k)? else {
-                    return Err(self.err(i, n, format!("{op} has no input {k}")).help(AGAIN));
-                };
-                let pbase = sanitize(wname.trim_end_matches(".weight"));
-                let pid = self.emit(i, n, &pbase, format!("op: parameter, shape: {}", list(&wd)));
-                self.put_weight(&pid, "", &wd, wdata);
-                let out = broadcast(shape, &wd);
-                let name = if op == "Add" { "add" } else { "multiply" };
-                self.layer(i, n, name, format!("op: {name}, in: [{r}, {pid}]"), out)
-            }
-            (Val::Act { r, shape }, Val::Const { data, dims, .. }) | (Val::Const { data, dims, .. }, Val::Act { r, shape })
-                if data.len() == 1 && dims.len() <= shape.len() =>
-            {
-                // A computed tensor and one number (a `Constant`, or a one-element initializer:
-                // read as a constant, not a learned weight): a `scalar` layer.
-                let first = matches!(a, Val::Const { .. });
-                let operator = match (op, first) {
-                    ("Add", _) => "add",
-                    ("Mul", _) => "mul",
-                    ("Sub", false) => "sub",
-                    ("Sub", true) => "rsub",
-                    ("Div", false) => "div",
-                    ("Div", true) => "rdiv",
-                    ("Pow", false) => "pow",
-                    _ => {
-                        return Err(self
-                            .err(i, n, "archscope cannot map this `Pow`: a constant raised to a computed tensor")
-                            .help("archscope reads a computed tensor raised to a constant (`x ** c`); describe the model in YAML"))
-                    }
-                };
-                let v = data[0];
-                if !(v as f32).is_finite() || (operator == "div" && v == 0.0) {
-                    return Err(self
-                        .err(i, n, format!("this `{op}`'s constant is {v}"))
-                        .help("export with a finite, non-zero constant"));
-                }
-                let out = shape.clone();
-                self.layer(
-                    i,
-                    n,
-                    "scalar",
-                    format!("op: scalar, in: {r}, operator: {operator}, value: {}", yf(v)),
-                    out,
-                )
-            }
-            _ => Err(self
-                .err(i, n, format!("archscope cannot map this `{op}`: archscope has add and multiply of computed tensors (and of learned tensors) and arithmetic with one constant number (`scalar`), not {} by a constant tensor (of more than one number, or whose values the file does not hold)", match op { "Sub" => "subtraction", "Div" => "division", "Pow" => "a power", _ => "arithmetic" }))
-                .help("fold the constant into the neighbouring layer before exporting (a normalisation into the first convolution), or describe the model in YAML")),
+            _ => self.arith(i, n, op, &a, &b),
         }
     }
 
