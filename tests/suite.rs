@@ -38,6 +38,7 @@ mod maxvit;
 mod maxvit_rf;
 mod nd_ops;
 mod onnx_arith;
+mod onnx_const;
 mod onnx_convert;
 mod onnx_convert_blocks;
 mod onnx_dynamic;

@@ -296,9 +296,11 @@ impl Op for Scalar {
         "scalar"
     }
     fn label(&self) -> String {
-        let c = match self.number() {
-            Some(v) => format!("{v}"),
-            None => format!("c[{}]", Shape(self.shape.clone())),
+        // A buffer's or parameter's values are its weight's, not shown.
+        let c = match (self.kind, self.number()) {
+            (Kind::Constant, Some(v)) => format!("{v}"),
+            (_, _) if self.shape.is_empty() => "c".to_string(),
+            _ => format!("c[{}]", Shape(self.shape.clone())),
         };
         let s = match self.operator {
             Operator::Add => format!("x + {c}"),

@@ -9,12 +9,14 @@
 //!    `pkg.torch.export.graph_signature.InputSpec.kind` (the dynamo exporter writes it; so does
 //!    `archscope export` for buffers) is what that says: `PARAMETER` a parameter, `BUFFER` a
 //!    buffer, `CONSTANT_TENSOR` (a plain tensor attribute) a constant;
-//! 2. a `Constant` node's output, a value folded here, dynamo's lifted numbers (`val_N`) and any
-//!    initializer named with a `/` (archscope's and TorchScript's constants, `layer/…`) is a
-//!    constant;
-//! 3. any other initializer (TorchScript writes parameters and registered buffers alike, under
-//!    their state_dict names; folded results such as `onnx::Mul_15` are computed from either)
-//!    is a parameter: the file cannot tell a buffer from it (docs/ONNX.md).
+//! 2. a `Constant` node's output, a value folded here, dynamo's lifted numbers (`val_N`, and any
+//!    undeclared initializer of one element in a file that declares kinds, such as
+//!    `scalar_tensor_default`) and any initializer named with a `/` (archscope's constants,
+//!    `layer/…`) is a constant;
+//! 3. any other initializer is a parameter: TorchScript writes parameters and registered
+//!    buffers alike, under their state_dict names, and the exporters' folded results
+//!    (`onnx::Mul_15`, dynamo's `mul`, `embedding_1`) are computed from either; the file cannot
+//!    tell a buffer from a parameter there (docs/ONNX.md).
 
 use super::*;
 
@@ -51,6 +53,14 @@ fn lifted_number(name: &str) -> bool {
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether a constant or a shaped weight holds one element.
+fn one_element(v: &Val) -> bool {
+    match v {
+        Val::Const { dims, .. } | Val::Shaped { dims } => numel(dims) == 1,
+        Val::Act { .. } => false,
+    }
+}
+
 impl<'a> Reader<'a> {
     /// The kind the file declares for tensor `name` (rule 1), if it declares one.
     fn declared_kind(&self, name: &str) -> Option<&'a str> {
@@ -64,6 +74,16 @@ impl<'a> Reader<'a> {
             .and_then(|p| p.value.as_deref())
     }
 
+    /// Whether the file declares any tensor's kind (a torch.export / dynamo file).
+    fn declares_kinds(&self) -> bool {
+        let g = self.graph;
+        g.value_info
+            .iter()
+            .chain(&g.input)
+            .flat_map(|v| &v.metadata_props)
+            .any(|p| p.key.as_deref() == Some(KIND_KEY))
+    }
+
     /// What input `k` of node `n` counts as, by the module's rule.
     fn kind_of(&self, n: &NodeProto, v: &Val, k: usize) -> Kind {
         let name = n.input[k].as_str();
@@ -75,6 +95,9 @@ impl<'a> Reader<'a> {
             Some("BUFFER") => Kind::Buffer,
             Some("CONSTANT_TENSOR") => Kind::Constant,
             _ if lifted_number(name) || name.contains('/') => Kind::Constant,
+            // A number dynamo lifted (`scalar_tensor_default`): one element left undeclared in a
+            // file that declares its weights' kinds.
+            _ if one_element(v) && self.declares_kinds() => Kind::Constant,
             _ => Kind::Parameter,
         }
     }

@@ -183,6 +183,27 @@ fn too_large(layer: &str) -> Diagnostic {
     .help("export with --no-weights (the graph only), or a smaller model")
 }
 
+/// A weight's value_info declaring its kind as torch.export's exporter does (the metadata
+/// `pkg.torch.export.graph_signature.InputSpec.kind`: `PARAMETER`, or `BUFFER` for running
+/// statistics and a `scalar`'s buffer), so that the reader counts each as it was
+/// (src/onnx/arith.rs).
+fn kind_info(
+    name: &str,
+    dims: &[i64],
+    kind: crate::tensor::WeightKind,
+) -> super::proto::ValueInfoProto {
+    let mut v = value_info(name, dims, dtype::FLOAT);
+    let k = match kind {
+        crate::tensor::WeightKind::Buffer => "BUFFER",
+        crate::tensor::WeightKind::Trainable | crate::tensor::WeightKind::Frozen => "PARAMETER",
+    };
+    v.metadata_props.push(super::proto::StringStringEntryProto {
+        key: Some(super::reader::KIND_KEY.to_string()),
+        value: Some(k.to_string()),
+    });
+    v
+}
+
 /// The network as an ONNX model. `weights`: the executor's tensors (seeded or loaded), stored
 /// as initializers; `None`: the graph only, every weight a graph input with its shape. A layer
 /// with no ONNX form is an error naming it.
@@ -235,6 +256,7 @@ pub fn export(
                     add_bytes(n.saturating_mul(4), &node.name)?;
                     let t = &w.per_node[k][j];
                     g.initializer.push(tensor_f32(&wnames[j], &dims, &t.data));
+                    g.value_info.push(kind_info(&wnames[j], &dims, spec.kind));
                 }
                 None => {
                     // Marked for tools (scripts/onnx_export_check.py draws values for them).
@@ -249,6 +271,7 @@ pub fn export(
                         }
                         .to_string(),
                     );
+                    v.metadata_props = kind_info(&wnames[j], &dims, spec.kind).metadata_props;
                     g.input.push(v);
                 }
             }

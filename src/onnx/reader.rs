@@ -31,6 +31,7 @@ mod gpt;
 // apart.
 #[path = "arith.rs"]
 mod arith;
+pub(crate) use arith::KIND_KEY;
 
 /// Most nodes an ONNX graph may hold (the YAML side's layer limit, `graph::MAX_LAYERS`).
 pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
