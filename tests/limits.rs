@@ -1359,3 +1359,22 @@ fn repeat_from_limits() {
         Some((3, 48))
     );
 }
+
+#[test]
+fn scalar_constant_limit() {
+    use archscope::layers::MAX_CONSTANT_ELEMENTS;
+    // A `scalar`'s constant of 2^20 elements builds; one more row is refused from `shape`,
+    // before `value` fills it.
+    let model = |rows: u64| {
+        format!(
+            "format: \"archscope/1\"\nname: m\ninputs: {{x: [{rows}, 1024]}}\nnodes:\n  - {{op: scalar, operator: mul, value: 1, shape: [{rows}, 1024], kind: parameter}}\n"
+        )
+    };
+    assert_eq!(MAX_CONSTANT_ELEMENTS, 1024 * 1024);
+    assert!(build(&model(1024)).is_ok());
+    let e = build(&model(1025)).unwrap_err().to_string();
+    assert!(
+        e.contains("a constant of 1049600 elements; archscope's largest is 2^20 = 1048576"),
+        "{e}"
+    );
+}

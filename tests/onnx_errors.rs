@@ -457,7 +457,8 @@ fn huge_declared_sizes_are_bounded() {
 }
 
 #[test]
-fn mul_by_a_learned_tensor_or_a_lone_scalar_reads_and_sub_by_a_constant_tensor_is_refused() {
+fn mul_by_a_learned_tensor_or_a_lone_scalar_reads_and_a_tensor_that_does_not_broadcast_is_refused()
+{
     // Regression (found by tests/onnx_roundtrip.rs on ConvNeXt's layer scale): the attention
     // pattern looked at the first value of every constant a Mul reads, and an initializer of
     // more than one float has no values decoded until it is used as a weight: index out of
@@ -480,12 +481,13 @@ fn mul_by_a_learned_tensor_or_a_lone_scalar_reads_and_sub_by_a_constant_tensor_i
     // The convolution's 112 and the 4 of gamma.
     assert_eq!(v["totals"]["params"].as_u64(), Some(116));
     // A scalar Mul that is not the attention pattern (no Transpose/MatMul/Softmax chain after
-    // it) reads as a `scalar` layer: no parameters (the convolution's 112 alone), one FLOP per
-    // element of the convolution's 1×4×8×8 output (tests/data/onnx_arith.json's model checks
-    // the values against onnxruntime).
+    // it) by a number dynamo lifted (`val_0`) reads as a `scalar` layer: no parameters (the
+    // convolution's 112 alone), one FLOP per element of the convolution's 1×4×8×8 output
+    // (tests/data/onnx_arith.json's model checks the values against onnxruntime).
     let g = graph(&mut m);
     g.initializer.pop();
-    g.initializer.push(proto::tensor_f32("gamma", &[], &[0.5]));
+    g.initializer.push(proto::tensor_f32("val_0", &[], &[0.5]));
+    g.node.last_mut().unwrap().input[1] = "val_0".into();
     let f = dir.join("scalar.onnx");
     std::fs::write(&f, proto::encode_model(&m)).expect("write");
     let out = archscope(&["summary", arg(&f), "--format", "json"]);
@@ -498,19 +500,34 @@ fn mul_by_a_learned_tensor_or_a_lone_scalar_reads_and_sub_by_a_constant_tensor_i
     assert_eq!(last["label"], "x × 0.5", "{last}");
     assert_eq!(last["flops"].as_u64(), Some(4 * 8 * 8), "{last}");
     assert_eq!(last["macs"].as_u64(), Some(0), "{last}");
-    // A Sub by a constant tensor of four numbers is still refused at the node.
+    // The same number under a state_dict name (`gamma`, as TorchScript writes a rank-0
+    // nn.Parameter) is a learned parameter: 1 more (docs/ONNX.md, "Constant, buffer or
+    // parameter").
+    let g = graph(&mut m);
+    g.initializer.pop();
+    g.initializer.push(proto::tensor_f32("gamma", &[], &[0.5]));
+    g.node.last_mut().unwrap().input[1] = "gamma".into();
+    std::fs::write(&f, proto::encode_model(&m)).expect("write");
+    let out = archscope(&["summary", arg(&f), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["totals"]["params"].as_u64(), Some(113));
+    let last = v["layers"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["label"], "x × c (learned)", "{last}");
+    // A Sub by a tensor of five numbers per channel, where the convolution has four, is
+    // refused at the node.
     let g = graph(&mut m);
     g.node.last_mut().unwrap().op_type = Some("Sub".into());
     g.initializer.pop();
     g.initializer.push(proto::tensor_f32(
         "gamma",
-        &[1, 4, 1, 1],
-        &[0.5, 1.0, 1.5, 2.0],
+        &[1, 5, 1, 1],
+        &[0.5, 1.0, 1.5, 2.0, 2.5],
     ));
     let msg = refused_model(
         "sub.onnx",
         &m,
-        "archscope cannot map this `Sub`: archscope has add and multiply of computed tensors (and of learned tensors) and arithmetic with one constant number (`scalar`), not subtraction by a constant tensor",
+        "this `Sub`'s tensor `gamma` of shape 1×5×1×1 is 5 in its dimension 1 where the computed tensor (1×4×8×8) has 4",
     );
     assert!(msg.contains("ONNX node #2 `scale` (Sub)"), "{msg}");
 }

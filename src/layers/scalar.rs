@@ -771,6 +771,44 @@ mod tests {
     }
 
     #[test]
+    fn a_learned_constant_adds_its_gradient() {
+        // On 1×4 (4 elements), `kind: parameter` of shape [1]: (operator, backward FLOPs =
+        // the input's (0, 1 or 3 per element, as `training_saves_what_autograd_keeps`) + the
+        // parameter's summed gradient (1, 2, 3 or 4 per element), input kept, output kept).
+        let x = [crate::layers::Shape(vec![1, 4])];
+        for (op, backward, input, output) in [
+            ("add", 4, false, false),
+            ("sub", 4, false, false),
+            ("rsub", 4 + 4, false, false),
+            ("mul", 4 + 8, true, false),
+            ("div", 4 + 12, true, false),
+            ("rdiv", 12 + 8, true, false),
+            ("pow", 12 + 16, true, true),
+        ] {
+            let (l, o) = build(
+                "scalar",
+                &format!("{{operator: {op}, value: 2, shape: [1], kind: parameter}}"),
+                &[&[1, 4]],
+            )
+            .unwrap();
+            let t = l.training(&x, &o, true, 4).unwrap();
+            assert_eq!(t.forward_flops, 4, "{op}");
+            assert_eq!(t.backward_flops, backward, "{op}");
+            assert_eq!(!t.saved.inputs.is_empty(), input, "{op}");
+            assert_eq!(t.saved.output, output, "{op}");
+            // Without an input gradient, the parameter's alone.
+            let t = l.training(&x, &o, false, 4).unwrap();
+            let per = match op {
+                "add" | "sub" | "rsub" => 1,
+                "mul" | "rdiv" => 2,
+                "div" => 3,
+                _ => 4,
+            };
+            assert_eq!(t.backward_flops, 4 * per, "{op}");
+        }
+    }
+
+    #[test]
     fn tensor_errors_name_the_fix() {
         let e = build(
             "scalar",

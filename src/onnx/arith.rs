@@ -53,6 +53,17 @@ fn lifted_number(name: &str) -> bool {
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The tensor input `k` of `n` stands for: the initializer it holds (through an Identity), else
+/// the input's own name.
+fn tensor_of<'v>(n: &'v NodeProto, v: &'v Val, k: usize) -> &'v str {
+    match v {
+        Val::Const {
+            init: Some(name), ..
+        } => name,
+        _ => &n.input[k],
+    }
+}
+
 /// Whether a constant or a shaped weight holds one element.
 fn one_element(v: &Val) -> bool {
     match v {
@@ -86,18 +97,22 @@ impl<'a> Reader<'a> {
 
     /// What input `k` of node `n` counts as, by the module's rule.
     fn kind_of(&self, n: &NodeProto, v: &Val, k: usize) -> Kind {
-        let name = n.input[k].as_str();
-        if let Val::Const { init: None, .. } = v {
-            return Kind::Constant;
-        }
+        let name = tensor_of(n, v, k);
+        let init = match v {
+            Val::Const { init: None, .. } => return Kind::Constant,
+            Val::Const { .. } => true,
+            // A weight known by its shape (a graph input, or a `parameter`'s output read
+            // through an Identity): no constant's name rule.
+            _ => false,
+        };
         match self.declared_kind(name) {
             Some("PARAMETER") => Kind::Parameter,
             Some("BUFFER") => Kind::Buffer,
             Some("CONSTANT_TENSOR") => Kind::Constant,
-            _ if lifted_number(name) || name.contains('/') => Kind::Constant,
+            _ if init && (lifted_number(name) || name.contains('/')) => Kind::Constant,
             // A number dynamo lifted (`scalar_tensor_default`): one element left undeclared in a
             // file that declares its weights' kinds.
-            _ if one_element(v) && self.declares_kinds() => Kind::Constant,
+            _ if init && one_element(v) && self.declares_kinds() => Kind::Constant,
             _ => Kind::Parameter,
         }
     }
@@ -172,7 +187,7 @@ impl<'a> Reader<'a> {
                 .err(i, n, format!("this `{op}`'s tensor `{}` has {count} elements; archscope's largest constant is 2^20 = {}", excerpt(&n.input[k]), crate::layers::MAX_CONSTANT_ELEMENTS))
                 .help("describe the model in YAML with a `parameter` layer"));
         }
-        let tname = n.input[k].clone();
+        let tname = tensor_of(n, c, k).to_string();
         let earlier = self.learned.get(&tname).cloned();
         if kind == Kind::Parameter && count > 1 && (op == "Add" || op == "Mul") {
             // A learned tensor of several elements: a `parameter` layer and the op, as the zoo
@@ -183,7 +198,7 @@ impl<'a> Reader<'a> {
                     let Some((wd, wdata)) = self.weight(i, n, k)? else {
                         return Err(self.err(i, n, format!("{op} has no input {k}")).help(AGAIN));
                     };
-                    let pbase = sanitize(tname.trim_end_matches(".weight"));
+                    let pbase = sanitize(n.input[k].trim_end_matches(".weight"));
                     let pid =
                         self.emit(i, n, &pbase, format!("op: parameter, shape: {}", list(&wd)));
                     self.put_weight(&pid, "", &wd, wdata);
