@@ -640,9 +640,15 @@ impl<'a> Reader<'a> {
         table: Vec<f32>,
     ) -> Result<(), Diagnostic> {
         let g = self.graph;
-        // `/features/features.1/features.1.0/attn` → features.1.0.attn (the module path).
-        let module = path.rsplit('/').next().unwrap_or(path).to_string();
-        let id = self.fresh_id(&sanitize(&module), "attention");
+        // `/features/features.1/features.1.0/attn` → features.1.0.attn (the module path);
+        // the id is its last part, as the reader names other layers.
+        let short = path.rsplit('/').next().unwrap_or(path).to_string();
+        let probe = NodeProto {
+            name: Some(format!("{path}/Softmax")),
+            ..Default::default()
+        };
+        let module = super::super::full_module_path(&probe, None).unwrap_or_else(|| short.clone());
+        let id = self.fresh_id(&sanitize(&short), "attention");
         self.yaml_nodes.push(format!("{{id: {id}, {}, in: {xref}}}", cand.body));
         self.origins.push(self.where_(nodes[0], &g.node[nodes[0]]));
         self.paths.push(Some(module));
