@@ -149,15 +149,31 @@ struct Miss {
 
 /// The weights found in a region.
 struct Found {
-    /// The qkv `MatMul` constant (C×3C), its bias (3C), proj (C×C) and its bias (C).
-    qkv: (usize, T),
-    qkv_b: Option<T>,
-    proj: T,
-    proj_b: Option<T>,
+    /// Per layer weight (its name in the layer): PyTorch's shape and values (a `MatMul`
+    /// constant transposed back to the linear layer's out × in).
+    weights: HashMap<&'static str, (Vec<usize>, Vec<f32>)>,
     /// The bias `Add` and its constant (…×heads×L×L).
     bias: (usize, T),
     /// The mask `Add` and its constant.
     mask: Option<(usize, T)>,
+    /// Whether the attention is V2's (cosine attention, `logit_scale`, `cpb_mlp`).
+    v2: bool,
+}
+
+/// A 2-D constant transposed (a `MatMul` weight back to the linear layer's out × in).
+fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
+    let (r, c) = (t.dims[0], t.dims[1]);
+    let mut o = vec![0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            o[j * r + i] = t.data[i * c + j] as f32;
+        }
+    }
+    (vec![c, r], o)
+}
+
+fn as_is(t: &T) -> (Vec<usize>, Vec<f32>) {
+    (t.dims.clone(), t.data.iter().map(|&v| v as f32).collect())
 }
 
 impl<'a> Reader<'a> {
@@ -365,7 +381,8 @@ impl<'a> Reader<'a> {
         }
         let heads = found.bias.1.dims[found.bias.1.dims.len() - 3] as u64;
         let l = found.bias.1.dims[found.bias.1.dims.len() - 1] as u64;
-        let (qb, pb) = (found.qkv_b.is_some(), found.proj_b.is_some());
+        let (qb, pb) = (found.weights.contains_key("qkv.bias"), found.weights.contains_key("proj.bias"));
+        let v2 = found.v2;
         let mut best: Option<Miss> = None;
         let mut tried = 0usize;
         for [wh, ww] in super::pairs(l) {
@@ -376,7 +393,7 @@ impl<'a> Reader<'a> {
                         return Err(self.traced_err(nodes[0], path, format!("more than the {} candidate layers archscope compares", super::MAX_CANDIDATES)));
                     }
                     let body = format!(
-                        "op: shifted_window_attention, heads: {heads}, window: [{wh}, {ww}], shift: [{s0}, {s1}], v2: false, pad: true, qkv_bias: {qb}, proj_bias: {pb}"
+                        "op: shifted_window_attention, heads: {heads}, window: [{wh}, {ww}], shift: [{s0}, {s1}], v2: {v2}, pad: true, qkv_bias: {qb}, proj_bias: {pb}"
                     );
                     let Ok(cand) = self.build_candidate(&body, &xshape, true) else { continue };
                     match self.traced_try(&cand, &found, &target, &xdims, &env[&xname], last, ([wh, ww], [s0, s1])) {
@@ -398,7 +415,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Finds qkv, proj, the bias and the mask by their place in the data flow.
+    /// Finds qkv, proj (and V2's logit scale and cpb_mlp), the bias and the mask by their
+    /// place in the data flow.
     fn traced_weights(
         &self,
         path: &str,
@@ -411,6 +429,10 @@ impl<'a> Reader<'a> {
         let g = self.graph;
         let c = c as usize;
         let op = |j: usize| g.node[j].op_type.as_deref().unwrap_or("");
+        let made: HashSet<&str> = nodes
+            .iter()
+            .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
+            .collect();
         // (node, constant operand) of each MatMul / Add of a computed tensor by a constant.
         let by_const = |o: &str| -> Vec<(usize, T)> {
             nodes
@@ -427,14 +449,19 @@ impl<'a> Reader<'a> {
                 })
                 .collect()
         };
-        if nodes.iter().any(|&j| matches!(op(j), "ReduceL2" | "Exp" | "Sigmoid")) {
-            let j = nodes.iter().copied().find(|&j| matches!(op(j), "ReduceL2" | "Exp" | "Sigmoid")).unwrap_or(nodes[0]);
-            return Err(self.traced_err(j, path, "a Swin-V2 attention (cosine attention, logit scale, continuous position bias): torch.onnx.export folds its cpb_mlp's output into a constant, so the MLP's parameters are not in the file and archscope cannot give PyTorch's parameter count").help("export with do_constant_folding=False is not read either; export the model to ONNX with `archscope export` from the zoo's swin_v2_t (or YAML) and load the weights with `--weights`"));
-        }
+        // A weight read from outside the region under its PyTorch name (`….attn.logit_scale`).
+        let named = |suffix: &str| -> Option<T> {
+            nodes.iter().flat_map(|&j| g.node[j].input.iter()).find_map(|x| {
+                (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
+                    .then(|| env.get(x).cloned())
+                    .flatten()
+            })
+        };
+        let v2 = nodes.iter().any(|&j| op(j) == "ReduceL2");
         let mms = by_const("MatMul");
         let adds = by_const("Add");
         let find_mm = |dims: [usize; 2]| mms.iter().find(|(_, t)| t.dims == dims).cloned();
-        let Some(qkv) = find_mm([c, 3 * c]) else {
+        let Some((_, qkv)) = find_mm([c, 3 * c]) else {
             return Err(self.traced_err(last, path, format!("no MatMul by a {c}×{} constant (qkv)", 3 * c)));
         };
         let Some((_, proj)) = find_mm([c, c]) else {
@@ -455,13 +482,42 @@ impl<'a> Reader<'a> {
         if tails.len() > 2 {
             return Err(self.traced_err(tails[2].0, path, "a third constant added to the logits (the layer adds the bias and the shift mask)"));
         }
+        let heads = bias.1.dims[bias.1.dims.len() - 3];
+        let mut weights = HashMap::new();
+        weights.insert("qkv.weight", transposed(&qkv));
+        weights.insert("proj.weight", transposed(&proj));
+        // The biases under their names (V2 adds a copy of qkv.bias with the keys' part zeroed).
+        if let Some(b) = named("qkv.bias").or_else(|| vec_of(3 * c)) {
+            weights.insert("qkv.bias", as_is(&b));
+        }
+        if let Some(b) = named("proj.bias").or_else(|| vec_of(c)) {
+            weights.insert("proj.bias", as_is(&b));
+        }
+        if v2 {
+            let miss = |what: &str| self.traced_err(last, path, format!("a Swin-V2 attention (it normalises q and k) without {what}"));
+            let ls = named("logit_scale").ok_or_else(|| miss("its `logit_scale` weight"))?;
+            weights.insert("logit_scale", as_is(&ls));
+            // cpb_mlp: a MatMul of the coordinates by a 2×hidden constant, an Add of hidden,
+            // a MatMul by hidden×heads (all on constants).
+            let consts: Vec<(usize, T)> = nodes
+                .iter()
+                .filter(|&&j| op(j) == "MatMul" && konst.contains(&g.node[j].input[0]))
+                .filter_map(|&j| Some((j, env.get(g.node[j].input.get(1)?)?.clone())))
+                .filter(|(_, t)| t.dims.len() == 2)
+                .collect();
+            let first = consts.iter().find(|(_, t)| t.dims[0] == 2).ok_or_else(|| miss("the cpb_mlp's first linear layer (a MatMul of the coordinates by a 2×hidden constant)"))?;
+            let hidden = first.1.dims[1];
+            let second = consts.iter().find(|(_, t)| t.dims == [hidden, heads]).ok_or_else(|| miss(&format!("the cpb_mlp's last linear layer (a MatMul by a {hidden}×{heads} constant)")))?;
+            let b0 = named("cpb_mlp.0.bias").ok_or_else(|| miss("the cpb_mlp's first bias (`cpb_mlp.0.bias`)"))?;
+            weights.insert("cpb_mlp.0.weight", transposed(&first.1));
+            weights.insert("cpb_mlp.0.bias", as_is(&b0));
+            weights.insert("cpb_mlp.2.weight", transposed(&second.1));
+        }
         Ok(Found {
-            qkv,
-            qkv_b: vec_of(3 * c),
-            proj,
-            proj_b: vec_of(c),
+            weights,
             bias,
             mask: tails.get(1).cloned(),
+            v2,
         })
     }
 
@@ -490,44 +546,43 @@ impl<'a> Reader<'a> {
                 _ => None,
             })
         };
-        let index = fixed("relative_position_index").expect("a V1 layer has its index");
-        let rows = specs
-            .iter()
-            .find(|s| s.name == "relative_position_bias_table")
-            .map(|s| s.shape[0])
-            .expect("a V1 layer has its table");
+        let index = fixed("relative_position_index").expect("the layer has its index");
         let (bj, bt) = &f.bias;
         let d = &bt.dims;
         let (h, l) = (d[d.len() - 3], d[d.len() - 1]);
         if index.len() != l * l || bt.data.len() != h * l * l {
-            return Err(Miss { stage: 0, node: *bj, why: format!("the bias added here has shape {d:?}; the layer's windows give {} × {l} × {l}", h) });
+            return Err(Miss { stage: 0, node: *bj, why: format!("the bias added here has shape {d:?}; the layer's windows give {h} × {l} × {l}") });
         }
-        // table[index[p·L + q], head] = bias[head, p, q], the same for every (p, q) of a row.
-        let mut table: Vec<Option<f64>> = vec![None; rows * h];
-        for hh in 0..h {
-            for (pq, &r) in index.iter().enumerate() {
-                let v = bt.data[hh * l * l + pq];
-                let slot = &mut table[r as usize * h + hh];
-                match slot {
-                    None => *slot = Some(v),
-                    Some(w) if (*w as f32) == (v as f32) => {}
-                    Some(w) => {
-                        return Err(Miss {
-                            stage: 1,
-                            node: *bj,
-                            why: format!(
-                                "the constant added here is no relative-position bias of the layer's {}×{} windows: head {hh}, tokens ({}, {}) hold {} and an earlier pair of the same relative offset (table row {r}, torchvision's relative_position_index) holds {}",
-                                win[0], win[1], pq / l, pq % l, v as f32, *w as f32
-                            ),
-                        })
+        // V1: table[index[p·L + q], head] = bias[head, p, q], the same for every (p, q) of a
+        // row. (V2's bias is computed from the weights: the probe checks it.)
+        let mut table: Vec<f32> = Vec::new();
+        if let Some(rows) = specs.iter().find(|s| s.name == "relative_position_bias_table").map(|s| s.shape[0]) {
+            let mut t: Vec<Option<f64>> = vec![None; rows * h];
+            for hh in 0..h {
+                for (pq, &r) in index.iter().enumerate() {
+                    let v = bt.data[hh * l * l + pq];
+                    let slot = &mut t[r as usize * h + hh];
+                    match slot {
+                        None => *slot = Some(v),
+                        Some(w) if (*w as f32) == (v as f32) => {}
+                        Some(w) => {
+                            return Err(Miss {
+                                stage: 1,
+                                node: *bj,
+                                why: format!(
+                                    "the constant added here is no relative-position bias of the layer's {}×{} windows: head {hh}, tokens ({}, {}) hold {} and an earlier pair of the same relative offset (table row {r}, torchvision's relative_position_index) holds {}",
+                                    win[0], win[1], pq / l, pq % l, v as f32, *w as f32
+                                ),
+                            })
+                        }
                     }
                 }
             }
+            let Some(full) = t.iter().map(|v| v.map(|x| x as f32)).collect::<Option<Vec<f32>>>() else {
+                return Err(Miss { stage: 1, node: *bj, why: "a row of the bias table is no position's".into() });
+            };
+            table = full;
         }
-        let table: Option<Vec<f32>> = table.iter().map(|v| v.map(|x| x as f32)).collect();
-        let Some(table) = table else {
-            return Err(Miss { stage: 1, node: *bj, why: "a row of the bias table is no position's".into() });
-        };
         // The mask: the layer's (its ONNX form's constant) against the file's folded one.
         let theirs = cand
             .model
@@ -557,32 +612,19 @@ impl<'a> Reader<'a> {
             }
         }
         // The layer run on the probe with the file's weights.
-        let transpose = |t: &T| {
-            let (r, c) = (t.dims[0], t.dims[1]);
-            let mut o = vec![0f32; r * c];
-            for i in 0..r {
-                for j in 0..c {
-                    o[j * r + i] = t.data[i * c + j] as f32;
-                }
-            }
-            o
-        };
-        let f32s = |t: &T| t.data.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let mut per_node = Vec::new();
         for node in &net.nodes {
             let mut ts = Vec::new();
             for s in node.layer.weights() {
-                let data = match s.name {
-                    "qkv.weight" => transpose(&f.qkv.1),
-                    "proj.weight" => transpose(&f.proj),
-                    "qkv.bias" => f.qkv_b.as_ref().map(f32s).unwrap_or_default(),
-                    "proj.bias" => f.proj_b.as_ref().map(f32s).unwrap_or_default(),
-                    "relative_position_bias_table" => table.clone(),
-                    _ => match &s.init {
-                        Init::Fixed(v) => v.clone(),
-                        _ => return Err(Miss { stage: 4, node: last, why: format!("the layer's weight `{}` is not in the region", s.name) }),
-                    },
+                let data = match (s.name, f.weights.get(s.name), &s.init) {
+                    ("relative_position_bias_table", _, _) => table.clone(),
+                    (_, Some((_, v)), _) => v.clone(),
+                    (_, None, Init::Fixed(v)) => v.clone(),
+                    _ => return Err(Miss { stage: 4, node: last, why: format!("the layer's weight `{}` is not in the region", s.name) }),
                 };
+                if data.len() != s.shape.iter().product::<usize>() {
+                    return Err(Miss { stage: 4, node: last, why: format!("the layer's weight `{}` has shape {:?}; the file's has {} values", s.name, s.shape, data.len()) });
+                }
                 ts.push(Tensor::new(s.shape.clone(), data));
             }
             per_node.push(ts);
@@ -652,44 +694,16 @@ impl<'a> Reader<'a> {
         self.yaml_nodes.push(format!("{{id: {id}, {}, in: {xref}}}", cand.body));
         self.origins.push(self.where_(nodes[0], &g.node[nodes[0]]));
         self.paths.push(Some(module));
-        let t2 = |t: &T| {
-            let (r, c) = (t.dims[0], t.dims[1]);
-            let mut o = vec![0f32; r * c];
-            for i in 0..r {
-                for j in 0..c {
-                    o[j * r + i] = t.data[i * c + j] as f32;
-                }
-            }
-            (vec![c as u64, r as u64], o)
-        };
-        let f32s = |t: &T| (t.dims.iter().map(|&d| d as u64).collect::<Vec<u64>>(), t.data.iter().map(|&v| v as f32).collect::<Vec<f32>>());
-        let (d, w) = t2(&f.qkv.1);
-        self.put_weight(&id, "qkv.weight", &d, Some(w));
-        let (d, w) = t2(&f.proj);
-        self.put_weight(&id, "proj.weight", &d, Some(w));
-        if let Some(b) = &f.qkv_b {
-            let (d, w) = f32s(b);
-            self.put_weight(&id, "qkv.bias", &d, Some(w));
-        }
-        if let Some(b) = &f.proj_b {
-            let (d, w) = f32s(b);
-            self.put_weight(&id, "proj.bias", &d, Some(w));
-        }
         let layer = cand.net.nodes.iter().find(|n| n.name == "attn").expect("the candidate has its layer");
         for s in layer.layer.weights() {
-            match s.name {
-                "relative_position_bias_table" => {
-                    let d: Vec<u64> = s.shape.iter().map(|&v| v as u64).collect();
-                    self.put_weight(&id, s.name, &d, Some(table.clone()));
-                }
-                "relative_position_index" => {
-                    if let Init::Fixed(v) = &s.init {
-                        let d: Vec<u64> = s.shape.iter().map(|&v| v as u64).collect();
-                        self.put_weight(&id, s.name, &d, Some(v.clone()));
-                    }
-                }
-                _ => {}
-            }
+            let data = match (s.name, f.weights.get(s.name), &s.init) {
+                ("relative_position_bias_table", _, _) => Some(table.clone()),
+                (_, Some((_, v)), _) => Some(v.clone()),
+                (_, None, Init::Fixed(v)) => Some(v.clone()),
+                _ => None,
+            };
+            let d: Vec<u64> = s.shape.iter().map(|&v| v as u64).collect();
+            self.put_weight(&id, s.name, &d, data);
         }
         for &j in nodes {
             self.done.insert(j);
