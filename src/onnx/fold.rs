@@ -210,7 +210,9 @@ pub(super) fn eval(
                     let dims = t.dims.iter().map(|&d| d.max(0) as usize).collect();
                     one(T::new(dims, data, is_int_type(t.data_type.unwrap_or(1))))
                 }
-                Some("value_float") => one(T::new(vec![], vec![f64::from(a.f.unwrap_or(0.0))], false)),
+                Some("value_float") => {
+                    one(T::new(vec![], vec![f64::from(a.f.unwrap_or(0.0))], false))
+                }
                 Some("value_int") => one(T::new(vec![], vec![a.i.unwrap_or(0) as f64], true)),
                 Some("value_ints") => one(T::new(
                     vec![a.ints.len()],
@@ -242,7 +244,11 @@ pub(super) fn eval(
                     x.data.iter().map(|&v| f32r(v)).collect()
                 }
                 proto::dtype::DOUBLE => x.data.clone(),
-                proto::dtype::BOOL => x.data.iter().map(|&v| f64::from(u8::from(v != 0.0))).collect(),
+                proto::dtype::BOOL => x
+                    .data
+                    .iter()
+                    .map(|&v| f64::from(u8::from(v != 0.0)))
+                    .collect(),
                 t if is_int_type(t) => x.data.iter().map(|&v| v.trunc()).collect(),
                 t => return Err(format!("Cast to ONNX type {t}")),
             };
@@ -256,7 +262,9 @@ pub(super) fn eval(
             let mut infer = None;
             for (k, &v) in t.iter().enumerate() {
                 match v {
-                    0 if zero_copies => out.push(*x.dims.get(k).ok_or("Reshape copies a missing dim")?),
+                    0 if zero_copies => {
+                        out.push(*x.dims.get(k).ok_or("Reshape copies a missing dim")?)
+                    }
                     -1 if infer.is_none() => {
                         infer = Some(k);
                         out.push(1);
@@ -298,7 +306,13 @@ pub(super) fn eval(
                 x.dims
                     .iter()
                     .enumerate()
-                    .filter(|(k, &d)| !(if ax.is_empty() { d == 1 } else { ax.contains(k) }))
+                    .filter(|(k, &d)| {
+                        !(if ax.is_empty() {
+                            d == 1
+                        } else {
+                            ax.contains(k)
+                        })
+                    })
                     .map(|(_, &d)| d)
                     .collect()
             } else {
@@ -309,7 +323,13 @@ pub(super) fn eval(
                     .collect::<Result<_, _>>()?;
                 let mut it = x.dims.iter();
                 (0..rank)
-                    .map(|k| if ax.contains(&k) { 1 } else { *it.next().unwrap_or(&1) })
+                    .map(|k| {
+                        if ax.contains(&k) {
+                            1
+                        } else {
+                            *it.next().unwrap_or(&1)
+                        }
+                    })
                     .collect()
             };
             one(T::new(dims, x.data.clone(), x.int))
@@ -336,7 +356,10 @@ pub(super) fn eval(
             out[a] = 0;
             for p in &parts {
                 if p.dims.len() != first.dims.len()
-                    || p.dims.iter().enumerate().any(|(k, &d)| k != a && d != first.dims[k])
+                    || p.dims
+                        .iter()
+                        .enumerate()
+                        .any(|(k, &d)| k != a && d != first.dims[k])
                 {
                     return Err(format!("Concat of {:?} and {:?}", first.dims, p.dims));
                 }
@@ -362,7 +385,9 @@ pub(super) fn eval(
                 None => {
                     let k = n.output.len().max(1);
                     let each = len.div_ceil(k);
-                    (0..k).map(|i| each.min(len.saturating_sub(i * each))).collect()
+                    (0..k)
+                        .map(|i| each.min(len.saturating_sub(i * each)))
+                        .collect()
                 }
             };
             if parts.iter().sum::<usize>() != len {
@@ -403,8 +428,12 @@ pub(super) fn eval(
                 if step == 0 {
                     return Err("Slice step 0".into());
                 }
-                let (s, e) = (starts.get(k).copied().unwrap_or(0), ends.get(k).copied().unwrap_or(len));
-                let fix = |v: i64, lo: i64, hi: i64| (if v < 0 { v + len } else { v }).clamp(lo, hi);
+                let (s, e) = (
+                    starts.get(k).copied().unwrap_or(0),
+                    ends.get(k).copied().unwrap_or(len),
+                );
+                let fix =
+                    |v: i64, lo: i64, hi: i64| (if v < 0 { v + len } else { v }).clamp(lo, hi);
                 let (s, e) = if step > 0 {
                     (fix(s, 0, len), fix(e, 0, len))
                 } else {
@@ -512,12 +541,18 @@ pub(super) fn eval(
         }
         "ScatterND" => {
             let (x, idx, upd) = (get(0)?, get(1)?, get(2)?);
-            if attr(n, "reduction").and_then(|a| a.s.as_deref()).is_some_and(|s| s != b"none") {
+            if attr(n, "reduction")
+                .and_then(|a| a.s.as_deref())
+                .is_some_and(|s| s != b"none")
+            {
                 return Err("ScatterND with a reduction".into());
             }
             let q = *idx.dims.last().ok_or("ScatterND indices of rank 0")?;
             if q > x.dims.len() || q == 0 {
-                return Err(format!("ScatterND indices of depth {q} into rank {}", x.dims.len()));
+                return Err(format!(
+                    "ScatterND indices of depth {q} into rank {}",
+                    x.dims.len()
+                ));
             }
             let chunk = numel(&x.dims[q..]).unwrap_or(0);
             let xs = strides(&x.dims);
@@ -543,7 +578,9 @@ pub(super) fn eval(
         }
         "Pad" => {
             let x = get(0)?;
-            let mode = attr(n, "mode").and_then(|a| a.s.clone()).unwrap_or_else(|| b"constant".to_vec());
+            let mode = attr(n, "mode")
+                .and_then(|a| a.s.clone())
+                .unwrap_or_else(|| b"constant".to_vec());
             if mode != b"constant" {
                 return Err(format!("Pad mode `{}`", String::from_utf8_lossy(&mode)));
             }
@@ -559,7 +596,9 @@ pub(super) fn eval(
                 return Err(format!("Pad {pads:?} of a rank-{r} tensor"));
             }
             let value = opt(2).and_then(|t| t.data.first().copied()).unwrap_or(0.0);
-            let out: Vec<usize> = (0..r).map(|k| x.dims[k] + pads[k] as usize + pads[k + r] as usize).collect();
+            let out: Vec<usize> = (0..r)
+                .map(|k| x.dims[k] + pads[k] as usize + pads[k + r] as usize)
+                .collect();
             let c = check(&out, limit)?;
             let mut data = vec![value; c];
             let os = strides(&out);
@@ -625,7 +664,9 @@ pub(super) fn eval(
             for o in 0..outer {
                 for i in 0..inner {
                     let at = |j: usize| (o * len + j) * inner + i;
-                    let mx = (0..len).map(|j| x.data[at(j)]).fold(f64::NEG_INFINITY, f64::max);
+                    let mx = (0..len)
+                        .map(|j| x.data[at(j)])
+                        .fold(f64::NEG_INFINITY, f64::max);
                     let s: f64 = (0..len).map(|j| (x.data[at(j)] - mx).exp()).sum();
                     for j in 0..len {
                         t.data[at(j)] = (x.data[at(j)] - mx).exp() / s;
@@ -642,12 +683,16 @@ pub(super) fn eval(
                 None => opt(1).map(T::ints),
             };
             let axes: Vec<usize> = match axes {
-                Some(a) if !a.is_empty() => a.iter().map(|&v| axis(v, r)).collect::<Result<_, _>>()?,
+                Some(a) if !a.is_empty() => {
+                    a.iter().map(|&v| axis(v, r)).collect::<Result<_, _>>()?
+                }
                 _ if attr_i(n, "noop_with_empty_axes", 0) == 1 => return one(x.clone()),
                 _ => (0..r).collect(),
             };
             let keep = attr_i(n, "keepdims", 1) == 1;
-            let kept: Vec<usize> = (0..r).map(|k| if axes.contains(&k) { 1 } else { x.dims[k] }).collect();
+            let kept: Vec<usize> = (0..r)
+                .map(|k| if axes.contains(&k) { 1 } else { x.dims[k] })
+                .collect();
             let c = check(&kept, limit)?;
             let ix = bindex(&kept, &x.dims);
             let (init, f): (f64, fn(f64, f64) -> f64) = match op {
@@ -671,7 +716,10 @@ pub(super) fn eval(
             let dims = if keep {
                 kept
             } else {
-                (0..r).filter(|k| !axes.contains(k)).map(|k| x.dims[k]).collect()
+                (0..r)
+                    .filter(|k| !axes.contains(k))
+                    .map(|k| x.dims[k])
+                    .collect()
             };
             one(T::new(dims, acc, x.int))
         }
@@ -679,13 +727,21 @@ pub(super) fn eval(
             let x = get(0)?;
             let (lo, hi) = if opset < 11 {
                 (
-                    attr(n, "min").and_then(|a| a.f).map_or(f64::NEG_INFINITY, f64::from),
-                    attr(n, "max").and_then(|a| a.f).map_or(f64::INFINITY, f64::from),
+                    attr(n, "min")
+                        .and_then(|a| a.f)
+                        .map_or(f64::NEG_INFINITY, f64::from),
+                    attr(n, "max")
+                        .and_then(|a| a.f)
+                        .map_or(f64::INFINITY, f64::from),
                 )
             } else {
                 (
-                    opt(1).and_then(|t| t.data.first().copied()).unwrap_or(f64::NEG_INFINITY),
-                    opt(2).and_then(|t| t.data.first().copied()).unwrap_or(f64::INFINITY),
+                    opt(1)
+                        .and_then(|t| t.data.first().copied())
+                        .unwrap_or(f64::NEG_INFINITY),
+                    opt(2)
+                        .and_then(|t| t.data.first().copied())
+                        .unwrap_or(f64::INFINITY),
                 )
             };
             let data = x.data.iter().map(|&v| v.max(lo).min(hi)).collect();
@@ -693,7 +749,14 @@ pub(super) fn eval(
         }
         "Not" => {
             let x = get(0)?;
-            one(T::new(x.dims.clone(), x.data.iter().map(|&v| f64::from(u8::from(v == 0.0))).collect(), true))
+            one(T::new(
+                x.dims.clone(),
+                x.data
+                    .iter()
+                    .map(|&v| f64::from(u8::from(v == 0.0)))
+                    .collect(),
+                true,
+            ))
         }
         "Neg" | "Sqrt" | "Exp" | "Log" | "Abs" | "Floor" | "Ceil" | "Reciprocal" | "Sigmoid"
         | "Relu" | "Tanh" | "Sign" | "Round" => {
@@ -767,8 +830,22 @@ pub(super) fn eval(
                 }
             })?;
             let dims = broadcast(&parts.iter().map(|t| t.dims.as_slice()).collect::<Vec<_>>())?;
-            let boolean = matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor");
-            let data = if int || boolean { data } else { data.into_iter().map(f32r).collect() };
+            let boolean = matches!(
+                op,
+                "Equal"
+                    | "Less"
+                    | "Greater"
+                    | "LessOrEqual"
+                    | "GreaterOrEqual"
+                    | "And"
+                    | "Or"
+                    | "Xor"
+            );
+            let data = if int || boolean {
+                data
+            } else {
+                data.into_iter().map(f32r).collect()
+            };
             one(T::new(dims, data, int || boolean))
         }
         "Where" => {
@@ -777,7 +854,9 @@ pub(super) fn eval(
             let dims = broadcast(&[&c.dims, &x.dims, &y.dims])?;
             one(T::new(dims, data, x.int))
         }
-        _ => Err(format!("archscope does not compute the ONNX operator `{op}`")),
+        _ => Err(format!(
+            "archscope does not compute the ONNX operator `{op}`"
+        )),
     }
 }
 
@@ -826,11 +905,17 @@ pub(super) fn int_tensors(g: &proto::GraphProto) -> std::collections::HashSet<St
             "Cast" => is_int_type(attr_i(n, "to", 1) as i32),
             "Shape" | "Size" | "NonZero" | "ArgMax" | "ArgMin" | "Equal" | "Less" | "Greater"
             | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "IsNaN" => true,
-            "Constant" => n.attribute.first().is_some_and(|a| match a.name.as_deref() {
-                Some("value") => a.t.as_ref().is_some_and(|t| is_int_type(t.data_type.unwrap_or(1))),
-                Some("value_int" | "value_ints") => true,
-                _ => false,
-            }),
+            "Constant" => n
+                .attribute
+                .first()
+                .is_some_and(|a| match a.name.as_deref() {
+                    Some("value") => {
+                        a.t.as_ref()
+                            .is_some_and(|t| is_int_type(t.data_type.unwrap_or(1)))
+                    }
+                    Some("value_int" | "value_ints") => true,
+                    _ => false,
+                }),
             "ConstantOfShape" => attr(n, "value")
                 .and_then(|a| a.t.as_ref())
                 .is_some_and(|t| is_int_type(t.data_type.unwrap_or(1))),
@@ -875,7 +960,11 @@ mod tests {
         T::new(dims.to_vec(), data.to_vec(), false)
     }
     fn i(dims: &[usize], data: &[i64]) -> T {
-        T::new(dims.to_vec(), data.iter().map(|&v| v as f64).collect(), true)
+        T::new(
+            dims.to_vec(),
+            data.iter().map(|&v| v as f64).collect(),
+            true,
+        )
     }
 
     #[test]
@@ -886,21 +975,44 @@ mod tests {
         let y = eval(&node("Add", vec![]), &[Some(&a), Some(&b)], 17, 100).unwrap();
         assert_eq!(y[0], t(&[2, 3], &[11., 22., 33., 14., 25., 36.]));
         // Integer division truncates; Mod with fmod 0 takes the divisor's sign (-7 mod 3 = 2).
-        let q = eval(&node("Div", vec![]), &[Some(&i(&[2], &[7, -7])), Some(&i(&[], &[2]))], 17, 9).unwrap();
+        let q = eval(
+            &node("Div", vec![]),
+            &[Some(&i(&[2], &[7, -7])), Some(&i(&[], &[2]))],
+            17,
+            9,
+        )
+        .unwrap();
         assert_eq!(q[0].data, vec![3., -3.]);
-        let m = eval(&node("Mod", vec![]), &[Some(&i(&[1], &[-7])), Some(&i(&[], &[3]))], 17, 9).unwrap();
+        let m = eval(
+            &node("Mod", vec![]),
+            &[Some(&i(&[1], &[-7])), Some(&i(&[], &[3]))],
+            17,
+            9,
+        )
+        .unwrap();
         assert_eq!(m[0].data, vec![2.]);
     }
 
     #[test]
     fn shapes_and_indexing_by_hand() {
         let x = t(&[2, 3], &[0., 1., 2., 3., 4., 5.]);
-        let y = eval(&node("Transpose", vec![ints("perm", &[1, 0])]), &[Some(&x)], 17, 100).unwrap();
+        let y = eval(
+            &node("Transpose", vec![ints("perm", &[1, 0])]),
+            &[Some(&x)],
+            17,
+            100,
+        )
+        .unwrap();
         assert_eq!(y[0], t(&[3, 2], &[0., 3., 1., 4., 2., 5.]));
         // x[:, 1:] by Slice(starts [1], ends [huge], axes [1]).
         let s = eval(
             &node("Slice", vec![]),
-            &[Some(&x), Some(&i(&[1], &[1])), Some(&i(&[1], &[i64::MAX])), Some(&i(&[1], &[1]))],
+            &[
+                Some(&x),
+                Some(&i(&[1], &[1])),
+                Some(&i(&[1], &[i64::MAX])),
+                Some(&i(&[1], &[1])),
+            ],
             17,
             100,
         )
@@ -910,17 +1022,41 @@ mod tests {
         let z = t(&[2, 2], &[0.; 4]);
         let sc = eval(
             &node("ScatterND", vec![]),
-            &[Some(&z), Some(&i(&[1, 1], &[1])), Some(&t(&[1, 2], &[7., 8.]))],
+            &[
+                Some(&z),
+                Some(&i(&[1, 1], &[1])),
+                Some(&t(&[1, 2], &[7., 8.])),
+            ],
             17,
             100,
         )
         .unwrap();
         assert_eq!(sc[0].data, vec![0., 0., 7., 8.]);
         // Gather rows [1, 0] along axis 1.
-        let g = eval(&node("Gather", vec![proto::AttributeProto { name: Some("axis".into()), i: Some(1), r#type: Some(2), ..Default::default() }]), &[Some(&x), Some(&i(&[2], &[1, 0]))], 17, 100).unwrap();
+        let g = eval(
+            &node(
+                "Gather",
+                vec![proto::AttributeProto {
+                    name: Some("axis".into()),
+                    i: Some(1),
+                    r#type: Some(2),
+                    ..Default::default()
+                }],
+            ),
+            &[Some(&x), Some(&i(&[2], &[1, 0]))],
+            17,
+            100,
+        )
+        .unwrap();
         assert_eq!(g[0], t(&[2, 2], &[1., 0., 4., 3.]));
         // MatMul [[0,1,2],[3,4,5]] · [[1],[1],[1]] = [[3],[12]].
-        let mm = eval(&node("MatMul", vec![]), &[Some(&x), Some(&t(&[3, 1], &[1., 1., 1.]))], 17, 100).unwrap();
+        let mm = eval(
+            &node("MatMul", vec![]),
+            &[Some(&x), Some(&t(&[3, 1], &[1., 1., 1.]))],
+            17,
+            100,
+        )
+        .unwrap();
         assert_eq!(mm[0], t(&[2, 1], &[3., 12.]));
     }
 
@@ -930,6 +1066,9 @@ mod tests {
         let e = eval(&node("ConstantOfShape", vec![]), &[Some(&s)], 17, 1 << 20).unwrap_err();
         assert!(e.contains("more than the 1048576 elements"), "{e}");
         let e = eval(&node("Erf", vec![]), &[Some(&s)], 17, 10).unwrap_err();
-        assert!(e.contains("does not compute the ONNX operator `Erf`"), "{e}");
+        assert!(
+            e.contains("does not compute the ONNX operator `Erf`"),
+            "{e}"
+        );
     }
 }

@@ -2996,7 +2996,11 @@ impl<'a> Reader<'a> {
                 Ok(Some(()))
             }
             Err(e) if e.contains("more than the") => Err(self
-                .err(i, n, format!("folding this node of constant inputs makes {e}"))
+                .err(
+                    i,
+                    n,
+                    format!("folding this node of constant inputs makes {e}"),
+                )
                 .help("store large tensors as initializers")),
             Err(_) => Ok(None),
         }

@@ -270,7 +270,10 @@ impl<'a> Reader<'a> {
             // torch.onnx.export's region: what depends only on constants and shapes folds
             // as it comes (nodes outside the scope may read it before the region is read).
             let n = &self.graph.node[i];
-            if n.input.iter().all(|x| x.is_empty() || self.vals.contains_key(x)) {
+            if n.input
+                .iter()
+                .all(|x| x.is_empty() || self.vals.contains_key(x))
+            {
                 self.fold(i, n)?;
             }
             return Ok(true);

@@ -51,7 +51,9 @@ fn scope(n: &NodeProto) -> Option<&str> {
     if !name.starts_with('/') {
         return None;
     }
-    name.rsplit_once('/').map(|(s, _)| s).filter(|s| !s.is_empty())
+    name.rsplit_once('/')
+        .map(|(s, _)| s)
+        .filter(|s| !s.is_empty())
 }
 
 /// Regions of a TorchScript export: per region, its scope and node indices (graph order).
@@ -75,13 +77,21 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
         }
         let prefix = format!("{s}/");
         let mut inside: HashSet<usize> = (0..g.node.len())
-            .filter(|&j| g.node[j].name.as_deref().is_some_and(|m| m.starts_with(&prefix)))
+            .filter(|&j| {
+                g.node[j]
+                    .name
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(&prefix))
+            })
             .collect();
         // The exporter leaves some of the function's shape arithmetic unscoped (`Shape_965`,
         // `Range_971`): the unscoped nodes reached from the region through unscoped nodes
         // whose outputs are read only by the region or by each other belong to it.
         let unscoped = |j: usize| {
-            g.node[j].name.as_deref().is_none_or(|m| !m.starts_with('/'))
+            g.node[j]
+                .name
+                .as_deref()
+                .is_none_or(|m| !m.starts_with('/'))
                 && g.node[j].op_type.as_deref() != Some("Constant")
         };
         let mut extra: HashSet<usize> = HashSet::new();
@@ -102,9 +112,9 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
                 .filter(|&j| {
                     g.node[j].output.iter().any(|y| {
                         g.output.iter().any(|o| o.name.as_deref() == Some(y))
-                            || readers
-                                .get(y.as_str())
-                                .is_some_and(|r| r.iter().any(|k| !inside.contains(k) && !extra.contains(k)))
+                            || readers.get(y.as_str()).is_some_and(|r| {
+                                r.iter().any(|k| !inside.contains(k) && !extra.contains(k))
+                            })
                     })
                 })
                 .collect();
@@ -140,9 +150,11 @@ fn probe_values(n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Where a candidate failed: the node and why; `stage` orders failures (bias, mask, probe).
+/// Where a candidate failed: the node and why; `stage` orders failures (bias, mask, probe),
+/// and within a stage the lower `score` (entries that disagree) is the closer candidate.
 struct Miss {
     stage: u8,
+    score: u64,
     node: usize,
     why: String,
 }
@@ -275,13 +287,21 @@ impl<'a> Reader<'a> {
             }
         }
         let Some((xname, xref, xshape)) = data else {
-            return Err(self.traced_err(nodes[0], path, "no computed input: the layer reads one tensor"));
+            return Err(self.traced_err(
+                nodes[0],
+                path,
+                "no computed input: the layer reads one tensor",
+            ));
         };
         if xshape.len() != 4 {
             return Err(self.traced_err(
                 nodes[0],
                 path,
-                format!("its input `{}` has shape {}: the layer reads N×H×W×C", excerpt(&xname), list(&xshape)),
+                format!(
+                    "its input `{}` has shape {}: the layer reads N×H×W×C",
+                    excerpt(&xname),
+                    list(&xshape)
+                ),
             ));
         }
         let xdims: Vec<usize> = xshape.iter().map(|&d| d as usize).collect();
@@ -289,12 +309,17 @@ impl<'a> Reader<'a> {
         if count > MAX_PROBE_ELEMENTS {
             return Err(self.traced_err(nodes[0], path, format!("its input has {count} elements: archscope computes the region on a probe of at most {MAX_PROBE_ELEMENTS}")).help("export with a smaller input or batch"));
         }
-        env.insert(xname.clone(), T::new(xdims.clone(), probe_values(count), false));
+        env.insert(
+            xname.clone(),
+            T::new(xdims.clone(), probe_values(count), false),
+        );
         // 1. Every node computed: constants fold, the rest carries the probe.
         for &j in nodes {
             let n = &g.node[j];
             if n.op_type.as_deref() == Some("Constant") {
-                let t = self.traced_const(&n.output[0]).ok_or_else(|| self.traced_err(j, path, "a Constant archscope cannot decode"))?;
+                let t = self.traced_const(&n.output[0]).ok_or_else(|| {
+                    self.traced_err(j, path, "a Constant archscope cannot decode")
+                })?;
                 env.insert(n.output[0].clone(), t);
                 konst.insert(n.output[0].clone());
                 continue;
@@ -311,8 +336,13 @@ impl<'a> Reader<'a> {
                 .iter()
                 .map(|x| if x.is_empty() { None } else { env.get(x) })
                 .collect();
-            let outs = fold::eval(n, &ins, self.opset, limit)
-                .map_err(|e| self.traced_err(j, path, format!("{e} (archscope computes the region to compare it with the layer)")))?;
+            let outs = fold::eval(n, &ins, self.opset, limit).map_err(|e| {
+                self.traced_err(
+                    j,
+                    path,
+                    format!("{e} (archscope computes the region to compare it with the layer)"),
+                )
+            })?;
             for (y, t) in n.output.iter().zip(outs) {
                 if is_const {
                     konst.insert(y.clone());
@@ -338,18 +368,35 @@ impl<'a> Reader<'a> {
         }
         let (yname, last) = match outs.as_slice() {
             [(j, y)] => (y.to_string(), *j),
-            [] => return Err(self.traced_err(*nodes.last().expect("a region has nodes"), path, "no computed output is read outside the layer")),
+            [] => {
+                return Err(self.traced_err(
+                    *nodes.last().expect("a region has nodes"),
+                    path,
+                    "no computed output is read outside the layer",
+                ))
+            }
             [_, (j, y), ..] => {
-                return Err(self.traced_err(*j, path, format!("a second tensor `{}` is read outside the layer: it has one output", excerpt(y))))
+                return Err(self.traced_err(
+                    *j,
+                    path,
+                    format!(
+                        "a second tensor `{}` is read outside the layer: it has one output",
+                        excerpt(y)
+                    ),
+                ))
             }
         };
         // Constants read outside (another region's shape arithmetic) stay known.
         for &j in nodes {
             for y in &g.node[j].output {
-                if konst.contains(y) && self.uses.get(y.as_str()).copied().unwrap_or(0) > inner.get(y.as_str()).copied().unwrap_or(0) {
+                if konst.contains(y)
+                    && self.uses.get(y.as_str()).copied().unwrap_or(0)
+                        > inner.get(y.as_str()).copied().unwrap_or(0)
+                {
                     if let Some(t) = env.get(y) {
                         let dims = t.dims.iter().map(|&d| d as u64).collect();
-                        self.vals.insert(y.clone(), Val::folded(dims, t.data.clone()));
+                        self.vals
+                            .insert(y.clone(), Val::folded(dims, t.data.clone()));
                     }
                 }
             }
@@ -364,13 +411,19 @@ impl<'a> Reader<'a> {
             if n.op_type.as_deref() != Some("Slice") || konst.contains(&n.input[0]) {
                 continue;
             }
-            let (Some(x), Some(st), Some(ax)) = (env.get(&n.input[0]), n.input.get(1).and_then(|s| env.get(s)), n.input.get(3).and_then(|s| env.get(s))) else {
+            let (Some(x), Some(st), Some(ax)) = (
+                env.get(&n.input[0]),
+                n.input.get(1).and_then(|s| env.get(s)),
+                n.input.get(3).and_then(|s| env.get(s)),
+            ) else {
                 continue;
             };
             for (&s, &a) in st.data.iter().zip(&ax.data) {
                 let r = x.dims.len() as i64;
                 let a = if a < 0.0 { a as i64 + r } else { a as i64 };
-                let Some(&len) = usize::try_from(a).ok().and_then(|a| x.dims.get(a)) else { continue };
+                let Some(&len) = usize::try_from(a).ok().and_then(|a| x.dims.get(a)) else {
+                    continue;
+                };
                 let len = len as i64;
                 let s = s.clamp(-1e12, 1e12) as i64;
                 let s = if s < 0 { s + len } else { s };
@@ -381,7 +434,10 @@ impl<'a> Reader<'a> {
         }
         let heads = found.bias.1.dims[found.bias.1.dims.len() - 3] as u64;
         let l = found.bias.1.dims[found.bias.1.dims.len() - 1] as u64;
-        let (qb, pb) = (found.weights.contains_key("qkv.bias"), found.weights.contains_key("proj.bias"));
+        let (qb, pb) = (
+            found.weights.contains_key("qkv.bias"),
+            found.weights.contains_key("proj.bias"),
+        );
         let v2 = found.v2;
         let mut best: Option<Miss> = None;
         let mut tried = 0usize;
@@ -390,18 +446,39 @@ impl<'a> Reader<'a> {
                 for &s1 in shifts.iter().filter(|&&s| s < ww) {
                     tried += 1;
                     if tried > super::MAX_CANDIDATES {
-                        return Err(self.traced_err(nodes[0], path, format!("more than the {} candidate layers archscope compares", super::MAX_CANDIDATES)));
+                        return Err(self.traced_err(
+                            nodes[0],
+                            path,
+                            format!(
+                                "more than the {} candidate layers archscope compares",
+                                super::MAX_CANDIDATES
+                            ),
+                        ));
                     }
                     let body = format!(
                         "op: shifted_window_attention, heads: {heads}, window: [{wh}, {ww}], shift: [{s0}, {s1}], v2: {v2}, pad: true, qkv_bias: {qb}, proj_bias: {pb}"
                     );
-                    let Ok(cand) = self.build_candidate(&body, &xshape, true) else { continue };
-                    match self.traced_try(&cand, &found, &target, &xdims, &env[&xname], last, ([wh, ww], [s0, s1])) {
+                    let Ok(cand) = self.build_candidate(&body, &xshape, true) else {
+                        continue;
+                    };
+                    match self.traced_try(
+                        &cand,
+                        &found,
+                        &target,
+                        &xdims,
+                        &env[&xname],
+                        last,
+                        ([wh, ww], [s0, s1]),
+                    ) {
                         Ok(table) => {
-                            return self.traced_emit(path, nodes, &cand, &xref, &yname, &found, table);
+                            return self
+                                .traced_emit(path, nodes, &cand, &xref, &yname, &found, table);
                         }
                         Err(m) => {
-                            if best.as_ref().is_none_or(|b| m.stage > b.stage) {
+                            if best.as_ref().is_none_or(|b| {
+                                (m.stage, std::cmp::Reverse(m.score))
+                                    > (b.stage, std::cmp::Reverse(b.score))
+                            }) {
                                 best = Some(m);
                             }
                         }
@@ -451,23 +528,38 @@ impl<'a> Reader<'a> {
         };
         // A weight read from outside the region under its PyTorch name (`….attn.logit_scale`).
         let named = |suffix: &str| -> Option<T> {
-            nodes.iter().flat_map(|&j| g.node[j].input.iter()).find_map(|x| {
-                (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
-                    .then(|| env.get(x).cloned())
-                    .flatten()
-            })
+            nodes
+                .iter()
+                .flat_map(|&j| g.node[j].input.iter())
+                .find_map(|x| {
+                    (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
+                        .then(|| env.get(x).cloned())
+                        .flatten()
+                })
         };
         let v2 = nodes.iter().any(|&j| op(j) == "ReduceL2");
         let mms = by_const("MatMul");
         let adds = by_const("Add");
         let find_mm = |dims: [usize; 2]| mms.iter().find(|(_, t)| t.dims == dims).cloned();
         let Some((_, qkv)) = find_mm([c, 3 * c]) else {
-            return Err(self.traced_err(last, path, format!("no MatMul by a {c}×{} constant (qkv)", 3 * c)));
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no MatMul by a {c}×{} constant (qkv)", 3 * c),
+            ));
         };
         let Some((_, proj)) = find_mm([c, c]) else {
-            return Err(self.traced_err(last, path, format!("no MatMul by a {c}×{c} constant (proj)")));
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no MatMul by a {c}×{c} constant (proj)"),
+            ));
         };
-        let vec_of = |len: usize| adds.iter().find(|(_, t)| t.dims == [len]).map(|(_, t)| t.clone());
+        let vec_of = |len: usize| {
+            adds.iter()
+                .find(|(_, t)| t.dims == [len])
+                .map(|(_, t)| t.clone())
+        };
         let tails: Vec<(usize, T)> = adds
             .iter()
             .filter(|(_, t)| {
@@ -477,10 +569,18 @@ impl<'a> Reader<'a> {
             .cloned()
             .collect();
         let Some(bias) = tails.first().cloned() else {
-            return Err(self.traced_err(last, path, "no constant of trailing L×L dims added to the logits (the relative-position bias)"));
+            return Err(self.traced_err(
+                last,
+                path,
+                "no constant of trailing L×L dims added to the logits (the relative-position bias)",
+            ));
         };
         if tails.len() > 2 {
-            return Err(self.traced_err(tails[2].0, path, "a third constant added to the logits (the layer adds the bias and the shift mask)"));
+            return Err(self.traced_err(
+                tails[2].0,
+                path,
+                "a third constant added to the logits (the layer adds the bias and the shift mask)",
+            ));
         }
         let heads = bias.1.dims[bias.1.dims.len() - 3];
         let mut weights = HashMap::new();
@@ -494,7 +594,13 @@ impl<'a> Reader<'a> {
             weights.insert("proj.bias", as_is(&b));
         }
         if v2 {
-            let miss = |what: &str| self.traced_err(last, path, format!("a Swin-V2 attention (it normalises q and k) without {what}"));
+            let miss = |what: &str| {
+                self.traced_err(
+                    last,
+                    path,
+                    format!("a Swin-V2 attention (it normalises q and k) without {what}"),
+                )
+            };
             let ls = named("logit_scale").ok_or_else(|| miss("its `logit_scale` weight"))?;
             weights.insert("logit_scale", as_is(&ls));
             // cpb_mlp: a MatMul of the coordinates by a 2×hidden constant, an Add of hidden,
@@ -507,8 +613,16 @@ impl<'a> Reader<'a> {
                 .collect();
             let first = consts.iter().find(|(_, t)| t.dims[0] == 2).ok_or_else(|| miss("the cpb_mlp's first linear layer (a MatMul of the coordinates by a 2×hidden constant)"))?;
             let hidden = first.1.dims[1];
-            let second = consts.iter().find(|(_, t)| t.dims == [hidden, heads]).ok_or_else(|| miss(&format!("the cpb_mlp's last linear layer (a MatMul by a {hidden}×{heads} constant)")))?;
-            let b0 = named("cpb_mlp.0.bias").ok_or_else(|| miss("the cpb_mlp's first bias (`cpb_mlp.0.bias`)"))?;
+            let second = consts
+                .iter()
+                .find(|(_, t)| t.dims == [hidden, heads])
+                .ok_or_else(|| {
+                    miss(&format!(
+                        "the cpb_mlp's last linear layer (a MatMul by a {hidden}×{heads} constant)"
+                    ))
+                })?;
+            let b0 = named("cpb_mlp.0.bias")
+                .ok_or_else(|| miss("the cpb_mlp's first bias (`cpb_mlp.0.bias`)"))?;
             weights.insert("cpb_mlp.0.weight", transposed(&first.1));
             weights.insert("cpb_mlp.0.bias", as_is(&b0));
             weights.insert("cpb_mlp.2.weight", transposed(&second.1));
@@ -541,23 +655,39 @@ impl<'a> Reader<'a> {
             .expect("the candidate has its layer");
         let specs = layer.layer.weights();
         let fixed = |name: &str| {
-            specs.iter().find(|s| s.name == name).and_then(|s| match &s.init {
-                Init::Fixed(v) => Some(v.clone()),
-                _ => None,
-            })
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| match &s.init {
+                    Init::Fixed(v) => Some(v.clone()),
+                    _ => None,
+                })
         };
         let index = fixed("relative_position_index").expect("the layer has its index");
         let (bj, bt) = &f.bias;
         let d = &bt.dims;
         let (h, l) = (d[d.len() - 3], d[d.len() - 1]);
         if index.len() != l * l || bt.data.len() != h * l * l {
-            return Err(Miss { stage: 0, node: *bj, why: format!("the bias added here has shape {d:?}; the layer's windows give {h} × {l} × {l}") });
+            return Err(Miss {
+                stage: 0,
+                score: 0,
+                node: *bj,
+                why: format!(
+                    "the bias added here has shape {d:?}; the layer's windows give {h} × {l} × {l}"
+                ),
+            });
         }
         // V1: table[index[p·L + q], head] = bias[head, p, q], the same for every (p, q) of a
         // row. (V2's bias is computed from the weights: the probe checks it.)
         let mut table: Vec<f32> = Vec::new();
-        if let Some(rows) = specs.iter().find(|s| s.name == "relative_position_bias_table").map(|s| s.shape[0]) {
+        if let Some(rows) = specs
+            .iter()
+            .find(|s| s.name == "relative_position_bias_table")
+            .map(|s| s.shape[0])
+        {
             let mut t: Vec<Option<f64>> = vec![None; rows * h];
+            let mut first: Option<String> = None;
+            let mut bad = 0u64;
             for hh in 0..h {
                 for (pq, &r) in index.iter().enumerate() {
                     let v = bt.data[hh * l * l + pq];
@@ -566,20 +696,37 @@ impl<'a> Reader<'a> {
                         None => *slot = Some(v),
                         Some(w) if (*w as f32) == (v as f32) => {}
                         Some(w) => {
-                            return Err(Miss {
-                                stage: 1,
-                                node: *bj,
-                                why: format!(
-                                    "the constant added here is no relative-position bias of the layer's {}×{} windows: head {hh}, tokens ({}, {}) hold {} and an earlier pair of the same relative offset (table row {r}, torchvision's relative_position_index) holds {}",
-                                    win[0], win[1], pq / l, pq % l, v as f32, *w as f32
-                                ),
-                            })
+                            bad += 1;
+                            first.get_or_insert_with(|| format!(
+                                "head {hh}, tokens ({}, {}) hold {} and an earlier pair of the same relative offset (table row {r}, torchvision's relative_position_index) holds {}",
+                                pq / l, pq % l, v as f32, *w as f32
+                            ));
                         }
                     }
                 }
             }
-            let Some(full) = t.iter().map(|v| v.map(|x| x as f32)).collect::<Option<Vec<f32>>>() else {
-                return Err(Miss { stage: 1, node: *bj, why: "a row of the bias table is no position's".into() });
+            if let Some(what) = first {
+                return Err(Miss {
+                    stage: 1,
+                    score: bad,
+                    node: *bj,
+                    why: format!(
+                        "the constant added here is no relative-position bias of the layer's {}×{} windows ({bad} entries disagree with the table they give): {what}",
+                        win[0], win[1]
+                    ),
+                });
+            }
+            let Some(full) = t
+                .iter()
+                .map(|v| v.map(|x| x as f32))
+                .collect::<Option<Vec<f32>>>()
+            else {
+                return Err(Miss {
+                    stage: 1,
+                    score: 0,
+                    node: *bj,
+                    why: "a row of the bias table is no position's".into(),
+                });
             };
             table = full;
         }
@@ -588,24 +735,33 @@ impl<'a> Reader<'a> {
             .model
             .graph
             .as_ref()
-            .and_then(|g| g.initializer.iter().find(|t| t.name.as_deref().is_some_and(|n| n.contains("shift_mask"))))
+            .and_then(|g| {
+                g.initializer
+                    .iter()
+                    .find(|t| t.name.as_deref().is_some_and(|n| n.contains("shift_mask")))
+            })
             .and_then(|t| proto::tensor_to_f64(t).ok());
         match (&f.mask, theirs) {
             (None, None) => {}
-            (Some((mj, _)), None) => return Err(Miss { stage: 2, node: *mj, why: format!("a mask is added here; the layer's {:?} windows with shift {:?} are not shifted on this map", win, shift) }),
-            (None, Some(_)) => return Err(Miss { stage: 2, node: *bj, why: format!("no shift mask follows the bias; the layer's {:?} windows with shift {:?} need one", win, shift) }),
+            (Some((mj, _)), None) => return Err(Miss { stage: 2, score: 0, node: *mj, why: format!("a mask is added here; the layer's {:?} windows with shift {:?} are not shifted on this map", win, shift) }),
+            (None, Some(_)) => return Err(Miss { stage: 2, score: 0, node: *bj, why: format!("no shift mask follows the bias; the layer's {:?} windows with shift {:?} need one", win, shift) }),
             (Some((mj, m)), Some(want)) => {
                 if m.data.len() != want.len() {
-                    return Err(Miss { stage: 2, node: *mj, why: format!("the mask added here has shape {:?}, {} values; the layer's has {}", m.dims, m.data.len(), want.len()) });
+                    return Err(Miss { stage: 2, score: 0, node: *mj, why: format!("the mask added here has shape {:?}, {} values; the layer's has {}", m.dims, m.data.len(), want.len()) });
                 }
-                if let Some(k) = m.data.iter().zip(&want).position(|(a, b)| (*a as f32) != (*b as f32)) {
+                let differs = |k: usize| (m.data[k] as f32) != (want[k] as f32);
+                if let Some(k) = (0..want.len()).find(|&k| differs(k)) {
+                    // Closest: fewest entries masked in one and not the other, then fewest values.
+                    let pattern = (0..want.len()).filter(|&k| (m.data[k] != 0.0) != (want[k] != 0.0)).count() as u64;
+                    let values = (0..want.len()).filter(|&k| differs(k)).count() as u64;
                     let (w, rest) = (k / (l * l), k % (l * l));
                     return Err(Miss {
                         stage: 3,
+                        score: pattern * (want.len() as u64 + 1) + values,
                         node: *mj,
                         why: format!(
-                            "the mask added here differs from the one the layer builds for window {:?} and shift {:?}: window {w}, tokens ({}, {}) hold {} where the layer has {}",
-                            win, shift, rest / l, rest % l, m.data[k] as f32, want[k] as f32
+                            "the mask added here differs from the one the layer builds for window {win:?} and shift {shift:?} ({values} of {} entries): window {w}, tokens ({}, {}) hold {} where the layer has {}",
+                            want.len(), rest / l, rest % l, m.data[k] as f32, want[k] as f32
                         ),
                     });
                 }
@@ -620,10 +776,27 @@ impl<'a> Reader<'a> {
                     ("relative_position_bias_table", _, _) => table.clone(),
                     (_, Some((_, v)), _) => v.clone(),
                     (_, None, Init::Fixed(v)) => v.clone(),
-                    _ => return Err(Miss { stage: 4, node: last, why: format!("the layer's weight `{}` is not in the region", s.name) }),
+                    _ => {
+                        return Err(Miss {
+                            stage: 4,
+                            score: 0,
+                            node: last,
+                            why: format!("the layer's weight `{}` is not in the region", s.name),
+                        })
+                    }
                 };
                 if data.len() != s.shape.iter().product::<usize>() {
-                    return Err(Miss { stage: 4, node: last, why: format!("the layer's weight `{}` has shape {:?}; the file's has {} values", s.name, s.shape, data.len()) });
+                    return Err(Miss {
+                        stage: 4,
+                        score: 0,
+                        node: last,
+                        why: format!(
+                            "the layer's weight `{}` has shape {:?}; the file's has {} values",
+                            s.name,
+                            s.shape,
+                            data.len()
+                        ),
+                    });
                 }
                 ts.push(Tensor::new(s.shape.clone(), data));
             }
@@ -637,16 +810,35 @@ impl<'a> Reader<'a> {
             for y in 0..hh {
                 for x in 0..ww {
                     for k in 0..c {
-                        input[((b * c + k) * hh + y) * ww + x] = probe.data[((b * hh + y) * ww + x) * c + k] as f32;
+                        input[((b * c + k) * hh + y) * ww + x] =
+                            probe.data[((b * hh + y) * ww + x) * c + k] as f32;
                     }
                 }
             }
         }
-        let run = crate::exec::run(net, &weights, &[Tensor::new(vec![n, c, hh, ww], input)], None)
-            .map_err(|e| Miss { stage: 4, node: last, why: format!("the layer does not run on the probe: {}", e.message) })?;
+        let run = crate::exec::run(
+            net,
+            &weights,
+            &[Tensor::new(vec![n, c, hh, ww], input)],
+            None,
+        )
+        .map_err(|e| Miss {
+            stage: 4,
+            score: 0,
+            node: last,
+            why: format!("the layer does not run on the probe: {}", e.message),
+        })?;
         let out = &run.outputs[0];
         if out.data.len() != target.data.len() {
-            return Err(Miss { stage: 4, node: last, why: format!("the region's output has shape {:?}, the layer's {:?}", target.dims, out.shape) });
+            return Err(Miss {
+                stage: 4,
+                score: 0,
+                node: last,
+                why: format!(
+                    "the region's output has shape {:?}, the layer's {:?}",
+                    target.dims, out.shape
+                ),
+            });
         }
         let scale = target.data.iter().fold(1f64, |a, v| a.max(v.abs()));
         let (k, diff) = out
@@ -655,10 +847,14 @@ impl<'a> Reader<'a> {
             .zip(&target.data)
             .map(|(a, b)| (f64::from(*a) - b).abs())
             .enumerate()
-            .fold((0, 0f64), |m, (k, d)| if d > m.1 || d.is_nan() { (k, d) } else { m });
+            .fold(
+                (0, 0f64),
+                |m, (k, d)| if d > m.1 || d.is_nan() { (k, d) } else { m },
+            );
         if diff.is_nan() || diff > PROBE_TOLERANCE * scale {
             return Err(Miss {
                 stage: 5,
+                score: 0,
                 node: last,
                 why: format!(
                     "on a probe input the region computes another function than the layer (window {:?}, shift {:?}): element {k} differs by {diff:.3e} (tolerance {:.1e})",
@@ -691,10 +887,16 @@ impl<'a> Reader<'a> {
         };
         let module = super::super::full_module_path(&probe, None).unwrap_or_else(|| short.clone());
         let id = self.fresh_id(&sanitize(&short), "attention");
-        self.yaml_nodes.push(format!("{{id: {id}, {}, in: {xref}}}", cand.body));
+        self.yaml_nodes
+            .push(format!("{{id: {id}, {}, in: {xref}}}", cand.body));
         self.origins.push(self.where_(nodes[0], &g.node[nodes[0]]));
         self.paths.push(Some(module));
-        let layer = cand.net.nodes.iter().find(|n| n.name == "attn").expect("the candidate has its layer");
+        let layer = cand
+            .net
+            .nodes
+            .iter()
+            .find(|n| n.name == "attn")
+            .expect("the candidate has its layer");
         for s in layer.layer.weights() {
             let data = match (s.name, f.weights.get(s.name), &s.init) {
                 ("relative_position_bias_table", _, _) => Some(table.clone()),
