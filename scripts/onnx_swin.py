@@ -17,9 +17,25 @@ script
    tests/data/onnx/NAME.onnx, checks it with onnx.checker, and runs onnxruntime (all graph
    optimisations off) on a seeded input: the input and output go to the JSON.
 
-torch.onnx.export's own files of these models are not read yet (docs/ONNX.md "Not yet").
+With `--torch`, it writes instead the torch.onnx.export files (tests/onnx_swin_torch.rs):
 
-Figures: tests/data/onnx_swin_reference.json.
+3. tiny one-stage Swin and Swin-V2 (TORCH_BUILDERS: one unshifted and one shifted block,
+   windows 4×4 on an 8×8 map), with torchvision's own initialisation (seeded) except that the
+   bias tables, V2's logit scales and cpb_mlp and the head are drawn at a larger scale (so that
+   a wrong bias, scale or mask shows in the output). Equal tensors (the zero biases, the
+   LayerNorms' ones) are thus shared by the exporter. Each is exported by the TorchScript
+   exporter (`dynamo=False`, opset 17, constant folding on), measured as above, run in
+   onnxruntime on a seeded input, and committed as tests/data/onnx/NAME.onnx. To keep the
+   files under 200 KB, the intermediate tensors' names (`/features/…/Add_output_0`,
+   `onnx::…`) are renamed `t0`, `t1`, …; node names (the module scopes the reader uses),
+   parameter names and graph inputs and outputs are kept, and the renamed file must give
+   onnxruntime's output bit for bit;
+4. torchvision's swin_t and swin_v2_t (random weights, seeded) exported the same way, unchanged,
+   into $TMPDIR/archscope_onnx_swin/ (not committed; tests/onnx_swin_torch.rs reads them when
+   present), with onnxruntime's output on a seeded input.
+
+Figures: tests/data/onnx_swin_reference.json; with `--torch`,
+tests/data/onnx_swin_torch_reference.json.
 """
 
 from __future__ import annotations
@@ -84,14 +100,38 @@ BUILDERS = {
 }
 
 
-def measure(name: str) -> dict:
+TORCH_BUILDERS = {
+    "swin_tiny_torch": lambda: SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[2],
+        num_heads=[2],
+        window_size=[4, 4],
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+    ),
+    "swin_v2_tiny_torch": lambda: SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[2],
+        num_heads=[2],
+        window_size=[4, 4],
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+        block=SwinTransformerBlockV2,
+        downsample_layer=PatchMergingV2,
+    ),
+}
+
+
+def measure(name: str, builders: dict = BUILDERS, size=(32, 32)) -> dict:
     """torch_reference.measure on the tiny torchvision model (its get_model replaced)."""
     real = torchvision.models.get_model
     meta = tref.torchvision_meta
-    torchvision.models.get_model = lambda _n, weights=None, **_k: BUILDERS[name]()
+    torchvision.models.get_model = lambda _n, weights=None, **_k: builders[name]()
     tref.torchvision_meta = lambda _n: {}
     try:
-        m = tref.measure(name, {}, (32, 32))
+        m = tref.measure(name, {}, size)
     finally:
         torchvision.models.get_model = real
         tref.torchvision_meta = meta
@@ -156,7 +196,117 @@ def export_and_run(name: str, work: Path) -> dict:
     }
 
 
+def shorten(g) -> None:
+    """Renames intermediate tensors (`/…_output_0`, `onnx::…`) t0, t1, …: node names,
+    parameter names and graph inputs and outputs are kept."""
+    keep = {t.name for t in g.initializer if not t.name.startswith(("onnx::", "/"))}
+    keep |= {v.name for v in g.input} | {v.name for v in g.output}
+    new: dict = {}
+
+    def r(x: str) -> str:
+        if not x or x in keep:
+            return x
+        return new.setdefault(x, f"t{len(new)}")
+
+    for n in g.node:
+        n.input[:] = [r(x) for x in n.input]
+        n.output[:] = [r(x) for x in n.output]
+    for t in g.initializer:
+        t.name = r(t.name)
+    for v in g.value_info:
+        v.name = r(v.name)
+
+
+def drawn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """torchvision's own initialisation (seeded), the bias tables, logit scales, cpb_mlp and
+    head drawn larger: a wrong bias, scale or mask then shows in the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("relative_position_bias_table", "logit_scale") or ".cpb_mlp." in name or (
+                name.startswith("head.") and leaf == "weight"
+            ):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model.eval()
+
+
+def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def torch_export(model: torch.nn.Module, size: int, path: Path, short: bool) -> dict:
+    x = oec.rng_for("input", SEED).standard_normal((1, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17)
+    y = ort_run(path, x)
+    m = onnx.load(str(path))
+    if short:
+        shorten(m.graph)
+        onnx.save(m, str(path))
+        y2 = ort_run(path, x)
+        assert np.array_equal(y, y2), "renaming changed the output"
+    inits = [t.name for t in m.graph.initializer]
+    return {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "nodes": len(m.graph.node),
+        "initializers": len(inits),
+        "shared_by_identity": sum(1 for n in m.graph.node if n.op_type == "Identity"),
+        "input_shape": list(x.shape),
+        "input": [float(v) for v in x.reshape(-1)] if short else None,
+        "output_shape": list(y.shape),
+        "output": [float(v) for v in y.reshape(-1)],
+        "torch_output": [float(v) for v in model(torch.from_numpy(x)).detach().numpy().reshape(-1)],
+    }
+
+
+def main_torch() -> int:
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_swin"
+    work.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "produced_with": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "onnxruntime": ort.__version__,
+            "script": "scripts/onnx_swin.py --torch",
+        },
+        "models": {},
+        "full": {},
+    }
+    for name, build in TORCH_BUILDERS.items():
+        torch.manual_seed(SEED)
+        model = drawn(build(), SEED)
+        entry = {"torch": measure(name, TORCH_BUILDERS), "onnx": torch_export(model, 32, OUT / f"{name}.onnx", True)}
+        doc["models"][name] = entry
+        o = entry["onnx"]
+        print(f"{name}: params {entry['torch']['params']} MACs {entry['torch']['macs']}; {o['file']} {o['bytes']} bytes")
+        if o["bytes"] >= 200_000:
+            print(f"  {o['file']} is over 200 KB", file=sys.stderr)
+            return 1
+    for name in ("swin_t", "swin_v2_t"):
+        torch.manual_seed(SEED)
+        model = drawn(torchvision.models.get_model(name), SEED)
+        size = 224 if name == "swin_t" else 256
+        path = work / f"{name}_torch.onnx"
+        o = torch_export(model, size, path, False)
+        o["input"] = None
+        real = tref.measure(name, {}, (size, size))
+        doc["full"][name] = {
+            "torch": {k: real[k] for k in ("params", "trainable", "buffers", "macs")},
+            "onnx": o,
+        }
+        print(f"{name}: params {real['params']} MACs {real['macs']}; {path}")
+    Path("tests/data/onnx_swin_torch_reference.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
 def main() -> int:
+    if "--torch" in sys.argv[1:]:
+        return main_torch()
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_swin"
     work.mkdir(parents=True, exist_ok=True)
     doc = {

@@ -49,6 +49,7 @@ mod onnx_gpt;
 mod onnx_import;
 mod onnx_roundtrip;
 mod onnx_swin;
+mod onnx_swin_torch;
 mod onnx_vit;
 mod onnx_yolo;
 mod onnx_yolo11;

@@ -24,6 +24,9 @@ mod patterns;
 // Swin's and MaxViT's windowed attention as `archscope export` writes it.
 #[path = "swin.rs"]
 mod swin;
+// A small evaluator of ONNX nodes: constant folding and windowed-attention probes.
+#[path = "fold.rs"]
+mod fold;
 // GPT-2-style decoders: embeddings, causal attention, tanh GELU, the tied head.
 #[path = "gpt.rs"]
 mod gpt;
@@ -140,6 +143,8 @@ struct Reader<'a> {
     gpt: gpt::Found,
     /// The learned tensors arithmetic has read, each counted once (`arith.rs`).
     learned: arith::Learned,
+    /// The tensors of integer (or bool) element type (`fold::int_tensors`).
+    ints: HashSet<String>,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -337,6 +342,7 @@ pub fn import_model_sized(
         windows: swin::find(graph, model.producer_name.as_deref() == Some("archscope")),
         gpt: gpt::Found::default(),
         learned: arith::Learned::default(),
+        ints: fold::int_tensors(graph),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -2916,7 +2922,50 @@ impl<'a> Reader<'a> {
                     .insert(n.output[0].clone(), Val::folded(dims, data));
                 Ok(Some(()))
             }
-            None => Ok(None),
+            None => self.fold_any(i, n, &consts),
+        }
+    }
+
+    /// Folds a node of constant inputs the rules above do not cover (multi-dimensional
+    /// `Slice`, `Gather`, `Concat`, `Transpose`, `Expand`, `Where`, `ScatterND`, `Range`, …)
+    /// with `fold::eval`, in the element types `self.ints` gives; every value made holds at
+    /// most [`MAX_FOLDED_ELEMENTS`]. `Ok(None)`: an operator it does not compute.
+    fn fold_any(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        consts: &[Option<(Vec<u64>, Vec<f64>)>],
+    ) -> Result<Option<()>, Diagnostic> {
+        let ts: Vec<Option<fold::T>> = consts
+            .iter()
+            .zip(&n.input)
+            .map(|(c, x)| {
+                c.as_ref().map(|(d, v)| {
+                    fold::T::new(
+                        d.iter().map(|&x| x as usize).collect(),
+                        v.clone(),
+                        self.ints.contains(x),
+                    )
+                })
+            })
+            .collect();
+        let ins: Vec<Option<&fold::T>> = ts.iter().map(Option::as_ref).collect();
+        match fold::eval(n, &ins, self.opset, MAX_FOLDED_ELEMENTS) {
+            Ok(outs) => {
+                for (y, t) in n.output.iter().zip(outs) {
+                    let dims = t.dims.iter().map(|&d| d as u64).collect();
+                    self.vals.insert(y.clone(), Val::folded(dims, t.data));
+                }
+                Ok(Some(()))
+            }
+            Err(e) if e.contains("more than the") => Err(self
+                .err(
+                    i,
+                    n,
+                    format!("folding this node of constant inputs makes {e}"),
+                )
+                .help("store large tensors as initializers")),
+            Err(_) => Ok(None),
         }
     }
 

@@ -26,6 +26,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{list, sanitize, Reader, Val};
+
+// Swin's attention as torch.onnx.export writes it.
+#[path = "swin_traced.rs"]
+mod traced;
 use crate::error::{excerpt, Diagnostic};
 use crate::onnx::proto::{self, AttributeProto, GraphProto, ModelProto, NodeProto};
 
@@ -58,6 +62,8 @@ pub(super) struct Windows {
     anchored: Vec<bool>,
     /// Regions given back to the node-by-node reading.
     released: HashSet<usize>,
+    /// Per region: whether it is torch.onnx.export's form (`swin_traced.rs`).
+    traced: Vec<bool>,
 }
 
 /// The layer path of a node named by `archscope export` (`S` or `S/Op_k`); `None` for other
@@ -87,7 +93,15 @@ fn is_anchor(t: &str) -> bool {
 pub(super) fn find(g: &GraphProto, archscope: bool) -> Windows {
     let mut w = Windows::default();
     if !archscope {
-        return w;
+        for (p, nodes) in traced::find(g) {
+            for &i in &nodes {
+                w.of.insert(i, w.list.len());
+            }
+            w.list.push((p, nodes));
+            w.anchored.push(true);
+            w.traced.push(true);
+        }
+        return triggers(g, w);
     }
     // Every layer path's nodes, in order; the regions are those that read the index buffer or
     // have a window partition's form (`Reshape`, a 6-axis `Transpose`, `Reshape`).
@@ -117,7 +131,13 @@ pub(super) fn find(g: &GraphProto, archscope: bool) -> Windows {
         }
         w.list.push((p.to_string(), nodes));
         w.anchored.push(anchored);
+        w.traced.push(false);
     }
+    triggers(g, w)
+}
+
+/// Each region's trigger node, and the graph inputs its nodes read.
+fn triggers(g: &GraphProto, mut w: Windows) -> Windows {
     if w.list.is_empty() {
         return w;
     }
@@ -183,6 +203,8 @@ fn attrs_text(n: &NodeProto) -> String {
 
 /// A candidate layer, written as archscope exports it.
 struct Candidate {
+    /// The one-layer network (`attn`, after a permute when it reads channels last).
+    net: crate::graph::Network,
     /// The YAML body (`op: …, …`, without `in:`).
     body: String,
     /// Its exported one-layer model.
@@ -244,8 +266,24 @@ impl<'a> Reader<'a> {
         if self.windows.released.contains(&k) {
             return Ok(false);
         }
+        if self.windows.traced[k] && i < self.windows.trigger[k] {
+            // torch.onnx.export's region: what depends only on constants and shapes folds
+            // as it comes (nodes outside the scope may read it before the region is read).
+            let n = &self.graph.node[i];
+            if n.input
+                .iter()
+                .all(|x| x.is_empty() || self.vals.contains_key(x))
+            {
+                self.fold(i, n)?;
+            }
+            return Ok(true);
+        }
         if self.windows.trigger[k] == i {
             let (path, nodes) = self.windows.list[k].clone();
+            if self.windows.traced[k] {
+                self.traced_region(&path, &nodes)?;
+                return Ok(true);
+            }
             match self.window_region(&path, &nodes) {
                 Ok(()) => {}
                 // A partition's form that is no partition (another layer written the same
@@ -580,7 +618,9 @@ impl<'a> Reader<'a> {
         )?;
         let o = &net.outputs[0];
         let out = net.nodes[o.node].out_shapes[o.slot].0.clone();
+        let net = net;
         Ok(Candidate {
+            net,
             body: body.to_string(),
             model,
             out,
