@@ -34,6 +34,9 @@ pub(super) struct Found {
     /// Attention-mask inputs: graph input name → the nodes that compute the masks from it
     /// (in graph order; read by evaluating them, `computed_mask`).
     chains: HashMap<String, Vec<usize>>,
+    /// Whether a mask's computation is being evaluated (`computed_mask`): its initializers
+    /// are decoded whatever their size.
+    pub(super) evaluating: bool,
 }
 
 /// How K reaches the score product.
@@ -847,6 +850,7 @@ impl<'a> Reader<'a> {
                 .vals
                 .insert(x.to_string(), Val::folded(vec![n as u64, s], probe));
             let mut result = Ok(());
+            self.gpt.evaluating = true;
             for &c in &nodes {
                 let nd = &g.node[c];
                 match self.fold(c, nd) {
@@ -863,6 +867,7 @@ impl<'a> Reader<'a> {
                     }
                 }
             }
+            self.gpt.evaluating = false;
             let got = self.const_values(t);
             for &c in &nodes {
                 for o in &g.node[c].output {

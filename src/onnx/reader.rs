@@ -2781,10 +2781,12 @@ impl<'a> Reader<'a> {
                     consts.push(Some((dims.clone(), data.clone())))
                 }
                 // A mask's comparisons and logic read initializers left undecoded (gpt.rs).
-                Some(Val::Const { .. }) if gpt::folds_logic(op) => match self.const_values(x) {
-                    Some(c) => consts.push(Some(c)),
-                    None => return Ok(None),
-                },
+                Some(Val::Const { .. }) if gpt::folds_logic(op) || self.gpt.evaluating => {
+                    match self.const_values(x) {
+                        Some(c) => consts.push(Some(c)),
+                        None => return Ok(None),
+                    }
+                }
                 _ => return Ok(None),
             }
         }
