@@ -79,6 +79,28 @@ pub fn workspace(d: &Dims) -> u64 {
     (tasks as u64).saturating_mul((scratch_per_pair(d) as u64).saturating_add(packing_per_pair(d)))
 }
 
+/// The additive mask of a mask of the keys `keep` (N×S: key `j` of sample `n` is attended where
+/// `keep[n·S + j]` is not 0, transformers' `attention_mask`), with PyTorch's causal rule when
+/// `causal` (query `i` sees keys `0..=i`): 0 where a pair is attended, the lowest f32 elsewhere.
+/// That is transformers' own mask (`torch.finfo(float32).min` where its boolean mask is false,
+/// added once), so a query that sees no key at all averages every key, as transformers' model
+/// does. N×L×S when `causal`, else N×S (one row for every query).
+pub fn key_mask(keep: &[f32], n: usize, l: usize, s: usize, causal: bool) -> Vec<f32> {
+    let rows = if causal { l } else { 1 };
+    let mut out = vec![0f32; n * rows * s];
+    for (b, plane) in out.chunks_exact_mut((rows * s).max(1)).enumerate() {
+        let k = &keep[b * s..(b + 1) * s];
+        for (i, row) in plane.chunks_exact_mut(s.max(1)).enumerate() {
+            for (j, x) in row.iter_mut().enumerate() {
+                if k[j] == 0.0 || (causal && j > i) {
+                    *x = f32::MIN;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `out = softmax(scale · Q·Kᵀ + mask, over keys) · V` for every pair, with keys after the
 /// query's own position left out when `causal` (PyTorch's top-left aligned `is_causal`: query
 /// `i` sees keys `0..=i`). `out` is written where [`Strided`] `o` says. Returns the

@@ -47,6 +47,7 @@ mod onnx_export;
 mod onnx_fuzz;
 mod onnx_gpt;
 mod onnx_import;
+mod onnx_inputs;
 mod onnx_roundtrip;
 mod onnx_swin;
 mod onnx_swin_torch;

@@ -39,11 +39,11 @@ pub const MULTI_HEAD_ATTENTION: OpType = OpType {
 pub const SCALED_DOT_PRODUCT_ATTENTION: OpType = OpType {
     name: "scaled_dot_product_attention",
     aliases: &["sdpa"],
-    keys: &["causal", "scale", "dropout", "gqa"],
+    keys: &["causal", "scale", "dropout", "gqa", "mask"],
     arity: Arity::AtLeast(3),
     fused_bn: None,
     build: build_sdpa,
-    summary: "softmax(q·kᵀ·scale + mask)·v (F.scaled_dot_product_attention) on N×…×L×E: in: [q, k, v] or [q, k, v, mask]",
+    summary: "softmax(q·kᵀ·scale + mask)·v (F.scaled_dot_product_attention) on N×…×L×E: in: [q, k, v] or [q, k, v, mask] (`mask: keys`: an N×S mask of the keys, 0 for padding)",
 };
 
 /// A dropout probability: used in training only (identity at inference), in [0, 1).
@@ -1032,6 +1032,9 @@ struct Sdpa {
     dropout: f64,
     gqa: bool,
     masked: bool,
+    /// `mask: keys`: the fourth input is an N×S mask of the keys (transformers'
+    /// `attention_mask`: a key is attended where it is not 0), combined with `causal`.
+    keys: bool,
 }
 
 /// The sizes of an SDPA call: (query pairs, L, S, E, Ev, query heads, key heads).
@@ -1120,7 +1123,23 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         .help("give key and value the same length S"));
     }
     let masked = n_in == 4;
-    if masked {
+    let keys = a.choice("mask", &["additive", "keys"], "additive")? == "keys";
+    if keys {
+        let Some(m) = a.inputs.get(3) else {
+            return Err(a
+                .error("mask", "`mask: keys` without a mask input")
+                .help("give the N×S mask of the keys as the fourth input: `in: [q, k, v, mask]`"));
+        };
+        let n = q.0[0];
+        if m.0 != [n, s] {
+            return Err(Diagnostic::new(format!(
+                "the key mask is {m}, but this attention has {n} samples of {s} keys"
+            ))
+            .help(format!(
+                "give a mask of {n}×{s}: one value per sample and key, 0 for a key left out (transformers' attention_mask)"
+            )));
+        }
+    } else if masked {
         if causal {
             return Err(a
                 .error("causal", "a causal attention with an explicit mask: give one of them (PyTorch refuses both)")
@@ -1153,6 +1172,7 @@ fn build_sdpa(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         dropout,
         gqa,
         masked,
+        keys,
     }))
 }
 
@@ -1160,6 +1180,39 @@ impl Sdpa {
     fn macs(&self, inputs: &[Shape]) -> Result<u64, Diagnostic> {
         let (pairs, l, s, e, ev) = sdpa_sizes(inputs);
         mul(&[pairs, l, s, add(&[e, ev])?])
+    }
+}
+
+impl Sdpa {
+    /// The additive mask of a mask of the keys (input 3, N×S), as transformers' export
+    /// computes it: a pair is left out where its key's value is 0 (`Equal`) or, when causal,
+    /// the key comes after the query; left out, the lowest f32 (`Where`), else 0; shaped
+    /// N×1…×L×S (N×1…×1×S without the causal rule) to broadcast over the heads.
+    fn onnx_key_mask(&self, em: &mut super::onnx::Emit, qd: &[i64], l: i64, s: i64) -> String {
+        let r = qd.len();
+        let m = em.input(3);
+        let zero = em.scalar("zero", 0.0);
+        let mut out_of = em.step("Equal", &[&m, &zero], vec![]);
+        let mut shape = vec![qd[0]];
+        shape.extend(std::iter::repeat_n(1, r - 2));
+        shape.push(s);
+        if self.causal {
+            let off = em.step("Cast", &[&out_of], vec![super::onnx::int("to", 1)]);
+            let off = em.reshape(&off, &shape);
+            let mut later = vec![0f32; (l * s) as usize];
+            for i in 0..l {
+                for j in i + 1..s {
+                    later[(i * s + j) as usize] = 1.0;
+                }
+            }
+            let later = em.floats("later", &[l, s], later);
+            let both = em.step("Add", &[&off, &later], vec![]);
+            out_of = em.step("Greater", &[&both, &zero], vec![]);
+        } else {
+            out_of = em.reshape(&out_of, &shape);
+        }
+        let lowest = em.scalar("lowest", f32::MIN);
+        em.step("Where", &[&out_of, &lowest, &zero], vec![])
     }
 }
 
@@ -1175,7 +1228,9 @@ impl Op for Sdpa {
         if self.causal {
             s.push_str(", causal");
         }
-        if self.masked {
+        if self.keys {
+            s.push_str(", key mask");
+        } else if self.masked {
             s.push_str(", masked");
         }
         if let Some(x) = self.scale {
@@ -1276,7 +1331,10 @@ impl Kernel for Sdpa {
                 *t = em.reshape(&y, &merged);
             }
         }
-        let mask = em.inputs.get(3).cloned();
+        let mut mask = em.inputs.get(3).cloned();
+        if self.keys {
+            mask = Some(self.onnx_key_mask(em, &qd, l, s));
+        }
         let scale = self.scale.map_or(1.0 / (e as f32).sqrt(), |x| x as f32);
         let out = em.output(0);
         super::onnx::attention(
@@ -1287,7 +1345,7 @@ impl Kernel for Sdpa {
             r,
             (l as u64, s as u64),
             mask.as_deref(),
-            self.causal,
+            self.causal && !self.keys,
             scale,
             &out,
         );
@@ -1321,9 +1379,29 @@ impl Kernel for Sdpa {
         };
         let mut out_shape = q.shape.clone();
         out_shape[r - 1] = ev;
+        // A mask of the keys (`mask: keys`) as the additive mask it stands for: per sample,
+        // one row for every query, or L×S with the causal rule in it.
+        let causal_rows = self.keys && self.causal;
+        let keyed: Option<Vec<f32>> = match inputs.get(3) {
+            Some(m) if self.keys => {
+                let n = q.shape[0];
+                buffer("mask of the keys", &[n, if causal_rows { l } else { 1 }, s])?;
+                Some(kernels_attn::key_mask(&m.data, n, l, s, causal_rows))
+            }
+            _ => None,
+        };
         let mut out = ctx.output(&out_shape);
+        let per_sample = pairs / q.shape[0].max(1);
+        let keyed_mask = keyed.as_ref().map(|data| Mask {
+            data,
+            offsets: (0..pairs)
+                .map(|b| (b / per_sample.max(1)) * if causal_rows { l * s } else { s })
+                .collect(),
+            row: if causal_rows { s } else { 0 },
+            col: 1,
+        });
         // The mask broadcast over the leading dimensions: the offset of each pair's L×S block.
-        let mask = inputs.get(3).map(|m| {
+        let mask = inputs.get(3).filter(|_| !self.keys).map(|m| {
             let mr = m.shape.len();
             let mut target: Vec<usize> = q.shape[..r - 2].to_vec();
             target.extend([l, s]);
@@ -1368,8 +1446,8 @@ impl Kernel for Sdpa {
             (&q.data, strided(hq, l, e)),
             (&k.data, strided(hk, s, e)),
             (&v.data, strided(hk, s, ev)),
-            mask.as_ref(),
-            self.causal,
+            mask.as_ref().or(keyed_mask.as_ref()),
+            self.causal && !self.keys,
             scale,
             (&mut out.data, strided(hq, l, ev)),
         );
@@ -1384,14 +1462,23 @@ impl Kernel for Sdpa {
         } else {
             0
         };
-        offsets.saturating_add(kernels_attn::workspace(&Dims {
-            pairs: pairs as usize,
-            l: l as usize,
-            s: s as usize,
-            e: e as usize,
-            ev: ev as usize,
-            group: 1,
-        }))
+        // A mask of the keys becomes an additive one: N×S, or N×L×S when causal.
+        let keyed = if self.keys {
+            let rows = if self.causal { l } else { 1 };
+            inputs[0].0[0].saturating_mul(rows).saturating_mul(s)
+        } else {
+            0
+        };
+        offsets
+            .saturating_add(keyed)
+            .saturating_add(kernels_attn::workspace(&Dims {
+                pairs: pairs as usize,
+                l: l as usize,
+                s: s as usize,
+                e: e as usize,
+                ev: ev as usize,
+                group: 1,
+            }))
     }
 }
 

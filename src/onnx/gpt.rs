@@ -31,6 +31,12 @@ pub(super) struct Found {
     tables: Vec<(String, String, Vec<u64>)>,
     /// Token inputs: YAML id → the smallest table that reads them (the vocabulary).
     pub(super) vocab: Vec<(String, u64)>,
+    /// Attention-mask inputs: graph input name → the nodes that compute the masks from it
+    /// (in graph order; read by evaluating them, `computed_mask`).
+    chains: HashMap<String, Vec<usize>>,
+    /// Whether a mask's computation is being evaluated (`computed_mask`): its initializers
+    /// are decoded whatever their size.
+    pub(super) evaluating: bool,
 }
 
 /// How K reaches the score product.
@@ -54,8 +60,11 @@ struct Sdpa {
     v: String,
     /// Scalar factors (tensor name, whether it divides).
     scales: Vec<(String, bool)>,
-    /// The constant added to the scores: tensor and node index.
+    /// The mask added to the scores: tensor and node index.
     mask: Option<(String, usize)>,
+    /// The graph input the mask is computed from (an attention-mask input), when it is not a
+    /// constant.
+    mask_input: Option<String>,
     /// The `Where(IsNaN(p), zero, p)` zero's tensor name.
     nan_zero: Option<String>,
 }
@@ -80,6 +89,7 @@ pub(super) fn folds_logic(op: &str) -> bool {
     matches!(
         op,
         "Equal"
+            | "GatherND"
             | "Less"
             | "LessOrEqual"
             | "Greater"
@@ -94,6 +104,8 @@ pub(super) fn folds_logic(op: &str) -> bool {
 /// √(2/π) and 0.044715, the tanh GELU's constants, as an f32 file holds them.
 const GELU_K: f64 = 0.797_884_560_802_865_4;
 const GELU_C: f64 = 0.044_715;
+
+const MASK_HELP: &str = "archscope reads an attention-mask input as transformers computes it (a key kept where the mask is not 0, with or without the causal rule, −∞ or the lowest f32 elsewhere); export with the mask inside the model, or describe the model in YAML (`mask: keys`, docs/FORMAT.md)";
 
 const SDPA_HELP: &str = "archscope reads scaled-dot-product attention with a causal mask (−∞ above the diagonal, 0 elsewhere) or none; describe other masks in archscope YAML (docs/FORMAT.md)";
 
@@ -211,10 +223,38 @@ impl<'a> Reader<'a> {
                 dynamic.extend(n.output.iter().map(String::as_str));
             }
         }
+        // Which data inputs each tensor is computed from (one bit per input, the 64th for all
+        // later ones), not through `Shape`/`Size` (whose values are fixed here).
+        let data: Vec<&str> = g
+            .input
+            .iter()
+            .filter_map(|v| v.name.as_deref())
+            .filter(|x| matches!(self.vals.get(*x), Some(Val::Act { .. })))
+            .collect();
+        let mut deps: HashMap<&str, u64> = data
+            .iter()
+            .enumerate()
+            .map(|(k, x)| (*x, 1u64 << k.min(63)))
+            .collect();
+        for n in &g.node {
+            if matches!(n.op_type.as_deref(), Some("Shape" | "Size")) {
+                continue;
+            }
+            let d = n
+                .input
+                .iter()
+                .fold(0, |a, x| a | deps.get(x.as_str()).copied().unwrap_or(0));
+            if d != 0 {
+                for o in &n.output {
+                    deps.insert(o.as_str(), d);
+                }
+            }
+        }
+        let mut found = Vec::new();
         for (i, n) in g.node.iter().enumerate() {
             match n.op_type.as_deref() {
                 Some("Softmax") if !self.regions.contains(i) => {
-                    if let Some((end, s, inner)) = self.find_sdpa(i, n, &dynamic) {
+                    if let Some((end, mut s, inner)) = self.find_sdpa(i, n, &dynamic, &deps) {
                         if inner
                             .iter()
                             .chain([&end])
@@ -222,8 +262,18 @@ impl<'a> Reader<'a> {
                         {
                             continue;
                         }
-                        self.done.extend(inner);
-                        self.gpt.sdpa.insert(end, s);
+                        if let Some((t, _)) = &s.mask {
+                            let d = deps.get(t.as_str()).copied().unwrap_or(0);
+                            if d != 0 {
+                                // One attention-mask input (the 64th bit stands for several).
+                                let k = d.trailing_zeros() as usize;
+                                if d.count_ones() != 1 || k >= 63 {
+                                    continue;
+                                }
+                                s.mask_input = Some(data[k].to_string());
+                            }
+                        }
+                        found.push((end, s, inner));
                     }
                 }
                 Some("Tanh") if !self.regions.contains(i) => {
@@ -234,6 +284,51 @@ impl<'a> Reader<'a> {
                 }
                 _ => {}
             }
+        }
+        // Each attention-mask input: the nodes computing the masks from it must read nothing
+        // else computed from the data and be read by nothing else than the attention's Add;
+        // then they are the attention's (evaluated there), else its attentions are left to
+        // the node-by-node reading, which refuses them at the first node it cannot map.
+        let mut inputs: Vec<String> = found
+            .iter()
+            .filter_map(|(_, s, _)| s.mask_input.clone())
+            .collect();
+        inputs.sort();
+        inputs.dedup();
+        for x in inputs {
+            let adds: HashSet<usize> = found
+                .iter()
+                .filter(|(_, s, _)| s.mask_input.as_ref() == Some(&x))
+                .filter_map(|(_, s, _)| s.mask.as_ref().map(|m| m.1))
+                .collect();
+            let mut reach: HashSet<&str> = HashSet::from([x.as_str()]);
+            let mut chain = Vec::new();
+            let mut clean = true;
+            for (i, n) in g.node.iter().enumerate() {
+                if adds.contains(&i) || !n.input.iter().any(|t| reach.contains(t.as_str())) {
+                    continue;
+                }
+                clean &= n.input.iter().all(|t| {
+                    reach.contains(t.as_str()) || deps.get(t.as_str()).copied().unwrap_or(0) == 0
+                });
+                clean &= !g.output.iter().any(|o| {
+                    n.output
+                        .iter()
+                        .any(|y| o.name.as_deref() == Some(y.as_str()))
+                });
+                chain.push(i);
+                reach.extend(n.output.iter().map(String::as_str));
+            }
+            if clean {
+                self.done.extend(chain.iter().copied());
+                self.gpt.chains.insert(x, chain);
+            } else {
+                found.retain(|(_, s, _)| s.mask_input.as_ref() != Some(&x));
+            }
+        }
+        for (end, s, inner) in found {
+            self.done.extend(inner);
+            self.gpt.sdpa.insert(end, s);
         }
     }
 
@@ -273,6 +368,7 @@ impl<'a> Reader<'a> {
         i: usize,
         sm: &NodeProto,
         dynamic: &HashSet<&str>,
+        deps: &HashMap<&str, u64>,
     ) -> Option<(usize, Sdpa, Vec<usize>)> {
         let mut inner = vec![i];
         let mut scales = Vec::new();
@@ -284,7 +380,22 @@ impl<'a> Reader<'a> {
             let (p, m) = self.single_producer(&t)?;
             match m.op_type.as_deref().unwrap_or("") {
                 "Add" if mask.is_none() && m.input.len() == 2 => {
-                    let k = (0..2).find(|&k| !dynamic.contains(m.input[k].as_str()))?;
+                    let d = |k: usize| deps.get(m.input[k].as_str()).copied().unwrap_or(0);
+                    let k =
+                        match (0..2).find(|&k| !dynamic.contains(m.input[k].as_str())) {
+                            Some(k) => k,
+                            // Both computed: the mask is the side computed without the data
+                            // inputs the scores come from (from an attention-mask input; the
+                            // scores of a later layer depend on it too), the scores a product or
+                            // its scale.
+                            None => (0..2).rev().find(|&k| {
+                                d(k) != 0
+                                    && d(1 - k) & !d(k) != 0
+                                    && self.producer.get(m.input[1 - k].as_str()).is_some_and(
+                                        |&p| matches!(self.op_of(p), "MatMul" | "Mul" | "Div"),
+                                    )
+                            })?,
+                        };
                     if !dynamic.contains(m.input[1 - k].as_str()) {
                         return None;
                     }
@@ -382,6 +493,7 @@ impl<'a> Reader<'a> {
             v: mm.input[1].clone(),
             scales,
             mask,
+            mask_input: None,
             nan_zero,
         };
         Some((end, s, inner))
@@ -574,9 +686,15 @@ impl<'a> Reader<'a> {
                     .help(SDPA_HELP));
             }
         }
-        let causal = match &s.mask {
-            None => false,
-            Some((t, j)) => self.causal_mask(*j, t, l, sk)?,
+        let mut keys = None;
+        let causal = match (&s.mask, &s.mask_input) {
+            (None, _) => false,
+            (Some((t, j)), None) => self.causal_mask(*j, t, l, sk)?,
+            (Some((t, j)), Some(x)) => {
+                let (causal, r) = self.computed_mask(*j, t, x, l, sk)?;
+                keys = Some(r);
+                causal
+            }
         };
         let base = self.pattern_base(n, "attention");
         if matches!(s.k_form, KForm::HeadsLast) {
@@ -595,11 +713,18 @@ impl<'a> Reader<'a> {
         if (scale as f32 - default).abs() > f32::EPSILON * default {
             let _ = write!(extra, ", scale: {}", yf(scale));
         }
+        let ins = match &keys {
+            Some(m) => {
+                extra.push_str(", mask: keys");
+                format!("[{q}, {k}, {v}, {m}]")
+            }
+            None => format!("[{q}, {k}, {v}]"),
+        };
         let id = self.emit(
             i,
             n,
             &base,
-            format!("op: scaled_dot_product_attention, in: [{q}, {k}, {v}]{extra}"),
+            format!("op: scaled_dot_product_attention, in: {ins}{extra}"),
         );
         let mut out = qs.clone();
         out[3] = vs[3];
@@ -656,6 +781,167 @@ impl<'a> Reader<'a> {
             (_, true) => Ok(false),
             _ => Err(fail("is not causal (−∞ exactly above the diagonal)")),
         }
+    }
+
+    /// The mask `t` added to the L×S scores (node `j`) computed from the attention-mask graph
+    /// input `x` (transformers' `attention_mask`, N×S: 1 for a token, 0 for padding):
+    /// `(causal, x's YAML id)` when, for each of four masks put in `x` (all ones; the first
+    /// half kept; every other key, shifted by one per sample; all zeros), the nodes between
+    /// `x` and `t` evaluate to 0 for each pair whose key the mask keeps (and, when causal, that
+    /// does not come after the query) and to −∞ or the lowest f32 for every other pair, as
+    /// transformers computes it. Anything else is an error naming node `j` or the node that
+    /// does not evaluate.
+    fn computed_mask(
+        &mut self,
+        j: usize,
+        t: &str,
+        x: &str,
+        l: u64,
+        s: u64,
+    ) -> Result<(bool, String), Diagnostic> {
+        let g = self.graph;
+        let m = &g.node[j];
+        let fail = |me: &Self, what: String| {
+            me.err(
+                j,
+                m,
+                format!(
+                    "the mask added to the attention scores, computed from input `{}`, {what}",
+                    excerpt(x)
+                ),
+            )
+            .help(MASK_HELP)
+        };
+        let Some(Val::Act { r, shape }) = self.vals.get(x).cloned() else {
+            return Err(fail(self, "is not computed from a data input".into()));
+        };
+        if shape.len() != 2 || shape[1] != s {
+            return Err(fail(
+                self,
+                format!("comes from a {shape:?} tensor: archscope reads an N×S mask of the keys (N×{s})"),
+            ));
+        }
+        let n = shape[0] as usize;
+        let su = s as usize;
+        // The nodes of the chain that `t` is computed from, in graph order.
+        let chain = self.gpt.chains.get(x).cloned().unwrap_or_default();
+        let mut need: HashSet<&str> = HashSet::from([t]);
+        let mut nodes = Vec::new();
+        for &c in chain.iter().rev() {
+            let nd = &g.node[c];
+            if c < j && nd.output.iter().any(|o| need.contains(o.as_str())) {
+                nodes.push(c);
+                need.extend(nd.input.iter().map(String::as_str));
+            }
+        }
+        nodes.reverse();
+        let probes: [Box<dyn Fn(usize, usize) -> bool>; 4] = [
+            Box::new(|_, _| true),
+            Box::new(move |_, k| k < (su / 2).max(1)),
+            Box::new(|b, k| (k + b) % 2 == 0),
+            Box::new(|_, _| false),
+        ];
+        let mut causal = false;
+        for (pi, keep) in probes.iter().enumerate() {
+            let probe: Vec<f64> = (0..n * su)
+                .map(|e| f64::from(u8::from(keep(e / su.max(1), e % su.max(1)))))
+                .collect();
+            let saved = self
+                .vals
+                .insert(x.to_string(), Val::folded(vec![n as u64, s], probe));
+            let mut result = Ok(());
+            self.gpt.evaluating = true;
+            for &c in &nodes {
+                let nd = &g.node[c];
+                match self.fold(c, nd) {
+                    Ok(Some(())) => {}
+                    Ok(None) => {
+                        result = Err(self
+                            .err(c, nd, format!("the attention mask's computation from input `{}` does not evaluate here (with the mask's values known)", excerpt(x)))
+                            .help(MASK_HELP));
+                        break;
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            self.gpt.evaluating = false;
+            let got = self.const_values(t);
+            for &c in &nodes {
+                for o in &g.node[c].output {
+                    self.vals.remove(o);
+                }
+            }
+            if let Some(v) = saved {
+                self.vals.insert(x.to_string(), v);
+            }
+            result?;
+            let Some((dims, data)) = got else {
+                return Err(fail(self, "is not evaluated".into()));
+            };
+            let nd = dims.len();
+            let lead_ok = match nd {
+                2 => true,
+                3 => true,
+                4 => dims[0] == 1 || dims[0] == n as u64,
+                _ => false,
+            };
+            if !(lead_ok && dims[nd - 2] == l && dims[nd - 1] == s) {
+                return Err(fail(
+                    self,
+                    format!("is {dims:?}: archscope reads a mask of N×1×L×S ({n}×1×{l}×{s}) broadcast over the heads"),
+                ));
+            }
+            let plane = (l * s) as usize;
+            let per_sample = (numel(&dims[..nd.saturating_sub(2)]) as usize).max(1);
+            let samples = if nd == 4 { dims[0] as usize } else { 1 };
+            let heads = per_sample / samples.max(1);
+            let mut above = true;
+            let mut none = true;
+            for (e, &v) in data.iter().enumerate() {
+                let masked = v == f64::NEG_INFINITY || v == f64::from(f32::MIN);
+                if !(v == 0.0 || masked) {
+                    return Err(fail(
+                        self,
+                        format!("holds {v}: archscope reads masks of 0 and −∞ (or the lowest f32)"),
+                    ));
+                }
+                let b = e / plane / heads.max(1);
+                let (row, col) = ((e % plane) / su, (e % plane) % su);
+                // Samples a broadcast mask stands for.
+                let range = if samples == n { b..b + 1 } else { 0..n };
+                for bb in range {
+                    let kept = keep(bb, col);
+                    if pi == 0 {
+                        above &= masked == (col > row);
+                        none &= !masked;
+                    } else if masked != (!kept || (causal && col > row)) {
+                        return Err(fail(
+                            self,
+                            format!(
+                                "is not transformers' mask of the keys{}: with key {col} of sample {bb} {}, the pair of query {row} is {}",
+                                if causal { " and the causal rule" } else { "" },
+                                if kept { "kept" } else { "left out" },
+                                if masked { "masked" } else { "not masked" }
+                            ),
+                        ));
+                    }
+                }
+            }
+            if pi == 0 {
+                causal = match (above, none) {
+                    (true, _) => l > 1 || s > 1,
+                    (_, true) => false,
+                    _ => return Err(fail(self, "with every key kept is neither causal (−∞ exactly above the diagonal) nor zero".into())),
+                };
+                if none {
+                    causal = false;
+                }
+            }
+        }
+        Ok((causal, r))
     }
 
     /// A Cast of a computed tensor: to a float type, the tensor itself; to an integer type,
@@ -1023,6 +1309,34 @@ impl<'a> Reader<'a> {
                 let ax = axis_at(attr_i(n, "axis", 1), d.len() as i64) as usize;
                 let a: u64 = d[..ax.min(d.len())].iter().product();
                 Some((vec![a, numel(&d) / a.max(1)], v))
+            }
+            "GatherND" => {
+                // batch_dims 0: each index tuple (the indices' last axis) picks a slice.
+                let (d, v) = c(0)?;
+                let (id, iv) = c(1)?;
+                let m = *id.last()? as usize;
+                if attr_i(n, "batch_dims", 0) != 0 || m == 0 || m > d.len() {
+                    return None;
+                }
+                let slice = numel(&d[m..]) as usize;
+                let tuples = iv.len() / m;
+                if tuples.saturating_mul(slice) > MAX_FOLDED_ELEMENTS {
+                    return None;
+                }
+                let mut out = Vec::with_capacity(tuples * slice);
+                for t in iv.chunks_exact(m) {
+                    let mut off = 0usize;
+                    for (k, &x) in t.iter().enumerate() {
+                        let size = d[k] as i64;
+                        let x = x as i64;
+                        let x = if x < 0 { x + size } else { x };
+                        let x = usize::try_from(x).ok().filter(|&x| (x as i64) < size)?;
+                        off = off * d[k] as usize + x;
+                    }
+                    out.extend_from_slice(v.get(off * slice..(off + 1) * slice)?);
+                }
+                let dims = id[..id.len() - 1].iter().chain(&d[m..]).copied().collect();
+                Some((dims, out))
             }
             "Gather" => {
                 let (d, v) = c(0)?;

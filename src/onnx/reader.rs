@@ -375,6 +375,7 @@ pub fn import_model_sized(
     let mut inputs_yaml = String::new();
     let mut n_inputs = 0;
     let mut input_sized = false;
+    let weight_inputs = weight_inputs(graph, &r.inits, &r.windows.inputs);
     for inp in &graph.input {
         let name = inp.name.as_deref().unwrap_or("");
         if let Some(t) = r.inits.get(name) {
@@ -406,9 +407,8 @@ pub fn import_model_sized(
             ))
             .help("export with a fixed input shape (a dummy input of the real size)")
         })?;
-        // A graph input read only as a weight (a graph-only export) is a shaped weight; the
-        // first graph input is always data.
-        if n_inputs > 0 && (is_weight_only(graph, name) || r.windows.inputs.contains(name)) {
+        // A graph input read only as a weight (a graph-only export) is a shaped weight.
+        if weight_inputs.contains(name) {
             let d = dims
                 .iter()
                 .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0, false)))
@@ -732,6 +732,52 @@ fn value_dims(v: &proto::ValueInfoProto) -> Option<Vec<Option<u64>>> {
             })
             .collect(),
     )
+}
+
+/// The graph inputs (not initializers) that are a graph-only export's weights: those read only
+/// in weight positions ([`is_weight_only`]) or by a windowed attention's weights (`windows`),
+/// in a file that carries no weight of its own (no float initializer in a weight position of a
+/// Conv, Gemm, MatMul, normalisation or embedding): a file with its weights has no weight
+/// inputs, so each of its inputs is data, whatever reads it (a second image read only by an
+/// `Add`). When every input would be a weight, the first is data (a model that only adds a
+/// learned tensor to its input).
+fn weight_inputs(
+    g: &GraphProto,
+    inits: &HashMap<&str, &TensorProto>,
+    windows: &HashSet<String>,
+) -> HashSet<String> {
+    let float = |t: &TensorProto| matches!(t.data_type, Some(1 | 10 | 11 | 16));
+    let carries = g.node.iter().any(|n| {
+        n.input.iter().enumerate().any(|(k, x)| {
+            let weight = match n.op_type.as_deref().unwrap_or("") {
+                "Conv" | "ConvTranspose" | "Gemm" | "LayerNormalization" | "BatchNormalization" => {
+                    k >= 1
+                }
+                "MatMul" => true,
+                "Gather" => k == 0,
+                _ => false,
+            };
+            weight && inits.get(x.as_str()).is_some_and(|t| float(t))
+        })
+    });
+    let free: Vec<&str> = g
+        .input
+        .iter()
+        .map(|v| v.name.as_deref().unwrap_or(""))
+        .filter(|n| !inits.contains_key(n))
+        .collect();
+    if carries {
+        return HashSet::new();
+    }
+    let weights: HashSet<String> = free
+        .iter()
+        .filter(|n| is_weight_only(g, n) || windows.contains(**n))
+        .map(|n| n.to_string())
+        .collect();
+    if weights.len() == free.len() {
+        return free.iter().skip(1).map(|n| n.to_string()).collect();
+    }
+    weights
 }
 
 /// Whether a graph input is read only in weight positions (Conv's W and B, Gemm's B and C,
@@ -2704,10 +2750,12 @@ impl<'a> Reader<'a> {
                     consts.push(Some((dims.clone(), data.clone())))
                 }
                 // A mask's comparisons and logic read initializers left undecoded (gpt.rs).
-                Some(Val::Const { .. }) if gpt::folds_logic(op) => match self.const_values(x) {
-                    Some(c) => consts.push(Some(c)),
-                    None => return Ok(None),
-                },
+                Some(Val::Const { .. }) if gpt::folds_logic(op) || self.gpt.evaluating => {
+                    match self.const_values(x) {
+                        Some(c) => consts.push(Some(c)),
+                        None => return Ok(None),
+                    }
+                }
                 _ => return Ok(None),
             }
         }
