@@ -133,6 +133,8 @@ struct Reader<'a> {
     windows: swin::Windows,
     /// GPT-style patterns and token ids (`gpt.rs`).
     gpt: gpt::Found,
+    /// Written by `archscope export`: node names are layer paths (`S`, `S/Op_k`).
+    archscope: bool,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -329,6 +331,7 @@ pub fn import_model_sized(
         regions: attention::find_regions(graph),
         windows: swin::find(graph, model.producer_name.as_deref() == Some("archscope")),
         gpt: gpt::Found::default(),
+        archscope: model.producer_name.as_deref() == Some("archscope"),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -1022,8 +1025,13 @@ impl<'a> Reader<'a> {
         let id = self.fresh_id(base, "layer");
         self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
         self.origins.push(self.where_(i, n));
-        self.paths
-            .push(full_module_path(n, n.input.get(1).map(String::as_str)));
+        // `archscope export` names each node after its layer path (the weights may carry
+        // other names: `weights_names:`).
+        let path = match self.archscope {
+            true => swin::layer_path(n).map(str::to_string),
+            false => full_module_path(n, n.input.get(1).map(String::as_str)),
+        };
+        self.paths.push(path);
         id
     }
 
