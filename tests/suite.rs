@@ -40,6 +40,7 @@ mod nd_ops;
 mod onnx_arith;
 mod onnx_convert;
 mod onnx_convert_blocks;
+mod onnx_convert_named;
 mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;

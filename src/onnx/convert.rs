@@ -234,7 +234,9 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     }
     let ranged: HashSet<String> = groups
         .iter()
-        .filter(|g| g.kind != Kind::Named && (g.from != 0 || per_id[&g.id] > 1 || g.kind == Kind::Indexed))
+        .filter(|g| {
+            g.kind != Kind::Named && (g.from != 0 || per_id[&g.id] > 1 || g.kind == Kind::Indexed)
+        })
         .map(|g| g.id.clone())
         .collect();
     let definitions: Vec<(String, Vec<(String, usize)>)> = block_defs
@@ -1482,10 +1484,10 @@ impl Rewriter {
 
     /// Single modules as block nodes: among the stretches of layers no run took, each module
     /// (a path prefix whose layers are all there, consecutive, at least two) that is either
-    /// numbered (`features.17`) or named with a trailing number or letter that a sibling
-    /// shares the rest of (`inception3a`, `inception3b`; `encoder_layer_0`, …), and that has
-    /// the structure of a run or of another such module (so shares a block definition with
-    /// it, [`classify`]). The outermost module wins (`inception3a`, not its `branch2`).
+    /// numbered (`features.17`) or named with a trailing number, or a letter after a digit
+    /// (`inception3a`, `encoder_layer_0`), and that has the structure of a run or of another
+    /// such module (so shares a block definition with it, [`classify`]). The outermost module
+    /// wins (`inception3a`, not its `branch2`).
     fn units(&self, items: &mut Vec<Item>, idx: &HashMap<String, usize>) {
         let run_ids: HashSet<String> = items
             .iter()
@@ -1507,8 +1509,8 @@ impl Rewriter {
                 }
             }
         }
-        // Candidates: (range, prefix depth, parent, stem of a named one), in item order.
-        let mut cands: Vec<(Group, (usize, usize), usize, String, Option<String>)> = Vec::new();
+        // Candidates: (unit, range, prefix depth), in item order.
+        let mut cands: Vec<(Group, (usize, usize), usize)> = Vec::new();
         let mut k = 0;
         while k < items.len() {
             let Item::Layer(s0) = items[k] else {
@@ -1541,30 +1543,21 @@ impl Rewriter {
                         Some((a, b)) => (a.to_string(), b),
                         None => (String::new(), pre.as_str()),
                     };
-                    let (unit, stem) = if let Ok(from) = last.parse::<usize>() {
+                    let unit = if let Ok(from) = last.parse::<usize>() {
                         if parent.is_empty() || from >= MAX_GROUP {
                             continue;
                         }
                         let id = ident(&parent);
-                        let u = self.try_unit(
-                            (i, e),
-                            &pre,
-                            id.clone(),
-                            from,
-                            Kind::Indexed,
-                            id,
-                            idx,
-                        );
-                        (u, None)
+                        self.try_unit((i, e), &pre, id.clone(), from, Kind::Indexed, id, idx)
                     } else {
-                        let Some(stem) = name_stem(last) else {
+                        if name_stem(last).is_none() {
                             continue;
-                        };
+                        }
                         let id = ident(&pre);
                         if run_ids.contains(&id) {
                             continue;
                         }
-                        let u = self.try_unit(
+                        self.try_unit(
                             (i, e),
                             &pre,
                             id,
@@ -1572,27 +1565,15 @@ impl Rewriter {
                             Kind::Named,
                             block_stem(&ident(last)),
                             idx,
-                        );
-                        (u, Some(stem))
+                        )
                     };
                     if let Some(u) = unit {
-                        cands.push((u, (i, e), d, parent, stem));
+                        cands.push((u, (i, e), d));
                     }
                 }
             }
             k += e0 - s0;
         }
-        // A named module needs a sibling of the same stem.
-        let named_ok: Vec<bool> = cands
-            .iter()
-            .enumerate()
-            .map(|(a, (_, _, _, pa, sa))| {
-                sa.is_none()
-                    || cands.iter().enumerate().any(|(b, (_, _, _, pb, sb))| {
-                        a != b && pa == pb && sa.is_some() && sa == sb
-                    })
-            })
-            .collect();
         let runs: Vec<(usize, Group)> = items
             .iter()
             .filter_map(|it| match it {
@@ -1604,15 +1585,23 @@ impl Rewriter {
             })
             .collect();
         // Cheap pruning: a module must have the structure of another candidate or fit a run.
-        let key = |g: &Group| format!("{:?}", strip(&g.template, &[]));
+        let key = |g: &Group| {
+            let t: Vec<_> = g
+                .template
+                .iter()
+                .map(|l| (&l.local, &l.op, &l.ins, l.list, l.bn, &l.act, &l.keys))
+                .collect();
+            format!("{t:?}")
+        };
         let keys: Vec<String> = cands.iter().map(|c| key(&c.0)).collect();
         let mut alive: Vec<bool> = (0..cands.len())
             .map(|a| {
-                named_ok[a]
-                    && (keys.iter().enumerate().any(|(b, kb)| a != b && *kb == keys[a])
-                        || runs
-                            .iter()
-                            .any(|(_, r)| fits(r, &cands[a].0) || fits(&cands[a].0, r)))
+                keys.iter()
+                    .enumerate()
+                    .any(|(b, kb)| a != b && *kb == keys[a])
+                    || runs
+                        .iter()
+                        .any(|(_, r)| fits(r, &cands[a].0) || fits(&cands[a].0, r))
             })
             .collect();
         let chosen = loop {
@@ -1624,17 +1613,17 @@ impl Rewriter {
                     let (ra, da) = (cands[a].1, cands[a].2);
                     !(0..cands.len()).any(|b| {
                         let (rb, db) = (cands[b].1, cands[b].2);
-                        b != a
-                            && alive[b]
-                            && rb.0 <= ra.0
-                            && ra.1 <= rb.1
-                            && (rb != ra || db < da)
+                        b != a && alive[b] && rb.0 <= ra.0 && ra.1 <= rb.1 && (rb != ra || db < da)
                     })
                 })
                 .collect();
             let mut all: Vec<(usize, Option<usize>, &Group)> =
                 runs.iter().map(|(s, g)| (*s, None, g)).collect();
-            all.extend(chosen.iter().map(|&a| (cands[a].1 .0, Some(a), &cands[a].0)));
+            all.extend(
+                chosen
+                    .iter()
+                    .map(|&a| (cands[a].1 .0, Some(a), &cands[a].0)),
+            );
             all.sort_by_key(|x| x.0);
             let gs: Vec<&Group> = all.iter().map(|x| x.2).collect();
             let classes = classify(&gs);
@@ -1646,11 +1635,18 @@ impl Rewriter {
                     }
                 }
             }
-            // Index ranges of one id must follow each other in file order.
+            // Index ranges of one id must follow each other in file order; a named module's
+            // id is its own.
             let mut end: HashMap<&str, usize> = HashMap::new();
+            let mut kinds: HashMap<&str, usize> = HashMap::new();
+            for (_, _, g) in &all {
+                *kinds.entry(g.id.as_str()).or_default() += 1;
+            }
             for (_, a, g) in &all {
                 let e = end.entry(g.id.as_str()).or_insert(0);
-                if g.from < *e && g.kind != Kind::Named {
+                if (g.from < *e && g.kind != Kind::Named)
+                    || (g.kind == Kind::Named && kinds[g.id.as_str()] > 1)
+                {
                     if let Some(a) = a {
                         bad.push(*a);
                     }
@@ -1712,7 +1708,9 @@ fn name_stem(name: &str) -> Option<String> {
 /// trailing digits and `_` (`layer1` → `layer`, `inception3a` → `inception`).
 fn block_stem(s: &str) -> String {
     let b = s.as_bytes();
-    let t = if b.len() >= 2 && b[b.len() - 1].is_ascii_alphabetic() && b[b.len() - 2].is_ascii_digit()
+    let t = if b.len() >= 2
+        && b[b.len() - 1].is_ascii_alphabetic()
+        && b[b.len() - 2].is_ascii_digit()
     {
         &s[..s.len() - 1]
     } else {
@@ -1796,12 +1794,27 @@ fn same_structure(a: &[TL], b: &[TL]) -> bool {
 /// Whether a group's template is the representative's with some of its switched layers
 /// removed (or the same): then it uses the representative's block, those switched off.
 fn fits(rep: &Group, g: &Group) -> bool {
-    if rep.out_local != g.out_local {
-        return false;
+    [&[][..], &[0], &[1], &[0, 1]].iter().any(|d| {
+        out_through(&rep.template, d, &rep.out_local).as_deref() == Some(g.out_local.as_str())
+            && strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template))
+    })
+}
+
+/// The layer a block's output `out` comes from once its layers switched on by `when` in `drop`
+/// are off (each passes its first input on): MobileNetV2's `add`, off, gives `conv_2`.
+fn out_through(t: &[TL], drop: &[u8], out: &str) -> Option<String> {
+    let mut o = out.to_string();
+    for _ in 0..=t.len() {
+        let l = t.iter().find(|l| l.local == o)?;
+        if !drop.contains(&l.when) {
+            return Some(o);
+        }
+        match l.ins.first()? {
+            LRef::Local(x, None) => o = x.clone(),
+            _ => return None,
+        }
     }
-    [&[][..], &[0], &[1], &[0, 1]]
-        .iter()
-        .any(|d| strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template)))
+    None
 }
 
 /// A parameter of a shared block: the (layer, key) slots it fills and its value per group,
