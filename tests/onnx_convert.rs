@@ -229,7 +229,10 @@ fn convnext_stages_become_repeated_blocks() {
             ),
             (
                 "features_block_3".to_string(),
-                [2, 4, 6].iter().map(|&k| ("features".to_string(), k)).collect()
+                [2, 4, 6]
+                    .iter()
+                    .map(|&k| ("features".to_string(), k))
+                    .collect()
             ),
         ]
     );

@@ -7,7 +7,11 @@
 //! run that starts after index 0 or shares its parent with other runs, so every layer keeps
 //! its PyTorch path; values that differ in the first instance only are given with `first:`,
 //! layers only the first instance has, or only the others, are `when:` layers, as the zoo
-//! writes a ResNet's downsampling shortcut). Runs of one structure share one block definition
+//! writes a ResNet's downsampling shortcut). A single module the runs left — numbered
+//! (`features.17`: `repeat: {count: 1, from: 17}`) or named with a trailing number or letter
+//! (`inception3a`, `encoder_layer_0`: a block node without `repeat`, its id the module path) —
+//! becomes a block node when it has the structure of a run or of another such module
+//! ([`Rewriter::units`]). Runs and modules of one structure share one block definition
 //! ([`share`]): the values that differ between them become parameters named after the
 //! attribute. Every layer keeps its kind, attributes and wiring, so the YAML reads back to the
 //! same figures; the weights are renamed to the layer paths of the new YAML
@@ -22,6 +26,11 @@ use crate::yaml::{emit, Document, Emit, YNode, YValue};
 
 /// Most instances a repeated block may have (the format's `repeat` limit).
 const MAX_GROUP: usize = crate::graph::MAX_REPEAT as usize;
+
+/// Most rounds of choosing single modules (each drops the modules left without a twin and
+/// lets the modules inside them be tried): bounds the work on a model with many nested
+/// candidates.
+const MAX_UNIT_ROUNDS: usize = 16;
 
 /// What `convert` writes.
 #[derive(Debug, Clone)]
@@ -222,7 +231,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let mut slots = Vec::new();
     for (k, it) in items.iter_mut().enumerate() {
         if let Item::Group(g) = it {
-            groups.push(std::mem::replace(g, Group::empty()));
+            groups.push(std::mem::replace(&mut **g, Group::empty()));
             slots.push(k);
         }
     }
@@ -251,7 +260,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         })
         .collect();
     for (k, g) in slots.into_iter().zip(groups) {
-        items[k] = Item::Group(g);
+        items[k] = Item::Group(Box::new(g));
     }
 
     // The YAML.
@@ -595,7 +604,7 @@ impl Group {
 
 enum Item {
     Layer(usize),
-    Group(Group),
+    Group(Box<Group>),
 }
 
 struct Rewriter {
@@ -952,7 +961,7 @@ impl Rewriter {
                             .last()
                             .and_then(|m| m.iter().map(|(k, _)| *k).max())
                             .unwrap_or(i);
-                        items.push(Item::Group(g));
+                        items.push(Item::Group(Box::new(g)));
                         i = end + 1;
                         done = true;
                         break;
@@ -964,7 +973,7 @@ impl Rewriter {
                 i += 1;
             }
         }
-        self.units(&mut items, &idx);
+        self.units(&mut items, &idx, &readers);
         let found: Vec<(String, usize)> = items
             .iter()
             .filter_map(|it| match it {
@@ -1366,7 +1375,7 @@ impl Rewriter {
         from: usize,
         kind: Kind,
         stem: String,
-        idx: &HashMap<String, usize>,
+        (idx, readers): (&HashMap<String, usize>, &HashMap<usize, Vec<usize>>),
     ) -> Option<Group> {
         if e - s < 2 {
             return None;
@@ -1451,16 +1460,25 @@ impl Rewriter {
                 }
             }
         };
-        for (k, l) in self.layers.iter().enumerate() {
-            if (s..e).contains(&k) {
-                continue;
-            }
-            if l.id == id || !l.ins.iter().all(|r| outside(r)) {
-                return None;
-            }
-        }
-        if !self.outputs.iter().all(|r| outside(r)) {
+        if idx.get(id.as_str()).is_some_and(|j| !(s..e).contains(j)) {
             return None;
+        }
+        for k in s..e {
+            for &r in readers.get(&k).map(Vec::as_slice).unwrap_or(&[]) {
+                if (s..e).contains(&r) {
+                    continue;
+                }
+                let refs = if r == usize::MAX {
+                    &self.outputs
+                } else {
+                    &self.layers[r].ins
+                };
+                for x in refs {
+                    if idx.get(base(x)) == Some(&k) && !outside(x) {
+                        return None;
+                    }
+                }
+            }
         }
         let out_local = match out {
             Some(o) => o.to_string(),
@@ -1488,7 +1506,12 @@ impl Rewriter {
     /// (`inception3a`, `encoder_layer_0`), and that has the structure of a run or of another
     /// such module (so shares a block definition with it, [`classify`]). The outermost module
     /// wins (`inception3a`, not its `branch2`).
-    fn units(&self, items: &mut Vec<Item>, idx: &HashMap<String, usize>) {
+    fn units(
+        &self,
+        items: &mut Vec<Item>,
+        idx: &HashMap<String, usize>,
+        readers: &HashMap<usize, Vec<usize>>,
+    ) {
         let run_ids: HashSet<String> = items
             .iter()
             .filter_map(|it| match it {
@@ -1548,7 +1571,15 @@ impl Rewriter {
                             continue;
                         }
                         let id = ident(&parent);
-                        self.try_unit((i, e), &pre, id.clone(), from, Kind::Indexed, id, idx)
+                        self.try_unit(
+                            (i, e),
+                            &pre,
+                            id.clone(),
+                            from,
+                            Kind::Indexed,
+                            id,
+                            (idx, readers),
+                        )
                     } else {
                         if name_stem(last).is_none() {
                             continue;
@@ -1564,7 +1595,7 @@ impl Rewriter {
                             0,
                             Kind::Named,
                             block_stem(&ident(last)),
-                            idx,
+                            (idx, readers),
                         )
                     };
                     if let Some(u) = unit {
@@ -1579,7 +1610,7 @@ impl Rewriter {
             .filter_map(|it| match it {
                 Item::Group(g) => {
                     let s = g.members.first()?.iter().map(|(k, _)| *k).min()?;
-                    Some((s, g.clone()))
+                    Some((s, (**g).clone()))
                 }
                 Item::Layer(_) => None,
             })
@@ -1604,19 +1635,21 @@ impl Rewriter {
                         .any(|(_, r)| fits(r, &cands[a].0) || fits(&cands[a].0, r))
             })
             .collect();
+        // Sorted by start, then the widest range, then the outer path first: the module ranges
+        // nest (they are a tree's), so a sweep finds the outermost alive ones.
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by_key(|&a| (cands[a].1 .0, std::cmp::Reverse(cands[a].1 .1), cands[a].2));
+        let mut rounds = 0;
         let chosen = loop {
-            // The outermost alive candidates (a range inside another's, or the same range at
-            // a deeper path, gives way).
-            let chosen: Vec<usize> = (0..cands.len())
-                .filter(|&a| alive[a])
-                .filter(|&a| {
-                    let (ra, da) = (cands[a].1, cands[a].2);
-                    !(0..cands.len()).any(|b| {
-                        let (rb, db) = (cands[b].1, cands[b].2);
-                        b != a && alive[b] && rb.0 <= ra.0 && ra.1 <= rb.1 && (rb != ra || db < da)
-                    })
-                })
-                .collect();
+            rounds += 1;
+            let mut chosen: Vec<usize> = Vec::new();
+            let mut end = 0;
+            for &a in &order {
+                if alive[a] && cands[a].1 .0 >= end {
+                    chosen.push(a);
+                    end = cands[a].1 .1;
+                }
+            }
             let mut all: Vec<(usize, Option<usize>, &Group)> =
                 runs.iter().map(|(s, g)| (*s, None, g)).collect();
             all.extend(
@@ -1653,8 +1686,13 @@ impl Rewriter {
                 }
                 *e = (*e).max(g.from + g.n);
             }
-            if bad.is_empty() {
-                break chosen;
+            // Each round drops at least one module; past MAX_UNIT_ROUNDS the ones left stay,
+            // each then shares its definition with whatever the final classes give it.
+            if bad.is_empty() || rounds >= MAX_UNIT_ROUNDS {
+                break chosen
+                    .into_iter()
+                    .filter(|a| !bad.contains(a))
+                    .collect::<Vec<_>>();
             }
             for a in bad {
                 alive[a] = false;
@@ -1677,7 +1715,7 @@ impl Rewriter {
                     Some(&a) => {
                         let g = taken[a].take().expect("chosen once");
                         skip_to = g.members[0].iter().map(|(k, _)| *k).max().unwrap_or(j) + 1;
-                        items.push(Item::Group(g));
+                        items.push(Item::Group(Box::new(g)));
                     }
                     None => items.push(Item::Layer(j)),
                 },
