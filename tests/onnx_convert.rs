@@ -79,8 +79,10 @@ fn every_committed_onnx_file_reads_back_to_the_same_figures() {
     // the ViT); scripts/onnx_arith.py one (arithmetic with constant numbers after a conv);
     // scripts/onnx_const.py eight (four models with constant, buffer and learned tensors, each
     // by both exporters); scripts/onnx_inputs.py four (the tiny GPT-2 with an attention-mask
-    // input from both exporters, a two-tower network with and without weights).
-    assert_eq!(files.len(), 37, "{files:?}");
+    // input from both exporters, a two-tower network with and without weights);
+    // scripts/onnx_convert_named.py two (inception_v3 graph only, a tiny network of GoogLeNet's
+    // Inception modules with weights).
+    assert_eq!(files.len(), 39, "{files:?}");
     for f in &files {
         let (net, _, c) = converted(f, 1);
         let back = read_back(f, &c, 1);
@@ -188,9 +190,10 @@ fn resnet_basic_blocks_become_repeated_blocks() {
 #[test]
 fn convnext_stages_become_repeated_blocks() {
     // torchvision's convnext_tiny: stages of 3, 3, 9 and 3 CNBlocks at features.1, .3, .5, .7
-    // (the downsamplers between them at .2, .4, .6).
+    // (the downsamplers between them at .2, .4, .6, single modules of one structure, and the
+    // LayerNorm2d modules features.0.1 and classifier.0, two more).
     let (_, _, c) = converted("convnext_tiny_graph.onnx", 1);
-    let want: Vec<(String, usize)> = [
+    let stages: Vec<(String, usize)> = [
         ("features_1", 3),
         ("features_3", 3),
         ("features_5", 9),
@@ -199,20 +202,49 @@ fn convnext_stages_become_repeated_blocks() {
     .iter()
     .map(|(a, n)| (a.to_string(), *n))
     .collect();
-    assert_eq!(c.blocks, want);
+    let one = |id: &str| (id.to_string(), 1);
+    assert_eq!(
+        c.blocks,
+        vec![
+            one("features_0"),
+            stages[0].clone(),
+            one("features"),
+            stages[1].clone(),
+            one("features"),
+            stages[2].clone(),
+            one("features"),
+            stages[3].clone(),
+            one("classifier"),
+        ]
+    );
     // One definition for the four stages: the width, the MLP's hidden width (4 × width) and
     // the layer scale's shape differ between stages.
     assert_eq!(
         c.definitions,
-        vec![(
-            "features_block".to_string(),
-            want.iter().map(|(g, _)| (g.clone(), 0)).collect()
-        )]
+        vec![
+            (
+                "features_block".to_string(),
+                vec![("features_0".to_string(), 1), ("classifier".to_string(), 0)]
+            ),
+            (
+                "features_block_2".to_string(),
+                stages.iter().map(|(g, _)| (g.clone(), 0)).collect()
+            ),
+            (
+                "features_block_3".to_string(),
+                [2, 4, 6]
+                    .iter()
+                    .map(|&k| ("features".to_string(), k))
+                    .collect()
+            ),
+        ]
     );
     for line in [
-        "    params: {width: required, block_3_width: required, shape: required}\n",
-        "  - {id: features_1, use: features_block, repeat: 3, with: {width: 96, block_3_width: 384, shape: [96, 1, 1]}}\n",
-        "  - {id: features_5, use: features_block, repeat: 9, with: {width: 384, block_3_width: 1536, shape: [384, 1, 1]}}\n",
+        "  features_block_2:\n    params: {width: required, block_3_width: required, shape: required}\n",
+        "  - {id: features_1, use: features_block_2, repeat: 3, with: {width: 96, block_3_width: 384, shape: [96, 1, 1]}}\n",
+        "  - {id: features_5, use: features_block_2, repeat: 9, with: {width: 384, block_3_width: 1536, shape: [384, 1, 1]}}\n",
+        // The downsampler features.4: LayerNorm2d(192), then a 2×2 stride-2 convolution to 384.
+        "  - {id: features, use: features_block_3, repeat: {count: 1, from: 4}, with: {width: 384}}\n",
     ] {
         assert!(c.text.contains(line), "{line}\n{}", c.text);
     }
@@ -224,7 +256,8 @@ fn efficientnet_stages_become_repeated_blocks() {
     // MBConv blocks; each stage's first block changes the width (and all but features.5's the
     // stride) and has no residual sum, which the others have.
     let (_, _, c) = converted("efficientnet_b0_graph.onnx", 1);
-    let want: Vec<(String, usize)> = [2, 2, 3, 3, 4]
+    // features.7.0, the one block of the last stage, uses the same definition.
+    let want: Vec<(String, usize)> = [2, 2, 3, 3, 4, 1]
         .iter()
         .enumerate()
         .map(|(k, n)| (format!("features_{}", k + 2), *n))

@@ -25,9 +25,14 @@ fn block_counts_of_every_committed_file() {
         ("const_norm_buffer_torchscript.onnx", 0, 0),
         ("const_norm_dynamo.onnx", 0, 0),
         ("const_norm_torchscript.onnx", 0, 0),
-        ("convnext_tiny_graph.onnx", 4, 1),
-        ("efficientnet_b0_graph.onnx", 5, 1),
-        ("googlenet_graph.onnx", 0, 0),
+        // The four stages of CNBlocks (one definition), the three downsamplers `features.2`,
+        // `.4`, `.6` (LayerNorm2d + convolution: a second), and the two LayerNorm2d modules
+        // `features.0.1` and `classifier.0` (exported as permute, layer norm, permute: a third).
+        ("convnext_tiny_graph.onnx", 9, 3),
+        // Five stages and the one-block last stage `features.7.0`, of the same definition.
+        ("efficientnet_b0_graph.onnx", 6, 1),
+        // inception3a … inception5b (tests/onnx_convert_named.rs).
+        ("googlenet_graph.onnx", 9, 1),
         // GPT-2's `transformer.h.0` and `h.1`: one run of two; the dynamo exporter flattens the
         // module paths (`m_transformer_h_0_ln_1`), so its nodes have no numbered siblings.
         ("gpt_tiny.onnx", 1, 1),
@@ -37,29 +42,41 @@ fn block_counts_of_every_committed_file() {
         // `repeat` chain (a block reads only what the instance before it gives it).
         ("gpt_tiny_mask.onnx", 0, 0),
         ("gpt_tiny_mask_dynamo.onnx", 0, 0),
-        // `archscope export`'s layer paths come back flattened (`stage1_0_norm1`).
-        ("maxvit_tiny.onnx", 0, 0),
-        ("mobilenet_v2_graph.onnx", 5, 1),
+        // Mixed_5b–5d, 6b–6e, 7b–7c: three definitions (tests/onnx_convert_named.rs).
+        ("inception_v3_graph.onnx", 9, 3),
+        // `archscope export`'s node names are layer paths: the two stages `stage1`, `stage2`
+        // (named, each of one block of the same structure).
+        ("maxvit_tiny.onnx", 2, 1),
+        // Five runs and features.17 alone, of one definition.
+        ("mobilenet_v2_graph.onnx", 6, 1),
         ("resnet18_dynamic_graph.onnx", 4, 1),
         ("resnet18_graph.onnx", 4, 1),
-        ("swin_tiny.onnx", 0, 0),
+        // `stage1` (a run of two: the second block's window shifted) and `stage2` (one
+        // unshifted block, named).
+        ("swin_tiny.onnx", 2, 1),
         ("swin_tiny_torch.onnx", 0, 0),
-        ("swin_v2_tiny.onnx", 0, 0),
+        ("swin_v2_tiny.onnx", 2, 1),
         ("swin_v2_tiny_torch.onnx", 0, 0),
         ("tiny_cnn.onnx", 0, 0),
+        ("tiny_inception.onnx", 3, 1),
         ("tiny_mobilenet_v2.onnx", 2, 1),
         ("tiny_resnet.onnx", 2, 1),
         ("tiny_resnet_eval.onnx", 2, 1),
         ("tiny_resnet_nofold.onnx", 2, 1),
         ("two_tower.onnx", 0, 0),
         ("two_tower_graph.onnx", 0, 0),
-        ("vit_tiny.onnx", 0, 0),
+        // `encoder.layers.encoder_layer_0` and `_1` (tests/onnx_convert_named.rs); the dynamo
+        // exporter flattens the paths.
+        ("vit_tiny.onnx", 2, 1),
         ("vit_tiny_dynamo.onnx", 0, 0),
-        ("vit_tiny_graph.onnx", 0, 0),
-        ("yolo_tiny.onnx", 3, 2),
-        ("yolo_tiny_predecode.onnx", 3, 2),
-        ("yolo_v11_like_n_predecode_graph.onnx", 6, 2),
-        ("yolo_v8_like_n_predecode_graph.onnx", 0, 0),
+        ("vit_tiny_graph.onnx", 2, 1),
+        // Ultralytics' numbered modules alone (`model.2`, `model.6`: C2f blocks of one
+        // structure) and the Detect head's `cv2.k`, one per scale (one structure, each reading
+        // its own scale) besides the runs.
+        ("yolo_tiny.onnx", 7, 4),
+        ("yolo_tiny_predecode.onnx", 7, 4),
+        ("yolo_v11_like_n_predecode_graph.onnx", 14, 4),
+        ("yolo_v8_like_n_predecode_graph.onnx", 15, 4),
     ];
     let files = committed();
     let listed: Vec<&str> = want.iter().map(|w| w.0).collect();
@@ -72,7 +89,8 @@ fn block_counts_of_every_committed_file() {
         for (b, users) in &c.definitions {
             assert!(c.text.contains(&format!("\n  {b}:\n")), "{f}: {b}");
             assert_eq!(
-                c.text.matches(&format!("use: {b},")).count(),
+                c.text.matches(&format!("use: {b},")).count()
+                    + c.text.matches(&format!("use: {b}}}")).count(),
                 users.len(),
                 "{f}: {b}"
             );
@@ -80,7 +98,7 @@ fn block_counts_of_every_committed_file() {
         // The header says so.
         assert!(
             c.text.contains(&format!(
-                "; {groups} repeated blocks ({defs} block definitions)."
+                "; {groups} block nodes ({defs} block definitions)."
             )),
             "{f}"
         );
@@ -89,12 +107,13 @@ fn block_counts_of_every_committed_file() {
 
 #[test]
 fn mobilenet_v2_runs_keep_pytorch_paths() {
-    // torchvision's mobilenet_v2: features.1 (expansion 1) and features.17 (one block) stay
-    // layers; the runs of inverted residuals features.2–3, 4–6, 7–10, 11–13 and 14–16 (t, c,
+    // torchvision's mobilenet_v2: features.1 (expansion 1, another structure) stays layers;
+    // the runs of inverted residuals features.2–3, 4–6, 7–10, 11–13 and 14–16 (t, c,
     // n, s of torchvision's table: 6,24,2,2 · 6,32,3,2 · 6,64,4,2 · 6,96,3,1 · 6,160,3,2) are
     // five block nodes of one definition, each with its index range of `features`.
     let (net, _, c) = converted("mobilenet_v2_graph.onnx", 1);
-    let want: Vec<(String, usize)> = [2, 3, 4, 3, 3]
+    // features.17 alone (tests/onnx_convert_named.rs) uses the same definition.
+    let want: Vec<(String, usize)> = [2, 3, 4, 3, 3, 1]
         .iter()
         .map(|&n| ("features".to_string(), n))
         .collect();
@@ -103,7 +122,7 @@ fn mobilenet_v2_runs_keep_pytorch_paths() {
         c.definitions,
         vec![(
             "features_block".to_string(),
-            [2, 4, 7, 11, 14]
+            [2, 4, 7, 11, 14, 17]
                 .iter()
                 .map(|&k| ("features".to_string(), k))
                 .collect::<Vec<_>>()
@@ -129,7 +148,8 @@ fn mobilenet_v2_runs_keep_pytorch_paths() {
         "features.4.conv_1_0.relu6",
         "features.10.conv_2.bn",
         "features.16.add",
-        "features_17_conv_2",
+        "features.17.conv_2",
+        "features_1_conv_1",
     ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
@@ -156,13 +176,14 @@ fn mobilenet_v2_runs_keep_pytorch_paths() {
             m["buffers"].as_u64().unwrap()
         )
     );
-    // summary --depth 1 folds the five runs (15 instances) into one `features` row.
+    // summary --depth 1 folds the five runs and features.17 (16 instances) into one
+    // `features` row.
     let dir = scratch("convert-mobilenet");
     let f = dir.join("m.yaml");
     std::fs::write(&f, &c.text).unwrap();
     let out = common::ok_text(&["summary", common::arg(&f), "--depth", "1"]);
     assert!(
-        out.contains("│ features ") && out.contains("features_block ×15 ("),
+        out.contains("│ features ") && out.contains("features_block ×16 ("),
         "{out}"
     );
 }

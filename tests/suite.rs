@@ -41,6 +41,7 @@ mod onnx_arith;
 mod onnx_const;
 mod onnx_convert;
 mod onnx_convert_blocks;
+mod onnx_convert_named;
 mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;

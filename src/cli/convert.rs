@@ -2,7 +2,7 @@
 //! format — an Ultralytics model file (docs/ULTRALYTICS.md), translated by
 //! [`crate::ultralytics`] with its blocks and repeats, or an ONNX file (docs/ONNX.md), read by
 //! [`crate::onnx`] and rewritten by [`crate::onnx::convert`] (batch norms and activations
-//! folded, repeated blocks found; `--weights-out` writes its initializers under the new
+//! folded, block nodes found; `--weights-out` writes its initializers under the new
 //! names) — so it can be read, edited and audited like a zoo model and reads back to the same
 //! figures.
 
@@ -60,7 +60,7 @@ fn run_onnx(args: &Args) -> Result<i32> {
         std::fs::write(&args.output, conv.text)
             .with_context(|| format!("cannot write {}", args.output))?;
         eprintln!(
-            "wrote {} ({} batch norms and {} activations folded, {} repeated blocks)",
+            "wrote {} ({} batch norms and {} activations folded, {} block nodes)",
             args.output,
             conv.folded_bn,
             conv.folded_act,

@@ -7,7 +7,11 @@
 //! run that starts after index 0 or shares its parent with other runs, so every layer keeps
 //! its PyTorch path; values that differ in the first instance only are given with `first:`,
 //! layers only the first instance has, or only the others, are `when:` layers, as the zoo
-//! writes a ResNet's downsampling shortcut). Runs of one structure share one block definition
+//! writes a ResNet's downsampling shortcut). A single module the runs left — numbered
+//! (`features.17`: `repeat: {count: 1, from: 17}`) or named with a trailing number or letter
+//! (`inception3a`, `encoder_layer_0`: a block node without `repeat`, its id the module path) —
+//! becomes a block node when it has the structure of a run or of another such module
+//! ([`Rewriter::units`]). Runs and modules of one structure share one block definition
 //! ([`share`]): the values that differ between them become parameters named after the
 //! attribute. Every layer keeps its kind, attributes and wiring, so the YAML reads back to the
 //! same figures; the weights are renamed to the layer paths of the new YAML
@@ -22,6 +26,11 @@ use crate::yaml::{emit, Document, Emit, YNode, YValue};
 
 /// Most instances a repeated block may have (the format's `repeat` limit).
 const MAX_GROUP: usize = crate::graph::MAX_REPEAT as usize;
+
+/// Most rounds of choosing single modules (each drops the modules left without a twin and
+/// lets the modules inside them be tried): bounds the work on a model with many nested
+/// candidates.
+const MAX_UNIT_ROUNDS: usize = 16;
 
 /// What `convert` writes.
 #[derive(Debug, Clone)]
@@ -222,7 +231,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     let mut slots = Vec::new();
     for (k, it) in items.iter_mut().enumerate() {
         if let Item::Group(g) = it {
-            groups.push(std::mem::replace(g, Group::empty()));
+            groups.push(std::mem::replace(&mut **g, Group::empty()));
             slots.push(k);
         }
     }
@@ -234,7 +243,9 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
     }
     let ranged: HashSet<String> = groups
         .iter()
-        .filter(|g| g.from != 0 || per_id[&g.id] > 1)
+        .filter(|g| {
+            g.kind != Kind::Named && (g.from != 0 || per_id[&g.id] > 1 || g.kind == Kind::Indexed)
+        })
         .map(|g| g.id.clone())
         .collect();
     let definitions: Vec<(String, Vec<(String, usize)>)> = block_defs
@@ -249,7 +260,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         })
         .collect();
     for (k, g) in slots.into_iter().zip(groups) {
-        items[k] = Item::Group(g);
+        items[k] = Item::Group(Box::new(g));
     }
 
     // The YAML.
@@ -263,7 +274,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         "Converted by `archscope convert` from the ONNX file {file}.\nLayer names are the ONNX nodes' (PyTorch's module paths, `.` written `_`; a repeated block's\ninstances are `id.0`, `id.1`, … as in PyTorch)."
     );
     header.push_str(&format!(
-        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} repeated blocks ({} block definitions).",
+        "\nFolded: {folded_bn} batch norms into `bn: true`, {folded_act} activations into `act:`; {} block nodes ({} block definitions).",
         blocks.len(),
         block_defs.len()
     ));
@@ -318,7 +329,9 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
                     m.push(("in".into(), Emit::str(gin)));
                 }
                 m.push(("use".into(), Emit::str(g.block.clone())));
-                if ranged.contains(&g.id) {
+                if g.kind == Kind::Named {
+                    // One module, its id its path: no `repeat`.
+                } else if ranged.contains(&g.id) {
                     m.push((
                         "repeat".into(),
                         Emit::Map(vec![
@@ -366,11 +379,12 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             Item::Group(g) => {
                 for (inst, members) in g.members.iter().enumerate() {
                     for (k, local) in members {
+                        let at = match g.kind {
+                            Kind::Named => format!("{}.{local}", g.id),
+                            _ => format!("{}.{}.{local}", g.id, g.from + inst),
+                        };
                         for (old, sub) in &out.layers[*k].olds {
-                            new_prefix.insert(
-                                old,
-                                join(&format!("{}.{}.{local}", g.id, g.from + inst), sub),
-                            );
+                            new_prefix.insert(old, join(&at, sub));
                         }
                     }
                 }
@@ -537,6 +551,23 @@ struct Group {
     from: usize,
     /// Its block's layers, before the values are bound.
     template: Vec<TL>,
+    kind: Kind,
+    /// What its block is named after when runs share it (`layer` for `layer1` … `layer4`,
+    /// `inception` for `inception3a` …).
+    stem: String,
+}
+
+/// What a group stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// A run of instances `P.k` … (`repeat`).
+    Run,
+    /// One named module (`inception3a`): a block node without `repeat`, its id the module's
+    /// path.
+    Named,
+    /// One numbered module `P.k` alone (MobileNetV2's `features.17`): `repeat: {count: 1,
+    /// from: k}`.
+    Indexed,
 }
 
 impl Group {
@@ -553,13 +584,17 @@ impl Group {
             out_local: String::new(),
             from: 0,
             template: Vec::new(),
+            kind: Kind::Run,
+            stem: String::new(),
         }
     }
 
     /// How the top level names the group's output: `id`, or its last instance `id.K` when
     /// the id is filled by index ranges (another group's `id` may be later).
     fn public(&self, shared: bool) -> String {
-        if shared || self.from != 0 {
+        if self.kind == Kind::Named {
+            self.id.clone()
+        } else if shared || self.from != 0 || self.kind == Kind::Indexed {
             format!("{}.{}", self.id, self.from + self.n - 1)
         } else {
             self.id.clone()
@@ -569,7 +604,7 @@ impl Group {
 
 enum Item {
     Layer(usize),
-    Group(Group),
+    Group(Box<Group>),
 }
 
 struct Rewriter {
@@ -887,7 +922,6 @@ impl Rewriter {
         // may fill later ranges of one id, `repeat: {count, from}`).
         let mut group_end: HashMap<String, usize> = HashMap::new();
         let mut items = Vec::new();
-        let mut found = Vec::new();
         let mut i = 0;
         while i < n {
             let mut done = false;
@@ -922,13 +956,12 @@ impl Rewriter {
                     });
                     if let Some(g) = g {
                         group_end.insert(g.id.clone(), k0 + g.n);
-                        found.push((g.id.clone(), g.n));
                         let end = g
                             .members
                             .last()
                             .and_then(|m| m.iter().map(|(k, _)| *k).max())
                             .unwrap_or(i);
-                        items.push(Item::Group(g));
+                        items.push(Item::Group(Box::new(g)));
                         i = end + 1;
                         done = true;
                         break;
@@ -940,6 +973,14 @@ impl Rewriter {
                 i += 1;
             }
         }
+        self.units(&mut items, &idx, &readers);
+        let found: Vec<(String, usize)> = items
+            .iter()
+            .filter_map(|it| match it {
+                Item::Group(g) => Some((g.id.clone(), g.n)),
+                Item::Layer(_) => None,
+            })
+            .collect();
         // Top-level references to grouped layers go through the group.
         let outs = self.group_outputs(&items);
         let publics: Vec<Vec<String>> = items
@@ -1317,8 +1358,404 @@ impl Rewriter {
             members,
             out_local,
             template,
+            kind: Kind::Run,
+            stem: ident(parent),
         })
     }
+
+    /// One module's layers `s..e` (all of them, consecutive) as a block used once: the
+    /// module reads one tensor from outside and only one of its layers (its output, slot 0)
+    /// is read from outside. Its local ids are its layers' paths below `pre`, as a run's.
+    #[allow(clippy::too_many_arguments)]
+    fn try_unit(
+        &self,
+        (s, e): (usize, usize),
+        pre: &str,
+        id: String,
+        from: usize,
+        kind: Kind,
+        stem: String,
+        (idx, readers): (&HashMap<String, usize>, &HashMap<usize, Vec<usize>>),
+    ) -> Option<Group> {
+        if e - s < 2 {
+            return None;
+        }
+        let mut seen = HashSet::new();
+        let mut members = Vec::new();
+        let mut local_of: HashMap<usize, String> = HashMap::new();
+        for k in s..e {
+            let l = &self.layers[k];
+            let p = l.path.as_deref().unwrap_or("");
+            let rest = p.strip_prefix(pre).unwrap_or("").trim_start_matches('.');
+            let b = if rest.is_empty() {
+                l.op.clone()
+            } else {
+                ident(rest)
+            };
+            let mut loc = b.clone();
+            let mut q = 1;
+            while !seen.insert(loc.clone()) {
+                q += 1;
+                loc = format!("{b}_{q}");
+            }
+            local_of.insert(k, loc.clone());
+            members.push((k, loc));
+        }
+        let mut ext: Option<String> = None;
+        let mut template = Vec::with_capacity(members.len());
+        for (k, loc) in &members {
+            let l = &self.layers[*k];
+            let mut ins = Vec::new();
+            for r in &l.ins {
+                let slot = r.split_once(':').map(|(_, s)| s.to_string());
+                match idx.get(base(r)).and_then(|j| local_of.get(j)) {
+                    Some(loc2) => ins.push(LRef::Local(loc2.clone(), slot)),
+                    None => {
+                        match &ext {
+                            Some(x) if x != r => return None,
+                            _ => ext = Some(r.clone()),
+                        }
+                        ins.push(LRef::In);
+                    }
+                }
+            }
+            // A sum reads the block's input last (as in a run's block).
+            if l.commutes && l.list && ins.len() == 2 && ins[0] == LRef::In {
+                ins.swap(0, 1);
+            }
+            let vals: Vec<Option<Emit>> = l
+                .attrs
+                .iter()
+                .map(|(k, v)| Some(compact_window(k, v)))
+                .collect();
+            template.push(TL {
+                local: loc.clone(),
+                op: l.op.clone(),
+                ins,
+                list: l.list,
+                bn: l.bn,
+                act: l.act.clone(),
+                keys: l.attrs.iter().map(|(k, _)| k.clone()).collect(),
+                when: 2,
+                first: vals.clone(),
+                rest: vals,
+                layer: *k,
+            });
+        }
+        let input = ext?;
+        // Read from outside: one layer, slot 0 only; no layer outside takes the group's id.
+        let mut out: Option<&str> = None;
+        let mut outside = |r: &str| -> bool {
+            let Some(loc) = idx.get(base(r)).and_then(|j| local_of.get(j)) else {
+                return true;
+            };
+            if r.contains(':') {
+                return false;
+            }
+            match out {
+                Some(o) if o != loc => false,
+                _ => {
+                    out = Some(loc);
+                    true
+                }
+            }
+        };
+        if idx.get(id.as_str()).is_some_and(|j| !(s..e).contains(j)) {
+            return None;
+        }
+        for k in s..e {
+            for &r in readers.get(&k).map(Vec::as_slice).unwrap_or(&[]) {
+                if (s..e).contains(&r) {
+                    continue;
+                }
+                let refs = if r == usize::MAX {
+                    &self.outputs
+                } else {
+                    &self.layers[r].ins
+                };
+                for x in refs {
+                    if idx.get(base(x)) == Some(&k) && !outside(x) {
+                        return None;
+                    }
+                }
+            }
+        }
+        let out_local = match out {
+            Some(o) => o.to_string(),
+            None => members.last()?.1.clone(),
+        };
+        Some(Group {
+            id,
+            block: String::new(),
+            n: 1,
+            input,
+            with: Vec::new(),
+            first: Vec::new(),
+            members: vec![members],
+            out_local,
+            from,
+            template,
+            kind,
+            stem,
+        })
+    }
+
+    /// Single modules as block nodes: among the stretches of layers no run took, each module
+    /// (a path prefix whose layers are all there, consecutive, at least two) that is either
+    /// numbered (`features.17`) or named with a trailing number, or a letter after a digit
+    /// (`inception3a`, `encoder_layer_0`), and that has the structure of a run or of another
+    /// such module (so shares a block definition with it, [`classify`]). The outermost module
+    /// wins (`inception3a`, not its `branch2`).
+    fn units(
+        &self,
+        items: &mut Vec<Item>,
+        idx: &HashMap<String, usize>,
+        readers: &HashMap<usize, Vec<usize>>,
+    ) {
+        let run_ids: HashSet<String> = items
+            .iter()
+            .filter_map(|it| match it {
+                Item::Group(g) => Some(g.id.clone()),
+                Item::Layer(_) => None,
+            })
+            .collect();
+        // Layers per module path prefix.
+        let prefixes = |p: &str| -> Vec<String> {
+            let comps: Vec<&str> = p.split('.').collect();
+            (1..=comps.len()).map(|d| comps[..d].join(".")).collect()
+        };
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for l in &self.layers {
+            if let Some(p) = &l.path {
+                for pre in prefixes(p) {
+                    *count.entry(pre).or_default() += 1;
+                }
+            }
+        }
+        // Candidates: (unit, range, prefix depth), in item order.
+        let mut cands: Vec<(Group, (usize, usize), usize)> = Vec::new();
+        let mut k = 0;
+        while k < items.len() {
+            let Item::Layer(s0) = items[k] else {
+                k += 1;
+                continue;
+            };
+            // The stretch of layers s0..e0 (item indices k..).
+            let mut e0 = s0;
+            while k + (e0 - s0) < items.len()
+                && matches!(items[k + (e0 - s0)], Item::Layer(j) if j == e0)
+            {
+                e0 += 1;
+            }
+            for i in s0..e0 {
+                let Some(p) = &self.layers[i].path else {
+                    continue;
+                };
+                for (d, pre) in prefixes(p).into_iter().enumerate() {
+                    if i > s0 && under(&self.layers[i - 1].path, &pre) {
+                        continue;
+                    }
+                    let mut e = i;
+                    while e < e0 && under(&self.layers[e].path, &pre) {
+                        e += 1;
+                    }
+                    if e - i < 2 || count.get(&pre) != Some(&(e - i)) {
+                        continue;
+                    }
+                    let (parent, last) = match pre.rsplit_once('.') {
+                        Some((a, b)) => (a.to_string(), b),
+                        None => (String::new(), pre.as_str()),
+                    };
+                    let unit = if let Ok(from) = last.parse::<usize>() {
+                        if parent.is_empty() || from >= MAX_GROUP {
+                            continue;
+                        }
+                        let id = ident(&parent);
+                        self.try_unit(
+                            (i, e),
+                            &pre,
+                            id.clone(),
+                            from,
+                            Kind::Indexed,
+                            id,
+                            (idx, readers),
+                        )
+                    } else {
+                        if name_stem(last).is_none() {
+                            continue;
+                        }
+                        let id = ident(&pre);
+                        if run_ids.contains(&id) {
+                            continue;
+                        }
+                        self.try_unit(
+                            (i, e),
+                            &pre,
+                            id,
+                            0,
+                            Kind::Named,
+                            block_stem(&ident(last)),
+                            (idx, readers),
+                        )
+                    };
+                    if let Some(u) = unit {
+                        cands.push((u, (i, e), d));
+                    }
+                }
+            }
+            k += e0 - s0;
+        }
+        let runs: Vec<(usize, Group)> = items
+            .iter()
+            .filter_map(|it| match it {
+                Item::Group(g) => {
+                    let s = g.members.first()?.iter().map(|(k, _)| *k).min()?;
+                    Some((s, (**g).clone()))
+                }
+                Item::Layer(_) => None,
+            })
+            .collect();
+        // Cheap pruning: a module must have the structure of another candidate or fit a run.
+        let key = |g: &Group| {
+            let t: Vec<_> = g
+                .template
+                .iter()
+                .map(|l| (&l.local, &l.op, &l.ins, l.list, l.bn, &l.act, &l.keys))
+                .collect();
+            format!("{t:?}")
+        };
+        let keys: Vec<String> = cands.iter().map(|c| key(&c.0)).collect();
+        let mut alive: Vec<bool> = (0..cands.len())
+            .map(|a| {
+                keys.iter()
+                    .enumerate()
+                    .any(|(b, kb)| a != b && *kb == keys[a])
+                    || runs
+                        .iter()
+                        .any(|(_, r)| fits(r, &cands[a].0) || fits(&cands[a].0, r))
+            })
+            .collect();
+        // Sorted by start, then the widest range, then the outer path first: the module ranges
+        // nest (they are a tree's), so a sweep finds the outermost alive ones.
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by_key(|&a| (cands[a].1 .0, std::cmp::Reverse(cands[a].1 .1), cands[a].2));
+        let mut rounds = 0;
+        let chosen = loop {
+            rounds += 1;
+            let mut chosen: Vec<usize> = Vec::new();
+            let mut end = 0;
+            for &a in &order {
+                if alive[a] && cands[a].1 .0 >= end {
+                    chosen.push(a);
+                    end = cands[a].1 .1;
+                }
+            }
+            let mut all: Vec<(usize, Option<usize>, &Group)> =
+                runs.iter().map(|(s, g)| (*s, None, g)).collect();
+            all.extend(
+                chosen
+                    .iter()
+                    .map(|&a| (cands[a].1 .0, Some(a), &cands[a].0)),
+            );
+            all.sort_by_key(|x| x.0);
+            let gs: Vec<&Group> = all.iter().map(|x| x.2).collect();
+            let classes = classify(&gs);
+            let mut bad = Vec::new();
+            for (_, members) in &classes {
+                if members.len() == 1 {
+                    if let Some(a) = all[members[0]].1 {
+                        bad.push(a);
+                    }
+                }
+            }
+            // Index ranges of one id must follow each other in file order; a named module's
+            // id is its own.
+            let mut end: HashMap<&str, usize> = HashMap::new();
+            let mut kinds: HashMap<&str, usize> = HashMap::new();
+            for (_, _, g) in &all {
+                *kinds.entry(g.id.as_str()).or_default() += 1;
+            }
+            for (_, a, g) in &all {
+                let e = end.entry(g.id.as_str()).or_insert(0);
+                if (g.from < *e && g.kind != Kind::Named)
+                    || (g.kind == Kind::Named && kinds[g.id.as_str()] > 1)
+                {
+                    if let Some(a) = a {
+                        bad.push(*a);
+                    }
+                }
+                *e = (*e).max(g.from + g.n);
+            }
+            // Each round drops at least one module; past MAX_UNIT_ROUNDS the ones left stay,
+            // each then shares its definition with whatever the final classes give it.
+            if bad.is_empty() || rounds >= MAX_UNIT_ROUNDS {
+                break chosen
+                    .into_iter()
+                    .filter(|a| !bad.contains(a))
+                    .collect::<Vec<_>>();
+            }
+            for a in bad {
+                alive[a] = false;
+            }
+        };
+        if chosen.is_empty() {
+            return;
+        }
+        let mut at: HashMap<usize, usize> = HashMap::new();
+        for &a in &chosen {
+            at.insert(cands[a].1 .0, a);
+        }
+        let mut taken: Vec<Option<Group>> = cands.into_iter().map(|c| Some(c.0)).collect();
+        let old = std::mem::take(items);
+        let mut skip_to = 0;
+        for it in old {
+            match it {
+                Item::Layer(j) if j < skip_to => {}
+                Item::Layer(j) => match at.get(&j) {
+                    Some(&a) => {
+                        let g = taken[a].take().expect("chosen once");
+                        skip_to = g.members[0].iter().map(|(k, _)| *k).max().unwrap_or(j) + 1;
+                        items.push(Item::Group(Box::new(g)));
+                    }
+                    None => items.push(Item::Layer(j)),
+                },
+                g => items.push(g),
+            }
+        }
+    }
+}
+
+/// The stem a named module shares with its siblings: the name without its trailing number
+/// (`encoder_layer_0` → `encoder_layer_`), or without a trailing letter after a digit
+/// (`inception3a` → `inception3`, `Mixed_5b` → `Mixed_5`); None for other names.
+fn name_stem(name: &str) -> Option<String> {
+    let t = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    if t.len() < name.len() {
+        return (!t.is_empty()).then(|| t.to_string());
+    }
+    let mut cs = name.chars().rev();
+    match (cs.next(), cs.next()) {
+        (Some(a), Some(b)) if a.is_ascii_alphabetic() && b.is_ascii_digit() => {
+            Some(name[..name.len() - 1].to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A block's name stem from a group's: without a trailing letter after a digit, then without
+/// trailing digits and `_` (`layer1` → `layer`, `inception3a` → `inception`).
+fn block_stem(s: &str) -> String {
+    let b = s.as_bytes();
+    let t = if b.len() >= 2
+        && b[b.len() - 1].is_ascii_alphabetic()
+        && b[b.len() - 2].is_ascii_digit()
+    {
+        &s[..s.len() - 1]
+    } else {
+        s
+    };
+    t.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_')
+        .to_string()
 }
 
 /// One layer of a group's block, before the values are bound: its wiring, the attribute keys,
@@ -1395,12 +1832,27 @@ fn same_structure(a: &[TL], b: &[TL]) -> bool {
 /// Whether a group's template is the representative's with some of its switched layers
 /// removed (or the same): then it uses the representative's block, those switched off.
 fn fits(rep: &Group, g: &Group) -> bool {
-    if rep.out_local != g.out_local {
-        return false;
+    [&[][..], &[0], &[1], &[0, 1]].iter().any(|d| {
+        out_through(&rep.template, d, &rep.out_local).as_deref() == Some(g.out_local.as_str())
+            && strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template))
+    })
+}
+
+/// The layer a block's output `out` comes from once its layers switched on by `when` in `drop`
+/// are off (each passes its first input on): MobileNetV2's `add`, off, gives `conv_2`.
+fn out_through(t: &[TL], drop: &[u8], out: &str) -> Option<String> {
+    let mut o = out.to_string();
+    for _ in 0..=t.len() {
+        let l = t.iter().find(|l| l.local == o)?;
+        if !drop.contains(&l.when) {
+            return Some(o);
+        }
+        match l.ins.first()? {
+            LRef::Local(x, None) => o = x.clone(),
+            _ => return None,
+        }
     }
-    [&[][..], &[0], &[1], &[0, 1]]
-        .iter()
-        .any(|d| strip(&rep.template, d).is_some_and(|s| same_structure(&s, &g.template)))
+    None
 }
 
 /// A parameter of a shared block: the (layer, key) slots it fills and its value per group,
@@ -1503,12 +1955,9 @@ fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
     (params.len() <= rep.template.len()).then_some(params)
 }
 
-/// Gives groups of the same structure one block definition: values that differ between them
-/// (or between a group's first instance and the others) become the block's parameters, named
-/// after the attribute (`width` for `out`, `stride`, `kernel`, …); a value the same in every
-/// group's other instances is the parameter's default. Each group gets its block name,
-/// `with:` and `first:`; the definitions are returned in order.
-fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
+/// Groups of one structure (values aside): a representative (the group with the most switched
+/// layers) and the members (indices into `groups`), each class with its parameters planned.
+fn classify(groups: &[&Group]) -> Vec<(usize, Vec<usize>)> {
     // Classes: a representative (the group with the most switched layers) and members.
     let mut classes: Vec<(usize, Vec<usize>)> = Vec::new();
     for gi in 0..groups.len() {
@@ -1516,15 +1965,15 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
         for (rep, members) in classes.iter_mut() {
             let g = &groups[gi];
             // The class's groups with the new one.
-            let all: Vec<&Group> = members.iter().chain([&gi]).map(|&m| &groups[m]).collect();
-            if fits(&groups[*rep], g) && plan(&groups[*rep], &all).is_some() {
+            let all: Vec<&Group> = members.iter().chain([&gi]).map(|&m| groups[m]).collect();
+            if fits(groups[*rep], g) && plan(groups[*rep], &all).is_some() {
                 members.push(gi);
                 placed = true;
                 break;
             }
             // The new group is richer: it becomes the representative if all fit it.
-            if fits(g, &groups[*rep])
-                && members.iter().all(|&m| fits(g, &groups[m]))
+            if fits(g, groups[*rep])
+                && members.iter().all(|&m| fits(g, groups[m]))
                 && plan(g, &all).is_some()
             {
                 *rep = gi;
@@ -1537,6 +1986,16 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
             classes.push((gi, vec![gi]));
         }
     }
+    classes
+}
+
+/// Gives groups of the same structure one block definition: values that differ between them
+/// (or between a group's first instance and the others) become the block's parameters, named
+/// after the attribute (`width` for `out`, `stride`, `kernel`, …); a value the same in every
+/// group's other instances is the parameter's default. Each group gets its block name,
+/// `with:` and `first:`; the definitions are returned in order.
+fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
+    let classes = classify(&groups.iter().collect::<Vec<_>>());
     let mut defs = Vec::new();
     let mut used: HashSet<String> = HashSet::new();
     for (rep, members) in &classes {
@@ -1544,13 +2003,14 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
         let params = plan(&groups[*rep], &gs).expect("planned when the class was made");
         let r = &groups[*rep];
         // The block's name: the run's id without its stage number (`layer1` … `layer4`:
-        // `layer_block`), or the id when it is alone.
+        // `layer_block`), a named module's name without its number or letter (`inception3a`:
+        // `inception_block`), or the id when it is alone.
         let stem = if members.len() > 1 {
-            r.id.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_')
+            block_stem(&r.stem)
         } else {
-            r.id.as_str()
+            r.stem.clone()
         };
-        let stem = if stem.is_empty() { "stage" } else { stem };
+        let stem = if stem.is_empty() { "stage" } else { &stem };
         let mut block = format!("{stem}_block");
         let mut q = 1;
         while used.contains(&block) {

@@ -145,6 +145,8 @@ struct Reader<'a> {
     learned: arith::Learned,
     /// The tensors of integer (or bool) element type (`fold::int_tensors`).
     ints: HashSet<String>,
+    /// Written by `archscope export`: node names are layer paths (`S`, `S/Op_k`).
+    archscope: bool,
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -343,6 +345,7 @@ pub fn import_model_sized(
         gpt: gpt::Found::default(),
         learned: arith::Learned::default(),
         ints: fold::int_tensors(graph),
+        archscope: model.producer_name.as_deref() == Some("archscope"),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -1082,8 +1085,13 @@ impl<'a> Reader<'a> {
         let id = self.fresh_id(base, "layer");
         self.yaml_nodes.push(format!("{{id: {id}, {body}}}"));
         self.origins.push(self.where_(i, n));
-        self.paths
-            .push(full_module_path(n, n.input.get(1).map(String::as_str)));
+        // `archscope export` names each node after its layer path (the weights may carry
+        // other names: `weights_names:`).
+        let path = match self.archscope {
+            true => swin::layer_path(n).map(str::to_string),
+            false => full_module_path(n, n.input.get(1).map(String::as_str)),
+        };
+        self.paths.push(path);
         id
     }
 

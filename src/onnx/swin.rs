@@ -68,7 +68,7 @@ pub(super) struct Windows {
 
 /// The layer path of a node named by `archscope export` (`S` or `S/Op_k`); `None` for other
 /// exporters' names (TorchScript's `/a/b/Op`, dynamo's metadata).
-fn layer_path(n: &NodeProto) -> Option<&str> {
+pub(super) fn layer_path(n: &NodeProto) -> Option<&str> {
     if n.metadata_props
         .iter()
         .any(|p| p.key.as_deref() == Some("namespace"))
