@@ -980,7 +980,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
     // Weights prepared for faster kernels (Winograd filters), after folding.
     for (k, node) in net.nodes.iter().enumerate() {
         let w = p.weights[k].as_deref().unwrap_or(&weights.per_node[k]);
-        if let Some(prepared) = node.layer.prepare(w) {
+        if let Some(prepared) = node.layer.prepare(w, &node.in_shapes, &node.out_shapes) {
             p.weights[k] = Some(prepared);
         }
     }
