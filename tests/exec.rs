@@ -360,11 +360,10 @@ fn safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
     safetensors::serialize(views, &None).unwrap()
 }
 
-/// A safetensors file holding `tensors` (name, shape, dtype as torch names it), every value
-/// zero: the header written by hand (the format's documented layout: an 8-byte little-endian
-/// length, the JSON header, the data), the data allocated zeroed, so that the models' two
-/// billion and more values cost no more than the reader's conversion.
-fn zero_safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
+/// The header of a safetensors file holding `tensors` (name, shape, dtype as torch names it):
+/// the format's documented layout, an 8-byte little-endian length and the JSON header padded
+/// to a multiple of 8, written by hand; and the bytes of data after it.
+fn safetensors_header(tensors: &[(String, Vec<usize>, String)]) -> (Vec<u8>, usize) {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for (name, shape, dtype) in tensors {
@@ -384,10 +383,41 @@ fn zero_safetensors_file(tensors: &[(String, Vec<usize>, String)]) -> Vec<u8> {
     while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
-    let mut file = vec![0u8; 8 + text.len() + offset];
-    file[..8].copy_from_slice(&(text.len() as u64).to_le_bytes());
-    file[8..8 + text.len()].copy_from_slice(text.as_bytes());
-    file
+    let mut head = (text.len() as u64).to_le_bytes().to_vec();
+    head.extend_from_slice(text.as_bytes());
+    (head, offset)
+}
+
+/// Safetensors files whose every value is zero, written one after the other into one buffer
+/// (`Zeros::file`): the buffer is allocated zeroed once, at the largest file's size, and each
+/// file's header is written over the start of it, the bytes a longer earlier header left
+/// zeroed again — so that the models' two billion and more values are neither allocated nor
+/// zeroed again per model (page faults were most of these tests' time).
+struct Zeros {
+    buffer: Vec<u8>,
+    /// Bytes at the start of `buffer` that the last header wrote.
+    dirty: usize,
+}
+
+impl Zeros {
+    fn new(largest: usize) -> Zeros {
+        Zeros {
+            buffer: vec![0u8; largest],
+            dirty: 0,
+        }
+    }
+    /// The file of `tensors`, every value zero.
+    fn file(&mut self, tensors: &[(String, Vec<usize>, String)]) -> &[u8] {
+        let (head, data) = safetensors_header(tensors);
+        let len = head.len() + data;
+        assert!(len <= self.buffer.len(), "a file larger than the buffer");
+        self.buffer[..head.len()].copy_from_slice(&head);
+        if self.dirty > head.len() {
+            self.buffer[head.len()..self.dirty].fill(0);
+        }
+        self.dirty = head.len();
+        &self.buffer[..len]
+    }
 }
 
 /// (name, shape, dtype) of every tensor of a torchvision model's state dict.
@@ -415,19 +445,23 @@ fn state_dict(m: &serde_json::Value) -> Vec<(String, Vec<usize>, String)> {
 fn loads_torchvision_state_dict_names(part: usize) -> usize {
     let doc = data_json("torchvision_weights.json");
     let models = doc["models"].as_object().unwrap();
+    let mine: Vec<(&str, Vec<(String, Vec<usize>, String)>)> = zoo_names()
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, name)| i % 4 == part && models.contains_key(name))
+        .map(|(_, name)| (name, state_dict(&models[name])))
+        .collect();
+    let largest = mine.iter().map(|(_, t)| {
+        let (head, data) = safetensors_header(t);
+        head.len() + data
+    });
+    let mut zeros = Zeros::new(largest.max().unwrap_or(0));
     let mut loaded_models = 0;
-    for (i, name) in zoo_names().into_iter().enumerate() {
-        let Some(m) = models.get(name) else {
-            continue;
-        };
-        if i % 4 != part {
-            continue;
-        }
+    for (name, tensors) in mine {
         loaded_models += 1;
-        let tensors = state_dict(m);
-        let file = zero_safetensors_file(&tensors);
+        let file = zeros.file(&tensors);
         let net = zoo_net(name);
-        let w = exec::load_safetensors(&net, &file, "x.safetensors")
+        let w = exec::load_safetensors(&net, file, "x.safetensors")
             .unwrap_or_else(|d| panic!("{name}: {d}"));
         // Every float tensor of the state dict is a weight of some layer, and so is every
         // integer one but batch norm's step counter (Swin's `relative_position_index` buffers

@@ -1378,3 +1378,33 @@ fn scalar_constant_limit() {
         "{e}"
     );
 }
+
+#[test]
+fn receptive_field_live_memory_limit() {
+    // The measurement runs chunks of indicator images; the one-channel tensors alive at once
+    // in a chunk are kept under 2^24 elements (`exec::reach::MAX_REACH_LIVE`, 64 MiB) by
+    // taking fewer images per chunk. 300 branches (1×1 convolutions of one channel) of a
+    // 1×1024×4 input, read together by one concatenation: one image's one-channel tensors are
+    // 4,096 elements each, and after the last branch the input and the 300 branches are alive,
+    // 301 · 4,096 = 1,232,896 elements (at the concatenation, the 300 branches and its output:
+    // as many). A chunk of 2^20 / 4,096 = 256 images would hold 256 · 1,232,896 · 4 bytes =
+    // 1.26 GB while the forward pass needs 4.9 MB; at most 2^24 / 1,232,896 = 13 images are
+    // taken (64 MiB).
+    assert_eq!(archscope::exec::reach::MAX_REACH_LIVE, 1 << 24);
+    let mut yaml = String::from("inputs: {x: [1, 1024, 4]}\nnodes:\n");
+    let branches: Vec<String> = (0..300).map(|i| format!("b{i}")).collect();
+    for b in &branches {
+        yaml += &format!("  - {{id: {b}, op: conv, in: x, out: 1, kernel: 1}}\n");
+    }
+    yaml += &format!(
+        "  - {{id: cat, op: concat, in: [{}]}}\n",
+        branches.join(", ")
+    );
+    let net = build(&yaml).unwrap();
+    assert_eq!(archscope::exec::reach::live_elements(&net), 1_232_896);
+    assert_eq!(archscope::exec::reach::chunk_images(&net, 4096), 13);
+    // And the measurement in such chunks agrees with the analysis on every layer.
+    let report = crate::common::checked(&net);
+    assert_eq!(report.rf_skipped, None);
+    assert_eq!(report.rf_compared(), 302);
+}

@@ -79,5 +79,6 @@ mod ultralytics_weights;
 mod video_audio;
 mod weights_names_star;
 mod window_rf;
+mod winograd_prepare;
 mod zoo_papers;
 mod zoo_scaled;

@@ -15,7 +15,8 @@
 //! them are the measured bounds. Only the model's first input is indicated, and only when it is
 //! `N×C×L`, `N×C×H×W` or `N×C×D×H×W`; a layer whose copy is [`Collapsed::Stop`] (global, data-dependent), or that
 //! depends on one, is not measured. The batch is split into chunks that keep every tensor
-//! under 2^20 elements, so memory stays bounded whatever the input size, and outputs reuse the
+//! under 2^20 elements and the tensors alive at once under 2^24 ([`MAX_REACH_LIVE`]), so
+//! memory stays bounded whatever the input size and the graph's width, and outputs reuse the
 //! buffers of dead tensors. The total work is bounded too ([`MAX_REACH_WORK`]): a measurement
 //! that would exceed it is an error that says so, and a sample of rows and columns
 //! ([`measure_sampled`], `check --rf-sample N`) lights only those, evenly spaced, first and
@@ -38,6 +39,12 @@ pub const MAX_REACH_WORK: u64 = 1 << 36;
 /// Elements of one chunk's largest tensor (4 MiB of f32).
 const CHUNK_ELEMENTS: usize = 1 << 20;
 
+/// Most elements of the one-channel tensors alive at once during a chunk (64 MiB of f32),
+/// unless one image's alone are more ([`chunk_images`]): a chunk of many images times many
+/// tensors alive together (a thousand branches read by one concatenation) would otherwise
+/// hold far more than the forward pass, whose need `check_memory` bounds.
+pub const MAX_REACH_LIVE: usize = 1 << 24;
+
 /// The measured field of one layer, per spatial axis (`axes[0]` the rows and `axes[1]` the
 /// columns of an image; depth, rows, columns of a volume; the samples of a signal): per
 /// output unit along the axis (at the middle of the other axes) the first and last input
@@ -57,7 +64,12 @@ pub struct Reach {
 /// heads, features) of one unit — from the layer's layout, which only says where the axes
 /// are; the values come from the kernels.
 fn template(node: &crate::graph::NetNode, b: usize) -> Option<Vec<usize>> {
-    let (l, s) = (node.out_layouts.first()?, node.out_shapes.first()?);
+    template_of(node, 0, b)
+}
+
+/// [`template`] of output `slot`.
+fn template_of(node: &crate::graph::NetNode, slot: usize, b: usize) -> Option<Vec<usize>> {
+    let (l, s) = (node.out_layouts.get(slot)?, node.out_shapes.get(slot)?);
     if l.0.len() != s.0.len() {
         return None;
     }
@@ -281,6 +293,48 @@ fn image_work(net: &Network, rank: usize) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// The elements of one image's one-channel tensors alive at once, at most, as the
+/// measurement runs `net` ([`Graph::run`]: each layer's outputs from when it runs to their
+/// last reader; the model's first input too, and constant inputs as zeros, counted as
+/// outputs of their own). Each is at most its tensor in the forward pass (one channel of
+/// one sample), so this is at most the forward pass's own need.
+pub fn live_elements(net: &Network) -> usize {
+    let topo = &net.topology;
+    let size = |k: usize| -> usize {
+        let node = &net.nodes[k];
+        (0..node.out_shapes.len().max(1))
+            .filter_map(|slot| template_of(node, slot, 1))
+            .map(|t| t.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
+            .fold(0usize, usize::saturating_add)
+    };
+    let mut live = 0usize;
+    let mut peak = 0usize;
+    for (k, node) in net.nodes.iter().enumerate() {
+        live = live.saturating_add(size(k));
+        peak = peak.max(live);
+        for &(src, _) in &node.inputs {
+            if topo.last_use(src) == k {
+                live = live.saturating_sub(size(src));
+            }
+        }
+        if topo.last_use(k) == k {
+            live = live.saturating_sub(size(k));
+        }
+    }
+    peak
+}
+
+/// Indicator images per chunk: as many as keep the largest one-channel tensor under
+/// [`CHUNK_ELEMENTS`] (`plane`: the elements of the largest one-image tensor) and the tensors
+/// alive at once under [`MAX_REACH_LIVE`] ([`live_elements`]); at least one, whose tensors are
+/// no larger than the forward pass's.
+pub fn chunk_images(net: &Network, plane: usize) -> usize {
+    let live = live_elements(net).max(1);
+    (CHUNK_ELEMENTS / plane.max(1))
+        .min(MAX_REACH_LIVE / live)
+        .max(1)
+}
+
 /// Measures the receptive field of every layer of `net`, lighting `sample` rows and `sample`
 /// columns evenly spread over the input ([`spread`]) or, with `None`, all of them. `Some(0)`
 /// measures nothing (the result says why).
@@ -334,7 +388,8 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
             _ => Vec::new(),
         })
         .collect();
-    // Images per chunk: the largest plane of any layer times the chunk stays under the limit.
+    // Images per chunk: the largest plane of any layer times the chunk stays under the limit,
+    // and so do the tensors alive at once ([`chunk_images`]).
     let pixels: usize = input.iter().product();
     let plane = net
         .nodes
@@ -345,7 +400,7 @@ pub fn measure_sampled(net: &Network, sample: Option<usize>) -> Result<Measured,
         .unwrap_or(1)
         .max(pixels)
         .max(1);
-    let chunk = (CHUNK_ELEMENTS / plane).max(1);
+    let chunk = chunk_images(net, plane);
     // Layers that depend on no model input (learned tensors and what only they feed).
     let mut constant = vec![false; n];
     for (k, node) in net.nodes.iter().enumerate() {

@@ -188,6 +188,24 @@ impl Conv2d {
             && self.in_ch >= 256
             && self.out_ch >= 256
     }
+
+    /// Whether the forward pass runs Winograd (when the plan prepared it, [`Conv2d::winograd`])
+    /// from `cin` to `cout` channels on an `oh × ow` output: the one rule that both
+    /// `Kernel::prepare` (which makes the transformed filters only for such a layer) and the
+    /// forward pass read.
+    fn winograd_on(&self, cin: usize, cout: usize, [oh, ow]: [usize; 2]) -> bool {
+        // A block of Winograd holds at least one tile row of 16·(C_in + C_out) values per
+        // tile: past a sane size (absurdly wide images) the direct kernel, whose buffers
+        // are checked, runs instead.
+        let block_floats = 16usize
+            .saturating_mul(cin.saturating_add(cout))
+            .saturating_mul(ow.div_ceil(2));
+        // Small maps (resnet50's 7×7 layer4): a block of 2×2 tiles is too small to
+        // amortise the transformed filters (16/9 of the weights, read per pass), and the
+        // implicit im2col product is faster (`examples/bench_conv.rs`: 512 → 512 on 7×7,
+        // 29 against 74 GMAC/s on one thread; 256 → 256 on 14×14, 108 against 84).
+        self.winograd() && block_floats <= 1 << 26 && oh.saturating_mul(ow) >= WINOGRAD_MIN_PLANE
+    }
 }
 
 fn build_conv(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -563,19 +581,7 @@ impl Kernel for Conv2d {
                 Some(v) => v.samples(cout * plane),
                 None => out.data.chunks_mut(cout * plane).collect(),
             };
-            // A block of Winograd holds at least one tile row of 16·(C_in + C_out) values per
-            // tile: past a sane size (absurdly wide images) the direct kernel, whose buffers
-            // are checked, runs instead.
-            let block_floats = 16usize
-                .saturating_mul(cin + cout)
-                .saturating_mul(ow.div_ceil(2));
-            // Small maps (resnet50's 7×7 layer4): a block of 2×2 tiles is too small to
-            // amortise the transformed filters (16/9 of the weights, read per pass), and the
-            // implicit im2col product is faster (`examples/bench_conv.rs`: 512 → 512 on 7×7,
-            // 29 against 74 GMAC/s on one thread; 256 → 256 on 14×14, 108 against 84).
-            let winograd =
-                self.winograd() && block_floats <= 1 << 26 && oh * ow >= WINOGRAD_MIN_PLANE;
-            if let (Some(u), true) = (weights.get(2), winograd) {
+            if let (Some(u), true) = (weights.get(2), self.winograd_on(cin, cout, [oh, ow])) {
                 // Prepared by the inference plan (`Kernel::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
@@ -672,11 +678,26 @@ impl Kernel for Conv2d {
         }
         Ok(vec![out])
     }
-    fn prepare(&self, weights: &[Tensor]) -> Option<Vec<Tensor>> {
+    fn prepare(
+        &self,
+        weights: &[Tensor],
+        inputs: &[Shape],
+        outputs: &[Shape],
+    ) -> Option<Vec<Tensor>> {
         // Winograd F(2×2, 3×3) for 3×3, stride-1, undilated, ungrouped, zero-padded
-        // convolutions with enough channels to amortise the transforms: [weight, bias (zeros
-        // when none), transformed filters].
-        if !self.winograd() {
+        // convolutions with enough channels to amortise the transforms, on the maps where the
+        // forward pass runs it (`Conv2d::winograd_on`): [weight, bias (zeros when none),
+        // transformed filters].
+        let dim = |s: Option<&Shape>, i: usize| s.and_then(|s| s.0.get(i)).map(|&d| d as usize);
+        let (Some(cin), Some(cout), Some(oh), Some(ow)) = (
+            dim(inputs.first(), 1),
+            dim(outputs.first(), 1),
+            dim(outputs.first(), 2),
+            dim(outputs.first(), 3),
+        ) else {
+            return None;
+        };
+        if !self.winograd_on(cin, cout, [oh, ow]) {
             return None;
         }
         let (m, c) = (self.out_ch as usize, self.in_ch as usize);

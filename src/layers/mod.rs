@@ -601,10 +601,17 @@ pub trait Kernel: Op {
     ) -> Option<Vec<Tensor>> {
         None
     }
-    /// Inference-time preparation of the weights (after any folding), for a faster kernel:
-    /// the weights to run with instead, if any. A convolution eligible for Winograd appends its
-    /// transformed filters.
-    fn prepare(&self, _weights: &[Tensor]) -> Option<Vec<Tensor>> {
+    /// Inference-time preparation of the weights (after any folding), for a faster kernel
+    /// on inputs and outputs of the shapes given (the layer's, as built): the weights to run
+    /// with instead, if any. A convolution whose forward pass runs Winograd on those shapes
+    /// appends its transformed filters (and only such a one: a filter set that no pass reads
+    /// is not made).
+    fn prepare(
+        &self,
+        _weights: &[Tensor],
+        _inputs: &[Shape],
+        _outputs: &[Shape],
+    ) -> Option<Vec<Tensor>> {
         None
     }
     /// Computes the layer in place on its single input, when that tensor is not needed
