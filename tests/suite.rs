@@ -22,6 +22,7 @@ mod common;
 mod concat_plan;
 mod conventions;
 mod decisions;
+mod depthwise_lanes;
 mod detect;
 mod determinism;
 mod direct_product;
