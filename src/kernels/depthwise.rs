@@ -160,16 +160,22 @@ mod avx512 {
     }
 
     /// `dst[j·16 + l] = src[l·plane + j]` for `j < len ≤ 16`, `l < nc` (0 for `l ≥ nc`).
+    /// Loops of sixteen with the bounds as conditions, so that they unroll and the block stays
+    /// in registers (a loop to `nc` indexed the array in memory).
     #[inline(always)]
     unsafe fn interleave(src: *const f32, plane: usize, nc: usize, len: usize, dst: *mut f32) {
         let m = mask(len);
         let mut v = [_mm512_setzero_ps(); 16];
-        for (l, r) in v.iter_mut().enumerate().take(nc) {
-            *r = _mm512_maskz_loadu_ps(m, src.add(l * plane));
+        for (l, r) in v.iter_mut().enumerate() {
+            if l < nc {
+                *r = _mm512_maskz_loadu_ps(m, src.add(l * plane));
+            }
         }
         transpose(&mut v);
-        for (j, r) in v.iter().enumerate().take(len) {
-            _mm512_storeu_ps(dst.add(j * LANES), *r);
+        for (j, r) in v.iter().enumerate() {
+            if j < len {
+                _mm512_storeu_ps(dst.add(j * LANES), *r);
+            }
         }
     }
 
@@ -177,13 +183,17 @@ mod avx512 {
     #[inline(always)]
     unsafe fn deinterleave(src: *const f32, len: usize, nc: usize, dst: *mut f32, plane: usize) {
         let mut v = [_mm512_setzero_ps(); 16];
-        for (j, r) in v.iter_mut().enumerate().take(len) {
-            *r = _mm512_loadu_ps(src.add(j * LANES));
+        for (j, r) in v.iter_mut().enumerate() {
+            if j < len {
+                *r = _mm512_loadu_ps(src.add(j * LANES));
+            }
         }
         transpose(&mut v);
         let m = mask(len);
-        for (l, r) in v.iter().enumerate().take(nc) {
-            _mm512_mask_storeu_ps(dst.add(l * plane), m, *r);
+        for (l, r) in v.iter().enumerate() {
+            if l < nc {
+                _mm512_mask_storeu_ps(dst.add(l * plane), m, *r);
+            }
         }
     }
 
