@@ -10,7 +10,8 @@
 //! in registers through all the taps; any stride, dilation and padding read the band at
 //! `(oy·sy + ky·dy, ox·sx + kx·dx)`, with no phase planes. The output is computed by bands of
 //! rows small enough to stay in L1/L2 (about [`BAND_FLOATS`] floats of input and output),
-//! written back to the planes, then finished by the fused activation while it is in cache.
+//! finished by the fused activation row by row while they are in L1 (whole vectors of
+//! sixteen channels, not planes' tails), then written back to the planes.
 //!
 //! Each output is `Σ_taps w·x` in the taps' row-major order, one fused multiply-add per tap
 //! from zero (padded taps add `w·0`), then the bias: the plane kernel's order, with each
@@ -103,20 +104,14 @@ pub fn group(
     // SAFETY: the CPU has AVX-512 (checked); the asserts and `plan`'s sizes keep every read
     // and write inside `src`, `f`, `bias`, `dst` and `scratch`.
     unsafe {
-        avx512::group(src, nc, f, bias, win, rows, scratch, dst);
-    }
-    if let Some(e) = epi {
-        let plane = oh * ow;
-        for d in dst[..nc * plane].chunks_exact_mut(plane) {
-            e.apply_here(d);
-        }
+        avx512::group(src, nc, f, bias, win, epi, rows, scratch, dst);
     }
     true
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{band_rows, band_width, Window2d, LANES};
+    use super::{band_rows, band_width, Pointwise, Window2d, LANES};
     use std::arch::x86_64::*;
 
     /// `v[i][j] ← v[j][i]` for a 16×16 block held in registers: pairs interleaved, then
@@ -238,6 +233,7 @@ mod avx512 {
         f: &[f32],
         bias: Option<&[f32]>,
         win: &Window2d,
+        epi: Option<Pointwise>,
         rows: usize,
         scratch: &mut [f32],
         dst: &mut [f32],
@@ -322,6 +318,11 @@ mod avx512 {
                     5 => block::<5>(b, wp_, bv, o, [kh, kw], dil, sx, wp),
                     6 => block::<6>(b, wp_, bv, o, [kh, kw], dil, sx, wp),
                     _ => block::<7>(b, wp_, bv, o, [kh, kw], dil, sx, wp),
+                }
+                // The fused activation on the row while it is in L1, as whole vectors (the
+                // lanes past `nc` hold zeros: no weights, no bias).
+                if let Some(e) = epi {
+                    e.apply_here(std::slice::from_raw_parts_mut(out, ow * LANES));
                 }
                 // Back to the planes: row oy0 + ry of each channel.
                 let mut x0 = 0;
