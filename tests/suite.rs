@@ -59,6 +59,7 @@ mod repeat_from;
 mod report;
 mod rf;
 mod rf_check;
+mod se_gate;
 mod segmentation;
 mod small_models;
 mod speed_kernels;
