@@ -223,7 +223,7 @@ fn the_plan_changes_no_output_of_the_mobile_and_concat_models() {
 /// `act` (identity, SiLU, hard-swish), run as written and planned, against the direct
 /// definition in f64.
 #[allow(clippy::too_many_arguments)]
-fn depthwise_case(
+pub(crate) fn depthwise_case(
     n: usize,
     c: usize,
     [h, w]: [usize; 2],

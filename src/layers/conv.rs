@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::Diagnostic;
 use crate::geometry::{conv_out, conv_transpose_out, Axes};
+use crate::kernels::depthwise as dw;
 use crate::kernels::Ctx;
 use crate::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
 use crate::kernels_nd::PadMode;
@@ -601,11 +602,80 @@ impl Kernel for Conv2d {
                 }
                 return Ok(vec![out]);
             }
+            if (h, w, oh, ow, kh, kw) == (1, 1, 1, 1, 1, 1) && pad == [0, 0] {
+                // A 1×1 map (squeeze-and-excitation gates' two products, after the global
+                // pool): per image and group a matrix-vector product, `y = W_g · x_g`, then the
+                // bias and the fused activation over the few outputs. The tiled convolution's
+                // set-up cost 5–35 µs per such layer for a few thousand multiply-adds.
+                let bias = weights.get(1).map(|t| &t.data[..]);
+                let epi = ctx.epilogue.take();
+                for (b, dst) in samples.into_iter().enumerate() {
+                    for gi in 0..g {
+                        let xg = &x.data[b * cin + gi * cg..b * cin + (gi + 1) * cg];
+                        let y = &mut dst[gi * og..(gi + 1) * og];
+                        ctx.macs += crate::kernels::matvec(&wt[gi * og * cg..], xg, y);
+                    }
+                    if let Some(bias) = bias {
+                        dst.iter_mut().zip(bias).for_each(|(d, &v)| *d += v);
+                    }
+                    if let Some(e) = epi {
+                        e.apply(dst);
+                    }
+                }
+                return Ok(vec![out]);
+            }
             if g == cin && og == 1 {
                 // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny),
                 // finished (bias, fused activation) plane by plane.
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
+                // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
+                ctx.macs += (n * cin * plane * kh * kw) as u64;
+                if cin >= dw::LANES
+                    && dw::available()
+                    && dw::plan(&win, DEPTHWISE_BAND_LIMIT).is_some()
+                {
+                    // Sixteen channels at a time, interleaved (`kernels::depthwise`); groups
+                    // of tasks of some 32k multiply-adds, as the planes below.
+                    let groups = cin.div_ceil(dw::LANES);
+                    let min_groups = (1usize << 15).div_ceil(dw::LANES * plane * kh * kw);
+                    samples
+                        .into_iter()
+                        .flat_map(|s| s.chunks_mut(dw::LANES * plane))
+                        .collect::<Vec<_>>()
+                        .into_par_iter()
+                        .with_min_len(min_groups)
+                        .enumerate()
+                        .for_each(|(i, dst)| {
+                            let (b, c0) = (i / groups, i % groups * dw::LANES);
+                            let nc = dw::LANES.min(cin - c0);
+                            let src = &x.data[(b * cin + c0) * h * w..(b * cin + c0 + nc) * h * w];
+                            let f = &wt[c0 * kh * kw..(c0 + nc) * kh * kw];
+                            let bs = bias.map(|v| &v[c0..c0 + nc]);
+                            crate::kernels::with_thread_scratch(|s| {
+                                vectorised(
+                                    #[inline(always)]
+                                    || {
+                                        let limit = DEPTHWISE_BAND_LIMIT;
+                                        if dw::group(src, nc, f, bs, &win, epi, s, dst, limit) {
+                                            return;
+                                        }
+                                        // Not reached (checked above); the plane kernel.
+                                        for (l, d) in dst.chunks_mut(plane).enumerate() {
+                                            let src = &src[l * h * w..(l + 1) * h * w];
+                                            let f = &f[l * kh * kw..(l + 1) * kh * kw];
+                                            let b = bs.map_or(0.0, |b| b[l]);
+                                            depthwise_plane(src, f, &win, s, d, b);
+                                            if let Some(e) = epi {
+                                                e.apply_here(d);
+                                            }
+                                        }
+                                    },
+                                )
+                            })
+                        });
+                    return Ok(vec![out]);
+                }
                 // Planes grouped so that a task has some 32k multiply-adds (the deep layers'
                 // 7×7 planes would otherwise be hundreds of tiny tasks).
                 let min_planes = (1usize << 15).div_ceil(plane * kh * kw);
@@ -636,8 +706,6 @@ impl Kernel for Conv2d {
                             )
                         })
                     });
-                // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
-                ctx.macs += (n * cin * plane * kh * kw) as u64;
                 return Ok(vec![out]);
             } else {
                 // The bias (which may come from a folded batch norm, without `bias: true`)
@@ -1056,6 +1124,10 @@ fn taps_flat(
 
 /// Kernels of at most this many taps (7×7) are computed by blocks in [`taps_flat`].
 const MAX_BLOCKED_TAPS: usize = 49;
+
+/// The most floats of `kernels::depthwise`'s working buffer for one band of one output row
+/// (4 MiB a thread): past it (huge dilations or padding) the plane kernel runs.
+const DEPTHWISE_BAND_LIMIT: usize = 1 << 20;
 
 /// Outputs [`taps_flat`] carries through all taps at once: 4 AVX-512 registers.
 const TAP_BLOCK: usize = 64;
