@@ -169,10 +169,6 @@ def to_ours(torch_path: str, inverse, ours: set[str]) -> str | None:
     if torch_path in ours:
         return torch_path
     comps = torch_path.split(".")
-    # A wrapper archscope's paths leave out (torchvision's ``features.``).
-    for i in range(1, len(comps)):
-        if ".".join(comps[i:]) in ours:
-            return ".".join(comps[i:])
     for theirs, mine in inverse:
         if len(theirs) != len(comps):
             continue
@@ -187,6 +183,10 @@ def to_ours(torch_path: str, inverse, ours: set[str]) -> str | None:
             cand = ".".join(next(it) if p == "*" else p for p in mine)
             if cand in ours:
                 return cand
+    # A wrapper archscope's paths leave out (torchvision's ``features.``).
+    for i in range(1, len(comps)):
+        if ".".join(comps[i:]) in ours:
+            return ".".join(comps[i:])
     return None
 
 

@@ -31,6 +31,7 @@ mod errors;
 mod exec;
 mod format;
 mod implicit_conv;
+mod kblocked_product;
 mod input_completion;
 mod kernels;
 mod limits;
