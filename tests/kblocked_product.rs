@@ -28,14 +28,23 @@ fn check(
     k: usize,
     e: usize,
 ) -> Result<(), TestCaseError> {
-    let (mut s, mut a) = (bias.map_or(0.0, f64::from), bias.map_or(0.0, |b| f64::from(b).abs()));
+    let (mut s, mut a) = (
+        bias.map_or(0.0, f64::from),
+        bias.map_or(0.0, |b| f64::from(b).abs()),
+    );
     for t in terms {
         s += t;
         a += t.abs();
     }
     let want = act(e, s);
     let tol = (k as f64 + 4.0) * f64::from(f32::EPSILON) * (1.0 + a);
-    prop_assert!((f64::from(got) - want).abs() <= tol, "{} vs {} (tolerance {})", got, want, tol);
+    prop_assert!(
+        (f64::from(got) - want).abs() <= tol,
+        "{} vs {} (tolerance {})",
+        got,
+        want,
+        tol
+    );
     Ok(())
 }
 
