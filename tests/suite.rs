@@ -29,6 +29,7 @@ mod dot;
 mod dot_nd;
 mod errors;
 mod exec;
+mod flat_pools;
 mod format;
 mod implicit_conv;
 mod input_completion;
