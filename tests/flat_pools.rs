@@ -60,7 +60,7 @@ proptest! {
         for (which, out) in [("as written", &written), ("planned", &planned)] {
             prop_assert_eq!(&out.shape, &vec![batch, 2 * c, oh, ow]);
             for b in 0..batch {
-                let xb = &x.data[b * c * h * w..(b + 1) * c * h * w];
+                let xb = &x[0].data[b * c * h * w..(b + 1) * c * h * w];
                 for (half, max) in [(0, true), (1, false)] {
                     let want = reference(xb, [1, c, h, w], k, p, max);
                     let got = &out.data[(b * 2 + half) * c * plane..(b * 2 + half + 1) * c * plane];
