@@ -13,7 +13,7 @@ use archscope::kernels::{direct, product_direct, product_gemm, Pointwise};
 use proptest::prelude::*;
 
 /// The activations the plan fuses into a convolution, by index, with their f64 definitions.
-const EPILOGUES: [(&str, Option<Pointwise>); 7] = [
+pub(crate) const EPILOGUES: [(&str, Option<Pointwise>); 7] = [
     ("identity", None),
     ("relu", Some(Pointwise::Relu)),
     ("relu6", Some(Pointwise::Relu6)),
@@ -23,7 +23,7 @@ const EPILOGUES: [(&str, Option<Pointwise>); 7] = [
     ("hardsigmoid", Some(Pointwise::Hardsigmoid)),
 ];
 
-fn act(i: usize, v: f64) -> f64 {
+pub(crate) fn act(i: usize, v: f64) -> f64 {
     match i {
         0 => v,
         1 => v.max(0.0),
@@ -36,7 +36,7 @@ fn act(i: usize, v: f64) -> f64 {
 }
 
 /// A reproducible value in [−1, 1) from an index and a seed.
-fn val(i: usize, seed: u64) -> f32 {
+pub(crate) fn val(i: usize, seed: u64) -> f32 {
     let mut z = (i as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x632b_e59b);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

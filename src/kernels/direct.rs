@@ -30,6 +30,9 @@ pub const NB: usize = 16 * NV;
 pub const K_MAX: usize = 128;
 /// Bytes of filters a chunk of rows keeps in L1 while it sweeps the columns.
 const L1_FILTERS: usize = 16 << 10;
+/// Terms of a reduction longer than [`K_MAX`] per pass over the output: a register block's
+/// 64 columns of `X` for one chunk are 16 KiB, read from L1 by every row group of the chunk.
+pub const KC: usize = 64;
 
 /// Whether this CPU runs [`product`] (AVX-512 F/VL/BW/DQ and FMA, as `kernels::vectorised`'s
 /// widest level).
@@ -145,7 +148,7 @@ pub unsafe fn product_rows(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Pointwise, L1_FILTERS, MR, NB, NV};
+    use super::{Pointwise, KC, K_MAX, L1_FILTERS, MR, NB, NV};
     use std::arch::x86_64::*;
 
     /// Where row `c` of `X` starts.
@@ -190,75 +193,103 @@ mod avx512 {
         epi: Option<Pointwise>,
     ) {
         let (w, x) = (w.as_ptr(), x.as_ptr());
-        // Rows in chunks whose filters fit in a quarter of L1 (kept there while the chunk
-        // sweeps the columns); each block of columns of `X` is read once per chunk.
-        let chunk = (L1_FILTERS / (4 * k.max(1))).max(1).div_ceil(MR) * MR;
+        // The reduction in chunks of `kc` (all of it up to `K_MAX`): a chunk's rows of a
+        // column block of `X` (`kc` × 64 values) stay in L1 while every row group of the
+        // filters' chunk reads them, instead of coming from L2 once per group of `MR` rows.
+        // Between chunks the partial sums wait in `out` (stored and reloaded exactly: the
+        // same additions in the same order as one pass over `k`).
+        // Only where there are several column blocks: on one (a small map's tile), the
+        // reloads cost more than the L2 reads they save (7×7 maps, 512 → 512: 66 against 53–57
+        // GMAC/s, one thread, `examples/bench_conv.rs`).
+        let kc = if k <= K_MAX || n <= NB { k.max(1) } else { KC };
+        // Rows in chunks whose filters (of one reduction chunk) fit in a quarter of L1, kept
+        // there while the chunk sweeps the columns.
+        let chunk = (L1_FILTERS / (4 * kc)).max(1).div_ceil(MR) * MR;
         let mut m0 = 0;
         while m0 < m {
             let m1 = (m0 + chunk).min(m);
-            let mut j0 = 0;
-            while j0 < n {
-                let cols = NB.min(n - j0);
-                let vectors = cols.div_ceil(16);
-                // The last vector's lanes that are columns (all of them but in the last block).
-                let tail = cols - 16 * (vectors - 1);
-                let mask: __mmask16 = if tail == 16 {
-                    0xffff
-                } else {
-                    (1u16 << tail) - 1
-                };
-                let mut r0 = m0;
-                while r0 < m1 {
-                    let rows = MR.min(m1 - r0);
-                    // SAFETY (every call): rows r0..r0+rows of W, columns j0..j0+cols of X
-                    // and of `out` — inside the operands per the caller's contract.
-                    unsafe {
-                        let (wp, xp) = (w.add(r0 * k), x.add(j0));
-                        let op = out.add(r0 * out_rs + j0);
-                        let bp = bias.map(|b| b.as_ptr().add(r0));
-                        macro_rules! go {
-                            ($r:literal) => {
-                                match vectors {
-                                    1 => block::<X, $r, 1>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                    2 => block::<X, $r, 2>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                    3 => block::<X, $r, 3>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                    _ => block::<X, $r, NV>(k, wp, xp, x_rs, op, out_rs, bp, mask),
-                                }
+            let mut c0 = 0;
+            loop {
+                let c1 = (c0 + kc).min(k);
+                let (first, last) = (c0 == 0, c1 == k);
+                let mut j0 = 0;
+                while j0 < n {
+                    let cols = NB.min(n - j0);
+                    let vectors = cols.div_ceil(16);
+                    // The last vector's lanes that are columns (all of them but in the last block).
+                    let tail = cols - 16 * (vectors - 1);
+                    let mask: __mmask16 = if tail == 16 {
+                        0xffff
+                    } else {
+                        (1u16 << tail) - 1
+                    };
+                    let mut r0 = m0;
+                    while r0 < m1 {
+                        let rows = MR.min(m1 - r0);
+                        // SAFETY (every call): rows r0..r0+rows of W, columns j0..j0+cols of X
+                        // and of `out` — inside the operands per the caller's contract.
+                        unsafe {
+                            let (wp, xp) = (w.add(r0 * k), x.add(j0));
+                            let op = out.add(r0 * out_rs + j0);
+                            let bp = bias.filter(|_| last).map(|b| b.as_ptr().add(r0));
+                            let ks = (k, c0, c1, first);
+                            macro_rules! go {
+                                ($r:literal) => {
+                                    match vectors {
+                                        1 => block::<X, $r, 1>(
+                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                        ),
+                                        2 => block::<X, $r, 2>(
+                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                        ),
+                                        3 => block::<X, $r, 3>(
+                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                        ),
+                                        _ => block::<X, $r, NV>(
+                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                        ),
+                                    }
+                                };
+                            }
+                            match rows {
+                                1 => go!(1),
+                                2 => go!(2),
+                                3 => go!(3),
+                                4 => go!(4),
+                                5 => go!(5),
+                                _ => go!(6),
+                            }
+                        }
+                        r0 += rows;
+                    }
+                    if let (Some(f), true) = (epi, last) {
+                        for r in m0..m1 {
+                            // SAFETY: row r's columns j0..j0+cols of `out`, just written.
+                            let seg = unsafe {
+                                std::slice::from_raw_parts_mut(out.add(r * out_rs + j0), cols)
                             };
-                        }
-                        match rows {
-                            1 => go!(1),
-                            2 => go!(2),
-                            3 => go!(3),
-                            4 => go!(4),
-                            5 => go!(5),
-                            _ => go!(6),
+                            f.apply_here(seg);
                         }
                     }
-                    r0 += rows;
+                    j0 += cols;
                 }
-                if let Some(f) = epi {
-                    for r in m0..m1 {
-                        // SAFETY: row r's columns j0..j0+cols of `out`, just written.
-                        let seg = unsafe {
-                            std::slice::from_raw_parts_mut(out.add(r * out_rs + j0), cols)
-                        };
-                        f.apply_here(seg);
-                    }
+                if last {
+                    break;
                 }
-                j0 += cols;
+                c0 = c1;
             }
             m0 = m1;
         }
     }
 
     /// One register block: `R` rows × `V` vectors of 16 columns, the last vector's lanes
-    /// limited to `mask`.
+    /// limited to `mask`, over the reduction's terms `c0..c1` of `k` (`w`'s row stride): from
+    /// zero when `first`, else from the partial sums the previous chunk left in `out`.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn block<X: Rows, const R: usize, const V: usize>(
-        k: usize,
+        (k, c0, c1, first): (usize, usize, usize, bool),
         w: *const f32,
         x: *const f32,
         x_rs: X,
@@ -268,7 +299,23 @@ mod avx512 {
         mask: __mmask16,
     ) {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
-        for c in 0..k {
+        if !first {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: row r of the block, its columns (the last vector masked), written
+                // by the previous chunk.
+                unsafe {
+                    let o = out.add(r * out_rs);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = if v + 1 == V {
+                            _mm512_maskz_loadu_ps(mask, o.add(16 * v))
+                        } else {
+                            _mm512_loadu_ps(o.add(16 * v))
+                        };
+                    }
+                }
+            }
+        }
+        for c in c0..c1 {
             // SAFETY: row c of X, columns of this block (the last vector masked); one weight
             // per row of W.
             unsafe {
