@@ -421,7 +421,10 @@ impl Zeros {
 }
 
 /// (name, shape, dtype) of every tensor of a torchvision model's state dict.
-fn state_dict(m: &serde_json::Value) -> Vec<(String, Vec<usize>, String)> {
+type StateDict = Vec<(String, Vec<usize>, String)>;
+
+/// The [`StateDict`] of a torchvision model in tests/data/torchvision_weights.json.
+fn state_dict(m: &serde_json::Value) -> StateDict {
     m.as_array()
         .unwrap()
         .iter()
@@ -445,7 +448,7 @@ fn state_dict(m: &serde_json::Value) -> Vec<(String, Vec<usize>, String)> {
 fn loads_torchvision_state_dict_names(part: usize) -> usize {
     let doc = data_json("torchvision_weights.json");
     let models = doc["models"].as_object().unwrap();
-    let mine: Vec<(&str, Vec<(String, Vec<usize>, String)>)> = zoo_names()
+    let mine: Vec<(&str, StateDict)> = zoo_names()
         .into_iter()
         .enumerate()
         .filter(|&(i, name)| i % 4 == part && models.contains_key(name))
