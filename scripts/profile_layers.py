@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -213,8 +212,10 @@ def anchors(opt, original) -> dict[str, str]:
 
     out = {}
     for n in opt.graph.node:
-        start = by_name.get(n.name)
-        base = n.name[: -len("_nchwc")] if n.name.endswith("_nchwc") else n.name
+        # Fusions outside the NCHWc transformer prefix the fused node's name ("fused ...").
+        name = n.name[len("fused "):] if n.name.startswith("fused ") else n.name
+        start = by_name.get(name)
+        base = name[: -len("_nchwc")] if name.endswith("_nchwc") else name
         # A batch norm onnxruntime could not fold runs as its own NCHWc node ("..._bn_nchwc"):
         # it anchors itself.
         alone = base.endswith("_bn")

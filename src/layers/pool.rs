@@ -327,7 +327,7 @@ impl Kernel for Pool {
             None => ctx.output(&dims),
         };
         let epilogue = ctx.epilogue.take();
-        let planes: Vec<&mut [f32]> = match view {
+        let mut planes: Vec<&mut [f32]> = match view {
             Some(v) => v
                 .samples(c * plane)
                 .into_iter()
@@ -370,7 +370,6 @@ impl Kernel for Pool {
             && ow > 0
             && (oh - 1) * sh as usize + kh as usize <= h
             && (ow - 1) * sw as usize + kw as usize <= w;
-        let mut planes = planes;
         if let Some(d) = flat {
             // Planes several at a time, as one flattened buffer of padded planes (see
             // `flat_planes`): on small maps each tap's pass would otherwise be a few vectors
