@@ -35,12 +35,18 @@ pub fn available() -> bool {
 
 /// Width of the zero-padded band: the columns the outputs' taps read.
 fn band_width(win: &Window2d) -> usize {
-    (win.output[1] - 1) * win.stride[1] + (win.kernel[1] - 1) * win.dilation[1] + 1
+    (win.output[1] - 1)
+        .saturating_mul(win.stride[1])
+        .saturating_add((win.kernel[1] - 1).saturating_mul(win.dilation[1]))
+        .saturating_add(1)
 }
 
 /// Rows of the input band for `rows` output rows.
 fn band_rows(win: &Window2d, rows: usize) -> usize {
-    (rows - 1) * win.stride[0] + (win.kernel[0] - 1) * win.dilation[0] + 1
+    (rows - 1)
+        .saturating_mul(win.stride[0])
+        .saturating_add((win.kernel[0] - 1).saturating_mul(win.dilation[0]))
+        .saturating_add(1)
 }
 
 /// Output rows per band, and the floats of the working buffer (weights, bias, input band,

@@ -431,7 +431,23 @@ impl Kernel for Conv2d {
                     let plane = hp.saturating_mul(wp);
                     let bounded =
                         plane <= (h * w).max(oh * ow).saturating_mul(4).saturating_add(4096);
-                    if self.stride == [1, 1] && bounded {
+                    // From 16 channels: `kernels::depthwise`'s band of sixteen channels (at
+                    // most `DEPTHWISE_BAND_LIMIT` floats, else the plane kernel runs).
+                    let usz = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+                    let win = Window2d {
+                        kernel: [usz(kh), usz(kw)],
+                        stride: [usz(self.stride[0]), usz(self.stride[1])],
+                        pad: [usz(self.pad.top), usz(self.pad.left)],
+                        dilation: [usz(dy), usz(dx)],
+                        input: [usz(*h), usz(*w)],
+                        output: [usz(*oh), usz(*ow)],
+                    };
+                    let band = if *c >= dw::LANES as u64 {
+                        dw::plan(&win, DEPTHWISE_BAND_LIMIT).map_or(0, |(_, f)| f as u64)
+                    } else {
+                        0
+                    };
+                    let per_plane = if self.stride == [1, 1] && bounded {
                         plane.saturating_add(oh.saturating_mul(wp))
                     } else if let Some(phases) = depthwise_phases(
                         [*h as usize, *w as usize],
@@ -443,7 +459,8 @@ impl Kernel for Conv2d {
                         phases.floats() as u64
                     } else {
                         0
-                    }
+                    };
+                    per_plane.max(band)
                 } else {
                     mul(&[c / g, kh, kw, *oh, *ow])
                 };
