@@ -252,6 +252,20 @@ fn yaml_constants_of_every_kind_export_and_read_back() {
     let back = round_trip("kinds.onnx", &net, &w, &x);
     let b = analyze(&back, Dtype::F32).unwrap();
     assert_eq!((b.totals.params, b.totals.buffers), (114, 3));
+    // Graph only: the buffer and the parameters are graph inputs declared as such, and read
+    // back as what they were (the rank-0 offset too, which no weight position would show).
+    let m = export(&net, None, ExportOptions::default()).expect("exports");
+    let (g, _) = onnx::build(
+        "kinds_graph.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let c = analyze(&g, Dtype::F32).unwrap();
+    assert_eq!(
+        (c.totals.params, c.totals.buffers, c.totals.flops),
+        (114, 3, a.totals.flops)
+    );
 }
 
 /// The dynamo `norm` file with its mean's dims changed to `dims` (values to match).
