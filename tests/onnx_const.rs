@@ -326,3 +326,40 @@ fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
     );
     assert!(msg.contains("m.yaml:6:"), "{msg}");
 }
+
+#[test]
+fn a_learned_tensor_read_twice_is_counted_once() {
+    // The TorchScript `norm_buffer` file (mean and std initializers, read as parameters by the
+    // rule) with its `Sub` made an `Add` and its `Div` a `Mul` by the same `mean`: one
+    // `parameter` layer of 3 elements that both read, so 516 + 3 parameters.
+    let mut m = proto::decode_model("x", &read_onnx("const_norm_buffer_torchscript.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].op_type = Some("Add".into());
+    g.node[1].op_type = Some("Mul".into());
+    g.node[1].input[1] = "mean".into();
+    let (net, _) = onnx::build(
+        "twice.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = analyze(&net, Dtype::F32).unwrap();
+    assert_eq!(a.totals.params, 519);
+    let ops: Vec<&str> = a.layers.iter().map(|l| l.op).take(4).collect();
+    assert_eq!(ops, ["input", "parameter", "add", "multiply"]);
+    // As a `scalar` (a Sub, then a Div by the same learned tensor): the first reader counts
+    // it (kind: parameter), the second reads its values as a constant.
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].op_type = Some("Sub".into());
+    g.node[1].op_type = Some("Div".into());
+    let (net, _) = onnx::build(
+        "twice.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = analyze(&net, Dtype::F32).unwrap();
+    assert_eq!(a.totals.params, 519);
+    let labels: Vec<&str> = a.layers[1..3].iter().map(|l| l.label.as_str()).collect();
+    assert_eq!(labels, ["x − c[1×3×1×1] (learned)", "x / c[1×3×1×1]"]);
+}
