@@ -193,8 +193,8 @@ fn round_trip(label: &str, net: &Network, w: &exec::Weights, x: &Tensor) -> Netw
     let wb = onnx::weights(&back, &imp)
         .unwrap()
         .expect("the file holds them");
-    let want = exec::run(net, w, &[x.clone()], None).unwrap();
-    let got = exec::run(&back, &wb, &[x.clone()], None).unwrap();
+    let want = exec::run(net, w, std::slice::from_ref(x), None).unwrap();
+    let got = exec::run(&back, &wb, std::slice::from_ref(x), None).unwrap();
     assert_eq!(got.outputs[0].shape, want.outputs[0].shape, "{label}");
     assert_eq!(got.outputs[0].data, want.outputs[0].data, "{label}");
     back
@@ -252,6 +252,20 @@ fn yaml_constants_of_every_kind_export_and_read_back() {
     let back = round_trip("kinds.onnx", &net, &w, &x);
     let b = analyze(&back, Dtype::F32).unwrap();
     assert_eq!((b.totals.params, b.totals.buffers), (114, 3));
+    // Graph only: the buffer and the parameters are graph inputs declared as such, and read
+    // back as what they were (the rank-0 offset too, which no weight position would show).
+    let m = export(&net, None, ExportOptions::default()).expect("exports");
+    let (g, _) = onnx::build(
+        "kinds_graph.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let c = analyze(&g, Dtype::F32).unwrap();
+    assert_eq!(
+        (c.totals.params, c.totals.buffers, c.totals.flops),
+        (114, 3, a.totals.flops)
+    );
 }
 
 /// The dynamo `norm` file with its mean's dims changed to `dims` (values to match).
@@ -268,15 +282,17 @@ fn norm_with_mean(dims: &[i64]) -> Vec<u8> {
     proto::encode_model(&m)
 }
 
+/// The error reading `bytes` as file `name`; a panic if it reads.
+fn refused_file(name: &str, bytes: &[u8]) -> archscope::Error {
+    match onnx::build(name, bytes, &BuildOptions::default()) {
+        Ok(_) => panic!("{name}: read, expected an error"),
+        Err(e) => e,
+    }
+}
+
 #[test]
 fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
-    let e = onnx::build(
-        "bad.onnx",
-        &norm_with_mean(&[1, 4, 1, 1]),
-        &BuildOptions::default(),
-    )
-    .err()
-    .expect("refused");
+    let e = refused_file("bad.onnx", &norm_with_mean(&[1, 4, 1, 1]));
     let msg = e.to_string();
     assert!(
         msg.contains("bad.onnx: this `Sub`'s tensor `mean` of shape 1×4×1×1 is 4 in its dimension 1 where the computed tensor (1×3×8×8) has 3: archscope reads a tensor that broadcasts into the computed one"),
@@ -284,13 +300,7 @@ fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
     );
     assert!(msg.contains("ONNX node #0 `node_sub` (Sub)"), "{msg}");
     // One that would enlarge the computed tensor (8 rows where it has 1 batch).
-    let e = onnx::build(
-        "big.onnx",
-        &norm_with_mean(&[2, 3, 1, 1]),
-        &BuildOptions::default(),
-    )
-    .err()
-    .expect("refused");
+    let e = refused_file("big.onnx", &norm_with_mean(&[2, 3, 1, 1]));
     assert!(
         e.to_string().contains(
             "of shape 2×3×1×1 is 2 in its dimension 0 where the computed tensor (1×3×8×8) has 1"
@@ -298,13 +308,7 @@ fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
         "{e}"
     );
     // More dimensions than the computed tensor.
-    let e = onnx::build(
-        "rank.onnx",
-        &norm_with_mean(&[1, 1, 3, 1, 1]),
-        &BuildOptions::default(),
-    )
-    .err()
-    .expect("refused");
+    let e = refused_file("rank.onnx", &norm_with_mean(&[1, 1, 3, 1, 1]));
     assert!(
         e.to_string()
             .contains("of shape 1×1×3×1×1 has 5 dimensions and the computed tensor 4"),
@@ -321,4 +325,41 @@ fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
         "{msg}"
     );
     assert!(msg.contains("m.yaml:6:"), "{msg}");
+}
+
+#[test]
+fn a_learned_tensor_read_twice_is_counted_once() {
+    // The TorchScript `norm_buffer` file (mean and std initializers, read as parameters by the
+    // rule) with its `Sub` made an `Add` and its `Div` a `Mul` by the same `mean`: one
+    // `parameter` layer of 3 elements that both read, so 516 + 3 parameters.
+    let mut m = proto::decode_model("x", &read_onnx("const_norm_buffer_torchscript.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].op_type = Some("Add".into());
+    g.node[1].op_type = Some("Mul".into());
+    g.node[1].input[1] = "mean".into();
+    let (net, _) = onnx::build(
+        "twice.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = analyze(&net, Dtype::F32).unwrap();
+    assert_eq!(a.totals.params, 519);
+    let ops: Vec<&str> = a.layers.iter().map(|l| l.op).take(4).collect();
+    assert_eq!(ops, ["input", "parameter", "add", "multiply"]);
+    // As a `scalar` (a Sub, then a Div by the same learned tensor): the first reader counts
+    // it (kind: parameter), the second reads its values as a constant.
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].op_type = Some("Sub".into());
+    g.node[1].op_type = Some("Div".into());
+    let (net, _) = onnx::build(
+        "twice.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let a = analyze(&net, Dtype::F32).unwrap();
+    assert_eq!(a.totals.params, 519);
+    let labels: Vec<&str> = a.layers[1..3].iter().map(|l| l.label.as_str()).collect();
+    assert_eq!(labels, ["x − c[1×3×1×1] (learned)", "x / c[1×3×1×1]"]);
 }

@@ -29,6 +29,15 @@ pub(crate) const KIND_KEY: &str = "pkg.torch.export.graph_signature.InputSpec.ki
 /// constant, so that it is counted once.
 pub(super) type Learned = HashMap<String, (String, bool)>;
 
+/// Whether a graph input declares itself a parameter or a buffer (a graph-only
+/// `archscope export`: its weights are graph inputs).
+pub(super) fn declared_weight(v: &proto::ValueInfoProto) -> bool {
+    v.metadata_props.iter().any(|p| {
+        p.key.as_deref() == Some(KIND_KEY)
+            && matches!(p.value.as_deref(), Some("PARAMETER" | "BUFFER"))
+    })
+}
+
 /// What the tensor operand counts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

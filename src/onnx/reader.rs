@@ -410,8 +410,9 @@ pub fn import_model_sized(
             ))
             .help("export with a fixed input shape (a dummy input of the real size)")
         })?;
-        // A graph input read only as a weight (a graph-only export) is a shaped weight.
-        if weight_inputs.contains(name) {
+        // A graph input read only as a weight (a graph-only export), or declared a parameter
+        // or buffer (arith.rs), is a shaped weight.
+        if weight_inputs.contains(name) || arith::declared_weight(inp) {
             let d = dims
                 .iter()
                 .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0, false)))
