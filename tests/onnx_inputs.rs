@@ -402,3 +402,12 @@ fn a_graph_only_head_cannot_be_told_tied_from_untied() {
         assert_eq!((t.params, t.macs), (32_384, 477_184), "{f}");
     }
 }
+
+#[test]
+fn mutants_of_the_masked_gpt2_file() {
+    // The seeded mutation fuzz of tests/onnx_fuzz.rs (700 mutants) over the TorchScript file
+    // with an attention-mask input: the mask's evaluation under mutation — no panic, every
+    // refusal located, with a help line.
+    let (n, built) = crate::onnx_fuzz::fuzz_seed("gpt_tiny_mask.onnx", 24);
+    assert!(built < n, "{built} of {n}");
+}
