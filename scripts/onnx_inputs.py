@@ -17,6 +17,12 @@ thop 0.1.1, as scripts/onnx_arith.py):
    tower first (`right`, then `left`) so that the first graph input is not the one the
    network reads first. With its weights, and graph only (two_tower_graph.onnx). Figures:
    PyTorch's parameters, FlopCounterMode's MACs, fixed inputs and onnxruntime's output.
+3. The tiny GPT-2 of 1. with its head NOT tied to the token embedding
+   (`tie_word_embeddings=False`), exported graph only by the TorchScript exporter
+   (gpt_tiny_untied_graph.onnx) as scripts/onnx_gpt.py exports the tied one
+   (gpt_tiny_graph.onnx): PyTorch's parameter count, and each file's graph inputs with their
+   dims, to show that the two files declare the same inputs (the head an anonymous
+   `onnx::MatMul_N` of 32×100 in both).
 """
 import contextlib
 import copy
@@ -155,6 +161,33 @@ def main():
                                            "left": left.numpy()})[0].flatten().tolist()
         tt["files"][name] = e
     ref["two_tower"] = tt
+    # 3. The untied head, graph only, beside the tied one of scripts/onnx_gpt.py.
+    cfg_u = GPT2Config(vocab_size=100, n_positions=16, n_embd=32, n_layer=2, n_head=2,
+                       tie_word_embeddings=False)
+    wu = gpt(cfg_u, 0)
+    p = os.path.join(OUT, "gpt_tiny_untied_graph.onnx")
+
+    class NoMask(torch.nn.Module):
+        """scripts/onnx_gpt.py's wrapper: the all-ones mask made inside."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids):
+            return self.m(input_ids=ids, attention_mask=torch.ones_like(ids),
+                          use_cache=False).logits
+
+    torch.onnx.export(NoMask(wu.m).eval(), (ids,), p, dynamo=False, opset_version=17,
+                      export_params=False, input_names=["input_ids"],
+                      output_names=["logits"])
+    dims = lambda path: [[i.name, [d.dim_value for d in i.type.tensor_type.shape.dim]]
+                         for i in onnx.load(path).graph.input]
+    ref["untied"] = {"params": sum(q.numel() for q in wu.parameters()),
+                     "tied_params": sum(q.numel() for q in w.parameters()),
+                     "inputs": dims(p),
+                     "tied_inputs": dims(os.path.join(OUT, "gpt_tiny_graph.onnx")),
+                     "bytes": os.path.getsize(p)}
     with open(os.path.join(ROOT, "tests", "data", "onnx_inputs_reference.json"), "w") as f:
         json.dump(ref, f, indent=1)
         f.write("\n")

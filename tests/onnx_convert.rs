@@ -78,11 +78,12 @@ fn every_committed_onnx_file_reads_back_to_the_same_figures() {
     // MaxViT-T with weights); scripts/onnx_gpt.py three (a tiny GPT-2: the same three ways as
     // the ViT); scripts/onnx_arith.py one (arithmetic with constant numbers after a conv);
     // scripts/onnx_const.py eight (four models with constant, buffer and learned tensors, each
-    // by both exporters); scripts/onnx_inputs.py four (the tiny GPT-2 with an attention-mask
-    // input from both exporters, a two-tower network with and without weights);
+    // by both exporters); scripts/onnx_inputs.py five (the tiny GPT-2 with an attention-mask
+    // input from both exporters, a two-tower network with and without weights, the tiny GPT-2
+    // with an untied head graph only);
     // scripts/onnx_convert_named.py two (inception_v3 graph only, a tiny network of GoogLeNet's
     // Inception modules with weights).
-    assert_eq!(files.len(), 39, "{files:?}");
+    assert_eq!(files.len(), 40, "{files:?}");
     for f in &files {
         let (net, _, c) = converted(f, 1);
         let back = read_back(f, &c, 1);

@@ -373,3 +373,41 @@ fn a_mask_of_the_keys_exports_and_reads_back() {
     let b = exec::run(&back, &wb, &ins(keep), None).unwrap().outputs;
     assert_eq!(a[0].data, b[0].data);
 }
+
+#[test]
+fn a_graph_only_head_cannot_be_told_tied_from_untied() {
+    // TorchScript's graph-only export of the tied tiny GPT-2 (scripts/onnx_gpt.py) and of the
+    // same model with its own head (tie_word_embeddings=False): the same graph inputs, name
+    // for name but the anonymous head's number, dim for dim. So no rule can tie the one head
+    // without tying the other: the anonymous 32×100 input is counted as its own weight, the
+    // untied model's PyTorch count, and the tied file's 3,200 over PyTorch's (docs/ONNX.md).
+    let r = &reference()["untied"];
+    let (a, b) = (
+        r["inputs"].as_array().unwrap(),
+        r["tied_inputs"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x[1], y[1]);
+        let (nx, ny) = (x[0].as_str().unwrap(), y[0].as_str().unwrap());
+        assert!(nx == ny || (nx.starts_with("onnx::MatMul_") && ny.starts_with("onnx::MatMul_")));
+    }
+    assert_eq!(a.last().unwrap()[1], serde_json::json!([32, 100]));
+    // PyTorch: 29,184 tied; untied, the head's 32·100 more.
+    assert_eq!(r["tied_params"], 29_184);
+    assert_eq!(r["params"], 29_184 + 3_200);
+    for f in ["gpt_tiny_untied_graph.onnx", "gpt_tiny_graph.onnx"] {
+        let (net, _) = import(f, &read(f));
+        let t = analyze(&net, Dtype::F32).unwrap().totals;
+        assert_eq!((t.params, t.macs), (32_384, 477_184), "{f}");
+    }
+}
+
+#[test]
+fn mutants_of_the_masked_gpt2_file() {
+    // The seeded mutation fuzz of tests/onnx_fuzz.rs (700 mutants) over the TorchScript file
+    // with an attention-mask input: the mask's evaluation under mutation — no panic, every
+    // refusal located, with a help line.
+    let (n, built) = crate::onnx_fuzz::fuzz_seed("gpt_tiny_mask.onnx", 24);
+    assert!(built < n, "{built} of {n}");
+}

@@ -143,7 +143,7 @@ impl<'a> Reader<'a> {
                 i,
                 n,
                 format!(
-                    "input `{}` is declared nowhere: the file has no initializer and no weight input, so the shapes and values of its weights and shape constants are unknown (the dynamo exporter's graph-only file, torch.onnx.export(..., dynamo=True, export_params=False), names them without declaring them)",
+                    "input `{}` is declared nowhere: the file has no initializer and no weight input, so the shapes and values of its weights and shape constants are unknown (the dynamo exporter's graph-only file, torch.onnx.export(..., dynamo=True, export_params=False), names them without declaring them; its value_info gives the shapes of computed tensors only, and its graph_signature metadata names the parameters without shapes)",
                     excerpt(name)
                 ),
             )
