@@ -270,3 +270,36 @@ fn full_size_exports_read_when_present() {
         (28_288_354, 28_288_354, 28_812, 4_490_566_656)
     );
 }
+
+#[test]
+fn a_probe_over_the_limit_is_refused() {
+    // The tiny Swin's input declared with a batch of 5,000: the first attention's input is then
+    // 5,000 × 8 × 8 × 16 = 5,120,000 elements, over the 2^22 = 4,194,304 the reader computes
+    // on its probe (docs/ONNX.md "Limits"); refused before anything that size is made.
+    let mut m = proto::decode_model("swin_tiny_torch.onnx", &read("swin_tiny_torch.onnx"))
+        .expect("decodes");
+    let g = m.graph.as_mut().expect("graph");
+    let Some(proto::type_proto::Value::TensorType(t)) =
+        g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("a tensor type")
+    };
+    t.shape.as_mut().expect("shape").dim[0].value =
+        Some(proto::tensor_shape_proto::dimension::Value::DimValue(5000));
+    let e = match onnx::build(
+        "big.onnx",
+        &proto::encode_model(&m),
+        &BuildOptions::default(),
+    ) {
+        Ok(_) => panic!("read"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("`/features/features.1/features.1.0/attn`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("its input has 5120000 elements: archscope computes the region on a probe of at most 4194304"),
+        "{e}"
+    );
+}

@@ -9,8 +9,8 @@
 //! file on a probe input to compare it with the layer it reads it as. Integer tensors
 //! (`int`) divide and cast as ONNX's integers do (truncation); float ones are computed in f64.
 //! Bounded: every tensor made holds at most the caller's `limit` elements (an error
-//! otherwise, before anything that size is allocated); an operator or attribute outside
-//! this set is `Err` naming it.
+//! otherwise, before anything that size is allocated), a `MatMul` does at most 1024 × `limit`
+//! multiply-adds; an operator or attribute outside this set is `Err` naming it.
 
 use super::proto::{self, NodeProto};
 
@@ -147,7 +147,7 @@ fn sizes(t: &T) -> Result<Vec<usize>, String> {
     t.data
         .iter()
         .map(|&v| {
-            if v >= 0.0 && v < 1e15 {
+            if (0.0..1e15).contains(&v) {
                 Ok(v as usize)
             } else {
                 Err(format!("size {v}"))
@@ -423,7 +423,7 @@ pub(super) fn eval(
             let mut y = x.clone();
             for (k, &ax) in axes.iter().enumerate() {
                 let a = axis(ax, r)?;
-                let len = x.dims[a] as i64;
+                let len = y.dims[a] as i64;
                 let step = steps.as_ref().and_then(|s| s.get(k).copied()).unwrap_or(1);
                 if step == 0 {
                     return Err("Slice step 0".into());
@@ -563,14 +563,14 @@ pub(super) fn eval(
             }
             for r in 0..rows {
                 let mut at = 0;
-                for k in 0..q {
+                for (k, (&d, &stride)) in x.dims.iter().zip(&xs).take(q).enumerate() {
                     let v = idx.data[r * q + k] as i64;
-                    let len = x.dims[k] as i64;
+                    let len = d as i64;
                     let v = if v < 0 { v + len } else { v };
                     if !(0..len).contains(&v) {
                         return Err(format!("ScatterND index {v} of an axis of {len}"));
                     }
-                    at += v as usize * xs[k];
+                    at += v as usize * stride;
                 }
                 data[at..at + chunk].copy_from_slice(&upd.data[r * chunk..(r + 1) * chunk]);
             }
@@ -628,7 +628,13 @@ pub(super) fn eval(
             let lead = broadcast(&[&a.dims[..a.dims.len() - 2], &b.dims[..b.dims.len() - 2]])?;
             let mut out = lead.clone();
             out.extend([m, nn]);
-            check(&out, limit)?;
+            let work = check(&out, limit)?.saturating_mul(k);
+            if work > limit.saturating_mul(1024) {
+                return Err(format!(
+                    "a MatMul of {work} multiply-adds: more than the {} archscope computes ({limit} elements × 1024)",
+                    limit.saturating_mul(1024)
+                ));
+            }
             let ia = bindex(&a.dims[..a.dims.len() - 2], &lead);
             let ib = bindex(&b.dims[..b.dims.len() - 2], &lead);
             let mut data = vec![0.0; numel(&out).unwrap_or(0)];

@@ -232,7 +232,6 @@ impl<'a> Reader<'a> {
     /// Reads traced region `nodes` (scope `path`) as one `shifted_window_attention`.
     pub(super) fn traced_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
         let g = self.graph;
-        let inside: HashSet<usize> = nodes.iter().copied().collect();
         let made: HashSet<&str> = nodes
             .iter()
             .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
@@ -401,7 +400,6 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        let _ = inside;
         let found = self.traced_weights(path, nodes, &env, &konst, xshape[3], last)?;
         let target = env.get(&yname).expect("computed above").clone();
         // Shifts: the starts of the Slices on computed tensors (the roll), modulo their axis.
@@ -635,6 +633,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Checks candidate `cand` against the region: the bias through its index, its mask, and
     /// its output on the probe. Returns the recovered bias table.
     fn traced_try(
