@@ -43,7 +43,7 @@ fn kinds(a: &Analysis) -> BTreeMap<&'static str, usize> {
 
 /// (output shape, parameters, MACs) of the leaf modules PyTorch measured with parameters or
 /// MACs, in order.
-fn torch_rows(r: &serde_json::Value) -> Vec<(Vec<u64>, u64, u64)> {
+pub(crate) fn torch_rows(r: &serde_json::Value) -> Vec<(Vec<u64>, u64, u64)> {
     r["layers"]
         .as_array()
         .expect("layers")
@@ -59,7 +59,8 @@ fn torch_rows(r: &serde_json::Value) -> Vec<(Vec<u64>, u64, u64)> {
         .collect()
 }
 
-fn ours_rows(a: &Analysis) -> Vec<(Vec<u64>, u64, u64)> {
+/// (output shape, parameters, MACs) of each layer with parameters or MACs, in order.
+pub(crate) fn ours_rows(a: &Analysis) -> Vec<(Vec<u64>, u64, u64)> {
     a.layers
         .iter()
         .filter(|l| l.params.total() + l.macs > 0)
@@ -140,8 +141,14 @@ fn committed_exports_read_back_as_the_yaml() {
 
 #[test]
 fn committed_exports_run_as_onnxruntime() {
-    let reference = data_json("onnx_swin_reference.json");
-    for name in TINY {
+    run_as_onnxruntime("onnx_swin_reference.json", &TINY);
+}
+
+/// Each committed file `name.onnx` run with its own weights on the reference's input gives
+/// onnxruntime's output (the reference JSON of its script).
+pub(crate) fn run_as_onnxruntime(reference: &str, names: &[&str]) {
+    let reference = data_json(reference);
+    for name in names {
         let r = &reference["models"][name]["onnx"];
         let f = format!("{name}.onnx");
         let (net, imp) = import(&f, &read(&f));
@@ -202,7 +209,7 @@ fn graph_only_exports_read_back_as_the_yaml() {
 }
 
 /// A committed file, changed by `f`, imported: the error's text.
-fn edited(
+pub(crate) fn edited(
     file: &str,
     f: impl FnOnce(&mut Vec<proto::NodeProto>, &mut Vec<proto::TensorProto>),
 ) -> String {

@@ -9,38 +9,13 @@
 //! full-size swin_t / swin_v2_t exports read when the script left them in
 //! $TMPDIR/archscope_onnx_swin/.
 
-use crate::common::{data_json, u64s};
+use crate::common::data_json;
 use crate::common::{import_onnx as import, read_onnx as read};
+use crate::onnx_swin::{edited, ours_rows, run_as_onnxruntime, torch_rows};
 use archscope::onnx::{self, proto};
-use archscope::{analyze, exec, Analysis, BuildOptions, Dtype};
+use archscope::{analyze, Analysis, BuildOptions, Dtype};
 
 const TINY: [&str; 2] = ["swin_tiny_torch", "swin_v2_tiny_torch"];
-
-/// (output shape, parameters, MACs) of each layer with parameters or MACs, in order.
-fn ours_rows(a: &Analysis) -> Vec<(Vec<u64>, u64, u64)> {
-    a.layers
-        .iter()
-        .filter(|l| l.params.total() + l.macs > 0)
-        .map(|l| (l.outputs[0].0.clone(), l.params.total(), l.macs))
-        .collect()
-}
-
-/// The same of the leaf modules PyTorch measured (scripts/torch_reference.py).
-fn torch_rows(r: &serde_json::Value) -> Vec<(Vec<u64>, u64, u64)> {
-    r["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|l| {
-            (
-                u64s(&l["out"]),
-                l["params"].as_u64().unwrap_or(0),
-                l["macs"].as_u64().unwrap_or(0),
-            )
-        })
-        .filter(|(_, p, m)| p + m > 0)
-        .collect()
-}
 
 fn totals(a: &Analysis) -> (u64, u64, u64, u64) {
     (
@@ -141,49 +116,7 @@ fn shared_initializers_count_once_per_module() {
 
 #[test]
 fn tiny_exports_run_as_onnxruntime() {
-    let reference = data_json("onnx_swin_torch_reference.json");
-    for name in TINY {
-        let r = &reference["models"][name]["onnx"];
-        let f = format!("{name}.onnx");
-        let (net, imp) = import(&f, &read(&f));
-        let w = onnx::weights(&net, &imp)
-            .expect("weights")
-            .expect("the file holds its weights");
-        let shape: Vec<usize> = u64s(&r["input_shape"])
-            .iter()
-            .map(|&d| d as usize)
-            .collect();
-        let x: Vec<f32> = r["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let out =
-            exec::run(&net, &w, &[archscope::tensor::Tensor::new(shape, x)], None).expect("runs");
-        let want: Vec<f64> = r["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        crate::common::assert_onnxruntime_output(&f, &out.outputs[0].data, &want);
-    }
-}
-
-/// A committed file, changed by `f`, imported: the error's text.
-fn edited(
-    file: &str,
-    f: impl FnOnce(&mut Vec<proto::NodeProto>, &mut Vec<proto::TensorProto>),
-) -> String {
-    let mut m = proto::decode_model(file, &read(file)).expect("decodes");
-    let g = m.graph.as_mut().expect("graph");
-    f(&mut g.node, &mut g.initializer);
-    let bytes = proto::encode_model(&m);
-    match onnx::build("edited.onnx", &bytes, &BuildOptions::default()) {
-        Ok(_) => panic!("{file}: the edited file was read"),
-        Err(e) => e.to_string(),
-    }
+    run_as_onnxruntime("onnx_swin_torch_reference.json", &TINY);
 }
 
 #[test]

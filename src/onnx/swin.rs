@@ -320,6 +320,29 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The tensors the region's nodes compute that a node outside the region reads (or the
+    /// graph outputs), with the node computing each, in node order: shared by archscope's own
+    /// exports and the traced Swin regions (`swin_traced.rs`).
+    pub(super) fn read_outside(&self, nodes: &[usize]) -> Vec<(usize, &'a str)> {
+        let g = self.graph;
+        let mut inner: HashMap<&str, usize> = HashMap::new();
+        for &j in nodes {
+            for x in &g.node[j].input {
+                *inner.entry(x.as_str()).or_default() += 1;
+            }
+        }
+        let mut outs = Vec::new();
+        for &j in nodes {
+            for y in &g.node[j].output {
+                let all = self.uses.get(y.as_str()).copied().unwrap_or(0);
+                if all > inner.get(y.as_str()).copied().unwrap_or(0) {
+                    outs.push((j, y.as_str()));
+                }
+            }
+        }
+        outs
+    }
+
     fn window_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
         let g = self.graph;
         let made: HashSet<&str> = nodes
@@ -368,21 +391,7 @@ impl<'a> Reader<'a> {
             ));
         };
         // The one output read outside.
-        let mut inner: HashMap<&str, usize> = HashMap::new();
-        for &j in nodes {
-            for x in &g.node[j].input {
-                *inner.entry(x.as_str()).or_default() += 1;
-            }
-        }
-        let mut outs: Vec<(usize, &str)> = Vec::new();
-        for &j in nodes {
-            for y in &g.node[j].output {
-                let all = self.uses.get(y.as_str()).copied().unwrap_or(0);
-                if all > inner.get(y.as_str()).copied().unwrap_or(0) {
-                    outs.push((j, y.as_str()));
-                }
-            }
-        }
+        let outs = self.read_outside(nodes);
         let (yname, last) = match outs.as_slice() {
             [(j, y)] => (y.to_string(), *j),
             [] => {

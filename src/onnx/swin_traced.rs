@@ -349,22 +349,12 @@ impl<'a> Reader<'a> {
                 env.insert(y.clone(), t);
             }
         }
-        // The one output read outside.
-        let mut inner: HashMap<&str, usize> = HashMap::new();
-        for &j in nodes {
-            for x in &g.node[j].input {
-                *inner.entry(x.as_str()).or_default() += 1;
-            }
-        }
-        let mut outs: Vec<(usize, &str)> = Vec::new();
-        for &j in nodes {
-            for y in &g.node[j].output {
-                let all = self.uses.get(y.as_str()).copied().unwrap_or(0);
-                if all > inner.get(y.as_str()).copied().unwrap_or(0) && !konst.contains(y) {
-                    outs.push((j, y.as_str()));
-                }
-            }
-        }
+        // The one computed output read outside; constants read outside (another region's shape
+        // arithmetic) stay known.
+        let (kept, outs): (Vec<_>, Vec<_>) = self
+            .read_outside(nodes)
+            .into_iter()
+            .partition(|(_, y)| konst.contains(*y));
         let (yname, last) = match outs.as_slice() {
             [(j, y)] => (y.to_string(), *j),
             [] => {
@@ -385,19 +375,11 @@ impl<'a> Reader<'a> {
                 ))
             }
         };
-        // Constants read outside (another region's shape arithmetic) stay known.
-        for &j in nodes {
-            for y in &g.node[j].output {
-                if konst.contains(y)
-                    && self.uses.get(y.as_str()).copied().unwrap_or(0)
-                        > inner.get(y.as_str()).copied().unwrap_or(0)
-                {
-                    if let Some(t) = env.get(y) {
-                        let dims = t.dims.iter().map(|&d| d as u64).collect();
-                        self.vals
-                            .insert(y.clone(), Val::folded(dims, t.data.clone()));
-                    }
-                }
+        for (_, y) in kept {
+            if let Some(t) = env.get(y) {
+                let dims = t.dims.iter().map(|&d| d as u64).collect();
+                self.vals
+                    .insert(y.to_string(), Val::folded(dims, t.data.clone()));
             }
         }
         let found = self.traced_weights(path, nodes, &env, &konst, xshape[3], last)?;
