@@ -56,28 +56,7 @@ fn torch_export_reads_and_runs_as_onnxruntime() {
     assert_eq!((s.macs, s.flops), (0, 256));
     // What each profiler charged the PyTorch model: the convolution alone (the script's
     // measurement), which each preset reproduces (the arithmetic charged by none).
-    for (tool, c) in [
-        ("torchvision", Convention::Torchvision),
-        ("fvcore", Convention::Fvcore),
-        ("ptflops", Convention::Ptflops),
-        ("thop", Convention::Thop),
-        ("torchinfo", Convention::Torchinfo),
-    ] {
-        let mut b = a.clone();
-        recount(&net, &mut b, c).unwrap();
-        assert_eq!(
-            b.totals.macs,
-            r["conventions"][tool].as_u64().unwrap(),
-            "{tool}"
-        );
-        let charged: u64 = b
-            .layers
-            .iter()
-            .filter(|l| l.op == "scalar")
-            .map(|l| l.macs)
-            .sum();
-        assert_eq!(charged, 0, "{tool}");
-    }
+    presets_reproduce(&net, &a, &r["conventions"], "arith.onnx");
     let w = onnx::weights(&net, &imp)
         .unwrap()
         .expect("the file holds its weights");
@@ -159,4 +138,37 @@ fn every_operator_exports_and_reads_back() {
     let got = exec::run(&back, &wb, &[Tensor::new(vec![1, 2, 5, 5], x)], None).unwrap();
     assert_eq!(got.outputs[0].shape, want.outputs[0].shape);
     assert_eq!(got.outputs[0].data, want.outputs[0].data);
+}
+
+/// Each profiler preset, applied to the analysis `a` of `net`, gives the total MACs that tool
+/// measured on the PyTorch model (`conventions`, from the script), and charges nothing for the
+/// `scalar` layers (no tool charges the arithmetic).
+pub(crate) fn presets_reproduce(
+    net: &archscope::Network,
+    a: &archscope::Analysis,
+    conventions: &serde_json::Value,
+    label: &str,
+) {
+    for (tool, c) in [
+        ("torchvision", Convention::Torchvision),
+        ("fvcore", Convention::Fvcore),
+        ("ptflops", Convention::Ptflops),
+        ("thop", Convention::Thop),
+        ("torchinfo", Convention::Torchinfo),
+    ] {
+        let mut b = a.clone();
+        recount(net, &mut b, c).unwrap();
+        assert_eq!(
+            b.totals.macs,
+            conventions[tool].as_u64().unwrap(),
+            "{label}: {tool}"
+        );
+        let charged: u64 = b
+            .layers
+            .iter()
+            .filter(|l| l.op == "scalar")
+            .map(|l| l.macs)
+            .sum();
+        assert_eq!(charged, 0, "{label}: {tool}");
+    }
 }

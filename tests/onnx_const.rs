@@ -11,11 +11,11 @@
 use crate::common::{
     assert_onnxruntime_output, build_error, data_json, import_onnx, net, read_onnx, u64s, usizes,
 };
-use archscope::convention::recount;
+use crate::onnx_arith::presets_reproduce;
 use archscope::onnx::export::{export, ExportOptions};
 use archscope::onnx::{self, proto};
 use archscope::tensor::Tensor;
-use archscope::{analyze, exec, BuildOptions, Convention, Dtype, Network};
+use archscope::{analyze, exec, BuildOptions, Dtype, Network};
 
 /// The script's input: x[i] = sin(0.1 i) over the flattened input.
 fn input(r: &serde_json::Value) -> Tensor {
@@ -79,21 +79,7 @@ fn both_exporters_read_with_pytorchs_counts_and_run_as_onnxruntime() {
         };
         assert_eq!(scalars, want_scalars, "{file}");
         // What each profiler charged the PyTorch model; no tool charges the arithmetic.
-        for (tool, c) in [
-            ("torchvision", Convention::Torchvision),
-            ("fvcore", Convention::Fvcore),
-            ("ptflops", Convention::Ptflops),
-            ("thop", Convention::Thop),
-            ("torchinfo", Convention::Torchinfo),
-        ] {
-            let mut b = a.clone();
-            recount(&net, &mut b, c).unwrap();
-            assert_eq!(
-                b.totals.macs,
-                rec["conventions"][tool].as_u64().unwrap(),
-                "{file}: {tool}"
-            );
-        }
+        presets_reproduce(&net, &a, &rec["conventions"], file);
         let w = onnx::weights(&net, &imp)
             .unwrap()
             .expect("the file holds its weights");

@@ -207,49 +207,13 @@ fn tiny_mobilenet_v2_weights_load_by_path_and_run_as_onnxruntime() {
         "{}",
         c.text
     );
-    let back = read_back(file, &c, shape[0] as u64);
-    let b = analyze(&back, Dtype::F32).unwrap();
-    assert_eq!(b.totals.params, r["params"].as_u64().unwrap());
-    assert_eq!(b.totals.buffers, r["buffers"].as_u64().unwrap());
-    // One tensor per PyTorch state-dict entry, the runs' under their instance paths.
-    assert_eq!(c.weights.len(), r["state_dict"].as_array().unwrap().len());
-    let names: Vec<&str> = c.weights.iter().map(|w| w.0.as_str()).collect();
-    for want in [
+    let names = [
         "features.2.conv_0_0.weight",
         "features.3.conv_1_0.bn.running_var",
         "features.6.conv_2.bn.bias",
         "features_1_conv_0_0.weight",
-    ] {
-        assert!(names.contains(&want), "{want} not in {names:?}");
-    }
-    let bytes = convert::safetensors_bytes(&c.weights).unwrap();
-    let w = exec::load_safetensors(&back, &bytes, "converted.safetensors").unwrap();
-    let n: usize = shape.iter().product();
-    let x: Vec<f32> = (0..n).map(|i| (0.1 * i as f64).sin() as f32).collect();
-    let input = archscope::tensor::Tensor::new(shape.clone(), x);
-    let got = exec::run(&back, &w, std::slice::from_ref(&input), None).unwrap();
-    let want: Vec<f64> = r["onnxruntime_output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let y = &got.outputs[0];
-    assert_eq!(y.data.len(), want.len());
-    for (k, (g, o)) in y.data.iter().zip(&want).enumerate() {
-        assert!(
-            (f64::from(*g) - o).abs() <= 1e-4,
-            "output {k}: converted {g}, onnxruntime {o}"
-        );
-    }
-    let direct_w = onnx::weights(&net, &imp).unwrap().unwrap();
-    let direct = exec::run(&net, &direct_w, &[input], None).unwrap();
-    for (k, (g, d)) in y.data.iter().zip(&direct.outputs[0].data).enumerate() {
-        assert!(
-            (g - d).abs() <= 1e-6,
-            "output {k}: converted {g}, direct {d}"
-        );
-    }
+    ];
+    converted_weights_run_as_onnxruntime(file, &net, &imp, &c, r, &names);
     // The CLI: convert --weights-out, then run --weights.
     let dir = scratch("convert-tiny-mobilenet");
     let yaml = dir.join("m.yaml");
@@ -280,4 +244,58 @@ fn tiny_mobilenet_v2_weights_load_by_path_and_run_as_onnxruntime() {
         common::arg(&yb),
     ]);
     assert_eq!(common::read_saved_npy(&ya), common::read_saved_npy(&yb));
+}
+
+/// The converted model of a committed weighted file (`c`, from `converted`) read back: PyTorch's
+/// parameters and buffers (the reference `r` of its script), one tensor per state-dict entry
+/// with `names` among them, and its converted weights, loaded by path, run to onnxruntime's
+/// output within 1e-4 and within 1e-6 of running the imported file itself.
+pub(crate) fn converted_weights_run_as_onnxruntime(
+    file: &str,
+    net: &archscope::Network,
+    imp: &onnx::Import,
+    c: &convert::Converted,
+    r: &serde_json::Value,
+    names: &[&str],
+) {
+    let shape: Vec<usize> = u64s(&r["input_shape"])
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let back = read_back(file, c, shape[0] as u64);
+    let b = analyze(&back, Dtype::F32).unwrap();
+    assert_eq!(b.totals.params, r["params"].as_u64().unwrap());
+    assert_eq!(b.totals.buffers, r["buffers"].as_u64().unwrap());
+    // One tensor per PyTorch state-dict entry, under the paths the converted model gives them.
+    assert_eq!(c.weights.len(), r["state_dict"].as_array().unwrap().len());
+    let have: Vec<&str> = c.weights.iter().map(|w| w.0.as_str()).collect();
+    for want in names {
+        assert!(have.contains(want), "{want} not in {have:?}");
+    }
+    let bytes = convert::safetensors_bytes(&c.weights).unwrap();
+    let w = exec::load_safetensors(&back, &bytes, "converted.safetensors").unwrap();
+    let n: usize = shape.iter().product();
+    let x: Vec<f32> = (0..n).map(|i| (0.1 * i as f64).sin() as f32).collect();
+    let input = archscope::tensor::Tensor::new(shape, x);
+    let got = exec::run(&back, &w, std::slice::from_ref(&input), None).unwrap();
+    let want: Vec<f64> = r["onnxruntime_output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    common::assert_onnxruntime_output(file, &got.outputs[0].data, &want);
+    let direct_w = onnx::weights(net, imp).unwrap().unwrap();
+    let direct = exec::run(net, &direct_w, &[input], None).unwrap();
+    for (k, (g, d)) in got.outputs[0]
+        .data
+        .iter()
+        .zip(&direct.outputs[0].data)
+        .enumerate()
+    {
+        assert!(
+            (g - d).abs() <= 1e-6,
+            "output {k}: converted {g}, direct {d}"
+        );
+    }
 }

@@ -9,9 +9,10 @@
 
 use crate::common::{self, data_json, u64s, zoo_net};
 use crate::onnx_convert::{converted, read_back};
+use crate::onnx_convert_blocks::converted_weights_run_as_onnxruntime;
 use archscope::onnx::export::{export_bytes, ExportOptions};
 use archscope::onnx::{self, convert};
-use archscope::{analyze, exec, Dtype, Network};
+use archscope::{analyze, Dtype, Network};
 
 fn names(net: &Network) -> Vec<&str> {
     net.nodes.iter().map(|n| n.name.as_str()).collect()
@@ -185,48 +186,14 @@ fn tiny_inception_weights_load_by_path_and_run_as_onnxruntime() {
         c.definitions,
         vec![("inception_block".to_string(), users(&mods))]
     );
-    let back = read_back(file, &c, shape[0] as u64);
-    let b = analyze(&back, Dtype::F32).unwrap();
-    assert_eq!(b.totals.params, r["params"].as_u64().unwrap());
-    assert_eq!(b.totals.buffers, r["buffers"].as_u64().unwrap());
-    // One tensor per PyTorch state-dict entry, the modules' under their own paths.
-    assert_eq!(c.weights.len(), r["state_dict"].as_array().unwrap().len());
-    let wn: Vec<&str> = c.weights.iter().map(|w| w.0.as_str()).collect();
-    for want in [
+    let names = [
         "inception3a.branch1_conv.weight",
         "inception3b.branch2_1_conv.bn.running_var",
         "inception4a.branch4_1_conv.bn.bias",
         "conv1_conv.weight",
         "fc.bias",
-    ] {
-        assert!(wn.contains(&want), "{want} not in {wn:?}");
-    }
-    let bytes = convert::safetensors_bytes(&c.weights).unwrap();
-    let w = exec::load_safetensors(&back, &bytes, "converted.safetensors").unwrap();
-    let n: usize = shape.iter().product();
-    let x: Vec<f32> = (0..n).map(|i| (0.1 * i as f64).sin() as f32).collect();
-    let input = archscope::tensor::Tensor::new(shape.clone(), x);
-    let got = exec::run(&back, &w, std::slice::from_ref(&input), None).unwrap();
-    let want: Vec<f64> = r["onnxruntime_output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    common::assert_onnxruntime_output(file, &got.outputs[0].data, &want);
-    let direct_w = onnx::weights(&net, &imp).unwrap().unwrap();
-    let direct = exec::run(&net, &direct_w, &[input], None).unwrap();
-    for (k, (g, d)) in got.outputs[0]
-        .data
-        .iter()
-        .zip(&direct.outputs[0].data)
-        .enumerate()
-    {
-        assert!(
-            (g - d).abs() <= 1e-6,
-            "output {k}: converted {g}, direct {d}"
-        );
-    }
+    ];
+    converted_weights_run_as_onnxruntime(file, &net, &imp, &c, r, &names);
 }
 
 #[test]
