@@ -256,6 +256,28 @@ fn isqrt(v: u64) -> Option<u64> {
     (r.checked_mul(r) == Some(v)).then_some(r)
 }
 
+/// Notes the computed input `x` (reference `r`, shape `shape`) of a windowed region, which
+/// reads one tensor: a second one is the error's message. Shared with `swin_traced.rs`.
+fn one_data_input(
+    data: &mut Option<(String, String, Vec<u64>)>,
+    x: &str,
+    r: &str,
+    shape: &[u64],
+) -> Result<(), String> {
+    match data {
+        Some((name, _, _)) if name != x => Err(format!(
+            "a second computed input `{}` (besides `{}`): the layer reads one tensor",
+            excerpt(x),
+            excerpt(name)
+        )),
+        Some(_) => Ok(()),
+        None => {
+            *data = Some((x.to_string(), r.to_string(), shape.to_vec()));
+            Ok(())
+        }
+    }
+}
+
 impl<'a> Reader<'a> {
     /// Reads windowed-attention region `k` if node `i` is its trigger: `Ok(true)` when `i`
     /// belongs to a region, `Ok(false)` for any other node.
@@ -323,7 +345,7 @@ impl<'a> Reader<'a> {
     /// The tensors the region's nodes compute that a node outside the region reads (or the
     /// graph outputs), with the node computing each, in node order: shared by archscope's own
     /// exports and the traced Swin regions (`swin_traced.rs`).
-    pub(super) fn read_outside(&self, nodes: &[usize]) -> Vec<(usize, &'a str)> {
+    fn read_outside(&self, nodes: &[usize]) -> Vec<(usize, &'a str)> {
         let g = self.graph;
         let mut inner: HashMap<&str, usize> = HashMap::new();
         for &j in nodes {
@@ -357,21 +379,9 @@ impl<'a> Reader<'a> {
                     continue;
                 }
                 match self.vals.get(x) {
-                    Some(Val::Act { r, shape }) => match &data {
-                        Some((name, _, _)) if name != x => {
-                            return Err(self.win_err(
-                                j,
-                                path,
-                                format!(
-                                    "a second computed input `{}` (besides `{}`): the layer reads one tensor",
-                                    excerpt(x),
-                                    excerpt(name)
-                                ),
-                            ))
-                        }
-                        Some(_) => {}
-                        None => data = Some((x.clone(), r.clone(), shape.clone())),
-                    },
+                    Some(Val::Act { r, shape }) => {
+                        one_data_input(&mut data, x, r, shape).map_err(|m| self.win_err(j, path, m))?
+                    }
                     Some(_) => {}
                     None => {
                         return Err(self.win_err(

@@ -31,7 +31,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::super::fold::{self, T};
-use super::{list, sanitize, Reader, Val};
+use super::{list, one_data_input, sanitize, Reader, Val};
 use crate::error::{excerpt, Diagnostic};
 use crate::onnx::proto::{self, GraphProto, NodeProto};
 use crate::tensor::{Init, Tensor};
@@ -246,21 +246,9 @@ impl<'a> Reader<'a> {
                     continue;
                 }
                 match self.vals.get(x) {
-                    Some(Val::Act { r, shape }) => match &data {
-                        Some((name, _, _)) if name != x => {
-                            return Err(self.traced_err(
-                                j,
-                                path,
-                                format!(
-                                    "a second computed input `{}` (besides `{}`): the layer reads one tensor",
-                                    excerpt(x),
-                                    excerpt(name)
-                                ),
-                            ))
-                        }
-                        Some(_) => {}
-                        None => data = Some((x.clone(), r.clone(), shape.clone())),
-                    },
+                    Some(Val::Act { r, shape }) => {
+                        one_data_input(&mut data, x, r, shape).map_err(|m| self.traced_err(j, path, m))?
+                    }
                     Some(Val::Shaped { .. }) => {
                         return Err(self.traced_err(
                             j,
