@@ -104,7 +104,12 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
         // Once unmeasured: the `gemm` crate packs its operands in per-thread memory it
         // allocates on a thread's first product and keeps (not per layer; see the module
         // documentation of the executor's memory budget).
-        let (extra, out_bytes) = pool.install(|| {
+        // The unmeasured pass runs on each of the pool's threads at once, so that each thread
+        // runs products itself and keeps its `gemm` packing memory before the measured pass
+        // (one pass alone may run every tile on one thread when the other is descheduled: then
+        // the other thread's first product, in the measured pass, would be counted).
+        pool.broadcast(|_| {
+            let aux_in = [None];
             let mut warm = Ctx {
                 macs: 0,
                 aux_in: &aux_in,
@@ -117,7 +122,8 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
             node.layer
                 .forward(&[&x[0]], &w.per_node[1], &mut warm)
                 .unwrap();
-            drop(warm);
+        });
+        let (extra, out_bytes) = pool.install(|| {
             let mut ctx = Ctx {
                 macs: 0,
                 aux_in: &aux_in,
