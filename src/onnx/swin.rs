@@ -278,6 +278,30 @@ fn one_data_input(
     }
 }
 
+/// The one tensor of `outs` (from `read_outside`) a windowed region gives, with the node that
+/// computes it; otherwise the node to point at and the error's message. Shared with
+/// `swin_traced.rs`.
+fn one_output(
+    nodes: &[usize],
+    outs: &[(usize, &str)],
+    what: &str,
+) -> Result<(String, usize), (usize, String)> {
+    match outs {
+        [(j, y)] => Ok((y.to_string(), *j)),
+        [] => Err((
+            *nodes.last().expect("a region has nodes"),
+            format!("no {what}output is read outside the layer"),
+        )),
+        [_, (j, y), ..] => Err((
+            *j,
+            format!(
+                "a second tensor `{}` is read outside the layer: it has one output",
+                excerpt(y)
+            ),
+        )),
+    }
+}
+
 impl<'a> Reader<'a> {
     /// Reads windowed-attention region `k` if node `i` is its trigger: `Ok(true)` when `i`
     /// belongs to a region, `Ok(false)` for any other node.
@@ -402,26 +426,8 @@ impl<'a> Reader<'a> {
         };
         // The one output read outside.
         let outs = self.read_outside(nodes);
-        let (yname, last) = match outs.as_slice() {
-            [(j, y)] => (y.to_string(), *j),
-            [] => {
-                return Err(self.win_err(
-                    *nodes.last().expect("a region has nodes"),
-                    path,
-                    "no output is read outside the layer",
-                ))
-            }
-            [_, (j, y), ..] => {
-                return Err(self.win_err(
-                    *j,
-                    path,
-                    format!(
-                        "a second tensor `{}` is read outside the layer: it has one output",
-                        excerpt(y)
-                    ),
-                ))
-            }
-        };
+        let (yname, last) =
+            one_output(nodes, &outs, "").map_err(|(j, m)| self.win_err(j, path, m))?;
         let cands = self.window_candidates(path, nodes, &xshape)?;
         if cands.len() > MAX_CANDIDATES {
             return Err(self.win_err(

@@ -31,7 +31,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::super::fold::{self, T};
-use super::{list, one_data_input, sanitize, Reader, Val};
+use super::{list, one_data_input, one_output, sanitize, Reader, Val};
 use crate::error::{excerpt, Diagnostic};
 use crate::onnx::proto::{self, GraphProto, NodeProto};
 use crate::tensor::{Init, Tensor};
@@ -343,26 +343,8 @@ impl<'a> Reader<'a> {
             .read_outside(nodes)
             .into_iter()
             .partition(|(_, y)| konst.contains(*y));
-        let (yname, last) = match outs.as_slice() {
-            [(j, y)] => (y.to_string(), *j),
-            [] => {
-                return Err(self.traced_err(
-                    *nodes.last().expect("a region has nodes"),
-                    path,
-                    "no computed output is read outside the layer",
-                ))
-            }
-            [_, (j, y), ..] => {
-                return Err(self.traced_err(
-                    *j,
-                    path,
-                    format!(
-                        "a second tensor `{}` is read outside the layer: it has one output",
-                        excerpt(y)
-                    ),
-                ))
-            }
-        };
+        let (yname, last) =
+            one_output(nodes, &outs, "computed ").map_err(|(j, m)| self.traced_err(j, path, m))?;
         for (_, y) in kept {
             if let Some(t) = env.get(y) {
                 let dims = t.dims.iter().map(|&d| d as u64).collect();
