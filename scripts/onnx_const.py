@@ -26,11 +26,11 @@ exporter the file, its initializers (name, dims, declared kind) and operators, a
 onnxruntime's output on the fixed input x[i] = sin(0.1 i).
 """
 import contextlib
-import copy
 import io
 import json
 import math
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -38,6 +38,9 @@ import onnx
 import onnxruntime as ort
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_arith import conventions  # noqa: E402  (each profiler's total, shared)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "data", "onnx")
@@ -103,31 +106,6 @@ class Gain(nn.Module):
 
 
 MODELS = {"norm": Norm, "norm_buffer": NormBuffer, "channel": Channel, "gain": Gain}
-
-
-def conventions(m, x):
-    import ptflops
-    import thop
-    import torchinfo
-    from fvcore.nn import FlopCountAnalysis
-    from torch.utils.flop_counter import FlopCounterMode
-
-    r = {}
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        a = FlopCountAnalysis(copy.deepcopy(m), (x,))
-        a.unsupported_ops_warnings(False)
-        r["fvcore"] = int(a.total())
-        r["ptflops"] = int(ptflops.get_model_complexity_info(
-            copy.deepcopy(m), tuple(x.shape[1:]), as_strings=False,
-            print_per_layer_stat=False, backend="pytorch")[0])
-        r["thop"] = int(thop.profile(copy.deepcopy(m), inputs=(x,), verbose=False)[0])
-        r["torchinfo"] = int(torchinfo.summary(copy.deepcopy(m), input_data=[x], verbose=0).total_mult_adds)
-        with FlopCounterMode(display=False) as fc:
-            copy.deepcopy(m)(x)
-        r["torchvision"] = int(fc.get_total_flops()) // 2
-    return r
 
 
 def export(m, x, path, dynamo):

@@ -14,21 +14,17 @@
    statistics), and tests/data/onnx_convert_named.json: a fixed input, onnxruntime's output on
    it, PyTorch's parameter and buffer counts and state-dict names.
 """
-import json
-import math
 import os
 import sys
 
-import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torchvision
 from torchvision.models.googlenet import BasicConv2d, Inception
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from onnx_reference import OUT, ROOT, export  # noqa: E402
+from onnx_convert_reference import randomise_norms, sine_input, weighted_reference, write_json  # noqa: E402
+from onnx_reference import OUT, export  # noqa: E402
 
 
 class TinyInception(nn.Module):
@@ -61,40 +57,11 @@ def main():
 
     torch.manual_seed(5)
     model = TinyInception().eval()
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-    shape = [2, 3, 16, 16]
-    n = int(np.prod(shape))
-    xi = torch.tensor([math.sin(0.1 * i) for i in range(n)], dtype=torch.float32).reshape(shape)
-    with torch.no_grad():
-        yt = model(xi).numpy()
+    randomise_norms(model)
+    xi = sine_input([2, 3, 16, 16])
     path = os.path.join(OUT, "tiny_inception.onnx")
     size = export(model, xi, path, True)
-    onnx.checker.check_model(onnx.load(path))
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (y,) = sess.run(None, {"image": xi.numpy()})
-    ref = {
-        "produced_with": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                          "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        "tiny_inception": {
-            "input": "x[i] = sin(0.1 * i) over the flattened 2x3x16x16 input",
-            "input_shape": shape,
-            "output_shape": list(y.shape),
-            "onnxruntime_output": [float(v) for v in y.reshape(-1)],
-            "torch_max_abs_diff": float(np.abs(y - yt).max()),
-            "params": sum(p.numel() for p in model.parameters()),
-            "buffers": sum(b.numel() for nm, b in model.named_buffers() if not nm.endswith("num_batches_tracked")),
-            "state_dict": sorted(k for k in model.state_dict() if not k.endswith("num_batches_tracked")),
-        },
-    }
-    with open(os.path.join(ROOT, "tests", "data", "onnx_convert_named.json"), "w") as f:
-        json.dump(ref, f, indent=1)
-        f.write("\n")
+    write_json(weighted_reference("tiny_inception", model, xi, path), "onnx_convert_named.json")
     print(path, size, "bytes")
 
 

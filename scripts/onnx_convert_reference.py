@@ -27,6 +27,55 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "data", "onnx")
 
 
+def randomise_norms(model):
+    """Batch-norm statistics and affine parameters away from their identity defaults, so that
+    folding them is visible in the outputs (shared with scripts/onnx_convert_named.py)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def sine_input(shape):
+    """x[i] = sin(0.1 i) over the flattened tensor of `shape`."""
+    n = int(np.prod(shape))
+    return torch.tensor([math.sin(0.1 * i) for i in range(n)], dtype=torch.float32).reshape(shape)
+
+
+def weighted_reference(key, model, xi, path):
+    """What convert's tests read of a weighted file: onnxruntime's output on `xi` (input
+    `image`), PyTorch's parameters, buffers and state-dict names; the file passes the checker."""
+    with torch.no_grad():
+        yt = model(xi).numpy()
+    onnx.checker.check_model(onnx.load(path))
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"image": xi.numpy()})
+    shape = list(xi.shape)
+    return {
+        "produced_with": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                          "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        key: {
+            "input": "x[i] = sin(0.1 * i) over the flattened " + "x".join(map(str, shape)) + " input",
+            "input_shape": shape,
+            "output_shape": list(y.shape),
+            "onnxruntime_output": [float(v) for v in y.reshape(-1)],
+            "torch_max_abs_diff": float(np.abs(y - yt).max()),
+            "params": sum(p.numel() for p in model.parameters()),
+            "buffers": sum(b.numel() for nm, b in model.named_buffers() if not nm.endswith("num_batches_tracked")),
+            "state_dict": sorted(k for k in model.state_dict() if not k.endswith("num_batches_tracked")),
+        },
+    }
+
+
+def write_json(ref, name):
+    with open(os.path.join(ROOT, "tests", "data", name), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+
+
 def main():
     torch.manual_seed(3)
     model = torchvision.models.MobileNetV2(
@@ -37,18 +86,8 @@ def main():
     model.features[-1] = Conv2dNormActivation(16, 64, kernel_size=1, activation_layer=nn.ReLU6)
     model.classifier[1] = nn.Linear(64, 10)
     model.eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    shape = [2, 3, 32, 32]
-    n = int(np.prod(shape))
-    xi = torch.tensor([math.sin(0.1 * i) for i in range(n)], dtype=torch.float32).reshape(shape)
-    with torch.no_grad():
-        yt = model(xi).numpy()
+    randomise_norms(model)
+    xi = sine_input([2, 3, 32, 32])
     path = os.path.join(OUT, "tiny_mobilenet_v2.onnx")
     torch.onnx.export(
         model, (xi,), path, dynamo=False, opset_version=17, export_params=True,
@@ -58,26 +97,7 @@ def main():
     )
     size = os.path.getsize(path)
     assert size < 200_000, f"{path} is {size} bytes"
-    onnx.checker.check_model(onnx.load(path))
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (y,) = sess.run(None, {"image": xi.numpy()})
-    ref = {
-        "produced_with": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                          "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-        "tiny_mobilenet_v2": {
-            "input": "x[i] = sin(0.1 * i) over the flattened 2x3x32x32 input",
-            "input_shape": shape,
-            "output_shape": list(y.shape),
-            "onnxruntime_output": [float(v) for v in y.reshape(-1)],
-            "torch_max_abs_diff": float(np.abs(y - yt).max()),
-            "params": sum(p.numel() for p in model.parameters()),
-            "buffers": sum(b.numel() for nm, b in model.named_buffers() if not nm.endswith("num_batches_tracked")),
-            "state_dict": sorted(k for k in model.state_dict() if not k.endswith("num_batches_tracked")),
-        },
-    }
-    with open(os.path.join(ROOT, "tests", "data", "onnx_convert_reference.json"), "w") as f:
-        json.dump(ref, f, indent=1)
-        f.write("\n")
+    write_json(weighted_reference("tiny_mobilenet_v2", model, xi, path), "onnx_convert_reference.json")
     print(path, size, "bytes")
 
 

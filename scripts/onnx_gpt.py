@@ -48,14 +48,20 @@ class Logits(torch.nn.Module):
         return self.m(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
 
 
-def model(cfg, seed):
+def seeded(cfg, seed):
+    """transformers' GPT2LMHeadModel of `cfg`, every parameter drawn from N(0, 0.2²) by a
+    generator seeded with `seed` (shared with scripts/onnx_inputs.py)."""
     torch.manual_seed(seed)
     m = GPT2LMHeadModel(cfg).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in m.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return Logits(m).eval()
+    return m
+
+
+def model(cfg, seed):
+    return Logits(seeded(cfg, seed)).eval()
 
 
 def strip_metadata(path):

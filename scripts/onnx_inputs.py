@@ -29,16 +29,19 @@ import copy
 import io
 import json
 import os
+import sys
 import warnings
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config
 
 warnings.filterwarnings("ignore")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_gpt import seeded, strip_metadata  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "data", "onnx")
 
@@ -53,20 +56,7 @@ class Logits(torch.nn.Module):
 
 
 def gpt(cfg, seed):
-    torch.manual_seed(seed)
-    m = GPT2LMHeadModel(cfg).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return Logits(m).eval()
-
-
-def strip_metadata(path):
-    m = onnx.load(path)
-    for n in m.graph.node:
-        del n.metadata_props[:]
-    onnx.save(m, path)
+    return Logits(seeded(cfg, seed)).eval()
 
 
 def tools(m, inputs):
