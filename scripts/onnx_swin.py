@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -66,27 +65,26 @@ from torchvision.models.swin_transformer import (  # noqa: E402
 OUT = Path("tests/data/onnx")
 SEED = 0
 
+
+
+def tiny_swin(depths, heads, v2=False):
+    """A Swin (or Swin-V2) of 4×4 patches, width 16 and 4×4 windows, for 10 classes."""
+    extra = dict(block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2) if v2 else {}
+    return SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=depths,
+        num_heads=heads,
+        window_size=[4, 4],
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+        **extra,
+    )
+
+
 BUILDERS = {
-    "swin_tiny": lambda: SwinTransformer(
-        patch_size=[4, 4],
-        embed_dim=16,
-        depths=[2, 1],
-        num_heads=[2, 4],
-        window_size=[4, 4],
-        stochastic_depth_prob=0.2,
-        num_classes=10,
-    ),
-    "swin_v2_tiny": lambda: SwinTransformer(
-        patch_size=[4, 4],
-        embed_dim=16,
-        depths=[2, 1],
-        num_heads=[2, 4],
-        window_size=[4, 4],
-        stochastic_depth_prob=0.2,
-        num_classes=10,
-        block=SwinTransformerBlockV2,
-        downsample_layer=PatchMergingV2,
-    ),
+    "swin_tiny": lambda: tiny_swin([2, 1], [2, 4]),
+    "swin_v2_tiny": lambda: tiny_swin([2, 1], [2, 4], v2=True),
     "maxvit_tiny": lambda: MaxVit(
         input_size=(32, 32),
         stem_channels=8,
@@ -101,26 +99,8 @@ BUILDERS = {
 
 
 TORCH_BUILDERS = {
-    "swin_tiny_torch": lambda: SwinTransformer(
-        patch_size=[4, 4],
-        embed_dim=16,
-        depths=[2],
-        num_heads=[2],
-        window_size=[4, 4],
-        stochastic_depth_prob=0.2,
-        num_classes=10,
-    ),
-    "swin_v2_tiny_torch": lambda: SwinTransformer(
-        patch_size=[4, 4],
-        embed_dim=16,
-        depths=[2],
-        num_heads=[2],
-        window_size=[4, 4],
-        stochastic_depth_prob=0.2,
-        num_classes=10,
-        block=SwinTransformerBlockV2,
-        downsample_layer=PatchMergingV2,
-    ),
+    "swin_tiny_torch": lambda: tiny_swin([2], [2]),
+    "swin_v2_tiny_torch": lambda: tiny_swin([2], [2], v2=True),
 }
 
 
