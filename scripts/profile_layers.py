@@ -118,6 +118,7 @@ def ort_profile(path: Path, threads: int, n: int, work: Path) -> dict:
     # The warm-up runs' events come first: keep the last n occurrences of each node.
     per_node: dict[str, list[float]] = defaultdict(list)
     op_of: dict[str, str] = {}
+    args_of: dict[str, dict] = {}
     order: list[str] = []
     for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
@@ -126,8 +127,10 @@ def ort_profile(path: Path, threads: int, n: int, work: Path) -> dict:
         if name not in op_of:
             order.append(name)
         op_of[name] = e["args"].get("op_name", "?")
+        args_of[name] = e["args"]
         per_node[name].append(e["dur"] / 1e3)
-    nodes = [{"name": k, "op": op_of[k], "ms": min(per_node[k][-n:])} for k in order]
+    nodes = [{"name": k, "op": op_of[k], "ms": min(per_node[k][-n:]), "args": args_of[k]}
+             for k in order]
     opt = onnx.load(str(work / f"{path.stem}.opt{threads}.onnx"), load_external_data=False)
     return {"median": sorted(times)[len(times) // 2], "nodes": nodes, "optimized": opt}
 

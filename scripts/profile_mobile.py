@@ -11,8 +11,9 @@ default input:
   MODEL --format json``.
 * onnxruntime: the model exported as ``scripts/bench_executor.py`` exports it (torchvision,
   ``weights=None``, opset 17, TorchScript exporter), ``intra_op_num_threads=1``,
-  ``ORT_ENABLE_ALL``, ``SessionOptions.enable_profiling``; each node's minimum ``dur`` over the
-  N passes after 3 warm-up runs.
+  ``ORT_ENABLE_ALL``, profiled by ``scripts/profile_layers.py``'s ``ort_profile``: each node's
+  least ``dur`` over the N passes after 3 warm-up runs; the run median from a separate
+  unprofiled session.
 
 Layers of both are put into the same kinds (stem, 1x1 product on a map, depthwise by kernel and
 stride, SE gate's products on 1x1 maps, global pool, SE multiply, activation, add, linear,
@@ -37,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_executor as bench  # noqa: E402  (export_onnx, input_shape, ARCHSCOPE)
+import profile_layers  # noqa: E402  (ort_profile)
 
 
 def kind_of(op: str, kernel: tuple[int, int] | None, stride: int, depthwise: bool,
@@ -87,44 +89,14 @@ def ours(model: str, n: int, exe: str) -> tuple[dict, float]:
 
 
 def theirs(model: str, n: int, work: Path) -> tuple[dict, float]:
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-
     shape = bench.input_shape(model)
     path, _ = bench.export_onnx(model, shape, work)
-    g = onnx.load(str(path)).graph
-    inits = {i.name: list(i.dims) for i in g.initializer}
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.enable_profiling = True
-    so.profile_file_prefix = str(work / f"ort_{model}")
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    name = sess.get_inputs()[0].name
-    import time
-    times = []
-    for i in range(n + 3):
-        t = time.perf_counter()
-        sess.run(None, {name: x})
-        if i >= 3:
-            times.append((time.perf_counter() - t) * 1e3)
-    prof = sess.end_profiling()
-    events = json.load(open(prof))
-    best: dict[str, float] = {}
-    meta: dict[str, dict] = {}
-    for e in events:
-        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
-            continue
-        node = e["name"][: -len("_kernel_time")]
-        best[node] = min(best.get(node, float("inf")), e["dur"] / 1e3)
-        meta[node] = e["args"]
+    # onnxruntime's own profile at one thread: each node's least time, its profiler arguments.
+    prof = profile_layers.ort_profile(path, 1, n, work)
     rows = []
     first = True
-    for node, ms in best.items():
-        a = meta[node]
+    for nd in prof["nodes"]:
+        node, ms, a = nd["name"], nd["ms"], nd["args"]
         opn = a.get("op_name", "")
         shapes = [list(d.values())[0] for d in a.get("input_type_shape", [])]
         outs = [list(d.values())[0] for d in a.get("output_type_shape", [])]
@@ -147,8 +119,7 @@ def theirs(model: str, n: int, work: Path) -> tuple[dict, float]:
         rows.append((f"{node} [{opn}]", kind_of(op, kernel, stride, dw, spatial,
                                               op == "conv" and first), ms))
         first = first and op != "conv"
-    times.sort()
-    return {"rows": rows}, times[len(times) // 2]
+    return {"rows": rows}, prof["median"]
 
 
 def table(model: str, a: dict, a_med: float, o: dict, o_med: float, detail: int) -> None:
