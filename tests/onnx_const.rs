@@ -8,6 +8,7 @@
 //! `archscope export` writes them back with the same figures and outputs bit for bit; a tensor
 //! that does not broadcast is a located error.
 
+use crate::common::refused_onnx;
 use crate::common::{
     assert_onnxruntime_output, build_error, data_json, import_onnx, net, read_onnx, u64s, usizes,
 };
@@ -268,17 +269,9 @@ fn norm_with_mean(dims: &[i64]) -> Vec<u8> {
     proto::encode_model(&m)
 }
 
-/// The error reading `bytes` as file `name`; a panic if it reads.
-fn refused_file(name: &str, bytes: &[u8]) -> archscope::Error {
-    match onnx::build(name, bytes, &BuildOptions::default()) {
-        Ok(_) => panic!("{name}: read, expected an error"),
-        Err(e) => e,
-    }
-}
-
 #[test]
 fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
-    let e = refused_file("bad.onnx", &norm_with_mean(&[1, 4, 1, 1]));
+    let e = refused_onnx("bad.onnx", &norm_with_mean(&[1, 4, 1, 1]));
     let msg = e.to_string();
     assert!(
         msg.contains("bad.onnx: this `Sub`'s tensor `mean` of shape 1×4×1×1 is 4 in its dimension 1 where the computed tensor (1×3×8×8) has 3: archscope reads a tensor that broadcasts into the computed one"),
@@ -286,7 +279,7 @@ fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
     );
     assert!(msg.contains("ONNX node #0 `node_sub` (Sub)"), "{msg}");
     // One that would enlarge the computed tensor (8 rows where it has 1 batch).
-    let e = refused_file("big.onnx", &norm_with_mean(&[2, 3, 1, 1]));
+    let e = refused_onnx("big.onnx", &norm_with_mean(&[2, 3, 1, 1]));
     assert!(
         e.to_string().contains(
             "of shape 2×3×1×1 is 2 in its dimension 0 where the computed tensor (1×3×8×8) has 1"
@@ -294,7 +287,7 @@ fn a_tensor_that_does_not_broadcast_is_refused_at_its_node() {
         "{e}"
     );
     // More dimensions than the computed tensor.
-    let e = refused_file("rank.onnx", &norm_with_mean(&[1, 1, 3, 1, 1]));
+    let e = refused_onnx("rank.onnx", &norm_with_mean(&[1, 1, 3, 1, 1]));
     assert!(
         e.to_string()
             .contains("of shape 1×1×3×1×1 has 5 dimensions and the computed tensor 4"),

@@ -241,6 +241,14 @@ pub fn file_analysis(rel: &str) -> Analysis {
     analysis(&net)
 }
 
+/// The error reading `bytes` as the ONNX file `name`; a panic if it reads.
+pub fn refused_onnx(name: &str, bytes: &[u8]) -> Error {
+    match archscope::onnx::build(name, bytes, &BuildOptions::default()) {
+        Ok(_) => panic!("{name}: read, expected an error"),
+        Err(e) => e,
+    }
+}
+
 /// The error of building and analysing `text`, read as file `file`; a panic if there is none.
 pub fn build_error(file: &str, text: &str) -> Error {
     match Network::from_yaml(file, text, &BuildOptions::default())
