@@ -356,3 +356,51 @@ fn export_then_import_gives_the_same_figures() {
     assert_eq!(same.len(), zoo_names().len());
     assert_eq!(same.len(), 70);
 }
+
+#[test]
+fn every_weight_of_resnet18_declares_its_kind() {
+    // torchvision's resnet18 by hand: 20 convolutions' weights, 20 batch norms' weight and bias
+    // (40), the classifier's weight and bias: 62 parameters; each batch norm's running mean and
+    // variance: 40 buffers. With weights they are initializers, graph only graph inputs; each is
+    // declared by a value_info or graph input carrying torch.export's kind (docs/ONNX_EXPORT.md).
+    let net = zoo_net("resnet18");
+    let w = exec::init_weights(&net, 0).expect("weights");
+    for weights in [Some(&w), None] {
+        let m = export(&net, weights, ExportOptions::default()).expect("exports");
+        let g = m.graph.as_ref().expect("graph");
+        let declared = |name: &str| -> Option<String> {
+            g.value_info
+                .iter()
+                .chain(&g.input)
+                .filter(|v| v.name.as_deref() == Some(name))
+                .flat_map(|v| &v.metadata_props)
+                .find(|p| {
+                    p.key.as_deref() == Some("pkg.torch.export.graph_signature.InputSpec.kind")
+                })
+                .and_then(|p| p.value.clone())
+        };
+        // The weights: initializers (or graph inputs) named by state-dict path, not the
+        // `path/what_k` constants a layer needs.
+        let names: Vec<String> = if weights.is_some() {
+            g.initializer
+                .iter()
+                .filter_map(|t| t.name.clone())
+                .collect()
+        } else {
+            g.input
+                .iter()
+                .skip(1)
+                .filter_map(|v| v.name.clone())
+                .collect()
+        };
+        let names: Vec<&String> = names.iter().filter(|n| !n.contains('/')).collect();
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for n in &names {
+            let k = declared(n).unwrap_or_else(|| panic!("{n}: no declared kind"));
+            *count.entry(k).or_default() += 1;
+        }
+        let want: BTreeMap<String, usize> =
+            [("BUFFER".to_string(), 40), ("PARAMETER".to_string(), 62)].into();
+        assert_eq!(count, want, "with weights: {}", weights.is_some());
+    }
+}
