@@ -531,3 +531,40 @@ fn mul_by_a_learned_tensor_or_a_lone_scalar_reads_and_a_tensor_that_does_not_bro
     );
     assert!(msg.contains("ONNX node #2 `scale` (Sub)"), "{msg}");
 }
+
+#[test]
+fn integer_division_in_shape_arithmetic_truncates() {
+    // torch.chunk traces its chunk size as `(size + chunks − 1) / chunks` on int64 tensors, and
+    // ONNX's Div of integers truncates. Here: the conv's output width 6, (6 + 2) / 3 = 2 (not
+    // 2.67), times 2 = 4, the end of a Slice along the width: 1×4×6×6 → 1×4×6×4 (by hand; with
+    // a real division the end would be 5.33, a width of 5, and MaxViT's q/k/v split — 26 / 3 —
+    // read 9 columns instead of 8).
+    let mut m = model();
+    let g = graph(&mut m);
+    g.input = vec![value("x", &[D::N(1), D::N(3), D::N(6), D::N(6)])];
+    g.output = vec![value("y", &[D::N(1), D::N(4), D::N(6), D::N(4)])];
+    g.initializer.extend([
+        proto::tensor_i64("idx", &[1], &[3]),
+        proto::tensor_i64("two", &[1], &[2]),
+        proto::tensor_i64("three", &[1], &[3]),
+        proto::tensor_i64("zero", &[1], &[0]),
+        proto::tensor_i64("axis", &[1], &[3]),
+    ]);
+    g.node = vec![
+        g.node[0].clone(),
+        node("shape", "Shape", &["c"], &["s"]),
+        node("width", "Gather", &["s", "idx"], &["w"]),
+        node("plus", "Add", &["w", "two"], &["w2"]),
+        node("div", "Div", &["w2", "three"], &["q"]),
+        node("times", "Mul", &["q", "two"], &["end"]),
+        node("slice", "Slice", &["c", "zero", "end", "axis"], &["y"]),
+    ];
+    let (net, _) = archscope::onnx::build(
+        "chunk.onnx",
+        &proto::encode_model(&m),
+        &archscope::BuildOptions::default(),
+    )
+    .expect("reads");
+    let out = &net.outputs[0];
+    assert_eq!(net.nodes[out.node].out_shapes[out.slot].0, vec![1, 4, 6, 4]);
+}

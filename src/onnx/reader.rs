@@ -2885,15 +2885,20 @@ impl<'a> Reader<'a> {
             {
                 let (da, va) = first;
                 let (db, vb) = c(1).unwrap_or_default();
+                // Integer division truncates, as ONNX's Div of integers does (torch.chunk's
+                // traced `(size + chunks − 1) / chunks`).
+                let int_out = n.output.first().is_some_and(|y| self.ints.contains(y));
                 let f = |x: f64, y: f64| match op {
                     "Add" => x + y,
                     "Sub" => x - y,
                     "Mul" => x * y,
                     "Div" => {
-                        if y != 0.0 {
-                            x / y
-                        } else {
+                        if y == 0.0 {
                             f64::NAN
+                        } else if int_out {
+                            (x / y).trunc()
+                        } else {
+                            x / y
                         }
                     }
                     "Mod" => {
