@@ -439,10 +439,12 @@ pub(super) fn eval(
                 } else {
                     (fix(s, -1, len - 1), fix(e, -1, len - 1))
                 };
-                let count = if step > 0 {
-                    ((e - s).max(0) + step - 1) / step
+                // ⌈span / |step|⌉, without overflow for any step.
+                let span = if step > 0 { e - s } else { s - e }.max(0) as u64;
+                let count = if span == 0 {
+                    0
                 } else {
-                    ((s - e).max(0) + (-step) - 1) / (-step)
+                    (span - 1) / step.unsigned_abs() + 1
                 };
                 y = slice_axis(&y, a, s.max(0) as usize, count as usize, step);
             }
@@ -534,7 +536,9 @@ pub(super) fn eval(
             }
             let count = ((l0 - s0) / d0).ceil().max(0.0);
             if count > limit as f64 {
-                return Err(format!("a Range of {count} elements: more than {limit}"));
+                return Err(format!(
+                    "a Range of {count} elements: more than the {limit} elements archscope computes"
+                ));
             }
             let data = (0..count as usize).map(|k| s0 + k as f64 * d0).collect();
             one(T::new(vec![count as usize], data, s.int))
@@ -597,7 +601,14 @@ pub(super) fn eval(
             }
             let value = opt(2).and_then(|t| t.data.first().copied()).unwrap_or(0.0);
             let out: Vec<usize> = (0..r)
-                .map(|k| x.dims[k] + pads[k] as usize + pads[k + r] as usize)
+                .map(|k| {
+                    usize::try_from(pads[k])
+                        .ok()
+                        .and_then(|a| x.dims[k].checked_add(a))
+                        .zip(usize::try_from(pads[k + r]).ok())
+                        .and_then(|(a, b)| a.checked_add(b))
+                        .unwrap_or(usize::MAX)
+                })
                 .collect();
             let c = check(&out, limit)?;
             let mut data = vec![value; c];
@@ -1064,6 +1075,81 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mm[0], t(&[2, 1], &[3., 12.]));
+    }
+
+    #[test]
+    fn a_matmuls_work_is_bounded() {
+        // 4×2048 by 2048×4 under a limit of 16 elements: 16 outputs, each a sum of 2,048
+        // products, 32,768 multiply-adds, over 1024 × 16 = 16,384: refused before computing.
+        // 4×1024 by 1024×4 is 16,384, the bound itself: computed (each output 1,024 ones).
+        // From the reader's own folding (every input at most the limit) the bound is never
+        // reached: work² = lead·m·n·k² · lead·m·n ≤ |a|·|b|·|out| ≤ limit³, so work ≤
+        // 1024 × limit for limit 2^20; it bounds the probe (swin_traced.rs), whose weights
+        // are initializers of any size.
+        let ones = |r: usize, c: usize| t(&[r, c], &vec![1.0; r * c]);
+        let mm = |a: &T, b: &T| eval(&node("MatMul", vec![]), &[Some(a), Some(b)], 17, 16);
+        let e = mm(&ones(4, 2048), &ones(2048, 4)).unwrap_err();
+        assert!(
+            e.contains("a MatMul of 32768 multiply-adds: more than the 16384 archscope computes (16 elements × 1024)"),
+            "{e}"
+        );
+        assert_eq!(
+            mm(&ones(4, 1024), &ones(1024, 4)).unwrap()[0],
+            t(&[4, 4], &[1024.0; 16])
+        );
+    }
+
+    #[test]
+    fn extreme_steps_pads_and_ranges() {
+        // A step of ±2^63 takes one element (the first from the start), without overflow.
+        let x = i(&[4], &[10, 11, 12, 13]);
+        let slice = |s: i64, e: i64, step: i64| {
+            eval(
+                &node("Slice", vec![]),
+                &[
+                    Some(&x),
+                    Some(&i(&[1], &[s])),
+                    Some(&i(&[1], &[e])),
+                    Some(&i(&[1], &[0])),
+                    Some(&i(&[1], &[step])),
+                ],
+                17,
+                100,
+            )
+            .unwrap()
+            .remove(0)
+        };
+        assert_eq!(slice(1, 4, i64::MAX), i(&[1], &[11]));
+        assert_eq!(slice(2, -5, i64::MIN), i(&[1], &[12]));
+        assert_eq!(slice(0, 4, 3), i(&[2], &[10, 13]));
+        // Pads whose sum overflows: refused as too large, not wrapped.
+        let e = eval(
+            &node("Pad", vec![]),
+            &[Some(&x), Some(&i(&[2], &[i64::MAX, i64::MAX]))],
+            17,
+            100,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("more than the 100 elements archscope computes"),
+            "{e}"
+        );
+        // A Range of 101 elements under a limit of 100.
+        let e = eval(
+            &node("Range", vec![]),
+            &[
+                Some(&i(&[], &[0])),
+                Some(&i(&[], &[101])),
+                Some(&i(&[], &[1])),
+            ],
+            17,
+            100,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("a Range of 101 elements: more than the 100 elements archscope computes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2866,7 +2866,9 @@ impl<'a> Reader<'a> {
             }
             "Slice" => {
                 let (d, v) = first;
-                if d.len() == 1 {
+                // Steps other than 1 are `fold::eval`'s.
+                let unit = c(4).is_none_or(|(_, s)| s.iter().all(|&x| x == 1.0));
+                if d.len() == 1 && unit {
                     let len = v.len() as i64;
                     let s = c(1).and_then(|x| x.1.first().copied()).unwrap_or(0.0) as i64;
                     let e = c(2)
@@ -2885,6 +2887,15 @@ impl<'a> Reader<'a> {
             {
                 let (da, va) = first;
                 let (db, vb) = c(1).unwrap_or_default();
+                // Only where no broadcasting changes the shape: equal shapes, or one side a
+                // single element of no higher rank. Any other pair is `fold::eval`'s (a
+                // column minus a row of equal lengths is a square, not their difference).
+                if !(da == db
+                    || (vb.len() == 1 && db.len() <= da.len())
+                    || (va.len() == 1 && da.len() <= db.len()))
+                {
+                    return self.fold_any(i, n, &consts);
+                }
                 // Integer division truncates, as ONNX's Div of integers does (torch.chunk's
                 // traced `(size + chunks − 1) / chunks`).
                 let int_out = n.output.first().is_some_and(|y| self.ints.contains(y));
@@ -2952,8 +2963,14 @@ impl<'a> Reader<'a> {
             }
             "Where" if consts.len() == 3 => {
                 let (dc, vc) = first;
-                let (_, va) = c(1).unwrap_or_default();
-                let (_, vb) = c(2).unwrap_or_default();
+                let (da, va) = c(1).unwrap_or_default();
+                let (db, vb) = c(2).unwrap_or_default();
+                // Shaped by the condition alone only when neither branch broadcasts it.
+                let fits =
+                    |d: &Vec<u64>, v: &Vec<f64>| *d == dc || (v.len() == 1 && d.len() <= dc.len());
+                if !(fits(&da, &va) && fits(&db, &vb)) {
+                    return self.fold_any(i, n, &consts);
+                }
                 let pick = |v: &Vec<f64>, k: usize| {
                     if v.len() == 1 {
                         v[0]
