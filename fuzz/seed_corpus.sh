@@ -9,4 +9,4 @@ for f in "$root"/models/*.yaml "$root"/examples/*.yaml "$root"/tests/data/bad/*.
 done
 cp "$here"/seeds/safetensors/* "$here/corpus/safetensors/"
 cp "$here"/seeds/npy/* "$here/corpus/npy/"
-cp "$root"/tests/data/onnx/*.onnx "$here/corpus/onnx/"
+cp "$root"/tests/data/onnx/*.onnx "$here"/seeds/onnx/*.onnx "$here/corpus/onnx/"

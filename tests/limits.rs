@@ -1408,3 +1408,195 @@ fn receptive_field_live_memory_limit() {
     assert_eq!(report.rf_skipped, None);
     assert_eq!(report.rf_compared(), 302);
 }
+
+/// A model of `nodes` over the graph input `x` (1×2×4×4) with output `y`, in opset 17.
+fn onnx_model(nodes: Vec<archscope::onnx::proto::NodeProto>, inits: Vec<archscope::onnx::proto::TensorProto>) -> Vec<u8> {
+    use archscope::onnx::proto::{self, tensor_shape_proto::dimension::Value as Dim};
+    let value = |name: &str, dims: &[i64]| proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(
+                proto::type_proto::Tensor {
+                    elem_type: Some(proto::dtype::FLOAT),
+                    shape: Some(proto::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| proto::tensor_shape_proto::Dimension {
+                                value: Some(Dim::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    proto::encode_model(&proto::ModelProto {
+        ir_version: Some(proto::IR_VERSION),
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(proto::GraphProto {
+            name: Some("limits".into()),
+            node: nodes,
+            initializer: inits,
+            input: vec![value("x", &[1, 2, 4, 4])],
+            output: vec![value("y", &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn onnx_node(op: &str, name: &str, inputs: &[&str], output: &str) -> archscope::onnx::proto::NodeProto {
+    archscope::onnx::proto::NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn onnx_folded_range_limit() {
+    use archscope::onnx::{proto, reader::MAX_FOLDED_ELEMENTS};
+    // Range(0, n, 1) folds to n elements: 2^20 reads, one more is refused at the node, before
+    // anything that size is made (src/onnx/fold.rs).
+    let model = |n: i64| {
+        onnx_model(
+            vec![
+                onnx_node("Range", "range", &["start", "limit", "delta"], "r"),
+                onnx_node("Relu", "relu", &["x"], "y"),
+            ],
+            vec![
+                proto::tensor_i64("start", &[], &[0]),
+                proto::tensor_i64("limit", &[], &[n]),
+                proto::tensor_i64("delta", &[], &[1]),
+            ],
+        )
+    };
+    assert_eq!(MAX_FOLDED_ELEMENTS, 1 << 20);
+    let dir = scratch("onnx-range-limit");
+    let (ok, over) = (dir.join("ok.onnx"), dir.join("over.onnx"));
+    std::fs::write(&ok, model(1 << 20)).expect("write");
+    std::fs::write(&over, model((1 << 20) + 1)).expect("write");
+    ok_text(&["summary", ok.to_str().expect("utf-8")]);
+    let msg = assert_rejected_limited(
+        &["summary", over.to_str().expect("utf-8")],
+        "folding this node of constant inputs makes a Range of 1048577 elements: more than the 1048576 elements archscope computes",
+    );
+    assert!(msg.contains("ONNX node #0 `range` (Range)"), "{msg}");
+}
+
+#[test]
+fn convert_unit_rounds_limit() {
+    use archscope::onnx::{self, convert, proto};
+    // Two towers of named modules, `a.m1` ⊃ `a.m1.m1` ⊃ … and `a_m1` ⊃ `a_m1.m1` ⊃ …, the
+    // same structure whose ids (`a_m1`, `a_m1_m1`, …) are the same: each round of
+    // `convert`'s choice of single modules takes the outermost pair, drops both (one id, two
+    // modules) and tries the pair inside. At the bottom, `….0` in each tower (two 1×1
+    // convolutions): numbered, id its parent's, the first of the two a module of its own.
+    // With 15 named levels it is found in round 16, the last (`MAX_UNIT_ROUNDS`); with 16,
+    // the choice stops before it and the layers stay layers. Both read back to the same
+    // figures.
+    assert_eq!(convert::MAX_UNIT_ROUNDS, 16);
+    let tower_model = |levels: usize| {
+        let mut nodes = Vec::new();
+        let mut inits = Vec::new();
+        let mut prev = "x".to_string();
+        for top in ["a.m1", "a_m1"] {
+            let module = format!("{top}{}.0", ".m1".repeat(levels - 1));
+            for conv in ["c1", "c2"] {
+                let path = format!("{module}.{conv}");
+                let w = format!("{path}.weight");
+                let out = format!("{path}.out");
+                let mut n = onnx_node("Conv", &format!("/{path}/Conv"), &[&prev, &w], &out);
+                n.attribute = vec![proto::AttributeProto {
+                    name: Some("kernel_shape".into()),
+                    ints: vec![1, 1],
+                    r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
+                    ..Default::default()
+                }];
+                nodes.push(n);
+                inits.push(proto::tensor_f32(&w, &[2, 2, 1, 1], &[1.0, 0.5, 0.25, 2.0]));
+                prev = out;
+            }
+        }
+        nodes.push(onnx_node("Relu", "relu", &[&prev], "y"));
+        onnx_model(nodes, inits)
+    };
+    for (levels, found) in [(15, true), (16, false)] {
+        let bytes = tower_model(levels);
+        let imp = onnx::import("towers.onnx", &bytes, 1).unwrap_or_else(|e| panic!("{e}"));
+        let c = convert::convert("towers.onnx", &imp).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            c.text.contains("repeat: {count: 1, from: 0}"),
+            found,
+            "{levels} levels:\n{}",
+            c.text
+        );
+        // Four 1×1 convolutions of 2→2 channels without bias: 4 · 4 = 16 parameters.
+        let back = Network::from_yaml("towers.yaml", &c.text, &BuildOptions::default())
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.text));
+        let a = archscope::analyze(&back, archscope::Dtype::F32).unwrap();
+        assert_eq!(a.totals.params, 16, "{}", c.text);
+    }
+}
+
+#[test]
+fn onnx_folding_totals() {
+    use archscope::onnx::{
+        proto,
+        reader::{MAX_FOLDED_TOTAL, MAX_FOLD_WORK},
+    };
+    // Node #0 folds a 1024×1024 constant (ConstantOfShape, 2^20 elements); nodes #1… each
+    // fold another (Add of it to the last, or MatMul of it by itself, 2^30 multiply-adds
+    // each). Each node is within the per-node limits; the file's totals are bounded: 2^26
+    // elements (64 values) and 2^32 multiply-adds (4 MatMuls).
+    assert_eq!((MAX_FOLDED_TOTAL, MAX_FOLD_WORK), (1 << 26, 1 << 32));
+    let model = |op: &str, count: usize, one: bool| {
+        let mut c = onnx_node("ConstantOfShape", "c0", &["shape"], "c0");
+        if one {
+            c.attribute = vec![proto::AttributeProto {
+                name: Some("value".into()),
+                t: Some(proto::tensor_f32("v", &[1], &[1.0])),
+                r#type: Some(proto::attribute_proto::AttributeType::Tensor as i32),
+                ..Default::default()
+            }];
+        }
+        let mut nodes = vec![c];
+        for k in 1..=count {
+            let a = if op == "Add" { format!("c{}", k - 1) } else { "c0".into() };
+            nodes.push(onnx_node(op, &format!("n{k}"), &[&a, "c0"], &format!("c{k}")));
+        }
+        nodes.push(onnx_node("Relu", "relu", &["x"], "y"));
+        onnx_model(nodes, vec![proto::tensor_i64("shape", &[2], &[1024, 1024])])
+    };
+    let dir = scratch("onnx-fold-totals");
+    let file = |name: &str, bytes: Vec<u8>| {
+        let f = dir.join(name);
+        std::fs::write(&f, bytes).expect("write");
+        f.to_str().expect("utf-8").to_string()
+    };
+    // 1 + 63 values: 2^26 elements, read (about 512 MiB of f64 kept while reading).
+    ok_text(&["summary", &file("adds_ok.onnx", model("Add", 63, true))]);
+    // 1 + 64: refused at node #64, within 1 GiB of address space (before: each node kept its
+    // 8 MiB, 200,000 nodes of a 6 MB file asked for 1.6 TB).
+    let msg = assert_rejected_limited(
+        &["summary", &file("adds.onnx", model("Add", 64, true))],
+        "folding this node brings the constants folded in this file to 68157440 elements; archscope folds at most 67108864 in all",
+    );
+    assert!(msg.contains("ONNX node #64 `n64` (Add)"), "{msg}");
+    // Products of zeros (each computed quickly, counted all the same): 4 read, the 5th is
+    // refused at node #5.
+    ok_text(&["summary", &file("matmuls_ok.onnx", model("MatMul", 4, false))]);
+    let msg = assert_rejected_limited(
+        &["summary", &file("matmuls.onnx", model("MatMul", 5, false))],
+        "folding this MatMul brings the multiply-adds of the MatMuls folded in this file to 5368709120; archscope folds at most 4294967296 in all",
+    );
+    assert!(msg.contains("ONNX node #5 `n5` (MatMul)"), "{msg}");
+}

@@ -30,7 +30,7 @@ const MAX_GROUP: usize = crate::graph::MAX_REPEAT as usize;
 /// Most rounds of choosing single modules (each drops the modules left without a twin and
 /// lets the modules inside them be tried): bounds the work on a model with many nested
 /// candidates.
-const MAX_UNIT_ROUNDS: usize = 16;
+pub const MAX_UNIT_ROUNDS: usize = 16;
 
 /// What `convert` writes.
 #[derive(Debug, Clone)]

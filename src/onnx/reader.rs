@@ -42,6 +42,12 @@ pub const MAX_NODES: usize = crate::graph::MAX_LAYERS;
 pub const MAX_ONNX_BYTES: u64 = 2 << 30;
 /// Largest constant folded (shape arithmetic), in elements.
 pub const MAX_FOLDED_ELEMENTS: usize = 1 << 20;
+/// Most elements folded over the whole file (512 MiB of the f64 values kept): without it, a
+/// small file of many nodes each folding 2^20 elements kept gigabytes.
+pub const MAX_FOLDED_TOTAL: u64 = 1 << 26;
+/// Most multiply-adds of the `MatMul`s folded over the whole file (each is bounded by
+/// `fold.rs` too): a few seconds.
+pub const MAX_FOLD_WORK: u64 = 1 << 32;
 
 /// What the reader produces.
 #[derive(Debug, Clone)]
@@ -147,6 +153,9 @@ struct Reader<'a> {
     ints: HashSet<String>,
     /// Written by `archscope export`: node names are layer paths (`S`, `S/Op_k`).
     archscope: bool,
+    /// Elements folded so far and folded `MatMul`s' multiply-adds ([`MAX_FOLDED_TOTAL`],
+    /// [`MAX_FOLD_WORK`]).
+    folded: (u64, u64),
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a proto::AttributeProto> {
@@ -346,6 +355,7 @@ pub fn import_model_sized(
         learned: arith::Learned::default(),
         ints: fold::int_tensors(graph),
         archscope: model.producer_name.as_deref() == Some("archscope"),
+        folded: (0, 0),
     };
     for t in &graph.initializer {
         r.inits.insert(t.name.as_deref().unwrap_or(""), t);
@@ -2689,6 +2699,7 @@ impl<'a> Reader<'a> {
                 }
             };
             self.check_fold_size(i, n, data.len())?;
+            self.spend_fold(i, n, data.len(), 0)?;
             self.vals
                 .insert(n.output[0].clone(), Val::folded(dims, data));
             return Ok(Some(()));
@@ -2773,6 +2784,7 @@ impl<'a> Reader<'a> {
         }
         if let Some((dims, data)) = self.fold_more(op, n, &consts) {
             self.check_fold_size(i, n, data.len())?;
+            self.spend_fold(i, n, data.len(), 0)?;
             self.vals
                 .insert(n.output[0].clone(), Val::folded(dims, data));
             return Ok(Some(()));
@@ -2997,6 +3009,7 @@ impl<'a> Reader<'a> {
         match result {
             Some((dims, data)) => {
                 self.check_fold_size(i, n, data.len())?;
+                self.spend_fold(i, n, data.len(), 0)?;
                 self.vals
                     .insert(n.output[0].clone(), Val::folded(dims, data));
                 Ok(Some(()))
@@ -3031,6 +3044,15 @@ impl<'a> Reader<'a> {
         let ins: Vec<Option<&fold::T>> = ts.iter().map(Option::as_ref).collect();
         match fold::eval(n, &ins, self.opset, MAX_FOLDED_ELEMENTS) {
             Ok(outs) => {
+                let made: usize = outs.iter().map(|t| t.data.len()).sum();
+                // A MatMul's multiply-adds: its output's elements times the inner size.
+                let work = match (n.op_type.as_deref(), ts.first()) {
+                    (Some("MatMul"), Some(Some(a))) => {
+                        made as u64 * a.dims.last().copied().unwrap_or(0) as u64
+                    }
+                    _ => 0,
+                };
+                self.spend_fold(i, n, made, work)?;
                 for (y, t) in n.output.iter().zip(outs) {
                     let dims = t.dims.iter().map(|&d| d as u64).collect();
                     self.vals.insert(y.clone(), Val::folded(dims, t.data));
@@ -3046,6 +3068,48 @@ impl<'a> Reader<'a> {
                 .help("store large tensors as initializers")),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Counts a folded value of `elements` (and a MatMul's `work`) against the whole file's
+    /// budget. The attention-mask evaluations of `gpt.rs` are not counted: their values are
+    /// dropped once checked.
+    fn spend_fold(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        elements: usize,
+        work: u64,
+    ) -> Result<(), Diagnostic> {
+        if self.gpt.evaluating {
+            return Ok(());
+        }
+        self.folded.0 = self.folded.0.saturating_add(elements as u64);
+        self.folded.1 = self.folded.1.saturating_add(work);
+        if self.folded.0 > MAX_FOLDED_TOTAL {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "folding this node brings the constants folded in this file to {} elements; archscope folds at most {MAX_FOLDED_TOTAL} in all",
+                        self.folded.0
+                    ),
+                )
+                .help("store large constant tensors as initializers, or fold the model before reading (onnxsim)"));
+        }
+        if self.folded.1 > MAX_FOLD_WORK {
+            return Err(self
+                .err(
+                    i,
+                    n,
+                    format!(
+                        "folding this MatMul brings the multiply-adds of the MatMuls folded in this file to {}; archscope folds at most {MAX_FOLD_WORK} in all",
+                        self.folded.1
+                    ),
+                )
+                .help("store the products as initializers, or fold the model before reading (onnxsim)"));
+        }
+        Ok(())
     }
 
     fn check_fold_size(&self, i: usize, n: &NodeProto, len: usize) -> Result<(), Diagnostic> {
