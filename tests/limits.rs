@@ -1600,3 +1600,40 @@ fn onnx_folding_totals() {
     );
     assert!(msg.contains("ONNX node #5 `n5` (MatMul)"), "{msg}");
 }
+
+#[test]
+fn onnx_protobuf_nesting_limit() {
+    use archscope::onnx::proto;
+    // A graph whose node holds a graph attribute whose node holds a graph attribute …: 40
+    // levels of three messages (GraphProto, NodeProto, AttributeProto) under the model, 120
+    // deep: past prost's recursion limit (100), and the locator of decoding errors stops its
+    // walk there too (`MAX_WALK_DEPTH`, src/onnx/proto.rs), a located refusal, not a stack
+    // overflow.
+    let mut g = proto::GraphProto {
+        name: Some("inner".into()),
+        ..Default::default()
+    };
+    for _ in 0..40 {
+        g = proto::GraphProto {
+            node: vec![proto::NodeProto {
+                op_type: Some("If".into()),
+                attribute: vec![proto::AttributeProto {
+                    name: Some("then_branch".into()),
+                    g: Some(g),
+                    r#type: Some(proto::attribute_proto::AttributeType::Graph as i32),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+    }
+    let m = proto::ModelProto {
+        ir_version: Some(proto::IR_VERSION),
+        graph: Some(g),
+        ..Default::default()
+    };
+    let e = crate::common::refused_onnx("deep.onnx", &proto::encode_model(&m)).to_string();
+    assert!(e.contains("messages nested more than 100 deep"), "{e}");
+    assert!(e.contains("at byte "), "{e}");
+}
