@@ -1410,7 +1410,10 @@ fn receptive_field_live_memory_limit() {
 }
 
 /// A model of `nodes` over the graph input `x` (1×2×4×4) with output `y`, in opset 17.
-fn onnx_model(nodes: Vec<archscope::onnx::proto::NodeProto>, inits: Vec<archscope::onnx::proto::TensorProto>) -> Vec<u8> {
+fn onnx_model(
+    nodes: Vec<archscope::onnx::proto::NodeProto>,
+    inits: Vec<archscope::onnx::proto::TensorProto>,
+) -> Vec<u8> {
     use archscope::onnx::proto::{self, tensor_shape_proto::dimension::Value as Dim};
     let value = |name: &str, dims: &[i64]| proto::ValueInfoProto {
         name: Some(name.into()),
@@ -1451,7 +1454,12 @@ fn onnx_model(nodes: Vec<archscope::onnx::proto::NodeProto>, inits: Vec<archscop
     })
 }
 
-fn onnx_node(op: &str, name: &str, inputs: &[&str], output: &str) -> archscope::onnx::proto::NodeProto {
+fn onnx_node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+) -> archscope::onnx::proto::NodeProto {
     archscope::onnx::proto::NodeProto {
         op_type: Some(op.into()),
         name: Some(name.into()),
@@ -1570,8 +1578,17 @@ fn onnx_folding_totals() {
         }
         let mut nodes = vec![c];
         for k in 1..=count {
-            let a = if op == "Add" { format!("c{}", k - 1) } else { "c0".into() };
-            nodes.push(onnx_node(op, &format!("n{k}"), &[&a, "c0"], &format!("c{k}")));
+            let a = if op == "Add" {
+                format!("c{}", k - 1)
+            } else {
+                "c0".into()
+            };
+            nodes.push(onnx_node(
+                op,
+                &format!("n{k}"),
+                &[&a, "c0"],
+                &format!("c{k}"),
+            ));
         }
         nodes.push(onnx_node("Relu", "relu", &["x"], "y"));
         onnx_model(nodes, vec![proto::tensor_i64("shape", &[2], &[1024, 1024])])
@@ -1593,7 +1610,10 @@ fn onnx_folding_totals() {
     assert!(msg.contains("ONNX node #64 `n64` (Add)"), "{msg}");
     // Products of zeros (each computed quickly, counted all the same): 4 read, the 5th is
     // refused at node #5.
-    ok_text(&["summary", &file("matmuls_ok.onnx", model("MatMul", 4, false))]);
+    ok_text(&[
+        "summary",
+        &file("matmuls_ok.onnx", model("MatMul", 4, false)),
+    ]);
     let msg = assert_rejected_limited(
         &["summary", &file("matmuls.onnx", model("MatMul", 5, false))],
         "folding this MatMul brings the multiply-adds of the MatMuls folded in this file to 5368709120; archscope folds at most 4294967296 in all",

@@ -39,7 +39,9 @@ fn numel(d: &[usize]) -> Option<usize> {
 fn strides(d: &[usize]) -> Vec<usize> {
     let mut s = vec![1; d.len()];
     for k in (0..d.len().saturating_sub(1)).rev() {
-        s[k] = s[k + 1] * d[k + 1];
+        // Saturating: a tensor with a 0 among its sizes may have others of any size (it
+        // holds no element, and no stride of it is used).
+        s[k] = s[k + 1].saturating_mul(d[k + 1]);
     }
     s
 }
@@ -303,6 +305,9 @@ pub(super) fn eval(
                     .iter()
                     .map(|&a| axis(a, x.dims.len()))
                     .collect::<Result<_, _>>()?;
+                if let Some(&a) = ax.iter().find(|&&a| x.dims[a] != 1) {
+                    return Err(format!("Squeeze of axis {a}, of size {}", x.dims[a]));
+                }
                 x.dims
                     .iter()
                     .enumerate()
@@ -363,7 +368,7 @@ pub(super) fn eval(
                 {
                     return Err(format!("Concat of {:?} and {:?}", first.dims, p.dims));
                 }
-                out[a] += p.dims[a];
+                out[a] = out[a].saturating_add(p.dims[a]);
             }
             check(&out, limit)?;
             let outer = numel(&out[..a]).unwrap_or(0);
@@ -390,7 +395,7 @@ pub(super) fn eval(
                         .collect()
                 }
             };
-            if parts.iter().sum::<usize>() != len {
+            if parts.iter().try_fold(0usize, |a, &p| a.checked_add(p)) != Some(len) {
                 return Err(format!("Split of {len} into {parts:?}"));
             }
             let mut start = 0;
@@ -489,7 +494,12 @@ pub(super) fn eval(
             if reps.len() != x.dims.len() {
                 return Err("Tile repeats of another rank".into());
             }
-            let out: Vec<usize> = x.dims.iter().zip(&reps).map(|(d, r)| d * r).collect();
+            let out: Vec<usize> = x
+                .dims
+                .iter()
+                .zip(&reps)
+                .map(|(d, r)| d.saturating_mul(*r))
+                .collect();
             check(&out, limit)?;
             let os = strides(&out);
             let xs = strides(&x.dims);
@@ -562,7 +572,7 @@ pub(super) fn eval(
             let xs = strides(&x.dims);
             let mut data = x.data.clone();
             let rows = idx.data.len() / q;
-            if upd.data.len() != rows * chunk {
+            if rows.checked_mul(chunk) != Some(upd.data.len()) {
                 return Err("ScatterND updates of another size".into());
             }
             for r in 0..rows {
@@ -645,6 +655,10 @@ pub(super) fn eval(
                     "a MatMul of {work} multiply-adds: more than the {} archscope computes ({limit} elements × 1024)",
                     limit.saturating_mul(1024)
                 ));
+            }
+            if m == 0 || nn == 0 {
+                // No element (and the leading sizes, which may be of any size, not walked).
+                return one(T::new(out, Vec::new(), a.int && b.int));
             }
             let ia = bindex(&a.dims[..a.dims.len() - 2], &lead);
             let ib = bindex(&b.dims[..b.dims.len() - 2], &lead);
