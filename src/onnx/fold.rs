@@ -1167,6 +1167,83 @@ mod tests {
     }
 
     #[test]
+    fn empty_tensors_with_huge_sizes() {
+        // ConstantOfShape of [0, 10^14, 10^14] holds no element, so it is within any limit,
+        // while its other sizes overflow any stride or index vector: Transpose, Concat, Tile
+        // and MatMul (10^14 leading matrices of 0 rows) of it make empty tensors, without an
+        // overflow or an allocation of that size.
+        let big = 100_000_000_000_000;
+        let cos = |d: &[i64]| {
+            eval(
+                &node("ConstantOfShape", vec![]),
+                &[Some(&i(&[d.len()], d))],
+                17,
+                16,
+            )
+            .unwrap()
+            .remove(0)
+        };
+        let z = cos(&[0, big, big]);
+        let big = big as usize;
+        assert_eq!((z.dims.clone(), z.data.len()), (vec![0, big, big], 0));
+        let tr = eval(
+            &node("Transpose", vec![ints("perm", &[2, 1, 0])]),
+            &[Some(&z)],
+            17,
+            16,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!((tr.dims, tr.data.len()), (vec![big, big, 0], 0));
+        let axis1 = proto::AttributeProto {
+            name: Some("axis".into()),
+            i: Some(1),
+            r#type: Some(2),
+            ..Default::default()
+        };
+        let cat = eval(&node("Concat", vec![axis1]), &[Some(&z), Some(&z)], 17, 16)
+            .unwrap()
+            .remove(0);
+        assert_eq!((cat.dims, cat.data.len()), (vec![0, 2 * big, big], 0));
+        let tile = eval(
+            &node("Tile", vec![]),
+            &[Some(&z), Some(&i(&[3], &[1, 1000, 1000]))],
+            17,
+            16,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(tile.dims, vec![0, 1000 * big, 1000 * big]);
+        let a = cos(&[big as i64, 0, 5]);
+        let mm = eval(
+            &node("MatMul", vec![]),
+            &[Some(&a), Some(&t(&[5, 3], &[0.0; 15]))],
+            17,
+            16,
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!((mm.dims, mm.data.len()), (vec![big, 0, 3], 0));
+        // Sizes that overflow when summed, and a Squeeze of a size other than 1: refused.
+        let e = eval(
+            &node("Split", vec![ints("split", &[i64::MAX, i64::MAX, 4])]),
+            &[Some(&i(&[2], &[1, 2]))],
+            17,
+            16,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("Split of 2 into"), "{e}");
+        let e = eval(
+            &node("Squeeze", vec![ints("axes", &[0])]),
+            &[Some(&i(&[2], &[1, 2]))],
+            17,
+            16,
+        )
+        .unwrap_err();
+        assert_eq!(e, "Squeeze of axis 0, of size 2");
+    }
+
+    #[test]
     fn the_limit_is_checked_before_allocating() {
         let s = i(&[2], &[1 << 20, 1 << 20]);
         let e = eval(&node("ConstantOfShape", vec![]), &[Some(&s)], 17, 1 << 20).unwrap_err();
