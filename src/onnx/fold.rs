@@ -37,7 +37,7 @@ fn numel(d: &[usize]) -> Option<usize> {
 }
 
 fn strides(d: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; d.len()];
+    let mut s = vec![1usize; d.len()];
     for k in (0..d.len().saturating_sub(1)).rev() {
         // Saturating: a tensor with a 0 among its sizes may have others of any size (it
         // holds no element, and no stride of it is used).
