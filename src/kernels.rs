@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::tensor::Tensor;
 
+pub mod blocked;
 pub mod depthwise;
 pub mod direct;
 pub mod implicit;

@@ -15,6 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod attention;
 mod attention_gaps;
 mod audit_nd;
+mod blocked_conv;
 mod claims;
 mod cli;
 mod cli_values;

@@ -178,7 +178,7 @@ pub fn conv(
 /// Writes `channels` zero-padded planes `hp × wp` of `x` (planes `ih × iw`, `pt` rows above
 /// and `pl` columns left of the input; the rest of the border is zeros, and input rows or
 /// columns past the plane are not read) into `dst`, which is already zero past the planes.
-fn pad_planes(
+pub(super) fn pad_planes(
     x: &[f32],
     channels: usize,
     [ih, iw]: [usize; 2],

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::Diagnostic;
 use crate::geometry::{conv_out, conv_transpose_out, Axes};
+use crate::kernels::blocked;
 use crate::kernels::depthwise as dw;
 use crate::kernels::Ctx;
 use crate::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
@@ -175,6 +176,22 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
 const WINOGRAD_MIN_PLANE: usize = 100;
 
 impl Conv2d {
+    /// Whether the forward pass runs the blocked direct kernel (`kernels::blocked`) from
+    /// `cin` to `cout` channels on an `oh × ow` output, on filter panels the inference plan
+    /// packs (`Kernel::prepare`): the one rule both read. Ungrouped, not transposed, not
+    /// Winograd's, not the 1×1 window, horizontal stride 1 or 2, and the shapes where it
+    /// measured faster than the path it replaces (docs/PERFORMANCE.md, "sixth pass").
+    fn blocked_on(&self, cin: usize, cout: usize, [oh, ow]: [usize; 2]) -> bool {
+        let _ = (cin, cout);
+        !self.transposed
+            && self.groups == 1
+            && self.kernel != [1, 1]
+            && matches!(self.stride[1], 1 | 2)
+            && blocked::available()
+            && !self.winograd_on(cin, cout, [oh, ow])
+            && oh * ow > 196
+    }
+
     /// Whether the inference plan prepares this convolution for Winograd F(2×2, 3×3) (it
     /// runs it on maps of at least [`WINOGRAD_MIN_PLANE`] positions).
     fn winograd(&self) -> bool {
@@ -729,6 +746,20 @@ impl Kernel for Conv2d {
                 // and a fused activation are applied tile by tile as the output is written.
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
+                if let (Some(p), true) = (weights.get(2), self.blocked_on(cin, cout, [oh, ow])) {
+                    // Prepared by the inference plan: the blocked direct kernel on packed
+                    // filter panels, one image at a time over every thread (`im2col` and
+                    // `gemm` or the implicit product where it declines the shape).
+                    let threads = rayon::current_num_threads();
+                    for (b, dst) in samples.into_iter().enumerate() {
+                        let xb = &x.data[b * cin * h * w..(b + 1) * cin * h * w];
+                        ctx.macs += match blocked::conv(xb, cin, &win, &p.data, cout, bias, epi, dst, threads) {
+                            Some(macs) => macs,
+                            None => conv_gemm(xb, cin, &win, wt, cout, bias, epi, dst, true),
+                        };
+                    }
+                    return Ok(vec![out]);
+                }
                 // Enough images × groups to share out: one thread each, else threads within.
                 let inner = n * g < rayon::current_num_threads();
                 scratch(&[k, plane])?;
@@ -782,6 +813,18 @@ impl Kernel for Conv2d {
         ) else {
             return None;
         };
+        if self.blocked_on(cin, cout, [oh, ow]) {
+            // The blocked direct kernel's filter panels: [weight, bias (when any), panels].
+            let k = cin * (self.kernel[0] * self.kernel[1]) as usize;
+            let panels = blocked::pack(&weights[0].data, cout, k);
+            let mut w = weights.to_vec();
+            if w.len() < 2 {
+                w.push(Tensor::zeros(&[cout]));
+            }
+            w.truncate(2);
+            w.push(Tensor::new(vec![panels.len()], panels));
+            return Some(w);
+        }
         if !self.winograd_on(cin, cout, [oh, ow]) {
             return None;
         }
