@@ -63,6 +63,7 @@ mod rank_env;
 mod reference;
 mod repeat_from;
 mod report;
+mod residual_fused;
 mod rf;
 mod rf_check;
 mod se_gate;

@@ -604,6 +604,9 @@ impl Kernel for Conv2d {
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
                 for (b, dst) in samples.into_iter().enumerate() {
+                    // A residual (never with a view: the plan fuses none into a
+                    // concatenation's producer) is laid out as the output, sample by sample.
+                    let epi = epi.at(b * cout * plane);
                     ctx.macs += conv_winograd(
                         &x.data[b * cin * h * w..(b + 1) * cin * h * w],
                         cin,
@@ -625,7 +628,7 @@ impl Kernel for Conv2d {
                 // bias and the fused activation over the few outputs. The tiled convolution's
                 // set-up cost 5–35 µs per such layer for a few thousand multiply-adds.
                 let bias = weights.get(1).map(|t| &t.data[..]);
-                let epi = ctx.epilogue.take();
+                let epi = ctx.epilogue.take_act();
                 for (b, dst) in samples.into_iter().enumerate() {
                     for gi in 0..g {
                         let xg = &x.data[b * cin + gi * cg..b * cin + (gi + 1) * cg];
@@ -645,7 +648,7 @@ impl Kernel for Conv2d {
                 // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny),
                 // finished (bias, fused activation) plane by plane.
                 let bias = weights.get(1).map(|t| &t.data[..]);
-                let epi = ctx.epilogue.take();
+                let epi = ctx.epilogue.take_act();
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;
                 if cin >= dw::LANES
@@ -744,6 +747,9 @@ impl Kernel for Conv2d {
                             &x.data[(b * cin + gi * cg) * h * w..(b * cin + (gi + 1) * cg) * h * w];
                         let wg = &wt[gi * og * k..(gi + 1) * og * k];
                         let bg = bias.map(|v| &v[gi * og..(gi + 1) * og]);
+                        // A residual is laid out as the output: this image and group's
+                        // planes start `bg·og·plane` in (no view, as above).
+                        let epi = epi.at((b * g + gi) * og * plane);
                         conv_gemm(xg, cg, &win, wg, og, bg, epi, dst, inner)
                     })
                     .sum::<u64>();
