@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use crate::tensor::Tensor;
 
+pub mod blocked;
 pub mod depthwise;
 pub mod direct;
 pub mod implicit;
@@ -346,8 +347,8 @@ pub fn im2col(x: &[f32], channels: usize, w: &Window2d, cols: &mut [f32]) {
         .for_each(|(c, rows)| im2col_block(x, c, c + 1, w, 0, plane, rows));
 }
 
-/// Adds `bias[row]` to, then applies `epi` to, rows `m0..m1`, columns `n0..n1` of the row-major
-/// `m × n` matrix at `out`.
+/// Adds `bias[row]` to, then applies `epi` to (its residual laid out as the matrix), rows
+/// `m0..m1`, columns `n0..n1` of the row-major `m × n` matrix at `out`.
 ///
 /// # Safety
 /// `out` must point to `m1 · n` writable elements, and no other thread may access that tile.
@@ -356,7 +357,7 @@ unsafe fn finish_tile(
     n: usize,
     (m0, m1, n0, n1): (usize, usize, usize, usize),
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: Epilogue,
 ) {
     if bias.is_none() && epi.is_none() {
         return;
@@ -371,9 +372,7 @@ unsafe fn finish_tile(
                     let v = b[r];
                     seg.iter_mut().for_each(|x| *x += v);
                 }
-                if let Some(e) = epi {
-                    e.apply_here(seg);
-                }
+                epi.at(r * n + n0).apply_here(seg);
             }
         },
     )
@@ -396,17 +395,18 @@ const COL_TILE_MIN: usize = 256;
 /// stride-1 windows go through [`implicit::conv`] where it runs. Returns the
 /// multiply-accumulates performed.
 #[allow(clippy::too_many_arguments)]
-pub fn conv_gemm(
+pub fn conv_gemm<'e>(
     x: &[f32],
     channels: usize,
     win: &Window2d,
     w: &[f32],
     m: usize,
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
     out: &mut [f32],
     parallel: bool,
 ) -> u64 {
+    let epi: Epilogue = epi.into();
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
@@ -422,18 +422,19 @@ pub fn conv_gemm(
 
 /// [`conv_gemm`] with the thread count and tile budget explicit (tests force small tiles).
 #[allow(clippy::too_many_arguments)]
-pub fn conv_gemm_tiled(
+pub fn conv_gemm_tiled<'e>(
     x: &[f32],
     channels: usize,
     win: &Window2d,
     w: &[f32],
     m: usize,
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
     out: &mut [f32],
     threads: usize,
     tile_bytes: usize,
 ) -> u64 {
+    let epi: Epilogue = epi.into();
     let k = channels * win.kernel[0] * win.kernel[1];
     let n = win.output[0] * win.output[1];
     if m == 0 || n == 0 {
@@ -489,7 +490,7 @@ pub fn conv_gemm_tiled(
                         base.add(m0 * n + n0),
                         n,
                         bias.map(|b| &b[m0..m1]),
-                        epi,
+                        epi.at(m0 * n + n0),
                     )
                 }
             {
@@ -618,7 +619,7 @@ const WINOGRAD_BYTES: usize = 4 << 20;
 /// bottom and right follow from the output size). Bias and `epi` finish the output. Returns
 /// the multiplications done by the GEMMs.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // index-form transforms
-pub fn conv_winograd(
+pub fn conv_winograd<'e>(
     x: &[f32],
     c: usize,
     [h, w]: [usize; 2],
@@ -627,9 +628,10 @@ pub fn conv_winograd(
     m: usize,
     [oh, ow]: [usize; 2],
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
     out: &mut [f32],
 ) -> u64 {
+    let epi: Epilogue = epi.into();
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let tiles = th * tw;
     if tiles == 0 || m == 0 {
@@ -808,7 +810,7 @@ pub fn conv_winograd(
             .into_par_iter()
             .for_each(|b| with_scratch(|s| block(b, s)));
     }
-    if bias.is_some() || epi.is_some() {
+    if bias.is_some() || !epi.is_none() {
         (0..m).into_par_iter().for_each(|o| {
             // SAFETY: plane `o` alone.
             unsafe {
@@ -895,15 +897,16 @@ pub(crate) unsafe fn gemm_into(
 /// not run); `x`'s rows are `x_rs` apart, `out` is contiguous. Public for the benchmark that
 /// compares the two (`examples/bench_direct.rs`).
 #[allow(clippy::too_many_arguments)]
-pub fn product_gemm(
+pub fn product_gemm<'e>(
     (m, n, k): (usize, usize, usize),
     w: &[f32],
     x: &[f32],
     x_rs: usize,
     out: &mut [f32],
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
 ) {
+    let epi: Epilogue = epi.into();
     assert!(out.len() >= m * n, "out out of bounds");
     if m == 0 || n == 0 {
         return;
@@ -920,14 +923,14 @@ pub fn product_gemm(
 
 /// [`direct::product`] into a contiguous `out`; false (nothing written) without AVX-512.
 #[allow(clippy::too_many_arguments)]
-pub fn product_direct(
+pub fn product_direct<'e>(
     (m, n, k): (usize, usize, usize),
     w: &[f32],
     x: &[f32],
     x_rs: usize,
     out: &mut [f32],
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
 ) -> bool {
     assert!(out.len() >= m * n, "out out of bounds");
     // SAFETY: `out` is an exclusive borrow of at least m·n elements, rows n apart.
@@ -1123,6 +1126,107 @@ impl Pointwise {
     }
 }
 
+/// What a kernel applies to its output after the bias, in this order: a tensor of the
+/// output's layout added element by element (a residual add the inference plan fused into
+/// the layer that computes one of its operands, `Plan::residual`), then an activation. The
+/// residual `add` is aligned with the output slice the kernel was given: element `i` of that
+/// slice gets `add[i]` ([`Epilogue::at`] moves it along with a tile's offset). A kernel that
+/// cannot add it takes the activation only through [`Epilogue::take_act`], which leaves both
+/// for the executor to apply after the kernel whenever there is a residual, so that the
+/// activation never runs before the add. `From<Option<Pointwise>>` makes an activation alone
+/// an epilogue, so callers that have only that pass it as before (`epi.into()`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// Added to the output (after the bias), before the activation.
+    pub add: Option<&'a [f32]>,
+    /// The activation, last.
+    pub act: Option<Pointwise>,
+}
+
+impl From<Option<Pointwise>> for Epilogue<'_> {
+    fn from(act: Option<Pointwise>) -> Self {
+        Epilogue { add: None, act }
+    }
+}
+
+impl From<Pointwise> for Epilogue<'_> {
+    fn from(act: Pointwise) -> Self {
+        Epilogue {
+            add: None,
+            act: Some(act),
+        }
+    }
+}
+
+impl<'a> Epilogue<'a> {
+    /// Whether there is nothing to apply.
+    #[inline]
+    pub fn is_none(&self) -> bool {
+        self.add.is_none() && self.act.is_none()
+    }
+    /// Takes the whole epilogue (a kernel that applies both parts), leaving none.
+    #[inline]
+    pub fn take(&mut self) -> Epilogue<'a> {
+        std::mem::take(self)
+    }
+    /// Takes the activation for a kernel that applies activations but cannot add a residual:
+    /// only when there is no residual (else None, and both stay for the executor).
+    #[inline]
+    pub fn take_act(&mut self) -> Option<Pointwise> {
+        if self.add.is_some() {
+            None
+        } else {
+            self.act.take()
+        }
+    }
+    /// The epilogue of the part of the output that starts `offset` elements in: the residual
+    /// from `offset` on (an empty slice when past its end: nothing of it is read then).
+    #[inline(always)]
+    pub fn at(self, offset: usize) -> Epilogue<'a> {
+        Epilogue {
+            add: self.add.map(|a| a.get(offset..).unwrap_or(&[])),
+            act: self.act,
+        }
+    }
+    /// Applies it to `xs` (the output from the epilogue's start) on the calling thread,
+    /// without the dispatch: for a caller already inside [`vectorised`]. The sum rounds as the
+    /// add layer's does (`x + r`, one rounding), so fused and unfused agree bit for bit.
+    #[inline(always)]
+    pub fn apply_here(self, xs: &mut [f32]) {
+        if let Some(a) = self.add {
+            let a = &a[..xs.len()];
+            for (x, &r) in xs.iter_mut().zip(a) {
+                *x += r;
+            }
+        }
+        if let Some(f) = self.act {
+            f.apply_here(xs);
+        }
+    }
+    /// [`Epilogue::apply_here`] compiled for the widest vector unit.
+    pub fn apply(self, xs: &mut [f32]) {
+        vectorised(
+            #[inline(always)]
+            || self.apply_here(xs),
+        )
+    }
+    /// Applies it to a whole tensor's data (the residual of the same length), in parallel
+    /// when it is large.
+    pub fn apply_all(self, xs: &mut [f32]) {
+        if self.is_none() {
+            return;
+        }
+        const CHUNK: usize = 1 << 13;
+        if xs.len() >= 1 << 15 {
+            xs.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(i, c)| self.at(i * CHUNK).apply(c));
+        } else {
+            self.apply(xs);
+        }
+    }
+}
+
 /// Elementwise `f` over inputs broadcast to `out_shape` (NumPy rules), folded left to right:
 /// `f(f(x0, x1), x2)…`. Row by row along the last axis: each input's offset is computed once
 /// per row, and within the row it advances by 1 or (broadcast along it) stays put, so the
@@ -1227,9 +1331,11 @@ pub struct Ctx<'a> {
     pub aux_out: Option<Vec<u32>>,
     /// Whether a consumer reads `aux_out` (when false, a max pool may skip its indices).
     pub want_aux: bool,
-    /// An element-wise function to apply to the (single) output: a kernel that applies it
-    /// itself, tile by tile, takes it (`take()`); the executor applies what is left.
-    pub epilogue: Option<Pointwise>,
+    /// What to apply to the (single) output after the bias: a residual to add, then an
+    /// activation ([`Epilogue`]). A kernel that applies both itself, tile by tile, takes it
+    /// (`take()`); one that applies activations only takes `take_act()`, which leaves both
+    /// when there is a residual; the executor applies what is left.
+    pub epilogue: Epilogue<'a>,
     /// Buffers of tensors that died, for [`Ctx::output`].
     pub recycled: Option<&'a mut Recycler>,
     /// Where the inference plan wants the (single) output written: a slice of a larger

@@ -241,13 +241,8 @@ fn top5(output: &Tensor) -> Vec<Vec<(usize, f32)>> {
 fn merged_into<'n>(net: &'n Network, plan: &Plan) -> Vec<Option<&'n str>> {
     (0..net.nodes.len())
         .map(|k| {
-            plan.passthrough[k].then(|| {
-                let mut root = k;
-                while plan.passthrough[root] {
-                    root = net.nodes[root].inputs[0].0;
-                }
-                net.nodes[root].name.as_str()
-            })
+            plan.passthrough[k]
+                .then(|| net.nodes[plan.root(net, k)].name.as_str())
         })
         .collect()
 }

@@ -88,7 +88,7 @@ fn declared_workspace_covers_what_the_attention_kernels_allocate() {
                 aux_in: &aux_in,
                 aux_out: None,
                 want_aux: false,
-                epilogue: None,
+                epilogue: Default::default(),
                 recycled: None,
                 into: None,
             };

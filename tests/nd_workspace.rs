@@ -115,7 +115,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
                 aux_in: &aux_in,
                 aux_out: None,
                 want_aux,
-                epilogue: None,
+                epilogue: Default::default(),
                 recycled: None,
                 into: None,
             };
@@ -129,7 +129,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
                 aux_in: &aux_in,
                 aux_out: None,
                 want_aux,
-                epilogue: None,
+                epilogue: Default::default(),
                 recycled: None,
                 into: None,
             };

@@ -19,7 +19,8 @@ fn prepared(net: &Network) -> (Vec<String>, u64) {
         let Some(ws) = plan.weights[k].as_ref() else {
             continue;
         };
-        if let Some(u) = ws.get(2) {
+        // (A one-dimensional third tensor is the blocked kernel's filter panels.)
+        if let Some(u) = ws.get(2).filter(|u| u.shape.len() == 3) {
             let (i, o) = (
                 node.in_shapes[0].0[1] as usize,
                 node.out_shapes[0].0[1] as usize,

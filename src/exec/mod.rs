@@ -10,7 +10,7 @@ pub mod io;
 pub mod reach;
 
 pub use crate::kernels;
-pub use crate::kernels::{Ctx, Recycler};
+pub use crate::kernels::{Ctx, Epilogue, Recycler};
 pub use crate::tensor::{Init, Tensor, WeightKind, WeightSpec, MAX_TENSOR_ELEMENTS};
 
 use std::time::Instant;
@@ -752,8 +752,15 @@ pub struct Plan {
     /// Replacement weights for a layer (a convolution with a batch norm folded in).
     pub weights: Vec<Option<Vec<Tensor>>>,
     /// Layers whose output is their input's, already computed (folded batch norms, fused
-    /// activations).
+    /// activations, residual adds fused into a producer): input [`Plan::through`]'s.
     pub passthrough: Vec<bool>,
+    /// For a passthrough layer, which of its inputs it passes on: 0, but for a residual add
+    /// fused into the producer of another of its inputs (that one).
+    pub through: Vec<usize>,
+    /// A residual add fused into the layer that computes one of its operands: the other
+    /// operand (its producer and output slot), which this layer adds to its output after the
+    /// bias and before its fused activation ([`Epilogue`]). The add passes the result on.
+    pub residual: Vec<Option<(usize, usize)>>,
     /// The activation fused into a layer's kernel.
     pub fused: Vec<Option<kernels::Pointwise>>,
     /// Layers whose auxiliary output (max-pool indices) no consumer reads.
@@ -784,6 +791,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The layer whose output layer `k`'s is: `k`, or for a passthrough layer the layer that
+    /// really computes it (past folded, fused and passed-on layers).
+    pub fn root(&self, net: &Network, mut k: usize) -> usize {
+        while self.passthrough.get(k) == Some(&true) {
+            let i = self.through.get(k).copied().unwrap_or(0);
+            k = net.nodes[k].inputs[i].0;
+        }
+        k
+    }
     /// The buffers a run keeps across its passes ([`run_pooled`]): dead tensors' buffers
     /// reused by later outputs, at most [`Plan::recycle_bytes`] held, none when the plan does
     /// not compute in place (`check`'s plain pass).
@@ -841,15 +857,14 @@ fn plan_concats(net: &Network, p: &mut Plan) {
                 && src_node.out_shapes.len() == 1
                 && !topo.is_output(src)
                 && topo.reads(src).len() == 1;
-            // The layer that really computes `src` (past folded or fused layers).
-            let mut root = src;
-            while p.passthrough[root] {
-                root = net.nodes[root].inputs[0].0;
-            }
+            // The layer that really computes `src` (past folded or fused layers); not one
+            // with a residual added (laid out as its own output, not as a slice).
+            let root = p.root(net, src);
             let rooted = !net.nodes[root].layer.is_input()
                 && !net.nodes[root].inputs.is_empty()
                 && p.into[root].is_none()
-                && p.assembled[root].is_none();
+                && p.assembled[root].is_none()
+                && p.residual[root].is_none();
             if alone && rooted {
                 placed[i] = true;
                 roots.push((root, offset));
@@ -916,6 +931,57 @@ fn plan_concats(net: &Network, p: &mut Plan) {
     p.assembly_bytes = reserved + early.iter().copied().max().unwrap_or(0);
 }
 
+/// Plans the residual adds fused into a producer's kernel: a sum of two tensors of its
+/// output's shape, one of which (`x`) is read by the sum alone and computed (past the layers
+/// folded or fused into it) by a layer `r` that runs after the other operand (`y`) is ready,
+/// does not read `y` itself, and has no activation fused yet. `r` then adds `y` to its output
+/// after its bias (`Plan::residual`, the kernel's [`Epilogue`]: in its tiles while they are in
+/// cache, where the kernel can; else the executor, right after it), and the activation fused
+/// into the sum (ResNet's ReLU after the add) moves to `r`, after the add. The sum passes `x`
+/// on. The result is the same bits as the sum as written (`x + y` rounds once either way).
+fn plan_residuals(net: &Network, p: &mut Plan) {
+    let topo = &net.topology;
+    for (k, node) in net.nodes.iter().enumerate() {
+        if !node.layer.is_sum() || node.inputs.len() != 2 || node.out_shapes.len() != 1 {
+            continue;
+        }
+        let out = &node.out_shapes[0];
+        if node.in_shapes.iter().any(|s| s != out) || node.inputs[0].0 == node.inputs[1].0 {
+            continue;
+        }
+        // Each input in turn as the one computed with the add; the later root first.
+        let mut best: Option<(usize, usize)> = None;
+        for (i, &(x, slot)) in node.inputs.iter().enumerate() {
+            let (y, _) = node.inputs[1 - i];
+            let r = p.root(net, x);
+            let rnode = &net.nodes[r];
+            let fits = slot == 0
+                && net.nodes[x].out_shapes.len() == 1
+                && topo.reads(x).len() == 1
+                && !topo.is_output(x)
+                && !rnode.layer.is_input()
+                && !rnode.inputs.is_empty()
+                && rnode.out_shapes.len() == 1
+                && rnode.out_shapes[0] == *out
+                && rnode.layer.concat_dim().is_none()
+                && p.fused[r].is_none()
+                && p.residual[r].is_none()
+                && y < r
+                && rnode.inputs.iter().all(|&(s, _)| s != y);
+            if fits && best.is_none_or(|(_, rb)| r > rb) {
+                best = Some((i, r));
+            }
+        }
+        let Some((i, r)) = best else {
+            continue;
+        };
+        p.residual[r] = Some(node.inputs[1 - i]);
+        p.fused[r] = p.fused[k].take();
+        p.passthrough[k] = true;
+        p.through[k] = i;
+    }
+}
+
 /// Plans inference for `net` with `weights`.
 pub fn plan(net: &Network, weights: &Weights) -> Plan {
     let n = net.nodes.len();
@@ -923,6 +989,8 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
     let mut p = Plan {
         weights: vec![None; n],
         passthrough: vec![false; n],
+        through: vec![0; n],
+        residual: vec![None; n],
         fused: vec![None; n],
         aux_unused: vec![true; n],
         in_place: true,
@@ -964,11 +1032,13 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
             }
             continue;
         }
-        // The layer that really computes `src` (past folded or fused layers).
-        let mut root = src;
-        while p.passthrough[root] {
-            root = net.nodes[root].inputs[0].0;
+        // An identity at inference (dropout, stochastic depth) hands its input on.
+        if node.layer.is_identity() {
+            p.passthrough[k] = true;
+            continue;
         }
+        // The layer that really computes `src` (past folded or fused layers).
+        let root = p.root(net, src);
         if p.fused[root].is_none() && !net.nodes[root].layer.is_input() {
             if let Some(f) = node.layer.pointwise() {
                 p.fused[root] = Some(f);
@@ -990,6 +1060,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
             p.passthrough[k] = true;
         }
     }
+    plan_residuals(net, &mut p);
     plan_concats(net, &mut p);
     // Weights prepared for faster kernels (Winograd filters), after folding.
     for (k, node) in net.nodes.iter().enumerate() {
@@ -1188,7 +1259,17 @@ fn run_on_worker(
             .get(k)
             .and_then(|w| w.as_deref())
             .unwrap_or(&weights.per_node[k]);
-        let epilogue = plan.fused.get(k).copied().flatten();
+        // A residual fused into this layer: the other operand's tensors, held out of `values`
+        // while the layer runs (it does not read them otherwise: the plan checked) and put
+        // back after it.
+        let held = plan.residual.get(k).copied().flatten().map(|(o, slot)| {
+            let v = values[o].take().expect("produced before use");
+            (o, slot, v)
+        });
+        let epilogue = Epilogue {
+            add: held.as_ref().map(|(_, slot, v)| &v[*slot].data[..]),
+            act: plan.fused.get(k).copied().flatten(),
+        };
         let want_aux = plan.aux_unused.get(k) != Some(&true);
         let mut done: Option<(Vec<Tensor>, u64, Option<Vec<u32>>)> = None;
         if let Some(a) = plan.assembled.get(k).and_then(|a| a.as_ref()) {
@@ -1210,9 +1291,7 @@ fn run_on_worker(
                 offset += chunk;
             }
             // An activation fused into the concatenation (its one reader), over the whole.
-            if let Some(f) = epilogue {
-                f.apply_all(&mut buf.data);
-            }
+            epilogue.apply_all(&mut buf.data);
             done = Some((vec![buf], 0, None));
         } else if let Some(g) = plan.shuffled.get(k).copied().flatten() {
             // A concatenation along channels and the channel shuffle that reads it alone, in
@@ -1239,13 +1318,11 @@ fn run_on_worker(
                 }
                 c0 += ct;
             }
-            if let Some(f) = epilogue {
-                f.apply_all(&mut data);
-            }
+            epilogue.apply_all(&mut data);
             concat_copied += 4 * len as u64;
             done = Some((vec![Tensor::new(dims, data)], 0, None));
         } else if plan.passthrough.get(k) == Some(&true) {
-            let src = node.inputs[0].0;
+            let src = node.inputs[plan.through[k]].0;
             let v = values[src].take().expect("produced before use");
             done = Some((v, 0, None));
         } else if let Some(src) = owned_input {
@@ -1270,9 +1347,7 @@ fn run_on_worker(
                             #[inline(always)]
                             || {
                                 row.iter_mut().for_each(|x| *x = *x * s + h);
-                                if let Some(f) = epilogue {
-                                    f.apply_here(row);
-                                }
+                                epilogue.at(bc * plane).apply_here(row);
                             },
                         );
                     });
@@ -1281,8 +1356,8 @@ fn run_on_worker(
             } else {
                 values[src] = Some(v);
             }
-            if let (Some(d), Some(f), false) = (&mut done, epilogue, epilogue_done) {
-                f.apply_all(&mut d.0[0].data);
+            if let (Some(d), false) = (&mut done, epilogue_done) {
+                epilogue.apply_all(&mut d.0[0].data);
             }
         } else if plan.in_place && node.inputs.len() > 1 {
             // A merge may accumulate into an input of the output's shape that dies here.
@@ -1304,7 +1379,14 @@ fn run_on_worker(
                     .filter(|&(j, _)| j != i)
                     .map(|(_, &(s, slot))| &values[s].as_ref().expect("produced before use")[slot])
                     .collect();
-                if node.layer.accumulate(&mut v[0], i, &rest, epilogue) {
+                // The merge applies an activation as it accumulates; with a residual to add
+                // first, both are applied after it.
+                let (act, after) = match epilogue.add {
+                    None => (epilogue.act, Epilogue::default()),
+                    Some(_) => (None, epilogue),
+                };
+                if node.layer.accumulate(&mut v[0], i, &rest, act) {
+                    after.apply_all(&mut v[0].data);
                     done = Some((v, 0, None));
                 } else {
                     values[src] = Some(v);
@@ -1345,9 +1427,7 @@ fn run_on_worker(
                             for (y, &v) in row.iter_mut().zip(from) {
                                 *y = v * s + h;
                             }
-                            if let Some(f) = epilogue {
-                                f.apply_here(row);
-                            }
+                            epilogue.at(bc * plane).apply_here(row);
                         },
                     );
                 });
@@ -1422,8 +1502,8 @@ fn run_on_worker(
                 // Kernels that write into a view apply the epilogue themselves.
                 debug_assert!(ctx.epilogue.is_none());
                 outs = Vec::new();
-            } else if let Some(f) = ctx.epilogue {
-                f.apply_all(&mut outs[0].data);
+            } else {
+                ctx.epilogue.apply_all(&mut outs[0].data);
             }
             (outs, ctx.macs, ctx.aux_out)
         };
@@ -1444,6 +1524,9 @@ fn run_on_worker(
             }
             _ => outs,
         };
+        if let Some((o, _, v)) = held {
+            values[o] = Some(v);
+        }
         let seconds = start.elapsed().as_secs_f64();
         if let Some(f) = keep.as_mut() {
             f(k, &outs);

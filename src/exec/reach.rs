@@ -639,7 +639,7 @@ impl Graph<'_> {
                                     aux_in: &aux_in,
                                     aux_out: None,
                                     want_aux: false,
-                                    epilogue: None,
+                                    epilogue: Default::default(),
                                     recycled: Some(&mut *recycler),
                                     into: None,
                                 };

@@ -116,14 +116,14 @@ pub fn group(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use super::{band_rows, band_width, Pointwise, Window2d, LANES};
     use std::arch::x86_64::*;
 
     /// `v[i][j] ← v[j][i]` for a 16×16 block held in registers: pairs interleaved, then
     /// 4×4 blocks within 128-bit lanes, then the lanes across registers.
     #[inline(always)]
-    pub(super) unsafe fn transpose(v: &mut [__m512; 16]) {
+    pub(in crate::kernels) unsafe fn transpose(v: &mut [__m512; 16]) {
         let mut t = [_mm512_setzero_ps(); 16];
         for k in 0..8 {
             t[2 * k] = _mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]);

@@ -15,7 +15,7 @@
 //! im2col rows in place that way, with reductions of any length. AVX-512 only: [`available`]
 //! says whether the CPU has it; callers use `gemm` otherwise.
 
-use super::Pointwise;
+use super::Epilogue;
 
 /// Output rows (output channels) per register block.
 pub const MR: usize = 6;
@@ -52,16 +52,17 @@ pub fn available() -> bool {
     }
 }
 
-/// `out[r·out_rs + j] = epi(Σ_c w[r·k + c] · x[c·x_rs + j] + bias[r])` for `r < m`, `j < n`,
-/// on the calling thread: `w` is `m × k` row-major, `x` holds `k` rows of at least `n`
-/// elements `x_rs` apart. Returns false (and writes nothing) when the CPU lacks AVX-512
+/// `out[r·out_rs + j] = act(Σ_c w[r·k + c] · x[c·x_rs + j] + bias[r] + add[r·out_rs + j])`
+/// for `r < m`, `j < n`, on the calling thread (`act` and `add` the epilogue's: the residual
+/// laid out as `out`, added in registers as each block is stored): `w` is `m × k` row-major,
+/// `x` holds `k` rows of at least `n` elements `x_rs` apart. Returns false (and writes nothing) when the CPU lacks AVX-512
 /// ([`available`]).
 ///
 /// # Safety
 /// `out` must point to `m` rows of `n` writable elements, `out_rs` apart, that no other thread
 /// accesses during the call and that do not overlap `w`, `x` or `bias`.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn product(
+pub unsafe fn product<'e>(
     (m, n, k): (usize, usize, usize),
     w: &[f32],
     x: &[f32],
@@ -69,8 +70,9 @@ pub unsafe fn product(
     out: *mut f32,
     out_rs: usize,
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
 ) -> bool {
+    let epi = epi.into();
     if !available() {
         return false;
     }
@@ -80,6 +82,10 @@ pub unsafe fn product(
     assert!(w.len() >= m * k, "W out of bounds");
     assert!(k == 0 || x.len() >= (k - 1) * x_rs + n, "X out of bounds");
     assert!(bias.is_none_or(|b| b.len() >= m), "bias out of bounds");
+    assert!(
+        epi.add.is_none_or(|a| a.len() >= (m - 1) * out_rs + n),
+        "residual out of bounds"
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 (checked above); the asserts keep the reads inside `w`, `x`
     // and `bias`; the writes are `out`'s block, per the contract.
@@ -105,7 +111,7 @@ pub unsafe fn product(
 /// # Safety
 /// As [`product`].
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn product_rows(
+pub unsafe fn product_rows<'e>(
     (m, n, k): (usize, usize, usize),
     w: &[f32],
     x: &[f32],
@@ -113,8 +119,9 @@ pub unsafe fn product_rows(
     out: *mut f32,
     out_rs: usize,
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
 ) -> bool {
+    let epi = epi.into();
     if !available() {
         return false;
     }
@@ -128,6 +135,10 @@ pub unsafe fn product_rows(
         "X out of bounds"
     );
     assert!(bias.is_none_or(|b| b.len() >= m), "bias out of bounds");
+    assert!(
+        epi.add.is_none_or(|a| a.len() >= (m - 1) * out_rs + n),
+        "residual out of bounds"
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 (checked above); the asserts keep the reads inside `w`, `x`
     // and `bias`; the writes are `out`'s block, per the contract.
@@ -148,7 +159,7 @@ pub unsafe fn product_rows(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Pointwise, KC, K_MAX, L1_FILTERS, MR, NB, NV};
+    use super::{Epilogue, KC, K_MAX, L1_FILTERS, MR, NB, NV};
     use std::arch::x86_64::*;
 
     /// Where row `c` of `X` starts.
@@ -190,9 +201,10 @@ mod avx512 {
         out: *mut f32,
         out_rs: usize,
         bias: Option<&[f32]>,
-        epi: Option<Pointwise>,
+        epi: Epilogue,
     ) {
         let (w, x) = (w.as_ptr(), x.as_ptr());
+        let res = epi.add.map(<[f32]>::as_ptr);
         // The reduction in chunks of `kc` (all of it up to `K_MAX`): a chunk's rows of a
         // column block of `X` (`kc` × 64 values) stay in L1 while every row group of the
         // filters' chunk reads them, instead of coming from L2 once per group of `MR` rows.
@@ -232,21 +244,22 @@ mod avx512 {
                             let (wp, xp) = (w.add(r0 * k), x.add(j0));
                             let op = out.add(r0 * out_rs + j0);
                             let bp = bias.filter(|_| last).map(|b| b.as_ptr().add(r0));
+                            let rp = res.filter(|_| last).map(|a| a.add(r0 * out_rs + j0));
                             let ks = (k, c0, c1, first);
                             macro_rules! go {
                                 ($r:literal) => {
                                     match vectors {
                                         1 => block::<X, $r, 1>(
-                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
                                         ),
                                         2 => block::<X, $r, 2>(
-                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
                                         ),
                                         3 => block::<X, $r, 3>(
-                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
                                         ),
                                         _ => block::<X, $r, NV>(
-                                            ks, wp, xp, x_rs, op, out_rs, bp, mask,
+                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
                                         ),
                                     }
                                 };
@@ -262,7 +275,7 @@ mod avx512 {
                         }
                         r0 += rows;
                     }
-                    if let (Some(f), true) = (epi, last) {
+                    if let (Some(f), true) = (epi.act, last) {
                         for r in m0..m1 {
                             // SAFETY: row r's columns j0..j0+cols of `out`, just written.
                             let seg = unsafe {
@@ -284,7 +297,8 @@ mod avx512 {
 
     /// One register block: `R` rows × `V` vectors of 16 columns, the last vector's lanes
     /// limited to `mask`, over the reduction's terms `c0..c1` of `k` (`w`'s row stride): from
-    /// zero when `first`, else from the partial sums the previous chunk left in `out`.
+    /// zero when `first`, else from the partial sums the previous chunk left in `out`; stored
+    /// with the bias added, then the residual (laid out as `out`), when they are given.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
@@ -295,7 +309,7 @@ mod avx512 {
         x_rs: X,
         out: *mut f32,
         out_rs: usize,
-        bias: Option<*const f32>,
+        (bias, res): (Option<*const f32>, Option<*const f32>),
         mask: __mmask16,
     ) {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
@@ -342,11 +356,21 @@ mod avx512 {
                 let b = _mm512_set1_ps(bias.map_or(0.0, |b| *b.add(r)));
                 let o = out.add(r * out_rs);
                 for (v, &a) in acc.iter().enumerate() {
-                    let y = if bias.is_some() {
+                    let mut y = if bias.is_some() {
                         _mm512_add_ps(a, b)
                     } else {
                         a
                     };
+                    if let Some(rp) = res {
+                        // The residual, as the add layer sums it: (product + bias) + r.
+                        let rp = rp.add(r * out_rs + 16 * v);
+                        let rv = if v + 1 == V {
+                            _mm512_maskz_loadu_ps(mask, rp)
+                        } else {
+                            _mm512_loadu_ps(rp)
+                        };
+                        y = _mm512_add_ps(y, rv);
+                    }
                     if v + 1 == V {
                         _mm512_mask_storeu_ps(o.add(16 * v), mask, y);
                     } else {

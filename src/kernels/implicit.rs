@@ -10,7 +10,7 @@
 //! cost as much as the product. AVX-512 only (the direct kernel's); callers fall back to
 //! `conv_gemm` otherwise.
 
-use super::{direct, with_scratch, Pointwise, Window2d, KEPT_SCRATCH, PARALLEL_MACS};
+use super::{direct, vectorised, with_scratch, Epilogue, Window2d, KEPT_SCRATCH, PARALLEL_MACS};
 use rayon::prelude::*;
 
 /// Padded-plane positions a tile aims for at most (whole output rows, at least one).
@@ -45,23 +45,25 @@ pub fn applies(win: &Window2d) -> bool {
 }
 
 /// `out` (`m` planes `OH × OW`) = `epi(W · im2col(x) + bias)` for one image and group by the
-/// implicit im2col, `W` being `m × (channels·kh·kw)` row-major; on up to `threads` threads
+/// implicit im2col (a residual in `epi`, laid out as `out`, added with the activation after it
+/// as each tile's rows are copied out: the tile is computed over the padded width), `W` being `m × (channels·kh·kw)` row-major; on up to `threads` threads
 /// (tiles of output rows, or of output channels when the map is small). None (nothing
 /// written) where [`applies`] is false or the shape is one it declines (see [`M_MAX`],
 /// [`LARGE_MAP`]).
 /// Returns the multiply-accumulates counted as the im2col product's (`m · OH·OW · k`).
 #[allow(clippy::too_many_arguments)]
-pub fn conv(
+pub fn conv<'e>(
     x: &[f32],
     channels: usize,
     win: &Window2d,
     w: &[f32],
     m: usize,
     bias: Option<&[f32]>,
-    epi: Option<Pointwise>,
+    epi: impl Into<Epilogue<'e>>,
     out: &mut [f32],
     threads: usize,
 ) -> Option<u64> {
+    let epi: Epilogue = epi.into();
     if !applies(win) {
         return None;
     }
@@ -116,6 +118,12 @@ pub fn conv(
     let out_addr = out.as_mut_ptr() as usize;
     let padded_ref = &padded[..];
     let offs = &offs[..];
+    // The activation in the product's register blocks when there is no residual; with one,
+    // both when the rows are copied out (the residual is laid out as `out`, not as the tile).
+    let (inner, outer) = match epi.add {
+        None => (epi, Epilogue::default()),
+        Some(_) => (Epilogue::default(), epi),
+    };
     // One tile: output channels m0..m1 × output rows y0..y1, computed over the padded width
     // into `buf`, then its OW valid columns per row copied into `out`.
     let tile = |(m0, m1, y0, y1): (usize, usize, usize, usize), buf: &mut Vec<f32>| {
@@ -132,7 +140,7 @@ pub fn conv(
                 buf.as_mut_ptr(),
                 cols,
                 bias.map(|b| &b[m0..m1]),
-                epi,
+                inner,
             )
         };
         assert!(ran, "the direct kernel was available a moment ago");
@@ -140,13 +148,27 @@ pub fn conv(
         for r in 0..m1 - m0 {
             for y in y0..y1 {
                 let src = &buf[r * cols + (y - y0) * wp..][..ow];
-                assert!((m0 + r) * n + (y + 1) * ow <= m * n, "tile out of bounds");
+                let at = (m0 + r) * n + y * ow;
+                assert!(at + ow <= m * n, "tile out of bounds");
                 // SAFETY: row y of output channel m0 + r: inside `out` (asserted), and this
                 // tile's alone (tiles are disjoint in channels × rows).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src.as_ptr(), base.add((m0 + r) * n + y * ow), ow)
-                };
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(at), ow) };
             }
+        }
+        if !outer.is_none() {
+            vectorised(
+                #[inline(always)]
+                || {
+                    for r in m0..m1 {
+                        let at = r * n + y0 * ow;
+                        // SAFETY: output channel r's rows y0..y1, this tile's alone (above).
+                        let seg = unsafe {
+                            std::slice::from_raw_parts_mut(base.add(at), (y1 - y0) * ow)
+                        };
+                        outer.at(at).apply_here(seg);
+                    }
+                },
+            )
         }
     };
     if by_channels {
@@ -178,7 +200,7 @@ pub fn conv(
 /// Writes `channels` zero-padded planes `hp × wp` of `x` (planes `ih × iw`, `pt` rows above
 /// and `pl` columns left of the input; the rest of the border is zeros, and input rows or
 /// columns past the plane are not read) into `dst`, which is already zero past the planes.
-fn pad_planes(
+pub(super) fn pad_planes(
     x: &[f32],
     channels: usize,
     [ih, iw]: [usize; 2],

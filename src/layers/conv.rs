@@ -12,6 +12,7 @@ use super::{
 };
 use crate::error::Diagnostic;
 use crate::geometry::{conv_out, conv_transpose_out, Axes};
+use crate::kernels::blocked;
 use crate::kernels::depthwise as dw;
 use crate::kernels::Ctx;
 use crate::kernels::{col2im, conv_gemm, conv_winograd, matmul, vectorised, Window2d};
@@ -175,6 +176,22 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
 const WINOGRAD_MIN_PLANE: usize = 100;
 
 impl Conv2d {
+    /// Whether the forward pass runs the blocked direct kernel (`kernels::blocked`) from
+    /// `cin` to `cout` channels on an `oh × ow` output, on filter panels the inference plan
+    /// packs (`Kernel::prepare`): the one rule both read. Ungrouped, not transposed, not
+    /// Winograd's, not the 1×1 window, horizontal stride 1 or 2, and the shapes where it
+    /// measured faster than the path it replaces (docs/PERFORMANCE.md, "sixth pass").
+    fn blocked_on(&self, cin: usize, cout: usize, [oh, ow]: [usize; 2]) -> bool {
+        let _ = (cin, cout);
+        !self.transposed
+            && self.groups == 1
+            && self.kernel != [1, 1]
+            && matches!(self.stride[1], 1 | 2)
+            && blocked::available()
+            && !self.winograd_on(cin, cout, [oh, ow])
+            && oh * ow > 196
+    }
+
     /// Whether the inference plan prepares this convolution for Winograd F(2×2, 3×3) (it
     /// runs it on maps of at least [`WINOGRAD_MIN_PLANE`] positions).
     fn winograd(&self) -> bool {
@@ -604,6 +621,9 @@ impl Kernel for Conv2d {
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
                 for (b, dst) in samples.into_iter().enumerate() {
+                    // A residual (never with a view: the plan fuses none into a
+                    // concatenation's producer) is laid out as the output, sample by sample.
+                    let epi = epi.at(b * cout * plane);
                     ctx.macs += conv_winograd(
                         &x.data[b * cin * h * w..(b + 1) * cin * h * w],
                         cin,
@@ -625,7 +645,7 @@ impl Kernel for Conv2d {
                 // bias and the fused activation over the few outputs. The tiled convolution's
                 // set-up cost 5–35 µs per such layer for a few thousand multiply-adds.
                 let bias = weights.get(1).map(|t| &t.data[..]);
-                let epi = ctx.epilogue.take();
+                let epi = ctx.epilogue.take_act();
                 for (b, dst) in samples.into_iter().enumerate() {
                     for gi in 0..g {
                         let xg = &x.data[b * cin + gi * cg..b * cin + (gi + 1) * cg];
@@ -645,7 +665,7 @@ impl Kernel for Conv2d {
                 // Depthwise: a direct kernel per channel (a GEMM per channel would be tiny),
                 // finished (bias, fused activation) plane by plane.
                 let bias = weights.get(1).map(|t| &t.data[..]);
-                let epi = ctx.epilogue.take();
+                let epi = ctx.epilogue.take_act();
                 // Every output accumulates kh·kw taps (padded ones multiply zero), as counted.
                 ctx.macs += (n * cin * plane * kh * kw) as u64;
                 if cin >= dw::LANES
@@ -729,6 +749,20 @@ impl Kernel for Conv2d {
                 // and a fused activation are applied tile by tile as the output is written.
                 let bias = weights.get(1).map(|t| &t.data[..]);
                 let epi = ctx.epilogue.take();
+                if let (Some(p), true) = (weights.get(2), self.blocked_on(cin, cout, [oh, ow])) {
+                    // Prepared by the inference plan: the blocked direct kernel on packed
+                    // filter panels, one image at a time over every thread (`im2col` and
+                    // `gemm` or the implicit product where it declines the shape).
+                    let threads = rayon::current_num_threads();
+                    for (b, dst) in samples.into_iter().enumerate() {
+                        let xb = &x.data[b * cin * h * w..(b + 1) * cin * h * w];
+                        ctx.macs += match blocked::conv(xb, cin, &win, &p.data, cout, bias, epi, dst, threads) {
+                            Some(macs) => macs,
+                            None => conv_gemm(xb, cin, &win, wt, cout, bias, epi, dst, true),
+                        };
+                    }
+                    return Ok(vec![out]);
+                }
                 // Enough images × groups to share out: one thread each, else threads within.
                 let inner = n * g < rayon::current_num_threads();
                 scratch(&[k, plane])?;
@@ -744,6 +778,9 @@ impl Kernel for Conv2d {
                             &x.data[(b * cin + gi * cg) * h * w..(b * cin + (gi + 1) * cg) * h * w];
                         let wg = &wt[gi * og * k..(gi + 1) * og * k];
                         let bg = bias.map(|v| &v[gi * og..(gi + 1) * og]);
+                        // A residual is laid out as the output: this image and group's
+                        // planes start `bg·og·plane` in (no view, as above).
+                        let epi = epi.at((b * g + gi) * og * plane);
                         conv_gemm(xg, cg, &win, wg, og, bg, epi, dst, inner)
                     })
                     .sum::<u64>();
@@ -782,6 +819,18 @@ impl Kernel for Conv2d {
         ) else {
             return None;
         };
+        if self.blocked_on(cin, cout, [oh, ow]) {
+            // The blocked direct kernel's filter panels: [weight, bias (when any), panels].
+            let k = cin * (self.kernel[0] * self.kernel[1]) as usize;
+            let panels = blocked::pack(&weights[0].data, cout, k);
+            let mut w = weights.to_vec();
+            if w.len() < 2 {
+                w.push(Tensor::zeros(&[cout]));
+            }
+            w.truncate(2);
+            w.push(Tensor::new(vec![panels.len()], panels));
+            return Some(w);
+        }
         if !self.winograd_on(cin, cout, [oh, ow]) {
             return None;
         }

@@ -794,7 +794,7 @@ impl Kernel for ConvNd {
             return Ok(vec![out]);
         }
         let win = WindowNd::new(&k, &stride, &pad, &dil, &in_sizes, out_sizes);
-        let epi = ctx.epilogue.take();
+        let epi = ctx.epilogue.take_act();
         let mut out = ctx.output(&dims);
         let kk = cg * win.taps();
         for b in 0..n {

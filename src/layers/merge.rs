@@ -181,6 +181,9 @@ impl Kernel for Elementwise {
         // A sum, or a product, whose linearisation sums its inputs' contributions.
         Collapsed::Sum
     }
+    fn is_sum(&self) -> bool {
+        !self.product
+    }
     fn forward(
         &self,
         inputs: &[&Tensor],

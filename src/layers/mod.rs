@@ -636,6 +636,19 @@ pub trait Kernel: Op {
     ) -> bool {
         false
     }
+    /// Whether this layer passes its input on unchanged at inference (dropout, stochastic
+    /// depth): the inference plan hands the input's tensor on instead of running it, so that
+    /// what follows sees its producer (EfficientNet's residual add after `stochastic_depth`
+    /// fuses into the projection before it).
+    fn is_identity(&self) -> bool {
+        false
+    }
+    /// Whether this layer is the element-wise sum of its inputs (`add`): the inference plan
+    /// fuses a sum of two tensors of its output's shape into the kernel that computes one of
+    /// them, which adds the other as it writes its output (`Plan::residual`).
+    fn is_sum(&self) -> bool {
+        false
+    }
     /// The dimension this layer concatenates its inputs along, when it is a concatenation
     /// that copies them end to end (`concat`): the inference plan then has the producers
     /// write straight into their slices of its output.

@@ -295,6 +295,9 @@ impl Kernel for Passthrough {
     fn forward_inplace(&self, _x: &mut Tensor, _weights: &[Tensor]) -> bool {
         true
     }
+    fn is_identity(&self) -> bool {
+        true
+    }
 }
 
 impl Counting for Passthrough {

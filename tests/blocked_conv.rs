@@ -1,0 +1,216 @@
+//! The blocked direct convolution (`kernels::blocked`, issue #19's sixth pass) against a naive
+//! f64 convolution: channel counts that are not multiples of 16 (so the last vector of output
+//! channels is partly padding, and blocks of 1–4 vectors occur), kernels from 1×2 to 7×7
+//! (1×7 and 7×1 among them), vertical strides 1–3 and horizontal 1–2, every padding of 0–3 on
+//! each side, dilations 1–2, one to three threads, a bias or none and every fused epilogue;
+//! [`blocked::pack`]'s layout by hand; and through the inference plan (which packs the panels
+//! in `Kernel::prepare` for the shapes `Conv2d` sends there) against the layer as written, on
+//! a 7×7/2 stem with a folded batch norm and a ReLU, a strided 3×3 and a 3×3 with 40 output
+//! channels.
+
+use crate::common::run_as_written_and_planned;
+use archscope::kernels::{blocked, Pointwise, Window2d};
+use proptest::prelude::*;
+
+/// The activations the plan fuses into a convolution, by index, with their f64 definitions.
+const EPILOGUES: [Option<Pointwise>; 5] = [
+    None,
+    Some(Pointwise::Relu),
+    Some(Pointwise::Relu6),
+    Some(Pointwise::Silu),
+    Some(Pointwise::Hardswish),
+];
+
+fn act(i: usize, v: f64) -> f64 {
+    match i {
+        0 => v,
+        1 => v.max(0.0),
+        2 => v.clamp(0.0, 6.0),
+        3 => v / (1.0 + (-v).exp()),
+        _ => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
+    }
+}
+
+/// A reproducible value in [−1, 1) from an index and a seed.
+fn val(i: usize, seed: u64) -> f32 {
+    let mut z = (i as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x632b_e59b);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// The convolution in f64 by its definition: (outputs, sums of the terms' magnitudes), `m`
+/// planes of `win.output`.
+fn reference(
+    x: &[f32],
+    c: usize,
+    win: &Window2d,
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    e: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let [kh, kw] = win.kernel;
+    let [ih, iw] = win.input;
+    let [oh, ow] = win.output;
+    let (mut want, mut mag) = (Vec::new(), Vec::new());
+    for o in 0..m {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = bias.map_or(0.0, |b| f64::from(b[o]));
+                let mut a = s.abs();
+                for ci in 0..c {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize
+                                - win.pad[0] as isize;
+                            let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize
+                                - win.pad[1] as isize;
+                            if iy < 0 || ix < 0 || iy as usize >= ih || ix as usize >= iw {
+                                continue;
+                            }
+                            let v = x[(ci * ih + iy as usize) * iw + ix as usize];
+                            let t = f64::from(w[((o * c + ci) * kh + ky) * kw + kx]) * f64::from(v);
+                            s += t;
+                            a += t.abs();
+                        }
+                    }
+                }
+                want.push(act(e, s));
+                mag.push(a);
+            }
+        }
+    }
+    (want, mag)
+}
+
+/// `got` within f32 rounding of the f64 reference: the terms' magnitudes bound the error.
+fn close(got: &[f32], want: &[f64], mag: &[f64]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len());
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(mag).enumerate() {
+        prop_assert!(
+            (f64::from(g) - w).abs() <= 1e-5 * (1.0 + s),
+            "element {}: {} vs {}",
+            i,
+            g,
+            w
+        );
+    }
+    Ok(())
+}
+
+/// Kernel shapes: the stems' 7×7, 5×5, inception_v3's 1×7 and 7×1, 3×3, and small odd ones.
+const KERNELS: [[usize; 2]; 8] = [
+    [3, 3],
+    [7, 7],
+    [5, 5],
+    [1, 7],
+    [7, 1],
+    [2, 3],
+    [1, 2],
+    [3, 1],
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    #[test]
+    fn blocked_matches_f64(c in 1usize..24, m in 1usize..80, h in 1usize..24, w in 1usize..40,
+                           ki in 0usize..8, sh in 1usize..4, sw in 1usize..3,
+                           pt in 0usize..4, pl in 0usize..4, pb in 0usize..4, pr in 0usize..4,
+                           dh in 1usize..3, dw in 1usize..3, threads in 1usize..4,
+                           bias in any::<bool>(), e in 0usize..5, seed in 0u64..1000) {
+        let [kh, kw] = KERNELS[ki];
+        let (hh, ww) = (h + pt + pb, w + pl + pr);
+        prop_assume!(hh > (kh - 1) * dh && ww > (kw - 1) * dw);
+        let (oh, ow) = ((hh - (kh - 1) * dh - 1) / sh + 1, (ww - (kw - 1) * dw - 1) / sw + 1);
+        let win = Window2d { kernel: [kh, kw], stride: [sh, sw], pad: [pt, pl],
+                             dilation: [dh, dw], input: [h, w], output: [oh, ow] };
+        let k = c * kh * kw;
+        let x: Vec<f32> = (0..c * h * w).map(|i| 2.0 * val(i, seed)).collect();
+        let wt: Vec<f32> = (0..m * k).map(|i| val(i, seed + 1)).collect();
+        let b: Vec<f32> = (0..m).map(|i| val(i, seed + 2)).collect();
+        let bias = bias.then_some(&b[..]);
+        let (want, mag) = reference(&x, c, &win, &wt, m, bias, e);
+        let panels = blocked::pack(&wt, m, k);
+        let mut got = vec![f32::NAN; m * oh * ow];
+        let ran = blocked::conv(&x, c, &win, &panels, m, bias, EPILOGUES[e], &mut got, threads);
+        if !blocked::available() {
+            prop_assert!(ran.is_none());
+        }
+        if let Some(counted) = ran {
+            prop_assert_eq!(counted, (m * oh * ow * k) as u64);
+            close(&got, &want, &mag)?;
+        }
+    }
+}
+
+/// The panels' layout, by hand: 20 filters of 3 terms make two panels of 16 channels × 3
+/// terms; term `t` of filter `o` is at `(o / 16)·48 + 16t + o % 16`, channels 20–31 zero.
+#[test]
+fn panels_layout() {
+    let (m, k) = (20, 3);
+    let w: Vec<f32> = (0..m * k).map(|i| i as f32 + 1.0).collect();
+    let p = blocked::pack(&w, m, k);
+    assert_eq!(p.len(), 2 * 16 * 3);
+    // Filter 0, term 2 (value 3), at 16·2.
+    assert_eq!(p[32], 3.0);
+    // Filter 17 (second panel, lane 1), term 1: value 17·3 + 2 = 53, at 48 + 16 + 1.
+    assert_eq!(p[65], 53.0);
+    // Filter 19, term 0: 58 at 48 + 3.
+    assert_eq!(p[51], 58.0);
+    // Lanes 4–15 of the second panel hold no filter.
+    for t in 0..3 {
+        assert!(p[48 + 16 * t + 4..48 + 16 * (t + 1)].iter().all(|&v| v == 0.0));
+    }
+}
+
+/// Through the inference plan: the layer as written (im2col or the implicit product) against
+/// the plan (which prepares the blocked kernel's panels for these shapes where the CPU has
+/// AVX-512), both within rounding of each other, on one image and two: a 7×7/2 stem with a
+/// batch norm folded and a fused ReLU; a strided 3×3 over 20 channels to 24; a padded 3×3
+/// with 40 output channels (two vectors and a half) and a fused SiLU on a 20×20 map.
+#[test]
+fn planned_matches_as_written() {
+    let cases: [(&str, Vec<usize>, Vec<String>); 3] = [
+        (
+            "stem",
+            vec![3, 40, 36],
+            vec![
+                "{id: conv, op: conv, out: 64, kernel: 7, stride: 2, padding: 3}".into(),
+                "{id: bn, op: batchnorm}".into(),
+                "{id: act, op: relu}".into(),
+            ],
+        ),
+        (
+            "strided",
+            vec![20, 30, 30],
+            vec!["{id: conv, op: conv, out: 24, kernel: 3, stride: 2, padding: 1, bias: true}".into()],
+        ),
+        (
+            "forty",
+            vec![12, 20, 20],
+            vec![
+                "{id: conv, op: conv, out: 40, kernel: 3, padding: 1, bias: true}".into(),
+                "{id: act, op: silu}".into(),
+            ],
+        ),
+    ];
+    for (name, dims, nodes) in cases {
+        for batch in [1, 2] {
+            let (_, _, written, planned) =
+                run_as_written_and_planned(batch, &[("x", dims.clone())], &nodes, false, (5, 6));
+            let scale = written.data.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let worst = written
+                .data
+                .iter()
+                .zip(&planned.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-5 * scale.max(1.0),
+                "{name}, batch {batch}: max |Δ| {worst} of {scale}"
+            );
+        }
+    }
+}
