@@ -382,8 +382,8 @@ const SHARDS: usize = 8;
 /// name, so that adding a file changes no other file's mutants).
 fn shard(k: usize) {
     let files = seeds();
-    // tests/onnx_convert_blocks.rs asserts every file's block count, so this count is theirs.
-    assert!(files.len() >= 46, "{files:?}");
+    // The 43 files committed when this was written (tests/onnx_convert_blocks.rs lists them).
+    assert!(files.len() >= 43, "{files:?}");
     for f in files.iter().skip(k).step_by(SHARDS) {
         let (n, built) = fuzz_seed(f, u64::from(fnv1a32(f)));
         // The mutants reach past the first check (some refused), and each one was read.
