@@ -2,7 +2,8 @@
 //! them, read as `shifted_window_attention` layers (src/onnx/swin_traced.rs): the regions found
 //! by the `namespace` metadata the exporter keeps on each node (its node names carry no module
 //! scope). Tiny one-stage models of torchvision's classes (an unshifted and a shifted block;
-//! Swin 4×4 windows, Swin-V2 2×2 windows, on an 8×8 map; scripts/onnx_swin.py --dynamo,
+//! Swin 4×4 windows on an 8×8 map, Swin-V2 3×3 windows on a 6×6 map; scripts/onnx_swin.py
+//! --dynamo,
 //! committed as tests/data/onnx/*_dynamo.onnx) against PyTorch's parameters, buffers, MACs and
 //! per-layer figures and onnxruntime's output (tests/data/onnx_swin_dynamo_reference.json);
 //! V2's folded `cpb_mlp.0` product and `exp(logit_scale)` recovered; a changed bias and a
@@ -69,9 +70,9 @@ fn tiny_dynamo_exports_have_pytorchs_figures_layer_by_layer() {
             "{f}"
         );
     }
-    // By hand, the V2 attention (C 16, 2 heads, 2×2 windows): qkv 16·48 + 48, proj 16·16 +
-    // 16, logit_scale 2, cpb_mlp 512·2 + 512 + 2·512: 3,634 parameters; buffers the 3·3·2
-    // coordinates and the 4² index: 34. The dynamo file holds neither cpb_mlp.0.weight nor
+    // By hand, the V2 attention (C 16, 2 heads, 3×3 windows): qkv 16·48 + 48, proj 16·16 +
+    // 16, logit_scale 2, cpb_mlp 512·2 + 512 + 2·512: 3,634 parameters; buffers the 5·5·2
+    // coordinates and the 9² index: 131. The dynamo file holds neither cpb_mlp.0.weight nor
     // logit_scale (folded), yet both count.
     let (net, _) = import(
         "swin_v2_tiny_dynamo.onnx",
@@ -85,7 +86,7 @@ fn tiny_dynamo_exports_have_pytorchs_figures_layer_by_layer() {
         .expect("an attention");
     assert_eq!(
         (l.params.total(), l.params.buffers),
-        (16 * 48 + 48 + 16 * 16 + 16 + 2 + 512 * 2 + 512 + 2 * 512, 3 * 3 * 2 + 16)
+        (16 * 48 + 48 + 16 * 16 + 16 + 2 + 512 * 2 + 512 + 2 * 512, 5 * 5 * 2 + 81)
     );
 }
 
@@ -97,7 +98,7 @@ fn tiny_dynamo_exports_run_as_onnxruntime() {
 #[test]
 fn the_v2_folded_products_are_not_in_the_file() {
     // What makes the V2 file different: no `cpb_mlp.0.weight` nor `logit_scale` tensor, but a
-    // 1×3×3×512 constant per block (the coordinates times the weight) and a 2×1×1 one (the
+    // 1×5×5×512 constant per block (the coordinates times the weight) and a 2×1×1 one (the
     // exp of the clamped scale).
     let f = "swin_v2_tiny_dynamo.onnx";
     let m = proto::decode_model(f, &read(f)).expect("decodes");
@@ -116,7 +117,7 @@ fn the_v2_folded_products_are_not_in_the_file() {
     let folded = g
         .initializer
         .iter()
-        .filter(|t| t.dims == [1, 3, 3, 512])
+        .filter(|t| t.dims == [1, 5, 5, 512])
         .count();
     assert_eq!(folded, 2);
     assert!(g.initializer.iter().any(|t| t.dims == [2, 1, 1]));
@@ -149,21 +150,22 @@ fn a_changed_dynamo_bias_is_refused_at_its_add() {
 
 #[test]
 fn a_folded_cpb_product_that_is_no_product_is_refused() {
-    // The first block's 1×3×3×512 product of the coordinates by cpb_mlp.0's weight: the
-    // centre row (offset (0, 0), coordinates (0, 0)) must be 0 for any weight; made 1 at unit 0.
+    // The first block's 1×5×5×512 product of the coordinates by cpb_mlp.0's weight: the
+    // centre row 12 (offset (0, 0), coordinates (0, 0)) must be 0 for any weight; made 1 at
+    // unit 0.
     let e = edited("swin_v2_tiny_dynamo.onnx", |_, inits| {
         let t = inits
             .iter_mut()
-            .find(|t| t.dims == [1, 3, 3, 512])
+            .find(|t| t.dims == [1, 5, 5, 512])
             .expect("the folded product");
         let mut v = proto::tensor_to_f32(t).expect("data");
-        v[4 * 512] = 1.0;
+        v[12 * 512] = 1.0;
         t.raw_data = Some(v.iter().flat_map(|x| x.to_le_bytes()).collect());
         t.float_data.clear();
     });
     assert!(e.contains("`features.1.0.attn`"), "{e}");
     assert!(
-        e.contains("the constant added to cpb_mlp.0's bias is no product of the layer's relative coordinates by a weight: unit 0, row 4 holds 1 where the best fit gives"),
+        e.contains("the constant added to cpb_mlp.0's bias is no product of the layer's relative coordinates by a weight: unit 0, row 12 holds 1 where the best fit gives"),
         "{e}"
     );
 }

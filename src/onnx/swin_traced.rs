@@ -5,6 +5,14 @@
 //! its index are gone from the file) and the shifted windows' mask computed at run time from
 //! shapes (`ConstantOfShape`, `ScatterND`, `Equal`, `Where`, …).
 //!
+//! The dynamo exporter (`dynamo=True`) writes the same function with other node names
+//! (`node_softmax`) but keeps each node's module path in its `namespace` metadata, which
+//! serves as the scope; it also folds two of V2's weights: `exp(clamp(logit_scale))` (one
+//! heads×1×1 constant: its logarithm is the layer's `logit_scale`) and the coordinates times
+//! `cpb_mlp.0.weight` (recovered per candidate from the layer's own coordinates). A graph-only
+//! TorchScript export holds neither the V1 table and index nor V2's buffer values: it is
+//! refused with what the file shows and what it cannot.
+//!
 //! A region is the nodes under the scope of a `Softmax` that also hold a `Pad` and a `MatMul`
 //! (torchvision's function always pads). It is read as one `shifted_window_attention` layer:
 //! 1. every node is computed (`fold.rs`) on a seeded probe input of the region's input shape:
@@ -24,9 +32,8 @@
 //!    the candidate that got furthest failed (the bias's `Add`, the mask's `Add`, or the
 //!    region's last node) and why.
 //!
-//! The V2 attention (`logit_scale`, the continuous position bias MLP) is refused, located:
-//! with constant folding on, the exporter folds the MLP's output into the bias constant and
-//! its parameters leave the file.
+//! The V2 attention (`logit_scale`, the continuous position bias MLP) is read the same way:
+//! its MLP stays in the file (computed with the region), its bias checked by the probe.
 
 use std::collections::{HashMap, HashSet};
 
