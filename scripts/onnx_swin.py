@@ -215,15 +215,16 @@ def shorten(g) -> None:
         v.name = r(v.name)
 
 
-def drawn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+def drawn(model: torch.nn.Module, seed: int, head_bias=False) -> torch.nn.Module:
     """torchvision's own initialisation (seeded), the bias tables, logit scales, cpb_mlp and
-    head drawn larger: a wrong bias, scale or mask then shows in the output."""
+    head drawn larger: a wrong bias, scale or mask then shows in the output. `head_bias`: the
+    head's bias too (the dynamo exporter drops an all-zero Gemm bias, torchvision's init)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
             if leaf in ("relative_position_bias_table", "logit_scale") or ".cpb_mlp." in name or (
-                name.startswith("head.") and leaf == "weight"
+                name.startswith("head.") and (leaf == "weight" or head_bias)
             ):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     return model.eval()
@@ -339,7 +340,7 @@ def main_dynamo() -> int:
     }
     for name, build in DYNAMO_BUILDERS.items():
         torch.manual_seed(SEED)
-        model = drawn(build(), SEED)
+        model = drawn(build(), SEED, head_bias=True)
         size = DYNAMO_SIZES[name]
         entry = {
             "torch": measure(name, DYNAMO_BUILDERS, (size, size)),
@@ -360,7 +361,7 @@ def main_dynamo() -> int:
             doc["full"][name] = old["full"][name]
             continue
         torch.manual_seed(SEED)
-        model = drawn(torchvision.models.get_model(name), SEED)
+        model = drawn(torchvision.models.get_model(name), SEED, head_bias=True)
         size = 224 if name == "swin_t" else 256
         path = work / f"{name}_dynamo.onnx"
         o = torch_export(model, size, path, False, dynamo=True)

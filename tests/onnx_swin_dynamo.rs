@@ -86,7 +86,10 @@ fn tiny_dynamo_exports_have_pytorchs_figures_layer_by_layer() {
         .expect("an attention");
     assert_eq!(
         (l.params.total(), l.params.buffers),
-        (16 * 48 + 48 + 16 * 16 + 16 + 2 + 512 * 2 + 512 + 2 * 512, 5 * 5 * 2 + 81)
+        (
+            16 * 48 + 48 + 16 * 16 + 16 + 2 + 512 * 2 + 512 + 2 * 512,
+            5 * 5 * 2 + 81
+        )
     );
 }
 

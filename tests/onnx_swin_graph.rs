@@ -67,7 +67,10 @@ fn a_graph_only_swin_says_its_bias_table_cannot_be_known() {
         e.contains("The file shows 2 heads and windows of 16 tokens (1×16, 2×8, 4×4, 8×2, 16×1); it cannot show whether those 512 values are a table of (2·wh − 1)·(2·ww − 1)·2 parameters gathered by a 256-entry index buffer (PyTorch's count) or free values"),
         "{e}"
     );
-    assert!(e.contains("export with the weights (export_params=True"), "{e}");
+    assert!(
+        e.contains("export with the weights (export_params=True"),
+        "{e}"
+    );
 }
 
 #[test]

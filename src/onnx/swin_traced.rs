@@ -338,11 +338,16 @@ impl<'a> Reader<'a> {
         // V1: the exporter folded the table gathered by the index into one 1×heads×L×L
         // tensor, which a graph-only file declares as an input.
         let bias = shaped.iter().find(|(_, _, d)| {
-            d.len() >= 3 && d[d.len() - 1] == d[d.len() - 2] && d[..d.len() - 3].iter().all(|&v| v == 1)
+            d.len() >= 3
+                && d[d.len() - 1] == d[d.len() - 2]
+                && d[..d.len() - 3].iter().all(|&v| v == 1)
         });
         if let (Some((j, x, d)), None) = (bias, named("relative_position_index")) {
             let (h, l) = (d[d.len() - 3], d[d.len() - 1]);
-            let windows: Vec<String> = super::pairs(l).iter().map(|[a, b]| format!("{a}×{b}")).collect();
+            let windows: Vec<String> = super::pairs(l)
+                .iter()
+                .map(|[a, b]| format!("{a}×{b}"))
+                .collect();
             return self
                 .traced_err(
                     *j,
@@ -362,7 +367,9 @@ impl<'a> Reader<'a> {
         let (j, x, d) = named("relative_position_index")
             .or_else(|| named("relative_coords_table"))
             .unwrap_or(&shaped[0]);
-        let what = if x.ends_with(".relative_position_index") || x.ends_with(".relative_coords_table") {
+        let what = if x.ends_with(".relative_position_index")
+            || x.ends_with(".relative_coords_table")
+        {
             "a buffer the layer computes from its window, which a graph-only export declares as a graph input"
         } else {
             "a weight of the layer"
@@ -571,9 +578,8 @@ impl<'a> Reader<'a> {
                         ([wh, ww], [s0, s1]),
                     ) {
                         Ok(recovered) => {
-                            return self.traced_emit(
-                                path, nodes, &cand, &xref, &yname, &found, recovered,
-                            );
+                            return self
+                                .traced_emit(path, nodes, &cand, &xref, &yname, &found, recovered);
                         }
                         Err(m) => {
                             if best.as_ref().is_none_or(|b| {
@@ -718,7 +724,11 @@ impl<'a> Reader<'a> {
                     if let Some(v) = e.data.iter().find(|&&v| v.is_nan() || v <= 0.0) {
                         return Err(self.traced_err(j, path, format!("the {heads}×1×1 constant multiplying the cosine logits holds {v}: it is no exp(logit_scale)")));
                     }
-                    T::new(vec![heads, 1, 1], e.data.iter().map(|v| v.ln()).collect(), false)
+                    T::new(
+                        vec![heads, 1, 1],
+                        e.data.iter().map(|v| v.ln()).collect(),
+                        false,
+                    )
                 }
             };
             weights.insert("logit_scale", as_is(&ls));
@@ -743,7 +753,11 @@ impl<'a> Reader<'a> {
                 let found = consts.iter().find_map(|(m, t)| {
                     let relu = producer(&g.node[*m].input[0]).filter(|&r| op(r) == "Relu")?;
                     let add = producer(&g.node[relu].input[0]).filter(|&a| op(a) == "Add")?;
-                    let ins: Vec<&T> = g.node[add].input.iter().filter_map(|x| env.get(x)).collect();
+                    let ins: Vec<&T> = g.node[add]
+                        .input
+                        .iter()
+                        .filter_map(|x| env.get(x))
+                        .collect();
                     let [a, b] = ins.as_slice() else { return None };
                     let hidden = t.dims[0];
                     let (p, bias) = if b.dims == [hidden] { (a, b) } else { (b, a) };
@@ -751,7 +765,7 @@ impl<'a> Reader<'a> {
                         && t.dims[1] == heads
                         && p.dims.len() >= 2
                         && p.dims.last() == Some(&hidden))
-                        .then(|| (add, (*p).clone(), (*bias).clone(), t.clone()))
+                    .then(|| (add, (*p).clone(), (*bias).clone(), t.clone()))
                 });
                 let Some((add, p, b0, w2)) = found else {
                     return Err(miss("the cpb_mlp's first linear layer (a MatMul of the coordinates by a 2×hidden constant, or their product folded and added to its bias)"));
@@ -1053,11 +1067,7 @@ impl<'a> Reader<'a> {
         // `/features/features.1/features.1.0/attn` (TorchScript) or `features.1.0.attn` (dynamo)
         // → features.1.0.attn (the module path); the id is its last part, as the reader names
         // other layers.
-        let short = path
-            .rsplit(['/', '.'])
-            .next()
-            .unwrap_or(path)
-            .to_string();
+        let short = path.rsplit(['/', '.']).next().unwrap_or(path).to_string();
         let probe = NodeProto {
             name: Some(format!("{path}/Softmax")),
             ..Default::default()
