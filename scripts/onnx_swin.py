@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -67,15 +68,15 @@ SEED = 0
 
 
 
-def tiny_swin(depths, heads, v2=False):
-    """A Swin (or Swin-V2) of 4×4 patches, width 16 and 4×4 windows, for 10 classes."""
+def tiny_swin(depths, heads, v2=False, window=4):
+    """A Swin (or Swin-V2) of 4×4 patches, width 16 and `window`² windows, for 10 classes."""
     extra = dict(block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2) if v2 else {}
     return SwinTransformer(
         patch_size=[4, 4],
         embed_dim=16,
         depths=depths,
         num_heads=heads,
-        window_size=[4, 4],
+        window_size=[window, window],
         stochastic_depth_prob=0.2,
         num_classes=10,
         **extra,
@@ -101,6 +102,23 @@ BUILDERS = {
 TORCH_BUILDERS = {
     "swin_tiny_torch": lambda: tiny_swin([2], [2]),
     "swin_v2_tiny_torch": lambda: tiny_swin([2], [2], v2=True),
+}
+
+# The dynamo exporter folds V2's first cpb_mlp layer on the coordinates into a
+# 1×(2w−1)×(2w−1)×512 constant per block (swin_v2_t's form; with 2×2 windows it folds the whole
+# MLP, and its weights leave the file): 3×3 windows on a 6×6 map (a 24×24 input), and the class
+# names dropped from the `namespace` metadata, keep that file under 200 KB.
+DYNAMO_BUILDERS = {
+    "swin_tiny_dynamo": lambda: tiny_swin([2], [2]),
+    "swin_v2_tiny_dynamo": lambda: tiny_swin([2], [2], v2=True, window=3),
+}
+DYNAMO_SIZES = {"swin_tiny_dynamo": 32, "swin_v2_tiny_dynamo": 24}
+DYNAMO_NO_CLASSES = {"swin_v2_tiny_dynamo"}
+
+# Graph-only TorchScript exports of the TORCH_BUILDERS models.
+GRAPH_BUILDERS = {
+    "swin_tiny_torch_graph": TORCH_BUILDERS["swin_tiny_torch"],
+    "swin_v2_tiny_torch_graph": TORCH_BUILDERS["swin_v2_tiny_torch"],
 }
 
 
@@ -197,15 +215,16 @@ def shorten(g) -> None:
         v.name = r(v.name)
 
 
-def drawn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+def drawn(model: torch.nn.Module, seed: int, head_bias=False) -> torch.nn.Module:
     """torchvision's own initialisation (seeded), the bias tables, logit scales, cpb_mlp and
-    head drawn larger: a wrong bias, scale or mask then shows in the output."""
+    head drawn larger: a wrong bias, scale or mask then shows in the output. `head_bias`: the
+    head's bias too (the dynamo exporter drops an all-zero Gemm bias, torchvision's init)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
             if leaf in ("relative_position_bias_table", "logit_scale") or ".cpb_mlp." in name or (
-                name.startswith("head.") and leaf == "weight"
+                name.startswith("head.") and (leaf == "weight" or head_bias)
             ):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     return model.eval()
@@ -218,14 +237,35 @@ def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def torch_export(model: torch.nn.Module, size: int, path: Path, short: bool) -> dict:
+def namespaces_only(g, classes=True) -> None:
+    """Drops every node metadata entry of the dynamo exporter's but `namespace` (the module
+    path the reader finds the attention by): the stack traces and FX nodes would take the
+    tiny files over 200 KB. Without `classes`, the namespace's class names go too
+    (`features.1.0.attn: torchvision….ShiftedWindowAttentionV2` → `features.1.0.attn: `)."""
+    for n in g.node:
+        keep = [p for p in n.metadata_props if p.key == "namespace"]
+        del n.metadata_props[:]
+        n.metadata_props.extend(keep)
+        if not classes:
+            for p in n.metadata_props:
+                p.value = re.sub(r": [A-Za-z0-9_.]+", ": ", p.value)
+
+
+def torch_export(model: torch.nn.Module, size: int, path: Path, short: bool, dynamo=False, classes=True) -> dict:
+    """Exports `model` (TorchScript: opset 17; dynamo: its default opset, weights inside the
+    file), runs onnxruntime on a seeded input; `short`: a committed tiny file (TorchScript:
+    intermediate names shortened; dynamo: node metadata but `namespace` dropped), which must
+    give onnxruntime's output bit for bit."""
     x = oec.rng_for("input", SEED).standard_normal((1, 3, size, size)).astype(np.float32)
     with torch.no_grad():
-        torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17)
+        if dynamo:
+            torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=True, external_data=False)
+        else:
+            torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17)
     y = ort_run(path, x)
     m = onnx.load(str(path))
     if short:
-        shorten(m.graph)
+        namespaces_only(m.graph, classes) if dynamo else shorten(m.graph)
         onnx.save(m, str(path))
         y2 = ort_run(path, x)
         assert np.array_equal(y, y2), "renaming changed the output"
@@ -284,9 +324,105 @@ def main_torch() -> int:
     return 0
 
 
+def main_dynamo() -> int:
+    """The dynamo exporter's files: tiny ones committed, swin_t / swin_v2_t in $TMPDIR."""
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_swin"
+    work.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "produced_with": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "onnxruntime": ort.__version__,
+            "script": "scripts/onnx_swin.py --dynamo",
+        },
+        "models": {},
+        "full": {},
+    }
+    for name, build in DYNAMO_BUILDERS.items():
+        torch.manual_seed(SEED)
+        model = drawn(build(), SEED, head_bias=True)
+        size = DYNAMO_SIZES[name]
+        entry = {
+            "torch": measure(name, DYNAMO_BUILDERS, (size, size)),
+            "onnx": torch_export(
+                model, size, OUT / f"{name}.onnx", True, dynamo=True, classes=name not in DYNAMO_NO_CLASSES
+            ),
+        }
+        doc["models"][name] = entry
+        o = entry["onnx"]
+        print(f"{name}: params {entry['torch']['params']} MACs {entry['torch']['macs']}; {o['file']} {o['bytes']} bytes")
+        if o["bytes"] >= 200_000:
+            print(f"  {o['file']} is over 200 KB", file=sys.stderr)
+            return 1
+    for name in ("swin_t", "swin_v2_t"):
+        if "--tiny" in sys.argv[1:]:
+            # Only the tiny files: the full-size entries of the existing JSON are kept.
+            old = json.loads(Path("tests/data/onnx_swin_dynamo_reference.json").read_text())
+            doc["full"][name] = old["full"][name]
+            continue
+        torch.manual_seed(SEED)
+        model = drawn(torchvision.models.get_model(name), SEED, head_bias=True)
+        size = 224 if name == "swin_t" else 256
+        path = work / f"{name}_dynamo.onnx"
+        o = torch_export(model, size, path, False, dynamo=True)
+        o["input"] = None
+        real = tref.measure(name, {}, (size, size))
+        doc["full"][name] = {
+            "torch": {k: real[k] for k in ("params", "trainable", "buffers", "macs")},
+            "onnx": o,
+        }
+        print(f"{name}: params {real['params']} MACs {real['macs']}; {path}")
+    Path("tests/data/onnx_swin_dynamo_reference.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def main_graph() -> int:
+    """Graph-only TorchScript exports (export_params=False) of the --torch tiny models."""
+    doc = {
+        "produced_with": {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "script": "scripts/onnx_swin.py --graph",
+        },
+        "models": {},
+    }
+    x = torch.from_numpy(oec.rng_for("input", SEED).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    for name, build in GRAPH_BUILDERS.items():
+        torch.manual_seed(SEED)
+        model = drawn(build(), SEED)
+        path = OUT / f"{name}.onnx"
+        with torch.no_grad():
+            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, export_params=False)
+        m = onnx.load(str(path))
+        shorten(m.graph)
+        onnx.save(m, str(path))
+        onnx.checker.check_model(m)
+        inputs = {v.name: oec.dims(v) for v in m.graph.input}
+        doc["models"][name] = {
+            "torch": measure(name, GRAPH_BUILDERS),
+            "onnx": {
+                "file": str(path),
+                "bytes": path.stat().st_size,
+                "nodes": len(m.graph.node),
+                "initializers": len(m.graph.initializer),
+                "inputs": inputs,
+            },
+        }
+        print(f"{name}: {path} {path.stat().st_size} bytes, {len(inputs)} graph inputs")
+        if path.stat().st_size >= 200_000:
+            print(f"  {path} is over 200 KB", file=sys.stderr)
+            return 1
+    Path("tests/data/onnx_swin_graph_reference.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
 def main() -> int:
     if "--torch" in sys.argv[1:]:
         return main_torch()
+    if "--dynamo" in sys.argv[1:]:
+        return main_dynamo()
+    if "--graph" in sys.argv[1:]:
+        return main_graph()
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_swin"
     work.mkdir(parents=True, exist_ok=True)
     doc = {

@@ -56,6 +56,8 @@ mod onnx_import;
 mod onnx_inputs;
 mod onnx_roundtrip;
 mod onnx_swin;
+mod onnx_swin_dynamo;
+mod onnx_swin_graph;
 mod onnx_swin_torch;
 mod onnx_vit;
 mod onnx_yolo;

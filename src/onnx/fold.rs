@@ -480,6 +480,44 @@ pub(super) fn eval(
             }
             one(T::new(out, data, x.int))
         }
+        "GatherND" => {
+            // Each index row (its last axis, k long) picks a slice of the first k axes
+            // (`batch_dims` 0 only: torch's advanced indexing as the dynamo exporter writes it).
+            let x = get(0)?;
+            let idx = get(1)?;
+            if attr_i(n, "batch_dims", 0) != 0 {
+                return Err("GatherND with batch_dims other than 0".into());
+            }
+            let Some((&k, rows)) = idx.dims.split_last() else {
+                return Err("GatherND of a rank-0 index".into());
+            };
+            if k == 0 || k > x.dims.len() {
+                return Err(format!(
+                    "GatherND index rows of {k} on a tensor of rank {}",
+                    x.dims.len()
+                ));
+            }
+            let mut out: Vec<usize> = rows.to_vec();
+            out.extend(&x.dims[k..]);
+            check(&out, limit)?;
+            let inner = numel(&x.dims[k..]).unwrap_or(0);
+            let st = strides(&x.dims[..k]);
+            let mut data = Vec::with_capacity(numel(&out).unwrap_or(0));
+            for row in idx.data.chunks(k) {
+                let mut at = 0usize;
+                for (a, &v) in row.iter().enumerate() {
+                    let len = x.dims[a] as i64;
+                    let i = v as i64;
+                    let i = if i < 0 { i + len } else { i };
+                    if !(0..len).contains(&i) {
+                        return Err(format!("GatherND index {v} of an axis of {len}"));
+                    }
+                    at += i as usize * st[a];
+                }
+                data.extend_from_slice(&x.data[at * inner..(at + 1) * inner]);
+            }
+            one(T::new(out, data, x.int))
+        }
         "Expand" => {
             let x = get(0)?;
             let s = sizes(get(1)?)?;
@@ -1080,6 +1118,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g[0], t(&[2, 2], &[1., 0., 4., 3.]));
+        // GatherND of x (2×3) by rows [[1, 2], [0, 0]] picks x[1][2] = 5 and x[0][0] = 0; by
+        // rows [[1]] the whole row 1; an index past the axis is an error.
+        let gnd = |idx: &T| eval(&node("GatherND", vec![]), &[Some(&x), Some(idx)], 17, 100);
+        assert_eq!(
+            gnd(&i(&[2, 2], &[1, 2, 0, 0])).unwrap()[0],
+            t(&[2], &[5., 0.])
+        );
+        assert_eq!(
+            gnd(&i(&[1, 1], &[1])).unwrap()[0],
+            t(&[1, 3], &[3., 4., 5.])
+        );
+        assert_eq!(
+            gnd(&i(&[1, 2], &[0, 3])).unwrap_err(),
+            "GatherND index 3 of an axis of 3"
+        );
         // MatMul [[0,1,2],[3,4,5]] · [[1],[1],[1]] = [[3],[12]].
         let mm = eval(
             &node("MatMul", vec![]),

@@ -2018,6 +2018,19 @@ impl<'a> Reader<'a> {
         out: Vec<u64>,
     ) -> Result<(), Diagnostic> {
         if out.first() != shape.first() {
+            if let Some(j) = self.strided_identity(n, shape, &out) {
+                // The dynamo exporter's `as_strided` after a pooled map (torchvision Swin's
+                // avgpool at batch 1): all of it flattened, then every element gathered back
+                // in order to the same shape: the identity.
+                let y = self.graph.node[j].output[0].clone();
+                let v = Val::Act {
+                    r: x.to_string(),
+                    shape: shape.to_vec(),
+                };
+                self.vals.insert(y, v);
+                self.done.insert(j);
+                return Ok(());
+            }
             return Err(self
                 .err(
                     i,
@@ -2033,6 +2046,41 @@ impl<'a> Reader<'a> {
             format!("op: reshape, in: {x}, shape: {}", list(&out[1..])),
             out,
         )
+    }
+
+    /// The node of a `Gather` (axis 0) that reads Reshape `n` of `shape` to one axis (`out`)
+    /// and nothing else does, by a constant index of `shape`'s dims holding 0, 1, …: the pair
+    /// is the identity.
+    fn strided_identity(&self, n: &NodeProto, shape: &[u64], out: &[u64]) -> Option<usize> {
+        let total: u64 = shape.iter().product();
+        if out != [total] || total > MAX_FOLDED_ELEMENTS as u64 {
+            return None;
+        }
+        let y = n.output.first()?;
+        if self.uses.get(y.as_str()).copied() != Some(1) {
+            return None;
+        }
+        let j = self
+            .graph
+            .node
+            .iter()
+            .position(|m| m.input.first() == Some(y))?;
+        let g = &self.graph.node[j];
+        if g.op_type.as_deref() != Some("Gather") || attr_i(g, "axis", 0) != 0 {
+            return None;
+        }
+        let Some(Val::Const {
+            dims, data, init, ..
+        }) = self.vals.get(g.input.get(1)?)
+        else {
+            return None;
+        };
+        let data = match init.as_deref().and_then(|t| self.inits.get(t)) {
+            Some(t) if data.is_empty() => proto::tensor_to_f64(t).ok()?,
+            _ => data.clone(),
+        };
+        let in_order = data.iter().enumerate().all(|(k, &v)| v == k as f64);
+        (dims.as_slice() == shape && data.len() as u64 == total && in_order).then_some(j)
     }
 
     fn concat(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {

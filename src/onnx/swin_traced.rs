@@ -5,6 +5,14 @@
 //! its index are gone from the file) and the shifted windows' mask computed at run time from
 //! shapes (`ConstantOfShape`, `ScatterND`, `Equal`, `Where`, …).
 //!
+//! The dynamo exporter (`dynamo=True`) writes the same function with other node names
+//! (`node_softmax`) but keeps each node's module path in its `namespace` metadata, which
+//! serves as the scope; it also folds two of V2's weights: `exp(clamp(logit_scale))` (one
+//! heads×1×1 constant: its logarithm is the layer's `logit_scale`) and the coordinates times
+//! `cpb_mlp.0.weight` (recovered per candidate from the layer's own coordinates). A graph-only
+//! TorchScript export holds neither the V1 table and index nor V2's buffer values: it is
+//! refused with what the file shows and what it cannot.
+//!
 //! A region is the nodes under the scope of a `Softmax` that also hold a `Pad` and a `MatMul`
 //! (torchvision's function always pads). It is read as one `shifted_window_attention` layer:
 //! 1. every node is computed (`fold.rs`) on a seeded probe input of the region's input shape:
@@ -24,9 +32,8 @@
 //!    the candidate that got furthest failed (the bias's `Add`, the mask's `Add`, or the
 //!    region's last node) and why.
 //!
-//! The V2 attention (`logit_scale`, the continuous position bias MLP) is refused, located:
-//! with constant folding on, the exporter folds the MLP's output into the bias constant and
-//! its parameters leave the file.
+//! The V2 attention (`logit_scale`, the continuous position bias MLP) is read the same way:
+//! its MLP stays in the file (computed with the region), its bias checked by the probe.
 
 use std::collections::{HashMap, HashSet};
 
@@ -45,18 +52,46 @@ pub const PROBE_TOLERANCE: f64 = 1e-4;
 
 const HELP: &str = "archscope reads torchvision's Swin attention as torch.onnx.export writes it (docs/ONNX.md \"Windowed attention\"); describe a changed attention in archscope YAML (docs/FORMAT.md)";
 
-/// The TorchScript scope of a node (`/a/b/attn` of `/a/b/attn/Softmax`).
+/// The module scope of a node: TorchScript's name (`/a/b/attn` of `/a/b/attn/Softmax`), or the
+/// dynamo exporter's `namespace` metadata without its last step (`…/features.1.0.attn:
+/// torchvision.models.swin_transformer.ShiftedWindowAttention` of `…/softmax:
+/// aten.softmax.int`).
 fn scope(n: &NodeProto) -> Option<&str> {
-    let name = n.name.as_deref()?;
-    if !name.starts_with('/') {
-        return None;
-    }
+    let name = match namespace(n) {
+        Some(ns) => ns,
+        None => n.name.as_deref().filter(|m| m.starts_with('/'))?,
+    };
     name.rsplit_once('/')
         .map(|(s, _)| s)
         .filter(|s| !s.is_empty())
 }
 
-/// Regions of a TorchScript export: per region, its scope and node indices (graph order).
+/// The dynamo exporter's `namespace` metadata of a node.
+fn namespace(n: &NodeProto) -> Option<&str> {
+    n.metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("namespace"))
+        .and_then(|p| p.value.as_deref())
+}
+
+/// The text a node's scope is matched against (its namespace, else its TorchScript name).
+fn scoped_name(n: &NodeProto) -> Option<&str> {
+    namespace(n).or_else(|| n.name.as_deref().filter(|m| m.starts_with('/')))
+}
+
+/// The region's path as messages show it: TorchScript's scope as it is
+/// (`/features/features.1/features.1.0/attn`), a dynamo namespace's module path
+/// (`features.1.0.attn`).
+fn shown(scope: &str) -> String {
+    if scope.starts_with('/') {
+        return scope.to_string();
+    }
+    let last = scope.rsplit('/').next().unwrap_or(scope);
+    last.split(": ").next().unwrap_or(last).trim().to_string()
+}
+
+/// Regions of a TorchScript or dynamo export: per region, its path (as [`shown`]) and node
+/// indices (graph order).
 pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
     let op = |i: usize| g.node[i].op_type.as_deref().unwrap_or("");
     let mut out: Vec<(String, Vec<usize>)> = Vec::new();
@@ -77,22 +112,14 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
         }
         let prefix = format!("{s}/");
         let mut inside: HashSet<usize> = (0..g.node.len())
-            .filter(|&j| {
-                g.node[j]
-                    .name
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with(&prefix))
-            })
+            .filter(|&j| scoped_name(&g.node[j]).is_some_and(|m| m.starts_with(&prefix)))
             .collect();
-        // The exporter leaves some of the function's shape arithmetic unscoped (`Shape_965`,
-        // `Range_971`): the unscoped nodes reached from the region through unscoped nodes
-        // whose outputs are read only by the region or by each other belong to it.
+        // The TorchScript exporter leaves some of the function's shape arithmetic unscoped
+        // (`Shape_965`, `Range_971`): the unscoped nodes reached from the region through
+        // unscoped nodes whose outputs are read only by the region or by each other belong to
+        // it.
         let unscoped = |j: usize| {
-            g.node[j]
-                .name
-                .as_deref()
-                .is_none_or(|m| !m.starts_with('/'))
-                && g.node[j].op_type.as_deref() != Some("Constant")
+            scoped_name(&g.node[j]).is_none() && g.node[j].op_type.as_deref() != Some("Constant")
         };
         let mut extra: HashSet<usize> = HashSet::new();
         let mut todo: Vec<usize> = inside.iter().copied().collect();
@@ -130,7 +157,7 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
         nodes.sort_unstable();
         let has = |o: &str| nodes.iter().any(|&j| op(j) == o);
         if has("Pad") && has("MatMul") {
-            out.push((s.to_string(), nodes));
+            out.push((shown(s), nodes));
         }
     }
     out
@@ -170,6 +197,63 @@ struct Found {
     mask: Option<(usize, T)>,
     /// Whether the attention is V2's (cosine attention, `logit_scale`, `cpb_mlp`).
     v2: bool,
+    /// V2 from the dynamo exporter: the `Add` of `cpb_mlp.0.bias` and its other operand, the
+    /// coordinates times `cpb_mlp.0.weight` folded into one …×hidden constant (the weight is
+    /// recovered per candidate, from the layer's own coordinates).
+    cpb_folded: Option<(usize, T)>,
+}
+
+/// Weights recovered through a candidate layer's own buffers, by their name in the layer.
+type Recovered = HashMap<&'static str, Vec<f32>>;
+
+/// V2's `cpb_mlp.0.weight` (hidden×2, PyTorch's layout) from `p`, the layer's coordinates
+/// (R×2, `coords`) times its transpose as the dynamo exporter folds it (…×hidden, R rows):
+/// least squares on the 2×2 normal equations per hidden unit, then every row must be
+/// reproduced within 1e-5 of the constant's largest magnitude (at least 1).
+fn cpb_first_layer(coords: &[f32], p: &T) -> Result<Vec<f32>, String> {
+    let rows = coords.len() / 2;
+    let hidden = *p.dims.last().unwrap_or(&0);
+    if hidden == 0 || p.data.len() != rows * hidden {
+        return Err(format!(
+            "the constant added to cpb_mlp.0's bias has shape {:?}: the layer's coordinates give {rows} rows of {hidden}",
+            p.dims
+        ));
+    }
+    let (mut a, mut b, mut c) = (0f64, 0f64, 0f64);
+    for r in coords.chunks(2) {
+        let (x, y) = (f64::from(r[0]), f64::from(r[1]));
+        a += x * x;
+        b += x * y;
+        c += y * y;
+    }
+    let det = a * c - b * b;
+    if det.abs() < 1e-12 {
+        return Err("the layer's coordinates do not determine cpb_mlp.0's weight".into());
+    }
+    let scale = p.data.iter().fold(1f64, |m, v| m.max(v.abs()));
+    let mut w = vec![0f32; hidden * 2];
+    for u in 0..hidden {
+        let (mut s0, mut s1) = (0f64, 0f64);
+        for (k, r) in coords.chunks(2).enumerate() {
+            let v = p.data[k * hidden + u];
+            s0 += f64::from(r[0]) * v;
+            s1 += f64::from(r[1]) * v;
+        }
+        let (w0, w1) = ((c * s0 - b * s1) / det, (a * s1 - b * s0) / det);
+        for (k, r) in coords.chunks(2).enumerate() {
+            let fit = f64::from(r[0]) * w0 + f64::from(r[1]) * w1;
+            let v = p.data[k * hidden + u];
+            if (fit - v).abs() > 1e-5 * scale || fit.is_nan() {
+                return Err(format!(
+                    "the constant added to cpb_mlp.0's bias is no product of the layer's relative coordinates by a weight: unit {u}, row {k} holds {} where the best fit gives {}",
+                    v as f32, fit as f32
+                ));
+            }
+        }
+        w[u * 2] = w0 as f32;
+        w[u * 2 + 1] = w1 as f32;
+    }
+    Ok(w)
 }
 
 /// A 2-D constant transposed (a `MatMul` weight back to the linear layer's out × in).
@@ -229,6 +313,85 @@ impl<'a> Reader<'a> {
         .help(HELP)
     }
 
+    /// The error for a region that reads weights without values (a graph-only export): what
+    /// the file shows of the layer and what it cannot show.
+    fn graph_only(&self, path: &str, nodes: &[usize], made: &HashSet<&str>) -> Diagnostic {
+        let g = self.graph;
+        // The value-less inputs, with the first node reading each.
+        let mut shaped: Vec<(usize, &str, Vec<u64>)> = Vec::new();
+        for &j in nodes {
+            for x in &g.node[j].input {
+                if made.contains(x.as_str()) || shaped.iter().any(|(_, y, _)| y == x) {
+                    continue;
+                }
+                if let Some(Val::Shaped { dims }) = self.vals.get(x) {
+                    shaped.push((j, x.as_str(), dims.clone()));
+                }
+            }
+        }
+        let named = |leaf: &str| {
+            shaped
+                .iter()
+                .find(|(_, x, _)| x.ends_with(&format!(".{leaf}")))
+        };
+        let help = "export with the weights (export_params=True, the default): archscope then reads the layer and checks it on a probe input";
+        // V1: the exporter folded the table gathered by the index into one 1×heads×L×L
+        // tensor, which a graph-only file declares as an input.
+        let bias = shaped.iter().find(|(_, _, d)| {
+            d.len() >= 3
+                && d[d.len() - 1] == d[d.len() - 2]
+                && d[..d.len() - 3].iter().all(|&v| v == 1)
+        });
+        if let (Some((j, x, d)), None) = (bias, named("relative_position_index")) {
+            let (h, l) = (d[d.len() - 3], d[d.len() - 1]);
+            let windows: Vec<String> = super::pairs(l)
+                .iter()
+                .map(|[a, b]| format!("{a}×{b}"))
+                .collect();
+            return self
+                .traced_err(
+                    *j,
+                    path,
+                    format!(
+                        "its relative-position bias is graph input `{}` of shape {} with no values: torch.onnx.export folded torchvision's bias table, gathered by its relative_position_index, into that one tensor, and a graph-only file keeps neither the table nor the index. The file shows {h} heads and windows of {l} tokens ({}); it cannot show whether those {} values are a table of (2·wh − 1)·(2·ww − 1)·{h} parameters gathered by a {}-entry index buffer (PyTorch's count) or free values, so the layer's parameters and buffers are not known",
+                        excerpt(x),
+                        list(d),
+                        windows.join(", "),
+                        h * l * l,
+                        l * l
+                    ),
+                )
+                .help(help);
+        }
+        // V2 (or anything else): the buffers are graph inputs too.
+        let (j, x, d) = named("relative_position_index")
+            .or_else(|| named("relative_coords_table"))
+            .unwrap_or(&shaped[0]);
+        let what = if x.ends_with(".relative_position_index")
+            || x.ends_with(".relative_coords_table")
+        {
+            "a buffer the layer computes from its window, which a graph-only export declares as a graph input"
+        } else {
+            "a weight of the layer"
+        };
+        let others: Vec<String> = shaped
+            .iter()
+            .filter(|(_, y, _)| y != x)
+            .map(|(_, y, e)| format!("`{}` {}", excerpt(y), list(e)))
+            .collect();
+        self.traced_err(
+            *j,
+            path,
+            format!(
+                "`{}` (shape {}, {what}) has no values, nor {}: archscope computes the region on a probe input with the file's values to check that it is torchvision's layer (the bias read through the index, the mask, the output), and cannot without them. The file shows these tensors' shapes, not the values that make the layer torchvision's",
+                excerpt(x),
+                list(d),
+                if others.is_empty() { "any other input".to_string() } else { others.join(", ") }
+            ),
+        )
+        .help(help)
+    }
+
     /// Reads traced region `nodes` (scope `path`) as one `shifted_window_attention`.
     pub(super) fn traced_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
         let g = self.graph;
@@ -249,13 +412,7 @@ impl<'a> Reader<'a> {
                     Some(Val::Act { r, shape }) => {
                         one_data_input(&mut data, x, r, shape).map_err(|m| self.traced_err(j, path, m))?
                     }
-                    Some(Val::Shaped { .. }) => {
-                        return Err(self.traced_err(
-                            j,
-                            path,
-                            format!("weight `{}` has no values: archscope recovers the bias table from the values torch.onnx.export folded into the file", excerpt(x)),
-                        ).help("export with the weights (export_params=True, the default)"))
-                    }
+                    Some(Val::Shaped { .. }) => return Err(self.graph_only(path, nodes, &made)),
                     Some(Val::Const { .. }) => {
                         let t = self.traced_const(x).ok_or_else(|| {
                             self.traced_err(j, path, format!("constant `{}` cannot be decoded", excerpt(x)))
@@ -420,9 +577,9 @@ impl<'a> Reader<'a> {
                         last,
                         ([wh, ww], [s0, s1]),
                     ) {
-                        Ok(table) => {
+                        Ok(recovered) => {
                             return self
-                                .traced_emit(path, nodes, &cand, &xref, &yname, &found, table);
+                                .traced_emit(path, nodes, &cand, &xref, &yname, &found, recovered);
                         }
                         Err(m) => {
                             if best.as_ref().is_none_or(|b| {
@@ -551,7 +708,29 @@ impl<'a> Reader<'a> {
                     format!("a Swin-V2 attention (it normalises q and k) without {what}"),
                 )
             };
-            let ls = named("logit_scale").ok_or_else(|| miss("its `logit_scale` weight"))?;
+            let ls = match named("logit_scale") {
+                Some(t) => t,
+                // The dynamo exporter folds exp(clamp(logit_scale, max = ln 100)) into one
+                // heads×1×1 constant multiplying the cosine logits: its logarithm is a
+                // logit_scale of the same function (PyTorch's own when under ln 100).
+                None => {
+                    let (j, e) = by_const("Mul")
+                        .into_iter()
+                        .find(|(_, t)| {
+                            let d = &t.dims;
+                            t.data.len() == heads && d.len() >= 3 && d[d.len() - 1] == 1 && d[d.len() - 2] == 1
+                        })
+                        .ok_or_else(|| miss(&format!("its `logit_scale` weight (or a {heads}×1×1 constant, its exp, multiplying the logits)")))?;
+                    if let Some(v) = e.data.iter().find(|&&v| v.is_nan() || v <= 0.0) {
+                        return Err(self.traced_err(j, path, format!("the {heads}×1×1 constant multiplying the cosine logits holds {v}: it is no exp(logit_scale)")));
+                    }
+                    T::new(
+                        vec![heads, 1, 1],
+                        e.data.iter().map(|v| v.ln()).collect(),
+                        false,
+                    )
+                }
+            };
             weights.insert("logit_scale", as_is(&ls));
             // cpb_mlp: a MatMul of the coordinates by a 2×hidden constant, an Add of hidden,
             // a MatMul by hidden×heads (all on constants).
@@ -561,7 +740,47 @@ impl<'a> Reader<'a> {
                 .filter_map(|&j| Some((j, env.get(g.node[j].input.get(1)?)?.clone())))
                 .filter(|(_, t)| t.dims.len() == 2)
                 .collect();
-            let first = consts.iter().find(|(_, t)| t.dims[0] == 2).ok_or_else(|| miss("the cpb_mlp's first linear layer (a MatMul of the coordinates by a 2×hidden constant)"))?;
+            let first = consts.iter().find(|(_, t)| t.dims[0] == 2);
+            let producer = |x: &str| {
+                nodes
+                    .iter()
+                    .copied()
+                    .find(|&j| g.node[j].output.iter().any(|y| y == x))
+            };
+            if first.is_none() {
+                // The dynamo exporter: Relu(Add(P, cpb_mlp.0.bias)) · W₂ᵀ, where P (…×hidden)
+                // is the coordinates times cpb_mlp.0.weight, folded.
+                let found = consts.iter().find_map(|(m, t)| {
+                    let relu = producer(&g.node[*m].input[0]).filter(|&r| op(r) == "Relu")?;
+                    let add = producer(&g.node[relu].input[0]).filter(|&a| op(a) == "Add")?;
+                    let ins: Vec<&T> = g.node[add]
+                        .input
+                        .iter()
+                        .filter_map(|x| env.get(x))
+                        .collect();
+                    let [a, b] = ins.as_slice() else { return None };
+                    let hidden = t.dims[0];
+                    let (p, bias) = if b.dims == [hidden] { (a, b) } else { (b, a) };
+                    (bias.dims == [hidden]
+                        && t.dims[1] == heads
+                        && p.dims.len() >= 2
+                        && p.dims.last() == Some(&hidden))
+                    .then(|| (add, (*p).clone(), (*bias).clone(), t.clone()))
+                });
+                let Some((add, p, b0, w2)) = found else {
+                    return Err(miss("the cpb_mlp's first linear layer (a MatMul of the coordinates by a 2×hidden constant, or their product folded and added to its bias)"));
+                };
+                weights.insert("cpb_mlp.0.bias", as_is(&b0));
+                weights.insert("cpb_mlp.2.weight", transposed(&w2));
+                return Ok(Found {
+                    weights,
+                    bias,
+                    mask: tails.get(1).cloned(),
+                    v2,
+                    cpb_folded: Some((add, p)),
+                });
+            }
+            let first = first.expect("checked above");
             let hidden = first.1.dims[1];
             let second = consts
                 .iter()
@@ -582,12 +801,14 @@ impl<'a> Reader<'a> {
             bias,
             mask: tails.get(1).cloned(),
             v2,
+            cpb_folded: None,
         })
     }
 
     #[allow(clippy::too_many_arguments)]
     /// Checks candidate `cand` against the region: the bias through its index, its mask, and
-    /// its output on the probe. Returns the recovered bias table.
+    /// its output on the probe. Returns the weights recovered through the layer's own buffers
+    /// (V1's bias table; V2's `cpb_mlp.0.weight` when the dynamo exporter folded it).
     fn traced_try(
         &self,
         cand: &super::Candidate,
@@ -597,7 +818,7 @@ impl<'a> Reader<'a> {
         probe: &T,
         last: usize,
         (win, shift): ([u64; 2], [u64; 2]),
-    ) -> Result<Vec<f32>, Miss> {
+    ) -> Result<Recovered, Miss> {
         let net = &cand.net;
         let layer = net
             .nodes
@@ -681,6 +902,20 @@ impl<'a> Reader<'a> {
             };
             table = full;
         }
+        let mut recovered = Recovered::new();
+        if !table.is_empty() {
+            recovered.insert("relative_position_bias_table", table);
+        }
+        if let Some((aj, p)) = &f.cpb_folded {
+            let coords = fixed("relative_coords_table").expect("a V2 layer has its coordinates");
+            let w = cpb_first_layer(&coords, p).map_err(|why| Miss {
+                stage: 1,
+                score: 0,
+                node: *aj,
+                why: format!("{why} (window {win:?})"),
+            })?;
+            recovered.insert("cpb_mlp.0.weight", w);
+        }
         // The mask: the layer's (its ONNX form's constant) against the file's folded one.
         let theirs = cand
             .model
@@ -723,8 +958,8 @@ impl<'a> Reader<'a> {
         for node in &net.nodes {
             let mut ts = Vec::new();
             for s in node.layer.weights() {
-                let data = match (s.name, f.weights.get(s.name), &s.init) {
-                    ("relative_position_bias_table", _, _) => table.clone(),
+                let data = match (recovered.get(s.name), f.weights.get(s.name), &s.init) {
+                    (Some(v), _, _) => v.clone(),
                     (_, Some((_, v)), _) => v.clone(),
                     (_, None, Init::Fixed(v)) => v.clone(),
                     _ => {
@@ -813,7 +1048,7 @@ impl<'a> Reader<'a> {
                 ),
             });
         }
-        Ok(table)
+        Ok(recovered)
     }
 
     /// Emits the layer with the file's weights and the recovered table.
@@ -826,12 +1061,13 @@ impl<'a> Reader<'a> {
         xref: &str,
         yname: &str,
         f: &Found,
-        table: Vec<f32>,
+        recovered: Recovered,
     ) -> Result<(), Diagnostic> {
         let g = self.graph;
-        // `/features/features.1/features.1.0/attn` → features.1.0.attn (the module path);
-        // the id is its last part, as the reader names other layers.
-        let short = path.rsplit('/').next().unwrap_or(path).to_string();
+        // `/features/features.1/features.1.0/attn` (TorchScript) or `features.1.0.attn` (dynamo)
+        // → features.1.0.attn (the module path); the id is its last part, as the reader names
+        // other layers.
+        let short = path.rsplit(['/', '.']).next().unwrap_or(path).to_string();
         let probe = NodeProto {
             name: Some(format!("{path}/Softmax")),
             ..Default::default()
@@ -849,8 +1085,8 @@ impl<'a> Reader<'a> {
             .find(|n| n.name == "attn")
             .expect("the candidate has its layer");
         for s in layer.layer.weights() {
-            let data = match (s.name, f.weights.get(s.name), &s.init) {
-                ("relative_position_bias_table", _, _) => Some(table.clone()),
+            let data = match (recovered.get(s.name), f.weights.get(s.name), &s.init) {
+                (Some(v), _, _) => Some(v.clone()),
                 (_, Some((_, v)), _) => Some(v.clone()),
                 (_, None, Init::Fixed(v)) => Some(v.clone()),
                 _ => None,
