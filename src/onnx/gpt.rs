@@ -1202,6 +1202,9 @@ impl<'a> Reader<'a> {
             }
             _ => return None,
         };
+        // With symbolic sizes the target is shape arithmetic the exporter may write after
+        // the Gemm (`x.size()[:-1] + (nf,)` of the input): folded here, before its turn.
+        self.fold_chain(r2.input.get(1)?, jr, 0);
         let t2 = self.ints(jr, r2, 1).ok()??;
         let back = self.reshape_dims(jr, r2, &[rows, out_f], &t2).ok()?;
         let mut want = shape[..lead].to_vec();
@@ -1244,6 +1247,31 @@ impl<'a> Reader<'a> {
         self.vals.remove(&gm.output[0]);
         self.done.extend([jg, jr]);
         Some(Ok(()))
+    }
+
+    /// Folds tensor `t` ahead of its turn when it is shape arithmetic on what is known: its
+    /// producer (before node `before`, not yet read) and, first, their producers, at most
+    /// `MAX_CHAIN` deep. Whatever does not fold is left to the node's own turn (and its error).
+    fn fold_chain(&mut self, t: &str, before: usize, depth: usize) {
+        const MAX_CHAIN: usize = 32;
+        if depth > MAX_CHAIN || self.vals.contains_key(t) {
+            return;
+        }
+        let Some(&j) = self.producer.get(t) else {
+            return;
+        };
+        if j >= before || self.done.contains(&j) {
+            return;
+        }
+        let m = &self.graph.node[j];
+        for x in &m.input {
+            if !x.is_empty() {
+                self.fold_chain(x, j, depth + 1);
+            }
+        }
+        if let Ok(Some(())) = self.fold(j, m) {
+            self.done.insert(j);
+        }
     }
 
     /// Folds what the masks of transformers' exports need and the general folding does not:
