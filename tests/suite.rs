@@ -50,6 +50,7 @@ mod onnx_errors;
 mod onnx_export;
 mod onnx_fuzz;
 mod onnx_gpt;
+mod onnx_gpt_dynamic;
 mod onnx_import;
 mod onnx_inputs;
 mod onnx_roundtrip;

@@ -1083,6 +1083,9 @@ impl<'a> Reader<'a> {
                         .err(i, n, format!("Gather of a table by constant indices {idims:?} that are not the positions 0…{} of the {len} tokens", len.saturating_sub(1)))
                         .help("archscope reads a position embedding wpe(arange(L)); describe other indexing in YAML"));
                 }
+                if len > num {
+                    return Err(self.longer_than_table(i, n, &src, len, table, num));
+                }
                 (src, shape, true)
             }
             Val::Shaped { .. } => {
@@ -1111,6 +1114,36 @@ impl<'a> Reader<'a> {
         let out = vec![ids_shape[0], ids_shape[1], dim];
         self.set_out(n, 0, id, out);
         Ok(())
+    }
+
+    /// A sequence of `len` tokens (input `src`, a YAML id) longer than the `num` positions of
+    /// table `table`: the error names the graph input, its length axis and that axis's symbol.
+    fn longer_than_table(
+        &self,
+        i: usize,
+        n: &NodeProto,
+        src: &str,
+        len: u64,
+        table: &str,
+        num: u64,
+    ) -> Diagnostic {
+        let input = self.graph.input.iter().find(|g| {
+            matches!(self.vals.get(g.name.as_deref().unwrap_or("")), Some(Val::Act { r, .. }) if r == src)
+        });
+        let name = input.and_then(|g| g.name.as_deref()).unwrap_or(src);
+        let symbol = input
+            .and_then(|g| dim_symbols(g).get(1).cloned().flatten())
+            .map_or(String::new(), |s| format!(" (`{}`)", excerpt(&s)));
+        self.err(
+            i,
+            n,
+            format!(
+                "input `{}`: dimension 1{symbol} of {len} tokens is longer than the {num} positions of table `{}`",
+                excerpt(name),
+                excerpt(table)
+            ),
+        )
+        .help(format!("give at most {num} tokens (--input {num})"))
     }
 
     /// The token input: the first data input read as ids, else the first data input.
