@@ -80,7 +80,8 @@ fn tiny_dynamic_gpt2_reads_at_each_batch_and_length_with_pytorch_figures() {
     }
     assert_eq!(by_hand(1, 16), 477_184);
     // The static export (tests/onnx_inputs.rs) at its 1×16, layer by layer.
-    let (fixed, _) = crate::common::import_onnx("gpt_tiny_mask.onnx", &read_onnx("gpt_tiny_mask.onnx"));
+    let (fixed, _) =
+        crate::common::import_onnx("gpt_tiny_mask.onnx", &read_onnx("gpt_tiny_mask.onnx"));
     let fixed_rows = weighted_rows(&analyze(&fixed, Dtype::F32).unwrap());
     for f in FILES {
         // Both inputs declare the two symbols.
@@ -102,11 +103,7 @@ fn tiny_dynamic_gpt2_reads_at_each_batch_and_length_with_pytorch_figures() {
             );
             let a = analyze(&net, Dtype::F32).unwrap();
             assert_eq!(a.totals.params, 29_184, "{f} {n}×{l}");
-            assert_eq!(
-                a.totals.macs,
-                s["macs"].as_u64().unwrap(),
-                "{f} {n}×{l}"
-            );
+            assert_eq!(a.totals.macs, s["macs"].as_u64().unwrap(), "{f} {n}×{l}");
             let head = "attention, 2 heads×16, causal, key mask";
             assert_eq!(attentions(&net), [head, head], "{f} {n}×{l}");
             // The logits: N × L × 100.
@@ -134,8 +131,15 @@ fn tiny_dynamic_gpt2_runs_to_onnxruntime_and_pytorch_logits() {
             let mask = f32s(&s["mask"]);
             // Padded on the right: sample b loses its last 2·b tokens (one kept at least).
             for b in 0..n {
-                let kept = mask[b * l..(b + 1) * l].iter().filter(|&&m| m == 1.0).count();
-                assert_eq!(kept, l.saturating_sub(2 * b).max(1), "{f} {n}×{l} sample {b}");
+                let kept = mask[b * l..(b + 1) * l]
+                    .iter()
+                    .filter(|&&m| m == 1.0)
+                    .count();
+                assert_eq!(
+                    kept,
+                    l.saturating_sub(2 * b).max(1),
+                    "{f} {n}×{l} sample {b}"
+                );
             }
             let inputs = [
                 Tensor::new(vec![n, l], f32s(&s["ids"])),
@@ -156,8 +160,13 @@ fn the_binary_reads_the_dynamic_file_at_batch_and_length() {
     let p = p.to_string_lossy();
     let r = &reference()["tiny"];
     let s = &r["settings"][2];
-    assert_eq!((s["batch"].as_u64(), s["length"].as_u64()), (Some(4), Some(5)));
-    let j = json(&["summary", &p, "--batch", "4", "--input", "5", "--format", "json"]);
+    assert_eq!(
+        (s["batch"].as_u64(), s["length"].as_u64()),
+        (Some(4), Some(5))
+    );
+    let j = json(&[
+        "summary", &p, "--batch", "4", "--input", "5", "--format", "json",
+    ]);
     assert_eq!(j["totals"]["params"], 29_184);
     assert_eq!(j["totals"]["macs"], s["macs"]);
 }
@@ -193,10 +202,17 @@ fn a_dimension_that_cannot_be_bound_is_refused_naming_the_input_and_dimension() 
     }
     let o = archscope(&[
         "summary",
-        &root().join("tests/data/onnx").join(FILES[0]).to_string_lossy(),
+        &root()
+            .join("tests/data/onnx")
+            .join(FILES[0])
+            .to_string_lossy(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("(dimension 1, `sequence`)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("(dimension 1, `sequence`)"),
+        "{}",
+        stderr(&o)
+    );
     // Longer than the 16 positions of the table.
     for f in FILES {
         let e = read_at(f, &read_onnx(f), 1, 17).map(|_| ()).unwrap_err();
@@ -266,9 +282,14 @@ fn gpt2_dynamic(f: &str) {
         let (is, ids) = read_saved_npy(&dir.join("gpt2_mask_dynamic_ids.npy"));
         let (ms, mask) = read_saved_npy(&dir.join("gpt2_mask_dynamic_mask.npy"));
         let (_, want) = read_saved_npy(&dir.join(format!("{f}.ort.npy")));
-        let y = exec::run(&net, &w, &[Tensor::new(is, ids), Tensor::new(ms, mask)], None)
-            .expect("runs")
-            .outputs;
+        let y = exec::run(
+            &net,
+            &w,
+            &[Tensor::new(is, ids), Tensor::new(ms, mask)],
+            None,
+        )
+        .expect("runs")
+        .outputs;
         let worst = y[0]
             .data
             .iter()

@@ -696,7 +696,11 @@ fn dim_symbols(v: &proto::ValueInfoProto) -> Vec<Option<String>> {
 
 /// The first data input's symbolic axes (`raw`: its dims as the file declares them) with the
 /// sizes they took (`shape`: from --batch and --input).
-fn first_symbols(v: &proto::ValueInfoProto, raw: &[Option<u64>], shape: &[u64]) -> Vec<(String, u64)> {
+fn first_symbols(
+    v: &proto::ValueInfoProto,
+    raw: &[Option<u64>],
+    shape: &[u64],
+) -> Vec<(String, u64)> {
     dim_symbols(v)
         .into_iter()
         .zip(raw.iter().zip(shape))
@@ -755,7 +759,10 @@ fn dyn_dim(
         return d.help("give the input's size with --input (the sizes after the batch, e.g. --input 3x224x224, or 224x224 for the spatial sizes alone), or export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); a symbolic batch takes --batch");
     }
     if !symbols.is_empty() {
-        let named: Vec<String> = symbols.iter().map(|(s, _)| format!("`{}`", excerpt(s))).collect();
+        let named: Vec<String> = symbols
+            .iter()
+            .map(|(s, _)| format!("`{}`", excerpt(s)))
+            .collect();
         return d.help(format!(
             "archscope sizes a later input's dynamic dimension by its symbol: export it with one of the first input's, {} (--batch and --input size them), e.g. dynamic_axes={{\"{}\": {{1: \"{}\"}}}}, or with a fixed size",
             named.join(", "),
