@@ -46,7 +46,12 @@ pub(crate) fn committed() -> Vec<String> {
 pub(crate) fn converted(file: &str, batch: u64) -> (Network, onnx::Import, convert::Converted) {
     // The file with symbolic height and width (tests/onnx_dynamic.rs) is sized as
     // `--input 3x224x224` sizes it.
-    let input = file.contains("_dynamic").then_some(&[3u64, 224, 224][..]);
+    // The GPT-2s with symbolic batch and sequence (tests/onnx_gpt_dynamic.rs), at 16 tokens.
+    let input = if file.starts_with("gpt_") {
+        file.contains("_dynamic").then_some(&[16u64][..])
+    } else {
+        file.contains("_dynamic").then_some(&[3u64, 224, 224][..])
+    };
     let imp = onnx::import_sized(file, &read(file), batch, input)
         .unwrap_or_else(|e| panic!("{file}: {e}"));
     let net =
@@ -89,10 +94,11 @@ fn every_committed_onnx_file_reads_back_to_the_same_figures() {
     // scripts/onnx_const.py eight (four models with constant, buffer and learned tensors, each
     // by both exporters); scripts/onnx_inputs.py five (the tiny GPT-2 with an attention-mask
     // input from both exporters, a two-tower network with and without weights, the tiny GPT-2
-    // with an untied head graph only);
+    // with an untied head graph only; with `--dynamic`, two more: that GPT-2 with dynamic
+    // batch and sequence axes from both exporters);
     // scripts/onnx_convert_named.py two (inception_v3 graph only, a tiny network of GoogLeNet's
     // Inception modules with weights).
-    assert_eq!(files.len(), 44, "{files:?}");
+    assert_eq!(files.len(), 46, "{files:?}");
     for f in &files {
         let (net, _, c) = converted(f, 1);
         let back = read_back(f, &c, 1);

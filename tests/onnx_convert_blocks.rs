@@ -41,6 +41,8 @@ fn block_counts_of_every_committed_file() {
         // Each layer's attention also reads the mask input, from outside the block: no
         // `repeat` chain (a block reads only what the instance before it gives it).
         ("gpt_tiny_mask.onnx", 0, 0),
+        ("gpt_tiny_mask_dynamic.onnx", 0, 0),
+        ("gpt_tiny_mask_dynamic_dynamo.onnx", 0, 0),
         ("gpt_tiny_mask_dynamo.onnx", 0, 0),
         ("gpt_tiny_untied_graph.onnx", 1, 1),
         // Mixed_5b–5d, 6b–6e, 7b–7c: three definitions (tests/onnx_convert_named.rs).

@@ -52,6 +52,7 @@ mod onnx_export;
 mod onnx_fold;
 mod onnx_fuzz;
 mod onnx_gpt;
+mod onnx_gpt_dynamic;
 mod onnx_import;
 mod onnx_inputs;
 mod onnx_roundtrip;

@@ -222,6 +222,8 @@ pub fn load_onnx(model: &str, setting: &Setting) -> Result<(Network, crate::onnx
     // fold from them); one with fixed sizes is resized as a YAML model is.
     let imp = crate::onnx::import_sized(model, &bytes, setting.batch, setting.input.as_deref())?;
     let input = match &setting.input {
+        // Sized while read (its symbols bound): the YAML has the sizes already.
+        Some(_) if imp.input_sized => None,
         Some(dims) => {
             let doc = Document::parse(model, &imp.yaml).map_err(crate::Error::from)?;
             Some(graph::complete_input(&doc, dims)?)

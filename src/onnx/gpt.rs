@@ -1083,6 +1083,9 @@ impl<'a> Reader<'a> {
                         .err(i, n, format!("Gather of a table by constant indices {idims:?} that are not the positions 0…{} of the {len} tokens", len.saturating_sub(1)))
                         .help("archscope reads a position embedding wpe(arange(L)); describe other indexing in YAML"));
                 }
+                if len > num {
+                    return Err(self.longer_than_table(i, n, &src, len, table, num));
+                }
                 (src, shape, true)
             }
             Val::Shaped { .. } => {
@@ -1111,6 +1114,36 @@ impl<'a> Reader<'a> {
         let out = vec![ids_shape[0], ids_shape[1], dim];
         self.set_out(n, 0, id, out);
         Ok(())
+    }
+
+    /// A sequence of `len` tokens (input `src`, a YAML id) longer than the `num` positions of
+    /// table `table`: the error names the graph input, its length axis and that axis's symbol.
+    fn longer_than_table(
+        &self,
+        i: usize,
+        n: &NodeProto,
+        src: &str,
+        len: u64,
+        table: &str,
+        num: u64,
+    ) -> Diagnostic {
+        let input = self.graph.input.iter().find(|g| {
+            matches!(self.vals.get(g.name.as_deref().unwrap_or("")), Some(Val::Act { r, .. }) if r == src)
+        });
+        let name = input.and_then(|g| g.name.as_deref()).unwrap_or(src);
+        let symbol = input
+            .and_then(|g| dim_symbols(g).get(1).cloned().flatten())
+            .map_or(String::new(), |s| format!(" (`{}`)", excerpt(&s)));
+        self.err(
+            i,
+            n,
+            format!(
+                "input `{}`: dimension 1{symbol} of {len} tokens is longer than the {num} positions of table `{}`",
+                excerpt(name),
+                excerpt(table)
+            ),
+        )
+        .help(format!("give at most {num} tokens (--input {num})"))
     }
 
     /// The token input: the first data input read as ids, else the first data input.
@@ -1202,6 +1235,9 @@ impl<'a> Reader<'a> {
             }
             _ => return None,
         };
+        // With symbolic sizes the target is shape arithmetic the exporter may write after
+        // the Gemm (`x.size()[:-1] + (nf,)` of the input): folded here, before its turn.
+        self.fold_chain(r2.input.get(1)?, jr, 0);
         let t2 = self.ints(jr, r2, 1).ok()??;
         let back = self.reshape_dims(jr, r2, &[rows, out_f], &t2).ok()?;
         let mut want = shape[..lead].to_vec();
@@ -1244,6 +1280,31 @@ impl<'a> Reader<'a> {
         self.vals.remove(&gm.output[0]);
         self.done.extend([jg, jr]);
         Some(Ok(()))
+    }
+
+    /// Folds tensor `t` ahead of its turn when it is shape arithmetic on what is known: its
+    /// producer (before node `before`, not yet read) and, first, their producers, at most
+    /// `MAX_CHAIN` deep. Whatever does not fold is left to the node's own turn (and its error).
+    fn fold_chain(&mut self, t: &str, before: usize, depth: usize) {
+        const MAX_CHAIN: usize = 32;
+        if depth > MAX_CHAIN || self.vals.contains_key(t) {
+            return;
+        }
+        let Some(&j) = self.producer.get(t) else {
+            return;
+        };
+        if j >= before || self.done.contains(&j) {
+            return;
+        }
+        let m = &self.graph.node[j];
+        for x in &m.input {
+            if !x.is_empty() {
+                self.fold_chain(x, j, depth + 1);
+            }
+        }
+        if let Ok(Some(())) = self.fold(j, m) {
+            self.done.insert(j);
+        }
     }
 
     /// Folds what the masks of transformers' exports need and the general folding does not:

@@ -388,6 +388,9 @@ pub fn import_model_sized(
     let mut inputs_yaml = String::new();
     let mut n_inputs = 0;
     let mut input_sized = false;
+    // The first data input's symbolic dims (dim_param) and the sizes --batch and --input
+    // gave them, for the later inputs.
+    let mut symbols: Vec<(String, u64)> = Vec::new();
     let weight_inputs = weight_inputs(graph, &r.inits, &r.windows.inputs);
     for inp in &graph.input {
         let name = inp.name.as_deref().unwrap_or("");
@@ -425,17 +428,21 @@ pub fn import_model_sized(
         if weight_inputs.contains(name) || arith::declared_weight(inp) {
             let d = dims
                 .iter()
-                .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0, false)))
+                .map(|d| d.ok_or_else(|| dyn_dim(file, inp, &dims, 0, false, &[])))
                 .collect::<Result<Vec<u64>, _>>()?;
             r.vals.insert(name.to_string(), Val::Shaped { dims: d });
             r.missing_data = true;
             continue;
         }
+        let raw = dims.clone();
         let dims = match input {
             Some(given) if n_inputs == 0 && dims.iter().skip(1).any(Option::is_none) => {
                 input_sized = true;
                 sized_input(file, inp, &dims, given)?
             }
+            // A later input's symbolic sizes take those of the same symbol (dim_param) in
+            // the first input: `sequence` of attention_mask is input_ids' `sequence`.
+            _ if n_inputs > 0 => bind_symbols(inp, &dims, &symbols),
             _ => dims,
         };
         let mut shape = Vec::new();
@@ -443,8 +450,11 @@ pub fn import_model_sized(
             match (k, d) {
                 (0, None) => shape.push(batch),
                 (_, Some(v)) => shape.push(*v),
-                _ => return Err(dyn_dim(file, inp, &dims, 1, n_inputs == 0)),
+                _ => return Err(dyn_dim(file, inp, &dims, 1, n_inputs == 0, &symbols)),
             }
+        }
+        if n_inputs == 0 {
+            symbols = first_symbols(inp, &raw, &shape);
         }
         if numel(&shape) > MAX_SIZE {
             return Err(Diagnostic::new(format!(
@@ -680,15 +690,61 @@ fn sized_input(
         .collect())
 }
 
+/// The symbol (dim_param) of each axis of a value's tensor type, where it has one.
+fn dim_symbols(v: &proto::ValueInfoProto) -> Vec<Option<String>> {
+    dim_values(v)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| match d {
+            Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                Some(p)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first data input's symbolic axes (`raw`: its dims as the file declares them) with the
+/// sizes they took (`shape`: from --batch and --input).
+fn first_symbols(
+    v: &proto::ValueInfoProto,
+    raw: &[Option<u64>],
+    shape: &[u64],
+) -> Vec<(String, u64)> {
+    dim_symbols(v)
+        .into_iter()
+        .zip(raw.iter().zip(shape))
+        .filter_map(|(sym, (d, &size))| Some((sym?, size)).filter(|_| d.is_none()))
+        .collect()
+}
+
+/// A later data input's dims with each symbolic axis after the batch that shares its symbol
+/// with the first input's given that input's size.
+fn bind_symbols(
+    v: &proto::ValueInfoProto,
+    dims: &[Option<u64>],
+    symbols: &[(String, u64)],
+) -> Vec<Option<u64>> {
+    let syms = dim_symbols(v);
+    dims.iter()
+        .enumerate()
+        .map(|(k, d)| match (k, d, syms.get(k).cloned().flatten()) {
+            (1.., None, Some(sym)) => symbols.iter().find(|(s, _)| *s == sym).map(|p| p.1),
+            _ => *d,
+        })
+        .collect()
+}
+
 /// A graph input `v` (shape `dims`) with a symbolic size at or after axis `from`: the message
 /// names the first such axis and its symbol; `sizable`: the first data input, which `--input`
-/// sizes.
+/// sizes; `symbols`: the first input's symbols, which a later input's axes may share.
 fn dyn_dim(
     file: &str,
     v: &proto::ValueInfoProto,
     dims: &[Option<u64>],
     from: usize,
     sizable: bool,
+    symbols: &[(String, u64)],
 ) -> Diagnostic {
     let shown: Vec<String> = dims
         .iter()
@@ -697,22 +753,34 @@ fn dyn_dim(
     let axis = (from..dims.len())
         .find(|&k| dims[k].is_none())
         .unwrap_or(from);
-    let symbol = match dim_values(v).and_then(|d| d.get(axis).cloned().flatten()) {
-        Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) => {
-            format!(", `{}`", excerpt(&p))
-        }
-        _ => ", unnamed".to_string(),
+    let symbol = match dim_symbols(v).get(axis).cloned().flatten() {
+        Some(p) => format!(", `{}`", excerpt(&p)),
+        None => ", unnamed".to_string(),
     };
-    Diagnostic::new(format!(
+    let d = Diagnostic::new(format!(
         "{file}: tensor `{}` has shape [{}]: a dynamic dimension other than the batch (dimension {axis}{symbol})",
         excerpt(v.name.as_deref().unwrap_or("")),
         shown.join(", ")
-    ))
-    .help(if sizable {
-        "give the input's size with --input (the sizes after the batch, e.g. --input 3x224x224, or 224x224 for the spatial sizes alone), or export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); a symbolic batch takes --batch"
-    } else {
-        "export with a fixed size (torch.onnx.export without dynamic_axes on that dimension): --input sizes the first input only, and only the first (batch) dimension of an input may be symbolic"
-    })
+    ));
+    if sizable && dims.len() == 2 {
+        return d.help("give the sequence length with --input (e.g. --input 128 for 128 tokens: the other inputs' axes of the same symbol take it too), or export with a fixed length (torch.onnx.export without dynamic_axes on that dimension); a symbolic batch takes --batch");
+    }
+    if sizable {
+        return d.help("give the input's size with --input (the sizes after the batch, e.g. --input 3x224x224, or 224x224 for the spatial sizes alone), or export with a fixed input size (torch.onnx.export without dynamic_axes on that dimension); a symbolic batch takes --batch");
+    }
+    if !symbols.is_empty() {
+        let named: Vec<String> = symbols
+            .iter()
+            .map(|(s, _)| format!("`{}`", excerpt(s)))
+            .collect();
+        return d.help(format!(
+            "archscope sizes a later input's dynamic dimension by its symbol: export it with one of the first input's, {} (--batch and --input size them), e.g. dynamic_axes={{\"{}\": {{1: \"{}\"}}}}, or with a fixed size",
+            named.join(", "),
+            excerpt(v.name.as_deref().unwrap_or("")),
+            excerpt(&symbols[symbols.len() - 1].0),
+        ));
+    }
+    d.help("export with a fixed size (torch.onnx.export without dynamic_axes on that dimension): --input sizes the first input only, and only the first (batch) dimension of an input may be symbolic")
 }
 
 /// The raw dims of a value's tensor type.
