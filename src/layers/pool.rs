@@ -964,7 +964,9 @@ fn separable_max_plane(src: &[f32], dst: &mut [f32], g: &MaxGeometry, buf: &mut 
         return;
     }
     // The input rows some window reads: up to the last window's last row.
-    let rows = ((oh - 1) * sy + (kh - 1) * dy + 1).saturating_sub(py).min(ih);
+    let rows = ((oh - 1) * sy + (kh - 1) * dy + 1)
+        .saturating_sub(py)
+        .min(ih);
     let cols = tap_columns(g);
     buf.clear();
     buf.resize(rows * ow, f32::NEG_INFINITY);
