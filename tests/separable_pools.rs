@@ -1,13 +1,13 @@
-//! Max pools that are not stride-1 full-window pools run separably (`layers::pool`'s
-//! `separable_max_plane`): each input row reduced over the window's columns, then each output
-//! row over the window's rows, the taps outside the input (padding, ceil mode's last window)
-//! left out — ResNet's and DenseNet's padded 3×3/2 stem pool, GoogLeNet's ceil-mode pools,
-//! SqueezeNet's. Against a plain loop over each output's window in PyTorch's (ky, kx) order
-//! (a larger value or a NaN replaces the best, starting from −∞), bit for bit, on values drawn
-//! from ±0, ±1, −∞ and NaNs of three payloads so that ties and NaNs are frequent; kernels 1–4
-//! per axis, strides 1–3, padding up to half the kernel, dilation 1–2, ceil mode or not,
-//! batches of one and two; the plan's path (no indices) and the layer as written (which
-//! computes indices, another kernel).
+//! Max pools with strides, padding, dilation and ceil mode — ResNet's and DenseNet's padded
+//! 3×3/2 stem pool, GoogLeNet's ceil-mode pools, SqueezeNet's unpadded ones (`layers::pool`:
+//! the separable kernel for windows inside the input, the register-block window kernel for the
+//! others, and, as written, the kernel that computes indices) — against a plain loop over each
+//! output's window in PyTorch's (ky, kx) order (a larger value or a NaN replaces the best,
+//! starting from −∞), bit for bit, on values drawn from ±0, ±1, −∞ and NaNs of three payloads
+//! so that ties and NaNs are frequent; kernels 1–4 per axis, strides 1–3, padding up to half
+//! the kernel, dilation 1–2, ceil mode or not, batches of one and two; the plan's path (no
+//! indices) and the layer as written. (Written for the sixth pass's separable kernel for
+//! padded windows, which was measured no faster and dropped: docs/PERFORMANCE.md.)
 
 use archscope::exec::{self, Tensor};
 use archscope::graph::Network;
