@@ -410,12 +410,7 @@ fn zoo_residual_adds_fused() {
     for (name, input, adds, first) in [
         ("resnet18", 224, 8, ("layer1.0.sum", "layer1.0.conv2")),
         ("resnet50", 64, 16, ("layer1.1.sum", "layer1.1.conv3")),
-        (
-            "mobilenet_v2",
-            64,
-            10,
-            ("features.2.sum", "features.2.project"),
-        ),
+        ("mobilenet_v2", 64, 10, ("block2.1.sum", "block2.1.project")),
         (
             "efficientnet_b0",
             64,
@@ -426,7 +421,7 @@ fn zoo_residual_adds_fused() {
             "mobilenet_v3_small",
             64,
             6,
-            ("bneck2.sum", "bneck2.project"),
+            ("bneck3.sum", "bneck3.project"),
         ),
     ] {
         let net = common::zoo_net_with(name, &common::options_for(&[1, 3, input, input]));
