@@ -240,10 +240,7 @@ fn top5(output: &Tensor) -> Vec<Vec<(usize, f32)>> {
 /// name (whose time includes theirs).
 fn merged_into<'n>(net: &'n Network, plan: &Plan) -> Vec<Option<&'n str>> {
     (0..net.nodes.len())
-        .map(|k| {
-            plan.passthrough[k]
-                .then(|| net.nodes[plan.root(net, k)].name.as_str())
-        })
+        .map(|k| plan.passthrough[k].then(|| net.nodes[plan.root(net, k)].name.as_str()))
         .collect()
 }
 

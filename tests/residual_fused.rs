@@ -3,12 +3,15 @@
 //! is computed by the later operand's producer, which adds the other one after its bias and
 //! before the activation fused after the sum. Checked three ways:
 //!
-//! - against the definition in f64 (proptest over the convolution paths the add reaches: the
-//!   1×1 direct product and `gemm` for short and long reductions, the implicit stride-1
-//!   product, im2col for strided windows, grouped and depthwise convolutions, a 1×1 map's
+//! - against the definition in f64 (proptest over the convolutions that compute the sum: 1×1
+//!   and 3×3, short and long reductions, strides 1 and 2, grouped and depthwise, a 1×1 map's
 //!   matrix-vector product; batches of one and two; no activation, ReLU or SiLU after the sum;
 //!   the shortcut computed before or after the main path), and Winograd on a layer large
 //!   enough to take it;
+//! - the product kernels' own residual (`Epilogue::add`, added tile by tile: the direct
+//!   product in registers, `gemm`'s tiles, the implicit product as it copies its rows out,
+//!   Winograd's planes), bit for bit against the kernel without it plus the add and the
+//!   activation after it;
 //! - bit for bit against the same plan with the fusion undone (`unfused` below), on those
 //!   models and on producers that cannot add in their tiles (pools, a merge, a batch norm in
 //!   place), where the executor adds right after the kernel;
@@ -30,7 +33,10 @@ fn unfused(net: &Network, plan: &exec::Plan) -> exec::Plan {
             continue;
         }
         let r = p.root(net, k);
-        assert!(p.residual[r].is_some(), "a passed-on sum has a residual root");
+        assert!(
+            p.residual[r].is_some(),
+            "a passed-on sum has a residual root"
+        );
         p.residual[r] = None;
         p.fused[k] = p.fused[r].take();
         p.passthrough[k] = false;
@@ -121,8 +127,8 @@ fn conv_f64(
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
                                     continue;
                                 }
-                                let xv = x[((b * c + gi * cg + ci) * h + iy as usize) * wd
-                                    + ix as usize];
+                                let xv = x
+                                    [((b * c + gi * cg + ci) * h + iy as usize) * wd + ix as usize];
                                 let wv = w[((o * cg + ci) * k + ky) * k + kx];
                                 acc += f64::from(xv) * f64::from(wv);
                             }
@@ -163,8 +169,12 @@ fn check_residual_conv(
     let main = format!(
         "{{id: main, op: conv, in: x, out: {co}, kernel: {k}, stride: {s}, padding: {p}, groups: {g}, bias: true}}"
     );
-    let short = format!("{{id: short, op: conv, in: x, out: {co}, kernel: 1, stride: {s}, bias: true}}");
-    let sum = format!("{{id: sum, op: add, in: [main, short], act: {}}}", ACTS[act]);
+    let short =
+        format!("{{id: short, op: conv, in: x, out: {co}, kernel: 1, stride: {s}, bias: true}}");
+    let sum = format!(
+        "{{id: sum, op: add, in: [main, short], act: {}}}",
+        ACTS[act]
+    );
     let nodes = if short_first {
         vec![short, main, sum]
     } else {
@@ -252,7 +262,7 @@ fn residual_into_winograd() {
 }
 
 /// Producers that cannot add in their tiles: a max pool (which takes an activation only), a
-/// sum (accumulating into a dying input, then adding the residual), a batch norm computed in
+/// product (accumulating into a dying input, then adding the residual), a batch norm computed in
 /// place on its dying input, a depthwise convolution — the executor adds right after the
 /// kernel, in order; the same bits as the unfused plan and within rounding of the layers as
 /// written.
@@ -275,10 +285,10 @@ fn residual_after_other_producers() {
                 "{id: a, op: conv, in: x, out: 8, kernel: 1}",
                 "{id: b, op: conv, in: x, out: 8, kernel: 3, padding: 1}",
                 "{id: c, op: conv, in: x, out: 8, kernel: 1, stride: 1}",
-                "{id: ab, op: add, in: [a, b]}",
+                "{id: ab, op: multiply, in: [a, b]}",
                 "{id: sum, op: add, in: [ab, c], act: silu}",
             ],
-            "b",
+            "ab",
         ),
         (
             "batch norm in place",
@@ -316,7 +326,10 @@ fn residual_after_other_producers() {
             let planned = exec::run_planned(&net, &w, &plan, &x, None).unwrap();
             let written = exec::run(&net, &w, &x, None).unwrap();
             for (a, b) in planned.outputs[0].data.iter().zip(&written.outputs[0].data) {
-                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{what}: {a} vs {b}"
+                );
             }
         }
     }
@@ -375,7 +388,10 @@ fn sums_left_as_layers() {
         let planned = exec::run_planned(&net, &w, &plan, &x, None).unwrap();
         let written = exec::run(&net, &w, &x, None).unwrap();
         for (a, b) in planned.outputs[0].data.iter().zip(&written.outputs[0].data) {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what}: {a} vs {b}"
+            );
         }
     }
 }
@@ -394,16 +410,21 @@ fn zoo_residual_adds_fused() {
     for (name, input, adds, first) in [
         ("resnet18", 224, 8, ("layer1.0.sum", "layer1.0.conv2")),
         ("resnet50", 64, 16, ("layer1.1.sum", "layer1.1.conv3")),
-        ("mobilenet_v2", 64, 10, ("features.2.sum", "features.2.project")),
+        ("mobilenet_v2", 64, 10, ("block2.1.sum", "block2.1.project")),
         (
             "efficientnet_b0",
             64,
             9,
             ("stage2.rest.sum", "stage2.rest.project"),
         ),
-        ("mobilenet_v3_small", 64, 6, ("bneck2.sum", "bneck2.project")),
+        (
+            "mobilenet_v3_small",
+            64,
+            6,
+            ("bneck3.sum", "bneck3.project"),
+        ),
     ] {
-        let net = common::zoo_net_with(name, &common::options_for(&[3, input, input]));
+        let net = common::zoo_net_with(name, &common::options_for(&[1, 3, input, input]));
         let w = exec::init_weights(&net, 0).unwrap();
         let x = exec::random_input(&net, 0).unwrap();
         let plan = same_bits_unfused(&net, &w, &x);
@@ -427,14 +448,7 @@ fn zoo_residual_adds_fused() {
 #[test]
 fn profile_names_the_absorbing_layer() {
     let v = common::json(&[
-        "run",
-        "resnet18",
-        "--input",
-        "64",
-        "--repeat",
-        "1",
-        "--format",
-        "json",
+        "run", "resnet18", "--input", "64", "--repeat", "1", "--format", "json",
     ]);
     for (layer, into) in [
         ("layer1.1.sum", "layer1.1.conv2"),
@@ -442,5 +456,105 @@ fn profile_names_the_absorbing_layer() {
     ] {
         let l = common::json_layer(&v, layer);
         assert_eq!(l["computed_in"], into, "{l}");
+    }
+}
+
+/// `conv_gemm` (the direct product, `gemm`, the implicit stride-1 product, im2col) and
+/// `conv_winograd` with a residual in their epilogue: the same bits as the kernel without it,
+/// then `+ r` and the activation.
+fn kernel_residual(
+    (c, m, h, w): (usize, usize, usize, usize),
+    kind: usize,
+    act: usize,
+    bias: bool,
+    parallel: bool,
+) -> Result<(), TestCaseError> {
+    use archscope::kernels::{self, Epilogue, Pointwise, Window2d};
+    let (k, s) = [(1, 1), (3, 1), (3, 2), (3, 1)][kind];
+    let p = (k - 1) / 2;
+    let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    let win = Window2d {
+        kernel: [k, k],
+        stride: [s, s],
+        pad: [p, p],
+        dilation: [1, 1],
+        input: [h, w],
+        output: [oh, ow],
+    };
+    let val = |i: usize, seed: usize| ((i * 2_654_435_761 + seed * 97) % 1000) as f32 / 500.0 - 1.0;
+    let x: Vec<f32> = (0..c * h * w).map(|i| val(i, 1)).collect();
+    let wt: Vec<f32> = (0..m * c * k * k)
+        .map(|i| val(i, 2) / (c * k * k) as f32)
+        .collect();
+    let b: Vec<f32> = (0..m).map(|i| val(i, 3)).collect();
+    let res: Vec<f32> = (0..m * oh * ow).map(|i| val(i, 4)).collect();
+    let bias = bias.then_some(&b[..]);
+    let act = [None, Some(Pointwise::Relu), Some(Pointwise::Silu)][act];
+    let (mut fused, mut plain) = (vec![f32::NAN; m * oh * ow], vec![f32::NAN; m * oh * ow]);
+    let epi = Epilogue {
+        add: Some(&res),
+        act,
+    };
+    if kind == 3 {
+        let u = kernels::winograd_filters(&wt, m, c);
+        kernels::conv_winograd(
+            &x,
+            c,
+            [h, w],
+            [p, p],
+            &u,
+            m,
+            [oh, ow],
+            bias,
+            epi,
+            &mut fused,
+        );
+        kernels::conv_winograd(
+            &x,
+            c,
+            [h, w],
+            [p, p],
+            &u,
+            m,
+            [oh, ow],
+            bias,
+            None::<Pointwise>,
+            &mut plain,
+        );
+    } else {
+        kernels::conv_gemm(&x, c, &win, &wt, m, bias, epi, &mut fused, parallel);
+        kernels::conv_gemm(
+            &x,
+            c,
+            &win,
+            &wt,
+            m,
+            bias,
+            None::<Pointwise>,
+            &mut plain,
+            parallel,
+        );
+    }
+    for (v, r) in plain.iter_mut().zip(&res) {
+        *v += r;
+    }
+    if let Some(f) = act {
+        f.apply(&mut plain);
+    }
+    for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
+        prop_assert!(a.to_bits() == b.to_bits(), "element {}: {} vs {}", i, a, b);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn kernels_add_the_residual_in_their_tiles(c in 1usize..200, m in 1usize..80,
+                                               h in 1usize..30, w in 1usize..30,
+                                               kind in 0usize..4, act in 0usize..3,
+                                               bias in any::<bool>(), parallel in any::<bool>()) {
+        kernel_residual((c, m, h, w), kind, act, bias, parallel)?;
     }
 }

@@ -73,6 +73,7 @@ mod rf;
 mod rf_check;
 mod se_gate;
 mod segmentation;
+mod separable_pools;
 mod small_models;
 mod speed_kernels;
 mod swin;

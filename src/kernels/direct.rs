@@ -250,16 +250,44 @@ mod avx512 {
                                 ($r:literal) => {
                                     match vectors {
                                         1 => block::<X, $r, 1>(
-                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
+                                            ks,
+                                            wp,
+                                            xp,
+                                            x_rs,
+                                            op,
+                                            out_rs,
+                                            (bp, rp),
+                                            mask,
                                         ),
                                         2 => block::<X, $r, 2>(
-                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
+                                            ks,
+                                            wp,
+                                            xp,
+                                            x_rs,
+                                            op,
+                                            out_rs,
+                                            (bp, rp),
+                                            mask,
                                         ),
                                         3 => block::<X, $r, 3>(
-                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
+                                            ks,
+                                            wp,
+                                            xp,
+                                            x_rs,
+                                            op,
+                                            out_rs,
+                                            (bp, rp),
+                                            mask,
                                         ),
                                         _ => block::<X, $r, NV>(
-                                            ks, wp, xp, x_rs, op, out_rs, (bp, rp), mask,
+                                            ks,
+                                            wp,
+                                            xp,
+                                            x_rs,
+                                            op,
+                                            out_rs,
+                                            (bp, rp),
+                                            mask,
                                         ),
                                     }
                                 };

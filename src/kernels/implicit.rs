@@ -162,9 +162,8 @@ pub fn conv<'e>(
                     for r in m0..m1 {
                         let at = r * n + y0 * ow;
                         // SAFETY: output channel r's rows y0..y1, this tile's alone (above).
-                        let seg = unsafe {
-                            std::slice::from_raw_parts_mut(base.add(at), (y1 - y0) * ow)
-                        };
+                        let seg =
+                            unsafe { std::slice::from_raw_parts_mut(base.add(at), (y1 - y0) * ow) };
                         outer.at(at).apply_here(seg);
                     }
                 },

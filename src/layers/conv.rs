@@ -619,11 +619,10 @@ impl Kernel for Conv2d {
             if let (Some(u), true) = (weights.get(2), self.winograd_on(cin, cout, [oh, ow])) {
                 // Prepared by the inference plan (`Kernel::prepare`): Winograd F(2×2, 3×3).
                 let bias = weights.get(1).map(|t| &t.data[..]);
-                let epi = ctx.epilogue.take();
+                // The activation alone: a residual (with the activation after it) is added by
+                // the executor in one sequential pass (see below, the tiled product).
+                let epi = ctx.epilogue.take_act();
                 for (b, dst) in samples.into_iter().enumerate() {
-                    // A residual (never with a view: the plan fuses none into a
-                    // concatenation's producer) is laid out as the output, sample by sample.
-                    let epi = epi.at(b * cout * plane);
                     ctx.macs += conv_winograd(
                         &x.data[b * cin * h * w..(b + 1) * cin * h * w],
                         cin,
@@ -748,7 +747,13 @@ impl Kernel for Conv2d {
                 // The bias (which may come from a folded batch norm, without `bias: true`)
                 // and a fused activation are applied tile by tile as the output is written.
                 let bias = weights.get(1).map(|t| &t.data[..]);
-                let epi = ctx.epilogue.take();
+                // The activation alone. The product kernels can add a residual tile by tile
+                // (`kernels::Epilogue`), but in this layout a tile's residual is `m` short
+                // rows a plane apart, read while the product runs: ResNet-50's fused
+                // bottleneck outputs took 1.5–3× as long as the product plus the separate
+                // add (docs/PERFORMANCE.md, "sixth pass"). With a residual, both are left to
+                // the executor, which applies them in one sequential pass after the kernel.
+                let epi = ctx.epilogue.take_act();
                 if let (Some(p), true) = (weights.get(2), self.blocked_on(cin, cout, [oh, ow])) {
                     // Prepared by the inference plan: the blocked direct kernel on packed
                     // filter panels, one image at a time over every thread (`im2col` and
@@ -778,9 +783,6 @@ impl Kernel for Conv2d {
                             &x.data[(b * cin + gi * cg) * h * w..(b * cin + (gi + 1) * cg) * h * w];
                         let wg = &wt[gi * og * k..(gi + 1) * og * k];
                         let bg = bias.map(|v| &v[gi * og..(gi + 1) * og]);
-                        // A residual is laid out as the output: this image and group's
-                        // planes start `bg·og·plane` in (no view, as above).
-                        let epi = epi.at((b * g + gi) * og * plane);
                         conv_gemm(xg, cg, &win, wg, og, bg, epi, dst, inner)
                     })
                     .sum::<u64>();

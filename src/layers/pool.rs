@@ -359,10 +359,17 @@ impl Kernel for Pool {
             },
             _ => None,
         };
-        // Every other max pool (strided: SqueezeNet's 3×3/2, ResNet's and DenseNet's padded
-        // stem pool, GoogLeNet's ceil-mode ones): separable, rows first, the taps outside
-        // the input left out (see `separable_max_plane`).
-        let separable = self.max && flat.is_none();
+        // A strided max pool, undilated and unpadded, whose every window lies inside the
+        // input (SqueezeNet's 3×3/2 pools, ceil mode adding no window): separable, rows
+        // first (see `separable_max_plane`).
+        let separable = self.max
+            && flat.is_none()
+            && self.dilation == [1, 1]
+            && (ph, pw) == (0, 0)
+            && oh > 0
+            && ow > 0
+            && (oh - 1) * sh as usize + kh as usize <= h
+            && (ow - 1) * sw as usize + kw as usize <= w;
         if let Some(d) = flat {
             // Planes several at a time, as one flattened buffer of padded planes (see
             // `flat_planes`): on small maps each tap's pass would otherwise be a few vectors
@@ -942,54 +949,35 @@ fn flat_planes<const MAX: bool>(
     }
 }
 
-/// Max pooling of one plane, separably: each input row a window reads is first reduced over
-/// the `kw` taps of every output column (`buf`, one row of `ow` per input row; taps outside
-/// the row — padding, ceil mode's last window — left out, per [`tap_columns`]), then each
-/// output row over the reduced rows of its window that lie inside the input (`kh` at most) —
-/// `kh + kw` passes over contiguous or constant-stride rows instead of `kh·kw` strided ones,
-/// and no padded copy of the plane. PyTorch's rule (taps in (ky, kx) order, padding −∞, a
-/// larger value or a NaN replacing the best) picks the first greatest tap in that order, or
-/// the last NaN: the first greatest (or last NaN) of the first (or last) row that holds it,
-/// which is what the two passes pick — the same value, bit for bit. A window wholly in the
-/// padding gives −∞, as PyTorch's.
+/// Max pooling of one plane whose every window lies inside the input (no padding, no
+/// dilation), separably: each input row a window row reads is first reduced over the `kw`
+/// taps of every output column (`buf`, one row of `ow` per input row), then each output row
+/// over the `kh` reduced rows of its window — `kh + kw` passes over contiguous or
+/// constant-stride rows instead of `kh·kw` strided ones. PyTorch's rule (taps in (ky, kx)
+/// order, a larger value or a NaN replacing the best) picks the first greatest tap in that
+/// order, or the last NaN: the first greatest (or last NaN) of the first (or last) row that
+/// holds it, which is what the two passes pick — the same value, bit for bit.
 #[inline(always)]
 fn separable_max_plane(src: &[f32], dst: &mut [f32], g: &MaxGeometry, buf: &mut Vec<f32>) {
-    let ([ih, iw], [oh, ow]) = (g.input, g.output);
-    let ([kh, _], [sy, sx], [dy, _], [py, _]) = (g.kernel, g.stride, g.dilation, g.pad);
-    if oh == 0 || ow == 0 {
-        return;
-    }
-    if iw == 0 {
-        dst.fill(f32::NEG_INFINITY);
-        return;
-    }
-    // The input rows some window reads: up to the last window's last row.
-    let rows = ((oh - 1) * sy + (kh - 1) * dy + 1).saturating_sub(py).min(ih);
-    let cols = tap_columns(g);
+    let ([_, iw], [oh, ow]) = (g.input, g.output);
+    let ([kh, kw], [sy, sx]) = (g.kernel, g.stride);
+    let rows = (oh - 1) * sy + kh;
     buf.clear();
     buf.resize(rows * ow, f32::NEG_INFINITY);
     for (line, reduced) in src.chunks_exact(iw).zip(buf.chunks_exact_mut(ow)) {
-        for &(lo, hi, off) in &cols {
-            if hi <= lo {
-                continue;
-            }
-            let part = &mut reduced[lo..hi];
-            let line = &line[(lo as isize * sx as isize + off) as usize..];
+        for kx in 0..kw {
+            let line = &line[kx..];
             match sx {
-                1 => row_taps::<true, 1>(part, line),
-                2 => row_taps::<true, 2>(part, line),
-                _ => row_taps_strided::<true>(part, line, sx),
+                1 => row_taps::<true, 1>(reduced, line),
+                2 => row_taps::<true, 2>(reduced, line),
+                _ => row_taps_strided::<true>(reduced, line, sx),
             }
         }
     }
     for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
         out.fill(f32::NEG_INFINITY);
         for ky in 0..kh {
-            let iy = (oy * sy + ky * dy) as isize - py as isize;
-            if iy < 0 || iy as usize >= rows {
-                continue;
-            }
-            let reduced = &buf[iy as usize * ow..][..ow];
+            let reduced = &buf[(oy * sy + ky) * ow..][..ow];
             for (o, &v) in out.iter_mut().zip(reduced) {
                 pool_op::<true>(o, v);
             }
