@@ -31,6 +31,9 @@ const L1_WHOLE: usize = 40 << 10;
 /// Multiply-adds a task has at least, when threads share the rows of a block of channels.
 const MIN_TASK_MACS: usize = 1 << 17;
 
+/// Output rows per band on one thread when there are several blocks of output channels.
+const BAND_ROWS: usize = 8;
+
 /// Whether this CPU runs [`conv`] (AVX-512, as the direct kernel's).
 pub fn available() -> bool {
     super::direct::available()
@@ -113,7 +116,13 @@ pub fn conv(
     // twice over, none under `MIN_TASK_MACS`.
     let row_macs = (LANES * V_MAX).min(m) * ow * k;
     let bands = if threads == 1 {
-        1
+        // Bands of `BAND_ROWS` output rows when there are several blocks of channels, every
+        // block of a band in turn: the band's input rows are read from L2 by each block.
+        if blocks > 1 {
+            oh.div_ceil(BAND_ROWS)
+        } else {
+            1
+        }
     } else {
         (2 * threads)
             .div_ceil(blocks)
@@ -147,7 +156,7 @@ pub fn conv(
     };
     let padded_ref = &padded[..];
     let task = |t: usize| {
-        let (b, r) = (t / bands, t % bands);
+        let (r, b) = (t / blocks, t % blocks);
         let (y0, y1) = (r * band, ((r + 1) * band).min(oh));
         let oc0 = b * LANES * V_MAX;
         let mut buf = vec![0.0f32; row_buf];
