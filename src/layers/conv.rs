@@ -191,11 +191,14 @@ impl Conv2d {
         // being a block of 6 and one of 1), on the strided 3×3s and as fast on the 7×7/2
         // stem; slower than im2col and `gemm` on GoogLeNet's conv3 (64 → 192 on 56×56), even
         // on VGG-16's 64 → 64 on 224×224: so not past 56×56, nor past 128 output channels on
-        // maps larger than 28×28, unless strided or wider than 3×3 (the stems).
+        // maps larger than 28×28, unless strided or wider than 3×3 (the stems). Square
+        // kernels only: inception_v3's 1×7 and 7×1 were not measured (its 5×5, 48 → 64 on
+        // 35×35: 77.0 against 66.8).
         let stem = self.stride != [1, 1] || self.kernel[0] * self.kernel[1] > 9;
         !self.transposed
             && self.groups == 1
             && self.kernel != [1, 1]
+            && self.kernel[0] == self.kernel[1]
             && matches!(self.stride[1], 1 | 2)
             && blocked::available()
             && !self.winograd_on(cin, cout, [oh, ow])
