@@ -234,7 +234,16 @@ impl Geometry {
         // SAFETY: per the caller's contract; the CPU has AVX-512 (`applies`).
         unsafe {
             avx512::rows(
-                self, padded, panels, bias, epi, oc0, vectors, (y0, y1), buf, out,
+                self,
+                padded,
+                panels,
+                bias,
+                epi,
+                oc0,
+                vectors,
+                (y0, y1),
+                buf,
+                out,
             )
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -444,9 +453,7 @@ mod avx512 {
             }
         }
         for (v, acc) in acc.iter().enumerate() {
-            let b = j
-                .bias
-                .map(|b| unsafe { _mm512_loadu_ps(b.add(LANES * v)) });
+            let b = j.bias.map(|b| unsafe { _mm512_loadu_ps(b.add(LANES * v)) });
             for (p, &a) in acc.iter().enumerate() {
                 let y = match b {
                     Some(b) => _mm512_add_ps(a, b),

@@ -767,7 +767,9 @@ impl Kernel for Conv2d {
                     let threads = rayon::current_num_threads();
                     for (b, dst) in samples.into_iter().enumerate() {
                         let xb = &x.data[b * cin * h * w..(b + 1) * cin * h * w];
-                        ctx.macs += match blocked::conv(xb, cin, &win, &p.data, cout, bias, epi, dst, threads) {
+                        ctx.macs += match blocked::conv(
+                            xb, cin, &win, &p.data, cout, bias, epi, dst, threads,
+                        ) {
                             Some(macs) => macs,
                             None => conv_gemm(xb, cin, &win, wt, cout, bias, epi, dst, true),
                         };
