@@ -195,6 +195,8 @@ impl Conv2d {
         // kernels only: inception_v3's 1×7 and 7×1 were not measured (its 5×5, 48 → 64 on
         // 35×35: 77.0 against 66.8).
         let stem = self.stride != [1, 1] || self.kernel[0] * self.kernel[1] > 9;
+        // Kernels up to 7×7 (the largest measured).
+        let measured = self.kernel[0] <= 7;
         !self.transposed
             && self.groups == 1
             && self.kernel != [1, 1]
@@ -202,6 +204,7 @@ impl Conv2d {
             && matches!(self.stride[1], 1 | 2)
             && blocked::available()
             && !self.winograd_on(cin, cout, [oh, ow])
+            && measured
             && n >= BLOCKED_MIN_PLANE
             && (stem || (n <= 3136 && (cout <= 128 || n <= 784)))
     }
@@ -764,6 +767,9 @@ impl Kernel for Conv2d {
                     // Prepared by the inference plan: the blocked direct kernel on packed
                     // filter panels, one image at a time over every thread (`im2col` and
                     // `gemm` or the implicit product where it declines the shape).
+                    // The im2col buffer it replaces is the declared workspace: a shape whose
+                    // buffer is over the per-tensor limit is refused here as on the other path.
+                    scratch(&[k, plane])?;
                     let threads = rayon::current_num_threads();
                     for (b, dst) in samples.into_iter().enumerate() {
                         let xb = &x.data[b * cin * h * w..(b + 1) * cin * h * w];
