@@ -161,7 +161,9 @@ fn panels_layout() {
     assert_eq!(p[51], 58.0);
     // Lanes 4–15 of the second panel hold no filter.
     for t in 0..3 {
-        assert!(p[48 + 16 * t + 4..48 + 16 * (t + 1)].iter().all(|&v| v == 0.0));
+        assert!(p[48 + 16 * t + 4..48 + 16 * (t + 1)]
+            .iter()
+            .all(|&v| v == 0.0));
     }
 }
 
@@ -185,7 +187,10 @@ fn planned_matches_as_written() {
         (
             "strided",
             vec![20, 30, 30],
-            vec!["{id: conv, op: conv, out: 24, kernel: 3, stride: 2, padding: 1, bias: true}".into()],
+            vec![
+                "{id: conv, op: conv, out: 24, kernel: 3, stride: 2, padding: 1, bias: true}"
+                    .into(),
+            ],
         ),
         (
             "forty",

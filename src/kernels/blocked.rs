@@ -31,6 +31,9 @@ const L1_WHOLE: usize = 40 << 10;
 /// Multiply-adds a task has at least, when threads share the rows of a block of channels.
 const MIN_TASK_MACS: usize = 1 << 17;
 
+/// Output rows per band on one thread when there are several blocks of output channels.
+const BAND_ROWS: usize = 8;
+
 /// Whether this CPU runs [`conv`] (AVX-512, as the direct kernel's).
 pub fn available() -> bool {
     super::direct::available()
@@ -113,7 +116,13 @@ pub fn conv(
     // twice over, none under `MIN_TASK_MACS`.
     let row_macs = (LANES * V_MAX).min(m) * ow * k;
     let bands = if threads == 1 {
-        1
+        // Bands of `BAND_ROWS` output rows when there are several blocks of channels, every
+        // block of a band in turn: the band's input rows are read from L2 by each block.
+        if blocks > 1 {
+            oh.div_ceil(BAND_ROWS)
+        } else {
+            1
+        }
     } else {
         (2 * threads)
             .div_ceil(blocks)
@@ -147,7 +156,7 @@ pub fn conv(
     };
     let padded_ref = &padded[..];
     let task = |t: usize| {
-        let (b, r) = (t / bands, t % bands);
+        let (r, b) = (t / blocks, t % blocks);
         let (y0, y1) = (r * band, ((r + 1) * band).min(oh));
         let oc0 = b * LANES * V_MAX;
         let mut buf = vec![0.0f32; row_buf];
@@ -225,7 +234,16 @@ impl Geometry {
         // SAFETY: per the caller's contract; the CPU has AVX-512 (`applies`).
         unsafe {
             avx512::rows(
-                self, padded, panels, bias, epi, oc0, vectors, (y0, y1), buf, out,
+                self,
+                padded,
+                panels,
+                bias,
+                epi,
+                oc0,
+                vectors,
+                (y0, y1),
+                buf,
+                out,
             )
         };
         #[cfg(not(target_arch = "x86_64"))]
@@ -435,9 +453,7 @@ mod avx512 {
             }
         }
         for (v, acc) in acc.iter().enumerate() {
-            let b = j
-                .bias
-                .map(|b| unsafe { _mm512_loadu_ps(b.add(LANES * v)) });
+            let b = j.bias.map(|b| unsafe { _mm512_loadu_ps(b.add(LANES * v)) });
             for (p, &a) in acc.iter().enumerate() {
                 let y = match b {
                     Some(b) => _mm512_add_ps(a, b),

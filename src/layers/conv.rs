@@ -172,6 +172,9 @@ fn common(a: &mut Attrs, transposed: bool) -> Result<Conv2d, Diagnostic> {
     })
 }
 
+/// The smallest output plane (positions, 13×13) the blocked direct kernel runs on.
+const BLOCKED_MIN_PLANE: usize = 169;
+
 /// The smallest output plane (positions) Winograd runs on; smaller maps use the product.
 const WINOGRAD_MIN_PLANE: usize = 100;
 
@@ -182,14 +185,28 @@ impl Conv2d {
     /// Winograd's, not the 1×1 window, horizontal stride 1 or 2, and the shapes where it
     /// measured faster than the path it replaces (docs/PERFORMANCE.md, "sixth pass").
     fn blocked_on(&self, cin: usize, cout: usize, [oh, ow]: [usize; 2]) -> bool {
-        let _ = (cin, cout);
+        let n = oh.saturating_mul(ow);
+        // Measured (one thread, `examples/bench_blocked.rs`): faster than the implicit
+        // product on stride-1 3×3 layers from 13×13 maps up (7×7: slower, the row's 7 pixels
+        // being a block of 6 and one of 1), on the strided 3×3s and as fast on the 7×7/2
+        // stem; slower than im2col and `gemm` on GoogLeNet's conv3 (64 → 192 on 56×56), even
+        // on VGG-16's 64 → 64 on 224×224: so not past 56×56, nor past 128 output channels on
+        // maps larger than 28×28, unless strided or wider than 3×3 (the stems). Square
+        // kernels only: inception_v3's 1×7 and 7×1 were not measured (its 5×5, 48 → 64 on
+        // 35×35: 77.0 against 66.8).
+        let stem = self.stride != [1, 1] || self.kernel[0] * self.kernel[1] > 9;
+        // Kernels up to 7×7 (the largest measured).
+        let measured = self.kernel[0] <= 7;
         !self.transposed
             && self.groups == 1
             && self.kernel != [1, 1]
+            && self.kernel[0] == self.kernel[1]
             && matches!(self.stride[1], 1 | 2)
             && blocked::available()
             && !self.winograd_on(cin, cout, [oh, ow])
-            && oh * ow > 196
+            && measured
+            && n >= BLOCKED_MIN_PLANE
+            && (stem || (n <= 3136 && (cout <= 128 || n <= 784)))
     }
 
     /// Whether the inference plan prepares this convolution for Winograd F(2×2, 3×3) (it
@@ -758,10 +775,15 @@ impl Kernel for Conv2d {
                     // Prepared by the inference plan: the blocked direct kernel on packed
                     // filter panels, one image at a time over every thread (`im2col` and
                     // `gemm` or the implicit product where it declines the shape).
+                    // The im2col buffer it replaces is the declared workspace: a shape whose
+                    // buffer is over the per-tensor limit is refused here as on the other path.
+                    scratch(&[k, plane])?;
                     let threads = rayon::current_num_threads();
                     for (b, dst) in samples.into_iter().enumerate() {
                         let xb = &x.data[b * cin * h * w..(b + 1) * cin * h * w];
-                        ctx.macs += match blocked::conv(xb, cin, &win, &p.data, cout, bias, epi, dst, threads) {
+                        ctx.macs += match blocked::conv(
+                            xb, cin, &win, &p.data, cout, bias, epi, dst, threads,
+                        ) {
                             Some(macs) => macs,
                             None => conv_gemm(xb, cin, &win, wt, cout, bias, epi, dst, true),
                         };
