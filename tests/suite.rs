@@ -55,6 +55,7 @@ mod onnx_inputs;
 mod onnx_roundtrip;
 mod onnx_swin;
 mod onnx_swin_torch;
+mod onnx_maxvit_torch;
 mod onnx_vit;
 mod onnx_yolo;
 mod onnx_yolo11;

@@ -46,7 +46,7 @@ pub const PROBE_TOLERANCE: f64 = 1e-4;
 const HELP: &str = "archscope reads torchvision's Swin attention as torch.onnx.export writes it (docs/ONNX.md \"Windowed attention\"); describe a changed attention in archscope YAML (docs/FORMAT.md)";
 
 /// The TorchScript scope of a node (`/a/b/attn` of `/a/b/attn/Softmax`).
-fn scope(n: &NodeProto) -> Option<&str> {
+pub(super) fn scope(n: &NodeProto) -> Option<&str> {
     let name = n.name.as_deref()?;
     if !name.starts_with('/') {
         return None;
@@ -137,7 +137,7 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
 }
 
 /// A seeded value in [−1, 1) (xorshift64*).
-fn probe_values(n: usize) -> Vec<f64> {
+pub(super) fn probe_values(n: usize) -> Vec<f64> {
     let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..n)
         .map(|_| {
@@ -152,28 +152,28 @@ fn probe_values(n: usize) -> Vec<f64> {
 
 /// Where a candidate failed: the node and why; `stage` orders failures (bias, mask, probe),
 /// and within a stage the lower `score` (entries that disagree) is the closer candidate.
-struct Miss {
-    stage: u8,
-    score: u64,
-    node: usize,
-    why: String,
+pub(super) struct Miss {
+    pub(super) stage: u8,
+    pub(super) score: u64,
+    pub(super) node: usize,
+    pub(super) why: String,
 }
 
 /// The weights found in a region.
-struct Found {
+pub(super) struct Found {
     /// Per layer weight (its name in the layer): PyTorch's shape and values (a `MatMul`
     /// constant transposed back to the linear layer's out × in).
-    weights: HashMap<&'static str, (Vec<usize>, Vec<f32>)>,
+    pub(super) weights: HashMap<&'static str, (Vec<usize>, Vec<f32>)>,
     /// The bias `Add` and its constant (…×heads×L×L).
-    bias: (usize, T),
+    pub(super) bias: (usize, T),
     /// The mask `Add` and its constant.
-    mask: Option<(usize, T)>,
+    pub(super) mask: Option<(usize, T)>,
     /// Whether the attention is V2's (cosine attention, `logit_scale`, `cpb_mlp`).
-    v2: bool,
+    pub(super) v2: bool,
 }
 
 /// A 2-D constant transposed (a `MatMul` weight back to the linear layer's out × in).
-fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
     let (r, c) = (t.dims[0], t.dims[1]);
     let mut o = vec![0f32; r * c];
     for i in 0..r {
@@ -184,14 +184,14 @@ fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
     (vec![c, r], o)
 }
 
-fn as_is(t: &T) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn as_is(t: &T) -> (Vec<usize>, Vec<f32>) {
     (t.dims.clone(), t.data.iter().map(|&v| v as f32).collect())
 }
 
 impl<'a> Reader<'a> {
     /// A constant input as a computed value (its element type from the initializer or the
     /// `Constant` node that made it).
-    fn traced_const(&self, name: &str) -> Option<T> {
+    pub(super) fn traced_const(&self, name: &str) -> Option<T> {
         if let Some(&p) = self.producer.get(name) {
             let n = &self.graph.node[p];
             if n.op_type.as_deref() == Some("Constant") {
@@ -215,7 +215,7 @@ impl<'a> Reader<'a> {
         Some(T::new(dims, data.clone(), self.ints.contains(name)))
     }
 
-    fn traced_err(&self, j: usize, path: &str, msg: impl Into<String>) -> Diagnostic {
+    pub(super) fn traced_err(&self, j: usize, path: &str, msg: impl Into<String>) -> Diagnostic {
         let n = &self.graph.node[j];
         self.err(
             j,
@@ -588,7 +588,7 @@ impl<'a> Reader<'a> {
     #[allow(clippy::too_many_arguments)]
     /// Checks candidate `cand` against the region: the bias through its index, its mask, and
     /// its output on the probe. Returns the recovered bias table.
-    fn traced_try(
+    pub(super) fn traced_try(
         &self,
         cand: &super::Candidate,
         f: &Found,
@@ -818,7 +818,7 @@ impl<'a> Reader<'a> {
 
     /// Emits the layer with the file's weights and the recovered table.
     #[allow(clippy::too_many_arguments)]
-    fn traced_emit(
+    pub(super) fn traced_emit(
         &mut self,
         path: &str,
         nodes: &[usize],
