@@ -11,8 +11,10 @@ the repository root).
    exporter (dynamo=False, opset 17): tests/data/onnx/einsum_mix.onnx.
 2. `maxvit_tiny_torch`: torchvision's MaxVit at the size of tests/data/onnx/maxvit_tiny.yaml
    (scripts/onnx_swin.py's builder: 32×32, stem 8, partitions of 4, blocks [8, 16] of one
-   layer each, heads of 4 features), its bias tables and head drawn larger (onnx_swin.drawn),
-   exported by the TorchScript exporter with its intermediate tensors renamed t0, t1, … (as
+   layer each, heads of 4 features), its bias tables, `to_qkv` weights and last linear layer
+   drawn larger (onnx_swin.drawn, classifier_drawn), exported by the TorchScript exporter (with
+   `training=TrainingMode.PRESERVE`, which keeps the batch norms as nodes: in eval mode the
+   exporter folds them into the convolutions and their parameters leave the file) with its intermediate tensors renamed t0, t1, … (as
    scripts/onnx_swin.py --torch does; onnxruntime's output unchanged bit for bit):
    tests/data/onnx/maxvit_tiny_torch.onnx, under 200 KB.
 3. `exp_scale`: a convolution times a learned temperature `logit_scale.exp()` (CLIP's form),
@@ -57,7 +59,8 @@ SEED = 0
 
 
 class EinsumMix(nn.Module):
-    """Attention and projections written with torch.einsum (x: N×4×6)."""
+    """Attention and projections written with torch.einsum on the 4 tokens of 6 features of
+    an N×6×2×2 map (the tokens taken as ViT takes its patches)."""
 
     def __init__(self):
         super().__init__()
@@ -68,6 +71,7 @@ class EinsumMix(nn.Module):
         self.w = nn.Parameter(torch.randn(5, 8) * 0.5)
 
     def forward(self, x):
+        x = x.flatten(2).transpose(1, 2)  # N×6×2×2 → 4 tokens of 6: N×4×6
         q = self.q(x).reshape(-1, 4, 2, 4)  # b i h d
         k = self.k(x).reshape(-1, 4, 2, 4)  # b j h d
         v = self.v(x).reshape(-1, 4, 2, 4)
@@ -89,6 +93,21 @@ class ExpScale(nn.Module):
 
     def forward(self, x):
         return self.conv(x) * self.logit_scale.exp()
+
+
+def classifier_drawn(m: nn.Module) -> nn.Module:
+    """MaxViT's last linear layer (`classifier.5`, which onnx_swin.drawn does not know) and the
+    attentions' `to_qkv` weights drawn larger too (torchvision initialises linear layers with
+    std 0.02): the outputs are then of order 1, not 1e-4, and the attention's logits of order
+    1, so that a changed scale shows in the output."""
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        w = m.classifier[5].weight
+        w.copy_(torch.randn(w.shape, generator=g) * 0.5)
+        for name, p in m.named_parameters():
+            if name.endswith("to_qkv.weight"):
+                p.copy_(torch.randn(p.shape, generator=g) * (p.shape[1] ** -0.5))
+    return m
 
 
 def counts(m: nn.Module, x: torch.Tensor) -> dict:
@@ -116,8 +135,10 @@ def counts(m: nn.Module, x: torch.Tensor) -> dict:
 
 def export(m: nn.Module, x: np.ndarray, path: Path, short: bool, params: bool = True) -> dict:
     with torch.no_grad():
+        # PRESERVE: the batch norms stay nodes (in eval mode the exporter would fold them
+        # into the convolutions, and their parameters and buffers would leave the file).
         torch.onnx.export(m, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17,
-                          export_params=params)
+                          export_params=params, training=torch.onnx.TrainingMode.PRESERVE)
     model = onnx.load(str(path))
     out = {
         "file": str(path),
@@ -165,7 +186,7 @@ def main() -> int:
     # 1. Einsum.
     torch.manual_seed(SEED)
     m = EinsumMix().eval()
-    x = oec.rng_for("input", SEED).standard_normal((1, 4, 6)).astype(np.float32)
+    x = oec.rng_for("input", SEED).standard_normal((1, 6, 2, 2)).astype(np.float32)
     doc["models"]["einsum_mix"] = {
         "torch": counts(m, torch.from_numpy(x)),
         "onnx": export(m, x, OUT / "einsum_mix.onnx", False),
@@ -182,7 +203,7 @@ def main() -> int:
     # 2. The tiny MaxViT.
     name = "maxvit_tiny"
     torch.manual_seed(SEED)
-    m = onnx_swin.drawn(onnx_swin.BUILDERS[name](), SEED)
+    m = classifier_drawn(onnx_swin.drawn(onnx_swin.BUILDERS[name](), SEED))
     x = oec.rng_for("input", SEED).standard_normal((1, 3, 32, 32)).astype(np.float32)
     doc["models"]["maxvit_tiny_torch"] = {
         "torch": onnx_swin.measure(name),
@@ -197,7 +218,7 @@ def main() -> int:
     # 4. Full size, not committed.
     if "--no-full" not in sys.argv[1:]:
         torch.manual_seed(SEED)
-        m = onnx_swin.drawn(torchvision.models.get_model("maxvit_t"), SEED)
+        m = classifier_drawn(onnx_swin.drawn(torchvision.models.get_model("maxvit_t"), SEED))
         x = oec.rng_for("input", SEED).standard_normal((1, 3, 224, 224)).astype(np.float32)
         o = export(m, x, work / "maxvit_t_torch.onnx", False)
         # The input as little-endian f32 beside the file (the test runs it when present).

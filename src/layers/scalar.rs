@@ -805,6 +805,40 @@ mod tests {
     }
 
     #[test]
+    fn exp_applies_the_exponential_of_a_learned_log_scale() {
+        // CLIP's x · logit_scale.exp() with logit_scale = ln 2: x · 2.
+        let y = run_on(
+            &format!(
+                "{{operator: mul, value: {}, kind: parameter, exp: true}}",
+                std::f32::consts::LN_2
+            ),
+            &[1, 2],
+            vec![2.0, -4.0],
+        );
+        assert!((y[0] - 4.0).abs() < 1e-6 && (y[1] + 8.0).abs() < 1e-6, "{y:?}");
+        let x = [crate::layers::Shape(vec![1, 4])];
+        let (l, o) = build(
+            "scalar",
+            "{operator: mul, value: 0, kind: parameter, exp: true}",
+            &[&[1, 4]],
+        )
+        .unwrap();
+        // One parameter (the log); four products and one exp.
+        assert_eq!(l.params().trainable, 1);
+        assert_eq!(l.cost(&x, &o).unwrap().flops, 5);
+        assert_eq!(l.label(), "x × exp(c) (learned)");
+        let e = build("scalar", "{operator: mul, value: 2, exp: true}", &[&[1, 4]])
+            .err()
+            .expect("refused");
+        assert!(
+            e.message
+                .contains("`exp: true` applies to a buffer's or parameter's values"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn a_learned_constant_adds_its_gradient() {
         // On 1×4 (4 elements), `kind: parameter` of shape [1]: (operator, backward FLOPs =
         // the input's (0, 1 or 3 per element, as `training_saves_what_autograd_keeps`) + the

@@ -318,8 +318,6 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|v| dims_of(v).iter().map(|&d| d as usize).collect())
             .collect();
-        let dref: Vec<&[usize]> = dims.iter().map(Vec::as_slice).collect();
-        let size = sizes(&eq, &dref).map_err(|m| self.einsum_err(i, n, &eq_text, m))?;
         for (t, labels) in eq.inputs.iter().enumerate() {
             for (k, c) in labels.iter().enumerate() {
                 if labels[..k].contains(c) {
@@ -327,6 +325,8 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+        let dref: Vec<&[usize]> = dims.iter().map(Vec::as_slice).collect();
+        let size = sizes(&eq, &dref).map_err(|m| self.einsum_err(i, n, &eq_text, m))?;
         let computed: Vec<bool> = vals.iter().map(|v| matches!(v, Val::Act { .. })).collect();
         let shown = |l: &[char]| l.iter().collect::<String>();
         let out_dims: Vec<u64> = eq.output.iter().map(|c| size[c] as u64).collect();
