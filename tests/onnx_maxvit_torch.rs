@@ -82,11 +82,13 @@ fn einsum_equations_read_as_products_with_pytorchs_figures() {
         .iter()
         .filter(|l| l.op == "matmul")
         .map(|l| l.macs)
-        .collect::<Vec<_>>()
-        .iter()
         .sum();
     assert_eq!(einsum_macs, 128 + 128 + 120);
-    assert_eq!(count(&a, "matmul"), 3, "three contractions of computed tensors");
+    assert_eq!(
+        count(&a, "matmul"),
+        3,
+        "three contractions of computed tensors"
+    );
     // q, k, v, r and the einsum by the learned 5×8 matrix.
     assert_eq!(count(&a, "linear"), 5);
     let w = a
@@ -104,7 +106,10 @@ fn einsum_equations_read_as_products_with_pytorchs_figures() {
 
 #[test]
 fn einsum_mix_runs_as_onnxruntime() {
-    runs_as_onnxruntime("einsum_mix.onnx", &reference()["models"]["einsum_mix"]["onnx"]);
+    runs_as_onnxruntime(
+        "einsum_mix.onnx",
+        &reference()["models"]["einsum_mix"]["onnx"],
+    );
 }
 
 /// einsum_mix.onnx with its Einsum number `k` given equation `eq`.
@@ -126,13 +131,19 @@ fn an_equation_archscope_cannot_express_is_refused_with_the_node() {
         // The batch moved from the front.
         ("bihd,bjhd->hbij", "archscope keeps the batch first"),
         // `j` only in the second operand and not the output: summed out of one operand.
-        ("bihd,bjhd->bhi", "label `j` of operand 1 is in neither the other operand nor the output"),
+        (
+            "bihd,bjhd->bhi",
+            "label `j` of operand 1 is in neither the other operand nor the output",
+        ),
         // No summed label: an elementwise product.
         ("bihd,bihd->bihd", "no label is summed"),
         // A diagonal.
         ("bihh,bjhd->bhij", "operand 0 repeats label `h`"),
         // Labels that do not fit the operand's rank.
-        ("bih,bjhd->bhij", "term `bih` has 3 labels for an operand of rank 4"),
+        (
+            "bih,bjhd->bhij",
+            "term `bih` has 3 labels for an operand of rank 4",
+        ),
     ];
     for (eq, want) in cases {
         let e = with_equation(0, eq);
@@ -143,10 +154,10 @@ fn an_equation_archscope_cannot_express_is_refused_with_the_node() {
             "{eq}: {e}"
         );
     }
-    // The learned matrix (`bij,kj->bik`) summed over both of its labels: no linear layer.
-    let e = with_equation(2, "bij,ij->b");
+    // The learned matrix (`bij,kj->bik`) with its other label `k` summed too: no linear layer.
+    let e = with_equation(2, "bij,kj->bi");
     assert!(
-        e.contains("operand 1 is a constant (ij): archscope reads a computed tensor by a constant matrix with one summed label"),
+        e.contains("operand 1 is a constant (kj): archscope reads a computed tensor by a constant matrix with one summed label"),
         "{e}"
     );
 }
@@ -237,7 +248,9 @@ fn a_changed_scale_is_refused_on_the_probe() {
         let mut changed = 0;
         for n in nodes.iter_mut().filter(|n| {
             n.op_type.as_deref() == Some("Constant")
-                && n.name.as_deref().is_some_and(|s| s.contains("/attn_layer.1/"))
+                && n.name
+                    .as_deref()
+                    .is_some_and(|s| s.contains("/attn_layer.1/"))
         }) {
             let t = n.attribute[0].t.as_mut().expect("a tensor");
             if t.data_type == Some(proto::dtype::FLOAT)
@@ -272,7 +285,11 @@ fn exp_of_a_parameter_is_a_learned_scale() {
             .find(|l| l.op == "scalar")
             .expect("a scalar layer");
         assert_eq!((s.params.trainable, s.macs), (1, 0), "{file}");
-        assert!(imp.yaml.contains("kind: parameter, exp: true"), "{}", imp.yaml);
+        assert!(
+            imp.yaml.contains("kind: parameter, exp: true"),
+            "{}",
+            imp.yaml
+        );
     }
     runs_as_onnxruntime("exp_scale.onnx", &r["onnx"]);
 }
@@ -295,7 +312,11 @@ fn full_size_maxvit_reads_when_present() {
     let a = analyze(&net, Dtype::F32).expect("analyses");
     assert_eq!(totals(&a), torch_totals(&r["torch"]));
     let zoo = crate::common::zoo_analysis("maxvit_t");
-    assert_eq!(ours_rows(&a), ours_rows(&zoo), "the zoo's maxvit_t layer by layer");
+    assert_eq!(
+        ours_rows(&a),
+        ours_rows(&zoo),
+        "the zoo's maxvit_t layer by layer"
+    );
     let Ok(raw) = std::fs::read(dir.join("maxvit_t_input.f32")) else {
         return;
     };
@@ -303,16 +324,69 @@ fn full_size_maxvit_reads_when_present() {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let w = onnx::weights(&net, &imp).expect("weights").expect("weights");
+    let w = onnx::weights(&net, &imp)
+        .expect("weights")
+        .expect("weights");
     let out = exec::run(
         &net,
         &w,
         &[archscope::tensor::Tensor::new(
-            u64s(&r["onnx"]["input_shape"]).iter().map(|&d| d as usize).collect(),
+            u64s(&r["onnx"]["input_shape"])
+                .iter()
+                .map(|&d| d as usize)
+                .collect(),
             x,
         )],
         None,
     )
     .expect("runs");
-    crate::common::assert_onnxruntime_output("maxvit_t", &out.outputs[0].data, &f64s(&r["onnx"]["output"]));
+    crate::common::assert_onnxruntime_output(
+        "maxvit_t",
+        &out.outputs[0].data,
+        &f64s(&r["onnx"]["output"]),
+    );
+}
+
+#[test]
+fn a_learned_log_scale_exports_and_reads_back() {
+    // archscope export writes the scalar's `exp: true` as `Exp` of its weight: read back, the
+    // same parameters and layers, and the same output bit for bit.
+    let r = &reference()["models"]["exp_scale"]["onnx"];
+    let (net, imp) = import("exp_scale.onnx", &read("exp_scale.onnx"));
+    let w = onnx::weights(&net, &imp)
+        .expect("weights")
+        .expect("weights");
+    let m = onnx::export::export(&net, Some(&w), Default::default()).expect("exports");
+    assert!(
+        m.graph
+            .as_ref()
+            .expect("a graph")
+            .node
+            .iter()
+            .any(|n| n.op_type.as_deref() == Some("Exp")),
+        "the Exp written"
+    );
+    let bytes = proto::encode_model(&m);
+    let (back, bimp) = import("exp_back.onnx", &bytes);
+    let (a, b) = (
+        analyze(&net, Dtype::F32).expect("analyses"),
+        analyze(&back, Dtype::F32).expect("analyses"),
+    );
+    assert_eq!(totals(&b), totals(&a));
+    let labels =
+        |a: &Analysis| -> Vec<String> { a.layers.iter().map(|l| l.label.clone()).collect() };
+    assert_eq!(labels(&b), labels(&a));
+    assert!(
+        labels(&a).iter().any(|l| l == "x × exp(c) (learned)"),
+        "{:?}",
+        labels(&a)
+    );
+    let wb = onnx::weights(&back, &bimp)
+        .expect("weights")
+        .expect("weights");
+    let x: Vec<f32> = f64s(&r["input"]).iter().map(|&v| v as f32).collect();
+    let input = || archscope::tensor::Tensor::new(usizes(&r["input_shape"]), x.clone());
+    let y1 = exec::run(&net, &w, &[input()], None).expect("runs");
+    let y2 = exec::run(&back, &wb, &[input()], None).expect("runs");
+    assert_eq!(y1.outputs[0].data, y2.outputs[0].data);
 }

@@ -374,7 +374,11 @@ impl Op for Scalar {
     fn cost(&self, inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
         // One operation per element, as `add` and `multiply` count theirs (and one exp per
         // element of the tensor).
-        let exps = if self.exp { self.values.len() as u64 } else { 0 };
+        let exps = if self.exp {
+            self.values.len() as u64
+        } else {
+            0
+        };
         Ok(Cost {
             macs: 0,
             flops: per_element(&inputs[0], 1)?.saturating_add(exps),
@@ -815,7 +819,10 @@ mod tests {
             &[1, 2],
             vec![2.0, -4.0],
         );
-        assert!((y[0] - 4.0).abs() < 1e-6 && (y[1] + 8.0).abs() < 1e-6, "{y:?}");
+        assert!(
+            (y[0] - 4.0).abs() < 1e-6 && (y[1] + 8.0).abs() < 1e-6,
+            "{y:?}"
+        );
         let x = [crate::layers::Shape(vec![1, 4])];
         let (l, o) = build(
             "scalar",

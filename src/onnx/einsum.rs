@@ -196,12 +196,12 @@ pub(super) fn eval(eq_text: &str, ins: &[&T], limit: usize) -> Result<T, String>
         .map(|(t, labels)| {
             let mut st = vec![0usize; all.len()];
             let mut s = 1usize;
-            for k in (0..labels.len()).rev() {
-                let at = all.iter().position(|c| *c == labels[k]).unwrap_or(0);
-                if t.dims[k] != 1 {
+            for (label, &d) in labels.iter().zip(&t.dims).rev() {
+                let at = all.iter().position(|c| c == label).unwrap_or(0);
+                if d != 1 {
                     st[at] += s;
                 }
-                s *= t.dims[k];
+                s *= d;
             }
             st
         })
@@ -211,10 +211,11 @@ pub(super) fn eval(eq_text: &str, ins: &[&T], limit: usize) -> Result<T, String>
     let n_out = eq.output.len();
     let total: usize = extent.iter().product();
     for _ in 0..total {
-        let mut o = 0usize;
-        for k in 0..n_out {
-            o = o * extent[k] + idx[k];
-        }
+        let o = extent
+            .iter()
+            .zip(&idx)
+            .take(n_out)
+            .fold(0usize, |o, (e, i)| o * e + i);
         let mut p = 1f64;
         for (t, st) in ins.iter().zip(&strides) {
             let at: usize = idx.iter().zip(st).map(|(i, s)| i * s).sum();
@@ -245,12 +246,8 @@ fn is_identity(p: &[i64]) -> bool {
 
 impl<'a> Reader<'a> {
     fn einsum_err(&self, i: usize, n: &NodeProto, eq: &str, msg: impl Into<String>) -> Diagnostic {
-        self.err(
-            i,
-            n,
-            format!("Einsum `{}`: {}", excerpt(eq), msg.into()),
-        )
-        .help(HELP)
+        self.err(i, n, format!("Einsum `{}`: {}", excerpt(eq), msg.into()))
+            .help(HELP)
     }
 
     /// Emits a `permute` of `x` (shape `shape`) by `p` unless it is the identity; returns the
@@ -339,7 +336,12 @@ impl<'a> Reader<'a> {
                 }
                 let p = perm(l, &eq.output);
                 if p.first() != Some(&0) {
-                    return Err(self.einsum_err(i, n, &eq_text, "it moves the batch (the operand's first axis)"));
+                    return Err(self.einsum_err(
+                        i,
+                        n,
+                        &eq_text,
+                        "it moves the batch (the operand's first axis)",
+                    ));
                 }
                 let (r, s) = self.einsum_permute(i, n, x, shape, &p);
                 self.set_out(n, 0, r, s);
@@ -350,8 +352,18 @@ impl<'a> Reader<'a> {
                 let c = usize::from(computed[0]);
                 self.einsum_linear(i, n, &eq_text, &eq, &size, c, out_dims)
             }
-            (2, _) => Err(self.einsum_err(i, n, &eq_text, "both operands are constants that archscope does not fold here")),
-            (k, _) => Err(self.einsum_err(i, n, &eq_text, format!("{k} operands: archscope reads an Einsum of one or two"))),
+            (2, _) => Err(self.einsum_err(
+                i,
+                n,
+                &eq_text,
+                "both operands are constants that archscope does not fold here",
+            )),
+            (k, _) => Err(self.einsum_err(
+                i,
+                n,
+                &eq_text,
+                format!("{k} operands: archscope reads an Einsum of one or two"),
+            )),
         }
     }
 
@@ -527,11 +539,20 @@ mod tests {
         // `...` right-aligned: the rank-4 operand's two broadcast axes are 0 and 1, the
         // rank-3 one's only 1.
         let e = parse("...ij,...jk", &[4, 3]).unwrap();
-        assert_eq!(e.inputs, vec![vec!['0', '1', 'i', 'j'], vec!['1', 'j', 'k']]);
+        assert_eq!(
+            e.inputs,
+            vec![vec!['0', '1', 'i', 'j'], vec!['1', 'j', 'k']]
+        );
         assert_eq!(e.output, vec!['0', '1', 'i', 'k']);
-        assert!(parse("ij,jk", &[2]).unwrap_err().contains("2 operand terms"));
-        assert!(parse("ijk,jk->ik", &[2, 2]).unwrap_err().contains("3 labels"));
-        assert!(parse("ij,jk->iq", &[2, 2]).unwrap_err().contains("`q` is in no operand"));
+        assert!(parse("ij,jk", &[2])
+            .unwrap_err()
+            .contains("2 operand terms"));
+        assert!(parse("ijk,jk->ik", &[2, 2])
+            .unwrap_err()
+            .contains("3 labels"));
+        assert!(parse("ij,jk->iq", &[2, 2])
+            .unwrap_err()
+            .contains("`q` is in no operand"));
     }
 
     #[test]
@@ -544,6 +565,8 @@ mod tests {
         // A trace sums the diagonal: 1 + 4.
         let t = eval("ii->", &[&a], 1 << 20).unwrap();
         assert_eq!((t.dims.clone(), t.data), (vec![], vec![5.]));
-        assert!(eval("ij,kj->ik", &[&a, &b], 3).unwrap_err().contains("more than the 3"));
+        assert!(eval("ij,kj->ik", &[&a, &b], 3)
+            .unwrap_err()
+            .contains("more than the 3"));
     }
 }

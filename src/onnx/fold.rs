@@ -661,7 +661,9 @@ pub(super) fn eval(
                 .and_then(|a| a.s.as_ref())
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .unwrap_or_default();
-            let ts = (0..ins.len()).map(get).collect::<Result<Vec<&T>, String>>()?;
+            let ts = (0..ins.len())
+                .map(get)
+                .collect::<Result<Vec<&T>, String>>()?;
             one(super::einsum::eval(&eq, &ts, limit)?)
         }
         "Softmax" => {

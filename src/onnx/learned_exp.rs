@@ -12,8 +12,7 @@ use super::{Diagnostic, NodeProto, Reader, Val};
 impl<'a> Reader<'a> {
     /// Reads `Exp` node `n` of a learned tensor (see the module's documentation): `None` when
     /// it is not one (the caller folds it).
-    pub(super) fn exp_learned(&mut self, i: usize, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
-        let _ = i;
+    pub(super) fn exp_learned(&mut self, n: &NodeProto) -> Option<Result<(), Diagnostic>> {
         let x = n.input.first()?;
         let v = self.vals.get(x)?.clone();
         if !matches!(v, Val::Const { init: Some(_), .. } | Val::Shaped { .. }) {
@@ -21,7 +20,10 @@ impl<'a> Reader<'a> {
         }
         let y = n.output.first()?;
         let g = self.graph;
-        if g.output.iter().any(|o| o.name.as_deref() == Some(y.as_str())) {
+        if g.output
+            .iter()
+            .any(|o| o.name.as_deref() == Some(y.as_str()))
+        {
             return None;
         }
         let readers: Vec<&NodeProto> = g

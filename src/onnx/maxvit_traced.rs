@@ -106,7 +106,11 @@ impl<'a> Reader<'a> {
             }
         }
         let Some((xname, xref, xshape)) = data else {
-            return Err(self.traced_err(nodes[0], path, "no computed input: the layer reads one tensor"));
+            return Err(self.traced_err(
+                nodes[0],
+                path,
+                "no computed input: the layer reads one tensor",
+            ));
         };
         if xshape.len() != 4 {
             return Err(self.traced_err(
@@ -124,13 +128,16 @@ impl<'a> Reader<'a> {
         if count > MAX_PROBE_ELEMENTS {
             return Err(self.traced_err(nodes[0], path, format!("its input has {count} elements: archscope computes the region on a probe of at most {MAX_PROBE_ELEMENTS}")).help("export with a smaller input or batch"));
         }
-        env.insert(xname.clone(), T::new(xdims.clone(), probe_values(count), false));
+        env.insert(
+            xname.clone(),
+            T::new(xdims.clone(), probe_values(count), false),
+        );
         for &j in nodes {
             let n = &g.node[j];
             if n.op_type.as_deref() == Some("Constant") {
-                let t = self
-                    .traced_const(&n.output[0])
-                    .ok_or_else(|| self.traced_err(j, path, "a Constant archscope cannot decode"))?;
+                let t = self.traced_const(&n.output[0]).ok_or_else(|| {
+                    self.traced_err(j, path, "a Constant archscope cannot decode")
+                })?;
                 env.insert(n.output[0].clone(), t);
                 konst.insert(n.output[0].clone());
                 continue;
@@ -249,10 +256,18 @@ impl<'a> Reader<'a> {
         let adds = by_const("Add");
         let find_mm = |dims: [usize; 2]| mms.iter().find(|(_, t)| t.dims == dims).cloned();
         let Some((_, qkv)) = find_mm([c, 3 * c]) else {
-            return Err(self.traced_err(last, path, format!("no MatMul by a {c}×{} constant (to_qkv)", 3 * c)));
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no MatMul by a {c}×{} constant (to_qkv)", 3 * c),
+            ));
         };
         let Some((_, merge)) = find_mm([c, c]) else {
-            return Err(self.traced_err(last, path, format!("no MatMul by a {c}×{c} constant (merge)")));
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no MatMul by a {c}×{c} constant (merge)"),
+            ));
         };
         let vec_of = |len: usize| {
             adds.iter()
@@ -268,7 +283,11 @@ impl<'a> Reader<'a> {
             .cloned()
             .collect();
         let Some(bias) = tails.first().cloned() else {
-            return Err(self.traced_err(last, path, "no constant of trailing P×P dims added to the logits (the relative-position bias)"));
+            return Err(self.traced_err(
+                last,
+                path,
+                "no constant of trailing P×P dims added to the logits (the relative-position bias)",
+            ));
         };
         if let Some((j, _)) = tails.get(1) {
             return Err(self.traced_err(*j, path, "a second constant added to the logits (the layer adds the relative-position bias only)"));
@@ -276,11 +295,21 @@ impl<'a> Reader<'a> {
         let mut weights = HashMap::new();
         weights.insert("to_qkv.weight", transposed(&qkv));
         weights.insert("merge.weight", transposed(&merge));
-        let qb = named("to_qkv.bias").or_else(|| vec_of(3 * c)).ok_or_else(|| {
-            self.traced_err(last, path, format!("no bias of {} added to to_qkv's product", 3 * c))
-        })?;
+        let qb = named("to_qkv.bias")
+            .or_else(|| vec_of(3 * c))
+            .ok_or_else(|| {
+                self.traced_err(
+                    last,
+                    path,
+                    format!("no bias of {} added to to_qkv's product", 3 * c),
+                )
+            })?;
         let mb = named("merge.bias").or_else(|| vec_of(c)).ok_or_else(|| {
-            self.traced_err(last, path, format!("no bias of {c} added to merge's product"))
+            self.traced_err(
+                last,
+                path,
+                format!("no bias of {c} added to merge's product"),
+            )
         })?;
         weights.insert("to_qkv.bias", as_is(&qb));
         weights.insert("merge.bias", as_is(&mb));

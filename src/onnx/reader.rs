@@ -1148,7 +1148,7 @@ impl<'a> Reader<'a> {
             return r;
         }
         if op == "Exp" {
-            if let Some(r) = self.exp_learned(i, n) {
+            if let Some(r) = self.exp_learned(n) {
                 return r;
             }
         }
