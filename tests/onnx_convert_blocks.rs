@@ -31,6 +31,10 @@ fn block_counts_of_every_committed_file() {
         ("convnext_tiny_graph.onnx", 9, 3),
         // Five stages and the one-block last stage `features.7.0`, of the same definition.
         ("efficientnet_b0_graph.onnx", 6, 1),
+        // scripts/onnx_maxvit.py's Einsum and Exp models: no modules of one structure.
+        ("einsum_mix.onnx", 0, 0),
+        ("exp_scale.onnx", 0, 0),
+        ("exp_scale_graph.onnx", 0, 0),
         // inception3a … inception5b (tests/onnx_convert_named.rs).
         ("googlenet_graph.onnx", 9, 1),
         // GPT-2's `transformer.h.0` and `h.1`: one run of two; the dynamo exporter flattens the
@@ -50,6 +54,9 @@ fn block_counts_of_every_committed_file() {
         // `archscope export`'s node names are layer paths: the two stages `stage1`, `stage2`
         // (named, each of one block of the same structure).
         ("maxvit_tiny.onnx", 2, 1),
+        // torch.onnx.export's MaxViT: `blocks.0` and `blocks.1` (one MaxVitLayer each), one run
+        // of two whose first instance differs in sizes only.
+        ("maxvit_tiny_torch.onnx", 1, 1),
         // Five runs and features.17 alone, of one definition.
         ("mobilenet_v2_graph.onnx", 6, 1),
         ("resnet18_dynamic_graph.onnx", 4, 1),

@@ -6,8 +6,11 @@
 //! (`V - x`, `V / x`). `kind` says what PyTorch counts the tensor as: `constant` (the default: a
 //! Python number or a plain tensor attribute, counted nowhere), `buffer` (`register_buffer`:
 //! counted in buffers) or `parameter` (an `nn.Parameter`: trainable parameters, with `value` its
-//! initial values, the weight loaded under the layer's own name). Each element costs one FLOP
-//! (as `add` and `multiply` count theirs), no MACs, and no profiler convention charges it.
+//! initial values, the weight loaded under the layer's own name). `exp: true` (a buffer or
+//! parameter only) applies exp(c) instead of c: a learned log-scale, CLIP's
+//! `x * logit_scale.exp()`, whose stored weight is the log. Each element costs one FLOP (as
+//! `add` and `multiply` count theirs), and `exp` one more per element of the tensor; no MACs,
+//! and no profiler convention charges it.
 
 use super::{
     mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Kernel, Layer, Op, OpType,
@@ -26,7 +29,7 @@ pub const MAX_CONSTANT_ELEMENTS: u64 = 1 << 20;
 pub const SCALAR: OpType = OpType {
     name: "scalar",
     aliases: &[],
-    keys: &["operator", "value", "shape", "kind"],
+    keys: &["operator", "value", "shape", "kind", "exp"],
     arity: Arity::Exactly(1),
     fused_bn: None,
     build,
@@ -67,6 +70,8 @@ struct Scalar {
     shape: Vec<u64>,
     /// Its values, row-major (one for a number); a buffer's or parameter's initial values.
     values: Vec<f32>,
+    /// The operation uses exp(c) (a learned log-scale); the weight is c.
+    exp: bool,
 }
 
 fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
@@ -90,6 +95,12 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         "parameter" => Kind::Parameter,
         _ => Kind::Constant,
     };
+    let exp = a.bool("exp", false)?;
+    if exp && kind == Kind::Constant {
+        return Err(a
+            .error("exp", "`exp: true` applies to a buffer's or parameter's values; this constant is neither")
+            .help("write the constant's exponential as its `value`, or give `kind: parameter` (a learned log-scale)"));
+    }
     let shape = a.int_list("shape")?.unwrap_or_default();
     let rank_in = a.inputs.first().map_or(0, Shape::rank);
     if shape.len() > rank_in {
@@ -186,6 +197,7 @@ fn build(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
         kind,
         shape,
         values,
+        exp,
     }))
 }
 
@@ -311,6 +323,11 @@ impl Op for Scalar {
             Operator::Rdiv => format!("{c} / x"),
             Operator::Pow => format!("x ^ {c}"),
         };
+        let s = if self.exp {
+            s.replace(&c, &format!("exp({c})"))
+        } else {
+            s
+        };
         match self.kind {
             Kind::Constant => s,
             Kind::Buffer => format!("{s} (buffer)"),
@@ -355,10 +372,16 @@ impl Op for Scalar {
         }
     }
     fn cost(&self, inputs: &[Shape], _outputs: &[Shape]) -> Result<Cost, Diagnostic> {
-        // One operation per element, as `add` and `multiply` count theirs.
+        // One operation per element, as `add` and `multiply` count theirs (and one exp per
+        // element of the tensor).
+        let exps = if self.exp {
+            self.values.len() as u64
+        } else {
+            0
+        };
         Ok(Cost {
             macs: 0,
-            flops: per_element(&inputs[0], 1)?,
+            flops: per_element(&inputs[0], 1)?.saturating_add(exps),
         })
     }
 }
@@ -370,6 +393,10 @@ impl Kernel for Scalar {
     fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
         let (x, out) = (e.input(0), e.output(0));
         let c = match (self.kind, self.number()) {
+            (Kind::Buffer | Kind::Parameter, _) if self.exp => {
+                let w = e.weight(0);
+                e.step("Exp", &[&w], vec![])
+            }
             (Kind::Buffer | Kind::Parameter, _) => e.weight(0),
             (Kind::Constant, Some(v)) => e.scalar(self.name, v),
             (Kind::Constant, None) => {
@@ -428,6 +455,13 @@ impl Kernel for Scalar {
                     .help("load weights of the layer's shape"))
                 }
             },
+        };
+        let exps: Vec<f32>;
+        let c: &[f32] = if self.exp {
+            exps = c.iter().map(|v| v.exp()).collect();
+            &exps
+        } else {
+            c
         };
         let mut out = ctx.output(&x.shape);
         let op = self.operator;
@@ -519,6 +553,10 @@ impl Counting for Scalar {
                 Operator::Pow => (4, true),
             };
             backward = backward.saturating_add(mul(&[y, wper])?);
+            if self.exp {
+                // d exp(c) = exp(c)·dc: one product per element of the tensor.
+                backward = backward.saturating_add(self.values.len() as u64);
+            }
             saved_input |= keeps_x;
         }
         let saved_output =
@@ -768,6 +806,43 @@ mod tests {
         assert_eq!(t.saved.inputs, vec![0]);
         assert!(!t.saved.output);
         assert_eq!(l.label(), "c[4] / x");
+    }
+
+    #[test]
+    fn exp_applies_the_exponential_of_a_learned_log_scale() {
+        // CLIP's x · logit_scale.exp() with logit_scale = ln 2: x · 2.
+        let y = run_on(
+            &format!(
+                "{{operator: mul, value: {}, kind: parameter, exp: true}}",
+                std::f32::consts::LN_2
+            ),
+            &[1, 2],
+            vec![2.0, -4.0],
+        );
+        assert!(
+            (y[0] - 4.0).abs() < 1e-6 && (y[1] + 8.0).abs() < 1e-6,
+            "{y:?}"
+        );
+        let x = [crate::layers::Shape(vec![1, 4])];
+        let (l, o) = build(
+            "scalar",
+            "{operator: mul, value: 0, kind: parameter, exp: true}",
+            &[&[1, 4]],
+        )
+        .unwrap();
+        // One parameter (the log); four products and one exp.
+        assert_eq!(l.params().trainable, 1);
+        assert_eq!(l.cost(&x, &o).unwrap().flops, 5);
+        assert_eq!(l.label(), "x × exp(c) (learned)");
+        let e = build("scalar", "{operator: mul, value: 2, exp: true}", &[&[1, 4]])
+            .err()
+            .expect("refused");
+        assert!(
+            e.message
+                .contains("`exp: true` applies to a buffer's or parameter's values"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -198,7 +198,9 @@ impl<'a> Reader<'a> {
         }
         let tname = tensor_of(n, c, k).to_string();
         let earlier = self.learned.get(&tname).cloned();
-        if kind == Kind::Parameter && count > 1 && (op == "Add" || op == "Mul") {
+        // `Exp` of the tensor (learned_exp.rs): the layer applies its exponential.
+        let exp = self.exp_of_learned(n, k);
+        if kind == Kind::Parameter && count > 1 && (op == "Add" || op == "Mul") && !exp {
             // A learned tensor of several elements: a `parameter` layer and the op, as the zoo
             // writes a layer scale or a position embedding; one `parameter` for every reader.
             let pid = match earlier {
@@ -224,6 +226,7 @@ impl<'a> Reader<'a> {
             Some((_, v)) => v,
             None => None,
         };
+        let exp_key = if exp { ", exp: true" } else { "" };
         // A buffer or parameter an earlier node has counted: its values, as a constant.
         let kind = match (kind, &earlier) {
             (Kind::Constant, _) | (_, None) => kind,
@@ -237,6 +240,13 @@ impl<'a> Reader<'a> {
             }
         };
         if kind == Kind::Constant {
+            let values = values.map(|v| {
+                if exp {
+                    v.iter().map(|x| x.exp()).collect()
+                } else {
+                    v
+                }
+            });
             let Some(values) = values else {
                 return Err(self
                     .err(i, n, format!("this `{op}` reads the constant `{}`, whose values the file does not hold", excerpt(&n.input[k])))
@@ -283,7 +293,7 @@ impl<'a> Reader<'a> {
             n,
             &base,
             format!(
-                "op: scalar, in: {r}, operator: {operator}{shape_key}{}",
+                "op: scalar, in: {r}, operator: {operator}{shape_key}{}{exp_key}",
                 kind.key()
             ),
         );

@@ -719,6 +719,16 @@ pub(super) fn eval(
             }
             one(T::new(out, data, a.int && b.int))
         }
+        "Einsum" => {
+            let eq = attr(n, "equation")
+                .and_then(|a| a.s.as_ref())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .unwrap_or_default();
+            let ts = (0..ins.len())
+                .map(get)
+                .collect::<Result<Vec<&T>, String>>()?;
+            one(super::einsum::eval(&eq, &ts, limit)?)
+        }
         "Softmax" => {
             let x = get(0)?;
             let r = x.dims.len();

@@ -27,6 +27,12 @@ mod swin;
 // A small evaluator of ONNX nodes: constant folding and windowed-attention probes.
 #[path = "fold.rs"]
 mod fold;
+// Einsum: equations read as permutes, reshapes and a matmul or linear layer; computed for folding.
+#[path = "einsum.rs"]
+mod einsum;
+// Exp of a learned tensor (a log-scale): read with the arithmetic that uses it.
+#[path = "learned_exp.rs"]
+mod learned_exp;
 // GPT-2-style decoders: embeddings, causal attention, tanh GELU, the tied head.
 #[path = "gpt.rs"]
 mod gpt;
@@ -893,7 +899,8 @@ fn weight_only_at(g: &GraphProto, name: &str, depth: usize) -> bool {
                 "Gather" => k == 0,
                 // A learned tensor added or multiplied (a bias after MatMul, a layer scale).
                 "Add" | "Mul" => true,
-                "Identity" | "Transpose" => {
+                // A learned log-scale's exponential (learned_exp.rs).
+                "Identity" | "Transpose" | "Exp" => {
                     n.output.iter().all(|o| weight_only_at(g, o, depth + 1))
                 }
                 // A weight reshaped to broadcast (a per-channel affine: [-1, 1, 1]).
@@ -1218,6 +1225,11 @@ impl<'a> Reader<'a> {
         if let Some(r) = self.gpt_end(i, n) {
             return r;
         }
+        if op == "Exp" {
+            if let Some(r) = self.exp_learned(n) {
+                return r;
+            }
+        }
         // Constant folding: every input a constant (or a shape of a known tensor).
         if let Some(()) = self.fold(i, n)? {
             return Ok(());
@@ -1367,6 +1379,7 @@ impl<'a> Reader<'a> {
             "Gather" => self.gather(i, n),
             "Expand" => self.expand_same(i, n).unwrap_or_else(|| self.expand(i, n)),
             "Cast" => self.cast_act(i, n),
+            "Einsum" => self.einsum(i, n),
             _ => Err(self
                 .err(i, n, format!("archscope cannot map the ONNX operator `{op}`"))
                 .help("describe this part of the model in archscope YAML (docs/FORMAT.md), or export without it; docs/ONNX.md lists the operators archscope reads")),

@@ -30,6 +30,9 @@ use super::{list, sanitize, Reader, Val};
 // Swin's attention as torch.onnx.export writes it.
 #[path = "swin_traced.rs"]
 mod traced;
+// MaxViT's attention as torch.onnx.export writes it (calls `traced`'s checks).
+#[path = "maxvit_traced.rs"]
+mod maxvit_traced;
 use crate::error::{excerpt, Diagnostic};
 use crate::onnx::proto::{self, AttributeProto, GraphProto, ModelProto, NodeProto};
 
@@ -64,6 +67,8 @@ pub(super) struct Windows {
     released: HashSet<usize>,
     /// Per region: whether it is torch.onnx.export's form (`swin_traced.rs`).
     traced: Vec<bool>,
+    /// The traced regions that are MaxViT's attention (`maxvit_traced.rs`).
+    maxvit: HashSet<usize>,
 }
 
 /// The layer path of a node named by `archscope export` (`S` or `S/Op_k`); `None` for other
@@ -97,6 +102,18 @@ pub(super) fn find(g: &GraphProto, archscope: bool) -> Windows {
             for &i in &nodes {
                 w.of.insert(i, w.list.len());
             }
+            w.list.push((p, nodes));
+            w.anchored.push(true);
+            w.traced.push(true);
+        }
+        for (p, nodes) in maxvit_traced::find(g) {
+            if nodes.iter().any(|i| w.of.contains_key(i)) {
+                continue;
+            }
+            for &i in &nodes {
+                w.of.insert(i, w.list.len());
+            }
+            w.maxvit.insert(w.list.len());
             w.list.push((p, nodes));
             w.anchored.push(true);
             w.traced.push(true);
@@ -326,6 +343,10 @@ impl<'a> Reader<'a> {
         }
         if self.windows.trigger[k] == i {
             let (path, nodes) = self.windows.list[k].clone();
+            if self.windows.maxvit.contains(&k) {
+                self.maxvit_region(&path, &nodes)?;
+                return Ok(true);
+            }
             if self.windows.traced[k] {
                 self.traced_region(&path, &nodes)?;
                 return Ok(true);

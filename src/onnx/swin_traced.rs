@@ -56,7 +56,7 @@ const HELP: &str = "archscope reads torchvision's Swin attention as torch.onnx.e
 /// dynamo exporter's `namespace` metadata without its last step (`…/features.1.0.attn:
 /// torchvision.models.swin_transformer.ShiftedWindowAttention` of `…/softmax:
 /// aten.softmax.int`).
-fn scope(n: &NodeProto) -> Option<&str> {
+pub(super) fn scope(n: &NodeProto) -> Option<&str> {
     let name = match namespace(n) {
         Some(ns) => ns,
         None => n.name.as_deref().filter(|m| m.starts_with('/'))?,
@@ -164,7 +164,7 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
 }
 
 /// A seeded value in [−1, 1) (xorshift64*).
-fn probe_values(n: usize) -> Vec<f64> {
+pub(super) fn probe_values(n: usize) -> Vec<f64> {
     let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..n)
         .map(|_| {
@@ -179,28 +179,28 @@ fn probe_values(n: usize) -> Vec<f64> {
 
 /// Where a candidate failed: the node and why; `stage` orders failures (bias, mask, probe),
 /// and within a stage the lower `score` (entries that disagree) is the closer candidate.
-struct Miss {
-    stage: u8,
-    score: u64,
-    node: usize,
-    why: String,
+pub(super) struct Miss {
+    pub(super) stage: u8,
+    pub(super) score: u64,
+    pub(super) node: usize,
+    pub(super) why: String,
 }
 
 /// The weights found in a region.
-struct Found {
+pub(super) struct Found {
     /// Per layer weight (its name in the layer): PyTorch's shape and values (a `MatMul`
     /// constant transposed back to the linear layer's out × in).
-    weights: HashMap<&'static str, (Vec<usize>, Vec<f32>)>,
+    pub(super) weights: HashMap<&'static str, (Vec<usize>, Vec<f32>)>,
     /// The bias `Add` and its constant (…×heads×L×L).
-    bias: (usize, T),
+    pub(super) bias: (usize, T),
     /// The mask `Add` and its constant.
-    mask: Option<(usize, T)>,
+    pub(super) mask: Option<(usize, T)>,
     /// Whether the attention is V2's (cosine attention, `logit_scale`, `cpb_mlp`).
-    v2: bool,
+    pub(super) v2: bool,
     /// V2 from the dynamo exporter: the `Add` of `cpb_mlp.0.bias` and its other operand, the
     /// coordinates times `cpb_mlp.0.weight` folded into one …×hidden constant (the weight is
     /// recovered per candidate, from the layer's own coordinates).
-    cpb_folded: Option<(usize, T)>,
+    pub(super) cpb_folded: Option<(usize, T)>,
 }
 
 /// Weights recovered through a candidate layer's own buffers, by their name in the layer.
@@ -257,7 +257,7 @@ fn cpb_first_layer(coords: &[f32], p: &T) -> Result<Vec<f32>, String> {
 }
 
 /// A 2-D constant transposed (a `MatMul` weight back to the linear layer's out × in).
-fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
     let (r, c) = (t.dims[0], t.dims[1]);
     let mut o = vec![0f32; r * c];
     for i in 0..r {
@@ -268,14 +268,14 @@ fn transposed(t: &T) -> (Vec<usize>, Vec<f32>) {
     (vec![c, r], o)
 }
 
-fn as_is(t: &T) -> (Vec<usize>, Vec<f32>) {
+pub(super) fn as_is(t: &T) -> (Vec<usize>, Vec<f32>) {
     (t.dims.clone(), t.data.iter().map(|&v| v as f32).collect())
 }
 
 impl<'a> Reader<'a> {
     /// A constant input as a computed value (its element type from the initializer or the
     /// `Constant` node that made it).
-    fn traced_const(&self, name: &str) -> Option<T> {
+    pub(super) fn traced_const(&self, name: &str) -> Option<T> {
         if let Some(&p) = self.producer.get(name) {
             let n = &self.graph.node[p];
             if n.op_type.as_deref() == Some("Constant") {
@@ -299,7 +299,7 @@ impl<'a> Reader<'a> {
         Some(T::new(dims, data.clone(), self.ints.contains(name)))
     }
 
-    fn traced_err(&self, j: usize, path: &str, msg: impl Into<String>) -> Diagnostic {
+    pub(super) fn traced_err(&self, j: usize, path: &str, msg: impl Into<String>) -> Diagnostic {
         let n = &self.graph.node[j];
         self.err(
             j,
@@ -809,7 +809,7 @@ impl<'a> Reader<'a> {
     /// Checks candidate `cand` against the region: the bias through its index, its mask, and
     /// its output on the probe. Returns the weights recovered through the layer's own buffers
     /// (V1's bias table; V2's `cpb_mlp.0.weight` when the dynamo exporter folded it).
-    fn traced_try(
+    pub(super) fn traced_try(
         &self,
         cand: &super::Candidate,
         f: &Found,
@@ -1053,7 +1053,7 @@ impl<'a> Reader<'a> {
 
     /// Emits the layer with the file's weights and the recovered table.
     #[allow(clippy::too_many_arguments)]
-    fn traced_emit(
+    pub(super) fn traced_emit(
         &mut self,
         path: &str,
         nodes: &[usize],

@@ -1,0 +1,324 @@
+//! MaxViT's relative-position attention as `torch.onnx.export` (the TorchScript exporter)
+//! writes it (a child module of `swin.rs`, beside `swin_traced.rs`, whose checks it calls):
+//! torchvision's `RelativePositionalMultiHeadAttention` traced into some forty nodes under the
+//! module's scope (`/blocks.0/layers.0/layers/window_attention/attn_layer/attn_layer.1/…`):
+//! `to_qkv` (`MatMul` by a D×3D constant, `Add` of its bias), q, k and v cut apart (`Slice`s
+//! whose ends come from shape arithmetic), the heads split (`Reshape`, `Transpose`), k scaled,
+//! Q·Kᵀ as an `Einsum`, the relative-position bias folded into one 1×heads×P×P constant (the
+//! bias table and its index are gone from the file), `Softmax`, ·V as an `Einsum`, the heads
+//! merged, `merge` (`MatMul` by D×D, `Add`).
+//!
+//! A region is the nodes under the scope of a `Softmax` that also holds an `Einsum` and a
+//! `MatMul` and no `Pad` (Swin's has one). It is read as one `relative_position_attention`:
+//! 1. every node is computed (`fold.rs`) on a seeded probe input of the region's N×G×P×D
+//!    input, as `swin_traced.rs` computes Swin's;
+//! 2. the weights are found by their place in the data flow: `to_qkv` (the `MatMul` by a D×3D
+//!    constant, transposed back to PyTorch's 3D×D; its bias by name or as the 3D constant
+//!    added), `merge` (D×D and D), and the bias (the one constant of trailing P×P dims added
+//!    to the logits: heads × P × P);
+//! 3. the layer of `size` √P and `head_dim` D / heads is built and checked by
+//!    `swin_traced.rs`'s own check: the bias table recovered from the folded constant through
+//!    the layer's `relative_position_index` (all positions sharing a row must agree), and the
+//!    layer run on the probe with the file's weights equal to the region's output within
+//!    `PROBE_TOLERANCE`. Otherwise a located error names the node (the bias's `Add`, the
+//!    region's last node) and why.
+
+use std::collections::{HashMap, HashSet};
+
+use super::super::fold::{self, T};
+use super::traced::{as_is, probe_values, scope, transposed, Found, MAX_PROBE_ELEMENTS};
+use super::{isqrt, list, one_data_input, one_output, Reader, Val};
+use crate::error::excerpt;
+use crate::error::Diagnostic;
+use crate::onnx::proto::GraphProto;
+
+/// MaxViT attention regions of a TorchScript export: per region, its scope and node indices.
+pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
+    let op = |i: usize| g.node[i].op_type.as_deref().unwrap_or("");
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, n) in g.node.iter().enumerate() {
+        if op(i) != "Softmax" {
+            continue;
+        }
+        let Some(s) = scope(n) else { continue };
+        if !seen.insert(s.to_string()) {
+            continue;
+        }
+        let prefix = format!("{s}/");
+        let nodes: Vec<usize> = (0..g.node.len())
+            .filter(|&j| {
+                g.node[j]
+                    .name
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with(&prefix))
+            })
+            .collect();
+        let has = |o: &str| nodes.iter().any(|&j| op(j) == o);
+        if has("Einsum") && has("MatMul") && !has("Pad") {
+            out.push((s.to_string(), nodes));
+        }
+    }
+    out
+}
+
+impl<'a> Reader<'a> {
+    /// Reads traced MaxViT region `nodes` (scope `path`) as one `relative_position_attention`.
+    pub(super) fn maxvit_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
+        let g = self.graph;
+        let made: HashSet<&str> = nodes
+            .iter()
+            .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
+            .collect();
+        let mut env: HashMap<String, T> = HashMap::new();
+        let mut konst: HashSet<String> = HashSet::new();
+        let mut data: Option<(String, String, Vec<u64>)> = None;
+        for &j in nodes {
+            for x in &g.node[j].input {
+                if x.is_empty() || made.contains(x.as_str()) || env.contains_key(x) {
+                    continue;
+                }
+                match self.vals.get(x) {
+                    Some(Val::Act { r, shape }) => one_data_input(&mut data, x, r, shape)
+                        .map_err(|m| self.traced_err(j, path, m))?,
+                    Some(Val::Shaped { .. }) => {
+                        return Err(self.traced_err(
+                            j,
+                            path,
+                            format!("weight `{}` has no values: archscope recovers the bias table from the values torch.onnx.export folded into the file", excerpt(x)),
+                        ).help("export with the weights (export_params=True, the default)"))
+                    }
+                    Some(Val::Const { .. }) => {
+                        let t = self.traced_const(x).ok_or_else(|| {
+                            self.traced_err(j, path, format!("constant `{}` cannot be decoded", excerpt(x)))
+                        })?;
+                        env.insert(x.clone(), t);
+                        konst.insert(x.clone());
+                    }
+                    None => {
+                        return Err(self.traced_err(
+                            j,
+                            path,
+                            format!("input `{}` is neither an initializer, a graph input nor an earlier node's output", excerpt(x)),
+                        ))
+                    }
+                }
+            }
+        }
+        let Some((xname, xref, xshape)) = data else {
+            return Err(self.traced_err(
+                nodes[0],
+                path,
+                "no computed input: the layer reads one tensor",
+            ));
+        };
+        if xshape.len() != 4 {
+            return Err(self.traced_err(
+                nodes[0],
+                path,
+                format!(
+                    "its input `{}` has shape {}: the layer reads N×G×P×D (groups of P tokens)",
+                    excerpt(&xname),
+                    list(&xshape)
+                ),
+            ));
+        }
+        let xdims: Vec<usize> = xshape.iter().map(|&d| d as usize).collect();
+        let count = xdims.iter().product::<usize>();
+        if count > MAX_PROBE_ELEMENTS {
+            return Err(self.traced_err(nodes[0], path, format!("its input has {count} elements: archscope computes the region on a probe of at most {MAX_PROBE_ELEMENTS}")).help("export with a smaller input or batch"));
+        }
+        env.insert(
+            xname.clone(),
+            T::new(xdims.clone(), probe_values(count), false),
+        );
+        for &j in nodes {
+            let n = &g.node[j];
+            if n.op_type.as_deref() == Some("Constant") {
+                let t = self.traced_const(&n.output[0]).ok_or_else(|| {
+                    self.traced_err(j, path, "a Constant archscope cannot decode")
+                })?;
+                env.insert(n.output[0].clone(), t);
+                konst.insert(n.output[0].clone());
+                continue;
+            }
+            let is_const = n.op_type.as_deref() == Some("Shape")
+                || n.input.iter().all(|x| x.is_empty() || konst.contains(x));
+            let limit = if is_const {
+                super::super::MAX_FOLDED_ELEMENTS
+            } else {
+                MAX_PROBE_ELEMENTS
+            };
+            let ins: Vec<Option<&T>> = n
+                .input
+                .iter()
+                .map(|x| if x.is_empty() { None } else { env.get(x) })
+                .collect();
+            let outs = fold::eval(n, &ins, self.opset, limit).map_err(|e| {
+                self.traced_err(
+                    j,
+                    path,
+                    format!("{e} (archscope computes the region to compare it with the layer)"),
+                )
+            })?;
+            for (y, t) in n.output.iter().zip(outs) {
+                if is_const {
+                    konst.insert(y.clone());
+                }
+                env.insert(y.clone(), t);
+            }
+        }
+        let (kept, outs): (Vec<_>, Vec<_>) = self
+            .read_outside(nodes)
+            .into_iter()
+            .partition(|(_, y)| konst.contains(*y));
+        let (yname, last) =
+            one_output(nodes, &outs, "computed ").map_err(|(j, m)| self.traced_err(j, path, m))?;
+        for (_, y) in kept {
+            if let Some(t) = env.get(y) {
+                let dims = t.dims.iter().map(|&d| d as u64).collect();
+                self.vals
+                    .insert(y.to_string(), Val::folded(dims, t.data.clone()));
+            }
+        }
+        let found = self.maxvit_weights(path, nodes, &env, &konst, xdims[3], last)?;
+        let target = env.get(&yname).expect("computed above").clone();
+        let bd = &found.bias.1.dims;
+        let (heads, l) = (bd[bd.len() - 3] as u64, bd[bd.len() - 1] as u64);
+        let d = xshape[3];
+        let Some(size) = isqrt(l) else {
+            return Err(self.traced_err(found.bias.0, path, format!("the bias added here is over {l} tokens, which is no square partition (MaxViT's P = size²)")));
+        };
+        if l != xshape[2] || heads == 0 || !d.is_multiple_of(heads) {
+            return Err(self.traced_err(found.bias.0, path, format!("the bias added here has shape {bd:?}: for the input {} the layer needs 1 × heads × {} × {} with heads dividing {d}", list(&xshape), xshape[2], xshape[2])));
+        }
+        let body = format!(
+            "op: relative_position_attention, head_dim: {}, size: {size}",
+            d / heads
+        );
+        let cand = self.build_candidate(&body, &xshape, true)?;
+        match self.traced_try(
+            &cand,
+            &found,
+            &target,
+            &xdims,
+            &env[&xname],
+            last,
+            ([size, size], [0, 0]),
+        ) {
+            Ok(table) => self.traced_emit(path, nodes, &cand, &xref, &yname, &found, table),
+            Err(m) => Err(self.traced_err(m.node, path, m.why)),
+        }
+    }
+
+    /// Finds to_qkv, merge and the bias by their place in the data flow.
+    fn maxvit_weights(
+        &self,
+        path: &str,
+        nodes: &[usize],
+        env: &HashMap<String, T>,
+        konst: &HashSet<String>,
+        c: usize,
+        last: usize,
+    ) -> Result<Found, Diagnostic> {
+        let g = self.graph;
+        let op = |j: usize| g.node[j].op_type.as_deref().unwrap_or("");
+        let made: HashSet<&str> = nodes
+            .iter()
+            .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
+            .collect();
+        let by_const = |o: &str| -> Vec<(usize, T)> {
+            nodes
+                .iter()
+                .filter(|&&j| op(j) == o)
+                .filter_map(|&j| {
+                    let n = &g.node[j];
+                    let [a, b] = [n.input.first()?, n.input.get(1)?];
+                    match (konst.contains(a), konst.contains(b)) {
+                        (true, false) => Some((j, env.get(a)?.clone())),
+                        (false, true) => Some((j, env.get(b)?.clone())),
+                        _ => None,
+                    }
+                })
+                .collect()
+        };
+        let named = |suffix: &str| -> Option<T> {
+            nodes
+                .iter()
+                .flat_map(|&j| g.node[j].input.iter())
+                .find_map(|x| {
+                    (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
+                        .then(|| env.get(x).cloned())
+                        .flatten()
+                })
+        };
+        let mms = by_const("MatMul");
+        let adds = by_const("Add");
+        let find_mm = |dims: [usize; 2]| mms.iter().find(|(_, t)| t.dims == dims).cloned();
+        let Some((_, qkv)) = find_mm([c, 3 * c]) else {
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no MatMul by a {c}×{} constant (to_qkv)", 3 * c),
+            ));
+        };
+        let Some((_, merge)) = find_mm([c, c]) else {
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no MatMul by a {c}×{c} constant (merge)"),
+            ));
+        };
+        let vec_of = |len: usize| {
+            adds.iter()
+                .find(|(_, t)| t.dims == [len])
+                .map(|(_, t)| t.clone())
+        };
+        let tails: Vec<(usize, T)> = adds
+            .iter()
+            .filter(|(_, t)| {
+                let d = &t.dims;
+                d.len() >= 3 && d[d.len() - 1] == d[d.len() - 2]
+            })
+            .cloned()
+            .collect();
+        let Some(bias) = tails.first().cloned() else {
+            return Err(self.traced_err(
+                last,
+                path,
+                "no constant of trailing P×P dims added to the logits (the relative-position bias)",
+            ));
+        };
+        if let Some((j, _)) = tails.get(1) {
+            return Err(self.traced_err(*j, path, "a second constant added to the logits (the layer adds the relative-position bias only)"));
+        }
+        let mut weights = HashMap::new();
+        weights.insert("to_qkv.weight", transposed(&qkv));
+        weights.insert("merge.weight", transposed(&merge));
+        let qb = named("to_qkv.bias")
+            .or_else(|| vec_of(3 * c))
+            .ok_or_else(|| {
+                self.traced_err(
+                    last,
+                    path,
+                    format!("no bias of {} added to to_qkv's product", 3 * c),
+                )
+            })?;
+        let mb = named("merge.bias").or_else(|| vec_of(c)).ok_or_else(|| {
+            self.traced_err(
+                last,
+                path,
+                format!("no bias of {c} added to merge's product"),
+            )
+        })?;
+        weights.insert("to_qkv.bias", as_is(&qb));
+        weights.insert("merge.bias", as_is(&mb));
+        Ok(Found {
+            weights,
+            bias,
+            mask: None,
+            v2: false,
+            cpb_folded: None,
+        })
+    }
+}
