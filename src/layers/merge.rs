@@ -390,9 +390,14 @@ impl Op for Concat {
                     "concat inputs disagree outside dimension {}: input 0 is {first} but input {k} is {s}",
                     self.dim
                 ));
-                if s.rank() == 4 && first.rank() == 4 && self.dim == 1 {
-                    d = d.help("the spatial sizes must match: check the strides and paddings of both paths (a centre `crop` fits U-Net skips)");
-                }
+                d = if s.rank() == 4 && first.rank() == 4 && self.dim == 1 {
+                    d.help("the spatial sizes must match: check the strides and paddings of both paths (a centre `crop` fits U-Net skips)")
+                } else {
+                    d.help(format!(
+                        "every input needs the same rank and the same sizes outside `dim: {}`: reshape or flatten the inputs first",
+                        self.dim
+                    ))
+                };
                 return Err(d);
             }
             out.0[self.dim] = out.0[self.dim]

@@ -577,7 +577,10 @@ fn build_permute(a: &mut Attrs) -> Result<Box<dyn Layer>, Diagnostic> {
             return Err(Diagnostic::new(format!(
                 "`dims` {d} is out of range for a rank-{rank} tensor"
             ))
-            .at(at));
+            .at(at)
+            .help(format!(
+                "write a permutation of 0..{rank} (or -{rank}..-1, counted from the end)"
+            )));
         }
         if perm.contains(&(idx as usize)) {
             return Err(Diagnostic::new(format!(

@@ -33,6 +33,10 @@ impl T {
 }
 
 fn numel(d: &[usize]) -> Option<usize> {
+    // A tensor with a 0 among its sizes is empty, whatever its other sizes.
+    if d.contains(&0) {
+        return Some(0);
+    }
     d.iter().try_fold(1usize, |a, &x| a.checked_mul(x))
 }
 

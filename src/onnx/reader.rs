@@ -256,6 +256,12 @@ fn unsqueezed(dims: &[u64], axes: &[i64]) -> Vec<u64> {
 /// A float as YAML writes it (shortest round trip of the f32, always with a `.` or exponent
 /// mantissa that YAML reads as a float).
 fn yf(v: f64) -> String {
+    // YAML's spellings of the non-finite values (`-inf` would read as a string).
+    if v.is_nan() {
+        return ".nan".into();
+    } else if v.is_infinite() {
+        return if v > 0.0 { ".inf" } else { "-.inf" }.into();
+    }
     let s = format!("{:?}", v as f32);
     if s.contains('e') && !s.contains('.') {
         s.replacen('e', ".0e", 1)
@@ -387,6 +393,13 @@ pub fn import_model_sized(
         for y in &n.output {
             r.producer.insert(y.as_str(), i);
         }
+    }
+    if graph.output.is_empty() {
+        return Err(
+            Diagnostic::new(format!("{file}: the graph has no output")).help(
+                "a model needs at least one graph output (the logits, the map): export the model again",
+            ),
+        );
     }
     for o in &graph.output {
         *r.uses.entry(o.name.as_deref().unwrap_or("")).or_default() += 1;
@@ -1415,6 +1428,10 @@ impl<'a> Reader<'a> {
         match (lo, hi) {
             (Some(l), Some(h)) if l == 0.0 && h == 6.0 => self.unary(i, n, "relu6", String::new()),
             (Some(0.0), None) => self.unary(i, n, "relu", String::new()),
+            (Some(0.0), Some(h)) if h == f64::INFINITY => self.unary(i, n, "relu", String::new()),
+            (Some(l), Some(h)) if l.is_infinite() || h.is_infinite() => Err(self
+                .err(i, n, format!("Clip with min {l} and max {h}"))
+                .help("archscope's clamp (hardtanh) takes finite bounds: export clamp(min=…, max=…) with numbers")),
             (Some(l), Some(h)) if l.partial_cmp(&h) != Some(std::cmp::Ordering::Less) => Err(self
                 .err(i, n, format!("Clip with min {l} and max {h}"))
                 .help("archscope's clamp (hardtanh) needs min < max: export the model again")),

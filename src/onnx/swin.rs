@@ -656,7 +656,12 @@ impl<'a> Reader<'a> {
             ..Default::default()
         };
         let net = crate::graph::build_network(&doc, &opts).map_err(|e| (*e.0).clone())?;
-        let opset = u32::try_from(self.opset).unwrap_or(0);
+        // The candidate's ONNX form is compared with archscope's own exports, written at an
+        // opset archscope exports; a file of any other opset reads on (no match is a miss).
+        let opset = u32::try_from(self.opset).unwrap_or(0).clamp(
+            crate::layers::onnx::MIN_OPSET,
+            crate::layers::onnx::MAX_OPSET,
+        );
         let model = super::super::export::export(
             &net,
             None,
