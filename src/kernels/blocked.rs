@@ -442,6 +442,8 @@ mod avx512 {
                         for (v, wv) in wv.iter_mut().enumerate() {
                             *wv = _mm512_loadu_ps(ft.add(v * j.fs));
                         }
+                        // Indexed: `acc[v][p]` stays in registers as the loops unroll.
+                        #[allow(clippy::needless_range_loop)]
                         for p in 0..P {
                             let b = _mm512_set1_ps(*xt.add(p * S));
                             for v in 0..V {

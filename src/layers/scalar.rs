@@ -834,9 +834,9 @@ mod tests {
         assert_eq!(l.params().trainable, 1);
         assert_eq!(l.cost(&x, &o).unwrap().flops, 5);
         assert_eq!(l.label(), "x × exp(c) (learned)");
-        let e = build("scalar", "{operator: mul, value: 2, exp: true}", &[&[1, 4]])
-            .err()
-            .expect("refused");
+        let Err(e) = build("scalar", "{operator: mul, value: 2, exp: true}", &[&[1, 4]]) else {
+            panic!("refused")
+        };
         assert!(
             e.message
                 .contains("`exp: true` applies to a buffer's or parameter's values"),
