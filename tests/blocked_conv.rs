@@ -9,95 +9,9 @@
 //! channels.
 
 use crate::common::run_as_written_and_planned;
-use archscope::kernels::{blocked, Pointwise, Window2d};
+use crate::implicit_conv::{close, reference, val, EPILOGUES};
+use archscope::kernels::{blocked, Window2d};
 use proptest::prelude::*;
-
-/// The activations the plan fuses into a convolution, by index, with their f64 definitions.
-const EPILOGUES: [Option<Pointwise>; 5] = [
-    None,
-    Some(Pointwise::Relu),
-    Some(Pointwise::Relu6),
-    Some(Pointwise::Silu),
-    Some(Pointwise::Hardswish),
-];
-
-fn act(i: usize, v: f64) -> f64 {
-    match i {
-        0 => v,
-        1 => v.max(0.0),
-        2 => v.clamp(0.0, 6.0),
-        3 => v / (1.0 + (-v).exp()),
-        _ => v * (v + 3.0).clamp(0.0, 6.0) / 6.0,
-    }
-}
-
-/// A reproducible value in [−1, 1) from an index and a seed.
-fn val(i: usize, seed: u64) -> f32 {
-    let mut z = (i as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x632b_e59b);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-}
-
-/// The convolution in f64 by its definition: (outputs, sums of the terms' magnitudes), `m`
-/// planes of `win.output`.
-fn reference(
-    x: &[f32],
-    c: usize,
-    win: &Window2d,
-    w: &[f32],
-    m: usize,
-    bias: Option<&[f32]>,
-    e: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let [kh, kw] = win.kernel;
-    let [ih, iw] = win.input;
-    let [oh, ow] = win.output;
-    let (mut want, mut mag) = (Vec::new(), Vec::new());
-    for o in 0..m {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut s = bias.map_or(0.0, |b| f64::from(b[o]));
-                let mut a = s.abs();
-                for ci in 0..c {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize
-                                - win.pad[0] as isize;
-                            let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize
-                                - win.pad[1] as isize;
-                            if iy < 0 || ix < 0 || iy as usize >= ih || ix as usize >= iw {
-                                continue;
-                            }
-                            let v = x[(ci * ih + iy as usize) * iw + ix as usize];
-                            let t = f64::from(w[((o * c + ci) * kh + ky) * kw + kx]) * f64::from(v);
-                            s += t;
-                            a += t.abs();
-                        }
-                    }
-                }
-                want.push(act(e, s));
-                mag.push(a);
-            }
-        }
-    }
-    (want, mag)
-}
-
-/// `got` within f32 rounding of the f64 reference: the terms' magnitudes bound the error.
-fn close(got: &[f32], want: &[f64], mag: &[f64]) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(mag).enumerate() {
-        prop_assert!(
-            (f64::from(g) - w).abs() <= 1e-5 * (1.0 + s),
-            "element {}: {} vs {}",
-            i,
-            g,
-            w
-        );
-    }
-    Ok(())
-}
 
 /// Kernel shapes: the stems' 7×7, 5×5, inception_v3's 1×7 and 7×1, 3×3, and small odd ones.
 const KERNELS: [[usize; 2]; 8] = [

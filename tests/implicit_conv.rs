@@ -15,7 +15,7 @@ use archscope::{BuildOptions, Network};
 use proptest::prelude::*;
 
 /// The activations the plan fuses into a convolution, by index, with their f64 definitions.
-const EPILOGUES: [Option<Pointwise>; 5] = [
+pub(crate) const EPILOGUES: [Option<Pointwise>; 5] = [
     None,
     Some(Pointwise::Relu),
     Some(Pointwise::Relu6),
@@ -23,7 +23,7 @@ const EPILOGUES: [Option<Pointwise>; 5] = [
     Some(Pointwise::Hardswish),
 ];
 
-fn act(i: usize, v: f64) -> f64 {
+pub(crate) fn act(i: usize, v: f64) -> f64 {
     match i {
         0 => v,
         1 => v.max(0.0),
@@ -34,15 +34,16 @@ fn act(i: usize, v: f64) -> f64 {
 }
 
 /// A reproducible value in [−1, 1) from an index and a seed.
-fn val(i: usize, seed: u64) -> f32 {
+pub(crate) fn val(i: usize, seed: u64) -> f32 {
     let mut z = (i as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_add(0x632b_e59b);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
-/// The convolution in f64: (outputs, sums of the terms' magnitudes), `m` planes of `win.output`.
-fn reference(
+/// The convolution in f64 by its definition (any stride): (outputs, sums of the terms'
+/// magnitudes), `m` planes of `win.output`. Shared with tests/blocked_conv.rs.
+pub(crate) fn reference(
     x: &[f32],
     c: usize,
     win: &Window2d,
@@ -63,8 +64,10 @@ fn reference(
                 for ci in 0..c {
                     for ky in 0..kh {
                         for kx in 0..kw {
-                            let iy = (oy + ky * win.dilation[0]) as isize - win.pad[0] as isize;
-                            let ix = (ox + kx * win.dilation[1]) as isize - win.pad[1] as isize;
+                            let iy = (oy * win.stride[0] + ky * win.dilation[0]) as isize
+                                - win.pad[0] as isize;
+                            let ix = (ox * win.stride[1] + kx * win.dilation[1]) as isize
+                                - win.pad[1] as isize;
                             if iy < 0 || ix < 0 || iy as usize >= ih || ix as usize >= iw {
                                 continue;
                             }
@@ -84,7 +87,7 @@ fn reference(
 }
 
 /// `got` within f32 rounding of the f64 reference: the terms' magnitudes bound the error.
-fn close(got: &[f32], want: &[f64], mag: &[f64]) -> Result<(), TestCaseError> {
+pub(crate) fn close(got: &[f32], want: &[f64], mag: &[f64]) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.len(), want.len());
     for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(mag).enumerate() {
         prop_assert!(

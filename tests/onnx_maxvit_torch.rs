@@ -12,25 +12,12 @@
 
 use crate::common::{data_json, import_onnx as import, read_onnx as read, u64s, usizes};
 use crate::onnx_swin::{edited, ours_rows, torch_rows};
+use crate::onnx_swin_torch::{torch_totals, totals};
 use archscope::onnx::{self, proto};
 use archscope::{analyze, exec, Analysis, Dtype};
 
 fn reference() -> serde_json::Value {
     data_json("onnx_maxvit_reference.json")
-}
-
-fn totals(a: &Analysis) -> (u64, u64, u64, u64) {
-    (
-        a.totals.params,
-        a.totals.trainable,
-        a.totals.buffers,
-        a.totals.macs,
-    )
-}
-
-fn torch_totals(r: &serde_json::Value) -> (u64, u64, u64, u64) {
-    let g = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}"));
-    (g("params"), g("trainable"), g("buffers"), g("macs"))
 }
 
 fn f64s(v: &serde_json::Value) -> Vec<f64> {

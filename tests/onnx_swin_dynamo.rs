@@ -13,24 +13,11 @@
 use crate::common::data_json;
 use crate::common::{import_onnx as import, read_onnx as read};
 use crate::onnx_swin::{edited, ours_rows, run_as_onnxruntime, torch_rows};
+use crate::onnx_swin_torch::{torch_totals, totals};
 use archscope::onnx::proto;
-use archscope::{analyze, Analysis, Dtype};
+use archscope::{analyze, Dtype};
 
 const TINY: [&str; 2] = ["swin_tiny_dynamo", "swin_v2_tiny_dynamo"];
-
-fn totals(a: &Analysis) -> (u64, u64, u64, u64) {
-    (
-        a.totals.params,
-        a.totals.trainable,
-        a.totals.buffers,
-        a.totals.macs,
-    )
-}
-
-fn torch_totals(r: &serde_json::Value) -> (u64, u64, u64, u64) {
-    let g = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}"));
-    (g("params"), g("trainable"), g("buffers"), g("macs"))
-}
 
 #[test]
 fn tiny_dynamo_exports_have_pytorchs_figures_layer_by_layer() {

@@ -18,7 +18,9 @@ use archscope::{analyze, Analysis, Dtype};
 
 const TINY: [&str; 2] = ["swin_tiny_torch", "swin_v2_tiny_torch"];
 
-fn totals(a: &Analysis) -> (u64, u64, u64, u64) {
+/// (params, trainable, buffers, MACs) of an analysis (shared with onnx_swin_dynamo and
+/// onnx_maxvit_torch).
+pub(crate) fn totals(a: &Analysis) -> (u64, u64, u64, u64) {
     (
         a.totals.params,
         a.totals.trainable,
@@ -27,7 +29,8 @@ fn totals(a: &Analysis) -> (u64, u64, u64, u64) {
     )
 }
 
-fn torch_totals(r: &serde_json::Value) -> (u64, u64, u64, u64) {
+/// The same four figures of a script's PyTorch record.
+pub(crate) fn torch_totals(r: &serde_json::Value) -> (u64, u64, u64, u64) {
     let g = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}"));
     (g("params"), g("trainable"), g("buffers"), g("macs"))
 }
