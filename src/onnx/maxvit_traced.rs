@@ -25,9 +25,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::fold::{self, T};
-use super::traced::{as_is, probe_values, scope, transposed, Found, MAX_PROBE_ELEMENTS};
-use super::{isqrt, list, one_data_input, one_output, Reader, Val};
+use super::super::fold::T;
+use super::traced::{as_is, scope, transposed, Found, Probed};
+use super::{isqrt, list, Reader};
 use crate::error::excerpt;
 use crate::error::Diagnostic;
 use crate::onnx::proto::GraphProto;
@@ -65,122 +65,23 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
 impl<'a> Reader<'a> {
     /// Reads traced MaxViT region `nodes` (scope `path`) as one `relative_position_attention`.
     pub(super) fn maxvit_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
-        let g = self.graph;
-        let made: HashSet<&str> = nodes
-            .iter()
-            .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
-            .collect();
-        let mut env: HashMap<String, T> = HashMap::new();
-        let mut konst: HashSet<String> = HashSet::new();
-        let mut data: Option<(String, String, Vec<u64>)> = None;
-        for &j in nodes {
-            for x in &g.node[j].input {
-                if x.is_empty() || made.contains(x.as_str()) || env.contains_key(x) {
-                    continue;
-                }
-                match self.vals.get(x) {
-                    Some(Val::Act { r, shape }) => one_data_input(&mut data, x, r, shape)
-                        .map_err(|m| self.traced_err(j, path, m))?,
-                    Some(Val::Shaped { .. }) => {
-                        return Err(self.traced_err(
-                            j,
-                            path,
-                            format!("weight `{}` has no values: archscope recovers the bias table from the values torch.onnx.export folded into the file", excerpt(x)),
-                        ).help("export with the weights (export_params=True, the default)"))
-                    }
-                    Some(Val::Const { .. }) => {
-                        let t = self.traced_const(x).ok_or_else(|| {
-                            self.traced_err(j, path, format!("constant `{}` cannot be decoded", excerpt(x)))
-                        })?;
-                        env.insert(x.clone(), t);
-                        konst.insert(x.clone());
-                    }
-                    None => {
-                        return Err(self.traced_err(
-                            j,
-                            path,
-                            format!("input `{}` is neither an initializer, a graph input nor an earlier node's output", excerpt(x)),
-                        ))
-                    }
-                }
-            }
-        }
-        let Some((xname, xref, xshape)) = data else {
-            return Err(self.traced_err(
-                nodes[0],
+        let Probed {
+            env,
+            konst,
+            xname,
+            xref,
+            xshape,
+            yname,
+            last,
+        } = self.traced_probe(path, nodes, "N×G×P×D (groups of P tokens)", |r, j, x, path, _, _| {
+            r.traced_err(
+                j,
                 path,
-                "no computed input: the layer reads one tensor",
-            ));
-        };
-        if xshape.len() != 4 {
-            return Err(self.traced_err(
-                nodes[0],
-                path,
-                format!(
-                    "its input `{}` has shape {}: the layer reads N×G×P×D (groups of P tokens)",
-                    excerpt(&xname),
-                    list(&xshape)
-                ),
-            ));
-        }
+                format!("weight `{}` has no values: archscope recovers the bias table from the values torch.onnx.export folded into the file", excerpt(x)),
+            )
+            .help("export with the weights (export_params=True, the default)")
+        })?;
         let xdims: Vec<usize> = xshape.iter().map(|&d| d as usize).collect();
-        let count = xdims.iter().product::<usize>();
-        if count > MAX_PROBE_ELEMENTS {
-            return Err(self.traced_err(nodes[0], path, format!("its input has {count} elements: archscope computes the region on a probe of at most {MAX_PROBE_ELEMENTS}")).help("export with a smaller input or batch"));
-        }
-        env.insert(
-            xname.clone(),
-            T::new(xdims.clone(), probe_values(count), false),
-        );
-        for &j in nodes {
-            let n = &g.node[j];
-            if n.op_type.as_deref() == Some("Constant") {
-                let t = self.traced_const(&n.output[0]).ok_or_else(|| {
-                    self.traced_err(j, path, "a Constant archscope cannot decode")
-                })?;
-                env.insert(n.output[0].clone(), t);
-                konst.insert(n.output[0].clone());
-                continue;
-            }
-            let is_const = n.op_type.as_deref() == Some("Shape")
-                || n.input.iter().all(|x| x.is_empty() || konst.contains(x));
-            let limit = if is_const {
-                super::super::MAX_FOLDED_ELEMENTS
-            } else {
-                MAX_PROBE_ELEMENTS
-            };
-            let ins: Vec<Option<&T>> = n
-                .input
-                .iter()
-                .map(|x| if x.is_empty() { None } else { env.get(x) })
-                .collect();
-            let outs = fold::eval(n, &ins, self.opset, limit).map_err(|e| {
-                self.traced_err(
-                    j,
-                    path,
-                    format!("{e} (archscope computes the region to compare it with the layer)"),
-                )
-            })?;
-            for (y, t) in n.output.iter().zip(outs) {
-                if is_const {
-                    konst.insert(y.clone());
-                }
-                env.insert(y.clone(), t);
-            }
-        }
-        let (kept, outs): (Vec<_>, Vec<_>) = self
-            .read_outside(nodes)
-            .into_iter()
-            .partition(|(_, y)| konst.contains(*y));
-        let (yname, last) =
-            one_output(nodes, &outs, "computed ").map_err(|(j, m)| self.traced_err(j, path, m))?;
-        for (_, y) in kept {
-            if let Some(t) = env.get(y) {
-                let dims = t.dims.iter().map(|&d| d as u64).collect();
-                self.vals
-                    .insert(y.to_string(), Val::folded(dims, t.data.clone()));
-            }
-        }
         let found = self.maxvit_weights(path, nodes, &env, &konst, xdims[3], last)?;
         let target = env.get(&yname).expect("computed above").clone();
         let bd = &found.bias.1.dims;

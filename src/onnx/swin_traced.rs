@@ -186,6 +186,21 @@ pub(super) struct Miss {
     pub(super) why: String,
 }
 
+/// A traced region computed on the probe ([`Reader::traced_probe`]).
+pub(super) struct Probed {
+    /// Every tensor's value on the probe.
+    pub(super) env: HashMap<String, T>,
+    /// The tensors that are constants (not computed from the probe).
+    pub(super) konst: HashSet<String>,
+    /// The computed input: its tensor name, its layer reference and shape.
+    pub(super) xname: String,
+    pub(super) xref: String,
+    pub(super) xshape: Vec<u64>,
+    /// The one computed output read outside, and the node that writes it.
+    pub(super) yname: String,
+    pub(super) last: usize,
+}
+
 /// The weights found in a region.
 pub(super) struct Found {
     /// Per layer weight (its name in the layer): PyTorch's shape and values (a `MatMul`
@@ -392,8 +407,18 @@ impl<'a> Reader<'a> {
         .help(help)
     }
 
-    /// Reads traced region `nodes` (scope `path`) as one `shifted_window_attention`.
-    pub(super) fn traced_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
+    /// Computes traced region `nodes` (scope `path`) on the probe: its one computed input (of
+    /// rank 4, `layout` in the message) takes seeded values, constants fold, every node is
+    /// evaluated; constants read outside stay known. `graph_only`: the error for an input that
+    /// is a weight without values (at node `j`, input `x`). Shared by Swin and MaxViT.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn traced_probe(
+        &mut self,
+        path: &str,
+        nodes: &[usize],
+        layout: &str,
+        graph_only: fn(&Self, usize, &str, &str, &[usize], &HashSet<&str>) -> Diagnostic,
+    ) -> Result<Probed, Diagnostic> {
         let g = self.graph;
         let made: HashSet<&str> = nodes
             .iter()
@@ -412,7 +437,7 @@ impl<'a> Reader<'a> {
                     Some(Val::Act { r, shape }) => {
                         one_data_input(&mut data, x, r, shape).map_err(|m| self.traced_err(j, path, m))?
                     }
-                    Some(Val::Shaped { .. }) => return Err(self.graph_only(path, nodes, &made)),
+                    Some(Val::Shaped { .. }) => return Err(graph_only(self, j, x, path, nodes, &made)),
                     Some(Val::Const { .. }) => {
                         let t = self.traced_const(x).ok_or_else(|| {
                             self.traced_err(j, path, format!("constant `{}` cannot be decoded", excerpt(x)))
@@ -442,7 +467,7 @@ impl<'a> Reader<'a> {
                 nodes[0],
                 path,
                 format!(
-                    "its input `{}` has shape {}: the layer reads N×H×W×C",
+                    "its input `{}` has shape {}: the layer reads {layout}",
                     excerpt(&xname),
                     list(&xshape)
                 ),
@@ -509,6 +534,32 @@ impl<'a> Reader<'a> {
                     .insert(y.to_string(), Val::folded(dims, t.data.clone()));
             }
         }
+        Ok(Probed {
+            env,
+            konst,
+            xname,
+            xref,
+            xshape,
+            yname,
+            last,
+        })
+    }
+
+    /// Reads traced region `nodes` (scope `path`) as one `shifted_window_attention`.
+    pub(super) fn traced_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
+        let Probed {
+            env,
+            konst,
+            xname,
+            xref,
+            xshape,
+            yname,
+            last,
+        } = self.traced_probe(path, nodes, "N×H×W×C", |r, _, _, path, nodes, made| {
+            r.graph_only(path, nodes, made)
+        })?;
+        let xdims: Vec<usize> = xshape.iter().map(|&d| d as usize).collect();
+        let g = self.graph;
         let found = self.traced_weights(path, nodes, &env, &konst, xshape[3], last)?;
         let target = env.get(&yname).expect("computed above").clone();
         // Shifts: the starts of the Slices on computed tensors (the roll), modulo their axis.
