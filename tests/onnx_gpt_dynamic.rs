@@ -12,6 +12,7 @@
 
 use crate::common::{archscope, assert_onnxruntime_output, data_json, f32s, json, read_onnx};
 use crate::common::{read_saved_npy, root, stderr, weighted_rows};
+use crate::onnx_inputs::attentions;
 use archscope::onnx::{self, proto};
 use archscope::tensor::Tensor;
 use archscope::{analyze, exec, BuildOptions, Dtype, Network};
@@ -48,14 +49,6 @@ fn read_at(
     };
     let net = onnx::build_imported(f, &imp, &opts).map_err(|e| e.to_string())?;
     Ok((net, imp))
-}
-
-fn attentions(net: &Network) -> Vec<String> {
-    net.nodes
-        .iter()
-        .filter(|n| n.layer.op() == "scaled_dot_product_attention")
-        .map(|n| n.layer.label())
-        .collect()
 }
 
 #[test]

@@ -31,7 +31,8 @@ fn f64s(v: &serde_json::Value) -> Vec<f64> {
 
 const MASKED: [&str; 2] = ["gpt_tiny_mask.onnx", "gpt_tiny_mask_dynamo.onnx"];
 
-fn attentions(net: &Network) -> Vec<String> {
+/// The labels of a network's scaled-dot-product attentions (shared with onnx_gpt_dynamic).
+pub(crate) fn attentions(net: &Network) -> Vec<String> {
     net.nodes
         .iter()
         .filter(|n| n.layer.op() == "scaled_dot_product_attention")

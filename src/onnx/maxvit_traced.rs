@@ -26,7 +26,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::super::fold::T;
-use super::traced::{as_is, scope, transposed, Found, Probed};
+use super::traced::{as_is, named_weight, scope, transposed, vec_of, Found, Probed, Products};
 use super::{isqrt, list, Reader};
 use crate::error::excerpt;
 use crate::error::Diagnostic;
@@ -123,73 +123,15 @@ impl<'a> Reader<'a> {
         last: usize,
     ) -> Result<Found, Diagnostic> {
         let g = self.graph;
-        let op = |j: usize| g.node[j].op_type.as_deref().unwrap_or("");
-        let made: HashSet<&str> = nodes
-            .iter()
-            .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
-            .collect();
-        let by_const = |o: &str| -> Vec<(usize, T)> {
-            nodes
-                .iter()
-                .filter(|&&j| op(j) == o)
-                .filter_map(|&j| {
-                    let n = &g.node[j];
-                    let [a, b] = [n.input.first()?, n.input.get(1)?];
-                    match (konst.contains(a), konst.contains(b)) {
-                        (true, false) => Some((j, env.get(a)?.clone())),
-                        (false, true) => Some((j, env.get(b)?.clone())),
-                        _ => None,
-                    }
-                })
-                .collect()
-        };
-        let named = |suffix: &str| -> Option<T> {
-            nodes
-                .iter()
-                .flat_map(|&j| g.node[j].input.iter())
-                .find_map(|x| {
-                    (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
-                        .then(|| env.get(x).cloned())
-                        .flatten()
-                })
-        };
-        let mms = by_const("MatMul");
-        let adds = by_const("Add");
-        let find_mm = |dims: [usize; 2]| mms.iter().find(|(_, t)| t.dims == dims).cloned();
-        let Some((_, qkv)) = find_mm([c, 3 * c]) else {
-            return Err(self.traced_err(
-                last,
-                path,
-                format!("no MatMul by a {c}×{} constant (to_qkv)", 3 * c),
-            ));
-        };
-        let Some((_, merge)) = find_mm([c, c]) else {
-            return Err(self.traced_err(
-                last,
-                path,
-                format!("no MatMul by a {c}×{c} constant (merge)"),
-            ));
-        };
-        let vec_of = |len: usize| {
-            adds.iter()
-                .find(|(_, t)| t.dims == [len])
-                .map(|(_, t)| t.clone())
-        };
-        let tails: Vec<(usize, T)> = adds
-            .iter()
-            .filter(|(_, t)| {
-                let d = &t.dims;
-                d.len() >= 3 && d[d.len() - 1] == d[d.len() - 2]
-            })
-            .cloned()
-            .collect();
-        let Some(bias) = tails.first().cloned() else {
-            return Err(self.traced_err(
-                last,
-                path,
-                "no constant of trailing P×P dims added to the logits (the relative-position bias)",
-            ));
-        };
+        let named = |suffix: &str| named_weight(g, nodes, env, suffix);
+        let Products {
+            qkv,
+            proj: merge,
+            adds,
+            tails,
+        } = self.traced_products(path, nodes, env, konst, c, last, ["to_qkv", "merge"], "P")?;
+        let vec_of = |len: usize| vec_of(&adds, len);
+        let bias = tails[0].clone();
         if let Some((j, _)) = tails.get(1) {
             return Err(self.traced_err(*j, path, "a second constant added to the logits (the layer adds the relative-position bias only)"));
         }

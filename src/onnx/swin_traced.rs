@@ -186,6 +186,69 @@ pub(super) struct Miss {
     pub(super) why: String,
 }
 
+/// (node, constant operand) of each `o` node (MatMul, Add, Mul) of `nodes` that takes a
+/// computed tensor and a constant.
+pub(super) fn const_operands(
+    g: &GraphProto,
+    nodes: &[usize],
+    env: &HashMap<String, T>,
+    konst: &HashSet<String>,
+    o: &str,
+) -> Vec<(usize, T)> {
+    nodes
+        .iter()
+        .filter(|&&j| g.node[j].op_type.as_deref() == Some(o))
+        .filter_map(|&j| {
+            let n = &g.node[j];
+            let [a, b] = [n.input.first()?, n.input.get(1)?];
+            match (konst.contains(a), konst.contains(b)) {
+                (true, false) => Some((j, env.get(a)?.clone())),
+                (false, true) => Some((j, env.get(b)?.clone())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A weight read from outside region `nodes` under its PyTorch name (`….attn.logit_scale`).
+pub(super) fn named_weight(
+    g: &GraphProto,
+    nodes: &[usize],
+    env: &HashMap<String, T>,
+    suffix: &str,
+) -> Option<T> {
+    let made: HashSet<&str> = nodes
+        .iter()
+        .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
+        .collect();
+    nodes
+        .iter()
+        .flat_map(|&j| g.node[j].input.iter())
+        .find_map(|x| {
+            (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
+                .then(|| env.get(x).cloned())
+                .flatten()
+        })
+}
+
+/// The constant of `len` elements some `Add` of `adds` adds (a linear layer's bias).
+pub(super) fn vec_of(adds: &[(usize, T)], len: usize) -> Option<T> {
+    adds.iter()
+        .find(|(_, t)| t.dims == [len])
+        .map(|(_, t)| t.clone())
+}
+
+/// An attention region's constant operands ([`Reader::traced_products`]).
+pub(super) struct Products {
+    /// The input projection's C×3C and the output projection's C×C matrices.
+    pub(super) qkv: T,
+    pub(super) proj: T,
+    /// Every `Add` of a constant, and those whose constant has trailing square dims (the
+    /// relative-position bias first; at least one).
+    pub(super) adds: Vec<(usize, T)>,
+    pub(super) tails: Vec<(usize, T)>,
+}
+
 /// A traced region computed on the probe ([`Reader::traced_probe`]).
 pub(super) struct Probed {
     /// Every tensor's value on the probe.
@@ -650,6 +713,61 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Finds a region's two projections (`names`: their PyTorch names, for the messages) and
+    /// the constants added to it, by their place in the data flow; `tokens` names the bias's
+    /// trailing dims in the message (L, P).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn traced_products(
+        &self,
+        path: &str,
+        nodes: &[usize],
+        env: &HashMap<String, T>,
+        konst: &HashSet<String>,
+        c: usize,
+        last: usize,
+        names: [&str; 2],
+        tokens: &str,
+    ) -> Result<Products, Diagnostic> {
+        let g = self.graph;
+        let mms = const_operands(g, nodes, env, konst, "MatMul");
+        let adds = const_operands(g, nodes, env, konst, "Add");
+        let find_mm = |dims: [usize; 2], name: &str| {
+            mms.iter()
+                .find(|(_, t)| t.dims == dims)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| {
+                    self.traced_err(
+                        last,
+                        path,
+                        format!("no MatMul by a {}×{} constant ({name})", dims[0], dims[1]),
+                    )
+                })
+        };
+        let qkv = find_mm([c, 3 * c], names[0])?;
+        let proj = find_mm([c, c], names[1])?;
+        let tails: Vec<(usize, T)> = adds
+            .iter()
+            .filter(|(_, t)| {
+                let d = &t.dims;
+                d.len() >= 3 && d[d.len() - 1] == d[d.len() - 2]
+            })
+            .cloned()
+            .collect();
+        if tails.is_empty() {
+            return Err(self.traced_err(
+                last,
+                path,
+                format!("no constant of trailing {tokens}×{tokens} dims added to the logits (the relative-position bias)"),
+            ));
+        }
+        Ok(Products {
+            qkv,
+            proj,
+            adds,
+            tails,
+        })
+    }
+
     /// Finds qkv, proj (and V2's logit scale and cpb_mlp), the bias and the mask by their
     /// place in the data flow.
     fn traced_weights(
@@ -664,75 +782,17 @@ impl<'a> Reader<'a> {
         let g = self.graph;
         let c = c as usize;
         let op = |j: usize| g.node[j].op_type.as_deref().unwrap_or("");
-        let made: HashSet<&str> = nodes
-            .iter()
-            .flat_map(|&j| g.node[j].output.iter().map(String::as_str))
-            .collect();
-        // (node, constant operand) of each MatMul / Add of a computed tensor by a constant.
-        let by_const = |o: &str| -> Vec<(usize, T)> {
-            nodes
-                .iter()
-                .filter(|&&j| op(j) == o)
-                .filter_map(|&j| {
-                    let n = &g.node[j];
-                    let [a, b] = [n.input.first()?, n.input.get(1)?];
-                    match (konst.contains(a), konst.contains(b)) {
-                        (true, false) => Some((j, env.get(a)?.clone())),
-                        (false, true) => Some((j, env.get(b)?.clone())),
-                        _ => None,
-                    }
-                })
-                .collect()
-        };
-        // A weight read from outside the region under its PyTorch name (`….attn.logit_scale`).
-        let named = |suffix: &str| -> Option<T> {
-            nodes
-                .iter()
-                .flat_map(|&j| g.node[j].input.iter())
-                .find_map(|x| {
-                    (!made.contains(x.as_str()) && x.ends_with(&format!(".{suffix}")))
-                        .then(|| env.get(x).cloned())
-                        .flatten()
-                })
-        };
+        let by_const = |o: &str| const_operands(g, nodes, env, konst, o);
+        let named = |suffix: &str| named_weight(g, nodes, env, suffix);
         let v2 = nodes.iter().any(|&j| op(j) == "ReduceL2");
-        let mms = by_const("MatMul");
-        let adds = by_const("Add");
-        let find_mm = |dims: [usize; 2]| mms.iter().find(|(_, t)| t.dims == dims).cloned();
-        let Some((_, qkv)) = find_mm([c, 3 * c]) else {
-            return Err(self.traced_err(
-                last,
-                path,
-                format!("no MatMul by a {c}×{} constant (qkv)", 3 * c),
-            ));
-        };
-        let Some((_, proj)) = find_mm([c, c]) else {
-            return Err(self.traced_err(
-                last,
-                path,
-                format!("no MatMul by a {c}×{c} constant (proj)"),
-            ));
-        };
-        let vec_of = |len: usize| {
-            adds.iter()
-                .find(|(_, t)| t.dims == [len])
-                .map(|(_, t)| t.clone())
-        };
-        let tails: Vec<(usize, T)> = adds
-            .iter()
-            .filter(|(_, t)| {
-                let d = &t.dims;
-                d.len() >= 3 && d[d.len() - 1] == d[d.len() - 2]
-            })
-            .cloned()
-            .collect();
-        let Some(bias) = tails.first().cloned() else {
-            return Err(self.traced_err(
-                last,
-                path,
-                "no constant of trailing L×L dims added to the logits (the relative-position bias)",
-            ));
-        };
+        let Products {
+            qkv,
+            proj,
+            adds,
+            tails,
+        } = self.traced_products(path, nodes, env, konst, c, last, ["qkv", "proj"], "L")?;
+        let vec_of = |len: usize| vec_of(&adds, len);
+        let bias = tails[0].clone();
         if tails.len() > 2 {
             return Err(self.traced_err(
                 tails[2].0,
