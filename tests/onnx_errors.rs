@@ -326,6 +326,7 @@ fn opset_out_of_range() {
 
 #[test]
 fn external_data_is_refused_with_the_fix() {
+    // The data file the tensor names is not beside the model: the tensor, the file, the fix.
     let mut m = model();
     let w = &mut graph(&mut m).initializer[0];
     w.raw_data = None;
@@ -337,10 +338,13 @@ fn external_data_is_refused_with_the_fix() {
     let msg = refused_model(
         "ext.onnx",
         &m,
-        "tensor `w` keeps its data in an external file",
+        "tensor `w`: cannot read its external data (432 bytes at offset 0 of `weights.bin`)",
     );
-    assert!(msg.contains("save_as_external_data=False"), "{msg}");
-    // A small one (decoded eagerly, as shape arithmetic may need it) says the same.
+    assert!(
+        msg.contains("keep the .onnx and its data file together"),
+        "{msg}"
+    );
+    // Marked external without a location: refused before anything is read.
     let mut m = model();
     let b = &mut graph(&mut m).initializer[1];
     b.raw_data = None;
@@ -352,7 +356,7 @@ fn external_data_is_refused_with_the_fix() {
     let msg = refused_model(
         "ext1.onnx",
         &m,
-        "tensor `one` keeps its data in an external file",
+        "its data is marked external but no `location` names the file",
     );
     assert!(msg.contains("save_as_external_data=False"), "{msg}");
 }

@@ -49,6 +49,7 @@ mod onnx_convert_named;
 mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;
+mod onnx_external;
 mod onnx_fold;
 mod onnx_fuzz;
 mod onnx_gpt;

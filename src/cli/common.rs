@@ -210,17 +210,68 @@ pub fn is_onnx_file(model: &str) -> bool {
     crate::onnx::looks_like_onnx(&head[..n])
 }
 
-/// Reads and builds an ONNX model (`--input` replaces the single input's shape as for YAML);
-/// also returns the import (its YAML text and the initializers' weights).
-pub fn load_onnx(model: &str, setting: &Setting) -> Result<(Network, crate::onnx::Import)> {
+/// Reads an ONNX file and the external data files its tensors name (relative to the model's
+/// folder; each reference checked by `onnx::external::resolve` before it is read here).
+pub fn import_onnx(model: &str, batch: u64, input: Option<&[u64]>) -> Result<crate::onnx::Import> {
     let bytes = read_capped(
         model,
         crate::onnx::MAX_ONNX_BYTES,
         "archscope reads from an ONNX file",
     )?;
+    let dir = std::path::Path::new(model)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut read = |r: &crate::onnx::external::ExternalRef| read_external(&dir, r);
+    Ok(crate::onnx::import_external(
+        model, &bytes, batch, input, &mut read,
+    )?)
+}
+
+/// `r.length` bytes at `r.offset` of the file `r.location` in `dir`.
+fn read_external(
+    dir: &std::path::Path,
+    r: &crate::onnx::external::ExternalRef,
+) -> std::result::Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = dir.join(&r.location);
+    let shown = path.display();
+    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let end = r.offset.saturating_add(r.length);
+    if end > meta.len() {
+        return Err(format!(
+            "{shown} holds {} bytes, and the tensor's bytes end at {end}",
+            meta.len()
+        ));
+    }
+    let len = usize::try_from(r.length).map_err(|_| "too large for this machine".to_string())?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|_| format!("cannot allocate {len} bytes"))?;
+    f.seek(SeekFrom::Start(r.offset))
+        .and_then(|_| f.take(r.length).read_to_end(&mut buf))
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if buf.len() != len {
+        return Err(format!(
+            "{shown} ended after {} of the tensor's {len} bytes",
+            buf.len()
+        ));
+    }
+    Ok(buf)
+}
+
+/// Reads and builds an ONNX model (`--input` replaces the single input's shape as for YAML);
+/// also returns the import (its YAML text and the initializers' weights).
+pub fn load_onnx(model: &str, setting: &Setting) -> Result<(Network, crate::onnx::Import)> {
     // A file with symbolic input sizes takes --input's while it is read (its shape constants
     // fold from them); one with fixed sizes is resized as a YAML model is.
-    let imp = crate::onnx::import_sized(model, &bytes, setting.batch, setting.input.as_deref())?;
+    let imp = import_onnx(model, setting.batch, setting.input.as_deref())?;
     let input = match &setting.input {
         // Sized while read (its symbols bound): the YAML has the sizes already.
         Some(_) if imp.input_sized => None,

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::common::{is_onnx_file, load_doc, read_capped, ModelArgs};
+use super::common::{is_onnx_file, load_doc, ModelArgs};
 
 // The flags of `convert` (its help is the `Command::Convert` doc comment).
 #[derive(clap::Args)]
@@ -28,14 +28,8 @@ pub struct Args {
 /// `convert model.onnx`.
 fn run_onnx(args: &Args) -> Result<i32> {
     let model = &args.model.model;
-    let bytes = read_capped(
-        model,
-        crate::onnx::MAX_ONNX_BYTES,
-        "archscope reads from an ONNX file",
-    )?;
     let input = args.model.setting.single("convert")?.input;
-    let imp = crate::onnx::import_sized(model, &bytes, 1, input.as_deref())?;
-    drop(bytes);
+    let imp = super::common::import_onnx(model, 1, input.as_deref())?;
     if input.is_some() && !imp.input_sized {
         bail!(
             "{model}: --input sizes an ONNX file whose input sizes are symbolic, and this file fixes them

@@ -311,7 +311,7 @@ impl<'a> Reader<'a> {
                     self.vals
                         .insert(n.output[0].clone(), Val::folded(vec![d.len() as u64], d));
                 }
-                "Identity" | "Dropout" | "Cast" if computed == [0] => {
+                "Identity" | "Dropout" | "Cast" | "CastLike" if computed == [0] => {
                     let mut v = a.clone();
                     v.raw = a.raw;
                     out(&mut t, 0, v);

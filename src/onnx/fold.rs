@@ -260,6 +260,16 @@ pub(super) fn eval(
             };
             one(T::new(x.dims.clone(), data, is_int_type(to)))
         }
+        "CastLike" => {
+            let (x, like) = (get(0)?, get(1)?);
+            let int = like.int;
+            let data = x
+                .data
+                .iter()
+                .map(|&v| if int { v.trunc() } else { f32r(v) })
+                .collect();
+            one(T::new(x.dims.clone(), data, int))
+        }
         "Reshape" => {
             let x = get(0)?;
             let t = get(1)?.ints();
@@ -986,6 +996,7 @@ pub(super) fn int_tensors(g: &proto::GraphProto) -> std::collections::HashSet<St
         let input_int = |k: usize| n.input.get(k).is_some_and(|x| ints.contains(x));
         let int = match op {
             "Cast" => is_int_type(attr_i(n, "to", 1) as i32),
+            "CastLike" => input_int(1),
             "Shape" | "Size" | "NonZero" | "ArgMax" | "ArgMin" | "Equal" | "Less" | "Greater"
             | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "IsNaN" => true,
             "Constant" => n

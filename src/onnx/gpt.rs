@@ -979,6 +979,20 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// `CastLike` of a computed tensor: a float-like second input leaves it as it is (what
+    /// archscope computes is f32 throughout); the integer casts are [`Self::cast_act`]'s.
+    pub(super) fn cast_like(&mut self, i: usize, n: &NodeProto) -> Result<(), Diagnostic> {
+        let int = n.input.get(1).is_some_and(|x| self.ints.contains(x));
+        if int {
+            return Err(self
+                .err(i, n, "a CastLike of a computed tensor to an integer type")
+                .help("archscope reads casts of computed tensors to float types; describe the model in YAML"));
+        }
+        let v = self.need(i, n, 0)?.clone();
+        self.vals.insert(n.output[0].clone(), v);
+        Ok(())
+    }
+
     /// A reshape of the token ids to their own shape: the ids themselves.
     pub(super) fn same_ids(&mut self, n: &NodeProto, shape: &[u64], out: &[u64]) -> bool {
         let x = &n.input[0];

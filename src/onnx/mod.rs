@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod export;
+pub mod external;
 pub mod proto;
 pub mod reader;
 
@@ -17,7 +18,9 @@ use crate::graph::{build_network, BuildOptions, Network};
 use crate::tensor::{Init, Tensor, WeightKind};
 use crate::yaml::Document;
 
-pub use reader::{import, import_sized, Import, MAX_NODES, MAX_ONNX_BYTES, MAX_OPSET};
+pub use reader::{
+    import, import_external, import_sized, Import, MAX_NODES, MAX_ONNX_BYTES, MAX_OPSET,
+};
 
 /// Whether `bytes` look like an ONNX model (a protobuf whose first field is `ir_version`, tag
 /// 0x08) rather than text.

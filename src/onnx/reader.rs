@@ -300,9 +300,27 @@ pub fn import_sized(
             "{file} is {} bytes; archscope reads ONNX files of at most {MAX_ONNX_BYTES} bytes (2 GiB)",
             bytes.len()
         ))
-        .help("export with external data for the weights is not read either: export the graph only (export_params=False)"));
+        .help("save the weights as external data beside it (onnx.save(model, path, save_as_external_data=True)), which archscope reads, or export the graph only (export_params=False)"));
     }
     let model: ModelProto = proto::decode_model(file, bytes)?;
+    import_model_sized(file, &model, batch, input)
+}
+
+/// [`import_sized`] for a model whose tensors may keep their data in files beside it (ONNX
+/// external data): `read` returns the bytes of each reference, checked first by
+/// [`super::external::resolve`] (the CLI opens the files relative to the model's folder).
+pub fn import_external(
+    file: &str,
+    bytes: &[u8],
+    batch: u64,
+    input: Option<&[u64]>,
+    read: &mut super::external::ExternalReader<'_>,
+) -> Result<Import, Diagnostic> {
+    if bytes.len() as u64 > MAX_ONNX_BYTES {
+        return import_sized(file, bytes, batch, input);
+    }
+    let mut model: ModelProto = proto::decode_model(file, bytes)?;
+    super::external::resolve(file, &mut model, read)?;
     import_model_sized(file, &model, batch, input)
 }
 
@@ -615,7 +633,7 @@ const AGAIN: &str = "export the model again";
 /// What to do about a tensor whose data cannot be read.
 fn data_help(e: &DataError) -> &'static str {
     match e {
-        DataError::External => "archscope reads weights stored inside the .onnx file: save it without external data (onnx.save(model, path, save_as_external_data=False)) or export the graph only",
+        DataError::External => "read the model through the archscope command, which reads external data from the file beside the model, or save it with its weights inside (onnx.save(model, path, save_as_external_data=False))",
         DataError::Type(_) => "archscope reads float, float16, bfloat16, double and integer tensors",
         _ => "the file is damaged: export it again",
     }
@@ -1134,6 +1152,31 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A bias input ([`Self::weight`]), except that a bias of zeros computed from constants
+    /// — not an initializer — is no bias: the dynamo exporter's unoptimised graph gives a
+    /// bias-free convolution `Expand(CastLike(0, x), Shape(w)[0])`, which PyTorch's module
+    /// does not have, so it counts no parameters (and adding zero changes no output).
+    fn bias(
+        &mut self,
+        i: usize,
+        n: &NodeProto,
+        k: usize,
+    ) -> Result<Option<(Vec<u64>, Option<Vec<f32>>)>, Diagnostic> {
+        if let Some(Some(Val::Const {
+            data, init: None, ..
+        })) = n
+            .input
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .map(|x| self.vals.get(x))
+        {
+            if data.iter().all(|&v| v == 0.0) {
+                return Ok(None);
+            }
+        }
+        self.weight(i, n, k)
+    }
+
     /// Input `k`'s dims (`None`: absent, nothing to check) against what the layer needs; a
     /// weight may drop or add leading 1s.
     fn shape_check(
@@ -1392,6 +1435,7 @@ impl<'a> Reader<'a> {
             "Gather" => self.gather(i, n),
             "Expand" => self.expand_same(i, n).unwrap_or_else(|| self.expand(i, n)),
             "Cast" => self.cast_act(i, n),
+            "CastLike" => self.cast_like(i, n),
             "Einsum" => self.einsum(i, n),
             _ => Err(self
                 .err(i, n, format!("archscope cannot map the ONNX operator `{op}`"))
@@ -1558,7 +1602,7 @@ impl<'a> Reader<'a> {
                 .err(i, n, "the convolution has no weight input")
                 .help(AGAIN));
         };
-        let bias = self.weight(i, n, 2)?;
+        let bias = self.bias(i, n, 2)?;
         let sp = wd.len().saturating_sub(2);
         if !(1..=3).contains(&sp) || shape.len() != sp + 2 {
             return Err(self
@@ -1733,7 +1777,7 @@ impl<'a> Reader<'a> {
             }
         });
         self.shape_check(i, n, 0, Some(&shape[1..]), &[in_f])?;
-        let bias = self.weight(i, n, 2)?;
+        let bias = self.bias(i, n, 2)?;
         if let Some((bd, _)) = &bias {
             if numel(bd) != out_f {
                 return Err(self.err(i, n, format!("Gemm's C has shape {bd:?}; archscope's linear adds one bias per output ({out_f})")).help("export nn.Linear"));
@@ -1925,7 +1969,7 @@ impl<'a> Reader<'a> {
         }
         let eps = attr_f(n, "epsilon", 1e-5);
         let scale = self.weight(i, n, 1)?;
-        let bias = self.weight(i, n, 2)?;
+        let bias = self.bias(i, n, 2)?;
         let dims = rank - ax;
         let normed = &shape[ax as usize..];
         self.shape_check(i, n, 1, scale.as_ref().map(|w| &w.0[..]), normed)?;
@@ -2882,6 +2926,26 @@ impl<'a> Reader<'a> {
             if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) =
                 self.input(i, n, 0)?.cloned()
             {
+                self.vals.insert(n.output[0].clone(), v);
+                return Ok(Some(()));
+            }
+        }
+        // CastLike (the dynamo exporter's unoptimised graphs: a constant cast like the input)
+        // of a value archscope knows: the value in the second input's type (integer or float).
+        if op == "CastLike" {
+            if let Some(v) = self.input(i, n, 0)?.cloned() {
+                let int = n.input.get(1).is_some_and(|x| self.ints.contains(x));
+                let v = match v {
+                    Val::Const { dims, data, .. } => {
+                        let data = data
+                            .iter()
+                            .map(|&x| if int { x.trunc() } else { f64::from(x as f32) })
+                            .collect();
+                        Val::folded(dims, data)
+                    }
+                    Val::Shaped { .. } if !int => v,
+                    _ => return Ok(None),
+                };
                 self.vals.insert(n.output[0].clone(), v);
                 return Ok(Some(()));
             }
