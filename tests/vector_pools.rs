@@ -30,7 +30,7 @@ fn tie_values(len: usize, picks: &[usize]) -> Vec<f32> {
     (0..len)
         .map(|i| {
             let r = picks[i % picks.len()] ^ (i * 7 % 64);
-            if r % 8 == 0 {
+            if r.is_multiple_of(8) {
                 VALUES[4 + r / 8 % 4]
             } else {
                 VALUES[r % 4]
