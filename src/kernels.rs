@@ -14,6 +14,7 @@ pub mod blocked;
 pub mod depthwise;
 pub mod direct;
 pub mod implicit;
+pub mod pooling;
 pub mod sigmoid;
 
 /// Products smaller than this many multiply-accumulates run on one thread.

@@ -6,7 +6,8 @@
 //! [`blocked::pack`]'s layout by hand; and through the inference plan (which packs the panels
 //! in `Kernel::prepare` for the shapes `Conv2d` sends there) against the layer as written, on
 //! a 7×7/2 stem with a folded batch norm and a ReLU, a strided 3×3 and a 3×3 with 40 output
-//! channels.
+//! channels; and rows of 58–170 input columns through several reduction chunks, which the
+//! kernel computes in segments of the row (seventh pass).
 
 use crate::common::run_as_written_and_planned;
 use crate::implicit_conv::{close, reference, val, EPILOGUES};
@@ -54,6 +55,41 @@ proptest! {
         }
         if let Some(counted) = ran {
             prop_assert_eq!(counted, (m * oh * ow * k) as u64);
+            close(&got, &want, &mag)?;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Rows wide enough to go in segments (seventh pass: with more than one reduction chunk,
+    /// rows of more than 60 pixels at 4 vectors of channels, 80 at 3), through several chunks
+    /// (18 or more input channels of a 3×3, 4 or more of a 7×7): every segment's pixels and
+    /// the partial last segment against f64.
+    #[test]
+    fn blocked_wide_rows_in_segments(c in 4usize..40, m in 33usize..80, h in 1usize..5,
+                                     w in 58usize..170, seven in any::<bool>(), sw in 1usize..3,
+                                     pl in 0usize..3, pr in 0usize..3, threads in 1usize..3,
+                                     e in 0usize..5, seed in 0u64..1000) {
+        let k1 = if seven { 7 } else { 3 };
+        prop_assume!(seven || c >= 18);
+        let (oh, ww) = (h, w + pl + pr);
+        let ow = (ww - k1) / sw + 1;
+        let win = Window2d { kernel: [k1, k1], stride: [1, sw], pad: [k1 / 2, pl],
+                             dilation: [1, 1], input: [h, w], output: [oh, ow] };
+        let k = c * k1 * k1;
+        let x: Vec<f32> = (0..c * h * w).map(|i| 2.0 * val(i, seed)).collect();
+        let wt: Vec<f32> = (0..m * k).map(|i| val(i, seed + 1)).collect();
+        let b: Vec<f32> = (0..m).map(|i| val(i, seed + 2)).collect();
+        let (want, mag) = reference(&x, c, &win, &wt, m, Some(&b), e);
+        let panels = blocked::pack(&wt, m, k);
+        let mut got = vec![f32::NAN; m * oh * ow];
+        let ran = blocked::conv(&x, c, &win, &panels, m, Some(&b), EPILOGUES[e], &mut got, threads);
+        if !blocked::available() {
+            prop_assert!(ran.is_none());
+        }
+        if ran.is_some() {
             close(&got, &want, &mag)?;
         }
     }

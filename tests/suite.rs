@@ -89,6 +89,7 @@ mod ultralytics_cmds;
 mod ultralytics_head;
 mod ultralytics_predict;
 mod ultralytics_weights;
+mod vector_pools;
 mod video_audio;
 mod weights_names_star;
 mod window_rf;

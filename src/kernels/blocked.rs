@@ -28,6 +28,9 @@ const V_MAX: usize = 4;
 const L1_FILTERS: usize = 16 << 10;
 /// A block's whole panel up to this size is one chunk (the stems' 3 × 7 × 7 × 64: 37 KiB).
 const L1_WHOLE: usize = 40 << 10;
+/// Bytes of a row's partial sums (the row buffer) a segment of the row keeps in L1 between
+/// the reduction chunks.
+const SEGMENT_BYTES: usize = 16 << 10;
 /// Multiply-adds a task has at least, when threads share the rows of a block of channels.
 const MIN_TASK_MACS: usize = 1 << 17;
 
@@ -253,7 +256,7 @@ impl Geometry {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Geometry, Pointwise, L1_FILTERS, L1_WHOLE, LANES};
+    use super::{Geometry, Pointwise, L1_FILTERS, L1_WHOLE, LANES, SEGMENT_BYTES};
     use crate::kernels::depthwise::avx512::transpose;
     use std::arch::x86_64::*;
 
@@ -284,41 +287,58 @@ mod avx512 {
             (L1_FILTERS / per_channel).clamp(1, g.channels)
         };
         let bs = LANES * vectors;
+        // With more than one chunk, the row's partial sums are stored and reloaded once per
+        // chunk: the row goes in segments whose part of the row buffer stays in L1 (a whole
+        // row of 224 pixels × 64 channels is 56 KiB), each segment through every chunk.
+        let p = match vectors {
+            4 => 6,
+            3 => 8,
+            _ => 12,
+        };
+        let segments = if cc < g.channels {
+            g.ow.div_ceil((SEGMENT_BYTES / (4 * bs) / p).max(1) * p)
+        } else {
+            1
+        };
+        let seg = g.ow.div_ceil(segments).div_ceil(p) * p;
         let (xp, fp, bp) = (padded.as_ptr(), panels.as_ptr(), buf.as_mut_ptr());
         // The panel of the block's first vector, and the floats between consecutive ones.
         let f0 = unsafe { fp.add(oc0 * k) };
         let fs = LANES * k;
         for oy in y0..y1 {
-            let mut c0 = 0;
-            while c0 < g.channels {
-                let c1 = (c0 + cc).min(g.channels);
-                let job = Job {
-                    x: unsafe { xp.add(c0 * g.plane + oy * g.sh * g.wp) },
-                    plane: g.plane,
-                    wp: g.wp,
-                    cc: c1 - c0,
-                    taps: [kh, kw, g.dilation[0], g.dilation[1]],
-                    f: unsafe { f0.add(c0 * taps * LANES) },
-                    fs,
-                    bs,
-                    first: c0 == 0,
-                    bias: bias.filter(|_| c1 == g.channels).map(|b| b.as_ptr()),
-                };
-                // SAFETY: every pixel block reads its taps inside the padded planes (their
-                // extent covers the last output column's taps) and writes `buf`'s pixels.
-                unsafe {
-                    match (vectors, g.sw) {
-                        (4, 1) => sweep::<4, 6, 1>(&job, g.ow, bp),
-                        (3, 1) => sweep::<3, 8, 1>(&job, g.ow, bp),
-                        (2, 1) => sweep::<2, 12, 1>(&job, g.ow, bp),
-                        (1, 1) => sweep::<1, 12, 1>(&job, g.ow, bp),
-                        (4, _) => sweep::<4, 6, 2>(&job, g.ow, bp),
-                        (3, _) => sweep::<3, 8, 2>(&job, g.ow, bp),
-                        (2, _) => sweep::<2, 12, 2>(&job, g.ow, bp),
-                        _ => sweep::<1, 12, 2>(&job, g.ow, bp),
+            for xs in (0..g.ow).step_by(seg) {
+                let xe = (xs + seg).min(g.ow);
+                let mut c0 = 0;
+                while c0 < g.channels {
+                    let c1 = (c0 + cc).min(g.channels);
+                    let job = Job {
+                        x: unsafe { xp.add(c0 * g.plane + oy * g.sh * g.wp) },
+                        plane: g.plane,
+                        wp: g.wp,
+                        cc: c1 - c0,
+                        taps: [kh, kw, g.dilation[0], g.dilation[1]],
+                        f: unsafe { f0.add(c0 * taps * LANES) },
+                        fs,
+                        bs,
+                        first: c0 == 0,
+                        bias: bias.filter(|_| c1 == g.channels).map(|b| b.as_ptr()),
+                    };
+                    // SAFETY: every pixel block reads its taps inside the padded planes (their
+                    // extent covers the last output column's taps) and writes `buf`'s pixels.
+                    unsafe {
+                        match (vectors, g.sw) {
+                            (4, 1) => sweep::<4, 6, 1>(&job, xs, xe, bp),
+                            (3, 1) => sweep::<3, 8, 1>(&job, xs, xe, bp),
+                            (2, 1) => sweep::<2, 12, 1>(&job, xs, xe, bp),
+                            (1, 1) => sweep::<1, 12, 1>(&job, xs, xe, bp),
+                            (4, _) => sweep::<4, 6, 2>(&job, xs, xe, bp),
+                            (3, _) => sweep::<3, 8, 2>(&job, xs, xe, bp),
+                            (2, _) => sweep::<2, 12, 2>(&job, xs, xe, bp),
+                            _ => sweep::<1, 12, 2>(&job, xs, xe, bp),
+                        }
                     }
+                    c0 = c1;
                 }
-                c0 = c1;
             }
             if let Some(f) = epi {
                 f.apply_here(&mut buf[..g.ow * bs]);
@@ -376,20 +396,21 @@ mod avx512 {
         bias: Option<*const f32>,
     }
 
-    /// The row in blocks of `P` pixels, then the remainder.
+    /// Output columns `xs..xe` of the row in blocks of `P` pixels, then the remainder.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     #[inline]
     unsafe fn sweep<const V: usize, const P: usize, const S: usize>(
         j: &Job,
-        ow: usize,
+        xs: usize,
+        xe: usize,
         buf: *mut f32,
     ) {
-        let mut x0 = 0;
-        while x0 + P <= ow {
+        let mut x0 = xs;
+        while x0 + P <= xe {
             unsafe { tile::<V, P, S>(j, x0, buf) };
             x0 += P;
         }
-        let rest = ow - x0;
+        let rest = xe - x0;
         macro_rules! tail {
             ($($p:literal)*) => {
                 match rest {

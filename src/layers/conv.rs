@@ -193,7 +193,13 @@ impl Conv2d {
         // on VGG-16's 64 → 64 on 224×224: so not past 56×56, nor past 128 output channels on
         // maps larger than 28×28, unless strided or wider than 3×3 (the stems). Square
         // kernels only: inception_v3's 1×7 and 7×1 were not measured (its 5×5, 48 → 64 on
-        // 35×35: 77.0 against 66.8).
+        // 35×35: 77.0 against 66.8). Seventh pass, timed in CPU time (those figures were wall
+        // time under load, where a trial of milliseconds is preempted): from 64 input channels
+        // a 3×3 is as fast or faster on any map — VGG-16's 112×112 layers 69–73 against 55–58
+        // GMAC/s, its 64 → 64 on 224×224 64 against 60, GoogLeNet's conv3 even, Inception-v3's
+        // 80 → 192 on 71×71 63 against 61 — but with 32 it is not (32 → 64 on 147×147: 45
+        // against 62).
+        let wide = cin >= 64 && self.kernel[0] <= 3;
         let stem = self.stride != [1, 1] || self.kernel[0] * self.kernel[1] > 9;
         // Kernels up to 7×7 (the largest measured).
         let measured = self.kernel[0] <= 7;
@@ -206,7 +212,7 @@ impl Conv2d {
             && !self.winograd_on(cin, cout, [oh, ow])
             && measured
             && n >= BLOCKED_MIN_PLANE
-            && (stem || (n <= 3136 && (cout <= 128 || n <= 784)))
+            && (stem || wide || (n <= 3136 && (cout <= 128 || n <= 784)))
     }
 
     /// Whether the inference plan prepares this convolution for Winograd F(2×2, 3×3) (it

@@ -9,6 +9,7 @@ use super::{
 use crate::error::Diagnostic;
 use crate::geometry::adaptive_window;
 use crate::geometry::{adaptive_window_sum, pool_out};
+use crate::kernels::pooling;
 use crate::kernels::vectorised;
 use crate::kernels::Ctx;
 use crate::tensor::Tensor;
@@ -964,6 +965,9 @@ fn separable_max_plane(src: &[f32], dst: &mut [f32], g: &MaxGeometry, buf: &mut 
     let rows = (oh - 1) * sy + kh;
     buf.clear();
     buf.resize(rows * ow, f32::NEG_INFINITY);
+    if vector_rows(src, dst, g, buf) {
+        return;
+    }
     for (line, reduced) in src.chunks_exact(iw).zip(buf.chunks_exact_mut(ow)) {
         for kx in 0..kw {
             let line = &line[kx..];
@@ -983,6 +987,29 @@ fn separable_max_plane(src: &[f32], dst: &mut [f32], g: &MaxGeometry, buf: &mut 
             }
         }
     }
+}
+
+/// [`separable_max_plane`]'s two passes by `kernels::pooling` (16 columns per vector): each
+/// input row reduced over the window's columns (one call: the taps in kx order from −∞), then
+/// each output row over its window's reduced rows, in ky order. False (nothing written) where
+/// that kernel does not run (no AVX-512, a horizontal stride other than 1 or 2).
+#[inline(always)]
+fn vector_rows(src: &[f32], dst: &mut [f32], g: &MaxGeometry, buf: &mut [f32]) -> bool {
+    let ([_, iw], [_, ow]) = (g.input, g.output);
+    let ([kh, kw], [sy, sx]) = (g.kernel, g.stride);
+    if !pooling::available() || !matches!(sx, 1 | 2) {
+        return false;
+    }
+    for (line, reduced) in src.chunks_exact(iw).zip(buf.chunks_exact_mut(ow)) {
+        pooling::window_row::<true>(&[line], 0, kw, 1, sx, reduced);
+    }
+    let mut rows: Vec<&[f32]> = Vec::with_capacity(kh);
+    for (oy, out) in dst.chunks_exact_mut(ow).enumerate() {
+        rows.clear();
+        rows.extend((0..kh).map(|ky| &buf[(oy * sy + ky) * ow..][..ow]));
+        pooling::window_row::<true>(&rows, 0, 1, 1, 1, out);
+    }
+    true
 }
 
 /// Per kx: the output columns whose tap falls inside the input row, and the offset it reads
@@ -1040,6 +1067,22 @@ fn window_plane<const MAX: bool>(
             let iy = y0 + (ky * g.dilation[0]) as isize;
             (iy >= 0 && (iy as usize) < ih).then(|| &src[iy as usize * iw..(iy as usize + 1) * iw])
         }));
+        // The inner columns 16 per vector (`kernels::pooling`) where the CPU has AVX-512 and
+        // the stride is 1 or 2, else by register blocks; the others tap by tap below.
+        let vector = inner_hi > inner_lo
+            && pooling::window_row::<MAX>(
+                &lines,
+                inner_lo * sx - g.pad[1],
+                kw,
+                dx,
+                sx,
+                &mut row[inner_lo..inner_hi],
+            );
+        let (blocks, blocked) = if vector {
+            (0, inner_lo..inner_hi)
+        } else {
+            (blocks, blocked.clone())
+        };
         for b in 0..blocks {
             let o0 = blocked.start + b * BLOCK;
             // The block's first window column: inside the row, as o0 ≥ every tap's lo.
