@@ -1344,6 +1344,12 @@ pub struct Ctx<'a> {
     /// writes there and takes it (`take()`), returning [`OutView::placeholder`]; the executor
     /// copies the output of any other kernel into it.
     pub into: Option<OutView<'a>>,
+    /// The per-channel means of the (single) output, `N×C`, asked for by the inference plan
+    /// (`Plan::means`: a global average pool reads the output): the executor sets an empty
+    /// vector; a kernel that can compute them as it writes its output (the interleaved
+    /// depthwise convolution) puts them here, and the pool then does not run. Any other
+    /// kernel leaves it as it is.
+    pub means: Option<Vec<f32>>,
 }
 
 /// A slice of a larger row-major buffer that a kernel writes its output into: for each index

@@ -91,6 +91,7 @@ fn declared_workspace_covers_what_the_attention_kernels_allocate() {
                 epilogue: Default::default(),
                 recycled: None,
                 into: None,
+                means: None,
             };
             // Warm-up, unmeasured, on this thread and on every thread of the pool: whichever
             // thread the measured pass then hands a product to has its `gemm` packing memory

@@ -118,6 +118,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
                 epilogue: Default::default(),
                 recycled: None,
                 into: None,
+                means: None,
             };
             node.layer
                 .forward(&[&x[0]], &w.per_node[1], &mut warm)
@@ -132,6 +133,7 @@ fn declared_workspace_covers_what_the_kernels_allocate() {
                 epilogue: Default::default(),
                 recycled: None,
                 into: None,
+                means: None,
             };
             let before = NOW.load(SeqCst);
             PEAK.store(before, SeqCst);

@@ -74,6 +74,7 @@ mod residual_fused;
 mod rf;
 mod rf_check;
 mod se_gate;
+mod se_means;
 mod segmentation;
 mod separable_pools;
 mod small_models;

@@ -784,6 +784,12 @@ pub struct Plan {
     /// them alone (ShuffleNet's units), in one copy: the shuffle's groups. The shuffle passes
     /// the result on.
     pub shuffled: Vec<Option<usize>>,
+    /// For a layer, the global average pool (`Kernel::is_global_mean`) that reads its output
+    /// (past the layers fused into it) and whose means it is asked for (`Ctx::means`): a
+    /// squeeze-and-excitation gate's pool over the depthwise convolution before it. A kernel
+    /// that computes them as it writes its output hands them over and the pool does not run;
+    /// any other leaves the pool to run as written.
+    pub means: Vec<Option<usize>>,
     /// Whether the pool's other workers are kept looking for work during a pass instead of
     /// going to sleep between layers (see `Warm`): a small model's layers last a few µs to
     /// tens of µs, as long as waking a sleeping worker takes.
@@ -821,6 +827,36 @@ impl Plan {
     /// replacement weights and the assembled concatenations' early buffers.
     pub fn extra_bytes(&self) -> u64 {
         self.weight_bytes().saturating_add(self.assembly_bytes)
+    }
+}
+
+/// Plans the global average pools whose means the layer computing their input is asked for
+/// (`Plan::means`): a pool of one input, with no residual fused into it (an activation fused
+/// into it is applied to the means) and not written into a concatenation, over a tensor that a single-output layer computes (past the layers folded,
+/// fused or passed on), one pool per such layer.
+fn plan_means(net: &Network, p: &mut Plan) {
+    for (k, node) in net.nodes.iter().enumerate() {
+        let [(src, 0)] = node.inputs[..] else {
+            continue;
+        };
+        if !node.layer.is_global_mean()
+            || p.passthrough[k]
+            || p.residual[k].is_some()
+            || p.into[k].is_some()
+            || node.out_shapes.len() != 1
+        {
+            continue;
+        }
+        let r = p.root(net, src);
+        let producer = &net.nodes[r];
+        if producer.layer.is_input()
+            || producer.out_shapes.len() != 1
+            || producer.out_shapes[0] != net.nodes[src].out_shapes[0]
+            || p.means[r].is_some()
+        {
+            continue;
+        }
+        p.means[r] = Some(k);
     }
 }
 
@@ -999,6 +1035,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
         assembled: vec![None; n],
         assembly_bytes: 0,
         shuffled: vec![None; n],
+        means: vec![None; n],
         warm: true,
     };
     for (k, node) in net.nodes.iter().enumerate() {
@@ -1062,6 +1099,7 @@ pub fn plan(net: &Network, weights: &Weights) -> Plan {
     }
     plan_residuals(net, &mut p);
     plan_concats(net, &mut p);
+    plan_means(net, &mut p);
     // Weights prepared for faster kernels (Winograd filters), after folding.
     for (k, node) in net.nodes.iter().enumerate() {
         let w = p.weights[k].as_deref().unwrap_or(&weights.per_node[k]);
@@ -1229,6 +1267,9 @@ fn run_on_worker(
     // The buffers of concatenations being assembled (`Plan::assembled`), made when the first
     // producer writes into one.
     let mut pending: Vec<Option<Tensor>> = vec![None; n];
+    // The outputs of global average pools computed by the layer before them (`Plan::means`),
+    // kept until the pool's turn.
+    let mut means: Vec<Option<Tensor>> = vec![None; n];
     let mut concat_copied = 0u64;
     for (k, node) in net.nodes.iter().enumerate() {
         top_up();
@@ -1272,7 +1313,12 @@ fn run_on_worker(
         };
         let want_aux = plan.aux_unused.get(k) != Some(&true);
         let mut done: Option<(Vec<Tensor>, u64, Option<Vec<u32>>)> = None;
-        if let Some(a) = plan.assembled.get(k).and_then(|a| a.as_ref()) {
+        if let Some(mut t) = means.get_mut(k).and_then(Option::take) {
+            // A global average pool whose means the layer before it computed (and the
+            // activation fused into the pool).
+            epilogue.apply_all(&mut t.data);
+            done = Some((vec![t], 0, None));
+        } else if let Some(a) = plan.assembled.get(k).and_then(|a| a.as_ref()) {
             // An assembled concatenation: its producers wrote their slices; copy the rest.
             assembly_buffer(net, plan, k, &mut pending, &mut values, recycled);
             let mut buf = pending[k].take().expect("made above");
@@ -1451,7 +1497,11 @@ fn run_on_worker(
             // buffer.
             let copy = match recycled.take(x.data.len()) {
                 Some(mut data) => {
-                    data.copy_from_slice(&x.data);
+                    // By chunks of 32k elements over the threads (a 224×224 image is 150k).
+                    use rayon::prelude::*;
+                    data.par_chunks_mut(1 << 15)
+                        .zip(x.data.par_chunks(1 << 15))
+                        .for_each(|(d, s)| d.copy_from_slice(s));
                     Tensor::new(x.shape.clone(), data)
                 }
                 None => x.clone(),
@@ -1488,6 +1538,7 @@ fn run_on_worker(
                 epilogue,
                 recycled: plan.in_place.then_some(&mut *recycled),
                 into: view,
+                means: plan.means.get(k).copied().flatten().map(|_| Vec::new()),
             };
             let mut outs = node
                 .layer
@@ -1496,6 +1547,16 @@ fn run_on_worker(
             if node.layer.concat_dim().is_some() {
                 // A concatenation as written copies every input into its output.
                 concat_copied += outs.iter().map(|t| 4 * t.data.len() as u64).sum::<u64>();
+            }
+            if let (Some(p), Some(m)) = (plan.means.get(k).copied().flatten(), ctx.means.take()) {
+                let dims: Vec<usize> = net.nodes[p].out_shapes[0]
+                    .0
+                    .iter()
+                    .map(|&d| d as usize)
+                    .collect();
+                if !m.is_empty() && m.len() == dims.iter().product::<usize>() {
+                    means[p] = Some(Tensor::new(dims, m));
+                }
             }
             let wrote = given && ctx.into.is_none();
             if wrote {

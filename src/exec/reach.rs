@@ -642,6 +642,7 @@ impl Graph<'_> {
                                     epilogue: Default::default(),
                                     recycled: Some(&mut *recycler),
                                     into: None,
+                                    means: None,
                                 };
                                 let mut outs = layer
                                     .forward(&ins, &self.weights[k], &mut ctx)

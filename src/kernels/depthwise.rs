@@ -17,6 +17,11 @@
 //! from zero (padded taps add `w·0`), then the bias: the plane kernel's order, with each
 //! product rounded together with its sum. [`available`] says whether the CPU runs it;
 //! callers keep the plane kernel otherwise.
+//!
+//! On request the kernel also sums each channel's finished outputs while the rows are in L1
+//! (the global average pool of a squeeze-and-excitation gate that reads them: the inference
+//! plan's `Plan::means`): each output row's sixteen channels summed over its positions in
+//! order, then the rows' sums added in row order.
 
 use super::{Pointwise, Window2d};
 
@@ -79,8 +84,11 @@ pub fn plan(win: &Window2d, limit: usize) -> Option<(usize, usize)> {
 /// One group of `nc ≤ LANES` channels of one image: `src` holds their `nc` input planes (`H ×
 /// W` each, contiguous), `f` their filters (`kh·kw` each), `bias` their biases; `dst` receives
 /// the `nc` output planes (`H_out × W_out` each), finished by `epi`. `scratch` is the working
-/// buffer (resized as [`plan`] says; its contents stale and overwritten). Returns false (and
-/// writes nothing) without AVX-512 or when [`plan`] refuses the window within `limit` floats.
+/// buffer (resized as [`plan`] says; its contents stale and overwritten). With `sums`, its
+/// first `nc` elements receive each channel's sum of its finished output plane (after the
+/// bias and `epi`): per output row the positions in order, then the rows in order. Returns
+/// false (and writes nothing) without AVX-512 or when [`plan`] refuses the window within
+/// `limit` floats.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn group(
@@ -93,6 +101,7 @@ pub fn group(
     scratch: &mut Vec<f32>,
     dst: &mut [f32],
     limit: usize,
+    sums: Option<&mut [f32]>,
 ) -> bool {
     if !available() || nc == 0 || nc > LANES {
         return false;
@@ -105,12 +114,16 @@ pub fn group(
     assert!(f.len() >= nc * kh * kw, "filters out of bounds");
     assert!(bias.is_none_or(|b| b.len() >= nc), "bias out of bounds");
     assert!(dst.len() >= nc * oh * ow, "output planes out of bounds");
+    assert!(
+        sums.as_ref().is_none_or(|s| s.len() >= nc),
+        "sums out of bounds"
+    );
     scratch.resize(floats, 0.0);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 (checked); the asserts and `plan`'s sizes keep every read
     // and write inside `src`, `f`, `bias`, `dst` and `scratch`.
     unsafe {
-        avx512::group(src, nc, f, bias, win, epi, rows, scratch, dst);
+        avx512::group(src, nc, f, bias, win, epi, rows, scratch, dst, sums);
     }
     true
 }
@@ -243,6 +256,7 @@ pub(super) mod avx512 {
         rows: usize,
         scratch: &mut [f32],
         dst: &mut [f32],
+        sums: Option<&mut [f32]>,
     ) {
         let ([kh, kw], [h, w], [oh, ow]) = (win.kernel, win.input, win.output);
         let ([sy, sx], [pt, pl], dil) = (win.stride, win.pad, win.dilation);
@@ -266,6 +280,9 @@ pub(super) mod avx512 {
         let bv = _mm512_loadu_ps(bl.as_ptr());
         let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
         let (lo, hi) = (pl.min(wp), (pl + w).min(wp));
+        // The channels' sums of the finished outputs (`sums`): the rows' sums, in row order.
+        let want_sums = sums.is_some();
+        let mut total = _mm512_setzero_ps();
         let mut oy0 = 0;
         while oy0 < oh {
             let nr = rows.min(oh - oy0);
@@ -330,6 +347,13 @@ pub(super) mod avx512 {
                 if let Some(e) = epi {
                     e.apply_here(std::slice::from_raw_parts_mut(out, ow * LANES));
                 }
+                if want_sums {
+                    let mut row = _mm512_setzero_ps();
+                    for p in 0..ow {
+                        row = _mm512_add_ps(row, _mm512_loadu_ps(out.add(p * LANES)));
+                    }
+                    total = _mm512_add_ps(total, row);
+                }
                 // Back to the planes: row oy0 + ry of each channel.
                 let mut x0 = 0;
                 while x0 < ow {
@@ -345,6 +369,11 @@ pub(super) mod avx512 {
                 }
             }
             oy0 += nr;
+        }
+        if let Some(s) = sums {
+            let mut t = [0.0f32; LANES];
+            _mm512_storeu_ps(t.as_mut_ptr(), total);
+            s[..nc].copy_from_slice(&t[..nc]);
         }
     }
 

@@ -698,14 +698,26 @@ impl Kernel for Conv2d {
                     // of tasks of some 32k multiply-adds, as the planes below.
                     let groups = cin.div_ceil(dw::LANES);
                     let min_groups = (1usize << 15).div_ceil(dw::LANES * plane * kh * kw);
+                    // The channels' means of the finished output, when the plan asks for them
+                    // (`Ctx::means`: the global average pool that reads it): each group's sums,
+                    // summed by the kernel while its rows are in L1 — only when nothing is left
+                    // for the executor to apply after the kernel (a residual to add).
+                    let want = ctx.means.is_some() && ctx.epilogue.is_none();
+                    let mut sums = vec![0.0f32; if want { n * groups * dw::LANES } else { 0 }];
+                    let mut sum_slots: Vec<Option<&mut [f32]>> = if want {
+                        sums.chunks_mut(dw::LANES).map(Some).collect()
+                    } else {
+                        (0..n * groups).map(|_| None).collect()
+                    };
                     samples
                         .into_iter()
                         .flat_map(|s| s.chunks_mut(dw::LANES * plane))
+                        .zip(sum_slots.drain(..))
                         .collect::<Vec<_>>()
                         .into_par_iter()
                         .with_min_len(min_groups)
                         .enumerate()
-                        .for_each(|(i, dst)| {
+                        .for_each(|(i, (dst, sm))| {
                             let (b, c0) = (i / groups, i % groups * dw::LANES);
                             let nc = dw::LANES.min(cin - c0);
                             let src = &x.data[(b * cin + c0) * h * w..(b * cin + c0 + nc) * h * w];
@@ -716,7 +728,7 @@ impl Kernel for Conv2d {
                                     #[inline(always)]
                                     || {
                                         let limit = DEPTHWISE_BAND_LIMIT;
-                                        if dw::group(src, nc, f, bs, &win, epi, s, dst, limit) {
+                                        if dw::group(src, nc, f, bs, &win, epi, s, dst, limit, sm) {
                                             return;
                                         }
                                         // Not reached (checked above); the plane kernel.
@@ -733,6 +745,17 @@ impl Kernel for Conv2d {
                                 )
                             })
                         });
+                    if want {
+                        // Divided as the global average pool divides its sums.
+                        let means: Vec<f32> = (0..n * cin)
+                            .map(|bc| {
+                                let (b, c) = (bc / cin, bc % cin);
+                                sums[(b * groups + c / dw::LANES) * dw::LANES + c % dw::LANES]
+                                    / plane as f32
+                            })
+                            .collect();
+                        ctx.means = Some(means);
+                    }
                     return Ok(vec![out]);
                 }
                 // Planes grouped so that a task has some 32k multiply-adds (the deep layers'

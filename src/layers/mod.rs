@@ -643,6 +643,13 @@ pub trait Kernel: Op {
     fn is_identity(&self) -> bool {
         false
     }
+    /// Whether this layer is the per-channel mean over the whole map of an `N×C×H×W` input
+    /// (`global_avgpool`): the inference plan asks the kernel that computes its input for the
+    /// means as it writes its output (`Plan::means`, `Ctx::means`), and skips it when given
+    /// them.
+    fn is_global_mean(&self) -> bool {
+        false
+    }
     /// Whether this layer is the element-wise sum of its inputs (`add`): the inference plan
     /// fuses a sum of two tensors of its output's shape into the kernel that computes one of
     /// them, which adds the other as it writes its output (`Plan::residual`).

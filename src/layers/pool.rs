@@ -677,6 +677,9 @@ impl Kernel for Adaptive {
     fn onnx(&self, e: &mut super::onnx::Emit) -> Result<(), Diagnostic> {
         super::onnx::adaptive(e, self.max, &self.size.unwrap_or([1, 1]))
     }
+    fn is_global_mean(&self) -> bool {
+        self.size.is_none() && !self.max
+    }
     fn collapsed(&self) -> Collapsed {
         // Adaptive windows to a fixed size are measured as they are; global pooling sees
         // everything.
