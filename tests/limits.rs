@@ -1610,3 +1610,53 @@ fn onnx_protobuf_nesting_limit() {
         "{e}"
     );
 }
+
+/// `convert` looks for blocks inside blocks down to `MAX_NEST_DEPTH` levels below the top
+/// level: a model of modules nested two levels deeper (each module a convolution and the
+/// module inside it) converts to the top-level block and MAX_NEST_DEPTH nested definitions,
+/// the innermost module left as layers of the deepest block, and reads back to the same figures.
+#[test]
+fn convert_nesting_depth_limit() {
+    use archscope::onnx::convert::{self, MAX_NEST_DEPTH};
+    use archscope::onnx::export::{export_bytes, ExportOptions};
+    let levels = MAX_NEST_DEPTH + 2;
+    let mut text = String::from("inputs: {x: [4, 8, 8]}\nblocks:\n");
+    text.push_str("  l1: {nodes: [{id: a, op: conv, out: 4, kernel: 1}, {id: b, op: conv, out: 4, kernel: 1}]}\n");
+    for k in 2..=levels {
+        text.push_str(&format!(
+            "  l{k}: {{nodes: [{{id: a, op: conv, out: 4, kernel: 1}}, {{id: inner, use: l{}}}]}}\n",
+            k - 1
+        ));
+    }
+    text.push_str(&format!(
+        "nodes:\n  - {{id: stage, use: l{levels}, repeat: 2}}\n"
+    ));
+    let net = build(&text).unwrap();
+    let bytes = export_bytes(&net, None, ExportOptions::default()).unwrap();
+    let imp = archscope::onnx::import_sized("deep.onnx", &bytes, 1, None).unwrap();
+    let c = convert::convert("deep.onnx", &imp).unwrap();
+    assert_eq!(c.blocks, vec![("stage".to_string(), 2)]);
+    assert_eq!(c.definitions.len(), 1 + MAX_NEST_DEPTH, "{}", c.text);
+    let back = build(&c.text).unwrap();
+    let names: Vec<&str> = back.nodes.iter().map(|n| n.name.as_str()).collect();
+    let deepest = format!("stage.1{}.inner_b", ".inner".repeat(MAX_NEST_DEPTH));
+    assert!(
+        names.contains(&deepest.as_str()),
+        "{deepest} not in {names:?}"
+    );
+    let mut original: Vec<&str> = net.nodes.iter().map(|n| n.name.as_str()).collect();
+    let nested = format!("stage.1{}.b", ".inner".repeat(levels - 1));
+    assert!(original.contains(&nested.as_str()), "{original:?}");
+    let mut converted = names.clone();
+    original.sort_unstable();
+    converted.sort_unstable();
+    assert_eq!(original.len(), converted.len());
+    let (a, b) = (
+        archscope::analyze(&net, archscope::Dtype::F32).unwrap(),
+        archscope::analyze(&back, archscope::Dtype::F32).unwrap(),
+    );
+    assert_eq!(
+        (a.totals.params, a.totals.macs),
+        (b.totals.params, b.totals.macs)
+    );
+}

@@ -37,26 +37,29 @@ fn block_counts_of_every_committed_file() {
         ("exp_scale_graph.onnx", 0, 0),
         // inception3a … inception5b (tests/onnx_convert_named.rs).
         ("googlenet_graph.onnx", 9, 1),
-        // GPT-2's `transformer.h.0` and `h.1`: one run of two; the dynamo exporter flattens the
-        // module paths (`m_transformer_h_0_ln_1`), so its nodes have no numbered siblings.
-        ("gpt_tiny.onnx", 1, 1),
+        // GPT-2's `transformer.h.0` and `h.1`: one run of two, its `mlp` (c_fc, GELU, c_proj)
+        // a block inside; the dynamo exporter flattens the module paths
+        // (`m_transformer_h_0_ln_1`), so its nodes have no numbered siblings.
+        ("gpt_tiny.onnx", 1, 2),
         ("gpt_tiny_dynamo.onnx", 0, 0),
-        ("gpt_tiny_graph.onnx", 1, 1),
+        ("gpt_tiny_graph.onnx", 1, 2),
         // Each layer's attention also reads the mask input, from outside the block: no
         // `repeat` chain (a block reads only what the instance before it gives it).
         ("gpt_tiny_mask.onnx", 0, 0),
         ("gpt_tiny_mask_dynamic.onnx", 0, 0),
         ("gpt_tiny_mask_dynamic_dynamo.onnx", 0, 0),
         ("gpt_tiny_mask_dynamo.onnx", 0, 0),
-        ("gpt_tiny_untied_graph.onnx", 1, 1),
+        ("gpt_tiny_untied_graph.onnx", 1, 2),
         // Mixed_5b–5d, 6b–6e, 7b–7c: three definitions (tests/onnx_convert_named.rs).
         ("inception_v3_graph.onnx", 9, 3),
         // `archscope export`'s node names are layer paths: the two stages `stage1`, `stage2`
-        // (named, each of one block of the same structure).
-        ("maxvit_tiny.onnx", 2, 1),
+        // (named, each of one block of the same structure), with the blocks inside a stage,
+        // `mbconv`, `window` and `grid` (tests/onnx_convert_nested.rs).
+        ("maxvit_tiny.onnx", 2, 4),
         // torch.onnx.export's MaxViT: `blocks.0` and `blocks.1` (one MaxVitLayer each), one run
-        // of two whose first instance differs in sizes only.
-        ("maxvit_tiny_torch.onnx", 1, 1),
+        // of two whose first instance differs in sizes only; inside, the MBConv
+        // (`layers.0.layers.MBconv`), its `layers` and their squeeze-excitation.
+        ("maxvit_tiny_torch.onnx", 1, 4),
         // Five runs and features.17 alone, of one definition.
         ("mobilenet_v2_graph.onnx", 6, 1),
         ("resnet18_dynamic_graph.onnx", 4, 1),
@@ -99,8 +102,10 @@ fn block_counts_of_every_committed_file() {
     for &(f, groups, defs) in want {
         let (_, _, c) = converted(f, 1);
         assert_eq!((c.blocks.len(), c.definitions.len()), (groups, defs), "{f}");
-        // Each block node is a `use:` of a written definition, and each definition is used.
-        assert_eq!(c.text.matches(", use: ").count(), groups, "{f}");
+        // Each top-level block node is a `use:` of a written definition, and each definition is
+        // used (blocks inside blocks in the definitions).
+        let top = c.text.split("\nnodes:\n").nth(1).unwrap();
+        assert_eq!(top.matches(", use: ").count(), groups, "{f}");
         for (b, users) in &c.definitions {
             assert!(c.text.contains(&format!("\n  {b}:\n")), "{f}: {b}");
             assert_eq!(

@@ -278,10 +278,13 @@ const BLOCK_NODES: &[(&str, usize)] = &[
     ("efficientnet_b0", 5),
 ];
 
-/// Zoo models whose export converts back with exactly the zoo's layer paths. The others lose
-/// some: dropout layers have no ONNX node, and a block inside a block (densenet's dense layers,
-/// a shuffle unit's branches, EfficientNet's squeeze-excitation) comes back as layers of the
-/// outer block named with `_`.
+/// Zoo models whose export converts back with exactly the zoo's layer paths (the RegNetYs with
+/// their squeeze-excitation a block inside the bottleneck block, tests/onnx_convert_nested.rs).
+/// The others lose some: dropout and stochastic-depth layers have no ONNX node (ViT, Swin,
+/// EfficientNet), a batch norm or activation that is a layer of its own in the zoo is folded into
+/// the layer before it (DenseNet's `norm2` into `conv1.bn`), a module alone at the top level
+/// that is neither numbered nor named with a number stays layers (R(2+1)D's `stem`,
+/// EfficientNet's `stage1.first`), and the channel shuffle is three ONNX nodes (ShuffleNet).
 const SAME_PATHS: &[&str] = &[
     "lenet5",
     "mlp3",
@@ -296,6 +299,8 @@ const SAME_PATHS: &[&str] = &[
     "wide_resnet50_2",
     "wide_resnet101_2",
     "regnet_x_400mf",
+    "regnet_y_400mf",
+    "regnet_y_16gf",
     "mobilenet_v1",
     "sobel",
     "r3d_18",

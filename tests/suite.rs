@@ -46,6 +46,7 @@ mod onnx_const;
 mod onnx_convert;
 mod onnx_convert_blocks;
 mod onnx_convert_named;
+mod onnx_convert_nested;
 mod onnx_dynamic;
 mod onnx_errors;
 mod onnx_export;

@@ -13,8 +13,10 @@
 //! becomes a block node when it has the structure of a run or of another such module
 //! ([`Rewriter::units`]). Runs and modules of one structure share one block definition
 //! ([`share`]): the values that differ between them become parameters named after the
-//! attribute. Every layer keeps its kind, attributes and wiring, so the YAML reads back to the
-//! same figures; the weights are renamed to the layer paths of the new YAML
+//! attribute. Then each block definition is searched the same way for blocks inside it
+//! ([`nest`]: RegNetY's squeeze-excitation `se` inside its bottleneck), down to
+//! [`MAX_NEST_DEPTH`] levels. Every layer keeps its kind, attributes and wiring, so the YAML
+//! reads back to the same figures; the weights are renamed to the layer paths of the new YAML
 //! ([`Converted::weights`]). No IO.
 
 use std::collections::{HashMap, HashSet};
@@ -44,10 +46,12 @@ pub struct Converted {
     pub folded_bn: usize,
     /// Activations folded into the layer before them (`act:`).
     pub folded_act: usize,
-    /// Repeated blocks found: (group id, instances).
+    /// Repeated blocks found at the top level: (group id, instances).
     pub blocks: Vec<(String, usize)>,
     /// The block definitions written, each with the group ids that use it (with the first
-    /// index of the group's run: `("features", 4)` for `features.4` …), in file order.
+    /// index of the group's run: `("features", 4)` for `features.4` …), in file order: the
+    /// top level's, then those of blocks inside blocks (their users the block nodes inside
+    /// the definitions, `("se", 0)`).
     pub definitions: Vec<(String, Vec<(String, usize)>)>,
 }
 
@@ -220,6 +224,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         layers,
         rename: HashMap::new(),
         outputs,
+        nested: false,
     };
     let (folded_bn, bn_eps) = out.fold_bn();
     let folded_act = out.fold_act();
@@ -235,29 +240,23 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             slots.push(k);
         }
     }
-    let block_defs = share(&mut groups, &out.layers);
-    // Ids that several groups fill, or whose run starts after index 0, take the index range.
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for g in &groups {
-        *per_id.entry(g.id.clone()).or_default() += 1;
-    }
-    let ranged: HashSet<String> = groups
+    let mut used: HashSet<String> = HashSet::new();
+    let mut top_defs = share(&mut groups, &out.layers, &mut used);
+    // Blocks inside the blocks, each definition written once.
+    let inner_defs = nest(&mut top_defs, &mut used, 1);
+    let definitions: Vec<(String, Vec<(String, usize)>)> = top_defs
         .iter()
-        .filter(|g| {
-            g.kind != Kind::Named && (g.from != 0 || per_id[&g.id] > 1 || g.kind == Kind::Indexed)
-        })
-        .map(|g| g.id.clone())
+        .chain(&inner_defs)
+        .map(|d| (d.name.clone(), d.users.clone()))
         .collect();
-    let definitions: Vec<(String, Vec<(String, usize)>)> = block_defs
+    let def_rename: HashMap<String, HashMap<String, String>> = top_defs
         .iter()
-        .map(|(b, _)| {
-            let users = groups
-                .iter()
-                .filter(|g| g.block == *b)
-                .map(|g| (g.id.clone(), g.from))
-                .collect();
-            (b.clone(), users)
-        })
+        .map(|d| (d.name.clone(), d.rename.clone()))
+        .collect();
+    let block_defs: Vec<(String, Emit)> = top_defs
+        .iter()
+        .chain(&inner_defs)
+        .map(|d| (d.name.clone(), d.emit()))
         .collect();
     for (k, g) in slots.into_iter().zip(groups) {
         items[k] = Item::Group(Box::new(g));
@@ -304,56 +303,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         }
         top.push(("defaults".into(), Emit::Map(d)));
     }
-    let gouts = out.group_outputs(&items);
-    let mut node_list = Vec::new();
-    let mut prev: Option<String> = None;
-    for it in &items {
-        match it {
-            Item::Layer(k) => {
-                let l = &out.layers[*k];
-                node_list.push(layer_emit(
-                    l,
-                    &l.id,
-                    |r| r.to_string(),
-                    prev.as_deref(),
-                    &first_input,
-                    None,
-                ));
-                prev = Some(l.id.clone());
-            }
-            Item::Group(g) => {
-                let mut m = vec![("id".to_string(), Emit::str(g.id.clone()))];
-                let gin = public(&gouts, &g.input);
-                if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input)
-                {
-                    m.push(("in".into(), Emit::str(gin)));
-                }
-                m.push(("use".into(), Emit::str(g.block.clone())));
-                if g.kind == Kind::Named {
-                    // One module, its id its path: no `repeat`.
-                } else if ranged.contains(&g.id) {
-                    m.push((
-                        "repeat".into(),
-                        Emit::Map(vec![
-                            ("count".into(), Emit::Int(g.n as i64)),
-                            ("from".into(), Emit::Int(g.from as i64)),
-                        ])
-                        .flow(),
-                    ));
-                } else {
-                    m.push(("repeat".into(), Emit::Int(g.n as i64)));
-                }
-                if !g.with.is_empty() {
-                    m.push(("with".into(), Emit::Map(g.with.clone()).flow()));
-                }
-                if !g.first.is_empty() {
-                    m.push(("first".into(), Emit::Map(g.first.clone()).flow()));
-                }
-                node_list.push(Emit::Map(m).flow());
-                prev = Some(g.public(ranged.contains(&g.id)));
-            }
-        }
-    }
+    let (node_list, gouts, _) = emit_nodes(&out, &items, &first_input);
     if !block_defs.is_empty() {
         top.push(("blocks".into(), Emit::Map(block_defs)));
     }
@@ -377,8 +327,10 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
                 }
             }
             Item::Group(g) => {
+                let rename = def_rename.get(&g.block);
                 for (inst, members) in g.members.iter().enumerate() {
                     for (k, local) in members {
+                        let local = rename.and_then(|r| r.get(local)).unwrap_or(local);
                         let at = match g.kind {
                             Kind::Named => format!("{}.{local}", g.id),
                             _ => format!("{}.{}.{local}", g.id, g.from + inst),
@@ -423,6 +375,226 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         blocks: blocks.clone(),
         definitions,
     })
+}
+
+/// A block definition written by [`share`]: its parameters, node list and output, and what
+/// [`nest`] needs to look inside it.
+struct Def {
+    name: String,
+    params: Option<Emit>,
+    nodes: Vec<Emit>,
+    /// The output, when not the last node.
+    output: Option<String>,
+    /// Its layers: ids the local ids, paths those below the instance (`se.fc1`), values
+    /// bound (`$width`), a switched layer's `when` an attribute.
+    layers: Vec<Layer>,
+    /// The local id of its output layer.
+    out: String,
+    /// A local id → its path in the block once blocks inside it are found (`se_fc1` →
+    /// `se.fc1`, `units_0_conv` → `units.0.conv`).
+    rename: HashMap<String, String>,
+    /// The block nodes that use it: (id, first index).
+    users: Vec<(String, usize)>,
+}
+
+impl Def {
+    fn emit(&self) -> Emit {
+        let mut def = Vec::new();
+        if let Some(p) = &self.params {
+            def.push(("params".to_string(), p.clone()));
+        }
+        def.push(("nodes".into(), Emit::Seq(self.nodes.clone())));
+        if let Some(o) = &self.output {
+            def.push(("output".into(), Emit::str(o.clone())));
+        }
+        Emit::Map(def)
+    }
+}
+
+/// Most levels of blocks inside blocks [`nest`] looks for (a block of blocks of blocks … of
+/// this depth below the top level; deeper modules stay layers of the deepest block).
+pub const MAX_NEST_DEPTH: usize = 4;
+
+/// Finds blocks inside the block definitions `defs`, as [`Rewriter::group`] finds them at the
+/// top level but among a definition's layers and their module paths below the instance: runs
+/// (`units.0`, `units.1`, … of a ShuffleNet stage), numbered modules with a twin, and named
+/// sub-modules of at least two layers whose own layers are not numbered (RegNetY's `se`,
+/// R(2+1)D's `conv1` and `conv2`), each becoming a block node in the definition. The blocks
+/// found share definitions across all of `defs` ([`share`]); a value that is a parameter of the
+/// enclosing block (`$width`) is passed on as a parameter of the inner one (`with: {width:
+/// $width}`). Each definition's `rename` gets its layers' new paths. Recurses into the new
+/// definitions down to [`MAX_NEST_DEPTH`]; returns them all (each level's before the next's).
+fn nest(defs: &mut [Def], used: &mut HashSet<String>, depth: usize) -> Vec<Def> {
+    if depth > MAX_NEST_DEPTH {
+        return Vec::new();
+    }
+    let mut subs: Vec<(Rewriter, Vec<Item>, usize)> = Vec::new();
+    let mut all_layers: Vec<Layer> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut slots: Vec<(usize, usize)> = Vec::new();
+    for (di, d) in defs.iter().enumerate() {
+        let mut rw = Rewriter {
+            layers: d.layers.clone(),
+            rename: HashMap::new(),
+            outputs: vec![d.out.clone()],
+            nested: true,
+        };
+        let (mut items, _) = rw.group();
+        let off = all_layers.len();
+        all_layers.extend(rw.layers.iter().cloned());
+        for (k, it) in items.iter_mut().enumerate() {
+            if let Item::Group(g) = it {
+                let mut g = std::mem::replace(&mut **g, Group::empty());
+                shift(&mut g, off, true);
+                groups.push(g);
+                slots.push((di, k));
+            }
+        }
+        subs.push((rw, items, off));
+    }
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let mut inner = share(&mut groups, &all_layers, used);
+    let deeper = nest(&mut inner, used, depth + 1);
+    for ((di, k), mut g) in slots.into_iter().zip(groups) {
+        shift(&mut g, subs[di].2, false);
+        subs[di].1[k] = Item::Group(Box::new(g));
+    }
+    let renames: HashMap<&str, &HashMap<String, String>> =
+        inner.iter().map(|d| (d.name.as_str(), &d.rename)).collect();
+    for (d, (rw, items, _)) in defs.iter_mut().zip(&subs) {
+        if !items.iter().any(|it| matches!(it, Item::Group(_))) {
+            continue;
+        }
+        let (nodes, gouts, last) = emit_nodes(rw, items, "$in");
+        let out = public(&gouts, &d.out);
+        d.nodes = nodes;
+        d.output = (last.as_deref() != Some(out.as_str())).then_some(out);
+        for it in items {
+            let Item::Group(g) = it else { continue };
+            let rn = renames.get(g.block.as_str());
+            for (inst, members) in g.members.iter().enumerate() {
+                for (k, local) in members {
+                    let below = rn.and_then(|r| r.get(local)).unwrap_or(local);
+                    let at = match g.kind {
+                        Kind::Named => format!("{}.{below}", g.id),
+                        _ => format!("{}.{}.{below}", g.id, g.from + inst),
+                    };
+                    d.rename.insert(rw.layers[*k].id.clone(), at);
+                }
+            }
+        }
+    }
+    let mut all = inner;
+    all.extend(deeper);
+    all
+}
+
+/// Moves a group's layer indices by `off` (up, or back down).
+fn shift(g: &mut Group, off: usize, up: bool) {
+    let m = |k: &mut usize| {
+        if up {
+            *k += off
+        } else {
+            *k -= off
+        }
+    };
+    for inst in g.members.iter_mut() {
+        for (k, _) in inst.iter_mut() {
+            m(k);
+        }
+    }
+    for t in g.template.iter_mut() {
+        m(&mut t.layer);
+    }
+}
+
+/// The node list of `items` (layers and block nodes) as written: `first` is the first node's
+/// default input. Also each group's output layer id → how the list names it, and the name of
+/// the last node.
+fn emit_nodes(
+    rw: &Rewriter,
+    items: &[Item],
+    first_input: &str,
+) -> (Vec<Emit>, HashMap<String, String>, Option<String>) {
+    // Ids that several groups fill, or whose run starts after index 0, take the index range.
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for it in items {
+        if let Item::Group(g) = it {
+            *per_id.entry(g.id.as_str()).or_default() += 1;
+        }
+    }
+    let ranged: HashSet<&str> = items
+        .iter()
+        .filter_map(|it| match it {
+            Item::Group(g)
+                if g.kind != Kind::Named
+                    && (g.from != 0 || per_id[g.id.as_str()] > 1 || g.kind == Kind::Indexed) =>
+            {
+                Some(g.id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let gouts = rw.group_outputs(items);
+    let mut node_list = Vec::new();
+    let mut prev: Option<String> = None;
+    for it in items {
+        match it {
+            Item::Layer(k) => {
+                let mut l = rw.layers[*k].clone();
+                // A block's switched layer (inside [`nest`]): its `when`.
+                let when = l.attrs.iter().position(|(k, _)| k == "when").and_then(|p| {
+                    match l.attrs.remove(p).1 {
+                        Emit::Str(w) => Some(w),
+                        _ => None,
+                    }
+                });
+                node_list.push(layer_emit(
+                    &l,
+                    &l.id,
+                    |r| r.to_string(),
+                    prev.as_deref(),
+                    first_input,
+                    when.as_deref(),
+                ));
+                prev = Some(l.id.clone());
+            }
+            Item::Group(g) => {
+                let mut m = vec![("id".to_string(), Emit::str(g.id.clone()))];
+                let gin = public(&gouts, &g.input);
+                if prev.as_deref() != Some(gin.as_str()) && !(prev.is_none() && gin == first_input)
+                {
+                    m.push(("in".into(), Emit::str(gin)));
+                }
+                m.push(("use".into(), Emit::str(g.block.clone())));
+                if g.kind == Kind::Named {
+                    // One module, its id its path: no `repeat`.
+                } else if ranged.contains(g.id.as_str()) {
+                    m.push((
+                        "repeat".into(),
+                        Emit::Map(vec![
+                            ("count".into(), Emit::Int(g.n as i64)),
+                            ("from".into(), Emit::Int(g.from as i64)),
+                        ])
+                        .flow(),
+                    ));
+                } else {
+                    m.push(("repeat".into(), Emit::Int(g.n as i64)));
+                }
+                if !g.with.is_empty() {
+                    m.push(("with".into(), Emit::Map(g.with.clone()).flow()));
+                }
+                if !g.first.is_empty() {
+                    m.push(("first".into(), Emit::Map(g.first.clone()).flow()));
+                }
+                node_list.push(Emit::Map(m).flow());
+                prev = Some(g.public(ranged.contains(g.id.as_str())));
+            }
+        }
+    }
+    (node_list, gouts, prev)
 }
 
 /// How a reference is written at the top level once groups exist: a group's output layer is
@@ -612,6 +784,10 @@ struct Rewriter {
     /// Folded layer id → the layer it is now part of.
     rename: HashMap<String, String>,
     outputs: Vec<String>,
+    /// Whether the layers are a block definition's ([`nest`]): there a named sub-module is a
+    /// block node of its own even without a twin or a number (`se`, `conv1`), unless its own
+    /// layers are numbered (a Sequential's `0`, `1`: their ids would start with a digit).
+    nested: bool,
 }
 
 /// A reference inside one instance: the block's input or one of its layers (local id, slot).
@@ -1072,6 +1248,7 @@ impl Rewriter {
         // Local ids per instance.
         let mut members: Vec<Vec<(usize, String)>> = Vec::new();
         let mut local_of: HashMap<usize, (usize, String)> = HashMap::new();
+        let mut rels: HashMap<usize, String> = HashMap::new();
         for (inst, &(s, e)) in insts.iter().enumerate() {
             let pre = format!("{parent}.{}", k0 + inst);
             let mut seen = HashSet::new();
@@ -1090,6 +1267,9 @@ impl Rewriter {
                 while !seen.insert(loc.clone()) {
                     q += 1;
                     loc = format!("{b}_{q}");
+                }
+                if !rest.is_empty() && loc == b {
+                    rels.insert(k, rest.to_string());
                 }
                 local_of.insert(k, (inst, loc.clone()));
                 m.push((k, loc));
@@ -1291,6 +1471,13 @@ impl Rewriter {
                 return None;
             }
         }
+        // A switched layer of a block inside a block ([`nest`]) cannot be switched again.
+        if merged
+            .iter()
+            .any(|(f, sig, _)| *f != 2 && sig.attrs.iter().any(|(k, _)| k == "when"))
+        {
+            return None;
+        }
         // Instances that differ in more values than they have layers are different blocks.
         let mut differing = 0;
         let mut template = Vec::with_capacity(merged.len());
@@ -1338,6 +1525,7 @@ impl Rewriter {
                 first,
                 rest,
                 layer,
+                rel: rels.get(&layer).cloned(),
             });
         }
         if differing > s1.len() {
@@ -1383,6 +1571,7 @@ impl Rewriter {
         let mut seen = HashSet::new();
         let mut members = Vec::new();
         let mut local_of: HashMap<usize, String> = HashMap::new();
+        let mut rels: HashMap<usize, String> = HashMap::new();
         for k in s..e {
             let l = &self.layers[k];
             let p = l.path.as_deref().unwrap_or("");
@@ -1397,6 +1586,9 @@ impl Rewriter {
             while !seen.insert(loc.clone()) {
                 q += 1;
                 loc = format!("{b}_{q}");
+            }
+            if !rest.is_empty() && loc == b {
+                rels.insert(k, rest.to_string());
             }
             local_of.insert(k, loc.clone());
             members.push((k, loc));
@@ -1440,6 +1632,7 @@ impl Rewriter {
                 first: vals.clone(),
                 rest: vals,
                 layer: *k,
+                rel: rels.get(k).cloned(),
             });
         }
         let input = ext?;
@@ -1581,7 +1774,19 @@ impl Rewriter {
                             (idx, readers),
                         )
                     } else {
-                        if name_stem(last).is_none() {
+                        if self.nested {
+                            // Not a Sequential: no layer's path continues with a number.
+                            let numbered = self.layers[i..e].iter().any(|l| {
+                                l.path
+                                    .as_deref()
+                                    .and_then(|p| p.strip_prefix(pre.as_str()))
+                                    .and_then(|r| r.strip_prefix('.'))
+                                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                            });
+                            if numbered || e - i == self.layers.len() {
+                                continue;
+                            }
+                        } else if name_stem(last).is_none() {
                             continue;
                         }
                         let id = ident(&pre);
@@ -1627,9 +1832,11 @@ impl Rewriter {
         let keys: Vec<String> = cands.iter().map(|c| key(&c.0)).collect();
         let mut alive: Vec<bool> = (0..cands.len())
             .map(|a| {
-                keys.iter()
-                    .enumerate()
-                    .any(|(b, kb)| a != b && *kb == keys[a])
+                (self.nested && cands[a].0.kind == Kind::Named)
+                    || keys
+                        .iter()
+                        .enumerate()
+                        .any(|(b, kb)| a != b && *kb == keys[a])
                     || runs
                         .iter()
                         .any(|(_, r)| fits(r, &cands[a].0) || fits(&cands[a].0, r))
@@ -1664,7 +1871,9 @@ impl Rewriter {
             for (_, members) in &classes {
                 if members.len() == 1 {
                     if let Some(a) = all[members[0]].1 {
-                        bad.push(a);
+                        if !(self.nested && cands[a].0.kind == Kind::Named) {
+                            bad.push(a);
+                        }
                     }
                 }
             }
@@ -1775,6 +1984,9 @@ struct TL {
     rest: Vec<Option<Emit>>,
     /// A layer of the model this one is (for the emitted layer's other fields).
     layer: usize,
+    /// Its module path below the instance (`se.fc1`), when it has one: the modules inside a
+    /// block ([`nest`]).
+    rel: Option<String>,
 }
 
 /// Whether a module path is `pre` or below it.
@@ -1859,6 +2071,9 @@ fn out_through(t: &[TL], drop: &[u8], out: &str) -> Option<String> {
 /// in the first instance and in the others.
 struct Param {
     name: String,
+    /// A value naming a parameter of the enclosing block (`$width`, [`nest`]): passed on
+    /// with `with:` as a parameter of its own, which does not count as a difference.
+    forced: bool,
     slots: Vec<(usize, usize)>,
     first: Vec<Option<Emit>>,
     rest: Vec<Option<Emit>>,
@@ -1892,7 +2107,8 @@ fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
             let rest: Vec<Option<Emit>> = groups.iter().map(|g| value(g, false)).collect();
             let mut all = first.iter().chain(&rest).flatten();
             let v0 = all.next();
-            if all.all(|v| Some(v) == v0) {
+            let forced = first.iter().chain(&rest).flatten().any(is_ref);
+            if all.all(|v| Some(v) == v0) && !forced {
                 continue;
             }
             // One parameter for slots that agree wherever both are set (and share some).
@@ -1909,10 +2125,11 @@ fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
                 Some(shared)
             };
             match params.iter_mut().find(|p| {
-                match (agree(&p.first, &first), agree(&p.rest, &rest)) {
-                    (Some(a), Some(b)) => a || b,
-                    _ => false,
-                }
+                p.forced == forced
+                    && match (agree(&p.first, &first), agree(&p.rest, &rest)) {
+                        (Some(a), Some(b)) => a || b,
+                        _ => false,
+                    }
             }) {
                 Some(p) => {
                     p.slots.push((li, ki));
@@ -1944,6 +2161,7 @@ fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
                     }
                     params.push(Param {
                         name,
+                        forced,
                         slots: vec![(li, ki)],
                         first,
                         rest,
@@ -1952,7 +2170,12 @@ fn plan(rep: &Group, groups: &[&Group]) -> Option<Vec<Param>> {
             }
         }
     }
-    (params.len() <= rep.template.len()).then_some(params)
+    (params.iter().filter(|p| !p.forced).count() <= rep.template.len()).then_some(params)
+}
+
+/// Whether a value names a parameter (`$width`): a block definition's, inside [`nest`].
+fn is_ref(v: &Emit) -> bool {
+    matches!(v, Emit::Str(s) if s.starts_with('$'))
 }
 
 /// Groups of one structure (values aside): a representative (the group with the most switched
@@ -1994,10 +2217,9 @@ fn classify(groups: &[&Group]) -> Vec<(usize, Vec<usize>)> {
 /// after the attribute (`width` for `out`, `stride`, `kernel`, …); a value the same in every
 /// group's other instances is the parameter's default. Each group gets its block name,
 /// `with:` and `first:`; the definitions are returned in order.
-fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
+fn share(groups: &mut [Group], layers: &[Layer], used: &mut HashSet<String>) -> Vec<Def> {
     let classes = classify(&groups.iter().collect::<Vec<_>>());
     let mut defs = Vec::new();
-    let mut used: HashSet<String> = HashSet::new();
     for (rep, members) in &classes {
         let gs: Vec<&Group> = members.iter().map(|&m| &groups[m]).collect();
         let params = plan(&groups[*rep], &gs).expect("planned when the class was made");
@@ -2033,11 +2255,14 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
                 .iter()
                 .zip(&p.first)
                 .any(|(r, f)| r.is_none() && f.is_none());
-            let d = common.or_else(|| {
-                unset
-                    .then(|| p.rest.iter().chain(&p.first).flatten().next().cloned())
-                    .flatten()
-            });
+            let d = common
+                .or_else(|| {
+                    unset
+                        .then(|| p.rest.iter().chain(&p.first).flatten().next().cloned())
+                        .flatten()
+                })
+                // An enclosing block's parameter is passed on, never a default.
+                .filter(|v| !is_ref(v));
             bparams.push((
                 p.name.clone(),
                 d.clone().unwrap_or_else(|| Emit::str("required")),
@@ -2056,6 +2281,7 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
             .flat_map(|p| p.slots.iter().map(move |s| (*s, p.name.as_str())))
             .collect();
         let mut bnodes = Vec::new();
+        let mut sub = Vec::new();
         let mut prev: Option<String> = None;
         for (li, tl) in r.template.iter().enumerate() {
             let mut l = layers[tl.layer].clone();
@@ -2092,6 +2318,14 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
                 1 => Some("$rest_only"),
                 _ => None,
             };
+            let mut sl = l.clone();
+            sl.id = tl.local.clone();
+            sl.path = tl.rel.clone();
+            sl.olds = vec![(tl.local.clone(), String::new())];
+            if let Some(w) = when {
+                sl.attrs.insert(0, ("when".into(), Emit::str(w)));
+            }
+            sub.push(sl);
             bnodes.push(layer_emit(
                 &l,
                 &tl.local,
@@ -2102,15 +2336,23 @@ fn share(groups: &mut [Group], layers: &[Layer]) -> Vec<(String, Emit)> {
             ));
             prev = Some(tl.local.clone());
         }
-        let mut def = Vec::new();
-        if !bparams.is_empty() {
-            def.push(("params".to_string(), Emit::Map(bparams).flow()));
-        }
-        def.push(("nodes".into(), Emit::Seq(bnodes)));
+        let mut def = Def {
+            name: block.clone(),
+            params: (!bparams.is_empty()).then(|| Emit::Map(bparams).flow()),
+            nodes: bnodes,
+            output: None,
+            layers: sub,
+            out: r.out_local.clone(),
+            rename: HashMap::new(),
+            users: members
+                .iter()
+                .map(|&m| (groups[m].id.clone(), groups[m].from))
+                .collect(),
+        };
         if r.template.last().map(|l| &l.local) != Some(&r.out_local) {
-            def.push(("output".into(), Emit::str(r.out_local.clone())));
+            def.output = Some(r.out_local.clone());
         }
-        defs.push((block.clone(), Emit::Map(def)));
+        defs.push(def);
         // Per group: `with:` (the other instances' values, where not the default) and
         // `first:` (the first instance's, where not what `with:` gives it).
         for (gk, &m) in members.iter().enumerate() {
