@@ -45,6 +45,7 @@ mod onnx_arith;
 mod onnx_const;
 mod onnx_convert;
 mod onnx_convert_blocks;
+mod onnx_convert_defaults;
 mod onnx_convert_named;
 mod onnx_convert_nested;
 mod onnx_dynamic;

@@ -4,8 +4,8 @@
 
 use super::Convention;
 use super::{
-    mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer,
-    Op, OpType, Params, Saved, Shape, Training,
+    mul, per_element, Arity, AttrDefault, Attrs, Category, Collapsed, Cost, Counting, Geometry,
+    Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -16,18 +16,22 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 /// calls the function (`F.relu(x)`) rather than a module (`nn.ReLU`). Shapes and costs are the
 /// same; profilers that hook modules see it differently (docs/COUNTING.md).
 macro_rules! activation {
-    ($stat:ident, $kind:ident, $name:literal, $aliases:expr, $keys:expr, $torch:literal, $flops:expr, $summary:literal) => {
+    ($stat:ident, $kind:ident, $name:literal, $aliases:expr, $keys:expr, $defaults:expr, $torch:literal, $flops:expr, $summary:literal) => {
         pub const $stat: OpType = OpType {
             name: $name,
             aliases: $aliases,
             keys: $keys,
             arity: Arity::Exactly(1),
             fused_bn: None,
+            defaults: $defaults,
             build: |a| build(a, Act::$kind, $name, $torch, $flops),
             summary: $summary,
         };
     };
 }
+
+/// The default every activation has: a module, not a function.
+const FUNCTIONAL: &[(&str, AttrDefault)] = &[("functional", AttrDefault::Bool(false))];
 
 // Per-element FLOPs, as documented in docs/COUNTING.md: a comparison, add, multiply, divide,
 // exp, log, tanh or sqrt counts 1.
@@ -37,6 +41,7 @@ activation!(
     "relu",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "ReLU",
     1,
     "max(0, x)"
@@ -47,6 +52,7 @@ activation!(
     "relu6",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "ReLU6",
     2,
     "min(max(0, x), 6)"
@@ -57,6 +63,10 @@ activation!(
     "leaky_relu",
     &["leakyrelu"],
     &["slope", "functional"],
+    &[
+        ("slope", AttrDefault::Float(0.01)),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "LeakyReLU",
     2,
     "x if x > 0 else slope·x (slope 0.01)"
@@ -67,6 +77,10 @@ activation!(
     "prelu",
     &[],
     &["per_channel", "functional"],
+    &[
+        ("per_channel", AttrDefault::Bool(false)),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "PReLU",
     2,
     "leaky ReLU with a learned slope (one, or one per channel)"
@@ -77,6 +91,10 @@ activation!(
     "elu",
     &[],
     &["alpha", "functional"],
+    &[
+        ("alpha", AttrDefault::Float(1.0)),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "ELU",
     4,
     "x if x > 0 else alpha·(exp(x) - 1)"
@@ -87,6 +105,7 @@ activation!(
     "selu",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "SELU",
     5,
     "scale·elu(x, 1.6733)"
@@ -97,6 +116,10 @@ activation!(
     "celu",
     &[],
     &["alpha", "functional"],
+    &[
+        ("alpha", AttrDefault::Float(1.0)),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "CELU",
     5,
     "max(0, x) + min(0, alpha·(exp(x/alpha) - 1))"
@@ -107,6 +130,10 @@ activation!(
     "gelu",
     &[],
     &["approximate", "functional"],
+    &[
+        ("approximate", AttrDefault::Word("none")),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "GELU",
     8,
     "x·Φ(x) (approximate: none | tanh)"
@@ -117,6 +144,7 @@ activation!(
     "sigmoid",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "Sigmoid",
     4,
     "1 / (1 + exp(-x))"
@@ -127,6 +155,7 @@ activation!(
     "hardsigmoid",
     &["hard_sigmoid"],
     &["functional"],
+    FUNCTIONAL,
     "Hardsigmoid",
     4,
     "relu6(x + 3) / 6"
@@ -137,6 +166,7 @@ activation!(
     "tanh",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "Tanh",
     1,
     "tanh(x)"
@@ -147,6 +177,11 @@ activation!(
     "hardtanh",
     &[],
     &["min", "max", "functional"],
+    &[
+        ("min", AttrDefault::Float(-1.0)),
+        ("max", AttrDefault::Float(1.0)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     "Hardtanh",
     2,
     "clamp(x, min, max) (-1, 1)"
@@ -157,6 +192,7 @@ activation!(
     "silu",
     &["swish"],
     &["functional"],
+    FUNCTIONAL,
     "SiLU",
     5,
     "x·sigmoid(x)"
@@ -167,6 +203,7 @@ activation!(
     "hardswish",
     &["hard_swish"],
     &["functional"],
+    FUNCTIONAL,
     "Hardswish",
     5,
     "x·relu6(x + 3) / 6"
@@ -177,6 +214,7 @@ activation!(
     "mish",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "Mish",
     6,
     "x·tanh(softplus(x))"
@@ -187,6 +225,11 @@ activation!(
     "softplus",
     &[],
     &["beta", "threshold", "functional"],
+    &[
+        ("beta", AttrDefault::Float(1.0)),
+        ("threshold", AttrDefault::Float(20.0)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     "Softplus",
     4,
     "log(1 + exp(beta·x)) / beta"
@@ -197,6 +240,7 @@ activation!(
     "softsign",
     &[],
     &["functional"],
+    FUNCTIONAL,
     "Softsign",
     3,
     "x / (1 + |x|)"
@@ -207,6 +251,10 @@ activation!(
     "softmax",
     &[],
     &["dim", "functional"],
+    &[
+        ("dim", AttrDefault::Int(1)),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "Softmax",
     4,
     "exp(x - max) / sum over `dim` (default 1)"
@@ -217,6 +265,10 @@ activation!(
     "log_softmax",
     &["logsoftmax"],
     &["dim", "functional"],
+    &[
+        ("dim", AttrDefault::Int(1)),
+        ("functional", AttrDefault::Bool(false))
+    ],
     "LogSoftmax",
     5,
     "log of softmax over `dim` (default 1)"

@@ -21,6 +21,7 @@ pub const DIST2BBOX: OpType = OpType {
     keys: &["heights", "widths", "strides"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_boxes,
     summary: "YOLO box decoding (Ultralytics' make_anchors + dist2bbox(xywh) × stride): N×4×A distances (l, t, r, b) around each level's cell centres → N×4×A boxes (cx, cy, w, h) in pixels; levels `heights`, `widths`, `strides`",
 };
@@ -31,6 +32,7 @@ pub const KEYPOINT_DECODE: OpType = OpType {
     keys: &["heights", "widths", "strides", "dims"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_keypoints,
     summary: "YOLO key-point decoding (Ultralytics' Pose.kpts_decode): N×(K·dims)×A offsets → x, y = (v·2 + cell) × stride, visibility = sigmoid (dims 3); levels `heights`, `widths`, `strides`",
 };

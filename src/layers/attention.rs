@@ -8,8 +8,9 @@
 
 use super::Collapsed;
 use super::{
-    add, mul, per_element, weighted_training, Arity, AttentionSplit, Attrs, Category, Convention,
-    Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape, Training,
+    add, mul, per_element, weighted_training, Arity, AttentionSplit, AttrDefault, Attrs, Category,
+    Convention, Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params, Saved, Shape,
+    Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, Ctx};
@@ -32,6 +33,14 @@ pub const MULTI_HEAD_ATTENTION: OpType = OpType {
     ],
     arity: Arity::AtLeast(1),
     fused_bn: None,
+    defaults: &[
+        ("bias", AttrDefault::Bool(true)),
+        ("causal", AttrDefault::Bool(false)),
+        ("need_weights", AttrDefault::Bool(true)),
+        ("add_bias_kv", AttrDefault::Bool(false)),
+        ("add_zero_attn", AttrDefault::Bool(false)),
+        ("dropout", AttrDefault::Float(0.0)),
+    ],
     build: build_mha,
     summary: "multi-head attention (torch.nn.MultiheadAttention, batch_first) on N×L×E: in: x (self-attention), [x, mask], [q, k, v] or [q, k, v, mask]",
 };
@@ -42,6 +51,12 @@ pub const SCALED_DOT_PRODUCT_ATTENTION: OpType = OpType {
     keys: &["causal", "scale", "dropout", "gqa", "mask"],
     arity: Arity::AtLeast(3),
     fused_bn: None,
+    defaults: &[
+        ("causal", AttrDefault::Bool(false)),
+        ("gqa", AttrDefault::Bool(false)),
+        ("dropout", AttrDefault::Float(0.0)),
+        ("mask", AttrDefault::Word("additive")),
+    ],
     build: build_sdpa,
     summary: "softmax(q·kᵀ·scale + mask)·v (F.scaled_dot_product_attention) on N×…×L×E: in: [q, k, v] or [q, k, v, mask] (`mask: keys`: an N×S mask of the keys, 0 for padding)",
 };

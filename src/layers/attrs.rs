@@ -49,6 +49,92 @@ pub enum PaddingSpec {
     Same,
 }
 
+/// What a layer builds with when one of its attributes is left out, declared with the op
+/// ([`super::OpType::defaults`], next to the builder that applies it), so that a writer
+/// (`archscope convert`) leaves out a value equal to it and writes a per-axis value once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrDefault {
+    Int(i64),
+    /// A real number (compared as parsed: `1e-5` is `1.0e-5`, an integer `1` is `1.0`).
+    Float(f64),
+    Bool(bool),
+    /// One word of a fixed set (`approximate: none`).
+    Word(&'static str),
+    /// A per-axis value: one number for every axis, or one per axis; `Some(n)`: `n` on every
+    /// axis when left out, `None`: no default (`kernel`, required).
+    Axes(Option<u64>),
+    /// A per-axis value whose default is the value of another key (a pooling's `stride`:
+    /// its `kernel`).
+    AxesOf(&'static str),
+    /// A convolution's padding (`n`, one per axis, `[top, left, bottom, right]`, `valid`,
+    /// `same`): none when left out.
+    Padding,
+}
+
+impl AttrDefault {
+    /// Whether `v`, written for this key, builds the layer as leaving the key out does;
+    /// `sibling` gives the layer's other attributes (for [`AttrDefault::AxesOf`]). Exact: a
+    /// value is the default only when it parses to it (`padding: [0, 0]` and `valid` are
+    /// `padding: 0`; `eps: 1.0e-5` is `1e-5`, `1.00001e-5` is not); anything unsure is not.
+    pub fn is_default(&self, v: &YValue, sibling: impl Fn(&str) -> Option<YValue>) -> bool {
+        match (*self, v) {
+            (AttrDefault::Int(d), YValue::Int(i)) => *i == d,
+            (AttrDefault::Float(d), YValue::Float(x)) => x.to_bits() == d.to_bits(),
+            (AttrDefault::Float(d), YValue::Int(i)) => (*i as f64).to_bits() == d.to_bits(),
+            (AttrDefault::Bool(d), YValue::Bool(b)) => *b == d,
+            (AttrDefault::Word(d), YValue::Str(s)) => s == d,
+            (AttrDefault::Axes(Some(d)), v) => {
+                i64::try_from(d).is_ok_and(|d| every_axis(v) == Some(d))
+            }
+            (AttrDefault::Padding, YValue::Str(s)) => s == "valid",
+            (AttrDefault::Padding, v) => every_axis(v) == Some(0),
+            (AttrDefault::AxesOf(key), v) => match sibling(key) {
+                Some(YValue::Str(k)) => matches!(v, YValue::Str(s) if *s == k),
+                Some(k) => {
+                    let (a, b) = (axis_values(v), axis_values(&k));
+                    match (a, b) {
+                        (Some(a), Some(b)) if a.len() == b.len() => a == b,
+                        (Some(a), Some(b)) if b.len() == 1 => a.iter().all(|x| *x == b[0]),
+                        (Some(a), Some(b)) if a.len() == 1 => b.iter().all(|x| *x == a[0]),
+                        _ => false,
+                    }
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the key takes one number for every axis (`kernel: 3` for `[3, 3]`).
+    pub fn per_axis(&self) -> bool {
+        matches!(
+            self,
+            AttrDefault::Axes(_) | AttrDefault::AxesOf(_) | AttrDefault::Padding
+        )
+    }
+}
+
+/// The integers of a number or a list of numbers (None for anything else).
+fn axis_values(v: &YValue) -> Option<Vec<i64>> {
+    match v {
+        YValue::Int(i) => Some(vec![*i]),
+        YValue::Seq(items) if !items.is_empty() => items
+            .iter()
+            .map(|x| match x.value {
+                YValue::Int(i) => Some(i),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// The one value of a number, or of a list of equal numbers.
+fn every_axis(v: &YValue) -> Option<i64> {
+    let a = axis_values(v)?;
+    a.iter().all(|x| *x == a[0]).then_some(a[0])
+}
+
 /// The attributes of one layer being built.
 pub struct Attrs<'a> {
     pub op: &'static str,
@@ -474,5 +560,67 @@ pub fn bool_of(v: &YNode, key: &str) -> Result<bool, Diagnostic> {
         ))
         .at(&v.path)
         .help("write true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::Document;
+
+    /// The value of `x` in a one-key YAML mapping `{x: …}`, as parsed.
+    fn v(text: &str) -> YValue {
+        let doc = Document::parse("t.yaml", &format!("{{x: {text}}}")).unwrap();
+        match doc.root.value {
+            YValue::Map(m) => m[0].1.value.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn none(_: &str) -> Option<YValue> {
+        None
+    }
+
+    #[test]
+    fn a_default_is_what_parses_to_it() {
+        let pad = AttrDefault::Padding;
+        for yes in ["0", "[0, 0]", "[0, 0, 0, 0]", "valid"] {
+            assert!(pad.is_default(&v(yes), none), "{yes}");
+        }
+        for no in ["1", "[0, 1]", "[0, 0, 1, 0]", "same"] {
+            assert!(!pad.is_default(&v(no), none), "{no}");
+        }
+        let stride = AttrDefault::Axes(Some(1));
+        assert!(stride.is_default(&v("[1, 1, 1]"), none));
+        assert!(!stride.is_default(&v("[1, 2]"), none));
+        assert!(!stride.is_default(&v("\"$stride\""), none));
+        let eps = AttrDefault::Float(1e-5);
+        assert!(eps.is_default(&v("1.0e-5"), none));
+        assert!(eps.is_default(&v("0.00001"), none));
+        assert!(!eps.is_default(&v("1.00001e-5"), none));
+        assert!(!eps.is_default(&v("1e-3"), none));
+        // An integer where a real number is read: the same value.
+        assert!(AttrDefault::Float(1.0).is_default(&v("1"), none));
+        assert!(!AttrDefault::Float(0.0).is_default(&v("-0.0"), none));
+        assert!(AttrDefault::Bool(true).is_default(&v("true"), none));
+        assert!(!AttrDefault::Bool(true).is_default(&v("false"), none));
+        assert!(AttrDefault::Word("none").is_default(&v("none"), none));
+        assert!(!AttrDefault::Word("none").is_default(&v("tanh"), none));
+        assert!(AttrDefault::Int(1).is_default(&v("1"), none));
+        assert!(!AttrDefault::Int(1).is_default(&v("-1"), none));
+    }
+
+    #[test]
+    fn a_stride_like_the_kernel_is_the_default() {
+        let s = AttrDefault::AxesOf("kernel");
+        let k = |text: &'static str| move |key: &str| (key == "kernel").then(|| v(text));
+        assert!(s.is_default(&v("2"), k("2")));
+        assert!(s.is_default(&v("[2, 2]"), k("2")));
+        assert!(s.is_default(&v("2"), k("[2, 2]")));
+        assert!(!s.is_default(&v("2"), k("[2, 3]")));
+        assert!(!s.is_default(&v("1"), k("3")));
+        assert!(s.is_default(&v("\"$k\""), k("\"$k\"")));
+        assert!(!s.is_default(&v("\"$s\""), k("\"$k\"")));
+        assert!(!s.is_default(&v("2"), none));
     }
 }

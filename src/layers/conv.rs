@@ -3,7 +3,8 @@
 
 use super::attrs::{Pad4, PaddingSpec};
 use super::conv_nd::{
-    check_groups, check_output_padding, check_pad_limits, pad_mode_name, padding_mode, same_padding,
+    check_groups, check_output_padding, check_pad_limits, pad_mode_name, padding_mode,
+    same_padding, DEFAULTS, TRANSPOSED_DEFAULTS,
 };
 use super::Convention;
 use super::{
@@ -38,6 +39,7 @@ pub const CONV2D: OpType = OpType {
     ],
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm2d"),
+    defaults: DEFAULTS,
     build: build_conv,
     summary: "2-D convolution (torch.nn.Conv2d)",
 };
@@ -58,6 +60,7 @@ pub const CONV_TRANSPOSE2D: OpType = OpType {
     ],
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm2d"),
+    defaults: TRANSPOSED_DEFAULTS,
     build: build_deconv,
     summary: "2-D transposed convolution (torch.nn.ConvTranspose2d)",
 };

@@ -8,8 +8,8 @@
 //! padding, the `groups` and `output_padding` checks.
 
 use super::{
-    add, attrs_int, mul, per_element, Arity, Attrs, Category, Collapsed, Convention, Cost,
-    Counting, Geometry, Kernel, Layer, Op, OpType, Params, Shape, Training, WeightInfo,
+    add, attrs_int, mul, per_element, Arity, AttrDefault, Attrs, Category, Collapsed, Convention,
+    Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Params, Shape, Training, WeightInfo,
     WeightedKind, Window,
 };
 use crate::error::Diagnostic;
@@ -43,12 +43,37 @@ const TRANSPOSED_KEYS: &[&str] = &[
     "trainable",
 ];
 
+/// What a convolution builds with when a key is left out (`conv2d` and the 1-D and 3-D ones).
+pub(super) const DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("kernel", AttrDefault::Axes(None)),
+    ("stride", AttrDefault::Axes(Some(1))),
+    ("padding", AttrDefault::Padding),
+    ("dilation", AttrDefault::Axes(Some(1))),
+    ("groups", AttrDefault::Int(1)),
+    ("bias", AttrDefault::Bool(true)),
+    ("trainable", AttrDefault::Bool(true)),
+    ("padding_mode", AttrDefault::Word("zeros")),
+];
+
+/// A transposed convolution's ([`DEFAULTS`] with `output_padding`, without `padding_mode`).
+pub(super) const TRANSPOSED_DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("kernel", AttrDefault::Axes(None)),
+    ("stride", AttrDefault::Axes(Some(1))),
+    ("padding", AttrDefault::Padding),
+    ("output_padding", AttrDefault::Axes(Some(0))),
+    ("dilation", AttrDefault::Axes(Some(1))),
+    ("groups", AttrDefault::Int(1)),
+    ("bias", AttrDefault::Bool(true)),
+    ("trainable", AttrDefault::Bool(true)),
+];
+
 pub const CONV1D: OpType = OpType {
     name: "conv1d",
     aliases: &[],
     keys: KEYS,
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm1d"),
+    defaults: DEFAULTS,
     build: build_conv1d,
     summary: "1-D convolution (torch.nn.Conv1d) on N×C×L",
 };
@@ -59,6 +84,7 @@ pub const CONV3D: OpType = OpType {
     keys: KEYS,
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm3d"),
+    defaults: DEFAULTS,
     build: build_conv3d,
     summary: "3-D convolution (torch.nn.Conv3d) on N×C×D×H×W",
 };
@@ -69,6 +95,7 @@ pub const CONV_TRANSPOSE1D: OpType = OpType {
     keys: TRANSPOSED_KEYS,
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm1d"),
+    defaults: TRANSPOSED_DEFAULTS,
     build: build_deconv1d,
     summary: "1-D transposed convolution (torch.nn.ConvTranspose1d) on N×C×L",
 };
@@ -79,6 +106,7 @@ pub const CONV_TRANSPOSE3D: OpType = OpType {
     keys: TRANSPOSED_KEYS,
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm3d"),
+    defaults: TRANSPOSED_DEFAULTS,
     build: build_deconv3d,
     summary: "3-D transposed convolution (torch.nn.ConvTranspose3d) on N×C×D×H×W",
 };

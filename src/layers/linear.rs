@@ -3,8 +3,8 @@
 use super::Collapsed;
 use super::Convention;
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Cost, Counting, Geometry, Kernel, Layer, Layout,
-    Op, OpType, Params, Role, Shape, Tied, Training, WeightInfo, WeightedKind,
+    add, mul, per_element, Arity, AttrDefault, Attrs, Category, Cost, Counting, Geometry, Kernel,
+    Layer, Layout, Op, OpType, Params, Role, Shape, Tied, Training, WeightInfo, WeightedKind,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -18,6 +18,11 @@ pub const LINEAR: OpType = OpType {
     keys: &["out", "bias", "trainable", "tied", "transposed"],
     arity: Arity::Exactly(1),
     fused_bn: Some("batchnorm1d"),
+    defaults: &[
+        ("bias", AttrDefault::Bool(true)),
+        ("trainable", AttrDefault::Bool(true)),
+        ("transposed", AttrDefault::Bool(false)),
+    ],
     build,
     summary: "fully-connected layer on the last dimension (torch.nn.Linear)",
 };

@@ -8,8 +8,8 @@
 use rayon::prelude::*;
 
 use super::{
-    mul, Arity, Attrs, Category, Convention, Cost, Counting, Geometry, Kernel, Layer, Layout, Op,
-    OpType, Saved, Shape, Training,
+    mul, Arity, AttrDefault, Attrs, Category, Convention, Cost, Counting, Geometry, Kernel, Layer,
+    Layout, Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{self, Ctx};
@@ -21,6 +21,9 @@ pub const MATMUL: OpType = OpType {
     keys: &["operator"],
     arity: Arity::Exactly(2),
     fused_bn: None,
+    defaults: &[
+        ("operator", AttrDefault::Bool(false)),
+    ],
     build: build_matmul,
     summary: "matrix product of two inputs over their last two dims, leading dims broadcast (torch.matmul / torch.bmm); `operator: true` when the model writes `a @ b`",
 };

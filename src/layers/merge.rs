@@ -2,8 +2,8 @@
 //! squeeze-excitation gate N×C×1×1 times N×C×H×W) and concatenation along a dimension.
 
 use super::{
-    add, mul, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel, Layer, Layout,
-    Op, OpType, Saved, Shape, Training,
+    add, mul, Arity, AttrDefault, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
+    Layer, Layout, Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels;
@@ -16,6 +16,7 @@ pub const ADD: OpType = OpType {
     keys: &[],
     arity: Arity::AtLeast(2),
     fused_bn: None,
+    defaults: &[],
     build: build_add,
     summary: "elementwise sum of two or more tensors, with broadcasting",
 };
@@ -26,6 +27,7 @@ pub const MULTIPLY: OpType = OpType {
     keys: &[],
     arity: Arity::AtLeast(2),
     fused_bn: None,
+    defaults: &[],
     build: build_mul,
     summary: "elementwise product (e.g. a squeeze-excitation gate), with broadcasting",
 };
@@ -36,6 +38,7 @@ pub const CONCAT: OpType = OpType {
     keys: &["dim"],
     arity: Arity::AtLeast(1),
     fused_bn: None,
+    defaults: &[("dim", AttrDefault::Int(1))],
     build: build_concat,
     summary: "concatenation along `dim` (default 1, channels)",
 };

@@ -37,7 +37,7 @@ mod tensor_ops;
 mod testutil;
 mod window_attention;
 
-pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, Attrs, Pad4};
+pub use attrs::{bool_of as attrs_bool, int_of as attrs_int, AttrDefault, Attrs, Pad4};
 pub use layout::{Digit, Layout, Role};
 pub use param::MAX_PARAMETER_ELEMENTS;
 pub use reshape::{MAX_INPUT_RANK, MAX_OUTPUTS, MAX_TOKENS};
@@ -831,12 +831,25 @@ pub struct OpType {
     /// The batch norm a fused `bn: true` after it becomes (`batchnorm2d` after `conv2d`,
     /// `batchnorm1d` after `linear` and `conv1d`, `batchnorm3d` after `conv3d`); None: no `bn`.
     pub fused_bn: Option<&'static str>,
+    /// What the builder uses for each key left out, where that is a fixed value or another
+    /// key's (`stride: 1`, `eps: 1e-5`, a pooling's `stride`: its `kernel`), and the per-axis
+    /// keys ([`AttrDefault`]): `archscope convert` leaves out what equals it. A key not listed
+    /// is always written.
+    pub defaults: &'static [(&'static str, AttrDefault)],
     pub build: fn(&mut Attrs) -> Result<Box<dyn Layer>, Diagnostic>,
     /// One line for `docs/FORMAT.md` and error messages.
     pub summary: &'static str,
 }
 
 impl OpType {
+    /// What a layer of this type builds with when `key` is left out ([`OpType::defaults`]).
+    pub fn default_of(&self, key: &str) -> Option<AttrDefault> {
+        self.defaults
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, d)| *d)
+    }
+
     /// Whether this is the model's input type (`inputs:`): the one type registered as
     /// `reshape::INPUT`. Taking no inputs does not make a type one (`parameter` takes none).
     pub fn is_input(&self) -> bool {
@@ -1026,6 +1039,26 @@ mod tests {
             e.help.as_deref(),
             Some("this input is a volume N×C×D×H×W: use the 3-D layer (conv3d, maxpool3d, …)")
         );
+    }
+
+    #[test]
+    fn declared_defaults_name_accepted_keys() {
+        for t in REGISTRY {
+            for (k, d) in t.defaults {
+                assert!(
+                    t.keys.contains(k),
+                    "{}: default of `{k}`, not a key",
+                    t.name
+                );
+                if let AttrDefault::AxesOf(other) = d {
+                    assert!(
+                        t.keys.contains(other),
+                        "{}: `{k}` defaults to `{other}`",
+                        t.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

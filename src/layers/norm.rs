@@ -3,8 +3,8 @@
 
 use super::Convention;
 use super::{
-    add, mul, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Kernel, Layer,
-    NormInfo, Op, OpType, Params, Saved, Shape, Training,
+    add, mul, per_element, Arity, AttrDefault, Attrs, Category, Collapsed, Cost, Counting, Kernel,
+    Layer, NormInfo, Op, OpType, Params, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -12,6 +12,19 @@ use crate::tensor::{Init, Tensor, WeightKind, WeightSpec};
 use rayon::prelude::*;
 
 const BN_KEYS: &[&str] = &["eps", "momentum", "affine", "track_running_stats"];
+const BN_DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("eps", AttrDefault::Float(1e-5)),
+    ("momentum", AttrDefault::Float(0.1)),
+    ("affine", AttrDefault::Bool(true)),
+    ("track_running_stats", AttrDefault::Bool(true)),
+];
+/// Instance norms: affine and running statistics off.
+const IN_DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("eps", AttrDefault::Float(1e-5)),
+    ("momentum", AttrDefault::Float(0.1)),
+    ("affine", AttrDefault::Bool(false)),
+    ("track_running_stats", AttrDefault::Bool(false)),
+];
 
 pub const BATCHNORM2D: OpType = OpType {
     name: "batchnorm2d",
@@ -19,6 +32,7 @@ pub const BATCHNORM2D: OpType = OpType {
     keys: BN_KEYS,
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: BN_DEFAULTS,
     build: build_bn2d,
     summary: "batch normalisation over N×C×H×W (torch.nn.BatchNorm2d)",
 };
@@ -29,6 +43,7 @@ pub const BATCHNORM1D: OpType = OpType {
     keys: BN_KEYS,
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: BN_DEFAULTS,
     build: build_bn1d,
     summary: "batch normalisation over N×C or N×C×L (torch.nn.BatchNorm1d)",
 };
@@ -39,6 +54,7 @@ pub const BATCHNORM3D: OpType = OpType {
     keys: BN_KEYS,
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: BN_DEFAULTS,
     build: build_bn3d,
     summary: "batch normalisation over N×C×D×H×W (torch.nn.BatchNorm3d)",
 };
@@ -49,6 +65,7 @@ pub const INSTANCENORM1D: OpType = OpType {
     keys: &["eps", "momentum", "affine", "track_running_stats"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: IN_DEFAULTS,
     build: build_in1d,
     summary: "instance normalisation over N×C×L (torch.nn.InstanceNorm1d; affine and running stats off by default)",
 };
@@ -59,6 +76,7 @@ pub const INSTANCENORM3D: OpType = OpType {
     keys: &["eps", "momentum", "affine", "track_running_stats"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: IN_DEFAULTS,
     build: build_in3d,
     summary: "instance normalisation over N×C×D×H×W (torch.nn.InstanceNorm3d; affine and running stats off by default)",
 };
@@ -69,6 +87,12 @@ pub const LAYERNORM: OpType = OpType {
     keys: &["dims", "eps", "affine", "bias"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("dims", AttrDefault::Int(1)),
+        ("eps", AttrDefault::Float(1e-5)),
+        ("affine", AttrDefault::Bool(true)),
+        ("bias", AttrDefault::Bool(true)),
+    ],
     build: build_ln,
     summary: "layer normalisation over the last `dims` dimensions (torch.nn.LayerNorm)",
 };
@@ -79,6 +103,11 @@ pub const LAYERNORM2D: OpType = OpType {
     keys: &["eps", "affine", "bias"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("eps", AttrDefault::Float(1e-5)),
+        ("affine", AttrDefault::Bool(true)),
+        ("bias", AttrDefault::Bool(true)),
+    ],
     build: build_ln2d,
     summary: "layer normalisation over the channels of N×C×H×W, per position (torchvision LayerNorm2d: ConvNeXt)",
 };
@@ -89,6 +118,10 @@ pub const GROUPNORM: OpType = OpType {
     keys: &["groups", "eps", "affine"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("eps", AttrDefault::Float(1e-5)),
+        ("affine", AttrDefault::Bool(true)),
+    ],
     build: build_gn,
     summary: "group normalisation (torch.nn.GroupNorm)",
 };
@@ -99,6 +132,7 @@ pub const INSTANCENORM2D: OpType = OpType {
     keys: &["eps", "momentum", "affine", "track_running_stats"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: IN_DEFAULTS,
     build: build_in,
     summary:
         "instance normalisation (torch.nn.InstanceNorm2d; affine and running stats off by default)",
@@ -110,6 +144,11 @@ pub const LOCAL_RESPONSE_NORM: OpType = OpType {
     keys: &["size", "alpha", "beta", "k"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("alpha", AttrDefault::Float(1e-4)),
+        ("beta", AttrDefault::Float(0.75)),
+        ("k", AttrDefault::Float(1.0)),
+    ],
     build: build_lrn,
     summary: "local response normalisation across channels (torch.nn.LocalResponseNorm)",
 };

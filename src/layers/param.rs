@@ -11,8 +11,8 @@
 //! tensor `class_token`, not `class_token.weight`).
 
 use super::{
-    mul, Arity, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry, Kernel, Layer,
-    Layout, Op, OpType, Params, Role, Saved, Shape, Training,
+    mul, Arity, AttrDefault, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry,
+    Kernel, Layer, Layout, Op, OpType, Params, Role, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -32,6 +32,9 @@ pub const PARAMETER: OpType = OpType {
     keys: &["shape", "init", "value", "std", "trainable"],
     arity: Arity::Exactly(0),
     fused_bn: None,
+    defaults: &[
+        ("trainable", AttrDefault::Bool(true)),
+    ],
     build: build_parameter,
     summary: "a learned tensor of the literal PyTorch `shape` (no batch added; class token [1, 1, 768]); no inputs; `init` zeros|ones|normal (`std`, default 0.02)|value; loaded under its own name (nn.Parameter)",
 };
@@ -42,6 +45,10 @@ pub const EMBEDDING: OpType = OpType {
     keys: &["num", "dim", "trainable", "positions"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("trainable", AttrDefault::Bool(true)),
+        ("positions", AttrDefault::Bool(false)),
+    ],
     build: build_embedding,
     summary: "a row of a `num`×`dim` table for each integer id of its input (torch.nn.Embedding); `positions: true` looks up the positions 0…L−1 of its N×L input instead (GPT-2's wpe(arange(L)))",
 };

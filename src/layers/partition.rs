@@ -27,6 +27,7 @@ pub const WINDOW_PARTITION: OpType = OpType {
     keys: &["size"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_partition,
     summary: "cut N×C×H×W into `size`×`size` windows: N×(H/size·W/size)×size²×C (torchvision MaxViT's WindowPartition)",
 };
@@ -37,6 +38,7 @@ pub const WINDOW_DEPARTITION: OpType = OpType {
     keys: &["size", "grid"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_departition,
     summary: "put N×(gh·gw)×size²×C windows back as N×C×(gh·size)×(gw·size), `grid: [gh, gw]` (torchvision MaxViT's WindowDepartition)",
 };

@@ -3,8 +3,8 @@
 
 use super::Convention;
 use super::{
-    mul, need_4d, pair_label, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
-    Layer, Op, OpType, Saved, Shape, Training, Window,
+    mul, need_4d, pair_label, Arity, AttrDefault, Attrs, Category, Collapsed, Cost, Counting,
+    Geometry, Kernel, Layer, Op, OpType, Saved, Shape, Training, Window,
 };
 use crate::error::Diagnostic;
 use crate::geometry::adaptive_window;
@@ -28,6 +28,14 @@ pub const MAXPOOL2D: OpType = OpType {
     ],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("kernel", AttrDefault::Axes(None)),
+        ("stride", AttrDefault::AxesOf("kernel")),
+        ("padding", AttrDefault::Axes(Some(0))),
+        ("dilation", AttrDefault::Axes(Some(1))),
+        ("ceil", AttrDefault::Bool(false)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     build: build_max,
     summary: "max pooling (torch.nn.MaxPool2d)",
 };
@@ -46,6 +54,14 @@ pub const AVGPOOL2D: OpType = OpType {
     ],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("kernel", AttrDefault::Axes(None)),
+        ("stride", AttrDefault::AxesOf("kernel")),
+        ("padding", AttrDefault::Axes(Some(0))),
+        ("ceil", AttrDefault::Bool(false)),
+        ("count_include_pad", AttrDefault::Bool(true)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     build: build_avg,
     summary: "average pooling (torch.nn.AvgPool2d)",
 };
@@ -56,6 +72,10 @@ pub const ADAPTIVE_AVGPOOL2D: OpType = OpType {
     keys: &["size", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("size", AttrDefault::Axes(None)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     build: build_adaptive_avg,
     summary: "adaptive average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)",
 };
@@ -66,6 +86,10 @@ pub const ADAPTIVE_MAXPOOL2D: OpType = OpType {
     keys: &["size", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("size", AttrDefault::Axes(None)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     build: build_adaptive_max,
     summary: "adaptive max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d)",
 };
@@ -76,6 +100,7 @@ pub const GLOBAL_AVGPOOL: OpType = OpType {
     keys: &["functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("functional", AttrDefault::Bool(false))],
     build: build_global_avg,
     summary: "global average pooling to N×C×1×1 (AdaptiveAvgPool2d(1))",
 };
@@ -86,6 +111,7 @@ pub const GLOBAL_MAXPOOL: OpType = OpType {
     keys: &["functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("functional", AttrDefault::Bool(false))],
     build: build_global_max,
     summary: "global max pooling to N×C×1×1 (AdaptiveMaxPool2d(1))",
 };

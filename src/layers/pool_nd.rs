@@ -5,8 +5,8 @@
 
 use super::conv_nd::{axes_of, need_rank, req_axes};
 use super::{
-    mul, Arity, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry, Kernel, Layer,
-    Op, OpType, Shape, Training, Window,
+    mul, Arity, AttrDefault, Attrs, Category, Collapsed, Convention, Cost, Counting, Geometry,
+    Kernel, Layer, Op, OpType, Shape, Training, Window,
 };
 use crate::error::Diagnostic;
 use crate::geometry::{adaptive_window_sum, axis_name, pool_out, Axes};
@@ -42,14 +42,36 @@ const AVG3_KEYS: &[&str] = &[
     "functional",
 ];
 
+const MAX_DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("kernel", AttrDefault::Axes(None)),
+    ("stride", AttrDefault::AxesOf("kernel")),
+    ("padding", AttrDefault::Axes(Some(0))),
+    ("dilation", AttrDefault::Axes(Some(1))),
+    ("ceil", AttrDefault::Bool(false)),
+    ("functional", AttrDefault::Bool(false)),
+];
+const AVG_DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("kernel", AttrDefault::Axes(None)),
+    ("stride", AttrDefault::AxesOf("kernel")),
+    ("padding", AttrDefault::Axes(Some(0))),
+    ("ceil", AttrDefault::Bool(false)),
+    ("count_include_pad", AttrDefault::Bool(true)),
+    ("functional", AttrDefault::Bool(false)),
+];
+const ADAPTIVE_DEFAULTS: &[(&str, AttrDefault)] = &[
+    ("size", AttrDefault::Axes(None)),
+    ("functional", AttrDefault::Bool(false)),
+];
+
 macro_rules! pool_type {
-    ($konst:ident, $name:literal, $keys:expr, $build:ident, $summary:literal) => {
+    ($konst:ident, $name:literal, $keys:expr, $defaults:expr, $build:ident, $summary:literal) => {
         pub const $konst: OpType = OpType {
             name: $name,
             aliases: &[],
             keys: $keys,
             arity: Arity::Exactly(1),
             fused_bn: None,
+            defaults: $defaults,
             build: $build,
             summary: $summary,
         };
@@ -60,6 +82,7 @@ pool_type!(
     MAXPOOL1D,
     "maxpool1d",
     MAX_KEYS,
+    MAX_DEFAULTS,
     build_max1,
     "max pooling (torch.nn.MaxPool1d) on N×C×L"
 );
@@ -67,6 +90,7 @@ pool_type!(
     MAXPOOL3D,
     "maxpool3d",
     MAX_KEYS,
+    MAX_DEFAULTS,
     build_max3,
     "max pooling (torch.nn.MaxPool3d) on N×C×D×H×W"
 );
@@ -74,6 +98,7 @@ pool_type!(
     AVGPOOL1D,
     "avgpool1d",
     AVG1_KEYS,
+    AVG_DEFAULTS,
     build_avg1,
     "average pooling (torch.nn.AvgPool1d) on N×C×L"
 );
@@ -81,6 +106,7 @@ pool_type!(
     AVGPOOL3D,
     "avgpool3d",
     AVG3_KEYS,
+    AVG_DEFAULTS,
     build_avg3,
     "average pooling (torch.nn.AvgPool3d) on N×C×D×H×W"
 );
@@ -88,6 +114,7 @@ pool_type!(
     ADAPTIVE_AVGPOOL1D,
     "adaptive_avgpool1d",
     &["size", "functional"],
+    ADAPTIVE_DEFAULTS,
     build_aavg1,
     "adaptive average pooling to a fixed length (torch.nn.AdaptiveAvgPool1d)"
 );
@@ -95,6 +122,7 @@ pool_type!(
     ADAPTIVE_AVGPOOL3D,
     "adaptive_avgpool3d",
     &["size", "functional"],
+    ADAPTIVE_DEFAULTS,
     build_aavg3,
     "adaptive average pooling to a fixed D×H×W (torch.nn.AdaptiveAvgPool3d)"
 );
@@ -102,6 +130,7 @@ pool_type!(
     ADAPTIVE_MAXPOOL1D,
     "adaptive_maxpool1d",
     &["size", "functional"],
+    ADAPTIVE_DEFAULTS,
     build_amax1,
     "adaptive max pooling to a fixed length (torch.nn.AdaptiveMaxPool1d)"
 );
@@ -109,6 +138,7 @@ pool_type!(
     ADAPTIVE_MAXPOOL3D,
     "adaptive_maxpool3d",
     &["size", "functional"],
+    ADAPTIVE_DEFAULTS,
     build_amax3,
     "adaptive max pooling to a fixed D×H×W (torch.nn.AdaptiveMaxPool3d)"
 );

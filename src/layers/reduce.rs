@@ -15,6 +15,7 @@ pub const MAGNITUDE: OpType = OpType {
     keys: &[],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_magnitude,
     summary: "sqrt of the sum of squares over the channels, keeping a channel of 1 (torch.linalg.vector_norm(x, dim=1, keepdim=True))",
 };

@@ -29,6 +29,7 @@ pub const RELATIVE_POSITION_ATTENTION: OpType = OpType {
     keys: &["head_dim", "size"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build,
     summary: "multi-head self-attention with a learned relative position bias over N×G×size²×D partitioned tokens (torchvision MaxViT's RelativePositionalMultiHeadAttention)",
 };

@@ -4,8 +4,8 @@
 
 use super::Convention;
 use super::{
-    mul, need_4d, pair_label, per_element, Arity, Attrs, Axes, Category, Collapsed, Cost, Counting,
-    Geometry, Kernel, Layer, Op, OpType, Shape, Training,
+    mul, need_4d, pair_label, per_element, Arity, AttrDefault, Attrs, Axes, Category, Collapsed,
+    Cost, Counting, Geometry, Kernel, Layer, Op, OpType, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -18,6 +18,13 @@ pub const UPSAMPLE: OpType = OpType {
     keys: &["mode", "scale", "size", "align_corners", "functional"],
     arity: Arity::AtLeast(1),
     fused_bn: None,
+    defaults: &[
+        ("mode", AttrDefault::Word("nearest")),
+        ("scale", AttrDefault::Axes(None)),
+        ("size", AttrDefault::Axes(None)),
+        ("align_corners", AttrDefault::Bool(false)),
+        ("functional", AttrDefault::Bool(false)),
+    ],
     build: build_upsample,
     summary: "interpolation by an integer `scale`, to a `size`, or to the size of a second input `in: [x, like]` (torch.nn.Upsample)",
 };
@@ -28,6 +35,12 @@ pub const MAX_UNPOOL2D: OpType = OpType {
     keys: &["kernel", "stride", "padding", "size"],
     arity: Arity::Exactly(2),
     fused_bn: None,
+    defaults: &[
+        ("kernel", AttrDefault::Axes(None)),
+        ("stride", AttrDefault::AxesOf("kernel")),
+        ("padding", AttrDefault::Axes(Some(0))),
+        ("size", AttrDefault::Axes(None)),
+    ],
     build: build_unpool,
     summary: "max-unpooling: `in: [x, pool]` where `pool` is the max-pool whose indices it uses (torch.nn.MaxUnpool2d)",
 };

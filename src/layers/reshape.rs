@@ -3,8 +3,8 @@
 
 use super::attrs::{int_of, positive_of, Pad4, PaddingSpec};
 use super::{
-    mul, per_element, Arity, Attrs, Axes, Category, Collapsed, Counting, Geometry, Kernel, Layer,
-    Op, OpType, Saved, Shape, Training,
+    mul, per_element, Arity, AttrDefault, Attrs, Axes, Category, Collapsed, Counting, Geometry,
+    Kernel, Layer, Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -17,6 +17,7 @@ pub const CROP: OpType = OpType {
     keys: &["size"],
     arity: Arity::AtLeast(1),
     fused_bn: None,
+    defaults: &[],
     build: build_crop,
     summary: "centre crop to `size`, or to the size of a second input `in: [x, like]` (U-Net skips; torchvision center_crop)",
 };
@@ -27,6 +28,7 @@ pub const INPUT: OpType = OpType {
     keys: &["shape", "vocab"],
     arity: Arity::Exactly(0),
     fused_bn: None,
+    defaults: &[],
     build: build_input,
     summary: "a model input (declared under `inputs:`)",
 };
@@ -37,6 +39,10 @@ pub const FLATTEN: OpType = OpType {
     keys: &["start_dim", "end_dim"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("start_dim", AttrDefault::Int(1)),
+        ("end_dim", AttrDefault::Int(-1)),
+    ],
     build: build_flatten,
     summary: "merge dimensions start_dim..=end_dim (default 1..=-1) (torch.nn.Flatten)",
 };
@@ -47,6 +53,7 @@ pub const DROPOUT: OpType = OpType {
     keys: &["p"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("p", AttrDefault::Float(0.5))],
     build: |a| build_dropout(a, false),
     summary: "dropout (identity at inference) (torch.nn.Dropout)",
 };
@@ -57,6 +64,7 @@ pub const DROPOUT2D: OpType = OpType {
     keys: &["p"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("p", AttrDefault::Float(0.5))],
     build: |a| build_dropout(a, true),
     summary: "channel dropout (identity at inference) (torch.nn.Dropout2d)",
 };
@@ -67,6 +75,7 @@ pub const STOCHASTIC_DEPTH: OpType = OpType {
     keys: &["p", "mode", "depth", "linspace"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_stochastic_depth,
     summary: "drops a residual branch per sample (row) or batch, with probability p (or p·k/n at `depth: [k, n]`, or NumPy's linspace(0, p, n + 1)[k] at `linspace: [k, n]`); identity at inference (torchvision StochasticDepth)",
 };
@@ -77,6 +86,7 @@ pub const IDENTITY: OpType = OpType {
     keys: &[],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: |_| {
         Ok(Box::new(Passthrough {
             op: "identity",
@@ -93,6 +103,7 @@ pub const CHANNEL_SHUFFLE: OpType = OpType {
     keys: &["groups"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_shuffle,
     summary: "ShuffleNet channel shuffle (torch.nn.ChannelShuffle)",
 };
@@ -103,6 +114,7 @@ pub const SPLIT: OpType = OpType {
     keys: &["sizes", "parts", "dim"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("dim", AttrDefault::Int(1))],
     build: build_split,
     summary:
         "split along `dim` into `parts` equal pieces or given `sizes`; refer to piece k as `name:k`",
@@ -114,6 +126,11 @@ pub const SLICE: OpType = OpType {
     keys: &["dim", "start", "end", "step"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("dim", AttrDefault::Int(1)),
+        ("start", AttrDefault::Int(0)),
+        ("step", AttrDefault::Int(1)),
+    ],
     build: build_slice,
     summary: "every `step`-th index of start..end (exclusive; negative counts from the end) of `dim` (default 1, channels) (x[:, start:end:step])",
 };
@@ -124,6 +141,7 @@ pub const ZERO_PAD2D: OpType = OpType {
     keys: &["padding"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("padding", AttrDefault::Padding)],
     build: build_pad,
     summary: "zero padding: n, [h, w] or [top, left, bottom, right] (torch.nn.ZeroPad2d)",
 };

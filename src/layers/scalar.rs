@@ -32,6 +32,7 @@ pub const SCALAR: OpType = OpType {
     keys: &["operator", "value", "shape", "kind", "exp"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build,
     summary: "x ∘ value with a constant number, or a constant tensor of `shape` broadcast against x (operator: add, sub, rsub (value − x), mul, div, rdiv (value / x), pow; kind: constant, buffer, parameter)",
 };

@@ -13,8 +13,8 @@
 use rayon::prelude::*;
 
 use super::{
-    add, attrs_int, per_element, Arity, Attrs, Category, Collapsed, Cost, Counting, Geometry,
-    Kernel, Layer, Layout, Op, OpType, Saved, Shape, Training,
+    add, attrs_int, per_element, Arity, AttrDefault, Attrs, Category, Collapsed, Cost, Counting,
+    Geometry, Kernel, Layer, Layout, Op, OpType, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::Ctx;
@@ -27,6 +27,7 @@ pub const RESHAPE: OpType = OpType {
     keys: &["shape"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_reshape,
     summary: "reshape each sample to `shape` (the batch left out; one size may be -1) (torch.reshape / Tensor.view)",
 };
@@ -37,6 +38,9 @@ pub const PERMUTE: OpType = OpType {
     keys: &["dims", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("functional", AttrDefault::Bool(true)),
+    ],
     build: build_permute,
     summary: "reorder the dimensions as `dims` (batch first: dims[0] = 0) (Tensor.permute; `functional: false`: torchvision's Permute module, ConvNeXt)",
 };
@@ -47,6 +51,9 @@ pub const TRANSPOSE: OpType = OpType {
     keys: &["dims", "functional"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("functional", AttrDefault::Bool(true)),
+    ],
     build: build_transpose,
     summary: "swap two dimensions `dims: [a, b]`, neither the batch (Tensor.transpose; `functional: false`: torchvision MaxViT's SwapAxes module)",
 };
@@ -57,6 +64,7 @@ pub const UNSQUEEZE: OpType = OpType {
     keys: &["dim"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_unsqueeze,
     summary: "insert a dimension of size 1 at `dim` (Tensor.unsqueeze)",
 };
@@ -67,6 +75,7 @@ pub const SQUEEZE: OpType = OpType {
     keys: &["dim"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_squeeze,
     summary: "remove dimension `dim`, which must have size 1 (Tensor.squeeze(dim))",
 };
@@ -77,6 +86,7 @@ pub const UNFLATTEN: OpType = OpType {
     keys: &["dim", "sizes"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_unflatten,
     summary: "split dimension `dim` into `sizes` (one may be -1) (torch.nn.Unflatten)",
 };
@@ -87,6 +97,7 @@ pub const ROLL: OpType = OpType {
     keys: &["shifts", "dims"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_roll,
     summary: "circular shift by `shifts` along `dims` (torch.roll; Swin's shifted windows)",
 };
@@ -97,6 +108,10 @@ pub const PAD: OpType = OpType {
     keys: &["pad", "mode", "value"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("mode", AttrDefault::Word("constant")),
+        ("value", AttrDefault::Float(0.0)),
+    ],
     build: build_pad,
     summary: "pad the last dims by `pad` (F.pad order: last dim first, [before, after] pairs), `mode` constant|reflect|replicate|circular (F.pad)",
 };
@@ -107,6 +122,7 @@ pub const MEAN: OpType = OpType {
     keys: &["dims", "keepdim"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("keepdim", AttrDefault::Bool(false))],
     build: |a| build_reduce(a, true),
     summary: "mean over `dims` (never the batch), `keepdim` (Tensor.mean)",
 };
@@ -117,6 +133,7 @@ pub const SUM: OpType = OpType {
     keys: &["dims", "keepdim"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[("keepdim", AttrDefault::Bool(false))],
     build: |a| build_reduce(a, false),
     summary: "sum over `dims` (never the batch), `keepdim` (Tensor.sum)",
 };
@@ -127,6 +144,7 @@ pub const SELECT: OpType = OpType {
     keys: &["dim", "index"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[],
     build: build_select,
     summary: "index `index` of dimension `dim`, which is removed (x[:, 0]: ViT's class token) (Tensor.select)",
 };
@@ -137,6 +155,7 @@ pub const EXPAND: OpType = OpType {
     keys: &["shape"],
     arity: Arity::AtLeast(1),
     fused_bn: None,
+    defaults: &[],
     build: build_expand,
     summary: "broadcast size-1 dims to `shape` (batch left out; -1 keeps); `in: [t, x]` takes the batch from x (Tensor.expand)",
 };

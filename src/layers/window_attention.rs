@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::Convention;
 use super::{
-    add, mul, Arity, AttentionSplit, Attrs, Category, Collapsed, Cost, Counting, Geometry, Kernel,
-    Layer, Op, OpType, Params, Role, Saved, Shape, Training,
+    add, mul, Arity, AttentionSplit, AttrDefault, Attrs, Category, Collapsed, Cost, Counting,
+    Geometry, Kernel, Layer, Op, OpType, Params, Role, Saved, Shape, Training,
 };
 use crate::error::Diagnostic;
 use crate::kernels::{matmul, vectorised, Ctx};
@@ -31,6 +31,14 @@ pub const SHIFTED_WINDOW_ATTENTION: OpType = OpType {
     keys: &["heads", "window", "shift", "v2", "pad", "qkv_bias", "proj_bias"],
     arity: Arity::Exactly(1),
     fused_bn: None,
+    defaults: &[
+        ("window", AttrDefault::Axes(None)),
+        ("shift", AttrDefault::Axes(Some(0))),
+        ("v2", AttrDefault::Bool(false)),
+        ("pad", AttrDefault::Bool(false)),
+        ("qkv_bias", AttrDefault::Bool(true)),
+        ("proj_bias", AttrDefault::Bool(true)),
+    ],
     build,
     summary: "Swin's shifted-window multi-head self-attention on N×H×W×C (torchvision ShiftedWindowAttention, V2 with `v2: true`)",
 };

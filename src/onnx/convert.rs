@@ -79,6 +79,9 @@ struct Layer {
     takes_act: bool,
     /// From the built import: its two inputs commute (a sum).
     commutes: bool,
+    /// What the file's `defaults:` sets for this type (a batch norm's `eps`): such a key is
+    /// written where its value differs from that, whatever the type's own default.
+    section: Vec<(String, Emit)>,
 }
 
 /// The batch norm a layer type fuses with `bn: true` (graph's `fused_bn`).
@@ -190,6 +193,7 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
             pointwise_act: false,
             takes_act: false,
             commutes: false,
+            section: Vec::new(),
         };
         for (key, v) in m {
             match (key.as_str(), &v.value) {
@@ -227,6 +231,17 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         nested: false,
     };
     let (folded_bn, bn_eps) = out.fold_bn();
+    if let Some(eps) = bn_eps {
+        // The file's `defaults:` gives batch norms that eps (below).
+        for l in &mut out.layers {
+            if crate::layers::REGISTRY
+                .iter()
+                .any(|t| t.fused_bn == Some(l.op.as_str()))
+            {
+                l.section.push(("eps".into(), Emit::Float(eps)));
+            }
+        }
+    }
     let folded_act = out.fold_act();
     out.resolve_all();
     out.name_by_path(&first_input, inputs.iter().map(|(k, _)| k.as_str()));
@@ -277,6 +292,9 @@ pub fn convert(file: &str, imp: &Import) -> Result<Converted, Diagnostic> {
         blocks.len(),
         block_defs.len()
     ));
+    header.push_str(
+        "\nLeft out: attributes equal to their layer type's default (`stride: 1`, `bias: true`,\n`eps: 1e-5`, …); a size the same on every axis is written once (`kernel: 3`).",
+    );
     if any_conv && !any_bn_node {
         header.push_str("\nThe file has no BatchNormalization node. If the model has batch norms, torch.onnx.export\nin eval mode folded each into the convolution before it (as that convolution's bias), and\nthe figures here are those of the folded model: export with\ntraining=torch.onnx.TrainingMode.PRESERVE (or do_constant_folding=False) to keep them.");
     }
@@ -645,7 +663,11 @@ fn layer_emit(
         m.push(("when".into(), Emit::str(w)));
     }
     for (k, v) in &l.attrs {
-        if let Some(v) = tidy_attr(&l.op, k, v) {
+        if let Some((_, d)) = l.section.iter().find(|(x, _)| x == k) {
+            if to_value(d) != to_value(v) {
+                m.push((k.clone(), compact_attr(&l.op, k, v)));
+            }
+        } else if let Some(v) = tidy_attr(&l.op, k, v, &l.attrs) {
             m.push((k.clone(), v));
         }
     }
@@ -653,42 +675,78 @@ fn layer_emit(
         m.push(("bn".into(), Emit::Bool(true)));
     }
     if let Some(a) = &l.act {
-        m.push(("act".into(), a.clone()));
+        m.push(("act".into(), tidy_act(a)));
     }
     Emit::Map(m).flow()
 }
 
-/// An attribute as the converted file writes it: window lists with one value per axis
-/// written once (`kernel: 3`), and on the layers that take `bn:` (convolutions, linear) the
-/// defaults left out (`stride: 1`, `dilation: 1`, `padding: 0`, `groups: 1`).
-fn tidy_attr(op: &str, key: &str, v: &Emit) -> Option<Emit> {
-    let takes_bn = fused_bn(op).is_some();
-    if takes_bn && key == "groups" && *v == Emit::Int(1) {
+/// An attribute as the converted file writes it, by the layer type's declared defaults
+/// ([`crate::layers::OpType::defaults`]): None where the value is what the layer builds with
+/// when the key is left out (`stride: 1`, `padding: [0, 0]`, `eps: 1e-5`, `bias: true`, a
+/// pooling's `stride` equal to its `kernel`); a per-axis value the same on every axis written
+/// once (`kernel: [3, 3]` → `kernel: 3`). `attrs` are the layer's attributes (a default may be
+/// another key's value).
+fn tidy_attr(op: &str, key: &str, v: &Emit, attrs: &[(String, Emit)]) -> Option<Emit> {
+    let Some(d) = crate::layers::lookup(op).and_then(|t| t.default_of(key)) else {
+        return Some(v.clone());
+    };
+    let sibling = |k: &str| attrs.iter().find(|(x, _)| x == k).map(|(_, e)| to_value(e));
+    if d.is_default(&to_value(v), sibling) {
         return None;
     }
-    if !WINDOW_KEYS.contains(&key) {
-        return Some(v.clone());
-    }
-    let c = compact(v);
-    match c {
-        Emit::Int(1) if takes_bn && (key == "stride" || key == "dilation") => None,
-        Emit::Int(0) if takes_bn && key == "padding" => None,
-        _ => Some(c),
-    }
+    Some(compact_attr(op, key, v))
 }
 
-/// A window attribute (`kernel`, `stride`, `padding`, `dilation`) of one repeated value as that
-/// value; any other attribute as it is (a `split`'s `sizes: [32, 32, 32]` stays a list).
-fn compact_window(key: &str, v: &Emit) -> Emit {
-    if WINDOW_KEYS.contains(&key) {
-        compact(v)
+/// A folded activation as written: `act: gelu` when its attributes are all defaults
+/// (`{op: gelu, approximate: none}`), else the mapping without those.
+fn tidy_act(a: &Emit) -> Emit {
+    let Emit::Flow(inner) = a else {
+        return a.clone();
+    };
+    let Emit::Map(m) = &**inner else {
+        return a.clone();
+    };
+    let Some(Emit::Str(op)) = m.iter().find(|(k, _)| k == "op").map(|(_, v)| v) else {
+        return a.clone();
+    };
+    let kept: Vec<(String, Emit)> = m
+        .iter()
+        .filter_map(|(k, v)| match k.as_str() {
+            "op" => Some((k.clone(), v.clone())),
+            _ => tidy_attr(op, k, v, m).map(|v| (k.clone(), v)),
+        })
+        .collect();
+    if kept.len() == 1 {
+        Emit::str(op.clone())
     } else {
-        v.clone()
+        Emit::Map(kept).flow()
     }
 }
 
-/// The attributes written once when they are the same on every axis.
-const WINDOW_KEYS: [&str; 4] = ["kernel", "stride", "padding", "dilation"];
+/// An emitted value as the parser would read it (for comparing it with a default).
+fn to_value(e: &Emit) -> YValue {
+    let node = |e: &Emit| YNode::synthetic(to_value(e), Default::default());
+    match e {
+        Emit::Null => YValue::Null,
+        Emit::Bool(b) => YValue::Bool(*b),
+        Emit::Int(i) => YValue::Int(*i),
+        Emit::Float(f) => YValue::Float(*f),
+        Emit::Str(s) => YValue::Str(s.clone()),
+        Emit::Seq(v) => YValue::Seq(v.iter().map(node).collect()),
+        Emit::Map(m) => YValue::Map(m.iter().map(|(k, v)| (k.clone(), node(v))).collect()),
+        Emit::Flow(x) | Emit::Commented(_, x) => to_value(x),
+    }
+}
+
+/// A per-axis attribute of the layer type ([`crate::layers::AttrDefault::per_axis`]: `kernel`,
+/// `stride`, `padding`, `dilation`, a window's `shift`, …) of one repeated value as that value;
+/// any other attribute as it is (a `split`'s `sizes: [32, 32, 32]` stays a list).
+fn compact_attr(op: &str, key: &str, v: &Emit) -> Emit {
+    match crate::layers::lookup(op).and_then(|t| t.default_of(key)) {
+        Some(d) if d.per_axis() => compact(v),
+        _ => v.clone(),
+    }
+}
 
 /// A list of one repeated value as that value (`[2, 2]` → `2`: a window size per axis).
 fn compact(v: &Emit) -> Emit {
@@ -1493,7 +1551,7 @@ impl Rewriter {
                 Some(
                     t.attrs
                         .iter()
-                        .map(|(k, v)| Some(compact_window(k, v)))
+                        .map(|(k, v)| Some(compact_attr(&sig.op, k, v)))
                         .collect(),
                 )
             };
@@ -1618,7 +1676,7 @@ impl Rewriter {
             let vals: Vec<Option<Emit>> = l
                 .attrs
                 .iter()
-                .map(|(k, v)| Some(compact_window(k, v)))
+                .map(|(k, v)| Some(compact_attr(&l.op, k, v)))
                 .collect();
             template.push(TL {
                 local: loc.clone(),
