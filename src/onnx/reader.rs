@@ -1558,7 +1558,20 @@ impl<'a> Reader<'a> {
                 .err(i, n, "the convolution has no weight input")
                 .help(AGAIN));
         };
-        let bias = self.weight(i, n, 2)?;
+        // The dynamo exporter unoptimised (`optimize=False`) gives a convolution without bias
+        // zeros expanded to its channels (`Expand(CastLike(0, x), …)`): no parameter.
+        let expanded_zeros = n.input.get(2).is_some_and(|b| {
+            self.producer
+                .get(b.as_str())
+                .is_some_and(|&p| self.graph.node[p].op_type.as_deref() == Some("Expand"))
+                && matches!(self.vals.get(b), Some(Val::Const { data, init: None, .. })
+                    if !data.is_empty() && data.iter().all(|&v| v == 0.0))
+        });
+        let bias = if expanded_zeros {
+            None
+        } else {
+            self.weight(i, n, 2)?
+        };
         let sp = wd.len().saturating_sub(2);
         if !(1..=3).contains(&sp) || shape.len() != sp + 2 {
             return Err(self
@@ -2882,6 +2895,14 @@ impl<'a> Reader<'a> {
             if let Some(v @ (Val::Const { .. } | Val::Shaped { .. })) =
                 self.input(i, n, 0)?.cloned()
             {
+                self.vals.insert(n.output[0].clone(), v);
+                return Ok(Some(()));
+            }
+        }
+        if op == "CastLike" {
+            // A constant cast to another tensor's element type (the dynamo exporter's zero of
+            // the activation's type): the same values, of that type.
+            if let Some(v @ Val::Const { .. }) = self.input(i, n, 0)?.cloned() {
                 self.vals.insert(n.output[0].clone(), v);
                 return Ok(Some(()));
             }
