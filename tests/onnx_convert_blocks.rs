@@ -54,6 +54,8 @@ fn block_counts_of_every_committed_file() {
         // `archscope export`'s node names are layer paths: the two stages `stage1`, `stage2`
         // (named, each of one block of the same structure).
         ("maxvit_tiny.onnx", 2, 1),
+        // The dynamo exporter's node names carry no module path (one stage besides).
+        ("maxvit_tiny_dynamo.onnx", 0, 0),
         // torch.onnx.export's MaxViT: `blocks.0` and `blocks.1` (one MaxVitLayer each), one run
         // of two whose first instance differs in sizes only.
         ("maxvit_tiny_torch.onnx", 1, 1),
