@@ -25,6 +25,26 @@ the repository root).
    little-endian f32 (`maxvit_t_input.f32`; not committed; tests/onnx_maxvit_torch.rs reads
    them when present).
 
+With `--dynamo`, only these (merged into the existing JSON, the other entries kept):
+
+5. `maxvit_tiny_dynamo`: a one-stage tiny MaxViT (TINY_DYNAMO: 2.'s first stage only, its block
+   and grid attention; the dynamo exporter's `namespace` metadata would take 2.'s model over
+   200 KB) exported by the dynamo exporter
+   (`dynamo=True`) with `optimize=False`, the dynamo exporter's equivalent of PRESERVE: its
+   default optimisation (onnxscript's rewrite rules) fuses every batch norm that follows a
+   convolution into it (`fuse_batchnorm`, the norm's parameters and buffers leave the file)
+   and drops all-zero biases; `training=` is ignored by the dynamo exporter. The node metadata
+   but `namespace` dropped, and the namespace's class names (onnx_swin.namespaces_only):
+   tests/data/onnx/maxvit_tiny_dynamo.onnx,
+   under 200 KB; and the same exported with the default optimisation, not committed
+   ($TMPDIR/archscope_onnx_maxvit/maxvit_tiny_dynamo_optimized.onnx).
+6. `maxvit_tiny_torch_graph`: the tiny MaxViT of 2. (two stages) exported by the TorchScript exporter
+   without its weights (`export_params=False`, PRESERVE), intermediate names shortened:
+   tests/data/onnx/maxvit_tiny_torch_graph.onnx, with its graph inputs' names and shapes.
+7. torchvision's maxvit_t at 224² as in 4., by the dynamo exporter with `optimize=False`
+   (`maxvit_t_dynamo.onnx`) and with its default optimisation
+   (`maxvit_t_dynamo_optimized.onnx`), into $TMPDIR/archscope_onnx_maxvit/ (not committed).
+
 For each: PyTorch's parameters, buffers and MACs (torch_reference.measure: FlopCounterMode,
 per leaf module too, for the MaxViTs; FlopCounterMode's FLOPs / 2 and fvcore for the others),
 the seeded input, onnxruntime's output (graph optimisations off) and PyTorch's. Figures:
@@ -48,6 +68,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torchvision
+from torchvision.models.maxvit import MaxVit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import onnx_export_check as oec  # noqa: E402
@@ -170,7 +191,111 @@ def export(m: nn.Module, x: np.ndarray, path: Path, short: bool, params: bool = 
     return out
 
 
+# 5.: the first stage of onnx_swin's maxvit_tiny alone.
+TINY_DYNAMO = {
+    "maxvit_tiny_dynamo": lambda: MaxVit(
+        input_size=(32, 32),
+        stem_channels=8,
+        partition_size=4,
+        block_channels=[8],
+        block_layers=[1],
+        head_dim=4,
+        stochastic_depth_prob=0.2,
+        num_classes=10,
+    ),
+}
+
+
+def export_dynamo(m: nn.Module, x: np.ndarray, path: Path, short: bool, optimize: bool = False) -> dict:
+    """The dynamo exporter's file (weights inside, `optimize` as given); `short`: the node
+    metadata but `namespace` dropped, which must leave onnxruntime's output bit for bit."""
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.from_numpy(x),), str(path), dynamo=True, external_data=False,
+                          optimize=optimize)
+    y = onnx_swin.ort_run(path, x)
+    model = onnx.load(str(path))
+    if short:
+        onnx_swin.namespaces_only(model.graph, classes=False)
+        onnx.save(model, str(path))
+        assert np.array_equal(y, onnx_swin.ort_run(path, x)), "dropping the metadata changed the output"
+    with torch.no_grad():
+        ty = m(torch.from_numpy(x)).numpy()
+    return {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "nodes": len(model.graph.node),
+        "ops": sorted({n.op_type for n in model.graph.node}),
+        "batch_norms": sum(1 for n in model.graph.node if n.op_type == "BatchNormalization"),
+        "initializers": sorted(t.name for t in model.graph.initializer) if short else None,
+        "input_shape": list(x.shape),
+        "input": [float(v) for v in x.reshape(-1)] if short else None,
+        "output_shape": list(y.shape),
+        "output": [float(v) for v in y.reshape(-1)],
+        "torch_output": [float(v) for v in ty.reshape(-1)],
+        "torch_vs_ort": float(np.abs(ty - y).max()),
+    }
+
+
+def main_dynamo() -> int:
+    """5.–7.: the dynamo exports and the graph-only TorchScript export."""
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_maxvit"
+    work.mkdir(parents=True, exist_ok=True)
+    ref = Path("tests/data/onnx_maxvit_reference.json")
+    doc = json.loads(ref.read_text())
+    name = "maxvit_tiny_dynamo"
+    torch.manual_seed(SEED)
+    m = classifier_drawn(onnx_swin.drawn(TINY_DYNAMO[name](), SEED))
+    x = oec.rng_for("input", SEED).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    t = onnx_swin.measure(name, TINY_DYNAMO)
+    o = export_dynamo(m, x, OUT / "maxvit_tiny_dynamo.onnx", True)
+    opt = export_dynamo(m, x, work / "maxvit_tiny_dynamo_optimized.onnx", False, optimize=True)
+    doc["models"]["maxvit_tiny_dynamo"] = {"torch": t, "onnx": o, "onnx_optimized": opt}
+    print(f"maxvit_tiny_dynamo: {o['file']} {o['bytes']} bytes, {o['batch_norms']} batch norms "
+          f"({opt['batch_norms']} optimised)")
+    if o["bytes"] >= 200_000:
+        print(f"  {o['file']} is over 200 KB", file=sys.stderr)
+        return 1
+    # 6. Graph only: 2.'s model.
+    torch.manual_seed(SEED)
+    m = classifier_drawn(onnx_swin.drawn(onnx_swin.BUILDERS["maxvit_tiny"](), SEED))
+    t = onnx_swin.measure("maxvit_tiny")
+    path = OUT / "maxvit_tiny_torch_graph.onnx"
+    with torch.no_grad():
+        torch.onnx.export(m, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17,
+                          export_params=False, training=torch.onnx.TrainingMode.PRESERVE)
+    g = onnx.load(str(path))
+    onnx_swin.shorten(g.graph)
+    onnx.save(g, str(path))
+    onnx.checker.check_model(g)
+    doc["models"]["maxvit_tiny_torch_graph"] = {
+        "torch": t,
+        "onnx": {
+            "file": str(path),
+            "bytes": path.stat().st_size,
+            "nodes": len(g.graph.node),
+            "initializers": len(g.graph.initializer),
+            "inputs": {v.name: oec.dims(v) for v in g.graph.input},
+        },
+    }
+    print(f"maxvit_tiny_torch_graph: {path} {path.stat().st_size} bytes")
+    # 7. Full size, not committed.
+    if "--no-full" not in sys.argv[1:]:
+        torch.manual_seed(SEED)
+        m = classifier_drawn(onnx_swin.drawn(torchvision.models.get_model("maxvit_t"), SEED))
+        x = oec.rng_for("input", SEED).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        x.astype("<f4").tofile(work / "maxvit_t_input.f32")
+        for key, optimize in (("maxvit_t_dynamo", False), ("maxvit_t_dynamo_optimized", True)):
+            o = export_dynamo(m, x, work / f"{key}.onnx", False, optimize=optimize)
+            doc["full"][key] = {"torch": doc["full"]["maxvit_t"]["torch"], "onnx": o}
+            print(f"{key}: {o['file']} (torch vs ort {o['torch_vs_ort']:.2e}), {o['batch_norms']} batch norms")
+    ref.write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
 def main() -> int:
+    if "--dynamo" in sys.argv[1:]:
+        return main_dynamo()
     work = Path(os.environ.get("TMPDIR", "/tmp")) / "archscope_onnx_maxvit"
     work.mkdir(parents=True, exist_ok=True)
     doc = {

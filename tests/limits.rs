@@ -1660,3 +1660,105 @@ fn convert_nesting_depth_limit() {
         (b.totals.params, b.totals.macs)
     );
 }
+
+#[test]
+fn onnx_window_candidate_limit() {
+    use archscope::onnx::export::{export, ExportOptions};
+    use archscope::onnx::proto;
+    // The graph-only tiny Swin-V2 as archscope exports it (its index and weights graph inputs
+    // of known shape), its shifted attention's index declared 720² entries long (windows of 720
+    // tokens, within MAX_WINDOW_TOKENS; 720 has 30 divisors: 30 window shapes) and one of its
+    // roll's `Slice`s starting at 1, 2, …, 12 (the shifts the roll's starts allow): over a
+    // thousand candidate layers (window shape × shift pair), over the 256 compared (`MAX_CANDIDATES`
+    // in src/onnx/swin.rs).
+    let f = "swin_v2_tiny.yaml";
+    let text = String::from_utf8(crate::common::read_onnx(f)).expect("UTF-8");
+    let net = Network::from_yaml(f, &text, &BuildOptions::default()).expect("builds");
+    let mut m = export(&net, None, ExportOptions::default()).expect("exports");
+    let g = m.graph.as_mut().expect("graph");
+    let idx = g
+        .input
+        .iter_mut()
+        .find(|v| v.name.as_deref() == Some("stage1.1.attn.relative_position_index"))
+        .expect("the index input");
+    let Some(proto::type_proto::Value::TensorType(t)) =
+        idx.r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("a tensor type")
+    };
+    let dims = &mut t.shape.as_mut().expect("shape").dim;
+    dims.truncate(1);
+    dims[0].value = Some(proto::tensor_shape_proto::dimension::Value::DimValue(
+        720 * 720,
+    ));
+    let starts: Vec<i64> = (1..=12).collect();
+    g.initializer
+        .push(proto::tensor_i64("many_starts", &[12], &starts));
+    let slice = g
+        .node
+        .iter_mut()
+        .find(|n| {
+            n.op_type.as_deref() == Some("Slice")
+                && n.name
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("stage1.1.attn"))
+        })
+        .expect("a Slice of the shifted attention");
+    slice.input[1] = "many_starts".into();
+    let e = crate::common::refused_onnx("candidates.onnx", &proto::encode_model(&m)).to_string();
+    assert!(
+        e.contains("in the windowed attention `stage1.1.attn` (read as one layer)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("more layers fit its weights and input [1, 8, 8, 16] than the 256 archscope compares (window shapes × shifts)"),
+        "{e}"
+    );
+}
+
+/// gpt_tiny_mask_dynamic.onnx (TorchScript, symbolic batch and sequence) with `k` `Identity`
+/// nodes between its first Conv1D's back-reshape target (the `Concat` after the `Gemm`) and the
+/// `Reshape` reading it, read at 16 tokens: the layer kinds, or the error.
+fn chained_gpt(k: usize) -> Result<Vec<&'static str>, String> {
+    use archscope::onnx::proto;
+    let f = "gpt_tiny_mask_dynamic.onnx";
+    let mut m = proto::decode_model(f, &crate::common::read_onnx(f)).expect("decodes");
+    let g = m.graph.as_mut().expect("graph");
+    let r = g
+        .node
+        .iter()
+        .position(|n| n.name.as_deref() == Some("/m/transformer/h.0/attn/c_attn/Reshape_1"))
+        .expect("the back-reshape");
+    let target = g.node[r].input[1].clone();
+    let mut prev = target.clone();
+    let mut ids = Vec::new();
+    for j in 0..k {
+        let y = format!("chain{j}");
+        ids.push(onnx_node("Identity", &y, &[&prev], &y));
+        prev = y;
+    }
+    g.node[r].input[1] = prev;
+    g.node.splice(r..r, ids);
+    let bytes = proto::encode_model(&m);
+    let imp =
+        archscope::onnx::import_sized(f, &bytes, 1, Some(&[16])).map_err(|e| e.to_string())?;
+    let net = Network::from_yaml("g.yaml", &imp.yaml, &BuildOptions::default())
+        .map_err(|e| e.to_string())?;
+    let a = archscope::analyze(&net, archscope::Dtype::F32).map_err(|e| e.to_string())?;
+    Ok(a.layers.iter().map(|l| l.op).collect())
+}
+
+#[test]
+fn onnx_fold_chain_limit() {
+    // The back-reshape's target is a `Concat` of shape arithmetic written after the `Gemm`,
+    // folded ahead of its turn (`MAX_FOLD_CHAIN` = 32 producers deep, src/onnx/gpt.rs): with
+    // 31 `Identity`s in between, the chain still fits and the model reads as without them;
+    // with 32 it does not, and the Conv1D's flattening reshape is refused at its own turn.
+    let plain = chained_gpt(0).expect("reads");
+    assert_eq!(chained_gpt(31).expect("reads"), plain);
+    let e = chained_gpt(32).expect_err("over the chain limit");
+    assert!(
+        e.contains("a reshape of [1, 16, 32] to [16, 32] changes the batch dimension"),
+        "{e}"
+    );
+}

@@ -56,6 +56,8 @@ fn block_counts_of_every_committed_file() {
         // (named, each of one block of the same structure), with the blocks inside a stage,
         // `mbconv`, `window` and `grid` (tests/onnx_convert_nested.rs).
         ("maxvit_tiny.onnx", 2, 4),
+        // The dynamo exporter's node names carry no module path (one stage besides).
+        ("maxvit_tiny_dynamo.onnx", 0, 0),
         // torch.onnx.export's MaxViT: `blocks.0` and `blocks.1` (one MaxVitLayer each), one run
         // of two whose first instance differs in sizes only; inside, the MBConv
         // (`layers.0.layers.MBconv`), its `layers` and their squeeze-excitation.

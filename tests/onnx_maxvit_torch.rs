@@ -29,7 +29,7 @@ fn f64s(v: &serde_json::Value) -> Vec<f64> {
 }
 
 /// Runs `file` with its own weights on the reference input; asserts onnxruntime's output.
-fn runs_as_onnxruntime(file: &str, r: &serde_json::Value) {
+pub(crate) fn runs_as_onnxruntime(file: &str, r: &serde_json::Value) {
     let (net, imp) = import(file, &read(file));
     let w = onnx::weights(&net, &imp)
         .expect("weights")

@@ -58,6 +58,7 @@ mod onnx_gpt;
 mod onnx_gpt_dynamic;
 mod onnx_import;
 mod onnx_inputs;
+mod onnx_maxvit_dynamo;
 mod onnx_maxvit_torch;
 mod onnx_roundtrip;
 mod onnx_swin;

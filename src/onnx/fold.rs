@@ -242,6 +242,17 @@ pub(super) fn eval(
             one(T::new(vec![data.len()], data, true))
         }
         "Size" => one(T::new(vec![], vec![get(0)?.data.len() as f64], true)),
+        // Cast to the second input's element type (known from it when it is computed too).
+        "CastLike" => {
+            let (x, int) = (get(0)?, ins.get(1).copied().flatten().map(|t| t.int));
+            let int = int.unwrap_or(x.int);
+            let data = if int {
+                x.data.iter().map(|&v| v.trunc()).collect()
+            } else {
+                x.data.iter().map(|&v| f32r(v)).collect()
+            };
+            one(T::new(x.dims.clone(), data, int))
+        }
         "Cast" => {
             let x = get(0)?;
             let to = attr_i(n, "to", 1) as i32;
@@ -259,16 +270,6 @@ pub(super) fn eval(
                 t => return Err(format!("Cast to ONNX type {t}")),
             };
             one(T::new(x.dims.clone(), data, is_int_type(to)))
-        }
-        "CastLike" => {
-            let (x, like) = (get(0)?, get(1)?);
-            let int = like.int;
-            let data = x
-                .data
-                .iter()
-                .map(|&v| if int { v.trunc() } else { f32r(v) })
-                .collect();
-            one(T::new(x.dims.clone(), data, int))
         }
         "Reshape" => {
             let x = get(0)?;
@@ -881,6 +882,10 @@ pub(super) fn eval(
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Equal" | "Less"
         | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
             let parts: Vec<&T> = ins.iter().flatten().copied().collect();
+            if parts.len() == 1 && matches!(op, "Max" | "Min") {
+                // The maximum of one tensor is itself (the dynamo exporter's index check).
+                return one(parts[0].clone());
+            }
             if parts.len() < 2 || (parts.len() > 2 && !matches!(op, "Max" | "Min")) {
                 return Err(format!("`{op}` of {} inputs", parts.len()));
             }
@@ -971,6 +976,49 @@ fn slice_axis(x: &T, a: usize, start: usize, count: usize, step: i64) -> T {
     T::new(out, data, x.int)
 }
 
+/// `SplitToSequence`'s parts (a sequence, which [`eval`] has no value for): `split` a scalar
+/// (parts of that size, the last shorter), a list of sizes, or absent (one part per index,
+/// the axis dropped unless `keepdims`).
+pub(super) fn split_to_sequence(n: &NodeProto, ins: &[Option<&T>]) -> Result<Vec<T>, String> {
+    let x = ins
+        .first()
+        .copied()
+        .flatten()
+        .ok_or("`SplitToSequence` without its input")?;
+    let a = axis(attr_i(n, "axis", 0), x.dims.len())?;
+    let len = x.dims[a];
+    let split = ins.get(1).copied().flatten();
+    let parts: Vec<usize> = match split {
+        Some(t) if t.dims.is_empty() => {
+            let each = t.ints().first().copied().unwrap_or(0);
+            if each <= 0 {
+                return Err(format!("SplitToSequence into parts of {each}"));
+            }
+            let each = each as usize;
+            (0..len.div_ceil(each))
+                .map(|i| each.min(len - i * each))
+                .collect()
+        }
+        Some(t) => t.ints().iter().map(|&v| v.max(0) as usize).collect(),
+        None => vec![1; len],
+    };
+    if parts.iter().try_fold(0usize, |a, &p| a.checked_add(p)) != Some(len) {
+        return Err(format!("SplitToSequence of {len} into {parts:?}"));
+    }
+    let drop = split.is_none() && attr_i(n, "keepdims", 1) == 0;
+    let mut start = 0;
+    let mut outs = Vec::new();
+    for p in parts {
+        let mut t = slice_axis(x, a, start, p, 1);
+        if drop {
+            t.dims.remove(a);
+        }
+        outs.push(t);
+        start += p;
+    }
+    Ok(outs)
+}
+
 /// The tensors of `g` whose element type is an integer or bool type, from the initializers',
 /// graph inputs' and `Constant`s' types and each operator's rule (`Cast`'s `to`, `Shape` and
 /// the comparisons make integers; `Where` takes its second input's type; the others their
@@ -996,7 +1044,6 @@ pub(super) fn int_tensors(g: &proto::GraphProto) -> std::collections::HashSet<St
         let input_int = |k: usize| n.input.get(k).is_some_and(|x| ints.contains(x));
         let int = match op {
             "Cast" => is_int_type(attr_i(n, "to", 1) as i32),
-            "CastLike" => input_int(1),
             "Shape" | "Size" | "NonZero" | "ArgMax" | "ArgMin" | "Equal" | "Less" | "Greater"
             | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor" | "IsNaN" => true,
             "Constant" => n
@@ -1013,7 +1060,7 @@ pub(super) fn int_tensors(g: &proto::GraphProto) -> std::collections::HashSet<St
             "ConstantOfShape" => attr(n, "value")
                 .and_then(|a| a.t.as_ref())
                 .is_some_and(|t| is_int_type(t.data_type.unwrap_or(1))),
-            "Where" => input_int(1),
+            "Where" | "CastLike" => input_int(1),
             _ => input_int(0),
         };
         if int {

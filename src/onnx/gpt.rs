@@ -102,6 +102,12 @@ pub(super) fn folds_logic(op: &str) -> bool {
 }
 
 /// √(2/π) and 0.044715, the tanh GELU's constants, as an f32 file holds them.
+/// Most producers deep a reshape target is folded ahead of its turn (`fold_chain`: the shape
+/// arithmetic the exporters write after a Conv1D's `Gemm` with symbolic sizes, a few nodes
+/// deep); deeper, the target is left to its own turn, where the Conv1D's flattening reshape
+/// is refused (tests/limits.rs).
+pub const MAX_FOLD_CHAIN: usize = 32;
+
 const GELU_K: f64 = 0.797_884_560_802_865_4;
 const GELU_C: f64 = 0.044_715;
 
@@ -1298,10 +1304,10 @@ impl<'a> Reader<'a> {
 
     /// Folds tensor `t` ahead of its turn when it is shape arithmetic on what is known: its
     /// producer (before node `before`, not yet read) and, first, their producers, at most
-    /// `MAX_CHAIN` deep. Whatever does not fold is left to the node's own turn (and its error).
+    /// [`MAX_FOLD_CHAIN`] deep. Whatever does not fold is left to the node's own turn (and its
+    /// error).
     fn fold_chain(&mut self, t: &str, before: usize, depth: usize) {
-        const MAX_CHAIN: usize = 32;
-        if depth > MAX_CHAIN || self.vals.contains_key(t) {
+        if depth > MAX_FOLD_CHAIN || self.vals.contains_key(t) {
             return;
         }
         let Some(&j) = self.producer.get(t) else {

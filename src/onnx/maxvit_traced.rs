@@ -26,45 +26,94 @@
 use std::collections::{HashMap, HashSet};
 
 use super::super::fold::T;
-use super::traced::{as_is, named_weight, scope, transposed, vec_of, Found, Probed, Products};
-use super::{isqrt, list, Reader};
+use super::traced::{as_is, named_weight, transposed, vec_of, Found, Probed, Products};
+use super::{isqrt, list, Reader, Val};
 use crate::error::excerpt;
 use crate::error::Diagnostic;
 use crate::onnx::proto::GraphProto;
 
-/// MaxViT attention regions of a TorchScript export: per region, its scope and node indices.
+/// MaxViT attention regions of a TorchScript or dynamo export: per region, its path and node
+/// indices (`swin_traced.rs`'s regions: the scope from the node name or the `namespace`
+/// metadata).
 pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
-    let op = |i: usize| g.node[i].op_type.as_deref().unwrap_or("");
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, n) in g.node.iter().enumerate() {
-        if op(i) != "Softmax" {
-            continue;
-        }
-        let Some(s) = scope(n) else { continue };
-        if !seen.insert(s.to_string()) {
-            continue;
-        }
-        let prefix = format!("{s}/");
-        let nodes: Vec<usize> = (0..g.node.len())
-            .filter(|&j| {
-                g.node[j]
-                    .name
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with(&prefix))
-            })
-            .collect();
-        let has = |o: &str| nodes.iter().any(|&j| op(j) == o);
-        if has("Einsum") && has("MatMul") && !has("Pad") {
-            out.push((s.to_string(), nodes));
-        }
-    }
-    out
+    super::traced::regions(g, |has| has("Einsum") && has("MatMul") && !has("Pad"))
 }
 
+/// The help of a MaxViT region's errors (the checks shared with Swin give Swin's: replaced).
+const HELP: &str = "archscope reads torchvision's MaxViT attention (`RelativePositionalMultiHeadAttention`) as torch.onnx.export writes it, by the TorchScript exporter or the dynamo exporter with optimize=False (docs/ONNX.md \"MaxViT\"); describe a changed attention in archscope YAML (`op: relative_position_attention`, docs/FORMAT.md)";
+
 impl<'a> Reader<'a> {
-    /// Reads traced MaxViT region `nodes` (scope `path`) as one `relative_position_attention`.
+    /// Reads traced MaxViT region `nodes` (scope `path`) as one `relative_position_attention`;
+    /// its errors carry MaxViT's help.
     pub(super) fn maxvit_region(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
+        self.maxvit_read(path, nodes).map_err(|e| {
+            if e.help.as_deref() == Some(super::traced::HELP) {
+                e.help(HELP)
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The error for a graph-only export (a weight without values at node `j`, input `x`):
+    /// what the file shows of the layer and what it cannot show.
+    fn maxvit_graph_only(
+        &self,
+        j: usize,
+        x: &str,
+        path: &str,
+        nodes: &[usize],
+        made: &HashSet<&str>,
+    ) -> Diagnostic {
+        let g = self.graph;
+        let help = "export with the weights (export_params=True, the default): archscope then recovers the bias table from the folded values and checks the layer on a probe input";
+        // The exporter folds the table gathered by the index into one 1×heads×P×P tensor,
+        // which a graph-only file declares as a graph input with no values.
+        let bias = nodes.iter().find_map(|&k| {
+            g.node[k].input.iter().find_map(|y| {
+                if made.contains(y.as_str()) {
+                    return None;
+                }
+                match self.vals.get(y) {
+                    Some(Val::Shaped { dims })
+                        if dims.len() >= 3
+                            && dims[dims.len() - 1] == dims[dims.len() - 2]
+                            && dims[..dims.len() - 3].iter().all(|&v| v == 1) =>
+                    {
+                        Some((k, y.as_str(), dims.clone()))
+                    }
+                    _ => None,
+                }
+            })
+        });
+        let Some((k, y, d)) = bias else {
+            return self
+                .traced_err(j, path, format!("weight `{}` has no values: archscope recovers the bias table from the values torch.onnx.export folded into the file", excerpt(x)))
+                .help(help);
+        };
+        let (h, p) = (d[d.len() - 3], d[d.len() - 1]);
+        let shows = match isqrt(p) {
+            Some(s) => format!(
+                "{h} heads and partitions of {p} tokens ({s}×{s}); it cannot show whether those {} values are a table of (2·{s} − 1)²·{h} = {} parameters gathered by a {}-entry relative_position_index buffer (PyTorch's count) or free values",
+                h * p * p,
+                (2 * s - 1) * (2 * s - 1) * h,
+                p * p
+            ),
+            None => format!("{h} heads and {p} tokens per group, which is no square partition (MaxViT's P = size²)"),
+        };
+        self.traced_err(
+            k,
+            path,
+            format!(
+                "its relative-position bias is graph input `{}` of shape {} with no values: torch.onnx.export folded torchvision's bias table, gathered by its relative_position_index, into that one tensor, and a graph-only file keeps neither the table nor the index. The file shows {shows}, so the layer's parameters and buffers are not known",
+                excerpt(y),
+                list(&d)
+            ),
+        )
+        .help(help)
+    }
+
+    fn maxvit_read(&mut self, path: &str, nodes: &[usize]) -> Result<(), Diagnostic> {
         let Probed {
             env,
             konst,
@@ -73,14 +122,12 @@ impl<'a> Reader<'a> {
             xshape,
             yname,
             last,
-        } = self.traced_probe(path, nodes, "N×G×P×D (groups of P tokens)", |r, j, x, path, _, _| {
-            r.traced_err(
-                j,
-                path,
-                format!("weight `{}` has no values: archscope recovers the bias table from the values torch.onnx.export folded into the file", excerpt(x)),
-            )
-            .help("export with the weights (export_params=True, the default)")
-        })?;
+        } = self.traced_probe(
+            path,
+            nodes,
+            "N×G×P×D (groups of P tokens)",
+            |r, j, x, path, nodes, made| r.maxvit_graph_only(j, x, path, nodes, made),
+        )?;
         let xdims: Vec<usize> = xshape.iter().map(|&d| d as usize).collect();
         let found = self.maxvit_weights(path, nodes, &env, &konst, xdims[3], last)?;
         let target = env.get(&yname).expect("computed above").clone();

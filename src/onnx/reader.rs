@@ -3281,8 +3281,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Counts a folded value of `elements` (and a MatMul's `work`) against the whole file's
-    /// budget. The attention-mask evaluations of `gpt.rs` are not counted: their values are
-    /// dropped once checked.
+    /// budget; the attention-mask evaluations of `gpt.rs` too (each probe's values are dropped
+    /// once checked, but computing them is work all the same).
     fn spend_fold(
         &mut self,
         i: usize,
@@ -3290,9 +3290,6 @@ impl<'a> Reader<'a> {
         elements: usize,
         work: u64,
     ) -> Result<(), Diagnostic> {
-        if self.gpt.evaluating {
-            return Ok(());
-        }
         self.folded.0 = self.folded.0.saturating_add(elements as u64);
         self.folded.1 = self.folded.1.saturating_add(work);
         if self.folded.0 > MAX_FOLDED_TOTAL {

@@ -455,8 +455,7 @@ impl<'a> Reader<'a> {
                 nodes[0],
                 path,
                 format!(
-                    "{} layers fit its weights and input {}: more than the {MAX_CANDIDATES} archscope compares",
-                    cands.len(),
+                    "more layers fit its weights and input {} than the {MAX_CANDIDATES} archscope compares (window shapes × shifts)",
                     list(&xshape)
                 ),
             ));

@@ -50,7 +50,7 @@ pub const MAX_PROBE_ELEMENTS: usize = 1 << 22;
 /// relative to the largest magnitude of the region's output (at least 1).
 pub const PROBE_TOLERANCE: f64 = 1e-4;
 
-const HELP: &str = "archscope reads torchvision's Swin attention as torch.onnx.export writes it (docs/ONNX.md \"Windowed attention\"); describe a changed attention in archscope YAML (docs/FORMAT.md)";
+pub(super) const HELP: &str = "archscope reads torchvision's Swin attention as torch.onnx.export writes it (docs/ONNX.md \"Windowed attention\"); describe a changed attention in archscope YAML (docs/FORMAT.md)";
 
 /// The module scope of a node: TorchScript's name (`/a/b/attn` of `/a/b/attn/Softmax`), or the
 /// dynamo exporter's `namespace` metadata without its last step (`…/features.1.0.attn:
@@ -90,9 +90,20 @@ fn shown(scope: &str) -> String {
     last.split(": ").next().unwrap_or(last).trim().to_string()
 }
 
-/// Regions of a TorchScript or dynamo export: per region, its path (as [`shown`]) and node
-/// indices (graph order).
+/// Swin's regions of a TorchScript or dynamo export: per region, its path (as [`shown`]) and
+/// node indices (graph order).
 pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
+    regions(g, |has| has("Pad") && has("MatMul"))
+}
+
+/// The attention regions of a TorchScript or dynamo export: per `Softmax` scope, the nodes
+/// under it (and the unscoped ones only they read) when `keep` (asked whether the region
+/// holds an operator) accepts them; its path (as [`shown`]) and node indices (graph order).
+/// Shared with `maxvit_traced.rs`.
+pub(super) fn regions(
+    g: &GraphProto,
+    keep: impl Fn(&dyn Fn(&str) -> bool) -> bool,
+) -> Vec<(String, Vec<usize>)> {
     let op = |i: usize| g.node[i].op_type.as_deref().unwrap_or("");
     let mut out: Vec<(String, Vec<usize>)> = Vec::new();
     let mut seen = HashSet::new();
@@ -156,7 +167,7 @@ pub(super) fn find(g: &GraphProto) -> Vec<(String, Vec<usize>)> {
         let mut nodes: Vec<usize> = inside.into_iter().collect();
         nodes.sort_unstable();
         let has = |o: &str| nodes.iter().any(|&j| op(j) == o);
-        if has("Pad") && has("MatMul") {
+        if keep(&has) {
             out.push((shown(s), nodes));
         }
     }
@@ -545,9 +556,57 @@ impl<'a> Reader<'a> {
             xname.clone(),
             T::new(xdims.clone(), probe_values(count), false),
         );
-        // 1. Every node computed: constants fold, the rest carries the probe.
+        // 1. Every node computed: constants fold, the rest carries the probe. A sequence (the
+        // dynamo exporter's unoptimised `split`: `SplitToSequence`, then `SequenceAt`s) is
+        // kept as its parts.
+        let mut seqs: HashMap<&str, Vec<T>> = HashMap::new();
         for &j in nodes {
             let n = &g.node[j];
+            let op = n.op_type.as_deref().unwrap_or("");
+            if matches!(op, "SplitToSequence" | "SequenceAt") {
+                let ins: Vec<Option<&T>> = n
+                    .input
+                    .iter()
+                    .map(|x| if x.is_empty() { None } else { env.get(x) })
+                    .collect();
+                let is_const = n.input.iter().all(|x| x.is_empty() || konst.contains(x));
+                let y = n.output.first().map(String::as_str).unwrap_or("");
+                let got = if op == "SplitToSequence" {
+                    fold::split_to_sequence(n, &ins).map(|parts| {
+                        seqs.insert(y, parts);
+                    })
+                } else {
+                    let pos = ins
+                        .get(1)
+                        .copied()
+                        .flatten()
+                        .and_then(|t| t.data.first().copied());
+                    match (seqs.get(n.input[0].as_str()), pos) {
+                        (Some(parts), Some(p)) => {
+                            let k = if p < 0.0 { p + parts.len() as f64 } else { p };
+                            match parts.get(k as usize).filter(|_| k >= 0.0) {
+                                Some(t) => {
+                                    env.insert(y.to_string(), t.clone());
+                                    Ok(())
+                                }
+                                None => Err(format!("SequenceAt {p} of a sequence of {}", parts.len())),
+                            }
+                        }
+                        _ => Err("SequenceAt of no sequence the region computes, or at no constant position".into()),
+                    }
+                };
+                got.map_err(|e| {
+                    self.traced_err(
+                        j,
+                        path,
+                        format!("{e} (archscope computes the region to compare it with the layer)"),
+                    )
+                })?;
+                if is_const {
+                    konst.insert(y.to_string());
+                }
+                continue;
+            }
             if n.op_type.as_deref() == Some("Constant") {
                 let t = self.traced_const(&n.output[0]).ok_or_else(|| {
                     self.traced_err(j, path, "a Constant archscope cannot decode")
