@@ -78,7 +78,7 @@ fn regnet_y_squeeze_excitation_is_a_block_inside_the_bottleneck() {
     );
     for line in [
         "      - {id: se, use: se_block, with: {width: \"$se_fc1_width\", fc2_width: \"$width\"}}\n",
-        "  se_block:\n    params: {width: required, fc2_width: required}\n    nodes:\n      - {id: avgpool, op: global_avgpool}\n      - {id: fc1, op: conv2d, out: \"$width\", kernel: 1, bias: true, act: relu}\n",
+        "  se_block:\n    params: {width: required, fc2_width: required}\n    nodes:\n      - {id: avgpool, op: global_avgpool}\n      - {id: fc1, op: conv2d, out: \"$width\", kernel: 1, act: relu}\n",
         // block2's first: 48 → 104 channels, squeeze 48 / 4 = 12; the others 104 / 4 = 26.
         "  - {id: block2, use: block_block, repeat: {count: 1, from: 0}, with: {width: 104, groups: 13, se_fc1_width: 12}}\n",
         "  - {id: block2, use: block_block_2, repeat: {count: 2, from: 1}, with: {width: 104, groups: 13, se_fc1_width: 26}}\n",
