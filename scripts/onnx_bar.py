@@ -81,12 +81,15 @@ def torch_figures(m, x):
 def folded_figures(m, ref):
     """What a file holds when the exporter folded every batch norm into the convolution before
     it (the dynamo exporter's default optimisation): the module's figures less the batch norms'
-    weight and bias (parameters) and running statistics (buffers); MACs unchanged (PyTorch
-    counts no MACs for a batch norm)."""
+    weight and bias (parameters) and running statistics (buffers), plus the bias each folded
+    norm gives its convolution; MACs unchanged (PyTorch counts no MACs for a batch norm)."""
     bn = [mod for mod in m.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
     p = sum(t.numel() for mod in bn for t in (mod.weight, mod.bias) if t is not None)
     b = sum(t.numel() for mod in bn for t in (mod.running_mean, mod.running_var) if t is not None)
-    return {"params": ref["params"] - p, "buffers": ref["buffers"] - b, "macs": ref["macs"]}
+    # Each folded batch norm gives the bias-free convolution before it (every torchvision
+    # convolution followed by a batch norm is bias-free) a bias of its channels.
+    gained = sum(mod.num_features for mod in bn)
+    return {"params": ref["params"] - p + gained, "buffers": ref["buffers"] - b, "macs": ref["macs"]}
 
 
 def archscope_summary(path):

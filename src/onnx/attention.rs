@@ -278,7 +278,8 @@ impl<'a> Reader<'a> {
                 .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
                 .collect();
             let computed: Vec<usize> = comp.iter().map(|c| c.0).collect();
-            if computed.is_empty() {
+            // A constant cast like a computed tensor (dynamo's unoptimised graphs) is a constant.
+            if computed.is_empty() || (op == "CastLike" && computed == [1]) {
                 // Shape arithmetic and weight copies: folded as anywhere else.
                 if self.fold(j, n)?.is_none() {
                     return Err(self.attn_err(
