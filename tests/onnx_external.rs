@@ -86,24 +86,18 @@ fn the_exporter_wrote_external_data() {
     assert!(!want.is_empty());
 }
 
+/// `summary FILE`'s params, buffers and MACs are PyTorch's (the reference).
+fn assert_pytorch_figures(file: &str) {
+    let r = reference();
+    let s = common::json(&["summary", file, "--format", "json"]);
+    let totals = |v: &Value| ["params", "buffers", "macs"].map(|k| v[k].as_u64());
+    assert_eq!(totals(&s["totals"]), totals(&r), "{file}");
+}
+
 #[test]
 fn external_weights_give_pytorchs_figures_and_onnxruntimes_output() {
-    let r = reference();
     let file = format!("{DIR}/tiny_dynamo.onnx");
-    let s = common::json(&["summary", &file, "--format", "json"]);
-    let t = &s["totals"];
-    assert_eq!(
-        (
-            t["params"].as_u64(),
-            t["buffers"].as_u64(),
-            t["macs"].as_u64()
-        ),
-        (
-            r["params"].as_u64(),
-            r["buffers"].as_u64(),
-            r["macs"].as_u64()
-        )
-    );
+    assert_pytorch_figures(&file);
     let dir = scratch("external-run");
     assert_onnxruntime_output(&run_on_reference(&file, &[], &dir));
 }
@@ -209,20 +203,7 @@ fn the_unoptimized_dynamo_graph_reads_with_castlike() {
         .collect();
     assert!(ops.contains(&"CastLike"), "{ops:?}");
     let file = format!("{DIR}/tiny_dynamo_unoptimized.onnx");
-    let s = common::json(&["summary", &file, "--format", "json"]);
-    let t = &s["totals"];
-    assert_eq!(
-        (
-            t["params"].as_u64(),
-            t["buffers"].as_u64(),
-            t["macs"].as_u64()
-        ),
-        (
-            r["params"].as_u64(),
-            r["buffers"].as_u64(),
-            r["macs"].as_u64()
-        )
-    );
+    assert_pytorch_figures(&file);
     let dir = scratch("external-unoptimized");
     assert_onnxruntime_output(&run_on_reference(&file, &[], &dir));
 }
