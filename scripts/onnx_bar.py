@@ -56,13 +56,15 @@ def build(name):
     if name == "googlenet":
         kwargs.update(aux_logits=False, init_weights=True)
     m = getattr(torchvision.models, name)(**kwargs)
-    # torchvision initialises many biases (and ViT's head) to zeros; both exporters drop an
-    # all-zero bias (an Add of zeros), so the file would hold fewer parameters than the module.
-    # Trained weights have no such tensors: draw them, as training would have moved them.
+    # torchvision initialises many parameters to one value: biases (and ViT's head) to zeros,
+    # which both exporters drop (an Add of zeros), and ConvNeXt's `layer_scale`s all to 1e-6,
+    # which the exporters keep as one initializer for every block of a stage (identical
+    # values), so the file would hold fewer parameters than the module. Trained weights have no
+    # such tensors: move each constant-valued parameter, as training would have.
     with torch.no_grad():
         for p in m.parameters():
-            if not p.any():
-                p.normal_(0.0, 0.02)
+            if p.numel() > 1 and bool((p == p.flatten()[0]).all()) or not p.any():
+                p.add_(torch.randn_like(p) * 0.02)
     m.eval()
     return m
 
@@ -128,6 +130,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--keep", help="write the exported files into this directory and keep them")
+    ap.add_argument("--update", action="store_true", help="replace only these models' entries in the existing JSON")
     args = ap.parse_args()
     if not os.path.exists(BIN):
         sys.exit(f"build archscope first: {BIN} is missing")
@@ -177,6 +180,18 @@ def main():
                 if os.path.exists(data):
                     os.remove(data)
         results.append(row)
+    if args.update and os.path.exists(OUT):
+        with open(OUT) as fh:
+            old = json.load(fh)
+        done = {r["model"] for r in results}
+        kept = [r for r in old["models"] if r["model"] not in done]
+        order = {m: k for k, m in enumerate(MODELS)}
+        results = sorted(kept + results, key=lambda r: order.get(r["model"], len(order)))
+        ok = all(
+            f.get("same_figures", False) and f.get("run_within_tolerance", True)
+            for r in results
+            for f in r["files"]
+        )
     doc = {
         "generator": "scripts/onnx_bar.py",
         "torch": torch.__version__,
