@@ -13,11 +13,11 @@
 //!   $TMPDIR/archscope_onnx_maxvit/.
 
 use crate::common::{data_json, import_onnx as import, read_onnx as read, refused_onnx, u64s};
-use crate::onnx_maxvit_torch::runs_as_onnxruntime;
+use crate::onnx_maxvit_torch::{full_size_reads_when_present, runs_as_onnxruntime};
 use crate::onnx_swin::{edited, ours_rows, torch_rows};
 use crate::onnx_swin_torch::{torch_totals, totals};
-use archscope::onnx::{self, proto};
-use archscope::{analyze, exec, Analysis, Dtype};
+use archscope::onnx::proto;
+use archscope::{analyze, Analysis, Dtype};
 
 fn reference() -> serde_json::Value {
     data_json("onnx_maxvit_reference.json")
@@ -173,45 +173,5 @@ fn a_graph_only_maxvit_says_its_bias_table_cannot_be_known() {
 fn full_size_dynamo_maxvit_reads_when_present() {
     // scripts/onnx_maxvit.py --dynamo leaves torchvision's maxvit_t (224², random weights)
     // exported with optimize=False and its input there; the figures are torch_reference's.
-    let doc = reference();
-    let r = &doc["full"]["maxvit_t_dynamo"];
-    assert_eq!(
-        torch_totals(&r["torch"]),
-        (30_919_624, 30_919_624, 100_438, 5_558_046_720)
-    );
-    let dir = std::env::temp_dir().join("archscope_onnx_maxvit");
-    let Ok(bytes) = std::fs::read(dir.join("maxvit_t_dynamo.onnx")) else {
-        return;
-    };
-    let (net, imp) = import("maxvit_t_dynamo.onnx", &bytes);
-    let a = analyze(&net, Dtype::F32).expect("analyses");
-    assert_eq!(totals(&a), torch_totals(&r["torch"]));
-    let zoo = crate::common::zoo_analysis("maxvit_t");
-    assert_eq!(
-        ours_rows(&a),
-        ours_rows(&zoo),
-        "the zoo's maxvit_t layer by layer"
-    );
-    let Ok(raw) = std::fs::read(dir.join("maxvit_t_input.f32")) else {
-        return;
-    };
-    let x: Vec<f32> = raw
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let w = onnx::weights(&net, &imp)
-        .expect("weights")
-        .expect("weights");
-    let shape = u64s(&r["onnx"]["input_shape"])
-        .iter()
-        .map(|&d| d as usize)
-        .collect();
-    let out = exec::run(&net, &w, &[archscope::tensor::Tensor::new(shape, x)], None).expect("runs");
-    let want: Vec<f64> = r["onnx"]["output"]
-        .as_array()
-        .expect("output")
-        .iter()
-        .map(|v| v.as_f64().expect("a number"))
-        .collect();
-    crate::common::assert_onnxruntime_output("maxvit_t (dynamo)", &out.outputs[0].data, &want);
+    full_size_reads_when_present("maxvit_t_dynamo", "maxvit_t_dynamo.onnx");
 }

@@ -285,17 +285,24 @@ fn exp_of_a_parameter_is_a_learned_scale() {
 fn full_size_maxvit_reads_when_present() {
     // scripts/onnx_maxvit.py leaves torchvision's maxvit_t (224², random weights) and its
     // input there; the figures are torch_reference's (the zoo YAML's).
+    full_size_reads_when_present("maxvit_t", "maxvit_t_torch.onnx");
+}
+
+/// The full-size maxvit_t export `file` that `scripts/onnx_maxvit.py` leaves in the temporary
+/// directory (reference entry `key`), when present: PyTorch's totals, the zoo's layers, and
+/// `run` on the script's input equal to onnxruntime's output.
+pub(crate) fn full_size_reads_when_present(key: &str, file: &str) {
     let doc = reference();
-    let r = &doc["full"]["maxvit_t"];
+    let r = &doc["full"][key];
     assert_eq!(
         torch_totals(&r["torch"]),
         (30_919_624, 30_919_624, 100_438, 5_558_046_720)
     );
     let dir = std::env::temp_dir().join("archscope_onnx_maxvit");
-    let Ok(bytes) = std::fs::read(dir.join("maxvit_t_torch.onnx")) else {
+    let Ok(bytes) = std::fs::read(dir.join(file)) else {
         return;
     };
-    let (net, imp) = import("maxvit_t_torch.onnx", &bytes);
+    let (net, imp) = import(file, &bytes);
     let a = analyze(&net, Dtype::F32).expect("analyses");
     assert_eq!(totals(&a), torch_totals(&r["torch"]));
     let zoo = crate::common::zoo_analysis("maxvit_t");
@@ -314,21 +321,13 @@ fn full_size_maxvit_reads_when_present() {
     let w = onnx::weights(&net, &imp)
         .expect("weights")
         .expect("weights");
-    let out = exec::run(
-        &net,
-        &w,
-        &[archscope::tensor::Tensor::new(
-            u64s(&r["onnx"]["input_shape"])
-                .iter()
-                .map(|&d| d as usize)
-                .collect(),
-            x,
-        )],
-        None,
-    )
-    .expect("runs");
+    let shape = u64s(&r["onnx"]["input_shape"])
+        .iter()
+        .map(|&d| d as usize)
+        .collect();
+    let out = exec::run(&net, &w, &[archscope::tensor::Tensor::new(shape, x)], None).expect("runs");
     crate::common::assert_onnxruntime_output(
-        "maxvit_t",
+        file,
         &out.outputs[0].data,
         &f64s(&r["onnx"]["output"]),
     );
